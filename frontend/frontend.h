@@ -1,0 +1,58 @@
+/*
+ * frontend.h — the .dl language: lexer, parser and the builder that turns a
+ * model file into a Graph (see docs/language.md for the language itself).
+ *
+ * fe_load_* reads a whole model.  Errors are reported to the Diags as they
+ * are found (several per run where the parser can recover); the return
+ * value is the number of errors, and a model with errors must not be used.
+ */
+#ifndef DLC_FRONTEND_H
+#define DLC_FRONTEND_H
+
+#include "ir/ir.h"
+
+#define FE_MAX_ARGS 16
+
+/* A call written in the training section, e.g. sgd(lr=0.1, momentum=0.9)
+ * or fashion_mnist("/usr/share/datasets/fashion-mnist").  Positional
+ * arguments have key NULL.  A number argument has str NULL; a string or
+ * identifier argument has str set and num 0. */
+typedef struct CallSpec {
+  const char *name;          /* NULL: not given */
+  int nargs;
+  const char *keys[FE_MAX_ARGS];
+  double nums[FE_MAX_ARGS];
+  const char *strs[FE_MAX_ARGS];
+  SrcLoc loc;
+} CallSpec;
+
+/* The training section.  Values not written keep the defaults set by the
+ * parser: batch 64, epochs 10, seed 0, val_split 0, loss -1. */
+typedef struct TrainSpec {
+  int present;
+  SrcLoc loc;
+  int loss;                  /* graph node of the scalar loss, or -1 */
+  int nlabels;
+  int labels[4];             /* input nodes declared with `label` */
+  CallSpec optimizer;        /* sgd adam adamw rmsprop adagrad (checked) */
+  CallSpec schedule;         /* constant step exponential cosine cyclic (checked) */
+  CallSpec data;             /* fashion_mnist idx csv npy (checked) */
+  int64_t batch, epochs, seed;
+  double val_split;
+  int ngroups;               /* per-parameter-group learning rates */
+  const char *group_prefix[16];
+  double group_lr[16];
+  SrcLoc group_loc[16];
+} TrainSpec;
+
+typedef struct Model {
+  Graph g;
+  Source src;                /* path and text, owned by the model */
+  TrainSpec train;
+} Model;
+
+int fe_load_file(Model *m, const char *path, Diags *d);
+int fe_load_string(Model *m, const char *path, const char *text, Diags *d);
+void fe_model_free(Model *m);
+
+#endif

@@ -1,0 +1,397 @@
+/*
+ * infer.c — the shape rule of every op.
+ *
+ * ir_infer computes an op's result type from its operands and attributes,
+ * or explains in one sentence why it cannot ("cannot broadcast f32[N, 256]
+ * with f32[128]").  It also normalises attributes in place (a negative axis
+ * becomes its positive index, a slice end is clamped), so later stages see
+ * canonical values.
+ *
+ * Symbolic dimensions follow one rule: a symbol only equals itself.  So
+ * broadcasting N against 1 gives N, N against N gives N, and N against 3 is
+ * an error, even though N might be 3 at run time.
+ */
+#include <stdarg.h>
+#include <string.h>
+
+#include "ir/ir.h"
+
+typedef struct Ctx {
+  const Graph *g;
+  char *msg;
+  size_t len;
+} Ctx;
+
+static int fail(Ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(Ctx *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->msg, c->len, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+static const char *ty(Ctx *c, const Node *n, char *buf) {
+  return ir_type_str(c->g, n->dtype, &n->shape, buf, 128);
+}
+
+static const char *dimstr(Ctx *c, Dim d, char *buf) {
+  if (DIM_IS_SYM(d)) return c->g->syms[DIM_SYM_ID(d)].name;
+  snprintf(buf, 32, "%lld", (long long)d);
+  return buf;
+}
+
+/* Normalises axis against rank (negative counts from the end). */
+static int norm_axis(Ctx *c, int64_t *axis, int rank, const char *what) {
+  int64_t a = *axis < 0 ? *axis + rank : *axis;
+  if (a < 0 || a >= rank)
+    return fail(c, "%s %lld is out of range for a tensor of rank %d", what, (long long)*axis, rank);
+  *axis = a;
+  return 0;
+}
+
+static int broadcast(Ctx *c, const Node *x, const Node *y, Shape *out) {
+  int r = x->shape.rank > y->shape.rank ? x->shape.rank : y->shape.rank;
+  out->rank = r;
+  for (int i = 0; i < r; i++) {
+    int ix = x->shape.rank - r + i, iy = y->shape.rank - r + i;
+    Dim a = ix >= 0 ? x->shape.d[ix] : 1, b = iy >= 0 ? y->shape.d[iy] : 1;
+    if (a == b || b == 1)
+      out->d[i] = a;
+    else if (a == 1)
+      out->d[i] = b;
+    else {
+      char b1[128], b2[128];
+      return fail(c, "cannot broadcast %s with %s (dimension %d)", ty(c, x, b1), ty(c, y, b2),
+                  i - r);
+    }
+  }
+  return 0;
+}
+
+static int infer_matmul(Ctx *c, const Node *a, const Node *b, Shape *out) {
+  char b1[128], b2[128];
+  if (a->shape.rank < 1 || b->shape.rank < 1)
+    return fail(c, "operands must have rank 1 or more, not %s and %s", ty(c, a, b1), ty(c, b, b2));
+  Shape sa = a->shape, sb = b->shape;
+  int va = sa.rank == 1, vb = sb.rank == 1;
+  if (va) sa = (Shape){2, {1, sa.d[0]}};
+  if (vb) sb = (Shape){2, {sb.d[0], 1}};
+  Dim k1 = sa.d[sa.rank - 1], k2 = sb.d[sb.rank - 2];
+  if (k1 != k2)
+    return fail(c, "inner dimensions differ: %s @ %s", ty(c, a, b1), ty(c, b, b2));
+  Node ba = {0}, bb = {0};
+  ba.shape = sa, bb.shape = sb;
+  ba.shape.rank -= 2, bb.shape.rank -= 2;
+  ba.dtype = a->dtype, bb.dtype = b->dtype;
+  Shape batch;
+  if (broadcast(c, &ba, &bb, &batch)) return fail(c, "batch dimensions do not broadcast: %s @ %s", ty(c, a, b1), ty(c, b, b2));
+  *out = batch;
+  if (!va) out->d[out->rank++] = sa.d[sa.rank - 2];
+  if (!vb) out->d[out->rank++] = sb.d[sb.rank - 1];
+  return 0;
+}
+
+static int infer_linear(Ctx *c, const Node *x, const Node *w, const Node *bias, Shape *out) {
+  char b1[128], b2[128];
+  if (w->shape.rank != 2) return fail(c, "weight must be [out, in], not %s", ty(c, w, b1));
+  if (x->shape.rank < 1 || x->shape.d[x->shape.rank - 1] != w->shape.d[1])
+    return fail(c, "input %s does not match weight %s (in = %lld)", ty(c, x, b1), ty(c, w, b2),
+                (long long)w->shape.d[1]);
+  if (bias && (bias->shape.rank != 1 || bias->shape.d[0] != w->shape.d[0]))
+    return fail(c, "bias %s does not match weight %s (out = %lld)", ty(c, bias, b1), ty(c, w, b2),
+                (long long)w->shape.d[0]);
+  *out = x->shape;
+  out->d[out->rank - 1] = w->shape.d[0];
+  return 0;
+}
+
+/* Element count as a constant times symbols: returns the constant and sets
+ * symcount[i] to the power of symbol i. */
+static int64_t sym_product(const Shape *s, int from, int to, int *symcount) {
+  int64_t k = 1;
+  memset(symcount, 0, sizeof(int) * IR_MAX_SYMS);
+  for (int i = from; i < to; i++) {
+    if (DIM_IS_SYM(s->d[i]))
+      symcount[DIM_SYM_ID(s->d[i])]++;
+    else
+      k *= s->d[i];
+  }
+  return k;
+}
+
+static int infer_reshape(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+  char b1[128];
+  if (a->nlist < 0) return fail(c, "needs a target shape");
+  int cx[IR_MAX_SYMS], ct[IR_MAX_SYMS], hole = -1;
+  int64_t kx = sym_product(&x->shape, 0, x->shape.rank, cx);
+  out->rank = a->nlist;
+  int64_t kt = 1;
+  memset(ct, 0, sizeof ct);
+  for (int i = 0; i < a->nlist; i++) {
+    Dim d = a->list[i];
+    out->d[i] = d;
+    if (d == DIM_INFER) {
+      if (hole >= 0) return fail(c, "only one dimension can be -1");
+      hole = i;
+    } else if (DIM_IS_SYM(d)) {
+      ct[DIM_SYM_ID(d)]++;
+    } else {
+      kt *= d;
+    }
+  }
+  for (int s = 0; s < IR_MAX_SYMS; s++)
+    if (cx[s] != ct[s])
+      return fail(c, "cannot reshape %s: symbolic dimension %s must appear in the target as often as in the input",
+                  ty(c, x, b1), c->g->syms[s].name);
+  if (hole >= 0) {
+    if (kt == 0 || kx % kt != 0)
+      return fail(c, "cannot reshape %s: %lld elements per batch do not divide by %lld", ty(c, x, b1),
+                  (long long)kx, (long long)kt);
+    out->d[hole] = kx / kt;
+    kt = kx;
+  }
+  if (kt != kx)
+    return fail(c, "cannot reshape %s (%lld elements) into %lld elements", ty(c, x, b1), (long long)kx,
+                (long long)kt);
+  a->nlist = out->rank;
+  memcpy(a->list, out->d, sizeof(Dim) * (size_t)out->rank);
+  return 0;
+}
+
+static int infer_flatten(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+  char b1[128];
+  int r = x->shape.rank;
+  if (r == 0) {
+    *out = (Shape){1, {1}};
+    a->start = a->end = 0;
+    return 0;
+  }
+  if (norm_axis(c, &a->start, r, "start") || norm_axis(c, &a->end, r, "end")) return -1;
+  if (a->start > a->end) return fail(c, "start %lld is after end %lld", (long long)a->start, (long long)a->end);
+  int cnt[IR_MAX_SYMS];
+  int64_t k = sym_product(&x->shape, (int)a->start, (int)a->end + 1, cnt);
+  int nsym = 0, which = -1;
+  for (int s = 0; s < IR_MAX_SYMS; s++)
+    if (cnt[s]) nsym += cnt[s], which = s;
+  if (nsym > 1 || (nsym == 1 && k != 1))
+    return fail(c, "cannot flatten %s: a symbolic dimension can only be flattened alone", ty(c, x, b1));
+  out->rank = 0;
+  for (int i = 0; i < a->start; i++) out->d[out->rank++] = x->shape.d[i];
+  out->d[out->rank++] = nsym ? DIM_SYM(which) : k;
+  for (int i = (int)a->end + 1; i < r; i++) out->d[out->rank++] = x->shape.d[i];
+  return 0;
+}
+
+static int infer_transpose(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+  int r = x->shape.rank;
+  if (a->nlist < 0) {
+    a->nlist = r;
+    for (int i = 0; i < r; i++) a->list[i] = r - 1 - i;
+  }
+  if (a->nlist != r) return fail(c, "perm has %d entries for a tensor of rank %d", a->nlist, r);
+  int seen[IR_MAX_RANK] = {0};
+  out->rank = r;
+  for (int i = 0; i < r; i++) {
+    int64_t p = a->list[i] < 0 ? a->list[i] + r : a->list[i];
+    if (p < 0 || p >= r || seen[p]) return fail(c, "perm is not a permutation of 0..%d", r - 1);
+    seen[p] = 1;
+    a->list[i] = p;
+    out->d[i] = x->shape.d[p];
+  }
+  return 0;
+}
+
+static int infer_concat(Ctx *c, const Node *const *xs, int n, Attrs *a, Shape *out) {
+  char b1[128], b2[128], b3[32];
+  *out = xs[0]->shape;
+  if (norm_axis(c, &a->axis, out->rank, "axis")) return -1;
+  int64_t total = 0;
+  for (int k = 0; k < n; k++) {
+    const Shape *s = &xs[k]->shape;
+    if (xs[k]->dtype != xs[0]->dtype || s->rank != out->rank)
+      return fail(c, "operand %d %s does not match operand 1 %s", k + 1, ty(c, xs[k], b1), ty(c, xs[0], b2));
+    for (int i = 0; i < s->rank; i++)
+      if (i != a->axis && s->d[i] != out->d[i])
+        return fail(c, "operand %d %s does not match operand 1 %s outside axis %lld", k + 1, ty(c, xs[k], b1),
+                    ty(c, xs[0], b2), (long long)a->axis);
+    if (DIM_IS_SYM(s->d[a->axis]))
+      return fail(c, "cannot concatenate along symbolic dimension %s", dimstr(c, s->d[a->axis], b3));
+    total += s->d[a->axis];
+  }
+  out->d[a->axis] = total;
+  return 0;
+}
+
+static int infer_slice(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+  char b1[32];
+  *out = x->shape;
+  if (norm_axis(c, &a->axis, out->rank, "axis")) return -1;
+  Dim d = out->d[a->axis];
+  if (a->step <= 0) return fail(c, "step must be positive, not %lld", (long long)a->step);
+  if (DIM_IS_SYM(d)) {
+    if (a->start == 0 && a->end == ATTR_MAX && a->step == 1) return 0;
+    return fail(c, "cannot slice symbolic dimension %s", dimstr(c, d, b1));
+  }
+  int64_t s = a->start < 0 ? a->start + d : a->start, e = a->end < 0 ? a->end + d : a->end;
+  s = s < 0 ? 0 : s > d ? d : s;
+  e = e < s ? s : e > d ? d : e;
+  a->start = s, a->end = e;
+  out->d[a->axis] = (e - s + a->step - 1) / a->step;
+  if (out->d[a->axis] == 0) return fail(c, "slice [%lld:%lld] of a dimension of %lld is empty",
+                                        (long long)s, (long long)e, (long long)d);
+  return 0;
+}
+
+static int infer_reduce(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+  int r = x->shape.rank;
+  int mask[IR_MAX_RANK] = {0};
+  if (a->nlist < 0) {
+    a->nlist = r;
+    for (int i = 0; i < r; i++) a->list[i] = i;
+  }
+  for (int i = 0; i < a->nlist; i++) {
+    int64_t ax = a->list[i];
+    if (norm_axis(c, &ax, r, "axis")) return -1;
+    if (mask[ax]) return fail(c, "axis %lld given twice", (long long)ax);
+    mask[ax] = 1;
+  }
+  /* canonical: sorted axes */
+  a->nlist = 0;
+  out->rank = 0;
+  for (int i = 0; i < r; i++) {
+    if (mask[i]) a->list[a->nlist++] = i;
+    if (!mask[i])
+      out->d[out->rank++] = x->shape.d[i];
+    else if (a->keepdim)
+      out->d[out->rank++] = 1;
+  }
+  return 0;
+}
+
+static int infer_maxout(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+  char b1[128];
+  *out = x->shape;
+  if (norm_axis(c, &a->axis, out->rank, "axis")) return -1;
+  Dim d = out->d[a->axis];
+  if (a->pieces <= 0) return fail(c, "pieces must be positive");
+  if (DIM_IS_SYM(d) || d % a->pieces != 0)
+    return fail(c, "dimension %lld of %s does not divide into %lld pieces", (long long)a->axis, ty(c, x, b1),
+                (long long)a->pieces);
+  out->d[a->axis] = d / a->pieces;
+  return 0;
+}
+
+static int check_operands(Ctx *c, OpKind op, const Node *const *xs, int nin) {
+  const OpInfo *info = &ir_ops[op];
+  char b1[128];
+  if (nin < info->min_in || (info->max_in >= 0 && nin > info->max_in)) {
+    if (info->min_in == info->max_in)
+      return fail(c, "takes %d tensor operand%s, not %d", info->min_in, info->min_in == 1 ? "" : "s", nin);
+    return fail(c, "takes %d to %d tensor operands, not %d", info->min_in, info->max_in, nin);
+  }
+  if (info->flags & OPF_FLOAT)
+    for (int i = 0; i < nin; i++)
+      if (xs[i]->dtype != DT_F32) return fail(c, "operand %d must be f32, not %s", i + 1, ty(c, xs[i], b1));
+  return 0;
+}
+
+static int infer_loss(Ctx *c, OpKind op, const Node *const *xs, int nin, const Attrs *a, DType *dt,
+                      Shape *out) {
+  char b1[128], b2[128];
+  const Node *x = xs[0], *y = xs[1];
+  *dt = DT_F32;
+  Shape per = {1, {x->shape.rank ? x->shape.d[0] : 1}};
+  if (op == OP_CROSS_ENTROPY) {
+    if (x->dtype != DT_F32 || x->shape.rank != 2)
+      return fail(c, "logits must be f32[batch, classes], not %s", ty(c, x, b1));
+    if ((y->dtype != DT_I32 && y->dtype != DT_I64) || y->shape.rank != 1 || y->shape.d[0] != x->shape.d[0])
+      return fail(c, "labels must be i64[%s] (class indices) to match logits %s, not %s",
+                  DIM_IS_SYM(x->shape.d[0]) ? c->g->syms[DIM_SYM_ID(x->shape.d[0])].name : "batch",
+                  ty(c, x, b2), ty(c, y, b1));
+  } else if (op == OP_TRIPLET_LOSS) {
+    for (int i = 1; i < nin; i++)
+      if (!ir_shape_eq(&xs[i]->shape, &x->shape))
+        return fail(c, "operand %d %s does not match the anchor %s", i + 1, ty(c, xs[i], b1), ty(c, x, b2));
+    if (x->shape.rank != 2) return fail(c, "embeddings must be [batch, dim], not %s", ty(c, x, b1));
+  } else {
+    if (!ir_shape_eq(&x->shape, &y->shape))
+      return fail(c, "prediction %s and target %s must have the same shape", ty(c, x, b1), ty(c, y, b2));
+    per = x->shape;
+  }
+  if (a->reduction == RED_NONE)
+    *out = per;
+  else
+    out->rank = 0;
+  return 0;
+}
+
+int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *attrs, DType *dt,
+             Shape *out, char *msg, size_t msglen) {
+  Ctx c = {g, msg, msglen};
+  Attrs *a = (Attrs *)attrs;
+  const Node *xs[64];
+  if (nin > 64) return fail(&c, "too many operands (%d)", nin);
+  for (int i = 0; i < nin; i++) {
+    IR_ASSERT(in[i] >= 0 && in[i] < g->nnodes);
+    xs[i] = &g->nodes[in[i]];
+  }
+  if (check_operands(&c, op, xs, nin)) return -1;
+  *dt = nin ? xs[0]->dtype : DT_F32;
+  switch (op) {
+  case OP_INPUT:
+  case OP_PARAM:
+  case OP_CONST:
+    return fail(&c, "is not computed from operands");
+  case OP_MATMUL:
+    return infer_matmul(&c, xs[0], xs[1], out);
+  case OP_LINEAR:
+    return infer_linear(&c, xs[0], xs[1], nin > 2 ? xs[2] : NULL, out);
+  case OP_ADD:
+  case OP_SUB:
+  case OP_MUL:
+  case OP_DIV:
+    return broadcast(&c, xs[0], xs[1], out);
+  case OP_NEG:
+  case OP_RELU:
+  case OP_LEAKY_RELU:
+  case OP_SIGMOID:
+  case OP_TANH:
+  case OP_ELU:
+  case OP_EXP:
+  case OP_LOG:
+  case OP_SQRT:
+  case OP_POW:
+    *out = xs[0]->shape;
+    return 0;
+  case OP_SOFTMAX:
+  case OP_LOG_SOFTMAX:
+    *out = xs[0]->shape;
+    return norm_axis(&c, &a->axis, out->rank, "axis");
+  case OP_RESHAPE:
+    return infer_reshape(&c, xs[0], a, out);
+  case OP_FLATTEN:
+    return infer_flatten(&c, xs[0], a, out);
+  case OP_TRANSPOSE:
+    return infer_transpose(&c, xs[0], a, out);
+  case OP_CONCAT:
+    return infer_concat(&c, xs, nin, a, out);
+  case OP_SLICE:
+    return infer_slice(&c, xs[0], a, out);
+  case OP_SUM:
+  case OP_MEAN:
+  case OP_MAX:
+    return infer_reduce(&c, xs[0], a, out);
+  case OP_MAXOUT:
+    return infer_maxout(&c, xs[0], a, out);
+  case OP_CROSS_ENTROPY:
+  case OP_BCE_LOGITS:
+  case OP_MSE_LOSS:
+  case OP_L1_LOSS:
+  case OP_TRIPLET_LOSS:
+    return infer_loss(&c, op, xs, nin, a, dt, out);
+  case OP_COUNT:
+    break;
+  }
+  return fail(&c, "unknown op");
+}

@@ -1,0 +1,331 @@
+/*
+ * ir.c — building graphs: the op table, attributes, symbols and nodes.
+ *
+ * The op table comes from ops.def.  Attributes are parsed from each op's
+ * spec string ("axis start=0 end=max step=1") into AttrSpecs on demand; the
+ * spec names map onto fields of Attrs through attr_fields, so the language,
+ * the defaults and the C struct agree by construction.  ir_op is the only
+ * way to add a computed node and it runs the shape rule (infer.c) first, so
+ * a node that exists is well-formed.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/ir.h"
+
+const OpInfo ir_ops[OP_COUNT] = {
+#define OP(id, name, mn, mx, flags, attrs) {name, mn, mx, flags, attrs},
+#include "ir/ops.def"
+#undef OP
+};
+
+int ir_op_lookup(const char *name) {
+  for (int i = 0; i < OP_COUNT; i++)
+    if (strcmp(ir_ops[i].name, name) == 0) return i;
+  return -1;
+}
+
+/* --- attributes --------------------------------------------------------- */
+
+typedef enum AttrField { AF_F, AF_AXIS, AF_START, AF_END, AF_STEP, AF_PIECES, AF_KEEPDIM, AF_REDUCTION, AF_LIST } AttrField;
+
+static const struct {
+  const char *name;
+  AttrField field;
+  AttrKind kind;
+  const char *choices;
+} attr_fields[] = {
+    {"slope", AF_F, ATTR_FLOAT},     {"alpha", AF_F, ATTR_FLOAT},
+    {"exponent", AF_F, ATTR_FLOAT},  {"value", AF_F, ATTR_FLOAT},
+    {"axis", AF_AXIS, ATTR_INT},     {"start", AF_START, ATTR_INT},
+    {"end", AF_END, ATTR_INT},       {"step", AF_STEP, ATTR_INT},
+    {"pieces", AF_PIECES, ATTR_INT}, {"keepdim", AF_KEEPDIM, ATTR_BOOL},
+    {"shape", AF_LIST, ATTR_LIST},   {"perm", AF_LIST, ATTR_LIST},
+    {"axes", AF_LIST, ATTR_LIST},    {"margin", AF_F, ATTR_FLOAT},
+    {"reduction", AF_REDUCTION, ATTR_ENUM, "mean|sum|none"},
+};
+
+/* The index of word in a '|'-separated list of choices, or -1. */
+static int choice_index(const char *choices, const char *word, size_t n) {
+  for (int i = 0; choices && *choices; i++) {
+    size_t len = strcspn(choices, "|");
+    if (len == n && strncmp(choices, word, n) == 0) return i;
+    choices += len + (choices[len] == '|');
+  }
+  return -1;
+}
+
+static int field_index(const char *name, size_t n) {
+  for (size_t i = 0; i < sizeof attr_fields / sizeof attr_fields[0]; i++)
+    if (strlen(attr_fields[i].name) == n && strncmp(attr_fields[i].name, name, n) == 0)
+      return (int)i;
+  return -1;
+}
+
+int ir_attr_specs(OpKind op, AttrSpec *out, int max) {
+  const char *p = ir_ops[op].attrs;
+  int n = 0;
+  while (*p) {
+    while (*p == ' ') p++;
+    if (!*p) break;
+    size_t len = strcspn(p, " =");
+    int fi = field_index(p, len);
+    IR_ASSERT(fi >= 0 && n < max);
+    out[n].name = attr_fields[fi].name;
+    out[n].kind = attr_fields[fi].kind;
+    out[n].required = p[len] != '=';
+    out[n].deflt = NULL;
+    out[n].choices = attr_fields[fi].choices;
+    p += len;
+    if (*p == '=') {
+      out[n].deflt = ++p;
+      p += strcspn(p, " ");
+    }
+    n++;
+  }
+  return n;
+}
+
+static void set_field(Attrs *a, AttrField f, int64_t i, double d) {
+  switch (f) {
+  case AF_F: a->f = d; break;
+  case AF_AXIS: a->axis = i; break;
+  case AF_START: a->start = i; break;
+  case AF_END: a->end = i; break;
+  case AF_STEP: a->step = i; break;
+  case AF_PIECES: a->pieces = i; break;
+  case AF_KEEPDIM: a->keepdim = i != 0; break;
+  case AF_REDUCTION: a->reduction = (int)i; break;
+  case AF_LIST: break;
+  }
+}
+
+Attrs ir_attrs_default(OpKind op) {
+  Attrs a;
+  memset(&a, 0, sizeof a);
+  a.nlist = -1;
+  a.step = 1;
+  a.end = ATTR_MAX;
+  AttrSpec specs[8];
+  int n = ir_attr_specs(op, specs, 8);
+  for (int k = 0; k < n; k++) {
+    if (!specs[k].deflt || specs[k].kind == ATTR_LIST) continue;
+    int fi = field_index(specs[k].name, strlen(specs[k].name));
+    int64_t iv = strncmp(specs[k].deflt, "max", 3) == 0 ? ATTR_MAX : strtoll(specs[k].deflt, NULL, 10);
+    if (specs[k].kind == ATTR_ENUM) iv = choice_index(specs[k].choices, specs[k].deflt, strcspn(specs[k].deflt, " "));
+    set_field(&a, attr_fields[fi].field, iv, strtod(specs[k].deflt, NULL));
+  }
+  return a;
+}
+
+/* The attr_fields entry for name if op accepts it, else -1. */
+static int op_field(OpKind op, const char *name) {
+  AttrSpec specs[8];
+  int n = ir_attr_specs(op, specs, 8);
+  for (int k = 0; k < n; k++)
+    if (strcmp(specs[k].name, name) == 0) return field_index(name, strlen(name));
+  return -1;
+}
+
+int ir_attr_set_int(Attrs *a, OpKind op, const char *name, int64_t v) {
+  int fi = op_field(op, name);
+  if (fi < 0 || attr_fields[fi].kind == ATTR_LIST || attr_fields[fi].kind == ATTR_ENUM) return -1;
+  set_field(a, attr_fields[fi].field, v, (double)v);
+  return 0;
+}
+
+int ir_attr_set_float(Attrs *a, OpKind op, const char *name, double v) {
+  int fi = op_field(op, name);
+  if (fi < 0 || attr_fields[fi].kind != ATTR_FLOAT) return -1;
+  set_field(a, attr_fields[fi].field, 0, v);
+  return 0;
+}
+
+int ir_attr_set_enum(Attrs *a, OpKind op, const char *name, const char *value) {
+  int fi = op_field(op, name);
+  if (fi < 0 || attr_fields[fi].kind != ATTR_ENUM) return -1;
+  int v = choice_index(attr_fields[fi].choices, value, strlen(value));
+  if (v < 0) return -1;
+  set_field(a, attr_fields[fi].field, v, v);
+  return 0;
+}
+
+int ir_attr_set_list(Attrs *a, OpKind op, const char *name, const Dim *v, int n) {
+  int fi = op_field(op, name);
+  if (fi < 0 || attr_fields[fi].kind != ATTR_LIST || n > IR_MAX_RANK) return -1;
+  a->nlist = n;
+  memcpy(a->list, v, (size_t)n * sizeof *v);
+  return 0;
+}
+
+/* --- graphs --------------------------------------------------------------- */
+
+void ir_graph_init(Graph *g, const char *name, Diags *d) {
+  memset(g, 0, sizeof *g);
+  arena_init(&g->arena);
+  g->diags = d;
+  g->name = arena_strdup(&g->arena, name ? name : "model");
+}
+
+void ir_graph_free(Graph *g) {
+  free(g->nodes);
+  free(g->outputs);
+  arena_free(&g->arena);
+  memset(g, 0, sizeof *g);
+}
+
+int ir_symbol_find(const Graph *g, const char *name) {
+  for (int i = 0; i < g->nsyms; i++)
+    if (strcmp(g->syms[i].name, name) == 0) return i;
+  return -1;
+}
+
+int ir_symbol(Graph *g, const char *name, SrcLoc loc) {
+  int i = ir_symbol_find(g, name);
+  if (i >= 0) return i;
+  if (g->nsyms == IR_MAX_SYMS) return -1;
+  g->syms[g->nsyms].name = arena_strdup(&g->arena, name);
+  g->syms[g->nsyms].max = 0;
+  g->syms[g->nsyms].loc = loc;
+  return g->nsyms++;
+}
+
+static int new_node(Graph *g, OpKind op, DType dt, const Shape *s, SrcLoc loc) {
+  if (g->nnodes == g->cap) {
+    g->cap = g->cap ? g->cap * 2 : 64;
+    g->nodes = realloc(g->nodes, (size_t)g->cap * sizeof *g->nodes);
+    if (!g->nodes) ir_internal_error(__FILE__, __LINE__, "out of memory");
+  }
+  Node *n = &g->nodes[g->nnodes];
+  memset(n, 0, sizeof *n);
+  n->op = op;
+  n->dtype = dt;
+  n->shape = *s;
+  n->loc = loc;
+  n->attr = ir_attrs_default(op);
+  return g->nnodes++;
+}
+
+int ir_input(Graph *g, const char *name, DType dt, const Shape *s, SrcLoc loc) {
+  int id = new_node(g, OP_INPUT, dt, s, loc);
+  g->nodes[id].name = arena_strdup(&g->arena, name);
+  return id;
+}
+
+int ir_param(Graph *g, const char *name, DType dt, const Shape *s, ParamInit init,
+             SrcLoc loc) {
+  int id = new_node(g, OP_PARAM, dt, s, loc);
+  g->nodes[id].name = arena_strdup(&g->arena, name);
+  g->nodes[id].init = init;
+  return id;
+}
+
+int ir_const(Graph *g, double value, SrcLoc loc) {
+  Shape s = {0, {0}};
+  int id = new_node(g, OP_CONST, DT_F32, &s, loc);
+  g->nodes[id].attr.f = value;
+  return id;
+}
+
+/* Points the user at the operands of a failed op: "x has type f32[N, 784]". */
+static void note_operands(Graph *g, const int *in, int nin) {
+  for (int i = 0; i < nin; i++) {
+    const Node *o = &g->nodes[in[i]];
+    if (!o->loc.src || o->op == OP_CONST) continue;
+    char buf[128];
+    ir_type_str(g, o->dtype, &o->shape, buf, sizeof buf);
+    if (o->name)
+      diag_note(g->diags, o->loc, "'%s' has type %s", o->name, buf);
+    else
+      diag_note(g->diags, o->loc, "operand %d has type %s", i + 1, buf);
+  }
+}
+
+int ir_op(Graph *g, OpKind op, const int *in, int nin, const Attrs *a, SrcLoc loc) {
+  const OpInfo *info = &ir_ops[op];
+  IR_ASSERT(!(info->flags & OPF_SOURCE));
+  Attrs attrs = a ? *a : ir_attrs_default(op);
+  char msg[512];
+  DType dt;
+  Shape s;
+  if (ir_infer(g, op, in, nin, &attrs, &dt, &s, msg, sizeof msg) != 0) {
+    diag_error(g->diags, loc, "%s: %s", info->name, msg);
+    note_operands(g, in, nin);
+    return -1;
+  }
+  int id = new_node(g, op, dt, &s, loc);
+  Node *n = &g->nodes[id];
+  n->attr = attrs;
+  n->nin = nin;
+  n->in = arena_alloc(&g->arena, (size_t)(nin ? nin : 1) * sizeof(int));
+  memcpy(n->in, in, (size_t)nin * sizeof(int));
+  return id;
+}
+
+int ir_output(Graph *g, const char *name, int id) {
+  if (g->noutputs == g->outcap) {
+    g->outcap = g->outcap ? g->outcap * 2 : 8;
+    g->outputs = realloc(g->outputs, (size_t)g->outcap * sizeof *g->outputs);
+    if (!g->outputs) ir_internal_error(__FILE__, __LINE__, "out of memory");
+  }
+  g->outputs[g->noutputs].name = arena_strdup(&g->arena, name);
+  g->outputs[g->noutputs].id = id;
+  return g->noutputs++;
+}
+
+static int find_named(const Graph *g, OpKind op, const char *name) {
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op == op && strcmp(g->nodes[i].name, name) == 0) return i;
+  return -1;
+}
+
+int ir_find_input(const Graph *g, const char *name) { return find_named(g, OP_INPUT, name); }
+int ir_find_param(const Graph *g, const char *name) { return find_named(g, OP_PARAM, name); }
+
+int ir_find_output(const Graph *g, const char *name) {
+  for (int i = 0; i < g->noutputs; i++)
+    if (strcmp(g->outputs[i].name, name) == 0) return i;
+  return -1;
+}
+
+/* --- shape helpers -------------------------------------------------------- */
+
+int64_t ir_dim_value(const Graph *g, Dim d, const int64_t *symvals) {
+  if (!DIM_IS_SYM(d)) return d;
+  return symvals ? symvals[DIM_SYM_ID(d)] : g->syms[DIM_SYM_ID(d)].max;
+}
+
+int64_t ir_numel(const Graph *g, const Shape *s, const int64_t *symvals) {
+  int64_t n = 1;
+  for (int i = 0; i < s->rank; i++) n *= ir_dim_value(g, s->d[i], symvals);
+  return n;
+}
+
+int64_t ir_numel_max(const Graph *g, const Shape *s) { return ir_numel(g, s, NULL); }
+
+int ir_shape_eq(const Shape *a, const Shape *b) {
+  if (a->rank != b->rank) return 0;
+  for (int i = 0; i < a->rank; i++)
+    if (a->d[i] != b->d[i]) return 0;
+  return 1;
+}
+
+const char *ir_type_str(const Graph *g, DType dt, const Shape *s, char *buf, size_t len) {
+  size_t n = (size_t)snprintf(buf, len, "%s[", rt_dtype_name(dt));
+  for (int i = 0; i < s->rank && n < len; i++) {
+    const char *sep = i ? ", " : "";
+    if (DIM_IS_SYM(s->d[i]))
+      n += (size_t)snprintf(buf + n, len - n, "%s%s", sep, g->syms[DIM_SYM_ID(s->d[i])].name);
+    else
+      n += (size_t)snprintf(buf + n, len - n, "%s%lld", sep, (long long)s->d[i]);
+  }
+  if (n < len) snprintf(buf + n, len - n, "]");
+  return buf;
+}
+
+int64_t ir_param_count(const Graph *g) {
+  int64_t total = 0;
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op == OP_PARAM) total += ir_numel_max(g, &g->nodes[i].shape);
+  return total;
+}

@@ -1,0 +1,254 @@
+/*
+ * ir.h — dlc's dataflow-graph IR, its diagnostics and its arena.
+ *
+ * A Graph is an array of Nodes in topological order (every operand id is
+ * smaller than the node's own id), so the array order is also a valid
+ * schedule.  Nodes refer to each other by integer ids.  Building a node runs
+ * its op's shape rule (ir_op): a graph in memory is always well-formed, and
+ * ir_verify re-checks that after every pass.
+ *
+ * Shapes are static, except that a dimension may be a symbol (the batch N)
+ * bound at run time: a Dim >= 0 is an extent, a Dim < 0 is symbol -d-1 of
+ * the graph's symbol table, whose largest value is fixed at compile time.
+ */
+#ifndef DLC_IR_H
+#define DLC_IR_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "runtime/rt.h"
+
+#define IR_MAX_RANK 6
+#define IR_MAX_SYMS 8
+
+/* --- internal errors ------------------------------------------------------ */
+_Noreturn void ir_internal_error(const char *file, int line, const char *msg);
+#define IR_ASSERT(c) ((c) ? (void)0 : ir_internal_error(__FILE__, __LINE__, #c))
+
+/* --- arena ------------------------------------------------------------------ */
+typedef struct ArenaBlock ArenaBlock;
+typedef struct Arena {
+  ArenaBlock *head;
+  char *cur, *end;
+} Arena;
+
+void arena_init(Arena *a);
+void arena_free(Arena *a);
+void *arena_alloc(Arena *a, size_t n);          /* zeroed, 16-aligned */
+char *arena_strdup(Arena *a, const char *s);
+char *arena_strndup(Arena *a, const char *s, size_t n);
+char *arena_printf(Arena *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* --- diagnostics ------------------------------------------------------------ */
+typedef struct Source {
+  const char *path;
+  const char *text;   /* NUL-terminated */
+} Source;
+
+typedef struct SrcLoc {
+  const Source *src;  /* NULL: no location (made by a pass) */
+  int line, col;      /* 1-based */
+} SrcLoc;
+
+typedef struct Diags {
+  FILE *out;
+  int nerrors;
+  int max_errors;     /* stop reporting after this many (0: 20) */
+} Diags;
+
+void diag_init(Diags *d, FILE *out);
+/* "path:line:col: error: msg", the source line and a caret. */
+void diag_error(Diags *d, SrcLoc loc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void diag_note(Diags *d, SrcLoc loc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void diag_verror(Diags *d, SrcLoc loc, const char *kind, const char *fmt, va_list ap);
+/* A message about a file or flag, without a source line: "path: error: msg". */
+void diag_plain(Diags *d, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* --- ops -------------------------------------------------------------------- */
+enum {
+  OPF_SOURCE = 1 << 0,
+  OPF_ELEMWISE = 1 << 1,
+  OPF_DIFF = 1 << 2,
+  OPF_VIEW = 1 << 3,
+  OPF_FLOAT = 1 << 4,
+  OPF_INTERNAL = 1 << 5,
+};
+
+typedef enum OpKind {
+#define OP(id, name, mn, mx, flags, attrs) OP_##id,
+#include "ir/ops.def"
+#undef OP
+  OP_COUNT
+} OpKind;
+
+typedef struct OpInfo {
+  const char *name;
+  int min_in, max_in;
+  unsigned flags;
+  const char *attrs;
+} OpInfo;
+
+extern const OpInfo ir_ops[OP_COUNT];
+/* The op named name, or -1. */
+int ir_op_lookup(const char *name);
+
+/* --- shapes ----------------------------------------------------------------- */
+typedef int64_t Dim;
+#define DIM_SYM(i) ((Dim) - (i)-1)
+#define DIM_IS_SYM(d) ((d) < 0)
+#define DIM_SYM_ID(d) ((int)(-(d)-1))
+/* In a reshape target: the one dimension to infer (written -1 in .dl). */
+#define DIM_INFER INT64_MIN
+
+typedef struct Shape {
+  int rank;
+  Dim d[IR_MAX_RANK];
+} Shape;
+
+/* --- attributes ------------------------------------------------------------ */
+#define ATTR_MAX INT64_MAX
+typedef struct Attrs {
+  double f;                 /* slope, alpha, exponent, value */
+  int64_t axis;             /* softmax, log_softmax, concat, slice, maxout */
+  int64_t start, end, step; /* slice; flatten uses start and end (axes) */
+  int64_t pieces;           /* maxout */
+  int keepdim;              /* sum, mean, max */
+  int reduction;            /* losses: RED_MEAN, RED_SUM, RED_NONE */
+  int nlist;                /* shape, perm, axes; -1 when not given */
+  Dim list[IR_MAX_RANK];
+} Attrs;
+
+typedef enum Reduction { RED_MEAN, RED_SUM, RED_NONE } Reduction;
+
+/* ATTR_ENUM values are written as names in .dl ("reduction=sum"); choices
+ * lists them separated by '|', in the order of their enum. */
+typedef enum AttrKind { ATTR_FLOAT, ATTR_INT, ATTR_BOOL, ATTR_LIST, ATTR_ENUM } AttrKind;
+
+typedef struct AttrSpec {
+  const char *name;
+  AttrKind kind;
+  int required;
+  const char *deflt;        /* text of the default, NULL when required */
+  const char *choices;      /* ATTR_ENUM: "mean|sum|none" */
+} AttrSpec;
+
+/* The attributes op accepts, in positional order; returns their count. */
+int ir_attr_specs(OpKind op, AttrSpec *out, int max);
+/* Attrs with every default of op filled in. */
+Attrs ir_attrs_default(OpKind op);
+/* Sets attribute name of a; returns 0, or -1 when op has no such attribute
+ * or the value has the wrong kind. */
+int ir_attr_set_int(Attrs *a, OpKind op, const char *name, int64_t v);
+int ir_attr_set_float(Attrs *a, OpKind op, const char *name, double v);
+/* Sets an ATTR_ENUM attribute by the name of its value. */
+int ir_attr_set_enum(Attrs *a, OpKind op, const char *name, const char *value);
+int ir_attr_set_list(Attrs *a, OpKind op, const char *name, const Dim *v, int n);
+
+/* --- the graph ------------------------------------------------------------- */
+typedef struct ParamInit {
+  RtInitKind kind;
+  double a, b;
+} ParamInit;
+
+typedef struct Node {
+  OpKind op;
+  DType dtype;
+  Shape shape;
+  int nin;
+  int *in;            /* operand ids, arena-allocated */
+  Attrs attr;
+  SrcLoc loc;
+  const char *name;   /* inputs, params: their name; others: the .dl variable or NULL */
+  ParamInit init;     /* params */
+  int frozen;         /* params: no gradient */
+} Node;
+
+typedef struct Symbol {
+  const char *name;
+  int64_t max;        /* largest value the compiled code accepts */
+  SrcLoc loc;
+} Symbol;
+
+typedef struct Output {
+  const char *name;
+  int id;
+} Output;
+
+typedef struct Graph {
+  Arena arena;
+  Diags *diags;
+  const char *name;
+  Node *nodes;
+  int nnodes, cap;
+  Output *outputs;
+  int noutputs, outcap;
+  Symbol syms[IR_MAX_SYMS];
+  int nsyms;
+} Graph;
+
+void ir_graph_init(Graph *g, const char *name, Diags *d);
+void ir_graph_free(Graph *g);
+
+/* The symbol named name (declared on first use, max 0 until set), or -1
+ * when the table is full. */
+int ir_symbol(Graph *g, const char *name, SrcLoc loc);
+int ir_symbol_find(const Graph *g, const char *name);
+
+int ir_input(Graph *g, const char *name, DType dt, const Shape *s, SrcLoc loc);
+int ir_param(Graph *g, const char *name, DType dt, const Shape *s, ParamInit init,
+             SrcLoc loc);
+int ir_const(Graph *g, double value, SrcLoc loc);
+/* Builds op over operands in[0..nin): checks arity, dtypes and the shape
+ * rule.  Returns the new id, or -1 after reporting an error to g->diags. */
+int ir_op(Graph *g, OpKind op, const int *in, int nin, const Attrs *a, SrcLoc loc);
+int ir_output(Graph *g, const char *name, int id);
+
+int ir_find_input(const Graph *g, const char *name);
+int ir_find_param(const Graph *g, const char *name);
+int ir_find_output(const Graph *g, const char *name);
+
+/* Shape helpers. */
+int64_t ir_numel_max(const Graph *g, const Shape *s);       /* symbols at max */
+int64_t ir_dim_value(const Graph *g, Dim d, const int64_t *symvals);
+int64_t ir_numel(const Graph *g, const Shape *s, const int64_t *symvals);
+int ir_shape_eq(const Shape *a, const Shape *b);
+/* "f32[N, 784]" */
+const char *ir_type_str(const Graph *g, DType dt, const Shape *s, char *buf, size_t len);
+/* Number of parameters (elements) of all params. */
+int64_t ir_param_count(const Graph *g);
+
+/* Shape inference on its own (used by ir_op and ir_verify): fills *out and
+ * returns 0, or writes a message into msg and returns -1. */
+int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *a,
+             DType *dt, Shape *out, char *msg, size_t msglen);
+
+/* --- checking and printing -------------------------------------------------- */
+/* Returns the number of problems found (each reported to d). */
+int ir_verify(const Graph *g, Diags *d);
+void ir_dump(const Graph *g, FILE *f);
+void ir_dump_dot(const Graph *g, FILE *f);
+
+/* --- the reference interpreter (interp.c) -----------------------------------
+ * The plainest correct implementation of every op: the oracle every backend
+ * is tested against.  vals has g->nnodes entries; the caller fills the
+ * entries of INPUT and PARAM nodes (their dtype and shape must match the
+ * node's type under symvals), the interpreter allocates and fills every
+ * other entry.  The caller frees all entries with rt_tensor_free. */
+typedef struct InterpOpts {
+  int training;        /* dropout and batch statistics (later ops) */
+  uint64_t seed;
+} InterpOpts;
+
+/* Binds each symbol from the shapes of the INPUT tensors in vals, checking
+ * that every use agrees; also checks every input's dtype and shape. */
+RtStatus ir_bind_symbols(const Graph *g, const RtTensor *vals, int64_t *symvals, RtError *err);
+RtStatus ir_interp(const Graph *g, RtTensor *vals, const int64_t *symvals, const InterpOpts *o,
+                   RtError *err);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * testutil.h — small helpers shared by the test suites: paths of fixtures,
+ * a scratch directory per test, and float comparison with a tolerance.
+ */
+#ifndef DLC_TESTUTIL_H
+#define DLC_TESTUTIL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#define FIXTURE(rel) (DLC_SOURCE_DIR "/tests/fixtures/" rel)
+#define DLC_EXE (DLC_BUILD_DIR "/dlc")
+
+/* Makes a fresh scratch directory under $TMPDIR (or /tmp); returns a static
+ * buffer, valid until the next call. */
+static inline const char *tu_scratch_dir(void) {
+  static char buf[512];
+  const char *base = getenv("TMPDIR");
+  snprintf(buf, sizeof buf, "%s/dlc-test-XXXXXX", base && *base ? base : "/tmp");
+  if (!mkdtemp(buf)) return NULL;
+  return buf;
+}
+
+/* Relative error with an absolute floor: |a-b| / max(|b|, floor). */
+static inline double tu_relerr(double a, double b, double floor_) {
+  double d = fabs(a - b), m = fabs(b);
+  return d / (m > floor_ ? m : floor_);
+}
+
+/* Reads a whole file into a malloc'd NUL-terminated string (NULL on error). */
+static inline char *tu_read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = malloc((size_t)n + 1);
+  if (!s || fread(s, 1, (size_t)n, f) != (size_t)n) { fclose(f); free(s); return NULL; }
+  s[n] = 0;
+  fclose(f);
+  if (len) *len = (size_t)n;
+  return s;
+}
+
+#endif
