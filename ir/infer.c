@@ -246,7 +246,7 @@ static int infer_slice(Ctx *c, const Node *x, Attrs *a, Shape *out) {
 static int infer_reduce(Ctx *c, const Node *x, Attrs *a, Shape *out) {
   int r = x->shape.rank;
   int mask[IR_MAX_RANK] = {0};
-  if (a->nlist < 0) {
+  if (a->nlist <= 0) { /* absent or empty: every axis, as torch.sum(dim=[]) */
     a->nlist = r;
     for (int i = 0; i < r; i++) a->list[i] = i;
   }

@@ -228,6 +228,13 @@ int64_t ir_param_count(const Graph *g);
 int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *a,
              DType *dt, Shape *out, char *msg, size_t msglen);
 
+/* --- parameter values (params.c) ------------------------------------------
+ * ir_params_init adds to set every param of g that set does not have yet,
+ * initialised from seed; ir_params_check checks that set holds every param
+ * with the model's dtype and shape (path names the file in messages). */
+RtStatus ir_params_init(const Graph *g, uint64_t seed, RtTensorSet *set, RtError *err);
+RtStatus ir_params_check(const Graph *g, RtTensorSet *set, const char *path, RtError *err);
+
 /* --- checking and printing -------------------------------------------------- */
 /* Returns the number of problems found (each reported to d). */
 int ir_verify(const Graph *g, Diags *d);

@@ -22,6 +22,9 @@
  * its 64 KiB header) padded so the data starts on a 64-byte boundary, as
  * NumPy does, and goes through rt_write_file_atomic.
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
 #include "runtime/rt.h"
 
 #include <errno.h>
@@ -255,7 +258,7 @@ static RtStatus read_prefix(NpyFile *nf, uint64_t *hlen, RtError *err) {
 }
 
 static RtStatus read_header(NpyFile *nf, NpyHeader *h, RtError *err) {
-  uint64_t hlen;
+  uint64_t hlen = 0;
   RtStatus st = read_prefix(nf, &hlen, err);
   if (st != RT_OK) return st;
   char *text = malloc(hlen + 1);

@@ -104,7 +104,8 @@ typedef struct RtTensorSet {
 
 void rt_set_init(RtTensorSet *s);
 void rt_set_free(RtTensorSet *s);
-/* Copies name and takes ownership of t->data (t is left empty). */
+/* Copies name and takes ownership of t->data (t is left empty); a name
+ * already in the set is RT_ERR_FORMAT and leaves t untouched. */
 RtStatus rt_set_add(RtTensorSet *s, const char *name, RtTensor *t, RtError *err);
 RtTensor *rt_set_find(RtTensorSet *s, const char *name);
 RtStatus rt_set_meta(RtTensorSet *s, const char *key, const char *val, RtError *err);

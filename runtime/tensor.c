@@ -43,6 +43,9 @@ RtStatus rt_fail(RtError *err, RtStatus st, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(err->msg, sizeof err->msg, fmt, ap);
   va_end(ap);
+  /* Messages quote names and bytes from files; keep them one line. */
+  for (char *c = err->msg; *c; c++)
+    if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
   return st;
 }
 

@@ -1,0 +1,194 @@
+/*
+ * cbackend.c — running emitted C: compile to a shared object, dlopen it,
+ * call its entry points through libffi.
+ *
+ * The C file is written into a fresh private directory (mkdtemp), built by
+ * the system compiler ($CC, else cc) with the compiler's messages captured
+ * to a file so a failure can be reported, and loaded with RTLD_LOCAL so
+ * several models can be loaded side by side.  Entry points take the
+ * symbol values (int64) and then one pointer per argument; their number is
+ * known only at run time, which is what libffi is for.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <ffi.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "codegen/cg.h"
+
+typedef struct CFunc {
+  char *name;
+  int nargs;
+} CFunc;
+
+struct CModule {
+  void *so;
+  char dir[256];
+  char *prefix;
+  int nsyms;
+  int nfuncs;
+  CFunc *funcs;
+};
+
+static void remove_dir(const char *dir) {
+  const char *names[] = {"model.c", "model.h", "model.so", "cc.log"};
+  char path[512];
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    unlink(path);
+  }
+  rmdir(dir);
+}
+
+static RtStatus write_sources(CModule *m, const Program *p, RtError *err) {
+  char cpath[512], hpath[512];
+  snprintf(cpath, sizeof cpath, "%s/model.c", m->dir);
+  snprintf(hpath, sizeof hpath, "%s/model.h", m->dir);
+  FILE *c = fopen(cpath, "w"), *h = fopen(hpath, "w");
+  if (!c || !h) {
+    if (c) fclose(c);
+    if (h) fclose(h);
+    return rt_fail(err, RT_ERR_IO, "%s: cannot write the generated C: %s", m->dir, strerror(errno));
+  }
+  Diags d;
+  diag_init(&d, stderr);
+  EmitOpts o = {"model.h", NULL};
+  int rc = cg_emit_c(p, c, h, &o, &d);
+  int bad = fclose(c) | fclose(h);
+  if (rc || bad) return rt_fail(err, RT_ERR_IO, "%s: cannot write the generated C", m->dir);
+  return RT_OK;
+}
+
+/* The first lines of the compiler's log, for an error message. */
+static void log_head(const char *path, char *out, size_t n) {
+  FILE *f = fopen(path, "r");
+  out[0] = 0;
+  if (!f) return;
+  size_t got = fread(out, 1, n - 1, f);
+  out[got] = 0;
+  fclose(f);
+}
+
+static RtStatus compile(CModule *m, const char *cflags, RtError *err) {
+  const char *cc = getenv("CC");
+  char cmd[2048], log[512];
+  snprintf(log, sizeof log, "%s/cc.log", m->dir);
+  snprintf(cmd, sizeof cmd, "%s -std=c99 -O3 -march=native -fPIC -shared %s -o '%s/model.so' '%s/model.c' -lm >'%s' 2>&1",
+           cc && *cc ? cc : "cc", cflags ? cflags : "", m->dir, m->dir, log);
+  int st = system(cmd);
+  if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    char head[400];
+    log_head(log, head, sizeof head);
+    return rt_fail(err, RT_ERR_IO, "the C compiler failed on the generated code (%s/model.c): %s", m->dir, head);
+  }
+  return RT_OK;
+}
+
+CModule *cg_c_build(const Program *p, const char *cflags, RtError *err) {
+  CModule *m = calloc(1, sizeof *m);
+  if (!m) return rt_fail(err, RT_ERR_NOMEM, "out of memory"), NULL;
+  const char *tmp = getenv("TMPDIR");
+  snprintf(m->dir, sizeof m->dir, "%s/dlc-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(m->dir)) {
+    rt_fail(err, RT_ERR_IO, "cannot make a temporary directory in %s: %s", tmp ? tmp : "/tmp", strerror(errno));
+    free(m);
+    return NULL;
+  }
+  Arena a;
+  arena_init(&a);
+  m->prefix = strdup(cg_c_prefix(&a, p->name));
+  arena_free(&a);
+  m->nsyms = p->g->nsyms;
+  m->nfuncs = p->nfuncs;
+  m->funcs = calloc((size_t)p->nfuncs + 1, sizeof *m->funcs);
+  for (int i = 0; i < p->nfuncs; i++) {
+    m->funcs[i].name = strdup(p->funcs[i].name);
+    m->funcs[i].nargs = p->funcs[i].nargs;
+  }
+  char so[512];
+  snprintf(so, sizeof so, "%s/model.so", m->dir);
+  if (write_sources(m, p, err) || compile(m, cflags, err)) {
+    cg_c_free(m);
+    return NULL;
+  }
+  m->so = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+  if (!m->so) {
+    rt_fail(err, RT_ERR_IO, "cannot load %s: %s", so, dlerror());
+    cg_c_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+void cg_c_free(CModule *m) {
+  if (!m) return;
+  if (m->so) dlclose(m->so);
+  if (!getenv("DLC_KEEP_TEMP")) remove_dir(m->dir);
+  for (int i = 0; i < m->nfuncs; i++) free(m->funcs[i].name);
+  free(m->funcs);
+  free(m->prefix);
+  free(m);
+}
+
+static void *sym(CModule *m, const char *what) {
+  char name[256];
+  snprintf(name, sizeof name, "%s_%s", m->prefix, what);
+  return dlsym(m->so, name);
+}
+
+typedef struct ParamInfo {
+  const char *name;
+  int rank;
+  int64_t shape[IR_MAX_RANK];
+  int64_t numel;
+  const float *data;
+} ParamInfo;
+
+RtStatus cg_c_set_params(CModule *m, const RtTensorSet *set, RtError *err) {
+  const ParamInfo *(*param)(int) = (const ParamInfo *(*)(int))sym(m, "param");
+  int (*set_param)(int, const float *) = (int (*)(int, const float *))sym(m, "set_param");
+  if (!param || !set_param) return rt_fail(err, RT_ERR_FORMAT, "the compiled model has no parameter table");
+  for (int i = 0; param(i); i++) {
+    const ParamInfo *pi = param(i);
+    RtTensor *t = rt_set_find((RtTensorSet *)set, pi->name);
+    if (!t) return rt_fail(err, RT_ERR_MISSING, "no value for parameter '%s'", pi->name);
+    if (t->dtype != DT_F32 || rt_tensor_numel(t) != pi->numel)
+      return rt_fail(err, RT_ERR_SHAPE, "parameter '%s' has the wrong type or size", pi->name);
+    if (set_param(i, t->data)) return rt_fail(err, RT_ERR_FORMAT, "cannot set parameter '%s'", pi->name);
+  }
+  return RT_OK;
+}
+
+RtStatus cg_c_call(CModule *m, const char *fname, const int64_t *symvals, void **args, RtError *err) {
+  const CFunc *cf = NULL;
+  for (int i = 0; i < m->nfuncs; i++)
+    if (strcmp(m->funcs[i].name, fname) == 0) cf = &m->funcs[i];
+  void *fn = cf ? sym(m, fname) : NULL;
+  if (!fn) return rt_fail(err, RT_ERR_MISSING, "the compiled model has no function '%s'", fname);
+  int n = m->nsyms + cf->nargs;
+  ffi_type **types = calloc((size_t)n + 1, sizeof *types);
+  void **values = calloc((size_t)n + 1, sizeof *values);
+  if (!types || !values) {
+    free(types);
+    free(values);
+    return rt_fail(err, RT_ERR_NOMEM, "out of memory");
+  }
+  for (int i = 0; i < m->nsyms; i++) types[i] = &ffi_type_sint64, values[i] = (void *)&symvals[i];
+  for (int i = 0; i < cf->nargs; i++) types[m->nsyms + i] = &ffi_type_pointer, values[m->nsyms + i] = &args[i];
+  ffi_cif cif;
+  RtStatus st = RT_OK;
+  ffi_arg rc = 0;
+  if (ffi_prep_cif(&cif, FFI_DEFAULT_ABI, (unsigned)n, &ffi_type_sint, types) != FFI_OK)
+    st = rt_fail(err, RT_ERR_FORMAT, "libffi cannot describe %s_%s", m->prefix, fname);
+  else
+    ffi_call(&cif, FFI_FN(fn), &rc, values);
+  if (st == RT_OK && (int)rc != 0)
+    st = rt_fail(err, RT_ERR_SHAPE, "%s_%s returned %d: a size is outside what the code was compiled for", m->prefix,
+                 fname, (int)rc);
+  free(types);
+  free(values);
+  return st;
+}

@@ -1,0 +1,40 @@
+/*
+ * codegen.h — backends: the C emitter, and the C backend that compiles the
+ * emitted C into a shared object and calls it through libffi.
+ *
+ * Both consume a lowered, memory-planned Program (ir/kernel.h) and make no
+ * decisions of their own: what to compute, in which loop order, and where
+ * each buffer lives were all decided by the passes.
+ */
+#ifndef DLC_CODEGEN_H
+#define DLC_CODEGEN_H
+
+#include "ir/kernel.h"
+
+typedef struct EmitOpts {
+  const char *header_name;        /* what model.c #includes, e.g. "model.h" */
+  const RtTensorSet *embed;       /* params to embed as constants, or NULL */
+} EmitOpts;
+
+/* The C identifier prefix for a model name ("my-net" -> "my_net"). */
+const char *cg_c_prefix(Arena *a, const char *model_name);
+
+/* Writes the C file and its header.  Returns 0, or -1 after an error
+ * message (an embedded tensor missing or of the wrong shape) to d. */
+int cg_emit_c(const Program *p, FILE *c_out, FILE *h_out, const EmitOpts *o, Diags *d);
+
+/* --- the C backend ---------------------------------------------------------- */
+typedef struct CModule CModule;
+
+/* Emits p as C into a private temporary directory, compiles it with the
+ * system compiler ($CC or cc) into a shared object and loads it. */
+CModule *cg_c_build(const Program *p, const char *cflags, RtError *err);
+void cg_c_free(CModule *m);
+/* Copies the values of the params in set into the module's storage; every
+ * param of the program must be present with its shape. */
+RtStatus cg_c_set_params(CModule *m, const RtTensorSet *set, RtError *err);
+/* Calls function fname with symbol values, then argument pointers in the
+ * order of the function's args.  Returns the function's status. */
+RtStatus cg_c_call(CModule *m, const char *fname, const int64_t *symvals, void **args, RtError *err);
+
+#endif

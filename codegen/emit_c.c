@@ -1,0 +1,454 @@
+/*
+ * emit_c.c — prints a Program as dependency-free C99.
+ *
+ * The output is one .c file and one header.  The .c file holds, in order:
+ * the parameter storage (static arrays, or initialised constants with
+ * --embed-params), one static arena per element type sized by memory
+ * planning, the parameter table, a safetensors loader that reads a file
+ * with stdio and no malloc, and one function per Func.  Each kernel is a
+ * block headed by a comment naming the .dl line it comes from.
+ *
+ * Printing is mechanical: expressions are printed with C precedence so
+ * only needed parentheses appear, float literals carry an 'f' suffix and
+ * enough digits to round-trip, and names are derived from the model
+ * (inputs in_x, outputs out_logits, temporaries tN, params P_fc1_weight),
+ * so the same Program always prints the same text.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <string.h>
+
+#include "codegen/cg.h"
+
+typedef struct Emit {
+  const Program *p;
+  FILE *f;
+  const char *pre;      /* C prefix: "mlp" */
+  const char *PRE;      /* upper case: "MLP" */
+  const EmitOpts *o;
+  Arena *a;
+} Emit;
+
+const char *cg_c_prefix(Arena *a, const char *model_name) {
+  size_t n = strlen(model_name);
+  char *s = arena_alloc(a, n + 2);
+  size_t j = 0;
+  if (!isalpha((unsigned char)model_name[0]) && model_name[0] != '_') s[j++] = 'm';
+  for (size_t i = 0; i < n; i++) s[j++] = isalnum((unsigned char)model_name[i]) ? model_name[i] : '_';
+  s[j] = 0;
+  return s;
+}
+
+static const char *upper(Arena *a, const char *s) {
+  char *u = arena_strdup(a, s);
+  for (char *c = u; *c; c++) *c = (char)toupper((unsigned char)*c);
+  return u;
+}
+
+static const char *ctype(DType t) {
+  switch (t) {
+  case DT_F32: return "float";
+  case DT_F64: return "double";
+  case DT_I32: return "int32_t";
+  case DT_I64: return "int64_t";
+  case DT_U8: return "uint8_t";
+  case DT_COUNT: break;
+  }
+  return "void";
+}
+
+/* The C name of buffer b. */
+static const char *bufname(Emit *E, int b) {
+  const Buffer *buf = &E->p->bufs[b];
+  const char *id = cg_c_prefix(E->a, buf->name);
+  switch (buf->kind) {
+  case BUF_INPUT: return arena_printf(E->a, "in_%s", id);
+  case BUF_OUTPUT: return arena_printf(E->a, "out_%s", id);
+  case BUF_PARAM: return arena_printf(E->a, "P_%s", id);
+  case BUF_STATE: return arena_printf(E->a, "S_%s", id);
+  case BUF_TEMP: return arena_printf(E->a, "t%d", b);
+  }
+  return "?";
+}
+
+/* --- expressions ---------------------------------------------------------------- */
+
+static int prec(const Expr *e) {
+  if (e->kind == EX_SELECT) return 1;
+  if (e->kind != EX_BINARY) return 10;
+  switch ((BinOp)e->op) {
+  case BIN_AND: return 2;
+  case BIN_EQ: case BIN_NE: return 3;
+  case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: return 4;
+  case BIN_ADD: case BIN_SUB: return 5;
+  case BIN_MUL: case BIN_DIV: case BIN_MOD: return 6;
+  case BIN_MAX: case BIN_MIN: case BIN_POW: return 10;
+  }
+  return 10;
+}
+
+static void expr(Emit *E, const Expr *e);
+
+static void sub(Emit *E, const Expr *e, int min_prec) {
+  if (prec(e) < min_prec) {
+    fputc('(', E->f);
+    expr(E, e);
+    fputc(')', E->f);
+  } else {
+    expr(E, e);
+  }
+}
+
+static void float_lit(Emit *E, double v) {
+  if (isnan(v)) { fputs("NAN", E->f); return; }
+  if (isinf(v)) { fputs(v < 0 ? "(-INFINITY)" : "INFINITY", E->f); return; }
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.9g", v);
+  if (!strpbrk(buf, ".e")) strcat(buf, ".0");
+  fprintf(E->f, v < 0 ? "(%sf)" : "%sf", buf);
+}
+
+/* libm's name for op; the float versions carry an 'f' (added by the caller). */
+static const char *unary_fn(UnOp op) {
+  switch (op) {
+  case UN_NEG: return "-";
+  case UN_EXP: return "exp";
+  case UN_LOG: return "log";
+  case UN_SQRT: return "sqrt";
+  case UN_TANH: return "tanh";
+  case UN_ABS: return "fabs";
+  case UN_LOG1P: return "log1p";
+  }
+  return "?";
+}
+
+static const char *binary_op(BinOp op) {
+  switch (op) {
+  case BIN_ADD: return " + ";
+  case BIN_SUB: return " - ";
+  case BIN_MUL: return " * ";
+  case BIN_DIV: return " / ";
+  case BIN_MOD: return " % ";
+  case BIN_LT: return " < ";
+  case BIN_LE: return " <= ";
+  case BIN_GT: return " > ";
+  case BIN_GE: return " >= ";
+  case BIN_EQ: return " == ";
+  case BIN_NE: return " != ";
+  case BIN_AND: return " && ";
+  case BIN_MAX: return "fmax";
+  case BIN_MIN: return "fmin";
+  case BIN_POW: return "pow";
+  }
+  return "?";
+}
+
+static void binary(Emit *E, const Expr *e) {
+  BinOp op = (BinOp)e->op;
+  if (op == BIN_MAX || op == BIN_MIN || op == BIN_POW) {
+    if (e->type != DT_F32 && op != BIN_POW) { /* integer max/min */
+      fputc('(', E->f);
+      sub(E, e->a, 5);
+      fputs(op == BIN_MAX ? " > " : " < ", E->f);
+      sub(E, e->b, 5);
+      fputs(" ? ", E->f);
+      sub(E, e->a, 2);
+      fputs(" : ", E->f);
+      sub(E, e->b, 2);
+      fputc(')', E->f);
+      return;
+    }
+    fprintf(E->f, "%s%s(", binary_op(op), e->type == DT_F32 ? "f" : "");
+    expr(E, e->a);
+    fputs(", ", E->f);
+    expr(E, e->b);
+    fputc(')', E->f);
+    return;
+  }
+  int pr = prec(e);
+  sub(E, e->a, pr);
+  fputs(binary_op(op), E->f);
+  sub(E, e->b, pr + 1);
+}
+
+static void expr(Emit *E, const Expr *e) {
+  switch (e->kind) {
+  case EX_FCONST: float_lit(E, e->f); break;
+  case EX_ICONST: fprintf(E->f, "%lld", (long long)e->i); break;
+  case EX_VAR: fprintf(E->f, "i%d", e->id); break;
+  case EX_SYM: fputs(cg_c_prefix(E->a, E->p->g->syms[e->id].name), E->f); break;
+  case EX_LOCAL: fprintf(E->f, "v%d", e->id); break;
+  case EX_LOAD:
+    fprintf(E->f, "%s[", bufname(E, e->id));
+    expr(E, e->a);
+    fputc(']', E->f);
+    break;
+  case EX_UNARY:
+    if (e->op == UN_NEG) {
+      fputc('-', E->f);
+      sub(E, e->a, 10);
+    } else {
+      fprintf(E->f, "%s%s(", unary_fn((UnOp)e->op), e->type == DT_F32 ? "f" : "");
+      expr(E, e->a);
+      fputc(')', E->f);
+    }
+    break;
+  case EX_BINARY: binary(E, e); break;
+  case EX_SELECT:
+    sub(E, e->a, 2);
+    fputs(" ? ", E->f);
+    sub(E, e->b, 2);
+    fputs(" : ", E->f);
+    sub(E, e->c, 1);
+    break;
+  case EX_CAST:
+    fprintf(E->f, "(%s)", ctype(e->type));
+    sub(E, e->a, 10);
+    break;
+  }
+}
+
+/* --- statements ----------------------------------------------------------------- */
+
+static void indent(Emit *E, int depth) {
+  for (int i = 0; i < depth; i++) fputs("  ", E->f);
+}
+
+static void stmts(Emit *E, const Stmt *s, int depth) {
+  for (; s; s = s->next) {
+    indent(E, depth);
+    switch (s->kind) {
+    case ST_LOOP:
+      fprintf(E->f, "for (int64_t i%d = 0; i%d < ", s->id, s->id);
+      expr(E, s->extent);
+      fprintf(E->f, "; i%d++) {\n", s->id);
+      stmts(E, s->body, depth + 1);
+      indent(E, depth);
+      fputs("}\n", E->f);
+      break;
+    case ST_STORE:
+      fprintf(E->f, "%s[", bufname(E, s->id));
+      expr(E, s->index);
+      fputs("] = ", E->f);
+      expr(E, s->value);
+      fputs(";\n", E->f);
+      break;
+    case ST_LOCAL:
+      fprintf(E->f, "%s v%d = ", ctype(s->type), s->id);
+      expr(E, s->value);
+      fputs(";\n", E->f);
+      break;
+    case ST_ASSIGN:
+      fprintf(E->f, "v%d = ", s->id);
+      expr(E, s->value);
+      fputs(";\n", E->f);
+      break;
+    }
+  }
+}
+
+/* The .dl source line of loc, trimmed, for the comment above a kernel. */
+static void source_comment(Emit *E, const Kernel *k) {
+  fprintf(E->f, "  /* %s", k->what);
+  if (k->loc.src) {
+    const char *t = k->loc.src->text;
+    for (int l = 1; l < k->loc.line && t; l++) {
+      t = strchr(t, '\n');
+      if (t) t++;
+    }
+    if (t) {
+      while (*t == ' ' || *t == '\t') t++;
+      int n = (int)strcspn(t, "\n");
+      while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\r')) n--;
+      char line[160];
+      snprintf(line, sizeof line, "%.*s", n > 150 ? 150 : n, t);
+      for (char *c = line; *c; c++)
+        if (c[0] == '*' && c[1] == '/') c[1] = ' '; /* never close the comment early */
+      fprintf(E->f, " — %s:%d: %s", k->loc.src->path, k->loc.line, line);
+    }
+  }
+  fputs(" */\n", E->f);
+}
+
+/* --- declarations -------------------------------------------------------------- */
+
+static void signature(Emit *E, const Func *fn, FILE *f) {
+  const Graph *g = E->p->g;
+  fprintf(f, "int %s_%s(", E->pre, fn->name);
+  int first = 1;
+  for (int s = 0; s < g->nsyms; s++, first = 0)
+    fprintf(f, "%sint64_t %s", first ? "" : ", ", cg_c_prefix(E->a, g->syms[s].name));
+  for (int i = 0; i < fn->nargs; i++, first = 0) {
+    const Buffer *b = &E->p->bufs[fn->args[i]];
+    fprintf(f, "%s%s%s *%s", first ? "" : ", ", b->kind == BUF_INPUT ? "const " : "", ctype(b->dtype),
+            bufname(E, fn->args[i]));
+  }
+  if (first) fputs("void", f);
+  fputc(')', f);
+}
+
+static int uses_buffer(const Stmt *s, int b);
+static int expr_uses(const Expr *e, int b) {
+  if (!e) return 0;
+  if (e->kind == EX_LOAD && e->id == b) return 1;
+  return expr_uses(e->a, b) || expr_uses(e->b, b) || expr_uses(e->c, b);
+}
+static int uses_buffer(const Stmt *s, int b) {
+  for (; s; s = s->next)
+    if ((s->kind == ST_STORE && s->id == b) || expr_uses(s->extent, b) || expr_uses(s->index, b) ||
+        expr_uses(s->value, b) || uses_buffer(s->body, b))
+      return 1;
+  return 0;
+}
+
+static void function(Emit *E, const Func *fn) {
+  const Program *p = E->p;
+  const Graph *g = p->g;
+  char tb[128];
+  signature(E, fn, E->f);
+  fputs(" {\n", E->f);
+  for (int b = 0; b < p->nbufs; b++) {
+    const Buffer *buf = &p->bufs[b];
+    if (buf->kind != BUF_TEMP) continue;
+    int used = 0;
+    for (int k = 0; k < fn->nkernels && !used; k++) used = uses_buffer(fn->kernels[k].body, b);
+    if (!used) continue;
+    fprintf(E->f, "  %s *const t%d = A_%s + %lld; /* %s %s */\n", ctype(buf->dtype), b, rt_dtype_name(buf->dtype),
+            (long long)buf->offset, buf->name, ir_type_str(g, buf->dtype, &buf->shape, tb, sizeof tb));
+  }
+  for (int s = 0; s < g->nsyms; s++) {
+    const char *nm = cg_c_prefix(E->a, g->syms[s].name);
+    fprintf(E->f, "  if (%s < 1 || %s > %s_MAX_%s) return -1;\n", nm, nm, E->PRE, upper(E->a, nm));
+  }
+  for (int k = 0; k < fn->nkernels; k++) {
+    fputc('\n', E->f);
+    source_comment(E, &fn->kernels[k]);
+    fputs("  {\n", E->f);
+    stmts(E, fn->kernels[k].body, 2);
+    fputs("  }\n", E->f);
+  }
+  fputs("  return 0;\n}\n\n", E->f);
+}
+
+static const RtTensor *embedded(Emit *E, const Buffer *b) {
+  return E->o->embed ? rt_set_find((RtTensorSet *)E->o->embed, b->name) : NULL;
+}
+
+static void param_storage(Emit *E) {
+  const Program *p = E->p;
+  char tb[128];
+  for (int b = 0; b < p->nbufs; b++) {
+    const Buffer *buf = &p->bufs[b];
+    if (buf->kind != BUF_PARAM && buf->kind != BUF_STATE) continue;
+    const RtTensor *t = embedded(E, buf);
+    fprintf(E->f, "/* %s %s */\n", buf->name, ir_type_str(p->g, buf->dtype, &buf->shape, tb, sizeof tb));
+    if (!t) {
+      fprintf(E->f, "static %s %s[%lld];\n", ctype(buf->dtype), bufname(E, b), (long long)buf->size);
+      continue;
+    }
+    fprintf(E->f, "static const %s %s[%lld] = {", ctype(buf->dtype), bufname(E, b), (long long)buf->size);
+    const float *v = t->data;
+    for (int64_t i = 0; i < buf->size; i++) {
+      fputs(i % 8 ? " " : "\n  ", E->f);
+      char num[32];
+      snprintf(num, sizeof num, "%.9g", (double)v[i]);
+      if (!isfinite(v[i]))
+        fputs(isnan(v[i]) ? "NAN" : v[i] < 0 ? "-INFINITY" : "INFINITY", E->f);
+      else
+        fprintf(E->f, "%s%sf", num, strpbrk(num, ".en") ? "" : ".0");
+      if (i + 1 < buf->size) fputc(',', E->f);
+    }
+    fputs("\n};\n", E->f);
+  }
+}
+
+static void arenas(Emit *E) {
+  for (int t = 0; t < DT_COUNT; t++) {
+    int64_t n = E->p->arena_size[t];
+    if (!n) continue;
+    fprintf(E->f, "/* arena for %s temporaries: %lld bytes */\nstatic %s A_%s[%lld];\n", rt_dtype_name((DType)t),
+            (long long)(n * (int64_t)rt_dtype_size((DType)t)), ctype((DType)t), rt_dtype_name((DType)t), (long long)n);
+  }
+}
+
+static void param_table(Emit *E, int nparams) {
+  const Program *p = E->p;
+  fprintf(E->f, "\nstatic const %s_param_info params[%d] = {\n", E->pre, nparams ? nparams : 1);
+  for (int b = 0; b < p->nbufs; b++) {
+    const Buffer *buf = &p->bufs[b];
+    if (buf->kind != BUF_PARAM) continue;
+    fprintf(E->f, "  {\"%s\", %d, {", buf->name, buf->shape.rank);
+    for (int i = 0; i < buf->shape.rank; i++) fprintf(E->f, "%s%lld", i ? ", " : "", (long long)buf->shape.d[i]);
+    fprintf(E->f, "%s}, %lld, %s},\n", buf->shape.rank ? "" : "0", (long long)buf->size, bufname(E, b));
+  }
+  if (!nparams) fputs("  {0, 0, {0}, 0, 0},\n", E->f);
+  fputs("};\n\n", E->f);
+}
+
+static void header(Emit *E, FILE *h, int nparams) {
+  const Program *p = E->p;
+  const Graph *g = p->g;
+  fprintf(h, "/* %s.h — generated by dlc from model '%s'. */\n", E->pre, g->name);
+  fprintf(h, "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n\n", E->PRE, E->PRE);
+  for (int s = 0; s < g->nsyms; s++)
+    fprintf(h, "/* largest %s the code accepts (fixed at compile time) */\n#define %s_MAX_%s %lld\n", g->syms[s].name,
+            E->PRE, upper(E->a, cg_c_prefix(E->a, g->syms[s].name)), (long long)g->syms[s].max);
+  fprintf(h, "#define %s_NUM_PARAMS %d\n\n", E->PRE, nparams);
+  fprintf(h, "typedef struct %s_param_info {\n  const char *name;    /* as in safetensors files */\n"
+             "  int rank;\n  int64_t shape[%d];\n  int64_t numel;\n  const float *data;\n} %s_param_info;\n\n",
+          E->pre, IR_MAX_RANK, E->pre);
+  fprintf(h, "/* Parameter i (0 <= i < %s_NUM_PARAMS), or NULL. */\nconst %s_param_info *%s_param(int i);\n", E->PRE,
+          E->pre, E->pre);
+  fprintf(h, "/* Copies numel floats into parameter i; -1 if i is out of range or the\n"
+             "   parameters are embedded constants. */\nint %s_set_param(int i, const float *values);\n", E->pre);
+  fprintf(h, "/* Loads every parameter from a safetensors file (F32, names and shapes\n"
+             "   as above; other tensors in the file are ignored).  0 on success;\n"
+             "   otherwise -1 and %s_error() says why.  No malloc. */\nint %s_load(const char *path);\n",
+          E->pre, E->pre);
+  fprintf(h, "const char *%s_error(void);\n\n", E->pre);
+  for (int i = 0; i < p->nfuncs; i++) {
+    fprintf(h, "/* Returns 0, or -1 if a size argument is out of range.\n   Symbols first, then inputs, then outputs. */\n");
+    signature(E, &p->funcs[i], h);
+    fputs(";\n", h);
+  }
+  fprintf(h, "\n#endif\n");
+}
+
+int cg_emit_c(const Program *p, FILE *c, FILE *h, const EmitOpts *o, Diags *d) {
+  Arena a;
+  arena_init(&a);
+  Emit E = {p, c, NULL, NULL, o, &a};
+  E.pre = cg_c_prefix(&a, p->name);
+  E.PRE = upper(&a, E.pre);
+  int nparams = 0, bad = 0;
+  for (int b = 0; b < p->nbufs; b++) {
+    const Buffer *buf = &p->bufs[b];
+    if (buf->kind != BUF_PARAM) continue;
+    nparams++;
+    if (!o->embed) continue;
+    const RtTensor *t = embedded(&E, buf);
+    char want[128];
+    ir_type_str(p->g, buf->dtype, &buf->shape, want, sizeof want);
+    if (!t) {
+      diag_plain(d, "--embed-params", "the file has no tensor '%s' (%s)", buf->name, want);
+      bad++;
+    } else if (t->dtype != DT_F32 || rt_tensor_numel(t) != buf->size || t->rank != buf->shape.rank) {
+      diag_plain(d, "--embed-params", "tensor '%s' is not %s", buf->name, want);
+      bad++;
+    }
+  }
+  if (bad) {
+    arena_free(&a);
+    return -1;
+  }
+  fprintf(c, "/* %s.c — generated by dlc from model '%s'.  C99, libm only, no malloc. */\n", E.pre, p->g->name);
+  fprintf(c, "#include \"%s\"\n\n#include <math.h>\n#include <stdio.h>\n#include <string.h>\n\n", o->header_name);
+  param_storage(&E);
+  arenas(&E);
+  param_table(&E, nparams);
+  cg_c_support(c, p, E.pre, o->embed != NULL);
+  for (int i = 0; i < p->nfuncs; i++) function(&E, &p->funcs[i]);
+  if (h) header(&E, h, nparams);
+  arena_free(&a);
+  return 0;
+}

@@ -1,0 +1,326 @@
+/*
+ * dlc.c — the dlc command: subcommands, flags, and the pipeline.
+ *
+ *   dlc MODEL.dl [-o OUT.c] [--emit=c|ir|dot]   compile
+ *   dlc check MODEL.dl                          summary of a model
+ *   dlc run MODEL.dl --input x=x.npy ...        run it once
+ *
+ * Every subcommand parses its flags, loads the model through the frontend,
+ * runs the pass pipeline and hands the result to a backend.  Only this
+ * file decides exit statuses: 0 on success, 1 on any error in the input
+ * (model, data, flags), 2 on a usage error.  Files are written atomically.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/codegen.h"
+#include "driver/driver.h"
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+
+#define DLC_VERSION "0.1.0"
+
+static const char *usage_main =
+    "usage: dlc MODEL.dl [-o OUT.c] [--emit=c|ir|dot] [options]   compile a model\n"
+    "       dlc check MODEL.dl                                    summarise a model\n"
+    "       dlc run MODEL.dl --input NAME=FILE.npy ...            run a model once\n"
+    "       dlc train MODEL.dl [options]                          train a model\n"
+    "       dlc COMMAND --help                                    help on a command\n"
+    "\n"
+    "compile options:\n"
+    "  -o OUT.c               write OUT.c and OUT.h (default: MODEL.c, MODEL.h\n"
+    "                         for C; standard output for ir and dot)\n"
+    "  --emit=c|ir|dot        C source (default), the graph IR, or Graphviz DOT\n"
+    "  --train                also emit the training step (train_step) as C\n"
+    "  --embed-params FILE    embed the weights of FILE.safetensors as constants\n"
+    "  --max SYM=N            largest value of a symbolic dimension (default:\n"
+    "                         the training batch, else 64)\n"
+    "  --dump-after=STEP|all  print the IR after a pipeline step to stderr\n"
+    "  --verify               check the IR after every step\n"
+    "  --version              print the version\n";
+
+static const char *usage_check =
+    "usage: dlc check MODEL.dl [--max SYM=N]\n"
+    "Prints each computed value of the inference graph with its shape and the\n"
+    "number of parameters it uses, the total parameters, and the bytes of the\n"
+    "static arena the emitted inference code needs.\n";
+
+static const char *usage_run =
+    "usage: dlc run MODEL.dl [--backend=interp|c] --input NAME=FILE.npy ...\n"
+    "                        [--output NAME=FILE.npy ...] [--params FILE.safetensors]\n"
+    "                        [--seed S]\n"
+    "Runs the model once.  Inputs and outputs are NumPy .npy files (f32, i32,\n"
+    "i64; C order).  Parameters come from --params, or are initialised from\n"
+    "the seed (default 0).  Outputs without --output are summarised on stdout.\n"
+    "  --backend=interp       the reference interpreter (default)\n"
+    "  --backend=c            emitted C, compiled with $CC (default cc) and\n"
+    "                         called through libffi\n";
+
+int dlc_usage(const char *text, int status) {
+  fputs(text, status ? stderr : stdout);
+  return status;
+}
+
+/* --- flags ---------------------------------------------------------------------- */
+
+/* Matches argv[*i] against --name=VALUE or --name VALUE (or -o VALUE);
+ * returns the value, advancing *i, or NULL.  Sets *missing when the flag
+ * is there without a value. */
+const char *dlc_flag(int argc, char **argv, int *i, const char *name, int *missing) {
+  const char *a = argv[*i];
+  size_t n = strlen(name);
+  if (strncmp(a, name, n) != 0) return NULL;
+  if (a[n] == '=') return a + n + 1;
+  if (a[n] != 0) return NULL;
+  if (*i + 1 >= argc) {
+    *missing = 1;
+    return NULL;
+  }
+  return argv[++*i];
+}
+
+int dlc_parse_max(Graph *g, const char *spec, Diags *d) {
+  const char *eq = strchr(spec, '=');
+  char *end;
+  long long v = eq ? strtoll(eq + 1, &end, 10) : 0;
+  if (!eq || eq == spec || *end || v < 1) {
+    diag_plain(d, "--max", "expected SYM=N with N >= 1, got '%s'", spec);
+    return -1;
+  }
+  char name[64];
+  snprintf(name, sizeof name, "%.*s", (int)(eq - spec), spec);
+  int s = ir_symbol_find(g, name);
+  if (s < 0) {
+    diag_plain(d, "--max", "the model has no symbolic dimension '%s'", name);
+    return -1;
+  }
+  g->syms[s].max = v;
+  return 0;
+}
+
+void dlc_default_max(Model *m) {
+  for (int s = 0; s < m->g.nsyms; s++)
+    if (m->g.syms[s].max == 0) m->g.syms[s].max = m->train.present && m->train.batch > 0 ? m->train.batch : 64;
+}
+
+/* --- writing files ------------------------------------------------------------------ */
+
+typedef struct MemOut {
+  char *buf;
+  size_t len;
+  FILE *f;
+} MemOut;
+
+static void mem_open(MemOut *m) {
+  m->buf = NULL;
+  m->len = 0;
+  m->f = open_memstream(&m->buf, &m->len);
+}
+
+/* Closes the stream and writes its bytes to path atomically. */
+static int mem_commit(MemOut *m, const char *path, Diags *d) {
+  fclose(m->f);
+  RtError err;
+  const void *chunks[1] = {m->buf};
+  size_t lens[1] = {m->len};
+  RtStatus st = rt_write_file_atomic(path, chunks, lens, 1, &err);
+  free(m->buf);
+  if (st) diag_plain(d, path, "%s", err.msg);
+  return st ? -1 : 0;
+}
+
+/* "dir/model.dl" -> "model" (arena). */
+static const char *stem(Arena *a, const char *path, const char *ext_out) {
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  size_t n = strcspn(base, ".");
+  return arena_printf(a, "%.*s%s", (int)n, base, ext_out);
+}
+
+/* --- compile ---------------------------------------------------------------------------- */
+
+typedef struct CompileOpts {
+  const char *model, *out, *emit, *embed, *dump_after;
+  const char *max[IR_MAX_SYMS];
+  int nmax, verify, train;
+} CompileOpts;
+
+static int parse_compile(int argc, char **argv, CompileOpts *o, Diags *d) {
+  memset(o, 0, sizeof *o);
+  o->emit = "c";
+  for (int i = 1; i < argc; i++) {
+    int miss = 0;
+    const char *v;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    if (!strcmp(argv[i], "--verify")) o->verify = 1;
+    else if (!strcmp(argv[i], "--train")) o->train = 1;
+    else if ((v = dlc_flag(argc, argv, &i, "-o", &miss))) o->out = v;
+    else if ((v = dlc_flag(argc, argv, &i, "--emit", &miss))) o->emit = v;
+    else if ((v = dlc_flag(argc, argv, &i, "--embed-params", &miss))) o->embed = v;
+    else if ((v = dlc_flag(argc, argv, &i, "--dump-after", &miss))) o->dump_after = v;
+    else if ((v = dlc_flag(argc, argv, &i, "--max", &miss))) {
+      if (o->nmax == IR_MAX_SYMS) return diag_plain(d, "--max", "given too many times"), -1;
+      o->max[o->nmax++] = v;
+    } else if (miss) return diag_plain(d, argv[i], "needs a value"), -1;
+    else if (argv[i][0] == '-') return diag_plain(d, argv[i], "unknown option (see dlc --help)"), -1;
+    else if (o->model) return diag_plain(d, argv[i], "only one model file can be compiled at a time"), -1;
+    else o->model = argv[i];
+  }
+  if (!o->model) return diag_plain(d, "dlc", "no model file given (see dlc --help)"), -1;
+  if (strcmp(o->emit, "c") && strcmp(o->emit, "ir") && strcmp(o->emit, "dot"))
+    return diag_plain(d, "--emit", "expected c, ir or dot, got '%s'", o->emit), -1;
+  return 0;
+}
+
+/* Loads a model and applies --max flags; returns 0 or -1 (errors reported). */
+int dlc_load_model(Model *m, const char *path, const char *const *max, int nmax, Diags *d) {
+  if (fe_load_file(m, path, d) != 0) return -1;
+  for (int i = 0; i < nmax; i++)
+    if (dlc_parse_max(&m->g, max[i], d)) return -1;
+  dlc_default_max(m);
+  return 0;
+}
+
+static int emit_c_files(const Program *p, const CompileOpts *o, Arena *a, Diags *d) {
+  const char *cpath = o->out ? o->out : stem(a, o->model, ".c");
+  size_t n = strlen(cpath);
+  const char *hpath = n > 2 && !strcmp(cpath + n - 2, ".c") ? arena_printf(a, "%.*s.h", (int)(n - 2), cpath)
+                                                             : arena_printf(a, "%s.h", cpath);
+  const char *hbase = strrchr(hpath, '/') ? strrchr(hpath, '/') + 1 : hpath;
+  RtTensorSet embed;
+  rt_set_init(&embed);
+  if (o->embed) {
+    RtError err;
+    if (rt_safetensors_read(o->embed, &embed, &err)) {
+      diag_plain(d, o->embed, "%s", err.msg);
+      return -1;
+    }
+  }
+  EmitOpts eo = {hbase, o->embed ? &embed : NULL};
+  MemOut c, h;
+  mem_open(&c);
+  mem_open(&h);
+  int rc = cg_emit_c(p, c.f, h.f, &eo, d);
+  rt_set_free(&embed);
+  if (rc) {
+    fclose(c.f), fclose(h.f), free(c.buf), free(h.buf);
+    return -1;
+  }
+  if (mem_commit(&h, hpath, d)) {
+    fclose(c.f), free(c.buf);
+    return -1;
+  }
+  return mem_commit(&c, cpath, d);
+}
+
+static int cmd_compile(int argc, char **argv) {
+  Diags d;
+  diag_init(&d, stderr);
+  CompileOpts o;
+  int rc = parse_compile(argc, argv, &o, &d);
+  if (rc) return rc > 0 ? dlc_usage(usage_main, 0) : 2;
+  Model m;
+  if (dlc_load_model(&m, o.model, o.max, o.nmax, &d)) return 1;
+  Arena a;
+  arena_init(&a);
+  int status = 0;
+  if (o.train) {
+    status = dlc_emit_train(&m, o.out ? o.out : stem(&a, o.model, "_train.c"), &d);
+  } else if (!strcmp(o.emit, "ir") || !strcmp(o.emit, "dot")) {
+    pass_dce(&m.g);
+    MemOut out;
+    mem_open(&out);
+    (!strcmp(o.emit, "ir") ? ir_dump : ir_dump_dot)(&m.g, out.f);
+    if (o.out)
+      status = mem_commit(&out, o.out, &d) ? 1 : 0;
+    else {
+      fclose(out.f);
+      fwrite(out.buf, 1, out.len, stdout);
+      free(out.buf);
+    }
+  } else {
+    Program p;
+    PassOpts po = {o.dump_after, stderr, o.verify};
+    if (pass_pipeline_infer(&m.g, &p, &po, &d)) status = 1;
+    else {
+      status = emit_c_files(&p, &o, &a, &d) ? 1 : 0;
+      kir_program_free(&p);
+    }
+  }
+  arena_free(&a);
+  fe_model_free(&m);
+  return status;
+}
+
+/* --- check ---------------------------------------------------------------------------- */
+
+static int64_t params_of(const Graph *g, const Node *n) {
+  int64_t k = 0;
+  for (int i = 0; i < n->nin; i++)
+    if (g->nodes[n->in[i]].op == OP_PARAM) k += ir_numel_max(g, &g->nodes[n->in[i]].shape);
+  return k;
+}
+
+static void print_summary(const Graph *g, const Program *p) {
+  char tb[128];
+  printf("%-28s %-14s %-22s %12s\n", "value", "op", "type", "parameters");
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = &g->nodes[i];
+    if (n->op == OP_PARAM || n->op == OP_CONST) continue;
+    printf("%-28s %-14s %-22s %12lld\n", n->name ? n->name : "-", ir_ops[n->op].name,
+           ir_type_str(g, n->dtype, &n->shape, tb, sizeof tb), (long long)params_of(g, n));
+  }
+  int64_t total = 0, frozen = 0, arena = 0;
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op == OP_PARAM) {
+      int64_t k = ir_numel_max(g, &g->nodes[i].shape);
+      total += k;
+      if (g->nodes[i].frozen) frozen += k;
+    }
+  for (int t = 0; t < DT_COUNT; t++) arena += p->arena_size[t] * (int64_t)rt_dtype_size((DType)t);
+  printf("\ntotal parameters: %lld (%lld trainable, %lld frozen), %lld bytes\n", (long long)total,
+         (long long)(total - frozen), (long long)frozen, (long long)total * 4);
+  printf("inference arena: %lld bytes", (long long)arena);
+  for (int s = 0; s < g->nsyms; s++) printf("%s%s = %lld", s ? ", " : " at ", g->syms[s].name, (long long)g->syms[s].max);
+  printf("\n");
+}
+
+static int cmd_check(int argc, char **argv) {
+  Diags d;
+  diag_init(&d, stderr);
+  const char *model = NULL, *max[IR_MAX_SYMS];
+  int nmax = 0;
+  for (int i = 1; i < argc; i++) {
+    int miss = 0;
+    const char *v;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return dlc_usage(usage_check, 0);
+    if ((v = dlc_flag(argc, argv, &i, "--max", &miss)) && nmax < IR_MAX_SYMS) max[nmax++] = v;
+    else if (miss || argv[i][0] == '-') return diag_plain(&d, argv[i], "unknown option or missing value"), 2;
+    else if (model) return diag_plain(&d, argv[i], "only one model file"), 2;
+    else model = argv[i];
+  }
+  if (!model) return diag_plain(&d, "dlc check", "no model file given"), 2;
+  Model m;
+  if (dlc_load_model(&m, model, max, nmax, &d)) return 1;
+  Program p;
+  int status = 0;
+  if (pass_pipeline_infer(&m.g, &p, NULL, &d)) status = 1;
+  else {
+    print_summary(&m.g, &p);
+    kir_program_free(&p);
+  }
+  fe_model_free(&m);
+  return status;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) return dlc_usage(usage_main, 2);
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) return dlc_usage(usage_main, 0);
+  if (!strcmp(cmd, "--version")) return printf("dlc " DLC_VERSION "\n"), 0;
+  if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
+  if (!strcmp(cmd, "run")) return dlc_cmd_run(argc - 1, argv + 1, usage_run);
+  if (!strcmp(cmd, "train")) return dlc_cmd_train(argc - 1, argv + 1);
+  return cmd_compile(argc, argv);
+}

@@ -1,0 +1,20 @@
+/*
+ * driver.h — the subcommands of the dlc executable (driver/).
+ */
+#ifndef DLC_DRIVER_H
+#define DLC_DRIVER_H
+
+#include "frontend/frontend.h"
+
+int dlc_usage(const char *text, int status);
+const char *dlc_flag(int argc, char **argv, int *i, const char *name, int *missing);
+int dlc_parse_max(Graph *g, const char *spec, Diags *d);
+void dlc_default_max(Model *m);
+int dlc_load_model(Model *m, const char *path, const char *const *max, int nmax, Diags *d);
+
+int dlc_cmd_run(int argc, char **argv, const char *usage);
+int dlc_cmd_train(int argc, char **argv);
+/* Writes the standalone training C for m to path (and its header). */
+int dlc_emit_train(Model *m, const char *path, Diags *d);
+
+#endif

@@ -1,0 +1,222 @@
+/*
+ * run.c — `dlc run`: one forward pass on tensors from .npy files.
+ *
+ * Inputs are read and checked against the model's declared types first
+ * (binding symbolic dimensions such as the batch), parameters are loaded
+ * or initialised from the seed, then the chosen backend runs the
+ * inference graph: the reference interpreter, or the emitted C compiled
+ * into a shared object and called through libffi.  For the C backend each
+ * symbol's compile-time maximum is the value bound by the inputs.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/codegen.h"
+#include "driver/driver.h"
+#include "passes/passes.h"
+
+#define MAX_BINDINGS 32
+
+typedef struct Binding {
+  const char *name, *file;
+} Binding;
+
+typedef struct RunOpts {
+  const char *model, *backend, *params;
+  uint64_t seed;
+  Binding in[MAX_BINDINGS], out[MAX_BINDINGS];
+  int nin, nout;
+} RunOpts;
+
+static int parse_binding(const char *flag, const char *v, Binding *b, int *n, Diags *d) {
+  const char *eq = strchr(v, '=');
+  if (!eq || eq == v || !eq[1]) return diag_plain(d, flag, "expected NAME=FILE.npy, got '%s'", v), -1;
+  if (*n == MAX_BINDINGS) return diag_plain(d, flag, "given more than %d times", MAX_BINDINGS), -1;
+  b[*n].name = strndup(v, (size_t)(eq - v));
+  b[*n].file = eq + 1;
+  (*n)++;
+  return 0;
+}
+
+static int parse_run(int argc, char **argv, RunOpts *o, Diags *d) {
+  memset(o, 0, sizeof *o);
+  o->backend = "interp";
+  for (int i = 1; i < argc; i++) {
+    int miss = 0;
+    const char *v;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    if ((v = dlc_flag(argc, argv, &i, "--backend", &miss))) o->backend = v;
+    else if ((v = dlc_flag(argc, argv, &i, "--input", &miss))) {
+      if (parse_binding("--input", v, o->in, &o->nin, d)) return -1;
+    } else if ((v = dlc_flag(argc, argv, &i, "--output", &miss))) {
+      if (parse_binding("--output", v, o->out, &o->nout, d)) return -1;
+    } else if ((v = dlc_flag(argc, argv, &i, "--params", &miss))) o->params = v;
+    else if ((v = dlc_flag(argc, argv, &i, "--seed", &miss))) {
+      char *end;
+      o->seed = strtoull(v, &end, 10);
+      if (!*v || *end) return diag_plain(d, "--seed", "expected a non-negative integer, got '%s'", v), -1;
+    } else if (miss) return diag_plain(d, argv[i], "needs a value"), -1;
+    else if (argv[i][0] == '-') return diag_plain(d, argv[i], "unknown option (see dlc run --help)"), -1;
+    else if (o->model) return diag_plain(d, argv[i], "only one model file"), -1;
+    else o->model = argv[i];
+  }
+  if (!o->model) return diag_plain(d, "dlc run", "no model file given (see dlc run --help)"), -1;
+  if (strcmp(o->backend, "interp") && strcmp(o->backend, "c"))
+    return diag_plain(d, "--backend", "expected interp or c, got '%s'", o->backend), -1;
+  return 0;
+}
+
+/* "x, y" — the names of g's inputs, for messages. */
+static const char *input_names(const Graph *g, char *buf, size_t len) {
+  size_t n = 0;
+  buf[0] = 0;
+  for (int i = 0; i < g->nnodes && n < len; i++)
+    if (g->nodes[i].op == OP_INPUT) n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ", " : "", g->nodes[i].name);
+  return buf;
+}
+
+static int read_inputs(const Graph *g, const RunOpts *o, RtTensor *vals, Diags *d) {
+  char names[512];
+  for (int k = 0; k < o->nin; k++) {
+    int id = ir_find_input(g, o->in[k].name);
+    if (id < 0) {
+      diag_plain(d, "--input", "the model has no input '%s' (its inputs: %s)", o->in[k].name,
+                 input_names(g, names, sizeof names));
+      return -1;
+    }
+    RtError err;
+    rt_tensor_free(&vals[id]);
+    if (rt_npy_read(o->in[k].file, &vals[id], &err)) return diag_plain(d, o->in[k].file, "%s", err.msg), -1;
+  }
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op == OP_INPUT && !vals[i].data)
+      return diag_plain(d, "dlc run", "no value for input '%s' (give --input %s=FILE.npy)", g->nodes[i].name,
+                        g->nodes[i].name), -1;
+  return 0;
+}
+
+static int load_params(const Graph *g, const RunOpts *o, RtTensorSet *set, Diags *d) {
+  RtError err;
+  if (o->params) {
+    if (rt_safetensors_read(o->params, set, &err)) return diag_plain(d, o->params, "%s", err.msg), -1;
+    if (ir_params_check(g, set, o->params, &err)) return diag_plain(d, o->params, "%s", err.msg), -1;
+    return 0;
+  }
+  if (ir_params_init(g, o->seed, set, &err)) return diag_plain(d, "dlc run", "%s", err.msg), -1;
+  return 0;
+}
+
+static int run_interp(const Graph *g, RtTensor *vals, const int64_t *symvals, Diags *d) {
+  RtError err;
+  InterpOpts io = {0, 0};
+  if (ir_interp(g, vals, symvals, &io, &err)) return diag_plain(d, "dlc run", "%s", err.msg), -1;
+  return 0;
+}
+
+static int run_c(Graph *g, RtTensor *vals, const int64_t *symvals, const RtTensorSet *params, Diags *d) {
+  for (int s = 0; s < g->nsyms; s++) g->syms[s].max = symvals[s];
+  Program p;
+  if (pass_pipeline_infer(g, &p, NULL, d)) return -1;
+  RtError err;
+  int rc = -1;
+  CModule *m = cg_c_build(&p, NULL, &err);
+  if (!m) {
+    diag_plain(d, "--backend=c", "%s", err.msg);
+    kir_program_free(&p);
+    return -1;
+  }
+  const Func *f = &p.funcs[0];
+  void **args = calloc((size_t)f->nargs + 1, sizeof *args);
+  for (int i = 0; i < f->nargs; i++) {
+    const Buffer *b = &p.bufs[f->args[i]];
+    int id = b->kind == BUF_OUTPUT ? g->outputs[ir_find_output(g, b->name)].id : b->node;
+    RtTensor *t = &vals[id];
+    if (b->kind == BUF_OUTPUT && !t->data) {
+      int64_t shape[IR_MAX_RANK];
+      for (int k = 0; k < b->shape.rank; k++) shape[k] = ir_dim_value(g, b->shape.d[k], symvals);
+      rt_tensor_alloc(t, b->dtype, b->shape.rank, shape, &err);
+    }
+    args[i] = t->data;
+  }
+  if (cg_c_set_params(m, params, &err) || cg_c_call(m, "forward", symvals, args, &err))
+    diag_plain(d, "--backend=c", "%s", err.msg);
+  else
+    rc = 0;
+  free(args);
+  cg_c_free(m);
+  kir_program_free(&p);
+  return rc;
+}
+
+static void summarise(const Graph *g, const char *name, const RtTensor *t) {
+  char tb[128];
+  printf("%s: %s", name, rt_shape_str(tb, sizeof tb, t->dtype, t->rank, t->shape));
+  int64_t n = rt_tensor_numel(t);
+  if (t->dtype == DT_F32) {
+    const float *v = t->data;
+    printf(" =");
+    for (int64_t i = 0; i < n && i < 8; i++) printf(" %.6g", (double)v[i]);
+    if (n > 8) printf(" ...");
+  }
+  printf("\n");
+  (void)g;
+}
+
+static int write_outputs(const Graph *g, const RunOpts *o, RtTensor *vals, Diags *d) {
+  for (int k = 0; k < o->nout; k++)
+    if (ir_find_output(g, o->out[k].name) < 0) {
+      diag_plain(d, "--output", "the model has no output '%s'", o->out[k].name);
+      return -1;
+    }
+  for (int i = 0; i < g->noutputs; i++) {
+    const RtTensor *t = &vals[g->outputs[i].id];
+    int written = 0;
+    for (int k = 0; k < o->nout; k++) {
+      if (strcmp(o->out[k].name, g->outputs[i].name)) continue;
+      RtError err;
+      if (rt_npy_write(o->out[k].file, t, &err)) return diag_plain(d, o->out[k].file, "%s", err.msg), -1;
+      written = 1;
+    }
+    if (!written && !o->nout) summarise(g, g->outputs[i].name, t);
+  }
+  return 0;
+}
+
+int dlc_cmd_run(int argc, char **argv, const char *usage) {
+  Diags d;
+  diag_init(&d, stderr);
+  RunOpts o;
+  int rc = parse_run(argc, argv, &o, &d);
+  if (rc) return rc > 0 ? dlc_usage(usage, 0) : 2;
+  Model m;
+  if (dlc_load_model(&m, o.model, NULL, 0, &d)) return 1;
+  Graph *g = &m.g;
+  pass_dce(g);
+  RtTensor *vals = calloc((size_t)g->nnodes + 1, sizeof *vals);
+  RtTensorSet params;
+  rt_set_init(&params);
+  int64_t symvals[IR_MAX_SYMS] = {0};
+  RtError err;
+  int status = 1;
+  if (read_inputs(g, &o, vals, &d) || load_params(g, &o, &params, &d)) goto done;
+  if (ir_bind_symbols(g, vals, symvals, &err)) {
+    diag_plain(&d, o.model, "%s", err.msg);
+    goto done;
+  }
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op == OP_PARAM) {
+      RtTensor *t = rt_set_find(&params, g->nodes[i].name);
+      vals[i] = *t; /* borrowed: cleared before freeing below */
+    }
+  rc = !strcmp(o.backend, "c") ? run_c(g, vals, symvals, &params, &d) : run_interp(g, vals, symvals, &d);
+  if (rc == 0 && write_outputs(g, &o, vals, &d) == 0) status = 0;
+done:
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op != OP_PARAM) rt_tensor_free(&vals[i]);
+  free(vals);
+  rt_set_free(&params);
+  for (int k = 0; k < o.nin; k++) free((char *)o.in[k].name);
+  for (int k = 0; k < o.nout; k++) free((char *)o.out[k].name);
+  fe_model_free(&m);
+  return status;
+}

@@ -1,0 +1,489 @@
+/*
+ * interp.c — the reference interpreter: the oracle every backend is tested
+ * against, so it is written to be obviously right rather than fast.
+ *
+ * Nodes run in array order (the array is a schedule).  Each op is one small
+ * function over dense C-order RtTensors; ir_interp's flat switch over
+ * OpKind picks it, so an op added to ops.def and forgotten here fails to
+ * build under -Wswitch-enum.  Semantics are PyTorch's: NumPy broadcasting,
+ * torch.matmul's treatment of 1-D operands, NCHW layouts, the numerically
+ * stable softmax and the loss formulas of torch.nn.functional.  Elementwise
+ * ops compute in float like PyTorch; every sum (matmul and linear dot
+ * products, reductions, softmax denominators, losses) accumulates in double
+ * and rounds once, so the interpreter is at least as accurate as any
+ * backend it judges.  Indexing is done the plainest way: a flat output
+ * index is unravelled into coordinates, and the input offset is rebuilt
+ * from them.  Attributes arrive canonical from infer.c (positive axes,
+ * clamped slice bounds, sorted reduce axes, a full transpose perm), and
+ * every output shape is the node's shape with its symbols evaluated, so
+ * the only run-time checks are on the caller's tensors and on label values.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "ir/ir.h"
+
+/* --- indexing helpers ---------------------------------------------------- */
+
+static const float *cf(const RtTensor *t) { return (const float *)t->data; }
+static float *wf(RtTensor *t) { return (float *)t->data; }
+
+static int64_t prod(const int64_t *shape, int from, int to) {
+  int64_t n = 1;
+  for (int i = from; i < to; i++) n *= shape[i];
+  return n;
+}
+
+/* Coordinates c of flat C-order index i in shape. */
+static void unravel(int64_t i, const int64_t *shape, int rank, int64_t *c) {
+  for (int k = rank - 1; k >= 0; k--) {
+    c[k] = i % shape[k];
+    i /= shape[k];
+  }
+}
+
+/* The flat offset, in a tensor of the given shape, of the element that
+ * broadcasts to coordinate c of a result of rank r (shapes right-aligned,
+ * a dimension of 1 repeats its one element). */
+static int64_t bcast_offset(const int64_t *shape, int rank, const int64_t *c, int r) {
+  int64_t off = 0;
+  for (int k = 0; k < rank; k++) off = off * shape[k] + (shape[k] == 1 ? 0 : c[r - rank + k]);
+  return off;
+}
+
+/* The tensor seen as [outer, len, inner] around axis. */
+static void split_at(const RtTensor *t, int64_t axis, int64_t *outer, int64_t *len, int64_t *inner) {
+  *outer = prod(t->shape, 0, (int)axis);
+  *len = t->shape[axis];
+  *inner = prod(t->shape, (int)axis + 1, t->rank);
+}
+
+/* NaN-propagating maximum, as torch.max. */
+static double max_nan(double acc, double v) { return isnan(v) || v > acc ? v : acc; }
+
+/* --- elementwise ----------------------------------------------------------- */
+
+typedef float (*UnaryFn)(float x, float p);
+typedef float (*BinaryFn)(float a, float b);
+
+static float f_neg(float x, float p) { return -x; }
+static float f_relu(float x, float p) { return x < 0 ? 0.0f : x; } /* NaN stays NaN */
+static float f_leaky_relu(float x, float p) { return x > 0 ? x : x * p; }
+static float f_sigmoid(float x, float p) { return 1.0f / (1.0f + expf(-x)); }
+static float f_tanh(float x, float p) { return tanhf(x); }
+static float f_elu(float x, float p) { return x > 0 ? x : p * expm1f(x); }
+static float f_exp(float x, float p) { return expf(x); }
+static float f_log(float x, float p) { return logf(x); }
+static float f_sqrt(float x, float p) { return sqrtf(x); }
+static float f_pow(float x, float p) { return powf(x, p); }
+
+static float f_add(float a, float b) { return a + b; }
+static float f_sub(float a, float b) { return a - b; }
+static float f_mul(float a, float b) { return a * b; }
+static float f_div(float a, float b) { return a / b; }
+
+static void op_unary(const RtTensor *x, RtTensor *out, UnaryFn fn, double p) {
+  int64_t n = rt_tensor_numel(out);
+  for (int64_t i = 0; i < n; i++) wf(out)[i] = fn(cf(x)[i], (float)p);
+}
+
+static void op_binary(const RtTensor *a, const RtTensor *b, RtTensor *out, BinaryFn fn) {
+  int64_t n = rt_tensor_numel(out), c[RT_MAX_RANK];
+  for (int64_t i = 0; i < n; i++) {
+    unravel(i, out->shape, out->rank, c);
+    float va = cf(a)[bcast_offset(a->shape, a->rank, c, out->rank)];
+    float vb = cf(b)[bcast_offset(b->shape, b->rank, c, out->rank)];
+    wf(out)[i] = fn(va, vb);
+  }
+}
+
+/* --- linear algebra -------------------------------------------------------- */
+
+/* A operand of matmul as a matrix stack: a 1-D a is [1, k], a 1-D b [k, 1]. */
+static int promote(const RtTensor *t, int is_left, int64_t *shape) {
+  if (t->rank != 1) {
+    memcpy(shape, t->shape, sizeof(int64_t) * (size_t)t->rank);
+    return t->rank;
+  }
+  shape[0] = is_left ? 1 : t->shape[0];
+  shape[1] = is_left ? t->shape[0] : 1;
+  return 2;
+}
+
+/* torch.matmul: [..., m, k] @ [..., k, n] with broadcast batch dimensions;
+ * the result's layout is batch x m x n whether or not m or n was dropped. */
+static void op_matmul(const RtTensor *a, const RtTensor *b, RtTensor *out) {
+  int64_t sa[RT_MAX_RANK], sb[RT_MAX_RANK], batch[RT_MAX_RANK], c[RT_MAX_RANK];
+  int ra = promote(a, 1, sa), rb = promote(b, 0, sb);
+  int64_t m = sa[ra - 2], k = sa[ra - 1], n = sb[rb - 1];
+  int br = (ra > rb ? ra : rb) - 2;
+  for (int i = 0; i < br; i++) {
+    int ia = i - br + ra - 2, ib = i - br + rb - 2;
+    int64_t da = ia >= 0 ? sa[ia] : 1, db = ib >= 0 ? sb[ib] : 1;
+    batch[i] = da == 1 ? db : da;
+  }
+  int64_t nb = prod(batch, 0, br);
+  for (int64_t bi = 0; bi < nb; bi++) {
+    unravel(bi, batch, br, c);
+    const float *A = cf(a) + bcast_offset(sa, ra - 2, c, br) * m * k;
+    const float *B = cf(b) + bcast_offset(sb, rb - 2, c, br) * k * n;
+    float *C = wf(out) + bi * m * n;
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) {
+        double s = 0;
+        for (int64_t p = 0; p < k; p++) s += (double)A[i * k + p] * B[p * n + j];
+        C[i * n + j] = (float)s;
+      }
+  }
+}
+
+/* y = x @ W^T + b over the last dimension of x; W is [out, in]. */
+static void op_linear(const RtTensor *x, const RtTensor *w, const RtTensor *bias, RtTensor *out) {
+  int64_t fin = w->shape[1], fout = w->shape[0], rows = prod(x->shape, 0, x->rank - 1);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t o = 0; o < fout; o++) {
+      double s = bias ? cf(bias)[o] : 0.0;
+      for (int64_t i = 0; i < fin; i++) s += (double)cf(x)[r * fin + i] * cf(w)[o * fin + i];
+      wf(out)[r * fout + o] = (float)s;
+    }
+}
+
+/* --- softmax ---------------------------------------------------------------- */
+
+/* softmax or log_softmax along axis, subtracting the maximum first. */
+static void op_softmax(const RtTensor *x, RtTensor *out, int64_t axis, int logarithm) {
+  int64_t outer, len, inner;
+  split_at(x, axis, &outer, &len, &inner);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t in = 0; in < inner; in++) {
+      const float *src = cf(x) + o * len * inner + in;
+      float *dst = wf(out) + o * len * inner + in;
+      double mx = -INFINITY, sum = 0;
+      for (int64_t j = 0; j < len; j++) mx = max_nan(mx, src[j * inner]);
+      for (int64_t j = 0; j < len; j++) sum += exp(src[j * inner] - mx);
+      for (int64_t j = 0; j < len; j++)
+        dst[j * inner] = (float)(logarithm ? src[j * inner] - mx - log(sum)
+                                           : exp(src[j * inner] - mx) / sum);
+    }
+}
+
+/* --- layout ----------------------------------------------------------------- */
+
+/* reshape and flatten: the same elements in the same order. */
+static void op_copy(const RtTensor *x, RtTensor *out) {
+  IR_ASSERT(rt_tensor_nbytes(x) == rt_tensor_nbytes(out));
+  memcpy(out->data, x->data, rt_tensor_nbytes(out));
+}
+
+/* out[c] = x[c permuted back]: output dimension i is input dimension perm[i]. */
+static void op_transpose(const RtTensor *x, RtTensor *out, const Dim *perm) {
+  int64_t stride[RT_MAX_RANK], c[RT_MAX_RANK], n = rt_tensor_numel(out);
+  size_t es = rt_dtype_size(x->dtype);
+  for (int k = 0; k < x->rank; k++) stride[k] = prod(x->shape, k + 1, x->rank);
+  for (int64_t i = 0; i < n; i++) {
+    unravel(i, out->shape, out->rank, c);
+    int64_t off = 0;
+    for (int k = 0; k < out->rank; k++) off += c[k] * stride[perm[k]];
+    memcpy((char *)out->data + i * es, (const char *)x->data + off * es, es);
+  }
+}
+
+static void op_concat(const RtTensor *vals, const int *in, int nin, RtTensor *out, int64_t axis) {
+  size_t es = rt_dtype_size(out->dtype);
+  int64_t outer = prod(out->shape, 0, (int)axis), inner = prod(out->shape, (int)axis + 1, out->rank);
+  char *dst = out->data;
+  for (int64_t o = 0; o < outer; o++)
+    for (int k = 0; k < nin; k++) {
+      const RtTensor *x = &vals[in[k]];
+      size_t chunk = (size_t)(x->shape[axis] * inner) * es;
+      memcpy(dst, (const char *)x->data + (size_t)o * chunk, chunk);
+      dst += chunk;
+    }
+}
+
+/* Output index j along axis reads input index start + j*step (start is
+ * canonical; end only decided the output's extent). */
+static void op_slice(const RtTensor *x, RtTensor *out, const Attrs *a) {
+  size_t es = rt_dtype_size(x->dtype);
+  int64_t outer, len, inner, m = out->shape[a->axis];
+  split_at(x, a->axis, &outer, &len, &inner);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t j = 0; j < m; j++) {
+      int64_t src = (o * len + a->start + j * a->step) * inner, dst = (o * m + j) * inner;
+      memcpy((char *)out->data + dst * es, (const char *)x->data + src * es, (size_t)inner * es);
+    }
+}
+
+/* --- reductions ------------------------------------------------------------- */
+
+/* sum, mean or max over the axes in a->list.  Each output element walks
+ * its reduced sub-block: the kept coordinates come from the output index,
+ * the reduced ones from a second counter. */
+static void op_reduce(const RtTensor *x, RtTensor *out, const Attrs *a, OpKind op) {
+  int reduced[RT_MAX_RANK] = {0}, nk = 0, nr = 0;
+  int64_t kshape[RT_MAX_RANK], rshape[RT_MAX_RANK], kc[RT_MAX_RANK], rc[RT_MAX_RANK];
+  for (int i = 0; i < a->nlist; i++) reduced[a->list[i]] = 1;
+  for (int k = 0; k < x->rank; k++) {
+    if (reduced[k]) rshape[nr++] = x->shape[k];
+    else kshape[nk++] = x->shape[k];
+  }
+  int64_t nout = prod(kshape, 0, nk), count = prod(rshape, 0, nr);
+  for (int64_t o = 0; o < nout; o++) {
+    unravel(o, kshape, nk, kc);
+    double acc = op == OP_MAX ? -INFINITY : 0.0;
+    for (int64_t r = 0; r < count; r++) {
+      unravel(r, rshape, nr, rc);
+      int64_t off = 0;
+      for (int k = 0, ik = 0, ir = 0; k < x->rank; k++)
+        off = off * x->shape[k] + (reduced[k] ? rc[ir++] : kc[ik++]);
+      double v = cf(x)[off];
+      acc = op == OP_MAX ? max_nan(acc, v) : acc + v;
+    }
+    wf(out)[o] = (float)(op == OP_MEAN ? acc / (double)count : acc);
+  }
+}
+
+/* out[.., j, ..] = max over k < pieces of x[.., j*pieces + k, ..]. */
+static void op_maxout(const RtTensor *x, RtTensor *out, const Attrs *a) {
+  int64_t outer, len, inner, m = out->shape[a->axis];
+  split_at(x, a->axis, &outer, &len, &inner);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t j = 0; j < m; j++)
+      for (int64_t in = 0; in < inner; in++) {
+        double acc = -INFINITY;
+        for (int64_t k = 0; k < a->pieces; k++)
+          acc = max_nan(acc, cf(x)[(o * len + j * a->pieces + k) * inner + in]);
+        wf(out)[(o * m + j) * inner + in] = (float)acc;
+      }
+}
+
+/* --- losses ------------------------------------------------------------------ */
+
+/* Records loss value v of element i: stored when the reduction is none,
+ * always added to *total. */
+static void loss_put(RtTensor *out, int red, int64_t i, double v, double *total) {
+  if (red == RED_NONE) wf(out)[i] = (float)v;
+  *total += v;
+}
+
+static void loss_finish(RtTensor *out, int red, double total, int64_t n) {
+  if (red == RED_SUM) wf(out)[0] = (float)total;
+  if (red == RED_MEAN) wf(out)[0] = (float)(total / (double)n);
+}
+
+static int64_t label_at(const RtTensor *y, int64_t i) {
+  return y->dtype == DT_I64 ? ((const int64_t *)y->data)[i] : ((const int32_t *)y->data)[i];
+}
+
+/* -log_softmax(x)[i, y_i]; labels are checked before anything is computed. */
+static RtStatus op_cross_entropy(const RtTensor *x, const RtTensor *y, RtTensor *out, int red,
+                                 RtError *err) {
+  int64_t n = x->shape[0], classes = x->shape[1];
+  for (int64_t i = 0; i < n; i++)
+    if (label_at(y, i) < 0 || label_at(y, i) >= classes)
+      return rt_fail(err, RT_ERR_SHAPE, "cross_entropy: label %lld at index %lld is out of range for %lld classes",
+                     (long long)label_at(y, i), (long long)i, (long long)classes);
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const float *row = cf(x) + i * classes;
+    double mx = -INFINITY, sum = 0;
+    for (int64_t j = 0; j < classes; j++) mx = max_nan(mx, row[j]);
+    for (int64_t j = 0; j < classes; j++) sum += exp(row[j] - mx);
+    loss_put(out, red, i, mx + log(sum) - row[label_at(y, i)], &total);
+  }
+  loss_finish(out, red, total, n);
+  return RT_OK;
+}
+
+/* The per-element losses of bce_with_logits, mse_loss and l1_loss. */
+static double bce_elem(double x, double y) { return fmax(x, 0) - x * y + log1p(exp(-fabs(x))); }
+static double mse_elem(double x, double y) { return (x - y) * (x - y); }
+static double l1_elem(double x, double y) { return fabs(x - y); }
+
+static void op_pointwise_loss(const RtTensor *x, const RtTensor *y, RtTensor *out, int red,
+                              double (*elem)(double, double)) {
+  int64_t n = rt_tensor_numel(x);
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) loss_put(out, red, i, elem(cf(x)[i], cf(y)[i]), &total);
+  loss_finish(out, red, total, n);
+}
+
+/* torch.pairwise_distance(a, b, p=2, eps=1e-6) = ||a - b + eps||_2 of row i. */
+static double pair_dist(const RtTensor *a, const RtTensor *b, int64_t i) {
+  int64_t d = a->shape[1];
+  double s = 0;
+  for (int64_t j = 0; j < d; j++) {
+    double v = (double)cf(a)[i * d + j] - cf(b)[i * d + j] + 1e-6;
+    s += v * v;
+  }
+  return sqrt(s);
+}
+
+static void op_triplet(const RtTensor *an, const RtTensor *po, const RtTensor *ne, RtTensor *out,
+                       const Attrs *a) {
+  int64_t n = an->shape[0];
+  double total = 0;
+  for (int64_t i = 0; i < n; i++)
+    loss_put(out, a->reduction, i, fmax(pair_dist(an, po, i) - pair_dist(an, ne, i) + a->f, 0), &total);
+  loss_finish(out, a->reduction, total, n);
+}
+
+/* --- checking the caller's tensors ------------------------------------------- */
+
+static const char *source_kind(const Node *n) { return n->op == OP_INPUT ? "input" : "parameter"; }
+
+/* The dtype and rank of t against node n's declared type. */
+static RtStatus check_type(const Graph *g, const Node *n, const RtTensor *t, RtError *err) {
+  char want[128], got[128];
+  ir_type_str(g, n->dtype, &n->shape, want, sizeof want);
+  rt_shape_str(got, sizeof got, t->dtype, t->rank, t->shape);
+  if (t->dtype != n->dtype)
+    return rt_fail(err, RT_ERR_DTYPE, "%s '%s' is %s but the model declares %s", source_kind(n), n->name,
+                   got, want);
+  if (t->rank != n->shape.rank)
+    return rt_fail(err, RT_ERR_SHAPE, "%s '%s' has rank %d (%s) but the model declares %s", source_kind(n),
+                   n->name, t->rank, got, want);
+  if (!t->data && rt_tensor_numel(t) > 0)
+    return rt_fail(err, RT_ERR_SHAPE, "%s '%s' has no data", source_kind(n), n->name);
+  return RT_OK;
+}
+
+/* Every dimension of t against n's shape with symbols evaluated. */
+static RtStatus check_source(const Graph *g, const Node *n, const RtTensor *t, const int64_t *symvals,
+                             RtError *err) {
+  RtStatus st = check_type(g, n, t, err);
+  if (st) return st;
+  for (int k = 0; k < t->rank; k++) {
+    int64_t want = ir_dim_value(g, n->shape.d[k], symvals);
+    if (t->shape[k] != want) {
+      char decl[128];
+      ir_type_str(g, n->dtype, &n->shape, decl, sizeof decl);
+      return rt_fail(err, RT_ERR_SHAPE, "%s '%s': dimension %d is %lld but must be %lld (declared %s)",
+                     source_kind(n), n->name, k, (long long)t->shape[k], (long long)want, decl);
+    }
+  }
+  return RT_OK;
+}
+
+/* Binds or checks one symbolic dimension: dimension k of input n is v. */
+static RtStatus bind_dim(const Graph *g, const Node *n, int k, int64_t v, int64_t *symvals,
+                         int *bound_by, RtError *err) {
+  int s = DIM_SYM_ID(n->shape.d[k]);
+  const char *sym = g->syms[s].name;
+  if (bound_by[s] >= 0) {
+    if (symvals[s] == v) return RT_OK;
+    return rt_fail(err, RT_ERR_SHAPE, "input '%s': dimension %d is %lld but %s = %lld from input '%s'", n->name, k,
+                   (long long)v, sym, (long long)symvals[s], g->nodes[bound_by[s]].name);
+  }
+  if (g->syms[s].max > 0 && v > g->syms[s].max)
+    return rt_fail(err, RT_ERR_SHAPE, "input '%s': dimension %d is %lld but %s is at most %lld", n->name, k,
+                   (long long)v, sym, (long long)g->syms[s].max);
+  symvals[s] = v;
+  bound_by[s] = (int)(n - g->nodes);
+  return RT_OK;
+}
+
+static int symbol_used(const Graph *g, int s) {
+  for (int i = 0; i < g->nnodes; i++)
+    for (int k = 0; k < g->nodes[i].shape.rank; k++)
+      if (g->nodes[i].shape.d[k] == DIM_SYM(s)) return 1;
+  return 0;
+}
+
+RtStatus ir_bind_symbols(const Graph *g, const RtTensor *vals, int64_t *symvals, RtError *err) {
+  int bound_by[IR_MAX_SYMS];
+  for (int s = 0; s < g->nsyms; s++) bound_by[s] = -1, symvals[s] = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = &g->nodes[i];
+    if (n->op != OP_INPUT) continue;
+    RtStatus st = check_type(g, n, &vals[i], err);
+    for (int k = 0; !st && k < n->shape.rank; k++) {
+      Dim d = n->shape.d[k];
+      if (DIM_IS_SYM(d))
+        st = bind_dim(g, n, k, vals[i].shape[k], symvals, bound_by, err);
+      else if (vals[i].shape[k] != d)
+        st = rt_fail(err, RT_ERR_SHAPE, "input '%s': dimension %d is %lld but the model declares %lld", n->name, k,
+                     (long long)vals[i].shape[k], (long long)d);
+    }
+    if (st) return st;
+  }
+  for (int s = 0; s < g->nsyms; s++)
+    if (bound_by[s] < 0 && symbol_used(g, s))
+      return rt_fail(err, RT_ERR_SHAPE, "symbol %s is not bound: no input has it as a dimension", g->syms[s].name);
+  return RT_OK;
+}
+
+/* --- the interpreter ----------------------------------------------------------- */
+
+/* Allocates node id's result and computes it from its operands. */
+static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *symvals, RtError *err) {
+  const Node *n = &g->nodes[id];
+  int64_t shape[IR_MAX_RANK];
+  for (int k = 0; k < n->shape.rank; k++) shape[k] = ir_dim_value(g, n->shape.d[k], symvals);
+  RtStatus st = rt_tensor_alloc(&vals[id], n->dtype, n->shape.rank, shape, err);
+  if (st) return st;
+  RtTensor *out = &vals[id];
+  const RtTensor *x = n->nin > 0 ? &vals[n->in[0]] : NULL, *y = n->nin > 1 ? &vals[n->in[1]] : NULL;
+  const Attrs *a = &n->attr;
+  switch (n->op) {
+  case OP_INPUT:
+  case OP_PARAM: IR_ASSERT(!"sources are not computed"); break;
+  case OP_CONST: wf(out)[0] = (float)a->f; break;
+  case OP_MATMUL: op_matmul(x, y, out); break;
+  case OP_LINEAR: op_linear(x, y, n->nin > 2 ? &vals[n->in[2]] : NULL, out); break;
+  case OP_ADD: op_binary(x, y, out, f_add); break;
+  case OP_SUB: op_binary(x, y, out, f_sub); break;
+  case OP_MUL: op_binary(x, y, out, f_mul); break;
+  case OP_DIV: op_binary(x, y, out, f_div); break;
+  case OP_NEG: op_unary(x, out, f_neg, 0); break;
+  case OP_RELU: op_unary(x, out, f_relu, 0); break;
+  case OP_LEAKY_RELU: op_unary(x, out, f_leaky_relu, a->f); break;
+  case OP_SIGMOID: op_unary(x, out, f_sigmoid, 0); break;
+  case OP_TANH: op_unary(x, out, f_tanh, 0); break;
+  case OP_ELU: op_unary(x, out, f_elu, a->f); break;
+  case OP_EXP: op_unary(x, out, f_exp, 0); break;
+  case OP_LOG: op_unary(x, out, f_log, 0); break;
+  case OP_SQRT: op_unary(x, out, f_sqrt, 0); break;
+  case OP_POW: op_unary(x, out, f_pow, a->f); break;
+  case OP_SOFTMAX: op_softmax(x, out, a->axis, 0); break;
+  case OP_LOG_SOFTMAX: op_softmax(x, out, a->axis, 1); break;
+  case OP_RESHAPE:
+  case OP_FLATTEN: op_copy(x, out); break;
+  case OP_TRANSPOSE: op_transpose(x, out, a->list); break;
+  case OP_CONCAT: op_concat(vals, n->in, n->nin, out, a->axis); break;
+  case OP_SLICE: op_slice(x, out, a); break;
+  case OP_SUM:
+  case OP_MEAN:
+  case OP_MAX: op_reduce(x, out, a, n->op); break;
+  case OP_MAXOUT: op_maxout(x, out, a); break;
+  case OP_CROSS_ENTROPY: return op_cross_entropy(x, y, out, a->reduction, err);
+  case OP_BCE_LOGITS: op_pointwise_loss(x, y, out, a->reduction, bce_elem); break;
+  case OP_MSE_LOSS: op_pointwise_loss(x, y, out, a->reduction, mse_elem); break;
+  case OP_L1_LOSS: op_pointwise_loss(x, y, out, a->reduction, l1_elem); break;
+  case OP_TRIPLET_LOSS: op_triplet(x, y, &vals[n->in[2]], out, a); break;
+  case OP_COUNT: IR_ASSERT(!"no such op"); break;
+  }
+  return RT_OK;
+}
+
+/* Computed entries are zeroed first, so after a failure the caller can
+ * still rt_tensor_free every entry. */
+RtStatus ir_interp(const Graph *g, RtTensor *vals, const int64_t *symvals, const InterpOpts *o,
+                   RtError *err) {
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = &g->nodes[i];
+    if (n->op != OP_INPUT && n->op != OP_PARAM) memset(&vals[i], 0, sizeof vals[i]);
+  }
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = &g->nodes[i];
+    if (n->op != OP_INPUT && n->op != OP_PARAM) continue;
+    RtStatus st = check_source(g, n, &vals[i], symvals, err);
+    if (st) return st;
+  }
+  for (int i = 0; i < g->nnodes; i++) {
+    if (g->nodes[i].op == OP_INPUT || g->nodes[i].op == OP_PARAM) continue;
+    RtStatus st = run_node(g, i, vals, symvals, err);
+    if (st) return st;
+  }
+  return RT_OK;
+}

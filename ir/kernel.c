@@ -1,0 +1,200 @@
+/*
+ * kernel.c — building the loop-level IR (see kernel.h).
+ *
+ * The index helpers fold constants as they build (x * 1 = x, x + 0 = 0 + x
+ * = x, constant * constant), so the lowered code and its printed C stay
+ * close to what a person would write, without a separate simplifier.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/kernel.h"
+
+#define GROW(arr, n, cap)                                                   \
+  do {                                                                     \
+    if ((n) == (cap)) {                                                    \
+      (cap) = (cap) ? (cap) * 2 : 16;                                      \
+      (arr) = realloc((arr), (size_t)(cap) * sizeof *(arr));               \
+      if (!(arr)) ir_internal_error(__FILE__, __LINE__, "out of memory");  \
+    }                                                                      \
+  } while (0)
+
+void kir_program_init(Program *p, const Graph *g) {
+  memset(p, 0, sizeof *p);
+  arena_init(&p->arena);
+  p->g = g;
+  p->name = g->name;
+}
+
+void kir_program_free(Program *p) {
+  for (int i = 0; i < p->nfuncs; i++) free(p->funcs[i].kernels);
+  free(p->funcs);
+  free(p->bufs);
+  arena_free(&p->arena);
+  memset(p, 0, sizeof *p);
+}
+
+int kir_buffer(Program *p, BufKind kind, DType dt, const char *name, const Shape *s, int node) {
+  GROW(p->bufs, p->nbufs, p->bcap);
+  Buffer *b = &p->bufs[p->nbufs];
+  memset(b, 0, sizeof *b);
+  b->kind = kind;
+  b->dtype = dt;
+  b->name = arena_strdup(&p->arena, name);
+  b->shape = *s;
+  b->size = ir_numel_max(p->g, s);
+  b->node = node;
+  b->arg = -1;
+  return p->nbufs++;
+}
+
+Func *kir_func(Program *p, const char *name) {
+  GROW(p->funcs, p->nfuncs, p->fcap);
+  Func *f = &p->funcs[p->nfuncs++];
+  memset(f, 0, sizeof *f);
+  f->name = arena_strdup(&p->arena, name);
+  return f;
+}
+
+Kernel *kir_kernel(Program *p, Func *f, const char *what, SrcLoc loc) {
+  GROW(f->kernels, f->nkernels, f->kcap);
+  Kernel *k = &f->kernels[f->nkernels++];
+  memset(k, 0, sizeof *k);
+  k->what = arena_strdup(&p->arena, what);
+  k->loc = loc;
+  return k;
+}
+
+static Expr *ex(Program *p, ExprKind kind, DType t) {
+  Expr *e = arena_alloc(&p->arena, sizeof *e);
+  e->kind = kind;
+  e->type = t;
+  return e;
+}
+
+Expr *kx_f(Program *p, double v) {
+  Expr *e = ex(p, EX_FCONST, DT_F32);
+  e->f = v;
+  return e;
+}
+
+Expr *kx_i(Program *p, int64_t v) {
+  Expr *e = ex(p, EX_ICONST, DT_I64);
+  e->i = v;
+  return e;
+}
+
+Expr *kx_var(Program *p, int var) {
+  Expr *e = ex(p, EX_VAR, DT_I64);
+  e->id = var;
+  return e;
+}
+
+Expr *kx_sym(Program *p, int sym) {
+  Expr *e = ex(p, EX_SYM, DT_I64);
+  e->id = sym;
+  return e;
+}
+
+Expr *kx_local(Program *p, int local, DType t) {
+  Expr *e = ex(p, EX_LOCAL, t);
+  e->id = local;
+  return e;
+}
+
+Expr *kx_load(Program *p, int buf, Expr *index) {
+  Expr *e = ex(p, EX_LOAD, p->bufs[buf].dtype);
+  e->id = buf;
+  e->a = index;
+  return e;
+}
+
+Expr *kx_un(Program *p, UnOp op, Expr *a) {
+  Expr *e = ex(p, EX_UNARY, a->type);
+  e->op = op;
+  e->a = a;
+  return e;
+}
+
+static int is_cmp(BinOp op) { return op >= BIN_LT && op <= BIN_AND; }
+
+Expr *kx_bin(Program *p, BinOp op, Expr *a, Expr *b) {
+  Expr *e = ex(p, EX_BINARY, is_cmp(op) ? DT_I32 : a->type);
+  e->op = op;
+  e->a = a;
+  e->b = b;
+  return e;
+}
+
+Expr *kx_select(Program *p, Expr *cond, Expr *a, Expr *b) {
+  Expr *e = ex(p, EX_SELECT, a->type);
+  e->a = cond;
+  e->b = a;
+  e->c = b;
+  return e;
+}
+
+Expr *kx_cast(Program *p, DType t, Expr *a) {
+  Expr *e = ex(p, EX_CAST, t);
+  e->a = a;
+  return e;
+}
+
+Expr *kx_iadd(Program *p, Expr *a, Expr *b) {
+  if (a->kind == EX_ICONST && b->kind == EX_ICONST) return kx_i(p, a->i + b->i);
+  if (a->kind == EX_ICONST && a->i == 0) return b;
+  if (b->kind == EX_ICONST && b->i == 0) return a;
+  return kx_bin(p, BIN_ADD, a, b);
+}
+
+Expr *kx_imul(Program *p, Expr *a, Expr *b) {
+  if (a->kind == EX_ICONST && b->kind == EX_ICONST) return kx_i(p, a->i * b->i);
+  if ((a->kind == EX_ICONST && a->i == 0) || (b->kind == EX_ICONST && b->i == 0)) return kx_i(p, 0);
+  if (a->kind == EX_ICONST && a->i == 1) return b;
+  if (b->kind == EX_ICONST && b->i == 1) return a;
+  return kx_bin(p, BIN_MUL, a, b);
+}
+
+Expr *kx_dim(Program *p, Dim d) { return DIM_IS_SYM(d) ? kx_sym(p, DIM_SYM_ID(d)) : kx_i(p, d); }
+
+static Stmt *st(Program *p, StmtKind kind) {
+  Stmt *s = arena_alloc(&p->arena, sizeof *s);
+  s->kind = kind;
+  return s;
+}
+
+Stmt *ks_loop(Program *p, int var, Expr *extent, Stmt *body) {
+  Stmt *s = st(p, ST_LOOP);
+  s->id = var;
+  s->extent = extent;
+  s->body = body;
+  return s;
+}
+
+Stmt *ks_store(Program *p, int buf, Expr *index, Expr *value) {
+  Stmt *s = st(p, ST_STORE);
+  s->id = buf;
+  s->index = index;
+  s->value = value;
+  return s;
+}
+
+Stmt *ks_local(Program *p, int local, DType t, Expr *value) {
+  Stmt *s = st(p, ST_LOCAL);
+  s->id = local;
+  s->type = t;
+  s->value = value;
+  return s;
+}
+
+Stmt *ks_assign(Program *p, int local, Expr *value) {
+  Stmt *s = st(p, ST_ASSIGN);
+  s->id = local;
+  s->value = value;
+  return s;
+}
+
+void ks_append(Stmt **head, Stmt *s) {
+  while (*head) head = &(*head)->next;
+  *head = s;
+}

@@ -1,0 +1,151 @@
+/*
+ * kernel.h — the loop-level IR both emitters print.
+ *
+ * Lowering (passes/lower.c) turns each graph node into one or more Kernels:
+ * loop nests over scalar statements that read and write Buffers.  Buffers
+ * are the graph's storage after memory planning: function arguments (model
+ * inputs and outputs), persistent parameters, and temporaries that live at
+ * an offset in one static arena per element type.
+ *
+ * The level is deliberately small: counted loops from 0, scalar locals,
+ * stores, and expressions (constants, loop variables, run-time symbols,
+ * loads, unary/binary operators, select).  Everything an emitter needs is
+ * explicit here, so the C emitter and the LLVM emitter make no decisions
+ * of their own, and the optimisation passes (fusion, tiling,
+ * vectorisation hints) rewrite this level rather than either emitter.
+ * Trees are arena-allocated and referenced by pointer; buffers, loop
+ * variables and locals by small integer ids.
+ */
+#ifndef DLC_KERNEL_H
+#define DLC_KERNEL_H
+
+#include "ir/ir.h"
+
+typedef enum ExprKind {
+  EX_FCONST,  /* f */
+  EX_ICONST,  /* i */
+  EX_VAR,     /* loop variable id */
+  EX_SYM,     /* run-time value of symbol id (int64) */
+  EX_LOCAL,   /* scalar local id */
+  EX_LOAD,    /* buf[a] */
+  EX_UNARY,   /* op a */
+  EX_BINARY,  /* a op b */
+  EX_SELECT,  /* a ? b : c (a is a comparison) */
+  EX_CAST,    /* (type) a */
+} ExprKind;
+
+typedef enum UnOp {
+  UN_NEG, UN_EXP, UN_LOG, UN_SQRT, UN_TANH, UN_ABS, UN_LOG1P,
+} UnOp;
+
+typedef enum BinOp {
+  BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_MAX, BIN_MIN, BIN_POW, BIN_MOD,
+  BIN_LT, BIN_LE, BIN_GT, BIN_GE, BIN_EQ, BIN_NE, BIN_AND,
+} BinOp;
+
+typedef struct Expr Expr;
+struct Expr {
+  ExprKind kind;
+  DType type;         /* DT_F32 for float values, DT_I64 for indices/ints */
+  int op;             /* UnOp or BinOp */
+  int id;             /* var, sym, local or buffer id */
+  double f;
+  int64_t i;
+  Expr *a, *b, *c;
+};
+
+typedef enum StmtKind {
+  ST_LOOP,    /* for (var = 0; var < extent; var++) body */
+  ST_STORE,   /* buf[index] = value */
+  ST_LOCAL,   /* declare local id of type, = value */
+  ST_ASSIGN,  /* local id = value */
+} StmtKind;
+
+typedef struct Stmt Stmt;
+struct Stmt {
+  StmtKind kind;
+  Stmt *next;         /* next statement in the same block */
+  int id;             /* loop var, local, or buffer */
+  DType type;         /* ST_LOCAL */
+  Expr *extent;       /* ST_LOOP */
+  Stmt *body;         /* ST_LOOP */
+  Expr *index, *value;
+};
+
+typedef enum BufKind {
+  BUF_INPUT,    /* argument, read only */
+  BUF_OUTPUT,   /* argument, written */
+  BUF_PARAM,    /* persistent: trainable parameter */
+  BUF_STATE,    /* persistent: optimizer state, running statistics */
+  BUF_TEMP,     /* arena */
+} BufKind;
+
+typedef struct Buffer {
+  BufKind kind;
+  DType dtype;
+  const char *name;   /* C identifier-safe is the emitter's job */
+  Shape shape;        /* may hold symbols; size at their max */
+  int64_t size;       /* elements at max symbol values */
+  int64_t offset;     /* BUF_TEMP: element offset in its dtype's arena */
+  int node;           /* graph node it holds (first), or -1 */
+  int arg;            /* BUF_INPUT/OUTPUT: argument position; PARAM: index */
+} Buffer;
+
+typedef struct Kernel {
+  const char *what;   /* "linear fc1" — printed as a comment */
+  SrcLoc loc;         /* the .dl line it comes from */
+  Stmt *body;
+  int nvars, nlocals;
+} Kernel;
+
+/* One entry point of the generated code (forward, train_step, ...). */
+typedef struct Func {
+  const char *name;
+  int nargs;          /* inputs then outputs, by buffer id */
+  int *args;
+  Kernel *kernels;
+  int nkernels, kcap;
+} Func;
+
+typedef struct Program {
+  Arena arena;
+  const Graph *g;
+  const char *name;   /* C prefix, from the model name */
+  Buffer *bufs;
+  int nbufs, bcap;
+  Func *funcs;
+  int nfuncs, fcap;
+  int64_t arena_size[DT_COUNT];   /* elements, after memory planning */
+} Program;
+
+void kir_program_init(Program *p, const Graph *g);
+void kir_program_free(Program *p);
+int kir_buffer(Program *p, BufKind kind, DType dt, const char *name, const Shape *s, int node);
+Func *kir_func(Program *p, const char *name);
+Kernel *kir_kernel(Program *p, Func *f, const char *what, SrcLoc loc);
+
+/* Expression and statement builders (arena-allocated). */
+Expr *kx_f(Program *p, double v);
+Expr *kx_i(Program *p, int64_t v);
+Expr *kx_var(Program *p, int var);
+Expr *kx_sym(Program *p, int sym);
+Expr *kx_local(Program *p, int local, DType t);
+Expr *kx_load(Program *p, int buf, Expr *index);
+Expr *kx_un(Program *p, UnOp op, Expr *a);
+Expr *kx_bin(Program *p, BinOp op, Expr *a, Expr *b);
+Expr *kx_select(Program *p, Expr *cond, Expr *a, Expr *b);
+Expr *kx_cast(Program *p, DType t, Expr *a);
+/* Integer arithmetic for indices, folding constants (0 + x = x, 1 * x = x). */
+Expr *kx_iadd(Program *p, Expr *a, Expr *b);
+Expr *kx_imul(Program *p, Expr *a, Expr *b);
+/* The extent of dimension d as an expression (a symbol or a constant). */
+Expr *kx_dim(Program *p, Dim d);
+
+Stmt *ks_loop(Program *p, int var, Expr *extent, Stmt *body);
+Stmt *ks_store(Program *p, int buf, Expr *index, Expr *value);
+Stmt *ks_local(Program *p, int local, DType t, Expr *value);
+Stmt *ks_assign(Program *p, int local, Expr *value);
+/* Appends s (and its successors) to the block starting at *head. */
+void ks_append(Stmt **head, Stmt *s);
+
+#endif

@@ -1,0 +1,579 @@
+/*
+ * lower.c — from graph nodes to loop kernels.
+ *
+ * Each node gets a buffer: inputs and outputs are function arguments,
+ * params are persistent, views (reshape, flatten) share their operand's
+ * buffer, constants have none (they are inlined as literals), and every
+ * other node gets a temporary that memory planning places in the arena.
+ * Then each computing node becomes one kernel: a loop nest written with
+ * the builders of kernel.h.  Index arithmetic is row-major with extents
+ * that may be run-time symbols; an operand that broadcasts indexes a
+ * size-1 dimension with 0.
+ *
+ * Loop orders are chosen for unit stride in the innermost loop (matmul is
+ * i-k-j; linear is a dot product over contiguous rows) so the C compiler
+ * and LLVM can vectorise them; tiling belongs to a later pass on this
+ * level, not here.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "passes/passes.h"
+
+typedef struct Lower {
+  Program *p;
+  Func *f;
+  const Graph *g;
+  int *buf;      /* node id -> buffer id, -1 for constants */
+  Kernel *k;
+} Lower;
+
+static int new_var(Lower *L) { return L->k->nvars++; }
+static int new_local(Lower *L) { return L->k->nlocals++; }
+
+/* Row-major linear index of idx[0..rank) in shape s (Horner's rule). */
+static Expr *lin_index(Lower *L, const Shape *s, Expr **idx) {
+  Program *p = L->p;
+  Expr *e = kx_i(p, 0);
+  for (int i = 0; i < s->rank; i++) e = kx_iadd(p, kx_imul(p, e, kx_dim(p, s->d[i])), idx[i]);
+  return e;
+}
+
+/* Index of an operand of shape s that broadcasts to an output of rank r
+ * whose loop variables are vars[0..r). */
+static Expr *bcast_index(Lower *L, const Shape *s, int r, const int *vars) {
+  Expr *idx[IR_MAX_RANK];
+  for (int j = 0; j < s->rank; j++)
+    idx[j] = s->d[j] == 1 ? kx_i(L->p, 0) : kx_var(L->p, vars[r - s->rank + j]);
+  return lin_index(L, s, idx);
+}
+
+/* Number of elements of s as an expression. */
+static Expr *numel_expr(Lower *L, const Shape *s, int from, int to) {
+  Expr *e = kx_i(L->p, 1);
+  for (int i = from; i < to; i++) e = kx_imul(L->p, e, kx_dim(L->p, s->d[i]));
+  return e;
+}
+
+/* Wraps body in loops over dims[0..n) with fresh variables stored in vars. */
+static Stmt *nest(Lower *L, const Dim *dims, int n, int *vars, Stmt *(*inner)(Lower *, const int *, void *),
+                  void *ctx) {
+  for (int i = 0; i < n; i++) vars[i] = new_var(L);
+  Stmt *s = inner(L, vars, ctx);
+  for (int i = n - 1; i >= 0; i--) s = ks_loop(L->p, vars[i], kx_dim(L->p, dims[i]), s);
+  return s;
+}
+
+static const Node *node(Lower *L, int id) { return &L->g->nodes[id]; }
+
+/* The value of operand id at index, or the literal of a constant. */
+static Expr *value(Lower *L, int id, Expr *index) {
+  const Node *n = node(L, id);
+  if (n->op == OP_CONST) return kx_f(L->p, n->attr.f);
+  return kx_load(L->p, L->buf[id], index);
+}
+
+/* --- elementwise ----------------------------------------------------------- */
+
+static Expr *scalar_op(Lower *L, const Node *n, Expr *x, Expr *y) {
+  Program *p = L->p;
+  switch ((int)n->op) { /* elementwise ops only: lower_node's switch is the exhaustive one */
+  case OP_ADD: return kx_bin(p, BIN_ADD, x, y);
+  case OP_SUB: return kx_bin(p, BIN_SUB, x, y);
+  case OP_MUL: return kx_bin(p, BIN_MUL, x, y);
+  case OP_DIV: return kx_bin(p, BIN_DIV, x, y);
+  case OP_NEG: return kx_un(p, UN_NEG, x);
+  case OP_RELU: return kx_select(p, kx_bin(p, BIN_GT, x, kx_f(p, 0)), x, kx_f(p, 0));
+  case OP_LEAKY_RELU:
+    return kx_select(p, kx_bin(p, BIN_GT, x, kx_f(p, 0)), x, kx_bin(p, BIN_MUL, x, kx_f(p, n->attr.f)));
+  case OP_SIGMOID:
+    return kx_bin(p, BIN_DIV, kx_f(p, 1), kx_bin(p, BIN_ADD, kx_f(p, 1), kx_un(p, UN_EXP, kx_un(p, UN_NEG, x))));
+  case OP_TANH: return kx_un(p, UN_TANH, x);
+  case OP_ELU:
+    return kx_select(p, kx_bin(p, BIN_GT, x, kx_f(p, 0)), x,
+                     kx_bin(p, BIN_MUL, kx_f(p, n->attr.f), kx_bin(p, BIN_SUB, kx_un(p, UN_EXP, x), kx_f(p, 1))));
+  case OP_EXP: return kx_un(p, UN_EXP, x);
+  case OP_LOG: return kx_un(p, UN_LOG, x);
+  case OP_SQRT: return kx_un(p, UN_SQRT, x);
+  case OP_POW:
+    if (n->attr.f == 2) return kx_bin(p, BIN_MUL, x, x);
+    return kx_bin(p, BIN_POW, x, kx_f(p, n->attr.f));
+  default: break;
+  }
+  IR_ASSERT(!"not an elementwise op");
+  return NULL;
+}
+
+typedef struct EwCtx {
+  int id;
+} EwCtx;
+
+static Stmt *ew_inner(Lower *L, const int *vars, void *ctx) {
+  const Node *n = node(L, ((EwCtx *)ctx)->id);
+  int r = n->shape.rank;
+  Expr *ops[2] = {NULL, NULL};
+  for (int k = 0; k < n->nin; k++) {
+    const Node *o = node(L, n->in[k]);
+    ops[k] = value(L, n->in[k], o->op == OP_CONST ? NULL : bcast_index(L, &o->shape, r, vars));
+  }
+  Expr *out_idx[IR_MAX_RANK];
+  for (int i = 0; i < r; i++) out_idx[i] = kx_var(L->p, vars[i]);
+  return ks_store(L->p, L->buf[((EwCtx *)ctx)->id], lin_index(L, &n->shape, out_idx), scalar_op(L, n, ops[0], ops[1]));
+}
+
+/* Same-shape operands (or constants) make one flat loop; broadcasting
+ * operands make a nest over the output's dimensions. */
+static Stmt *lower_elementwise(Lower *L, int id) {
+  const Node *n = node(L, id);
+  int flat = 1;
+  for (int k = 0; k < n->nin; k++) {
+    const Node *o = node(L, n->in[k]);
+    if (o->op != OP_CONST && !ir_shape_eq(&o->shape, &n->shape)) flat = 0;
+  }
+  EwCtx c = {id};
+  int vars[IR_MAX_RANK];
+  if (!flat) return nest(L, n->shape.d, n->shape.rank, vars, ew_inner, &c);
+  int v = new_var(L);
+  Expr *ops[2] = {NULL, NULL};
+  for (int k = 0; k < n->nin; k++) ops[k] = value(L, n->in[k], kx_var(L->p, v));
+  Stmt *body = ks_store(L->p, L->buf[id], kx_var(L->p, v), scalar_op(L, n, ops[0], ops[1]));
+  return ks_loop(L->p, v, numel_expr(L, &n->shape, 0, n->shape.rank), body);
+}
+
+/* A flat copy of src's elements into dst. */
+static Stmt *copy_loop(Lower *L, int dst, int src_node, const Shape *s) {
+  int v = new_var(L);
+  Stmt *body = ks_store(L->p, dst, kx_var(L->p, v), value(L, src_node, kx_var(L->p, v)));
+  return ks_loop(L->p, v, numel_expr(L, s, 0, s->rank), body);
+}
+
+/* --- matmul and linear ------------------------------------------------------ */
+
+/* Batched A[.., M, K] @ B[.., K, N] in i-k-j order: the innermost loop runs
+ * along rows of B and of the output, both contiguous. */
+static Stmt *lower_matmul(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id);
+  const Node *a = node(L, n->in[0]), *b = node(L, n->in[1]);
+  Shape sa = a->shape, sb = b->shape;
+  if (sa.rank == 1) sa = (Shape){2, {1, sa.d[0]}};
+  if (sb.rank == 1) sb = (Shape){2, {sb.d[0], 1}};
+  Dim M = sa.d[sa.rank - 2], K = sa.d[sa.rank - 1], N = sb.d[sb.rank - 1];
+  Shape so = {0, {0}};
+  int nb = (sa.rank > sb.rank ? sa.rank : sb.rank) - 2;
+  for (int i = 0; i < nb; i++) {
+    int ia = sa.rank - 2 - nb + i, ib = sb.rank - 2 - nb + i;
+    Dim da = ia >= 0 ? sa.d[ia] : 1, db = ib >= 0 ? sb.d[ib] : 1;
+    so.d[so.rank++] = da == 1 ? db : da;
+  }
+  int bv[IR_MAX_RANK];
+  for (int i = 0; i < nb; i++) bv[i] = new_var(L);
+  int vm = new_var(L), vn = new_var(L), vk = new_var(L), vn2 = new_var(L);
+  /* batch offsets as element offsets into A, B, out */
+  Shape ba = sa, bb = sb;
+  ba.rank -= 2, bb.rank -= 2;
+  Expr *offa = kx_imul(p, bcast_index(L, &ba, nb, bv), kx_imul(p, kx_dim(p, M), kx_dim(p, K)));
+  Expr *offb = kx_imul(p, bcast_index(L, &bb, nb, bv), kx_imul(p, kx_dim(p, K), kx_dim(p, N)));
+  Expr *bidx[IR_MAX_RANK];
+  for (int i = 0; i < nb; i++) bidx[i] = kx_var(p, bv[i]);
+  Expr *offo = kx_imul(p, lin_index(L, &so, bidx), kx_imul(p, kx_dim(p, M), kx_dim(p, N)));
+  Expr *orow = kx_iadd(p, offo, kx_imul(p, kx_var(p, vm), kx_dim(p, N)));
+  int out = L->buf[id];
+  Stmt *zero = ks_loop(p, vn, kx_dim(p, N), ks_store(p, out, kx_iadd(p, orow, kx_var(p, vn)), kx_f(p, 0)));
+  int t = new_local(L);
+  Expr *aval = value(L, n->in[0], kx_iadd(p, offa, kx_iadd(p, kx_imul(p, kx_var(p, vm), kx_dim(p, K)), kx_var(p, vk))));
+  Expr *oidx = kx_iadd(p, orow, kx_var(p, vn2));
+  Expr *bval = value(L, n->in[1], kx_iadd(p, offb, kx_iadd(p, kx_imul(p, kx_var(p, vk), kx_dim(p, N)), kx_var(p, vn2))));
+  Stmt *upd = ks_store(p, out, oidx, kx_bin(p, BIN_ADD, kx_load(p, out, oidx), kx_bin(p, BIN_MUL, kx_local(p, t, DT_F32), bval)));
+  Stmt *kbody = ks_local(p, t, DT_F32, aval);
+  ks_append(&kbody, ks_loop(p, vn2, kx_dim(p, N), upd));
+  Stmt *mbody = zero;
+  ks_append(&mbody, ks_loop(p, vk, kx_dim(p, K), kbody));
+  Stmt *s = ks_loop(p, vm, kx_dim(p, M), mbody);
+  for (int i = nb - 1; i >= 0; i--) s = ks_loop(p, bv[i], kx_dim(p, so.d[i]), s);
+  return s;
+}
+
+/* y[r, j] = b[j] + sum_k x[r, k] * W[j, k]: rows of x and W are contiguous. */
+static Stmt *lower_linear(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *x = node(L, n->in[0]), *w = node(L, n->in[1]);
+  Dim K = w->shape.d[1], J = w->shape.d[0];
+  int vr = new_var(L), vj = new_var(L), vk = new_var(L), acc = new_local(L);
+  Expr *xv = value(L, n->in[0], kx_iadd(p, kx_imul(p, kx_var(p, vr), kx_dim(p, K)), kx_var(p, vk)));
+  Expr *wv = value(L, n->in[1], kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_dim(p, K)), kx_var(p, vk)));
+  Stmt *dot = ks_loop(p, vk, kx_dim(p, K),
+                      ks_assign(p, acc, kx_bin(p, BIN_ADD, kx_local(p, acc, DT_F32), kx_bin(p, BIN_MUL, xv, wv))));
+  Expr *res = kx_local(p, acc, DT_F32);
+  if (n->nin > 2) res = kx_bin(p, BIN_ADD, res, value(L, n->in[2], kx_var(p, vj)));
+  Stmt *jbody = ks_local(p, acc, DT_F32, kx_f(p, 0));
+  ks_append(&jbody, dot);
+  ks_append(&jbody, ks_store(p, L->buf[id], kx_iadd(p, kx_imul(p, kx_var(p, vr), kx_dim(p, J)), kx_var(p, vj)), res));
+  Stmt *rbody = ks_loop(p, vj, kx_dim(p, J), jbody);
+  return ks_loop(p, vr, numel_expr(L, &x->shape, 0, x->shape.rank - 1), rbody);
+}
+
+/* --- along one axis: softmax, log_softmax ------------------------------------ */
+
+/* Splits shape s around axis into outer x A x inner and gives the element
+ * index (o * A + a) * inner + i. */
+static Expr *axis_index(Lower *L, const Shape *s, int axis, int vo, Expr *a, int vi) {
+  Program *p = L->p;
+  Expr *e = kx_iadd(p, kx_imul(p, kx_var(p, vo), kx_dim(p, s->d[axis])), a);
+  return kx_iadd(p, kx_imul(p, e, numel_expr(L, s, axis + 1, s->rank)), kx_var(p, vi));
+}
+
+/* Max, then the sum of exponentials accumulated in double (so that
+ * log_softmax keeps full float precision near zero), then the result. */
+static Stmt *lower_softmax(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id);
+  const Shape *s = &n->shape;
+  int axis = (int)n->attr.axis, in = n->in[0], out = L->buf[id];
+  int vo = new_var(L), vi = new_var(L), va = new_var(L), vb = new_var(L), vc = new_var(L);
+  int m = new_local(L), sum = new_local(L);
+  Expr *A = kx_dim(p, s->d[axis]);
+#define AT(v) axis_index(L, s, axis, vo, kx_var(p, v), vi)
+  Stmt *body = ks_local(p, m, DT_F32, kx_f(p, -INFINITY));
+  ks_append(&body, ks_loop(p, va, A, ks_assign(p, m, kx_bin(p, BIN_MAX, kx_local(p, m, DT_F32), value(L, in, AT(va))))));
+  ks_append(&body, ks_local(p, sum, DT_F64, kx_cast(p, DT_F64, kx_f(p, 0))));
+  Expr *ex = kx_cast(p, DT_F64, kx_un(p, UN_EXP, kx_bin(p, BIN_SUB, value(L, in, AT(vb)), kx_local(p, m, DT_F32))));
+  ks_append(&body, ks_loop(p, vb, A, ks_assign(p, sum, kx_bin(p, BIN_ADD, kx_local(p, sum, DT_F64), ex))));
+  Expr *shifted = kx_bin(p, BIN_SUB, value(L, in, AT(vc)), kx_local(p, m, DT_F32));
+  Expr *res = n->op == OP_SOFTMAX
+                  ? kx_bin(p, BIN_DIV, kx_un(p, UN_EXP, shifted), kx_cast(p, DT_F32, kx_local(p, sum, DT_F64)))
+                  : kx_cast(p, DT_F32, kx_bin(p, BIN_SUB, kx_cast(p, DT_F64, shifted),
+                                              kx_un(p, UN_LOG, kx_local(p, sum, DT_F64))));
+  ks_append(&body, ks_loop(p, vc, A, ks_store(p, out, AT(vc), res)));
+#undef AT
+  body = ks_loop(p, vi, numel_expr(L, s, axis + 1, s->rank), body);
+  return ks_loop(p, vo, numel_expr(L, s, 0, axis), body);
+}
+
+/* --- layout ------------------------------------------------------------------ */
+
+static Stmt *lower_transpose(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *x = node(L, n->in[0]);
+  int r = n->shape.rank, vars[IR_MAX_RANK];
+  for (int i = 0; i < r; i++) vars[i] = new_var(L);
+  Expr *oi[IR_MAX_RANK], *ii[IR_MAX_RANK];
+  for (int i = 0; i < r; i++) {
+    oi[i] = kx_var(p, vars[i]);
+    ii[n->attr.list[i]] = kx_var(p, vars[i]);
+  }
+  Stmt *s = ks_store(p, L->buf[id], lin_index(L, &n->shape, oi), value(L, n->in[0], lin_index(L, &x->shape, ii)));
+  for (int i = r - 1; i >= 0; i--) s = ks_loop(p, vars[i], kx_dim(p, n->shape.d[i]), s);
+  return s;
+}
+
+static Stmt *lower_concat(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id);
+  int axis = (int)n->attr.axis;
+  Stmt *all = NULL;
+  int64_t off = 0;
+  for (int k = 0; k < n->nin; k++) {
+    const Node *x = node(L, n->in[k]);
+    int vo = new_var(L), va = new_var(L), vi = new_var(L);
+    Expr *src = axis_index(L, &x->shape, axis, vo, kx_var(p, va), vi);
+    Expr *dst = axis_index(L, &n->shape, axis, vo, kx_iadd(p, kx_var(p, va), kx_i(p, off)), vi);
+    Stmt *s = ks_store(p, L->buf[id], dst, value(L, n->in[k], src));
+    s = ks_loop(p, vi, numel_expr(L, &x->shape, axis + 1, x->shape.rank), s);
+    s = ks_loop(p, va, kx_dim(p, x->shape.d[axis]), s);
+    ks_append(&all, ks_loop(p, vo, numel_expr(L, &x->shape, 0, axis), s));
+    off += x->shape.d[axis];
+  }
+  return all;
+}
+
+static Stmt *lower_slice(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *x = node(L, n->in[0]);
+  int axis = (int)n->attr.axis;
+  int vo = new_var(L), va = new_var(L), vi = new_var(L);
+  Expr *src_a = kx_iadd(p, kx_i(p, n->attr.start), kx_imul(p, kx_var(p, va), kx_i(p, n->attr.step)));
+  Expr *src = axis_index(L, &x->shape, axis, vo, src_a, vi);
+  Stmt *s = ks_store(p, L->buf[id], axis_index(L, &n->shape, axis, vo, kx_var(p, va), vi), value(L, n->in[0], src));
+  s = ks_loop(p, vi, numel_expr(L, &n->shape, axis + 1, n->shape.rank), s);
+  s = ks_loop(p, va, kx_dim(p, n->shape.d[axis]), s);
+  return ks_loop(p, vo, numel_expr(L, &n->shape, 0, axis), s);
+}
+
+/* --- reductions ---------------------------------------------------------------- */
+
+/* Loops over the kept dimensions outside, the reduced ones inside an
+ * accumulator; the output index ignores reduced dimensions (keepdim only
+ * adds size-1 dimensions, which do not change the layout). */
+static Stmt *lower_reduce(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *x = node(L, n->in[0]);
+  int r = x->shape.rank, vars[IR_MAX_RANK], red[IR_MAX_RANK] = {0};
+  for (int i = 0; i < n->attr.nlist; i++) red[n->attr.list[i]] = 1;
+  for (int i = 0; i < r; i++) vars[i] = new_var(L);
+  int acc = new_local(L);
+  Expr *ii[IR_MAX_RANK], *oi[IR_MAX_RANK];
+  Shape kept = {0, {0}};
+  for (int i = 0; i < r; i++) {
+    ii[i] = kx_var(p, vars[i]);
+    if (!red[i]) oi[kept.rank] = kx_var(p, vars[i]), kept.d[kept.rank++] = x->shape.d[i];
+  }
+  Expr *xv = value(L, n->in[0], lin_index(L, &x->shape, ii));
+  Expr *a = kx_local(p, acc, DT_F32);
+  Stmt *inner = ks_assign(p, acc, kx_bin(p, n->op == OP_MAX ? BIN_MAX : BIN_ADD, a, xv));
+  Expr *count = kx_i(p, 1);
+  for (int i = r - 1; i >= 0; i--)
+    if (red[i]) {
+      inner = ks_loop(p, vars[i], kx_dim(p, x->shape.d[i]), inner);
+      count = kx_imul(p, count, kx_dim(p, x->shape.d[i]));
+    }
+  Expr *res = n->op == OP_MEAN ? kx_bin(p, BIN_DIV, a, kx_cast(p, DT_F32, count)) : a;
+  Stmt *s = ks_local(p, acc, DT_F32, kx_f(p, n->op == OP_MAX ? -INFINITY : 0));
+  ks_append(&s, inner);
+  ks_append(&s, ks_store(p, L->buf[id], lin_index(L, &kept, oi), res));
+  for (int i = r - 1; i >= 0; i--)
+    if (!red[i]) s = ks_loop(p, vars[i], kx_dim(p, x->shape.d[i]), s);
+  return s;
+}
+
+static Stmt *lower_maxout(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *x = node(L, n->in[0]);
+  int axis = (int)n->attr.axis;
+  int vo = new_var(L), va = new_var(L), vi = new_var(L), vk = new_var(L), m = new_local(L);
+  Expr *src_a = kx_iadd(p, kx_imul(p, kx_var(p, va), kx_i(p, n->attr.pieces)), kx_var(p, vk));
+  Expr *xv = value(L, n->in[0], axis_index(L, &x->shape, axis, vo, src_a, vi));
+  Stmt *s = ks_local(p, m, DT_F32, kx_f(p, -INFINITY));
+  ks_append(&s, ks_loop(p, vk, kx_i(p, n->attr.pieces), ks_assign(p, m, kx_bin(p, BIN_MAX, kx_local(p, m, DT_F32), xv))));
+  ks_append(&s, ks_store(p, L->buf[id], axis_index(L, &n->shape, axis, vo, kx_var(p, va), vi), kx_local(p, m, DT_F32)));
+  s = ks_loop(p, va, kx_dim(p, n->shape.d[axis]), s);
+  s = ks_loop(p, vi, numel_expr(L, &n->shape, axis + 1, n->shape.rank), s);
+  return ks_loop(p, vo, numel_expr(L, &n->shape, 0, axis), s);
+}
+
+/* --- losses -------------------------------------------------------------------- */
+
+/* Stores per-item loss values (reduction none) or accumulates them into
+ * out[0] as a sum or mean over count items. */
+static Stmt *reduce_items(Lower *L, int id, int v, Expr *count, Stmt *prelude, Expr *item) {
+  Program *p = L->p;
+  const Node *n = node(L, id);
+  int out = L->buf[id];
+  if (n->attr.reduction == RED_NONE) {
+    ks_append(&prelude, ks_store(p, out, kx_var(p, v), item));
+    return ks_loop(p, v, count, prelude);
+  }
+  int tot = new_local(L);
+  ks_append(&prelude, ks_assign(p, tot, kx_bin(p, BIN_ADD, kx_local(p, tot, DT_F32), item)));
+  Stmt *s = ks_local(p, tot, DT_F32, kx_f(p, 0));
+  ks_append(&s, ks_loop(p, v, count, prelude));
+  Expr *res = kx_local(p, tot, DT_F32);
+  if (n->attr.reduction == RED_MEAN) res = kx_bin(p, BIN_DIV, res, kx_cast(p, DT_F32, count));
+  ks_append(&s, ks_store(p, out, kx_i(p, 0), res));
+  return s;
+}
+
+/* loss_n = logsumexp(x[n, :]) - x[n, y_n]; a label outside [0, C) reads
+ * class 0 and makes the loss NaN rather than reading out of bounds. */
+static Stmt *lower_cross_entropy(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *x = node(L, n->in[0]);
+  Dim C = x->shape.d[1];
+  int vn = new_var(L), vc = new_var(L), vd = new_var(L), m = new_local(L), s = new_local(L), lab = new_local(L);
+  Expr *row = kx_imul(p, kx_var(p, vn), kx_dim(p, C));
+#define X(e) value(L, n->in[0], kx_iadd(p, row, (e)))
+  Stmt *b = ks_local(p, m, DT_F32, kx_f(p, -INFINITY));
+  ks_append(&b, ks_loop(p, vc, kx_dim(p, C), ks_assign(p, m, kx_bin(p, BIN_MAX, kx_local(p, m, DT_F32), X(kx_var(p, vc))))));
+  ks_append(&b, ks_local(p, s, DT_F64, kx_cast(p, DT_F64, kx_f(p, 0))));
+  Expr *e = kx_cast(p, DT_F64, kx_un(p, UN_EXP, kx_bin(p, BIN_SUB, X(kx_var(p, vd)), kx_local(p, m, DT_F32))));
+  ks_append(&b, ks_loop(p, vd, kx_dim(p, C), ks_assign(p, s, kx_bin(p, BIN_ADD, kx_local(p, s, DT_F64), e))));
+  Expr *y = kx_cast(p, DT_I64, kx_load(p, L->buf[n->in[1]], kx_var(p, vn)));
+  ks_append(&b, ks_local(p, lab, DT_I64, y));
+  Expr *labv = kx_local(p, lab, DT_I64);
+  Expr *ok = kx_bin(p, BIN_AND, kx_bin(p, BIN_GE, labv, kx_i(p, 0)), kx_bin(p, BIN_LT, labv, kx_dim(p, C)));
+  Expr *picked = X(kx_select(p, ok, labv, kx_i(p, 0)));
+#undef X
+  Expr *lse = kx_cast(p, DT_F32, kx_bin(p, BIN_ADD, kx_cast(p, DT_F64, kx_local(p, m, DT_F32)),
+                                         kx_un(p, UN_LOG, kx_local(p, s, DT_F64))));
+  Expr *item = kx_select(p, ok, kx_bin(p, BIN_SUB, lse, picked), kx_f(p, NAN));
+  return reduce_items(L, id, vn, kx_dim(p, x->shape.d[0]), b, item);
+}
+
+static Stmt *lower_pointwise_loss(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *x = node(L, n->in[0]);
+  int v = new_var(L);
+  Expr *a = value(L, n->in[0], kx_var(p, v)), *b = value(L, n->in[1], kx_var(p, v)), *item;
+  if (n->op == OP_MSE_LOSS) {
+    Expr *d = kx_bin(p, BIN_SUB, a, b);
+    item = kx_bin(p, BIN_MUL, d, d);
+  } else if (n->op == OP_L1_LOSS) {
+    item = kx_un(p, UN_ABS, kx_bin(p, BIN_SUB, a, b));
+  } else { /* max(x, 0) - x*y + log(1 + exp(-|x|)) */
+    Expr *t = kx_bin(p, BIN_SUB, kx_bin(p, BIN_MAX, a, kx_f(p, 0)), kx_bin(p, BIN_MUL, a, b));
+    item = kx_bin(p, BIN_ADD, t, kx_un(p, UN_LOG1P, kx_un(p, UN_EXP, kx_un(p, UN_NEG, kx_un(p, UN_ABS, a)))));
+  }
+  return reduce_items(L, id, v, numel_expr(L, &x->shape, 0, x->shape.rank), NULL, item);
+}
+
+/* d(a, b) = ||a - b + eps||_2 as torch.pairwise_distance; loss =
+ * max(d(a, p) - d(a, n) + margin, 0). */
+static Stmt *lower_triplet(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *x = node(L, n->in[0]);
+  Dim D = x->shape.d[1];
+  int vn = new_var(L), vd = new_var(L), dp = new_local(L), dn = new_local(L);
+  Expr *idx = kx_iadd(p, kx_imul(p, kx_var(p, vn), kx_dim(p, D)), kx_var(p, vd));
+  Expr *a = value(L, n->in[0], idx);
+  Expr *tp = kx_bin(p, BIN_ADD, kx_bin(p, BIN_SUB, a, value(L, n->in[1], idx)), kx_f(p, 1e-6));
+  Expr *tn = kx_bin(p, BIN_ADD, kx_bin(p, BIN_SUB, a, value(L, n->in[2], idx)), kx_f(p, 1e-6));
+  Stmt *upd = ks_assign(p, dp, kx_bin(p, BIN_ADD, kx_local(p, dp, DT_F32), kx_bin(p, BIN_MUL, tp, tp)));
+  ks_append(&upd, ks_assign(p, dn, kx_bin(p, BIN_ADD, kx_local(p, dn, DT_F32), kx_bin(p, BIN_MUL, tn, tn))));
+  Stmt *b = ks_local(p, dp, DT_F32, kx_f(p, 0));
+  ks_append(&b, ks_local(p, dn, DT_F32, kx_f(p, 0)));
+  ks_append(&b, ks_loop(p, vd, kx_dim(p, D), upd));
+  Expr *diff = kx_bin(p, BIN_SUB, kx_un(p, UN_SQRT, kx_local(p, dp, DT_F32)), kx_un(p, UN_SQRT, kx_local(p, dn, DT_F32)));
+  Expr *item = kx_bin(p, BIN_MAX, kx_bin(p, BIN_ADD, diff, kx_f(p, n->attr.f)), kx_f(p, 0));
+  return reduce_items(L, id, vn, kx_dim(p, x->shape.d[0]), b, item);
+}
+
+/* --- driver ----------------------------------------------------------------------- */
+
+static Stmt *lower_node(Lower *L, int id) {
+  const Node *n = node(L, id);
+  switch (n->op) {
+  case OP_INPUT:
+  case OP_PARAM:
+  case OP_CONST:
+  case OP_RESHAPE:
+  case OP_FLATTEN:
+    return NULL;
+  case OP_MATMUL: return lower_matmul(L, id);
+  case OP_LINEAR: return lower_linear(L, id);
+  case OP_ADD:
+  case OP_SUB:
+  case OP_MUL:
+  case OP_DIV:
+  case OP_NEG:
+  case OP_RELU:
+  case OP_LEAKY_RELU:
+  case OP_SIGMOID:
+  case OP_TANH:
+  case OP_ELU:
+  case OP_EXP:
+  case OP_LOG:
+  case OP_SQRT:
+  case OP_POW:
+    return lower_elementwise(L, id);
+  case OP_SOFTMAX:
+  case OP_LOG_SOFTMAX:
+    return lower_softmax(L, id);
+  case OP_TRANSPOSE: return lower_transpose(L, id);
+  case OP_CONCAT: return lower_concat(L, id);
+  case OP_SLICE: return lower_slice(L, id);
+  case OP_SUM:
+  case OP_MEAN:
+  case OP_MAX:
+    return lower_reduce(L, id);
+  case OP_MAXOUT: return lower_maxout(L, id);
+  case OP_CROSS_ENTROPY: return lower_cross_entropy(L, id);
+  case OP_BCE_LOGITS:
+  case OP_MSE_LOSS:
+  case OP_L1_LOSS:
+    return lower_pointwise_loss(L, id);
+  case OP_TRIPLET_LOSS: return lower_triplet(L, id);
+  case OP_COUNT: break;
+  }
+  IR_ASSERT(!"unknown op");
+  return NULL;
+}
+
+/* The buffer of a param node, shared by every function of the program. */
+static int param_buffer(Program *p, const Node *n, int id) {
+  for (int b = 0; b < p->nbufs; b++)
+    if (p->bufs[b].kind == BUF_PARAM && strcmp(p->bufs[b].name, n->name) == 0) return b;
+  int b = kir_buffer(p, BUF_PARAM, n->dtype, n->name, &n->shape, id);
+  int np = 0;
+  for (int i = 0; i < p->nbufs; i++) np += p->bufs[i].kind == BUF_PARAM;
+  p->bufs[b].arg = np - 1;
+  return b;
+}
+
+/* Output index of node id if it is an output not yet given a buffer. */
+static int output_of(const Graph *g, int id, const int *taken) {
+  for (int i = 0; i < g->noutputs; i++)
+    if (g->outputs[i].id == id && !taken[i]) return i;
+  return -1;
+}
+
+static void assign_buffers(Lower *L, int *taken) {
+  Program *p = L->p;
+  const Graph *g = L->g;
+  for (int id = 0; id < g->nnodes; id++) {
+    const Node *n = &g->nodes[id];
+    int o = output_of(g, id, taken);
+    if (n->op == OP_INPUT)
+      L->buf[id] = kir_buffer(p, BUF_INPUT, n->dtype, n->name, &n->shape, id);
+    else if (n->op == OP_PARAM)
+      L->buf[id] = param_buffer(p, n, id);
+    else if (n->op == OP_CONST)
+      L->buf[id] = -1;
+    else if (ir_ops[n->op].flags & OPF_VIEW)
+      L->buf[id] = L->buf[n->in[0]];
+    else if (o >= 0) {
+      L->buf[id] = kir_buffer(p, BUF_OUTPUT, n->dtype, g->outputs[o].name, &n->shape, id);
+      taken[o] = 1;
+    } else
+      L->buf[id] = kir_buffer(p, BUF_TEMP, n->dtype, n->name ? n->name : ir_ops[n->op].name, &n->shape, id);
+  }
+}
+
+static const char *describe(Lower *L, int id) {
+  const Node *n = node(L, id);
+  return n->name ? arena_printf(&L->p->arena, "%s %s", ir_ops[n->op].name, n->name) : ir_ops[n->op].name;
+}
+
+void pass_lower(Program *p, Func *f) {
+  const Graph *g = p->g;
+  Lower L = {p, f, g, calloc((size_t)g->nnodes + 1, sizeof(int)), NULL};
+  int *taken = calloc((size_t)g->noutputs + 1, sizeof(int));
+  IR_ASSERT(L.buf && taken);
+  int first = p->nbufs;
+  assign_buffers(&L, taken);
+  /* arguments: inputs in graph order, then outputs in output order */
+  f->args = arena_alloc(&p->arena, sizeof(int) * (size_t)(p->nbufs - first + g->noutputs + 1));
+  for (int b = first; b < p->nbufs; b++)
+    if (p->bufs[b].kind == BUF_INPUT) p->bufs[b].arg = f->nargs, f->args[f->nargs++] = b;
+  for (int o = 0; o < g->noutputs; o++) {
+    int id = g->outputs[o].id;
+    if (!taken[o]) { /* an output that is a view, a source or a repeat: copy */
+      const Node *n = node(&L, id);
+      int b = kir_buffer(p, BUF_OUTPUT, n->dtype, g->outputs[o].name, &n->shape, id);
+      Kernel *k = kir_kernel(p, f, arena_printf(&p->arena, "copy to output %s", g->outputs[o].name), n->loc);
+      L.k = k;
+      k->body = copy_loop(&L, b, id, &n->shape);
+      taken[o] = 2 + b;
+    }
+  }
+  /* copies were appended first; move them after the computing kernels */
+  int ncopies = f->nkernels;
+  Kernel *copies = malloc(sizeof(Kernel) * (size_t)(ncopies + 1));
+  memcpy(copies, f->kernels, sizeof(Kernel) * (size_t)ncopies);
+  f->nkernels = 0;
+  for (int id = 0; id < g->nnodes; id++) {
+    Kernel *k = kir_kernel(p, f, describe(&L, id), g->nodes[id].loc);
+    L.k = k;
+    k->body = lower_node(&L, id);
+    if (!k->body) f->nkernels--;
+  }
+  for (int i = 0; i < ncopies; i++) *kir_kernel(p, f, "", copies[i].loc) = copies[i];
+  for (int o = 0; o < g->noutputs; o++) {
+    int b = taken[o] >= 2 ? taken[o] - 2 : L.buf[g->outputs[o].id];
+    p->bufs[b].arg = f->nargs;
+    f->args[f->nargs++] = b;
+  }
+  free(copies);
+  free(taken);
+  free(L.buf);
+}
