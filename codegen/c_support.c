@@ -4,10 +4,11 @@
  *
  * The reader streams the JSON header one character at a time with fgetc,
  * so it needs no buffer beyond the longest parameter name and no malloc:
- * it checks every tensor the model needs (dtype F32, the exact shape, data
+ * it checks every parameter the model needs (dtype F32, the exact shape, data
  * offsets that match the size and lie inside the file) before it copies
  * any data, ignores tensors the model does not have (optimizer state in a
- * checkpoint, say), and reports the first problem through NAME_error().
+ * checkpoint read by inference code, say), loads optimizer state when the
+ * file has it (a training checkpoint) and leaves it alone when not, and reports the first problem through NAME_error().
  * Data is read as little-endian floats, which is what safetensors stores
  * and what every host dlc targets is.
  *
@@ -24,7 +25,7 @@ static const char *const accessors =
     "static char err_msg[256];\n"
     "const char *@_error(void) { return err_msg; }\n\n"
     "const @_param_info *@_param(int i) {\n"
-    "  return i >= 0 && i < $_NUM_PARAMS ? &params[i] : 0;\n"
+    "  return i >= 0 && i < $_NUM_TENSORS ? &params[i] : 0;\n"
     "}\n\n";
 
 static const char *const embedded_stubs =
@@ -38,7 +39,7 @@ static const char *const embedded_stubs =
 
 static const char *const loader_text =
     "int @_set_param(int i, const float *values) {\n"
-    "  if (i < 0 || i >= $_NUM_PARAMS) return -1;\n"
+    "  if (i < 0 || i >= $_NUM_TENSORS) return -1;\n"
     "  memcpy((float *)params[i].data, values, sizeof(float) * (size_t)params[i].numel);\n"
     "  return 0;\n}\n\n"
     "/* A JSON reader over the safetensors header, one character at a time. */\n"
@@ -143,7 +144,7 @@ static const char *const loader_text =
     "  for (k = 0; k < p->rank; k++) if (e->shape[k] != p->shape[k]) return -1;\n"
     "  return e->end - e->begin == p->numel * 4 && e->begin >= 0 && e->end <= data_size ? 0 : -1;\n}\n\n"
     "int @_load(const char *path) {\n"
-    "  static st_entry entries[$_NUM_PARAMS + 1];\n"
+    "  static st_entry entries[$_NUM_TENSORS + 1];\n"
     "  unsigned char hb[8];\n"
     "  unsigned long long hlen = 0;\n"
     "  long fsize;\n"
@@ -164,17 +165,19 @@ static const char *const loader_text =
     "    char key[@MAXNAME];\n"
     "    int fit = st_string(&r, key, sizeof key), idx = -1;\n"
     "    if (fit < 0 || st_expect(&r, ':')) return st_fail(f, path, \"malformed header\", NULL);\n"
-    "    for (i = 0; i < $_NUM_PARAMS && fit == 0; i++) if (strcmp(key, params[i].name) == 0) idx = i;\n"
+    "    for (i = 0; i < $_NUM_TENSORS && fit == 0; i++) if (strcmp(key, params[i].name) == 0) idx = i;\n"
     "    if (idx >= 0 ? st_tensor(&r, &entries[idx]) : st_skip(&r, 0)) return st_fail(f, path, \"malformed header\", NULL);\n"
     "    st_ws(&r);\n"
     "    if (r.c == ',') { st_next(&r); st_ws(&r); } else if (r.c != '}') return st_fail(f, path, \"malformed header\", NULL);\n"
     "  }\n"
-    "  for (i = 0; i < $_NUM_PARAMS; i++) {\n"
+    "  for (i = 0; i < $_NUM_TENSORS; i++) {\n"
+    "    if (!entries[i].found && params[i].is_state) continue; /* state absent: keep it */\n"
     "    if (!entries[i].found) return st_fail(f, path, \"no tensor\", params[i].name);\n"
     "    if (st_check(&entries[i], &params[i], (long long)(fsize - 8 - (long)hlen)))\n"
     "      return st_fail(f, path, \"wrong dtype, shape or size (want F32 of the model's shape) for\", params[i].name);\n"
     "  }\n"
-    "  for (i = 0; i < $_NUM_PARAMS; i++) {\n"
+    "  for (i = 0; i < $_NUM_TENSORS; i++) {\n"
+    "    if (!entries[i].found) continue;\n"
     "    if (fseek(f, (long)(8 + hlen + (unsigned long long)entries[i].begin), SEEK_SET) ||\n"
     "        fread((float *)params[i].data, sizeof(float), (size_t)params[i].numel, f) != (size_t)params[i].numel)\n"
     "      return st_fail(f, path, \"cannot read the data of\", params[i].name);\n"
@@ -198,7 +201,7 @@ static void print_with_prefix(FILE *f, const char *text, const char *pre, int ma
 void cg_c_support(FILE *f, const Program *p, const char *pre, int embedded) {
   int maxname = 8;
   for (int b = 0; b < p->nbufs; b++)
-    if (p->bufs[b].kind == BUF_PARAM && (int)strlen(p->bufs[b].name) + 2 > maxname)
+    if ((p->bufs[b].kind == BUF_PARAM || p->bufs[b].kind == BUF_STATE) && (int)strlen(p->bufs[b].name) + 2 > maxname)
       maxname = (int)strlen(p->bufs[b].name) + 2;
   print_with_prefix(f, accessors, pre, maxname);
   print_with_prefix(f, embedded ? embedded_stubs : loader_text, pre, maxname);

@@ -145,6 +145,7 @@ typedef struct ParamInfo {
   int64_t shape[IR_MAX_RANK];
   int64_t numel;
   const float *data;
+  int is_state;
 } ParamInfo;
 
 RtStatus cg_c_set_params(CModule *m, const RtTensorSet *set, RtError *err) {
@@ -154,10 +155,30 @@ RtStatus cg_c_set_params(CModule *m, const RtTensorSet *set, RtError *err) {
   for (int i = 0; param(i); i++) {
     const ParamInfo *pi = param(i);
     RtTensor *t = rt_set_find((RtTensorSet *)set, pi->name);
+    if (!t && pi->is_state) continue;
     if (!t) return rt_fail(err, RT_ERR_MISSING, "no value for parameter '%s'", pi->name);
     if (t->dtype != DT_F32 || rt_tensor_numel(t) != pi->numel)
       return rt_fail(err, RT_ERR_SHAPE, "parameter '%s' has the wrong type or size", pi->name);
     if (set_param(i, t->data)) return rt_fail(err, RT_ERR_FORMAT, "cannot set parameter '%s'", pi->name);
+  }
+  return RT_OK;
+}
+
+RtStatus cg_c_get_params(CModule *m, RtTensorSet *set, RtError *err) {
+  const ParamInfo *(*param)(int) = (const ParamInfo *(*)(int))sym(m, "param");
+  if (!param) return rt_fail(err, RT_ERR_FORMAT, "the compiled model has no parameter table");
+  for (int i = 0; param(i); i++) {
+    const ParamInfo *pi = param(i);
+    RtTensor *t = rt_set_find(set, pi->name);
+    if (!t) {
+      RtTensor fresh;
+      RtStatus st = rt_tensor_alloc(&fresh, DT_F32, pi->rank, pi->shape, err);
+      if (!st) st = rt_set_add(set, pi->name, &fresh, err);
+      if (st) return st;
+      t = rt_set_find(set, pi->name);
+    }
+    if (rt_tensor_numel(t) != pi->numel) return rt_fail(err, RT_ERR_SHAPE, "tensor '%s' changed size", pi->name);
+    memcpy(t->data, pi->data, sizeof(float) * (size_t)pi->numel);
   }
   return RT_OK;
 }

@@ -31,8 +31,12 @@ typedef struct CModule CModule;
 CModule *cg_c_build(const Program *p, const char *cflags, RtError *err);
 void cg_c_free(CModule *m);
 /* Copies the values of the params in set into the module's storage; every
- * param of the program must be present with its shape. */
+ * param of the program must be present with its shape; optimizer state is
+ * copied when present and left as it is otherwise. */
 RtStatus cg_c_set_params(CModule *m, const RtTensorSet *set, RtError *err);
+/* Copies every parameter and state tensor of the module into set (adding
+ * the ones set does not have). */
+RtStatus cg_c_get_params(CModule *m, RtTensorSet *set, RtError *err);
 /* Calls function fname with symbol values, then argument pointers in the
  * order of the function's args.  Returns the function's status. */
 RtStatus cg_c_call(CModule *m, const char *fname, const int64_t *symvals, void **args, RtError *err);

@@ -182,22 +182,24 @@ int dlc_load_model(Model *m, const char *path, const char *const *max, int nmax,
   return 0;
 }
 
-static int emit_c_files(const Program *p, const CompileOpts *o, Arena *a, Diags *d) {
-  const char *cpath = o->out ? o->out : stem(a, o->model, ".c");
+int dlc_write_c(const Program *p, const char *cpath, const char *embed_path, Diags *d) {
+  Arena a;
+  arena_init(&a);
   size_t n = strlen(cpath);
-  const char *hpath = n > 2 && !strcmp(cpath + n - 2, ".c") ? arena_printf(a, "%.*s.h", (int)(n - 2), cpath)
-                                                             : arena_printf(a, "%s.h", cpath);
+  const char *hpath = n > 2 && !strcmp(cpath + n - 2, ".c") ? arena_printf(&a, "%.*s.h", (int)(n - 2), cpath)
+                                                             : arena_printf(&a, "%s.h", cpath);
   const char *hbase = strrchr(hpath, '/') ? strrchr(hpath, '/') + 1 : hpath;
   RtTensorSet embed;
   rt_set_init(&embed);
-  if (o->embed) {
+  if (embed_path) {
     RtError err;
-    if (rt_safetensors_read(o->embed, &embed, &err)) {
-      diag_plain(d, o->embed, "%s", err.msg);
+    if (rt_safetensors_read(embed_path, &embed, &err)) {
+      diag_plain(d, embed_path, "%s", err.msg);
+      arena_free(&a);
       return -1;
     }
   }
-  EmitOpts eo = {hbase, o->embed ? &embed : NULL};
+  EmitOpts eo = {hbase, embed_path ? &embed : NULL};
   MemOut c, h;
   mem_open(&c);
   mem_open(&h);
@@ -205,13 +207,14 @@ static int emit_c_files(const Program *p, const CompileOpts *o, Arena *a, Diags 
   rt_set_free(&embed);
   if (rc) {
     fclose(c.f), fclose(h.f), free(c.buf), free(h.buf);
-    return -1;
-  }
-  if (mem_commit(&h, hpath, d)) {
+  } else if (mem_commit(&h, hpath, d)) {
     fclose(c.f), free(c.buf);
-    return -1;
+    rc = -1;
+  } else {
+    rc = mem_commit(&c, cpath, d);
   }
-  return mem_commit(&c, cpath, d);
+  arena_free(&a);
+  return rc;
 }
 
 static int cmd_compile(int argc, char **argv) {
@@ -244,7 +247,7 @@ static int cmd_compile(int argc, char **argv) {
     PassOpts po = {o.dump_after, stderr, o.verify};
     if (pass_pipeline_infer(&m.g, &p, &po, &d)) status = 1;
     else {
-      status = emit_c_files(&p, &o, &a, &d) ? 1 : 0;
+      status = dlc_write_c(&p, o.out ? o.out : stem(&a, o.model, ".c"), o.embed, &d) ? 1 : 0;
       kir_program_free(&p);
     }
   }

@@ -12,6 +12,10 @@ int dlc_parse_max(Graph *g, const char *spec, Diags *d);
 void dlc_default_max(Model *m);
 int dlc_load_model(Model *m, const char *path, const char *const *max, int nmax, Diags *d);
 
+/* Emits p as C into cpath and its header beside it (atomically). */
+struct Program;
+int dlc_write_c(const struct Program *p, const char *cpath, const char *embed_path, Diags *d);
+
 int dlc_cmd_run(int argc, char **argv, const char *usage);
 int dlc_cmd_train(int argc, char **argv);
 /* Writes the standalone training C for m to path (and its header). */

@@ -1,17 +1,307 @@
 /*
- * train.c — `dlc train` and `dlc MODEL.dl --train`.
+ * train.c — `dlc train MODEL.dl` and `dlc MODEL.dl --train -o OUT.c`.
+ *
+ * `dlc train` reads the model's training section, lets flags override it,
+ * loads the data, compiles the train and eval steps (trainer.c) and runs
+ * the epochs: each epoch visits the training set in an order that depends
+ * only on (seed, epoch), so a run resumed from a checkpoint continues
+ * exactly as the uninterrupted run would have.  A live progress line on a
+ * terminal, one summary line per epoch, an optional metrics CSV, and a
+ * checkpoint after every epoch (atomic).  Ctrl-C stops after the current
+ * batch; the last checkpoint stays intact.
  */
-#include "driver/driver.h"
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-int dlc_cmd_train(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "dlc train: error: training is not available in this build\n");
-  return 1;
+#include "driver/driver.h"
+#include "driver/trainer.h"
+
+static const char *usage_train =
+    "usage: dlc train MODEL.dl [options]\n"
+    "Trains the model as its training section says; flags override it.\n"
+    "  --epochs N             number of epochs\n"
+    "  --batch N              mini-batch size\n"
+    "  --lr X                 base learning rate\n"
+    "  --optimizer NAME       sgd adam adamw rmsprop adagrad (torch defaults)\n"
+    "  --seed S               initialisation, shuffling, split\n"
+    "  --data SPEC            DIR (Fashion-MNIST), fashion_mnist:DIR,\n"
+    "                         idx:IMAGES,LABELS, csv:FILE, npy:X,Y\n"
+    "  --val-split F          fraction of the training data held out\n"
+    "  --save FILE            checkpoint (safetensors) after every epoch\n"
+    "  --resume FILE          continue from a checkpoint\n"
+    "  --init FILE            start from these weights (fine-tuning)\n"
+    "  --metrics FILE.csv     one row per epoch\n"
+    "  --backend=c|interp     compiled C (default) or the reference interpreter\n"
+    "  --quiet                no per-epoch lines\n";
+
+typedef struct TrainFlags {
+  const char *model, *epochs, *batch, *lr, *optimizer, *seed, *data, *val_split;
+  const char *save, *resume, *init, *metrics, *backend;
+  int quiet;
+} TrainFlags;
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted = 1;
 }
 
+static int parse_flags(int argc, char **argv, TrainFlags *f, Diags *d) {
+  memset(f, 0, sizeof *f);
+  struct {
+    const char *name;
+    const char **dst;
+  } table[] = {{"--epochs", &f->epochs}, {"--batch", &f->batch}, {"--lr", &f->lr}, {"--optimizer", &f->optimizer},
+               {"--seed", &f->seed}, {"--data", &f->data}, {"--val-split", &f->val_split}, {"--save", &f->save},
+               {"--resume", &f->resume}, {"--init", &f->init}, {"--metrics", &f->metrics}, {"--backend", &f->backend}};
+  for (int i = 1; i < argc; i++) {
+    int miss = 0, hit = 0;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    if (!strcmp(argv[i], "--quiet")) {
+      f->quiet = 1;
+      continue;
+    }
+    for (size_t k = 0; k < sizeof table / sizeof table[0] && !hit && !miss; k++) {
+      const char *v = dlc_flag(argc, argv, &i, table[k].name, &miss);
+      if (v) *table[k].dst = v, hit = 1;
+    }
+    if (hit) continue;
+    if (miss) return diag_plain(d, argv[i], "needs a value"), -1;
+    if (argv[i][0] == '-') return diag_plain(d, argv[i], "unknown option (see dlc train --help)"), -1;
+    if (f->model) return diag_plain(d, argv[i], "only one model file"), -1;
+    f->model = argv[i];
+  }
+  if (!f->model) return diag_plain(d, "dlc train", "no model file given (see dlc train --help)"), -1;
+  return 0;
+}
+
+static int parse_int(const char *flag, const char *v, int64_t lo, int64_t *out, Diags *d) {
+  char *end;
+  long long x = strtoll(v, &end, 10);
+  if (!*v || *end || x < lo) return diag_plain(d, flag, "expected an integer >= %lld, got '%s'", (long long)lo, v), -1;
+  *out = x;
+  return 0;
+}
+
+static int parse_real(const char *flag, const char *v, double lo, double hi, double *out, Diags *d) {
+  char *end;
+  double x = strtod(v, &end);
+  if (!*v || *end || !(x >= lo && x <= hi)) return diag_plain(d, flag, "expected a number in [%g, %g], got '%s'", lo, hi, v), -1;
+  *out = x;
+  return 0;
+}
+
+/* --data SPEC into cfg; the strings point into spec's copy (leaked on purpose: lives for the run). */
+static int parse_data(const char *spec, TrainConfig *cfg, Diags *d) {
+  char *s = strdup(spec), *colon = strchr(s, ':');
+  if (!colon) {
+    cfg->data_kind = "fashion_mnist";
+    cfg->data_args[0] = s;
+    return 0;
+  }
+  *colon = 0;
+  cfg->data_kind = s;
+  char *comma = strchr(colon + 1, ',');
+  if (comma) *comma = 0;
+  cfg->data_args[0] = colon + 1;
+  cfg->data_args[1] = comma ? comma + 1 : NULL;
+  int two = !strcmp(s, "idx") || !strcmp(s, "npy");
+  if ((strcmp(s, "fashion_mnist") && strcmp(s, "idx") && strcmp(s, "csv") && strcmp(s, "npy")) || (two && !comma))
+    return diag_plain(d, "--data", "expected DIR, fashion_mnist:DIR, idx:IMAGES,LABELS, csv:FILE or npy:X,Y; got '%s'", spec), -1;
+  return 0;
+}
+
+static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
+  int64_t v;
+  if (f->epochs && (parse_int("--epochs", f->epochs, 0, &v, d) || (cfg->epochs = v, 0))) return -1;
+  if (f->batch && (parse_int("--batch", f->batch, 1, &v, d) || (cfg->batch = v, 0))) return -1;
+  if (f->seed && (parse_int("--seed", f->seed, 0, &v, d) || (cfg->seed = (uint64_t)v, 0))) return -1;
+  if (f->val_split && parse_real("--val-split", f->val_split, 0, 0.99, &cfg->val_split, d)) return -1;
+  if (f->optimizer) {
+    int k = 0;
+    while (k < OPT_COUNT && strcmp(pass_optim_names[k], f->optimizer)) k++;
+    if (k == OPT_COUNT) return diag_plain(d, "--optimizer", "expected sgd, adam, adamw, rmsprop or adagrad, got '%s'", f->optimizer), -1;
+    OptimSpec keep = cfg->opt;
+    trainer_optim_defaults(&cfg->opt, (OptKind)k, keep.lr);
+    cfg->opt.ngroups = keep.ngroups;
+    memcpy(cfg->opt.group_prefix, keep.group_prefix, sizeof keep.group_prefix);
+    memcpy(cfg->opt.group_lr, keep.group_lr, sizeof keep.group_lr);
+  }
+  if (f->lr) {
+    if (parse_real("--lr", f->lr, 1e-12, 1e6, &cfg->opt.lr, d)) return -1;
+    cfg->sched.base_lr = cfg->opt.lr;
+  }
+  if (f->data && parse_data(f->data, cfg, d)) return -1;
+  if (f->backend) {
+    if (strcmp(f->backend, "c") && strcmp(f->backend, "interp"))
+      return diag_plain(d, "--backend", "expected c or interp, got '%s'", f->backend), -1;
+    cfg->backend = !strcmp(f->backend, "c") ? BACKEND_C : BACKEND_INTERP;
+  }
+  return 0;
+}
+
+typedef struct EpochStats {
+  double loss, acc, val_loss, val_acc, lr, seconds;
+} EpochStats;
+
+/* One pass over the training set; returns 0, -1 on error, 1 if interrupted. */
+static int run_epoch(Trainer *t, EpochStats *es, int tty) {
+  const RtDataset *ds = &t->train;
+  int64_t b = t->cfg.batch, n = ds->n, feat = rt_dataset_features(ds), nb = (n + b - 1) / b;
+  size_t ysize = rt_dtype_size(ds->y.dtype) * (size_t)(ds->y.rank > 1 ? ds->y.shape[1] : 1);
+  int64_t *order = malloc(sizeof(int64_t) * (size_t)(n + 1));
+  float *x = malloc(sizeof(float) * (size_t)(b * feat + 1));
+  char *y = malloc(ysize * (size_t)b + 1);
+  rt_epoch_order(n, t->cfg.seed, t->epoch, 1, order);
+  RtProgress pr;
+  char label[24];
+  snprintf(label, sizeof label, "epoch %d", (int)(t->epoch + 1) % 100000);
+  rt_progress_begin(&pr, stderr, label, nb, b, tty);
+  double start = rt_now(), sum = 0;
+  int64_t seen = 0, correct = 0, iteration = t->step;
+  int rc = 0;
+  es->lr = rt_schedule_lr(&t->cfg.sched, t->epoch, iteration);
+  for (int64_t i = 0; i < nb && !rc; i++) {
+    int64_t cnt = n - i * b < b ? n - i * b : b, c = 0;
+    rt_batch_gather(ds, order + i * b, cnt, x, y);
+    double loss, lr = rt_schedule_lr(&t->cfg.sched, t->epoch, iteration++);
+    if (trainer_step(t, cnt, x, y, lr, &loss, &c)) rc = -1;
+    sum += loss * (double)cnt, seen += cnt, correct += c;
+    rt_progress_update(&pr, i + 1, sum / (double)seen, t->acc_output >= 0 ? (double)correct / (double)seen : NAN);
+    if (interrupted) rc = 1;
+  }
+  rt_progress_end(&pr);
+  es->loss = seen ? sum / (double)seen : NAN;
+  es->acc = seen && t->acc_output >= 0 ? (double)correct / (double)seen : NAN;
+  es->seconds = rt_now() - start;
+  free(order);
+  free(x);
+  free(y);
+  return rc;
+}
+
+static void print_epoch(const Trainer *t, const EpochStats *es) {
+  printf("epoch %lld/%lld: loss %.4f", (long long)t->epoch, (long long)t->cfg.epochs, es->loss);
+  if (!isnan(es->acc)) printf(", acc %.2f%%", 100 * es->acc);
+  if (!isnan(es->val_loss)) printf(", val loss %.4f", es->val_loss);
+  if (!isnan(es->val_acc)) printf(", val acc %.2f%%", 100 * es->val_acc);
+  printf(", lr %.4g, %.1f s (%.0f samples/s)\n", es->lr, es->seconds, (double)t->train.n / es->seconds);
+  fflush(stdout);
+}
+
+static int record(const TrainFlags *f, RtMetricsLog *log, const Trainer *t, const EpochStats *es, Diags *d) {
+  if (!f->metrics) return 0;
+  double row[7] = {(double)t->epoch, es->loss, es->acc, es->val_loss, es->val_acc, es->lr, es->seconds};
+  RtError err;
+  if (rt_metrics_add(log, row, 7, &err) || rt_metrics_write(log, f->metrics, &err))
+    return diag_plain(d, f->metrics, "%s", err.msg), -1;
+  return 0;
+}
+
+static int train_loop(Trainer *t, const TrainFlags *f, Diags *d) {
+  RtMetricsLog log;
+  RtError err;
+  if (rt_metrics_init(&log, "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds", &err))
+    return diag_plain(d, "--metrics", "%s", err.msg), -1;
+  int tty = isatty(STDERR_FILENO), rc = 0;
+  signal(SIGINT, on_sigint);
+  while (t->epoch < t->cfg.epochs && rc == 0) {
+    EpochStats es;
+    rc = run_epoch(t, &es, tty);
+    if (rc) break;
+    t->epoch++;
+    es.val_loss = es.val_acc = NAN;
+    if (t->val.n && trainer_evaluate(t, &t->val, &es.val_loss, &es.val_acc)) rc = -1;
+    if (!f->quiet) print_epoch(t, &es);
+    if (!rc && (record(f, &log, t, &es, d) || (f->save && trainer_save(t, f->save)))) rc = -1;
+  }
+  signal(SIGINT, SIG_DFL);
+  rt_metrics_free(&log);
+  if (rc == 1) fprintf(stderr, "dlc train: interrupted in epoch %lld; %s\n", (long long)t->epoch + 1,
+                       f->save ? "the checkpoint holds the last finished epoch" : "nothing was saved");
+  return rc;
+}
+
+static int final_test(Trainer *t) {
+  if (!t->test.n) return 0;
+  double loss, acc;
+  if (trainer_evaluate(t, &t->test, &loss, &acc)) return -1;
+  printf("test: loss %.4f", loss);
+  if (!isnan(acc)) printf(", accuracy %.2f%%", 100 * acc);
+  printf(" (%lld samples)\n", (long long)t->test.n);
+  return 0;
+}
+
+static int load_init(const char *path, const Model *m, RtTensorSet *set, Diags *d) {
+  RtError err;
+  rt_set_init(set);
+  if (rt_safetensors_read(path, set, &err) || ir_params_check(&m->g, set, path, &err))
+    return diag_plain(d, path, "%s", err.msg), -1;
+  return 0;
+}
+
+int dlc_cmd_train(int argc, char **argv) {
+  Diags d;
+  diag_init(&d, stderr);
+  TrainFlags f;
+  int rc = parse_flags(argc, argv, &f, &d);
+  if (rc) return rc > 0 ? dlc_usage(usage_train, 0) : 2;
+  Model m;
+  if (fe_load_file(&m, f.model, &d)) return 1;
+  TrainConfig cfg;
+  RtTensorSet init;
+  rt_set_init(&init);
+  int status = 1;
+  if (trainer_config(&m, &cfg, &d) || apply_flags(&f, &cfg, &d)) {
+    fe_model_free(&m);
+    return 2;
+  }
+  Trainer t;
+  if (f.init && load_init(f.init, &m, &init, &d)) goto out_model;
+  if (trainer_init(&t, &m, &cfg, f.init ? &init : NULL, &d)) goto out;
+  if (trainer_load_data(&t) || (f.resume && trainer_resume(&t, f.resume))) goto out;
+  printf("training %s: %lld samples (%lld validation, %lld test), batch %lld, %s, lr %g, %s backend\n", m.g.name,
+         (long long)t.train.n, (long long)t.val.n, (long long)t.test.n, (long long)cfg.batch,
+         pass_optim_names[cfg.opt.kind], cfg.opt.lr, cfg.backend == BACKEND_C ? "c" : "interp");
+  rc = train_loop(&t, &f, &d);
+  if (rc == 0 && final_test(&t) == 0) status = 0;
+  if (rc == 1) status = 130;
+out:
+  trainer_free(&t);
+out_model:
+  rt_set_free(&init);
+  fe_model_free(&m);
+  return status;
+}
+
+/* --- training code as C ------------------------------------------------------------- */
+
 int dlc_emit_train(Model *m, const char *path, Diags *d) {
-  (void)m;
-  diag_plain(d, path, "training code is not available in this build");
-  return 1;
+  TrainConfig cfg;
+  if (trainer_config(m, &cfg, d)) return 1;
+  cfg.backend = BACKEND_INTERP; /* graphs only: nothing is compiled here */
+  Trainer t;
+  int status = 1;
+  if (trainer_init(&t, m, &cfg, NULL, d) == 0) {
+    Program p;
+    kir_program_init(&p, &m->g);
+    pass_lower(&p, kir_func(&p, "train_step", &t.tg));
+    pass_lower(&p, kir_func(&p, "eval_step", &t.eg));
+    pass_memplan(&p);
+    status = dlc_write_c(&p, path, NULL, d) ? 1 : 0;
+    if (!status) {
+      /* initial weights from the seed, for the standalone trainer to load */
+      size_t n = strlen(path);
+      char init[1024];
+      snprintf(init, sizeof init, "%.*s.init.safetensors", (int)(n > 2 && !strcmp(path + n - 2, ".c") ? n - 2 : n), path);
+      RtError err;
+      if (rt_safetensors_write(init, &t.tensors, &err)) diag_plain(d, init, "%s", err.msg), status = 1;
+    }
+    kir_program_free(&p);
+  }
+  trainer_free(&t);
+  return status;
 }

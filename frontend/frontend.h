@@ -16,7 +16,10 @@
 /* A call written in the training section, e.g. sgd(lr=0.1, momentum=0.9)
  * or fashion_mnist("/usr/share/datasets/fashion-mnist").  Positional
  * arguments have key NULL.  A number argument has str NULL; a string or
- * identifier argument has str set and num 0. */
+ * identifier argument has str set and num 0.  The calls in TrainSpec are
+ * checked and normalised by the frontend: every argument of the callee's
+ * signature is present, keyed by its name, in signature order, with the
+ * defaults filled in (so keys are never NULL there). */
 typedef struct CallSpec {
   const char *name;          /* NULL: not given */
   int nargs;
@@ -53,6 +56,9 @@ typedef struct Model {
 
 int fe_load_file(Model *m, const char *path, Diags *d);
 int fe_load_string(Model *m, const char *path, const char *text, Diags *d);
+/* len bytes of text, which may contain NUL bytes (reported as an error);
+ * path is only used in messages and for the default model name. */
+int fe_load_buffer(Model *m, const char *path, const char *text, size_t len, Diags *d);
 void fe_model_free(Model *m);
 
 #endif

@@ -326,6 +326,62 @@ static int infer_loss(Ctx *c, OpKind op, const Node *const *xs, int nin, const A
   return 0;
 }
 
+/* Gradient ops: the result has the shape of the forward operand x, and
+ * applying the forward rule to x must give dy's shape. */
+static int infer_grad(Ctx *c, OpKind op, const Node *const *xs, Attrs *a, Shape *out) {
+  char b1[128], b2[128];
+  const Node *dy = xs[0], *x = xs[1];
+  Shape fwd;
+  int rc = 0;
+  *out = x->shape;
+  switch ((int)op) {
+  case OP_EXPAND_AS:
+    rc = broadcast(c, dy, x, &fwd);
+    if (!rc && !ir_shape_eq(&fwd, &x->shape))
+      return fail(c, "%s does not broadcast to %s", ty(c, dy, b1), ty(c, x, b2));
+    return rc;
+  case OP_SOFTMAX_GRAD:
+  case OP_LOG_SOFTMAX_GRAD:
+    if (norm_axis(c, &a->axis, x->shape.rank, "axis")) return -1;
+    fwd = x->shape;
+    break;
+  case OP_SLICE_GRAD: rc = infer_slice(c, x, a, &fwd); break;
+  case OP_MAX_GRAD:
+    rc = infer_reduce(c, x, a, &fwd);
+    if (!rc && !ir_shape_eq(&xs[2]->shape, &fwd)) return fail(c, "the maximum %s does not match", ty(c, xs[2], b1));
+    break;
+  case OP_MAXOUT_GRAD: rc = infer_maxout(c, x, a, &fwd); break;
+  case OP_CE_GRAD: {
+    Attrs la = *a;
+    const Node *ops[2] = {x, xs[2]};
+    DType dt;
+    rc = infer_loss(c, OP_CROSS_ENTROPY, ops, 2, &la, &dt, &fwd);
+    break;
+  }
+  default: fwd = x->shape; break; /* elementwise */
+  }
+  if (rc) return rc;
+  if (!ir_shape_eq(&fwd, &dy->shape))
+    return fail(c, "gradient %s does not match the forward result %s", ty(c, dy, b1),
+                ir_type_str(c->g, DT_F32, &fwd, b2, 128));
+  return 0;
+}
+
+/* Optimizer steps: grad and state like the parameter, lr and step scalars. */
+static int infer_step(Ctx *c, OpKind op, const Node *const *xs, int nin, Shape *out) {
+  char b1[128], b2[128];
+  const Node *p = xs[0];
+  if (p->op != OP_PARAM) return fail(c, "operand 1 must be a parameter");
+  for (int i = 1; i < nin; i++) {
+    int scalar = i == 2 || i == 3;
+    if (scalar ? xs[i]->shape.rank != 0 : !ir_shape_eq(&xs[i]->shape, &p->shape))
+      return fail(c, "operand %d %s does not fit parameter %s", i + 1, ty(c, xs[i], b1), ty(c, p, b2));
+    if (!scalar && i != 1 && xs[i]->op != OP_STATE) return fail(c, "operand %d must be optimizer state", i + 1);
+  }
+  out->rank = 0;
+  return 0;
+}
+
 int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *attrs, DType *dt,
              Shape *out, char *msg, size_t msglen) {
   Ctx c = {g, msg, msglen};
@@ -341,6 +397,7 @@ int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *att
   switch (op) {
   case OP_INPUT:
   case OP_PARAM:
+  case OP_STATE:
   case OP_CONST:
     return fail(&c, "is not computed from operands");
   case OP_MATMUL:
@@ -353,6 +410,7 @@ int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *att
   case OP_DIV:
     return broadcast(&c, xs[0], xs[1], out);
   case OP_NEG:
+  case OP_ABS:
   case OP_RELU:
   case OP_LEAKY_RELU:
   case OP_SIGMOID:
@@ -390,6 +448,26 @@ int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *att
   case OP_L1_LOSS:
   case OP_TRIPLET_LOSS:
     return infer_loss(&c, op, xs, nin, a, dt, out);
+  case OP_EXPAND_AS:
+  case OP_RELU_GRAD:
+  case OP_LEAKY_RELU_GRAD:
+  case OP_ELU_GRAD:
+  case OP_SIGMOID_GRAD:
+  case OP_TANH_GRAD:
+  case OP_ABS_GRAD:
+  case OP_SOFTMAX_GRAD:
+  case OP_LOG_SOFTMAX_GRAD:
+  case OP_SLICE_GRAD:
+  case OP_MAX_GRAD:
+  case OP_MAXOUT_GRAD:
+  case OP_CE_GRAD:
+    *dt = DT_F32;
+    return infer_grad(&c, op, xs, a, out);
+  case OP_SGD_STEP:
+  case OP_ADAM_STEP:
+  case OP_RMSPROP_STEP:
+  case OP_ADAGRAD_STEP:
+    return infer_step(&c, op, xs, nin, out);
   case OP_COUNT:
     break;
   }

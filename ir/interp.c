@@ -76,6 +76,7 @@ static float f_exp(float x, float p) { return expf(x); }
 static float f_log(float x, float p) { return logf(x); }
 static float f_sqrt(float x, float p) { return sqrtf(x); }
 static float f_pow(float x, float p) { return powf(x, p); }
+static float f_abs(float x, float p) { return fabsf(x); }
 
 static float f_add(float a, float b) { return a + b; }
 static float f_sub(float a, float b) { return a - b; }
@@ -328,9 +329,183 @@ static void op_triplet(const RtTensor *an, const RtTensor *po, const RtTensor *n
   loss_finish(out, a->reduction, total, n);
 }
 
+/* --- gradients ------------------------------------------------------------------ */
+
+/* Elementwise backward rules g(dy, v) where v is the forward input or result. */
+static float g_relu(float dy, float y, float p) { return y > 0 ? dy : 0.0f; }
+static float g_leaky(float dy, float x, float p) { return x > 0 ? dy : dy * p; }
+static float g_elu(float dy, float x, float p) { return x > 0 ? dy : dy * p * expf(x); }
+static float g_sigmoid(float dy, float y, float p) { return dy * y * (1.0f - y); }
+static float g_tanh(float dy, float y, float p) { return dy * (1.0f - y * y); }
+static float g_abs(float dy, float x, float p) { return x > 0 ? dy : x < 0 ? -dy : 0.0f; }
+
+typedef float (*GradFn)(float, float, float);
+
+static void op_grad_ew(const RtTensor *dy, const RtTensor *v, RtTensor *out, GradFn fn, double p) {
+  int64_t n = rt_tensor_numel(out);
+  for (int64_t i = 0; i < n; i++) wf(out)[i] = fn(cf(dy)[i], cf(v)[i], (float)p);
+}
+
+/* dy broadcast to x's shape; with mean, divided by how many x elements
+ * each dy element stands for. */
+static void op_expand_as(const RtTensor *dy, RtTensor *out, int mean) {
+  int64_t c[RT_MAX_RANK], n = rt_tensor_numel(out);
+  double scale = mean ? (double)rt_tensor_numel(dy) / (double)n : 1.0;
+  for (int64_t i = 0; i < n; i++) {
+    unravel(i, out->shape, out->rank, c);
+    wf(out)[i] = (float)(cf(dy)[bcast_offset(dy->shape, dy->rank, c, out->rank)] * scale);
+  }
+}
+
+/* softmax: y * (dy - sum(dy * y)); log_softmax: dy - exp(y) * sum(dy). */
+static void op_softmax_grad(const RtTensor *dy, const RtTensor *y, RtTensor *out, int64_t axis, int logarithm) {
+  int64_t outer, len, inner;
+  split_at(y, axis, &outer, &len, &inner);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t in = 0; in < inner; in++) {
+      double s = 0;
+      for (int64_t j = 0; j < len; j++) {
+        int64_t k = (o * len + j) * inner + in;
+        s += logarithm ? cf(dy)[k] : (double)cf(dy)[k] * cf(y)[k];
+      }
+      for (int64_t j = 0; j < len; j++) {
+        int64_t k = (o * len + j) * inner + in;
+        wf(out)[k] = (float)(logarithm ? cf(dy)[k] - exp(cf(y)[k]) * s : cf(y)[k] * (cf(dy)[k] - s));
+      }
+    }
+}
+
+static void op_slice_grad(const RtTensor *dy, RtTensor *out, const Attrs *a) {
+  int64_t outer, len, inner, m = dy->shape[a->axis];
+  split_at(out, a->axis, &outer, &len, &inner);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t j = 0; j < m; j++)
+      for (int64_t in = 0; in < inner; in++)
+        wf(out)[(o * len + a->start + j * a->step) * inner + in] = cf(dy)[(o * m + j) * inner + in];
+}
+
+/* The gradient of a max reduction goes to the elements equal to the max. */
+static void op_max_grad(const RtTensor *dy, const RtTensor *x, const RtTensor *y, RtTensor *out, const Attrs *a) {
+  int reduced[RT_MAX_RANK] = {0};
+  int64_t c[RT_MAX_RANK], kshape[RT_MAX_RANK], kc[RT_MAX_RANK], n = rt_tensor_numel(x);
+  int nk = 0;
+  for (int i = 0; i < a->nlist; i++) reduced[a->list[i]] = 1;
+  for (int k = 0; k < x->rank; k++)
+    if (!reduced[k]) kshape[nk++] = x->shape[k];
+  for (int64_t i = 0; i < n; i++) {
+    unravel(i, x->shape, x->rank, c);
+    for (int k = 0, j = 0; k < x->rank; k++)
+      if (!reduced[k]) kc[j++] = c[k];
+    int64_t o = 0;
+    for (int k = 0; k < nk; k++) o = o * kshape[k] + kc[k];
+    wf(out)[i] = cf(x)[i] == cf(y)[o] ? cf(dy)[o] : 0.0f;
+  }
+}
+
+/* The first maximum of each group of pieces gets the gradient. */
+static void op_maxout_grad(const RtTensor *dy, const RtTensor *x, RtTensor *out, const Attrs *a) {
+  int64_t outer, len, inner, m = dy->shape[a->axis];
+  split_at(x, a->axis, &outer, &len, &inner);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t j = 0; j < m; j++)
+      for (int64_t in = 0; in < inner; in++) {
+        int64_t best = 0;
+        for (int64_t k = 1; k < a->pieces; k++)
+          if (cf(x)[(o * len + j * a->pieces + k) * inner + in] > cf(x)[(o * len + j * a->pieces + best) * inner + in])
+            best = k;
+        wf(out)[(o * len + j * a->pieces + best) * inner + in] = cf(dy)[(o * m + j) * inner + in];
+      }
+}
+
+/* (softmax(x) - onehot(y)) times the loss gradient of each row. */
+static void op_ce_grad(const RtTensor *dl, const RtTensor *x, const RtTensor *y, RtTensor *out, int red) {
+  int64_t n = x->shape[0], classes = x->shape[1];
+  for (int64_t i = 0; i < n; i++) {
+    const float *row = cf(x) + i * classes;
+    double mx = -INFINITY, sum = 0, g = red == RED_NONE ? cf(dl)[i] : cf(dl)[0];
+    if (red == RED_MEAN) g /= (double)n;
+    for (int64_t j = 0; j < classes; j++) mx = max_nan(mx, row[j]);
+    for (int64_t j = 0; j < classes; j++) sum += exp(row[j] - mx);
+    int64_t label = label_at(y, i);
+    for (int64_t j = 0; j < classes; j++)
+      wf(out)[i * classes + j] = (float)((exp(row[j] - mx) / sum - (j == label)) * g);
+  }
+}
+
+/* --- optimizer steps (torch.optim, torch 1.13) ------------------------------------ */
+
+static float scalar(const RtTensor *t) { return cf(t)[0]; }
+
+static void op_sgd(const Node *n, RtTensor *vals) {
+  const double *h = n->attr.hp;
+  float *p = wf(&vals[n->in[0]]), *buf = n->nin > 4 ? wf(&vals[n->in[4]]) : NULL;
+  const float *g = cf(&vals[n->in[1]]);
+  double lr = scalar(&vals[n->in[2]]) * h[HP_LR_SCALE], step = scalar(&vals[n->in[3]]);
+  int64_t sz = rt_tensor_numel(&vals[n->in[0]]);
+  for (int64_t i = 0; i < sz; i++) {
+    double d = g[i] + h[HP_WEIGHT_DECAY] * p[i];
+    if (buf) {
+      buf[i] = (float)(step <= 1 ? d : h[HP_MOMENTUM] * buf[i] + (1 - h[HP_DAMPENING]) * d);
+      d = h[HP_NESTEROV] != 0 ? d + h[HP_MOMENTUM] * buf[i] : buf[i];
+    }
+    p[i] = (float)(p[i] - lr * d);
+  }
+}
+
+static void op_adam(const Node *n, RtTensor *vals) {
+  const double *h = n->attr.hp;
+  float *p = wf(&vals[n->in[0]]), *m = wf(&vals[n->in[4]]), *v = wf(&vals[n->in[5]]);
+  const float *g = cf(&vals[n->in[1]]);
+  double lr = scalar(&vals[n->in[2]]) * h[HP_LR_SCALE], t = scalar(&vals[n->in[3]]);
+  double b1 = h[HP_BETA1], b2 = h[HP_BETA2], bc1 = 1 - pow(b1, t), bc2 = 1 - pow(b2, t);
+  int64_t sz = rt_tensor_numel(&vals[n->in[0]]);
+  for (int64_t i = 0; i < sz; i++) {
+    double d = g[i], w = p[i];
+    if (h[HP_DECOUPLED] != 0) w *= 1 - lr * h[HP_WEIGHT_DECAY];
+    else d += h[HP_WEIGHT_DECAY] * w;
+    m[i] = (float)(b1 * m[i] + (1 - b1) * d);
+    v[i] = (float)(b2 * v[i] + (1 - b2) * d * d);
+    double denom = sqrt(v[i]) / sqrt(bc2) + h[HP_EPS];
+    p[i] = (float)(w - lr / bc1 * m[i] / denom);
+  }
+}
+
+static void op_rmsprop(const Node *n, RtTensor *vals) {
+  const double *h = n->attr.hp;
+  float *p = wf(&vals[n->in[0]]), *sq = wf(&vals[n->in[4]]), *buf = n->nin > 5 ? wf(&vals[n->in[5]]) : NULL;
+  const float *g = cf(&vals[n->in[1]]);
+  double lr = scalar(&vals[n->in[2]]) * h[HP_LR_SCALE], alpha = n->attr.f;
+  int64_t sz = rt_tensor_numel(&vals[n->in[0]]);
+  for (int64_t i = 0; i < sz; i++) {
+    double d = g[i] + h[HP_WEIGHT_DECAY] * p[i];
+    sq[i] = (float)(alpha * sq[i] + (1 - alpha) * d * d);
+    double upd = d / (sqrt(sq[i]) + h[HP_EPS]);
+    if (buf) upd = buf[i] = (float)(h[HP_MOMENTUM] * buf[i] + upd);
+    p[i] = (float)(p[i] - lr * upd);
+  }
+}
+
+static void op_adagrad(const Node *n, RtTensor *vals) {
+  const double *h = n->attr.hp;
+  float *p = wf(&vals[n->in[0]]), *sum = wf(&vals[n->in[4]]);
+  const float *g = cf(&vals[n->in[1]]);
+  double lr = scalar(&vals[n->in[2]]) * h[HP_LR_SCALE], t = scalar(&vals[n->in[3]]);
+  double clr = lr / (1 + (t - 1) * h[HP_LR_DECAY]);
+  int64_t sz = rt_tensor_numel(&vals[n->in[0]]);
+  for (int64_t i = 0; i < sz; i++) {
+    double d = g[i] + h[HP_WEIGHT_DECAY] * p[i];
+    sum[i] = (float)(sum[i] + d * d);
+    p[i] = (float)(p[i] - clr * d / (sqrt(sum[i]) + h[HP_EPS]));
+  }
+}
+
 /* --- checking the caller's tensors ------------------------------------------- */
 
-static const char *source_kind(const Node *n) { return n->op == OP_INPUT ? "input" : "parameter"; }
+static const char *source_kind(const Node *n) {
+  return n->op == OP_INPUT ? "input" : n->op == OP_STATE ? "optimizer state" : "parameter";
+}
+
+static int is_source(const Node *n) { return n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_STATE; }
 
 /* The dtype and rank of t against node n's declared type. */
 static RtStatus check_type(const Graph *g, const Node *n, const RtTensor *t, RtError *err) {
@@ -427,7 +602,8 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   const Attrs *a = &n->attr;
   switch (n->op) {
   case OP_INPUT:
-  case OP_PARAM: IR_ASSERT(!"sources are not computed"); break;
+  case OP_PARAM:
+  case OP_STATE: IR_ASSERT(!"sources are not computed"); break;
   case OP_CONST: wf(out)[0] = (float)a->f; break;
   case OP_MATMUL: op_matmul(x, y, out); break;
   case OP_LINEAR: op_linear(x, y, n->nin > 2 ? &vals[n->in[2]] : NULL, out); break;
@@ -445,6 +621,7 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_LOG: op_unary(x, out, f_log, 0); break;
   case OP_SQRT: op_unary(x, out, f_sqrt, 0); break;
   case OP_POW: op_unary(x, out, f_pow, a->f); break;
+  case OP_ABS: op_unary(x, out, f_abs, 0); break;
   case OP_SOFTMAX: op_softmax(x, out, a->axis, 0); break;
   case OP_LOG_SOFTMAX: op_softmax(x, out, a->axis, 1); break;
   case OP_RESHAPE:
@@ -461,6 +638,23 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_MSE_LOSS: op_pointwise_loss(x, y, out, a->reduction, mse_elem); break;
   case OP_L1_LOSS: op_pointwise_loss(x, y, out, a->reduction, l1_elem); break;
   case OP_TRIPLET_LOSS: op_triplet(x, y, &vals[n->in[2]], out, a); break;
+  case OP_EXPAND_AS: op_expand_as(x, out, (int)a->flag); break;
+  case OP_RELU_GRAD: op_grad_ew(x, y, out, g_relu, 0); break;
+  case OP_LEAKY_RELU_GRAD: op_grad_ew(x, y, out, g_leaky, a->f); break;
+  case OP_ELU_GRAD: op_grad_ew(x, y, out, g_elu, a->f); break;
+  case OP_SIGMOID_GRAD: op_grad_ew(x, y, out, g_sigmoid, 0); break;
+  case OP_TANH_GRAD: op_grad_ew(x, y, out, g_tanh, 0); break;
+  case OP_ABS_GRAD: op_grad_ew(x, y, out, g_abs, 0); break;
+  case OP_SOFTMAX_GRAD: op_softmax_grad(x, y, out, a->axis, 0); break;
+  case OP_LOG_SOFTMAX_GRAD: op_softmax_grad(x, y, out, a->axis, 1); break;
+  case OP_SLICE_GRAD: op_slice_grad(x, out, a); break;
+  case OP_MAX_GRAD: op_max_grad(x, y, &vals[n->in[2]], out, a); break;
+  case OP_MAXOUT_GRAD: op_maxout_grad(x, y, out, a); break;
+  case OP_CE_GRAD: op_ce_grad(x, y, &vals[n->in[2]], out, a->reduction); break;
+  case OP_SGD_STEP: op_sgd(n, vals); break;
+  case OP_ADAM_STEP: op_adam(n, vals); break;
+  case OP_RMSPROP_STEP: op_rmsprop(n, vals); break;
+  case OP_ADAGRAD_STEP: op_adagrad(n, vals); break;
   case OP_COUNT: IR_ASSERT(!"no such op"); break;
   }
   return RT_OK;
@@ -472,16 +666,16 @@ RtStatus ir_interp(const Graph *g, RtTensor *vals, const int64_t *symvals, const
                    RtError *err) {
   for (int i = 0; i < g->nnodes; i++) {
     const Node *n = &g->nodes[i];
-    if (n->op != OP_INPUT && n->op != OP_PARAM) memset(&vals[i], 0, sizeof vals[i]);
+    if (!is_source(n)) memset(&vals[i], 0, sizeof vals[i]);
   }
   for (int i = 0; i < g->nnodes; i++) {
     const Node *n = &g->nodes[i];
-    if (n->op != OP_INPUT && n->op != OP_PARAM) continue;
+    if (!is_source(n)) continue;
     RtStatus st = check_source(g, n, &vals[i], symvals, err);
     if (st) return st;
   }
   for (int i = 0; i < g->nnodes; i++) {
-    if (g->nodes[i].op == OP_INPUT || g->nodes[i].op == OP_PARAM) continue;
+    if (is_source(&g->nodes[i])) continue;
     RtStatus st = run_node(g, i, vals, symvals, err);
     if (st) return st;
   }

@@ -27,13 +27,14 @@ int ir_op_lookup(const char *name) {
 
 /* --- attributes --------------------------------------------------------- */
 
-typedef enum AttrField { AF_F, AF_AXIS, AF_START, AF_END, AF_STEP, AF_PIECES, AF_KEEPDIM, AF_REDUCTION, AF_LIST } AttrField;
+typedef enum AttrField { AF_F, AF_AXIS, AF_START, AF_END, AF_STEP, AF_PIECES, AF_KEEPDIM, AF_REDUCTION, AF_LIST, AF_HP, AF_FLAG } AttrField;
 
 static const struct {
   const char *name;
   AttrField field;
   AttrKind kind;
   const char *choices;
+  int hp;                   /* AF_HP: index into Attrs.hp */
 } attr_fields[] = {
     {"slope", AF_F, ATTR_FLOAT},     {"alpha", AF_F, ATTR_FLOAT},
     {"exponent", AF_F, ATTR_FLOAT},  {"value", AF_F, ATTR_FLOAT},
@@ -43,6 +44,17 @@ static const struct {
     {"shape", AF_LIST, ATTR_LIST},   {"perm", AF_LIST, ATTR_LIST},
     {"axes", AF_LIST, ATTR_LIST},    {"margin", AF_F, ATTR_FLOAT},
     {"reduction", AF_REDUCTION, ATTR_ENUM, "mean|sum|none"},
+    {"mean", AF_FLAG, ATTR_BOOL},
+    {"lr_scale", AF_HP, ATTR_FLOAT, NULL, HP_LR_SCALE},
+    {"momentum", AF_HP, ATTR_FLOAT, NULL, HP_MOMENTUM},
+    {"dampening", AF_HP, ATTR_FLOAT, NULL, HP_DAMPENING},
+    {"nesterov", AF_HP, ATTR_FLOAT, NULL, HP_NESTEROV},
+    {"weight_decay", AF_HP, ATTR_FLOAT, NULL, HP_WEIGHT_DECAY},
+    {"beta1", AF_HP, ATTR_FLOAT, NULL, HP_BETA1},
+    {"beta2", AF_HP, ATTR_FLOAT, NULL, HP_BETA2},
+    {"eps", AF_HP, ATTR_FLOAT, NULL, HP_EPS},
+    {"lr_decay", AF_HP, ATTR_FLOAT, NULL, HP_LR_DECAY},
+    {"decoupled", AF_HP, ATTR_FLOAT, NULL, HP_DECOUPLED},
 };
 
 /* The index of word in a '|'-separated list of choices, or -1. */
@@ -86,8 +98,8 @@ int ir_attr_specs(OpKind op, AttrSpec *out, int max) {
   return n;
 }
 
-static void set_field(Attrs *a, AttrField f, int64_t i, double d) {
-  switch (f) {
+static void set_field(Attrs *a, int fi, int64_t i, double d) {
+  switch (attr_fields[fi].field) {
   case AF_F: a->f = d; break;
   case AF_AXIS: a->axis = i; break;
   case AF_START: a->start = i; break;
@@ -96,6 +108,8 @@ static void set_field(Attrs *a, AttrField f, int64_t i, double d) {
   case AF_PIECES: a->pieces = i; break;
   case AF_KEEPDIM: a->keepdim = i != 0; break;
   case AF_REDUCTION: a->reduction = (int)i; break;
+  case AF_FLAG: a->flag = i; break;
+  case AF_HP: a->hp[attr_fields[fi].hp] = d; break;
   case AF_LIST: break;
   }
 }
@@ -113,7 +127,7 @@ Attrs ir_attrs_default(OpKind op) {
     int fi = field_index(specs[k].name, strlen(specs[k].name));
     int64_t iv = strncmp(specs[k].deflt, "max", 3) == 0 ? ATTR_MAX : strtoll(specs[k].deflt, NULL, 10);
     if (specs[k].kind == ATTR_ENUM) iv = choice_index(specs[k].choices, specs[k].deflt, strcspn(specs[k].deflt, " "));
-    set_field(&a, attr_fields[fi].field, iv, strtod(specs[k].deflt, NULL));
+    set_field(&a, fi, iv, strtod(specs[k].deflt, NULL));
   }
   return a;
 }
@@ -130,15 +144,20 @@ static int op_field(OpKind op, const char *name) {
 int ir_attr_set_int(Attrs *a, OpKind op, const char *name, int64_t v) {
   int fi = op_field(op, name);
   if (fi < 0 || attr_fields[fi].kind == ATTR_LIST || attr_fields[fi].kind == ATTR_ENUM) return -1;
-  set_field(a, attr_fields[fi].field, v, (double)v);
+  set_field(a, fi, v, (double)v);
   return 0;
 }
 
 int ir_attr_set_float(Attrs *a, OpKind op, const char *name, double v) {
   int fi = op_field(op, name);
   if (fi < 0 || attr_fields[fi].kind != ATTR_FLOAT) return -1;
-  set_field(a, attr_fields[fi].field, 0, v);
+  set_field(a, fi, 0, v);
   return 0;
+}
+
+int ir_attr_hp_index(const char *name) {
+  int fi = field_index(name, strlen(name));
+  return fi >= 0 && attr_fields[fi].field == AF_HP ? attr_fields[fi].hp : -1;
 }
 
 int ir_attr_set_enum(Attrs *a, OpKind op, const char *name, const char *value) {
@@ -146,7 +165,7 @@ int ir_attr_set_enum(Attrs *a, OpKind op, const char *name, const char *value) {
   if (fi < 0 || attr_fields[fi].kind != ATTR_ENUM) return -1;
   int v = choice_index(attr_fields[fi].choices, value, strlen(value));
   if (v < 0) return -1;
-  set_field(a, attr_fields[fi].field, v, v);
+  set_field(a, fi, v, v);
   return 0;
 }
 
@@ -225,6 +244,41 @@ int ir_const(Graph *g, double value, SrcLoc loc) {
   int id = new_node(g, OP_CONST, DT_F32, &s, loc);
   g->nodes[id].attr.f = value;
   return id;
+}
+
+int ir_state(Graph *g, const char *name, const Shape *s, SrcLoc loc) {
+  int id = new_node(g, OP_STATE, DT_F32, s, loc);
+  g->nodes[id].name = arena_strdup(&g->arena, name);
+  return id;
+}
+
+void ir_clone_header(Graph *dst, const Graph *src) {
+  dst->name = arena_strdup(&dst->arena, src->name);
+  for (int s = 0; s < src->nsyms; s++) {
+    int k = ir_symbol(dst, src->syms[s].name, src->syms[s].loc);
+    dst->syms[k].max = src->syms[s].max;
+  }
+}
+
+int ir_clone_node(Graph *dst, const Graph *src, int id, const int *map) {
+  const Node *n = &src->nodes[id];
+  int out;
+  switch ((int)n->op) { /* sources; every computed op goes through ir_op */
+  case OP_INPUT: return ir_input(dst, n->name, n->dtype, &n->shape, n->loc);
+  case OP_STATE: return ir_state(dst, n->name, &n->shape, n->loc);
+  case OP_CONST: return ir_const(dst, n->attr.f, n->loc);
+  case OP_PARAM:
+    out = ir_param(dst, n->name, n->dtype, &n->shape, n->init, n->loc);
+    dst->nodes[out].frozen = n->frozen;
+    return out;
+  default: break;
+  }
+  int in[64];
+  IR_ASSERT(n->nin <= 64);
+  for (int k = 0; k < n->nin; k++) in[k] = map[n->in[k]];
+  out = ir_op(dst, n->op, in, n->nin, &n->attr, n->loc);
+  if (out >= 0 && n->name) dst->nodes[out].name = arena_strdup(&dst->arena, n->name);
+  return out;
 }
 
 /* Points the user at the operands of a failed op: "x has type f32[N, 784]". */

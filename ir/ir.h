@@ -78,6 +78,7 @@ enum {
   OPF_VIEW = 1 << 3,
   OPF_FLOAT = 1 << 4,
   OPF_INTERNAL = 1 << 5,
+  OPF_EFFECT = 1 << 6,
 };
 
 typedef enum OpKind {
@@ -112,6 +113,21 @@ typedef struct Shape {
 } Shape;
 
 /* --- attributes ------------------------------------------------------------ */
+/* Optimizer hyperparameters, by index into Attrs.hp (torch.optim's names). */
+enum {
+  HP_LR_SCALE,      /* this parameter group's lr / the base lr */
+  HP_MOMENTUM,
+  HP_DAMPENING,
+  HP_NESTEROV,
+  HP_WEIGHT_DECAY,
+  HP_BETA1,
+  HP_BETA2,
+  HP_EPS,
+  HP_LR_DECAY,
+  HP_DECOUPLED,     /* AdamW: weight decay applied to the parameter */
+  HP_COUNT
+};
+
 #define ATTR_MAX INT64_MAX
 typedef struct Attrs {
   double f;                 /* slope, alpha, exponent, value */
@@ -122,6 +138,8 @@ typedef struct Attrs {
   int reduction;            /* losses: RED_MEAN, RED_SUM, RED_NONE */
   int nlist;                /* shape, perm, axes; -1 when not given */
   Dim list[IR_MAX_RANK];
+  int64_t flag;             /* expand_as: mean */
+  double hp[HP_COUNT];      /* optimizer hyperparameters */
 } Attrs;
 
 typedef enum Reduction { RED_MEAN, RED_SUM, RED_NONE } Reduction;
@@ -146,6 +164,8 @@ Attrs ir_attrs_default(OpKind op);
  * or the value has the wrong kind. */
 int ir_attr_set_int(Attrs *a, OpKind op, const char *name, int64_t v);
 int ir_attr_set_float(Attrs *a, OpKind op, const char *name, double v);
+/* The index into Attrs.hp of hyperparameter name, or -1. */
+int ir_attr_hp_index(const char *name);
 /* Sets an ATTR_ENUM attribute by the name of its value. */
 int ir_attr_set_enum(Attrs *a, OpKind op, const char *name, const char *value);
 int ir_attr_set_list(Attrs *a, OpKind op, const char *name, const Dim *v, int n);
@@ -204,6 +224,13 @@ int ir_input(Graph *g, const char *name, DType dt, const Shape *s, SrcLoc loc);
 int ir_param(Graph *g, const char *name, DType dt, const Shape *s, ParamInit init,
              SrcLoc loc);
 int ir_const(Graph *g, double value, SrcLoc loc);
+/* Optimizer state or running statistics: persistent, zero at the start. */
+int ir_state(Graph *g, const char *name, const Shape *s, SrcLoc loc);
+/* Copies node id of src into dst with operands renamed through map
+ * (src id -> dst id); a computed node goes through ir_op again. */
+int ir_clone_node(Graph *dst, const Graph *src, int id, const int *map);
+/* dst gets src's name and symbol table (dst initialised, empty). */
+void ir_clone_header(Graph *dst, const Graph *src);
 /* Builds op over operands in[0..nin): checks arity, dtypes and the shape
  * rule.  Returns the new id, or -1 after reporting an error to g->diags. */
 int ir_op(Graph *g, OpKind op, const int *in, int nin, const Attrs *a, SrcLoc loc);

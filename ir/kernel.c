@@ -48,11 +48,12 @@ int kir_buffer(Program *p, BufKind kind, DType dt, const char *name, const Shape
   return p->nbufs++;
 }
 
-Func *kir_func(Program *p, const char *name) {
+Func *kir_func(Program *p, const char *name, const Graph *g) {
   GROW(p->funcs, p->nfuncs, p->fcap);
   Func *f = &p->funcs[p->nfuncs++];
   memset(f, 0, sizeof *f);
   f->name = arena_strdup(&p->arena, name);
+  f->g = g;
   return f;
 }
 

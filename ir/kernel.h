@@ -101,6 +101,7 @@ typedef struct Kernel {
 /* One entry point of the generated code (forward, train_step, ...). */
 typedef struct Func {
   const char *name;
+  const Graph *g;     /* the graph it computes; symbols are the program's */
   int nargs;          /* inputs then outputs, by buffer id */
   int *args;
   Kernel *kernels;
@@ -109,7 +110,7 @@ typedef struct Func {
 
 typedef struct Program {
   Arena arena;
-  const Graph *g;
+  const Graph *g;     /* the model: its name and symbol table */
   const char *name;   /* C prefix, from the model name */
   Buffer *bufs;
   int nbufs, bcap;
@@ -121,7 +122,7 @@ typedef struct Program {
 void kir_program_init(Program *p, const Graph *g);
 void kir_program_free(Program *p);
 int kir_buffer(Program *p, BufKind kind, DType dt, const char *name, const Shape *s, int node);
-Func *kir_func(Program *p, const char *name);
+Func *kir_func(Program *p, const char *name, const Graph *g);
 Kernel *kir_kernel(Program *p, Func *f, const char *what, SrcLoc loc);
 
 /* Expression and statement builders (arena-allocated). */

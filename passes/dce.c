@@ -1,7 +1,8 @@
 /*
  * dce.c — dead-node elimination.
  *
- * Marks every node reachable backwards from the outputs, then compacts the
+ * Marks every node reachable backwards from the outputs and the effects
+ * (optimizer steps), then compacts the
  * node array in place, keeping the relative order (so the array stays a
  * valid schedule) and rewriting operand and output ids through the old-to-
  * new map.  Runs before lowering, so an inference build carries neither
@@ -16,6 +17,8 @@ void pass_dce(Graph *g) {
   int *map = malloc(((size_t)g->nnodes + 1) * sizeof *map);
   IR_ASSERT(live && map);
   for (int i = 0; i < g->noutputs; i++) live[g->outputs[i].id] = 1;
+  for (int i = 0; i < g->nnodes; i++)
+    if (ir_ops[g->nodes[i].op].flags & OPF_EFFECT) live[i] = 1;
   for (int i = g->nnodes - 1; i >= 0; i--)
     if (live[i])
       for (int k = 0; k < g->nodes[i].nin; k++) live[g->nodes[i].in[k]] = 1;

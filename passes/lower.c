@@ -99,6 +99,19 @@ static Expr *scalar_op(Lower *L, const Node *n, Expr *x, Expr *y) {
   case OP_POW:
     if (n->attr.f == 2) return kx_bin(p, BIN_MUL, x, x);
     return kx_bin(p, BIN_POW, x, kx_f(p, n->attr.f));
+  case OP_ABS: return kx_un(p, UN_ABS, x);
+  /* gradients: x is dy, y the forward input or result */
+  case OP_RELU_GRAD: return kx_select(p, kx_bin(p, BIN_GT, y, kx_f(p, 0)), x, kx_f(p, 0));
+  case OP_LEAKY_RELU_GRAD:
+    return kx_select(p, kx_bin(p, BIN_GT, y, kx_f(p, 0)), x, kx_bin(p, BIN_MUL, x, kx_f(p, n->attr.f)));
+  case OP_ELU_GRAD:
+    return kx_select(p, kx_bin(p, BIN_GT, y, kx_f(p, 0)), x,
+                     kx_bin(p, BIN_MUL, x, kx_bin(p, BIN_MUL, kx_f(p, n->attr.f), kx_un(p, UN_EXP, y))));
+  case OP_SIGMOID_GRAD: return kx_bin(p, BIN_MUL, kx_bin(p, BIN_MUL, x, y), kx_bin(p, BIN_SUB, kx_f(p, 1), y));
+  case OP_TANH_GRAD: return kx_bin(p, BIN_MUL, x, kx_bin(p, BIN_SUB, kx_f(p, 1), kx_bin(p, BIN_MUL, y, y)));
+  case OP_ABS_GRAD:
+    return kx_select(p, kx_bin(p, BIN_GT, y, kx_f(p, 0)), x,
+                     kx_select(p, kx_bin(p, BIN_LT, y, kx_f(p, 0)), kx_un(p, UN_NEG, x), kx_f(p, 0)));
   default: break;
   }
   IR_ASSERT(!"not an elementwise op");
@@ -438,6 +451,244 @@ static Stmt *lower_triplet(Lower *L, int id) {
   return reduce_items(L, id, vn, kx_dim(p, x->shape.d[0]), b, item);
 }
 
+/* --- gradients ------------------------------------------------------------------- */
+
+/* out = dy broadcast to the shape of operand 2 (times numel(dy)/numel(out)
+ * for the gradient of a mean). */
+static Stmt *lower_expand_as(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *dy = node(L, n->in[0]);
+  int r = n->shape.rank, vars[IR_MAX_RANK];
+  for (int i = 0; i < r; i++) vars[i] = new_var(L);
+  Expr *oi[IR_MAX_RANK];
+  for (int i = 0; i < r; i++) oi[i] = kx_var(p, vars[i]);
+  Expr *v = value(L, n->in[0], dy->op == OP_CONST ? NULL : bcast_index(L, &dy->shape, r, vars));
+  if (n->attr.flag)
+    v = kx_bin(p, BIN_DIV, kx_bin(p, BIN_MUL, v, kx_cast(p, DT_F32, numel_expr(L, &dy->shape, 0, dy->shape.rank))),
+               kx_cast(p, DT_F32, numel_expr(L, &n->shape, 0, r)));
+  Stmt *s = ks_store(p, L->buf[id], lin_index(L, &n->shape, oi), v);
+  for (int i = r - 1; i >= 0; i--) s = ks_loop(p, vars[i], kx_dim(p, n->shape.d[i]), s);
+  return s;
+}
+
+/* softmax: y * (dy - sum(dy * y)); log_softmax: dy - exp(y) * sum(dy). */
+static Stmt *lower_softmax_grad(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id);
+  const Shape *s = &n->shape;
+  int axis = (int)n->attr.axis, dy = n->in[0], y = n->in[1], lg = n->op == OP_LOG_SOFTMAX_GRAD;
+  int vo = new_var(L), vi = new_var(L), va = new_var(L), vb = new_var(L), sum = new_local(L);
+#define AT(v) axis_index(L, s, axis, vo, kx_var(p, v), vi)
+  Expr *term = lg ? value(L, dy, AT(va)) : kx_bin(p, BIN_MUL, value(L, dy, AT(va)), value(L, y, AT(va)));
+  Stmt *body = ks_local(p, sum, DT_F64, kx_cast(p, DT_F64, kx_f(p, 0)));
+  ks_append(&body, ks_loop(p, va, kx_dim(p, s->d[axis]),
+                           ks_assign(p, sum, kx_bin(p, BIN_ADD, kx_local(p, sum, DT_F64), kx_cast(p, DT_F64, term)))));
+  Expr *sf = kx_cast(p, DT_F32, kx_local(p, sum, DT_F64));
+  Expr *res = lg ? kx_bin(p, BIN_SUB, value(L, dy, AT(vb)), kx_bin(p, BIN_MUL, kx_un(p, UN_EXP, value(L, y, AT(vb))), sf))
+                 : kx_bin(p, BIN_MUL, value(L, y, AT(vb)), kx_bin(p, BIN_SUB, value(L, dy, AT(vb)), sf));
+  ks_append(&body, ks_loop(p, vb, kx_dim(p, s->d[axis]), ks_store(p, L->buf[id], AT(vb), res)));
+#undef AT
+  body = ks_loop(p, vi, numel_expr(L, s, axis + 1, s->rank), body);
+  return ks_loop(p, vo, numel_expr(L, s, 0, axis), body);
+}
+
+/* A zero fill of the whole output. */
+static Stmt *zero_fill(Lower *L, int id) {
+  const Node *n = node(L, id);
+  int v = new_var(L);
+  return ks_loop(L->p, v, numel_expr(L, &n->shape, 0, n->shape.rank), ks_store(L->p, L->buf[id], kx_var(L->p, v), kx_f(L->p, 0)));
+}
+
+static Stmt *lower_slice_grad(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *dy = node(L, n->in[0]);
+  int axis = (int)n->attr.axis;
+  int vo = new_var(L), va = new_var(L), vi = new_var(L);
+  Expr *dst_a = kx_iadd(p, kx_i(p, n->attr.start), kx_imul(p, kx_var(p, va), kx_i(p, n->attr.step)));
+  Stmt *s = ks_store(p, L->buf[id], axis_index(L, &n->shape, axis, vo, dst_a, vi),
+                     value(L, n->in[0], axis_index(L, &dy->shape, axis, vo, kx_var(p, va), vi)));
+  s = ks_loop(p, vi, numel_expr(L, &dy->shape, axis + 1, dy->shape.rank), s);
+  s = ks_loop(p, va, kx_dim(p, dy->shape.d[axis]), s);
+  Stmt *all = zero_fill(L, id);
+  ks_append(&all, ks_loop(p, vo, numel_expr(L, &dy->shape, 0, axis), s));
+  return all;
+}
+
+/* x == max ? dy : 0, with the max and dy indexed by the kept dimensions. */
+static Stmt *lower_max_grad(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *x = node(L, n->in[1]);
+  int r = x->shape.rank, vars[IR_MAX_RANK], red[IR_MAX_RANK] = {0};
+  for (int i = 0; i < n->attr.nlist; i++) red[n->attr.list[i]] = 1;
+  Expr *xi[IR_MAX_RANK], *ki[IR_MAX_RANK];
+  Shape kept = {0, {0}};
+  for (int i = 0; i < r; i++) {
+    vars[i] = new_var(L);
+    xi[i] = kx_var(p, vars[i]);
+    if (!red[i]) ki[kept.rank] = xi[i], kept.d[kept.rank++] = x->shape.d[i];
+  }
+  Expr *k = lin_index(L, &kept, ki), *xidx = lin_index(L, &x->shape, xi);
+  Expr *v = kx_select(p, kx_bin(p, BIN_EQ, value(L, n->in[1], xidx), value(L, n->in[2], k)), value(L, n->in[0], k),
+                      kx_f(p, 0));
+  Stmt *s = ks_store(p, L->buf[id], xidx, v);
+  for (int i = r - 1; i >= 0; i--) s = ks_loop(p, vars[i], kx_dim(p, x->shape.d[i]), s);
+  return s;
+}
+
+/* The first maximum of each group gets dy; the rest stay zero. */
+static Stmt *lower_maxout_grad(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *dy = node(L, n->in[0]);
+  int axis = (int)n->attr.axis;
+  int vo = new_var(L), va = new_var(L), vi = new_var(L), vk = new_var(L), m = new_local(L), best = new_local(L);
+#define XAT(e) axis_index(L, &n->shape, axis, vo, kx_iadd(p, kx_imul(p, kx_var(p, va), kx_i(p, n->attr.pieces)), (e)), vi)
+  Expr *xv = value(L, n->in[1], XAT(kx_var(p, vk)));
+  Expr *better = kx_bin(p, BIN_GT, xv, kx_local(p, m, DT_F32));
+  Stmt *upd = ks_assign(p, best, kx_select(p, better, kx_var(p, vk), kx_local(p, best, DT_I64)));
+  ks_append(&upd, ks_assign(p, m, kx_select(p, better, value(L, n->in[1], XAT(kx_var(p, vk))), kx_local(p, m, DT_F32))));
+  Stmt *s = ks_local(p, m, DT_F32, value(L, n->in[1], XAT(kx_i(p, 0))));
+  ks_append(&s, ks_local(p, best, DT_I64, kx_i(p, 0)));
+  ks_append(&s, ks_loop(p, vk, kx_i(p, n->attr.pieces), upd));
+  ks_append(&s, ks_store(p, L->buf[id], XAT(kx_local(p, best, DT_I64)),
+                         value(L, n->in[0], axis_index(L, &dy->shape, axis, vo, kx_var(p, va), vi))));
+#undef XAT
+  s = ks_loop(p, va, kx_dim(p, dy->shape.d[axis]), s);
+  s = ks_loop(p, vi, numel_expr(L, &dy->shape, axis + 1, dy->shape.rank), s);
+  Stmt *all = zero_fill(L, id);
+  ks_append(&all, ks_loop(p, vo, numel_expr(L, &dy->shape, 0, axis), s));
+  return all;
+}
+
+/* (softmax(x) - onehot(y)) * dl, divided by the batch for a mean. */
+static Stmt *lower_ce_grad(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *x = node(L, n->in[1]);
+  Dim C = x->shape.d[1];
+  int vn = new_var(L), vc = new_var(L), vd = new_var(L), ve = new_var(L);
+  int m = new_local(L), s = new_local(L), lab = new_local(L), g = new_local(L);
+  Expr *row = kx_imul(p, kx_var(p, vn), kx_dim(p, C));
+#define X(e) value(L, n->in[1], kx_iadd(p, row, (e)))
+  Stmt *b = ks_local(p, m, DT_F32, kx_f(p, -INFINITY));
+  ks_append(&b, ks_loop(p, vc, kx_dim(p, C), ks_assign(p, m, kx_bin(p, BIN_MAX, kx_local(p, m, DT_F32), X(kx_var(p, vc))))));
+  ks_append(&b, ks_local(p, s, DT_F64, kx_cast(p, DT_F64, kx_f(p, 0))));
+  Expr *e = kx_cast(p, DT_F64, kx_un(p, UN_EXP, kx_bin(p, BIN_SUB, X(kx_var(p, vd)), kx_local(p, m, DT_F32))));
+  ks_append(&b, ks_loop(p, vd, kx_dim(p, C), ks_assign(p, s, kx_bin(p, BIN_ADD, kx_local(p, s, DT_F64), e))));
+  ks_append(&b, ks_local(p, lab, DT_I64, kx_cast(p, DT_I64, kx_load(p, L->buf[n->in[2]], kx_var(p, vn)))));
+  Expr *dl = value(L, n->in[0], n->attr.reduction == RED_NONE ? kx_var(p, vn) : kx_i(p, 0));
+  if (n->attr.reduction == RED_MEAN) dl = kx_bin(p, BIN_DIV, dl, kx_cast(p, DT_F32, kx_dim(p, x->shape.d[0])));
+  ks_append(&b, ks_local(p, g, DT_F32, dl));
+  Expr *sm = kx_bin(p, BIN_DIV, kx_un(p, UN_EXP, kx_bin(p, BIN_SUB, X(kx_var(p, ve)), kx_local(p, m, DT_F32))),
+                    kx_cast(p, DT_F32, kx_local(p, s, DT_F64)));
+  Expr *hot = kx_select(p, kx_bin(p, BIN_EQ, kx_var(p, ve), kx_local(p, lab, DT_I64)), kx_f(p, 1), kx_f(p, 0));
+  Expr *res = kx_bin(p, BIN_MUL, kx_bin(p, BIN_SUB, sm, hot), kx_local(p, g, DT_F32));
+  ks_append(&b, ks_loop(p, ve, kx_dim(p, C), ks_store(p, L->buf[id], kx_iadd(p, row, kx_var(p, ve)), res)));
+#undef X
+  return ks_loop(p, vn, kx_dim(p, x->shape.d[0]), b);
+}
+
+/* --- optimizer steps -------------------------------------------------------------- */
+
+typedef struct StepCtx {
+  Lower *L;
+  const Node *n;
+  int v;          /* the element loop variable */
+} StepCtx;
+
+static Expr *st_load(StepCtx *c, int operand) { return kx_load(c->L->p, c->L->buf[c->n->in[operand]], kx_var(c->L->p, c->v)); }
+static Stmt *st_store(StepCtx *c, int operand, Expr *e) {
+  return ks_store(c->L->p, c->L->buf[c->n->in[operand]], kx_var(c->L->p, c->v), e);
+}
+static Expr *hp(StepCtx *c, int i) { return kx_f(c->L->p, c->n->attr.hp[i]); }
+
+/* d = grad + weight_decay * param (skipped when the decay is zero). */
+static Expr *decayed_grad(StepCtx *c) {
+  Program *p = c->L->p;
+  if (c->n->attr.hp[HP_WEIGHT_DECAY] == 0 || c->n->attr.hp[HP_DECOUPLED] != 0) return st_load(c, 1);
+  return kx_bin(p, BIN_ADD, st_load(c, 1), kx_bin(p, BIN_MUL, hp(c, HP_WEIGHT_DECAY), st_load(c, 0)));
+}
+
+/* Shared loop: body(c, lr, step) builds the per-element update; lr and step
+ * are read once into locals before the loop. */
+static Stmt *step_loop(Lower *L, int id, Stmt *(*body)(StepCtx *, Expr *, Expr *)) {
+  Program *p = L->p;
+  const Node *n = node(L, id);
+  StepCtx c = {L, n, new_var(L)};
+  int lr = new_local(L), t = new_local(L);
+  Stmt *s = ks_local(p, lr, DT_F32, kx_bin(p, BIN_MUL, kx_load(p, L->buf[n->in[2]], kx_i(p, 0)), hp(&c, HP_LR_SCALE)));
+  ks_append(&s, ks_local(p, t, DT_F32, kx_load(p, L->buf[n->in[3]], kx_i(p, 0))));
+  ks_append(&s, ks_loop(p, c.v, numel_expr(L, &node(L, n->in[0])->shape, 0, node(L, n->in[0])->shape.rank),
+                        body(&c, kx_local(p, lr, DT_F32), kx_local(p, t, DT_F32))));
+  return s;
+}
+
+static Stmt *sgd_body(StepCtx *c, Expr *lr, Expr *t) {
+  Program *p = c->L->p;
+  int d = new_local(c->L);
+  Stmt *s = ks_local(p, d, DT_F32, decayed_grad(c));
+  Expr *dv = kx_local(p, d, DT_F32);
+  if (c->n->nin > 4) { /* momentum buffer: d on the first step, then momentum * buf + (1 - dampening) * d */
+    Expr *upd = kx_bin(p, BIN_ADD, kx_bin(p, BIN_MUL, hp(c, HP_MOMENTUM), st_load(c, 4)),
+                       kx_bin(p, BIN_MUL, kx_f(p, 1 - c->n->attr.hp[HP_DAMPENING]), dv));
+    ks_append(&s, st_store(c, 4, kx_select(p, kx_bin(p, BIN_LE, t, kx_f(p, 1)), dv, upd)));
+    Expr *nd = c->n->attr.hp[HP_NESTEROV] != 0 ? kx_bin(p, BIN_ADD, dv, kx_bin(p, BIN_MUL, hp(c, HP_MOMENTUM), st_load(c, 4)))
+                                               : st_load(c, 4);
+    ks_append(&s, ks_assign(p, d, nd));
+  }
+  ks_append(&s, st_store(c, 0, kx_bin(p, BIN_SUB, st_load(c, 0), kx_bin(p, BIN_MUL, lr, dv))));
+  return s;
+}
+
+static Stmt *adam_body(StepCtx *c, Expr *lr, Expr *t) {
+  Program *p = c->L->p;
+  const double *h = c->n->attr.hp;
+  int d = new_local(c->L), w = new_local(c->L);
+  Stmt *s = ks_local(p, d, DT_F32, decayed_grad(c));
+  Expr *dv = kx_local(p, d, DT_F32);
+  Expr *wv = st_load(c, 0);
+  if (h[HP_DECOUPLED] != 0 && h[HP_WEIGHT_DECAY] != 0)
+    wv = kx_bin(p, BIN_MUL, wv, kx_bin(p, BIN_SUB, kx_f(p, 1), kx_bin(p, BIN_MUL, lr, hp(c, HP_WEIGHT_DECAY))));
+  ks_append(&s, ks_local(p, w, DT_F32, wv));
+  ks_append(&s, st_store(c, 4, kx_bin(p, BIN_ADD, kx_bin(p, BIN_MUL, hp(c, HP_BETA1), st_load(c, 4)),
+                                      kx_bin(p, BIN_MUL, kx_f(p, 1 - h[HP_BETA1]), dv))));
+  ks_append(&s, st_store(c, 5, kx_bin(p, BIN_ADD, kx_bin(p, BIN_MUL, hp(c, HP_BETA2), st_load(c, 5)),
+                                      kx_bin(p, BIN_MUL, kx_f(p, 1 - h[HP_BETA2]), kx_bin(p, BIN_MUL, dv, dv)))));
+  Expr *bc1 = kx_bin(p, BIN_SUB, kx_f(p, 1), kx_bin(p, BIN_POW, hp(c, HP_BETA1), t));
+  Expr *bc2 = kx_bin(p, BIN_SUB, kx_f(p, 1), kx_bin(p, BIN_POW, hp(c, HP_BETA2), t));
+  Expr *denom = kx_bin(p, BIN_ADD, kx_bin(p, BIN_DIV, kx_un(p, UN_SQRT, st_load(c, 5)), kx_un(p, UN_SQRT, bc2)), hp(c, HP_EPS));
+  Expr *upd = kx_bin(p, BIN_DIV, kx_bin(p, BIN_MUL, kx_bin(p, BIN_DIV, lr, bc1), st_load(c, 4)), denom);
+  ks_append(&s, st_store(c, 0, kx_bin(p, BIN_SUB, kx_local(p, w, DT_F32), upd)));
+  return s;
+}
+
+static Stmt *rmsprop_body(StepCtx *c, Expr *lr, Expr *t) {
+  Program *p = c->L->p;
+  int d = new_local(c->L), u = new_local(c->L);
+  double alpha = c->n->attr.f;
+  Stmt *s = ks_local(p, d, DT_F32, decayed_grad(c));
+  Expr *dv = kx_local(p, d, DT_F32);
+  ks_append(&s, st_store(c, 4, kx_bin(p, BIN_ADD, kx_bin(p, BIN_MUL, kx_f(p, alpha), st_load(c, 4)),
+                                      kx_bin(p, BIN_MUL, kx_f(p, 1 - alpha), kx_bin(p, BIN_MUL, dv, dv)))));
+  ks_append(&s, ks_local(p, u, DT_F32, kx_bin(p, BIN_DIV, dv, kx_bin(p, BIN_ADD, kx_un(p, UN_SQRT, st_load(c, 4)), hp(c, HP_EPS)))));
+  if (c->n->nin > 5) {
+    ks_append(&s, st_store(c, 5, kx_bin(p, BIN_ADD, kx_bin(p, BIN_MUL, hp(c, HP_MOMENTUM), st_load(c, 5)), kx_local(p, u, DT_F32))));
+    ks_append(&s, ks_assign(p, u, st_load(c, 5)));
+  }
+  ks_append(&s, st_store(c, 0, kx_bin(p, BIN_SUB, st_load(c, 0), kx_bin(p, BIN_MUL, lr, kx_local(p, u, DT_F32)))));
+  return s;
+}
+
+static Stmt *adagrad_body(StepCtx *c, Expr *lr, Expr *t) {
+  Program *p = c->L->p;
+  int d = new_local(c->L);
+  Stmt *s = ks_local(p, d, DT_F32, decayed_grad(c));
+  Expr *dv = kx_local(p, d, DT_F32);
+  Expr *clr = kx_bin(p, BIN_DIV, lr, kx_bin(p, BIN_ADD, kx_f(p, 1), kx_bin(p, BIN_MUL, kx_bin(p, BIN_SUB, t, kx_f(p, 1)), hp(c, HP_LR_DECAY))));
+  ks_append(&s, st_store(c, 4, kx_bin(p, BIN_ADD, st_load(c, 4), kx_bin(p, BIN_MUL, dv, dv))));
+  Expr *upd = kx_bin(p, BIN_DIV, kx_bin(p, BIN_MUL, clr, dv), kx_bin(p, BIN_ADD, kx_un(p, UN_SQRT, st_load(c, 4)), hp(c, HP_EPS)));
+  ks_append(&s, st_store(c, 0, kx_bin(p, BIN_SUB, st_load(c, 0), upd)));
+  return s;
+}
+
 /* --- driver ----------------------------------------------------------------------- */
 
 static Stmt *lower_node(Lower *L, int id) {
@@ -445,6 +696,7 @@ static Stmt *lower_node(Lower *L, int id) {
   switch (n->op) {
   case OP_INPUT:
   case OP_PARAM:
+  case OP_STATE:
   case OP_CONST:
   case OP_RESHAPE:
   case OP_FLATTEN:
@@ -483,6 +735,26 @@ static Stmt *lower_node(Lower *L, int id) {
   case OP_L1_LOSS:
     return lower_pointwise_loss(L, id);
   case OP_TRIPLET_LOSS: return lower_triplet(L, id);
+  case OP_ABS:
+  case OP_RELU_GRAD:
+  case OP_LEAKY_RELU_GRAD:
+  case OP_ELU_GRAD:
+  case OP_SIGMOID_GRAD:
+  case OP_TANH_GRAD:
+  case OP_ABS_GRAD:
+    return lower_elementwise(L, id);
+  case OP_EXPAND_AS: return lower_expand_as(L, id);
+  case OP_SOFTMAX_GRAD:
+  case OP_LOG_SOFTMAX_GRAD:
+    return lower_softmax_grad(L, id);
+  case OP_SLICE_GRAD: return lower_slice_grad(L, id);
+  case OP_MAX_GRAD: return lower_max_grad(L, id);
+  case OP_MAXOUT_GRAD: return lower_maxout_grad(L, id);
+  case OP_CE_GRAD: return lower_ce_grad(L, id);
+  case OP_SGD_STEP: return step_loop(L, id, sgd_body);
+  case OP_ADAM_STEP: return step_loop(L, id, adam_body);
+  case OP_RMSPROP_STEP: return step_loop(L, id, rmsprop_body);
+  case OP_ADAGRAD_STEP: return step_loop(L, id, adagrad_body);
   case OP_COUNT: break;
   }
   IR_ASSERT(!"unknown op");
@@ -491,11 +763,12 @@ static Stmt *lower_node(Lower *L, int id) {
 
 /* The buffer of a param node, shared by every function of the program. */
 static int param_buffer(Program *p, const Node *n, int id) {
+  BufKind kind = n->op == OP_PARAM ? BUF_PARAM : BUF_STATE;
   for (int b = 0; b < p->nbufs; b++)
-    if (p->bufs[b].kind == BUF_PARAM && strcmp(p->bufs[b].name, n->name) == 0) return b;
-  int b = kir_buffer(p, BUF_PARAM, n->dtype, n->name, &n->shape, id);
+    if (p->bufs[b].kind == kind && strcmp(p->bufs[b].name, n->name) == 0) return b;
+  int b = kir_buffer(p, kind, n->dtype, n->name, &n->shape, id);
   int np = 0;
-  for (int i = 0; i < p->nbufs; i++) np += p->bufs[i].kind == BUF_PARAM;
+  for (int i = 0; i < p->nbufs; i++) np += p->bufs[i].kind == kind;
   p->bufs[b].arg = np - 1;
   return b;
 }
@@ -515,8 +788,10 @@ static void assign_buffers(Lower *L, int *taken) {
     int o = output_of(g, id, taken);
     if (n->op == OP_INPUT)
       L->buf[id] = kir_buffer(p, BUF_INPUT, n->dtype, n->name, &n->shape, id);
-    else if (n->op == OP_PARAM)
+    else if (n->op == OP_PARAM || n->op == OP_STATE)
       L->buf[id] = param_buffer(p, n, id);
+    else if (ir_ops[n->op].flags & OPF_EFFECT)
+      L->buf[id] = -1;
     else if (n->op == OP_CONST)
       L->buf[id] = -1;
     else if (ir_ops[n->op].flags & OPF_VIEW)
@@ -535,7 +810,7 @@ static const char *describe(Lower *L, int id) {
 }
 
 void pass_lower(Program *p, Func *f) {
-  const Graph *g = p->g;
+  const Graph *g = f->g;
   Lower L = {p, f, g, calloc((size_t)g->nnodes + 1, sizeof(int)), NULL};
   int *taken = calloc((size_t)g->noutputs + 1, sizeof(int));
   IR_ASSERT(L.buf && taken);

@@ -25,6 +25,39 @@ void pass_lower(Program *p, Func *f);
  * their temporaries share the arena). */
 void pass_memplan(Program *p);
 
+/* Copies src into dst (initialised, empty), writing composite ops (the
+ * losses other than cross-entropy) as primitives; map[old] = new id. */
+int pass_decompose(const Graph *src, Graph *dst, int *map);
+
+/* Appends the backward graph of scalar node loss; grads[i] is the gradient
+ * node of wrt[i], or -1 when the loss does not depend on it. */
+int pass_autodiff(Graph *g, int loss, const int *wrt, int nwrt, int *grads);
+
+/* --- training ------------------------------------------------------------- */
+typedef enum OptKind { OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP, OPT_ADAGRAD, OPT_COUNT } OptKind;
+extern const char *const pass_optim_names[OPT_COUNT];
+
+typedef struct OptimSpec {
+  OptKind kind;
+  double lr;                  /* base learning rate (before schedules) */
+  double hp[HP_COUNT];        /* momentum, betas, eps, weight decay, ... */
+  double alpha;               /* RMSprop smoothing */
+  int ngroups;                /* parameter groups with their own lr */
+  const char *group_prefix[16];
+  double group_lr[16];
+} OptimSpec;
+
+/* dst = src + decomposition + autodiff + one optimizer step per trainable
+ * parameter.  Extra inputs "lr" and "step" (f32 scalars); outputs "loss"
+ * then src's outputs.  Returns 0, or -1 after diagnostics. */
+int pass_build_train(const Graph *src, int loss, const OptimSpec *o, Graph *dst);
+/* dst = src with outputs "loss" then src's outputs, nothing else. */
+int pass_build_eval(const Graph *src, int loss, Graph *dst);
+/* dst computes "loss" and the gradient of the loss with respect to every
+ * trainable parameter (params) and f32 input (inputs), as outputs named
+ * like them. */
+int pass_build_grads(const Graph *src, int loss, int params, int inputs, Graph *dst);
+
 /* A named step of the pipeline. */
 typedef struct PassOpts {
   const char *dump_after;   /* step name, "all", or NULL */

@@ -35,7 +35,7 @@ int pass_pipeline_infer(Graph *g, Program *p, const PassOpts *o, Diags *d) {
   }
   if (bad) return bad;
   kir_program_init(p, g);
-  pass_lower(p, kir_func(p, "forward"));
+  pass_lower(p, kir_func(p, "forward", g));
   pass_memplan(p);
   return 0;
 }

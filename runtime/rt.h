@@ -170,4 +170,167 @@ RtStatus rt_csv_read(const char *path, RtTensor *out, RtError *err);
 RtStatus rt_to_f32_scaled(const RtTensor *in, double scale, double shift,
                           RtTensor *out, RtError *err);
 
+/* --- training data, metrics and progress ----------------------------------
+ * What `dlc train` and emitted trainers need around the model: data sets in
+ * memory, a reproducible sample order, accuracy, a per-epoch CSV log and a
+ * live progress line.  (dataset.c, metrics.c, progress.c) */
+#include <stdio.h>   /* FILE, for the progress line */
+
+/* A labelled data set held in memory.  x is f32 [n, sample...] and
+ * contiguous, so a reshape only changes the shape array.  y is i64 [n]
+ * class labels (every loader checks them: integral and >= 0), or, from
+ * rt_data_npy with a float y, f32 [n] or [n, k] regression targets.  An
+ * empty set (n = 0) still holds allocated tensors with shape[0] = 0. */
+typedef struct RtDataset {
+  RtTensor x;
+  RtTensor y;
+  int64_t n;
+} RtDataset;
+
+void rt_dataset_free(RtDataset *d);
+/* Elements of x per sample (the product of x.shape[1..]). */
+int64_t rt_dataset_features(const RtDataset *d);
+/* The largest label of an i64 y, or -1 when y is not i64 or n = 0; a
+ * trainer takes max + 1 as the smallest class count that fits. */
+int64_t rt_dataset_max_label(const RtDataset *d);
+/* Fails (RT_ERR_FORMAT, naming `what`, the first bad sample and the largest
+ * label) unless y is i64 and every label is below classes. */
+RtStatus rt_dataset_check_labels(const RtDataset *d, int64_t classes,
+                                 const char *what, RtError *err);
+/* Gives each sample the shape sample_shape[0..rank), which must hold the
+ * same number of elements; x's data does not move. */
+RtStatus rt_dataset_reshape(RtDataset *d, int rank, const int64_t *sample_shape,
+                            RtError *err);
+
+/* Loaders.  Each leaves its outputs empty (zeroed) on failure, and checks
+ * that x and y have the same number of samples.  Wherever x arrives as u8
+ * it is taken as pixels and scaled by 1/255 to [0, 1]; other dtypes are
+ * converted to f32 as they are. */
+
+/* DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz, as Debian's
+ * dataset-fashion-mnist installs them in /usr/share/datasets/fashion-mnist:
+ * x f32 [n, 28, 28] in [0, 1], y i64 in 0..9 (60000 + 10000 samples). */
+RtStatus rt_data_fashion_mnist(const char *dir, RtDataset *train,
+                               RtDataset *test, RtError *err);
+/* An IDX pair (gzip'd or plain): images [n, ...], labels [n] of an integer
+ * type (u8, i8, i16, i32). */
+RtStatus rt_data_idx(const char *images, const char *labels, RtDataset *out,
+                     RtError *err);
+/* A CSV of numbers (see rt_csv_read; a header row is optional): the label
+ * column (0-based; -1 = the last) becomes y i64, the others x f32
+ * [n, cols - 1].  A label that is not an integer >= 0 is an error naming
+ * file:line. */
+RtStatus rt_data_csv(const char *path, int label_column, RtDataset *out,
+                     RtError *err);
+/* Two .npy files: x [n, ...] of any dtype; y [n] of an integer dtype
+ * (becomes i64, must be >= 0), or f32/f64 [n] or [n, k] (kept f32, for
+ * regression). */
+RtStatus rt_data_npy(const char *xpath, const char *ypath, RtDataset *out,
+                     RtError *err);
+
+/* Splits `all` (consumed: left empty, also on failure) into train and val.
+ * val gets round(n * val_fraction) samples chosen by a permutation from
+ * rt_rng_seed_stream(seed, "split"), train the rest; each part keeps the
+ * samples' original relative order.  val_fraction must be in [0, 1];
+ * 0 gives an empty val (n = 0). */
+RtStatus rt_dataset_split(RtDataset *all, double val_fraction, uint64_t seed,
+                          RtDataset *train, RtDataset *val, RtError *err);
+
+/* The order of samples in epoch `epoch` (0-based) into idx[0..n): 0..n-1,
+ * then, if shuffle, a Fisher-Yates shuffle (rt_rng_shuffle) from
+ * rt_rng_seed_stream(seed, "epoch/<epoch>").  It depends only on
+ * (seed, epoch), so a run resumed at epoch k sees the same batches. */
+void rt_epoch_order(int64_t n, uint64_t seed, int64_t epoch, int shuffle,
+                    int64_t *idx);
+/* Copies samples idx[0..count) of d into x_out (count * features floats)
+ * and, unless y_out is NULL, y_out (count samples of y's dtype).  The last
+ * batch of an epoch may be partial: pass the smaller count. */
+void rt_batch_gather(const RtDataset *d, const int64_t *idx, int64_t count,
+                     void *x_out, void *y_out);
+
+/* Rows of scores[n, classes] whose label is among the k top scores.  The
+ * ranking is torch.sort(descending=True, stable=True): a higher score
+ * comes first, equal scores keep class order (the lower index first), NaN
+ * is above every number.  With k = 1 a row is correct exactly when
+ * torch.argmax(scores) == label.  (torch.topk agrees except where ties
+ * straddle the k-th place: it leaves the order among ties unspecified.)
+ * A label outside [0, classes), or k < 1, never counts. */
+int64_t rt_topk_correct(const float *scores, const int64_t *labels, int64_t n,
+                        int64_t classes, int k);
+
+/* One row of doubles per epoch under a header fixed by the caller, e.g.
+ * "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds".  Values are
+ * written with %.10g (NaN as "nan", for instance a val_loss without val). */
+typedef struct RtMetricsLog {
+  char *header;     /* malloc'd copy, no newline */
+  int cols;         /* fields in the header */
+  int64_t rows, cap;
+  double *vals;     /* rows * cols, row-major */
+} RtMetricsLog;
+
+RtStatus rt_metrics_init(RtMetricsLog *log, const char *header, RtError *err);
+/* Appends a row of exactly log->cols values (ncols is checked). */
+RtStatus rt_metrics_add(RtMetricsLog *log, const double *row, int ncols,
+                        RtError *err);
+/* Rewrites the whole CSV atomically (rt_write_file_atomic): after a crash
+ * the file holds every row of the last completed write. */
+RtStatus rt_metrics_write(const RtMetricsLog *log, const char *path, RtError *err);
+void rt_metrics_free(RtMetricsLog *log);
+
+/* Seconds on a monotonic clock (CLOCK_MONOTONIC), from an arbitrary origin. */
+double rt_now(void);
+
+/* A live progress line for one pass over the batches of an epoch.  On a
+ * terminal, update redraws one line with \r (at most ten times a second,
+ * and always for the last batch): label, bar, batch i/n, images/s, running
+ * loss and accuracy, ETA.  Colour unless NO_COLOR is set (non-empty) or
+ * TERM=dumb.  Not on a terminal, nothing is printed at all, so logs stay
+ * clean: the caller prints its own per-epoch summary either way. */
+typedef struct RtProgress {
+  FILE *out;
+  char label[24];
+  int64_t total, batch_size, done;
+  int tty, color;
+  double start, last_draw;
+  int drawn;        /* a line is on screen */
+  int width;        /* visible characters of that line */
+  int columns;      /* of the terminal; the line stays narrower */
+  int bar;          /* cells of the bar, fixed at the first draw; 0 = none */
+  double (*now)(void *ctx);
+  void *now_ctx;
+} RtProgress;
+
+/* tty: the caller passes isatty(fileno(out)).  Starts the timer. */
+void rt_progress_begin(RtProgress *p, FILE *out, const char *label,
+                       int64_t total_batches, int64_t batch_size, int tty);
+/* Replaces the clock (default rt_now) and restarts the timer: for tests. */
+void rt_progress_set_clock(RtProgress *p, double (*now)(void *ctx), void *ctx);
+/* batches_done of total; running_acc is a fraction in [0, 1] (NaN hides it). */
+void rt_progress_update(RtProgress *p, int64_t batches_done, double running_loss,
+                        double running_acc);
+/* On a terminal, erases the line, leaving the cursor at its start. */
+void rt_progress_end(RtProgress *p);
+
+/* --- learning-rate schedules (schedule.c) ---------------------------------
+ * torch.optim.lr_scheduler's formulas in closed form: StepLR,
+ * ExponentialLR, CosineAnnealingLR (by epoch from 0) and CyclicLR
+ * (triangular, by iteration from 0, between min_lr and max_lr). */
+typedef enum RtScheduleKind {
+  SCHED_CONSTANT,
+  SCHED_STEP,         /* base_lr * gamma^(epoch / step_size) */
+  SCHED_EXPONENTIAL,  /* base_lr * gamma^epoch */
+  SCHED_COSINE,       /* eta_min + (base_lr - eta_min)(1 + cos(pi epoch / t_max)) / 2 */
+  SCHED_CYCLIC,       /* triangle between min_lr and max_lr, step_size_up iterations up */
+  SCHED_COUNT
+} RtScheduleKind;
+
+typedef struct RtSchedule {
+  RtScheduleKind kind;
+  double base_lr;
+  int64_t step_size;
+  double gamma, t_max, eta_min, min_lr, max_lr, step_size_up;
+} RtSchedule;
+
+double rt_schedule_lr(const RtSchedule *s, int64_t epoch, int64_t iteration);
+
 #endif

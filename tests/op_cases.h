@@ -75,6 +75,7 @@ static const OpCase op_cases[] = {
     {"div_scalar", OP_DIV, 1, 0, NULL, OPC_CONST(1, 4.0)},
     /* unary elementwise */
     {"neg", OP_NEG, 1, B0},
+    {"abs", OP_ABS, 1, B0},
     {"relu", OP_RELU, 1, B0},
     {"leaky_relu_default", OP_LEAKY_RELU, 1},
     {"leaky_relu_slope", OP_LEAKY_RELU, 1, B0, "slope=0.2"},

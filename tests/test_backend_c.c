@@ -59,7 +59,7 @@ static void run_compiled(Case *k, const OpCase *c, RtTensor *got) {
   Program p;
   RtError err;
   kir_program_init(&p, &k->g);
-  pass_lower(&p, kir_func(&p, "forward"));
+  pass_lower(&p, kir_func(&p, "forward", &k->g));
   pass_memplan(&p);
   CModule *m = cg_c_build(&p, FAST_CFLAGS, &err);
   cr_assert_not_null(m, "%s: %s", c->name, err.msg);
@@ -103,7 +103,7 @@ Test(backend_c, every_op_agrees_with_interpreter, .timeout = 600) {
 static int compile_with(const char *cc, Case *k, const char *dir) {
   Program p;
   kir_program_init(&p, &k->g);
-  pass_lower(&p, kir_func(&p, "forward"));
+  pass_lower(&p, kir_func(&p, "forward", &k->g));
   pass_memplan(&p);
   char cpath[600], hpath[600], cmd[2048];
   snprintf(cpath, sizeof cpath, "%s/m.c", dir);
@@ -147,7 +147,7 @@ Test(backend_c, batch_above_the_compiled_maximum_is_refused) {
   Program p;
   RtError err;
   kir_program_init(&p, &k.g);
-  pass_lower(&p, kir_func(&p, "forward"));
+  pass_lower(&p, kir_func(&p, "forward", &k.g));
   pass_memplan(&p);
   CModule *m = cg_c_build(&p, FAST_CFLAGS, &err);
   cr_assert_not_null(m, "%s", err.msg);

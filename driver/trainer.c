@@ -1,0 +1,458 @@
+/*
+ * trainer.c — compiling a model for training and running its steps.
+ *
+ * A Trainer holds two graphs built from the model: the train step
+ * (forward, loss, backward, optimizer update; passes/train.c) and the
+ * evaluation step (forward and loss).  With the C backend both are lowered
+ * into one Program, so they share parameter and state storage inside the
+ * compiled module, and the module is the truth while training runs;
+ * trainer_sync copies it back into t->tensors for checkpoints.  With the
+ * interpreter, t->tensors is the truth and is updated in place.
+ *
+ * Both backends are called the same way: inputs by name (the data input,
+ * the label, "lr" and "step"), outputs into caller buffers in the graph's
+ * output order ("loss" first, then the model's outputs).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "driver/trainer.h"
+
+/* --- configuration ------------------------------------------------------------- */
+
+static double call_num(const CallSpec *c, const char *key, double deflt) {
+  for (int i = 0; i < c->nargs; i++)
+    if (c->keys[i] && !strcmp(c->keys[i], key) && !c->strs[i]) return c->nums[i];
+  return deflt;
+}
+
+/* The pos-th string argument (the frontend stores them in signature order). */
+static const char *call_str(const CallSpec *c, int pos) {
+  for (int i = 0, k = 0; i < c->nargs; i++)
+    if (c->strs[i] && k++ == pos) return c->strs[i];
+  return NULL;
+}
+
+/* torch.optim's defaults for kind, with learning rate lr. */
+void trainer_optim_defaults(OptimSpec *o, OptKind kind, double lr) {
+  memset(o, 0, sizeof *o);
+  o->kind = kind;
+  o->lr = lr;
+  o->hp[HP_LR_SCALE] = 1;
+  o->hp[HP_BETA1] = 0.9;
+  o->hp[HP_BETA2] = 0.999;
+  o->hp[HP_EPS] = kind == OPT_ADAGRAD ? 1e-10 : 1e-8;
+  o->alpha = 0.99;
+  if (kind == OPT_ADAMW) o->hp[HP_WEIGHT_DECAY] = 0.01;
+}
+
+static void read_optimizer(const CallSpec *c, OptimSpec *o) {
+  OptKind kind = OPT_SGD;
+  for (int k = 0; k < OPT_COUNT; k++)
+    if (c->name && !strcmp(c->name, pass_optim_names[k])) kind = (OptKind)k;
+  trainer_optim_defaults(o, kind, call_num(c, "lr", 0.01));
+  static const char *const keys[] = {"momentum", "dampening", "nesterov", "weight_decay", "beta1", "beta2", "eps", "lr_decay"};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    int h = ir_attr_hp_index(keys[i]);
+    o->hp[h] = call_num(c, keys[i], o->hp[h]);
+  }
+  o->alpha = call_num(c, "alpha", o->alpha);
+}
+
+static void read_schedule(const CallSpec *c, double lr, RtSchedule *s) {
+  static const char *const names[SCHED_COUNT] = {"constant", "step", "exponential", "cosine", "cyclic"};
+  memset(s, 0, sizeof *s);
+  s->kind = SCHED_CONSTANT;
+  for (int k = 0; k < SCHED_COUNT; k++)
+    if (c->name && !strcmp(c->name, names[k])) s->kind = (RtScheduleKind)k;
+  s->base_lr = lr;
+  s->step_size = (int64_t)call_num(c, "step_size", 1);
+  s->gamma = call_num(c, "gamma", 0.1);
+  s->t_max = call_num(c, "t_max", 1);
+  s->eta_min = call_num(c, "eta_min", 0);
+  s->min_lr = call_num(c, "base_lr", lr);
+  s->max_lr = call_num(c, "max_lr", lr);
+  s->step_size_up = call_num(c, "step_size_up", 2000);
+}
+
+int trainer_config(const Model *m, TrainConfig *cfg, Diags *d) {
+  const TrainSpec *ts = &m->train;
+  if (!ts->present || ts->loss < 0) {
+    diag_plain(d, m->src.path, "the model has no training section with a loss (train { loss = ... })");
+    return -1;
+  }
+  memset(cfg, 0, sizeof *cfg);
+  read_optimizer(&ts->optimizer, &cfg->opt);
+  cfg->opt.ngroups = ts->ngroups;
+  for (int i = 0; i < ts->ngroups; i++) {
+    cfg->opt.group_prefix[i] = ts->group_prefix[i];
+    cfg->opt.group_lr[i] = ts->group_lr[i];
+  }
+  read_schedule(&ts->schedule, cfg->opt.lr, &cfg->sched);
+  cfg->batch = ts->batch;
+  cfg->epochs = ts->epochs;
+  cfg->seed = (uint64_t)ts->seed;
+  cfg->val_split = ts->val_split;
+  cfg->backend = BACKEND_C;
+  cfg->data_kind = ts->data.name;
+  cfg->data_args[0] = call_str(&ts->data, 0);
+  cfg->data_args[1] = call_str(&ts->data, 1);
+  cfg->label_column = (int)call_num(&ts->data, "label_column", -1);
+  return 0;
+}
+
+/* --- building ------------------------------------------------------------------------ */
+
+static int find_output(const Graph *g, int id) {
+  for (int i = 0; i < g->noutputs; i++)
+    if (g->outputs[i].id == id) return i;
+  return -1;
+}
+
+/* The data input: the first input that is not a label. */
+static int data_input(const Model *m) {
+  for (int i = 0; i < m->g.nnodes; i++) {
+    if (m->g.nodes[i].op != OP_INPUT) continue;
+    int label = 0;
+    for (int k = 0; k < m->train.nlabels; k++) label |= m->train.labels[k] == i;
+    if (!label) return i;
+  }
+  return -1;
+}
+
+static int add_state_tensors(Trainer *t, RtError *err) {
+  for (int i = 0; i < t->tg.nnodes; i++) {
+    const Node *n = &t->tg.nodes[i];
+    if (n->op != OP_STATE || rt_set_find(&t->tensors, n->name)) continue;
+    RtTensor z;
+    int64_t shape[IR_MAX_RANK];
+    for (int k = 0; k < n->shape.rank; k++) shape[k] = n->shape.d[k];
+    if (rt_tensor_alloc(&z, DT_F32, n->shape.rank, shape, err) || rt_set_add(&t->tensors, n->name, &z, err)) return -1;
+  }
+  return 0;
+}
+
+static int build_backend(Trainer *t) {
+  RtError err;
+  if (t->cfg.backend != BACKEND_C) return 0;
+  kir_program_init(&t->prog, &t->m->g);
+  pass_lower(&t->prog, kir_func(&t->prog, "train_step", &t->tg));
+  pass_lower(&t->prog, kir_func(&t->prog, "eval_step", &t->eg));
+  pass_memplan(&t->prog);
+  t->mod = cg_c_build(&t->prog, NULL, &err);
+  if (!t->mod || cg_c_set_params(t->mod, &t->tensors, &err)) {
+    diag_plain(t->d, "dlc train", "%s", err.msg);
+    return -1;
+  }
+  return 0;
+}
+
+static int copy_init(Trainer *t, const RtTensorSet *init, RtError *err) {
+  for (int i = 0; i < init->count; i++) {
+    RtTensor c = init->items[i].t;
+    c.data = malloc(rt_tensor_nbytes(&c) + 1);
+    if (!c.data) return rt_fail(err, RT_ERR_NOMEM, "out of memory"), -1;
+    memcpy(c.data, init->items[i].t.data, rt_tensor_nbytes(&c));
+    if (rt_set_add(&t->tensors, init->items[i].name, &c, err)) return free(c.data), -1;
+  }
+  return 0;
+}
+
+int trainer_init(Trainer *t, Model *m, const TrainConfig *cfg, const RtTensorSet *init, Diags *d) {
+  memset(t, 0, sizeof *t);
+  t->m = m, t->cfg = *cfg, t->d = d;
+  t->loss = m->train.loss;
+  t->x_input = data_input(m);
+  t->y_input = m->train.nlabels ? m->train.labels[0] : -1;
+  rt_set_init(&t->tensors);
+  ir_graph_init(&t->tg, m->g.name, d);
+  ir_graph_init(&t->eg, m->g.name, d);
+  for (int s = 0; s < m->g.nsyms; s++) m->g.syms[s].max = cfg->batch;
+  t->acc_output = -1;
+  if (m->g.nodes[t->loss].op == OP_CROSS_ENTROPY) {
+    int logits = m->g.nodes[t->loss].in[0];
+    t->acc_output = find_output(&m->g, logits);
+    if (t->acc_output < 0) t->acc_output = ir_output(&m->g, "logits", logits);
+  }
+  if (pass_build_train(&m->g, t->loss, &cfg->opt, &t->tg) || pass_build_eval(&m->g, t->loss, &t->eg) ||
+      ir_verify(&t->tg, d) || ir_verify(&t->eg, d))
+    return -1;
+  RtError err;
+  if ((init ? copy_init(t, init, &err) : 0) || ir_params_init(&m->g, cfg->seed, &t->tensors, &err) ||
+      add_state_tensors(t, &err)) {
+    diag_plain(d, "dlc train", "%s", err.msg);
+    return -1;
+  }
+  return build_backend(t);
+}
+
+void trainer_free(Trainer *t) {
+  cg_c_free(t->mod);
+  if (t->prog.nfuncs) kir_program_free(&t->prog);
+  ir_graph_free(&t->tg);
+  ir_graph_free(&t->eg);
+  rt_set_free(&t->tensors);
+  rt_dataset_free(&t->train);
+  rt_dataset_free(&t->val);
+  rt_dataset_free(&t->test);
+}
+
+/* --- data ---------------------------------------------------------------------------- */
+
+static int shape_data(Trainer *t, RtDataset *ds, const char *what) {
+  RtError err;
+  if (ds->n == 0) return 0;
+  const Node *x = &t->m->g.nodes[t->x_input];
+  int64_t shape[IR_MAX_RANK];
+  for (int k = 1; k < x->shape.rank; k++) shape[k - 1] = x->shape.d[k];
+  if (rt_dataset_reshape(ds, x->shape.rank - 1, shape, &err)) {
+    diag_plain(t->d, what, "the samples do not fit input '%s': %s", x->name, err.msg);
+    return -1;
+  }
+  const Node *y = t->y_input >= 0 ? &t->m->g.nodes[t->y_input] : NULL;
+  if (y && (y->dtype == DT_I64 || y->dtype == DT_I32) && ds->y.dtype != DT_I64) {
+    diag_plain(t->d, what, "label '%s' is %s but the data set has %s targets", y->name, rt_dtype_name(y->dtype),
+               rt_dtype_name(ds->y.dtype));
+    return -1;
+  }
+  if (y && y->dtype == DT_F32 && ds->y.dtype != DT_F32) {
+    diag_plain(t->d, what, "label '%s' is f32 (regression) but the data set has %s labels", y->name,
+               rt_dtype_name(ds->y.dtype));
+    return -1;
+  }
+  if (t->acc_output >= 0) {
+    const Node *logits = &t->m->g.nodes[t->m->g.outputs[t->acc_output].id];
+    int64_t classes = logits->shape.d[1];
+    if (rt_dataset_check_labels(ds, classes, what, &err)) return diag_plain(t->d, what, "%s", err.msg), -1;
+  }
+  return 0;
+}
+
+int trainer_load_data(Trainer *t) {
+  const TrainConfig *c = &t->cfg;
+  RtDataset all;
+  RtError err;
+  memset(&all, 0, sizeof all);
+  const char *kind = c->data_kind ? c->data_kind : "";
+  RtStatus st;
+  if (!strcmp(kind, "fashion_mnist"))
+    st = rt_data_fashion_mnist(c->data_args[0], &all, &t->test, &err);
+  else if (!strcmp(kind, "idx"))
+    st = rt_data_idx(c->data_args[0], c->data_args[1], &all, &err);
+  else if (!strcmp(kind, "csv"))
+    st = rt_data_csv(c->data_args[0], c->label_column, &all, &err);
+  else if (!strcmp(kind, "npy"))
+    st = rt_data_npy(c->data_args[0], c->data_args[1], &all, &err);
+  else {
+    diag_plain(t->d, "dlc train", "no data set: give one in the training section (data = fashion_mnist(DIR)) or with --data");
+    return -1;
+  }
+  if (st) return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
+  if (rt_dataset_split(&all, c->val_split, c->seed, &t->train, &t->val, &err))
+    return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
+  return shape_data(t, &t->train, "training data") || shape_data(t, &t->val, "validation data") ||
+                 shape_data(t, &t->test, "test data")
+             ? -1
+             : 0;
+}
+
+/* --- calling a step ------------------------------------------------------------------- */
+
+typedef struct Call {
+  int64_t n;
+  const float *x;
+  const void *y;
+  float lr, step;
+  void **outs;        /* one buffer per graph output */
+} Call;
+
+/* The caller's pointer for input node name of the graph. */
+static const void *input_ptr(const Trainer *t, const char *name, const Call *c) {
+  if (!strcmp(name, "lr")) return &c->lr;
+  if (!strcmp(name, "step")) return &c->step;
+  if (!strcmp(name, t->m->g.nodes[t->x_input].name)) return c->x;
+  if (t->y_input >= 0 && !strcmp(name, t->m->g.nodes[t->y_input].name)) return c->y;
+  return NULL;
+}
+
+static int call_c(Trainer *t, const char *fname, const Graph *g, const Call *c, RtError *err) {
+  const Func *f = NULL;
+  for (int i = 0; i < t->prog.nfuncs; i++)
+    if (!strcmp(t->prog.funcs[i].name, fname)) f = &t->prog.funcs[i];
+  void *args[64];
+  IR_ASSERT(f && f->nargs <= 64);
+  for (int i = 0; i < f->nargs; i++) {
+    const Buffer *b = &t->prog.bufs[f->args[i]];
+    args[i] = b->kind == BUF_INPUT ? (void *)input_ptr(t, b->name, c) : c->outs[ir_find_output(g, b->name)];
+    if (!args[i]) return rt_fail(err, RT_ERR_MISSING, "no value for '%s'", b->name), -1;
+  }
+  int64_t sym[IR_MAX_SYMS];
+  for (int s = 0; s < IR_MAX_SYMS; s++) sym[s] = c->n;
+  return cg_c_call(t->mod, fname, sym, args, err) ? -1 : 0;
+}
+
+/* A tensor that borrows data: shape from node n with every symbol = n. */
+static RtTensor borrow(const Graph *g, const Node *n, int64_t batch, const void *data) {
+  RtTensor r;
+  memset(&r, 0, sizeof r);
+  r.dtype = n->dtype;
+  r.rank = n->shape.rank;
+  for (int k = 0; k < r.rank; k++) r.shape[k] = DIM_IS_SYM(n->shape.d[k]) ? batch : n->shape.d[k];
+  r.data = (void *)data;
+  (void)g;
+  return r;
+}
+
+static int call_interp(Trainer *t, const Graph *g, const Call *c, RtError *err) {
+  RtTensor *vals = calloc((size_t)g->nnodes + 1, sizeof *vals);
+  int64_t sym[IR_MAX_SYMS];
+  for (int s = 0; s < IR_MAX_SYMS; s++) sym[s] = c->n;
+  int rc = 0;
+  for (int i = 0; i < g->nnodes && !rc; i++) {
+    const Node *n = &g->nodes[i];
+    if (n->op == OP_INPUT) {
+      const void *p = input_ptr(t, n->name, c);
+      if (!p) rc = rt_fail(err, RT_ERR_MISSING, "no value for '%s'", n->name);
+      vals[i] = borrow(g, n, c->n, p);
+    } else if (n->op == OP_PARAM || n->op == OP_STATE) {
+      vals[i] = *rt_set_find(&t->tensors, n->name);
+    }
+  }
+  InterpOpts io = {1, t->cfg.seed};
+  if (!rc) rc = ir_interp(g, vals, sym, &io, err) ? -1 : 0;
+  for (int o = 0; o < g->noutputs && !rc; o++) {
+    const RtTensor *v = &vals[g->outputs[o].id];
+    memcpy(c->outs[o], v->data, rt_tensor_nbytes(v));
+  }
+  for (int i = 0; i < g->nnodes; i++) {
+    OpKind op = g->nodes[i].op;
+    if (op != OP_INPUT && op != OP_PARAM && op != OP_STATE) rt_tensor_free(&vals[i]);
+  }
+  free(vals);
+  return rc;
+}
+
+/* Output buffers for graph g at batch n. */
+static void **alloc_outputs(const Graph *g, int64_t n) {
+  void **outs = calloc((size_t)g->noutputs + 1, sizeof *outs);
+  int64_t sym[IR_MAX_SYMS];
+  for (int s = 0; s < IR_MAX_SYMS; s++) sym[s] = n;
+  for (int o = 0; o < g->noutputs; o++) {
+    const Node *nd = &g->nodes[g->outputs[o].id];
+    outs[o] = calloc((size_t)ir_numel(g, &nd->shape, sym) + 1, rt_dtype_size(nd->dtype));
+  }
+  return outs;
+}
+
+static void free_outputs(const Graph *g, void **outs) {
+  for (int o = 0; o < g->noutputs; o++) free(outs[o]);
+  free(outs);
+}
+
+static int run(Trainer *t, int train, Call *c, double *loss, int64_t *correct) {
+  const Graph *g = train ? &t->tg : &t->eg;
+  RtError err;
+  c->outs = alloc_outputs(g, c->n);
+  int rc = t->cfg.backend == BACKEND_C ? call_c(t, train ? "train_step" : "eval_step", g, c, &err)
+                                       : call_interp(t, g, c, &err);
+  if (rc) diag_plain(t->d, "dlc train", "%s", err.msg);
+  else {
+    *loss = ((float *)c->outs[0])[0];
+    if (correct && t->acc_output >= 0) {
+      const Node *l = &g->nodes[g->outputs[1 + t->acc_output].id];
+      *correct = rt_topk_correct(c->outs[1 + t->acc_output], c->y, c->n, l->shape.d[1], 1);
+    }
+  }
+  free_outputs(g, c->outs);
+  return rc;
+}
+
+int trainer_step(Trainer *t, int64_t n, const float *x, const void *y, double lr, double *loss, int64_t *correct) {
+  Call c = {n, x, y, (float)lr, (float)(t->step + 1), NULL};
+  if (correct) *correct = 0;
+  if (run(t, 1, &c, loss, correct)) return -1;
+  t->step++;
+  return 0;
+}
+
+int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc) {
+  int64_t b = t->cfg.batch, feat = rt_dataset_features(ds), total_correct = 0;
+  size_t ysize = rt_dtype_size(ds->y.dtype) * (size_t)(ds->y.rank > 1 ? ds->y.shape[1] : 1);
+  float *x = malloc(sizeof(float) * (size_t)(b * feat + 1));
+  char *y = malloc(ysize * (size_t)b + 1);
+  int64_t *idx = malloc(sizeof(int64_t) * (size_t)(b + 1));
+  double sum = 0;
+  int rc = 0;
+  for (int64_t start = 0; start < ds->n && !rc; start += b) {
+    int64_t n = ds->n - start < b ? ds->n - start : b, correct = 0;
+    for (int64_t i = 0; i < n; i++) idx[i] = start + i;
+    rt_batch_gather(ds, idx, n, x, y);
+    Call c = {n, x, y, 0, 0, NULL};
+    double l = 0;
+    rc = run(t, 0, &c, &l, &correct);
+    sum += l * (double)n;
+    total_correct += correct;
+  }
+  *loss = ds->n ? sum / (double)ds->n : NAN;
+  *acc = ds->n && t->acc_output >= 0 ? (double)total_correct / (double)ds->n : NAN;
+  free(x);
+  free(y);
+  free(idx);
+  return rc;
+}
+
+/* --- checkpoints --------------------------------------------------------------------- */
+
+int trainer_sync(Trainer *t) {
+  RtError err;
+  if (t->mod && cg_c_get_params(t->mod, &t->tensors, &err)) return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
+  return 0;
+}
+
+int trainer_save(Trainer *t, const char *path) {
+  RtError err;
+  if (trainer_sync(t)) return -1;
+  char buf[64];
+  snprintf(buf, sizeof buf, "%lld", (long long)t->epoch);
+  rt_set_meta(&t->tensors, "dlc.epoch", buf, &err);
+  snprintf(buf, sizeof buf, "%lld", (long long)t->step);
+  rt_set_meta(&t->tensors, "dlc.step", buf, &err);
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)t->cfg.seed);
+  rt_set_meta(&t->tensors, "dlc.seed", buf, &err);
+  rt_set_meta(&t->tensors, "dlc.model", t->m->g.name, &err);
+  rt_set_meta(&t->tensors, "dlc.optimizer", pass_optim_names[t->cfg.opt.kind], &err);
+  if (rt_safetensors_write(path, &t->tensors, &err)) return diag_plain(t->d, path, "%s", err.msg), -1;
+  return 0;
+}
+
+static int64_t meta_int(const RtTensorSet *s, const char *key, int64_t deflt) {
+  const char *v = rt_set_get_meta(s, key);
+  return v ? strtoll(v, NULL, 10) : deflt;
+}
+
+int trainer_resume(Trainer *t, const char *path) {
+  RtTensorSet s;
+  RtError err;
+  rt_set_init(&s);
+  if (rt_safetensors_read(path, &s, &err) || ir_params_check(&t->m->g, &s, path, &err)) {
+    diag_plain(t->d, path, "%s", err.msg);
+    rt_set_free(&s);
+    return -1;
+  }
+  for (int i = 0; i < t->tensors.count; i++) {
+    RtTensor *dst = &t->tensors.items[i].t, *src = rt_set_find(&s, t->tensors.items[i].name);
+    if (!src) continue; /* state the checkpoint does not have starts at zero */
+    if (rt_tensor_numel(src) != rt_tensor_numel(dst) || src->dtype != dst->dtype) {
+      diag_plain(t->d, path, "tensor '%s' does not match the model", t->tensors.items[i].name);
+      rt_set_free(&s);
+      return -1;
+    }
+    memcpy(dst->data, src->data, rt_tensor_nbytes(dst));
+  }
+  t->epoch = meta_int(&s, "dlc.epoch", 0);
+  t->step = meta_int(&s, "dlc.step", 0);
+  rt_set_free(&s);
+  if (t->mod && cg_c_set_params(t->mod, &t->tensors, &err)) return diag_plain(t->d, path, "%s", err.msg), -1;
+  return 0;
+}

@@ -1,0 +1,67 @@
+/*
+ * trainer.h — a model being trained: its compiled train and eval steps,
+ * its parameters and optimizer state, its data, and where it is in the run.
+ * `dlc train` drives one from the command line; the REPL drives one
+ * interactively.
+ */
+#ifndef DLC_TRAINER_H
+#define DLC_TRAINER_H
+
+#include "codegen/codegen.h"
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+
+typedef enum Backend { BACKEND_INTERP, BACKEND_C } Backend;
+
+/* Settings of a run: the model's training section, overridden by flags. */
+typedef struct TrainConfig {
+  OptimSpec opt;
+  RtSchedule sched;
+  int64_t batch, epochs;
+  uint64_t seed;
+  double val_split;
+  Backend backend;
+  const char *data_kind;      /* fashion_mnist idx csv npy */
+  const char *data_args[2];
+  int label_column;           /* csv */
+} TrainConfig;
+
+typedef struct Trainer {
+  Model *m;
+  TrainConfig cfg;
+  Diags *d;
+  Graph tg, eg;               /* train step, evaluation */
+  int loss;                   /* model graph node */
+  int x_input, y_input;       /* model graph nodes fed by the data set */
+  int acc_output;             /* index among the model's outputs of the logits, or -1 */
+  RtTensorSet tensors;        /* parameters and optimizer state */
+  Program prog;               /* BACKEND_C */
+  CModule *mod;
+  int64_t epoch, step;        /* epochs finished, optimizer steps taken */
+  RtDataset train, val, test;
+} Trainer;
+
+/* torch.optim's defaults for optimizer kind with learning rate lr. */
+void trainer_optim_defaults(OptimSpec *o, OptKind kind, double lr);
+/* Reads the model's training section into cfg.  Returns 0 or -1. */
+int trainer_config(const Model *m, TrainConfig *cfg, Diags *d);
+/* Builds the graphs and the backend, and initialises parameters from the
+ * seed (or takes them from init, a set of named tensors, when not NULL). */
+int trainer_init(Trainer *t, Model *m, const TrainConfig *cfg, const RtTensorSet *init, Diags *d);
+/* Loads the data set named by cfg into t->train, t->val, t->test. */
+int trainer_load_data(Trainer *t);
+/* One optimizer step on a batch: x (f32) and y (the label input's dtype),
+ * n samples.  Returns the loss and, when there are logits, the number of
+ * correct top-1 predictions. */
+int trainer_step(Trainer *t, int64_t n, const float *x, const void *y, double lr, double *loss, int64_t *correct);
+/* Mean loss and accuracy over a data set, in batches. */
+int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc);
+/* Brings t->tensors up to date with the backend. */
+int trainer_sync(Trainer *t);
+/* Checkpoints: parameters, optimizer state, and metadata (epoch, step,
+ * seed); written atomically. */
+int trainer_save(Trainer *t, const char *path);
+int trainer_resume(Trainer *t, const char *path);
+void trainer_free(Trainer *t);
+
+#endif

@@ -1,0 +1,303 @@
+/*
+ * autodiff.c — reverse-mode differentiation as a graph-to-graph pass.
+ *
+ * The backward graph is appended to the forward graph as ordinary nodes,
+ * so it goes through the same verifier, passes and emitters.  Only nodes
+ * on a path from a requested source (a trainable parameter, or an input
+ * whose gradient was asked for) to the loss get gradients: frozen
+ * parameters, labels and constants prune their whole branch, and nothing
+ * is computed or stored for them.
+ *
+ * Nodes are visited from the loss down to the first id.  Each op's
+ * vector-Jacobian rule (vjp) turns the gradient of its result into
+ * contributions for its operands; a contribution to an operand that
+ * broadcast is summed back to the operand's shape (reduce_to), and
+ * contributions to one operand from several users are added (fan-out).
+ * Rules use primitive ops where a primitive says it well and dedicated
+ * gradient ops (relu_grad, softmax_grad, cross_entropy_grad, ...) where a
+ * fused kernel is both faster and more accurate.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "passes/passes.h"
+
+typedef struct AD {
+  Graph *g;
+  int *grad;       /* node -> gradient node, -1 */
+  char *needed;    /* on a path from a requested source to the loss */
+  SrcLoc loc;
+} AD;
+
+static const Node *nd(AD *a, int id) { return &a->g->nodes[id]; }
+
+static int op1(AD *a, OpKind op, int x, const Attrs *at) { return ir_op(a->g, op, &x, 1, at, a->loc); }
+static int op2(AD *a, OpKind op, int x, int y, const Attrs *at) {
+  int in[2] = {x, y};
+  return ir_op(a->g, op, in, 2, at, a->loc);
+}
+static int op3(AD *a, OpKind op, int x, int y, int z, const Attrs *at) {
+  int in[3] = {x, y, z};
+  return ir_op(a->g, op, in, 3, at, a->loc);
+}
+
+static int reshape_to(AD *a, int x, const Shape *s) {
+  if (ir_shape_eq(&nd(a, x)->shape, s)) return x;
+  Attrs at = ir_attrs_default(OP_RESHAPE);
+  ir_attr_set_list(&at, OP_RESHAPE, "shape", s->d, s->rank);
+  return op1(a, OP_RESHAPE, x, &at);
+}
+
+/* Sums c over the dimensions along which an operand of shape s was
+ * broadcast, giving a tensor of shape s. */
+static int reduce_to(AD *a, int c, const Shape *s) {
+  const Shape *cs = &nd(a, c)->shape;
+  if (ir_shape_eq(cs, s)) return c;
+  Dim axes[IR_MAX_RANK];
+  int n = 0, lead = cs->rank - s->rank;
+  for (int i = 0; i < cs->rank; i++)
+    if (i < lead || (s->d[i - lead] == 1 && cs->d[i] != 1)) axes[n++] = i;
+  if (n) {
+    Attrs at = ir_attrs_default(OP_SUM);
+    ir_attr_set_list(&at, OP_SUM, "axes", axes, n);
+    at.keepdim = 1;
+    c = op1(a, OP_SUM, c, &at);
+  }
+  return reshape_to(a, c, s);
+}
+
+static void accumulate(AD *a, int operand, int contribution) {
+  if (contribution < 0 || !a->needed[operand]) return;
+  contribution = reduce_to(a, contribution, &nd(a, operand)->shape);
+  int old = a->grad[operand];
+  a->grad[operand] = old < 0 ? contribution : op2(a, OP_ADD, old, contribution, NULL);
+}
+
+/* The last two axes swapped. */
+static int transpose_last2(AD *a, int x) {
+  int r = nd(a, x)->shape.rank;
+  Dim perm[IR_MAX_RANK];
+  for (int i = 0; i < r; i++) perm[i] = i;
+  perm[r - 2] = r - 1, perm[r - 1] = r - 2;
+  Attrs at = ir_attrs_default(OP_TRANSPOSE);
+  ir_attr_set_list(&at, OP_TRANSPOSE, "perm", perm, r);
+  return op1(a, OP_TRANSPOSE, x, &at);
+}
+
+/* s with a dimension of 1 inserted before position pos (from the end). */
+static Shape with_unit(const Shape *s, int from_end) {
+  Shape t = *s;
+  int pos = s->rank - from_end;
+  for (int i = t.rank; i > pos; i--) t.d[i] = t.d[i - 1];
+  t.d[pos] = 1;
+  t.rank++;
+  return t;
+}
+
+static void vjp_matmul(AD *a, const Node *n, int dy) {
+  int x = n->in[0], w = n->in[1];
+  int rx = nd(a, x)->shape.rank, rw = nd(a, w)->shape.rank;
+  if (rx == 1 && rw == 1) { /* dot product: dy is a scalar */
+    accumulate(a, x, op2(a, OP_MUL, dy, w, NULL));
+    accumulate(a, w, op2(a, OP_MUL, dy, x, NULL));
+    return;
+  }
+  if (rw == 1) { /* [.., M, K] @ [K] = [.., M] */
+    Shape s = with_unit(&nd(a, dy)->shape, 0);
+    int dy2 = reshape_to(a, dy, &s);
+    if (a->needed[x]) accumulate(a, x, op2(a, OP_MUL, dy2, w, NULL));
+    if (a->needed[w]) accumulate(a, w, op2(a, OP_MUL, x, dy2, NULL));
+    return;
+  }
+  if (rx == 1) { /* [K] @ [.., K, N] = [.., N] */
+    Shape s = with_unit(&nd(a, dy)->shape, 1), k1 = {2, {nd(a, x)->shape.d[0], 1}};
+    int dy2 = reshape_to(a, dy, &s);
+    if (a->needed[x]) accumulate(a, x, op2(a, OP_MATMUL, dy2, transpose_last2(a, w), NULL));
+    if (a->needed[w]) accumulate(a, w, op2(a, OP_MATMUL, reshape_to(a, x, &k1), dy2, NULL));
+    return;
+  }
+  if (a->needed[x]) accumulate(a, x, op2(a, OP_MATMUL, dy, transpose_last2(a, w), NULL));
+  if (a->needed[w]) accumulate(a, w, op2(a, OP_MATMUL, transpose_last2(a, x), dy, NULL));
+}
+
+/* y = x W^T + b: dx = dy W, dW = dy^T x (summed over leading dims), db = sum dy. */
+static void vjp_linear(AD *a, const Node *n, int dy) {
+  int x = n->in[0], w = n->in[1];
+  if (a->needed[x]) accumulate(a, x, op2(a, OP_MATMUL, dy, w, NULL));
+  if (a->needed[w]) {
+    if (nd(a, x)->shape.rank == 1) {
+      Shape col = {2, {nd(a, dy)->shape.d[0], 1}};
+      accumulate(a, w, op2(a, OP_MUL, reshape_to(a, dy, &col), x, NULL));
+    } else {
+      accumulate(a, w, op2(a, OP_MATMUL, transpose_last2(a, dy), x, NULL));
+    }
+  }
+  if (n->nin > 2) accumulate(a, n->in[2], dy);
+}
+
+static void vjp_reduce(AD *a, const Node *n, int id, int dy) {
+  int x = n->in[0];
+  if (n->op == OP_MAX) {
+    accumulate(a, x, op3(a, OP_MAX_GRAD, dy, x, id, &n->attr));
+    return;
+  }
+  /* dy with the reduced axes kept as 1, then broadcast back */
+  Shape keep = nd(a, x)->shape;
+  for (int i = 0; i < n->attr.nlist; i++) keep.d[n->attr.list[i]] = 1;
+  Attrs at = ir_attrs_default(OP_EXPAND_AS);
+  at.flag = n->op == OP_MEAN;
+  accumulate(a, x, op2(a, OP_EXPAND_AS, reshape_to(a, dy, &keep), x, &at));
+}
+
+static void vjp_concat(AD *a, const Node *n, int dy) {
+  int64_t off = 0;
+  for (int k = 0; k < n->nin; k++) {
+    int64_t len = nd(a, n->in[k])->shape.d[n->attr.axis];
+    if (a->needed[n->in[k]]) {
+      Attrs at = ir_attrs_default(OP_SLICE);
+      at.axis = n->attr.axis, at.start = off, at.end = off + len;
+      accumulate(a, n->in[k], op1(a, OP_SLICE, dy, &at));
+    }
+    off += len;
+  }
+}
+
+static void vjp_transpose(AD *a, const Node *n, int dy) {
+  Dim inv[IR_MAX_RANK];
+  for (int i = 0; i < n->attr.nlist; i++) inv[n->attr.list[i]] = i;
+  Attrs at = ir_attrs_default(OP_TRANSPOSE);
+  ir_attr_set_list(&at, OP_TRANSPOSE, "perm", inv, n->attr.nlist);
+  accumulate(a, n->in[0], op1(a, OP_TRANSPOSE, dy, &at));
+}
+
+static void vjp_pow(AD *a, const Node *n, int dy) {
+  Attrs at = ir_attrs_default(OP_POW);
+  at.f = n->attr.f - 1;
+  int d = at.f == 0 ? ir_const(a->g, 1, a->loc) : op1(a, OP_POW, n->in[0], &at);
+  accumulate(a, n->in[0], op2(a, OP_MUL, dy, op2(a, OP_MUL, d, ir_const(a->g, n->attr.f, a->loc), NULL), NULL));
+}
+
+/* Contributions of node id (with gradient dy) to its operands. */
+static void vjp(AD *a, int id, int dy) {
+  const Node *n = nd(a, id);
+  int x = n->nin > 0 ? n->in[0] : -1, y = n->nin > 1 ? n->in[1] : -1;
+  Attrs at = n->attr;
+  switch (n->op) {
+  case OP_INPUT:
+  case OP_PARAM:
+  case OP_STATE:
+  case OP_CONST:
+    return;
+  case OP_MATMUL: vjp_matmul(a, n, dy); return;
+  case OP_LINEAR: vjp_linear(a, n, dy); return;
+  case OP_ADD:
+    accumulate(a, x, dy);
+    accumulate(a, y, dy);
+    return;
+  case OP_SUB:
+    accumulate(a, x, dy);
+    if (a->needed[y]) accumulate(a, y, op1(a, OP_NEG, dy, NULL));
+    return;
+  case OP_MUL:
+    if (a->needed[x]) accumulate(a, x, op2(a, OP_MUL, dy, y, NULL));
+    if (a->needed[y]) accumulate(a, y, op2(a, OP_MUL, dy, x, NULL));
+    return;
+  case OP_DIV: /* d/dy (x / y) = -(x / y) / y */
+    if (a->needed[x]) accumulate(a, x, op2(a, OP_DIV, dy, y, NULL));
+    if (a->needed[y]) accumulate(a, y, op1(a, OP_NEG, op2(a, OP_MUL, dy, op2(a, OP_DIV, id, y, NULL), NULL), NULL));
+    return;
+  case OP_NEG: accumulate(a, x, op1(a, OP_NEG, dy, NULL)); return;
+  case OP_RELU: accumulate(a, x, op2(a, OP_RELU_GRAD, dy, id, NULL)); return;
+  case OP_LEAKY_RELU: accumulate(a, x, op2(a, OP_LEAKY_RELU_GRAD, dy, x, &at)); return;
+  case OP_ELU: accumulate(a, x, op2(a, OP_ELU_GRAD, dy, x, &at)); return;
+  case OP_SIGMOID: accumulate(a, x, op2(a, OP_SIGMOID_GRAD, dy, id, NULL)); return;
+  case OP_TANH: accumulate(a, x, op2(a, OP_TANH_GRAD, dy, id, NULL)); return;
+  case OP_ABS: accumulate(a, x, op2(a, OP_ABS_GRAD, dy, x, NULL)); return;
+  case OP_EXP: accumulate(a, x, op2(a, OP_MUL, dy, id, NULL)); return;
+  case OP_LOG: accumulate(a, x, op2(a, OP_DIV, dy, x, NULL)); return;
+  case OP_SQRT: accumulate(a, x, op2(a, OP_DIV, op2(a, OP_MUL, dy, ir_const(a->g, 0.5, a->loc), NULL), id, NULL)); return;
+  case OP_POW: vjp_pow(a, n, dy); return;
+  case OP_SOFTMAX: accumulate(a, x, op2(a, OP_SOFTMAX_GRAD, dy, id, &at)); return;
+  case OP_LOG_SOFTMAX: accumulate(a, x, op2(a, OP_LOG_SOFTMAX_GRAD, dy, id, &at)); return;
+  case OP_RESHAPE:
+  case OP_FLATTEN:
+    accumulate(a, x, reshape_to(a, dy, &nd(a, x)->shape));
+    return;
+  case OP_TRANSPOSE: vjp_transpose(a, n, dy); return;
+  case OP_CONCAT: vjp_concat(a, n, dy); return;
+  case OP_SLICE: accumulate(a, x, op2(a, OP_SLICE_GRAD, dy, x, &at)); return;
+  case OP_SUM:
+  case OP_MEAN:
+  case OP_MAX:
+    vjp_reduce(a, n, id, dy);
+    return;
+  case OP_MAXOUT: accumulate(a, x, op2(a, OP_MAXOUT_GRAD, dy, x, &at)); return;
+  case OP_CROSS_ENTROPY: accumulate(a, x, op3(a, OP_CE_GRAD, dy, x, y, &at)); return;
+  case OP_BCE_LOGITS:
+  case OP_MSE_LOSS:
+  case OP_L1_LOSS:
+  case OP_TRIPLET_LOSS:
+    IR_ASSERT(!"composite losses are decomposed before autodiff");
+    return;
+  case OP_EXPAND_AS:
+  case OP_RELU_GRAD:
+  case OP_LEAKY_RELU_GRAD:
+  case OP_ELU_GRAD:
+  case OP_SIGMOID_GRAD:
+  case OP_TANH_GRAD:
+  case OP_ABS_GRAD:
+  case OP_SOFTMAX_GRAD:
+  case OP_LOG_SOFTMAX_GRAD:
+  case OP_SLICE_GRAD:
+  case OP_MAX_GRAD:
+  case OP_MAXOUT_GRAD:
+  case OP_CE_GRAD:
+  case OP_SGD_STEP:
+  case OP_ADAM_STEP:
+  case OP_RMSPROP_STEP:
+  case OP_ADAGRAD_STEP:
+  case OP_COUNT:
+    IR_ASSERT(!"no second derivatives");
+    return;
+  }
+}
+
+/* needed = reachable forward from a requested source and backward from loss. */
+static void mark_needed(AD *a, int loss, const int *wrt, int nwrt) {
+  const Graph *g = a->g;
+  char *fwd = calloc((size_t)g->nnodes + 1, 1), *bwd = calloc((size_t)g->nnodes + 1, 1);
+  IR_ASSERT(fwd && bwd);
+  for (int i = 0; i < nwrt; i++) fwd[wrt[i]] = 1;
+  for (int i = 0; i < g->nnodes; i++)
+    for (int k = 0; k < g->nodes[i].nin && !fwd[i]; k++)
+      if (fwd[g->nodes[i].in[k]] && g->nodes[i].dtype == DT_F32) fwd[i] = 1;
+  bwd[loss] = 1;
+  for (int i = loss; i >= 0; i--)
+    if (bwd[i])
+      for (int k = 0; k < g->nodes[i].nin; k++) bwd[g->nodes[i].in[k]] = 1;
+  for (int i = 0; i < g->nnodes; i++) a->needed[i] = fwd[i] && bwd[i];
+  free(fwd);
+  free(bwd);
+}
+
+int pass_autodiff(Graph *g, int loss, const int *wrt, int nwrt, int *grads) {
+  int n0 = g->nnodes;
+  AD a = {g, malloc(sizeof(int) * ((size_t)n0 + 1)), calloc((size_t)n0 + 1, 1), g->nodes[loss].loc};
+  IR_ASSERT(a.grad && a.needed);
+  for (int i = 0; i < n0; i++) a.grad[i] = -1;
+  mark_needed(&a, loss, wrt, nwrt);
+  int bad = 0;
+  if (a.needed[loss]) {
+    a.grad[loss] = ir_const(g, 1.0, a.loc);
+    for (int id = loss; id >= 0 && !bad; id--) {
+      if (a.grad[id] < 0 || !a.needed[id]) continue;
+      int before = g->diags ? g->diags->nerrors : 0;
+      vjp(&a, id, a.grad[id]);
+      if (g->diags && g->diags->nerrors > before) bad = 1;
+    }
+  }
+  for (int i = 0; i < nwrt; i++) grads[i] = a.grad[wrt[i]];
+  free(a.grad);
+  free(a.needed);
+  return bad ? -1 : 0;
+}
