@@ -141,12 +141,15 @@ static void vjp_reduce(AD *a, const Node *n, int id, int dy) {
     accumulate(a, x, op3(a, OP_MAX_GRAD, dy, x, id, &n->attr));
     return;
   }
-  /* dy with the reduced axes kept as 1, then broadcast back */
+  /* dy with the reduced axes kept as 1, then broadcast back; a rank-0 dy
+   * (every axis reduced) broadcasts as it is, and is often the constant
+   * seed of the backward pass, which must not become a view */
   Shape keep = nd(a, x)->shape;
   for (int i = 0; i < n->attr.nlist; i++) keep.d[n->attr.list[i]] = 1;
   Attrs at = ir_attrs_default(OP_EXPAND_AS);
   at.flag = n->op == OP_MEAN;
-  accumulate(a, x, op2(a, OP_EXPAND_AS, reshape_to(a, dy, &keep), x, &at));
+  int kept = nd(a, dy)->shape.rank == 0 ? dy : reshape_to(a, dy, &keep);
+  accumulate(a, x, op2(a, OP_EXPAND_AS, kept, x, &at));
 }
 
 static void vjp_concat(AD *a, const Node *n, int dy) {

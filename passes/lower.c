@@ -208,8 +208,9 @@ static Stmt *lower_matmul(Lower *L, int id) {
   return s;
 }
 
-/* y[r, j] = b[j] + sum_k x[r, k] * W[j, k]: rows of x and W are contiguous. */
-static Stmt *lower_linear(Lower *L, int id) {
+/* y[r, j] = b[j] + sum_k x[r, k] * W[j, k] as a dot product per output:
+ * rows of x and W are contiguous.  Best for few rows (batch-1 inference). */
+static Stmt *lower_linear_dot(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *x = node(L, n->in[0]), *w = node(L, n->in[1]);
   Dim K = w->shape.d[1], J = w->shape.d[0];
@@ -225,6 +226,39 @@ static Stmt *lower_linear(Lower *L, int id) {
   ks_append(&jbody, ks_store(p, L->buf[id], kx_iadd(p, kx_imul(p, kx_var(p, vr), kx_dim(p, J)), kx_var(p, vj)), res));
   Stmt *rbody = ks_loop(p, vj, kx_dim(p, J), jbody);
   return ks_loop(p, vr, numel_expr(L, &x->shape, 0, x->shape.rank - 1), rbody);
+}
+
+/* The same product in i-k-j order against a transposed copy of W
+ * (WT[k, j], made once per call): the innermost loop runs along a row of
+ * the output and of WT, both contiguous and independent, so it
+ * vectorises without reassociating any sum.  The copy costs K*J moves
+ * against rows*K*J multiply-adds. */
+static Stmt *lower_linear_rows(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *x = node(L, n->in[0]), *w = node(L, n->in[1]);
+  Dim K = w->shape.d[1], J = w->shape.d[0];
+  Shape ts = {2, {K, J}};
+  int wt = kir_buffer(p, BUF_TEMP, DT_F32, "weight_t", &ts, id);
+  int ta = new_var(L), tb = new_var(L), vr = new_var(L), vj = new_var(L), vk = new_var(L), vj2 = new_var(L), t = new_local(L);
+#define IDX(a, b, stride) kx_iadd(p, kx_imul(p, kx_var(p, a), kx_dim(p, stride)), kx_var(p, b))
+  Stmt *s = ks_loop(p, ta, kx_dim(p, J), ks_loop(p, tb, kx_dim(p, K), ks_store(p, wt, IDX(tb, ta, J), value(L, n->in[1], IDX(ta, tb, K)))));
+  int out = L->buf[id];
+  Stmt *init = ks_loop(p, vj, kx_dim(p, J), ks_store(p, out, IDX(vr, vj, J), n->nin > 2 ? value(L, n->in[2], kx_var(p, vj)) : kx_f(p, 0)));
+  Expr *o = IDX(vr, vj2, J);
+  Stmt *upd = ks_store(p, out, o, kx_bin(p, BIN_ADD, kx_load(p, out, o), kx_bin(p, BIN_MUL, kx_local(p, t, DT_F32), kx_load(p, wt, IDX(vk, vj2, J)))));
+  Stmt *kb = ks_local(p, t, DT_F32, value(L, n->in[0], IDX(vr, vk, K)));
+  ks_append(&kb, ks_loop(p, vj2, kx_dim(p, J), upd));
+#undef IDX
+  ks_append(&init, ks_loop(p, vk, kx_dim(p, K), kb));
+  ks_append(&s, ks_loop(p, vr, numel_expr(L, &x->shape, 0, x->shape.rank - 1), init));
+  return s;
+}
+
+/* Row order pays off once there are a few rows to share the transpose. */
+static Stmt *lower_linear(Lower *L, int id) {
+  const Node *x = node(L, node(L, id)->in[0]);
+  return ir_numel_max(L->g, &x->shape) / x->shape.d[x->shape.rank - 1] >= 8 ? lower_linear_rows(L, id)
+                                                                             : lower_linear_dot(L, id);
 }
 
 /* --- along one axis: softmax, log_softmax ------------------------------------ */
@@ -834,7 +868,7 @@ void pass_lower(Program *p, Func *f) {
   /* copies were appended first; move them after the computing kernels */
   int ncopies = f->nkernels;
   Kernel *copies = malloc(sizeof(Kernel) * (size_t)(ncopies + 1));
-  memcpy(copies, f->kernels, sizeof(Kernel) * (size_t)ncopies);
+  if (ncopies) memcpy(copies, f->kernels, sizeof(Kernel) * (size_t)ncopies);
   f->nkernels = 0;
   for (int id = 0; id < g->nnodes; id++) {
     Kernel *k = kir_kernel(p, f, describe(&L, id), g->nodes[id].loc);

@@ -1,0 +1,39 @@
+#!/bin/sh
+# scripts/test.sh — installs what is missing, builds dlc twice (plain, and
+# with AddressSanitizer + UndefinedBehaviorSanitizer), runs the whole
+# Criterion suite on both builds, and ends with one line:
+#   N passed, N failed
+set -u
+cd "$(dirname "$0")/.."
+./scripts/setup.sh || exit 1
+./scripts/build.sh build || exit 1
+./scripts/build.sh build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug || exit 1
+
+jobs=$(nproc 2>/dev/null || echo 2)
+total_pass=0
+total_fail=0
+status=0
+for dir in build build-asan; do
+  echo "== tests ($dir)"
+  log="$dir/test-output.txt"
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
+    LSAN_OPTIONS=suppressions="$PWD/scripts/lsan.supp" \
+    "./$dir/tests/dlc-tests" -j"$jobs" >"$log" 2>&1
+  rc=$?
+  grep -E '^\[(FAIL|----)\]|Synthesis' "$log" | grep -v '^\[----\]   $' | tail -40
+  line=$(grep 'Synthesis:' "$log" | tail -1)
+  pass=$(echo "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
+  fail=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*Crashing: \([0-9]*\).*/\1 \2/p')
+  if [ -z "$pass" ]; then
+    echo "$dir: the suite did not finish (exit $rc)"
+    pass=0
+    fail="1 0"
+  fi
+  set -- $fail
+  total_pass=$((total_pass + pass))
+  total_fail=$((total_fail + $1 + $2))
+  [ "$rc" -eq 0 ] || status=1
+done
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ] && exit $status
+exit 1
