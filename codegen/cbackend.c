@@ -8,6 +8,10 @@
  * several models can be loaded side by side.  Entry points take the
  * symbol values (int64) and then one pointer per argument; their number is
  * known only at run time, which is what libffi is for.
+ *
+ * The calling side (set/get params, call) is shared with the JIT: it
+ * needs only a CModule's lookup function (dlsym here, LLJIT's lookup in
+ * jit.c), and caches each entry point's address.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -18,20 +22,7 @@
 #include <unistd.h>
 
 #include "codegen/cg.h"
-
-typedef struct CFunc {
-  char *name;
-  int nargs;
-} CFunc;
-
-struct CModule {
-  void *so;
-  char dir[256];
-  char *prefix;
-  int nsyms;
-  int nfuncs;
-  CFunc *funcs;
-};
+#include "codegen/st_loader.h"
 
 static void remove_dir(const char *dir) {
   const char *names[] = {"model.c", "model.h", "model.so", "cc.log"};
@@ -87,26 +78,55 @@ static RtStatus compile(CModule *m, const char *cflags, RtError *err) {
   return RT_OK;
 }
 
-CModule *cg_c_build(const Program *p, const char *cflags, RtError *err) {
+CModule *cg_module_new(const Program *p, RtError *err) {
   CModule *m = calloc(1, sizeof *m);
   if (!m) return rt_fail(err, RT_ERR_NOMEM, "out of memory"), NULL;
-  const char *tmp = getenv("TMPDIR");
-  snprintf(m->dir, sizeof m->dir, "%s/dlc-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(m->dir)) {
-    rt_fail(err, RT_ERR_IO, "cannot make a temporary directory in %s: %s", tmp ? tmp : "/tmp", strerror(errno));
-    free(m);
-    return NULL;
-  }
   Arena a;
   arena_init(&a);
   m->prefix = strdup(cg_c_prefix(&a, p->name));
   arena_free(&a);
   m->nsyms = p->g->nsyms;
-  m->nfuncs = p->nfuncs;
   m->funcs = calloc((size_t)p->nfuncs + 1, sizeof *m->funcs);
+  if (!m->prefix || !m->funcs) {
+    cg_c_free(m);
+    return rt_fail(err, RT_ERR_NOMEM, "out of memory"), NULL;
+  }
   for (int i = 0; i < p->nfuncs; i++) {
     m->funcs[i].name = strdup(p->funcs[i].name);
     m->funcs[i].nargs = p->funcs[i].nargs;
+    m->nfuncs = i + 1;
+  }
+  return m;
+}
+
+void cg_c_free(CModule *m) {
+  if (!m) return;
+  if (m->release) m->release(m);
+  for (int i = 0; i < m->nfuncs; i++) free(m->funcs[i].name);
+  free(m->funcs);
+  free(m->prefix);
+  free(m);
+}
+
+static void *so_lookup(CModule *m, const char *symbol) { return dlsym(m->impl, symbol); }
+
+static void so_release(CModule *m) {
+  if (m->impl) dlclose(m->impl);
+  if (m->dir[0] && !getenv("DLC_KEEP_TEMP")) remove_dir(m->dir);
+}
+
+CModule *cg_c_build(const Program *p, const char *cflags, RtError *err) {
+  CModule *m = cg_module_new(p, err);
+  if (!m) return NULL;
+  m->lookup = so_lookup;
+  m->release = so_release;
+  const char *tmp = getenv("TMPDIR");
+  snprintf(m->dir, sizeof m->dir, "%s/dlc-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(m->dir)) {
+    rt_fail(err, RT_ERR_IO, "cannot make a temporary directory in %s: %s", tmp ? tmp : "/tmp", strerror(errno));
+    m->dir[0] = 0;
+    cg_c_free(m);
+    return NULL;
   }
   char so[512];
   snprintf(so, sizeof so, "%s/model.so", m->dir);
@@ -114,8 +134,8 @@ CModule *cg_c_build(const Program *p, const char *cflags, RtError *err) {
     cg_c_free(m);
     return NULL;
   }
-  m->so = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-  if (!m->so) {
+  m->impl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+  if (!m->impl) {
     rt_fail(err, RT_ERR_IO, "cannot load %s: %s", so, dlerror());
     cg_c_free(m);
     return NULL;
@@ -123,37 +143,18 @@ CModule *cg_c_build(const Program *p, const char *cflags, RtError *err) {
   return m;
 }
 
-void cg_c_free(CModule *m) {
-  if (!m) return;
-  if (m->so) dlclose(m->so);
-  if (!getenv("DLC_KEEP_TEMP")) remove_dir(m->dir);
-  for (int i = 0; i < m->nfuncs; i++) free(m->funcs[i].name);
-  free(m->funcs);
-  free(m->prefix);
-  free(m);
-}
-
 static void *sym(CModule *m, const char *what) {
   char name[256];
   snprintf(name, sizeof name, "%s_%s", m->prefix, what);
-  return dlsym(m->so, name);
+  return m->lookup(m, name);
 }
 
-typedef struct ParamInfo {
-  const char *name;
-  int rank;
-  int64_t shape[IR_MAX_RANK];
-  int64_t numel;
-  const float *data;
-  int is_state;
-} ParamInfo;
-
 RtStatus cg_c_set_params(CModule *m, const RtTensorSet *set, RtError *err) {
-  const ParamInfo *(*param)(int) = (const ParamInfo *(*)(int))sym(m, "param");
+  const CgParamInfo *(*param)(int) = (const CgParamInfo *(*)(int))sym(m, "param");
   int (*set_param)(int, const float *) = (int (*)(int, const float *))sym(m, "set_param");
   if (!param || !set_param) return rt_fail(err, RT_ERR_FORMAT, "the compiled model has no parameter table");
   for (int i = 0; param(i); i++) {
-    const ParamInfo *pi = param(i);
+    const CgParamInfo *pi = param(i);
     RtTensor *t = rt_set_find((RtTensorSet *)set, pi->name);
     if (!t && pi->is_state) continue;
     if (!t) return rt_fail(err, RT_ERR_MISSING, "no value for parameter '%s'", pi->name);
@@ -165,10 +166,10 @@ RtStatus cg_c_set_params(CModule *m, const RtTensorSet *set, RtError *err) {
 }
 
 RtStatus cg_c_get_params(CModule *m, RtTensorSet *set, RtError *err) {
-  const ParamInfo *(*param)(int) = (const ParamInfo *(*)(int))sym(m, "param");
+  const CgParamInfo *(*param)(int) = (const CgParamInfo *(*)(int))sym(m, "param");
   if (!param) return rt_fail(err, RT_ERR_FORMAT, "the compiled model has no parameter table");
   for (int i = 0; param(i); i++) {
-    const ParamInfo *pi = param(i);
+    const CgParamInfo *pi = param(i);
     RtTensor *t = rt_set_find(set, pi->name);
     if (!t) {
       RtTensor fresh;
@@ -184,10 +185,11 @@ RtStatus cg_c_get_params(CModule *m, RtTensorSet *set, RtError *err) {
 }
 
 RtStatus cg_c_call(CModule *m, const char *fname, const int64_t *symvals, void **args, RtError *err) {
-  const CFunc *cf = NULL;
+  CFunc *cf = NULL;
   for (int i = 0; i < m->nfuncs; i++)
     if (strcmp(m->funcs[i].name, fname) == 0) cf = &m->funcs[i];
-  void *fn = cf ? sym(m, fname) : NULL;
+  if (cf && !cf->addr) cf->addr = sym(m, fname);
+  void *fn = cf ? cf->addr : NULL;
   if (!fn) return rt_fail(err, RT_ERR_MISSING, "the compiled model has no function '%s'", fname);
   int n = m->nsyms + cf->nargs;
   ffi_type **types = calloc((size_t)n + 1, sizeof *types);

@@ -1,8 +1,11 @@
 /*
- * codegen.h — backends: the C emitter, and the C backend that compiles the
- * emitted C into a shared object and calls it through libffi.
+ * codegen.h — backends: the C emitter; the LLVM emitter (module text or a
+ * host object file); and two ways to run a compiled Program in-process,
+ * behind one CModule interface: the C backend (emitted C compiled into a
+ * shared object) and the JIT (the LLVM module compiled by ORC LLJIT).
+ * Either is called through libffi.
  *
- * Both consume a lowered, memory-planned Program (ir/kernel.h) and make no
+ * All of them consume a lowered, memory-planned Program (ir/kernel.h) and make no
  * decisions of their own: what to compute, in which loop order, and where
  * each buffer lives were all decided by the passes.
  */
@@ -23,12 +26,26 @@ const char *cg_c_prefix(Arena *a, const char *model_name);
  * message (an embedded tensor missing or of the wrong shape) to d. */
 int cg_emit_c(const Program *p, FILE *c_out, FILE *h_out, const EmitOpts *o, Diags *d);
 
-/* --- the C backend ---------------------------------------------------------- */
+/* --- the LLVM emitter ---------------------------------------------------------- */
+typedef enum CgLlvmOutput { CG_LLVM_IR, CG_LLVM_OBJ } CgLlvmOutput;
+
+/* Lowers p to an LLVM module with the same functions as the emitted C,
+ * optimises it for the host CPU (O3) and returns its text or an object
+ * file in *data (malloc'd, *len bytes).  o->header_name is unused.  Errors
+ * (embedded tensors that do not fit, "internal error: ..." from LLVM) go
+ * to err. */
+RtStatus cg_emit_llvm(const Program *p, const EmitOpts *o, CgLlvmOutput what, char **data, size_t *len, RtError *err);
+
+/* --- running compiled code ------------------------------------------------------ */
 typedef struct CModule CModule;
 
 /* Emits p as C into a private temporary directory, compiles it with the
  * system compiler ($CC or cc) into a shared object and loads it. */
 CModule *cg_c_build(const Program *p, const char *cflags, RtError *err);
+/* Lowers p to LLVM, optimises it for the host and compiles it in memory
+ * with ORC LLJIT.  LLVM failures come back as "internal error: ...". */
+CModule *cg_jit_build(const Program *p, RtError *err);
+/* The rest works on a module of either backend (the names are historical). */
 void cg_c_free(CModule *m);
 /* Copies the values of the params in set into the module's storage; every
  * param of the program must be present with its shape; optimizer state is

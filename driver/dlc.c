@@ -1,7 +1,7 @@
 /*
  * dlc.c — the dlc command: subcommands, flags, and the pipeline.
  *
- *   dlc MODEL.dl [-o OUT.c] [--emit=c|ir|dot]   compile
+ *   dlc MODEL.dl [-o OUT.c] [--emit=c|ir|dot|llvm|obj]   compile
  *   dlc check MODEL.dl                          summary of a model
  *   dlc run MODEL.dl --input x=x.npy ...        run it once
  *
@@ -22,16 +22,20 @@
 #define DLC_VERSION "0.1.0"
 
 static const char *usage_main =
-    "usage: dlc MODEL.dl [-o OUT.c] [--emit=c|ir|dot] [options]   compile a model\n"
+    "usage: dlc MODEL.dl [-o OUT] [--emit=c|ir|dot|llvm|obj] [options]   compile a model\n"
     "       dlc check MODEL.dl                                    summarise a model\n"
     "       dlc run MODEL.dl --input NAME=FILE.npy ...            run a model once\n"
     "       dlc train MODEL.dl [options]                          train a model\n"
+    "       dlc repl [MODEL.dl]                                   interactive session\n"
     "       dlc COMMAND --help                                    help on a command\n"
     "\n"
     "compile options:\n"
     "  -o OUT.c               write OUT.c and OUT.h (default: MODEL.c, MODEL.h\n"
     "                         for C; standard output for ir and dot)\n"
     "  --emit=c|ir|dot        C source (default), the graph IR, or Graphviz DOT\n"
+    "  --emit=llvm            the LLVM module, optimised for this machine (O3)\n"
+    "  --emit=obj             an object file for this machine, and its header\n"
+    "                         (OUT.h beside OUT.o; default MODEL.o, MODEL.h)\n"
     "  --train                also emit the training step (train_step) as C\n"
     "  --embed-params FILE    embed the weights of FILE.safetensors as constants\n"
     "  --max SYM=N            largest value of a symbolic dimension (default:\n"
@@ -47,15 +51,20 @@ static const char *usage_check =
     "static arena the emitted inference code needs.\n";
 
 static const char *usage_run =
-    "usage: dlc run MODEL.dl [--backend=interp|c] --input NAME=FILE.npy ...\n"
+    "usage: dlc run MODEL.dl [--backend=interp|c|jit] --input NAME=FILE.npy ...\n"
     "                        [--output NAME=FILE.npy ...] [--params FILE.safetensors]\n"
-    "                        [--seed S]\n"
+    "                        [--seed S] [--grads FILE] [--input-grads FILE]\n"
     "Runs the model once.  Inputs and outputs are NumPy .npy files (f32, i32,\n"
     "i64; C order).  Parameters come from --params, or are initialised from\n"
     "the seed (default 0).  Outputs without --output are summarised on stdout.\n"
     "  --backend=interp       the reference interpreter (default)\n"
     "  --backend=c            emitted C, compiled with $CC (default cc) and\n"
-    "                         called through libffi\n";
+    "                         called through libffi\n"
+    "  --backend=jit          the LLVM module, compiled in memory (ORC LLJIT)\n"
+    "  --grads FILE           the gradient of the training loss with respect to\n"
+    "                         every trainable parameter, as safetensors (give\n"
+    "                         the labels as inputs too, e.g. --input y=y.npy)\n"
+    "  --input-grads FILE     the gradient with respect to each f32 input\n";
 
 int dlc_usage(const char *text, int status) {
   fputs(text, status ? stderr : stdout);
@@ -138,6 +147,20 @@ static const char *stem(Arena *a, const char *path, const char *ext_out) {
   return arena_printf(a, "%.*s%s", (int)n, base, ext_out);
 }
 
+/* dlc_write_c with the weights of embed_path (a safetensors file) embedded. */
+static int write_c_with_embed(const Program *p, const char *cpath, const char *embed_path, Diags *d) {
+  RtTensorSet embed;
+  RtError err;
+  rt_set_init(&embed);
+  if (embed_path && rt_safetensors_read(embed_path, &embed, &err)) {
+    diag_plain(d, embed_path, "%s", err.msg);
+    return -1;
+  }
+  int rc = dlc_write_c(p, cpath, embed_path ? &embed : NULL, d);
+  rt_set_free(&embed);
+  return rc;
+}
+
 /* --- compile ---------------------------------------------------------------------------- */
 
 typedef struct CompileOpts {
@@ -168,8 +191,9 @@ static int parse_compile(int argc, char **argv, CompileOpts *o, Diags *d) {
     else o->model = argv[i];
   }
   if (!o->model) return diag_plain(d, "dlc", "no model file given (see dlc --help)"), -1;
-  if (strcmp(o->emit, "c") && strcmp(o->emit, "ir") && strcmp(o->emit, "dot"))
-    return diag_plain(d, "--emit", "expected c, ir or dot, got '%s'", o->emit), -1;
+  if (strcmp(o->emit, "c") && strcmp(o->emit, "ir") && strcmp(o->emit, "dot") && strcmp(o->emit, "llvm") &&
+      strcmp(o->emit, "obj"))
+    return diag_plain(d, "--emit", "expected c, ir, dot, llvm or obj, got '%s'", o->emit), -1;
   return 0;
 }
 
@@ -182,29 +206,18 @@ int dlc_load_model(Model *m, const char *path, const char *const *max, int nmax,
   return 0;
 }
 
-int dlc_write_c(const Program *p, const char *cpath, const char *embed_path, Diags *d) {
+int dlc_write_c(const Program *p, const char *cpath, const RtTensorSet *embed, Diags *d) {
   Arena a;
   arena_init(&a);
   size_t n = strlen(cpath);
   const char *hpath = n > 2 && !strcmp(cpath + n - 2, ".c") ? arena_printf(&a, "%.*s.h", (int)(n - 2), cpath)
                                                              : arena_printf(&a, "%s.h", cpath);
   const char *hbase = strrchr(hpath, '/') ? strrchr(hpath, '/') + 1 : hpath;
-  RtTensorSet embed;
-  rt_set_init(&embed);
-  if (embed_path) {
-    RtError err;
-    if (rt_safetensors_read(embed_path, &embed, &err)) {
-      diag_plain(d, embed_path, "%s", err.msg);
-      arena_free(&a);
-      return -1;
-    }
-  }
-  EmitOpts eo = {hbase, embed_path ? &embed : NULL};
+  EmitOpts eo = {hbase, embed};
   MemOut c, h;
   mem_open(&c);
   mem_open(&h);
   int rc = cg_emit_c(p, c.f, h.f, &eo, d);
-  rt_set_free(&embed);
   if (rc) {
     fclose(c.f), fclose(h.f), free(c.buf), free(h.buf);
   } else if (mem_commit(&h, hpath, d)) {
@@ -213,6 +226,40 @@ int dlc_write_c(const Program *p, const char *cpath, const char *embed_path, Dia
   } else {
     rc = mem_commit(&c, cpath, d);
   }
+  arena_free(&a);
+  return rc;
+}
+
+/* --emit=llvm: the module text to path (stdout when NULL).  --emit=obj: the
+ * object file to path and the C emitter's header beside it. */
+static int write_llvm(const Program *p, const char *path, const char *embed_path, int obj, Diags *d) {
+  Arena a;
+  arena_init(&a);
+  size_t n = path ? strlen(path) : 0;
+  const char *hpath = n > 2 && !strcmp(path + n - 2, ".o") ? arena_printf(&a, "%.*s.h", (int)(n - 2), path)
+                                                           : arena_printf(&a, "%s.h", path ? path : "");
+  RtTensorSet embed;
+  RtError err;
+  rt_set_init(&embed);
+  int rc = embed_path && rt_safetensors_read(embed_path, &embed, &err) ? -1 : 0;
+  if (rc) diag_plain(d, embed_path, "%s", err.msg);
+  EmitOpts eo = {strrchr(hpath, '/') ? strrchr(hpath, '/') + 1 : hpath, embed_path ? &embed : NULL};
+  MemOut c, h;
+  mem_open(&c);
+  mem_open(&h);
+  if (!rc) rc = cg_emit_c(p, c.f, h.f, &eo, d); /* the header, and the checks of --embed-params */
+  fclose(c.f), free(c.buf);
+  char *data = NULL;
+  size_t len = 0;
+  if (!rc && cg_emit_llvm(p, &eo, obj ? CG_LLVM_OBJ : CG_LLVM_IR, &data, &len, &err))
+    rc = -1, diag_plain(d, "dlc", "%s", err.msg);
+  if (!rc && obj) rc = mem_commit(&h, hpath, d);
+  else fclose(h.f), free(h.buf);
+  const void *chunks[1] = {data};
+  if (!rc && path && rt_write_file_atomic(path, chunks, &len, 1, &err)) rc = -1, diag_plain(d, path, "%s", err.msg);
+  if (!rc && !path) fwrite(data, 1, len, stdout);
+  free(data);
+  rt_set_free(&embed);
   arena_free(&a);
   return rc;
 }
@@ -245,9 +292,13 @@ static int cmd_compile(int argc, char **argv) {
   } else {
     Program p;
     PassOpts po = {o.dump_after, stderr, o.verify};
+    int obj = !strcmp(o.emit, "obj");
     if (pass_pipeline_infer(&m.g, &p, &po, &d)) status = 1;
-    else {
-      status = dlc_write_c(&p, o.out ? o.out : stem(&a, o.model, ".c"), o.embed, &d) ? 1 : 0;
+    else if (obj || !strcmp(o.emit, "llvm")) {
+      status = write_llvm(&p, o.out ? o.out : obj ? stem(&a, o.model, ".o") : NULL, o.embed, obj, &d) ? 1 : 0;
+      kir_program_free(&p);
+    } else {
+      status = write_c_with_embed(&p, o.out ? o.out : stem(&a, o.model, ".c"), o.embed, &d) ? 1 : 0;
       kir_program_free(&p);
     }
   }
@@ -325,5 +376,6 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
   if (!strcmp(cmd, "run")) return dlc_cmd_run(argc - 1, argv + 1, usage_run);
   if (!strcmp(cmd, "train")) return dlc_cmd_train(argc - 1, argv + 1);
+  if (!strcmp(cmd, "repl")) return dlc_cmd_repl(argc - 1, argv + 1);
   return cmd_compile(argc, argv);
 }

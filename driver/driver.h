@@ -14,7 +14,8 @@ int dlc_load_model(Model *m, const char *path, const char *const *max, int nmax,
 
 /* Emits p as C into cpath and its header beside it (atomically). */
 struct Program;
-int dlc_write_c(const struct Program *p, const char *cpath, const char *embed_path, Diags *d);
+int dlc_write_c(const struct Program *p, const char *cpath, const RtTensorSet *embed, Diags *d);
+int dlc_cmd_repl(int argc, char **argv);
 
 int dlc_cmd_run(int argc, char **argv, const char *usage);
 int dlc_cmd_train(int argc, char **argv);

@@ -4,9 +4,14 @@
  * Inputs are read and checked against the model's declared types first
  * (binding symbolic dimensions such as the batch), parameters are loaded
  * or initialised from the seed, then the chosen backend runs the
- * inference graph: the reference interpreter, or the emitted C compiled
- * into a shared object and called through libffi.  For the C backend each
- * symbol's compile-time maximum is the value bound by the inputs.
+ * inference graph: the reference interpreter, the emitted C compiled
+ * into a shared object, or the LLVM JIT (both called through libffi).  For
+ * a compiled backend each symbol's compile-time maximum is the value bound
+ * by the inputs.
+ *
+ * With --grads or --input-grads the graph run is the gradient graph of the
+ * training section's loss (passes/train.c: pass_build_grads), and the
+ * gradients are written as safetensors named like the parameters/inputs.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +27,7 @@ typedef struct Binding {
 } Binding;
 
 typedef struct RunOpts {
-  const char *model, *backend, *params;
+  const char *model, *backend, *params, *grads, *input_grads;
   uint64_t seed;
   Binding in[MAX_BINDINGS], out[MAX_BINDINGS];
   int nin, nout;
@@ -51,6 +56,8 @@ static int parse_run(int argc, char **argv, RunOpts *o, Diags *d) {
     } else if ((v = dlc_flag(argc, argv, &i, "--output", &miss))) {
       if (parse_binding("--output", v, o->out, &o->nout, d)) return -1;
     } else if ((v = dlc_flag(argc, argv, &i, "--params", &miss))) o->params = v;
+    else if ((v = dlc_flag(argc, argv, &i, "--grads", &miss))) o->grads = v;
+    else if ((v = dlc_flag(argc, argv, &i, "--input-grads", &miss))) o->input_grads = v;
     else if ((v = dlc_flag(argc, argv, &i, "--seed", &miss))) {
       char *end;
       o->seed = strtoull(v, &end, 10);
@@ -61,8 +68,8 @@ static int parse_run(int argc, char **argv, RunOpts *o, Diags *d) {
     else o->model = argv[i];
   }
   if (!o->model) return diag_plain(d, "dlc run", "no model file given (see dlc run --help)"), -1;
-  if (strcmp(o->backend, "interp") && strcmp(o->backend, "c"))
-    return diag_plain(d, "--backend", "expected interp or c, got '%s'", o->backend), -1;
+  if (strcmp(o->backend, "interp") && strcmp(o->backend, "c") && strcmp(o->backend, "jit"))
+    return diag_plain(d, "--backend", "expected interp, c or jit, got '%s'", o->backend), -1;
   return 0;
 }
 
@@ -113,15 +120,18 @@ static int run_interp(const Graph *g, RtTensor *vals, const int64_t *symvals, Di
   return 0;
 }
 
-static int run_c(Graph *g, RtTensor *vals, const int64_t *symvals, const RtTensorSet *params, Diags *d) {
+/* backend: "c" or "jit". */
+static int run_compiled(Graph *g, RtTensor *vals, const int64_t *symvals, const RtTensorSet *params,
+                        const char *backend, Diags *d) {
   for (int s = 0; s < g->nsyms; s++) g->syms[s].max = symvals[s];
   Program p;
   if (pass_pipeline_infer(g, &p, NULL, d)) return -1;
   RtError err;
   int rc = -1;
-  CModule *m = cg_c_build(&p, NULL, &err);
+  const char *flag = strcmp(backend, "jit") ? "--backend=c" : "--backend=jit";
+  CModule *m = strcmp(backend, "jit") ? cg_c_build(&p, NULL, &err) : cg_jit_build(&p, &err);
   if (!m) {
-    diag_plain(d, "--backend=c", "%s", err.msg);
+    diag_plain(d, flag, "%s", err.msg);
     kir_program_free(&p);
     return -1;
   }
@@ -139,7 +149,7 @@ static int run_c(Graph *g, RtTensor *vals, const int64_t *symvals, const RtTenso
     args[i] = t->data;
   }
   if (cg_c_set_params(m, params, &err) || cg_c_call(m, "forward", symvals, args, &err))
-    diag_plain(d, "--backend=c", "%s", err.msg);
+    diag_plain(d, flag, "%s", err.msg);
   else
     rc = 0;
   free(args);
@@ -160,6 +170,26 @@ static void summarise(const Graph *g, const char *name, const RtTensor *t) {
   }
   printf("\n");
   (void)g;
+}
+
+/* Gradients of the outputs named like params (or inputs) into path. */
+static int write_grads(const Graph *g, const Graph *model, OpKind kind, RtTensor *vals, const char *path, Diags *d) {
+  RtTensorSet set;
+  RtError err;
+  rt_set_init(&set);
+  int rc = 0;
+  for (int i = 0; i < g->noutputs && !rc; i++) {
+    int src = kind == OP_PARAM ? ir_find_param(model, g->outputs[i].name) : ir_find_input(model, g->outputs[i].name);
+    if (src < 0) continue;
+    RtTensor copy = vals[g->outputs[i].id];
+    copy.data = malloc(rt_tensor_nbytes(&copy) + 1);
+    memcpy(copy.data, vals[g->outputs[i].id].data, rt_tensor_nbytes(&copy));
+    if (rt_set_add(&set, g->outputs[i].name, &copy, &err)) rc = -1, free(copy.data);
+  }
+  if (!rc && rt_safetensors_write(path, &set, &err)) rc = -1;
+  if (rc) diag_plain(d, path, "%s", err.msg);
+  rt_set_free(&set);
+  return rc;
 }
 
 static int write_outputs(const Graph *g, const RunOpts *o, RtTensor *vals, Diags *d) {
@@ -190,8 +220,23 @@ int dlc_cmd_run(int argc, char **argv, const char *usage) {
   if (rc) return rc > 0 ? dlc_usage(usage, 0) : 2;
   Model m;
   if (dlc_load_model(&m, o.model, NULL, 0, &d)) return 1;
-  Graph *g = &m.g;
-  pass_dce(g);
+  Graph *g = &m.g, grads;
+  int want_grads = o.grads || o.input_grads;
+  ir_graph_init(&grads, m.g.name, &d);
+  if (want_grads) {
+    if (!m.train.present || m.train.loss < 0) {
+      diag_plain(&d, o.model, "--grads needs a training section with a loss");
+      fe_model_free(&m);
+      return 1;
+    }
+    if (pass_build_grads(&m.g, m.train.loss, o.grads != NULL, o.input_grads != NULL, &grads)) {
+      fe_model_free(&m);
+      return 1;
+    }
+    g = &grads;
+  } else {
+    pass_dce(g);
+  }
   RtTensor *vals = calloc((size_t)g->nnodes + 1, sizeof *vals);
   RtTensorSet params;
   rt_set_init(&params);
@@ -208,8 +253,16 @@ int dlc_cmd_run(int argc, char **argv, const char *usage) {
       RtTensor *t = rt_set_find(&params, g->nodes[i].name);
       vals[i] = *t; /* borrowed: cleared before freeing below */
     }
-  rc = !strcmp(o.backend, "c") ? run_c(g, vals, symvals, &params, &d) : run_interp(g, vals, symvals, &d);
-  if (rc == 0 && write_outputs(g, &o, vals, &d) == 0) status = 0;
+  rc = strcmp(o.backend, "interp") ? run_compiled(g, vals, symvals, &params, o.backend, &d)
+                                   : run_interp(g, vals, symvals, &d);
+  if (rc == 0 && want_grads) {
+    printf("loss: %.9g\n", (double)((float *)vals[g->outputs[0].id].data)[0]);
+    if ((!o.grads || write_grads(g, &m.g, OP_PARAM, vals, o.grads, &d) == 0) &&
+        (!o.input_grads || write_grads(g, &m.g, OP_INPUT, vals, o.input_grads, &d) == 0))
+      status = 0;
+  } else if (rc == 0 && write_outputs(g, &o, vals, &d) == 0) {
+    status = 0;
+  }
 done:
   for (int i = 0; i < g->nnodes; i++)
     if (g->nodes[i].op != OP_PARAM) rt_tensor_free(&vals[i]);
@@ -217,6 +270,7 @@ done:
   rt_set_free(&params);
   for (int k = 0; k < o.nin; k++) free((char *)o.in[k].name);
   for (int k = 0; k < o.nout; k++) free((char *)o.out[k].name);
+  ir_graph_free(&grads);
   fe_model_free(&m);
   return status;
 }

@@ -30,16 +30,18 @@ static const char *usage_train =
     "  --data SPEC            DIR (Fashion-MNIST), fashion_mnist:DIR,\n"
     "                         idx:IMAGES,LABELS, csv:FILE, npy:X,Y\n"
     "  --val-split F          fraction of the training data held out\n"
+    "  --augment SPEC         none, or flip and/or crop=K (e.g. flip,crop=2)\n"
     "  --save FILE            checkpoint (safetensors) after every epoch\n"
     "  --resume FILE          continue from a checkpoint\n"
     "  --init FILE            start from these weights (fine-tuning)\n"
     "  --metrics FILE.csv     one row per epoch\n"
-    "  --backend=c|interp     compiled C (default) or the reference interpreter\n"
+    "  --backend=jit|c|interp the LLVM JIT (default), emitted C compiled with $CC,\n"
+    "                         or the reference interpreter\n"
     "  --quiet                no per-epoch lines\n";
 
 typedef struct TrainFlags {
   const char *model, *epochs, *batch, *lr, *optimizer, *seed, *data, *val_split;
-  const char *save, *resume, *init, *metrics, *backend;
+  const char *save, *resume, *init, *metrics, *backend, *augment;
   int quiet;
 } TrainFlags;
 
@@ -56,7 +58,7 @@ static int parse_flags(int argc, char **argv, TrainFlags *f, Diags *d) {
     const char **dst;
   } table[] = {{"--epochs", &f->epochs}, {"--batch", &f->batch}, {"--lr", &f->lr}, {"--optimizer", &f->optimizer},
                {"--seed", &f->seed}, {"--data", &f->data}, {"--val-split", &f->val_split}, {"--save", &f->save},
-               {"--resume", &f->resume}, {"--init", &f->init}, {"--metrics", &f->metrics}, {"--backend", &f->backend}};
+               {"--resume", &f->resume}, {"--init", &f->init}, {"--metrics", &f->metrics}, {"--backend", &f->backend}, {"--augment", &f->augment}};
   for (int i = 1; i < argc; i++) {
     int miss = 0, hit = 0;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
@@ -114,9 +116,26 @@ static int parse_data(const char *spec, TrainConfig *cfg, Diags *d) {
   return 0;
 }
 
+/* "none", or a comma-separated list of flip and crop=K. */
+static int parse_augment(const char *spec, TrainConfig *cfg, Diags *d) {
+  cfg->augment_flip = 0, cfg->augment_crop = 0;
+  if (!strcmp(spec, "none")) return 0;
+  char *s = strdup(spec), *save = NULL;
+  int rc = 0;
+  for (char *tok = strtok_r(s, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+    char *end;
+    if (!strcmp(tok, "flip")) cfg->augment_flip = 1;
+    else if (!strncmp(tok, "crop=", 5) && (cfg->augment_crop = strtoll(tok + 5, &end, 10)) >= 0 && tok[5] && !*end) continue;
+    else rc = -1;
+  }
+  free(s);
+  if (rc) diag_plain(d, "--augment", "expected none, or flip and/or crop=K, got '%s'", spec);
+  return rc;
+}
+
 static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
   int64_t v;
-  if (f->epochs && (parse_int("--epochs", f->epochs, 0, &v, d) || (cfg->epochs = v, 0))) return -1;
+  if (f->epochs && (parse_int("--epochs", f->epochs, 1, &v, d) || (cfg->epochs = v, 0))) return -1;
   if (f->batch && (parse_int("--batch", f->batch, 1, &v, d) || (cfg->batch = v, 0))) return -1;
   if (f->seed && (parse_int("--seed", f->seed, 0, &v, d) || (cfg->seed = (uint64_t)v, 0))) return -1;
   if (f->val_split && parse_real("--val-split", f->val_split, 0, 0.99, &cfg->val_split, d)) return -1;
@@ -135,52 +154,13 @@ static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
     cfg->sched.base_lr = cfg->opt.lr;
   }
   if (f->data && parse_data(f->data, cfg, d)) return -1;
+  if (f->augment && parse_augment(f->augment, cfg, d)) return -1;
   if (f->backend) {
-    if (strcmp(f->backend, "c") && strcmp(f->backend, "interp"))
-      return diag_plain(d, "--backend", "expected c or interp, got '%s'", f->backend), -1;
-    cfg->backend = !strcmp(f->backend, "c") ? BACKEND_C : BACKEND_INTERP;
+    if (strcmp(f->backend, "jit") && strcmp(f->backend, "c") && strcmp(f->backend, "interp"))
+      return diag_plain(d, "--backend", "expected jit, c or interp, got '%s'", f->backend), -1;
+    cfg->backend = !strcmp(f->backend, "jit") ? BACKEND_JIT : !strcmp(f->backend, "c") ? BACKEND_C : BACKEND_INTERP;
   }
   return 0;
-}
-
-typedef struct EpochStats {
-  double loss, acc, val_loss, val_acc, lr, seconds;
-} EpochStats;
-
-/* One pass over the training set; returns 0, -1 on error, 1 if interrupted. */
-static int run_epoch(Trainer *t, EpochStats *es, int tty) {
-  const RtDataset *ds = &t->train;
-  int64_t b = t->cfg.batch, n = ds->n, feat = rt_dataset_features(ds), nb = (n + b - 1) / b;
-  size_t ysize = rt_dtype_size(ds->y.dtype) * (size_t)(ds->y.rank > 1 ? ds->y.shape[1] : 1);
-  int64_t *order = malloc(sizeof(int64_t) * (size_t)(n + 1));
-  float *x = malloc(sizeof(float) * (size_t)(b * feat + 1));
-  char *y = malloc(ysize * (size_t)b + 1);
-  rt_epoch_order(n, t->cfg.seed, t->epoch, 1, order);
-  RtProgress pr;
-  char label[24];
-  snprintf(label, sizeof label, "epoch %d", (int)(t->epoch + 1) % 100000);
-  rt_progress_begin(&pr, stderr, label, nb, b, tty);
-  double start = rt_now(), sum = 0;
-  int64_t seen = 0, correct = 0, iteration = t->step;
-  int rc = 0;
-  es->lr = rt_schedule_lr(&t->cfg.sched, t->epoch, iteration);
-  for (int64_t i = 0; i < nb && !rc; i++) {
-    int64_t cnt = n - i * b < b ? n - i * b : b, c = 0;
-    rt_batch_gather(ds, order + i * b, cnt, x, y);
-    double loss, lr = rt_schedule_lr(&t->cfg.sched, t->epoch, iteration++);
-    if (trainer_step(t, cnt, x, y, lr, &loss, &c)) rc = -1;
-    sum += loss * (double)cnt, seen += cnt, correct += c;
-    rt_progress_update(&pr, i + 1, sum / (double)seen, t->acc_output >= 0 ? (double)correct / (double)seen : NAN);
-    if (interrupted) rc = 1;
-  }
-  rt_progress_end(&pr);
-  es->loss = seen ? sum / (double)seen : NAN;
-  es->acc = seen && t->acc_output >= 0 ? (double)correct / (double)seen : NAN;
-  es->seconds = rt_now() - start;
-  free(order);
-  free(x);
-  free(y);
-  return rc;
 }
 
 static void print_epoch(const Trainer *t, const EpochStats *es) {
@@ -210,7 +190,7 @@ static int train_loop(Trainer *t, const TrainFlags *f, Diags *d) {
   signal(SIGINT, on_sigint);
   while (t->epoch < t->cfg.epochs && rc == 0) {
     EpochStats es;
-    rc = run_epoch(t, &es, tty);
+    rc = trainer_epoch(t, &es, tty, &interrupted);
     if (rc) break;
     t->epoch++;
     es.val_loss = es.val_acc = NAN;
@@ -235,12 +215,40 @@ static int final_test(Trainer *t) {
   return 0;
 }
 
+/* The model's parameters that the file has, checked for shape; the others
+ * start from the seed, the file's other tensors are left out. */
 static int load_init(const char *path, const Model *m, RtTensorSet *set, Diags *d) {
   RtError err;
+  RtTensorSet file;
   rt_set_init(set);
-  if (rt_safetensors_read(path, set, &err) || ir_params_check(&m->g, set, path, &err))
-    return diag_plain(d, path, "%s", err.msg), -1;
-  return 0;
+  rt_set_init(&file);
+  if (rt_safetensors_read(path, &file, &err)) return diag_plain(d, path, "%s", err.msg), -1;
+  int loaded = 0, fresh = 0, rc = 0;
+  for (int i = 0; i < m->g.nnodes && !rc; i++) {
+    const Node *n = &m->g.nodes[i];
+    if (n->op != OP_PARAM) continue;
+    RtTensor *t = rt_set_find(&file, n->name);
+    if (!t) {
+      fresh++;
+      continue;
+    }
+    char want[128], got[128];
+    int same = t->dtype == n->dtype && t->rank == n->shape.rank;
+    for (int k = 0; same && k < t->rank; k++) same = t->shape[k] == n->shape.d[k];
+    if (!same) {
+      diag_plain(d, path, "tensor '%s' is %s but the model needs %s", n->name,
+                 rt_shape_str(got, sizeof got, t->dtype, t->rank, t->shape),
+                 ir_type_str(&m->g, n->dtype, &n->shape, want, sizeof want));
+      rc = -1;
+    } else if (rt_set_add(set, n->name, t, &err)) {
+      rc = -1;
+    } else {
+      loaded++;
+    }
+  }
+  rt_set_free(&file);
+  if (!rc) printf("%s: %d parameters loaded, %d initialised from the seed\n", path, loaded, fresh);
+  return rc;
 }
 
 int dlc_cmd_train(int argc, char **argv) {
@@ -265,7 +273,7 @@ int dlc_cmd_train(int argc, char **argv) {
   if (trainer_load_data(&t) || (f.resume && trainer_resume(&t, f.resume))) goto out;
   printf("training %s: %lld samples (%lld validation, %lld test), batch %lld, %s, lr %g, %s backend\n", m.g.name,
          (long long)t.train.n, (long long)t.val.n, (long long)t.test.n, (long long)cfg.batch,
-         pass_optim_names[cfg.opt.kind], cfg.opt.lr, cfg.backend == BACKEND_C ? "c" : "interp");
+         pass_optim_names[cfg.opt.kind], cfg.opt.lr, cfg.backend == BACKEND_JIT ? "jit" : cfg.backend == BACKEND_C ? "c" : "interp");
   rc = train_loop(&t, &f, &d);
   if (rc == 0 && final_test(&t) == 0) status = 0;
   if (rc == 1) status = 130;

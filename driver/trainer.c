@@ -3,8 +3,8 @@
  *
  * A Trainer holds two graphs built from the model: the train step
  * (forward, loss, backward, optimizer update; passes/train.c) and the
- * evaluation step (forward and loss).  With the C backend both are lowered
- * into one Program, so they share parameter and state storage inside the
+ * evaluation step (forward and loss).  With a compiled backend (C or the
+ * JIT; the same CModule interface) both are lowered into one Program, so they share parameter and state storage inside the
  * compiled module, and the module is the truth while training runs;
  * trainer_sync copies it back into t->tensors for checkpoints.  With the
  * interpreter, t->tensors is the truth and is updated in place.
@@ -94,11 +94,13 @@ int trainer_config(const Model *m, TrainConfig *cfg, Diags *d) {
   cfg->epochs = ts->epochs;
   cfg->seed = (uint64_t)ts->seed;
   cfg->val_split = ts->val_split;
-  cfg->backend = BACKEND_C;
+  cfg->backend = BACKEND_JIT;
   cfg->data_kind = ts->data.name;
   cfg->data_args[0] = call_str(&ts->data, 0);
   cfg->data_args[1] = call_str(&ts->data, 1);
   cfg->label_column = (int)call_num(&ts->data, "label_column", -1);
+  cfg->augment_flip = call_num(&ts->augment, "flip", 0) != 0;
+  cfg->augment_crop = (int64_t)call_num(&ts->augment, "crop", 0);
   return 0;
 }
 
@@ -135,12 +137,12 @@ static int add_state_tensors(Trainer *t, RtError *err) {
 
 static int build_backend(Trainer *t) {
   RtError err;
-  if (t->cfg.backend != BACKEND_C) return 0;
+  if (t->cfg.backend == BACKEND_INTERP) return 0;
   kir_program_init(&t->prog, &t->m->g);
   pass_lower(&t->prog, kir_func(&t->prog, "train_step", &t->tg));
   pass_lower(&t->prog, kir_func(&t->prog, "eval_step", &t->eg));
   pass_memplan(&t->prog);
-  t->mod = cg_c_build(&t->prog, NULL, &err);
+  t->mod = t->cfg.backend == BACKEND_JIT ? cg_jit_build(&t->prog, &err) : cg_c_build(&t->prog, NULL, &err);
   if (!t->mod || cg_c_set_params(t->mod, &t->tensors, &err)) {
     diag_plain(t->d, "dlc train", "%s", err.msg);
     return -1;
@@ -224,7 +226,7 @@ static int shape_data(Trainer *t, RtDataset *ds, const char *what) {
   if (t->acc_output >= 0) {
     const Node *logits = &t->m->g.nodes[t->m->g.outputs[t->acc_output].id];
     int64_t classes = logits->shape.d[1];
-    if (rt_dataset_check_labels(ds, classes, what, &err)) return diag_plain(t->d, what, "%s", err.msg), -1;
+    if (rt_dataset_check_labels(ds, classes, what, &err)) return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
   }
   return 0;
 }
@@ -354,7 +356,7 @@ static int run(Trainer *t, int train, Call *c, double *loss, int64_t *correct) {
   const Graph *g = train ? &t->tg : &t->eg;
   RtError err;
   c->outs = alloc_outputs(g, c->n);
-  int rc = t->cfg.backend == BACKEND_C ? call_c(t, train ? "train_step" : "eval_step", g, c, &err)
+  int rc = t->cfg.backend != BACKEND_INTERP ? call_c(t, train ? "train_step" : "eval_step", g, c, &err)
                                        : call_interp(t, g, c, &err);
   if (rc) diag_plain(t->d, "dlc train", "%s", err.msg);
   else {
@@ -365,6 +367,23 @@ static int run(Trainer *t, int train, Call *c, double *loss, int64_t *correct) {
     }
   }
   free_outputs(g, c->outs);
+  return rc;
+}
+
+int trainer_predict(Trainer *t, int64_t n, const float *x, const void *y, float *logits) {
+  if (t->acc_output < 0) return diag_plain(t->d, "predict", "the model's loss is not a classification loss"), -1;
+  const Graph *g = &t->eg;
+  Call c = {n, x, y, 0, 0, NULL};
+  RtError err;
+  c.outs = alloc_outputs(g, n);
+  int rc = t->cfg.backend != BACKEND_INTERP ? call_c(t, "eval_step", g, &c, &err) : call_interp(t, g, &c, &err);
+  if (rc) {
+    diag_plain(t->d, "predict", "%s", err.msg);
+  } else {
+    const Node *l = &g->nodes[g->outputs[1 + t->acc_output].id];
+    memcpy(logits, c.outs[1 + t->acc_output], sizeof(float) * (size_t)(n * l->shape.d[1]));
+  }
+  free_outputs(g, c.outs);
   return rc;
 }
 
@@ -431,6 +450,14 @@ static int64_t meta_int(const RtTensorSet *s, const char *key, int64_t deflt) {
   return v ? strtoll(v, NULL, 10) : deflt;
 }
 
+/* Same dtype and shape. */
+static int same_type(const RtTensor *a, const RtTensor *b) {
+  if (a->dtype != b->dtype || a->rank != b->rank) return 0;
+  for (int k = 0; k < a->rank; k++)
+    if (a->shape[k] != b->shape[k]) return 0;
+  return 1;
+}
+
 int trainer_resume(Trainer *t, const char *path) {
   RtTensorSet s;
   RtError err;
@@ -440,19 +467,77 @@ int trainer_resume(Trainer *t, const char *path) {
     rt_set_free(&s);
     return -1;
   }
+  /* Everything is checked before anything is copied, so a checkpoint that
+   * does not fit leaves the trainer as it was. */
   for (int i = 0; i < t->tensors.count; i++) {
-    RtTensor *dst = &t->tensors.items[i].t, *src = rt_set_find(&s, t->tensors.items[i].name);
-    if (!src) continue; /* state the checkpoint does not have starts at zero */
-    if (rt_tensor_numel(src) != rt_tensor_numel(dst) || src->dtype != dst->dtype) {
-      diag_plain(t->d, path, "tensor '%s' does not match the model", t->tensors.items[i].name);
+    const RtTensor *dst = &t->tensors.items[i].t, *src = rt_set_find(&s, t->tensors.items[i].name);
+    if (src && !same_type(src, dst)) {
+      char got[128], want[128];
+      diag_plain(t->d, path, "tensor '%s' is %s but the model needs %s", t->tensors.items[i].name,
+                 rt_shape_str(got, sizeof got, src->dtype, src->rank, src->shape),
+                 rt_shape_str(want, sizeof want, dst->dtype, dst->rank, dst->shape));
       rt_set_free(&s);
       return -1;
     }
-    memcpy(dst->data, src->data, rt_tensor_nbytes(dst));
+  }
+  for (int i = 0; i < t->tensors.count; i++) {
+    RtTensor *dst = &t->tensors.items[i].t, *src = rt_set_find(&s, t->tensors.items[i].name);
+    /* optimizer state the checkpoint lacks (a weights-only file) restarts at zero */
+    if (src) memcpy(dst->data, src->data, rt_tensor_nbytes(dst));
+    else memset(dst->data, 0, rt_tensor_nbytes(dst));
   }
   t->epoch = meta_int(&s, "dlc.epoch", 0);
   t->step = meta_int(&s, "dlc.step", 0);
   rt_set_free(&s);
   if (t->mod && cg_c_set_params(t->mod, &t->tensors, &err)) return diag_plain(t->d, path, "%s", err.msg), -1;
   return 0;
+}
+
+/* --- epochs ---------------------------------------------------------------------- */
+
+int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *stop) {
+  const RtDataset *ds = &t->train;
+  int64_t b = t->cfg.batch, n = ds->n, feat = rt_dataset_features(ds), nb = (n + b - 1) / b;
+  size_t ysize = rt_dtype_size(ds->y.dtype) * (size_t)(ds->y.rank > 1 ? ds->y.shape[1] : 1);
+  int64_t *order = malloc(sizeof(int64_t) * (size_t)(n + 1));
+  float *x = malloc(sizeof(float) * (size_t)(b * feat + 1));
+  char *y = malloc(ysize * (size_t)b + 1);
+  rt_epoch_order(n, t->cfg.seed, t->epoch, 1, order);
+  RtRng aug;
+  char stream[48];
+  snprintf(stream, sizeof stream, "augment/%lld", (long long)t->epoch);
+  rt_rng_seed_stream(&aug, t->cfg.seed, stream);
+  int augment = t->cfg.augment_flip || t->cfg.augment_crop > 0;
+  RtProgress pr;
+  char label[24];
+  snprintf(label, sizeof label, "epoch %d", (int)(t->epoch + 1) % 100000);
+  rt_progress_begin(&pr, stderr, label, nb, b, tty);
+  double start = rt_now(), sum = 0;
+  int64_t seen = 0, correct = 0, iteration = t->step;
+  int rc = 0;
+  es->lr = rt_schedule_lr(&t->cfg.sched, t->epoch, iteration);
+  for (int64_t i = 0; i < nb && !rc; i++) {
+    int64_t cnt = n - i * b < b ? n - i * b : b, c = 0;
+    rt_batch_gather(ds, order + i * b, cnt, x, y);
+    RtError err;
+    if (augment && rt_augment_batch(x, cnt, ds->x.rank - 1, ds->x.shape + 1, t->cfg.augment_flip, t->cfg.augment_crop,
+                                    &aug, &err)) {
+      diag_plain(t->d, "augment", "%s", err.msg);
+      rc = -1;
+      break;
+    }
+    double loss, lr = rt_schedule_lr(&t->cfg.sched, t->epoch, iteration++);
+    if (trainer_step(t, cnt, x, y, lr, &loss, &c)) rc = -1;
+    sum += loss * (double)cnt, seen += cnt, correct += c;
+    rt_progress_update(&pr, i + 1, sum / (double)seen, t->acc_output >= 0 ? (double)correct / (double)seen : NAN);
+    if (stop && *stop) rc = 1;
+  }
+  rt_progress_end(&pr);
+  es->loss = seen ? sum / (double)seen : NAN;
+  es->acc = seen && t->acc_output >= 0 ? (double)correct / (double)seen : NAN;
+  es->seconds = rt_now() - start;
+  free(order);
+  free(x);
+  free(y);
+  return rc;
 }

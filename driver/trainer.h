@@ -7,11 +7,14 @@
 #ifndef DLC_TRAINER_H
 #define DLC_TRAINER_H
 
+#include <signal.h>
+
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 
-typedef enum Backend { BACKEND_INTERP, BACKEND_C } Backend;
+/* The reference interpreter, emitted C in a shared object, or the LLVM JIT. */
+typedef enum Backend { BACKEND_INTERP, BACKEND_C, BACKEND_JIT } Backend;
 
 /* Settings of a run: the model's training section, overridden by flags. */
 typedef struct TrainConfig {
@@ -24,6 +27,8 @@ typedef struct TrainConfig {
   const char *data_kind;      /* fashion_mnist idx csv npy */
   const char *data_args[2];
   int label_column;           /* csv */
+  int augment_flip;           /* random horizontal flips */
+  int64_t augment_crop;       /* random shifts of up to this many pixels */
 } TrainConfig;
 
 typedef struct Trainer {
@@ -35,7 +40,7 @@ typedef struct Trainer {
   int x_input, y_input;       /* model graph nodes fed by the data set */
   int acc_output;             /* index among the model's outputs of the logits, or -1 */
   RtTensorSet tensors;        /* parameters and optimizer state */
-  Program prog;               /* BACKEND_C */
+  Program prog;               /* BACKEND_C, BACKEND_JIT */
   CModule *mod;
   int64_t epoch, step;        /* epochs finished, optimizer steps taken */
   RtDataset train, val, test;
@@ -56,6 +61,18 @@ int trainer_load_data(Trainer *t);
 int trainer_step(Trainer *t, int64_t n, const float *x, const void *y, double lr, double *loss, int64_t *correct);
 /* Mean loss and accuracy over a data set, in batches. */
 int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc);
+typedef struct EpochStats {
+  double loss, acc, val_loss, val_acc, lr, seconds;
+} EpochStats;
+
+/* One pass over the training set in the order of (seed, epoch), with a
+ * progress line on stderr when tty.  Stops after the current batch once
+ * *stop is set.  Returns 0, -1 on error, 1 if stopped; t->epoch is not
+ * advanced (the caller decides whether the epoch counts). */
+int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *stop);
+/* Logits of n samples x (the model's input layout) into logits (n x classes);
+ * y are their labels (the eval step computes the loss too). */
+int trainer_predict(Trainer *t, int64_t n, const float *x, const void *y, float *logits);
 /* Brings t->tensors up to date with the backend. */
 int trainer_sync(Trainer *t);
 /* Checkpoints: parameters, optimizer state, and metadata (epoch, step,

@@ -17,10 +17,11 @@
  * never create parameters with the same name.
  *
  * A call resolves its name as a block, then a layer (layers.c), then a
- * primitive op of ops.def.  An op's arguments are its tensor operands
- * (positionally) followed by its attributes, positionally or by keyword in
- * the order of ir_attr_specs; ir_op then runs the shape rule and reports
- * shape errors itself.
+ * primitive op of ops.def; a layer and an op may share a name (conv2d),
+ * and then a second argument that is a tensor selects the op.  An op's
+ * arguments are its tensor operands (positionally) followed by its
+ * attributes, positionally or by keyword in the order of ir_attr_specs;
+ * ir_op then runs the shape rule and reports shape errors itself.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -758,11 +759,19 @@ static Value unknown_function(Parser *P, Expr *e) {
   return val_err();
 }
 
+/* A layer named like an op (conv2d) takes sizes after its input; a call
+ * whose second argument is a tensor is the op: conv2d(x, w, b, stride=2). */
+static int calls_the_op(Parser *P, Expr *e) {
+  int op = ir_op_lookup(e->name);
+  return op >= 0 && !(ir_ops[op].flags & (OPF_SOURCE | OPF_INTERNAL)) && e->nargs >= 2 && !e->args[1].key &&
+         is_operand_expr(P, e->args[1].val);
+}
+
 static Value eval_call(Parser *P, Expr *e) {
   const BlockDef *b = find_block(P, e->name);
   if (b) return call_block(P, b, e);
   const LayerDef *l = fe_layer_lookup(e->name);
-  if (l) return fe_call_layer(P, l, e);
+  if (l && !calls_the_op(P, e)) return fe_call_layer(P, l, e);
   int op = ir_op_lookup(e->name);
   if (op >= 0 && !(ir_ops[op].flags & (OPF_SOURCE | OPF_INTERNAL))) return call_op(P, op, e);
   return unknown_function(P, e);

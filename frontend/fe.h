@@ -233,7 +233,7 @@ struct Parser {
   int start_errors;     /* d->nerrors when loading began */
   Stmt *train;          /* the train section, once seen */
   int in_train;
-  Token *settings[8];   /* where each training setting was given */
+  Token *settings[9];   /* where each training setting was given */
 };
 
 void fe_exec_stmt(Parser *P, Stmt *s);

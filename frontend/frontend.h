@@ -40,6 +40,7 @@ typedef struct TrainSpec {
   CallSpec optimizer;        /* sgd adam adamw rmsprop adagrad (checked) */
   CallSpec schedule;         /* constant step exponential cosine cyclic (checked) */
   CallSpec data;             /* fashion_mnist idx csv npy (checked) */
+  CallSpec augment;          /* augment(flip, crop): per mini-batch, training only */
   int64_t batch, epochs, seed;
   double val_split;
   int ngroups;               /* per-parameter-group learning rates */

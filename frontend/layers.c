@@ -7,7 +7,11 @@
  * parameters PREFIX.weight, PREFIX.bias, ... and builds primitive ops over
  * them.  Parameter layouts follow PyTorch (nn.Linear's weight is
  * [out, in]), so trained weights load into the equivalent torch module by
- * name.  Adding conv2d or batchnorm is one function and one table row.
+ * name.  Adding a layer is one function and one table row.
+ *
+ * A layer may share its name with the primitive op it builds (conv2d):
+ * build.c calls the op instead when the call's second argument is a
+ * tensor (conv2d(x, w, b, stride=2)), and the layer when it is a size.
  */
 #include <string.h>
 
@@ -49,12 +53,149 @@ static int build_dense(Parser *P, const char *prefix, Token *at, const Value *v)
   return ir_op(P->g, OP_LINEAR, ops, v[2].ival ? 3 : 2, NULL, fe_loc(P, at));
 }
 
+/* --- convolutions ------------------------------------------------------------------
+ * conv2d, conv1d and conv_transpose2d create PREFIX.weight in PyTorch's
+ * layout ([out, in / groups, kh, kw], transposed: [in, out / groups, kh,
+ * kw]) and PREFIX.bias [out], and pass the geometry on to the op of the same
+ * name, whose shape rule checks it. */
+
+static const SigParam conv2d_sig[] = {
+    {"x", SK_TENSOR, NULL, NULL, CHK_NONE},
+    {"out_channels", SK_INT, NULL, NULL, CHK_POS},
+    {"kernel", SK_LIST, NULL, NULL, CHK_NONE},
+    {"stride", SK_LIST, "1", NULL, CHK_NONE},
+    {"padding", SK_LIST, "0", NULL, CHK_NONE},
+    {"padding_mode", SK_ENUM, "zeros", "zeros|reflect|replicate", CHK_NONE},
+    {"dilation", SK_LIST, "1", NULL, CHK_NONE},
+    {"groups", SK_INT, "1", NULL, CHK_POS},
+    {"bias", SK_BOOL, "true", NULL, CHK_NONE},
+};
+
+static const SigParam conv_transpose2d_sig[] = {
+    {"x", SK_TENSOR, NULL, NULL, CHK_NONE},
+    {"out_channels", SK_INT, NULL, NULL, CHK_POS},
+    {"kernel", SK_LIST, NULL, NULL, CHK_NONE},
+    {"stride", SK_LIST, "1", NULL, CHK_NONE},
+    {"padding", SK_LIST, "0", NULL, CHK_NONE},
+    {"output_padding", SK_LIST, "0", NULL, CHK_NONE},
+    {"groups", SK_INT, "1", NULL, CHK_POS},
+    {"dilation", SK_LIST, "1", NULL, CHK_NONE},
+    {"bias", SK_BOOL, "true", NULL, CHK_NONE},
+};
+
+/* The channels of x, which must be [N, C, ...] of rank rank with a
+ * constant C; -1 after an error. */
+static int64_t channels_of(Parser *P, const char *layer, Token *at, int x, int rank, const char *layout) {
+  const Node *n = &P->g->nodes[x];
+  char ty[128];
+  ir_type_str(P->g, n->dtype, &n->shape, ty, sizeof ty);
+  if (n->shape.rank != rank || DIM_IS_SYM(n->shape.d[1])) {
+    diag_error(P->d, fe_loc(P, at), "%s needs an input %s with a constant number of channels C, not %s", layer,
+               layout, ty);
+    return -1;
+  }
+  return n->shape.d[1];
+}
+
+/* The kernel extents (nsp of them, one integer standing for all). */
+static int kernel_of(Parser *P, const char *layer, Token *at, Value v, int nsp, int64_t *k) {
+  int ok = v.nlist == 1 || v.nlist == nsp;
+  for (int i = 0; i < v.nlist && ok; i++) ok = !v.sym[i] && v.list[i] > 0;
+  if (!ok) {
+    diag_error(P->d, fe_loc(P, at), "'kernel' of %s must be %s", layer,
+               nsp == 1 ? "one positive integer" : "a positive integer or two ([kh, kw])");
+    return -1;
+  }
+  for (int i = 0; i < nsp; i++) k[i] = v.list[v.nlist == 1 ? 0 : i];
+  return 0;
+}
+
+/* Sets list attribute name of op from layer argument v (absent: the op's default). */
+static int set_list(Parser *P, const char *layer, Token *at, Attrs *a, OpKind op, const char *name, Value v) {
+  Dim d[IR_MAX_RANK];
+  for (int i = 0; i < v.nlist; i++) {
+    if (v.sym[i]) {
+      diag_error(P->d, fe_loc(P, at), "'%s' of %s takes integers, not the dimension symbol '%s'", name, layer,
+                 P->g->syms[v.list[i]].name);
+      return -1;
+    }
+    d[i] = v.list[i];
+  }
+  return v.nlist < 0 ? 0 : ir_attr_set_list(a, op, name, d, v.nlist);
+}
+
+/* PREFIX.weight of shape ws and, with bias, PREFIX.bias [out]; then op. */
+static int conv_params_and_op(Parser *P, const char *prefix, Token *at, OpKind op, int x, const Shape *ws,
+                              int64_t out, int bias, const Attrs *a) {
+  ParamInit init = {INIT_TORCH_DEFAULT, 0, 0};
+  Shape bs = {1, {out}};
+  int ops[3] = {x, fe_new_param(P, fe_join(P, prefix, "weight"), ws, init, at), -1};
+  if (ops[1] < 0) return -1;
+  if (bias && (ops[2] = fe_new_param(P, fe_join(P, prefix, "bias"), &bs, init, at)) < 0) return -1;
+  return ir_op(P->g, op, ops, bias ? 3 : 2, a, fe_loc(P, at));
+}
+
+/* conv2d(x, out_channels, kernel, stride, padding, padding_mode, dilation,
+ * groups, bias), and conv1d with the same arguments. */
+static int build_conv(Parser *P, const char *prefix, Token *at, const Value *v, OpKind op) {
+  const char *name = ir_ops[op].name;
+  int one_d = op == OP_CONV1D, nsp = one_d ? 1 : 2;
+  int64_t c = channels_of(P, name, at, v[0].id, nsp + 2, one_d ? "[N, C, L]" : "[N, C, H, W]"), k[2];
+  if (c < 0 || kernel_of(P, name, at, v[2], nsp, k)) return -1;
+  int64_t out = v[1].ival, groups = v[7].ival;
+  if (c % groups) {
+    diag_error(P->d, fe_loc(P, at), "%s: the %lld input channels do not divide into %lld groups", name, (long long)c,
+               (long long)groups);
+    return -1;
+  }
+  Attrs a = ir_attrs_default(op);
+  if (set_list(P, name, at, &a, op, "stride", v[3]) || set_list(P, name, at, &a, op, "padding", v[4]) ||
+      set_list(P, name, at, &a, op, "dilation", v[6]))
+    return -1;
+  ir_attr_set_enum(&a, op, "padding_mode", v[5].str);
+  a.groups = groups;
+  Shape ws = {nsp + 2, {out, c / groups, k[0], k[1]}};
+  return conv_params_and_op(P, prefix, at, op, v[0].id, &ws, out, (int)v[8].ival, &a);
+}
+
+static int build_conv2d(Parser *P, const char *prefix, Token *at, const Value *v) {
+  return build_conv(P, prefix, at, v, OP_CONV2D);
+}
+
+static int build_conv1d(Parser *P, const char *prefix, Token *at, const Value *v) {
+  return build_conv(P, prefix, at, v, OP_CONV1D);
+}
+
+static int build_conv_transpose2d(Parser *P, const char *prefix, Token *at, const Value *v) {
+  const char *name = "conv_transpose2d";
+  int64_t c = channels_of(P, name, at, v[0].id, 4, "[N, C, H, W]"), k[2];
+  if (c < 0 || kernel_of(P, name, at, v[2], 2, k)) return -1;
+  int64_t out = v[1].ival, groups = v[6].ival;
+  if (out % groups) {
+    diag_error(P->d, fe_loc(P, at), "%s: out_channels %lld do not divide into %lld groups", name, (long long)out,
+               (long long)groups);
+    return -1;
+  }
+  Attrs a = ir_attrs_default(OP_CONV_TRANSPOSE2D);
+  if (set_list(P, name, at, &a, OP_CONV_TRANSPOSE2D, "stride", v[3]) ||
+      set_list(P, name, at, &a, OP_CONV_TRANSPOSE2D, "padding", v[4]) ||
+      set_list(P, name, at, &a, OP_CONV_TRANSPOSE2D, "output_padding", v[5]) ||
+      set_list(P, name, at, &a, OP_CONV_TRANSPOSE2D, "dilation", v[7]))
+    return -1;
+  a.groups = groups;
+  Shape ws = {4, {c, out / groups, k[0], k[1]}};
+  return conv_params_and_op(P, prefix, at, OP_CONV_TRANSPOSE2D, v[0].id, &ws, out, (int)v[8].ival, &a);
+}
+
 /* --- the table ------------------------------------------------------------------ */
 
 #define SIG(s) s, (int)(sizeof s / sizeof s[0])
 
 static const LayerDef layers[] = {
     {"dense", SIG(dense_sig), build_dense},
+    {"conv2d", SIG(conv2d_sig), build_conv2d},
+    {"conv1d", SIG(conv2d_sig), build_conv1d},
+    {"conv_transpose2d", SIG(conv_transpose2d_sig), build_conv_transpose2d},
 };
 
 int fe_layer_count(void) { return (int)(sizeof layers / sizeof layers[0]); }

@@ -3,7 +3,7 @@
  *
  * Its statements are built as they are parsed.  Settings are assignments
  * to fixed names (loss, optimizer, schedule, data, batch, epochs, seed,
- * val_split); each is given at most once.  The optimizer, schedule and data
+ * val_split, augment); each is given at most once.  The optimizer, schedule and data
  * set are calls checked against the signature tables below and stored as
  * CallSpecs in a normal form: every argument keyed by its name, in
  * signature order, with the defaults filled in, so consumers never repeat
@@ -53,10 +53,15 @@ static const CallDef datasets[] = {
     {"npy", {S("x"), S("y")}},
 };
 
+/* Data augmentation, applied per mini-batch in training only. */
+static const CallDef augmentations[] = {
+    {"augment", {B("flip", "false"), I("crop", "0", CHK_NONNEG)}},
+};
+
 #define COUNT(a) (int)(sizeof a / sizeof a[0])
 
-enum { SET_LOSS, SET_OPTIMIZER, SET_SCHEDULE, SET_DATA, SET_BATCH, SET_EPOCHS, SET_SEED, SET_VAL_SPLIT };
-static const char *settings[] = {"loss", "optimizer", "schedule", "data", "batch", "epochs", "seed", "val_split"};
+enum { SET_LOSS, SET_OPTIMIZER, SET_SCHEDULE, SET_DATA, SET_BATCH, SET_EPOCHS, SET_SEED, SET_VAL_SPLIT, SET_AUGMENT };
+static const char *settings[] = {"loss", "optimizer", "schedule", "data", "batch", "epochs", "seed", "val_split", "augment"};
 
 static int nsig(const CallDef *c) {
   int n = 0;
@@ -207,6 +212,7 @@ static void run_setting(Parser *P, Stmt *s, int k) {
   case SET_EPOCHS: set_int(P, s, "epochs", 1, &t->epochs); break;
   case SET_SEED: set_int(P, s, "seed", 0, &t->seed); break;
   case SET_VAL_SPLIT: set_val_split(P, s); break;
+  case SET_AUGMENT: set_call(P, &t->augment, s->value, "augmentation", augmentations, COUNT(augmentations)); break;
   }
 }
 

@@ -12,49 +12,17 @@
 
 #include "ir/ir.h"
 
-static void dump_list(FILE *f, const Graph *g, const char *key, const Attrs *a) {
-  fprintf(f, " %s=[", key);
-  for (int i = 0; i < a->nlist; i++) {
-    Dim d = a->list[i];
-    if (i) fputs(", ", f);
-    if (DIM_IS_SYM(d) && d != DIM_INFER)
-      fputs(g->syms[DIM_SYM_ID(d)].name, f);
-    else
-      fprintf(f, "%lld", (long long)d);
-  }
-  fputc(']', f);
-}
-
-/* Attributes of n that differ from the defaults, as " key=value". */
+/* Attributes of n that differ from the defaults (or are required), as
+ * " key=value". */
 static void dump_attrs(FILE *f, const Graph *g, const Node *n) {
   Attrs d = ir_attrs_default(n->op);
-  const Attrs *a = &n->attr;
   AttrSpec specs[8];
   int ns = ir_attr_specs(n->op, specs, 8);
   for (int k = 0; k < ns; k++) {
-    const char *nm = specs[k].name;
-    switch (specs[k].kind) {
-    case ATTR_FLOAT:
-      if (a->f != d.f || specs[k].required) fprintf(f, " %s=%.9g", nm, a->f);
-      break;
-    case ATTR_BOOL:
-      if (a->keepdim != d.keepdim) fprintf(f, " %s=%d", nm, a->keepdim);
-      break;
-    case ATTR_ENUM:
-      if (a->reduction != d.reduction) fprintf(f, " %s=%s", nm, a->reduction == RED_SUM ? "sum" : "none");
-      break;
-    case ATTR_LIST:
-      if (a->nlist >= 0) dump_list(f, g, nm, a);
-      break;
-    case ATTR_INT: {
-      int64_t v = !strcmp(nm, "axis") ? a->axis : !strcmp(nm, "start") ? a->start
-                : !strcmp(nm, "end") ? a->end : !strcmp(nm, "step") ? a->step : a->pieces;
-      int64_t dv = !strcmp(nm, "axis") ? d.axis : !strcmp(nm, "start") ? d.start
-                 : !strcmp(nm, "end") ? d.end : !strcmp(nm, "step") ? d.step : d.pieces;
-      if (v != dv || specs[k].required) fprintf(f, " %s=%lld", nm, (long long)v);
-      break;
-    }
-    }
+    char v[256], dv[256];
+    ir_attr_format(g, &n->attr, n->op, specs[k].name, v, sizeof v);
+    ir_attr_format(g, &d, n->op, specs[k].name, dv, sizeof dv);
+    if (specs[k].required || strcmp(v, dv) != 0) fprintf(f, " %s=%s", specs[k].name, v);
   }
 }
 

@@ -282,6 +282,228 @@ static int infer_maxout(Ctx *c, const Node *x, Attrs *a, Shape *out) {
   return 0;
 }
 
+/* --- convolution and pooling (canonical forms: conv.h) ---------------------- */
+
+/* Expands list attribute l to want entries: absent gives deflt, one entry
+ * is repeated, and a padding of 4 takes 2 entries as (h, w) = [h, h, w, w].
+ * Every entry must be at least min. */
+static int canon_list(Ctx *c, IntList *l, const char *what, int want, int64_t deflt, int64_t min) {
+  if (l->n == 0) l->v[0] = deflt, l->n = 1;
+  if (l->n == 2 && want == 4) {
+    int64_t h = l->v[0], w = l->v[1];
+    l->v[0] = l->v[1] = h, l->v[2] = l->v[3] = w, l->n = 4;
+  }
+  if (l->n == 1)
+    for (int i = 1; i < want; i++) l->v[i] = l->v[0];
+  if (l->n != 1 && l->n != want)
+    return fail(c, "%s takes %s integers, not %d", what, want == 4 ? "1, 2 or 4" : want == 2 ? "1 or 2" : "1", l->n);
+  l->n = want;
+  for (int i = 0; i < want; i++)
+    if (l->v[i] < min)
+      return fail(c, "%s must be %s, not %lld", what, min > 0 ? "positive" : "zero or more", (long long)l->v[i]);
+  return 0;
+}
+
+/* x must have the given rank, and only its batch dimension may be a symbol. */
+static int image_input(Ctx *c, const Node *x, int rank, const char *layout) {
+  char b1[128];
+  if (x->shape.rank != rank) return fail(c, "input must be %s, not %s", layout, ty(c, x, b1));
+  for (int i = 1; i < rank; i++)
+    if (DIM_IS_SYM(x->shape.d[i]))
+      return fail(c, "input %s: only the batch dimension can be a symbol", ty(c, x, b1));
+  return 0;
+}
+
+static const char *const side_names[4] = {"top", "bottom", "left", "right"};
+
+/* "5x5" or "5" (1-D) */
+static const char *extent_str(const int64_t *v, int nsp, char *buf) {
+  if (nsp == 1) snprintf(buf, 48, "%lld", (long long)v[0]);
+  else snprintf(buf, 48, "%lldx%lld", (long long)v[0], (long long)v[1]);
+  return buf;
+}
+
+/* Spatial output extents of a window of kernel k over in (nsp dims) with
+ * canonical stride, dilation and padding; fails when the dilated kernel
+ * does not fit the padded input.  holder names the kernel's weight ("" for
+ * pools). */
+static int window_out(Ctx *c, const Node *x, const char *holder, int nsp, const int64_t *in, const int64_t *k,
+                      const Attrs *a, int ceil_mode, int64_t *out) {
+  char b1[128], e1[48], e2[48], e3[48];
+  int64_t eff[2], padded[2];
+  const int64_t *pad = a->padding.v;
+  int dilated = 0;
+  for (int i = 0; i < nsp; i++) {
+    int64_t d = a->dilation.n ? a->dilation.v[i] : 1;
+    dilated |= d > 1;
+    eff[i] = d * (k[i] - 1) + 1;
+    padded[i] = in[i] + pad[2 * i] + pad[2 * i + 1];
+  }
+  for (int i = 0; i < nsp; i++)
+    if (eff[i] > padded[i])
+      return fail(c, "kernel %s%s%s%s does not fit input %s padded to %s", extent_str(k, nsp, e1),
+                  dilated ? " dilated to " : "", dilated ? extent_str(eff, nsp, e2) : "", holder, ty(c, x, b1),
+                  extent_str(padded, nsp, e3));
+  for (int i = 0; i < nsp; i++) {
+    int64_t s = a->stride.v[i], num = padded[i] - eff[i];
+    out[i] = (ceil_mode ? num + s - 1 : num) / s + 1;
+    if (ceil_mode && (out[i] - 1) * s >= in[i] + pad[2 * i]) out[i]--; /* a last window only in the padding */
+  }
+  return 0;
+}
+
+/* conv2d and conv1d (and conv2d_grad_weight's forward): x [N, C, H, W] or
+ * [N, C, L], w [O, C / groups, kh, kw], bias [O]. */
+static int infer_conv(Ctx *c, OpKind op, const Node *x, const Node *w, const Node *bias, Attrs *a, Shape *out) {
+  char b1[128], b2[128];
+  int one_d = op == OP_CONV1D, r = one_d ? 3 : 4, nsp = r - 2;
+  if (image_input(c, x, r, one_d ? "[N, C, L]" : "[N, C, H, W]")) return -1;
+  int wsym = 0;
+  for (int i = 0; i < w->shape.rank; i++) wsym |= DIM_IS_SYM(w->shape.d[i]);
+  if (w->shape.rank != r || wsym)
+    return fail(c, "weight must be %s, not %s", one_d ? "[out, in / groups, k]" : "[out, in / groups, kh, kw]",
+                ty(c, w, b1));
+  if (canon_list(c, &a->stride, "stride", nsp, 1, 1) || canon_list(c, &a->dilation, "dilation", nsp, 1, 1) ||
+      canon_list(c, &a->padding, "padding", 2 * nsp, 0, 0))
+    return -1;
+  int64_t C = x->shape.d[1], O = w->shape.d[0], G = a->groups;
+  if (G < 1) return fail(c, "groups must be positive, not %lld", (long long)G);
+  if (C % G) return fail(c, "the %lld channels of input %s do not divide into %lld groups", (long long)C, ty(c, x, b1), (long long)G);
+  if (O % G)
+    return fail(c, "the %lld output channels of weight %s do not divide into %lld groups", (long long)O, ty(c, w, b1), (long long)G);
+  if (w->shape.d[1] * G != C) {
+    if (G == 1)
+      return fail(c, "weight %s takes %lld input channels, but input %s has %lld", ty(c, w, b1),
+                  (long long)w->shape.d[1], ty(c, x, b2), (long long)C);
+    return fail(c, "weight %s takes %lld input channels per group (%lld groups), but input %s has %lld", ty(c, w, b1),
+                (long long)w->shape.d[1], (long long)G, ty(c, x, b2), (long long)C);
+  }
+  if (bias && (bias->shape.rank != 1 || bias->shape.d[0] != O))
+    return fail(c, "bias %s does not match weight %s (out = %lld)", ty(c, bias, b1), ty(c, w, b2), (long long)O);
+  const int64_t *in = &x->shape.d[2], *pad = a->padding.v;
+  for (int i = 0; i < 2 * nsp && a->mode == PAD_REFLECT; i++)
+    if (pad[i] >= in[i / 2])
+      return fail(c, "reflect padding (%s %lld) must be smaller than the input's %s (%lld) in %s",
+                  side_names[i + (one_d ? 2 : 0)], (long long)pad[i], one_d ? "length" : i < 2 ? "height" : "width",
+                  (long long)in[i / 2], ty(c, x, b1));
+  char holder[200];
+  snprintf(holder, sizeof holder, " of weight %s", ty(c, w, b2));
+  int64_t o[2];
+  if (window_out(c, x, holder, nsp, in, &w->shape.d[2], a, 0, o)) return -1;
+  *out = (Shape){r, {x->shape.d[0], O, o[0], nsp > 1 ? o[1] : 0}};
+  return 0;
+}
+
+/* conv_transpose2d: x [N, C_in, H, W], w [C_in, O / groups, kh, kw]; each
+ * output extent is (in - 1) * stride - padding + dilation * (k - 1) +
+ * output_padding + 1. */
+static int infer_conv_transpose(Ctx *c, const Node *x, const Node *w, const Node *bias, Attrs *a, Shape *out) {
+  char b1[128], b2[128];
+  if (image_input(c, x, 4, "[N, C, H, W]")) return -1;
+  int wsym = 0;
+  for (int i = 0; i < w->shape.rank; i++) wsym |= DIM_IS_SYM(w->shape.d[i]);
+  if (w->shape.rank != 4 || wsym) return fail(c, "weight must be [in, out / groups, kh, kw], not %s", ty(c, w, b1));
+  if (canon_list(c, &a->stride, "stride", 2, 1, 1) || canon_list(c, &a->dilation, "dilation", 2, 1, 1) ||
+      canon_list(c, &a->padding, "padding", 4, 0, 0) || canon_list(c, &a->output_padding, "output_padding", 2, 0, 0))
+    return -1;
+  int64_t C = x->shape.d[1], G = a->groups, O = w->shape.d[1] * G;
+  if (G < 1) return fail(c, "groups must be positive, not %lld", (long long)G);
+  if (C % G) return fail(c, "the %lld channels of input %s do not divide into %lld groups", (long long)C, ty(c, x, b1), (long long)G);
+  if (w->shape.d[0] != C)
+    return fail(c, "weight %s takes %lld input channels, but input %s has %lld", ty(c, w, b1), (long long)w->shape.d[0],
+                ty(c, x, b2), (long long)C);
+  if (bias && (bias->shape.rank != 1 || bias->shape.d[0] != O))
+    return fail(c, "bias %s does not match weight %s (out = %lld)", ty(c, bias, b1), ty(c, w, b2), (long long)O);
+  int64_t o[2];
+  for (int i = 0; i < 2; i++) {
+    int64_t s = a->stride.v[i], op = a->output_padding.v[i];
+    if (op >= s) return fail(c, "output_padding %lld must be smaller than stride %lld", (long long)op, (long long)s);
+    o[i] = (x->shape.d[2 + i] - 1) * s - a->padding.v[2 * i] - a->padding.v[2 * i + 1] +
+           a->dilation.v[i] * (w->shape.d[2 + i] - 1) + op + 1;
+  }
+  if (o[0] <= 0 || o[1] <= 0)
+    return fail(c, "the padding leaves an output of %lldx%lld from input %s and weight %s", (long long)o[0],
+                (long long)o[1], ty(c, x, b1), ty(c, w, b2));
+  *out = (Shape){4, {x->shape.d[0], O, o[0], o[1]}};
+  return 0;
+}
+
+/* max_pool2d and avg_pool2d: padding at most half the (dilated) kernel,
+ * as PyTorch requires, so every window holds an input element. */
+static int infer_pool(Ctx *c, OpKind op, const Node *x, Attrs *a, Shape *out) {
+  char b1[128];
+  int is_max = op == OP_MAX_POOL2D || op == OP_MAX_POOL2D_GRAD;
+  if (image_input(c, x, 4, "[N, C, H, W]")) return -1;
+  if (a->kernel.n == 0) return fail(c, "needs a kernel size");
+  if (canon_list(c, &a->kernel, "kernel", 2, 1, 1)) return -1;
+  if (a->stride.n == 0) a->stride = a->kernel;
+  if (canon_list(c, &a->stride, "stride", 2, 1, 1) || canon_list(c, &a->padding, "padding", 4, 0, 0) ||
+      (is_max && canon_list(c, &a->dilation, "dilation", 2, 1, 1)))
+    return -1;
+  for (int i = 0; i < 4; i++) {
+    int64_t k = a->kernel.v[i / 2], eff = is_max ? a->dilation.v[i / 2] * (k - 1) + 1 : k;
+    if (2 * a->padding.v[i] > eff)
+      return fail(c, "%s padding %lld is more than half the %skernel %lld (input %s)", side_names[i],
+                  (long long)a->padding.v[i], is_max && eff != k ? "dilated " : "", (long long)eff, ty(c, x, b1));
+  }
+  int64_t o[2];
+  if (window_out(c, x, "", 2, &x->shape.d[2], a->kernel.v, a, a->ceil_mode, o)) return -1;
+  *out = (Shape){4, {x->shape.d[0], x->shape.d[1], o[0], o[1]}};
+  return 0;
+}
+
+static int infer_global_pool(Ctx *c, const Node *x, Shape *out) {
+  char b1[128];
+  if (x->shape.rank != 4) return fail(c, "input must be [N, C, H, W], not %s", ty(c, x, b1));
+  *out = (Shape){4, {x->shape.d[0], x->shape.d[1], 1, 1}};
+  return 0;
+}
+
+static int infer_upsample(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+  if (image_input(c, x, 4, "[N, C, H, W]")) return -1;
+  if (canon_list(c, &a->scale, "scale_factor", 2, 1, 1)) return -1;
+  *out = x->shape;
+  out->d[2] *= a->scale.v[0];
+  out->d[3] *= a->scale.v[1];
+  return 0;
+}
+
+/* pad: pads covers the last n / 2 dimensions, last first, as torch's pad. */
+static int infer_pad(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+  char b1[128], b2[32];
+  int r = x->shape.rank, n = a->padding.n;
+  if (n == 0 || n % 2 || n > 2 * r)
+    return fail(c, "pads takes 2 integers (left, right) per padded dimension, last dimension first, at most %d "
+                "for %s, not %d", 2 * r, ty(c, x, b1), n);
+  *out = x->shape;
+  for (int i = 0; i < n; i++) {
+    int dim = r - 1 - i / 2;
+    Dim d = x->shape.d[dim];
+    int64_t p = a->padding.v[i];
+    if (p < 0) return fail(c, "pads must be zero or more, not %lld", (long long)p);
+    if (DIM_IS_SYM(d)) return fail(c, "cannot pad symbolic dimension %s of %s", dimstr(c, d, b2), ty(c, x, b1));
+    if (a->mode == PAD_REFLECT && p >= d)
+      return fail(c, "reflect padding %lld of dimension %d must be smaller than its size %lld in %s", (long long)p, dim,
+                  (long long)d, ty(c, x, b1));
+    out->d[dim] += p;
+  }
+  return 0;
+}
+
+/* The forward result of a family gradient op's x, to check dy against. */
+static int infer_conv_family_grad(Ctx *c, OpKind op, const Node *const *xs, Attrs *a, Shape *fwd) {
+  const Node *x = xs[1];
+  switch ((int)op) {
+  case OP_CONV2D_GRAD_WEIGHT: return infer_conv(c, OP_CONV2D, x, xs[2], NULL, a, fwd);
+  case OP_MAX_POOL2D_GRAD:
+  case OP_AVG_POOL2D_GRAD: return infer_pool(c, op, x, a, fwd);
+  case OP_UPSAMPLE_GRAD: return infer_upsample(c, x, a, fwd);
+  case OP_PAD_GRAD: return infer_pad(c, x, a, fwd);
+  }
+  IR_ASSERT(!"not a convolution-family gradient");
+  return -1;
+}
+
 static int check_operands(Ctx *c, OpKind op, const Node *const *xs, int nin) {
   const OpInfo *info = &ir_ops[op];
   char b1[128];
@@ -351,6 +573,14 @@ static int infer_grad(Ctx *c, OpKind op, const Node *const *xs, Attrs *a, Shape 
     if (!rc && !ir_shape_eq(&xs[2]->shape, &fwd)) return fail(c, "the maximum %s does not match", ty(c, xs[2], b1));
     break;
   case OP_MAXOUT_GRAD: rc = infer_maxout(c, x, a, &fwd); break;
+  case OP_CONV2D_GRAD_WEIGHT:
+  case OP_MAX_POOL2D_GRAD:
+  case OP_AVG_POOL2D_GRAD:
+  case OP_UPSAMPLE_GRAD:
+  case OP_PAD_GRAD:
+    rc = infer_conv_family_grad(c, op, xs, a, &fwd);
+    if (op == OP_CONV2D_GRAD_WEIGHT) *out = xs[2]->shape;
+    break;
   case OP_CE_GRAD: {
     Attrs la = *a;
     const Node *ops[2] = {x, xs[2]};
@@ -442,6 +672,20 @@ int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *att
     return infer_reduce(&c, xs[0], a, out);
   case OP_MAXOUT:
     return infer_maxout(&c, xs[0], a, out);
+  case OP_CONV2D:
+  case OP_CONV1D:
+    return infer_conv(&c, op, xs[0], xs[1], nin > 2 ? xs[2] : NULL, a, out);
+  case OP_CONV_TRANSPOSE2D:
+    return infer_conv_transpose(&c, xs[0], xs[1], nin > 2 ? xs[2] : NULL, a, out);
+  case OP_MAX_POOL2D:
+  case OP_AVG_POOL2D:
+    return infer_pool(&c, op, xs[0], a, out);
+  case OP_GLOBAL_AVG_POOL:
+    return infer_global_pool(&c, xs[0], out);
+  case OP_UPSAMPLE:
+    return infer_upsample(&c, xs[0], a, out);
+  case OP_PAD:
+    return infer_pad(&c, xs[0], a, out);
   case OP_CROSS_ENTROPY:
   case OP_BCE_LOGITS:
   case OP_MSE_LOSS:
@@ -461,6 +705,11 @@ int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *att
   case OP_MAX_GRAD:
   case OP_MAXOUT_GRAD:
   case OP_CE_GRAD:
+  case OP_CONV2D_GRAD_WEIGHT:
+  case OP_MAX_POOL2D_GRAD:
+  case OP_AVG_POOL2D_GRAD:
+  case OP_UPSAMPLE_GRAD:
+  case OP_PAD_GRAD:
     *dt = DT_F32;
     return infer_grad(&c, op, xs, a, out);
   case OP_SGD_STEP:

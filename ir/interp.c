@@ -21,7 +21,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "ir/ir.h"
+#include "ir/conv.h"
 
 /* --- indexing helpers ---------------------------------------------------- */
 
@@ -633,6 +633,21 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_MEAN:
   case OP_MAX: op_reduce(x, out, a, n->op); break;
   case OP_MAXOUT: op_maxout(x, out, a); break;
+  case OP_CONV2D:
+  case OP_CONV1D:
+  case OP_CONV_TRANSPOSE2D:
+  case OP_MAX_POOL2D:
+  case OP_AVG_POOL2D:
+  case OP_GLOBAL_AVG_POOL:
+  case OP_UPSAMPLE:
+  case OP_PAD:
+  case OP_CONV2D_GRAD_WEIGHT:
+  case OP_MAX_POOL2D_GRAD:
+  case OP_AVG_POOL2D_GRAD:
+  case OP_UPSAMPLE_GRAD:
+  case OP_PAD_GRAD:
+    ir_interp_conv(g, n, vals, out); /* conv.c */
+    break;
   case OP_CROSS_ENTROPY: return op_cross_entropy(x, y, out, a->reduction, err);
   case OP_BCE_LOGITS: op_pointwise_loss(x, y, out, a->reduction, bce_elem); break;
   case OP_MSE_LOSS: op_pointwise_loss(x, y, out, a->reduction, mse_elem); break;

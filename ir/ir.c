@@ -27,14 +27,22 @@ int ir_op_lookup(const char *name) {
 
 /* --- attributes --------------------------------------------------------- */
 
-typedef enum AttrField { AF_F, AF_AXIS, AF_START, AF_END, AF_STEP, AF_PIECES, AF_KEEPDIM, AF_REDUCTION, AF_LIST, AF_HP, AF_FLAG } AttrField;
+typedef enum AttrField {
+  AF_F, AF_AXIS, AF_START, AF_END, AF_STEP, AF_PIECES, AF_KEEPDIM, AF_REDUCTION, AF_LIST, AF_HP, AF_FLAG,
+  AF_STRIDE, AF_PADDING, AF_DILATION, AF_KERNEL, AF_OUT_PAD, AF_SCALE, AF_GROUPS, AF_MODE, AF_CEIL,
+  AF_COUNT_PAD,
+} AttrField;
 
+/* An attribute name means the same field for every op, except where ops
+ * lists the ops an entry is for (pad's mode and upsample's mode are one
+ * field with different choices). */
 static const struct {
   const char *name;
   AttrField field;
   AttrKind kind;
   const char *choices;
   int hp;                   /* AF_HP: index into Attrs.hp */
+  const char *ops;          /* space-separated op names, or NULL: any op */
 } attr_fields[] = {
     {"slope", AF_F, ATTR_FLOAT},     {"alpha", AF_F, ATTR_FLOAT},
     {"exponent", AF_F, ATTR_FLOAT},  {"value", AF_F, ATTR_FLOAT},
@@ -55,6 +63,14 @@ static const struct {
     {"eps", AF_HP, ATTR_FLOAT, NULL, HP_EPS},
     {"lr_decay", AF_HP, ATTR_FLOAT, NULL, HP_LR_DECAY},
     {"decoupled", AF_HP, ATTR_FLOAT, NULL, HP_DECOUPLED},
+    {"stride", AF_STRIDE, ATTR_LIST},     {"padding", AF_PADDING, ATTR_LIST},
+    {"pads", AF_PADDING, ATTR_LIST},      {"dilation", AF_DILATION, ATTR_LIST},
+    {"kernel", AF_KERNEL, ATTR_LIST},     {"output_padding", AF_OUT_PAD, ATTR_LIST},
+    {"scale_factor", AF_SCALE, ATTR_LIST}, {"groups", AF_GROUPS, ATTR_INT},
+    {"ceil_mode", AF_CEIL, ATTR_BOOL},    {"count_include_pad", AF_COUNT_PAD, ATTR_BOOL},
+    {"padding_mode", AF_MODE, ATTR_ENUM, "zeros|reflect|replicate"},
+    {"mode", AF_MODE, ATTR_ENUM, "nearest|bilinear", 0, "upsample upsample_grad"},
+    {"mode", AF_MODE, ATTR_ENUM, "constant|reflect|replicate"},
 };
 
 /* The index of word in a '|'-separated list of choices, or -1. */
@@ -67,11 +83,41 @@ static int choice_index(const char *choices, const char *word, size_t n) {
   return -1;
 }
 
-static int field_index(const char *name, size_t n) {
+/* Whether word is one of the space-separated names in list. */
+static int in_list(const char *list, const char *word) {
+  size_t n = strlen(word);
+  for (const char *p = list; *p; p += strspn(p, " ")) {
+    size_t len = strcspn(p, " ");
+    if (len == n && strncmp(p, word, n) == 0) return 1;
+    p += len;
+  }
+  return 0;
+}
+
+/* The attr_fields entry of name for op (op < 0: the first of any op). */
+static int field_index(int op, const char *name, size_t n) {
   for (size_t i = 0; i < sizeof attr_fields / sizeof attr_fields[0]; i++)
-    if (strlen(attr_fields[i].name) == n && strncmp(attr_fields[i].name, name, n) == 0)
+    if (strlen(attr_fields[i].name) == n && strncmp(attr_fields[i].name, name, n) == 0 &&
+        (op < 0 || !attr_fields[i].ops || in_list(attr_fields[i].ops, ir_ops[op].name)))
       return (int)i;
   return -1;
+}
+
+/* The IntList that field f of a is, or NULL. */
+static IntList *int_list(Attrs *a, AttrField f) {
+  switch (f) {
+  case AF_STRIDE: return &a->stride;
+  case AF_PADDING: return &a->padding;
+  case AF_DILATION: return &a->dilation;
+  case AF_KERNEL: return &a->kernel;
+  case AF_OUT_PAD: return &a->output_padding;
+  case AF_SCALE: return &a->scale;
+  case AF_F: case AF_AXIS: case AF_START: case AF_END: case AF_STEP: case AF_PIECES: case AF_KEEPDIM:
+  case AF_REDUCTION: case AF_LIST: case AF_HP: case AF_FLAG: case AF_GROUPS: case AF_MODE: case AF_CEIL:
+  case AF_COUNT_PAD:
+    break;
+  }
+  return NULL;
 }
 
 int ir_attr_specs(OpKind op, AttrSpec *out, int max) {
@@ -81,7 +127,7 @@ int ir_attr_specs(OpKind op, AttrSpec *out, int max) {
     while (*p == ' ') p++;
     if (!*p) break;
     size_t len = strcspn(p, " =");
-    int fi = field_index(p, len);
+    int fi = field_index(op, p, len);
     IR_ASSERT(fi >= 0 && n < max);
     out[n].name = attr_fields[fi].name;
     out[n].kind = attr_fields[fi].kind;
@@ -110,7 +156,13 @@ static void set_field(Attrs *a, int fi, int64_t i, double d) {
   case AF_REDUCTION: a->reduction = (int)i; break;
   case AF_FLAG: a->flag = i; break;
   case AF_HP: a->hp[attr_fields[fi].hp] = d; break;
-  case AF_LIST: break;
+  case AF_GROUPS: a->groups = i; break;
+  case AF_MODE: a->mode = (int)i; break;
+  case AF_CEIL: a->ceil_mode = i != 0; break;
+  case AF_COUNT_PAD: a->count_include_pad = i != 0; break;
+  case AF_LIST: case AF_STRIDE: case AF_PADDING: case AF_DILATION: case AF_KERNEL: case AF_OUT_PAD:
+  case AF_SCALE:
+    break;
   }
 }
 
@@ -123,8 +175,14 @@ Attrs ir_attrs_default(OpKind op) {
   AttrSpec specs[8];
   int n = ir_attr_specs(op, specs, 8);
   for (int k = 0; k < n; k++) {
-    if (!specs[k].deflt || specs[k].kind == ATTR_LIST) continue;
-    int fi = field_index(specs[k].name, strlen(specs[k].name));
+    if (!specs[k].deflt) continue;
+    int fi = field_index(op, specs[k].name, strlen(specs[k].name));
+    IntList *l = int_list(&a, attr_fields[fi].field);
+    if (l) { /* "stride=1" is the one-entry list [1]; "stride=kernel" is absent */
+      l->n = specs[k].deflt[0] >= '0' && specs[k].deflt[0] <= '9';
+      l->v[0] = strtoll(specs[k].deflt, NULL, 10);
+    }
+    if (specs[k].kind == ATTR_LIST) continue;
     int64_t iv = strncmp(specs[k].deflt, "max", 3) == 0 ? ATTR_MAX : strtoll(specs[k].deflt, NULL, 10);
     if (specs[k].kind == ATTR_ENUM) iv = choice_index(specs[k].choices, specs[k].deflt, strcspn(specs[k].deflt, " "));
     set_field(&a, fi, iv, strtod(specs[k].deflt, NULL));
@@ -137,7 +195,7 @@ static int op_field(OpKind op, const char *name) {
   AttrSpec specs[8];
   int n = ir_attr_specs(op, specs, 8);
   for (int k = 0; k < n; k++)
-    if (strcmp(specs[k].name, name) == 0) return field_index(name, strlen(name));
+    if (strcmp(specs[k].name, name) == 0) return field_index(op, name, strlen(name));
   return -1;
 }
 
@@ -156,7 +214,7 @@ int ir_attr_set_float(Attrs *a, OpKind op, const char *name, double v) {
 }
 
 int ir_attr_hp_index(const char *name) {
-  int fi = field_index(name, strlen(name));
+  int fi = field_index(-1, name, strlen(name));
   return fi >= 0 && attr_fields[fi].field == AF_HP ? attr_fields[fi].hp : -1;
 }
 
@@ -171,10 +229,68 @@ int ir_attr_set_enum(Attrs *a, OpKind op, const char *name, const char *value) {
 
 int ir_attr_set_list(Attrs *a, OpKind op, const char *name, const Dim *v, int n) {
   int fi = op_field(op, name);
-  if (fi < 0 || attr_fields[fi].kind != ATTR_LIST || n > IR_MAX_RANK) return -1;
+  if (fi < 0 || attr_fields[fi].kind != ATTR_LIST || n < 0 || n > IR_MAX_RANK) return -1;
+  IntList *l = int_list(a, attr_fields[fi].field);
+  if (l) {
+    l->n = n;
+    memcpy(l->v, v, (size_t)n * sizeof *v);
+    return 0;
+  }
   a->nlist = n;
   memcpy(a->list, v, (size_t)n * sizeof *v);
   return 0;
+}
+
+/* The n-th '|'-separated word of choices into buf. */
+static const char *choice_name(const char *choices, int n, char *buf, size_t len) {
+  for (int i = 0; i < n && *choices; i++) choices += strcspn(choices, "|") + (choices[strcspn(choices, "|")] == '|');
+  snprintf(buf, len, "%.*s", (int)strcspn(choices, "|"), choices);
+  return buf;
+}
+
+static const char *format_dims(const Graph *g, const Dim *v, int n, char *buf, size_t len) {
+  size_t at = (size_t)snprintf(buf, len, "[");
+  for (int i = 0; i < n && at < len; i++) {
+    const char *sep = i ? ", " : "";
+    if (DIM_IS_SYM(v[i]) && v[i] != DIM_INFER && g)
+      at += (size_t)snprintf(buf + at, len - at, "%s%s", sep, g->syms[DIM_SYM_ID(v[i])].name);
+    else
+      at += (size_t)snprintf(buf + at, len - at, "%s%lld", sep, (long long)v[i]);
+  }
+  if (at < len) snprintf(buf + at, len - at, "]");
+  return buf;
+}
+
+const char *ir_attr_format(const Graph *g, const Attrs *a, OpKind op, const char *name, char *buf,
+                           size_t len) {
+  int fi = op_field(op, name);
+  if (fi < 0) return NULL;
+  Attrs copy = *a;
+  const IntList *l = int_list(&copy, attr_fields[fi].field);
+  int64_t iv = 0;
+  switch (attr_fields[fi].field) {
+  case AF_F: snprintf(buf, len, "%.9g", a->f); return buf;
+  case AF_HP: snprintf(buf, len, "%.9g", a->hp[attr_fields[fi].hp]); return buf;
+  case AF_LIST:
+    if (a->nlist < 0) return snprintf(buf, len, "all"), buf;
+    return format_dims(g, a->list, a->nlist, buf, len);
+  case AF_STRIDE: case AF_PADDING: case AF_DILATION: case AF_KERNEL: case AF_OUT_PAD: case AF_SCALE:
+    return format_dims(g, l->v, l->n, buf, len);
+  case AF_REDUCTION: return choice_name(attr_fields[fi].choices, a->reduction, buf, len);
+  case AF_MODE: return choice_name(attr_fields[fi].choices, a->mode, buf, len);
+  case AF_AXIS: iv = a->axis; break;
+  case AF_START: iv = a->start; break;
+  case AF_END: iv = a->end; break;
+  case AF_STEP: iv = a->step; break;
+  case AF_PIECES: iv = a->pieces; break;
+  case AF_KEEPDIM: iv = a->keepdim; break;
+  case AF_FLAG: iv = a->flag; break;
+  case AF_GROUPS: iv = a->groups; break;
+  case AF_CEIL: iv = a->ceil_mode; break;
+  case AF_COUNT_PAD: iv = a->count_include_pad; break;
+  }
+  snprintf(buf, len, "%lld", (long long)iv);
+  return buf;
 }
 
 /* --- graphs --------------------------------------------------------------- */

@@ -112,6 +112,8 @@ typedef struct Shape {
   Dim d[IR_MAX_RANK];
 } Shape;
 
+typedef struct Graph Graph;
+
 /* --- attributes ------------------------------------------------------------ */
 /* Optimizer hyperparameters, by index into Attrs.hp (torch.optim's names). */
 enum {
@@ -129,6 +131,20 @@ enum {
 };
 
 #define ATTR_MAX INT64_MAX
+
+/* A list attribute of the convolution and pooling ops: the n integers as
+ * given (n = 0: absent, the op's default), canonical after the shape rule
+ * (ir/conv.h says which form each op keeps). */
+typedef struct IntList {
+  int n;
+  int64_t v[IR_MAX_RANK];
+} IntList;
+
+/* How padded positions read: conv2d's padding_mode (zeros is constant 0)
+ * and pad's mode share these values. */
+typedef enum PadMode { PAD_CONSTANT, PAD_REFLECT, PAD_REPLICATE } PadMode;
+typedef enum UpsampleMode { UP_NEAREST, UP_BILINEAR } UpsampleMode;
+
 typedef struct Attrs {
   double f;                 /* slope, alpha, exponent, value */
   int64_t axis;             /* softmax, log_softmax, concat, slice, maxout */
@@ -140,6 +156,11 @@ typedef struct Attrs {
   Dim list[IR_MAX_RANK];
   int64_t flag;             /* expand_as: mean */
   double hp[HP_COUNT];      /* optimizer hyperparameters */
+  /* convolution, pooling, upsample and pad (value is f) */
+  IntList stride, padding, dilation, kernel, output_padding, scale;
+  int64_t groups;
+  int mode;                 /* padding_mode, pad's mode (PadMode); upsample's (UpsampleMode) */
+  int ceil_mode, count_include_pad;
 } Attrs;
 
 typedef enum Reduction { RED_MEAN, RED_SUM, RED_NONE } Reduction;
@@ -169,6 +190,10 @@ int ir_attr_hp_index(const char *name);
 /* Sets an ATTR_ENUM attribute by the name of its value. */
 int ir_attr_set_enum(Attrs *a, OpKind op, const char *name, const char *value);
 int ir_attr_set_list(Attrs *a, OpKind op, const char *name, const Dim *v, int n);
+/* Attribute name of a as .dl writes it ("2", "[1, 2]", "sum", "all"),
+ * symbols named from g; returns buf, or NULL when op has no such attribute. */
+const char *ir_attr_format(const Graph *g, const Attrs *a, OpKind op, const char *name, char *buf,
+                           size_t len);
 
 /* --- the graph ------------------------------------------------------------- */
 typedef struct ParamInit {

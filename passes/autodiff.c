@@ -180,6 +180,99 @@ static void vjp_pow(AD *a, const Node *n, int dy) {
   accumulate(a, n->in[0], op2(a, OP_MUL, dy, op2(a, OP_MUL, d, ir_const(a->g, n->attr.f, a->loc), NULL), NULL));
 }
 
+/* --- convolution and pooling ---------------------------------------------- */
+
+/* Sums dy over every axis but 1 (the channels): a convolution's bias. */
+static int channel_sum(AD *a, int dy) {
+  Dim axes[IR_MAX_RANK];
+  int r = nd(a, dy)->shape.rank, n = 0;
+  for (int i = 0; i < r; i++)
+    if (i != 1) axes[n++] = i;
+  Attrs at = ir_attrs_default(OP_SUM);
+  ir_attr_set_list(&at, OP_SUM, "axes", axes, n);
+  return op1(a, OP_SUM, dy, &at);
+}
+
+/* s with a height of 1 inserted (a 1-D convolution's operand as 2-D). */
+static Shape as_2d(const Shape *s) { return with_unit(s, 1); }
+
+/* The 2-D attributes of conv node n (conv2d, or conv1d seen with H = 1). */
+static Attrs conv2d_attrs(const Node *n) {
+  Attrs at = n->attr;
+  if (n->op == OP_CONV1D) {
+    at.stride = (IntList){2, {1, n->attr.stride.v[0]}};
+    at.dilation = (IntList){2, {1, n->attr.dilation.v[0]}};
+    at.padding = (IntList){4, {0, 0, n->attr.padding.v[0], n->attr.padding.v[1]}};
+  }
+  return at;
+}
+
+/* conv2d and conv1d.  With reflect or replicate padding the input is padded
+ * explicitly first, so the rule only ever sees zero padding:
+ * dx = conv_transpose2d(dy, w) with the output_padding that restores x's
+ * extent, dw = conv2d_grad_weight(dy, x), db = the channel sums of dy. */
+static void vjp_conv(AD *a, const Node *n, int dy) {
+  int x = n->in[0], w = n->in[1];
+  Attrs at = conv2d_attrs(n);
+  int x4 = x, w4 = w, dy4 = dy;
+  if (n->op == OP_CONV1D) {
+    Shape sx = as_2d(&nd(a, x)->shape), sw = as_2d(&nd(a, w)->shape), sy = as_2d(&nd(a, dy)->shape);
+    x4 = reshape_to(a, x, &sx), w4 = reshape_to(a, w, &sw), dy4 = reshape_to(a, dy, &sy);
+  }
+  int xp = x4;
+  Attrs pa = ir_attrs_default(OP_PAD);
+  if (at.mode != PAD_CONSTANT) {
+    const int64_t *p = at.padding.v;
+    Dim pads[4] = {p[2], p[3], p[0], p[1]};
+    ir_attr_set_list(&pa, OP_PAD, "pads", pads, 4);
+    pa.mode = at.mode;
+    xp = op1(a, OP_PAD, x4, &pa);
+    at.padding = (IntList){4, {0, 0, 0, 0}};
+    at.mode = PAD_CONSTANT;
+  }
+  if (a->needed[w]) {
+    Attrs gw = ir_attrs_default(OP_CONV2D_GRAD_WEIGHT);
+    gw.stride = at.stride, gw.padding = at.padding, gw.dilation = at.dilation, gw.groups = at.groups;
+    accumulate(a, w, reshape_to(a, op3(a, OP_CONV2D_GRAD_WEIGHT, dy4, xp, w4, &gw), &nd(a, w)->shape));
+  }
+  if (a->needed[x]) {
+    const Shape *sx = &nd(a, xp)->shape, *sw = &nd(a, w4)->shape;
+    Attrs tr = ir_attrs_default(OP_CONV_TRANSPOSE2D);
+    tr.stride = at.stride, tr.padding = at.padding, tr.dilation = at.dilation, tr.groups = at.groups;
+    tr.output_padding.n = 2;
+    for (int i = 0; i < 2; i++) /* the rows the forward's floor division dropped */
+      tr.output_padding.v[i] = (sx->d[2 + i] + at.padding.v[2 * i] + at.padding.v[2 * i + 1] -
+                                at.dilation.v[i] * (sw->d[2 + i] - 1) - 1) % at.stride.v[i];
+    int dx = op2(a, OP_CONV_TRANSPOSE2D, dy4, w4, &tr);
+    if (xp != x4) dx = op2(a, OP_PAD_GRAD, dx, x4, &pa);
+    accumulate(a, x, reshape_to(a, dx, &nd(a, x)->shape));
+  }
+  if (n->nin > 2) accumulate(a, n->in[2], channel_sum(a, dy));
+}
+
+/* conv_transpose2d is conv2d's data gradient, so its own gradients are
+ * conv2d (for x) and conv2d_grad_weight with dy and x in each other's
+ * roles (for w). */
+static void vjp_conv_transpose(AD *a, const Node *n, int dy) {
+  int x = n->in[0], w = n->in[1];
+  Attrs c = ir_attrs_default(OP_CONV2D);
+  c.stride = n->attr.stride, c.padding = n->attr.padding, c.dilation = n->attr.dilation, c.groups = n->attr.groups;
+  if (a->needed[x]) accumulate(a, x, op2(a, OP_CONV2D, dy, w, &c));
+  if (a->needed[w]) {
+    Attrs gw = ir_attrs_default(OP_CONV2D_GRAD_WEIGHT);
+    gw.stride = c.stride, gw.padding = c.padding, gw.dilation = c.dilation, gw.groups = c.groups;
+    accumulate(a, w, op3(a, OP_CONV2D_GRAD_WEIGHT, x, dy, w, &gw));
+  }
+  if (n->nin > 2) accumulate(a, n->in[2], channel_sum(a, dy));
+}
+
+/* global_avg_pool: dy spread evenly over each plane (expand_as's mean). */
+static void vjp_global_pool(AD *a, const Node *n, int dy) {
+  Attrs at = ir_attrs_default(OP_EXPAND_AS);
+  at.flag = 1;
+  accumulate(a, n->in[0], op2(a, OP_EXPAND_AS, dy, n->in[0], &at));
+}
+
 /* Contributions of node id (with gradient dy) to its operands. */
 static void vjp(AD *a, int id, int dy) {
   const Node *n = nd(a, id);
@@ -235,6 +328,16 @@ static void vjp(AD *a, int id, int dy) {
     vjp_reduce(a, n, id, dy);
     return;
   case OP_MAXOUT: accumulate(a, x, op2(a, OP_MAXOUT_GRAD, dy, x, &at)); return;
+  case OP_CONV2D:
+  case OP_CONV1D:
+    vjp_conv(a, n, dy);
+    return;
+  case OP_CONV_TRANSPOSE2D: vjp_conv_transpose(a, n, dy); return;
+  case OP_MAX_POOL2D: accumulate(a, x, op2(a, OP_MAX_POOL2D_GRAD, dy, x, &at)); return;
+  case OP_AVG_POOL2D: accumulate(a, x, op2(a, OP_AVG_POOL2D_GRAD, dy, x, &at)); return;
+  case OP_GLOBAL_AVG_POOL: vjp_global_pool(a, n, dy); return;
+  case OP_UPSAMPLE: accumulate(a, x, op2(a, OP_UPSAMPLE_GRAD, dy, x, &at)); return;
+  case OP_PAD: accumulate(a, x, op2(a, OP_PAD_GRAD, dy, x, &at)); return;
   case OP_CROSS_ENTROPY: accumulate(a, x, op3(a, OP_CE_GRAD, dy, x, y, &at)); return;
   case OP_BCE_LOGITS:
   case OP_MSE_LOSS:
@@ -255,6 +358,11 @@ static void vjp(AD *a, int id, int dy) {
   case OP_MAX_GRAD:
   case OP_MAXOUT_GRAD:
   case OP_CE_GRAD:
+  case OP_CONV2D_GRAD_WEIGHT:
+  case OP_MAX_POOL2D_GRAD:
+  case OP_AVG_POOL2D_GRAD:
+  case OP_UPSAMPLE_GRAD:
+  case OP_PAD_GRAD:
   case OP_SGD_STEP:
   case OP_ADAM_STEP:
   case OP_RMSPROP_STEP:

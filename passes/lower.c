@@ -19,15 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "passes/passes.h"
-
-typedef struct Lower {
-  Program *p;
-  Func *f;
-  const Graph *g;
-  int *buf;      /* node id -> buffer id, -1 for constants */
-  Kernel *k;
-} Lower;
+#include "passes/lower.h"
 
 static int new_var(Lower *L) { return L->k->nvars++; }
 static int new_local(Lower *L) { return L->k->nlocals++; }
@@ -723,6 +715,15 @@ static Stmt *adagrad_body(StepCtx *c, Expr *lr, Expr *t) {
   return s;
 }
 
+/* --- for the lowerings of op families in their own files (lower.h) ------------- */
+
+int lower_var(Lower *L) { return new_var(L); }
+int lower_local(Lower *L) { return new_local(L); }
+const Node *lower_node_of(Lower *L, int id) { return node(L, id); }
+Expr *lower_value(Lower *L, int id, Expr *index) { return value(L, id, index); }
+Expr *lower_numel(Lower *L, const Shape *s, int from, int to) { return numel_expr(L, s, from, to); }
+Stmt *lower_zero_fill(Lower *L, int id) { return zero_fill(L, id); }
+
 /* --- driver ----------------------------------------------------------------------- */
 
 static Stmt *lower_node(Lower *L, int id) {
@@ -763,6 +764,20 @@ static Stmt *lower_node(Lower *L, int id) {
   case OP_MAX:
     return lower_reduce(L, id);
   case OP_MAXOUT: return lower_maxout(L, id);
+  case OP_CONV2D:
+  case OP_CONV1D:
+  case OP_CONV_TRANSPOSE2D:
+  case OP_MAX_POOL2D:
+  case OP_AVG_POOL2D:
+  case OP_GLOBAL_AVG_POOL:
+  case OP_UPSAMPLE:
+  case OP_PAD:
+  case OP_CONV2D_GRAD_WEIGHT:
+  case OP_MAX_POOL2D_GRAD:
+  case OP_AVG_POOL2D_GRAD:
+  case OP_UPSAMPLE_GRAD:
+  case OP_PAD_GRAD:
+    return lower_conv(L, id); /* lower_conv.c */
   case OP_CROSS_ENTROPY: return lower_cross_entropy(L, id);
   case OP_BCE_LOGITS:
   case OP_MSE_LOSS:

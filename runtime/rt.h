@@ -333,4 +333,11 @@ typedef struct RtSchedule {
 
 double rt_schedule_lr(const RtSchedule *s, int64_t epoch, int64_t iteration);
 
+/* --- data augmentation (augment.c) -----------------------------------------
+ * In place on n samples of sample_shape (the last two dimensions are H, W):
+ * a left-right mirror with probability 1/2 (do_flip), and a random shift by
+ * up to crop pixels each way with zeros coming in (pad-and-crop). */
+RtStatus rt_augment_batch(float *x, int64_t n, int rank, const int64_t *sample_shape, int do_flip, int64_t crop,
+                          RtRng *r, RtError *err);
+
 #endif

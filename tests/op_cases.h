@@ -15,7 +15,7 @@
  *   batch   bit i set: dimension 0 of in<i> is the symbol "N" (max
  *           OPCASE_N_MAX) instead of its constant, to exercise binding;
  *   attrs   the attributes in .dl keyword syntax, space separated:
- *           "axis=1 start=-5 step=2", "axes=0,2 keepdim=1",
+ *           "axis=1 start=-5 step=2", "axes=0,2 keepdim=1", "padding=1,0,2,1",
  *           "reduction=sum", "shape=N,-1,2" (in a reshape shape, -1 is the
  *           inferred dimension and N the symbol), "end=max";
  *   cpos    with OPC_CONST(pos, value): a scalar constant operand (a
@@ -140,6 +140,43 @@ static const OpCase op_cases[] = {
     {"triplet_mean", OP_TRIPLET_LOSS, 3, B012},
     {"triplet_sum", OP_TRIPLET_LOSS, 3, 0, "margin=0.5 reduction=sum"},
     {"triplet_none", OP_TRIPLET_LOSS, 3, B012, "margin=2 reduction=none"},
+    /* convolution (the batch is the symbol N), pooling, upsample, pad;
+     * test_conv.c also checks their gradients against PyTorch's */
+    {"conv2d_plain", OP_CONV2D, 3, B0},
+    {"conv2d_stride2", OP_CONV2D, 3, B0, "stride=2"},
+    {"conv2d_pad1", OP_CONV2D, 3, B0, "padding=1"},
+    {"conv2d_pad_asym", OP_CONV2D, 3, B0, "padding=1,0,2,1"},
+    {"conv2d_reflect", OP_CONV2D, 3, B0, "padding=1 padding_mode=reflect"},
+    {"conv2d_replicate", OP_CONV2D, 3, 0, "padding=2,1 padding_mode=replicate"},
+    {"conv2d_dilation2", OP_CONV2D, 3, B0, "padding=1 dilation=2"},
+    {"conv2d_groups2", OP_CONV2D, 3, B0, "groups=2"},
+    {"conv2d_depthwise", OP_CONV2D, 3, B0, "padding=1 groups=3"},
+    {"conv2d_1x1", OP_CONV2D, 3, B0},
+    {"conv2d_nobias", OP_CONV2D, 2, B0, "stride=2,1 padding=1,0"},
+    {"conv1d_pad1", OP_CONV1D, 3, B0, "padding=1"},
+    {"conv1d_stride_dil", OP_CONV1D, 2, B0, "stride=2 padding=2,1 dilation=2"},
+    {"conv1d_reflect", OP_CONV1D, 3, 0, "padding=2 padding_mode=reflect groups=2"},
+    {"conv_transpose2d_s2", OP_CONV_TRANSPOSE2D, 3, B0, "stride=2 padding=1 output_padding=1"},
+    {"conv_transpose2d_groups", OP_CONV_TRANSPOSE2D, 3, B0, "stride=2 groups=2"},
+    {"conv_transpose2d_dil", OP_CONV_TRANSPOSE2D, 2, B0, "dilation=2"},
+    {"upsample_nearest2", OP_UPSAMPLE, 1, B0, "scale_factor=2"},
+    {"upsample_nearest_23", OP_UPSAMPLE, 1, 0, "scale_factor=2,3"},
+    {"upsample_bilinear2", OP_UPSAMPLE, 1, B0, "scale_factor=2 mode=bilinear"},
+    {"upsample_bilinear3", OP_UPSAMPLE, 1, 0, "scale_factor=3 mode=bilinear"},
+    {"max_pool2d_2x2", OP_MAX_POOL2D, 1, B0, "kernel=2"},
+    {"max_pool2d_3s2p1", OP_MAX_POOL2D, 1, B0, "kernel=3 stride=2 padding=1"},
+    {"max_pool2d_ceil", OP_MAX_POOL2D, 1, 0, "kernel=2 stride=2 ceil_mode=1"},
+    {"max_pool2d_dilation", OP_MAX_POOL2D, 1, B0, "kernel=3 stride=1 padding=1 dilation=2"},
+    {"avg_pool2d_2x2", OP_AVG_POOL2D, 1, B0, "kernel=2"},
+    {"avg_pool2d_pad_incl", OP_AVG_POOL2D, 1, B0, "kernel=3 stride=2 padding=1"},
+    {"avg_pool2d_pad_excl", OP_AVG_POOL2D, 1, 0, "kernel=3 stride=2 padding=1 count_include_pad=0"},
+    {"avg_pool2d_ceil", OP_AVG_POOL2D, 1, B0, "kernel=3 stride=2 padding=1 ceil_mode=1"},
+    {"global_avg_pool", OP_GLOBAL_AVG_POOL, 1, B0},
+    {"pad_constant", OP_PAD, 1, 0, "pads=1,2 value=0.5"},
+    {"pad_constant_2d", OP_PAD, 1, B0, "pads=1,0,2,1"},
+    {"pad_reflect", OP_PAD, 1, B0, "pads=2,1,1,3 mode=reflect"},
+    {"pad_replicate", OP_PAD, 1, B0, "pads=3,2 mode=replicate"},
+    {"pad_replicate_2d", OP_PAD, 1, 0, "pads=1,2,2,0 mode=replicate"},
 };
 #define OPCASE_COUNT ((int)(sizeof op_cases / sizeof op_cases[0]))
 

@@ -29,6 +29,17 @@ static inline double tu_relerr(double a, double b, double floor_) {
   return d / (m > floor_ ? m : floor_);
 }
 
+/* Element i's error relative to the largest magnitude of want (norm-wise,
+ * with the 1e-6 floor of tu_relerr): the measure for kernels that sum in
+ * float, where an element that comes out of cancellation has an
+ * element-wise relative error no float32 computation can keep small, yet
+ * its absolute error is as small as the terms' rounding allows. */
+static inline double tu_normerr(const float *got, const float *want, int64_t n, int64_t i) {
+  double m = 1e-6;
+  for (int64_t k = 0; k < n; k++) m = fabs(want[k]) > m ? fabs(want[k]) : m;
+  return fabs((double)got[i] - want[i]) / m;
+}
+
 /* Reads a whole file into a malloc'd NUL-terminated string (NULL on error). */
 static inline char *tu_read_file(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");

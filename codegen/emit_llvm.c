@@ -1,0 +1,803 @@
+/*
+ * emit_llvm.c — lowers a Program to an LLVM module (LLVM 19 C API),
+ * optimises it for the host, and prints it as text or an object file.
+ *
+ * The module is the C emitter's output in another form, and its semantics
+ * are C's: the same external functions (P_<func> taking the int64 symbols
+ * then one pointer per argument, returning -1 when a symbol is outside
+ * [1, max]; P_param, P_set_param, P_load, P_error), buffers in the same
+ * places (params and state as internal float arrays, zero or constant
+ * initialised; one 64-byte aligned arena per element type), and every
+ * expression evaluated with C's rules.  Each value carries the C type it
+ * would have in the emitted C, not just the kernel IR's type: integer
+ * constants are int when they fit, u8 promotes to int, binary operands
+ * meet at the usual arithmetic conversion, comparisons are int 0/1,
+ * expf-style calls convert their argument to float and the others to
+ * double, stores and locals convert to their declared type.  Loops are
+ * counted loops with an i64 phi; locals are allocas in the entry block,
+ * left to the optimiser's mem2reg.  `?:` and `&&` become selects when the
+ * arms cannot trap, and branches (as in C) when an arm loads memory or
+ * divides integers.  No decisions of its own: no noalias (the C has no
+ * restrict), no fast-math, no contraction (the C backend builds -std=c99,
+ * which does not contract either).
+ *
+ * The safetensors reader and the accessors are not built here: they are
+ * st_loader_impl.c, compiled ahead of time to IR (st_loader.ll.inc),
+ * linked into each module with internal linkage (two models can share a
+ * process or a link), and called by small wrappers that pass the model's
+ * table.  Failures of LLVM itself come back as "internal error: ...".
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/IRReader.h>
+#include <llvm-c/Linker.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#include "codegen/cg_llvm.h"
+#include "codegen/st_loader.h"
+
+_Static_assert(CG_PARAM_MAX_RANK == IR_MAX_RANK, "the param table's shape[] is IR_MAX_RANK long");
+
+static const char st_loader_ll[] =
+#include "codegen/st_loader.ll.inc"
+    ;
+
+#define ERRLEN 256   /* P_error's buffer, as in the emitted C */
+
+/* A value and the C type it has in the emitted C. */
+typedef struct Val {
+  LLVMValueRef v;
+  DType t;
+} Val;
+
+typedef struct Lower {
+  const Program *p;
+  const EmitOpts *o;
+  Arena a;
+  const char *pre;
+  LLVMContextRef cx;
+  LLVMModuleRef m;
+  LLVMBuilderRef b;           /* code */
+  LLVMBuilderRef ab;          /* allocas: the end of the entry block */
+  LLVMTypeRef i1, i8, i32, i64, f32, f64, ptr;
+  LLVMValueRef *storage;      /* per buffer: a param's or state's global */
+  LLVMValueRef arena[DT_COUNT];
+  LLVMValueRef table, err_msg;
+  int ntensors;
+  /* the function being built */
+  LLVMValueRef fn;
+  LLVMValueRef *bufptr;       /* per buffer: its address in this function */
+  LLVMValueRef syms[IR_MAX_SYMS];
+  /* the kernel being built */
+  LLVMValueRef *vars, *locals;
+  DType *ltype;
+} Lower;
+
+/* --- types and conversions ---------------------------------------------------- */
+
+static LLVMTypeRef lty(const Lower *L, DType t) {
+  switch (t) {
+  case DT_F32: return L->f32;
+  case DT_F64: return L->f64;
+  case DT_I32: return L->i32;
+  case DT_I64: return L->i64;
+  case DT_U8: return L->i8;
+  case DT_COUNT: break;
+  }
+  return L->i32;
+}
+
+static int is_float(DType t) { return t == DT_F32 || t == DT_F64; }
+static int int_bits(DType t) { return t == DT_U8 ? 8 : t == DT_I32 ? 32 : 64; }
+static DType promote(DType t) { return t == DT_U8 ? DT_I32 : t; }
+
+/* C's usual arithmetic conversion of two operand types. */
+static DType common(DType a, DType b) {
+  a = promote(a), b = promote(b);
+  if (a == DT_F64 || b == DT_F64) return DT_F64;
+  if (a == DT_F32 || b == DT_F32) return DT_F32;
+  if (a == DT_I64 || b == DT_I64) return DT_I64;
+  return DT_I32;
+}
+
+/* (to)v, as C converts. */
+static Val convert(Lower *L, Val v, DType to) {
+  LLVMTypeRef T = lty(L, to);
+  if (v.t == to) return v;
+  if (is_float(v.t) && is_float(to))
+    v.v = to == DT_F64 ? LLVMBuildFPExt(L->b, v.v, T, "") : LLVMBuildFPTrunc(L->b, v.v, T, "");
+  else if (is_float(v.t))
+    v.v = to == DT_U8 ? LLVMBuildFPToUI(L->b, v.v, T, "") : LLVMBuildFPToSI(L->b, v.v, T, "");
+  else if (is_float(to))
+    v.v = v.t == DT_U8 ? LLVMBuildUIToFP(L->b, v.v, T, "") : LLVMBuildSIToFP(L->b, v.v, T, "");
+  else if (int_bits(to) > int_bits(v.t))
+    v.v = v.t == DT_U8 ? LLVMBuildZExt(L->b, v.v, T, "") : LLVMBuildSExt(L->b, v.v, T, "");
+  else
+    v.v = LLVMBuildTrunc(L->b, v.v, T, "");
+  v.t = to;
+  return v;
+}
+
+static int is_cmp(BinOp op) { return op >= BIN_LT && op <= BIN_NE; }
+
+/* The C type of e in the emitted C (see the file comment). */
+static DType cty(const Lower *L, const Expr *e) {
+  switch (e->kind) {
+  case EX_FCONST: return DT_F32;
+  case EX_ICONST: return e->i >= INT32_MIN && e->i <= INT32_MAX ? DT_I32 : DT_I64;
+  case EX_VAR: return DT_I64;
+  case EX_SYM: return DT_I64;
+  case EX_LOCAL: return L->ltype[e->id];
+  case EX_LOAD: return L->p->bufs[e->id].dtype;
+  case EX_UNARY:
+    if (e->op == UN_NEG) return promote(cty(L, e->a));
+    return e->type == DT_F32 ? DT_F32 : DT_F64;
+  case EX_BINARY:
+    if (is_cmp((BinOp)e->op) || e->op == BIN_AND) return DT_I32;
+    if (e->op == BIN_POW || (e->type == DT_F32 && (e->op == BIN_MAX || e->op == BIN_MIN)))
+      return e->type == DT_F32 ? DT_F32 : DT_F64;
+    return common(cty(L, e->a), cty(L, e->b));
+  case EX_SELECT: return common(cty(L, e->b), cty(L, e->c));
+  case EX_CAST: return e->type;
+  }
+  return e->type;
+}
+
+/* Whether e can be evaluated when C would not (no loads, no integer division). */
+static int speculatable(const Lower *L, const Expr *e) {
+  if (!e) return 1;
+  if (e->kind == EX_LOAD) return 0;
+  if (e->kind == EX_BINARY && (e->op == BIN_DIV || e->op == BIN_MOD) && !is_float(cty(L, e))) return 0;
+  return speculatable(L, e->a) && speculatable(L, e->b) && speculatable(L, e->c);
+}
+
+/* --- expressions --------------------------------------------------------------- */
+
+static Val expr(Lower *L, const Expr *e);
+
+static Val typed(LLVMValueRef v, DType t) {
+  Val r = {v, t};
+  return r;
+}
+
+/* C's test of a scalar against zero, as an i1. */
+static LLVMValueRef truth(Lower *L, Val v) {
+  LLVMValueRef zero = LLVMConstNull(lty(L, v.t));
+  return is_float(v.t) ? LLVMBuildFCmp(L->b, LLVMRealUNE, v.v, zero, "") : LLVMBuildICmp(L->b, LLVMIntNE, v.v, zero, "");
+}
+
+static Val as_int(Lower *L, LLVMValueRef bit) { return typed(LLVMBuildZExt(L->b, bit, L->i32, ""), DT_I32); }
+
+static LLVMValueRef intrinsic(Lower *L, const char *name, LLVMTypeRef t, LLVMValueRef *args, unsigned n) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(L->m, id, &t, 1);
+  return LLVMBuildCall2(L->b, LLVMIntrinsicGetType(L->cx, id, &t, 1), f, args, n, "");
+}
+
+/* A call to libm's name (float or double, by t). */
+static LLVMValueRef libm(Lower *L, const char *name, LLVMTypeRef t, LLVMValueRef x) {
+  LLVMTypeRef fty = LLVMFunctionType(t, &t, 1, 0);
+  LLVMValueRef f = LLVMGetNamedFunction(L->m, name);
+  if (!f) f = LLVMAddFunction(L->m, name, fty);
+  return LLVMBuildCall2(L->b, fty, f, &x, 1, "");
+}
+
+static LLVMBasicBlockRef block(Lower *L, const char *name) { return LLVMAppendBasicBlockInContext(L->cx, L->fn, name); }
+
+/* cond ? b : c with only one arm evaluated, as C does; c NULL means 0. */
+static Val branches(Lower *L, LLVMValueRef cond, const Expr *b, const Expr *c, DType t) {
+  LLVMBasicBlockRef yes = block(L, "sel.then"), no = block(L, "sel.else"), join = block(L, "sel.join");
+  LLVMBuildCondBr(L->b, cond, yes, no);
+  LLVMPositionBuilderAtEnd(L->b, yes);
+  LLVMValueRef vb = convert(L, expr(L, b), t).v;
+  LLVMBasicBlockRef yes_end = LLVMGetInsertBlock(L->b);
+  LLVMBuildBr(L->b, join);
+  LLVMPositionBuilderAtEnd(L->b, no);
+  LLVMValueRef vc = c ? convert(L, expr(L, c), t).v : LLVMConstNull(lty(L, t));
+  LLVMBasicBlockRef no_end = LLVMGetInsertBlock(L->b);
+  LLVMBuildBr(L->b, join);
+  LLVMPositionBuilderAtEnd(L->b, join);
+  LLVMValueRef phi = LLVMBuildPhi(L->b, lty(L, t), "");
+  LLVMValueRef vals[2] = {vb, vc};
+  LLVMBasicBlockRef from[2] = {yes_end, no_end};
+  LLVMAddIncoming(phi, vals, from, 2);
+  return typed(phi, t);
+}
+
+static Val select_expr(Lower *L, const Expr *e) {
+  DType t = common(cty(L, e->b), cty(L, e->c));
+  LLVMValueRef cond = truth(L, expr(L, e->a));
+  if (!speculatable(L, e->b) || !speculatable(L, e->c)) return branches(L, cond, e->b, e->c, t);
+  LLVMValueRef vb = convert(L, expr(L, e->b), t).v;
+  LLVMValueRef vc = convert(L, expr(L, e->c), t).v;
+  return typed(LLVMBuildSelect(L->b, cond, vb, vc, ""), t);
+}
+
+/* a && b: b is evaluated only when a holds, unless that cannot matter. */
+static Val and_expr(Lower *L, const Expr *e) {
+  LLVMValueRef a = truth(L, expr(L, e->a));
+  if (!speculatable(L, e->b)) {
+    Expr zero = {.kind = EX_ICONST, .type = DT_I64};
+    Expr ne = {.kind = EX_BINARY, .type = DT_I32, .op = BIN_NE, .a = e->b, .b = &zero};
+    return branches(L, a, &ne, NULL, DT_I32);
+  }
+  return as_int(L, LLVMBuildAnd(L->b, a, truth(L, expr(L, e->b)), ""));
+}
+
+static Val compare(Lower *L, BinOp op, Val a, Val b) {
+  static const LLVMIntPredicate ip[] = {LLVMIntSLT, LLVMIntSLE, LLVMIntSGT, LLVMIntSGE, LLVMIntEQ, LLVMIntNE};
+  static const LLVMRealPredicate fp[] = {LLVMRealOLT, LLVMRealOLE, LLVMRealOGT, LLVMRealOGE, LLVMRealOEQ, LLVMRealUNE};
+  DType t = common(a.t, b.t);
+  a = convert(L, a, t), b = convert(L, b, t);
+  int k = op - BIN_LT;
+  return as_int(L, is_float(t) ? LLVMBuildFCmp(L->b, fp[k], a.v, b.v, "") : LLVMBuildICmp(L->b, ip[k], a.v, b.v, ""));
+}
+
+/* fmaxf/fminf for float, (a > b ? a : b) otherwise, as the C emitter prints. */
+static Val minmax(Lower *L, const Expr *e, Val a, Val b) {
+  int max = e->op == BIN_MAX;
+  if (e->type == DT_F32) {
+    LLVMValueRef args[2] = {convert(L, a, DT_F32).v, convert(L, b, DT_F32).v};
+    return typed(intrinsic(L, max ? "llvm.maxnum" : "llvm.minnum", L->f32, args, 2), DT_F32);
+  }
+  Val c = compare(L, max ? BIN_GT : BIN_LT, a, b);
+  DType t = common(a.t, b.t);
+  a = convert(L, a, t), b = convert(L, b, t);
+  return typed(LLVMBuildSelect(L->b, truth(L, c), a.v, b.v, ""), t);
+}
+
+static Val arith(Lower *L, BinOp op, Val a, Val b) {
+  DType t = common(a.t, b.t);
+  LLVMValueRef x = convert(L, a, t).v, y = convert(L, b, t).v, r = NULL;
+  int f = is_float(t);
+  switch (op) {
+  case BIN_ADD: r = f ? LLVMBuildFAdd(L->b, x, y, "") : LLVMBuildNSWAdd(L->b, x, y, ""); break;
+  case BIN_SUB: r = f ? LLVMBuildFSub(L->b, x, y, "") : LLVMBuildNSWSub(L->b, x, y, ""); break;
+  case BIN_MUL: r = f ? LLVMBuildFMul(L->b, x, y, "") : LLVMBuildNSWMul(L->b, x, y, ""); break;
+  case BIN_DIV: r = f ? LLVMBuildFDiv(L->b, x, y, "") : LLVMBuildSDiv(L->b, x, y, ""); break;
+  case BIN_MOD: r = f ? LLVMBuildFRem(L->b, x, y, "") : LLVMBuildSRem(L->b, x, y, ""); break;
+  case BIN_MAX: case BIN_MIN: case BIN_POW: case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: case BIN_EQ:
+  case BIN_NE: case BIN_AND: ir_internal_error(__FILE__, __LINE__, "not an arithmetic operator");
+  }
+  return typed(r, t);
+}
+
+static Val binary(Lower *L, const Expr *e) {
+  BinOp op = (BinOp)e->op;
+  if (op == BIN_AND) return and_expr(L, e);
+  Val a = expr(L, e->a), b = expr(L, e->b);
+  if (is_cmp(op)) return compare(L, op, a, b);
+  if (op == BIN_MAX || op == BIN_MIN) return minmax(L, e, a, b);
+  if (op == BIN_POW) {
+    DType t = e->type == DT_F32 ? DT_F32 : DT_F64;
+    LLVMValueRef args[2] = {convert(L, a, t).v, convert(L, b, t).v};
+    return typed(intrinsic(L, "llvm.pow", lty(L, t), args, 2), t);
+  }
+  return arith(L, op, a, b);
+}
+
+static Val unary(Lower *L, const Expr *e) {
+  Val a = expr(L, e->a);
+  if (e->op == UN_NEG) {
+    a = convert(L, a, promote(a.t));
+    LLVMValueRef zero = LLVMConstNull(lty(L, a.t));
+    return typed(is_float(a.t) ? LLVMBuildFNeg(L->b, a.v, "") : LLVMBuildNSWSub(L->b, zero, a.v, ""), a.t);
+  }
+  DType t = e->type == DT_F32 ? DT_F32 : DT_F64;
+  LLVMTypeRef T = lty(L, t);
+  LLVMValueRef x = convert(L, a, t).v, r = NULL;
+  int f = t == DT_F32;
+  switch ((UnOp)e->op) {
+  case UN_EXP: r = intrinsic(L, "llvm.exp", T, &x, 1); break;
+  case UN_LOG: r = intrinsic(L, "llvm.log", T, &x, 1); break;
+  case UN_SQRT: r = intrinsic(L, "llvm.sqrt", T, &x, 1); break;
+  case UN_ABS: r = intrinsic(L, "llvm.fabs", T, &x, 1); break;
+  case UN_TANH: r = libm(L, f ? "tanhf" : "tanh", T, x); break;
+  case UN_LOG1P: r = libm(L, f ? "log1pf" : "log1p", T, x); break;
+  case UN_NEG: break;
+  }
+  return typed(r, t);
+}
+
+static LLVMValueRef address(Lower *L, int buf, const Expr *index) {
+  LLVMValueRef i = convert(L, expr(L, index), DT_I64).v;
+  return LLVMBuildInBoundsGEP2(L->b, lty(L, L->p->bufs[buf].dtype), L->bufptr[buf], &i, 1, "");
+}
+
+static Val expr(Lower *L, const Expr *e) {
+  switch (e->kind) {
+  case EX_FCONST: return typed(LLVMConstReal(L->f32, (double)(float)e->f), DT_F32);
+  case EX_ICONST: return typed(LLVMConstInt(lty(L, cty(L, e)), (unsigned long long)e->i, 1), cty(L, e));
+  case EX_VAR: return typed(L->vars[e->id], DT_I64);
+  case EX_SYM: return typed(L->syms[e->id], DT_I64);
+  case EX_LOCAL: return typed(LLVMBuildLoad2(L->b, lty(L, L->ltype[e->id]), L->locals[e->id], ""), L->ltype[e->id]);
+  case EX_LOAD: {
+    DType t = L->p->bufs[e->id].dtype;
+    return typed(LLVMBuildLoad2(L->b, lty(L, t), address(L, e->id, e->a), ""), t);
+  }
+  case EX_UNARY: return unary(L, e);
+  case EX_BINARY: return binary(L, e);
+  case EX_SELECT: return select_expr(L, e);
+  case EX_CAST: return convert(L, expr(L, e->a), e->type);
+  }
+  ir_internal_error(__FILE__, __LINE__, "unknown expression kind");
+  return typed(NULL, DT_F32);
+}
+
+/* --- statements ---------------------------------------------------------------- */
+
+static void stmts(Lower *L, const Stmt *s);
+
+/* for (var = 0; var < extent; var++): the extent is evaluated each time
+ * round, as in C; it is loop-invariant, so LICM hoists it. */
+static void loop(Lower *L, const Stmt *s) {
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(L->b);
+  LLVMBasicBlockRef head = block(L, "loop"), body = block(L, "body"), done = block(L, "done");
+  LLVMBuildBr(L->b, head);
+  LLVMPositionBuilderAtEnd(L->b, head);
+  char name[16];
+  snprintf(name, sizeof name, "i%d", s->id);
+  LLVMValueRef i = LLVMBuildPhi(L->b, L->i64, name), zero = LLVMConstInt(L->i64, 0, 0);
+  LLVMAddIncoming(i, &zero, &pre, 1);
+  LLVMValueRef n = convert(L, expr(L, s->extent), DT_I64).v;
+  LLVMBuildCondBr(L->b, LLVMBuildICmp(L->b, LLVMIntSLT, i, n, ""), body, done);
+  LLVMPositionBuilderAtEnd(L->b, body);
+  L->vars[s->id] = i;
+  stmts(L, s->body);
+  LLVMValueRef next = LLVMBuildNSWAdd(L->b, i, LLVMConstInt(L->i64, 1, 0), "");
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(L->b);
+  LLVMBuildBr(L->b, head);
+  LLVMAddIncoming(i, &next, &latch, 1);
+  LLVMPositionBuilderAtEnd(L->b, done);
+}
+
+static void declare_local(Lower *L, int id, DType t) {
+  if (L->locals[id] && L->ltype[id] == t) return;
+  char name[16];
+  snprintf(name, sizeof name, "v%d", id);
+  L->locals[id] = LLVMBuildAlloca(L->ab, lty(L, t), name);
+  L->ltype[id] = t;
+}
+
+static void stmts(Lower *L, const Stmt *s) {
+  for (; s; s = s->next) {
+    switch (s->kind) {
+    case ST_LOOP: loop(L, s); break;
+    case ST_STORE: {
+      Val v = convert(L, expr(L, s->value), L->p->bufs[s->id].dtype);
+      LLVMBuildStore(L->b, v.v, address(L, s->id, s->index));
+      break;
+    }
+    case ST_LOCAL:
+      declare_local(L, s->id, s->type);
+      LLVMBuildStore(L->b, convert(L, expr(L, s->value), s->type).v, L->locals[s->id]);
+      break;
+    case ST_ASSIGN:
+      IR_ASSERT(L->locals[s->id]); /* assigned before it was declared */
+      LLVMBuildStore(L->b, convert(L, expr(L, s->value), L->ltype[s->id]).v, L->locals[s->id]);
+      break;
+    }
+  }
+}
+
+/* --- functions ----------------------------------------------------------------- */
+
+/* The C name of buffer b (the names emit_c.c gives). */
+static const char *bufname(Lower *L, int b) {
+  const Buffer *buf = &L->p->bufs[b];
+  const char *id = cg_c_prefix(&L->a, buf->name);
+  switch (buf->kind) {
+  case BUF_INPUT: return arena_printf(&L->a, "in_%s", id);
+  case BUF_OUTPUT: return arena_printf(&L->a, "out_%s", id);
+  case BUF_PARAM: return arena_printf(&L->a, "P_%s", id);
+  case BUF_STATE: return arena_printf(&L->a, "S_%s", id);
+  case BUF_TEMP: return arena_printf(&L->a, "t%d", b);
+  }
+  return "?";
+}
+
+static void add_attr(Lower *L, LLVMValueRef f, const char *name) {
+  unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+  LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->cx, kind, 0));
+}
+
+static LLVMValueRef declare_func(Lower *L, const Func *fn) {
+  const Graph *g = L->p->g;
+  int n = g->nsyms + fn->nargs;
+  LLVMTypeRef *params = arena_alloc(&L->a, sizeof *params * (size_t)(n + 1));
+  for (int i = 0; i < n; i++) params[i] = i < g->nsyms ? L->i64 : L->ptr;
+  LLVMValueRef f = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_%s", L->pre, fn->name),
+                                   LLVMFunctionType(L->i32, params, (unsigned)n, 0));
+  for (int s = 0; s < g->nsyms; s++) {
+    const char *nm = cg_c_prefix(&L->a, g->syms[s].name);
+    LLVMSetValueName2(LLVMGetParam(f, (unsigned)s), nm, strlen(nm));
+    L->syms[s] = LLVMGetParam(f, (unsigned)s);
+  }
+  for (int i = 0; i < fn->nargs; i++) {
+    const char *nm = bufname(L, fn->args[i]);
+    LLVMValueRef a = LLVMGetParam(f, (unsigned)(g->nsyms + i));
+    LLVMSetValueName2(a, nm, strlen(nm));
+    L->bufptr[fn->args[i]] = a;
+  }
+  add_attr(L, f, "nounwind");
+  return f;
+}
+
+/* if (sym < 1 || sym > MAX) return -1; for every symbol. */
+static void symbol_checks(Lower *L) {
+  const Graph *g = L->p->g;
+  LLVMBasicBlockRef bad = NULL;
+  for (int s = 0; s < g->nsyms; s++) {
+    if (!bad) bad = block(L, "bad_size");
+    LLVMValueRef lo = LLVMBuildICmp(L->b, LLVMIntSLT, L->syms[s], LLVMConstInt(L->i64, 1, 0), "");
+    LLVMValueRef hi = LLVMBuildICmp(L->b, LLVMIntSGT, L->syms[s], LLVMConstInt(L->i64, (unsigned long long)g->syms[s].max, 1), "");
+    LLVMBasicBlockRef ok = block(L, "size_ok");
+    LLVMBuildCondBr(L->b, LLVMBuildOr(L->b, lo, hi, ""), bad, ok);
+    LLVMPositionBuilderAtEnd(L->b, ok);
+  }
+  if (!bad) return;
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(L->b);
+  LLVMPositionBuilderAtEnd(L->b, bad);
+  LLVMBuildRet(L->b, LLVMConstInt(L->i32, (unsigned long long)-1, 1));
+  LLVMPositionBuilderAtEnd(L->b, here);
+}
+
+static void kernel(Lower *L, const Kernel *k) {
+  LLVMBasicBlockRef start = block(L, k->what);
+  LLVMBuildBr(L->b, start);
+  LLVMPositionBuilderAtEnd(L->b, start);
+  L->vars = arena_alloc(&L->a, sizeof *L->vars * (size_t)(k->nvars + 1));
+  L->locals = arena_alloc(&L->a, sizeof *L->locals * (size_t)(k->nlocals + 1));
+  L->ltype = arena_alloc(&L->a, sizeof *L->ltype * (size_t)(k->nlocals + 1));
+  stmts(L, k->body);
+}
+
+static void function(Lower *L, const Func *fn) {
+  const Program *p = L->p;
+  L->bufptr = arena_alloc(&L->a, sizeof *L->bufptr * (size_t)(p->nbufs + 1));
+  L->fn = declare_func(L, fn);
+  for (int b = 0; b < p->nbufs; b++) {
+    const Buffer *buf = &p->bufs[b];
+    if (buf->kind == BUF_PARAM || buf->kind == BUF_STATE) L->bufptr[b] = L->storage[b];
+    if (buf->kind != BUF_TEMP) continue;
+    LLVMValueRef off = LLVMConstInt(L->i64, (unsigned long long)buf->offset, 0);
+    L->bufptr[b] = LLVMConstInBoundsGEP2(lty(L, buf->dtype), L->arena[buf->dtype], &off, 1);
+  }
+  LLVMBasicBlockRef entry = block(L, "entry"), body = block(L, "start");
+  LLVMPositionBuilderAtEnd(L->ab, entry);
+  LLVMPositionBuilderAtEnd(L->b, body);
+  symbol_checks(L);
+  for (int k = 0; k < fn->nkernels; k++) kernel(L, &fn->kernels[k]);
+  LLVMBuildRet(L->b, LLVMConstInt(L->i32, 0, 0));
+  LLVMBuildBr(L->ab, body);
+}
+
+/* --- storage and the parameter table -------------------------------------------- */
+
+static LLVMValueRef global(Lower *L, const char *name, LLVMTypeRef t, LLVMValueRef init, int constant, unsigned align) {
+  LLVMValueRef g = LLVMAddGlobal(L->m, t, name);
+  LLVMSetInitializer(g, init ? init : LLVMConstNull(t));
+  LLVMSetLinkage(g, LLVMInternalLinkage);
+  LLVMSetGlobalConstant(g, constant);
+  if (align) LLVMSetAlignment(g, align);
+  return g;
+}
+
+static const RtTensor *embedded(Lower *L, const Buffer *b) {
+  return L->o && L->o->embed ? rt_set_find((RtTensorSet *)L->o->embed, b->name) : NULL;
+}
+
+/* Every embedded parameter must be there with the model's size. */
+static RtStatus check_embed(Lower *L, RtError *err) {
+  for (int b = 0; b < L->p->nbufs && L->o && L->o->embed; b++) {
+    const Buffer *buf = &L->p->bufs[b];
+    const RtTensor *t = embedded(L, buf);
+    if (buf->kind != BUF_PARAM && buf->kind != BUF_STATE) continue;
+    if (!t && buf->kind == BUF_PARAM) return rt_fail(err, RT_ERR_MISSING, "--embed-params: the file has no tensor '%s'", buf->name);
+    if (t && (t->dtype != DT_F32 || rt_tensor_numel(t) != buf->size || t->rank != buf->shape.rank))
+      return rt_fail(err, RT_ERR_SHAPE, "--embed-params: tensor '%s' does not have the model's shape", buf->name);
+  }
+  return RT_OK;
+}
+
+/* Params and state: zeroed arrays, or the embedded values' bytes. */
+static void storage(Lower *L) {
+  const Program *p = L->p;
+  L->storage = arena_alloc(&L->a, sizeof *L->storage * (size_t)(p->nbufs + 1));
+  for (int b = 0; b < p->nbufs; b++) {
+    const Buffer *buf = &p->bufs[b];
+    if (buf->kind != BUF_PARAM && buf->kind != BUF_STATE) continue;
+    const RtTensor *t = embedded(L, buf);
+    size_t bytes = (size_t)buf->size * rt_dtype_size(buf->dtype);
+    if (t) {
+      LLVMValueRef init = LLVMConstStringInContext2(L->cx, t->data, bytes, 1);
+      L->storage[b] = global(L, bufname(L, b), LLVMTypeOf(init), init, 1, 64);
+    } else {
+      L->storage[b] = global(L, bufname(L, b), LLVMArrayType2(lty(L, buf->dtype), (uint64_t)buf->size), NULL, 0, 64);
+    }
+  }
+}
+
+static void arenas(Lower *L) {
+  for (int t = 0; t < DT_COUNT; t++) {
+    int64_t n = L->p->arena_size[t];
+    if (!n) continue;
+    const char *name = arena_printf(&L->a, "A_%s", rt_dtype_name((DType)t));
+    L->arena[t] = global(L, name, LLVMArrayType2(lty(L, (DType)t), (uint64_t)n), NULL, 0, 64);
+  }
+}
+
+static LLVMTypeRef info_type(Lower *L) {
+  LLVMTypeRef f[6] = {L->ptr, L->i32, LLVMArrayType2(L->i64, IR_MAX_RANK), L->i64, L->ptr, L->i32};
+  return LLVMStructTypeInContext(L->cx, f, 6, 0);
+}
+
+static LLVMValueRef cstring(Lower *L, const char *s) {
+  LLVMValueRef init = LLVMConstStringInContext2(L->cx, s, strlen(s), 0);
+  LLVMValueRef g = global(L, ".name", LLVMTypeOf(init), init, 1, 1);
+  LLVMSetLinkage(g, LLVMPrivateLinkage);
+  LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
+  return g;
+}
+
+static LLVMValueRef info_entry(Lower *L, int b, int is_state) {
+  const Buffer *buf = &L->p->bufs[b];
+  LLVMValueRef dims[IR_MAX_RANK];
+  for (int i = 0; i < IR_MAX_RANK; i++)
+    dims[i] = LLVMConstInt(L->i64, i < buf->shape.rank ? (unsigned long long)buf->shape.d[i] : 0, 1);
+  LLVMValueRef f[6] = {cstring(L, buf->name), LLVMConstInt(L->i32, (unsigned long long)buf->shape.rank, 0),
+                       LLVMConstArray2(L->i64, dims, IR_MAX_RANK), LLVMConstInt(L->i64, (unsigned long long)buf->size, 1),
+                       L->storage[b], LLVMConstInt(L->i32, (unsigned long long)is_state, 0)};
+  return LLVMConstStructInContext(L->cx, f, 6, 0);
+}
+
+/* Parameters first, then optimizer state, each in buffer order. */
+static void param_table(Lower *L) {
+  const Program *p = L->p;
+  LLVMTypeRef it = info_type(L);
+  LLVMValueRef *rows = arena_alloc(&L->a, sizeof *rows * (size_t)(p->nbufs + 1));
+  int n = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (int b = 0; b < p->nbufs; b++)
+      if (p->bufs[b].kind == (pass ? BUF_STATE : BUF_PARAM)) rows[n++] = info_entry(L, b, pass);
+  L->ntensors = n;
+  if (!n) rows[0] = LLVMConstNull(it);
+  LLVMValueRef init = LLVMConstArray2(it, rows, (uint64_t)(n ? n : 1));
+  L->table = global(L, "params", LLVMTypeOf(init), init, 1, 8);
+  L->err_msg = global(L, "err_msg", LLVMArrayType2(L->i8, ERRLEN), NULL, 0, 1);
+}
+
+/* --- the support functions ------------------------------------------------------- */
+
+/* Parses the precompiled support IR and links it in; its functions become
+ * internal so that two models can live in one process or one link. */
+static RtStatus link_support(Lower *L, RtError *err) {
+  LLVMMemoryBufferRef buf =
+      LLVMCreateMemoryBufferWithMemoryRange(st_loader_ll, sizeof st_loader_ll - 1, "st_loader.ll", 1);
+  LLVMModuleRef sm = NULL;
+  char *msg = NULL;
+  if (LLVMParseIRInContext(L->cx, buf, &sm, &msg)) {
+    rt_fail(err, RT_ERR_FORMAT, "internal error: the safetensors support IR does not parse: %.400s", msg ? msg : "");
+    LLVMDisposeMessage(msg);
+    return RT_ERR_FORMAT;
+  }
+  if (LLVMLinkModules2(L->m, sm)) return rt_fail(err, RT_ERR_FORMAT, "internal error: cannot link the safetensors support");
+  for (LLVMValueRef f = LLVMGetFirstFunction(L->m); f; f = LLVMGetNextFunction(f)) {
+    if (LLVMIsDeclaration(f)) continue;
+    LLVMSetLinkage(f, LLVMInternalLinkage);
+    add_attr(L, f, "optnone"); /* optimised once already: not again per model */
+    add_attr(L, f, "noinline");
+  }
+  return RT_OK;
+}
+
+/* An external function pre_name; the builder is left in its body. */
+typedef struct Wrapper {
+  const char *name;
+  LLVMTypeRef ret;
+  LLVMTypeRef params[2];
+  int nparams;
+} Wrapper;
+
+static LLVMValueRef wrapper(Lower *L, const Wrapper *w) {
+  LLVMTypeRef fty = LLVMFunctionType(w->ret, (LLVMTypeRef *)w->params, (unsigned)w->nparams, 0);
+  LLVMValueRef f = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_%s", L->pre, w->name), fty);
+  add_attr(L, f, "nounwind");
+  LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->cx, f, "entry"));
+  return f;
+}
+
+static LLVMValueRef call_impl(Lower *L, const char *impl, LLVMValueRef *args, unsigned n) {
+  LLVMValueRef f = LLVMGetNamedFunction(L->m, impl);
+  IR_ASSERT(f);
+  return LLVMBuildCall2(L->b, LLVMGlobalGetValueType(f), f, args, n, "");
+}
+
+static void support_functions(Lower *L) {
+  const Program *p = L->p;
+  int keylen = 8, embedded_ = L->o && L->o->embed;
+  for (int b = 0; b < p->nbufs; b++)
+    if ((p->bufs[b].kind == BUF_PARAM || p->bufs[b].kind == BUF_STATE) && (int)strlen(p->bufs[b].name) + 2 > keylen)
+      keylen = (int)strlen(p->bufs[b].name) + 2;
+  LLVMValueRef n = LLVMConstInt(L->i32, (unsigned long long)L->ntensors, 0);
+  LLVMValueRef emb = LLVMConstInt(L->i32, (unsigned long long)embedded_, 0);
+  LLVMValueRef errlen = LLVMConstInt(L->i32, ERRLEN, 0), klen = LLVMConstInt(L->i32, (unsigned long long)keylen, 0);
+  LLVMValueRef entries = global(L, "st_entries", LLVMArrayType2(L->i8, sizeof(CgStEntry) * (size_t)(L->ntensors + 1)), NULL, 0, 8);
+  LLVMValueRef key = global(L, "st_key", LLVMArrayType2(L->i8, (uint64_t)keylen), NULL, 0, 1);
+
+  Wrapper wp = {"param", L->ptr, {L->i32}, 1};
+  LLVMValueRef f = wrapper(L, &wp);
+  LLVMValueRef a1[3] = {L->table, n, LLVMGetParam(f, 0)};
+  LLVMBuildRet(L->b, call_impl(L, "dlc_st_param_impl", a1, 3));
+
+  Wrapper ws = {"set_param", L->i32, {L->i32, L->ptr}, 2};
+  f = wrapper(L, &ws);
+  LLVMValueRef a2[7] = {L->table, n, LLVMGetParam(f, 0), LLVMGetParam(f, 1), emb, L->err_msg, errlen};
+  LLVMBuildRet(L->b, call_impl(L, "dlc_st_set_param_impl", a2, 7));
+
+  Wrapper wl = {"load", L->i32, {L->ptr}, 1};
+  f = wrapper(L, &wl);
+  LLVMValueRef a3[9] = {LLVMGetParam(f, 0), L->table, n, entries, key, klen, emb, L->err_msg, errlen};
+  LLVMBuildRet(L->b, call_impl(L, "dlc_st_load_impl", a3, 9));
+
+  Wrapper we = {"error", L->ptr, {NULL}, 0};
+  wrapper(L, &we);
+  LLVMBuildRet(L->b, L->err_msg);
+}
+
+/* --- the module -------------------------------------------------------------------- */
+
+static void lower_init(Lower *L, const Program *p, LLVMContextRef cx, const EmitOpts *o) {
+  memset(L, 0, sizeof *L);
+  L->p = p, L->o = o, L->cx = cx;
+  arena_init(&L->a);
+  L->pre = cg_c_prefix(&L->a, p->name);
+  L->m = LLVMModuleCreateWithNameInContext(L->pre, cx);
+  L->b = LLVMCreateBuilderInContext(cx);
+  L->ab = LLVMCreateBuilderInContext(cx);
+  L->i1 = LLVMInt1TypeInContext(cx), L->i8 = LLVMInt8TypeInContext(cx);
+  L->i32 = LLVMInt32TypeInContext(cx), L->i64 = LLVMInt64TypeInContext(cx);
+  L->f32 = LLVMFloatTypeInContext(cx), L->f64 = LLVMDoubleTypeInContext(cx);
+  L->ptr = LLVMPointerTypeInContext(cx, 0);
+}
+
+static void lower_done(Lower *L) {
+  LLVMDisposeBuilder(L->b);
+  LLVMDisposeBuilder(L->ab);
+  arena_free(&L->a);
+}
+
+LLVMModuleRef cg_llvm_build(const Program *p, LLVMContextRef cx, const EmitOpts *o, RtError *err) {
+  Lower L;
+  lower_init(&L, p, cx, o);
+  if (check_embed(&L, err) || link_support(&L, err)) {
+    LLVMDisposeModule(L.m);
+    lower_done(&L);
+    return NULL;
+  }
+  storage(&L);
+  arenas(&L);
+  param_table(&L);
+  support_functions(&L);
+  for (int i = 0; i < p->nfuncs; i++) function(&L, &p->funcs[i]);
+  LLVMModuleRef m = L.m;
+  lower_done(&L);
+  if (cg_llvm_verify(m, err)) {
+    LLVMDisposeModule(m);
+    return NULL;
+  }
+  return m;
+}
+
+RtStatus cg_llvm_verify(LLVMModuleRef m, RtError *err) {
+  char *msg = NULL;
+  if (!LLVMVerifyModule(m, LLVMReturnStatusAction, &msg)) {
+    LLVMDisposeMessage(msg);
+    return RT_OK;
+  }
+  rt_fail(err, RT_ERR_FORMAT, "internal error: the generated LLVM module does not verify: %.400s", msg ? msg : "");
+  LLVMDisposeMessage(msg);
+  return RT_ERR_FORMAT;
+}
+
+RtStatus cg_llvm_fail(RtError *err, LLVMErrorRef e, const char *what) {
+  char *msg = LLVMGetErrorMessage(e);
+  rt_fail(err, RT_ERR_FORMAT, "internal error: %s: %.400s", what, msg);
+  LLVMDisposeErrorMessage(msg);
+  return RT_ERR_FORMAT;
+}
+
+/* --- the host target, optimisation, output ---------------------------------------- */
+
+void cg_llvm_init(void) {
+  static int done;
+  if (done) return;
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+  LLVMInitializeNativeAsmParser();
+  done = 1;
+}
+
+LLVMTargetMachineRef cg_llvm_host_machine(LLVMRelocMode reloc, RtError *err) {
+  cg_llvm_init();
+  char *triple = LLVMGetDefaultTargetTriple(), *msg = NULL;
+  LLVMTargetRef target;
+  LLVMTargetMachineRef tm = NULL;
+  if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
+    rt_fail(err, RT_ERR_FORMAT, "internal error: no LLVM target for %s: %s", triple, msg ? msg : "");
+  } else {
+    char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
+    tm = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelAggressive, reloc, LLVMCodeModelDefault);
+    if (!tm) rt_fail(err, RT_ERR_FORMAT, "internal error: cannot make a target machine for %s (%s)", triple, cpu);
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(features);
+  }
+  LLVMDisposeMessage(msg);
+  LLVMDisposeMessage(triple);
+  return tm;
+}
+
+RtStatus cg_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, RtError *err) {
+  char *triple = LLVMGetTargetMachineTriple(tm);
+  LLVMSetTarget(m, triple);
+  LLVMDisposeMessage(triple);
+  LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+  char *layout = LLVMCopyStringRepOfTargetData(td);
+  LLVMSetDataLayout(m, layout);
+  LLVMDisposeMessage(layout);
+  LLVMDisposeTargetData(td);
+  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+  LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
+  LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
+  LLVMPassBuilderOptionsSetLoopInterleaving(opts, 1);
+  LLVMPassBuilderOptionsSetLoopUnrolling(opts, 1);
+  LLVMErrorRef e = LLVMRunPasses(m, "default<O3>", tm, opts);
+  LLVMDisposePassBuilderOptions(opts);
+  if (e) return cg_llvm_fail(err, e, "the LLVM optimiser failed");
+  return cg_llvm_verify(m, err);
+}
+
+/* The object file for m, emitted from a clone (emission changes the module). */
+static RtStatus object_file(LLVMModuleRef m, LLVMTargetMachineRef tm, char **data, size_t *len, RtError *err) {
+  LLVMModuleRef clone = LLVMCloneModule(m);
+  LLVMMemoryBufferRef mb = NULL;
+  char *msg = NULL;
+  RtStatus st = RT_OK;
+  if (LLVMTargetMachineEmitToMemoryBuffer(tm, clone, LLVMObjectFile, &msg, &mb)) {
+    st = rt_fail(err, RT_ERR_FORMAT, "internal error: cannot emit an object file: %.400s", msg ? msg : "");
+  } else {
+    *len = LLVMGetBufferSize(mb);
+    *data = malloc(*len + 1);
+    if (!*data) st = rt_fail(err, RT_ERR_NOMEM, "out of memory");
+    else memcpy(*data, LLVMGetBufferStart(mb), *len);
+    LLVMDisposeMemoryBuffer(mb);
+  }
+  LLVMDisposeMessage(msg);
+  LLVMDisposeModule(clone);
+  return st;
+}
+
+RtStatus cg_emit_llvm(const Program *p, const EmitOpts *o, CgLlvmOutput what, char **data, size_t *len, RtError *err) {
+  *data = NULL, *len = 0;
+  LLVMTargetMachineRef tm = cg_llvm_host_machine(LLVMRelocPIC, err);
+  if (!tm) return RT_ERR_FORMAT;
+  LLVMContextRef cx = LLVMContextCreate();
+  LLVMModuleRef m = cg_llvm_build(p, cx, o, err);
+  RtStatus st = m ? cg_llvm_optimize(m, tm, err) : RT_ERR_FORMAT;
+  if (!st && what == CG_LLVM_OBJ) {
+    st = object_file(m, tm, data, len, err);
+  } else if (!st) {
+    char *text = LLVMPrintModuleToString(m);
+    *len = strlen(text);
+    *data = strdup(text);
+    LLVMDisposeMessage(text);
+    if (!*data) st = rt_fail(err, RT_ERR_NOMEM, "out of memory");
+  }
+  if (m) LLVMDisposeModule(m);
+  LLVMContextDispose(cx);
+  LLVMDisposeTargetMachine(tm);
+  return st;
+}

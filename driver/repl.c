@@ -1,0 +1,670 @@
+/*
+ * repl.c — `dlc repl [MODEL.dl]`: load a model and data, train it a few
+ * epochs at a time, look at it, change it, save it, emit C.
+ *
+ * The REPL keeps the model's source text (the file plus statements typed
+ * at the prompt) and re-reads the whole text for every change, so what it
+ * runs is always what `dlc` would compile from the same text.  The Trainer
+ * (trainer.c) is built lazily by the first command that needs it and
+ * rebuilt, keeping the current weights, when the model, the optimizer or
+ * the batch size changes.  Lines come from libedit (history, completion of
+ * commands and names) on a terminal, and from plain stdin otherwise, so
+ * `dlc repl < session.txt` works.  Ctrl-C while training stops after the
+ * current batch and the session goes on.
+ */
+#include <editline/readline.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "driver/driver.h"
+#include "driver/trainer.h"
+
+#define MAX_HISTORY 1000
+
+typedef struct Repl {
+  Diags d;
+  char *path;                 /* the model file, NULL before load */
+  char *text;                 /* file text + statements typed here */
+  Model m;
+  int have_model;
+  TrainConfig cfg;
+  int have_cfg;
+  Trainer t;
+  int have_trainer;
+  RtTensorSet keep;           /* weights carried across rebuilds */
+  int have_keep;
+  RtDataset train, val, test; /* data carried across rebuilds */
+  int64_t epoch, step;
+  int tty;
+  int nhist;
+  EpochStats hist[MAX_HISTORY];
+} Repl;
+
+static volatile sig_atomic_t stop_training;
+static void on_sigint(int sig) {
+  (void)sig;
+  stop_training = 1;
+}
+
+static Repl *the_repl; /* for completion */
+
+/* --- model and trainer lifetime --------------------------------------------------- */
+
+static void drop_trainer(Repl *r, int keep_weights) {
+  if (!r->have_trainer) return;
+  if (keep_weights && trainer_sync(&r->t) == 0) {
+    if (r->have_keep) rt_set_free(&r->keep);
+    rt_set_init(&r->keep);
+    RtError err;
+    for (int i = 0; i < r->t.tensors.count; i++) { /* parameters only: optimizer state restarts */
+      const char *name = r->t.tensors.items[i].name;
+      if (ir_find_param(&r->m.g, name) < 0) continue;
+      RtTensor c = r->t.tensors.items[i].t;
+      c.data = malloc(rt_tensor_nbytes(&c) + 1);
+      memcpy(c.data, r->t.tensors.items[i].t.data, rt_tensor_nbytes(&c));
+      if (rt_set_add(&r->keep, name, &c, &err)) free(c.data);
+    }
+    r->have_keep = 1;
+  }
+  if (keep_weights) { /* the data and the position in the run carry over too */
+    r->train = r->t.train, r->val = r->t.val, r->test = r->t.test;
+    memset(&r->t.train, 0, sizeof r->t.train), memset(&r->t.val, 0, sizeof r->t.val);
+    memset(&r->t.test, 0, sizeof r->t.test);
+    r->epoch = r->t.epoch, r->step = r->t.step;
+  }
+  trainer_free(&r->t);
+  r->have_trainer = 0;
+}
+
+static void drop_data(Repl *r) {
+  rt_dataset_free(&r->train), rt_dataset_free(&r->val), rt_dataset_free(&r->test);
+  r->epoch = r->step = 0;
+}
+
+/* Replaces the model with the one text describes; on errors keeps the old.
+ * The training settings are read from the text on load only, so settings
+ * changed at the prompt survive statements typed afterwards. */
+static int set_model(Repl *r, const char *path, const char *text, int fresh) {
+  Model m;
+  if (fe_load_string(&m, path, text, &r->d)) return -1;
+  drop_trainer(r, 1);
+  if (r->have_model) fe_model_free(&r->m);
+  r->m = m;
+  r->have_model = 1;
+  if (text != r->text) {
+    free(r->text);
+    r->text = strdup(text);
+  }
+  if (fresh || !r->have_cfg)
+    r->have_cfg = m.train.present && m.train.loss >= 0 && trainer_config(&r->m, &r->cfg, &r->d) == 0;
+  return 0;
+}
+
+static int need_model(Repl *r) {
+  if (r->have_model) return 0;
+  fprintf(stderr, "no model: load one with 'load MODEL.dl'\n");
+  return -1;
+}
+
+/* The trainer, built on first use; weights carried over when there are some. */
+static int need_trainer(Repl *r) {
+  if (need_model(r)) return -1;
+  if (r->have_trainer) return 0;
+  if (!r->have_cfg) {
+    fprintf(stderr, "the model has no training section with a loss\n");
+    return -1;
+  }
+  if (trainer_init(&r->t, &r->m, &r->cfg, r->have_keep ? &r->keep : NULL, &r->d)) {
+    trainer_free(&r->t);
+    return -1;
+  }
+  r->t.train = r->train, r->t.val = r->val, r->t.test = r->test;
+  memset(&r->train, 0, sizeof r->train), memset(&r->val, 0, sizeof r->val), memset(&r->test, 0, sizeof r->test);
+  r->t.epoch = r->epoch, r->t.step = r->step;
+  r->have_trainer = 1;
+  return 0;
+}
+
+static int need_data(Repl *r) {
+  if (need_trainer(r)) return -1;
+  if (r->t.train.n || r->t.test.n) return 0;
+  printf("loading %s data...\n", r->cfg.data_kind ? r->cfg.data_kind : "(no)");
+  return trainer_load_data(&r->t);
+}
+
+/* --- commands ---------------------------------------------------------------------- */
+
+typedef struct Command {
+  const char *name, *args, *help;
+  int (*run)(Repl *r, char *arg);
+} Command;
+
+static int cmd_load(Repl *r, char *arg) {
+  if (!*arg) return fprintf(stderr, "usage: load MODEL.dl\n"), -1;
+  FILE *f = fopen(arg, "rb");
+  if (!f) return fprintf(stderr, "%s: %s\n", arg, strerror(errno)), -1;
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *mem = open_memstream(&buf, &len);
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) fwrite(chunk, 1, n, mem);
+  fclose(f);
+  fclose(mem);
+  int rc = set_model(r, arg, buf, 1);
+  if (rc == 0) { /* a new model starts from scratch */
+    drop_trainer(r, 0);
+    if (r->have_keep) rt_set_free(&r->keep), r->have_keep = 0;
+    drop_data(r);
+    free(r->path);
+    r->path = strdup(arg);
+    r->nhist = 0;
+    printf("%s: model '%s', %lld parameters%s\n", arg, r->m.g.name, (long long)ir_param_count(&r->m.g),
+           r->have_cfg ? ", training section" : "");
+  }
+  free(buf);
+  return rc;
+}
+
+static int cmd_reload(Repl *r, char *arg) {
+  (void)arg;
+  if (!r->path) return fprintf(stderr, "nothing loaded yet\n"), -1;
+  char *p = strdup(r->path);
+  int rc = cmd_load(r, p);
+  free(p);
+  return rc;
+}
+
+static int cmd_summary(Repl *r, char *arg) {
+  (void)arg;
+  if (need_model(r)) return -1;
+  char tb[128];
+  const Graph *g = &r->m.g;
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = &g->nodes[i];
+    if (n->op == OP_CONST) continue;
+    printf("  %-24s %-14s %s%s\n", n->name ? n->name : "-", ir_ops[n->op].name, ir_type_str(g, n->dtype, &n->shape, tb, sizeof tb),
+           n->frozen ? " frozen" : "");
+  }
+  printf("parameters: %lld\n", (long long)ir_param_count(g));
+  return 0;
+}
+
+static int cmd_ir(Repl *r, char *arg) {
+  (void)arg;
+  if (need_model(r)) return -1;
+  ir_dump(&r->m.g, stdout);
+  return 0;
+}
+
+static int cmd_dot(Repl *r, char *arg) {
+  if (need_model(r)) return -1;
+  FILE *f = *arg ? fopen(arg, "w") : stdout;
+  if (!f) return fprintf(stderr, "%s: %s\n", arg, strerror(errno)), -1;
+  ir_dump_dot(&r->m.g, f);
+  if (f != stdout) fclose(f), printf("wrote %s\n", arg);
+  return 0;
+}
+
+static int cmd_data(Repl *r, char *arg) {
+  if (need_trainer(r)) return -1;
+  if (*arg) {
+    char *colon = strchr(arg, ':');
+    if (!colon) r->cfg.data_kind = "fashion_mnist", r->cfg.data_args[0] = strdup(arg);
+    else {
+      *colon = 0;
+      char *comma = strchr(colon + 1, ',');
+      if (comma) *comma = 0;
+      r->cfg.data_kind = strdup(arg);
+      r->cfg.data_args[0] = strdup(colon + 1);
+      r->cfg.data_args[1] = comma ? strdup(comma + 1) : NULL;
+    }
+    r->t.cfg.data_kind = r->cfg.data_kind;
+    r->t.cfg.data_args[0] = r->cfg.data_args[0];
+    r->t.cfg.data_args[1] = r->cfg.data_args[1];
+    rt_dataset_free(&r->t.train), rt_dataset_free(&r->t.val), rt_dataset_free(&r->t.test);
+  }
+  if (need_data(r)) return -1;
+  printf("data: %lld training, %lld validation, %lld test samples\n", (long long)r->t.train.n, (long long)r->t.val.n,
+         (long long)r->t.test.n);
+  return 0;
+}
+
+static void print_stats(const Trainer *t, const EpochStats *es) {
+  printf("epoch %lld: loss %.4f", (long long)t->epoch, es->loss);
+  if (!isnan(es->acc)) printf(", acc %.2f%%", 100 * es->acc);
+  if (!isnan(es->val_loss)) printf(", val loss %.4f", es->val_loss);
+  if (!isnan(es->val_acc)) printf(", val acc %.2f%%", 100 * es->val_acc);
+  printf(", lr %.4g, %.1f s\n", es->lr, es->seconds);
+}
+
+static int cmd_train(Repl *r, char *arg) {
+  long epochs = *arg ? strtol(arg, NULL, 10) : 1;
+  if (epochs < 1) return fprintf(stderr, "usage: train [EPOCHS]\n"), -1;
+  if (need_data(r)) return -1;
+  stop_training = 0;
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigaction(SIGINT, &sa, &old);
+  int rc = 0;
+  for (long e = 0; e < epochs && rc == 0; e++) {
+    EpochStats es;
+    rc = trainer_epoch(&r->t, &es, r->tty, &stop_training);
+    if (rc) break;
+    r->t.epoch++;
+    es.val_loss = es.val_acc = NAN;
+    if (r->t.val.n && trainer_evaluate(&r->t, &r->t.val, &es.val_loss, &es.val_acc)) rc = -1;
+    if (r->nhist < MAX_HISTORY) r->hist[r->nhist++] = es;
+    print_stats(&r->t, &es);
+  }
+  sigaction(SIGINT, &old, NULL);
+  if (rc == 1) printf("stopped after the current batch; the weights are kept\n");
+  return rc < 0 ? -1 : 0;
+}
+
+static int cmd_eval(Repl *r, char *arg) {
+  if (need_data(r)) return -1;
+  const RtDataset *ds = !strcmp(arg, "val") ? &r->t.val : !strcmp(arg, "train") ? &r->t.train : &r->t.test;
+  const char *what = !strcmp(arg, "val") ? "validation" : !strcmp(arg, "train") ? "training" : "test";
+  if (!ds->n) return fprintf(stderr, "no %s data\n", what), -1;
+  double loss, acc;
+  if (trainer_evaluate(&r->t, ds, &loss, &acc)) return -1;
+  printf("%s: loss %.4f", what, loss);
+  if (!isnan(acc)) printf(", accuracy %.2f%%", 100 * acc);
+  printf(" (%lld samples)\n", (long long)ds->n);
+  return 0;
+}
+
+static const char *const fashion_classes[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                 "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+/* A square grey image as text, two characters per pixel. */
+static void show_image(const float *x, int64_t n) {
+  int64_t side = (int64_t)sqrt((double)n);
+  if (side * side != n) return;
+  static const char ramp[] = " .:-=+*#%@";
+  for (int64_t i = 0; i < side; i++) {
+    for (int64_t j = 0; j < side; j++) {
+      float v = x[i * side + j];
+      int k = (int)(v < 0 ? 0 : v > 1 ? 9 : v * 9.999f);
+      putchar(ramp[k]);
+      putchar(ramp[k]);
+    }
+    putchar('\n');
+  }
+}
+
+static int cmd_predict(Repl *r, char *arg) {
+  if (need_data(r)) return -1;
+  const RtDataset *ds = r->t.test.n ? &r->t.test : &r->t.val;
+  long i = *arg ? strtol(arg, NULL, 10) : 0;
+  if (i < 0 || i >= ds->n) return fprintf(stderr, "predict: index %ld is outside 0..%lld\n", i, (long long)ds->n - 1), -1;
+  if (r->t.acc_output < 0) return fprintf(stderr, "predict needs a classification model\n"), -1;
+  int64_t feat = rt_dataset_features(ds), idx = i;
+  const Node *lg = &r->m.g.nodes[r->m.g.outputs[r->t.acc_output].id];
+  int64_t classes = lg->shape.d[1];
+  float *x = malloc(sizeof(float) * (size_t)feat), *logits = malloc(sizeof(float) * (size_t)classes);
+  int64_t y;
+  rt_batch_gather(ds, &idx, 1, x, &y);
+  int rc = trainer_predict(&r->t, 1, x, &y, logits);
+  if (rc == 0) {
+    show_image(x, feat);
+    double mx = -INFINITY, sum = 0;
+    for (int64_t c = 0; c < classes; c++) mx = fmax(mx, logits[c]);
+    for (int64_t c = 0; c < classes; c++) sum += exp(logits[c] - mx);
+    int is_fashion = r->cfg.data_kind && !strcmp(r->cfg.data_kind, "fashion_mnist") && classes == 10;
+    printf("sample %ld, label %lld%s%s\n", i, (long long)y, is_fashion ? " " : "", is_fashion ? fashion_classes[y] : "");
+    for (int k = 0; k < 3 && k < classes; k++) {
+      int64_t best = -1;
+      for (int64_t c = 0; c < classes; c++)
+        if (logits[c] > -INFINITY && (best < 0 || logits[c] > logits[best])) best = c;
+      if (best < 0) break;
+      printf("  %d. class %lld%s%-12s %6.2f%%\n", k + 1, (long long)best, is_fashion ? " " : "",
+             is_fashion ? fashion_classes[best] : "", 100 * exp(logits[best] - mx) / sum);
+      logits[best] = -INFINITY;
+    }
+  }
+  free(x);
+  free(logits);
+  return rc;
+}
+
+/* The setting after "set": lr X, optimizer NAME, batch N, epochs N. */
+static int cmd_set(Repl *r, char *arg) {
+  char key[32] = "", val[64] = "";
+  if (sscanf(arg, "%31s %63s", key, val) != 2) return fprintf(stderr, "usage: set lr|optimizer|batch VALUE\n"), -1;
+  if (need_model(r)) return -1;
+  if (!r->have_cfg) return fprintf(stderr, "the model has no training section\n"), -1;
+  if (!strcmp(key, "lr")) {
+    double lr = strtod(val, NULL);
+    if (!(lr > 0)) return fprintf(stderr, "set lr: expected a positive number\n"), -1;
+    r->cfg.opt.lr = r->cfg.sched.base_lr = lr;
+    if (r->have_trainer) r->t.cfg.opt.lr = r->t.cfg.sched.base_lr = lr;
+  } else if (!strcmp(key, "optimizer")) {
+    int k = 0;
+    while (k < OPT_COUNT && strcmp(pass_optim_names[k], val)) k++;
+    if (k == OPT_COUNT) return fprintf(stderr, "set optimizer: sgd, adam, adamw, rmsprop or adagrad\n"), -1;
+    OptimSpec keep = r->cfg.opt;
+    trainer_optim_defaults(&r->cfg.opt, (OptKind)k, keep.lr);
+    r->cfg.opt.ngroups = keep.ngroups;
+    memcpy(r->cfg.opt.group_prefix, keep.group_prefix, sizeof keep.group_prefix);
+    memcpy(r->cfg.opt.group_lr, keep.group_lr, sizeof keep.group_lr);
+    drop_trainer(r, 1); /* rebuilt on next use, weights kept, optimizer state restarts */
+  } else if (!strcmp(key, "batch")) {
+    long b = strtol(val, NULL, 10);
+    if (b < 1) return fprintf(stderr, "set batch: expected a positive integer\n"), -1;
+    r->cfg.batch = b;
+    drop_trainer(r, 1);
+  } else {
+    return fprintf(stderr, "set: unknown setting '%s' (lr, optimizer, batch)\n", key), -1;
+  }
+  printf("%s = %s\n", key, val);
+  return 0;
+}
+
+/* One series of the history as a small text chart. */
+static void chart(const char *title, const Repl *r, int which) {
+  double v[MAX_HISTORY], lo = INFINITY, hi = -INFINITY;
+  int n = 0;
+  for (int i = 0; i < r->nhist; i++) {
+    const EpochStats *e = &r->hist[i];
+    double x = which == 0 ? e->loss : which == 1 ? e->val_loss : which == 2 ? e->acc : e->val_acc;
+    if (isnan(x)) continue;
+    v[n++] = x, lo = fmin(lo, x), hi = fmax(hi, x);
+  }
+  if (!n) return;
+  if (hi == lo) hi = lo + 1e-9;
+  const int rows = 8;
+  printf("%s (%d epochs, %.4g .. %.4g)\n", title, n, lo, hi);
+  for (int row = rows - 1; row >= 0; row--) {
+    printf("%9.4g |", lo + (hi - lo) * row / (rows - 1));
+    for (int i = 0; i < n; i++) {
+      int level = (int)lround((v[i] - lo) / (hi - lo) * (rows - 1));
+      fputs(level == row ? " * " : level > row ? " | " : "   ", stdout);
+    }
+    putchar('\n');
+  }
+  printf("          +");
+  for (int i = 0; i < n; i++) printf("---");
+  printf("\n           ");
+  for (int i = 0; i < n; i++) printf("%-3d", i + 1);
+  putchar('\n');
+}
+
+static int cmd_plot(Repl *r, char *arg) {
+  (void)arg;
+  if (!r->nhist) return fprintf(stderr, "nothing to plot: train first\n"), -1;
+  chart("training loss", r, 0);
+  chart("validation loss", r, 1);
+  chart("training accuracy", r, 2);
+  chart("validation accuracy", r, 3);
+  return 0;
+}
+
+static int cmd_save(Repl *r, char *arg) {
+  if (!*arg) return fprintf(stderr, "usage: save FILE.safetensors\n"), -1;
+  if (need_trainer(r) || trainer_save(&r->t, arg)) return -1;
+  printf("saved %s (epoch %lld, step %lld)\n", arg, (long long)r->t.epoch, (long long)r->t.step);
+  return 0;
+}
+
+static int cmd_restore(Repl *r, char *arg) {
+  if (!*arg) return fprintf(stderr, "usage: restore FILE.safetensors\n"), -1;
+  if (need_trainer(r) || trainer_resume(&r->t, arg)) return -1;
+  printf("restored %s (epoch %lld, step %lld)\n", arg, (long long)r->t.epoch, (long long)r->t.step);
+  return 0;
+}
+
+/* Inference C for the current text and weights. */
+static int cmd_emit(Repl *r, char *arg) {
+  if (!*arg) return fprintf(stderr, "usage: emit OUT.c\n"), -1;
+  if (need_trainer(r) || trainer_sync(&r->t)) return -1;
+  Model m;
+  if (fe_load_string(&m, r->path ? r->path : "<repl>", r->text, &r->d)) return -1;
+  dlc_default_max(&m);
+  Program p;
+  int rc = -1;
+  if (pass_pipeline_infer(&m.g, &p, NULL, &r->d) == 0) {
+    rc = dlc_write_c(&p, arg, &r->t.tensors, &r->d);
+    kir_program_free(&p);
+  }
+  fe_model_free(&m);
+  if (rc == 0) printf("wrote %s and its header (weights embedded)\n", arg);
+  return rc;
+}
+
+/* Shape and statistics of a value of the model on the first samples. */
+static int cmd_stats(Repl *r, char *arg) {
+  if (need_data(r) || trainer_sync(&r->t)) return -1;
+  Graph *mg = &r->m.g;
+  int id = -1;
+  for (int i = 0; i < mg->nnodes; i++)
+    if (mg->nodes[i].name && !strcmp(mg->nodes[i].name, arg)) id = i;
+  if (id < 0) return fprintf(stderr, "no value named '%s'\n", arg), -1;
+  const Node *n = &mg->nodes[id];
+  char tb[128];
+  printf("%s: %s (%s)\n", arg, ir_type_str(mg, n->dtype, &n->shape, tb, sizeof tb), ir_ops[n->op].name);
+  const RtTensor *v = n->op == OP_PARAM ? rt_set_find(&r->t.tensors, n->name) : NULL;
+  RtTensor *vals = NULL;
+  int64_t sym[IR_MAX_SYMS];
+  if (!v) { /* run the graph up to id on a batch with the interpreter */
+    const RtDataset *ds = r->t.val.n ? &r->t.val : &r->t.train;
+    int64_t b = ds->n < 16 ? ds->n : 16, feat = rt_dataset_features(ds), idx[16];
+    for (int64_t i = 0; i < b; i++) idx[i] = i;
+    for (int s = 0; s < IR_MAX_SYMS; s++) sym[s] = b;
+    vals = calloc((size_t)id + 1, sizeof *vals);
+    float *x = malloc(sizeof(float) * (size_t)(b * feat));
+    rt_batch_gather(ds, idx, b, x, NULL);
+    Graph g;
+    ir_graph_init(&g, "stats", &r->d);
+    ir_clone_header(&g, mg);
+    int *map = malloc(sizeof(int) * (size_t)(id + 1)), ok = 1;
+    for (int i = 0; i <= id && ok; i++) ok = (map[i] = ir_clone_node(&g, mg, i, map)) >= 0;
+    for (int i = 0; i < g.nnodes; i++) {
+      const Node *gn = &g.nodes[i];
+      if (gn->op == OP_PARAM) vals[i] = *rt_set_find(&r->t.tensors, gn->name);
+      if (gn->op == OP_INPUT) {
+        int64_t shape[IR_MAX_RANK];
+        for (int k = 0; k < gn->shape.rank; k++) shape[k] = DIM_IS_SYM(gn->shape.d[k]) ? b : gn->shape.d[k];
+        rt_tensor_alloc(&vals[i], gn->dtype, gn->shape.rank, shape, NULL);
+        if (i == r->t.x_input) memcpy(vals[i].data, x, sizeof(float) * (size_t)(b * feat));
+      }
+    }
+    RtError err;
+    InterpOpts io = {0, 0};
+    if (!ok || ir_interp(&g, vals, sym, &io, &err)) ok = 0, fprintf(stderr, "stats: %s\n", err.msg);
+    if (ok) v = &vals[map[id]];
+    for (int i = 0; i < g.nnodes && !ok; i++)
+      if (g.nodes[i].op != OP_PARAM) rt_tensor_free(&vals[i]);
+    free(map);
+    free(x);
+    if (!ok) {
+      ir_graph_free(&g);
+      free(vals);
+      return -1;
+    }
+    double sum = 0, sq = 0, lo = INFINITY, hi = -INFINITY;
+    int64_t cnt = rt_tensor_numel(v);
+    for (int64_t i = 0; i < cnt && v->dtype == DT_F32; i++) {
+      double e = ((const float *)v->data)[i];
+      sum += e, sq += e * e, lo = fmin(lo, e), hi = fmax(hi, e);
+    }
+    printf("  on %lld samples: mean %.5g, std %.5g, min %.5g, max %.5g\n", (long long)b, sum / (double)cnt,
+           sqrt(fmax(0, sq / (double)cnt - (sum / (double)cnt) * (sum / (double)cnt))), lo, hi);
+    for (int i = 0; i < g.nnodes; i++)
+      if (g.nodes[i].op != OP_PARAM) rt_tensor_free(&vals[i]);
+    ir_graph_free(&g);
+    free(vals);
+    return 0;
+  }
+  double sum = 0, sq = 0, lo = INFINITY, hi = -INFINITY;
+  int64_t cnt = rt_tensor_numel(v);
+  for (int64_t i = 0; i < cnt; i++) {
+    double e = ((const float *)v->data)[i];
+    sum += e, sq += e * e, lo = fmin(lo, e), hi = fmax(hi, e);
+  }
+  printf("  mean %.5g, std %.5g, min %.5g, max %.5g\n", sum / (double)cnt,
+         sqrt(fmax(0, sq / (double)cnt - (sum / (double)cnt) * (sum / (double)cnt))), lo, hi);
+  return 0;
+}
+
+static int cmd_help(Repl *r, char *arg);
+static int cmd_quit(Repl *r, char *arg) {
+  (void)r, (void)arg;
+  return 1;
+}
+
+static const Command commands[] = {
+    {"help", "", "this list", cmd_help},
+    {"load", "MODEL.dl", "load a model (its training section sets the defaults)", cmd_load},
+    {"reload", "", "read the model file again", cmd_reload},
+    {"summary", "", "values, types and parameters", cmd_summary},
+    {"ir", "", "the graph as text", cmd_ir},
+    {"dot", "[FILE]", "the graph as Graphviz", cmd_dot},
+    {"data", "[SPEC]", "load data (DIR, idx:I,L, csv:F, npy:X,Y; default: the model's)", cmd_data},
+    {"train", "[EPOCHS]", "train (Ctrl-C stops after the current batch)", cmd_train},
+    {"eval", "[test|val|train]", "loss and accuracy on a data set", cmd_eval},
+    {"predict", "[INDEX]", "show a test sample and the top classes", cmd_predict},
+    {"set", "lr|optimizer|batch V", "change a hyperparameter between epochs", cmd_set},
+    {"plot", "", "loss and accuracy curves", cmd_plot},
+    {"stats", "NAME", "shape and statistics of a value or parameter", cmd_stats},
+    {"save", "FILE", "checkpoint: weights, optimizer state, epoch", cmd_save},
+    {"restore", "FILE", "load a checkpoint", cmd_restore},
+    {"emit", "OUT.c", "inference C with the current weights embedded", cmd_emit},
+    {"quit", "", "leave (also Ctrl-D)", cmd_quit},
+};
+#define NCOMMANDS ((int)(sizeof commands / sizeof commands[0]))
+
+static int cmd_help(Repl *r, char *arg) {
+  (void)r, (void)arg;
+  for (int i = 0; i < NCOMMANDS; i++) printf("  %-8s %-22s %s\n", commands[i].name, commands[i].args, commands[i].help);
+  printf("Anything else is read as .dl statements and added to the model, e.g.\n"
+         "  h3 = tanh(fc2)          then 'stats h3'\n"
+         "  block twice(x) { return x * 2 }\n");
+  return 0;
+}
+
+/* A .dl statement: appended to the text if the whole still compiles. */
+static int statement(Repl *r, const char *line) {
+  if (need_model(r)) return -1;
+  size_t n = strlen(r->text) + strlen(line) + 3;
+  char *text = malloc(n);
+  snprintf(text, n, "%s\n%s\n", r->text, line);
+  int rc = set_model(r, r->path ? r->path : "<repl>", text, 0);
+  if (rc == 0) {
+    free(r->text);
+    r->text = text;
+    char name[128] = "";
+    if (sscanf(line, " %127[A-Za-z0-9_] =", name) == 1) {
+      for (int i = r->m.g.nnodes - 1; i >= 0; i--)
+        if (r->m.g.nodes[i].name && !strcmp(r->m.g.nodes[i].name, name)) {
+          char tb[128];
+          const Node *nd = &r->m.g.nodes[i];
+          printf("%s: %s\n", name, ir_type_str(&r->m.g, nd->dtype, &nd->shape, tb, sizeof tb));
+          break;
+        }
+    }
+  } else {
+    free(text);
+  }
+  return rc;
+}
+
+static int dispatch(Repl *r, char *line) {
+  while (*line == ' ' || *line == '\t') line++;
+  size_t len = strlen(line);
+  while (len && (line[len - 1] == '\n' || line[len - 1] == ' ' || line[len - 1] == '\r')) line[--len] = 0;
+  if (!*line || *line == '#') return 0;
+  size_t w = strcspn(line, " \t");
+  for (int i = 0; i < NCOMMANDS; i++)
+    if (strlen(commands[i].name) == w && !strncmp(line, commands[i].name, w)) {
+      char *arg = line + w;
+      while (*arg == ' ' || *arg == '\t') arg++;
+      return commands[i].run(r, arg);
+    }
+  if (!strcmp(line, "exit")) return 1;
+  if (strchr(line, '=') || !strncmp(line, "block", 5) || !strncmp(line, "output", 6) || !strncmp(line, "freeze", 6))
+    return statement(r, line);
+  fprintf(stderr, "unknown command '%.*s' (type help)\n", (int)w, line);
+  return -1;
+}
+
+/* --- completion -------------------------------------------------------------------- */
+
+static char *complete_word(const char *text, int state) {
+  static int i, phase;
+  if (!state) i = 0, phase = 0;
+  size_t n = strlen(text);
+  for (; phase == 0 && i < NCOMMANDS; i++)
+    if (!strncmp(commands[i].name, text, n)) return strdup(commands[i++].name);
+  if (phase == 0) phase = 1, i = 0;
+  if (the_repl && the_repl->have_model) {
+    const Graph *g = &the_repl->m.g;
+    for (; i < g->nnodes; i++)
+      if (g->nodes[i].name && !strncmp(g->nodes[i].name, text, n)) return strdup(g->nodes[i++].name);
+  }
+  return NULL;
+}
+
+static char **complete(const char *text, int start, int end) {
+  (void)start, (void)end;
+  return rl_completion_matches(text, complete_word);
+}
+
+/* --- the loop ------------------------------------------------------------------------ */
+
+static char *next_line(Repl *r) {
+  if (r->tty) {
+    char *l = readline("dlc> ");
+    if (l && *l) add_history(l);
+    return l;
+  }
+  char *l = NULL;
+  size_t cap = 0;
+  if (getline(&l, &cap, stdin) < 0) {
+    free(l);
+    return NULL;
+  }
+  return l;
+}
+
+int dlc_cmd_repl(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      printf("usage: dlc repl [MODEL.dl]\nAn interactive session; type help at the prompt.\n");
+      return 0;
+    }
+  static Repl r;
+  memset(&r, 0, sizeof r);
+  diag_init(&r.d, stderr);
+  r.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+  the_repl = &r;
+  rl_attempted_completion_function = complete;
+  if (r.tty) printf("dlc repl — type help for commands, Ctrl-D to leave\n");
+  int failures = 0;
+  if (argc > 1 && cmd_load(&r, argv[1])) failures++;
+  for (;;) {
+    char *line = next_line(&r);
+    if (!line) break;
+    r.d.nerrors = 0;
+    int rc = dispatch(&r, line);
+    free(line);
+    fflush(stdout);
+    if (rc > 0) break;
+    if (rc < 0) failures++;
+  }
+  if (r.tty) putchar('\n');
+  drop_trainer(&r, 0);
+  drop_data(&r);
+  if (r.have_keep) rt_set_free(&r.keep);
+  if (r.have_model) fe_model_free(&r.m);
+  free(r.text);
+  free(r.path);
+  /* scripted sessions report failed commands through the exit status */
+  return !r.tty && failures ? 1 : 0;
+}

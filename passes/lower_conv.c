@@ -1,0 +1,499 @@
+/*
+ * lower_conv.c — loop kernels for convolutions, pooling, upsample and pad.
+ *
+ * Convolutions are direct loop nests, no im2col: for each output row the
+ * taps are visited outside and the innermost loop runs along the output
+ * row, which is contiguous in the result and independent from one element
+ * to the next, so it vectorises without reassociating any sum.  Padding
+ * never costs a branch in that loop: a padded input (any mode) is first
+ * copied into a temporary buffer, and the convolution then reads it
+ * without bounds.  When stride is 1 and a row of output spans a whole
+ * padded row (1x1 and kx1 kernels), rows are merged into one long loop.
+ *
+ * Gradients: conv2d's data gradient is conv_transpose2d, which scatters
+ * each product onto an uncropped buffer and crops afterwards; the weight
+ * gradient accumulates each tap's products along output rows in a row
+ * buffer (again independent per element) and sums the row once.  Pools
+ * walk each window with clamped indices (so no read is out of bounds) and
+ * a select for the padding, or without either when every window lies
+ * inside the input.  Scatters (pool, bilinear and pad gradients) add into
+ * a zeroed result in loop order; every loop is sequential.
+ */
+#include <math.h>
+
+#include "ir/conv.h"
+#include "passes/lower.h"
+
+#define I(v) kx_i(p, (v))
+#define V(v) kx_var(p, (v))
+#define ADD(a, b) kx_iadd(p, (a), (b))
+#define MUL(a, b) kx_imul(p, (a), (b))
+#define FADD(a, b) kx_bin(p, BIN_ADD, (a), (b))
+#define FMUL(a, b) kx_bin(p, BIN_MUL, (a), (b))
+
+/* var as an index, or 0 when its loop of extent 1 is left out (see loop). */
+static Expr *ivar(Program *p, int var, int64_t extent) { return extent == 1 ? I(0) : V(var); }
+
+/* for (var < extent) body; a loop of one iteration is just its body. */
+static Stmt *loop(Program *p, int var, int64_t extent, Stmt *body) {
+  return extent == 1 ? body : ks_loop(p, var, I(extent), body);
+}
+
+/* buf[idx] += v */
+static Stmt *add_to(Program *p, int buf, Expr *idx, Expr *v) {
+  return ks_store(p, buf, idx, FADD(kx_load(p, buf, idx), v));
+}
+
+/* (plane * H + i) * W + j */
+static Expr *at(Program *p, Expr *plane, int64_t H, Expr *i, int64_t W, Expr *j) {
+  return ADD(MUL(ADD(MUL(plane, I(H)), i), I(W)), j);
+}
+
+static Expr *imax(Program *p, Expr *a, Expr *b) { return kx_bin(p, BIN_MAX, a, b); }
+static Expr *imin(Program *p, Expr *a, Expr *b) { return kx_bin(p, BIN_MIN, a, b); }
+
+/* The number of planes N * C of a convolution-like operand. */
+static Expr *planes(Program *p, const ConvGeom *g, int64_t c) { return MUL(kx_dim(p, g->n), I(c)); }
+
+/* --- pad ------------------------------------------------------------------------------- */
+
+/* The source index along a padded dimension of length len for padded
+ * position e (lo in front): reflect mirrors at the ends, replicate clamps. */
+static Expr *pad_source(Program *p, Expr *e, int64_t lo, int64_t len, int mode) {
+  Expr *j = ADD(e, I(-lo));
+  if (mode == PAD_REPLICATE) return imin(p, imax(p, j, I(0)), I(len - 1));
+  Expr *abs_j = imax(p, j, kx_bin(p, BIN_SUB, I(0), j)); /* (len-1) - |(len-1) - |j|| */
+  Expr *d = kx_bin(p, BIN_SUB, I(len - 1), abs_j);
+  return kx_bin(p, BIN_SUB, I(len - 1), imax(p, d, kx_bin(p, BIN_SUB, I(0), d)));
+}
+
+/* Padding in front of dimension k of a rank-r tensor, from torch-order pads. */
+static int64_t pad_lo(const int64_t *pads, int npads, int r, int k) {
+  int e = r - 1 - k;
+  return 2 * e < npads ? pads[2 * e] : 0;
+}
+
+/* dst (shape out) = src (shape in) padded by pads (torch order) in mode.
+ * Constant padding fills with value and copies the interior; reflect and
+ * replicate read every element from its source index. */
+static Stmt *pad_copy(Lower *L, int dst, int src, const Shape *in, const Shape *out, const int64_t *pads, int npads,
+                      int mode, double value) {
+  Program *p = L->p;
+  int r = in->rank, vars[IR_MAX_RANK];
+  Expr *si[IR_MAX_RANK], *di[IR_MAX_RANK], *sidx = I(0), *didx = I(0);
+  for (int k = 0; k < r; k++) {
+    vars[k] = lower_var(L);
+    int64_t lo = pad_lo(pads, npads, r, k);
+    int padded = in->d[k] != out->d[k];
+    if (mode == PAD_CONSTANT) si[k] = V(vars[k]), di[k] = ADD(V(vars[k]), I(lo));
+    else di[k] = V(vars[k]), si[k] = padded ? pad_source(p, V(vars[k]), lo, in->d[k], mode) : V(vars[k]);
+    sidx = ADD(MUL(sidx, kx_dim(p, in->d[k])), si[k]);
+    didx = ADD(MUL(didx, kx_dim(p, out->d[k])), di[k]);
+  }
+  Stmt *s = ks_store(p, dst, didx, kx_load(p, src, sidx));
+  const Shape *iter = mode == PAD_CONSTANT ? in : out;
+  for (int k = r - 1; k >= 0; k--) s = ks_loop(p, vars[k], kx_dim(p, iter->d[k]), s);
+  if (mode != PAD_CONSTANT) return s;
+  int v = lower_var(L);
+  Stmt *fill = ks_loop(p, v, lower_numel(L, out, 0, out->rank), ks_store(p, dst, V(v), kx_f(p, value)));
+  ks_append(&fill, s);
+  return fill;
+}
+
+/* pad_grad: the interior of dy (constant), or each dy element added into
+ * its source (reflect, replicate). */
+static Stmt *lower_pad_grad(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = lower_node_of(L, id);
+  const Shape *in = &n->shape, *out = &lower_node_of(L, n->in[0])->shape;
+  const Attrs *a = &n->attr;
+  int r = in->rank, vars[IR_MAX_RANK], dy = L->buf[n->in[0]], dx = L->buf[id];
+  Expr *xi = I(0), *yi = I(0);
+  for (int k = 0; k < r; k++) {
+    vars[k] = lower_var(L);
+    int64_t lo = pad_lo(a->padding.v, a->padding.n, r, k);
+    Expr *e = V(vars[k]), *src = e, *dst = ADD(e, I(lo));
+    if (a->mode != PAD_CONSTANT) src = in->d[k] != out->d[k] ? pad_source(p, e, lo, in->d[k], a->mode) : e, dst = e;
+    xi = ADD(MUL(xi, kx_dim(p, in->d[k])), src);
+    yi = ADD(MUL(yi, kx_dim(p, out->d[k])), dst);
+  }
+  if (a->mode == PAD_CONSTANT) {
+    Stmt *s = ks_store(p, dx, xi, kx_load(p, dy, yi));
+    for (int k = r - 1; k >= 0; k--) s = ks_loop(p, vars[k], kx_dim(p, in->d[k]), s);
+    return s;
+  }
+  Stmt *s = add_to(p, dx, xi, kx_load(p, dy, yi));
+  for (int k = r - 1; k >= 0; k--) s = ks_loop(p, vars[k], kx_dim(p, out->d[k]), s);
+  Stmt *all = lower_zero_fill(L, id);
+  ks_append(&all, s);
+  return all;
+}
+
+/* --- convolutions --------------------------------------------------------------------- */
+
+/* The buffer a convolution reads its input x from: x itself, or a
+ * temporary holding x padded (any mode; *pre fills it).  The padded
+ * extents are *hp, *wp; the geometry's padding is then 0. */
+static int padded_input(Lower *L, int id, int x, ConvGeom *g, Stmt **pre, int64_t *hp, int64_t *wp) {
+  Program *p = L->p;
+  const Shape *xs = &lower_node_of(L, x)->shape;
+  *hp = g->h + g->pt + g->pb, *wp = g->w + g->pl + g->pr;
+  *pre = NULL;
+  if (*hp == g->h && *wp == g->w) return L->buf[x];
+  int64_t pads[4] = {g->pl, g->pr, g->pt, g->pb};
+  Shape ps = *xs;
+  ps.d[ps.rank - 1] = *wp;
+  if (ps.rank == 4) ps.d[2] = *hp;
+  int b = kir_buffer(p, BUF_TEMP, DT_F32, "padded", &ps, id);
+  *pre = pad_copy(L, b, L->buf[x], xs, &ps, pads, ps.rank == 4 ? 4 : 2, g->mode, 0.0);
+  g->pt = g->pb = g->pl = g->pr = 0;
+  return b;
+}
+
+/* Output rows of a convolution as the inner loops see them: a row of cols
+ * elements, rows of them per plane.  With unit strides and an output row
+ * as wide as the padded input row, consecutive rows are contiguous in both
+ * and merge into one. */
+static void row_shape(const ConvGeom *g, int64_t wp, int64_t *rows, int64_t *cols) {
+  int merge = g->sh == 1 && g->sw == 1 && g->ow == wp;
+  *rows = merge ? 1 : g->oh;
+  *cols = merge ? g->oh * g->ow : g->ow;
+}
+
+/* conv2d and conv1d:
+ *   for n, group, o, row: y[row] = b[o]; for c, kh, kw: t = w[o, c, kh, kw];
+ *     for col: y[row, col] += t * xp[n, c, row*sh + kh*dh, col*sw + kw*dw] */
+static Stmt *lower_conv_forward(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = lower_node_of(L, id);
+  ConvGeom g;
+  ir_conv_geom(L->g, n, &g);
+  Stmt *all;
+  int64_t hp, wp, rows, cols;
+  int xb = padded_input(L, id, n->in[0], &g, &all, &hp, &wp), y = L->buf[id];
+  row_shape(&g, wp, &rows, &cols);
+  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G;
+  int vn = lower_var(L), vg = lower_var(L), vo = lower_var(L), vr = lower_var(L), vi = lower_var(L);
+  int vc = lower_var(L), vkh = lower_var(L), vkw = lower_var(L), vj = lower_var(L), t = lower_local(L);
+  Expr *o = ADD(MUL(ivar(p, vg, G), I(opg)), ivar(p, vo, opg)), *c = ADD(MUL(ivar(p, vg, G), I(cpg)), ivar(p, vc, cpg));
+  Expr *row = ivar(p, vr, rows), *kh = ivar(p, vkh, g.kh), *kw = ivar(p, vkw, g.kw);
+  Expr *yrow = MUL(ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(rows)), row), I(cols));
+  Expr *xrow = ADD(at(p, ADD(MUL(V(vn), I(g.c)), c), hp, ADD(MUL(row, I(g.sh)), MUL(kh, I(g.dh))), wp, I(0)),
+                   MUL(kw, I(g.dw)));
+  Expr *wi = ADD(MUL(ADD(MUL(ADD(MUL(o, I(cpg)), ivar(p, vc, cpg)), I(g.kh)), kh), I(g.kw)), kw);
+  Stmt *upd = ks_store(p, y, ADD(yrow, V(vj)),
+                       FADD(kx_load(p, y, ADD(yrow, V(vj))),
+                            FMUL(kx_local(p, t, DT_F32), kx_load(p, xb, ADD(xrow, MUL(V(vj), I(g.sw)))))));
+  Stmt *tap = ks_local(p, t, DT_F32, lower_value(L, n->in[1], wi));
+  ks_append(&tap, ks_loop(p, vj, I(cols), upd));
+  Stmt *taps = loop(p, vc, cpg, loop(p, vkh, g.kh, loop(p, vkw, g.kw, tap)));
+  Expr *b = n->nin > 2 ? lower_value(L, n->in[2], o) : kx_f(p, 0);
+  Stmt *body = ks_loop(p, vi, I(cols), ks_store(p, y, ADD(yrow, V(vi)), b));
+  ks_append(&body, taps);
+  Stmt *s = ks_loop(p, vn, kx_dim(p, g.n), loop(p, vg, G, loop(p, vo, opg, loop(p, vr, rows, body))));
+  ks_append(&all, s);
+  return all;
+}
+
+/* conv2d_grad_weight (dy, x, w): for each tap, the products of dy and the
+ * input it read are summed along output rows into a row buffer, then the
+ * row is summed: dw[o, c, kh, kw] = sum over n, rows, cols. */
+static Stmt *lower_conv_grad_weight(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = lower_node_of(L, id);
+  ConvGeom g;
+  ir_conv_geom(L->g, n, &g);
+  Stmt *all;
+  int64_t hp, wp, rows, cols;
+  int xb = padded_input(L, id, n->in[1], &g, &all, &hp, &wp), dw = L->buf[id], dy = L->buf[n->in[0]];
+  row_shape(&g, wp, &rows, &cols);
+  Shape rs = {1, {cols}};
+  int acc = kir_buffer(p, BUF_TEMP, DT_F32, "tap_sums", &rs, id);
+  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G;
+  int vg = lower_var(L), vo = lower_var(L), vc = lower_var(L), vkh = lower_var(L), vkw = lower_var(L);
+  int vz = lower_var(L), vn = lower_var(L), vr = lower_var(L), vj = lower_var(L), vs = lower_var(L), s = lower_local(L);
+  Expr *o = ADD(MUL(ivar(p, vg, G), I(opg)), ivar(p, vo, opg)), *c = ADD(MUL(ivar(p, vg, G), I(cpg)), ivar(p, vc, cpg));
+  Expr *row = ivar(p, vr, rows), *kh = ivar(p, vkh, g.kh), *kw = ivar(p, vkw, g.kw);
+  Expr *yrow = MUL(ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(rows)), row), I(cols));
+  Expr *xrow = ADD(at(p, ADD(MUL(V(vn), I(g.c)), c), hp, ADD(MUL(row, I(g.sh)), MUL(kh, I(g.dh))), wp, I(0)),
+                   MUL(kw, I(g.dw)));
+  Expr *prod = FMUL(kx_load(p, dy, ADD(yrow, V(vj))), kx_load(p, xb, ADD(xrow, MUL(V(vj), I(g.sw)))));
+  Stmt *tap = ks_loop(p, vz, I(cols), ks_store(p, acc, V(vz), kx_f(p, 0)));
+  ks_append(&tap, ks_loop(p, vn, kx_dim(p, g.n), loop(p, vr, rows, ks_loop(p, vj, I(cols), add_to(p, acc, V(vj), prod)))));
+  ks_append(&tap, ks_local(p, s, DT_F32, kx_f(p, 0)));
+  ks_append(&tap, ks_loop(p, vs, I(cols), ks_assign(p, s, FADD(kx_local(p, s, DT_F32), kx_load(p, acc, V(vs))))));
+  Expr *wi = ADD(MUL(ADD(MUL(ADD(MUL(o, I(cpg)), ivar(p, vc, cpg)), I(g.kh)), kh), I(g.kw)), kw);
+  ks_append(&tap, ks_store(p, dw, wi, kx_local(p, s, DT_F32)));
+  ks_append(&all, loop(p, vg, G, loop(p, vo, opg, loop(p, vc, cpg, loop(p, vkh, g.kh, loop(p, vkw, g.kw, tap))))));
+  return all;
+}
+
+/* conv_transpose2d (and so conv2d's data gradient): each product of an
+ * input element (the convolution's output position) and a tap is added
+ * at the position the convolution read, in an uncropped buffer of
+ * hf x wf; then the padding is cropped off and the bias added.  Without
+ * padding the result is the uncropped buffer itself. */
+static Stmt *lower_conv_transpose(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = lower_node_of(L, id);
+  ConvGeom g;
+  ir_conv_geom(L->g, n, &g);
+  int64_t hf = (g.oh - 1) * g.sh + g.dh * (g.kh - 1) + 1, wf = (g.ow - 1) * g.sw + g.dw * (g.kw - 1) + 1;
+  if (hf < g.pt + g.h) hf = g.pt + g.h;
+  if (wf < g.pl + g.w) wf = g.pl + g.w;
+  int direct = g.pt == 0 && g.pl == 0 && hf == g.h && wf == g.w, y = L->buf[id], x = L->buf[n->in[0]];
+  Shape fs = {4, {g.n, g.c, hf, wf}};
+  int full = direct ? y : kir_buffer(p, BUF_TEMP, DT_F32, "uncropped", &fs, id);
+  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G;
+  int vn = lower_var(L), vc0 = lower_var(L), vi = lower_var(L);
+  Expr *bias = n->nin > 2 && direct ? lower_value(L, n->in[2], V(vc0)) : kx_f(p, 0);
+  Stmt *all = ks_loop(p, vn, kx_dim(p, g.n), ks_loop(p, vc0, I(g.c), ks_loop(p, vi, I(hf * wf),
+                      ks_store(p, full, ADD(MUL(ADD(MUL(V(vn), I(g.c)), V(vc0)), I(hf * wf)), V(vi)), bias))));
+  int vg = lower_var(L), vo = lower_var(L), vc = lower_var(L), vkh = lower_var(L), vkw = lower_var(L);
+  int vr = lower_var(L), vj = lower_var(L), t = lower_local(L);
+  Expr *o = ADD(MUL(ivar(p, vg, G), I(opg)), ivar(p, vo, opg)), *c = ADD(MUL(ivar(p, vg, G), I(cpg)), ivar(p, vc, cpg));
+  Expr *kh = ivar(p, vkh, g.kh), *kw = ivar(p, vkw, g.kw);
+  Expr *xi = at(p, ADD(MUL(V(vn), I(g.o)), o), g.oh, V(vr), g.ow, V(vj));
+  Expr *fi = at(p, ADD(MUL(V(vn), I(g.c)), c), hf, ADD(MUL(V(vr), I(g.sh)), MUL(kh, I(g.dh))), wf,
+                ADD(MUL(V(vj), I(g.sw)), MUL(kw, I(g.dw))));
+  Expr *wi = ADD(MUL(ADD(MUL(ADD(MUL(o, I(cpg)), ivar(p, vc, cpg)), I(g.kh)), kh), I(g.kw)), kw);
+  Stmt *tap = ks_local(p, t, DT_F32, lower_value(L, n->in[1], wi));
+  ks_append(&tap, ks_loop(p, vr, I(g.oh), ks_loop(p, vj, I(g.ow), add_to(p, full, fi, FMUL(kx_local(p, t, DT_F32), kx_load(p, x, xi))))));
+  Stmt *taps = loop(p, vg, G, loop(p, vo, opg, loop(p, vc, cpg, loop(p, vkh, g.kh, loop(p, vkw, g.kw, tap)))));
+  ks_append(&all, ks_loop(p, vn, kx_dim(p, g.n), taps));
+  if (direct) return all;
+  int vn2 = lower_var(L), vc2 = lower_var(L), vh = lower_var(L), vw = lower_var(L);
+  Expr *plane = ADD(MUL(V(vn2), I(g.c)), V(vc2));
+  Expr *v = kx_load(p, full, at(p, plane, hf, ADD(V(vh), I(g.pt)), wf, ADD(V(vw), I(g.pl))));
+  if (n->nin > 2) v = FADD(v, lower_value(L, n->in[2], V(vc2)));
+  Stmt *crop = ks_loop(p, vh, I(g.h), ks_loop(p, vw, I(g.w), ks_store(p, y, at(p, plane, g.h, V(vh), g.w, V(vw)), v)));
+  ks_append(&all, ks_loop(p, vn2, kx_dim(p, g.n), ks_loop(p, vc2, I(g.c), crop)));
+  return all;
+}
+
+/* --- pooling ---------------------------------------------------------------------------- */
+
+/* Whether every window of g lies inside the input (no padding is read). */
+static int windows_inside(const ConvGeom *g) {
+  return g->pt == 0 && g->pl == 0 && (g->oh - 1) * g->sh + g->dh * (g->kh - 1) < g->h &&
+         (g->ow - 1) * g->sw + g->dw * (g->kw - 1) < g->w;
+}
+
+/* One tap of a window: its row i and column j, whether it is inside the
+ * input (NULL: always), and its index within the plane, clamped. */
+typedef struct Tap {
+  Expr *i, *j, *ok, *idx;
+} Tap;
+
+static Tap window_tap(Program *p, const ConvGeom *g, Expr *oh, Expr *ow, Expr *kh, Expr *kw) {
+  Tap t;
+  t.i = ADD(ADD(MUL(oh, I(g->sh)), I(-g->pt)), MUL(kh, I(g->dh)));
+  t.j = ADD(ADD(MUL(ow, I(g->sw)), I(-g->pl)), MUL(kw, I(g->dw)));
+  if (windows_inside(g)) {
+    t.ok = NULL;
+    t.idx = ADD(MUL(t.i, I(g->w)), t.j);
+    return t;
+  }
+  Expr *in_h = kx_bin(p, BIN_AND, kx_bin(p, BIN_GE, t.i, I(0)), kx_bin(p, BIN_LT, t.i, I(g->h)));
+  Expr *in_w = kx_bin(p, BIN_AND, kx_bin(p, BIN_GE, t.j, I(0)), kx_bin(p, BIN_LT, t.j, I(g->w)));
+  t.ok = kx_bin(p, BIN_AND, in_h, in_w);
+  t.idx = ADD(MUL(imin(p, imax(p, t.i, I(0)), I(g->h - 1)), I(g->w)), imin(p, imax(p, t.j, I(0)), I(g->w - 1)));
+  return t;
+}
+
+/* max_pool2d, and with grad its gradient: the first maximum of each window
+ * in scan order (a NaN wins, as in PyTorch); the gradient adds dy there. */
+static Stmt *lower_max_pool(Lower *L, int id, int grad) {
+  Program *p = L->p;
+  const Node *n = lower_node_of(L, id);
+  ConvGeom g;
+  ir_conv_geom(L->g, n, &g);
+  int x = L->buf[n->in[grad ? 1 : 0]], out = L->buf[id];
+  int vp = lower_var(L), vh = lower_var(L), vw = lower_var(L), vkh = lower_var(L), vkw = lower_var(L);
+  int m = lower_local(L), best = lower_local(L), v = lower_local(L);
+  Tap t = window_tap(p, &g, V(vh), V(vw), ivar(p, vkh, g.kh), ivar(p, vkw, g.kw));
+  Expr *plane = MUL(V(vp), I(g.h * g.w)), *load = kx_load(p, x, ADD(plane, t.idx));
+  Expr *mv = kx_local(p, m, DT_F32), *vv = kx_local(p, v, DT_F32), *bv = kx_local(p, best, DT_I64);
+  Stmt *tap = ks_local(p, v, DT_F32, t.ok ? kx_select(p, t.ok, load, kx_f(p, -INFINITY)) : load);
+  /* take = ok && (best < 0 || v > m || v != v) */
+  Expr *wins = kx_bin(p, BIN_ADD, kx_bin(p, BIN_ADD, kx_bin(p, BIN_LT, bv, I(0)), kx_bin(p, BIN_GT, vv, mv)),
+                      kx_bin(p, BIN_NE, vv, vv));
+  Expr *take = kx_bin(p, BIN_GT, wins, kx_i(p, 0));
+  if (t.ok) take = kx_bin(p, BIN_AND, t.ok, take);
+  int tk = lower_local(L);
+  ks_append(&tap, ks_local(p, tk, DT_I32, take));
+  Expr *tv = kx_local(p, tk, DT_I32);
+  ks_append(&tap, ks_assign(p, m, kx_select(p, tv, vv, mv)));
+  ks_append(&tap, ks_assign(p, best, kx_select(p, tv, t.idx, bv)));
+  Stmt *body = ks_local(p, m, DT_F32, kx_f(p, -INFINITY));
+  ks_append(&body, ks_local(p, best, DT_I64, I(-1)));
+  ks_append(&body, loop(p, vkh, g.kh, loop(p, vkw, g.kw, tap)));
+  Expr *o = at(p, V(vp), g.oh, V(vh), g.ow, V(vw));
+  if (grad)
+    ks_append(&body, add_to(p, out, ADD(plane, bv), lower_value(L, n->in[0], o)));
+  else
+    ks_append(&body, ks_store(p, out, o, mv));
+  Stmt *s = ks_loop(p, vp, planes(p, &g, g.c), ks_loop(p, vh, I(g.oh), ks_loop(p, vw, I(g.ow), body)));
+  if (!grad) return s;
+  Stmt *all = lower_zero_fill(L, id);
+  ks_append(&all, s);
+  return all;
+}
+
+/* avg_pool2d, and with grad its gradient: each window clipped to the input
+ * (loops over the clipped extents, no per-element test), divided by its
+ * size clipped to the padded input, or to the input without
+ * count_include_pad. */
+static Stmt *lower_avg_pool(Lower *L, int id, int grad) {
+  Program *p = L->p;
+  const Node *n = lower_node_of(L, id);
+  ConvGeom g;
+  ir_conv_geom(L->g, n, &g);
+  int x = L->buf[n->in[grad ? 1 : 0]], out = L->buf[id];
+  int vp = lower_var(L), vh = lower_var(L), vw = lower_var(L), va = lower_var(L), vb = lower_var(L);
+  int hs = lower_local(L), ws = lower_local(L), h0 = lower_local(L), w0 = lower_local(L), h1 = lower_local(L);
+  int w1 = lower_local(L), div = lower_local(L), acc = lower_local(L);
+#define LI(l) kx_local(p, (l), DT_I64)
+  Stmt *body = ks_local(p, hs, DT_I64, ADD(MUL(V(vh), I(g.sh)), I(-g.pt)));
+  ks_append(&body, ks_local(p, ws, DT_I64, ADD(MUL(V(vw), I(g.sw)), I(-g.pl))));
+  Expr *he = imin(p, ADD(LI(hs), I(g.kh)), I(g.h + g.pb)), *we = imin(p, ADD(LI(ws), I(g.kw)), I(g.w + g.pr));
+  ks_append(&body, ks_local(p, h0, DT_I64, imax(p, LI(hs), I(0))));
+  ks_append(&body, ks_local(p, w0, DT_I64, imax(p, LI(ws), I(0))));
+  ks_append(&body, ks_local(p, h1, DT_I64, imin(p, ADD(LI(hs), I(g.kh)), I(g.h))));
+  ks_append(&body, ks_local(p, w1, DT_I64, imin(p, ADD(LI(ws), I(g.kw)), I(g.w))));
+  Expr *count = n->attr.count_include_pad
+                    ? MUL(kx_bin(p, BIN_SUB, he, LI(hs)), kx_bin(p, BIN_SUB, we, LI(ws)))
+                    : MUL(kx_bin(p, BIN_SUB, LI(h1), LI(h0)), kx_bin(p, BIN_SUB, LI(w1), LI(w0)));
+  ks_append(&body, ks_local(p, div, DT_F32, kx_cast(p, DT_F32, count)));
+  Expr *plane = MUL(V(vp), I(g.h * g.w));
+  Expr *xi = ADD(plane, ADD(MUL(ADD(LI(h0), V(va)), I(g.w)), ADD(LI(w0), V(vb))));
+  Expr *o = at(p, V(vp), g.oh, V(vh), g.ow, V(vw));
+  Expr *ext_h = kx_bin(p, BIN_SUB, LI(h1), LI(h0)), *ext_w = kx_bin(p, BIN_SUB, LI(w1), LI(w0));
+#undef LI
+  if (grad) {
+    ks_append(&body, ks_local(p, acc, DT_F32, kx_bin(p, BIN_DIV, lower_value(L, n->in[0], o), kx_local(p, div, DT_F32))));
+    ks_append(&body, ks_loop(p, va, ext_h, ks_loop(p, vb, ext_w, add_to(p, out, xi, kx_local(p, acc, DT_F32)))));
+  } else {
+    Stmt *sum = ks_assign(p, acc, FADD(kx_local(p, acc, DT_F32), kx_load(p, x, xi)));
+    ks_append(&body, ks_local(p, acc, DT_F32, kx_f(p, 0)));
+    ks_append(&body, ks_loop(p, va, ext_h, ks_loop(p, vb, ext_w, sum)));
+    ks_append(&body, ks_store(p, out, o, kx_bin(p, BIN_DIV, kx_local(p, acc, DT_F32), kx_local(p, div, DT_F32))));
+  }
+  Stmt *s = ks_loop(p, vp, planes(p, &g, g.c), ks_loop(p, vh, I(g.oh), ks_loop(p, vw, I(g.ow), body)));
+  if (!grad) return s;
+  Stmt *all = lower_zero_fill(L, id);
+  ks_append(&all, s);
+  return all;
+}
+
+static Stmt *lower_global_avg_pool(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = lower_node_of(L, id);
+  ConvGeom g;
+  ir_conv_geom(L->g, n, &g);
+  int vp = lower_var(L), vi = lower_var(L), s = lower_local(L);
+  Expr *sv = kx_local(p, s, DT_F32);
+  Stmt *body = ks_local(p, s, DT_F32, kx_f(p, 0));
+  ks_append(&body, ks_loop(p, vi, I(g.h * g.w),
+                           ks_assign(p, s, FADD(sv, kx_load(p, L->buf[n->in[0]], ADD(MUL(V(vp), I(g.h * g.w)), V(vi)))))));
+  ks_append(&body, ks_store(p, L->buf[id], V(vp), kx_bin(p, BIN_DIV, sv, kx_f(p, (double)(g.h * g.w)))));
+  return ks_loop(p, vp, planes(p, &g, g.c), body);
+}
+
+/* --- upsample --------------------------------------------------------------------------- */
+
+/* Bilinear source of output index e along a dimension of len inputs:
+ * locals i0, i1 (the neighbours) and l1 (the weight of i1), computed in
+ * float as PyTorch does: src = max((e + 0.5) / scale - 0.5, 0). */
+static Stmt *bilinear_src(Lower *L, Expr *e, int64_t scale, int64_t len, int src, int i0, int i1, int l1) {
+  Program *p = L->p;
+  Expr *f = FADD(FMUL(FADD(kx_cast(p, DT_F32, e), kx_f(p, 0.5)), kx_f(p, 1.0 / (double)scale)), kx_f(p, -0.5));
+  Stmt *s = ks_local(p, src, DT_F32, kx_bin(p, BIN_MAX, f, kx_f(p, 0)));
+  ks_append(&s, ks_local(p, i0, DT_I64, kx_cast(p, DT_I64, kx_local(p, src, DT_F32))));
+  Expr *i0v = kx_local(p, i0, DT_I64);
+  ks_append(&s, ks_local(p, i1, DT_I64, ADD(i0v, kx_select(p, kx_bin(p, BIN_LT, i0v, I(len - 1)), I(1), I(0)))));
+  ks_append(&s, ks_local(p, l1, DT_F32, kx_bin(p, BIN_SUB, kx_local(p, src, DT_F32), kx_cast(p, DT_F32, i0v))));
+  return s;
+}
+
+/* upsample and its gradient.  Nearest reads x[i / scale] and its gradient
+ * sums each scale x scale block of dy; bilinear mixes four neighbours and
+ * its gradient adds dy into them with the same weights. */
+static Stmt *lower_upsample(Lower *L, int id, int grad) {
+  Program *p = L->p;
+  const Node *n = lower_node_of(L, id);
+  ConvGeom g;
+  ir_conv_geom(L->g, n, &g);
+  int x = L->buf[n->in[0]], out = L->buf[id];
+  int vp = lower_var(L), vh = lower_var(L), vw = lower_var(L), va = lower_var(L), vb = lower_var(L);
+  if (n->attr.mode == UP_NEAREST && !grad) {
+    Expr *src = at(p, V(vp), g.h, kx_bin(p, BIN_DIV, V(vh), I(g.sh)), g.w, kx_bin(p, BIN_DIV, V(vw), I(g.sw)));
+    Stmt *s = ks_store(p, out, at(p, V(vp), g.oh, V(vh), g.ow, V(vw)), kx_load(p, x, src));
+    return ks_loop(p, vp, planes(p, &g, g.c), ks_loop(p, vh, I(g.oh), ks_loop(p, vw, I(g.ow), s)));
+  }
+  if (n->attr.mode == UP_NEAREST) {
+    int s = lower_local(L);
+    Expr *src = at(p, V(vp), g.oh, ADD(MUL(V(vh), I(g.sh)), V(va)), g.ow, ADD(MUL(V(vw), I(g.sw)), V(vb)));
+    Stmt *body = ks_local(p, s, DT_F32, kx_f(p, 0));
+    ks_append(&body, ks_loop(p, va, I(g.sh), ks_loop(p, vb, I(g.sw), ks_assign(p, s, FADD(kx_local(p, s, DT_F32), kx_load(p, x, src))))));
+    ks_append(&body, ks_store(p, out, at(p, V(vp), g.h, V(vh), g.w, V(vw)), kx_local(p, s, DT_F32)));
+    return ks_loop(p, vp, planes(p, &g, g.c), ks_loop(p, vh, I(g.h), ks_loop(p, vw, I(g.w), body)));
+  }
+  int hsrc = lower_local(L), h0 = lower_local(L), h1 = lower_local(L), lh = lower_local(L);
+  int wsrc = lower_local(L), w0 = lower_local(L), w1 = lower_local(L), lw = lower_local(L);
+  Expr *l1h = kx_local(p, lh, DT_F32), *l1w = kx_local(p, lw, DT_F32);
+  Expr *l0h = kx_bin(p, BIN_SUB, kx_f(p, 1), l1h), *l0w = kx_bin(p, BIN_SUB, kx_f(p, 1), l1w);
+  Expr *hh[2] = {kx_local(p, h0, DT_I64), kx_local(p, h1, DT_I64)}, *ww[2] = {kx_local(p, w0, DT_I64), kx_local(p, w1, DT_I64)};
+  Expr *wh[2] = {l0h, l1h}, *wv[2] = {l0w, l1w};
+  Expr *o = at(p, V(vp), g.oh, V(vh), g.ow, V(vw));
+  Stmt *inner = bilinear_src(L, V(vw), g.sw, g.w, wsrc, w0, w1, lw);
+  if (grad) {
+    int d = lower_local(L);
+    ks_append(&inner, ks_local(p, d, DT_F32, kx_load(p, x, o)));
+    for (int a = 0; a < 2; a++)
+      for (int b = 0; b < 2; b++)
+        ks_append(&inner, add_to(p, out, at(p, V(vp), g.h, hh[a], g.w, ww[b]),
+                                 FMUL(kx_local(p, d, DT_F32), FMUL(wh[a], wv[b]))));
+  } else {
+    Expr *row[2];
+    for (int a = 0; a < 2; a++)
+      row[a] = FADD(FMUL(l0w, kx_load(p, x, at(p, V(vp), g.h, hh[a], g.w, ww[0]))),
+                    FMUL(l1w, kx_load(p, x, at(p, V(vp), g.h, hh[a], g.w, ww[1]))));
+    ks_append(&inner, ks_store(p, out, o, FADD(FMUL(l0h, row[0]), FMUL(l1h, row[1]))));
+  }
+  Stmt *body = bilinear_src(L, V(vh), g.sh, g.h, hsrc, h0, h1, lh);
+  ks_append(&body, ks_loop(p, vw, I(g.ow), inner));
+  Stmt *s = ks_loop(p, vp, planes(p, &g, g.c), ks_loop(p, vh, I(g.oh), body));
+  (void)va, (void)vb;
+  if (!grad) return s;
+  Stmt *all = lower_zero_fill(L, id);
+  ks_append(&all, s);
+  return all;
+}
+
+/* --- entry -------------------------------------------------------------------------------- */
+
+Stmt *lower_conv(Lower *L, int id) {
+  const Node *n = lower_node_of(L, id);
+  switch ((int)n->op) { /* the family only: lower_node's switch is the exhaustive one */
+  case OP_CONV2D:
+  case OP_CONV1D: return lower_conv_forward(L, id);
+  case OP_CONV_TRANSPOSE2D: return lower_conv_transpose(L, id);
+  case OP_CONV2D_GRAD_WEIGHT: return lower_conv_grad_weight(L, id);
+  case OP_MAX_POOL2D: return lower_max_pool(L, id, 0);
+  case OP_MAX_POOL2D_GRAD: return lower_max_pool(L, id, 1);
+  case OP_AVG_POOL2D: return lower_avg_pool(L, id, 0);
+  case OP_AVG_POOL2D_GRAD: return lower_avg_pool(L, id, 1);
+  case OP_GLOBAL_AVG_POOL: return lower_global_avg_pool(L, id);
+  case OP_UPSAMPLE: return lower_upsample(L, id, 0);
+  case OP_UPSAMPLE_GRAD: return lower_upsample(L, id, 1);
+  case OP_PAD: {
+    const Node *x = lower_node_of(L, n->in[0]);
+    return pad_copy(L, L->buf[id], L->buf[n->in[0]], &x->shape, &n->shape, n->attr.padding.v, n->attr.padding.n,
+                    n->attr.mode, n->attr.f);
+  }
+  case OP_PAD_GRAD: return lower_pad_grad(L, id);
+  }
+  IR_ASSERT(!"not a convolution-family op");
+  return NULL;
+}
