@@ -41,6 +41,10 @@ cc -std=c99 -O3 -march=native -I"$OUT" bench/infer_bench.c "$OUT/mlp.c" -lm -o "
 "$OUT/infer_bench" > "$OUT/dlc_infer.txt"
 cat "$OUT/dlc_infer.txt"
 
+echo "== weights between dlc and PyTorch"
+./build/dlc train samples/mlp.dl --epochs 1 --save "$OUT/mlp1.safetensors" > /dev/null
+/usr/bin/python3 bench/torch_interop.py ./build/dlc "$OUT/mlp1.safetensors" "$DATA" "$OUT"
+
 echo "== ratios (dlc / pytorch; > 1 means dlc is faster)"
 awk -v c="$(samples_per_s "$OUT/dlc_c.txt")" -v j="$(samples_per_s "$OUT/dlc_jit.txt")" \
     -v t="$(val train_samples_per_s "$OUT/torch.txt")" \

@@ -220,6 +220,8 @@ int dlc_cmd_run(int argc, char **argv, const char *usage) {
   if (rc) return rc > 0 ? dlc_usage(usage, 0) : 2;
   Model m;
   if (dlc_load_model(&m, o.model, NULL, 0, &d)) return 1;
+  /* one run: the inputs decide the symbols, and the C backend is compiled for them */
+  for (int s = 0; s < m.g.nsyms; s++) m.g.syms[s].max = 0;
   Graph *g = &m.g, grads;
   int want_grads = o.grads || o.input_grads;
   ir_graph_init(&grads, m.g.name, &d);
