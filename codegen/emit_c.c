@@ -205,6 +205,11 @@ static void expr(Emit *E, const Expr *e) {
     fprintf(E->f, "(%s)", ctype(e->type));
     sub(E, e->a, 10);
     break;
+  case EX_RAND:
+    fprintf(E->f, "dlc_uniform(%lluu, (uint64_t)(", (unsigned long long)e->i);
+    expr(E, e->a);
+    fputs("))", E->f);
+    break;
   }
 }
 
@@ -330,6 +335,31 @@ static void function(Emit *E, const Func *fn) {
   fputs("  return 0;\n}\n\n", E->f);
 }
 
+static int expr_rand(const Expr *e) {
+  return e && (e->kind == EX_RAND || expr_rand(e->a) || expr_rand(e->b) || expr_rand(e->c));
+}
+static int stmt_rand(const Stmt *s) {
+  for (; s; s = s->next)
+    if (expr_rand(s->extent) || expr_rand(s->index) || expr_rand(s->value) || stmt_rand(s->body)) return 1;
+  return 0;
+}
+
+/* ir_random_uniform in C, printed when some kernel draws random numbers. */
+static void random_helper(Emit *E) {
+  int used = 0;
+  for (int f = 0; f < E->p->nfuncs && !used; f++)
+    for (int k = 0; k < E->p->funcs[f].nkernels && !used; k++) used = stmt_rand(E->p->funcs[f].kernels[k].body);
+  if (!used) return;
+  fputs("/* counter-based uniform random numbers in [0, 1) (splitmix64) */\n"
+        "static uint64_t dlc_mix64(uint64_t z) {\n"
+        "  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;\n"
+        "  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;\n"
+        "  return z ^ (z >> 31);\n}\n"
+        "static float dlc_uniform(uint64_t key, uint64_t ctr) {\n"
+        "  return (float)(dlc_mix64(key + ctr * 0x9E3779B97F4A7C15u) >> 40) * (1.0f / 16777216.0f);\n}\n\n",
+        E->f);
+}
+
 static const RtTensor *embedded(Emit *E, const Buffer *b) {
   return E->o->embed ? rt_set_find((RtTensorSet *)E->o->embed, b->name) : NULL;
 }
@@ -452,6 +482,7 @@ int cg_emit_c(const Program *p, FILE *c, FILE *h, const EmitOpts *o, Diags *d) {
   arenas(&E);
   param_table(&E, ntensors);
   cg_c_support(c, p, E.pre, o->embed != NULL);
+  random_helper(&E);
   for (int i = 0; i < p->nfuncs; i++) function(&E, &p->funcs[i]);
   if (h) header(&E, h, nparams, ntensors);
   arena_free(&a);

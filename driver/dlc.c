@@ -312,7 +312,7 @@ static int cmd_compile(int argc, char **argv) {
 static int64_t params_of(const Graph *g, const Node *n) {
   int64_t k = 0;
   for (int i = 0; i < n->nin; i++)
-    if (g->nodes[n->in[i]].op == OP_PARAM) k += ir_numel_max(g, &g->nodes[n->in[i]].shape);
+    if (g->nodes[n->in[i]].op == OP_PARAM && !g->nodes[n->in[i]].buffer) k += ir_numel_max(g, &g->nodes[n->in[i]].shape);
   return k;
 }
 
@@ -325,16 +325,21 @@ static void print_summary(const Graph *g, const Program *p) {
     printf("%-28s %-14s %-22s %12lld\n", n->name ? n->name : "-", ir_ops[n->op].name,
            ir_type_str(g, n->dtype, &n->shape, tb, sizeof tb), (long long)params_of(g, n));
   }
-  int64_t total = 0, frozen = 0, arena = 0;
+  int64_t total = 0, frozen = 0, arena = 0, buffers = 0;
   for (int i = 0; i < g->nnodes; i++)
     if (g->nodes[i].op == OP_PARAM) {
       int64_t k = ir_numel_max(g, &g->nodes[i].shape);
+      if (g->nodes[i].buffer) {
+        buffers += k;
+        continue;
+      }
       total += k;
       if (g->nodes[i].frozen) frozen += k;
     }
   for (int t = 0; t < DT_COUNT; t++) arena += p->arena_size[t] * (int64_t)rt_dtype_size((DType)t);
   printf("\ntotal parameters: %lld (%lld trainable, %lld frozen), %lld bytes\n", (long long)total,
          (long long)(total - frozen), (long long)frozen, (long long)total * 4);
+  if (buffers) printf("buffers (running statistics): %lld\n", (long long)buffers);
   printf("inference arena: %lld bytes", (long long)arena);
   for (int s = 0; s < g->nsyms; s++) printf("%s%s = %lld", s ? ", " : " at ", g->syms[s].name, (long long)g->syms[s].max);
   printf("\n");

@@ -177,7 +177,9 @@ int trainer_init(Trainer *t, Model *m, const TrainConfig *cfg, const RtTensorSet
     t->acc_output = find_output(&m->g, logits);
     if (t->acc_output < 0) t->acc_output = ir_output(&m->g, "logits", logits);
   }
-  if (pass_build_train(&m->g, t->loss, &cfg->opt, &t->tg) || pass_build_eval(&m->g, t->loss, &t->eg) ||
+  OptimSpec opt = cfg->opt;
+  opt.seed = cfg->seed;
+  if (pass_build_train(&m->g, t->loss, &opt, &t->tg) || pass_build_eval(&m->g, t->loss, &t->eg) ||
       ir_verify(&t->tg, d) || ir_verify(&t->eg, d))
     return -1;
   RtError err;

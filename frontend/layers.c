@@ -187,6 +187,41 @@ static int build_conv_transpose2d(Parser *P, const char *prefix, Token *at, cons
   return conv_params_and_op(P, prefix, at, OP_CONV_TRANSPOSE2D, v[0].id, &ws, out, (int)v[8].ival, &a);
 }
 
+/* --- batch norm -------------------------------------------------------------------
+ * batchnorm(x) over the channels (dimension 1) of [N, C] or [N, C, ...]
+ * creates PREFIX.weight (ones), PREFIX.bias (zeros) and the running
+ * statistics PREFIX.running_mean (zeros) and PREFIX.running_var (ones) as
+ * non-trainable buffers, torch.nn.BatchNorm's names. */
+static const SigParam batchnorm_sig[] = {
+    {"x", SK_TENSOR, NULL, NULL, CHK_NONE},
+    {"momentum", SK_FLOAT, "0.1", NULL, CHK_NONNEG},
+    {"eps", SK_FLOAT, "1e-5", NULL, CHK_POS},
+};
+
+static int build_batchnorm(Parser *P, const char *prefix, Token *at, const Value *v) {
+  const Node *x = &P->g->nodes[v[0].id];
+  if (x->shape.rank < 2 || DIM_IS_SYM(x->shape.d[1])) {
+    char ty[128];
+    diag_error(P->d, fe_loc(P, at), "batchnorm needs an input [batch, channels, ...] with a constant channel count, not %s",
+               ir_type_str(P->g, x->dtype, &x->shape, ty, sizeof ty));
+    return -1;
+  }
+  Shape cs = {1, {x->shape.d[1]}};
+  static const char *const names[4] = {"weight", "bias", "running_mean", "running_var"};
+  static const RtInitKind inits[4] = {INIT_ONES, INIT_ZEROS, INIT_ZEROS, INIT_ONES};
+  int ops[5] = {v[0].id};
+  for (int i = 0; i < 4; i++) {
+    ParamInit init = {inits[i], 0, 0};
+    ops[i + 1] = fe_new_param(P, fe_join(P, prefix, names[i]), &cs, init, at);
+    if (ops[i + 1] < 0) return -1;
+    if (i >= 2) P->g->nodes[ops[i + 1]].frozen = P->g->nodes[ops[i + 1]].buffer = 1;
+  }
+  Attrs a = ir_attrs_default(OP_BATCHNORM);
+  a.hp[HP_MOMENTUM] = v[1].num;
+  a.hp[HP_EPS] = v[2].num;
+  return ir_op(P->g, OP_BATCHNORM, ops, 5, &a, fe_loc(P, at));
+}
+
 /* --- the table ------------------------------------------------------------------ */
 
 #define SIG(s) s, (int)(sizeof s / sizeof s[0])
@@ -196,6 +231,7 @@ static const LayerDef layers[] = {
     {"conv2d", SIG(conv2d_sig), build_conv2d},
     {"conv1d", SIG(conv2d_sig), build_conv1d},
     {"conv_transpose2d", SIG(conv_transpose2d_sig), build_conv_transpose2d},
+    {"batchnorm", SIG(batchnorm_sig), build_batchnorm},
 };
 
 int fe_layer_count(void) { return (int)(sizeof layers / sizeof layers[0]); }

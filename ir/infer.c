@@ -481,6 +481,7 @@ static int infer_pad(Ctx *c, const Node *x, Attrs *a, Shape *out) {
     Dim d = x->shape.d[dim];
     int64_t p = a->padding.v[i];
     if (p < 0) return fail(c, "pads must be zero or more, not %lld", (long long)p);
+    if (p == 0) continue;
     if (DIM_IS_SYM(d)) return fail(c, "cannot pad symbolic dimension %s of %s", dimstr(c, d, b2), ty(c, x, b1));
     if (a->mode == PAD_REFLECT && p >= d)
       return fail(c, "reflect padding %lld of dimension %d must be smaller than its size %lld in %s", (long long)p, dim,
@@ -594,6 +595,29 @@ static int infer_grad(Ctx *c, OpKind op, const Node *const *xs, Attrs *a, Shape 
   if (!ir_shape_eq(&fwd, &dy->shape))
     return fail(c, "gradient %s does not match the forward result %s", ty(c, dy, b1),
                 ir_type_str(c->g, DT_F32, &fwd, b2, 128));
+  return 0;
+}
+
+/* x [N, C, ...] with per-channel weight, bias and running statistics [C]. */
+static int infer_batchnorm(Ctx *c, const Node *const *xs, Shape *out) {
+  char b1[128], b2[128];
+  const Node *x = xs[0];
+  static const char *const what[] = {"", "weight", "bias", "running_mean", "running_var"};
+  if (x->shape.rank < 2) return fail(c, "input must be [batch, channels, ...], not %s", ty(c, x, b1));
+  for (int i = 1; i < 5; i++)
+    if (xs[i]->shape.rank != 1 || xs[i]->shape.d[0] != x->shape.d[1])
+      return fail(c, "%s %s does not match the %lld channels of %s", what[i], ty(c, xs[i], b1),
+                  (long long)x->shape.d[1], ty(c, x, b2));
+  *out = x->shape;
+  return 0;
+}
+
+static int infer_running_update(Ctx *c, const Node *const *xs, Shape *out) {
+  char b1[128], b2[128];
+  if (xs[0]->op != OP_PARAM) return fail(c, "operand 1 must be a running statistic (a parameter buffer)");
+  if (!ir_shape_eq(&xs[0]->shape, &xs[1]->shape))
+    return fail(c, "statistic %s does not match %s", ty(c, xs[1], b1), ty(c, xs[0], b2));
+  out->rank = 0;
   return 0;
 }
 
@@ -717,6 +741,16 @@ int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *att
   case OP_RMSPROP_STEP:
   case OP_ADAGRAD_STEP:
     return infer_step(&c, op, xs, nin, out);
+  case OP_BATCHNORM: return infer_batchnorm(&c, xs, out);
+  case OP_DROPOUT:
+    if (!(a->f >= 0 && a->f < 1)) return fail(&c, "p must be in [0, 1), not %g", a->f);
+    *out = xs[0]->shape;
+    return 0;
+  case OP_DROPOUT_TRAIN:
+    if (xs[1]->shape.rank != 0) return fail(&c, "the step operand must be a scalar");
+    *out = xs[0]->shape;
+    return 0;
+  case OP_RUNNING_UPDATE: return infer_running_update(&c, xs, out);
   case OP_COUNT:
     break;
   }

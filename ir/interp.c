@@ -499,6 +499,43 @@ static void op_adagrad(const Node *n, RtTensor *vals) {
   }
 }
 
+/* --- normalisation and dropout --------------------------------------------------- */
+
+/* (x - mean) / sqrt(var + eps) * weight + bias with the running statistics. */
+static void op_batchnorm(const RtTensor *vals, const int *in, RtTensor *out, double eps) {
+  const RtTensor *x = &vals[in[0]];
+  const float *w = cf(&vals[in[1]]), *b = cf(&vals[in[2]]), *rm = cf(&vals[in[3]]), *rv = cf(&vals[in[4]]);
+  int64_t outer, chans, inner;
+  split_at(x, 1, &outer, &chans, &inner);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t ch = 0; ch < chans; ch++) {
+      double scale = w[ch] / sqrt((double)rv[ch] + eps);
+      for (int64_t i = 0; i < inner; i++) {
+        int64_t k = (o * chans + ch) * inner + i;
+        wf(out)[k] = (float)((cf(x)[k] - rm[ch]) * scale + b[ch]);
+      }
+    }
+}
+
+/* Inverted dropout: kept elements are scaled by 1 / (1 - p). */
+static void op_dropout_train(const RtTensor *x, const RtTensor *step, RtTensor *out, const Attrs *a) {
+  uint64_t key = ir_random_key((uint64_t)a->seed, (uint64_t)a->salt), s = (uint64_t)cf(step)[0];
+  int64_t n = rt_tensor_numel(out);
+  float scale = (float)(1.0 / (1.0 - a->f));
+  for (int64_t i = 0; i < n; i++)
+    wf(out)[i] = ir_random_uniform(key, (s << 32) + (uint64_t)i) >= (float)a->f ? cf(x)[i] * scale : 0.0f;
+}
+
+/* running = (1 - m) running + m stat, the statistic made unbiased (n / (n - 1)
+ * with n the samples per channel) for the variance. */
+static void op_running_update(RtTensor *vals, const Node *n) {
+  RtTensor *run = &vals[n->in[0]];
+  const RtTensor *stat = &vals[n->in[1]], *like = &vals[n->in[2]];
+  int64_t c = rt_tensor_numel(run), per = rt_tensor_numel(like) / (c ? c : 1);
+  double m = n->attr.hp[HP_MOMENTUM], f = n->attr.flag && per > 1 ? (double)per / (double)(per - 1) : 1.0;
+  for (int64_t i = 0; i < c; i++) wf(run)[i] = (float)((1 - m) * cf(run)[i] + m * cf(stat)[i] * f);
+}
+
 /* --- checking the caller's tensors ------------------------------------------- */
 
 static const char *source_kind(const Node *n) {
@@ -670,6 +707,10 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_ADAM_STEP: op_adam(n, vals); break;
   case OP_RMSPROP_STEP: op_rmsprop(n, vals); break;
   case OP_ADAGRAD_STEP: op_adagrad(n, vals); break;
+  case OP_BATCHNORM: op_batchnorm(vals, n->in, out, a->hp[HP_EPS]); break;
+  case OP_DROPOUT: op_copy(x, out); break;
+  case OP_DROPOUT_TRAIN: op_dropout_train(x, y, out, a); break;
+  case OP_RUNNING_UPDATE: op_running_update(vals, n); break;
   case OP_COUNT: IR_ASSERT(!"no such op"); break;
   }
   return RT_OK;

@@ -30,7 +30,7 @@ int ir_op_lookup(const char *name) {
 typedef enum AttrField {
   AF_F, AF_AXIS, AF_START, AF_END, AF_STEP, AF_PIECES, AF_KEEPDIM, AF_REDUCTION, AF_LIST, AF_HP, AF_FLAG,
   AF_STRIDE, AF_PADDING, AF_DILATION, AF_KERNEL, AF_OUT_PAD, AF_SCALE, AF_GROUPS, AF_MODE, AF_CEIL,
-  AF_COUNT_PAD,
+  AF_COUNT_PAD, AF_SEED, AF_SALT,
 } AttrField;
 
 /* An attribute name means the same field for every op, except where ops
@@ -63,6 +63,8 @@ static const struct {
     {"eps", AF_HP, ATTR_FLOAT, NULL, HP_EPS},
     {"lr_decay", AF_HP, ATTR_FLOAT, NULL, HP_LR_DECAY},
     {"decoupled", AF_HP, ATTR_FLOAT, NULL, HP_DECOUPLED},
+    {"p", AF_F, ATTR_FLOAT},              {"unbiased", AF_FLAG, ATTR_BOOL},
+    {"seed", AF_SEED, ATTR_INT},          {"salt", AF_SALT, ATTR_INT},
     {"stride", AF_STRIDE, ATTR_LIST},     {"padding", AF_PADDING, ATTR_LIST},
     {"pads", AF_PADDING, ATTR_LIST},      {"dilation", AF_DILATION, ATTR_LIST},
     {"kernel", AF_KERNEL, ATTR_LIST},     {"output_padding", AF_OUT_PAD, ATTR_LIST},
@@ -114,7 +116,7 @@ static IntList *int_list(Attrs *a, AttrField f) {
   case AF_SCALE: return &a->scale;
   case AF_F: case AF_AXIS: case AF_START: case AF_END: case AF_STEP: case AF_PIECES: case AF_KEEPDIM:
   case AF_REDUCTION: case AF_LIST: case AF_HP: case AF_FLAG: case AF_GROUPS: case AF_MODE: case AF_CEIL:
-  case AF_COUNT_PAD:
+  case AF_COUNT_PAD: case AF_SEED: case AF_SALT:
     break;
   }
   return NULL;
@@ -160,6 +162,8 @@ static void set_field(Attrs *a, int fi, int64_t i, double d) {
   case AF_MODE: a->mode = (int)i; break;
   case AF_CEIL: a->ceil_mode = i != 0; break;
   case AF_COUNT_PAD: a->count_include_pad = i != 0; break;
+  case AF_SEED: a->seed = i; break;
+  case AF_SALT: a->salt = i; break;
   case AF_LIST: case AF_STRIDE: case AF_PADDING: case AF_DILATION: case AF_KERNEL: case AF_OUT_PAD:
   case AF_SCALE:
     break;
@@ -288,6 +292,8 @@ const char *ir_attr_format(const Graph *g, const Attrs *a, OpKind op, const char
   case AF_GROUPS: iv = a->groups; break;
   case AF_CEIL: iv = a->ceil_mode; break;
   case AF_COUNT_PAD: iv = a->count_include_pad; break;
+  case AF_SEED: iv = a->seed; break;
+  case AF_SALT: iv = a->salt; break;
   }
   snprintf(buf, len, "%lld", (long long)iv);
   return buf;
@@ -386,6 +392,7 @@ int ir_clone_node(Graph *dst, const Graph *src, int id, const int *map) {
   case OP_PARAM:
     out = ir_param(dst, n->name, n->dtype, &n->shape, n->init, n->loc);
     dst->nodes[out].frozen = n->frozen;
+    dst->nodes[out].buffer = n->buffer;
     return out;
   default: break;
   }
@@ -498,4 +505,18 @@ int64_t ir_param_count(const Graph *g) {
   for (int i = 0; i < g->nnodes; i++)
     if (g->nodes[i].op == OP_PARAM) total += ir_numel_max(g, &g->nodes[i].shape);
   return total;
+}
+
+/* --- counter-based random numbers ------------------------------------------ */
+
+static uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+uint64_t ir_random_key(uint64_t seed, uint64_t salt) { return mix64(seed * 0x9E3779B97F4A7C15ull + salt); }
+
+float ir_random_uniform(uint64_t key, uint64_t ctr) {
+  return (float)(mix64(key + ctr * 0x9E3779B97F4A7C15ull) >> 40) * (1.0f / 16777216.0f);
 }

@@ -154,7 +154,8 @@ typedef struct Attrs {
   int reduction;            /* losses: RED_MEAN, RED_SUM, RED_NONE */
   int nlist;                /* shape, perm, axes; -1 when not given */
   Dim list[IR_MAX_RANK];
-  int64_t flag;             /* expand_as: mean */
+  int64_t flag;             /* expand_as: mean; running_update: unbiased */
+  int64_t seed, salt;       /* dropout_train: the run's seed, the node's salt */
   double hp[HP_COUNT];      /* optimizer hyperparameters */
   /* convolution, pooling, upsample and pad (value is f) */
   IntList stride, padding, dilation, kernel, output_padding, scale;
@@ -212,6 +213,7 @@ typedef struct Node {
   const char *name;   /* inputs, params: their name; others: the .dl variable or NULL */
   ParamInit init;     /* params */
   int frozen;         /* params: no gradient */
+  int buffer;         /* params: a non-trainable buffer (batch norm's running statistics) */
 } Node;
 
 typedef struct Symbol {
@@ -279,6 +281,13 @@ int64_t ir_param_count(const Graph *g);
  * returns 0, or writes a message into msg and returns -1. */
 int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *a,
              DType *dt, Shape *out, char *msg, size_t msglen);
+
+/* The uniform random number in [0, 1) of counter ctr under key: a
+ * splitmix64 hash, so any element of any step can be drawn on its own, in
+ * the interpreter and in emitted code alike.  ir_random_key mixes a seed
+ * and a salt (one per random node). */
+uint64_t ir_random_key(uint64_t seed, uint64_t salt);
+float ir_random_uniform(uint64_t key, uint64_t ctr);
 
 /* --- parameter values (params.c) ------------------------------------------
  * ir_params_init adds to set every param of g that set does not have yet,

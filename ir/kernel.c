@@ -141,6 +141,13 @@ Expr *kx_cast(Program *p, DType t, Expr *a) {
   return e;
 }
 
+Expr *kx_rand(Program *p, uint64_t key, Expr *counter) {
+  Expr *e = ex(p, EX_RAND, DT_F32);
+  e->i = (int64_t)key;
+  e->a = counter;
+  return e;
+}
+
 Expr *kx_iadd(Program *p, Expr *a, Expr *b) {
   if (a->kind == EX_ICONST && b->kind == EX_ICONST) return kx_i(p, a->i + b->i);
   if (a->kind == EX_ICONST && a->i == 0) return b;

@@ -32,6 +32,7 @@ typedef enum ExprKind {
   EX_BINARY,  /* a op b */
   EX_SELECT,  /* a ? b : c (a is a comparison) */
   EX_CAST,    /* (type) a */
+  EX_RAND,    /* f32 uniform in [0, 1) of counter a (i64) under key i: ir_random_uniform */
 } ExprKind;
 
 typedef enum UnOp {
@@ -136,6 +137,7 @@ Expr *kx_un(Program *p, UnOp op, Expr *a);
 Expr *kx_bin(Program *p, BinOp op, Expr *a, Expr *b);
 Expr *kx_select(Program *p, Expr *cond, Expr *a, Expr *b);
 Expr *kx_cast(Program *p, DType t, Expr *a);
+Expr *kx_rand(Program *p, uint64_t key, Expr *counter);
 /* Integer arithmetic for indices, folding constants (0 + x = x, 1 * x = x). */
 Expr *kx_iadd(Program *p, Expr *a, Expr *b);
 Expr *kx_imul(Program *p, Expr *a, Expr *b);

@@ -367,8 +367,16 @@ static void vjp(AD *a, int id, int dy) {
   case OP_ADAM_STEP:
   case OP_RMSPROP_STEP:
   case OP_ADAGRAD_STEP:
+  case OP_RUNNING_UPDATE:
   case OP_COUNT:
     IR_ASSERT(!"no second derivatives");
+    return;
+  case OP_BATCHNORM:
+    IR_ASSERT(!"batchnorm is decomposed before autodiff");
+    return;
+  case OP_DROPOUT: accumulate(a, x, dy); return; /* inference mode: the identity */
+  case OP_DROPOUT_TRAIN: /* the same mask, recomputed from its counter */
+    accumulate(a, x, op2(a, OP_DROPOUT_TRAIN, dy, y, &at));
     return;
   }
 }

@@ -61,21 +61,102 @@ static int expand(Dec *d, const Node *n, const int *in) {
   return -1;
 }
 
-static int is_composite(OpKind op) {
-  return op == OP_MSE_LOSS || op == OP_L1_LOSS || op == OP_BCE_LOGITS || op == OP_TRIPLET_LOSS;
+/* [1, C, 1, ...] view of a per-channel [C] tensor for x of rank r. */
+static int per_channel(Dec *d, int v, int r) {
+  Shape s = {r, {0}};
+  for (int i = 0; i < r; i++) s.d[i] = 1;
+  s.d[1] = d->g->nodes[v].shape.d[0];
+  Attrs at = ir_attrs_default(OP_RESHAPE);
+  ir_attr_set_list(&at, OP_RESHAPE, "shape", s.d, r);
+  return ir_op(d->g, OP_RESHAPE, &v, 1, &at, d->loc);
 }
 
-int pass_decompose(const Graph *src, Graph *dst, int *map) {
+static int flat(Dec *d, int v) {
+  Dim c = d->g->nodes[v].shape.d[1];
+  Attrs at = ir_attrs_default(OP_RESHAPE);
+  ir_attr_set_list(&at, OP_RESHAPE, "shape", &c, 1);
+  return ir_op(d->g, OP_RESHAPE, &v, 1, &at, d->loc);
+}
+
+/* Mean over every axis but the channels (1), kept as size-1 axes. */
+static int channel_mean(Dec *d, int v) {
+  int r = d->g->nodes[v].shape.rank;
+  Dim axes[IR_MAX_RANK];
+  int n = 0;
+  for (int i = 0; i < r; i++)
+    if (i != 1) axes[n++] = i;
+  Attrs at = ir_attrs_default(OP_MEAN);
+  ir_attr_set_list(&at, OP_MEAN, "axes", axes, n);
+  at.keepdim = 1;
+  return ir_op(d->g, OP_MEAN, &v, 1, &at, d->loc);
+}
+
+/* Batch norm with batch statistics (training): normalise with the mean and
+ * biased variance of the batch, and update the running statistics with
+ * the unbiased variance, as torch.nn.BatchNorm does in train mode. */
+static int batchnorm_train(Dec *d, const Node *n, const int *in) {
+  int x = in[0], r = d->g->nodes[x].shape.rank;
+  double eps = n->attr.hp[HP_EPS];
+  int mean = channel_mean(d, x), diff = op2(d, OP_SUB, x, mean);
+  int var = channel_mean(d, op2(d, OP_MUL, diff, diff));
+  Attrs pw = ir_attrs_default(OP_POW);
+  pw.f = -0.5;
+  int inv = ir_op(d->g, OP_POW, (int[]){op2(d, OP_ADD, var, cst(d, eps))}, 1, &pw, d->loc);
+  int y = op2(d, OP_ADD, op2(d, OP_MUL, op2(d, OP_MUL, diff, inv), per_channel(d, in[1], r)), per_channel(d, in[2], r));
+  Attrs up = ir_attrs_default(OP_RUNNING_UPDATE);
+  up.hp[HP_MOMENTUM] = n->attr.hp[HP_MOMENTUM];
+  int ops[3] = {in[3], flat(d, mean), x};
+  if (ir_op(d->g, OP_RUNNING_UPDATE, ops, 3, &up, d->loc) < 0) return -1;
+  up.flag = 1;
+  ops[0] = in[4], ops[1] = flat(d, var);
+  if (ir_op(d->g, OP_RUNNING_UPDATE, ops, 3, &up, d->loc) < 0) return -1;
+  return y;
+}
+
+/* Batch norm with the running statistics, in primitives (for gradients in
+ * inference mode: `dlc run --grads`). */
+static int batchnorm_eval(Dec *d, const Node *n, const int *in) {
+  int x = in[0], r = d->g->nodes[x].shape.rank;
+  Attrs pw = ir_attrs_default(OP_POW);
+  pw.f = -0.5;
+  int inv = ir_op(d->g, OP_POW, (int[]){op2(d, OP_ADD, in[4], cst(d, n->attr.hp[HP_EPS]))}, 1, &pw, d->loc);
+  int scale = per_channel(d, op2(d, OP_MUL, in[1], inv), r);
+  return op2(d, OP_ADD, op2(d, OP_MUL, op2(d, OP_SUB, x, per_channel(d, in[3], r)), scale), per_channel(d, in[2], r));
+}
+
+/* The "step" input of a training graph, made on first use. */
+static int step_input(Graph *g) {
+  int id = ir_find_input(g, "step");
+  Shape s = {0, {0}};
+  return id >= 0 ? id : ir_input(g, "step", DT_F32, &s, (SrcLoc){0});
+}
+
+static int is_composite(OpKind op, int training) {
+  return op == OP_MSE_LOSS || op == OP_L1_LOSS || op == OP_BCE_LOGITS || op == OP_TRIPLET_LOSS ||
+         op == OP_BATCHNORM || (training && op == OP_DROPOUT);
+}
+
+static int expand_mode(Dec *d, const Node *n, const int *in, const DecomposeOpts *o, int salt) {
+  if (n->op == OP_BATCHNORM) return o->training ? batchnorm_train(d, n, in) : batchnorm_eval(d, n, in);
+  if (n->op == OP_DROPOUT) {
+    Attrs at = ir_attrs_default(OP_DROPOUT_TRAIN);
+    at.f = n->attr.f, at.seed = (int64_t)o->seed, at.salt = salt;
+    return ir_op(d->g, OP_DROPOUT_TRAIN, (int[]){in[0], step_input(d->g)}, 2, &at, d->loc);
+  }
+  return expand(d, n, in);
+}
+
+int pass_decompose(const Graph *src, Graph *dst, int *map, const DecomposeOpts *o) {
   ir_clone_header(dst, src);
   for (int i = 0; i < src->nnodes; i++) {
     const Node *n = &src->nodes[i];
-    if (!is_composite(n->op)) {
+    if (!is_composite(n->op, o->training)) {
       map[i] = ir_clone_node(dst, src, i, map);
     } else {
       int in[8] = {0};
       for (int k = 0; k < n->nin; k++) in[k] = map[n->in[k]];
       Dec d = {dst, n->loc};
-      map[i] = expand(&d, n, in);
+      map[i] = expand_mode(&d, n, in, o, i);
     }
     if (map[i] < 0) return -1;
   }

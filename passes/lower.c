@@ -724,6 +724,56 @@ Expr *lower_value(Lower *L, int id, Expr *index) { return value(L, id, index); }
 Expr *lower_numel(Lower *L, const Shape *s, int from, int to) { return numel_expr(L, s, from, to); }
 Stmt *lower_zero_fill(Lower *L, int id) { return zero_fill(L, id); }
 
+/* --- normalisation and dropout ---------------------------------------------------- */
+
+/* Per channel: scale = w / sqrt(var + eps), shift = b - mean * scale, then
+ * one multiply-add per element. */
+static Stmt *lower_batchnorm(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id);
+  const Shape *s = &n->shape;
+  int vo = new_var(L), vc = new_var(L), vi = new_var(L), sc = new_local(L), sh = new_local(L);
+  Expr *c = kx_var(p, vc);
+  Expr *scale = kx_bin(p, BIN_DIV, value(L, n->in[1], c),
+                       kx_un(p, UN_SQRT, kx_bin(p, BIN_ADD, value(L, n->in[4], c), kx_f(p, n->attr.hp[HP_EPS]))));
+  Stmt *body = ks_local(p, sc, DT_F32, scale);
+  ks_append(&body, ks_local(p, sh, DT_F32, kx_bin(p, BIN_SUB, value(L, n->in[2], c),
+                                                    kx_bin(p, BIN_MUL, value(L, n->in[3], c), kx_local(p, sc, DT_F32)))));
+  Expr *idx = axis_index(L, s, 1, vo, kx_var(p, vc), vi);
+  Expr *y = kx_bin(p, BIN_ADD, kx_bin(p, BIN_MUL, value(L, n->in[0], idx), kx_local(p, sc, DT_F32)), kx_local(p, sh, DT_F32));
+  ks_append(&body, ks_loop(p, vi, numel_expr(L, s, 2, s->rank), ks_store(p, L->buf[id], idx, y)));
+  return ks_loop(p, vo, kx_dim(p, s->d[0]), ks_loop(p, vc, kx_dim(p, s->d[1]), body));
+}
+
+/* y = u >= p ? x / (1 - p) : 0 with u drawn for counter (step << 32) + i. */
+static Stmt *lower_dropout_train(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id);
+  int v = new_var(L), base = new_local(L);
+  uint64_t key = ir_random_key((uint64_t)n->attr.seed, (uint64_t)n->attr.salt);
+  Stmt *s = ks_local(p, base, DT_I64, kx_imul(p, kx_cast(p, DT_I64, kx_load(p, L->buf[n->in[1]], kx_i(p, 0))), kx_i(p, (int64_t)1 << 32)));
+  Expr *u = kx_rand(p, key, kx_bin(p, BIN_ADD, kx_local(p, base, DT_I64), kx_var(p, v)));
+  Expr *kept = kx_bin(p, BIN_MUL, value(L, n->in[0], kx_var(p, v)), kx_f(p, 1.0 / (1.0 - n->attr.f)));
+  Stmt *st = ks_store(p, L->buf[id], kx_var(p, v), kx_select(p, kx_bin(p, BIN_GE, u, kx_f(p, n->attr.f)), kept, kx_f(p, 0)));
+  ks_append(&s, ks_loop(p, v, numel_expr(L, &n->shape, 0, n->shape.rank), st));
+  return s;
+}
+
+static Stmt *lower_running_update(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *run = node(L, n->in[0]), *like = node(L, n->in[2]);
+  int v = new_var(L);
+  double m = n->attr.hp[HP_MOMENTUM];
+  Expr *stat = value(L, n->in[1], kx_var(p, v));
+  if (n->attr.flag) { /* unbiased: times per / (per - 1), per = samples per channel */
+    Expr *per = kx_cast(p, DT_F32, kx_bin(p, BIN_DIV, numel_expr(L, &like->shape, 0, like->shape.rank),
+                                          numel_expr(L, &run->shape, 0, run->shape.rank)));
+    stat = kx_bin(p, BIN_MUL, stat, kx_bin(p, BIN_DIV, per, kx_bin(p, BIN_MAX, kx_bin(p, BIN_SUB, per, kx_f(p, 1)), kx_f(p, 1))));
+  }
+  Expr *upd = kx_bin(p, BIN_ADD, kx_bin(p, BIN_MUL, kx_f(p, 1 - m), value(L, n->in[0], kx_var(p, v))), kx_bin(p, BIN_MUL, kx_f(p, m), stat));
+  return ks_loop(p, v, numel_expr(L, &run->shape, 0, run->shape.rank), ks_store(p, L->buf[n->in[0]], kx_var(p, v), upd));
+}
+
 /* --- driver ----------------------------------------------------------------------- */
 
 static Stmt *lower_node(Lower *L, int id) {
@@ -804,6 +854,10 @@ static Stmt *lower_node(Lower *L, int id) {
   case OP_ADAM_STEP: return step_loop(L, id, adam_body);
   case OP_RMSPROP_STEP: return step_loop(L, id, rmsprop_body);
   case OP_ADAGRAD_STEP: return step_loop(L, id, adagrad_body);
+  case OP_BATCHNORM: return lower_batchnorm(L, id);
+  case OP_DROPOUT: return NULL; /* a view: inference passes values through */
+  case OP_DROPOUT_TRAIN: return lower_dropout_train(L, id);
+  case OP_RUNNING_UPDATE: return lower_running_update(L, id);
   case OP_COUNT: break;
   }
   IR_ASSERT(!"unknown op");

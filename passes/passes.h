@@ -26,8 +26,15 @@ void pass_lower(Program *p, Func *f);
 void pass_memplan(Program *p);
 
 /* Copies src into dst (initialised, empty), writing composite ops (the
- * losses other than cross-entropy) as primitives; map[old] = new id. */
-int pass_decompose(const Graph *src, Graph *dst, int *map);
+ * losses other than cross-entropy, batch norm) as primitives; map[old] =
+ * new id.  In training mode batch norm uses batch statistics and updates
+ * its running statistics, and dropout draws masks from seed and the
+ * "step" input (made when needed). */
+typedef struct DecomposeOpts {
+  int training;
+  uint64_t seed;
+} DecomposeOpts;
+int pass_decompose(const Graph *src, Graph *dst, int *map, const DecomposeOpts *o);
 
 /* Appends the backward graph of scalar node loss; grads[i] is the gradient
  * node of wrt[i], or -1 when the loss does not depend on it. */
@@ -45,6 +52,7 @@ typedef struct OptimSpec {
   int ngroups;                /* parameter groups with their own lr */
   const char *group_prefix[16];
   double group_lr[16];
+  uint64_t seed;              /* of the random ops in the step (dropout) */
 } OptimSpec;
 
 /* dst = src + decomposition + autodiff + one optimizer step per trainable

@@ -86,10 +86,10 @@ static int add_step(Graph *g, const OptimSpec *o, int param, int grad, int lr, i
 }
 
 /* Copies src into dst with composites decomposed; *loss follows. */
-static int copy_decomposed(const Graph *src, int *loss, Graph *dst) {
+static int copy_decomposed(const Graph *src, int *loss, Graph *dst, const DecomposeOpts *o) {
   int *map = malloc(sizeof(int) * ((size_t)src->nnodes + 1));
   IR_ASSERT(map);
-  int rc = pass_decompose(src, dst, map);
+  int rc = pass_decompose(src, dst, map, o);
   if (rc == 0) *loss = map[*loss];
   free(map);
   return rc;
@@ -100,18 +100,20 @@ static int collect_wrt(const Graph *g, int params, int inputs, int *wrt) {
   int n = 0;
   for (int i = 0; i < g->nnodes; i++) {
     const Node *nd = &g->nodes[i];
-    if ((params && nd->op == OP_PARAM && !nd->frozen) || (inputs && nd->op == OP_INPUT && nd->dtype == DT_F32))
+    if ((params && nd->op == OP_PARAM && !nd->frozen && !nd->buffer) || (inputs && nd->op == OP_INPUT && nd->dtype == DT_F32))
       wrt[n++] = i;
   }
   return n;
 }
 
 int pass_build_train(const Graph *src, int loss, const OptimSpec *o, Graph *dst) {
-  if (copy_decomposed(src, &loss, dst)) return -1;
+  DecomposeOpts dopts = {1, o->seed};
+  if (copy_decomposed(src, &loss, dst, &dopts)) return -1;
   int *wrt = malloc(sizeof(int) * ((size_t)dst->nnodes + 1)), *grads = malloc(sizeof(int) * ((size_t)dst->nnodes + 1));
   IR_ASSERT(wrt && grads);
   int n = collect_wrt(dst, 1, 0, wrt), rc = pass_autodiff(dst, loss, wrt, n, grads);
-  int lr = scalar_input(dst, "lr"), step = scalar_input(dst, "step");
+  int lr = scalar_input(dst, "lr"), step = ir_find_input(dst, "step");
+  if (step < 0) step = scalar_input(dst, "step");
   for (int i = 0; i < n && rc == 0; i++)
     if (grads[i] >= 0 && add_step(dst, o, wrt[i], grads[i], lr, step) < 0) rc = -1;
   /* outputs: the loss first, then the model's (already copied) */
@@ -143,7 +145,8 @@ int pass_build_eval(const Graph *src, int loss, Graph *dst) {
 }
 
 int pass_build_grads(const Graph *src, int loss, int params, int inputs, Graph *dst) {
-  if (copy_decomposed(src, &loss, dst)) return -1;
+  DecomposeOpts dopts = {0, 0};
+  if (copy_decomposed(src, &loss, dst, &dopts)) return -1;
   int *wrt = malloc(sizeof(int) * ((size_t)dst->nnodes + 1)), *grads = malloc(sizeof(int) * ((size_t)dst->nnodes + 1));
   IR_ASSERT(wrt && grads);
   int n = collect_wrt(dst, params, inputs, wrt), rc = pass_autodiff(dst, loss, wrt, n, grads);
