@@ -66,6 +66,12 @@ int pass_build_eval(const Graph *src, int loss, Graph *dst);
  * like them. */
 int pass_build_grads(const Graph *src, int loss, int params, int inputs, Graph *dst);
 
+/* Copies src into dst with every inference batch norm that follows a
+ * linear or conv2d (its only user) folded into that layer's weight and
+ * bias, whose values in params change accordingly.  Returns the number of
+ * batch norms folded, or -1. */
+int pass_fold_batchnorm(const Graph *src, Graph *dst, RtTensorSet *params);
+
 /* A named step of the pipeline. */
 typedef struct PassOpts {
   const char *dump_after;   /* step name, "all", or NULL */

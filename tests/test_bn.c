@@ -254,3 +254,76 @@ Test(dropout, inference_mode_is_the_identity) {
   free(vals);
   fe_model_free(&m);
 }
+
+/* --- folding ------------------------------------------------------------------------ */
+
+/* Inference outputs of the model in src before and after folding its batch
+ * norms into the layers before them, with random weights and statistics. */
+static void check_fold(const char *src, int want_folded) {
+  Diags d;
+  Model m;
+  diag_init(&d, stderr);
+  cr_assert_eq(fe_load_string(&m, "fold.dl", src, &d), 0);
+  m.g.syms[0].max = 3;
+  pass_dce(&m.g);
+  RtTensorSet params;
+  RtError err;
+  rt_set_init(&params);
+  cr_assert_eq(ir_params_init(&m.g, 3, &params, &err), RT_OK);
+  RtRng r;
+  rt_rng_seed(&r, 9);
+  for (int i = 0; i < params.count; i++) /* statistics and affine terms far from 0 and 1 */
+    for (int64_t k = 0; k < rt_tensor_numel(&params.items[i].t); k++) {
+      float *v = (float *)params.items[i].t.data + k;
+      if (strstr(params.items[i].name, "running_var")) *v = (float)(0.5 + rt_rng_uniform(&r));
+      else if (strstr(params.items[i].name, "bn")) *v = (float)(rt_rng_uniform(&r) * 2 - 0.5);
+    }
+  int64_t sym[IR_MAX_SYMS] = {3};
+  RtTensor out[2];
+  for (int pass = 0; pass < 2; pass++) {
+    Graph folded, *g = &m.g;
+    if (pass) {
+      ir_graph_init(&folded, "folded", &d);
+      cr_assert_eq(pass_fold_batchnorm(&m.g, &folded, &params), want_folded);
+      cr_assert_eq(ir_verify(&folded, &d), 0);
+      int before = 0, after = 0;
+      for (int i = 0; i < m.g.nnodes; i++) before += m.g.nodes[i].op == OP_BATCHNORM;
+      for (int i = 0; i < folded.nnodes; i++) after += folded.nodes[i].op == OP_BATCHNORM;
+      cr_expect_eq(after, before - want_folded, "%d batch norms left of %d", after, before);
+      g = &folded;
+    }
+    RtTensor *vals = calloc((size_t)g->nnodes + 1, sizeof *vals);
+    for (int i = 0; i < g->nnodes; i++) {
+      const Node *n = &g->nodes[i];
+      if (n->op == OP_PARAM) vals[i] = *rt_set_find(&params, n->name);
+      if (n->op != OP_INPUT) continue;
+      int64_t shape[IR_MAX_RANK];
+      for (int k = 0; k < n->shape.rank; k++) shape[k] = ir_dim_value(g, n->shape.d[k], sym);
+      rt_tensor_alloc(&vals[i], DT_F32, n->shape.rank, shape, &err);
+      RtRng xr;
+      rt_rng_seed(&xr, 4);
+      for (int64_t k = 0; k < rt_tensor_numel(&vals[i]); k++) ((float *)vals[i].data)[k] = (float)rt_rng_normal(&xr);
+    }
+    InterpOpts io = {0, 0};
+    cr_assert_eq(ir_interp(g, vals, sym, &io, &err), RT_OK, "%s", err.msg);
+    out[pass] = vals[g->outputs[0].id];
+    vals[g->outputs[0].id].data = NULL;
+    for (int i = 0; i < g->nnodes; i++)
+      if (g->nodes[i].op != OP_PARAM) rt_tensor_free(&vals[i]);
+    free(vals);
+    if (pass) ir_graph_free(&folded);
+  }
+  expect_close("folded output", &out[1], &out[0], 1e-5);
+  rt_tensor_free(&out[0]), rt_tensor_free(&out[1]);
+  rt_set_free(&params);
+  fe_model_free(&m);
+}
+
+Test(bn, folding_into_dense_and_conv_preserves_outputs) {
+  check_fold("input x: f32[N, 6]\nfc = dense(x, 5)\nbn = batchnorm(fc)\ny = relu(bn)\noutput y\n", 1);
+  check_fold("input x: f32[N, 6]\nfc = dense(x, 5, bias=false)\nbn = batchnorm(fc)\noutput bn\n", 1);
+  check_fold("input x: f32[N, 2, 7, 7]\nc1 = conv2d(x, 4, 3, padding=1)\nbn = batchnorm(c1)\n"
+             "r = relu(bn)\nc2 = conv2d(r, 3, 3, bias=false)\nbn2 = batchnorm(c2)\noutput bn2\n", 2);
+  /* a layer output used twice cannot be folded */
+  check_fold("input x: f32[N, 6]\nfc = dense(x, 5)\nbn = batchnorm(fc)\ny = bn + fc\noutput y\n", 0);
+}
