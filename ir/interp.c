@@ -5,7 +5,8 @@
  * Nodes run in array order (the array is a schedule).  Each op is one small
  * function over dense C-order RtTensors; ir_interp's flat switch over
  * OpKind picks it, so an op added to ops.def and forgotten here fails to
- * build under -Wswitch-enum.  Semantics are PyTorch's: NumPy broadcasting,
+ * build under -Wswitch-enum; the convolution and pooling family lives in
+ * conv.c.  Semantics are PyTorch's: NumPy broadcasting,
  * torch.matmul's treatment of 1-D operands, NCHW layouts, the numerically
  * stable softmax and the loss formulas of torch.nn.functional.  Elementwise
  * ops compute in float like PyTorch; every sum (matmul and linear dot
@@ -19,6 +20,7 @@
  * the only run-time checks are on the caller's tensors and on label values.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ir/conv.h"
@@ -384,7 +386,8 @@ static void op_slice_grad(const RtTensor *dy, RtTensor *out, const Attrs *a) {
         wf(out)[(o * len + a->start + j * a->step) * inner + in] = cf(dy)[(o * m + j) * inner + in];
 }
 
-/* The gradient of a max reduction goes to the elements equal to the max. */
+/* The gradient of a max reduction is shared by the elements equal to the
+ * max, as torch.amax does. */
 static void op_max_grad(const RtTensor *dy, const RtTensor *x, const RtTensor *y, RtTensor *out, const Attrs *a) {
   int reduced[RT_MAX_RANK] = {0};
   int64_t c[RT_MAX_RANK], kshape[RT_MAX_RANK], kc[RT_MAX_RANK], n = rt_tensor_numel(x);
@@ -392,14 +395,20 @@ static void op_max_grad(const RtTensor *dy, const RtTensor *x, const RtTensor *y
   for (int i = 0; i < a->nlist; i++) reduced[a->list[i]] = 1;
   for (int k = 0; k < x->rank; k++)
     if (!reduced[k]) kshape[nk++] = x->shape[k];
-  for (int64_t i = 0; i < n; i++) {
-    unravel(i, x->shape, x->rank, c);
-    for (int k = 0, j = 0; k < x->rank; k++)
-      if (!reduced[k]) kc[j++] = c[k];
-    int64_t o = 0;
-    for (int k = 0; k < nk; k++) o = o * kshape[k] + kc[k];
-    wf(out)[i] = cf(x)[i] == cf(y)[o] ? cf(dy)[o] : 0.0f;
-  }
+  double *ties = calloc((size_t)rt_tensor_numel(y) + 1, sizeof *ties);
+  IR_ASSERT(ties);
+  for (int pass = 0; pass < 2; pass++) /* count the maxima of each group, then share dy among them */
+    for (int64_t i = 0; i < n; i++) {
+      unravel(i, x->shape, x->rank, c);
+      for (int k = 0, j = 0; k < x->rank; k++)
+        if (!reduced[k]) kc[j++] = c[k];
+      int64_t o = 0;
+      for (int k = 0; k < nk; k++) o = o * kshape[k] + kc[k];
+      int is_max = cf(x)[i] == cf(y)[o];
+      if (pass == 0) ties[o] += is_max;
+      else wf(out)[i] = is_max ? (float)(cf(dy)[o] / ties[o]) : 0.0f;
+    }
+  free(ties);
 }
 
 /* The first maximum of each group of pieces gets the gradient. */

@@ -62,6 +62,7 @@ static const Node *node(Lower *L, int id) { return &L->g->nodes[id]; }
 /* The value of operand id at index, or the literal of a constant. */
 static Expr *value(Lower *L, int id, Expr *index) {
   const Node *n = node(L, id);
+  while (ir_ops[n->op].flags & OPF_VIEW) n = node(L, n->in[0]); /* a view of a constant is the constant */
   if (n->op == OP_CONST) return kx_f(L->p, n->attr.f);
   return kx_load(L->p, L->buf[id], index);
 }
@@ -540,7 +541,10 @@ static Stmt *lower_slice_grad(Lower *L, int id) {
   return all;
 }
 
-/* x == max ? dy : 0, with the max and dy indexed by the kept dimensions. */
+/* x == max ? dy / ties : 0, with the max and dy indexed by the kept
+ * dimensions and ties the number of elements equal to the max (torch.amax
+ * shares the gradient among them).  A first nest counts the ties into a
+ * temporary, a second writes the gradient. */
 static Stmt *lower_max_grad(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *x = node(L, n->in[1]);
@@ -554,11 +558,18 @@ static Stmt *lower_max_grad(Lower *L, int id) {
     if (!red[i]) ki[kept.rank] = xi[i], kept.d[kept.rank++] = x->shape.d[i];
   }
   Expr *k = lin_index(L, &kept, ki), *xidx = lin_index(L, &x->shape, xi);
-  Expr *v = kx_select(p, kx_bin(p, BIN_EQ, value(L, n->in[1], xidx), value(L, n->in[2], k)), value(L, n->in[0], k),
-                      kx_f(p, 0));
+  int ties = kir_buffer(p, BUF_TEMP, DT_F32, "ties", &kept, id);
+  Expr *is_max = kx_bin(p, BIN_EQ, value(L, n->in[1], xidx), value(L, n->in[2], k));
+  int vz = new_var(L);
+  Stmt *all = ks_loop(p, vz, numel_expr(L, &kept, 0, kept.rank), ks_store(p, ties, kx_var(p, vz), kx_f(p, 0)));
+  Stmt *count = ks_store(p, ties, k, kx_bin(p, BIN_ADD, kx_load(p, ties, k), kx_select(p, is_max, kx_f(p, 1), kx_f(p, 0))));
+  for (int i = r - 1; i >= 0; i--) count = ks_loop(p, vars[i], kx_dim(p, x->shape.d[i]), count);
+  ks_append(&all, count);
+  Expr *v = kx_select(p, is_max, kx_bin(p, BIN_DIV, value(L, n->in[0], k), kx_load(p, ties, k)), kx_f(p, 0));
   Stmt *s = ks_store(p, L->buf[id], xidx, v);
   for (int i = r - 1; i >= 0; i--) s = ks_loop(p, vars[i], kx_dim(p, x->shape.d[i]), s);
-  return s;
+  ks_append(&all, s);
+  return all;
 }
 
 /* The first maximum of each group gets dy; the rest stay zero. */

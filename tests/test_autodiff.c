@@ -20,19 +20,20 @@
  *    wrong rule is off by O(1) (a missing factor, sign or reduction),
  *    hundreds of times the tolerance.  Where an op is not differentiable
  *    (relu, leaky_relu, elu and abs at 0; a tie at the top of a max or
- *    maxout group; l1 where x = y; a triplet sample whose hinge is at 0),
- *    elements whose perturbation could cross the kink are skipped
- *    (near_kink), and each operand must still have 3/4 of its elements
- *    checked; the fixtures are random normals, so only 4 elements of 2
- *    cases are skipped today.  Broadcast cases also check that every
- *    gradient has its operand's shape.  A frozen parameter must leave no
- *    trace in the gradient graph.  Two disabled tests pin the rule at
- *    points finite differences cannot judge (bce at a zero logit, tied
- *    maxima); both fail today, on open bugs.
- * 2. Backends.  Every gradient graph of (1) is lowered and planned once
- *    (all cases as functions of one program, so one compiler run per
- *    backend), compiled by the C backend (-O1 -Werror) and by the LLVM JIT,
- *    and every output must agree with the interpreter to a relative error
+ *    maxout group or of a max_pool2d window; l1 where x = y; a triplet
+ *    sample whose hinge is at 0), elements whose perturbation could cross
+ *    the kink are skipped (near_kink; for max_pool2d, numerically), and
+ *    each operand must still have 3/4 of its elements checked; the
+ *    fixtures are random normals, so only 4 elements of 2 cases are
+ *    skipped today.  Broadcast cases also check that every gradient has
+ *    its operand's shape.  A frozen parameter must leave no trace in the
+ *    gradient graph.  Two disabled tests pin the rule at points finite
+ *    differences cannot judge (bce at a zero logit, tied maxima); both
+ *    fail today, on open bugs.
+ * 2. Backends.  Every gradient graph of (1) is lowered and planned as a
+ *    function of one program, so each backend compiles once (one test per
+ *    backend, so the C compiler and the JIT run in parallel): the C backend
+ *    (-O1 -Werror) and the LLVM JIT.  Every output must agree with the interpreter to a relative error
  *    of 1e-4, measured against max(|value|, 1e-5, 1e-2 * scale), where
  *    the scale is the output's largest magnitude (for the loss, a sum: the
  *    sum of its terms' magnitudes).  All compute in float32, but a backend
@@ -41,7 +42,8 @@
  *    sqrt(K) * 6e-8 * s however small the sum, so where terms cancel (a
  *    convolution's input gradient, the loss of pow_2) a value far below
  *    the scale can only be held to an absolute error of that order:
- *    1e-6 * scale, several times the worst measured (3e-7 * scale).
+ *    1e-6 * scale.  The worst measured error on this measure is 1.6e-5
+ *    (softmax_last), a sixth of the tolerance.
  * 3. PyTorch.  tiny.dl (cross-entropy) and reg.dl (MSE, an f32 label) from
  *    tests/fixtures/train: loss, every parameter gradient and the input
  *    gradient from the interpreter and both backends must match PyTorch's
@@ -146,11 +148,56 @@ static void fill_random(RtTensor *t, RtRng *r, int nonzero) {
   }
 }
 
+/* Appends input w (fixed pseudo-random, of out's shape) and the loss
+ * sum(out * w) to gc->fwd; returns the loss.  Symbols are bound from the
+ * operands first, to size w. */
+static int gc_add_loss(GradCase *gc, int nops) {
+  RtError err;
+  SrcLoc loc = {0};
+  RtTensor *vals = calloc((size_t)gc->fwd.nnodes, sizeof *vals);
+  for (int i = 0; i < nops; i++) vals[gc->in_id[i]] = gc->in[i];
+  cr_assert_eq(ir_bind_symbols(&gc->fwd, vals, gc->sym, &err), RT_OK, "%s: %s", gc->name, err.msg);
+  free(vals);
+  Shape os = gc->fwd.nodes[gc->op].shape;
+  int64_t wshape[IR_MAX_RANK];
+  for (int k = 0; k < os.rank; k++) wshape[k] = ir_dim_value(&gc->fwd, os.d[k], gc->sym);
+  tensor_alloc(&gc->in[nops], DT_F32, os.rank, wshape);
+  RtRng r;
+  rt_rng_seed_stream(&r, 7, gc->name);
+  fill_random(&gc->in[nops], &r, 0);
+  int w = ir_input(&gc->fwd, "w", DT_F32, &os, loc);
+  gc->in_id[nops] = w;
+  gc->in_name[nops] = "w";
+  int prod = ir_op(&gc->fwd, OP_MUL, (int[]){gc->op, w}, 2, NULL, loc);
+  Attrs all = ir_attrs_default(OP_SUM);
+  int loss = ir_op(&gc->fwd, OP_SUM, &prod, 1, &all, loc);
+  cr_assert_geq(loss, 0, "%s", gc->name);
+  ir_output(&gc->fwd, "loss", loss);
+  return loss;
+}
+
+/* gc->grad = the gradient graph of loss, and gc->gvals its values. */
+static void gc_run_grads(GradCase *gc, int loss) {
+  RtError err;
+  ir_graph_init(&gc->grad, gc->name, &gc->d);
+  cr_assert_eq(pass_build_grads(&gc->fwd, loss, 0, 1, &gc->grad), 0, "%s: pass_build_grads fails", gc->name);
+  cr_assert_eq(ir_verify(&gc->grad, &gc->d), 0, "%s: the gradient graph does not verify", gc->name);
+  gc->gvals = calloc((size_t)gc->grad.nnodes, sizeof *gc->gvals);
+  for (int i = 0; i < gc->grad.nnodes; i++) {
+    const Node *n = &gc->grad.nodes[i];
+    if (n->op != OP_INPUT) continue;
+    int k = 0;
+    while (k < gc->nin && strcmp(gc->in_name[k], n->name) != 0) k++;
+    cr_assert_lt(k, gc->nin, "%s: unknown input %s", gc->name, n->name);
+    gc->gvals[i] = gc->in[k];
+  }
+  InterpOpts io = {0, 0};
+  cr_assert_eq(ir_interp(&gc->grad, gc->gvals, gc->sym, &io, &err), RT_OK, "%s: %s", gc->name, err.msg);
+}
+
 /* Builds gc from case c over operands ins (taken over), differentiates it
  * and runs the gradient graph in the interpreter. */
 static void gc_build(GradCase *gc, const OpCase *c, RtTensor *ins) {
-  RtError err;
-  SrcLoc loc = {0};
   memset(gc, 0, sizeof *gc);
   gc->name = c->name;
   diag_init(&gc->d, stderr);
@@ -164,42 +211,7 @@ static void gc_build(GradCase *gc, const OpCase *c, RtTensor *ins) {
     gc->in_id[i] = opcase_input_id(&gc->fwd, i);
     gc->in_name[i] = gc->fwd.nodes[gc->in_id[i]].name;
   }
-  /* bind the symbols from the operands alone, to size w */
-  RtTensor *vals = calloc((size_t)gc->fwd.nnodes, sizeof *vals);
-  for (int i = 0; i < c->nin; i++) vals[gc->in_id[i]] = gc->in[i];
-  cr_assert_eq(ir_bind_symbols(&gc->fwd, vals, gc->sym, &err), RT_OK, "%s: %s", c->name, err.msg);
-  free(vals);
-  Shape os = gc->fwd.nodes[gc->op].shape;
-  int64_t wshape[IR_MAX_RANK];
-  for (int k = 0; k < os.rank; k++) wshape[k] = ir_dim_value(&gc->fwd, os.d[k], gc->sym);
-  RtTensor *w = &gc->in[c->nin];
-  tensor_alloc(w, DT_F32, os.rank, wshape);
-  RtRng r;
-  rt_rng_seed_stream(&r, 7, c->name);
-  fill_random(w, &r, 0);
-  int wid = ir_input(&gc->fwd, "w", DT_F32, &os, loc);
-  gc->in_id[c->nin] = wid;
-  gc->in_name[c->nin] = "w";
-  int prod = ir_op(&gc->fwd, OP_MUL, (int[]){gc->op, wid}, 2, NULL, loc);
-  Attrs all = ir_attrs_default(OP_SUM);
-  int loss = ir_op(&gc->fwd, OP_SUM, &prod, 1, &all, loc);
-  cr_assert_geq(loss, 0, "%s", c->name);
-  ir_output(&gc->fwd, "loss", loss);
-
-  ir_graph_init(&gc->grad, c->name, &gc->d);
-  cr_assert_eq(pass_build_grads(&gc->fwd, loss, 0, 1, &gc->grad), 0, "%s: pass_build_grads fails", c->name);
-  cr_assert_eq(ir_verify(&gc->grad, &gc->d), 0, "%s: the gradient graph does not verify", c->name);
-  gc->gvals = calloc((size_t)gc->grad.nnodes, sizeof *gc->gvals);
-  for (int i = 0; i < gc->grad.nnodes; i++) {
-    const Node *n = &gc->grad.nodes[i];
-    if (n->op != OP_INPUT) continue;
-    int k = 0;
-    while (k < gc->nin && strcmp(gc->in_name[k], n->name) != 0) k++;
-    cr_assert_lt(k, gc->nin, "%s: unknown input %s", c->name, n->name);
-    gc->gvals[i] = gc->in[k];
-  }
-  InterpOpts io = {0, 0};
-  cr_assert_eq(ir_interp(&gc->grad, gc->gvals, gc->sym, &io, &err), RT_OK, "%s: %s", c->name, err.msg);
+  gc_run_grads(gc, gc_add_loss(gc, c->nin));
 }
 
 static void gc_from_fixture(GradCase *gc, const OpCase *c) {
@@ -318,11 +330,20 @@ static int near_kink(const GradCase *gc, int j, int64_t e, double h) {
   return 0;
 }
 
+/* max_pool2d's windows overlap and depend on five attributes, so its kinks
+ * (ties at the top of a window) are found numerically instead: the op is
+ * piecewise linear, so away from a kink the one-sided differences agree
+ * to rounding error, and an element whose one-sided differences disagree
+ * by more than a quarter of the tolerance straddles a kink. */
+static int kinks_found_numerically(OpKind op) { return op == OP_MAX_POOL2D; }
+
 /* --- finite differences -------------------------------------------------------- */
 
 /* Compares every gradient element of gc with central differences. */
 static void gc_check_fd(GradCase *gc) {
   char b1[64], b2[64];
+  int numeric = kinks_found_numerically(gc->fwd.nodes[gc->op].op);
+  double l0 = numeric ? gc_loss(gc) : 0;
   for (int k = 0; k < gc->nin; k++) {
     RtTensor *x = &gc->in[k];
     if (x->dtype != DT_F32) continue; /* class labels */
@@ -350,6 +371,10 @@ static void gc_check_fd(GradCase *gc) {
       double lm = gc_loss(gc);
       xv[e] = x0;
       double fd = (lp - lm) / ((double)xp - xm), err = fabs(gv[e] - fd) / fmax(1, fabs(fd));
+      if (numeric && fabs((lp - l0) / ((double)xp - x0) - (l0 - lm) / ((double)x0 - xm)) > FD_TOL / 4 * fmax(1, fabs(fd))) {
+        skipped++;
+        continue;
+      }
       if (!(err <= worst)) worst = err, at = e, wg = gv[e], wfd = fd;
     }
     cr_expect(worst <= FD_TOL, "%s: d loss / d %s[%lld] is %.7g, finite differences say %.7g (error %.3g)",
@@ -564,12 +589,14 @@ static void expect_outputs_agree(const char *what, const Graph *g, RtTensor *val
   }
 }
 
-Test(autodiff, every_backend_agrees_with_interpreter_on_gradients, .timeout = 300) {
+/* Compiles every case's gradient graph with backend be, as functions of
+ * one program, and compares each output with the interpreter. */
+static void check_backend_on_cases(const Backend *be) {
   int ncases = 0;
   GradCase *cases = calloc(OPCASE_COUNT + NBCAST_CASES, sizeof *cases);
   for (int ci = 0; ci < OPCASE_COUNT; ci++)
     if (case_is_differentiable(&op_cases[ci])) gc_from_fixture(&cases[ncases++], &op_cases[ci]);
-  static char names[NBCAST_CASES][64];
+  char names[NBCAST_CASES][64];
   for (int i = 0; i < NBCAST_CASES; i++) {
     OpCase c;
     RtTensor ins[2];
@@ -592,30 +619,33 @@ Test(autodiff, every_backend_agrees_with_interpreter_on_gradients, .timeout = 30
     pass_lower(&p, kir_func(&p, arena_printf(&p.arena, "g_%s", cases[i].name), g));
   }
   pass_memplan(&p);
-  for (int be = 0; be < NBACKENDS; be++) {
-    RtError err;
-    CModule *m = backends[be].build(&p, &err);
-    cr_assert_not_null(m, "%s: %s", backends[be].name, err.msg);
-    for (int i = 0; i < ncases; i++) {
-      GradCase *gc = &cases[i];
-      const Graph *g = &gc->grad;
-      const RtTensor *want[64];
-      RtTensor got[64];
-      char what[128];
-      cr_assert_lt(g->noutputs, 64);
-      for (int o = 0; o < g->noutputs; o++) want[o] = &gc->gvals[g->outputs[o].id];
-      int64_t sym = g->nsyms ? gc->sym[0] : 1;
-      call_compiled(m, &p, &p.funcs[i], &sym, gc->gvals, want, got);
-      snprintf(what, sizeof what, "%s, %s", backends[be].name, gc->name);
-      expect_outputs_agree(what, g, gc->gvals, got);
-    }
-    cg_c_free(m);
+  RtError err;
+  CModule *m = be->build(&p, &err);
+  cr_assert_not_null(m, "%s: %s", be->name, err.msg);
+  for (int i = 0; i < ncases; i++) {
+    GradCase *gc = &cases[i];
+    const Graph *g = &gc->grad;
+    const RtTensor *want[64];
+    RtTensor got[64];
+    char what[128];
+    cr_assert_lt(g->noutputs, 64);
+    for (int o = 0; o < g->noutputs; o++) want[o] = &gc->gvals[g->outputs[o].id];
+    int64_t sym = g->nsyms ? gc->sym[0] : 1;
+    call_compiled(m, &p, &p.funcs[i], &sym, gc->gvals, want, got);
+    snprintf(what, sizeof what, "%s, %s", be->name, gc->name);
+    expect_outputs_agree(what, g, gc->gvals, got);
+    gc_free(gc);
   }
-  for (int i = 0; i < ncases; i++) gc_free(&cases[i]);
+  cg_c_free(m);
   kir_program_free(&p);
   ir_graph_free(&header);
   free(cases);
 }
+
+/* One test per backend, so that the two compilations run in parallel. */
+Test(autodiff, c_backend_agrees_with_interpreter_on_gradients, .timeout = 300) { check_backend_on_cases(&backends[0]); }
+
+Test(autodiff, jit_agrees_with_interpreter_on_gradients, .timeout = 300) { check_backend_on_cases(&backends[1]); }
 
 /* --- whole models against PyTorch ---------------------------------------------------- */
 
@@ -749,8 +779,7 @@ Test(autodiff, tiny_cross_entropy_gradients_match_pytorch, .timeout = 60) { chec
 
 Test(autodiff, reg_mse_gradients_match_pytorch, .timeout = 60) { check_model("reg", "t"); }
 
-/* --- points where the rule, not finite differences, must decide --------------------
- * Both tests are disabled until the bugs they show are fixed (see each). */
+/* --- points where the rule, not finite differences, must decide -------------------- */
 
 /* The gradient of in0 of a case built from the given values. */
 static void gradient_at(const OpCase *c, const float *x, const float *y, int64_t n, float *g, float *w) {
@@ -771,9 +800,9 @@ static void gradient_at(const OpCase *c, const float *x, const float *y, int64_t
 }
 
 /* d bce / dx = sigmoid(x) - y, also at x = 0 exactly (zero-initialised
- * logits).  decompose.c writes max(x, 0) as relu(x) and the softplus with
- * |x|; relu' and abs' are 0 at 0, so the rule gives -y there, not 0.5 - y. */
-Test(autodiff, bce_gradient_at_zero_logit, .disabled = true) {
+ * logits): decompose.c must not write max(x, 0) as relu(x), whose
+ * derivative at 0 is 0 and would give -y there, not 0.5 - y. */
+Test(autodiff, bce_gradient_at_zero_logit) {
   const OpCase c = {"bce_at_zero", OP_BCE_LOGITS, 2, 0, "reduction=sum"};
   float x[3] = {0, 2, -3}, y[3] = {0.25f, 0.5f, 0.75f}, g[3], w;
   gradient_at(&c, x, y, 3, g, &w);
@@ -784,9 +813,9 @@ Test(autodiff, bce_gradient_at_zero_logit, .disabled = true) {
 }
 
 /* Tied maxima share the gradient evenly, as torch.amax's does; giving each
- * the whole of it (max_grad's rule) is not a subgradient: raising all tied
- * elements by t raises the max by t, not by count * t. */
-Test(autodiff, max_ties_share_the_gradient, .disabled = true) {
+ * the whole of it would not be a subgradient: raising all tied elements by
+ * t raises the max by t, not by count * t. */
+Test(autodiff, max_ties_share_the_gradient) {
   const OpCase c = {"max_ties", OP_MAX, 1, 0, "axes=1"};
   float x[3] = {0, 1, 1}, g[3], w;
   gradient_at(&c, x, NULL, 3, g, &w);
