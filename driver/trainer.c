@@ -101,6 +101,10 @@ int trainer_config(const Model *m, TrainConfig *cfg, Diags *d) {
   cfg->label_column = (int)call_num(&ts->data, "label_column", -1);
   cfg->augment_flip = call_num(&ts->augment, "flip", 0) != 0;
   cfg->augment_crop = (int64_t)call_num(&ts->augment, "crop", 0);
+  cfg->augment_noise = call_num(&ts->augment, "noise", 0);
+  cfg->classes = "";
+  for (int i = 0; i < ts->data.nargs; i++)
+    if (ts->data.keys[i] && !strcmp(ts->data.keys[i], "classes") && ts->data.strs[i]) cfg->classes = ts->data.strs[i];
   return 0;
 }
 
@@ -171,6 +175,10 @@ int trainer_init(Trainer *t, Model *m, const TrainConfig *cfg, const RtTensorSet
   ir_graph_init(&t->tg, m->g.name, d);
   ir_graph_init(&t->eg, m->g.name, d);
   for (int s = 0; s < m->g.nsyms; s++) m->g.syms[s].max = cfg->batch;
+  if (t->y_input >= 0 && t->x_input >= 0) { /* a label shaped like the input: reconstruct it */
+    const Node *xn = &m->g.nodes[t->x_input], *yn = &m->g.nodes[t->y_input];
+    t->autoencode = yn->dtype == DT_F32 && ir_shape_eq(&xn->shape, &yn->shape);
+  }
   t->acc_output = -1;
   if (m->g.nodes[t->loss].op == OP_CROSS_ENTROPY) {
     int logits = m->g.nodes[t->loss].in[0];
@@ -214,7 +222,7 @@ static int shape_data(Trainer *t, RtDataset *ds, const char *what) {
     diag_plain(t->d, what, "the samples do not fit input '%s': %s", x->name, err.msg);
     return -1;
   }
-  const Node *y = t->y_input >= 0 ? &t->m->g.nodes[t->y_input] : NULL;
+  const Node *y = t->y_input >= 0 && !t->autoencode ? &t->m->g.nodes[t->y_input] : NULL;
   if (y && (y->dtype == DT_I64 || y->dtype == DT_I32) && ds->y.dtype != DT_I64) {
     diag_plain(t->d, what, "label '%s' is %s but the data set has %s targets", y->name, rt_dtype_name(y->dtype),
                rt_dtype_name(ds->y.dtype));
@@ -253,6 +261,8 @@ int trainer_load_data(Trainer *t) {
     return -1;
   }
   if (st) return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
+  if (rt_dataset_select_classes(&all, c->classes, &err) || rt_dataset_select_classes(&t->test, c->classes, &err))
+    return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
   if (rt_dataset_split(&all, c->val_split, c->seed, &t->train, &t->val, &err))
     return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
   return shape_data(t, &t->train, "training data") || shape_data(t, &t->val, "validation data") ||
@@ -397,9 +407,30 @@ int trainer_step(Trainer *t, int64_t n, const float *x, const void *y, double lr
   return 0;
 }
 
+/* Bytes of one sample's target: its label, or for an autoencoder its input. */
+static size_t target_size(const Trainer *t, const RtDataset *ds) {
+  if (t->autoencode) return sizeof(float) * (size_t)rt_dataset_features(ds);
+  return rt_dtype_size(ds->y.dtype) * (size_t)(ds->y.rank > 1 ? ds->y.shape[1] : 1);
+}
+
+/* For an autoencoder, the target is the clean batch and the input gets
+ * the configured noise; returns the MSE of the noisy input against it. */
+static double make_targets(Trainer *t, float *x, void *y, int64_t n, int64_t feat, RtRng *noise) {
+  if (!t->autoencode) return 0;
+  memcpy(y, x, sizeof(float) * (size_t)(n * feat));
+  if (t->cfg.augment_noise <= 0) return 0;
+  rt_add_noise(x, n * feat, t->cfg.augment_noise, noise);
+  double se = 0;
+  for (int64_t i = 0; i < n * feat; i++) se += ((double)x[i] - ((float *)y)[i]) * ((double)x[i] - ((float *)y)[i]);
+  return se / (double)(n * feat);
+}
+
 int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc) {
   int64_t b = t->cfg.batch, feat = rt_dataset_features(ds), total_correct = 0;
-  size_t ysize = rt_dtype_size(ds->y.dtype) * (size_t)(ds->y.rank > 1 ? ds->y.shape[1] : 1);
+  size_t ysize = target_size(t, ds);
+  RtRng noise; /* the same noise at every evaluation, so the figures compare */
+  rt_rng_seed_stream(&noise, t->cfg.seed, "eval-noise");
+  double base = 0;
   float *x = malloc(sizeof(float) * (size_t)(b * feat + 1));
   char *y = malloc(ysize * (size_t)b + 1);
   int64_t *idx = malloc(sizeof(int64_t) * (size_t)(b + 1));
@@ -408,7 +439,8 @@ int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc)
   for (int64_t start = 0; start < ds->n && !rc; start += b) {
     int64_t n = ds->n - start < b ? ds->n - start : b, correct = 0;
     for (int64_t i = 0; i < n; i++) idx[i] = start + i;
-    rt_batch_gather(ds, idx, n, x, y);
+    rt_batch_gather(ds, idx, n, x, t->autoencode ? NULL : y);
+    base += make_targets(t, x, y, n, feat, &noise) * (double)n;
     Call c = {n, x, y, 0, 0, NULL};
     double l = 0;
     rc = run(t, 0, &c, &l, &correct);
@@ -416,6 +448,7 @@ int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc)
     total_correct += correct;
   }
   *loss = ds->n ? sum / (double)ds->n : NAN;
+  t->baseline = ds->n ? base / (double)ds->n : NAN;
   *acc = ds->n && t->acc_output >= 0 ? (double)total_correct / (double)ds->n : NAN;
   free(x);
   free(y);
@@ -500,7 +533,7 @@ int trainer_resume(Trainer *t, const char *path) {
 int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *stop) {
   const RtDataset *ds = &t->train;
   int64_t b = t->cfg.batch, n = ds->n, feat = rt_dataset_features(ds), nb = (n + b - 1) / b;
-  size_t ysize = rt_dtype_size(ds->y.dtype) * (size_t)(ds->y.rank > 1 ? ds->y.shape[1] : 1);
+  size_t ysize = target_size(t, ds);
   int64_t *order = malloc(sizeof(int64_t) * (size_t)(n + 1));
   float *x = malloc(sizeof(float) * (size_t)(b * feat + 1));
   char *y = malloc(ysize * (size_t)b + 1);
@@ -520,7 +553,7 @@ int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *st
   es->lr = rt_schedule_lr(&t->cfg.sched, t->epoch, iteration);
   for (int64_t i = 0; i < nb && !rc; i++) {
     int64_t cnt = n - i * b < b ? n - i * b : b, c = 0;
-    rt_batch_gather(ds, order + i * b, cnt, x, y);
+    rt_batch_gather(ds, order + i * b, cnt, x, t->autoencode ? NULL : y);
     RtError err;
     if (augment && rt_augment_batch(x, cnt, ds->x.rank - 1, ds->x.shape + 1, t->cfg.augment_flip, t->cfg.augment_crop,
                                     &aug, &err)) {
@@ -528,6 +561,7 @@ int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *st
       rc = -1;
       break;
     }
+    make_targets(t, x, y, cnt, feat, &aug);
     double loss, lr = rt_schedule_lr(&t->cfg.sched, t->epoch, iteration++);
     if (trainer_step(t, cnt, x, y, lr, &loss, &c)) rc = -1;
     sum += loss * (double)cnt, seen += cnt, correct += c;

@@ -29,6 +29,8 @@ typedef struct TrainConfig {
   int label_column;           /* csv */
   int augment_flip;           /* random horizontal flips */
   int64_t augment_crop;       /* random shifts of up to this many pixels */
+  double augment_noise;       /* Gaussian noise on the input (denoising) */
+  const char *classes;        /* a subset of the classes, "" for all */
 } TrainConfig;
 
 typedef struct Trainer {
@@ -44,6 +46,8 @@ typedef struct Trainer {
   CModule *mod;
   int64_t epoch, step;        /* epochs finished, optimizer steps taken */
   RtDataset train, val, test;
+  int autoencode;             /* the label is the clean input (same shape as x) */
+  double baseline;            /* last evaluation: MSE of the noisy input itself */
 } Trainer;
 
 /* torch.optim's defaults for optimizer kind with learning rate lr. */

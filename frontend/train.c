@@ -46,16 +46,17 @@ static const CallDef schedules[] = {
     {"cyclic", {F("base_lr", NULL, CHK_POS), F("max_lr", NULL, CHK_POS), I("step_size_up", NULL, CHK_POS)}},
 };
 
+#define SC {"classes", SK_STR, "", NULL, CHK_NONE} /* a subset of the classes: "0-4", "5,7" */
 static const CallDef datasets[] = {
-    {"fashion_mnist", {S("dir")}},
-    {"idx", {S("images"), S("labels")}},
-    {"csv", {S("path"), I("label_column", "-1", CHK_NONE)}},
-    {"npy", {S("x"), S("y")}},
+    {"fashion_mnist", {S("dir"), SC}},
+    {"idx", {S("images"), S("labels"), SC}},
+    {"csv", {S("path"), I("label_column", "-1", CHK_NONE), SC}},
+    {"npy", {S("x"), S("y"), SC}},
 };
 
 /* Data augmentation, applied per mini-batch in training only. */
 static const CallDef augmentations[] = {
-    {"augment", {B("flip", "false"), I("crop", "0", CHK_NONNEG)}},
+    {"augment", {B("flip", "false"), I("crop", "0", CHK_NONNEG), F("noise", "0", CHK_NONNEG)}},
 };
 
 #define COUNT(a) (int)(sizeof a / sizeof a[0])

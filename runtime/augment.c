@@ -57,3 +57,52 @@ RtStatus rt_augment_batch(float *x, int64_t n, int rank, const int64_t *sample_s
   free(tmp);
   return RT_OK;
 }
+
+void rt_add_noise(float *x, int64_t n, double std, RtRng *r) {
+  for (int64_t i = 0; i < n; i++) x[i] += (float)(std * rt_rng_normal(r));
+}
+
+/* Parses "0-4" or "5,7,9" (or a mix) into a membership table of classes. */
+static int parse_classes(const char *spec, int64_t *map, int64_t max, RtError *err) {
+  for (int64_t c = 0; c < max; c++) map[c] = -1;
+  const char *p = spec;
+  while (*p) {
+    char *end;
+    long a = strtol(p, &end, 10), b = a;
+    if (end == p) return rt_fail(err, RT_ERR_FORMAT, "classes: expected numbers like 0-4 or 5,6,7, got '%s'", spec), -1;
+    p = end;
+    if (*p == '-') {
+      b = strtol(p + 1, &end, 10);
+      if (end == p + 1) return rt_fail(err, RT_ERR_FORMAT, "classes: expected numbers like 0-4 or 5,6,7, got '%s'", spec), -1;
+      p = end;
+    }
+    if (a < 0 || b < a || b >= max) return rt_fail(err, RT_ERR_FORMAT, "classes: %ld-%ld is outside the labels 0..%lld", a, b, (long long)max - 1), -1;
+    for (long c = a; c <= b; c++) map[c] = 0;
+    if (*p == ',') p++;
+  }
+  int64_t k = 0;
+  for (int64_t c = 0; c < max; c++)
+    if (map[c] == 0) map[c] = k++;
+  return 0;
+}
+
+RtStatus rt_dataset_select_classes(RtDataset *d, const char *spec, RtError *err) {
+  if (!spec || !*spec || d->n == 0) return RT_OK;
+  if (d->y.dtype != DT_I64) return rt_fail(err, RT_ERR_DTYPE, "classes: the data set has no class labels");
+  int64_t max = rt_dataset_max_label(d) + 1, feat = rt_dataset_features(d), *map = malloc(sizeof(int64_t) * (size_t)(max + 1));
+  if (!map) return rt_fail(err, RT_ERR_NOMEM, "out of memory");
+  if (parse_classes(spec, map, max, err)) {
+    free(map);
+    return RT_ERR_FORMAT;
+  }
+  int64_t *y = d->y.data, kept = 0;
+  float *x = d->x.data;
+  for (int64_t i = 0; i < d->n; i++) {
+    if (map[y[i]] < 0) continue;
+    memmove(x + kept * feat, x + i * feat, sizeof(float) * (size_t)feat);
+    y[kept++] = map[y[i]];
+  }
+  free(map);
+  d->n = d->x.shape[0] = d->y.shape[0] = kept;
+  return RT_OK;
+}

@@ -339,5 +339,11 @@ double rt_schedule_lr(const RtSchedule *s, int64_t epoch, int64_t iteration);
  * up to crop pixels each way with zeros coming in (pad-and-crop). */
 RtStatus rt_augment_batch(float *x, int64_t n, int rank, const int64_t *sample_shape, int do_flip, int64_t crop,
                           RtRng *r, RtError *err);
+/* x[i] += std * N(0, 1): the corruption of a denoising autoencoder. */
+void rt_add_noise(float *x, int64_t n, double std, RtRng *r);
+/* Keeps the samples whose label is in spec ("0-4", "5,7,9") and renumbers
+ * the labels 0, 1, ... in increasing order: a task on a subset of the
+ * classes (transfer learning). */
+RtStatus rt_dataset_select_classes(RtDataset *d, const char *spec, RtError *err);
 
 #endif
