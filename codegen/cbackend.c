@@ -34,7 +34,7 @@ static void remove_dir(const char *dir) {
   rmdir(dir);
 }
 
-static RtStatus write_sources(CModule *m, const Program *p, RtError *err) {
+static RtStatus write_sources(CModule *m, const Program *p, const RtTensorSet *embed, RtError *err) {
   char cpath[512], hpath[512];
   snprintf(cpath, sizeof cpath, "%s/model.c", m->dir);
   snprintf(hpath, sizeof hpath, "%s/model.h", m->dir);
@@ -46,7 +46,7 @@ static RtStatus write_sources(CModule *m, const Program *p, RtError *err) {
   }
   Diags d;
   diag_init(&d, stderr);
-  EmitOpts o = {"model.h", NULL};
+  EmitOpts o = {"model.h", embed};
   int rc = cg_emit_c(p, c, h, &o, &d);
   int bad = fclose(c) | fclose(h);
   if (rc || bad) return rt_fail(err, RT_ERR_IO, "%s: cannot write the generated C", m->dir);
@@ -116,6 +116,10 @@ static void so_release(CModule *m) {
 }
 
 CModule *cg_c_build(const Program *p, const char *cflags, RtError *err) {
+  return cg_c_build_embedded(p, cflags, NULL, err);
+}
+
+CModule *cg_c_build_embedded(const Program *p, const char *cflags, const RtTensorSet *embed, RtError *err) {
   CModule *m = cg_module_new(p, err);
   if (!m) return NULL;
   m->lookup = so_lookup;
@@ -130,7 +134,7 @@ CModule *cg_c_build(const Program *p, const char *cflags, RtError *err) {
   }
   char so[512];
   snprintf(so, sizeof so, "%s/model.so", m->dir);
-  if (write_sources(m, p, err) || compile(m, cflags, err)) {
+  if (write_sources(m, p, embed, err) || compile(m, cflags, err)) {
     cg_c_free(m);
     return NULL;
   }

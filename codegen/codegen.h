@@ -42,6 +42,8 @@ typedef struct CModule CModule;
 /* Emits p as C into a private temporary directory, compiles it with the
  * system compiler ($CC or cc) into a shared object and loads it. */
 CModule *cg_c_build(const Program *p, const char *cflags, RtError *err);
+/* The same with the weights of embed as constants in the C (--embed-params). */
+CModule *cg_c_build_embedded(const Program *p, const char *cflags, const RtTensorSet *embed, RtError *err);
 /* Lowers p to LLVM, optimises it for the host and compiles it in memory
  * with ORC LLJIT.  LLVM failures come back as "internal error: ...". */
 CModule *cg_jit_build(const Program *p, RtError *err);

@@ -62,7 +62,7 @@ typedef struct Lower {
   LLVMModuleRef m;
   LLVMBuilderRef b;           /* code */
   LLVMBuilderRef ab;          /* allocas: the end of the entry block */
-  LLVMTypeRef i1, i8, i32, i64, f32, f64, ptr;
+  LLVMTypeRef i8, i32, i64, f32, f64, ptr;
   LLVMValueRef *storage;      /* per buffer: a param's or state's global */
   LLVMValueRef arena[DT_COUNT];
   LLVMValueRef table, err_msg;
@@ -658,7 +658,7 @@ static void lower_init(Lower *L, const Program *p, LLVMContextRef cx, const Emit
   L->m = LLVMModuleCreateWithNameInContext(L->pre, cx);
   L->b = LLVMCreateBuilderInContext(cx);
   L->ab = LLVMCreateBuilderInContext(cx);
-  L->i1 = LLVMInt1TypeInContext(cx), L->i8 = LLVMInt8TypeInContext(cx);
+  L->i8 = LLVMInt8TypeInContext(cx);
   L->i32 = LLVMInt32TypeInContext(cx), L->i64 = LLVMInt64TypeInContext(cx);
   L->f32 = LLVMFloatTypeInContext(cx), L->f64 = LLVMDoubleTypeInContext(cx);
   L->ptr = LLVMPointerTypeInContext(cx, 0);

@@ -27,6 +27,7 @@ static const char *usage_main =
     "       dlc run MODEL.dl --input NAME=FILE.npy ...            run a model once\n"
     "       dlc train MODEL.dl [options]                          train a model\n"
     "       dlc repl [MODEL.dl]                                   interactive session\n"
+    "       dlc eval MODEL.dl --params W.safetensors              test accuracy of the emitted C\n"
     "       dlc COMMAND --help                                    help on a command\n"
     "\n"
     "compile options:\n"
@@ -382,5 +383,6 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "run")) return dlc_cmd_run(argc - 1, argv + 1, usage_run);
   if (!strcmp(cmd, "train")) return dlc_cmd_train(argc - 1, argv + 1);
   if (!strcmp(cmd, "repl")) return dlc_cmd_repl(argc - 1, argv + 1);
+  if (!strcmp(cmd, "eval")) return dlc_cmd_eval(argc - 1, argv + 1);
   return cmd_compile(argc, argv);
 }

@@ -16,6 +16,10 @@ int dlc_load_model(Model *m, const char *path, const char *const *max, int nmax,
 struct Program;
 int dlc_write_c(const struct Program *p, const char *cpath, const RtTensorSet *embed, Diags *d);
 int dlc_cmd_repl(int argc, char **argv);
+int dlc_cmd_eval(int argc, char **argv);
+/* --data DIR | fashion_mnist:DIR | idx:I,L | csv:F | npy:X,Y into cfg. */
+struct TrainConfig;
+int dlc_parse_data_spec(const char *spec, struct TrainConfig *cfg, Diags *d);
 
 int dlc_cmd_run(int argc, char **argv, const char *usage);
 int dlc_cmd_train(int argc, char **argv);

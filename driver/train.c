@@ -97,7 +97,7 @@ static int parse_real(const char *flag, const char *v, double lo, double hi, dou
 }
 
 /* --data SPEC into cfg; the strings point into spec's copy (leaked on purpose: lives for the run). */
-static int parse_data(const char *spec, TrainConfig *cfg, Diags *d) {
+int dlc_parse_data_spec(const char *spec, TrainConfig *cfg, Diags *d) {
   char *s = strdup(spec), *colon = strchr(s, ':');
   if (!colon) {
     cfg->data_kind = "fashion_mnist";
@@ -153,7 +153,7 @@ static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
     if (parse_real("--lr", f->lr, 1e-12, 1e6, &cfg->opt.lr, d)) return -1;
     cfg->sched.base_lr = cfg->opt.lr;
   }
-  if (f->data && parse_data(f->data, cfg, d)) return -1;
+  if (f->data && dlc_parse_data_spec(f->data, cfg, d)) return -1;
   if (f->augment && parse_augment(f->augment, cfg, d)) return -1;
   if (f->backend) {
     if (strcmp(f->backend, "jit") && strcmp(f->backend, "c") && strcmp(f->backend, "interp"))

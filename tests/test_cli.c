@@ -10,6 +10,7 @@
  */
 #include <criterion/criterion.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "runtime/rt.h"
 #include "tests/testutil.h"
@@ -217,4 +218,31 @@ Test(cli, grads_on_the_command_line) {
   rt_set_free(&want);
   snprintf(args, sizeof args, "run %s --input x=x.npy --grads g.safetensors", MLP);
   expect(dir, args, 1, "");
+}
+
+/* The inference C with embedded (and batch-norm folded) weights gives the
+ * same test accuracy as the training graph, on a model with batch norm. */
+Test(cli, eval_emitted_c_matches_the_training_graph, .timeout = 300) {
+  if (access("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", R_OK) != 0)
+    cr_skip_test("Fashion-MNIST is not installed");
+  const char *dir = tu_scratch_dir();
+  char path[600], args[1024];
+  snprintf(path, sizeof path, "%s/bnlog.dl", dir);
+  FILE *f = fopen(path, "w");
+  fputs("model bnlog\ninput x: f32[N, 784]\nfc = dense(x, 32)\nbn = batchnorm(fc)\nlogits = dense(relu(bn), 10) as out\n"
+        "output logits\ntrain {\n  label y: i64[N]\n  loss = cross_entropy(logits, y)\n  optimizer = adam(lr=1e-3)\n"
+        "  batch = 256\n  epochs = 1\n  data = fashion_mnist(\"/usr/share/datasets/fashion-mnist\")\n}\n", f);
+  fclose(f);
+  expect(dir, "train bnlog.dl --backend=c --save w.safetensors", 0, "test: loss");
+  snprintf(args, sizeof args, "eval bnlog.dl --params w.safetensors");
+  Run r = run(dir, args);
+  cr_assert_eq(r.status, 0, "%s", r.out);
+  double emitted = -1, graph = -2;
+  const char *p = strstr(r.out, "folded) ");
+  cr_assert_not_null(p, "%s", r.out);
+  cr_assert(strstr(r.out, "1 batch norms folded") != NULL, "%s", r.out);
+  cr_assert_eq(sscanf(p, "folded) %lf%%, training graph %lf%%", &emitted, &graph), 2, "%s", r.out);
+  cr_expect(fabs(emitted - graph) <= 0.02, "emitted %.2f%% vs graph %.2f%%", emitted, graph);
+  cr_expect(graph > 70, "accuracy %.2f%% after an epoch", graph);
+  free(r.out);
 }
