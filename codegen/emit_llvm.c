@@ -142,6 +142,7 @@ static DType cty(const Lower *L, const Expr *e) {
     return common(cty(L, e->a), cty(L, e->b));
   case EX_SELECT: return common(cty(L, e->b), cty(L, e->c));
   case EX_CAST: return e->type;
+  case EX_RAND: return DT_F32;
   }
   return e->type;
 }
@@ -307,6 +308,23 @@ static LLVMValueRef address(Lower *L, int buf, const Expr *index) {
   return LLVMBuildInBoundsGEP2(L->b, lty(L, L->p->bufs[buf].dtype), L->bufptr[buf], &i, 1, "");
 }
 
+/* ir_random_uniform (splitmix64 of key + ctr * golden ratio, top 24 bits),
+ * the same instructions as the helper the C emitter prints. */
+static Val random_uniform(Lower *L, const Expr *e) {
+  LLVMValueRef ctr = convert(L, expr(L, e->a), DT_I64).v;
+  LLVMValueRef z = LLVMBuildAdd(L->b, LLVMConstInt(L->i64, (unsigned long long)e->i, 0),
+                                LLVMBuildMul(L->b, ctr, LLVMConstInt(L->i64, 0x9E3779B97F4A7C15ull, 0), ""), "");
+  static const unsigned long long mul[2] = {0xBF58476D1CE4E5B9ull, 0x94D049BB133111EBull};
+  static const int shift[3] = {30, 27, 31};
+  for (int k = 0; k < 3; k++) {
+    z = LLVMBuildXor(L->b, z, LLVMBuildLShr(L->b, z, LLVMConstInt(L->i64, (unsigned)shift[k], 0), ""), "");
+    if (k < 2) z = LLVMBuildMul(L->b, z, LLVMConstInt(L->i64, mul[k], 0), "");
+  }
+  LLVMValueRef top = LLVMBuildLShr(L->b, z, LLVMConstInt(L->i64, 40, 0), "");
+  LLVMValueRef f = LLVMBuildUIToFP(L->b, top, L->f32, "");
+  return typed(LLVMBuildFMul(L->b, f, LLVMConstReal(L->f32, 1.0 / 16777216.0), ""), DT_F32);
+}
+
 static Val expr(Lower *L, const Expr *e) {
   switch (e->kind) {
   case EX_FCONST: return typed(LLVMConstReal(L->f32, (double)(float)e->f), DT_F32);
@@ -322,6 +340,7 @@ static Val expr(Lower *L, const Expr *e) {
   case EX_BINARY: return binary(L, e);
   case EX_SELECT: return select_expr(L, e);
   case EX_CAST: return convert(L, expr(L, e->a), e->type);
+  case EX_RAND: return random_uniform(L, e);
   }
   ir_internal_error(__FILE__, __LINE__, "unknown expression kind");
   return typed(NULL, DT_F32);

@@ -54,8 +54,8 @@ static void load_model(Model *m, const RtTensor *x, Diags *d) {
   m->g.syms[0].max = x->shape[0];
 }
 
-/* Runs g with the interpreter (backend 0) or the C backend (1); vals must
- * hold every source; computed outputs are left in vals. */
+/* Runs g with the interpreter (backend 0), the C backend (1) or the JIT
+ * (2); vals must hold every source; computed outputs are left in vals. */
 static void run_graph(Graph *g, RtTensor *vals, int64_t n, int backend) {
   RtError err;
   int64_t sym[IR_MAX_SYMS] = {n};
@@ -68,7 +68,7 @@ static void run_graph(Graph *g, RtTensor *vals, int64_t n, int backend) {
   kir_program_init(&p, g);
   pass_lower(&p, kir_func(&p, "f", g));
   pass_memplan(&p);
-  CModule *mod = cg_c_build(&p, "-O1 -Wall -Wextra -pedantic -Werror", &err);
+  CModule *mod = backend == 2 ? cg_jit_build(&p, &err) : cg_c_build(&p, "-O1 -Wall -Wextra -pedantic -Werror", &err);
   cr_assert_not_null(mod, "%s", err.msg);
   RtTensorSet params;
   rt_set_init(&params);
@@ -152,6 +152,7 @@ static void check_train(const char *c, int backend) {
 
 Test(bn, train_mode_matches_pytorch_interp) { check_train("bn2d", 0), check_train("bn1d", 0); }
 Test(bn, train_mode_matches_pytorch_c, .timeout = 60) { check_train("bn2d", 1), check_train("bn1d", 1); }
+Test(bn, train_mode_matches_pytorch_jit, .timeout = 60) { check_train("bn2d", 2), check_train("bn1d", 2); }
 
 /* Eval mode: the batchnorm op itself, with the running statistics. */
 static void check_eval(const char *c, int backend) {
@@ -215,16 +216,18 @@ static void dropout_mask(int64_t n, float step, int backend, RtTensor *y_out, Rt
 
 Test(dropout, inverted_masks_repeat_in_backward_and_change_each_step, .timeout = 60) {
   const int64_t n = 100000;
-  RtTensor y1, d1, y2, d2, yc, dc;
+  RtTensor y1, d1, y2, d2, yc, dc, yj, dj;
   dropout_mask(n, 1, 0, &y1, &d1);
   dropout_mask(n, 2, 0, &y2, &d2);
   dropout_mask(n, 1, 1, &yc, &dc);
+  dropout_mask(n, 1, 2, &yj, &dj);
   int64_t kept = 0, same = 0;
   for (int64_t i = 0; i < n; i++) {
     float v = ((float *)y1.data)[i];
     cr_assert(v == 0 || fabsf(v - 1 / 0.7f) < 1e-6f, "element %lld is %g", (long long)i, (double)v);
     cr_assert_eq(v, ((float *)d1.data)[i], "the gradient's mask differs at %lld", (long long)i);
     cr_assert_eq(v, ((float *)yc.data)[i], "the C backend's mask differs at %lld", (long long)i);
+    cr_assert_eq(v, ((float *)yj.data)[i], "the JIT's mask differs at %lld", (long long)i);
     kept += v != 0;
     same += (v != 0) == (((float *)y2.data)[i] != 0);
   }
@@ -233,7 +236,7 @@ Test(dropout, inverted_masks_repeat_in_backward_and_change_each_step, .timeout =
   /* two independent masks agree on p^2 + (1-p)^2 = 0.58 of the elements */
   cr_expect(fabs((double)same / n - 0.58) < 0.01, "masks of two steps agree on %g", (double)same / n);
   rt_tensor_free(&y1), rt_tensor_free(&d1), rt_tensor_free(&y2), rt_tensor_free(&d2);
-  rt_tensor_free(&yc), rt_tensor_free(&dc);
+  rt_tensor_free(&yc), rt_tensor_free(&dc), rt_tensor_free(&yj), rt_tensor_free(&dj);
 }
 
 Test(dropout, inference_mode_is_the_identity) {

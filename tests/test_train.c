@@ -220,7 +220,7 @@ static void remove_dir(const char *dir) {
   rmdir(dir);
 }
 
-static const char *backend_name(Backend b) { return b == BACKEND_C ? "c" : "interp"; }
+static const char *backend_name(Backend b) { return b == BACKEND_C ? "c" : b == BACKEND_JIT ? "jit" : "interp"; }
 
 /* --- helpers: running the dlc executable ------------------------------------------ */
 
@@ -400,7 +400,7 @@ typedef struct OptParam {
   Backend backend;
 } OptParam;
 
-#define BOTH(i) {i, BACKEND_INTERP}, {i, BACKEND_C}
+#define BOTH(i) {i, BACKEND_INTERP}, {i, BACKEND_C}, {i, BACKEND_JIT}
 
 ParameterizedTestParameters(train_optim, matches_pytorch) {
   static OptParam params[] = {BOTH(0), BOTH(1), BOTH(2), BOTH(3), BOTH(4),  BOTH(5), BOTH(6),
@@ -533,6 +533,7 @@ static void run_frozen(Backend be) {
 
 Test(train_frozen, interp_matches_pytorch) { run_frozen(BACKEND_INTERP); }
 Test(train_frozen, c_matches_pytorch, .timeout = 120) { run_frozen(BACKEND_C); }
+Test(train_frozen, jit_matches_pytorch, .timeout = 120) { run_frozen(BACKEND_JIT); }
 
 /* --- checkpoints: in process --------------------------------------------------------------- */
 
@@ -605,6 +606,7 @@ static void roundtrip(Backend be) {
 
 Test(train_checkpoint, roundtrip_interp) { roundtrip(BACKEND_INTERP); }
 Test(train_checkpoint, roundtrip_c, .timeout = 120) { roundtrip(BACKEND_C); }
+Test(train_checkpoint, roundtrip_jit, .timeout = 120) { roundtrip(BACKEND_JIT); }
 
 /* Saves a checkpoint of f to dir/name; returns its bytes (malloc'd). */
 static char *save_bytes(Fixture *f, const char *dir, const char *name, size_t *len) {
