@@ -13,6 +13,10 @@
  * contributions for its operands; a contribution to an operand that
  * broadcast is summed back to the operand's shape (reduce_to), and
  * contributions to one operand from several users are added (fan-out).
+ * Building a node may move the node array, so nothing here keeps a
+ * pointer into it across ir_op: shapes are passed by value and vjp works
+ * on a copy of its node.
+ *
  * Rules use primitive ops where a primitive says it well and dedicated
  * gradient ops (relu_grad, softmax_grad, cross_entropy_grad, ...) where a
  * fused kernel is both faster and more accurate.
@@ -41,22 +45,22 @@ static int op3(AD *a, OpKind op, int x, int y, int z, const Attrs *at) {
   return ir_op(a->g, op, in, 3, at, a->loc);
 }
 
-static int reshape_to(AD *a, int x, const Shape *s) {
-  if (ir_shape_eq(&nd(a, x)->shape, s)) return x;
+static int reshape_to(AD *a, int x, Shape s) {
+  if (ir_shape_eq(&nd(a, x)->shape, &s)) return x;
   Attrs at = ir_attrs_default(OP_RESHAPE);
-  ir_attr_set_list(&at, OP_RESHAPE, "shape", s->d, s->rank);
+  ir_attr_set_list(&at, OP_RESHAPE, "shape", s.d, s.rank);
   return op1(a, OP_RESHAPE, x, &at);
 }
 
 /* Sums c over the dimensions along which an operand of shape s was
  * broadcast, giving a tensor of shape s. */
-static int reduce_to(AD *a, int c, const Shape *s) {
-  const Shape *cs = &nd(a, c)->shape;
-  if (ir_shape_eq(cs, s)) return c;
+static int reduce_to(AD *a, int c, Shape s) {
+  Shape cs = nd(a, c)->shape;
+  if (ir_shape_eq(&cs, &s)) return c;
   Dim axes[IR_MAX_RANK];
-  int n = 0, lead = cs->rank - s->rank;
-  for (int i = 0; i < cs->rank; i++)
-    if (i < lead || (s->d[i - lead] == 1 && cs->d[i] != 1)) axes[n++] = i;
+  int n = 0, lead = cs.rank - s.rank;
+  for (int i = 0; i < cs.rank; i++)
+    if (i < lead || (s.d[i - lead] == 1 && cs.d[i] != 1)) axes[n++] = i;
   if (n) {
     Attrs at = ir_attrs_default(OP_SUM);
     ir_attr_set_list(&at, OP_SUM, "axes", axes, n);
@@ -68,7 +72,7 @@ static int reduce_to(AD *a, int c, const Shape *s) {
 
 static void accumulate(AD *a, int operand, int contribution) {
   if (contribution < 0 || !a->needed[operand]) return;
-  contribution = reduce_to(a, contribution, &nd(a, operand)->shape);
+  contribution = reduce_to(a, contribution, nd(a, operand)->shape);
   int old = a->grad[operand];
   a->grad[operand] = old < 0 ? contribution : op2(a, OP_ADD, old, contribution, NULL);
 }
@@ -104,16 +108,16 @@ static void vjp_matmul(AD *a, const Node *n, int dy) {
   }
   if (rw == 1) { /* [.., M, K] @ [K] = [.., M] */
     Shape s = with_unit(&nd(a, dy)->shape, 0);
-    int dy2 = reshape_to(a, dy, &s);
+    int dy2 = reshape_to(a, dy, s);
     if (a->needed[x]) accumulate(a, x, op2(a, OP_MUL, dy2, w, NULL));
     if (a->needed[w]) accumulate(a, w, op2(a, OP_MUL, x, dy2, NULL));
     return;
   }
   if (rx == 1) { /* [K] @ [.., K, N] = [.., N] */
     Shape s = with_unit(&nd(a, dy)->shape, 1), k1 = {2, {nd(a, x)->shape.d[0], 1}};
-    int dy2 = reshape_to(a, dy, &s);
+    int dy2 = reshape_to(a, dy, s);
     if (a->needed[x]) accumulate(a, x, op2(a, OP_MATMUL, dy2, transpose_last2(a, w), NULL));
-    if (a->needed[w]) accumulate(a, w, op2(a, OP_MATMUL, reshape_to(a, x, &k1), dy2, NULL));
+    if (a->needed[w]) accumulate(a, w, op2(a, OP_MATMUL, reshape_to(a, x, k1), dy2, NULL));
     return;
   }
   if (a->needed[x]) accumulate(a, x, op2(a, OP_MATMUL, dy, transpose_last2(a, w), NULL));
@@ -127,7 +131,7 @@ static void vjp_linear(AD *a, const Node *n, int dy) {
   if (a->needed[w]) {
     if (nd(a, x)->shape.rank == 1) {
       Shape col = {2, {nd(a, dy)->shape.d[0], 1}};
-      accumulate(a, w, op2(a, OP_MUL, reshape_to(a, dy, &col), x, NULL));
+      accumulate(a, w, op2(a, OP_MUL, reshape_to(a, dy, col), x, NULL));
     } else {
       accumulate(a, w, op2(a, OP_MATMUL, transpose_last2(a, dy), x, NULL));
     }
@@ -148,7 +152,7 @@ static void vjp_reduce(AD *a, const Node *n, int id, int dy) {
   for (int i = 0; i < n->attr.nlist; i++) keep.d[n->attr.list[i]] = 1;
   Attrs at = ir_attrs_default(OP_EXPAND_AS);
   at.flag = n->op == OP_MEAN;
-  int kept = nd(a, dy)->shape.rank == 0 ? dy : reshape_to(a, dy, &keep);
+  int kept = nd(a, dy)->shape.rank == 0 ? dy : reshape_to(a, dy, keep);
   accumulate(a, x, op2(a, OP_EXPAND_AS, kept, x, &at));
 }
 
@@ -217,7 +221,7 @@ static void vjp_conv(AD *a, const Node *n, int dy) {
   int x4 = x, w4 = w, dy4 = dy;
   if (n->op == OP_CONV1D) {
     Shape sx = as_2d(&nd(a, x)->shape), sw = as_2d(&nd(a, w)->shape), sy = as_2d(&nd(a, dy)->shape);
-    x4 = reshape_to(a, x, &sx), w4 = reshape_to(a, w, &sw), dy4 = reshape_to(a, dy, &sy);
+    x4 = reshape_to(a, x, sx), w4 = reshape_to(a, w, sw), dy4 = reshape_to(a, dy, sy);
   }
   int xp = x4;
   Attrs pa = ir_attrs_default(OP_PAD);
@@ -233,10 +237,11 @@ static void vjp_conv(AD *a, const Node *n, int dy) {
   if (a->needed[w]) {
     Attrs gw = ir_attrs_default(OP_CONV2D_GRAD_WEIGHT);
     gw.stride = at.stride, gw.padding = at.padding, gw.dilation = at.dilation, gw.groups = at.groups;
-    accumulate(a, w, reshape_to(a, op3(a, OP_CONV2D_GRAD_WEIGHT, dy4, xp, w4, &gw), &nd(a, w)->shape));
+    accumulate(a, w, reshape_to(a, op3(a, OP_CONV2D_GRAD_WEIGHT, dy4, xp, w4, &gw), nd(a, w)->shape));
   }
   if (a->needed[x]) {
-    const Shape *sx = &nd(a, xp)->shape, *sw = &nd(a, w4)->shape;
+    Shape sxv = nd(a, xp)->shape, swv = nd(a, w4)->shape; /* copies: ir_op may move the nodes */
+    const Shape *sx = &sxv, *sw = &swv;
     Attrs tr = ir_attrs_default(OP_CONV_TRANSPOSE2D);
     tr.stride = at.stride, tr.padding = at.padding, tr.dilation = at.dilation, tr.groups = at.groups;
     tr.output_padding.n = 2;
@@ -245,7 +250,7 @@ static void vjp_conv(AD *a, const Node *n, int dy) {
                                 at.dilation.v[i] * (sw->d[2 + i] - 1) - 1) % at.stride.v[i];
     int dx = op2(a, OP_CONV_TRANSPOSE2D, dy4, w4, &tr);
     if (xp != x4) dx = op2(a, OP_PAD_GRAD, dx, x4, &pa);
-    accumulate(a, x, reshape_to(a, dx, &nd(a, x)->shape));
+    accumulate(a, x, reshape_to(a, dx, nd(a, x)->shape));
   }
   if (n->nin > 2) accumulate(a, n->in[2], channel_sum(a, dy));
 }
@@ -275,7 +280,7 @@ static void vjp_global_pool(AD *a, const Node *n, int dy) {
 
 /* Contributions of node id (with gradient dy) to its operands. */
 static void vjp(AD *a, int id, int dy) {
-  const Node *n = nd(a, id);
+  const Node copy = *nd(a, id), *n = &copy; /* the rules add nodes, which may move the array */
   int x = n->nin > 0 ? n->in[0] : -1, y = n->nin > 1 ? n->in[1] : -1;
   Attrs at = n->attr;
   switch (n->op) {
@@ -317,7 +322,7 @@ static void vjp(AD *a, int id, int dy) {
   case OP_LOG_SOFTMAX: accumulate(a, x, op2(a, OP_LOG_SOFTMAX_GRAD, dy, id, &at)); return;
   case OP_RESHAPE:
   case OP_FLATTEN:
-    accumulate(a, x, reshape_to(a, dy, &nd(a, x)->shape));
+    accumulate(a, x, reshape_to(a, dy, nd(a, x)->shape));
     return;
   case OP_TRANSPOSE: vjp_transpose(a, n, dy); return;
   case OP_CONCAT: vjp_concat(a, n, dy); return;

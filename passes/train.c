@@ -47,7 +47,7 @@ static double lr_scale(const OptimSpec *o, const char *name) {
 }
 
 static int add_step(Graph *g, const OptimSpec *o, int param, int grad, int lr, int step) {
-  const Node *p = &g->nodes[param];
+  const Node pcopy = g->nodes[param], *p = &pcopy; /* state() adds nodes, which may move the array */
   int in[6] = {param, grad, lr, step, -1, -1}, nin = 4;
   OpKind op = OP_SGD_STEP;
   switch (o->kind) {
