@@ -13,7 +13,8 @@
  * Loop orders are chosen for unit stride in the innermost loop (matmul is
  * i-k-j; linear is a dot product over contiguous rows) so the C compiler
  * and LLVM can vectorise them; tiling belongs to a later pass on this
- * level, not here.
+ * level, not here.  Convolutions, pooling, upsample and pad are lowered
+ * in lower_conv.c, which shares this file's helpers through lower.h.
  */
 #include <math.h>
 #include <stdlib.h>

@@ -150,78 +150,110 @@ static int padded_input(Lower *L, int id, int x, ConvGeom *g, Stmt **pre, int64_
   return b;
 }
 
-/* Output rows of a convolution as the inner loops see them: a row of cols
- * elements, rows of them per plane.  With unit strides and an output row
- * as wide as the padded input row, consecutive rows are contiguous in both
- * and merge into one. */
-static void row_shape(const ConvGeom *g, int64_t wp, int64_t *rows, int64_t *cols) {
-  int merge = g->sh == 1 && g->sw == 1 && g->ow == wp;
-  *rows = merge ? 1 : g->oh;
-  *cols = merge ? g->oh * g->ow : g->ow;
+/* How the inner loops of a convolution walk its output plane [oh, ow]
+ * against an input plane whose rows are wp wide.  With unit strides, rows
+ * of the output are taken wp wide too: output position f = row * wp + col
+ * reads input position f + kh*dh*wp + kw*dw for every tap, so the whole
+ * plane is one loop of cols = (oh - 1) * wp + ow steps (the wp - ow extra
+ * columns per row are computed and dropped, or are zeros in a gradient).
+ * Otherwise the loops go row by row, cols = ow. */
+typedef struct Rows {
+  int64_t rows, cols;     /* the loop nest: rows x cols */
+  int64_t pitch;          /* output elements per row in the buffer the loops use */
+  int wide;               /* that buffer is wp wide (and not the real output) */
+} Rows;
+
+static Rows row_walk(const ConvGeom *g, int64_t wp) {
+  Rows r = {g->oh, g->ow, g->ow, 0};
+  if (g->sh != 1 || g->sw != 1) return r;
+  r.rows = 1, r.cols = (g->oh - 1) * wp + g->ow, r.pitch = wp, r.wide = wp != g->ow;
+  return r;
+}
+
+/* Copies planes of [oh, ow] into planes of [oh, wp] (wide) or back
+ * (narrow); widening zeroes the extra columns. */
+static Stmt *rewidth(Lower *L, int dst, int src, Expr *nplanes, int64_t oh, int64_t ow, int64_t wp, int widen) {
+  Program *p = L->p;
+  int vp = lower_var(L), vh = lower_var(L), vw = lower_var(L), vz = lower_var(L);
+  Expr *wide = at(p, V(vp), oh, V(vh), wp, V(vw)), *narrow = at(p, V(vp), oh, V(vh), ow, V(vw));
+  Stmt *row = ks_loop(p, vw, I(ow), widen ? ks_store(p, dst, wide, kx_load(p, src, narrow))
+                                          : ks_store(p, dst, narrow, kx_load(p, src, wide)));
+  if (widen)
+    ks_append(&row, ks_loop(p, vz, I(wp - ow), ks_store(p, dst, at(p, V(vp), oh, V(vh), wp, ADD(V(vz), I(ow))), kx_f(p, 0))));
+  return ks_loop(p, vp, nplanes, ks_loop(p, vh, I(oh), row));
 }
 
 /* conv2d and conv1d:
  *   for n, group, o, row: y[row] = b[o]; for c, kh, kw: t = w[o, c, kh, kw];
- *     for col: y[row, col] += t * xp[n, c, row*sh + kh*dh, col*sw + kw*dw] */
+ *     for col: y[row, col] += t * xp[n, c, row*sh + kh*dh, col*sw + kw*dw]
+ * into a wide temporary that is then narrowed into y (see row_walk). */
 static Stmt *lower_conv_forward(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = lower_node_of(L, id);
   ConvGeom g;
   ir_conv_geom(L->g, n, &g);
   Stmt *all;
-  int64_t hp, wp, rows, cols;
+  int64_t hp, wp;
   int xb = padded_input(L, id, n->in[0], &g, &all, &hp, &wp), y = L->buf[id];
-  row_shape(&g, wp, &rows, &cols);
-  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G;
+  Rows r = row_walk(&g, wp);
+  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G, plane = g.oh * r.pitch;
+  Shape ws = {3, {g.n, g.o, plane}};
+  int yb = r.wide ? kir_buffer(p, BUF_TEMP, DT_F32, "wide", &ws, id) : y;
   int vn = lower_var(L), vg = lower_var(L), vo = lower_var(L), vr = lower_var(L), vi = lower_var(L);
   int vc = lower_var(L), vkh = lower_var(L), vkw = lower_var(L), vj = lower_var(L), t = lower_local(L);
   Expr *o = ADD(MUL(ivar(p, vg, G), I(opg)), ivar(p, vo, opg)), *c = ADD(MUL(ivar(p, vg, G), I(cpg)), ivar(p, vc, cpg));
-  Expr *row = ivar(p, vr, rows), *kh = ivar(p, vkh, g.kh), *kw = ivar(p, vkw, g.kw);
-  Expr *yrow = MUL(ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(rows)), row), I(cols));
+  Expr *row = ivar(p, vr, r.rows), *kh = ivar(p, vkh, g.kh), *kw = ivar(p, vkw, g.kw);
+  Expr *yrow = ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(plane)), MUL(row, I(r.pitch)));
   Expr *xrow = ADD(at(p, ADD(MUL(V(vn), I(g.c)), c), hp, ADD(MUL(row, I(g.sh)), MUL(kh, I(g.dh))), wp, I(0)),
                    MUL(kw, I(g.dw)));
   Expr *wi = ADD(MUL(ADD(MUL(ADD(MUL(o, I(cpg)), ivar(p, vc, cpg)), I(g.kh)), kh), I(g.kw)), kw);
-  Stmt *upd = ks_store(p, y, ADD(yrow, V(vj)),
-                       FADD(kx_load(p, y, ADD(yrow, V(vj))),
-                            FMUL(kx_local(p, t, DT_F32), kx_load(p, xb, ADD(xrow, MUL(V(vj), I(g.sw)))))));
+  Stmt *upd = add_to(p, yb, ADD(yrow, V(vj)), FMUL(kx_local(p, t, DT_F32), kx_load(p, xb, ADD(xrow, MUL(V(vj), I(g.sw))))));
   Stmt *tap = ks_local(p, t, DT_F32, lower_value(L, n->in[1], wi));
-  ks_append(&tap, ks_loop(p, vj, I(cols), upd));
+  ks_append(&tap, ks_loop(p, vj, I(r.cols), upd));
   Stmt *taps = loop(p, vc, cpg, loop(p, vkh, g.kh, loop(p, vkw, g.kw, tap)));
   Expr *b = n->nin > 2 ? lower_value(L, n->in[2], o) : kx_f(p, 0);
-  Stmt *body = ks_loop(p, vi, I(cols), ks_store(p, y, ADD(yrow, V(vi)), b));
+  Stmt *body = ks_loop(p, vi, I(r.cols), ks_store(p, yb, ADD(yrow, V(vi)), b));
   ks_append(&body, taps);
-  Stmt *s = ks_loop(p, vn, kx_dim(p, g.n), loop(p, vg, G, loop(p, vo, opg, loop(p, vr, rows, body))));
-  ks_append(&all, s);
+  ks_append(&all, ks_loop(p, vn, kx_dim(p, g.n), loop(p, vg, G, loop(p, vo, opg, loop(p, vr, r.rows, body)))));
+  if (r.wide) ks_append(&all, rewidth(L, y, yb, planes(p, &g, g.o), g.oh, g.ow, wp, 0));
   return all;
 }
 
 /* conv2d_grad_weight (dy, x, w): for each tap, the products of dy and the
- * input it read are summed along output rows into a row buffer, then the
- * row is summed: dw[o, c, kh, kw] = sum over n, rows, cols. */
+ * input it read are summed along the output rows into a row buffer
+ * (independent per element), then the row is summed:
+ * dw[o, c, kh, kw] = sum over n, rows, cols.  With unit strides dy is
+ * first widened to the padded input's rows (zeros in the extra columns). */
 static Stmt *lower_conv_grad_weight(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = lower_node_of(L, id);
   ConvGeom g;
   ir_conv_geom(L->g, n, &g);
   Stmt *all;
-  int64_t hp, wp, rows, cols;
+  int64_t hp, wp;
   int xb = padded_input(L, id, n->in[1], &g, &all, &hp, &wp), dw = L->buf[id], dy = L->buf[n->in[0]];
-  row_shape(&g, wp, &rows, &cols);
-  Shape rs = {1, {cols}};
+  Rows r = row_walk(&g, wp);
+  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G, plane = g.oh * r.pitch;
+  if (r.wide) {
+    Shape ws = {3, {g.n, g.o, plane}};
+    int wide = kir_buffer(p, BUF_TEMP, DT_F32, "dy_wide", &ws, id);
+    ks_append(&all, rewidth(L, wide, dy, planes(p, &g, g.o), g.oh, g.ow, wp, 1));
+    dy = wide;
+  }
+  Shape rs = {1, {r.cols}};
   int acc = kir_buffer(p, BUF_TEMP, DT_F32, "tap_sums", &rs, id);
-  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G;
   int vg = lower_var(L), vo = lower_var(L), vc = lower_var(L), vkh = lower_var(L), vkw = lower_var(L);
   int vz = lower_var(L), vn = lower_var(L), vr = lower_var(L), vj = lower_var(L), vs = lower_var(L), s = lower_local(L);
   Expr *o = ADD(MUL(ivar(p, vg, G), I(opg)), ivar(p, vo, opg)), *c = ADD(MUL(ivar(p, vg, G), I(cpg)), ivar(p, vc, cpg));
-  Expr *row = ivar(p, vr, rows), *kh = ivar(p, vkh, g.kh), *kw = ivar(p, vkw, g.kw);
-  Expr *yrow = MUL(ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(rows)), row), I(cols));
+  Expr *row = ivar(p, vr, r.rows), *kh = ivar(p, vkh, g.kh), *kw = ivar(p, vkw, g.kw);
+  Expr *yrow = ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(plane)), MUL(row, I(r.pitch)));
   Expr *xrow = ADD(at(p, ADD(MUL(V(vn), I(g.c)), c), hp, ADD(MUL(row, I(g.sh)), MUL(kh, I(g.dh))), wp, I(0)),
                    MUL(kw, I(g.dw)));
   Expr *prod = FMUL(kx_load(p, dy, ADD(yrow, V(vj))), kx_load(p, xb, ADD(xrow, MUL(V(vj), I(g.sw)))));
-  Stmt *tap = ks_loop(p, vz, I(cols), ks_store(p, acc, V(vz), kx_f(p, 0)));
-  ks_append(&tap, ks_loop(p, vn, kx_dim(p, g.n), loop(p, vr, rows, ks_loop(p, vj, I(cols), add_to(p, acc, V(vj), prod)))));
+  Stmt *tap = ks_loop(p, vz, I(r.cols), ks_store(p, acc, V(vz), kx_f(p, 0)));
+  ks_append(&tap, ks_loop(p, vn, kx_dim(p, g.n), loop(p, vr, r.rows, ks_loop(p, vj, I(r.cols), add_to(p, acc, V(vj), prod)))));
   ks_append(&tap, ks_local(p, s, DT_F32, kx_f(p, 0)));
-  ks_append(&tap, ks_loop(p, vs, I(cols), ks_assign(p, s, FADD(kx_local(p, s, DT_F32), kx_load(p, acc, V(vs))))));
+  ks_append(&tap, ks_loop(p, vs, I(r.cols), ks_assign(p, s, FADD(kx_local(p, s, DT_F32), kx_load(p, acc, V(vs))))));
   Expr *wi = ADD(MUL(ADD(MUL(ADD(MUL(o, I(cpg)), ivar(p, vc, cpg)), I(g.kh)), kh), I(g.kw)), kw);
   ks_append(&tap, ks_store(p, dw, wi, kx_local(p, s, DT_F32)));
   ks_append(&all, loop(p, vg, G, loop(p, vo, opg, loop(p, vc, cpg, loop(p, vkh, g.kh, loop(p, vkw, g.kw, tap))))));
@@ -232,7 +264,8 @@ static Stmt *lower_conv_grad_weight(Lower *L, int id) {
  * input element (the convolution's output position) and a tap is added
  * at the position the convolution read, in an uncropped buffer of
  * hf x wf; then the padding is cropped off and the bias added.  Without
- * padding the result is the uncropped buffer itself. */
+ * padding the result is the uncropped buffer itself.  With unit strides
+ * the input is widened to wf-wide rows, so each tap is one long loop. */
 static Stmt *lower_conv_transpose(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = lower_node_of(L, id);
@@ -244,29 +277,36 @@ static Stmt *lower_conv_transpose(Lower *L, int id) {
   int direct = g.pt == 0 && g.pl == 0 && hf == g.h && wf == g.w, y = L->buf[id], x = L->buf[n->in[0]];
   Shape fs = {4, {g.n, g.c, hf, wf}};
   int full = direct ? y : kir_buffer(p, BUF_TEMP, DT_F32, "uncropped", &fs, id);
-  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G;
+  Rows r = row_walk(&g, wf);
+  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G, plane = g.oh * r.pitch;
   int vn = lower_var(L), vc0 = lower_var(L), vi = lower_var(L);
   Expr *bias = n->nin > 2 && direct ? lower_value(L, n->in[2], V(vc0)) : kx_f(p, 0);
   Stmt *all = ks_loop(p, vn, kx_dim(p, g.n), ks_loop(p, vc0, I(g.c), ks_loop(p, vi, I(hf * wf),
                       ks_store(p, full, ADD(MUL(ADD(MUL(V(vn), I(g.c)), V(vc0)), I(hf * wf)), V(vi)), bias))));
+  if (r.wide) {
+    Shape ws = {3, {g.n, g.o, plane}};
+    int wide = kir_buffer(p, BUF_TEMP, DT_F32, "dy_wide", &ws, id);
+    ks_append(&all, rewidth(L, wide, x, planes(p, &g, g.o), g.oh, g.ow, wf, 1));
+    x = wide;
+  }
   int vg = lower_var(L), vo = lower_var(L), vc = lower_var(L), vkh = lower_var(L), vkw = lower_var(L);
   int vr = lower_var(L), vj = lower_var(L), t = lower_local(L);
   Expr *o = ADD(MUL(ivar(p, vg, G), I(opg)), ivar(p, vo, opg)), *c = ADD(MUL(ivar(p, vg, G), I(cpg)), ivar(p, vc, cpg));
-  Expr *kh = ivar(p, vkh, g.kh), *kw = ivar(p, vkw, g.kw);
-  Expr *xi = at(p, ADD(MUL(V(vn), I(g.o)), o), g.oh, V(vr), g.ow, V(vj));
-  Expr *fi = at(p, ADD(MUL(V(vn), I(g.c)), c), hf, ADD(MUL(V(vr), I(g.sh)), MUL(kh, I(g.dh))), wf,
-                ADD(MUL(V(vj), I(g.sw)), MUL(kw, I(g.dw))));
+  Expr *kh = ivar(p, vkh, g.kh), *kw = ivar(p, vkw, g.kw), *row = ivar(p, vr, r.rows);
+  Expr *xi = ADD(ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(plane)), MUL(row, I(r.pitch))), V(vj));
+  Expr *fi = ADD(at(p, ADD(MUL(V(vn), I(g.c)), c), hf, ADD(MUL(row, I(g.sh)), MUL(kh, I(g.dh))), wf, MUL(kw, I(g.dw))),
+                 MUL(V(vj), I(g.sw)));
   Expr *wi = ADD(MUL(ADD(MUL(ADD(MUL(o, I(cpg)), ivar(p, vc, cpg)), I(g.kh)), kh), I(g.kw)), kw);
   Stmt *tap = ks_local(p, t, DT_F32, lower_value(L, n->in[1], wi));
-  ks_append(&tap, ks_loop(p, vr, I(g.oh), ks_loop(p, vj, I(g.ow), add_to(p, full, fi, FMUL(kx_local(p, t, DT_F32), kx_load(p, x, xi))))));
+  ks_append(&tap, loop(p, vr, r.rows, ks_loop(p, vj, I(r.cols), add_to(p, full, fi, FMUL(kx_local(p, t, DT_F32), kx_load(p, x, xi))))));
   Stmt *taps = loop(p, vg, G, loop(p, vo, opg, loop(p, vc, cpg, loop(p, vkh, g.kh, loop(p, vkw, g.kw, tap)))));
   ks_append(&all, ks_loop(p, vn, kx_dim(p, g.n), taps));
   if (direct) return all;
   int vn2 = lower_var(L), vc2 = lower_var(L), vh = lower_var(L), vw = lower_var(L);
-  Expr *plane = ADD(MUL(V(vn2), I(g.c)), V(vc2));
-  Expr *v = kx_load(p, full, at(p, plane, hf, ADD(V(vh), I(g.pt)), wf, ADD(V(vw), I(g.pl))));
+  Expr *pl = ADD(MUL(V(vn2), I(g.c)), V(vc2));
+  Expr *v = kx_load(p, full, at(p, pl, hf, ADD(V(vh), I(g.pt)), wf, ADD(V(vw), I(g.pl))));
   if (n->nin > 2) v = FADD(v, lower_value(L, n->in[2], V(vc2)));
-  Stmt *crop = ks_loop(p, vh, I(g.h), ks_loop(p, vw, I(g.w), ks_store(p, y, at(p, plane, g.h, V(vh), g.w, V(vw)), v)));
+  Stmt *crop = ks_loop(p, vh, I(g.h), ks_loop(p, vw, I(g.w), ks_store(p, y, at(p, pl, g.h, V(vh), g.w, V(vw)), v)));
   ks_append(&all, ks_loop(p, vn2, kx_dim(p, g.n), ks_loop(p, vc2, I(g.c), crop)));
   return all;
 }
@@ -425,14 +465,14 @@ static Stmt *lower_upsample(Lower *L, int id, int grad) {
   ConvGeom g;
   ir_conv_geom(L->g, n, &g);
   int x = L->buf[n->in[0]], out = L->buf[id];
-  int vp = lower_var(L), vh = lower_var(L), vw = lower_var(L), va = lower_var(L), vb = lower_var(L);
+  int vp = lower_var(L), vh = lower_var(L), vw = lower_var(L);
   if (n->attr.mode == UP_NEAREST && !grad) {
     Expr *src = at(p, V(vp), g.h, kx_bin(p, BIN_DIV, V(vh), I(g.sh)), g.w, kx_bin(p, BIN_DIV, V(vw), I(g.sw)));
     Stmt *s = ks_store(p, out, at(p, V(vp), g.oh, V(vh), g.ow, V(vw)), kx_load(p, x, src));
     return ks_loop(p, vp, planes(p, &g, g.c), ks_loop(p, vh, I(g.oh), ks_loop(p, vw, I(g.ow), s)));
   }
   if (n->attr.mode == UP_NEAREST) {
-    int s = lower_local(L);
+    int s = lower_local(L), va = lower_var(L), vb = lower_var(L);
     Expr *src = at(p, V(vp), g.oh, ADD(MUL(V(vh), I(g.sh)), V(va)), g.ow, ADD(MUL(V(vw), I(g.sw)), V(vb)));
     Stmt *body = ks_local(p, s, DT_F32, kx_f(p, 0));
     ks_append(&body, ks_loop(p, va, I(g.sh), ks_loop(p, vb, I(g.sw), ks_assign(p, s, FADD(kx_local(p, s, DT_F32), kx_load(p, x, src))))));
@@ -464,7 +504,6 @@ static Stmt *lower_upsample(Lower *L, int id, int grad) {
   Stmt *body = bilinear_src(L, V(vh), g.sh, g.h, hsrc, h0, h1, lh);
   ks_append(&body, ks_loop(p, vw, I(g.ow), inner));
   Stmt *s = ks_loop(p, vp, planes(p, &g, g.c), ks_loop(p, vh, I(g.oh), body));
-  (void)va, (void)vb;
   if (!grad) return s;
   Stmt *all = lower_zero_fill(L, id);
   ks_append(&all, s);

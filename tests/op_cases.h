@@ -35,7 +35,7 @@
 
 #include "ir/ir.h"
 
-#define OPCASE_MAX_IN 4
+#define OPCASE_MAX_IN 6
 #define OPCASE_N_MAX 64
 
 typedef struct OpCase {
@@ -177,6 +177,10 @@ static const OpCase op_cases[] = {
     {"pad_reflect", OP_PAD, 1, B0, "pads=2,1,1,3 mode=reflect"},
     {"pad_replicate", OP_PAD, 1, B0, "pads=3,2 mode=replicate"},
     {"pad_replicate_2d", OP_PAD, 1, 0, "pads=1,2,2,0 mode=replicate"},
+    /* inference forms of batch norm (running statistics) and dropout */
+    {"batchnorm_eval_2d", OP_BATCHNORM, 5, B0},
+    {"batchnorm_eval_1d", OP_BATCHNORM, 5, B0},
+    {"dropout_eval", OP_DROPOUT, 1, B0, "p=0.5"},
 };
 #define OPCASE_COUNT ((int)(sizeof op_cases / sizeof op_cases[0]))
 

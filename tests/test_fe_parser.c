@@ -268,6 +268,22 @@ Test(fe_parser, attributes) {
   expect_shape(output(g, "j"), 2, (Dim[]){10, DIM_SYM(0)});
 }
 
+/* Calls of the ops that need images (inputs img, seq and weights k, k1, kt). */
+static const char *image_call(int op) {
+  switch (op) {
+  case OP_CONV2D: return "conv2d(img, k)";
+  case OP_CONV1D: return "conv1d(seq, k1)";
+  case OP_CONV_TRANSPOSE2D: return "conv_transpose2d(img, kt)";
+  case OP_MAX_POOL2D: return "max_pool2d(img, 2)";
+  case OP_AVG_POOL2D: return "avg_pool2d(img, 2)";
+  case OP_GLOBAL_AVG_POOL: return "global_avg_pool(img)";
+  case OP_UPSAMPLE: return "upsample(img, 2)";
+  case OP_PAD: return "pad(img, [1, 1])";
+  case OP_BATCHNORM: return "batchnorm(img, v4, v4, v4, v4)";
+  }
+  return NULL;
+}
+
 /* A small valid call of every op that can be written in .dl. */
 Test(fe_parser, every_op_is_callable) {
   int tried = 0;
@@ -275,7 +291,8 @@ Test(fe_parser, every_op_is_callable) {
     const OpInfo *oi = &ir_ops[op];
     if (oi->flags & (OPF_SOURCE | OPF_INTERNAL)) continue;
     char call[256];
-    if (op == OP_MATMUL) snprintf(call, sizeof call, "matmul(a, at)");
+    if (image_call(op)) snprintf(call, sizeof call, "%s", image_call(op));
+    else if (op == OP_MATMUL) snprintf(call, sizeof call, "matmul(a, at)");
     else if (op == OP_LINEAR) snprintf(call, sizeof call, "linear(a, w, bias)");
     else if (op == OP_CROSS_ENTROPY) snprintf(call, sizeof call, "cross_entropy(a, y)");
     else {
@@ -293,7 +310,9 @@ Test(fe_parser, every_op_is_callable) {
     }
     char text[512];
     snprintf(text, sizeof text, "input a: f32[4, 6]\ninput at: f32[6, 4]\ninput w: f32[3, 6]\n"
-             "input bias: f32[3]\ninput y: i64[4]\nr = %s\noutput r\n", call);
+             "input bias: f32[3]\ninput y: i64[4]\ninput img: f32[2, 4, 6, 6]\ninput seq: f32[2, 4, 6]\n"
+             "input k: f32[3, 4, 3, 3]\ninput k1: f32[3, 4, 3]\ninput kt: f32[4, 3, 3, 3]\ninput v4: f32[4]\n"
+             "r = %s\noutput r\n", call);
     fe_model_free(&model);
     int n = fe_load_string(&model, "ops.dl", text, &diags);
     fflush(msgf);
