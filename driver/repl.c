@@ -213,16 +213,7 @@ static int cmd_dot(Repl *r, char *arg) {
 static int cmd_data(Repl *r, char *arg) {
   if (need_trainer(r)) return -1;
   if (*arg) {
-    char *colon = strchr(arg, ':');
-    if (!colon) r->cfg.data_kind = "fashion_mnist", r->cfg.data_args[0] = strdup(arg);
-    else {
-      *colon = 0;
-      char *comma = strchr(colon + 1, ',');
-      if (comma) *comma = 0;
-      r->cfg.data_kind = strdup(arg);
-      r->cfg.data_args[0] = strdup(colon + 1);
-      r->cfg.data_args[1] = comma ? strdup(comma + 1) : NULL;
-    }
+    if (dlc_parse_data_spec(arg, &r->cfg, &r->d)) return -1;
     r->t.cfg.data_kind = r->cfg.data_kind;
     r->t.cfg.data_args[0] = r->cfg.data_args[0];
     r->t.cfg.data_args[1] = r->cfg.data_args[1];

@@ -96,9 +96,11 @@ static int parse_real(const char *flag, const char *v, double lo, double hi, dou
   return 0;
 }
 
-/* --data SPEC into cfg; the strings point into spec's copy (leaked on purpose: lives for the run). */
+/* --data SPEC into cfg; the strings point into cfg->spec, a copy of SPEC
+ * (so cfg must outlive its copies' use of them). */
 int dlc_parse_data_spec(const char *spec, TrainConfig *cfg, Diags *d) {
-  char *s = strdup(spec), *colon = strchr(s, ':');
+  if (strlen(spec) >= sizeof cfg->spec) return diag_plain(d, "--data", "the spec is too long"), -1;
+  char *s = strcpy(cfg->spec, spec), *colon = strchr(s, ':');
   if (!colon) {
     cfg->data_kind = "fashion_mnist";
     cfg->data_args[0] = s;

@@ -31,6 +31,7 @@ typedef struct TrainConfig {
   int64_t augment_crop;       /* random shifts of up to this many pixels */
   double augment_noise;       /* Gaussian noise on the input (denoising) */
   const char *classes;        /* a subset of the classes, "" for all */
+  char spec[1024];            /* --data's text, which data_kind and data_args point into */
 } TrainConfig;
 
 typedef struct Trainer {
