@@ -1,17 +1,23 @@
 /*
  * lower_conv.c — loop kernels for convolutions, pooling, upsample and pad.
  *
- * Convolutions are direct loop nests, no im2col: for each output row the
- * taps are visited outside and the innermost loop runs along the output
- * row, which is contiguous in the result and independent from one element
- * to the next, so it vectorises without reassociating any sum.  Padding
- * never costs a branch in that loop: a padded input (any mode) is first
- * copied into a temporary buffer, and the convolution then reads it
- * without bounds.  When stride is 1 and a row of output spans a whole
- * padded row (1x1 and kx1 kernels), rows are merged into one long loop.
+ * Convolutions are direct loop nests, no im2col: the innermost loop runs
+ * along the output row, which is contiguous in the result and independent
+ * from one element to the next, so it vectorises without reassociating
+ * any sum.  Inside it the taps of a window (up to 3x3; larger windows keep
+ * kh as a loop) are unrolled and several output channels are computed at
+ * once, with their partial sums in locals: each output element still sums
+ * its bias, then c, kh, kw in order, but reads and writes its row once per
+ * input channel instead of once per tap, and each input load serves all
+ * the channels of the block.  Padding never costs a branch in that loop: a
+ * padded input (any mode) is first copied into a temporary buffer, and the
+ * convolution then reads it without bounds.  When stride is 1, rows are
+ * taken padded-row wide so that a whole plane is one long loop.
  *
- * Gradients: conv2d's data gradient is conv_transpose2d, which scatters
- * each product onto an uncropped buffer and crops afterwards; the weight
+ * Gradients: conv2d's data gradient is conv_transpose2d.  With unit
+ * strides it is a gather, blocked like the forward pass, from a copy of
+ * its input with zeros around each plane; otherwise it scatters each
+ * product onto an uncropped buffer.  Either crops afterwards.  The weight
  * gradient accumulates each tap's products along output rows in a row
  * buffer (again independent per element) and sums the row once.  Pools
  * walk each window with clamped indices (so no read is out of bounds) and
@@ -183,10 +189,23 @@ static Stmt *rewidth(Lower *L, int dst, int src, Expr *nplanes, int64_t oh, int6
   return ks_loop(p, vp, nplanes, ks_loop(p, vh, I(oh), row));
 }
 
-/* conv2d and conv1d:
- *   for n, group, o, row: y[row] = b[o]; for c, kh, kw: t = w[o, c, kh, kw];
- *     for col: y[row, col] += t * xp[n, c, row*sh + kh*dh, col*sw + kw*dw]
- * into a wide temporary that is then narrowed into y (see row_walk). */
+/* Output channels computed together by one pass over the input: the
+ * largest of 4, 2, 1 dividing opg. */
+static int64_t channel_block(int64_t opg) { return opg % 4 == 0 ? 4 : opg % 2 == 0 ? 2 : 1; }
+
+/* conv2d and conv1d, register-blocked over ob output channels and the
+ * taps of a window:
+ *   for n, group, o in blocks of ob, row: y[o.., row] = b[o..]
+ *     for c: w_b_t = w[o+b, c, t] (locals)
+ *       for col: a_b = y[o+b, row, col]
+ *         for each tap t (kh, kw in order): v = xp[n, c, row*sh + kh*dh, col*sw + kw*dw]
+ *           a_b += w_b_t * v
+ *         y[o+b, row, col] = a_b
+ * into a wide temporary that is then narrowed into y (see row_walk).  Each
+ * output still sums bias, then c, kh, kw in order; the blocking only keeps
+ * the partial sums in registers across a window and shares each input load
+ * among ob channels.  Windows of more than 9 taps keep kh (and rows of
+ * more than 25 taps kw) as a loop. */
 static Stmt *lower_conv_forward(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = lower_node_of(L, id);
@@ -196,25 +215,50 @@ static Stmt *lower_conv_forward(Lower *L, int id) {
   int64_t hp, wp;
   int xb = padded_input(L, id, n->in[0], &g, &all, &hp, &wp), y = L->buf[id];
   Rows r = row_walk(&g, wp);
-  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G, plane = g.oh * r.pitch;
+  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G, plane = g.oh * r.pitch, ob = channel_block(opg);
+  int unroll_kw = g.kw <= 25, unroll_kh = unroll_kw && g.kh * g.kw <= 9;
+  int64_t nkh = unroll_kh ? g.kh : 1, nkw = unroll_kw ? g.kw : 1;
   Shape ws = {3, {g.n, g.o, plane}};
   int yb = r.wide ? kir_buffer(p, BUF_TEMP, DT_F32, "wide", &ws, id) : y;
   int vn = lower_var(L), vg = lower_var(L), vo = lower_var(L), vr = lower_var(L), vi = lower_var(L);
-  int vc = lower_var(L), vkh = lower_var(L), vkw = lower_var(L), vj = lower_var(L), t = lower_local(L);
-  Expr *o = ADD(MUL(ivar(p, vg, G), I(opg)), ivar(p, vo, opg)), *c = ADD(MUL(ivar(p, vg, G), I(cpg)), ivar(p, vc, cpg));
-  Expr *row = ivar(p, vr, r.rows), *kh = ivar(p, vkh, g.kh), *kw = ivar(p, vkw, g.kw);
-  Expr *yrow = ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(plane)), MUL(row, I(r.pitch)));
-  Expr *xrow = ADD(at(p, ADD(MUL(V(vn), I(g.c)), c), hp, ADD(MUL(row, I(g.sh)), MUL(kh, I(g.dh))), wp, I(0)),
-                   MUL(kw, I(g.dw)));
-  Expr *wi = ADD(MUL(ADD(MUL(ADD(MUL(o, I(cpg)), ivar(p, vc, cpg)), I(g.kh)), kh), I(g.kw)), kw);
-  Stmt *upd = add_to(p, yb, ADD(yrow, V(vj)), FMUL(kx_local(p, t, DT_F32), kx_load(p, xb, ADD(xrow, MUL(V(vj), I(g.sw))))));
-  Stmt *tap = ks_local(p, t, DT_F32, lower_value(L, n->in[1], wi));
-  ks_append(&tap, ks_loop(p, vj, I(r.cols), upd));
-  Stmt *taps = loop(p, vc, cpg, loop(p, vkh, g.kh, loop(p, vkw, g.kw, tap)));
-  Expr *b = n->nin > 2 ? lower_value(L, n->in[2], o) : kx_f(p, 0);
-  Stmt *body = ks_loop(p, vi, I(r.cols), ks_store(p, yb, ADD(yrow, V(vi)), b));
-  ks_append(&body, taps);
-  ks_append(&all, ks_loop(p, vn, kx_dim(p, g.n), loop(p, vg, G, loop(p, vo, opg, loop(p, vr, r.rows, body)))));
+  int vc = lower_var(L), vkh = lower_var(L), vkw = lower_var(L), vj = lower_var(L);
+  Expr *c = ADD(MUL(ivar(p, vg, G), I(cpg)), ivar(p, vc, cpg)), *row = ivar(p, vr, r.rows);
+  Stmt *init = NULL, *weights = NULL, *col = NULL, *store = NULL;
+  int acc[4], wl[4][25];
+  for (int64_t b = 0; b < ob; b++) {
+    Expr *o = ADD(ADD(MUL(ivar(p, vg, G), I(opg)), MUL(ivar(p, vo, opg / ob), I(ob))), I(b));
+    Expr *yi = ADD(ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(plane)), MUL(row, I(r.pitch))), V(vj));
+    Expr *bias = n->nin > 2 ? lower_value(L, n->in[2], o) : kx_f(p, 0);
+    ks_append(&init, ks_loop(p, vi, I(r.cols), ks_store(p, yb, ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(plane)),
+                                                                      ADD(MUL(row, I(r.pitch)), V(vi))), bias)));
+    acc[b] = lower_local(L);
+    ks_append(&col, ks_local(p, acc[b], DT_F32, kx_load(p, yb, yi)));
+    ks_append(&store, ks_store(p, yb, yi, kx_local(p, acc[b], DT_F32)));
+    for (int64_t a = 0; a < nkh; a++)
+      for (int64_t k = 0; k < nkw; k++) {
+        Expr *kh = unroll_kh ? I(a) : ivar(p, vkh, g.kh), *kw = unroll_kw ? I(k) : ivar(p, vkw, g.kw);
+        Expr *wi = ADD(MUL(ADD(MUL(ADD(MUL(o, I(cpg)), ivar(p, vc, cpg)), I(g.kh)), kh), I(g.kw)), kw);
+        wl[b][a * nkw + k] = lower_local(L);
+        ks_append(&weights, ks_local(p, wl[b][a * nkw + k], DT_F32, lower_value(L, n->in[1], wi)));
+      }
+  }
+  for (int64_t a = 0; a < nkh; a++)
+    for (int64_t k = 0; k < nkw; k++) {
+      Expr *kh = unroll_kh ? I(a) : ivar(p, vkh, g.kh), *kw = unroll_kw ? I(k) : ivar(p, vkw, g.kw);
+      Expr *xi = ADD(at(p, ADD(MUL(V(vn), I(g.c)), c), hp, ADD(MUL(row, I(g.sh)), MUL(kh, I(g.dh))), wp, I(0)),
+                     ADD(MUL(kw, I(g.dw)), MUL(V(vj), I(g.sw))));
+      int xv = lower_local(L);
+      ks_append(&col, ks_local(p, xv, DT_F32, kx_load(p, xb, xi)));
+      for (int64_t b = 0; b < ob; b++)
+        ks_append(&col, ks_assign(p, acc[b], FADD(kx_local(p, acc[b], DT_F32),
+                                                   FMUL(kx_local(p, wl[b][a * nkw + k], DT_F32), kx_local(p, xv, DT_F32)))));
+    }
+  ks_append(&col, store);
+  ks_append(&weights, ks_loop(p, vj, I(r.cols), col));
+  Stmt *body = init;
+  Stmt *taps = unroll_kw ? weights : loop(p, vkw, g.kw, weights);
+  ks_append(&body, loop(p, vc, cpg, unroll_kh ? taps : loop(p, vkh, g.kh, taps)));
+  ks_append(&all, ks_loop(p, vn, kx_dim(p, g.n), loop(p, vg, G, loop(p, vo, opg / ob, loop(p, vr, r.rows, body)))));
   if (r.wide) ks_append(&all, rewidth(L, y, yb, planes(p, &g, g.o), g.oh, g.ow, wp, 0));
   return all;
 }
@@ -260,6 +304,74 @@ static Stmt *lower_conv_grad_weight(Lower *L, int id) {
   return all;
 }
 
+/* Crops the uncropped result full (hf x wf planes) of conv_transpose2d
+ * into its output, adding the bias; appended to all. */
+static Stmt *crop_into(Lower *L, int id, const ConvGeom *g, Stmt *all, int full, int64_t hf, int64_t wf) {
+  Program *p = L->p;
+  const Node *n = lower_node_of(L, id);
+  int vn = lower_var(L), vc = lower_var(L), vh = lower_var(L), vw = lower_var(L), y = L->buf[id];
+  Expr *pl = ADD(MUL(V(vn), I(g->c)), V(vc));
+  Expr *v = kx_load(p, full, at(p, pl, hf, ADD(V(vh), I(g->pt)), wf, ADD(V(vw), I(g->pl))));
+  if (n->nin > 2) v = FADD(v, lower_value(L, n->in[2], V(vc)));
+  Stmt *crop = ks_loop(p, vh, I(g->h), ks_loop(p, vw, I(g->w), ks_store(p, y, at(p, pl, g->h, V(vh), g->w, V(vw)), v)));
+  ks_append(&all, ks_loop(p, vn, kx_dim(p, g->n), ks_loop(p, vc, I(g->c), crop)));
+  return all;
+}
+
+/* conv_transpose2d with unit strides as a gather, register-blocked over
+ * cb result channels: the input x (the convolution's output) is copied
+ * into planes of wf-wide rows with front zeros in front and zeros after,
+ * so that every uncropped position f reads x at f + front - kh*dh*wf -
+ * kw*dw without bounds:
+ *   for n, group, c in blocks of cb, o: w_b_t = w[o, c+b, t] (locals)
+ *     for f: a_b = full[c+b, f]; for each tap t: a_b += w_b_t * xpad[o, f + front - off_t]
+ *       full[c+b, f] = a_b
+ * Each element sums o, kh, kw in the order the scatter did (plus zero
+ * products where the scatter added nothing). */
+static Stmt *transpose_gather(Lower *L, int id, const ConvGeom *gp, int full, int64_t hf, int64_t wf) {
+  Program *p = L->p;
+  const Node *n = lower_node_of(L, id);
+  ConvGeom g = *gp;
+  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G, cb = channel_block(cpg);
+  int64_t front = (g.kh - 1) * g.dh * wf + (g.kw - 1) * g.dw, len = front + hf * wf;
+  Shape xs = {3, {g.n, g.o, len}};
+  int xp = kir_buffer(p, BUF_TEMP, DT_F32, "dy_padded", &xs, id), x = L->buf[n->in[0]];
+  int vz = lower_var(L), vp = lower_var(L), vh = lower_var(L), vw = lower_var(L);
+  Stmt *all = ks_loop(p, vz, MUL(planes(p, &g, g.o), I(len)), ks_store(p, xp, V(vz), kx_f(p, 0)));
+  ks_append(&all, ks_loop(p, vp, planes(p, &g, g.o), ks_loop(p, vh, I(g.oh), ks_loop(p, vw, I(g.ow),
+            ks_store(p, xp, ADD(ADD(MUL(V(vp), I(len)), I(front)), ADD(MUL(V(vh), I(wf)), V(vw))),
+                     kx_load(p, x, at(p, V(vp), g.oh, V(vh), g.ow, V(vw))))))));
+  int vn = lower_var(L), vg = lower_var(L), vc = lower_var(L), vo = lower_var(L), vf = lower_var(L);
+  Expr *o = ADD(MUL(ivar(p, vg, G), I(opg)), ivar(p, vo, opg));
+  Stmt *weights = NULL, *col = NULL, *store = NULL;
+  int acc[4], wl[4][25];
+  for (int64_t b = 0; b < cb; b++) {
+    Expr *cl = ADD(MUL(ivar(p, vc, cpg / cb), I(cb)), I(b)), *c = ADD(MUL(ivar(p, vg, G), I(cpg)), cl);
+    Expr *fi = ADD(MUL(ADD(MUL(V(vn), I(g.c)), c), I(hf * wf)), V(vf));
+    acc[b] = lower_local(L);
+    ks_append(&col, ks_local(p, acc[b], DT_F32, kx_load(p, full, fi)));
+    ks_append(&store, ks_store(p, full, fi, kx_local(p, acc[b], DT_F32)));
+    for (int64_t t = 0; t < g.kh * g.kw; t++) {
+      wl[b][t] = lower_local(L);
+      Expr *wi = ADD(MUL(ADD(MUL(o, I(cpg)), cl), I(g.kh * g.kw)), I(t));
+      ks_append(&weights, ks_local(p, wl[b][t], DT_F32, lower_value(L, n->in[1], wi)));
+    }
+  }
+  for (int64_t t = 0; t < g.kh * g.kw; t++) {
+    int64_t off = (t / g.kw) * g.dh * wf + (t % g.kw) * g.dw;
+    int xv = lower_local(L);
+    Expr *xi = ADD(ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(len)), I(front - off)), V(vf));
+    ks_append(&col, ks_local(p, xv, DT_F32, kx_load(p, xp, xi)));
+    for (int64_t b = 0; b < cb; b++)
+      ks_append(&col, ks_assign(p, acc[b], FADD(kx_local(p, acc[b], DT_F32),
+                                                 FMUL(kx_local(p, wl[b][t], DT_F32), kx_local(p, xv, DT_F32)))));
+  }
+  ks_append(&col, store);
+  ks_append(&weights, ks_loop(p, vf, I(hf * wf), col));
+  ks_append(&all, ks_loop(p, vn, kx_dim(p, g.n), loop(p, vg, G, loop(p, vc, cpg / cb, loop(p, vo, opg, weights)))));
+  return all;
+}
+
 /* conv_transpose2d (and so conv2d's data gradient): each product of an
  * input element (the convolution's output position) and a tap is added
  * at the position the convolution read, in an uncropped buffer of
@@ -283,6 +395,10 @@ static Stmt *lower_conv_transpose(Lower *L, int id) {
   Expr *bias = n->nin > 2 && direct ? lower_value(L, n->in[2], V(vc0)) : kx_f(p, 0);
   Stmt *all = ks_loop(p, vn, kx_dim(p, g.n), ks_loop(p, vc0, I(g.c), ks_loop(p, vi, I(hf * wf),
                       ks_store(p, full, ADD(MUL(ADD(MUL(V(vn), I(g.c)), V(vc0)), I(hf * wf)), V(vi)), bias))));
+  if (g.sh == 1 && g.sw == 1 && g.kh * g.kw <= 9) {
+    ks_append(&all, transpose_gather(L, id, &g, full, hf, wf));
+    return direct ? all : crop_into(L, id, &g, all, full, hf, wf);
+  }
   if (r.wide) {
     Shape ws = {3, {g.n, g.o, plane}};
     int wide = kir_buffer(p, BUF_TEMP, DT_F32, "dy_wide", &ws, id);
@@ -301,14 +417,7 @@ static Stmt *lower_conv_transpose(Lower *L, int id) {
   ks_append(&tap, loop(p, vr, r.rows, ks_loop(p, vj, I(r.cols), add_to(p, full, fi, FMUL(kx_local(p, t, DT_F32), kx_load(p, x, xi))))));
   Stmt *taps = loop(p, vg, G, loop(p, vo, opg, loop(p, vc, cpg, loop(p, vkh, g.kh, loop(p, vkw, g.kw, tap)))));
   ks_append(&all, ks_loop(p, vn, kx_dim(p, g.n), taps));
-  if (direct) return all;
-  int vn2 = lower_var(L), vc2 = lower_var(L), vh = lower_var(L), vw = lower_var(L);
-  Expr *pl = ADD(MUL(V(vn2), I(g.c)), V(vc2));
-  Expr *v = kx_load(p, full, at(p, pl, hf, ADD(V(vh), I(g.pt)), wf, ADD(V(vw), I(g.pl))));
-  if (n->nin > 2) v = FADD(v, lower_value(L, n->in[2], V(vc2)));
-  Stmt *crop = ks_loop(p, vh, I(g.h), ks_loop(p, vw, I(g.w), ks_store(p, y, at(p, pl, g.h, V(vh), g.w, V(vw)), v)));
-  ks_append(&all, ks_loop(p, vn2, kx_dim(p, g.n), ks_loop(p, vc2, I(g.c), crop)));
-  return all;
+  return direct ? all : crop_into(L, id, &g, all, full, hf, wf);
 }
 
 /* --- pooling ---------------------------------------------------------------------------- */
