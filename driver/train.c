@@ -213,6 +213,7 @@ static int final_test(Trainer *t) {
   if (trainer_evaluate(t, &t->test, &loss, &acc)) return -1;
   printf("test: loss %.4f", loss);
   if (!isnan(acc)) printf(", accuracy %.2f%%", 100 * acc);
+  if (!isnan(t->top5)) printf(", top-5 %.2f%%", 100 * t->top5);
   if (t->autoencode && t->cfg.augment_noise > 0) printf(", noisy-input baseline MSE %.4f", t->baseline);
   printf(" (%lld samples)\n", (long long)t->test.n);
   return 0;

@@ -279,6 +279,7 @@ typedef struct Call {
   const void *y;
   float lr, step;
   void **outs;        /* one buffer per graph output */
+  int64_t top5;       /* evaluation: rows whose label is among the 5 best */
 } Call;
 
 /* The caller's pointer for input node name of the graph. */
@@ -376,6 +377,7 @@ static int run(Trainer *t, int train, Call *c, double *loss, int64_t *correct) {
     if (correct && t->acc_output >= 0) {
       const Node *l = &g->nodes[g->outputs[1 + t->acc_output].id];
       *correct = rt_topk_correct(c->outs[1 + t->acc_output], c->y, c->n, l->shape.d[1], 1);
+      if (!train) c->top5 = rt_topk_correct(c->outs[1 + t->acc_output], c->y, c->n, l->shape.d[1], 5);
     }
   }
   free_outputs(g, c->outs);
@@ -385,7 +387,7 @@ static int run(Trainer *t, int train, Call *c, double *loss, int64_t *correct) {
 int trainer_predict(Trainer *t, int64_t n, const float *x, const void *y, float *logits) {
   if (t->acc_output < 0) return diag_plain(t->d, "predict", "the model's loss is not a classification loss"), -1;
   const Graph *g = &t->eg;
-  Call c = {n, x, y, 0, 0, NULL};
+  Call c = {n, x, y, 0, 0, NULL, 0};
   RtError err;
   c.outs = alloc_outputs(g, n);
   int rc = t->cfg.backend != BACKEND_INTERP ? call_c(t, "eval_step", g, &c, &err) : call_interp(t, g, &c, &err);
@@ -400,7 +402,7 @@ int trainer_predict(Trainer *t, int64_t n, const float *x, const void *y, float 
 }
 
 int trainer_step(Trainer *t, int64_t n, const float *x, const void *y, double lr, double *loss, int64_t *correct) {
-  Call c = {n, x, y, (float)lr, (float)(t->step + 1), NULL};
+  Call c = {n, x, y, (float)lr, (float)(t->step + 1), NULL, 0};
   if (correct) *correct = 0;
   if (run(t, 1, &c, loss, correct)) return -1;
   t->step++;
@@ -426,7 +428,7 @@ static double make_targets(Trainer *t, float *x, void *y, int64_t n, int64_t fea
 }
 
 int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc) {
-  int64_t b = t->cfg.batch, feat = rt_dataset_features(ds), total_correct = 0;
+  int64_t b = t->cfg.batch, feat = rt_dataset_features(ds), total_correct = 0, total_top5 = 0;
   size_t ysize = target_size(t, ds);
   RtRng noise; /* the same noise at every evaluation, so the figures compare */
   rt_rng_seed_stream(&noise, t->cfg.seed, "eval-noise");
@@ -441,15 +443,17 @@ int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc)
     for (int64_t i = 0; i < n; i++) idx[i] = start + i;
     rt_batch_gather(ds, idx, n, x, t->autoencode ? NULL : y);
     base += make_targets(t, x, y, n, feat, &noise) * (double)n;
-    Call c = {n, x, y, 0, 0, NULL};
+    Call c = {n, x, y, 0, 0, NULL, 0};
     double l = 0;
     rc = run(t, 0, &c, &l, &correct);
     sum += l * (double)n;
     total_correct += correct;
+    total_top5 += c.top5;
   }
   *loss = ds->n ? sum / (double)ds->n : NAN;
   t->baseline = ds->n ? base / (double)ds->n : NAN;
   *acc = ds->n && t->acc_output >= 0 ? (double)total_correct / (double)ds->n : NAN;
+  t->top5 = ds->n && t->acc_output >= 0 ? (double)total_top5 / (double)ds->n : NAN;
   free(x);
   free(y);
   free(idx);

@@ -49,6 +49,7 @@ typedef struct Trainer {
   RtDataset train, val, test;
   int autoencode;             /* the label is the clean input (same shape as x) */
   double baseline;            /* last evaluation: MSE of the noisy input itself */
+  double top5;                /* last evaluation: top-5 accuracy */
 } Trainer;
 
 /* torch.optim's defaults for optimizer kind with learning rate lr. */
