@@ -1,10 +1,13 @@
 /*
- * infer_bench.c — times the inference code dlc emits for samples/mlp.dl:
- * batch-1 latency, batch-64 throughput, and the GFLOP/s of the whole
- * forward pass (2 * multiply-adds of the three dense layers).
+ * infer_bench.c — times the inference code dlc emits for samples/mlp.dl.
+ * Built for batch 1 (--max N=1: the dot-product form of the dense
+ * layers) it prints the batch-1 latency; built for a larger maximum it
+ * prints the batch-64 throughput and the forward pass's GFLOP/s
+ * (2 * multiply-adds of the three dense layers).
  *
- *   dlc samples/mlp.dl --max N=64 -o mlp.c && cc -O3 -march=native infer_bench.c mlp.c -lm
+ *   dlc samples/mlp.dl --max N=1 -o mlp.c && cc -O3 -march=native infer_bench.c mlp.c -lm
  */
+#define _POSIX_C_SOURCE 199309L /* clock_gettime */
 #include <stdio.h>
 #include <time.h>
 
@@ -17,20 +20,18 @@ static double now(void) {
 }
 
 int main(void) {
-  static float x[64 * 784], logits[64 * 10], probs[64 * 10];
-  for (int i = 0; i < 64 * 784; i++) x[i] = (float)((i * 7919) % 255) / 255.0f;
-  for (int i = 0; i < 200; i++) mlp_forward(1, x, logits, probs);
-  int reps = 5000;
+  static float x[MLP_MAX_N * 784], logits[MLP_MAX_N * 10], probs[MLP_MAX_N * 10];
+  for (int i = 0; i < MLP_MAX_N * 784; i++) x[i] = (float)((i * 7919) % 255) / 255.0f;
+  int n = MLP_MAX_N < 64 ? MLP_MAX_N : 64, reps = n == 1 ? 5000 : 1000;
+  for (int i = 0; i < 200; i++) mlp_forward(n, x, logits, probs);
   double t0 = now();
-  for (int i = 0; i < reps; i++) mlp_forward(1, x, logits, probs);
-  double lat1 = (now() - t0) / reps;
-  reps = 1000;
-  t0 = now();
-  for (int i = 0; i < reps; i++) mlp_forward(64, x, logits, probs);
-  double lat64 = (now() - t0) / reps;
-  double flops = 2.0 * 64 * (784 * 256 + 256 * 128 + 128 * 10);
-  printf("latency_b1_us %.2f\n", lat1 * 1e6);
-  printf("throughput_b64_per_s %.1f\n", 64 / lat64);
-  printf("gflops_b64 %.2f\n", flops / lat64 / 1e9);
+  for (int i = 0; i < reps; i++) mlp_forward(n, x, logits, probs);
+  double t = (now() - t0) / reps;
+  if (n == 1) {
+    printf("latency_b1_us %.2f\n", t * 1e6);
+  } else {
+    printf("throughput_b64_per_s %.1f\n", n / t);
+    printf("gflops_b64 %.2f\n", 2.0 * n * (784 * 256 + 256 * 128 + 128 * 10) / t / 1e9);
+  }
   return 0;
 }

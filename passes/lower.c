@@ -204,10 +204,44 @@ static Stmt *lower_matmul(Lower *L, int id) {
 
 /* y[r, j] = b[j] + sum_k x[r, k] * W[j, k] as a dot product per output:
  * rows of x and W are contiguous.  Best for few rows (batch-1 inference). */
+/* With K a multiple of LANES, each dot product keeps LANES partial sums
+ * (lane u sums the terms k = u mod LANES) and adds them pairwise at the
+ * end: straight-line independent sums that the compilers' SLP vectoriser
+ * turns into one vector multiply-add per LANES terms, where a single
+ * running sum would be a chain of dependent scalar additions. */
+#define LANES 16
+
+static Stmt *lower_linear_lanes(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *x = node(L, n->in[0]), *w = node(L, n->in[1]);
+  Dim K = w->shape.d[1], J = w->shape.d[0];
+  int vr = new_var(L), vj = new_var(L), vk = new_var(L), acc[LANES];
+  Stmt *jbody = NULL, *upd = NULL;
+  for (int u = 0; u < LANES; u++) {
+    acc[u] = new_local(L);
+    ks_append(&jbody, ks_local(p, acc[u], DT_F32, kx_f(p, 0)));
+    Expr *k = kx_iadd(p, kx_imul(p, kx_var(p, vk), kx_i(p, LANES)), kx_i(p, u));
+    Expr *xv = value(L, n->in[0], kx_iadd(p, kx_imul(p, kx_var(p, vr), kx_dim(p, K)), k));
+    Expr *wv = value(L, n->in[1], kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_dim(p, K)), k));
+    ks_append(&upd, ks_assign(p, acc[u], kx_bin(p, BIN_ADD, kx_local(p, acc[u], DT_F32), kx_bin(p, BIN_MUL, xv, wv))));
+  }
+  ks_append(&jbody, ks_loop(p, vk, kx_i(p, K / LANES), upd));
+  Expr *part[LANES];
+  for (int u = 0; u < LANES; u++) part[u] = kx_local(p, acc[u], DT_F32);
+  for (int width = LANES / 2; width >= 1; width /= 2) /* pairwise: (a0 + a8) + ... */
+    for (int u = 0; u < width; u++) part[u] = kx_bin(p, BIN_ADD, part[u], part[u + width]);
+  Expr *res = part[0];
+  if (n->nin > 2) res = kx_bin(p, BIN_ADD, res, value(L, n->in[2], kx_var(p, vj)));
+  ks_append(&jbody, ks_store(p, L->buf[id], kx_iadd(p, kx_imul(p, kx_var(p, vr), kx_dim(p, J)), kx_var(p, vj)), res));
+  Stmt *rbody = ks_loop(p, vj, kx_dim(p, J), jbody);
+  return ks_loop(p, vr, numel_expr(L, &x->shape, 0, x->shape.rank - 1), rbody);
+}
+
 static Stmt *lower_linear_dot(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *x = node(L, n->in[0]), *w = node(L, n->in[1]);
   Dim K = w->shape.d[1], J = w->shape.d[0];
+  if (K % LANES == 0) return lower_linear_lanes(L, id);
   int vr = new_var(L), vj = new_var(L), vk = new_var(L), acc = new_local(L);
   Expr *xv = value(L, n->in[0], kx_iadd(p, kx_imul(p, kx_var(p, vr), kx_dim(p, K)), kx_var(p, vk)));
   Expr *wv = value(L, n->in[1], kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_dim(p, K)), kx_var(p, vk)));
