@@ -148,8 +148,10 @@ static const char *stem(Arena *a, const char *path, const char *ext_out) {
   return arena_printf(a, "%.*s%s", (int)n, base, ext_out);
 }
 
-/* dlc_write_c with the weights of embed_path (a safetensors file) embedded. */
-static int write_c_with_embed(const Program *p, const char *cpath, const char *embed_path, Diags *d) {
+/* The inference C of m; with embedded weights, batch norms are first
+ * folded into the layers before them (passes/fold_bn.c), which needs the
+ * weights' values. */
+static int emit_c_folded(Model *m, const char *cpath, const char *embed_path, const PassOpts *po, Diags *d) {
   RtTensorSet embed;
   RtError err;
   rt_set_init(&embed);
@@ -157,7 +159,19 @@ static int write_c_with_embed(const Program *p, const char *cpath, const char *e
     diag_plain(d, embed_path, "%s", err.msg);
     return -1;
   }
-  int rc = dlc_write_c(p, cpath, embed_path ? &embed : NULL, d);
+  Graph folded, *g = &m->g;
+  ir_graph_init(&folded, m->g.name, d);
+  int rc = -1;
+  if (embed_path) {
+    pass_dce(&m->g);
+    g = pass_fold_batchnorm(&m->g, &folded, &embed) >= 0 ? &folded : NULL;
+  }
+  Program p;
+  if (g && pass_pipeline_infer(g, &p, po, d) == 0) {
+    rc = dlc_write_c(&p, cpath, embed_path ? &embed : NULL, d);
+    kir_program_free(&p);
+  }
+  ir_graph_free(&folded);
   rt_set_free(&embed);
   return rc;
 }
@@ -294,12 +308,12 @@ static int cmd_compile(int argc, char **argv) {
     Program p;
     PassOpts po = {o.dump_after, stderr, o.verify};
     int obj = !strcmp(o.emit, "obj");
-    if (pass_pipeline_infer(&m.g, &p, &po, &d)) status = 1;
-    else if (obj || !strcmp(o.emit, "llvm")) {
-      status = write_llvm(&p, o.out ? o.out : obj ? stem(&a, o.model, ".o") : NULL, o.embed, obj, &d) ? 1 : 0;
-      kir_program_free(&p);
+    if (!obj && strcmp(o.emit, "llvm")) {
+      status = emit_c_folded(&m, o.out ? o.out : stem(&a, o.model, ".c"), o.embed, &po, &d) ? 1 : 0;
+    } else if (pass_pipeline_infer(&m.g, &p, &po, &d)) {
+      status = 1;
     } else {
-      status = write_c_with_embed(&p, o.out ? o.out : stem(&a, o.model, ".c"), o.embed, &d) ? 1 : 0;
+      status = write_llvm(&p, o.out ? o.out : obj ? stem(&a, o.model, ".o") : NULL, o.embed, obj, &d) ? 1 : 0;
       kir_program_free(&p);
     }
   }
