@@ -246,3 +246,32 @@ Test(cli, eval_emitted_c_matches_the_training_graph, .timeout = 300) {
   cr_expect(graph > 70, "accuracy %.2f%% after an epoch", graph);
   free(r.out);
 }
+
+/* With embedded weights the batch norm after a dense layer is folded away
+ * and the C still builds warning-free. */
+Test(cli, embed_params_folds_batch_norm) {
+  const char *dir = tu_scratch_dir();
+  char path[600], args[1024], cmd[1200];
+  snprintf(path, sizeof path, "%s/bn.dl", dir);
+  FILE *f = fopen(path, "w");
+  fputs("model bnc\ninput x: f32[N, 8]\nfc = dense(x, 4)\nbn = batchnorm(fc)\noutput y = relu(bn)\n", f);
+  fclose(f);
+  RtTensorSet w;
+  RtError err;
+  rt_set_init(&w);
+  const char *names[6] = {"fc.weight", "fc.bias", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"};
+  for (int i = 0; i < 6; i++) {
+    RtTensor t;
+    int64_t shape[2] = {4, 8};
+    cr_assert_eq(rt_tensor_alloc(&t, DT_F32, i ? 1 : 2, shape, &err), RT_OK);
+    for (int64_t k = 0; k < rt_tensor_numel(&t); k++) ((float *)t.data)[k] = 0.5f + (float)k / 10;
+    cr_assert_eq(rt_set_add(&w, names[i], &t, &err), RT_OK);
+  }
+  snprintf(path, sizeof path, "%s/w.safetensors", dir);
+  cr_assert_eq(rt_safetensors_write(path, &w, &err), RT_OK);
+  rt_set_free(&w);
+  snprintf(args, sizeof args, "bn.dl --embed-params w.safetensors -o out.c");
+  expect(dir, args, 0, "");
+  snprintf(cmd, sizeof cmd, "cd %s && ! grep -q 'batchnorm' out.c && cc -std=c99 -Wall -Wextra -pedantic -Werror -c out.c", dir);
+  cr_expect_eq(system(cmd), 0, "the batch norm is still there, or the C does not build");
+}
