@@ -28,7 +28,7 @@ static const char *const accessors =
     "  return i >= 0 && i < $_NUM_TENSORS ? &params[i] : 0;\n"
     "}\n\n";
 
-static const char *const embedded_stubs =
+static const char *const embedded_accessors =
     "int @_set_param(int i, const float *values) {\n"
     "  (void)i;\n  (void)values;\n"
     "  snprintf(err_msg, sizeof err_msg, \"parameters are embedded constants\");\n"
@@ -204,5 +204,5 @@ void cg_c_support(FILE *f, const Program *p, const char *pre, int embedded) {
     if ((p->bufs[b].kind == BUF_PARAM || p->bufs[b].kind == BUF_STATE) && (int)strlen(p->bufs[b].name) + 2 > maxname)
       maxname = (int)strlen(p->bufs[b].name) + 2;
   print_with_prefix(f, accessors, pre, maxname);
-  print_with_prefix(f, embedded ? embedded_stubs : loader_text, pre, maxname);
+  print_with_prefix(f, embedded ? embedded_accessors : loader_text, pre, maxname);
 }

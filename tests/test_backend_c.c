@@ -19,89 +19,15 @@
 #include "frontend/frontend.h"
 #include "codegen/codegen.h"
 #include "passes/passes.h"
-#include "tests/op_cases.h"
-#include "tests/testutil.h"
+#include "tests/backend_case.h"
 
 #define WERROR "-Wall -Wextra -pedantic -Werror"
 #define FAST_CFLAGS "-O1 " WERROR /* compile speed over code speed in tests */
 
-typedef struct Case {
-  Diags d;
-  Graph g;
-  RtTensor *vals;
-  int64_t sym[IR_MAX_SYMS];
-} Case;
+static CModule *build_c(const Program *p, RtError *err) { return cg_c_build(p, FAST_CFLAGS, err); }
 
-static int load_case(Case *k, const OpCase *c) {
-  RtTensor ins[OPCASE_MAX_IN];
-  RtError err;
-  for (int i = 0; i < c->nin; i++) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s.in%d.npy", FIXTURE("ops"), c->name, i);
-    cr_assert_eq(rt_npy_read(path, &ins[i], &err), RT_OK, "%s", err.msg);
-  }
-  diag_init(&k->d, stderr);
-  ir_graph_init(&k->g, c->name, &k->d);
-  int out = opcase_build(c, &k->g, ins);
-  cr_assert_geq(out, 0, "%s does not build", c->name);
-  k->vals = calloc((size_t)k->g.nnodes, sizeof *k->vals);
-  for (int i = 0; i < c->nin; i++) k->vals[opcase_input_id(&k->g, i)] = ins[i];
-  cr_assert_eq(ir_bind_symbols(&k->g, k->vals, k->sym, &err), RT_OK, "%s: %s", c->name, err.msg);
-  InterpOpts io = {0, 0};
-  cr_assert_eq(ir_interp(&k->g, k->vals, k->sym, &io, &err), RT_OK, "%s: %s", c->name, err.msg);
-  return out;
-}
+Test(backend_c, every_op_agrees_with_interpreter, .timeout = 600) { every_case_agrees(build_c); }
 
-static void free_case(Case *k) {
-  for (int i = 0; i < k->g.nnodes; i++) rt_tensor_free(&k->vals[i]);
-  free(k->vals);
-  ir_graph_free(&k->g);
-}
-
-/* Runs the compiled forward on the case's inputs into got. */
-static void run_compiled(Case *k, const OpCase *c, RtTensor *got) {
-  Program p;
-  RtError err;
-  kir_program_init(&p, &k->g);
-  pass_lower(&p, kir_func(&p, "forward", &k->g));
-  pass_memplan(&p);
-  CModule *m = cg_c_build(&p, FAST_CFLAGS, &err);
-  cr_assert_not_null(m, "%s: %s", c->name, err.msg);
-  const RtTensor *want = &k->vals[k->g.outputs[0].id];
-  cr_assert_eq(rt_tensor_alloc(got, want->dtype, want->rank, want->shape, &err), RT_OK);
-  const Func *f = &p.funcs[0];
-  void *args[OPCASE_MAX_IN + 1];
-  for (int i = 0; i < f->nargs; i++) {
-    const Buffer *b = &p.bufs[f->args[i]];
-    args[i] = b->kind == BUF_OUTPUT ? got->data : k->vals[b->node].data;
-  }
-  cr_assert_eq(cg_c_call(m, "forward", k->sym, args, &err), RT_OK, "%s: %s", c->name, err.msg);
-  cg_c_free(m);
-  kir_program_free(&p);
-}
-
-Test(backend_c, every_op_agrees_with_interpreter, .timeout = 600) {
-  for (int ci = 0; ci < OPCASE_COUNT; ci++) {
-    const OpCase *c = &op_cases[ci];
-    Case k;
-    load_case(&k, c);
-    RtTensor got;
-    run_compiled(&k, c, &got);
-    const RtTensor *want = &k.vals[k.g.outputs[0].id];
-    int64_t n = rt_tensor_numel(want);
-    const float *a = got.data, *b = want->data;
-    double worst = 0;
-    int64_t at = 0;
-    for (int64_t i = 0; i < n; i++) {
-      double e = isnan(b[i]) && isnan(a[i]) ? 0 : tu_normerr(a, b, n, i);
-      if (!(e <= worst)) worst = e, at = i;
-    }
-    cr_expect(worst <= 1e-5, "%s: element %lld is %g, the interpreter says %g (norm-wise error %g)", c->name,
-              (long long)at, (double)a[at], (double)b[at], worst);
-    rt_tensor_free(&got);
-    free_case(&k);
-  }
-}
 
 /* Emits the case's C into dir and compiles it with cc; returns the exit status. */
 static int compile_with(const char *cc, Case *k, const char *dir) {

@@ -1,0 +1,98 @@
+/*
+ * backend_case.h — running one case of op_cases.h on a compiled backend,
+ * shared by the C-backend and LLVM-backend suites.
+ *
+ * load_case reads the case's fixture inputs, builds its graph and runs the
+ * interpreter (the reference result stays in vals); run_case lowers the
+ * graph, builds it with the given backend and calls its forward; agree
+ * checks the compiled result against the interpreter's to 1e-5 norm-wise
+ * (tu_normerr: the interpreter sums in double, the kernels in float).
+ */
+#ifndef DLC_BACKEND_CASE_H
+#define DLC_BACKEND_CASE_H
+
+#include "codegen/codegen.h"
+#include "passes/passes.h"
+#include "tests/op_cases.h"
+#include "tests/testutil.h"
+
+typedef struct Case {
+  Diags d;
+  Graph g;
+  RtTensor *vals;
+  int64_t sym[IR_MAX_SYMS];
+} Case;
+
+/* A backend: builds a module from a lowered, planned program. */
+typedef CModule *(*BuildFn)(const Program *p, RtError *err);
+
+static inline void load_case(Case *k, const OpCase *c) {
+  RtTensor ins[OPCASE_MAX_IN];
+  RtError err;
+  for (int i = 0; i < c->nin; i++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.in%d.npy", FIXTURE("ops"), c->name, i);
+    cr_assert_eq(rt_npy_read(path, &ins[i], &err), RT_OK, "%s", err.msg);
+  }
+  diag_init(&k->d, stderr);
+  ir_graph_init(&k->g, c->name, &k->d);
+  cr_assert_geq(opcase_build(c, &k->g, ins), 0, "%s does not build", c->name);
+  k->vals = calloc((size_t)k->g.nnodes, sizeof *k->vals);
+  for (int i = 0; i < c->nin; i++) k->vals[opcase_input_id(&k->g, i)] = ins[i];
+  cr_assert_eq(ir_bind_symbols(&k->g, k->vals, k->sym, &err), RT_OK, "%s: %s", c->name, err.msg);
+  InterpOpts io = {0, 0};
+  cr_assert_eq(ir_interp(&k->g, k->vals, k->sym, &io, &err), RT_OK, "%s: %s", c->name, err.msg);
+}
+
+static inline void free_case(Case *k) {
+  for (int i = 0; i < k->g.nnodes; i++) rt_tensor_free(&k->vals[i]);
+  free(k->vals);
+  ir_graph_free(&k->g);
+}
+
+/* The compiled forward of case k, built with build, into got. */
+static inline void run_case(Case *k, const OpCase *c, BuildFn build, RtTensor *got) {
+  Program p;
+  RtError err;
+  kir_program_init(&p, &k->g);
+  pass_lower(&p, kir_func(&p, "forward", &k->g));
+  pass_memplan(&p);
+  CModule *m = build(&p, &err);
+  cr_assert_not_null(m, "%s: %s", c->name, err.msg);
+  const RtTensor *want = &k->vals[k->g.outputs[0].id];
+  cr_assert_eq(rt_tensor_alloc(got, want->dtype, want->rank, want->shape, &err), RT_OK);
+  const Func *f = &p.funcs[0];
+  void *args[OPCASE_MAX_IN + 1];
+  for (int i = 0; i < f->nargs; i++) {
+    const Buffer *b = &p.bufs[f->args[i]];
+    args[i] = b->kind == BUF_OUTPUT ? got->data : k->vals[b->node].data;
+  }
+  cr_assert_eq(cg_c_call(m, "forward", k->sym, args, &err), RT_OK, "%s: %s", c->name, err.msg);
+  cg_c_free(m);
+  kir_program_free(&p);
+}
+
+/* Every case of op_cases.h through build, against the interpreter. */
+static inline void every_case_agrees(BuildFn build) {
+  for (int ci = 0; ci < OPCASE_COUNT; ci++) {
+    const OpCase *c = &op_cases[ci];
+    Case k;
+    load_case(&k, c);
+    RtTensor got;
+    run_case(&k, c, build, &got);
+    const RtTensor *want = &k.vals[k.g.outputs[0].id];
+    int64_t at = 0, n = rt_tensor_numel(want);
+    const float *a = got.data, *b = want->data;
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+      double e = isnan(b[i]) && isnan(a[i]) ? 0 : tu_normerr(a, b, n, i);
+      if (!(e <= worst)) worst = e, at = i;
+    }
+    cr_expect(worst <= 1e-5, "%s: element %lld is %g, the interpreter says %g (norm-wise error %g)", c->name,
+              (long long)at, (double)a[at], (double)b[at], worst);
+    rt_tensor_free(&got);
+    free_case(&k);
+  }
+}
+
+#endif
