@@ -28,6 +28,7 @@ static const char *const accessors =
     "  return i >= 0 && i < $_NUM_TENSORS ? &params[i] : 0;\n"
     "}\n\n";
 
+/* With --embed-params the weights are constants: nothing can set or load them. */
 static const char *const embedded_accessors =
     "int @_set_param(int i, const float *values) {\n"
     "  (void)i;\n  (void)values;\n"
