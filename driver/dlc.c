@@ -55,6 +55,7 @@ static const char *usage_run =
     "usage: dlc run MODEL.dl [--backend=interp|c|jit] --input NAME=FILE.npy ...\n"
     "                        [--output NAME=FILE.npy ...] [--params FILE.safetensors]\n"
     "                        [--seed S] [--grads FILE] [--input-grads FILE]\n"
+    "                        [--mode train|eval]\n"
     "Runs the model once.  Inputs and outputs are NumPy .npy files (f32, i32,\n"
     "i64; C order).  Parameters come from --params, or are initialised from\n"
     "the seed (default 0).  Outputs without --output are summarised on stdout.\n"
@@ -65,7 +66,14 @@ static const char *usage_run =
     "  --grads FILE           the gradient of the training loss with respect to\n"
     "                         every trainable parameter, as safetensors (give\n"
     "                         the labels as inputs too, e.g. --input y=y.npy)\n"
-    "  --input-grads FILE     the gradient with respect to each f32 input\n";
+    "  --input-grads FILE     the gradient with respect to each f32 input\n"
+    "  --mode train|eval      how batch norm and dropout behave: train uses the\n"
+    "                         batch's statistics and drops with masks drawn from\n"
+    "                         the seed (as the first step of dlc train); eval\n"
+    "                         uses the running statistics and keeps every unit.\n"
+    "                         Default: train with --grads/--input-grads (the\n"
+    "                         gradients of the training loss), eval otherwise.\n"
+    "                         --output is refused with --grads/--input-grads.\n";
 
 int dlc_usage(const char *text, int status) {
   fputs(text, status ? stderr : stdout);

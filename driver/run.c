@@ -12,6 +12,12 @@
  * With --grads or --input-grads the graph run is the gradient graph of the
  * training section's loss (passes/train.c: pass_build_grads), and the
  * gradients are written as safetensors named like the parameters/inputs.
+ *
+ * --mode says how batch norm and dropout behave, and is never guessed
+ * from what else is asked: train (batch statistics; dropout masks drawn
+ * from --seed at step 1, as the first step of `dlc train`) or eval
+ * (running statistics; dropout the identity).  Gradients default to
+ * train, the mode whose loss training minimises; plain runs to eval.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +33,7 @@ typedef struct Binding {
 } Binding;
 
 typedef struct RunOpts {
-  const char *model, *backend, *params, *grads, *input_grads;
+  const char *model, *backend, *params, *grads, *input_grads, *mode;
   uint64_t seed;
   Binding in[MAX_BINDINGS], out[MAX_BINDINGS];
   int nin, nout;
@@ -58,6 +64,7 @@ static int parse_run(int argc, char **argv, RunOpts *o, Diags *d) {
     } else if ((v = dlc_flag(argc, argv, &i, "--params", &miss))) o->params = v;
     else if ((v = dlc_flag(argc, argv, &i, "--grads", &miss))) o->grads = v;
     else if ((v = dlc_flag(argc, argv, &i, "--input-grads", &miss))) o->input_grads = v;
+    else if ((v = dlc_flag(argc, argv, &i, "--mode", &miss))) o->mode = v;
     else if ((v = dlc_flag(argc, argv, &i, "--seed", &miss))) {
       char *end;
       o->seed = strtoull(v, &end, 10);
@@ -70,6 +77,12 @@ static int parse_run(int argc, char **argv, RunOpts *o, Diags *d) {
   if (!o->model) return diag_plain(d, "dlc run", "no model file given (see dlc run --help)"), -1;
   if (strcmp(o->backend, "interp") && strcmp(o->backend, "c") && strcmp(o->backend, "jit"))
     return diag_plain(d, "--backend", "expected interp, c or jit, got '%s'", o->backend), -1;
+  if (o->mode && strcmp(o->mode, "train") && strcmp(o->mode, "eval"))
+    return diag_plain(d, "--mode", "expected train or eval, got '%s'", o->mode), -1;
+  if (o->nout && (o->grads || o->input_grads))
+    return diag_plain(d, "--output", "cannot be combined with --grads or --input-grads (the gradient run "
+                                     "computes the loss and gradients only; run without them for outputs)"), -1;
+  if (!o->mode) o->mode = o->grads || o->input_grads ? "train" : "eval";
   return 0;
 }
 
@@ -95,11 +108,28 @@ static int read_inputs(const Graph *g, const RunOpts *o, RtTensor *vals, Diags *
     rt_tensor_free(&vals[id]);
     if (rt_npy_read(o->in[k].file, &vals[id], &err)) return diag_plain(d, o->in[k].file, "%s", err.msg), -1;
   }
+  int step = ir_find_input(g, "step"); /* made by train-mode dropout, unless the model has one */
+  if (step >= 0 && !vals[step].data) {
+    RtError err;
+    if (rt_tensor_alloc(&vals[step], DT_F32, 0, NULL, &err)) return diag_plain(d, "dlc run", "%s", err.msg), -1;
+    *(float *)vals[step].data = 1;
+  }
   for (int i = 0; i < g->nnodes; i++)
     if (g->nodes[i].op == OP_INPUT && !vals[i].data)
       return diag_plain(d, "dlc run", "no value for input '%s' (give --input %s=FILE.npy)", g->nodes[i].name,
                         g->nodes[i].name), -1;
   return 0;
+}
+
+/* The model's forward pass in training mode: batch statistics, dropout
+ * masks drawn (from --seed, at step 1); the same outputs. */
+static int build_train_forward(const Graph *src, uint64_t seed, Graph *dst) {
+  int *map = malloc(sizeof(int) * ((size_t)src->nnodes + 1));
+  IR_ASSERT(map);
+  int rc = pass_decompose(src, dst, map, &(DecomposeOpts){1, seed});
+  free(map);
+  if (rc == 0) pass_dce(dst);
+  return rc;
 }
 
 static int load_params(const Graph *g, const RunOpts *o, RtTensorSet *set, Diags *d) {
@@ -231,7 +261,14 @@ int dlc_cmd_run(int argc, char **argv, const char *usage) {
       fe_model_free(&m);
       return 1;
     }
-    if (pass_build_grads(&m.g, m.train.loss, o.grads != NULL, o.input_grads != NULL, &grads)) {
+    DecomposeOpts mode = {!strcmp(o.mode, "train"), o.seed};
+    if (pass_build_grads(&m.g, m.train.loss, o.grads != NULL, o.input_grads != NULL, &mode, &grads)) {
+      fe_model_free(&m);
+      return 1;
+    }
+    g = &grads;
+  } else if (!strcmp(o.mode, "train")) {
+    if (build_train_forward(&m.g, o.seed, &grads)) {
       fe_model_free(&m);
       return 1;
     }

@@ -63,8 +63,11 @@ int pass_build_train(const Graph *src, int loss, const OptimSpec *o, Graph *dst)
 int pass_build_eval(const Graph *src, int loss, Graph *dst);
 /* dst computes "loss" and the gradient of the loss with respect to every
  * trainable parameter (params) and f32 input (inputs), as outputs named
- * like them. */
-int pass_build_grads(const Graph *src, int loss, int params, int inputs, Graph *dst);
+ * like them.  mode says how batch norm and dropout behave: mode->training
+ * (batch statistics, running statistics updated, dropout masks from
+ * mode->seed and a "step" input) as in a train step, or inference
+ * (running statistics, dropout the identity) as in torch's eval(). */
+int pass_build_grads(const Graph *src, int loss, int params, int inputs, const DecomposeOpts *mode, Graph *dst);
 
 /* Copies src into dst with every inference batch norm that follows a
  * linear or conv2d (its only user) folded into that layer's weight and

@@ -144,9 +144,8 @@ int pass_build_eval(const Graph *src, int loss, Graph *dst) {
   return rc;
 }
 
-int pass_build_grads(const Graph *src, int loss, int params, int inputs, Graph *dst) {
-  DecomposeOpts dopts = {0, 0};
-  if (copy_decomposed(src, &loss, dst, &dopts)) return -1;
+int pass_build_grads(const Graph *src, int loss, int params, int inputs, const DecomposeOpts *mode, Graph *dst) {
+  if (copy_decomposed(src, &loss, dst, mode)) return -1;
   int *wrt = malloc(sizeof(int) * ((size_t)dst->nnodes + 1)), *grads = malloc(sizeof(int) * ((size_t)dst->nnodes + 1));
   IR_ASSERT(wrt && grads);
   int n = collect_wrt(dst, params, inputs, wrt), rc = pass_autodiff(dst, loss, wrt, n, grads);

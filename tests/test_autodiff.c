@@ -180,7 +180,7 @@ static int gc_add_loss(GradCase *gc, int nops) {
 static void gc_run_grads(GradCase *gc, int loss) {
   RtError err;
   ir_graph_init(&gc->grad, gc->name, &gc->d);
-  cr_assert_eq(pass_build_grads(&gc->fwd, loss, 0, 1, &gc->grad), 0, "%s: pass_build_grads fails", gc->name);
+  cr_assert_eq(pass_build_grads(&gc->fwd, loss, 0, 1, &(DecomposeOpts){0, 0}, &gc->grad), 0, "%s: pass_build_grads fails", gc->name);
   cr_assert_eq(ir_verify(&gc->grad, &gc->d), 0, "%s: the gradient graph does not verify", gc->name);
   gc->gvals = calloc((size_t)gc->grad.nnodes, sizeof *gc->gvals);
   for (int i = 0; i < gc->grad.nnodes; i++) {
@@ -491,7 +491,7 @@ Test(autodiff, frozen_param_gets_no_gradient_nodes) {
   ir_graph_init(&src, "frozen", &d);
   int loss = two_layers(&src, 1);
   ir_graph_init(&dst, "frozen", &d);
-  cr_assert_eq(pass_build_grads(&src, loss, 1, 0, &dst), 0);
+  cr_assert_eq(pass_build_grads(&src, loss, 1, 0, &(DecomposeOpts){0, 0}, &dst), 0);
   cr_assert_eq(ir_verify(&dst, &d), 0);
   cr_expect_eq(dst.noutputs, 4, "outputs: loss, fc1.bias, fc2.weight, fc2.bias");
   cr_expect_lt(ir_find_output(&dst, "fc1.weight"), 0, "a frozen parameter has a gradient output");
@@ -514,7 +514,7 @@ Test(autodiff, frozen_layer_prunes_its_branch) {
   ir_graph_init(&src, "frozen", &d);
   int loss = two_layers(&src, 3);
   ir_graph_init(&dst, "frozen", &d);
-  cr_assert_eq(pass_build_grads(&src, loss, 1, 0, &dst), 0);
+  cr_assert_eq(pass_build_grads(&src, loss, 1, 0, &(DecomposeOpts){0, 0}, &dst), 0);
   cr_expect_eq(dst.noutputs, 3, "outputs: loss, fc2.weight, fc2.bias");
   cr_expect_lt(ir_find_output(&dst, "fc1.bias"), 0);
   int user;
@@ -721,7 +721,7 @@ static void check_model(const char *model, const char *label) {
   m.g.syms[n].max = x.shape[0];
   Graph g;
   ir_graph_init(&g, model, &d);
-  cr_assert_eq(pass_build_grads(&m.g, m.train.loss, 1, 1, &g), 0);
+  cr_assert_eq(pass_build_grads(&m.g, m.train.loss, 1, 1, &(DecomposeOpts){1, 0}, &g), 0);
   cr_assert_eq(ir_verify(&g, &d), 0);
 
   RtTensorSet init;

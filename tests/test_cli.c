@@ -189,6 +189,136 @@ Test(cli, a_failed_write_keeps_the_old_file) {
   expect(dir, args, 1, "no/such/dir/out");
 }
 
+/* Every tensor of the fixture set want is in dir/file, element by element
+ * within tol of the largest magnitude of its tensor (batch-norm gradients
+ * come out of cancellation), plus 1e-6 absolute: the bias of a layer
+ * that batch norm follows has a gradient of exactly 0 in train mode, which
+ * float32 reaches only up to the rounding of its terms. */
+static void expect_set_matches(const char *dir, const char *file, const char *want_path, double tol) {
+  RtTensorSet g, want;
+  RtError err;
+  char path[600];
+  rt_set_init(&g);
+  rt_set_init(&want);
+  snprintf(path, sizeof path, "%s/%s", dir, file);
+  cr_assert_eq(rt_safetensors_read(path, &g, &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(rt_safetensors_read(want_path, &want, &err), RT_OK, "%s", err.msg);
+  cr_expect_eq(g.count, want.count, "%s: %d tensors, wanted %d", file, g.count, want.count);
+  for (int i = 0; i < want.count; i++) {
+    RtTensor *a = rt_set_find(&g, want.items[i].name), *b = &want.items[i].t;
+    cr_assert_not_null(a, "%s: no gradient for %s", file, want.items[i].name);
+    cr_assert_eq(rt_tensor_numel(a), rt_tensor_numel(b));
+    int64_t n = rt_tensor_numel(b);
+    const float *got = a->data, *ref = b->data;
+    double top = 0;
+    for (int64_t k = 0; k < n; k++) top = fabs(ref[k]) > top ? fabs(ref[k]) : top;
+    for (int64_t k = 0; k < n; k++)
+      cr_expect_leq(fabs(got[k] - ref[k]), tol * top + 1e-6, "%s: %s[%lld] = %g, PyTorch %g", file,
+                    want.items[i].name, (long long)k, (double)got[k], (double)ref[k]);
+  }
+  rt_set_free(&g);
+  rt_set_free(&want);
+}
+
+/* Gradients of a model with batch norm in both modes, on every backend,
+ * against torch's module.train() and module.eval(); without --mode the
+ * gradients are those of the training loss. */
+Test(cli, grads_modes_match_pytorch_train_and_eval, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  char args[2048], base[1024], want[600];
+  snprintf(base, sizeof base,
+           "run %s/tests/fixtures/grads_mode/bnnet.dl --input x=%s/tests/fixtures/grads_mode/bnnet.x.npy "
+           "--input y=%s/tests/fixtures/grads_mode/bnnet.y.npy --params %s/tests/fixtures/grads_mode/bnnet.init.safetensors "
+           "--grads g.safetensors --input-grads ig.safetensors",
+           DLC_SOURCE_DIR, DLC_SOURCE_DIR, DLC_SOURCE_DIR, DLC_SOURCE_DIR);
+  const char *modes[] = {"", "train", "eval"}, *backends[] = {"interp", "c", "jit"};
+  for (int m = 0; m < 3; m++)
+    for (int b = 0; b < 3; b++) {
+      const char *mode = m ? modes[m] : "train";
+      snprintf(args, sizeof args, "%s --backend=%s%s%s", base, backends[b], m ? " --mode " : "", modes[m]);
+      expect(dir, args, 0, strcmp(mode, "train") ? "loss: 5.6142" : "loss: 1.9499");
+      snprintf(want, sizeof want, "%s/tests/fixtures/grads_mode/bnnet.%s.grads.safetensors", DLC_SOURCE_DIR, mode);
+      expect_set_matches(dir, "g.safetensors", want, 1e-4);
+      snprintf(want, sizeof want, "%s/tests/fixtures/grads_mode/bnnet.%s.input_grads.safetensors", DLC_SOURCE_DIR, mode);
+      expect_set_matches(dir, "ig.safetensors", want, 1e-4);
+    }
+  for (int m = 1; m < 3; m++) { /* the forward pass in each mode */
+    snprintf(args, sizeof args,
+             "run %s/tests/fixtures/grads_mode/bnnet.dl --input x=%s/tests/fixtures/grads_mode/bnnet.x.npy "
+             "--params %s/tests/fixtures/grads_mode/bnnet.init.safetensors --mode %s --output out=o.npy",
+             DLC_SOURCE_DIR, DLC_SOURCE_DIR, DLC_SOURCE_DIR, modes[m]);
+    expect(dir, args, 0, "");
+    RtTensor got, ref;
+    RtError err;
+    char path[600];
+    snprintf(path, sizeof path, "%s/o.npy", dir);
+    cr_assert_eq(rt_npy_read(path, &got, &err), RT_OK, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/tests/fixtures/grads_mode/bnnet.%s.out.npy", DLC_SOURCE_DIR, modes[m]);
+    cr_assert_eq(rt_npy_read(path, &ref, &err), RT_OK, "%s", err.msg);
+    for (int64_t k = 0; k < rt_tensor_numel(&ref); k++)
+      cr_expect_leq(tu_relerr(((float *)got.data)[k], ((float *)ref.data)[k], 1e-3), 1e-4, "--mode %s: out[%lld]",
+                    modes[m], (long long)k);
+    rt_tensor_free(&got);
+    rt_tensor_free(&ref);
+  }
+  snprintf(args, sizeof args, "%s --mode training", base);
+  expect(dir, args, 2, "expected train or eval, got 'training'");
+  snprintf(args, sizeof args, "%s --output out=o.npy", base);
+  expect(dir, args, 2, "cannot be combined with --grads");
+}
+
+/* Train-mode dropout in gradients: y = flatten(dropout(x, p=0.25)), loss =
+ * mean((y - t)^2) with t = flatten(x).  Each input gradient is 0 (dropped) or 2 (x / 0.75 - t) / n / 0.75
+ * (kept); the masks come from --seed, so a seed repeats its masks and
+ * another seed draws others; in eval mode dropout is the identity. */
+Test(cli, grads_train_mode_dropout_uses_the_seed) {
+  const char *dir = tu_scratch_dir();
+  char path[600], args[1024];
+  snprintf(path, sizeof path, "%s/drop.dl", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs("model drop\ninput x: f32[N, 2, 32]\ny = flatten(dropout(x, p=0.25))\noutput y\n"
+        "train {\n  label t: f32[N, 64]\n  loss = mse_loss(y, t)\n  optimizer = sgd(lr=0.1)\n}\n", f);
+  fclose(f);
+  write_npy(dir, "x.npy", DT_F32, 3, (int64_t[]){2, 2, 32});
+  write_npy(dir, "t.npy", DT_F32, 2, (int64_t[]){2, 64}); /* the same values: t = flatten(x) */
+  RtTensor x;
+  RtError err;
+  snprintf(path, sizeof path, "%s/x.npy", dir);
+  cr_assert_eq(rt_npy_read(path, &x, &err), RT_OK);
+  float *grads[3];
+  const char *flags[3] = {"--seed 3", "--seed 3", "--seed 4"};
+  for (int r = 0; r < 3; r++) {
+    snprintf(args, sizeof args, "run drop.dl --input x=x.npy --input t=t.npy --input-grads ig%d.safetensors %s", r, flags[r]);
+    expect(dir, args, 0, "loss: ");
+    RtTensorSet s;
+    rt_set_init(&s);
+    snprintf(path, sizeof path, "%s/ig%d.safetensors", dir, r);
+    cr_assert_eq(rt_safetensors_read(path, &s, &err), RT_OK, "%s", err.msg);
+    RtTensor *g = rt_set_find(&s, "x");
+    cr_assert_not_null(g);
+    grads[r] = malloc(sizeof(float) * 128);
+    memcpy(grads[r], g->data, sizeof(float) * 128);
+    rt_set_free(&s);
+  }
+  int dropped = 0, same = 1, differ = 0;
+  for (int i = 0; i < 128; i++) {
+    double xi = ((float *)x.data)[i], kept = 2 * (xi / 0.75 - xi) / 128 / 0.75;
+    cr_expect(grads[0][i] == 0 || fabs(grads[0][i] - kept) <= 1e-6 + 1e-4 * fabs(kept), "x[%d]: %g, wanted 0 or %g", i,
+              (double)grads[0][i], kept);
+    dropped += grads[0][i] == 0 && kept != 0;
+    same &= grads[0][i] == grads[1][i];
+    differ |= grads[0][i] != grads[2][i];
+  }
+  cr_expect(dropped > 10 && dropped < 60, "%d of 128 dropped at p=0.25", dropped);
+  cr_expect(same, "the same seed draws other masks");
+  cr_expect(differ, "another seed draws the same masks");
+  snprintf(args, sizeof args, "run drop.dl --input x=x.npy --input t=t.npy --input-grads ig.safetensors --mode eval");
+  expect(dir, args, 0, "loss: 0\n");
+  for (int r = 0; r < 3; r++) free(grads[r]);
+  rt_tensor_free(&x);
+}
+
 Test(cli, grads_on_the_command_line) {
   const char *dir = tu_scratch_dir();
   char args[2048];

@@ -77,7 +77,7 @@ static int cc_build(ConvCase *cc, const OpCase *c) {
   cr_assert_geq(loss, 0);
   ir_output(&cc->fwd, "loss", loss);
   ir_graph_init(&cc->grad, c->name, &cc->d);
-  cr_assert_eq(pass_build_grads(&cc->fwd, loss, 0, 1, &cc->grad), 0, "%s: pass_build_grads fails", c->name);
+  cr_assert_eq(pass_build_grads(&cc->fwd, loss, 0, 1, &(DecomposeOpts){0, 0}, &cc->grad), 0, "%s: pass_build_grads fails", c->name);
   cr_assert_eq(ir_verify(&cc->grad, &cc->d), 0, "%s: the gradient graph does not verify", c->name);
   cc->vals = calloc((size_t)cc->grad.nnodes, sizeof *cc->vals);
   for (int i = 0; i < cc->nin; i++) {
@@ -313,7 +313,7 @@ Test(conv, small_cnn_gradients_agree_between_backends, .init = setup, .fini = te
   m->syms[0].max = 3;
   Graph g;
   ir_graph_init(&g, "cnn", &diags);
-  cr_assert_eq(pass_build_grads(m, model.train.loss, 1, 1, &g), 0);
+  cr_assert_eq(pass_build_grads(m, model.train.loss, 1, 1, &(DecomposeOpts){1, 0}, &g), 0);
   cr_assert_eq(ir_verify(&g, &diags), 0);
   RtError err;
   RtTensorSet params;
