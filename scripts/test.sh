@@ -1,7 +1,8 @@
 #!/bin/sh
 # scripts/test.sh — installs what is missing, builds dlc twice (plain, and
 # with AddressSanitizer + UndefinedBehaviorSanitizer), runs the whole
-# Criterion suite on both builds, and ends with one line:
+# Criterion suite on both builds, runs each fuzz target for a few seconds,
+# and ends with one line:
 #   N passed, N failed
 set -u
 cd "$(dirname "$0")/.."
@@ -33,6 +34,16 @@ for dir in build build-asan; do
   total_pass=$((total_pass + pass))
   total_fail=$((total_fail + $1 + $2))
   [ "$rc" -eq 0 ] || status=1
+done
+# Fuzz smoke: every libFuzzer target of fuzz/ for a few seconds
+# (scripts/fuzz.sh); each target's run counts as one pass or one fail.
+echo "== fuzz smoke (build-fuzz)"
+for t in $(./scripts/fuzz.sh --list); do
+  if ./scripts/fuzz.sh "$t" 3; then
+    total_pass=$((total_pass + 1))
+  else
+    total_fail=$((total_fail + 1))
+  fi
 done
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ] && exit $status

@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""Writes the binary seed inputs of the fuzz targets into fuzz/corpus/.
+
+Run with Debian's /usr/bin/python3 (numpy).  Each seed is a small valid
+file of its format, so the fuzzer starts from the paths that read data;
+the outputs are committed and this script only needs to run again when a
+seed is added.
+"""
+import gzip
+import io
+import json
+import os
+import struct
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def out(kind, name, data):
+    with open(os.path.join(HERE, "corpus", kind, name), "wb") as f:
+        f.write(data)
+
+
+def npy_bytes(a, version=None):
+    b = io.BytesIO()
+    np.lib.format.write_array(b, a, version=version)
+    return b.getvalue()
+
+
+def npy_seeds():
+    out("npy", "f4_2x3.npy", npy_bytes(np.arange(6, dtype="<f4").reshape(2, 3)))
+    out("npy", "f8_scalar.npy", npy_bytes(np.array(1.5, dtype="<f8")))
+    out("npy", "i8_4.npy", npy_bytes(np.array([0, -1, 7, 2**40], dtype="<i8")))
+    out("npy", "i4_v2.npy", npy_bytes(np.arange(4, dtype="<i4").reshape(2, 1, 2), version=(2, 0)))
+    out("npy", "u1_empty.npy", npy_bytes(np.zeros((0, 5), dtype="|u1")))
+    out("npy", "b1.npy", npy_bytes(np.array([True, False])))
+
+
+def safetensors_bytes(tensors, meta=None):
+    header, blobs, off = {}, [], 0
+    names = {np.dtype("<f4"): "F32", np.dtype("<f8"): "F64", np.dtype("<i4"): "I32",
+             np.dtype("<i8"): "I64", np.dtype("|u1"): "U8"}
+    if meta is not None:
+        header["__metadata__"] = meta
+    for name, a in tensors:
+        raw = a.tobytes()
+        header[name] = {"dtype": names[a.dtype], "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+
+
+def safetensors_seeds():
+    out("safetensors", "two.safetensors", safetensors_bytes(
+        [("fc.weight", np.arange(6, dtype="<f4").reshape(2, 3)), ("fc.bias", np.zeros(2, dtype="<f4"))]))
+    out("safetensors", "types.safetensors", safetensors_bytes(
+        [("a", np.array([1.0], dtype="<f8")), ("b", np.array([[1, 2]], dtype="<i4")),
+         ("c", np.array([3], dtype="<i8")), ("d", np.array([255], dtype="|u1")),
+         ("e", np.zeros((0, 3), dtype="<f4"))], {"format": "pt", "note": "x"}))
+    out("safetensors", "empty.safetensors", safetensors_bytes([]))
+
+
+def checkpoint_seeds():
+    # A checkpoint of fuzz_checkpoint.c's model: dense 3 -> 2 with Adam state.
+    w = np.linspace(-1, 1, 6, dtype="<f4").reshape(2, 3)
+    b = np.array([0.1, -0.1], dtype="<f4")
+    t = [("fc.weight", w), ("fc.bias", b),
+         ("fc.weight.exp_avg", w * 0.1), ("fc.weight.exp_avg_sq", w * w * 0.01),
+         ("fc.bias.exp_avg", b * 0.1), ("fc.bias.exp_avg_sq", b * b * 0.01)]
+    meta = {"dlc.epoch": "3", "dlc.step": "12", "dlc.seed": "0", "dlc.model": "ck", "dlc.optimizer": "adam"}
+    out("checkpoint", "adam.safetensors", safetensors_bytes(t, meta))
+    out("checkpoint", "weights_only.safetensors", safetensors_bytes(t[:2]))
+
+
+def idx_bytes(a, code):
+    return struct.pack(">BBBB", 0, 0, code, a.ndim) + struct.pack(">%dI" % a.ndim, *a.shape) + a.tobytes()
+
+
+def idx_seeds():
+    img = (np.arange(2 * 3 * 3) * 13 % 256).astype("|u1").reshape(2, 3, 3)
+    out("idx", "images-idx3-ubyte", idx_bytes(img, 0x08))
+    out("idx", "labels-idx1-ubyte.gz", gzip.compress(idx_bytes(np.array([3, 9], dtype="|u1"), 0x08), mtime=0))
+    out("idx", "i32-idx2", idx_bytes(np.array([[1, -2], [3, 4]], dtype=">i4"), 0x0C))
+    out("idx", "f32-idx1", idx_bytes(np.array([0.5, -1.0], dtype=">f4"), 0x0D))
+    out("idx", "i16-idx1", idx_bytes(np.array([7, -7], dtype=">i2"), 0x0B))
+
+
+def csv_seeds():
+    out("csv", "header.csv", b"a,b,label\n0.5,1e-3,1\n-2,3,0\n")
+    out("csv", "plain.csv", b"1,2,3\n4,5,6\r\n7,8,9")
+    out("csv", "first_label.csv", b"2,0.25,0.75\n0,-1.5,inf\n")
+
+
+for kind in ("npy", "safetensors", "checkpoint", "idx", "csv"):
+    os.makedirs(os.path.join(HERE, "corpus", kind), exist_ok=True)
+npy_seeds()
+safetensors_seeds()
+checkpoint_seeds()
+idx_seeds()
+csv_seeds()
