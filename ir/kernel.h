@@ -151,4 +151,13 @@ Stmt *ks_assign(Program *p, int local, Expr *value);
 /* Appends s (and its successors) to the block starting at *head. */
 void ks_append(Stmt **head, Stmt *s);
 
+/* The program as stable text: buffers (with arena offsets once planned),
+ * then each function's kernels (kdump.c). */
+void kir_dump(const Program *p, FILE *f);
+const char *kir_unop_name(UnOp op);
+const char *kir_binop_name(BinOp op);
+/* Checks scopes, ids, types and known index ranges of every kernel;
+ * returns the number of problems, each reported to d (kverify.c). */
+int kir_verify(const Program *p, Diags *d);
+
 #endif

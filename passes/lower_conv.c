@@ -464,14 +464,14 @@ static Stmt *lower_max_pool(Lower *L, int id, int grad) {
   Expr *plane = MUL(V(vp), I(g.h * g.w)), *load = kx_load(p, x, ADD(plane, t.idx));
   Expr *mv = kx_local(p, m, DT_F32), *vv = kx_local(p, v, DT_F32), *bv = kx_local(p, best, DT_I64);
   Stmt *tap = ks_local(p, v, DT_F32, t.ok ? kx_select(p, t.ok, load, kx_f(p, -INFINITY)) : load);
-  /* take = ok && (best < 0 || v > m || v != v) */
-  Expr *wins = kx_bin(p, BIN_ADD, kx_bin(p, BIN_ADD, kx_bin(p, BIN_LT, bv, I(0)), kx_bin(p, BIN_GT, vv, mv)),
-                      kx_bin(p, BIN_NE, vv, vv));
-  Expr *take = kx_bin(p, BIN_GT, wins, kx_i(p, 0));
-  if (t.ok) take = kx_bin(p, BIN_AND, t.ok, take);
+  /* take = ok && (best < 0 || v > m || v != v), kept as a 0/1 flag (an
+   * i64: a comparison is only ever a select condition) */
+  Expr *take = kx_select(p, kx_bin(p, BIN_LT, bv, I(0)), I(1),
+                         kx_select(p, kx_bin(p, BIN_GT, vv, mv), I(1), kx_select(p, kx_bin(p, BIN_NE, vv, vv), I(1), I(0))));
+  if (t.ok) take = kx_select(p, t.ok, take, I(0));
   int tk = lower_local(L);
-  ks_append(&tap, ks_local(p, tk, DT_I32, take));
-  Expr *tv = kx_local(p, tk, DT_I32);
+  ks_append(&tap, ks_local(p, tk, DT_I64, take));
+  Expr *tv = kx_bin(p, BIN_NE, kx_local(p, tk, DT_I64), I(0));
   ks_append(&tap, ks_assign(p, m, kx_select(p, tv, vv, mv)));
   ks_append(&tap, ks_assign(p, best, kx_select(p, tv, t.idx, bv)));
   Stmt *body = ks_local(p, m, DT_F32, kx_f(p, -INFINITY));

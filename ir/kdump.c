@@ -1,0 +1,258 @@
+/*
+ * kdump.c — the kernel IR as text (--dump-after of a kernel step).
+ *
+ * The dump is a stable, line-oriented listing meant to be read and diffed:
+ * first the buffer table (id, kind, name, type, elements, and the arena
+ * offset once memory planning has sized that dtype's arena), then each
+ * function with its argument buffers and kernels in order.  A kernel is
+ * its statements, one a line, indented by loop depth:
+ *
+ *   kernel 2: linear fc1  # mlp.dl:7
+ *     for i0 < N {
+ *       local v0: f32 = 0.0
+ *       v0 = v0 + b0[i0 * 784 + i1] * b1[i1]
+ *       b5[i0] = v0
+ *     }
+ *
+ * Loop variables are i<id>, locals v<id>, buffers b<id>, symbols by name;
+ * float constants always carry a '.' or an exponent, integers never do.
+ * Expressions are infix with the fewest parentheses their precedence
+ * needs; min, max, pow, select, casts (f32(x)) and rand(key, counter) are
+ * written as calls.  Nothing depends on addresses or absolute paths, so a
+ * dump can be compared with a golden file.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "ir/kernel.h"
+
+static const char *buf_kind_name(BufKind k) {
+  switch (k) {
+  case BUF_INPUT: return "input";
+  case BUF_OUTPUT: return "output";
+  case BUF_PARAM: return "param";
+  case BUF_STATE: return "state";
+  case BUF_TEMP: return "temp";
+  }
+  return "?";
+}
+
+const char *kir_unop_name(UnOp op) {
+  switch (op) {
+  case UN_NEG: return "-";
+  case UN_EXP: return "exp";
+  case UN_LOG: return "log";
+  case UN_SQRT: return "sqrt";
+  case UN_TANH: return "tanh";
+  case UN_ABS: return "abs";
+  case UN_LOG1P: return "log1p";
+  }
+  return "?";
+}
+
+const char *kir_binop_name(BinOp op) {
+  switch (op) {
+  case BIN_ADD: return "+";
+  case BIN_SUB: return "-";
+  case BIN_MUL: return "*";
+  case BIN_DIV: return "/";
+  case BIN_MOD: return "%";
+  case BIN_LT: return "<";
+  case BIN_LE: return "<=";
+  case BIN_GT: return ">";
+  case BIN_GE: return ">=";
+  case BIN_EQ: return "==";
+  case BIN_NE: return "!=";
+  case BIN_AND: return "&&";
+  case BIN_MAX: return "max";
+  case BIN_MIN: return "min";
+  case BIN_POW: return "pow";
+  }
+  return "?";
+}
+
+/* Binding strength of e's outermost operator (higher binds tighter). */
+static int prec(const Expr *e) {
+  if (e->kind != EX_BINARY) return 10;
+  switch ((BinOp)e->op) {
+  case BIN_AND: return 2;
+  case BIN_EQ: case BIN_NE: return 3;
+  case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: return 4;
+  case BIN_ADD: case BIN_SUB: return 5;
+  case BIN_MUL: case BIN_DIV: case BIN_MOD: return 6;
+  case BIN_MAX: case BIN_MIN: case BIN_POW: return 10;
+  }
+  return 10;
+}
+
+typedef struct KDump {
+  const Program *p;
+  FILE *f;
+} KDump;
+
+static void expr(KDump *D, const Expr *e);
+
+static void sub(KDump *D, const Expr *e, int min_prec) {
+  int paren = prec(e) < min_prec;
+  if (paren) fputc('(', D->f);
+  expr(D, e);
+  if (paren) fputc(')', D->f);
+}
+
+static void float_const(FILE *f, double v) {
+  if (isnan(v)) { fputs("nan", f); return; }
+  if (isinf(v)) { fputs(v < 0 ? "-inf" : "inf", f); return; }
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.9g", v);
+  fprintf(f, "%s%s", buf, strpbrk(buf, ".en") ? "" : ".0");
+}
+
+static void call2(KDump *D, const char *name, const Expr *a, const Expr *b) {
+  fprintf(D->f, "%s(", name);
+  expr(D, a);
+  fputs(", ", D->f);
+  expr(D, b);
+  fputc(')', D->f);
+}
+
+static void binary(KDump *D, const Expr *e) {
+  int pr = prec(e);
+  if (pr == 10) {
+    call2(D, kir_binop_name((BinOp)e->op), e->a, e->b);
+    return;
+  }
+  sub(D, e->a, pr);
+  fprintf(D->f, " %s ", kir_binop_name((BinOp)e->op));
+  sub(D, e->b, pr + 1);
+}
+
+static void unary(KDump *D, const Expr *e) {
+  if (e->op == UN_NEG) {
+    fputc('-', D->f);
+    sub(D, e->a, 10);
+    return;
+  }
+  fprintf(D->f, "%s(", kir_unop_name((UnOp)e->op));
+  expr(D, e->a);
+  fputc(')', D->f);
+}
+
+static const char *sym_name(const Program *p, int id) {
+  return p->g && id >= 0 && id < p->g->nsyms ? p->g->syms[id].name : "?sym";
+}
+
+static void expr(KDump *D, const Expr *e) {
+  switch (e->kind) {
+  case EX_FCONST: float_const(D->f, e->f); break;
+  case EX_ICONST: fprintf(D->f, "%lld", (long long)e->i); break;
+  case EX_VAR: fprintf(D->f, "i%d", e->id); break;
+  case EX_SYM: fputs(sym_name(D->p, e->id), D->f); break;
+  case EX_LOCAL: fprintf(D->f, "v%d", e->id); break;
+  case EX_LOAD:
+    fprintf(D->f, "b%d[", e->id);
+    expr(D, e->a);
+    fputc(']', D->f);
+    break;
+  case EX_UNARY: unary(D, e); break;
+  case EX_BINARY: binary(D, e); break;
+  case EX_SELECT:
+    fputs("select(", D->f);
+    expr(D, e->a);
+    fputs(", ", D->f);
+    expr(D, e->b);
+    fputs(", ", D->f);
+    expr(D, e->c);
+    fputc(')', D->f);
+    break;
+  case EX_CAST:
+    fprintf(D->f, "%s(", rt_dtype_name(e->type));
+    expr(D, e->a);
+    fputc(')', D->f);
+    break;
+  case EX_RAND:
+    fprintf(D->f, "rand(%llu, ", (unsigned long long)e->i);
+    expr(D, e->a);
+    fputc(')', D->f);
+    break;
+  }
+}
+
+static void indent(FILE *f, int depth) {
+  for (int i = 0; i < depth; i++) fputs("  ", f);
+}
+
+static void stmts(KDump *D, const Stmt *s, int depth) {
+  for (; s; s = s->next) {
+    indent(D->f, depth);
+    switch (s->kind) {
+    case ST_LOOP:
+      fprintf(D->f, "for i%d < ", s->id);
+      expr(D, s->extent);
+      fputs(" {\n", D->f);
+      stmts(D, s->body, depth + 1);
+      indent(D->f, depth);
+      fputs("}", D->f);
+      break;
+    case ST_STORE:
+      fprintf(D->f, "b%d[", s->id);
+      expr(D, s->index);
+      fputs("] = ", D->f);
+      expr(D, s->value);
+      break;
+    case ST_LOCAL:
+      fprintf(D->f, "local v%d: %s = ", s->id, rt_dtype_name(s->type));
+      expr(D, s->value);
+      break;
+    case ST_ASSIGN:
+      fprintf(D->f, "v%d = ", s->id);
+      expr(D, s->value);
+      break;
+    }
+    fputc('\n', D->f);
+  }
+}
+
+static void buffers(const Program *p, FILE *f) {
+  char tb[160];
+  fputs("buffers {\n", f);
+  for (int b = 0; b < p->nbufs; b++) {
+    const Buffer *buf = &p->bufs[b];
+    fprintf(f, "  b%d %s %s : %s, %lld elements", b, buf_kind_name(buf->kind), buf->name,
+            ir_type_str(p->g, buf->dtype, &buf->shape, tb, sizeof tb), (long long)buf->size);
+    if (buf->kind == BUF_TEMP && p->arena_size[buf->dtype] > 0) fprintf(f, " @ %lld", (long long)buf->offset);
+    fputc('\n', f);
+  }
+  fputs("}\n", f);
+  for (int t = 0; t < DT_COUNT; t++)
+    if (p->arena_size[t] > 0) fprintf(f, "arena %s: %lld elements\n", rt_dtype_name((DType)t), (long long)p->arena_size[t]);
+}
+
+static void kernel_header(FILE *f, int i, const Kernel *k) {
+  fprintf(f, "  kernel %d: %s", i, k->what ? k->what : "");
+  if (k->loc.src && k->loc.src->path) {
+    const char *base = strrchr(k->loc.src->path, '/');
+    fprintf(f, "  # %s:%d", base ? base + 1 : k->loc.src->path, k->loc.line);
+  }
+  fputc('\n', f);
+}
+
+static void function(KDump *D, const Func *fn) {
+  fprintf(D->f, "func %s(", fn->name);
+  for (int a = 0; a < fn->nargs; a++) fprintf(D->f, "%sb%d", a ? ", " : "", fn->args[a]);
+  fputs(") {\n", D->f);
+  for (int k = 0; k < fn->nkernels; k++) {
+    kernel_header(D->f, k, &fn->kernels[k]);
+    stmts(D, fn->kernels[k].body, 2);
+  }
+  fputs("}\n", D->f);
+}
+
+void kir_dump(const Program *p, FILE *f) {
+  KDump D = {p, f};
+  fprintf(f, "program %s", p->name ? p->name : "?");
+  for (int s = 0; p->g && s < p->g->nsyms; s++)
+    fprintf(f, "%s%s<=%lld", s ? ", " : " (", p->g->syms[s].name, (long long)p->g->syms[s].max);
+  fputs(p->g && p->g->nsyms ? ")\n" : "\n", f);
+  buffers(p, f);
+  for (int i = 0; i < p->nfuncs; i++) function(&D, &p->funcs[i]);
+}

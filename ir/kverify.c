@@ -1,0 +1,350 @@
+/*
+ * kverify.c — the kernel IR checker run after every kernel step.
+ *
+ * It walks each kernel once, keeping the set of loop variables and locals
+ * in scope, and checks what both emitters silently assume:
+ *
+ *   - scopes: a loop variable is used only inside its loop and is not
+ *     reused by a loop nested in it; a local is declared before it is read
+ *     or assigned, at most once per scope, and goes out of scope at the
+ *     end of the block that declared it;
+ *   - ids: loop variables and locals are below the kernel's counts, buffer
+ *     ids name buffers of the program, symbols name the graph's symbols,
+ *     function arguments are input or output buffers, inputs are never
+ *     stored to;
+ *   - types: arithmetic operands share the result's type, indices and
+ *     extents are i64, transcendental functions and pow take floats, %
+ *     takes integers, loads and stores carry their buffer's dtype, a local
+ *     is read and assigned with its declared type; a comparison (the only
+ *     expression typed i32 by construction) appears only as a select
+ *     condition or an operand of &&, and a select's condition is one;
+ *   - ranges: an index whose interval is known (constants, loop variables
+ *     over known extents, symbols at their maximum, + - * / % min max
+ *     select of those) lies within its buffer.  Loads inside a select's
+ *     branches are skipped: the select is their guard (padding).
+ *
+ * Each problem is one diagnostic naming the function, the kernel and the
+ * offending variable, local or buffer; the return value is their count.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/kernel.h"
+
+typedef struct KCheck {
+  const Program *p;
+  const Func *f;
+  const Kernel *k;
+  int ki;
+  Diags *d;
+  int bad;
+  char *var_in;          /* [nvars] in scope */
+  int64_t *var_hi;       /* [nvars] largest value, or -1 if unknown */
+  char *local_in;        /* [nlocals] declared in an enclosing block */
+  DType *local_ty;       /* [nlocals] */
+} KCheck;
+
+static void problem(KCheck *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(KCheck *c, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (c->k)
+    diag_error(c->d, c->k->loc, "verify: %s kernel %d (%s): %s", c->f->name, c->ki, c->k->what ? c->k->what : "", msg);
+  else
+    diag_error(c->d, (SrcLoc){0}, "verify: %s: %s", c->f->name, msg);
+  c->bad++;
+}
+
+/* --- index ranges --------------------------------------------------------------- */
+
+typedef struct Range {
+  int64_t lo, hi;
+} Range;
+
+static int range_of(KCheck *c, const Expr *e, Range *r);
+
+static int range_mul(Range a, Range b, Range *r) {
+  int64_t v[4];
+  if (__builtin_mul_overflow(a.lo, b.lo, &v[0]) || __builtin_mul_overflow(a.lo, b.hi, &v[1]) ||
+      __builtin_mul_overflow(a.hi, b.lo, &v[2]) || __builtin_mul_overflow(a.hi, b.hi, &v[3]))
+    return 0;
+  r->lo = r->hi = v[0];
+  for (int i = 1; i < 4; i++) r->lo = v[i] < r->lo ? v[i] : r->lo, r->hi = v[i] > r->hi ? v[i] : r->hi;
+  return 1;
+}
+
+static int range_binary(BinOp op, Range a, Range b, Range *r) {
+  switch (op) {
+  case BIN_ADD: *r = (Range){a.lo + b.lo, a.hi + b.hi}; return 1;
+  case BIN_SUB: *r = (Range){a.lo - b.hi, a.hi - b.lo}; return 1;
+  case BIN_MUL: return range_mul(a, b, r);
+  case BIN_DIV: /* truncation is monotone for a positive constant divisor */
+    if (b.lo != b.hi || b.lo <= 0) return 0;
+    *r = (Range){a.lo / b.lo, a.hi / b.lo};
+    return 1;
+  case BIN_MOD:
+    if (b.lo != b.hi || b.lo <= 0) return 0;
+    *r = (Range){a.lo >= 0 ? 0 : -(b.lo - 1), a.hi < b.lo - 1 && a.lo >= 0 ? a.hi : b.lo - 1};
+    return 1;
+  case BIN_MAX: *r = (Range){a.lo > b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi}; return 1;
+  case BIN_MIN: *r = (Range){a.lo < b.lo ? a.lo : b.lo, a.hi < b.hi ? a.hi : b.hi}; return 1;
+  default: return 0;
+  }
+}
+
+/* The interval of integer expression e, if it can be bounded. */
+static int range_of(KCheck *c, const Expr *e, Range *r) {
+  Range a, b;
+  switch (e->kind) {
+  case EX_ICONST: *r = (Range){e->i, e->i}; return 1;
+  case EX_VAR:
+    if (e->id < 0 || e->id >= c->k->nvars || c->var_hi[e->id] < 0) return 0;
+    *r = (Range){0, c->var_hi[e->id]};
+    return 1;
+  case EX_SYM:
+    if (!c->p->g || e->id < 0 || e->id >= c->p->g->nsyms || c->p->g->syms[e->id].max <= 0) return 0;
+    *r = (Range){0, c->p->g->syms[e->id].max};
+    return 1;
+  case EX_BINARY:
+    return e->type == DT_I64 && range_of(c, e->a, &a) && range_of(c, e->b, &b) && range_binary((BinOp)e->op, a, b, r);
+  case EX_SELECT:
+    if (!range_of(c, e->b, &a) || !range_of(c, e->c, &b)) return 0;
+    *r = (Range){a.lo < b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi};
+    return 1;
+  default: return 0;
+  }
+}
+
+static void check_index(KCheck *c, int buf, const Expr *index, const char *what) {
+  Range r;
+  const Buffer *b = &c->p->bufs[buf];
+  if (b->size <= 0 || !range_of(c, index, &r)) return;
+  if (r.lo < 0 || r.hi >= b->size)
+    problem(c, "%s b%d (%s) at indices [%lld, %lld], outside its %lld elements", what, buf, b->name,
+            (long long)r.lo, (long long)r.hi, (long long)b->size);
+}
+
+/* --- expressions ---------------------------------------------------------------- */
+
+static int is_condition(const Expr *e) {
+  return e->kind == EX_BINARY && e->op >= BIN_LT && e->op <= BIN_AND;
+}
+
+static int is_float(DType t) { return t == DT_F32 || t == DT_F64; }
+
+static int buffer_ok(KCheck *c, int buf) {
+  if (buf >= 0 && buf < c->p->nbufs) return 1;
+  problem(c, "buffer b%d does not exist (the program has %d)", buf, c->p->nbufs);
+  return 0;
+}
+
+/* cond: e is a select condition or an operand of &&; guarded: e is inside
+ * a select's branch. */
+static void check_expr(KCheck *c, const Expr *e, int cond, int guarded);
+
+static void check_var(KCheck *c, const Expr *e) {
+  if (e->id < 0 || e->id >= c->k->nvars) problem(c, "loop variable i%d does not exist (the kernel has %d)", e->id, c->k->nvars);
+  else if (!c->var_in[e->id]) problem(c, "loop variable i%d used outside its loop", e->id);
+  if (e->type != DT_I64) problem(c, "loop variable i%d typed %s, not i64", e->id, rt_dtype_name(e->type));
+}
+
+static void check_local_read(KCheck *c, const Expr *e) {
+  if (e->id < 0 || e->id >= c->k->nlocals) problem(c, "local v%d does not exist (the kernel has %d)", e->id, c->k->nlocals);
+  else if (!c->local_in[e->id]) problem(c, "local v%d used before its declaration", e->id);
+  else if (c->local_ty[e->id] != e->type)
+    problem(c, "local v%d read as %s but declared %s", e->id, rt_dtype_name(e->type), rt_dtype_name(c->local_ty[e->id]));
+}
+
+static void check_load(KCheck *c, const Expr *e, int guarded) {
+  check_expr(c, e->a, 0, guarded);
+  if (!buffer_ok(c, e->id)) return;
+  const Buffer *b = &c->p->bufs[e->id];
+  if (e->type != b->dtype) problem(c, "load of b%d (%s) typed %s, the buffer holds %s", e->id, b->name, rt_dtype_name(e->type), rt_dtype_name(b->dtype));
+  if (e->a->type != DT_I64) problem(c, "index of b%d (%s) is %s, not i64", e->id, b->name, rt_dtype_name(e->a->type));
+  if (!guarded) check_index(c, e->id, e->a, "load of");
+}
+
+static void check_unary(KCheck *c, const Expr *e, int guarded) {
+  check_expr(c, e->a, 0, guarded);
+  if (e->a->type != e->type) problem(c, "%s of a %s operand typed %s", kir_unop_name((UnOp)e->op), rt_dtype_name(e->a->type), rt_dtype_name(e->type));
+  if (e->op != UN_NEG && e->op != UN_ABS && !is_float(e->type))
+    problem(c, "%s of a %s operand (needs f32 or f64)", kir_unop_name((UnOp)e->op), rt_dtype_name(e->type));
+}
+
+static void check_binary(KCheck *c, const Expr *e, int cond, int guarded) {
+  BinOp op = (BinOp)e->op;
+  const char *name = kir_binop_name(op);
+  int cmp = is_condition(e);
+  check_expr(c, e->a, op == BIN_AND, guarded);
+  check_expr(c, e->b, op == BIN_AND, guarded);
+  if (cmp && !cond) problem(c, "comparison %s used as a value (only a select condition or an operand of && may be one)", name);
+  if (op != BIN_AND && e->a->type != e->b->type)
+    problem(c, "operands of %s are %s and %s", name, rt_dtype_name(e->a->type), rt_dtype_name(e->b->type));
+  if (cmp && e->type != DT_I32) problem(c, "comparison %s typed %s, not i32", name, rt_dtype_name(e->type));
+  if (!cmp && e->type != e->a->type) problem(c, "%s of %s operands typed %s", name, rt_dtype_name(e->a->type), rt_dtype_name(e->type));
+  if (op == BIN_POW && !is_float(e->type)) problem(c, "pow of %s operands (needs f32 or f64)", rt_dtype_name(e->type));
+  if (op == BIN_MOD && is_float(e->type)) problem(c, "%% of %s operands (needs integers)", rt_dtype_name(e->type));
+}
+
+static void check_select(KCheck *c, const Expr *e, int guarded) {
+  check_expr(c, e->a, 1, guarded);
+  check_expr(c, e->b, 0, 1);
+  check_expr(c, e->c, 0, 1);
+  if (!is_condition(e->a)) problem(c, "select condition is not a comparison");
+  if (e->b->type != e->c->type || e->type != e->b->type)
+    problem(c, "select of %s and %s typed %s", rt_dtype_name(e->b->type), rt_dtype_name(e->c->type), rt_dtype_name(e->type));
+}
+
+static void check_expr(KCheck *c, const Expr *e, int cond, int guarded) {
+  if (!e) {
+    problem(c, "missing expression");
+    return;
+  }
+  if (is_condition(e) || e->kind == EX_SELECT) {
+    if (e->kind == EX_SELECT) check_select(c, e, guarded);
+    else check_binary(c, e, cond, guarded);
+    return;
+  }
+  if (cond) problem(c, "a condition that is not a comparison");
+  switch (e->kind) {
+  case EX_FCONST:
+    if (!is_float(e->type)) problem(c, "float constant typed %s", rt_dtype_name(e->type));
+    break;
+  case EX_ICONST:
+    if (e->type != DT_I64) problem(c, "integer constant typed %s, not i64", rt_dtype_name(e->type));
+    break;
+  case EX_VAR: check_var(c, e); break;
+  case EX_SYM:
+    if (!c->p->g || e->id < 0 || e->id >= c->p->g->nsyms) problem(c, "symbol %d does not exist", e->id);
+    break;
+  case EX_LOCAL: check_local_read(c, e); break;
+  case EX_LOAD: check_load(c, e, guarded); break;
+  case EX_UNARY: check_unary(c, e, guarded); break;
+  case EX_BINARY: check_binary(c, e, cond, guarded); break;
+  case EX_CAST: check_expr(c, e->a, 0, guarded); break;
+  case EX_RAND:
+    check_expr(c, e->a, 0, guarded);
+    if (e->a->type != DT_I64 || e->type != DT_F32) problem(c, "rand of a %s counter typed %s (needs i64 -> f32)", rt_dtype_name(e->a->type), rt_dtype_name(e->type));
+    break;
+  case EX_SELECT: break;
+  }
+}
+
+/* --- statements ------------------------------------------------------------------- */
+
+static void check_block(KCheck *c, const Stmt *s);
+
+static void check_loop(KCheck *c, const Stmt *s) {
+  check_expr(c, s->extent, 0, 0);
+  if (s->extent && s->extent->type != DT_I64) problem(c, "extent of loop i%d is %s, not i64", s->id, rt_dtype_name(s->extent->type));
+  if (s->id < 0 || s->id >= c->k->nvars) {
+    problem(c, "loop variable i%d does not exist (the kernel has %d)", s->id, c->k->nvars);
+    return;
+  }
+  if (c->var_in[s->id]) {
+    problem(c, "loop variable i%d reused by a loop inside its own loop", s->id);
+    return;
+  }
+  Range r;
+  c->var_in[s->id] = 1;
+  c->var_hi[s->id] = s->extent && range_of(c, s->extent, &r) && r.hi >= 1 ? r.hi - 1 : -1;
+  check_block(c, s->body);
+  c->var_in[s->id] = 0;
+  c->var_hi[s->id] = -1;
+}
+
+static int local_ok(KCheck *c, int id) {
+  if (id >= 0 && id < c->k->nlocals) return 1;
+  problem(c, "local v%d does not exist (the kernel has %d)", id, c->k->nlocals);
+  return 0;
+}
+
+static void check_local_decl(KCheck *c, const Stmt *s) {
+  check_expr(c, s->value, 0, 0);
+  if (!local_ok(c, s->id)) return;
+  if (c->local_in[s->id]) problem(c, "local v%d declared twice in one scope", s->id);
+  if (s->value && s->value->type != s->type)
+    problem(c, "local v%d declared %s but initialised with %s", s->id, rt_dtype_name(s->type), rt_dtype_name(s->value->type));
+  c->local_in[s->id] = 1;
+  c->local_ty[s->id] = s->type;
+}
+
+static void check_assign(KCheck *c, const Stmt *s) {
+  check_expr(c, s->value, 0, 0);
+  if (!local_ok(c, s->id)) return;
+  if (!c->local_in[s->id]) problem(c, "local v%d assigned before its declaration", s->id);
+  else if (s->value && s->value->type != c->local_ty[s->id])
+    problem(c, "local v%d (%s) assigned a %s", s->id, rt_dtype_name(c->local_ty[s->id]), rt_dtype_name(s->value->type));
+}
+
+static void check_store(KCheck *c, const Stmt *s) {
+  check_expr(c, s->index, 0, 0);
+  check_expr(c, s->value, 0, 0);
+  if (!buffer_ok(c, s->id)) return;
+  const Buffer *b = &c->p->bufs[s->id];
+  if (b->kind == BUF_INPUT) problem(c, "store to input buffer b%d (%s)", s->id, b->name);
+  if (s->value && s->value->type != b->dtype)
+    problem(c, "store of a %s value to b%d (%s), which holds %s", rt_dtype_name(s->value->type), s->id, b->name, rt_dtype_name(b->dtype));
+  if (s->index && s->index->type != DT_I64) problem(c, "index of b%d (%s) is %s, not i64", s->id, b->name, rt_dtype_name(s->index->type));
+  else if (s->index) check_index(c, s->id, s->index, "store to");
+}
+
+/* Statements of one block; locals declared here leave scope at its end. */
+static void check_block(KCheck *c, const Stmt *s) {
+  char *saved = malloc((size_t)c->k->nlocals + 1);
+  IR_ASSERT(saved);
+  memcpy(saved, c->local_in, (size_t)c->k->nlocals);
+  for (; s; s = s->next) {
+    switch (s->kind) {
+    case ST_LOOP: check_loop(c, s); break;
+    case ST_STORE: check_store(c, s); break;
+    case ST_LOCAL: check_local_decl(c, s); break;
+    case ST_ASSIGN: check_assign(c, s); break;
+    default: problem(c, "statement of unknown kind %d", (int)s->kind); break;
+    }
+  }
+  memcpy(c->local_in, saved, (size_t)c->k->nlocals);
+  free(saved);
+}
+
+static void check_kernel(KCheck *c) {
+  size_t nv = (size_t)(c->k->nvars > 0 ? c->k->nvars : 0) + 1, nl = (size_t)(c->k->nlocals > 0 ? c->k->nlocals : 0) + 1;
+  c->var_in = calloc(nv, 1);
+  c->var_hi = malloc(nv * sizeof *c->var_hi);
+  c->local_in = calloc(nl, 1);
+  c->local_ty = calloc(nl, sizeof *c->local_ty);
+  IR_ASSERT(c->var_in && c->var_hi && c->local_in && c->local_ty);
+  for (size_t i = 0; i < nv; i++) c->var_hi[i] = -1;
+  check_block(c, c->k->body);
+  free(c->var_in);
+  free(c->var_hi);
+  free(c->local_in);
+  free(c->local_ty);
+}
+
+static void check_args(KCheck *c) {
+  for (int a = 0; a < c->f->nargs; a++) {
+    int b = c->f->args[a];
+    if (!buffer_ok(c, b)) continue;
+    if (c->p->bufs[b].kind != BUF_INPUT && c->p->bufs[b].kind != BUF_OUTPUT)
+      problem(c, "argument %d is b%d (%s), which is neither an input nor an output", a, b, c->p->bufs[b].name);
+  }
+}
+
+int kir_verify(const Program *p, Diags *d) {
+  int bad = 0;
+  for (int fi = 0; fi < p->nfuncs; fi++) {
+    KCheck c = {p, &p->funcs[fi], NULL, -1, d, 0, NULL, NULL, NULL, NULL};
+    check_args(&c);
+    for (int k = 0; k < c.f->nkernels; k++) {
+      c.k = &c.f->kernels[k];
+      c.ki = k;
+      check_kernel(&c);
+    }
+    bad += c.bad;
+  }
+  return bad;
+}
