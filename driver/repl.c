@@ -132,7 +132,7 @@ static int need_trainer(Repl *r) {
 static int need_data(Repl *r) {
   if (need_trainer(r)) return -1;
   if (r->t.train.n || r->t.test.n) return 0;
-  printf("loading %s data...\n", r->cfg.data_kind ? r->cfg.data_kind : "(no)");
+  printf("loading %s data...\n", r->cfg.data_kind[0] ? r->cfg.data_kind : "(no)");
   return trainer_load_data(&r->t);
 }
 
@@ -214,9 +214,8 @@ static int cmd_data(Repl *r, char *arg) {
   if (need_trainer(r)) return -1;
   if (*arg) {
     if (dlc_parse_data_spec(arg, &r->cfg, &r->d)) return -1;
-    r->t.cfg.data_kind = r->cfg.data_kind;
-    r->t.cfg.data_args[0] = r->cfg.data_args[0];
-    r->t.cfg.data_args[1] = r->cfg.data_args[1];
+    memcpy(r->t.cfg.data_kind, r->cfg.data_kind, sizeof r->cfg.data_kind);
+    memcpy(r->t.cfg.data_args, r->cfg.data_args, sizeof r->cfg.data_args);
     rt_dataset_free(&r->t.train), rt_dataset_free(&r->t.val), rt_dataset_free(&r->t.test);
   }
   if (need_data(r)) return -1;
@@ -308,7 +307,7 @@ static int cmd_predict(Repl *r, char *arg) {
     double mx = -INFINITY, sum = 0;
     for (int64_t c = 0; c < classes; c++) mx = fmax(mx, logits[c]);
     for (int64_t c = 0; c < classes; c++) sum += exp(logits[c] - mx);
-    int is_fashion = r->cfg.data_kind && !strcmp(r->cfg.data_kind, "fashion_mnist") && classes == 10;
+    int is_fashion = !strcmp(r->cfg.data_kind, "fashion_mnist") && classes == 10;
     printf("sample %ld, label %lld%s%s\n", i, (long long)y, is_fashion ? " " : "", is_fashion ? fashion_classes[y] : "");
     for (int k = 0; k < 3 && k < classes; k++) {
       int64_t best = -1;

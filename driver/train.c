@@ -96,26 +96,25 @@ static int parse_real(const char *flag, const char *v, double lo, double hi, dou
   return 0;
 }
 
-/* --data SPEC into cfg; the strings point into cfg->spec, a copy of SPEC
- * (so cfg must outlive its copies' use of them). */
+/* --data SPEC into cfg (copied: cfg owns its strings).  cfg is changed
+ * only when SPEC is good. */
 int dlc_parse_data_spec(const char *spec, TrainConfig *cfg, Diags *d) {
-  if (strlen(spec) >= sizeof cfg->spec) return diag_plain(d, "--data", "the spec is too long"), -1;
-  char *s = strcpy(cfg->spec, spec), *colon = strchr(s, ':');
-  if (!colon) {
-    cfg->data_kind = "fashion_mnist";
-    cfg->data_args[0] = s;
-    return 0;
-  }
-  *colon = 0;
-  cfg->data_kind = s;
-  char *comma = strchr(colon + 1, ',');
-  if (comma) *comma = 0;
-  cfg->data_args[0] = colon + 1;
-  cfg->data_args[1] = comma ? comma + 1 : NULL;
-  int two = !strcmp(s, "idx") || !strcmp(s, "npy");
-  if ((strcmp(s, "fashion_mnist") && strcmp(s, "idx") && strcmp(s, "csv") && strcmp(s, "npy")) || (two && !comma))
-    return diag_plain(d, "--data", "expected DIR, fashion_mnist:DIR, idx:IMAGES,LABELS, csv:FILE or npy:X,Y; got '%s'", spec), -1;
-  return 0;
+  TrainConfig c = *cfg;
+  char *s = strdup(spec), *colon = strchr(s, ':'), *comma = NULL;
+  if (colon) *colon = 0;
+  const char *kind = colon ? s : "fashion_mnist";
+  int two = !strcmp(kind, "idx") || !strcmp(kind, "npy"), rc = 0;
+  if (two && (comma = strchr(colon + 1, ','))) *comma = 0; /* only the two-file kinds split at a comma */
+  if ((strcmp(kind, "fashion_mnist") && strcmp(kind, "idx") && strcmp(kind, "csv") && strcmp(kind, "npy")) ||
+      (two && !comma))
+    rc = (diag_plain(d, "--data", "expected DIR, fashion_mnist:DIR, idx:IMAGES,LABELS, csv:FILE or npy:X,Y; got '%s'", spec), -1);
+  if (!rc && (trainer_cfg_str(c.data_kind, sizeof c.data_kind, kind, "--data", d) ||
+              trainer_cfg_str(c.data_args[0], sizeof c.data_args[0], colon ? colon + 1 : s, "--data", d) ||
+              trainer_cfg_str(c.data_args[1], sizeof c.data_args[1], comma ? comma + 1 : NULL, "--data", d)))
+    rc = -1;
+  free(s);
+  if (!rc) *cfg = c;
+  return rc;
 }
 
 /* "none", or a comma-separated list of flip and crop=K. */

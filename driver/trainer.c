@@ -76,6 +76,13 @@ static void read_schedule(const CallSpec *c, double lr, RtSchedule *s) {
   s->step_size_up = call_num(c, "step_size_up", 2000);
 }
 
+int trainer_cfg_str(char *dst, size_t size, const char *src, const char *what, Diags *d) {
+  if (!src) src = "";
+  if (strlen(src) >= size) return diag_plain(d, what, "longer than %zu bytes: '%.40s...'", size - 1, src), -1;
+  memcpy(dst, src, strlen(src) + 1);
+  return 0;
+}
+
 int trainer_config(const Model *m, TrainConfig *cfg, Diags *d) {
   const TrainSpec *ts = &m->train;
   if (!ts->present || ts->loss < 0) {
@@ -86,7 +93,9 @@ int trainer_config(const Model *m, TrainConfig *cfg, Diags *d) {
   read_optimizer(&ts->optimizer, &cfg->opt);
   cfg->opt.ngroups = ts->ngroups;
   for (int i = 0; i < ts->ngroups; i++) {
-    cfg->opt.group_prefix[i] = ts->group_prefix[i];
+    if (trainer_cfg_str(cfg->opt.group_prefix[i], sizeof cfg->opt.group_prefix[i], ts->group_prefix[i],
+                        "parameter group", d))
+      return -1;
     cfg->opt.group_lr[i] = ts->group_lr[i];
   }
   read_schedule(&ts->schedule, cfg->opt.lr, &cfg->sched);
@@ -95,16 +104,18 @@ int trainer_config(const Model *m, TrainConfig *cfg, Diags *d) {
   cfg->seed = (uint64_t)ts->seed;
   cfg->val_split = ts->val_split;
   cfg->backend = BACKEND_JIT;
-  cfg->data_kind = ts->data.name;
-  cfg->data_args[0] = call_str(&ts->data, 0);
-  cfg->data_args[1] = call_str(&ts->data, 1);
+  if (trainer_cfg_str(cfg->data_kind, sizeof cfg->data_kind, ts->data.name, "data", d) ||
+      trainer_cfg_str(cfg->data_args[0], sizeof cfg->data_args[0], call_str(&ts->data, 0), "data path", d) ||
+      trainer_cfg_str(cfg->data_args[1], sizeof cfg->data_args[1], call_str(&ts->data, 1), "data path", d))
+    return -1;
   cfg->label_column = (int)call_num(&ts->data, "label_column", -1);
   cfg->augment_flip = call_num(&ts->augment, "flip", 0) != 0;
   cfg->augment_crop = (int64_t)call_num(&ts->augment, "crop", 0);
   cfg->augment_noise = call_num(&ts->augment, "noise", 0);
-  cfg->classes = "";
   for (int i = 0; i < ts->data.nargs; i++)
-    if (ts->data.keys[i] && !strcmp(ts->data.keys[i], "classes") && ts->data.strs[i]) cfg->classes = ts->data.strs[i];
+    if (ts->data.keys[i] && !strcmp(ts->data.keys[i], "classes") && ts->data.strs[i] &&
+        trainer_cfg_str(cfg->classes, sizeof cfg->classes, ts->data.strs[i], "classes", d))
+      return -1;
   return 0;
 }
 
@@ -246,16 +257,16 @@ int trainer_load_data(Trainer *t) {
   RtDataset all;
   RtError err;
   memset(&all, 0, sizeof all);
-  const char *kind = c->data_kind ? c->data_kind : "";
+  const char *kind = c->data_kind, *arg1 = c->data_args[1][0] ? c->data_args[1] : NULL;
   RtStatus st;
   if (!strcmp(kind, "fashion_mnist"))
     st = rt_data_fashion_mnist(c->data_args[0], &all, &t->test, &err);
   else if (!strcmp(kind, "idx"))
-    st = rt_data_idx(c->data_args[0], c->data_args[1], &all, &err);
+    st = rt_data_idx(c->data_args[0], arg1, &all, &err);
   else if (!strcmp(kind, "csv"))
     st = rt_data_csv(c->data_args[0], c->label_column, &all, &err);
   else if (!strcmp(kind, "npy"))
-    st = rt_data_npy(c->data_args[0], c->data_args[1], &all, &err);
+    st = rt_data_npy(c->data_args[0], arg1, &all, &err);
   else {
     diag_plain(t->d, "dlc train", "no data set: give one in the training section (data = fashion_mnist(DIR)) or with --data");
     return -1;

@@ -16,7 +16,9 @@
 /* The reference interpreter, emitted C in a shared object, or the LLVM JIT. */
 typedef enum Backend { BACKEND_INTERP, BACKEND_C, BACKEND_JIT } Backend;
 
-/* Settings of a run: the model's training section, overridden by flags. */
+/* Settings of a run: the model's training section, overridden by flags.
+ * A plain value that owns every string it holds, so it can be copied and
+ * outlive the model it was read from (the REPL keeps one across reloads). */
 typedef struct TrainConfig {
   OptimSpec opt;
   RtSchedule sched;
@@ -24,14 +26,13 @@ typedef struct TrainConfig {
   uint64_t seed;
   double val_split;
   Backend backend;
-  const char *data_kind;      /* fashion_mnist idx csv npy */
-  const char *data_args[2];
+  char data_kind[16];         /* fashion_mnist idx csv npy, "" for none */
+  char data_args[2][1024];    /* paths, "" when not given */
   int label_column;           /* csv */
   int augment_flip;           /* random horizontal flips */
   int64_t augment_crop;       /* random shifts of up to this many pixels */
   double augment_noise;       /* Gaussian noise on the input (denoising) */
-  const char *classes;        /* a subset of the classes, "" for all */
-  char spec[1024];            /* --data's text, which data_kind and data_args point into */
+  char classes[256];          /* a subset of the classes, "" for all */
 } TrainConfig;
 
 typedef struct Trainer {
@@ -54,6 +55,9 @@ typedef struct Trainer {
 
 /* torch.optim's defaults for optimizer kind with learning rate lr. */
 void trainer_optim_defaults(OptimSpec *o, OptKind kind, double lr);
+/* Copies src into dst[size] for cfg field what; -1 with a message when
+ * it does not fit.  src NULL copies "". */
+int trainer_cfg_str(char *dst, size_t size, const char *src, const char *what, Diags *d);
 /* Reads the model's training section into cfg.  Returns 0 or -1. */
 int trainer_config(const Model *m, TrainConfig *cfg, Diags *d);
 /* Builds the graphs and the backend, and initialises parameters from the

@@ -50,7 +50,7 @@ typedef struct OptimSpec {
   double hp[HP_COUNT];        /* momentum, betas, eps, weight decay, ... */
   double alpha;               /* RMSprop smoothing */
   int ngroups;                /* parameter groups with their own lr */
-  const char *group_prefix[16];
+  char group_prefix[16][128]; /* owned: an OptimSpec is a plain value */
   double group_lr[16];
   uint64_t seed;              /* of the random ops in the step (dropout) */
 } OptimSpec;

@@ -131,6 +131,31 @@ Test(repl, a_bad_statement_is_reported_and_the_model_kept) {
   free(out);
 }
 
+/* The training settings outlive the model text they were read from: a
+ * statement typed after `load` re-reads the text, and the data path, the
+ * classes and the parameter groups must still be there for the first
+ * command that loads data.  MALLOC_PERTURB_ fills freed memory, so a
+ * setting read from the old model's memory shows up as a garbled path
+ * even without AddressSanitizer. */
+Test(repl, settings_survive_a_statement_before_the_data_loads, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  write_data(dir, 60);
+  write_model(dir, 10);
+  const char *scripts[] = {"load m.dl\ng = relu(h)\nstats g\n", "load m.dl\ng = relu(h)\ntrain 1\n",
+                           "load m.dl\ng = relu(h)\nset batch 5\ng2 = relu(g)\ndata\neval val\n"};
+  setenv("MALLOC_PERTURB_", "165", 1);
+  for (int i = 0; i < 3; i++) {
+    char *out;
+    int st = run_script(dir, scripts[i], &out);
+    cr_expect_eq(st, 0, "script %d: exit %d\n%s", i, st, out);
+    cr_expect(strstr(out, "loading npy data") != NULL, "script %d:\n%s", i, out);
+    cr_expect(strstr(out, i == 0 ? "g: f32[N, 16]" : i == 1 ? "epoch 1: loss" : "validation: loss") != NULL,
+              "script %d:\n%s", i, out);
+    free(out);
+  }
+  unsetenv("MALLOC_PERTURB_");
+}
+
 /* --- under a pseudo-terminal ------------------------------------------------------- */
 
 /* Reads from fd until needle appears or the deadline passes; the text read
