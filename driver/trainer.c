@@ -186,9 +186,14 @@ int trainer_init(Trainer *t, Model *m, const TrainConfig *cfg, const RtTensorSet
   ir_graph_init(&t->tg, m->g.name, d);
   ir_graph_init(&t->eg, m->g.name, d);
   for (int s = 0; s < m->g.nsyms; s++) m->g.syms[s].max = cfg->batch;
-  if (t->y_input >= 0 && t->x_input >= 0) { /* a label shaped like the input: reconstruct it */
-    const Node *xn = &m->g.nodes[t->x_input], *yn = &m->g.nodes[t->y_input];
-    t->autoencode = yn->dtype == DT_F32 && ir_shape_eq(&xn->shape, &yn->shape);
+  /* the frontend checked `target`: a label (data set labels) or an input of labels[0]'s type */
+  int target = m->train.target;
+  t->autoencode = target >= 0;
+  for (int k = 0; k < m->train.nlabels; k++) t->autoencode &= m->train.labels[k] != target;
+  if (t->autoencode && target != t->x_input) {
+    diag_plain(d, m->src.path, "'target = %s' names an input the data set does not feed (it feeds '%s')",
+               m->g.nodes[target].name, t->x_input >= 0 ? m->g.nodes[t->x_input].name : "none");
+    return -1;
   }
   t->acc_output = -1;
   if (m->g.nodes[t->loss].op == OP_CROSS_ENTROPY) {

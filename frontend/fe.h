@@ -233,7 +233,7 @@ struct Parser {
   int start_errors;     /* d->nerrors when loading began */
   Stmt *train;          /* the train section, once seen */
   int in_train;
-  Token *settings[9];   /* where each training setting was given */
+  Token *settings[10];  /* where each training setting was given (train.c: settings[]) */
 };
 
 void fe_exec_stmt(Parser *P, Stmt *s);

@@ -81,6 +81,7 @@ static void model_init(Model *m, const char *path, Diags *d) {
   m->src.path = arena_strdup(&m->g.arena, path ? path : "<input>");
   m->src.text = "";
   m->train.loss = -1;
+  m->train.target = -1;
   m->train.batch = 64;
   m->train.epochs = 10;
 }

@@ -30,13 +30,16 @@ typedef struct CallSpec {
 } CallSpec;
 
 /* The training section.  Values not written keep the defaults set by the
- * parser: batch 64, epochs 10, seed 0, val_split 0, loss -1. */
+ * parser: batch 64, epochs 10, seed 0, val_split 0, loss -1, target -1. */
 typedef struct TrainSpec {
   int present;
   SrcLoc loc;
   int loss;                  /* graph node of the scalar loss, or -1 */
   int nlabels;
   int labels[4];             /* input nodes declared with `label` */
+  int target;                /* `target = NAME`: a label (its values come from the data set)
+                                or the data input (labels[0] gets the clean input: an
+                                autoencoder); -1 when not given */
   CallSpec optimizer;        /* sgd adam adamw rmsprop adagrad (checked) */
   CallSpec schedule;         /* constant step exponential cosine cyclic (checked) */
   CallSpec data;             /* fashion_mnist idx csv npy (checked) */

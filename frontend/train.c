@@ -3,7 +3,10 @@
  *
  * Its statements are built as they are parsed.  Settings are assignments
  * to fixed names (loss, optimizer, schedule, data, batch, epochs, seed,
- * val_split, augment); each is given at most once.  The optimizer, schedule and data
+ * val_split, augment, target); each is given at most once.  What the loss
+ * is compared against is never inferred: a label typed like the data
+ * input is refused unless `target` says whether it is the input itself
+ * (an autoencoder) or the data set's labels.  The optimizer, schedule and data
  * set are calls checked against the signature tables below and stored as
  * CallSpecs in a normal form: every argument keyed by its name, in
  * signature order, with the defaults filled in, so consumers never repeat
@@ -61,8 +64,12 @@ static const CallDef augmentations[] = {
 
 #define COUNT(a) (int)(sizeof a / sizeof a[0])
 
-enum { SET_LOSS, SET_OPTIMIZER, SET_SCHEDULE, SET_DATA, SET_BATCH, SET_EPOCHS, SET_SEED, SET_VAL_SPLIT, SET_AUGMENT };
-static const char *settings[] = {"loss", "optimizer", "schedule", "data", "batch", "epochs", "seed", "val_split", "augment"};
+enum { SET_LOSS, SET_OPTIMIZER, SET_SCHEDULE, SET_DATA, SET_BATCH, SET_EPOCHS, SET_SEED, SET_VAL_SPLIT, SET_AUGMENT,
+       SET_TARGET };
+static const char *settings[] = {"loss", "optimizer", "schedule", "data", "batch", "epochs", "seed", "val_split", "augment",
+                                 "target"};
+
+_Static_assert(COUNT(settings) == sizeof ((Parser *)0)->settings / sizeof(Token *), "one slot per setting");
 
 static int nsig(const CallDef *c) {
   int n = 0;
@@ -170,6 +177,64 @@ static void set_loss(Parser *P, Stmt *s) {
   fe_bind(P, s->name, v, NULL);
 }
 
+/* target = NAME, NAME an input: the data input or a label. */
+static void set_target(Parser *P, Stmt *s) {
+  Value v = fe_eval(P, s->value);
+  int id = v.kind == V_ERR ? -1 : fe_tensor(P, s->value, v);
+  if (id < 0) return;
+  if (P->g->nodes[id].op != OP_INPUT) {
+    diag_error(P->d, fe_loc(P, s->value->tok), "'target' names an input or a label (what the loss compares "
+               "against), not a computed value; e.g. 'target = x' to reconstruct the input x");
+    return;
+  }
+  P->m->train.target = id;
+}
+
+static int is_label(const TrainSpec *t, int id) {
+  for (int k = 0; k < t->nlabels; k++)
+    if (t->labels[k] == id) return 1;
+  return 0;
+}
+
+static int same_type(const Node *a, const Node *b) {
+  return a->dtype == b->dtype && ir_shape_eq(&a->shape, &b->shape);
+}
+
+/* `target = x` (x not a label) feeds labels[0] with x: one label of x's type. */
+static void check_input_target(Parser *P, Stmt *s) {
+  const TrainSpec *t = &P->m->train;
+  const Node *x = &P->g->nodes[t->target];
+  char tx[128], ty[128];
+  if (!t->nlabels) {
+    diag_error(P->d, fe_loc(P, s->tok), "'target = %s' gives the label the input's values, but the train "
+               "section declares no label; add e.g. 'label clean: %s'", x->name,
+               ir_type_str(P->g, x->dtype, &x->shape, tx, sizeof tx));
+    return;
+  }
+  const Node *y = &P->g->nodes[t->labels[0]];
+  if (!same_type(x, y))
+    diag_error(P->d, y->loc, "label '%s' is %s but its target '%s' is %s; they must have the same type", y->name,
+               ir_type_str(P->g, y->dtype, &y->shape, ty, sizeof ty), x->name,
+               ir_type_str(P->g, x->dtype, &x->shape, tx, sizeof tx));
+}
+
+/* Without `target`, a label typed like a (non-label) input is ambiguous:
+ * it could be the input to reconstruct or a label file of that shape. */
+static void check_no_target(Parser *P) {
+  const TrainSpec *t = &P->m->train;
+  char ty[128];
+  for (int k = 0; k < t->nlabels; k++)
+    for (int i = 0; i < P->g->nnodes; i++) {
+      const Node *x = &P->g->nodes[i], *y = &P->g->nodes[t->labels[k]];
+      if (x->op != OP_INPUT || is_label(t, i) || !same_type(x, y)) continue;
+      diag_error(P->d, y->loc, "label '%s' has the type of the input '%s' (%s); say what the loss compares "
+                 "against: 'target = %s' to reconstruct the input (an autoencoder), or 'target = %s' "
+                 "for the data set's labels", y->name, x->name,
+                 ir_type_str(P->g, y->dtype, &y->shape, ty, sizeof ty), x->name, y->name);
+      return;
+    }
+}
+
 /* --- statements ----------------------------------------------------------------- */
 
 static int already_set(Parser *P, Token *name, int k) {
@@ -214,6 +279,7 @@ static void run_setting(Parser *P, Stmt *s, int k) {
   case SET_SEED: set_int(P, s, "seed", 0, &t->seed); break;
   case SET_VAL_SPLIT: set_val_split(P, s); break;
   case SET_AUGMENT: set_call(P, &t->augment, s->value, "augmentation", augmentations, COUNT(augmentations)); break;
+  case SET_TARGET: set_target(P, s); break;
   }
 }
 
@@ -272,4 +338,7 @@ void fe_train_end(Parser *P, Stmt *s) {
     diag_error(P->d, fe_loc(P, s->tok), "the train section has no loss; add e.g. 'loss = cross_entropy(logits, y)'");
   if (!P->settings[SET_OPTIMIZER])
     diag_error(P->d, fe_loc(P, s->tok), "the train section has no optimizer; add e.g. 'optimizer = sgd(lr=0.01)'");
+  const TrainSpec *t = &P->m->train;
+  if (t->target < 0) check_no_target(P);
+  else if (!is_label(t, t->target)) check_input_target(P, s);
 }

@@ -1075,6 +1075,51 @@ Test(dlc_train, bad_flags, .timeout = 120) {
   remove_dir(dir);
 }
 
+/* What the loss compares against is said, never guessed from shapes: a
+ * label typed like the input is refused without `target`; `target = t`
+ * trains against the label file (targets all 5, so the first epoch's loss
+ * is large), `target = x` against the input (an autoencoder, small loss). */
+Test(dlc_train, a_label_typed_like_the_input_needs_a_target, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  RtTensor x, y;
+  RtError err;
+  int64_t shape[2] = {20, 4};
+  cr_assert_eq(rt_tensor_alloc(&x, DT_F32, 2, shape, &err), RT_OK);
+  cr_assert_eq(rt_tensor_alloc(&y, DT_F32, 2, shape, &err), RT_OK);
+  for (int i = 0; i < 80; i++) ((float *)x.data)[i] = (float)(i % 9) / 9, ((float *)y.data)[i] = 5;
+  char path[600], model[600], data[1300];
+  snprintf(path, sizeof path, "%s/x.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &x, &err), RT_OK);
+  snprintf(path, sizeof path, "%s/y.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &y, &err), RT_OK);
+  rt_tensor_free(&x), rt_tensor_free(&y);
+  snprintf(data, sizeof data, "npy:%s/x.npy,%s/y.npy", dir, dir);
+  snprintf(model, sizeof model, "%s/ae.dl", dir);
+  const char *targets[3] = {"", "  target = t\n", "  target = x\n"};
+  for (int k = 0; k < 3; k++) {
+    char text[512];
+    snprintf(text, sizeof text,
+             "model ae\ninput x: f32[N, 4]\nout = dense(x, 4)\noutput out\ntrain {\n  label t: f32[N, 4]\n%s"
+             "  loss = mse_loss(out, t)\n  optimizer = sgd(lr=1e-6)\n  batch = 5\n  epochs = 1\n}\n",
+             targets[k]);
+    write_text(model, text);
+    Proc p = run_dlc(dir, "train", model, "--data", data, "--backend=interp", NULL);
+    if (k == 0) {
+      cr_expect_eq(p.status, 1, "no target: exit %d\n%s%s", p.status, p.out, p.err);
+      cr_expect(strstr(p.err, "'target = x'") && strstr(p.err, "'target = t'"), "%s", p.err);
+      cr_expect_eq(count_lines_starting(p.out, "epoch "), 0, "%s", p.out);
+    } else {
+      cr_expect_eq(p.status, 0, "%s: exit %d\n%s%s", targets[k], p.status, p.out, p.err);
+      const char *at = strstr(p.out, "epoch 1/1: loss ");
+      double loss = at ? strtod(at + strlen("epoch 1/1: loss "), NULL) : NAN;
+      if (k == 1) cr_expect(loss > 10, "target = t: loss %g, wanted the labels' (5) error:\n%s", loss, p.out);
+      else cr_expect(loss < 3, "target = x: loss %g, wanted the input's error:\n%s", loss, p.out);
+    }
+    proc_free(&p);
+  }
+  remove_dir(dir);
+}
+
 /* Data files that exist but are wrong for the model or broken. */
 Test(dlc_train, bad_data_files, .timeout = 120) {
   const char *dir = tu_scratch_dir();
