@@ -118,6 +118,8 @@ static const char *unary_fn(UnOp op) {
   case UN_TANH: return "tanh";
   case UN_ABS: return "fabs";
   case UN_LOG1P: return "log1p";
+  case UN_EXPM1: return "expm1";
+  case UN_ERF: return "erf";
   }
   return "?";
 }

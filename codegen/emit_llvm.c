@@ -298,6 +298,8 @@ static Val unary(Lower *L, const Expr *e) {
   case UN_ABS: r = intrinsic(L, "llvm.fabs", T, &x, 1); break;
   case UN_TANH: r = libm(L, f ? "tanhf" : "tanh", T, x); break;
   case UN_LOG1P: r = libm(L, f ? "log1pf" : "log1p", T, x); break;
+  case UN_EXPM1: r = libm(L, f ? "expm1f" : "expm1", T, x); break;
+  case UN_ERF: r = libm(L, f ? "erff" : "erf", T, x); break;
   case UN_NEG: break;
   }
   return typed(r, t);

@@ -14,7 +14,7 @@
 #include <stdarg.h>
 #include <string.h>
 
-#include "ir/ir.h"
+#include "ir/elemwise.h"
 
 typedef struct Ctx {
   const Graph *g;
@@ -66,6 +66,18 @@ static int broadcast(Ctx *c, const Node *x, const Node *y, Shape *out) {
                   i - r);
     }
   }
+  return 0;
+}
+
+/* The shape every operand broadcasts to (elementwise ops, ew_grad). */
+static int broadcast_all(Ctx *c, const Node *const *xs, int nin, Shape *out) {
+  Node acc = *xs[0];
+  for (int i = 1; i < nin; i++) {
+    Shape s;
+    if (broadcast(c, &acc, xs[i], &s)) return -1;
+    acc.shape = s;
+  }
+  *out = acc.shape;
   return 0;
 }
 
@@ -658,24 +670,13 @@ int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *att
     return infer_matmul(&c, xs[0], xs[1], out);
   case OP_LINEAR:
     return infer_linear(&c, xs[0], xs[1], nin > 2 ? xs[2] : NULL, out);
-  case OP_ADD:
-  case OP_SUB:
-  case OP_MUL:
-  case OP_DIV:
-    return broadcast(&c, xs[0], xs[1], out);
-  case OP_NEG:
-  case OP_ABS:
-  case OP_RELU:
-  case OP_LEAKY_RELU:
-  case OP_SIGMOID:
-  case OP_TANH:
-  case OP_ELU:
-  case OP_EXP:
-  case OP_LOG:
-  case OP_SQRT:
-  case OP_POW:
-    *out = xs[0]->shape;
-    return 0;
+#define EW(id, ...) case OP_##id:
+#include "ir/elemwise.def"
+#undef EW
+    if (ir_ew_check(op, nin, a)) return fail(&c, "%s", ir_ew_check(op, nin, a));
+    return broadcast_all(&c, xs, nin, out);
+  case OP_EW_GRAD:
+    return broadcast_all(&c, xs, nin, out);
   case OP_SOFTMAX:
   case OP_LOG_SOFTMAX:
     *out = xs[0]->shape;
@@ -717,12 +718,6 @@ int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *att
   case OP_TRIPLET_LOSS:
     return infer_loss(&c, op, xs, nin, a, dt, out);
   case OP_EXPAND_AS:
-  case OP_RELU_GRAD:
-  case OP_LEAKY_RELU_GRAD:
-  case OP_ELU_GRAD:
-  case OP_SIGMOID_GRAD:
-  case OP_TANH_GRAD:
-  case OP_ABS_GRAD:
   case OP_SOFTMAX_GRAD:
   case OP_LOG_SOFTMAX_GRAD:
   case OP_SLICE_GRAD:

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "ir/conv.h"
+#include "ir/elemwise.h"
 
 /* --- indexing helpers ---------------------------------------------------- */
 
@@ -65,39 +66,84 @@ static double max_nan(double acc, double v) { return isnan(v) || v > acc ? v : a
 
 /* --- elementwise ----------------------------------------------------------- */
 
-typedef float (*UnaryFn)(float x, float p);
-typedef float (*BinaryFn)(float a, float b);
+/* The formulas are elemwise.def's kernel expressions, built over locals
+ * (operand k is local k) and evaluated here per element in float, the
+ * type the emitted code computes them in; comparisons are 1 or 0. */
+static float eval(const Expr *e, const float *v);
 
-static float f_neg(float x, float p) { return -x; }
-static float f_relu(float x, float p) { return x < 0 ? 0.0f : x; } /* NaN stays NaN */
-static float f_leaky_relu(float x, float p) { return x > 0 ? x : x * p; }
-static float f_sigmoid(float x, float p) { return 1.0f / (1.0f + expf(-x)); }
-static float f_tanh(float x, float p) { return tanhf(x); }
-static float f_elu(float x, float p) { return x > 0 ? x : p * expm1f(x); }
-static float f_exp(float x, float p) { return expf(x); }
-static float f_log(float x, float p) { return logf(x); }
-static float f_sqrt(float x, float p) { return sqrtf(x); }
-static float f_pow(float x, float p) { return powf(x, p); }
-static float f_abs(float x, float p) { return fabsf(x); }
-
-static float f_add(float a, float b) { return a + b; }
-static float f_sub(float a, float b) { return a - b; }
-static float f_mul(float a, float b) { return a * b; }
-static float f_div(float a, float b) { return a / b; }
-
-static void op_unary(const RtTensor *x, RtTensor *out, UnaryFn fn, double p) {
-  int64_t n = rt_tensor_numel(out);
-  for (int64_t i = 0; i < n; i++) wf(out)[i] = fn(cf(x)[i], (float)p);
+static float eval_unary(UnOp op, float x) {
+  switch (op) {
+  case UN_NEG: return -x;
+  case UN_EXP: return expf(x);
+  case UN_LOG: return logf(x);
+  case UN_SQRT: return sqrtf(x);
+  case UN_TANH: return tanhf(x);
+  case UN_ABS: return fabsf(x);
+  case UN_LOG1P: return log1pf(x);
+  case UN_EXPM1: return expm1f(x);
+  case UN_ERF: return erff(x);
+  }
+  IR_ASSERT(!"unknown unary operator");
+  return 0;
 }
 
-static void op_binary(const RtTensor *a, const RtTensor *b, RtTensor *out, BinaryFn fn) {
-  int64_t n = rt_tensor_numel(out), c[RT_MAX_RANK];
-  for (int64_t i = 0; i < n; i++) {
-    unravel(i, out->shape, out->rank, c);
-    float va = cf(a)[bcast_offset(a->shape, a->rank, c, out->rank)];
-    float vb = cf(b)[bcast_offset(b->shape, b->rank, c, out->rank)];
-    wf(out)[i] = fn(va, vb);
+static float eval_binary(BinOp op, float a, float b) {
+  switch (op) {
+  case BIN_ADD: return a + b;
+  case BIN_SUB: return a - b;
+  case BIN_MUL: return a * b;
+  case BIN_DIV: return a / b;
+  case BIN_MAX: return a > b || isnan(a) ? a : b; /* NaN propagates, as in torch */
+  case BIN_MIN: return a < b || isnan(a) ? a : b;
+  case BIN_POW: return powf(a, b);
+  case BIN_MOD: return fmodf(a, b);
+  case BIN_LT: return a < b;
+  case BIN_LE: return a <= b;
+  case BIN_GT: return a > b;
+  case BIN_GE: return a >= b;
+  case BIN_EQ: return a == b;
+  case BIN_NE: return a != b;
+  case BIN_AND: return a != 0 && b != 0;
   }
+  IR_ASSERT(!"unknown binary operator");
+  return 0;
+}
+
+static float eval(const Expr *e, const float *v) {
+  switch (e->kind) {
+  case EX_FCONST: return (float)e->f;
+  case EX_ICONST: return (float)e->i;
+  case EX_LOCAL: return v[e->id];
+  case EX_UNARY: return eval_unary((UnOp)e->op, eval(e->a, v));
+  case EX_BINARY: return eval_binary((BinOp)e->op, eval(e->a, v), eval(e->b, v));
+  case EX_SELECT: return eval(e->a, v) != 0 ? eval(e->b, v) : eval(e->c, v);
+  case EX_CAST: return eval(e->a, v);
+  case EX_VAR: case EX_SYM: case EX_LOAD: case EX_RAND: break;
+  }
+  IR_ASSERT(!"not a scalar expression");
+  return 0;
+}
+
+/* An elementwise op or ew_grad over broadcast operands. */
+static void op_elemwise(const Graph *g, const Node *n, const RtTensor *vals, RtTensor *out) {
+  Program p;
+  kir_program_init(&p, g);
+  Expr *loc[4];
+  IR_ASSERT(n->nin <= 4);
+  for (int k = 0; k < n->nin; k++) loc[k] = kx_local(&p, k, DT_F32);
+  Expr *e = n->op == OP_EW_GRAD ? ir_ew_grad(&p, &n->attr, loc, n->nin)
+                                : ir_ew_forward(&p, n->op, &n->attr, loc[0], n->nin > 1 ? loc[1] : NULL);
+  int64_t count = rt_tensor_numel(out), c[RT_MAX_RANK];
+  float v[4];
+  for (int64_t i = 0; i < count; i++) {
+    unravel(i, out->shape, out->rank, c);
+    for (int k = 0; k < n->nin; k++) {
+      const RtTensor *t = &vals[n->in[k]];
+      v[k] = cf(t)[bcast_offset(t->shape, t->rank, c, out->rank)];
+    }
+    wf(out)[i] = eval(e, v);
+  }
+  kir_program_free(&p);
 }
 
 /* --- linear algebra -------------------------------------------------------- */
@@ -298,8 +344,7 @@ static RtStatus op_cross_entropy(const RtTensor *x, const RtTensor *y, RtTensor 
   return RT_OK;
 }
 
-/* The per-element losses of bce_with_logits, mse_loss and l1_loss. */
-static double bce_elem(double x, double y) { return fmax(x, 0) - x * y + log1p(exp(-fabs(x))); }
+/* The per-element losses of mse_loss and l1_loss. */
 static double mse_elem(double x, double y) { return (x - y) * (x - y); }
 static double l1_elem(double x, double y) { return fabs(x - y); }
 
@@ -309,6 +354,21 @@ static void op_pointwise_loss(const RtTensor *x, const RtTensor *y, RtTensor *ou
   double total = 0;
   for (int64_t i = 0; i < n; i++) loss_put(out, red, i, elem(cf(x)[i], cf(y)[i]), &total);
   loss_finish(out, red, total, n);
+}
+
+/* bce_with_logits: elemwise.c's one formula per element, summed in double. */
+static void op_bce_logits(const Graph *g, const RtTensor *x, const RtTensor *y, RtTensor *out, int red) {
+  Program p;
+  kir_program_init(&p, g);
+  Expr *e = ir_bce_logits_item(&p, kx_local(&p, 0, DT_F32), kx_local(&p, 1, DT_F32));
+  int64_t n = rt_tensor_numel(x);
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) {
+    float v[2] = {cf(x)[i], cf(y)[i]};
+    loss_put(out, red, i, eval(e, v), &total);
+  }
+  loss_finish(out, red, total, n);
+  kir_program_free(&p);
 }
 
 /* torch.pairwise_distance(a, b, p=2, eps=1e-6) = ||a - b + eps||_2 of row i. */
@@ -332,21 +392,6 @@ static void op_triplet(const RtTensor *an, const RtTensor *po, const RtTensor *n
 }
 
 /* --- gradients ------------------------------------------------------------------ */
-
-/* Elementwise backward rules g(dy, v) where v is the forward input or result. */
-static float g_relu(float dy, float y, float p) { return y > 0 ? dy : 0.0f; }
-static float g_leaky(float dy, float x, float p) { return x > 0 ? dy : dy * p; }
-static float g_elu(float dy, float x, float p) { return x > 0 ? dy : dy * p * expf(x); }
-static float g_sigmoid(float dy, float y, float p) { return dy * y * (1.0f - y); }
-static float g_tanh(float dy, float y, float p) { return dy * (1.0f - y * y); }
-static float g_abs(float dy, float x, float p) { return x > 0 ? dy : x < 0 ? -dy : 0.0f; }
-
-typedef float (*GradFn)(float, float, float);
-
-static void op_grad_ew(const RtTensor *dy, const RtTensor *v, RtTensor *out, GradFn fn, double p) {
-  int64_t n = rt_tensor_numel(out);
-  for (int64_t i = 0; i < n; i++) wf(out)[i] = fn(cf(dy)[i], cf(v)[i], (float)p);
-}
 
 /* dy broadcast to x's shape; with mean, divided by how many x elements
  * each dy element stands for. */
@@ -653,21 +698,12 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_CONST: wf(out)[0] = (float)a->f; break;
   case OP_MATMUL: op_matmul(x, y, out); break;
   case OP_LINEAR: op_linear(x, y, n->nin > 2 ? &vals[n->in[2]] : NULL, out); break;
-  case OP_ADD: op_binary(x, y, out, f_add); break;
-  case OP_SUB: op_binary(x, y, out, f_sub); break;
-  case OP_MUL: op_binary(x, y, out, f_mul); break;
-  case OP_DIV: op_binary(x, y, out, f_div); break;
-  case OP_NEG: op_unary(x, out, f_neg, 0); break;
-  case OP_RELU: op_unary(x, out, f_relu, 0); break;
-  case OP_LEAKY_RELU: op_unary(x, out, f_leaky_relu, a->f); break;
-  case OP_SIGMOID: op_unary(x, out, f_sigmoid, 0); break;
-  case OP_TANH: op_unary(x, out, f_tanh, 0); break;
-  case OP_ELU: op_unary(x, out, f_elu, a->f); break;
-  case OP_EXP: op_unary(x, out, f_exp, 0); break;
-  case OP_LOG: op_unary(x, out, f_log, 0); break;
-  case OP_SQRT: op_unary(x, out, f_sqrt, 0); break;
-  case OP_POW: op_unary(x, out, f_pow, a->f); break;
-  case OP_ABS: op_unary(x, out, f_abs, 0); break;
+#define EW(id, ...) case OP_##id:
+#include "ir/elemwise.def"
+#undef EW
+  case OP_EW_GRAD:
+    op_elemwise(g, n, vals, out);
+    break;
   case OP_SOFTMAX: op_softmax(x, out, a->axis, 0); break;
   case OP_LOG_SOFTMAX: op_softmax(x, out, a->axis, 1); break;
   case OP_RESHAPE:
@@ -695,17 +731,11 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
     ir_interp_conv(g, n, vals, out); /* conv.c */
     break;
   case OP_CROSS_ENTROPY: return op_cross_entropy(x, y, out, a->reduction, err);
-  case OP_BCE_LOGITS: op_pointwise_loss(x, y, out, a->reduction, bce_elem); break;
+  case OP_BCE_LOGITS: op_bce_logits(g, x, y, out, a->reduction); break;
   case OP_MSE_LOSS: op_pointwise_loss(x, y, out, a->reduction, mse_elem); break;
   case OP_L1_LOSS: op_pointwise_loss(x, y, out, a->reduction, l1_elem); break;
   case OP_TRIPLET_LOSS: op_triplet(x, y, &vals[n->in[2]], out, a); break;
   case OP_EXPAND_AS: op_expand_as(x, out, (int)a->flag); break;
-  case OP_RELU_GRAD: op_grad_ew(x, y, out, g_relu, 0); break;
-  case OP_LEAKY_RELU_GRAD: op_grad_ew(x, y, out, g_leaky, a->f); break;
-  case OP_ELU_GRAD: op_grad_ew(x, y, out, g_elu, a->f); break;
-  case OP_SIGMOID_GRAD: op_grad_ew(x, y, out, g_sigmoid, 0); break;
-  case OP_TANH_GRAD: op_grad_ew(x, y, out, g_tanh, 0); break;
-  case OP_ABS_GRAD: op_grad_ew(x, y, out, g_abs, 0); break;
   case OP_SOFTMAX_GRAD: op_softmax_grad(x, y, out, a->axis, 0); break;
   case OP_LOG_SOFTMAX_GRAD: op_softmax_grad(x, y, out, a->axis, 1); break;
   case OP_SLICE_GRAD: op_slice_grad(x, out, a); break;

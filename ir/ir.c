@@ -30,7 +30,7 @@ int ir_op_lookup(const char *name) {
 typedef enum AttrField {
   AF_F, AF_AXIS, AF_START, AF_END, AF_STEP, AF_PIECES, AF_KEEPDIM, AF_REDUCTION, AF_LIST, AF_HP, AF_FLAG,
   AF_STRIDE, AF_PADDING, AF_DILATION, AF_KERNEL, AF_OUT_PAD, AF_SCALE, AF_GROUPS, AF_MODE, AF_CEIL,
-  AF_COUNT_PAD, AF_SEED, AF_SALT,
+  AF_COUNT_PAD, AF_SEED, AF_SALT, AF_F2, AF_EW_OF, AF_EW_ARG,
 } AttrField;
 
 /* An attribute name means the same field for every op, except where ops
@@ -73,6 +73,7 @@ static const struct {
     {"padding_mode", AF_MODE, ATTR_ENUM, "zeros|reflect|replicate"},
     {"mode", AF_MODE, ATTR_ENUM, "nearest|bilinear", 0, "upsample upsample_grad"},
     {"mode", AF_MODE, ATTR_ENUM, "constant|reflect|replicate"},
+    {"of", AF_EW_OF, ATTR_INT},           {"arg", AF_EW_ARG, ATTR_INT},
 };
 
 /* The index of word in a '|'-separated list of choices, or -1. */
@@ -116,7 +117,7 @@ static IntList *int_list(Attrs *a, AttrField f) {
   case AF_SCALE: return &a->scale;
   case AF_F: case AF_AXIS: case AF_START: case AF_END: case AF_STEP: case AF_PIECES: case AF_KEEPDIM:
   case AF_REDUCTION: case AF_LIST: case AF_HP: case AF_FLAG: case AF_GROUPS: case AF_MODE: case AF_CEIL:
-  case AF_COUNT_PAD: case AF_SEED: case AF_SALT:
+  case AF_COUNT_PAD: case AF_SEED: case AF_SALT: case AF_F2: case AF_EW_OF: case AF_EW_ARG:
     break;
   }
   return NULL;
@@ -164,6 +165,9 @@ static void set_field(Attrs *a, int fi, int64_t i, double d) {
   case AF_COUNT_PAD: a->count_include_pad = i != 0; break;
   case AF_SEED: a->seed = i; break;
   case AF_SALT: a->salt = i; break;
+  case AF_F2: a->f2 = d; break;
+  case AF_EW_OF: a->ew_of = (int)i; break;
+  case AF_EW_ARG: a->ew_arg = (int)i; break;
   case AF_LIST: case AF_STRIDE: case AF_PADDING: case AF_DILATION: case AF_KERNEL: case AF_OUT_PAD:
   case AF_SCALE:
     break;
@@ -274,6 +278,8 @@ const char *ir_attr_format(const Graph *g, const Attrs *a, OpKind op, const char
   int64_t iv = 0;
   switch (attr_fields[fi].field) {
   case AF_F: snprintf(buf, len, "%.9g", a->f); return buf;
+  case AF_F2: snprintf(buf, len, "%.9g", a->f2); return buf;
+  case AF_EW_OF: snprintf(buf, len, "%s", a->ew_of >= 0 && a->ew_of < OP_COUNT ? ir_ops[a->ew_of].name : "?"); return buf;
   case AF_HP: snprintf(buf, len, "%.9g", a->hp[attr_fields[fi].hp]); return buf;
   case AF_LIST:
     if (a->nlist < 0) return snprintf(buf, len, "all"), buf;
@@ -294,6 +300,7 @@ const char *ir_attr_format(const Graph *g, const Attrs *a, OpKind op, const char
   case AF_COUNT_PAD: iv = a->count_include_pad; break;
   case AF_SEED: iv = a->seed; break;
   case AF_SALT: iv = a->salt; break;
+  case AF_EW_ARG: iv = a->ew_arg; break;
   }
   snprintf(buf, len, "%lld", (long long)iv);
   return buf;

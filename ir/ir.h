@@ -146,7 +146,8 @@ typedef enum PadMode { PAD_CONSTANT, PAD_REFLECT, PAD_REPLICATE } PadMode;
 typedef enum UpsampleMode { UP_NEAREST, UP_BILINEAR } UpsampleMode;
 
 typedef struct Attrs {
-  double f;                 /* slope, alpha, exponent, value */
+  double f;                 /* slope, alpha, exponent, value, beta, min */
+  double f2;                /* a second number: threshold, max */
   int64_t axis;             /* softmax, log_softmax, concat, slice, maxout */
   int64_t start, end, step; /* slice; flatten uses start and end (axes) */
   int64_t pieces;           /* maxout */
@@ -162,6 +163,7 @@ typedef struct Attrs {
   int64_t groups;
   int mode;                 /* padding_mode, pad's mode (PadMode); upsample's (UpsampleMode) */
   int ceil_mode, count_include_pad;
+  int ew_of, ew_arg, ew_nin; /* ew_grad: the elementwise op, the operand, the op's operand count */
 } Attrs;
 
 typedef enum Reduction { RED_MEAN, RED_SUM, RED_NONE } Reduction;

@@ -46,6 +46,8 @@ const char *kir_unop_name(UnOp op) {
   case UN_TANH: return "tanh";
   case UN_ABS: return "abs";
   case UN_LOG1P: return "log1p";
+  case UN_EXPM1: return "expm1";
+  case UN_ERF: return "erf";
   }
   return "?";
 }

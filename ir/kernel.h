@@ -36,7 +36,7 @@ typedef enum ExprKind {
 } ExprKind;
 
 typedef enum UnOp {
-  UN_NEG, UN_EXP, UN_LOG, UN_SQRT, UN_TANH, UN_ABS, UN_LOG1P,
+  UN_NEG, UN_EXP, UN_LOG, UN_SQRT, UN_TANH, UN_ABS, UN_LOG1P, UN_EXPM1, UN_ERF,
 } UnOp;
 
 typedef enum BinOp {

@@ -17,13 +17,16 @@
  * pointer into it across ir_op: shapes are passed by value and vjp works
  * on a copy of its node.
  *
- * Rules use primitive ops where a primitive says it well and dedicated
- * gradient ops (relu_grad, softmax_grad, cross_entropy_grad, ...) where a
- * fused kernel is both faster and more accurate.
+ * Elementwise ops take their rules from their row of elemwise.def: one
+ * generic ew_grad node per operand.  Other rules use primitive ops where a
+ * primitive says it well and dedicated gradient ops (softmax_grad,
+ * cross_entropy_grad, ...) where a fused kernel is both faster and more
+ * accurate.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir/elemwise.h"
 #include "passes/passes.h"
 
 typedef struct AD {
@@ -177,11 +180,24 @@ static void vjp_transpose(AD *a, const Node *n, int dy) {
   accumulate(a, n->in[0], op1(a, OP_TRANSPOSE, dy, &at));
 }
 
-static void vjp_pow(AD *a, const Node *n, int dy) {
-  Attrs at = ir_attrs_default(OP_POW);
-  at.f = n->attr.f - 1;
-  int d = at.f == 0 ? ir_const(a->g, 1, a->loc) : op1(a, OP_POW, n->in[0], &at);
-  accumulate(a, n->in[0], op2(a, OP_MUL, dy, op2(a, OP_MUL, d, ir_const(a->g, n->attr.f, a->loc), NULL), NULL));
+/* An elementwise op (a row of elemwise.def): for each operand that needs
+ * a gradient, one ew_grad node over dy and what the row's vjp reads, or
+ * dy itself when the vjp is the identity. */
+static void vjp_elemwise(AD *a, const Node *n, int id, int dy) {
+  for (int k = 0; k < n->nin; k++) {
+    if (!a->needed[n->in[k]]) continue;
+    if (ir_ew_vjp_is_dy(n->op, k, &n->attr)) {
+      accumulate(a, n->in[k], dy);
+      continue;
+    }
+    unsigned m = ir_ew_needs(n->op, k, n->nin);
+    int in[4] = {dy}, nin = 1;
+    if (m & EWN_A) in[nin++] = n->in[0];
+    if (m & EWN_B) in[nin++] = n->in[1];
+    if (m & EWN_Y) in[nin++] = id;
+    Attrs at = ir_ew_grad_attrs(n->op, k, n->nin, &n->attr);
+    accumulate(a, n->in[k], ir_op(a->g, OP_EW_GRAD, in, nin, &at, a->loc));
+  }
 }
 
 /* --- convolution and pooling ---------------------------------------------- */
@@ -291,33 +307,11 @@ static void vjp(AD *a, int id, int dy) {
     return;
   case OP_MATMUL: vjp_matmul(a, n, dy); return;
   case OP_LINEAR: vjp_linear(a, n, dy); return;
-  case OP_ADD:
-    accumulate(a, x, dy);
-    accumulate(a, y, dy);
+#define EW(id, ...) case OP_##id:
+#include "ir/elemwise.def"
+#undef EW
+    vjp_elemwise(a, n, id, dy);
     return;
-  case OP_SUB:
-    accumulate(a, x, dy);
-    if (a->needed[y]) accumulate(a, y, op1(a, OP_NEG, dy, NULL));
-    return;
-  case OP_MUL:
-    if (a->needed[x]) accumulate(a, x, op2(a, OP_MUL, dy, y, NULL));
-    if (a->needed[y]) accumulate(a, y, op2(a, OP_MUL, dy, x, NULL));
-    return;
-  case OP_DIV: /* d/dy (x / y) = -(x / y) / y */
-    if (a->needed[x]) accumulate(a, x, op2(a, OP_DIV, dy, y, NULL));
-    if (a->needed[y]) accumulate(a, y, op1(a, OP_NEG, op2(a, OP_MUL, dy, op2(a, OP_DIV, id, y, NULL), NULL), NULL));
-    return;
-  case OP_NEG: accumulate(a, x, op1(a, OP_NEG, dy, NULL)); return;
-  case OP_RELU: accumulate(a, x, op2(a, OP_RELU_GRAD, dy, id, NULL)); return;
-  case OP_LEAKY_RELU: accumulate(a, x, op2(a, OP_LEAKY_RELU_GRAD, dy, x, &at)); return;
-  case OP_ELU: accumulate(a, x, op2(a, OP_ELU_GRAD, dy, x, &at)); return;
-  case OP_SIGMOID: accumulate(a, x, op2(a, OP_SIGMOID_GRAD, dy, id, NULL)); return;
-  case OP_TANH: accumulate(a, x, op2(a, OP_TANH_GRAD, dy, id, NULL)); return;
-  case OP_ABS: accumulate(a, x, op2(a, OP_ABS_GRAD, dy, x, NULL)); return;
-  case OP_EXP: accumulate(a, x, op2(a, OP_MUL, dy, id, NULL)); return;
-  case OP_LOG: accumulate(a, x, op2(a, OP_DIV, dy, x, NULL)); return;
-  case OP_SQRT: accumulate(a, x, op2(a, OP_DIV, op2(a, OP_MUL, dy, ir_const(a->g, 0.5, a->loc), NULL), id, NULL)); return;
-  case OP_POW: vjp_pow(a, n, dy); return;
   case OP_SOFTMAX: accumulate(a, x, op2(a, OP_SOFTMAX_GRAD, dy, id, &at)); return;
   case OP_LOG_SOFTMAX: accumulate(a, x, op2(a, OP_LOG_SOFTMAX_GRAD, dy, id, &at)); return;
   case OP_RESHAPE:
@@ -351,12 +345,7 @@ static void vjp(AD *a, int id, int dy) {
     IR_ASSERT(!"composite losses are decomposed before autodiff");
     return;
   case OP_EXPAND_AS:
-  case OP_RELU_GRAD:
-  case OP_LEAKY_RELU_GRAD:
-  case OP_ELU_GRAD:
-  case OP_SIGMOID_GRAD:
-  case OP_TANH_GRAD:
-  case OP_ABS_GRAD:
+  case OP_EW_GRAD:
   case OP_SOFTMAX_GRAD:
   case OP_LOG_SOFTMAX_GRAD:
   case OP_SLICE_GRAD:

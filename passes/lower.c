@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir/elemwise.h"
 #include "passes/lower.h"
 
 static int new_var(Lower *L) { return L->k->nvars++; }
@@ -70,46 +71,10 @@ static Expr *value(Lower *L, int id, Expr *index) {
 
 /* --- elementwise ----------------------------------------------------------- */
 
-static Expr *scalar_op(Lower *L, const Node *n, Expr *x, Expr *y) {
-  Program *p = L->p;
-  switch ((int)n->op) { /* elementwise ops only: lower_node's switch is the exhaustive one */
-  case OP_ADD: return kx_bin(p, BIN_ADD, x, y);
-  case OP_SUB: return kx_bin(p, BIN_SUB, x, y);
-  case OP_MUL: return kx_bin(p, BIN_MUL, x, y);
-  case OP_DIV: return kx_bin(p, BIN_DIV, x, y);
-  case OP_NEG: return kx_un(p, UN_NEG, x);
-  case OP_RELU: return kx_select(p, kx_bin(p, BIN_GT, x, kx_f(p, 0)), x, kx_f(p, 0));
-  case OP_LEAKY_RELU:
-    return kx_select(p, kx_bin(p, BIN_GT, x, kx_f(p, 0)), x, kx_bin(p, BIN_MUL, x, kx_f(p, n->attr.f)));
-  case OP_SIGMOID:
-    return kx_bin(p, BIN_DIV, kx_f(p, 1), kx_bin(p, BIN_ADD, kx_f(p, 1), kx_un(p, UN_EXP, kx_un(p, UN_NEG, x))));
-  case OP_TANH: return kx_un(p, UN_TANH, x);
-  case OP_ELU:
-    return kx_select(p, kx_bin(p, BIN_GT, x, kx_f(p, 0)), x,
-                     kx_bin(p, BIN_MUL, kx_f(p, n->attr.f), kx_bin(p, BIN_SUB, kx_un(p, UN_EXP, x), kx_f(p, 1))));
-  case OP_EXP: return kx_un(p, UN_EXP, x);
-  case OP_LOG: return kx_un(p, UN_LOG, x);
-  case OP_SQRT: return kx_un(p, UN_SQRT, x);
-  case OP_POW:
-    if (n->attr.f == 2) return kx_bin(p, BIN_MUL, x, x);
-    return kx_bin(p, BIN_POW, x, kx_f(p, n->attr.f));
-  case OP_ABS: return kx_un(p, UN_ABS, x);
-  /* gradients: x is dy, y the forward input or result */
-  case OP_RELU_GRAD: return kx_select(p, kx_bin(p, BIN_GT, y, kx_f(p, 0)), x, kx_f(p, 0));
-  case OP_LEAKY_RELU_GRAD:
-    return kx_select(p, kx_bin(p, BIN_GT, y, kx_f(p, 0)), x, kx_bin(p, BIN_MUL, x, kx_f(p, n->attr.f)));
-  case OP_ELU_GRAD:
-    return kx_select(p, kx_bin(p, BIN_GT, y, kx_f(p, 0)), x,
-                     kx_bin(p, BIN_MUL, x, kx_bin(p, BIN_MUL, kx_f(p, n->attr.f), kx_un(p, UN_EXP, y))));
-  case OP_SIGMOID_GRAD: return kx_bin(p, BIN_MUL, kx_bin(p, BIN_MUL, x, y), kx_bin(p, BIN_SUB, kx_f(p, 1), y));
-  case OP_TANH_GRAD: return kx_bin(p, BIN_MUL, x, kx_bin(p, BIN_SUB, kx_f(p, 1), kx_bin(p, BIN_MUL, y, y)));
-  case OP_ABS_GRAD:
-    return kx_select(p, kx_bin(p, BIN_GT, y, kx_f(p, 0)), x,
-                     kx_select(p, kx_bin(p, BIN_LT, y, kx_f(p, 0)), kx_un(p, UN_NEG, x), kx_f(p, 0)));
-  default: break;
-  }
-  IR_ASSERT(!"not an elementwise op");
-  return NULL;
+/* The row's formula (elemwise.def) over the operand values ops[]. */
+static Expr *scalar_op(Lower *L, const Node *n, Expr *const *ops) {
+  if (n->op == OP_EW_GRAD) return ir_ew_grad(L->p, &n->attr, ops, n->nin);
+  return ir_ew_forward(L->p, n->op, &n->attr, ops[0], n->nin > 1 ? ops[1] : NULL);
 }
 
 typedef struct EwCtx {
@@ -119,14 +84,14 @@ typedef struct EwCtx {
 static Stmt *ew_inner(Lower *L, const int *vars, void *ctx) {
   const Node *n = node(L, ((EwCtx *)ctx)->id);
   int r = n->shape.rank;
-  Expr *ops[2] = {NULL, NULL};
+  Expr *ops[4];
   for (int k = 0; k < n->nin; k++) {
     const Node *o = node(L, n->in[k]);
     ops[k] = value(L, n->in[k], o->op == OP_CONST ? NULL : bcast_index(L, &o->shape, r, vars));
   }
   Expr *out_idx[IR_MAX_RANK];
   for (int i = 0; i < r; i++) out_idx[i] = kx_var(L->p, vars[i]);
-  return ks_store(L->p, L->buf[((EwCtx *)ctx)->id], lin_index(L, &n->shape, out_idx), scalar_op(L, n, ops[0], ops[1]));
+  return ks_store(L->p, L->buf[((EwCtx *)ctx)->id], lin_index(L, &n->shape, out_idx), scalar_op(L, n, ops));
 }
 
 /* Same-shape operands (or constants) make one flat loop; broadcasting
@@ -142,9 +107,9 @@ static Stmt *lower_elementwise(Lower *L, int id) {
   int vars[IR_MAX_RANK];
   if (!flat) return nest(L, n->shape.d, n->shape.rank, vars, ew_inner, &c);
   int v = new_var(L);
-  Expr *ops[2] = {NULL, NULL};
+  Expr *ops[4];
   for (int k = 0; k < n->nin; k++) ops[k] = value(L, n->in[k], kx_var(L->p, v));
-  Stmt *body = ks_store(L->p, L->buf[id], kx_var(L->p, v), scalar_op(L, n, ops[0], ops[1]));
+  Stmt *body = ks_store(L->p, L->buf[id], kx_var(L->p, v), scalar_op(L, n, ops));
   return ks_loop(L->p, v, numel_expr(L, &n->shape, 0, n->shape.rank), body);
 }
 
@@ -485,9 +450,8 @@ static Stmt *lower_pointwise_loss(Lower *L, int id) {
     item = kx_bin(p, BIN_MUL, d, d);
   } else if (n->op == OP_L1_LOSS) {
     item = kx_un(p, UN_ABS, kx_bin(p, BIN_SUB, a, b));
-  } else { /* max(x, 0) - x*y + log(1 + exp(-|x|)) */
-    Expr *t = kx_bin(p, BIN_SUB, kx_bin(p, BIN_MAX, a, kx_f(p, 0)), kx_bin(p, BIN_MUL, a, b));
-    item = kx_bin(p, BIN_ADD, t, kx_un(p, UN_LOG1P, kx_un(p, UN_EXP, kx_un(p, UN_NEG, kx_un(p, UN_ABS, a)))));
+  } else {
+    item = ir_bce_logits_item(p, a, b);
   }
   return reduce_items(L, id, v, numel_expr(L, &x->shape, 0, x->shape.rank), NULL, item);
 }
@@ -834,20 +798,10 @@ static Stmt *lower_node(Lower *L, int id) {
     return NULL;
   case OP_MATMUL: return lower_matmul(L, id);
   case OP_LINEAR: return lower_linear(L, id);
-  case OP_ADD:
-  case OP_SUB:
-  case OP_MUL:
-  case OP_DIV:
-  case OP_NEG:
-  case OP_RELU:
-  case OP_LEAKY_RELU:
-  case OP_SIGMOID:
-  case OP_TANH:
-  case OP_ELU:
-  case OP_EXP:
-  case OP_LOG:
-  case OP_SQRT:
-  case OP_POW:
+#define EW(id, ...) case OP_##id:
+#include "ir/elemwise.def"
+#undef EW
+  case OP_EW_GRAD:
     return lower_elementwise(L, id);
   case OP_SOFTMAX:
   case OP_LOG_SOFTMAX:
@@ -880,14 +834,6 @@ static Stmt *lower_node(Lower *L, int id) {
   case OP_L1_LOSS:
     return lower_pointwise_loss(L, id);
   case OP_TRIPLET_LOSS: return lower_triplet(L, id);
-  case OP_ABS:
-  case OP_RELU_GRAD:
-  case OP_LEAKY_RELU_GRAD:
-  case OP_ELU_GRAD:
-  case OP_SIGMOID_GRAD:
-  case OP_TANH_GRAD:
-  case OP_ABS_GRAD:
-    return lower_elementwise(L, id);
   case OP_EXPAND_AS: return lower_expand_as(L, id);
   case OP_SOFTMAX_GRAD:
   case OP_LOG_SOFTMAX_GRAD:
