@@ -325,7 +325,7 @@ static void function(Emit *E, const Func *fn) {
   }
   for (int s = 0; s < g->nsyms; s++) {
     const char *nm = cg_c_prefix(E->a, g->syms[s].name);
-    fprintf(E->f, "  if (%s < 1 || %s > %s_MAX_%s) return -1;\n", nm, nm, E->PRE, upper(E->a, nm));
+    fprintf(E->f, "  if (%s < 0 || %s > %s_MAX_%s) return -1;\n", nm, nm, E->PRE, upper(E->a, nm));
   }
   for (int k = 0; k < fn->nkernels; k++) {
     fputc('\n', E->f);
@@ -394,12 +394,23 @@ static void param_storage(Emit *E) {
   }
 }
 
+/* A temporary of dtype t lives in the arena, even one of size 0. */
+static int arena_used(const Program *p, DType t) {
+  for (int b = 0; b < p->nbufs; b++)
+    if (p->bufs[b].kind == BUF_TEMP && p->bufs[b].dtype == t) return 1;
+  return p->arena_size[t] > 0;
+}
+
+/* C has no arrays of length 0: an arena planned empty (every symbol's
+ * largest value 0) still gets one element, so the temporaries that point
+ * into it stay valid pointers that no loop dereferences. */
 static void arenas(Emit *E) {
   for (int t = 0; t < DT_COUNT; t++) {
     int64_t n = E->p->arena_size[t];
-    if (!n) continue;
+    if (!arena_used(E->p, (DType)t)) continue;
     fprintf(E->f, "/* arena for %s temporaries: %lld bytes */\nstatic %s A_%s[%lld];\n", rt_dtype_name((DType)t),
-            (long long)(n * (int64_t)rt_dtype_size((DType)t)), ctype((DType)t), rt_dtype_name((DType)t), (long long)n);
+            (long long)(n * (int64_t)rt_dtype_size((DType)t)), ctype((DType)t), rt_dtype_name((DType)t),
+            (long long)(n > 0 ? n : 1));
   }
 }
 
@@ -443,7 +454,7 @@ static void header(Emit *E, FILE *h, int nparams, int ntensors) {
           E->pre, E->pre);
   fprintf(h, "const char *%s_error(void);\n\n", E->pre);
   for (int i = 0; i < p->nfuncs; i++) {
-    fprintf(h, "/* Returns 0, or -1 if a size argument is out of range.\n   Symbols first, then inputs, then outputs. */\n");
+    fprintf(h, "/* Returns 0, or -1 if a size argument is out of range (below 0 or above\n   its _MAX); a size of 0 is an empty batch.\n   Symbols first, then inputs, then outputs. */\n");
     signature(E, &p->funcs[i], h);
     fputs(";\n", h);
   }

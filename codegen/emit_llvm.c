@@ -447,13 +447,13 @@ static LLVMValueRef declare_func(Lower *L, const Func *fn) {
   return f;
 }
 
-/* if (sym < 1 || sym > MAX) return -1; for every symbol. */
+/* if (sym < 0 || sym > MAX) return -1; for every symbol (0: an empty batch). */
 static void symbol_checks(Lower *L) {
   const Graph *g = L->p->g;
   LLVMBasicBlockRef bad = NULL;
   for (int s = 0; s < g->nsyms; s++) {
     if (!bad) bad = block(L, "bad_size");
-    LLVMValueRef lo = LLVMBuildICmp(L->b, LLVMIntSLT, L->syms[s], LLVMConstInt(L->i64, 1, 0), "");
+    LLVMValueRef lo = LLVMBuildICmp(L->b, LLVMIntSLT, L->syms[s], LLVMConstInt(L->i64, 0, 0), "");
     LLVMValueRef hi = LLVMBuildICmp(L->b, LLVMIntSGT, L->syms[s], LLVMConstInt(L->i64, (unsigned long long)g->syms[s].max, 1), "");
     LLVMBasicBlockRef ok = block(L, "size_ok");
     LLVMBuildCondBr(L->b, LLVMBuildOr(L->b, lo, hi, ""), bad, ok);
@@ -542,12 +542,21 @@ static void storage(Lower *L) {
   }
 }
 
+/* A temporary of dtype t lives in the arena, even one of size 0. */
+static int arena_used(const Program *p, DType t) {
+  for (int b = 0; b < p->nbufs; b++)
+    if (p->bufs[b].kind == BUF_TEMP && p->bufs[b].dtype == t) return 1;
+  return p->arena_size[t] > 0;
+}
+
+/* An arena planned empty (every symbol's largest value 0) still gets one
+ * element, as in the C, so every temporary has a global to point into. */
 static void arenas(Lower *L) {
   for (int t = 0; t < DT_COUNT; t++) {
     int64_t n = L->p->arena_size[t];
-    if (!n) continue;
+    if (!arena_used(L->p, (DType)t)) continue;
     const char *name = arena_printf(&L->a, "A_%s", rt_dtype_name((DType)t));
-    L->arena[t] = global(L, name, LLVMArrayType2(lty(L, (DType)t), (uint64_t)n), NULL, 0, 64);
+    L->arena[t] = global(L, name, LLVMArrayType2(lty(L, (DType)t), (uint64_t)(n > 0 ? n : 1)), NULL, 0, 64);
   }
 }
 
