@@ -136,17 +136,24 @@ static void mem_open(MemOut *m) {
   m->f = open_memstream(&m->buf, &m->len);
 }
 
-/* Closes the stream and writes its bytes to path atomically. */
-static int mem_commit(MemOut *m, const char *path, Diags *d) {
-  fclose(m->f);
+/* Closes the n streams and writes their bytes to paths[i] as one atomic
+ * set: all of them or, on any error, none (rt_write_files_atomic). */
+static int mem_commit_set(MemOut *m, const char *const *paths, int n, Diags *d) {
+  RtFileOut outs[2];
+  const void *chunks[2];
+  for (int i = 0; i < n; i++) {
+    fclose(m[i].f);
+    chunks[i] = m[i].buf;
+    outs[i] = (RtFileOut){paths[i], &chunks[i], &m[i].len, 1};
+  }
   RtError err;
-  const void *chunks[1] = {m->buf};
-  size_t lens[1] = {m->len};
-  RtStatus st = rt_write_file_atomic(path, chunks, lens, 1, &err);
-  free(m->buf);
-  if (st) diag_plain(d, path, "%s", err.msg);
+  RtStatus st = rt_write_files_atomic(outs, n, &err);
+  for (int i = 0; i < n; i++) free(m[i].buf);
+  if (st) diag_plain(d, "dlc", "%s", err.msg);
   return st ? -1 : 0;
 }
+
+static int mem_commit(MemOut *m, const char *path, Diags *d) { return mem_commit_set(m, &path, 1, d); }
 
 /* "dir/model.dl" -> "model" (arena). */
 static const char *stem(Arena *a, const char *path, const char *ext_out) {
@@ -237,17 +244,15 @@ int dlc_write_c(const Program *p, const char *cpath, const RtTensorSet *embed, D
                                                              : arena_printf(&a, "%s.h", cpath);
   const char *hbase = strrchr(hpath, '/') ? strrchr(hpath, '/') + 1 : hpath;
   EmitOpts eo = {hbase, embed};
-  MemOut c, h;
-  mem_open(&c);
-  mem_open(&h);
-  int rc = cg_emit_c(p, c.f, h.f, &eo, d);
+  MemOut out[2]; /* the C file and its header, written together or not at all */
+  mem_open(&out[0]);
+  mem_open(&out[1]);
+  int rc = cg_emit_c(p, out[0].f, out[1].f, &eo, d);
+  const char *paths[2] = {cpath, hpath};
   if (rc) {
-    fclose(c.f), fclose(h.f), free(c.buf), free(h.buf);
-  } else if (mem_commit(&h, hpath, d)) {
-    fclose(c.f), free(c.buf);
-    rc = -1;
+    fclose(out[0].f), fclose(out[1].f), free(out[0].buf), free(out[1].buf);
   } else {
-    rc = mem_commit(&c, cpath, d);
+    rc = mem_commit_set(out, paths, 2, d);
   }
   arena_free(&a);
   return rc;
@@ -276,11 +281,12 @@ static int write_llvm(const Program *p, const char *path, const char *embed_path
   size_t len = 0;
   if (!rc && cg_emit_llvm(p, &eo, obj ? CG_LLVM_OBJ : CG_LLVM_IR, &data, &len, &err))
     rc = -1, diag_plain(d, "dlc", "%s", err.msg);
-  if (!rc && obj) rc = mem_commit(&h, hpath, d);
-  else fclose(h.f), free(h.buf);
-  const void *chunks[1] = {data};
-  if (!rc && path && rt_write_file_atomic(path, chunks, &len, 1, &err)) rc = -1, diag_plain(d, path, "%s", err.msg);
+  fclose(h.f);
+  const void *chunks[2] = {data, h.buf}; /* the object and its header, written as one set */
+  RtFileOut outs[2] = {{path, &chunks[0], &len, 1}, {hpath, &chunks[1], &h.len, 1}};
+  if (!rc && path && rt_write_files_atomic(outs, obj ? 2 : 1, &err)) rc = -1, diag_plain(d, "dlc", "%s", err.msg);
   if (!rc && !path) fwrite(data, 1, len, stdout);
+  free(h.buf);
   free(data);
   rt_set_free(&embed);
   arena_free(&a);

@@ -115,7 +115,23 @@ RtStatus rt_safetensors_read(const char *path, RtTensorSet *out, RtError *err);
 /* Tensors are written in the order they were added; atomic (see above). */
 RtStatus rt_safetensors_write(const char *path, const RtTensorSet *s, RtError *err);
 
-/* Atomic whole-file write: tmp file beside path, fsync, rename, fsync dir. */
+/* --- atomic file writes (files.c) ----------------------------------------
+ * One output file: its path and its bytes, in chunks. */
+typedef struct RtFileOut {
+  const char *path;
+  const void *const *chunks;
+  const size_t *lens;
+  int nchunks;
+} RtFileOut;
+
+/* Writes the n files of outs as a set: every destination is checked first
+ * (not a directory, in a writable directory), each file goes to a
+ * temporary beside it (fsync'd), and only when all are complete are they
+ * renamed over their targets; on any failure before that every temporary
+ * is removed and every target keeps its old contents.  Leftover
+ * temporaries of interrupted earlier writes of a target are removed. */
+RtStatus rt_write_files_atomic(const RtFileOut *outs, int n, RtError *err);
+/* One file: tmp file beside path, fsync, rename, fsync dir. */
 RtStatus rt_write_file_atomic(const char *path, const void *const *chunks,
                               const size_t *lens, int nchunks, RtError *err);
 

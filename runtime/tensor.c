@@ -1,35 +1,24 @@
 /*
- * tensor.c — tensors in memory, named tensor sets, errors, and the atomic
- * file writer every runtime writer goes through.
+ * tensor.c — tensors in memory, named tensor sets and errors.
  *
  * Invariants: a tensor's shape always has 0 <= rank <= RT_MAX_RANK and
  * non-negative dimensions whose byte size fits in size_t (rt_shape_nbytes
  * checks the product with overflow-safe multiplication before anything is
  * allocated), and a live tensor's data is never NULL, even with zero
  * elements, so "data == NULL" means "empty / freed".  A tensor set owns the
- * names, the data and the metadata strings it holds.
- *
- * rt_write_file_atomic makes "path.tmp.XXXXXX" with mkstemp in the target's
- * directory (so rename stays within one file system), writes every chunk
- * (retrying short writes and EINTR), fsyncs, renames over the target and
- * fsyncs the directory so the rename itself is durable.  Any failure before
- * the rename unlinks the temporary file, so the old target is untouched and
- * no stray file is left behind.
+ * names, the data and the metadata strings it holds.  (Atomic file writes
+ * live in files.c.)
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "runtime/rt.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the dlc runtime reads and writes little-endian files by memcpy: port the byte swaps"
@@ -255,92 +244,4 @@ RtStatus rt_set_meta(RtTensorSet *s, const char *key, const char *val, RtError *
   s->meta_vals[s->nmeta] = v;
   s->nmeta++;
   return RT_OK;
-}
-
-/* --- atomic file writes ------------------------------------------------- */
-
-static int write_all(int fd, const void *buf, size_t len) {
-  const char *p = buf;
-  while (len > 0) {
-    ssize_t w = write(fd, p, len);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return 0;
-    p += w;
-    len -= (size_t)w;
-  }
-  return 1;
-}
-
-/* The directory part of path ("." when there is none), malloc'd. */
-static char *dir_of(const char *path) {
-  const char *slash = strrchr(path, '/');
-  if (!slash) return dup_str(".");
-  size_t n = slash == path ? 1 : (size_t)(slash - path);
-  char *d = malloc(n + 1);
-  if (!d) return NULL;
-  memcpy(d, path, n);
-  d[n] = 0;
-  return d;
-}
-
-/* Makes the rename durable.  File systems that cannot fsync a directory
- * report EINVAL; the data is already safe there, so that is not an error. */
-static RtStatus sync_dir(const char *path, RtError *err) {
-  char *dir = dir_of(path);
-  if (!dir) return rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", path);
-  int fd = open(dir, O_RDONLY | O_DIRECTORY);
-  int ok = fd >= 0 && (fsync(fd) == 0 || errno == EINVAL);
-  int saved = errno;
-  if (fd >= 0) close(fd);
-  RtStatus st = RT_OK;
-  if (!ok)
-    st = rt_fail(err, RT_ERR_IO, "%s: written, but cannot sync directory %s: %s",
-                 path, dir, strerror(saved));
-  free(dir);
-  return st;
-}
-
-/* New files get 0644; an existing target keeps its permission bits. */
-static mode_t target_mode(const char *path) {
-  struct stat sb;
-  if (stat(path, &sb) == 0) return sb.st_mode & 07777;
-  return 0644;
-}
-
-static RtStatus write_tmp(int fd, const char *path, const void *const *chunks,
-                          const size_t *lens, int nchunks, RtError *err) {
-  if (fchmod(fd, target_mode(path)) != 0)
-    return rt_fail(err, RT_ERR_IO, "%s: cannot set permissions: %s", path,
-                   strerror(errno));
-  for (int i = 0; i < nchunks; i++)
-    if (!write_all(fd, chunks[i], lens[i]))
-      return rt_fail(err, RT_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-  if (fsync(fd) != 0)
-    return rt_fail(err, RT_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
-  return RT_OK;
-}
-
-RtStatus rt_write_file_atomic(const char *path, const void *const *chunks,
-                              const size_t *lens, int nchunks, RtError *err) {
-  size_t n = strlen(path);
-  char *tmp = malloc(n + sizeof ".tmp.XXXXXX");
-  if (!tmp) return rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", path);
-  memcpy(tmp, path, n);
-  memcpy(tmp + n, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    RtStatus st = rt_fail(err, RT_ERR_IO, "%s: cannot create temporary file: %s",
-                          path, strerror(errno));
-    free(tmp);
-    return st;
-  }
-  RtStatus st = write_tmp(fd, path, chunks, lens, nchunks, err);
-  if (close(fd) != 0 && st == RT_OK)
-    st = rt_fail(err, RT_ERR_IO, "%s: close failed: %s", path, strerror(errno));
-  if (st == RT_OK && rename(tmp, path) != 0)
-    st = rt_fail(err, RT_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp,
-                 strerror(errno));
-  if (st != RT_OK) unlink(tmp);
-  free(tmp);
-  return st == RT_OK ? sync_dir(path, err) : st;
 }

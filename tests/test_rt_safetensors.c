@@ -287,13 +287,13 @@ Test(rt_atomic, failure_keeps_old_target_and_leaves_no_temp) {
   RtError err = {{0}};
   cr_expect_eq(rt_write_file_atomic(missing, chunks, lens, 1, &err), RT_ERR_IO);
   cr_expect(strstr(err.msg, missing) != NULL, "%s", err.msg);
-  /* A non-empty directory under the target name: rename must fail after the
-   * temporary file has been written in full. */
+  /* A non-empty directory under the target name: refused before anything
+   * is written (rt_write_files_atomic checks every destination first). */
   char inner[700];
   snprintf(inner, sizeof inner, "%s/keep", target);
   cr_assert_eq(rt_write_file_atomic(inner, chunks, lens, 1, &err), RT_OK);
   cr_expect_eq(rt_write_file_atomic(target, chunks, lens, 1, &err), RT_ERR_IO);
-  cr_expect(strstr(err.msg, "cannot rename") != NULL, "%s", err.msg);
+  cr_expect(strstr(err.msg, "is a directory") != NULL, "%s", err.msg);
   struct stat sb;
   cr_expect(stat(target, &sb) == 0 && S_ISDIR(sb.st_mode), "old target untouched");
   size_t len = 0;
