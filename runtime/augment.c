@@ -43,7 +43,7 @@ RtStatus rt_augment_batch(float *x, int64_t n, int rank, const int64_t *sample_s
   int64_t h = sample_shape[rank - 2], w = sample_shape[rank - 1], planes = 1;
   for (int k = 0; k < rank - 2; k++) planes *= sample_shape[k];
   int64_t size = planes * h * w;
-  float *tmp = crop ? malloc(sizeof(float) * (size_t)size) : NULL;
+  float *tmp = crop ? rt_malloc(sizeof(float) * (size_t)size) : NULL;
   if (crop && !tmp) return rt_fail(err, RT_ERR_NOMEM, "out of memory");
   for (int64_t s = 0; s < n; s++) {
     float *img = x + s * size;
@@ -89,7 +89,7 @@ static int parse_classes(const char *spec, int64_t *map, int64_t max, RtError *e
 RtStatus rt_dataset_select_classes(RtDataset *d, const char *spec, RtError *err) {
   if (!spec || !*spec || d->n == 0) return RT_OK;
   if (d->y.dtype != DT_I64) return rt_fail(err, RT_ERR_DTYPE, "classes: the data set has no class labels");
-  int64_t max = rt_dataset_max_label(d) + 1, feat = rt_dataset_features(d), *map = malloc(sizeof(int64_t) * (size_t)(max + 1));
+  int64_t max = rt_dataset_max_label(d) + 1, feat = rt_dataset_features(d), *map = rt_malloc(sizeof(int64_t) * (size_t)(max + 1));
   if (!map) return rt_fail(err, RT_ERR_NOMEM, "out of memory");
   if (parse_classes(spec, map, max, err)) {
     free(map);

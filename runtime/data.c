@@ -119,7 +119,7 @@ static RtStatus idx_header(IdxReader *rd, const IdxType **type, int *rank,
  * malloc'd on success. */
 static RtStatus idx_body(IdxReader *rd, size_t n, const char *what, void **out) {
   size_t cap = n < IDX_FIRST_ALLOC ? n : IDX_FIRST_ALLOC, have = 0;
-  char *buf = malloc(cap ? cap : 1);
+  char *buf = rt_malloc(cap ? cap : 1);
   while (buf) {
     int64_t got = gz_read(rd, buf + have, cap - have);
     if (got < 0) {
@@ -129,7 +129,7 @@ static RtStatus idx_body(IdxReader *rd, size_t n, const char *what, void **out) 
     have += (size_t)got;
     if (have < cap || cap == n) break;
     size_t ncap = cap > n / 2 ? n : cap * 2;
-    char *p = realloc(buf, ncap);
+    char *p = rt_realloc(buf, ncap);
     if (!p) break;
     buf = p;
     cap = ncap;
@@ -260,7 +260,7 @@ static int csv_count_fields(const char *s, const char *e) {
 static RtStatus csv_push(CsvReader *cr, double v) {
   if (cr->nvals == cr->cap) {
     size_t ncap = cr->cap ? cr->cap * 2 : 1024;
-    float *p = realloc(cr->vals, ncap * sizeof *p);
+    float *p = rt_realloc(cr->vals, ncap * sizeof *p);
     if (!p) return rt_fail(cr->err, RT_ERR_NOMEM, "%s: out of memory", cr->path);
     cr->vals = p;
     cr->cap = ncap;
@@ -328,11 +328,11 @@ static char *slurp(const char *path, size_t *len, RtError *err, RtStatus *st) {
     return NULL;
   }
   size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap);
+  char *buf = rt_malloc(cap);
   while (buf) {
     n += fread(buf + n, 1, cap - n, f);
     if (n < cap) break;
-    char *p = cap < SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+    char *p = cap < SIZE_MAX / 2 ? rt_realloc(buf, cap * 2) : NULL;
     if (!p) { free(buf); buf = NULL; break; }
     buf = p;
     cap *= 2;
@@ -341,7 +341,8 @@ static char *slurp(const char *path, size_t *len, RtError *err, RtStatus *st) {
   fclose(f);
   if (!buf || bad) {
     free(buf);
-    *st = rt_fail(err, bad ? RT_ERR_IO : RT_ERR_NOMEM, "%s: cannot read", path);
+    *st = bad ? rt_fail(err, RT_ERR_IO, "%s: cannot read", path)
+              : rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", path);
     return NULL;
   }
   *len = n;

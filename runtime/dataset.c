@@ -410,8 +410,8 @@ static RtStatus split(const RtDataset *all, double frac, uint64_t seed,
     return rt_fail(err, RT_ERR_FORMAT, "validation fraction %g is out of "
                    "range: expected 0 <= fraction <= 1", frac);
   int64_t n = all->n, nval = llround((double)n * frac);
-  int64_t *idx = malloc(sizeof *idx * (size_t)(n ? n : 1));
-  char *in_val = malloc((size_t)(n ? n : 1));
+  int64_t *idx = rt_malloc(sizeof *idx * (size_t)(n ? n : 1));
+  char *in_val = rt_malloc((size_t)(n ? n : 1));
   RtStatus st = RT_OK;
   if (!idx || !in_val)
     st = rt_fail(err, RT_ERR_NOMEM, "out of memory splitting %lld samples",

@@ -31,6 +31,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +52,13 @@ static int write_all(int fd, const void *buf, size_t len) {
   return 1;
 }
 
-/* The directory part of path ("." when there is none), malloc'd. */
-static char *dir_of(const char *path) {
+/* The directory part of path ("." when there is none) into d, which holds
+ * PATH_MAX bytes; NULL when it is longer (no system call would take it).
+ * No allocation: after the renames nothing may fail for want of memory. */
+static char *dir_of(const char *path, char *d) {
   const char *slash = strrchr(path, '/');
   size_t n = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
-  char *d = malloc(n + 1);
-  if (!d) return NULL;
+  if (n >= PATH_MAX) return NULL;
   memcpy(d, slash ? path : ".", n);
   d[n] = 0;
   return d;
@@ -70,8 +72,8 @@ static const char *base_of(const char *path) {
 /* Makes the rename durable.  File systems that cannot fsync a directory
  * report EINVAL; the data is already safe there, so that is not an error. */
 static RtStatus sync_dir(const char *path, RtError *err) {
-  char *dir = dir_of(path);
-  if (!dir) return rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", path);
+  char buf[PATH_MAX], *dir = dir_of(path, buf);
+  if (!dir) return rt_fail(err, RT_ERR_IO, "%s: the path is too long", path);
   int fd = open(dir, O_RDONLY | O_DIRECTORY);
   int ok = fd >= 0 && (fsync(fd) == 0 || errno == EINVAL);
   int saved = errno;
@@ -80,7 +82,6 @@ static RtStatus sync_dir(const char *path, RtError *err) {
   if (!ok)
     st = rt_fail(err, RT_ERR_IO, "%s: written, but cannot sync directory %s: %s",
                  path, dir, strerror(saved));
-  free(dir);
   return st;
 }
 
@@ -102,18 +103,12 @@ static int is_stale_tmp(const char *entry, const char *base) {
 
 /* Removes the temporaries that interrupted writes of path left behind. */
 static void remove_stale(const char *path) {
-  char *dir = dir_of(path);
+  char buf[PATH_MAX], *dir = dir_of(path, buf);
   DIR *d = dir ? opendir(dir) : NULL;
   const char *base = base_of(path);
-  for (struct dirent *e; d && (e = readdir(d));) {
-    if (!is_stale_tmp(e->d_name, base)) continue;
-    size_t len = strlen(dir) + strlen(e->d_name) + 2;
-    char *p = malloc(len);
-    if (p) snprintf(p, len, "%s/%s", dir, e->d_name), unlink(p);
-    free(p);
-  }
+  for (struct dirent *e; d && (e = readdir(d));)
+    if (is_stale_tmp(e->d_name, base)) unlinkat(dirfd(d), e->d_name, 0);
   if (d) closedir(d);
-  free(dir);
 }
 
 /* The destination can be written: not a directory, in a writable directory. */
@@ -122,14 +117,13 @@ static RtStatus check_dest(const char *path, RtError *err) {
   if (!*path) return rt_fail(err, RT_ERR_IO, "an empty output path");
   if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
     return rt_fail(err, RT_ERR_IO, "%s: is a directory, not a file to write", path);
-  char *dir = dir_of(path);
-  if (!dir) return rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", path);
+  char buf[PATH_MAX], *dir = dir_of(path, buf);
+  if (!dir) return rt_fail(err, RT_ERR_IO, "%s: the path is too long", path);
   RtStatus st = RT_OK;
   if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
     st = rt_fail(err, RT_ERR_IO, "%s: directory %s does not exist", path, dir);
   else if (access(dir, W_OK | X_OK) != 0)
     st = rt_fail(err, RT_ERR_IO, "%s: cannot write in directory %s: %s", path, dir, strerror(errno));
-  free(dir);
   return st;
 }
 
@@ -147,7 +141,7 @@ static RtStatus fill_tmp(int fd, const RtFileOut *o, RtError *err) {
  * (NULL when none was created). */
 static RtStatus write_tmp(const RtFileOut *o, char **tmp, RtError *err) {
   size_t n = strlen(o->path);
-  *tmp = malloc(n + sizeof TMP_SUFFIX);
+  *tmp = rt_malloc(n + sizeof TMP_SUFFIX);
   if (!*tmp) return rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", o->path);
   memcpy(*tmp, o->path, n);
   memcpy(*tmp + n, TMP_SUFFIX, sizeof TMP_SUFFIX);
@@ -178,7 +172,7 @@ static RtStatus rename_all(const RtFileOut *outs, char **tmps, int n, RtError *e
 RtStatus rt_write_files_atomic(const RtFileOut *outs, int n, RtError *err) {
   for (int i = 0; i < n; i++)
     if (check_dest(outs[i].path, err)) return RT_ERR_IO;
-  char **tmps = calloc((size_t)n + 1, sizeof *tmps);
+  char **tmps = rt_calloc((size_t)n + 1, sizeof *tmps);
   if (!tmps) return rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", n ? outs[0].path : "");
   RtStatus st = RT_OK;
   for (int i = 0; i < n && st == RT_OK; i++) {

@@ -61,7 +61,7 @@ RtStatus rt_metrics_init(RtMetricsLog *log, const char *header, RtError *err) {
   if (len == 0 || strpbrk(header, "\r\n"))
     return rt_fail(err, RT_ERR_FORMAT, "metrics header '%s': expected one "
                    "non-empty line of comma-separated names", header);
-  log->header = malloc(len + 1);
+  log->header = rt_malloc(len + 1);
   if (!log->header) return rt_fail(err, RT_ERR_NOMEM, "out of memory");
   memcpy(log->header, header, len + 1);
   log->cols = 1;
@@ -83,7 +83,7 @@ RtStatus rt_metrics_add(RtMetricsLog *log, const double *row, int ncols,
                    "for the header '%s'", ncols, log->cols, log->header);
   if (log->rows == log->cap) {
     int64_t ncap = log->cap ? log->cap * 2 : 16;
-    double *p = realloc(log->vals, sizeof *p * (size_t)(ncap * log->cols));
+    double *p = rt_realloc(log->vals, sizeof *p * (size_t)(ncap * log->cols));
     if (!p) return rt_fail(err, RT_ERR_NOMEM, "out of memory adding a metrics row");
     log->vals = p;
     log->cap = ncap;
@@ -104,7 +104,7 @@ static size_t put_value(char *buf, size_t cap, int first, double v) {
 static char *metrics_text(const RtMetricsLog *log, size_t *len) {
   size_t hlen = strlen(log->header);
   size_t cap = hlen + 2 + (size_t)log->rows * ((size_t)log->cols * METRIC_MAX_CHARS + 1);
-  char *buf = malloc(cap);
+  char *buf = rt_malloc(cap);
   if (!buf) return NULL;
   memcpy(buf, log->header, hlen);
   size_t at = hlen;

@@ -261,7 +261,7 @@ static RtStatus read_header(NpyFile *nf, NpyHeader *h, RtError *err) {
   uint64_t hlen = 0;
   RtStatus st = read_prefix(nf, &hlen, err);
   if (st != RT_OK) return st;
-  char *text = malloc(hlen + 1);
+  char *text = rt_malloc(hlen + 1);
   if (!text) return rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", nf->path);
   if (fseek(nf->f, (long)nf->data_at, SEEK_SET) != 0 ||
       fread(text, 1, hlen, nf->f) != hlen) {

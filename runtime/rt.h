@@ -17,10 +17,52 @@
 #ifndef DLC_RT_H
 #define DLC_RT_H
 
+#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define RT_MAX_RANK 8
+
+/* --- memory (alloc.c) ------------------------------------------------------
+ * Every heap allocation of dlc goes through these, so a test can make the
+ * n-th one fail.  rt_malloc & co. return NULL on failure (free their
+ * blocks with free).  rt_x* never return NULL: a failure unwinds to the
+ * innermost RtOomScope, freeing every rt_x block allocated since its entry;
+ * release rt_x blocks with rt_xfree only.  Usage:
+ *
+ *   RtOomScope oom;
+ *   rt_oom_enter(&oom);
+ *   if (setjmp(oom.jb)) { ...release what is not an rt_x block...; report; }
+ *   ...work...
+ *   rt_oom_leave(&oom);
+ *
+ * A handler that cannot report itself passes the failure on with rt_oom().
+ * Without a scope, a failure prints "dlc: out of memory" and aborts. */
+typedef struct RtOomScope {
+  jmp_buf jb;
+  uint64_t mark;
+  struct RtOomScope *outer;
+} RtOomScope;
+
+void *rt_malloc(size_t n);
+void *rt_calloc(size_t count, size_t size);
+void *rt_realloc(void *p, size_t n);
+char *rt_strdup(const char *s);
+void *rt_xmalloc(size_t n);
+void *rt_xcalloc(size_t count, size_t size);
+void *rt_xrealloc(void *p, size_t n);
+char *rt_xstrdup(const char *s);
+void rt_xfree(void *p);
+void rt_oom_enter(RtOomScope *s);
+void rt_oom_leave(RtOomScope *s);
+_Noreturn void rt_oom(void);
+/* Failure injection: the n-th allocation from now fails (0: none), and with
+ * repeat every one after it too; the count of attempts restarts at 0. */
+void rt_alloc_fail_at(uint64_t n, int repeat);
+uint64_t rt_alloc_count(void);     /* attempts since the last rt_alloc_fail_at */
+uint64_t rt_alloc_failures(void);  /* injected failures since then */
+/* DLC_FAIL_ALLOC=n or n+ (repeat); -1 when it is set but malformed. */
+int rt_alloc_fail_from_env(void);
 
 /* Element types.  The IR uses the same enum. */
 typedef enum DType {

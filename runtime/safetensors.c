@@ -110,7 +110,7 @@ static void json_space(Json *js) {
 static int json_new(Json *js, JKind kind) {
   if (js->n == js->cap) {
     int ncap = js->cap ? js->cap * 2 : 64;
-    JNode *p = realloc(js->nodes, (size_t)ncap * sizeof *p);
+    JNode *p = rt_realloc(js->nodes, (size_t)ncap * sizeof *p);
     if (!p) return -1;
     js->nodes = p;
     js->cap = ncap;
@@ -304,7 +304,7 @@ static RtStatus json_value(Json *js, int *out) {
 static RtStatus json_parse(Json *js, const char *text, size_t len) {
   js->start = js->p = text;
   js->end = text + len;
-  js->strbuf = malloc(len + 1);
+  js->strbuf = rt_malloc(len + 1);
   if (!js->strbuf) return json_nomem(js);
   int root;
   RtStatus st = json_value(js, &root);
@@ -457,7 +457,7 @@ static int cmp_name(const void *a, const void *b) {
 }
 
 static RtStatus check_unique_names(StReader *rd) {
-  const char **names = malloc((size_t)(rd->count > 0 ? rd->count : 1) * sizeof *names);
+  const char **names = rt_malloc((size_t)(rd->count > 0 ? rd->count : 1) * sizeof *names);
   if (!names) return rt_fail(rd->err, RT_ERR_NOMEM, "%s: out of memory", rd->path);
   for (int i = 0; i < rd->count; i++) names[i] = rd->entries[i].name;
   qsort(names, (size_t)rd->count, sizeof *names, cmp_name);
@@ -500,7 +500,7 @@ static RtStatus collect_entries(StReader *rd, RtTensorSet *out) {
   const JNode *root = &rd->js.nodes[0];
   int n = 0;
   for (int c = root->first; c >= 0; c = rd->js.nodes[c].next) n++;
-  rd->entries = malloc((size_t)(n ? n : 1) * sizeof *rd->entries);
+  rd->entries = rt_malloc((size_t)(n ? n : 1) * sizeof *rd->entries);
   if (!rd->entries) return rt_fail(rd->err, RT_ERR_NOMEM, "%s: out of memory", rd->path);
   for (int c = root->first; c >= 0; c = rd->js.nodes[c].next) {
     const JNode *v = &rd->js.nodes[c];
@@ -530,7 +530,7 @@ static RtStatus read_header(StReader *rd, FILE *f, uint64_t fsize, RtTensorSet *
                    "format's limit of %u", rd->path, (unsigned long long)hlen,
                    ST_MAX_HEADER);
   rd->data_len = fsize - 8 - hlen;
-  char *text = malloc(hlen + 1);
+  char *text = rt_malloc(hlen + 1);
   if (!text) return rt_fail(rd->err, RT_ERR_NOMEM, "%s: out of memory", rd->path);
   RtStatus st = RT_OK;
   if (fread(text, 1, hlen, f) != hlen)
@@ -598,7 +598,7 @@ static void sb_add(StrBuf *b, const char *s, size_t n) {
   if (b->len + n + 1 > b->cap) {
     size_t ncap = b->cap ? b->cap : 256;
     while (ncap < b->len + n + 1) ncap *= 2;
-    char *p = realloc(b->s, ncap);
+    char *p = rt_realloc(b->s, ncap);
     if (!p) {
       b->oom = 1;
       return;
@@ -710,7 +710,7 @@ static RtStatus build_header(const char *path, const RtTensorSet *s,
     at = end;
   }
   sb_puts(b, "}");
-  while (b->len % 8 != 0) sb_puts(b, " ");
+  while (!b->oom && b->len % 8 != 0) sb_puts(b, " ");
   if (b->oom) return rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", path);
   uint64_t hlen = b->len - 8;
   for (int i = 0; i < 8; i++) b->s[i] = (char)(hlen >> (8 * i) & 0xff);
@@ -719,9 +719,9 @@ static RtStatus build_header(const char *path, const RtTensorSet *s,
 
 RtStatus rt_safetensors_write(const char *path, const RtTensorSet *s, RtError *err) {
   int n = s->count;
-  size_t *sizes = malloc((size_t)(n + 1) * sizeof *sizes);
-  const void **chunks = malloc((size_t)(n + 1) * sizeof *chunks);
-  size_t *lens = malloc((size_t)(n + 1) * sizeof *lens);
+  size_t *sizes = rt_malloc((size_t)(n + 1) * sizeof *sizes);
+  const void **chunks = rt_malloc((size_t)(n + 1) * sizeof *chunks);
+  size_t *lens = rt_malloc((size_t)(n + 1) * sizeof *lens);
   StrBuf b = {0};
   RtStatus st = RT_OK;
   if (!sizes || !chunks || !lens) st = rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", path);

@@ -107,7 +107,7 @@ RtStatus rt_tensor_alloc(RtTensor *t, DType dt, int rank, const int64_t *shape,
                    "dimension, rank above %d, or too large", rt_dtype_name(dt),
                    rank, RT_MAX_RANK);
   /* One byte for empty tensors keeps "data != NULL" meaning "allocated". */
-  void *data = calloc(1, nbytes ? nbytes : 1);
+  void *data = rt_calloc(1, nbytes ? nbytes : 1);
   if (!data)
     return rt_fail(err, RT_ERR_NOMEM, "out of memory allocating %zu bytes",
                    nbytes);
@@ -171,7 +171,7 @@ void rt_set_free(RtTensorSet *s) {
 static int grow(void **arr, int *cap, int count, size_t elem) {
   if (count < *cap) return 1;
   int ncap = *cap ? *cap * 2 : 8;
-  void *p = realloc(*arr, (size_t)ncap * elem);
+  void *p = rt_realloc(*arr, (size_t)ncap * elem);
   if (!p) return 0;
   *arr = p;
   *cap = ncap;
@@ -180,7 +180,7 @@ static int grow(void **arr, int *cap, int count, size_t elem) {
 
 static char *dup_str(const char *s) {
   size_t n = strlen(s) + 1;
-  char *p = malloc(n);
+  char *p = rt_malloc(n);
   if (p) memcpy(p, s, n);
   return p;
 }
