@@ -79,20 +79,20 @@ static RtStatus compile(CModule *m, const char *cflags, RtError *err) {
 }
 
 CModule *cg_module_new(const Program *p, RtError *err) {
-  CModule *m = calloc(1, sizeof *m);
+  CModule *m = rt_xcalloc(1, sizeof *m);
   if (!m) return rt_fail(err, RT_ERR_NOMEM, "out of memory"), NULL;
   Arena a;
   arena_init(&a);
-  m->prefix = strdup(cg_c_prefix(&a, p->name));
+  m->prefix = rt_xstrdup(cg_c_prefix(&a, p->name));
   arena_free(&a);
   m->nsyms = p->g->nsyms;
-  m->funcs = calloc((size_t)p->nfuncs + 1, sizeof *m->funcs);
+  m->funcs = rt_xcalloc((size_t)p->nfuncs + 1, sizeof *m->funcs);
   if (!m->prefix || !m->funcs) {
     cg_c_free(m);
     return rt_fail(err, RT_ERR_NOMEM, "out of memory"), NULL;
   }
   for (int i = 0; i < p->nfuncs; i++) {
-    m->funcs[i].name = strdup(p->funcs[i].name);
+    m->funcs[i].name = rt_xstrdup(p->funcs[i].name);
     m->funcs[i].nargs = p->funcs[i].nargs;
     m->nfuncs = i + 1;
   }
@@ -102,10 +102,10 @@ CModule *cg_module_new(const Program *p, RtError *err) {
 void cg_c_free(CModule *m) {
   if (!m) return;
   if (m->release) m->release(m);
-  for (int i = 0; i < m->nfuncs; i++) free(m->funcs[i].name);
-  free(m->funcs);
-  free(m->prefix);
-  free(m);
+  for (int i = 0; i < m->nfuncs; i++) rt_xfree(m->funcs[i].name);
+  rt_xfree(m->funcs);
+  rt_xfree(m->prefix);
+  rt_xfree(m);
 }
 
 static void *so_lookup(CModule *m, const char *symbol) { return dlsym(m->impl, symbol); }
@@ -196,11 +196,11 @@ RtStatus cg_c_call(CModule *m, const char *fname, const int64_t *symvals, void *
   void *fn = cf ? cf->addr : NULL;
   if (!fn) return rt_fail(err, RT_ERR_MISSING, "the compiled model has no function '%s'", fname);
   int n = m->nsyms + cf->nargs;
-  ffi_type **types = calloc((size_t)n + 1, sizeof *types);
-  void **values = calloc((size_t)n + 1, sizeof *values);
+  ffi_type **types = rt_xcalloc((size_t)n + 1, sizeof *types);
+  void **values = rt_xcalloc((size_t)n + 1, sizeof *values);
   if (!types || !values) {
-    free(types);
-    free(values);
+    rt_xfree(types);
+    rt_xfree(values);
     return rt_fail(err, RT_ERR_NOMEM, "out of memory");
   }
   for (int i = 0; i < m->nsyms; i++) types[i] = &ffi_type_sint64, values[i] = (void *)&symvals[i];
@@ -215,7 +215,7 @@ RtStatus cg_c_call(CModule *m, const char *fname, const int64_t *symvals, void *
   if (st == RT_OK && (int)rc != 0)
     st = rt_fail(err, RT_ERR_SHAPE, "%s_%s returned %d: a size is outside what the code was compiled for", m->prefix,
                  fname, (int)rc);
-  free(types);
-  free(values);
+  rt_xfree(types);
+  rt_xfree(values);
   return st;
 }

@@ -703,7 +703,14 @@ static void lower_done(Lower *L) {
 LLVMModuleRef cg_llvm_build(const Program *p, LLVMContextRef cx, const EmitOpts *o, RtError *err) {
   Lower L;
   lower_init(&L, p, cx, o);
+  RtOomScope oom;
+  rt_oom_enter(&oom);
+  if (setjmp(oom.jb)) { /* out of memory: release what is not an owned block, pass it on */
+    LLVMDisposeBuilder(L.b), LLVMDisposeBuilder(L.ab), LLVMDisposeModule(L.m);
+    rt_oom();
+  }
   if (check_embed(&L, err) || link_support(&L, err)) {
+    rt_oom_leave(&oom);
     LLVMDisposeModule(L.m);
     lower_done(&L);
     return NULL;
@@ -713,6 +720,7 @@ LLVMModuleRef cg_llvm_build(const Program *p, LLVMContextRef cx, const EmitOpts 
   param_table(&L);
   support_functions(&L);
   for (int i = 0; i < p->nfuncs; i++) function(&L, &p->funcs[i]);
+  rt_oom_leave(&oom);
   LLVMModuleRef m = L.m;
   lower_done(&L);
   if (cg_llvm_verify(m, err)) {
@@ -800,7 +808,7 @@ static RtStatus object_file(LLVMModuleRef m, LLVMTargetMachineRef tm, char **dat
     st = rt_fail(err, RT_ERR_FORMAT, "internal error: cannot emit an object file: %.400s", msg ? msg : "");
   } else {
     *len = LLVMGetBufferSize(mb);
-    *data = malloc(*len + 1);
+    *data = rt_malloc(*len + 1);
     if (!*data) st = rt_fail(err, RT_ERR_NOMEM, "out of memory");
     else memcpy(*data, LLVMGetBufferStart(mb), *len);
     LLVMDisposeMemoryBuffer(mb);
@@ -815,14 +823,21 @@ RtStatus cg_emit_llvm(const Program *p, const EmitOpts *o, CgLlvmOutput what, ch
   LLVMTargetMachineRef tm = cg_llvm_host_machine(LLVMRelocPIC, err);
   if (!tm) return RT_ERR_FORMAT;
   LLVMContextRef cx = LLVMContextCreate();
+  RtOomScope oom;
+  rt_oom_enter(&oom);
+  if (setjmp(oom.jb)) { /* out of memory building the module (disposed there) */
+    LLVMContextDispose(cx), LLVMDisposeTargetMachine(tm);
+    rt_oom();
+  }
   LLVMModuleRef m = cg_llvm_build(p, cx, o, err);
+  rt_oom_leave(&oom);
   RtStatus st = m ? cg_llvm_optimize(m, tm, err) : RT_ERR_FORMAT;
   if (!st && what == CG_LLVM_OBJ) {
     st = object_file(m, tm, data, len, err);
   } else if (!st) {
     char *text = LLVMPrintModuleToString(m);
     *len = strlen(text);
-    *data = strdup(text);
+    *data = rt_strdup(text);
     LLVMDisposeMessage(text);
     if (!*data) st = rt_fail(err, RT_ERR_NOMEM, "out of memory");
   }

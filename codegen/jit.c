@@ -59,7 +59,14 @@ static LLVMOrcLLJITRef make_jit(RtError *err) {
 /* Builds and optimises p's module in tsc's context and adds it to jit. */
 static RtStatus add_program(LLVMOrcLLJITRef jit, const Program *p, RtError *err) {
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+  RtOomScope oom;
+  rt_oom_enter(&oom);
+  if (setjmp(oom.jb)) { /* out of memory building the module (disposed there) */
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    rt_oom();
+  }
   LLVMModuleRef mod = cg_llvm_build(p, LLVMOrcThreadSafeContextGetContext(tsc), NULL, err);
+  rt_oom_leave(&oom);
   LLVMTargetMachineRef tm = mod ? cg_llvm_host_machine(LLVMRelocDefault, err) : NULL;
   RtStatus st = tm ? cg_llvm_optimize(mod, tm, err) : RT_ERR_FORMAT;
   if (tm) LLVMDisposeTargetMachine(tm);

@@ -11,8 +11,10 @@
  * (model, data, flags), 2 on a usage error.  Files are written atomically.
  */
 #include <errno.h>
+#include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "codegen/codegen.h"
 #include "driver/driver.h"
@@ -174,6 +176,12 @@ static int emit_c_folded(Model *m, const char *cpath, const char *embed_path, co
     diag_plain(d, embed_path, "%s", err.msg);
     return -1;
   }
+  RtOomScope oom; /* the weights are not owned blocks */
+  rt_oom_enter(&oom);
+  if (setjmp(oom.jb)) {
+    rt_set_free(&embed);
+    rt_oom();
+  }
   Graph folded, *g = &m->g;
   ir_graph_init(&folded, m->g.name, d);
   int rc = -1;
@@ -187,6 +195,7 @@ static int emit_c_folded(Model *m, const char *cpath, const char *embed_path, co
     kir_program_free(&p);
   }
   ir_graph_free(&folded);
+  rt_oom_leave(&oom);
   rt_set_free(&embed);
   return rc;
 }
@@ -247,7 +256,14 @@ int dlc_write_c(const Program *p, const char *cpath, const RtTensorSet *embed, D
   MemOut out[2]; /* the C file and its header, written together or not at all */
   mem_open(&out[0]);
   mem_open(&out[1]);
+  RtOomScope oom; /* the streams are not owned blocks */
+  rt_oom_enter(&oom);
+  if (setjmp(oom.jb)) {
+    fclose(out[0].f), fclose(out[1].f), free(out[0].buf), free(out[1].buf);
+    rt_oom();
+  }
   int rc = cg_emit_c(p, out[0].f, out[1].f, &eo, d);
+  rt_oom_leave(&oom);
   const char *paths[2] = {cpath, hpath};
   if (rc) {
     fclose(out[0].f), fclose(out[1].f), free(out[0].buf), free(out[1].buf);
@@ -275,12 +291,22 @@ static int write_llvm(const Program *p, const char *path, const char *embed_path
   MemOut c, h;
   mem_open(&c);
   mem_open(&h);
+  RtOomScope oom; /* the weights and streams are not owned blocks */
+  volatile int c_open = 1;
+  rt_oom_enter(&oom);
+  if (setjmp(oom.jb)) {
+    if (c_open) fclose(c.f), free(c.buf);
+    fclose(h.f), free(h.buf);
+    rt_set_free(&embed);
+    rt_oom();
+  }
   if (!rc) rc = cg_emit_c(p, c.f, h.f, &eo, d); /* the header, and the checks of --embed-params */
-  fclose(c.f), free(c.buf);
+  fclose(c.f), free(c.buf), c_open = 0;
   char *data = NULL;
   size_t len = 0;
   if (!rc && cg_emit_llvm(p, &eo, obj ? CG_LLVM_OBJ : CG_LLVM_IR, &data, &len, &err))
     rc = -1, diag_plain(d, "dlc", "%s", err.msg);
+  rt_oom_leave(&oom);
   fclose(h.f);
   const void *chunks[2] = {data, h.buf}; /* the object and its header, written as one set */
   RtFileOut outs[2] = {{path, &chunks[0], &len, 1}, {hpath, &chunks[1], &h.len, 1}};
@@ -310,7 +336,7 @@ static int cmd_compile(int argc, char **argv) {
     pass_dce(&m.g);
     MemOut out;
     mem_open(&out);
-    (!strcmp(o.emit, "ir") ? ir_dump : ir_dump_dot)(&m.g, out.f);
+    (!strcmp(o.emit, "ir") ? ir_dump : ir_dump_dot)(&m.g, out.f); /* allocates nothing */
     if (o.out)
       status = mem_commit(&out, o.out, &d) ? 1 : 0;
     else {
@@ -402,7 +428,7 @@ static int cmd_check(int argc, char **argv) {
   return status;
 }
 
-int main(int argc, char **argv) {
+static int dispatch(int argc, char **argv) {
   if (argc < 2) return dlc_usage(usage_main, 2);
   const char *cmd = argv[1];
   if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) return dlc_usage(usage_main, 0);
@@ -413,4 +439,18 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "repl")) return dlc_cmd_repl(argc - 1, argv + 1);
   if (!strcmp(cmd, "eval")) return dlc_cmd_eval(argc - 1, argv + 1);
   return cmd_compile(argc, argv);
+}
+
+/* Out of memory anywhere unwinds to here (runtime/alloc.c): the owned
+ * blocks are freed on the way, the nested scopes release the rest. */
+int main(int argc, char **argv) {
+  if (rt_alloc_fail_from_env()) return fputs("dlc: error: DLC_FAIL_ALLOC must be N or N+\n", stderr), 2;
+  RtOomScope oom;
+  rt_oom_enter(&oom);
+  if (setjmp(oom.jb)) return fputs("dlc: error: out of memory\n", stderr), 1;
+  int status = dispatch(argc, argv);
+  rt_oom_leave(&oom);
+  if (getenv("DLC_FAIL_ALLOC") && !rt_alloc_failures()) /* the end of a sweep */
+    fprintf(stderr, "dlc: DLC_FAIL_ALLOC: no allocation failed (%llu made)\n", (unsigned long long)rt_alloc_count());
+  return status;
 }

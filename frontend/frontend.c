@@ -148,26 +148,31 @@ int fe_load_file(Model *m, const char *path, Diags *d) {
   char *buf = NULL;
   size_t len = 0, cap = 0;
   int err = f ? 0 : errno;
+  RtOomScope oom; /* the stream is not an owned block */
+  rt_oom_enter(&oom);
+  if (setjmp(oom.jb)) {
+    if (f) fclose(f);
+    rt_oom();
+  }
   while (f && !err) {
     if (len == cap) {
       cap = cap ? cap * 2 : 65536;
-      char *nb = realloc(buf, cap);
-      if (!nb) { err = ENOMEM; break; }
-      buf = nb;
+      buf = rt_xrealloc(buf, cap);
     }
     size_t got = fread(buf + len, 1, cap - len, f);
     len += got;
     if (got == 0) err = ferror(f) ? (errno ? errno : EIO) : -1;
   }
+  rt_oom_leave(&oom);
   if (f) fclose(f);
   if (err > 0) {
     diag_plain(d, path, "cannot read the file: %s", strerror(err));
-    free(buf);
+    rt_xfree(buf);
     return d->nerrors - before;
   }
   fe_model_free(m);
   int n = fe_load_buffer(m, path, buf ? buf : "", len, d);
-  free(buf);
+  rt_xfree(buf);
   return n;
 }
 

@@ -4,9 +4,11 @@
  * An Arena is a list of blocks; allocation moves a pointer through the
  * current block and starts a new block (at least 64 KiB, or the request)
  * when it runs out.  Everything is freed at once by arena_free.  Memory is
- * zeroed and 16-byte aligned.  Out of memory is an internal error: dlc's
- * graphs are small, and a compiler that cannot allocate a few KiB cannot
- * report anything useful either.
+ * zeroed and 16-byte aligned.  Blocks are owned blocks of the runtime's
+ * allocator (rt_xcalloc): allocation never returns NULL, and out of memory
+ * unwinds to the innermost RtOomScope, which frees every block allocated
+ * since it was entered (runtime/alloc.c).  So the node and kernel builders
+ * that allocate from arenas need no error paths.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,19 +27,19 @@ void arena_free(Arena *a) {
   ArenaBlock *b = a->head;
   while (b) {
     ArenaBlock *next = b->next;
-    free(b);
+    rt_xfree(b);
     b = next;
   }
   memset(a, 0, sizeof *a);
 }
 
 void *arena_alloc(Arena *a, size_t n) {
+  if (n > SIZE_MAX / 2) rt_oom();
   n = (n + 15) & ~(size_t)15;
   if (n == 0) n = 16;
   if ((size_t)(a->end - a->cur) < n || !a->cur) {
     size_t size = n > 65536 ? n : 65536;
-    ArenaBlock *b = calloc(1, sizeof *b + size);
-    if (!b) ir_internal_error(__FILE__, __LINE__, "out of memory");
+    ArenaBlock *b = rt_xcalloc(1, sizeof *b + size);
     b->size = size;
     b->next = a->head;
     a->head = b;

@@ -97,7 +97,7 @@ static void conv_forward(const ConvGeom *cg, int64_t N, const float *x, const fl
 static void conv_backward_data(const ConvGeom *cg, int64_t N, const float *dy, const float *w, const float *b,
                                float *dx) {
   int64_t cpg = cg->c / cg->groups, opg = cg->o / cg->groups, plane = cg->h * cg->w, total = N * cg->c * plane;
-  double *acc = calloc((size_t)(total ? total : 1), sizeof *acc);
+  double *acc = rt_xcalloc((size_t)(total ? total : 1), sizeof *acc);
   IR_ASSERT(acc);
   for (int64_t n = 0; n < N; n++)
     for (int64_t o = 0; o < cg->o; o++)
@@ -114,7 +114,7 @@ static void conv_backward_data(const ConvGeom *cg, int64_t N, const float *dy, c
               }
         }
   for (int64_t i = 0; i < total; i++) dx[i] = (float)(acc[i] + (b ? b[i / plane % cg->c] : 0.0));
-  free(acc);
+  rt_xfree(acc);
 }
 
 /* dw[o, c', kh, kw] = sum over n, oh, ow of dy[n, o, oh, ow] times the
@@ -183,7 +183,7 @@ static void pool(const ConvGeom *cg, const Attrs *a, OpKind op, int64_t planes, 
                  float *out) {
   int64_t in_plane = cg->h * cg->w, out_plane = cg->oh * cg->ow;
   int grad = op == OP_MAX_POOL2D_GRAD || op == OP_AVG_POOL2D_GRAD;
-  double *acc = grad ? calloc((size_t)(planes * in_plane + 1), sizeof *acc) : NULL;
+  double *acc = grad ? rt_xcalloc((size_t)(planes * in_plane + 1), sizeof *acc) : NULL;
   IR_ASSERT(!grad || acc);
   for (int64_t p = 0; p < planes; p++)
     for (int64_t oh = 0; oh < cg->oh; oh++)
@@ -205,7 +205,7 @@ static void pool(const ConvGeom *cg, const Attrs *a, OpKind op, int64_t planes, 
         if (!grad) out[o] = (float)(s / div);
       }
   for (int64_t i = 0; grad && i < planes * in_plane; i++) out[i] = (float)acc[i];
-  free(acc);
+  rt_xfree(acc);
 }
 
 static void global_avg_pool(const ConvGeom *cg, int64_t planes, const float *x, float *y) {
@@ -234,7 +234,7 @@ static void bilinear_src(int64_t i, int64_t scale, int64_t len, int64_t *i0, int
  * the four neighbours.  The gradient adds each dy into what it read. */
 static void upsample(const ConvGeom *cg, int mode, int grad, int64_t planes, const float *x, float *out) {
   int64_t in_plane = cg->h * cg->w, out_plane = cg->oh * cg->ow;
-  double *acc = grad ? calloc((size_t)(planes * in_plane + 1), sizeof *acc) : NULL;
+  double *acc = grad ? rt_xcalloc((size_t)(planes * in_plane + 1), sizeof *acc) : NULL;
   IR_ASSERT(!grad || acc);
   for (int64_t p = 0; p < planes; p++)
     for (int64_t oh = 0; oh < cg->oh; oh++)
@@ -256,7 +256,7 @@ static void upsample(const ConvGeom *cg, int mode, int grad, int64_t planes, con
         if (!grad) out[o] = (float)s;
       }
   for (int64_t i = 0; grad && i < planes * in_plane; i++) out[i] = (float)acc[i];
-  free(acc);
+  rt_xfree(acc);
 }
 
 /* --- pad -------------------------------------------------------------------------------- */
@@ -266,7 +266,7 @@ static void upsample(const ConvGeom *cg, int mode, int grad, int64_t planes, con
 static void pad(const Attrs *a, int grad, const RtTensor *x, const RtTensor *y, const float *src, float *dst) {
   int64_t c[RT_MAX_RANK], n = rt_tensor_numel(y), nx = rt_tensor_numel(x);
   int r = x->rank;
-  double *acc = grad ? calloc((size_t)(nx + 1), sizeof *acc) : NULL;
+  double *acc = grad ? rt_xcalloc((size_t)(nx + 1), sizeof *acc) : NULL;
   IR_ASSERT(!grad || acc);
   for (int64_t i = 0; i < n; i++) {
     int64_t rest = i, off = 0, inside = 1;
@@ -282,7 +282,7 @@ static void pad(const Attrs *a, int grad, const RtTensor *x, const RtTensor *y, 
     if (!grad) dst[i] = inside ? src[off] : (float)a->f;
   }
   for (int64_t i = 0; grad && i < nx; i++) dst[i] = (float)acc[i];
-  free(acc);
+  rt_xfree(acc);
 }
 
 /* --- entry ---------------------------------------------------------------------------- */

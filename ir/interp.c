@@ -440,7 +440,7 @@ static void op_max_grad(const RtTensor *dy, const RtTensor *x, const RtTensor *y
   for (int i = 0; i < a->nlist; i++) reduced[a->list[i]] = 1;
   for (int k = 0; k < x->rank; k++)
     if (!reduced[k]) kshape[nk++] = x->shape[k];
-  double *ties = calloc((size_t)rt_tensor_numel(y) + 1, sizeof *ties);
+  double *ties = rt_xcalloc((size_t)rt_tensor_numel(y) + 1, sizeof *ties);
   IR_ASSERT(ties);
   for (int pass = 0; pass < 2; pass++) /* count the maxima of each group, then share dy among them */
     for (int64_t i = 0; i < n; i++) {
@@ -453,7 +453,7 @@ static void op_max_grad(const RtTensor *dy, const RtTensor *x, const RtTensor *y
       if (pass == 0) ties[o] += is_max;
       else wf(out)[i] = is_max ? (float)(cf(dy)[o] / ties[o]) : 0.0f;
     }
-  free(ties);
+  rt_xfree(ties);
 }
 
 /* The first maximum of each group of pieces gets the gradient. */

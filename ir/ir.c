@@ -316,8 +316,8 @@ void ir_graph_init(Graph *g, const char *name, Diags *d) {
 }
 
 void ir_graph_free(Graph *g) {
-  free(g->nodes);
-  free(g->outputs);
+  rt_xfree(g->nodes);
+  rt_xfree(g->outputs);
   arena_free(&g->arena);
   memset(g, 0, sizeof *g);
 }
@@ -341,8 +341,7 @@ int ir_symbol(Graph *g, const char *name, SrcLoc loc) {
 static int new_node(Graph *g, OpKind op, DType dt, const Shape *s, SrcLoc loc) {
   if (g->nnodes == g->cap) {
     g->cap = g->cap ? g->cap * 2 : 64;
-    g->nodes = realloc(g->nodes, (size_t)g->cap * sizeof *g->nodes);
-    if (!g->nodes) ir_internal_error(__FILE__, __LINE__, "out of memory");
+    g->nodes = rt_xrealloc(g->nodes, (size_t)g->cap * sizeof *g->nodes);
   }
   Node *n = &g->nodes[g->nnodes];
   memset(n, 0, sizeof *n);
@@ -449,8 +448,7 @@ int ir_op(Graph *g, OpKind op, const int *in, int nin, const Attrs *a, SrcLoc lo
 int ir_output(Graph *g, const char *name, int id) {
   if (g->noutputs == g->outcap) {
     g->outcap = g->outcap ? g->outcap * 2 : 8;
-    g->outputs = realloc(g->outputs, (size_t)g->outcap * sizeof *g->outputs);
-    if (!g->outputs) ir_internal_error(__FILE__, __LINE__, "out of memory");
+    g->outputs = rt_xrealloc(g->outputs, (size_t)g->outcap * sizeof *g->outputs);
   }
   g->outputs[g->noutputs].name = arena_strdup(&g->arena, name);
   g->outputs[g->noutputs].id = id;

@@ -14,8 +14,7 @@
   do {                                                                     \
     if ((n) == (cap)) {                                                    \
       (cap) = (cap) ? (cap) * 2 : 16;                                      \
-      (arr) = realloc((arr), (size_t)(cap) * sizeof *(arr));               \
-      if (!(arr)) ir_internal_error(__FILE__, __LINE__, "out of memory");  \
+      (arr) = rt_xrealloc((arr), (size_t)(cap) * sizeof *(arr));               \
     }                                                                      \
   } while (0)
 
@@ -27,9 +26,9 @@ void kir_program_init(Program *p, const Graph *g) {
 }
 
 void kir_program_free(Program *p) {
-  for (int i = 0; i < p->nfuncs; i++) free(p->funcs[i].kernels);
-  free(p->funcs);
-  free(p->bufs);
+  for (int i = 0; i < p->nfuncs; i++) rt_xfree(p->funcs[i].kernels);
+  rt_xfree(p->funcs);
+  rt_xfree(p->bufs);
   arena_free(&p->arena);
   memset(p, 0, sizeof *p);
 }

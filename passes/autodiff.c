@@ -378,7 +378,7 @@ static void vjp(AD *a, int id, int dy) {
 /* needed = reachable forward from a requested source and backward from loss. */
 static void mark_needed(AD *a, int loss, const int *wrt, int nwrt) {
   const Graph *g = a->g;
-  char *fwd = calloc((size_t)g->nnodes + 1, 1), *bwd = calloc((size_t)g->nnodes + 1, 1);
+  char *fwd = rt_xcalloc((size_t)g->nnodes + 1, 1), *bwd = rt_xcalloc((size_t)g->nnodes + 1, 1);
   IR_ASSERT(fwd && bwd);
   for (int i = 0; i < nwrt; i++) fwd[wrt[i]] = 1;
   for (int i = 0; i < g->nnodes; i++)
@@ -389,13 +389,13 @@ static void mark_needed(AD *a, int loss, const int *wrt, int nwrt) {
     if (bwd[i])
       for (int k = 0; k < g->nodes[i].nin; k++) bwd[g->nodes[i].in[k]] = 1;
   for (int i = 0; i < g->nnodes; i++) a->needed[i] = fwd[i] && bwd[i];
-  free(fwd);
-  free(bwd);
+  rt_xfree(fwd);
+  rt_xfree(bwd);
 }
 
 int pass_autodiff(Graph *g, int loss, const int *wrt, int nwrt, int *grads) {
   int n0 = g->nnodes;
-  AD a = {g, malloc(sizeof(int) * ((size_t)n0 + 1)), calloc((size_t)n0 + 1, 1), g->nodes[loss].loc};
+  AD a = {g, rt_xmalloc(sizeof(int) * ((size_t)n0 + 1)), rt_xcalloc((size_t)n0 + 1, 1), g->nodes[loss].loc};
   IR_ASSERT(a.grad && a.needed);
   for (int i = 0; i < n0; i++) a.grad[i] = -1;
   mark_needed(&a, loss, wrt, nwrt);
@@ -410,7 +410,7 @@ int pass_autodiff(Graph *g, int loss, const int *wrt, int nwrt, int *grads) {
     }
   }
   for (int i = 0; i < nwrt; i++) grads[i] = a.grad[wrt[i]];
-  free(a.grad);
-  free(a.needed);
+  rt_xfree(a.grad);
+  rt_xfree(a.needed);
   return bad ? -1 : 0;
 }

@@ -13,8 +13,8 @@
 #include "passes/passes.h"
 
 void pass_dce(Graph *g) {
-  char *live = calloc((size_t)g->nnodes + 1, 1);
-  int *map = malloc(((size_t)g->nnodes + 1) * sizeof *map);
+  char *live = rt_xcalloc((size_t)g->nnodes + 1, 1);
+  int *map = rt_xmalloc(((size_t)g->nnodes + 1) * sizeof *map);
   IR_ASSERT(live && map);
   for (int i = 0; i < g->noutputs; i++) live[g->outputs[i].id] = 1;
   for (int i = 0; i < g->nnodes; i++)
@@ -33,6 +33,6 @@ void pass_dce(Graph *g) {
   }
   g->nnodes = n;
   for (int i = 0; i < g->noutputs; i++) g->outputs[i].id = map[g->outputs[i].id];
-  free(live);
-  free(map);
+  rt_xfree(live);
+  rt_xfree(map);
 }

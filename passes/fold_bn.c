@@ -53,7 +53,8 @@ static float *fold_values(const Graph *g, int bn, int layer, RtTensorSet *params
   float *lw = rt_set_find(params, g->nodes[l->in[1]].name)->data;
   const float *lb = l->nin > 2 ? param(g, params, l->in[2]) : NULL;
   int64_t per = ir_numel_max(g, &g->nodes[l->in[1]].shape) / c;
-  float *bias = malloc(sizeof(float) * (size_t)c);
+  float *bias = rt_malloc(sizeof(float) * (size_t)c); /* params will own it */
+  if (!bias) rt_oom();
   for (int64_t o = 0; o < c; o++) {
     double s = w[o] / sqrt((double)rv[o] + b->attr.hp[HP_EPS]);
     for (int64_t k = 0; k < per; k++) lw[o * per + k] = (float)(lw[o * per + k] * s);
@@ -64,7 +65,7 @@ static float *fold_values(const Graph *g, int bn, int layer, RtTensorSet *params
 
 int pass_fold_batchnorm(const Graph *src, Graph *dst, RtTensorSet *params) {
   ir_clone_header(dst, src);
-  int *map = malloc(sizeof(int) * ((size_t)src->nnodes + 1)), *fold_into = malloc(sizeof(int) * ((size_t)src->nnodes + 1));
+  int *map = rt_xmalloc(sizeof(int) * ((size_t)src->nnodes + 1)), *fold_into = rt_xmalloc(sizeof(int) * ((size_t)src->nnodes + 1));
   IR_ASSERT(map && fold_into);
   for (int i = 0; i < src->nnodes; i++) fold_into[i] = -1;
   for (int i = 0; i < src->nnodes; i++)
@@ -87,7 +88,7 @@ int pass_fold_batchnorm(const Graph *src, Graph *dst, RtTensorSet *params) {
       RtTensor t = {DT_F32, 1, {bias_src->shape.d[0]}, bias};
       RtTensor *old = rt_set_find(params, bias_src->name);
       if (old) memcpy(old->data, bias, sizeof(float) * (size_t)bias_src->shape.d[0]), free(bias);
-      else if (rt_set_add(params, bias_src->name, &t, &err)) rc = -1, free(bias);
+      else if (rt_set_add(params, bias_src->name, &t, &err)) free(bias), rt_oom(); /* not there: only NOMEM */
       ParamInit zero = {INIT_ZEROS, 0, 0};
       int b = n->nin > 2 ? map[n->in[2]] : ir_param(dst, bias_src->name, DT_F32, &bias_src->shape, zero, bias_src->loc);
       int in[3] = {map[n->in[0]], map[n->in[1]], b};
@@ -98,8 +99,8 @@ int pass_fold_batchnorm(const Graph *src, Graph *dst, RtTensorSet *params) {
     if (map[i] < 0) rc = -1;
   }
   for (int i = 0; i < src->noutputs && !rc; i++) ir_output(dst, src->outputs[i].name, map[src->outputs[i].id]);
-  free(map);
-  free(fold_into);
+  rt_xfree(map);
+  rt_xfree(fold_into);
   if (!rc) pass_dce(dst);
   return rc ? -1 : folded;
 }

@@ -906,8 +906,8 @@ static const char *describe(Lower *L, int id) {
 
 void pass_lower(Program *p, Func *f) {
   const Graph *g = f->g;
-  Lower L = {p, f, g, calloc((size_t)g->nnodes + 1, sizeof(int)), NULL};
-  int *taken = calloc((size_t)g->noutputs + 1, sizeof(int));
+  Lower L = {p, f, g, rt_xcalloc((size_t)g->nnodes + 1, sizeof(int)), NULL};
+  int *taken = rt_xcalloc((size_t)g->noutputs + 1, sizeof(int));
   IR_ASSERT(L.buf && taken);
   int first = p->nbufs;
   assign_buffers(&L, taken);
@@ -928,7 +928,7 @@ void pass_lower(Program *p, Func *f) {
   }
   /* copies were appended first; move them after the computing kernels */
   int ncopies = f->nkernels;
-  Kernel *copies = malloc(sizeof(Kernel) * (size_t)(ncopies + 1));
+  Kernel *copies = rt_xmalloc(sizeof(Kernel) * (size_t)(ncopies + 1));
   if (ncopies) memcpy(copies, f->kernels, sizeof(Kernel) * (size_t)ncopies);
   f->nkernels = 0;
   for (int id = 0; id < g->nnodes; id++) {
@@ -943,7 +943,7 @@ void pass_lower(Program *p, Func *f) {
     p->bufs[b].arg = f->nargs;
     f->args[f->nargs++] = b;
   }
-  free(copies);
-  free(taken);
-  free(L.buf);
+  rt_xfree(copies);
+  rt_xfree(taken);
+  rt_xfree(L.buf);
 }

@@ -94,8 +94,8 @@ static void plan_func(Program *p, const Func *f, int *index, Range *r, int nr) {
 }
 
 void pass_memplan(Program *p) {
-  int *index = malloc(sizeof(int) * ((size_t)p->nbufs + 1));
-  Range *r = malloc(sizeof(Range) * ((size_t)p->nbufs + 1));
+  int *index = rt_xmalloc(sizeof(int) * ((size_t)p->nbufs + 1));
+  Range *r = rt_xmalloc(sizeof(Range) * ((size_t)p->nbufs + 1));
   IR_ASSERT(index && r);
   for (int t = 0; t < DT_COUNT; t++) p->arena_size[t] = 0;
   for (int fi = 0; fi < p->nfuncs; fi++) {
@@ -106,6 +106,6 @@ void pass_memplan(Program *p) {
     }
     plan_func(p, &p->funcs[fi], index, r, nr);
   }
-  free(index);
-  free(r);
+  rt_xfree(index);
+  rt_xfree(r);
 }

@@ -87,11 +87,11 @@ static int add_step(Graph *g, const OptimSpec *o, int param, int grad, int lr, i
 
 /* Copies src into dst with composites decomposed; *loss follows. */
 static int copy_decomposed(const Graph *src, int *loss, Graph *dst, const DecomposeOpts *o) {
-  int *map = malloc(sizeof(int) * ((size_t)src->nnodes + 1));
+  int *map = rt_xmalloc(sizeof(int) * ((size_t)src->nnodes + 1));
   IR_ASSERT(map);
   int rc = pass_decompose(src, dst, map, o);
   if (rc == 0) *loss = map[*loss];
-  free(map);
+  rt_xfree(map);
   return rc;
 }
 
@@ -109,7 +109,7 @@ static int collect_wrt(const Graph *g, int params, int inputs, int *wrt) {
 int pass_build_train(const Graph *src, int loss, const OptimSpec *o, Graph *dst) {
   DecomposeOpts dopts = {1, o->seed};
   if (copy_decomposed(src, &loss, dst, &dopts)) return -1;
-  int *wrt = malloc(sizeof(int) * ((size_t)dst->nnodes + 1)), *grads = malloc(sizeof(int) * ((size_t)dst->nnodes + 1));
+  int *wrt = rt_xmalloc(sizeof(int) * ((size_t)dst->nnodes + 1)), *grads = rt_xmalloc(sizeof(int) * ((size_t)dst->nnodes + 1));
   IR_ASSERT(wrt && grads);
   int n = collect_wrt(dst, 1, 0, wrt), rc = pass_autodiff(dst, loss, wrt, n, grads);
   int lr = scalar_input(dst, "lr"), step = ir_find_input(dst, "step");
@@ -123,14 +123,14 @@ int pass_build_train(const Graph *src, int loss, const OptimSpec *o, Graph *dst)
     memmove(dst->outputs + 1, dst->outputs, sizeof(Output) * (size_t)(dst->noutputs - 1));
     dst->outputs[0] = first;
   }
-  free(wrt);
-  free(grads);
+  rt_xfree(wrt);
+  rt_xfree(grads);
   return rc;
 }
 
 int pass_build_eval(const Graph *src, int loss, Graph *dst) {
   ir_clone_header(dst, src);
-  int *map = malloc(sizeof(int) * ((size_t)src->nnodes + 1));
+  int *map = rt_xmalloc(sizeof(int) * ((size_t)src->nnodes + 1));
   IR_ASSERT(map);
   int rc = 0;
   for (int i = 0; i < src->nnodes && rc == 0; i++)
@@ -140,13 +140,13 @@ int pass_build_eval(const Graph *src, int loss, Graph *dst) {
     for (int i = 0; i < src->noutputs; i++) ir_output(dst, src->outputs[i].name, map[src->outputs[i].id]);
     pass_dce(dst);
   }
-  free(map);
+  rt_xfree(map);
   return rc;
 }
 
 int pass_build_grads(const Graph *src, int loss, int params, int inputs, const DecomposeOpts *mode, Graph *dst) {
   if (copy_decomposed(src, &loss, dst, mode)) return -1;
-  int *wrt = malloc(sizeof(int) * ((size_t)dst->nnodes + 1)), *grads = malloc(sizeof(int) * ((size_t)dst->nnodes + 1));
+  int *wrt = rt_xmalloc(sizeof(int) * ((size_t)dst->nnodes + 1)), *grads = rt_xmalloc(sizeof(int) * ((size_t)dst->nnodes + 1));
   IR_ASSERT(wrt && grads);
   int n = collect_wrt(dst, params, inputs, wrt), rc = pass_autodiff(dst, loss, wrt, n, grads);
   dst->noutputs = 0;
@@ -161,7 +161,7 @@ int pass_build_grads(const Graph *src, int loss, int params, int inputs, const D
     }
     pass_dce(dst);
   }
-  free(wrt);
-  free(grads);
+  rt_xfree(wrt);
+  rt_xfree(grads);
   return rc;
 }

@@ -8,10 +8,15 @@
  *
  * Readers: every file format dlc reads (.npy, safetensors with and without
  * metadata, IDX gzip'd and plain, CSV, the data-set loaders built on them)
- * and the atomic writers, which must also leave no file behind.
+ * and the atomic writers, which must also leave no file behind.  The
+ * command: `dlc check` and `dlc MODEL.dl -o` on every sample, run as a
+ * subprocess with DLC_FAIL_ALLOC (exit 1, "out of memory", no output file).
  */
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <dirent.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "runtime/rt.h"
@@ -308,3 +313,127 @@ Test(oom, env_variable) {
   rt_alloc_fail_at(0, 0);
 }
 
+/* --- the dlc command on every sample ----------------------------------------------
+ * `dlc check S.dl` and `dlc S.dl -o out.c` run as subprocesses with
+ * DLC_FAIL_ALLOC=n for n = 1, 2, ... until a run reports that no
+ * allocation failed.  Every earlier run must exit 1 saying "out of memory",
+ * leave no file behind and (in the sanitizer build) nothing leaked. */
+
+typedef struct CliCase {
+  char model[128];   /* relative to the source tree */
+  char extra[160];   /* weights to embed, or "" */
+  int compile;
+  int full;          /* every n even without DLC_OOM_STRIDE */
+} CliCase;
+
+/* The suite tries every n on mlp.dl and the embedded-weights case, and on
+ * the other samples n = 1 and then every OOM_STRIDE-th n from a seeded
+ * offset: about 150 runs of dlc instead of 560, which is what keeps the
+ * suite fast (each run loads LLVM's shared library).  DLC_OOM_STRIDE=1
+ * (scripts/oomtest.sh) tries every n everywhere. */
+#define OOM_STRIDE 7
+#define OOM_SEED 20261201
+
+/* Runs build/dlc with argv in cwd, DLC_FAIL_ALLOC=fail, output to log.
+ * Returns the exit status, or 128 + signal. */
+static int dlc_spawn(const char *cwd, char *const *argv, const char *fail, const char *log) {
+  pid_t pid = fork();
+  cr_assert_neq(pid, -1);
+  if (pid == 0) {
+    FILE *f = freopen(log, "w", stdout);
+    if (!f || dup2(fileno(stdout), 2) < 0 || chdir(cwd)) _exit(126);
+    setenv("DLC_FAIL_ALLOC", fail, 1);
+    execv(DLC_EXE, argv);
+    _exit(127);
+  }
+  int st;
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Sweeps n = 1.. over one command; returns the number of allocations a
+ * successful run makes.  stride > 1 tries only n = 1, then every stride-th
+ * n from a seeded offset (scripts/oomtest.sh runs every n). */
+static uint64_t cli_sweep(char *const *argv, const char *what, uint64_t stride, uint64_t seed) {
+  const char *base = tu_scratch_dir();
+  cr_assert(base);
+  char out[600], log[600];
+  snprintf(out, sizeof out, "%s/out", base);
+  snprintf(log, sizeof log, "%s/log.txt", base);
+  cr_assert_eq(mkdir(out, 0755), 0);
+  uint64_t n = 1, made = 0;
+  for (int runs = 0; runs < 100000; runs++) {
+    char fail[32];
+    snprintf(fail, sizeof fail, "%llu", (unsigned long long)n);
+    int st = dlc_spawn(out, argv, fail, log);
+    char *text = tu_read_file(log, NULL);
+    cr_assert_not_null(text);
+    const char *end = strstr(text, "no allocation failed (");
+    if (end) {
+      cr_assert_eq(st, 0, "%s: a run without failures exits %d:\n%s", what, st, text);
+      made = strtoull(end + strlen("no allocation failed ("), NULL, 10);
+      free(text);
+      break;
+    }
+    cr_assert_eq(st, 1, "%s with allocation %llu failing: exit %d, wanted 1:\n%s", what, (unsigned long long)n, st,
+                 text);
+    cr_assert(strstr(text, "out of memory"), "%s with allocation %llu failing says:\n%s", what,
+              (unsigned long long)n, text);
+    cr_assert_eq(dir_entries(out), 0, "%s with allocation %llu failing left a file behind", what,
+                 (unsigned long long)n);
+    free(text);
+    n = n == 1 && stride > 1 ? 1 + seed % stride + 1 : n + stride;
+  }
+  cr_assert_gt(made, 0);
+  cr_assert_eq(dir_entries(out), argv[2] && !strcmp(argv[1], "check") ? 0 : 2, "%s: outputs of the good run", what);
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", base);
+  cr_assert_eq(system(cmd), 0);
+  return made;
+}
+
+/* Every .dl in samples/, once for check and once for compile. */
+static size_t cli_cases(CliCase **out) {
+  DIR *d = opendir(DLC_SOURCE_DIR "/samples");
+  cr_assert(d);
+  size_t n = 0;
+  CliCase *c = cr_calloc(64, sizeof *c);
+  for (struct dirent *e; (e = readdir(d)) && n + 2 <= 62;) {
+    size_t len = strlen(e->d_name);
+    if (len < 4 || strcmp(e->d_name + len - 3, ".dl") || len + 9 > sizeof c->model) continue;
+    for (int k = 0; k < 2; k++, n++) {
+      snprintf(c[n].model, sizeof c[n].model, "samples/%.*s", (int)len, e->d_name);
+      c[n].compile = k;
+      c[n].full = !strcmp(e->d_name, "mlp.dl");
+    }
+  }
+  closedir(d);
+  /* with embedded weights (batch norm folding reads them) */
+  snprintf(c[n].model, sizeof c[n].model, "tests/fixtures/train/tiny.dl");
+  snprintf(c[n].extra, sizeof c[n].extra, "tests/fixtures/train/tiny.init.safetensors");
+  c[n].full = 1;
+  c[n++].compile = 1;
+  *out = c;
+  return n;
+}
+
+static void free_cases(struct criterion_test_params *p) { cr_free(p->params); }
+
+ParameterizedTestParameters(oom_cli, every_allocation) {
+  CliCase *c;
+  size_t n = cli_cases(&c);
+  return cr_make_param_array(CliCase, c, n, free_cases);
+}
+
+ParameterizedTest(CliCase *c, oom_cli, every_allocation, .timeout = 300) {
+  char model[400], extra[400], what[800];
+  snprintf(model, sizeof model, "%s/%s", DLC_SOURCE_DIR, c->model);
+  snprintf(extra, sizeof extra, "%s/%s", DLC_SOURCE_DIR, c->extra);
+  char *check[] = {"dlc", "check", model, NULL};
+  char *compile[] = {"dlc", model, "-o", "out.c", c->extra[0] ? "--embed-params" : NULL, extra, NULL};
+  snprintf(what, sizeof what, "dlc %s%s%s", c->compile ? "" : "check ", c->model, c->compile ? " -o out.c" : "");
+  const char *s = getenv("DLC_OOM_STRIDE");
+  uint64_t stride = s && *s ? strtoull(s, NULL, 10) : c->full ? 1 : OOM_STRIDE;
+  uint64_t made = cli_sweep(c->compile ? compile : check, what, stride ? stride : 1, OOM_SEED + (uint64_t)c->compile);
+  cr_log_info("%s: %llu allocations", what, (unsigned long long)made);
+}
