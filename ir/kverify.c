@@ -294,7 +294,7 @@ static void check_store(KCheck *c, const Stmt *s) {
 
 /* Statements of one block; locals declared here leave scope at its end. */
 static void check_block(KCheck *c, const Stmt *s) {
-  char *saved = malloc((size_t)c->k->nlocals + 1);
+  char *saved = rt_xmalloc((size_t)c->k->nlocals + 1);
   IR_ASSERT(saved);
   memcpy(saved, c->local_in, (size_t)c->k->nlocals);
   for (; s; s = s->next) {
@@ -307,22 +307,22 @@ static void check_block(KCheck *c, const Stmt *s) {
     }
   }
   memcpy(c->local_in, saved, (size_t)c->k->nlocals);
-  free(saved);
+  rt_xfree(saved);
 }
 
 static void check_kernel(KCheck *c) {
   size_t nv = (size_t)(c->k->nvars > 0 ? c->k->nvars : 0) + 1, nl = (size_t)(c->k->nlocals > 0 ? c->k->nlocals : 0) + 1;
-  c->var_in = calloc(nv, 1);
-  c->var_hi = malloc(nv * sizeof *c->var_hi);
-  c->local_in = calloc(nl, 1);
-  c->local_ty = calloc(nl, sizeof *c->local_ty);
+  c->var_in = rt_xcalloc(nv, 1);
+  c->var_hi = rt_xmalloc(nv * sizeof *c->var_hi);
+  c->local_in = rt_xcalloc(nl, 1);
+  c->local_ty = rt_xcalloc(nl, sizeof *c->local_ty);
   IR_ASSERT(c->var_in && c->var_hi && c->local_in && c->local_ty);
   for (size_t i = 0; i < nv; i++) c->var_hi[i] = -1;
   check_block(c, c->k->body);
-  free(c->var_in);
-  free(c->var_hi);
-  free(c->local_in);
-  free(c->local_ty);
+  rt_xfree(c->var_in);
+  rt_xfree(c->var_hi);
+  rt_xfree(c->local_in);
+  rt_xfree(c->local_ty);
 }
 
 static void check_args(KCheck *c) {
