@@ -294,18 +294,21 @@ static void signature(Emit *E, const Func *fn, FILE *f) {
   fputc(')', f);
 }
 
-static int uses_buffer(const Stmt *s, int b);
-static int expr_uses(const Expr *e, int b) {
-  if (!e) return 0;
-  if (e->kind == EX_LOAD && e->id == b) return 1;
-  return expr_uses(e->a, b) || expr_uses(e->b, b) || expr_uses(e->c, b);
+/* Sets used[b] for every buffer b that s loads or stores: one walk over a
+ * function marks all its buffers (a walk per buffer would be quadratic). */
+static void expr_mark(const Expr *e, char *used) {
+  for (; e; e = e->b) {
+    if (e->kind == EX_LOAD) used[e->id] = 1;
+    expr_mark(e->a, used);
+    expr_mark(e->c, used);
+  }
 }
-static int uses_buffer(const Stmt *s, int b) {
-  for (; s; s = s->next)
-    if ((s->kind == ST_STORE && s->id == b) || expr_uses(s->extent, b) || expr_uses(s->index, b) ||
-        expr_uses(s->value, b) || uses_buffer(s->body, b))
-      return 1;
-  return 0;
+static void stmt_mark(const Stmt *s, char *used) {
+  for (; s; s = s->next) {
+    if (s->kind == ST_STORE) used[s->id] = 1;
+    expr_mark(s->extent, used), expr_mark(s->index, used), expr_mark(s->value, used);
+    stmt_mark(s->body, used);
+  }
 }
 
 static void function(Emit *E, const Func *fn) {
@@ -314,15 +317,15 @@ static void function(Emit *E, const Func *fn) {
   char tb[128];
   signature(E, fn, E->f);
   fputs(" {\n", E->f);
+  char *used = rt_xcalloc((size_t)p->nbufs + 1, 1);
+  for (int k = 0; k < fn->nkernels; k++) stmt_mark(fn->kernels[k].body, used);
   for (int b = 0; b < p->nbufs; b++) {
     const Buffer *buf = &p->bufs[b];
-    if (buf->kind != BUF_TEMP) continue;
-    int used = 0;
-    for (int k = 0; k < fn->nkernels && !used; k++) used = uses_buffer(fn->kernels[k].body, b);
-    if (!used) continue;
+    if (buf->kind != BUF_TEMP || !used[b]) continue;
     fprintf(E->f, "  %s *const t%d = A_%s + %lld; /* %s %s */\n", ctype(buf->dtype), b, rt_dtype_name(buf->dtype),
             (long long)buf->offset, buf->name, ir_type_str(g, buf->dtype, &buf->shape, tb, sizeof tb));
   }
+  rt_xfree(used);
   for (int s = 0; s < g->nsyms; s++) {
     const char *nm = cg_c_prefix(E->a, g->syms[s].name);
     fprintf(E->f, "  if (%s < 0 || %s > %s_MAX_%s) return -1;\n", nm, nm, E->PRE, upper(E->a, nm));

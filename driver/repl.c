@@ -145,16 +145,9 @@ typedef struct Command {
 
 static int cmd_load(Repl *r, char *arg) {
   if (!*arg) return fprintf(stderr, "usage: load MODEL.dl\n"), -1;
-  FILE *f = fopen(arg, "rb");
-  if (!f) return fprintf(stderr, "%s: %s\n", arg, strerror(errno)), -1;
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *mem = open_memstream(&buf, &len);
-  char chunk[4096];
-  size_t n;
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) fwrite(chunk, 1, n, mem);
-  fclose(f);
-  fclose(mem);
+  size_t len;
+  char *buf = fe_read_source(arg, &len, &r->d);   /* limits and refuses binary files */
+  if (!buf) return -1;
   int rc = set_model(r, arg, buf, 1);
   if (rc == 0) { /* a new model starts from scratch */
     drop_trainer(r, 0);
@@ -166,7 +159,7 @@ static int cmd_load(Repl *r, char *arg) {
     printf("%s: model '%s', %lld parameters%s\n", arg, r->m.g.name, (long long)ir_param_count(&r->m.g),
            r->have_cfg ? ", training section" : "");
   }
-  free(buf);
+  rt_xfree(buf);
   return rc;
 }
 

@@ -82,9 +82,8 @@ const char *fe_value_str(Parser *P, Value v, char *buf, size_t len) {
 /* --- scopes ------------------------------------------------------------------ */
 
 static Var *scope_find(Scope *s, const char *name) {
-  for (int i = s->n - 1; i >= 0; i--)
-    if (strcmp(s->v[i].name, name) == 0) return &s->v[i];
-  return NULL;
+  int i = fe_map_get(&s->index, name);
+  return i < 0 ? NULL : &s->v[i];
 }
 
 Var *fe_lookup(Parser *P, const char *name) { return scope_find(P->frame->scope, name); }
@@ -96,9 +95,10 @@ static Var *scope_add(Parser *P, Scope *s, const char *name) {
     if (s->n) memcpy(v, s->v, (size_t)s->n * sizeof *v);
     s->v = v, s->cap = cap;
   }
-  Var *v = &s->v[s->n++];
+  Var *v = &s->v[s->n];
   memset(v, 0, sizeof *v);
   v->name = arena_strdup(P->tmp, name);
+  fe_map_put(&s->index, P->tmp, v->name, s->n++);
   return v;
 }
 
@@ -140,19 +140,20 @@ void fe_poison(Parser *P, Token *name) {
 /* --- prefixes ------------------------------------------------------------------ */
 
 int fe_claim_prefix(Parser *P, const char *full, Token *at) {
-  for (int i = 0; i < P->nuses; i++)
-    if (strcmp(P->uses[i].name, full) == 0) {
-      diag_error(P->d, fe_loc(P, at), "the name '%s' is already used; each layer or block call "
-                 "and each parameter needs its own name", full);
-      diag_note(P->d, fe_loc(P, P->uses[i].tok), "'%s' is first used here", full);
-      return -1;
-    }
+  int i = fe_map_get(&P->use_index, full);
+  if (i >= 0) {
+    diag_error(P->d, fe_loc(P, at), "the name '%s' is already used; each layer or block call "
+               "and each parameter needs its own name", full);
+    diag_note(P->d, fe_loc(P, P->uses[i].tok), "'%s' is first used here", full);
+    return -1;
+  }
   if (P->nuses == P->usecap) {
     P->usecap = P->usecap ? P->usecap * 2 : 32;
     Use *u = arena_alloc(P->tmp, (size_t)P->usecap * sizeof *u);
     if (P->nuses) memcpy(u, P->uses, (size_t)P->nuses * sizeof *u);
     P->uses = u;
   }
+  fe_map_put(&P->use_index, P->tmp, full, P->nuses);
   P->uses[P->nuses++] = (Use){full, at};
   return 0;
 }
@@ -198,13 +199,15 @@ const char *fe_call_prefix(Parser *P, Expr *e, const char *kind) {
 }
 
 int fe_new_param(Parser *P, const char *fullname, const Shape *s, ParamInit init, Token *at) {
-  int old = ir_find_param(P->g, fullname);
+  int old = fe_map_get(&P->params, fullname);
   if (old >= 0) {
     diag_error(P->d, fe_loc(P, at), "a parameter named '%s' already exists", fullname);
     diag_note(P->d, P->g->nodes[old].loc, "'%s' is created here", fullname);
     return -1;
   }
-  return ir_param(P->g, fullname, DT_F32, s, init, fe_loc(P, at));
+  int id = ir_param(P->g, fullname, DT_F32, s, init, fe_loc(P, at));
+  fe_map_put(&P->params, P->tmp, P->g->nodes[id].name, id);
+  return id;
 }
 
 /* --- argument binding -------------------------------------------------------- */
@@ -233,7 +236,7 @@ static int bind_keyword(Parser *P, const char *callee, const char *noun, const S
     return 0;
   }
   Suggest sg;
-  fe_suggest_init(&sg, key);
+  fe_suggest_init(&sg, key, P->d);
   for (int k = 0; k < nsig; k++) fe_suggest_add(&sg, sig[k].name);
   if (sg.best)
     diag_error(P->d, fe_loc(P, a->key), "%s has no %s '%s'%s", callee, noun, key, fe_suggest_text(&sg));
@@ -356,7 +359,7 @@ static Value eval_enum(Parser *P, Expr *e, const char *what, const char *choices
     word = v.str;
   }
   Suggest sg;
-  fe_suggest_init(&sg, word);
+  fe_suggest_init(&sg, word, P->d);
   for (const char *c = choices; *c;) {
     size_t n = strcspn(c, "|");
     char opt[64];
@@ -422,9 +425,8 @@ static int is_function(const char *name) {
 }
 
 static const BlockDef *find_block(Parser *P, const char *name) {
-  for (int i = 0; i < P->nblocks; i++)
-    if (strcmp(P->blocks[i].name, name) == 0) return &P->blocks[i];
-  return NULL;
+  int i = fe_map_get(&P->block_index, name);
+  return i < 0 ? NULL : &P->blocks[i];
 }
 
 static Value unknown_name(Parser *P, Expr *e) {
@@ -438,8 +440,8 @@ static Value unknown_name(Parser *P, Expr *e) {
                "own names, so pass '%s' as an argument", e->name, P->frame->block->name, e->name);
   } else {
     Suggest sg;
-    fe_suggest_init(&sg, e->name);
-    for (int i = P->frame->scope->n - 1; i >= 0; i--) fe_suggest_add(&sg, P->frame->scope->v[i].name);
+    fe_suggest_init(&sg, e->name, P->d);
+    for (int i = P->frame->scope->n - 1; i >= 0 && !sg.off; i--) fe_suggest_add(&sg, P->frame->scope->v[i].name);
     diag_error(P->d, loc, "unknown name '%s'%s", e->name, fe_suggest_text(&sg));
   }
   return val_err();
@@ -464,14 +466,31 @@ static Value fold(Parser *P, Expr *e, Value a, Value b) {
   return val_err();
 }
 
-static Value eval_binary(Parser *P, Expr *e) {
-  Value a = fe_eval(P, e->lhs), b = fe_eval(P, e->rhs);
+/* e applied to a, the value of its left operand. */
+static Value apply_binary(Parser *P, Expr *e, Value a) {
+  Value b = fe_eval(P, e->rhs);
   if (a.kind == V_ERR || b.kind == V_ERR) return val_err();
   if (a.kind == V_NUM && b.kind == V_NUM) return fold(P, e, a, b);
   int in[2] = {fe_tensor(P, e->lhs, a), fe_tensor(P, e->rhs, b)};
   if (in[0] < 0 || in[1] < 0) return val_err();
   int id = ir_op(P->g, e->op, in, 2, NULL, fe_loc(P, e->tok));
   return id < 0 ? val_err() : val_tensor(id);
+}
+
+/* A chain such as x + x + ... + x parses into a left spine of any length
+ * (the parser counts only nesting), so it is evaluated with a loop, never
+ * with one level of recursion per operator: the spine is walked down to
+ * its first operand, then applied upward.  Only the right operands recurse,
+ * and their depth is the nesting the parser limits. */
+static Value eval_binary(Parser *P, Expr *e) {
+  int n = 0;
+  for (Expr *x = e; x->kind == EX_BINARY; x = x->lhs) n++;
+  Expr **spine = arena_alloc(P->tmp, (size_t)n * sizeof *spine);
+  Expr *x = e;
+  for (int i = n - 1; i >= 0; i--, x = x->lhs) spine[i] = x;
+  Value v = fe_eval(P, x);
+  for (int i = 0; i < n && !fe_halt(P, spine[i]->tok); i++) v = apply_binary(P, spine[i], v);
+  return P->halted ? val_err() : v;
 }
 
 static Value eval_neg(Parser *P, Expr *e) {
@@ -494,7 +513,7 @@ static int eval_list_item(Parser *P, Expr *e, Value *l) {
       return 0;
     }
     Suggest sg;
-    fe_suggest_init(&sg, e->name);
+    fe_suggest_init(&sg, e->name, P->d);
     for (int k = 0; k < P->g->nsyms; k++) fe_suggest_add(&sg, P->g->syms[k].name);
     diag_error(P->d, fe_loc(P, e->tok), "unknown dimension '%s'%s", e->name, fe_suggest_text(&sg));
     return -1;
@@ -507,8 +526,8 @@ static int eval_list_item(Parser *P, Expr *e, Value *l) {
 
 static Value eval_list(Parser *P, Expr *e) {
   Value l = {V_LIST};
-  if (e->nargs > IR_MAX_RANK) {
-    diag_error(P->d, fe_loc(P, e->args[IR_MAX_RANK].val->tok), "a list has at most %d entries", IR_MAX_RANK);
+  if (e->nargs > IR_MAX_LIST) {
+    diag_error(P->d, fe_loc(P, e->args[IR_MAX_LIST].val->tok), "a list has at most %d entries", IR_MAX_LIST);
     return val_err();
   }
   int bad = 0;
@@ -615,13 +634,19 @@ static int list_dims(Parser *P, OpKind op, Expr *e, Value v, Dim *out) {
 }
 
 static int set_attr(Parser *P, OpKind op, Attrs *a, const SigParam *sp, Expr *e, Value v) {
-  Dim dims[IR_MAX_RANK];
+  Dim dims[IR_MAX_LIST];
+  int max = ir_attr_list_max(op, sp->name);
   switch (sp->kind) {
   case SK_FLOAT: return ir_attr_set_float(a, op, sp->name, v.num);
   case SK_INT: case SK_BOOL: return ir_attr_set_int(a, op, sp->name, v.ival);
   case SK_ENUM: return ir_attr_set_enum(a, op, sp->name, v.str);
   case SK_LIST:
     if (v.nlist < 0) return 0;
+    if (v.nlist > max) {
+      diag_error(P->d, fe_loc(P, e->tok), "'%s' of %s takes at most %d entries, not %d", sp->name, ir_ops[op].name,
+                 max, v.nlist);
+      return -1;
+    }
     if (list_dims(P, op, e, v, dims)) return -1;
     return ir_attr_set_list(a, op, sp->name, dims, v.nlist);
   case SK_TENSOR: case SK_STR: case SK_ANY: break;
@@ -702,7 +727,7 @@ static Value run_block(Parser *P, const BlockDef *b, Frame *fr, const Value *arg
   P->frame = fr;
   for (int i = 0; i < b->def->nparams; i++) fe_bind(P, b->def->params[i], args[i], NULL);
   Value ret = val_err();
-  for (Stmt *s = b->def->body; s; s = s->next) {
+  for (Stmt *s = b->def->body; s && !P->halted; s = s->next) {
     if (s->kind != ST_RETURN) {
       fe_exec_stmt(P, s);
       continue;
@@ -715,9 +740,21 @@ static Value run_block(Parser *P, const BlockDef *b, Frame *fr, const Value *arg
   return ret;
 }
 
+int fe_halt(Parser *P, Token *at) {
+  if (P->halted) return 1;
+  const char *what = P->g->nnodes > FE_MAX_NODES ? "graph nodes" : P->ncalls > FE_MAX_BLOCK_CALLS ? "block calls" : NULL;
+  if (!what) return 0;
+  P->halted = 1;
+  diag_error(P->d, fe_loc(P, at), "the model is too large: more than %d %s (the limit of one model); "
+             "blocks are expanded at every call, so calls of calls multiply",
+             what[0] == 'g' ? FE_MAX_NODES : FE_MAX_BLOCK_CALLS, what);
+  return 1;
+}
+
 static Value call_block(Parser *P, const BlockDef *b, Expr *e) {
   if (b->def->broken) return val_err();
-  if (check_recursion(P, b, e)) return val_err();
+  P->ncalls++;
+  if (fe_halt(P, e->tok) || check_recursion(P, b, e)) return val_err();
   SigParam sig[FE_MAX_ARGS];
   Expr *slots[FE_MAX_ARGS];
   Value args[FE_MAX_ARGS];
@@ -750,11 +787,11 @@ static Value unknown_function(Parser *P, Expr *e) {
     return val_err();
   }
   Suggest sg;
-  fe_suggest_init(&sg, e->name);
+  fe_suggest_init(&sg, e->name, P->d);
   for (int i = 0; i < OP_COUNT; i++)
     if (!(ir_ops[i].flags & (OPF_SOURCE | OPF_INTERNAL))) fe_suggest_add(&sg, ir_ops[i].name);
   for (int i = 0; i < fe_layer_count(); i++) fe_suggest_add(&sg, fe_layer_at(i)->name);
-  for (int i = 0; i < P->nblocks; i++) fe_suggest_add(&sg, P->blocks[i].name);
+  for (int i = 0; i < P->nblocks && !sg.off; i++) fe_suggest_add(&sg, P->blocks[i].name);
   diag_error(P->d, fe_loc(P, e->tok), "unknown function '%s'%s", e->name, fe_suggest_text(&sg));
   return val_err();
 }
@@ -827,6 +864,7 @@ void fe_define_block(Parser *P, Stmt *s) {
     if (P->nblocks) memcpy(v, P->blocks, (size_t)P->nblocks * sizeof *v);
     P->blocks = v;
   }
+  fe_map_put(&P->block_index, P->tmp, name, P->nblocks);
   P->blocks[P->nblocks++] = (BlockDef){name, s};
 }
 
@@ -848,7 +886,7 @@ static int parse_dtype(Parser *P, Token *t, int param, DType *dt) {
     return -1;
   }
   Suggest sg;
-  fe_suggest_init(&sg, buf);
+  fe_suggest_init(&sg, buf, P->d);
   for (int i = 0; i < 3; i++) fe_suggest_add(&sg, names[i]);
   diag_error(P->d, fe_loc(P, t), "unknown type '%s'%s", buf,
              sg.best ? fe_suggest_text(&sg) : "; the types are f32, i32 and i64");
@@ -905,11 +943,12 @@ int fe_declare_input(Parser *P, Stmt *s, const char *what) {
     return -1;
   }
   const char *name = fe_tokstr(P, s->name);
-  if (ir_find_input(P->g, name) >= 0) {
+  if (fe_map_get(&P->inputs, name) >= 0) {
     diag_error(P->d, fe_loc(P, s->name), "an input named '%s' already exists", name);
     return -1;
   }
   int id = ir_input(P->g, name, dt, &sh, fe_loc(P, s->name));
+  fe_map_put(&P->inputs, P->tmp, name, id);
   fe_bind(P, s->name, val_tensor(id), what);
   return id;
 }
@@ -972,7 +1011,7 @@ static void exec_output(Parser *P, Stmt *s) {
                fe_value_str(P, v, buf, sizeof buf));
     return;
   }
-  int old = ir_find_output(P->g, name);
+  int old = fe_map_get(&P->outputs, name);
   if (old >= 0) {
     diag_error(P->d, fe_loc(P, s->name), "output '%s' is declared twice", name);
     diag_note(P->d, fe_loc(P, P->outtok[old]), "the first declaration is here");
@@ -985,7 +1024,7 @@ static void exec_output(Parser *P, Stmt *s) {
     P->outtok = t;
   }
   P->outtok[P->g->noutputs] = s->name;
-  ir_output(P->g, name, v.id);
+  fe_map_put(&P->outputs, P->tmp, name, ir_output(P->g, name, v.id));
 }
 
 static void exec_model(Parser *P, Stmt *s) {
@@ -1009,6 +1048,7 @@ static void defer(Parser *P, Stmt *s) {
 }
 
 void fe_exec_stmt(Parser *P, Stmt *s) {
+  if (fe_halt(P, s->tok)) return;
   switch (s->kind) {
   case ST_MODEL: exec_model(P, s); break;
   case ST_INPUT: fe_declare_input(P, s, "input"); break;
@@ -1040,8 +1080,8 @@ static void apply_pending(Parser *P, Stmt *s) {
   }
   if (hits) return;
   Suggest sg;
-  fe_suggest_init(&sg, s->qual);
-  for (int i = P->nuses - 1; i >= 0; i--) fe_suggest_add(&sg, P->uses[i].name);
+  fe_suggest_init(&sg, s->qual, P->d);
+  for (int i = P->nuses - 1; i >= 0 && !sg.off; i--) fe_suggest_add(&sg, P->uses[i].name);
   diag_error(P->d, fe_loc(P, s->name), "%s '%s' matches no parameter%s", s->kind == ST_FREEZE ? "freeze" : "lr_group",
              s->qual, fe_suggest_text(&sg));
 }

@@ -23,6 +23,11 @@
 
 #define FE_MAX_DEPTH 200        /* nesting of expressions */
 #define FE_MAX_EXPANSION 64     /* nesting of block calls */
+/* What one model may build: block calls in all (blocks are expanded at
+ * each call, so a few lines can ask for 2^30 expansions) and graph nodes.
+ * Real models use a few thousand of either. */
+#define FE_MAX_BLOCK_CALLS 100000
+#define FE_MAX_NODES 250000
 
 typedef struct Parser Parser;
 
@@ -141,8 +146,8 @@ typedef struct Value {
   int is_int;
   const char *str;      /* V_STR */
   int nlist;            /* V_LIST: integers, or symbols where sym[i] */
-  int64_t list[IR_MAX_RANK];
-  unsigned char sym[IR_MAX_RANK];
+  int64_t list[IR_MAX_LIST];
+  unsigned char sym[IR_MAX_LIST];
 } Value;
 
 typedef struct Var {
@@ -152,9 +157,24 @@ typedef struct Var {
   const char *what;     /* "input", "param", "label": cannot be rebound */
 } Var;
 
+/* --- frontend.c: name tables ---------------------------------------------------
+ * Names map to small integers through a hash table (open addressing,
+ * linear probing, FNV-1a), so looking up a name costs the same in a model
+ * of ten statements or of a hundred thousand.  Keys are not copied: they
+ * must outlive the table.  Tables grow in the arena given. */
+typedef struct FeMap {
+  const char **keys;
+  int *vals;
+  int n, cap;           /* cap: 0 or a power of two */
+} FeMap;
+
+int fe_map_get(const FeMap *m, const char *key);   /* -1 when absent */
+void fe_map_put(FeMap *m, Arena *a, const char *key, int val);
+
 typedef struct Scope {
   Var *v;
   int n, cap;
+  FeMap index;          /* name -> its entry of v */
 } Scope;
 
 typedef struct BlockDef {
@@ -219,8 +239,11 @@ struct Parser {
   Frame *frame;
   BlockDef *blocks;
   int nblocks, blockcap;
+  FeMap block_index;    /* name -> blocks[] */
   Use *uses;
   int nuses, usecap;
+  FeMap use_index;      /* name -> uses[] */
+  FeMap params, inputs, outputs;  /* name -> node id (outputs: output index) */
   Pending *pend;
   int npend, pendcap;
   Token **outtok;       /* where each output was declared */
@@ -234,9 +257,14 @@ struct Parser {
   Stmt *train;          /* the train section, once seen */
   int in_train;
   Token *settings[10];  /* where each training setting was given (train.c: settings[]) */
+  long ncalls;          /* block calls expanded so far */
+  int halted;           /* a limit of the model's size was hit: stop building */
 };
 
 void fe_exec_stmt(Parser *P, Stmt *s);
+/* Whether building must stop: reports (once) that the model exceeds
+ * FE_MAX_NODES nodes or FE_MAX_BLOCK_CALLS block calls, at token at. */
+int fe_halt(Parser *P, Token *at);
 void fe_define_block(Parser *P, Stmt *s);
 /* The variable that a statement whose syntax failed would have defined:
  * bound to an error value so later uses stay quiet. */
@@ -305,8 +333,10 @@ typedef struct Suggest {
   const char *name;
   const char *best;
   int dist;
+  int off;              /* the message will not be printed: offer nothing */
 } Suggest;
-void fe_suggest_init(Suggest *s, const char *name);
+/* Nothing is computed once d has stopped printing (after its max_errors). */
+void fe_suggest_init(Suggest *s, const char *name, const Diags *d);
 void fe_suggest_add(Suggest *s, const char *cand);
 /* "; did you mean 'x'?" or "" (static buffer). */
 const char *fe_suggest_text(const Suggest *s);

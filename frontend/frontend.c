@@ -1,7 +1,9 @@
 /*
  * frontend.c — the entry points: load a .dl file or string into a Model.
  *
- * Loading checks the bytes first (no NUL bytes, valid UTF-8), then lexes
+ * Loading checks the bytes first (no NUL bytes, valid UTF-8, at most
+ * FE_MAX_FILE_BYTES; a file is checked chunk by chunk as it is read, so
+ * an endless or binary stream is refused at once), then lexes
  * the whole text and runs the parser, which builds the graph statement by
  * statement (parser.c, build.c).  The model owns copies of the path and the
  * text, since every SrcLoc in the graph points at them.  Tokens and the
@@ -14,8 +16,11 @@
  * recently defined names first).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "frontend/fe.h"
 
@@ -41,14 +46,15 @@ int fe_edit_distance(const char *a, const char *b) {
   return d[n][m];
 }
 
-void fe_suggest_init(Suggest *s, const char *name) {
+void fe_suggest_init(Suggest *s, const char *name, const Diags *d) {
   s->name = name;
   s->best = NULL;
   s->dist = 1 << 20;
+  s->off = !d || !d->out || d->nerrors >= (d->max_errors > 0 ? d->max_errors : 20);
 }
 
 void fe_suggest_add(Suggest *s, const char *cand) {
-  if (strcmp(cand, s->name) == 0) return;
+  if (s->off || strcmp(cand, s->name) == 0) return;
   int len = (int)strlen(s->name);
   int limit = len / 3 < 1 ? 1 : len / 3 > 3 ? 3 : len / 3;
   int d = fe_edit_distance(s->name, cand);
@@ -60,6 +66,47 @@ const char *fe_suggest_text(const Suggest *s) {
   if (!s->best) return "";
   snprintf(buf, sizeof buf, "; did you mean '%s'?", s->best);
   return buf;
+}
+
+/* --- name tables ------------------------------------------------------------------ */
+
+static uint64_t map_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+/* The slot of key, or the empty slot where it would go. */
+static int map_slot(const FeMap *m, const char *key) {
+  int mask = m->cap - 1, i = (int)(map_hash(key) & (uint64_t)mask);
+  while (m->keys[i] && strcmp(m->keys[i], key) != 0) i = (i + 1) & mask;
+  return i;
+}
+
+int fe_map_get(const FeMap *m, const char *key) {
+  if (!m->cap) return -1;
+  int i = map_slot(m, key);
+  return m->keys[i] ? m->vals[i] : -1;
+}
+
+/* Doubles m (kept at most half full). */
+static void map_grow(FeMap *m, Arena *a) {
+  FeMap old = *m;
+  m->cap = old.cap ? old.cap * 2 : 16;
+  m->keys = arena_alloc(a, (size_t)m->cap * sizeof *m->keys);
+  m->vals = arena_alloc(a, (size_t)m->cap * sizeof *m->vals);
+  for (int i = 0; i < old.cap; i++)
+    if (old.keys[i]) {
+      int j = map_slot(m, old.keys[i]);
+      m->keys[j] = old.keys[i], m->vals[j] = old.vals[i];
+    }
+}
+
+void fe_map_put(FeMap *m, Arena *a, const char *key, int val) {
+  if (2 * (m->n + 1) > m->cap) map_grow(m, a);
+  int i = map_slot(m, key);
+  if (!m->keys[i]) m->keys[i] = key, m->n++;
+  m->vals[i] = val;
 }
 
 /* --- loading --------------------------------------------------------------------- */
@@ -120,6 +167,10 @@ static int check_bytes(Model *m, const char *text, size_t len, Diags *d) {
 int fe_load_buffer(Model *m, const char *path, const char *text, size_t len, Diags *d) {
   int before = d->nerrors;
   model_init(m, path, d);
+  if (len > FE_MAX_FILE_BYTES) {
+    diag_plain(d, m->src.path, "the model text is larger than %d MiB, the limit of a .dl file", FE_MAX_FILE_BYTES >> 20);
+    return d->nerrors - before;
+  }
   if (check_bytes(m, text, len, d)) return d->nerrors - before;
   m->src.text = arena_strndup(&m->g.arena, text, len);
   Arena tmp;
@@ -141,38 +192,87 @@ int fe_load_string(Model *m, const char *path, const char *text, Diags *d) {
   return fe_load_buffer(m, path, text, strlen(text), d);
 }
 
-int fe_load_file(Model *m, const char *path, Diags *d) {
-  int before = d->nerrors;
-  model_init(m, path, d);
-  FILE *f = fopen(path, "rb");
+/* Appends up to want bytes of fd to *buf (capacity *cap); returns the
+ * count read, 0 at the end, -1 with errno set. */
+static ssize_t read_chunk(int fd, char **buf, size_t *cap, size_t len, size_t want) {
+  if (len + want + 1 > *cap) {
+    size_t ncap = *cap ? *cap * 2 : 65536;
+    while (ncap < len + want + 1) ncap *= 2;
+    *buf = rt_xrealloc(*buf, ncap);
+    *cap = ncap;
+  }
+  ssize_t got;
+  do got = read(fd, *buf + len, want);
+  while (got < 0 && errno == EINTR);
+  return got;
+}
+
+/* Reads fd to its end, refusing (after a message) more than
+ * FE_MAX_FILE_BYTES and any NUL byte as soon as it arrives, so an endless
+ * or binary stream (/dev/urandom, /dev/zero) stops at once. */
+static char *read_text(int fd, const char *path, size_t *len, Diags *d) {
   char *buf = NULL;
-  size_t len = 0, cap = 0;
-  int err = f ? 0 : errno;
-  RtOomScope oom; /* the stream is not an owned block */
+  size_t cap = 0;
+  ssize_t got;
+  *len = 0;
+  while ((got = read_chunk(fd, &buf, &cap, *len, 65536)) > 0) {
+    const char *nul = memchr(buf + *len, 0, (size_t)got);
+    if (nul) {
+      diag_plain(d, path, "NUL byte at offset %zu; a .dl file must be text", (size_t)(nul - buf));
+      break;
+    }
+    *len += (size_t)got;
+    if (*len > FE_MAX_FILE_BYTES) {
+      diag_plain(d, path, "the file is larger than %d MiB, the limit of a .dl file", FE_MAX_FILE_BYTES >> 20);
+      break;
+    }
+  }
+  if (got < 0) diag_plain(d, path, "cannot read the file: %s", strerror(errno));
+  if (got != 0) {
+    rt_xfree(buf);
+    return NULL;
+  }
+  if (!buf) buf = rt_xmalloc(1);
+  buf[*len] = 0;
+  return buf;
+}
+
+char *fe_read_source(const char *path, size_t *len, Diags *d) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    diag_plain(d, path, "cannot read the file: %s", strerror(errno));
+    if (fd >= 0) close(fd);
+    return NULL;
+  }
+  char *text = NULL;
+  RtOomScope oom; /* the descriptor is not an owned block */
   rt_oom_enter(&oom);
   if (setjmp(oom.jb)) {
-    if (f) fclose(f);
+    close(fd);
     rt_oom();
   }
-  while (f && !err) {
-    if (len == cap) {
-      cap = cap ? cap * 2 : 65536;
-      buf = rt_xrealloc(buf, cap);
-    }
-    size_t got = fread(buf + len, 1, cap - len, f);
-    len += got;
-    if (got == 0) err = ferror(f) ? (errno ? errno : EIO) : -1;
-  }
+  if (S_ISDIR(st.st_mode))
+    diag_plain(d, path, "cannot read the file: %s", strerror(EISDIR));
+  else if (S_ISREG(st.st_mode) && st.st_size > FE_MAX_FILE_BYTES)
+    diag_plain(d, path, "the file is larger than %d MiB, the limit of a .dl file", FE_MAX_FILE_BYTES >> 20);
+  else
+    text = read_text(fd, path, len, d);
   rt_oom_leave(&oom);
-  if (f) fclose(f);
-  if (err > 0) {
-    diag_plain(d, path, "cannot read the file: %s", strerror(err));
-    rt_xfree(buf);
-    return d->nerrors - before;
+  close(fd);
+  return text;
+}
+
+int fe_load_file(Model *m, const char *path, Diags *d) {
+  int before = d->nerrors;
+  size_t len;
+  char *text = fe_read_source(path, &len, d);
+  if (!text) {
+    model_init(m, path, d);
+    return d->nerrors > before ? d->nerrors - before : 1;
   }
-  fe_model_free(m);
-  int n = fe_load_buffer(m, path, buf ? buf : "", len, d);
-  rt_xfree(buf);
+  int n = fe_load_buffer(m, path, text, len, d);
+  rt_xfree(text);
   return n;
 }
 

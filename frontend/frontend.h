@@ -58,7 +58,16 @@ typedef struct Model {
   TrainSpec train;
 } Model;
 
+/* The largest .dl text, and the most tokens it may hold: far above any
+ * real model, low enough that hostile input cannot exhaust memory. */
+#define FE_MAX_FILE_BYTES (16 << 20)
+#define FE_MAX_TOKENS 1000000
+
 int fe_load_file(Model *m, const char *path, Diags *d);
+/* The text of a .dl file, an rt_x block (free it with rt_xfree),
+ * NUL-terminated, *len bytes; NULL
+ * after reporting an unreadable, too large or binary (NUL bytes) file. */
+char *fe_read_source(const char *path, size_t *len, Diags *d);
 int fe_load_string(Model *m, const char *path, const char *text, Diags *d);
 /* len bytes of text, which may contain NUL bytes (reported as an error);
  * path is only used in messages and for the default model name. */

@@ -112,7 +112,7 @@ static int kernel_of(Parser *P, const char *layer, Token *at, Value v, int nsp, 
 
 /* Sets list attribute name of op from layer argument v (absent: the op's default). */
 static int set_list(Parser *P, const char *layer, Token *at, Attrs *a, OpKind op, const char *name, Value v) {
-  Dim d[IR_MAX_RANK];
+  Dim d[IR_MAX_LIST];
   for (int i = 0; i < v.nlist; i++) {
     if (v.sym[i]) {
       diag_error(P->d, fe_loc(P, at), "'%s' of %s takes integers, not the dimension symbol '%s'", name, layer,
@@ -283,7 +283,7 @@ static const struct {
 
 static int unknown_init(Parser *P, Expr *e) {
   Suggest sg;
-  fe_suggest_init(&sg, e->name ? e->name : "");
+  fe_suggest_init(&sg, e->name ? e->name : "", P->d);
   for (size_t i = 0; i < sizeof inits / sizeof inits[0]; i++) fe_suggest_add(&sg, inits[i].name);
   if (e->kind != EX_NAME && e->kind != EX_CALL)
     diag_error(P->d, fe_loc(P, e->tok), "expected an initialiser such as zeros or normal(std=0.01)");

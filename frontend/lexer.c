@@ -259,6 +259,10 @@ TokenList lex_tokenize(const Source *src, Arena *a) {
     lex_skip_space(&L);
     char c = *L.p;
     if (!c) break;
+    if (L.n >= FE_MAX_TOKENS) {
+      lex_error(&L, L.p, "the file has more than %d tokens, the limit of a .dl file", FE_MAX_TOKENS);
+      break;
+    }
     if (isdigit((unsigned char)c) || (c == '.' && isdigit((unsigned char)L.p[1])))
       lex_number(&L);
     else if (isalpha((unsigned char)c) || c == '_')

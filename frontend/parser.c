@@ -399,7 +399,7 @@ static _Noreturn void parse_bad_start(Parser *P) {
     static const char *kw[] = {"model", "input", "param", "output", "block",
                                "train", "label", "freeze", "lr_group"};
     Suggest sg;
-    fe_suggest_init(&sg, fe_tokstr(P, t));
+    fe_suggest_init(&sg, fe_tokstr(P, t), P->d);
     for (size_t i = 0; i < sizeof kw / sizeof kw[0]; i++) fe_suggest_add(&sg, kw[i]);
     if (sg.best)
       parse_fail_at(P, fe_loc(P, t), "unknown statement '%.*s'%s", t->len, t->p, fe_suggest_text(&sg));
@@ -573,14 +573,14 @@ static Stmt *parse_guarded(Parser *P, StmtCtx ctx, int *broken) {
 static Stmt *parse_body(Parser *P, StmtCtx ctx, Token *open, int *broken) {
   Stmt head = {0}, *tail = &head;
   P->brace_depth++;
-  while (!lex_is(P->tok, "}") && P->tok->kind != TK_EOF) {
+  while (!lex_is(P->tok, "}") && P->tok->kind != TK_EOF && !P->halted) {
     Stmt *s = parse_guarded(P, ctx, broken);
     if (!s) continue;
     if (ctx == CTX_TRAIN) fe_exec_stmt(P, s);
     tail = tail->next = s;
   }
   P->brace_depth--;
-  expect_close(P, "}", open);
+  if (!P->halted) expect_close(P, "}", open);
   return head.next;
 }
 
@@ -590,7 +590,7 @@ void parse_program(Parser *P) {
   P->tok = &P->toks.v[0];
   flush_lex_errors(P, P->tok);
   int broken = 0;
-  while (P->tok->kind != TK_EOF) {
+  while (P->tok->kind != TK_EOF && !P->halted) {
     Stmt *s = parse_guarded(P, CTX_TOP, &broken);
     P->nstmts++;
     if (!s) continue;

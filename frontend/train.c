@@ -99,7 +99,7 @@ static const CallDef *find_call(Parser *P, Expr *e, const char *what, const Call
     return NULL;
   }
   Suggest sg;
-  fe_suggest_init(&sg, e->name);
+  fe_suggest_init(&sg, e->name, P->d);
   for (int i = 0; i < n; i++) {
     if (strcmp(defs[i].name, e->name) == 0) return &defs[i];
     fe_suggest_add(&sg, defs[i].name);
@@ -292,7 +292,7 @@ int fe_train_setting(Parser *P, Stmt *s) {
   int k = setting_index(name);
   if (k < 0) {
     Suggest sg;
-    fe_suggest_init(&sg, name);
+    fe_suggest_init(&sg, name, P->d);
     for (int i = 0; i < COUNT(settings); i++) fe_suggest_add(&sg, settings[i]);
     if (!sg.best || sg.dist > 1) return 0;
     diag_error(P->d, fe_loc(P, s->name), "unknown training setting '%s'%s", name, fe_suggest_text(&sg));

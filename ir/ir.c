@@ -237,8 +237,9 @@ int ir_attr_set_enum(Attrs *a, OpKind op, const char *name, const char *value) {
 
 int ir_attr_set_list(Attrs *a, OpKind op, const char *name, const Dim *v, int n) {
   int fi = op_field(op, name);
-  if (fi < 0 || attr_fields[fi].kind != ATTR_LIST || n < 0 || n > IR_MAX_RANK) return -1;
+  if (fi < 0 || attr_fields[fi].kind != ATTR_LIST || n < 0) return -1;
   IntList *l = int_list(a, attr_fields[fi].field);
+  if (n > (l ? IR_MAX_LIST : IR_MAX_RANK)) return -1;
   if (l) {
     l->n = n;
     memcpy(l->v, v, (size_t)n * sizeof *v);
@@ -247,6 +248,13 @@ int ir_attr_set_list(Attrs *a, OpKind op, const char *name, const Dim *v, int n)
   a->nlist = n;
   memcpy(a->list, v, (size_t)n * sizeof *v);
   return 0;
+}
+
+int ir_attr_list_max(OpKind op, const char *name) {
+  int fi = op_field(op, name);
+  if (fi < 0 || attr_fields[fi].kind != ATTR_LIST) return 0;
+  Attrs a;
+  return int_list(&a, attr_fields[fi].field) ? IR_MAX_LIST : IR_MAX_RANK;
 }
 
 /* The n-th '|'-separated word of choices into buf. */

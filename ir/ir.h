@@ -112,6 +112,31 @@ typedef struct Shape {
   Dim d[IR_MAX_RANK];
 } Shape;
 
+/* --- checked size arithmetic -----------------------------------------------
+ * Every element count, byte count, extent and offset is computed through
+ * these.  ir_ckd_* set *r and return 0, or return 1 when the exact result
+ * does not fit in int64 (as C23's ckd_add).  Sizes are never negative, so
+ * ir_size_* return -1 for a negative operand or an overflow: -1 flows
+ * through a chain of steps and is checked once at its end.
+ *
+ * IR_MAX_TENSOR_BYTES bounds every tensor (with its symbols at their
+ * largest values) and every arena: 1 TiB, far above any model that fits a
+ * machine, and low enough that sums of a whole graph's sizes stay exact. */
+#define IR_MAX_TENSOR_BYTES ((int64_t)1 << 40)
+#define IR_MAX_TENSOR_BYTES_STR "1 TiB"
+
+static inline int ir_ckd_add(int64_t *r, int64_t a, int64_t b) { return __builtin_add_overflow(a, b, r); }
+static inline int ir_ckd_sub(int64_t *r, int64_t a, int64_t b) { return __builtin_sub_overflow(a, b, r); }
+static inline int ir_ckd_mul(int64_t *r, int64_t a, int64_t b) { return __builtin_mul_overflow(a, b, r); }
+static inline int64_t ir_size_add(int64_t a, int64_t b) {
+  int64_t r;
+  return a < 0 || b < 0 || ir_ckd_add(&r, a, b) ? -1 : r;
+}
+static inline int64_t ir_size_mul(int64_t a, int64_t b) {
+  int64_t r;
+  return a < 0 || b < 0 || ir_ckd_mul(&r, a, b) ? -1 : r;
+}
+
 typedef struct Graph Graph;
 
 /* --- attributes ------------------------------------------------------------ */
@@ -132,12 +157,14 @@ enum {
 
 #define ATTR_MAX INT64_MAX
 
-/* A list attribute of the convolution and pooling ops: the n integers as
- * given (n = 0: absent, the op's default), canonical after the shape rule
- * (ir/conv.h says which form each op keeps). */
+/* A list attribute of the convolution and pooling ops and of pad: the n
+ * integers as given (n = 0: absent, the op's default), canonical after the
+ * shape rule (ir/conv.h says which form each op keeps).  pad takes two
+ * entries per dimension, so a list holds up to IR_MAX_LIST. */
+#define IR_MAX_LIST (2 * IR_MAX_RANK)
 typedef struct IntList {
   int n;
-  int64_t v[IR_MAX_RANK];
+  int64_t v[IR_MAX_LIST];
 } IntList;
 
 /* How padded positions read: conv2d's padding_mode (zeros is constant 0)
@@ -192,7 +219,10 @@ int ir_attr_set_float(Attrs *a, OpKind op, const char *name, double v);
 int ir_attr_hp_index(const char *name);
 /* Sets an ATTR_ENUM attribute by the name of its value. */
 int ir_attr_set_enum(Attrs *a, OpKind op, const char *name, const char *value);
+/* A list holds at most IR_MAX_RANK entries (shape, perm, axes), or
+ * IR_MAX_LIST for an IntList attribute (ir_attr_list_max says which). */
 int ir_attr_set_list(Attrs *a, OpKind op, const char *name, const Dim *v, int n);
+int ir_attr_list_max(OpKind op, const char *name);
 /* Attribute name of a as .dl writes it ("2", "[1, 2]", "sum", "all"),
  * symbols named from g; returns buf, or NULL when op has no such attribute. */
 const char *ir_attr_format(const Graph *g, const Attrs *a, OpKind op, const char *name, char *buf,
