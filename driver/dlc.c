@@ -103,9 +103,10 @@ const char *dlc_flag(int argc, char **argv, int *i, const char *name, int *missi
 int dlc_parse_max(Graph *g, const char *spec, Diags *d) {
   const char *eq = strchr(spec, '=');
   char *end;
+  errno = 0;
   long long v = eq ? strtoll(eq + 1, &end, 10) : 0;
-  if (!eq || eq == spec || *end || v < 1) {
-    diag_plain(d, "--max", "expected SYM=N with N >= 1, got '%s'", spec);
+  if (!eq || eq == spec || *end || v < 1 || errno == ERANGE || v > IR_MAX_TENSOR_BYTES) {
+    diag_plain(d, "--max", "expected SYM=N with 1 <= N <= %lld, got '%s'", (long long)IR_MAX_TENSOR_BYTES, spec);
     return -1;
   }
   char name[64];
@@ -242,7 +243,7 @@ int dlc_load_model(Model *m, const char *path, const char *const *max, int nmax,
   for (int i = 0; i < nmax; i++)
     if (dlc_parse_max(&m->g, max[i], d)) return -1;
   dlc_default_max(m);
-  return 0;
+  return ir_check_sizes(&m->g, d) ? -1 : 0;   /* with the symbols at their largest values */
 }
 
 int dlc_write_c(const Program *p, const char *cpath, const RtTensorSet *embed, Diags *d) {

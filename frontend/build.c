@@ -198,7 +198,15 @@ const char *fe_call_prefix(Parser *P, Expr *e, const char *kind) {
   return full && fe_claim_prefix(P, full, P->naming_tok) == 0 ? full : NULL;
 }
 
+int fe_check_size(Parser *P, DType dt, const Shape *s, Token *at) {
+  char msg[512];
+  if (ir_size_check(P->g, dt, s, IR_SYMS_AS_ONE, msg, sizeof msg) == 0) return 0;
+  diag_error(P->d, fe_loc(P, at), "%s", msg);
+  return -1;
+}
+
 int fe_new_param(Parser *P, const char *fullname, const Shape *s, ParamInit init, Token *at) {
+  if (fe_check_size(P, DT_F32, s, at)) return -1;
   int old = fe_map_get(&P->params, fullname);
   if (old >= 0) {
     diag_error(P->d, fe_loc(P, at), "a parameter named '%s' already exists", fullname);
@@ -452,11 +460,23 @@ static Value eval_name(Parser *P, Expr *e) {
   return v ? v->v : unknown_name(P, e);
 }
 
+/* Integer arithmetic on constants, checked: an overflow is an error, never
+ * a wrapped size. */
+static Value fold_int(Parser *P, Expr *e, int64_t a, int64_t b) {
+  int64_t r;
+  int over = e->op == OP_ADD ? ir_ckd_add(&r, a, b) : e->op == OP_SUB ? ir_ckd_sub(&r, a, b) : ir_ckd_mul(&r, a, b);
+  if (!over) return val_int(r);
+  diag_error(P->d, fe_loc(P, e->tok), "integer overflow: %lld %c %lld does not fit in 64 bits", (long long)a,
+             e->op == OP_ADD ? '+' : e->op == OP_SUB ? '-' : '*', (long long)b);
+  return val_err();
+}
+
 static Value fold(Parser *P, Expr *e, Value a, Value b) {
   int ints = a.is_int && b.is_int;
-  if (e->op == OP_ADD) return ints ? val_int(a.ival + b.ival) : val_num(a.num + b.num, 0);
-  if (e->op == OP_SUB) return ints ? val_int(a.ival - b.ival) : val_num(a.num - b.num, 0);
-  if (e->op == OP_MUL) return ints ? val_int(a.ival * b.ival) : val_num(a.num * b.num, 0);
+  if (ints && (e->op == OP_ADD || e->op == OP_SUB || e->op == OP_MUL)) return fold_int(P, e, a.ival, b.ival);
+  if (e->op == OP_ADD) return val_num(a.num + b.num, 0);
+  if (e->op == OP_SUB) return val_num(a.num - b.num, 0);
+  if (e->op == OP_MUL) return val_num(a.num * b.num, 0);
   if (e->op == OP_DIV) {
     if (b.num != 0) return val_num(a.num / b.num, 0);
     diag_error(P->d, fe_loc(P, e->tok), "division by zero");
@@ -496,6 +516,10 @@ static Value eval_binary(Parser *P, Expr *e) {
 static Value eval_neg(Parser *P, Expr *e) {
   Value a = fe_eval(P, e->lhs);
   if (a.kind == V_ERR) return a;
+  if (a.kind == V_NUM && a.is_int && a.ival == INT64_MIN) {
+    diag_error(P->d, fe_loc(P, e->tok), "integer overflow: -(%lld) does not fit in 64 bits", (long long)a.ival);
+    return val_err();
+  }
   if (a.kind == V_NUM) return a.is_int ? val_int(-a.ival) : val_num(-a.num, 0);
   int in = fe_tensor(P, e->lhs, a);
   if (in < 0) return val_err();
@@ -938,6 +962,7 @@ int fe_declare_input(Parser *P, Stmt *s, const char *what) {
   if (check_rebind(P, s->name)) return -1;
   int bad = parse_dtype(P, s->dtype, 0, &dt);
   bad |= parse_shape(P, s, 0, &sh);
+  if (!bad) bad = fe_check_size(P, dt, &sh, s->dtype);
   if (bad) {
     fe_poison(P, s->name);
     return -1;

@@ -293,6 +293,9 @@ const char *fe_value_str(Parser *P, Value v, char *buf, size_t len);
 Value fe_eval_as(Parser *P, Expr *e, SigKind k, const char *what, const char *choices);
 /* The value of sig's default text. */
 Value fe_default(const SigParam *sp);
+/* 0 if a dt tensor of shape s fits IR_MAX_TENSOR_BYTES per unit of its
+ * symbols, else -1 after reporting at at. */
+int fe_check_size(Parser *P, DType dt, const Shape *s, Token *at);
 /* Creates parameter PREFIX.NAME (or NAME at top level); -1 after an error. */
 int fe_new_param(Parser *P, const char *fullname, const Shape *s, ParamInit init, Token *at);
 /* Reserves a prefix for a layer or block call; 0, or -1 if taken. */

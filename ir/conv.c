@@ -19,6 +19,13 @@
 #include "ir/conv.h"
 
 static const float *cf(const RtTensor *t) { return (const float *)t->data; }
+
+/* A zeroed double accumulator of n elements (at least one): n comes from
+ * shapes the shape rules have bounded, and is checked again here. */
+static double *accumulator(int64_t n) {
+  IR_ASSERT(n >= 0 && n <= IR_MAX_TENSOR_BYTES);
+  return rt_xcalloc((size_t)(n ? n : 1), sizeof(double));
+}
 static float *wf(RtTensor *t) { return (float *)t->data; }
 
 /* --- geometry ----------------------------------------------------------------- */
@@ -96,9 +103,9 @@ static void conv_forward(const ConvGeom *cg, int64_t N, const float *x, const fl
  * plus a bias over the input's channels (conv_transpose2d). */
 static void conv_backward_data(const ConvGeom *cg, int64_t N, const float *dy, const float *w, const float *b,
                                float *dx) {
-  int64_t cpg = cg->c / cg->groups, opg = cg->o / cg->groups, plane = cg->h * cg->w, total = N * cg->c * plane;
-  double *acc = rt_xcalloc((size_t)(total ? total : 1), sizeof *acc);
-  IR_ASSERT(acc);
+  int64_t cpg = cg->c / cg->groups, opg = cg->o / cg->groups, plane = ir_size_mul(cg->h, cg->w);
+  int64_t total = ir_size_mul(ir_size_mul(N, cg->c), plane);
+  double *acc = accumulator(total);
   for (int64_t n = 0; n < N; n++)
     for (int64_t o = 0; o < cg->o; o++)
       for (int64_t oh = 0; oh < cg->oh; oh++)
@@ -183,8 +190,7 @@ static void pool(const ConvGeom *cg, const Attrs *a, OpKind op, int64_t planes, 
                  float *out) {
   int64_t in_plane = cg->h * cg->w, out_plane = cg->oh * cg->ow;
   int grad = op == OP_MAX_POOL2D_GRAD || op == OP_AVG_POOL2D_GRAD;
-  double *acc = grad ? rt_xcalloc((size_t)(planes * in_plane + 1), sizeof *acc) : NULL;
-  IR_ASSERT(!grad || acc);
+  double *acc = grad ? accumulator(ir_size_mul(planes, in_plane)) : NULL;
   for (int64_t p = 0; p < planes; p++)
     for (int64_t oh = 0; oh < cg->oh; oh++)
       for (int64_t ow = 0; ow < cg->ow; ow++) {
@@ -234,8 +240,7 @@ static void bilinear_src(int64_t i, int64_t scale, int64_t len, int64_t *i0, int
  * the four neighbours.  The gradient adds each dy into what it read. */
 static void upsample(const ConvGeom *cg, int mode, int grad, int64_t planes, const float *x, float *out) {
   int64_t in_plane = cg->h * cg->w, out_plane = cg->oh * cg->ow;
-  double *acc = grad ? rt_xcalloc((size_t)(planes * in_plane + 1), sizeof *acc) : NULL;
-  IR_ASSERT(!grad || acc);
+  double *acc = grad ? accumulator(ir_size_mul(planes, in_plane)) : NULL;
   for (int64_t p = 0; p < planes; p++)
     for (int64_t oh = 0; oh < cg->oh; oh++)
       for (int64_t ow = 0; ow < cg->ow; ow++) {
@@ -266,8 +271,7 @@ static void upsample(const ConvGeom *cg, int mode, int grad, int64_t planes, con
 static void pad(const Attrs *a, int grad, const RtTensor *x, const RtTensor *y, const float *src, float *dst) {
   int64_t c[RT_MAX_RANK], n = rt_tensor_numel(y), nx = rt_tensor_numel(x);
   int r = x->rank;
-  double *acc = grad ? rt_xcalloc((size_t)(nx + 1), sizeof *acc) : NULL;
-  IR_ASSERT(!grad || acc);
+  double *acc = grad ? accumulator(nx) : NULL;
   for (int64_t i = 0; i < n; i++) {
     int64_t rest = i, off = 0, inside = 1;
     for (int k = r - 1; k >= 0; k--) c[k] = rest % y->shape[k], rest /= y->shape[k];

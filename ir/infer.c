@@ -7,6 +7,10 @@
  * becomes its positive index, a slice end is clamped), so later stages see
  * canonical values.
  *
+ * Every extent is computed with the checked arithmetic of ir.h, so an
+ * attribute or a shape that would overflow is an error here, and
+ * ir_infer refuses a result over IR_MAX_TENSOR_BYTES.
+ *
  * Symbolic dimensions follow one rule: a symbol only equals itself.  So
  * broadcasting N against 1 gives N, N against N gives N, and N against 3 is
  * an error, even though N might be 3 at run time.
@@ -127,7 +131,7 @@ static int64_t sym_product(const Shape *s, int from, int to, int *symcount) {
     if (DIM_IS_SYM(s->d[i]))
       symcount[DIM_SYM_ID(s->d[i])]++;
     else
-      k *= s->d[i];
+      k = ir_size_mul(k, s->d[i]);
   }
   return k;
 }
@@ -149,9 +153,10 @@ static int infer_reshape(Ctx *c, const Node *x, Attrs *a, Shape *out) {
     } else if (DIM_IS_SYM(d)) {
       ct[DIM_SYM_ID(d)]++;
     } else {
-      kt *= d;
+      kt = ir_size_mul(kt, d);
     }
   }
+  if (kt < 0) return fail(c, "the size of the target shape overflows 64 bits");
   for (int s = 0; s < IR_MAX_SYMS; s++)
     if (cx[s] != ct[s])
       return fail(c, "cannot reshape %s: symbolic dimension %s must appear in the target as often as in the input",
@@ -229,8 +234,9 @@ static int infer_concat(Ctx *c, const Node *const *xs, int n, Attrs *a, Shape *o
                     ty(c, xs[0], b2), (long long)a->axis);
     if (DIM_IS_SYM(s->d[a->axis]))
       return fail(c, "cannot concatenate along symbolic dimension %s", dimstr(c, s->d[a->axis], b3));
-    total += s->d[a->axis];
+    total = ir_size_add(total, s->d[a->axis]);
   }
+  if (total < 0) return fail(c, "the concatenated extent overflows 64 bits");
   out->d[a->axis] = total;
   return 0;
 }
@@ -249,7 +255,7 @@ static int infer_slice(Ctx *c, const Node *x, Attrs *a, Shape *out) {
   s = s < 0 ? 0 : s > d ? d : s;
   e = e < s ? s : e > d ? d : e;
   a->start = s, a->end = e;
-  out->d[a->axis] = (e - s + a->step - 1) / a->step;
+  out->d[a->axis] = e > s ? (e - s - 1) / a->step + 1 : 0;   /* no overflow for any step */
   if (out->d[a->axis] == 0) return fail(c, "slice [%lld:%lld] of a dimension of %lld is empty",
                                         (long long)s, (long long)e, (long long)d);
   return 0;
@@ -310,9 +316,12 @@ static int canon_list(Ctx *c, IntList *l, const char *what, int want, int64_t de
   if (l->n != 1 && l->n != want)
     return fail(c, "%s takes %s integers, not %d", what, want == 4 ? "1, 2 or 4" : want == 2 ? "1 or 2" : "1", l->n);
   l->n = want;
-  for (int i = 0; i < want; i++)
+  for (int i = 0; i < want; i++) {
     if (l->v[i] < min)
       return fail(c, "%s must be %s, not %lld", what, min > 0 ? "positive" : "zero or more", (long long)l->v[i]);
+    if (l->v[i] > IR_MAX_TENSOR_BYTES)
+      return fail(c, "%s must be at most %lld, not %lld", what, (long long)IR_MAX_TENSOR_BYTES, (long long)l->v[i]);
+  }
   return 0;
 }
 
@@ -348,8 +357,9 @@ static int window_out(Ctx *c, const Node *x, const char *holder, int nsp, const 
   for (int i = 0; i < nsp; i++) {
     int64_t d = a->dilation.n ? a->dilation.v[i] : 1;
     dilated |= d > 1;
-    eff[i] = d * (k[i] - 1) + 1;
-    padded[i] = in[i] + pad[2 * i] + pad[2 * i + 1];
+    eff[i] = ir_size_add(ir_size_mul(d, k[i] - 1), 1);
+    padded[i] = ir_size_add(in[i], ir_size_add(pad[2 * i], pad[2 * i + 1]));
+    if (eff[i] < 0 || padded[i] < 0) return fail(c, "the extent of the window or of the padded input overflows 64 bits");
   }
   for (int i = 0; i < nsp; i++)
     if (eff[i] > padded[i])
@@ -358,7 +368,7 @@ static int window_out(Ctx *c, const Node *x, const char *holder, int nsp, const 
                   extent_str(padded, nsp, e3));
   for (int i = 0; i < nsp; i++) {
     int64_t s = a->stride.v[i], num = padded[i] - eff[i];
-    out[i] = (ceil_mode ? num + s - 1 : num) / s + 1;
+    out[i] = (ceil_mode ? ir_size_add(num, s - 1) : num) / s + 1;   /* canon_list bounds s: no overflow */
     if (ceil_mode && (out[i] - 1) * s >= in[i] + pad[2 * i]) out[i]--; /* a last window only in the padding */
   }
   return 0;
@@ -383,7 +393,7 @@ static int infer_conv(Ctx *c, OpKind op, const Node *x, const Node *w, const Nod
   if (C % G) return fail(c, "the %lld channels of input %s do not divide into %lld groups", (long long)C, ty(c, x, b1), (long long)G);
   if (O % G)
     return fail(c, "the %lld output channels of weight %s do not divide into %lld groups", (long long)O, ty(c, w, b1), (long long)G);
-  if (w->shape.d[1] * G != C) {
+  if (ir_size_mul(w->shape.d[1], G) != C) {
     if (G == 1)
       return fail(c, "weight %s takes %lld input channels, but input %s has %lld", ty(c, w, b1),
                   (long long)w->shape.d[1], ty(c, x, b2), (long long)C);
@@ -418,8 +428,9 @@ static int infer_conv_transpose(Ctx *c, const Node *x, const Node *w, const Node
   if (canon_list(c, &a->stride, "stride", 2, 1, 1) || canon_list(c, &a->dilation, "dilation", 2, 1, 1) ||
       canon_list(c, &a->padding, "padding", 4, 0, 0) || canon_list(c, &a->output_padding, "output_padding", 2, 0, 0))
     return -1;
-  int64_t C = x->shape.d[1], G = a->groups, O = w->shape.d[1] * G;
+  int64_t C = x->shape.d[1], G = a->groups, O = ir_size_mul(w->shape.d[1], G);
   if (G < 1) return fail(c, "groups must be positive, not %lld", (long long)G);
+  if (O < 0) return fail(c, "the output channels of weight %s times %lld groups overflow 64 bits", ty(c, w, b1), (long long)G);
   if (C % G) return fail(c, "the %lld channels of input %s do not divide into %lld groups", (long long)C, ty(c, x, b1), (long long)G);
   if (w->shape.d[0] != C)
     return fail(c, "weight %s takes %lld input channels, but input %s has %lld", ty(c, w, b1), (long long)w->shape.d[0],
@@ -430,8 +441,10 @@ static int infer_conv_transpose(Ctx *c, const Node *x, const Node *w, const Node
   for (int i = 0; i < 2; i++) {
     int64_t s = a->stride.v[i], op = a->output_padding.v[i];
     if (op >= s) return fail(c, "output_padding %lld must be smaller than stride %lld", (long long)op, (long long)s);
-    o[i] = (x->shape.d[2 + i] - 1) * s - a->padding.v[2 * i] - a->padding.v[2 * i + 1] +
-           a->dilation.v[i] * (w->shape.d[2 + i] - 1) + op + 1;
+    int64_t grown = ir_size_add(ir_size_add(ir_size_mul(x->shape.d[2 + i] - 1, s),
+                                            ir_size_mul(a->dilation.v[i], w->shape.d[2 + i] - 1)), op + 1);
+    if (grown < 0) return fail(c, "the output extent of input %s and weight %s overflows 64 bits", ty(c, x, b1), ty(c, w, b2));
+    o[i] = grown - a->padding.v[2 * i] - a->padding.v[2 * i + 1];   /* canon_list bounds the padding */
   }
   if (o[0] <= 0 || o[1] <= 0)
     return fail(c, "the padding leaves an output of %lldx%lld from input %s and weight %s", (long long)o[0],
@@ -453,7 +466,8 @@ static int infer_pool(Ctx *c, OpKind op, const Node *x, Attrs *a, Shape *out) {
       (is_max && canon_list(c, &a->dilation, "dilation", 2, 1, 1)))
     return -1;
   for (int i = 0; i < 4; i++) {
-    int64_t k = a->kernel.v[i / 2], eff = is_max ? a->dilation.v[i / 2] * (k - 1) + 1 : k;
+    int64_t k = a->kernel.v[i / 2], eff = is_max ? ir_size_add(ir_size_mul(a->dilation.v[i / 2], k - 1), 1) : k;
+    if (eff < 0) return fail(c, "the dilated kernel's extent overflows 64 bits");
     if (2 * a->padding.v[i] > eff)
       return fail(c, "%s padding %lld is more than half the %skernel %lld (input %s)", side_names[i],
                   (long long)a->padding.v[i], is_max && eff != k ? "dilated " : "", (long long)eff, ty(c, x, b1));
@@ -475,8 +489,9 @@ static int infer_upsample(Ctx *c, const Node *x, Attrs *a, Shape *out) {
   if (image_input(c, x, 4, "[N, C, H, W]")) return -1;
   if (canon_list(c, &a->scale, "scale_factor", 2, 1, 1)) return -1;
   *out = x->shape;
-  out->d[2] *= a->scale.v[0];
-  out->d[3] *= a->scale.v[1];
+  out->d[2] = ir_size_mul(out->d[2], a->scale.v[0]);
+  out->d[3] = ir_size_mul(out->d[3], a->scale.v[1]);
+  if (out->d[2] < 0 || out->d[3] < 0) return fail(c, "the upsampled extent overflows 64 bits");
   return 0;
 }
 
@@ -498,7 +513,8 @@ static int infer_pad(Ctx *c, const Node *x, Attrs *a, Shape *out) {
     if (a->mode == PAD_REFLECT && p >= d)
       return fail(c, "reflect padding %lld of dimension %d must be smaller than its size %lld in %s", (long long)p, dim,
                   (long long)d, ty(c, x, b1));
-    out->d[dim] += p;
+    out->d[dim] = ir_size_add(out->d[dim], p);
+    if (out->d[dim] < 0) return fail(c, "the padded extent of dimension %d overflows 64 bits", dim);
   }
   return 0;
 }
@@ -648,8 +664,8 @@ static int infer_step(Ctx *c, OpKind op, const Node *const *xs, int nin, Shape *
   return 0;
 }
 
-int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *attrs, DType *dt,
-             Shape *out, char *msg, size_t msglen) {
+static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Attrs *attrs, DType *dt,
+                    Shape *out, char *msg, size_t msglen) {
   Ctx c = {g, msg, msglen};
   Attrs *a = (Attrs *)attrs;
   const Node *xs[64];
@@ -750,4 +766,14 @@ int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *att
     break;
   }
   return fail(&c, "unknown op");
+}
+
+/* The shape rule, then the size of its result: an extent or element count
+ * that overflows, or a tensor over IR_MAX_TENSOR_BYTES per unit of its
+ * symbols, is refused where it is built (with the symbols' largest values,
+ * ir_check_sizes checks again once they are known). */
+int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *attrs, DType *dt, Shape *out,
+             char *msg, size_t msglen) {
+  if (infer_op(g, op, in, nin, attrs, dt, out, msg, msglen)) return -1;
+  return ir_size_check(g, *dt, out, IR_SYMS_AS_ONE, msg, msglen);
 }

@@ -487,11 +487,52 @@ int64_t ir_dim_value(const Graph *g, Dim d, const int64_t *symvals) {
 
 int64_t ir_numel(const Graph *g, const Shape *s, const int64_t *symvals) {
   int64_t n = 1;
-  for (int i = 0; i < s->rank; i++) n *= ir_dim_value(g, s->d[i], symvals);
+  for (int i = 0; i < s->rank; i++) n = ir_size_mul(n, ir_dim_value(g, s->d[i], symvals));
   return n;
 }
 
 int64_t ir_numel_max(const Graph *g, const Shape *s) { return ir_numel(g, s, NULL); }
+
+_Static_assert(IR_MAX_SYMS == 8, "ir_syms_as_one holds a 1 for each symbol");
+const int64_t ir_syms_as_one[IR_MAX_SYMS] = {1, 1, 1, 1, 1, 1, 1, 1};
+
+int64_t ir_nbytes(const Graph *g, DType dt, const Shape *s, const int64_t *symvals) {
+  return ir_size_mul(ir_numel(g, s, symvals), (int64_t)rt_dtype_size(dt));
+}
+
+int ir_size_check(const Graph *g, DType dt, const Shape *s, const int64_t *symvals, char *msg, size_t len) {
+  int64_t n = ir_nbytes(g, dt, s, symvals);
+  if (n >= 0 && n <= IR_MAX_TENSOR_BYTES) return 0;
+  char ty[160], at[160] = "";
+  ir_type_str(g, dt, s, ty, sizeof ty);
+  for (int i = 0, k = 0; symvals != IR_SYMS_AS_ONE && i < g->nsyms && k < (int)sizeof at; i++)
+    k += snprintf(at + k, sizeof at - (size_t)k, "%s%s = %lld", i ? ", " : " at ", g->syms[i].name,
+                  (long long)(symvals ? symvals[i] : g->syms[i].max));
+  if (n < 0)
+    snprintf(msg, len, "the size of %s%s overflows 64 bits; a tensor holds at most %s", ty, at,
+             IR_MAX_TENSOR_BYTES_STR);
+  else
+    snprintf(msg, len, "%s%s takes %lld bytes, more than the limit of %s for one tensor", ty, at, (long long)n,
+             IR_MAX_TENSOR_BYTES_STR);
+  return -1;
+}
+
+/* Reports only the tensors whose operands fit: the origin of each problem,
+ * not everything computed from it. */
+int ir_check_sizes(const Graph *g, Diags *d) {
+  int bad = 0;
+  char msg[512], *over = rt_xcalloc((size_t)g->nnodes + 1, 1);
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = &g->nodes[i];
+    if (ir_size_check(g, n->dtype, &n->shape, NULL, msg, sizeof msg) == 0) continue;
+    over[i] = 1, bad++;
+    int inherited = 0;
+    for (int k = 0; k < n->nin; k++) inherited |= over[n->in[k]];
+    if (!inherited) diag_error(d, n->loc, "%s%s%s", n->name ? n->name : "", n->name ? ": " : "", msg);
+  }
+  rt_xfree(over);
+  return bad;
+}
 
 int ir_shape_eq(const Shape *a, const Shape *b) {
   if (a->rank != b->rank) return 0;
@@ -516,7 +557,7 @@ const char *ir_type_str(const Graph *g, DType dt, const Shape *s, char *buf, siz
 int64_t ir_param_count(const Graph *g) {
   int64_t total = 0;
   for (int i = 0; i < g->nnodes; i++)
-    if (g->nodes[i].op == OP_PARAM) total += ir_numel_max(g, &g->nodes[i].shape);
+    if (g->nodes[i].op == OP_PARAM) total = ir_size_add(total, ir_numel_max(g, &g->nodes[i].shape));
   return total;
 }
 

@@ -299,10 +299,23 @@ int ir_find_input(const Graph *g, const char *name);
 int ir_find_param(const Graph *g, const char *name);
 int ir_find_output(const Graph *g, const char *name);
 
-/* Shape helpers. */
+/* Shape helpers.  Element and byte counts are -1 when they overflow int64;
+ * a graph that passed ir_check_sizes has none over IR_MAX_TENSOR_BYTES. */
 int64_t ir_numel_max(const Graph *g, const Shape *s);       /* symbols at max */
 int64_t ir_dim_value(const Graph *g, Dim d, const int64_t *symvals);
 int64_t ir_numel(const Graph *g, const Shape *s, const int64_t *symvals);
+/* Bytes of a dt tensor of shape s, symbols at symvals (NULL: at their max;
+ * IR_SYMS_AS_ONE: each symbol counts 1, the size per unit of them). */
+#define IR_SYMS_AS_ONE ((const int64_t *)ir_syms_as_one)
+extern const int64_t ir_syms_as_one[IR_MAX_SYMS];
+int64_t ir_nbytes(const Graph *g, DType dt, const Shape *s, const int64_t *symvals);
+/* Writes into msg why a dt tensor of shape s cannot exist (its size
+ * overflows or passes IR_MAX_TENSOR_BYTES, symbols at symvals) and returns
+ * -1, or returns 0. */
+int ir_size_check(const Graph *g, DType dt, const Shape *s, const int64_t *symvals, char *msg, size_t len);
+/* Checks every node with the symbols at their max; reports each tensor
+ * over the limit at its source line and returns how many there are. */
+int ir_check_sizes(const Graph *g, Diags *d);
 int ir_shape_eq(const Shape *a, const Shape *b);
 /* "f32[N, 784]" */
 const char *ir_type_str(const Graph *g, DType dt, const Shape *s, char *buf, size_t len);

@@ -258,3 +258,50 @@ Test(hostile, pad_takes_two_entries_for_each_of_six_dimensions) {
   cr_expect(strstr(msg, "'shape' of reshape takes at most 6 entries, not 7") != NULL, "%s", msg);
   free(msg);
 }
+
+/* --- sizes that overflow or pass the limit --------------------------------------------- */
+
+/* `dlc check` on model text; wants exit 1 and needle in the output. */
+static void refused_model(const char *dir, const char *text, const char *args, const char *needle) {
+  put(dir, "m.dl", text);
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "check m.dl %s", args);
+  expect_refusal(run(dir, cmd, 30), text, needle);
+}
+
+Test(hostile, shapes_whose_size_overflows_are_refused_at_their_line, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  refused_model(dir, "input x: f32[4294967296, 4294967296, 4294967296]\ny = relu(x)\noutput y\n", "",
+                "m.dl:1:10: error: the size of f32[4294967296, 4294967296, 4294967296] overflows 64 bits");
+  refused_model(dir, "input x: f32[9223372036854775807, 2]\ny = relu(x)\noutput y\n", "", "overflows 64 bits");
+  refused_model(dir, "input x: f32[N, 1099511627776]\noutput x\n", "",
+                "takes 4398046511104 bytes, more than the limit of 1 TiB");
+  refused_model(dir, "input x: f32[N, 4]\nparam w: f32[4611686018427387904, 4] = zeros\ny = x @ transpose(w)\noutput y\n",
+                "", "m.dl:2:7: error: the size of f32[4611686018427387904, 4] overflows");
+  refused_model(dir, "input x: f32[N, 784]\nh = dense(x, 4611686018427387904)\noutput h\n", "", "overflows 64 bits");
+  refused_model(dir, "input x: f32[N, 1, 1073741824, 1]\ny = upsample(x, scale_factor=[1099511627776, 1])\noutput y\n",
+                "", "upsample: the upsampled extent overflows 64 bits");
+  refused_model(dir, "input x: f32[N, 1, 1024, 1024]\ny = upsample(x, scale_factor=[1048576, 1])\noutput y\n", "",
+                "upsample: f32[N, 1, 1073741824, 1024] takes 4398046511104 bytes, more than the limit of 1 TiB");
+  refused_model(dir, "input x: f32[N, 4]\ny = pad(x, [9223372036854775807, 1])\noutput y\n", "",
+                "pad: the padded extent of dimension 1 overflows 64 bits");
+  refused_model(dir, "input x: f32[N, 4]\ny = reshape(x, [N, 4294967296, 4294967296, 4294967296])\noutput y\n", "",
+                "reshape: the size of the target shape overflows 64 bits");
+  refused_model(dir, "input x: f32[N, 4]\nk = 9223372036854775807\ny = dense(x, k + 1) as fc\noutput y\n", "",
+                "integer overflow: 9223372036854775807 + 1 does not fit in 64 bits");
+  refused_model(dir, "input x: f32[N, 1, 8, 8]\ny = max_pool2d(x, kernel=2, stride=4611686018427387904)\noutput y\n",
+                "", "stride must be at most 1099511627776");
+}
+
+Test(hostile, max_is_bounded_and_sizes_are_checked_at_it, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  const char *m = "input x: f32[N, 784]\nh = relu(x)\ny = h * 2\noutput y\n";
+  refused_model(dir, m, "--max N=99999999999999999999", "expected SYM=N with 1 <= N <= 1099511627776");
+  refused_model(dir, m, "--max N=1099511627777", "expected SYM=N with 1 <= N <= 1099511627776");
+  refused_model(dir, m, "--max N=1099511627776", "m.dl:1:7: error: x: f32[N, 784] at N = 1099511627776 takes");
+  refused_model(dir, m, "--max N=1000000000", "x: f32[N, 784] at N = 1000000000 takes 3136000000000 bytes, more than the limit");
+  put(dir, "m.dl", m);
+  Run r = run(dir, "check m.dl --max N=65536", 30);
+  cr_expect(strstr(r.out, "inference arena: 205520896 bytes at N = 65536") != NULL, "%s", r.out);
+  expect_success(r, "N = 65536");
+}
