@@ -57,10 +57,7 @@ static int emitted_accuracy(Trainer *t, const RtTensorSet *weights, double *acc,
   RtTensorSet w;
   rt_set_init(&w);
   for (int i = 0; i < weights->count; i++) { /* a copy: folding changes values */
-    RtTensor c = weights->items[i].t;
-    c.data = malloc(rt_tensor_nbytes(&c) + 1);
-    memcpy(c.data, weights->items[i].t.data, rt_tensor_nbytes(&c));
-    if (rt_set_add(&w, weights->items[i].name, &c, &err)) free(c.data);
+    if (rt_set_add_copy(&w, weights->items[i].name, &weights->items[i].t, &err)) rt_oom(); /* names are unique */
   }
   Graph g;
   ir_graph_init(&g, m.g.name, t->d);
@@ -77,8 +74,8 @@ static int emitted_accuracy(Trainer *t, const RtTensorSet *weights, double *acc,
       int oi = t->acc_output >= 0 ? ir_find_output(&g, t->m->g.outputs[t->acc_output].name) : 0;
       const Node *on = &g.nodes[g.outputs[oi].id];
       int64_t per = ir_numel_max(&g, &on->shape) / b;
-      float *x = malloc(sizeof(float) * (size_t)(b * feat)), **outs = calloc((size_t)g.noutputs, sizeof *outs);
-      for (int o = 0; o < g.noutputs; o++) outs[o] = malloc(sizeof(float) * (size_t)ir_numel_max(&g, &g.nodes[g.outputs[o].id].shape));
+      float *x = rt_xmalloc(sizeof(float) * (size_t)(b * feat)), **outs = rt_xcalloc((size_t)g.noutputs, sizeof *outs);
+      for (int o = 0; o < g.noutputs; o++) outs[o] = rt_xmalloc(sizeof(float) * (size_t)ir_numel_max(&g, &g.nodes[g.outputs[o].id].shape));
       double se = 0;
       rc = 0;
       for (int64_t start = 0; start < ds->n && !rc; start += b) {
@@ -97,9 +94,9 @@ static int emitted_accuracy(Trainer *t, const RtTensorSet *weights, double *acc,
           for (int64_t i = 0; i < n * per; i++) se += (outs[oi][i] - x[i]) * (double)(outs[oi][i] - x[i]);
       }
       *acc = t->acc_output >= 0 ? (double)correct / (double)ds->n : se / (double)(ds->n * per);
-      for (int o = 0; o < g.noutputs; o++) free(outs[o]);
-      free(outs);
-      free(x);
+      for (int o = 0; o < g.noutputs; o++) rt_xfree(outs[o]);
+      rt_xfree(outs);
+      rt_xfree(x);
       cg_c_free(mod);
     }
     kir_program_free(&p);

@@ -63,10 +63,7 @@ static void drop_trainer(Repl *r, int keep_weights) {
     for (int i = 0; i < r->t.tensors.count; i++) { /* parameters only: optimizer state restarts */
       const char *name = r->t.tensors.items[i].name;
       if (ir_find_param(&r->m.g, name) < 0) continue;
-      RtTensor c = r->t.tensors.items[i].t;
-      c.data = malloc(rt_tensor_nbytes(&c) + 1);
-      memcpy(c.data, r->t.tensors.items[i].t.data, rt_tensor_nbytes(&c));
-      if (rt_set_add(&r->keep, name, &c, &err)) free(c.data);
+      if (rt_set_add_copy(&r->keep, name, &r->t.tensors.items[i].t, &err)) rt_oom(); /* names are unique */
     }
     r->have_keep = 1;
   }
@@ -96,8 +93,8 @@ static int set_model(Repl *r, const char *path, const char *text, int fresh) {
   r->m = m;
   r->have_model = 1;
   if (text != r->text) {
-    free(r->text);
-    r->text = strdup(text);
+    rt_xfree(r->text);
+    r->text = rt_xstrdup(text);
   }
   if (fresh || !r->have_cfg)
     r->have_cfg = m.train.present && m.train.loss >= 0 && trainer_config(&r->m, &r->cfg, &r->d) == 0;
@@ -153,8 +150,8 @@ static int cmd_load(Repl *r, char *arg) {
     drop_trainer(r, 0);
     if (r->have_keep) rt_set_free(&r->keep), r->have_keep = 0;
     drop_data(r);
-    free(r->path);
-    r->path = strdup(arg);
+    rt_xfree(r->path);
+    r->path = rt_xstrdup(arg);
     r->nhist = 0;
     printf("%s: model '%s', %lld parameters%s\n", arg, r->m.g.name, (long long)ir_param_count(&r->m.g),
            r->have_cfg ? ", training section" : "");
@@ -166,9 +163,9 @@ static int cmd_load(Repl *r, char *arg) {
 static int cmd_reload(Repl *r, char *arg) {
   (void)arg;
   if (!r->path) return fprintf(stderr, "nothing loaded yet\n"), -1;
-  char *p = strdup(r->path);
+  char *p = rt_xstrdup(r->path);
   int rc = cmd_load(r, p);
-  free(p);
+  rt_xfree(p);
   return rc;
 }
 
@@ -291,7 +288,7 @@ static int cmd_predict(Repl *r, char *arg) {
   int64_t feat = rt_dataset_features(ds), idx = i;
   const Node *lg = &r->m.g.nodes[r->m.g.outputs[r->t.acc_output].id];
   int64_t classes = lg->shape.d[1];
-  float *x = malloc(sizeof(float) * (size_t)feat), *logits = malloc(sizeof(float) * (size_t)classes);
+  float *x = rt_xmalloc(sizeof(float) * (size_t)feat), *logits = rt_xmalloc(sizeof(float) * (size_t)classes);
   int64_t y;
   rt_batch_gather(ds, &idx, 1, x, &y);
   int rc = trainer_predict(&r->t, 1, x, &y, logits);
@@ -312,8 +309,8 @@ static int cmd_predict(Repl *r, char *arg) {
       logits[best] = -INFINITY;
     }
   }
-  free(x);
-  free(logits);
+  rt_xfree(x);
+  rt_xfree(logits);
   return rc;
 }
 
@@ -440,13 +437,13 @@ static int cmd_stats(Repl *r, char *arg) {
     int64_t b = ds->n < 16 ? ds->n : 16, feat = rt_dataset_features(ds), idx[16];
     for (int64_t i = 0; i < b; i++) idx[i] = i;
     for (int s = 0; s < IR_MAX_SYMS; s++) sym[s] = b;
-    vals = calloc((size_t)id + 1, sizeof *vals);
-    float *x = malloc(sizeof(float) * (size_t)(b * feat));
+    vals = rt_xcalloc((size_t)id + 1, sizeof *vals);
+    float *x = rt_xmalloc(sizeof(float) * (size_t)(b * feat));
     rt_batch_gather(ds, idx, b, x, NULL);
     Graph g;
     ir_graph_init(&g, "stats", &r->d);
     ir_clone_header(&g, mg);
-    int *map = malloc(sizeof(int) * (size_t)(id + 1)), ok = 1;
+    int *map = rt_xmalloc(sizeof(int) * (size_t)(id + 1)), ok = 1;
     for (int i = 0; i <= id && ok; i++) ok = (map[i] = ir_clone_node(&g, mg, i, map)) >= 0;
     for (int i = 0; i < g.nnodes; i++) {
       const Node *gn = &g.nodes[i];
@@ -464,11 +461,11 @@ static int cmd_stats(Repl *r, char *arg) {
     if (ok) v = &vals[map[id]];
     for (int i = 0; i < g.nnodes && !ok; i++)
       if (g.nodes[i].op != OP_PARAM) rt_tensor_free(&vals[i]);
-    free(map);
-    free(x);
+    rt_xfree(map);
+    rt_xfree(x);
     if (!ok) {
       ir_graph_free(&g);
-      free(vals);
+      rt_xfree(vals);
       return -1;
     }
     double sum = 0, sq = 0, lo = INFINITY, hi = -INFINITY;
@@ -482,7 +479,7 @@ static int cmd_stats(Repl *r, char *arg) {
     for (int i = 0; i < g.nnodes; i++)
       if (g.nodes[i].op != OP_PARAM) rt_tensor_free(&vals[i]);
     ir_graph_free(&g);
-    free(vals);
+    rt_xfree(vals);
     return 0;
   }
   double sum = 0, sq = 0, lo = INFINITY, hi = -INFINITY;
@@ -536,11 +533,11 @@ static int cmd_help(Repl *r, char *arg) {
 static int statement(Repl *r, const char *line) {
   if (need_model(r)) return -1;
   size_t n = strlen(r->text) + strlen(line) + 3;
-  char *text = malloc(n);
+  char *text = rt_xmalloc(n);
   snprintf(text, n, "%s\n%s\n", r->text, line);
   int rc = set_model(r, r->path ? r->path : "<repl>", text, 0);
   if (rc == 0) {
-    free(r->text);
+    rt_xfree(r->text);
     r->text = text;
     char name[128] = "";
     if (sscanf(line, " %127[A-Za-z0-9_] =", name) == 1) {
@@ -553,7 +550,7 @@ static int statement(Repl *r, const char *line) {
         }
     }
   } else {
-    free(text);
+    rt_xfree(text);
   }
   return rc;
 }
@@ -584,7 +581,7 @@ static char *complete_word(const char *text, int state) {
   if (!state) i = 0, phase = 0;
   size_t n = strlen(text);
   for (; phase == 0 && i < NCOMMANDS; i++)
-    if (!strncmp(commands[i].name, text, n)) return strdup(commands[i++].name);
+    if (!strncmp(commands[i].name, text, n)) return strdup(commands[i++].name); /* libedit frees it */
   if (phase == 0) phase = 1, i = 0;
   if (the_repl && the_repl->have_model) {
     const Graph *g = &the_repl->m.g;
@@ -646,8 +643,8 @@ int dlc_cmd_repl(int argc, char **argv) {
   drop_data(&r);
   if (r.have_keep) rt_set_free(&r.keep);
   if (r.have_model) fe_model_free(&r.m);
-  free(r.text);
-  free(r.path);
+  rt_xfree(r.text);
+  rt_xfree(r.path);
   /* scripted sessions report failed commands through the exit status */
   return !r.tty && failures ? 1 : 0;
 }

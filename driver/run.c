@@ -43,7 +43,7 @@ static int parse_binding(const char *flag, const char *v, Binding *b, int *n, Di
   const char *eq = strchr(v, '=');
   if (!eq || eq == v || !eq[1]) return diag_plain(d, flag, "expected NAME=FILE.npy, got '%s'", v), -1;
   if (*n == MAX_BINDINGS) return diag_plain(d, flag, "given more than %d times", MAX_BINDINGS), -1;
-  b[*n].name = strndup(v, (size_t)(eq - v));
+  b[*n].name = rt_xstrndup(v, (size_t)(eq - v));
   b[*n].file = eq + 1;
   (*n)++;
   return 0;
@@ -124,10 +124,10 @@ static int read_inputs(const Graph *g, const RunOpts *o, RtTensor *vals, Diags *
 /* The model's forward pass in training mode: batch statistics, dropout
  * masks drawn (from --seed, at step 1); the same outputs. */
 static int build_train_forward(const Graph *src, uint64_t seed, Graph *dst) {
-  int *map = malloc(sizeof(int) * ((size_t)src->nnodes + 1));
+  int *map = rt_xmalloc(sizeof(int) * ((size_t)src->nnodes + 1));
   IR_ASSERT(map);
   int rc = pass_decompose(src, dst, map, &(DecomposeOpts){1, seed});
-  free(map);
+  rt_xfree(map);
   if (rc == 0) pass_dce(dst);
   return rc;
 }
@@ -166,7 +166,7 @@ static int run_compiled(Graph *g, RtTensor *vals, const int64_t *symvals, const 
     return -1;
   }
   const Func *f = &p.funcs[0];
-  void **args = calloc((size_t)f->nargs + 1, sizeof *args);
+  void **args = rt_xcalloc((size_t)f->nargs + 1, sizeof *args);
   for (int i = 0; i < f->nargs; i++) {
     const Buffer *b = &p.bufs[f->args[i]];
     int id = b->kind == BUF_OUTPUT ? g->outputs[ir_find_output(g, b->name)].id : b->node;
@@ -182,7 +182,7 @@ static int run_compiled(Graph *g, RtTensor *vals, const int64_t *symvals, const 
     diag_plain(d, flag, "%s", err.msg);
   else
     rc = 0;
-  free(args);
+  rt_xfree(args);
   cg_c_free(m);
   kir_program_free(&p);
   return rc;
@@ -211,10 +211,7 @@ static int write_grads(const Graph *g, const Graph *model, OpKind kind, RtTensor
   for (int i = 0; i < g->noutputs && !rc; i++) {
     int src = kind == OP_PARAM ? ir_find_param(model, g->outputs[i].name) : ir_find_input(model, g->outputs[i].name);
     if (src < 0) continue;
-    RtTensor copy = vals[g->outputs[i].id];
-    copy.data = malloc(rt_tensor_nbytes(&copy) + 1);
-    memcpy(copy.data, vals[g->outputs[i].id].data, rt_tensor_nbytes(&copy));
-    if (rt_set_add(&set, g->outputs[i].name, &copy, &err)) rc = -1, free(copy.data);
+    if (rt_set_add_copy(&set, g->outputs[i].name, &vals[g->outputs[i].id], &err)) rc = -1;
   }
   if (!rc && rt_safetensors_write(path, &set, &err)) rc = -1;
   if (rc) diag_plain(d, path, "%s", err.msg);
@@ -276,7 +273,7 @@ int dlc_cmd_run(int argc, char **argv, const char *usage) {
   } else {
     pass_dce(g);
   }
-  RtTensor *vals = calloc((size_t)g->nnodes + 1, sizeof *vals);
+  RtTensor *vals = rt_xcalloc((size_t)g->nnodes + 1, sizeof *vals);
   RtTensorSet params;
   rt_set_init(&params);
   int64_t symvals[IR_MAX_SYMS] = {0};
@@ -305,10 +302,10 @@ int dlc_cmd_run(int argc, char **argv, const char *usage) {
 done:
   for (int i = 0; i < g->nnodes; i++)
     if (g->nodes[i].op != OP_PARAM) rt_tensor_free(&vals[i]);
-  free(vals);
+  rt_xfree(vals);
   rt_set_free(&params);
-  for (int k = 0; k < o.nin; k++) free((char *)o.in[k].name);
-  for (int k = 0; k < o.nout; k++) free((char *)o.out[k].name);
+  for (int k = 0; k < o.nin; k++) rt_xfree((char *)o.in[k].name);
+  for (int k = 0; k < o.nout; k++) rt_xfree((char *)o.out[k].name);
   ir_graph_free(&grads);
   fe_model_free(&m);
   return status;

@@ -100,7 +100,7 @@ static int parse_real(const char *flag, const char *v, double lo, double hi, dou
  * only when SPEC is good. */
 int dlc_parse_data_spec(const char *spec, TrainConfig *cfg, Diags *d) {
   TrainConfig c = *cfg;
-  char *s = strdup(spec), *colon = strchr(s, ':'), *comma = NULL;
+  char *s = rt_xstrdup(spec), *colon = strchr(s, ':'), *comma = NULL;
   if (colon) *colon = 0;
   const char *kind = colon ? s : "fashion_mnist";
   int two = !strcmp(kind, "idx") || !strcmp(kind, "npy"), rc = 0;
@@ -112,7 +112,7 @@ int dlc_parse_data_spec(const char *spec, TrainConfig *cfg, Diags *d) {
               trainer_cfg_str(c.data_args[0], sizeof c.data_args[0], colon ? colon + 1 : s, "--data", d) ||
               trainer_cfg_str(c.data_args[1], sizeof c.data_args[1], comma ? comma + 1 : NULL, "--data", d)))
     rc = -1;
-  free(s);
+  rt_xfree(s);
   if (!rc) *cfg = c;
   return rc;
 }
@@ -121,7 +121,7 @@ int dlc_parse_data_spec(const char *spec, TrainConfig *cfg, Diags *d) {
 static int parse_augment(const char *spec, TrainConfig *cfg, Diags *d) {
   cfg->augment_flip = 0, cfg->augment_crop = 0;
   if (!strcmp(spec, "none")) return 0;
-  char *s = strdup(spec), *save = NULL;
+  char *s = rt_xstrdup(spec), *save = NULL;
   int rc = 0;
   for (char *tok = strtok_r(s, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
     char *end;
@@ -129,7 +129,7 @@ static int parse_augment(const char *spec, TrainConfig *cfg, Diags *d) {
     else if (!strncmp(tok, "crop=", 5) && (cfg->augment_crop = strtoll(tok + 5, &end, 10)) >= 0 && tok[5] && !*end) continue;
     else rc = -1;
   }
-  free(s);
+  rt_xfree(s);
   if (rc) diag_plain(d, "--augment", "expected none, or flip and/or crop=K, got '%s'", spec);
   return rc;
 }

@@ -167,11 +167,7 @@ static int build_backend(Trainer *t) {
 
 static int copy_init(Trainer *t, const RtTensorSet *init, RtError *err) {
   for (int i = 0; i < init->count; i++) {
-    RtTensor c = init->items[i].t;
-    c.data = malloc(rt_tensor_nbytes(&c) + 1);
-    if (!c.data) return rt_fail(err, RT_ERR_NOMEM, "out of memory"), -1;
-    memcpy(c.data, init->items[i].t.data, rt_tensor_nbytes(&c));
-    if (rt_set_add(&t->tensors, init->items[i].name, &c, err)) return free(c.data), -1;
+    if (rt_set_add_copy(&t->tensors, init->items[i].name, &init->items[i].t, err)) return -1;
   }
   return 0;
 }
@@ -336,7 +332,7 @@ static RtTensor borrow(const Graph *g, const Node *n, int64_t batch, const void 
 }
 
 static int call_interp(Trainer *t, const Graph *g, const Call *c, RtError *err) {
-  RtTensor *vals = calloc((size_t)g->nnodes + 1, sizeof *vals);
+  RtTensor *vals = rt_xcalloc((size_t)g->nnodes + 1, sizeof *vals);
   int64_t sym[IR_MAX_SYMS];
   for (int s = 0; s < IR_MAX_SYMS; s++) sym[s] = c->n;
   int rc = 0;
@@ -360,25 +356,25 @@ static int call_interp(Trainer *t, const Graph *g, const Call *c, RtError *err) 
     OpKind op = g->nodes[i].op;
     if (op != OP_INPUT && op != OP_PARAM && op != OP_STATE) rt_tensor_free(&vals[i]);
   }
-  free(vals);
+  rt_xfree(vals);
   return rc;
 }
 
 /* Output buffers for graph g at batch n. */
 static void **alloc_outputs(const Graph *g, int64_t n) {
-  void **outs = calloc((size_t)g->noutputs + 1, sizeof *outs);
+  void **outs = rt_xcalloc((size_t)g->noutputs + 1, sizeof *outs);
   int64_t sym[IR_MAX_SYMS];
   for (int s = 0; s < IR_MAX_SYMS; s++) sym[s] = n;
   for (int o = 0; o < g->noutputs; o++) {
     const Node *nd = &g->nodes[g->outputs[o].id];
-    outs[o] = calloc((size_t)ir_numel(g, &nd->shape, sym) + 1, rt_dtype_size(nd->dtype));
+    outs[o] = rt_xcalloc((size_t)ir_numel(g, &nd->shape, sym) + 1, rt_dtype_size(nd->dtype));
   }
   return outs;
 }
 
 static void free_outputs(const Graph *g, void **outs) {
-  for (int o = 0; o < g->noutputs; o++) free(outs[o]);
-  free(outs);
+  for (int o = 0; o < g->noutputs; o++) rt_xfree(outs[o]);
+  rt_xfree(outs);
 }
 
 static int run(Trainer *t, int train, Call *c, double *loss, int64_t *correct) {
@@ -449,9 +445,9 @@ int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc)
   RtRng noise; /* the same noise at every evaluation, so the figures compare */
   rt_rng_seed_stream(&noise, t->cfg.seed, "eval-noise");
   double base = 0;
-  float *x = malloc(sizeof(float) * (size_t)(b * feat + 1));
-  char *y = malloc(ysize * (size_t)b + 1);
-  int64_t *idx = malloc(sizeof(int64_t) * (size_t)(b + 1));
+  float *x = rt_xmalloc(sizeof(float) * (size_t)(b * feat + 1));
+  char *y = rt_xmalloc(ysize * (size_t)b + 1);
+  int64_t *idx = rt_xmalloc(sizeof(int64_t) * (size_t)(b + 1));
   double sum = 0;
   int rc = 0;
   for (int64_t start = 0; start < ds->n && !rc; start += b) {
@@ -470,9 +466,9 @@ int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc)
   t->baseline = ds->n ? base / (double)ds->n : NAN;
   *acc = ds->n && t->acc_output >= 0 ? (double)total_correct / (double)ds->n : NAN;
   t->top5 = ds->n && t->acc_output >= 0 ? (double)total_top5 / (double)ds->n : NAN;
-  free(x);
-  free(y);
-  free(idx);
+  rt_xfree(x);
+  rt_xfree(y);
+  rt_xfree(idx);
   return rc;
 }
 
@@ -554,9 +550,9 @@ int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *st
   const RtDataset *ds = &t->train;
   int64_t b = t->cfg.batch, n = ds->n, feat = rt_dataset_features(ds), nb = (n + b - 1) / b;
   size_t ysize = target_size(t, ds);
-  int64_t *order = malloc(sizeof(int64_t) * (size_t)(n + 1));
-  float *x = malloc(sizeof(float) * (size_t)(b * feat + 1));
-  char *y = malloc(ysize * (size_t)b + 1);
+  int64_t *order = rt_xmalloc(sizeof(int64_t) * (size_t)(n + 1));
+  float *x = rt_xmalloc(sizeof(float) * (size_t)(b * feat + 1));
+  char *y = rt_xmalloc(ysize * (size_t)b + 1);
   rt_epoch_order(n, t->cfg.seed, t->epoch, 1, order);
   RtRng aug;
   char stream[48];
@@ -592,8 +588,8 @@ int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *st
   es->loss = seen ? sum / (double)seen : NAN;
   es->acc = seen && t->acc_output >= 0 ? (double)correct / (double)seen : NAN;
   es->seconds = rt_now() - start;
-  free(order);
-  free(x);
-  free(y);
+  rt_xfree(order);
+  rt_xfree(x);
+  rt_xfree(y);
   return rc;
 }

@@ -157,6 +157,14 @@ char *rt_xstrdup(const char *s) {
   return memcpy(rt_xmalloc(n), s, n);
 }
 
+char *rt_xstrndup(const char *s, size_t n) {
+  size_t len = strnlen(s, n);
+  char *p = rt_xmalloc(len + 1);
+  memcpy(p, s, len);
+  p[len] = 0;
+  return p;
+}
+
 /* --- scopes ------------------------------------------------------------- */
 
 void rt_oom_enter(RtOomScope *s) {

@@ -52,6 +52,7 @@ void *rt_xmalloc(size_t n);
 void *rt_xcalloc(size_t count, size_t size);
 void *rt_xrealloc(void *p, size_t n);
 char *rt_xstrdup(const char *s);
+char *rt_xstrndup(const char *s, size_t n);
 void rt_xfree(void *p);
 void rt_oom_enter(RtOomScope *s);
 void rt_oom_leave(RtOomScope *s);
@@ -149,6 +150,8 @@ void rt_set_free(RtTensorSet *s);
 /* Copies name and takes ownership of t->data (t is left empty); a name
  * already in the set is RT_ERR_FORMAT and leaves t untouched. */
 RtStatus rt_set_add(RtTensorSet *s, const char *name, RtTensor *t, RtError *err);
+/* The same with a copy of t's data (t is left as it is). */
+RtStatus rt_set_add_copy(RtTensorSet *s, const char *name, const RtTensor *t, RtError *err);
 RtTensor *rt_set_find(RtTensorSet *s, const char *name);
 RtStatus rt_set_meta(RtTensorSet *s, const char *key, const char *val, RtError *err);
 const char *rt_set_get_meta(const RtTensorSet *s, const char *key);

@@ -209,6 +209,16 @@ RtStatus rt_set_add(RtTensorSet *s, const char *name, RtTensor *t, RtError *err)
   return RT_OK;
 }
 
+RtStatus rt_set_add_copy(RtTensorSet *s, const char *name, const RtTensor *t, RtError *err) {
+  RtTensor c = *t;
+  c.data = rt_malloc(rt_tensor_nbytes(t) + 1);
+  if (!c.data) return rt_fail(err, RT_ERR_NOMEM, "out of memory copying tensor '%s'", name);
+  memcpy(c.data, t->data, rt_tensor_nbytes(t));
+  RtStatus st = rt_set_add(s, name, &c, err);
+  if (st) free(c.data);
+  return st;
+}
+
 const char *rt_set_get_meta(const RtTensorSet *s, const char *key) {
   for (int i = 0; i < s->nmeta; i++)
     if (strcmp(s->meta_keys[i], key) == 0) return s->meta_vals[i];
