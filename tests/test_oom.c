@@ -322,7 +322,7 @@ Test(oom, env_variable) {
 typedef struct CliCase {
   char model[128];   /* relative to the source tree */
   char extra[160];   /* weights to embed, or "" */
-  int compile;
+  int compile;       /* 0: check, 1: C (-o out.c), 2: object file (--emit=obj -o out.o) */
   int full;          /* every n even without DLC_OOM_STRIDE */
 } CliCase;
 
@@ -392,7 +392,8 @@ static uint64_t cli_sweep(char *const *argv, const char *what, uint64_t stride, 
   return made;
 }
 
-/* Every .dl in samples/, once for check and once for compile. */
+/* Every .dl in samples/, once for check and once for compile; a model
+ * with embedded weights; the object-file path through LLVM. */
 static size_t cli_cases(CliCase **out) {
   DIR *d = opendir(DLC_SOURCE_DIR "/samples");
   cr_assert(d);
@@ -413,6 +414,9 @@ static size_t cli_cases(CliCase **out) {
   snprintf(c[n].extra, sizeof c[n].extra, "tests/fixtures/train/tiny.init.safetensors");
   c[n].full = 1;
   c[n++].compile = 1;
+  /* through LLVM to an object file and its header */
+  snprintf(c[n].model, sizeof c[n].model, "samples/mlp.dl");
+  c[n++].compile = 2;
   *out = c;
   return n;
 }
@@ -431,9 +435,12 @@ ParameterizedTest(CliCase *c, oom_cli, every_allocation, .timeout = 300) {
   snprintf(extra, sizeof extra, "%s/%s", DLC_SOURCE_DIR, c->extra);
   char *check[] = {"dlc", "check", model, NULL};
   char *compile[] = {"dlc", model, "-o", "out.c", c->extra[0] ? "--embed-params" : NULL, extra, NULL};
-  snprintf(what, sizeof what, "dlc %s%s%s", c->compile ? "" : "check ", c->model, c->compile ? " -o out.c" : "");
+  char *object[] = {"dlc", model, "--emit=obj", "-o", "out.o", NULL};
+  char *const *argv = c->compile == 0 ? check : c->compile == 1 ? compile : object;
+  snprintf(what, sizeof what, "dlc %s%s%s", c->compile ? "" : "check ", c->model,
+           c->compile == 1 ? " -o out.c" : c->compile == 2 ? " --emit=obj -o out.o" : "");
   const char *s = getenv("DLC_OOM_STRIDE");
   uint64_t stride = s && *s ? strtoull(s, NULL, 10) : c->full ? 1 : OOM_STRIDE;
-  uint64_t made = cli_sweep(c->compile ? compile : check, what, stride ? stride : 1, OOM_SEED + (uint64_t)c->compile);
+  uint64_t made = cli_sweep(argv, what, stride ? stride : 1, OOM_SEED + (uint64_t)c->compile);
   cr_log_info("%s: %llu allocations", what, (unsigned long long)made);
 }
