@@ -12,10 +12,11 @@ dir=${1:-build}
 [ -x "$dir/tests/dlc-tests" ] || ./scripts/build.sh "$dir" || exit 1
 ninja -C "$dir" >/dev/null || exit 1
 start=$(date +%s)
+log="$dir/oomtest-output.txt"
 DLC_OOM_STRIDE=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
   LSAN_OPTIONS=suppressions="$PWD/scripts/lsan.supp" \
-  "./$dir/tests/dlc-tests" --filter 'oom*/*' -j"$(nproc 2>/dev/null || echo 2)" --verbose 2>&1 |
-  grep -E '^\[(FAIL|----)\]|allocations|Synthesis'
+  "./$dir/tests/dlc-tests" --filter 'oom*/*' -j"$(nproc 2>/dev/null || echo 2)" --verbose >"$log" 2>&1
 rc=$?
-echo "oomtest: $(($(date +%s) - start)) s in $dir"
+grep -E '^\[(FAIL|----)\]|allocations|Synthesis' "$log"
+echo "oomtest: $(($(date +%s) - start)) s in $dir (full output: $log)"
 exit $rc
