@@ -90,7 +90,7 @@ Var *fe_lookup(Parser *P, const char *name) { return scope_find(P->frame->scope,
 
 static Var *scope_add(Parser *P, Scope *s, const char *name) {
   if (s->n == s->cap) {
-    int cap = s->cap ? s->cap * 2 : 16;
+    int cap = s->cap ? s->cap * 2 : 4;   /* a block call's scope is small, and there can be many */
     Var *v = arena_alloc(P->tmp, (size_t)cap * sizeof *v);
     if (s->n) memcpy(v, s->v, (size_t)s->n * sizeof *v);
     s->v = v, s->cap = cap;

@@ -27,7 +27,7 @@
  * each call, so a few lines can ask for 2^30 expansions) and graph nodes.
  * Real models use a few thousand of either. */
 #define FE_MAX_BLOCK_CALLS 100000
-#define FE_MAX_NODES 250000
+#define FE_MAX_NODES 100000
 
 typedef struct Parser Parser;
 

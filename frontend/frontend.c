@@ -92,7 +92,7 @@ int fe_map_get(const FeMap *m, const char *key) {
 /* Doubles m (kept at most half full). */
 static void map_grow(FeMap *m, Arena *a) {
   FeMap old = *m;
-  m->cap = old.cap ? old.cap * 2 : 16;
+  m->cap = old.cap ? old.cap * 2 : 8;
   m->keys = arena_alloc(a, (size_t)m->cap * sizeof *m->keys);
   m->vals = arena_alloc(a, (size_t)m->cap * sizeof *m->vals);
   for (int i = 0; i < old.cap; i++)

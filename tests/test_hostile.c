@@ -150,7 +150,7 @@ Test(hostile, a_wide_block_stops_at_the_node_limit, .timeout = 300) {
   for (int i = 1; i <= 400; i++) add(&t, "y%d = wide(y%d)\n", i, i - 1);
   add(&t, "output y400\n");
   put(dir, "wide.dl", t.s);
-  expect_refusal(run(dir, "check wide.dl", 120), "400,000 nodes", "more than 250000 graph nodes");
+  expect_refusal(run(dir, "check wide.dl", 120), "400,000 nodes", "more than 100000 graph nodes");
   free(t.s);
 }
 
