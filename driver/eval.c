@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "driver/driver.h"
+#include "driver/numbers.h"
 #include "driver/trainer.h"
 
 static const char *usage_eval =
@@ -123,11 +124,7 @@ int dlc_cmd_eval(int argc, char **argv) {
   Trainer t;
   if (trainer_config(&m, &cfg, &d)) goto out;
   cfg.backend = BACKEND_C;
-  if (f.batch && (strtoll(f.batch, NULL, 10) < 1 || strtoll(f.batch, NULL, 10) > 4096)) {
-    diag_plain(&d, "--batch", "expected 1 to 4096, got '%s'", f.batch);
-    goto out;
-  }
-  if (f.batch) cfg.batch = strtoll(f.batch, NULL, 10);
+  if (f.batch && dlc_parse_int("--batch", f.batch, 1, 4096, &cfg.batch, &d)) goto out;
   if (cfg.batch > 4096) cfg.batch = 4096;
   if (f.data && dlc_parse_data_spec(f.data, &cfg, &d)) goto out;
   if (rt_safetensors_read(f.params, &w, &err)) {

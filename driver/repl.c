@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "driver/driver.h"
+#include "driver/numbers.h"
 #include "driver/trainer.h"
 
 #define MAX_HISTORY 1000
@@ -115,6 +116,11 @@ static int need_trainer(Repl *r) {
     fprintf(stderr, "the model has no training section with a loss\n");
     return -1;
   }
+  if (r->train.n && r->cfg.batch > r->train.n) { /* the data is known: fit the batch to it */
+    fprintf(stderr, "note: batch %lld is larger than the %lld training samples; using %lld\n",
+            (long long)r->cfg.batch, (long long)r->train.n, (long long)r->train.n);
+    r->cfg.batch = r->train.n;
+  }
   if (trainer_init(&r->t, &r->m, &r->cfg, r->have_keep ? &r->keep : NULL, &r->d)) {
     trainer_free(&r->t);
     return -1;
@@ -126,11 +132,27 @@ static int need_trainer(Repl *r) {
   return 0;
 }
 
+/* The data, loaded on first use before the step is built, so a batch
+ * larger than the training set is clamped to it and an empty set refused
+ * (the weights and the position in the run carry over the rebuild). */
 static int need_data(Repl *r) {
-  if (need_trainer(r)) return -1;
-  if (r->t.train.n || r->t.test.n) return 0;
-  printf("loading %s data...\n", r->cfg.data_kind[0] ? r->cfg.data_kind : "(no)");
-  return trainer_load_data(&r->t);
+  if (need_model(r)) return -1;
+  if (!r->have_cfg) return fprintf(stderr, "the model has no training section with a loss\n"), -1;
+  int held = r->have_trainer ? r->t.train.n || r->t.test.n : r->train.n || r->test.n;
+  if (!held) {
+    drop_trainer(r, 1);
+    printf("loading %s data...\n", r->cfg.data_kind[0] ? r->cfg.data_kind : "(no)");
+    Trainer t;
+    int rc = trainer_prepare(&t, &r->m, &r->cfg, &r->d) || trainer_load_data(&t) || trainer_fit_batch(&t) < 0 ? -1 : 0;
+    if (rc == 0) {
+      r->cfg.batch = t.cfg.batch;
+      r->train = t.train, r->val = t.val, r->test = t.test;
+      memset(&t.train, 0, sizeof t.train), memset(&t.val, 0, sizeof t.val), memset(&t.test, 0, sizeof t.test);
+    }
+    trainer_free(&t);
+    if (rc) return -1;
+  }
+  return need_trainer(r);
 }
 
 /* --- commands ---------------------------------------------------------------------- */
@@ -201,12 +223,12 @@ static int cmd_dot(Repl *r, char *arg) {
 }
 
 static int cmd_data(Repl *r, char *arg) {
-  if (need_trainer(r)) return -1;
+  if (need_model(r)) return -1;
   if (*arg) {
+    if (!r->have_cfg) return fprintf(stderr, "the model has no training section with a loss\n"), -1;
     if (dlc_parse_data_spec(arg, &r->cfg, &r->d)) return -1;
-    memcpy(r->t.cfg.data_kind, r->cfg.data_kind, sizeof r->cfg.data_kind);
-    memcpy(r->t.cfg.data_args, r->cfg.data_args, sizeof r->cfg.data_args);
-    rt_dataset_free(&r->t.train), rt_dataset_free(&r->t.val), rt_dataset_free(&r->t.test);
+    drop_trainer(r, 1); /* rebuilt from r->cfg by need_data */
+    rt_dataset_free(&r->train), rt_dataset_free(&r->val), rt_dataset_free(&r->test);
   }
   if (need_data(r)) return -1;
   printf("data: %lld training, %lld validation, %lld test samples\n", (long long)r->t.train.n, (long long)r->t.val.n,
@@ -223,8 +245,8 @@ static void print_stats(const Trainer *t, const EpochStats *es) {
 }
 
 static int cmd_train(Repl *r, char *arg) {
-  long epochs = *arg ? strtol(arg, NULL, 10) : 1;
-  if (epochs < 1) return fprintf(stderr, "usage: train [EPOCHS]\n"), -1;
+  int64_t epochs = 1;
+  if (*arg && dlc_parse_int("train", arg, 1, DLC_MAX_EPOCHS, &epochs, &r->d)) return -1;
   if (need_data(r)) return -1;
   stop_training = 0;
   struct sigaction sa, old;
@@ -232,7 +254,7 @@ static int cmd_train(Repl *r, char *arg) {
   sa.sa_handler = on_sigint;
   sigaction(SIGINT, &sa, &old);
   int rc = 0;
-  for (long e = 0; e < epochs && rc == 0; e++) {
+  for (int64_t e = 0; e < epochs && rc == 0; e++) {
     EpochStats es;
     rc = trainer_epoch(&r->t, &es, r->tty, &stop_training);
     if (rc) break;
@@ -241,6 +263,7 @@ static int cmd_train(Repl *r, char *arg) {
     if (r->t.val.n && trainer_evaluate(&r->t, &r->t.val, &es.val_loss, &es.val_acc)) rc = -1;
     if (r->nhist < MAX_HISTORY) r->hist[r->nhist++] = es;
     print_stats(&r->t, &es);
+    if (!rc && trainer_check_loss(&r->t, &es)) rc = -1;
   }
   sigaction(SIGINT, &old, NULL);
   if (rc == 1) printf("stopped after the current batch; the weights are kept\n");
@@ -282,8 +305,9 @@ static void show_image(const float *x, int64_t n) {
 static int cmd_predict(Repl *r, char *arg) {
   if (need_data(r)) return -1;
   const RtDataset *ds = r->t.test.n ? &r->t.test : &r->t.val;
-  long i = *arg ? strtol(arg, NULL, 10) : 0;
-  if (i < 0 || i >= ds->n) return fprintf(stderr, "predict: index %ld is outside 0..%lld\n", i, (long long)ds->n - 1), -1;
+  int64_t i = 0;
+  if (!ds->n) return fprintf(stderr, "predict: no test or validation samples\n"), -1;
+  if (*arg && dlc_parse_int("predict", arg, 0, ds->n - 1, &i, &r->d)) return -1;
   if (r->t.acc_output < 0) return fprintf(stderr, "predict needs a classification model\n"), -1;
   int64_t feat = rt_dataset_features(ds), idx = i;
   const Node *lg = &r->m.g.nodes[r->m.g.outputs[r->t.acc_output].id];
@@ -298,7 +322,7 @@ static int cmd_predict(Repl *r, char *arg) {
     for (int64_t c = 0; c < classes; c++) mx = fmax(mx, logits[c]);
     for (int64_t c = 0; c < classes; c++) sum += exp(logits[c] - mx);
     int is_fashion = !strcmp(r->cfg.data_kind, "fashion_mnist") && classes == 10;
-    printf("sample %ld, label %lld%s%s\n", i, (long long)y, is_fashion ? " " : "", is_fashion ? fashion_classes[y] : "");
+    printf("sample %lld, label %lld%s%s\n", (long long)i, (long long)y, is_fashion ? " " : "", is_fashion ? fashion_classes[y] : "");
     for (int k = 0; k < 3 && k < classes; k++) {
       int64_t best = -1;
       for (int64_t c = 0; c < classes; c++)
@@ -316,13 +340,13 @@ static int cmd_predict(Repl *r, char *arg) {
 
 /* The setting after "set": lr X, optimizer NAME, batch N, epochs N. */
 static int cmd_set(Repl *r, char *arg) {
-  char key[32] = "", val[64] = "";
-  if (sscanf(arg, "%31s %63s", key, val) != 2) return fprintf(stderr, "usage: set lr|optimizer|batch VALUE\n"), -1;
+  char key[32] = "", val[64] = "", more;
+  if (sscanf(arg, "%31s %63s %c", key, val, &more) != 2) return fprintf(stderr, "usage: set lr|optimizer|batch VALUE\n"), -1;
   if (need_model(r)) return -1;
   if (!r->have_cfg) return fprintf(stderr, "the model has no training section\n"), -1;
   if (!strcmp(key, "lr")) {
-    double lr = strtod(val, NULL);
-    if (!(lr > 0)) return fprintf(stderr, "set lr: expected a positive number\n"), -1;
+    double lr;
+    if (dlc_parse_real("set lr", val, DLC_MIN_LR, DLC_MAX_LR, &lr, &r->d)) return -1;
     r->cfg.opt.lr = r->cfg.sched.base_lr = lr;
     if (r->have_trainer) r->t.cfg.opt.lr = r->t.cfg.sched.base_lr = lr;
   } else if (!strcmp(key, "optimizer")) {
@@ -336,9 +360,7 @@ static int cmd_set(Repl *r, char *arg) {
     memcpy(r->cfg.opt.group_lr, keep.group_lr, sizeof keep.group_lr);
     drop_trainer(r, 1); /* rebuilt on next use, weights kept, optimizer state restarts */
   } else if (!strcmp(key, "batch")) {
-    long b = strtol(val, NULL, 10);
-    if (b < 1) return fprintf(stderr, "set batch: expected a positive integer\n"), -1;
-    r->cfg.batch = b;
+    if (dlc_parse_int("set batch", val, 1, DLC_MAX_BATCH, &r->cfg.batch, &r->d)) return -1;
     drop_trainer(r, 1);
   } else {
     return fprintf(stderr, "set: unknown setting '%s' (lr, optimizer, batch)\n", key), -1;

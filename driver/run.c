@@ -24,6 +24,7 @@
 
 #include "codegen/codegen.h"
 #include "driver/driver.h"
+#include "driver/numbers.h"
 #include "passes/passes.h"
 
 #define MAX_BINDINGS 32
@@ -66,9 +67,9 @@ static int parse_run(int argc, char **argv, RunOpts *o, Diags *d) {
     else if ((v = dlc_flag(argc, argv, &i, "--input-grads", &miss))) o->input_grads = v;
     else if ((v = dlc_flag(argc, argv, &i, "--mode", &miss))) o->mode = v;
     else if ((v = dlc_flag(argc, argv, &i, "--seed", &miss))) {
-      char *end;
-      o->seed = strtoull(v, &end, 10);
-      if (!*v || *end) return diag_plain(d, "--seed", "expected a non-negative integer, got '%s'", v), -1;
+      int64_t seed;
+      if (dlc_parse_int("--seed", v, 0, INT64_MAX, &seed, d)) return -1;
+      o->seed = (uint64_t)seed;
     } else if (miss) return diag_plain(d, argv[i], "needs a value"), -1;
     else if (argv[i][0] == '-') return diag_plain(d, argv[i], "unknown option (see dlc run --help)"), -1;
     else if (o->model) return diag_plain(d, argv[i], "only one model file"), -1;

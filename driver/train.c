@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "driver/driver.h"
+#include "driver/numbers.h"
 #include "driver/trainer.h"
 
 static const char *usage_train =
@@ -80,22 +81,6 @@ static int parse_flags(int argc, char **argv, TrainFlags *f, Diags *d) {
   return 0;
 }
 
-static int parse_int(const char *flag, const char *v, int64_t lo, int64_t *out, Diags *d) {
-  char *end;
-  long long x = strtoll(v, &end, 10);
-  if (!*v || *end || x < lo) return diag_plain(d, flag, "expected an integer >= %lld, got '%s'", (long long)lo, v), -1;
-  *out = x;
-  return 0;
-}
-
-static int parse_real(const char *flag, const char *v, double lo, double hi, double *out, Diags *d) {
-  char *end;
-  double x = strtod(v, &end);
-  if (!*v || *end || !(x >= lo && x <= hi)) return diag_plain(d, flag, "expected a number in [%g, %g], got '%s'", lo, hi, v), -1;
-  *out = x;
-  return 0;
-}
-
 /* --data SPEC into cfg (copied: cfg owns its strings).  cfg is changed
  * only when SPEC is good. */
 int dlc_parse_data_spec(const char *spec, TrainConfig *cfg, Diags *d) {
@@ -124,22 +109,21 @@ static int parse_augment(const char *spec, TrainConfig *cfg, Diags *d) {
   char *s = rt_xstrdup(spec), *save = NULL;
   int rc = 0;
   for (char *tok = strtok_r(s, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
-    char *end;
     if (!strcmp(tok, "flip")) cfg->augment_flip = 1;
-    else if (!strncmp(tok, "crop=", 5) && (cfg->augment_crop = strtoll(tok + 5, &end, 10)) >= 0 && tok[5] && !*end) continue;
-    else rc = -1;
+    else if (!strncmp(tok, "crop=", 5)) rc = dlc_parse_int("--augment crop", tok + 5, 0, DLC_MAX_CROP, &cfg->augment_crop, d);
+    else rc = -2;
   }
   rt_xfree(s);
-  if (rc) diag_plain(d, "--augment", "expected none, or flip and/or crop=K, got '%s'", spec);
-  return rc;
+  if (rc == -2) diag_plain(d, "--augment", "expected none, or flip and/or crop=K, got '%s'", spec);
+  return rc ? -1 : 0;
 }
 
 static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
   int64_t v;
-  if (f->epochs && (parse_int("--epochs", f->epochs, 1, &v, d) || (cfg->epochs = v, 0))) return -1;
-  if (f->batch && (parse_int("--batch", f->batch, 1, &v, d) || (cfg->batch = v, 0))) return -1;
-  if (f->seed && (parse_int("--seed", f->seed, 0, &v, d) || (cfg->seed = (uint64_t)v, 0))) return -1;
-  if (f->val_split && parse_real("--val-split", f->val_split, 0, 0.99, &cfg->val_split, d)) return -1;
+  if (f->epochs && dlc_parse_int("--epochs", f->epochs, 1, DLC_MAX_EPOCHS, &cfg->epochs, d)) return -1;
+  if (f->batch && dlc_parse_int("--batch", f->batch, 1, DLC_MAX_BATCH, &cfg->batch, d)) return -1;
+  if (f->seed && (dlc_parse_int("--seed", f->seed, 0, INT64_MAX, &v, d) || (cfg->seed = (uint64_t)v, 0))) return -1;
+  if (f->val_split && dlc_parse_real("--val-split", f->val_split, 0, 0.99, &cfg->val_split, d)) return -1;
   if (f->optimizer) {
     int k = 0;
     while (k < OPT_COUNT && strcmp(pass_optim_names[k], f->optimizer)) k++;
@@ -151,7 +135,7 @@ static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
     memcpy(cfg->opt.group_lr, keep.group_lr, sizeof keep.group_lr);
   }
   if (f->lr) {
-    if (parse_real("--lr", f->lr, 1e-12, 1e6, &cfg->opt.lr, d)) return -1;
+    if (dlc_parse_real("--lr", f->lr, DLC_MIN_LR, DLC_MAX_LR, &cfg->opt.lr, d)) return -1;
     cfg->sched.base_lr = cfg->opt.lr;
   }
   if (f->data && dlc_parse_data_spec(f->data, cfg, d)) return -1;
@@ -197,6 +181,7 @@ static int train_loop(Trainer *t, const TrainFlags *f, Diags *d) {
     es.val_loss = es.val_acc = NAN;
     if (t->val.n && trainer_evaluate(t, &t->val, &es.val_loss, &es.val_acc)) rc = -1;
     if (!f->quiet) print_epoch(t, &es);
+    if (!rc && trainer_check_loss(t, &es)) rc = -1;
     if (!rc && (record(f, &log, t, &es, d) || (f->save && trainer_save(t, f->save)))) rc = -1;
   }
   signal(SIGINT, SIG_DFL);
@@ -272,8 +257,10 @@ int dlc_cmd_train(int argc, char **argv) {
   }
   Trainer t;
   if (f.init && load_init(f.init, &m, &init, &d)) goto out_model;
-  if (trainer_init(&t, &m, &cfg, f.init ? &init : NULL, &d)) goto out;
-  if (trainer_load_data(&t) || (f.resume && trainer_resume(&t, f.resume))) goto out;
+  if (trainer_prepare(&t, &m, &cfg, &d)) goto out;
+  if (trainer_load_data(&t) || trainer_fit_batch(&t) < 0) goto out;
+  cfg.batch = t.cfg.batch;
+  if (trainer_build(&t, f.init ? &init : NULL) || (f.resume && trainer_resume(&t, f.resume))) goto out;
   printf("training %s: %lld samples (%lld validation, %lld test), batch %lld, %s, lr %g, %s backend\n", m.g.name,
          (long long)t.train.n, (long long)t.val.n, (long long)t.test.n, (long long)cfg.batch,
          pass_optim_names[cfg.opt.kind], cfg.opt.lr, cfg.backend == BACKEND_JIT ? "jit" : cfg.backend == BACKEND_C ? "c" : "interp");

@@ -150,6 +150,18 @@ static int add_state_tensors(Trainer *t, RtError *err) {
   return 0;
 }
 
+/* Bytes of the compiled step's static storage (the arena, parameters and
+ * state), saturating; the x86-64 code model of both compiled backends
+ * addresses at most 2 GiB of it. */
+static int64_t static_bytes(const Program *p) {
+  double bytes = 0;
+  for (int k = 0; k < DT_COUNT; k++) bytes += (double)p->arena_size[k] * (double)rt_dtype_size((DType)k);
+  for (int i = 0; i < p->nbufs; i++)
+    if (p->bufs[i].kind == BUF_PARAM || p->bufs[i].kind == BUF_STATE)
+      bytes += (double)p->bufs[i].size * (double)rt_dtype_size(p->bufs[i].dtype);
+  return bytes < 0x1p62 ? (int64_t)bytes : INT64_MAX;
+}
+
 static int build_backend(Trainer *t) {
   RtError err;
   if (t->cfg.backend == BACKEND_INTERP) return 0;
@@ -157,6 +169,14 @@ static int build_backend(Trainer *t) {
   pass_lower(&t->prog, kir_func(&t->prog, "train_step", &t->tg));
   pass_lower(&t->prog, kir_func(&t->prog, "eval_step", &t->eg));
   pass_memplan(&t->prog);
+  int64_t bytes = static_bytes(&t->prog);
+  if (bytes >= TRAINER_STATIC_LIMIT) {
+    diag_plain(t->d, "dlc train", "at batch %lld the compiled step needs %.1f MiB of static storage; the %s backend "
+               "can address at most %lld MiB: use a smaller batch (or --backend=interp)", (long long)t->cfg.batch,
+               (double)bytes / (1 << 20), t->cfg.backend == BACKEND_JIT ? "jit" : "c",
+               (long long)(TRAINER_STATIC_LIMIT >> 20));
+    return -1;
+  }
   t->mod = t->cfg.backend == BACKEND_JIT ? cg_jit_build(&t->prog, &err) : cg_c_build(&t->prog, NULL, &err);
   if (!t->mod || cg_c_set_params(t->mod, &t->tensors, &err)) {
     diag_plain(t->d, "dlc train", "%s", err.msg);
@@ -172,7 +192,7 @@ static int copy_init(Trainer *t, const RtTensorSet *init, RtError *err) {
   return 0;
 }
 
-int trainer_init(Trainer *t, Model *m, const TrainConfig *cfg, const RtTensorSet *init, Diags *d) {
+int trainer_prepare(Trainer *t, Model *m, const TrainConfig *cfg, Diags *d) {
   memset(t, 0, sizeof *t);
   t->m = m, t->cfg = *cfg, t->d = d;
   t->loss = m->train.loss;
@@ -181,7 +201,6 @@ int trainer_init(Trainer *t, Model *m, const TrainConfig *cfg, const RtTensorSet
   rt_set_init(&t->tensors);
   ir_graph_init(&t->tg, m->g.name, d);
   ir_graph_init(&t->eg, m->g.name, d);
-  for (int s = 0; s < m->g.nsyms; s++) m->g.syms[s].max = cfg->batch;
   /* the frontend checked `target`: a label (data set labels) or an input of labels[0]'s type */
   int target = m->train.target;
   t->autoencode = target >= 0;
@@ -197,6 +216,14 @@ int trainer_init(Trainer *t, Model *m, const TrainConfig *cfg, const RtTensorSet
     t->acc_output = find_output(&m->g, logits);
     if (t->acc_output < 0) t->acc_output = ir_output(&m->g, "logits", logits);
   }
+  return 0;
+}
+
+int trainer_build(Trainer *t, const RtTensorSet *init) {
+  Model *m = t->m;
+  const TrainConfig *cfg = &t->cfg;
+  Diags *d = t->d;
+  for (int s = 0; s < m->g.nsyms; s++) m->g.syms[s].max = cfg->batch;
   OptimSpec opt = cfg->opt;
   opt.seed = cfg->seed;
   if (pass_build_train(&m->g, t->loss, &opt, &t->tg) || pass_build_eval(&m->g, t->loss, &t->eg) ||
@@ -209,6 +236,23 @@ int trainer_init(Trainer *t, Model *m, const TrainConfig *cfg, const RtTensorSet
     return -1;
   }
   return build_backend(t);
+}
+
+int trainer_init(Trainer *t, Model *m, const TrainConfig *cfg, const RtTensorSet *init, Diags *d) {
+  return trainer_prepare(t, m, cfg, d) || trainer_build(t, init) ? -1 : 0;
+}
+
+int trainer_fit_batch(Trainer *t) {
+  if (t->train.n == 0) {
+    diag_plain(t->d, "dlc train", "the training set is empty (%lld samples loaded, %lld held out for validation): "
+               "nothing to train on", (long long)(t->train.n + t->val.n), (long long)t->val.n);
+    return -1;
+  }
+  if (t->cfg.batch <= t->train.n) return 0;
+  fprintf(stderr, "note: batch %lld is larger than the %lld training samples; using %lld\n", (long long)t->cfg.batch,
+          (long long)t->train.n, (long long)t->train.n);
+  t->cfg.batch = t->train.n;
+  return 1;
 }
 
 void trainer_free(Trainer *t) {
@@ -546,8 +590,17 @@ int trainer_resume(Trainer *t, const char *path) {
 
 /* --- epochs ---------------------------------------------------------------------- */
 
+int trainer_check_loss(Trainer *t, const EpochStats *es) {
+  if (isfinite(es->loss) && (isnan(es->val_loss) || isfinite(es->val_loss)) ) return 0;
+  diag_plain(t->d, "dlc train", "the %s loss of epoch %lld is %g: training diverged (try a smaller learning rate); "
+             "nothing of this epoch is saved", isfinite(es->loss) ? "validation" : "training", (long long)t->epoch,
+             isfinite(es->loss) ? es->val_loss : es->loss);
+  return -1;
+}
+
 int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *stop) {
   const RtDataset *ds = &t->train;
+  if (ds->n == 0) return diag_plain(t->d, "dlc train", "the training set is empty: nothing to train on"), -1;
   int64_t b = t->cfg.batch, n = ds->n, feat = rt_dataset_features(ds), nb = (n + b - 1) / b;
   size_t ysize = target_size(t, ds);
   int64_t *order = rt_xmalloc(sizeof(int64_t) * (size_t)(n + 1));

@@ -60,9 +60,21 @@ void trainer_optim_defaults(OptimSpec *o, OptKind kind, double lr);
 int trainer_cfg_str(char *dst, size_t size, const char *src, const char *what, Diags *d);
 /* Reads the model's training section into cfg.  Returns 0 or -1. */
 int trainer_config(const Model *m, TrainConfig *cfg, Diags *d);
-/* Builds the graphs and the backend, and initialises parameters from the
- * seed (or takes them from init, a set of named tensors, when not NULL). */
+/* trainer_prepare then trainer_build. */
 int trainer_init(Trainer *t, Model *m, const TrainConfig *cfg, const RtTensorSet *init, Diags *d);
+/* Everything but compiling: enough to load data (trainer_load_data), so
+ * the batch can be fitted to it before trainer_build. */
+int trainer_prepare(Trainer *t, Model *m, const TrainConfig *cfg, Diags *d);
+/* Builds the graphs and the backend for t->cfg.batch, and initialises
+ * parameters from the seed (or takes them from init, a set of named
+ * tensors, when not NULL).  A step whose static storage exceeds
+ * TRAINER_STATIC_LIMIT is refused with a message naming the limit. */
+int trainer_build(Trainer *t, const RtTensorSet *init);
+#define TRAINER_STATIC_LIMIT (((int64_t)2 << 30) - ((int64_t)64 << 20)) /* 2 GiB less room for code */
+/* After loading: an empty training set is an error (-1); a batch larger
+ * than the training set is clamped to it with a note (returns 1: the
+ * step must be built, or rebuilt, for the new batch); else 0. */
+int trainer_fit_batch(Trainer *t);
 /* Loads the data set named by cfg into t->train, t->val, t->test. */
 int trainer_load_data(Trainer *t);
 /* One optimizer step on a batch: x (f32) and y (the label input's dtype),
@@ -80,6 +92,9 @@ typedef struct EpochStats {
  * *stop is set.  Returns 0, -1 on error, 1 if stopped; t->epoch is not
  * advanced (the caller decides whether the epoch counts). */
 int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *stop);
+/* -1 with a message when the epoch's training (or validation) loss is
+ * not finite: the run diverged and must not be saved. */
+int trainer_check_loss(Trainer *t, const EpochStats *es);
 /* Logits of n samples x (the model's input layout) into logits (n x classes);
  * y are their labels (the eval step computes the loss too). */
 int trainer_predict(Trainer *t, int64_t n, const float *x, const void *y, float *logits);

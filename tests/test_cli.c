@@ -261,6 +261,10 @@ Test(cli, grads_modes_match_pytorch_train_and_eval, .timeout = 120) {
     rt_tensor_free(&got);
     rt_tensor_free(&ref);
   }
+  snprintf(args, sizeof args, "%s --seed 99999999999999999999", base);
+  expect(dir, args, 2, "--seed: error: expected an integer in [0, 9223372036854775807]");
+  snprintf(args, sizeof args, "%s --seed -1", base);
+  expect(dir, args, 2, "--seed: error: expected an integer");
   snprintf(args, sizeof args, "%s --mode training", base);
   expect(dir, args, 2, "expected train or eval, got 'training'");
   snprintf(args, sizeof args, "%s --output out=o.npy", base);

@@ -156,6 +156,39 @@ Test(repl, settings_survive_a_statement_before_the_data_loads, .timeout = 120) {
   unsetenv("MALLOC_PERTURB_");
 }
 
+/* Numbers typed at the prompt are whole, finite and in range; a batch
+ * larger than the data is clamped to it; an empty data set is refused. */
+Test(repl, numbers_are_strict_and_the_batch_fits_the_data, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  write_data(dir, 40);
+  write_model(dir, 10);
+  char script[2048], *out;
+  RtTensor x, y;
+  RtError err;
+  char path[600];
+  cr_assert_eq(rt_tensor_alloc(&x, DT_F32, 2, (int64_t[]){0, 8}, &err), RT_OK);
+  cr_assert_eq(rt_tensor_alloc(&y, DT_I64, 1, (int64_t[]){0}, &err), RT_OK);
+  snprintf(path, sizeof path, "%s/x0.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &x, &err), RT_OK);
+  snprintf(path, sizeof path, "%s/y0.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &y, &err), RT_OK);
+  rt_tensor_free(&x), rt_tensor_free(&y);
+  snprintf(script, sizeof script,
+           "load m.dl\nset lr inf\nset lr nan\nset lr 1e999\nset lr 0.1x\nset batch 99999999999999999999\n"
+           "set batch -1\ntrain 0\ntrain 99999999999999999999\nset batch 2147483647\ntrain 1\npredict 1.5\n"
+           "data npy:%s/x0.npy,%s/y0.npy\nquit\n", dir, dir);
+  int st = run_script(dir, script, &out);
+  cr_expect_eq(st, 1, "exit %d\n%s", st, out);
+  const char *wants[] = {"set lr: error: expected a finite number in [1e-12, 1e+06], got 'inf'", "got 'nan'", "got '1e999'",
+                         "got '0.1x'", "set batch: error: expected an integer in [1, 2147483647], got '99999999999999999999'",
+                         "got '-1'", "train: error: expected an integer in [1, 1000000000], got '0'",
+                         "note: batch 2147483647 is larger than the 30 training samples; using 30", "epoch 1: loss",
+                         "predict: error: expected an integer", "the training set is empty"};
+  for (size_t i = 0; i < sizeof wants / sizeof wants[0]; i++) cr_expect(strstr(out, wants[i]), "no '%s' in:\n%s", wants[i], out);
+  cr_expect(!strstr(out, "lr = inf") && !strstr(out, "epoch 2:"), "%s", out);
+  free(out);
+}
+
 /* --- under a pseudo-terminal ------------------------------------------------------- */
 
 /* Reads from fd until needle appears or the deadline passes; the text read

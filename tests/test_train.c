@@ -1120,6 +1120,96 @@ Test(dlc_train, a_label_typed_like_the_input_needs_a_target, .timeout = 120) {
   remove_dir(dir);
 }
 
+/* Runs dlc train on model with args (up to 6) and expects status and a
+ * message in stderr, and the checkpoint ck untouched ("old"). */
+static void expect_run_keeps(const char *dir, const char *model, const char *const *args, int status,
+                             const char *needle, const char *ck) {
+  Proc p = run_dlc(dir, "train", model, "--save", ck, args[0], args[1], args[2], args[3], args[4], args[5], NULL);
+  cr_expect_eq(p.status, status, "%s %s: exit %d\n%s%s", model, args[1], p.status, p.out, p.err);
+  cr_expect(strstr(p.err, needle) != NULL, "stderr lacks '%s':\n%s", needle, p.err);
+  char *kept = tu_read_file(ck, NULL);
+  cr_expect(kept && !strcmp(kept, "old"), "the checkpoint was overwritten");
+  free(kept);
+  proc_free(&p);
+}
+
+/* A run with nothing to train on, or whose loss stops being finite, is an
+ * error (exit 1) and leaves an existing checkpoint as it was. */
+Test(dlc_train, empty_or_diverging_runs_fail_and_keep_the_checkpoint, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  write_blobs(dir, 0, 6, "x0.npy", "y0.npy");
+  char ck[600], data[1300], path[600];
+  snprintf(ck, sizeof ck, "%s/ck.safetensors", dir);
+  write_text(ck, "old");
+  snprintf(data, sizeof data, "npy:%s/x0.npy,%s/y0.npy", dir, dir);
+  const char *empty[6] = {"--data", data, "--backend=interp"};
+  expect_run_keeps(dir, TRAIN("tiny.dl"), empty, 1, "the training set is empty", ck);
+  /* regression targets of 1e20: the squared error overflows float */
+  RtTensor x, t;
+  RtError err;
+  cr_assert_eq(rt_tensor_alloc(&x, DT_F32, 2, (int64_t[]){10, 4}, &err), RT_OK);
+  cr_assert_eq(rt_tensor_alloc(&t, DT_F32, 2, (int64_t[]){10, 2}, &err), RT_OK);
+  for (int i = 0; i < 40; i++) ((float *)x.data)[i] = 1;
+  for (int i = 0; i < 20; i++) ((float *)t.data)[i] = 1e20f;
+  snprintf(path, sizeof path, "%s/xr.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &x, &err), RT_OK);
+  snprintf(path, sizeof path, "%s/tr.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &t, &err), RT_OK);
+  rt_tensor_free(&x), rt_tensor_free(&t);
+  snprintf(data, sizeof data, "npy:%s/xr.npy,%s/tr.npy", dir, dir);
+  const char *backends[3] = {"--backend=interp", "--backend=c", "--backend=jit"};
+  for (int b = 0; b < 3; b++) {
+    const char *diverge[6] = {"--data", data, backends[b], "--epochs", "2"};
+    expect_run_keeps(dir, TRAIN("reg.dl"), diverge, 1, "training diverged", ck);
+  }
+  remove_dir(dir);
+}
+
+/* Every numeric flag is one whole, finite number in range; a batch larger
+ * than the data set is clamped to it with a note; a step too large for
+ * the compiled backends is refused naming the limit. */
+Test(dlc_train, numbers_are_strict_and_the_batch_fits_the_data, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  char data[1300];
+  write_blobs(dir, 22, 6, "x.npy", "y.npy");
+  snprintf(data, sizeof data, "npy:%s/x.npy,%s/y.npy", dir, dir);
+  const BadRun runs[] = {
+      {{"--data", data, "--batch", "99999999999999999999"}, 2, "--batch"},
+      {{"--data", data, "--batch", "2147483648"}, 2, "--batch"},
+      {{"--data", data, "--batch", " 4"}, 2, "--batch"},
+      {{"--data", data, "--epochs", "1e3"}, 2, "--epochs"},
+      {{"--data", data, "--epochs", ""}, 2, "--epochs"},
+      {{"--data", data, "--lr", "inf"}, 2, "--lr"},
+      {{"--data", data, "--lr", "nan"}, 2, "--lr"},
+      {{"--data", data, "--lr", "1e400"}, 2, "--lr"},
+      {{"--data", data, "--lr", "0.1x"}, 2, "--lr"},
+      {{"--data", data, "--val-split", "nan"}, 2, "--val-split"},
+      {{"--data", data, "--seed", "18446744073709551616"}, 2, "--seed"},
+      {{"--data", data, "--augment", "crop=99999999999999999999"}, 2, "--augment crop"},
+  };
+  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) expect_bad_run(dir, TRAIN("tiny.dl"), &runs[i]);
+  Proc p = run_dlc(dir, "train", TRAIN("tiny.dl"), "--data", data, "--batch", "1000000", "--epochs", "1", NULL);
+  cr_expect_eq(p.status, 0, "%s%s", p.out, p.err);
+  cr_expect(strstr(p.err, "note: batch 1000000 is larger than the 22 training samples; using 22"), "%s", p.err);
+  cr_expect(strstr(p.out, "batch 22,") && strstr(p.out, "epoch 1/1: loss "), "%s", p.out);
+  proc_free(&p);
+  /* an outer product of 8192 features per sample: 2.7 GB of arena at batch 10 */
+  char model[600];
+  snprintf(model, sizeof model, "%s/big.dl", dir);
+  write_text(model, "model big\ninput x: f32[N, 6]\nw = dense(x, 8192)\na = reshape(w, [N, 8192, 1])\n"
+                    "b = reshape(w, [N, 1, 8192])\ns = mean(a * b, axes=[2])\nlogits = dense(s, 3)\noutput logits\n"
+                    "train {\n  label y: i64[N]\n  loss = cross_entropy(logits, y)\n  optimizer = sgd(lr=0.1)\n"
+                    "  batch = 10\n}\n");
+  for (int b = 0; b < 2; b++) {
+    p = run_dlc(dir, "train", model, "--data", data, b ? "--backend=c" : "--backend=jit", NULL);
+    cr_expect_eq(p.status, 1, "%s%s", p.out, p.err);
+    cr_expect(strstr(p.err, "at batch 10 the compiled step needs") && strstr(p.err, "can address at most 1984 MiB"),
+              "%s", p.err);
+    proc_free(&p);
+  }
+  remove_dir(dir);
+}
+
 /* Data files that exist but are wrong for the model or broken. */
 Test(dlc_train, bad_data_files, .timeout = 120) {
   const char *dir = tu_scratch_dir();
