@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "driver/numbers.h"
 #include "driver/trainer.h"
 
 /* --- configuration ------------------------------------------------------------- */
@@ -540,9 +541,44 @@ int trainer_save(Trainer *t, const char *path) {
   return 0;
 }
 
-static int64_t meta_int(const RtTensorSet *s, const char *key, int64_t deflt) {
+/* Metadata key of checkpoint s, which must be there. */
+static const char *meta_need(Trainer *t, const RtTensorSet *s, const char *path, const char *key) {
   const char *v = rt_set_get_meta(s, key);
-  return v ? strtoll(v, NULL, 10) : deflt;
+  if (!v) diag_plain(t->d, path, "no '%s' in the metadata: not a checkpoint of dlc train (to start from its weights, "
+                     "use --init)", key);
+  return v;
+}
+
+static int meta_int(Trainer *t, const RtTensorSet *s, const char *path, const char *key, int64_t hi, int64_t *out) {
+  const char *v = meta_need(t, s, path, key);
+  char what[1100];
+  snprintf(what, sizeof what, "%s: metadata %s", path, key);
+  return v && dlc_parse_int(what, v, 0, hi, out, t->d) == 0 ? 0 : -1;
+}
+
+/* The run a checkpoint continues: whole non-negative epoch and step (at
+ * least one step per epoch; steps reach the step as an f32, exact to
+ * 2^24), the same model, optimizer and seed as this run. */
+static int check_meta(Trainer *t, const RtTensorSet *s, const char *path, int64_t *epoch, int64_t *step) {
+  int64_t seed;
+  if (meta_int(t, s, path, "dlc.epoch", DLC_MAX_EPOCHS, epoch) || meta_int(t, s, path, "dlc.step", 1 << 24, step) ||
+      meta_int(t, s, path, "dlc.seed", INT64_MAX, &seed))
+    return -1;
+  if (*step < *epoch)
+    return diag_plain(t->d, path, "damaged metadata: %lld steps for %lld epochs", (long long)*step, (long long)*epoch), -1;
+  const char *model = meta_need(t, s, path, "dlc.model"), *opt = meta_need(t, s, path, "dlc.optimizer");
+  const char *want_opt = pass_optim_names[t->cfg.opt.kind];
+  if (!model || !opt) return -1;
+  if (strcmp(model, t->m->g.name))
+    return diag_plain(t->d, path, "the checkpoint is of model '%s', not '%s'", model, t->m->g.name), -1;
+  if (strcmp(opt, want_opt))
+    return diag_plain(t->d, path, "the checkpoint holds %s's optimizer state but this run uses %s: resume with "
+                      "--optimizer %s, or start from its weights with --init", opt, want_opt, opt), -1;
+  if ((uint64_t)seed != t->cfg.seed)
+    return diag_plain(t->d, path, "the checkpoint was trained with seed %lld, this run has seed %llu (the data order "
+                      "depends on it): resume with --seed %lld", (long long)seed, (unsigned long long)t->cfg.seed,
+                      (long long)seed), -1;
+  return 0;
 }
 
 /* Same dtype and shape. */
@@ -564,9 +600,20 @@ int trainer_resume(Trainer *t, const char *path) {
   }
   /* Everything is checked before anything is copied, so a checkpoint that
    * does not fit leaves the trainer as it was. */
+  int64_t epoch, step;
+  if (check_meta(t, &s, path, &epoch, &step)) {
+    rt_set_free(&s);
+    return -1;
+  }
   for (int i = 0; i < t->tensors.count; i++) {
     const RtTensor *dst = &t->tensors.items[i].t, *src = rt_set_find(&s, t->tensors.items[i].name);
-    if (src && !same_type(src, dst)) {
+    if (!src) {
+      diag_plain(t->d, path, "no tensor '%s' (optimizer state of %s): resuming needs it; to start from the weights "
+                 "alone, use --init", t->tensors.items[i].name, pass_optim_names[t->cfg.opt.kind]);
+      rt_set_free(&s);
+      return -1;
+    }
+    if (!same_type(src, dst)) {
       char got[128], want[128];
       diag_plain(t->d, path, "tensor '%s' is %s but the model needs %s", t->tensors.items[i].name,
                  rt_shape_str(got, sizeof got, src->dtype, src->rank, src->shape),
@@ -577,12 +624,10 @@ int trainer_resume(Trainer *t, const char *path) {
   }
   for (int i = 0; i < t->tensors.count; i++) {
     RtTensor *dst = &t->tensors.items[i].t, *src = rt_set_find(&s, t->tensors.items[i].name);
-    /* optimizer state the checkpoint lacks (a weights-only file) restarts at zero */
-    if (src) memcpy(dst->data, src->data, rt_tensor_nbytes(dst));
-    else memset(dst->data, 0, rt_tensor_nbytes(dst));
+    memcpy(dst->data, src->data, rt_tensor_nbytes(dst));
   }
-  t->epoch = meta_int(&s, "dlc.epoch", 0);
-  t->step = meta_int(&s, "dlc.step", 0);
+  t->epoch = epoch;
+  t->step = step;
   rt_set_free(&s);
   if (t->mod && cg_c_set_params(t->mod, &t->tensors, &err)) return diag_plain(t->d, path, "%s", err.msg), -1;
   return 0;

@@ -101,7 +101,9 @@ int trainer_predict(Trainer *t, int64_t n, const float *x, const void *y, float 
 /* Brings t->tensors up to date with the backend. */
 int trainer_sync(Trainer *t);
 /* Checkpoints: parameters, optimizer state, and metadata (epoch, step,
- * seed); written atomically. */
+ * seed, model, optimizer); written atomically.  trainer_resume trusts
+ * nothing: it checks every tensor and the metadata against this run
+ * before it copies anything, so a refused file leaves t as it was. */
 int trainer_save(Trainer *t, const char *path);
 int trainer_resume(Trainer *t, const char *path);
 void trainer_free(Trainer *t);

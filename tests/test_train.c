@@ -922,6 +922,91 @@ Test(train_checkpoint, dlc_train_refuses_bad_checkpoints, .timeout = 120) {
   remove_dir(dir);
 }
 
+/* Writes the checkpoint src to dst with metadata key set to val (NULL:
+ * removed), or with tensor drop removed. */
+static void edit_checkpoint(const char *src, const char *dst, const char *key, const char *val, const char *drop) {
+  RtTensorSet s;
+  RtError err;
+  read_st(src, &s);
+  for (int i = 0; key && !val && i < s.nmeta; i++)
+    if (!strcmp(s.meta_keys[i], key)) {
+      free(s.meta_keys[i]), free(s.meta_vals[i]);
+      s.meta_keys[i] = s.meta_keys[s.nmeta - 1], s.meta_vals[i] = s.meta_vals[s.nmeta - 1];
+      s.nmeta--;
+    }
+  if (key && val) cr_assert_eq(rt_set_meta(&s, key, val, &err), RT_OK);
+  for (int i = 0; drop && i < s.count; i++)
+    if (!strcmp(s.items[i].name, drop)) {
+      free(s.items[i].name), rt_tensor_free(&s.items[i].t);
+      memmove(&s.items[i], &s.items[i + 1], sizeof s.items[0] * (size_t)(s.count - i - 1));
+      s.count--;
+    }
+  cr_assert_eq(rt_safetensors_write(dst, &s, &err), RT_OK, "%s", err.msg);
+  rt_set_free(&s);
+}
+
+/* Checkpoint metadata is checked before anything is used: epoch and step
+ * whole non-negative numbers, the same model, optimizer and seed, every
+ * optimizer state tensor there.  Each bad file: exit 1, a message naming
+ * what is wrong, no epoch trained, the file as it was. */
+Test(train_checkpoint, dlc_train_refuses_untrusted_metadata, .timeout = 180) {
+  const char *dir = tu_scratch_dir();
+  char data[1300], good[600], bad[600], other[600];
+  write_blobs(dir, 22, 6, "x.npy", "y.npy");
+  snprintf(data, sizeof data, "npy:%s/x.npy,%s/y.npy", dir, dir);
+  snprintf(good, sizeof good, "%s/good.safetensors", dir);
+  snprintf(bad, sizeof bad, "%s/bad.safetensors", dir);
+  Proc p = run_dlc(dir, "train", TRAIN("tiny.dl"), "--data", data, "--backend=interp", "--epochs", "1", "--save", good,
+                   "--optimizer", "adam", NULL);
+  cr_assert_eq(p.status, 0, "%s%s", p.out, p.err);
+  proc_free(&p);
+  struct {
+    const char *key, *val, *drop, *needle;
+  } cases[] = {
+      {"dlc.epoch", NULL, NULL, "no 'dlc.epoch' in the metadata"},
+      {"dlc.epoch", "one", NULL, "metadata dlc.epoch: error: expected an integer"},
+      {"dlc.epoch", "1x", NULL, "metadata dlc.epoch: error"},
+      {"dlc.epoch", "-2", NULL, "metadata dlc.epoch: error"},
+      {"dlc.step", "-1", NULL, "metadata dlc.step: error"},
+      {"dlc.step", "", NULL, "metadata dlc.step: error"},
+      {"dlc.step", "0", NULL, "damaged metadata: 0 steps for 1 epochs"},
+      {"dlc.step", "99999999999999999999", NULL, "metadata dlc.step: error"},
+      {"dlc.seed", NULL, NULL, "no 'dlc.seed'"},
+      {"dlc.seed", "5", NULL, "trained with seed 5"},
+      {"dlc.model", "resnet", NULL, "the checkpoint is of model 'resnet', not 'tiny'"},
+      {"dlc.model", NULL, NULL, "no 'dlc.model'"},
+      {"dlc.optimizer", "sgd", NULL, "holds sgd's optimizer state but this run uses adam"},
+      {NULL, NULL, "fc1.weight.exp_avg_sq", "no tensor 'fc1.weight.exp_avg_sq'"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    edit_checkpoint(good, bad, cases[k].key, cases[k].val, cases[k].drop);
+    size_t before_len = 0, after_len = 0;
+    char *before = tu_read_file(bad, &before_len);
+    Proc r = run_dlc(dir, "train", TRAIN("tiny.dl"), "--data", data, "--backend=interp", "--optimizer", "adam",
+                     "--epochs", "3", "--resume", bad, "--save", bad, NULL);
+    cr_expect_eq(r.status, 1, "case %zu: exit %d\n%s%s", k, r.status, r.out, r.err);
+    cr_expect(strstr(r.err, "bad.safetensors") && strstr(r.err, cases[k].needle), "case %zu: no '%s' in:\n%s", k,
+              cases[k].needle, r.err);
+    cr_expect_eq(count_lines_starting(r.out, "epoch "), 0, "case %zu trained anyway:\n%s", k, r.out);
+    char *after = tu_read_file(bad, &after_len);
+    cr_expect(after && after_len == before_len && !memcmp(after, before, after_len), "case %zu: file rewritten", k);
+    free(before), free(after);
+    proc_free(&r);
+  }
+  /* the good file resumes, and --init takes the weights of a file without metadata */
+  snprintf(other, sizeof other, "%s/weights.safetensors", dir);
+  edit_checkpoint(good, other, "dlc.epoch", NULL, NULL);
+  p = run_dlc(dir, "train", TRAIN("tiny.dl"), "--data", data, "--backend=interp", "--optimizer", "adam", "--epochs",
+              "2", "--resume", good, NULL);
+  cr_expect_eq(p.status, 0, "%s%s", p.out, p.err);
+  cr_expect(strstr(p.out, "epoch 2/2") && !strstr(p.out, "epoch 1/2"), "%s", p.out);
+  proc_free(&p);
+  p = run_dlc(dir, "train", TRAIN("tiny.dl"), "--data", data, "--backend=interp", "--epochs", "1", "--init", other, NULL);
+  cr_expect_eq(p.status, 0, "%s%s", p.out, p.err);
+  proc_free(&p);
+  remove_dir(dir);
+}
+
 /* --- dlc train end to end ---------------------------------------------------------------- */
 
 static int count_lines(const char *text) {
