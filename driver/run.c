@@ -240,39 +240,54 @@ static int write_outputs(const Graph *g, const RunOpts *o, RtTensor *vals, Diags
   return 0;
 }
 
+/* The graph a run computes: the gradient graph, the forward pass in
+ * training mode (in grads, *g pointing there), or the model itself. */
+static int choose_graph(Model *m, const RunOpts *o, Graph *grads, Graph **g, Diags *d) {
+  int train = !strcmp(o->mode, "train");
+  if (o->grads || o->input_grads) {
+    if (!m->train.present || m->train.loss < 0)
+      return diag_plain(d, o->model, "--grads needs a training section with a loss"), -1;
+    DecomposeOpts mode = {train, o->seed};
+    *g = grads;
+    return pass_build_grads(&m->g, m->train.loss, o->grads != NULL, o->input_grads != NULL, &mode, grads);
+  }
+  if (train) {
+    *g = grads;
+    return build_train_forward(&m->g, o->seed, grads);
+  }
+  pass_dce(&m->g);
+  return 0;
+}
+
+static void free_bindings(RunOpts *o) {
+  for (int k = 0; k < o->nin; k++) rt_xfree((char *)o->in[k].name);
+  for (int k = 0; k < o->nout; k++) rt_xfree((char *)o->out[k].name);
+}
+
 int dlc_cmd_run(int argc, char **argv, const char *usage) {
   Diags d;
   diag_init(&d, stderr);
   RunOpts o;
   int rc = parse_run(argc, argv, &o, &d);
-  if (rc) return rc > 0 ? dlc_usage(usage, 0) : 2;
+  if (rc) {
+    free_bindings(&o);
+    return rc > 0 ? dlc_usage(usage, 0) : 2;
+  }
   Model m;
-  if (dlc_load_model(&m, o.model, NULL, 0, &d)) return 1;
+  if (dlc_load_model(&m, o.model, NULL, 0, &d)) {
+    free_bindings(&o);
+    return 1;
+  }
   /* one run: the inputs decide the symbols, and the C backend is compiled for them */
   for (int s = 0; s < m.g.nsyms; s++) m.g.syms[s].max = 0;
   Graph *g = &m.g, grads;
   int want_grads = o.grads || o.input_grads;
   ir_graph_init(&grads, m.g.name, &d);
-  if (want_grads) {
-    if (!m.train.present || m.train.loss < 0) {
-      diag_plain(&d, o.model, "--grads needs a training section with a loss");
-      fe_model_free(&m);
-      return 1;
-    }
-    DecomposeOpts mode = {!strcmp(o.mode, "train"), o.seed};
-    if (pass_build_grads(&m.g, m.train.loss, o.grads != NULL, o.input_grads != NULL, &mode, &grads)) {
-      fe_model_free(&m);
-      return 1;
-    }
-    g = &grads;
-  } else if (!strcmp(o.mode, "train")) {
-    if (build_train_forward(&m.g, o.seed, &grads)) {
-      fe_model_free(&m);
-      return 1;
-    }
-    g = &grads;
-  } else {
-    pass_dce(g);
+  if (choose_graph(&m, &o, &grads, &g, &d)) {
+    ir_graph_free(&grads);
+    fe_model_free(&m);
+    free_bindings(&o);
+    return 1;
   }
   RtTensor *vals = rt_xcalloc((size_t)g->nnodes + 1, sizeof *vals);
   RtTensorSet params;
@@ -305,8 +320,7 @@ done:
     if (g->nodes[i].op != OP_PARAM) rt_tensor_free(&vals[i]);
   rt_xfree(vals);
   rt_set_free(&params);
-  for (int k = 0; k < o.nin; k++) rt_xfree((char *)o.in[k].name);
-  for (int k = 0; k < o.nout; k++) rt_xfree((char *)o.out[k].name);
+  free_bindings(&o);
   ir_graph_free(&grads);
   fe_model_free(&m);
   return status;
