@@ -245,7 +245,8 @@ int trainer_init(Trainer *t, Model *m, const TrainConfig *cfg, const RtTensorSet
 
 int trainer_fit_batch(Trainer *t) {
   if (t->train.n == 0) {
-    diag_plain(t->d, "dlc train", "the training set is empty (%lld samples loaded, %lld held out for validation): "
+    const char *where = t->cfg.data_args[0][0] ? t->cfg.data_args[0] : "dlc train";
+    diag_plain(t->d, where, "the training set is empty (%lld samples loaded, %lld held out for validation): "
                "nothing to train on", (long long)(t->train.n + t->val.n), (long long)t->val.n);
     return -1;
   }
