@@ -120,6 +120,7 @@ static const char *unary_fn(UnOp op) {
   case UN_LOG1P: return "log1p";
   case UN_EXPM1: return "expm1";
   case UN_ERF: return "erf";
+  case UN_ERFC: return "erfc";
   }
   return "?";
 }
@@ -138,8 +139,8 @@ static const char *binary_op(BinOp op) {
   case BIN_EQ: return " == ";
   case BIN_NE: return " != ";
   case BIN_AND: return " && ";
-  case BIN_MAX: return "fmax";
-  case BIN_MIN: return "fmin";
+  case BIN_MAX: return "dlc_max";
+  case BIN_MIN: return "dlc_min";
   case BIN_POW: return "pow";
   }
   return "?";
@@ -349,6 +350,36 @@ static int stmt_rand(const Stmt *s) {
   return 0;
 }
 
+/* Whether float binary operator op occurs in e or s. */
+static int expr_fbin(const Expr *e, BinOp op) {
+  if (!e) return 0;
+  if (e->kind == EX_BINARY && e->op == (int)op && e->type == DT_F32) return 1;
+  return expr_fbin(e->a, op) || expr_fbin(e->b, op) || expr_fbin(e->c, op);
+}
+static int stmt_fbin(const Stmt *s, BinOp op) {
+  for (; s; s = s->next)
+    if (expr_fbin(s->extent, op) || expr_fbin(s->index, op) || expr_fbin(s->value, op) || stmt_fbin(s->body, op))
+      return 1;
+  return 0;
+}
+static int program_fbin(const Program *p, BinOp op) {
+  for (int f = 0; f < p->nfuncs; f++)
+    for (int k = 0; k < p->funcs[f].nkernels; k++)
+      if (stmt_fbin(p->funcs[f].kernels[k].body, op)) return 1;
+  return 0;
+}
+
+/* Float maximum and minimum as kernel.h defines them (NaN propagates, as
+ * in torch.maximum; C's fmaxf would drop it), each printed when used. */
+static void minmax_helper(Emit *E) {
+  if (program_fbin(E->p, BIN_MAX))
+    fputs("/* maximum that propagates NaN */\n"
+          "static float dlc_maxf(float a, float b) { return a > b || isnan(a) ? a : b; }\n\n", E->f);
+  if (program_fbin(E->p, BIN_MIN))
+    fputs("/* minimum that propagates NaN */\n"
+          "static float dlc_minf(float a, float b) { return a < b || isnan(a) ? a : b; }\n\n", E->f);
+}
+
 /* ir_random_uniform in C, printed when some kernel draws random numbers. */
 static void random_helper(Emit *E) {
   int used = 0;
@@ -499,6 +530,7 @@ int cg_emit_c(const Program *p, FILE *c, FILE *h, const EmitOpts *o, Diags *d) {
   param_table(&E, ntensors);
   cg_c_support(c, p, E.pre, o->embed != NULL);
   random_helper(&E);
+  minmax_helper(&E);
   for (int i = 0; i < p->nfuncs; i++) function(&E, &p->funcs[i]);
   if (h) header(&E, h, nparams, ntensors);
   arena_free(&a);

@@ -237,12 +237,15 @@ static Val compare(Lower *L, BinOp op, Val a, Val b) {
   return as_int(L, is_float(t) ? LLVMBuildFCmp(L->b, fp[k], a.v, b.v, "") : LLVMBuildICmp(L->b, ip[k], a.v, b.v, ""));
 }
 
-/* fmaxf/fminf for float, (a > b ? a : b) otherwise, as the C emitter prints. */
+/* For float, the NaN-propagating (a > b || isnan(a) ? a : b) of the C
+ * emitter's dlc_maxf (kernel.h); (a > b ? a : b) otherwise. */
 static Val minmax(Lower *L, const Expr *e, Val a, Val b) {
   int max = e->op == BIN_MAX;
   if (e->type == DT_F32) {
-    LLVMValueRef args[2] = {convert(L, a, DT_F32).v, convert(L, b, DT_F32).v};
-    return typed(intrinsic(L, max ? "llvm.maxnum" : "llvm.minnum", L->f32, args, 2), DT_F32);
+    LLVMValueRef x = convert(L, a, DT_F32).v, y = convert(L, b, DT_F32).v;
+    LLVMValueRef wins = LLVMBuildFCmp(L->b, max ? LLVMRealOGT : LLVMRealOLT, x, y, "");
+    LLVMValueRef pick = LLVMBuildOr(L->b, wins, LLVMBuildFCmp(L->b, LLVMRealUNO, x, x, ""), "");
+    return typed(LLVMBuildSelect(L->b, pick, x, y, ""), DT_F32);
   }
   Val c = compare(L, max ? BIN_GT : BIN_LT, a, b);
   DType t = common(a.t, b.t);
@@ -300,6 +303,7 @@ static Val unary(Lower *L, const Expr *e) {
   case UN_LOG1P: r = libm(L, f ? "log1pf" : "log1p", T, x); break;
   case UN_EXPM1: r = libm(L, f ? "expm1f" : "expm1", T, x); break;
   case UN_ERF: r = libm(L, f ? "erff" : "erf", T, x); break;
+  case UN_ERFC: r = libm(L, f ? "erfcf" : "erfc", T, x); break;
   case UN_NEG: break;
   }
   return typed(r, t);

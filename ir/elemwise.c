@@ -55,6 +55,7 @@ typedef struct EwArgs {
 #define TANH(x) U(UN_TANH, x)
 #define ABS(x) U(UN_ABS, x)
 #define ERF(x) U(UN_ERF, x)
+#define ERFC(x) U(UN_ERFC, x)
 
 #define EW(id, name, mn, mx, attrs, fwd, na, da, nb, db)                   \
   static Expr *fwd_##id(const EwArgs *E) { return (void)E, fwd; }         \
@@ -128,5 +129,5 @@ Expr *ir_ew_grad(Program *p, const Attrs *a, Expr *const *in, int nin) {
 
 Expr *ir_bce_logits_item(Program *p, Expr *x, Expr *y) {
   EwArgs args = {p, NULL, x, y, NULL, NULL}, *E = &args;
-  return ADD(SUB(MAX(A, K(0)), MUL(A, B)), LOG1P(EXP(NEG(ABS(A)))));
+  return ADD(ADD(MUL(SUB(K(1), B), A), MAX(NEG(A), K(0))), LOG1P(EXP(NEG(ABS(A)))));
 }

@@ -34,7 +34,8 @@ Attrs ir_ew_grad_attrs(OpKind op, int arg, int nin, const Attrs *fwd);
  * in[0..nin) (dy first). */
 Expr *ir_ew_grad(Program *p, const Attrs *a, Expr *const *in, int nin);
 /* The per-element loss of bce_with_logits at logit x and target y:
- * max(x, 0) - x y + log1p(exp(-|x|)), the one formula every
+ * (1 - y) x + max(-x, 0) + log1p(exp(-|x|)), PyTorch's formula (so an
+ * infinite logit gives PyTorch's infinity or NaN), the one every
  * implementation uses. */
 Expr *ir_bce_logits_item(Program *p, Expr *x, Expr *y);
 

@@ -82,6 +82,7 @@ static float eval_unary(UnOp op, float x) {
   case UN_LOG1P: return log1pf(x);
   case UN_EXPM1: return expm1f(x);
   case UN_ERF: return erff(x);
+  case UN_ERFC: return erfcf(x);
   }
   IR_ASSERT(!"unknown unary operator");
   return 0;

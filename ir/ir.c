@@ -74,6 +74,9 @@ static const struct {
     {"mode", AF_MODE, ATTR_ENUM, "nearest|bilinear", 0, "upsample upsample_grad"},
     {"mode", AF_MODE, ATTR_ENUM, "constant|reflect|replicate"},
     {"of", AF_EW_OF, ATTR_INT},           {"arg", AF_EW_ARG, ATTR_INT},
+    {"beta", AF_F, ATTR_FLOAT},           {"threshold", AF_F2, ATTR_FLOAT},
+    {"min", AF_F, ATTR_FLOAT},            {"max", AF_F2, ATTR_FLOAT},
+    {"approximate", AF_MODE, ATTR_ENUM, "none|tanh"},
 };
 
 /* The index of word in a '|'-separated list of choices, or -1. */

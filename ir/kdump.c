@@ -48,6 +48,7 @@ const char *kir_unop_name(UnOp op) {
   case UN_LOG1P: return "log1p";
   case UN_EXPM1: return "expm1";
   case UN_ERF: return "erf";
+  case UN_ERFC: return "erfc";
   }
   return "?";
 }

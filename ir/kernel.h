@@ -36,9 +36,11 @@ typedef enum ExprKind {
 } ExprKind;
 
 typedef enum UnOp {
-  UN_NEG, UN_EXP, UN_LOG, UN_SQRT, UN_TANH, UN_ABS, UN_LOG1P, UN_EXPM1, UN_ERF,
+  UN_NEG, UN_EXP, UN_LOG, UN_SQRT, UN_TANH, UN_ABS, UN_LOG1P, UN_EXPM1, UN_ERF, UN_ERFC,
 } UnOp;
 
+/* BIN_MAX and BIN_MIN on floats propagate NaN (a NaN operand gives NaN,
+ * as torch.maximum), unlike C's fmaxf: emitters print them so. */
 typedef enum BinOp {
   BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_MAX, BIN_MIN, BIN_POW, BIN_MOD,
   BIN_LT, BIN_LE, BIN_GT, BIN_GE, BIN_EQ, BIN_NE, BIN_AND,

@@ -49,13 +49,15 @@ static int expand(Dec *d, const Node *n, const int *in) {
     return reduce(d, op2(d, OP_MUL, diff, diff), n->attr.reduction);
   }
   case OP_L1_LOSS: return reduce(d, op1(d, OP_ABS, op2(d, OP_SUB, x, y)), n->attr.reduction);
-  case OP_BCE_LOGITS: { /* max(x, 0) - x*y + log(1 + exp(-|x|)) */
-    /* max(x, 0) written (x + |x|) / 2: at x = 0 its derivative is 1/2,
-     * so the gradient there is sigmoid(0) - y like torch's, not -y */
+  case OP_BCE_LOGITS: { /* elemwise.c's (1 - y) x + max(-x, 0) + log1p(exp(-|x|)) */
+    /* max(-x, 0) written (|x| - x) / 2: at x = 0 its derivative is -1/2,
+     * so the gradient there is sigmoid(0) - y like torch's, not 1 - y;
+     * log1p(exp(-|x|)) is softplus(-|x|), never above its threshold */
     int ax = op1(d, OP_ABS, x);
-    int soft = op1(d, OP_LOG, op2(d, OP_ADD, op1(d, OP_EXP, op1(d, OP_NEG, ax)), cst(d, 1)));
-    int pos = op2(d, OP_MUL, op2(d, OP_ADD, x, ax), cst(d, 0.5));
-    return reduce(d, op2(d, OP_ADD, op2(d, OP_SUB, pos, op2(d, OP_MUL, x, y)), soft), n->attr.reduction);
+    int soft = op1(d, OP_SOFTPLUS, op1(d, OP_NEG, ax));
+    int neg = op2(d, OP_MUL, op2(d, OP_SUB, ax, x), cst(d, 0.5));
+    int lin = op2(d, OP_MUL, op2(d, OP_SUB, cst(d, 1), y), x);
+    return reduce(d, op2(d, OP_ADD, op2(d, OP_ADD, lin, neg), soft), n->attr.reduction);
   }
   case OP_TRIPLET_LOSS: {
     int gap = op2(d, OP_SUB, pair_dist(d, x, y), pair_dist(d, x, in[2]));

@@ -29,6 +29,7 @@
 #ifndef DLC_OP_CASES_H
 #define DLC_OP_CASES_H
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,65 @@ static const OpCase op_cases[] = {
     {"batchnorm_eval_2d", OP_BATCHNORM, 5, B0},
     {"batchnorm_eval_1d", OP_BATCHNORM, 5, B0},
     {"dropout_eval", OP_DROPOUT, 1, B0, "p=0.5"},
+    /* elementwise ops of ir/elemwise.def */
+    {"gelu", OP_GELU, 1, B0},
+    {"gelu_tanh", OP_GELU, 1, 0, "approximate=tanh"},
+    {"silu", OP_SILU, 1, B0},
+    {"selu", OP_SELU, 1},
+    {"softplus_default", OP_SOFTPLUS, 1, B0},
+    {"softplus_beta", OP_SOFTPLUS, 1, 0, "beta=2 threshold=3"},
+    {"hardswish", OP_HARDSWISH, 1, B0},
+    {"hardsigmoid", OP_HARDSIGMOID, 1},
+    {"mish", OP_MISH, 1, B0},
+    {"log_sigmoid", OP_LOG_SIGMOID, 1},
+    {"erf", OP_ERF, 1, B0},
+    {"clamp_both", OP_CLAMP, 1, B0, "min=-0.5 max=0.8"},
+    {"clamp_min", OP_CLAMP, 1, 0, "min=0.2"},
+    {"clamp_max", OP_CLAMP, 1, 0, "max=-0.1"},
+    {"maximum_bcast", OP_MAXIMUM, 2, B0},
+    {"maximum_scalar", OP_MAXIMUM, 1, B0, NULL, OPC_CONST(1, 0.3)},
+    {"minimum_same", OP_MINIMUM, 2, B01},
+    {"pow_tensor", OP_POW, 2, B01},
+    {"pow_tensor_bcast", OP_POW, 2, B0},
+    /* NaN, +inf, -inf and 0 in the operands (opcase_nonfinite) */
+    {"relu_nan", OP_RELU, 1, B0},
+    {"leaky_relu_nan", OP_LEAKY_RELU, 1},
+    {"elu_nan", OP_ELU, 1},
+    {"selu_nan", OP_SELU, 1},
+    {"sigmoid_nan", OP_SIGMOID, 1},
+    {"tanh_nan", OP_TANH, 1},
+    {"gelu_nan", OP_GELU, 1},
+    {"gelu_tanh_nan", OP_GELU, 1, 0, "approximate=tanh"},
+    {"silu_nan", OP_SILU, 1},
+    {"softplus_nan", OP_SOFTPLUS, 1},
+    {"hardswish_nan", OP_HARDSWISH, 1},
+    {"hardsigmoid_nan", OP_HARDSIGMOID, 1},
+    {"mish_nan", OP_MISH, 1},
+    {"log_sigmoid_nan", OP_LOG_SIGMOID, 1},
+    {"erf_nan", OP_ERF, 1},
+    {"abs_nan", OP_ABS, 1},
+    {"neg_nan", OP_NEG, 1},
+    {"exp_nan", OP_EXP, 1},
+    {"log_nan", OP_LOG, 1},
+    {"sqrt_nan", OP_SQRT, 1},
+    {"pow_2_nan", OP_POW, 1, 0, "exponent=2"},
+    {"clamp_nan", OP_CLAMP, 1, B0, "min=-0.5 max=0.8"},
+    {"maximum_nan", OP_MAXIMUM, 2},
+    {"minimum_nan", OP_MINIMUM, 2},
+    {"add_nan", OP_ADD, 2},
+    {"mul_nan", OP_MUL, 2},
+    {"max_all_nan", OP_MAX, 1},
+    {"max_axis1_nan", OP_MAX, 1, B0, "axes=1"},
+    {"maxout_nan", OP_MAXOUT, 1, 0, "pieces=2 axis=-1"},
+    {"sum_nan", OP_SUM, 1, 0, "axes=1"},
+    {"softmax_nan", OP_SOFTMAX, 1, B0},
+    {"log_softmax_nan", OP_LOG_SOFTMAX, 1},
+    {"max_pool2d_nan", OP_MAX_POOL2D, 1, 0, "kernel=2"},
+    {"avg_pool2d_nan", OP_AVG_POOL2D, 1, 0, "kernel=2"},
+    {"cross_entropy_nan", OP_CROSS_ENTROPY, 2, 0, "reduction=none"},
+    {"bce_nan", OP_BCE_LOGITS, 2, 0, "reduction=none"},
+    {"mse_nan", OP_MSE_LOSS, 2, 0, "reduction=none"},
+    {"l1_nan", OP_L1_LOSS, 2, 0, "reduction=none"},
 };
 #define OPCASE_COUNT ((int)(sizeof op_cases / sizeof op_cases[0]))
 
@@ -239,6 +299,18 @@ static inline int opcase_attrs(const OpCase *c, const Graph *g, Attrs *a) {
     }
     p += used;
   }
+}
+
+/* Whether some f32 operand of a case holds NaN or an infinity (the _nan
+ * cases): finite differences cannot judge their gradients. */
+static inline int opcase_nonfinite(const RtTensor *ins, int nin) {
+  for (int i = 0; i < nin; i++) {
+    if (ins[i].dtype != DT_F32) continue;
+    const float *v = ins[i].data;
+    for (int64_t k = 0; k < rt_tensor_numel(&ins[i]); k++)
+      if (!isfinite(v[k])) return 1;
+  }
+  return 0;
 }
 
 /* The node id of fixture operand in<i> of a built case graph. */

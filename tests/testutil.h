@@ -23,8 +23,12 @@ static inline const char *tu_scratch_dir(void) {
   return buf;
 }
 
-/* Relative error with an absolute floor: |a-b| / max(|b|, floor). */
+/* Relative error with an absolute floor: |a-b| / max(|b|, floor).  NaN
+ * against NaN and an infinity against the same infinity are exact (0);
+ * any other pair with a NaN or an infinity is an infinite error. */
 static inline double tu_relerr(double a, double b, double floor_) {
+  if (a == b || (isnan(a) && isnan(b))) return 0;
+  if (!isfinite(a) || !isfinite(b)) return INFINITY;
   double d = fabs(a - b), m = fabs(b);
   return d / (m > floor_ ? m : floor_);
 }
@@ -33,10 +37,15 @@ static inline double tu_relerr(double a, double b, double floor_) {
  * with the 1e-6 floor of tu_relerr): the measure for kernels that sum in
  * float, where an element that comes out of cancellation has an
  * element-wise relative error no float32 computation can keep small, yet
- * its absolute error is as small as the terms' rounding allows. */
+ * its absolute error is as small as the terms' rounding allows.  The
+ * magnitude is over finite elements; NaN and infinities must match
+ * exactly, as in tu_relerr. */
 static inline double tu_normerr(const float *got, const float *want, int64_t n, int64_t i) {
   double m = 1e-6;
-  for (int64_t k = 0; k < n; k++) m = fabs(want[k]) > m ? fabs(want[k]) : m;
+  for (int64_t k = 0; k < n; k++)
+    if (isfinite(want[k])) m = fabs(want[k]) > m ? fabs(want[k]) : m;
+  if (got[i] == want[i] || (isnan(got[i]) && isnan(want[i]))) return 0;
+  if (!isfinite(got[i]) || !isfinite(want[i])) return INFINITY;
   return fabs((double)got[i] - want[i]) / m;
 }
 
