@@ -14,6 +14,8 @@
  *    max + 1 are refused.
  *  - empty_batch/cli_run: `dlc run --backend=interp|c|jit` on a 0-row
  *    input exits 0 and writes an f32[0, 3] .npy, the same on all three.
+ *  - empty_batch/train_refuses_batch_size_0: a mini-batch size of 0 is
+ *    refused (`--batch 0`: exit 2; `batch = 0` in the model: exit 1).
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -118,5 +120,31 @@ Test(empty_batch, cli_run, .timeout = 300) {
     cr_expect(out.dtype == DT_F32 && out.rank == 2 && out.shape[0] == 0 && out.shape[1] == 3,
               "--backend=%s: the output is not f32[0, 3]", backends[b]);
     rt_tensor_free(&out);
+  }
+}
+
+/* A mini-batch size of 0 means nothing to train on: refused, naming the
+ * flag or the line, on the command line and in the training section. */
+Test(empty_batch, train_refuses_batch_size_0, .timeout = 60) {
+  const char *dir = tu_scratch_dir();
+  cr_assert_not_null(dir);
+  char path[600], cmd[2048];
+  snprintf(path, sizeof path, "%s/b0.dl", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs("model b0\ninput x: f32[N, 2]\nfc = dense(x, 2)\noutput fc\n"
+        "train {\n  label y: i64[N]\n  loss = cross_entropy(fc, y)\n  batch = 0\n}\n", f);
+  fclose(f);
+  const char *runs[2][3] = {{"train %s --batch 0", "2", "--batch"}, {"train %s/b0.dl", "1", "b0.dl:8:"}};
+  for (int i = 0; i < 2; i++) {
+    char args[1024];
+    snprintf(args, sizeof args, runs[i][0], i ? dir : FIXTURE("train/tiny.dl"));
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s > log.txt 2>&1", dir, DLC_EXE, args);
+    int st = system(cmd);
+    snprintf(path, sizeof path, "%s/log.txt", dir);
+    char *log = tu_read_file(path, NULL);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == atoi(runs[i][1]), "dlc %s: status %d:\n%s", args, st, log);
+    cr_expect(log && strstr(log, runs[i][2]), "dlc %s: no '%s' in:\n%s", args, runs[i][2], log);
+    free(log);
   }
 }
