@@ -44,7 +44,8 @@ static const char *usage_main =
     "  --max SYM=N            largest value of a symbolic dimension (default:\n"
     "                         the training batch, else 64)\n"
     "  --dump-after=STEP|all  print the IR after a pipeline step to stderr\n"
-    "  --verify               check the IR after every step\n"
+    "  --verify               check the IR after every step (graphs and kernels)\n"
+    "  --list-steps           print every pipeline and its steps\n"
     "  --version              print the version\n";
 
 static const char *usage_check =
@@ -167,8 +168,8 @@ static const char *stem(Arena *a, const char *path, const char *ext_out) {
 }
 
 /* The inference C of m; with embedded weights, batch norms are first
- * folded into the layers before them (passes/fold_bn.c), which needs the
- * weights' values. */
+ * folded into the layers before them (the infer-embed pipeline), which
+ * needs the weights' values. */
 static int emit_c_folded(Model *m, const char *cpath, const char *embed_path, const PassOpts *po, Diags *d) {
   RtTensorSet embed;
   RtError err;
@@ -183,19 +184,17 @@ static int emit_c_folded(Model *m, const char *cpath, const char *embed_path, co
     rt_set_free(&embed);
     rt_oom();
   }
-  Graph folded, *g = &m->g;
-  ir_graph_init(&folded, m->g.name, d);
-  int rc = -1;
-  if (embed_path) {
-    pass_dce(&m->g);
-    g = pass_fold_batchnorm(&m->g, &folded, &embed) >= 0 ? &folded : NULL;
-  }
+  Graph *g = &m->g;
   Program p;
-  if (g && pass_pipeline_infer(g, &p, po, d) == 0) {
+  PassCtx c;
+  pass_ctx_init(&c, embed_path ? PIPE_INFER_EMBED : PIPE_INFER, g, -1, &g, &p, po, d);
+  c.params = &embed;
+  int rc = pass_run(&c);
+  if (rc == 0) {
     rc = dlc_write_c(&p, cpath, embed_path ? &embed : NULL, d);
     kir_program_free(&p);
   }
-  ir_graph_free(&folded);
+  pass_ctx_free(&c);
   rt_oom_leave(&oom);
   rt_set_free(&embed);
   return rc;
@@ -231,6 +230,7 @@ static int parse_compile(int argc, char **argv, CompileOpts *o, Diags *d) {
     else o->model = argv[i];
   }
   if (!o->model) return diag_plain(d, "dlc", "no model file given (see dlc --help)"), -1;
+  if (o->dump_after && pass_check_step_name(o->dump_after, d)) return -1;
   if (strcmp(o->emit, "c") && strcmp(o->emit, "ir") && strcmp(o->emit, "dot") && strcmp(o->emit, "llvm") &&
       strcmp(o->emit, "obj"))
     return diag_plain(d, "--emit", "expected c, ir, dot, llvm or obj, got '%s'", o->emit), -1;
@@ -331,10 +331,21 @@ static int cmd_compile(int argc, char **argv) {
   Arena a;
   arena_init(&a);
   int status = 0;
+  PassOpts po = {o.dump_after, stderr, o.verify};
   if (o.train) {
-    status = dlc_emit_train(&m, o.out ? o.out : stem(&a, o.model, "_train.c"), &d);
+    status = dlc_emit_train(&m, o.out ? o.out : stem(&a, o.model, "_train.c"), &po, &d);
   } else if (!strcmp(o.emit, "ir") || !strcmp(o.emit, "dot")) {
-    pass_dce(&m.g);
+    po.stages = PASS_STAGE_GRAPH;
+    Graph *g = &m.g;
+    PassCtx c;
+    pass_ctx_init(&c, PIPE_INFER, g, -1, &g, NULL, &po, &d);
+    if (pass_run(&c)) {
+      pass_ctx_free(&c);
+      arena_free(&a);
+      fe_model_free(&m);
+      return 1;
+    }
+    pass_ctx_free(&c);
     MemOut out;
     mem_open(&out);
     (!strcmp(o.emit, "ir") ? ir_dump : ir_dump_dot)(&m.g, out.f); /* allocates nothing */
@@ -347,7 +358,6 @@ static int cmd_compile(int argc, char **argv) {
     }
   } else {
     Program p;
-    PassOpts po = {o.dump_after, stderr, o.verify};
     int obj = !strcmp(o.emit, "obj");
     if (!obj && strcmp(o.emit, "llvm")) {
       status = emit_c_folded(&m, o.out ? o.out : stem(&a, o.model, ".c"), o.embed, &po, &d) ? 1 : 0;
@@ -434,6 +444,7 @@ static int dispatch(int argc, char **argv) {
   const char *cmd = argv[1];
   if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) return dlc_usage(usage_main, 0);
   if (!strcmp(cmd, "--version")) return printf("dlc " DLC_VERSION "\n"), 0;
+  if (!strcmp(cmd, "--list-steps")) return pass_list_steps(stdout), 0;
   if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
   if (!strcmp(cmd, "run")) return dlc_cmd_run(argc - 1, argv + 1, usage_run);
   if (!strcmp(cmd, "train")) return dlc_cmd_train(argc - 1, argv + 1);

@@ -5,6 +5,7 @@
 #define DLC_DRIVER_H
 
 #include "frontend/frontend.h"
+#include "passes/passes.h"
 
 int dlc_usage(const char *text, int status);
 const char *dlc_flag(int argc, char **argv, int *i, const char *name, int *missing);
@@ -24,6 +25,6 @@ int dlc_parse_data_spec(const char *spec, struct TrainConfig *cfg, Diags *d);
 int dlc_cmd_run(int argc, char **argv, const char *usage);
 int dlc_cmd_train(int argc, char **argv);
 /* Writes the standalone training C for m to path (and its header). */
-int dlc_emit_train(Model *m, const char *path, Diags *d);
+int dlc_emit_train(Model *m, const char *path, const PassOpts *po, Diags *d);
 
 #endif

@@ -54,29 +54,30 @@ static int emitted_accuracy(Trainer *t, const RtTensorSet *weights, double *acc,
   for (int s = 0; s < m.g.nsyms; s++) m.g.syms[s].max = t->cfg.batch;
   if (t->acc_output >= 0 && ir_find_output(&m.g, t->m->g.outputs[t->acc_output].name) < 0)
     ir_output(&m.g, t->m->g.outputs[t->acc_output].name, m.g.nodes[m.train.loss].in[0]);
-  pass_dce(&m.g);
   RtTensorSet w;
   rt_set_init(&w);
   for (int i = 0; i < weights->count; i++) { /* a copy: folding changes values */
     if (rt_set_add_copy(&w, weights->items[i].name, &weights->items[i].t, &err)) rt_oom(); /* names are unique */
   }
-  Graph g;
-  ir_graph_init(&g, m.g.name, t->d);
   int rc = -1;
+  Graph *g = &m.g;
   Program p;
-  *folded = pass_fold_batchnorm(&m.g, &g, &w);
-  if (*folded >= 0 && pass_pipeline_infer(&g, &p, NULL, t->d) == 0) {
+  PassCtx pc;
+  pass_ctx_init(&pc, PIPE_INFER_EMBED, g, -1, &g, &p, NULL, t->d);
+  pc.params = &w;
+  if (pass_run(&pc) == 0) {
+    *folded = pc.nfolded;
     CModule *mod = cg_c_build_embedded(&p, NULL, &w, &err);
     if (!mod) diag_plain(t->d, "dlc eval", "%s", err.msg);
     else {
       const RtDataset *ds = &t->test;
       int64_t b = t->cfg.batch, feat = rt_dataset_features(ds), correct = 0, idx[4096];
       const Func *f = &p.funcs[0];
-      int oi = t->acc_output >= 0 ? ir_find_output(&g, t->m->g.outputs[t->acc_output].name) : 0;
-      const Node *on = &g.nodes[g.outputs[oi].id];
-      int64_t per = ir_numel_max(&g, &on->shape) / b;
-      float *x = rt_xmalloc(sizeof(float) * (size_t)(b * feat)), **outs = rt_xcalloc((size_t)g.noutputs, sizeof *outs);
-      for (int o = 0; o < g.noutputs; o++) outs[o] = rt_xmalloc(sizeof(float) * (size_t)ir_numel_max(&g, &g.nodes[g.outputs[o].id].shape));
+      int oi = t->acc_output >= 0 ? ir_find_output(g, t->m->g.outputs[t->acc_output].name) : 0;
+      const Node *on = &g->nodes[g->outputs[oi].id];
+      int64_t per = ir_numel_max(g, &on->shape) / b;
+      float *x = rt_xmalloc(sizeof(float) * (size_t)(b * feat)), **outs = rt_xcalloc((size_t)g->noutputs, sizeof *outs);
+      for (int o = 0; o < g->noutputs; o++) outs[o] = rt_xmalloc(sizeof(float) * (size_t)ir_numel_max(g, &g->nodes[g->outputs[o].id].shape));
       double se = 0;
       rc = 0;
       for (int64_t start = 0; start < ds->n && !rc; start += b) {
@@ -87,7 +88,7 @@ static int emitted_accuracy(Trainer *t, const RtTensorSet *weights, double *acc,
         void *args[64];
         for (int a = 0; a < f->nargs && a < 64; a++) {
           const Buffer *buf = &p.bufs[f->args[a]];
-          args[a] = buf->kind == BUF_INPUT ? (void *)x : outs[ir_find_output(&g, buf->name)];
+          args[a] = buf->kind == BUF_INPUT ? (void *)x : outs[ir_find_output(g, buf->name)];
         }
         if (cg_c_call(mod, "forward", sym, args, &err)) rc = -1, diag_plain(t->d, "dlc eval", "%s", err.msg);
         if (t->acc_output >= 0) correct += rt_topk_correct(outs[oi], (const int64_t *)ds->y.data + start, n, per, 1);
@@ -95,14 +96,14 @@ static int emitted_accuracy(Trainer *t, const RtTensorSet *weights, double *acc,
           for (int64_t i = 0; i < n * per; i++) se += (outs[oi][i] - x[i]) * (double)(outs[oi][i] - x[i]);
       }
       *acc = t->acc_output >= 0 ? (double)correct / (double)ds->n : se / (double)(ds->n * per);
-      for (int o = 0; o < g.noutputs; o++) rt_xfree(outs[o]);
+      for (int o = 0; o < g->noutputs; o++) rt_xfree(outs[o]);
       rt_xfree(outs);
       rt_xfree(x);
       cg_c_free(mod);
     }
     kir_program_free(&p);
   }
-  ir_graph_free(&g);
+  pass_ctx_free(&pc);
   rt_set_free(&w);
   fe_model_free(&m);
   return rc;

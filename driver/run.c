@@ -10,7 +10,7 @@
  * by the inputs.
  *
  * With --grads or --input-grads the graph run is the gradient graph of the
- * training section's loss (passes/train.c: pass_build_grads), and the
+ * training section's loss (the grads pipeline of passes/pipeline.c), and the
  * gradients are written as safetensors named like the parameters/inputs.
  *
  * --mode says how batch norm and dropout behave, and is never guessed
@@ -122,17 +122,6 @@ static int read_inputs(const Graph *g, const RunOpts *o, RtTensor *vals, Diags *
   return 0;
 }
 
-/* The model's forward pass in training mode: batch statistics, dropout
- * masks drawn (from --seed, at step 1); the same outputs. */
-static int build_train_forward(const Graph *src, uint64_t seed, Graph *dst) {
-  int *map = rt_xmalloc(sizeof(int) * ((size_t)src->nnodes + 1));
-  IR_ASSERT(map);
-  int rc = pass_decompose(src, dst, map, &(DecomposeOpts){1, seed});
-  rt_xfree(map);
-  if (rc == 0) pass_dce(dst);
-  return rc;
-}
-
 static int load_params(const Graph *g, const RunOpts *o, RtTensorSet *set, Diags *d) {
   RtError err;
   if (o->params) {
@@ -152,24 +141,28 @@ static int run_interp(const Graph *g, RtTensor *vals, const int64_t *symvals, Di
 }
 
 /* backend: "c" or "jit". */
-static int run_compiled(Graph *g, RtTensor *vals, const int64_t *symvals, const RtTensorSet *params,
+static int run_compiled(PassCtx *pc, RtTensor *vals, const int64_t *symvals, const RtTensorSet *params,
                         const char *backend, Diags *d) {
+  Graph *g = pc->g;
   for (int s = 0; s < g->nsyms; s++) g->syms[s].max = symvals[s];
-  Program p;
-  if (pass_pipeline_infer(g, &p, NULL, d)) return -1;
+  PassOpts po = *pc->o;
+  po.stages = PASS_STAGE_KERNEL; /* the graph stage ran before the inputs were read */
+  pc->o = &po;
+  if (pass_run(pc)) return -1;
+  Program *p = pc->prog;
   RtError err;
   int rc = -1;
   const char *flag = strcmp(backend, "jit") ? "--backend=c" : "--backend=jit";
-  CModule *m = strcmp(backend, "jit") ? cg_c_build(&p, NULL, &err) : cg_jit_build(&p, &err);
+  CModule *m = strcmp(backend, "jit") ? cg_c_build(p, NULL, &err) : cg_jit_build(p, &err);
   if (!m) {
     diag_plain(d, flag, "%s", err.msg);
-    kir_program_free(&p);
+    kir_program_free(p);
     return -1;
   }
-  const Func *f = &p.funcs[0];
+  const Func *f = &p->funcs[0];
   void **args = rt_xcalloc((size_t)f->nargs + 1, sizeof *args);
   for (int i = 0; i < f->nargs; i++) {
-    const Buffer *b = &p.bufs[f->args[i]];
+    const Buffer *b = &p->bufs[f->args[i]];
     int id = b->kind == BUF_OUTPUT ? g->outputs[ir_find_output(g, b->name)].id : b->node;
     RtTensor *t = &vals[id];
     if (b->kind == BUF_OUTPUT && !t->data) {
@@ -179,13 +172,13 @@ static int run_compiled(Graph *g, RtTensor *vals, const int64_t *symvals, const 
     }
     args[i] = t->data;
   }
-  if (cg_c_set_params(m, params, &err) || cg_c_call(m, "forward", symvals, args, &err))
+  if (cg_c_set_params(m, params, &err) || cg_c_call(m, f->name, symvals, args, &err))
     diag_plain(d, flag, "%s", err.msg);
   else
     rc = 0;
   rt_xfree(args);
   cg_c_free(m);
-  kir_program_free(&p);
+  kir_program_free(p);
   return rc;
 }
 
@@ -242,23 +235,6 @@ static int write_outputs(const Graph *g, const RunOpts *o, RtTensor *vals, Diags
 
 /* The graph a run computes: the gradient graph, the forward pass in
  * training mode (in grads, *g pointing there), or the model itself. */
-static int choose_graph(Model *m, const RunOpts *o, Graph *grads, Graph **g, Diags *d) {
-  int train = !strcmp(o->mode, "train");
-  if (o->grads || o->input_grads) {
-    if (!m->train.present || m->train.loss < 0)
-      return diag_plain(d, o->model, "--grads needs a training section with a loss"), -1;
-    DecomposeOpts mode = {train, o->seed};
-    *g = grads;
-    return pass_build_grads(&m->g, m->train.loss, o->grads != NULL, o->input_grads != NULL, &mode, grads);
-  }
-  if (train) {
-    *g = grads;
-    return build_train_forward(&m->g, o->seed, grads);
-  }
-  pass_dce(&m->g);
-  return 0;
-}
-
 static void free_bindings(RunOpts *o) {
   for (int k = 0; k < o->nin; k++) rt_xfree((char *)o->in[k].name);
   for (int k = 0; k < o->nout; k++) rt_xfree((char *)o->out[k].name);
@@ -280,10 +256,25 @@ int dlc_cmd_run(int argc, char **argv, const char *usage) {
   }
   /* one run: the inputs decide the symbols, and the C backend is compiled for them */
   for (int s = 0; s < m.g.nsyms; s++) m.g.syms[s].max = 0;
-  Graph *g = &m.g, grads;
+  Graph grads;
   int want_grads = o.grads || o.input_grads;
   ir_graph_init(&grads, m.g.name, &d);
-  if (choose_graph(&m, &o, &grads, &g, &d)) {
+  if (want_grads && (!m.train.present || m.train.loss < 0)) {
+    diag_plain(&d, o.model, "--grads needs a training section with a loss");
+    ir_graph_free(&grads);
+    fe_model_free(&m);
+    free_bindings(&o);
+    return 1;
+  }
+  /* the graph stage now; the kernel stage (compiled backends) once the inputs fix the sizes */
+  PassOpts po = {.stages = PASS_STAGE_GRAPH, .train_mode = !strcmp(o.mode, "train"), .seed = o.seed,
+                 .wrt_params = o.grads != NULL, .wrt_inputs = o.input_grads != NULL};
+  Graph *g = want_grads ? &grads : &m.g;
+  Program prog;
+  PassCtx pc;
+  pass_ctx_init(&pc, want_grads ? PIPE_GRADS : PIPE_INFER, &m.g, m.train.present ? m.train.loss : -1, &g, &prog, &po, &d);
+  if (pass_run(&pc)) {
+    pass_ctx_free(&pc);
     ir_graph_free(&grads);
     fe_model_free(&m);
     free_bindings(&o);
@@ -305,7 +296,7 @@ int dlc_cmd_run(int argc, char **argv, const char *usage) {
       RtTensor *t = rt_set_find(&params, g->nodes[i].name);
       vals[i] = *t; /* borrowed: cleared before freeing below */
     }
-  rc = strcmp(o.backend, "interp") ? run_compiled(g, vals, symvals, &params, o.backend, &d)
+  rc = strcmp(o.backend, "interp") ? run_compiled(&pc, vals, symvals, &params, o.backend, &d)
                                    : run_interp(g, vals, symvals, &d);
   if (rc == 0 && want_grads) {
     printf("loss: %.9g\n", (double)((float *)vals[g->outputs[0].id].data)[0]);
@@ -321,6 +312,7 @@ done:
   rt_xfree(vals);
   rt_set_free(&params);
   free_bindings(&o);
+  pass_ctx_free(&pc);
   ir_graph_free(&grads);
   fe_model_free(&m);
   return status;

@@ -277,19 +277,16 @@ out_model:
 
 /* --- training code as C ------------------------------------------------------------- */
 
-int dlc_emit_train(Model *m, const char *path, Diags *d) {
+int dlc_emit_train(Model *m, const char *path, const PassOpts *po, Diags *d) {
   TrainConfig cfg;
   if (trainer_config(m, &cfg, d)) return 1;
-  cfg.backend = BACKEND_INTERP; /* graphs only: nothing is compiled here */
+  cfg.backend = BACKEND_INTERP; /* the program is emitted, not compiled here */
+  cfg.pass = po;
   Trainer t;
   int status = 1;
-  if (trainer_init(&t, m, &cfg, NULL, d) == 0) {
-    Program p;
-    kir_program_init(&p, &m->g);
-    pass_lower(&p, kir_func(&p, "train_step", &t.tg));
-    pass_lower(&p, kir_func(&p, "eval_step", &t.eg));
-    pass_memplan(&p);
-    status = dlc_write_c(&p, path, NULL, d) ? 1 : 0;
+  if (trainer_init(&t, m, &cfg, NULL, d) == 0 && trainer_program(&t) == 0) {
+    const Program *p = &t.prog;
+    status = dlc_write_c(p, path, NULL, d) ? 1 : 0;
     if (!status) {
       /* initial weights from the seed, for the standalone trainer to load */
       size_t n = strlen(path);
@@ -298,7 +295,6 @@ int dlc_emit_train(Model *m, const char *path, Diags *d) {
       RtError err;
       if (rt_safetensors_write(init, &t.tensors, &err)) diag_plain(d, init, "%s", err.msg), status = 1;
     }
-    kir_program_free(&p);
   }
   trainer_free(&t);
   return status;

@@ -163,13 +163,26 @@ static int64_t static_bytes(const Program *p) {
   return bytes < 0x1p62 ? (int64_t)bytes : INT64_MAX;
 }
 
+/* One stage of the train pipeline: the graphs t->tg and t->eg, or the
+ * program t->prog lowered from them. */
+static int run_stage(Trainer *t, int stage) {
+  PassOpts po = t->cfg.pass ? *t->cfg.pass : (PassOpts){0};
+  po.stages = stage;
+  po.verify |= stage == PASS_STAGE_GRAPH; /* the train graphs are always checked */
+  po.optim = &t->opt;
+  PassCtx c;
+  pass_ctx_init(&c, PIPE_TRAIN, &t->m->g, t->loss, (Graph *[]){&t->tg, &t->eg}, &t->prog, &po, t->d);
+  int rc = pass_run(&c);
+  pass_ctx_free(&c);
+  return rc;
+}
+
+int trainer_program(Trainer *t) { return run_stage(t, PASS_STAGE_KERNEL); }
+
 static int build_backend(Trainer *t) {
   RtError err;
   if (t->cfg.backend == BACKEND_INTERP) return 0;
-  kir_program_init(&t->prog, &t->m->g);
-  pass_lower(&t->prog, kir_func(&t->prog, "train_step", &t->tg));
-  pass_lower(&t->prog, kir_func(&t->prog, "eval_step", &t->eg));
-  pass_memplan(&t->prog);
+  if (trainer_program(t)) return -1;
   int64_t bytes = static_bytes(&t->prog);
   if (bytes >= TRAINER_STATIC_LIMIT) {
     diag_plain(t->d, "dlc train", "at batch %lld the compiled step needs %.1f MiB of static storage; the %s backend "
@@ -225,11 +238,9 @@ int trainer_build(Trainer *t, const RtTensorSet *init) {
   const TrainConfig *cfg = &t->cfg;
   Diags *d = t->d;
   for (int s = 0; s < m->g.nsyms; s++) m->g.syms[s].max = cfg->batch;
-  OptimSpec opt = cfg->opt;
-  opt.seed = cfg->seed;
-  if (pass_build_train(&m->g, t->loss, &opt, &t->tg) || pass_build_eval(&m->g, t->loss, &t->eg) ||
-      ir_verify(&t->tg, d) || ir_verify(&t->eg, d))
-    return -1;
+  t->opt = cfg->opt;
+  t->opt.seed = cfg->seed;
+  if (run_stage(t, PASS_STAGE_GRAPH)) return -1;
   RtError err;
   if ((init ? copy_init(t, init, &err) : 0) || ir_params_init(&m->g, cfg->seed, &t->tensors, &err) ||
       add_state_tensors(t, &err)) {

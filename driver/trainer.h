@@ -33,6 +33,7 @@ typedef struct TrainConfig {
   int64_t augment_crop;       /* random shifts of up to this many pixels */
   double augment_noise;       /* Gaussian noise on the input (denoising) */
   char classes[256];          /* a subset of the classes, "" for all */
+  const PassOpts *pass;       /* dumps and checks of the train pipeline (NULL: verify graphs) */
 } TrainConfig;
 
 typedef struct Trainer {
@@ -40,6 +41,7 @@ typedef struct Trainer {
   TrainConfig cfg;
   Diags *d;
   Graph tg, eg;               /* train step, evaluation */
+  OptimSpec opt;              /* the optimizer the train step was built with */
   int loss;                   /* model graph node */
   int x_input, y_input;       /* model graph nodes fed by the data set */
   int acc_output;             /* index among the model's outputs of the logits, or -1 */
@@ -75,6 +77,9 @@ int trainer_build(Trainer *t, const RtTensorSet *init);
  * than the training set is clamped to it with a note (returns 1: the
  * step must be built, or rebuilt, for the new batch); else 0. */
 int trainer_fit_batch(Trainer *t);
+/* Lowers the train and eval steps into t->prog (the kernel stage of the
+ * train pipeline); trainer_build does it for the compiled backends. */
+int trainer_program(Trainer *t);
 /* Loads the data set named by cfg into t->train, t->val, t->test. */
 int trainer_load_data(Trainer *t);
 /* One optimizer step on a batch: x (f32) and y (the label input's dtype),

@@ -76,3 +76,16 @@ _Noreturn void ir_internal_error(const char *file, int line, const char *msg) {
   fprintf(stderr, "dlc: internal error at %s:%d: %s\n", file, line, msg);
   abort();
 }
+
+void arena_adopt(Arena *dst, Arena *src) {
+  if (!src->head) return;
+  ArenaBlock *last = src->head;
+  while (last->next) last = last->next;
+  if (dst->head) { /* behind dst's current block, which stays current */
+    last->next = dst->head->next;
+    dst->head->next = src->head;
+  } else {
+    *dst = *src;
+  }
+  memset(src, 0, sizeof *src);
+}

@@ -41,6 +41,8 @@ char *arena_strdup(Arena *a, const char *s);
 char *arena_strndup(Arena *a, const char *s, size_t n);
 char *arena_printf(Arena *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Moves src's blocks into dst, to be freed with it; src is left empty. */
+void arena_adopt(Arena *dst, Arena *src);
 
 /* --- diagnostics ------------------------------------------------------------ */
 typedef struct Source {

@@ -36,3 +36,9 @@ void pass_dce(Graph *g) {
   rt_xfree(live);
   rt_xfree(map);
 }
+
+/* Step "dce". */
+int pass_dce_step(PassCtx *c) {
+  pass_dce(c->g);
+  return 0;
+}

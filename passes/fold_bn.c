@@ -104,3 +104,14 @@ int pass_fold_batchnorm(const Graph *src, Graph *dst, RtTensorSet *params) {
   if (!rc) pass_dce(dst);
   return rc ? -1 : folded;
 }
+
+/* Step "fold_bn": needs the weights (c->params), which it rewrites. */
+int pass_fold_bn_step(PassCtx *c) {
+  if (!c->params) return diag_plain(c->d, c->g->name, "folding batch norm needs the weights' values"), -1;
+  Graph dst;
+  ir_graph_init(&dst, c->g->name, c->d);
+  int rc = pass_fold_batchnorm(c->g, &dst, c->params);
+  pass_ctx_replace_graph(c, &dst);
+  c->nfolded = rc < 0 ? 0 : rc;
+  return rc < 0 ? -1 : 0;
+}

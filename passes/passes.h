@@ -75,15 +75,116 @@ int pass_build_grads(const Graph *src, int loss, int params, int inputs, const D
  * batch norms folded, or -1. */
 int pass_fold_batchnorm(const Graph *src, Graph *dst, RtTensorSet *params);
 
-/* A named step of the pipeline. */
+/* --- the pipeline ------------------------------------------------------------ */
+/* Every compilation is one of these pipelines, each a list of named steps
+ * (pipeline.c; `dlc --list-steps` prints them).  Graph steps rewrite the
+ * graphs, kernel steps the program lowered from them. */
+typedef enum PipelineKind {
+  PIPE_INFER,        /* the forward pass */
+  PIPE_INFER_EMBED,  /* the forward pass with known weights: batch norms folded */
+  PIPE_TRAIN,        /* train_step (forward, loss, backward, update) and eval_step */
+  PIPE_GRADS,        /* the loss and its gradients (dlc run --grads) */
+  PIPE_COUNT
+} PipelineKind;
+
+enum {
+  PASS_STAGE_GRAPH = 1,   /* the graph steps */
+  PASS_STAGE_KERNEL = 2,  /* the kernel steps (lower onwards) */
+};
+
 typedef struct PassOpts {
   const char *dump_after;   /* step name, "all", or NULL */
   FILE *dump_to;
-  int verify;               /* run ir_verify after each graph step */
+  int verify;               /* ir_verify after each graph step, kir_verify after each kernel step */
+  int stages;               /* PASS_STAGE_* bits to run; 0: all */
+  const char *stop_after;   /* the last step to run, or NULL */
+  int train_mode;           /* infer, grads: batch norm on batch statistics, dropout on */
+  uint64_t seed;            /* dropout masks in train mode */
+  const OptimSpec *optim;   /* train: the optimizer (its seed seeds dropout) */
+  int wrt_params;           /* grads: differentiate with respect to trainable params */
+  int wrt_inputs;           /* grads: ... and f32 inputs */
 } PassOpts;
 
-/* dce -> lower(forward) -> memplan.  Returns 0, or the number of
- * verification problems (reported to d). */
+#define PASS_MAX_GRAPHS 2
+
+/* Everything a step reads and writes: the one argument of every step. */
+typedef struct Pipeline Pipeline;
+
+typedef struct PassCtx {
+  PipelineKind kind;
+  const Pipeline *pipeline; /* the steps being run */
+  const Graph *model;       /* the model as loaded (for infer pipelines: graphs[0]) */
+  int model_loss;           /* the training loss node of model, or -1 */
+  Graph *graphs[PASS_MAX_GRAPHS]; /* one per entry point, caller-owned and initialised */
+  int ngraphs;
+  Graph *g;                 /* the graph the current step works on */
+  int loss;                 /* the loss node of *g, once decomposed */
+  int *wrt, *grads, nwrt;   /* autodiff: the nodes differentiated and their gradients */
+  Program *prog;            /* the kernels (caller's storage, set up by lower) */
+  int lowered;
+  RtTensorSet *params;      /* parameter values when known (fold_bn rewrites them) */
+  int nfolded;              /* fold_bn: batch norms folded */
+  Diags *d;
+  const PassOpts *o;
+  int train_mode;           /* batch norm and dropout as in training */
+} PassCtx;
+
+typedef int (*PassFn)(PassCtx *c);
+
+typedef struct PassStep {
+  const char *name;
+  PassFn run;
+  int kernel;               /* a kernel step (dumped and verified as kernels) */
+  int train_mode_only;      /* skipped unless the pipeline runs in train mode */
+  const char *what;
+} PassStep;
+
+struct Pipeline {
+  const char *name;
+  const char *what;
+  const char *funcs[PASS_MAX_GRAPHS]; /* the entry point each graph becomes */
+  const PassStep *steps;
+  int nsteps;
+};
+
+extern const Pipeline pass_pipelines[PIPE_COUNT];
+
+/* The context of a run of pipeline kind over model (loss: its training
+ * loss, or -1) into graphs (caller-owned; for the infer pipelines
+ * graphs[0] is the model itself, rewritten in place; otherwise they are
+ * initialised and empty) and, for the kernel stage, into p. */
+void pass_ctx_init(PassCtx *c, PipelineKind kind, const Graph *model, int loss, Graph **graphs, Program *p,
+                   const PassOpts *o, Diags *d);
+/* Runs the steps of c's pipeline in the stages o->stages asks for (a
+ * second call can run the kernel stage after the graph stage), dumping
+ * after the step o->dump_after names and verifying after every step when
+ * o->verify is set.  Returns 0, or -1 after diagnostics (the program, if
+ * lowered, is freed).  pass_ctx_free releases autodiff's arrays. */
+int pass_run(PassCtx *c);
+/* pass_run over the steps of pl instead of c's pipeline (tests). */
+int pass_run_steps(PassCtx *c, const Pipeline *pl);
+void pass_ctx_free(PassCtx *c);
+/* 0 if name is a step of some pipeline (or "all"), else -1 after a
+ * diagnostic naming the steps. */
+int pass_check_step_name(const char *name, Diags *d);
+/* Prints every pipeline and its steps. */
+void pass_list_steps(FILE *f);
+
+/* The forward pass of g, in place: pass_run of PIPE_INFER.  Returns 0, or
+ * -1 after diagnostics. */
 int pass_pipeline_infer(Graph *g, Program *p, const PassOpts *o, Diags *d);
+
+/* Pipeline steps (each in its pass's file). */
+int pass_decompose_step(PassCtx *c);
+int pass_autodiff_step(PassCtx *c);
+int pass_optimizer_step(PassCtx *c);
+int pass_eval_graph_step(PassCtx *c);
+int pass_grad_outputs_step(PassCtx *c);
+int pass_dce_step(PassCtx *c);
+int pass_fold_bn_step(PassCtx *c);
+int pass_lower_step(PassCtx *c);
+int pass_memplan_step(PassCtx *c);
+/* Replaces *c->g by *with (whose storage is then empty and freed). */
+void pass_ctx_replace_graph(PassCtx *c, Graph *with);
 
 #endif

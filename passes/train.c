@@ -85,16 +85,6 @@ static int add_step(Graph *g, const OptimSpec *o, int param, int grad, int lr, i
   return ir_op(g, op, in, nin, &at, p->loc);
 }
 
-/* Copies src into dst with composites decomposed; *loss follows. */
-static int copy_decomposed(const Graph *src, int *loss, Graph *dst, const DecomposeOpts *o) {
-  int *map = rt_xmalloc(sizeof(int) * ((size_t)src->nnodes + 1));
-  IR_ASSERT(map);
-  int rc = pass_decompose(src, dst, map, o);
-  if (rc == 0) *loss = map[*loss];
-  rt_xfree(map);
-  return rc;
-}
-
 /* Every trainable parameter (and input, if asked) of g, in graph order. */
 static int collect_wrt(const Graph *g, int params, int inputs, int *wrt) {
   int n = 0;
@@ -106,25 +96,96 @@ static int collect_wrt(const Graph *g, int params, int inputs, int *wrt) {
   return n;
 }
 
-int pass_build_train(const Graph *src, int loss, const OptimSpec *o, Graph *dst) {
-  DecomposeOpts dopts = {1, o->seed};
-  if (copy_decomposed(src, &loss, dst, &dopts)) return -1;
-  int *wrt = rt_xmalloc(sizeof(int) * ((size_t)dst->nnodes + 1)), *grads = rt_xmalloc(sizeof(int) * ((size_t)dst->nnodes + 1));
-  IR_ASSERT(wrt && grads);
-  int n = collect_wrt(dst, 1, 0, wrt), rc = pass_autodiff(dst, loss, wrt, n, grads);
-  int lr = scalar_input(dst, "lr"), step = ir_find_input(dst, "step");
-  if (step < 0) step = scalar_input(dst, "step");
-  for (int i = 0; i < n && rc == 0; i++)
-    if (grads[i] >= 0 && add_step(dst, o, wrt[i], grads[i], lr, step) < 0) rc = -1;
-  /* outputs: the loss first, then the model's (already copied) */
-  if (rc == 0) {
-    ir_output(dst, "loss", loss);
-    Output first = dst->outputs[dst->noutputs - 1];
-    memmove(dst->outputs + 1, dst->outputs, sizeof(Output) * (size_t)(dst->noutputs - 1));
-    dst->outputs[0] = first;
+/* Step "decompose": the current graph becomes the model with composite
+ * ops written as primitives (batch norm and dropout as the mode says). */
+int pass_decompose_step(PassCtx *c) {
+  DecomposeOpts o = {c->train_mode, c->kind == PIPE_TRAIN && c->o->optim ? c->o->optim->seed : c->o->seed};
+  Graph dst;
+  ir_graph_init(&dst, c->model->name, c->d);
+  int *map = rt_xmalloc(sizeof(int) * ((size_t)c->model->nnodes + 1));
+  IR_ASSERT(map);
+  int rc = pass_decompose(c->model, &dst, map, &o);
+  if (rc == 0 && c->model_loss >= 0) c->loss = map[c->model_loss];
+  rt_xfree(map);
+  pass_ctx_replace_graph(c, &dst);
+  return rc ? -1 : 0;
+}
+
+/* Step "autodiff": the backward graph of the loss with respect to every
+ * trainable parameter (train; grads as asked) and, for grads, f32 input. */
+int pass_autodiff_step(PassCtx *c) {
+  Graph *g = c->g;
+  if (c->loss < 0) return diag_plain(c->d, g->name, "differentiating needs a training section with a loss"), -1;
+  rt_xfree(c->wrt);
+  rt_xfree(c->grads);
+  c->wrt = rt_xmalloc(sizeof(int) * ((size_t)g->nnodes + 1));
+  c->grads = rt_xmalloc(sizeof(int) * ((size_t)g->nnodes + 1));
+  IR_ASSERT(c->wrt && c->grads);
+  int train = c->kind == PIPE_TRAIN;
+  c->nwrt = collect_wrt(g, train || c->o->wrt_params, !train && c->o->wrt_inputs, c->wrt);
+  return pass_autodiff(g, c->loss, c->wrt, c->nwrt, c->grads) ? -1 : 0;
+}
+
+/* Step "optimizer": one update node per differentiated parameter, reading
+ * the "lr" and "step" inputs; outputs "loss" then the model's. */
+int pass_optimizer_step(PassCtx *c) {
+  Graph *g = c->g;
+  IR_ASSERT(c->o->optim && c->wrt);
+  int lr = scalar_input(g, "lr"), step = ir_find_input(g, "step");
+  if (step < 0) step = scalar_input(g, "step");
+  for (int i = 0; i < c->nwrt; i++)
+    if (c->grads[i] >= 0 && add_step(g, c->o->optim, c->wrt[i], c->grads[i], lr, step) < 0) return -1;
+  ir_output(g, "loss", c->loss);
+  Output first = g->outputs[g->noutputs - 1];
+  memmove(g->outputs + 1, g->outputs, sizeof(Output) * (size_t)(g->noutputs - 1));
+  g->outputs[0] = first;
+  return 0;
+}
+
+/* Step "eval_graph": the next graph is the model with outputs "loss" then
+ * the model's (the evaluation step). */
+int pass_eval_graph_step(PassCtx *c) {
+  IR_ASSERT(c->ngraphs > 1 && c->model_loss >= 0);
+  c->g = c->graphs[1];
+  return pass_build_eval(c->model, c->model_loss, c->g);
+}
+
+/* Step "grad_outputs": the outputs become "loss" and the gradient of each
+ * differentiated node, named like it. */
+int pass_grad_outputs_step(PassCtx *c) {
+  Graph *g = c->g;
+  IR_ASSERT(c->wrt);
+  g->noutputs = 0;
+  ir_output(g, "loss", c->loss);
+  for (int i = 0; i < c->nwrt; i++) {
+    char name[512];
+    snprintf(name, sizeof name, "%s", g->nodes[c->wrt[i]].name);
+    /* a parameter or input the loss does not depend on has a zero gradient */
+    int gid = c->grads[i] >= 0 ? c->grads[i]
+                               : ir_op(g, OP_MUL, (int[]){c->wrt[i], ir_const(g, 0, (SrcLoc){0})}, 2, NULL, (SrcLoc){0});
+    if (gid < 0) return -1;
+    ir_output(g, name, gid);
   }
-  rt_xfree(wrt);
-  rt_xfree(grads);
+  return 0;
+}
+
+/* The graph stage of pipeline kind into graphs. */
+static int build(PipelineKind kind, const Graph *src, int loss, Graph **graphs, const PassOpts *o) {
+  PassCtx c;
+  PassOpts go = *o;
+  go.stages = PASS_STAGE_GRAPH;
+  pass_ctx_init(&c, kind, src, loss, graphs, NULL, &go, graphs[0]->diags);
+  int rc = pass_run(&c);
+  pass_ctx_free(&c);
+  return rc;
+}
+
+int pass_build_train(const Graph *src, int loss, const OptimSpec *o, Graph *dst) {
+  Graph scratch;
+  ir_graph_init(&scratch, src->name, dst->diags);
+  PassOpts po = {.optim = o};
+  int rc = build(PIPE_TRAIN, src, loss, (Graph *[]){dst, &scratch}, &po);
+  ir_graph_free(&scratch);
   return rc;
 }
 
@@ -145,23 +206,6 @@ int pass_build_eval(const Graph *src, int loss, Graph *dst) {
 }
 
 int pass_build_grads(const Graph *src, int loss, int params, int inputs, const DecomposeOpts *mode, Graph *dst) {
-  if (copy_decomposed(src, &loss, dst, mode)) return -1;
-  int *wrt = rt_xmalloc(sizeof(int) * ((size_t)dst->nnodes + 1)), *grads = rt_xmalloc(sizeof(int) * ((size_t)dst->nnodes + 1));
-  IR_ASSERT(wrt && grads);
-  int n = collect_wrt(dst, params, inputs, wrt), rc = pass_autodiff(dst, loss, wrt, n, grads);
-  dst->noutputs = 0;
-  if (rc == 0) {
-    ir_output(dst, "loss", loss);
-    for (int i = 0; i < n; i++) {
-      char name[512];
-      snprintf(name, sizeof name, "%s", dst->nodes[wrt[i]].name);
-      /* a parameter or input the loss does not depend on has a zero gradient */
-      int gid = grads[i] >= 0 ? grads[i] : ir_op(dst, OP_MUL, (int[]){wrt[i], ir_const(dst, 0, (SrcLoc){0})}, 2, NULL, (SrcLoc){0});
-      ir_output(dst, name, gid);
-    }
-    pass_dce(dst);
-  }
-  rt_xfree(wrt);
-  rt_xfree(grads);
-  return rc;
+  PassOpts po = {.train_mode = mode->training, .seed = mode->seed, .wrt_params = params, .wrt_inputs = inputs};
+  return build(PIPE_GRADS, src, loss, (Graph *[]){dst}, &po);
 }

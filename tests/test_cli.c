@@ -75,6 +75,40 @@ Test(cli, emit_ir_dot_and_check) {
   expect(dir, args, 0, "; after dce");
 }
 
+/* Every step of the inference pipeline by name, graphs and kernels, each
+ * checked (--verify); the training pipeline's steps through --train. */
+Test(cli, dump_after_all_names_every_step) {
+  const char *dir = tu_scratch_dir();
+  char args[1024];
+  snprintf(args, sizeof args, "%s/samples/lenet5.dl --dump-after=all --verify -o l.c", DLC_SOURCE_DIR);
+  Run r = run(dir, args);
+  cr_expect_eq(r.status, 0, "%s", r.out);
+  const char *want[] = {"; decompose skipped (train mode only)\n", "; after dce (forward)\ngraph lenet5",
+                        "; after lower\nprogram lenet5", "; after memplan\nprogram lenet5"};
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++) cr_expect(strstr(r.out, want[i]), "no '%s' in the dump", want[i]);
+  cr_expect(strstr(r.out, "error") == NULL, "%s", r.out);
+  free(r.out);
+  snprintf(args, sizeof args, "%s --train --dump-after=all --verify -o t.c", MLP);
+  r = run(dir, args);
+  cr_expect_eq(r.status, 0, "%s", r.out);
+  const char *train[] = {"; after decompose (train_step)", "; after autodiff (train_step)", "; after optimizer (train_step)",
+                         "; after eval_graph (eval_step)", "; after lower\nprogram mlp", "; after memplan\nprogram mlp"};
+  for (size_t i = 0; i < sizeof train / sizeof *train; i++) cr_expect(strstr(r.out, train[i]), "no '%s' in the dump", train[i]);
+  free(r.out);
+  snprintf(args, sizeof args, "%s --dump-after=memplan -o m.c", MLP);
+  expect(dir, args, 0, "arena f32: ");
+}
+
+Test(cli, list_steps_and_unknown_step_names) {
+  const char *dir = tu_scratch_dir();
+  char args[1024];
+  expect(dir, "--list-steps", 0, "grads: ");
+  expect(dir, "--list-steps", 0, "  graph    fold_bn ");
+  expect(dir, "--list-steps", 0, "  kernel   memplan ");
+  snprintf(args, sizeof args, "%s --dump-after=lowr", MLP);
+  expect(dir, args, 2, "--dump-after: error: no step named 'lowr' (dlc --list-steps lists them)");
+}
+
 Test(cli, usage_errors_exit_2) {
   const char *dir = tu_scratch_dir();
   char args[1024];
