@@ -353,11 +353,7 @@ static int cmd_set(Repl *r, char *arg) {
     int k = 0;
     while (k < OPT_COUNT && strcmp(pass_optim_names[k], val)) k++;
     if (k == OPT_COUNT) return fprintf(stderr, "set optimizer: sgd, adam, adamw, rmsprop or adagrad\n"), -1;
-    OptimSpec keep = r->cfg.opt;
-    trainer_optim_defaults(&r->cfg.opt, (OptKind)k, keep.lr);
-    r->cfg.opt.ngroups = keep.ngroups;
-    memcpy(r->cfg.opt.group_prefix, keep.group_prefix, sizeof keep.group_prefix);
-    memcpy(r->cfg.opt.group_lr, keep.group_lr, sizeof keep.group_lr);
+    trainer_set_optimizer(&r->cfg, (OptKind)k, "set optimizer");
     drop_trainer(r, 1); /* rebuilt on next use, weights kept, optimizer state restarts */
   } else if (!strcmp(key, "batch")) {
     if (dlc_parse_int("set batch", val, 1, DLC_MAX_BATCH, &r->cfg.batch, &r->d)) return -1;

@@ -26,7 +26,9 @@ static const char *usage_train =
     "  --epochs N             number of epochs\n"
     "  --batch N              mini-batch size\n"
     "  --lr X                 base learning rate\n"
-    "  --optimizer NAME       sgd adam adamw rmsprop adagrad (torch defaults)\n"
+    "  --optimizer NAME       sgd adam adamw rmsprop adagrad: another optimizer\n"
+    "                         than the file's starts from torch's defaults (the\n"
+    "                         lr stays; a note names what is dropped)\n"
     "  --seed S               initialisation, shuffling, split\n"
     "  --data SPEC            DIR (Fashion-MNIST), fashion_mnist:DIR,\n"
     "                         idx:IMAGES,LABELS, csv:FILE, npy:X,Y\n"
@@ -128,16 +130,18 @@ static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
     int k = 0;
     while (k < OPT_COUNT && strcmp(pass_optim_names[k], f->optimizer)) k++;
     if (k == OPT_COUNT) return diag_plain(d, "--optimizer", "expected sgd, adam, adamw, rmsprop or adagrad, got '%s'", f->optimizer), -1;
-    OptimSpec keep = cfg->opt;
-    trainer_optim_defaults(&cfg->opt, (OptKind)k, keep.lr);
-    cfg->opt.ngroups = keep.ngroups;
-    memcpy(cfg->opt.group_prefix, keep.group_prefix, sizeof keep.group_prefix);
-    memcpy(cfg->opt.group_lr, keep.group_lr, sizeof keep.group_lr);
+    char why[64];
+    snprintf(why, sizeof why, "--optimizer %s", f->optimizer);
+    trainer_set_optimizer(cfg, (OptKind)k, why);
   }
   if (f->lr) {
     if (dlc_parse_real("--lr", f->lr, DLC_MIN_LR, DLC_MAX_LR, &cfg->opt.lr, d)) return -1;
     cfg->sched.base_lr = cfg->opt.lr;
   }
+  if (trainer_check_optim(&cfg->opt, d)) return -1;
+  if (f->init && f->resume)
+    return diag_plain(d, "--init", "cannot be combined with --resume (--resume continues a run with its weights; "
+                      "--init starts a new one from given weights)"), -1;
   if (f->data && dlc_parse_data_spec(f->data, cfg, d)) return -1;
   if (f->augment && parse_augment(f->augment, cfg, d)) return -1;
   if (f->backend) {

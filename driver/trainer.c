@@ -48,6 +48,81 @@ void trainer_optim_defaults(OptimSpec *o, OptKind kind, double lr) {
   if (kind == OPT_ADAMW) o->hp[HP_WEIGHT_DECAY] = 0.01;
 }
 
+/* One hyperparameter of kind's, by name, with its range: torch.optim's
+ * checks (lr, eps, momenta and decays >= 0; betas in [0, 1)). */
+typedef struct HpRule {
+  OptKind kind;               /* OPT_COUNT: every optimizer */
+  const char *name;
+  double lo, hi;
+  int hi_open;
+} HpRule;
+
+static const HpRule hp_rules[] = {
+    {OPT_COUNT, "weight_decay", 0, INFINITY, 0}, {OPT_SGD, "momentum", 0, INFINITY, 0},
+    {OPT_SGD, "dampening", -INFINITY, INFINITY, 0}, {OPT_ADAM, "beta1", 0, 1, 1},
+    {OPT_ADAM, "beta2", 0, 1, 1},           {OPT_ADAM, "eps", 0, INFINITY, 0},
+    {OPT_ADAMW, "beta1", 0, 1, 1},          {OPT_ADAMW, "beta2", 0, 1, 1},
+    {OPT_ADAMW, "eps", 0, INFINITY, 0},     {OPT_RMSPROP, "momentum", 0, INFINITY, 0},
+    {OPT_RMSPROP, "eps", 0, INFINITY, 0},   {OPT_ADAGRAD, "eps", 0, INFINITY, 0},
+    {OPT_ADAGRAD, "lr_decay", 0, INFINITY, 0},
+};
+
+static int hp_bad(double v, const HpRule *r) {
+  return !isfinite(v) || v < r->lo || v > r->hi || (r->hi_open && v == r->hi);
+}
+
+int trainer_check_optim(const OptimSpec *o, Diags *d) {
+  const char *name = pass_optim_names[o->kind];
+  if (!isfinite(o->lr) || o->lr < 0) return diag_plain(d, name, "lr must be a finite number >= 0, not %g", o->lr), -1;
+  for (int i = 0; i < o->ngroups; i++)
+    if (!isfinite(o->group_lr[i]) || o->group_lr[i] < 0)
+      return diag_plain(d, name, "lr_group %s: lr must be a finite number >= 0, not %g", o->group_prefix[i], o->group_lr[i]), -1;
+  for (size_t k = 0; k < sizeof hp_rules / sizeof hp_rules[0]; k++) {
+    const HpRule *r = &hp_rules[k];
+    double v = o->hp[ir_attr_hp_index(r->name)];
+    if ((r->kind == OPT_COUNT || r->kind == o->kind) && hp_bad(v, r))
+      return diag_plain(d, name, "%s must be %s, not %g", r->name,
+                        r->hi_open ? "in [0, 1)" : r->lo == 0 ? "a finite number >= 0" : "finite", v), -1;
+  }
+  if (o->kind == OPT_RMSPROP && (!isfinite(o->alpha) || o->alpha < 0))
+    return diag_plain(d, name, "alpha must be a finite number >= 0, not %g", o->alpha), -1;
+  if (o->kind == OPT_SGD && o->hp[HP_NESTEROV] != 0 && (o->hp[HP_MOMENTUM] <= 0 || o->hp[HP_DAMPENING] != 0))
+    return diag_plain(d, name, "nesterov momentum needs momentum > 0 and dampening = 0 (as torch.optim.SGD), not "
+                      "momentum %g, dampening %g", o->hp[HP_MOMENTUM], o->hp[HP_DAMPENING]), -1;
+  return 0;
+}
+
+/* "momentum=0.9, nesterov=1": the hyperparameters of o that differ from
+ * its kind's defaults. */
+static const char *non_defaults(const OptimSpec *o, char *buf, size_t len) {
+  static const char *const keys[] = {"momentum", "dampening", "nesterov", "weight_decay", "beta1", "beta2", "eps", "lr_decay"};
+  OptimSpec def;
+  trainer_optim_defaults(&def, o->kind, o->lr);
+  size_t n = 0;
+  buf[0] = 0;
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0] && n < len; i++) {
+    int h = ir_attr_hp_index(keys[i]);
+    if (o->hp[h] != def.hp[h]) n += (size_t)snprintf(buf + n, len - n, "%s%s=%g", n ? ", " : "", keys[i], o->hp[h]);
+  }
+  if (o->kind == OPT_RMSPROP && o->alpha != def.alpha && n < len)
+    snprintf(buf + n, len - n, "%salpha=%g", n ? ", " : "", o->alpha);
+  return buf;
+}
+
+void trainer_set_optimizer(TrainConfig *cfg, OptKind kind, const char *why) {
+  if (cfg->opt.kind == kind) return;
+  OptimSpec keep = cfg->opt;
+  char dropped[256];
+  non_defaults(&keep, dropped, sizeof dropped);
+  trainer_optim_defaults(&cfg->opt, kind, keep.lr);
+  cfg->opt.ngroups = keep.ngroups;
+  memcpy(cfg->opt.group_prefix, keep.group_prefix, sizeof keep.group_prefix);
+  memcpy(cfg->opt.group_lr, keep.group_lr, sizeof keep.group_lr);
+  if (dropped[0])
+    fprintf(stderr, "note: %s replaces %s(%s): %s takes torch's defaults, the learning rate %g stays\n", why,
+            pass_optim_names[keep.kind], dropped, pass_optim_names[kind], keep.lr);
+}
+
 static void read_optimizer(const CallSpec *c, OptimSpec *o) {
   OptKind kind = OPT_SGD;
   for (int k = 0; k < OPT_COUNT; k++)
@@ -237,6 +312,7 @@ int trainer_build(Trainer *t, const RtTensorSet *init) {
   Model *m = t->m;
   const TrainConfig *cfg = &t->cfg;
   Diags *d = t->d;
+  if (trainer_check_optim(&cfg->opt, d)) return -1;
   for (int s = 0; s < m->g.nsyms; s++) m->g.syms[s].max = cfg->batch;
   t->opt = cfg->opt;
   t->opt.seed = cfg->seed;

@@ -57,6 +57,15 @@ typedef struct Trainer {
 
 /* torch.optim's defaults for optimizer kind with learning rate lr. */
 void trainer_optim_defaults(OptimSpec *o, OptKind kind, double lr);
+/* torch.optim's checks of o's hyperparameters (lr, eps, momenta and decays
+ * finite and >= 0, betas in [0, 1), nesterov only with momentum > 0 and
+ * no dampening): 0, or -1 with a message naming the first that fails. */
+int trainer_check_optim(const OptimSpec *o, Diags *d);
+/* Switches cfg to optimizer kind (why: "--optimizer adam"): a different
+ * kind starts from torch's defaults for it, keeping the learning rate and
+ * the lr groups, and a note on stderr names the hyperparameters of the
+ * old one that are not carried over; the same kind changes nothing. */
+void trainer_set_optimizer(TrainConfig *cfg, OptKind kind, const char *why);
 /* Copies src into dst[size] for cfg field what; -1 with a message when
  * it does not fit.  src NULL copies "". */
 int trainer_cfg_str(char *dst, size_t size, const char *src, const char *what, Diags *d);

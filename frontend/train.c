@@ -235,6 +235,22 @@ static void check_no_target(Parser *P) {
     }
 }
 
+static double spec_num(const CallSpec *c, const char *key) {
+  for (int i = 0; i < c->nargs; i++)
+    if (c->keys[i] && !strcmp(c->keys[i], key)) return c->nums[i];
+  return 0;
+}
+
+/* Combinations torch.optim refuses that no single argument's range shows. */
+static void check_optimizer(Parser *P) {
+  const CallSpec *o = &P->m->train.optimizer;
+  if (!o->name || strcmp(o->name, "sgd") || spec_num(o, "nesterov") == 0) return;
+  double m = spec_num(o, "momentum"), damp = spec_num(o, "dampening");
+  if (m <= 0 || damp != 0)
+    diag_error(P->d, o->loc, "nesterov momentum needs momentum > 0 and dampening = 0 (as torch.optim.SGD), "
+               "not momentum %g, dampening %g", m, damp);
+}
+
 /* --- statements ----------------------------------------------------------------- */
 
 static int already_set(Parser *P, Token *name, int k) {
@@ -339,6 +355,7 @@ void fe_train_end(Parser *P, Stmt *s) {
   if (!P->settings[SET_OPTIMIZER])
     diag_error(P->d, fe_loc(P, s->tok), "the train section has no optimizer; add e.g. 'optimizer = sgd(lr=0.01)'");
   const TrainSpec *t = &P->m->train;
+  check_optimizer(P);
   if (t->target < 0) check_no_target(P);
   else if (!is_label(t, t->target)) check_input_target(P, s);
 }

@@ -1295,6 +1295,75 @@ Test(dlc_train, numbers_are_strict_and_the_batch_fits_the_data, .timeout = 120) 
   remove_dir(dir);
 }
 
+/* torch.optim's checks, for every way a configuration is made (the model
+ * file, flags, the REPL, the API). */
+Test(train_optim, hyperparameters_are_checked_as_torch_does) {
+  struct {
+    OptKind kind;
+    const char *key;
+    double v;
+    int ok;
+  } cases[] = {
+      {OPT_SGD, "momentum", 0.9, 1},      {OPT_SGD, "momentum", -0.1, 0},   {OPT_SGD, "weight_decay", -1, 0},
+      {OPT_SGD, "nesterov", 1, 0},        {OPT_ADAM, "beta1", 1, 0},        {OPT_ADAM, "beta2", -0.5, 0},
+      {OPT_ADAM, "beta2", 0.999, 1},      {OPT_ADAMW, "eps", -1e-8, 0},     {OPT_ADAMW, "eps", NAN, 0},
+      {OPT_RMSPROP, "momentum", INFINITY, 0}, {OPT_ADAGRAD, "lr_decay", -1, 0}, {OPT_ADAGRAD, "eps", 0, 1},
+  };
+  Diags d;
+  diag_init(&d, stderr);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    OptimSpec o;
+    trainer_optim_defaults(&o, cases[i].kind, 0.1);
+    o.hp[ir_attr_hp_index(cases[i].key)] = cases[i].v;
+    cr_expect_eq(trainer_check_optim(&o, &d) == 0, cases[i].ok, "%s %s=%g", pass_optim_names[cases[i].kind],
+                 cases[i].key, cases[i].v);
+  }
+  OptimSpec o;
+  trainer_optim_defaults(&o, OPT_SGD, 0.1);
+  o.hp[HP_NESTEROV] = 1, o.hp[HP_MOMENTUM] = 0.9;
+  cr_expect_eq(trainer_check_optim(&o, &d), 0, "nesterov with momentum");
+  o.hp[HP_DAMPENING] = 0.1;
+  cr_expect_eq(trainer_check_optim(&o, &d), -1, "nesterov with dampening");
+  trainer_optim_defaults(&o, OPT_ADAM, NAN);
+  cr_expect_eq(trainer_check_optim(&o, &d), -1, "lr NaN");
+  trainer_optim_defaults(&o, OPT_RMSPROP, 0.1);
+  o.alpha = -0.5;
+  cr_expect_eq(trainer_check_optim(&o, &d), -1, "alpha < 0");
+}
+
+/* --optimizer NAME: another optimizer starts from torch's defaults with the
+ * file's learning rate, and a note names what is dropped; the file's own
+ * optimizer keeps its hyperparameters; --init with --resume is refused. */
+Test(dlc_train, optimizer_override_is_explicit, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  char data[1300], model[600], ck[600];
+  write_blobs(dir, 22, 6, "x.npy", "y.npy");
+  snprintf(data, sizeof data, "npy:%s/x.npy,%s/y.npy", dir, dir);
+  snprintf(model, sizeof model, "%s/mom.dl", dir);
+  snprintf(ck, sizeof ck, "%s/ck.safetensors", dir);
+  write_text(model, "model mom\ninput x: f32[N, 6]\nlogits = dense(x, 3)\noutput logits\ntrain {\n  label y: i64[N]\n"
+                    "  loss = cross_entropy(logits, y)\n  optimizer = sgd(lr=0.1, momentum=0.9)\n  batch = 4\n}\n");
+  Proc p = run_dlc(dir, "train", model, "--data", data, "--epochs", "1", "--optimizer", "adam", "--save", ck, NULL);
+  cr_expect_eq(p.status, 0, "%s%s", p.out, p.err);
+  cr_expect(strstr(p.err, "note: --optimizer adam replaces sgd(momentum=0.9): adam takes torch's defaults, the learning "
+                          "rate 0.1 stays"), "%s", p.err);
+  cr_expect(strstr(p.out, "adam, lr 0.1,"), "%s", p.out);
+  proc_free(&p);
+  p = run_dlc(dir, "train", model, "--data", data, "--epochs", "1", "--optimizer", "sgd", "--save", ck, NULL);
+  cr_expect_eq(p.status, 0, "%s%s", p.out, p.err);
+  cr_expect(!strstr(p.err, "note:"), "%s", p.err);
+  RtTensorSet s;
+  read_st(ck, &s);
+  cr_expect_not_null(rt_set_find(&s, "logits.weight.momentum_buffer"), "the file's momentum was dropped");
+  rt_set_free(&s);
+  proc_free(&p);
+  p = run_dlc(dir, "train", model, "--data", data, "--init", ck, "--resume", ck, NULL);
+  cr_expect_eq(p.status, 2, "%s%s", p.out, p.err);
+  cr_expect(strstr(p.err, "--init: error: cannot be combined with --resume"), "%s", p.err);
+  proc_free(&p);
+  remove_dir(dir);
+}
+
 /* Data files that exist but are wrong for the model or broken. */
 Test(dlc_train, bad_data_files, .timeout = 120) {
   const char *dir = tu_scratch_dir();
