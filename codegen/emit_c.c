@@ -75,16 +75,7 @@ static const char *bufname(Emit *E, int b) {
 
 static int prec(const Expr *e) {
   if (e->kind == EX_SELECT) return 1;
-  if (e->kind != EX_BINARY) return 10;
-  switch ((BinOp)e->op) {
-  case BIN_AND: return 2;
-  case BIN_EQ: case BIN_NE: return 3;
-  case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: return 4;
-  case BIN_ADD: case BIN_SUB: return 5;
-  case BIN_MUL: case BIN_DIV: case BIN_MOD: return 6;
-  case BIN_MAX: case BIN_MIN: case BIN_POW: return 10;
-  }
-  return 10;
+  return e->kind == EX_BINARY ? kir_binop_prec((BinOp)e->op) : 10;
 }
 
 static void expr(Emit *E, const Expr *e);

@@ -74,10 +74,10 @@ const char *kir_binop_name(BinOp op) {
   return "?";
 }
 
-/* Binding strength of e's outermost operator (higher binds tighter). */
-static int prec(const Expr *e) {
-  if (e->kind != EX_BINARY) return 10;
-  switch ((BinOp)e->op) {
+/* Binding strength of a binary operator written infix (higher binds
+ * tighter; 10: written as a call), as C reads it: both printers use it. */
+int kir_binop_prec(BinOp op) {
+  switch (op) {
   case BIN_AND: return 2;
   case BIN_EQ: case BIN_NE: return 3;
   case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: return 4;
@@ -86,6 +86,11 @@ static int prec(const Expr *e) {
   case BIN_MAX: case BIN_MIN: case BIN_POW: return 10;
   }
   return 10;
+}
+
+/* Binding strength of e's outermost operator (select is written as a call). */
+static int prec(const Expr *e) {
+  return e->kind == EX_BINARY ? kir_binop_prec((BinOp)e->op) : 10;
 }
 
 typedef struct KDump {

@@ -158,6 +158,7 @@ void ks_append(Stmt **head, Stmt *s);
 void kir_dump(const Program *p, FILE *f);
 const char *kir_unop_name(UnOp op);
 const char *kir_binop_name(BinOp op);
+int kir_binop_prec(BinOp op);
 /* Checks scopes, ids, types and known index ranges of every kernel;
  * returns the number of problems, each reported to d (kverify.c). */
 int kir_verify(const Program *p, Diags *d);

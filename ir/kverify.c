@@ -91,8 +91,10 @@ static int range_binary(BinOp op, Range a, Range b, Range *r) {
     return 1;
   case BIN_MAX: *r = (Range){a.lo > b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi}; return 1;
   case BIN_MIN: *r = (Range){a.lo < b.lo ? a.lo : b.lo, a.hi < b.hi ? a.hi : b.hi}; return 1;
-  default: return 0;
+  case BIN_POW: case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: case BIN_EQ: case BIN_NE:
+  case BIN_AND: return 0;
   }
+  return 0;
 }
 
 /* The interval of integer expression e, if it can be bounded. */
@@ -114,8 +116,9 @@ static int range_of(KCheck *c, const Expr *e, Range *r) {
     if (!range_of(c, e->b, &a) || !range_of(c, e->c, &b)) return 0;
     *r = (Range){a.lo < b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi};
     return 1;
-  default: return 0;
+  case EX_FCONST: case EX_LOCAL: case EX_LOAD: case EX_UNARY: case EX_CAST: case EX_RAND: return 0;
   }
+  return 0;
 }
 
 static void check_index(KCheck *c, int buf, const Expr *index, const char *what) {

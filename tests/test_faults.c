@@ -99,7 +99,8 @@ static char *path_in(const char *dir, const char *name) {
   static char bufs[4][600];
   static int k;
   char *p = bufs[k++ % 4];
-  snprintf(p, 600, "%s/%s", dir, name);
+  int n = snprintf(p, 600, "%s/%s", dir, name);
+  cr_assert(n > 0 && n < 600, "path %s/%s too long", dir, name);
   return p;
 }
 
