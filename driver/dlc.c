@@ -140,24 +140,28 @@ static void mem_open(MemOut *m) {
   m->f = open_memstream(&m->buf, &m->len);
 }
 
-/* Closes the n streams and writes their bytes to paths[i] as one atomic
- * set: all of them or, on any error, none (rt_write_files_atomic). */
-static int mem_commit_set(MemOut *m, const char *const *paths, int n, Diags *d) {
-  RtFileOut outs[2];
+/* Closes the n streams and writes their bytes to paths[i], and the
+ * nextra encoded files, as one atomic set: all of them or, on any error,
+ * none (rt_write_files_atomic). */
+static int mem_commit_set(MemOut *m, const char *const *paths, int n, const RtEncoded *extra, int nextra,
+                          Diags *d) {
+  RtFileOut outs[4];
   const void *chunks[2];
+  IR_ASSERT(n <= 2 && nextra <= 2);
   for (int i = 0; i < n; i++) {
     fclose(m[i].f);
     chunks[i] = m[i].buf;
     outs[i] = (RtFileOut){paths[i], &chunks[i], &m[i].len, 1};
   }
+  for (int i = 0; i < nextra; i++) outs[n + i] = extra[i].out;
   RtError err;
-  RtStatus st = rt_write_files_atomic(outs, n, &err);
+  RtStatus st = rt_write_files_atomic(outs, n + nextra, &err);
   for (int i = 0; i < n; i++) free(m[i].buf);
   if (st) diag_plain(d, "dlc", "%s", err.msg);
   return st ? -1 : 0;
 }
 
-static int mem_commit(MemOut *m, const char *path, Diags *d) { return mem_commit_set(m, &path, 1, d); }
+static int mem_commit(MemOut *m, const char *path, Diags *d) { return mem_commit_set(m, &path, 1, NULL, 0, d); }
 
 /* "dir/model.dl" -> "model" (arena). */
 static const char *stem(Arena *a, const char *path, const char *ext_out) {
@@ -191,7 +195,7 @@ static int emit_c_folded(Model *m, const char *cpath, const char *embed_path, co
   c.params = &embed;
   int rc = pass_run(&c);
   if (rc == 0) {
-    rc = dlc_write_c(&p, cpath, embed_path ? &embed : NULL, d);
+    rc = dlc_write_c(&p, cpath, embed_path ? &embed : NULL, NULL, 0, d);
     kir_program_free(&p);
   }
   pass_ctx_free(&c);
@@ -246,7 +250,8 @@ int dlc_load_model(Model *m, const char *path, const char *const *max, int nmax,
   return ir_check_sizes(&m->g, d) ? -1 : 0;   /* with the symbols at their largest values */
 }
 
-int dlc_write_c(const Program *p, const char *cpath, const RtTensorSet *embed, Diags *d) {
+int dlc_write_c(const Program *p, const char *cpath, const RtTensorSet *embed, const RtEncoded *extra, int nextra,
+                Diags *d) {
   Arena a;
   arena_init(&a);
   size_t n = strlen(cpath);
@@ -269,7 +274,7 @@ int dlc_write_c(const Program *p, const char *cpath, const RtTensorSet *embed, D
   if (rc) {
     fclose(out[0].f), fclose(out[1].f), free(out[0].buf), free(out[1].buf);
   } else {
-    rc = mem_commit_set(out, paths, 2, d);
+    rc = mem_commit_set(out, paths, 2, extra, nextra, d);
   }
   arena_free(&a);
   return rc;

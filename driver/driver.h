@@ -15,7 +15,8 @@ int dlc_load_model(Model *m, const char *path, const char *const *max, int nmax,
 
 /* Emits p as C into cpath and its header beside it (atomically). */
 struct Program;
-int dlc_write_c(const struct Program *p, const char *cpath, const RtTensorSet *embed, Diags *d);
+int dlc_write_c(const struct Program *p, const char *cpath, const RtTensorSet *embed, const RtEncoded *extra,
+                int nextra, Diags *d);
 int dlc_cmd_repl(int argc, char **argv);
 int dlc_cmd_eval(int argc, char **argv);
 /* --data DIR | fashion_mnist:DIR | idx:I,L | csv:F | npy:X,Y into cfg. */

@@ -428,7 +428,7 @@ static int cmd_emit(Repl *r, char *arg) {
   Program p;
   int rc = -1;
   if (pass_pipeline_infer(&m.g, &p, NULL, &r->d) == 0) {
-    rc = dlc_write_c(&p, arg, &r->t.tensors, &r->d);
+    rc = dlc_write_c(&p, arg, &r->t.tensors, NULL, 0, &r->d);
     kir_program_free(&p);
   }
   fe_model_free(&m);

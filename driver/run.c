@@ -196,24 +196,32 @@ static void summarise(const Graph *g, const char *name, const RtTensor *t) {
   (void)g;
 }
 
-/* Gradients of the outputs named like params (or inputs) into path. */
-static int write_grads(const Graph *g, const Graph *model, OpKind kind, RtTensor *vals, const char *path, Diags *d) {
-  RtTensorSet set;
+/* The files a run writes (outputs as .npy, gradients as safetensors):
+ * encoded first and written as one set at the end, so a run that cannot
+ * write one of them writes none (rt_write_files_atomic). */
+typedef struct RunFiles {
+  RtEncoded enc[MAX_BINDINGS + 2];
+  RtTensorSet sets[2];   /* the gradient sets the encodings borrow from */
+  int n, nsets;
+} RunFiles;
+
+/* Gradients of the outputs named like params (or inputs), to go to path. */
+static int add_grads(RunFiles *f, const Graph *g, const Graph *model, OpKind kind, RtTensor *vals,
+                     const char *path, Diags *d) {
+  RtTensorSet *set = &f->sets[f->nsets++];
   RtError err;
-  rt_set_init(&set);
-  int rc = 0;
-  for (int i = 0; i < g->noutputs && !rc; i++) {
+  rt_set_init(set);
+  for (int i = 0; i < g->noutputs; i++) {
     int src = kind == OP_PARAM ? ir_find_param(model, g->outputs[i].name) : ir_find_input(model, g->outputs[i].name);
-    if (src < 0) continue;
-    if (rt_set_add_copy(&set, g->outputs[i].name, &vals[g->outputs[i].id], &err)) rc = -1;
+    if (src >= 0 && rt_set_add_copy(set, g->outputs[i].name, &vals[g->outputs[i].id], &err))
+      return diag_plain(d, path, "%s", err.msg), -1;
   }
-  if (!rc && rt_safetensors_write(path, &set, &err)) rc = -1;
-  if (rc) diag_plain(d, path, "%s", err.msg);
-  rt_set_free(&set);
-  return rc;
+  if (rt_safetensors_encode(path, set, &f->enc[f->n], &err)) return diag_plain(d, path, "%s", err.msg), -1;
+  f->n++;
+  return 0;
 }
 
-static int write_outputs(const Graph *g, const RunOpts *o, RtTensor *vals, Diags *d) {
+static int add_outputs(RunFiles *f, const Graph *g, const RunOpts *o, RtTensor *vals, Diags *d) {
   for (int k = 0; k < o->nout; k++)
     if (ir_find_output(g, o->out[k].name) < 0) {
       diag_plain(d, "--output", "the model has no output '%s'", o->out[k].name);
@@ -221,16 +229,26 @@ static int write_outputs(const Graph *g, const RunOpts *o, RtTensor *vals, Diags
     }
   for (int i = 0; i < g->noutputs; i++) {
     const RtTensor *t = &vals[g->outputs[i].id];
-    int written = 0;
     for (int k = 0; k < o->nout; k++) {
       if (strcmp(o->out[k].name, g->outputs[i].name)) continue;
       RtError err;
-      if (rt_npy_write(o->out[k].file, t, &err)) return diag_plain(d, o->out[k].file, "%s", err.msg), -1;
-      written = 1;
+      if (rt_npy_encode(o->out[k].file, t, &f->enc[f->n], &err)) return diag_plain(d, o->out[k].file, "%s", err.msg), -1;
+      f->n++;
     }
-    if (!written && !o->nout) summarise(g, g->outputs[i].name, t);
+    if (!o->nout) summarise(g, g->outputs[i].name, t);
   }
   return 0;
+}
+
+static int write_run_files(RunFiles *f, Diags *d) {
+  RtError err;
+  if (f->n && rt_write_encoded(f->enc, f->n, &err)) return diag_plain(d, "dlc run", "%s", err.msg), -1;
+  return 0;
+}
+
+static void free_run_files(RunFiles *f) {
+  for (int i = 0; i < f->n; i++) rt_encoded_free(&f->enc[i]);
+  for (int i = 0; i < f->nsets; i++) rt_set_free(&f->sets[i]);
 }
 
 /* The graph a run computes: the gradient graph, the forward pass in
@@ -298,14 +316,17 @@ int dlc_cmd_run(int argc, char **argv, const char *usage) {
     }
   rc = strcmp(o.backend, "interp") ? run_compiled(&pc, vals, symvals, &params, o.backend, &d)
                                    : run_interp(g, vals, symvals, &d);
+  RunFiles files = {.n = 0};
   if (rc == 0 && want_grads) {
     printf("loss: %.9g\n", (double)((float *)vals[g->outputs[0].id].data)[0]);
-    if ((!o.grads || write_grads(g, &m.g, OP_PARAM, vals, o.grads, &d) == 0) &&
-        (!o.input_grads || write_grads(g, &m.g, OP_INPUT, vals, o.input_grads, &d) == 0))
+    if ((!o.grads || add_grads(&files, g, &m.g, OP_PARAM, vals, o.grads, &d) == 0) &&
+        (!o.input_grads || add_grads(&files, g, &m.g, OP_INPUT, vals, o.input_grads, &d) == 0) &&
+        write_run_files(&files, &d) == 0)
       status = 0;
-  } else if (rc == 0 && write_outputs(g, &o, vals, &d) == 0) {
+  } else if (rc == 0 && add_outputs(&files, g, &o, vals, &d) == 0 && write_run_files(&files, &d) == 0) {
     status = 0;
   }
+  free_run_files(&files);
 done:
   for (int i = 0; i < g->nnodes; i++)
     if (g->nodes[i].op != OP_PARAM) rt_tensor_free(&vals[i]);

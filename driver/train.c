@@ -290,15 +290,16 @@ int dlc_emit_train(Model *m, const char *path, const PassOpts *po, Diags *d) {
   int status = 1;
   if (trainer_init(&t, m, &cfg, NULL, d) == 0 && trainer_program(&t) == 0) {
     const Program *p = &t.prog;
-    status = dlc_write_c(p, path, NULL, d) ? 1 : 0;
-    if (!status) {
-      /* initial weights from the seed, for the standalone trainer to load */
-      size_t n = strlen(path);
-      char init[1024];
-      snprintf(init, sizeof init, "%.*s.init.safetensors", (int)(n > 2 && !strcmp(path + n - 2, ".c") ? n - 2 : n), path);
-      RtError err;
-      if (rt_safetensors_write(init, &t.tensors, &err)) diag_plain(d, init, "%s", err.msg), status = 1;
-    }
+    /* the C, its header and the initial weights from the seed (for the
+     * standalone trainer to load), written as one set */
+    size_t n = strlen(path);
+    char init[1024];
+    snprintf(init, sizeof init, "%.*s.init.safetensors", (int)(n > 2 && !strcmp(path + n - 2, ".c") ? n - 2 : n), path);
+    RtEncoded weights;
+    RtError err;
+    if (rt_safetensors_encode(init, &t.tensors, &weights, &err)) diag_plain(d, init, "%s", err.msg);
+    else status = dlc_write_c(p, path, NULL, &weights, 1, d) ? 1 : 0;
+    rt_encoded_free(&weights);
   }
   trainer_free(&t);
   return status;

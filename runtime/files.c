@@ -170,8 +170,12 @@ static RtStatus rename_all(const RtFileOut *outs, char **tmps, int n, RtError *e
 }
 
 RtStatus rt_write_files_atomic(const RtFileOut *outs, int n, RtError *err) {
-  for (int i = 0; i < n; i++)
+  for (int i = 0; i < n; i++) {
     if (check_dest(outs[i].path, err)) return RT_ERR_IO;
+    for (int j = 0; j < i; j++)
+      if (!strcmp(outs[i].path, outs[j].path))
+        return rt_fail(err, RT_ERR_IO, "%s: named twice among the files to write", outs[i].path);
+  }
   char **tmps = rt_calloc((size_t)n + 1, sizeof *tmps);
   if (!tmps) return rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", n ? outs[0].path : "");
   RtStatus st = RT_OK;
@@ -186,6 +190,20 @@ RtStatus rt_write_files_atomic(const RtFileOut *outs, int n, RtError *err) {
   }
   free(tmps);
   return st;
+}
+
+RtStatus rt_write_encoded(const RtEncoded *e, int n, RtError *err) {
+  RtFileOut *outs = rt_calloc((size_t)n + 1, sizeof *outs);
+  if (!outs) return rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", n ? e[0].out.path : "");
+  for (int i = 0; i < n; i++) outs[i] = e[i].out;
+  RtStatus st = rt_write_files_atomic(outs, n, err);
+  free(outs);
+  return st;
+}
+
+void rt_encoded_free(RtEncoded *e) {
+  for (int i = 0; i < 3; i++) free(e->owned[i]);
+  memset(e, 0, sizeof *e);
 }
 
 RtStatus rt_write_file_atomic(const char *path, const void *const *chunks, const size_t *lens, int nchunks,

@@ -363,15 +363,35 @@ static size_t build_header(char *buf, size_t cap, const RtTensor *t) {
   return total;
 }
 
-RtStatus rt_npy_write(const char *path, const RtTensor *t, RtError *err) {
+/* The header, chunk list and lengths of one encoded .npy file. */
+typedef struct NpyEncoded {
+  char header[512];
+  const void *chunks[2];
+  size_t lens[2];
+} NpyEncoded;
+
+RtStatus rt_npy_encode(const char *path, const RtTensor *t, RtEncoded *e, RtError *err) {
   size_t nbytes;
+  memset(e, 0, sizeof *e);
   if (!npy_descr(t->dtype) || !t->data ||
       !rt_shape_nbytes(t->dtype, t->rank, t->shape, &nbytes))
     return rt_fail(err, RT_ERR_SHAPE, "%s: cannot write an invalid tensor "
                    "(dtype %d, rank %d)", path, (int)t->dtype, t->rank);
-  char header[512];
-  size_t hlen = build_header(header, sizeof header, t);
-  const void *chunks[2] = {header, t->data};
-  size_t lens[2] = {hlen, nbytes};
-  return rt_write_file_atomic(path, chunks, lens, 2, err);
+  NpyEncoded *n = rt_malloc(sizeof *n);
+  if (!n) return rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", path);
+  n->lens[0] = build_header(n->header, sizeof n->header, t);
+  n->lens[1] = nbytes;
+  n->chunks[0] = n->header;
+  n->chunks[1] = t->data;
+  e->owned[0] = n;
+  e->out = (RtFileOut){path, n->chunks, n->lens, 2};
+  return RT_OK;
+}
+
+RtStatus rt_npy_write(const char *path, const RtTensor *t, RtError *err) {
+  RtEncoded e;
+  RtStatus st = rt_npy_encode(path, t, &e, err);
+  if (st == RT_OK) st = rt_write_encoded(&e, 1, err);
+  rt_encoded_free(&e);
+  return st;
 }

@@ -173,10 +173,24 @@ typedef struct RtFileOut {
  * (not a directory, in a writable directory), each file goes to a
  * temporary beside it (fsync'd), and only when all are complete are they
  * renamed over their targets; on any failure before that every temporary
- * is removed and every target keeps its old contents.  Leftover
+ * is removed and every target keeps its old contents.  A path named twice
+ * in one set is refused.  Leftover
  * temporaries of interrupted earlier writes of a target are removed. */
 RtStatus rt_write_files_atomic(const RtFileOut *outs, int n, RtError *err);
 /* One file: tmp file beside path, fsync, rename, fsync dir. */
+/* A file's bytes prepared for rt_write_files_atomic, so that several files
+ * of different formats can be written as one set: out's chunk lists and
+ * header are owned (rt_encoded_free), tensor data is borrowed and must
+ * outlive the write. */
+typedef struct RtEncoded {
+  RtFileOut out;
+  void *owned[3];
+} RtEncoded;
+RtStatus rt_npy_encode(const char *path, const RtTensor *t, RtEncoded *e, RtError *err);
+RtStatus rt_safetensors_encode(const char *path, const RtTensorSet *s, RtEncoded *e, RtError *err);
+/* Writes the n encoded files as one set (rt_write_files_atomic). */
+RtStatus rt_write_encoded(const RtEncoded *e, int n, RtError *err);
+void rt_encoded_free(RtEncoded *e);
 RtStatus rt_write_file_atomic(const char *path, const void *const *chunks,
                               const size_t *lens, int nchunks, RtError *err);
 

@@ -717,8 +717,9 @@ static RtStatus build_header(const char *path, const RtTensorSet *s,
   return RT_OK;
 }
 
-RtStatus rt_safetensors_write(const char *path, const RtTensorSet *s, RtError *err) {
+RtStatus rt_safetensors_encode(const char *path, const RtTensorSet *s, RtEncoded *e, RtError *err) {
   int n = s->count;
+  memset(e, 0, sizeof *e);
   size_t *sizes = rt_malloc((size_t)(n + 1) * sizeof *sizes);
   const void **chunks = rt_malloc((size_t)(n + 1) * sizeof *chunks);
   size_t *lens = rt_malloc((size_t)(n + 1) * sizeof *lens);
@@ -734,11 +735,20 @@ RtStatus rt_safetensors_write(const char *path, const RtTensorSet *s, RtError *e
       chunks[i + 1] = s->items[i].t.data;
       lens[i + 1] = sizes[i];
     }
-    st = rt_write_file_atomic(path, chunks, lens, n + 1, err);
+    e->out = (RtFileOut){path, chunks, lens, n + 1};
   }
-  free(b.s);
+  e->owned[0] = b.s;
+  e->owned[1] = (void *)chunks;
+  e->owned[2] = lens;
   free(sizes);
-  free(chunks);
-  free(lens);
+  if (st != RT_OK) rt_encoded_free(e);
+  return st;
+}
+
+RtStatus rt_safetensors_write(const char *path, const RtTensorSet *s, RtError *err) {
+  RtEncoded e;
+  RtStatus st = rt_safetensors_encode(path, s, &e, err);
+  if (st == RT_OK) st = rt_write_encoded(&e, 1, err);
+  rt_encoded_free(&e);
   return st;
 }

@@ -14,6 +14,10 @@
  *    its target and nothing else.
  *  - faults/output_is_directory: `dlc M.dl -o DIR` fails before writing
  *    anything (no DIR.h).
+ *  - faults/run_outputs_are_one_set, faults/train_c_and_weights_are_one_set:
+ *    every file of `dlc run` (outputs, gradients) and of `dlc M.dl --train`
+ *    (C, header, initial weights) is written, or none is; a path named
+ *    twice is refused.
  *  - faults/read_only_dir, faults/full_disk: compiling and `train --save`
  *    into a directory the process may not write (when run as root, the
  *    child drops to uid 65534 so the permissions hold) and with writes
@@ -249,6 +253,42 @@ Test(faults, output_is_directory) {
   cr_expect(!exists(path_in(dir, "out.h")), "out.h was written before out failed");
   expect_run(dir, "big.dl --emit=obj -o out", NULL, 1, "is a directory");
   cr_expect(!exists(path_in(dir, "out.h")), "out.h was written before out failed");
+  cr_expect_eq(count_temporaries(dir), 0);
+}
+
+static const char two_outputs[] =
+    "model two\n"
+    "input x: f32[N, 3]\n"
+    "h = dense(x, 2)\n"
+    "output h\n"
+    "output s = sigmoid(h)\n";
+
+Test(faults, run_outputs_are_one_set, .timeout = 120) {
+  const char *dir = setup_big();
+  write_text(path_in(dir, "two.dl"), two_outputs);
+  float ones[6] = {1, 1, 1, 1, 1, 1};
+  RtTensor x = {.dtype = DT_F32, .rank = 2, .shape = {2, 3}, .data = ones};
+  RtError err;
+  cr_assert_eq(rt_npy_write(path_in(dir, "x.npy"), &x, &err), RT_OK, "%s", err.msg);
+  expect_run(dir, "run two.dl --input x=x.npy --output h=h.npy --output s=nodir/s.npy", NULL, 1, "nodir");
+  cr_expect(!exists(path_in(dir, "h.npy")), "h.npy was written though s.npy could not be");
+  expect_run(dir, "run two.dl --input x=x.npy --output h=a.npy --output s=a.npy", NULL, 1, "named twice");
+  cr_expect(!exists(path_in(dir, "a.npy")), "a.npy was written though it was named twice");
+  expect_run(dir, "run two.dl --input x=x.npy --output h=h.npy --output s=s.npy", NULL, 0, NULL);
+  cr_expect(exists(path_in(dir, "h.npy")) && exists(path_in(dir, "s.npy")));
+  cr_expect_eq(count_temporaries(dir), 0);
+}
+
+Test(faults, train_c_and_weights_are_one_set, .timeout = 120) {
+  const char *dir = setup_big();
+  cr_assert_eq(mkdir(path_in(dir, "big.init.safetensors"), 0755), 0);
+  expect_run(dir, "big.dl --train -o big.c", NULL, 1, "is a directory");
+  cr_expect(!exists(path_in(dir, "big.c")) && !exists(path_in(dir, "big.h")),
+            "the C was written though its initial weights could not be");
+  cr_assert_eq(rmdir(path_in(dir, "big.init.safetensors")), 0);
+  expect_run(dir, "big.dl --train -o big.c", NULL, 0, NULL);
+  cr_expect(exists(path_in(dir, "big.c")) && exists(path_in(dir, "big.h")) &&
+            exists(path_in(dir, "big.init.safetensors")));
   cr_expect_eq(count_temporaries(dir), 0);
 }
 
