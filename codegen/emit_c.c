@@ -171,7 +171,14 @@ static void expr(Emit *E, const Expr *e) {
   case EX_ICONST: fprintf(E->f, "%lld", (long long)e->i); break;
   case EX_VAR: fprintf(E->f, "i%d", e->id); break;
   case EX_SYM: fputs(cg_c_prefix(E->a, E->p->g->syms[e->id].name), E->f); break;
-  case EX_LOCAL: fprintf(E->f, "v%d", e->id); break;
+  case EX_LOCAL:
+    fprintf(E->f, "v%d", e->id);
+    if (e->a) {
+      fputc('[', E->f);
+      expr(E, e->a);
+      fputc(']', E->f);
+    }
+    break;
   case EX_LOAD:
     fprintf(E->f, "%s[", bufname(E, e->id));
     expr(E, e->a);
@@ -213,6 +220,18 @@ static void indent(Emit *E, int depth) {
   for (int i = 0; i < depth; i++) fputs("  ", E->f);
 }
 
+/* A register tile: float v3[16]; then every element set to the value,
+ * in a loop the C compiler unrolls (the array stays in registers when
+ * every index into it is a constant after unrolling). */
+static void local_array(Emit *E, const Stmt *s, int depth) {
+  fprintf(E->f, "%s v%d[%lld];\n", ctype(s->type), s->id, (long long)s->count);
+  indent(E, depth);
+  fprintf(E->f, "for (int v%d_i = 0; v%d_i < %lld; v%d_i++) v%d[v%d_i] = ", s->id, s->id, (long long)s->count, s->id,
+          s->id, s->id);
+  expr(E, s->value);
+  fputs(";\n", E->f);
+}
+
 static void stmts(Emit *E, const Stmt *s, int depth) {
   for (; s; s = s->next) {
     indent(E, depth);
@@ -220,8 +239,22 @@ static void stmts(Emit *E, const Stmt *s, int depth) {
     case ST_LOOP:
       fprintf(E->f, "for (int64_t i%d = 0; i%d < ", s->id, s->id);
       expr(E, s->extent);
-      fprintf(E->f, "; i%d++) {\n", s->id);
+      if (s->step == 1) fprintf(E->f, "; i%d++) {\n", s->id);
+      else fprintf(E->f, "; i%d += %lld) {\n", s->id, (long long)s->step);
       stmts(E, s->body, depth + 1);
+      indent(E, depth);
+      fputs("}\n", E->f);
+      break;
+    case ST_IF:
+      fputs("if (", E->f);
+      expr(E, s->value);
+      fputs(") {\n", E->f);
+      stmts(E, s->body, depth + 1);
+      if (s->orelse) {
+        indent(E, depth);
+        fputs("} else {\n", E->f);
+        stmts(E, s->orelse, depth + 1);
+      }
       indent(E, depth);
       fputs("}\n", E->f);
       break;
@@ -233,12 +266,22 @@ static void stmts(Emit *E, const Stmt *s, int depth) {
       fputs(";\n", E->f);
       break;
     case ST_LOCAL:
+      if (s->count > 0) {
+        local_array(E, s, depth);
+        break;
+      }
       fprintf(E->f, "%s v%d = ", ctype(s->type), s->id);
       expr(E, s->value);
       fputs(";\n", E->f);
       break;
     case ST_ASSIGN:
-      fprintf(E->f, "v%d = ", s->id);
+      fprintf(E->f, "v%d", s->id);
+      if (s->index) {
+        fputc('[', E->f);
+        expr(E, s->index);
+        fputc(']', E->f);
+      }
+      fputs(" = ", E->f);
       expr(E, s->value);
       fputs(";\n", E->f);
       break;

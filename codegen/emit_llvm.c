@@ -73,6 +73,7 @@ typedef struct Lower {
   LLVMValueRef syms[IR_MAX_SYMS];
   /* the kernel being built */
   LLVMValueRef *vars, *locals;
+  int64_t *lcount;
   DType *ltype;
 } Lower;
 
@@ -158,6 +159,14 @@ static int speculatable(const Lower *L, const Expr *e) {
 /* --- expressions --------------------------------------------------------------- */
 
 static Val expr(Lower *L, const Expr *e);
+
+/* The address of local id, or of element index of a local array. */
+static LLVMValueRef local_addr(Lower *L, int id, const Expr *index) {
+  IR_ASSERT(L->locals[id]); /* used before it was declared */
+  if (!index) return L->locals[id];
+  LLVMValueRef i = convert(L, expr(L, index), DT_I64).v;
+  return LLVMBuildGEP2(L->b, lty(L, L->ltype[id]), L->locals[id], &i, 1, "");
+}
 
 static Val typed(LLVMValueRef v, DType t) {
   Val r = {v, t};
@@ -337,7 +346,7 @@ static Val expr(Lower *L, const Expr *e) {
   case EX_ICONST: return typed(LLVMConstInt(lty(L, cty(L, e)), (unsigned long long)e->i, 1), cty(L, e));
   case EX_VAR: return typed(L->vars[e->id], DT_I64);
   case EX_SYM: return typed(L->syms[e->id], DT_I64);
-  case EX_LOCAL: return typed(LLVMBuildLoad2(L->b, lty(L, L->ltype[e->id]), L->locals[e->id], ""), L->ltype[e->id]);
+  case EX_LOCAL: return typed(LLVMBuildLoad2(L->b, lty(L, L->ltype[e->id]), local_addr(L, e->id, e->a), ""), L->ltype[e->id]);
   case EX_LOAD: {
     DType t = L->p->bufs[e->id].dtype;
     return typed(LLVMBuildLoad2(L->b, lty(L, t), address(L, e->id, e->a), ""), t);
@@ -356,7 +365,7 @@ static Val expr(Lower *L, const Expr *e) {
 
 static void stmts(Lower *L, const Stmt *s);
 
-/* for (var = 0; var < extent; var++): the extent is evaluated each time
+/* for (var = 0; var < extent; var += step): the extent is evaluated each time
  * round, as in C; it is loop-invariant, so LICM hoists it. */
 static void loop(Lower *L, const Stmt *s) {
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(L->b);
@@ -372,19 +381,44 @@ static void loop(Lower *L, const Stmt *s) {
   LLVMPositionBuilderAtEnd(L->b, body);
   L->vars[s->id] = i;
   stmts(L, s->body);
-  LLVMValueRef next = LLVMBuildNSWAdd(L->b, i, LLVMConstInt(L->i64, 1, 0), "");
+  LLVMValueRef next = LLVMBuildNSWAdd(L->b, i, LLVMConstInt(L->i64, (unsigned long long)s->step, 0), "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(L->b);
   LLVMBuildBr(L->b, head);
   LLVMAddIncoming(i, &next, &latch, 1);
   LLVMPositionBuilderAtEnd(L->b, done);
 }
 
-static void declare_local(Lower *L, int id, DType t) {
-  if (L->locals[id] && L->ltype[id] == t) return;
+/* Locals are allocas in the entry block (mem2reg and SROA promote them,
+ * arrays with constant indices included); a local array is [count x t]. */
+static void declare_local(Lower *L, int id, DType t, int64_t count) {
+  if (L->locals[id] && L->ltype[id] == t && L->lcount[id] == count) return;
   char name[16];
   snprintf(name, sizeof name, "v%d", id);
-  L->locals[id] = LLVMBuildAlloca(L->ab, lty(L, t), name);
+  LLVMTypeRef ty = count > 0 ? LLVMArrayType2(lty(L, t), (uint64_t)count) : lty(L, t);
+  L->locals[id] = LLVMBuildAlloca(L->ab, ty, name);
   L->ltype[id] = t;
+  L->lcount[id] = count;
+}
+
+/* Every element of a local array set to one value, by a loop. */
+static void fill_local(Lower *L, const Stmt *s, LLVMValueRef v) {
+  for (int64_t j = 0; j < s->count; j++) {
+    LLVMValueRef i = LLVMConstInt(L->i64, (unsigned long long)j, 0);
+    LLVMBuildStore(L->b, v, LLVMBuildGEP2(L->b, lty(L, s->type), L->locals[s->id], &i, 1, ""));
+  }
+}
+
+/* if (cond) body else orelse, with a join block after both. */
+static void if_stmt(Lower *L, const Stmt *s) {
+  LLVMBasicBlockRef then = block(L, "then"), els = block(L, "else"), done = block(L, "endif");
+  LLVMBuildCondBr(L->b, truth(L, expr(L, s->value)), then, els);
+  LLVMPositionBuilderAtEnd(L->b, then);
+  stmts(L, s->body);
+  LLVMBuildBr(L->b, done);
+  LLVMPositionBuilderAtEnd(L->b, els);
+  stmts(L, s->orelse);
+  LLVMBuildBr(L->b, done);
+  LLVMPositionBuilderAtEnd(L->b, done);
 }
 
 static void stmts(Lower *L, const Stmt *s) {
@@ -396,14 +430,19 @@ static void stmts(Lower *L, const Stmt *s) {
       LLVMBuildStore(L->b, v.v, address(L, s->id, s->index));
       break;
     }
-    case ST_LOCAL:
-      declare_local(L, s->id, s->type);
-      LLVMBuildStore(L->b, convert(L, expr(L, s->value), s->type).v, L->locals[s->id]);
+    case ST_LOCAL: {
+      LLVMValueRef v = convert(L, expr(L, s->value), s->type).v;
+      declare_local(L, s->id, s->type, s->count);
+      if (s->count > 0) fill_local(L, s, v);
+      else LLVMBuildStore(L->b, v, L->locals[s->id]);
       break;
-    case ST_ASSIGN:
-      IR_ASSERT(L->locals[s->id]); /* assigned before it was declared */
-      LLVMBuildStore(L->b, convert(L, expr(L, s->value), L->ltype[s->id]).v, L->locals[s->id]);
+    }
+    case ST_ASSIGN: {
+      LLVMValueRef v = convert(L, expr(L, s->value), L->ltype[s->id]).v;
+      LLVMBuildStore(L->b, v, local_addr(L, s->id, s->index));
       break;
+    }
+    case ST_IF: if_stmt(L, s); break;
     }
   }
 }
@@ -477,6 +516,7 @@ static void kernel(Lower *L, const Kernel *k) {
   L->vars = arena_alloc(&L->a, sizeof *L->vars * (size_t)(k->nvars + 1));
   L->locals = arena_alloc(&L->a, sizeof *L->locals * (size_t)(k->nlocals + 1));
   L->ltype = arena_alloc(&L->a, sizeof *L->ltype * (size_t)(k->nlocals + 1));
+  L->lcount = arena_alloc(&L->a, sizeof *L->lcount * (size_t)(k->nlocals + 1));
   stmts(L, k->body);
 }
 

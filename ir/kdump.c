@@ -155,7 +155,14 @@ static void expr(KDump *D, const Expr *e) {
   case EX_ICONST: fprintf(D->f, "%lld", (long long)e->i); break;
   case EX_VAR: fprintf(D->f, "i%d", e->id); break;
   case EX_SYM: fputs(sym_name(D->p, e->id), D->f); break;
-  case EX_LOCAL: fprintf(D->f, "v%d", e->id); break;
+  case EX_LOCAL:
+    fprintf(D->f, "v%d", e->id);
+    if (e->a) {
+      fputc('[', D->f);
+      expr(D, e->a);
+      fputc(']', D->f);
+    }
+    break;
   case EX_LOAD:
     fprintf(D->f, "b%d[", e->id);
     expr(D, e->a);
@@ -189,6 +196,16 @@ static void indent(FILE *f, int depth) {
   for (int i = 0; i < depth; i++) fputs("  ", f);
 }
 
+/* What a loop carries beyond "for i < n": nothing for a plain serial
+ * loop, so dumps of unscheduled kernels read as before. */
+static void loop_tags(FILE *f, const Stmt *s) {
+  static const char *const kinds[] = {"serial", "parallel", "vector", "unroll", "reduce"};
+  if (s->step != 1) fprintf(f, " step %lld", (long long)s->step);
+  if (s->loop != LOOP_SERIAL) fprintf(f, " %s", kinds[s->loop]);
+  if (s->width != 1) fprintf(f, " width %d", s->width);
+  if (s->axis != s->id) fprintf(f, " axis %d", s->axis);
+}
+
 static void stmts(KDump *D, const Stmt *s, int depth) {
   for (; s; s = s->next) {
     indent(D->f, depth);
@@ -196,8 +213,22 @@ static void stmts(KDump *D, const Stmt *s, int depth) {
     case ST_LOOP:
       fprintf(D->f, "for i%d < ", s->id);
       expr(D, s->extent);
+      loop_tags(D->f, s);
       fputs(" {\n", D->f);
       stmts(D, s->body, depth + 1);
+      indent(D->f, depth);
+      fputs("}", D->f);
+      break;
+    case ST_IF:
+      fputs("if ", D->f);
+      expr(D, s->value);
+      fputs(" {\n", D->f);
+      stmts(D, s->body, depth + 1);
+      if (s->orelse) {
+        indent(D->f, depth);
+        fputs("} else {\n", D->f);
+        stmts(D, s->orelse, depth + 1);
+      }
       indent(D->f, depth);
       fputs("}", D->f);
       break;
@@ -208,11 +239,19 @@ static void stmts(KDump *D, const Stmt *s, int depth) {
       expr(D, s->value);
       break;
     case ST_LOCAL:
-      fprintf(D->f, "local v%d: %s = ", s->id, rt_dtype_name(s->type));
+      fprintf(D->f, "local v%d: %s", s->id, rt_dtype_name(s->type));
+      if (s->count > 0) fprintf(D->f, "[%lld]", (long long)s->count);
+      fputs(" = ", D->f);
       expr(D, s->value);
       break;
     case ST_ASSIGN:
-      fprintf(D->f, "v%d = ", s->id);
+      fprintf(D->f, "v%d", s->id);
+      if (s->index) {
+        fputc('[', D->f);
+        expr(D, s->index);
+        fputc(']', D->f);
+      }
+      fputs(" = ", D->f);
       expr(D, s->value);
       break;
     }

@@ -69,6 +69,7 @@ static Expr *ex(Program *p, ExprKind kind, DType t) {
   Expr *e = arena_alloc(&p->arena, sizeof *e);
   e->kind = kind;
   e->type = t;
+  e->lanes = 1;
   return e;
 }
 
@@ -172,6 +173,10 @@ static Stmt *st(Program *p, StmtKind kind) {
 
 Stmt *ks_loop(Program *p, int var, Expr *extent, Stmt *body) {
   Stmt *s = st(p, ST_LOOP);
+  s->loop = LOOP_SERIAL;
+  s->axis = var;
+  s->step = 1;
+  s->width = 1;
   s->id = var;
   s->extent = extent;
   s->body = body;
@@ -204,4 +209,30 @@ Stmt *ks_assign(Program *p, int local, Expr *value) {
 void ks_append(Stmt **head, Stmt *s) {
   while (*head) head = &(*head)->next;
   *head = s;
+}
+
+Stmt *ks_if(Program *p, Expr *cond, Stmt *then, Stmt *orelse) {
+  Stmt *s = st(p, ST_IF);
+  s->value = cond;
+  s->body = then;
+  s->orelse = orelse;
+  return s;
+}
+
+Stmt *ks_local_array(Program *p, int local, DType t, int64_t n, Expr *value) {
+  Stmt *s = ks_local(p, local, t, value);
+  s->count = n;
+  return s;
+}
+
+Expr *kx_elem(Program *p, int local, DType t, Expr *index) {
+  Expr *e = kx_local(p, local, t);
+  e->a = index;
+  return e;
+}
+
+Stmt *ks_assign_elem(Program *p, int local, Expr *index, Expr *value) {
+  Stmt *s = ks_assign(p, local, value);
+  s->index = index;
+  return s;
 }

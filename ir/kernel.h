@@ -50,19 +50,29 @@ typedef struct Expr Expr;
 struct Expr {
   ExprKind kind;
   DType type;         /* DT_F32 for float values, DT_I64 for indices/ints */
+  int lanes;          /* 1: a scalar; n > 1: n values computed side by side */
   int op;             /* UnOp or BinOp */
   int id;             /* var, sym, local or buffer id */
   double f;
   int64_t i;
-  Expr *a, *b, *c;
+  Expr *a, *b, *c;    /* EX_LOCAL of a local array: a is the element index */
 };
 
 typedef enum StmtKind {
-  ST_LOOP,    /* for (var = 0; var < extent; var++) body */
+  ST_LOOP,    /* for (var = 0; var < extent; var += step) body */
   ST_STORE,   /* buf[index] = value */
-  ST_LOCAL,   /* declare local id of type, = value */
-  ST_ASSIGN,  /* local id = value */
+  ST_LOCAL,   /* declare local id of type, = value (count > 0: an array, every element = value) */
+  ST_ASSIGN,  /* local id = value; local id[index] = value for an array */
+  ST_IF,      /* if (value) body else orelse */
 } StmtKind;
+
+/* What a loop promises and asks for.  The meaning of a program is always
+ * that of running every loop serially in order; a kind adds a promise the
+ * schedule checked (parallel, vector: iterations are independent) or a
+ * request an emitter may honour (unroll width times).  reduce marks the
+ * axis a reduction runs along (its iterations are not independent).  A
+ * vector loop's body computes width lanes per iteration (step == width). */
+typedef enum LoopKind { LOOP_SERIAL, LOOP_PARALLEL, LOOP_VECTOR, LOOP_UNROLL, LOOP_REDUCE } LoopKind;
 
 typedef struct Stmt Stmt;
 struct Stmt {
@@ -71,8 +81,17 @@ struct Stmt {
   int id;             /* loop var, local, or buffer */
   DType type;         /* ST_LOCAL */
   Expr *extent;       /* ST_LOOP */
-  Stmt *body;         /* ST_LOOP */
+  Stmt *body;         /* ST_LOOP; ST_IF: the statements run when value holds */
+  Stmt *orelse;       /* ST_IF: the statements run when it does not, or NULL */
   Expr *index, *value;
+  /* ST_LOOP: its kind; a stable axis id (lowering numbers the axes of a
+   * kernel's iteration space, and a loop split from axis a keeps a); the
+   * step of the loop variable (1 unless split); width as LoopKind says. */
+  LoopKind loop;
+  int axis;
+  int64_t step;
+  int width;
+  int64_t count;      /* ST_LOCAL: 0 for a scalar, n for an array of n elements */
 };
 
 typedef enum BufKind {
@@ -152,6 +171,44 @@ Stmt *ks_local(Program *p, int local, DType t, Expr *value);
 Stmt *ks_assign(Program *p, int local, Expr *value);
 /* Appends s (and its successors) to the block starting at *head. */
 void ks_append(Stmt **head, Stmt *s);
+Stmt *ks_if(Program *p, Expr *cond, Stmt *then, Stmt *orelse);
+/* A local array of n elements (a register tile), each set to value; its
+ * elements are read with kx_elem and written with ks_assign_elem. */
+Stmt *ks_local_array(Program *p, int local, DType t, int64_t n, Expr *value);
+Expr *kx_elem(Program *p, int local, DType t, Expr *index);
+Stmt *ks_assign_elem(Program *p, int local, Expr *index, Expr *value);
+
+/* --- walking and rewriting kernels (kwalk.c) --------------------------------
+ * One traversal for every analysis and rewrite of the kernel IR.  A walk
+ * visits a block's statements in order, each before the statements and
+ * expressions inside it, and each expression before its operands; a
+ * callback returning nonzero stops the walk, and the walk returns that
+ * value.  Either callback may be NULL. */
+typedef struct KirVisitor {
+  void *ctx;
+  int (*stmt)(void *ctx, const Stmt *s);
+  int (*expr)(void *ctx, const Expr *e);
+} KirVisitor;
+int kir_walk_block(const KirVisitor *v, const Stmt *block);
+int kir_walk_expr(const KirVisitor *v, const Expr *e);
+/* Walks every kernel of every function of p. */
+int kir_walk_program(const KirVisitor *v, const Program *p);
+
+/* Deep copies into p's arena. */
+Expr *kir_clone_expr(Program *p, const Expr *e);
+Stmt *kir_clone_block(Program *p, const Stmt *block);
+Stmt *kir_clone_stmt(Program *p, const Stmt *s);   /* s alone, next = NULL */
+
+/* A rewrite maps every expression bottom-up: fn sees a node whose operands
+ * are already rewritten and returns it or a replacement (never NULL).
+ * The rewritten tree is a copy; the original is left as it was. */
+typedef Expr *(*KirExprFn)(void *ctx, Program *p, Expr *e);
+Expr *kir_rewrite_expr(Program *p, const Expr *e, KirExprFn fn, void *ctx);
+Stmt *kir_rewrite_block(Program *p, const Stmt *block, KirExprFn fn, void *ctx);
+/* Copies with every use of loop variable var replaced by by; by is shared,
+ * not copied. */
+Expr *kir_subst_expr(Program *p, const Expr *e, int var, Expr *by);
+Stmt *kir_subst_block(Program *p, const Stmt *block, int var, Expr *by);
 
 /* The program as stable text: buffers (with arena offsets once planned),
  * then each function's kernels (kdump.c). */

@@ -42,6 +42,7 @@ typedef struct KCheck {
   int64_t *var_hi;       /* [nvars] largest value, or -1 if unknown */
   char *local_in;        /* [nlocals] declared in an enclosing block */
   DType *local_ty;       /* [nlocals] */
+  int64_t *local_n;      /* [nlocals] element count of a local array, 0 for a scalar */
 } KCheck;
 
 static void problem(KCheck *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -154,11 +155,28 @@ static void check_var(KCheck *c, const Expr *e) {
   if (e->type != DT_I64) problem(c, "loop variable i%d typed %s, not i64", e->id, rt_dtype_name(e->type));
 }
 
-static void check_local_read(KCheck *c, const Expr *e) {
+/* An element index into local array id (or its absence for a scalar). */
+static void check_element(KCheck *c, int id, const Expr *index, int guarded) {
+  int64_t n = c->local_n[id];
+  if (!index) {
+    if (n > 0) problem(c, "local array v%d used without an index", id);
+    return;
+  }
+  check_expr(c, index, 0, guarded);
+  Range r;
+  if (n == 0) problem(c, "scalar local v%d indexed", id);
+  else if (index->type != DT_I64) problem(c, "index of local array v%d is %s, not i64", id, rt_dtype_name(index->type));
+  else if (range_of(c, index, &r) && (r.lo < 0 || r.hi >= n))
+    problem(c, "local array v%d at indices [%lld, %lld], outside its %lld elements", id, (long long)r.lo, (long long)r.hi,
+            (long long)n);
+}
+
+static void check_local_read(KCheck *c, const Expr *e, int guarded) {
   if (e->id < 0 || e->id >= c->k->nlocals) problem(c, "local v%d does not exist (the kernel has %d)", e->id, c->k->nlocals);
   else if (!c->local_in[e->id]) problem(c, "local v%d used before its declaration", e->id);
   else if (c->local_ty[e->id] != e->type)
     problem(c, "local v%d read as %s but declared %s", e->id, rt_dtype_name(e->type), rt_dtype_name(c->local_ty[e->id]));
+  else check_element(c, e->id, e->a, guarded);
 }
 
 static void check_load(KCheck *c, const Expr *e, int guarded) {
@@ -223,7 +241,7 @@ static void check_expr(KCheck *c, const Expr *e, int cond, int guarded) {
   case EX_SYM:
     if (!c->p->g || e->id < 0 || e->id >= c->p->g->nsyms) problem(c, "symbol %d does not exist", e->id);
     break;
-  case EX_LOCAL: check_local_read(c, e); break;
+  case EX_LOCAL: check_local_read(c, e, guarded); break;
   case EX_LOAD: check_load(c, e, guarded); break;
   case EX_UNARY: check_unary(c, e, guarded); break;
   case EX_BINARY: check_binary(c, e, cond, guarded); break;
@@ -247,13 +265,19 @@ static void check_loop(KCheck *c, const Stmt *s) {
     problem(c, "loop variable i%d does not exist (the kernel has %d)", s->id, c->k->nvars);
     return;
   }
+  if (s->step < 1 || s->width < 1 || (unsigned)s->loop > LOOP_REDUCE)
+    problem(c, "loop i%d has step %lld, width %d, kind %d", s->id, (long long)s->step, s->width, (int)s->loop);
+  if (s->loop == LOOP_VECTOR && s->step != s->width)
+    problem(c, "vector loop i%d steps by %lld over %d lanes", s->id, (long long)s->step, s->width);
   if (c->var_in[s->id]) {
     problem(c, "loop variable i%d reused by a loop inside its own loop", s->id);
     return;
   }
   Range r;
   c->var_in[s->id] = 1;
-  c->var_hi[s->id] = s->extent && range_of(c, s->extent, &r) && r.hi >= 1 ? r.hi - 1 : -1;
+  /* the last value is the largest multiple of step below the extent */
+  int64_t step = s->step > 0 ? s->step : 1;
+  c->var_hi[s->id] = s->extent && range_of(c, s->extent, &r) && r.hi >= 1 ? (r.hi - 1) / step * step : -1;
   check_block(c, s->body);
   c->var_in[s->id] = 0;
   c->var_hi[s->id] = -1;
@@ -271,8 +295,10 @@ static void check_local_decl(KCheck *c, const Stmt *s) {
   if (c->local_in[s->id]) problem(c, "local v%d declared twice in one scope", s->id);
   if (s->value && s->value->type != s->type)
     problem(c, "local v%d declared %s but initialised with %s", s->id, rt_dtype_name(s->type), rt_dtype_name(s->value->type));
+  if (s->count < 0) problem(c, "local array v%d of %lld elements", s->id, (long long)s->count);
   c->local_in[s->id] = 1;
   c->local_ty[s->id] = s->type;
+  c->local_n[s->id] = s->count;
 }
 
 static void check_assign(KCheck *c, const Stmt *s) {
@@ -281,6 +307,13 @@ static void check_assign(KCheck *c, const Stmt *s) {
   if (!c->local_in[s->id]) problem(c, "local v%d assigned before its declaration", s->id);
   else if (s->value && s->value->type != c->local_ty[s->id])
     problem(c, "local v%d (%s) assigned a %s", s->id, rt_dtype_name(c->local_ty[s->id]), rt_dtype_name(s->value->type));
+  else check_element(c, s->id, s->index, 0);
+}
+
+static void check_if(KCheck *c, const Stmt *s) {
+  check_expr(c, s->value, 1, 0);
+  check_block(c, s->body);
+  check_block(c, s->orelse);
 }
 
 static void check_store(KCheck *c, const Stmt *s) {
@@ -306,6 +339,7 @@ static void check_block(KCheck *c, const Stmt *s) {
     case ST_STORE: check_store(c, s); break;
     case ST_LOCAL: check_local_decl(c, s); break;
     case ST_ASSIGN: check_assign(c, s); break;
+    case ST_IF: check_if(c, s); break;
     default: problem(c, "statement of unknown kind %d", (int)s->kind); break;
     }
   }
@@ -319,13 +353,15 @@ static void check_kernel(KCheck *c) {
   c->var_hi = rt_xmalloc(nv * sizeof *c->var_hi);
   c->local_in = rt_xcalloc(nl, 1);
   c->local_ty = rt_xcalloc(nl, sizeof *c->local_ty);
-  IR_ASSERT(c->var_in && c->var_hi && c->local_in && c->local_ty);
+  c->local_n = rt_xcalloc(nl, sizeof *c->local_n);
+  IR_ASSERT(c->var_in && c->var_hi && c->local_in && c->local_ty && c->local_n);
   for (size_t i = 0; i < nv; i++) c->var_hi[i] = -1;
   check_block(c, c->k->body);
   rt_xfree(c->var_in);
   rt_xfree(c->var_hi);
   rt_xfree(c->local_in);
   rt_xfree(c->local_ty);
+  rt_xfree(c->local_n);
 }
 
 static void check_args(KCheck *c) {
