@@ -6,12 +6,24 @@
  * (2 * multiply-adds of the three dense layers).
  *
  *   dlc samples/mlp.dl --max N=1 -o mlp.c && cc -O3 -march=native infer_bench.c mlp.c -lm
+ *
+ * Another model with one 784-value input per sample and outputs logits
+ * and probs (samples/lenet5.dl) is timed the same way when built with
+ * -DMODEL_H='"lenet5.h"' -DFORWARD=lenet5_forward -DMAXN=LENET5_MAX_N
+ * (bench/compare.sh does); GFLOP/s is then not printed.
  */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
 #include <stdio.h>
 #include <time.h>
 
+#ifdef MODEL_H
+#include MODEL_H
+#else
 #include "mlp.h"
+#define FORWARD mlp_forward
+#define MAXN MLP_MAX_N
+#define MLP_FLOPS (2.0 * (784 * 256 + 256 * 128 + 128 * 10))
+#endif
 
 static double now(void) {
   struct timespec ts;
@@ -20,18 +32,20 @@ static double now(void) {
 }
 
 int main(void) {
-  static float x[MLP_MAX_N * 784], logits[MLP_MAX_N * 10], probs[MLP_MAX_N * 10];
-  for (int i = 0; i < MLP_MAX_N * 784; i++) x[i] = (float)((i * 7919) % 255) / 255.0f;
-  int n = MLP_MAX_N < 64 ? MLP_MAX_N : 64, reps = n == 1 ? 5000 : 1000;
-  for (int i = 0; i < 200; i++) mlp_forward(n, x, logits, probs);
+  static float x[MAXN * 784], logits[MAXN * 10], probs[MAXN * 10];
+  for (int i = 0; i < MAXN * 784; i++) x[i] = (float)((i * 7919) % 255) / 255.0f;
+  int n = MAXN < 64 ? MAXN : 64, reps = n == 1 ? 5000 : 1000;
+  for (int i = 0; i < 200; i++) FORWARD(n, x, logits, probs);
   double t0 = now();
-  for (int i = 0; i < reps; i++) mlp_forward(n, x, logits, probs);
+  for (int i = 0; i < reps; i++) FORWARD(n, x, logits, probs);
   double t = (now() - t0) / reps;
   if (n == 1) {
     printf("latency_b1_us %.2f\n", t * 1e6);
   } else {
     printf("throughput_b64_per_s %.1f\n", n / t);
-    printf("gflops_b64 %.2f\n", 2.0 * n * (784 * 256 + 256 * 128 + 128 * 10) / t / 1e9);
+#ifdef MLP_FLOPS
+    printf("gflops_b64 %.2f\n", n * MLP_FLOPS / t / 1e9);
+#endif
   }
   return 0;
 }
