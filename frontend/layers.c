@@ -153,7 +153,7 @@ static int build_conv(Parser *P, const char *prefix, Token *at, const Value *v, 
       set_list(P, name, at, &a, op, "dilation", v[6]))
     return -1;
   ir_attr_set_enum(&a, op, "padding_mode", v[5].str);
-  a.groups = groups;
+  a.window.groups = groups;
   Shape ws = {nsp + 2, {out, c / groups, k[0], k[1]}};
   return conv_params_and_op(P, prefix, at, op, v[0].id, &ws, out, (int)v[8].ival, &a);
 }
@@ -182,7 +182,7 @@ static int build_conv_transpose2d(Parser *P, const char *prefix, Token *at, cons
       set_list(P, name, at, &a, OP_CONV_TRANSPOSE2D, "output_padding", v[5]) ||
       set_list(P, name, at, &a, OP_CONV_TRANSPOSE2D, "dilation", v[7]))
     return -1;
-  a.groups = groups;
+  a.window.groups = groups;
   Shape ws = {4, {c, out / groups, k[0], k[1]}};
   return conv_params_and_op(P, prefix, at, OP_CONV_TRANSPOSE2D, v[0].id, &ws, out, (int)v[8].ival, &a);
 }
@@ -217,8 +217,8 @@ static int build_batchnorm(Parser *P, const char *prefix, Token *at, const Value
     if (i >= 2) P->g->nodes[ops[i + 1]].frozen = P->g->nodes[ops[i + 1]].buffer = 1;
   }
   Attrs a = ir_attrs_default(OP_BATCHNORM);
-  a.hp[HP_MOMENTUM] = v[1].num;
-  a.hp[HP_EPS] = v[2].num;
+  a.hyper.hp[HP_MOMENTUM] = v[1].num;
+  a.hyper.hp[HP_EPS] = v[2].num;
   return ir_op(P->g, OP_BATCHNORM, ops, 5, &a, fe_loc(P, at));
 }
 

@@ -31,7 +31,7 @@ static float *wf(RtTensor *t) { return (float *)t->data; }
 /* --- geometry ----------------------------------------------------------------- */
 
 /* The attributes' part of the geometry (canonical lists; absent dilation is 1). */
-static void window_geom(const Attrs *a, int one_d, ConvGeom *cg) {
+static void window_geom(const AttrWindow *a, int one_d, ConvGeom *cg) {
   const IntList *k = &a->kernel, *s = &a->stride, *d = &a->dilation, *p = &a->padding;
   if (one_d) {
     cg->sh = cg->dh = 1, cg->pt = cg->pb = 0;
@@ -61,11 +61,13 @@ void ir_conv_geom(const Graph *g, const Node *n, ConvGeom *cg) {
   cg->c = in->d[1], cg->o = out->d[1];
   cg->h = one_d ? 1 : in->d[2], cg->w = in->d[in->rank - 1];
   cg->oh = one_d ? 1 : out->d[2], cg->ow = out->d[out->rank - 1];
-  window_geom(&n->attr, one_d, cg);
-  cg->groups = n->attr.groups > 0 ? n->attr.groups : 1;
+  static const AttrWindow plain; /* global_avg_pool, upsample: every list absent */
+  const AttrWindow *win = n->attr.kind == AK_WINDOW ? &n->attr.window : &plain;
+  window_geom(win, one_d, cg);
+  cg->groups = win->groups > 0 ? win->groups : 1;
   if (w) cg->kh = one_d ? 1 : w->d[2], cg->kw = w->d[w->rank - 1];
-  if (n->op == OP_CONV2D || n->op == OP_CONV1D) cg->mode = n->attr.mode;
-  if (n->op == OP_UPSAMPLE || n->op == OP_UPSAMPLE_GRAD) cg->sh = n->attr.scale.v[0], cg->sw = n->attr.scale.v[1];
+  if (n->op == OP_CONV2D || n->op == OP_CONV1D) cg->mode = n->attr.window.mode;
+  if (n->op == OP_UPSAMPLE || n->op == OP_UPSAMPLE_GRAD) cg->sh = n->attr.upsample.scale.v[0], cg->sw = n->attr.upsample.scale.v[1];
   if (n->op == OP_GLOBAL_AVG_POOL) cg->kh = cg->h, cg->kw = cg->w, cg->sh = cg->sw = 1;
 }
 
@@ -173,7 +175,7 @@ static int64_t window_argmax(const ConvGeom *cg, const float *plane, int64_t oh,
 
 /* The divisor of average window (oh, ow): its size clipped to the padded
  * input, or to the input alone without count_include_pad. */
-static int64_t avg_divisor(const ConvGeom *cg, const Attrs *a, int64_t oh, int64_t ow) {
+static int64_t avg_divisor(const ConvGeom *cg, const AttrWindow *a, int64_t oh, int64_t ow) {
   int64_t hs = oh * cg->sh - cg->pt, ws = ow * cg->sw - cg->pl;
   int64_t he = hs + cg->kh, we = ws + cg->kw;
   if (he > cg->h + cg->pb) he = cg->h + cg->pb;
@@ -186,7 +188,7 @@ static int64_t avg_divisor(const ConvGeom *cg, const Attrs *a, int64_t oh, int64
 
 /* max_pool2d, avg_pool2d and their gradients: one loop over the windows of
  * each plane; a gradient adds dy (or dy / divisor) into its window. */
-static void pool(const ConvGeom *cg, const Attrs *a, OpKind op, int64_t planes, const float *x, const float *dy,
+static void pool(const ConvGeom *cg, const AttrWindow *a, OpKind op, int64_t planes, const float *x, const float *dy,
                  float *out) {
   int64_t in_plane = cg->h * cg->w, out_plane = cg->oh * cg->ow;
   int grad = op == OP_MAX_POOL2D_GRAD || op == OP_AVG_POOL2D_GRAD;
@@ -268,7 +270,7 @@ static void upsample(const ConvGeom *cg, int mode, int grad, int64_t planes, con
 
 /* pad, or with grad its gradient: y element i reads x at the source of each
  * padded coordinate; the gradient adds dy into that source. */
-static void pad(const Attrs *a, int grad, const RtTensor *x, const RtTensor *y, const float *src, float *dst) {
+static void pad(const AttrPad *a, int grad, const RtTensor *x, const RtTensor *y, const float *src, float *dst) {
   int64_t c[RT_MAX_RANK], n = rt_tensor_numel(y), nx = rt_tensor_numel(x);
   int r = x->rank;
   double *acc = grad ? accumulator(nx) : NULL;
@@ -277,13 +279,13 @@ static void pad(const Attrs *a, int grad, const RtTensor *x, const RtTensor *y, 
     for (int k = r - 1; k >= 0; k--) c[k] = rest % y->shape[k], rest /= y->shape[k];
     for (int k = 0; k < r; k++) {
       int from_end = r - 1 - k;
-      int64_t lo = 2 * from_end < a->padding.n ? a->padding.v[2 * from_end] : 0;
+      int64_t lo = 2 * from_end < a->pads.n ? a->pads.v[2 * from_end] : 0;
       int64_t s = ir_pad_source(c[k], lo, x->shape[k], a->mode);
       inside &= s >= 0;
       off = off * x->shape[k] + (s < 0 ? 0 : s);
     }
     if (grad && inside) acc[off] += src[i];
-    if (!grad) dst[i] = inside ? src[off] : (float)a->f;
+    if (!grad) dst[i] = inside ? src[off] : (float)a->value;
   }
   for (int64_t i = 0; grad && i < nx; i++) dst[i] = (float)acc[i];
   rt_xfree(acc);
@@ -303,14 +305,14 @@ void ir_interp_conv(const Graph *g, const Node *n, const RtTensor *vals, RtTenso
   case OP_CONV_TRANSPOSE2D: conv_backward_data(&cg, N, cf(x), cf(y), bias, wf(out)); break;
   case OP_CONV2D_GRAD_WEIGHT: conv_backward_weight(&cg, N, cf(x), cf(y), wf(out)); break;
   case OP_MAX_POOL2D:
-  case OP_AVG_POOL2D: pool(&cg, &n->attr, n->op, N * cg.c, cf(x), NULL, wf(out)); break;
+  case OP_AVG_POOL2D: pool(&cg, &n->attr.window, n->op, N * cg.c, cf(x), NULL, wf(out)); break;
   case OP_MAX_POOL2D_GRAD:
-  case OP_AVG_POOL2D_GRAD: pool(&cg, &n->attr, n->op, N * cg.c, cf(y), cf(x), wf(out)); break;
+  case OP_AVG_POOL2D_GRAD: pool(&cg, &n->attr.window, n->op, N * cg.c, cf(y), cf(x), wf(out)); break;
   case OP_GLOBAL_AVG_POOL: global_avg_pool(&cg, N * cg.c, cf(x), wf(out)); break;
-  case OP_UPSAMPLE: upsample(&cg, n->attr.mode, 0, N * cg.c, cf(x), wf(out)); break;
-  case OP_UPSAMPLE_GRAD: upsample(&cg, n->attr.mode, 1, N * cg.c, cf(x), wf(out)); break;
-  case OP_PAD: pad(&n->attr, 0, x, out, cf(x), wf(out)); break;
-  case OP_PAD_GRAD: pad(&n->attr, 1, y, x, cf(x), wf(out)); break;
+  case OP_UPSAMPLE: upsample(&cg, n->attr.upsample.mode, 0, N * cg.c, cf(x), wf(out)); break;
+  case OP_UPSAMPLE_GRAD: upsample(&cg, n->attr.upsample.mode, 1, N * cg.c, cf(x), wf(out)); break;
+  case OP_PAD: pad(&n->attr.pad, 0, x, out, cf(x), wf(out)); break;
+  case OP_PAD_GRAD: pad(&n->attr.pad, 1, y, x, cf(x), wf(out)); break;
   default: IR_ASSERT(!"not a convolution-family op");
   }
 }

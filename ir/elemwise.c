@@ -18,7 +18,7 @@
 
 typedef struct EwArgs {
   Program *p;
-  const Attrs *at;
+  const AttrScalar *at;     /* the forward op's attributes */
   Expr *a, *b, *y, *d;
 } EwArgs;
 
@@ -81,14 +81,15 @@ static const EwRow rows[OP_COUNT] = {
 int ir_ew_is(OpKind op) { return op >= 0 && op < OP_COUNT && rows[op].present; }
 
 const char *ir_ew_check(OpKind op, int nin, const Attrs *a) {
-  if (op == OP_POW && nin == 1 && isnan(a->f)) return "needs an exponent: a number or a tensor";
-  if (op == OP_POW && nin == 2 && !isnan(a->f)) return "takes the exponent as a number or a tensor, not both";
+  IR_ASSERT(a->kind == AK_SCALAR);
+  if (op == OP_POW && nin == 1 && isnan(a->scalar.f)) return "needs an exponent: a number or a tensor";
+  if (op == OP_POW && nin == 2 && !isnan(a->scalar.f)) return "takes the exponent as a number or a tensor, not both";
   return NULL;
 }
 
 Expr *ir_ew_forward(Program *p, OpKind op, const Attrs *a, Expr *x, Expr *b) {
-  IR_ASSERT(ir_ew_is(op));
-  EwArgs e = {p, a, x, b, NULL, NULL};
+  IR_ASSERT(ir_ew_is(op) && a->kind == AK_SCALAR);
+  EwArgs e = {p, &a->scalar, x, b, NULL, NULL};
   return rows[op].fwd(&e);
 }
 
@@ -99,32 +100,37 @@ unsigned ir_ew_needs(OpKind op, int arg, int nin) {
 }
 
 int ir_ew_vjp_is_dy(OpKind op, int arg, const Attrs *a) {
+  IR_ASSERT(a->kind == AK_SCALAR);
   Graph g = {.name = "ew"};
   Program p;
   kir_program_init(&p, &g);
   Expr *x = kx_f(&p, 1), *b = kx_f(&p, 1), *dy = kx_local(&p, 0, DT_F32);
-  EwArgs e = {&p, a, x, b, x, dy};
+  EwArgs e = {&p, &a->scalar, x, b, x, dy};
   int is_dy = rows[op].vjp[arg](&e) == dy;
   kir_program_free(&p);
   return is_dy;
 }
 
 Attrs ir_ew_grad_attrs(OpKind op, int arg, int nin, const Attrs *fwd) {
-  Attrs a = *fwd;
-  a.ew_of = (int)op, a.ew_arg = arg, a.ew_nin = nin;
+  IR_ASSERT(fwd->kind == AK_SCALAR);
+  Attrs a = ir_attrs_default(OP_EW_GRAD);
+  a.ew_grad.fwd = fwd->scalar;
+  a.ew_grad.of = (int)op, a.ew_grad.arg = arg, a.ew_grad.nin = nin;
   return a;
 }
 
 Expr *ir_ew_grad(Program *p, const Attrs *a, Expr *const *in, int nin) {
-  OpKind op = (OpKind)a->ew_of;
-  unsigned m = ir_ew_needs(op, a->ew_arg, a->ew_nin);
-  EwArgs e = {p, a, NULL, NULL, NULL, in[0]};
+  IR_ASSERT(a->kind == AK_EW_GRAD);
+  const AttrEwGrad *g = &a->ew_grad;
+  OpKind op = (OpKind)g->of;
+  unsigned m = ir_ew_needs(op, g->arg, g->nin);
+  EwArgs e = {p, &g->fwd, NULL, NULL, NULL, in[0]};
   int k = 1;
   if (m & EWN_A) e.a = in[k++];
   if (m & EWN_B) e.b = in[k++];
   if (m & EWN_Y) e.y = in[k++];
   IR_ASSERT(k == nin);
-  return rows[op].vjp[a->ew_arg](&e);
+  return rows[op].vjp[g->arg](&e);
 }
 
 Expr *ir_bce_logits_item(Program *p, Expr *x, Expr *y) {

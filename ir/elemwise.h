@@ -6,8 +6,9 @@
  * loads, the reference interpreter builds it over locals and evaluates it
  * per element, and autodiff asks which operands each gradient reads.  The
  * gradient of every row is one graph op, ew_grad (dy, then the operands
- * and result its vjp needs), whose attributes are the forward node's with
- * ew_of naming the row and ew_arg the operand differentiated.
+ * and result its vjp needs), whose attributes (family ew_grad) hold the
+ * forward node's scalar attributes, the row (of) and the operand
+ * differentiated (arg).
  */
 #ifndef DLC_ELEMWISE_H
 #define DLC_ELEMWISE_H

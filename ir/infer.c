@@ -136,7 +136,7 @@ static int64_t sym_product(const Shape *s, int from, int to, int *symcount) {
   return k;
 }
 
-static int infer_reshape(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+static int infer_reshape(Ctx *c, const Node *x, AttrDims *a, Shape *out) {
   char b1[128];
   if (a->nlist < 0) return fail(c, "needs a target shape");
   int cx[IR_MAX_SYMS], ct[IR_MAX_SYMS], hole = -1;
@@ -176,7 +176,7 @@ static int infer_reshape(Ctx *c, const Node *x, Attrs *a, Shape *out) {
   return 0;
 }
 
-static int infer_flatten(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+static int infer_flatten(Ctx *c, const Node *x, AttrAxis *a, Shape *out) {
   char b1[128];
   int r = x->shape.rank;
   if (r == 0) {
@@ -200,7 +200,7 @@ static int infer_flatten(Ctx *c, const Node *x, Attrs *a, Shape *out) {
   return 0;
 }
 
-static int infer_transpose(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+static int infer_transpose(Ctx *c, const Node *x, AttrDims *a, Shape *out) {
   int r = x->shape.rank;
   if (a->nlist < 0) {
     a->nlist = r;
@@ -219,7 +219,7 @@ static int infer_transpose(Ctx *c, const Node *x, Attrs *a, Shape *out) {
   return 0;
 }
 
-static int infer_concat(Ctx *c, const Node *const *xs, int n, Attrs *a, Shape *out) {
+static int infer_concat(Ctx *c, const Node *const *xs, int n, AttrAxis *a, Shape *out) {
   char b1[128], b2[128], b3[32];
   *out = xs[0]->shape;
   if (norm_axis(c, &a->axis, out->rank, "axis")) return -1;
@@ -241,7 +241,7 @@ static int infer_concat(Ctx *c, const Node *const *xs, int n, Attrs *a, Shape *o
   return 0;
 }
 
-static int infer_slice(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+static int infer_slice(Ctx *c, const Node *x, AttrAxis *a, Shape *out) {
   char b1[32];
   *out = x->shape;
   if (norm_axis(c, &a->axis, out->rank, "axis")) return -1;
@@ -261,7 +261,7 @@ static int infer_slice(Ctx *c, const Node *x, Attrs *a, Shape *out) {
   return 0;
 }
 
-static int infer_reduce(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+static int infer_reduce(Ctx *c, const Node *x, AttrDims *a, Shape *out) {
   int r = x->shape.rank;
   int mask[IR_MAX_RANK] = {0};
   if (a->nlist <= 0) { /* absent or empty: every axis, as torch.sum(dim=[]) */
@@ -287,7 +287,7 @@ static int infer_reduce(Ctx *c, const Node *x, Attrs *a, Shape *out) {
   return 0;
 }
 
-static int infer_maxout(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+static int infer_maxout(Ctx *c, const Node *x, AttrAxis *a, Shape *out) {
   char b1[128];
   *out = x->shape;
   if (norm_axis(c, &a->axis, out->rank, "axis")) return -1;
@@ -349,7 +349,7 @@ static const char *extent_str(const int64_t *v, int nsp, char *buf) {
  * does not fit the padded input.  holder names the kernel's weight ("" for
  * pools). */
 static int window_out(Ctx *c, const Node *x, const char *holder, int nsp, const int64_t *in, const int64_t *k,
-                      const Attrs *a, int ceil_mode, int64_t *out) {
+                      const AttrWindow *a, int ceil_mode, int64_t *out) {
   char b1[128], e1[48], e2[48], e3[48];
   int64_t eff[2], padded[2];
   const int64_t *pad = a->padding.v;
@@ -376,7 +376,7 @@ static int window_out(Ctx *c, const Node *x, const char *holder, int nsp, const 
 
 /* conv2d and conv1d (and conv2d_grad_weight's forward): x [N, C, H, W] or
  * [N, C, L], w [O, C / groups, kh, kw], bias [O]. */
-static int infer_conv(Ctx *c, OpKind op, const Node *x, const Node *w, const Node *bias, Attrs *a, Shape *out) {
+static int infer_conv(Ctx *c, OpKind op, const Node *x, const Node *w, const Node *bias, AttrWindow *a, Shape *out) {
   char b1[128], b2[128];
   int one_d = op == OP_CONV1D, r = one_d ? 3 : 4, nsp = r - 2;
   if (image_input(c, x, r, one_d ? "[N, C, L]" : "[N, C, H, W]")) return -1;
@@ -419,7 +419,7 @@ static int infer_conv(Ctx *c, OpKind op, const Node *x, const Node *w, const Nod
 /* conv_transpose2d: x [N, C_in, H, W], w [C_in, O / groups, kh, kw]; each
  * output extent is (in - 1) * stride - padding + dilation * (k - 1) +
  * output_padding + 1. */
-static int infer_conv_transpose(Ctx *c, const Node *x, const Node *w, const Node *bias, Attrs *a, Shape *out) {
+static int infer_conv_transpose(Ctx *c, const Node *x, const Node *w, const Node *bias, AttrWindow *a, Shape *out) {
   char b1[128], b2[128];
   if (image_input(c, x, 4, "[N, C, H, W]")) return -1;
   int wsym = 0;
@@ -455,7 +455,7 @@ static int infer_conv_transpose(Ctx *c, const Node *x, const Node *w, const Node
 
 /* max_pool2d and avg_pool2d: padding at most half the (dilated) kernel,
  * as PyTorch requires, so every window holds an input element. */
-static int infer_pool(Ctx *c, OpKind op, const Node *x, Attrs *a, Shape *out) {
+static int infer_pool(Ctx *c, OpKind op, const Node *x, AttrWindow *a, Shape *out) {
   char b1[128];
   int is_max = op == OP_MAX_POOL2D || op == OP_MAX_POOL2D_GRAD;
   if (image_input(c, x, 4, "[N, C, H, W]")) return -1;
@@ -485,7 +485,7 @@ static int infer_global_pool(Ctx *c, const Node *x, Shape *out) {
   return 0;
 }
 
-static int infer_upsample(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+static int infer_upsample(Ctx *c, const Node *x, AttrUpsample *a, Shape *out) {
   if (image_input(c, x, 4, "[N, C, H, W]")) return -1;
   if (canon_list(c, &a->scale, "scale_factor", 2, 1, 1)) return -1;
   *out = x->shape;
@@ -496,9 +496,9 @@ static int infer_upsample(Ctx *c, const Node *x, Attrs *a, Shape *out) {
 }
 
 /* pad: pads covers the last n / 2 dimensions, last first, as torch's pad. */
-static int infer_pad(Ctx *c, const Node *x, Attrs *a, Shape *out) {
+static int infer_pad(Ctx *c, const Node *x, AttrPad *a, Shape *out) {
   char b1[128], b2[32];
-  int r = x->shape.rank, n = a->padding.n;
+  int r = x->shape.rank, n = a->pads.n;
   if (n == 0 || n % 2 || n > 2 * r)
     return fail(c, "pads takes 2 integers (left, right) per padded dimension, last dimension first, at most %d "
                 "for %s, not %d", 2 * r, ty(c, x, b1), n);
@@ -506,7 +506,7 @@ static int infer_pad(Ctx *c, const Node *x, Attrs *a, Shape *out) {
   for (int i = 0; i < n; i++) {
     int dim = r - 1 - i / 2;
     Dim d = x->shape.d[dim];
-    int64_t p = a->padding.v[i];
+    int64_t p = a->pads.v[i];
     if (p < 0) return fail(c, "pads must be zero or more, not %lld", (long long)p);
     if (p == 0) continue;
     if (DIM_IS_SYM(d)) return fail(c, "cannot pad symbolic dimension %s of %s", dimstr(c, d, b2), ty(c, x, b1));
@@ -523,11 +523,11 @@ static int infer_pad(Ctx *c, const Node *x, Attrs *a, Shape *out) {
 static int infer_conv_family_grad(Ctx *c, OpKind op, const Node *const *xs, Attrs *a, Shape *fwd) {
   const Node *x = xs[1];
   switch ((int)op) {
-  case OP_CONV2D_GRAD_WEIGHT: return infer_conv(c, OP_CONV2D, x, xs[2], NULL, a, fwd);
+  case OP_CONV2D_GRAD_WEIGHT: return infer_conv(c, OP_CONV2D, x, xs[2], NULL, &a->window, fwd);
   case OP_MAX_POOL2D_GRAD:
-  case OP_AVG_POOL2D_GRAD: return infer_pool(c, op, x, a, fwd);
-  case OP_UPSAMPLE_GRAD: return infer_upsample(c, x, a, fwd);
-  case OP_PAD_GRAD: return infer_pad(c, x, a, fwd);
+  case OP_AVG_POOL2D_GRAD: return infer_pool(c, op, x, &a->window, fwd);
+  case OP_UPSAMPLE_GRAD: return infer_upsample(c, x, &a->upsample, fwd);
+  case OP_PAD_GRAD: return infer_pad(c, x, &a->pad, fwd);
   }
   IR_ASSERT(!"not a convolution-family gradient");
   return -1;
@@ -547,7 +547,7 @@ static int check_operands(Ctx *c, OpKind op, const Node *const *xs, int nin) {
   return 0;
 }
 
-static int infer_loss(Ctx *c, OpKind op, const Node *const *xs, int nin, const Attrs *a, DType *dt,
+static int infer_loss(Ctx *c, OpKind op, const Node *const *xs, int nin, const AttrLoss *a, DType *dt,
                       Shape *out) {
   char b1[128], b2[128];
   const Node *x = xs[0], *y = xs[1];
@@ -593,15 +593,15 @@ static int infer_grad(Ctx *c, OpKind op, const Node *const *xs, Attrs *a, Shape 
     return rc;
   case OP_SOFTMAX_GRAD:
   case OP_LOG_SOFTMAX_GRAD:
-    if (norm_axis(c, &a->axis, x->shape.rank, "axis")) return -1;
+    if (norm_axis(c, &a->axis.axis, x->shape.rank, "axis")) return -1;
     fwd = x->shape;
     break;
-  case OP_SLICE_GRAD: rc = infer_slice(c, x, a, &fwd); break;
+  case OP_SLICE_GRAD: rc = infer_slice(c, x, &a->axis, &fwd); break;
   case OP_MAX_GRAD:
-    rc = infer_reduce(c, x, a, &fwd);
+    rc = infer_reduce(c, x, &a->dims, &fwd);
     if (!rc && !ir_shape_eq(&xs[2]->shape, &fwd)) return fail(c, "the maximum %s does not match", ty(c, xs[2], b1));
     break;
-  case OP_MAXOUT_GRAD: rc = infer_maxout(c, x, a, &fwd); break;
+  case OP_MAXOUT_GRAD: rc = infer_maxout(c, x, &a->axis, &fwd); break;
   case OP_CONV2D_GRAD_WEIGHT:
   case OP_MAX_POOL2D_GRAD:
   case OP_AVG_POOL2D_GRAD:
@@ -611,10 +611,9 @@ static int infer_grad(Ctx *c, OpKind op, const Node *const *xs, Attrs *a, Shape 
     if (op == OP_CONV2D_GRAD_WEIGHT) *out = xs[2]->shape;
     break;
   case OP_CE_GRAD: {
-    Attrs la = *a;
     const Node *ops[2] = {x, xs[2]};
     DType dt;
-    rc = infer_loss(c, OP_CROSS_ENTROPY, ops, 2, &la, &dt, &fwd);
+    rc = infer_loss(c, OP_CROSS_ENTROPY, ops, 2, &a->loss, &dt, &fwd);
     break;
   }
   default: fwd = x->shape; break; /* elementwise */
@@ -668,6 +667,9 @@ static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Att
                     Shape *out, char *msg, size_t msglen) {
   Ctx c = {g, msg, msglen};
   Attrs *a = (Attrs *)attrs;
+  if (a->kind != ir_op_family(op))
+    return fail(&c, "has %s attributes, not its own %s ones", ir_attr_family_name(a->kind),
+                ir_attr_family_name(ir_op_family(op)));
   const Node *xs[64];
   if (nin > 64) return fail(&c, "too many operands (%d)", nin);
   for (int i = 0; i < nin; i++) {
@@ -696,43 +698,43 @@ static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Att
   case OP_SOFTMAX:
   case OP_LOG_SOFTMAX:
     *out = xs[0]->shape;
-    return norm_axis(&c, &a->axis, out->rank, "axis");
+    return norm_axis(&c, &a->axis.axis, out->rank, "axis");
   case OP_RESHAPE:
-    return infer_reshape(&c, xs[0], a, out);
+    return infer_reshape(&c, xs[0], &a->dims, out);
   case OP_FLATTEN:
-    return infer_flatten(&c, xs[0], a, out);
+    return infer_flatten(&c, xs[0], &a->axis, out);
   case OP_TRANSPOSE:
-    return infer_transpose(&c, xs[0], a, out);
+    return infer_transpose(&c, xs[0], &a->dims, out);
   case OP_CONCAT:
-    return infer_concat(&c, xs, nin, a, out);
+    return infer_concat(&c, xs, nin, &a->axis, out);
   case OP_SLICE:
-    return infer_slice(&c, xs[0], a, out);
+    return infer_slice(&c, xs[0], &a->axis, out);
   case OP_SUM:
   case OP_MEAN:
   case OP_MAX:
-    return infer_reduce(&c, xs[0], a, out);
+    return infer_reduce(&c, xs[0], &a->dims, out);
   case OP_MAXOUT:
-    return infer_maxout(&c, xs[0], a, out);
+    return infer_maxout(&c, xs[0], &a->axis, out);
   case OP_CONV2D:
   case OP_CONV1D:
-    return infer_conv(&c, op, xs[0], xs[1], nin > 2 ? xs[2] : NULL, a, out);
+    return infer_conv(&c, op, xs[0], xs[1], nin > 2 ? xs[2] : NULL, &a->window, out);
   case OP_CONV_TRANSPOSE2D:
-    return infer_conv_transpose(&c, xs[0], xs[1], nin > 2 ? xs[2] : NULL, a, out);
+    return infer_conv_transpose(&c, xs[0], xs[1], nin > 2 ? xs[2] : NULL, &a->window, out);
   case OP_MAX_POOL2D:
   case OP_AVG_POOL2D:
-    return infer_pool(&c, op, xs[0], a, out);
+    return infer_pool(&c, op, xs[0], &a->window, out);
   case OP_GLOBAL_AVG_POOL:
     return infer_global_pool(&c, xs[0], out);
   case OP_UPSAMPLE:
-    return infer_upsample(&c, xs[0], a, out);
+    return infer_upsample(&c, xs[0], &a->upsample, out);
   case OP_PAD:
-    return infer_pad(&c, xs[0], a, out);
+    return infer_pad(&c, xs[0], &a->pad, out);
   case OP_CROSS_ENTROPY:
   case OP_BCE_LOGITS:
   case OP_MSE_LOSS:
   case OP_L1_LOSS:
   case OP_TRIPLET_LOSS:
-    return infer_loss(&c, op, xs, nin, a, dt, out);
+    return infer_loss(&c, op, xs, nin, &a->loss, dt, out);
   case OP_EXPAND_AS:
   case OP_SOFTMAX_GRAD:
   case OP_LOG_SOFTMAX_GRAD:
@@ -754,7 +756,7 @@ static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Att
     return infer_step(&c, op, xs, nin, out);
   case OP_BATCHNORM: return infer_batchnorm(&c, xs, out);
   case OP_DROPOUT:
-    if (!(a->f >= 0 && a->f < 1)) return fail(&c, "p must be in [0, 1), not %g", a->f);
+    if (!(a->scalar.f >= 0 && a->scalar.f < 1)) return fail(&c, "p must be in [0, 1), not %g", a->scalar.f);
     *out = xs[0]->shape;
     return 0;
   case OP_DROPOUT_TRAIN:

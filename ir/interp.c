@@ -253,7 +253,7 @@ static void op_concat(const RtTensor *vals, const int *in, int nin, RtTensor *ou
 
 /* Output index j along axis reads input index start + j*step (start is
  * canonical; end only decided the output's extent). */
-static void op_slice(const RtTensor *x, RtTensor *out, const Attrs *a) {
+static void op_slice(const RtTensor *x, RtTensor *out, const AttrAxis *a) {
   size_t es = rt_dtype_size(x->dtype);
   int64_t outer, len, inner, m = out->shape[a->axis];
   split_at(x, a->axis, &outer, &len, &inner);
@@ -269,7 +269,7 @@ static void op_slice(const RtTensor *x, RtTensor *out, const Attrs *a) {
 /* sum, mean or max over the axes in a->list.  Each output element walks
  * its reduced sub-block: the kept coordinates come from the output index,
  * the reduced ones from a second counter. */
-static void op_reduce(const RtTensor *x, RtTensor *out, const Attrs *a, OpKind op) {
+static void op_reduce(const RtTensor *x, RtTensor *out, const AttrDims *a, OpKind op) {
   int reduced[RT_MAX_RANK] = {0}, nk = 0, nr = 0;
   int64_t kshape[RT_MAX_RANK], rshape[RT_MAX_RANK], kc[RT_MAX_RANK], rc[RT_MAX_RANK];
   for (int i = 0; i < a->nlist; i++) reduced[a->list[i]] = 1;
@@ -294,7 +294,7 @@ static void op_reduce(const RtTensor *x, RtTensor *out, const Attrs *a, OpKind o
 }
 
 /* out[.., j, ..] = max over k < pieces of x[.., j*pieces + k, ..]. */
-static void op_maxout(const RtTensor *x, RtTensor *out, const Attrs *a) {
+static void op_maxout(const RtTensor *x, RtTensor *out, const AttrAxis *a) {
   int64_t outer, len, inner, m = out->shape[a->axis];
   split_at(x, a->axis, &outer, &len, &inner);
   for (int64_t o = 0; o < outer; o++)
@@ -384,11 +384,11 @@ static double pair_dist(const RtTensor *a, const RtTensor *b, int64_t i) {
 }
 
 static void op_triplet(const RtTensor *an, const RtTensor *po, const RtTensor *ne, RtTensor *out,
-                       const Attrs *a) {
+                       const AttrLoss *a) {
   int64_t n = an->shape[0];
   double total = 0;
   for (int64_t i = 0; i < n; i++)
-    loss_put(out, a->reduction, i, fmax(pair_dist(an, po, i) - pair_dist(an, ne, i) + a->f, 0), &total);
+    loss_put(out, a->reduction, i, fmax(pair_dist(an, po, i) - pair_dist(an, ne, i) + a->margin, 0), &total);
   loss_finish(out, a->reduction, total, n);
 }
 
@@ -423,7 +423,7 @@ static void op_softmax_grad(const RtTensor *dy, const RtTensor *y, RtTensor *out
     }
 }
 
-static void op_slice_grad(const RtTensor *dy, RtTensor *out, const Attrs *a) {
+static void op_slice_grad(const RtTensor *dy, RtTensor *out, const AttrAxis *a) {
   int64_t outer, len, inner, m = dy->shape[a->axis];
   split_at(out, a->axis, &outer, &len, &inner);
   for (int64_t o = 0; o < outer; o++)
@@ -434,7 +434,7 @@ static void op_slice_grad(const RtTensor *dy, RtTensor *out, const Attrs *a) {
 
 /* The gradient of a max reduction is shared by the elements equal to the
  * max, as torch.amax does. */
-static void op_max_grad(const RtTensor *dy, const RtTensor *x, const RtTensor *y, RtTensor *out, const Attrs *a) {
+static void op_max_grad(const RtTensor *dy, const RtTensor *x, const RtTensor *y, RtTensor *out, const AttrDims *a) {
   int reduced[RT_MAX_RANK] = {0};
   int64_t c[RT_MAX_RANK], kshape[RT_MAX_RANK], kc[RT_MAX_RANK], n = rt_tensor_numel(x);
   int nk = 0;
@@ -458,7 +458,7 @@ static void op_max_grad(const RtTensor *dy, const RtTensor *x, const RtTensor *y
 }
 
 /* The first maximum of each group of pieces gets the gradient. */
-static void op_maxout_grad(const RtTensor *dy, const RtTensor *x, RtTensor *out, const Attrs *a) {
+static void op_maxout_grad(const RtTensor *dy, const RtTensor *x, RtTensor *out, const AttrAxis *a) {
   int64_t outer, len, inner, m = dy->shape[a->axis];
   split_at(x, a->axis, &outer, &len, &inner);
   for (int64_t o = 0; o < outer; o++)
@@ -492,7 +492,7 @@ static void op_ce_grad(const RtTensor *dl, const RtTensor *x, const RtTensor *y,
 static float scalar(const RtTensor *t) { return cf(t)[0]; }
 
 static void op_sgd(const Node *n, RtTensor *vals) {
-  const double *h = n->attr.hp;
+  const double *h = n->attr.hyper.hp;
   float *p = wf(&vals[n->in[0]]), *buf = n->nin > 4 ? wf(&vals[n->in[4]]) : NULL;
   const float *g = cf(&vals[n->in[1]]);
   double lr = scalar(&vals[n->in[2]]) * h[HP_LR_SCALE], step = scalar(&vals[n->in[3]]);
@@ -508,7 +508,7 @@ static void op_sgd(const Node *n, RtTensor *vals) {
 }
 
 static void op_adam(const Node *n, RtTensor *vals) {
-  const double *h = n->attr.hp;
+  const double *h = n->attr.hyper.hp;
   float *p = wf(&vals[n->in[0]]), *m = wf(&vals[n->in[4]]), *v = wf(&vals[n->in[5]]);
   const float *g = cf(&vals[n->in[1]]);
   double lr = scalar(&vals[n->in[2]]) * h[HP_LR_SCALE], t = scalar(&vals[n->in[3]]);
@@ -526,10 +526,10 @@ static void op_adam(const Node *n, RtTensor *vals) {
 }
 
 static void op_rmsprop(const Node *n, RtTensor *vals) {
-  const double *h = n->attr.hp;
+  const double *h = n->attr.hyper.hp;
   float *p = wf(&vals[n->in[0]]), *sq = wf(&vals[n->in[4]]), *buf = n->nin > 5 ? wf(&vals[n->in[5]]) : NULL;
   const float *g = cf(&vals[n->in[1]]);
-  double lr = scalar(&vals[n->in[2]]) * h[HP_LR_SCALE], alpha = n->attr.f;
+  double lr = scalar(&vals[n->in[2]]) * h[HP_LR_SCALE], alpha = n->attr.hyper.alpha;
   int64_t sz = rt_tensor_numel(&vals[n->in[0]]);
   for (int64_t i = 0; i < sz; i++) {
     double d = g[i] + h[HP_WEIGHT_DECAY] * p[i];
@@ -541,7 +541,7 @@ static void op_rmsprop(const Node *n, RtTensor *vals) {
 }
 
 static void op_adagrad(const Node *n, RtTensor *vals) {
-  const double *h = n->attr.hp;
+  const double *h = n->attr.hyper.hp;
   float *p = wf(&vals[n->in[0]]), *sum = wf(&vals[n->in[4]]);
   const float *g = cf(&vals[n->in[1]]);
   double lr = scalar(&vals[n->in[2]]) * h[HP_LR_SCALE], t = scalar(&vals[n->in[3]]);
@@ -573,12 +573,12 @@ static void op_batchnorm(const RtTensor *vals, const int *in, RtTensor *out, dou
 }
 
 /* Inverted dropout: kept elements are scaled by 1 / (1 - p). */
-static void op_dropout_train(const RtTensor *x, const RtTensor *step, RtTensor *out, const Attrs *a) {
+static void op_dropout_train(const RtTensor *x, const RtTensor *step, RtTensor *out, const AttrRandom *a) {
   uint64_t key = ir_random_key((uint64_t)a->seed, (uint64_t)a->salt), s = (uint64_t)cf(step)[0];
   int64_t n = rt_tensor_numel(out);
-  float scale = (float)(1.0 / (1.0 - a->f));
+  float scale = (float)(1.0 / (1.0 - a->p));
   for (int64_t i = 0; i < n; i++)
-    wf(out)[i] = ir_random_uniform(key, (s << 32) + (uint64_t)i) >= (float)a->f ? cf(x)[i] * scale : 0.0f;
+    wf(out)[i] = ir_random_uniform(key, (s << 32) + (uint64_t)i) >= (float)a->p ? cf(x)[i] * scale : 0.0f;
 }
 
 /* running = (1 - m) running + m stat, the statistic made unbiased (n / (n - 1)
@@ -587,7 +587,7 @@ static void op_running_update(RtTensor *vals, const Node *n) {
   RtTensor *run = &vals[n->in[0]];
   const RtTensor *stat = &vals[n->in[1]], *like = &vals[n->in[2]];
   int64_t c = rt_tensor_numel(run), per = rt_tensor_numel(like) / (c ? c : 1);
-  double m = n->attr.hp[HP_MOMENTUM], f = n->attr.flag && per > 1 ? (double)per / (double)(per - 1) : 1.0;
+  double m = n->attr.hyper.hp[HP_MOMENTUM], f = n->attr.hyper.unbiased && per > 1 ? (double)per / (double)(per - 1) : 1.0;
   for (int64_t i = 0; i < c; i++) wf(run)[i] = (float)((1 - m) * cf(run)[i] + m * cf(stat)[i] * f);
 }
 
@@ -696,7 +696,7 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_INPUT:
   case OP_PARAM:
   case OP_STATE: IR_ASSERT(!"sources are not computed"); break;
-  case OP_CONST: wf(out)[0] = (float)a->f; break;
+  case OP_CONST: wf(out)[0] = (float)a->scalar.f; break;
   case OP_MATMUL: op_matmul(x, y, out); break;
   case OP_LINEAR: op_linear(x, y, n->nin > 2 ? &vals[n->in[2]] : NULL, out); break;
 #define EW(id, ...) case OP_##id:
@@ -705,17 +705,17 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_EW_GRAD:
     op_elemwise(g, n, vals, out);
     break;
-  case OP_SOFTMAX: op_softmax(x, out, a->axis, 0); break;
-  case OP_LOG_SOFTMAX: op_softmax(x, out, a->axis, 1); break;
+  case OP_SOFTMAX: op_softmax(x, out, a->axis.axis, 0); break;
+  case OP_LOG_SOFTMAX: op_softmax(x, out, a->axis.axis, 1); break;
   case OP_RESHAPE:
   case OP_FLATTEN: op_copy(x, out); break;
-  case OP_TRANSPOSE: op_transpose(x, out, a->list); break;
-  case OP_CONCAT: op_concat(vals, n->in, n->nin, out, a->axis); break;
-  case OP_SLICE: op_slice(x, out, a); break;
+  case OP_TRANSPOSE: op_transpose(x, out, a->dims.list); break;
+  case OP_CONCAT: op_concat(vals, n->in, n->nin, out, a->axis.axis); break;
+  case OP_SLICE: op_slice(x, out, &a->axis); break;
   case OP_SUM:
   case OP_MEAN:
-  case OP_MAX: op_reduce(x, out, a, n->op); break;
-  case OP_MAXOUT: op_maxout(x, out, a); break;
+  case OP_MAX: op_reduce(x, out, &a->dims, n->op); break;
+  case OP_MAXOUT: op_maxout(x, out, &a->axis); break;
   case OP_CONV2D:
   case OP_CONV1D:
   case OP_CONV_TRANSPOSE2D:
@@ -731,25 +731,25 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_PAD_GRAD:
     ir_interp_conv(g, n, vals, out); /* conv.c */
     break;
-  case OP_CROSS_ENTROPY: return op_cross_entropy(x, y, out, a->reduction, err);
-  case OP_BCE_LOGITS: op_bce_logits(g, x, y, out, a->reduction); break;
-  case OP_MSE_LOSS: op_pointwise_loss(x, y, out, a->reduction, mse_elem); break;
-  case OP_L1_LOSS: op_pointwise_loss(x, y, out, a->reduction, l1_elem); break;
-  case OP_TRIPLET_LOSS: op_triplet(x, y, &vals[n->in[2]], out, a); break;
-  case OP_EXPAND_AS: op_expand_as(x, out, (int)a->flag); break;
-  case OP_SOFTMAX_GRAD: op_softmax_grad(x, y, out, a->axis, 0); break;
-  case OP_LOG_SOFTMAX_GRAD: op_softmax_grad(x, y, out, a->axis, 1); break;
-  case OP_SLICE_GRAD: op_slice_grad(x, out, a); break;
-  case OP_MAX_GRAD: op_max_grad(x, y, &vals[n->in[2]], out, a); break;
-  case OP_MAXOUT_GRAD: op_maxout_grad(x, y, out, a); break;
-  case OP_CE_GRAD: op_ce_grad(x, y, &vals[n->in[2]], out, a->reduction); break;
+  case OP_CROSS_ENTROPY: return op_cross_entropy(x, y, out, a->loss.reduction, err);
+  case OP_BCE_LOGITS: op_bce_logits(g, x, y, out, a->loss.reduction); break;
+  case OP_MSE_LOSS: op_pointwise_loss(x, y, out, a->loss.reduction, mse_elem); break;
+  case OP_L1_LOSS: op_pointwise_loss(x, y, out, a->loss.reduction, l1_elem); break;
+  case OP_TRIPLET_LOSS: op_triplet(x, y, &vals[n->in[2]], out, &a->loss); break;
+  case OP_EXPAND_AS: op_expand_as(x, out, a->expand.mean); break;
+  case OP_SOFTMAX_GRAD: op_softmax_grad(x, y, out, a->axis.axis, 0); break;
+  case OP_LOG_SOFTMAX_GRAD: op_softmax_grad(x, y, out, a->axis.axis, 1); break;
+  case OP_SLICE_GRAD: op_slice_grad(x, out, &a->axis); break;
+  case OP_MAX_GRAD: op_max_grad(x, y, &vals[n->in[2]], out, &a->dims); break;
+  case OP_MAXOUT_GRAD: op_maxout_grad(x, y, out, &a->axis); break;
+  case OP_CE_GRAD: op_ce_grad(x, y, &vals[n->in[2]], out, a->loss.reduction); break;
   case OP_SGD_STEP: op_sgd(n, vals); break;
   case OP_ADAM_STEP: op_adam(n, vals); break;
   case OP_RMSPROP_STEP: op_rmsprop(n, vals); break;
   case OP_ADAGRAD_STEP: op_adagrad(n, vals); break;
-  case OP_BATCHNORM: op_batchnorm(vals, n->in, out, a->hp[HP_EPS]); break;
+  case OP_BATCHNORM: op_batchnorm(vals, n->in, out, a->hyper.hp[HP_EPS]); break;
   case OP_DROPOUT: op_copy(x, out); break;
-  case OP_DROPOUT_TRAIN: op_dropout_train(x, y, out, a); break;
+  case OP_DROPOUT_TRAIN: op_dropout_train(x, y, out, &a->random); break;
   case OP_RUNNING_UPDATE: op_running_update(vals, n); break;
   case OP_COUNT: IR_ASSERT(!"no such op"); break;
   }

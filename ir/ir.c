@@ -3,8 +3,9 @@
  *
  * The op table comes from ops.def.  Attributes are parsed from each op's
  * spec string ("axis start=0 end=max step=1") into AttrSpecs on demand; the
- * spec names map onto fields of Attrs through attr_fields, so the language,
- * the defaults and the C struct agree by construction.  ir_op is the only
+ * spec names map onto fields of the op's family in the Attrs union through
+ * attr_fields, so the language, the defaults and the C struct agree by
+ * construction, and a field is only ever written under its own family.  ir_op is the only
  * way to add a computed node and it runs the shape rule (infer.c) first, so
  * a node that exists is well-formed.
  */
@@ -14,7 +15,7 @@
 #include "ir/ir.h"
 
 const OpInfo ir_ops[OP_COUNT] = {
-#define OP(id, name, mn, mx, flags, attrs) {name, mn, mx, flags, attrs},
+#define OP(id, name, mn, mx, flags, fam, attrs) {name, mn, mx, flags, AK_##fam, attrs},
 #include "ir/ops.def"
 #undef OP
 };
@@ -27,32 +28,57 @@ int ir_op_lookup(const char *name) {
 
 /* --- attributes --------------------------------------------------------- */
 
+AttrFamily ir_op_family(OpKind op) { return (AttrFamily)ir_ops[op].family; }
+
+static const char *const family_names[] = {
+    "none", "scalar", "axis", "dims", "loss", "expand", "window", "upsample", "pad", "hyper", "random", "ew_grad",
+};
+_Static_assert(sizeof family_names / sizeof family_names[0] == AK_EW_GRAD + 1, "a name for every attribute family");
+
+const char *ir_attr_family_name(int family) {
+  return family >= 0 && family <= AK_EW_GRAD ? family_names[family] : "invalid";
+}
+
+/* One value per field of a family's struct; AF_FAMILY gives its family. */
 typedef enum AttrField {
-  AF_F, AF_AXIS, AF_START, AF_END, AF_STEP, AF_PIECES, AF_KEEPDIM, AF_REDUCTION, AF_LIST, AF_HP, AF_FLAG,
-  AF_STRIDE, AF_PADDING, AF_DILATION, AF_KERNEL, AF_OUT_PAD, AF_SCALE, AF_GROUPS, AF_MODE, AF_CEIL,
-  AF_COUNT_PAD, AF_SEED, AF_SALT, AF_F2, AF_EW_OF, AF_EW_ARG,
+  AF_F, AF_F2, AF_EW_MODE,                                           /* scalar */
+  AF_AXIS, AF_START, AF_END, AF_STEP, AF_PIECES,                     /* axis */
+  AF_LIST, AF_KEEPDIM,                                               /* dims */
+  AF_REDUCTION, AF_MARGIN,                                           /* loss */
+  AF_MEAN,                                                           /* expand */
+  AF_STRIDE, AF_PADDING, AF_DILATION, AF_KERNEL, AF_OUT_PAD, AF_GROUPS, AF_MODE, AF_CEIL, AF_COUNT_PAD, /* window */
+  AF_SCALE, AF_UP_MODE,                                              /* upsample */
+  AF_PADS, AF_PAD_MODE, AF_VALUE,                                    /* pad */
+  AF_HP, AF_ALPHA, AF_UNBIASED,                                      /* hyper */
+  AF_P, AF_SEED, AF_SALT,                                            /* random */
+  AF_EW_OF, AF_EW_ARG,                                               /* ew_grad */
 } AttrField;
 
 /* An attribute name means the same field for every op, except where ops
- * lists the ops an entry is for (pad's mode and upsample's mode are one
- * field with different choices). */
+ * lists the ops an entry is for: such entries come before the name's
+ * general one (pad's and upsample's mode, rmsprop's alpha, dropout_train's
+ * p and pad's value live in their own families). */
 static const struct {
   const char *name;
   AttrField field;
   AttrKind kind;
   const char *choices;
-  int hp;                   /* AF_HP: index into Attrs.hp */
+  int hp;                   /* AF_HP: index into AttrHyper.hp */
   const char *ops;          /* space-separated op names, or NULL: any op */
 } attr_fields[] = {
-    {"slope", AF_F, ATTR_FLOAT},     {"alpha", AF_F, ATTR_FLOAT},
-    {"exponent", AF_F, ATTR_FLOAT},  {"value", AF_F, ATTR_FLOAT},
+    {"slope", AF_F, ATTR_FLOAT},
+    {"alpha", AF_ALPHA, ATTR_FLOAT, NULL, 0, "rmsprop_step"},
+    {"alpha", AF_F, ATTR_FLOAT},
+    {"exponent", AF_F, ATTR_FLOAT},
+    {"value", AF_VALUE, ATTR_FLOAT, NULL, 0, "pad pad_grad"},
+    {"value", AF_F, ATTR_FLOAT},
     {"axis", AF_AXIS, ATTR_INT},     {"start", AF_START, ATTR_INT},
     {"end", AF_END, ATTR_INT},       {"step", AF_STEP, ATTR_INT},
     {"pieces", AF_PIECES, ATTR_INT}, {"keepdim", AF_KEEPDIM, ATTR_BOOL},
     {"shape", AF_LIST, ATTR_LIST},   {"perm", AF_LIST, ATTR_LIST},
-    {"axes", AF_LIST, ATTR_LIST},    {"margin", AF_F, ATTR_FLOAT},
+    {"axes", AF_LIST, ATTR_LIST},    {"margin", AF_MARGIN, ATTR_FLOAT},
     {"reduction", AF_REDUCTION, ATTR_ENUM, "mean|sum|none"},
-    {"mean", AF_FLAG, ATTR_BOOL},
+    {"mean", AF_MEAN, ATTR_BOOL},
     {"lr_scale", AF_HP, ATTR_FLOAT, NULL, HP_LR_SCALE},
     {"momentum", AF_HP, ATTR_FLOAT, NULL, HP_MOMENTUM},
     {"dampening", AF_HP, ATTR_FLOAT, NULL, HP_DAMPENING},
@@ -63,21 +89,41 @@ static const struct {
     {"eps", AF_HP, ATTR_FLOAT, NULL, HP_EPS},
     {"lr_decay", AF_HP, ATTR_FLOAT, NULL, HP_LR_DECAY},
     {"decoupled", AF_HP, ATTR_FLOAT, NULL, HP_DECOUPLED},
-    {"p", AF_F, ATTR_FLOAT},              {"unbiased", AF_FLAG, ATTR_BOOL},
+    {"p", AF_P, ATTR_FLOAT, NULL, 0, "dropout_train"},
+    {"p", AF_F, ATTR_FLOAT},              {"unbiased", AF_UNBIASED, ATTR_BOOL},
     {"seed", AF_SEED, ATTR_INT},          {"salt", AF_SALT, ATTR_INT},
     {"stride", AF_STRIDE, ATTR_LIST},     {"padding", AF_PADDING, ATTR_LIST},
-    {"pads", AF_PADDING, ATTR_LIST},      {"dilation", AF_DILATION, ATTR_LIST},
+    {"pads", AF_PADS, ATTR_LIST},         {"dilation", AF_DILATION, ATTR_LIST},
     {"kernel", AF_KERNEL, ATTR_LIST},     {"output_padding", AF_OUT_PAD, ATTR_LIST},
     {"scale_factor", AF_SCALE, ATTR_LIST}, {"groups", AF_GROUPS, ATTR_INT},
     {"ceil_mode", AF_CEIL, ATTR_BOOL},    {"count_include_pad", AF_COUNT_PAD, ATTR_BOOL},
     {"padding_mode", AF_MODE, ATTR_ENUM, "zeros|reflect|replicate"},
-    {"mode", AF_MODE, ATTR_ENUM, "nearest|bilinear", 0, "upsample upsample_grad"},
-    {"mode", AF_MODE, ATTR_ENUM, "constant|reflect|replicate"},
+    {"mode", AF_UP_MODE, ATTR_ENUM, "nearest|bilinear", 0, "upsample upsample_grad"},
+    {"mode", AF_PAD_MODE, ATTR_ENUM, "constant|reflect|replicate"},
     {"of", AF_EW_OF, ATTR_INT},           {"arg", AF_EW_ARG, ATTR_INT},
     {"beta", AF_F, ATTR_FLOAT},           {"threshold", AF_F2, ATTR_FLOAT},
     {"min", AF_F, ATTR_FLOAT},            {"max", AF_F2, ATTR_FLOAT},
-    {"approximate", AF_MODE, ATTR_ENUM, "none|tanh"},
+    {"approximate", AF_EW_MODE, ATTR_ENUM, "none|tanh"},
 };
+
+/* The family whose struct holds field f. */
+static AttrFamily field_family(AttrField f) {
+  switch (f) {
+  case AF_F: case AF_F2: case AF_EW_MODE: return AK_SCALAR;
+  case AF_AXIS: case AF_START: case AF_END: case AF_STEP: case AF_PIECES: return AK_AXIS;
+  case AF_LIST: case AF_KEEPDIM: return AK_DIMS;
+  case AF_REDUCTION: case AF_MARGIN: return AK_LOSS;
+  case AF_MEAN: return AK_EXPAND;
+  case AF_STRIDE: case AF_PADDING: case AF_DILATION: case AF_KERNEL: case AF_OUT_PAD: case AF_GROUPS: case AF_MODE:
+  case AF_CEIL: case AF_COUNT_PAD: return AK_WINDOW;
+  case AF_SCALE: case AF_UP_MODE: return AK_UPSAMPLE;
+  case AF_PADS: case AF_PAD_MODE: case AF_VALUE: return AK_PAD;
+  case AF_HP: case AF_ALPHA: case AF_UNBIASED: return AK_HYPER;
+  case AF_P: case AF_SEED: case AF_SALT: return AK_RANDOM;
+  case AF_EW_OF: case AF_EW_ARG: return AK_EW_GRAD;
+  }
+  return AK_NONE;
+}
 
 /* The index of word in a '|'-separated list of choices, or -1. */
 static int choice_index(const char *choices, const char *word, size_t n) {
@@ -112,15 +158,17 @@ static int field_index(int op, const char *name, size_t n) {
 /* The IntList that field f of a is, or NULL. */
 static IntList *int_list(Attrs *a, AttrField f) {
   switch (f) {
-  case AF_STRIDE: return &a->stride;
-  case AF_PADDING: return &a->padding;
-  case AF_DILATION: return &a->dilation;
-  case AF_KERNEL: return &a->kernel;
-  case AF_OUT_PAD: return &a->output_padding;
-  case AF_SCALE: return &a->scale;
-  case AF_F: case AF_AXIS: case AF_START: case AF_END: case AF_STEP: case AF_PIECES: case AF_KEEPDIM:
-  case AF_REDUCTION: case AF_LIST: case AF_HP: case AF_FLAG: case AF_GROUPS: case AF_MODE: case AF_CEIL:
-  case AF_COUNT_PAD: case AF_SEED: case AF_SALT: case AF_F2: case AF_EW_OF: case AF_EW_ARG:
+  case AF_STRIDE: return &a->window.stride;
+  case AF_PADDING: return &a->window.padding;
+  case AF_DILATION: return &a->window.dilation;
+  case AF_KERNEL: return &a->window.kernel;
+  case AF_OUT_PAD: return &a->window.output_padding;
+  case AF_SCALE: return &a->upsample.scale;
+  case AF_PADS: return &a->pad.pads;
+  case AF_F: case AF_F2: case AF_EW_MODE: case AF_AXIS: case AF_START: case AF_END: case AF_STEP: case AF_PIECES:
+  case AF_LIST: case AF_KEEPDIM: case AF_REDUCTION: case AF_MARGIN: case AF_MEAN: case AF_GROUPS: case AF_MODE:
+  case AF_CEIL: case AF_COUNT_PAD: case AF_UP_MODE: case AF_PAD_MODE: case AF_VALUE: case AF_HP: case AF_ALPHA:
+  case AF_UNBIASED: case AF_P: case AF_SEED: case AF_SALT: case AF_EW_OF: case AF_EW_ARG:
     break;
   }
   return NULL;
@@ -134,7 +182,7 @@ int ir_attr_specs(OpKind op, AttrSpec *out, int max) {
     if (!*p) break;
     size_t len = strcspn(p, " =");
     int fi = field_index(op, p, len);
-    IR_ASSERT(fi >= 0 && n < max);
+    IR_ASSERT(fi >= 0 && n < max && field_family(attr_fields[fi].field) == ir_op_family(op));
     out[n].name = attr_fields[fi].name;
     out[n].kind = attr_fields[fi].kind;
     out[n].required = p[len] != '=';
@@ -150,39 +198,55 @@ int ir_attr_specs(OpKind op, AttrSpec *out, int max) {
   return n;
 }
 
+/* Sets a scalar field of a (its family's struct must be the live one). */
 static void set_field(Attrs *a, int fi, int64_t i, double d) {
+  IR_ASSERT(a->kind == field_family(attr_fields[fi].field));
   switch (attr_fields[fi].field) {
-  case AF_F: a->f = d; break;
-  case AF_AXIS: a->axis = i; break;
-  case AF_START: a->start = i; break;
-  case AF_END: a->end = i; break;
-  case AF_STEP: a->step = i; break;
-  case AF_PIECES: a->pieces = i; break;
-  case AF_KEEPDIM: a->keepdim = i != 0; break;
-  case AF_REDUCTION: a->reduction = (int)i; break;
-  case AF_FLAG: a->flag = i; break;
-  case AF_HP: a->hp[attr_fields[fi].hp] = d; break;
-  case AF_GROUPS: a->groups = i; break;
-  case AF_MODE: a->mode = (int)i; break;
-  case AF_CEIL: a->ceil_mode = i != 0; break;
-  case AF_COUNT_PAD: a->count_include_pad = i != 0; break;
-  case AF_SEED: a->seed = i; break;
-  case AF_SALT: a->salt = i; break;
-  case AF_F2: a->f2 = d; break;
-  case AF_EW_OF: a->ew_of = (int)i; break;
-  case AF_EW_ARG: a->ew_arg = (int)i; break;
+  case AF_F: a->scalar.f = d; break;
+  case AF_F2: a->scalar.f2 = d; break;
+  case AF_EW_MODE: a->scalar.mode = (int)i; break;
+  case AF_AXIS: a->axis.axis = i; break;
+  case AF_START: a->axis.start = i; break;
+  case AF_END: a->axis.end = i; break;
+  case AF_STEP: a->axis.step = i; break;
+  case AF_PIECES: a->axis.pieces = i; break;
+  case AF_KEEPDIM: a->dims.keepdim = i != 0; break;
+  case AF_REDUCTION: a->loss.reduction = (int)i; break;
+  case AF_MARGIN: a->loss.margin = d; break;
+  case AF_MEAN: a->expand.mean = i != 0; break;
+  case AF_GROUPS: a->window.groups = i; break;
+  case AF_MODE: a->window.mode = (int)i; break;
+  case AF_CEIL: a->window.ceil_mode = i != 0; break;
+  case AF_COUNT_PAD: a->window.count_include_pad = i != 0; break;
+  case AF_UP_MODE: a->upsample.mode = (int)i; break;
+  case AF_PAD_MODE: a->pad.mode = (int)i; break;
+  case AF_VALUE: a->pad.value = d; break;
+  case AF_HP: a->hyper.hp[attr_fields[fi].hp] = d; break;
+  case AF_ALPHA: a->hyper.alpha = d; break;
+  case AF_UNBIASED: a->hyper.unbiased = i != 0; break;
+  case AF_P: a->random.p = d; break;
+  case AF_SEED: a->random.seed = i; break;
+  case AF_SALT: a->random.salt = i; break;
+  case AF_EW_OF: a->ew_grad.of = (int)i; break;
+  case AF_EW_ARG: a->ew_grad.arg = (int)i; break;
   case AF_LIST: case AF_STRIDE: case AF_PADDING: case AF_DILATION: case AF_KERNEL: case AF_OUT_PAD:
-  case AF_SCALE:
+  case AF_SCALE: case AF_PADS:
     break;
   }
 }
 
-Attrs ir_attrs_default(OpKind op) {
+/* Zero, with the family's live struct and the defaults no spec gives. */
+static Attrs family_default(AttrFamily k) {
   Attrs a;
   memset(&a, 0, sizeof a);
-  a.nlist = -1;
-  a.step = 1;
-  a.end = ATTR_MAX;
+  a.kind = k;
+  if (k == AK_DIMS) a.dims.nlist = -1;
+  if (k == AK_AXIS) a.axis.step = 1, a.axis.end = ATTR_MAX;
+  return a;
+}
+
+Attrs ir_attrs_default(OpKind op) {
+  Attrs a = family_default(ir_op_family(op));
   AttrSpec specs[8];
   int n = ir_attr_specs(op, specs, 8);
   for (int k = 0; k < n; k++) {
@@ -241,6 +305,7 @@ int ir_attr_set_enum(Attrs *a, OpKind op, const char *name, const char *value) {
 int ir_attr_set_list(Attrs *a, OpKind op, const char *name, const Dim *v, int n) {
   int fi = op_field(op, name);
   if (fi < 0 || attr_fields[fi].kind != ATTR_LIST || n < 0) return -1;
+  IR_ASSERT(a->kind == field_family(attr_fields[fi].field));
   IntList *l = int_list(a, attr_fields[fi].field);
   if (n > (l ? IR_MAX_LIST : IR_MAX_RANK)) return -1;
   if (l) {
@@ -248,8 +313,8 @@ int ir_attr_set_list(Attrs *a, OpKind op, const char *name, const Dim *v, int n)
     memcpy(l->v, v, (size_t)n * sizeof *v);
     return 0;
   }
-  a->nlist = n;
-  memcpy(a->list, v, (size_t)n * sizeof *v);
+  a->dims.nlist = n;
+  memcpy(a->dims.list, v, (size_t)n * sizeof *v);
   return 0;
 }
 
@@ -280,40 +345,60 @@ static const char *format_dims(const Graph *g, const Dim *v, int n, char *buf, s
   return buf;
 }
 
+/* Field fi of a: a float field's value, or 0 with an integer field's value
+ * (an enum's index) in *iv. */
+static double field_number(const Attrs *a, int fi, int64_t *iv) {
+  switch (attr_fields[fi].field) {
+  case AF_F: return a->scalar.f;
+  case AF_F2: return a->scalar.f2;
+  case AF_MARGIN: return a->loss.margin;
+  case AF_VALUE: return a->pad.value;
+  case AF_HP: return a->hyper.hp[attr_fields[fi].hp];
+  case AF_ALPHA: return a->hyper.alpha;
+  case AF_P: return a->random.p;
+  case AF_AXIS: *iv = a->axis.axis; break;
+  case AF_START: *iv = a->axis.start; break;
+  case AF_END: *iv = a->axis.end; break;
+  case AF_STEP: *iv = a->axis.step; break;
+  case AF_PIECES: *iv = a->axis.pieces; break;
+  case AF_KEEPDIM: *iv = a->dims.keepdim; break;
+  case AF_MEAN: *iv = a->expand.mean; break;
+  case AF_GROUPS: *iv = a->window.groups; break;
+  case AF_CEIL: *iv = a->window.ceil_mode; break;
+  case AF_COUNT_PAD: *iv = a->window.count_include_pad; break;
+  case AF_UNBIASED: *iv = a->hyper.unbiased; break;
+  case AF_SEED: *iv = a->random.seed; break;
+  case AF_SALT: *iv = a->random.salt; break;
+  case AF_EW_ARG: *iv = a->ew_grad.arg; break;
+  case AF_EW_MODE: *iv = a->scalar.mode; break;
+  case AF_REDUCTION: *iv = a->loss.reduction; break;
+  case AF_MODE: *iv = a->window.mode; break;
+  case AF_UP_MODE: *iv = a->upsample.mode; break;
+  case AF_PAD_MODE: *iv = a->pad.mode; break;
+  case AF_EW_OF: *iv = a->ew_grad.of; break;
+  case AF_LIST: case AF_STRIDE: case AF_PADDING: case AF_DILATION: case AF_KERNEL: case AF_OUT_PAD: case AF_SCALE:
+  case AF_PADS:
+    IR_ASSERT(!"a list attribute has no number");
+  }
+  return 0;
+}
+
 const char *ir_attr_format(const Graph *g, const Attrs *a, OpKind op, const char *name, char *buf,
                            size_t len) {
   int fi = op_field(op, name);
   if (fi < 0) return NULL;
+  IR_ASSERT(a->kind == field_family(attr_fields[fi].field));
   Attrs copy = *a;
   const IntList *l = int_list(&copy, attr_fields[fi].field);
+  if (attr_fields[fi].field == AF_LIST)
+    return a->dims.nlist < 0 ? (snprintf(buf, len, "all"), buf) : format_dims(g, a->dims.list, a->dims.nlist, buf, len);
+  if (l) return format_dims(g, l->v, l->n, buf, len);
   int64_t iv = 0;
-  switch (attr_fields[fi].field) {
-  case AF_F: snprintf(buf, len, "%.9g", a->f); return buf;
-  case AF_F2: snprintf(buf, len, "%.9g", a->f2); return buf;
-  case AF_EW_OF: snprintf(buf, len, "%s", a->ew_of >= 0 && a->ew_of < OP_COUNT ? ir_ops[a->ew_of].name : "?"); return buf;
-  case AF_HP: snprintf(buf, len, "%.9g", a->hp[attr_fields[fi].hp]); return buf;
-  case AF_LIST:
-    if (a->nlist < 0) return snprintf(buf, len, "all"), buf;
-    return format_dims(g, a->list, a->nlist, buf, len);
-  case AF_STRIDE: case AF_PADDING: case AF_DILATION: case AF_KERNEL: case AF_OUT_PAD: case AF_SCALE:
-    return format_dims(g, l->v, l->n, buf, len);
-  case AF_REDUCTION: return choice_name(attr_fields[fi].choices, a->reduction, buf, len);
-  case AF_MODE: return choice_name(attr_fields[fi].choices, a->mode, buf, len);
-  case AF_AXIS: iv = a->axis; break;
-  case AF_START: iv = a->start; break;
-  case AF_END: iv = a->end; break;
-  case AF_STEP: iv = a->step; break;
-  case AF_PIECES: iv = a->pieces; break;
-  case AF_KEEPDIM: iv = a->keepdim; break;
-  case AF_FLAG: iv = a->flag; break;
-  case AF_GROUPS: iv = a->groups; break;
-  case AF_CEIL: iv = a->ceil_mode; break;
-  case AF_COUNT_PAD: iv = a->count_include_pad; break;
-  case AF_SEED: iv = a->seed; break;
-  case AF_SALT: iv = a->salt; break;
-  case AF_EW_ARG: iv = a->ew_arg; break;
-  }
-  snprintf(buf, len, "%lld", (long long)iv);
+  double d = field_number(a, fi, &iv);
+  if (attr_fields[fi].kind == ATTR_FLOAT) snprintf(buf, len, "%.9g", d);
+  else if (attr_fields[fi].field == AF_EW_OF) snprintf(buf, len, "%s", iv >= 0 && iv < OP_COUNT ? ir_ops[iv].name : "?");
+  else if (attr_fields[fi].kind == ATTR_ENUM) choice_name(attr_fields[fi].choices, (int)iv, buf, len);
+  else snprintf(buf, len, "%lld", (long long)iv);
   return buf;
 }
 
@@ -381,7 +466,7 @@ int ir_param(Graph *g, const char *name, DType dt, const Shape *s, ParamInit ini
 int ir_const(Graph *g, double value, SrcLoc loc) {
   Shape s = {0, {0}};
   int id = new_node(g, OP_CONST, DT_F32, &s, loc);
-  g->nodes[id].attr.f = value;
+  g->nodes[id].attr.scalar.f = value;
   return id;
 }
 
@@ -405,7 +490,7 @@ int ir_clone_node(Graph *dst, const Graph *src, int id, const int *map) {
   switch ((int)n->op) { /* sources; every computed op goes through ir_op */
   case OP_INPUT: return ir_input(dst, n->name, n->dtype, &n->shape, n->loc);
   case OP_STATE: return ir_state(dst, n->name, &n->shape, n->loc);
-  case OP_CONST: return ir_const(dst, n->attr.f, n->loc);
+  case OP_CONST: return ir_const(dst, n->attr.scalar.f, n->loc);
   case OP_PARAM:
     out = ir_param(dst, n->name, n->dtype, &n->shape, n->init, n->loc);
     dst->nodes[out].frozen = n->frozen;
@@ -439,6 +524,7 @@ int ir_op(Graph *g, OpKind op, const int *in, int nin, const Attrs *a, SrcLoc lo
   const OpInfo *info = &ir_ops[op];
   IR_ASSERT(!(info->flags & OPF_SOURCE));
   Attrs attrs = a ? *a : ir_attrs_default(op);
+  IR_ASSERT(attrs.kind == ir_op_family(op));
   char msg[512];
   DType dt;
   Shape s;

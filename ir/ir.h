@@ -84,7 +84,7 @@ enum {
 };
 
 typedef enum OpKind {
-#define OP(id, name, mn, mx, flags, attrs) OP_##id,
+#define OP(id, name, mn, mx, flags, fam, attrs) OP_##id,
 #include "ir/ops.def"
 #undef OP
   OP_COUNT
@@ -94,6 +94,7 @@ typedef struct OpInfo {
   const char *name;
   int min_in, max_in;
   unsigned flags;
+  int family;               /* AttrFamily of its attributes */
   const char *attrs;
 } OpInfo;
 
@@ -142,7 +143,7 @@ static inline int64_t ir_size_mul(int64_t a, int64_t b) {
 typedef struct Graph Graph;
 
 /* --- attributes ------------------------------------------------------------ */
-/* Optimizer hyperparameters, by index into Attrs.hp (torch.optim's names). */
+/* Optimizer hyperparameters, by index into AttrHyper.hp (torch.optim's names). */
 enum {
   HP_LR_SCALE,      /* this parameter group's lr / the base lr */
   HP_MOMENTUM,
@@ -174,26 +175,120 @@ typedef struct IntList {
 typedef enum PadMode { PAD_CONSTANT, PAD_REFLECT, PAD_REPLICATE } PadMode;
 typedef enum UpsampleMode { UP_NEAREST, UP_BILINEAR } UpsampleMode;
 
-typedef struct Attrs {
-  double f;                 /* slope, alpha, exponent, value, beta, min */
+/* A node's attributes are a tagged union: kind says which family's struct
+ * is live, and every op names its family in ops.def (ir_op_family), so a
+ * read is spelled with the family (n->attr.window.stride) and ir_verify
+ * checks the tag.  The families, by what their ops read:
+ *   none     sources, matmul, linear, global_avg_pool
+ *   scalar   const (value), the elementwise ops (slope, alpha, exponent,
+ *            beta/threshold, min/max in f and f2; gelu's approximate in
+ *            mode), dropout (p)
+ *   axis     softmax, concat, slice, flatten, maxout and their gradients:
+ *            axis, start/end/step (flatten: start and end axes), pieces
+ *   dims     reshape (shape), transpose (perm), sum/mean/max and max_grad
+ *            (axes, keepdim): nlist entries of list, -1 when not given
+ *   loss     the losses and cross_entropy_grad: reduction, margin
+ *   expand   expand_as: mean
+ *   window   convolutions and pooling (and their gradients)
+ *   upsample scale_factor, mode (UpsampleMode)
+ *   pad      pad, pad_grad: pads, mode (PadMode), value
+ *   hyper    optimizer steps, batchnorm, running_update: hp[] by HP_*,
+ *            rmsprop's alpha, running_update's unbiased
+ *   random   dropout_train: p, seed, salt
+ *   ew_grad  the elementwise gradient: the forward op (of), the operand
+ *            (arg), the op's operand count (nin) and its scalar attributes */
+typedef enum AttrFamily {
+  AK_NONE, AK_SCALAR, AK_AXIS, AK_DIMS, AK_LOSS, AK_EXPAND, AK_WINDOW, AK_UPSAMPLE, AK_PAD, AK_HYPER,
+  AK_RANDOM, AK_EW_GRAD,
+} AttrFamily;
+
+typedef struct AttrScalar {
+  double f;                 /* slope, alpha, exponent, value, beta, min, p */
   double f2;                /* a second number: threshold, max */
+  int mode;                 /* gelu: approximate (0 none, 1 tanh) */
+} AttrScalar;
+
+typedef struct AttrAxis {
   int64_t axis;             /* softmax, log_softmax, concat, slice, maxout */
   int64_t start, end, step; /* slice; flatten uses start and end (axes) */
   int64_t pieces;           /* maxout */
-  int keepdim;              /* sum, mean, max */
-  int reduction;            /* losses: RED_MEAN, RED_SUM, RED_NONE */
+} AttrAxis;
+
+typedef struct AttrDims {
   int nlist;                /* shape, perm, axes; -1 when not given */
+  int keepdim;              /* sum, mean, max */
   Dim list[IR_MAX_RANK];
-  int64_t flag;             /* expand_as: mean; running_update: unbiased */
-  int64_t seed, salt;       /* dropout_train: the run's seed, the node's salt */
-  double hp[HP_COUNT];      /* optimizer hyperparameters */
-  /* convolution, pooling, upsample and pad (value is f) */
-  IntList stride, padding, dilation, kernel, output_padding, scale;
+} AttrDims;
+
+typedef struct AttrLoss {
+  int reduction;            /* RED_MEAN, RED_SUM, RED_NONE */
+  double margin;            /* triplet_margin_loss */
+} AttrLoss;
+
+typedef struct AttrExpand {
+  int mean;                 /* divide by the number of elements summed */
+} AttrExpand;
+
+typedef struct AttrWindow {
+  IntList stride, padding, dilation, kernel, output_padding;
   int64_t groups;
-  int mode;                 /* padding_mode, pad's mode (PadMode); upsample's (UpsampleMode) */
+  int mode;                 /* padding_mode (PadMode) */
   int ceil_mode, count_include_pad;
-  int ew_of, ew_arg, ew_nin; /* ew_grad: the elementwise op, the operand, the op's operand count */
+} AttrWindow;
+
+typedef struct AttrUpsample {
+  IntList scale;
+  int mode;                 /* UpsampleMode */
+} AttrUpsample;
+
+typedef struct AttrPad {
+  IntList pads;             /* two per dimension, from the last: lo, hi */
+  int mode;                 /* PadMode */
+  double value;             /* mode constant */
+} AttrPad;
+
+typedef struct AttrHyper {
+  double hp[HP_COUNT];      /* optimizer hyperparameters; batchnorm's and
+                             * running_update's momentum, batchnorm's eps */
+  double alpha;             /* rmsprop_step */
+  int unbiased;             /* running_update */
+} AttrHyper;
+
+typedef struct AttrRandom {
+  double p;
+  int64_t seed, salt;       /* the run's seed, the node's salt */
+} AttrRandom;
+
+typedef struct AttrEwGrad {
+  AttrScalar fwd;           /* the forward node's attributes */
+  int of, arg, nin;         /* the elementwise op, the operand, the op's operand count */
+} AttrEwGrad;
+
+typedef struct Attrs {
+  AttrFamily kind;
+  union {
+    AttrScalar scalar;
+    AttrAxis axis;
+    AttrDims dims;
+    AttrLoss loss;
+    AttrExpand expand;
+    AttrWindow window;
+    AttrUpsample upsample;
+    AttrPad pad;
+    AttrHyper hyper;
+    AttrRandom random;
+    AttrEwGrad ew_grad;
+  };
 } Attrs;
+
+/* The largest family (window: five IntLists) bounds every node's size. */
+#define IR_ATTRS_MAX_BYTES 560
+_Static_assert(sizeof(Attrs) <= IR_ATTRS_MAX_BYTES, "a node's attributes stay within IR_ATTRS_MAX_BYTES");
+
+/* The attribute family of op's nodes (ops.def). */
+AttrFamily ir_op_family(OpKind op);
+/* "window", or "invalid" for a value that is no family. */
+const char *ir_attr_family_name(int family);
 
 typedef enum Reduction { RED_MEAN, RED_SUM, RED_NONE } Reduction;
 
@@ -217,7 +312,7 @@ Attrs ir_attrs_default(OpKind op);
  * or the value has the wrong kind. */
 int ir_attr_set_int(Attrs *a, OpKind op, const char *name, int64_t v);
 int ir_attr_set_float(Attrs *a, OpKind op, const char *name, double v);
-/* The index into Attrs.hp of hyperparameter name, or -1. */
+/* The index into AttrHyper.hp of hyperparameter name, or -1. */
 int ir_attr_hp_index(const char *name);
 /* Sets an ATTR_ENUM attribute by the name of its value. */
 int ir_attr_set_enum(Attrs *a, OpKind op, const char *name, const char *value);

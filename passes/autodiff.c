@@ -67,7 +67,7 @@ static int reduce_to(AD *a, int c, Shape s) {
   if (n) {
     Attrs at = ir_attrs_default(OP_SUM);
     ir_attr_set_list(&at, OP_SUM, "axes", axes, n);
-    at.keepdim = 1;
+    at.dims.keepdim = 1;
     c = op1(a, OP_SUM, c, &at);
   }
   return reshape_to(a, c, s);
@@ -152,9 +152,9 @@ static void vjp_reduce(AD *a, const Node *n, int id, int dy) {
    * (every axis reduced) broadcasts as it is, and is often the constant
    * seed of the backward pass, which must not become a view */
   Shape keep = nd(a, x)->shape;
-  for (int i = 0; i < n->attr.nlist; i++) keep.d[n->attr.list[i]] = 1;
+  for (int i = 0; i < n->attr.dims.nlist; i++) keep.d[n->attr.dims.list[i]] = 1;
   Attrs at = ir_attrs_default(OP_EXPAND_AS);
-  at.flag = n->op == OP_MEAN;
+  at.expand.mean = n->op == OP_MEAN;
   int kept = nd(a, dy)->shape.rank == 0 ? dy : reshape_to(a, dy, keep);
   accumulate(a, x, op2(a, OP_EXPAND_AS, kept, x, &at));
 }
@@ -162,10 +162,10 @@ static void vjp_reduce(AD *a, const Node *n, int id, int dy) {
 static void vjp_concat(AD *a, const Node *n, int dy) {
   int64_t off = 0;
   for (int k = 0; k < n->nin; k++) {
-    int64_t len = nd(a, n->in[k])->shape.d[n->attr.axis];
+    int64_t len = nd(a, n->in[k])->shape.d[n->attr.axis.axis];
     if (a->needed[n->in[k]]) {
       Attrs at = ir_attrs_default(OP_SLICE);
-      at.axis = n->attr.axis, at.start = off, at.end = off + len;
+      at.axis.axis = n->attr.axis.axis, at.axis.start = off, at.axis.end = off + len;
       accumulate(a, n->in[k], op1(a, OP_SLICE, dy, &at));
     }
     off += len;
@@ -174,9 +174,9 @@ static void vjp_concat(AD *a, const Node *n, int dy) {
 
 static void vjp_transpose(AD *a, const Node *n, int dy) {
   Dim inv[IR_MAX_RANK];
-  for (int i = 0; i < n->attr.nlist; i++) inv[n->attr.list[i]] = i;
+  for (int i = 0; i < n->attr.dims.nlist; i++) inv[n->attr.dims.list[i]] = i;
   Attrs at = ir_attrs_default(OP_TRANSPOSE);
-  ir_attr_set_list(&at, OP_TRANSPOSE, "perm", inv, n->attr.nlist);
+  ir_attr_set_list(&at, OP_TRANSPOSE, "perm", inv, n->attr.dims.nlist);
   accumulate(a, n->in[0], op1(a, OP_TRANSPOSE, dy, &at));
 }
 
@@ -220,9 +220,9 @@ static Shape as_2d(const Shape *s) { return with_unit(s, 1); }
 static Attrs conv2d_attrs(const Node *n) {
   Attrs at = n->attr;
   if (n->op == OP_CONV1D) {
-    at.stride = (IntList){2, {1, n->attr.stride.v[0]}};
-    at.dilation = (IntList){2, {1, n->attr.dilation.v[0]}};
-    at.padding = (IntList){4, {0, 0, n->attr.padding.v[0], n->attr.padding.v[1]}};
+    at.window.stride = (IntList){2, {1, n->attr.window.stride.v[0]}};
+    at.window.dilation = (IntList){2, {1, n->attr.window.dilation.v[0]}};
+    at.window.padding = (IntList){4, {0, 0, n->attr.window.padding.v[0], n->attr.window.padding.v[1]}};
   }
   return at;
 }
@@ -241,29 +241,31 @@ static void vjp_conv(AD *a, const Node *n, int dy) {
   }
   int xp = x4;
   Attrs pa = ir_attrs_default(OP_PAD);
-  if (at.mode != PAD_CONSTANT) {
-    const int64_t *p = at.padding.v;
+  if (at.window.mode != PAD_CONSTANT) {
+    const int64_t *p = at.window.padding.v;
     Dim pads[4] = {p[2], p[3], p[0], p[1]};
     ir_attr_set_list(&pa, OP_PAD, "pads", pads, 4);
-    pa.mode = at.mode;
+    pa.pad.mode = at.window.mode;
     xp = op1(a, OP_PAD, x4, &pa);
-    at.padding = (IntList){4, {0, 0, 0, 0}};
-    at.mode = PAD_CONSTANT;
+    at.window.padding = (IntList){4, {0, 0, 0, 0}};
+    at.window.mode = PAD_CONSTANT;
   }
   if (a->needed[w]) {
     Attrs gw = ir_attrs_default(OP_CONV2D_GRAD_WEIGHT);
-    gw.stride = at.stride, gw.padding = at.padding, gw.dilation = at.dilation, gw.groups = at.groups;
+    gw.window.stride = at.window.stride, gw.window.padding = at.window.padding, gw.window.dilation = at.window.dilation,
+    gw.window.groups = at.window.groups;
     accumulate(a, w, reshape_to(a, op3(a, OP_CONV2D_GRAD_WEIGHT, dy4, xp, w4, &gw), nd(a, w)->shape));
   }
   if (a->needed[x]) {
     Shape sxv = nd(a, xp)->shape, swv = nd(a, w4)->shape; /* copies: ir_op may move the nodes */
     const Shape *sx = &sxv, *sw = &swv;
     Attrs tr = ir_attrs_default(OP_CONV_TRANSPOSE2D);
-    tr.stride = at.stride, tr.padding = at.padding, tr.dilation = at.dilation, tr.groups = at.groups;
-    tr.output_padding.n = 2;
+    tr.window.stride = at.window.stride, tr.window.padding = at.window.padding, tr.window.dilation = at.window.dilation,
+    tr.window.groups = at.window.groups;
+    tr.window.output_padding.n = 2;
     for (int i = 0; i < 2; i++) /* the rows the forward's floor division dropped */
-      tr.output_padding.v[i] = (sx->d[2 + i] + at.padding.v[2 * i] + at.padding.v[2 * i + 1] -
-                                at.dilation.v[i] * (sw->d[2 + i] - 1) - 1) % at.stride.v[i];
+      tr.window.output_padding.v[i] = (sx->d[2 + i] + at.window.padding.v[2 * i] + at.window.padding.v[2 * i + 1] -
+                                       at.window.dilation.v[i] * (sw->d[2 + i] - 1) - 1) % at.window.stride.v[i];
     int dx = op2(a, OP_CONV_TRANSPOSE2D, dy4, w4, &tr);
     if (xp != x4) dx = op2(a, OP_PAD_GRAD, dx, x4, &pa);
     accumulate(a, x, reshape_to(a, dx, nd(a, x)->shape));
@@ -277,11 +279,12 @@ static void vjp_conv(AD *a, const Node *n, int dy) {
 static void vjp_conv_transpose(AD *a, const Node *n, int dy) {
   int x = n->in[0], w = n->in[1];
   Attrs c = ir_attrs_default(OP_CONV2D);
-  c.stride = n->attr.stride, c.padding = n->attr.padding, c.dilation = n->attr.dilation, c.groups = n->attr.groups;
+  const AttrWindow *t = &n->attr.window;
+  c.window.stride = t->stride, c.window.padding = t->padding, c.window.dilation = t->dilation, c.window.groups = t->groups;
   if (a->needed[x]) accumulate(a, x, op2(a, OP_CONV2D, dy, w, &c));
   if (a->needed[w]) {
     Attrs gw = ir_attrs_default(OP_CONV2D_GRAD_WEIGHT);
-    gw.stride = c.stride, gw.padding = c.padding, gw.dilation = c.dilation, gw.groups = c.groups;
+    gw.window = c.window;
     accumulate(a, w, op3(a, OP_CONV2D_GRAD_WEIGHT, x, dy, w, &gw));
   }
   if (n->nin > 2) accumulate(a, n->in[2], channel_sum(a, dy));
@@ -290,7 +293,7 @@ static void vjp_conv_transpose(AD *a, const Node *n, int dy) {
 /* global_avg_pool: dy spread evenly over each plane (expand_as's mean). */
 static void vjp_global_pool(AD *a, const Node *n, int dy) {
   Attrs at = ir_attrs_default(OP_EXPAND_AS);
-  at.flag = 1;
+  at.expand.mean = 1;
   accumulate(a, n->in[0], op2(a, OP_EXPAND_AS, dy, n->in[0], &at));
 }
 

@@ -46,9 +46,9 @@ static int expand(Dec *d, const Node *n, const int *in) {
   switch ((int)n->op) { /* composite ops only */
   case OP_MSE_LOSS: {
     int diff = op2(d, OP_SUB, x, y);
-    return reduce(d, op2(d, OP_MUL, diff, diff), n->attr.reduction);
+    return reduce(d, op2(d, OP_MUL, diff, diff), n->attr.loss.reduction);
   }
-  case OP_L1_LOSS: return reduce(d, op1(d, OP_ABS, op2(d, OP_SUB, x, y)), n->attr.reduction);
+  case OP_L1_LOSS: return reduce(d, op1(d, OP_ABS, op2(d, OP_SUB, x, y)), n->attr.loss.reduction);
   case OP_BCE_LOGITS: { /* elemwise.c's (1 - y) x + max(-x, 0) + log1p(exp(-|x|)) */
     /* max(-x, 0) written (|x| - x) / 2: at x = 0 its derivative is -1/2,
      * so the gradient there is sigmoid(0) - y like torch's, not 1 - y;
@@ -57,11 +57,11 @@ static int expand(Dec *d, const Node *n, const int *in) {
     int soft = op1(d, OP_SOFTPLUS, op1(d, OP_NEG, ax));
     int neg = op2(d, OP_MUL, op2(d, OP_SUB, ax, x), cst(d, 0.5));
     int lin = op2(d, OP_MUL, op2(d, OP_SUB, cst(d, 1), y), x);
-    return reduce(d, op2(d, OP_ADD, op2(d, OP_ADD, lin, neg), soft), n->attr.reduction);
+    return reduce(d, op2(d, OP_ADD, op2(d, OP_ADD, lin, neg), soft), n->attr.loss.reduction);
   }
   case OP_TRIPLET_LOSS: {
     int gap = op2(d, OP_SUB, pair_dist(d, x, y), pair_dist(d, x, in[2]));
-    return reduce(d, op1(d, OP_RELU, op2(d, OP_ADD, gap, cst(d, n->attr.f))), n->attr.reduction);
+    return reduce(d, op1(d, OP_RELU, op2(d, OP_ADD, gap, cst(d, n->attr.loss.margin))), n->attr.loss.reduction);
   }
   }
   return -1;
@@ -93,7 +93,7 @@ static int channel_mean(Dec *d, int v) {
     if (i != 1) axes[n++] = i;
   Attrs at = ir_attrs_default(OP_MEAN);
   ir_attr_set_list(&at, OP_MEAN, "axes", axes, n);
-  at.keepdim = 1;
+  at.dims.keepdim = 1;
   return ir_op(d->g, OP_MEAN, &v, 1, &at, d->loc);
 }
 
@@ -102,18 +102,18 @@ static int channel_mean(Dec *d, int v) {
  * the unbiased variance, as torch.nn.BatchNorm does in train mode. */
 static int batchnorm_train(Dec *d, const Node *n, const int *in) {
   int x = in[0], r = d->g->nodes[x].shape.rank;
-  double eps = n->attr.hp[HP_EPS];
+  double eps = n->attr.hyper.hp[HP_EPS];
   int mean = channel_mean(d, x), diff = op2(d, OP_SUB, x, mean);
   int var = channel_mean(d, op2(d, OP_MUL, diff, diff));
   Attrs pw = ir_attrs_default(OP_POW);
-  pw.f = -0.5;
+  pw.scalar.f = -0.5;
   int inv = ir_op(d->g, OP_POW, (int[]){op2(d, OP_ADD, var, cst(d, eps))}, 1, &pw, d->loc);
   int y = op2(d, OP_ADD, op2(d, OP_MUL, op2(d, OP_MUL, diff, inv), per_channel(d, in[1], r)), per_channel(d, in[2], r));
   Attrs up = ir_attrs_default(OP_RUNNING_UPDATE);
-  up.hp[HP_MOMENTUM] = n->attr.hp[HP_MOMENTUM];
+  up.hyper.hp[HP_MOMENTUM] = n->attr.hyper.hp[HP_MOMENTUM];
   int ops[3] = {in[3], flat(d, mean), x};
   if (ir_op(d->g, OP_RUNNING_UPDATE, ops, 3, &up, d->loc) < 0) return -1;
-  up.flag = 1;
+  up.hyper.unbiased = 1;
   ops[0] = in[4], ops[1] = flat(d, var);
   if (ir_op(d->g, OP_RUNNING_UPDATE, ops, 3, &up, d->loc) < 0) return -1;
   return y;
@@ -124,8 +124,8 @@ static int batchnorm_train(Dec *d, const Node *n, const int *in) {
 static int batchnorm_eval(Dec *d, const Node *n, const int *in) {
   int x = in[0], r = d->g->nodes[x].shape.rank;
   Attrs pw = ir_attrs_default(OP_POW);
-  pw.f = -0.5;
-  int inv = ir_op(d->g, OP_POW, (int[]){op2(d, OP_ADD, in[4], cst(d, n->attr.hp[HP_EPS]))}, 1, &pw, d->loc);
+  pw.scalar.f = -0.5;
+  int inv = ir_op(d->g, OP_POW, (int[]){op2(d, OP_ADD, in[4], cst(d, n->attr.hyper.hp[HP_EPS]))}, 1, &pw, d->loc);
   int scale = per_channel(d, op2(d, OP_MUL, in[1], inv), r);
   return op2(d, OP_ADD, op2(d, OP_MUL, op2(d, OP_SUB, x, per_channel(d, in[3], r)), scale), per_channel(d, in[2], r));
 }
@@ -146,7 +146,7 @@ static int expand_mode(Dec *d, const Node *n, const int *in, const DecomposeOpts
   if (n->op == OP_BATCHNORM) return o->training ? batchnorm_train(d, n, in) : batchnorm_eval(d, n, in);
   if (n->op == OP_DROPOUT) {
     Attrs at = ir_attrs_default(OP_DROPOUT_TRAIN);
-    at.f = n->attr.f, at.seed = (int64_t)o->seed, at.salt = salt;
+    at.random.p = n->attr.scalar.f, at.random.seed = (int64_t)o->seed, at.random.salt = salt;
     return ir_op(d->g, OP_DROPOUT_TRAIN, (int[]){in[0], step_input(d->g)}, 2, &at, d->loc);
   }
   return expand(d, n, in);

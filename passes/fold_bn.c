@@ -31,7 +31,7 @@ static int use_count(const Graph *g, int id) {
 static int foldable(const Graph *g, int bn, const RtTensorSet *params) {
   int y = g->nodes[bn].in[0];
   const Node *l = &g->nodes[y];
-  if ((l->op != OP_LINEAR && !(l->op == OP_CONV2D && l->attr.mode == 0)) || use_count(g, y) != 1) return -1;
+  if ((l->op != OP_LINEAR && !(l->op == OP_CONV2D && l->attr.window.mode == 0)) || use_count(g, y) != 1) return -1;
   for (int k = 1; k < 5; k++)
     if (g->nodes[g->nodes[bn].in[k]].op != OP_PARAM || !rt_set_find((RtTensorSet *)params, g->nodes[g->nodes[bn].in[k]].name))
       return -1;
@@ -56,7 +56,7 @@ static float *fold_values(const Graph *g, int bn, int layer, RtTensorSet *params
   float *bias = rt_malloc(sizeof(float) * (size_t)c); /* params will own it */
   if (!bias) rt_oom();
   for (int64_t o = 0; o < c; o++) {
-    double s = w[o] / sqrt((double)rv[o] + b->attr.hp[HP_EPS]);
+    double s = w[o] / sqrt((double)rv[o] + b->attr.hyper.hp[HP_EPS]);
     for (int64_t k = 0; k < per; k++) lw[o * per + k] = (float)(lw[o * per + k] * s);
     bias[o] = (float)((lb ? lb[o] : 0.0) * s + beta[o] - rm[o] * s);
   }

@@ -65,7 +65,7 @@ static const Node *node(Lower *L, int id) { return &L->g->nodes[id]; }
 static Expr *value(Lower *L, int id, Expr *index) {
   const Node *n = node(L, id);
   while (ir_ops[n->op].flags & OPF_VIEW) n = node(L, n->in[0]); /* a view of a constant is the constant */
-  if (n->op == OP_CONST) return kx_f(L->p, n->attr.f);
+  if (n->op == OP_CONST) return kx_f(L->p, n->attr.scalar.f);
   return kx_load(L->p, L->buf[id], index);
 }
 
@@ -270,7 +270,7 @@ static Stmt *lower_softmax(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id);
   const Shape *s = &n->shape;
-  int axis = (int)n->attr.axis, in = n->in[0], out = L->buf[id];
+  int axis = (int)n->attr.axis.axis, in = n->in[0], out = L->buf[id];
   int vo = new_var(L), vi = new_var(L), va = new_var(L), vb = new_var(L), vc = new_var(L);
   int m = new_local(L), sum = new_local(L);
   Expr *A = kx_dim(p, s->d[axis]);
@@ -301,7 +301,7 @@ static Stmt *lower_transpose(Lower *L, int id) {
   Expr *oi[IR_MAX_RANK], *ii[IR_MAX_RANK];
   for (int i = 0; i < r; i++) {
     oi[i] = kx_var(p, vars[i]);
-    ii[n->attr.list[i]] = kx_var(p, vars[i]);
+    ii[n->attr.dims.list[i]] = kx_var(p, vars[i]);
   }
   Stmt *s = ks_store(p, L->buf[id], lin_index(L, &n->shape, oi), value(L, n->in[0], lin_index(L, &x->shape, ii)));
   for (int i = r - 1; i >= 0; i--) s = ks_loop(p, vars[i], kx_dim(p, n->shape.d[i]), s);
@@ -311,7 +311,7 @@ static Stmt *lower_transpose(Lower *L, int id) {
 static Stmt *lower_concat(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id);
-  int axis = (int)n->attr.axis;
+  int axis = (int)n->attr.axis.axis;
   Stmt *all = NULL;
   int64_t off = 0;
   for (int k = 0; k < n->nin; k++) {
@@ -331,9 +331,9 @@ static Stmt *lower_concat(Lower *L, int id) {
 static Stmt *lower_slice(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *x = node(L, n->in[0]);
-  int axis = (int)n->attr.axis;
+  int axis = (int)n->attr.axis.axis;
   int vo = new_var(L), va = new_var(L), vi = new_var(L);
-  Expr *src_a = kx_iadd(p, kx_i(p, n->attr.start), kx_imul(p, kx_var(p, va), kx_i(p, n->attr.step)));
+  Expr *src_a = kx_iadd(p, kx_i(p, n->attr.axis.start), kx_imul(p, kx_var(p, va), kx_i(p, n->attr.axis.step)));
   Expr *src = axis_index(L, &x->shape, axis, vo, src_a, vi);
   Stmt *s = ks_store(p, L->buf[id], axis_index(L, &n->shape, axis, vo, kx_var(p, va), vi), value(L, n->in[0], src));
   s = ks_loop(p, vi, numel_expr(L, &n->shape, axis + 1, n->shape.rank), s);
@@ -350,7 +350,7 @@ static Stmt *lower_reduce(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *x = node(L, n->in[0]);
   int r = x->shape.rank, vars[IR_MAX_RANK], red[IR_MAX_RANK] = {0};
-  for (int i = 0; i < n->attr.nlist; i++) red[n->attr.list[i]] = 1;
+  for (int i = 0; i < n->attr.dims.nlist; i++) red[n->attr.dims.list[i]] = 1;
   for (int i = 0; i < r; i++) vars[i] = new_var(L);
   int acc = new_local(L);
   Expr *ii[IR_MAX_RANK], *oi[IR_MAX_RANK];
@@ -380,12 +380,12 @@ static Stmt *lower_reduce(Lower *L, int id) {
 static Stmt *lower_maxout(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *x = node(L, n->in[0]);
-  int axis = (int)n->attr.axis;
+  int axis = (int)n->attr.axis.axis;
   int vo = new_var(L), va = new_var(L), vi = new_var(L), vk = new_var(L), m = new_local(L);
-  Expr *src_a = kx_iadd(p, kx_imul(p, kx_var(p, va), kx_i(p, n->attr.pieces)), kx_var(p, vk));
+  Expr *src_a = kx_iadd(p, kx_imul(p, kx_var(p, va), kx_i(p, n->attr.axis.pieces)), kx_var(p, vk));
   Expr *xv = value(L, n->in[0], axis_index(L, &x->shape, axis, vo, src_a, vi));
   Stmt *s = ks_local(p, m, DT_F32, kx_f(p, -INFINITY));
-  ks_append(&s, ks_loop(p, vk, kx_i(p, n->attr.pieces), ks_assign(p, m, kx_bin(p, BIN_MAX, kx_local(p, m, DT_F32), xv))));
+  ks_append(&s, ks_loop(p, vk, kx_i(p, n->attr.axis.pieces), ks_assign(p, m, kx_bin(p, BIN_MAX, kx_local(p, m, DT_F32), xv))));
   ks_append(&s, ks_store(p, L->buf[id], axis_index(L, &n->shape, axis, vo, kx_var(p, va), vi), kx_local(p, m, DT_F32)));
   s = ks_loop(p, va, kx_dim(p, n->shape.d[axis]), s);
   s = ks_loop(p, vi, numel_expr(L, &n->shape, axis + 1, n->shape.rank), s);
@@ -400,7 +400,7 @@ static Stmt *reduce_items(Lower *L, int id, int v, Expr *count, Stmt *prelude, E
   Program *p = L->p;
   const Node *n = node(L, id);
   int out = L->buf[id];
-  if (n->attr.reduction == RED_NONE) {
+  if (n->attr.loss.reduction == RED_NONE) {
     ks_append(&prelude, ks_store(p, out, kx_var(p, v), item));
     return ks_loop(p, v, count, prelude);
   }
@@ -409,7 +409,7 @@ static Stmt *reduce_items(Lower *L, int id, int v, Expr *count, Stmt *prelude, E
   Stmt *s = ks_local(p, tot, DT_F32, kx_f(p, 0));
   ks_append(&s, ks_loop(p, v, count, prelude));
   Expr *res = kx_local(p, tot, DT_F32);
-  if (n->attr.reduction == RED_MEAN) res = kx_bin(p, BIN_DIV, res, kx_cast(p, DT_F32, count));
+  if (n->attr.loss.reduction == RED_MEAN) res = kx_bin(p, BIN_DIV, res, kx_cast(p, DT_F32, count));
   ks_append(&s, ks_store(p, out, kx_i(p, 0), res));
   return s;
 }
@@ -473,7 +473,7 @@ static Stmt *lower_triplet(Lower *L, int id) {
   ks_append(&b, ks_local(p, dn, DT_F32, kx_f(p, 0)));
   ks_append(&b, ks_loop(p, vd, kx_dim(p, D), upd));
   Expr *diff = kx_bin(p, BIN_SUB, kx_un(p, UN_SQRT, kx_local(p, dp, DT_F32)), kx_un(p, UN_SQRT, kx_local(p, dn, DT_F32)));
-  Expr *item = kx_bin(p, BIN_MAX, kx_bin(p, BIN_ADD, diff, kx_f(p, n->attr.f)), kx_f(p, 0));
+  Expr *item = kx_bin(p, BIN_MAX, kx_bin(p, BIN_ADD, diff, kx_f(p, n->attr.loss.margin)), kx_f(p, 0));
   return reduce_items(L, id, vn, kx_dim(p, x->shape.d[0]), b, item);
 }
 
@@ -489,7 +489,7 @@ static Stmt *lower_expand_as(Lower *L, int id) {
   Expr *oi[IR_MAX_RANK];
   for (int i = 0; i < r; i++) oi[i] = kx_var(p, vars[i]);
   Expr *v = value(L, n->in[0], dy->op == OP_CONST ? NULL : bcast_index(L, &dy->shape, r, vars));
-  if (n->attr.flag)
+  if (n->attr.expand.mean)
     v = kx_bin(p, BIN_DIV, kx_bin(p, BIN_MUL, v, kx_cast(p, DT_F32, numel_expr(L, &dy->shape, 0, dy->shape.rank))),
                kx_cast(p, DT_F32, numel_expr(L, &n->shape, 0, r)));
   Stmt *s = ks_store(p, L->buf[id], lin_index(L, &n->shape, oi), v);
@@ -502,7 +502,7 @@ static Stmt *lower_softmax_grad(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id);
   const Shape *s = &n->shape;
-  int axis = (int)n->attr.axis, dy = n->in[0], y = n->in[1], lg = n->op == OP_LOG_SOFTMAX_GRAD;
+  int axis = (int)n->attr.axis.axis, dy = n->in[0], y = n->in[1], lg = n->op == OP_LOG_SOFTMAX_GRAD;
   int vo = new_var(L), vi = new_var(L), va = new_var(L), vb = new_var(L), sum = new_local(L);
 #define AT(v) axis_index(L, s, axis, vo, kx_var(p, v), vi)
   Expr *term = lg ? value(L, dy, AT(va)) : kx_bin(p, BIN_MUL, value(L, dy, AT(va)), value(L, y, AT(va)));
@@ -528,9 +528,9 @@ static Stmt *zero_fill(Lower *L, int id) {
 static Stmt *lower_slice_grad(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *dy = node(L, n->in[0]);
-  int axis = (int)n->attr.axis;
+  int axis = (int)n->attr.axis.axis;
   int vo = new_var(L), va = new_var(L), vi = new_var(L);
-  Expr *dst_a = kx_iadd(p, kx_i(p, n->attr.start), kx_imul(p, kx_var(p, va), kx_i(p, n->attr.step)));
+  Expr *dst_a = kx_iadd(p, kx_i(p, n->attr.axis.start), kx_imul(p, kx_var(p, va), kx_i(p, n->attr.axis.step)));
   Stmt *s = ks_store(p, L->buf[id], axis_index(L, &n->shape, axis, vo, dst_a, vi),
                      value(L, n->in[0], axis_index(L, &dy->shape, axis, vo, kx_var(p, va), vi)));
   s = ks_loop(p, vi, numel_expr(L, &dy->shape, axis + 1, dy->shape.rank), s);
@@ -548,7 +548,7 @@ static Stmt *lower_max_grad(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *x = node(L, n->in[1]);
   int r = x->shape.rank, vars[IR_MAX_RANK], red[IR_MAX_RANK] = {0};
-  for (int i = 0; i < n->attr.nlist; i++) red[n->attr.list[i]] = 1;
+  for (int i = 0; i < n->attr.dims.nlist; i++) red[n->attr.dims.list[i]] = 1;
   Expr *xi[IR_MAX_RANK], *ki[IR_MAX_RANK];
   Shape kept = {0, {0}};
   for (int i = 0; i < r; i++) {
@@ -575,16 +575,16 @@ static Stmt *lower_max_grad(Lower *L, int id) {
 static Stmt *lower_maxout_grad(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *dy = node(L, n->in[0]);
-  int axis = (int)n->attr.axis;
+  int axis = (int)n->attr.axis.axis;
   int vo = new_var(L), va = new_var(L), vi = new_var(L), vk = new_var(L), m = new_local(L), best = new_local(L);
-#define XAT(e) axis_index(L, &n->shape, axis, vo, kx_iadd(p, kx_imul(p, kx_var(p, va), kx_i(p, n->attr.pieces)), (e)), vi)
+#define XAT(e) axis_index(L, &n->shape, axis, vo, kx_iadd(p, kx_imul(p, kx_var(p, va), kx_i(p, n->attr.axis.pieces)), (e)), vi)
   Expr *xv = value(L, n->in[1], XAT(kx_var(p, vk)));
   Expr *better = kx_bin(p, BIN_GT, xv, kx_local(p, m, DT_F32));
   Stmt *upd = ks_assign(p, best, kx_select(p, better, kx_var(p, vk), kx_local(p, best, DT_I64)));
   ks_append(&upd, ks_assign(p, m, kx_select(p, better, value(L, n->in[1], XAT(kx_var(p, vk))), kx_local(p, m, DT_F32))));
   Stmt *s = ks_local(p, m, DT_F32, value(L, n->in[1], XAT(kx_i(p, 0))));
   ks_append(&s, ks_local(p, best, DT_I64, kx_i(p, 0)));
-  ks_append(&s, ks_loop(p, vk, kx_i(p, n->attr.pieces), upd));
+  ks_append(&s, ks_loop(p, vk, kx_i(p, n->attr.axis.pieces), upd));
   ks_append(&s, ks_store(p, L->buf[id], XAT(kx_local(p, best, DT_I64)),
                          value(L, n->in[0], axis_index(L, &dy->shape, axis, vo, kx_var(p, va), vi))));
 #undef XAT
@@ -610,8 +610,8 @@ static Stmt *lower_ce_grad(Lower *L, int id) {
   Expr *e = kx_cast(p, DT_F64, kx_un(p, UN_EXP, kx_bin(p, BIN_SUB, X(kx_var(p, vd)), kx_local(p, m, DT_F32))));
   ks_append(&b, ks_loop(p, vd, kx_dim(p, C), ks_assign(p, s, kx_bin(p, BIN_ADD, kx_local(p, s, DT_F64), e))));
   ks_append(&b, ks_local(p, lab, DT_I64, kx_cast(p, DT_I64, kx_load(p, L->buf[n->in[2]], kx_var(p, vn)))));
-  Expr *dl = value(L, n->in[0], n->attr.reduction == RED_NONE ? kx_var(p, vn) : kx_i(p, 0));
-  if (n->attr.reduction == RED_MEAN) dl = kx_bin(p, BIN_DIV, dl, kx_cast(p, DT_F32, kx_dim(p, x->shape.d[0])));
+  Expr *dl = value(L, n->in[0], n->attr.loss.reduction == RED_NONE ? kx_var(p, vn) : kx_i(p, 0));
+  if (n->attr.loss.reduction == RED_MEAN) dl = kx_bin(p, BIN_DIV, dl, kx_cast(p, DT_F32, kx_dim(p, x->shape.d[0])));
   ks_append(&b, ks_local(p, g, DT_F32, dl));
   Expr *sm = kx_bin(p, BIN_DIV, kx_un(p, UN_EXP, kx_bin(p, BIN_SUB, X(kx_var(p, ve)), kx_local(p, m, DT_F32))),
                     kx_cast(p, DT_F32, kx_local(p, s, DT_F64)));
@@ -634,12 +634,12 @@ static Expr *st_load(StepCtx *c, int operand) { return kx_load(c->L->p, c->L->bu
 static Stmt *st_store(StepCtx *c, int operand, Expr *e) {
   return ks_store(c->L->p, c->L->buf[c->n->in[operand]], kx_var(c->L->p, c->v), e);
 }
-static Expr *hp(StepCtx *c, int i) { return kx_f(c->L->p, c->n->attr.hp[i]); }
+static Expr *hp(StepCtx *c, int i) { return kx_f(c->L->p, c->n->attr.hyper.hp[i]); }
 
 /* d = grad + weight_decay * param (skipped when the decay is zero). */
 static Expr *decayed_grad(StepCtx *c) {
   Program *p = c->L->p;
-  if (c->n->attr.hp[HP_WEIGHT_DECAY] == 0 || c->n->attr.hp[HP_DECOUPLED] != 0) return st_load(c, 1);
+  if (c->n->attr.hyper.hp[HP_WEIGHT_DECAY] == 0 || c->n->attr.hyper.hp[HP_DECOUPLED] != 0) return st_load(c, 1);
   return kx_bin(p, BIN_ADD, st_load(c, 1), kx_bin(p, BIN_MUL, hp(c, HP_WEIGHT_DECAY), st_load(c, 0)));
 }
 
@@ -664,9 +664,9 @@ static Stmt *sgd_body(StepCtx *c, Expr *lr, Expr *t) {
   Expr *dv = kx_local(p, d, DT_F32);
   if (c->n->nin > 4) { /* momentum buffer: d on the first step, then momentum * buf + (1 - dampening) * d */
     Expr *upd = kx_bin(p, BIN_ADD, kx_bin(p, BIN_MUL, hp(c, HP_MOMENTUM), st_load(c, 4)),
-                       kx_bin(p, BIN_MUL, kx_f(p, 1 - c->n->attr.hp[HP_DAMPENING]), dv));
+                       kx_bin(p, BIN_MUL, kx_f(p, 1 - c->n->attr.hyper.hp[HP_DAMPENING]), dv));
     ks_append(&s, st_store(c, 4, kx_select(p, kx_bin(p, BIN_LE, t, kx_f(p, 1)), dv, upd)));
-    Expr *nd = c->n->attr.hp[HP_NESTEROV] != 0 ? kx_bin(p, BIN_ADD, dv, kx_bin(p, BIN_MUL, hp(c, HP_MOMENTUM), st_load(c, 4)))
+    Expr *nd = c->n->attr.hyper.hp[HP_NESTEROV] != 0 ? kx_bin(p, BIN_ADD, dv, kx_bin(p, BIN_MUL, hp(c, HP_MOMENTUM), st_load(c, 4)))
                                                : st_load(c, 4);
     ks_append(&s, ks_assign(p, d, nd));
   }
@@ -676,7 +676,7 @@ static Stmt *sgd_body(StepCtx *c, Expr *lr, Expr *t) {
 
 static Stmt *adam_body(StepCtx *c, Expr *lr, Expr *t) {
   Program *p = c->L->p;
-  const double *h = c->n->attr.hp;
+  const double *h = c->n->attr.hyper.hp;
   int d = new_local(c->L), w = new_local(c->L);
   Stmt *s = ks_local(p, d, DT_F32, decayed_grad(c));
   Expr *dv = kx_local(p, d, DT_F32);
@@ -699,7 +699,7 @@ static Stmt *adam_body(StepCtx *c, Expr *lr, Expr *t) {
 static Stmt *rmsprop_body(StepCtx *c, Expr *lr, Expr *t) {
   Program *p = c->L->p;
   int d = new_local(c->L), u = new_local(c->L);
-  double alpha = c->n->attr.f;
+  double alpha = c->n->attr.hyper.alpha;
   Stmt *s = ks_local(p, d, DT_F32, decayed_grad(c));
   Expr *dv = kx_local(p, d, DT_F32);
   ks_append(&s, st_store(c, 4, kx_bin(p, BIN_ADD, kx_bin(p, BIN_MUL, kx_f(p, alpha), st_load(c, 4)),
@@ -745,7 +745,7 @@ static Stmt *lower_batchnorm(Lower *L, int id) {
   int vo = new_var(L), vc = new_var(L), vi = new_var(L), sc = new_local(L), sh = new_local(L);
   Expr *c = kx_var(p, vc);
   Expr *scale = kx_bin(p, BIN_DIV, value(L, n->in[1], c),
-                       kx_un(p, UN_SQRT, kx_bin(p, BIN_ADD, value(L, n->in[4], c), kx_f(p, n->attr.hp[HP_EPS]))));
+                       kx_un(p, UN_SQRT, kx_bin(p, BIN_ADD, value(L, n->in[4], c), kx_f(p, n->attr.hyper.hp[HP_EPS]))));
   Stmt *body = ks_local(p, sc, DT_F32, scale);
   ks_append(&body, ks_local(p, sh, DT_F32, kx_bin(p, BIN_SUB, value(L, n->in[2], c),
                                                     kx_bin(p, BIN_MUL, value(L, n->in[3], c), kx_local(p, sc, DT_F32)))));
@@ -760,11 +760,11 @@ static Stmt *lower_dropout_train(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id);
   int v = new_var(L), base = new_local(L);
-  uint64_t key = ir_random_key((uint64_t)n->attr.seed, (uint64_t)n->attr.salt);
+  uint64_t key = ir_random_key((uint64_t)n->attr.random.seed, (uint64_t)n->attr.random.salt);
   Stmt *s = ks_local(p, base, DT_I64, kx_imul(p, kx_cast(p, DT_I64, kx_load(p, L->buf[n->in[1]], kx_i(p, 0))), kx_i(p, (int64_t)1 << 32)));
   Expr *u = kx_rand(p, key, kx_bin(p, BIN_ADD, kx_local(p, base, DT_I64), kx_var(p, v)));
-  Expr *kept = kx_bin(p, BIN_MUL, value(L, n->in[0], kx_var(p, v)), kx_f(p, 1.0 / (1.0 - n->attr.f)));
-  Stmt *st = ks_store(p, L->buf[id], kx_var(p, v), kx_select(p, kx_bin(p, BIN_GE, u, kx_f(p, n->attr.f)), kept, kx_f(p, 0)));
+  Expr *kept = kx_bin(p, BIN_MUL, value(L, n->in[0], kx_var(p, v)), kx_f(p, 1.0 / (1.0 - n->attr.random.p)));
+  Stmt *st = ks_store(p, L->buf[id], kx_var(p, v), kx_select(p, kx_bin(p, BIN_GE, u, kx_f(p, n->attr.random.p)), kept, kx_f(p, 0)));
   ks_append(&s, ks_loop(p, v, numel_expr(L, &n->shape, 0, n->shape.rank), st));
   return s;
 }
@@ -773,9 +773,9 @@ static Stmt *lower_running_update(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *run = node(L, n->in[0]), *like = node(L, n->in[2]);
   int v = new_var(L);
-  double m = n->attr.hp[HP_MOMENTUM];
+  double m = n->attr.hyper.hp[HP_MOMENTUM];
   Expr *stat = value(L, n->in[1], kx_var(p, v));
-  if (n->attr.flag) { /* unbiased: times per / (per - 1), per = samples per channel */
+  if (n->attr.hyper.unbiased) { /* unbiased: times per / (per - 1), per = samples per channel */
     Expr *per = kx_cast(p, DT_F32, kx_bin(p, BIN_DIV, numel_expr(L, &like->shape, 0, like->shape.rank),
                                           numel_expr(L, &run->shape, 0, run->shape.rank)));
     stat = kx_bin(p, BIN_MUL, stat, kx_bin(p, BIN_DIV, per, kx_bin(p, BIN_MAX, kx_bin(p, BIN_SUB, per, kx_f(p, 1)), kx_f(p, 1))));

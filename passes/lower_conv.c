@@ -112,12 +112,12 @@ static Stmt *lower_pad_grad(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = lower_node_of(L, id);
   const Shape *in = &n->shape, *out = &lower_node_of(L, n->in[0])->shape;
-  const Attrs *a = &n->attr;
+  const AttrPad *a = &n->attr.pad;
   int r = in->rank, vars[IR_MAX_RANK], dy = L->buf[n->in[0]], dx = L->buf[id];
   Expr *xi = I(0), *yi = I(0);
   for (int k = 0; k < r; k++) {
     vars[k] = lower_var(L);
-    int64_t lo = pad_lo(a->padding.v, a->padding.n, r, k);
+    int64_t lo = pad_lo(a->pads.v, a->pads.n, r, k);
     Expr *e = V(vars[k]), *src = e, *dst = ADD(e, I(lo));
     if (a->mode != PAD_CONSTANT) src = in->d[k] != out->d[k] ? pad_source(p, e, lo, in->d[k], a->mode) : e, dst = e;
     xi = ADD(MUL(xi, kx_dim(p, in->d[k])), src);
@@ -510,7 +510,7 @@ static Stmt *lower_avg_pool(Lower *L, int id, int grad) {
   ks_append(&body, ks_local(p, w0, DT_I64, imax(p, LI(ws), I(0))));
   ks_append(&body, ks_local(p, h1, DT_I64, imin(p, ADD(LI(hs), I(g.kh)), I(g.h))));
   ks_append(&body, ks_local(p, w1, DT_I64, imin(p, ADD(LI(ws), I(g.kw)), I(g.w))));
-  Expr *count = n->attr.count_include_pad
+  Expr *count = n->attr.window.count_include_pad
                     ? MUL(kx_bin(p, BIN_SUB, he, LI(hs)), kx_bin(p, BIN_SUB, we, LI(ws)))
                     : MUL(kx_bin(p, BIN_SUB, LI(h1), LI(h0)), kx_bin(p, BIN_SUB, LI(w1), LI(w0)));
   ks_append(&body, ks_local(p, div, DT_F32, kx_cast(p, DT_F32, count)));
@@ -575,12 +575,12 @@ static Stmt *lower_upsample(Lower *L, int id, int grad) {
   ir_conv_geom(L->g, n, &g);
   int x = L->buf[n->in[0]], out = L->buf[id];
   int vp = lower_var(L), vh = lower_var(L), vw = lower_var(L);
-  if (n->attr.mode == UP_NEAREST && !grad) {
+  if (n->attr.upsample.mode == UP_NEAREST && !grad) {
     Expr *src = at(p, V(vp), g.h, kx_bin(p, BIN_DIV, V(vh), I(g.sh)), g.w, kx_bin(p, BIN_DIV, V(vw), I(g.sw)));
     Stmt *s = ks_store(p, out, at(p, V(vp), g.oh, V(vh), g.ow, V(vw)), kx_load(p, x, src));
     return ks_loop(p, vp, planes(p, &g, g.c), ks_loop(p, vh, I(g.oh), ks_loop(p, vw, I(g.ow), s)));
   }
-  if (n->attr.mode == UP_NEAREST) {
+  if (n->attr.upsample.mode == UP_NEAREST) {
     int s = lower_local(L), va = lower_var(L), vb = lower_var(L);
     Expr *src = at(p, V(vp), g.oh, ADD(MUL(V(vh), I(g.sh)), V(va)), g.ow, ADD(MUL(V(vw), I(g.sw)), V(vb)));
     Stmt *body = ks_local(p, s, DT_F32, kx_f(p, 0));
@@ -637,8 +637,8 @@ Stmt *lower_conv(Lower *L, int id) {
   case OP_UPSAMPLE_GRAD: return lower_upsample(L, id, 1);
   case OP_PAD: {
     const Node *x = lower_node_of(L, n->in[0]);
-    return pad_copy(L, L->buf[id], L->buf[n->in[0]], &x->shape, &n->shape, n->attr.padding.v, n->attr.padding.n,
-                    n->attr.mode, n->attr.f);
+    return pad_copy(L, L->buf[id], L->buf[n->in[0]], &x->shape, &n->shape, n->attr.pad.pads.v, n->attr.pad.pads.n,
+                    n->attr.pad.mode, n->attr.pad.value);
   }
   case OP_PAD_GRAD: return lower_pad_grad(L, id);
   }

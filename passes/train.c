@@ -76,12 +76,12 @@ static int add_step(Graph *g, const OptimSpec *o, int param, int grad, int lr, i
   AttrSpec specs[8];
   int ns = ir_attr_specs(op, specs, 8);
   for (int k = 0; k < ns; k++) { /* only the hyperparameters this step takes */
-    if (!strcmp(specs[k].name, "alpha")) at.f = o->alpha;
+    if (!strcmp(specs[k].name, "alpha")) at.hyper.alpha = o->alpha;
     else if (strcmp(specs[k].name, "lr_scale") != 0)
       ir_attr_set_float(&at, op, specs[k].name, o->hp[ir_attr_hp_index(specs[k].name)]);
   }
-  at.hp[HP_LR_SCALE] = lr_scale(o, p->name);
-  if (o->kind == OPT_ADAMW) at.hp[HP_DECOUPLED] = 1;
+  at.hyper.hp[HP_LR_SCALE] = lr_scale(o, p->name);
+  if (o->kind == OPT_ADAMW) at.hyper.hp[HP_DECOUPLED] = 1;
   return ir_op(g, op, in, nin, &at, p->loc);
 }
 

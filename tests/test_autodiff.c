@@ -273,10 +273,10 @@ static int operand_pos(const GradCase *gc, int k) {
 static int64_t max_group(const Node *n, const RtTensor *x, int64_t e) {
   int64_t c[RT_MAX_RANK], g = 0;
   for (int k = x->rank - 1; k >= 0; k--) c[k] = e % x->shape[k], e /= x->shape[k];
-  if (n->op == OP_MAXOUT) c[n->attr.axis] /= n->attr.pieces;
+  if (n->op == OP_MAXOUT) c[n->attr.axis.axis] /= n->attr.axis.pieces;
   for (int k = 0; k < x->rank; k++) {
     int reduced = 0;
-    for (int i = 0; n->op == OP_MAX && i < n->attr.nlist; i++) reduced |= n->attr.list[i] == k;
+    for (int i = 0; n->op == OP_MAX && i < n->attr.dims.nlist; i++) reduced |= n->attr.dims.list[i] == k;
     g = g * x->shape[k] + (reduced ? 0 : c[k]);
   }
   return g;
@@ -309,7 +309,7 @@ static int64_t bcast_at(const RtTensor *t, const int64_t *out, int r, int64_t i)
 static int near_tie(const GradCase *gc, int j, int64_t e, double h) {
   const RtTensor *x = operand(gc, j), *o = operand(gc, 1 - j);
   const float *v = x->data;
-  if (!o) return fabs(v[e] - gc->fwd.nodes[gc->fwd.nodes[gc->op].in[1 - j]].attr.f) < 2 * h;
+  if (!o) return fabs(v[e] - gc->fwd.nodes[gc->fwd.nodes[gc->op].in[1 - j]].attr.scalar.f) < 2 * h;
   int r = x->rank > o->rank ? x->rank : o->rank;
   int64_t out[RT_MAX_RANK], n = 1;
   for (int k = 0; k < r; k++) {
@@ -349,8 +349,8 @@ static int near_kink(const GradCase *gc, int j, int64_t e, double h) {
   case OP_ABS: return fabs(v[e]) < 2 * h;
   case OP_HARDSWISH:
   case OP_HARDSIGMOID: return fabs(fabs(v[e]) - 3) < 2 * h;
-  case OP_CLAMP: return fabs(v[e] - n->attr.f) < 2 * h || fabs(v[e] - n->attr.f2) < 2 * h;
-  case OP_SOFTPLUS: return fabs(v[e] * n->attr.f - n->attr.f2) < 2 * h * fabs(n->attr.f);
+  case OP_CLAMP: return fabs(v[e] - n->attr.scalar.f) < 2 * h || fabs(v[e] - n->attr.scalar.f2) < 2 * h;
+  case OP_SOFTPLUS: return fabs(v[e] * n->attr.scalar.f - n->attr.scalar.f2) < 2 * h * fabs(n->attr.scalar.f);
   case OP_MAXIMUM:
   case OP_MINIMUM: return near_tie(gc, j, e, h);
   case OP_L1_LOSS: {
@@ -363,7 +363,7 @@ static int near_kink(const GradCase *gc, int j, int64_t e, double h) {
   case OP_TRIPLET_LOSS: { /* each distance moves by at most h */
     int64_t i = e / x->shape[1];
     const RtTensor *a = operand(gc, 0), *p = operand(gc, 1), *q = operand(gc, 2);
-    return fabs(pair_dist(a, p, i) - pair_dist(a, q, i) + n->attr.f) < 3 * h;
+    return fabs(pair_dist(a, p, i) - pair_dist(a, q, i) + n->attr.loss.margin) < 3 * h;
   }
   }
   return 0;
@@ -566,7 +566,7 @@ Test(autodiff, frozen_layer_prunes_its_branch) {
   cr_expect_eq(users_of(&dst, ir_find_input(&dst, "x"), &user), 1, "x is used by the backward graph");
   for (int i = 0; i < dst.nnodes; i++) {
     const Node *n = &dst.nodes[i];
-    cr_expect(n->op != OP_EW_GRAD || n->attr.ew_of != OP_TANH, "the gradient flows into the frozen layer (node %d)", i);
+    cr_expect(n->op != OP_EW_GRAD || n->attr.ew_grad.of != OP_TANH, "the gradient flows into the frozen layer (node %d)", i);
   }
   ir_graph_free(&dst);
   ir_graph_free(&src);

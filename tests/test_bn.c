@@ -193,7 +193,7 @@ static void dropout_mask(int64_t n, float step, int backend, RtTensor *y_out, Rt
   Shape s = {1, {n}}, s0 = {0, {0}};
   int x = ir_input(&g, "x", DT_F32, &s, (SrcLoc){0}), st = ir_input(&g, "step", DT_F32, &s0, (SrcLoc){0});
   Attrs a = ir_attrs_default(OP_DROPOUT_TRAIN);
-  a.f = 0.3, a.seed = 42, a.salt = 5;
+  a.random.p = 0.3, a.random.seed = 42, a.random.salt = 5;
   int y = ir_op(&g, OP_DROPOUT_TRAIN, (int[]){x, st}, 2, &a, (SrcLoc){0});
   ir_output(&g, "y", y);
   int loss = ir_op(&g, OP_SUM, &y, 1, NULL, (SrcLoc){0}), grad;

@@ -258,8 +258,8 @@ Test(conv, layers_create_weights_in_pytorch_layout, .init = setup, .fini = teard
   expect_shape(param(g, "b.weight"), 4, (Dim[]){8, 1, 3, 1});
   cr_expect_lt(ir_find_param(g, "b.bias"), 0);
   expect_shape(out(g, "b"), 4, (Dim[]){DIM_SYM(0), 8, 16, 16});
-  cr_expect_eq(out(g, "b")->attr.mode, PAD_REFLECT);
-  cr_expect_eq(out(g, "b")->attr.groups, 8);
+  cr_expect_eq(out(g, "b")->attr.window.mode, PAD_REFLECT);
+  cr_expect_eq(out(g, "b")->attr.window.groups, 8);
   expect_shape(param(g, "c.weight"), 4, (Dim[]){8, 3, 4, 4});
   expect_shape(out(g, "c"), 4, (Dim[]){DIM_SYM(0), 6, 32, 32});
   expect_shape(param(g, "e.weight"), 3, (Dim[]){5, 4, 7});

@@ -82,7 +82,7 @@ Test(fe_parser, mlp_sample) {
   cr_expect_eq(ir_param_count(g), 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10);
   cr_assert_eq(g->noutputs, 2);
   cr_expect_eq(output(g, "logits")->op, OP_LINEAR);
-  cr_expect_eq(output(g, "probs")->attr.axis, 1);
+  cr_expect_eq(output(g, "probs")->attr.axis.axis, 1);
   expect_shape(output(g, "probs"), 2, (Dim[]){DIM_SYM(0), 10});
   cr_expect_eq(g->nsyms, 1);
   cr_expect_str_eq(g->syms[0].name, "N");
@@ -208,7 +208,7 @@ Test(fe_parser, constants_broadcast) {
   const Node *c = &g->nodes[y->in[1]];
   cr_expect_eq(c->op, OP_CONST);
   cr_expect_eq(c->shape.rank, 0);
-  cr_expect_float_eq(c->attr.f, 1.0, 1e-12);
+  cr_expect_float_eq(c->attr.scalar.f, 1.0, 1e-12);
   const Node *z = output(g, "z");
   cr_expect_eq(z->op, OP_SUB);
   cr_expect_eq(g->nodes[z->in[0]].op, OP_CONST);
@@ -220,7 +220,7 @@ Test(fe_parser, numbers_fold) {
                    "y = x * (2 - 0.5)\noutput h\noutput y\n");
   expect_shape(param(g, "fc.weight"), 2, (Dim[]){5, 4});
   const Node *y = output(g, "y");
-  cr_expect_float_eq(g->nodes[y->in[1]].attr.f, 1.5, 1e-12);
+  cr_expect_float_eq(g->nodes[y->in[1]].attr.scalar.f, 1.5, 1e-12);
 }
 
 Test(fe_parser, precedence) {
@@ -259,12 +259,12 @@ Test(fe_parser, attributes) {
   expect_shape(output(g, "a"), 4, (Dim[]){DIM_SYM(0), 1, 28, 28});
   expect_shape(output(g, "b"), 3, (Dim[]){DIM_SYM(0), 28, 28});
   expect_shape(output(g, "c"), 2, (Dim[]){DIM_SYM(0), 1});
-  cr_expect_eq(output(g, "d")->attr.reduction, RED_SUM);
+  cr_expect_eq(output(g, "d")->attr.loss.reduction, RED_SUM);
   expect_shape(output(g, "e"), 2, (Dim[]){DIM_SYM(0), 10});
   expect_shape(output(g, "f"), 2, (Dim[]){DIM_SYM(0), 30});
   cr_expect_eq(output(g, "f")->nin, 3);
-  cr_expect_float_eq(output(g, "h")->attr.f, 2.0, 1e-12);
-  cr_expect_float_eq(output(g, "i")->attr.f, 0.2, 1e-12);
+  cr_expect_float_eq(output(g, "h")->attr.scalar.f, 2.0, 1e-12);
+  cr_expect_float_eq(output(g, "i")->attr.scalar.f, 0.2, 1e-12);
   expect_shape(output(g, "j"), 2, (Dim[]){10, DIM_SYM(0)});
 }
 
@@ -379,7 +379,7 @@ Test(fe_parser, variables_may_be_redefined) {
 
 Test(fe_parser, newlines_are_whitespace) {
   Graph *g = build("input x: f32[N,\n 4] h = softmax(\n  x,\n  axis = 1,\n) output h");
-  cr_expect_eq(output(g, "h")->attr.axis, 1);
+  cr_expect_eq(output(g, "h")->attr.axis.axis, 1);
 }
 
 Test(fe_parser, errors_are_counted) {

@@ -194,7 +194,7 @@ static void build_pair(Run *r) {
   Shape sx = {2, {DIM_SYM(n), 3}}, sy = {2, {DIM_SYM(n), 2}};
   int ins[2] = {ir_input(&r->g, "x", DT_F32, &sx, (SrcLoc){0}), ir_input(&r->g, "y", DT_F32, &sy, (SrcLoc){0})};
   Attrs a = ir_attrs_default(OP_CONCAT);
-  a.axis = 1;
+  a.axis.axis = 1;
   r->out = ir_op(&r->g, OP_CONCAT, ins, 2, &a, (SrcLoc){0});
   cr_assert_geq(r->out, 0);
   r->vals = calloc((size_t)r->g.nnodes, sizeof *r->vals);
