@@ -4,8 +4,9 @@
  * It re-establishes what ir_op guarantees when a graph is built, so a pass
  * that rewrites nodes by hand cannot leave a malformed graph behind:
  * operands come before their users (the array is a schedule), every
- * computed node's recorded type equals what its shape rule infers now,
- * sources have names that are unique per kind, and outputs point at nodes.
+ * node's attributes are of its op's family (the live member of the Attrs
+ * union), every computed node's recorded type equals what its shape rule
+ * infers now, sources have names that are unique per kind, and outputs point at nodes.
  */
 #include <string.h>
 
@@ -24,6 +25,11 @@ static int check_node(const Graph *g, int id, Diags *d) {
                  ir_ops[n->op].name, n->in[i]);
       bad++;
     }
+  if (n->attr.kind != ir_op_family(n->op)) {
+    diag_error(d, n->loc, "verify: node %%%d (%s) holds %s attributes, not its op's %s ones", id, ir_ops[n->op].name,
+               ir_attr_family_name(n->attr.kind), ir_attr_family_name(ir_op_family(n->op)));
+    return 1;
+  }
   if (bad || (ir_ops[n->op].flags & OPF_SOURCE)) return bad;
   char msg[512], b1[128], b2[128];
   DType dt;
