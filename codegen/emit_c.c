@@ -52,6 +52,7 @@ static const char *ctype(DType t) {
   case DT_I32: return "int32_t";
   case DT_I64: return "int64_t";
   case DT_U8: return "uint8_t";
+  case DT_BOOL: return "int"; /* 0 or 1, as C's comparisons give */
   case DT_COUNT: break;
   }
   return "void";
@@ -71,10 +72,21 @@ static const char *bufname(Emit *E, int b) {
   return "?";
 }
 
-/* --- expressions ---------------------------------------------------------------- */
+/* --- expressions ----------------------------------------------------------------
+ *
+ * Every construct of kernel.h prints as C that computes exactly its value.
+ * The kernel IR has no implicit conversions, so C's never change a value:
+ * both operands of an operator have one type, f32 arithmetic is float
+ * arithmetic (float operands, 'f' literals, expf and friends), and each
+ * conversion is a cast.  Two C rules are worked around: integer constants
+ * of a subtree with no i64 variable in it would be computed as int, so
+ * such a subtree starts with (int64_t); and u8 constants are cast.  select
+ * and && print as C's lazy ?: and &&, which give the IR's eager values
+ * because every IR expression is pure; a guarded load prints as
+ * (guard ? buf[index] : otherwise), which reads memory only under its guard. */
 
 static int prec(const Expr *e) {
-  if (e->kind == EX_SELECT) return 1;
+  if (e->kind == EX_SELECT || (e->kind == EX_LOAD && e->b)) return 1;
   return e->kind == EX_BINARY ? kir_binop_prec((BinOp)e->op) : 10;
 }
 
@@ -90,13 +102,34 @@ static void sub(Emit *E, const Expr *e, int min_prec) {
   }
 }
 
-static void float_lit(Emit *E, double v) {
-  if (isnan(v)) { fputs("NAN", E->f); return; }
+static void float_lit(Emit *E, double v, DType t) {
+  if (isnan(v)) { fputs(t == DT_F32 ? "NAN" : "(double)NAN", E->f); return; }
   if (isinf(v)) { fputs(v < 0 ? "(-INFINITY)" : "INFINITY", E->f); return; }
   char buf[64];
-  snprintf(buf, sizeof buf, "%.9g", v);
+  snprintf(buf, sizeof buf, t == DT_F32 ? "%.9g" : "%.17g", v);
   if (!strpbrk(buf, ".e")) strcat(buf, ".0");
-  fprintf(E->f, v < 0 ? "(%sf)" : "%sf", buf);
+  const char *suffix = t == DT_F32 ? "f" : "";
+  fprintf(E->f, v < 0 ? "(%s%s)" : "%s%s", buf, suffix);
+}
+
+static void int_lit(Emit *E, int64_t v, DType t) {
+  if (t == DT_U8) fprintf(E->f, "(uint8_t)%lld", (long long)v);
+  else if (v == INT64_MIN) fputs("INT64_MIN", E->f);
+  else fprintf(E->f, "%lld", (long long)v);
+}
+
+/* Whether C gives e the type int64_t by itself: it is i64 and not built
+ * from integer constants alone (whose C type is int). */
+static int c_wide(const Expr *e) {
+  if (e->type != DT_I64) return 0;
+  switch (e->kind) {
+  case EX_ICONST: return e->i < INT32_MIN || e->i > INT32_MAX;
+  case EX_UNARY: return c_wide(e->a);
+  case EX_BINARY: return c_wide(e->a) || c_wide(e->b);
+  case EX_SELECT: return c_wide(e->b) || c_wide(e->c);
+  case EX_FCONST: case EX_VAR: case EX_SYM: case EX_LOCAL: case EX_LOAD: case EX_CAST: case EX_RAND: return 1;
+  }
+  return 1;
 }
 
 /* libm's name for op; the float versions carry an 'f' (added by the caller). */
@@ -130,6 +163,7 @@ static const char *binary_op(BinOp op) {
   case BIN_EQ: return " == ";
   case BIN_NE: return " != ";
   case BIN_AND: return " && ";
+  case BIN_OR: return " || ";
   case BIN_MAX: return "dlc_max";
   case BIN_MIN: return "dlc_min";
   case BIN_POW: return "pow";
@@ -137,63 +171,90 @@ static const char *binary_op(BinOp op) {
   return "?";
 }
 
+/* max or min other than f32's helper: (a > b ? a : b) for integers, and
+ * for f64 with NaN propagating, (a > b || a != a ? a : b). */
+static void minmax_inline(Emit *E, const Expr *e) {
+  const char *cmp = e->op == BIN_MAX ? " > " : " < ";
+  fputc('(', E->f);
+  sub(E, e->a, 6);
+  fputs(cmp, E->f);
+  sub(E, e->b, 6);
+  if (e->type == DT_F64) {
+    fputs(" || ", E->f);
+    sub(E, e->a, 6);
+    fputs(" != ", E->f);
+    sub(E, e->a, 6);
+  }
+  fputs(" ? ", E->f);
+  sub(E, e->a, 2);
+  fputs(" : ", E->f);
+  sub(E, e->b, 2);
+  fputc(')', E->f);
+}
+
+static void call2(Emit *E, const char *fn, const Expr *a, const Expr *b) {
+  fprintf(E->f, "%s(", fn);
+  expr(E, a);
+  fputs(", ", E->f);
+  expr(E, b);
+  fputc(')', E->f);
+}
+
 static void binary(Emit *E, const Expr *e) {
   BinOp op = (BinOp)e->op;
-  if (op == BIN_MAX || op == BIN_MIN || op == BIN_POW) {
-    if (e->type != DT_F32 && op != BIN_POW) { /* integer max/min */
-      fputc('(', E->f);
-      sub(E, e->a, 5);
-      fputs(op == BIN_MAX ? " > " : " < ", E->f);
-      sub(E, e->b, 5);
-      fputs(" ? ", E->f);
-      sub(E, e->a, 2);
-      fputs(" : ", E->f);
-      sub(E, e->b, 2);
-      fputc(')', E->f);
-      return;
-    }
-    fprintf(E->f, "%s%s(", binary_op(op), e->type == DT_F32 ? "f" : "");
-    expr(E, e->a);
-    fputs(", ", E->f);
-    expr(E, e->b);
-    fputc(')', E->f);
-    return;
-  }
+  if (op == BIN_POW) return call2(E, e->type == DT_F32 ? "powf" : "pow", e->a, e->b);
+  if ((op == BIN_MAX || op == BIN_MIN) && e->type == DT_F32) return call2(E, op == BIN_MAX ? "dlc_maxf" : "dlc_minf", e->a, e->b);
+  if (op == BIN_MAX || op == BIN_MIN) return minmax_inline(E, e);
   int pr = prec(e);
-  sub(E, e->a, pr);
+  if (e->type == DT_I64 && !c_wide(e)) fputs("(int64_t)", E->f); /* constants alone: int in C */
+  sub(E, e->a, e->type == DT_I64 && !c_wide(e) ? 10 : pr);
   fputs(binary_op(op), E->f);
   sub(E, e->b, pr + 1);
 }
 
+static void index_of(Emit *E, const Expr *index) {
+  fputc('[', E->f);
+  expr(E, index);
+  fputc(']', E->f);
+}
+
+static void load(Emit *E, const Expr *e) {
+  if (!e->b) {
+    fputs(bufname(E, e->id), E->f);
+    index_of(E, e->a);
+    return;
+  }
+  sub(E, e->b, 2);
+  fprintf(E->f, " ? %s", bufname(E, e->id));
+  index_of(E, e->a);
+  fputs(" : ", E->f);
+  sub(E, e->c, 1);
+}
+
+static void unary(Emit *E, const Expr *e) {
+  if (e->op == UN_NEG) {
+    fputc('-', E->f);
+    if (e->type == DT_I64 && !c_wide(e)) fputs("(int64_t)", E->f);
+    sub(E, e->a, 10);
+    return;
+  }
+  fprintf(E->f, "%s%s(", unary_fn((UnOp)e->op), e->type == DT_F32 ? "f" : "");
+  expr(E, e->a);
+  fputc(')', E->f);
+}
+
 static void expr(Emit *E, const Expr *e) {
   switch (e->kind) {
-  case EX_FCONST: float_lit(E, e->f); break;
-  case EX_ICONST: fprintf(E->f, "%lld", (long long)e->i); break;
+  case EX_FCONST: float_lit(E, e->f, e->type); break;
+  case EX_ICONST: int_lit(E, e->i, e->type); break;
   case EX_VAR: fprintf(E->f, "i%d", e->id); break;
   case EX_SYM: fputs(cg_c_prefix(E->a, E->p->g->syms[e->id].name), E->f); break;
   case EX_LOCAL:
     fprintf(E->f, "v%d", e->id);
-    if (e->a) {
-      fputc('[', E->f);
-      expr(E, e->a);
-      fputc(']', E->f);
-    }
+    if (e->a) index_of(E, e->a);
     break;
-  case EX_LOAD:
-    fprintf(E->f, "%s[", bufname(E, e->id));
-    expr(E, e->a);
-    fputc(']', E->f);
-    break;
-  case EX_UNARY:
-    if (e->op == UN_NEG) {
-      fputc('-', E->f);
-      sub(E, e->a, 10);
-    } else {
-      fprintf(E->f, "%s%s(", unary_fn((UnOp)e->op), e->type == DT_F32 ? "f" : "");
-      expr(E, e->a);
-      fputc(')', E->f);
-    }
-    break;
+  case EX_LOAD: load(E, e); break;
+  case EX_UNARY: unary(E, e); break;
   case EX_BINARY: binary(E, e); break;
   case EX_SELECT:
     sub(E, e->a, 2);

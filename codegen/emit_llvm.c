@@ -2,24 +2,21 @@
  * emit_llvm.c — lowers a Program to an LLVM module (LLVM 19 C API),
  * optimises it for the host, and prints it as text or an object file.
  *
- * The module is the C emitter's output in another form, and its semantics
- * are C's: the same external functions (P_<func> taking the int64 symbols
- * then one pointer per argument, returning -1 when a symbol is outside
- * [1, max]; P_param, P_set_param, P_load, P_error), buffers in the same
- * places (params and state as internal float arrays, zero or constant
- * initialised; one 64-byte aligned arena per element type), and every
- * expression evaluated with C's rules.  Each value carries the C type it
- * would have in the emitted C, not just the kernel IR's type: integer
- * constants are int when they fit, u8 promotes to int, binary operands
- * meet at the usual arithmetic conversion, comparisons are int 0/1,
- * expf-style calls convert their argument to float and the others to
- * double, stores and locals convert to their declared type.  Loops are
- * counted loops with an i64 phi; locals are allocas in the entry block,
- * left to the optimiser's mem2reg.  `?:` and `&&` become selects when the
- * arms cannot trap, and branches (as in C) when an arm loads memory or
- * divides integers.  No decisions of its own: no noalias (the C has no
- * restrict), no fast-math, no contraction (the C backend builds -std=c99,
- * which does not contract either).
+ * The module has the C emitter's interface: the same external functions
+ * (P_<func> taking the int64 symbols then one pointer per argument,
+ * returning -1 when a symbol is outside [1, max]; P_param, P_set_param,
+ * P_load, P_error), buffers in the same places (params and state as
+ * internal float arrays, zero or constant initialised; one 64-byte aligned
+ * arena per element type).  Expressions mean what kernel.h defines, and
+ * map one to one onto LLVM: each kernel-IR type is one LLVM type (bool is
+ * i1), each operator one instruction or intrinsic of that type, each cast
+ * one conversion instruction.  Every expression is pure and eager, so
+ * none needs a branch: select is `select`, && is `and`, and a guarded load
+ * reads from index (guard ? index : 0), always in range, and selects.
+ * Loops are counted loops with an i64 phi; locals are allocas in the
+ * entry block, left to the optimiser's mem2reg.  No decisions of its own:
+ * no noalias (the C has no restrict), no fast-math, no contraction (the C
+ * backend builds -std=c99, which does not contract either).
  *
  * The safetensors reader and the accessors are not built here: they are
  * st_loader_impl.c, compiled ahead of time to IR (st_loader.ll.inc),
@@ -47,12 +44,6 @@ static const char st_loader_ll[] =
 
 #define ERRLEN 256   /* P_error's buffer, as in the emitted C */
 
-/* A value and the C type it has in the emitted C. */
-typedef struct Val {
-  LLVMValueRef v;
-  DType t;
-} Val;
-
 typedef struct Lower {
   const Program *p;
   const EmitOpts *o;
@@ -77,7 +68,7 @@ typedef struct Lower {
   DType *ltype;
 } Lower;
 
-/* --- types and conversions ---------------------------------------------------- */
+/* --- types and casts ------------------------------------------------------------ */
 
 static LLVMTypeRef lty(const Lower *L, DType t) {
   switch (t) {
@@ -86,100 +77,39 @@ static LLVMTypeRef lty(const Lower *L, DType t) {
   case DT_I32: return L->i32;
   case DT_I64: return L->i64;
   case DT_U8: return L->i8;
+  case DT_BOOL: return LLVMInt1TypeInContext(L->cx);
   case DT_COUNT: break;
   }
   return L->i32;
 }
 
 static int is_float(DType t) { return t == DT_F32 || t == DT_F64; }
-static int int_bits(DType t) { return t == DT_U8 ? 8 : t == DT_I32 ? 32 : 64; }
-static DType promote(DType t) { return t == DT_U8 ? DT_I32 : t; }
+static int int_bits(DType t) { return t == DT_BOOL ? 1 : t == DT_U8 ? 8 : t == DT_I32 ? 32 : 64; }
+static int is_unsigned(DType t) { return t == DT_U8 || t == DT_BOOL; }
 
-/* C's usual arithmetic conversion of two operand types. */
-static DType common(DType a, DType b) {
-  a = promote(a), b = promote(b);
-  if (a == DT_F64 || b == DT_F64) return DT_F64;
-  if (a == DT_F32 || b == DT_F32) return DT_F32;
-  if (a == DT_I64 || b == DT_I64) return DT_I64;
-  return DT_I32;
-}
-
-/* (to)v, as C converts. */
-static Val convert(Lower *L, Val v, DType to) {
+/* kernel.h's cast of v from type from to type to. */
+static LLVMValueRef cast(Lower *L, LLVMValueRef v, DType from, DType to) {
   LLVMTypeRef T = lty(L, to);
-  if (v.t == to) return v;
-  if (is_float(v.t) && is_float(to))
-    v.v = to == DT_F64 ? LLVMBuildFPExt(L->b, v.v, T, "") : LLVMBuildFPTrunc(L->b, v.v, T, "");
-  else if (is_float(v.t))
-    v.v = to == DT_U8 ? LLVMBuildFPToUI(L->b, v.v, T, "") : LLVMBuildFPToSI(L->b, v.v, T, "");
-  else if (is_float(to))
-    v.v = v.t == DT_U8 ? LLVMBuildUIToFP(L->b, v.v, T, "") : LLVMBuildSIToFP(L->b, v.v, T, "");
-  else if (int_bits(to) > int_bits(v.t))
-    v.v = v.t == DT_U8 ? LLVMBuildZExt(L->b, v.v, T, "") : LLVMBuildSExt(L->b, v.v, T, "");
-  else
-    v.v = LLVMBuildTrunc(L->b, v.v, T, "");
-  v.t = to;
-  return v;
-}
-
-static int is_cmp(BinOp op) { return op >= BIN_LT && op <= BIN_NE; }
-
-/* The C type of e in the emitted C (see the file comment). */
-static DType cty(const Lower *L, const Expr *e) {
-  switch (e->kind) {
-  case EX_FCONST: return DT_F32;
-  case EX_ICONST: return e->i >= INT32_MIN && e->i <= INT32_MAX ? DT_I32 : DT_I64;
-  case EX_VAR: return DT_I64;
-  case EX_SYM: return DT_I64;
-  case EX_LOCAL: return L->ltype[e->id];
-  case EX_LOAD: return L->p->bufs[e->id].dtype;
-  case EX_UNARY:
-    if (e->op == UN_NEG) return promote(cty(L, e->a));
-    return e->type == DT_F32 ? DT_F32 : DT_F64;
-  case EX_BINARY:
-    if (is_cmp((BinOp)e->op) || e->op == BIN_AND) return DT_I32;
-    if (e->op == BIN_POW || (e->type == DT_F32 && (e->op == BIN_MAX || e->op == BIN_MIN)))
-      return e->type == DT_F32 ? DT_F32 : DT_F64;
-    return common(cty(L, e->a), cty(L, e->b));
-  case EX_SELECT: return common(cty(L, e->b), cty(L, e->c));
-  case EX_CAST: return e->type;
-  case EX_RAND: return DT_F32;
-  }
-  return e->type;
-}
-
-/* Whether e can be evaluated when C would not (no loads, no integer division). */
-static int speculatable(const Lower *L, const Expr *e) {
-  if (!e) return 1;
-  if (e->kind == EX_LOAD) return 0;
-  if (e->kind == EX_BINARY && (e->op == BIN_DIV || e->op == BIN_MOD) && !is_float(cty(L, e))) return 0;
-  return speculatable(L, e->a) && speculatable(L, e->b) && speculatable(L, e->c);
+  if (from == to) return v;
+  if (is_float(from) && is_float(to))
+    return to == DT_F64 ? LLVMBuildFPExt(L->b, v, T, "") : LLVMBuildFPTrunc(L->b, v, T, "");
+  if (is_float(from)) return is_unsigned(to) ? LLVMBuildFPToUI(L->b, v, T, "") : LLVMBuildFPToSI(L->b, v, T, "");
+  if (is_float(to)) return is_unsigned(from) ? LLVMBuildUIToFP(L->b, v, T, "") : LLVMBuildSIToFP(L->b, v, T, "");
+  if (int_bits(to) > int_bits(from)) return is_unsigned(from) ? LLVMBuildZExt(L->b, v, T, "") : LLVMBuildSExt(L->b, v, T, "");
+  return LLVMBuildTrunc(L->b, v, T, "");
 }
 
 /* --- expressions --------------------------------------------------------------- */
 
-static Val expr(Lower *L, const Expr *e);
+static LLVMValueRef expr(Lower *L, const Expr *e);
 
 /* The address of local id, or of element index of a local array. */
 static LLVMValueRef local_addr(Lower *L, int id, const Expr *index) {
   IR_ASSERT(L->locals[id]); /* used before it was declared */
   if (!index) return L->locals[id];
-  LLVMValueRef i = convert(L, expr(L, index), DT_I64).v;
+  LLVMValueRef i = expr(L, index);
   return LLVMBuildGEP2(L->b, lty(L, L->ltype[id]), L->locals[id], &i, 1, "");
 }
-
-static Val typed(LLVMValueRef v, DType t) {
-  Val r = {v, t};
-  return r;
-}
-
-/* C's test of a scalar against zero, as an i1. */
-static LLVMValueRef truth(Lower *L, Val v) {
-  LLVMValueRef zero = LLVMConstNull(lty(L, v.t));
-  return is_float(v.t) ? LLVMBuildFCmp(L->b, LLVMRealUNE, v.v, zero, "") : LLVMBuildICmp(L->b, LLVMIntNE, v.v, zero, "");
-}
-
-static Val as_int(Lower *L, LLVMValueRef bit) { return typed(LLVMBuildZExt(L->b, bit, L->i32, ""), DT_I32); }
 
 static LLVMValueRef intrinsic(Lower *L, const char *name, LLVMTypeRef t, LLVMValueRef *args, unsigned n) {
   unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
@@ -197,136 +127,90 @@ static LLVMValueRef libm(Lower *L, const char *name, LLVMTypeRef t, LLVMValueRef
 
 static LLVMBasicBlockRef block(Lower *L, const char *name) { return LLVMAppendBasicBlockInContext(L->cx, L->fn, name); }
 
-/* cond ? b : c with only one arm evaluated, as C does; c NULL means 0. */
-static Val branches(Lower *L, LLVMValueRef cond, const Expr *b, const Expr *c, DType t) {
-  LLVMBasicBlockRef yes = block(L, "sel.then"), no = block(L, "sel.else"), join = block(L, "sel.join");
-  LLVMBuildCondBr(L->b, cond, yes, no);
-  LLVMPositionBuilderAtEnd(L->b, yes);
-  LLVMValueRef vb = convert(L, expr(L, b), t).v;
-  LLVMBasicBlockRef yes_end = LLVMGetInsertBlock(L->b);
-  LLVMBuildBr(L->b, join);
-  LLVMPositionBuilderAtEnd(L->b, no);
-  LLVMValueRef vc = c ? convert(L, expr(L, c), t).v : LLVMConstNull(lty(L, t));
-  LLVMBasicBlockRef no_end = LLVMGetInsertBlock(L->b);
-  LLVMBuildBr(L->b, join);
-  LLVMPositionBuilderAtEnd(L->b, join);
-  LLVMValueRef phi = LLVMBuildPhi(L->b, lty(L, t), "");
-  LLVMValueRef vals[2] = {vb, vc};
-  LLVMBasicBlockRef from[2] = {yes_end, no_end};
-  LLVMAddIncoming(phi, vals, from, 2);
-  return typed(phi, t);
-}
-
-static Val select_expr(Lower *L, const Expr *e) {
-  DType t = common(cty(L, e->b), cty(L, e->c));
-  LLVMValueRef cond = truth(L, expr(L, e->a));
-  if (!speculatable(L, e->b) || !speculatable(L, e->c)) return branches(L, cond, e->b, e->c, t);
-  LLVMValueRef vb = convert(L, expr(L, e->b), t).v;
-  LLVMValueRef vc = convert(L, expr(L, e->c), t).v;
-  return typed(LLVMBuildSelect(L->b, cond, vb, vc, ""), t);
-}
-
-/* a && b: b is evaluated only when a holds, unless that cannot matter. */
-static Val and_expr(Lower *L, const Expr *e) {
-  LLVMValueRef a = truth(L, expr(L, e->a));
-  if (!speculatable(L, e->b)) {
-    Expr zero = {.kind = EX_ICONST, .type = DT_I64};
-    Expr ne = {.kind = EX_BINARY, .type = DT_I32, .op = BIN_NE, .a = e->b, .b = &zero};
-    return branches(L, a, &ne, NULL, DT_I32);
-  }
-  return as_int(L, LLVMBuildAnd(L->b, a, truth(L, expr(L, e->b)), ""));
-}
-
-static Val compare(Lower *L, BinOp op, Val a, Val b) {
-  static const LLVMIntPredicate ip[] = {LLVMIntSLT, LLVMIntSLE, LLVMIntSGT, LLVMIntSGE, LLVMIntEQ, LLVMIntNE};
+static LLVMValueRef compare(Lower *L, BinOp op, DType t, LLVMValueRef a, LLVMValueRef b) {
+  static const LLVMIntPredicate sp[] = {LLVMIntSLT, LLVMIntSLE, LLVMIntSGT, LLVMIntSGE, LLVMIntEQ, LLVMIntNE};
+  static const LLVMIntPredicate up[] = {LLVMIntULT, LLVMIntULE, LLVMIntUGT, LLVMIntUGE, LLVMIntEQ, LLVMIntNE};
   static const LLVMRealPredicate fp[] = {LLVMRealOLT, LLVMRealOLE, LLVMRealOGT, LLVMRealOGE, LLVMRealOEQ, LLVMRealUNE};
-  DType t = common(a.t, b.t);
-  a = convert(L, a, t), b = convert(L, b, t);
   int k = op - BIN_LT;
-  return as_int(L, is_float(t) ? LLVMBuildFCmp(L->b, fp[k], a.v, b.v, "") : LLVMBuildICmp(L->b, ip[k], a.v, b.v, ""));
+  if (is_float(t)) return LLVMBuildFCmp(L->b, fp[k], a, b, "");
+  return LLVMBuildICmp(L->b, is_unsigned(t) ? up[k] : sp[k], a, b, "");
 }
 
-/* For float, the NaN-propagating (a > b || isnan(a) ? a : b) of the C
- * emitter's dlc_maxf (kernel.h); (a > b ? a : b) otherwise. */
-static Val minmax(Lower *L, const Expr *e, Val a, Val b) {
-  int max = e->op == BIN_MAX;
-  if (e->type == DT_F32) {
-    LLVMValueRef x = convert(L, a, DT_F32).v, y = convert(L, b, DT_F32).v;
-    LLVMValueRef wins = LLVMBuildFCmp(L->b, max ? LLVMRealOGT : LLVMRealOLT, x, y, "");
-    LLVMValueRef pick = LLVMBuildOr(L->b, wins, LLVMBuildFCmp(L->b, LLVMRealUNO, x, x, ""), "");
-    return typed(LLVMBuildSelect(L->b, pick, x, y, ""), DT_F32);
-  }
-  Val c = compare(L, max ? BIN_GT : BIN_LT, a, b);
-  DType t = common(a.t, b.t);
-  a = convert(L, a, t), b = convert(L, b, t);
-  return typed(LLVMBuildSelect(L->b, truth(L, c), a.v, b.v, ""), t);
+/* max(a, b) = a > b || a != a ? a : b on floats (NaN propagates), a > b ? a : b
+ * on integers; min alike with <. */
+static LLVMValueRef minmax(Lower *L, BinOp op, DType t, LLVMValueRef a, LLVMValueRef b) {
+  LLVMValueRef wins = compare(L, op == BIN_MAX ? BIN_GT : BIN_LT, t, a, b);
+  if (is_float(t)) wins = LLVMBuildOr(L->b, wins, LLVMBuildFCmp(L->b, LLVMRealUNO, a, a, ""), "");
+  return LLVMBuildSelect(L->b, wins, a, b, "");
 }
 
-static Val arith(Lower *L, BinOp op, Val a, Val b) {
-  DType t = common(a.t, b.t);
-  LLVMValueRef x = convert(L, a, t).v, y = convert(L, b, t).v, r = NULL;
+static LLVMValueRef arith(Lower *L, BinOp op, DType t, LLVMValueRef x, LLVMValueRef y) {
   int f = is_float(t);
   switch (op) {
-  case BIN_ADD: r = f ? LLVMBuildFAdd(L->b, x, y, "") : LLVMBuildNSWAdd(L->b, x, y, ""); break;
-  case BIN_SUB: r = f ? LLVMBuildFSub(L->b, x, y, "") : LLVMBuildNSWSub(L->b, x, y, ""); break;
-  case BIN_MUL: r = f ? LLVMBuildFMul(L->b, x, y, "") : LLVMBuildNSWMul(L->b, x, y, ""); break;
-  case BIN_DIV: r = f ? LLVMBuildFDiv(L->b, x, y, "") : LLVMBuildSDiv(L->b, x, y, ""); break;
-  case BIN_MOD: r = f ? LLVMBuildFRem(L->b, x, y, "") : LLVMBuildSRem(L->b, x, y, ""); break;
-  case BIN_MAX: case BIN_MIN: case BIN_POW: case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: case BIN_EQ:
-  case BIN_NE: case BIN_AND: ir_internal_error(__FILE__, __LINE__, "not an arithmetic operator");
+  case BIN_ADD: return f ? LLVMBuildFAdd(L->b, x, y, "") : LLVMBuildNSWAdd(L->b, x, y, "");
+  case BIN_SUB: return f ? LLVMBuildFSub(L->b, x, y, "") : LLVMBuildNSWSub(L->b, x, y, "");
+  case BIN_MUL: return f ? LLVMBuildFMul(L->b, x, y, "") : LLVMBuildNSWMul(L->b, x, y, "");
+  case BIN_DIV: return f ? LLVMBuildFDiv(L->b, x, y, "") : LLVMBuildSDiv(L->b, x, y, "");
+  case BIN_MOD: return f ? LLVMBuildFRem(L->b, x, y, "") : LLVMBuildSRem(L->b, x, y, "");
+  case BIN_AND: return LLVMBuildAnd(L->b, x, y, "");
+  case BIN_OR: return LLVMBuildOr(L->b, x, y, "");
+  case BIN_MAX: case BIN_MIN: return minmax(L, op, t, x, y);
+  case BIN_POW: {
+    LLVMValueRef args[2] = {x, y};
+    return intrinsic(L, "llvm.pow", LLVMTypeOf(x), args, 2);
   }
-  return typed(r, t);
+  case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: case BIN_EQ: case BIN_NE: return compare(L, op, t, x, y);
+  }
+  ir_internal_error(__FILE__, __LINE__, "unknown binary operator");
+  return NULL;
 }
 
-static Val binary(Lower *L, const Expr *e) {
-  BinOp op = (BinOp)e->op;
-  if (op == BIN_AND) return and_expr(L, e);
-  Val a = expr(L, e->a), b = expr(L, e->b);
-  if (is_cmp(op)) return compare(L, op, a, b);
-  if (op == BIN_MAX || op == BIN_MIN) return minmax(L, e, a, b);
-  if (op == BIN_POW) {
-    DType t = e->type == DT_F32 ? DT_F32 : DT_F64;
-    LLVMValueRef args[2] = {convert(L, a, t).v, convert(L, b, t).v};
-    return typed(intrinsic(L, "llvm.pow", lty(L, t), args, 2), t);
-  }
-  return arith(L, op, a, b);
+static LLVMValueRef binary(Lower *L, const Expr *e) {
+  LLVMValueRef a = expr(L, e->a), b = expr(L, e->b);
+  return arith(L, (BinOp)e->op, e->a->type, a, b);
 }
 
-static Val unary(Lower *L, const Expr *e) {
-  Val a = expr(L, e->a);
-  if (e->op == UN_NEG) {
-    a = convert(L, a, promote(a.t));
-    LLVMValueRef zero = LLVMConstNull(lty(L, a.t));
-    return typed(is_float(a.t) ? LLVMBuildFNeg(L->b, a.v, "") : LLVMBuildNSWSub(L->b, zero, a.v, ""), a.t);
-  }
-  DType t = e->type == DT_F32 ? DT_F32 : DT_F64;
-  LLVMTypeRef T = lty(L, t);
-  LLVMValueRef x = convert(L, a, t).v, r = NULL;
-  int f = t == DT_F32;
+static LLVMValueRef unary(Lower *L, const Expr *e) {
+  LLVMValueRef x = expr(L, e->a);
+  LLVMTypeRef T = LLVMTypeOf(x);
+  int f = e->type == DT_F32;
   switch ((UnOp)e->op) {
-  case UN_EXP: r = intrinsic(L, "llvm.exp", T, &x, 1); break;
-  case UN_LOG: r = intrinsic(L, "llvm.log", T, &x, 1); break;
-  case UN_SQRT: r = intrinsic(L, "llvm.sqrt", T, &x, 1); break;
-  case UN_ABS: r = intrinsic(L, "llvm.fabs", T, &x, 1); break;
-  case UN_TANH: r = libm(L, f ? "tanhf" : "tanh", T, x); break;
-  case UN_LOG1P: r = libm(L, f ? "log1pf" : "log1p", T, x); break;
-  case UN_EXPM1: r = libm(L, f ? "expm1f" : "expm1", T, x); break;
-  case UN_ERF: r = libm(L, f ? "erff" : "erf", T, x); break;
-  case UN_ERFC: r = libm(L, f ? "erfcf" : "erfc", T, x); break;
-  case UN_NEG: break;
+  case UN_NEG:
+    return is_float(e->type) ? LLVMBuildFNeg(L->b, x, "") : LLVMBuildNSWSub(L->b, LLVMConstNull(T), x, "");
+  case UN_EXP: return intrinsic(L, "llvm.exp", T, &x, 1);
+  case UN_LOG: return intrinsic(L, "llvm.log", T, &x, 1);
+  case UN_SQRT: return intrinsic(L, "llvm.sqrt", T, &x, 1);
+  case UN_ABS: return intrinsic(L, "llvm.fabs", T, &x, 1);
+  case UN_TANH: return libm(L, f ? "tanhf" : "tanh", T, x);
+  case UN_LOG1P: return libm(L, f ? "log1pf" : "log1p", T, x);
+  case UN_EXPM1: return libm(L, f ? "expm1f" : "expm1", T, x);
+  case UN_ERF: return libm(L, f ? "erff" : "erf", T, x);
+  case UN_ERFC: return libm(L, f ? "erfcf" : "erfc", T, x);
   }
-  return typed(r, t);
+  ir_internal_error(__FILE__, __LINE__, "unknown unary operator");
+  return NULL;
 }
 
-static LLVMValueRef address(Lower *L, int buf, const Expr *index) {
-  LLVMValueRef i = convert(L, expr(L, index), DT_I64).v;
-  return LLVMBuildInBoundsGEP2(L->b, lty(L, L->p->bufs[buf].dtype), L->bufptr[buf], &i, 1, "");
+static LLVMValueRef address(Lower *L, int buf, LLVMValueRef index) {
+  return LLVMBuildInBoundsGEP2(L->b, lty(L, L->p->bufs[buf].dtype), L->bufptr[buf], &index, 1, "");
+}
+
+/* buf[index], or guard ? buf[index] : otherwise as a load from index
+ * (guard ? index : 0), which is in range whatever the guard, and a select:
+ * no branch, so the loop around it still vectorises. */
+static LLVMValueRef load(Lower *L, const Expr *e) {
+  LLVMTypeRef T = lty(L, e->type);
+  LLVMValueRef i = expr(L, e->a);
+  if (!e->b) return LLVMBuildLoad2(L->b, T, address(L, e->id, i), "");
+  LLVMValueRef g = expr(L, e->b), other = expr(L, e->c);
+  LLVMValueRef safe = LLVMBuildSelect(L->b, g, i, LLVMConstNull(LLVMTypeOf(i)), "");
+  return LLVMBuildSelect(L->b, g, LLVMBuildLoad2(L->b, T, address(L, e->id, safe), ""), other, "");
 }
 
 /* ir_random_uniform (splitmix64 of key + ctr * golden ratio, top 24 bits),
  * the same instructions as the helper the C emitter prints. */
-static Val random_uniform(Lower *L, const Expr *e) {
-  LLVMValueRef ctr = convert(L, expr(L, e->a), DT_I64).v;
+static LLVMValueRef random_uniform(Lower *L, const Expr *e) {
+  LLVMValueRef ctr = expr(L, e->a);
   LLVMValueRef z = LLVMBuildAdd(L->b, LLVMConstInt(L->i64, (unsigned long long)e->i, 0),
                                 LLVMBuildMul(L->b, ctr, LLVMConstInt(L->i64, 0x9E3779B97F4A7C15ull, 0), ""), "");
   static const unsigned long long mul[2] = {0xBF58476D1CE4E5B9ull, 0x94D049BB133111EBull};
@@ -337,28 +221,32 @@ static Val random_uniform(Lower *L, const Expr *e) {
   }
   LLVMValueRef top = LLVMBuildLShr(L->b, z, LLVMConstInt(L->i64, 40, 0), "");
   LLVMValueRef f = LLVMBuildUIToFP(L->b, top, L->f32, "");
-  return typed(LLVMBuildFMul(L->b, f, LLVMConstReal(L->f32, 1.0 / 16777216.0), ""), DT_F32);
+  return LLVMBuildFMul(L->b, f, LLVMConstReal(L->f32, 1.0 / 16777216.0), "");
 }
 
-static Val expr(Lower *L, const Expr *e) {
+static LLVMValueRef constant(Lower *L, const Expr *e) {
+  if (e->kind == EX_FCONST) return LLVMConstReal(lty(L, e->type), e->type == DT_F32 ? (double)(float)e->f : e->f);
+  return LLVMConstInt(lty(L, e->type), (unsigned long long)e->i, !is_unsigned(e->type));
+}
+
+static LLVMValueRef expr(Lower *L, const Expr *e) {
   switch (e->kind) {
-  case EX_FCONST: return typed(LLVMConstReal(L->f32, (double)(float)e->f), DT_F32);
-  case EX_ICONST: return typed(LLVMConstInt(lty(L, cty(L, e)), (unsigned long long)e->i, 1), cty(L, e));
-  case EX_VAR: return typed(L->vars[e->id], DT_I64);
-  case EX_SYM: return typed(L->syms[e->id], DT_I64);
-  case EX_LOCAL: return typed(LLVMBuildLoad2(L->b, lty(L, L->ltype[e->id]), local_addr(L, e->id, e->a), ""), L->ltype[e->id]);
-  case EX_LOAD: {
-    DType t = L->p->bufs[e->id].dtype;
-    return typed(LLVMBuildLoad2(L->b, lty(L, t), address(L, e->id, e->a), ""), t);
-  }
+  case EX_FCONST: case EX_ICONST: return constant(L, e);
+  case EX_VAR: return L->vars[e->id];
+  case EX_SYM: return L->syms[e->id];
+  case EX_LOCAL: return LLVMBuildLoad2(L->b, lty(L, L->ltype[e->id]), local_addr(L, e->id, e->a), "");
+  case EX_LOAD: return load(L, e);
   case EX_UNARY: return unary(L, e);
   case EX_BINARY: return binary(L, e);
-  case EX_SELECT: return select_expr(L, e);
-  case EX_CAST: return convert(L, expr(L, e->a), e->type);
+  case EX_SELECT: {
+    LLVMValueRef c = expr(L, e->a), a = expr(L, e->b), b = expr(L, e->c);
+    return LLVMBuildSelect(L->b, c, a, b, "");
+  }
+  case EX_CAST: return cast(L, expr(L, e->a), e->a->type, e->type);
   case EX_RAND: return random_uniform(L, e);
   }
   ir_internal_error(__FILE__, __LINE__, "unknown expression kind");
-  return typed(NULL, DT_F32);
+  return NULL;
 }
 
 /* --- statements ---------------------------------------------------------------- */
@@ -376,7 +264,7 @@ static void loop(Lower *L, const Stmt *s) {
   snprintf(name, sizeof name, "i%d", s->id);
   LLVMValueRef i = LLVMBuildPhi(L->b, L->i64, name), zero = LLVMConstInt(L->i64, 0, 0);
   LLVMAddIncoming(i, &zero, &pre, 1);
-  LLVMValueRef n = convert(L, expr(L, s->extent), DT_I64).v;
+  LLVMValueRef n = expr(L, s->extent);
   LLVMBuildCondBr(L->b, LLVMBuildICmp(L->b, LLVMIntSLT, i, n, ""), body, done);
   LLVMPositionBuilderAtEnd(L->b, body);
   L->vars[s->id] = i;
@@ -411,7 +299,7 @@ static void fill_local(Lower *L, const Stmt *s, LLVMValueRef v) {
 /* if (cond) body else orelse, with a join block after both. */
 static void if_stmt(Lower *L, const Stmt *s) {
   LLVMBasicBlockRef then = block(L, "then"), els = block(L, "else"), done = block(L, "endif");
-  LLVMBuildCondBr(L->b, truth(L, expr(L, s->value)), then, els);
+  LLVMBuildCondBr(L->b, expr(L, s->value), then, els);
   LLVMPositionBuilderAtEnd(L->b, then);
   stmts(L, s->body);
   LLVMBuildBr(L->b, done);
@@ -426,19 +314,19 @@ static void stmts(Lower *L, const Stmt *s) {
     switch (s->kind) {
     case ST_LOOP: loop(L, s); break;
     case ST_STORE: {
-      Val v = convert(L, expr(L, s->value), L->p->bufs[s->id].dtype);
-      LLVMBuildStore(L->b, v.v, address(L, s->id, s->index));
+      LLVMValueRef v = expr(L, s->value);
+      LLVMBuildStore(L->b, v, address(L, s->id, expr(L, s->index)));
       break;
     }
     case ST_LOCAL: {
-      LLVMValueRef v = convert(L, expr(L, s->value), s->type).v;
+      LLVMValueRef v = expr(L, s->value);
       declare_local(L, s->id, s->type, s->count);
       if (s->count > 0) fill_local(L, s, v);
       else LLVMBuildStore(L->b, v, L->locals[s->id]);
       break;
     }
     case ST_ASSIGN: {
-      LLVMValueRef v = convert(L, expr(L, s->value), L->ltype[s->id]).v;
+      LLVMValueRef v = expr(L, s->value);
       LLVMBuildStore(L->b, v, local_addr(L, s->id, s->index));
       break;
     }

@@ -105,6 +105,7 @@ static float eval_binary(BinOp op, float a, float b) {
   case BIN_EQ: return a == b;
   case BIN_NE: return a != b;
   case BIN_AND: return a != 0 && b != 0;
+  case BIN_OR: return a != 0 || b != 0;
   }
   IR_ASSERT(!"unknown binary operator");
   return 0;

@@ -15,7 +15,10 @@
  *     }
  *
  * Loop variables are i<id>, locals v<id>, buffers b<id>, symbols by name;
- * float constants always carry a '.' or an exponent, integers never do.
+ * float constants always carry a '.' or an exponent, integers never do; a
+ * constant of another type than f32 (floats) or i64 (integers) carries its
+ * type as a suffix (0.5f64, 3i32, 7u8), and bool constants are true and
+ * false.  A guarded load is b<id>[INDEX if GUARD else OTHER].
  * Expressions are infix with the fewest parentheses their precedence
  * needs; min, max, pow, select, casts (f32(x)) and rand(key, counter) are
  * written as calls.  Nothing depends on addresses or absolute paths, so a
@@ -67,6 +70,7 @@ const char *kir_binop_name(BinOp op) {
   case BIN_EQ: return "==";
   case BIN_NE: return "!=";
   case BIN_AND: return "&&";
+  case BIN_OR: return "||";
   case BIN_MAX: return "max";
   case BIN_MIN: return "min";
   case BIN_POW: return "pow";
@@ -78,11 +82,12 @@ const char *kir_binop_name(BinOp op) {
  * tighter; 10: written as a call), as C reads it: both printers use it. */
 int kir_binop_prec(BinOp op) {
   switch (op) {
-  case BIN_AND: return 2;
-  case BIN_EQ: case BIN_NE: return 3;
-  case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: return 4;
-  case BIN_ADD: case BIN_SUB: return 5;
-  case BIN_MUL: case BIN_DIV: case BIN_MOD: return 6;
+  case BIN_OR: return 2;
+  case BIN_AND: return 3;
+  case BIN_EQ: case BIN_NE: return 4;
+  case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: return 5;
+  case BIN_ADD: case BIN_SUB: return 6;
+  case BIN_MUL: case BIN_DIV: case BIN_MOD: return 7;
   case BIN_MAX: case BIN_MIN: case BIN_POW: return 10;
   }
   return 10;
@@ -107,12 +112,20 @@ static void sub(KDump *D, const Expr *e, int min_prec) {
   if (paren) fputc(')', D->f);
 }
 
-static void float_const(FILE *f, double v) {
-  if (isnan(v)) { fputs("nan", f); return; }
-  if (isinf(v)) { fputs(v < 0 ? "-inf" : "inf", f); return; }
-  char buf[64];
-  snprintf(buf, sizeof buf, "%.9g", v);
-  fprintf(f, "%s%s", buf, strpbrk(buf, ".en") ? "" : ".0");
+static void float_const(FILE *f, double v, DType t) {
+  if (isnan(v)) fputs("nan", f);
+  else if (isinf(v)) fputs(v < 0 ? "-inf" : "inf", f);
+  else {
+    char buf[64];
+    snprintf(buf, sizeof buf, t == DT_F32 ? "%.9g" : "%.17g", v);
+    fprintf(f, "%s%s", buf, strpbrk(buf, ".en") ? "" : ".0");
+  }
+  if (t != DT_F32) fputs(rt_dtype_name(t), f);
+}
+
+static void int_const(FILE *f, int64_t v, DType t) {
+  if (t == DT_BOOL) fputs(v ? "true" : "false", f);
+  else fprintf(f, "%lld%s", (long long)v, t == DT_I64 ? "" : rt_dtype_name(t));
 }
 
 static void call2(KDump *D, const char *name, const Expr *a, const Expr *b) {
@@ -151,8 +164,8 @@ static const char *sym_name(const Program *p, int id) {
 
 static void expr(KDump *D, const Expr *e) {
   switch (e->kind) {
-  case EX_FCONST: float_const(D->f, e->f); break;
-  case EX_ICONST: fprintf(D->f, "%lld", (long long)e->i); break;
+  case EX_FCONST: float_const(D->f, e->f, e->type); break;
+  case EX_ICONST: int_const(D->f, e->i, e->type); break;
   case EX_VAR: fprintf(D->f, "i%d", e->id); break;
   case EX_SYM: fputs(sym_name(D->p, e->id), D->f); break;
   case EX_LOCAL:
@@ -166,6 +179,12 @@ static void expr(KDump *D, const Expr *e) {
   case EX_LOAD:
     fprintf(D->f, "b%d[", e->id);
     expr(D, e->a);
+    if (e->b) {
+      fputs(" if ", D->f);
+      expr(D, e->b);
+      fputs(" else ", D->f);
+      expr(D, e->c);
+    }
     fputc(']', D->f);
     break;
   case EX_UNARY: unary(D, e); break;

@@ -4,6 +4,11 @@
  * The index helpers fold constants as they build (x * 1 = x, x + 0 = 0 + x
  * = x, constant * constant), so the lowered code and its printed C stay
  * close to what a person would write, without a separate simplifier.
+ * Every expression builder checks kernel.h's typing rules as it builds
+ * (an operator's operand types, bool conditions, a store's value against
+ * its buffer) and stops with an internal error naming the line on a
+ * mismatch: a lowering that would mean something else than it says fails
+ * where it builds the expression, not later as wrong numbers.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +39,7 @@ void kir_program_free(Program *p) {
 }
 
 int kir_buffer(Program *p, BufKind kind, DType dt, const char *name, const Shape *s, int node) {
+  IR_ASSERT(dt >= 0 && dt < DT_COUNT); /* a storage type: never bool */
   GROW(p->bufs, p->nbufs, p->bcap);
   Buffer *b = &p->bufs[p->nbufs];
   memset(b, 0, sizeof *b);
@@ -73,17 +79,33 @@ static Expr *ex(Program *p, ExprKind kind, DType t) {
   return e;
 }
 
-Expr *kx_f(Program *p, double v) {
-  Expr *e = ex(p, EX_FCONST, DT_F32);
+int kir_is_float(DType t) { return t == DT_F32 || t == DT_F64; }
+int kir_is_int(DType t) { return t == DT_I32 || t == DT_I64 || t == DT_U8; }
+int kir_is_compare(BinOp op) { return op >= BIN_LT && op <= BIN_NE; }
+int kir_is_logic(BinOp op) { return op == BIN_AND || op == BIN_OR; }
+
+/* A type that arithmetic takes: f32, f64, i32, i64. */
+static int is_arith(DType t) { return kir_is_float(t) || t == DT_I32 || t == DT_I64; }
+
+Expr *kx_fconst(Program *p, DType t, double v) {
+  IR_ASSERT(kir_is_float(t));
+  Expr *e = ex(p, EX_FCONST, t);
   e->f = v;
   return e;
 }
 
-Expr *kx_i(Program *p, int64_t v) {
-  Expr *e = ex(p, EX_ICONST, DT_I64);
+Expr *kx_f(Program *p, double v) { return kx_fconst(p, DT_F32, v); }
+
+Expr *kx_iconst(Program *p, DType t, int64_t v) {
+  IR_ASSERT(t == DT_I64 || (t == DT_I32 && v >= INT32_MIN && v <= INT32_MAX) || (t == DT_U8 && v >= 0 && v <= 255) ||
+            (t == DT_BOOL && (v == 0 || v == 1)));
+  Expr *e = ex(p, EX_ICONST, t);
   e->i = v;
   return e;
 }
+
+Expr *kx_i(Program *p, int64_t v) { return kx_iconst(p, DT_I64, v); }
+Expr *kx_bool(Program *p, int v) { return kx_iconst(p, DT_BOOL, v != 0); }
 
 Expr *kx_var(Program *p, int var) {
   Expr *e = ex(p, EX_VAR, DT_I64);
@@ -104,23 +126,47 @@ Expr *kx_local(Program *p, int local, DType t) {
 }
 
 Expr *kx_load(Program *p, int buf, Expr *index) {
+  IR_ASSERT(buf >= 0 && buf < p->nbufs && index->type == DT_I64);
   Expr *e = ex(p, EX_LOAD, p->bufs[buf].dtype);
   e->id = buf;
   e->a = index;
   return e;
 }
 
+Expr *kx_load_guarded(Program *p, int buf, Expr *index, Expr *guard, Expr *otherwise) {
+  Expr *e = kx_load(p, buf, index);
+  if (!otherwise) otherwise = kir_is_float(e->type) ? kx_fconst(p, e->type, 0) : kx_iconst(p, e->type, 0);
+  IR_ASSERT(guard->type == DT_BOOL && otherwise->type == e->type);
+  e->b = guard;
+  e->c = otherwise;
+  return e;
+}
+
 Expr *kx_un(Program *p, UnOp op, Expr *a) {
+  IR_ASSERT(op == UN_NEG ? is_arith(a->type) : kir_is_float(a->type));
   Expr *e = ex(p, EX_UNARY, a->type);
   e->op = op;
   e->a = a;
   return e;
 }
 
-static int is_cmp(BinOp op) { return op >= BIN_LT && op <= BIN_AND; }
+DType kir_binop_type(BinOp op, DType t) {
+  switch (op) {
+  case BIN_ADD: case BIN_SUB: case BIN_MUL: case BIN_DIV: case BIN_MAX: case BIN_MIN:
+    return is_arith(t) ? t : DT_COUNT;
+  case BIN_MOD: return t == DT_I32 || t == DT_I64 ? t : DT_COUNT;
+  case BIN_POW: return kir_is_float(t) ? t : DT_COUNT;
+  case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: return is_arith(t) ? DT_BOOL : DT_COUNT;
+  case BIN_EQ: case BIN_NE: return DT_BOOL;
+  case BIN_AND: case BIN_OR: return t == DT_BOOL ? DT_BOOL : DT_COUNT;
+  }
+  return DT_COUNT;
+}
 
 Expr *kx_bin(Program *p, BinOp op, Expr *a, Expr *b) {
-  Expr *e = ex(p, EX_BINARY, is_cmp(op) ? DT_I32 : a->type);
+  DType t = kir_binop_type(op, a->type);
+  IR_ASSERT(a->type == b->type && t != DT_COUNT);
+  Expr *e = ex(p, EX_BINARY, t);
   e->op = op;
   e->a = a;
   e->b = b;
@@ -128,6 +174,7 @@ Expr *kx_bin(Program *p, BinOp op, Expr *a, Expr *b) {
 }
 
 Expr *kx_select(Program *p, Expr *cond, Expr *a, Expr *b) {
+  IR_ASSERT(cond->type == DT_BOOL && a->type == b->type);
   Expr *e = ex(p, EX_SELECT, a->type);
   e->a = cond;
   e->b = a;
@@ -136,12 +183,15 @@ Expr *kx_select(Program *p, Expr *cond, Expr *a, Expr *b) {
 }
 
 Expr *kx_cast(Program *p, DType t, Expr *a) {
+  IR_ASSERT(t != DT_BOOL && (kir_is_float(t) || kir_is_int(t)));
+  if (a->type == t) return a;
   Expr *e = ex(p, EX_CAST, t);
   e->a = a;
   return e;
 }
 
 Expr *kx_rand(Program *p, uint64_t key, Expr *counter) {
+  IR_ASSERT(counter->type == DT_I64);
   Expr *e = ex(p, EX_RAND, DT_F32);
   e->i = (int64_t)key;
   e->a = counter;
@@ -149,17 +199,17 @@ Expr *kx_rand(Program *p, uint64_t key, Expr *counter) {
 }
 
 Expr *kx_iadd(Program *p, Expr *a, Expr *b) {
-  if (a->kind == EX_ICONST && b->kind == EX_ICONST) return kx_i(p, a->i + b->i);
-  if (a->kind == EX_ICONST && a->i == 0) return b;
-  if (b->kind == EX_ICONST && b->i == 0) return a;
+  if (a->kind == EX_ICONST && b->kind == EX_ICONST && a->type == DT_I64 && b->type == DT_I64) return kx_i(p, a->i + b->i);
+  if (a->kind == EX_ICONST && a->i == 0 && a->type == b->type) return b;
+  if (b->kind == EX_ICONST && b->i == 0 && a->type == b->type) return a;
   return kx_bin(p, BIN_ADD, a, b);
 }
 
 Expr *kx_imul(Program *p, Expr *a, Expr *b) {
-  if (a->kind == EX_ICONST && b->kind == EX_ICONST) return kx_i(p, a->i * b->i);
-  if ((a->kind == EX_ICONST && a->i == 0) || (b->kind == EX_ICONST && b->i == 0)) return kx_i(p, 0);
-  if (a->kind == EX_ICONST && a->i == 1) return b;
-  if (b->kind == EX_ICONST && b->i == 1) return a;
+  if (a->kind == EX_ICONST && b->kind == EX_ICONST && a->type == DT_I64 && b->type == DT_I64) return kx_i(p, a->i * b->i);
+  if (a->type == b->type && ((a->kind == EX_ICONST && a->i == 0) || (b->kind == EX_ICONST && b->i == 0))) return kx_iconst(p, a->type, 0);
+  if (a->kind == EX_ICONST && a->i == 1 && a->type == b->type) return b;
+  if (b->kind == EX_ICONST && b->i == 1 && a->type == b->type) return a;
   return kx_bin(p, BIN_MUL, a, b);
 }
 
@@ -184,6 +234,7 @@ Stmt *ks_loop(Program *p, int var, Expr *extent, Stmt *body) {
 }
 
 Stmt *ks_store(Program *p, int buf, Expr *index, Expr *value) {
+  IR_ASSERT(buf >= 0 && buf < p->nbufs && index->type == DT_I64 && value->type == p->bufs[buf].dtype);
   Stmt *s = st(p, ST_STORE);
   s->id = buf;
   s->index = index;
@@ -192,6 +243,7 @@ Stmt *ks_store(Program *p, int buf, Expr *index, Expr *value) {
 }
 
 Stmt *ks_local(Program *p, int local, DType t, Expr *value) {
+  IR_ASSERT(value->type == t);
   Stmt *s = st(p, ST_LOCAL);
   s->id = local;
   s->type = t;
@@ -212,6 +264,7 @@ void ks_append(Stmt **head, Stmt *s) {
 }
 
 Stmt *ks_if(Program *p, Expr *cond, Stmt *then, Stmt *orelse) {
+  IR_ASSERT(cond->type == DT_BOOL);
   Stmt *s = st(p, ST_IF);
   s->value = cond;
   s->body = then;

@@ -21,16 +21,81 @@
 
 #include "ir/ir.h"
 
+/* --- expressions --------------------------------------------------------------
+ *
+ * The meaning of an expression is defined here, not by C: both emitters,
+ * the verifier (kverify.c) and any evaluator implement exactly this.
+ *
+ * Types.  Every expression has one exact type (Expr.type): f32, f64, i32,
+ * i64, u8 or bool.  There are no implicit conversions anywhere: operands
+ * of an arithmetic operator have the result's type, a comparison takes
+ * two operands of one type and gives bool, && and || take and give bool,
+ * select's condition is bool and both arms have the result's type, a
+ * store's value has its buffer's type, a local's value its declared type,
+ * indices and extents are i64.  Every conversion is an EX_CAST.
+ *   - f32 and f64 are IEEE binary32 and binary64, round to nearest, no
+ *     contraction of a * b + c into an fma, no fast-math.
+ *   - i32 and i64 are two's-complement; arithmetic that overflows is
+ *     undefined (the lowering never builds it), and so is an integer
+ *     division or remainder by zero.  / truncates towards zero and % has
+ *     the sign of the dividend (C99).
+ *   - u8 is a storage type: it can be loaded, stored, cast and compared
+ *     for equality, nothing else.
+ *   - bool is 0 or 1 and is never stored in a buffer (DT_BOOL is past
+ *     DT_COUNT); locals may be bool.  It is the type of comparisons and of
+ *     every condition (select, guard, if).  No arithmetic takes it; a
+ *     cast turns it into 0 or 1 of a number type.
+ *
+ * Evaluation.  Every expression is pure and eager: all operands are
+ * evaluated (select and && included), and the only expression that can
+ * touch memory out of range is a load, which must be in range unless it
+ * is guarded.  So an emitter may evaluate operands in any order, at most
+ * or at least once, and branch-free.  A guarded load (EX_LOAD with b) is
+ * the one conditional read: it reads buf[a] only when the guard b holds
+ * and otherwise gives c without touching memory (padding, clamped
+ * windows); its index may be out of range when the guard is false.
+ *
+ * Casts (EX_CAST to a number type; never to bool, compare instead):
+ *   - float -> float rounds to nearest; float -> integer truncates towards
+ *     zero and is undefined for NaN or a value outside the target's range;
+ *   - integer -> float rounds to nearest; u8 and bool are unsigned (bool
+ *     gives 0 or 1);
+ *   - integer -> integer sign-extends (zero-extends from u8 and bool) or
+ *     keeps the low bits.
+ *
+ * Operators (T is the operands' type):
+ *   BIN_ADD SUB MUL DIV : T x T -> T, T a number type but u8
+ *   BIN_MOD             : T x T -> T, i32 or i64 (remainder of /)
+ *   BIN_POW             : T x T -> T, f32 or f64 (C's powf/pow)
+ *   BIN_MAX BIN_MIN     : T x T -> T, a number type but u8; on floats a
+ *                         NaN operand gives NaN (torch.maximum), so
+ *                         max(a, b) = a > b || a != a ? a : b, and min
+ *                         alike with <; on integers the larger/smaller
+ *   BIN_LT LE GT GE     : T x T -> bool, T a number type but u8; ordered
+ *                         (false when either is NaN)
+ *   BIN_EQ              : T x T -> bool, any type (false if either is NaN)
+ *   BIN_NE              : T x T -> bool, any type (true if either is NaN)
+ *   BIN_AND BIN_OR      : bool x bool -> bool, both operands evaluated
+ *   UN_NEG              : T -> T, a number type but u8
+ *   UN_ABS UN_EXP UN_LOG UN_SQRT UN_TANH UN_LOG1P UN_EXPM1 UN_ERF UN_ERFC
+ *                       : T -> T, f32 or f64, as C99's libm functions of
+ *                         that precision (fabsf, expf, ... for f32)
+ *   EX_SELECT           : select(bool, T, T) -> T, any T, eager
+ *   EX_RAND             : rand(key, i64 counter) -> f32, ir_random_uniform
+ *
+ * Constants carry their type: EX_FCONST is f32 (f rounded to binary32) or
+ * f64; EX_ICONST is i32, i64, u8 (i within its range) or bool (0 or 1).
+ */
 typedef enum ExprKind {
-  EX_FCONST,  /* f */
-  EX_ICONST,  /* i */
-  EX_VAR,     /* loop variable id */
-  EX_SYM,     /* run-time value of symbol id (int64) */
-  EX_LOCAL,   /* scalar local id */
-  EX_LOAD,    /* buf[a] */
+  EX_FCONST,  /* f, of type f32 or f64 */
+  EX_ICONST,  /* i, of type i32, i64, u8 or bool */
+  EX_VAR,     /* loop variable id (i64) */
+  EX_SYM,     /* run-time value of symbol id (i64) */
+  EX_LOCAL,   /* local id; of a local array, element a (i64) */
+  EX_LOAD,    /* buf id at index a (i64); guarded when b: b ? buf[a] : c */
   EX_UNARY,   /* op a */
   EX_BINARY,  /* a op b */
-  EX_SELECT,  /* a ? b : c (a is a comparison) */
+  EX_SELECT,  /* a ? b : c, a bool, eager */
   EX_CAST,    /* (type) a */
   EX_RAND,    /* f32 uniform in [0, 1) of counter a (i64) under key i: ir_random_uniform */
 } ExprKind;
@@ -39,23 +104,21 @@ typedef enum UnOp {
   UN_NEG, UN_EXP, UN_LOG, UN_SQRT, UN_TANH, UN_ABS, UN_LOG1P, UN_EXPM1, UN_ERF, UN_ERFC,
 } UnOp;
 
-/* BIN_MAX and BIN_MIN on floats propagate NaN (a NaN operand gives NaN,
- * as torch.maximum), unlike C's fmaxf: emitters print them so. */
 typedef enum BinOp {
   BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_MAX, BIN_MIN, BIN_POW, BIN_MOD,
-  BIN_LT, BIN_LE, BIN_GT, BIN_GE, BIN_EQ, BIN_NE, BIN_AND,
+  BIN_LT, BIN_LE, BIN_GT, BIN_GE, BIN_EQ, BIN_NE, BIN_AND, BIN_OR,
 } BinOp;
 
 typedef struct Expr Expr;
 struct Expr {
   ExprKind kind;
-  DType type;         /* DT_F32 for float values, DT_I64 for indices/ints */
+  DType type;         /* the exact type (above) */
   int lanes;          /* 1: a scalar; n > 1: n values computed side by side */
   int op;             /* UnOp or BinOp */
   int id;             /* var, sym, local or buffer id */
   double f;
   int64_t i;
-  Expr *a, *b, *c;    /* EX_LOCAL of a local array: a is the element index */
+  Expr *a, *b, *c;    /* operands, as ExprKind says */
 };
 
 typedef enum StmtKind {
@@ -63,7 +126,7 @@ typedef enum StmtKind {
   ST_STORE,   /* buf[index] = value */
   ST_LOCAL,   /* declare local id of type, = value (count > 0: an array, every element = value) */
   ST_ASSIGN,  /* local id = value; local id[index] = value for an array */
-  ST_IF,      /* if (value) body else orelse */
+  ST_IF,      /* if (value) body else orelse; value is bool */
 } StmtKind;
 
 /* What a loop promises and asks for.  The meaning of a program is always
@@ -147,23 +210,40 @@ int kir_buffer(Program *p, BufKind kind, DType dt, const char *name, const Shape
 Func *kir_func(Program *p, const char *name, const Graph *g);
 Kernel *kir_kernel(Program *p, Func *f, const char *what, SrcLoc loc);
 
-/* Expression and statement builders (arena-allocated). */
-Expr *kx_f(Program *p, double v);
-Expr *kx_i(Program *p, int64_t v);
+/* Expression builders (arena-allocated).  Each checks the typing rules
+ * above and stops with an internal error on a mismatch (IR_ASSERT), so a
+ * lowering bug shows where the expression is built; kir_verify checks the
+ * same rules on whole kernels (for trees built or rewritten otherwise). */
+Expr *kx_f(Program *p, double v);                 /* f32 */
+Expr *kx_fconst(Program *p, DType t, double v);   /* f32 or f64 */
+Expr *kx_i(Program *p, int64_t v);                /* i64 */
+Expr *kx_iconst(Program *p, DType t, int64_t v);  /* i32, i64, u8 or bool */
+Expr *kx_bool(Program *p, int v);
 Expr *kx_var(Program *p, int var);
 Expr *kx_sym(Program *p, int sym);
 Expr *kx_local(Program *p, int local, DType t);
 Expr *kx_load(Program *p, int buf, Expr *index);
+/* guard ? buf[index] : otherwise, reading memory only when guard holds;
+ * otherwise NULL means 0 of the buffer's type. */
+Expr *kx_load_guarded(Program *p, int buf, Expr *index, Expr *guard, Expr *otherwise);
 Expr *kx_un(Program *p, UnOp op, Expr *a);
 Expr *kx_bin(Program *p, BinOp op, Expr *a, Expr *b);
 Expr *kx_select(Program *p, Expr *cond, Expr *a, Expr *b);
-Expr *kx_cast(Program *p, DType t, Expr *a);
+Expr *kx_cast(Program *p, DType t, Expr *a);      /* a itself when it has type t */
 Expr *kx_rand(Program *p, uint64_t key, Expr *counter);
 /* Integer arithmetic for indices, folding constants (0 + x = x, 1 * x = x). */
 Expr *kx_iadd(Program *p, Expr *a, Expr *b);
 Expr *kx_imul(Program *p, Expr *a, Expr *b);
 /* The extent of dimension d as an expression (a symbol or a constant). */
 Expr *kx_dim(Program *p, Dim d);
+/* Whether an operator or type belongs to a class of the rules above. */
+int kir_is_float(DType t);
+int kir_is_int(DType t);        /* i32, i64, u8 */
+int kir_is_compare(BinOp op);   /* LT .. NE */
+int kir_is_logic(BinOp op);     /* AND, OR */
+/* The result type of op on two operands of type t, or DT_COUNT when op
+ * does not take t (the operator table above). */
+DType kir_binop_type(BinOp op, DType t);
 
 Stmt *ks_loop(Program *p, int var, Expr *extent, Stmt *body);
 Stmt *ks_store(Program *p, int buf, Expr *index, Expr *value);

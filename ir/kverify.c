@@ -12,16 +12,18 @@
  *     ids name buffers of the program, symbols name the graph's symbols,
  *     function arguments are input or output buffers, inputs are never
  *     stored to;
- *   - types: arithmetic operands share the result's type, indices and
- *     extents are i64, transcendental functions and pow take floats, %
- *     takes integers, loads and stores carry their buffer's dtype, a local
- *     is read and assigned with its declared type; a comparison (the only
- *     expression typed i32 by construction) appears only as a select
- *     condition or an operand of &&, and a select's condition is one;
+ *   - types (kernel.h's table): every expression has the type its
+ *     operator gives to operands of one type, with no implicit
+ *     conversion: arithmetic on f32, f64, i32, i64 only, comparisons give
+ *     bool, && and || take bool, select, if and guards test a bool, casts
+ *     go to a number type, constants have a type their value fits;
+ *     indices and extents are i64, loads and stores carry their buffer's
+ *     dtype, locals are read and assigned with their declared type;
  *   - ranges: an index whose interval is known (constants, loop variables
  *     over known extents, symbols at their maximum, + - * / % min max
- *     select of those) lies within its buffer.  Loads inside a select's
- *     branches are skipped: the select is their guard (padding).
+ *     select of those) lies within its buffer.  A guarded load is not
+ *     checked (its guard keeps it in range: padding, clamped windows);
+ *     every other load must be in range.
  *
  * Each problem is one diagnostic naming the function, the kernel and the
  * offending variable, local or buffer; the return value is their count.
@@ -93,7 +95,7 @@ static int range_binary(BinOp op, Range a, Range b, Range *r) {
   case BIN_MAX: *r = (Range){a.lo > b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi}; return 1;
   case BIN_MIN: *r = (Range){a.lo < b.lo ? a.lo : b.lo, a.hi < b.hi ? a.hi : b.hi}; return 1;
   case BIN_POW: case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: case BIN_EQ: case BIN_NE:
-  case BIN_AND: return 0;
+  case BIN_AND: case BIN_OR: return 0;
   }
   return 0;
 }
@@ -133,11 +135,7 @@ static void check_index(KCheck *c, int buf, const Expr *index, const char *what)
 
 /* --- expressions ---------------------------------------------------------------- */
 
-static int is_condition(const Expr *e) {
-  return e->kind == EX_BINARY && e->op >= BIN_LT && e->op <= BIN_AND;
-}
-
-static int is_float(DType t) { return t == DT_F32 || t == DT_F64; }
+static const char *tn(DType t) { return rt_dtype_name(t); }
 
 static int buffer_ok(KCheck *c, int buf) {
   if (buf >= 0 && buf < c->p->nbufs) return 1;
@@ -145,112 +143,125 @@ static int buffer_ok(KCheck *c, int buf) {
   return 0;
 }
 
-/* cond: e is a select condition or an operand of &&; guarded: e is inside
- * a select's branch. */
-static void check_expr(KCheck *c, const Expr *e, int cond, int guarded);
+static void check_expr(KCheck *c, const Expr *e);
+
+/* A condition (select, guard, if) must be bool. */
+static void check_cond(KCheck *c, const Expr *e, const char *what) {
+  check_expr(c, e);
+  if (e && e->type != DT_BOOL) problem(c, "%s is %s, not bool", what, tn(e->type));
+}
 
 static void check_var(KCheck *c, const Expr *e) {
   if (e->id < 0 || e->id >= c->k->nvars) problem(c, "loop variable i%d does not exist (the kernel has %d)", e->id, c->k->nvars);
   else if (!c->var_in[e->id]) problem(c, "loop variable i%d used outside its loop", e->id);
-  if (e->type != DT_I64) problem(c, "loop variable i%d typed %s, not i64", e->id, rt_dtype_name(e->type));
+  if (e->type != DT_I64) problem(c, "loop variable i%d typed %s, not i64", e->id, tn(e->type));
 }
 
 /* An element index into local array id (or its absence for a scalar). */
-static void check_element(KCheck *c, int id, const Expr *index, int guarded) {
+static void check_element(KCheck *c, int id, const Expr *index) {
   int64_t n = c->local_n[id];
   if (!index) {
     if (n > 0) problem(c, "local array v%d used without an index", id);
     return;
   }
-  check_expr(c, index, 0, guarded);
+  check_expr(c, index);
   Range r;
   if (n == 0) problem(c, "scalar local v%d indexed", id);
-  else if (index->type != DT_I64) problem(c, "index of local array v%d is %s, not i64", id, rt_dtype_name(index->type));
+  else if (index->type != DT_I64) problem(c, "index of local array v%d is %s, not i64", id, tn(index->type));
   else if (range_of(c, index, &r) && (r.lo < 0 || r.hi >= n))
     problem(c, "local array v%d at indices [%lld, %lld], outside its %lld elements", id, (long long)r.lo, (long long)r.hi,
             (long long)n);
 }
 
-static void check_local_read(KCheck *c, const Expr *e, int guarded) {
+static void check_local_read(KCheck *c, const Expr *e) {
   if (e->id < 0 || e->id >= c->k->nlocals) problem(c, "local v%d does not exist (the kernel has %d)", e->id, c->k->nlocals);
   else if (!c->local_in[e->id]) problem(c, "local v%d used before its declaration", e->id);
   else if (c->local_ty[e->id] != e->type)
-    problem(c, "local v%d read as %s but declared %s", e->id, rt_dtype_name(e->type), rt_dtype_name(c->local_ty[e->id]));
-  else check_element(c, e->id, e->a, guarded);
+    problem(c, "local v%d read as %s but declared %s", e->id, tn(e->type), tn(c->local_ty[e->id]));
+  else check_element(c, e->id, e->a);
 }
 
-static void check_load(KCheck *c, const Expr *e, int guarded) {
-  check_expr(c, e->a, 0, guarded);
+static void check_load(KCheck *c, const Expr *e) {
+  check_expr(c, e->a);
+  if (e->b) check_cond(c, e->b, "guard of a load");
+  if (e->b) check_expr(c, e->c);
   if (!buffer_ok(c, e->id)) return;
   const Buffer *b = &c->p->bufs[e->id];
-  if (e->type != b->dtype) problem(c, "load of b%d (%s) typed %s, the buffer holds %s", e->id, b->name, rt_dtype_name(e->type), rt_dtype_name(b->dtype));
-  if (e->a->type != DT_I64) problem(c, "index of b%d (%s) is %s, not i64", e->id, b->name, rt_dtype_name(e->a->type));
-  if (!guarded) check_index(c, e->id, e->a, "load of");
+  if (e->type != b->dtype) problem(c, "load of b%d (%s) typed %s, the buffer holds %s", e->id, b->name, tn(e->type), tn(b->dtype));
+  if (e->a && e->a->type != DT_I64) problem(c, "index of b%d (%s) is %s, not i64", e->id, b->name, tn(e->a->type));
+  if (e->b && e->c && e->c->type != e->type)
+    problem(c, "guarded load of b%d (%s) gives %s otherwise, not %s", e->id, b->name, tn(e->c->type), tn(e->type));
+  if (!e->b && e->c) problem(c, "load of b%d (%s) with a value for a guard it does not have", e->id, b->name);
+  if (!e->b && e->a) check_index(c, e->id, e->a, "load of");
 }
 
-static void check_unary(KCheck *c, const Expr *e, int guarded) {
-  check_expr(c, e->a, 0, guarded);
-  if (e->a->type != e->type) problem(c, "%s of a %s operand typed %s", kir_unop_name((UnOp)e->op), rt_dtype_name(e->a->type), rt_dtype_name(e->type));
-  if (e->op != UN_NEG && e->op != UN_ABS && !is_float(e->type))
-    problem(c, "%s of a %s operand (needs f32 or f64)", kir_unop_name((UnOp)e->op), rt_dtype_name(e->type));
+static void check_unary(KCheck *c, const Expr *e) {
+  const char *name = kir_unop_name((UnOp)e->op);
+  check_expr(c, e->a);
+  if (e->a->type != e->type) problem(c, "%s of a %s operand typed %s", name, tn(e->a->type), tn(e->type));
+  else if (e->op == UN_NEG ? kir_binop_type(BIN_SUB, e->type) == DT_COUNT : !kir_is_float(e->type))
+    problem(c, "%s of a %s operand (needs %s)", name, tn(e->type), e->op == UN_NEG ? "a number type but u8" : "f32 or f64");
 }
 
-static void check_binary(KCheck *c, const Expr *e, int cond, int guarded) {
+static void check_binary(KCheck *c, const Expr *e) {
   BinOp op = (BinOp)e->op;
   const char *name = kir_binop_name(op);
-  int cmp = is_condition(e);
-  check_expr(c, e->a, op == BIN_AND, guarded);
-  check_expr(c, e->b, op == BIN_AND, guarded);
-  if (cmp && !cond) problem(c, "comparison %s used as a value (only a select condition or an operand of && may be one)", name);
-  if (op != BIN_AND && e->a->type != e->b->type)
-    problem(c, "operands of %s are %s and %s", name, rt_dtype_name(e->a->type), rt_dtype_name(e->b->type));
-  if (cmp && e->type != DT_I32) problem(c, "comparison %s typed %s, not i32", name, rt_dtype_name(e->type));
-  if (!cmp && e->type != e->a->type) problem(c, "%s of %s operands typed %s", name, rt_dtype_name(e->a->type), rt_dtype_name(e->type));
-  if (op == BIN_POW && !is_float(e->type)) problem(c, "pow of %s operands (needs f32 or f64)", rt_dtype_name(e->type));
-  if (op == BIN_MOD && is_float(e->type)) problem(c, "%% of %s operands (needs integers)", rt_dtype_name(e->type));
+  check_expr(c, e->a);
+  check_expr(c, e->b);
+  if (e->a->type != e->b->type) {
+    problem(c, "operands of %s are %s and %s (convert one with a cast)", name, tn(e->a->type), tn(e->b->type));
+    return;
+  }
+  DType want = kir_binop_type(op, e->a->type);
+  if (want == DT_COUNT) problem(c, "%s of %s operands", name, tn(e->a->type));
+  else if (e->type != want) problem(c, "%s of %s operands typed %s, not %s", name, tn(e->a->type), tn(e->type), tn(want));
 }
 
-static void check_select(KCheck *c, const Expr *e, int guarded) {
-  check_expr(c, e->a, 1, guarded);
-  check_expr(c, e->b, 0, 1);
-  check_expr(c, e->c, 0, 1);
-  if (!is_condition(e->a)) problem(c, "select condition is not a comparison");
-  if (e->b->type != e->c->type || e->type != e->b->type)
-    problem(c, "select of %s and %s typed %s", rt_dtype_name(e->b->type), rt_dtype_name(e->c->type), rt_dtype_name(e->type));
+static void check_select(KCheck *c, const Expr *e) {
+  check_cond(c, e->a, "select condition");
+  check_expr(c, e->b);
+  check_expr(c, e->c);
+  if (e->b && e->c && (e->b->type != e->c->type || e->type != e->b->type))
+    problem(c, "select of %s and %s typed %s", tn(e->b->type), tn(e->c->type), tn(e->type));
 }
 
-static void check_expr(KCheck *c, const Expr *e, int cond, int guarded) {
+static void check_const(KCheck *c, const Expr *e) {
+  if (e->kind == EX_FCONST) {
+    if (!kir_is_float(e->type)) problem(c, "float constant typed %s", tn(e->type));
+    return;
+  }
+  int fits = e->type == DT_I64 || (e->type == DT_I32 && e->i >= INT32_MIN && e->i <= INT32_MAX) ||
+             (e->type == DT_U8 && e->i >= 0 && e->i <= 255) || (e->type == DT_BOOL && (e->i == 0 || e->i == 1));
+  if (!fits) problem(c, "integer constant %lld typed %s", (long long)e->i, tn(e->type));
+}
+
+static void check_cast(KCheck *c, const Expr *e) {
+  check_expr(c, e->a);
+  if (!kir_is_float(e->type) && !kir_is_int(e->type)) problem(c, "cast to %s (compare with a number instead)", tn(e->type));
+}
+
+static void check_expr(KCheck *c, const Expr *e) {
   if (!e) {
     problem(c, "missing expression");
     return;
   }
-  if (is_condition(e) || e->kind == EX_SELECT) {
-    if (e->kind == EX_SELECT) check_select(c, e, guarded);
-    else check_binary(c, e, cond, guarded);
-    return;
-  }
-  if (cond) problem(c, "a condition that is not a comparison");
   switch (e->kind) {
-  case EX_FCONST:
-    if (!is_float(e->type)) problem(c, "float constant typed %s", rt_dtype_name(e->type));
-    break;
-  case EX_ICONST:
-    if (e->type != DT_I64) problem(c, "integer constant typed %s, not i64", rt_dtype_name(e->type));
-    break;
+  case EX_FCONST: case EX_ICONST: check_const(c, e); break;
   case EX_VAR: check_var(c, e); break;
   case EX_SYM:
     if (!c->p->g || e->id < 0 || e->id >= c->p->g->nsyms) problem(c, "symbol %d does not exist", e->id);
+    if (e->type != DT_I64) problem(c, "symbol %d typed %s, not i64", e->id, tn(e->type));
     break;
-  case EX_LOCAL: check_local_read(c, e, guarded); break;
-  case EX_LOAD: check_load(c, e, guarded); break;
-  case EX_UNARY: check_unary(c, e, guarded); break;
-  case EX_BINARY: check_binary(c, e, cond, guarded); break;
-  case EX_CAST: check_expr(c, e->a, 0, guarded); break;
+  case EX_LOCAL: check_local_read(c, e); break;
+  case EX_LOAD: check_load(c, e); break;
+  case EX_UNARY: check_unary(c, e); break;
+  case EX_BINARY: check_binary(c, e); break;
+  case EX_SELECT: check_select(c, e); break;
+  case EX_CAST: check_cast(c, e); break;
   case EX_RAND:
-    check_expr(c, e->a, 0, guarded);
-    if (e->a->type != DT_I64 || e->type != DT_F32) problem(c, "rand of a %s counter typed %s (needs i64 -> f32)", rt_dtype_name(e->a->type), rt_dtype_name(e->type));
+    check_expr(c, e->a);
+    if (e->a->type != DT_I64 || e->type != DT_F32) problem(c, "rand of a %s counter typed %s (needs i64 -> f32)", tn(e->a->type), tn(e->type));
     break;
-  case EX_SELECT: break;
   }
 }
 
@@ -259,7 +270,7 @@ static void check_expr(KCheck *c, const Expr *e, int cond, int guarded) {
 static void check_block(KCheck *c, const Stmt *s);
 
 static void check_loop(KCheck *c, const Stmt *s) {
-  check_expr(c, s->extent, 0, 0);
+  check_expr(c, s->extent);
   if (s->extent && s->extent->type != DT_I64) problem(c, "extent of loop i%d is %s, not i64", s->id, rt_dtype_name(s->extent->type));
   if (s->id < 0 || s->id >= c->k->nvars) {
     problem(c, "loop variable i%d does not exist (the kernel has %d)", s->id, c->k->nvars);
@@ -290,7 +301,7 @@ static int local_ok(KCheck *c, int id) {
 }
 
 static void check_local_decl(KCheck *c, const Stmt *s) {
-  check_expr(c, s->value, 0, 0);
+  check_expr(c, s->value);
   if (!local_ok(c, s->id)) return;
   if (c->local_in[s->id]) problem(c, "local v%d declared twice in one scope", s->id);
   if (s->value && s->value->type != s->type)
@@ -302,23 +313,23 @@ static void check_local_decl(KCheck *c, const Stmt *s) {
 }
 
 static void check_assign(KCheck *c, const Stmt *s) {
-  check_expr(c, s->value, 0, 0);
+  check_expr(c, s->value);
   if (!local_ok(c, s->id)) return;
   if (!c->local_in[s->id]) problem(c, "local v%d assigned before its declaration", s->id);
   else if (s->value && s->value->type != c->local_ty[s->id])
     problem(c, "local v%d (%s) assigned a %s", s->id, rt_dtype_name(c->local_ty[s->id]), rt_dtype_name(s->value->type));
-  else check_element(c, s->id, s->index, 0);
+  else check_element(c, s->id, s->index);
 }
 
 static void check_if(KCheck *c, const Stmt *s) {
-  check_expr(c, s->value, 1, 0);
+  check_cond(c, s->value, "if condition");
   check_block(c, s->body);
   check_block(c, s->orelse);
 }
 
 static void check_store(KCheck *c, const Stmt *s) {
-  check_expr(c, s->index, 0, 0);
-  check_expr(c, s->value, 0, 0);
+  check_expr(c, s->index);
+  check_expr(c, s->value);
   if (!buffer_ok(c, s->id)) return;
   const Buffer *b = &c->p->bufs[s->id];
   if (b->kind == BUF_INPUT) problem(c, "store to input buffer b%d (%s)", s->id, b->name);
@@ -364,6 +375,13 @@ static void check_kernel(KCheck *c) {
   rt_xfree(c->local_n);
 }
 
+/* Buffers hold storage types only (bool is never stored). */
+static void check_buffers(KCheck *c) {
+  for (int b = 0; b < c->p->nbufs; b++)
+    if ((unsigned)c->p->bufs[b].dtype >= DT_COUNT)
+      problem(c, "buffer b%d (%s) holds %s, which is not a storage type", b, c->p->bufs[b].name, tn(c->p->bufs[b].dtype));
+}
+
 static void check_args(KCheck *c) {
   for (int a = 0; a < c->f->nargs; a++) {
     int b = c->f->args[a];
@@ -377,6 +395,7 @@ int kir_verify(const Program *p, Diags *d) {
   int bad = 0;
   for (int fi = 0; fi < p->nfuncs; fi++) {
     KCheck c = {p, &p->funcs[fi], NULL, -1, d, 0, NULL, NULL, NULL, NULL};
+    if (fi == 0) check_buffers(&c);
     check_args(&c);
     for (int k = 0; k < c.f->nkernels; k++) {
       c.k = &c.f->kernels[k];

@@ -19,10 +19,11 @@
  * its input with zeros around each plane; otherwise it scatters each
  * product onto an uncropped buffer.  Either crops afterwards.  The weight
  * gradient accumulates each tap's products along output rows in a row
- * buffer (again independent per element) and sums the row once.  Pools
- * walk each window with clamped indices (so no read is out of bounds) and
- * a select for the padding, or without either when every window lies
- * inside the input.  Scatters (pool, bilinear and pad gradients) add into
+ * buffer (again independent per element) and sums the row once.  Max
+ * pooling reads each tap with a guarded load (a tap in the padding gives
+ * -inf without reading memory; kernel.h), or a plain load when every
+ * window lies inside the input; average pooling loops over each window
+ * clipped to the input.  Scatters (pool, bilinear and pad gradients) add into
  * a zeroed result in loop order; every loop is sequential.
  */
 #include <math.h>
@@ -429,7 +430,8 @@ static int windows_inside(const ConvGeom *g) {
 }
 
 /* One tap of a window: its row i and column j, whether it is inside the
- * input (NULL: always), and its index within the plane, clamped. */
+ * input (NULL: always), and its index within the plane (read only where
+ * it is inside: a guarded load). */
 typedef struct Tap {
   Expr *i, *j, *ok, *idx;
 } Tap;
@@ -438,15 +440,12 @@ static Tap window_tap(Program *p, const ConvGeom *g, Expr *oh, Expr *ow, Expr *k
   Tap t;
   t.i = ADD(ADD(MUL(oh, I(g->sh)), I(-g->pt)), MUL(kh, I(g->dh)));
   t.j = ADD(ADD(MUL(ow, I(g->sw)), I(-g->pl)), MUL(kw, I(g->dw)));
-  if (windows_inside(g)) {
-    t.ok = NULL;
-    t.idx = ADD(MUL(t.i, I(g->w)), t.j);
-    return t;
-  }
+  t.idx = ADD(MUL(t.i, I(g->w)), t.j);
+  t.ok = NULL;
+  if (windows_inside(g)) return t;
   Expr *in_h = kx_bin(p, BIN_AND, kx_bin(p, BIN_GE, t.i, I(0)), kx_bin(p, BIN_LT, t.i, I(g->h)));
   Expr *in_w = kx_bin(p, BIN_AND, kx_bin(p, BIN_GE, t.j, I(0)), kx_bin(p, BIN_LT, t.j, I(g->w)));
   t.ok = kx_bin(p, BIN_AND, in_h, in_w);
-  t.idx = ADD(MUL(imin(p, imax(p, t.i, I(0)), I(g->h - 1)), I(g->w)), imin(p, imax(p, t.j, I(0)), I(g->w - 1)));
   return t;
 }
 
@@ -461,17 +460,17 @@ static Stmt *lower_max_pool(Lower *L, int id, int grad) {
   int vp = lower_var(L), vh = lower_var(L), vw = lower_var(L), vkh = lower_var(L), vkw = lower_var(L);
   int m = lower_local(L), best = lower_local(L), v = lower_local(L);
   Tap t = window_tap(p, &g, V(vh), V(vw), ivar(p, vkh, g.kh), ivar(p, vkw, g.kw));
-  Expr *plane = MUL(V(vp), I(g.h * g.w)), *load = kx_load(p, x, ADD(plane, t.idx));
+  Expr *plane = MUL(V(vp), I(g.h * g.w));
   Expr *mv = kx_local(p, m, DT_F32), *vv = kx_local(p, v, DT_F32), *bv = kx_local(p, best, DT_I64);
-  Stmt *tap = ks_local(p, v, DT_F32, t.ok ? kx_select(p, t.ok, load, kx_f(p, -INFINITY)) : load);
-  /* take = ok && (best < 0 || v > m || v != v), kept as a 0/1 flag (an
-   * i64: a comparison is only ever a select condition) */
-  Expr *take = kx_select(p, kx_bin(p, BIN_LT, bv, I(0)), I(1),
-                         kx_select(p, kx_bin(p, BIN_GT, vv, mv), I(1), kx_select(p, kx_bin(p, BIN_NE, vv, vv), I(1), I(0))));
-  if (t.ok) take = kx_select(p, t.ok, take, I(0));
+  Expr *load = t.ok ? kx_load_guarded(p, x, ADD(plane, t.idx), t.ok, kx_f(p, -INFINITY)) : kx_load(p, x, ADD(plane, t.idx));
+  Stmt *tap = ks_local(p, v, DT_F32, load);
+  /* take = ok && (best < 0 || v > m || v != v) */
+  Expr *take = kx_bin(p, BIN_OR, kx_bin(p, BIN_OR, kx_bin(p, BIN_LT, bv, I(0)), kx_bin(p, BIN_GT, vv, mv)),
+                      kx_bin(p, BIN_NE, vv, vv));
+  if (t.ok) take = kx_bin(p, BIN_AND, t.ok, take);
   int tk = lower_local(L);
-  ks_append(&tap, ks_local(p, tk, DT_I64, take));
-  Expr *tv = kx_bin(p, BIN_NE, kx_local(p, tk, DT_I64), I(0));
+  ks_append(&tap, ks_local(p, tk, DT_BOOL, take));
+  Expr *tv = kx_local(p, tk, DT_BOOL);
   ks_append(&tap, ks_assign(p, m, kx_select(p, tv, vv, mv)));
   ks_append(&tap, ks_assign(p, best, kx_select(p, tv, t.idx, bv)));
   Stmt *body = ks_local(p, m, DT_F32, kx_f(p, -INFINITY));

@@ -127,7 +127,7 @@ static RtStatus int_labels(const RtTensor *raw, const char *path, RtTensor *y,
     case DT_U8: dst[i] = ((const uint8_t *)raw->data)[i]; break;
     case DT_I32: dst[i] = ((const int32_t *)raw->data)[i]; break;
     case DT_I64: dst[i] = ((const int64_t *)raw->data)[i]; break;
-    case DT_F32: case DT_F64: case DT_COUNT: break;
+    case DT_F32: case DT_F64: case DT_COUNT: case DT_BOOL: break;
     }
     if (dst[i] < 0) {
       long long bad = dst[i];
@@ -162,7 +162,7 @@ static RtStatus to_labels(RtTensor *raw, const char *path, int allow_float,
     return int_labels(raw, path, y, err);
   case DT_F32: case DT_F64:
     return float_targets(raw, path, allow_float, y, err);
-  case DT_COUNT: break;
+  case DT_COUNT: case DT_BOOL: break;
   }
   return rt_fail(err, RT_ERR_DTYPE, "%s: unknown element type", path);
 }

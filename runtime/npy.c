@@ -336,7 +336,7 @@ static const char *npy_descr(DType dt) {
   case DT_I32: return "<i4";
   case DT_I64: return "<i8";
   case DT_U8: return "|u1";
-  case DT_COUNT: break;
+  case DT_COUNT: case DT_BOOL: break;
   }
   return NULL;
 }

@@ -65,14 +65,18 @@ uint64_t rt_alloc_failures(void);  /* injected failures since then */
 /* DLC_FAIL_ALLOC=n or n+ (repeat); -1 when it is set but malformed. */
 int rt_alloc_fail_from_env(void);
 
-/* Element types.  The IR uses the same enum. */
+/* Element types.  The IR uses the same enum.  DT_COUNT counts the types
+ * a tensor or a buffer can hold (arrays indexed by storage type are
+ * DT_COUNT long); DT_BOOL, after it, is the type of kernel-IR conditions
+ * (ir/kernel.h) and is never stored. */
 typedef enum DType {
   DT_F32,
   DT_F64,
   DT_I32,
   DT_I64,
   DT_U8,
-  DT_COUNT
+  DT_COUNT,
+  DT_BOOL = DT_COUNT + 1
 } DType;
 
 const char *rt_dtype_name(DType dt);   /* "f32", "i64", ... */

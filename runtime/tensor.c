@@ -45,6 +45,7 @@ const char *rt_dtype_name(DType dt) {
   case DT_I32: return "i32";
   case DT_I64: return "i64";
   case DT_U8: return "u8";
+  case DT_BOOL: return "bool";
   case DT_COUNT: break;
   }
   return "?";
@@ -57,7 +58,7 @@ size_t rt_dtype_size(DType dt) {
   case DT_I32: return 4;
   case DT_I64: return 8;
   case DT_U8: return 1;
-  case DT_COUNT: break;
+  case DT_COUNT: case DT_BOOL: break; /* not a storage type */
   }
   return 0;
 }
@@ -131,7 +132,7 @@ static double load_as_double(const void *data, DType dt, int64_t i) {
   case DT_I32: return ((const int32_t *)data)[i];
   case DT_I64: return (double)((const int64_t *)data)[i];
   case DT_U8: return ((const uint8_t *)data)[i];
-  case DT_COUNT: break;
+  case DT_COUNT: case DT_BOOL: break;
   }
   return 0;
 }

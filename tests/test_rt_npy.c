@@ -98,7 +98,7 @@ static void fill_pattern(RtTensor *t) {
     case DT_I32: ((int32_t *)t->data)[i] = (int32_t)(i * 1000003 - 7); break;
     case DT_I64: ((int64_t *)t->data)[i] = i * 3000000000LL - 5; break;
     case DT_U8: ((uint8_t *)t->data)[i] = (uint8_t)(i * 37); break;
-    case DT_COUNT: break;
+    case DT_COUNT: case DT_BOOL: break;
     }
 }
 
