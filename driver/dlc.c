@@ -30,6 +30,7 @@ static const char *usage_main =
     "       dlc train MODEL.dl [options]                          train a model\n"
     "       dlc repl [MODEL.dl]                                   interactive session\n"
     "       dlc eval MODEL.dl --params W.safetensors              test accuracy of the emitted C\n"
+    "       dlc export MODEL.dl [-o OUT.onnx] [--params W]        the inference graph as ONNX\n"
     "       dlc COMMAND --help                                    help on a command\n"
     "\n"
     "compile options:\n"
@@ -455,6 +456,7 @@ static int dispatch(int argc, char **argv) {
   if (!strcmp(cmd, "train")) return dlc_cmd_train(argc - 1, argv + 1);
   if (!strcmp(cmd, "repl")) return dlc_cmd_repl(argc - 1, argv + 1);
   if (!strcmp(cmd, "eval")) return dlc_cmd_eval(argc - 1, argv + 1);
+  if (!strcmp(cmd, "export")) return dlc_cmd_export(argc - 1, argv + 1);
   return cmd_compile(argc, argv);
 }
 

@@ -19,6 +19,8 @@ int dlc_write_c(const struct Program *p, const char *cpath, const RtTensorSet *e
                 int nextra, Diags *d);
 int dlc_cmd_repl(int argc, char **argv);
 int dlc_cmd_eval(int argc, char **argv);
+/* dlc export: the inference graph as ONNX (export.c). */
+int dlc_cmd_export(int argc, char **argv);
 /* --data DIR | fashion_mnist:DIR | idx:I,L | csv:F | npy:X,Y into cfg. */
 struct TrainConfig;
 int dlc_parse_data_spec(const char *spec, struct TrainConfig *cfg, Diags *d);
