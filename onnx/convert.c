@@ -332,7 +332,8 @@ static void ox_cv_pad(OxBuilder *b, const Node *n, const char *const *in, const 
   int r = n->shape.rank;
   int64_t pads[2 * IR_MAX_RANK] = {0};
   for (int j = 0; j < a->pads.n / 2; j++) pads[r - 1 - j] = a->pads.v[2 * j], pads[2 * r - 1 - j] = a->pads.v[2 * j + 1];
-  const char *p[3] = {in[0], ox_const_i64s(b, pads, 2 * r), ox_const_f32(b, (float)a->value)};
+  const char *p[3] = {in[0], ox_const_i64s(b, pads, 2 * r), NULL};
+  if (a->mode == PAD_CONSTANT) p[2] = ox_const_f32(b, (float)a->value);
   ox_node(b, "Pad", out, a->mode == PAD_CONSTANT ? 3 : 2, p);
   ox_attr_str(b, "mode", a->mode == PAD_CONSTANT ? "constant" : a->mode == PAD_REFLECT ? "reflect" : "edge");
 }
@@ -364,7 +365,7 @@ enum {
 #include "ir/onnx.def"
 #undef ONNX
 };
-_Static_assert(ONNX_ROWS == OP_COUNT, "ir/onnx.def has one row per op of ir/ops.def");
+_Static_assert((int)ONNX_ROWS == (int)OP_COUNT, "ir/onnx.def has one row per op of ir/ops.def");
 
 OxConvertFn *ox_convert_fn(OpKind op) { return convert_fns[op]; }
 

@@ -117,7 +117,7 @@ void ox_attr_ints(OxBuilder *b, const char *name, const int64_t *v, int n) {
   Onnx__AttributeProto *at = new_attr(b, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
   at->n_ints = n;
   at->ints = arena_alloc(b->a, (n ? n : 1) * sizeof *at->ints);
-  memcpy(at->ints, v, n * sizeof *v);
+  if (n) memcpy(at->ints, v, n * sizeof *v);
 }
 
 /* --- tensors and constants ------------------------------------------------------------- */
@@ -141,7 +141,7 @@ Onnx__TensorProto *ox_tensor(OxBuilder *b, const char *name, DType dt, int rank,
   t->name = (char *)name;
   t->n_dims = rank;
   t->dims = arena_alloc(b->a, (rank ? rank : 1) * sizeof *t->dims);
-  memcpy(t->dims, d, rank * sizeof *d);
+  if (rank) memcpy(t->dims, d, rank * sizeof *d);
   t->has_data_type = 1;
   t->data_type = ox_dtype(dt);
   t->has_raw_data = 1;

@@ -1,7 +1,9 @@
 /*
  * test_onnx.c — dlc export: models as ONNX files.
  *
- * Every sample is exported by the real executable and its file read back
+ * Every sample, and tests/fixtures/onnx/all_ops.dl (every op that has an
+ * ONNX form, scalar constants, and a reshape over two symbols), is
+ * exported by the real executable and its file read back
  * with protobuf-c: the opset and IR version, the graph inputs and outputs
  * with their types and the symbolic batch as a named dynamic axis, the
  * initializers (names, shapes and bytes equal to the model's parameters as
@@ -45,16 +47,18 @@ static Onnx__ModelProto *read_model(const char *path) {
   return m;
 }
 
-/* The samples' .dl files (names malloc'd); returns the count. */
-static int list_samples(char names[][64], int max) {
+/* The models exported by the tests: every sample, and the model that
+ * holds every op with an ONNX form (paths relative to the source tree). */
+static int list_models(char names[][96], int max) {
   DIR *dir = opendir(DLC_SOURCE_DIR "/samples");
   cr_assert_not_null(dir);
   int n = 0;
-  for (struct dirent *e; (e = readdir(dir)) && n < max;) {
+  for (struct dirent *e; (e = readdir(dir)) && n < max - 1;) {
     size_t l = strlen(e->d_name);
-    if (l > 3 && !strcmp(e->d_name + l - 3, ".dl") && l < 64) snprintf(names[n++], 64, "%s", e->d_name);
+    if (l > 3 && !strcmp(e->d_name + l - 3, ".dl") && l < 64) snprintf(names[n++], 96, "samples/%s", e->d_name);
   }
   closedir(dir);
+  snprintf(names[n++], 96, "tests/fixtures/onnx/all_ops.dl");
   return n;
 }
 
@@ -134,9 +138,11 @@ static void expect_nodes(const Onnx__GraphProto *gp, const char *sample) {
   static const char *const known[] = {
       "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Softmax", "Conv", "ConvTranspose", "MaxPool",
       "AveragePool", "GlobalAveragePool", "Reshape", "Concat", "Constant", "Identity", "BatchNormalization",
-      "Sigmoid", "Transpose", "Shape"};
+      "Sigmoid", "Transpose", "Shape", "Abs", "Clip", "Elu", "Erf", "Exp", "Greater", "HardSigmoid", "HardSwish",
+      "LeakyRelu", "Log", "LogSoftmax", "Max", "Min", "Neg", "Pad", "Pow", "ReduceMax", "ReduceMean", "ReduceSum",
+      "Resize", "Selu", "Slice", "Softplus", "Sqrt", "Tanh", "Where"};
   char loc[4096];
-  snprintf(loc, sizeof loc, "samples/%s:", sample);
+  snprintf(loc, sizeof loc, "%s:", sample);
   for (size_t i = 0; i < gp->n_node; i++) {
     const Onnx__NodeProto *n = gp->node[i];
     int ok = 0;
@@ -149,13 +155,13 @@ static void expect_nodes(const Onnx__GraphProto *gp, const char *sample) {
 }
 
 Test(onnx, every_sample_exports_and_reads_back, .timeout = 120) {
-  char names[32][64];
-  int ns = list_samples(names, 32);
-  cr_assert_gt(ns, 8);
+  char names[32][96];
+  int ns = list_models(names, 32);
+  cr_assert_gt(ns, 9);
   const char *dir = tu_scratch_dir();
   for (int s = 0; s < ns; s++) {
     char args[4096], path[4096], *log;
-    snprintf(args, sizeof args, "export %s/samples/%s -o m.onnx", DLC_SOURCE_DIR, names[s]);
+    snprintf(args, sizeof args, "export %s/%s -o m.onnx", DLC_SOURCE_DIR, names[s]);
     cr_assert_eq(run_dlc(dir, args, &log), 0, "dlc %s:\n%s", args, log);
     free(log);
     snprintf(path, sizeof path, "%s/m.onnx", dir);
@@ -169,11 +175,11 @@ Test(onnx, every_sample_exports_and_reads_back, .timeout = 120) {
     diag_init(&d, stderr);
     RtTensorSet params;
     rt_set_init(&params);
-    snprintf(path, sizeof path, "%s/samples/%s", DLC_SOURCE_DIR, names[s]);
+    snprintf(path, sizeof path, "%s/%s", DLC_SOURCE_DIR, names[s]);
     load_inference(&m, path, &params, &d);
     expect_io(&m.g, mp->graph, names[s]);
     expect_initializers(&m.g, mp->graph, &params, names[s]);
-    expect_nodes(mp->graph, names[s]);
+    expect_nodes(mp->graph, strrchr(names[s], '/') + 1);
     rt_set_free(&params);
     fe_model_free(&m);
     onnx__model_proto__free_unpacked(mp, NULL);
@@ -310,14 +316,15 @@ Test(onnx, checker_accepts_every_sample, .timeout = 180) {
   if (access("/usr/bin/python3", X_OK) != 0) cr_skip_test("/usr/bin/python3 is not installed");
   if (system("/usr/bin/python3 -c 'import onnx' > /dev/null 2>&1") != 0)
     cr_skip_test("python3-onnx is not installed (scripts/setup.sh installs it)");
-  char names[32][64];
-  int ns = list_samples(names, 32);
+  char names[32][96];
+  int ns = list_models(names, 32);
   const char *dir = tu_scratch_dir();
   for (int s = 0; s < ns; s++)
     for (int fold = 0; fold < 2; fold++) {
       char args[4096], *log;
-      snprintf(args, sizeof args, "export %s/samples/%s %s -o %.*s%s.onnx", DLC_SOURCE_DIR, names[s], fold ? "--fold-bn" : "",
-               (int)(strlen(names[s]) - 3), names[s], fold ? "_folded" : "");
+      const char *base = strrchr(names[s], '/') + 1;
+      snprintf(args, sizeof args, "export %s/%s %s -o %.*s%s.onnx", DLC_SOURCE_DIR, names[s], fold ? "--fold-bn" : "",
+               (int)(strlen(base) - 3), base, fold ? "_folded" : "");
       cr_assert_eq(run_dlc(dir, args, &log), 0, "%s", log);
       free(log);
     }

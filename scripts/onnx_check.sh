@@ -1,0 +1,43 @@
+#!/bin/sh
+# scripts/onnx_check.sh [BUILD] — the numerical check of dlc export against
+# ONNX Runtime, outside the test suite (it needs npm's onnxruntime-node).
+#
+# Installs onnxruntime-node into out/onnx_check (once), then:
+#   * every sample (and tests/fixtures/onnx/all_ops.dl), exported with its initialisation from seed 0 (with batch
+#     norm, and with --fold-bn), run by ONNX Runtime and by `dlc run` on the
+#     same fixed inputs (the batch N = 3);
+#   * every case of tests/op_cases.h that has an ONNX form, exported from the
+#     graph the test suite builds, run by ONNX Runtime on its fixture inputs
+#     and compared with the reference interpreter's result (dlc run's default).
+# Prints one row per case and ends with "N passed, N failed"; exits 1 when a
+# case fails.  BUILD is the build directory (default build; it is built).
+set -eu
+cd "$(dirname "$0")/.."
+build=${1:-build}
+out=out/onnx_check
+./scripts/build.sh "$build"
+mkdir -p "$out/samples" "$out/ops"
+if [ ! -d "$out/node_modules/onnxruntime-node" ]; then
+  # --ignore-scripts: the install script fetches CUDA libraries; the CPU
+  # library is inside the package.
+  (cd "$out" && npm install --no-audit --no-fund --ignore-scripts onnxruntime-node >/dev/null)
+fi
+
+manifest="$out/samples.txt"
+: > "$manifest"
+for dl in samples/*.dl tests/fixtures/onnx/*.dl; do
+  name=$(basename "$dl" .dl)
+  dir="$out/samples/$name"
+  mkdir -p "$dir"
+  flags=$("$build/tests/onnx_cases" inputs "$dl" "$dir")
+  # shellcheck disable=SC2086 # the flags are words
+  "$build/dlc" run "$dl" --seed 0 $flags > /dev/null
+  ins=$(echo "$flags" | tr ' ' '\n' | grep -A1 -- '^--input$' | grep -v -- '^--' | paste -sd, -)
+  outs=$(echo "$flags" | tr ' ' '\n' | grep -A1 -- '^--output$' | grep -v -- '^--' | paste -sd, -)
+  "$build/dlc" export "$dl" --seed 0 -o "$dir/model.onnx"
+  "$build/dlc" export "$dl" --seed 0 --fold-bn -o "$dir/folded.onnx"
+  printf '%s\t%s\t%s\t%s\n' "$name" "$dir/model.onnx" "$ins" "$outs" >> "$manifest"
+  printf '%s\t%s\t%s\t%s\n' "$name --fold-bn" "$dir/folded.onnx" "$ins" "$outs" >> "$manifest"
+done
+"$build/tests/onnx_cases" ops "$out/ops"
+NODE_PATH="$PWD/$out/node_modules" node scripts/onnx_check.js "$manifest" "$out/ops/ops.txt"
