@@ -27,6 +27,7 @@ typedef struct Emit {
   const char *PRE;      /* upper case: "MLP" */
   const EmitOpts *o;
   Arena *a;
+  int lane;             /* the lane of n-lane expressions being printed */
 } Emit;
 
 const char *cg_c_prefix(Arena *a, const char *model_name) {
@@ -83,9 +84,16 @@ static const char *bufname(Emit *E, int b) {
  * such a subtree starts with (int64_t); and u8 constants are cast.  select
  * and && print as C's lazy ?: and &&, which give the IR's eager values
  * because every IR expression is pure; a guarded load prints as
- * (guard ? buf[index] : otherwise), which reads memory only under its guard. */
+ * (guard ? buf[index] : otherwise), which reads memory only under its guard.
+ * Lanes print unrolled, as scalars: lane k of an expression is printed
+ * with E->lane = k (an n-lane load is buf[index + k], lane k of an n-lane
+ * local is the scalar vL_k, a broadcast is its scalar), and a statement of
+ * n lanes is n statements, one per lane (through temporaries when a lane
+ * could read what an earlier lane wrote); a reduction prints its pairwise
+ * tree of lanes. */
 
 static int prec(const Expr *e) {
+  if (e->kind == EX_BROADCAST) return prec(e->a);
   if (e->kind == EX_SELECT || (e->kind == EX_LOAD && e->b)) return 1;
   return e->kind == EX_BINARY ? kir_binop_prec((BinOp)e->op) : 10;
 }
@@ -127,6 +135,7 @@ static int c_wide(const Expr *e) {
   case EX_UNARY: return c_wide(e->a);
   case EX_BINARY: return c_wide(e->a) || c_wide(e->b);
   case EX_SELECT: return c_wide(e->b) || c_wide(e->c);
+  case EX_BROADCAST: case EX_REDUCE: return c_wide(e->a);
   case EX_FCONST: case EX_VAR: case EX_SYM: case EX_LOCAL: case EX_LOAD: case EX_CAST: case EX_RAND: return 1;
   }
   return 1;
@@ -218,10 +227,21 @@ static void index_of(Emit *E, const Expr *index) {
   fputc(']', E->f);
 }
 
+/* buf[index], or lane k of an n-lane load: buf[index + k]. */
+static void element(Emit *E, int buf, const Expr *index, int lanes) {
+  fprintf(E->f, "%s[", bufname(E, buf));
+  if (lanes > 1 && E->lane > 0) {
+    sub(E, index, 6);
+    fprintf(E->f, " + %d", E->lane);
+  } else {
+    expr(E, index);
+  }
+  fputc(']', E->f);
+}
+
 static void load(Emit *E, const Expr *e) {
   if (!e->b) {
-    fputs(bufname(E, e->id), E->f);
-    index_of(E, e->a);
+    element(E, e->id, e->a, e->lanes);
     return;
   }
   sub(E, e->b, 2);
@@ -243,7 +263,23 @@ static void unary(Emit *E, const Expr *e) {
   fputc(')', E->f);
 }
 
+/* The pairwise sum (kernel.h) of the lanes of a: value(u, w) is
+ * value(u, 2w) + value(u + w, 2w), value(u, n) lane u, the sum value(0, 1). */
+static void pairwise(Emit *E, const Expr *a, int u, int w) {
+  if (w == a->lanes) {
+    E->lane = u;
+    sub(E, a, 7);
+    return;
+  }
+  fputc('(', E->f);
+  pairwise(E, a, u, 2 * w);
+  fputs(" + ", E->f);
+  pairwise(E, a, u + w, 2 * w);
+  fputc(')', E->f);
+}
+
 static void expr(Emit *E, const Expr *e) {
+  int lane = E->lane;
   switch (e->kind) {
   case EX_FCONST: float_lit(E, e->f, e->type); break;
   case EX_ICONST: int_lit(E, e->i, e->type); break;
@@ -251,9 +287,15 @@ static void expr(Emit *E, const Expr *e) {
   case EX_SYM: fputs(cg_c_prefix(E->a, E->p->g->syms[e->id].name), E->f); break;
   case EX_LOCAL:
     fprintf(E->f, "v%d", e->id);
+    if (e->lanes > 1) fprintf(E->f, "_%d", lane);
     if (e->a) index_of(E, e->a);
     break;
   case EX_LOAD: load(E, e); break;
+  case EX_BROADCAST: expr(E, e->a); break;
+  case EX_REDUCE:
+    pairwise(E, e->a, 0, 1);
+    E->lane = lane;
+    break;
   case EX_UNARY: unary(E, e); break;
   case EX_BINARY: binary(E, e); break;
   case EX_SELECT:
@@ -293,6 +335,54 @@ static void local_array(Emit *E, const Stmt *s, int depth) {
   fputs(";\n", E->f);
 }
 
+/* Whether writing lane k before computing lane k + 1 could change it: the
+ * value reads the stored buffer, or mixes lanes (a reduction). */
+static int lane_hazard(void *ctx, const Expr *e) {
+  return e->kind == EX_REDUCE || (e->kind == EX_LOAD && e->id == *(const int *)ctx);
+}
+
+/* Lane k of the target of store, local or assignment s. */
+static void lane_target(Emit *E, const Stmt *s, int k) {
+  E->lane = k;
+  if (s->kind == ST_STORE) element(E, s->id, s->index, s->value->lanes);
+  else if (s->kind == ST_LOCAL) fprintf(E->f, "%s v%d_%d", ctype(s->type), s->id, k);
+  else fprintf(E->f, "v%d_%d", s->id, k);
+}
+
+/* An n-lane store, local or assignment as n scalar statements, one per
+ * lane; lane values go through temporaries first when a lane could read
+ * what an earlier lane wrote (kernel.h: every lane is computed, then
+ * written).  The first line is already indented. */
+static void lanes_stmt(Emit *E, const Stmt *s, int depth) {
+  int n = s->value->lanes, buf = s->kind == ST_STORE ? s->id : -1;
+  KirVisitor v = {&buf, NULL, lane_hazard};
+  int temps = s->kind != ST_LOCAL && kir_walk_expr(&v, s->value);
+  if (temps) {
+    fputs("{\n", E->f);
+    for (int k = 0; k < n; k++) {
+      indent(E, depth + 1);
+      fprintf(E->f, "%s lane%d = ", ctype(s->value->type), k);
+      E->lane = k;
+      expr(E, s->value);
+      fputs(";\n", E->f);
+    }
+  }
+  for (int k = 0; k < n; k++) {
+    if (temps || k) indent(E, depth + temps);
+    lane_target(E, s, k);
+    fputs(" = ", E->f);
+    E->lane = k;
+    if (temps) fprintf(E->f, "lane%d", k);
+    else expr(E, s->value);
+    fputs(";\n", E->f);
+  }
+  if (temps) {
+    indent(E, depth);
+    fputs("}\n", E->f);
+  }
+  E->lane = 0;
+}
+
 static void stmts(Emit *E, const Stmt *s, int depth) {
   for (; s; s = s->next) {
     indent(E, depth);
@@ -320,6 +410,10 @@ static void stmts(Emit *E, const Stmt *s, int depth) {
       fputs("}\n", E->f);
       break;
     case ST_STORE:
+      if (s->value->lanes > 1) {
+        lanes_stmt(E, s, depth);
+        break;
+      }
       fprintf(E->f, "%s[", bufname(E, s->id));
       expr(E, s->index);
       fputs("] = ", E->f);
@@ -331,11 +425,19 @@ static void stmts(Emit *E, const Stmt *s, int depth) {
         local_array(E, s, depth);
         break;
       }
+      if (s->value->lanes > 1) {
+        lanes_stmt(E, s, depth);
+        break;
+      }
       fprintf(E->f, "%s v%d = ", ctype(s->type), s->id);
       expr(E, s->value);
       fputs(";\n", E->f);
       break;
     case ST_ASSIGN:
+      if (s->value->lanes > 1) {
+        lanes_stmt(E, s, depth);
+        break;
+      }
       fprintf(E->f, "v%d", s->id);
       if (s->index) {
         fputc('[', E->f);

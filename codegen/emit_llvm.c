@@ -13,6 +13,11 @@
  * one conversion instruction.  Every expression is pure and eager, so
  * none needs a branch: select is `select`, && is `and`, and a guarded load
  * reads from index (guard ? index : 0), always in range, and selects.
+ * An expression of n lanes is an <n x T> vector: loads and stores of n
+ * lanes are vector loads and stores through the element pointer (aligned
+ * as the element), a broadcast is a splat, libm calls go lane by lane,
+ * and a reduction halves the vector with shuffles, in kernel.h's pairwise
+ * order, so the C emitter's unrolled lanes sum in the same order.
  * Loops are counted loops with an i64 phi; locals are allocas in the
  * entry block, left to the optimiser's mem2reg.  No decisions of its own:
  * no noalias (the C has no restrict), no fast-math, no contraction (the C
@@ -66,6 +71,7 @@ typedef struct Lower {
   LLVMValueRef *vars, *locals;
   int64_t *lcount;
   DType *ltype;
+  int *llanes;
 } Lower;
 
 /* --- types and casts ------------------------------------------------------------ */
@@ -83,14 +89,20 @@ static LLVMTypeRef lty(const Lower *L, DType t) {
   return L->i32;
 }
 
+/* The LLVM type of n lanes of t. */
+static LLVMTypeRef vty(const Lower *L, DType t, int lanes) {
+  return lanes > 1 ? LLVMVectorType(lty(L, t), (unsigned)lanes) : lty(L, t);
+}
+
 static int is_float(DType t) { return t == DT_F32 || t == DT_F64; }
 static int int_bits(DType t) { return t == DT_BOOL ? 1 : t == DT_U8 ? 8 : t == DT_I32 ? 32 : 64; }
 static int is_unsigned(DType t) { return t == DT_U8 || t == DT_BOOL; }
 
 /* kernel.h's cast of v from type from to type to. */
 static LLVMValueRef cast(Lower *L, LLVMValueRef v, DType from, DType to) {
-  LLVMTypeRef T = lty(L, to);
+  LLVMTypeRef T = lty(L, to), V = LLVMTypeOf(v);
   if (from == to) return v;
+  if (LLVMGetTypeKind(V) == LLVMVectorTypeKind) T = LLVMVectorType(T, LLVMGetVectorSize(V));
   if (is_float(from) && is_float(to))
     return to == DT_F64 ? LLVMBuildFPExt(L->b, v, T, "") : LLVMBuildFPTrunc(L->b, v, T, "");
   if (is_float(from)) return is_unsigned(to) ? LLVMBuildFPToUI(L->b, v, T, "") : LLVMBuildFPToSI(L->b, v, T, "");
@@ -117,12 +129,20 @@ static LLVMValueRef intrinsic(Lower *L, const char *name, LLVMTypeRef t, LLVMVal
   return LLVMBuildCall2(L->b, LLVMIntrinsicGetType(L->cx, id, &t, 1), f, args, n, "");
 }
 
-/* A call to libm's name (float or double, by t). */
+/* A call to libm's name (float or double, by t), lane by lane for a vector t. */
 static LLVMValueRef libm(Lower *L, const char *name, LLVMTypeRef t, LLVMValueRef x) {
-  LLVMTypeRef fty = LLVMFunctionType(t, &t, 1, 0);
+  int vector = LLVMGetTypeKind(t) == LLVMVectorTypeKind;
+  LLVMTypeRef s = vector ? LLVMGetElementType(t) : t;
+  LLVMTypeRef fty = LLVMFunctionType(s, &s, 1, 0);
   LLVMValueRef f = LLVMGetNamedFunction(L->m, name);
   if (!f) f = LLVMAddFunction(L->m, name, fty);
-  return LLVMBuildCall2(L->b, fty, f, &x, 1, "");
+  if (!vector) return LLVMBuildCall2(L->b, fty, f, &x, 1, "");
+  LLVMValueRef r = LLVMGetPoison(t);
+  for (unsigned k = 0; k < LLVMGetVectorSize(t); k++) {
+    LLVMValueRef at = LLVMConstInt(L->i32, k, 0), lane = LLVMBuildExtractElement(L->b, x, at, "");
+    r = LLVMBuildInsertElement(L->b, r, LLVMBuildCall2(L->b, fty, f, &lane, 1, ""), at, "");
+  }
+  return r;
 }
 
 static LLVMBasicBlockRef block(Lower *L, const char *name) { return LLVMAppendBasicBlockInContext(L->cx, L->fn, name); }
@@ -201,6 +221,11 @@ static LLVMValueRef address(Lower *L, int buf, LLVMValueRef index) {
 static LLVMValueRef load(Lower *L, const Expr *e) {
   LLVMTypeRef T = lty(L, e->type);
   LLVMValueRef i = expr(L, e->a);
+  if (e->lanes > 1) { /* n consecutive elements, aligned as one */
+    LLVMValueRef v = LLVMBuildLoad2(L->b, vty(L, e->type, e->lanes), address(L, e->id, i), "");
+    LLVMSetAlignment(v, (unsigned)rt_dtype_size(e->type));
+    return v;
+  }
   if (!e->b) return LLVMBuildLoad2(L->b, T, address(L, e->id, i), "");
   LLVMValueRef g = expr(L, e->b), other = expr(L, e->c);
   LLVMValueRef safe = LLVMBuildSelect(L->b, g, i, LLVMConstNull(LLVMTypeOf(i)), "");
@@ -224,6 +249,32 @@ static LLVMValueRef random_uniform(Lower *L, const Expr *e) {
   return LLVMBuildFMul(L->b, f, LLVMConstReal(L->f32, 1.0 / 16777216.0), "");
 }
 
+/* Scalar a in each of n lanes. */
+static LLVMValueRef splat(Lower *L, LLVMValueRef a, int n) {
+  LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(a), (unsigned)n);
+  LLVMValueRef v = LLVMBuildInsertElement(L->b, LLVMGetPoison(vt), a, LLVMConstInt(L->i32, 0, 0), "");
+  return LLVMBuildShuffleVector(L->b, v, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(L->i32, (unsigned)n)), "");
+}
+
+/* Lanes [from, from + n) of v. */
+static LLVMValueRef lanes(Lower *L, LLVMValueRef v, unsigned from, unsigned n) {
+  LLVMValueRef idx[KIR_MAX_LANES];
+  for (unsigned k = 0; k < n; k++) idx[k] = LLVMConstInt(L->i32, from + k, 0);
+  return LLVMBuildShuffleVector(L->b, v, LLVMGetPoison(LLVMTypeOf(v)), LLVMConstVector(idx, n), "");
+}
+
+/* kernel.h's pairwise sum: the low half plus the high half until one lane
+ * is left (lane k + lane k + h for k < h). */
+static LLVMValueRef reduce(Lower *L, const Expr *e) {
+  LLVMValueRef v = expr(L, e->a);
+  for (unsigned w = (unsigned)e->a->lanes / 2; w >= 1; w /= 2) {
+    LLVMValueRef lo = w > 1 ? lanes(L, v, 0, w) : LLVMBuildExtractElement(L->b, v, LLVMConstInt(L->i32, 0, 0), "");
+    LLVMValueRef hi = w > 1 ? lanes(L, v, w, w) : LLVMBuildExtractElement(L->b, v, LLVMConstInt(L->i32, 1, 0), "");
+    v = arith(L, (BinOp)e->op, e->type, lo, hi);
+  }
+  return v;
+}
+
 static LLVMValueRef constant(Lower *L, const Expr *e) {
   if (e->kind == EX_FCONST) return LLVMConstReal(lty(L, e->type), e->type == DT_F32 ? (double)(float)e->f : e->f);
   return LLVMConstInt(lty(L, e->type), (unsigned long long)e->i, !is_unsigned(e->type));
@@ -234,7 +285,7 @@ static LLVMValueRef expr(Lower *L, const Expr *e) {
   case EX_FCONST: case EX_ICONST: return constant(L, e);
   case EX_VAR: return L->vars[e->id];
   case EX_SYM: return L->syms[e->id];
-  case EX_LOCAL: return LLVMBuildLoad2(L->b, lty(L, L->ltype[e->id]), local_addr(L, e->id, e->a), "");
+  case EX_LOCAL: return LLVMBuildLoad2(L->b, vty(L, L->ltype[e->id], e->lanes), local_addr(L, e->id, e->a), "");
   case EX_LOAD: return load(L, e);
   case EX_UNARY: return unary(L, e);
   case EX_BINARY: return binary(L, e);
@@ -244,6 +295,8 @@ static LLVMValueRef expr(Lower *L, const Expr *e) {
   }
   case EX_CAST: return cast(L, expr(L, e->a), e->a->type, e->type);
   case EX_RAND: return random_uniform(L, e);
+  case EX_BROADCAST: return splat(L, expr(L, e->a), e->lanes);
+  case EX_REDUCE: return e->a->lanes > 1 ? reduce(L, e) : expr(L, e->a);
   }
   ir_internal_error(__FILE__, __LINE__, "unknown expression kind");
   return NULL;
@@ -278,14 +331,15 @@ static void loop(Lower *L, const Stmt *s) {
 
 /* Locals are allocas in the entry block (mem2reg and SROA promote them,
  * arrays with constant indices included); a local array is [count x t]. */
-static void declare_local(Lower *L, int id, DType t, int64_t count) {
-  if (L->locals[id] && L->ltype[id] == t && L->lcount[id] == count) return;
+static void declare_local(Lower *L, int id, DType t, int64_t count, int lanes) {
+  if (L->locals[id] && L->ltype[id] == t && L->lcount[id] == count && L->llanes[id] == lanes) return;
   char name[16];
   snprintf(name, sizeof name, "v%d", id);
-  LLVMTypeRef ty = count > 0 ? LLVMArrayType2(lty(L, t), (uint64_t)count) : lty(L, t);
+  LLVMTypeRef ty = count > 0 ? LLVMArrayType2(lty(L, t), (uint64_t)count) : vty(L, t, lanes);
   L->locals[id] = LLVMBuildAlloca(L->ab, ty, name);
   L->ltype[id] = t;
   L->lcount[id] = count;
+  L->llanes[id] = lanes;
 }
 
 /* Every element of a local array set to one value, by a loop. */
@@ -315,12 +369,13 @@ static void stmts(Lower *L, const Stmt *s) {
     case ST_LOOP: loop(L, s); break;
     case ST_STORE: {
       LLVMValueRef v = expr(L, s->value);
-      LLVMBuildStore(L->b, v, address(L, s->id, expr(L, s->index)));
+      LLVMValueRef st = LLVMBuildStore(L->b, v, address(L, s->id, expr(L, s->index)));
+      if (s->value->lanes > 1) LLVMSetAlignment(st, (unsigned)rt_dtype_size(s->value->type));
       break;
     }
     case ST_LOCAL: {
       LLVMValueRef v = expr(L, s->value);
-      declare_local(L, s->id, s->type, s->count);
+      declare_local(L, s->id, s->type, s->count, s->value->lanes);
       if (s->count > 0) fill_local(L, s, v);
       else LLVMBuildStore(L->b, v, L->locals[s->id]);
       break;
@@ -405,6 +460,7 @@ static void kernel(Lower *L, const Kernel *k) {
   L->locals = arena_alloc(&L->a, sizeof *L->locals * (size_t)(k->nlocals + 1));
   L->ltype = arena_alloc(&L->a, sizeof *L->ltype * (size_t)(k->nlocals + 1));
   L->lcount = arena_alloc(&L->a, sizeof *L->lcount * (size_t)(k->nlocals + 1));
+  L->llanes = arena_alloc(&L->a, sizeof *L->llanes * (size_t)(k->nlocals + 1));
   stmts(L, k->body);
 }
 

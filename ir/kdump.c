@@ -18,7 +18,9 @@
  * float constants always carry a '.' or an exponent, integers never do; a
  * constant of another type than f32 (floats) or i64 (integers) carries its
  * type as a suffix (0.5f64, 3i32, 7u8), and bool constants are true and
- * false.  A guarded load is b<id>[INDEX if GUARD else OTHER].
+ * false.  A guarded load is b<id>[INDEX if GUARD else OTHER].  Lanes: a
+ * load or store of n lanes is b<id><n>[INDEX], an n-lane local is declared
+ * with type f32x<n>, bcast(X, n) broadcasts and reduce_add(X) sums lanes.
  * Expressions are infix with the fewest parentheses their precedence
  * needs; min, max, pow, select, casts (f32(x)) and rand(key, counter) are
  * written as calls.  Nothing depends on addresses or absolute paths, so a
@@ -177,7 +179,9 @@ static void expr(KDump *D, const Expr *e) {
     }
     break;
   case EX_LOAD:
-    fprintf(D->f, "b%d[", e->id);
+    fprintf(D->f, "b%d", e->id);
+    if (e->lanes > 1) fprintf(D->f, "<%d>", e->lanes);
+    fputc('[', D->f);
     expr(D, e->a);
     if (e->b) {
       fputs(" if ", D->f);
@@ -205,6 +209,16 @@ static void expr(KDump *D, const Expr *e) {
     break;
   case EX_RAND:
     fprintf(D->f, "rand(%llu, ", (unsigned long long)e->i);
+    expr(D, e->a);
+    fputc(')', D->f);
+    break;
+  case EX_BROADCAST:
+    fputs("bcast(", D->f);
+    expr(D, e->a);
+    fprintf(D->f, ", %d)", e->lanes);
+    break;
+  case EX_REDUCE:
+    fputs("reduce_add(", D->f);
     expr(D, e->a);
     fputc(')', D->f);
     break;
@@ -252,13 +266,16 @@ static void stmts(KDump *D, const Stmt *s, int depth) {
       fputs("}", D->f);
       break;
     case ST_STORE:
-      fprintf(D->f, "b%d[", s->id);
+      fprintf(D->f, "b%d", s->id);
+      if (s->value && s->value->lanes > 1) fprintf(D->f, "<%d>", s->value->lanes);
+      fputc('[', D->f);
       expr(D, s->index);
       fputs("] = ", D->f);
       expr(D, s->value);
       break;
     case ST_LOCAL:
       fprintf(D->f, "local v%d: %s", s->id, rt_dtype_name(s->type));
+      if (s->value && s->value->lanes > 1) fprintf(D->f, "x%d", s->value->lanes);
       if (s->count > 0) fprintf(D->f, "[%lld]", (long long)s->count);
       fputs(" = ", D->f);
       expr(D, s->value);

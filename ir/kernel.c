@@ -126,7 +126,7 @@ Expr *kx_local(Program *p, int local, DType t) {
 }
 
 Expr *kx_load(Program *p, int buf, Expr *index) {
-  IR_ASSERT(buf >= 0 && buf < p->nbufs && index->type == DT_I64);
+  IR_ASSERT(buf >= 0 && buf < p->nbufs && index->type == DT_I64 && index->lanes == 1);
   Expr *e = ex(p, EX_LOAD, p->bufs[buf].dtype);
   e->id = buf;
   e->a = index;
@@ -136,7 +136,7 @@ Expr *kx_load(Program *p, int buf, Expr *index) {
 Expr *kx_load_guarded(Program *p, int buf, Expr *index, Expr *guard, Expr *otherwise) {
   Expr *e = kx_load(p, buf, index);
   if (!otherwise) otherwise = kir_is_float(e->type) ? kx_fconst(p, e->type, 0) : kx_iconst(p, e->type, 0);
-  IR_ASSERT(guard->type == DT_BOOL && otherwise->type == e->type);
+  IR_ASSERT(guard->type == DT_BOOL && guard->lanes == 1 && otherwise->type == e->type && otherwise->lanes == 1);
   e->b = guard;
   e->c = otherwise;
   return e;
@@ -145,6 +145,7 @@ Expr *kx_load_guarded(Program *p, int buf, Expr *index, Expr *guard, Expr *other
 Expr *kx_un(Program *p, UnOp op, Expr *a) {
   IR_ASSERT(op == UN_NEG ? is_arith(a->type) : kir_is_float(a->type));
   Expr *e = ex(p, EX_UNARY, a->type);
+  e->lanes = a->lanes;
   e->op = op;
   e->a = a;
   return e;
@@ -165,8 +166,9 @@ DType kir_binop_type(BinOp op, DType t) {
 
 Expr *kx_bin(Program *p, BinOp op, Expr *a, Expr *b) {
   DType t = kir_binop_type(op, a->type);
-  IR_ASSERT(a->type == b->type && t != DT_COUNT);
+  IR_ASSERT(a->type == b->type && t != DT_COUNT && a->lanes == b->lanes);
   Expr *e = ex(p, EX_BINARY, t);
+  e->lanes = a->lanes;
   e->op = op;
   e->a = a;
   e->b = b;
@@ -174,8 +176,9 @@ Expr *kx_bin(Program *p, BinOp op, Expr *a, Expr *b) {
 }
 
 Expr *kx_select(Program *p, Expr *cond, Expr *a, Expr *b) {
-  IR_ASSERT(cond->type == DT_BOOL && a->type == b->type);
+  IR_ASSERT(cond->type == DT_BOOL && a->type == b->type && cond->lanes == a->lanes && a->lanes == b->lanes);
   Expr *e = ex(p, EX_SELECT, a->type);
+  e->lanes = a->lanes;
   e->a = cond;
   e->b = a;
   e->c = b;
@@ -186,15 +189,50 @@ Expr *kx_cast(Program *p, DType t, Expr *a) {
   IR_ASSERT(t != DT_BOOL && (kir_is_float(t) || kir_is_int(t)));
   if (a->type == t) return a;
   Expr *e = ex(p, EX_CAST, t);
+  e->lanes = a->lanes;
   e->a = a;
   return e;
 }
 
 Expr *kx_rand(Program *p, uint64_t key, Expr *counter) {
-  IR_ASSERT(counter->type == DT_I64);
+  IR_ASSERT(counter->type == DT_I64 && counter->lanes == 1);
   Expr *e = ex(p, EX_RAND, DT_F32);
   e->i = (int64_t)key;
   e->a = counter;
+  return e;
+}
+
+int kir_lanes_ok(int n) { return n >= 1 && n <= KIR_MAX_LANES && (n & (n - 1)) == 0; }
+
+Expr *kx_load_lanes(Program *p, int buf, Expr *index, int n) {
+  IR_ASSERT(kir_lanes_ok(n));
+  Expr *e = kx_load(p, buf, index);
+  e->lanes = n;
+  return e;
+}
+
+Expr *kx_broadcast(Program *p, Expr *a, int n) {
+  IR_ASSERT(kir_lanes_ok(n) && a->lanes == 1);
+  if (n == 1) return a;
+  Expr *e = ex(p, EX_BROADCAST, a->type);
+  e->lanes = n;
+  e->a = a;
+  return e;
+}
+
+Expr *kx_reduce(Program *p, BinOp op, Expr *a) {
+  IR_ASSERT(op == BIN_ADD && kir_binop_type(op, a->type) == a->type);
+  if (a->lanes == 1) return a;
+  Expr *e = ex(p, EX_REDUCE, a->type);
+  e->op = op;
+  e->a = a;
+  return e;
+}
+
+Expr *kx_vlocal(Program *p, int local, DType t, int n) {
+  IR_ASSERT(kir_lanes_ok(n));
+  Expr *e = kx_local(p, local, t);
+  e->lanes = n;
   return e;
 }
 
@@ -222,6 +260,7 @@ static Stmt *st(Program *p, StmtKind kind) {
 }
 
 Stmt *ks_loop(Program *p, int var, Expr *extent, Stmt *body) {
+  IR_ASSERT(extent->type == DT_I64 && extent->lanes == 1);
   Stmt *s = st(p, ST_LOOP);
   s->loop = LOOP_SERIAL;
   s->axis = var;
@@ -234,7 +273,7 @@ Stmt *ks_loop(Program *p, int var, Expr *extent, Stmt *body) {
 }
 
 Stmt *ks_store(Program *p, int buf, Expr *index, Expr *value) {
-  IR_ASSERT(buf >= 0 && buf < p->nbufs && index->type == DT_I64 && value->type == p->bufs[buf].dtype);
+  IR_ASSERT(buf >= 0 && buf < p->nbufs && index->type == DT_I64 && index->lanes == 1 && value->type == p->bufs[buf].dtype);
   Stmt *s = st(p, ST_STORE);
   s->id = buf;
   s->index = index;
@@ -264,7 +303,7 @@ void ks_append(Stmt **head, Stmt *s) {
 }
 
 Stmt *ks_if(Program *p, Expr *cond, Stmt *then, Stmt *orelse) {
-  IR_ASSERT(cond->type == DT_BOOL);
+  IR_ASSERT(cond->type == DT_BOOL && cond->lanes == 1);
   Stmt *s = st(p, ST_IF);
   s->value = cond;
   s->body = then;
@@ -273,6 +312,7 @@ Stmt *ks_if(Program *p, Expr *cond, Stmt *then, Stmt *orelse) {
 }
 
 Stmt *ks_local_array(Program *p, int local, DType t, int64_t n, Expr *value) {
+  IR_ASSERT(value->lanes == 1);
   Stmt *s = ks_local(p, local, t, value);
   s->count = n;
   return s;

@@ -85,7 +85,44 @@
  *
  * Constants carry their type: EX_FCONST is f32 (f rounded to binary32) or
  * f64; EX_ICONST is i32, i64, u8 (i within its range) or bool (0 or 1).
+ *
+ * Lanes.  An expression with Expr.lanes = n > 1 is n values of its type
+ * computed side by side (a vector); n is a power of two, at most
+ * KIR_MAX_LANES.  Lanes never mix except through EX_REDUCE:
+ *   - lane-wise: EX_UNARY, EX_BINARY, EX_SELECT (its condition too) and
+ *     EX_CAST have their operands' lanes, and lane k of the result is the
+ *     scalar rule applied to lane k of each operand;
+ *   - EX_LOAD of n lanes reads the n consecutive elements buf[a],
+ *     buf[a + 1], ..., buf[a + n - 1]; its index a is a scalar, and all n
+ *     must be in range (a guarded load is always scalar);
+ *   - EX_BROADCAST gives n lanes that each equal the scalar a;
+ *   - EX_REDUCE (op BIN_ADD) of n lanes is the scalar sum of a's lanes in
+ *     pairwise order: with s_k = lane k, while more than one value is
+ *     left, s_k = s_k + s_(k+h) for k < h, h half the count; so 8 lanes
+ *     sum as ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7));
+ *   - ST_STORE of an n-lane value evaluates every lane, then writes them
+ *     to buf[index], ..., buf[index + n - 1];
+ *   - ST_LOCAL declares a local with its value's lanes, and reads
+ *     (kx_vlocal) and assignments of it have those lanes; local arrays
+ *     are scalar;
+ *   - constants, loop variables, symbols, indices, extents, guards, rand
+ *     counters and if conditions are scalar: a constant used in an n-lane
+ *     expression is broadcast.
+ * A vectorising schedule rewrites `for i < N step n (vector, width n)` so
+ * that loads and stores indexed by i (contiguous in i) take n lanes,
+ * scalars it combines with them are broadcast, and a sum carried across
+ * iterations is kept in an n-lane local and reduced after the loop:
+ *
+ *   local v0: f32x8 = bcast(0.0, 8)
+ *   for i0 < 64 step 8 vector width 8 {
+ *     v0 = v0 + b0<8>[i0] * b1<8>[i0]
+ *   }
+ *   b2[0] = reduce_add(v0)
+ *
+ * (kx_load_lanes, kx_broadcast, kx_vlocal, kx_reduce; the C emitter prints
+ * each lane as its own scalar statement, the LLVM emitter <8 x float>.)
  */
+#define KIR_MAX_LANES 64
 typedef enum ExprKind {
   EX_FCONST,  /* f, of type f32 or f64 */
   EX_ICONST,  /* i, of type i32, i64, u8 or bool */
@@ -98,6 +135,8 @@ typedef enum ExprKind {
   EX_SELECT,  /* a ? b : c, a bool, eager */
   EX_CAST,    /* (type) a */
   EX_RAND,    /* f32 uniform in [0, 1) of counter a (i64) under key i: ir_random_uniform */
+  EX_BROADCAST, /* a (a scalar) in each of lanes lanes */
+  EX_REDUCE,  /* op (BIN_ADD) over the lanes of a, pairwise: a scalar */
 } ExprKind;
 
 typedef enum UnOp {
@@ -123,8 +162,8 @@ struct Expr {
 
 typedef enum StmtKind {
   ST_LOOP,    /* for (var = 0; var < extent; var += step) body */
-  ST_STORE,   /* buf[index] = value */
-  ST_LOCAL,   /* declare local id of type, = value (count > 0: an array, every element = value) */
+  ST_STORE,   /* buf[index] = value; an n-lane value fills buf[index .. index + n - 1] */
+  ST_LOCAL,   /* declare local id of type (and value's lanes), = value (count > 0: an array, every element = value) */
   ST_ASSIGN,  /* local id = value; local id[index] = value for an array */
   ST_IF,      /* if (value) body else orelse; value is bool */
 } StmtKind;
@@ -236,6 +275,14 @@ Expr *kx_iadd(Program *p, Expr *a, Expr *b);
 Expr *kx_imul(Program *p, Expr *a, Expr *b);
 /* The extent of dimension d as an expression (a symbol or a constant). */
 Expr *kx_dim(Program *p, Dim d);
+/* Lanes (above): n consecutive elements from index; scalar a in n lanes;
+ * the pairwise sum of a's lanes; a read of an n-lane local. */
+Expr *kx_load_lanes(Program *p, int buf, Expr *index, int n);
+Expr *kx_broadcast(Program *p, Expr *a, int n);
+Expr *kx_reduce(Program *p, BinOp op, Expr *a);
+Expr *kx_vlocal(Program *p, int local, DType t, int n);
+/* Whether n is a lane count: a power of two from 1 to KIR_MAX_LANES. */
+int kir_lanes_ok(int n);
 /* Whether an operator or type belongs to a class of the rules above. */
 int kir_is_float(DType t);
 int kir_is_int(DType t);        /* i32, i64, u8 */

@@ -19,9 +19,15 @@
  *     go to a number type, constants have a type their value fits;
  *     indices and extents are i64, loads and stores carry their buffer's
  *     dtype, locals are read and assigned with their declared type;
+ *   - lanes: counts are powers of two up to KIR_MAX_LANES; lane-wise
+ *     operators take operands of their own lanes; constants, variables,
+ *     symbols, indices, extents, guards and conditions of if are scalar;
+ *     a broadcast takes a scalar and a reduction gives one; a local is
+ *     read and assigned with the lanes it was declared with;
  *   - ranges: an index whose interval is known (constants, loop variables
  *     over known extents, symbols at their maximum, + - * / % min max
- *     select of those) lies within its buffer.  A guarded load is not
+ *     select of those) lies within its buffer, with every lane of an n-lane
+ *     access (index .. index + n - 1).  A guarded load is not
  *     checked (its guard keeps it in range: padding, clamped windows);
  *     every other load must be in range.
  *
@@ -45,6 +51,7 @@ typedef struct KCheck {
   char *local_in;        /* [nlocals] declared in an enclosing block */
   DType *local_ty;       /* [nlocals] */
   int64_t *local_n;      /* [nlocals] element count of a local array, 0 for a scalar */
+  int *local_lanes;      /* [nlocals] lanes of the local's values */
 } KCheck;
 
 static void problem(KCheck *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -119,15 +126,18 @@ static int range_of(KCheck *c, const Expr *e, Range *r) {
     if (!range_of(c, e->b, &a) || !range_of(c, e->c, &b)) return 0;
     *r = (Range){a.lo < b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi};
     return 1;
-  case EX_FCONST: case EX_LOCAL: case EX_LOAD: case EX_UNARY: case EX_CAST: case EX_RAND: return 0;
+  case EX_FCONST: case EX_LOCAL: case EX_LOAD: case EX_UNARY: case EX_CAST: case EX_RAND: case EX_BROADCAST:
+  case EX_REDUCE: return 0;
   }
   return 0;
 }
 
-static void check_index(KCheck *c, int buf, const Expr *index, const char *what) {
+/* An access of lanes consecutive elements from index. */
+static void check_index(KCheck *c, int buf, const Expr *index, int lanes, const char *what) {
   Range r;
   const Buffer *b = &c->p->bufs[buf];
   if (b->size <= 0 || !range_of(c, index, &r)) return;
+  r.hi += lanes - 1;
   if (r.lo < 0 || r.hi >= b->size)
     problem(c, "%s b%d (%s) at indices [%lld, %lld], outside its %lld elements", what, buf, b->name,
             (long long)r.lo, (long long)r.hi, (long long)b->size);
@@ -178,6 +188,8 @@ static void check_local_read(KCheck *c, const Expr *e) {
   else if (!c->local_in[e->id]) problem(c, "local v%d used before its declaration", e->id);
   else if (c->local_ty[e->id] != e->type)
     problem(c, "local v%d read as %s but declared %s", e->id, tn(e->type), tn(c->local_ty[e->id]));
+  else if (c->local_lanes[e->id] != e->lanes)
+    problem(c, "local v%d of %d lanes read as %d lanes", e->id, c->local_lanes[e->id], e->lanes);
   else check_element(c, e->id, e->a);
 }
 
@@ -192,7 +204,8 @@ static void check_load(KCheck *c, const Expr *e) {
   if (e->b && e->c && e->c->type != e->type)
     problem(c, "guarded load of b%d (%s) gives %s otherwise, not %s", e->id, b->name, tn(e->c->type), tn(e->type));
   if (!e->b && e->c) problem(c, "load of b%d (%s) with a value for a guard it does not have", e->id, b->name);
-  if (!e->b && e->a) check_index(c, e->id, e->a, "load of");
+  if (e->b && e->lanes != 1) problem(c, "guarded load of b%d (%s) has %d lanes (a guarded load is scalar)", e->id, b->name, e->lanes);
+  if (!e->b && e->a) check_index(c, e->id, e->a, e->lanes, "load of");
 }
 
 static void check_unary(KCheck *c, const Expr *e) {
@@ -240,11 +253,51 @@ static void check_cast(KCheck *c, const Expr *e) {
   if (!kir_is_float(e->type) && !kir_is_int(e->type)) problem(c, "cast to %s (compare with a number instead)", tn(e->type));
 }
 
+/* The operand of e that must have lanes lanes. */
+static void same_lanes(KCheck *c, const Expr *e, const Expr *operand, int lanes) {
+  if (operand && operand->lanes != lanes)
+    problem(c, "operand of %d lanes in an expression of %d lanes%s", operand->lanes, lanes,
+            lanes > 1 && operand->lanes == 1 ? " (broadcast it)" : "");
+  (void)e;
+}
+
+/* Lane rules (kernel.h): what has to be scalar, and which operands share
+ * the result's lanes. */
+static void check_lanes(KCheck *c, const Expr *e) {
+  if (!kir_lanes_ok(e->lanes)) {
+    problem(c, "an expression of %d lanes (a power of two up to %d)", e->lanes, KIR_MAX_LANES);
+    return;
+  }
+  switch (e->kind) {
+  case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_RAND:
+    if (e->lanes != 1) problem(c, "a constant, variable, symbol or rand of %d lanes (broadcast a scalar)", e->lanes);
+    same_lanes(c, e, e->a, 1);
+    break;
+  case EX_LOAD: case EX_LOCAL: same_lanes(c, e, e->a, 1); break; /* the index */
+  case EX_UNARY: case EX_CAST: same_lanes(c, e, e->a, e->lanes); break;
+  case EX_BINARY: same_lanes(c, e, e->a, e->lanes), same_lanes(c, e, e->b, e->lanes); break;
+  case EX_SELECT:
+    same_lanes(c, e, e->a, e->lanes), same_lanes(c, e, e->b, e->lanes), same_lanes(c, e, e->c, e->lanes);
+    break;
+  case EX_BROADCAST:
+    if (e->a && e->a->lanes != 1) problem(c, "broadcast of %d lanes (needs a scalar)", e->a->lanes);
+    if (e->a && e->a->type != e->type) problem(c, "broadcast of a %s typed %s", tn(e->a->type), tn(e->type));
+    break;
+  case EX_REDUCE:
+    if (e->lanes != 1) problem(c, "reduction to %d lanes (gives a scalar)", e->lanes);
+    if (e->op != BIN_ADD) problem(c, "reduction by %s (only + is defined)", kir_binop_name((BinOp)e->op));
+    if (e->a && (e->a->type != e->type || kir_binop_type(BIN_ADD, e->type) != e->type))
+      problem(c, "sum of %s lanes typed %s", tn(e->a->type), tn(e->type));
+    break;
+  }
+}
+
 static void check_expr(KCheck *c, const Expr *e) {
   if (!e) {
     problem(c, "missing expression");
     return;
   }
+  check_lanes(c, e);
   switch (e->kind) {
   case EX_FCONST: case EX_ICONST: check_const(c, e); break;
   case EX_VAR: check_var(c, e); break;
@@ -262,6 +315,7 @@ static void check_expr(KCheck *c, const Expr *e) {
     check_expr(c, e->a);
     if (e->a->type != DT_I64 || e->type != DT_F32) problem(c, "rand of a %s counter typed %s (needs i64 -> f32)", tn(e->a->type), tn(e->type));
     break;
+  case EX_BROADCAST: case EX_REDUCE: check_expr(c, e->a); break;
   }
 }
 
@@ -271,6 +325,7 @@ static void check_block(KCheck *c, const Stmt *s);
 
 static void check_loop(KCheck *c, const Stmt *s) {
   check_expr(c, s->extent);
+  if (s->extent && s->extent->lanes != 1) problem(c, "extent of loop i%d has %d lanes", s->id, s->extent->lanes);
   if (s->extent && s->extent->type != DT_I64) problem(c, "extent of loop i%d is %s, not i64", s->id, rt_dtype_name(s->extent->type));
   if (s->id < 0 || s->id >= c->k->nvars) {
     problem(c, "loop variable i%d does not exist (the kernel has %d)", s->id, c->k->nvars);
@@ -310,6 +365,8 @@ static void check_local_decl(KCheck *c, const Stmt *s) {
   c->local_in[s->id] = 1;
   c->local_ty[s->id] = s->type;
   c->local_n[s->id] = s->count;
+  c->local_lanes[s->id] = s->value ? s->value->lanes : 1;
+  if (s->count > 0 && c->local_lanes[s->id] != 1) problem(c, "local array v%d of %d lanes (arrays are scalar)", s->id, c->local_lanes[s->id]);
 }
 
 static void check_assign(KCheck *c, const Stmt *s) {
@@ -318,11 +375,14 @@ static void check_assign(KCheck *c, const Stmt *s) {
   if (!c->local_in[s->id]) problem(c, "local v%d assigned before its declaration", s->id);
   else if (s->value && s->value->type != c->local_ty[s->id])
     problem(c, "local v%d (%s) assigned a %s", s->id, rt_dtype_name(c->local_ty[s->id]), rt_dtype_name(s->value->type));
+  else if (s->value && s->value->lanes != c->local_lanes[s->id])
+    problem(c, "local v%d of %d lanes assigned %d lanes", s->id, c->local_lanes[s->id], s->value->lanes);
   else check_element(c, s->id, s->index);
 }
 
 static void check_if(KCheck *c, const Stmt *s) {
   check_cond(c, s->value, "if condition");
+  if (s->value && s->value->lanes != 1) problem(c, "if condition of %d lanes", s->value->lanes);
   check_block(c, s->body);
   check_block(c, s->orelse);
 }
@@ -335,8 +395,9 @@ static void check_store(KCheck *c, const Stmt *s) {
   if (b->kind == BUF_INPUT) problem(c, "store to input buffer b%d (%s)", s->id, b->name);
   if (s->value && s->value->type != b->dtype)
     problem(c, "store of a %s value to b%d (%s), which holds %s", rt_dtype_name(s->value->type), s->id, b->name, rt_dtype_name(b->dtype));
+  if (s->index && s->index->lanes != 1) problem(c, "index of b%d (%s) has %d lanes", s->id, b->name, s->index->lanes);
   if (s->index && s->index->type != DT_I64) problem(c, "index of b%d (%s) is %s, not i64", s->id, b->name, rt_dtype_name(s->index->type));
-  else if (s->index) check_index(c, s->id, s->index, "store to");
+  else if (s->index && s->value) check_index(c, s->id, s->index, s->value->lanes, "store to");
 }
 
 /* Statements of one block; locals declared here leave scope at its end. */
@@ -365,7 +426,8 @@ static void check_kernel(KCheck *c) {
   c->local_in = rt_xcalloc(nl, 1);
   c->local_ty = rt_xcalloc(nl, sizeof *c->local_ty);
   c->local_n = rt_xcalloc(nl, sizeof *c->local_n);
-  IR_ASSERT(c->var_in && c->var_hi && c->local_in && c->local_ty && c->local_n);
+  c->local_lanes = rt_xcalloc(nl, sizeof *c->local_lanes);
+  IR_ASSERT(c->var_in && c->var_hi && c->local_in && c->local_ty && c->local_n && c->local_lanes);
   for (size_t i = 0; i < nv; i++) c->var_hi[i] = -1;
   check_block(c, c->k->body);
   rt_xfree(c->var_in);
@@ -373,6 +435,7 @@ static void check_kernel(KCheck *c) {
   rt_xfree(c->local_in);
   rt_xfree(c->local_ty);
   rt_xfree(c->local_n);
+  rt_xfree(c->local_lanes);
 }
 
 /* Buffers hold storage types only (bool is never stored). */
@@ -394,7 +457,7 @@ static void check_args(KCheck *c) {
 int kir_verify(const Program *p, Diags *d) {
   int bad = 0;
   for (int fi = 0; fi < p->nfuncs; fi++) {
-    KCheck c = {p, &p->funcs[fi], NULL, -1, d, 0, NULL, NULL, NULL, NULL};
+    KCheck c = {p, &p->funcs[fi], NULL, -1, d, 0, NULL, NULL, NULL, NULL, NULL, NULL};
     if (fi == 0) check_buffers(&c);
     check_args(&c);
     for (int k = 0; k < c.f->nkernels; k++) {

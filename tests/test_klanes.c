@@ -1,0 +1,273 @@
+/*
+ * test_klanes.c — vector lanes in the kernel IR.
+ *
+ * One hand-built kernel does what a vectorised loop does: a loop of step 8
+ * over 8-lane loads, lane-wise arithmetic with broadcast scalars, a select
+ * on an 8-lane condition, casts, a libm call (tanh, called lane by lane in
+ * LLVM), 8-lane stores, an 8-lane local accumulator carried across the
+ * loop, and its pairwise sum after it.  The C backend (lanes unrolled into
+ * scalars) and the JIT (LLVM vectors) must both give the values the test
+ * computes, the sum exactly in kernel.h's pairwise order: the data are
+ * chosen so that a left-to-right sum gives another float.  The verifier
+ * checks lane counts (mismatched lanes, a scalar not broadcast, a vector
+ * index, a constant of 8 lanes, an 8-lane store past the end of its
+ * buffer, a local read with other lanes), and the builders refuse lanes
+ * that differ.  The printed C has one scalar per lane and the LLVM module
+ * <8 x float> operations.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/codegen.h"
+#include "passes/passes.h"
+#include "tests/testutil.h"
+
+enum { N = 32, W = 8 };
+
+typedef struct Lanes {
+  Graph g;
+  Program p;
+  Diags d;
+  char *msgs;
+  size_t len;
+  FILE *f;
+  int x, b, y, s;   /* inputs f32[32], f32[1]; outputs f32[32], f32[1] */
+} Lanes;
+
+static void lanes_init(Lanes *t) {
+  t->msgs = NULL;
+  t->f = open_memstream(&t->msgs, &t->len);
+  diag_init(&t->d, t->f);
+  ir_graph_init(&t->g, "lanes", &t->d);
+  kir_program_init(&t->p, &t->g);
+  Shape sn = {1, {N}}, s1 = {1, {1}};
+  t->x = kir_buffer(&t->p, BUF_INPUT, DT_F32, "x", &sn, -1);
+  t->b = kir_buffer(&t->p, BUF_INPUT, DT_F32, "b", &s1, -1);
+  t->y = kir_buffer(&t->p, BUF_OUTPUT, DT_F32, "y", &sn, -1);
+  t->s = kir_buffer(&t->p, BUF_OUTPUT, DT_F32, "s", &s1, -1);
+  Func *fn = kir_func(&t->p, "forward", &t->g);
+  int order[4] = {t->x, t->b, t->y, t->s};
+  fn->args = arena_alloc(&t->p.arena, sizeof order);
+  for (int a = 0; a < 4; a++) fn->args[a] = order[a], t->p.bufs[order[a]].arg = a;
+  fn->nargs = 4;
+}
+
+static void lanes_free(Lanes *t) {
+  fclose(t->f);
+  free(t->msgs);
+  kir_program_free(&t->p);
+  ir_graph_free(&t->g);
+}
+
+static Kernel *lanes_kernel(Lanes *t, Stmt *body, int nvars, int nlocals) {
+  Kernel *k = kir_kernel(&t->p, &t->p.funcs[0], "lanes", (SrcLoc){0});
+  k->body = body, k->nvars = nvars, k->nlocals = nlocals;
+  return k;
+}
+
+/* local v0: f32x8 = bcast(0.0, 8)
+ * for i0 < 32 step 8 vector width 8 {
+ *   local v1: f32x8 = x<8>[i0] * bcast(2.0, 8) + bcast(b[0], 8)
+ *   y<8>[i0] = select(v1 > bcast(0.0, 8), tanh(v1), f32(f64(v1) * bcast(0.5f64, 8)))
+ *   v0 = v0 + x<8>[i0]
+ * }
+ * s[0] = reduce_add(v0) */
+static Stmt *vector_body(Lanes *t) {
+  Program *p = &t->p;
+  Expr *i = kx_var(p, 0), *xv = kx_load_lanes(p, t->x, i, W);
+  Stmt *loop = ks_local(p, 1, DT_F32, kx_bin(p, BIN_ADD, kx_bin(p, BIN_MUL, xv, kx_broadcast(p, kx_f(p, 2), W)),
+                                                  kx_broadcast(p, kx_load(p, t->b, kx_i(p, 0)), W)));
+  Expr *v1 = kx_vlocal(p, 1, DT_F32, W);
+  Expr *half = kx_cast(p, DT_F32, kx_bin(p, BIN_MUL, kx_cast(p, DT_F64, v1), kx_broadcast(p, kx_fconst(p, DT_F64, 0.5), W)));
+  Expr *pos = kx_bin(p, BIN_GT, v1, kx_broadcast(p, kx_f(p, 0), W));
+  ks_append(&loop, ks_store(p, t->y, i, kx_select(p, pos, kx_un(p, UN_TANH, v1), half)));
+  ks_append(&loop, ks_assign(p, 0, kx_bin(p, BIN_ADD, kx_vlocal(p, 0, DT_F32, W), xv)));
+  Stmt *l = ks_loop(p, 0, kx_i(p, N), loop);
+  l->step = W, l->width = W, l->loop = LOOP_VECTOR;
+  Stmt *s = ks_local(p, 0, DT_F32, kx_broadcast(p, kx_f(p, 0), W));
+  ks_append(&s, l);
+  ks_append(&s, ks_store(p, t->s, kx_i(p, 0), kx_reduce(p, BIN_ADD, kx_vlocal(p, 0, DT_F32, W))));
+  return s;
+}
+
+/* Lane k sums x[k], x[k + 8], ...; then (kernel.h) pairwise. */
+static float pairwise_sum(const float *x) {
+  float part[W];
+  for (int k = 0; k < W; k++) {
+    part[k] = 0;
+    for (int i = k; i < N; i += W) part[k] += x[i];
+  }
+  for (int h = W / 2; h >= 1; h /= 2)
+    for (int k = 0; k < h; k++) part[k] += part[k + h];
+  return part[0];
+}
+
+static void inputs(float *x, float *b) {
+  for (int i = 0; i < N; i++) x[i] = (float)((i * 37) % 11 - 5) * 0.25f;
+  x[3] = 1e8f, x[7] = -1e8f, x[12] = 3; /* cancellation: the order shows */
+  b[0] = -0.5f;
+}
+
+Test(klanes, data_sum_differently_in_another_order) {
+  float x[N], b[1];
+  inputs(x, b);
+  float part[W], seq = 0;
+  for (int k = 0; k < W; k++) {
+    part[k] = 0;
+    for (int i = k; i < N; i += W) part[k] += x[i];
+  }
+  for (int k = 0; k < W; k++) seq += part[k];
+  cr_expect_neq(seq, pairwise_sum(x), "the test data do not tell the orders apart");
+}
+
+static void run_lanes(CModule *(*build)(const Program *, RtError *), const char *what) {
+  Lanes t;
+  lanes_init(&t);
+  lanes_kernel(&t, vector_body(&t), 1, 2);
+  cr_assert_eq(kir_verify(&t.p, &t.d), 0, "%s: %s", what, t.msgs);
+  RtError err;
+  CModule *m = build(&t.p, &err);
+  cr_assert_not_null(m, "%s: %s", what, err.msg);
+  float x[N], b[1], y[N], s[1] = {0};
+  inputs(x, b);
+  void *args[4] = {x, b, y, s};
+  cr_assert_eq(cg_c_call(m, "forward", NULL, args, &err), RT_OK, "%s: %s", what, err.msg);
+  for (int i = 0; i < N; i++) {
+    float v = x[i] * 2.0f + b[0];
+    float want = v > 0 ? tanhf(v) : (float)((double)v * 0.5);
+    cr_expect(y[i] == want, "%s y[%d] = %.9g, want %.9g", what, i, y[i], want);
+  }
+  cr_expect(s[0] == pairwise_sum(x), "%s: sum %.9g, want %.9g (pairwise)", what, s[0], pairwise_sum(x));
+  cg_c_free(m);
+  lanes_free(&t);
+}
+
+static CModule *build_c(const Program *p, RtError *err) {
+  return cg_c_build(p, "-O1 -Wall -Wextra -pedantic -Werror", err);
+}
+
+Test(klanes, c_backend_runs_lanes_as_scalars) { run_lanes(build_c, "C"); }
+Test(klanes, jit_runs_lanes_as_vectors) { run_lanes(cg_jit_build, "JIT"); }
+
+Test(klanes, dump_shows_lanes) {
+  Lanes t;
+  lanes_init(&t);
+  lanes_kernel(&t, vector_body(&t), 1, 2);
+  char *text = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&text, &n);
+  kir_dump(&t.p, f);
+  fclose(f);
+  cr_expect(strstr(text, "local v0: f32x8 = bcast(0.0, 8)\n"), "%s", text);
+  cr_expect(strstr(text, "for i0 < 32 step 8 vector width 8 {\n"), "%s", text);
+  cr_expect(strstr(text, "local v1: f32x8 = b0<8>[i0] * bcast(2.0, 8) + bcast(b1[0], 8)\n"), "%s", text);
+  cr_expect(strstr(text, "b2<8>[i0] = select(v1 > bcast(0.0, 8), tanh(v1), f32(f64(v1) * bcast(0.5f64, 8)))\n"), "%s", text);
+  cr_expect(strstr(text, "b3[0] = reduce_add(v0)\n"), "%s", text);
+  free(text);
+  lanes_free(&t);
+}
+
+static void expect_lanes_rejected(Lanes *t, Stmt *body, int nvars, int nlocals, const char *needle) {
+  lanes_kernel(t, body, nvars, nlocals);
+  int bad = kir_verify(&t->p, &t->d);
+  fflush(t->f);
+  cr_expect_gt(bad, 0, "not rejected (wanted '%s')", needle);
+  cr_expect(t->msgs && strstr(t->msgs, needle), "no '%s' in:\n%s", needle, t->msgs ? t->msgs : "");
+}
+
+Test(klanes, verifier_rejects_mismatched_lanes) {
+  Lanes t;
+  lanes_init(&t);
+  Program *p = &t.p;
+  Expr *sum = kx_bin(p, BIN_ADD, kx_load_lanes(p, t.x, kx_i(p, 0), W), kx_load_lanes(p, t.x, kx_i(p, 8), W));
+  sum->b = kx_load_lanes(p, t.x, kx_i(p, 8), 4); /* the builder refuses it */
+  expect_lanes_rejected(&t, ks_store(p, t.y, kx_i(p, 0), sum), 0, 0, "operand of 4 lanes in an expression of 8 lanes");
+  lanes_free(&t);
+}
+
+Test(klanes, verifier_rejects_a_scalar_in_lanes_unbroadcast) {
+  Lanes t;
+  lanes_init(&t);
+  Program *p = &t.p;
+  Expr *sum = kx_bin(p, BIN_ADD, kx_load_lanes(p, t.x, kx_i(p, 0), W), kx_broadcast(p, kx_f(p, 1), W));
+  sum->b = kx_f(p, 1);
+  expect_lanes_rejected(&t, ks_store(p, t.y, kx_i(p, 0), sum), 0, 0, "operand of 1 lanes in an expression of 8 lanes (broadcast it)");
+  lanes_free(&t);
+}
+
+Test(klanes, verifier_rejects_a_constant_of_lanes) {
+  Lanes t;
+  lanes_init(&t);
+  Program *p = &t.p;
+  Expr *k = kx_f(p, 1);
+  k->lanes = W;
+  expect_lanes_rejected(&t, ks_store(p, t.y, kx_i(p, 0), k), 0, 0, "a constant, variable, symbol or rand of 8 lanes");
+  lanes_free(&t);
+}
+
+Test(klanes, verifier_rejects_a_vector_index) {
+  Lanes t;
+  lanes_init(&t);
+  Program *p = &t.p;
+  Expr *ld = kx_load(p, t.x, kx_i(p, 0));
+  ld->a = kx_broadcast(p, kx_i(p, 0), W);
+  expect_lanes_rejected(&t, ks_store(p, t.y, kx_i(p, 0), ld), 0, 0, "operand of 8 lanes in an expression of 1 lanes");
+  lanes_free(&t);
+}
+
+Test(klanes, verifier_rejects_lanes_past_the_end) {
+  Lanes t;
+  lanes_init(&t);
+  Program *p = &t.p;
+  /* y<8>[i0] for i0 < 32 step 4: the last store covers 28..35 */
+  Stmt *l = ks_loop(p, 0, kx_i(p, N), ks_store(p, t.y, kx_var(p, 0), kx_load_lanes(p, t.x, kx_i(p, 0), W)));
+  l->step = 4;
+  expect_lanes_rejected(&t, l, 1, 0, "store to b2 (y) at indices [0, 35], outside its 32 elements");
+  lanes_free(&t);
+}
+
+Test(klanes, verifier_rejects_a_local_read_with_other_lanes) {
+  Lanes t;
+  lanes_init(&t);
+  Program *p = &t.p;
+  Stmt *s = ks_local(p, 0, DT_F32, kx_load_lanes(p, t.x, kx_i(p, 0), W));
+  ks_append(&s, ks_store(p, t.y, kx_i(p, 0), kx_vlocal(p, 0, DT_F32, 4)));
+  expect_lanes_rejected(&t, s, 0, 1, "local v0 of 8 lanes read as 4 lanes");
+  lanes_free(&t);
+}
+
+/* The C has one scalar per lane and the pairwise tree; the LLVM module
+ * computes on <8 x float>. */
+Test(klanes, c_unrolls_lanes_and_llvm_keeps_vectors) {
+  Lanes t;
+  lanes_init(&t);
+  lanes_kernel(&t, vector_body(&t), 1, 2);
+  char *c = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&c, &n);
+  EmitOpts o = {"lanes.h", NULL};
+  cr_assert_eq(cg_emit_c(&t.p, f, NULL, &o, &t.d), 0);
+  fclose(f);
+  cr_expect(strstr(c, "float v0_7 = 0.0f;\n"), "%s", c);
+  cr_expect(strstr(c, "out_y[i0 + 7] = v1_7 > 0.0f ? tanhf(v1_7) : (float)((double)v1_7 * 0.5);\n"), "%s", c);
+  cr_expect(strstr(c, "out_s[0] = (((v0_0 + v0_4) + (v0_2 + v0_6)) + ((v0_1 + v0_5) + (v0_3 + v0_7)));\n"), "%s", c);
+  char *ir = NULL;
+  size_t len = 0;
+  RtError err;
+  cr_assert_eq(cg_emit_llvm(&t.p, &o, CG_LLVM_IR, &ir, &len, &err), RT_OK, "%s", err.msg);
+  cr_expect(strstr(ir, "<8 x float>"), "no <8 x float> in:\n%s", ir);
+  if (getenv("DLC_SHOW")) fprintf(stderr, "%s\n%s\n", c, ir);
+  free(c);
+  free(ir);
+  lanes_free(&t);
+}
+
+Test(klanes, builder_refuses_lanes_that_differ, .signal = SIGABRT) {
+  Lanes t;
+  lanes_init(&t);
+  Program *p = &t.p;
+  kx_bin(p, BIN_ADD, kx_load_lanes(p, t.x, kx_i(p, 0), W), kx_f(p, 1));
+}
