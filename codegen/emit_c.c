@@ -113,8 +113,8 @@ static void sub(Emit *E, const Expr *e, int min_prec) {
 static void float_lit(Emit *E, double v, DType t) {
   if (isnan(v)) { fputs(t == DT_F32 ? "NAN" : "(double)NAN", E->f); return; }
   if (isinf(v)) { fputs(v < 0 ? "(-INFINITY)" : "INFINITY", E->f); return; }
-  char buf[64];
-  snprintf(buf, sizeof buf, t == DT_F32 ? "%.9g" : "%.17g", v);
+  char buf[64]; /* an f32 is rounded once, here: 9 digits then name that float exactly */
+  snprintf(buf, sizeof buf, t == DT_F32 ? "%.9g" : "%.17g", t == DT_F32 ? (double)(float)v : v);
   if (!strpbrk(buf, ".e")) strcat(buf, ".0");
   const char *suffix = t == DT_F32 ? "f" : "";
   fprintf(E->f, v < 0 ? "(%s%s)" : "%s%s", buf, suffix);

@@ -124,3 +124,33 @@ Test(ktypes, dump_shows_types_and_guards) {
   kir_program_free(&t.p);
   ir_graph_free(&t.g);
 }
+
+/* An f32 constant is its value rounded once to binary32 (kernel.h).  Just
+ * below the midpoint of 1 and the next float, 1 + 2^-24 - 2^-40 rounds to
+ * 1; printed with 9 digits first (1.00000006) it would round up instead. */
+static void run_constant(CModule *(*build)(const Program *, RtError *), const char *what) {
+  Typed t;
+  typed_init(&t);
+  Program *p = &t.p;
+  double k = 1 + ldexp(1, -24) - ldexp(1, -40);
+  Kernel *kn = kir_kernel(p, &p->funcs[0], "constant", (SrcLoc){0});
+  kn->body = ks_store(p, t.y, kx_i(p, 0), kx_f(p, k));
+  RtError err;
+  CModule *m = build(p, &err);
+  cr_assert_not_null(m, "%s: %s", what, err.msg);
+  float x[N] = {0}, y[N] = {0};
+  uint8_t u[N] = {0};
+  int64_t z[N];
+  double w[N];
+  void *args[5] = {x, u, y, z, w};
+  cr_assert_eq(cg_c_call(m, "forward", NULL, args, &err), RT_OK, "%s: %s", what, err.msg);
+  cr_expect(y[0] == (float)k && y[0] == 1.0f, "%s: %.9g, want %.9g", what, y[0], (float)k);
+  cg_c_free(m);
+  kir_program_free(&t.p);
+  ir_graph_free(&t.g);
+}
+
+static CModule *build_c_unused_args(const Program *p, RtError *err) { return cg_c_build(p, "-O1", err); }
+
+Test(ktypes, c_rounds_f32_constants_once) { run_constant(build_c_unused_args, "C"); }
+Test(ktypes, jit_rounds_f32_constants_once) { run_constant(cg_jit_build, "JIT"); }
