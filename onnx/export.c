@@ -129,7 +129,7 @@ int ox_dtype(DType dt) {
   case DT_I32: return ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
   case DT_I64: return ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
   case DT_U8: return ONNX__TENSOR_PROTO__DATA_TYPE__UINT8;
-  case DT_COUNT: break;
+  case DT_COUNT: case DT_BOOL: break; /* bool is a kernel-IR type, never a tensor's */
   }
   IR_ASSERT(!"no such dtype");
 }
