@@ -41,6 +41,7 @@ static const char *const embedded_accessors =
 static const char *const loader_text =
     "int @_set_param(int i, const float *values) {\n"
     "  if (i < 0 || i >= $_NUM_TENSORS) return -1;\n"
+    "@STALE"
     "  memcpy((float *)params[i].data, values, sizeof(float) * (size_t)params[i].numel);\n"
     "  return 0;\n}\n\n"
     "/* A JSON reader over the safetensors header, one character at a time. */\n"
@@ -159,6 +160,7 @@ static const char *const loader_text =
     "    return st_fail(f, path, \"truncated: header longer than the file\", NULL);\n"
     "  fseek(f, 8, SEEK_SET);\n"
     "  memset(entries, 0, sizeof entries);\n"
+    "@STALE"
     "  r.f = f;\n  r.left = (long)hlen;\n  st_next(&r);\n"
     "  if (st_expect(&r, '{')) return st_fail(f, path, \"header is not a JSON object\", NULL);\n"
     "  st_ws(&r);\n"
@@ -186,9 +188,13 @@ static const char *const loader_text =
     "  fclose(f);\n"
     "  return 0;\n}\n\n";
 
-static void print_with_prefix(FILE *f, const char *text, const char *pre, int maxname) {
+/* '@STALE' becomes the line that marks derived buffers stale, when the
+ * program has any (kernel.h, kir_derived). */
+static void print_with_prefix(FILE *f, const char *text, const char *pre, int maxname, int derived) {
   for (const char *t = text; *t; t++) {
-    if (*t == '$')
+    if (strncmp(t, "@STALE", 6) == 0)
+      fputs(derived ? "  derived_stale = 1;\n" : "", f), t += 5;
+    else if (*t == '$')
       for (const char *c = pre; *c; c++) fputc(toupper((unsigned char)*c), f);
     else if (*t != '@')
       fputc(*t, f);
@@ -204,6 +210,6 @@ void cg_c_support(FILE *f, const Program *p, const char *pre, int embedded) {
   for (int b = 0; b < p->nbufs; b++)
     if ((p->bufs[b].kind == BUF_PARAM || p->bufs[b].kind == BUF_STATE) && (int)strlen(p->bufs[b].name) + 2 > maxname)
       maxname = (int)strlen(p->bufs[b].name) + 2;
-  print_with_prefix(f, accessors, pre, maxname);
-  print_with_prefix(f, embedded ? embedded_accessors : loader_text, pre, maxname);
+  print_with_prefix(f, accessors, pre, maxname, p->prepare != NULL);
+  print_with_prefix(f, embedded ? embedded_accessors : loader_text, pre, maxname, p->prepare != NULL);
 }

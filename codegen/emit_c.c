@@ -3,10 +3,12 @@
  *
  * The output is one .c file and one header.  The .c file holds, in order:
  * the parameter storage (static arrays, or initialised constants with
- * --embed-params), one static arena per element type sized by memory
- * planning, the parameter table, a safetensors loader that reads a file
- * with stdio and no malloc, and one function per Func.  Each kernel is a
- * block headed by a comment naming the .dl line it comes from.
+ * --embed-params) and the storage of derived buffers, one static arena
+ * per element type sized by memory planning, the parameter table, the
+ * flag that says the derived buffers are stale, a safetensors loader that
+ * reads a file with stdio and no malloc, the static P_prepare that fills
+ * the derived buffers, and one function per Func.  Each kernel is a block
+ * headed by a comment naming the .dl line it comes from.
  *
  * Printing is mechanical: expressions are printed with C precedence so
  * only needed parentheses appear, float literals carry an 'f' suffix and
@@ -19,6 +21,7 @@
 #include <string.h>
 
 #include "codegen/cg.h"
+#include "codegen/emit_common.h"
 
 typedef struct Emit {
   const Program *p;
@@ -69,6 +72,7 @@ static const char *bufname(Emit *E, int b) {
   case BUF_PARAM: return arena_printf(E->a, "P_%s", id);
   case BUF_STATE: return arena_printf(E->a, "S_%s", id);
   case BUF_TEMP: return arena_printf(E->a, "t%d", b);
+  case BUF_DERIVED: return arena_printf(E->a, "D_%s", id);
   }
   return "?";
 }
@@ -509,6 +513,16 @@ static void stmt_mark(const Stmt *s, char *used) {
   }
 }
 
+static void kernels(Emit *E, const Func *fn) {
+  for (int k = 0; k < fn->nkernels; k++) {
+    fputc('\n', E->f);
+    source_comment(E, &fn->kernels[k]);
+    fputs("  {\n", E->f);
+    stmts(E, fn->kernels[k].body, 2);
+    fputs("  }\n", E->f);
+  }
+}
+
 static void function(Emit *E, const Func *fn) {
   const Program *p = E->p;
   const Graph *g = p->g;
@@ -528,14 +542,27 @@ static void function(Emit *E, const Func *fn) {
     const char *nm = cg_c_prefix(E->a, g->syms[s].name);
     fprintf(E->f, "  if (%s < 0 || %s > %s_MAX_%s) return -1;\n", nm, nm, E->PRE, upper(E->a, nm));
   }
-  for (int k = 0; k < fn->nkernels; k++) {
-    fputc('\n', E->f);
-    source_comment(E, &fn->kernels[k]);
-    fputs("  {\n", E->f);
-    stmts(E, fn->kernels[k].body, 2);
-    fputs("  }\n", E->f);
-  }
+  if (cg_reads_derived(p, fn)) fprintf(E->f, "  if (derived_stale) %s_prepare();\n", E->pre);
+  kernels(E, fn);
+  if (cg_dirties_derived(p, fn)) fputs("  derived_stale = 1; /* the parameters changed */\n", E->f);
   fputs("  return 0;\n}\n\n", E->f);
+}
+
+/* The kernels that fill the derived buffers, and the flag that says they
+ * are stale: set at start, by _set_param and _load, and by every entry
+ * point that updates a parameter they come from (kernel.h, kir_derived). */
+static void stale_flag(Emit *E) {
+  if (E->p->prepare)
+    fputs("/* 1 when the parameters changed since the derived buffers were made */\n"
+          "static int derived_stale = 1;\n\n", E->f);
+}
+
+static void prepare_function(Emit *E) {
+  const Func *fn = E->p->prepare;
+  if (!fn) return;
+  fprintf(E->f, "static void %s_prepare(void) {\n", E->pre);
+  kernels(E, fn);
+  fputs("  derived_stale = 0;\n}\n\n", E->f);
 }
 
 static int expr_rand(const Expr *e) {
@@ -602,6 +629,10 @@ static void param_storage(Emit *E) {
   char tb[128];
   for (int b = 0; b < p->nbufs; b++) {
     const Buffer *buf = &p->bufs[b];
+    if (buf->kind == BUF_DERIVED)
+      fprintf(E->f, "/* %s %s, made from %s by %s_prepare */\nstatic %s %s[%lld];\n", buf->name,
+              ir_type_str(p->g, buf->dtype, &buf->shape, tb, sizeof tb), p->bufs[buf->src].name, E->pre,
+              ctype(buf->dtype), bufname(E, b), (long long)buf->size);
     if (buf->kind != BUF_PARAM && buf->kind != BUF_STATE) continue;
     const RtTensor *t = embedded(E, buf);
     fprintf(E->f, "/* %s %s */\n", buf->name, ir_type_str(p->g, buf->dtype, &buf->shape, tb, sizeof tb));
@@ -725,9 +756,11 @@ int cg_emit_c(const Program *p, FILE *c, FILE *h, const EmitOpts *o, Diags *d) {
   param_storage(&E);
   arenas(&E);
   param_table(&E, ntensors);
+  stale_flag(&E);
   cg_c_support(c, p, E.pre, o->embed != NULL);
   random_helper(&E);
   minmax_helper(&E);
+  prepare_function(&E);
   for (int i = 0; i < p->nfuncs; i++) function(&E, &p->funcs[i]);
   if (h) header(&E, h, nparams, ntensors);
   arena_free(&a);

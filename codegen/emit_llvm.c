@@ -6,8 +6,9 @@
  * (P_<func> taking the int64 symbols then one pointer per argument,
  * returning -1 when a symbol is outside [1, max]; P_param, P_set_param,
  * P_load, P_error), buffers in the same places (params and state as
- * internal float arrays, zero or constant initialised; one 64-byte aligned
- * arena per element type).  Expressions mean what kernel.h defines, and
+ * internal float arrays, zero or constant initialised; derived buffers
+ * and their stale flag, and the internal P_prepare that fills them; one
+ * 64-byte aligned arena per element type).  Expressions mean what kernel.h defines, and
  * map one to one onto LLVM: each kernel-IR type is one LLVM type (bool is
  * i1), each operator one instruction or intrinsic of that type, each cast
  * one conversion instruction.  Every expression is pure and eager, so
@@ -39,6 +40,7 @@
 #include <llvm-c/Transforms/PassBuilder.h>
 
 #include "codegen/cg_llvm.h"
+#include "codegen/emit_common.h"
 #include "codegen/st_loader.h"
 
 _Static_assert(CG_PARAM_MAX_RANK == IR_MAX_RANK, "the param table's shape[] is IR_MAX_RANK long");
@@ -62,6 +64,7 @@ typedef struct Lower {
   LLVMValueRef *storage;      /* per buffer: a param's or state's global */
   LLVMValueRef arena[DT_COUNT];
   LLVMValueRef table, err_msg;
+  LLVMValueRef stale, prepare;  /* derived data: the flag, the function (or NULL) */
   int ntensors;
   /* the function being built */
   LLVMValueRef fn;
@@ -402,6 +405,7 @@ static const char *bufname(Lower *L, int b) {
   case BUF_PARAM: return arena_printf(&L->a, "P_%s", id);
   case BUF_STATE: return arena_printf(&L->a, "S_%s", id);
   case BUF_TEMP: return arena_printf(&L->a, "t%d", b);
+  case BUF_DERIVED: return arena_printf(&L->a, "D_%s", id);
   }
   return "?";
 }
@@ -464,23 +468,70 @@ static void kernel(Lower *L, const Kernel *k) {
   stmts(L, k->body);
 }
 
-static void function(Lower *L, const Func *fn) {
+/* Every buffer's address: arguments are set by declare_func. */
+static void buffer_addresses(Lower *L) {
   const Program *p = L->p;
   L->bufptr = arena_alloc(&L->a, sizeof *L->bufptr * (size_t)(p->nbufs + 1));
-  L->fn = declare_func(L, fn);
   for (int b = 0; b < p->nbufs; b++) {
     const Buffer *buf = &p->bufs[b];
-    if (buf->kind == BUF_PARAM || buf->kind == BUF_STATE) L->bufptr[b] = L->storage[b];
+    if (buf->kind == BUF_PARAM || buf->kind == BUF_STATE || buf->kind == BUF_DERIVED) L->bufptr[b] = L->storage[b];
     if (buf->kind != BUF_TEMP) continue;
     LLVMValueRef off = LLVMConstInt(L->i64, (unsigned long long)buf->offset, 0);
     L->bufptr[b] = LLVMConstInBoundsGEP2(lty(L, buf->dtype), L->arena[buf->dtype], &off, 1);
   }
-  LLVMBasicBlockRef entry = block(L, "entry"), body = block(L, "start");
-  LLVMPositionBuilderAtEnd(L->ab, entry);
-  LLVMPositionBuilderAtEnd(L->b, body);
+}
+
+/* Opens the entry block (allocas) and the first code block of L->fn. */
+static void open_body(Lower *L, LLVMBasicBlockRef *entry, LLVMBasicBlockRef *body) {
+  *entry = block(L, "entry"), *body = block(L, "start");
+  LLVMPositionBuilderAtEnd(L->ab, *entry);
+  LLVMPositionBuilderAtEnd(L->b, *body);
+}
+
+/* if (derived_stale) P_prepare(); */
+static void prepare_if_stale(Lower *L) {
+  LLVMBasicBlockRef run = block(L, "prepare"), done = block(L, "prepared");
+  LLVMValueRef flag = LLVMBuildLoad2(L->b, L->i32, L->stale, "stale");
+  LLVMBuildCondBr(L->b, LLVMBuildICmp(L->b, LLVMIntNE, flag, LLVMConstInt(L->i32, 0, 0), ""), run, done);
+  LLVMPositionBuilderAtEnd(L->b, run);
+  LLVMBuildCall2(L->b, LLVMGlobalGetValueType(L->prepare), L->prepare, NULL, 0, "");
+  LLVMBuildBr(L->b, done);
+  LLVMPositionBuilderAtEnd(L->b, done);
+}
+
+static void set_stale(Lower *L, int value) {
+  LLVMBuildStore(L->b, LLVMConstInt(L->i32, (unsigned long long)value, 0), L->stale);
+}
+
+static void function(Lower *L, const Func *fn) {
+  const Program *p = L->p;
+  buffer_addresses(L);
+  L->fn = declare_func(L, fn);
+  LLVMBasicBlockRef entry, body;
+  open_body(L, &entry, &body);
   symbol_checks(L);
+  if (cg_reads_derived(p, fn)) prepare_if_stale(L);
   for (int k = 0; k < fn->nkernels; k++) kernel(L, &fn->kernels[k]);
+  if (cg_dirties_derived(p, fn)) set_stale(L, 1);
   LLVMBuildRet(L->b, LLVMConstInt(L->i32, 0, 0));
+  LLVMBuildBr(L->ab, body);
+}
+
+/* The internal void P_prepare(void): the kernels that fill the derived
+ * buffers, then the flag cleared (kernel.h, kir_derived). */
+static void prepare_function(Lower *L) {
+  const Func *fn = L->p->prepare;
+  if (!fn) return;
+  buffer_addresses(L);
+  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(L->cx), NULL, 0, 0);
+  L->fn = L->prepare = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_prepare", L->pre), fty);
+  LLVMSetLinkage(L->fn, LLVMInternalLinkage);
+  add_attr(L, L->fn, "nounwind");
+  LLVMBasicBlockRef entry, body;
+  open_body(L, &entry, &body);
+  for (int k = 0; k < fn->nkernels; k++) kernel(L, &fn->kernels[k]);
+  set_stale(L, 0);
+  LLVMBuildRetVoid(L->b);
   LLVMBuildBr(L->ab, body);
 }
 
@@ -512,12 +563,16 @@ static RtStatus check_embed(Lower *L, RtError *err) {
   return RT_OK;
 }
 
-/* Params and state: zeroed arrays, or the embedded values' bytes. */
+/* Params and state: zeroed arrays, or the embedded values' bytes; derived
+ * buffers, zeroed, and the flag that they are stale (set at start). */
 static void storage(Lower *L) {
   const Program *p = L->p;
+  if (p->prepare) L->stale = global(L, "derived_stale", L->i32, LLVMConstInt(L->i32, 1, 0), 0, 4);
   L->storage = arena_alloc(&L->a, sizeof *L->storage * (size_t)(p->nbufs + 1));
   for (int b = 0; b < p->nbufs; b++) {
     const Buffer *buf = &p->bufs[b];
+    if (buf->kind == BUF_DERIVED)
+      L->storage[b] = global(L, bufname(L, b), LLVMArrayType2(lty(L, buf->dtype), (uint64_t)buf->size), NULL, 0, 64);
     if (buf->kind != BUF_PARAM && buf->kind != BUF_STATE) continue;
     const RtTensor *t = embedded(L, buf);
     size_t bytes = (size_t)buf->size * rt_dtype_size(buf->dtype);
@@ -653,11 +708,13 @@ static void support_functions(Lower *L) {
 
   Wrapper ws = {"set_param", L->i32, {L->i32, L->ptr}, 2};
   f = wrapper(L, &ws);
+  if (L->stale) set_stale(L, 1);
   LLVMValueRef a2[7] = {L->table, n, LLVMGetParam(f, 0), LLVMGetParam(f, 1), emb, L->err_msg, errlen};
   LLVMBuildRet(L->b, call_impl(L, "dlc_st_set_param_impl", a2, 7));
 
   Wrapper wl = {"load", L->i32, {L->ptr}, 1};
   f = wrapper(L, &wl);
+  if (L->stale) set_stale(L, 1);
   LLVMValueRef a3[9] = {LLVMGetParam(f, 0), L->table, n, entries, key, klen, emb, L->err_msg, errlen};
   LLVMBuildRet(L->b, call_impl(L, "dlc_st_load_impl", a3, 9));
 
@@ -707,6 +764,7 @@ LLVMModuleRef cg_llvm_build(const Program *p, LLVMContextRef cx, const EmitOpts 
   arenas(&L);
   param_table(&L);
   support_functions(&L);
+  prepare_function(&L);
   for (int i = 0; i < p->nfuncs; i++) function(&L, &p->funcs[i]);
   rt_oom_leave(&oom);
   LLVMModuleRef m = L.m;

@@ -226,14 +226,14 @@ static int add_state_tensors(Trainer *t, RtError *err) {
   return 0;
 }
 
-/* Bytes of the compiled step's static storage (the arena, parameters and
- * state), saturating; the x86-64 code model of both compiled backends
+/* Bytes of the compiled step's static storage (the arena, parameters,
+ * state and their derived copies), saturating; the x86-64 code model of both compiled backends
  * addresses at most 2 GiB of it. */
 static int64_t static_bytes(const Program *p) {
   double bytes = 0;
   for (int k = 0; k < DT_COUNT; k++) bytes += (double)p->arena_size[k] * (double)rt_dtype_size((DType)k);
   for (int i = 0; i < p->nbufs; i++)
-    if (p->bufs[i].kind == BUF_PARAM || p->bufs[i].kind == BUF_STATE)
+    if (p->bufs[i].kind == BUF_PARAM || p->bufs[i].kind == BUF_STATE || p->bufs[i].kind == BUF_DERIVED)
       bytes += (double)p->bufs[i].size * (double)rt_dtype_size(p->bufs[i].dtype);
   return bytes < 0x1p62 ? (int64_t)bytes : INT64_MAX;
 }

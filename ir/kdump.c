@@ -38,6 +38,7 @@ static const char *buf_kind_name(BufKind k) {
   case BUF_PARAM: return "param";
   case BUF_STATE: return "state";
   case BUF_TEMP: return "temp";
+  case BUF_DERIVED: return "derived";
   }
   return "?";
 }
@@ -338,4 +339,5 @@ void kir_dump(const Program *p, FILE *f) {
   fputs(p->g && p->g->nsyms ? ")\n" : "\n", f);
   buffers(p, f);
   for (int i = 0; i < p->nfuncs; i++) function(&D, &p->funcs[i]);
+  if (p->prepare) function(&D, p->prepare);
 }

@@ -9,6 +9,12 @@
  * its buffer) and stops with an internal error naming the line on a
  * mismatch: a lowering that would mean something else than it says fails
  * where it builds the expression, not later as wrong numbers.
+ *
+ * Derived buffers (kir_derived) are found by their (source, layout) pair,
+ * so each is made once however many kernels read it; the kernel that fills
+ * one goes into p->prepare, a Func kept apart from the entry points and
+ * allocated with the program (its address never moves while passes hold
+ * pointers into p->funcs).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +38,7 @@ void kir_program_init(Program *p, const Graph *g) {
 
 void kir_program_free(Program *p) {
   for (int i = 0; i < p->nfuncs; i++) rt_xfree(p->funcs[i].kernels);
+  if (p->prepare) rt_xfree(p->prepare->kernels);
   rt_xfree(p->funcs);
   rt_xfree(p->bufs);
   arena_free(&p->arena);
@@ -50,6 +57,7 @@ int kir_buffer(Program *p, BufKind kind, DType dt, const char *name, const Shape
   b->size = ir_numel_max(p->g, s);
   b->node = node;
   b->arg = -1;
+  b->src = -1;
   return p->nbufs++;
 }
 
@@ -69,6 +77,43 @@ Kernel *kir_kernel(Program *p, Func *f, const char *what, SrcLoc loc) {
   k->what = arena_strdup(&p->arena, what);
   k->loc = loc;
   return k;
+}
+
+static Func *prepare_func(Program *p) {
+  if (!p->prepare) {
+    p->prepare = arena_alloc(&p->arena, sizeof *p->prepare);
+    memset(p->prepare, 0, sizeof *p->prepare);
+    p->prepare->name = "prepare";
+    p->prepare->g = p->g;
+  }
+  return p->prepare;
+}
+
+/* dst[c, r] = src[r, c] for a [R, C] source. */
+static int derive_transposed(Program *p, int src) {
+  Shape s = p->bufs[src].shape;
+  if (s.rank != 2 || DIM_IS_SYM(s.d[0]) || DIM_IS_SYM(s.d[1])) return -1;
+  Shape t = {2, {s.d[1], s.d[0]}};
+  const char *name = p->bufs[src].name;
+  int b = kir_buffer(p, BUF_DERIVED, p->bufs[src].dtype, arena_printf(&p->arena, "%s.T", name), &t, -1);
+  p->bufs[b].src = src;
+  p->bufs[b].layout = DL_TRANSPOSED;
+  Kernel *k = kir_kernel(p, prepare_func(p), arena_printf(&p->arena, "transpose %s", name), (SrcLoc){0});
+  int r = k->nvars++, c = k->nvars++;
+  Expr *from = kx_iadd(p, kx_imul(p, kx_var(p, r), kx_i(p, s.d[1])), kx_var(p, c));
+  Expr *to = kx_iadd(p, kx_imul(p, kx_var(p, c), kx_i(p, s.d[0])), kx_var(p, r));
+  k->body = ks_loop(p, r, kx_i(p, s.d[0]), ks_loop(p, c, kx_i(p, s.d[1]), ks_store(p, b, to, kx_load(p, src, from))));
+  return b;
+}
+
+int kir_derived(Program *p, int src, DerivedLayout layout) {
+  if (src < 0 || src >= p->nbufs || (p->bufs[src].kind != BUF_PARAM && p->bufs[src].kind != BUF_STATE)) return -1;
+  for (int b = 0; b < p->nbufs; b++)
+    if (p->bufs[b].kind == BUF_DERIVED && p->bufs[b].src == src && p->bufs[b].layout == layout) return b;
+  switch (layout) {
+  case DL_TRANSPOSED: return derive_transposed(p, src);
+  }
+  return -1;
 }
 
 static Expr *ex(Program *p, ExprKind kind, DType t) {

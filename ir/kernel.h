@@ -202,7 +202,13 @@ typedef enum BufKind {
   BUF_PARAM,    /* persistent: trainable parameter */
   BUF_STATE,    /* persistent: optimizer state, running statistics */
   BUF_TEMP,     /* arena */
+  BUF_DERIVED,  /* persistent: a param or state in another layout (kir_derived) */
 } BufKind;
+
+/* The layouts kir_derived can make of a parameter. */
+typedef enum DerivedLayout {
+  DL_TRANSPOSED,  /* a rank-2 [R, C] tensor as [C, R] */
+} DerivedLayout;
 
 typedef struct Buffer {
   BufKind kind;
@@ -213,6 +219,8 @@ typedef struct Buffer {
   int64_t offset;     /* BUF_TEMP: element offset in its dtype's arena */
   int node;           /* graph node it holds (first), or -1 */
   int arg;            /* BUF_INPUT/OUTPUT: argument position; PARAM: index */
+  int src;            /* BUF_DERIVED: the param or state buffer it is made from */
+  DerivedLayout layout;   /* BUF_DERIVED: how */
 } Buffer;
 
 typedef struct Kernel {
@@ -240,6 +248,7 @@ typedef struct Program {
   int nbufs, bcap;
   Func *funcs;
   int nfuncs, fcap;
+  Func *prepare;      /* fills the BUF_DERIVED buffers; NULL when there are none */
   int64_t arena_size[DT_COUNT];   /* elements, after memory planning */
 } Program;
 
@@ -248,6 +257,26 @@ void kir_program_free(Program *p);
 int kir_buffer(Program *p, BufKind kind, DType dt, const char *name, const Shape *s, int node);
 Func *kir_func(Program *p, const char *name, const Graph *g);
 Kernel *kir_kernel(Program *p, Func *f, const char *what, SrcLoc loc);
+
+/* Parameter-derived data: a param (or state) buffer in another layout,
+ * computed once whenever the parameters change, never on every call.
+ *
+ * kir_derived returns the BUF_DERIVED buffer holding buffer src in layout
+ * `layout`, making it on the first request (with the kernel that fills it,
+ * appended to p->prepare, made on first use) and returning the same buffer
+ * to every later request for that pair; -1 when src is not a param or
+ * state buffer or its shape does not suit the layout (DL_TRANSPOSED: rank
+ * 2 without symbols), in which case the caller computes the layout itself.
+ *
+ * p->prepare is not one of p->funcs: it is no entry point of its own.
+ * The generated code runs it at the top of every entry point that reads a
+ * derived buffer when a "parameters changed" flag is set; the flag starts
+ * set and is set again by P_set_param, P_load and every entry point that
+ * stores into the source of a derived buffer (the optimizer update of
+ * train_step), and cleared by prepare.  Derived buffers are never in the
+ * parameter table or checkpoints.  Lowering and scheduling passes call
+ * this; no kernel of p->funcs may store into a derived buffer. */
+int kir_derived(Program *p, int src, DerivedLayout layout);
 
 /* Expression builders (arena-allocated).  Each checks the typing rules
  * above and stops with an internal error on a mismatch (IR_ASSERT), so a
@@ -318,7 +347,7 @@ typedef struct KirVisitor {
 } KirVisitor;
 int kir_walk_block(const KirVisitor *v, const Stmt *block);
 int kir_walk_expr(const KirVisitor *v, const Expr *e);
-/* Walks every kernel of every function of p. */
+/* Walks every kernel of every function of p, p->prepare last. */
 int kir_walk_program(const KirVisitor *v, const Program *p);
 
 /* Deep copies into p's arena. */

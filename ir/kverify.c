@@ -393,6 +393,8 @@ static void check_store(KCheck *c, const Stmt *s) {
   if (!buffer_ok(c, s->id)) return;
   const Buffer *b = &c->p->bufs[s->id];
   if (b->kind == BUF_INPUT) problem(c, "store to input buffer b%d (%s)", s->id, b->name);
+  if (b->kind == BUF_DERIVED && c->f != c->p->prepare)
+    problem(c, "store to derived buffer b%d (%s) outside prepare", s->id, b->name);
   if (s->value && s->value->type != b->dtype)
     problem(c, "store of a %s value to b%d (%s), which holds %s", rt_dtype_name(s->value->type), s->id, b->name, rt_dtype_name(b->dtype));
   if (s->index && s->index->lanes != 1) problem(c, "index of b%d (%s) has %d lanes", s->id, b->name, s->index->lanes);
@@ -454,18 +456,23 @@ static void check_args(KCheck *c) {
   }
 }
 
+/* Checks f's arguments and kernels (and, with buffers set, the program's
+ * buffer table). */
+static int check_func(const Program *p, const Func *f, Diags *d, int buffers) {
+  KCheck c = {.p = p, .f = f, .ki = -1, .d = d};
+  if (buffers) check_buffers(&c);
+  check_args(&c);
+  for (int k = 0; k < c.f->nkernels; k++) {
+    c.k = &c.f->kernels[k];
+    c.ki = k;
+    check_kernel(&c);
+  }
+  return c.bad;
+}
+
 int kir_verify(const Program *p, Diags *d) {
   int bad = 0;
-  for (int fi = 0; fi < p->nfuncs; fi++) {
-    KCheck c = {p, &p->funcs[fi], NULL, -1, d, 0, NULL, NULL, NULL, NULL, NULL, NULL};
-    if (fi == 0) check_buffers(&c);
-    check_args(&c);
-    for (int k = 0; k < c.f->nkernels; k++) {
-      c.k = &c.f->kernels[k];
-      c.ki = k;
-      check_kernel(&c);
-    }
-    bad += c.bad;
-  }
+  for (int fi = 0; fi < p->nfuncs; fi++) bad += check_func(p, &p->funcs[fi], d, fi == 0);
+  if (p->prepare) bad += check_func(p, p->prepare, d, 0);
   return bad;
 }

@@ -56,11 +56,16 @@ int kir_walk_block(const KirVisitor *v, const Stmt *block) {
   return r;
 }
 
+static int walk_func(const KirVisitor *v, const Func *f) {
+  int r = 0;
+  for (int k = 0; k < f->nkernels && !r; k++) r = kir_walk_block(v, f->kernels[k].body);
+  return r;
+}
+
 int kir_walk_program(const KirVisitor *v, const Program *p) {
   int r = 0;
-  for (int f = 0; f < p->nfuncs && !r; f++)
-    for (int k = 0; k < p->funcs[f].nkernels && !r; k++) r = kir_walk_block(v, p->funcs[f].kernels[k].body);
-  return r;
+  for (int f = 0; f < p->nfuncs && !r; f++) r = walk_func(v, &p->funcs[f]);
+  return r || !p->prepare ? r : walk_func(v, p->prepare);
 }
 
 /* --- rewriting ------------------------------------------------------------ */

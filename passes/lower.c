@@ -221,20 +221,38 @@ static Stmt *lower_linear_dot(Lower *L, int id) {
   return ks_loop(p, vr, numel_expr(L, &x->shape, 0, x->shape.rank - 1), rbody);
 }
 
-/* The same product in i-k-j order against a transposed copy of W
- * (WT[k, j], made once per call): the innermost loop runs along a row of
- * the output and of WT, both contiguous and independent, so it
- * vectorises without reassociating any sum.  The copy costs K*J moves
- * against rows*K*J multiply-adds. */
+/* WT[k, j] = W[j, k] for the rows form: the parameter's derived copy,
+ * refreshed only when the parameters change (kir_derived), when W is a
+ * parameter; otherwise (a computed weight) a temporary copied on every
+ * call, into *copy. */
+static int linear_weight_t(Lower *L, int id, Stmt **copy) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *w = node(L, n->in[1]);
+  Dim K = w->shape.d[1], J = w->shape.d[0];
+  int wb = L->buf[n->in[1]];
+  int wt = wb >= 0 && p->bufs[wb].size == ir_numel_max(L->g, &w->shape) ? kir_derived(p, wb, DL_TRANSPOSED) : -1;
+  if (wt >= 0 && p->bufs[wt].shape.d[0] == K && p->bufs[wt].shape.d[1] == J) return wt;
+  Shape ts = {2, {K, J}};
+  wt = kir_buffer(p, BUF_TEMP, DT_F32, "weight_t", &ts, id);
+  int ta = new_var(L), tb = new_var(L);
+#define IDX(a, b, stride) kx_iadd(p, kx_imul(p, kx_var(p, a), kx_dim(p, stride)), kx_var(p, b))
+  *copy = ks_loop(p, ta, kx_dim(p, J), ks_loop(p, tb, kx_dim(p, K), ks_store(p, wt, IDX(tb, ta, J), value(L, n->in[1], IDX(ta, tb, K)))));
+#undef IDX
+  return wt;
+}
+
+/* The same product in i-k-j order against W transposed (WT[k, j]): the
+ * innermost loop runs along a row of the output and of WT, both
+ * contiguous and independent, so it vectorises without reassociating
+ * any sum. */
 static Stmt *lower_linear_rows(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *x = node(L, n->in[0]), *w = node(L, n->in[1]);
   Dim K = w->shape.d[1], J = w->shape.d[0];
-  Shape ts = {2, {K, J}};
-  int wt = kir_buffer(p, BUF_TEMP, DT_F32, "weight_t", &ts, id);
-  int ta = new_var(L), tb = new_var(L), vr = new_var(L), vj = new_var(L), vk = new_var(L), vj2 = new_var(L), t = new_local(L);
+  Stmt *s = NULL;
+  int wt = linear_weight_t(L, id, &s);
+  int vr = new_var(L), vj = new_var(L), vk = new_var(L), vj2 = new_var(L), t = new_local(L);
 #define IDX(a, b, stride) kx_iadd(p, kx_imul(p, kx_var(p, a), kx_dim(p, stride)), kx_var(p, b))
-  Stmt *s = ks_loop(p, ta, kx_dim(p, J), ks_loop(p, tb, kx_dim(p, K), ks_store(p, wt, IDX(tb, ta, J), value(L, n->in[1], IDX(ta, tb, K)))));
   int out = L->buf[id];
   Stmt *init = ks_loop(p, vj, kx_dim(p, J), ks_store(p, out, IDX(vr, vj, J), n->nin > 2 ? value(L, n->in[2], kx_var(p, vj)) : kx_f(p, 0)));
   Expr *o = IDX(vr, vj2, J);
@@ -247,7 +265,7 @@ static Stmt *lower_linear_rows(Lower *L, int id) {
   return s;
 }
 
-/* Row order pays off once there are a few rows to share the transpose. */
+/* Row order pays off once there are a few rows to share each weight row. */
 static Stmt *lower_linear(Lower *L, int id) {
   const Node *x = node(L, node(L, id)->in[0]);
   return ir_numel_max(L->g, &x->shape) / x->shape.d[x->shape.rank - 1] >= 8 ? lower_linear_rows(L, id)
