@@ -343,6 +343,58 @@ static void ox_cv_batchnorm(OxBuilder *b, const Node *n, const char *const *in, 
   ox_attr_float(b, "epsilon", (float)n->attr.hyper.hp[HP_EPS]);
 }
 
+/* --- losses: the per-sample or per-element values, then the reduction ----------------- */
+
+static void loss_reduce(OxBuilder *b, const Node *n, const char *v, const char *out) {
+  int red = n->attr.loss.reduction;
+  if (red == RED_NONE) {
+    ox_node1(b, "Identity", out, v);
+    return;
+  }
+  ox_node1(b, red == RED_MEAN ? "ReduceMean" : "ReduceSum", out, v);
+  ox_attr_int(b, "keepdims", 0);
+}
+
+/* SoftmaxCrossEntropyLoss (opset 13) has the same three reductions. */
+static void ox_cv_cross_entropy(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  int red = n->attr.loss.reduction;
+  ox_node(b, "SoftmaxCrossEntropyLoss", out, 2, in);
+  ox_attr_str(b, "reduction", red == RED_MEAN ? "mean" : red == RED_SUM ? "sum" : "none");
+}
+
+/* decompose.c's (1 - y) x + max(-x, 0) + softplus(-|x|). */
+static void ox_cv_bce_logits(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  const char *x = in[0], *y = in[1];
+  const char *lin = ox_node2(b, "Mul", NULL, ox_node2(b, "Sub", NULL, ox_const_f32(b, 1), y), x);
+  const char *neg = ox_node1(b, "Relu", NULL, ox_node1(b, "Neg", NULL, x));
+  const char *soft = ox_node1(b, "Softplus", NULL, ox_node1(b, "Neg", NULL, ox_node1(b, "Abs", NULL, x)));
+  loss_reduce(b, n, ox_node2(b, "Add", NULL, ox_node2(b, "Add", NULL, lin, neg), soft), out);
+}
+
+static void ox_cv_mse_loss(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  const char *d = ox_node2(b, "Sub", NULL, in[0], in[1]);
+  loss_reduce(b, n, ox_node2(b, "Mul", NULL, d, d), out);
+}
+
+static void ox_cv_l1_loss(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  loss_reduce(b, n, ox_node1(b, "Abs", NULL, ox_node2(b, "Sub", NULL, in[0], in[1])), out);
+}
+
+/* ||a - b + 1e-6||_2 over axis 1, as torch.pairwise_distance. */
+static const char *pair_dist(OxBuilder *b, const char *a, const char *c) {
+  const char *e = ox_node2(b, "Add", NULL, ox_node2(b, "Sub", NULL, a, c), ox_const_f32(b, 1e-6f));
+  int64_t ax = 1;
+  const char *s = ox_node2(b, "ReduceSum", NULL, ox_node2(b, "Mul", NULL, e, e), ox_const_i64s(b, &ax, 1));
+  ox_attr_int(b, "keepdims", 0);
+  return ox_node1(b, "Sqrt", NULL, s);
+}
+
+static void ox_cv_triplet_loss(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  const char *gap = ox_node2(b, "Sub", NULL, pair_dist(b, in[0], in[1]), pair_dist(b, in[0], in[2]));
+  const char *m = ox_node2(b, "Add", NULL, gap, ox_const_f32(b, (float)n->attr.loss.margin));
+  loss_reduce(b, n, ox_node1(b, "Relu", NULL, m), out);
+}
+
 /* --- the table ----------------------------------------------------------------------------- */
 
 #define ox_cv_NONE NULL
