@@ -9,7 +9,8 @@
  * Readers: every file format dlc reads (.npy, safetensors with and without
  * metadata, IDX gzip'd and plain, CSV, the data-set loaders built on them)
  * and the atomic writers, which must also leave no file behind.  The
- * command: `dlc check` and `dlc MODEL.dl -o` on every sample, run as a
+ * command: `dlc check` and `dlc MODEL.dl -o` on every sample, `dlc export`
+ * of the model of every ONNX-exportable op, run as a
  * subprocess with DLC_FAIL_ALLOC (exit 1, "out of memory", no output file).
  */
 #include <criterion/criterion.h>
@@ -322,7 +323,7 @@ Test(oom, env_variable) {
 typedef struct CliCase {
   char model[128];   /* relative to the source tree */
   char extra[160];   /* weights to embed, or "" */
-  int compile;       /* 0: check, 1: C (-o out.c), 2: object file (--emit=obj -o out.o) */
+  int compile;       /* 0: check, 1: C (-o out.c), 2: object file (--emit=obj -o out.o), 3: dlc export --fold-bn */
   int full;          /* every n even without DLC_OOM_STRIDE */
 } CliCase;
 
@@ -385,7 +386,8 @@ static uint64_t cli_sweep(char *const *argv, const char *what, uint64_t stride, 
     n = n == 1 && stride > 1 ? 1 + seed % stride + 1 : n + stride;
   }
   cr_assert_gt(made, 0);
-  cr_assert_eq(dir_entries(out), argv[2] && !strcmp(argv[1], "check") ? 0 : 2, "%s: outputs of the good run", what);
+  int outputs = !strcmp(argv[1], "check") ? 0 : !strcmp(argv[1], "export") ? 1 : 2;
+  cr_assert_eq(dir_entries(out), outputs, "%s: outputs of the good run", what);
   char cmd[700];
   snprintf(cmd, sizeof cmd, "rm -rf %s", base);
   cr_assert_eq(system(cmd), 0);
@@ -417,6 +419,10 @@ static size_t cli_cases(CliCase **out) {
   /* through LLVM to an object file and its header */
   snprintf(c[n].model, sizeof c[n].model, "samples/mlp.dl");
   c[n++].compile = 2;
+  /* an ONNX file of every exportable op (batch norm folded) */
+  snprintf(c[n].model, sizeof c[n].model, "tests/fixtures/onnx/all_ops.dl");
+  c[n].full = 1;
+  c[n++].compile = 3;
   *out = c;
   return n;
 }
@@ -436,9 +442,10 @@ ParameterizedTest(CliCase *c, oom_cli, every_allocation, .timeout = 300) {
   char *check[] = {"dlc", "check", model, NULL};
   char *compile[] = {"dlc", model, "-o", "out.c", c->extra[0] ? "--embed-params" : NULL, extra, NULL};
   char *object[] = {"dlc", model, "--emit=obj", "-o", "out.o", NULL};
-  char *const *argv = c->compile == 0 ? check : c->compile == 1 ? compile : object;
-  snprintf(what, sizeof what, "dlc %s%s%s", c->compile ? "" : "check ", c->model,
-           c->compile == 1 ? " -o out.c" : c->compile == 2 ? " --emit=obj -o out.o" : "");
+  char *export[] = {"dlc", "export", model, "--fold-bn", "-o", "out.onnx", NULL};
+  char *const *argv = c->compile == 0 ? check : c->compile == 1 ? compile : c->compile == 2 ? object : export;
+  snprintf(what, sizeof what, "dlc %s%s%s", c->compile == 0 ? "check " : c->compile == 3 ? "export " : "", c->model,
+           c->compile == 1 ? " -o out.c" : c->compile == 2 ? " --emit=obj -o out.o" : c->compile == 3 ? " --fold-bn -o out.onnx" : "");
   const char *s = getenv("DLC_OOM_STRIDE");
   uint64_t stride = s && *s ? strtoull(s, NULL, 10) : c->full ? 1 : OOM_STRIDE;
   uint64_t made = cli_sweep(argv, what, stride ? stride : 1, OOM_SEED + (uint64_t)c->compile);
