@@ -121,6 +121,13 @@
  *
  * (kx_load_lanes, kx_broadcast, kx_vlocal, kx_reduce; the C emitter prints
  * each lane as its own scalar statement, the LLVM emitter <8 x float>.)
+ * Lanes are never masked: the extent must be a multiple of n (or the rest
+ * run by a scalar loop after), and kir_verify reports an n-lane access
+ * whose bounded range passes the buffer's end.  A loop variable used as a
+ * value, not only in indices, has no lane form: leave such a loop scalar.
+ * A sum kept in lanes adds in another order than the scalar loop (lane k
+ * takes elements k, k + n, ...), so float results change in the last bits:
+ * the schedule decides where that is allowed.
  */
 #define KIR_MAX_LANES 64
 typedef enum ExprKind {
