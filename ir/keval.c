@@ -1,0 +1,773 @@
+/*
+ * keval.c — the kernel-IR evaluator: the third executor of a Program, and
+ * the executable statement of what the kernel IR means.
+ *
+ * A call runs the kernels of one Func in order, each kernel's statements
+ * in order, with the semantics both emitters give them (the emitted C is
+ * the definition; the LLVM emitter follows C's rules):
+ *
+ *   buffers   an input or output is the caller's argument, holding the
+ *             elements of its shape at the call's symbol values; a param
+ *             or state buffer is the tensor of its name in the tensor set
+ *             (written in place: the optimizer updates it); a temporary
+ *             lives in its dtype's arena at its planned offset, or on its
+ *             own before memplan has run.  Every load and store is checked
+ *             against its buffer's size (temporaries: size at the symbols'
+ *             largest values); a store into an input is refused.
+ *   for iK < E { B }   iK runs 0, 1, ... while iK < E; E is evaluated
+ *             again after each iteration (as C does) unless it reads no
+ *             local and no buffer, when it cannot change.
+ *   local vK: T = X    vK holds X converted to T until its block ends;
+ *             vK = X converts X to vK's declared type.
+ *   bK[I] = X          X converted to bK's dtype is stored at element I.
+ *
+ * Values are int64 (i64, i32, u8 and comparisons), float (f32) or double
+ * (f64), and an expression is evaluated in the C type the emitted C gives
+ * it:
+ *
+ *   constants   a float constant is f32 (the C literal 1.5f) unless
+ *               typed f64; an integer constant is an int64;
+ *   iK, symbols int64 (a symbol's value is the call's);
+ *   vK          its declared type; bK[I] the buffer's dtype (I is int64);
+ *   -X          in X's type; exp log sqrt tanh abs log1p expm1 erf erfc:
+ *               libm's float function (expf) when the node is typed f32,
+ *               else the double one, on X converted to that type;
+ *   + - * / %   operands meet in the wider type (int64 < f32 < f64): f32
+ *               arithmetic is float arithmetic, f64 double, integers int64
+ *               (overflow, division or remainder by zero are errors, as
+ *               they are undefined in C); % of floats is fmod;
+ *   max, min    typed f32: NaN-propagating (a > b || isnan(a) ? a : b, as
+ *               kernel.h documents); otherwise C's a > b ? a : b in the
+ *               wider type;
+ *   pow         powf when typed f32, else pow;
+ *   comparisons operands meet in the wider type; the result is int 0 or 1
+ *               (a NaN compares false, except !=);
+ *   A && B      B is evaluated only when A is non-zero; 0 or 1;
+ *   select(C, A, B)  C is tested against zero; only the chosen branch is
+ *               evaluated, in the wider type of A and B;
+ *   T(X)        C's conversion: int to int wraps to T's width, int to
+ *               float rounds, float to int truncates (a NaN or a value
+ *               outside T is an error, as it is undefined in C);
+ *   rand(K, X)  ir_random_uniform(K, (uint64)X), an f32.
+ *
+ * Evaluation is a tree walk over a compiled copy of each kernel: before
+ * running, every Expr becomes a KX node with its class (int64, float or
+ * double) resolved and every implicit C conversion made an explicit node;
+ * every id is checked once (buffers, symbols, locals in scope, loop
+ * variables in their loops) and buffers are resolved to pointer and size.
+ * Three evaluators (ev_i, ev_f, ev_d), one per class, switch over the
+ * node's op, so nothing is allocated and nothing is looked up while the
+ * loops run.  An error anywhere longjmps out of the call with its message.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/keval.h"
+
+typedef enum KCls { KC_I, KC_F, KC_D } KCls; /* int64, float, double */
+
+typedef enum KOp {
+  K_CONST, K_VAR, K_SYM, K_LOCAL, K_LOAD, K_NEG, K_UNARY, K_ADD, K_SUB, K_MUL, K_DIV, K_MOD,
+  K_MAX, K_MIN, K_FMAX, K_FMIN, K_POW, K_CMP, K_AND, K_SELECT, K_CONV, K_RAND,
+} KOp;
+
+typedef union KVal {
+  int64_t i;
+  float f;
+  double d;
+} KVal;
+
+typedef struct KX KX;
+struct KX {
+  KOp op;
+  KCls cls;
+  int sub;        /* K_UNARY: UnOp; K_CMP: BinOp; K_CONV: target DType */
+  int id;         /* var, sym, local, buffer */
+  KVal k;         /* K_CONST; K_RAND: the key */
+  KX *a, *b, *c;
+};
+
+typedef enum KSKind { KS_LOOP, KS_STORE, KS_SET } KSKind;
+
+typedef struct KS KS;
+struct KS {
+  KSKind kind;
+  int id;          /* loop var, buffer, local */
+  int invariant;   /* KS_LOOP: the extent cannot change while the loop runs */
+  KX *extent, *index, *value;
+  KS *body, *next;
+};
+
+typedef struct KBuf {
+  char *data;
+  int64_t size;       /* elements */
+  DType dt;
+  const char *why;    /* not bound: why (NULL when bound) */
+} KBuf;
+
+typedef struct Ev {
+  const Program *p;
+  const Func *f;
+  int ki;             /* the kernel being compiled or run */
+  jmp_buf jb;
+  RtError *err;
+  Arena a;            /* compiled kernels */
+  KBuf *bufs;
+  void *arena[DT_COUNT];
+  void **own;         /* temporaries allocated on their own (before memplan) */
+  int64_t syms[IR_MAX_SYMS];
+  int64_t *vars;
+  KVal *locals;
+  /* compiling one kernel */
+  int nvars, nlocals;
+  char *var_in;       /* [nvars] inside its loop */
+  int *local_ty;      /* [nlocals] declared type, or -1 */
+} Ev;
+
+/* --- errors ---------------------------------------------------------------------- */
+
+static _Noreturn void fail(Ev *E, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static _Noreturn void fail(Ev *E, const char *fmt, ...) {
+  char msg[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (E->ki >= 0) {
+    const Kernel *k = &E->f->kernels[E->ki];
+    rt_fail(E->err, RT_ERR_FORMAT, "%s kernel %d (%s): %s", E->f->name, E->ki, k->what ? k->what : "", msg);
+  } else {
+    rt_fail(E->err, RT_ERR_FORMAT, "%s: %s", E->f->name, msg);
+  }
+  longjmp(E->jb, 1);
+}
+
+static const char *bname(Ev *E, int b) { return E->p->bufs[b].name ? E->p->bufs[b].name : "?"; }
+
+static _Noreturn void out_of_range(Ev *E, int b, int64_t i, const char *what) {
+  const KBuf *kb = &E->bufs[b];
+  if (kb->why) fail(E, "%s b%d (%s): %s", what, b, bname(E, b), kb->why);
+  fail(E, "%s b%d[%lld] (%s) is outside its %lld elements", what, b, (long long)i, bname(E, b), (long long)kb->size);
+}
+
+/* --- integer arithmetic, checked ------------------------------------------------- */
+
+static int64_t iadd(Ev *E, int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) fail(E, "integer overflow in %lld + %lld", (long long)a, (long long)b);
+  return r;
+}
+static int64_t isub(Ev *E, int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_sub_overflow(a, b, &r)) fail(E, "integer overflow in %lld - %lld", (long long)a, (long long)b);
+  return r;
+}
+static int64_t imul(Ev *E, int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r)) fail(E, "integer overflow in %lld * %lld", (long long)a, (long long)b);
+  return r;
+}
+static int64_t idiv(Ev *E, int64_t a, int64_t b, int mod) {
+  if (b == 0 || (a == INT64_MIN && b == -1))
+    fail(E, "integer %s %lld %s %lld", b ? "overflow in" : "division by zero in", (long long)a, mod ? "%" : "/",
+         (long long)b);
+  return mod ? a % b : a / b;
+}
+
+/* An integer as type t: C's conversion wraps to t's width. */
+static int64_t narrow(int64_t v, DType t) {
+  switch (t) {
+  case DT_I32: return (int32_t)(uint32_t)(uint64_t)v;
+  case DT_U8: return (uint8_t)v;
+  case DT_I64: case DT_F32: case DT_F64: case DT_COUNT: break;
+  }
+  return v;
+}
+
+/* A float truncated to integer type t; undefined in C when it does not fit. */
+static int64_t to_int(Ev *E, double v, DType t) {
+  double lo = t == DT_U8 ? 0 : t == DT_I32 ? -2147483648.0 : -9223372036854775808.0;
+  double hi = t == DT_U8 ? 256.0 : t == DT_I32 ? 2147483648.0 : 9223372036854775808.0;
+  double x = trunc(v);
+  if (!(x >= lo && x < hi)) fail(E, "conversion of %g to %s: out of range", v, rt_dtype_name(t));
+  return (int64_t)x;
+}
+
+/* --- evaluation ---------------------------------------------------------------- */
+
+static int64_t ev_i(Ev *E, const KX *x);
+static float ev_f(Ev *E, const KX *x);
+static double ev_d(Ev *E, const KX *x);
+
+static int truth(Ev *E, const KX *x) {
+  switch (x->cls) {
+  case KC_I: return ev_i(E, x) != 0;
+  case KC_F: return ev_f(E, x) != 0.0f;
+  case KC_D: return ev_d(E, x) != 0.0;
+  }
+  return 0;
+}
+
+static int compare(int op, double a, double b) {
+  switch ((BinOp)op) {
+  case BIN_LT: return a < b;
+  case BIN_LE: return a <= b;
+  case BIN_GT: return a > b;
+  case BIN_GE: return a >= b;
+  case BIN_EQ: return a == b;
+  case BIN_NE: return a != b;
+  case BIN_ADD: case BIN_SUB: case BIN_MUL: case BIN_DIV: case BIN_MAX: case BIN_MIN: case BIN_POW: case BIN_MOD:
+  case BIN_AND: break;
+  }
+  return 0;
+}
+
+static int icompare(int op, int64_t a, int64_t b) {
+  switch ((BinOp)op) {
+  case BIN_LT: return a < b;
+  case BIN_LE: return a <= b;
+  case BIN_GT: return a > b;
+  case BIN_GE: return a >= b;
+  case BIN_EQ: return a == b;
+  case BIN_NE: return a != b;
+  case BIN_ADD: case BIN_SUB: case BIN_MUL: case BIN_DIV: case BIN_MAX: case BIN_MIN: case BIN_POW: case BIN_MOD:
+  case BIN_AND: break;
+  }
+  return 0;
+}
+
+/* The element a load or store addresses, checked. */
+static int64_t at(Ev *E, int b, const KX *index, const char *what) {
+  int64_t i = ev_i(E, index);
+  if ((uint64_t)i >= (uint64_t)E->bufs[b].size) out_of_range(E, b, i, what);
+  return i;
+}
+
+static int64_t load_i(Ev *E, const KX *x) {
+  const KBuf *b = &E->bufs[x->id];
+  int64_t i = at(E, x->id, x->a, "load of");
+  switch (b->dt) {
+  case DT_I32: return ((const int32_t *)b->data)[i];
+  case DT_U8: return ((const uint8_t *)b->data)[i];
+  case DT_I64: case DT_F32: case DT_F64: case DT_COUNT: break;
+  }
+  return ((const int64_t *)b->data)[i];
+}
+
+static int64_t conv_i(Ev *E, const KX *x) {
+  DType t = (DType)x->sub;
+  switch (x->a->cls) {
+  case KC_I: return narrow(ev_i(E, x->a), t);
+  case KC_F: return to_int(E, ev_f(E, x->a), t);
+  case KC_D: return to_int(E, ev_d(E, x->a), t);
+  }
+  return 0;
+}
+
+static int64_t ev_i(Ev *E, const KX *x) {
+  switch (x->op) {
+  case K_CONST: return x->k.i;
+  case K_VAR: return E->vars[x->id];
+  case K_SYM: return E->syms[x->id];
+  case K_LOCAL: return E->locals[x->id].i;
+  case K_LOAD: return load_i(E, x);
+  case K_NEG: return isub(E, 0, ev_i(E, x->a));
+  case K_ADD: return iadd(E, ev_i(E, x->a), ev_i(E, x->b));
+  case K_SUB: return isub(E, ev_i(E, x->a), ev_i(E, x->b));
+  case K_MUL: return imul(E, ev_i(E, x->a), ev_i(E, x->b));
+  case K_DIV: return idiv(E, ev_i(E, x->a), ev_i(E, x->b), 0);
+  case K_MOD: return idiv(E, ev_i(E, x->a), ev_i(E, x->b), 1);
+  case K_MAX: case K_MIN: {
+    int64_t a = ev_i(E, x->a), b = ev_i(E, x->b);
+    return (x->op == K_MAX ? a > b : a < b) ? a : b;
+  }
+  case K_CMP:
+    switch (x->a->cls) {
+    case KC_I: return icompare(x->sub, ev_i(E, x->a), ev_i(E, x->b));
+    case KC_F: return compare(x->sub, ev_f(E, x->a), ev_f(E, x->b));
+    case KC_D: return compare(x->sub, ev_d(E, x->a), ev_d(E, x->b));
+    }
+    return 0;
+  case K_AND: return truth(E, x->a) && truth(E, x->b);
+  case K_SELECT: return truth(E, x->a) ? ev_i(E, x->b) : ev_i(E, x->c);
+  case K_CONV: return conv_i(E, x);
+  case K_UNARY: case K_FMAX: case K_FMIN: case K_POW: case K_RAND: break;
+  }
+  fail(E, "internal error: integer evaluation of op %d", (int)x->op);
+}
+
+static float unary_f(int op, float a) {
+  switch ((UnOp)op) {
+  case UN_NEG: return -a;
+  case UN_EXP: return expf(a);
+  case UN_LOG: return logf(a);
+  case UN_SQRT: return sqrtf(a);
+  case UN_TANH: return tanhf(a);
+  case UN_ABS: return fabsf(a);
+  case UN_LOG1P: return log1pf(a);
+  case UN_EXPM1: return expm1f(a);
+  case UN_ERF: return erff(a);
+  case UN_ERFC: return erfcf(a);
+  }
+  return NAN;
+}
+
+static double unary_d(int op, double a) {
+  switch ((UnOp)op) {
+  case UN_NEG: return -a;
+  case UN_EXP: return exp(a);
+  case UN_LOG: return log(a);
+  case UN_SQRT: return sqrt(a);
+  case UN_TANH: return tanh(a);
+  case UN_ABS: return fabs(a);
+  case UN_LOG1P: return log1p(a);
+  case UN_EXPM1: return expm1(a);
+  case UN_ERF: return erf(a);
+  case UN_ERFC: return erfc(a);
+  }
+  return NAN;
+}
+
+static float conv_f(Ev *E, const KX *x) {
+  switch (x->a->cls) {
+  case KC_I: return (float)ev_i(E, x->a);
+  case KC_F: return ev_f(E, x->a);
+  case KC_D: return (float)ev_d(E, x->a);
+  }
+  return 0;
+}
+
+static float ev_f(Ev *E, const KX *x) {
+  switch (x->op) {
+  case K_CONST: return x->k.f;
+  case K_LOCAL: return E->locals[x->id].f;
+  case K_LOAD: return ((const float *)E->bufs[x->id].data)[at(E, x->id, x->a, "load of")];
+  case K_NEG: return -ev_f(E, x->a);
+  case K_UNARY: return unary_f(x->sub, ev_f(E, x->a));
+  case K_ADD: return ev_f(E, x->a) + ev_f(E, x->b);
+  case K_SUB: return ev_f(E, x->a) - ev_f(E, x->b);
+  case K_MUL: return ev_f(E, x->a) * ev_f(E, x->b);
+  case K_DIV: return ev_f(E, x->a) / ev_f(E, x->b);
+  case K_MOD: return fmodf(ev_f(E, x->a), ev_f(E, x->b));
+  case K_MAX: case K_MIN: {
+    float a = ev_f(E, x->a), b = ev_f(E, x->b);
+    return (x->op == K_MAX ? a > b : a < b) ? a : b;
+  }
+  case K_FMAX: case K_FMIN: {
+    float a = ev_f(E, x->a), b = ev_f(E, x->b);
+    return (x->op == K_FMAX ? a > b : a < b) || isnan(a) ? a : b;
+  }
+  case K_POW: return powf(ev_f(E, x->a), ev_f(E, x->b));
+  case K_SELECT: return truth(E, x->a) ? ev_f(E, x->b) : ev_f(E, x->c);
+  case K_CONV: return conv_f(E, x);
+  case K_RAND: return ir_random_uniform((uint64_t)x->k.i, (uint64_t)ev_i(E, x->a));
+  case K_VAR: case K_SYM: case K_CMP: case K_AND: break;
+  }
+  fail(E, "internal error: f32 evaluation of op %d", (int)x->op);
+}
+
+static double conv_d(Ev *E, const KX *x) {
+  switch (x->a->cls) {
+  case KC_I: return (double)ev_i(E, x->a);
+  case KC_F: return ev_f(E, x->a);
+  case KC_D: return ev_d(E, x->a);
+  }
+  return 0;
+}
+
+static double ev_d(Ev *E, const KX *x) {
+  switch (x->op) {
+  case K_CONST: return x->k.d;
+  case K_LOCAL: return E->locals[x->id].d;
+  case K_LOAD: return ((const double *)E->bufs[x->id].data)[at(E, x->id, x->a, "load of")];
+  case K_NEG: return -ev_d(E, x->a);
+  case K_UNARY: return unary_d(x->sub, ev_d(E, x->a));
+  case K_ADD: return ev_d(E, x->a) + ev_d(E, x->b);
+  case K_SUB: return ev_d(E, x->a) - ev_d(E, x->b);
+  case K_MUL: return ev_d(E, x->a) * ev_d(E, x->b);
+  case K_DIV: return ev_d(E, x->a) / ev_d(E, x->b);
+  case K_MOD: return fmod(ev_d(E, x->a), ev_d(E, x->b));
+  case K_MAX: case K_MIN: {
+    double a = ev_d(E, x->a), b = ev_d(E, x->b);
+    return (x->op == K_MAX ? a > b : a < b) ? a : b;
+  }
+  case K_POW: return pow(ev_d(E, x->a), ev_d(E, x->b));
+  case K_SELECT: return truth(E, x->a) ? ev_d(E, x->b) : ev_d(E, x->c);
+  case K_CONV: return conv_d(E, x);
+  case K_VAR: case K_SYM: case K_CMP: case K_AND: case K_FMAX: case K_FMIN: case K_RAND: break;
+  }
+  fail(E, "internal error: f64 evaluation of op %d", (int)x->op);
+}
+
+static void store(Ev *E, const KS *s) {
+  const KBuf *b = &E->bufs[s->id];
+  int64_t i = at(E, s->id, s->index, "store to");
+  switch (b->dt) {
+  case DT_F32: ((float *)b->data)[i] = ev_f(E, s->value); break;
+  case DT_F64: ((double *)b->data)[i] = ev_d(E, s->value); break;
+  case DT_I64: ((int64_t *)b->data)[i] = ev_i(E, s->value); break;
+  case DT_I32: ((int32_t *)b->data)[i] = (int32_t)ev_i(E, s->value); break;
+  case DT_U8: ((uint8_t *)b->data)[i] = (uint8_t)ev_i(E, s->value); break;
+  case DT_COUNT: break;
+  }
+}
+
+static void set_local(Ev *E, const KS *s) {
+  KVal *v = &E->locals[s->id];
+  switch (s->value->cls) {
+  case KC_I: v->i = ev_i(E, s->value); break;
+  case KC_F: v->f = ev_f(E, s->value); break;
+  case KC_D: v->d = ev_d(E, s->value); break;
+  }
+}
+
+static void run(Ev *E, const KS *s) {
+  for (; s; s = s->next) {
+    switch (s->kind) {
+    case KS_LOOP: {
+      int64_t n = ev_i(E, s->extent);
+      for (int64_t i = 0; i < n; i++) {
+        E->vars[s->id] = i;
+        run(E, s->body);
+        if (!s->invariant) n = ev_i(E, s->extent);
+      }
+      break;
+    }
+    case KS_STORE: store(E, s); break;
+    case KS_SET: set_local(E, s); break;
+    }
+  }
+}
+
+/* --- compiling a kernel --------------------------------------------------------- */
+
+static KCls cls_of(DType t) { return t == DT_F32 ? KC_F : t == DT_F64 ? KC_D : KC_I; }
+
+static KX *node(Ev *E, KOp op, KCls cls) {
+  KX *x = arena_alloc(&E->a, sizeof *x);
+  x->op = op, x->cls = cls;
+  return x;
+}
+
+/* x converted to dtype t (C's conversion; int to narrower int wraps). */
+static KX *conv(Ev *E, KX *x, DType t) {
+  KCls c = cls_of(t);
+  if (x->cls == c && (c != KC_I || t == DT_I64)) return x;
+  KX *y = node(E, K_CONV, c);
+  y->sub = t, y->a = x;
+  return y;
+}
+
+static DType cls_type(KCls c) { return c == KC_F ? DT_F32 : c == KC_D ? DT_F64 : DT_I64; }
+static KCls wider(KCls a, KCls b) { return a > b ? a : b; }
+
+static KX *cexpr(Ev *E, const Expr *e);
+
+static KX *unary(Ev *E, const Expr *e) {
+  if (e->op < 0 || e->op > UN_ERFC) fail(E, "unknown unary operator %d", e->op);
+  KX *a = cexpr(E, e->a);
+  if (e->op == UN_NEG) {
+    KX *x = node(E, K_NEG, a->cls);
+    x->a = a;
+    return x;
+  }
+  KCls c = e->type == DT_F32 ? KC_F : KC_D;
+  KX *x = node(E, K_UNARY, c);
+  x->sub = e->op, x->a = conv(E, a, cls_type(c));
+  return x;
+}
+
+static KX *binary(Ev *E, const Expr *e) {
+  if (e->op < 0 || e->op > BIN_AND) fail(E, "unknown binary operator %d", e->op);
+  BinOp op = (BinOp)e->op;
+  KX *a = cexpr(E, e->a), *b = cexpr(E, e->b);
+  KCls c = wider(a->cls, b->cls);
+  KX *x;
+  switch (op) {
+  case BIN_AND:
+    x = node(E, K_AND, KC_I);
+    x->a = a, x->b = b;
+    return x;
+  case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: case BIN_EQ: case BIN_NE:
+    x = node(E, K_CMP, KC_I);
+    x->sub = op;
+    break;
+  case BIN_POW:
+    c = e->type == DT_F32 ? KC_F : KC_D;
+    x = node(E, K_POW, c);
+    break;
+  case BIN_MAX: case BIN_MIN:
+    if (e->type == DT_F32) c = KC_F;
+    x = node(E, e->type == DT_F32 ? (op == BIN_MAX ? K_FMAX : K_FMIN) : (op == BIN_MAX ? K_MAX : K_MIN), c);
+    break;
+  case BIN_ADD: x = node(E, K_ADD, c); break;
+  case BIN_SUB: x = node(E, K_SUB, c); break;
+  case BIN_MUL: x = node(E, K_MUL, c); break;
+  case BIN_DIV: x = node(E, K_DIV, c); break;
+  case BIN_MOD: x = node(E, K_MOD, c); break;
+  default: fail(E, "unknown binary operator %d", (int)op);
+  }
+  x->a = conv(E, a, cls_type(c)), x->b = conv(E, b, cls_type(c));
+  return x;
+}
+
+static void check_buf(Ev *E, int b) {
+  if (b < 0 || b >= E->p->nbufs) fail(E, "buffer b%d does not exist", b);
+}
+
+static KX *var(Ev *E, const Expr *e) {
+  if (e->id < 0 || e->id >= E->nvars || !E->var_in[e->id]) fail(E, "loop variable i%d used outside its loop", e->id);
+  KX *x = node(E, K_VAR, KC_I);
+  x->id = e->id;
+  return x;
+}
+
+static KX *sym(Ev *E, const Expr *e) {
+  if (e->id < 0 || e->id >= E->p->g->nsyms) fail(E, "symbol %d does not exist", e->id);
+  KX *x = node(E, K_SYM, KC_I);
+  x->id = e->id;
+  return x;
+}
+
+static KX *local(Ev *E, const Expr *e) {
+  if (e->id < 0 || e->id >= E->nlocals || E->local_ty[e->id] < 0) fail(E, "local v%d read outside its scope", e->id);
+  KX *x = node(E, K_LOCAL, cls_of((DType)E->local_ty[e->id]));
+  x->id = e->id;
+  return x;
+}
+
+static KX *cexpr(Ev *E, const Expr *e) {
+  KX *x;
+  if (!e) fail(E, "an expression is missing");
+  switch (e->kind) {
+  case EX_FCONST:
+    x = node(E, K_CONST, e->type == DT_F64 ? KC_D : KC_F);
+    if (x->cls == KC_D) x->k.d = e->f;
+    else x->k.f = (float)e->f;
+    return x;
+  case EX_ICONST:
+    x = node(E, K_CONST, KC_I);
+    x->k.i = e->i;
+    return x;
+  case EX_VAR: return var(E, e);
+  case EX_SYM: return sym(E, e);
+  case EX_LOCAL: return local(E, e);
+  case EX_LOAD:
+    check_buf(E, e->id);
+    x = node(E, K_LOAD, cls_of(E->p->bufs[e->id].dtype));
+    x->id = e->id, x->a = conv(E, cexpr(E, e->a), DT_I64);
+    return x;
+  case EX_UNARY: return unary(E, e);
+  case EX_BINARY: return binary(E, e);
+  case EX_SELECT: {
+    KX *b = cexpr(E, e->b), *c = cexpr(E, e->c);
+    DType t = cls_type(wider(b->cls, c->cls));
+    x = node(E, K_SELECT, cls_of(t));
+    x->a = cexpr(E, e->a), x->b = conv(E, b, t), x->c = conv(E, c, t);
+    return x;
+  }
+  case EX_CAST:
+    if (e->type < 0 || e->type >= DT_COUNT) fail(E, "cast to unknown type %d", (int)e->type);
+    x = node(E, K_CONV, cls_of(e->type));
+    x->sub = e->type, x->a = cexpr(E, e->a);
+    return x;
+  case EX_RAND:
+    x = node(E, K_RAND, KC_F);
+    x->k.i = e->i, x->a = conv(E, cexpr(E, e->a), DT_I64);
+    return x;
+  }
+  fail(E, "unknown expression kind %d", (int)e->kind);
+}
+
+/* Whether x reads anything a loop body can change (a local or a buffer). */
+static int varies(const KX *x) {
+  return x && (x->op == K_LOCAL || x->op == K_LOAD || varies(x->a) || varies(x->b) || varies(x->c));
+}
+
+static KS *cblock(Ev *E, const Stmt *s);
+
+static KS *cloop(Ev *E, const Stmt *s, KS *k) {
+  if (s->id < 0 || s->id >= E->nvars) fail(E, "loop variable i%d does not exist", s->id);
+  if (E->var_in[s->id]) fail(E, "loop variable i%d reused inside its own loop", s->id);
+  k->extent = conv(E, cexpr(E, s->extent), DT_I64);
+  k->invariant = !varies(k->extent);
+  E->var_in[s->id] = 1;
+  k->body = cblock(E, s->body);
+  E->var_in[s->id] = 0;
+  return k;
+}
+
+static KS *cstmt(Ev *E, const Stmt *s) {
+  KS *k = arena_alloc(&E->a, sizeof *k);
+  k->id = s->id;
+  switch (s->kind) {
+  case ST_LOOP: k->kind = KS_LOOP; return cloop(E, s, k);
+  case ST_STORE:
+    check_buf(E, s->id);
+    if (E->p->bufs[s->id].kind == BUF_INPUT) fail(E, "store into input b%d (%s)", s->id, bname(E, s->id));
+    k->kind = KS_STORE;
+    k->index = conv(E, cexpr(E, s->index), DT_I64);
+    k->value = conv(E, cexpr(E, s->value), E->p->bufs[s->id].dtype);
+    return k;
+  case ST_LOCAL:
+  case ST_ASSIGN: {
+    if (s->id < 0 || s->id >= E->nlocals) fail(E, "local v%d does not exist", s->id);
+    if (s->kind == ST_LOCAL && (s->type < 0 || s->type >= DT_COUNT)) fail(E, "local v%d of unknown type", s->id);
+    k->kind = KS_SET;
+    KX *v = cexpr(E, s->value); /* the declared local is not in scope in its own initialiser */
+    if (s->kind == ST_LOCAL) E->local_ty[s->id] = s->type;
+    if (E->local_ty[s->id] < 0) fail(E, "local v%d assigned outside its scope", s->id);
+    k->value = conv(E, v, (DType)E->local_ty[s->id]);
+    return k;
+  }
+  }
+  fail(E, "unknown statement kind %d", (int)s->kind);
+}
+
+/* A block: locals declared in it go out of scope at its end. */
+static KS *cblock(Ev *E, const Stmt *s) {
+  int *saved = arena_alloc(&E->a, sizeof(int) * (size_t)(E->nlocals + 1));
+  memcpy(saved, E->local_ty, sizeof(int) * (size_t)E->nlocals);
+  KS *head = NULL, **tail = &head;
+  for (; s; s = s->next) {
+    *tail = cstmt(E, s);
+    tail = &(*tail)->next;
+  }
+  memcpy(E->local_ty, saved, sizeof(int) * (size_t)E->nlocals);
+  return head;
+}
+
+/* Compiles kernel ki; sizes the loop-variable and local storage for it. */
+static KS *ckernel(Ev *E, int ki) {
+  const Kernel *k = &E->f->kernels[ki];
+  E->ki = ki;
+  if (k->nvars < 0 || k->nlocals < 0) fail(E, "negative variable counts");
+  E->nvars = k->nvars, E->nlocals = k->nlocals;
+  E->var_in = arena_alloc(&E->a, (size_t)k->nvars + 1);
+  E->local_ty = arena_alloc(&E->a, sizeof(int) * ((size_t)k->nlocals + 1));
+  for (int i = 0; i < k->nlocals; i++) E->local_ty[i] = -1;
+  E->vars = arena_alloc(&E->a, sizeof(int64_t) * ((size_t)k->nvars + 1));
+  E->locals = arena_alloc(&E->a, sizeof(KVal) * ((size_t)k->nlocals + 1));
+  return cblock(E, k->body);
+}
+
+/* --- binding buffers ------------------------------------------------------------ */
+
+static int arg_of(const Func *f, int b) {
+  for (int i = 0; i < f->nargs; i++)
+    if (f->args[i] == b) return i;
+  return -1;
+}
+
+static void bind_arg(Ev *E, int b, const KevalArgs *a) {
+  const Buffer *buf = &E->p->bufs[b];
+  KBuf *kb = &E->bufs[b];
+  int i = arg_of(E->f, b);
+  if (i < 0) {
+    kb->why = "not an argument of this function";
+    return;
+  }
+  kb->data = a->args ? a->args[i] : NULL;
+  kb->size = ir_numel(E->p->g, &buf->shape, E->syms);
+  if (!kb->data && kb->size > 0) kb->why = "no argument given";
+}
+
+static void bind_tensor(Ev *E, int b, const KevalArgs *a) {
+  const Buffer *buf = &E->p->bufs[b];
+  KBuf *kb = &E->bufs[b];
+  RtTensor *t = a->tensors ? rt_set_find(a->tensors, buf->name) : NULL;
+  if (!t) kb->why = "no tensor of its name";
+  else if (t->dtype != buf->dtype || rt_tensor_numel(t) != buf->size) kb->why = "its tensor has another dtype or size";
+  else kb->data = t->data, kb->size = buf->size;
+}
+
+/* Whether temporaries of dtype t have offsets: memplan has sized the arena. */
+static int planned(const Program *p, DType t) {
+  if (p->arena_size[t] > 0) return 1;
+  for (int b = 0; b < p->nbufs; b++)
+    if (p->bufs[b].kind == BUF_TEMP && p->bufs[b].dtype == t && p->bufs[b].size > 0) return 0;
+  return 1;
+}
+
+static void *poisoned(Ev *E, int64_t n, DType t) {
+  size_t bytes = (size_t)(n > 0 ? n : 1) * rt_dtype_size(t);
+  void *m = rt_xmalloc(bytes);
+  memset(m, 0xff, bytes);
+  return m;
+}
+
+static void bind_temp(Ev *E, int b) {
+  const Buffer *buf = &E->p->bufs[b];
+  KBuf *kb = &E->bufs[b];
+  DType t = buf->dtype;
+  kb->size = buf->size;
+  if (!planned(E->p, t)) {
+    kb->data = E->own[b] = poisoned(E, buf->size, t);
+    return;
+  }
+  if (buf->offset < 0 || buf->size < 0 || buf->offset > E->p->arena_size[t] - buf->size)
+    fail(E, "temporary b%d (%s) at offset %lld does not fit in the %s arena of %lld elements", b, bname(E, b),
+         (long long)buf->offset, rt_dtype_name(t), (long long)E->p->arena_size[t]);
+  if (!E->arena[t]) E->arena[t] = poisoned(E, E->p->arena_size[t], t);
+  kb->data = (char *)E->arena[t] + buf->offset * (int64_t)rt_dtype_size(t);
+}
+
+static void bind(Ev *E, const KevalArgs *a) {
+  const Program *p = E->p;
+  for (int s = 0; s < p->g->nsyms && s < IR_MAX_SYMS; s++) {
+    E->syms[s] = a->syms ? a->syms[s] : 0;
+    if (E->syms[s] < 0 || E->syms[s] > p->g->syms[s].max)
+      fail(E, "symbol %s = %lld is outside [0, %lld]", p->g->syms[s].name, (long long)E->syms[s],
+           (long long)p->g->syms[s].max);
+  }
+  for (int i = 0; i < E->f->nargs; i++) {
+    int b = E->f->args[i];
+    check_buf(E, b);
+    if (p->bufs[b].kind != BUF_INPUT && p->bufs[b].kind != BUF_OUTPUT) fail(E, "argument b%d is not an input or output", b);
+  }
+  for (int b = 0; b < p->nbufs; b++) {
+    const Buffer *buf = &p->bufs[b];
+    if (buf->dtype < 0 || buf->dtype >= DT_COUNT) fail(E, "buffer b%d has an unknown dtype", b);
+    E->bufs[b].dt = buf->dtype;
+    switch (buf->kind) {
+    case BUF_INPUT: case BUF_OUTPUT: bind_arg(E, b, a); break;
+    case BUF_PARAM: case BUF_STATE: bind_tensor(E, b, a); break;
+    case BUF_TEMP: bind_temp(E, b); break;
+    default: fail(E, "buffer b%d has an unknown kind", b);
+    }
+  }
+}
+
+static void release(Ev *E) {
+  for (int t = 0; t < DT_COUNT; t++) rt_xfree(E->arena[t]);
+  for (int b = 0; E->own && b < E->p->nbufs; b++) rt_xfree(E->own[b]);
+  rt_xfree(E->own);
+  rt_xfree(E->bufs);
+  arena_free(&E->a);
+}
+
+/* The evaluator lives on the heap: after a longjmp only memory is trusted
+ * (setjmp keeps no locals that changed since it was called). */
+RtStatus kir_eval(const Program *p, const Func *f, const KevalArgs *a, RtError *err) {
+  if (p->g->nsyms > IR_MAX_SYMS) return rt_fail(err, RT_ERR_FORMAT, "%s: more than %d symbols", f->name, IR_MAX_SYMS);
+  Ev *E = rt_xcalloc(1, sizeof *E);
+  E->p = p, E->f = f, E->err = err, E->ki = -1;
+  arena_init(&E->a);
+  E->bufs = rt_xcalloc((size_t)p->nbufs + 1, sizeof *E->bufs);
+  E->own = rt_xcalloc((size_t)p->nbufs + 1, sizeof *E->own);
+  RtStatus st = RT_ERR_FORMAT;
+  if (!setjmp(E->jb)) {
+    bind(E, a);
+    for (int ki = 0; ki < f->nkernels; ki++) {
+      arena_free(&E->a); /* one compiled kernel at a time */
+      run(E, ckernel(E, ki));
+    }
+    st = RT_OK;
+  }
+  release(E);
+  rt_xfree(E);
+  return st;
+}
