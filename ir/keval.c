@@ -14,11 +14,20 @@
  *             own before memplan has run.  Every load and store is checked
  *             against its buffer's size (temporaries: size at the symbols'
  *             largest values); a store into an input is refused.
- *   for iK < E { B }   iK runs 0, 1, ... while iK < E; E is evaluated
- *             again after each iteration (as C does) unless it reads no
- *             local and no buffer, when it cannot change.
+ *   for iK < E step S { B }   iK runs 0, S, 2S, ... while iK < E; E is
+ *             evaluated again after each iteration (as C does) unless it
+ *             reads no local and no buffer, when it cannot change.  A
+ *             loop's kind, axis and width promise or ask for something
+ *             (parallel, vector, unroll) but never change its meaning:
+ *             every loop runs serially, in order.  S < 1 is an error.
  *   local vK: T = X    vK holds X converted to T until its block ends;
  *             vK = X converts X to vK's declared type.
+ *   local vK: T[n] = X  a local array (a register tile) of n elements,
+ *             each set to X; vK[I] reads and vK[I] = X writes element I
+ *             (checked against n); an array used without an index, or a
+ *             scalar with one, is an error.
+ *   if C { A } else { B }  C is tested against zero, then one branch
+ *             runs; each branch is a block.
  *   bK[I] = X          X converted to bK's dtype is stored at element I.
  *
  * Values are int64 (i64, i32, u8 and comparisons), float (f32) or double
@@ -50,6 +59,9 @@
  *               outside T is an error, as it is undefined in C);
  *   rand(K, X)  ir_random_uniform(K, (uint64)X), an f32.
  *
+ * Every expression is a scalar (lanes 1); vector lanes have no meaning
+ * keval gives them yet, and an expression with more is an error.
+ *
  * Evaluation is a tree walk over a compiled copy of each kernel: before
  * running, every Expr becomes a KX node with its class (int64, float or
  * double) resolved and every implicit C conversion made an explicit node;
@@ -71,7 +83,7 @@ typedef enum KCls { KC_I, KC_F, KC_D } KCls; /* int64, float, double */
 
 typedef enum KOp {
   K_CONST, K_VAR, K_SYM, K_LOCAL, K_LOAD, K_NEG, K_UNARY, K_ADD, K_SUB, K_MUL, K_DIV, K_MOD,
-  K_MAX, K_MIN, K_FMAX, K_FMIN, K_POW, K_CMP, K_AND, K_SELECT, K_CONV, K_RAND,
+  K_MAX, K_MIN, K_FMAX, K_FMIN, K_POW, K_CMP, K_AND, K_SELECT, K_CONV, K_RAND, K_ELEM,
 } KOp;
 
 typedef union KVal {
@@ -87,18 +99,23 @@ struct KX {
   int sub;        /* K_UNARY: UnOp; K_CMP: BinOp; K_CONV: target DType */
   int id;         /* var, sym, local, buffer */
   KVal k;         /* K_CONST; K_RAND: the key */
-  KX *a, *b, *c;
+  KVal *arr;      /* K_ELEM: the local array's elements */
+  int64_t n;      /* K_ELEM: their count */
+  KX *a, *b, *c;  /* K_ELEM: a is the element index */
 };
 
-typedef enum KSKind { KS_LOOP, KS_STORE, KS_SET } KSKind;
+typedef enum KSKind { KS_LOOP, KS_STORE, KS_SET, KS_FILL, KS_SET_ELEM, KS_IF } KSKind;
 
 typedef struct KS KS;
 struct KS {
   KSKind kind;
   int id;          /* loop var, buffer, local */
   int invariant;   /* KS_LOOP: the extent cannot change while the loop runs */
+  int64_t step;    /* KS_LOOP */
+  KVal *arr;       /* KS_FILL, KS_SET_ELEM: the local array's elements */
+  int64_t n;       /* ... and their count */
   KX *extent, *index, *value;
-  KS *body, *next;
+  KS *body, *orelse, *next;
 };
 
 typedef struct KBuf {
@@ -125,6 +142,8 @@ typedef struct Ev {
   int nvars, nlocals;
   char *var_in;       /* [nvars] inside its loop */
   int *local_ty;      /* [nlocals] declared type, or -1 */
+  KVal **local_arr;   /* [nlocals] a local array's elements (its declaration's), or NULL */
+  int64_t *local_n;   /* [nlocals] their count */
 } Ev;
 
 /* --- errors ---------------------------------------------------------------------- */
@@ -239,6 +258,13 @@ static int icompare(int op, int64_t a, int64_t b) {
   return 0;
 }
 
+/* An element index into local array id of n elements, checked. */
+static int64_t elem(Ev *E, int id, int64_t n, const KX *index) {
+  int64_t i = ev_i(E, index);
+  if ((uint64_t)i >= (uint64_t)n) fail(E, "local array v%d[%lld] is outside its %lld elements", id, (long long)i, (long long)n);
+  return i;
+}
+
 /* The element a load or store addresses, checked. */
 static int64_t at(Ev *E, int b, const KX *index, const char *what) {
   int64_t i = ev_i(E, index);
@@ -273,6 +299,7 @@ static int64_t ev_i(Ev *E, const KX *x) {
   case K_VAR: return E->vars[x->id];
   case K_SYM: return E->syms[x->id];
   case K_LOCAL: return E->locals[x->id].i;
+  case K_ELEM: return x->arr[elem(E, x->id, x->n, x->a)].i;
   case K_LOAD: return load_i(E, x);
   case K_NEG: return isub(E, 0, ev_i(E, x->a));
   case K_ADD: return iadd(E, ev_i(E, x->a), ev_i(E, x->b));
@@ -344,6 +371,7 @@ static float ev_f(Ev *E, const KX *x) {
   switch (x->op) {
   case K_CONST: return x->k.f;
   case K_LOCAL: return E->locals[x->id].f;
+  case K_ELEM: return x->arr[elem(E, x->id, x->n, x->a)].f;
   case K_LOAD: return ((const float *)E->bufs[x->id].data)[at(E, x->id, x->a, "load of")];
   case K_NEG: return -ev_f(E, x->a);
   case K_UNARY: return unary_f(x->sub, ev_f(E, x->a));
@@ -382,6 +410,7 @@ static double ev_d(Ev *E, const KX *x) {
   switch (x->op) {
   case K_CONST: return x->k.d;
   case K_LOCAL: return E->locals[x->id].d;
+  case K_ELEM: return x->arr[elem(E, x->id, x->n, x->a)].d;
   case K_LOAD: return ((const double *)E->bufs[x->id].data)[at(E, x->id, x->a, "load of")];
   case K_NEG: return -ev_d(E, x->a);
   case K_UNARY: return unary_d(x->sub, ev_d(E, x->a));
@@ -415,30 +444,48 @@ static void store(Ev *E, const KS *s) {
   }
 }
 
-static void set_local(Ev *E, const KS *s) {
-  KVal *v = &E->locals[s->id];
-  switch (s->value->cls) {
-  case KC_I: v->i = ev_i(E, s->value); break;
-  case KC_F: v->f = ev_f(E, s->value); break;
-  case KC_D: v->d = ev_d(E, s->value); break;
+static KVal value(Ev *E, const KX *x) {
+  KVal v;
+  switch (x->cls) {
+  case KC_I: v.i = ev_i(E, x); break;
+  case KC_F: v.f = ev_f(E, x); break;
+  case KC_D: v.d = ev_d(E, x); break;
   }
+  return v;
 }
+
+static void fill(Ev *E, const KS *s) {
+  KVal v = value(E, s->value);
+  for (int64_t i = 0; i < s->n; i++) s->arr[i] = v;
+}
+
+static void loop(Ev *E, const KS *s);
 
 static void run(Ev *E, const KS *s) {
   for (; s; s = s->next) {
     switch (s->kind) {
-    case KS_LOOP: {
-      int64_t n = ev_i(E, s->extent);
-      for (int64_t i = 0; i < n; i++) {
-        E->vars[s->id] = i;
-        run(E, s->body);
-        if (!s->invariant) n = ev_i(E, s->extent);
-      }
+    case KS_LOOP: loop(E, s); break;
+    case KS_STORE: store(E, s); break;
+    case KS_SET: E->locals[s->id] = value(E, s->value); break;
+    case KS_FILL: fill(E, s); break;
+    case KS_SET_ELEM: {
+      int64_t i = elem(E, s->id, s->n, s->index);
+      s->arr[i] = value(E, s->value);
       break;
     }
-    case KS_STORE: store(E, s); break;
-    case KS_SET: set_local(E, s); break;
+    case KS_IF: run(E, truth(E, s->value) ? s->body : s->orelse); break;
     }
+  }
+}
+
+/* for (i = 0; i < n; i += step); the loop ends before i would overflow. */
+static void loop(Ev *E, const KS *s) {
+  int64_t n = ev_i(E, s->extent);
+  for (int64_t i = 0; i < n;) {
+    E->vars[s->id] = i;
+    run(E, s->body);
+    i = iadd(E, i, s->step);
+    if (!s->invariant) n = ev_i(E, s->extent);
   }
 }
 
@@ -532,16 +579,26 @@ static KX *sym(Ev *E, const Expr *e) {
   return x;
 }
 
+/* Local array id's element index, or scalar id when index is NULL. */
+static KX *element(Ev *E, int id, const Expr *index, const char *what) {
+  if (!index != !E->local_arr[id])
+    fail(E, index ? "scalar local v%d %s with an index" : "local array v%d %s without an index", id, what);
+  return index ? conv(E, cexpr(E, index), DT_I64) : NULL;
+}
+
 static KX *local(Ev *E, const Expr *e) {
   if (e->id < 0 || e->id >= E->nlocals || E->local_ty[e->id] < 0) fail(E, "local v%d read outside its scope", e->id);
-  KX *x = node(E, K_LOCAL, cls_of((DType)E->local_ty[e->id]));
-  x->id = e->id;
+  KX *a = element(E, e->id, e->a, "read");
+  KX *x = node(E, a ? K_ELEM : K_LOCAL, cls_of((DType)E->local_ty[e->id]));
+  x->id = e->id, x->a = a;
+  x->arr = E->local_arr[e->id], x->n = E->local_n[e->id];
   return x;
 }
 
 static KX *cexpr(Ev *E, const Expr *e) {
   KX *x;
   if (!e) fail(E, "an expression is missing");
+  if (e->lanes != 1) fail(E, "an expression of %d lanes: vector lanes are not evaluated", e->lanes);
   switch (e->kind) {
   case EX_FCONST:
     x = node(E, K_CONST, e->type == DT_F64 ? KC_D : KC_F);
@@ -582,9 +639,11 @@ static KX *cexpr(Ev *E, const Expr *e) {
   fail(E, "unknown expression kind %d", (int)e->kind);
 }
 
-/* Whether x reads anything a loop body can change (a local or a buffer). */
-static int varies(const KX *x) {
-  return x && (x->op == K_LOCAL || x->op == K_LOAD || varies(x->a) || varies(x->b) || varies(x->c));
+/* Whether e reads anything a loop body can change (a local or a buffer). */
+static int reads_state(void *ctx, const Expr *e) { return e->kind == EX_LOCAL || e->kind == EX_LOAD; }
+static int varies(const Expr *e) {
+  KirVisitor v = {NULL, NULL, reads_state};
+  return kir_walk_expr(&v, e);
 }
 
 static KS *cblock(Ev *E, const Stmt *s);
@@ -592,11 +651,34 @@ static KS *cblock(Ev *E, const Stmt *s);
 static KS *cloop(Ev *E, const Stmt *s, KS *k) {
   if (s->id < 0 || s->id >= E->nvars) fail(E, "loop variable i%d does not exist", s->id);
   if (E->var_in[s->id]) fail(E, "loop variable i%d reused inside its own loop", s->id);
+  if (s->step < 1) fail(E, "loop i%d steps by %lld", s->id, (long long)s->step);
   k->extent = conv(E, cexpr(E, s->extent), DT_I64);
-  k->invariant = !varies(k->extent);
+  k->invariant = !varies(s->extent);
+  k->step = s->step;
   E->var_in[s->id] = 1;
   k->body = cblock(E, s->body);
   E->var_in[s->id] = 0;
+  return k;
+}
+
+/* The largest local array keval makes (a register tile is far smaller). */
+#define KEVAL_MAX_LOCAL_ARRAY ((int64_t)1 << 24)
+
+/* local vK: T = X, or local vK: T[n] = X (every element); each array
+ * declaration has its own elements.  The local is not in scope in its
+ * own initialiser. */
+static KS *cdeclare(Ev *E, const Stmt *s, KS *k) {
+  if (s->id < 0 || s->id >= E->nlocals) fail(E, "local v%d does not exist", s->id);
+  if (s->type < 0 || s->type >= DT_COUNT) fail(E, "local v%d of unknown type", s->id);
+  if (s->count < 0 || s->count > KEVAL_MAX_LOCAL_ARRAY)
+    fail(E, "local array v%d of %lld elements", s->id, (long long)s->count);
+  KX *v = cexpr(E, s->value);
+  E->local_ty[s->id] = s->type;
+  E->local_n[s->id] = s->count;
+  E->local_arr[s->id] = s->count ? arena_alloc(&E->a, sizeof(KVal) * (size_t)s->count) : NULL;
+  k->kind = s->count ? KS_FILL : KS_SET;
+  k->arr = E->local_arr[s->id], k->n = s->count;
+  k->value = conv(E, v, s->type);
   return k;
 }
 
@@ -612,31 +694,39 @@ static KS *cstmt(Ev *E, const Stmt *s) {
     k->index = conv(E, cexpr(E, s->index), DT_I64);
     k->value = conv(E, cexpr(E, s->value), E->p->bufs[s->id].dtype);
     return k;
-  case ST_LOCAL:
-  case ST_ASSIGN: {
-    if (s->id < 0 || s->id >= E->nlocals) fail(E, "local v%d does not exist", s->id);
-    if (s->kind == ST_LOCAL && (s->type < 0 || s->type >= DT_COUNT)) fail(E, "local v%d of unknown type", s->id);
-    k->kind = KS_SET;
-    KX *v = cexpr(E, s->value); /* the declared local is not in scope in its own initialiser */
-    if (s->kind == ST_LOCAL) E->local_ty[s->id] = s->type;
-    if (E->local_ty[s->id] < 0) fail(E, "local v%d assigned outside its scope", s->id);
-    k->value = conv(E, v, (DType)E->local_ty[s->id]);
+  case ST_LOCAL: return cdeclare(E, s, k);
+  case ST_ASSIGN:
+    if (s->id < 0 || s->id >= E->nlocals || E->local_ty[s->id] < 0) fail(E, "local v%d assigned outside its scope", s->id);
+    k->index = element(E, s->id, s->index, "assigned");
+    k->kind = k->index ? KS_SET_ELEM : KS_SET;
+    k->arr = E->local_arr[s->id], k->n = E->local_n[s->id];
+    k->value = conv(E, cexpr(E, s->value), (DType)E->local_ty[s->id]);
     return k;
-  }
+  case ST_IF:
+    k->kind = KS_IF;
+    k->value = cexpr(E, s->value);
+    k->body = cblock(E, s->body);
+    k->orelse = cblock(E, s->orelse);
+    return k;
   }
   fail(E, "unknown statement kind %d", (int)s->kind);
 }
 
 /* A block: locals declared in it go out of scope at its end. */
 static KS *cblock(Ev *E, const Stmt *s) {
-  int *saved = arena_alloc(&E->a, sizeof(int) * (size_t)(E->nlocals + 1));
-  memcpy(saved, E->local_ty, sizeof(int) * (size_t)E->nlocals);
+  size_t n = (size_t)E->nlocals;
+  int *ty = arena_alloc(&E->a, sizeof(int) * (n + 1));
+  KVal **arr = arena_alloc(&E->a, sizeof(KVal *) * (n + 1));
+  int64_t *cnt = arena_alloc(&E->a, sizeof(int64_t) * (n + 1));
+  memcpy(ty, E->local_ty, sizeof(int) * n), memcpy(arr, E->local_arr, sizeof(KVal *) * n);
+  memcpy(cnt, E->local_n, sizeof(int64_t) * n);
   KS *head = NULL, **tail = &head;
   for (; s; s = s->next) {
     *tail = cstmt(E, s);
     tail = &(*tail)->next;
   }
-  memcpy(E->local_ty, saved, sizeof(int) * (size_t)E->nlocals);
+  memcpy(E->local_ty, ty, sizeof(int) * n), memcpy(E->local_arr, arr, sizeof(KVal *) * n);
+  memcpy(E->local_n, cnt, sizeof(int64_t) * n);
   return head;
 }
 
@@ -649,6 +739,8 @@ static KS *ckernel(Ev *E, int ki) {
   E->var_in = arena_alloc(&E->a, (size_t)k->nvars + 1);
   E->local_ty = arena_alloc(&E->a, sizeof(int) * ((size_t)k->nlocals + 1));
   for (int i = 0; i < k->nlocals; i++) E->local_ty[i] = -1;
+  E->local_arr = arena_alloc(&E->a, sizeof(KVal *) * ((size_t)k->nlocals + 1));
+  E->local_n = arena_alloc(&E->a, sizeof(int64_t) * ((size_t)k->nlocals + 1));
   E->vars = arena_alloc(&E->a, sizeof(int64_t) * ((size_t)k->nvars + 1));
   E->locals = arena_alloc(&E->a, sizeof(KVal) * ((size_t)k->nlocals + 1));
   return cblock(E, k->body);

@@ -519,3 +519,130 @@ Test(steps, symbols_beyond_their_maximum_are_refused) {
   kir_program_free(&p);
   fe_model_free(&m);
 }
+
+/* --- the newer constructs, by hand ---------------------------------------------------------------- */
+
+/* A program "kit" with x and y, f32[8] each, as forward's arguments. */
+typedef struct Kit {
+  Diags d;
+  Graph g;
+  Program p;
+  Func *fn;
+  int in, out;
+} Kit;
+
+static void kit_init(Kit *k, Stmt *(*build)(Kit *), int nvars, int nlocals) {
+  diag_init(&k->d, stderr);
+  ir_graph_init(&k->g, "kit", &k->d);
+  kir_program_init(&k->p, &k->g);
+  Shape s = {1, {8}};
+  k->in = kir_buffer(&k->p, BUF_INPUT, DT_F32, "x", &s, -1);
+  k->out = kir_buffer(&k->p, BUF_OUTPUT, DT_F32, "y", &s, -1);
+  k->fn = kir_func(&k->p, "forward", &k->g);
+  k->fn->args = arena_alloc(&k->p.arena, 2 * sizeof(int));
+  k->fn->args[0] = k->in, k->fn->args[1] = k->out, k->fn->nargs = 2;
+  Kernel *kn = kir_kernel(&k->p, k->fn, "kit", (SrcLoc){0});
+  kn->body = build(k);
+  kn->nvars = nvars, kn->nlocals = nlocals;
+}
+
+static void kit_free(Kit *k) {
+  kir_program_free(&k->p);
+  ir_graph_free(&k->g);
+}
+
+static RtStatus kit_run(Kit *k, const float *x, float *y, RtError *err) {
+  void *args[2] = {(void *)x, y};
+  int64_t sym[IR_MAX_SYMS] = {0};
+  KevalArgs a = {sym, args, NULL};
+  return kir_eval(&k->p, k->fn, &a, err);
+}
+
+/* for i0 < 8 step 2:
+ *   local v0: f32[2] = 0
+ *   for i1 < 2: v0[i1] = x[i0 + i1] * 3
+ *   if x[i0] > 0 { y[i0] = v0[0] + v0[1] } else { y[i0] = v0[0] - v0[1] }
+ *   y[i0 + 1] = v0[1] */
+static Stmt *pairs(Kit *k) {
+  Program *p = &k->p;
+  Expr *i0 = kx_var(p, 0), *i1 = kx_var(p, 1);
+  Stmt *fill = ks_loop(p, 1, kx_i(p, 2),
+                       ks_assign_elem(p, 0, i1, kx_bin(p, BIN_MUL, kx_load(p, k->in, kx_iadd(p, i0, i1)), kx_f(p, 3))));
+  Expr *a = kx_elem(p, 0, DT_F32, kx_i(p, 0)), *b = kx_elem(p, 0, DT_F32, kx_i(p, 1));
+  Stmt *body = ks_local_array(p, 0, DT_F32, 2, kx_f(p, 0));
+  ks_append(&body, fill);
+  ks_append(&body, ks_if(p, kx_bin(p, BIN_GT, kx_load(p, k->in, i0), kx_f(p, 0)),
+                         ks_store(p, k->out, i0, kx_bin(p, BIN_ADD, a, b)),
+                         ks_store(p, k->out, i0, kx_bin(p, BIN_SUB, a, b))));
+  ks_append(&body, ks_store(p, k->out, kx_iadd(p, i0, kx_i(p, 1)), b));
+  Stmt *loop = ks_loop(p, 0, kx_i(p, 8), body);
+  loop->step = 2;
+  return loop;
+}
+
+Test(steps, if_local_arrays_and_stepped_loops) {
+  Kit k;
+  kit_init(&k, pairs, 2, 1);
+  const float x[8] = {1, 2, -3, 4, 0.5f, -6, -7, 8};
+  float y[8], want[8];
+  for (int i = 0; i < 8; i += 2) {
+    float a = x[i] * 3, b = x[i + 1] * 3;
+    want[i] = x[i] > 0 ? a + b : a - b;
+    want[i + 1] = b;
+  }
+  RtError err;
+  cr_assert_eq(kit_run(&k, x, y, &err), RT_OK, "%s", err.msg);
+  for (int i = 0; i < 8; i++) cr_expect_eq(y[i], want[i], "y[%d] = %g, not %g", i, y[i], want[i]);
+  kit_free(&k);
+}
+
+/* pairs with its local array one element short: v0[1] is outside it. */
+static Stmt *short_array(Kit *k) {
+  Stmt *s = pairs(k);
+  s->body->count = 1;
+  return s;
+}
+
+/* pairs with a loop that does not advance. */
+static Stmt *step_zero(Kit *k) {
+  Stmt *s = pairs(k);
+  s->step = 0;
+  return s;
+}
+
+/* pairs with a vector expression as the condition's left operand. */
+static Stmt *lanes(Kit *k) {
+  Stmt *s = pairs(k);
+  Stmt *cond = s->body->next->next;
+  cond->value->a->lanes = 8;
+  return s;
+}
+
+/* pairs reading the local array v0 as a scalar. */
+static Stmt *array_as_scalar(Kit *k) {
+  Stmt *s = pairs(k);
+  s->body->next->next->next->value = kx_local(&k->p, 0, DT_F32);
+  return s;
+}
+
+Test(steps, broken_constructs_are_reported) {
+  static const struct {
+    Stmt *(*build)(Kit *);
+    const char *says;
+  } cases[] = {
+      {short_array, "local array v0[1] is outside its 1 elements"},
+      {step_zero, "loop i0 steps by 0"},
+      {lanes, "an expression of 8 lanes"},
+      {array_as_scalar, "local array v0 read without an index"},
+  };
+  const float x[8] = {0};
+  float y[8];
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    Kit k;
+    kit_init(&k, cases[i].build, 2, 1);
+    RtError err;
+    cr_expect_eq(kit_run(&k, x, y, &err), RT_ERR_FORMAT, "%s: not reported", cases[i].says);
+    cr_expect(strstr(err.msg, cases[i].says), "'%s' expected, got '%s'", cases[i].says, err.msg);
+    kit_free(&k);
+  }
+}
