@@ -3,8 +3,7 @@
  * the executable statement of what the kernel IR means.
  *
  * A call runs the kernels of one Func in order, each kernel's statements
- * in order, with the semantics both emitters give them (the emitted C is
- * the definition; the LLVM emitter follows C's rules):
+ * in order, with the meaning kernel.h defines and both emitters print:
  *
  *   buffers   an input or output is the caller's argument, holding the
  *             elements of its shape at the call's symbol values; a param
@@ -20,51 +19,50 @@
  *             loop's kind, axis and width promise or ask for something
  *             (parallel, vector, unroll) but never change its meaning:
  *             every loop runs serially, in order.  S < 1 is an error.
- *   local vK: T = X    vK holds X converted to T until its block ends;
- *             vK = X converts X to vK's declared type.
+ *   local vK: T = X    vK holds X (of type T) until its block ends; vK = X
+ *             sets it (X of vK's type).
  *   local vK: T[n] = X  a local array (a register tile) of n elements,
  *             each set to X; vK[I] reads and vK[I] = X writes element I
  *             (checked against n); an array used without an index, or a
  *             scalar with one, is an error.
- *   if C { A } else { B }  C is tested against zero, then one branch
- *             runs; each branch is a block.
- *   bK[I] = X          X converted to bK's dtype is stored at element I.
+ *   if C { A } else { B }  C is a bool; one branch runs; each is a block.
+ *   bK[I] = X          X (of bK's dtype) is stored at element I.
  *
- * Values are int64 (i64, i32, u8 and comparisons), float (f32) or double
- * (f64), and an expression is evaluated in the C type the emitted C gives
- * it:
+ * Expressions mean what kernel.h defines; keval is that definition run
+ * directly.  Every expression has one exact type and operands never
+ * convert implicitly, so keval checks the typing rules once, when it
+ * compiles a kernel, and refuses a program that breaks them:
  *
- *   constants   a float constant is f32 (the C literal 1.5f) unless
- *               typed f64; an integer constant is an int64;
- *   iK, symbols int64 (a symbol's value is the call's);
- *   vK          its declared type; bK[I] the buffer's dtype (I is int64);
- *   -X          in X's type; exp log sqrt tanh abs log1p expm1 erf erfc:
- *               libm's float function (expf) when the node is typed f32,
- *               else the double one, on X converted to that type;
- *   + - * / %   operands meet in the wider type (int64 < f32 < f64): f32
- *               arithmetic is float arithmetic, f64 double, integers int64
- *               (overflow, division or remainder by zero are errors, as
- *               they are undefined in C); % of floats is fmod;
- *   max, min    typed f32: NaN-propagating (a > b || isnan(a) ? a : b, as
- *               kernel.h documents); otherwise C's a > b ? a : b in the
- *               wider type;
- *   pow         powf when typed f32, else pow;
- *   comparisons operands meet in the wider type; the result is int 0 or 1
- *               (a NaN compares false, except !=);
- *   A && B      B is evaluated only when A is non-zero; 0 or 1;
- *   select(C, A, B)  C is tested against zero; only the chosen branch is
- *               evaluated, in the wider type of A and B;
- *   T(X)        C's conversion: int to int wraps to T's width, int to
- *               float rounds, float to int truncates (a NaN or a value
- *               outside T is an error, as it is undefined in C);
+ *   constants   f32 (the value rounded to binary32) or f64; i32, i64, u8
+ *               or bool within their ranges;
+ *   iK, symbols i64 (a symbol's value is the call's);
+ *   vK, vK[I]   the declared type; bK[I] the buffer's dtype; a guarded
+ *               load G ? bK[I] : X reads memory only when G holds;
+ *   f32 arithmetic is float arithmetic and f64 double, with no
+ *               contraction; exp log sqrt tanh abs log1p expm1 erf erfc
+ *               and pow are libm's functions of that precision (expf,
+ *               exp); % of floats is not an operator;
+ *   integers    i32 and i64 two's-complement; an operation that overflows
+ *               its type, or divides by zero, is undefined and keval
+ *               reports it; / truncates, % has the dividend's sign;
+ *   max, min    on floats a NaN operand gives NaN (a > b || a != a ? a :
+ *               b); on integers the larger, the smaller;
+ *   comparisons bool, false when either operand is NaN except !=;
+ *   && ||, select  eager: every operand is evaluated, so an error in
+ *               either arm (a load out of range) is reported even when
+ *               the other is chosen;
+ *   T(X)        float to float rounds; float to integer truncates (a NaN
+ *               or a value outside T is undefined: an error); integer to
+ *               float rounds; integer to integer sign-extends (u8 and
+ *               bool are unsigned) or keeps the low bits;
  *   rand(K, X)  ir_random_uniform(K, (uint64)X), an f32.
  *
  * Every expression is a scalar (lanes 1); vector lanes have no meaning
  * keval gives them yet, and an expression with more is an error.
  *
  * Evaluation is a tree walk over a compiled copy of each kernel: before
- * running, every Expr becomes a KX node with its class (int64, float or
- * double) resolved and every implicit C conversion made an explicit node;
+ * running, every Expr becomes a KX node of one class (int64 for i32, i64,
+ * u8 and bool; float for f32; double for f64), its types are checked, and
  * every id is checked once (buffers, symbols, locals in scope, loop
  * variables in their loops) and buffers are resolved to pointer and size.
  * Three evaluators (ev_i, ev_f, ev_d), one per class, switch over the
@@ -83,7 +81,7 @@ typedef enum KCls { KC_I, KC_F, KC_D } KCls; /* int64, float, double */
 
 typedef enum KOp {
   K_CONST, K_VAR, K_SYM, K_LOCAL, K_LOAD, K_NEG, K_UNARY, K_ADD, K_SUB, K_MUL, K_DIV, K_MOD,
-  K_MAX, K_MIN, K_FMAX, K_FMIN, K_POW, K_CMP, K_AND, K_SELECT, K_CONV, K_RAND, K_ELEM,
+  K_MAX, K_MIN, K_FMAX, K_FMIN, K_POW, K_CMP, K_AND, K_OR, K_SELECT, K_CONV, K_RAND, K_ELEM, K_GLOAD,
 } KOp;
 
 typedef union KVal {
@@ -96,12 +94,12 @@ typedef struct KX KX;
 struct KX {
   KOp op;
   KCls cls;
-  int sub;        /* K_UNARY: UnOp; K_CMP: BinOp; K_CONV: target DType */
+  int sub;        /* K_UNARY: UnOp; K_CMP: BinOp; K_CONV: target DType; integer ops: their type */
   int id;         /* var, sym, local, buffer */
   KVal k;         /* K_CONST; K_RAND: the key */
   KVal *arr;      /* K_ELEM: the local array's elements */
   int64_t n;      /* K_ELEM: their count */
-  KX *a, *b, *c;  /* K_ELEM: a is the element index */
+  KX *a, *b, *c;  /* K_ELEM: a is the element index; K_GLOAD: a ? load of b : c */
 };
 
 typedef enum KSKind { KS_LOOP, KS_STORE, KS_SET, KS_FILL, KS_SET_ELEM, KS_IF } KSKind;
@@ -174,39 +172,45 @@ static _Noreturn void out_of_range(Ev *E, int b, int64_t i, const char *what) {
 
 /* --- integer arithmetic, checked ------------------------------------------------- */
 
-static int64_t iadd(Ev *E, int64_t a, int64_t b) {
+/* v as integer type t, where it must fit (i32 arithmetic is done in int64). */
+static int64_t fit(Ev *E, int64_t v, int t, const char *op) {
+  if (t == DT_I32 && (v < INT32_MIN || v > INT32_MAX)) fail(E, "i32 overflow in %s (%lld)", op, (long long)v);
+  return v;
+}
+
+static int64_t iadd(Ev *E, int64_t a, int64_t b, int t) {
   int64_t r;
   if (__builtin_add_overflow(a, b, &r)) fail(E, "integer overflow in %lld + %lld", (long long)a, (long long)b);
-  return r;
+  return fit(E, r, t, "+");
 }
-static int64_t isub(Ev *E, int64_t a, int64_t b) {
+static int64_t isub(Ev *E, int64_t a, int64_t b, int t) {
   int64_t r;
   if (__builtin_sub_overflow(a, b, &r)) fail(E, "integer overflow in %lld - %lld", (long long)a, (long long)b);
-  return r;
+  return fit(E, r, t, "-");
 }
-static int64_t imul(Ev *E, int64_t a, int64_t b) {
+static int64_t imul(Ev *E, int64_t a, int64_t b, int t) {
   int64_t r;
   if (__builtin_mul_overflow(a, b, &r)) fail(E, "integer overflow in %lld * %lld", (long long)a, (long long)b);
-  return r;
+  return fit(E, r, t, "*");
 }
-static int64_t idiv(Ev *E, int64_t a, int64_t b, int mod) {
+static int64_t idiv(Ev *E, int64_t a, int64_t b, int t, int mod) {
   if (b == 0 || (a == INT64_MIN && b == -1))
     fail(E, "integer %s %lld %s %lld", b ? "overflow in" : "division by zero in", (long long)a, mod ? "%" : "/",
          (long long)b);
-  return mod ? a % b : a / b;
+  return fit(E, mod ? a % b : a / b, t, mod ? "%" : "/");
 }
 
-/* An integer as type t: C's conversion wraps to t's width. */
+/* An integer as type t: sign-extended from i32, the low bits kept. */
 static int64_t narrow(int64_t v, DType t) {
   switch (t) {
   case DT_I32: return (int32_t)(uint32_t)(uint64_t)v;
   case DT_U8: return (uint8_t)v;
-  case DT_I64: case DT_F32: case DT_F64: case DT_COUNT: break;
+  case DT_I64: case DT_F32: case DT_F64: case DT_BOOL: case DT_COUNT: break;
   }
   return v;
 }
 
-/* A float truncated to integer type t; undefined in C when it does not fit. */
+/* A float truncated to integer type t; undefined when it does not fit. */
 static int64_t to_int(Ev *E, double v, DType t) {
   double lo = t == DT_U8 ? 0 : t == DT_I32 ? -2147483648.0 : -9223372036854775808.0;
   double hi = t == DT_U8 ? 256.0 : t == DT_I32 ? 2147483648.0 : 9223372036854775808.0;
@@ -221,15 +225,6 @@ static int64_t ev_i(Ev *E, const KX *x);
 static float ev_f(Ev *E, const KX *x);
 static double ev_d(Ev *E, const KX *x);
 
-static int truth(Ev *E, const KX *x) {
-  switch (x->cls) {
-  case KC_I: return ev_i(E, x) != 0;
-  case KC_F: return ev_f(E, x) != 0.0f;
-  case KC_D: return ev_d(E, x) != 0.0;
-  }
-  return 0;
-}
-
 static int compare(int op, double a, double b) {
   switch ((BinOp)op) {
   case BIN_LT: return a < b;
@@ -239,7 +234,7 @@ static int compare(int op, double a, double b) {
   case BIN_EQ: return a == b;
   case BIN_NE: return a != b;
   case BIN_ADD: case BIN_SUB: case BIN_MUL: case BIN_DIV: case BIN_MAX: case BIN_MIN: case BIN_POW: case BIN_MOD:
-  case BIN_AND: break;
+  case BIN_AND: case BIN_OR: break;
   }
   return 0;
 }
@@ -253,7 +248,17 @@ static int icompare(int op, int64_t a, int64_t b) {
   case BIN_EQ: return a == b;
   case BIN_NE: return a != b;
   case BIN_ADD: case BIN_SUB: case BIN_MUL: case BIN_DIV: case BIN_MAX: case BIN_MIN: case BIN_POW: case BIN_MOD:
-  case BIN_AND: break;
+  case BIN_AND: case BIN_OR: break;
+  }
+  return 0;
+}
+
+/* A comparison of two operands of one class. */
+static int64_t cmp(Ev *E, const KX *x) {
+  switch (x->a->cls) {
+  case KC_I: return icompare(x->sub, ev_i(E, x->a), ev_i(E, x->b));
+  case KC_F: return compare(x->sub, ev_f(E, x->a), ev_f(E, x->b));
+  case KC_D: return compare(x->sub, ev_d(E, x->a), ev_d(E, x->b));
   }
   return 0;
 }
@@ -278,7 +283,7 @@ static int64_t load_i(Ev *E, const KX *x) {
   switch (b->dt) {
   case DT_I32: return ((const int32_t *)b->data)[i];
   case DT_U8: return ((const uint8_t *)b->data)[i];
-  case DT_I64: case DT_F32: case DT_F64: case DT_COUNT: break;
+  case DT_I64: case DT_F32: case DT_F64: case DT_BOOL: case DT_COUNT: break;
   }
   return ((const int64_t *)b->data)[i];
 }
@@ -301,25 +306,26 @@ static int64_t ev_i(Ev *E, const KX *x) {
   case K_LOCAL: return E->locals[x->id].i;
   case K_ELEM: return x->arr[elem(E, x->id, x->n, x->a)].i;
   case K_LOAD: return load_i(E, x);
-  case K_NEG: return isub(E, 0, ev_i(E, x->a));
-  case K_ADD: return iadd(E, ev_i(E, x->a), ev_i(E, x->b));
-  case K_SUB: return isub(E, ev_i(E, x->a), ev_i(E, x->b));
-  case K_MUL: return imul(E, ev_i(E, x->a), ev_i(E, x->b));
-  case K_DIV: return idiv(E, ev_i(E, x->a), ev_i(E, x->b), 0);
-  case K_MOD: return idiv(E, ev_i(E, x->a), ev_i(E, x->b), 1);
+  case K_GLOAD: return ev_i(E, x->a) ? load_i(E, x->b) : ev_i(E, x->c);
+  case K_NEG: return isub(E, 0, ev_i(E, x->a), x->sub);
+  case K_ADD: return iadd(E, ev_i(E, x->a), ev_i(E, x->b), x->sub);
+  case K_SUB: return isub(E, ev_i(E, x->a), ev_i(E, x->b), x->sub);
+  case K_MUL: return imul(E, ev_i(E, x->a), ev_i(E, x->b), x->sub);
+  case K_DIV: return idiv(E, ev_i(E, x->a), ev_i(E, x->b), x->sub, 0);
+  case K_MOD: return idiv(E, ev_i(E, x->a), ev_i(E, x->b), x->sub, 1);
   case K_MAX: case K_MIN: {
     int64_t a = ev_i(E, x->a), b = ev_i(E, x->b);
     return (x->op == K_MAX ? a > b : a < b) ? a : b;
   }
-  case K_CMP:
-    switch (x->a->cls) {
-    case KC_I: return icompare(x->sub, ev_i(E, x->a), ev_i(E, x->b));
-    case KC_F: return compare(x->sub, ev_f(E, x->a), ev_f(E, x->b));
-    case KC_D: return compare(x->sub, ev_d(E, x->a), ev_d(E, x->b));
-    }
-    return 0;
-  case K_AND: return truth(E, x->a) && truth(E, x->b);
-  case K_SELECT: return truth(E, x->a) ? ev_i(E, x->b) : ev_i(E, x->c);
+  case K_CMP: return cmp(E, x);
+  case K_AND: case K_OR: {
+    int64_t a = ev_i(E, x->a), b = ev_i(E, x->b);
+    return x->op == K_AND ? a && b : a || b;
+  }
+  case K_SELECT: {
+    int64_t c = ev_i(E, x->a), a = ev_i(E, x->b), b = ev_i(E, x->c);
+    return c ? a : b;
+  }
   case K_CONV: return conv_i(E, x);
   case K_UNARY: case K_FMAX: case K_FMIN: case K_POW: case K_RAND: break;
   }
@@ -358,6 +364,7 @@ static double unary_d(int op, double a) {
   return NAN;
 }
 
+/* Integer to float: u8 and bool are unsigned, and so their int64 value. */
 static float conv_f(Ev *E, const KX *x) {
   switch (x->a->cls) {
   case KC_I: return (float)ev_i(E, x->a);
@@ -373,26 +380,26 @@ static float ev_f(Ev *E, const KX *x) {
   case K_LOCAL: return E->locals[x->id].f;
   case K_ELEM: return x->arr[elem(E, x->id, x->n, x->a)].f;
   case K_LOAD: return ((const float *)E->bufs[x->id].data)[at(E, x->id, x->a, "load of")];
+  case K_GLOAD: return ev_i(E, x->a) ? ev_f(E, x->b) : ev_f(E, x->c);
   case K_NEG: return -ev_f(E, x->a);
   case K_UNARY: return unary_f(x->sub, ev_f(E, x->a));
   case K_ADD: return ev_f(E, x->a) + ev_f(E, x->b);
   case K_SUB: return ev_f(E, x->a) - ev_f(E, x->b);
   case K_MUL: return ev_f(E, x->a) * ev_f(E, x->b);
   case K_DIV: return ev_f(E, x->a) / ev_f(E, x->b);
-  case K_MOD: return fmodf(ev_f(E, x->a), ev_f(E, x->b));
-  case K_MAX: case K_MIN: {
-    float a = ev_f(E, x->a), b = ev_f(E, x->b);
-    return (x->op == K_MAX ? a > b : a < b) ? a : b;
-  }
   case K_FMAX: case K_FMIN: {
     float a = ev_f(E, x->a), b = ev_f(E, x->b);
-    return (x->op == K_FMAX ? a > b : a < b) || isnan(a) ? a : b;
+    return (x->op == K_FMAX ? a > b : a < b) || a != a ? a : b;
   }
   case K_POW: return powf(ev_f(E, x->a), ev_f(E, x->b));
-  case K_SELECT: return truth(E, x->a) ? ev_f(E, x->b) : ev_f(E, x->c);
+  case K_SELECT: {
+    int64_t c = ev_i(E, x->a);
+    float a = ev_f(E, x->b), b = ev_f(E, x->c);
+    return c ? a : b;
+  }
   case K_CONV: return conv_f(E, x);
   case K_RAND: return ir_random_uniform((uint64_t)x->k.i, (uint64_t)ev_i(E, x->a));
-  case K_VAR: case K_SYM: case K_CMP: case K_AND: break;
+  case K_VAR: case K_SYM: case K_CMP: case K_AND: case K_OR: case K_MOD: case K_MAX: case K_MIN: break;
   }
   fail(E, "internal error: f32 evaluation of op %d", (int)x->op);
 }
@@ -412,21 +419,25 @@ static double ev_d(Ev *E, const KX *x) {
   case K_LOCAL: return E->locals[x->id].d;
   case K_ELEM: return x->arr[elem(E, x->id, x->n, x->a)].d;
   case K_LOAD: return ((const double *)E->bufs[x->id].data)[at(E, x->id, x->a, "load of")];
+  case K_GLOAD: return ev_i(E, x->a) ? ev_d(E, x->b) : ev_d(E, x->c);
   case K_NEG: return -ev_d(E, x->a);
   case K_UNARY: return unary_d(x->sub, ev_d(E, x->a));
   case K_ADD: return ev_d(E, x->a) + ev_d(E, x->b);
   case K_SUB: return ev_d(E, x->a) - ev_d(E, x->b);
   case K_MUL: return ev_d(E, x->a) * ev_d(E, x->b);
   case K_DIV: return ev_d(E, x->a) / ev_d(E, x->b);
-  case K_MOD: return fmod(ev_d(E, x->a), ev_d(E, x->b));
-  case K_MAX: case K_MIN: {
+  case K_FMAX: case K_FMIN: {
     double a = ev_d(E, x->a), b = ev_d(E, x->b);
-    return (x->op == K_MAX ? a > b : a < b) ? a : b;
+    return (x->op == K_FMAX ? a > b : a < b) || a != a ? a : b;
   }
   case K_POW: return pow(ev_d(E, x->a), ev_d(E, x->b));
-  case K_SELECT: return truth(E, x->a) ? ev_d(E, x->b) : ev_d(E, x->c);
+  case K_SELECT: {
+    int64_t c = ev_i(E, x->a);
+    double a = ev_d(E, x->b), b = ev_d(E, x->c);
+    return c ? a : b;
+  }
   case K_CONV: return conv_d(E, x);
-  case K_VAR: case K_SYM: case K_CMP: case K_AND: case K_FMAX: case K_FMIN: case K_RAND: break;
+  case K_VAR: case K_SYM: case K_CMP: case K_AND: case K_OR: case K_MOD: case K_MAX: case K_MIN: case K_RAND: break;
   }
   fail(E, "internal error: f64 evaluation of op %d", (int)x->op);
 }
@@ -440,7 +451,7 @@ static void store(Ev *E, const KS *s) {
   case DT_I64: ((int64_t *)b->data)[i] = ev_i(E, s->value); break;
   case DT_I32: ((int32_t *)b->data)[i] = (int32_t)ev_i(E, s->value); break;
   case DT_U8: ((uint8_t *)b->data)[i] = (uint8_t)ev_i(E, s->value); break;
-  case DT_COUNT: break;
+  case DT_BOOL: case DT_COUNT: break;
   }
 }
 
@@ -473,7 +484,7 @@ static void run(Ev *E, const KS *s) {
       s->arr[i] = value(E, s->value);
       break;
     }
-    case KS_IF: run(E, truth(E, s->value) ? s->body : s->orelse); break;
+    case KS_IF: run(E, ev_i(E, s->value) ? s->body : s->orelse); break;
     }
   }
 }
@@ -484,80 +495,71 @@ static void loop(Ev *E, const KS *s) {
   for (int64_t i = 0; i < n;) {
     E->vars[s->id] = i;
     run(E, s->body);
-    i = iadd(E, i, s->step);
+    i = iadd(E, i, s->step, DT_I64);
     if (!s->invariant) n = ev_i(E, s->extent);
   }
 }
 
-/* --- compiling a kernel --------------------------------------------------------- */
+/* --- compiling a kernel: ids, scopes and types checked once ------------------------- */
 
 static KCls cls_of(DType t) { return t == DT_F32 ? KC_F : t == DT_F64 ? KC_D : KC_I; }
+static int known_type(DType t) { return (t >= 0 && t < DT_COUNT) || t == DT_BOOL; }
 
-static KX *node(Ev *E, KOp op, KCls cls) {
+static KX *node(Ev *E, KOp op, DType t) {
   KX *x = arena_alloc(&E->a, sizeof *x);
-  x->op = op, x->cls = cls;
+  x->op = op, x->cls = cls_of(t), x->sub = t;
   return x;
 }
 
-/* x converted to dtype t (C's conversion; int to narrower int wraps). */
-static KX *conv(Ev *E, KX *x, DType t) {
-  KCls c = cls_of(t);
-  if (x->cls == c && (c != KC_I || t == DT_I64)) return x;
-  KX *y = node(E, K_CONV, c);
-  y->sub = t, y->a = x;
-  return y;
-}
+static const char *tname(DType t) { return known_type(t) ? rt_dtype_name(t) : "an unknown type"; }
 
-static DType cls_type(KCls c) { return c == KC_F ? DT_F32 : c == KC_D ? DT_F64 : DT_I64; }
-static KCls wider(KCls a, KCls b) { return a > b ? a : b; }
+/* Operand e of some construct must have type t. */
+static void want_type(Ev *E, const Expr *e, DType t, const char *what) {
+  if (!e) fail(E, "%s is missing", what);
+  if (e->type != t) fail(E, "%s is %s, not %s", what, tname(e->type), tname(t));
+}
 
 static KX *cexpr(Ev *E, const Expr *e);
 
 static KX *unary(Ev *E, const Expr *e) {
   if (e->op < 0 || e->op > UN_ERFC) fail(E, "unknown unary operator %d", e->op);
-  KX *a = cexpr(E, e->a);
-  if (e->op == UN_NEG) {
-    KX *x = node(E, K_NEG, a->cls);
-    x->a = a;
-    return x;
-  }
-  KCls c = e->type == DT_F32 ? KC_F : KC_D;
-  KX *x = node(E, K_UNARY, c);
-  x->sub = e->op, x->a = conv(E, a, cls_type(c));
+  int neg = e->op == UN_NEG;
+  if (neg ? !(kir_is_float(e->type) || e->type == DT_I32 || e->type == DT_I64) : !kir_is_float(e->type))
+    fail(E, "%s of %s", kir_unop_name((UnOp)e->op), tname(e->type));
+  want_type(E, e->a, e->type, "the operand of a unary operator");
+  KX *x = node(E, neg ? K_NEG : K_UNARY, e->type);
+  if (!neg) x->sub = e->op;
+  x->a = cexpr(E, e->a);
   return x;
 }
 
-static KX *binary(Ev *E, const Expr *e) {
-  if (e->op < 0 || e->op > BIN_AND) fail(E, "unknown binary operator %d", e->op);
-  BinOp op = (BinOp)e->op;
-  KX *a = cexpr(E, e->a), *b = cexpr(E, e->b);
-  KCls c = wider(a->cls, b->cls);
-  KX *x;
+static KOp binop_kind(BinOp op, DType t) {
   switch (op) {
-  case BIN_AND:
-    x = node(E, K_AND, KC_I);
-    x->a = a, x->b = b;
-    return x;
-  case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: case BIN_EQ: case BIN_NE:
-    x = node(E, K_CMP, KC_I);
-    x->sub = op;
-    break;
-  case BIN_POW:
-    c = e->type == DT_F32 ? KC_F : KC_D;
-    x = node(E, K_POW, c);
-    break;
-  case BIN_MAX: case BIN_MIN:
-    if (e->type == DT_F32) c = KC_F;
-    x = node(E, e->type == DT_F32 ? (op == BIN_MAX ? K_FMAX : K_FMIN) : (op == BIN_MAX ? K_MAX : K_MIN), c);
-    break;
-  case BIN_ADD: x = node(E, K_ADD, c); break;
-  case BIN_SUB: x = node(E, K_SUB, c); break;
-  case BIN_MUL: x = node(E, K_MUL, c); break;
-  case BIN_DIV: x = node(E, K_DIV, c); break;
-  case BIN_MOD: x = node(E, K_MOD, c); break;
-  default: fail(E, "unknown binary operator %d", (int)op);
+  case BIN_ADD: return K_ADD;
+  case BIN_SUB: return K_SUB;
+  case BIN_MUL: return K_MUL;
+  case BIN_DIV: return K_DIV;
+  case BIN_MOD: return K_MOD;
+  case BIN_POW: return K_POW;
+  case BIN_MAX: return kir_is_float(t) ? K_FMAX : K_MAX;
+  case BIN_MIN: return kir_is_float(t) ? K_FMIN : K_MIN;
+  case BIN_AND: return K_AND;
+  case BIN_OR: return K_OR;
+  case BIN_LT: case BIN_LE: case BIN_GT: case BIN_GE: case BIN_EQ: case BIN_NE: break;
   }
-  x->a = conv(E, a, cls_type(c)), x->b = conv(E, b, cls_type(c));
+  return K_CMP;
+}
+
+static KX *binary(Ev *E, const Expr *e) {
+  if (e->op < 0 || e->op > BIN_OR) fail(E, "unknown binary operator %d", e->op);
+  BinOp op = (BinOp)e->op;
+  if (!e->a || !e->b) fail(E, "%s without two operands", kir_binop_name(op));
+  DType t = e->a->type;
+  if (e->b->type != t || kir_binop_type(op, t) != e->type)
+    fail(E, "%s of %s and %s typed %s", kir_binop_name(op), tname(t), tname(e->b->type), tname(e->type));
+  KX *x = node(E, binop_kind(op, t), e->type);
+  if (x->op == K_CMP) x->sub = op;
+  x->a = cexpr(E, e->a), x->b = cexpr(E, e->b);
   return x;
 }
 
@@ -567,14 +569,16 @@ static void check_buf(Ev *E, int b) {
 
 static KX *var(Ev *E, const Expr *e) {
   if (e->id < 0 || e->id >= E->nvars || !E->var_in[e->id]) fail(E, "loop variable i%d used outside its loop", e->id);
-  KX *x = node(E, K_VAR, KC_I);
+  want_type(E, e, DT_I64, "a loop variable");
+  KX *x = node(E, K_VAR, DT_I64);
   x->id = e->id;
   return x;
 }
 
 static KX *sym(Ev *E, const Expr *e) {
   if (e->id < 0 || e->id >= E->p->g->nsyms) fail(E, "symbol %d does not exist", e->id);
-  KX *x = node(E, K_SYM, KC_I);
+  want_type(E, e, DT_I64, "a symbol");
+  KX *x = node(E, K_SYM, DT_I64);
   x->id = e->id;
   return x;
 }
@@ -583,15 +587,58 @@ static KX *sym(Ev *E, const Expr *e) {
 static KX *element(Ev *E, int id, const Expr *index, const char *what) {
   if (!index != !E->local_arr[id])
     fail(E, index ? "scalar local v%d %s with an index" : "local array v%d %s without an index", id, what);
-  return index ? conv(E, cexpr(E, index), DT_I64) : NULL;
+  if (index) want_type(E, index, DT_I64, "a local array's index");
+  return index ? cexpr(E, index) : NULL;
 }
 
 static KX *local(Ev *E, const Expr *e) {
   if (e->id < 0 || e->id >= E->nlocals || E->local_ty[e->id] < 0) fail(E, "local v%d read outside its scope", e->id);
+  want_type(E, e, (DType)E->local_ty[e->id], "a local's read");
   KX *a = element(E, e->id, e->a, "read");
-  KX *x = node(E, a ? K_ELEM : K_LOCAL, cls_of((DType)E->local_ty[e->id]));
+  KX *x = node(E, a ? K_ELEM : K_LOCAL, e->type);
   x->id = e->id, x->a = a;
   x->arr = E->local_arr[e->id], x->n = E->local_n[e->id];
+  return x;
+}
+
+/* bK[I], or the guarded G ? bK[I] : X. */
+static KX *load(Ev *E, const Expr *e) {
+  check_buf(E, e->id);
+  want_type(E, e, E->p->bufs[e->id].dtype, "a load");
+  want_type(E, e->a, DT_I64, "an index");
+  KX *x = node(E, K_LOAD, e->type);
+  x->id = e->id, x->a = cexpr(E, e->a);
+  if (!e->b) return x;
+  want_type(E, e->b, DT_BOOL, "a load's guard");
+  if (!e->c) fail(E, "a guarded load of b%d without its otherwise value", e->id);
+  want_type(E, e->c, e->type, "a guarded load's otherwise value");
+  KX *g = node(E, K_GLOAD, e->type);
+  g->a = cexpr(E, e->b), g->b = x, g->c = cexpr(E, e->c);
+  return g;
+}
+
+static KX *constant(Ev *E, const Expr *e) {
+  KX *x = node(E, K_CONST, e->type);
+  switch (e->type) {
+  case DT_F32: x->k.f = (float)e->f; break;
+  case DT_F64: x->k.d = e->f; break;
+  case DT_I64: case DT_I32: case DT_U8: case DT_BOOL:
+    if (e->kind != EX_ICONST || narrow(e->i, e->type) != e->i || (e->type == DT_BOOL && (e->i & ~1)))
+      fail(E, "constant %lld is not %s", (long long)e->i, tname(e->type));
+    x->k.i = e->i;
+    break;
+  case DT_COUNT: default: fail(E, "a constant of %s", tname(e->type));
+  }
+  if (kir_is_float(e->type) != (e->kind == EX_FCONST)) fail(E, "a constant of the wrong kind for %s", tname(e->type));
+  return x;
+}
+
+static KX *cast(Ev *E, const Expr *e) {
+  if (!known_type(e->type) || e->type == DT_BOOL) fail(E, "cast to %s", tname(e->type));
+  if (!e->a) fail(E, "a cast of nothing");
+  if (!known_type(e->a->type)) fail(E, "cast of %s", tname(e->a->type));
+  KX *x = node(E, K_CONV, e->type);
+  x->a = cexpr(E, e->a);
   return x;
 }
 
@@ -600,40 +647,26 @@ static KX *cexpr(Ev *E, const Expr *e) {
   if (!e) fail(E, "an expression is missing");
   if (e->lanes != 1) fail(E, "an expression of %d lanes: vector lanes are not evaluated", e->lanes);
   switch (e->kind) {
-  case EX_FCONST:
-    x = node(E, K_CONST, e->type == DT_F64 ? KC_D : KC_F);
-    if (x->cls == KC_D) x->k.d = e->f;
-    else x->k.f = (float)e->f;
-    return x;
-  case EX_ICONST:
-    x = node(E, K_CONST, KC_I);
-    x->k.i = e->i;
-    return x;
+  case EX_FCONST: case EX_ICONST: return constant(E, e);
   case EX_VAR: return var(E, e);
   case EX_SYM: return sym(E, e);
   case EX_LOCAL: return local(E, e);
-  case EX_LOAD:
-    check_buf(E, e->id);
-    x = node(E, K_LOAD, cls_of(E->p->bufs[e->id].dtype));
-    x->id = e->id, x->a = conv(E, cexpr(E, e->a), DT_I64);
-    return x;
+  case EX_LOAD: return load(E, e);
   case EX_UNARY: return unary(E, e);
   case EX_BINARY: return binary(E, e);
-  case EX_SELECT: {
-    KX *b = cexpr(E, e->b), *c = cexpr(E, e->c);
-    DType t = cls_type(wider(b->cls, c->cls));
-    x = node(E, K_SELECT, cls_of(t));
-    x->a = cexpr(E, e->a), x->b = conv(E, b, t), x->c = conv(E, c, t);
+  case EX_SELECT:
+    want_type(E, e->a, DT_BOOL, "a select's condition");
+    want_type(E, e->b, e->type, "a select's first arm");
+    want_type(E, e->c, e->type, "a select's second arm");
+    x = node(E, K_SELECT, e->type);
+    x->a = cexpr(E, e->a), x->b = cexpr(E, e->b), x->c = cexpr(E, e->c);
     return x;
-  }
-  case EX_CAST:
-    if (e->type < 0 || e->type >= DT_COUNT) fail(E, "cast to unknown type %d", (int)e->type);
-    x = node(E, K_CONV, cls_of(e->type));
-    x->sub = e->type, x->a = cexpr(E, e->a);
-    return x;
+  case EX_CAST: return cast(E, e);
   case EX_RAND:
-    x = node(E, K_RAND, KC_F);
-    x->k.i = e->i, x->a = conv(E, cexpr(E, e->a), DT_I64);
+    want_type(E, e, DT_F32, "rand");
+    want_type(E, e->a, DT_I64, "rand's counter");
+    x = node(E, K_RAND, DT_F32);
+    x->k.i = e->i, x->a = cexpr(E, e->a);
     return x;
   }
   fail(E, "unknown expression kind %d", (int)e->kind);
@@ -652,7 +685,8 @@ static KS *cloop(Ev *E, const Stmt *s, KS *k) {
   if (s->id < 0 || s->id >= E->nvars) fail(E, "loop variable i%d does not exist", s->id);
   if (E->var_in[s->id]) fail(E, "loop variable i%d reused inside its own loop", s->id);
   if (s->step < 1) fail(E, "loop i%d steps by %lld", s->id, (long long)s->step);
-  k->extent = conv(E, cexpr(E, s->extent), DT_I64);
+  want_type(E, s->extent, DT_I64, "a loop's extent");
+  k->extent = cexpr(E, s->extent);
   k->invariant = !varies(s->extent);
   k->step = s->step;
   E->var_in[s->id] = 1;
@@ -669,7 +703,7 @@ static KS *cloop(Ev *E, const Stmt *s, KS *k) {
  * own initialiser. */
 static KS *cdeclare(Ev *E, const Stmt *s, KS *k) {
   if (s->id < 0 || s->id >= E->nlocals) fail(E, "local v%d does not exist", s->id);
-  if (s->type < 0 || s->type >= DT_COUNT) fail(E, "local v%d of unknown type", s->id);
+  if (!known_type(s->type)) fail(E, "local v%d of unknown type", s->id);
   if (s->count < 0 || s->count > KEVAL_MAX_LOCAL_ARRAY)
     fail(E, "local array v%d of %lld elements", s->id, (long long)s->count);
   KX *v = cexpr(E, s->value);
@@ -678,7 +712,8 @@ static KS *cdeclare(Ev *E, const Stmt *s, KS *k) {
   E->local_arr[s->id] = s->count ? arena_alloc(&E->a, sizeof(KVal) * (size_t)s->count) : NULL;
   k->kind = s->count ? KS_FILL : KS_SET;
   k->arr = E->local_arr[s->id], k->n = s->count;
-  k->value = conv(E, v, s->type);
+  want_type(E, s->value, s->type, "a local's value");
+  k->value = v;
   return k;
 }
 
@@ -691,8 +726,10 @@ static KS *cstmt(Ev *E, const Stmt *s) {
     check_buf(E, s->id);
     if (E->p->bufs[s->id].kind == BUF_INPUT) fail(E, "store into input b%d (%s)", s->id, bname(E, s->id));
     k->kind = KS_STORE;
-    k->index = conv(E, cexpr(E, s->index), DT_I64);
-    k->value = conv(E, cexpr(E, s->value), E->p->bufs[s->id].dtype);
+    want_type(E, s->index, DT_I64, "an index");
+    want_type(E, s->value, E->p->bufs[s->id].dtype, "a stored value");
+    k->index = cexpr(E, s->index);
+    k->value = cexpr(E, s->value);
     return k;
   case ST_LOCAL: return cdeclare(E, s, k);
   case ST_ASSIGN:
@@ -700,10 +737,12 @@ static KS *cstmt(Ev *E, const Stmt *s) {
     k->index = element(E, s->id, s->index, "assigned");
     k->kind = k->index ? KS_SET_ELEM : KS_SET;
     k->arr = E->local_arr[s->id], k->n = E->local_n[s->id];
-    k->value = conv(E, cexpr(E, s->value), (DType)E->local_ty[s->id]);
+    want_type(E, s->value, (DType)E->local_ty[s->id], "an assigned value");
+    k->value = cexpr(E, s->value);
     return k;
   case ST_IF:
     k->kind = KS_IF;
+    want_type(E, s->value, DT_BOOL, "an if's condition");
     k->value = cexpr(E, s->value);
     k->body = cblock(E, s->body);
     k->orelse = cblock(E, s->orelse);

@@ -646,3 +646,76 @@ Test(steps, broken_constructs_are_reported) {
     kit_free(&k);
   }
 }
+
+/* for i0 < 8: y[i0] = select(i0 < 0, x[i0 + 100], x[i0]): select is
+ * eager, so the arm it does not choose is evaluated too, out of range. */
+static Stmt *eager_select(Kit *k) {
+  Program *p = &k->p;
+  Expr *i0 = kx_var(p, 0);
+  Expr *far = kx_load(p, k->in, kx_iadd(p, i0, kx_i(p, 100)));
+  Expr *v = kx_select(p, kx_bin(p, BIN_LT, i0, kx_i(p, 0)), far, kx_load(p, k->in, i0));
+  return ks_loop(p, 0, kx_i(p, 8), ks_store(p, k->out, i0, v));
+}
+
+/* for i0 < 8: y[i0] = f64(x[i0]), a store of another type than y's. */
+static Stmt *mistyped(Kit *k) {
+  Program *p = &k->p;
+  Expr *i0 = kx_var(p, 0);
+  Stmt *s = ks_store(p, k->out, i0, kx_load(p, k->in, i0));
+  s->value = kx_cast(p, DT_F64, s->value);
+  return ks_loop(p, 0, kx_i(p, 8), s);
+}
+
+/* for i0 < 8: y[i0] = f32(i32(2147483647) + i32(i0)), overflowing i32 at i0 = 1. */
+static Stmt *i32_overflow(Kit *k) {
+  Program *p = &k->p;
+  Expr *i0 = kx_var(p, 0);
+  Expr *sum = kx_bin(p, BIN_ADD, kx_iconst(p, DT_I32, INT32_MAX), kx_cast(p, DT_I32, i0));
+  return ks_loop(p, 0, kx_i(p, 8), ks_store(p, k->out, i0, kx_cast(p, DT_F32, sum)));
+}
+
+Test(steps, typed_semantics_are_enforced) {
+  static const struct {
+    Stmt *(*build)(Kit *);
+    const char *says;
+  } cases[] = {
+      {eager_select, "load of b0[100] (x) is outside its 8 elements"},
+      {mistyped, "a stored value is f64, not f32"},
+      {i32_overflow, "i32 overflow in + (2147483648)"},
+  };
+  const float x[8] = {0};
+  float y[8];
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    Kit k;
+    kit_init(&k, cases[i].build, 2, 1);
+    RtError err;
+    cr_expect_eq(kit_run(&k, x, y, &err), RT_ERR_FORMAT, "%s: not reported", cases[i].says);
+    cr_expect(strstr(err.msg, cases[i].says), "'%s' expected, got '%s'", cases[i].says, err.msg);
+    kit_free(&k);
+  }
+}
+
+/* for i0 < 8: y[i0] = i0 % 2 == 0 ? x[i0 * 1000] : -1 as a guarded load:
+ * the index is far out of range exactly where the guard is false. */
+static Stmt *guarded(Kit *k) {
+  Program *p = &k->p;
+  Expr *i0 = kx_var(p, 0);
+  Expr *odd = kx_bin(p, BIN_EQ, kx_bin(p, BIN_MOD, i0, kx_i(p, 2)), kx_i(p, 1));
+  Expr *g = kx_load_guarded(p, k->in, kx_imul(p, i0, kx_i(p, 1000)), kx_bin(p, BIN_EQ, i0, kx_i(p, 0)), kx_f(p, -1));
+  Expr *v = kx_select(p, odd, kx_f(p, 5), g);
+  return ks_loop(p, 0, kx_i(p, 8), ks_store(p, k->out, i0, v));
+}
+
+Test(steps, a_guarded_load_reads_only_when_its_guard_holds) {
+  Kit k;
+  kit_init(&k, guarded, 1, 0);
+  const float x[8] = {7, 1, 2, 3, 4, 5, 6, 8};
+  float y[8];
+  RtError err;
+  cr_assert_eq(kit_run(&k, x, y, &err), RT_OK, "%s", err.msg);
+  for (int i = 0; i < 8; i++) {
+    float want = i % 2 ? 5.0f : i == 0 ? 7.0f : -1.0f;
+    cr_expect_eq(y[i], want, "y[%d] = %g, not %g", i, y[i], want);
+  }
+  kit_free(&k);
+}
