@@ -57,8 +57,14 @@
  *               bool are unsigned) or keeps the low bits;
  *   rand(K, X)  ir_random_uniform(K, (uint64)X), an f32.
  *
- * Every expression is a scalar (lanes 1); vector lanes have no meaning
- * keval gives them yet, and an expression with more is an error.
+ * Lanes: an n-lane expression is n values side by side, evaluated one
+ * lane at a time (E->lane): lane-wise operators, selects and casts take
+ * lane k of their operands; an n-lane load reads bK[I + k]; bcast(X, n)
+ * is scalar X in every lane; reduce_add(X) evaluates X's lanes, then sums
+ * them pairwise (s_k += s_(k+h) for k < h, h halving), the order
+ * kernel.h fixes; an n-lane store or local evaluates every lane before it
+ * writes any.  Constants, loop variables, symbols, indices, extents,
+ * guards, rand counters and conditions are scalar, local arrays too.
  *
  * Evaluation is a tree walk over a compiled copy of each kernel: before
  * running, every Expr becomes a KX node of one class (int64 for i32, i64,
@@ -82,6 +88,7 @@ typedef enum KCls { KC_I, KC_F, KC_D } KCls; /* int64, float, double */
 typedef enum KOp {
   K_CONST, K_VAR, K_SYM, K_LOCAL, K_LOAD, K_NEG, K_UNARY, K_ADD, K_SUB, K_MUL, K_DIV, K_MOD,
   K_MAX, K_MIN, K_FMAX, K_FMIN, K_POW, K_CMP, K_AND, K_OR, K_SELECT, K_CONV, K_RAND, K_ELEM, K_GLOAD,
+  K_VLOAD, K_VLOCAL, K_BCAST, K_REDUCE,
 } KOp;
 
 typedef union KVal {
@@ -94,15 +101,16 @@ typedef struct KX KX;
 struct KX {
   KOp op;
   KCls cls;
+  int lanes;      /* 1, or n: lane E->lane of n is the one evaluated */
   int sub;        /* K_UNARY: UnOp; K_CMP: BinOp; K_CONV: target DType; integer ops: their type */
   int id;         /* var, sym, local, buffer */
   KVal k;         /* K_CONST; K_RAND: the key */
-  KVal *arr;      /* K_ELEM: the local array's elements */
+  KVal *arr;      /* K_ELEM, K_VLOCAL: the local's elements (an array's, or a vector's lanes) */
   int64_t n;      /* K_ELEM: their count */
   KX *a, *b, *c;  /* K_ELEM: a is the element index; K_GLOAD: a ? load of b : c */
 };
 
-typedef enum KSKind { KS_LOOP, KS_STORE, KS_SET, KS_FILL, KS_SET_ELEM, KS_IF } KSKind;
+typedef enum KSKind { KS_LOOP, KS_STORE, KS_SET, KS_FILL, KS_SET_ELEM, KS_SET_LANES, KS_IF } KSKind;
 
 typedef struct KS KS;
 struct KS {
@@ -110,8 +118,8 @@ struct KS {
   int id;          /* loop var, buffer, local */
   int invariant;   /* KS_LOOP: the extent cannot change while the loop runs */
   int64_t step;    /* KS_LOOP */
-  KVal *arr;       /* KS_FILL, KS_SET_ELEM: the local array's elements */
-  int64_t n;       /* ... and their count */
+  KVal *arr;       /* KS_FILL, KS_SET_ELEM, KS_SET_LANES: the local's elements */
+  int64_t n;       /* ... and their count; KS_STORE: the value's lanes */
   KX *extent, *index, *value;
   KS *body, *orelse, *next;
 };
@@ -136,12 +144,14 @@ typedef struct Ev {
   int64_t syms[IR_MAX_SYMS];
   int64_t *vars;
   KVal *locals;
+  int lane;           /* the lane of n-lane expressions being evaluated */
   /* compiling one kernel */
   int nvars, nlocals;
   char *var_in;       /* [nvars] inside its loop */
   int *local_ty;      /* [nlocals] declared type, or -1 */
-  KVal **local_arr;   /* [nlocals] a local array's elements (its declaration's), or NULL */
-  int64_t *local_n;   /* [nlocals] their count */
+  KVal **local_arr;   /* [nlocals] a local array's elements or a vector's lanes (its declaration's), or NULL */
+  int64_t *local_n;   /* [nlocals] a local array's count, 0 for a scalar or vector */
+  int *local_lanes;   /* [nlocals] a local's lanes */
 } Ev;
 
 /* --- errors ---------------------------------------------------------------------- */
@@ -277,9 +287,16 @@ static int64_t at(Ev *E, int b, const KX *index, const char *what) {
   return i;
 }
 
+/* The element lane E->lane of an n-lane load reads: index + lane. */
+static int64_t at_lane(Ev *E, int b, const KX *index) {
+  int64_t i = iadd(E, ev_i(E, index), E->lane, DT_I64);
+  if ((uint64_t)i >= (uint64_t)E->bufs[b].size) out_of_range(E, b, i, "load of");
+  return i;
+}
+
 static int64_t load_i(Ev *E, const KX *x) {
   const KBuf *b = &E->bufs[x->id];
-  int64_t i = at(E, x->id, x->a, "load of");
+  int64_t i = x->op == K_VLOAD ? at_lane(E, x->id, x->a) : at(E, x->id, x->a, "load of");
   switch (b->dt) {
   case DT_I32: return ((const int32_t *)b->data)[i];
   case DT_U8: return ((const uint8_t *)b->data)[i];
@@ -298,8 +315,35 @@ static int64_t conv_i(Ev *E, const KX *x) {
   return 0;
 }
 
+static KVal value(Ev *E, const KX *x);
+
+/* The lanes of n-lane x, each evaluated in its lane, into v. */
+static void lanes(Ev *E, const KX *x, KVal *v) {
+  int saved = E->lane;
+  for (int k = 0; k < x->lanes; k++) E->lane = k, v[k] = value(E, x);
+  E->lane = saved;
+}
+
+/* Reduction x: the pairwise sum of its operand's lanes (kernel.h),
+ * s_k += s_(k+h) for k < h, h halving down to 1. */
+static KVal reduce(Ev *E, const KX *x) {
+  KVal v[KIR_MAX_LANES];
+  lanes(E, x->a, v);
+  for (int h = x->a->lanes / 2; h > 0; h /= 2)
+    for (int k = 0; k < h; k++) switch (x->cls) {
+      case KC_I: v[k].i = iadd(E, v[k].i, v[k + h].i, x->sub); break;
+      case KC_F: v[k].f = v[k].f + v[k + h].f; break;
+      case KC_D: v[k].d = v[k].d + v[k + h].d; break;
+      }
+  return v[0];
+}
+
 static int64_t ev_i(Ev *E, const KX *x) {
   switch (x->op) {
+  case K_VLOAD: return load_i(E, x);
+  case K_VLOCAL: return x->arr[E->lane].i;
+  case K_BCAST: return ev_i(E, x->a);
+  case K_REDUCE: return reduce(E, x).i;
   case K_CONST: return x->k.i;
   case K_VAR: return E->vars[x->id];
   case K_SYM: return E->syms[x->id];
@@ -376,6 +420,10 @@ static float conv_f(Ev *E, const KX *x) {
 
 static float ev_f(Ev *E, const KX *x) {
   switch (x->op) {
+  case K_VLOAD: return ((const float *)E->bufs[x->id].data)[at_lane(E, x->id, x->a)];
+  case K_VLOCAL: return x->arr[E->lane].f;
+  case K_BCAST: return ev_f(E, x->a);
+  case K_REDUCE: return reduce(E, x).f;
   case K_CONST: return x->k.f;
   case K_LOCAL: return E->locals[x->id].f;
   case K_ELEM: return x->arr[elem(E, x->id, x->n, x->a)].f;
@@ -415,6 +463,10 @@ static double conv_d(Ev *E, const KX *x) {
 
 static double ev_d(Ev *E, const KX *x) {
   switch (x->op) {
+  case K_VLOAD: return ((const double *)E->bufs[x->id].data)[at_lane(E, x->id, x->a)];
+  case K_VLOCAL: return x->arr[E->lane].d;
+  case K_BCAST: return ev_d(E, x->a);
+  case K_REDUCE: return reduce(E, x).d;
   case K_CONST: return x->k.d;
   case K_LOCAL: return E->locals[x->id].d;
   case K_ELEM: return x->arr[elem(E, x->id, x->n, x->a)].d;
@@ -442,17 +494,30 @@ static double ev_d(Ev *E, const KX *x) {
   fail(E, "internal error: f64 evaluation of op %d", (int)x->op);
 }
 
+static void put(const KBuf *b, int64_t i, KVal v) {
+  switch (b->dt) {
+  case DT_F32: ((float *)b->data)[i] = v.f; break;
+  case DT_F64: ((double *)b->data)[i] = v.d; break;
+  case DT_I64: ((int64_t *)b->data)[i] = v.i; break;
+  case DT_I32: ((int32_t *)b->data)[i] = (int32_t)v.i; break;
+  case DT_U8: ((uint8_t *)b->data)[i] = (uint8_t)v.i; break;
+  case DT_BOOL: case DT_COUNT: break;
+  }
+}
+
+/* bK[I] = X; an n-lane X is evaluated in every lane, then written to
+ * bK[I .. I + n - 1], all of which must be in range. */
 static void store(Ev *E, const KS *s) {
   const KBuf *b = &E->bufs[s->id];
   int64_t i = at(E, s->id, s->index, "store to");
-  switch (b->dt) {
-  case DT_F32: ((float *)b->data)[i] = ev_f(E, s->value); break;
-  case DT_F64: ((double *)b->data)[i] = ev_d(E, s->value); break;
-  case DT_I64: ((int64_t *)b->data)[i] = ev_i(E, s->value); break;
-  case DT_I32: ((int32_t *)b->data)[i] = (int32_t)ev_i(E, s->value); break;
-  case DT_U8: ((uint8_t *)b->data)[i] = (uint8_t)ev_i(E, s->value); break;
-  case DT_BOOL: case DT_COUNT: break;
+  if (s->n == 1) {
+    put(b, i, value(E, s->value));
+    return;
   }
+  KVal v[KIR_MAX_LANES];
+  lanes(E, s->value, v);
+  if (i > b->size - s->n) out_of_range(E, s->id, i + s->n - 1, "store to");
+  for (int k = 0; k < s->n; k++) put(b, i + k, v[k]);
 }
 
 static KVal value(Ev *E, const KX *x) {
@@ -484,6 +549,12 @@ static void run(Ev *E, const KS *s) {
       s->arr[i] = value(E, s->value);
       break;
     }
+    case KS_SET_LANES: {
+      KVal v[KIR_MAX_LANES];
+      lanes(E, s->value, v);
+      memcpy(s->arr, v, sizeof(KVal) * (size_t)s->value->lanes);
+      break;
+    }
     case KS_IF: run(E, ev_i(E, s->value) ? s->body : s->orelse); break;
     }
   }
@@ -507,7 +578,7 @@ static int known_type(DType t) { return (t >= 0 && t < DT_COUNT) || t == DT_BOOL
 
 static KX *node(Ev *E, KOp op, DType t) {
   KX *x = arena_alloc(&E->a, sizeof *x);
-  x->op = op, x->cls = cls_of(t), x->sub = t;
+  x->op = op, x->cls = cls_of(t), x->sub = t, x->lanes = 1;
   return x;
 }
 
@@ -521,6 +592,20 @@ static void want_type(Ev *E, const Expr *e, DType t, const char *what) {
 
 static KX *cexpr(Ev *E, const Expr *e);
 
+/* Operand e of some construct must have n lanes. */
+static void want_lanes(Ev *E, const Expr *e, int n, const char *what) {
+  if (e && e->lanes != n) fail(E, "%s has %d lanes, not %d", what, e->lanes, n);
+}
+
+/* A lane-wise node: x gets e's lanes, which each operand must have. */
+static KX *lanewise(Ev *E, KX *x, const Expr *e) {
+  want_lanes(E, e->a, e->lanes, "an operand");
+  want_lanes(E, e->b, e->lanes, "an operand");
+  want_lanes(E, e->c, e->lanes, "an operand");
+  x->lanes = e->lanes;
+  return x;
+}
+
 static KX *unary(Ev *E, const Expr *e) {
   if (e->op < 0 || e->op > UN_ERFC) fail(E, "unknown unary operator %d", e->op);
   int neg = e->op == UN_NEG;
@@ -530,7 +615,7 @@ static KX *unary(Ev *E, const Expr *e) {
   KX *x = node(E, neg ? K_NEG : K_UNARY, e->type);
   if (!neg) x->sub = e->op;
   x->a = cexpr(E, e->a);
-  return x;
+  return lanewise(E, x, e);
 }
 
 static KOp binop_kind(BinOp op, DType t) {
@@ -560,7 +645,7 @@ static KX *binary(Ev *E, const Expr *e) {
   KX *x = node(E, binop_kind(op, t), e->type);
   if (x->op == K_CMP) x->sub = op;
   x->a = cexpr(E, e->a), x->b = cexpr(E, e->b);
-  return x;
+  return lanewise(E, x, e);
 }
 
 static void check_buf(Ev *E, int b) {
@@ -585,7 +670,7 @@ static KX *sym(Ev *E, const Expr *e) {
 
 /* Local array id's element index, or scalar id when index is NULL. */
 static KX *element(Ev *E, int id, const Expr *index, const char *what) {
-  if (!index != !E->local_arr[id])
+  if (!index != !E->local_n[id])
     fail(E, index ? "scalar local v%d %s with an index" : "local array v%d %s without an index", id, what);
   if (index) want_type(E, index, DT_I64, "a local array's index");
   return index ? cexpr(E, index) : NULL;
@@ -594,9 +679,10 @@ static KX *element(Ev *E, int id, const Expr *index, const char *what) {
 static KX *local(Ev *E, const Expr *e) {
   if (e->id < 0 || e->id >= E->nlocals || E->local_ty[e->id] < 0) fail(E, "local v%d read outside its scope", e->id);
   want_type(E, e, (DType)E->local_ty[e->id], "a local's read");
+  if (e->lanes != E->local_lanes[e->id]) fail(E, "local v%d of %d lanes read as %d", e->id, E->local_lanes[e->id], e->lanes);
   KX *a = element(E, e->id, e->a, "read");
-  KX *x = node(E, a ? K_ELEM : K_LOCAL, e->type);
-  x->id = e->id, x->a = a;
+  KX *x = node(E, a ? K_ELEM : e->lanes > 1 ? K_VLOCAL : K_LOCAL, e->type);
+  x->id = e->id, x->a = a, x->lanes = e->lanes;
   x->arr = E->local_arr[e->id], x->n = E->local_n[e->id];
   return x;
 }
@@ -606,9 +692,12 @@ static KX *load(Ev *E, const Expr *e) {
   check_buf(E, e->id);
   want_type(E, e, E->p->bufs[e->id].dtype, "a load");
   want_type(E, e->a, DT_I64, "an index");
-  KX *x = node(E, K_LOAD, e->type);
-  x->id = e->id, x->a = cexpr(E, e->a);
+  want_lanes(E, e->a, 1, "an index");
+  KX *x = node(E, e->lanes > 1 ? K_VLOAD : K_LOAD, e->type);
+  x->id = e->id, x->a = cexpr(E, e->a), x->lanes = e->lanes;
   if (!e->b) return x;
+  if (e->lanes > 1) fail(E, "a guarded load of %d lanes", e->lanes);
+  want_lanes(E, e->b, 1, "a load's guard"), want_lanes(E, e->c, 1, "a guarded load's otherwise value");
   want_type(E, e->b, DT_BOOL, "a load's guard");
   if (!e->c) fail(E, "a guarded load of b%d without its otherwise value", e->id);
   want_type(E, e->c, e->type, "a guarded load's otherwise value");
@@ -639,17 +728,34 @@ static KX *cast(Ev *E, const Expr *e) {
   if (!known_type(e->a->type)) fail(E, "cast of %s", tname(e->a->type));
   KX *x = node(E, K_CONV, e->type);
   x->a = cexpr(E, e->a);
+  return lanewise(E, x, e);
+}
+
+/* bcast(X, n): scalar X in each of n lanes; reduce_add(X): the scalar
+ * pairwise sum of X's lanes. */
+static KX *lanes_of(Ev *E, const Expr *e) {
+  int bcast = e->kind == EX_BROADCAST;
+  if (!e->a) fail(E, "%s of nothing", bcast ? "a broadcast" : "a reduction");
+  want_type(E, e->a, e->type, bcast ? "a broadcast's operand" : "a reduction's operand");
+  if (bcast) want_lanes(E, e->a, 1, "a broadcast's operand");
+  else if (e->op != BIN_ADD || kir_binop_type(BIN_ADD, e->type) != e->type || e->lanes != 1)
+    fail(E, "a reduction by %d of %s to %d lanes", e->op, tname(e->type), e->lanes);
+  KX *x = node(E, bcast ? K_BCAST : K_REDUCE, e->type);
+  x->a = cexpr(E, e->a), x->lanes = e->lanes;
   return x;
 }
 
 static KX *cexpr(Ev *E, const Expr *e) {
   KX *x;
   if (!e) fail(E, "an expression is missing");
-  if (e->lanes != 1) fail(E, "an expression of %d lanes: vector lanes are not evaluated", e->lanes);
+  if (!kir_lanes_ok(e->lanes)) fail(E, "an expression of %d lanes", e->lanes);
+  int scalar = e->kind == EX_FCONST || e->kind == EX_ICONST || e->kind == EX_VAR || e->kind == EX_SYM || e->kind == EX_RAND;
+  if (scalar && e->lanes != 1) fail(E, "a constant, loop variable, symbol or rand of %d lanes", e->lanes);
   switch (e->kind) {
   case EX_FCONST: case EX_ICONST: return constant(E, e);
   case EX_VAR: return var(E, e);
   case EX_SYM: return sym(E, e);
+  case EX_BROADCAST: case EX_REDUCE: return lanes_of(E, e);
   case EX_LOCAL: return local(E, e);
   case EX_LOAD: return load(E, e);
   case EX_UNARY: return unary(E, e);
@@ -660,11 +766,12 @@ static KX *cexpr(Ev *E, const Expr *e) {
     want_type(E, e->c, e->type, "a select's second arm");
     x = node(E, K_SELECT, e->type);
     x->a = cexpr(E, e->a), x->b = cexpr(E, e->b), x->c = cexpr(E, e->c);
-    return x;
+    return lanewise(E, x, e);
   case EX_CAST: return cast(E, e);
   case EX_RAND:
     want_type(E, e, DT_F32, "rand");
     want_type(E, e->a, DT_I64, "rand's counter");
+    want_lanes(E, e->a, 1, "rand's counter");
     x = node(E, K_RAND, DT_F32);
     x->k.i = e->i, x->a = cexpr(E, e->a);
     return x;
@@ -686,6 +793,7 @@ static KS *cloop(Ev *E, const Stmt *s, KS *k) {
   if (E->var_in[s->id]) fail(E, "loop variable i%d reused inside its own loop", s->id);
   if (s->step < 1) fail(E, "loop i%d steps by %lld", s->id, (long long)s->step);
   want_type(E, s->extent, DT_I64, "a loop's extent");
+  want_lanes(E, s->extent, 1, "a loop's extent");
   k->extent = cexpr(E, s->extent);
   k->invariant = !varies(s->extent);
   k->step = s->step;
@@ -706,13 +814,16 @@ static KS *cdeclare(Ev *E, const Stmt *s, KS *k) {
   if (!known_type(s->type)) fail(E, "local v%d of unknown type", s->id);
   if (s->count < 0 || s->count > KEVAL_MAX_LOCAL_ARRAY)
     fail(E, "local array v%d of %lld elements", s->id, (long long)s->count);
+  want_type(E, s->value, s->type, "a local's value");
+  int n = s->value->lanes;
+  if (s->count && n != 1) fail(E, "local array v%d of %d lanes", s->id, n);
   KX *v = cexpr(E, s->value);
   E->local_ty[s->id] = s->type;
   E->local_n[s->id] = s->count;
-  E->local_arr[s->id] = s->count ? arena_alloc(&E->a, sizeof(KVal) * (size_t)s->count) : NULL;
-  k->kind = s->count ? KS_FILL : KS_SET;
+  E->local_lanes[s->id] = n;
+  E->local_arr[s->id] = s->count || n > 1 ? arena_alloc(&E->a, sizeof(KVal) * (size_t)(s->count + n)) : NULL;
+  k->kind = s->count ? KS_FILL : n > 1 ? KS_SET_LANES : KS_SET;
   k->arr = E->local_arr[s->id], k->n = s->count;
-  want_type(E, s->value, s->type, "a local's value");
   k->value = v;
   return k;
 }
@@ -727,22 +838,26 @@ static KS *cstmt(Ev *E, const Stmt *s) {
     if (E->p->bufs[s->id].kind == BUF_INPUT) fail(E, "store into input b%d (%s)", s->id, bname(E, s->id));
     k->kind = KS_STORE;
     want_type(E, s->index, DT_I64, "an index");
+    want_lanes(E, s->index, 1, "an index");
     want_type(E, s->value, E->p->bufs[s->id].dtype, "a stored value");
     k->index = cexpr(E, s->index);
     k->value = cexpr(E, s->value);
+    k->n = s->value->lanes;
     return k;
   case ST_LOCAL: return cdeclare(E, s, k);
   case ST_ASSIGN:
     if (s->id < 0 || s->id >= E->nlocals || E->local_ty[s->id] < 0) fail(E, "local v%d assigned outside its scope", s->id);
     k->index = element(E, s->id, s->index, "assigned");
-    k->kind = k->index ? KS_SET_ELEM : KS_SET;
+    k->kind = k->index ? KS_SET_ELEM : E->local_lanes[s->id] > 1 ? KS_SET_LANES : KS_SET;
     k->arr = E->local_arr[s->id], k->n = E->local_n[s->id];
     want_type(E, s->value, (DType)E->local_ty[s->id], "an assigned value");
+    want_lanes(E, s->value, E->local_lanes[s->id], "an assigned value");
     k->value = cexpr(E, s->value);
     return k;
   case ST_IF:
     k->kind = KS_IF;
     want_type(E, s->value, DT_BOOL, "an if's condition");
+    want_lanes(E, s->value, 1, "an if's condition");
     k->value = cexpr(E, s->value);
     k->body = cblock(E, s->body);
     k->orelse = cblock(E, s->orelse);
@@ -757,15 +872,16 @@ static KS *cblock(Ev *E, const Stmt *s) {
   int *ty = arena_alloc(&E->a, sizeof(int) * (n + 1));
   KVal **arr = arena_alloc(&E->a, sizeof(KVal *) * (n + 1));
   int64_t *cnt = arena_alloc(&E->a, sizeof(int64_t) * (n + 1));
+  int *ln = arena_alloc(&E->a, sizeof(int) * (n + 1));
   memcpy(ty, E->local_ty, sizeof(int) * n), memcpy(arr, E->local_arr, sizeof(KVal *) * n);
-  memcpy(cnt, E->local_n, sizeof(int64_t) * n);
+  memcpy(cnt, E->local_n, sizeof(int64_t) * n), memcpy(ln, E->local_lanes, sizeof(int) * n);
   KS *head = NULL, **tail = &head;
   for (; s; s = s->next) {
     *tail = cstmt(E, s);
     tail = &(*tail)->next;
   }
   memcpy(E->local_ty, ty, sizeof(int) * n), memcpy(E->local_arr, arr, sizeof(KVal *) * n);
-  memcpy(E->local_n, cnt, sizeof(int64_t) * n);
+  memcpy(E->local_n, cnt, sizeof(int64_t) * n), memcpy(E->local_lanes, ln, sizeof(int) * n);
   return head;
 }
 
@@ -780,6 +896,7 @@ static KS *ckernel(Ev *E, int ki) {
   for (int i = 0; i < k->nlocals; i++) E->local_ty[i] = -1;
   E->local_arr = arena_alloc(&E->a, sizeof(KVal *) * ((size_t)k->nlocals + 1));
   E->local_n = arena_alloc(&E->a, sizeof(int64_t) * ((size_t)k->nlocals + 1));
+  E->local_lanes = arena_alloc(&E->a, sizeof(int) * ((size_t)k->nlocals + 1));
   E->vars = arena_alloc(&E->a, sizeof(int64_t) * ((size_t)k->nvars + 1));
   E->locals = arena_alloc(&E->a, sizeof(KVal) * ((size_t)k->nlocals + 1));
   return cblock(E, k->body);

@@ -610,7 +610,7 @@ static Stmt *step_zero(Kit *k) {
   return s;
 }
 
-/* pairs with a vector expression as the condition's left operand. */
+/* pairs with a vector load as the condition's left operand (a scalar). */
 static Stmt *lanes(Kit *k) {
   Stmt *s = pairs(k);
   Stmt *cond = s->body->next->next;
@@ -632,7 +632,7 @@ Test(steps, broken_constructs_are_reported) {
   } cases[] = {
       {short_array, "local array v0[1] is outside its 1 elements"},
       {step_zero, "loop i0 steps by 0"},
-      {lanes, "an expression of 8 lanes"},
+      {lanes, "an operand has 8 lanes, not 1"},
       {array_as_scalar, "local array v0 read without an index"},
   };
   const float x[8] = {0};
@@ -718,4 +718,70 @@ Test(steps, a_guarded_load_reads_only_when_its_guard_holds) {
     cr_expect_eq(y[i], want, "y[%d] = %g, not %g", i, y[i], want);
   }
   kit_free(&k);
+}
+
+/* --- vector lanes ----------------------------------------------------------------------------------- */
+
+/* local v0: f32x4 = bcast(0, 4)
+ * for i0 < 8 step 4 vector width 4 { v0 = v0 + x<4>[i0] * x<4>[i0] }
+ * y<4>[0] = v0 * bcast(2, 4)
+ * y[4] = reduce_add(v0) */
+static Stmt *squares(Kit *k) {
+  Program *p = &k->p;
+  Expr *i0 = kx_var(p, 0), *xv = kx_load_lanes(p, k->in, i0, 4);
+  Stmt *acc = ks_assign(p, 0, kx_bin(p, BIN_ADD, kx_vlocal(p, 0, DT_F32, 4), kx_bin(p, BIN_MUL, xv, xv)));
+  Stmt *loop = ks_loop(p, 0, kx_i(p, 8), acc);
+  loop->step = loop->width = 4, loop->loop = LOOP_VECTOR;
+  Stmt *s = ks_local(p, 0, DT_F32, kx_broadcast(p, kx_f(p, 0), 4));
+  ks_append(&s, loop);
+  ks_append(&s, ks_store(p, k->out, kx_i(p, 0), kx_bin(p, BIN_MUL, kx_vlocal(p, 0, DT_F32, 4), kx_broadcast(p, kx_f(p, 2), 4))));
+  ks_append(&s, ks_store(p, k->out, kx_i(p, 4), kx_reduce(p, BIN_ADD, kx_vlocal(p, 0, DT_F32, 4))));
+  return s;
+}
+
+Test(steps, vector_lanes_loads_stores_broadcast_and_pairwise_reduce) {
+  Kit k;
+  kit_init(&k, squares, 1, 1);
+  const float x[8] = {1, 2, 3, 4, 0.5f, 1e8f, -1e8f, 0.25f};
+  float y[8] = {0}, v[4], want[8] = {0};
+  for (int l = 0; l < 4; l++) v[l] = x[l] * x[l] + x[l + 4] * x[l + 4], want[l] = v[l] * 2;
+  want[4] = (v[0] + v[2]) + (v[1] + v[3]); /* pairwise, not (((v0 + v1) + v2) + v3) */
+  RtError err;
+  cr_assert_eq(kit_run(&k, x, y, &err), RT_OK, "%s", err.msg);
+  for (int i = 0; i < 8; i++) cr_expect_eq(y[i], want[i], "y[%d] = %.9g, not %.9g", i, y[i], want[i]);
+  kit_free(&k);
+}
+
+/* squares with its 4-lane store at y[6]: y[6 .. 9] passes y's end. */
+static Stmt *store_past_end(Kit *k) {
+  Stmt *s = squares(k);
+  s->next->next->index = kx_i(&k->p, 6);
+  return s;
+}
+
+/* squares reading v0 as 8 lanes in the reduction. */
+static Stmt *wrong_lanes(Kit *k) {
+  Stmt *s = squares(k);
+  s->next->next->next->value->a->lanes = 8;
+  return s;
+}
+
+Test(steps, broken_lanes_are_reported) {
+  static const struct {
+    Stmt *(*build)(Kit *);
+    const char *says;
+  } cases[] = {
+      {store_past_end, "store to b1[9] (y) is outside its 8 elements"},
+      {wrong_lanes, "local v0 of 4 lanes read as 8"},
+  };
+  const float x[8] = {0};
+  float y[8];
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    Kit k;
+    kit_init(&k, cases[i].build, 1, 1);
+    RtError err;
+    cr_expect_eq(kit_run(&k, x, y, &err), RT_ERR_FORMAT, "%s: not reported", cases[i].says);
+    cr_expect(strstr(err.msg, cases[i].says), "'%s' expected, got '%s'", cases[i].says, err.msg);
+    kit_free(&k);
+  }
 }
