@@ -10,9 +10,15 @@
  *             or state buffer is the tensor of its name in the tensor set
  *             (written in place: the optimizer updates it); a temporary
  *             lives in its dtype's arena at its planned offset, or on its
- *             own before memplan has run.  Every load and store is checked
- *             against its buffer's size (temporaries: size at the symbols'
- *             largest values); a store into an input is refused.
+ *             own before memplan has run; a derived buffer (a parameter in
+ *             another layout) is filled by p->prepare, which runs at the
+ *             start of every call of a function that reads one (the
+ *             generated code runs it only when the parameters changed,
+ *             and each call here starts from the tensors given).  Every
+ *             load and store is checked against its buffer's size
+ *             (temporaries: size at the symbols' largest values); a store
+ *             into an input, or into a derived buffer outside prepare, is
+ *             refused.
  *   for iK < E step S { B }   iK runs 0, S, 2S, ... while iK < E; E is
  *             evaluated again after each iteration (as C does) unless it
  *             reads no local and no buffer, when it cannot change.  A
@@ -836,6 +842,8 @@ static KS *cstmt(Ev *E, const Stmt *s) {
   case ST_STORE:
     check_buf(E, s->id);
     if (E->p->bufs[s->id].kind == BUF_INPUT) fail(E, "store into input b%d (%s)", s->id, bname(E, s->id));
+    if (E->p->bufs[s->id].kind == BUF_DERIVED && E->f != E->p->prepare)
+      fail(E, "store into derived b%d (%s) outside prepare", s->id, bname(E, s->id));
     k->kind = KS_STORE;
     want_type(E, s->index, DT_I64, "an index");
     want_lanes(E, s->index, 1, "an index");
@@ -984,6 +992,10 @@ static void bind(Ev *E, const KevalArgs *a) {
     case BUF_INPUT: case BUF_OUTPUT: bind_arg(E, b, a); break;
     case BUF_PARAM: case BUF_STATE: bind_tensor(E, b, a); break;
     case BUF_TEMP: bind_temp(E, b); break;
+    case BUF_DERIVED:
+      E->bufs[b].size = buf->size;
+      E->bufs[b].data = E->own[b] = poisoned(E, buf->size, buf->dtype);
+      break;
     default: fail(E, "buffer b%d has an unknown kind", b);
     }
   }
@@ -995,6 +1007,30 @@ static void release(Ev *E) {
   rt_xfree(E->own);
   rt_xfree(E->bufs);
   arena_free(&E->a);
+}
+
+static int is_derived_load(void *ctx, const Expr *e) {
+  const Program *p = ctx;
+  return e->kind == EX_LOAD && e->id >= 0 && e->id < p->nbufs && p->bufs[e->id].kind == BUF_DERIVED;
+}
+
+/* Whether f reads a derived buffer, so its call begins with prepare. */
+static int reads_derived(const Program *p, const Func *f) {
+  KirVisitor v = {(void *)p, NULL, is_derived_load};
+  for (int k = 0; k < f->nkernels; k++)
+    if (kir_walk_block(&v, f->kernels[k].body)) return 1;
+  return 0;
+}
+
+/* Every kernel of f, compiled one at a time. */
+static void run_func(Ev *E, const Func *f) {
+  const Func *saved = E->f;
+  E->f = f;
+  for (int ki = 0; ki < f->nkernels; ki++) {
+    arena_free(&E->a);
+    run(E, ckernel(E, ki));
+  }
+  E->f = saved, E->ki = -1;
 }
 
 /* The evaluator lives on the heap: after a longjmp only memory is trusted
@@ -1009,10 +1045,8 @@ RtStatus kir_eval(const Program *p, const Func *f, const KevalArgs *a, RtError *
   RtStatus st = RT_ERR_FORMAT;
   if (!setjmp(E->jb)) {
     bind(E, a);
-    for (int ki = 0; ki < f->nkernels; ki++) {
-      arena_free(&E->a); /* one compiled kernel at a time */
-      run(E, ckernel(E, ki));
-    }
+    if (p->prepare && f != p->prepare && reads_derived(p, f)) run_func(E, p->prepare);
+    run_func(E, f);
     st = RT_OK;
   }
   release(E);
