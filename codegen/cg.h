@@ -2,10 +2,11 @@
 #ifndef DLC_CG_H
 #define DLC_CG_H
 
-#include "codegen/codegen.h"
+#include "codegen/emit_common.h"
 
-/* Prints the accessors and the safetensors loader of an emitted C file. */
-void cg_c_support(FILE *f, const Program *p, const char *pre, int embedded);
+/* Prints the safetensors reader and the accessors of an emitted C file,
+ * over the parameter table t (c_support.c). */
+void cg_c_support(FILE *f, const Program *p, const char *pre, const CgTable *t, int embedded);
 
 /* --- compiled modules (cbackend.c) --------------------------------------------------
  * A CModule is what the C backend and the JIT share: the model's prefix

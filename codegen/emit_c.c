@@ -14,7 +14,11 @@
  * only needed parentheses appear, float literals carry an 'f' suffix and
  * enough digits to round-trip, and names are derived from the model
  * (inputs in_x, outputs out_logits, temporaries tN, params P_fc1_weight),
- * so the same Program always prints the same text.
+ * so the same Program always prints the same text.  What the LLVM emitter
+ * must agree on (names, arenas, the parameter table, the embed check, the
+ * helpers needed, the derived-data guards) is decided in emit_common.c;
+ * the reader and the random-number helper are printed from the sources
+ * dlc itself compiles (st_loader_impl.c, ir/random.h).
  */
 #include <ctype.h>
 #include <math.h>
@@ -32,16 +36,6 @@ typedef struct Emit {
   Arena *a;
   int lane;             /* the lane of n-lane expressions being printed */
 } Emit;
-
-const char *cg_c_prefix(Arena *a, const char *model_name) {
-  size_t n = strlen(model_name);
-  char *s = arena_alloc(a, n + 2);
-  size_t j = 0;
-  if (!isalpha((unsigned char)model_name[0]) && model_name[0] != '_') s[j++] = 'm';
-  for (size_t i = 0; i < n; i++) s[j++] = isalnum((unsigned char)model_name[i]) ? model_name[i] : '_';
-  s[j] = 0;
-  return s;
-}
 
 static const char *upper(Arena *a, const char *s) {
   char *u = arena_strdup(a, s);
@@ -62,20 +56,8 @@ static const char *ctype(DType t) {
   return "void";
 }
 
-/* The C name of buffer b. */
-static const char *bufname(Emit *E, int b) {
-  const Buffer *buf = &E->p->bufs[b];
-  const char *id = cg_c_prefix(E->a, buf->name);
-  switch (buf->kind) {
-  case BUF_INPUT: return arena_printf(E->a, "in_%s", id);
-  case BUF_OUTPUT: return arena_printf(E->a, "out_%s", id);
-  case BUF_PARAM: return arena_printf(E->a, "P_%s", id);
-  case BUF_STATE: return arena_printf(E->a, "S_%s", id);
-  case BUF_TEMP: return arena_printf(E->a, "t%d", b);
-  case BUF_DERIVED: return arena_printf(E->a, "D_%s", id);
-  }
-  return "?";
-}
+/* The C name of buffer b (emit_common.c decides). */
+static const char *bufname(Emit *E, int b) { return cg_buffer_name(E->a, E->p, b); }
 
 /* --- expressions ----------------------------------------------------------------
  *
@@ -486,7 +468,7 @@ static void signature(Emit *E, const Func *fn, FILE *f) {
   fprintf(f, "int %s_%s(", E->pre, fn->name);
   int first = 1;
   for (int s = 0; s < g->nsyms; s++, first = 0)
-    fprintf(f, "%sint64_t %s", first ? "" : ", ", cg_c_prefix(E->a, g->syms[s].name));
+    fprintf(f, "%sint64_t %s", first ? "" : ", ", cg_symbol_name(E->a, E->p, s));
   for (int i = 0; i < fn->nargs; i++, first = 0) {
     const Buffer *b = &E->p->bufs[fn->args[i]];
     fprintf(f, "%s%s%s *%s", first ? "" : ", ", b->kind == BUF_INPUT ? "const " : "", ctype(b->dtype),
@@ -494,23 +476,6 @@ static void signature(Emit *E, const Func *fn, FILE *f) {
   }
   if (first) fputs("void", f);
   fputc(')', f);
-}
-
-/* Sets used[b] for every buffer b that s loads or stores: one walk over a
- * function marks all its buffers (a walk per buffer would be quadratic). */
-static void expr_mark(const Expr *e, char *used) {
-  for (; e; e = e->b) {
-    if (e->kind == EX_LOAD) used[e->id] = 1;
-    expr_mark(e->a, used);
-    expr_mark(e->c, used);
-  }
-}
-static void stmt_mark(const Stmt *s, char *used) {
-  for (; s; s = s->next) {
-    if (s->kind == ST_STORE) used[s->id] = 1;
-    expr_mark(s->extent, used), expr_mark(s->index, used), expr_mark(s->value, used);
-    stmt_mark(s->body, used);
-  }
 }
 
 static void kernels(Emit *E, const Func *fn) {
@@ -530,7 +495,7 @@ static void function(Emit *E, const Func *fn) {
   signature(E, fn, E->f);
   fputs(" {\n", E->f);
   char *used = rt_xcalloc((size_t)p->nbufs + 1, 1);
-  for (int k = 0; k < fn->nkernels; k++) stmt_mark(fn->kernels[k].body, used);
+  cg_buffer_use(p, fn, used, used);
   for (int b = 0; b < p->nbufs; b++) {
     const Buffer *buf = &p->bufs[b];
     if (buf->kind != BUF_TEMP || !used[b]) continue;
@@ -539,7 +504,7 @@ static void function(Emit *E, const Func *fn) {
   }
   rt_xfree(used);
   for (int s = 0; s < g->nsyms; s++) {
-    const char *nm = cg_c_prefix(E->a, g->syms[s].name);
+    const char *nm = cg_symbol_name(E->a, p, s);
     fprintf(E->f, "  if (%s < 0 || %s > %s_MAX_%s) return -1;\n", nm, nm, E->PRE, upper(E->a, nm));
   }
   if (cg_reads_derived(p, fn)) fprintf(E->f, "  if (derived_stale) %s_prepare();\n", E->pre);
@@ -565,63 +530,22 @@ static void prepare_function(Emit *E) {
   fputs("  derived_stale = 0;\n}\n\n", E->f);
 }
 
-static int expr_rand(const Expr *e) {
-  return e && (e->kind == EX_RAND || expr_rand(e->a) || expr_rand(e->b) || expr_rand(e->c));
-}
-static int stmt_rand(const Stmt *s) {
-  for (; s; s = s->next)
-    if (expr_rand(s->extent) || expr_rand(s->index) || expr_rand(s->value) || stmt_rand(s->body)) return 1;
-  return 0;
-}
-
-/* Whether float binary operator op occurs in e or s. */
-static int expr_fbin(const Expr *e, BinOp op) {
-  if (!e) return 0;
-  if (e->kind == EX_BINARY && e->op == (int)op && e->type == DT_F32) return 1;
-  return expr_fbin(e->a, op) || expr_fbin(e->b, op) || expr_fbin(e->c, op);
-}
-static int stmt_fbin(const Stmt *s, BinOp op) {
-  for (; s; s = s->next)
-    if (expr_fbin(s->extent, op) || expr_fbin(s->index, op) || expr_fbin(s->value, op) || stmt_fbin(s->body, op))
-      return 1;
-  return 0;
-}
-static int program_fbin(const Program *p, BinOp op) {
-  for (int f = 0; f < p->nfuncs; f++)
-    for (int k = 0; k < p->funcs[f].nkernels; k++)
-      if (stmt_fbin(p->funcs[f].kernels[k].body, op)) return 1;
-  return 0;
-}
-
 /* Float maximum and minimum as kernel.h defines them (NaN propagates, as
- * in torch.maximum; C's fmaxf would drop it), each printed when used. */
-static void minmax_helper(Emit *E) {
-  if (program_fbin(E->p, BIN_MAX))
+ * in torch.maximum; C's fmaxf would drop it), and ir_random_uniform as
+ * ir/random.h defines it: each printed when some kernel uses it. */
+static void helpers(Emit *E) {
+  CgHelpers h = cg_helpers(E->p);
+  if (h.fmax)
     fputs("/* maximum that propagates NaN */\n"
           "static float dlc_maxf(float a, float b) { return a > b || isnan(a) ? a : b; }\n\n", E->f);
-  if (program_fbin(E->p, BIN_MIN))
+  if (h.fmin)
     fputs("/* minimum that propagates NaN */\n"
           "static float dlc_minf(float a, float b) { return a < b || isnan(a) ? a : b; }\n\n", E->f);
-}
-
-/* ir_random_uniform in C, printed when some kernel draws random numbers. */
-static void random_helper(Emit *E) {
-  int used = 0;
-  for (int f = 0; f < E->p->nfuncs && !used; f++)
-    for (int k = 0; k < E->p->funcs[f].nkernels && !used; k++) used = stmt_rand(E->p->funcs[f].kernels[k].body);
-  if (!used) return;
-  fputs("/* counter-based uniform random numbers in [0, 1) (splitmix64) */\n"
-        "static uint64_t dlc_mix64(uint64_t z) {\n"
-        "  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;\n"
-        "  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;\n"
-        "  return z ^ (z >> 31);\n}\n"
-        "static float dlc_uniform(uint64_t key, uint64_t ctr) {\n"
-        "  return (float)(dlc_mix64(key + ctr * 0x9E3779B97F4A7C15u) >> 40) * (1.0f / 16777216.0f);\n}\n\n",
-        E->f);
-}
-
-static const RtTensor *embedded(Emit *E, const Buffer *b) {
-  return E->o->embed ? rt_set_find((RtTensorSet *)E->o->embed, b->name) : NULL;
+  if (h.rand) {
+    fputs("/* counter-based uniform random numbers in [0, 1): dlc's ir/random.h */\n", E->f);
+    cg_print_source(E->f, cg_text_random_h);
+    fputc('\n', E->f);
+  }
 }
 
 static void param_storage(Emit *E) {
@@ -634,7 +558,7 @@ static void param_storage(Emit *E) {
               ir_type_str(p->g, buf->dtype, &buf->shape, tb, sizeof tb), p->bufs[buf->src].name, E->pre,
               ctype(buf->dtype), bufname(E, b), (long long)buf->size);
     if (buf->kind != BUF_PARAM && buf->kind != BUF_STATE) continue;
-    const RtTensor *t = embedded(E, buf);
+    const RtTensor *t = cg_embedded(p, E->o->embed, b);
     fprintf(E->f, "/* %s %s */\n", buf->name, ir_type_str(p->g, buf->dtype, &buf->shape, tb, sizeof tb));
     if (!t) {
       fprintf(E->f, "static %s %s[%lld];\n", ctype(buf->dtype), bufname(E, b), (long long)buf->size);
@@ -656,39 +580,30 @@ static void param_storage(Emit *E) {
   }
 }
 
-/* A temporary of dtype t lives in the arena, even one of size 0. */
-static int arena_used(const Program *p, DType t) {
-  for (int b = 0; b < p->nbufs; b++)
-    if (p->bufs[b].kind == BUF_TEMP && p->bufs[b].dtype == t) return 1;
-  return p->arena_size[t] > 0;
-}
-
-/* C has no arrays of length 0: an arena planned empty (every symbol's
- * largest value 0) still gets one element, so the temporaries that point
- * into it stay valid pointers that no loop dereferences. */
+/* One static arena per element type the temporaries use (emit_common.c
+ * decides which and how large). */
 static void arenas(Emit *E) {
   for (int t = 0; t < DT_COUNT; t++) {
-    int64_t n = E->p->arena_size[t];
-    if (!arena_used(E->p, (DType)t)) continue;
+    int64_t n = cg_arena_elems(E->p, (DType)t);
+    if (!n) continue;
     fprintf(E->f, "/* arena for %s temporaries: %lld bytes */\nstatic %s A_%s[%lld];\n", rt_dtype_name((DType)t),
-            (long long)(n * (int64_t)rt_dtype_size((DType)t)), ctype((DType)t), rt_dtype_name((DType)t),
-            (long long)(n > 0 ? n : 1));
+            (long long)(E->p->arena_size[t] * (int64_t)rt_dtype_size((DType)t)), ctype((DType)t),
+            rt_dtype_name((DType)t), (long long)n);
   }
 }
 
-/* Parameters first, then optimizer state, each in buffer order. */
-static void param_table(Emit *E, int ntensors) {
+/* The rows of the parameter table (emit_common.c: params, then state). */
+static void param_table(Emit *E, const CgTable *t) {
   const Program *p = E->p;
-  fprintf(E->f, "\nstatic const %s_param_info params[%d] = {\n", E->pre, ntensors ? ntensors : 1);
-  for (int pass = 0; pass < 2; pass++)
-  for (int b = 0; b < p->nbufs; b++) {
-    const Buffer *buf = &p->bufs[b];
-    if (buf->kind != (pass ? BUF_STATE : BUF_PARAM)) continue;
+  fprintf(E->f, "\nstatic const %s_param_info params[%d] = {\n", E->pre, t->n ? t->n : 1);
+  for (int r = 0; r < t->n; r++) {
+    const Buffer *buf = &p->bufs[t->buf[r]];
     fprintf(E->f, "  {\"%s\", %d, {", buf->name, buf->shape.rank);
     for (int i = 0; i < buf->shape.rank; i++) fprintf(E->f, "%s%lld", i ? ", " : "", (long long)buf->shape.d[i]);
-    fprintf(E->f, "%s}, %lld, %s, %d},\n", buf->shape.rank ? "" : "0", (long long)buf->size, bufname(E, b), pass);
+    fprintf(E->f, "%s}, %lld, %s, %d},\n", buf->shape.rank ? "" : "0", (long long)buf->size, bufname(E, t->buf[r]),
+            buf->kind == BUF_STATE);
   }
-  if (!ntensors) fputs("  {0, 0, {0}, 0, 0, 0},\n", E->f);
+  if (!t->n) fputs("  {0, 0, {0}, 0, 0, 0},\n", E->f);
   fputs("};\n\n", E->f);
 }
 
@@ -699,7 +614,7 @@ static void header(Emit *E, FILE *h, int nparams, int ntensors) {
   fprintf(h, "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n\n", E->PRE, E->PRE);
   for (int s = 0; s < g->nsyms; s++)
     fprintf(h, "/* largest %s the code accepts (fixed at compile time) */\n#define %s_MAX_%s %lld\n", g->syms[s].name,
-            E->PRE, upper(E->a, cg_c_prefix(E->a, g->syms[s].name)), (long long)g->syms[s].max);
+            E->PRE, upper(E->a, cg_symbol_name(E->a, p, s)), (long long)g->syms[s].max);
   fprintf(h, "/* parameters, and parameters plus optimizer state (training code) */\n");
   fprintf(h, "#define %s_NUM_PARAMS %d\n#define %s_NUM_TENSORS %d\n\n", E->PRE, nparams, E->PRE, ntensors);
   fprintf(h, "typedef struct %s_param_info {\n  const char *name;    /* as in safetensors files */\n"
@@ -724,45 +639,25 @@ static void header(Emit *E, FILE *h, int nparams, int ntensors) {
 }
 
 int cg_emit_c(const Program *p, FILE *c, FILE *h, const EmitOpts *o, Diags *d) {
+  if (cg_check_embed(p, o->embed, d, NULL)) return -1;
   Arena a;
   arena_init(&a);
   Emit E = {p, c, NULL, NULL, o, &a};
   E.pre = cg_c_prefix(&a, p->name);
   E.PRE = upper(&a, E.pre);
-  int nparams = 0, ntensors = 0, bad = 0;
-  for (int b = 0; b < p->nbufs; b++) {
-    const Buffer *buf = &p->bufs[b];
-    ntensors += buf->kind == BUF_PARAM || buf->kind == BUF_STATE;
-    if (buf->kind != BUF_PARAM) continue;
-    nparams++;
-    if (!o->embed) continue;
-    const RtTensor *t = embedded(&E, buf);
-    char want[128];
-    ir_type_str(p->g, buf->dtype, &buf->shape, want, sizeof want);
-    if (!t) {
-      diag_plain(d, "--embed-params", "the file has no tensor '%s' (%s)", buf->name, want);
-      bad++;
-    } else if (t->dtype != DT_F32 || rt_tensor_numel(t) != buf->size || t->rank != buf->shape.rank) {
-      diag_plain(d, "--embed-params", "tensor '%s' is not %s", buf->name, want);
-      bad++;
-    }
-  }
-  if (bad) {
-    arena_free(&a);
-    return -1;
-  }
+  CgTable t;
+  cg_param_table(p, &a, &t);
   fprintf(c, "/* %s.c — generated by dlc from model '%s'.  C99, libm only, no malloc. */\n", E.pre, p->g->name);
   fprintf(c, "#include \"%s\"\n\n#include <math.h>\n#include <stdio.h>\n#include <string.h>\n\n", o->header_name);
   param_storage(&E);
   arenas(&E);
-  param_table(&E, ntensors);
+  param_table(&E, &t);
   stale_flag(&E);
-  cg_c_support(c, p, E.pre, o->embed != NULL);
-  random_helper(&E);
-  minmax_helper(&E);
+  cg_c_support(c, p, E.pre, &t, o->embed != NULL);
+  helpers(&E);
   prepare_function(&E);
   for (int i = 0; i < p->nfuncs; i++) function(&E, &p->funcs[i]);
-  if (h) header(&E, h, nparams, ntensors);
+  if (h) header(&E, h, t.nparams, t.n);
   arena_free(&a);
   return 0;
 }

@@ -2,12 +2,125 @@
  * emit_common.c — program-level decisions shared by the C and the LLVM
  * emitter (see emit_common.h).
  *
- * Buffer use is one walk (kir_walk_block) over a function's kernels that
- * marks every buffer loaded and every buffer stored; the questions about
- * derived data are answered from those marks, so both emitters guard the
- * same entry points with the same "parameters changed" flag.
+ * Everything here reads the Program and answers with data: names as
+ * strings, the arena sizes, the parameter table as a list of buffers, the
+ * embed check as problems reported, and the kernels' needs from one walk
+ * of every kernel (kir_walk_block, kir_walk_program).  Nothing here prints
+ * C or builds LLVM values; that is the emitters' whole job.
  */
+#include <ctype.h>
+#include <string.h>
+
 #include "codegen/emit_common.h"
+
+/* --- names --------------------------------------------------------------------- */
+
+const char *cg_c_prefix(Arena *a, const char *model_name) {
+  size_t n = strlen(model_name);
+  char *s = arena_alloc(a, n + 2);
+  size_t j = 0;
+  if (!isalpha((unsigned char)model_name[0]) && model_name[0] != '_') s[j++] = 'm';
+  for (size_t i = 0; i < n; i++) s[j++] = isalnum((unsigned char)model_name[i]) ? model_name[i] : '_';
+  s[j] = 0;
+  return s;
+}
+
+const char *cg_buffer_name(Arena *a, const Program *p, int b) {
+  const Buffer *buf = &p->bufs[b];
+  const char *id = cg_c_prefix(a, buf->name);
+  switch (buf->kind) {
+  case BUF_INPUT: return arena_printf(a, "in_%s", id);
+  case BUF_OUTPUT: return arena_printf(a, "out_%s", id);
+  case BUF_PARAM: return arena_printf(a, "P_%s", id);
+  case BUF_STATE: return arena_printf(a, "S_%s", id);
+  case BUF_TEMP: return arena_printf(a, "t%d", b);
+  case BUF_DERIVED: return arena_printf(a, "D_%s", id);
+  }
+  return "?";
+}
+
+const char *cg_symbol_name(Arena *a, const Program *p, int sym) { return cg_c_prefix(a, p->g->syms[sym].name); }
+
+/* --- storage ------------------------------------------------------------------- */
+
+int64_t cg_arena_elems(const Program *p, DType t) {
+  int used = p->arena_size[t] > 0;
+  for (int b = 0; b < p->nbufs && !used; b++) used = p->bufs[b].kind == BUF_TEMP && p->bufs[b].dtype == t;
+  if (!used) return 0;
+  return p->arena_size[t] > 0 ? p->arena_size[t] : 1;
+}
+
+void cg_param_table(const Program *p, Arena *a, CgTable *t) {
+  memset(t, 0, sizeof *t);
+  t->buf = arena_alloc(a, sizeof *t->buf * (size_t)(p->nbufs + 1));
+  t->keylen = 8;
+  for (int pass = 0; pass < 2; pass++)
+    for (int b = 0; b < p->nbufs; b++) {
+      if (p->bufs[b].kind != (pass ? BUF_STATE : BUF_PARAM)) continue;
+      t->buf[t->n++] = b;
+      if ((int)strlen(p->bufs[b].name) + 2 > t->keylen) t->keylen = (int)strlen(p->bufs[b].name) + 2;
+    }
+  for (int i = 0; i < t->n; i++) t->nparams += p->bufs[t->buf[i]].kind == BUF_PARAM;
+}
+
+const RtTensor *cg_embedded(const Program *p, const RtTensorSet *embed, int b) {
+  BufKind k = p->bufs[b].kind;
+  if (!embed || (k != BUF_PARAM && k != BUF_STATE)) return NULL;
+  return rt_set_find((RtTensorSet *)embed, p->bufs[b].name);
+}
+
+static int fits(const Buffer *b, const RtTensor *t) {
+  if (t->dtype != b->dtype || t->rank != b->shape.rank) return 0;
+  for (int i = 0; i < t->rank; i++)
+    if (t->shape[i] != b->shape.d[i]) return 0;
+  return 1;
+}
+
+/* "f32[3, 4]" for tensor t. */
+static const char *tensor_type(char *out, size_t n, const RtTensor *t) {
+  int len = snprintf(out, n, "%s[", rt_dtype_name(t->dtype));
+  for (int i = 0; i < t->rank && len > 0 && (size_t)len < n; i++)
+    len += snprintf(out + len, n - (size_t)len, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+  if (len > 0 && (size_t)len < n) snprintf(out + len, n - (size_t)len, "]");
+  return out;
+}
+
+int cg_check_embed(const Program *p, const RtTensorSet *embed, Diags *d, RtError *err) {
+  int bad = 0;
+  for (int b = 0; b < p->nbufs && embed; b++) {
+    const Buffer *buf = &p->bufs[b];
+    const RtTensor *t = cg_embedded(p, embed, b);
+    char want[128], got[128], msg[400];
+    ir_type_str(p->g, buf->dtype, &buf->shape, want, sizeof want);
+    if (!t && buf->kind == BUF_PARAM)
+      snprintf(msg, sizeof msg, "the file has no tensor '%s' (%s)", buf->name, want);
+    else if (t && !fits(buf, t))
+      snprintf(msg, sizeof msg, "tensor '%s' is %s, not %s", buf->name, tensor_type(got, sizeof got, t), want);
+    else
+      continue;
+    if (d) diag_plain(d, "--embed-params", "%s", msg);
+    if (err && !bad) rt_fail(err, t ? RT_ERR_SHAPE : RT_ERR_MISSING, "--embed-params: %s", msg);
+    bad++;
+  }
+  return bad;
+}
+
+/* --- what the kernels need ----------------------------------------------------- */
+
+static int helpers_expr(void *ctx, const Expr *e) {
+  CgHelpers *h = ctx;
+  if (e->kind == EX_RAND) h->rand = 1;
+  if (e->kind == EX_BINARY && e->type == DT_F32 && e->op == BIN_MAX) h->fmax = 1;
+  if (e->kind == EX_BINARY && e->type == DT_F32 && e->op == BIN_MIN) h->fmin = 1;
+  return 0;
+}
+
+CgHelpers cg_helpers(const Program *p) {
+  CgHelpers h = {0, 0, 0};
+  KirVisitor v = {&h, NULL, helpers_expr};
+  kir_walk_program(&v, p);
+  return h;
+}
 
 typedef struct Use {
   char *loaded, *stored;
@@ -54,3 +167,17 @@ static int is_derived_source(const Program *p, int b) {
 int cg_reads_derived(const Program *p, const Func *fn) { return uses(p, fn, 0, is_derived); }
 
 int cg_dirties_derived(const Program *p, const Func *fn) { return uses(p, fn, 1, is_derived_source); }
+
+/* --- embedded texts -------------------------------------------------------------- */
+
+void cg_print_source(FILE *f, const char *text) {
+  const char *t = text;
+  while (*t == '\n') t++;
+  if (strncmp(t, "/*", 2) == 0 && strstr(t, "*/")) t = strstr(t, "*/") + 2;
+  while (*t == '\n') t++;
+  while (*t) {
+    size_t n = strcspn(t, "\n");
+    if (strncmp(t, "#include \"", 10) != 0) fwrite(t, 1, n, f), fputc('\n', f);
+    t += n + (t[n] == '\n');
+  }
+}

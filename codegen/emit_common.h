@@ -1,13 +1,55 @@
 /*
- * emit_common.h — internal to codegen/: what the C and the LLVM emitter
- * share.  Every decision about the program level of generated code (which
- * buffers a function touches, which run parameter-derived data) is made
- * here once; each emitter only prints or builds what these functions say.
+ * emit_common.h — internal to codegen/: the program-level decisions the C
+ * and the LLVM emitter share.  What each buffer is called, which arenas
+ * exist and how large, which rows the parameter table has, whether the
+ * embedded weights fit the program, which helpers the kernels need, and
+ * which entry points run or invalidate parameter-derived data: each is
+ * decided here once, and each emitter only prints or builds what these
+ * functions say, so the emitted C and the LLVM module cannot disagree.
  */
 #ifndef DLC_EMIT_COMMON_H
 #define DLC_EMIT_COMMON_H
 
 #include "codegen/codegen.h"
+
+/* --- names ---------------------------------------------------------------------
+ * Inputs in_x, outputs out_y, params P_fc1_weight, state S_..., derived
+ * D_fc1_weight_T, temporaries t<buffer id>; symbols by their C prefix. */
+const char *cg_buffer_name(Arena *a, const Program *p, int b);
+const char *cg_symbol_name(Arena *a, const Program *p, int sym);
+
+/* --- storage ------------------------------------------------------------------- */
+/* Elements of the static arena for dtype t, or 0 when the program has no
+ * temporary of that type.  An arena planned empty (every symbol's largest
+ * value 0) still has one element, so each temporary points into an object. */
+int64_t cg_arena_elems(const Program *p, DType t);
+
+/* The parameter table of the generated code (P_param, P_load): one row
+ * per param, then one per state tensor, each in buffer order.  A row is
+ * the buffer's name, rank, shape, element count and storage, and whether
+ * it is state. */
+typedef struct CgTable {
+  int n, nparams;   /* rows; the first nparams are params */
+  int *buf;         /* [n] the buffer of each row (in the caller's arena) */
+  int keylen;       /* longest name + 2: the loader's key buffer */
+} CgTable;
+void cg_param_table(const Program *p, Arena *a, CgTable *t);
+
+/* The embedded tensor for buffer b (a param or state), or NULL. */
+const RtTensor *cg_embedded(const Program *p, const RtTensorSet *embed, int b);
+/* Whether embed fits p: every param is there, and every param and state
+ * tensor there is F32 of the buffer's exact shape.  Returns the number of
+ * problems; each goes to d (when not NULL) as an error of "--embed-params",
+ * the first to err (when not NULL). */
+int cg_check_embed(const Program *p, const RtTensorSet *embed, Diags *d, RtError *err);
+
+/* --- what the kernels need ----------------------------------------------------- */
+typedef struct CgHelpers {
+  int rand;           /* EX_RAND: ir_random_uniform (ir/random.h) */
+  int fmax, fmin;     /* float max/min that propagate NaN (kernel.h) */
+} CgHelpers;
+/* Over every kernel of p, prepare's too. */
+CgHelpers cg_helpers(const Program *p);
 
 /* Which buffers fn loads from and stores into: loaded[b], stored[b] set
  * to 1 (arrays of p->nbufs, zeroed by the caller; either may be NULL). */
@@ -18,5 +60,13 @@ int cg_reads_derived(const Program *p, const Func *fn);
 /* Whether fn stores into the source of a BUF_DERIVED buffer (an optimizer
  * update): its code marks the derived data stale at its end. */
 int cg_dirties_derived(const Program *p, const Func *fn);
+
+/* --- texts the build embeds (scripts/embed_text.sh) ----------------------------- */
+extern const char cg_text_st_loader_h[];       /* codegen/st_loader.h */
+extern const char cg_text_st_loader_impl_c[];  /* codegen/st_loader_impl.c */
+extern const char cg_text_random_h[];          /* ir/random.h */
+/* Prints a source text without its opening comment and without its
+ * #include "..." lines (what the emitted file already has). */
+void cg_print_source(FILE *f, const char *text);
 
 #endif

@@ -25,10 +25,13 @@
  * backend builds -std=c99, which does not contract either).
  *
  * The safetensors reader and the accessors are not built here: they are
- * st_loader_impl.c, compiled ahead of time to IR (st_loader.ll.inc),
- * linked into each module with internal linkage (two models can share a
- * process or a link), and called by small wrappers that pass the model's
- * table.  Failures of LLVM itself come back as "internal error: ...".
+ * st_loader_impl.c (the file the C emitter prints as C), compiled ahead
+ * of time to IR (st_loader.ll.inc), linked into each module with internal
+ * linkage (two models can share a process or a link), and called by small
+ * wrappers that pass the model's table.  Names, arenas, the table's rows,
+ * the embed check and the derived-data guards are emit_common.c's
+ * decisions, the same as the C emitter's.  Failures of LLVM itself come
+ * back as "internal error: ...".
  */
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +45,7 @@
 #include "codegen/cg_llvm.h"
 #include "codegen/emit_common.h"
 #include "codegen/st_loader.h"
+#include "ir/random.h"
 
 _Static_assert(CG_PARAM_MAX_RANK == IR_MAX_RANK, "the param table's shape[] is IR_MAX_RANK long");
 
@@ -49,7 +53,6 @@ static const char st_loader_ll[] =
 #include "codegen/st_loader.ll.inc"
     ;
 
-#define ERRLEN 256   /* P_error's buffer, as in the emitted C */
 
 typedef struct Lower {
   const Program *p;
@@ -65,7 +68,7 @@ typedef struct Lower {
   LLVMValueRef arena[DT_COUNT];
   LLVMValueRef table, err_msg;
   LLVMValueRef stale, prepare;  /* derived data: the flag, the function (or NULL) */
-  int ntensors;
+  CgTable t;                    /* the parameter table's rows */
   /* the function being built */
   LLVMValueRef fn;
   LLVMValueRef *bufptr;       /* per buffer: its address in this function */
@@ -235,21 +238,21 @@ static LLVMValueRef load(Lower *L, const Expr *e) {
   return LLVMBuildSelect(L->b, g, LLVMBuildLoad2(L->b, T, address(L, e->id, safe), ""), other, "");
 }
 
-/* ir_random_uniform (splitmix64 of key + ctr * golden ratio, top 24 bits),
- * the same instructions as the helper the C emitter prints. */
+/* ir_random_uniform: the steps of dlc_uniform and dlc_mix64 in
+ * ir/random.h, from its constants (the C emitter prints that text). */
 static LLVMValueRef random_uniform(Lower *L, const Expr *e) {
   LLVMValueRef ctr = expr(L, e->a);
   LLVMValueRef z = LLVMBuildAdd(L->b, LLVMConstInt(L->i64, (unsigned long long)e->i, 0),
-                                LLVMBuildMul(L->b, ctr, LLVMConstInt(L->i64, 0x9E3779B97F4A7C15ull, 0), ""), "");
-  static const unsigned long long mul[2] = {0xBF58476D1CE4E5B9ull, 0x94D049BB133111EBull};
-  static const int shift[3] = {30, 27, 31};
+                                LLVMBuildMul(L->b, ctr, LLVMConstInt(L->i64, DLC_RNG_GOLDEN, 0), ""), "");
+  static const unsigned long long mul[2] = {DLC_RNG_MUL1, DLC_RNG_MUL2};
+  static const int shift[3] = {DLC_RNG_SHIFT1, DLC_RNG_SHIFT2, DLC_RNG_SHIFT3};
   for (int k = 0; k < 3; k++) {
     z = LLVMBuildXor(L->b, z, LLVMBuildLShr(L->b, z, LLVMConstInt(L->i64, (unsigned)shift[k], 0), ""), "");
     if (k < 2) z = LLVMBuildMul(L->b, z, LLVMConstInt(L->i64, mul[k], 0), "");
   }
-  LLVMValueRef top = LLVMBuildLShr(L->b, z, LLVMConstInt(L->i64, 40, 0), "");
+  LLVMValueRef top = LLVMBuildLShr(L->b, z, LLVMConstInt(L->i64, DLC_RNG_DROP, 0), "");
   LLVMValueRef f = LLVMBuildUIToFP(L->b, top, L->f32, "");
-  return LLVMBuildFMul(L->b, f, LLVMConstReal(L->f32, 1.0 / 16777216.0), "");
+  return LLVMBuildFMul(L->b, f, LLVMConstReal(L->f32, DLC_RNG_SCALE), "");
 }
 
 /* Scalar a in each of n lanes. */
@@ -395,20 +398,8 @@ static void stmts(Lower *L, const Stmt *s) {
 
 /* --- functions ----------------------------------------------------------------- */
 
-/* The C name of buffer b (the names emit_c.c gives). */
-static const char *bufname(Lower *L, int b) {
-  const Buffer *buf = &L->p->bufs[b];
-  const char *id = cg_c_prefix(&L->a, buf->name);
-  switch (buf->kind) {
-  case BUF_INPUT: return arena_printf(&L->a, "in_%s", id);
-  case BUF_OUTPUT: return arena_printf(&L->a, "out_%s", id);
-  case BUF_PARAM: return arena_printf(&L->a, "P_%s", id);
-  case BUF_STATE: return arena_printf(&L->a, "S_%s", id);
-  case BUF_TEMP: return arena_printf(&L->a, "t%d", b);
-  case BUF_DERIVED: return arena_printf(&L->a, "D_%s", id);
-  }
-  return "?";
-}
+/* The C name of buffer b (emit_common.c decides, for both emitters). */
+static const char *bufname(Lower *L, int b) { return cg_buffer_name(&L->a, L->p, b); }
 
 static void add_attr(Lower *L, LLVMValueRef f, const char *name) {
   unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
@@ -423,7 +414,7 @@ static LLVMValueRef declare_func(Lower *L, const Func *fn) {
   LLVMValueRef f = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_%s", L->pre, fn->name),
                                    LLVMFunctionType(L->i32, params, (unsigned)n, 0));
   for (int s = 0; s < g->nsyms; s++) {
-    const char *nm = cg_c_prefix(&L->a, g->syms[s].name);
+    const char *nm = cg_symbol_name(&L->a, L->p, s);
     LLVMSetValueName2(LLVMGetParam(f, (unsigned)s), nm, strlen(nm));
     L->syms[s] = LLVMGetParam(f, (unsigned)s);
   }
@@ -546,23 +537,6 @@ static LLVMValueRef global(Lower *L, const char *name, LLVMTypeRef t, LLVMValueR
   return g;
 }
 
-static const RtTensor *embedded(Lower *L, const Buffer *b) {
-  return L->o && L->o->embed ? rt_set_find((RtTensorSet *)L->o->embed, b->name) : NULL;
-}
-
-/* Every embedded parameter must be there with the model's size. */
-static RtStatus check_embed(Lower *L, RtError *err) {
-  for (int b = 0; b < L->p->nbufs && L->o && L->o->embed; b++) {
-    const Buffer *buf = &L->p->bufs[b];
-    const RtTensor *t = embedded(L, buf);
-    if (buf->kind != BUF_PARAM && buf->kind != BUF_STATE) continue;
-    if (!t && buf->kind == BUF_PARAM) return rt_fail(err, RT_ERR_MISSING, "--embed-params: the file has no tensor '%s'", buf->name);
-    if (t && (t->dtype != DT_F32 || rt_tensor_numel(t) != buf->size || t->rank != buf->shape.rank))
-      return rt_fail(err, RT_ERR_SHAPE, "--embed-params: tensor '%s' does not have the model's shape", buf->name);
-  }
-  return RT_OK;
-}
-
 /* Params and state: zeroed arrays, or the embedded values' bytes; derived
  * buffers, zeroed, and the flag that they are stale (set at start). */
 static void storage(Lower *L) {
@@ -574,7 +548,7 @@ static void storage(Lower *L) {
     if (buf->kind == BUF_DERIVED)
       L->storage[b] = global(L, bufname(L, b), LLVMArrayType2(lty(L, buf->dtype), (uint64_t)buf->size), NULL, 0, 64);
     if (buf->kind != BUF_PARAM && buf->kind != BUF_STATE) continue;
-    const RtTensor *t = embedded(L, buf);
+    const RtTensor *t = cg_embedded(p, L->o ? L->o->embed : NULL, b);
     size_t bytes = (size_t)buf->size * rt_dtype_size(buf->dtype);
     if (t) {
       LLVMValueRef init = LLVMConstStringInContext2(L->cx, t->data, bytes, 1);
@@ -585,21 +559,14 @@ static void storage(Lower *L) {
   }
 }
 
-/* A temporary of dtype t lives in the arena, even one of size 0. */
-static int arena_used(const Program *p, DType t) {
-  for (int b = 0; b < p->nbufs; b++)
-    if (p->bufs[b].kind == BUF_TEMP && p->bufs[b].dtype == t) return 1;
-  return p->arena_size[t] > 0;
-}
-
-/* An arena planned empty (every symbol's largest value 0) still gets one
- * element, as in the C, so every temporary has a global to point into. */
+/* One arena per element type the temporaries use (emit_common.c decides
+ * which and how large, for both emitters). */
 static void arenas(Lower *L) {
   for (int t = 0; t < DT_COUNT; t++) {
-    int64_t n = L->p->arena_size[t];
-    if (!arena_used(L->p, (DType)t)) continue;
+    int64_t n = cg_arena_elems(L->p, (DType)t);
+    if (!n) continue;
     const char *name = arena_printf(&L->a, "A_%s", rt_dtype_name((DType)t));
-    L->arena[t] = global(L, name, LLVMArrayType2(lty(L, (DType)t), (uint64_t)(n > 0 ? n : 1)), NULL, 0, 64);
+    L->arena[t] = global(L, name, LLVMArrayType2(lty(L, (DType)t), (uint64_t)n), NULL, 0, 64);
   }
 }
 
@@ -616,31 +583,28 @@ static LLVMValueRef cstring(Lower *L, const char *s) {
   return g;
 }
 
-static LLVMValueRef info_entry(Lower *L, int b, int is_state) {
+static LLVMValueRef info_entry(Lower *L, int b) {
   const Buffer *buf = &L->p->bufs[b];
   LLVMValueRef dims[IR_MAX_RANK];
   for (int i = 0; i < IR_MAX_RANK; i++)
     dims[i] = LLVMConstInt(L->i64, i < buf->shape.rank ? (unsigned long long)buf->shape.d[i] : 0, 1);
   LLVMValueRef f[6] = {cstring(L, buf->name), LLVMConstInt(L->i32, (unsigned long long)buf->shape.rank, 0),
                        LLVMConstArray2(L->i64, dims, IR_MAX_RANK), LLVMConstInt(L->i64, (unsigned long long)buf->size, 1),
-                       L->storage[b], LLVMConstInt(L->i32, (unsigned long long)is_state, 0)};
+                       L->storage[b], LLVMConstInt(L->i32, buf->kind == BUF_STATE, 0)};
   return LLVMConstStructInContext(L->cx, f, 6, 0);
 }
 
-/* Parameters first, then optimizer state, each in buffer order. */
+/* The rows of the parameter table (emit_common.c: params, then state). */
 static void param_table(Lower *L) {
-  const Program *p = L->p;
   LLVMTypeRef it = info_type(L);
-  LLVMValueRef *rows = arena_alloc(&L->a, sizeof *rows * (size_t)(p->nbufs + 1));
-  int n = 0;
-  for (int pass = 0; pass < 2; pass++)
-    for (int b = 0; b < p->nbufs; b++)
-      if (p->bufs[b].kind == (pass ? BUF_STATE : BUF_PARAM)) rows[n++] = info_entry(L, b, pass);
-  L->ntensors = n;
+  cg_param_table(L->p, &L->a, &L->t);
+  int n = L->t.n;
+  LLVMValueRef *rows = arena_alloc(&L->a, sizeof *rows * (size_t)(n + 1));
+  for (int r = 0; r < n; r++) rows[r] = info_entry(L, L->t.buf[r]);
   if (!n) rows[0] = LLVMConstNull(it);
   LLVMValueRef init = LLVMConstArray2(it, rows, (uint64_t)(n ? n : 1));
   L->table = global(L, "params", LLVMTypeOf(init), init, 1, 8);
-  L->err_msg = global(L, "err_msg", LLVMArrayType2(L->i8, ERRLEN), NULL, 0, 1);
+  L->err_msg = global(L, "err_msg", LLVMArrayType2(L->i8, CG_ST_ERRLEN), NULL, 0, 1);
 }
 
 /* --- the support functions ------------------------------------------------------- */
@@ -690,15 +654,11 @@ static LLVMValueRef call_impl(Lower *L, const char *impl, LLVMValueRef *args, un
 }
 
 static void support_functions(Lower *L) {
-  const Program *p = L->p;
-  int keylen = 8, embedded_ = L->o && L->o->embed;
-  for (int b = 0; b < p->nbufs; b++)
-    if ((p->bufs[b].kind == BUF_PARAM || p->bufs[b].kind == BUF_STATE) && (int)strlen(p->bufs[b].name) + 2 > keylen)
-      keylen = (int)strlen(p->bufs[b].name) + 2;
-  LLVMValueRef n = LLVMConstInt(L->i32, (unsigned long long)L->ntensors, 0);
+  int keylen = L->t.keylen, embedded_ = L->o && L->o->embed;
+  LLVMValueRef n = LLVMConstInt(L->i32, (unsigned long long)L->t.n, 0);
   LLVMValueRef emb = LLVMConstInt(L->i32, (unsigned long long)embedded_, 0);
-  LLVMValueRef errlen = LLVMConstInt(L->i32, ERRLEN, 0), klen = LLVMConstInt(L->i32, (unsigned long long)keylen, 0);
-  LLVMValueRef entries = global(L, "st_entries", LLVMArrayType2(L->i8, sizeof(CgStEntry) * (size_t)(L->ntensors + 1)), NULL, 0, 8);
+  LLVMValueRef errlen = LLVMConstInt(L->i32, CG_ST_ERRLEN, 0), klen = LLVMConstInt(L->i32, (unsigned long long)keylen, 0);
+  LLVMValueRef entries = global(L, "st_entries", LLVMArrayType2(L->i8, sizeof(CgStEntry) * (size_t)(L->t.n + 1)), NULL, 0, 8);
   LLVMValueRef key = global(L, "st_key", LLVMArrayType2(L->i8, (uint64_t)keylen), NULL, 0, 1);
 
   Wrapper wp = {"param", L->ptr, {L->i32}, 1};
@@ -708,13 +668,13 @@ static void support_functions(Lower *L) {
 
   Wrapper ws = {"set_param", L->i32, {L->i32, L->ptr}, 2};
   f = wrapper(L, &ws);
-  if (L->stale) set_stale(L, 1);
+  if (L->stale && !embedded_) set_stale(L, 1);
   LLVMValueRef a2[7] = {L->table, n, LLVMGetParam(f, 0), LLVMGetParam(f, 1), emb, L->err_msg, errlen};
   LLVMBuildRet(L->b, call_impl(L, "dlc_st_set_param_impl", a2, 7));
 
   Wrapper wl = {"load", L->i32, {L->ptr}, 1};
   f = wrapper(L, &wl);
-  if (L->stale) set_stale(L, 1);
+  if (L->stale && !embedded_) set_stale(L, 1);
   LLVMValueRef a3[9] = {LLVMGetParam(f, 0), L->table, n, entries, key, klen, emb, L->err_msg, errlen};
   LLVMBuildRet(L->b, call_impl(L, "dlc_st_load_impl", a3, 9));
 
@@ -754,7 +714,7 @@ LLVMModuleRef cg_llvm_build(const Program *p, LLVMContextRef cx, const EmitOpts 
     LLVMDisposeBuilder(L.b), LLVMDisposeBuilder(L.ab), LLVMDisposeModule(L.m);
     rt_oom();
   }
-  if (check_embed(&L, err) || link_support(&L, err)) {
+  if (cg_check_embed(p, o ? o->embed : NULL, NULL, err) || link_support(&L, err)) {
     rt_oom_leave(&oom);
     LLVMDisposeModule(L.m);
     lower_done(&L);

@@ -1,19 +1,20 @@
 /*
- * st_loader_impl.c — the parameter accessors and safetensors reader of a
- * model compiled by the LLVM backend, written once in C over a table.
+ * st_loader_impl.c — the parameter accessors and the safetensors reader of
+ * every compiled model, written once in C over a table (st_loader.h).
  *
- * This file is not built into dlc.  scripts/gen_st_loader_ll.sh compiles
- * it with clang-19 to LLVM IR (codegen/st_loader.ll.inc, committed), and
- * emit_llvm.c links that IR into every model module, gives these
- * functions internal linkage and calls them from small wrappers that pass
- * the model's table (CgParamInfo, the layout of the emitted header's
- * P_param_info) and static scratch storage.  The logic is that of the
- * loader c_support.c prints into emitted C: the JSON header is streamed
- * with fgetc, so nothing is allocated; every tensor the model needs is
- * checked (F32, exact shape, offsets matching the size and inside the
- * file) before any data is copied; tensors the model does not have are
- * ignored; optimizer state absent from the file is left as it is.  The
- * messages are the same words as the emitted C's.
+ * Both backends use this one file.  The C emitter prints its text (which
+ * the build embeds into dlc, scripts/embed_text.sh) into every emitted C
+ * file, its functions static; scripts/gen_st_loader_ll.sh compiles it
+ * with clang-19 to LLVM IR (codegen/st_loader.ll.inc, committed), which
+ * emit_llvm.c links into every model module with internal linkage.  Small
+ * per-model wrappers pass the table (CgParamInfo, the layout of the
+ * emitted header's P_param_info) and static scratch storage.  The JSON
+ * header is streamed with fgetc, so nothing is allocated; every tensor the
+ * model needs is checked (F32, exact shape, offsets matching the size and
+ * inside the file) before any data is copied; tensors the model does not
+ * have are ignored; optimizer state absent from the file is left as it is.
+ * Data is read as little-endian floats, which is what safetensors stores
+ * and what every host dlc targets is.  C99, no malloc.
  */
 #include <stdio.h>
 #include <string.h>
@@ -196,11 +197,11 @@ static int st_header(StIn *r, const char *path, const CgParamInfo *table, int n,
   return 0;
 }
 
-const CgParamInfo *dlc_st_param_impl(const CgParamInfo *table, int n, int i) {
+DLC_ST_FN const CgParamInfo *dlc_st_param_impl(const CgParamInfo *table, int n, int i) {
   return i >= 0 && i < n ? &table[i] : 0;
 }
 
-int dlc_st_set_param_impl(const CgParamInfo *table, int n, int i, const float *values, int embedded, char *err,
+DLC_ST_FN int dlc_st_set_param_impl(const CgParamInfo *table, int n, int i, const float *values, int embedded, char *err,
                           int errlen) {
   if (embedded) {
     snprintf(err, (size_t)errlen, "parameters are embedded constants");
@@ -211,7 +212,7 @@ int dlc_st_set_param_impl(const CgParamInfo *table, int n, int i, const float *v
   return 0;
 }
 
-int dlc_st_load_impl(const char *path, const CgParamInfo *table, int n, CgStEntry *entries, char *key, int keylen,
+DLC_ST_FN int dlc_st_load_impl(const char *path, const CgParamInfo *table, int n, CgStEntry *entries, char *key, int keylen,
                      int embedded, char *err, int errlen) {
   unsigned char hb[8];
   unsigned long long hlen = 0;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ir/ir.h"
+#include "ir/random.h"
 
 const OpInfo ir_ops[OP_COUNT] = {
 #define OP(id, name, mn, mx, flags, fam, attrs) {name, mn, mx, flags, AK_##fam, attrs},
@@ -652,14 +653,7 @@ int64_t ir_param_count(const Graph *g) {
 
 /* --- counter-based random numbers ------------------------------------------ */
 
-static uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+/* ir/random.h is the definition: the emitted C prints the same text. */
+uint64_t ir_random_key(uint64_t seed, uint64_t salt) { return dlc_mix64(seed * DLC_RNG_GOLDEN + salt); }
 
-uint64_t ir_random_key(uint64_t seed, uint64_t salt) { return mix64(seed * 0x9E3779B97F4A7C15ull + salt); }
-
-float ir_random_uniform(uint64_t key, uint64_t ctr) {
-  return (float)(mix64(key + ctr * 0x9E3779B97F4A7C15ull) >> 40) * (1.0f / 16777216.0f);
-}
+float ir_random_uniform(uint64_t key, uint64_t ctr) { return dlc_uniform(key, ctr); }

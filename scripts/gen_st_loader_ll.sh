@@ -1,7 +1,10 @@
 #!/bin/sh
-# gen_st_loader_ll.sh — regenerates codegen/st_loader.ll.inc from
-# codegen/st_loader_impl.c: LLVM IR text, as one C string literal, that
-# codegen/emit_llvm.c parses and links into every model module.
+# gen_st_loader_ll.sh [OUT] — regenerates codegen/st_loader.ll.inc (or
+# writes OUT) from codegen/st_loader_impl.c: LLVM IR text, as one C string
+# literal, that codegen/emit_llvm.c parses and links into every model
+# module.  The C emitter prints the same st_loader_impl.c as C, so the two
+# backends share one reader; the test suite checks that the committed
+# .inc is what this script makes of the file.
 #
 # Only this script needs clang-19 (apt-get install -y clang-19); the build
 # uses the committed .inc.  The IR is made target-neutral enough to link
@@ -13,7 +16,7 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cc=${CLANG:-clang-19}
 src="$top/codegen/st_loader_impl.c"
-out="$top/codegen/st_loader.ll.inc"
+out=${1:-"$top/codegen/st_loader.ll.inc"}
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 
