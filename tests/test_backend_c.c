@@ -162,7 +162,7 @@ static void check_sample(const char *name) {
   cg_c_free(mod);
   kir_program_free(&p);
   for (int i = 0; i < g->nnodes; i++)
-    if (g->nodes[i].op == OP_INPUT) rt_tensor_free(&vals[i]);
+    if (g->nodes[i].op != OP_PARAM) rt_tensor_free(&vals[i]);
   free(vals);
   rt_set_free(&params);
   fe_model_free(&m);

@@ -56,7 +56,7 @@ static int list_models(char names[][96], int max) {
   int n = 0;
   for (struct dirent *e; (e = readdir(dir)) && n < max - 1;) {
     size_t l = strlen(e->d_name);
-    if (l > 3 && !strcmp(e->d_name + l - 3, ".dl") && l < 64) snprintf(names[n++], 96, "samples/%s", e->d_name);
+    if (l > 3 && !strcmp(e->d_name + l - 3, ".dl") && l < 64) snprintf(names[n++], 96, "samples/%.63s", e->d_name);
   }
   closedir(dir);
   snprintf(names[n++], 96, "tests/fixtures/onnx/all_ops.dl");
