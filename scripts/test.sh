@@ -33,6 +33,13 @@ for dir in build build-asan; do
   set -- $fail
   total_pass=$((total_pass + pass))
   total_fail=$((total_fail + $1 + $2))
+  # A sanitizer report that did not fail its test (a leak found as a
+  # worker exits) still fails the run.
+  if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$log"; then
+    echo "$dir: sanitizer report in $log:"
+    grep -E -A12 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$log" | head -40
+    total_fail=$((total_fail + 1))
+  fi
   [ "$rc" -eq 0 ] || status=1
 done
 # Fuzz smoke: every libFuzzer target of fuzz/ for a few seconds
