@@ -76,6 +76,7 @@ Kernel *kir_kernel(Program *p, Func *f, const char *what, SrcLoc loc) {
   memset(k, 0, sizeof *k);
   k->what = arena_strdup(&p->arena, what);
   k->loc = loc;
+  k->node = k->op = -1;
   return k;
 }
 

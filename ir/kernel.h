@@ -235,6 +235,10 @@ typedef struct Kernel {
   SrcLoc loc;         /* the .dl line it comes from */
   Stmt *body;
   int nvars, nlocals;
+  /* What it computes, for the schedule's rules: the node of its
+   * function's graph and that node's op (an OpKind), or -1 for both
+   * (copies to outputs, hand-built kernels). */
+  int node, op;
 } Kernel;
 
 /* One entry point of the generated code (forward, train_step, ...). */

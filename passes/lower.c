@@ -11,9 +11,11 @@
  * size-1 dimension with 0.
  *
  * Loop orders are chosen for unit stride in the innermost loop (matmul is
- * i-k-j; linear is a dot product over contiguous rows) so the C compiler
- * and LLVM can vectorise them; tiling belongs to a later pass on this
- * level, not here.  Convolutions, pooling, upsample and pad are lowered
+ * i-k-j) so the C compiler and LLVM can vectorise them.  Linear is the
+ * plain dot-product nest in the interpreter's order; reduction loops are
+ * marked LOOP_REDUCE and each kernel records its node and op, so that the
+ * schedule step (schedule.c) finds the kernels its rules apply to and
+ * rewrites their loops; tiling belongs there, not here.  Convolutions, pooling, upsample and pad are lowered
  * in lower_conv.c, which shares this file's helpers through lower.h.
  */
 #include <math.h>
@@ -160,58 +162,29 @@ static Stmt *lower_matmul(Lower *L, int id) {
   Stmt *upd = ks_store(p, out, oidx, kx_bin(p, BIN_ADD, kx_load(p, out, oidx), kx_bin(p, BIN_MUL, kx_local(p, t, DT_F32), bval)));
   Stmt *kbody = ks_local(p, t, DT_F32, aval);
   ks_append(&kbody, ks_loop(p, vn2, kx_dim(p, N), upd));
-  Stmt *mbody = zero;
-  ks_append(&mbody, ks_loop(p, vk, kx_dim(p, K), kbody));
+  Stmt *mbody = zero, *kloop = ks_loop(p, vk, kx_dim(p, K), kbody);
+  kloop->loop = LOOP_REDUCE;
+  ks_append(&mbody, kloop);
   Stmt *s = ks_loop(p, vm, kx_dim(p, M), mbody);
   for (int i = nb - 1; i >= 0; i--) s = ks_loop(p, bv[i], kx_dim(p, so.d[i]), s);
   return s;
 }
 
-/* y[r, j] = b[j] + sum_k x[r, k] * W[j, k] as a dot product per output:
- * rows of x and W are contiguous.  Best for few rows (batch-1 inference). */
-/* With K a multiple of LANES, each dot product keeps LANES partial sums
- * (lane u sums the terms k = u mod LANES) and adds them pairwise at the
- * end: straight-line independent sums that the compilers' SLP vectoriser
- * turns into one vector multiply-add per LANES terms, where a single
- * running sum would be a chain of dependent scalar additions. */
-#define LANES 16
-
-static Stmt *lower_linear_lanes(Lower *L, int id) {
+/* y[r, j] = (sum_k x[r, k] * W[j, k]) + b[j]: one dot product per output,
+ * summed in k order as the interpreter does, with k the reduction axis.
+ * How it runs fast (partial sums in lanes, or row order against a
+ * transposed weight) is the schedule's choice (schedule.c), made on this
+ * nest. */
+static Stmt *lower_linear(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *x = node(L, n->in[0]), *w = node(L, n->in[1]);
   Dim K = w->shape.d[1], J = w->shape.d[0];
-  int vr = new_var(L), vj = new_var(L), vk = new_var(L), acc[LANES];
-  Stmt *jbody = NULL, *upd = NULL;
-  for (int u = 0; u < LANES; u++) {
-    acc[u] = new_local(L);
-    ks_append(&jbody, ks_local(p, acc[u], DT_F32, kx_f(p, 0)));
-    Expr *k = kx_iadd(p, kx_imul(p, kx_var(p, vk), kx_i(p, LANES)), kx_i(p, u));
-    Expr *xv = value(L, n->in[0], kx_iadd(p, kx_imul(p, kx_var(p, vr), kx_dim(p, K)), k));
-    Expr *wv = value(L, n->in[1], kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_dim(p, K)), k));
-    ks_append(&upd, ks_assign(p, acc[u], kx_bin(p, BIN_ADD, kx_local(p, acc[u], DT_F32), kx_bin(p, BIN_MUL, xv, wv))));
-  }
-  ks_append(&jbody, ks_loop(p, vk, kx_i(p, K / LANES), upd));
-  Expr *part[LANES];
-  for (int u = 0; u < LANES; u++) part[u] = kx_local(p, acc[u], DT_F32);
-  for (int width = LANES / 2; width >= 1; width /= 2) /* pairwise: (a0 + a8) + ... */
-    for (int u = 0; u < width; u++) part[u] = kx_bin(p, BIN_ADD, part[u], part[u + width]);
-  Expr *res = part[0];
-  if (n->nin > 2) res = kx_bin(p, BIN_ADD, res, value(L, n->in[2], kx_var(p, vj)));
-  ks_append(&jbody, ks_store(p, L->buf[id], kx_iadd(p, kx_imul(p, kx_var(p, vr), kx_dim(p, J)), kx_var(p, vj)), res));
-  Stmt *rbody = ks_loop(p, vj, kx_dim(p, J), jbody);
-  return ks_loop(p, vr, numel_expr(L, &x->shape, 0, x->shape.rank - 1), rbody);
-}
-
-static Stmt *lower_linear_dot(Lower *L, int id) {
-  Program *p = L->p;
-  const Node *n = node(L, id), *x = node(L, n->in[0]), *w = node(L, n->in[1]);
-  Dim K = w->shape.d[1], J = w->shape.d[0];
-  if (K % LANES == 0) return lower_linear_lanes(L, id);
   int vr = new_var(L), vj = new_var(L), vk = new_var(L), acc = new_local(L);
   Expr *xv = value(L, n->in[0], kx_iadd(p, kx_imul(p, kx_var(p, vr), kx_dim(p, K)), kx_var(p, vk)));
   Expr *wv = value(L, n->in[1], kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_dim(p, K)), kx_var(p, vk)));
   Stmt *dot = ks_loop(p, vk, kx_dim(p, K),
                       ks_assign(p, acc, kx_bin(p, BIN_ADD, kx_local(p, acc, DT_F32), kx_bin(p, BIN_MUL, xv, wv))));
+  dot->loop = LOOP_REDUCE;
   Expr *res = kx_local(p, acc, DT_F32);
   if (n->nin > 2) res = kx_bin(p, BIN_ADD, res, value(L, n->in[2], kx_var(p, vj)));
   Stmt *jbody = ks_local(p, acc, DT_F32, kx_f(p, 0));
@@ -219,57 +192,6 @@ static Stmt *lower_linear_dot(Lower *L, int id) {
   ks_append(&jbody, ks_store(p, L->buf[id], kx_iadd(p, kx_imul(p, kx_var(p, vr), kx_dim(p, J)), kx_var(p, vj)), res));
   Stmt *rbody = ks_loop(p, vj, kx_dim(p, J), jbody);
   return ks_loop(p, vr, numel_expr(L, &x->shape, 0, x->shape.rank - 1), rbody);
-}
-
-/* WT[k, j] = W[j, k] for the rows form: the parameter's derived copy,
- * refreshed only when the parameters change (kir_derived), when W is a
- * parameter; otherwise (a computed weight) a temporary copied on every
- * call, into *copy. */
-static int linear_weight_t(Lower *L, int id, Stmt **copy) {
-  Program *p = L->p;
-  const Node *n = node(L, id), *w = node(L, n->in[1]);
-  Dim K = w->shape.d[1], J = w->shape.d[0];
-  int wb = L->buf[n->in[1]];
-  int wt = wb >= 0 && p->bufs[wb].size == ir_numel_max(L->g, &w->shape) ? kir_derived(p, wb, DL_TRANSPOSED) : -1;
-  if (wt >= 0 && p->bufs[wt].shape.d[0] == K && p->bufs[wt].shape.d[1] == J) return wt;
-  Shape ts = {2, {K, J}};
-  wt = kir_buffer(p, BUF_TEMP, DT_F32, "weight_t", &ts, id);
-  int ta = new_var(L), tb = new_var(L);
-#define IDX(a, b, stride) kx_iadd(p, kx_imul(p, kx_var(p, a), kx_dim(p, stride)), kx_var(p, b))
-  *copy = ks_loop(p, ta, kx_dim(p, J), ks_loop(p, tb, kx_dim(p, K), ks_store(p, wt, IDX(tb, ta, J), value(L, n->in[1], IDX(ta, tb, K)))));
-#undef IDX
-  return wt;
-}
-
-/* The same product in i-k-j order against W transposed (WT[k, j]): the
- * innermost loop runs along a row of the output and of WT, both
- * contiguous and independent, so it vectorises without reassociating
- * any sum. */
-static Stmt *lower_linear_rows(Lower *L, int id) {
-  Program *p = L->p;
-  const Node *n = node(L, id), *x = node(L, n->in[0]), *w = node(L, n->in[1]);
-  Dim K = w->shape.d[1], J = w->shape.d[0];
-  Stmt *s = NULL;
-  int wt = linear_weight_t(L, id, &s);
-  int vr = new_var(L), vj = new_var(L), vk = new_var(L), vj2 = new_var(L), t = new_local(L);
-#define IDX(a, b, stride) kx_iadd(p, kx_imul(p, kx_var(p, a), kx_dim(p, stride)), kx_var(p, b))
-  int out = L->buf[id];
-  Stmt *init = ks_loop(p, vj, kx_dim(p, J), ks_store(p, out, IDX(vr, vj, J), n->nin > 2 ? value(L, n->in[2], kx_var(p, vj)) : kx_f(p, 0)));
-  Expr *o = IDX(vr, vj2, J);
-  Stmt *upd = ks_store(p, out, o, kx_bin(p, BIN_ADD, kx_load(p, out, o), kx_bin(p, BIN_MUL, kx_local(p, t, DT_F32), kx_load(p, wt, IDX(vk, vj2, J)))));
-  Stmt *kb = ks_local(p, t, DT_F32, value(L, n->in[0], IDX(vr, vk, K)));
-  ks_append(&kb, ks_loop(p, vj2, kx_dim(p, J), upd));
-#undef IDX
-  ks_append(&init, ks_loop(p, vk, kx_dim(p, K), kb));
-  ks_append(&s, ks_loop(p, vr, numel_expr(L, &x->shape, 0, x->shape.rank - 1), init));
-  return s;
-}
-
-/* Row order pays off once there are a few rows to share each weight row. */
-static Stmt *lower_linear(Lower *L, int id) {
-  const Node *x = node(L, node(L, id)->in[0]);
-  return ir_numel_max(L->g, &x->shape) / x->shape.d[x->shape.rank - 1] >= 8 ? lower_linear_rows(L, id)
-                                                                             : lower_linear_dot(L, id);
 }
 
 /* --- along one axis: softmax, log_softmax ------------------------------------ */
@@ -952,6 +874,7 @@ void pass_lower(Program *p, Func *f) {
   for (int id = 0; id < g->nnodes; id++) {
     Kernel *k = kir_kernel(p, f, describe(&L, id), g->nodes[id].loc);
     L.k = k;
+    k->node = id, k->op = (int)g->nodes[id].op;
     k->body = lower_node(&L, id);
     if (!k->body) f->nkernels--;
   }

@@ -5,17 +5,18 @@
  * along the output row, which is contiguous in the result and independent
  * from one element to the next, so it vectorises without reassociating
  * any sum.  Inside it the taps of a window (up to 3x3; larger windows keep
- * kh as a loop) are unrolled and several output channels are computed at
- * once, with their partial sums in locals: each output element still sums
- * its bias, then c, kh, kw in order, but reads and writes its row once per
- * input channel instead of once per tap, and each input load serves all
- * the channels of the block.  Padding never costs a branch in that loop: a
+ * kh as a loop) are unrolled, with the partial sum in a local: each output
+ * element sums its bias, then c, kh, kw in order, but reads and writes its
+ * row once per input channel instead of once per tap.  Channels are
+ * lowered one at a time; the schedule's channel-block rule (schedule.c)
+ * computes several at once so that each input load serves all the
+ * channels of the block.  Padding never costs a branch in that loop: a
  * padded input (any mode) is first copied into a temporary buffer, and the
  * convolution then reads it without bounds.  When stride is 1, rows are
  * taken padded-row wide so that a whole plane is one long loop.
  *
  * Gradients: conv2d's data gradient is conv_transpose2d.  With unit
- * strides it is a gather, blocked like the forward pass, from a copy of
+ * strides it is a gather, blocked (by the schedule) like the forward pass, from a copy of
  * its input with zeros around each plane; otherwise it scatters each
  * product onto an uncropped buffer.  Either crops afterwards.  The weight
  * gradient accumulates each tap's products along output rows in a row
@@ -190,23 +191,29 @@ static Stmt *rewidth(Lower *L, int dst, int src, Expr *nplanes, int64_t oh, int6
   return ks_loop(p, vp, nplanes, ks_loop(p, vh, I(oh), row));
 }
 
-/* Output channels computed together by one pass over the input: the
- * largest of 4, 2, 1 dividing opg. */
-static int64_t channel_block(int64_t opg) { return opg % 4 == 0 ? 4 : opg % 2 == 0 ? 2 : 1; }
+/* for (var < extent) body, kept even at one iteration and marked as a
+ * reduction: the schedule's rules find a convolution's channel loops by
+ * their place around the first reduction loop (schedule.c). */
+static Stmt *reduce_loop(Program *p, int var, int64_t extent, Stmt *body) {
+  Stmt *s = ks_loop(p, var, I(extent), body);
+  s->loop = LOOP_REDUCE;
+  return s;
+}
 
-/* conv2d and conv1d, register-blocked over ob output channels and the
- * taps of a window:
- *   for n, group, o in blocks of ob, row: y[o.., row] = b[o..]
- *     for c: w_b_t = w[o+b, c, t] (locals)
- *       for col: a_b = y[o+b, row, col]
+/* conv2d and conv1d, one output channel at a time, with the taps of a
+ * window unrolled:
+ *   for n, group, o, row: y[o, row] = b[o]
+ *     for c (reduce): w_t = w[o, c, t] (locals)
+ *       for col: a = y[o, row, col]
  *         for each tap t (kh, kw in order): v = xp[n, c, row*sh + kh*dh, col*sw + kw*dw]
- *           a_b += w_b_t * v
- *         y[o+b, row, col] = a_b
+ *           a += w_t * v
+ *         y[o, row, col] = a
  * into a wide temporary that is then narrowed into y (see row_walk).  Each
- * output still sums bias, then c, kh, kw in order; the blocking only keeps
- * the partial sums in registers across a window and shares each input load
- * among ob channels.  Windows of more than 9 taps keep kh (and rows of
- * more than 25 taps kw) as a loop. */
+ * output sums bias, then c, kh, kw in order; the partial sum stays in a
+ * register across a window.  Windows of more than 9 taps keep kh (and
+ * rows of more than 25 taps kw) as a loop.  The loops n, group, o, row and
+ * c are there even at one iteration; the schedule blocks o (several
+ * output channels share each input load) and drops the rest. */
 static Stmt *lower_conv_forward(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = lower_node_of(L, id);
@@ -216,7 +223,7 @@ static Stmt *lower_conv_forward(Lower *L, int id) {
   int64_t hp, wp;
   int xb = padded_input(L, id, n->in[0], &g, &all, &hp, &wp), y = L->buf[id];
   Rows r = row_walk(&g, wp);
-  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G, plane = g.oh * r.pitch, ob = channel_block(opg);
+  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G, plane = g.oh * r.pitch;
   int unroll_kw = g.kw <= 25, unroll_kh = unroll_kw && g.kh * g.kw <= 9;
   int64_t nkh = unroll_kh ? g.kh : 1, nkw = unroll_kw ? g.kw : 1;
   Shape ws = {3, {g.n, g.o, plane}};
@@ -224,42 +231,32 @@ static Stmt *lower_conv_forward(Lower *L, int id) {
   int vn = lower_var(L), vg = lower_var(L), vo = lower_var(L), vr = lower_var(L), vi = lower_var(L);
   int vc = lower_var(L), vkh = lower_var(L), vkw = lower_var(L), vj = lower_var(L);
   Expr *c = ADD(MUL(ivar(p, vg, G), I(cpg)), ivar(p, vc, cpg)), *row = ivar(p, vr, r.rows);
-  Stmt *init = NULL, *weights = NULL, *col = NULL, *store = NULL;
-  int acc[4], wl[4][25];
-  for (int64_t b = 0; b < ob; b++) {
-    Expr *o = ADD(ADD(MUL(ivar(p, vg, G), I(opg)), MUL(ivar(p, vo, opg / ob), I(ob))), I(b));
-    Expr *yi = ADD(ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(plane)), MUL(row, I(r.pitch))), V(vj));
-    Expr *bias = n->nin > 2 ? lower_value(L, n->in[2], o) : kx_f(p, 0);
-    ks_append(&init, ks_loop(p, vi, I(r.cols), ks_store(p, yb, ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(plane)),
-                                                                      ADD(MUL(row, I(r.pitch)), V(vi))), bias)));
-    acc[b] = lower_local(L);
-    ks_append(&col, ks_local(p, acc[b], DT_F32, kx_load(p, yb, yi)));
-    ks_append(&store, ks_store(p, yb, yi, kx_local(p, acc[b], DT_F32)));
-    for (int64_t a = 0; a < nkh; a++)
-      for (int64_t k = 0; k < nkw; k++) {
-        Expr *kh = unroll_kh ? I(a) : ivar(p, vkh, g.kh), *kw = unroll_kw ? I(k) : ivar(p, vkw, g.kw);
-        Expr *wi = ADD(MUL(ADD(MUL(ADD(MUL(o, I(cpg)), ivar(p, vc, cpg)), I(g.kh)), kh), I(g.kw)), kw);
-        wl[b][a * nkw + k] = lower_local(L);
-        ks_append(&weights, ks_local(p, wl[b][a * nkw + k], DT_F32, lower_value(L, n->in[1], wi)));
-      }
-  }
+  Expr *o = ADD(MUL(ivar(p, vg, G), I(opg)), ivar(p, vo, opg));
+  Expr *yi = ADD(ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(plane)), MUL(row, I(r.pitch))), V(vj));
+  Expr *bias = n->nin > 2 ? lower_value(L, n->in[2], o) : kx_f(p, 0);
+  Stmt *init = ks_loop(p, vi, I(r.cols), ks_store(p, yb, ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(plane)),
+                                                                ADD(MUL(row, I(r.pitch)), V(vi))), bias));
+  int acc = lower_local(L);
+  Stmt *weights = NULL, *col = ks_local(p, acc, DT_F32, kx_load(p, yb, yi));
   for (int64_t a = 0; a < nkh; a++)
     for (int64_t k = 0; k < nkw; k++) {
       Expr *kh = unroll_kh ? I(a) : ivar(p, vkh, g.kh), *kw = unroll_kw ? I(k) : ivar(p, vkw, g.kw);
+      Expr *wi = ADD(MUL(ADD(MUL(ADD(MUL(o, I(cpg)), ivar(p, vc, cpg)), I(g.kh)), kh), I(g.kw)), kw);
+      int wl = lower_local(L), xv = lower_local(L);
+      ks_append(&weights, ks_local(p, wl, DT_F32, lower_value(L, n->in[1], wi)));
       Expr *xi = ADD(at(p, ADD(MUL(V(vn), I(g.c)), c), hp, ADD(MUL(row, I(g.sh)), MUL(kh, I(g.dh))), wp, I(0)),
                      ADD(MUL(kw, I(g.dw)), MUL(V(vj), I(g.sw))));
-      int xv = lower_local(L);
       ks_append(&col, ks_local(p, xv, DT_F32, kx_load(p, xb, xi)));
-      for (int64_t b = 0; b < ob; b++)
-        ks_append(&col, ks_assign(p, acc[b], FADD(kx_local(p, acc[b], DT_F32),
-                                                   FMUL(kx_local(p, wl[b][a * nkw + k], DT_F32), kx_local(p, xv, DT_F32)))));
+      ks_append(&col, ks_assign(p, acc, FADD(kx_local(p, acc, DT_F32), FMUL(kx_local(p, wl, DT_F32), kx_local(p, xv, DT_F32)))));
     }
-  ks_append(&col, store);
+  ks_append(&col, ks_store(p, yb, yi, kx_local(p, acc, DT_F32)));
   ks_append(&weights, ks_loop(p, vj, I(r.cols), col));
-  Stmt *body = init;
   Stmt *taps = unroll_kw ? weights : loop(p, vkw, g.kw, weights);
-  ks_append(&body, loop(p, vc, cpg, unroll_kh ? taps : loop(p, vkh, g.kh, taps)));
-  ks_append(&all, ks_loop(p, vn, kx_dim(p, g.n), loop(p, vg, G, loop(p, vo, opg / ob, loop(p, vr, r.rows, body)))));
+  if (!unroll_kw && g.kw > 1) taps->loop = LOOP_REDUCE;
+  if (!unroll_kh && g.kh > 1) taps = reduce_loop(p, vkh, g.kh, taps);
+  Stmt *body = init;
+  ks_append(&body, reduce_loop(p, vc, cpg, taps));
+  ks_append(&all, ks_loop(p, vn, kx_dim(p, g.n), ks_loop(p, vg, I(G), ks_loop(p, vo, I(opg), ks_loop(p, vr, I(r.rows), body)))));
   if (r.wide) ks_append(&all, rewidth(L, y, yb, planes(p, &g, g.o), g.oh, g.ow, wp, 0));
   return all;
 }
@@ -319,21 +316,22 @@ static Stmt *crop_into(Lower *L, int id, const ConvGeom *g, Stmt *all, int full,
   return all;
 }
 
-/* conv_transpose2d with unit strides as a gather, register-blocked over
- * cb result channels: the input x (the convolution's output) is copied
- * into planes of wf-wide rows with front zeros in front and zeros after,
- * so that every uncropped position f reads x at f + front - kh*dh*wf -
- * kw*dw without bounds:
- *   for n, group, c in blocks of cb, o: w_b_t = w[o, c+b, t] (locals)
- *     for f: a_b = full[c+b, f]; for each tap t: a_b += w_b_t * xpad[o, f + front - off_t]
- *       full[c+b, f] = a_b
+/* conv_transpose2d with unit strides as a gather: the input x (the
+ * convolution's output) is copied into planes of wf-wide rows with front
+ * zeros in front and zeros after, so that every uncropped position f reads
+ * x at f + front - kh*dh*wf - kw*dw without bounds:
+ *   for n, group, c, o (reduce): w_t = w[o, c, t] (locals)
+ *     for f: a = full[c, f]; for each tap t: a += w_t * xpad[o, f + front - off_t]
+ *       full[c, f] = a
  * Each element sums o, kh, kw in the order the scatter did (plus zero
- * products where the scatter added nothing). */
+ * products where the scatter added nothing).  The loops n, group, c and o
+ * are there even at one iteration; the schedule blocks c (several result
+ * channels share each load of x) and drops the rest. */
 static Stmt *transpose_gather(Lower *L, int id, const ConvGeom *gp, int full, int64_t hf, int64_t wf) {
   Program *p = L->p;
   const Node *n = lower_node_of(L, id);
   ConvGeom g = *gp;
-  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G, cb = channel_block(cpg);
+  int64_t G = g.groups, cpg = g.c / G, opg = g.o / G;
   int64_t front = (g.kh - 1) * g.dh * wf + (g.kw - 1) * g.dw, len = front + hf * wf;
   Shape xs = {3, {g.n, g.o, len}};
   int xp = kir_buffer(p, BUF_TEMP, DT_F32, "dy_padded", &xs, id), x = L->buf[n->in[0]];
@@ -344,32 +342,22 @@ static Stmt *transpose_gather(Lower *L, int id, const ConvGeom *gp, int full, in
                      kx_load(p, x, at(p, V(vp), g.oh, V(vh), g.ow, V(vw))))))));
   int vn = lower_var(L), vg = lower_var(L), vc = lower_var(L), vo = lower_var(L), vf = lower_var(L);
   Expr *o = ADD(MUL(ivar(p, vg, G), I(opg)), ivar(p, vo, opg));
-  Stmt *weights = NULL, *col = NULL, *store = NULL;
-  int acc[4], wl[4][25];
-  for (int64_t b = 0; b < cb; b++) {
-    Expr *cl = ADD(MUL(ivar(p, vc, cpg / cb), I(cb)), I(b)), *c = ADD(MUL(ivar(p, vg, G), I(cpg)), cl);
-    Expr *fi = ADD(MUL(ADD(MUL(V(vn), I(g.c)), c), I(hf * wf)), V(vf));
-    acc[b] = lower_local(L);
-    ks_append(&col, ks_local(p, acc[b], DT_F32, kx_load(p, full, fi)));
-    ks_append(&store, ks_store(p, full, fi, kx_local(p, acc[b], DT_F32)));
-    for (int64_t t = 0; t < g.kh * g.kw; t++) {
-      wl[b][t] = lower_local(L);
-      Expr *wi = ADD(MUL(ADD(MUL(o, I(cpg)), cl), I(g.kh * g.kw)), I(t));
-      ks_append(&weights, ks_local(p, wl[b][t], DT_F32, lower_value(L, n->in[1], wi)));
-    }
-  }
+  Expr *cl = ivar(p, vc, cpg), *c = ADD(MUL(ivar(p, vg, G), I(cpg)), cl);
+  Expr *fi = ADD(MUL(ADD(MUL(V(vn), I(g.c)), c), I(hf * wf)), V(vf));
+  int acc = lower_local(L);
+  Stmt *weights = NULL, *col = ks_local(p, acc, DT_F32, kx_load(p, full, fi));
   for (int64_t t = 0; t < g.kh * g.kw; t++) {
     int64_t off = (t / g.kw) * g.dh * wf + (t % g.kw) * g.dw;
-    int xv = lower_local(L);
+    int wl = lower_local(L), xv = lower_local(L);
+    Expr *wi = ADD(MUL(ADD(MUL(o, I(cpg)), cl), I(g.kh * g.kw)), I(t));
+    ks_append(&weights, ks_local(p, wl, DT_F32, lower_value(L, n->in[1], wi)));
     Expr *xi = ADD(ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(len)), I(front - off)), V(vf));
     ks_append(&col, ks_local(p, xv, DT_F32, kx_load(p, xp, xi)));
-    for (int64_t b = 0; b < cb; b++)
-      ks_append(&col, ks_assign(p, acc[b], FADD(kx_local(p, acc[b], DT_F32),
-                                                 FMUL(kx_local(p, wl[b][t], DT_F32), kx_local(p, xv, DT_F32)))));
+    ks_append(&col, ks_assign(p, acc, FADD(kx_local(p, acc, DT_F32), FMUL(kx_local(p, wl, DT_F32), kx_local(p, xv, DT_F32)))));
   }
-  ks_append(&col, store);
+  ks_append(&col, ks_store(p, full, fi, kx_local(p, acc, DT_F32)));
   ks_append(&weights, ks_loop(p, vf, I(hf * wf), col));
-  ks_append(&all, ks_loop(p, vn, kx_dim(p, g.n), loop(p, vg, G, loop(p, vc, cpg / cb, loop(p, vo, opg, weights)))));
+  ks_append(&all, ks_loop(p, vn, kx_dim(p, g.n), ks_loop(p, vg, I(G), ks_loop(p, vc, I(cpg), reduce_loop(p, vo, opg, weights)))));
   return all;
 }
 

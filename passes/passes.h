@@ -20,6 +20,10 @@ void pass_dce(Graph *g);
  * are created once per Program and shared by every function. */
 void pass_lower(Program *p, Func *f);
 
+/* Applies the schedule's rules (schedule.c) to every kernel of p: the
+ * step between lowering and memory planning. */
+void pass_schedule(Program *p);
+
 /* Assigns arena offsets to BUF_TEMP buffers from their live ranges over
  * the kernels of every function (functions never run at the same time, so
  * their temporaries share the arena). */
@@ -183,6 +187,7 @@ int pass_grad_outputs_step(PassCtx *c);
 int pass_dce_step(PassCtx *c);
 int pass_fold_bn_step(PassCtx *c);
 int pass_lower_step(PassCtx *c);
+int pass_schedule_step(PassCtx *c);
 int pass_memplan_step(PassCtx *c);
 /* Replaces *c->g by *with (whose storage is then empty and freed). */
 void pass_ctx_replace_graph(PassCtx *c, Graph *with);

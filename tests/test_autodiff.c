@@ -664,6 +664,7 @@ static void check_backend_on_cases(const Backend *be) {
     cr_assert(g->nsyms == 0 || (g->nsyms == 1 && strcmp(g->syms[0].name, "N") == 0), "%s", cases[i].name);
     pass_lower(&p, kir_func(&p, arena_printf(&p.arena, "g_%s", cases[i].name), g));
   }
+  pass_schedule(&p);
   pass_memplan(&p);
   RtError err;
   CModule *m = be->build(&p, &err);
@@ -799,6 +800,7 @@ static void check_model(const char *model, const char *label) {
   kir_program_init(&p, &g);
   Func *f = kir_func(&p, "grads", &g);
   pass_lower(&p, f);
+  pass_schedule(&p);
   pass_memplan(&p);
   for (int be = 0; be < NBACKENDS; be++) {
     CModule *cm = backends[be].build(&p, &err);

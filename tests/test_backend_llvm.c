@@ -55,6 +55,7 @@ Test(backend_llvm, batch_above_the_compiled_maximum_is_refused) {
   RtError err;
   kir_program_init(&p, &k.g);
   pass_lower(&p, kir_func(&p, "forward", &k.g));
+  pass_schedule(&p);
   pass_memplan(&p);
   CModule *m = cg_jit_build(&p, &err);
   cr_assert_not_null(m, "%s", err.msg);
@@ -188,6 +189,7 @@ static void train_setup(TrainRun *r) {
   cr_assert_eq(pass_build_train(&r->m.g, r->m.train.loss, &o, &r->tg), 0);
   kir_program_init(&r->p, &r->m.g);
   pass_lower(&r->p, kir_func(&r->p, "train_step", &r->tg));
+  pass_schedule(&r->p);
   pass_memplan(&r->p);
   cr_assert_eq(rt_npy_read(FIXTURE("train/tiny.x.npy"), &r->x, &err), RT_OK, "%s", err.msg);
   cr_assert_eq(rt_npy_read(FIXTURE("train/tiny.y.npy"), &r->y, &err), RT_OK, "%s", err.msg);

@@ -67,6 +67,7 @@ static void run_graph(Graph *g, RtTensor *vals, int64_t n, int backend) {
   Program p;
   kir_program_init(&p, g);
   pass_lower(&p, kir_func(&p, "f", g));
+  pass_schedule(&p);
   pass_memplan(&p);
   CModule *mod = backend == 2 ? cg_jit_build(&p, &err) : cg_c_build(&p, "-O1 -Wall -Wextra -pedantic -Werror", &err);
   cr_assert_not_null(mod, "%s", err.msg);

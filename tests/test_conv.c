@@ -164,6 +164,7 @@ Test(conv, c_backend_gradients_match_pytorch, .timeout = 300) {
   kir_program_init(&p, &header);
   for (int i = 0; i < n; i++)
     pass_lower(&p, kir_func(&p, arena_printf(&p.arena, "g_%s", cases[i].c->name), &cases[i].grad));
+  pass_schedule(&p);
   pass_memplan(&p);
   RtError err;
   CModule *m = cg_c_build(&p, FAST_CFLAGS, &err);
@@ -340,6 +341,7 @@ Test(conv, small_cnn_gradients_agree_between_backends, .init = setup, .fini = te
   Program p;
   kir_program_init(&p, &g);
   pass_lower(&p, kir_func(&p, "grads", &g));
+  pass_schedule(&p);
   pass_memplan(&p);
   CModule *mod = cg_c_build(&p, FAST_CFLAGS, &err);
   cr_assert_not_null(mod, "%s", err.msg);

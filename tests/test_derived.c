@@ -223,6 +223,7 @@ static void step_setup(Step *s, Diags *d, int64_t max) {
   cr_assert_eq(pass_build_train(&s->m.g, s->m.train.loss, &o, &s->tg), 0);
   kir_program_init(&s->p, &s->m.g);
   pass_lower(&s->p, kir_func(&s->p, "train_step", &s->tg));
+  pass_schedule(&s->p);
   pass_memplan(&s->p);
 }
 

@@ -64,6 +64,7 @@ static void check_golden(const char *step) {
 }
 
 Test(kernel, golden_dump_after_lower) { check_golden("lower"); }
+Test(kernel, golden_dump_after_schedule) { check_golden("schedule"); }
 Test(kernel, golden_dump_after_memplan) { check_golden("memplan"); }
 
 Test(kernel, dump_shows_offsets_only_after_memplan) {
@@ -510,6 +511,7 @@ Test(kernel_verify, every_sample_training_and_gradient_program, .timeout = 300) 
     pass_lower(&p, kir_func(&p, "eval_step", &eg));
     pass_lower(&p, kir_func(&p, "grads", &gg));
     cr_expect_eq(kir_verify(&p, &d), 0, "%s: the lowered training program does not verify", samples[i]);
+    pass_schedule(&p);
     pass_memplan(&p);
     cr_expect_eq(kir_verify(&p, &d), 0, "%s: the planned training program does not verify", samples[i]);
     kir_program_free(&p);

@@ -1,0 +1,61 @@
+/*
+ * schedule.h — the primitives the schedule step's rules are built from
+ * (schedule.c).  Each rewrites one loop nest of kernel k in place and
+ * returns 0, or -1 (leaving the kernel as it was) when the nest does not
+ * have the form it needs.  None checks that its rewrite keeps the
+ * program's meaning beyond that form: the rule that calls it knows why it
+ * does (each rule says so).  Loops are named by the slot that holds them
+ * (the `next` or `body` pointer, or the kernel's body), so a primitive can
+ * replace a loop by several statements.
+ */
+#ifndef DLC_SCHEDULE_H
+#define DLC_SCHEDULE_H
+
+#include "passes/passes.h"
+
+/* for v < E { B }  ->  for v < E step w { for u < w { B[v := v + u] } }
+ * (E a constant multiple of w); the inner loop keeps the kind and axis.
+ * Returns the inner loop's variable, or -1. */
+int sched_split(Program *p, Kernel *k, Stmt *loop, int64_t w);
+/* Swaps a loop with the one loop that is its whole body. */
+int sched_reorder(Stmt *outer);
+/* Replaces the loop (constant extent) by its body once per iteration, the
+ * variable substituted; locals and loops declared in the copies are
+ * renamed. */
+int sched_unroll(Program *p, Kernel *k, Stmt **slot);
+/* *decl is `local a = 0.0`, outer a loop after it in the same block whose
+ * body is one loop of constant power-of-two extent w in which a is only
+ * updated as a = a + e.  The accumulator becomes a tile of w partial sums
+ * (element u gathers the iterations of the inner loop's u), and after
+ * outer `local a = ` their pairwise sum ((t0 + t[w/2]) + ...). */
+int sched_promote(Program *p, Kernel *k, Stmt **decl, Stmt *outer);
+/* A local array (*decl) indexed only by constants becomes one scalar
+ * local per element. */
+int sched_scalarize(Program *p, Kernel *k, Stmt **decl);
+/* Splits the loop by f and jams the f copies of its body: loops whose
+ * extent does not depend on the variable are kept once with their bodies
+ * jammed, every other statement is repeated for each copy (locals
+ * renamed per copy), except a local whose value is the same in every copy
+ * and is never assigned: it is computed once and shared.  A loop left
+ * with one iteration is dropped. */
+int sched_unroll_jam(Program *p, Kernel *k, Stmt **slot, int64_t f);
+/* `local a = 0.0; for .. { a = a + e }; buf[i] = a [+ b]` (decl at *decl)
+ * -> `buf[i] = b (or 0.0); for .. { buf[i] = buf[i] + e }`: the sum is
+ * kept in the output, starting from b. */
+int sched_accumulate_in_place(Program *p, Stmt **decl);
+/* for v { S; R }  ->  for v { S } for v' { R } (v' a fresh variable). */
+int sched_fission(Program *p, Kernel *k, Stmt *loop);
+/* Loads in the loop's body whose index uses no variable bound in the loop
+ * and no local, from a buffer the loop does not store to, are read once
+ * into locals declared before the loop. */
+int sched_hoist(Program *p, Kernel *k, Stmt **slot);
+/* Marks a loop parallel or vector (a promise its iterations are
+ * independent; marks only, nothing runs differently yet). */
+int sched_mark(Stmt *loop, LoopKind kind);
+/* Replaces every loop of extent 1 in the block by its body, var := 0. */
+void sched_drop_unit_loops(Program *p, Stmt **slot);
+
+/* The schedule of one kernel: every rule that applies. */
+void sched_kernel(Program *p, Func *f, Kernel *k);
+
+#endif

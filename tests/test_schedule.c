@@ -1,0 +1,390 @@
+/*
+ * test_schedule.c — the schedule's primitives on small hand-built
+ * kernels, and its rules on lowered models.
+ *
+ * Each primitive rewrites the plain nest of a dense layer (y = x W^T + b,
+ * 4 rows, K = 32, 4 outputs, one dot product per output as the lowering
+ * writes it): the dump shows the rewrite, the verifier accepts it, and
+ * the C backend and the JIT compute what the unscheduled kernel computes
+ * (exactly when no sum is reordered, to rounding when one is).  Forms a
+ * primitive does not handle are refused and leave the kernel as it was.
+ * The rules are checked on lowered models: which kernels they rewrite and
+ * into what, and that every backend agrees after them (the backend
+ * agreement suites run every model through the schedule as well).
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/codegen.h"
+#include "passes/schedule.h"
+#include "tests/testutil.h"
+
+enum { R = 4, K = 32, J = 4 };
+
+typedef struct Kit {
+  Graph g;
+  Program p;
+  Diags d;
+  char *msgs;
+  size_t len;
+  FILE *f;
+  Func *fn;
+  Kernel *k;
+  int x, w, b, y;
+  /* the loops and the accumulator of the plain nest */
+  Stmt *rows, *cols, *dot;
+} Kit;
+
+static int arg_buffer(Kit *t, BufKind kind, const char *name, int64_t n) {
+  Shape s = {1, {n}};
+  int b = kir_buffer(&t->p, kind, DT_F32, name, &s, -1);
+  t->p.bufs[b].arg = t->fn->nargs;
+  t->fn->args[t->fn->nargs++] = b;
+  return b;
+}
+
+/* for i0 < R { for i1 < J { local v0 = 0.0
+ *   for i2 < K reduce { v0 = v0 + x[i0 * K + i2] * w[i1 * K + i2] }
+ *   y[i0 * J + i1] = v0 + b[i1] } } */
+static void kit_init(Kit *t) {
+  t->msgs = NULL;
+  t->f = open_memstream(&t->msgs, &t->len);
+  diag_init(&t->d, t->f);
+  ir_graph_init(&t->g, "kit", &t->d);
+  kir_program_init(&t->p, &t->g);
+  Program *p = &t->p;
+  t->fn = kir_func(p, "forward", &t->g);
+  t->fn->args = arena_alloc(&p->arena, 4 * sizeof(int));
+  t->x = arg_buffer(t, BUF_INPUT, "x", R * K);
+  t->w = arg_buffer(t, BUF_INPUT, "w", J * K);
+  t->b = arg_buffer(t, BUF_INPUT, "b", J);
+  t->y = arg_buffer(t, BUF_OUTPUT, "y", R * J);
+  Expr *r = kx_var(p, 0), *j = kx_var(p, 1), *k = kx_var(p, 2);
+  Expr *xv = kx_load(p, t->x, kx_iadd(p, kx_imul(p, r, kx_i(p, K)), k));
+  Expr *wv = kx_load(p, t->w, kx_iadd(p, kx_imul(p, j, kx_i(p, K)), k));
+  t->dot = ks_loop(p, 2, kx_i(p, K), ks_assign(p, 0, kx_bin(p, BIN_ADD, kx_local(p, 0, DT_F32), kx_bin(p, BIN_MUL, xv, wv))));
+  t->dot->loop = LOOP_REDUCE;
+  Stmt *body = ks_local(p, 0, DT_F32, kx_f(p, 0));
+  ks_append(&body, t->dot);
+  ks_append(&body, ks_store(p, t->y, kx_iadd(p, kx_imul(p, r, kx_i(p, J)), j),
+                            kx_bin(p, BIN_ADD, kx_local(p, 0, DT_F32), kx_load(p, t->b, j))));
+  t->cols = ks_loop(p, 1, kx_i(p, J), body);
+  t->rows = ks_loop(p, 0, kx_i(p, R), t->cols);
+  t->k = kir_kernel(p, t->fn, "dense", (SrcLoc){0});
+  t->k->body = t->rows;
+  t->k->nvars = 3;
+  t->k->nlocals = 1;
+}
+
+static void kit_free(Kit *t) {
+  fclose(t->f);
+  free(t->msgs);
+  kir_program_free(&t->p);
+  ir_graph_free(&t->g);
+}
+
+static char *dump(const Program *p) {
+  char *text = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&text, &n);
+  kir_dump(p, f);
+  fclose(f);
+  return text;
+}
+
+static void expect_verifies(Kit *t) {
+  int bad = kir_verify(&t->p, &t->d);
+  fflush(t->f);
+  char *text = dump(&t->p);
+  cr_expect_eq(bad, 0, "%s\n%s", t->msgs ? t->msgs : "", text);
+  free(text);
+}
+
+/* Runs the program with fixed inputs through build; y gets the output. */
+static void run(const Program *p, CModule *(*build)(const Program *, RtError *), float *y) {
+  float x[R * K], w[J * K], b[J];
+  for (int i = 0; i < R * K; i++) x[i] = (float)sin(0.37 * i) * 1.5f;
+  for (int i = 0; i < J * K; i++) w[i] = (float)cos(0.11 * i + 0.5);
+  for (int i = 0; i < J; i++) b[i] = 0.25f * (float)(i + 1);
+  RtError err;
+  CModule *m = build(p, &err);
+  cr_assert_not_null(m, "%s", err.msg);
+  void *args[4] = {x, w, b, y};
+  cr_assert_eq(cg_c_call(m, "forward", NULL, args, &err), RT_OK, "%s", err.msg);
+  cg_c_free(m);
+}
+
+static CModule *build_c(const Program *p, RtError *err) { return cg_c_build(p, "-O1 -Wall -Wextra -Werror", err); }
+
+/* The unscheduled kit's result. */
+static void reference(float *y) {
+  Kit t;
+  kit_init(&t);
+  run(&t.p, cg_jit_build, y);
+  kit_free(&t);
+}
+
+/* The scheduled kernel computes the reference on both backends: exactly,
+ * or within tol when a sum was reassociated. */
+static void expect_same_results(Kit *t, double tol) {
+  expect_verifies(t);
+  float want[R * J], c[R * J], jit[R * J];
+  reference(want);
+  run(&t->p, build_c, c);
+  run(&t->p, cg_jit_build, jit);
+  for (int i = 0; i < R * J; i++) {
+    if (tol == 0) {
+      cr_expect(c[i] == want[i] && jit[i] == want[i], "y[%d]: C %.9g, JIT %.9g, want %.9g", i, c[i], jit[i], want[i]);
+    } else {
+      cr_expect_float_eq(c[i], want[i], tol, "C y[%d] = %.9g, want %.9g", i, c[i], want[i]);
+      cr_expect_float_eq(jit[i], want[i], tol, "JIT y[%d] = %.9g, want %.9g", i, jit[i], want[i]);
+    }
+  }
+}
+
+static void expect_in(const Program *p, const char *what) {
+  char *text = dump(p);
+  cr_expect(strstr(text, what) != NULL, "no '%s' in\n%s", what, text);
+  free(text);
+}
+
+static void expect_not_in(const Program *p, const char *what) {
+  char *text = dump(p);
+  cr_expect(strstr(text, what) == NULL, "'%s' left in\n%s", what, text);
+  free(text);
+}
+
+/* --- primitives --------------------------------------------------------------------- */
+
+Test(schedule, split_makes_a_stepped_loop_around_an_inner_one) {
+  Kit t;
+  kit_init(&t);
+  cr_assert_eq(sched_split(&t.p, t.k, t.dot, 8), 3);
+  expect_in(&t.p, "for i2 < 32 step 8 reduce {\n");
+  expect_in(&t.p, "for i3 < 8 reduce axis 2 {\n");
+  expect_in(&t.p, "b0[i0 * 32 + (i2 + i3)]");
+  expect_same_results(&t, 0);
+  kit_free(&t);
+}
+
+Test(schedule, split_refuses_an_extent_it_does_not_divide) {
+  Kit t;
+  kit_init(&t);
+  char *before = dump(&t.p);
+  cr_expect_eq(sched_split(&t.p, t.k, t.dot, 5), -1);
+  char *after = dump(&t.p);
+  cr_expect_str_eq(after, before);
+  free(before);
+  free(after);
+  kit_free(&t);
+}
+
+Test(schedule, unroll_repeats_the_body_with_the_variable_substituted) {
+  Kit t;
+  kit_init(&t);
+  cr_assert_eq(sched_split(&t.p, t.k, t.dot, 4), 3);
+  cr_assert_eq(sched_unroll(&t.p, t.k, &t.dot->body), 0);
+  expect_not_in(&t.p, "i3");
+  expect_in(&t.p, "v0 = v0 + b0[i0 * 32 + i2] * b1[i1 * 32 + i2]\n");
+  expect_in(&t.p, "v0 = v0 + b0[i0 * 32 + (i2 + 3)] * b1[i1 * 32 + (i2 + 3)]\n");
+  expect_same_results(&t, 0);
+  kit_free(&t);
+}
+
+Test(schedule, unroll_renames_the_locals_of_each_copy) {
+  Kit t;
+  kit_init(&t);
+  /* unroll the loop over outputs: each copy declares its own accumulator */
+  cr_assert_eq(sched_unroll(&t.p, t.k, &t.rows->body), 0);
+  expect_in(&t.p, "local v0: f32 = 0.0\n");
+  expect_in(&t.p, "local v1: f32 = 0.0\n");
+  expect_in(&t.p, "b3[i0 * 4 + 3] = v3 + b2[3]\n");
+  expect_same_results(&t, 0);
+  kit_free(&t);
+}
+
+Test(schedule, promote_keeps_partial_sums_and_adds_them_pairwise) {
+  Kit t;
+  kit_init(&t);
+  cr_assert_eq(sched_split(&t.p, t.k, t.dot, 4), 3);
+  cr_assert_eq(sched_promote(&t.p, t.k, &t.cols->body, t.dot), 0);
+  expect_in(&t.p, "local v1: f32[4] = 0.0\n");
+  expect_in(&t.p, "v1[i3] = v1[i3] + b0[i0 * 32 + (i2 + i3)]");
+  expect_in(&t.p, "local v0: f32 = v1[0] + v1[2] + (v1[1] + v1[3])\n");
+  expect_same_results(&t, 1e-5);
+  kit_free(&t);
+}
+
+Test(schedule, promote_refuses_an_accumulator_not_starting_at_zero) {
+  Kit t;
+  kit_init(&t);
+  cr_assert_eq(sched_split(&t.p, t.k, t.dot, 4), 3);
+  t.cols->body->value = kx_f(&t.p, 1);
+  cr_expect_eq(sched_promote(&t.p, t.k, &t.cols->body, t.dot), -1);
+  cr_expect_eq(t.cols->body->count, 0);
+  kit_free(&t);
+}
+
+Test(schedule, scalarize_turns_a_constant_indexed_tile_into_locals) {
+  Kit t;
+  kit_init(&t);
+  cr_assert_eq(sched_split(&t.p, t.k, t.dot, 4), 3);
+  cr_assert_eq(sched_promote(&t.p, t.k, &t.cols->body, t.dot), 0);
+  /* before unrolling the lanes the tile is indexed by i3: refused */
+  cr_expect_eq(sched_scalarize(&t.p, t.k, &t.cols->body), -1);
+  cr_assert_eq(sched_unroll(&t.p, t.k, &t.dot->body), 0);
+  cr_assert_eq(sched_scalarize(&t.p, t.k, &t.cols->body), 0);
+  expect_not_in(&t.p, "f32[4] = ");
+  expect_in(&t.p, "local v0: f32 = v2 + v4 + (v3 + v5)\n");
+  expect_same_results(&t, 1e-5);
+  kit_free(&t);
+}
+
+Test(schedule, reorder_swaps_two_loops) {
+  Kit t;
+  kit_init(&t);
+  cr_assert_eq(sched_reorder(t.rows), 0);
+  expect_in(&t.p, "for i1 < 4 {\n      for i0 < 4 {\n");
+  expect_same_results(&t, 0);
+  /* the j loop's body is three statements: not a perfect nest */
+  cr_expect_eq(sched_reorder(t.rows->body), -1);
+  kit_free(&t);
+}
+
+Test(schedule, unroll_and_jam_shares_what_the_copies_have_in_common) {
+  Kit t;
+  kit_init(&t);
+  /* hoist x[r, k] into a local first: the copies over j share it */
+  Stmt *xv = ks_local(&t.p, 1, DT_F32, t.dot->body->value->b->a);
+  t.k->nlocals = 2;
+  t.dot->body->value->b->a = kx_local(&t.p, 1, DT_F32);
+  xv->next = t.dot->body;
+  t.dot->body = xv;
+  cr_assert_eq(sched_unroll_jam(&t.p, t.k, &t.rows->body, 2), 0);
+  expect_in(&t.p, "for i1 < 4 step 2 {\n");
+  expect_in(&t.p, "local v0: f32 = 0.0\n        local v2: f32 = 0.0\n        for i2 < 32 reduce {\n"
+                  "          local v1: f32 = b0[i0 * 32 + i2]\n"
+                  "          v0 = v0 + v1 * b1[i1 * 32 + i2]\n"
+                  "          v2 = v2 + v1 * b1[(i1 + 1) * 32 + i2]\n");
+  expect_same_results(&t, 0);
+  kit_free(&t);
+}
+
+Test(schedule, unroll_and_jam_drops_a_loop_left_with_one_iteration) {
+  Kit t;
+  kit_init(&t);
+  cr_assert_eq(sched_unroll_jam(&t.p, t.k, &t.rows->body, 4), 0);
+  expect_not_in(&t.p, "i1");
+  expect_in(&t.p, "b3[i0 * 4 + 3] = v3 + b2[3]\n");
+  expect_same_results(&t, 0);
+  kit_free(&t);
+}
+
+Test(schedule, row_order_from_accumulate_fission_reorder_hoist) {
+  Kit t;
+  kit_init(&t);
+  cr_assert_eq(sched_accumulate_in_place(&t.p, &t.cols->body), 0);
+  expect_in(&t.p, "b3[i0 * 4 + i1] = b2[i1]\n        for i2 < 32 reduce {\n"
+                  "          b3[i0 * 4 + i1] = b3[i0 * 4 + i1] + b0[i0 * 32 + i2] * b1[i1 * 32 + i2]\n");
+  cr_assert_eq(sched_fission(&t.p, t.k, t.cols), 0);
+  Stmt *second = t.cols->next;
+  cr_assert_eq(sched_reorder(second), 0);
+  cr_assert_eq(sched_hoist(&t.p, t.k, &second->body), 0);
+  expect_in(&t.p, "for i2 < 32 reduce {\n        local v1: f32 = b0[i0 * 32 + i2]\n        for i3 < 4 axis 1 {\n"
+                  "          b3[i0 * 4 + i3] = b3[i0 * 4 + i3] + v1 * b1[i3 * 32 + i2]\n");
+  /* the sums now start at the bias: equal to rounding */
+  expect_same_results(&t, 1e-5);
+  kit_free(&t);
+}
+
+Test(schedule, hoist_leaves_loads_that_vary_or_are_stored) {
+  Kit t;
+  kit_init(&t);
+  /* every load in the dot loop uses k */
+  cr_expect_eq(sched_hoist(&t.p, t.k, &t.cols->body->next), -1);
+  kit_free(&t);
+}
+
+Test(schedule, marks_and_unit_loops) {
+  Kit t;
+  kit_init(&t);
+  cr_assert_eq(sched_mark(t.rows, LOOP_PARALLEL), 0);
+  cr_assert_eq(sched_mark(t.cols, LOOP_VECTOR), 0);
+  cr_expect_eq(sched_mark(t.cols, LOOP_UNROLL), -1);
+  expect_in(&t.p, "for i0 < 4 parallel {\n      for i1 < 4 vector {\n");
+  expect_same_results(&t, 0);
+  t.rows->extent = kx_i(&t.p, 1);
+  sched_drop_unit_loops(&t.p, &t.k->body);
+  expect_not_in(&t.p, "i0");
+  expect_in(&t.p, "b3[i1] = v0 + b2[i1]\n");
+  kit_free(&t);
+}
+
+/* --- rules on lowered models -------------------------------------------------------- */
+
+static char *dump_model(const char *src, const char *step, const char *max) {
+  char path[] = "/tmp/dlc_sched_XXXXXX.dl";
+  int fd = mkstemps(path, 3);
+  cr_assert(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  fputs(src, f);
+  fclose(f);
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s/dlc %s --max %s --dump-after=%s --verify -o /dev/null 2>&1", DLC_BUILD_DIR, path, max, step);
+  FILE *pipe = popen(cmd, "r");
+  cr_assert_not_null(pipe);
+  char *text = NULL;
+  size_t n = 0;
+  FILE *out = open_memstream(&text, &n);
+  char buf[4096];
+  size_t got;
+  while ((got = fread(buf, 1, sizeof buf, pipe)) > 0) fwrite(buf, 1, got, out);
+  fclose(out);
+  cr_expect_eq(pclose(pipe), 0, "%s", text);
+  remove(path);
+  return text;
+}
+
+static const char *dense_model = "model d\ninput x: f32[N, 32]\noutput y = dense(x, 4)\n";
+
+Test(schedule, lanes_rule_for_few_rows) {
+  char *text = dump_model(dense_model, "schedule", "N=1");
+  cr_expect(strstr(text, "for i2 < 32 step 16 reduce {\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "local v0: f32 = v2 + v10 + (v6 + v14)") != NULL, "%s", text);
+  cr_expect(strstr(text, "for i0 < N parallel {\n") != NULL, "%s", text);
+  free(text);
+}
+
+Test(schedule, lanes_rule_needs_k_a_multiple_of_16) {
+  char *text = dump_model("model d\ninput x: f32[N, 24]\noutput y = dense(x, 4)\n", "schedule", "N=1");
+  cr_expect(strstr(text, "for i2 < 24 reduce {\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "step") == NULL, "%s", text);
+  free(text);
+}
+
+Test(schedule, row_rule_from_8_rows) {
+  char *text = dump_model(dense_model, "schedule", "N=8");
+  cr_expect(strstr(text, "derived y.weight.T : f32[32, 4]") != NULL, "%s", text);
+  cr_expect(strstr(text, "b3[i0 * 4 + i3] = b3[i0 * 4 + i3] + v1 * b4[i2 * 4 + i3]") != NULL, "%s", text);
+  free(text);
+}
+
+/* A computed weight has no derived layout: the kernel copies it. */
+Test(schedule, row_rule_copies_a_computed_weight) {
+  char *text = dump_model("model d\ninput x: f32[N, 32]\ninput w: f32[4, 32]\noutput y = linear(x, w)\n", "schedule",
+                          "N=8");
+  cr_expect(strstr(text, "temp weight_t : f32[32, 4]") != NULL, "%s", text);
+  cr_expect(strstr(text, "func prepare") == NULL, "%s", text);
+  free(text);
+}
+
+Test(schedule, channel_block_rule) {
+  /* 6 output channels: blocks of 2; the conv_transpose2d of 8: of 4 */
+  char *text = dump_model("model c\ninput x: f32[N, 1, 8, 8]\nh = conv2d(x, 6, kernel=3)\n"
+                          "output y = conv_transpose2d(h, 8, kernel=3)\n", "schedule", "N=2");
+  cr_expect(strstr(text, "step 2 {") != NULL, "conv2d blocked by 2:\n%s", text);
+  cr_expect(strstr(text, "step 4 {") != NULL, "conv_transpose2d blocked by 4:\n%s", text);
+  free(text);
+}
