@@ -472,6 +472,7 @@ static RtStatus run_broken(const Broken *b, int plan, RtError *err) {
   Program p;
   kir_program_init(&p, &m.g);
   pass_lower(&p, kir_func(&p, "forward", &m.g));
+  pass_schedule(&p);
   if (plan) pass_memplan(&p);
   Func *f = &p.funcs[0];
   b->brk(&p, &f->kernels[b->kernel]);
