@@ -56,6 +56,7 @@ static inline void run_case(Case *k, const OpCase *c, BuildFn build, RtTensor *g
   RtError err;
   kir_program_init(&p, &k->g);
   pass_lower(&p, kir_func(&p, "forward", &k->g));
+  pass_schedule(&p);
   pass_memplan(&p);
   CModule *m = build(&p, &err);
   cr_assert_not_null(m, "%s: %s", c->name, err.msg);

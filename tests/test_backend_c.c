@@ -34,6 +34,7 @@ static int compile_with(const char *cc, Case *k, const char *dir) {
   Program p;
   kir_program_init(&p, &k->g);
   pass_lower(&p, kir_func(&p, "forward", &k->g));
+  pass_schedule(&p);
   pass_memplan(&p);
   char cpath[600], hpath[600], cmd[2048];
   snprintf(cpath, sizeof cpath, "%s/m.c", dir);
@@ -78,6 +79,7 @@ Test(backend_c, batch_above_the_compiled_maximum_is_refused) {
   RtError err;
   kir_program_init(&p, &k.g);
   pass_lower(&p, kir_func(&p, "forward", &k.g));
+  pass_schedule(&p);
   pass_memplan(&p);
   CModule *m = cg_c_build(&p, FAST_CFLAGS, &err);
   cr_assert_not_null(m, "%s", err.msg);
@@ -132,6 +134,7 @@ static void check_sample(const char *name) {
   Program p;
   kir_program_init(&p, g);
   pass_lower(&p, kir_func(&p, "forward", g));
+  pass_schedule(&p);
   pass_memplan(&p);
   CModule *mod = cg_c_build(&p, FAST_CFLAGS, &err);
   cr_assert_not_null(mod, "%s: %s", name, err.msg);

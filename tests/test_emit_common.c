@@ -218,6 +218,7 @@ static void train_setup(TrainProg *t) {
   cr_assert_eq(pass_build_train(&t->m.g, t->m.train.loss, &o, &t->tg), 0);
   kir_program_init(&t->p, &t->m.g);
   pass_lower(&t->p, kir_func(&t->p, "train_step", &t->tg));
+  pass_schedule(&t->p);
   pass_memplan(&t->p);
 }
 

@@ -362,15 +362,17 @@ Test(steps, every_sample_is_in_the_table) {
 
 /* --- the op cases ------------------------------------------------------------------------------- */
 
-/* Case k's program under keval after each of lower and memplan. */
+/* Case k's program under keval after each of lower, schedule and memplan. */
 static void op_case_steps(Case *k, const OpCase *c) {
   Program p;
   RtError err;
   kir_program_init(&p, &k->g);
   pass_lower(&p, kir_func(&p, "forward", &k->g));
   const RtTensor *want = &k->vals[k->g.outputs[0].id];
-  for (int step = 0; step < 2; step++) {
-    if (step) pass_memplan(&p);
+  static const char *const steps[] = {"lower", "schedule", "memplan"};
+  for (int step = 0; step < 3; step++) {
+    if (step == 1) pass_schedule(&p);
+    if (step == 2) pass_memplan(&p);
     const Func *f = &p.funcs[0];
     RtTensor got;
     cr_assert_eq(rt_tensor_alloc(&got, want->dtype, want->rank, want->shape, &err), RT_OK);
@@ -383,7 +385,7 @@ static void op_case_steps(Case *k, const OpCase *c) {
     KevalArgs ka = {k->sym, args, NULL};
     cr_expect_eq(kir_eval(&p, f, &ka, &err), RT_OK, "%s: %s", c->name, err.msg);
     char what[128];
-    snprintf(what, sizeof what, "%s after %s", c->name, step ? "memplan" : "lower");
+    snprintf(what, sizeof what, "%s after %s", c->name, steps[step]);
     agree(what, want->dtype, got.data, want->data, rt_tensor_numel(want), TOL);
     rt_tensor_free(&got);
   }
