@@ -15,8 +15,8 @@
  * exactly.  Temporaries and outputs start as NaN, so a value read before
  * it is written shows.
  *
- * The op-case table (op_cases.h) runs through keval after lower and after
- * memplan as the compiled backends run it, and hand-broken programs are
+ * The op-case table (op_cases.h) runs through keval after lower, schedule
+ * and memplan, as the compiled backends run it, and hand-broken programs are
  * reported with a message, not crashed on.
  */
 #include <criterion/criterion.h>
