@@ -9,7 +9,7 @@
  * A rule is keyed by op: it looks at the node's shapes, finds its loops by
  * their kinds and nesting, and applies primitives: split, reorder,
  * unroll, promote an accumulator to a tile of partial sums, unroll and
- * jam, fission, hoist, accumulate in place, mark parallel.  Primitives
+ * jam, fission, hoist, accumulate in place, vectorise, mark parallel.  Primitives
  * check only the form of the nest they rewrite; whether the rewrite keeps
  * the meaning is the rule's to know, and each rule says in one comment
  * when it applies and why it is sound.  The rules keep the summation order
@@ -491,6 +491,65 @@ int sched_hoist(Program *p, Kernel *k, Stmt **slot) {
   if (!h.decls) return -1;
   *h.tail = l;
   *slot = h.decls;
+  return 0;
+}
+
+/* Whether index e is v plus terms free of v: consecutive iterations of v
+ * then touch consecutive elements. */
+static int unit_stride(const Expr *e, int v) {
+  if (e->kind == EX_VAR) return e->id == v;
+  if (e->kind != EX_BINARY || e->op != BIN_ADD || e->lanes != 1) return 0;
+  int a = expr_uses(e->a, EX_VAR, v), b = expr_uses(e->b, EX_VAR, v);
+  return a != b && unit_stride(a ? e->a : e->b, v);
+}
+
+typedef struct Vec {
+  Program *p;
+  int var, w;
+} Vec;
+
+/* The w-lane form of scalar e in the loop over V->var, or NULL: what does
+ * not depend on the variable is broadcast, loads at unit stride take w
+ * lanes, arithmetic and casts are lane-wise; anything else (the variable
+ * as a value, comparisons, selects, guarded loads, rand) is refused. */
+static Expr *vec_expr(const Vec *V, const Expr *e) {
+  if (e->lanes != 1) return NULL;
+  if (!expr_uses(e, EX_VAR, V->var)) return kx_broadcast(V->p, (Expr *)e, V->w);
+  Expr *a = NULL, *b = NULL;
+  switch (e->kind) {
+  case EX_LOAD:
+    return !e->b && unit_stride(e->a, V->var) ? kx_load_lanes(V->p, e->id, e->a, V->w) : NULL;
+  case EX_UNARY:
+    return (a = vec_expr(V, e->a)) ? kx_un(V->p, (UnOp)e->op, a) : NULL;
+  case EX_CAST:
+    return (a = vec_expr(V, e->a)) ? kx_cast(V->p, e->type, a) : NULL;
+  case EX_BINARY:
+    if (e->type == DT_BOOL || e->a->type == DT_BOOL) return NULL;
+    a = vec_expr(V, e->a), b = a ? vec_expr(V, e->b) : NULL;
+    return b ? kx_bin(V->p, (BinOp)e->op, a, b) : NULL;
+  case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_LOCAL: case EX_SELECT: case EX_RAND:
+  case EX_BROADCAST: case EX_REDUCE:
+    return NULL;
+  }
+  return NULL;
+}
+
+int sched_vectorize(Program *p, Stmt *l, int w) {
+  if (!l || l->kind != ST_LOOP || l->step != 1 || l->loop == LOOP_REDUCE || !kir_lanes_ok(w) || w < 2 ||
+      !is_const(l->extent) || l->extent->i % w)
+    return -1;
+  Vec V = {p, l->id, w};
+  Stmt *head = NULL, **tail = &head;
+  for (const Stmt *s = l->body; s; s = s->next) {
+    Expr *v = s->kind == ST_STORE && unit_stride(s->index, l->id) ? vec_expr(&V, s->value) : NULL;
+    if (!v) return -1;
+    *tail = ks_store(p, s->id, s->index, v);
+    tail = &(*tail)->next;
+  }
+  l->body = head;
+  l->step = w;
+  l->width = w;
+  l->loop = LOOP_VECTOR;
   return 0;
 }
 

@@ -49,6 +49,16 @@ int sched_fission(Program *p, Kernel *k, Stmt *loop);
  * and no local, from a buffer the loop does not store to, are read once
  * into locals declared before the loop. */
 int sched_hoist(Program *p, Kernel *k, Stmt **slot);
+/* for v < E { stores } -> for v < E step w vector width w { the same
+ * stores in w lanes } (E a constant multiple of w, w a lane count): every
+ * statement of the body is a store at an index v + (terms free of v),
+ * and its value is lane-wise arithmetic of loads at such indices and of
+ * values free of v (broadcast).  Lane k of iteration v is the scalar
+ * loop's iteration v + k, computed the same way, so results are
+ * bit-identical; that the iterations are independent is the rule's to
+ * know.  No rule vectorises yet: the emitted C is vectorised by the C
+ * compiler, and the LLVM pipeline's loop vectoriser does the same. */
+int sched_vectorize(Program *p, Stmt *loop, int w);
 /* Marks a loop parallel or vector (a promise its iterations are
  * independent; marks only, nothing runs differently yet). */
 int sched_mark(Stmt *loop, LoopKind kind);

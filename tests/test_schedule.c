@@ -322,6 +322,61 @@ Test(schedule, marks_and_unit_loops) {
   kit_free(&t);
 }
 
+/* for i0 < R { for i1 < J { y[i0 * J + i1] = (b[i1] * 2.0 + x[i0 * K]) * w[8 + i1] } } */
+static Stmt *bias_nest(Kit *t) {
+  Program *p = &t->p;
+  Expr *r = kx_var(p, 0), *j = kx_var(p, 1);
+  Expr *v = kx_bin(p, BIN_ADD, kx_bin(p, BIN_MUL, kx_load(p, t->b, j), kx_f(p, 2)),
+                   kx_load(p, t->x, kx_imul(p, r, kx_i(p, K))));
+  v = kx_bin(p, BIN_MUL, v, kx_load(p, t->w, kx_iadd(p, kx_i(p, 8), j)));
+  Stmt *in = ks_loop(p, 1, kx_i(p, J), ks_store(p, t->y, kx_iadd(p, kx_imul(p, r, kx_i(p, J)), j), v));
+  return ks_loop(p, 0, kx_i(p, R), in);
+}
+
+Test(schedule, vectorize_gives_lanes_with_the_scalar_results) {
+  Kit t;
+  kit_init(&t);
+  t.k->body = bias_nest(&t);
+  float want[R * J], c[R * J], jit[R * J];
+  run(&t.p, cg_jit_build, want);
+  cr_assert_eq(sched_vectorize(&t.p, t.k->body->body, 4), 0);
+  expect_in(&t.p, "for i1 < 4 step 4 vector width 4 {\n");
+  expect_in(&t.p, " b3<4>[i0 * 4 + i1] = (b2<4>[i1] * bcast(2.0, 4) + bcast(b0[i0 * 32], 4)) * b1<4>[8 + i1]\n");
+  expect_verifies(&t);
+  run(&t.p, build_c, c);
+  run(&t.p, cg_jit_build, jit);
+  for (int i = 0; i < R * J; i++)
+    cr_expect(c[i] == want[i] && jit[i] == want[i], "y[%d]: C %.9g, JIT %.9g, want %.9g", i, c[i], jit[i], want[i]);
+  kit_free(&t);
+}
+
+Test(schedule, vectorize_refuses_what_lanes_cannot_say) {
+  Kit t;
+  kit_init(&t);
+  /* a reduction loop; a body that is not only stores */
+  cr_expect_eq(sched_vectorize(&t.p, t.dot, 4), -1);
+  cr_expect_eq(sched_vectorize(&t.p, t.cols, 4), -1);
+  /* a width that does not divide the extent, or is no lane count */
+  t.k->body = bias_nest(&t);
+  cr_expect_eq(sched_vectorize(&t.p, t.k->body->body, 8), -1);
+  cr_expect_eq(sched_vectorize(&t.p, t.k->body->body, 3), -1);
+  /* the outer loop: its index is i0 * 4 + i1, not unit stride in i0 */
+  cr_expect_eq(sched_vectorize(&t.p, t.k->body, 4), -1);
+  /* after the row order, w is read at stride 32 along the inner loop */
+  Kit u;
+  kit_init(&u);
+  cr_assert_eq(sched_accumulate_in_place(&u.p, &u.cols->body), 0);
+  cr_assert_eq(sched_fission(&u.p, u.k, u.cols), 0);
+  Stmt *second = u.cols->next;
+  cr_assert_eq(sched_reorder(second), 0);
+  cr_expect_eq(sched_vectorize(&u.p, second->body, 4), -1);
+  /* while the bias loop fission split off is vectorisable */
+  cr_expect_eq(sched_vectorize(&u.p, u.cols, 4), 0);
+  expect_same_results(&u, 1e-5);
+  kit_free(&u);
+  kit_free(&t);
+}
+
 /* --- rules on lowered models -------------------------------------------------------- */
 
 static char *dump_model(const char *src, const char *step, const char *max) {
