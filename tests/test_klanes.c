@@ -23,6 +23,7 @@
 
 #include "codegen/codegen.h"
 #include "passes/passes.h"
+#include "tests/handkit.h"
 #include "tests/testutil.h"
 
 enum { N = 32, W = 8 };
@@ -156,11 +157,7 @@ Test(klanes, dump_shows_lanes) {
   Lanes t;
   lanes_init(&t);
   lanes_kernel(&t, vector_body(&t), 1, 2);
-  char *text = NULL;
-  size_t n = 0;
-  FILE *f = open_memstream(&text, &n);
-  kir_dump(&t.p, f);
-  fclose(f);
+  char *text = hk_dump(&t.p);
   cr_expect(strstr(text, "local v0: f32x8 = bcast(0.0, 8)\n"), "%s", text);
   cr_expect(strstr(text, "for i0 < 32 step 8 vector width 8 {\n"), "%s", text);
   cr_expect(strstr(text, "local v1: f32x8 = b0<8>[i0] * bcast(2.0, 8) + bcast(b1[0], 8)\n"), "%s", text);

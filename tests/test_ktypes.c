@@ -17,6 +17,7 @@
 
 #include "codegen/codegen.h"
 #include "passes/passes.h"
+#include "tests/handkit.h"
 #include "tests/testutil.h"
 
 enum { N = 8 };
@@ -111,11 +112,7 @@ Test(ktypes, dump_shows_types_and_guards) {
   Typed t;
   typed_init(&t);
   typed_kernel(&t);
-  char *text = NULL;
-  size_t n = 0;
-  FILE *f = open_memstream(&text, &n);
-  kir_dump(&t.p, f);
-  fclose(f);
+  char *text = hk_dump(&t.p);
   cr_expect(strstr(text, "local v0: bool = b0[i0] > 0.0 || i0 == 7\n"), "%s", text);
   cr_expect(strstr(text, "b2[i0] = b0[i0 + 4 if i0 + 4 < 8 else -1.0] + f32(v0)\n"), "%s", text);
   cr_expect(strstr(text, "i64(i32(i0) * 3i32) + 60000 * 50000\n"), "%s", text);

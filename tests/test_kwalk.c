@@ -18,80 +18,8 @@
 
 #include "codegen/codegen.h"
 #include "passes/passes.h"
+#include "tests/handkit.h"
 #include "tests/testutil.h"
-
-typedef struct Kit {
-  Graph g;
-  Program p;
-  Diags d;
-  char *msgs;
-  size_t len;
-  FILE *f;
-  Func *fn;
-  int in, out;   /* f32[8] each */
-} Kit;
-
-static void kit_init(Kit *k) {
-  k->msgs = NULL;
-  k->f = open_memstream(&k->msgs, &k->len);
-  diag_init(&k->d, k->f);
-  ir_graph_init(&k->g, "kit", &k->d);
-  kir_program_init(&k->p, &k->g);
-  Shape s = {1, {8}};
-  k->in = kir_buffer(&k->p, BUF_INPUT, DT_F32, "x", &s, -1);
-  k->out = kir_buffer(&k->p, BUF_OUTPUT, DT_F32, "y", &s, -1);
-  k->fn = kir_func(&k->p, "forward", &k->g);
-  k->fn->args = arena_alloc(&k->p.arena, 2 * sizeof(int));
-  k->fn->args[0] = k->in, k->fn->args[1] = k->out;
-  k->fn->nargs = 2;
-  k->p.bufs[k->in].arg = 0, k->p.bufs[k->out].arg = 1;
-}
-
-static Kernel *kit_kernel(Kit *k, Stmt *body, int nvars, int nlocals) {
-  Kernel *kn = kir_kernel(&k->p, k->fn, "kit", (SrcLoc){0});
-  kn->body = body;
-  kn->nvars = nvars;
-  kn->nlocals = nlocals;
-  return kn;
-}
-
-static void kit_free(Kit *k) {
-  fclose(k->f);
-  free(k->msgs);
-  kir_program_free(&k->p);
-  ir_graph_free(&k->g);
-}
-
-static char *dump(const Program *p) {
-  char *text = NULL;
-  size_t n = 0;
-  FILE *f = open_memstream(&text, &n);
-  kir_dump(p, f);
-  fclose(f);
-  return text;
-}
-
-/* for i0 < 8 step 2:
- *   local v0: f32[2] = 0
- *   for i1 < 2: v0[i1] = x[i0 + i1] * 3
- *   if x[i0] > 0 { y[i0] = v0[0] + v0[1] } else { y[i0] = v0[0] - v0[1] }
- *   y[i0 + 1] = v0[1] */
-static Stmt *pairs(Kit *k) {
-  Program *p = &k->p;
-  Expr *i0 = kx_var(p, 0), *i1 = kx_var(p, 1);
-  Stmt *fill = ks_loop(p, 1, kx_i(p, 2),
-                       ks_assign_elem(p, 0, i1, kx_bin(p, BIN_MUL, kx_load(p, k->in, kx_iadd(p, i0, i1)), kx_f(p, 3))));
-  Expr *a = kx_elem(p, 0, DT_F32, kx_i(p, 0)), *b = kx_elem(p, 0, DT_F32, kx_i(p, 1));
-  Stmt *body = ks_local_array(p, 0, DT_F32, 2, kx_f(p, 0));
-  ks_append(&body, fill);
-  ks_append(&body, ks_if(p, kx_bin(p, BIN_GT, kx_load(p, k->in, i0), kx_f(p, 0)),
-                         ks_store(p, k->out, i0, kx_bin(p, BIN_ADD, a, b)),
-                         ks_store(p, k->out, i0, kx_bin(p, BIN_SUB, a, b))));
-  ks_append(&body, ks_store(p, k->out, kx_iadd(p, i0, kx_i(p, 1)), b));
-  Stmt *loop = ks_loop(p, 0, kx_i(p, 8), body);
-  loop->step = 2;
-  return loop;
-}
 
 static int count_expr(void *ctx, const Expr *e) {
   (void)e;
@@ -111,9 +39,9 @@ static int stop_at_if(void *ctx, const Stmt *s) {
 }
 
 Test(kwalk, walk_visits_every_node_and_stops_when_asked) {
-  Kit k;
-  kit_init(&k);
-  Stmt *s = pairs(&k);
+  HandKit k;
+  hk_init(&k);
+  Stmt *s = hk_pairs(&k);
   int nexpr = 0, nstmt = 0;
   KirVisitor ve = {&nexpr, NULL, count_expr}, vs = {&nstmt, count_stmt, NULL};
   kir_walk_block(&ve, s);
@@ -127,87 +55,87 @@ Test(kwalk, walk_visits_every_node_and_stops_when_asked) {
   KirVisitor stop = {&seen, stop_at_if, NULL};
   cr_expect_eq(kir_walk_block(&stop, s), 7);
   cr_expect_eq(seen, 5, "stopped at the if, the fifth statement (saw %d)", seen);
-  kit_free(&k);
+  hk_free(&k);
 }
 
 Test(kwalk, clone_prints_the_same_and_shares_nothing) {
-  Kit k;
-  kit_init(&k);
-  Stmt *s = pairs(&k);
-  kit_kernel(&k, s, 2, 1);
-  char *before = dump(&k.p);
+  HandKit k;
+  hk_init(&k);
+  Stmt *s = hk_pairs(&k);
+  hk_kernel(&k, s, 2, 1);
+  char *before = hk_dump(&k.p);
   Stmt *c = kir_clone_block(&k.p, s);
   cr_assert_neq(c, s);
   cr_expect_neq(c->body, s->body);
   cr_expect_neq(c->extent, s->extent);
   k.fn->kernels[0].body = c;
-  char *after = dump(&k.p);
+  char *after = hk_dump(&k.p);
   cr_expect_str_eq(after, before);
   free(before);
   free(after);
-  kit_free(&k);
+  hk_free(&k);
 }
 
 Test(kwalk, substitution_replaces_the_variable_and_keeps_the_original) {
-  Kit k;
-  kit_init(&k);
+  HandKit k;
+  hk_init(&k);
   Program *p = &k.p;
-  Stmt *s = pairs(&k);
+  Stmt *s = hk_pairs(&k);
   Stmt *inner = s->body;   /* the loop body, over i0 */
-  kit_kernel(&k, inner, 2, 1);
+  hk_kernel(&k, inner, 2, 1);
   Stmt *body = kir_subst_block(p, inner, 0, kx_i(p, 4));
   k.fn->kernels[0].body = body;
-  char *text = dump(p);
+  char *text = hk_dump(p);
   cr_expect(strstr(text, "i0") == NULL, "i0 left after substitution:\n%s", text);
   cr_expect(strstr(text, "b0[4]") != NULL, "x[4] expected:\n%s", text);
   k.fn->kernels[0].body = inner;
-  char *orig = dump(p);
+  char *orig = hk_dump(p);
   cr_expect(strstr(orig, "b0[i0]") != NULL, "original changed:\n%s", orig);
   free(text);
   free(orig);
-  kit_free(&k);
+  hk_free(&k);
 }
 
 Test(kwalk, verifier_accepts_if_arrays_and_steps) {
-  Kit k;
-  kit_init(&k);
-  kit_kernel(&k, pairs(&k), 2, 1);
+  HandKit k;
+  hk_init(&k);
+  hk_kernel(&k, hk_pairs(&k), 2, 1);
   int bad = kir_verify(&k.p, &k.d);
   fflush(k.f);
   cr_expect_eq(bad, 0, "%s", k.msgs ? k.msgs : "");
-  kit_free(&k);
+  hk_free(&k);
 }
 
 Test(kwalk, verifier_rejects_an_array_index_past_its_end) {
-  Kit k;
-  kit_init(&k);
+  HandKit k;
+  hk_init(&k);
   Program *p = &k.p;
   Stmt *s = ks_local_array(p, 0, DT_F32, 2, kx_f(p, 0));
   ks_append(&s, ks_store(p, k.out, kx_i(p, 0), kx_elem(p, 0, DT_F32, kx_i(p, 2))));
-  kit_kernel(&k, s, 0, 1);
+  hk_kernel(&k, s, 0, 1);
   cr_expect_gt(kir_verify(&k.p, &k.d), 0);
   fflush(k.f);
   cr_expect(k.msgs && strstr(k.msgs, "local array v0 at indices [2, 2], outside its 2 elements"), "%s", k.msgs);
-  kit_free(&k);
+  hk_free(&k);
 }
 
 Test(kwalk, verifier_rejects_an_if_on_a_value) {
-  Kit k;
-  kit_init(&k);
+  HandKit k;
+  hk_init(&k);
   Program *p = &k.p;
   Stmt *s = ks_if(p, kx_bool(p, 1), ks_store(p, k.out, kx_i(p, 0), kx_f(p, 1)), NULL);
   s->value = kx_load(p, k.in, kx_i(p, 0)); /* ks_if itself refuses it */
-  kit_kernel(&k, s, 0, 0);
+  hk_kernel(&k, s, 0, 0);
   cr_expect_gt(kir_verify(&k.p, &k.d), 0);
   fflush(k.f);
   cr_expect(k.msgs && strstr(k.msgs, "if condition is f32, not bool"), "%s", k.msgs);
-  kit_free(&k);
+  hk_free(&k);
 }
 
 static void run_pairs(CModule *(*build)(const Program *, RtError *), const char *what) {
-  Kit k;
-  kit_init(&k);
-  kit_kernel(&k, pairs(&k), 2, 1);
+  HandKit k;
+  hk_init(&k);
+  hk_kernel(&k, hk_pairs(&k), 2, 1);
   RtError err;
   CModule *m = build(&k.p, &err);
   cr_assert_not_null(m, "%s: %s", what, err.msg);
@@ -221,7 +149,7 @@ static void run_pairs(CModule *(*build)(const Program *, RtError *), const char 
   cr_assert_eq(cg_c_call(m, "forward", NULL, args, &err), RT_OK, "%s: %s", what, err.msg);
   for (int i = 0; i < 8; i++) cr_expect_float_eq(y[i], want[i], 1e-6, "%s y[%d] = %g, want %g", what, i, y[i], want[i]);
   cg_c_free(m);
-  kit_free(&k);
+  hk_free(&k);
 }
 
 static CModule *build_c(const Program *p, RtError *err) {

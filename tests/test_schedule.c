@@ -19,6 +19,7 @@
 
 #include "codegen/codegen.h"
 #include "passes/schedule.h"
+#include "tests/handkit.h"
 #include "tests/testutil.h"
 
 enum { R = 4, K = 32, J = 4 };
@@ -85,19 +86,10 @@ static void kit_free(Kit *t) {
   ir_graph_free(&t->g);
 }
 
-static char *dump(const Program *p) {
-  char *text = NULL;
-  size_t n = 0;
-  FILE *f = open_memstream(&text, &n);
-  kir_dump(p, f);
-  fclose(f);
-  return text;
-}
-
 static void expect_verifies(Kit *t) {
   int bad = kir_verify(&t->p, &t->d);
   fflush(t->f);
-  char *text = dump(&t->p);
+  char *text = hk_dump(&t->p);
   cr_expect_eq(bad, 0, "%s\n%s", t->msgs ? t->msgs : "", text);
   free(text);
 }
@@ -145,13 +137,13 @@ static void expect_same_results(Kit *t, double tol) {
 }
 
 static void expect_in(const Program *p, const char *what) {
-  char *text = dump(p);
+  char *text = hk_dump(p);
   cr_expect(strstr(text, what) != NULL, "no '%s' in\n%s", what, text);
   free(text);
 }
 
 static void expect_not_in(const Program *p, const char *what) {
-  char *text = dump(p);
+  char *text = hk_dump(p);
   cr_expect(strstr(text, what) == NULL, "'%s' left in\n%s", what, text);
   free(text);
 }
@@ -172,9 +164,9 @@ Test(schedule, split_makes_a_stepped_loop_around_an_inner_one) {
 Test(schedule, split_refuses_an_extent_it_does_not_divide) {
   Kit t;
   kit_init(&t);
-  char *before = dump(&t.p);
+  char *before = hk_dump(&t.p);
   cr_expect_eq(sched_split(&t.p, t.k, t.dot, 5), -1);
-  char *after = dump(&t.p);
+  char *after = hk_dump(&t.p);
   cr_expect_str_eq(after, before);
   free(before);
   free(after);

@@ -25,6 +25,7 @@
 #include "driver/trainer.h"
 #include "ir/keval.h"
 #include "tests/backend_case.h"
+#include "tests/handkit.h"
 
 /* Norm-wise agreement of floats, as the backend agreement tests. */
 #define TOL 1e-5
@@ -531,67 +532,23 @@ Test(steps, symbols_beyond_their_maximum_are_refused) {
 
 /* --- the newer constructs, by hand ---------------------------------------------------------------- */
 
-/* A program "kit" with x and y, f32[8] each, as forward's arguments. */
-typedef struct Kit {
-  Diags d;
-  Graph g;
-  Program p;
-  Func *fn;
-  int in, out;
-} Kit;
-
-static void kit_init(Kit *k, Stmt *(*build)(Kit *), int nvars, int nlocals) {
-  diag_init(&k->d, stderr);
-  ir_graph_init(&k->g, "kit", &k->d);
-  kir_program_init(&k->p, &k->g);
-  Shape s = {1, {8}};
-  k->in = kir_buffer(&k->p, BUF_INPUT, DT_F32, "x", &s, -1);
-  k->out = kir_buffer(&k->p, BUF_OUTPUT, DT_F32, "y", &s, -1);
-  k->fn = kir_func(&k->p, "forward", &k->g);
-  k->fn->args = arena_alloc(&k->p.arena, 2 * sizeof(int));
-  k->fn->args[0] = k->in, k->fn->args[1] = k->out, k->fn->nargs = 2;
-  Kernel *kn = kir_kernel(&k->p, k->fn, "kit", (SrcLoc){0});
-  kn->body = build(k);
-  kn->nvars = nvars, kn->nlocals = nlocals;
+/* The hand kit (handkit.h) with one kernel, build's, as forward. */
+static void kit_init(HandKit *k, Stmt *(*build)(HandKit *), int nvars, int nlocals) {
+  hk_init(k);
+  hk_kernel(k, build(k), nvars, nlocals);
 }
 
-static void kit_free(Kit *k) {
-  kir_program_free(&k->p);
-  ir_graph_free(&k->g);
-}
-
-static RtStatus kit_run(Kit *k, const float *x, float *y, RtError *err) {
+static RtStatus kit_run(HandKit *k, const float *x, float *y, RtError *err) {
   void *args[2] = {(void *)x, y};
   int64_t sym[IR_MAX_SYMS] = {0};
   KevalArgs a = {sym, args, NULL};
   return kir_eval(&k->p, k->fn, &a, err);
 }
 
-/* for i0 < 8 step 2:
- *   local v0: f32[2] = 0
- *   for i1 < 2: v0[i1] = x[i0 + i1] * 3
- *   if x[i0] > 0 { y[i0] = v0[0] + v0[1] } else { y[i0] = v0[0] - v0[1] }
- *   y[i0 + 1] = v0[1] */
-static Stmt *pairs(Kit *k) {
-  Program *p = &k->p;
-  Expr *i0 = kx_var(p, 0), *i1 = kx_var(p, 1);
-  Stmt *fill = ks_loop(p, 1, kx_i(p, 2),
-                       ks_assign_elem(p, 0, i1, kx_bin(p, BIN_MUL, kx_load(p, k->in, kx_iadd(p, i0, i1)), kx_f(p, 3))));
-  Expr *a = kx_elem(p, 0, DT_F32, kx_i(p, 0)), *b = kx_elem(p, 0, DT_F32, kx_i(p, 1));
-  Stmt *body = ks_local_array(p, 0, DT_F32, 2, kx_f(p, 0));
-  ks_append(&body, fill);
-  ks_append(&body, ks_if(p, kx_bin(p, BIN_GT, kx_load(p, k->in, i0), kx_f(p, 0)),
-                         ks_store(p, k->out, i0, kx_bin(p, BIN_ADD, a, b)),
-                         ks_store(p, k->out, i0, kx_bin(p, BIN_SUB, a, b))));
-  ks_append(&body, ks_store(p, k->out, kx_iadd(p, i0, kx_i(p, 1)), b));
-  Stmt *loop = ks_loop(p, 0, kx_i(p, 8), body);
-  loop->step = 2;
-  return loop;
-}
 
 Test(steps, if_local_arrays_and_stepped_loops) {
-  Kit k;
-  kit_init(&k, pairs, 2, 1);
+  HandKit k;
+  kit_init(&k, hk_pairs, 2, 1);
   const float x[8] = {1, 2, -3, 4, 0.5f, -6, -7, 8};
   float y[8], want[8];
   for (int i = 0; i < 8; i += 2) {
@@ -602,41 +559,41 @@ Test(steps, if_local_arrays_and_stepped_loops) {
   RtError err;
   cr_assert_eq(kit_run(&k, x, y, &err), RT_OK, "%s", err.msg);
   for (int i = 0; i < 8; i++) cr_expect_eq(y[i], want[i], "y[%d] = %g, not %g", i, y[i], want[i]);
-  kit_free(&k);
+  hk_free(&k);
 }
 
 /* pairs with its local array one element short: v0[1] is outside it. */
-static Stmt *short_array(Kit *k) {
-  Stmt *s = pairs(k);
+static Stmt *short_array(HandKit *k) {
+  Stmt *s = hk_pairs(k);
   s->body->count = 1;
   return s;
 }
 
 /* pairs with a loop that does not advance. */
-static Stmt *step_zero(Kit *k) {
-  Stmt *s = pairs(k);
+static Stmt *step_zero(HandKit *k) {
+  Stmt *s = hk_pairs(k);
   s->step = 0;
   return s;
 }
 
 /* pairs with a vector load as the condition's left operand (a scalar). */
-static Stmt *lanes(Kit *k) {
-  Stmt *s = pairs(k);
+static Stmt *lanes(HandKit *k) {
+  Stmt *s = hk_pairs(k);
   Stmt *cond = s->body->next->next;
   cond->value->a->lanes = 8;
   return s;
 }
 
 /* pairs reading the local array v0 as a scalar. */
-static Stmt *array_as_scalar(Kit *k) {
-  Stmt *s = pairs(k);
+static Stmt *array_as_scalar(HandKit *k) {
+  Stmt *s = hk_pairs(k);
   s->body->next->next->next->value = kx_local(&k->p, 0, DT_F32);
   return s;
 }
 
 Test(steps, broken_constructs_are_reported) {
   static const struct {
-    Stmt *(*build)(Kit *);
+    Stmt *(*build)(HandKit *);
     const char *says;
   } cases[] = {
       {short_array, "local array v0[1] is outside its 1 elements"},
@@ -647,18 +604,18 @@ Test(steps, broken_constructs_are_reported) {
   const float x[8] = {0};
   float y[8];
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    Kit k;
+    HandKit k;
     kit_init(&k, cases[i].build, 2, 1);
     RtError err;
     cr_expect_eq(kit_run(&k, x, y, &err), RT_ERR_FORMAT, "%s: not reported", cases[i].says);
     cr_expect(strstr(err.msg, cases[i].says), "'%s' expected, got '%s'", cases[i].says, err.msg);
-    kit_free(&k);
+    hk_free(&k);
   }
 }
 
 /* for i0 < 8: y[i0] = select(i0 < 0, x[i0 + 100], x[i0]): select is
  * eager, so the arm it does not choose is evaluated too, out of range. */
-static Stmt *eager_select(Kit *k) {
+static Stmt *eager_select(HandKit *k) {
   Program *p = &k->p;
   Expr *i0 = kx_var(p, 0);
   Expr *far = kx_load(p, k->in, kx_iadd(p, i0, kx_i(p, 100)));
@@ -667,7 +624,7 @@ static Stmt *eager_select(Kit *k) {
 }
 
 /* for i0 < 8: y[i0] = f64(x[i0]), a store of another type than y's. */
-static Stmt *mistyped(Kit *k) {
+static Stmt *mistyped(HandKit *k) {
   Program *p = &k->p;
   Expr *i0 = kx_var(p, 0);
   Stmt *s = ks_store(p, k->out, i0, kx_load(p, k->in, i0));
@@ -676,7 +633,7 @@ static Stmt *mistyped(Kit *k) {
 }
 
 /* for i0 < 8: y[i0] = f32(i32(2147483647) + i32(i0)), overflowing i32 at i0 = 1. */
-static Stmt *i32_overflow(Kit *k) {
+static Stmt *i32_overflow(HandKit *k) {
   Program *p = &k->p;
   Expr *i0 = kx_var(p, 0);
   Expr *sum = kx_bin(p, BIN_ADD, kx_iconst(p, DT_I32, INT32_MAX), kx_cast(p, DT_I32, i0));
@@ -685,7 +642,7 @@ static Stmt *i32_overflow(Kit *k) {
 
 Test(steps, typed_semantics_are_enforced) {
   static const struct {
-    Stmt *(*build)(Kit *);
+    Stmt *(*build)(HandKit *);
     const char *says;
   } cases[] = {
       {eager_select, "load of b0[100] (x) is outside its 8 elements"},
@@ -695,18 +652,18 @@ Test(steps, typed_semantics_are_enforced) {
   const float x[8] = {0};
   float y[8];
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    Kit k;
+    HandKit k;
     kit_init(&k, cases[i].build, 2, 1);
     RtError err;
     cr_expect_eq(kit_run(&k, x, y, &err), RT_ERR_FORMAT, "%s: not reported", cases[i].says);
     cr_expect(strstr(err.msg, cases[i].says), "'%s' expected, got '%s'", cases[i].says, err.msg);
-    kit_free(&k);
+    hk_free(&k);
   }
 }
 
 /* for i0 < 8: y[i0] = i0 % 2 == 0 ? x[i0 * 1000] : -1 as a guarded load:
  * the index is far out of range exactly where the guard is false. */
-static Stmt *guarded(Kit *k) {
+static Stmt *guarded(HandKit *k) {
   Program *p = &k->p;
   Expr *i0 = kx_var(p, 0);
   Expr *odd = kx_bin(p, BIN_EQ, kx_bin(p, BIN_MOD, i0, kx_i(p, 2)), kx_i(p, 1));
@@ -716,7 +673,7 @@ static Stmt *guarded(Kit *k) {
 }
 
 Test(steps, a_guarded_load_reads_only_when_its_guard_holds) {
-  Kit k;
+  HandKit k;
   kit_init(&k, guarded, 1, 0);
   const float x[8] = {7, 1, 2, 3, 4, 5, 6, 8};
   float y[8];
@@ -726,7 +683,7 @@ Test(steps, a_guarded_load_reads_only_when_its_guard_holds) {
     float want = i % 2 ? 5.0f : i == 0 ? 7.0f : -1.0f;
     cr_expect_eq(y[i], want, "y[%d] = %g, not %g", i, y[i], want);
   }
-  kit_free(&k);
+  hk_free(&k);
 }
 
 /* --- vector lanes ----------------------------------------------------------------------------------- */
@@ -735,7 +692,7 @@ Test(steps, a_guarded_load_reads_only_when_its_guard_holds) {
  * for i0 < 8 step 4 vector width 4 { v0 = v0 + x<4>[i0] * x<4>[i0] }
  * y<4>[0] = v0 * bcast(2, 4)
  * y[4] = reduce_add(v0) */
-static Stmt *squares(Kit *k) {
+static Stmt *squares(HandKit *k) {
   Program *p = &k->p;
   Expr *i0 = kx_var(p, 0), *xv = kx_load_lanes(p, k->in, i0, 4);
   Stmt *acc = ks_assign(p, 0, kx_bin(p, BIN_ADD, kx_vlocal(p, 0, DT_F32, 4), kx_bin(p, BIN_MUL, xv, xv)));
@@ -749,7 +706,7 @@ static Stmt *squares(Kit *k) {
 }
 
 Test(steps, vector_lanes_loads_stores_broadcast_and_pairwise_reduce) {
-  Kit k;
+  HandKit k;
   kit_init(&k, squares, 1, 1);
   const float x[8] = {1, 2, 3, 4, 0.5f, 1e8f, -1e8f, 0.25f};
   float y[8] = {0}, v[4], want[8] = {0};
@@ -758,18 +715,18 @@ Test(steps, vector_lanes_loads_stores_broadcast_and_pairwise_reduce) {
   RtError err;
   cr_assert_eq(kit_run(&k, x, y, &err), RT_OK, "%s", err.msg);
   for (int i = 0; i < 8; i++) cr_expect_eq(y[i], want[i], "y[%d] = %.9g, not %.9g", i, y[i], want[i]);
-  kit_free(&k);
+  hk_free(&k);
 }
 
 /* squares with its 4-lane store at y[6]: y[6 .. 9] passes y's end. */
-static Stmt *store_past_end(Kit *k) {
+static Stmt *store_past_end(HandKit *k) {
   Stmt *s = squares(k);
   s->next->next->index = kx_i(&k->p, 6);
   return s;
 }
 
 /* squares reading v0 as 8 lanes in the reduction. */
-static Stmt *wrong_lanes(Kit *k) {
+static Stmt *wrong_lanes(HandKit *k) {
   Stmt *s = squares(k);
   s->next->next->next->value->a->lanes = 8;
   return s;
@@ -777,7 +734,7 @@ static Stmt *wrong_lanes(Kit *k) {
 
 Test(steps, broken_lanes_are_reported) {
   static const struct {
-    Stmt *(*build)(Kit *);
+    Stmt *(*build)(HandKit *);
     const char *says;
   } cases[] = {
       {store_past_end, "store to b1[9] (y) is outside its 8 elements"},
@@ -786,11 +743,11 @@ Test(steps, broken_lanes_are_reported) {
   const float x[8] = {0};
   float y[8];
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    Kit k;
+    HandKit k;
     kit_init(&k, cases[i].build, 1, 1);
     RtError err;
     cr_expect_eq(kit_run(&k, x, y, &err), RT_ERR_FORMAT, "%s: not reported", cases[i].says);
     cr_expect(strstr(err.msg, cases[i].says), "'%s' expected, got '%s'", cases[i].says, err.msg);
-    kit_free(&k);
+    hk_free(&k);
   }
 }
