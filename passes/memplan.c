@@ -50,22 +50,30 @@ static void touch(Range *r, int *index, int buf, int k) {
   x->last = k;
 }
 
-static void walk_expr(const Expr *e, Range *r, int *index, int k) {
-  if (!e) return;
-  if (e->kind == EX_LOAD) touch(r, index, e->id, k);
-  walk_expr(e->a, r, index, k);
-  walk_expr(e->b, r, index, k);
-  walk_expr(e->c, r, index, k);
+/* What one kernel's walk (kir_walk_block) records: kernel k touches every
+ * buffer it loads or stores. */
+typedef struct Touch {
+  Range *r;
+  int *index;
+  int k;
+} Touch;
+
+static int touch_expr(void *ctx, const Expr *e) {
+  const Touch *t = ctx;
+  if (e->kind == EX_LOAD) touch(t->r, t->index, e->id, t->k);
+  return 0;
 }
 
-static void walk_stmt(const Stmt *s, Range *r, int *index, int k) {
-  for (; s; s = s->next) {
-    if (s->kind == ST_STORE) touch(r, index, s->id, k);
-    walk_expr(s->extent, r, index, k);
-    walk_expr(s->index, r, index, k);
-    walk_expr(s->value, r, index, k);
-    walk_stmt(s->body, r, index, k);
-  }
+static int touch_stmt(void *ctx, const Stmt *s) {
+  const Touch *t = ctx;
+  if (s->kind == ST_STORE) touch(t->r, t->index, s->id, t->k);
+  return 0;
+}
+
+static void walk_kernel(const Stmt *body, Range *r, int *index, int k) {
+  Touch t = {r, index, k};
+  KirVisitor v = {&t, touch_stmt, touch_expr};
+  kir_walk_block(&v, body);
 }
 
 static int by_size_desc(const void *a, const void *b, void *ctx) {
@@ -157,7 +165,7 @@ static int64_t first_fit(Plan *pl, int i) {
 
 static void plan_func(Plan *pl, const Func *f, int *index) {
   Program *p = pl->p;
-  for (int k = 0; k < f->nkernels; k++) walk_stmt(f->kernels[k].body, pl->r, index, k);
+  for (int k = 0; k < f->nkernels; k++) walk_kernel(f->kernels[k].body, pl->r, index, k);
   qsort_r(pl->r, (size_t)pl->nr, sizeof *pl->r, by_size_desc, p);
   pl->nused = 0;
   for (int i = 0; i < pl->nr; i++)

@@ -158,3 +158,25 @@ static CModule *build_c(const Program *p, RtError *err) {
 
 Test(kwalk, c_backend_runs_if_arrays_and_steps) { run_pairs(build_c, "C"); }
 Test(kwalk, jit_runs_if_arrays_and_steps) { run_pairs(cg_jit_build, "JIT"); }
+
+/* kernel 0: t1[i] = x[i]; kernel 1: t2[i] = x[i] * 2, then y[i] = t2[i]
+ * if x[i] > 0, else t1[i].  t1 is read only in an else branch, and is
+ * still live while kernel 1 writes t2: the planner must not give them the
+ * same storage. */
+Test(kwalk, memplan_sees_a_buffer_read_only_in_an_else_branch) {
+  HandKit k;
+  hk_init(&k);
+  Program *p = &k.p;
+  Shape s = {1, {8}};
+  int t1 = kir_buffer(p, BUF_TEMP, DT_F32, "t1", &s, -1), t2 = kir_buffer(p, BUF_TEMP, DT_F32, "t2", &s, -1);
+  Expr *i = kx_var(p, 0);
+  hk_kernel(&k, ks_loop(p, 0, kx_i(p, 8), ks_store(p, t1, i, kx_load(p, k.in, i))), 1, 0);
+  Stmt *body = ks_store(p, t2, i, kx_bin(p, BIN_MUL, kx_load(p, k.in, i), kx_f(p, 2)));
+  ks_append(&body, ks_if(p, kx_bin(p, BIN_GT, kx_load(p, k.in, i), kx_f(p, 0)), ks_store(p, k.out, i, kx_load(p, t2, i)),
+                         ks_store(p, k.out, i, kx_load(p, t1, i))));
+  hk_kernel(&k, ks_loop(p, 0, kx_i(p, 8), body), 1, 0);
+  pass_memplan(p);
+  int64_t a = p->bufs[t1].offset, b = p->bufs[t2].offset;
+  cr_expect(a + 8 <= b || b + 8 <= a, "t1 at %lld and t2 at %lld overlap", (long long)a, (long long)b);
+  hk_free(&k);
+}
