@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "codegen/codegen.h"
 #include "passes/schedule.h"
@@ -372,10 +373,12 @@ Test(schedule, vectorize_refuses_what_lanes_cannot_say) {
 /* --- rules on lowered models -------------------------------------------------------- */
 
 static char *dump_model(const char *src, const char *step, const char *max) {
-  char path[] = "/tmp/dlc_sched_XXXXXX.dl";
-  int fd = mkstemps(path, 3);
-  cr_assert(fd >= 0);
-  FILE *f = fdopen(fd, "w");
+  const char *dir = tu_scratch_dir();
+  cr_assert_not_null(dir);
+  char path[600];
+  snprintf(path, sizeof path, "%s/model.dl", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
   fputs(src, f);
   fclose(f);
   char cmd[1024];
@@ -391,6 +394,7 @@ static char *dump_model(const char *src, const char *step, const char *max) {
   fclose(out);
   cr_expect_eq(pclose(pipe), 0, "%s", text);
   remove(path);
+  rmdir(dir);
   return text;
 }
 
