@@ -764,6 +764,10 @@ static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Att
     *out = xs[0]->shape;
     return 0;
   case OP_RUNNING_UPDATE: return infer_running_update(&c, xs, out);
+  case OP_STOP_GRADIENT:
+    *dt = xs[0]->dtype;
+    *out = xs[0]->shape;
+    return 0;
   case OP_COUNT:
     break;
   }

@@ -750,6 +750,7 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_ADAGRAD_STEP: op_adagrad(n, vals); break;
   case OP_BATCHNORM: op_batchnorm(vals, n->in, out, a->hyper.hp[HP_EPS]); break;
   case OP_DROPOUT: op_copy(x, out); break;
+  case OP_STOP_GRADIENT: op_copy(x, out); break;
   case OP_DROPOUT_TRAIN: op_dropout_train(x, y, out, &a->random); break;
   case OP_RUNNING_UPDATE: op_running_update(vals, n); break;
   case OP_COUNT: IR_ASSERT(!"no such op"); break;

@@ -21,9 +21,18 @@ const OpInfo ir_ops[OP_COUNT] = {
 #undef OP
 };
 
+/* Second names of ops, as PyTorch spells them. */
+static const struct {
+  const char *alias, *name;
+} op_aliases[] = {
+    {"detach", "stop_gradient"},
+};
+
 int ir_op_lookup(const char *name) {
   for (int i = 0; i < OP_COUNT; i++)
     if (strcmp(ir_ops[i].name, name) == 0) return i;
+  for (size_t i = 0; i < sizeof op_aliases / sizeof op_aliases[0]; i++)
+    if (strcmp(op_aliases[i].alias, name) == 0) return ir_op_lookup(op_aliases[i].name);
   return -1;
 }
 

@@ -375,10 +375,16 @@ static void vjp(AD *a, int id, int dy) {
   case OP_DROPOUT_TRAIN: /* the same mask, recomputed from its counter */
     accumulate(a, x, op2(a, OP_DROPOUT_TRAIN, dy, y, &at));
     return;
+  case OP_STOP_GRADIENT: return; /* mark_needed never reaches it */
   }
 }
 
-/* needed = reachable forward from a requested source and backward from loss. */
+/* Ops whose result does not depend differentiably on their operands:
+ * stop_gradient, and the random draws (bernoulli's p only sets odds). */
+static int blocks_gradient(OpKind op) { return op == OP_STOP_GRADIENT; }
+
+/* needed = reachable forward from a requested source and backward from loss;
+ * forward reach stops at the ops that block gradients. */
 static void mark_needed(AD *a, int loss, const int *wrt, int nwrt) {
   const Graph *g = a->g;
   char *fwd = rt_xcalloc((size_t)g->nnodes + 1, 1), *bwd = rt_xcalloc((size_t)g->nnodes + 1, 1);
@@ -386,7 +392,7 @@ static void mark_needed(AD *a, int loss, const int *wrt, int nwrt) {
   for (int i = 0; i < nwrt; i++) fwd[wrt[i]] = 1;
   for (int i = 0; i < g->nnodes; i++)
     for (int k = 0; k < g->nodes[i].nin && !fwd[i]; k++)
-      if (fwd[g->nodes[i].in[k]] && g->nodes[i].dtype == DT_F32) fwd[i] = 1;
+      if (fwd[g->nodes[i].in[k]] && g->nodes[i].dtype == DT_F32 && !blocks_gradient(g->nodes[i].op)) fwd[i] = 1;
   bwd[loss] = 1;
   for (int i = loss; i >= 0; i--)
     if (bwd[i])

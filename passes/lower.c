@@ -790,6 +790,7 @@ static Stmt *lower_node(Lower *L, int id) {
   case OP_DROPOUT: return NULL; /* a view: inference passes values through */
   case OP_DROPOUT_TRAIN: return lower_dropout_train(L, id);
   case OP_RUNNING_UPDATE: return lower_running_update(L, id);
+  case OP_STOP_GRADIENT: return NULL; /* a view of its operand */
   case OP_COUNT: break;
   }
   IR_ASSERT(!"unknown op");

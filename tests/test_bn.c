@@ -19,6 +19,7 @@
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
+#include "tests/graph_run.h"
 #include "tests/testutil.h"
 
 static RtTensor fixture(const char *c, const char *name) {
@@ -52,56 +53,6 @@ static void load_model(Model *m, const RtTensor *x, Diags *d) {
   diag_init(d, stderr);
   cr_assert_eq(fe_load_string(m, "bn.dl", src, d), 0);
   m->g.syms[0].max = x->shape[0];
-}
-
-/* Runs g with the interpreter (backend 0), the C backend (1) or the JIT
- * (2); vals must hold every source; computed outputs are left in vals. */
-static void run_graph(Graph *g, RtTensor *vals, int64_t n, int backend) {
-  RtError err;
-  int64_t sym[IR_MAX_SYMS] = {n};
-  if (!backend) {
-    InterpOpts io = {1, 0};
-    cr_assert_eq(ir_interp(g, vals, sym, &io, &err), RT_OK, "%s", err.msg);
-    return;
-  }
-  Program p;
-  kir_program_init(&p, g);
-  pass_lower(&p, kir_func(&p, "f", g));
-  pass_schedule(&p);
-  pass_memplan(&p);
-  CModule *mod = backend == 2 ? cg_jit_build(&p, &err) : cg_c_build(&p, "-O1 -Wall -Wextra -pedantic -Werror", &err);
-  cr_assert_not_null(mod, "%s", err.msg);
-  RtTensorSet params;
-  rt_set_init(&params);
-  for (int i = 0; i < g->nnodes; i++) /* the module's storage gets the params; copies, so vals stay ours */
-    if (g->nodes[i].op == OP_PARAM) {
-      RtTensor c = vals[i];
-      c.data = malloc(rt_tensor_nbytes(&c));
-      memcpy(c.data, vals[i].data, rt_tensor_nbytes(&c));
-      rt_set_add(&params, g->nodes[i].name, &c, &err);
-    }
-  cr_assert_eq(cg_c_set_params(mod, &params, &err), RT_OK, "%s", err.msg);
-  const Func *f = &p.funcs[0];
-  void *args[16];
-  for (int i = 0; i < f->nargs; i++) {
-    const Buffer *b = &p.bufs[f->args[i]];
-    int id = b->kind == BUF_INPUT ? b->node : g->outputs[ir_find_output(g, b->name)].id;
-    if (b->kind == BUF_OUTPUT) {
-      int64_t shape[IR_MAX_RANK];
-      for (int k = 0; k < b->shape.rank; k++) shape[k] = ir_dim_value(g, b->shape.d[k], sym);
-      rt_tensor_free(&vals[id]);
-      cr_assert_eq(rt_tensor_alloc(&vals[id], b->dtype, b->shape.rank, shape, &err), RT_OK);
-    }
-    args[i] = vals[id].data;
-  }
-  cr_assert_eq(cg_c_call(mod, "f", sym, args, &err), RT_OK, "%s", err.msg);
-  /* the running statistics were updated inside the module */
-  cr_assert_eq(cg_c_get_params(mod, &params, &err), RT_OK, "%s", err.msg);
-  for (int i = 0; i < g->nnodes; i++)
-    if (g->nodes[i].op == OP_PARAM) memcpy(vals[i].data, rt_set_find(&params, g->nodes[i].name)->data, rt_tensor_nbytes(&vals[i]));
-  rt_set_free(&params);
-  cg_c_free(mod);
-  kir_program_free(&p);
 }
 
 /* Train-mode forward and gradients, and the running statistics after it. */
