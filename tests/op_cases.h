@@ -182,6 +182,8 @@ static const OpCase op_cases[] = {
     {"batchnorm_eval_2d", OP_BATCHNORM, 5, B0},
     {"batchnorm_eval_1d", OP_BATCHNORM, 5, B0},
     {"dropout_eval", OP_DROPOUT, 1, B0, "p=0.5"},
+    /* gradient control: the identity forward */
+    {"stop_gradient", OP_STOP_GRADIENT, 1, B0},
     /* elementwise ops of ir/elemwise.def */
     {"gelu", OP_GELU, 1, B0},
     {"gelu_tanh", OP_GELU, 1, 0, "approximate=tanh"},
