@@ -74,6 +74,7 @@ const char *fe_value_str(Parser *P, Value v, char *buf, size_t len) {
   case V_NUM: snprintf(buf, len, v.is_int ? "%.0f" : "%g", v.num); break;
   case V_STR: snprintf(buf, len, "the string \"%.60s\"", v.str); break;
   case V_LIST: snprintf(buf, len, "a list"); break;
+  case V_TUPLE: snprintf(buf, len, "%d values", v.nlist); break;
   case V_ERR: snprintf(buf, len, "an error"); break;
   }
   return buf;
@@ -209,8 +210,10 @@ int fe_new_param(Parser *P, const char *fullname, const Shape *s, ParamInit init
   if (fe_check_size(P, DT_F32, s, at)) return -1;
   int old = fe_map_get(&P->params, fullname);
   if (old >= 0) {
+    const Graph *g = old < P->g->nnodes && P->g->nodes[old].op == OP_PARAM && !strcmp(P->g->nodes[old].name, fullname)
+                         ? (const Graph *)P->g : P->model_g;   /* a scan body's params are mapped to the model's once built */
     diag_error(P->d, fe_loc(P, at), "a parameter named '%s' already exists", fullname);
-    diag_note(P->d, P->g->nodes[old].loc, "'%s' is created here", fullname);
+    if (g) diag_note(P->d, g->nodes[old].loc, "'%s' is created here", fullname);
     return -1;
   }
   int id = ir_param(P->g, fullname, DT_F32, s, init, fe_loc(P, at));
@@ -340,6 +343,10 @@ int fe_tensor(Parser *P, Expr *e, Value v) {
   case V_ERR: return -1;
   case V_STR:
   case V_LIST: break;
+  case V_TUPLE:
+    diag_error(P->d, fe_loc(P, e->tok), "expected one tensor here, not %d values; assign them to as many names "
+               "(a, b = ...)", v.nlist);
+    return -1;
   }
   diag_error(P->d, fe_loc(P, e->tok), "expected a tensor here, not %s", fe_value_str(P, v, buf, sizeof buf));
   return -1;
@@ -436,6 +443,8 @@ static const BlockDef *find_block(Parser *P, const char *name) {
   int i = fe_map_get(&P->block_index, name);
   return i < 0 ? NULL : &P->blocks[i];
 }
+
+const BlockDef *fe_find_block(Parser *P, const char *name) { return find_block(P, name); }
 
 static Value unknown_name(Parser *P, Expr *e) {
   SrcLoc loc = fe_loc(P, e->tok);
@@ -568,6 +577,27 @@ static Value eval_string(Parser *P, Expr *e) {
 
 static Value eval_call(Parser *P, Expr *e);
 
+Value fe_tuple(int n, const int *ids) {
+  Value v = {V_TUPLE};
+  v.nlist = n;
+  for (int i = 0; i < n; i++) v.list[i] = ids[i];
+  return v;
+}
+
+/* A block's `return a, b`: every value a tensor. */
+static Value eval_tuple(Parser *P, Expr *e) {
+  int ids[IR_MAX_LIST], bad = 0;
+  if (e->nargs > IR_MAX_LIST) {
+    diag_error(P->d, fe_loc(P, e->tok), "a block returns at most %d values", IR_MAX_LIST);
+    return val_err();
+  }
+  for (int i = 0; i < e->nargs; i++) {
+    ids[i] = fe_tensor(P, e->args[i].val, fe_eval(P, e->args[i].val));
+    bad |= ids[i] < 0;
+  }
+  return bad ? val_err() : fe_tuple(e->nargs, ids);
+}
+
 Value fe_eval(Parser *P, Expr *e) {
   switch (e->kind) {
   case EX_NUM: return eval_number(P, e);
@@ -576,6 +606,7 @@ Value fe_eval(Parser *P, Expr *e) {
   case EX_BINARY: return eval_binary(P, e);
   case EX_NEG: return eval_neg(P, e);
   case EX_LIST: return eval_list(P, e);
+  case EX_TUPLE: return eval_tuple(P, e);
   case EX_CALL: return eval_call(P, e);
   }
   return val_err();
@@ -622,7 +653,7 @@ static int is_operand_expr(Parser *P, Expr *e) {
     Var *v = fe_lookup(P, e->name);
     return v && v->v.kind == V_TENSOR;
   }
-  case EX_NUM: case EX_STR: case EX_LIST: return 0;
+  case EX_NUM: case EX_STR: case EX_LIST: case EX_TUPLE: return 0;
   }
   return 0;
 }
@@ -789,6 +820,10 @@ static Value call_block(Parser *P, const BlockDef *b, Expr *e) {
   if (fe_bind_args(P, callee, "parameter", e->tok, sig, n, e->args, e->nargs, slots) ||
       fe_eval_args(P, callee, sig, n, slots, args))
     return val_err();
+  return fe_expand_block(P, b, e, args);
+}
+
+Value fe_expand_block(Parser *P, const BlockDef *b, Expr *e, const Value *args) {
   Frame fr = {0};
   fr.block = b;
   fr.call = e->tok;
@@ -829,6 +864,7 @@ static int calls_the_op(Parser *P, Expr *e) {
 }
 
 static Value eval_call(Parser *P, Expr *e) {
+  if (strcmp(e->name, "scan") == 0) return fe_call_scan(P, e); /* scan.c */
   const BlockDef *b = find_block(P, e->name);
   if (b) return call_block(P, b, e);
   const LayerDef *l = fe_layer_lookup(e->name);
@@ -1012,10 +1048,33 @@ static Value eval_named(Parser *P, Stmt *s) {
   return v;
 }
 
+/* a, b = f(...): one name per value of a tuple. */
+static void exec_assign_many(Parser *P, Stmt *s) {
+  for (int i = -1; i < s->ntargets; i++)
+    if (check_rebind(P, i < 0 ? s->name : s->targets[i])) return;
+  Value v = eval_named(P, s);
+  if (v.kind != V_ERR && (v.kind != V_TUPLE || v.nlist != s->ntargets + 1)) {
+    char buf[160];
+    diag_error(P->d, fe_loc(P, s->name), "%d names are assigned %s", s->ntargets + 1, fe_value_str(P, v, buf, sizeof buf));
+    v = val_err();
+  }
+  for (int i = -1; i < s->ntargets; i++)
+    fe_bind(P, i < 0 ? s->name : s->targets[i], v.kind == V_ERR ? v : val_tensor((int)v.list[i + 1]), NULL);
+}
+
 static void exec_assign(Parser *P, Stmt *s) {
+  if (s->ntargets) {
+    exec_assign_many(P, s);
+    return;
+  }
   if (P->in_train && fe_train_setting(P, s)) return;
   if (check_rebind(P, s->name)) return;
-  fe_bind(P, s->name, eval_named(P, s), NULL);
+  Value v = eval_named(P, s);
+  if (v.kind == V_TUPLE) {
+    diag_error(P->d, fe_loc(P, s->name), "this gives %d values; assign them to as many names (a, b = ...)", v.nlist);
+    v = val_err();
+  }
+  fe_bind(P, s->name, v, NULL);
 }
 
 static void exec_output(Parser *P, Stmt *s) {

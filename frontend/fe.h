@@ -78,7 +78,7 @@ const char *lex_describe(const Token *t);
 long lex_check_utf8(const char *s, size_t n);
 
 /* --- parser.c: the AST -------------------------------------------------------- */
-typedef enum ExprKind { EX_NUM, EX_STR, EX_NAME, EX_CALL, EX_BINARY, EX_NEG, EX_LIST } ExprKind;
+typedef enum ExprKind { EX_NUM, EX_STR, EX_NAME, EX_CALL, EX_BINARY, EX_NEG, EX_LIST, EX_TUPLE } ExprKind;
 
 typedef struct Expr Expr;
 
@@ -93,7 +93,7 @@ struct Expr {
   const char *name;     /* EX_NAME, EX_CALL: the name; EX_STR: the string */
   OpKind op;            /* EX_BINARY */
   Expr *lhs, *rhs;      /* EX_BINARY; EX_NEG uses lhs */
-  Arg *args;            /* EX_CALL, EX_LIST */
+  Arg *args;            /* EX_CALL, EX_LIST, EX_TUPLE (a return's values) */
   int nargs;
 };
 
@@ -124,6 +124,8 @@ struct Stmt {
   Expr *value;          /* right-hand side, init, return value */
   Token *as;            /* "as NAME" */
   Token **params;       /* block */
+  Token **targets;      /* assign: the names after the first (a, b = ...) */
+  int ntargets;
   int nparams;
   Stmt *body;           /* block, train: a list through next */
   int broken;           /* block: its body had syntax errors */
@@ -136,7 +138,7 @@ typedef enum StmtCtx { CTX_TOP, CTX_BLOCK, CTX_TRAIN } StmtCtx;
 void parse_program(Parser *P);
 
 /* --- build.c: values and the builder ------------------------------------------ */
-typedef enum ValKind { V_ERR, V_TENSOR, V_NUM, V_STR, V_LIST } ValKind;
+typedef enum ValKind { V_ERR, V_TENSOR, V_NUM, V_STR, V_LIST, V_TUPLE } ValKind;
 
 typedef struct Value {
   ValKind kind;
@@ -145,7 +147,7 @@ typedef struct Value {
   int64_t ival;         /* V_NUM when is_int */
   int is_int;
   const char *str;      /* V_STR */
-  int nlist;            /* V_LIST: integers, or symbols where sym[i] */
+  int nlist;            /* V_LIST: integers, or symbols where sym[i]; V_TUPLE: node ids */
   int64_t list[IR_MAX_LIST];
   unsigned char sym[IR_MAX_LIST];
 } Value;
@@ -259,6 +261,7 @@ struct Parser {
   Token *settings[10];  /* where each training setting was given (train.c: settings[]) */
   long ncalls;          /* block calls expanded so far */
   int halted;           /* a limit of the model's size was hit: stop building */
+  Graph *model_g;       /* the model's graph while a scan body is built in g */
 };
 
 void fe_exec_stmt(Parser *P, Stmt *s);
@@ -302,6 +305,17 @@ int fe_new_param(Parser *P, const char *fullname, const Shape *s, ParamInit init
 int fe_claim_prefix(Parser *P, const char *full, Token *at);
 /* The prefix for the layer or block call e, or NULL after an error. */
 const char *fe_call_prefix(Parser *P, Expr *e, const char *kind);
+/* The user block named name, or NULL. */
+const BlockDef *fe_find_block(Parser *P, const char *name);
+/* Expands block b for call e with its arguments' values (named after the
+ * statement when e is its value); V_ERR after an error. */
+Value fe_expand_block(Parser *P, const BlockDef *b, Expr *e, const Value *args);
+Value fe_tuple(int n, const int *ids);
+
+/* --- scan.c ------------------------------------------------------------------- */
+/* scan(BLOCK, SEQ, STATE..., axis=0, reverse=false): the block run once
+ * per step as the body of a scan node; its results as a tuple. */
+Value fe_call_scan(Parser *P, Expr *e);
 
 /* --- layers.c ----------------------------------------------------------------- */
 typedef struct LayerDef LayerDef;

@@ -378,15 +378,40 @@ static Stmt *parse_train(Parser *P) {
   return s;
 }
 
-/* assign_stmt = IDENT "=" expr ("as" IDENT)? */
+/* assign_stmt = IDENT { "," IDENT } "=" expr ("as" IDENT)? */
 static Stmt *parse_assign(Parser *P) {
   Stmt *s = new_stmt(P, ST_ASSIGN, P->tok);
   s->name = P->assigning = P->tok;
   next(P);
-  next(P);
+  Token *more[IR_MAX_LIST];
+  while (accept(P, ",")) {
+    Token *t = expect_ident(P, "a name to assign");
+    if (s->ntargets == IR_MAX_LIST - 1) parse_fail_at(P, fe_loc(P, t), "at most %d names are assigned at once", IR_MAX_LIST);
+    more[s->ntargets++] = t;
+  }
+  s->targets = arena_alloc(P->tmp, sizeof(Token *) * (size_t)(s->ntargets + 1));
+  memcpy(s->targets, more, sizeof(Token *) * (size_t)s->ntargets);
+  expect(P, "=");
   s->value = parse_expr(P);
   s->as = parse_as(P);
   return s;
+}
+
+/* expr { "," expr }: one value, or an EX_TUPLE of several. */
+static Expr *parse_return_values(Parser *P) {
+  Token *at = P->tok;
+  Expr *first = parse_expr(P);
+  if (!lex_is(P->tok, ",")) return first;
+  Expr *e = new_expr(P, EX_TUPLE, at);
+  Arg items[IR_MAX_LIST + 1];
+  items[e->nargs++] = (Arg){NULL, first};
+  while (accept(P, ",")) {
+    Expr *v = parse_expr(P);
+    if (e->nargs <= IR_MAX_LIST) items[e->nargs++] = (Arg){NULL, v};
+  }
+  e->args = arena_alloc(P->tmp, sizeof(Arg) * (size_t)e->nargs);
+  memcpy(e->args, items, sizeof(Arg) * (size_t)e->nargs);
+  return e;
 }
 
 /* An identifier that does not start an assignment: say what is wrong. */
@@ -420,7 +445,7 @@ static Stmt *parse_simple(Parser *P, StmtKind k) {
  * model_stmt = "model" IDENT          input_stmt = "input" decl
  * label_stmt = "label" decl           param_stmt = "param" decl ("=" expr)?
  * freeze_stmt = "freeze" qualname     lr_group_stmt = "lr_group" qualname "=" expr
- * return_stmt = "return" expr */
+ * return_stmt = "return" expr { "," expr } */
 static Stmt *parse_stmt_syntax(Parser *P) {
   Token *t = P->tok;
   Stmt *s;
@@ -446,12 +471,12 @@ static Stmt *parse_stmt_syntax(Parser *P) {
     s->value = parse_expr(P);
   } else if (lex_is(t, "return")) {
     s = parse_simple(P, ST_RETURN);
-    s->value = parse_expr(P);
+    s->value = parse_return_values(P);
   } else if (lex_is(t, "block")) {
     s = parse_block(P);
   } else if (lex_is(t, "train")) {
     s = parse_train(P);
-  } else if (t->kind == TK_IDENT && lex_is(peek(P, 1), "=")) {
+  } else if (t->kind == TK_IDENT && (lex_is(peek(P, 1), "=") || lex_is(peek(P, 1), ","))) {
     s = parse_assign(P);
   } else if (t->kind == TK_IDENT) {
     parse_bad_start(P);

@@ -26,27 +26,51 @@ static void dump_attrs(FILE *f, const Graph *g, const Node *n) {
   }
 }
 
+static void dump_nodes(const Graph *g, FILE *f, int indent);
+
+/* A scan's counts, then its body nested below its line. */
+static void dump_scan_attrs(FILE *f, const Node *n) {
+  const AttrScan *a = &n->attr.scan;
+  if (n->op == OP_SCAN_OUT) {
+    fprintf(f, " index=%d", a->index);
+    return;
+  }
+  fprintf(f, " seqs=%d states=%d axis=%lld%s", a->nseq, a->nstate, (long long)a->axis, a->reverse ? " reverse" : "");
+}
+
+static void dump_body(const Graph *body, FILE *f, int indent) {
+  fprintf(f, "%*sbody {\n", indent + 2, "");
+  dump_nodes(body, f, indent + 4);
+  fprintf(f, "%*s}\n", indent + 2, "");
+}
+
 void ir_dump(const Graph *g, FILE *f) {
-  char buf[128];
   fprintf(f, "graph %s", g->name);
   for (int s = 0; s < g->nsyms; s++)
     fprintf(f, "%s%s<=%lld", s ? ", " : " (", g->syms[s].name, (long long)g->syms[s].max);
   fputs(g->nsyms ? ") {\n" : " {\n", f);
+  dump_nodes(g, f, 0);
+  fputs("}\n", f);
+}
+
+static void dump_nodes(const Graph *g, FILE *f, int indent) {
+  char buf[128];
   for (int i = 0; i < g->nnodes; i++) {
     const Node *n = &g->nodes[i];
-    fprintf(f, "  %%%d = %s", i, ir_ops[n->op].name);
+    fprintf(f, "%*s  %%%d = %s", indent, "", i, ir_ops[n->op].name);
     if (n->op == OP_INPUT || n->op == OP_PARAM) fprintf(f, " \"%s\"", n->name);
     for (int k = 0; k < n->nin; k++) fprintf(f, "%s%%%d", k ? ", " : " ", n->in[k]);
+    if (n->attr.kind == AK_SCAN) dump_scan_attrs(f, n);
     dump_attrs(f, g, n);
     if (n->op == OP_PARAM) fprintf(f, " init=%s%s", rt_init_name(n->init.kind), n->frozen ? " frozen" : "");
     fprintf(f, " : %s", ir_type_str(g, n->dtype, &n->shape, buf, sizeof buf));
     if (n->loc.src) fprintf(f, "    # %s:%d", n->loc.src->path, n->loc.line);
     if (n->name && n->op != OP_INPUT && n->op != OP_PARAM) fprintf(f, " %s", n->name);
     fputc('\n', f);
+    if (n->op == OP_SCAN) dump_body(n->attr.scan.body, f, indent);
   }
   for (int i = 0; i < g->noutputs; i++)
-    fprintf(f, "  output \"%s\" = %%%d\n", g->outputs[i].name, g->outputs[i].id);
-  fputs("}\n", f);
+    fprintf(f, "%*s  output \"%s\" = %%%d\n", indent, "", g->outputs[i].name, g->outputs[i].id);
 }
 
 void ir_dump_dot(const Graph *g, FILE *f) {

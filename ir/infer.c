@@ -768,6 +768,8 @@ static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Att
     *dt = xs[0]->dtype;
     *out = xs[0]->shape;
     return 0;
+  case OP_SCAN: return ir_scan_infer(g, in, nin, &a->scan, out, msg, msglen); /* scan.c */
+  case OP_SCAN_OUT: return ir_scan_out_infer(g, in, nin, &a->scan, dt, out, msg, msglen);
   case OP_COUNT:
     break;
   }

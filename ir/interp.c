@@ -684,7 +684,23 @@ RtStatus ir_bind_symbols(const Graph *g, const RtTensor *vals, int64_t *symvals,
 /* --- the interpreter ----------------------------------------------------------- */
 
 /* Allocates node id's result and computes it from its operands. */
-static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *symvals, RtError *err) {
+/* The scan fills its projections; a second projection of one result
+ * copies the first. */
+static RtStatus scan_out_again(const Graph *g, int id, RtTensor *vals, RtError *err) {
+  const Node *n = &g->nodes[id];
+  int first = id;
+  for (int j = n->in[0] + 1; j < id && first == id; j++)
+    if (g->nodes[j].op == OP_SCAN_OUT && g->nodes[j].in[0] == n->in[0] && g->nodes[j].attr.scan.index == n->attr.scan.index)
+      first = j;
+  if (first == id) return RT_OK; /* filled by the scan */
+  RtStatus st = rt_tensor_alloc(&vals[id], DT_F32, vals[first].rank, vals[first].shape, err);
+  if (!st) op_copy(&vals[first], &vals[id]);
+  return st;
+}
+
+static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *symvals, const InterpOpts *o,
+                         RtError *err) {
+  if (g->nodes[id].op == OP_SCAN_OUT) return scan_out_again(g, id, vals, err);
   const Node *n = &g->nodes[id];
   int64_t shape[IR_MAX_RANK];
   for (int k = 0; k < n->shape.rank; k++) shape[k] = ir_dim_value(g, n->shape.d[k], symvals);
@@ -753,6 +769,8 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_STOP_GRADIENT: op_copy(x, out); break;
   case OP_DROPOUT_TRAIN: op_dropout_train(x, y, out, &a->random); break;
   case OP_RUNNING_UPDATE: op_running_update(vals, n); break;
+  case OP_SCAN: return ir_interp_scan(g, id, vals, symvals, o, err); /* scan.c */
+  case OP_SCAN_OUT: return scan_out_again(g, id, vals, err);
   case OP_COUNT: IR_ASSERT(!"no such op"); break;
   }
   return RT_OK;
@@ -774,7 +792,7 @@ RtStatus ir_interp(const Graph *g, RtTensor *vals, const int64_t *symvals, const
   }
   for (int i = 0; i < g->nnodes; i++) {
     if (is_source(&g->nodes[i])) continue;
-    RtStatus st = run_node(g, i, vals, symvals, err);
+    RtStatus st = run_node(g, i, vals, symvals, o, err);
     if (st) return st;
   }
   return RT_OK;

@@ -41,12 +41,12 @@ int ir_op_lookup(const char *name) {
 AttrFamily ir_op_family(OpKind op) { return (AttrFamily)ir_ops[op].family; }
 
 static const char *const family_names[] = {
-    "none", "scalar", "axis", "dims", "loss", "expand", "window", "upsample", "pad", "hyper", "random", "ew_grad",
+    "none", "scalar", "axis", "dims", "loss", "expand", "window", "upsample", "pad", "hyper", "random", "ew_grad", "scan",
 };
-_Static_assert(sizeof family_names / sizeof family_names[0] == AK_EW_GRAD + 1, "a name for every attribute family");
+_Static_assert(sizeof family_names / sizeof family_names[0] == AK_SCAN + 1, "a name for every attribute family");
 
 const char *ir_attr_family_name(int family) {
-  return family >= 0 && family <= AK_EW_GRAD ? family_names[family] : "invalid";
+  return family >= 0 && family <= AK_SCAN ? family_names[family] : "invalid";
 }
 
 /* One value per field of a family's struct; AF_FAMILY gives its family. */
@@ -511,7 +511,9 @@ int ir_clone_node(Graph *dst, const Graph *src, int id, const int *map) {
   int in[64];
   IR_ASSERT(n->nin <= 64);
   for (int k = 0; k < n->nin; k++) in[k] = map[n->in[k]];
-  out = ir_op(dst, n->op, in, n->nin, &n->attr, n->loc);
+  Attrs at = n->attr;
+  if (n->op == OP_SCAN) at.scan.body = ir_scan_body_clone(dst, at.scan.body); /* never shared */
+  out = ir_op(dst, n->op, in, n->nin, &at, n->loc);
   if (out >= 0 && n->name) dst->nodes[out].name = arena_strdup(&dst->arena, n->name);
   return out;
 }

@@ -196,10 +196,12 @@ typedef enum UpsampleMode { UP_NEAREST, UP_BILINEAR } UpsampleMode;
  *            rmsprop's alpha, running_update's unbiased
  *   random   dropout_train: p, seed, salt
  *   ew_grad  the elementwise gradient: the forward op (of), the operand
- *            (arg), the op's operand count (nin) and its scalar attributes */
+ *            (arg), the op's operand count (nin) and its scalar attributes
+ *   scan     scan and scan_out: the body graph, counts, axis, direction,
+ *            the projected output (ir/scan.c) */
 typedef enum AttrFamily {
   AK_NONE, AK_SCALAR, AK_AXIS, AK_DIMS, AK_LOSS, AK_EXPAND, AK_WINDOW, AK_UPSAMPLE, AK_PAD, AK_HYPER,
-  AK_RANDOM, AK_EW_GRAD,
+  AK_RANDOM, AK_EW_GRAD, AK_SCAN,
 } AttrFamily;
 
 typedef struct AttrScalar {
@@ -264,6 +266,20 @@ typedef struct AttrEwGrad {
   int of, arg, nin;         /* the elementwise op, the operand, the op's operand count */
 } AttrEwGrad;
 
+/* A scan's body is a graph whose INPUT nodes are, in order, the nseq
+ * per-step slices of the sequences and the nstate states, whose PARAM
+ * nodes are, in order, the scan's constant operands (after the sequences
+ * and the initial states), and whose outputs are the per-step values
+ * (ny of them) then the nstate new states.  The body lives in the arena
+ * of the graph holding the scan (ir_scan_body_adopt). */
+typedef struct AttrScan {
+  const Graph *body;
+  int nseq, nstate;
+  int64_t axis;             /* the sequences' step axis, also the stacking axis */
+  int reverse;              /* steps run from the last to the first */
+  int index;                /* scan_out: which result (ir_scan_result) */
+} AttrScan;
+
 typedef struct Attrs {
   AttrFamily kind;
   union {
@@ -278,6 +294,7 @@ typedef struct Attrs {
     AttrHyper hyper;
     AttrRandom random;
     AttrEwGrad ew_grad;
+    AttrScan scan;
   };
 } Attrs;
 
@@ -431,6 +448,32 @@ int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *a,
 uint64_t ir_random_key(uint64_t seed, uint64_t salt);
 float ir_random_uniform(uint64_t key, uint64_t ctr);
 
+/* --- recurrence (scan.c) ----------------------------------------------------
+ * A scan node's results, numbered for scan_out's index: the ny stacked
+ * per-step outputs (each a step's value with the steps inserted at axis),
+ * the nstate final states, then the nstate stacked states each step read
+ * (what the reverse scan of the gradient reads).  The scan node itself
+ * holds no data (f32[] by convention); only scan_out nodes are read. */
+typedef enum ScanResultKind { SCAN_STACKED, SCAN_FINAL, SCAN_STATES } ScanResultKind;
+int ir_scan_nresults(const AttrScan *a);
+int ir_scan_ny(const AttrScan *a);
+ScanResultKind ir_scan_result_kind(const AttrScan *a, int index, int *which);
+/* The number of steps: the sequences' extent along the axis. */
+Dim ir_scan_steps(const Graph *g, const Node *scan);
+/* The type of result index of scan (a node of g). */
+void ir_scan_result_type(const Graph *g, const Node *scan, int index, Shape *s);
+/* The PARAM nodes of body in order (ids into ids[]); returns their count. */
+int ir_scan_params(const Graph *body, int *ids, int max);
+/* Moves body (an initialised graph, built apart) into owner's arena: it
+ * lives and is freed with owner.  Returns the moved graph. */
+const Graph *ir_scan_body_adopt(Graph *owner, Graph *body);
+/* A deep copy of body living in owner's arena. */
+const Graph *ir_scan_body_clone(Graph *owner, const Graph *body);
+/* Shape rules (infer.c calls them). */
+int ir_scan_infer(const Graph *g, const int *in, int nin, AttrScan *a, Shape *out, char *msg, size_t len);
+int ir_scan_out_infer(const Graph *g, const int *in, int nin, const AttrScan *a, DType *dt, Shape *out, char *msg,
+                      size_t len);
+
 /* --- parameter values (params.c) ------------------------------------------
  * ir_params_init adds to set every param of g that set does not have yet,
  * initialised from seed; ir_params_check checks that set holds every param
@@ -460,5 +503,9 @@ typedef struct InterpOpts {
 RtStatus ir_bind_symbols(const Graph *g, const RtTensor *vals, int64_t *symvals, RtError *err);
 RtStatus ir_interp(const Graph *g, RtTensor *vals, const int64_t *symvals, const InterpOpts *o,
                    RtError *err);
+/* Runs scan node id (scan.c): fills vals[] of every scan_out node of g
+ * that projects it; vals[id] itself is left as allocated. */
+RtStatus ir_interp_scan(const Graph *g, int id, RtTensor *vals, const int64_t *symvals, const InterpOpts *o,
+                        RtError *err);
 
 #endif

@@ -67,9 +67,30 @@ static int check_names(const Graph *g, Diags *d) {
   return bad;
 }
 
+/* A scan's body checks as a graph of its own, and only scan_out reads a
+ * scan (it holds no value of its own). */
+static int check_scan_uses(const Graph *g, int id, Diags *d) {
+  const Node *n = &g->nodes[id];
+  int bad = 0;
+  for (int k = 0; k < n->nin; k++)
+    if (g->nodes[n->in[k]].op == OP_SCAN && n->op != OP_SCAN_OUT) {
+      diag_error(d, n->loc, "verify: node %%%d (%s) reads scan %%%d, which only scan_out may project", id,
+                 ir_ops[n->op].name, n->in[k]);
+      bad++;
+    }
+  for (int o = 0; o < g->noutputs && n->op == OP_SCAN; o++)
+    if (g->outputs[o].id == id) {
+      diag_error(d, n->loc, "verify: output '%s' is a scan, not one of its results", g->outputs[o].name);
+      bad++;
+    }
+  if (n->op == OP_SCAN && n->attr.kind == AK_SCAN && n->attr.scan.body) bad += ir_verify(n->attr.scan.body, d);
+  return bad;
+}
+
 int ir_verify(const Graph *g, Diags *d) {
   int bad = 0;
   for (int i = 0; i < g->nnodes; i++) bad += check_node(g, i, d);
+  for (int i = 0; i < g->nnodes && !bad; i++) bad += check_scan_uses(g, i, d);
   bad += check_names(g, d);
   for (int i = 0; i < g->noutputs; i++)
     if (g->outputs[i].id < 0 || g->outputs[i].id >= g->nnodes) {

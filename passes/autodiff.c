@@ -371,6 +371,10 @@ static void vjp(AD *a, int id, int dy) {
   case OP_BATCHNORM:
     IR_ASSERT(!"batchnorm is decomposed before autodiff");
     return;
+  case OP_SCAN:
+  case OP_SCAN_OUT:
+    diag_error(a->g->diags, n->loc, "the gradient of a scan is not supported yet");
+    return;
   case OP_DROPOUT: accumulate(a, x, dy); return; /* inference mode: the identity */
   case OP_DROPOUT_TRAIN: /* the same mask, recomputed from its counter */
     accumulate(a, x, op2(a, OP_DROPOUT_TRAIN, dy, y, &at));

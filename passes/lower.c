@@ -673,6 +673,7 @@ const Node *lower_node_of(Lower *L, int id) { return node(L, id); }
 Expr *lower_value(Lower *L, int id, Expr *index) { return value(L, id, index); }
 Expr *lower_numel(Lower *L, const Shape *s, int from, int to) { return numel_expr(L, s, from, to); }
 Stmt *lower_zero_fill(Lower *L, int id) { return zero_fill(L, id); }
+Expr *lower_index(Lower *L, const Shape *s, Expr **idx) { return lin_index(L, s, idx); }
 
 /* --- normalisation and dropout ---------------------------------------------------- */
 
@@ -791,11 +792,15 @@ static Stmt *lower_node(Lower *L, int id) {
   case OP_DROPOUT_TRAIN: return lower_dropout_train(L, id);
   case OP_RUNNING_UPDATE: return lower_running_update(L, id);
   case OP_STOP_GRADIENT: return NULL; /* a view of its operand */
+  case OP_SCAN: return lower_scan(L, id); /* lower_scan.c */
+  case OP_SCAN_OUT: return NULL;          /* written by its scan's kernel */
   case OP_COUNT: break;
   }
   IR_ASSERT(!"unknown op");
   return NULL;
 }
+
+Stmt *lower_node_stmt(Lower *L, int id) { return lower_node(L, id); }
 
 /* The buffer of a param node, shared by every function of the program. */
 static int param_buffer(Program *p, const Node *n, int id) {
@@ -826,7 +831,7 @@ static void assign_buffers(Lower *L, int *taken) {
       L->buf[id] = kir_buffer(p, BUF_INPUT, n->dtype, n->name, &n->shape, id);
     else if (n->op == OP_PARAM || n->op == OP_STATE)
       L->buf[id] = param_buffer(p, n, id);
-    else if (ir_ops[n->op].flags & OPF_EFFECT)
+    else if ((ir_ops[n->op].flags & OPF_EFFECT) || n->op == OP_SCAN) /* a scan holds no value itself */
       L->buf[id] = -1;
     else if (n->op == OP_CONST)
       L->buf[id] = -1;

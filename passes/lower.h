@@ -26,6 +26,13 @@ Expr *lower_numel(Lower *L, const Shape *s, int from, int to);
 /* A loop storing 0 into every element of node id's buffer. */
 Stmt *lower_zero_fill(Lower *L, int id);
 
+/* Row-major index of idx[0..s->rank) in shape s. */
+Expr *lower_index(Lower *L, const Shape *s, Expr **idx);
+/* The statements computing node id of L->g, or NULL (sources, views). */
+Stmt *lower_node_stmt(Lower *L, int id);
+/* lower_scan.c: a scan as one kernel looping over its steps. */
+Stmt *lower_scan(Lower *L, int id);
+
 /* lower_conv.c: convolutions, pooling, upsample, pad and their gradients. */
 Stmt *lower_conv(Lower *L, int id);
 
