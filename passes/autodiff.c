@@ -31,6 +31,7 @@
 
 typedef struct AD {
   Graph *g;
+  int n0;          /* nodes before the backward graph */
   int *grad;       /* node -> gradient node, -1 */
   char *needed;    /* on a path from a requested source to the loss */
   SrcLoc loc;
@@ -297,6 +298,62 @@ static void vjp_global_pool(AD *a, const Node *n, int dy) {
   accumulate(a, n->in[0], op2(a, OP_EXPAND_AS, dy, n->in[0], &at));
 }
 
+/* --- scan: a reverse scan (autodiff_scan.c) ------------------------------------ */
+
+/* The gradient of result j of scan id: the sum over its projections, or -1. */
+static int result_grad(AD *a, int id, int j) {
+  int d = -1;
+  for (int u = id + 1; u < a->n0; u++) {
+    const Node *o = nd(a, u);
+    if (o->op != OP_SCAN_OUT || o->in[0] != id || o->attr.scan.index != j || a->grad[u] < 0) continue;
+    d = d < 0 ? a->grad[u] : op2(a, OP_ADD, d, a->grad[u], NULL);
+  }
+  return d;
+}
+
+static int project(AD *a, int scan, int j) {
+  Attrs at = ir_attrs_default(OP_SCAN_OUT);
+  at.scan.index = j;
+  return op1(a, OP_SCAN_OUT, scan, &at);
+}
+
+static int zeros_like(AD *a, int x) { return op2(a, OP_EXPAND_AS, ir_const(a->g, 0.0, a->loc), x, NULL); }
+
+/* Operands of the reverse scan: sequences (x, the stacked states, the
+ * outputs' gradients), initial states (the final states' gradients, zero
+ * accumulators), then the forward scan's constants. */
+static int reverse_operands(AD *a, int id, const Node *n, const int *dy, int *ops) {
+  const AttrScan *s = &n->attr.scan;
+  int ny = ir_scan_ny(s), np = n->nin - s->nseq - s->nstate, k = 0;
+  for (int i = 0; i < s->nseq; i++) ops[k++] = n->in[i];
+  for (int i = 0; i < s->nstate; i++) ops[k++] = project(a, id, ny + s->nstate + i);
+  for (int j = 0; j < ny; j++)
+    if (dy[j] >= 0) ops[k++] = dy[j];
+  for (int i = 0; i < s->nstate; i++) {
+    int d = result_grad(a, id, ny + i);
+    ops[k++] = d >= 0 ? d : zeros_like(a, n->in[s->nseq + i]);
+  }
+  for (int p = 0; p < np; p++) ops[k++] = zeros_like(a, n->in[s->nseq + s->nstate + p]);
+  for (int p = 0; p < np; p++) ops[k++] = n->in[s->nseq + s->nstate + p];
+  return k;
+}
+
+static void vjp_scan(AD *a, int id) {
+  const Node copy = *nd(a, id), *n = &copy;
+  const AttrScan *s = &n->attr.scan;
+  int ny = ir_scan_ny(s), np = n->nin - s->nseq - s->nstate, dy[64], has[64], ndy = 0, ops[200];
+  for (int j = 0; j < ny; j++) dy[j] = result_grad(a, id, j), has[j] = dy[j] >= 0, ndy += has[j];
+  Attrs at = ir_attrs_default(OP_SCAN);
+  at.scan = (AttrScan){pass_scan_backward_body(a->g, n, has), s->nseq + s->nstate + ndy, s->nstate + np, s->axis,
+                       !s->reverse, 0};
+  if (!at.scan.body) return;
+  int nops = reverse_operands(a, id, n, dy, ops);
+  int r = ir_op(a->g, OP_SCAN, ops, nops, &at, n->loc);
+  if (r < 0) return;
+  for (int i = 0; i < n->nin; i++)
+    if (a->needed[n->in[i]]) accumulate(a, n->in[i], project(a, r, i)); /* result i is operand i's gradient */
+}
+
 /* Contributions of node id (with gradient dy) to its operands. */
 static void vjp(AD *a, int id, int dy) {
   const Node copy = *nd(a, id), *n = &copy; /* the rules add nodes, which may move the array */
@@ -371,10 +428,10 @@ static void vjp(AD *a, int id, int dy) {
   case OP_BATCHNORM:
     IR_ASSERT(!"batchnorm is decomposed before autodiff");
     return;
-  case OP_SCAN:
-  case OP_SCAN_OUT:
-    diag_error(a->g->diags, n->loc, "the gradient of a scan is not supported yet");
+  case OP_SCAN_OUT: /* the scan gathers its projections' gradients */
+    if (a->grad[x] < 0) a->grad[x] = id;
     return;
+  case OP_SCAN: vjp_scan(a, id); return;
   case OP_DROPOUT: accumulate(a, x, dy); return; /* inference mode: the identity */
   case OP_DROPOUT_TRAIN: /* the same mask, recomputed from its counter */
     accumulate(a, x, op2(a, OP_DROPOUT_TRAIN, dy, y, &at));
@@ -408,7 +465,7 @@ static void mark_needed(AD *a, int loss, const int *wrt, int nwrt) {
 
 int pass_autodiff(Graph *g, int loss, const int *wrt, int nwrt, int *grads) {
   int n0 = g->nnodes;
-  AD a = {g, rt_xmalloc(sizeof(int) * ((size_t)n0 + 1)), rt_xcalloc((size_t)n0 + 1, 1), g->nodes[loss].loc};
+  AD a = {g, n0, rt_xmalloc(sizeof(int) * ((size_t)n0 + 1)), rt_xcalloc((size_t)n0 + 1, 1), g->nodes[loss].loc};
   IR_ASSERT(a.grad && a.needed);
   for (int i = 0; i < n0; i++) a.grad[i] = -1;
   mark_needed(&a, loss, wrt, nwrt);

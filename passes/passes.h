@@ -43,6 +43,10 @@ int pass_decompose(const Graph *src, Graph *dst, int *map, const DecomposeOpts *
 /* Appends the backward graph of scalar node loss; grads[i] is the gradient
  * node of wrt[i], or -1 when the loss does not depend on it. */
 int pass_autodiff(Graph *g, int loss, const int *wrt, int nwrt, int *grads);
+/* The body of the reverse scan that differentiates scan (autodiff_scan.c),
+ * given which per-step outputs have a gradient; adopted by owner.  NULL
+ * after reporting an error. */
+const Graph *pass_scan_backward_body(Graph *owner, const Node *scan, const int *has_dy);
 
 /* --- training ------------------------------------------------------------- */
 typedef enum OptKind { OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP, OPT_ADAGRAD, OPT_COUNT } OptKind;

@@ -4,7 +4,9 @@
  * against the C backend and the JIT on scans with several states, a
  * reversed scan and states that swap, the emitted C of a scan not growing
  * with the number of steps, and the kernel and graph checkers on the
- * lowered scan.
+ * lowered scan.  Gradients (a reverse scan): against the unrolled RNN's,
+ * against finite differences, the backends against the interpreter, and
+ * against torch.nn.RNN (fixtures of tests/fixtures/gen_scan_fixtures.py).
  */
 #include <criterion/criterion.h>
 
@@ -61,15 +63,24 @@ static void load(Run *r, const char *text) {
   cr_assert_eq(ir_verify(&r->m.g, &r->d), 0);
   for (int s = 0; s < r->m.g.nsyms; s++) r->m.g.syms[s].max = 8;
   for (int s = 0; s < IR_MAX_SYMS; s++) r->sym[s] = BATCH;
-  r->nvals = r->m.g.nnodes;
-  r->vals = calloc((size_t)r->nvals + 1, sizeof *r->vals);
+  r->nvals = 0;
+  r->vals = NULL;
   rt_set_init(&r->params);
 }
 
 /* Inputs drawn from seed; params from the set (initialised first). */
+static void free_vals(Run *r) {
+  for (int i = 0; i < r->nvals; i++)
+    if (r->m.g.nodes[i].op != OP_PARAM) rt_tensor_free(&r->vals[i]);
+  free(r->vals);
+}
+
 static void run_interp(Run *r, uint64_t seed) {
   Graph *g = &r->m.g;
   RtError err;
+  free_vals(r);
+  r->nvals = g->nnodes;
+  r->vals = calloc((size_t)r->nvals + 1, sizeof *r->vals);
   cr_assert_eq(ir_params_init(g, 7, &r->params, &err), RT_OK, "%s", err.msg);
   RtRng rng;
   rt_rng_seed(&rng, seed);
@@ -90,9 +101,7 @@ static void run_interp(Run *r, uint64_t seed) {
 static const RtTensor *output(Run *r, const char *name) { return &r->vals[r->m.g.outputs[ir_find_output(&r->m.g, name)].id]; }
 
 static void done(Run *r) {
-  for (int i = 0; i < r->nvals; i++)
-    if (r->m.g.nodes[i].op != OP_PARAM) rt_tensor_free(&r->vals[i]);
-  free(r->vals);
+  free_vals(r);
   rt_set_free(&r->params);
   fe_model_free(&r->m);
 }
@@ -129,8 +138,9 @@ static void check_backend(Run *r, CModule *(*build)(const Program *, RtError *),
   cr_assert_not_null(mod, "%s: %s", what, err.msg);
   cr_assert_eq(cg_c_set_params(mod, &r->params, &err), RT_OK, "%s", err.msg);
   const Func *f = &p.funcs[0];
-  void *args[16];
-  RtTensor outs[8];
+  void *args[64];
+  RtTensor outs[32];
+  cr_assert(f->nargs <= 64 && g->noutputs <= 32);
   for (int i = 0; i < f->nargs; i++) {
     const Buffer *b = &p.bufs[f->args[i]];
     if (b->kind == BUF_INPUT) {
@@ -256,23 +266,221 @@ Test(scan, dump_shows_the_body_once) {
   done(&r);
 }
 
-/* Differentiating through a scan is reported at the scan's line. */
-Test(scan, gradient_is_reported_not_built) {
-  Run r;
-  load(&r, scan_rnn(4));
-  Graph *g = &r.m.g;
-  char *out = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&out, &len);
+
+/* --- gradients ---------------------------------------------------------------------------- */
+
+/* Adds loss = sum(hs * hs) + sum(hT) (or sum(out * out) over every output)
+ * as output "loss", and the gradient of each f32 input and param as an
+ * output named "d.NAME".  Returns the loss node. */
+static int add_grads(Run *r) {
+  Graph *g = &r->m.g;
+  int nout = g->noutputs, loss = -1, wrt[32], grads[32], nw = 0;
+  SrcLoc at = g->nodes[g->outputs[0].id].loc;
+  for (int o = 0; o < nout; o++) {
+    int y = g->outputs[o].id, in[2] = {y, y};
+    int sq = strcmp(g->outputs[o].name, "hT") ? ir_op(g, OP_MUL, in, 2, NULL, at) : y;
+    int t = ir_op(g, OP_SUM, &sq, 1, NULL, at);
+    int pair[2] = {loss, t};
+    loss = loss < 0 ? t : ir_op(g, OP_ADD, pair, 2, NULL, at);
+    cr_assert_geq(loss, 0);
+  }
+  ir_output(g, "loss", loss);
+  for (int i = 0; i < g->nnodes; i++)
+    if ((g->nodes[i].op == OP_PARAM || g->nodes[i].op == OP_INPUT) && g->nodes[i].dtype == DT_F32) wrt[nw++] = i;
+  cr_assert_eq(pass_autodiff(g, loss, wrt, nw, grads), 0, "the gradient does not build");
+  for (int k = 0; k < nw; k++) {
+    cr_assert_geq(grads[k], 0, "no gradient for %s", g->nodes[wrt[k]].name);
+    char name[128];
+    snprintf(name, sizeof name, "d.%s", g->nodes[wrt[k]].name);
+    ir_output(g, name, grads[k]);
+  }
   Diags d;
-  diag_init(&d, f);
-  g->diags = &d;
-  int hT = g->outputs[ir_find_output(g, "hT")].id, w = ir_find_param(g, "rnn.hh.weight"), grad;
-  int loss = ir_op(g, OP_SUM, &hT, 1, NULL, g->nodes[hT].loc);
-  cr_assert_geq(loss, 0);
-  cr_expect_neq(pass_autodiff(g, loss, &w, 1, &grad), 0);
-  fclose(f);
-  cr_expect_not_null(strstr(out, "scan.dl:10:10: error: the gradient of a scan is not supported yet"), "%s", out);
-  free(out);
+  diag_init(&d, stderr);
+  cr_assert_eq(ir_verify(g, &d), 0);
+  return loss;
+}
+
+static const char *const rnn_names[][2] = {
+    {"rnn.ih.weight", "w_ih"}, {"rnn.ih.bias", "b_ih"}, {"rnn.hh.weight", "w_hh"}, {"rnn.hh.bias", "b_hh"}};
+
+Test(scan, gradient_matches_the_unrolled_rnn) {
+  Run s, u;
+  load(&s, scan_rnn(6));
+  add_grads(&s);
+  run_interp(&s, 3);
+  char *text = unrolled_rnn(6);
+  load(&u, text);
+  free(text);
+  add_grads(&u);
+  RtError err;
+  for (int k = 0; k < 4; k++)
+    cr_assert_eq(rt_set_add_copy(&u.params, rnn_names[k][1], rt_set_find(&s.params, rnn_names[k][0]), &err), RT_OK);
+  run_interp(&u, 3);
+  static const char *pairs[][2] = {{"loss", "loss"},           {"d.x", "d.x"},       {"d.h0", "d.h0"},
+                                   {"d.rnn.ih.weight", "d.w_ih"}, {"d.rnn.ih.bias", "d.b_ih"},
+                                   {"d.rnn.hh.weight", "d.w_hh"}, {"d.rnn.hh.bias", "d.b_hh"}};
+  for (size_t k = 0; k < sizeof pairs / sizeof *pairs; k++) {
+    double w = worst_err(output(&s, pairs[k][0]), output(&u, pairs[k][1]));
+    cr_expect(w <= 1e-5, "%s differs from the unrolled RNN's %s by %g", pairs[k][0], pairs[k][1], w);
+  }
+  done(&s);
+  done(&u);
+}
+
+/* The loss of r's graph (output "loss") by the interpreter. */
+static double loss_of(Run *r) {
+  InterpOpts io = {0, 0};
+  RtError err;
+  Graph *g = &r->m.g;
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op != OP_PARAM && g->nodes[i].op != OP_INPUT) rt_tensor_free(&r->vals[i]);
+  cr_assert_eq(ir_interp(g, r->vals, r->sym, &io, &err), RT_OK, "%s", err.msg);
+  return ((const float *)output(r, "loss")->data)[0];
+}
+
+/* Central differences of the loss along every element of every input
+ * and param against its gradient output. */
+static void check_fd(Run *r) {
+  Graph *g = &r->m.g;
+  RtTensor *grads = calloc((size_t)g->noutputs, sizeof *grads);
+  for (int o = 0; o < g->noutputs; o++) {
+    const RtTensor *t = &r->vals[g->outputs[o].id];
+    RtError err;
+    cr_assert_eq(rt_tensor_alloc(&grads[o], t->dtype, t->rank, t->shape, &err), RT_OK);
+    memcpy(grads[o].data, t->data, sizeof(float) * (size_t)rt_tensor_numel(t));
+  }
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = &g->nodes[i];
+    if ((n->op != OP_PARAM && n->op != OP_INPUT) || n->dtype != DT_F32) continue;
+    char name[128];
+    snprintf(name, sizeof name, "d.%s", n->name);
+    const float *gv = grads[ir_find_output(g, name)].data;
+    float *xv = r->vals[i].data;
+    double worst = 0;
+    int64_t at = -1;
+    for (int64_t e = 0; e < rt_tensor_numel(&r->vals[i]); e++) {
+      float x0 = xv[e], xp = x0 + 1e-2f, xm = x0 - 1e-2f;
+      xv[e] = xp;
+      double lp = loss_of(r);
+      xv[e] = xm;
+      double lm = loss_of(r);
+      xv[e] = x0;
+      double fd = (lp - lm) / ((double)xp - xm), err = fabs(gv[e] - fd) / fmax(1, fabs(fd));
+      if (err > worst) worst = err, at = e;
+    }
+    cr_expect(worst <= 2e-3, "d loss / d %s[%lld] is %g, finite differences say otherwise (error %g)", n->name,
+              (long long)at, at >= 0 ? gv[at] : 0, worst);
+  }
+  for (int o = 0; o < g->noutputs; o++) rt_tensor_free(&grads[o]);
+  free(grads);
+}
+
+static const char *const lstm_like =
+    "model m\ninput x: f32[4, N, 3]\ninput h0: f32[N, 4]\ninput c0: f32[N, 4]\n"
+    "block cell(x_t, h, c) {\n  g = dense(x_t, 4)\n  r = dense(h, 4)\n  c_new = sigmoid(g) * c + tanh(r)\n"
+    "  h_new = tanh(c_new) * 0.5\n  y = dense(h_new, 2)\n  return y, h_new, c_new\n}\n"
+    "ys, hT, cT = scan(cell, x, h0, c0, reverse=true) as lstm\n"
+    "output ys\noutput hT\noutput cT\n";
+
+Test(scan, gradient_matches_finite_differences, .timeout = 120) {
+  const char *models[] = {scan_rnn(5), lstm_like};
+  char *copy = strdup(models[0]);
+  models[0] = copy;
+  for (int m = 0; m < 2; m++) {
+    Run r;
+    load(&r, models[m]);
+    add_grads(&r);
+    run_interp(&r, 9);
+    check_fd(&r);
+    done(&r);
+  }
+  free(copy);
+}
+
+Test(scan, gradient_backends_agree, .timeout = 240) {
+  const char *models[] = {scan_rnn(7), lstm_like};
+  char *copy = strdup(models[0]);
+  models[0] = copy;
+  for (int m = 0; m < 2; m++) {
+    Run r;
+    load(&r, models[m]);
+    add_grads(&r);
+    run_interp(&r, 5);
+    check_backend(&r, build_c, "C");
+    check_backend(&r, cg_jit_build, "JIT");
+    done(&r);
+  }
+  free(copy);
+}
+
+/* The reverse scan's body is lowered once too: the training code's size
+ * does not grow with the steps either. */
+Test(scan, gradient_code_does_not_grow_with_steps) {
+  size_t size[2];
+  for (int k = 0; k < 2; k++) {
+    Run r;
+    load(&r, scan_rnn(k ? 128 : 32));
+    add_grads(&r);
+    Program p;
+    lower(&p, &r.m.g);
+    char *c = NULL;
+    size_t clen = 0;
+    FILE *cf = open_memstream(&c, &clen), *hf = fopen("/dev/null", "w");
+    EmitOpts o = {"m.h", NULL};
+    cr_assert_eq(cg_emit_c(&p, cf, hf, &o, &r.d), 0);
+    fclose(cf);
+    fclose(hf);
+    free(c);
+    size[k] = clen;
+    kir_program_free(&p);
+    done(&r);
+  }
+  cr_expect(size[1] <= size[0] + 32, "the gradient's C grows from %zu bytes (T = 32) to %zu (T = 128)", size[0], size[1]);
+}
+
+/* torch.nn.RNN (tanh, batch_first): outputs and gradients of
+ * loss = sum(hs * hs) + sum(h_T), from tests/fixtures/gen_scan_fixtures.py. */
+static void read_fixture(const char *name, RtTensor *t) {
+  char path[512];
+  RtError err;
+  snprintf(path, sizeof path, "%s/tests/fixtures/scan/%s.npy", DLC_SOURCE_DIR, name);
+  cr_assert_eq(rt_npy_read(path, t, &err), RT_OK, "%s", err.msg);
+}
+
+Test(scan, rnn_matches_torch_nn_rnn) {
+  static const char *torch_names[] = {"weight_ih_l0", "bias_ih_l0", "weight_hh_l0", "bias_hh_l0"};
+  Run r;
+  load(&r, "model rnn\ninput x: f32[N, 6, 3]\ninput h0: f32[N, 4]\n"
+           "block cell(x_t, h) {\n  ih = dense(x_t, 4)\n  hh = dense(h, 4)\n  h_new = tanh(ih + hh)\n"
+           "  return h_new, h_new\n}\n"
+           "hs, hT = scan(cell, x, h0, axis=1) as rnn\noutput hs\noutput hT\n");
+  add_grads(&r);
+  RtError err;
+  for (int k = 0; k < 4; k++) {
+    RtTensor t;
+    read_fixture(torch_names[k], &t);
+    cr_assert_eq(rt_set_add(&r.params, rnn_names[k][0], &t, &err), RT_OK, "%s", err.msg);
+  }
+  run_interp(&r, 1);
+  Graph *g = &r.m.g;
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op == OP_INPUT) {
+      RtTensor t;
+      read_fixture(g->nodes[i].name, &t);
+      cr_assert_eq(rt_tensor_numel(&t), rt_tensor_numel(&r.vals[i]));
+      memcpy(r.vals[i].data, t.data, sizeof(float) * (size_t)rt_tensor_numel(&t));
+      rt_tensor_free(&t);
+    }
+  loss_of(&r);
+  static const char *checks[][2] = {{"hs", "hs"}, {"hT", "hT"}, {"loss", "loss"}, {"d.x", "grad_x"}, {"d.h0", "grad_h0"},
+                                    {"d.rnn.ih.weight", "grad_weight_ih_l0"}, {"d.rnn.ih.bias", "grad_bias_ih_l0"},
+                                    {"d.rnn.hh.weight", "grad_weight_hh_l0"}, {"d.rnn.hh.bias", "grad_bias_hh_l0"}};
+  for (size_t k = 0; k < sizeof checks / sizeof *checks; k++) {
+    RtTensor want;
+    read_fixture(checks[k][1], &want);
+    double w = worst_err(output(&r, checks[k][0]), &want);
+    cr_expect(w <= 1e-5, "%s differs from torch's %s by %g", checks[k][0], checks[k][1], w);
+    rt_tensor_free(&want);
+  }
   done(&r);
 }
