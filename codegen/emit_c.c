@@ -140,6 +140,7 @@ static const char *unary_fn(UnOp op) {
   case UN_EXPM1: return "expm1";
   case UN_ERF: return "erf";
   case UN_ERFC: return "erfc";
+  case UN_COS: return "cos";
   }
   return "?";
 }

@@ -212,6 +212,7 @@ static LLVMValueRef unary(Lower *L, const Expr *e) {
   case UN_EXPM1: return libm(L, f ? "expm1f" : "expm1", T, x);
   case UN_ERF: return libm(L, f ? "erff" : "erf", T, x);
   case UN_ERFC: return libm(L, f ? "erfcf" : "erfc", T, x);
+  case UN_COS: return libm(L, f ? "cosf" : "cos", T, x);
   }
   ir_internal_error(__FILE__, __LINE__, "unknown unary operator");
   return NULL;

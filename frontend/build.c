@@ -632,7 +632,7 @@ static const char *op_usage(OpKind op, char *buf, size_t len) {
   for (int i = 0; i < oi->min_in && at < len; i++)
     at += (size_t)snprintf(buf + at, len - at, oi->min_in == 1 ? "%sx" : "%sx%d", i ? ", " : "", i + 1);
   if (oi->max_in < 0 && at < len) at += (size_t)snprintf(buf + at, len - at, ", ...");
-  for (int i = oi->min_in; i < oi->max_in && at < len; i++)
+  for (int i = oi->min_in; i < oi->max_in && !(oi->flags & OPF_RANDOM) && at < len; i++)
     at += (size_t)snprintf(buf + at, len - at, "[, x%d]", i + 1);
   AttrSpec sp[8];
   int n = ir_attr_specs(op, sp, 8);
@@ -665,14 +665,21 @@ static int count_operands(Parser *P, OpKind op, Expr *e, int *npos) {
   while (n < e->nargs && !e->args[n].key) n++;
   *npos = n;
   int nops = n < oi->min_in ? n : oi->min_in;
-  while (nops < n && (oi->max_in < 0 || nops < oi->max_in) && is_operand_expr(P, e->args[nops].val)) nops++;
+  int max = oi->flags & OPF_RANDOM ? oi->min_in : oi->max_in; /* the step operand is the compiler's */
+  while (nops < n && (max < 0 || nops < max) && is_operand_expr(P, e->args[nops].val)) nops++;
   return nops;
 }
 
 /* Converts a list value for attribute name of op into dims. */
 static int list_dims(Parser *P, OpKind op, Expr *e, Value v, Dim *out) {
+  int shape = op == OP_RAND || op == OP_RANDN; /* a result shape: symbols, positive extents */
   for (int i = 0; i < v.nlist; i++) {
-    if (v.sym[i] && op != OP_RESHAPE) {
+    if (shape && !v.sym[i] && v.list[i] <= 0) {
+      diag_error(P->d, fe_loc(P, e->tok), "%s: dimension %lld of the shape must be positive", ir_ops[op].name,
+                 (long long)v.list[i]);
+      return -1;
+    }
+    if (v.sym[i] && op != OP_RESHAPE && !shape) {
       diag_error(P->d, fe_loc(P, e->tok), "%s takes axes as integers, not the dimension symbol '%s'",
                  ir_ops[op].name, P->g->syms[v.list[i]].name);
       return -1;

@@ -663,6 +663,28 @@ static int infer_step(Ctx *c, OpKind op, const Node *const *xs, int nin, Shape *
   return 0;
 }
 
+/* The random ops: the shape of the attribute (rand, randn; every extent
+ * positive or a symbol) or of operand 1, and the step operand that
+ * decompose adds a scalar. */
+static int infer_random(Ctx *c, OpKind op, const Node *const *xs, int nin, const AttrRandom *a, Shape *out) {
+  int nop = ir_ops[op].min_in;
+  if (nin > nop && xs[nin - 1]->shape.rank != 0) return fail(c, "the step operand must be a scalar");
+  if (nop) {
+    *out = xs[0]->shape;
+    return 0;
+  }
+  if (a->shape.n > IR_MAX_RANK) return fail(c, "a shape has at most %d dimensions", IR_MAX_RANK);
+  out->rank = a->shape.n;
+  for (int i = 0; i < a->shape.n; i++) {
+    Dim d = a->shape.v[i];
+    if (d == 0 || d == DIM_INFER || (DIM_IS_SYM(d) && DIM_SYM_ID(d) >= c->g->nsyms))
+      return fail(c, "dimension %d of the shape must be positive or a dimension symbol, not %lld", i,
+                  (long long)d);
+    out->d[i] = d;
+  }
+  return 0;
+}
+
 static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Attrs *attrs, DType *dt,
                     Shape *out, char *msg, size_t msglen) {
   Ctx c = {g, msg, msglen};
@@ -764,6 +786,13 @@ static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Att
     *out = xs[0]->shape;
     return 0;
   case OP_RUNNING_UPDATE: return infer_running_update(&c, xs, out);
+  case OP_RAND:
+  case OP_RANDN:
+  case OP_RAND_LIKE:
+  case OP_RANDN_LIKE:
+  case OP_BERNOULLI:
+    *dt = DT_F32;
+    return infer_random(&c, op, xs, nin, &a->random, out);
   case OP_STOP_GRADIENT:
     *dt = xs[0]->dtype;
     *out = xs[0]->shape;

@@ -83,6 +83,7 @@ static float eval_unary(UnOp op, float x) {
   case UN_EXPM1: return expm1f(x);
   case UN_ERF: return erff(x);
   case UN_ERFC: return erfcf(x);
+  case UN_COS: return cosf(x);
   }
   IR_ASSERT(!"unknown unary operator");
   return 0;
@@ -582,6 +583,24 @@ static void op_dropout_train(const RtTensor *x, const RtTensor *step, RtTensor *
     wf(out)[i] = ir_random_uniform(key, (s << 32) + (uint64_t)i) >= (float)a->p ? cf(x)[i] * scale : 0.0f;
 }
 
+/* The random ops: element i of step s from counter (s << 32) + i, or the
+ * pair from 2i for a normal (ir_random_normal); bernoulli is 1 where the
+ * uniform is below p.  Without a step operand the step is 0. */
+static void op_random(const Node *n, const RtTensor *vals, RtTensor *out) {
+  uint64_t key = ir_random_key((uint64_t)n->attr.random.seed, (uint64_t)n->attr.random.salt), base = 0;
+  int nop = ir_ops[n->op].min_in;
+  if (n->nin > nop) base = (uint64_t)cf(&vals[n->in[nop]])[0] << IR_RANDOM_STEP_SHIFT;
+  int64_t count = rt_tensor_numel(out);
+  for (int64_t i = 0; i < count; i++) {
+    uint64_t c = base + (uint64_t)i;
+    switch ((int)n->op) { /* the random ops only */
+    case OP_RAND: case OP_RAND_LIKE: wf(out)[i] = ir_random_uniform(key, c); break;
+    case OP_RANDN: case OP_RANDN_LIKE: wf(out)[i] = ir_random_normal(key, base + 2 * (uint64_t)i); break;
+    case OP_BERNOULLI: wf(out)[i] = ir_random_uniform(key, c) < cf(&vals[n->in[0]])[i] ? 1.0f : 0.0f; break;
+    }
+  }
+}
+
 /* running = (1 - m) running + m stat, the statistic made unbiased (n / (n - 1)
  * with n the samples per channel) for the variance. */
 static void op_running_update(RtTensor *vals, const Node *n) {
@@ -767,6 +786,13 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_BATCHNORM: op_batchnorm(vals, n->in, out, a->hyper.hp[HP_EPS]); break;
   case OP_DROPOUT: op_copy(x, out); break;
   case OP_STOP_GRADIENT: op_copy(x, out); break;
+  case OP_RAND:
+  case OP_RANDN:
+  case OP_RAND_LIKE:
+  case OP_RANDN_LIKE:
+  case OP_BERNOULLI:
+    op_random(n, vals, out);
+    break;
   case OP_DROPOUT_TRAIN: op_dropout_train(x, y, out, &a->random); break;
   case OP_RUNNING_UPDATE: op_running_update(vals, n); break;
   case OP_SCAN: return ir_interp_scan(g, id, vals, symvals, o, err); /* scan.c */

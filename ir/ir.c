@@ -9,6 +9,7 @@
  * way to add a computed node and it runs the shape rule (infer.c) first, so
  * a node that exists is well-formed.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,7 +61,7 @@ typedef enum AttrField {
   AF_SCALE, AF_UP_MODE,                                              /* upsample */
   AF_PADS, AF_PAD_MODE, AF_VALUE,                                    /* pad */
   AF_HP, AF_ALPHA, AF_UNBIASED,                                      /* hyper */
-  AF_P, AF_SEED, AF_SALT,                                            /* random */
+  AF_P, AF_SEED, AF_SALT, AF_RSHAPE,                                 /* random */
   AF_EW_OF, AF_EW_ARG,                                               /* ew_grad */
 } AttrField;
 
@@ -85,6 +86,7 @@ static const struct {
     {"axis", AF_AXIS, ATTR_INT},     {"start", AF_START, ATTR_INT},
     {"end", AF_END, ATTR_INT},       {"step", AF_STEP, ATTR_INT},
     {"pieces", AF_PIECES, ATTR_INT}, {"keepdim", AF_KEEPDIM, ATTR_BOOL},
+    {"shape", AF_RSHAPE, ATTR_LIST, NULL, 0, "rand randn"},
     {"shape", AF_LIST, ATTR_LIST},   {"perm", AF_LIST, ATTR_LIST},
     {"axes", AF_LIST, ATTR_LIST},    {"margin", AF_MARGIN, ATTR_FLOAT},
     {"reduction", AF_REDUCTION, ATTR_ENUM, "mean|sum|none"},
@@ -129,7 +131,7 @@ static AttrFamily field_family(AttrField f) {
   case AF_SCALE: case AF_UP_MODE: return AK_UPSAMPLE;
   case AF_PADS: case AF_PAD_MODE: case AF_VALUE: return AK_PAD;
   case AF_HP: case AF_ALPHA: case AF_UNBIASED: return AK_HYPER;
-  case AF_P: case AF_SEED: case AF_SALT: return AK_RANDOM;
+  case AF_P: case AF_SEED: case AF_SALT: case AF_RSHAPE: return AK_RANDOM;
   case AF_EW_OF: case AF_EW_ARG: return AK_EW_GRAD;
   }
   return AK_NONE;
@@ -175,6 +177,7 @@ static IntList *int_list(Attrs *a, AttrField f) {
   case AF_OUT_PAD: return &a->window.output_padding;
   case AF_SCALE: return &a->upsample.scale;
   case AF_PADS: return &a->pad.pads;
+  case AF_RSHAPE: return &a->random.shape;
   case AF_F: case AF_F2: case AF_EW_MODE: case AF_AXIS: case AF_START: case AF_END: case AF_STEP: case AF_PIECES:
   case AF_LIST: case AF_KEEPDIM: case AF_REDUCTION: case AF_MARGIN: case AF_MEAN: case AF_GROUPS: case AF_MODE:
   case AF_CEIL: case AF_COUNT_PAD: case AF_UP_MODE: case AF_PAD_MODE: case AF_VALUE: case AF_HP: case AF_ALPHA:
@@ -240,7 +243,7 @@ static void set_field(Attrs *a, int fi, int64_t i, double d) {
   case AF_EW_OF: a->ew_grad.of = (int)i; break;
   case AF_EW_ARG: a->ew_grad.arg = (int)i; break;
   case AF_LIST: case AF_STRIDE: case AF_PADDING: case AF_DILATION: case AF_KERNEL: case AF_OUT_PAD:
-  case AF_SCALE: case AF_PADS:
+  case AF_SCALE: case AF_PADS: case AF_RSHAPE:
     break;
   }
 }
@@ -387,7 +390,7 @@ static double field_number(const Attrs *a, int fi, int64_t *iv) {
   case AF_PAD_MODE: *iv = a->pad.mode; break;
   case AF_EW_OF: *iv = a->ew_grad.of; break;
   case AF_LIST: case AF_STRIDE: case AF_PADDING: case AF_DILATION: case AF_KERNEL: case AF_OUT_PAD: case AF_SCALE:
-  case AF_PADS:
+  case AF_PADS: case AF_RSHAPE:
     IR_ASSERT(!"a list attribute has no number");
   }
   return 0;
@@ -548,6 +551,7 @@ int ir_op(Graph *g, OpKind op, const int *in, int nin, const Attrs *a, SrcLoc lo
   int id = new_node(g, op, dt, &s, loc);
   Node *n = &g->nodes[id];
   n->attr = attrs;
+  if ((info->flags & OPF_RANDOM) && attrs.random.salt == 0) n->attr.random.salt = IR_RANDOM_SALT_BASE + id;
   n->nin = nin;
   n->in = arena_alloc(&g->arena, (size_t)(nin ? nin : 1) * sizeof(int));
   memcpy(n->in, in, (size_t)nin * sizeof(int));
@@ -668,3 +672,9 @@ int64_t ir_param_count(const Graph *g) {
 uint64_t ir_random_key(uint64_t seed, uint64_t salt) { return dlc_mix64(seed * DLC_RNG_GOLDEN + salt); }
 
 float ir_random_uniform(uint64_t key, uint64_t ctr) { return dlc_uniform(key, ctr); }
+
+/* passes/lower.c (lower_random) builds the same operations in the same order. */
+float ir_random_normal(uint64_t key, uint64_t ctr) {
+  float u1 = dlc_uniform(key, ctr), u2 = dlc_uniform(key, ctr + 1);
+  return sqrtf(-2.0f * logf(1.0f - u1)) * cosf((float)IR_TWO_PI * u2);
+}

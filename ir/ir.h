@@ -81,6 +81,7 @@ enum {
   OPF_FLOAT = 1 << 4,
   OPF_INTERNAL = 1 << 5,
   OPF_EFFECT = 1 << 6,
+  OPF_RANDOM = 1 << 7,
 };
 
 typedef enum OpKind {
@@ -194,7 +195,8 @@ typedef enum UpsampleMode { UP_NEAREST, UP_BILINEAR } UpsampleMode;
  *   pad      pad, pad_grad: pads, mode (PadMode), value
  *   hyper    optimizer steps, batchnorm, running_update: hp[] by HP_*,
  *            rmsprop's alpha, running_update's unbiased
- *   random   dropout_train: p, seed, salt
+ *   random   dropout_train: p, seed, salt; the random ops (OPF_RANDOM):
+ *            seed, salt, shape
  *   ew_grad  the elementwise gradient: the forward op (of), the operand
  *            (arg), the op's operand count (nin) and its scalar attributes
  *   scan     scan and scan_out: the body graph, counts, axis, direction,
@@ -259,7 +261,13 @@ typedef struct AttrHyper {
 typedef struct AttrRandom {
   double p;
   int64_t seed, salt;       /* the run's seed, the node's salt */
+  IntList shape;            /* rand, randn: the result's shape (Dims) */
 } AttrRandom;
+
+/* The salt ir_op gives a random op built with salt 0: its id plus this,
+ * so each draw of a graph is its own stream, apart from dropout's (whose
+ * salts are node ids). */
+#define IR_RANDOM_SALT_BASE ((int64_t)1 << 40)
 
 typedef struct AttrEwGrad {
   AttrScalar fwd;           /* the forward node's attributes */
@@ -447,6 +455,14 @@ int ir_infer(const Graph *g, OpKind op, const int *in, int nin, const Attrs *a,
  * and a salt (one per random node). */
 uint64_t ir_random_key(uint64_t seed, uint64_t salt);
 float ir_random_uniform(uint64_t key, uint64_t ctr);
+/* A standard normal by Box-Muller from the uniforms u1, u2 of counters
+ * ctr and ctr + 1, in float as the lowered kernels compute it:
+ * sqrt(-2 log(1 - u1)) * cos(2 pi u2). */
+float ir_random_normal(uint64_t key, uint64_t ctr);
+/* The counter of element i of a draw at step s: (s << 32) + i; a normal
+ * takes the pair at 2i (so a draw holds at most 2^31 elements). */
+#define IR_RANDOM_STEP_SHIFT 32
+#define IR_TWO_PI 6.28318530717958647692
 
 /* --- recurrence (scan.c) ----------------------------------------------------
  * A scan node's results, numbered for scan_out's index: the ny stacked

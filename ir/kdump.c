@@ -55,6 +55,7 @@ const char *kir_unop_name(UnOp op) {
   case UN_EXPM1: return "expm1";
   case UN_ERF: return "erf";
   case UN_ERFC: return "erfc";
+  case UN_COS: return "cos";
   }
   return "?";
 }

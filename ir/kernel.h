@@ -77,7 +77,7 @@
  *   BIN_NE              : T x T -> bool, any type (true if either is NaN)
  *   BIN_AND BIN_OR      : bool x bool -> bool, both operands evaluated
  *   UN_NEG              : T -> T, a number type but u8
- *   UN_ABS UN_EXP UN_LOG UN_SQRT UN_TANH UN_LOG1P UN_EXPM1 UN_ERF UN_ERFC
+ *   UN_ABS UN_EXP UN_LOG UN_SQRT UN_TANH UN_LOG1P UN_EXPM1 UN_ERF UN_ERFC UN_COS
  *                       : T -> T, f32 or f64, as C99's libm functions of
  *                         that precision (fabsf, expf, ... for f32)
  *   EX_SELECT           : select(bool, T, T) -> T, any T, eager
@@ -147,7 +147,7 @@ typedef enum ExprKind {
 } ExprKind;
 
 typedef enum UnOp {
-  UN_NEG, UN_EXP, UN_LOG, UN_SQRT, UN_TANH, UN_ABS, UN_LOG1P, UN_EXPM1, UN_ERF, UN_ERFC,
+  UN_NEG, UN_EXP, UN_LOG, UN_SQRT, UN_TANH, UN_ABS, UN_LOG1P, UN_EXPM1, UN_ERF, UN_ERFC, UN_COS,
 } UnOp;
 
 typedef enum BinOp {

@@ -394,6 +394,7 @@ static float unary_f(int op, float a) {
   case UN_EXPM1: return expm1f(a);
   case UN_ERF: return erff(a);
   case UN_ERFC: return erfcf(a);
+  case UN_COS: return cosf(a);
   }
   return NAN;
 }
@@ -410,6 +411,7 @@ static double unary_d(int op, double a) {
   case UN_EXPM1: return expm1(a);
   case UN_ERF: return erf(a);
   case UN_ERFC: return erfc(a);
+  case UN_COS: return cos(a);
   }
   return NAN;
 }
@@ -613,7 +615,7 @@ static KX *lanewise(Ev *E, KX *x, const Expr *e) {
 }
 
 static KX *unary(Ev *E, const Expr *e) {
-  if (e->op < 0 || e->op > UN_ERFC) fail(E, "unknown unary operator %d", e->op);
+  if (e->op < 0 || e->op > UN_COS) fail(E, "unknown unary operator %d", e->op);
   int neg = e->op == UN_NEG;
   if (neg ? !(kir_is_float(e->type) || e->type == DT_I32 || e->type == DT_I64) : !kir_is_float(e->type))
     fail(E, "%s of %s", kir_unop_name((UnOp)e->op), tname(e->type));

@@ -436,13 +436,19 @@ static void vjp(AD *a, int id, int dy) {
   case OP_DROPOUT_TRAIN: /* the same mask, recomputed from its counter */
     accumulate(a, x, op2(a, OP_DROPOUT_TRAIN, dy, y, &at));
     return;
-  case OP_STOP_GRADIENT: return; /* mark_needed never reaches it */
+  case OP_STOP_GRADIENT: /* mark_needed never reaches these */
+  case OP_RAND:
+  case OP_RANDN:
+  case OP_RAND_LIKE:
+  case OP_RANDN_LIKE:
+  case OP_BERNOULLI:
+    return;
   }
 }
 
 /* Ops whose result does not depend differentiably on their operands:
  * stop_gradient, and the random draws (bernoulli's p only sets odds). */
-static int blocks_gradient(OpKind op) { return op == OP_STOP_GRADIENT; }
+static int blocks_gradient(OpKind op) { return op == OP_STOP_GRADIENT || (ir_ops[op].flags & OPF_RANDOM); }
 
 /* needed = reachable forward from a requested source and backward from loss;
  * forward reach stops at the ops that block gradients. */

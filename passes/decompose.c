@@ -8,7 +8,10 @@
  * graph into a new one in the same order, writing each composite node as
  * its primitive expression; every other node is copied as is.  map[old] is
  * the new id of each old node, so callers can follow their ids (the loss,
- * the labels) into the new graph.
+ * the labels) into the new graph.  In training mode dropout becomes
+ * dropout_train and each random op gets the "step" input as its last
+ * operand (and the run's seed added to its own), so both draw afresh each
+ * step and recompute the same numbers in backward.
  */
 #include "passes/passes.h"
 
@@ -139,10 +142,23 @@ static int step_input(Graph *g) {
 
 static int is_composite(OpKind op, int training) {
   return op == OP_MSE_LOSS || op == OP_L1_LOSS || op == OP_BCE_LOGITS || op == OP_TRIPLET_LOSS ||
-         op == OP_BATCHNORM || (training && op == OP_DROPOUT);
+         op == OP_BATCHNORM || (training && (op == OP_DROPOUT || (ir_ops[op].flags & OPF_RANDOM)));
+}
+
+/* A random op in training: the same draw offset by the run's seed, with
+ * the step as its last operand, so each step draws afresh. */
+static int random_train(Dec *d, const Node *n, const int *in, const DecomposeOpts *o) {
+  Attrs at = n->attr;
+  at.random.seed = (int64_t)((uint64_t)at.random.seed + o->seed);
+  int ops[2] = {in[0], step_input(d->g)}, nop = ir_ops[n->op].min_in;
+  if (!nop) ops[0] = ops[1];
+  int id = ir_op(d->g, n->op, ops, nop + 1, &at, d->loc);
+  if (id >= 0 && n->name) d->g->nodes[id].name = arena_strdup(&d->g->arena, n->name);
+  return id;
 }
 
 static int expand_mode(Dec *d, const Node *n, const int *in, const DecomposeOpts *o, int salt) {
+  if (ir_ops[n->op].flags & OPF_RANDOM) return random_train(d, n, in, o);
   if (n->op == OP_BATCHNORM) return o->training ? batchnorm_train(d, n, in) : batchnorm_eval(d, n, in);
   if (n->op == OP_DROPOUT) {
     Attrs at = ir_attrs_default(OP_DROPOUT_TRAIN);

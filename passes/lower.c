@@ -710,6 +710,35 @@ static Stmt *lower_dropout_train(Lower *L, int id) {
   return s;
 }
 
+/* The random ops, as the interpreter's op_random: the counter base
+ * (step << 32) in a local (0 without a step operand), then one draw per
+ * element; a normal is ir_random_normal's Box-Muller in the same order. */
+static Stmt *lower_random(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id);
+  int v = new_var(L), base = new_local(L), nop = ir_ops[n->op].min_in;
+  uint64_t key = ir_random_key((uint64_t)n->attr.random.seed, (uint64_t)n->attr.random.salt);
+  Expr *b = kx_i(p, 0);
+  if (n->nin > nop)
+    b = kx_imul(p, kx_cast(p, DT_I64, kx_load(p, L->buf[n->in[nop]], kx_i(p, 0))), kx_i(p, (int64_t)1 << IR_RANDOM_STEP_SHIFT));
+  Stmt *s = ks_local(p, base, DT_I64, b);
+  Expr *y;
+  if (n->op == OP_RANDN || n->op == OP_RANDN_LIKE) {
+    Expr *u1 = kx_rand(p, key, kx_bin(p, BIN_ADD, kx_local(p, base, DT_I64), kx_imul(p, kx_var(p, v), kx_i(p, 2))));
+    Expr *c1 = kx_bin(p, BIN_ADD, kx_imul(p, kx_var(p, v), kx_i(p, 2)), kx_i(p, 1));
+    Expr *u2 = kx_rand(p, key, kx_bin(p, BIN_ADD, kx_local(p, base, DT_I64), c1));
+    Expr *r = kx_un(p, UN_SQRT, kx_bin(p, BIN_MUL, kx_f(p, -2.0), kx_un(p, UN_LOG, kx_bin(p, BIN_SUB, kx_f(p, 1.0), u1))));
+    y = kx_bin(p, BIN_MUL, r, kx_un(p, UN_COS, kx_bin(p, BIN_MUL, kx_f(p, IR_TWO_PI), u2)));
+  } else if (n->op == OP_BERNOULLI) {
+    Expr *u = kx_rand(p, key, kx_bin(p, BIN_ADD, kx_local(p, base, DT_I64), kx_var(p, v)));
+    y = kx_select(p, kx_bin(p, BIN_LT, u, value(L, n->in[0], kx_var(p, v))), kx_f(p, 1), kx_f(p, 0));
+  } else {
+    y = kx_rand(p, key, kx_bin(p, BIN_ADD, kx_local(p, base, DT_I64), kx_var(p, v)));
+  }
+  ks_append(&s, ks_loop(p, v, numel_expr(L, &n->shape, 0, n->shape.rank), ks_store(p, L->buf[id], kx_var(p, v), y)));
+  return s;
+}
+
 static Stmt *lower_running_update(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *run = node(L, n->in[0]), *like = node(L, n->in[2]);
@@ -794,6 +823,12 @@ static Stmt *lower_node(Lower *L, int id) {
   case OP_STOP_GRADIENT: return NULL; /* a view of its operand */
   case OP_SCAN: return lower_scan(L, id); /* lower_scan.c */
   case OP_SCAN_OUT: return NULL;          /* written by its scan's kernel */
+  case OP_RAND:
+  case OP_RANDN:
+  case OP_RAND_LIKE:
+  case OP_RANDN_LIKE:
+  case OP_BERNOULLI:
+    return lower_random(L, id);
   case OP_COUNT: break;
   }
   IR_ASSERT(!"unknown op");

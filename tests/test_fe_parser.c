@@ -296,6 +296,7 @@ Test(fe_parser, every_op_is_callable) {
     else if (op == OP_LINEAR) snprintf(call, sizeof call, "linear(a, w, bias)");
     else if (op == OP_CROSS_ENTROPY) snprintf(call, sizeof call, "cross_entropy(a, y)");
     else if (op == OP_POW) snprintf(call, sizeof call, "pow(a, 2.0)");
+    else if (op == OP_RAND || op == OP_RANDN) snprintf(call, sizeof call, "%s([4, 6])", oi->name);
     else {
       size_t at = (size_t)snprintf(call, sizeof call, "%s(a", oi->name);
       for (int i = 1; i < oi->min_in; i++) at += (size_t)snprintf(call + at, sizeof call - at, ", a");

@@ -149,7 +149,9 @@ ParameterizedTest(int *ci, interp_ops, empty_batch) {
 
 /* Every op a model can be written with; the ops passes make (gradients,
  * optimizer steps, state) are checked by finite differences and by the
- * PyTorch training fixtures instead (test_autodiff.c, test_train.c). */
+ * PyTorch training fixtures instead (test_autodiff.c, test_train.c), and
+ * the random ops, which no fixture can hold, by their distributions and
+ * across backends (test_random.c). */
 Test(interp_ops, every_op_has_a_case) {
   int seen[OP_COUNT] = {0};
   for (int i = 0; i < OPCASE_COUNT; i++) {
@@ -157,7 +159,7 @@ Test(interp_ops, every_op_has_a_case) {
     if (op_cases[i].cpos) seen[OP_CONST] = 1;
   }
   for (int op = 0; op < OP_COUNT; op++)
-    if (op != OP_INPUT && op != OP_PARAM && !(ir_ops[op].flags & OPF_INTERNAL)) cr_expect(seen[op], "op %s has no case in op_cases.h", ir_ops[op].name);
+    if (op != OP_INPUT && op != OP_PARAM && !(ir_ops[op].flags & (OPF_INTERNAL | OPF_RANDOM))) cr_expect(seen[op], "op %s has no case in op_cases.h", ir_ops[op].name);
 }
 
 static int case_index(const char *name) {
