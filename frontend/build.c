@@ -464,9 +464,55 @@ static Value unknown_name(Parser *P, Expr *e) {
   return val_err();
 }
 
+/* Suggests the names of sg's kind under prefix (".": no prefix) among the
+ * claimed layer and block prefixes (params 0) or the parameters. */
+static void suggest_under(Parser *P, Suggest *sg, const char *prefix, int params) {
+  size_t n = strlen(prefix);
+  int count = params ? P->g->nnodes : P->nuses;
+  for (int i = 0; i < count && !sg->off; i++) {
+    const char *name = params ? (P->g->nodes[i].op == OP_PARAM ? P->g->nodes[i].name : NULL) : P->uses[i].name;
+    if (name && !n) fe_suggest_add(sg, name);
+    else if (name && strncmp(name, prefix, n) == 0 && name[n] == '.') fe_suggest_add(sg, name + n + 1);
+  }
+}
+
+/* OWNER.PARAM that is no parameter: an unknown layer or block, or an
+ * unknown parameter of a known one. */
+static Value unknown_param(Parser *P, Expr *e, const char *full) {
+  const char *dot = strrchr(e->name, '.');
+  const char *owner = arena_strndup(&P->g->arena, e->name, (size_t)(dot - e->name));
+  const char *owner_full = arena_strndup(&P->g->arena, full, strlen(full) - strlen(dot));
+  const char *prefix = P->frame->prefix;
+  Suggest sg;
+  if (fe_map_get(&P->use_index, owner_full) < 0) {
+    fe_suggest_init(&sg, owner, P->d);
+    suggest_under(P, &sg, *prefix ? prefix : "", 0);
+    diag_error(P->d, fe_loc(P, e->tok), "unknown layer '%s' in '%s'%s", owner, e->name, fe_suggest_text(&sg));
+  } else {
+    fe_suggest_init(&sg, dot + 1, P->d);
+    suggest_under(P, &sg, owner_full, 1);
+    diag_error(P->d, fe_loc(P, e->tok), "'%s' has no parameter '%s'%s", owner, dot + 1, fe_suggest_text(&sg));
+  }
+  return val_err();
+}
+
+/* LAYER.PARAM: the parameter a layer or block call of this scope made,
+ * itself (the same node, so every use shares its storage and gradient). */
+static Value eval_param_ref(Parser *P, Expr *e) {
+  const char *full = fe_join(P, P->frame->prefix, e->name);
+  if (!full) {
+    diag_error(P->d, fe_loc(P, e->tok), "'%s' names a parameter, but this block call has no name (write "
+               "NAME = %s(...))", e->name, P->frame->block->name);
+    return val_err();
+  }
+  int id = fe_map_get(&P->params, full);
+  return id >= 0 ? val_tensor(id) : unknown_param(P, e, full);
+}
+
 static Value eval_name(Parser *P, Expr *e) {
   Var *v = fe_lookup(P, e->name);
-  return v ? v->v : unknown_name(P, e);
+  if (v) return v->v;
+  return strchr(e->name, '.') ? eval_param_ref(P, e) : unknown_name(P, e);
 }
 
 /* Integer arithmetic on constants, checked: an overflow is an error, never

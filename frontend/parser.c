@@ -172,7 +172,20 @@ static Expr *parse_number(Parser *P) {
   return e;
 }
 
-/* primary = NUMBER | STRING | "true" | "false" | IDENT | call
+/* name = IDENT ("." IDENT)*: a variable, or a parameter of a layer or
+ * block call (fc1.weight, block1.fc.bias); the pieces joined with '.'. */
+static Expr *parse_name(Parser *P, Token *t) {
+  Expr *e = new_expr(P, EX_NAME, t);
+  e->name = fe_tokstr(P, t);
+  while (lex_is(P->tok, ".")) {
+    next(P);
+    Token *m = expect_ident(P, "a parameter name after '.'");
+    e->name = arena_printf(&P->g->arena, "%s.%.*s", e->name, m->len, m->p);
+  }
+  return e;
+}
+
+/* primary = NUMBER | STRING | "true" | "false" | name | call
  *         | "(" expr ")" | "[" (expr ("," expr)* ","?)? "]" */
 static Expr *parse_primary(Parser *P) {
   Token *t = P->tok;
@@ -187,9 +200,7 @@ static Expr *parse_primary(Parser *P) {
   if (t->kind == TK_IDENT) {
     next(P);
     if (lex_is(P->tok, "(")) return parse_call(P, t);
-    Expr *e = new_expr(P, EX_NAME, t);
-    e->name = fe_tokstr(P, t);
-    return e;
+    return parse_name(P, t);
   }
   if (lex_is(t, "(")) {
     next(P);

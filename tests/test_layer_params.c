@@ -1,0 +1,173 @@
+/*
+ * test_layer_params.c — layer parameters named in expressions.
+ *
+ * `fc1.weight` in an expression is the parameter node the layer made, not
+ * a copy: the L2 penalty written in the loss, (wd / 2) * the sum of every
+ * parameter squared, must train exactly as torch.optim.SGD's weight_decay
+ * = wd does (gradient + wd * p), step after step, on the interpreter, the
+ * C backend and the JIT.  Weight tying (a layer's weight used by a second op) adds
+ * no parameter.  A misspelt layer or parameter is an error with a
+ * suggestion.
+ */
+#include <criterion/criterion.h>
+
+#include "driver/trainer.h"
+#include "frontend/frontend.h"
+#include "tests/testutil.h"
+
+static const char *l2_model(const char *loss_extra, const char *optim) {
+  static char src[1024];
+  snprintf(src, sizeof src,
+           "input x: f32[N, 6]\n"
+           "fc1 = dense(x, 5)\n"
+           "fc2 = dense(relu(fc1), 3)\n"
+           "output fc2\n"
+           "train {\n"
+           "  label y: i64[N]\n"
+           "  loss = cross_entropy(fc2, y)%s\n"
+           "  optimizer = %s\n"
+           "  batch = 8\n"
+           "}\n",
+           loss_extra, optim);
+  return src;
+}
+
+static const char l2_penalty[] =
+    " + 0.005 * (sum(fc1.weight * fc1.weight) + sum(fc1.bias * fc1.bias)"
+    " + sum(fc2.weight * fc2.weight) + sum(fc2.bias * fc2.bias))";
+
+/* Deterministic values in [-1, 1). */
+static void fill(float *v, int64_t n, uint64_t s) {
+  for (int64_t k = 0; k < n; k++) {
+    s = s * 6364136223846793005u + 1442695040888963407u;
+    v[k] = (float)((double)(s >> 40) / 8388608.0 - 1.0);
+  }
+}
+
+/* The parameters after each of 6 SGD steps of src on one batch, all
+ * concatenated into out (every parameter starts from the same values). */
+static int64_t trajectory(const char *src, Backend be, float *out, int64_t cap) {
+  Diags d;
+  diag_init(&d, stderr);
+  Model m;
+  cr_assert_eq(fe_load_string(&m, "l2.dl", src, &d), 0, "the model does not load");
+  TrainConfig cfg;
+  cr_assert_eq(trainer_config(&m, &cfg, &d), 0);
+  cfg.backend = be;
+  RtTensorSet init;
+  rt_set_init(&init);
+  RtError err;
+  uint64_t seed = 1;
+  for (int i = 0; i < m.g.nnodes; i++) {
+    const Node *n = &m.g.nodes[i];
+    if (n->op != OP_PARAM) continue;
+    RtTensor t;
+    cr_assert_eq(rt_tensor_alloc(&t, DT_F32, n->shape.rank, n->shape.d, &err), RT_OK);
+    fill(t.data, rt_tensor_numel(&t), seed++);
+    cr_assert_eq(rt_set_add(&init, n->name, &t, &err), RT_OK);
+  }
+  Trainer t;
+  cr_assert_eq(trainer_init(&t, &m, &cfg, &init, &d), 0);
+  float x[8 * 6];
+  int64_t y[8], at = 0;
+  fill(x, 8 * 6, 99);
+  for (int i = 0; i < 8; i++) y[i] = i % 3;
+  static const char *const names[4] = {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"};
+  for (int s = 0; s < 6; s++) {
+    double loss;
+    cr_assert_eq(trainer_step(&t, 8, x, y, 0.5, &loss, NULL), 0);
+    cr_assert_eq(trainer_sync(&t), 0);
+    for (int k = 0; k < 4; k++) {
+      const RtTensor *p = rt_set_find(&t.tensors, names[k]);
+      cr_assert(p && at + rt_tensor_numel(p) <= cap);
+      memcpy(out + at, p->data, rt_tensor_nbytes(p));
+      at += rt_tensor_numel(p);
+    }
+  }
+  trainer_free(&t);
+  rt_set_free(&init);
+  fe_model_free(&m);
+  return at;
+}
+
+/* The largest difference between two trajectories relative to the
+ * largest magnitude. */
+static double traj_err(const float *a, const float *b, int64_t n) {
+  double m = 1e-6, d = 0;
+  for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(b[i])), d = fmax(d, fabs((double)a[i] - b[i]));
+  return d / m;
+}
+
+static void check_l2(Backend be) {
+  enum { CAP = 6 * 80 };
+  float a[CAP], b[CAP], c[CAP];
+  int64_t n = trajectory(l2_model(l2_penalty, "sgd(lr=0.5)"), be, a, CAP);
+  cr_assert_eq(trajectory(l2_model("", "sgd(lr=0.5, weight_decay=0.01)"), be, b, CAP), n);
+  cr_expect(traj_err(a, b, n) < 1e-5, "explicit L2 and weight_decay part: %g", traj_err(a, b, n));
+  /* without either the trajectory is another one: the check can fail */
+  cr_assert_eq(trajectory(l2_model("", "sgd(lr=0.5)"), be, c, CAP), n);
+  cr_expect(traj_err(c, b, n) > 1e-3, "weight decay changes nothing: %g", traj_err(c, b, n));
+}
+
+Test(layer_params, explicit_l2_trains_as_weight_decay_interp) { check_l2(BACKEND_INTERP); }
+Test(layer_params, explicit_l2_trains_as_weight_decay_c, .timeout = 120) { check_l2(BACKEND_C); }
+Test(layer_params, explicit_l2_trains_as_weight_decay_jit, .timeout = 120) { check_l2(BACKEND_JIT); }
+
+/* Diagnostics of src, written to a string. */
+static char *diagnose(const char *src, int *rc) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  Diags d;
+  diag_init(&d, f);
+  Model m;
+  *rc = fe_load_string(&m, "p.dl", src, &d);
+  fe_model_free(&m);
+  fclose(f);
+  return buf;
+}
+
+Test(layer_params, the_name_is_the_parameter_node) {
+  Diags d;
+  diag_init(&d, stderr);
+  Model m;
+  cr_assert_eq(fe_load_string(&m, "p.dl",
+                              "input x: f32[N, 6]\nenc = dense(x, 3, bias=false)\n"
+                              "dec = matmul(enc, enc.weight)\nw = enc.weight\noutput dec\noutput w\n",
+                              &d),
+               0);
+  int w = ir_find_param(&m.g, "enc.weight"), params = 0;
+  cr_expect_eq(m.g.outputs[ir_find_output(&m.g, "w")].id, w, "enc.weight is not the parameter itself");
+  for (int i = 0; i < m.g.nnodes; i++) params += m.g.nodes[i].op == OP_PARAM;
+  cr_expect_eq(params, 1, "weight tying made %d parameters", params);
+  fe_model_free(&m);
+}
+
+Test(layer_params, inside_a_block_names_nest_under_its_prefix) {
+  Diags d;
+  diag_init(&d, stderr);
+  Model m;
+  cr_assert_eq(fe_load_string(&m, "p.dl",
+                              "block mlp(h) {\n  fc = dense(h, 4)\n  return fc + sum(fc.weight)\n}\n"
+                              "input x: f32[N, 6]\nb1 = mlp(x)\nr = b1 + sum(b1.fc.bias)\noutput r\n",
+                              &d),
+               0);
+  cr_expect_geq(ir_find_param(&m.g, "b1.fc.weight"), 0);
+  fe_model_free(&m);
+}
+
+Test(layer_params, unknown_layer_or_parameter_is_an_error_with_a_suggestion) {
+  int rc;
+  char *msg = diagnose("input x: f32[N, 6]\nfc1 = dense(x, 3)\ny = fc1 + sum(fc9.weight)\noutput y\n", &rc);
+  cr_expect_neq(rc, 0);
+  cr_expect(strstr(msg, "p.dl:3:15: error: unknown layer 'fc9' in 'fc9.weight'; did you mean 'fc1'?"), "%s", msg);
+  free(msg);
+  msg = diagnose("input x: f32[N, 6]\nfc1 = dense(x, 3)\ny = fc1 + sum(fc1.wieght)\noutput y\n", &rc);
+  cr_expect_neq(rc, 0);
+  cr_expect(strstr(msg, "p.dl:3:15: error: 'fc1' has no parameter 'wieght'; did you mean 'weight'?"), "%s", msg);
+  free(msg);
+  msg = diagnose("input x: f32[N, 6]\nfc1 = dense(x, 3)\ny = fc1 + sum(fc1.)\noutput y\n", &rc);
+  cr_expect_neq(rc, 0);
+  cr_expect(strstr(msg, "a parameter name after '.'"), "%s", msg);
+  free(msg);
+}
