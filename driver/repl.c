@@ -309,6 +309,7 @@ static int cmd_predict(Repl *r, char *arg) {
   if (!ds->n) return fprintf(stderr, "predict: no test or validation samples\n"), -1;
   if (*arg && dlc_parse_int("predict", arg, 0, ds->n - 1, &i, &r->d)) return -1;
   if (r->t.acc_output < 0) return fprintf(stderr, "predict needs a classification model\n"), -1;
+  if (ds->ncols) return fprintf(stderr, "predict shows one input and its label: it needs data x, y, not named files\n"), -1;
   int64_t feat = rt_dataset_features(ds), idx = i;
   const Node *lg = &r->m.g.nodes[r->m.g.outputs[r->t.acc_output].id];
   int64_t classes = lg->shape.d[1];
@@ -452,6 +453,7 @@ static int cmd_stats(Repl *r, char *arg) {
   int64_t sym[IR_MAX_SYMS];
   if (!v) { /* run the graph up to id on a batch with the interpreter */
     const RtDataset *ds = r->t.val.n ? &r->t.val : &r->t.train;
+    if (ds->ncols) return fprintf(stderr, "stats of a computed value needs data x, y, not named files\n"), -1;
     int64_t b = ds->n < 16 ? ds->n : 16, feat = rt_dataset_features(ds), idx[16];
     for (int64_t i = 0; i < b; i++) idx[i] = i;
     for (int s = 0; s < IR_MAX_SYMS; s++) sym[s] = b;

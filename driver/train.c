@@ -31,20 +31,22 @@ static const char *usage_train =
     "                         lr stays; a note names what is dropped)\n"
     "  --seed S               initialisation, shuffling, split\n"
     "  --data SPEC            DIR (Fashion-MNIST), fashion_mnist:DIR,\n"
-    "                         idx:IMAGES,LABELS, csv:FILE, npy:X,Y\n"
+    "                         idx:IMAGES,LABELS, csv:FILE, npy:X,Y, or\n"
+    "                         npy:NAME=FILE,... (each input and label by name)\n"
     "  --val-split F          fraction of the training data held out\n"
     "  --augment SPEC         none, or flip and/or crop=K (e.g. flip,crop=2)\n"
     "  --save FILE            checkpoint (safetensors) after every epoch\n"
     "  --resume FILE          continue from a checkpoint\n"
     "  --init FILE            start from these weights (fine-tuning)\n"
-    "  --metrics FILE.csv     one row per epoch\n"
+    "  --steps N              stop after N optimizer steps in all\n"
+    "  --metrics FILE.csv     a row per batch and per epoch\n"
     "  --backend=jit|c|interp the LLVM JIT (default), emitted C compiled with $CC,\n"
     "                         or the reference interpreter\n"
     "  --quiet                no per-epoch lines\n";
 
 typedef struct TrainFlags {
   const char *model, *epochs, *batch, *lr, *optimizer, *seed, *data, *val_split;
-  const char *save, *resume, *init, *metrics, *backend, *augment;
+  const char *save, *resume, *init, *metrics, *backend, *augment, *steps;
   int quiet;
 } TrainFlags;
 
@@ -61,7 +63,7 @@ static int parse_flags(int argc, char **argv, TrainFlags *f, Diags *d) {
     const char **dst;
   } table[] = {{"--epochs", &f->epochs}, {"--batch", &f->batch}, {"--lr", &f->lr}, {"--optimizer", &f->optimizer},
                {"--seed", &f->seed}, {"--data", &f->data}, {"--val-split", &f->val_split}, {"--save", &f->save},
-               {"--resume", &f->resume}, {"--init", &f->init}, {"--metrics", &f->metrics}, {"--backend", &f->backend}, {"--augment", &f->augment}};
+               {"--resume", &f->resume}, {"--init", &f->init}, {"--metrics", &f->metrics}, {"--backend", &f->backend}, {"--augment", &f->augment}, {"--steps", &f->steps}};
   for (int i = 1; i < argc; i++) {
     int miss = 0, hit = 0;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
@@ -84,8 +86,16 @@ static int parse_flags(int argc, char **argv, TrainFlags *f, Diags *d) {
 }
 
 /* --data SPEC into cfg (copied: cfg owns its strings).  cfg is changed
- * only when SPEC is good. */
+ * only when SPEC is good.  npy:NAME=PATH,... binds inputs by name. */
 int dlc_parse_data_spec(const char *spec, TrainConfig *cfg, Diags *d) {
+  if (!strncmp(spec, "npy:", 4) && strchr(spec, '=')) {
+    TrainConfig *c = rt_xmalloc(sizeof *c);
+    *c = *cfg;
+    int rc = trainer_parse_bindings(spec + 4, c, "--data", d);
+    if (!rc) memcpy(c->data_kind, "npy", 4), *cfg = *c;
+    rt_xfree(c);
+    return rc;
+  }
   TrainConfig c = *cfg;
   char *s = rt_xstrdup(spec), *colon = strchr(s, ':'), *comma = NULL;
   if (colon) *colon = 0;
@@ -94,13 +104,14 @@ int dlc_parse_data_spec(const char *spec, TrainConfig *cfg, Diags *d) {
   if (two && (comma = strchr(colon + 1, ','))) *comma = 0; /* only the two-file kinds split at a comma */
   if ((strcmp(kind, "fashion_mnist") && strcmp(kind, "idx") && strcmp(kind, "csv") && strcmp(kind, "npy")) ||
       (two && !comma))
-    rc = (diag_plain(d, "--data", "expected DIR, fashion_mnist:DIR, idx:IMAGES,LABELS, csv:FILE or npy:X,Y; got '%s'", spec), -1);
+    rc = (diag_plain(d, "--data", "expected DIR, fashion_mnist:DIR, idx:IMAGES,LABELS, csv:FILE, npy:X,Y or "
+                     "npy:NAME=FILE,...; got '%s'", spec), -1);
   if (!rc && (trainer_cfg_str(c.data_kind, sizeof c.data_kind, kind, "--data", d) ||
               trainer_cfg_str(c.data_args[0], sizeof c.data_args[0], colon ? colon + 1 : s, "--data", d) ||
               trainer_cfg_str(c.data_args[1], sizeof c.data_args[1], comma ? comma + 1 : NULL, "--data", d)))
     rc = -1;
   rt_xfree(s);
-  if (!rc) *cfg = c;
+  if (!rc) c.nbinds = 0, *cfg = c;
   return rc;
 }
 
@@ -125,6 +136,7 @@ static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
   if (f->epochs && dlc_parse_int("--epochs", f->epochs, 1, DLC_MAX_EPOCHS, &cfg->epochs, d)) return -1;
   if (f->batch && dlc_parse_int("--batch", f->batch, 1, DLC_MAX_BATCH, &cfg->batch, d)) return -1;
   if (f->seed && (dlc_parse_int("--seed", f->seed, 0, INT64_MAX, &v, d) || (cfg->seed = (uint64_t)v, 0))) return -1;
+  if (f->steps && dlc_parse_int("--steps", f->steps, 1, 1 << 24, &cfg->max_steps, d)) return -1;
   if (f->val_split && dlc_parse_real("--val-split", f->val_split, 0, 0.99, &cfg->val_split, d)) return -1;
   if (f->optimizer) {
     int k = 0;
@@ -161,26 +173,63 @@ static void print_epoch(const Trainer *t, const EpochStats *es) {
   fflush(stdout);
 }
 
-static int record(const TrainFlags *f, RtMetricsLog *log, const Trainer *t, const EpochStats *es, Diags *d) {
-  if (!f->metrics) return 0;
-  double row[7] = {(double)t->epoch, es->loss, es->acc, es->val_loss, es->val_acc, es->lr, es->seconds};
+#define METRICS_HEADER "epoch,batch,step,train_loss,train_acc,val_loss,val_acc,lr,seconds"
+
+/* Adds a row to the metrics log, and rewrites the file when write. */
+static int record_row(const TrainFlags *f, RtMetricsLog *log, const double *row, int write, Diags *d) {
   RtError err;
-  if (rt_metrics_add(log, row, 7, &err) || rt_metrics_write(log, f->metrics, &err))
+  if (!f->metrics) return 0;
+  if (rt_metrics_add(log, row, 9, &err) || (write && rt_metrics_write(log, f->metrics, &err)))
     return diag_plain(d, f->metrics, "%s", err.msg), -1;
   return 0;
+}
+
+/* An epoch's row: batch 0 says it sums up the epoch. */
+static int record(const TrainFlags *f, RtMetricsLog *log, const Trainer *t, const EpochStats *es, Diags *d) {
+  double row[9] = {(double)t->epoch, 0, (double)t->step, es->loss, es->acc, es->val_loss, es->val_acc, es->lr, es->seconds};
+  return record_row(f, log, row, 1, d);
+}
+
+typedef struct BatchLog {
+  const TrainFlags *f;
+  RtMetricsLog *log;
+  Diags *d;
+} BatchLog;
+
+/* A batch's row (batch 1, 2, ... of the epoch in progress); the file is
+ * rewritten with the epoch's row. */
+static int record_batch(void *ctx, const Trainer *t, const BatchStats *bs) {
+  BatchLog *bl = ctx;
+  double row[9] = {(double)t->epoch + 1, (double)bs->batch, (double)t->step, bs->loss, bs->acc, NAN, NAN, bs->lr,
+                   bs->seconds};
+  return record_row(bl->f, bl->log, row, 0, bl->d);
+}
+
+/* --steps N reached inside an epoch: the checkpoint holds the steps done
+ * (dlc.epoch_batches says how far into the epoch), and --resume goes on
+ * from the next batch. */
+static int stop_at_steps(Trainer *t, const TrainFlags *f, RtMetricsLog *log, Diags *d) {
+  RtError err;
+  printf("stopped after %lld steps, batch %lld of epoch %lld\n", (long long)t->step, (long long)t->epoch_batches,
+         (long long)t->epoch + 1);
+  fflush(stdout);
+  if (f->metrics && rt_metrics_write(log, f->metrics, &err)) return diag_plain(d, f->metrics, "%s", err.msg), -1;
+  return f->save && trainer_save(t, f->save) ? -1 : 0;
 }
 
 static int train_loop(Trainer *t, const TrainFlags *f, Diags *d) {
   RtMetricsLog log;
   RtError err;
-  if (rt_metrics_init(&log, "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds", &err))
-    return diag_plain(d, "--metrics", "%s", err.msg), -1;
+  if (rt_metrics_init(&log, METRICS_HEADER, &err)) return diag_plain(d, "--metrics", "%s", err.msg), -1;
+  BatchLog bl = {f, &log, d};
+  if (f->metrics) t->on_batch = record_batch, t->batch_ctx = &bl;
   int tty = isatty(STDERR_FILENO), rc = 0;
   signal(SIGINT, on_sigint);
-  while (t->epoch < t->cfg.epochs && rc == 0) {
+  while (t->epoch < t->cfg.epochs && rc == 0 && !(t->cfg.max_steps && t->step >= t->cfg.max_steps)) {
     EpochStats es;
     rc = trainer_epoch(t, &es, tty, &interrupted);
-    if (rc) break;
+    if (rc == 2) rc = stop_at_steps(t, f, &log, d);
+    if (rc || t->epoch_batches) break;
     t->epoch++;
     es.val_loss = es.val_acc = NAN;
     if (t->val.n && trainer_evaluate(t, &t->val, &es.val_loss, &es.val_acc)) rc = -1;
@@ -189,6 +238,7 @@ static int train_loop(Trainer *t, const TrainFlags *f, Diags *d) {
     if (!rc && (record(f, &log, t, &es, d) || (f->save && trainer_save(t, f->save)))) rc = -1;
   }
   signal(SIGINT, SIG_DFL);
+  t->on_batch = NULL;
   rt_metrics_free(&log);
   if (rc == 1) fprintf(stderr, "dlc train: interrupted in epoch %lld; %s\n", (long long)t->epoch + 1,
                        f->save ? "the checkpoint holds the last finished epoch" : "nothing was saved");
@@ -243,6 +293,11 @@ static int load_init(const char *path, const Model *m, RtTensorSet *set, Diags *
   return rc;
 }
 
+static void fit_epochs(Trainer *t) {
+  int64_t nb = (t->train.n + t->cfg.batch - 1) / t->cfg.batch, e = (t->cfg.max_steps + nb - 1) / nb;
+  t->cfg.epochs = e < DLC_MAX_EPOCHS ? e : DLC_MAX_EPOCHS;
+}
+
 int dlc_cmd_train(int argc, char **argv) {
   Diags d;
   diag_init(&d, stderr);
@@ -264,6 +319,7 @@ int dlc_cmd_train(int argc, char **argv) {
   if (trainer_prepare(&t, &m, &cfg, &d)) goto out;
   if (trainer_load_data(&t) || trainer_fit_batch(&t) < 0) goto out;
   cfg.batch = t.cfg.batch;
+  if (cfg.max_steps && !f.epochs) fit_epochs(&t); /* --steps alone: as many epochs as the steps take */
   if (trainer_build(&t, f.init ? &init : NULL) || (f.resume && trainer_resume(&t, f.resume))) goto out;
   printf("training %s: %lld samples (%lld validation, %lld test), batch %lld, %s, lr %g, %s backend\n", m.g.name,
          (long long)t.train.n, (long long)t.val.n, (long long)t.test.n, (long long)cfg.batch,

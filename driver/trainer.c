@@ -159,6 +159,81 @@ int trainer_cfg_str(char *dst, size_t size, const char *src, const char *what, D
   return 0;
 }
 
+/* --- data settings ----------------------------------------------------------- */
+
+/* NAME=PATH: NAME an identifier. */
+static int parse_binding(const char *item, TrainConfig *c, const char *what, Diags *d) {
+  const char *eq = strchr(item, '=');
+  size_t len = eq ? (size_t)(eq - item) : 0;
+  int ok = len > 0 && !(item[0] >= '0' && item[0] <= '9');
+  for (size_t k = 0; k < len && ok; k++)
+    ok = (item[k] >= 'a' && item[k] <= 'z') || (item[k] >= 'A' && item[k] <= 'Z') || (item[k] >= '0' && item[k] <= '9') ||
+         item[k] == '_';
+  if (!ok || !eq[1])
+    return diag_plain(d, what, "expected NAME=PATH (NAME an input or label of the model), got '%s'", item), -1;
+  if (c->nbinds == RT_DATA_MAX_COLS) return diag_plain(d, what, "more than %d files", RT_DATA_MAX_COLS), -1;
+  if (len >= sizeof c->bind_name[0]) return diag_plain(d, what, "name longer than 63 bytes: '%.*s'", (int)len, item), -1;
+  for (int i = 0; i < c->nbinds; i++)
+    if (strlen(c->bind_name[i]) == len && !strncmp(c->bind_name[i], item, len))
+      return diag_plain(d, what, "'%.*s' is bound twice (to %s and %s)", (int)len, item, c->bind_path[i], eq + 1), -1;
+  memcpy(c->bind_name[c->nbinds], item, len);
+  c->bind_name[c->nbinds][len] = 0;
+  return trainer_cfg_str(c->bind_path[c->nbinds++], sizeof c->bind_path[0], eq + 1, what, d);
+}
+
+int trainer_parse_bindings(const char *spec, TrainConfig *cfg, const char *what, Diags *d) {
+  TrainConfig *c = rt_xmalloc(sizeof *c);
+  *c = *cfg;
+  c->nbinds = 0;
+  char *s = rt_xstrdup(spec), *save = NULL;
+  int rc = 0;
+  for (char *item = strtok_r(s, ",", &save); item && !rc; item = strtok_r(NULL, ",", &save))
+    rc = parse_binding(item, c, what, d);
+  if (!rc && !c->nbinds) rc = (diag_plain(d, what, "no NAME=PATH bindings in '%s'", spec), -1);
+  if (!rc) {
+    c->data_args[0][0] = c->data_args[1][0] = 0;
+    *cfg = *c;
+  }
+  rt_xfree(s);
+  rt_xfree(c);
+  return rc;
+}
+
+/* data = npy("x=a.npy,y=b.npy"): the named form in the model file. */
+static int trainer_data_bindings(TrainConfig *cfg, const char *model, Diags *d) {
+  cfg->nbinds = 0;
+  if (strcmp(cfg->data_kind, "npy")) return 0;
+  if (!strchr(cfg->data_args[0], '=') && !cfg->data_args[1][0])
+    return diag_plain(d, model, "data = npy(...) needs two files X, Y or one string of NAME=PATH bindings, e.g. "
+                      "npy(\"x=x.npy,y=y.npy\")"), -1;
+  if (!strchr(cfg->data_args[0], '=')) return 0;
+  if (cfg->data_args[1][0])
+    return diag_plain(d, model, "data = npy(...) takes two files X, Y or one string of NAME=PATH bindings, not "
+                      "both"), -1;
+  char spec[sizeof cfg->data_args[0]];
+  memcpy(spec, cfg->data_args[0], sizeof spec);
+  return trainer_parse_bindings(spec, cfg, model, d);
+}
+
+/* A relative path in the model file names a file next to it, as
+ * #include "..." does in C. */
+static int relative_to(char *path, size_t size, const char *model, Diags *d) {
+  const char *slash = strrchr(model, '/');
+  if (!path[0] || path[0] == '/' || !slash) return 0;
+  size_t dir = (size_t)(slash - model) + 1, len = strlen(path);
+  if (dir + len >= size) return diag_plain(d, model, "data path longer than %zu bytes: '%.40s...'", size - 1, path), -1;
+  memmove(path + dir, path, len + 1);
+  memcpy(path, model, dir);
+  return 0;
+}
+
+static int file_relative_paths(TrainConfig *cfg, const char *model, Diags *d) {
+  int rc = relative_to(cfg->data_args[0], sizeof cfg->data_args[0], model, d) ||
+           relative_to(cfg->data_args[1], sizeof cfg->data_args[1], model, d);
+  for (int i = 0; i < cfg->nbinds && !rc; i++) rc = relative_to(cfg->bind_path[i], sizeof cfg->bind_path[i], model, d);
+  return rc ? -1 : 0;
+}
+
 int trainer_config(const Model *m, TrainConfig *cfg, Diags *d) {
   const TrainSpec *ts = &m->train;
   if (!ts->present || ts->loss < 0) {
@@ -182,7 +257,8 @@ int trainer_config(const Model *m, TrainConfig *cfg, Diags *d) {
   cfg->backend = BACKEND_JIT;
   if (trainer_cfg_str(cfg->data_kind, sizeof cfg->data_kind, ts->data.name, "data", d) ||
       trainer_cfg_str(cfg->data_args[0], sizeof cfg->data_args[0], call_str(&ts->data, 0), "data path", d) ||
-      trainer_cfg_str(cfg->data_args[1], sizeof cfg->data_args[1], call_str(&ts->data, 1), "data path", d))
+      trainer_cfg_str(cfg->data_args[1], sizeof cfg->data_args[1], call_str(&ts->data, 1), "data path", d) ||
+      trainer_data_bindings(cfg, m->src.path, d) || file_relative_paths(cfg, m->src.path, d))
     return -1;
   cfg->label_column = (int)call_num(&ts->data, "label_column", -1);
   cfg->augment_flip = call_num(&ts->augment, "flip", 0) != 0;
@@ -281,6 +357,21 @@ static int copy_init(Trainer *t, const RtTensorSet *init, RtError *err) {
   return 0;
 }
 
+static void add_feed(Trainer *t, int node, int source) {
+  IR_ASSERT(t->nfeeds < TRAINER_MAX_FEEDS);
+  t->feeds[t->nfeeds++] = (TrainFeed){node, source};
+}
+
+/* The fixed forms (fashion_mnist, idx, csv, npy X,Y) feed the data input
+ * with x and the first label with y, or an autoencoder's with x's clean batch. */
+static void fixed_feeds(Trainer *t) {
+  if (t->x_input >= 0) add_feed(t, t->x_input, FEED_X);
+  if (t->y_input >= 0) add_feed(t, t->y_input, t->autoencode ? FEED_TARGET : FEED_Y);
+  if (t->autoencode) t->target_feed = 0;
+}
+
+static int named_feeds(Trainer *t); /* npy:NAME=PATH,...: in "named files" below */
+
 int trainer_prepare(Trainer *t, Model *m, const TrainConfig *cfg, Diags *d) {
   memset(t, 0, sizeof *t);
   t->m = m, t->cfg = *cfg, t->d = d;
@@ -294,11 +385,13 @@ int trainer_prepare(Trainer *t, Model *m, const TrainConfig *cfg, Diags *d) {
   int target = m->train.target;
   t->autoencode = target >= 0;
   for (int k = 0; k < m->train.nlabels; k++) t->autoencode &= m->train.labels[k] != target;
-  if (t->autoencode && target != t->x_input) {
+  t->target_feed = -1;
+  if (!cfg->nbinds && t->autoencode && target != t->x_input) {
     diag_plain(d, m->src.path, "'target = %s' names an input the data set does not feed (it feeds '%s')",
                m->g.nodes[target].name, t->x_input >= 0 ? m->g.nodes[t->x_input].name : "none");
     return -1;
   }
+  if (cfg->nbinds ? named_feeds(t) : (fixed_feeds(t), 0)) return -1;
   t->acc_output = -1;
   if (m->g.nodes[t->loss].op == OP_CROSS_ENTROPY) {
     int logits = m->g.nodes[t->loss].in[0];
@@ -355,6 +448,203 @@ void trainer_free(Trainer *t) {
   rt_dataset_free(&t->test);
 }
 
+/* --- named files ---------------------------------------------------------------- */
+
+static int is_label_node(const Trainer *t, int node) {
+  for (int k = 0; k < t->m->train.nlabels; k++)
+    if (t->m->train.labels[k] == node) return 1;
+  return 0;
+}
+
+static const char *node_kind(const Trainer *t, int node) { return is_label_node(t, node) ? "label" : "input"; }
+
+static int model_input(const Model *m, const char *name) {
+  for (int i = 0; i < m->g.nnodes; i++)
+    if (m->g.nodes[i].op == OP_INPUT && !strcmp(m->g.nodes[i].name, name)) return i;
+  return -1;
+}
+
+/* "x, pos, label y": the model's inputs, for messages. */
+static const char *input_list(const Trainer *t, char *buf, size_t len) {
+  size_t at = 0;
+  buf[0] = 0;
+  for (int i = 0; i < t->m->g.nnodes && at < len; i++)
+    if (t->m->g.nodes[i].op == OP_INPUT)
+      at += (size_t)snprintf(buf + at, len - at, "%s%s%s", at ? ", " : "", is_label_node(t, i) ? "label " : "",
+                             t->m->g.nodes[i].name);
+  return buf;
+}
+
+/* Each NAME=PATH feeds the input or label NAME from column k; an
+ * autoencoder's label takes its target's clean batch instead of a file. */
+static int named_feeds(Trainer *t) {
+  const TrainConfig *c = &t->cfg;
+  char list[256];
+  t->nfeeds = 0, t->target_feed = -1;
+  for (int k = 0; k < c->nbinds; k++) {
+    int node = model_input(t->m, c->bind_name[k]);
+    if (node < 0)
+      return diag_plain(t->d, c->bind_path[k], "'%s' is not an input or label of model '%s', so this file feeds "
+                        "nothing (its inputs: %s)", c->bind_name[k], t->m->g.name, input_list(t, list, sizeof list)), -1;
+    if (t->autoencode && node == t->y_input)
+      return diag_plain(t->d, c->bind_path[k], "label '%s' gets the clean input '%s' (target = %s), not a file",
+                        c->bind_name[k], t->m->g.nodes[t->m->train.target].name,
+                        t->m->g.nodes[t->m->train.target].name), -1;
+    add_feed(t, node, k);
+    if (node == t->m->train.target) t->target_feed = t->nfeeds - 1;
+  }
+  if (t->autoencode && t->target_feed < 0)
+    return diag_plain(t->d, "data", "input '%s' has no file, so the target of label '%s' has no values: bind it with "
+                      "%s=PATH", t->m->g.nodes[t->m->train.target].name, t->m->g.nodes[t->y_input].name,
+                      t->m->g.nodes[t->m->train.target].name), -1;
+  if (t->autoencode) add_feed(t, t->y_input, FEED_TARGET);
+  return 0;
+}
+
+/* Every input of the model is fed by something. */
+static int check_fed(Trainer *t) {
+  for (int i = 0; i < t->m->g.nnodes; i++) {
+    int fed = t->m->g.nodes[i].op != OP_INPUT;
+    for (int f = 0; f < t->nfeeds && !fed; f++) fed = t->feeds[f].node == i;
+    if (fed) continue;
+    const char *name = t->m->g.nodes[i].name;
+    if (t->cfg.nbinds)
+      return diag_plain(t->d, "data", "%s '%s' has no file: add %s=PATH to the npy bindings", node_kind(t, i), name,
+                        name), -1;
+    return diag_plain(t->d, "data", "%s '%s' gets no data: the %s form feeds only input '%s'%s%s; bind every input to "
+                      "a file by name with npy:NAME=PATH,...", node_kind(t, i), name, t->cfg.data_kind,
+                      t->x_input >= 0 ? t->m->g.nodes[t->x_input].name : "", t->y_input >= 0 ? " and label " : "",
+                      t->y_input >= 0 ? t->m->g.nodes[t->y_input].name : ""), -1;
+  }
+  return 0;
+}
+
+/* Why column col does not fit node n's shape, or NULL. */
+static const char *shape_misfit(const Node *n, const RtTensor *col, char *buf, size_t len) {
+  if (col->rank != n->shape.rank)
+    return snprintf(buf, len, "rank %d, expected %d", col->rank, n->shape.rank), buf;
+  if (!DIM_IS_SYM(n->shape.d[0]))
+    return snprintf(buf, len, "its first dimension is %lld, not the batch symbol", (long long)n->shape.d[0]), buf;
+  for (int k = 1; k < col->rank; k++) {
+    if (DIM_IS_SYM(n->shape.d[k]))
+      return snprintf(buf, len, "dimension %d is a symbol; only the first (batch) dimension varies", k), buf;
+    if (col->shape[k] != n->shape.d[k])
+      return snprintf(buf, len, "dimension %d is %lld, expected %lld", k, (long long)col->shape[k],
+                      (long long)n->shape.d[k]), buf;
+  }
+  return NULL;
+}
+
+static int is_int_type(DType dt) { return dt == DT_I32 || dt == DT_I64 || dt == DT_U8 || dt == DT_BOOL; }
+
+/* Why a file of dtype have cannot feed an input of dtype want, or NULL. */
+static const char *dtype_misfit(DType want, DType have) {
+  if (want == have || (is_int_type(want) && is_int_type(have) && want != DT_BOOL && want != DT_U8)) return NULL;
+  if (is_int_type(want)) return "a float file does not feed an integer input (store it as integers, e.g. numpy's "
+                                ".astype(np.int64))";
+  if (have == DT_F64) return "f64 values are not narrowed to f32 implicitly (save them with .astype(np.float32))";
+  return "an integer file does not feed a float input implicitly (convert it, e.g. .astype(np.float32))";
+}
+
+static int64_t int_at(const RtTensor *t, int64_t i) {
+  switch (t->dtype) {
+  case DT_I32: return ((const int32_t *)t->data)[i];
+  case DT_I64: return ((const int64_t *)t->data)[i];
+  case DT_U8: case DT_BOOL: return ((const uint8_t *)t->data)[i];
+  case DT_F32: case DT_F64: case DT_COUNT: break;
+  }
+  return 0;
+}
+
+/* An integer column into the input's integer type: exact, or an error
+ * naming the first value that does not fit. */
+static int widen_ints(Trainer *t, const Node *n, const char *path, RtTensor *col) {
+  RtTensor out;
+  RtError err;
+  if (rt_tensor_alloc(&out, n->dtype, col->rank, col->shape, &err)) return diag_plain(t->d, path, "%s", err.msg), -1;
+  int64_t numel = (int64_t)(rt_tensor_nbytes(&out) / rt_dtype_size(n->dtype));
+  for (int64_t i = 0; i < numel; i++) {
+    int64_t v = int_at(col, i);
+    if (n->dtype == DT_I32 && (v < INT32_MIN || v > INT32_MAX)) {
+      rt_tensor_free(&out);
+      return diag_plain(t->d, path, "value %lld (element %lld) does not fit i32 %s '%s'", (long long)v, (long long)i,
+                        node_kind(t, (int)(n - t->m->g.nodes)), n->name), -1;
+    }
+    if (n->dtype == DT_I32) ((int32_t *)out.data)[i] = (int32_t)v;
+    else ((int64_t *)out.data)[i] = v;
+  }
+  rt_tensor_free(col);
+  *col = out;
+  return 0;
+}
+
+/* Column col (from path) against the node it feeds: shape (the batch
+ * first, the declared dimensions after it) and dtype. */
+static int check_column(Trainer *t, int node, const char *path, RtTensor *col) {
+  const Node *n = &t->m->g.nodes[node];
+  char want[128], have[128], why[128];
+  const char *bad = shape_misfit(n, col, why, sizeof why);
+  if (!bad) bad = dtype_misfit(n->dtype, col->dtype);
+  if (bad)
+    return diag_plain(t->d, path, "%s '%s' is %s but the file holds %s: %s", node_kind(t, node), n->name,
+                      ir_type_str(&t->m->g, n->dtype, &n->shape, want, sizeof want),
+                      rt_shape_str(have, sizeof have, col->dtype, col->rank, col->shape), bad), -1;
+  return col->dtype == n->dtype ? 0 : widen_ints(t, n, path, col);
+}
+
+/* Class labels of a cross-entropy loss within the logits' classes. */
+static int check_class_column(Trainer *t, const RtTensor *col, const char *path) {
+  if (t->acc_output < 0 || col->dtype != DT_I64) return 0;
+  const Node *logits = &t->m->g.nodes[t->m->g.outputs[t->acc_output].id];
+  RtDataset view = {.y = *col, .n = col->shape[0]};
+  RtError err;
+  if (rt_dataset_check_labels(&view, logits->shape.d[1], path, &err)) return diag_plain(t->d, "data", "%s", err.msg), -1;
+  return 0;
+}
+
+static int load_columns(Trainer *t, RtDataset *all) {
+  const TrainConfig *c = &t->cfg;
+  RtError err;
+  if (c->classes[0])
+    return diag_plain(t->d, "data", "classes=%s selects class labels of the fixed forms, not of named files", c->classes), -1;
+  const char *paths[RT_DATA_MAX_COLS];
+  for (int k = 0; k < c->nbinds; k++) paths[k] = c->bind_path[k];
+  if (rt_data_npy_columns(paths, c->nbinds, all, &err)) return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
+  for (int f = 0; f < t->nfeeds; f++) {
+    int k = t->feeds[f].source;
+    if (k < 0) continue;
+    if (check_column(t, t->feeds[f].node, paths[k], &all->cols[k]) ||
+        (t->feeds[f].node == t->y_input && check_class_column(t, &all->cols[k], paths[k])))
+      return -1;
+  }
+  if (t->target_feed >= 0 && c->augment_noise > 0 && t->m->g.nodes[t->m->train.target].dtype != DT_F32)
+    return diag_plain(t->d, "augment", "noise needs an f32 target input, not '%s'", t->m->g.nodes[t->m->train.target].name), -1;
+  return 0;
+}
+
+/* The npy:NAME=PATH,... form: every file checked against its input
+ * before the split, so the split and the batches keep the inputs' types. */
+static int load_named(Trainer *t) {
+  RtDataset all;
+  RtError err;
+  memset(&all, 0, sizeof all);
+  if (check_fed(t) || load_columns(t, &all)) {
+    rt_dataset_free(&all);
+    return -1;
+  }
+  if (rt_dataset_split(&all, t->cfg.val_split, t->cfg.seed, &t->train, &t->val, &err))
+    return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
+  return 0;
+}
+
+/* The fixed forms convert x to f32: an input of another type needs the named form. */
+static int check_fixed_form(Trainer *t) {
+  if (t->x_input < 0 || t->m->g.nodes[t->x_input].dtype == DT_F32) return check_fed(t);
+  const Node *x = &t->m->g.nodes[t->x_input];
+  return diag_plain(t->d, "data", "input '%s' is %s, but the %s form gives f32 samples: bind it to a file of its type "
+                    "by name, npy:%s=PATH,...", x->name, rt_dtype_name(x->dtype), t->cfg.data_kind, x->name), -1;
+}
+
 /* --- data ---------------------------------------------------------------------------- */
 
 static int shape_data(Trainer *t, RtDataset *ds, const char *what) {
@@ -391,6 +681,8 @@ int trainer_load_data(Trainer *t) {
   RtDataset all;
   RtError err;
   memset(&all, 0, sizeof all);
+  if (c->nbinds) return load_named(t);
+  if (c->data_kind[0] && check_fixed_form(t)) return -1;
   const char *kind = c->data_kind, *arg1 = c->data_args[1][0] ? c->data_args[1] : NULL;
   RtStatus st;
   if (!strcmp(kind, "fashion_mnist"))
@@ -420,8 +712,7 @@ int trainer_load_data(Trainer *t) {
 
 typedef struct Call {
   int64_t n;
-  const float *x;
-  const void *y;
+  const void *in[TRAINER_MAX_FEEDS]; /* the batch of each feed */
   float lr, step;
   void **outs;        /* one buffer per graph output */
   int64_t top5;       /* evaluation: rows whose label is among the 5 best */
@@ -431,9 +722,30 @@ typedef struct Call {
 static const void *input_ptr(const Trainer *t, const char *name, const Call *c) {
   if (!strcmp(name, "lr")) return &c->lr;
   if (!strcmp(name, "step")) return &c->step;
-  if (!strcmp(name, t->m->g.nodes[t->x_input].name)) return c->x;
-  if (t->y_input >= 0 && !strcmp(name, t->m->g.nodes[t->y_input].name)) return c->y;
+  for (int f = 0; f < t->nfeeds; f++)
+    if (!strcmp(name, t->m->g.nodes[t->feeds[f].node].name)) return c->in[f];
   return NULL;
+}
+
+/* Top-1 accuracy needs logits and i64 class labels. */
+static int has_accuracy(const Trainer *t) {
+  return t->acc_output >= 0 && t->y_input >= 0 && t->m->g.nodes[t->y_input].dtype == DT_I64;
+}
+
+/* The class labels of the batch (the first label's feed), or NULL. */
+static const int64_t *call_labels(const Trainer *t, const Call *c) {
+  if (!has_accuracy(t)) return NULL;
+  for (int f = 0; f < t->nfeeds; f++)
+    if (t->feeds[f].node == t->y_input) return c->in[f];
+  return NULL;
+}
+
+/* A call with the fixed forms' batch: x for the data input, y for the label. */
+static Call fixed_call(const Trainer *t, int64_t n, const float *x, const void *y) {
+  Call c = {.n = n};
+  for (int f = 0; f < t->nfeeds; f++)
+    c.in[f] = t->feeds[f].source == FEED_X ? (const void *)x : t->feeds[f].source < 0 ? y : NULL;
+  return c;
 }
 
 static int call_c(Trainer *t, const char *fname, const Graph *g, const Call *c, RtError *err) {
@@ -516,13 +828,14 @@ static int run(Trainer *t, int train, Call *c, double *loss, int64_t *correct) {
   c->outs = alloc_outputs(g, c->n);
   int rc = t->cfg.backend != BACKEND_INTERP ? call_c(t, train ? "train_step" : "eval_step", g, c, &err)
                                        : call_interp(t, g, c, &err);
+  const int64_t *labels = call_labels(t, c);
   if (rc) diag_plain(t->d, "dlc train", "%s", err.msg);
   else {
     *loss = ((float *)c->outs[0])[0];
-    if (correct && t->acc_output >= 0) {
+    if (correct && t->acc_output >= 0 && labels) {
       const Node *l = &g->nodes[g->outputs[1 + t->acc_output].id];
-      *correct = rt_topk_correct(c->outs[1 + t->acc_output], c->y, c->n, l->shape.d[1], 1);
-      if (!train) c->top5 = rt_topk_correct(c->outs[1 + t->acc_output], c->y, c->n, l->shape.d[1], 5);
+      *correct = rt_topk_correct(c->outs[1 + t->acc_output], labels, c->n, l->shape.d[1], 1);
+      if (!train) c->top5 = rt_topk_correct(c->outs[1 + t->acc_output], labels, c->n, l->shape.d[1], 5);
     }
   }
   free_outputs(g, c->outs);
@@ -532,7 +845,7 @@ static int run(Trainer *t, int train, Call *c, double *loss, int64_t *correct) {
 int trainer_predict(Trainer *t, int64_t n, const float *x, const void *y, float *logits) {
   if (t->acc_output < 0) return diag_plain(t->d, "predict", "the model's loss is not a classification loss"), -1;
   const Graph *g = &t->eg;
-  Call c = {n, x, y, 0, 0, NULL, 0};
+  Call c = fixed_call(t, n, x, y);
   RtError err;
   c.outs = alloc_outputs(g, n);
   int rc = t->cfg.backend != BACKEND_INTERP ? call_c(t, "eval_step", g, &c, &err) : call_interp(t, g, &c, &err);
@@ -546,61 +859,131 @@ int trainer_predict(Trainer *t, int64_t n, const float *x, const void *y, float 
   return rc;
 }
 
-int trainer_step(Trainer *t, int64_t n, const float *x, const void *y, double lr, double *loss, int64_t *correct) {
-  Call c = {n, x, y, (float)lr, (float)(t->step + 1), NULL, 0};
+static int step_call(Trainer *t, Call *c, double lr, double *loss, int64_t *correct) {
+  c->lr = (float)lr, c->step = (float)(t->step + 1);
   if (correct) *correct = 0;
-  if (run(t, 1, &c, loss, correct)) return -1;
+  if (run(t, 1, c, loss, correct)) return -1;
   t->step++;
   return 0;
 }
 
-/* Bytes of one sample's target: its label, or for an autoencoder its input. */
-static size_t target_size(const Trainer *t, const RtDataset *ds) {
-  if (t->autoencode) return sizeof(float) * (size_t)rt_dataset_features(ds);
-  return rt_dtype_size(ds->y.dtype) * (size_t)(ds->y.rank > 1 ? ds->y.shape[1] : 1);
+int trainer_step(Trainer *t, int64_t n, const float *x, const void *y, double lr, double *loss, int64_t *correct) {
+  Call c = fixed_call(t, n, x, y);
+  return step_call(t, &c, lr, loss, correct);
+}
+
+/* --- batches ------------------------------------------------------------------------ */
+
+/* One buffer per feed, rows of the feed's source; an autoencoder's
+ * target rows are its input's. */
+typedef struct Batch {
+  void *buf[TRAINER_MAX_FEEDS];
+  size_t row[TRAINER_MAX_FEEDS];
+} Batch;
+
+static const RtTensor *feed_tensor(const RtDataset *ds, const TrainFeed *f) {
+  if (f->source == FEED_X) return &ds->x;
+  if (f->source == FEED_Y) return &ds->y;
+  return f->source >= 0 ? &ds->cols[f->source] : NULL;
+}
+
+static size_t row_bytes(const RtTensor *t) {
+  size_t e = rt_dtype_size(t->dtype);
+  for (int k = 1; k < t->rank; k++) e *= (size_t)t->shape[k];
+  return e;
+}
+
+static void batch_alloc(const Trainer *t, const RtDataset *ds, int64_t rows, Batch *b) {
+  memset(b, 0, sizeof *b);
+  for (int f = 0; f < t->nfeeds; f++) {
+    const RtTensor *src = feed_tensor(ds, &t->feeds[f]);
+    if (!src) src = feed_tensor(ds, &t->feeds[t->target_feed]);
+    b->row[f] = row_bytes(src);
+    b->buf[f] = rt_xmalloc(b->row[f] * (size_t)rows + 1);
+  }
+}
+
+static void batch_free(const Trainer *t, Batch *b) {
+  for (int f = 0; f < t->nfeeds; f++) rt_xfree(b->buf[f]);
+}
+
+/* Rows idx[0..n) of every source into the batch, and the call that reads it. */
+static Call batch_fill(const Trainer *t, const RtDataset *ds, const int64_t *idx, int64_t n, Batch *b) {
+  Call c = {.n = n};
+  for (int f = 0; f < t->nfeeds; f++) {
+    const RtTensor *src = feed_tensor(ds, &t->feeds[f]);
+    if (src) rt_rows_gather(src, idx, n, b->buf[f]);
+    c.in[f] = b->buf[f];
+  }
+  return c;
+}
+
+/* flip/crop on every f32 image feed ([C, H, W] or [H, W] samples), each
+ * from the same state of the generator: the same samples are mirrored
+ * and shifted alike in all of them (an image and its mask). */
+static int batch_augment(Trainer *t, const RtDataset *ds, Batch *b, int64_t n, RtRng *aug) {
+  if (!t->cfg.augment_flip && t->cfg.augment_crop <= 0) return 0;
+  RtRng start = *aug;
+  RtError err;
+  int done = 0;
+  for (int f = 0; f < t->nfeeds; f++) {
+    const RtTensor *src = feed_tensor(ds, &t->feeds[f]);
+    if (!src || src->dtype != DT_F32 || src->rank < 3) continue;
+    RtRng r = start;
+    if (rt_augment_batch(b->buf[f], n, src->rank - 1, src->shape + 1, t->cfg.augment_flip, t->cfg.augment_crop, &r,
+                         &err))
+      return diag_plain(t->d, "augment", "%s", err.msg), -1;
+    *aug = r, done = 1;
+  }
+  if (!done)
+    return diag_plain(t->d, "augment", "flip and crop need image samples [C, H, W] or [H, W], and no f32 input of the "
+                      "data set has them"), -1;
+  return 0;
 }
 
 /* For an autoencoder, the target is the clean batch and the input gets
  * the configured noise; returns the MSE of the noisy input against it. */
-static double make_targets(Trainer *t, float *x, void *y, int64_t n, int64_t feat, RtRng *noise) {
-  if (!t->autoencode) return 0;
-  memcpy(y, x, sizeof(float) * (size_t)(n * feat));
+static double make_targets(Trainer *t, Batch *b, int64_t n, RtRng *noise) {
+  if (t->target_feed < 0) return 0;
+  int ft = t->nfeeds - 1, fx = t->target_feed; /* the target feed is added last */
+  IR_ASSERT(t->feeds[ft].source == FEED_TARGET);
+  memcpy(b->buf[ft], b->buf[fx], b->row[fx] * (size_t)n);
   if (t->cfg.augment_noise <= 0) return 0;
-  rt_add_noise(x, n * feat, t->cfg.augment_noise, noise);
+  int64_t count = (int64_t)(b->row[fx] / sizeof(float)) * n;
+  float *x = b->buf[fx];
+  const float *y = b->buf[ft];
+  rt_add_noise(x, count, t->cfg.augment_noise, noise);
   double se = 0;
-  for (int64_t i = 0; i < n * feat; i++) se += ((double)x[i] - ((float *)y)[i]) * ((double)x[i] - ((float *)y)[i]);
-  return se / (double)(n * feat);
+  for (int64_t i = 0; i < count; i++) se += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+  return se / (double)count;
 }
 
 int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc) {
-  int64_t b = t->cfg.batch, feat = rt_dataset_features(ds), total_correct = 0, total_top5 = 0;
-  size_t ysize = target_size(t, ds);
+  int64_t b = t->cfg.batch, total_correct = 0, total_top5 = 0;
   RtRng noise; /* the same noise at every evaluation, so the figures compare */
   rt_rng_seed_stream(&noise, t->cfg.seed, "eval-noise");
-  double base = 0;
-  float *x = rt_xmalloc(sizeof(float) * (size_t)(b * feat + 1));
-  char *y = rt_xmalloc(ysize * (size_t)b + 1);
+  double base = 0, sum = 0;
+  Batch bt;
+  batch_alloc(t, ds, b, &bt);
   int64_t *idx = rt_xmalloc(sizeof(int64_t) * (size_t)(b + 1));
-  double sum = 0;
   int rc = 0;
   for (int64_t start = 0; start < ds->n && !rc; start += b) {
     int64_t n = ds->n - start < b ? ds->n - start : b, correct = 0;
     for (int64_t i = 0; i < n; i++) idx[i] = start + i;
-    rt_batch_gather(ds, idx, n, x, t->autoencode ? NULL : y);
-    base += make_targets(t, x, y, n, feat, &noise) * (double)n;
-    Call c = {n, x, y, 0, 0, NULL, 0};
+    Call c = batch_fill(t, ds, idx, n, &bt);
+    base += make_targets(t, &bt, n, &noise) * (double)n;
     double l = 0;
     rc = run(t, 0, &c, &l, &correct);
     sum += l * (double)n;
     total_correct += correct;
     total_top5 += c.top5;
   }
+  int acc_ok = ds->n && has_accuracy(t);
   *loss = ds->n ? sum / (double)ds->n : NAN;
   t->baseline = ds->n ? base / (double)ds->n : NAN;
-  *acc = ds->n && t->acc_output >= 0 ? (double)total_correct / (double)ds->n : NAN;
-  t->top5 = ds->n && t->acc_output >= 0 ? (double)total_top5 / (double)ds->n : NAN;
-  rt_xfree(x);
-  rt_xfree(y);
+  *acc = acc_ok ? (double)total_correct / (double)ds->n : NAN;
+  t->top5 = acc_ok ? (double)total_top5 / (double)ds->n : NAN;
+  batch_free(t, &bt);
   rt_xfree(idx);
   return rc;
 }
@@ -625,6 +1008,10 @@ int trainer_save(Trainer *t, const char *path) {
   rt_set_meta(&t->tensors, "dlc.seed", buf, &err);
   rt_set_meta(&t->tensors, "dlc.model", t->m->g.name, &err);
   rt_set_meta(&t->tensors, "dlc.optimizer", pass_optim_names[t->cfg.opt.kind], &err);
+  snprintf(buf, sizeof buf, "%lld", (long long)t->epoch_batches);
+  rt_set_meta(&t->tensors, "dlc.epoch_batches", buf, &err);
+  snprintf(buf, sizeof buf, "%lld", (long long)t->cfg.batch);
+  rt_set_meta(&t->tensors, "dlc.batch", buf, &err);
   if (rt_safetensors_write(path, &t->tensors, &err)) return diag_plain(t->d, path, "%s", err.msg), -1;
   return 0;
 }
@@ -669,6 +1056,24 @@ static int check_meta(Trainer *t, const RtTensorSet *s, const char *path, int64_
   return 0;
 }
 
+/* A checkpoint written inside an epoch (--steps) says how many of its
+ * batches were done (dlc.epoch_batches) at which batch size (dlc.batch):
+ * it continues only with that batch size, where its next batch is the
+ * same. */
+static int check_mid_epoch(Trainer *t, const RtTensorSet *s, const char *path, int64_t epoch, int64_t *batches) {
+  int64_t batch;
+  *batches = 0;
+  if (!rt_set_get_meta(s, "dlc.epoch_batches")) return 0; /* older checkpoints end with an epoch */
+  if (meta_int(t, s, path, "dlc.epoch_batches", 1 << 24, batches)) return -1;
+  if (!*batches) return 0;
+  if (meta_int(t, s, path, "dlc.batch", DLC_MAX_BATCH, &batch)) return -1;
+  if (batch != t->cfg.batch)
+    return diag_plain(t->d, path, "the checkpoint stopped after batch %lld of epoch %lld at batch size %lld; this run "
+                      "has batch size %lld: resume with --batch %lld", (long long)*batches, (long long)epoch + 1,
+                      (long long)batch, (long long)t->cfg.batch, (long long)batch), -1;
+  return 0;
+}
+
 /* Same dtype and shape. */
 static int same_type(const RtTensor *a, const RtTensor *b) {
   if (a->dtype != b->dtype || a->rank != b->rank) return 0;
@@ -688,8 +1093,8 @@ int trainer_resume(Trainer *t, const char *path) {
   }
   /* Everything is checked before anything is copied, so a checkpoint that
    * does not fit leaves the trainer as it was. */
-  int64_t epoch, step;
-  if (check_meta(t, &s, path, &epoch, &step)) {
+  int64_t epoch, step, batches = 0;
+  if (check_meta(t, &s, path, &epoch, &step) || check_mid_epoch(t, &s, path, epoch, &batches)) {
     rt_set_free(&s);
     return -1;
   }
@@ -716,6 +1121,7 @@ int trainer_resume(Trainer *t, const char *path) {
   }
   t->epoch = epoch;
   t->step = step;
+  t->epoch_batches = batches;
   rt_set_free(&s);
   if (t->mod && cg_c_set_params(t->mod, &t->tensors, &err)) return diag_plain(t->d, path, "%s", err.msg), -1;
   return 0;
@@ -731,51 +1137,65 @@ int trainer_check_loss(Trainer *t, const EpochStats *es) {
   return -1;
 }
 
+/* Batch i of the epoch into bt: its rows, augmentation and targets. */
+static int epoch_batch(Trainer *t, const int64_t *order, int64_t i, Batch *bt, RtRng *aug, Call *c) {
+  const RtDataset *ds = &t->train;
+  int64_t b = t->cfg.batch, cnt = ds->n - i * b < b ? ds->n - i * b : b;
+  *c = batch_fill(t, ds, order + i * b, cnt, bt);
+  if (batch_augment(t, ds, bt, cnt, aug)) return -1;
+  make_targets(t, bt, cnt, aug);
+  return 0;
+}
+
+static int report_batch(Trainer *t, int64_t i, int64_t nb, double loss, double acc, double lr, double start) {
+  if (!t->on_batch) return 0;
+  BatchStats bs = {i + 1, nb, loss, acc, lr, rt_now() - start};
+  return t->on_batch(t->batch_ctx, t, &bs) ? -1 : 0;
+}
+
 int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *stop) {
   const RtDataset *ds = &t->train;
   if (ds->n == 0) return diag_plain(t->d, "dlc train", "the training set is empty: nothing to train on"), -1;
-  int64_t b = t->cfg.batch, n = ds->n, feat = rt_dataset_features(ds), nb = (n + b - 1) / b;
-  size_t ysize = target_size(t, ds);
+  int64_t b = t->cfg.batch, n = ds->n, nb = (n + b - 1) / b, first = t->epoch_batches;
+  if (first >= nb)
+    return diag_plain(t->d, "dlc train", "the run stopped after batch %lld of epoch %lld, but an epoch now has %lld "
+                      "batches (another batch size or data set?)", (long long)first, (long long)t->epoch + 1,
+                      (long long)nb), -1;
   int64_t *order = rt_xmalloc(sizeof(int64_t) * (size_t)(n + 1));
-  float *x = rt_xmalloc(sizeof(float) * (size_t)(b * feat + 1));
-  char *y = rt_xmalloc(ysize * (size_t)b + 1);
+  Batch bt;
+  batch_alloc(t, ds, b, &bt);
   rt_epoch_order(n, t->cfg.seed, t->epoch, 1, order);
   RtRng aug;
   char stream[48];
   snprintf(stream, sizeof stream, "augment/%lld", (long long)t->epoch);
   rt_rng_seed_stream(&aug, t->cfg.seed, stream);
-  int augment = t->cfg.augment_flip || t->cfg.augment_crop > 0;
   RtProgress pr;
   char label[24];
   snprintf(label, sizeof label, "epoch %d", (int)(t->epoch + 1) % 100000);
   rt_progress_begin(&pr, stderr, label, nb, b, tty);
   double start = rt_now(), sum = 0;
-  int64_t seen = 0, correct = 0, iteration = t->step;
+  int64_t seen = 0, correct = 0;
   int rc = 0;
-  es->lr = rt_schedule_lr(&t->cfg.sched, t->epoch, iteration);
+  es->lr = rt_schedule_lr(&t->cfg.sched, t->epoch, t->step);
   for (int64_t i = 0; i < nb && !rc; i++) {
-    int64_t cnt = n - i * b < b ? n - i * b : b, c = 0;
-    rt_batch_gather(ds, order + i * b, cnt, x, t->autoencode ? NULL : y);
-    RtError err;
-    if (augment && rt_augment_batch(x, cnt, ds->x.rank - 1, ds->x.shape + 1, t->cfg.augment_flip, t->cfg.augment_crop,
-                                    &aug, &err)) {
-      diag_plain(t->d, "augment", "%s", err.msg);
-      rc = -1;
-      break;
-    }
-    make_targets(t, x, y, cnt, feat, &aug);
-    double loss, lr = rt_schedule_lr(&t->cfg.sched, t->epoch, iteration++);
-    if (trainer_step(t, cnt, x, y, lr, &loss, &c)) rc = -1;
-    sum += loss * (double)cnt, seen += cnt, correct += c;
-    rt_progress_update(&pr, i + 1, sum / (double)seen, t->acc_output >= 0 ? (double)correct / (double)seen : NAN);
-    if (stop && *stop) rc = 1;
+    Call c;
+    int64_t right = 0;
+    if (epoch_batch(t, order, i, &bt, &aug, &c)) rc = -1;
+    if (rc || i < first) continue; /* done before the run stopped: only its random draws are repeated */
+    double loss, lr = rt_schedule_lr(&t->cfg.sched, t->epoch, t->step);
+    if (step_call(t, &c, lr, &loss, &right)) rc = -1;
+    sum += loss * (double)c.n, seen += c.n, correct += right;
+    rt_progress_update(&pr, i + 1, sum / (double)seen, has_accuracy(t) ? (double)correct / (double)seen : NAN);
+    if (!rc) rc = report_batch(t, i, nb, loss, has_accuracy(t) ? (double)right / (double)c.n : NAN, lr, start);
+    if (!rc && stop && *stop) rc = 1;
+    if (!rc && t->cfg.max_steps && t->step >= t->cfg.max_steps && i + 1 < nb) t->epoch_batches = i + 1, rc = 2;
   }
+  if (rc == 0) t->epoch_batches = 0;
   rt_progress_end(&pr);
   es->loss = seen ? sum / (double)seen : NAN;
-  es->acc = seen && t->acc_output >= 0 ? (double)correct / (double)seen : NAN;
+  es->acc = seen && has_accuracy(t) ? (double)correct / (double)seen : NAN;
   es->seconds = rt_now() - start;
   rt_xfree(order);
-  rt_xfree(x);
-  rt_xfree(y);
+  batch_free(t, &bt);
   return rc;
 }

@@ -28,6 +28,10 @@ typedef struct TrainConfig {
   Backend backend;
   char data_kind[16];         /* fashion_mnist idx csv npy, "" for none */
   char data_args[2][1024];    /* paths, "" when not given */
+  int nbinds;                 /* npy:NAME=PATH,...: inputs bound by name (0: the other forms) */
+  char bind_name[RT_DATA_MAX_COLS][64];
+  char bind_path[RT_DATA_MAX_COLS][1024];
+  int64_t max_steps;          /* stop after this many optimizer steps in all (0: no limit) */
   int label_column;           /* csv */
   int augment_flip;           /* random horizontal flips */
   int64_t augment_crop;       /* random shifts of up to this many pixels */
@@ -36,7 +40,24 @@ typedef struct TrainConfig {
   const PassOpts *pass;       /* dumps and checks of the train pipeline (NULL: verify graphs) */
 } TrainConfig;
 
-typedef struct Trainer {
+/* Where a model input's batch comes from: the data set's x or y (the
+ * fixed forms), the clean batch of feed target_feed (an autoencoder's
+ * label), or a named column of the data set (>= 0). */
+enum { FEED_X = -1, FEED_Y = -2, FEED_TARGET = -3 };
+typedef struct TrainFeed {
+  int node;                   /* model graph input */
+  int source;
+} TrainFeed;
+#define TRAINER_MAX_FEEDS (RT_DATA_MAX_COLS + 2)
+
+/* One optimizer step's figures, for a per-batch metrics row. */
+typedef struct BatchStats {
+  int64_t batch, batches;     /* 1-based within the epoch, and the epoch's count */
+  double loss, acc, lr, seconds;
+} BatchStats;
+
+typedef struct Trainer Trainer;
+struct Trainer {
   Model *m;
   TrainConfig cfg;
   Diags *d;
@@ -51,9 +72,14 @@ typedef struct Trainer {
   int64_t epoch, step;        /* epochs finished, optimizer steps taken */
   RtDataset train, val, test;
   int autoencode;             /* the label is the clean input (same shape as x) */
+  int nfeeds, target_feed;    /* the model's inputs and their sources; target_feed -1 unless autoencode */
+  TrainFeed feeds[TRAINER_MAX_FEEDS];
+  int64_t epoch_batches;      /* batches done of the unfinished epoch (a run stopped by --steps) */
+  int (*on_batch)(void *ctx, const Trainer *t, const BatchStats *bs); /* optional; nonzero stops */
+  void *batch_ctx;
   double baseline;            /* last evaluation: MSE of the noisy input itself */
   double top5;                /* last evaluation: top-5 accuracy */
-} Trainer;
+};
 
 /* torch.optim's defaults for optimizer kind with learning rate lr. */
 void trainer_optim_defaults(OptimSpec *o, OptKind kind, double lr);
@@ -69,7 +95,11 @@ void trainer_set_optimizer(TrainConfig *cfg, OptKind kind, const char *why);
 /* Copies src into dst[size] for cfg field what; -1 with a message when
  * it does not fit.  src NULL copies "". */
 int trainer_cfg_str(char *dst, size_t size, const char *src, const char *what, Diags *d);
-/* Reads the model's training section into cfg.  Returns 0 or -1. */
+/* NAME=PATH,... into cfg's bindings (what names the setting in messages);
+ * cfg is changed only when the whole spec is good. */
+int trainer_parse_bindings(const char *spec, TrainConfig *cfg, const char *what, Diags *d);
+/* Reads the model's training section into cfg: data paths that are
+ * relative resolve against the model file's directory.  Returns 0 or -1. */
 int trainer_config(const Model *m, TrainConfig *cfg, Diags *d);
 /* trainer_prepare then trainer_build. */
 int trainer_init(Trainer *t, Model *m, const TrainConfig *cfg, const RtTensorSet *init, Diags *d);
@@ -104,7 +134,11 @@ typedef struct EpochStats {
 /* One pass over the training set in the order of (seed, epoch), with a
  * progress line on stderr when tty.  Stops after the current batch once
  * *stop is set.  Returns 0, -1 on error, 1 if stopped; t->epoch is not
- * advanced (the caller decides whether the epoch counts). */
+ * advanced (the caller decides whether the epoch counts).  An epoch that
+ * a run with cfg.max_steps left unfinished (t->epoch_batches > 0)
+ * continues at its next batch, the skipped batches' augmentation drawn
+ * again so the rest is the same; reaching cfg.max_steps before the end
+ * returns 2 with t->epoch_batches set. */
 int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *stop);
 /* -1 with a message when the epoch's training (or validation) loss is
  * not finite: the run diverged and must not be saved. */

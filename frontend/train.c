@@ -54,7 +54,7 @@ static const CallDef datasets[] = {
     {"fashion_mnist", {S("dir"), SC}},
     {"idx", {S("images"), S("labels"), SC}},
     {"csv", {S("path"), I("label_column", "-1", CHK_NONE), SC}},
-    {"npy", {S("x"), S("y"), SC}},
+    {"npy", {S("x"), {"y", SK_STR, "", NULL, CHK_NONE}, SC}}, /* npy(X, Y), or npy("NAME=PATH,...") */
 };
 
 /* Data augmentation, applied per mini-batch in training only. */

@@ -10,7 +10,12 @@
  * targets.  Both tensors are contiguous and C-ordered, so sample i of x is
  * the features-long run at i * features, and a reshape of the samples only
  * rewrites the shape array.  A loader either fills its output completely
- * or leaves it zeroed; outputs are never half-built.
+ * or leaves it zeroed; outputs are never half-built.  A data set of named
+ * columns (rt_data_npy_columns) is not normalised at all: each .npy file
+ * is one column, kept in its dtype and shape, and the caller (the trainer)
+ * checks each against the model input it feeds.  The split and the
+ * batches treat the columns of a sample as one row, so every column sees
+ * the same permutation.
  *
  * Randomness comes only from named PRNG streams (rng.c): the split from
  * (seed, "split") and the order of epoch k from (seed, "epoch/k").  An
@@ -39,7 +44,9 @@ void rt_dataset_free(RtDataset *d) {
   if (!d) return;
   rt_tensor_free(&d->x);
   rt_tensor_free(&d->y);
+  for (int c = 0; c < d->ncols; c++) rt_tensor_free(&d->cols[c]);
   d->n = 0;
+  d->ncols = 0;
 }
 
 static int64_t per_sample(const RtTensor *t) {
@@ -208,6 +215,38 @@ static RtStatus load_pair(RtReader rd, const char *xpath, const char *ypath,
   return RT_OK;
 }
 
+/* --- named columns --------------------------------------------------------- */
+
+static RtStatus read_column(const char *path, RtTensor *t, RtError *err) {
+  RtStatus st = rt_npy_read(path, t, err);
+  if (st == RT_OK && t->rank < 1) {
+    rt_tensor_free(t);
+    st = rt_fail(err, RT_ERR_SHAPE, "%s: a scalar, expected rows [n, ...]", path);
+  }
+  return st;
+}
+
+RtStatus rt_data_npy_columns(const char *const *paths, int count,
+                             RtDataset *out, RtError *err) {
+  memset(out, 0, sizeof *out);
+  if (count < 1 || count > RT_DATA_MAX_COLS)
+    return rt_fail(err, RT_ERR_FORMAT, "%d files: expected 1 to %d", count,
+                   RT_DATA_MAX_COLS);
+  RtStatus st = RT_OK;
+  for (int c = 0; c < count && st == RT_OK; c++) {
+    st = read_column(paths[c], &out->cols[c], err);
+    if (st == RT_OK) out->ncols = c + 1;
+    if (st == RT_OK && out->cols[c].shape[0] != out->cols[0].shape[0])
+      st = rt_fail(err, RT_ERR_SHAPE, "%s has %lld rows but %s has %lld; "
+                   "every file needs one row per sample", paths[c],
+                   (long long)out->cols[c].shape[0], paths[0],
+                   (long long)out->cols[0].shape[0]);
+  }
+  if (st != RT_OK) rt_dataset_free(out);
+  else out->n = out->cols[0].shape[0];
+  return st;
+}
+
 /* --- loaders ---------------------------------------------------------------- */
 
 RtStatus rt_data_idx(const char *images, const char *labels, RtDataset *out,
@@ -356,8 +395,8 @@ void rt_epoch_order(int64_t n, uint64_t seed, int64_t epoch, int shuffle,
   rt_rng_shuffle(&r, idx, n);
 }
 
-static void gather_rows(const RtTensor *t, const int64_t *idx, int64_t count,
-                        void *out) {
+void rt_rows_gather(const RtTensor *t, const int64_t *idx, int64_t count,
+                    void *out) {
   size_t sb = sample_bytes(t);
   const char *src = t->data;
   char *dst = out;
@@ -367,8 +406,8 @@ static void gather_rows(const RtTensor *t, const int64_t *idx, int64_t count,
 
 void rt_batch_gather(const RtDataset *d, const int64_t *idx, int64_t count,
                      void *x_out, void *y_out) {
-  gather_rows(&d->x, idx, count, x_out);
-  if (y_out) gather_rows(&d->y, idx, count, y_out);
+  rt_rows_gather(&d->x, idx, count, x_out);
+  if (y_out) rt_rows_gather(&d->y, idx, count, y_out);
 }
 
 static RtStatus alloc_rows(const RtTensor *like, int64_t n, RtTensor *out,
@@ -379,9 +418,23 @@ static RtStatus alloc_rows(const RtTensor *like, int64_t n, RtTensor *out,
   return rt_tensor_alloc(out, like->dtype, like->rank, shape, err);
 }
 
+/* out = the samples idx[0..count) of all, column by column. */
+static RtStatus subset_columns(const RtDataset *all, const int64_t *idx,
+                               int64_t count, RtDataset *out, RtError *err) {
+  for (int c = 0; c < all->ncols; c++) {
+    RtStatus st = alloc_rows(&all->cols[c], count, &out->cols[c], err);
+    if (st != RT_OK) return st;
+    out->ncols = c + 1;
+    rt_rows_gather(&all->cols[c], idx, count, out->cols[c].data);
+  }
+  out->n = count;
+  return RT_OK;
+}
+
 /* out = the samples idx[0..count) of all. */
 static RtStatus subset(const RtDataset *all, const int64_t *idx, int64_t count,
                        RtDataset *out, RtError *err) {
+  if (all->ncols) return subset_columns(all, idx, count, out, err);
   RtStatus st = alloc_rows(&all->x, count, &out->x, err);
   if (st == RT_OK) st = alloc_rows(&all->y, count, &out->y, err);
   if (st != RT_OK) return st;

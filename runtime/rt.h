@@ -260,10 +260,16 @@ RtStatus rt_to_f32_scaled(const RtTensor *in, double scale, double shift,
  * class labels (every loader checks them: integral and >= 0), or, from
  * rt_data_npy with a float y, f32 [n] or [n, k] regression targets.  An
  * empty set (n = 0) still holds allocated tensors with shape[0] = 0. */
+/* A data set of named columns (rt_data_npy_columns) holds its arrays in
+ * cols[0..ncols), each [n, ...] in its file's dtype, and leaves x and y
+ * empty; the caller keeps the names (the order of its paths). */
+#define RT_DATA_MAX_COLS 8
 typedef struct RtDataset {
   RtTensor x;
   RtTensor y;
   int64_t n;
+  int ncols;
+  RtTensor cols[RT_DATA_MAX_COLS];
 } RtDataset;
 
 void rt_dataset_free(RtDataset *d);
@@ -306,6 +312,12 @@ RtStatus rt_data_csv(const char *path, int label_column, RtDataset *out,
  * regression). */
 RtStatus rt_data_npy(const char *xpath, const char *ypath, RtDataset *out,
                      RtError *err);
+/* count (1..RT_DATA_MAX_COLS) .npy files as columns cols[0..count), each
+ * kept in its own dtype and shape [n, ...]; every file must hold the same
+ * number of rows n (an error names the first file and the one that
+ * differs). */
+RtStatus rt_data_npy_columns(const char *const *paths, int count,
+                             RtDataset *out, RtError *err);
 
 /* Splits `all` (consumed: left empty, also on failure) into train and val.
  * val gets round(n * val_fraction) samples chosen by a permutation from
@@ -326,6 +338,9 @@ void rt_epoch_order(int64_t n, uint64_t seed, int64_t epoch, int shuffle,
  * batch of an epoch may be partial: pass the smaller count. */
 void rt_batch_gather(const RtDataset *d, const int64_t *idx, int64_t count,
                      void *x_out, void *y_out);
+/* Copies rows idx[0..count) of t ([n, ...], any dtype) into out. */
+void rt_rows_gather(const RtTensor *t, const int64_t *idx, int64_t count,
+                    void *out);
 
 /* Rows of scores[n, classes] whose label is among the k top scores.  The
  * ranking is torch.sort(descending=True, stable=True): a higher score

@@ -41,7 +41,7 @@ typedef struct OomOp {
 
 /* Runs op without injection and returns the number of allocations it made. */
 static uint64_t oom_count(const OomOp *op) {
-  char out[1024] = {0};
+  char out[4096] = {0};
   RtError err = {{0}};
   cr_assert(op->out_size <= sizeof out);
   rt_alloc_fail_at(0, 0);
@@ -55,7 +55,7 @@ static uint64_t oom_count(const OomOp *op) {
 
 /* Fails allocation k (alone, or with repeat every one from k on). */
 static void oom_one(const OomOp *op, uint64_t k, int repeat) {
-  char out[1024] = {0};
+  char out[4096] = {0};
   RtError err = {{0}};
   rt_alloc_fail_at(k, repeat);
   RtStatus st = op->run(op->ctx, out, &err);
@@ -75,7 +75,7 @@ static void oom_sweep(const OomOp *op) {
   uint64_t n = oom_count(op);
   for (uint64_t k = 1; k <= n; k++) oom_one(op, k, 0);
   for (uint64_t k = 1; k <= n; k++) oom_one(op, k, 1);
-  char out[1024] = {0};
+  char out[4096] = {0};
   RtError err;
   cr_assert_eq(op->run(op->ctx, out, &err), RT_OK, "%s after the sweep: %s", op->what, err.msg);
   op->release(out);
@@ -93,7 +93,9 @@ static int set_empty(const void *out) {
 static void release_dataset(void *out) { rt_dataset_free(out); }
 static int dataset_empty(const void *out) {
   const RtDataset *d = out;
-  return d->x.data == NULL && d->y.data == NULL;
+  int empty = d->x.data == NULL && d->y.data == NULL && d->ncols == 0;
+  for (int c = 0; c < RT_DATA_MAX_COLS; c++) empty &= d->cols[c].data == NULL;
+  return empty;
 }
 
 static RtStatus run_npy(const void *ctx, void *out, RtError *err) { return rt_npy_read(ctx, out, err); }
@@ -151,6 +153,10 @@ static RtStatus run_data_csv(const void *ctx, void *out, RtError *err) { return 
 static RtStatus run_data_npy(const void *ctx, void *out, RtError *err) {
   return rt_data_npy(DATA("x_6x3.npy"), DATA("y_6_i32.npy"), out, err);
 }
+static RtStatus run_data_npy_columns(const void *ctx, void *out, RtError *err) {
+  const char *paths[] = {DATA("x_6x3.npy"), DATA("y_6_i32.npy"), DATA("x_6x3.npy")};
+  return rt_data_npy_columns(paths, 3, out, err);
+}
 static RtStatus run_data_fashion(const void *ctx, void *out, RtError *err) {
   RtDataset *d = out;
   return rt_data_fashion_mnist(ctx, &d[0], &d[1], err);
@@ -166,6 +172,7 @@ Test(oom, dataset_loaders) {
       {"rt_data_idx", run_data_idx, release_dataset, dataset_empty, NULL, sizeof(RtDataset)},
       {"rt_data_csv", run_data_csv, release_dataset, dataset_empty, DATA("last.csv"), sizeof(RtDataset)},
       {"rt_data_npy", run_data_npy, release_dataset, dataset_empty, NULL, sizeof(RtDataset)},
+      {"rt_data_npy_columns", run_data_npy_columns, release_dataset, dataset_empty, NULL, sizeof(RtDataset)},
       {"rt_data_fashion_mnist", run_data_fashion, release_two, two_empty, DATA("fashion_tiny"),
        2 * sizeof(RtDataset)},
   };
@@ -229,7 +236,7 @@ Test(oom, checkpoint_write_and_read, .timeout = 60) {
     oom_one(&op, k, 0);
   }
   unlink(path);
-  char out[1024] = {0};
+  char out[4096] = {0};
   RtError err;
   cr_assert_eq(op.run(op.ctx, out, &err), RT_OK, "%s", err.msg);
   RtTensorSet *s = (RtTensorSet *)out;

@@ -241,3 +241,19 @@ Test(repl, progress_line_and_ctrl_c_under_a_terminal, .timeout = 180) {
   close(fd);
   cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
 }
+
+/* Inputs bound by name train in the REPL too; the commands that show one
+ * input (predict, stats of a computed value) say they need x, y data
+ * instead of reading a data set they do not understand. */
+Test(repl, named_files_train_and_predict_says_why_not, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  write_data(dir, 40);
+  write_model(dir, 8);
+  char *out;
+  int st = run_script(dir, "load m.dl\ndata npy:x=x.npy,y=y.npy\ntrain 1\neval val\npredict 0\nstats fc1\nquit\n", &out);
+  cr_expect_eq(st, 1, "predict and stats fail: exit %d\n%s", st, out);
+  cr_expect(strstr(out, "epoch 1: loss") && strstr(out, "validation: loss"), "%s", out);
+  cr_expect(strstr(out, "predict shows one input and its label: it needs data x, y, not named files"), "%s", out);
+  cr_expect(strstr(out, "stats of a computed value needs data x, y, not named files"), "%s", out);
+  free(out);
+}

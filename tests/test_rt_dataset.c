@@ -229,6 +229,72 @@ Test(rt_dataset, npy_bad_pairs) {
   expect_fail(st, RT_ERR_SHAPE, &err, &d, "x_u8_6x2.npy: labels of rank 2");
 }
 
+/* Named columns keep their dtypes and shapes, and the split moves a
+ * sample's row of every column together: row r of each part still has
+ * tokens[r] = 10 * ids[r] and the same sample number in feats. */
+Test(rt_dataset, npy_columns_split_rows_together) {
+  const char *dir = tu_scratch_dir();
+  int64_t n = 23, fshape[3] = {n, 2, 2}, tshape[2] = {n, 3};
+  RtTensor feats, tokens, ids;
+  RtError err;
+  cr_assert_eq(rt_tensor_alloc(&feats, DT_F32, 3, fshape, &err), RT_OK);
+  cr_assert_eq(rt_tensor_alloc(&tokens, DT_I64, 2, tshape, &err), RT_OK);
+  cr_assert_eq(rt_tensor_alloc(&ids, DT_I32, 1, &n, &err), RT_OK);
+  for (int64_t i = 0; i < n; i++) {
+    for (int k = 0; k < 4; k++) ((float *)feats.data)[i * 4 + k] = (float)i + 0.25f * (float)k;
+    for (int k = 0; k < 3; k++) ((int64_t *)tokens.data)[i * 3 + k] = 10 * i + k;
+    ((int32_t *)ids.data)[i] = (int32_t)i;
+  }
+  char paths[3][600];
+  const RtTensor *ts[3] = {&feats, &tokens, &ids};
+  const char *names[3] = {"f.npy", "t.npy", "i.npy"};
+  for (int c = 0; c < 3; c++) {
+    snprintf(paths[c], sizeof paths[c], "%s/%s", dir, names[c]);
+    cr_assert_eq(rt_npy_write(paths[c], ts[c], &err), RT_OK, "%s", err.msg);
+  }
+  const char *ps[3] = {paths[0], paths[1], paths[2]};
+  RtDataset all, train, val;
+  cr_assert_eq(rt_data_npy_columns(ps, 3, &all, &err), RT_OK, "%s", err.msg);
+  cr_expect(all.n == n && all.ncols == 3 && all.cols[0].dtype == DT_F32 && all.cols[1].dtype == DT_I64 &&
+            all.cols[2].dtype == DT_I32 && all.cols[0].rank == 3 && all.cols[1].shape[1] == 3);
+  cr_assert_eq(rt_dataset_split(&all, 0.3, 5, &train, &val, &err), RT_OK, "%s", err.msg);
+  cr_expect_eq(train.n + val.n, n);
+  cr_expect_eq(val.n, 7);
+  const RtDataset *parts[2] = {&train, &val};
+  for (int p = 0; p < 2; p++)
+    for (int64_t r = 0; r < parts[p]->n; r++) {
+      int32_t id = ((int32_t *)parts[p]->cols[2].data)[r];
+      cr_expect_eq(((int64_t *)parts[p]->cols[1].data)[r * 3 + 2], 10 * id + 2, "part %d row %lld", p, (long long)r);
+      cr_expect_eq(((float *)parts[p]->cols[0].data)[r * 4 + 3], (float)id + 0.75f, "part %d row %lld", p, (long long)r);
+    }
+  /* a batch gathers the same rows of each column */
+  int64_t idx[2] = {4, 1};
+  int64_t tok[6];
+  rt_rows_gather(&train.cols[1], idx, 2, tok);
+  cr_expect_eq(tok[0], ((int64_t *)train.cols[1].data)[12]);
+  cr_expect_eq(tok[5], ((int64_t *)train.cols[1].data)[5]);
+  rt_dataset_free(&train);
+  rt_dataset_free(&val);
+
+  /* different row counts name both files; nothing is left allocated */
+  int64_t m = 5;
+  RtTensor short_ids;
+  cr_assert_eq(rt_tensor_alloc(&short_ids, DT_I32, 1, &m, &err), RT_OK);
+  memset(short_ids.data, 0, sizeof(int32_t) * 5);
+  char shortp[600];
+  snprintf(shortp, sizeof shortp, "%s/short.npy", dir);
+  cr_assert_eq(rt_npy_write(shortp, &short_ids, &err), RT_OK);
+  const char *bad[2] = {paths[0], shortp};
+  cr_expect_eq(rt_data_npy_columns(bad, 2, &all, &err), RT_ERR_SHAPE);
+  cr_expect(strstr(err.msg, "short.npy has 5 rows but") && strstr(err.msg, "f.npy has 23"), "%s", err.msg);
+  cr_expect(all.ncols == 0 && all.cols[0].data == NULL && all.n == 0);
+  cr_expect_eq(rt_data_npy_columns(bad, 0, &all, &err), RT_ERR_FORMAT);
+  rt_tensor_free(&feats);
+  rt_tensor_free(&tokens);
+  rt_tensor_free(&ids);
+  rt_tensor_free(&short_ids);
+}
+
 Test(rt_dataset, reshape_checks_the_sample_size) {
   RtDataset d = make_set(4, 12);
   RtError err;

@@ -794,12 +794,13 @@ ParameterizedTestParameters(train_checkpoint, resume_equals_uninterrupted) {
 }
 
 static char *metrics_losses(const char *path) {
-  /* the train_loss column of every row: seconds differ from run to run */
-  char *csv = tu_read_file(path, NULL), *out = calloc(1, 4096), *save = NULL;
+  /* epoch,batch,step,train_loss of every row: seconds differ from run to run */
+  char *csv = tu_read_file(path, NULL), *out = calloc(1, 8192), *save = NULL;
   cr_assert(csv && out);
   for (char *line = strtok_r(csv, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-    char *comma = strchr(line, ','), *end = comma ? strchr(comma + 1, ',') : NULL;
-    if (comma && end) strncat(out, line, (size_t)(end - line)), strcat(out, "\n");
+    char *end = line;
+    for (int k = 0; k < 4 && end; k++) end = strchr(end + 1, ',');
+    if (end) strncat(out, line, (size_t)(end - line)), strcat(out, "\n");
   }
   free(csv);
   return out;
@@ -1039,19 +1040,33 @@ Test(dlc_train, npy_with_validation_and_metrics, .timeout = 120) {
 
   char *csv = tu_read_file(metrics, NULL);
   cr_assert(csv);
-  cr_expect_eq(count_lines(csv), 4, "a header and 3 rows:\n%s", csv);
-  cr_expect_eq(strncmp(csv, "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds\n", 55), 0, "%s", csv);
-  int rows = 0;
+  cr_expect_eq(count_lines(csv), 16, "a header, 4 batch rows and an epoch row for each of 3 epochs:\n%s", csv);
+  cr_expect_eq(strncmp(csv, "epoch,batch,step,train_loss,train_acc,val_loss,val_acc,lr,seconds\n", 66), 0, "%s", csv);
+  int rows = 0, epochs = 0;
+  double batch_sum = 0;
   for (const char *line = strchr(csv, '\n'); line && line[1]; line = strchr(line + 1, '\n')) {
     rows++;
-    double v[7];
-    int got = sscanf(line + 1, "%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6]);
-    cr_expect_eq(got, 7, "row %d: %.40s", rows, line + 1);
-    cr_expect_eq(v[0], rows);
-    cr_expect(isfinite(v[1]) && v[1] > 0 && v[2] >= 0 && v[2] <= 1 && isfinite(v[3]) && v[5] == 0.1, "row %d: %.80s",
-              rows, line + 1);
+    double v[9];
+    int got = sscanf(line + 1, "%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                     &v[7], &v[8]);
+    cr_expect_eq(got, 9, "row %d: %.40s", rows, line + 1);
+    int epoch = (rows - 1) / 5 + 1, batch = (rows - 1) % 5 + 1;
+    cr_expect(v[0] == epoch && v[1] == (batch == 5 ? 0 : batch), "row %d is epoch %d batch %d: %.60s", rows, epoch,
+              batch == 5 ? 0 : batch, line + 1);
+    cr_expect_eq(v[2], (epoch - 1) * 4 + (batch == 5 ? 4 : batch), "row %d: step %g", rows, v[2]);
+    cr_expect(isfinite(v[3]) && v[3] > 0 && v[4] >= 0 && v[4] <= 1 && v[7] == 0.1, "row %d: %.80s", rows, line + 1);
+    if (batch < 5) {
+      cr_expect(isnan(v[5]) && isnan(v[6]), "a batch row has no validation figures: %.80s", line + 1);
+      batch_sum += v[3] * 4;
+      continue;
+    }
+    epochs++;
+    cr_expect(isfinite(v[5]), "row %d: %.80s", rows, line + 1);
+    cr_expect(fabs(v[3] - batch_sum / 16) < 1e-6, "the epoch's loss %g is the mean of its batches' %g", v[3],
+              batch_sum / 16);
+    batch_sum = 0;
   }
-  cr_expect_eq(rows, 3);
+  cr_expect_eq(epochs, 3);
   free(csv);
   proc_free(&p);
   remove_dir(dir);
@@ -1419,5 +1434,313 @@ Test(dlc_train, bad_data_files, .timeout = 120) {
     BadRun r = {{"--data", data}, 1, cases[i].needle};
     expect_bad_run(dir, TRAIN("tiny.dl"), &r);
   }
+  remove_dir(dir);
+}
+
+/* --- data bound by name, --steps ------------------------------------------------------------- */
+
+/* tiny.dl with its input x split in two halves a and b joined again by
+ * concat: the same parameters (same names, same initial values), so on
+ * the same samples in the same order it trains bit for bit like tiny. */
+static const char split_model[] =
+    "model tiny\n"
+    "input a: f32[N, 3]\n"
+    "input b: f32[N, 3]\n"
+    "fc1 = dense(concat(a, b, axis=1), 5)\n"
+    "h = tanh(fc1)\n"
+    "fc2 = dense(h, 3)\n"
+    "output fc2\n"
+    "train {\n"
+    "  label y: i64[N]\n"
+    "  loss = cross_entropy(fc2, y)\n"
+    "  optimizer = sgd(lr=0.1)\n"
+    "  batch = 4\n"
+    "  %s\n"
+    "}\n";
+
+static void write_model(const char *path, const char *fmt, const char *data_line) {
+  char text[2048];
+  snprintf(text, sizeof text, fmt, data_line);
+  write_text(path, text);
+}
+
+/* cols [c0, c1) of x.npy in dir as NAME (f32), or as dtype dt. */
+static void write_npy_slice(const char *dir, const char *name, DType dt, int64_t rows, int64_t c0, int64_t c1) {
+  char path[600];
+  RtError err;
+  snprintf(path, sizeof path, "%s/x.npy", dir);
+  RtTensor x = read_npy(path), out;
+  int64_t shape[2] = {rows, c1 - c0};
+  cr_assert_eq(rt_tensor_alloc(&out, dt, 2, shape, &err), RT_OK);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = c0; c < c1; c++) {
+      float v = ((float *)x.data)[r * x.shape[1] + c];
+      if (dt == DT_F32) ((float *)out.data)[r * (c1 - c0) + c - c0] = v;
+      else if (dt == DT_F64) ((double *)out.data)[r * (c1 - c0) + c - c0] = v;
+      else ((int64_t *)out.data)[r * (c1 - c0) + c - c0] = (int64_t)v;
+    }
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  cr_assert_eq(rt_npy_write(path, &out, &err), RT_OK, "%s", err.msg);
+  rt_tensor_free(&x);
+  rt_tensor_free(&out);
+}
+
+/* y.npy of dir as NAME in dtype dt (i32, f32 or i64), with rank dims [n] or [n, 1]. */
+static void write_labels_as(const char *dir, const char *name, DType dt, int rank) {
+  char path[600];
+  RtError err;
+  snprintf(path, sizeof path, "%s/y.npy", dir);
+  RtTensor y = read_npy(path), out;
+  int64_t shape[2] = {y.shape[0], 1};
+  cr_assert_eq(rt_tensor_alloc(&out, dt, rank, shape, &err), RT_OK);
+  for (int64_t i = 0; i < y.shape[0]; i++) {
+    int64_t v = ((int64_t *)y.data)[i];
+    if (dt == DT_I32) ((int32_t *)out.data)[i] = (int32_t)v;
+    else if (dt == DT_F32) ((float *)out.data)[i] = (float)v;
+    else ((int64_t *)out.data)[i] = v;
+  }
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  cr_assert_eq(rt_npy_write(path, &out, &err), RT_OK, "%s", err.msg);
+  rt_tensor_free(&y);
+  rt_tensor_free(&out);
+}
+
+static void expect_same_file(const char *a, const char *b, const char *what) {
+  size_t la = 0, lb = 0;
+  char *ba = tu_read_file(a, &la), *bb = tu_read_file(b, &lb);
+  cr_assert(ba && bb, "%s: %s or %s missing", what, a, b);
+  cr_expect(la == lb && memcmp(ba, bb, la) == 0, "%s: %s and %s differ", what, a, b);
+  free(ba);
+  free(bb);
+}
+
+typedef struct BindParam {
+  Backend backend;
+} BindParam;
+
+ParameterizedTestParameters(dlc_data, named_files_train_like_the_fixed_form) {
+  static BindParam params[] = {{BACKEND_INTERP}, {BACKEND_C}, {BACKEND_JIT}};
+  return cr_make_param_array(BindParam, params, 3);
+}
+
+/* The same samples through npy:X,Y into tiny, and by name (listed in
+ * another order, labels widened from i32, paths in the model file relative
+ * to it) into the split model: with a validation split, the checkpoints
+ * are byte-identical, so both forms shuffle, split and batch every array
+ * alike and the labels stay integers on every backend. */
+ParameterizedTest(BindParam *p, dlc_data, named_files_train_like_the_fixed_form, .timeout = 180) {
+  const char *dir = tu_scratch_dir();
+  char model[600], fixed[1300], ck1[600], ck2[600];
+  write_blobs(dir, 22, 6, "x.npy", "y.npy");
+  write_npy_slice(dir, "a.npy", DT_F32, 22, 0, 3);
+  write_npy_slice(dir, "b.npy", DT_F32, 22, 3, 6);
+  write_labels_as(dir, "y32.npy", DT_I32, 1);
+  snprintf(model, sizeof model, "%s/split.dl", dir);
+  write_model(model, split_model, "data = npy(\"b=b.npy,y=y32.npy,a=a.npy\")");
+  snprintf(fixed, sizeof fixed, "npy:%s/x.npy,%s/y.npy", dir, dir);
+  snprintf(ck1, sizeof ck1, "%s/fixed.safetensors", dir);
+  snprintf(ck2, sizeof ck2, "%s/named.safetensors", dir);
+  const char *be = backend_name(p->backend), *flag = p->backend == BACKEND_C ? "--backend=c"
+                                                     : p->backend == BACKEND_JIT ? "--backend=jit" : "--backend=interp";
+  Proc a = run_dlc(dir, "train", TRAIN("tiny.dl"), "--data", fixed, flag, "--epochs", "2", "--val-split", "0.25",
+                   "--save", ck1, NULL);
+  cr_assert_eq(a.status, 0, "%s: %s%s", be, a.out, a.err);
+  Proc b = run_dlc(dir, "train", model, flag, "--epochs", "2", "--val-split", "0.25", "--save", ck2, NULL);
+  cr_assert_eq(b.status, 0, "%s: %s%s", be, b.out, b.err);
+  cr_expect(strstr(b.out, "16 samples (6 validation, 0 test)"), "%s", b.out);
+  cr_expect(strstr(b.out, ", acc ") && strstr(b.out, ", val acc "), "class labels by name give accuracy: %s", b.out);
+  expect_same_file(ck1, ck2, be);
+  proc_free(&a);
+  proc_free(&b);
+  remove_dir(dir);
+}
+
+/* Every way a named spec can miss the model is refused before training,
+ * naming the input and the file. */
+Test(dlc_data, mismatched_bindings_are_named, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  char model[600];
+  write_blobs(dir, 22, 6, "x.npy", "y.npy");
+  write_blobs(dir, 21, 6, "x21.npy", "y21.npy");
+  write_npy_slice(dir, "a.npy", DT_F32, 22, 0, 3);
+  write_npy_slice(dir, "b.npy", DT_F32, 22, 3, 6);
+  write_npy_slice(dir, "b4.npy", DT_F32, 22, 2, 6);
+  write_npy_slice(dir, "bi.npy", DT_I64, 22, 3, 6);
+  write_npy_slice(dir, "b64.npy", DT_F64, 22, 3, 6);
+  write_labels_as(dir, "yf.npy", DT_F32, 1);
+  write_labels_as(dir, "y2.npy", DT_I64, 2);
+  snprintf(model, sizeof model, "%s/split.dl", dir);
+  write_model(model, split_model, "");
+  struct {
+    const char *spec, *needle1, *needle2;
+    int status;
+  } cases[] = {
+      {"a=a.npy,y=y.npy", "input 'b' has no file", "b=PATH", 1},
+      {"a=a.npy,b=b.npy,y=y.npy,c=x.npy", "'c' is not an input or label of model 'tiny'", "x.npy", 1},
+      {"a=a.npy,b=bi.npy,y=y.npy", "input 'b' is f32[N, 3] but the file holds i64[22, 3]", "bi.npy", 1},
+      {"a=a.npy,b=b64.npy,y=y.npy", "f64 values are not narrowed", "b64.npy", 1},
+      {"a=a.npy,b=b.npy,y=yf.npy", "label 'y' is i64[N] but the file holds f32[22]: a float file", "yf.npy", 1},
+      {"a=a.npy,b=b4.npy,y=y.npy", "dimension 1 is 4, expected 3", "b4.npy", 1},
+      {"a=a.npy,b=b.npy,y=y2.npy", "label 'y' is i64[N] but the file holds i64[22, 1]: rank 2, expected 1", "y2.npy", 1},
+      {"a=a.npy,b=b.npy,y=y21.npy", "has 21 rows but", "y21.npy", 1},
+      {"a=a.npy,a=b.npy,y=y.npy", "'a' is bound twice", "--data", 2},
+      {"a=a.npy,b.npy,y=y.npy", "expected NAME=PATH", "b.npy", 2},
+      {"a=a.npy,b=b.npy,y=x.npy", "label 'y' is i64[N] but the file holds f32[22, 6]", "x.npy", 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char spec[1400] = "npy:", *at = spec + 4;
+    char copy[256], *save = NULL;
+    snprintf(copy, sizeof copy, "%s", cases[i].spec);
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+      char *eq = strchr(item, '=');
+      at += eq ? snprintf(at, sizeof spec - (size_t)(at - spec), "%s%.*s=%s/%s", at == spec + 4 ? "" : ",",
+                          (int)(eq - item), item, dir, eq + 1)
+               : snprintf(at, sizeof spec - (size_t)(at - spec), ",%s/%s", dir, item);
+    }
+    BadRun r = {{"--data", spec}, cases[i].status, cases[i].needle1};
+    expect_bad_run(dir, model, &r);
+    BadRun r2 = {{"--data", spec}, cases[i].status, cases[i].needle2};
+    expect_bad_run(dir, model, &r2);
+  }
+  remove_dir(dir);
+}
+
+/* The fixed forms feed one input and one label: a model with more inputs,
+ * or an integer data input, is told to bind them by name. */
+Test(dlc_data, fixed_form_refuses_what_it_cannot_feed, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  char model[600], data[1300], ints[600];
+  write_blobs(dir, 22, 6, "x.npy", "y.npy");
+  snprintf(data, sizeof data, "npy:%s/x.npy,%s/y.npy", dir, dir);
+  snprintf(model, sizeof model, "%s/split.dl", dir);
+  write_model(model, split_model, "");
+  BadRun r = {{"--data", data}, 1, "input 'b' gets no data: the npy form feeds only input 'a' and label y"};
+  expect_bad_run(dir, model, &r);
+  snprintf(ints, sizeof ints, "%s/ints.dl", dir);
+  write_text(ints, "model ints\ninput k: i64[N]\ninput x: f32[N, 6]\nfc2 = dense(x, 3)\noutput fc2\n"
+                   "train {\n  loss = cross_entropy(fc2, k)\n  optimizer = sgd(lr=0.1)\n  batch = 4\n}\n");
+  BadRun r2 = {{"--data", data}, 1, "input 'k' is i64, but the npy form gives f32 samples"};
+  expect_bad_run(dir, ints, &r2);
+  remove_dir(dir);
+}
+
+/* Paths in the model file resolve against its directory, as #include
+ * does; paths on the command line against the working directory. */
+Test(dlc_data, model_paths_are_relative_to_the_model, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  char sub[600], model[700], data[700];
+  snprintf(sub, sizeof sub, "%s/models", dir);
+  cr_assert_eq(mkdir(sub, 0755), 0);
+  snprintf(data, sizeof data, "%s/models/data", dir);
+  cr_assert_eq(mkdir(data, 0755), 0);
+  write_blobs(data, 22, 6, "x.npy", "y.npy");
+  write_blobs(dir, 10, 6, "x.npy", "y.npy");
+  snprintf(model, sizeof model, "%s/tiny.dl", sub);
+  char *text = tiny_variant("  data = npy(\"data/x.npy\", \"data/y.npy\")");
+  write_text(model, text);
+  free(text);
+  cr_assert_eq(chdir(dir), 0);
+  Proc p = run_dlc(dir, "train", "models/tiny.dl", "--backend=interp", "--epochs", "1", NULL);
+  cr_expect_eq(p.status, 0, "%s%s", p.out, p.err);
+  cr_expect(strstr(p.out, "training tiny: 22 samples"), "models/data/x.npy, next to the model: %s", p.out);
+  proc_free(&p);
+  p = run_dlc(dir, "train", "models/tiny.dl", "--backend=interp", "--epochs", "1", "--data", "npy:x.npy,y.npy", NULL);
+  cr_expect_eq(p.status, 0, "%s%s", p.out, p.err);
+  cr_expect(strstr(p.out, "training tiny: 10 samples"), "--data x.npy is ./x.npy: %s", p.out);
+  proc_free(&p);
+  text = tiny_variant("  data = npy(\"x.npy\", \"y.npy\")");
+  write_text(model, text);
+  free(text);
+  p = run_dlc(dir, "train", "models/tiny.dl", "--backend=interp", "--epochs", "1", NULL);
+  cr_expect_eq(p.status, 1, "./x.npy exists, models/x.npy does not: %s%s", p.out, p.err);
+  cr_expect(strstr(p.err, "models/x.npy"), "%s", p.err);
+  proc_free(&p);
+  remove_dir(dir);
+}
+
+/* target = x with named files: the label gets the input's clean values and
+ * takes no file of its own. */
+Test(dlc_data, autoencoder_target_by_name, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  char model[600], data[1300];
+  write_blobs(dir, 22, 6, "x.npy", "y.npy");
+  snprintf(model, sizeof model, "%s/ae.dl", dir);
+  write_text(model, "model ae\ninput x: f32[N, 6]\ne = dense(x, 3)\nh = tanh(e)\nout = dense(h, 6)\noutput out\n"
+                    "train {\n  label t: f32[N, 6]\n  target = x\n  loss = mse_loss(out, t)\n"
+                    "  optimizer = sgd(lr=0.1)\n  batch = 4\n  data = npy(\"x=x.npy\")\n}\n");
+  Proc p = run_dlc(dir, "train", model, "--backend=c", "--epochs", "2", NULL);
+  cr_expect_eq(p.status, 0, "%s%s", p.out, p.err);
+  cr_expect_eq(count_lines_starting(p.out, "epoch "), 2, "%s", p.out);
+  proc_free(&p);
+  snprintf(data, sizeof data, "npy:x=%s/x.npy,t=%s/x.npy", dir, dir);
+  BadRun r = {{"--data", data}, 1, "label 't' gets the clean input 'x' (target = x), not a file"};
+  expect_bad_run(dir, model, &r);
+  remove_dir(dir);
+}
+
+/* --steps N stops after N optimizer steps in all, inside an epoch if need
+ * be; its checkpoint resumes at the next batch and the run ends bit for
+ * bit like one that never stopped.  Metrics have a row per batch. */
+ParameterizedTestParameters(dlc_data, steps_stop_and_resume_like_one_run) {
+  static BindParam params[] = {{BACKEND_INTERP}, {BACKEND_C}};
+  return cr_make_param_array(BindParam, params, 2);
+}
+
+ParameterizedTest(BindParam *p, dlc_data, steps_stop_and_resume_like_one_run, .timeout = 180) {
+  const char *dir = tu_scratch_dir();
+  char model[600], data[1300], full[600], part[600], rest[600], mpart[600];
+  write_blobs(dir, 22, 6, "x.npy", "y.npy");
+  snprintf(model, sizeof model, "%s/model.dl", dir);
+  char *text = tiny_variant("  schedule = cyclic(base_lr=0.001, max_lr=0.05, step_size_up=3)\n  seed = 3\n"
+                            "  val_split = 0.2"),
+       *adam = replace_once(text, "sgd(lr=0.1)", "adam(lr=0.01)");
+  write_text(model, adam);
+  free(text);
+  free(adam);
+  snprintf(data, sizeof data, "npy:%s/x.npy,%s/y.npy", dir, dir);
+  snprintf(full, sizeof full, "%s/full.safetensors", dir);
+  snprintf(part, sizeof part, "%s/part.safetensors", dir);
+  snprintf(rest, sizeof rest, "%s/rest.safetensors", dir);
+  snprintf(mpart, sizeof mpart, "%s/part.csv", dir);
+  const char *be = p->backend == BACKEND_C ? "--backend=c" : "--backend=interp";
+
+  Proc a = run_dlc(dir, "train", model, "--data", data, be, "--epochs", "3", "--save", full, NULL);
+  cr_assert_eq(a.status, 0, "%s%s", a.out, a.err);
+  /* 18 training samples in batches of 4: 5 steps an epoch; 7 steps end in batch 2 of epoch 2 */
+  Proc b = run_dlc(dir, "train", model, "--data", data, be, "--steps", "7", "--save", part, "--metrics", mpart, NULL);
+  cr_assert_eq(b.status, 0, "%s%s", b.out, b.err);
+  cr_expect_eq(count_lines_starting(b.out, "epoch 1/2: "), 1, "%s", b.out);
+  cr_expect_eq(count_lines_starting(b.out, "epoch 2/2"), 0, "%s", b.out);
+  cr_expect(strstr(b.out, "stopped after 7 steps, batch 2 of epoch 2\n"), "%s", b.out);
+  RtTensorSet sp;
+  read_st(part, &sp);
+  cr_expect_str_eq(rt_set_get_meta(&sp, "dlc.step"), "7");
+  cr_expect_str_eq(rt_set_get_meta(&sp, "dlc.epoch"), "1");
+  cr_expect_str_eq(rt_set_get_meta(&sp, "dlc.epoch_batches"), "2");
+  rt_set_free(&sp);
+  char *csv = tu_read_file(mpart, NULL);
+  cr_assert(csv);
+  cr_expect_eq(count_lines(csv), 1 + 7 + 1, "header, 7 batch rows, one epoch row:\n%s", csv);
+  cr_expect(strstr(csv, "\n1,0,5,") && strstr(csv, "\n2,2,7,"), "%s", csv);
+  free(csv);
+
+  Proc c = run_dlc(dir, "train", model, "--data", data, be, "--epochs", "3", "--resume", part, "--save", rest, NULL);
+  cr_assert_eq(c.status, 0, "%s%s", c.out, c.err);
+  cr_expect(strstr(c.out, "epoch 2/3:") && strstr(c.out, "epoch 3/3:") && !strstr(c.out, "epoch 1/3"), "%s", c.out);
+  expect_same_file(full, rest, be);
+
+  /* the position inside an epoch holds only for the batch size it was taken at */
+  BadRun r = {{"--data", data, "--resume", part, "--batch", "3"}, 1, "resume with --batch 4"};
+  expect_bad_run(dir, model, &r);
+  /* --steps on an epoch's end: whole epochs, no stop line */
+  Proc d = run_dlc(dir, "train", model, "--data", data, be, "--steps", "10", NULL);
+  cr_expect_eq(d.status, 0, "%s%s", d.out, d.err);
+  cr_expect(strstr(d.out, "epoch 2/2:") && !strstr(d.out, "stopped"), "%s", d.out);
+  BadRun r2 = {{"--data", data, "--steps", "0"}, 2, "--steps"};
+  expect_bad_run(dir, model, &r2);
+  proc_free(&a);
+  proc_free(&b);
+  proc_free(&c);
+  proc_free(&d);
   remove_dir(dir);
 }
