@@ -540,6 +540,7 @@ static int is_int_type(DType dt) { return dt == DT_I32 || dt == DT_I64 || dt == 
 /* Why a file of dtype have cannot feed an input of dtype want, or NULL. */
 static const char *dtype_misfit(DType want, DType have) {
   if (want == have || (is_int_type(want) && is_int_type(have) && want != DT_BOOL && want != DT_U8)) return NULL;
+  if (is_int_type(want) && is_int_type(have)) return "only a file of that same type feeds it";
   if (is_int_type(want)) return "a float file does not feed an integer input (store it as integers, e.g. numpy's "
                                 ".astype(np.int64))";
   if (have == DT_F64) return "f64 values are not narrowed to f32 implicitly (save them with .astype(np.float32))";
@@ -556,8 +557,8 @@ static int64_t int_at(const RtTensor *t, int64_t i) {
   return 0;
 }
 
-/* An integer column into the input's integer type: exact, or an error
- * naming the first value that does not fit. */
+/* An integer column into the input's integer type (i32 or i64): exact,
+ * or an error naming the first value that does not fit. */
 static int widen_ints(Trainer *t, const Node *n, const char *path, RtTensor *col) {
   RtTensor out;
   RtError err;
@@ -673,7 +674,7 @@ static int shape_data(Trainer *t, RtDataset *ds, const char *what) {
     int64_t classes = logits->shape.d[1];
     if (rt_dataset_check_labels(ds, classes, what, &err)) return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
   }
-  return 0;
+  return y && y->dtype == DT_I32 ? widen_ints(t, y, what, &ds->y) : 0; /* the loaders give i64 labels */
 }
 
 int trainer_load_data(Trainer *t) {

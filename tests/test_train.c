@@ -1744,3 +1744,41 @@ ParameterizedTest(BindParam *p, dlc_data, steps_stop_and_resume_like_one_run, .t
   proc_free(&d);
   remove_dir(dir);
 }
+
+/* An i32 label fed by a fixed form gets i32 labels (the loaders read i64):
+ * it trains exactly as the same model with an i64 label. */
+Test(dlc_data, fixed_form_feeds_an_i32_label_as_i32, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  char model[600], data[1300], ck64[600], ck32[600];
+  write_blobs(dir, 22, 6, "x.npy", "y.npy");
+  snprintf(model, sizeof model, "%s/tiny32.dl", dir);
+  char *text = tiny_variant(""), *i32 = replace_once(text, "label y: i64[N]", "label y: i32[N]");
+  write_text(model, i32);
+  free(text);
+  free(i32);
+  snprintf(data, sizeof data, "npy:%s/x.npy,%s/y.npy", dir, dir);
+  snprintf(ck64, sizeof ck64, "%s/i64.safetensors", dir);
+  snprintf(ck32, sizeof ck32, "%s/i32.safetensors", dir);
+  Proc a = run_dlc(dir, "train", TRAIN("tiny.dl"), "--data", data, "--backend=interp", "--epochs", "2", "--save", ck64,
+                   NULL);
+  cr_assert_eq(a.status, 0, "%s%s", a.out, a.err);
+  Proc b = run_dlc(dir, "train", model, "--data", data, "--backend=c", "--epochs", "2", "--save", ck32, NULL);
+  cr_assert_eq(b.status, 0, "%s%s", b.out, b.err);
+  RtTensorSet s64, s32;
+  read_st(ck64, &s64);
+  read_st(ck32, &s32);
+  const char *names[] = {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"};
+  for (int i = 0; i < 4; i++) {
+    const RtTensor *p = rt_set_find(&s64, names[i]), *q = rt_set_find(&s32, names[i]);
+    cr_assert(p && q, "%s", names[i]);
+    int64_t n = (int64_t)(rt_tensor_nbytes(p) / sizeof(float));
+    for (int64_t k = 0; k < n; k++)
+      cr_expect(fabsf(((float *)p->data)[k] - ((float *)q->data)[k]) <= 1e-5f, "%s[%lld]: i64 %g, i32 %g", names[i],
+                (long long)k, ((float *)p->data)[k], ((float *)q->data)[k]);
+  }
+  rt_set_free(&s64);
+  rt_set_free(&s32);
+  proc_free(&a);
+  proc_free(&b);
+  remove_dir(dir);
+}
