@@ -224,6 +224,9 @@ static int train_loop(Trainer *t, const TrainFlags *f, Diags *d) {
   BatchLog bl = {f, &log, d};
   if (f->metrics) t->on_batch = record_batch, t->batch_ctx = &bl;
   int tty = isatty(STDERR_FILENO), rc = 0;
+  if (t->cfg.max_steps && t->step >= t->cfg.max_steps)
+    fprintf(stderr, "note: the run has taken %lld steps already; --steps %lld trains no more\n", (long long)t->step,
+            (long long)t->cfg.max_steps);
   signal(SIGINT, on_sigint);
   while (t->epoch < t->cfg.epochs && rc == 0 && !(t->cfg.max_steps && t->step >= t->cfg.max_steps)) {
     EpochStats es;

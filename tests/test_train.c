@@ -1738,6 +1738,11 @@ ParameterizedTest(BindParam *p, dlc_data, steps_stop_and_resume_like_one_run, .t
   cr_expect(strstr(d.out, "epoch 2/2:") && !strstr(d.out, "stopped"), "%s", d.out);
   BadRun r2 = {{"--data", data, "--steps", "0"}, 2, "--steps"};
   expect_bad_run(dir, model, &r2);
+  Proc e = run_dlc(dir, "train", model, "--data", data, be, "--resume", part, "--steps", "5", NULL);
+  cr_expect_eq(e.status, 0, "%s%s", e.out, e.err);
+  cr_expect(strstr(e.err, "note: the run has taken 7 steps already; --steps 5 trains no more"), "%s", e.err);
+  cr_expect_eq(count_lines_starting(e.out, "epoch "), 0, "%s", e.out);
+  proc_free(&e);
   proc_free(&a);
   proc_free(&b);
   proc_free(&c);
