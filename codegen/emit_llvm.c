@@ -20,9 +20,14 @@
  * and a reduction halves the vector with shuffles, in kernel.h's pairwise
  * order, so the C emitter's unrolled lanes sum in the same order.
  * Loops are counted loops with an i64 phi; locals are allocas in the
- * entry block, left to the optimiser's mem2reg.  No decisions of its own:
- * no noalias (the C has no restrict), no fast-math, no contraction (the C
- * backend builds -std=c99, which does not contract either).
+ * entry block, left to the optimiser's mem2reg.  Each kernel is an
+ * internal function of its own, never inlined, which the entry point
+ * calls in order: the optimiser treats each kernel on its own, and within
+ * one the temporaries it touches carry alias scopes, because the memory
+ * plan gives them disjoint storage (scope_temporaries).  Nothing else is
+ * assumed: no noalias on the arguments (the C has no restrict), no
+ * fast-math, no contraction (the C backend builds -std=c99, which does
+ * not contract either).
  *
  * The safetensors reader and the accessors are not built here: they are
  * st_loader_impl.c (the file the C emitter prints as C), compiled ahead
@@ -75,6 +80,7 @@ typedef struct Lower {
   LLVMValueRef syms[IR_MAX_SYMS];
   /* the kernel being built */
   LLVMValueRef *vars, *locals;
+  LLVMValueRef *scope, *noalias; /* per buffer: its alias scope and the other temporaries' (or NULL) */
   int64_t *lcount;
   DType *ltype;
   int *llanes;
@@ -222,6 +228,14 @@ static LLVMValueRef address(Lower *L, int buf, LLVMValueRef index) {
   return LLVMBuildInBoundsGEP2(L->b, lty(L, L->p->bufs[buf].dtype), L->bufptr[buf], &index, 1, "");
 }
 
+/* A load or store of buf: its alias scopes (scope_temporaries). */
+static LLVMValueRef scoped(Lower *L, int buf, LLVMValueRef access) {
+  if (!L->scope || !L->scope[buf]) return access;
+  LLVMSetMetadata(access, LLVMGetMDKindIDInContext(L->cx, "alias.scope", 11), L->scope[buf]);
+  LLVMSetMetadata(access, LLVMGetMDKindIDInContext(L->cx, "noalias", 7), L->noalias[buf]);
+  return access;
+}
+
 /* buf[index], or guard ? buf[index] : otherwise as a load from index
  * (guard ? index : 0), which is in range whatever the guard, and a select:
  * no branch, so the loop around it still vectorises. */
@@ -229,14 +243,14 @@ static LLVMValueRef load(Lower *L, const Expr *e) {
   LLVMTypeRef T = lty(L, e->type);
   LLVMValueRef i = expr(L, e->a);
   if (e->lanes > 1) { /* n consecutive elements, aligned as one */
-    LLVMValueRef v = LLVMBuildLoad2(L->b, vty(L, e->type, e->lanes), address(L, e->id, i), "");
+    LLVMValueRef v = scoped(L, e->id, LLVMBuildLoad2(L->b, vty(L, e->type, e->lanes), address(L, e->id, i), ""));
     LLVMSetAlignment(v, (unsigned)rt_dtype_size(e->type));
     return v;
   }
-  if (!e->b) return LLVMBuildLoad2(L->b, T, address(L, e->id, i), "");
+  if (!e->b) return scoped(L, e->id, LLVMBuildLoad2(L->b, T, address(L, e->id, i), ""));
   LLVMValueRef g = expr(L, e->b), other = expr(L, e->c);
   LLVMValueRef safe = LLVMBuildSelect(L->b, g, i, LLVMConstNull(LLVMTypeOf(i)), "");
-  return LLVMBuildSelect(L->b, g, LLVMBuildLoad2(L->b, T, address(L, e->id, safe), ""), other, "");
+  return LLVMBuildSelect(L->b, g, scoped(L, e->id, LLVMBuildLoad2(L->b, T, address(L, e->id, safe), "")), other, "");
 }
 
 /* ir_random_uniform: the steps of dlc_uniform and dlc_mix64 in
@@ -376,7 +390,7 @@ static void stmts(Lower *L, const Stmt *s) {
     case ST_LOOP: loop(L, s); break;
     case ST_STORE: {
       LLVMValueRef v = expr(L, s->value);
-      LLVMValueRef st = LLVMBuildStore(L->b, v, address(L, s->id, expr(L, s->index)));
+      LLVMValueRef st = scoped(L, s->id, LLVMBuildStore(L->b, v, address(L, s->id, expr(L, s->index))));
       if (s->value->lanes > 1) LLVMSetAlignment(st, (unsigned)rt_dtype_size(s->value->type));
       break;
     }
@@ -407,13 +421,19 @@ static void add_attr(Lower *L, LLVMValueRef f, const char *name) {
   LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->cx, kind, 0));
 }
 
-static LLVMValueRef declare_func(Lower *L, const Func *fn) {
-  const Graph *g = L->p->g;
-  int n = g->nsyms + fn->nargs;
+/* fn's symbols then one pointer per argument, returning ret. */
+static LLVMTypeRef func_type(Lower *L, const Func *fn, LLVMTypeRef ret) {
+  int n = L->p->g->nsyms + fn->nargs;
   LLVMTypeRef *params = arena_alloc(&L->a, sizeof *params * (size_t)(n + 1));
-  for (int i = 0; i < n; i++) params[i] = i < g->nsyms ? L->i64 : L->ptr;
-  LLVMValueRef f = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_%s", L->pre, fn->name),
-                                   LLVMFunctionType(L->i32, params, (unsigned)n, 0));
+  for (int i = 0; i < n; i++) params[i] = i < L->p->g->nsyms ? L->i64 : L->ptr;
+  return LLVMFunctionType(ret, params, (unsigned)n, 0);
+}
+
+/* Makes f the function being built: its parameters name the symbols and
+ * fn's argument buffers. */
+static void bind_params(Lower *L, const Func *fn, LLVMValueRef f) {
+  const Graph *g = L->p->g;
+  L->fn = f;
   for (int s = 0; s < g->nsyms; s++) {
     const char *nm = cg_symbol_name(&L->a, L->p, s);
     LLVMSetValueName2(LLVMGetParam(f, (unsigned)s), nm, strlen(nm));
@@ -425,7 +445,12 @@ static LLVMValueRef declare_func(Lower *L, const Func *fn) {
     LLVMSetValueName2(a, nm, strlen(nm));
     L->bufptr[fn->args[i]] = a;
   }
+}
+
+static LLVMValueRef declare_func(Lower *L, const Func *fn) {
+  LLVMValueRef f = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_%s", L->pre, fn->name), func_type(L, fn, L->i32));
   add_attr(L, f, "nounwind");
+  bind_params(L, fn, f);
   return f;
 }
 
@@ -495,15 +520,115 @@ static void set_stale(Lower *L, int value) {
   LLVMBuildStore(L->b, LLVMConstInt(L->i32, (unsigned long long)value, 0), L->stale);
 }
 
+/* assume(0 <= sym <= max) for every symbol: what the entry's checks
+ * established, restated inside a kernel's own function. */
+static void symbol_ranges(Lower *L) {
+  const Graph *g = L->p->g;
+  LLVMTypeRef i1 = LLVMInt1TypeInContext(L->cx);
+  LLVMTypeRef aty = LLVMFunctionType(LLVMVoidTypeInContext(L->cx), &i1, 1, 0);
+  LLVMValueRef assume = LLVMGetNamedFunction(L->m, "llvm.assume");
+  if (!assume) assume = LLVMAddFunction(L->m, "llvm.assume", aty);
+  for (int s = 0; s < g->nsyms; s++) {
+    LLVMValueRef lo = LLVMBuildICmp(L->b, LLVMIntSGE, L->syms[s], LLVMConstInt(L->i64, 0, 0), "");
+    LLVMValueRef hi = LLVMBuildICmp(L->b, LLVMIntSLE, L->syms[s], LLVMConstInt(L->i64, (unsigned long long)g->syms[s].max, 1), "");
+    LLVMValueRef ok = LLVMBuildAnd(L->b, lo, hi, "");
+    LLVMBuildCall2(L->b, aty, assume, &ok, 1, "");
+  }
+}
+
+/* Marks the buffers a kernel loads or stores. */
+static int touched_expr(void *ctx, const Expr *e) {
+  if (e->kind == EX_LOAD) ((char *)ctx)[e->id] = 1;
+  return 0;
+}
+
+static int touched_stmt(void *ctx, const Stmt *s) {
+  if (s->kind == ST_STORE) ((char *)ctx)[s->id] = 1;
+  return 0;
+}
+
+/* The metadata list of n nodes, as a value. */
+static LLVMValueRef md_list(Lower *L, LLVMMetadataRef *nodes, size_t n) {
+  return LLVMMetadataAsValue(L->cx, LLVMMDNodeInContext2(L->cx, nodes, n));
+}
+
+/* The temporaries one kernel touches occupy disjoint storage: the memory
+ * plan gives buffers live in the same kernel disjoint arena ranges, and a
+ * view is its operand's buffer.  Each gets an alias scope in the kernel's
+ * own domain, and every access to it is declared not to alias the
+ * others: what LLVM cannot prove of variable offsets into one arena, so
+ * it would test at run time, and a loop whose test fails runs scalar.
+ * Sound only within one kernel (two buffers of different kernels may
+ * share storage), which is why kernels are functions never inlined. */
+static void scope_temporaries(Lower *L, const Kernel *k, const char *name) {
+  const Program *p = L->p;
+  L->scope = L->noalias = NULL;
+  char *mark = arena_alloc(&L->a, (size_t)p->nbufs + 1);
+  KirVisitor v = {mark, touched_stmt, touched_expr};
+  kir_walk_block(&v, k->body);
+  int *ids = arena_alloc(&L->a, sizeof *ids * (size_t)(p->nbufs + 1)), n = 0;
+  for (int b = 0; b < p->nbufs; b++)
+    if (mark[b] && p->bufs[b].kind == BUF_TEMP) ids[n++] = b;
+  if (n < 2) return;
+  LLVMMetadataRef dname = LLVMMDStringInContext2(L->cx, name, strlen(name));
+  LLVMMetadataRef domain = LLVMMDNodeInContext2(L->cx, &dname, 1);
+  LLVMMetadataRef *sc = arena_alloc(&L->a, sizeof *sc * (size_t)n), *others = arena_alloc(&L->a, sizeof *others * (size_t)n);
+  for (int i = 0; i < n; i++) {
+    const char *sn = arena_printf(&L->a, "%s.%s", name, bufname(L, ids[i]));
+    LLVMMetadataRef ops[2] = {LLVMMDStringInContext2(L->cx, sn, strlen(sn)), domain};
+    sc[i] = LLVMMDNodeInContext2(L->cx, ops, 2);
+  }
+  L->scope = arena_alloc(&L->a, sizeof *L->scope * (size_t)(p->nbufs + 1));
+  L->noalias = arena_alloc(&L->a, sizeof *L->noalias * (size_t)(p->nbufs + 1));
+  for (int i = 0; i < n; i++) {
+    int m = 0;
+    for (int j = 0; j < n; j++)
+      if (j != i) others[m++] = sc[j];
+    L->scope[ids[i]] = md_list(L, &sc[i], 1);
+    L->noalias[ids[i]] = md_list(L, others, (size_t)m);
+  }
+}
+
+/* Kernel k of fn as an internal void function of fn's parameters, never
+ * inlined: each kernel is optimised and register-allocated on its own,
+ * so what one kernel becomes does not depend on its neighbours (in one
+ * function of a whole training step, the optimiser's per-function
+ * budgets decided that), and a profile names it (P_train_step_k12). */
+static LLVMValueRef kernel_function(Lower *L, const Func *fn, int k) {
+  LLVMValueRef f = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_%s_k%d", L->pre, fn->name, k),
+                                   func_type(L, fn, LLVMVoidTypeInContext(L->cx)));
+  LLVMSetLinkage(f, LLVMInternalLinkage);
+  add_attr(L, f, "nounwind");
+  add_attr(L, f, "noinline");
+  bind_params(L, fn, f);
+  LLVMBasicBlockRef entry, body;
+  open_body(L, &entry, &body);
+  symbol_ranges(L);
+  scope_temporaries(L, &fn->kernels[k], LLVMGetValueName(f));
+  kernel(L, &fn->kernels[k]);
+  L->scope = L->noalias = NULL;
+  LLVMBuildRetVoid(L->b);
+  LLVMBuildBr(L->ab, body);
+  return f;
+}
+
+/* The entry point: the symbol checks, derived data made if stale, then
+ * a call of each kernel's function with the entry's own parameters. */
 static void function(Lower *L, const Func *fn) {
   const Program *p = L->p;
   buffer_addresses(L);
-  L->fn = declare_func(L, fn);
+  LLVMValueRef *kf = arena_alloc(&L->a, sizeof *kf * (size_t)(fn->nkernels + 1));
+  for (int k = 0; k < fn->nkernels; k++) kf[k] = kernel_function(L, fn, k);
+  LLVMValueRef f = declare_func(L, fn);
+  unsigned nparams = LLVMCountParams(f);
+  LLVMValueRef *args = arena_alloc(&L->a, sizeof *args * (size_t)(nparams + 1));
+  LLVMGetParams(f, args);
   LLVMBasicBlockRef entry, body;
   open_body(L, &entry, &body);
   symbol_checks(L);
   if (cg_reads_derived(p, fn)) prepare_if_stale(L);
-  for (int k = 0; k < fn->nkernels; k++) kernel(L, &fn->kernels[k]);
+  for (int k = 0; k < fn->nkernels; k++)
+    LLVMBuildCall2(L->b, LLVMGlobalGetValueType(kf[k]), kf[k], args, nparams, "");
   if (cg_dirties_derived(p, fn)) set_stale(L, 1);
   LLVMBuildRet(L->b, LLVMConstInt(L->i32, 0, 0));
   LLVMBuildBr(L->ab, body);

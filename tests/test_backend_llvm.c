@@ -13,7 +13,8 @@
  * safetensors weights and reproduces the interpreter, next to a second
  * model's object (the support code is internal to each).  P_load must
  * name a missing tensor, and a module that does not verify must come back
- * as an error, not an abort.
+ * as an error, not an abort.  Each kernel must be a function of its own,
+ * never inlined, whose accesses to temporaries carry alias scopes.
  */
 #include <criterion/criterion.h>
 #include <llvm-c/Core.h>
@@ -297,6 +298,51 @@ Test(backend_llvm, load_names_a_missing_tensor, .timeout = 300) {
   rmdir(dir);
   rt_set_free(&partial);
   cg_c_free(jit);
+  mlp_free(&s);
+}
+
+/* Each kernel is its own never-inlined function, and the temporaries one
+ * kernel touches carry alias scopes that tell them apart (MLP forward:
+ * "relu h1" reads fc1's temporary and writes its own; "linear fc1" touches
+ * one temporary only and needs none). */
+static LLVMValueRef kernel_fn(LLVMModuleRef m, const Program *p, const char *what) {
+  const Func *f = &p->funcs[0];
+  for (int k = 0; k < f->nkernels; k++) {
+    if (strcmp(f->kernels[k].what, what)) continue;
+    char name[64];
+    snprintf(name, sizeof name, "mlp_forward_k%d", k);
+    return LLVMGetNamedFunction(m, name);
+  }
+  return NULL;
+}
+
+/* How many loads (which 0) or stores (1) of fn carry !alias.scope and
+ * !noalias. */
+static int scoped_accesses(LLVMContextRef cx, LLVMValueRef fn, int which) {
+  unsigned scope = LLVMGetMDKindIDInContext(cx, "alias.scope", 11), noalias = LLVMGetMDKindIDInContext(cx, "noalias", 7);
+  int n = 0;
+  for (LLVMBasicBlockRef b = LLVMGetFirstBasicBlock(fn); b; b = LLVMGetNextBasicBlock(b))
+    for (LLVMValueRef i = LLVMGetFirstInstruction(b); i; i = LLVMGetNextInstruction(i))
+      if ((which ? LLVMIsAStoreInst(i) : LLVMIsALoadInst(i)) && LLVMGetMetadata(i, scope) && LLVMGetMetadata(i, noalias)) n++;
+  return n;
+}
+
+Test(backend_llvm, kernels_are_functions_with_scoped_temporaries, .timeout = 300) {
+  Mlp s;
+  mlp_setup(&s);
+  RtError err;
+  LLVMContextRef cx = LLVMContextCreate();
+  LLVMModuleRef m = cg_llvm_build(&s.p, cx, NULL, &err);
+  cr_assert(m, "%s", err.msg);
+  LLVMValueRef relu = kernel_fn(m, &s.p, "relu h1"), fc1 = kernel_fn(m, &s.p, "linear fc1");
+  cr_assert(relu && fc1, "no function for the kernel 'relu h1' or 'linear fc1'");
+  unsigned noinline = LLVMGetEnumAttributeKindForName("noinline", 8);
+  cr_expect(LLVMGetEnumAttributeAtIndex(relu, LLVMAttributeFunctionIndex, noinline), "a kernel function may be inlined");
+  cr_expect_gt(scoped_accesses(cx, relu, 0), 0, "relu h1: its loads are not scoped");
+  cr_expect_eq(scoped_accesses(cx, relu, 1), 1, "relu h1: its store is not scoped");
+  cr_expect_eq(scoped_accesses(cx, fc1, 0) + scoped_accesses(cx, fc1, 1), 0);
+  LLVMDisposeModule(m);
+  LLVMContextDispose(cx);
   mlp_free(&s);
 }
 
