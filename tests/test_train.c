@@ -1550,6 +1550,18 @@ ParameterizedTest(BindParam *p, dlc_data, named_files_train_like_the_fixed_form,
   cr_expect(strstr(b.out, "16 samples (6 validation, 0 test)"), "%s", b.out);
   cr_expect(strstr(b.out, ", acc ") && strstr(b.out, ", val acc "), "class labels by name give accuracy: %s", b.out);
   expect_same_file(ck1, ck2, be);
+  /* an integer input that is not a label (the class index as a plain i64
+   * input) is fed as integers too: it trains exactly as tiny's label */
+  char ck3[600], kmodel[600];
+  snprintf(kmodel, sizeof kmodel, "%s/k.dl", dir);
+  write_text(kmodel, "model tiny\ninput x: f32[N, 6]\ninput k: i64[N]\nfc1 = dense(x, 5)\nh = tanh(fc1)\n"
+                     "fc2 = dense(h, 3)\noutput fc2\ntrain {\n  loss = cross_entropy(fc2, k)\n"
+                     "  optimizer = sgd(lr=0.1)\n  batch = 4\n  data = npy(\"k=y32.npy,x=x.npy\")\n}\n");
+  snprintf(ck3, sizeof ck3, "%s/k.safetensors", dir);
+  Proc c = run_dlc(dir, "train", kmodel, flag, "--epochs", "2", "--val-split", "0.25", "--save", ck3, NULL);
+  cr_assert_eq(c.status, 0, "%s: %s%s", be, c.out, c.err);
+  expect_same_file(ck1, ck3, be);
+  proc_free(&c);
   proc_free(&a);
   proc_free(&b);
   remove_dir(dir);
