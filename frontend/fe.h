@@ -318,13 +318,18 @@ Value fe_tuple(int n, const int *ids);
 Value fe_call_scan(Parser *P, Expr *e);
 
 /* --- layers.c ----------------------------------------------------------------- */
+/* A layer call's init= and bias_init=; kind INIT_COUNT when not given. */
+typedef struct LayerInits {
+  ParamInit weight, bias;
+} LayerInits;
+
 typedef struct LayerDef LayerDef;
 struct LayerDef {
   const char *name;
   const SigParam *sig;  /* sig[0] is the input tensor */
   int nsig;
   /* vals follow sig; returns the output node or -1 after an error */
-  int (*build)(Parser *P, const char *prefix, Token *at, const Value *vals);
+  int (*build)(Parser *P, const char *prefix, Token *at, const Value *vals, const LayerInits *li);
 };
 
 const LayerDef *fe_layer_lookup(const char *name);
@@ -342,6 +347,9 @@ void fe_train_label(Parser *P, Stmt *s);
 /* A training setting whose statement failed: counts as given. */
 void fe_train_mark(Parser *P, const Token *name);
 void fe_init_of(Parser *P, Stmt *s, int rank, ParamInit *init);
+/* The initialiser written e (a name, a call or a number) into *init;
+ * kind INIT_COUNT after an error. */
+void fe_init_expr(Parser *P, Expr *e, ParamInit *init);
 
 /* --- frontend.c --------------------------------------------------------------- */
 int fe_edit_distance(const char *a, const char *b);

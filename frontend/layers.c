@@ -9,6 +9,12 @@
  * [out, in]), so trained weights load into the equivalent torch module by
  * name.  Adding a layer is one function and one table row.
  *
+ * Every layer takes init= (its weight's initialiser) and bias_init= (its
+ * bias's) as keywords, with the initialisers of `param` statements plus
+ * he_normal, he_uniform and a bare number; they are taken out of the
+ * call's arguments before its signature binds the rest, and absent they
+ * are PyTorch's defaults (LayerInits).
+ *
  * A layer may share its name with the primitive op it builds (conv2d):
  * build.c calls the op instead when the call's second argument is a
  * tensor (conv2d(x, w, b, stride=2)), and the layer when it is a size.
@@ -16,6 +22,11 @@
 #include <string.h>
 
 #include "frontend/fe.h"
+
+/* The initialiser given (kind INIT_COUNT: not given) or the default. */
+static ParamInit init_or(ParamInit given, RtInitKind deflt) {
+  return given.kind == INIT_COUNT ? (ParamInit){deflt, 0, 0} : given;
+}
 
 /* --- dense ------------------------------------------------------------------ */
 
@@ -38,16 +49,15 @@ static int64_t features_of(Parser *P, const char *layer, Token *at, int x) {
   return n->shape.d[n->shape.rank - 1];
 }
 
-static int build_dense(Parser *P, const char *prefix, Token *at, const Value *v) {
+static int build_dense(Parser *P, const char *prefix, Token *at, const Value *v, const LayerInits *li) {
   int x = v[0].id;
   int64_t in = features_of(P, "dense", at, x), units = v[1].ival;
   if (in < 0) return -1;
-  ParamInit init = {INIT_TORCH_DEFAULT, 0, 0};
   Shape ws = {2, {units, in}}, bs = {1, {units}};
-  int ops[3] = {x, fe_new_param(P, fe_join(P, prefix, "weight"), &ws, init, at), -1};
+  int ops[3] = {x, fe_new_param(P, fe_join(P, prefix, "weight"), &ws, init_or(li->weight, INIT_TORCH_DEFAULT), at), -1};
   if (ops[1] < 0) return -1;
   if (v[2].ival) {
-    ops[2] = fe_new_param(P, fe_join(P, prefix, "bias"), &bs, init, at);
+    ops[2] = fe_new_param(P, fe_join(P, prefix, "bias"), &bs, init_or(li->bias, INIT_TORCH_DEFAULT), at);
     if (ops[2] < 0) return -1;
   }
   return ir_op(P->g, OP_LINEAR, ops, v[2].ival ? 3 : 2, NULL, fe_loc(P, at));
@@ -126,18 +136,18 @@ static int set_list(Parser *P, const char *layer, Token *at, Attrs *a, OpKind op
 
 /* PREFIX.weight of shape ws and, with bias, PREFIX.bias [out]; then op. */
 static int conv_params_and_op(Parser *P, const char *prefix, Token *at, OpKind op, int x, const Shape *ws,
-                              int64_t out, int bias, const Attrs *a) {
-  ParamInit init = {INIT_TORCH_DEFAULT, 0, 0};
+                              int64_t out, int bias, const Attrs *a, const LayerInits *li) {
   Shape bs = {1, {out}};
-  int ops[3] = {x, fe_new_param(P, fe_join(P, prefix, "weight"), ws, init, at), -1};
+  int ops[3] = {x, fe_new_param(P, fe_join(P, prefix, "weight"), ws, init_or(li->weight, INIT_TORCH_DEFAULT), at), -1};
   if (ops[1] < 0) return -1;
-  if (bias && (ops[2] = fe_new_param(P, fe_join(P, prefix, "bias"), &bs, init, at)) < 0) return -1;
+  if (bias && (ops[2] = fe_new_param(P, fe_join(P, prefix, "bias"), &bs, init_or(li->bias, INIT_TORCH_DEFAULT), at)) < 0)
+    return -1;
   return ir_op(P->g, op, ops, bias ? 3 : 2, a, fe_loc(P, at));
 }
 
 /* conv2d(x, out_channels, kernel, stride, padding, padding_mode, dilation,
  * groups, bias), and conv1d with the same arguments. */
-static int build_conv(Parser *P, const char *prefix, Token *at, const Value *v, OpKind op) {
+static int build_conv(Parser *P, const char *prefix, Token *at, const Value *v, const LayerInits *li, OpKind op) {
   const char *name = ir_ops[op].name;
   int one_d = op == OP_CONV1D, nsp = one_d ? 1 : 2;
   int64_t c = channels_of(P, name, at, v[0].id, nsp + 2, one_d ? "[N, C, L]" : "[N, C, H, W]"), k[2];
@@ -155,18 +165,18 @@ static int build_conv(Parser *P, const char *prefix, Token *at, const Value *v, 
   ir_attr_set_enum(&a, op, "padding_mode", v[5].str);
   a.window.groups = groups;
   Shape ws = {nsp + 2, {out, c / groups, k[0], k[1]}};
-  return conv_params_and_op(P, prefix, at, op, v[0].id, &ws, out, (int)v[8].ival, &a);
+  return conv_params_and_op(P, prefix, at, op, v[0].id, &ws, out, (int)v[8].ival, &a, li);
 }
 
-static int build_conv2d(Parser *P, const char *prefix, Token *at, const Value *v) {
-  return build_conv(P, prefix, at, v, OP_CONV2D);
+static int build_conv2d(Parser *P, const char *prefix, Token *at, const Value *v, const LayerInits *li) {
+  return build_conv(P, prefix, at, v, li, OP_CONV2D);
 }
 
-static int build_conv1d(Parser *P, const char *prefix, Token *at, const Value *v) {
-  return build_conv(P, prefix, at, v, OP_CONV1D);
+static int build_conv1d(Parser *P, const char *prefix, Token *at, const Value *v, const LayerInits *li) {
+  return build_conv(P, prefix, at, v, li, OP_CONV1D);
 }
 
-static int build_conv_transpose2d(Parser *P, const char *prefix, Token *at, const Value *v) {
+static int build_conv_transpose2d(Parser *P, const char *prefix, Token *at, const Value *v, const LayerInits *li) {
   const char *name = "conv_transpose2d";
   int64_t c = channels_of(P, name, at, v[0].id, 4, "[N, C, H, W]"), k[2];
   if (c < 0 || kernel_of(P, name, at, v[2], 2, k)) return -1;
@@ -184,7 +194,7 @@ static int build_conv_transpose2d(Parser *P, const char *prefix, Token *at, cons
     return -1;
   a.window.groups = groups;
   Shape ws = {4, {c, out / groups, k[0], k[1]}};
-  return conv_params_and_op(P, prefix, at, OP_CONV_TRANSPOSE2D, v[0].id, &ws, out, (int)v[8].ival, &a);
+  return conv_params_and_op(P, prefix, at, OP_CONV_TRANSPOSE2D, v[0].id, &ws, out, (int)v[8].ival, &a, li);
 }
 
 /* --- batch norm -------------------------------------------------------------------
@@ -198,7 +208,7 @@ static const SigParam batchnorm_sig[] = {
     {"eps", SK_FLOAT, "1e-5", NULL, CHK_POS},
 };
 
-static int build_batchnorm(Parser *P, const char *prefix, Token *at, const Value *v) {
+static int build_batchnorm(Parser *P, const char *prefix, Token *at, const Value *v, const LayerInits *li) {
   const Node *x = &P->g->nodes[v[0].id];
   if (x->shape.rank < 2 || DIM_IS_SYM(x->shape.d[1])) {
     char ty[128];
@@ -211,7 +221,7 @@ static int build_batchnorm(Parser *P, const char *prefix, Token *at, const Value
   static const RtInitKind inits[4] = {INIT_ONES, INIT_ZEROS, INIT_ZEROS, INIT_ONES};
   int ops[5] = {v[0].id};
   for (int i = 0; i < 4; i++) {
-    ParamInit init = {inits[i], 0, 0};
+    ParamInit init = i == 0 ? init_or(li->weight, inits[0]) : i == 1 ? init_or(li->bias, inits[1]) : (ParamInit){inits[i], 0, 0};
     ops[i + 1] = fe_new_param(P, fe_join(P, prefix, names[i]), &cs, init, at);
     if (ops[i + 1] < 0) return -1;
     if (i >= 2) P->g->nodes[ops[i + 1]].frozen = P->g->nodes[ops[i + 1]].buffer = 1;
@@ -243,15 +253,53 @@ const LayerDef *fe_layer_lookup(const char *name) {
   return NULL;
 }
 
+static int key_is(const Token *k, const char *s) {
+  return k && (size_t)k->len == strlen(s) && strncmp(k->p, s, (size_t)k->len) == 0;
+}
+
+/* Moves init= and bias_init= out of e's arguments into *li (rest gets the
+ * others); -1 after an error in one of them. */
+static int take_inits(Parser *P, Expr *e, Arg *rest, int *nrest, LayerInits *li) {
+  li->weight.kind = li->bias.kind = INIT_COUNT;
+  int bad = 0;
+  *nrest = 0;
+  for (int i = 0; i < e->nargs; i++) {
+    Token *k = e->args[i].key;
+    ParamInit *dst = key_is(k, "init") ? &li->weight : key_is(k, "bias_init") ? &li->bias : NULL;
+    if (!dst) {
+      rest[(*nrest)++] = e->args[i];
+      continue;
+    }
+    if (dst->kind != INIT_COUNT) {
+      diag_error(P->d, fe_loc(P, k), "'%.*s' is given twice", k->len, k->p);
+      bad = 1;
+      continue;
+    }
+    fe_init_expr(P, e->args[i].val, dst);
+    bad |= dst->kind == INIT_COUNT;
+  }
+  return bad ? -1 : 0;
+}
+
 Value fe_call_layer(Parser *P, const LayerDef *l, Expr *e) {
   Expr *slots[FE_MAX_ARGS];
   Value vals[FE_MAX_ARGS];
-  if (fe_bind_args(P, l->name, "argument", e->tok, l->sig, l->nsig, e->args, e->nargs, slots) ||
+  Arg *rest = arena_alloc(P->tmp, sizeof(Arg) * (size_t)(e->nargs + 1));
+  int nrest;
+  LayerInits li;
+  if (take_inits(P, e, rest, &nrest, &li) ||
+      fe_bind_args(P, l->name, "argument", e->tok, l->sig, l->nsig, rest, nrest, slots) ||
       fe_eval_args(P, l->name, l->sig, l->nsig, slots, vals))
     return (Value){V_ERR};
+  for (int k = 0; k < l->nsig; k++)
+    if (li.bias.kind != INIT_COUNT && strcmp(l->sig[k].name, "bias") == 0 && !vals[k].ival) {
+      diag_error(P->d, fe_loc(P, e->tok), "bias_init is given, but %s is called with bias=false",
+                 l->name);
+      return (Value){V_ERR};
+    }
   const char *prefix = fe_call_prefix(P, e, "layer");
   if (!prefix) return (Value){V_ERR};
-  int id = l->build(P, prefix, e->tok, vals);
+  int id = l->build(P, prefix, e->tok, vals, &li);
   return id < 0 ? (Value){V_ERR} : (Value){V_TENSOR, id};
 }
 
@@ -276,6 +324,8 @@ static const struct {
     {"normal", INIT_NORMAL, SIG(init_normal)},
     {"kaiming_uniform", INIT_KAIMING_UNIFORM, NULL, 0},
     {"kaiming_normal", INIT_KAIMING_NORMAL, NULL, 0},
+    {"he_uniform", INIT_KAIMING_UNIFORM, NULL, 0},
+    {"he_normal", INIT_KAIMING_NORMAL, NULL, 0},
     {"xavier_uniform", INIT_XAVIER_UNIFORM, NULL, 0},
     {"xavier_normal", INIT_XAVIER_NORMAL, NULL, 0},
     {"default", INIT_TORCH_DEFAULT, NULL, 0},
@@ -290,7 +340,8 @@ static int unknown_init(Parser *P, Expr *e) {
   else
     diag_error(P->d, fe_loc(P, e->tok), "unknown initialiser '%s'%s", e->name,
                sg.best ? fe_suggest_text(&sg) : "; the initialisers are zeros, ones, constant, uniform, "
-               "normal, kaiming_uniform, kaiming_normal, xavier_uniform, xavier_normal, default");
+               "normal, kaiming_uniform (he_uniform), kaiming_normal (he_normal), xavier_uniform, xavier_normal, "
+               "default, or a number");
   return -1;
 }
 
@@ -298,9 +349,19 @@ static int unknown_init(Parser *P, Expr *e) {
  * init->kind to INIT_COUNT after an error. */
 void fe_init_of(Parser *P, Stmt *s, int rank, ParamInit *init) {
   *init = (ParamInit){rank <= 1 ? INIT_ZEROS : INIT_TORCH_DEFAULT, 0, 0};
-  Expr *e = s->value;
-  if (!e) return;
+  if (s->value) fe_init_expr(P, s->value, init);
+}
+
+/* A number (or a negated one) as an initialiser: constant(value). */
+static int is_number_expr(const Expr *e) { return e->kind == EX_NUM || (e->kind == EX_NEG && is_number_expr(e->lhs)); }
+
+void fe_init_expr(Parser *P, Expr *e, ParamInit *init) {
   init->kind = INIT_COUNT;
+  if (is_number_expr(e)) {
+    Value v = fe_eval_as(P, e, SK_FLOAT, "an initialiser", NULL);
+    if (v.kind != V_ERR) *init = (ParamInit){INIT_CONSTANT, v.num, 0};
+    return;
+  }
   size_t i = 0, n = sizeof inits / sizeof inits[0];
   while (i < n && (e->kind == EX_NAME || e->kind == EX_CALL) && strcmp(inits[i].name, e->name) != 0) i++;
   if (i == n || (e->kind != EX_NAME && e->kind != EX_CALL)) {

@@ -8,6 +8,10 @@
  * C backend and the JIT.  Weight tying (a layer's weight used by a second op) adds
  * no parameter.  A misspelt layer or parameter is an error with a
  * suggestion.
+ *
+ * init= and bias_init= of the layers: the statistics of the initialised
+ * tensors against the formulas of torch.nn.init (fixed seed), constants
+ * exactly, and without them the values of PyTorch's default, bit for bit.
  */
 #include <criterion/criterion.h>
 
@@ -169,5 +173,143 @@ Test(layer_params, unknown_layer_or_parameter_is_an_error_with_a_suggestion) {
   msg = diagnose("input x: f32[N, 6]\nfc1 = dense(x, 3)\ny = fc1 + sum(fc1.)\noutput y\n", &rc);
   cr_expect_neq(rc, 0);
   cr_expect(strstr(msg, "a parameter name after '.'"), "%s", msg);
+  free(msg);
+}
+
+/* --- init= and bias_init= ------------------------------------------------------------ */
+
+/* The values parameter name of src is initialised with from seed 1. */
+static RtTensor init_of(const char *src, const char *name) {
+  Diags d;
+  diag_init(&d, stderr);
+  Model m;
+  cr_assert_eq(fe_load_string(&m, "i.dl", src, &d), 0, "%s does not load", src);
+  RtTensorSet set;
+  rt_set_init(&set);
+  RtError err;
+  cr_assert_eq(ir_params_init(&m.g, 1, &set, &err), RT_OK, "%s", err.msg);
+  RtTensor *t = rt_set_find(&set, name);
+  cr_assert(t, "no parameter %s", name);
+  RtTensor out = *t;
+  out.data = malloc(rt_tensor_nbytes(t));
+  memcpy(out.data, t->data, rt_tensor_nbytes(t));
+  rt_set_free(&set);
+  fe_model_free(&m);
+  return out;
+}
+
+typedef struct Stats {
+  double mean, std, absmax;
+  int64_t n;
+} Stats;
+
+static Stats stats_of(const RtTensor *t) {
+  Stats s = {0, 0, 0, rt_tensor_numel(t)};
+  const float *v = t->data;
+  for (int64_t i = 0; i < s.n; i++) s.mean += v[i], s.absmax = fmax(s.absmax, fabs(v[i]));
+  s.mean /= s.n;
+  for (int64_t i = 0; i < s.n; i++) s.std += (v[i] - s.mean) * (v[i] - s.mean);
+  s.std = sqrt(s.std / (s.n - 1));
+  return s;
+}
+
+/* dense(x, 300) on 400 features: weight [300, 400], fan_in 400, fan_out
+ * 300, 120000 values.  The sample std is within 1% of the formula (its
+ * standard error is about 0.2% for a normal, less for a uniform), the mean
+ * within 5 standard errors of 0, uniform draws inside their bound and
+ * reaching to within 1% of it. */
+static void check_random_init(const char *init, double want_std, double bound) {
+  char src[256];
+  snprintf(src, sizeof src, "input x: f32[N, 400]\nfc = dense(x, 300, init=%s)\noutput fc\n", init);
+  RtTensor w = init_of(src, "fc.weight");
+  Stats s = stats_of(&w);
+  cr_expect(fabs(s.std / want_std - 1) < 0.01, "%s: std %g, formula %g", init, s.std, want_std);
+  cr_expect(fabs(s.mean) < 5 * want_std / sqrt((double)s.n), "%s: mean %g", init, s.mean);
+  if (bound > 0) cr_expect(s.absmax <= bound && s.absmax > 0.99 * bound, "%s: |w| up to %g, bound %g", init, s.absmax, bound);
+  rt_tensor_free(&w);
+}
+
+Test(layer_init, weight_statistics_follow_the_formulas) {
+  check_random_init("he_normal", sqrt(2.0 / 400), 0);
+  check_random_init("he_uniform", sqrt(2.0 / 400), sqrt(6.0 / 400));
+  check_random_init("kaiming_normal", sqrt(2.0 / 400), 0);
+  check_random_init("xavier_normal", sqrt(2.0 / 700), 0);
+  check_random_init("xavier_uniform", sqrt(2.0 / 700), sqrt(6.0 / 700));
+  check_random_init("normal(std=0.05)", 0.05, 0);
+  /* the default, PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+  check_random_init("default", 1 / sqrt(3.0 * 400), 1 / sqrt(400.0));
+}
+
+/* conv2d(x, 64, 5) on 32 channels: fan_in = 32 * 5 * 5 = 800. */
+Test(layer_init, conv_weights_use_the_receptive_field) {
+  RtTensor w = init_of("input x: f32[N, 32, 9, 9]\nc = conv2d(x, 64, 5, init=he_normal, bias_init=zeros)\noutput c\n",
+                       "c.weight");
+  Stats s = stats_of(&w);
+  cr_expect(fabs(s.std / sqrt(2.0 / 800) - 1) < 0.02, "std %g, formula %g", s.std, sqrt(2.0 / 800));
+  rt_tensor_free(&w);
+}
+
+static void expect_all(const RtTensor *t, float v, const char *what) {
+  for (int64_t i = 0; i < rt_tensor_numel(t); i++)
+    cr_assert_eq(((float *)t->data)[i], v, "%s[%lld] = %g, want %g", what, (long long)i, (double)((float *)t->data)[i],
+                 (double)v);
+}
+
+Test(layer_init, constants_and_biases) {
+  static const char *const src =
+      "input x: f32[N, 8]\n"
+      "a = dense(x, 4, init=zeros, bias_init=ones)\n"
+      "b = dense(x, 4, init=0.5, bias_init=-0.25)\n"
+      "c = dense(x, 4, init=constant(2), bias_init=he_uniform)\n"
+      "bn = batchnorm(reshape(x, [N, 8, 1]), init=0.5, bias_init=1)\n"
+      "output a\noutput b\noutput c\noutput bn\n";
+  static const struct {
+    const char *name;
+    float v;
+  } want[] = {{"a.weight", 0}, {"a.bias", 1}, {"b.weight", 0.5f}, {"b.bias", -0.25f},
+              {"c.weight", 2}, {"bn.weight", 0.5f}, {"bn.bias", 1}, {"bn.running_var", 1}};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    RtTensor t = init_of(src, want[i].name);
+    expect_all(&t, want[i].v, want[i].name);
+    rt_tensor_free(&t);
+  }
+  RtTensor cb = init_of(src, "c.bias"); /* a rank-1 tensor's fan-in is its length: bound sqrt(6/4) */
+  Stats s = stats_of(&cb);
+  cr_expect(s.absmax <= sqrt(6.0 / 4) && s.std > 0, "c.bias: |b| up to %g, std %g", s.absmax, s.std);
+  rt_tensor_free(&cb);
+}
+
+/* Without init= every layer initialises as before: bit for bit the values
+ * of init=default, bias_init=default (PyTorch's defaults). */
+Test(layer_init, the_default_is_unchanged) {
+  static const char *const names[4] = {"fc.weight", "fc.bias", "cv.weight", "cv.bias"};
+  for (int k = 0; k < 4; k++) {
+    RtTensor a = init_of("input x: f32[N, 3, 8, 8]\ncv = conv2d(x, 4, 3)\nfc = dense(flatten(cv), 10)\noutput fc\n",
+                         names[k]);
+    RtTensor b = init_of("input x: f32[N, 3, 8, 8]\ncv = conv2d(x, 4, 3, init=default, bias_init=default)\n"
+                         "fc = dense(flatten(cv), 10, init=default, bias_init=default)\noutput fc\n",
+                         names[k]);
+    cr_expect(memcmp(a.data, b.data, rt_tensor_nbytes(&a)) == 0, "%s differs from init=default", names[k]);
+    rt_tensor_free(&a), rt_tensor_free(&b);
+  }
+  RtTensor bias = init_of("input x: f32[N, 400]\nfc = dense(x, 300)\noutput fc\n", "fc.bias");
+  Stats s = stats_of(&bias); /* the weight's fan-in: U(-1/20, 1/20) */
+  cr_expect(s.absmax <= 0.05 && s.absmax > 0.045, "fc.bias: |b| up to %g", s.absmax);
+  rt_tensor_free(&bias);
+}
+
+Test(layer_init, bad_initialisers_are_errors) {
+  int rc;
+  char *msg = diagnose("input x: f32[N, 6]\nfc = dense(x, 3, init=he_normall)\noutput fc\n", &rc);
+  cr_expect_neq(rc, 0);
+  cr_expect(strstr(msg, "p.dl:2:23: error: unknown initialiser 'he_normall'; did you mean 'he_normal'?"), "%s", msg);
+  free(msg);
+  msg = diagnose("input x: f32[N, 6]\nfc = dense(x, 3, bias=false, bias_init=zeros)\noutput fc\n", &rc);
+  cr_expect_neq(rc, 0);
+  cr_expect(strstr(msg, "bias_init is given, but dense is called with bias=false"), "%s", msg);
+  free(msg);
+  msg = diagnose("input x: f32[N, 6]\nfc = dense(x, 3, init=zeros, init=ones)\noutput fc\n", &rc);
+  cr_expect_neq(rc, 0);
+  cr_expect(strstr(msg, "'init' is given twice"), "%s", msg);
   free(msg);
 }
