@@ -19,6 +19,7 @@
 #include "codegen/codegen.h"
 #include "driver/driver.h"
 #include "frontend/frontend.h"
+#include "onnx/onnx.h"
 #include "passes/passes.h"
 
 #define DLC_VERSION "0.1.0"
@@ -31,6 +32,8 @@ static const char *usage_main =
     "       dlc repl [MODEL.dl]                                   interactive session\n"
     "       dlc eval MODEL.dl --params W.safetensors              test accuracy of the emitted C\n"
     "       dlc export MODEL.dl [-o OUT.onnx] [--params W]        the inference graph as ONNX\n"
+    "       dlc import MODEL.onnx [-o OUT.dl]                     an ONNX model as .dl + safetensors\n"
+    "       (MODEL.onnx works wherever MODEL.dl does, with its initializers as weights)\n"
     "       dlc COMMAND --help                                    help on a command\n"
     "\n"
     "compile options:\n"
@@ -189,14 +192,21 @@ static int emit_c_folded(Model *m, const char *cpath, const char *embed_path, co
     rt_set_free(&embed);
     rt_oom();
   }
+  int own = !embed_path && m->weights; /* an ONNX model's initializers */
+  if (own && dlc_copy_weights(m, &embed, d)) {
+    rt_oom_leave(&oom);
+    rt_set_free(&embed);
+    return -1;
+  }
+  int embedded = own || embed_path;
   Graph *g = &m->g;
   Program p;
   PassCtx c;
-  pass_ctx_init(&c, embed_path ? PIPE_INFER_EMBED : PIPE_INFER, g, -1, &g, &p, po, d);
+  pass_ctx_init(&c, embedded ? PIPE_INFER_EMBED : PIPE_INFER, g, -1, &g, &p, po, d);
   c.params = &embed;
   int rc = pass_run(&c);
   if (rc == 0) {
-    rc = dlc_write_c(&p, cpath, embed_path ? &embed : NULL, NULL, 0, d);
+    rc = dlc_write_c(&p, cpath, embedded ? &embed : NULL, NULL, 0, d);
     kir_program_free(&p);
   }
   pass_ctx_free(&c);
@@ -244,7 +254,7 @@ static int parse_compile(int argc, char **argv, CompileOpts *o, Diags *d) {
 
 /* Loads a model and applies --max flags; returns 0 or -1 (errors reported). */
 int dlc_load_model(Model *m, const char *path, const char *const *max, int nmax, Diags *d) {
-  if (fe_load_file(m, path, d) != 0) return -1;
+  if ((onnx_is_model_path(path) ? dlc_load_onnx(m, path, d) : fe_load_file(m, path, d)) != 0) return -1;
   for (int i = 0; i < nmax; i++)
     if (dlc_parse_max(&m->g, max[i], d)) return -1;
   dlc_default_max(m);
@@ -283,7 +293,7 @@ int dlc_write_c(const Program *p, const char *cpath, const RtTensorSet *embed, c
 
 /* --emit=llvm: the module text to path (stdout when NULL).  --emit=obj: the
  * object file to path and the C emitter's header beside it. */
-static int write_llvm(const Program *p, const char *path, const char *embed_path, int obj, Diags *d) {
+static int write_llvm(const Program *p, const char *path, const char *embed_path, const Model *m, int obj, Diags *d) {
   Arena a;
   arena_init(&a);
   size_t n = path ? strlen(path) : 0;
@@ -294,6 +304,10 @@ static int write_llvm(const Program *p, const char *path, const char *embed_path
   rt_set_init(&embed);
   int rc = embed_path && rt_safetensors_read(embed_path, &embed, &err) ? -1 : 0;
   if (rc) diag_plain(d, embed_path, "%s", err.msg);
+  if (!rc && !embed_path && m->weights) { /* an ONNX model's initializers */
+    rc = dlc_copy_weights(m, &embed, d);
+    embed_path = m->src.path;
+  }
   EmitOpts eo = {strrchr(hpath, '/') ? strrchr(hpath, '/') + 1 : hpath, embed_path ? &embed : NULL};
   MemOut c, h;
   mem_open(&c);
@@ -370,7 +384,7 @@ static int cmd_compile(int argc, char **argv) {
     } else if (pass_pipeline_infer(&m.g, &p, &po, &d)) {
       status = 1;
     } else {
-      status = write_llvm(&p, o.out ? o.out : obj ? stem(&a, o.model, ".o") : NULL, o.embed, obj, &d) ? 1 : 0;
+      status = write_llvm(&p, o.out ? o.out : obj ? stem(&a, o.model, ".o") : NULL, o.embed, &m, obj, &d) ? 1 : 0;
       kir_program_free(&p);
     }
   }
@@ -457,6 +471,7 @@ static int dispatch(int argc, char **argv) {
   if (!strcmp(cmd, "repl")) return dlc_cmd_repl(argc - 1, argv + 1);
   if (!strcmp(cmd, "eval")) return dlc_cmd_eval(argc - 1, argv + 1);
   if (!strcmp(cmd, "export")) return dlc_cmd_export(argc - 1, argv + 1);
+  if (!strcmp(cmd, "import")) return dlc_cmd_import(argc - 1, argv + 1);
   return cmd_compile(argc, argv);
 }
 

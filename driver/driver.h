@@ -19,6 +19,13 @@ int dlc_write_c(const struct Program *p, const char *cpath, const RtTensorSet *e
                 int nextra, Diags *d);
 int dlc_cmd_repl(int argc, char **argv);
 int dlc_cmd_eval(int argc, char **argv);
+/* dlc import: an ONNX model as .dl and safetensors (import.c). */
+int dlc_cmd_import(int argc, char **argv);
+/* Loads an ONNX model as the .dl text dlc import writes, its initializers
+ * in m->weights. */
+int dlc_load_onnx(Model *m, const char *path, Diags *d);
+/* Adds to set a copy of each of m's own weights that set lacks. */
+int dlc_copy_weights(const Model *m, RtTensorSet *set, Diags *d);
 /* dlc export: the inference graph as ONNX (export.c). */
 int dlc_cmd_export(int argc, char **argv);
 /* --data DIR | fashion_mnist:DIR | idx:I,L | csv:F | npy:X,Y into cfg. */

@@ -72,6 +72,7 @@ static int export_params(const Model *m, const ExportOpts *o, RtTensorSet *set, 
       return diag_plain(d, o->params, "%s", err.msg), -1;
     return 0;
   }
+  if (dlc_copy_weights(m, set, d)) return -1; /* an ONNX model's initializers */
   int64_t seed = m->train.present ? m->train.seed : 0;
   if (o->seed && dlc_parse_int("--seed", o->seed, 0, INT64_MAX, &seed, d)) return -1;
   if (ir_params_init(&m->g, (uint64_t)seed, set, &err)) return diag_plain(d, "dlc export", "%s", err.msg), -1;

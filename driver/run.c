@@ -304,7 +304,9 @@ int dlc_cmd_run(int argc, char **argv, const char *usage) {
   int64_t symvals[IR_MAX_SYMS] = {0};
   RtError err;
   int status = 1;
-  if (read_inputs(g, &o, vals, &d) || load_params(g, &o, &params, &d)) goto done;
+  if (read_inputs(g, &o, vals, &d) || (!o.params && dlc_copy_weights(&m, &params, &d)) ||
+      load_params(g, &o, &params, &d)) /* an ONNX model's own weights come first */
+    goto done;
   if (ir_bind_symbols(g, vals, symvals, &err)) {
     diag_plain(&d, o.model, "%s", err.msg);
     goto done;

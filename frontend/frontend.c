@@ -277,6 +277,7 @@ int fe_load_file(Model *m, const char *path, Diags *d) {
 }
 
 void fe_model_free(Model *m) {
+  if (m->weights) rt_set_free(m->weights), rt_xfree(m->weights);
   ir_graph_free(&m->g);
   memset(m, 0, sizeof *m);
 }

@@ -56,6 +56,8 @@ typedef struct Model {
   Graph g;
   Source src;                /* path and text, owned by the model */
   TrainSpec train;
+  RtTensorSet *weights;      /* values the model file carries (an ONNX model's
+                                initializers: driver/import.c), or NULL */
 } Model;
 
 /* The largest .dl text, and the most tokens it may hold: far above any

@@ -1,0 +1,100 @@
+/*
+ * dlwrite.c — an imported graph as .dl source, one line per node.
+ *
+ * Inputs and params are declarations with their types (params take their
+ * values from the weights file, so their initialisers are the defaults);
+ * params made from Constant nodes are frozen.  Every computed node is
+ * `NAME = op(operands, key=value ...)` with the attributes that differ
+ * from the op's defaults, written by ir_attr_format exactly as the parser
+ * reads them back; scalar constants are written inline as numbers.  The
+ * names are the importer's sanitised, unique identifiers, so the text
+ * parses back into the same graph.  Each line ends with a comment that
+ * names the ONNX node it came from.
+ */
+#include <stdarg.h>
+#include <string.h>
+
+#include "onnx/importer.h"
+
+typedef struct Buf {
+  char *s;
+  size_t len, cap;
+} Buf;
+
+static void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void buf_printf(Buf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (b->len + (size_t)n + 1 > b->cap) {
+    while (b->len + (size_t)n + 1 > b->cap) b->cap = b->cap ? 2 * b->cap : 4096;
+    b->s = rt_xrealloc(b->s, b->cap);
+  }
+  va_start(ap, fmt);
+  vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+}
+
+/* The line of n's source (the ONNX node it came from), without the newline. */
+static void write_origin(Buf *b, const Node *n) {
+  if (!n->loc.src) return buf_printf(b, "\n");
+  const char *p = n->loc.src->text;
+  for (int l = 1; l < n->loc.line && p; l++) p = strchr(p, '\n'), p = p ? p + 1 : NULL;
+  if (!p) return buf_printf(b, "\n");
+  buf_printf(b, "    # %.*s\n", (int)strcspn(p, "\n"), p);
+}
+
+static void write_operand(Buf *b, const Graph *g, int id) {
+  const Node *n = &g->nodes[id];
+  if (n->op == OP_CONST) buf_printf(b, "%.9g", n->attr.scalar.f);
+  else buf_printf(b, "%s", n->name);
+}
+
+static void write_attrs(Buf *b, const Graph *g, const Node *n) {
+  Attrs d = ir_attrs_default(n->op);
+  AttrSpec specs[8];
+  int ns = ir_attr_specs(n->op, specs, 8);
+  for (int k = 0; k < ns; k++) {
+    char v[256], dv[256];
+    ir_attr_format(g, &n->attr, n->op, specs[k].name, v, sizeof v);
+    ir_attr_format(g, &d, n->op, specs[k].name, dv, sizeof dv);
+    if (specs[k].required || strcmp(v, dv) != 0) buf_printf(b, ", %s=%s", specs[k].name, v);
+  }
+}
+
+static void write_node(Buf *b, const Graph *g, const Node *n) {
+  char ty[128];
+  if (n->op == OP_CONST) return;
+  if (n->op == OP_INPUT) {
+    buf_printf(b, "input %s: %s\n", n->name, ir_type_str(g, n->dtype, &n->shape, ty, sizeof ty));
+    return;
+  }
+  if (n->op == OP_PARAM) {
+    buf_printf(b, "param %s: %s\n", n->name, ir_type_str(g, n->dtype, &n->shape, ty, sizeof ty));
+    if (n->frozen) buf_printf(b, "freeze %s    # a Constant\n", n->name);
+    return;
+  }
+  buf_printf(b, "%s = %s(", n->name, ir_ops[n->op].name);
+  for (int k = 0; k < n->nin; k++) {
+    if (k) buf_printf(b, ", ");
+    write_operand(b, g, n->in[k]);
+  }
+  write_attrs(b, g, n);
+  buf_printf(b, ")");
+  write_origin(b, n);
+}
+
+char *im_write_dl(const Graph *g, const char *header) {
+  Buf b = {0};
+  buf_printf(&b, "%s\nmodel %s\n\n", header, g->name);
+  for (int i = 0; i < g->nnodes; i++) write_node(&b, g, &g->nodes[i]);
+  buf_printf(&b, "\n");
+  for (int i = 0; i < g->noutputs; i++) {
+    const Node *n = &g->nodes[g->outputs[i].id];
+    if (!strcmp(n->name, g->outputs[i].name)) buf_printf(&b, "output %s\n", n->name);
+    else buf_printf(&b, "output %s = %s\n", g->outputs[i].name, n->name);
+  }
+  return b.s;
+}

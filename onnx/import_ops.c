@@ -1,0 +1,812 @@
+/*
+ * import_ops.c — each ONNX operator as dlc ops: the rows of ir/onnx.def
+ * read backwards, one conversion per ONNX op type.
+ *
+ * A conversion reads the node's inputs (as graph nodes through im_tensor,
+ * or as values known at import time through im_known: shapes, axes,
+ * pads, scales, bounds) and its attributes with the defaults of the
+ * node's opset, and builds the dlc ops that compute the same values with
+ * ir_op, whose shape rules check them.  Composite patterns that dlc's
+ * exporter writes as decompositions (gelu as Erf, Mul, Add) import as the
+ * ops they are made of.  Operators on shapes (Shape, Gather, Unsqueeze,
+ * Concat, Cast, Slice of known values) are folded at import time, so the
+ * dynamic-batch Reshape idiom of exporters needs no run-time shape ops.
+ * What has no exact dlc form — an op, an attribute value, a run-time
+ * shape — is an error naming the node and the attribute; nothing is
+ * approximated.  Attributes a conversion does not read are refused by
+ * the table's list of the ones it does.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "onnx/importer.h"
+
+#define SELU_ALPHA 1.6732632423543772848170429916717
+#define SELU_SCALE 1.0507009873554804934193349852946
+
+typedef struct ImOp ImOp;
+typedef int ImConvertFn(Importer *im, const ImOp *row);
+struct ImOp {
+  const char *type;       /* the ONNX op type */
+  ImConvertFn *fn;
+  OpKind op;              /* the dlc op, for conversions shared by several rows */
+  int max_in;             /* inputs read */
+  const char *attrs;      /* attributes read, space-separated */
+};
+
+/* --- small helpers ---------------------------------------------------------------------------- */
+
+static const Shape *shape_of(Importer *im, int id) { return &im->g->nodes[id].shape; }
+
+/* axis in [-rank, rank) as a non-negative index, or -1 after an error. */
+static int64_t norm_axis(Importer *im, int64_t axis, int rank, const char *what) {
+  if (axis < -rank || axis >= rank) return im_error(im, "%s %lld is out of range for rank %d", what, (long long)axis, rank);
+  return axis < 0 ? axis + rank : axis;
+}
+
+/* A known i64 vector as plain integers (no symbolic element). */
+static int known_ints(Importer *im, const ImConst *c, const char *what, int64_t *v, int max) {
+  if (c->dt != DT_I64 || c->rank > 1) return im_error(im, "%s must be a 1-D integer tensor", what);
+  if (c->numel > max) return im_error(im, "%s has %lld entries, at most %d", what, (long long)c->numel, max);
+  for (int k = 0; k < c->numel; k++) {
+    if (c->sym && c->sym[k] >= 0) return im_error(im, "%s holds a symbolic dimension", what);
+    v[k] = c->i[k];
+  }
+  return (int)c->numel;
+}
+
+/* A known scalar f32 (rank 0, or one element). */
+static int known_float(Importer *im, const ImConst *c, const char *what, double *v) {
+  if (c->numel != 1) return im_error(im, "%s must be a single number", what);
+  *v = c->dt == DT_F32 ? c->f[0] : (double)c->i[0];
+  return 0;
+}
+
+static int set_list(Importer *im, Attrs *a, OpKind op, const char *name, const int64_t *v, int n) {
+  Dim d[IR_MAX_LIST];
+  for (int k = 0; k < n; k++) d[k] = v[k];
+  if (ir_attr_set_list(a, op, name, d, n)) return im_error(im, "%s of %d entries does not fit dlc's %s", name, n, ir_ops[op].name);
+  return 0;
+}
+
+static int one_input(Importer *im, OpKind op, const Attrs *a) {
+  int x = im_tensor(im, 0);
+  return im_set_out(im, 0, im_op(im, op, &x, 1, a, 0));
+}
+
+/* --- elementwise ---------------------------------------------------------------------------------- */
+
+static int cv_unary(Importer *im, const ImOp *row) { return one_input(im, row->op, NULL); }
+
+/* Binary ops; Max, Min and Sum take any number of inputs, folded left. */
+static int cv_binary(Importer *im, const ImOp *row) {
+  int n = im_nin(im);
+  if (n < 1 || (n < 2 && row->max_in == 2)) return im_error(im, "needs 2 inputs, has %d", n);
+  int acc = im_tensor(im, 0);
+  for (int k = 1; k < n && acc >= 0; k++) {
+    int in[2] = {acc, im_tensor(im, k)};
+    acc = im_op(im, row->op, in, 2, NULL, k == n - 1 ? 0 : -1);
+  }
+  return im_set_out(im, 0, acc);
+}
+
+/* Pow: a constant exponent as the attribute, else a second operand. */
+static int cv_pow(Importer *im, const ImOp *row) {
+  const ImConst *e = im_known_opt(im, 1);
+  if (e && e->numel == 1 && e->rank == 0 && e->dt == DT_F32) {
+    Attrs a = ir_attrs_default(OP_POW);
+    a.scalar.f = e->f[0];
+    return one_input(im, OP_POW, &a);
+  }
+  int in[2] = {im_tensor(im, 0), im_tensor(im, 1)};
+  return im_set_out(im, 0, im_op(im, OP_POW, in, 2, NULL, 0));
+}
+
+/* One float attribute onto one dlc attribute (LeakyRelu alpha -> slope). */
+static int cv_scalar_attr(Importer *im, const ImOp *row) {
+  double v;
+  if (im_attr_float(im, "alpha", row->op == OP_LEAKY_RELU ? 0.01 : 1.0, &v)) return -1;
+  Attrs a = ir_attrs_default(row->op);
+  a.scalar.f = v;
+  return one_input(im, row->op, &a);
+}
+
+/* An op whose float attributes must hold the values dlc's op has. */
+static int fixed_attr(Importer *im, const char *name, double def, double want) {
+  double v;
+  if (im_attr_float(im, name, def, &v)) return -1;
+  if ((float)v != (float)want)
+    return im_error(im, "attribute '%s' = %g is not supported: dlc's %s has %g", name, v, im->np->op_type, want);
+  return 0;
+}
+
+static int cv_selu(Importer *im, const ImOp *row) {
+  if (fixed_attr(im, "alpha", SELU_ALPHA, SELU_ALPHA) || fixed_attr(im, "gamma", SELU_SCALE, SELU_SCALE)) return -1;
+  return one_input(im, OP_SELU, NULL);
+}
+
+static int cv_hardsigmoid(Importer *im, const ImOp *row) {
+  if (fixed_attr(im, "alpha", 0.2, 1.0 / 6) || fixed_attr(im, "beta", 0.5, 0.5)) return -1;
+  return one_input(im, OP_HARDSIGMOID, NULL);
+}
+
+/* Clip: bounds as attributes (opset < 11) or constant inputs. */
+static int cv_clip(Importer *im, const ImOp *row) {
+  double lo = -INFINITY, hi = INFINITY;
+  if (im->opset < 11) {
+    if (im_attr_float(im, "min", -INFINITY, &lo) || im_attr_float(im, "max", INFINITY, &hi)) return -1;
+  } else {
+    if (im_in_name(im, 1) && (!im_known(im, 1, "min") || known_float(im, im_known_opt(im, 1), "min", &lo))) return -1;
+    if (im_in_name(im, 2) && (!im_known(im, 2, "max") || known_float(im, im_known_opt(im, 2), "max", &hi))) return -1;
+  }
+  Attrs a = ir_attrs_default(OP_CLAMP);
+  a.scalar.f = lo, a.scalar.f2 = hi;
+  return one_input(im, OP_CLAMP, &a);
+}
+
+/* --- linear algebra -------------------------------------------------------------------------------- */
+
+/* Gemm: alpha A' B' + beta C.  transB=1 with C a vector of the output's
+ * width is linear (dlc's dense layer); the rest is matmul, transpose, mul
+ * and add. */
+static int cv_gemm(Importer *im, const ImOp *row) {
+  int64_t ta, tb;
+  double alpha, beta;
+  if (im_attr_int(im, "transA", 0, &ta) || im_attr_int(im, "transB", 0, &tb) || im_attr_float(im, "alpha", 1, &alpha) ||
+      im_attr_float(im, "beta", 1, &beta))
+    return -1;
+  int A = im_tensor(im, 0), B = im_tensor(im, 1), C = im_in_name(im, 2) ? im_tensor(im, 2) : -2;
+  if (A < 0 || B < 0 || C == -1) return -1;
+  if (ta) A = im_op(im, OP_TRANSPOSE, &A, 1, NULL, -1);
+  int y;
+  const Shape *cs = C >= 0 ? shape_of(im, C) : NULL, *bs = shape_of(im, B);
+  if (tb && alpha == 1 && beta == 1 && bs->rank == 2 && (!cs || (cs->rank == 1 && cs->d[0] == bs->d[0]))) {
+    int in[3] = {A, B, C};
+    return im_set_out(im, 0, im_op(im, OP_LINEAR, in, C >= 0 ? 3 : 2, NULL, 0));
+  }
+  if (tb) B = im_op(im, OP_TRANSPOSE, &B, 1, NULL, -1);
+  int in[2] = {A, B};
+  y = im_op(im, OP_MATMUL, in, 2, NULL, C >= 0 || alpha != 1 ? -1 : 0);
+  if (alpha != 1) {
+    int m[2] = {y, ir_const(im->g, alpha, im->loc)};
+    y = im_op(im, OP_MUL, m, 2, NULL, C >= 0 ? -1 : 0);
+  }
+  if (C >= 0 && beta != 1) {
+    int m[2] = {C, ir_const(im->g, beta, im->loc)};
+    C = im_op(im, OP_MUL, m, 2, NULL, -1);
+  }
+  if (C >= 0) {
+    int s[2] = {y, C};
+    y = im_op(im, OP_ADD, s, 2, NULL, 0);
+  }
+  return im_set_out(im, 0, y);
+}
+
+/* --- axes ------------------------------------------------------------------------------------------- */
+
+/* Softmax, LogSoftmax: before opset 13 the input is flattened to 2-D at
+ * axis (default 1), which is dlc's op only when axis is the last one. */
+static int cv_softmax(Importer *im, const ImOp *row) {
+  int x = im_tensor(im, 0);
+  if (x < 0) return -1;
+  int rank = shape_of(im, x)->rank;
+  int64_t axis;
+  if (im_attr_int(im, "axis", im->opset < 13 ? 1 : -1, &axis) || (axis = norm_axis(im, axis, rank, "axis")) < 0) return -1;
+  if (im->opset < 13 && axis != rank - 1)
+    return im_error(im, "before opset 13 %s flattens the axes from %lld on; dlc's op is over one axis", im->np->op_type,
+                    (long long)axis);
+  Attrs a = ir_attrs_default(row->op);
+  a.axis.axis = axis;
+  return im_set_out(im, 0, im_op(im, row->op, &x, 1, &a, 0));
+}
+
+/* A reshape of tensor x to dims d (symbols, DIM_INFER allowed). */
+static int reshape_to(Importer *im, int x, const Dim *d, int n, int k) {
+  Attrs a = ir_attrs_default(OP_RESHAPE);
+  if (n > IR_MAX_RANK) return im_error(im, "the result has rank %d, over dlc's largest, %d", n, IR_MAX_RANK);
+  a.dims.nlist = n;
+  memcpy(a.dims.list, d, (size_t)n * sizeof *d);
+  return im_op(im, OP_RESHAPE, &x, 1, &a, k);
+}
+
+/* A -1 in a reshape of a symbolic input: ONNX infers it from the element
+ * count, dlc wants each symbol named; when the static extents match and
+ * one symbol is left over, -1 is that symbol. */
+static void resolve_infer(const Shape *xs, Dim *d, int n) {
+  int left[IR_MAX_SYMS] = {0}, at = -1, nleft = 0, sym = -1;
+  int64_t in = 1, out = 1;
+  for (int k = 0; k < xs->rank; k++)
+    if (DIM_IS_SYM(xs->d[k])) left[DIM_SYM_ID(xs->d[k])]++;
+    else in = ir_size_mul(in, xs->d[k]);
+  for (int k = 0; k < n; k++)
+    if (d[k] == DIM_INFER) at = k;
+    else if (DIM_IS_SYM(d[k])) left[DIM_SYM_ID(d[k])]--;
+    else out = ir_size_mul(out, d[k]);
+  for (int s = 0; s < IR_MAX_SYMS; s++)
+    if (left[s]) nleft += left[s], sym = s;
+  if (at >= 0 && nleft == 1 && left[sym] == 1 && in == out && in > 0) d[at] = DIM_SYM(sym);
+}
+
+static int cv_reshape(Importer *im, const ImOp *row) {
+  int64_t allowzero;
+  const ImConst *s = im_known(im, 1, "shape");
+  int x = im_tensor(im, 0);
+  if (!s || x < 0 || im_attr_int(im, "allowzero", 0, &allowzero)) return -1;
+  if (s->dt != DT_I64 || s->rank != 1) return im_error(im, "the shape must be a 1-D integer tensor");
+  if (s->numel > IR_MAX_RANK) return im_error(im, "the shape has %lld entries, over dlc's largest rank, %d", (long long)s->numel, IR_MAX_RANK);
+  const Shape *xs = shape_of(im, x);
+  Dim d[IR_MAX_RANK];
+  for (int k = 0; k < s->numel; k++) {
+    int64_t v = s->i[k];
+    if (s->sym && s->sym[k] >= 0) d[k] = DIM_SYM(s->sym[k]);
+    else if (v == 0 && !allowzero && k < xs->rank) d[k] = xs->d[k];
+    else if (v == -1) d[k] = DIM_INFER;
+    else if (v >= 1) d[k] = v;
+    else return im_error(im, "shape entry %d is %lld", k, (long long)v);
+  }
+  resolve_infer(xs, d, (int)s->numel);
+  return im_set_out(im, 0, reshape_to(im, x, d, (int)s->numel, 0));
+}
+
+/* The product of dims d[from..to) as one Dim: a constant, the one symbol
+ * alone, or DIM_INFER when it mixes a symbol with other extents. */
+static Dim dims_product(const Shape *s, int from, int to) {
+  Dim p = 1;
+  int nsym = 0;
+  for (int k = from; k < to; k++) {
+    if (DIM_IS_SYM(s->d[k])) nsym++, p = to - from == 1 ? s->d[k] : p;
+    else p = ir_size_mul(p, s->d[k]);
+  }
+  return nsym == 0 ? p : nsym == 1 && to - from == 1 ? s->d[from] : DIM_INFER;
+}
+
+/* Flatten: [d0 * ... * d(axis-1), d(axis) * ... ] (2-D). */
+static int cv_flatten(Importer *im, const ImOp *row) {
+  int x = im_tensor(im, 0);
+  int64_t axis;
+  if (x < 0 || im_attr_int(im, "axis", 1, &axis)) return -1;
+  const Shape *xs = shape_of(im, x);
+  if ((axis = norm_axis(im, axis, xs->rank + 1, "axis")) < 0) return -1;
+  if (axis == 1 && xs->rank >= 2) {
+    Attrs a = ir_attrs_default(OP_FLATTEN);
+    return im_set_out(im, 0, im_op(im, OP_FLATTEN, &x, 1, &a, 0));
+  }
+  Dim d[2] = {dims_product(xs, 0, (int)axis), dims_product(xs, (int)axis, xs->rank)};
+  if (d[0] == DIM_INFER && d[1] == DIM_INFER) return im_error(im, "both halves of the flattened shape mix symbolic dimensions");
+  resolve_infer(xs, d, 2);
+  return im_set_out(im, 0, reshape_to(im, x, d, 2, 0));
+}
+
+static int cv_transpose(Importer *im, const ImOp *row) {
+  int x = im_tensor(im, 0), n;
+  int64_t perm[IR_MAX_RANK];
+  if (x < 0 || im_attr_ints(im, "perm", perm, IR_MAX_RANK, &n)) return -1;
+  Attrs a = ir_attrs_default(OP_TRANSPOSE);
+  if (n >= 0 && set_list(im, &a, OP_TRANSPOSE, "perm", perm, n)) return -1;
+  return im_set_out(im, 0, im_op(im, OP_TRANSPOSE, &x, 1, &a, 0));
+}
+
+/* Concat of known integer vectors (shapes) folds; of tensors is concat. */
+static int concat_known(Importer *im) {
+  int n = im_nin(im);
+  int64_t total = 0;
+  for (int k = 0; k < n; k++) {
+    const ImConst *c = im_known_opt(im, k);
+    if (!c || c->dt != DT_I64 || c->rank != 1) return 1;
+    total += c->numel;
+  }
+  if (total > 64) return 1;
+  ImConst *r = im_known_i64(im, (int)total);
+  r->sym = arena_alloc(im->a, (size_t)(total ? total : 1) * sizeof *r->sym);
+  for (int k = 0, j = 0; k < n; k++) {
+    const ImConst *c = im_known_opt(im, k);
+    for (int e = 0; e < c->numel; e++, j++) r->i[j] = c->i[e], r->sym[j] = c->sym ? c->sym[e] : -1;
+  }
+  return im_set_out_known(im, 0, r);
+}
+
+static int cv_concat(Importer *im, const ImOp *row) {
+  int64_t axis;
+  int n = im_nin(im);
+  if (!im_attr(im, "axis")) return im_error(im, "attribute 'axis' is required");
+  if (im_attr_int(im, "axis", 0, &axis)) return -1;
+  if (n < 1) return im_error(im, "needs at least one input");
+  if (concat_known(im) <= 0) return 0;
+  int *in = arena_alloc(im->a, (size_t)n * sizeof *in);
+  for (int k = 0; k < n; k++)
+    if ((in[k] = im_tensor(im, k)) < 0) return -1;
+  Attrs a = ir_attrs_default(OP_CONCAT);
+  a.axis.axis = axis;
+  return im_set_out(im, 0, im_op(im, OP_CONCAT, in, n, &a, 0));
+}
+
+/* Slice: starts, ends, axes, steps as attributes (opset < 10) or inputs;
+ * one dlc slice per sliced axis. */
+static int cv_slice(Importer *im, const ImOp *row) {
+  int64_t st[IR_MAX_RANK], en[IR_MAX_RANK], ax[IR_MAX_RANK], sp[IR_MAX_RANK];
+  int ns, ne, na = -1, nsp = -1;
+  if (im->opset < 10) {
+    if (im_attr_ints(im, "starts", st, IR_MAX_RANK, &ns) || im_attr_ints(im, "ends", en, IR_MAX_RANK, &ne) ||
+        im_attr_ints(im, "axes", ax, IR_MAX_RANK, &na))
+      return -1;
+  } else {
+    const ImConst *c;
+    if (!(c = im_known(im, 1, "starts")) || (ns = known_ints(im, c, "starts", st, IR_MAX_RANK)) < 0) return -1;
+    if (!(c = im_known(im, 2, "ends")) || (ne = known_ints(im, c, "ends", en, IR_MAX_RANK)) < 0) return -1;
+    if (im_in_name(im, 3) && (!(c = im_known(im, 3, "axes")) || (na = known_ints(im, c, "axes", ax, IR_MAX_RANK)) < 0)) return -1;
+    if (im_in_name(im, 4) && (!(c = im_known(im, 4, "steps")) || (nsp = known_ints(im, c, "steps", sp, IR_MAX_RANK)) < 0)) return -1;
+  }
+  if (ns < 0 || ns != ne || (na >= 0 && na != ns) || (nsp >= 0 && nsp != ns))
+    return im_error(im, "starts, ends, axes and steps must have the same length");
+  int x = im_tensor(im, 0);
+  for (int k = 0; k < ns && x >= 0; k++) {
+    Attrs a = ir_attrs_default(OP_SLICE);
+    a.axis.axis = na >= 0 ? ax[k] : k, a.axis.start = st[k], a.axis.end = en[k], a.axis.step = nsp >= 0 ? sp[k] : 1;
+    if (a.axis.step <= 0) return im_error(im, "step %lld is not supported (dlc slices with positive steps)", (long long)a.axis.step);
+    x = im_op(im, OP_SLICE, &x, 1, &a, k == ns - 1 ? 0 : -1);
+  }
+  return im_set_out(im, 0, x);
+}
+
+/* The axes of Squeeze and Unsqueeze: an attribute before opset 13. */
+static int squeeze_axes(Importer *im, int64_t *ax) {
+  int n = -1;
+  if (im->opset < 13) return im_attr_ints(im, "axes", ax, IR_MAX_RANK, &n) ? -2 : n;
+  if (!im_in_name(im, 1)) return -1;
+  const ImConst *c = im_known(im, 1, "axes");
+  return c ? known_ints(im, c, "axes", ax, IR_MAX_RANK) : -2;
+}
+
+/* The rank-r input's dims d (symbols as in a Shape) without, or with new
+ * unit, axes; known values keep their elements. */
+static int cv_squeeze(Importer *im, const ImOp *row) {
+  int64_t ax[IR_MAX_RANK];
+  int na = squeeze_axes(im, ax), unsq = row->op == OP_RESHAPE;
+  if (na == -2) return -1;
+  const ImConst *kc = im_known_opt(im, 0);
+  int x = kc ? -1 : im_tensor(im, 0);
+  if (!kc && x < 0) return -1;
+  Shape in = {0, {0}};
+  if (kc) {
+    in.rank = kc->rank;
+    for (int k = 0; k < kc->rank; k++) in.d[k] = kc->dims[k];
+  } else {
+    in = *shape_of(im, x);
+  }
+  int rout = unsq ? in.rank + (na < 0 ? 0 : na) : in.rank;
+  if (unsq && na < 0) return im_error(im, "Unsqueeze needs axes");
+  if (rout > IR_MAX_RANK) return im_error(im, "the result has rank %d, over dlc's largest, %d", rout, IR_MAX_RANK);
+  int mark[IR_MAX_RANK] = {0};
+  for (int k = 0; k < na; k++) {
+    int64_t a = norm_axis(im, ax[k], rout, "axis");
+    if (a < 0) return -1;
+    if (mark[a]) return im_error(im, "axis %lld is given twice", (long long)ax[k]);
+    mark[a] = 1;
+  }
+  Shape out = {0, {0}};
+  for (int k = 0, j = 0; k < rout; k++) {
+    if (unsq) out.d[out.rank++] = mark[k] ? 1 : in.d[j++];
+    else if (na < 0 ? in.d[k] != 1 : !mark[k]) out.d[out.rank++] = in.d[k];
+    else if (in.d[k] != 1) return im_error(im, "axis %d has extent %lld, not 1", k, (long long)in.d[k]);
+  }
+  if (kc) {
+    ImConst *r = arena_alloc(im->a, sizeof *r);
+    *r = *kc;
+    r->rank = out.rank;
+    for (int k = 0; k < out.rank; k++) r->dims[k] = out.d[k];
+    return im_set_out_known(im, 0, r);
+  }
+  return im_set_out(im, 0, reshape_to(im, x, out.d, out.rank, 0));
+}
+
+/* ReduceSum (axes an input from opset 13), ReduceMean and ReduceMax (from
+ * opset 18): empty axes reduce every one unless noop_with_empty_axes. */
+static int cv_reduce(Importer *im, const ImOp *row) {
+  int64_t ax[IR_MAX_RANK], keep, noop;
+  int na = -1, from_input = row->op == OP_SUM ? im->opset >= 13 : im->opset >= 18;
+  if (im_attr_int(im, "keepdims", 1, &keep) || im_attr_int(im, "noop_with_empty_axes", 0, &noop)) return -1;
+  if (!from_input && im_attr_ints(im, "axes", ax, IR_MAX_RANK, &na)) return -1;
+  if (from_input && im_in_name(im, 1)) {
+    const ImConst *c = im_known(im, 1, "axes");
+    if (!c || (na = known_ints(im, c, "axes", ax, IR_MAX_RANK)) < 0) return -1;
+  }
+  int x = im_tensor(im, 0);
+  if (x < 0) return -1;
+  if (na <= 0 && noop) return im_set_out(im, 0, x);
+  Attrs a = ir_attrs_default(row->op);
+  a.dims.keepdim = keep != 0;
+  if (na > 0 && set_list(im, &a, row->op, "axes", ax, na)) return -1;
+  return im_set_out(im, 0, im_op(im, row->op, &x, 1, &a, 0));
+}
+
+/* --- convolution and pooling ----------------------------------------------------------------------- */
+
+/* The window attributes every conv and pool reads: ONNX pads [begins...,
+ * ends...] become dlc's [top, bottom, left, right] (1-D: [left, right]). */
+static int window_attrs(Importer *im, OpKind op, int sp, Attrs *a, int64_t *kernel, int *nk) {
+  int64_t v[8];
+  int n;
+  const char *autopad;
+  if (im_attr_str(im, "auto_pad", "NOTSET", &autopad)) return -1;
+  if (strcmp(autopad, "NOTSET") && strcmp(autopad, "VALID"))
+    return im_error(im, "attribute 'auto_pad' = '%s' is not supported (NOTSET, VALID; give explicit pads)", autopad);
+  if (im_attr_ints(im, "kernel_shape", kernel, 2, nk)) return -1;
+  if (*nk >= 0 && *nk != sp) return im_error(im, "kernel_shape has %d entries for %d spatial axes", *nk, sp);
+  if (im_attr_ints(im, "strides", v, 2, &n) || (n >= 0 && set_list(im, a, op, "stride", v, n))) return -1;
+  if (op != OP_AVG_POOL2D && (im_attr_ints(im, "dilations", v, 2, &n) || (n >= 0 && set_list(im, a, op, "dilation", v, n))))
+    return -1;
+  if (im_attr_ints(im, "pads", v, 4, &n)) return -1;
+  if (n >= 0 && n != 2 * sp) return im_error(im, "pads has %d entries for %d spatial axes", n, sp);
+  for (int k = 0; k < n; k++)
+    if (v[k] < 0) return im_error(im, "negative pads are not supported");
+  if (n == 4) {
+    int64_t p[4] = {v[0], v[2], v[1], v[3]};
+    return set_list(im, a, op, "padding", p, 4);
+  }
+  return n == 2 ? set_list(im, a, op, "padding", v, 2) : 0;
+}
+
+/* Conv (1-D or 2-D) and ConvTranspose (2-D), with group. */
+static int cv_conv(Importer *im, const ImOp *row) {
+  int x = im_tensor(im, 0), w = im_tensor(im, 1), b = im_in_name(im, 2) ? im_tensor(im, 2) : -2;
+  if (x < 0 || w < 0 || b == -1) return -1;
+  int sp = shape_of(im, x)->rank - 2;
+  OpKind op = row->op == OP_CONV_TRANSPOSE2D ? OP_CONV_TRANSPOSE2D : sp == 1 ? OP_CONV1D : OP_CONV2D;
+  if (sp != 1 && sp != 2) return im_error(im, "a %d-D convolution is not supported (1-D and 2-D)", sp);
+  if (op == OP_CONV_TRANSPOSE2D && sp != 2) return im_error(im, "a 1-D ConvTranspose is not supported");
+  Attrs a = ir_attrs_default(op);
+  int64_t kernel[2], group, v[2];
+  int nk, n;
+  if (window_attrs(im, op, sp, &a, kernel, &nk) || im_attr_int(im, "group", 1, &group)) return -1;
+  a.window.groups = group;
+  const Shape *ws = shape_of(im, w);
+  for (int k = 0; k < nk; k++)
+    if (ws->rank != sp + 2 || ws->d[2 + k] != kernel[k]) return im_error(im, "kernel_shape does not match the weight's shape");
+  if (op == OP_CONV_TRANSPOSE2D) {
+    if (im_attr(im, "output_shape")) return im_error(im, "attribute 'output_shape' is not supported (give pads and output_padding)");
+    if (im_attr_ints(im, "output_padding", v, 2, &n) || (n >= 0 && set_list(im, &a, op, "output_padding", v, n))) return -1;
+  }
+  int in[3] = {x, w, b};
+  return im_set_out(im, 0, im_op(im, op, in, b >= 0 ? 3 : 2, &a, 0));
+}
+
+/* MaxPool and AveragePool (2-D); ONNX's strides default to 1, dlc's to
+ * the kernel, so the stride is always written. */
+static int cv_pool(Importer *im, const ImOp *row) {
+  Attrs a = ir_attrs_default(row->op);
+  int64_t kernel[2], ceil, cip, order, one[2] = {1, 1};
+  int nk;
+  if (set_list(im, &a, row->op, "stride", one, 2) || window_attrs(im, row->op, 2, &a, kernel, &nk)) return -1;
+  if (nk != 2) return im_error(im, "attribute 'kernel_shape' of 2 entries is required (2-D pooling)");
+  if (set_list(im, &a, row->op, "kernel", kernel, 2) || im_attr_int(im, "ceil_mode", 0, &ceil)) return -1;
+  a.window.ceil_mode = ceil != 0;
+  if (row->op == OP_AVG_POOL2D) {
+    if (im_attr_int(im, "count_include_pad", 0, &cip)) return -1;
+    a.window.count_include_pad = cip != 0;
+  } else if (im_attr_int(im, "storage_order", 0, &order)) {
+    return -1;
+  }
+  return one_input(im, row->op, &a);
+}
+
+static int cv_batchnorm(Importer *im, const ImOp *row) {
+  double eps;
+  int64_t training, spatial;
+  if (im_attr_float(im, "epsilon", 1e-5, &eps) || im_attr_int(im, "training_mode", 0, &training) ||
+      im_attr_int(im, "spatial", 1, &spatial))
+    return -1;
+  if (training) return im_error(im, "attribute 'training_mode' = 1 is not supported (inference only)");
+  if (!spatial) return im_error(im, "attribute 'spatial' = 0 is not supported");
+  int in[5];
+  for (int k = 0; k < 5; k++)
+    if ((in[k] = im_tensor(im, k)) < 0) return -1;
+  Attrs a = ir_attrs_default(OP_BATCHNORM);
+  a.hyper.hp[HP_EPS] = eps;
+  return im_set_out(im, 0, im_op(im, OP_BATCHNORM, in, 5, &a, 0));
+}
+
+/* Resize / Upsample by integer factors on H and W: nearest (asymmetric,
+ * floor) or linear (pytorch_half_pixel or half_pixel), as dlc's upsample. */
+static int resize_mode(Importer *im, int *mode) {
+  const char *m, *ct, *nm;
+  if (im_attr_str(im, "mode", "nearest", &m) || im_attr_str(im, "coordinate_transformation_mode", im->opset >= 11 ? "half_pixel" : "asymmetric", &ct) ||
+      im_attr_str(im, "nearest_mode", "round_prefer_floor", &nm))
+    return -1;
+  int nearest = !strcmp(m, "nearest"), linear = !strcmp(m, "linear") || !strcmp(m, "bilinear");
+  if (nearest && !strcmp(ct, "asymmetric") && (im->opset < 11 || !strcmp(nm, "floor"))) return *mode = UP_NEAREST, 0;
+  if (linear && (!strcmp(ct, "pytorch_half_pixel") || !strcmp(ct, "half_pixel"))) return *mode = UP_BILINEAR, 0;
+  return im_error(im, "mode '%s' with coordinate_transformation_mode '%s'%s%s is not supported (nearest: asymmetric, floor; "
+                  "linear: half_pixel)", m, ct, nearest ? " and nearest_mode " : "", nearest ? nm : "");
+}
+
+static int cv_resize(Importer *im, const ImOp *row) {
+  int x = im_tensor(im, 0), mode = UP_NEAREST;
+  if (x < 0 || resize_mode(im, &mode)) return -1;
+  const Shape *xs = shape_of(im, x);
+  double sc[4] = {0};
+  int n = 0;
+  const ImConst *c = NULL;
+  int sidx = !strcmp(im->np->op_type, "Upsample") || im->opset < 11 ? 1 : 2;
+  if (!strcmp(im->np->op_type, "Upsample") && im->opset < 9) {
+    const Onnx__AttributeProto *at = im_attr(im, "scales");
+    if (!at || at->n_floats != 4) return im_error(im, "attribute 'scales' of 4 floats is required");
+    for (n = 0; n < 4; n++) sc[n] = at->floats[n];
+  } else if ((c = im_known_opt(im, sidx)) && c->numel > 0) {
+    if (c->numel != 4 || c->dt != DT_F32) return im_error(im, "scales must be 4 floats");
+    for (n = 0; n < 4; n++) sc[n] = c->f[n];
+  } else if (sidx == 2 && im_in_name(im, 3)) {
+    if (!(c = im_known(im, 3, "sizes"))) return -1;
+    int64_t sz[4];
+    if (known_ints(im, c, "sizes", sz, 4) != 4) return im_error(im, "sizes must be 4 integers");
+    for (n = 0; n < 4; n++) {
+      if (DIM_IS_SYM(xs->d[n]) || xs->rank != 4) sc[n] = n < 2 && sz[n] == 1 ? 1 : -1;
+      else sc[n] = sz[n] % xs->d[n] ? -1 : (double)(sz[n] / xs->d[n]);
+    }
+  } else {
+    return im_error(im, "scales or sizes must be given as constants");
+  }
+  if (sc[0] != 1 || sc[1] != 1 || sc[2] < 1 || sc[3] < 1 || sc[2] != floor(sc[2]) || sc[3] != floor(sc[3]) || sc[2] > 1 << 20 ||
+      sc[3] > 1 << 20)
+    return im_error(im, "scales [%g, %g, %g, %g] are not supported (1, 1, then positive integers)", sc[0], sc[1], sc[2], sc[3]);
+  Attrs a = ir_attrs_default(OP_UPSAMPLE);
+  int64_t s2[2] = {(int64_t)sc[2], (int64_t)sc[3]};
+  if (set_list(im, &a, OP_UPSAMPLE, "scale_factor", s2, 2)) return -1;
+  a.upsample.mode = mode;
+  return im_set_out(im, 0, im_op(im, OP_UPSAMPLE, &x, 1, &a, 0));
+}
+
+/* Pad: pads (and the constant) as attributes before opset 11, then
+ * inputs; opset 18's axes input names the padded axes. */
+static int cv_pad(Importer *im, const ImOp *row) {
+  const char *mode;
+  int64_t pads[2 * IR_MAX_RANK], ax[IR_MAX_RANK];
+  int np = -1, na = -1;
+  double value = 0;
+  int x = im_tensor(im, 0);
+  if (x < 0 || im_attr_str(im, "mode", "constant", &mode)) return -1;
+  int r = shape_of(im, x)->rank;
+  if (im->opset < 11) {
+    if (im_attr_ints(im, "pads", pads, 2 * IR_MAX_RANK, &np) || im_attr_float(im, "value", 0, &value)) return -1;
+  } else {
+    const ImConst *c = im_known(im, 1, "pads");
+    if (!c || (np = known_ints(im, c, "pads", pads, 2 * IR_MAX_RANK)) < 0) return -1;
+    if (im_in_name(im, 2) && (!(c = im_known(im, 2, "constant_value")) || known_float(im, c, "constant_value", &value))) return -1;
+    if (im_in_name(im, 3) && (!(c = im_known(im, 3, "axes")) || (na = known_ints(im, c, "axes", ax, IR_MAX_RANK)) < 0)) return -1;
+  }
+  int n = na >= 0 ? na : r;
+  if (np != 2 * n) return im_error(im, "pads has %d entries; %d axes need %d", np, n, 2 * n);
+  int64_t lo[IR_MAX_RANK] = {0}, hi[IR_MAX_RANK] = {0};
+  for (int k = 0; k < n; k++) {
+    int64_t a = na >= 0 ? norm_axis(im, ax[k], r, "axis") : k;
+    if (a < 0) return -1;
+    if (pads[k] < 0 || pads[n + k] < 0) return im_error(im, "negative pads (cropping) are not supported");
+    lo[a] = pads[k], hi[a] = pads[n + k];
+  }
+  int first = 0;
+  while (first < r && !lo[first] && !hi[first]) first++;
+  if (first == r) return im_set_out(im, 0, x); /* nothing padded */
+  int64_t v[2 * IR_MAX_RANK];
+  int nv = 0;
+  for (int k = r - 1; k >= first; k--) v[nv++] = lo[k], v[nv++] = hi[k];
+  Attrs a = ir_attrs_default(OP_PAD);
+  if (set_list(im, &a, OP_PAD, "pads", v, nv)) return -1;
+  const char *dlmode = !strcmp(mode, "constant") ? "constant" : !strcmp(mode, "reflect") ? "reflect" : !strcmp(mode, "edge") ? "replicate" : NULL;
+  if (!dlmode) return im_error(im, "attribute 'mode' = '%s' is not supported (constant, reflect, edge)", mode);
+  ir_attr_set_enum(&a, OP_PAD, "mode", dlmode);
+  a.pad.value = value;
+  return im_set_out(im, 0, im_op(im, OP_PAD, &x, 1, &a, 0));
+}
+
+/* --- losses ------------------------------------------------------------------------------------------ */
+
+static int cv_sce_loss(Importer *im, const ImOp *row) {
+  const char *red;
+  if (im_in_name(im, 2)) return im_error(im, "class weights (input 2) are not supported");
+  if (im_attr(im, "ignore_index")) return im_error(im, "attribute 'ignore_index' is not supported");
+  if (im_attr_str(im, "reduction", "mean", &red)) return -1;
+  Attrs a = ir_attrs_default(OP_CROSS_ENTROPY);
+  if (ir_attr_set_enum(&a, OP_CROSS_ENTROPY, "reduction", red)) return im_error(im, "attribute 'reduction' = '%s' is not supported", red);
+  int in[2] = {im_tensor(im, 0), im_tensor(im, 1)};
+  return im_set_out(im, 0, im_op(im, OP_CROSS_ENTROPY, in, 2, &a, 0));
+}
+
+/* --- values: aliases, constants and shapes ------------------------------------------------------------ */
+
+/* Identity and Dropout (inference: every unit kept) pass the value on. */
+static int cv_identity(Importer *im, const ImOp *row) {
+  if (!strcmp(im->np->op_type, "Dropout") && im->opset >= 12 && im_in_name(im, 2)) {
+    const ImConst *t = im_known(im, 2, "training_mode");
+    if (!t) return -1;
+    if (t->numel != 1 || (t->dt == DT_F32 ? t->f[0] : t->i[0]) != 0)
+      return im_error(im, "training_mode must be false (dlc imports inference graphs)");
+  }
+  const ImConst *c = im_known_opt(im, 0);
+  if (c) return im_set_out_known(im, 0, (ImConst *)c);
+  return im_set_out(im, 0, im_tensor(im, 0));
+}
+
+/* Constant: value (a tensor), value_float(s), value_int(s). */
+static int cv_constant(Importer *im, const ImOp *row) {
+  if (im->np->n_attribute != 1) return im_error(im, "needs exactly one value attribute");
+  const Onnx__AttributeProto *at = im->np->attribute[0];
+  const char *name = at->name ? at->name : "";
+  ImConst *c = NULL;
+  int n = 0;
+  if (!strcmp(name, "value") && at->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR && at->t) {
+    c = im_tensor_known(im, at->t, arena_printf(im->a, "node %d '%s' (Constant): value", im->ni, im->np->name ? im->np->name : ""));
+    if (!c) return -1;
+  } else if (!strcmp(name, "value_float") || !strcmp(name, "value_floats")) {
+    int one = !strcmp(name, "value_float");
+    n = one ? 1 : (int)at->n_floats;
+    if (at->type != (one ? ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT : ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS))
+      return im_error(im, "attribute '%s' has the wrong type", name);
+    c = arena_alloc(im->a, sizeof *c);
+    c->dt = DT_F32, c->rank = !one, c->dims[0] = n, c->numel = n;
+    c->f = arena_alloc(im->a, (size_t)(n ? n : 1) * sizeof *c->f);
+    for (int k = 0; k < n; k++) c->f[k] = one ? at->f : at->floats[k];
+  } else if (!strcmp(name, "value_int") || !strcmp(name, "value_ints")) {
+    int one = !strcmp(name, "value_int");
+    n = one ? 1 : (int)at->n_ints;
+    if (at->type != (one ? ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT : ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS))
+      return im_error(im, "attribute '%s' has the wrong type", name);
+    c = im_known_i64(im, n);
+    c->rank = !one;
+    for (int k = 0; k < n; k++) c->i[k] = one ? at->i : at->ints[k];
+  } else {
+    return im_error(im, "attribute '%s' is not supported (value, value_float(s), value_int(s))", name);
+  }
+  c->frozen = 1;
+  return im_set_out_known(im, 0, c);
+}
+
+/* Shape: the input's dims (symbols included) from start to end (opset 15). */
+static int cv_shape(Importer *im, const ImOp *row) {
+  const ImConst *kc = im_known_opt(im, 0);
+  Shape s = {0, {0}};
+  if (kc) {
+    s.rank = kc->rank;
+    for (int k = 0; k < kc->rank; k++) s.d[k] = kc->dims[k];
+  } else {
+    int x = im_tensor(im, 0);
+    if (x < 0) return -1;
+    s = *shape_of(im, x);
+  }
+  int64_t start, end;
+  if (im_attr_int(im, "start", 0, &start) || im_attr_int(im, "end", s.rank, &end)) return -1;
+  start = start < 0 ? start + s.rank : start, end = end < 0 ? end + s.rank : end;
+  start = start < 0 ? 0 : start > s.rank ? s.rank : start, end = end < start ? start : end > s.rank ? s.rank : end;
+  ImConst *c = im_known_i64(im, (int)(end - start));
+  c->sym = arena_alloc(im->a, (size_t)(end - start + 1) * sizeof *c->sym);
+  for (int64_t k = start; k < end; k++) {
+    Dim d = s.d[k];
+    c->i[k - start] = DIM_IS_SYM(d) ? -1 : d, c->sym[k - start] = DIM_IS_SYM(d) ? DIM_SYM_ID(d) : -1;
+  }
+  return im_set_out_known(im, 0, c);
+}
+
+/* Gather of a known integer vector (axis 0) by known indices. */
+static int cv_gather(Importer *im, const ImOp *row) {
+  const ImConst *c = im_known_opt(im, 0), *ix = im_known_opt(im, 1);
+  int64_t axis;
+  if (im_attr_int(im, "axis", 0, &axis)) return -1;
+  if (!c || !ix || c->dt != DT_I64 || c->rank != 1 || ix->dt != DT_I64 || ix->rank > 1 || axis != 0 || ix->numel > 64)
+    return im_error(im, "Gather is only supported on known integer vectors (shape computations)");
+  ImConst *r = im_known_i64(im, (int)ix->numel);
+  r->rank = ix->rank;
+  r->sym = arena_alloc(im->a, (size_t)(ix->numel + 1) * sizeof *r->sym);
+  for (int k = 0; k < ix->numel; k++) {
+    int64_t j = ix->i[k] < 0 ? ix->i[k] + c->numel : ix->i[k];
+    if (j < 0 || j >= c->numel) return im_error(im, "index %lld is out of range", (long long)ix->i[k]);
+    r->i[k] = c->i[j], r->sym[k] = c->sym ? c->sym[j] : -1;
+  }
+  return im_set_out_known(im, 0, r);
+}
+
+/* Cast: known values change type; a tensor only to its own type. */
+static int cv_cast(Importer *im, const ImOp *row) {
+  int64_t to;
+  if (im_attr_int(im, "to", 0, &to)) return -1;
+  DType dt = to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ? DT_F32
+             : to == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 ? DT_I64
+                                                                                                     : DT_COUNT;
+  const ImConst *c = im_known_opt(im, 0);
+  if (c && dt != DT_COUNT) {
+    if (c->dt == dt) return im_set_out_known(im, 0, (ImConst *)c);
+    if (c->sym) return im_error(im, "a cast of a symbolic dimension to float is not supported");
+    ImConst *r = arena_alloc(im->a, sizeof *r);
+    *r = *c;
+    r->dt = dt;
+    if (dt == DT_F32) r->f = arena_alloc(im->a, (size_t)(c->numel + 1) * sizeof *r->f), r->i = NULL;
+    else r->i = arena_alloc(im->a, (size_t)(c->numel + 1) * sizeof *r->i), r->f = NULL;
+    for (int64_t k = 0; k < c->numel; k++) {
+      if (dt == DT_F32) r->f[k] = (float)c->i[k];
+      else if (!(fabsf(c->f[k]) < 9.2e18f)) return im_error(im, "value %g does not fit an integer", c->f[k]);
+      else r->i[k] = (int64_t)c->f[k];
+    }
+    return im_set_out_known(im, 0, r);
+  }
+  int x = c ? -1 : im_tensor(im, 0);
+  if (x >= 0 && dt == im->g->nodes[x].dtype) return im_set_out(im, 0, x);
+  if (x < 0 && !c) return -1;
+  return im_error(im, "a cast to %lld of a run-time tensor is not supported", (long long)to);
+}
+
+/* --- the table ------------------------------------------------------------------------------------- */
+
+#define UN(type, op) {type, cv_unary, OP_##op, 1, ""}
+static const ImOp im_ops[] = {
+    UN("Neg", NEG), UN("Abs", ABS), UN("Exp", EXP), UN("Log", LOG), UN("Sqrt", SQRT), UN("Relu", RELU),
+    UN("Sigmoid", SIGMOID), UN("Tanh", TANH), UN("Erf", ERF), UN("Softplus", SOFTPLUS), UN("HardSwish", HARDSWISH),
+    UN("GlobalAveragePool", GLOBAL_AVG_POOL),
+    {"Add", cv_binary, OP_ADD, 2, ""},
+    {"Sub", cv_binary, OP_SUB, 2, ""},
+    {"Mul", cv_binary, OP_MUL, 2, ""},
+    {"Div", cv_binary, OP_DIV, 2, ""},
+    {"Max", cv_binary, OP_MAXIMUM, ONNX_MAX_NODE_IO, ""},
+    {"Min", cv_binary, OP_MINIMUM, ONNX_MAX_NODE_IO, ""},
+    {"Sum", cv_binary, OP_ADD, ONNX_MAX_NODE_IO, ""},
+    {"Pow", cv_pow, OP_POW, 2, ""},
+    {"MatMul", cv_binary, OP_MATMUL, 2, ""},
+    {"LeakyRelu", cv_scalar_attr, OP_LEAKY_RELU, 1, "alpha"},
+    {"Elu", cv_scalar_attr, OP_ELU, 1, "alpha"},
+    {"Selu", cv_selu, OP_SELU, 1, "alpha gamma"},
+    {"HardSigmoid", cv_hardsigmoid, OP_HARDSIGMOID, 1, "alpha beta"},
+    {"Clip", cv_clip, OP_CLAMP, 3, "min max"},
+    {"Gemm", cv_gemm, OP_LINEAR, 3, "alpha beta transA transB"},
+    {"Softmax", cv_softmax, OP_SOFTMAX, 1, "axis"},
+    {"LogSoftmax", cv_softmax, OP_LOG_SOFTMAX, 1, "axis"},
+    {"Reshape", cv_reshape, OP_RESHAPE, 2, "allowzero"},
+    {"Flatten", cv_flatten, OP_FLATTEN, 1, "axis"},
+    {"Transpose", cv_transpose, OP_TRANSPOSE, 1, "perm"},
+    {"Concat", cv_concat, OP_CONCAT, ONNX_MAX_NODE_IO, "axis"},
+    {"Slice", cv_slice, OP_SLICE, 5, "starts ends axes"},
+    {"Squeeze", cv_squeeze, OP_FLATTEN, 2, "axes"},
+    {"Unsqueeze", cv_squeeze, OP_RESHAPE, 2, "axes"},
+    {"ReduceSum", cv_reduce, OP_SUM, 2, "axes keepdims noop_with_empty_axes"},
+    {"ReduceMean", cv_reduce, OP_MEAN, 2, "axes keepdims noop_with_empty_axes"},
+    {"ReduceMax", cv_reduce, OP_MAX, 2, "axes keepdims noop_with_empty_axes"},
+    {"Conv", cv_conv, OP_CONV2D, 3, "auto_pad dilations group kernel_shape pads strides"},
+    {"ConvTranspose", cv_conv, OP_CONV_TRANSPOSE2D, 3, "auto_pad dilations group kernel_shape pads strides output_padding output_shape"},
+    {"MaxPool", cv_pool, OP_MAX_POOL2D, 1, "auto_pad ceil_mode dilations kernel_shape pads storage_order strides"},
+    {"AveragePool", cv_pool, OP_AVG_POOL2D, 1, "auto_pad ceil_mode count_include_pad kernel_shape pads strides"},
+    {"BatchNormalization", cv_batchnorm, OP_BATCHNORM, 5, "epsilon momentum spatial training_mode"},
+    {"Resize", cv_resize, OP_UPSAMPLE, 4, "mode coordinate_transformation_mode nearest_mode cubic_coeff_a exclude_outside extrapolation_value"},
+    {"Upsample", cv_resize, OP_UPSAMPLE, 2, "mode scales"},
+    {"Pad", cv_pad, OP_PAD, 4, "mode pads value"},
+    {"SoftmaxCrossEntropyLoss", cv_sce_loss, OP_CROSS_ENTROPY, 3, "reduction ignore_index"},
+    {"Identity", cv_identity, OP_DROPOUT, 1, ""},
+    {"Dropout", cv_identity, OP_DROPOUT, 3, "ratio seed"},
+    {"Constant", cv_constant, OP_CONST, 0, "value value_float value_floats value_int value_ints"},
+    {"Shape", cv_shape, OP_INPUT, 1, "start end"},
+    {"Gather", cv_gather, OP_INPUT, 2, "axis"},
+    {"Cast", cv_cast, OP_INPUT, 1, "to saturate"},
+};
+#undef UN
+
+/* Whether word is one of the space-separated words of list. */
+static int in_list(const char *list, const char *word) {
+  size_t n = strlen(word);
+  for (const char *p = list; *p;) {
+    size_t k = strcspn(p, " ");
+    if (k == n && !strncmp(p, word, n)) return 1;
+    p += k + (p[k] == ' ');
+  }
+  return 0;
+}
+
+int im_convert_node(Importer *im) {
+  const Onnx__NodeProto *np = im->np;
+  const char *dom = np->domain ? np->domain : "";
+  if (*dom && strcmp(dom, "ai.onnx")) return im_error(im, "ops of domain '%s' are not supported", dom);
+  const ImOp *row = NULL;
+  for (size_t i = 0; i < sizeof im_ops / sizeof *im_ops && !row; i++)
+    if (np->op_type && !strcmp(np->op_type, im_ops[i].type)) row = &im_ops[i];
+  if (!row) return im_error(im, "op '%s' is not supported by dlc's ONNX import", np->op_type ? np->op_type : "");
+  for (size_t i = 0; i < np->n_attribute; i++) {
+    const char *a = np->attribute[i]->name ? np->attribute[i]->name : "";
+    if (!in_list(row->attrs, a)) return im_error(im, "attribute '%s' is not supported", a);
+  }
+  if (im_nin(im) > row->max_in) return im_error(im, "has %d inputs; dlc reads at most %d", im_nin(im), row->max_in);
+  if (np->n_output < 1 || !np->output[0] || !*np->output[0]) return im_error(im, "has no output");
+  return row->fn(im, row);
+}
