@@ -94,10 +94,61 @@ def csv_seeds():
     out("csv", "first_label.csv", b"2,0.25,0.75\n0,-1.5,inf\n")
 
 
-for kind in ("npy", "safetensors", "checkpoint", "idx", "csv"):
+def onnx_model(name, opset, nodes, inputs, outputs, inits=()):
+    from onnx import TensorProto, helper, numpy_helper
+    f = TensorProto.FLOAT
+    g = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info(n, f, d) for n, d in inputs],
+        [helper.make_tensor_value_info(n, f, None) for n in outputs],
+        [numpy_helper.from_array(np.asarray(v), n) for n, v in inits])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="make_seeds")
+    out("onnx", name + ".onnx", m.SerializeToString())
+
+
+def onnx_seeds():
+    from onnx import helper
+    n = helper.make_node
+    r = np.random.RandomState(0)
+    f32 = lambda *s: r.uniform(-1, 1, s).astype("<f4")
+    i64 = lambda *v: np.array(v, dtype="<i8")
+    onnx_model("gemm", 13, [n("Gemm", ["x", "w", "b"], ["h"], transB=1), n("Relu", ["h"], ["r"]),
+                            n("Softmax", ["r"], ["y"], axis=1)],
+               [("x", ["N", 3])], ["y"], [("w", f32(2, 3)), ("b", f32(2))])
+    onnx_model("conv", 11, [n("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+                            n("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+                            n("Flatten", ["p"], ["y"])],
+               [("x", ["N", 1, 4, 4])], ["y"], [("w", f32(2, 1, 3, 3))])
+    onnx_model("shapes", 13, [n("Shape", ["x"], ["s"]), n("Gather", ["s", "zero"], ["n"]),
+                              n("Unsqueeze", ["n", "ax"], ["n1"]), n("Concat", ["n1", "m1"], ["t"], axis=0),
+                              n("Reshape", ["x", "t"], ["y"])],
+               [("x", ["batch", 2, 3])], ["y"], [("zero", np.array(0, dtype="<i8")), ("ax", i64(0)), ("m1", i64(-1))])
+    onnx_model("opset11", 11, [n("Clip", ["x", "lo", "hi"], ["c"]), n("Slice", ["c", "st", "en", "ax"], ["s"]),
+                               n("Pad", ["s", "pads", "v"], ["y"], mode="constant")],
+               [("x", ["N", 6])], ["y"],
+               [("lo", np.array(0, "<f4")), ("hi", np.array(6, "<f4")), ("st", i64(1)), ("en", i64(5)), ("ax", i64(1)),
+                ("pads", i64(0, 1, 0, 2)), ("v", np.array(0.5, "<f4"))])
+    onnx_model("opset7", 7, [n("Clip", ["x"], ["c"], min=-1.0, max=1.0), n("Pad", ["c"], ["p"], pads=[0, 0, 1, 1, 0, 0, 1, 1]),
+                             n("Upsample", ["p"], ["y"], scales=[1.0, 1.0, 2.0, 2.0])],
+               [("x", ["N", 1, 2, 2])], ["y"])
+    onnx_model("reduce", 13, [n("Constant", [], ["k"], value=helper.make_tensor("k", 1, [2], [0.5, -1.0])),
+                              n("Add", ["x", "k"], ["a"]), n("ReduceSum", ["a", "ax"], ["s"], keepdims=1),
+                              n("ReduceMean", ["s"], ["y"], axes=[0], keepdims=0)],
+               [("x", ["N", 2])], ["y"], [("ax", i64(1))])
+    onnx_model("bn", 17, [n("BatchNormalization", ["x", "g", "b", "m", "v"], ["h"], epsilon=1e-5),
+                          n("Resize", ["h", "", "sc"], ["u"], mode="nearest", coordinate_transformation_mode="asymmetric",
+                            nearest_mode="floor"),
+                          n("GlobalAveragePool", ["u"], ["y"])],
+               [("x", ["N", 2, 2, 2])], ["y"],
+               [("g", f32(2)), ("b", f32(2)), ("m", f32(2)), ("v", np.abs(f32(2)) + 0.5),
+                ("sc", np.array([1, 1, 2, 2], "<f4"))])
+
+
+for kind in ("npy", "safetensors", "checkpoint", "idx", "csv", "onnx"):
     os.makedirs(os.path.join(HERE, "corpus", kind), exist_ok=True)
 npy_seeds()
 safetensors_seeds()
 checkpoint_seeds()
 idx_seeds()
 csv_seeds()
+onnx_seeds()

@@ -14,7 +14,7 @@
 # directory is $DLC_FUZZ_DIR when set (default build-fuzz).
 set -u
 cd "$(dirname "$0")/.."
-TARGETS="frontend compile npy safetensors idx csv checkpoint"
+TARGETS="frontend compile npy safetensors idx csv checkpoint onnx"
 if [ "${1:-}" = "--list" ]; then
   echo $TARGETS
   exit 0

@@ -43,3 +43,4 @@ Test(fuzz_seeds, safetensors) { replay("safetensors", "safetensors"); }
 Test(fuzz_seeds, idx) { replay("idx", "idx"); }
 Test(fuzz_seeds, csv) { replay("csv", "csv"); }
 Test(fuzz_seeds, checkpoint) { replay("checkpoint", "checkpoint"); }
+Test(fuzz_seeds, onnx) { replay("onnx", "onnx"); }
