@@ -6,7 +6,8 @@
  * params made from Constant nodes are frozen.  Every computed node is
  * `NAME = op(operands, key=value ...)` with the attributes that differ
  * from the op's defaults, written by ir_attr_format exactly as the parser
- * reads them back; scalar constants are written inline as numbers.  The
+ * reads them back (window lists as the importer set them, in their
+ * shortest form, not the canonical four entries); scalar constants are written inline as numbers.  The
  * names are the importer's sanitised, unique identifiers, so the text
  * parses back into the same graph.  Each line ends with a comment that
  * names the ONNX node it came from.
@@ -52,19 +53,20 @@ static void write_operand(Buf *b, const Graph *g, int id) {
   else buf_printf(b, "%s", n->name);
 }
 
-static void write_attrs(Buf *b, const Graph *g, const Node *n) {
+static void write_attrs(Buf *b, const Graph *g, const Node *n, const Attrs *given) {
   Attrs d = ir_attrs_default(n->op);
+  const Attrs *at = given ? given : &n->attr;
   AttrSpec specs[8];
   int ns = ir_attr_specs(n->op, specs, 8);
   for (int k = 0; k < ns; k++) {
     char v[256], dv[256];
-    ir_attr_format(g, &n->attr, n->op, specs[k].name, v, sizeof v);
+    ir_attr_format(g, at, n->op, specs[k].name, v, sizeof v);
     ir_attr_format(g, &d, n->op, specs[k].name, dv, sizeof dv);
     if (specs[k].required || strcmp(v, dv) != 0) buf_printf(b, ", %s=%s", specs[k].name, v);
   }
 }
 
-static void write_node(Buf *b, const Graph *g, const Node *n) {
+static void write_node(Buf *b, const Graph *g, const Node *n, const Attrs *given) {
   char ty[128];
   if (n->op == OP_CONST) return;
   if (n->op == OP_INPUT) {
@@ -81,15 +83,15 @@ static void write_node(Buf *b, const Graph *g, const Node *n) {
     if (k) buf_printf(b, ", ");
     write_operand(b, g, n->in[k]);
   }
-  write_attrs(b, g, n);
+  write_attrs(b, g, n, given);
   buf_printf(b, ")");
   write_origin(b, n);
 }
 
-char *im_write_dl(const Graph *g, const char *header) {
+char *im_write_dl(const Graph *g, const Attrs *const *given, const char *header) {
   Buf b = {0};
   buf_printf(&b, "%s\nmodel %s\n\n", header, g->name);
-  for (int i = 0; i < g->nnodes; i++) write_node(&b, g, &g->nodes[i]);
+  for (int i = 0; i < g->nnodes; i++) write_node(&b, g, &g->nodes[i], given ? given[i] : NULL);
   buf_printf(&b, "\n");
   for (int i = 0; i < g->noutputs; i++) {
     const Node *n = &g->nodes[g->outputs[i].id];

@@ -227,6 +227,17 @@ int im_op(Importer *im, OpKind op, const int *in, int nin, const Attrs *at, int 
   if (id < 0) return -1;
   const char *out = k < (int)im->np->n_output ? S(im->np->output[k]) : "";
   im->g->nodes[id].name = im_dl_name(im, *out ? out : ir_ops[op].name);
+  if (at && ir_op_family(op) == AK_WINDOW) { /* written as given: the canonical lists are longer */
+    if (id >= im->cap_given) {
+      int cap = 2 * id + 64;
+      const Attrs **ng = arena_alloc(im->a, (size_t)cap * sizeof *ng);
+      if (im->cap_given) memcpy(ng, im->given, (size_t)im->cap_given * sizeof *ng);
+      im->given = ng, im->cap_given = cap;
+    }
+    Attrs *copy = arena_alloc(im->a, sizeof *copy);
+    *copy = *at;
+    im->given[id] = copy;
+  }
   return id;
 }
 
@@ -616,7 +627,9 @@ static int import_model(Importer *im, const Onnx__ModelProto *mp, OnnxImport *ou
   const char *header = arena_printf(im->a, "# %s: imported from ONNX (opset %lld%s%.100s%s%.100s)", im->path,
                                     (long long)im->opset, *S(mp->producer_name) ? ", " : "", S(mp->producer_name),
                                     *S(mp->producer_version) ? " " : "", S(mp->producer_version));
-  out->text = im_write_dl(im->g, header);
+  const Attrs **given = arena_alloc(im->a, (size_t)(im->g->nnodes + 1) * sizeof *given);
+  if (im->cap_given) memcpy(given, im->given, (size_t)(im->cap_given < im->g->nnodes ? im->cap_given : im->g->nnodes) * sizeof *given);
+  out->text = im_write_dl(im->g, given, header);
   return 0;
 }
 

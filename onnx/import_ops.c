@@ -69,6 +69,20 @@ static int set_list(Importer *im, Attrs *a, OpKind op, const char *name, const i
   return 0;
 }
 
+/* A window list in its shortest form: nothing when every entry is dflt,
+ * one entry when all agree, [top, left] for a symmetric 4-entry padding. */
+static int set_window_list(Importer *im, Attrs *a, OpKind op, const char *name, const int64_t *v, int n, int64_t dflt) {
+  int same = 1, all_dflt = 1;
+  for (int k = 0; k < n; k++) same &= v[k] == v[0], all_dflt &= v[k] == dflt;
+  if (all_dflt && dflt >= 0) return 0;
+  if (same) return set_list(im, a, op, name, v, 1);
+  if (n == 4 && v[0] == v[1] && v[2] == v[3]) {
+    int64_t two[2] = {v[0], v[2]};
+    return set_list(im, a, op, name, two, 2);
+  }
+  return set_list(im, a, op, name, v, n);
+}
+
 static int one_input(Importer *im, OpKind op, const Attrs *a) {
   int x = im_tensor(im, 0);
   return im_set_out(im, 0, im_op(im, op, &x, 1, a, 0));
@@ -432,8 +446,11 @@ static int window_attrs(Importer *im, OpKind op, int sp, Attrs *a, int64_t *kern
     return im_error(im, "attribute 'auto_pad' = '%s' is not supported (NOTSET, VALID; give explicit pads)", autopad);
   if (im_attr_ints(im, "kernel_shape", kernel, 2, nk)) return -1;
   if (*nk >= 0 && *nk != sp) return im_error(im, "kernel_shape has %d entries for %d spatial axes", *nk, sp);
-  if (im_attr_ints(im, "strides", v, 2, &n) || (n >= 0 && set_list(im, a, op, "stride", v, n))) return -1;
-  if (op != OP_AVG_POOL2D && (im_attr_ints(im, "dilations", v, 2, &n) || (n >= 0 && set_list(im, a, op, "dilation", v, n))))
+  int pool = op == OP_MAX_POOL2D || op == OP_AVG_POOL2D;
+  if (im_attr_ints(im, "strides", v, 2, &n)) return -1;
+  if (pool && n < 0) n = 2, v[0] = v[1] = 1; /* ONNX's default stride is 1, dlc's pools' the kernel */
+  if (n >= 0 && set_window_list(im, a, op, "stride", v, n, pool ? -1 : 1)) return -1;
+  if (op != OP_AVG_POOL2D && (im_attr_ints(im, "dilations", v, 2, &n) || (n >= 0 && set_window_list(im, a, op, "dilation", v, n, 1))))
     return -1;
   if (im_attr_ints(im, "pads", v, 4, &n)) return -1;
   if (n >= 0 && n != 2 * sp) return im_error(im, "pads has %d entries for %d spatial axes", n, sp);
@@ -441,9 +458,9 @@ static int window_attrs(Importer *im, OpKind op, int sp, Attrs *a, int64_t *kern
     if (v[k] < 0) return im_error(im, "negative pads are not supported");
   if (n == 4) {
     int64_t p[4] = {v[0], v[2], v[1], v[3]};
-    return set_list(im, a, op, "padding", p, 4);
+    return set_window_list(im, a, op, "padding", p, 4, 0);
   }
-  return n == 2 ? set_list(im, a, op, "padding", v, 2) : 0;
+  return n == 2 ? set_window_list(im, a, op, "padding", v, 2, 0) : 0;
 }
 
 /* Conv (1-D or 2-D) and ConvTranspose (2-D), with group. */
@@ -464,7 +481,7 @@ static int cv_conv(Importer *im, const ImOp *row) {
     if (ws->rank != sp + 2 || ws->d[2 + k] != kernel[k]) return im_error(im, "kernel_shape does not match the weight's shape");
   if (op == OP_CONV_TRANSPOSE2D) {
     if (im_attr(im, "output_shape")) return im_error(im, "attribute 'output_shape' is not supported (give pads and output_padding)");
-    if (im_attr_ints(im, "output_padding", v, 2, &n) || (n >= 0 && set_list(im, &a, op, "output_padding", v, n))) return -1;
+    if (im_attr_ints(im, "output_padding", v, 2, &n) || (n >= 0 && set_window_list(im, &a, op, "output_padding", v, n, 0))) return -1;
   }
   int in[3] = {x, w, b};
   return im_set_out(im, 0, im_op(im, op, in, b >= 0 ? 3 : 2, &a, 0));
@@ -474,11 +491,13 @@ static int cv_conv(Importer *im, const ImOp *row) {
  * the kernel, so the stride is always written. */
 static int cv_pool(Importer *im, const ImOp *row) {
   Attrs a = ir_attrs_default(row->op);
-  int64_t kernel[2], ceil, cip, order, one[2] = {1, 1};
+  int64_t kernel[2], ceil, cip, order;
   int nk;
-  if (set_list(im, &a, row->op, "stride", one, 2) || window_attrs(im, row->op, 2, &a, kernel, &nk)) return -1;
+  if (window_attrs(im, row->op, 2, &a, kernel, &nk)) return -1;
   if (nk != 2) return im_error(im, "attribute 'kernel_shape' of 2 entries is required (2-D pooling)");
-  if (set_list(im, &a, row->op, "kernel", kernel, 2) || im_attr_int(im, "ceil_mode", 0, &ceil)) return -1;
+  if (set_window_list(im, &a, row->op, "kernel", kernel, 2, -1) || im_attr_int(im, "ceil_mode", 0, &ceil)) return -1;
+  IntList *st = &a.window.stride;
+  if (st->n && st->v[0] == kernel[0] && st->v[st->n - 1] == kernel[1]) st->n = 0; /* dlc's default: the kernel */
   a.window.ceil_mode = ceil != 0;
   if (row->op == OP_AVG_POOL2D) {
     if (im_attr_int(im, "count_include_pad", 0, &cip)) return -1;

@@ -55,6 +55,9 @@ typedef struct Importer {
   ImMap dlnames;             /* .dl names taken */
   Source src;                /* one line per ONNX node, for diagnostics */
   RtTensorSet *weights;
+  const Attrs **given;       /* per graph node: the window attributes as set
+                                (before the shape rule made them canonical), or NULL */
+  int cap_given;
   /* the node being converted */
   const Onnx__NodeProto *np;
   int ni;
@@ -107,7 +110,8 @@ ImConst *im_known_i64(Importer *im, int n);
 /* Converts the current node; returns 0 or -1 after an error. */
 int im_convert_node(Importer *im);
 
-/* The graph as .dl text (an rt_x block): header is a comment to put first. */
-char *im_write_dl(const Graph *g, const char *header);
+/* The graph as .dl text (an rt_x block): header is a comment to put
+ * first; given[id], when not NULL, are node id's attributes to write. */
+char *im_write_dl(const Graph *g, const Attrs *const *given, const char *header);
 
 #endif

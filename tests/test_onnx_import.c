@@ -669,3 +669,31 @@ Test(onnx_import, onnx_models_compile_check_and_reexport) {
   cr_expect_eq(run_dlc(dir, "import", &log), 2);
   free(log);
 }
+
+/* --- PyTorch-exported models (tests/fixtures/gen_onnx_torch_fixtures.py) ----------------------- */
+
+static void torch_fixture(const char *name) {
+  const char *dir = tu_scratch_dir();
+  cr_assert_not_null(dir);
+  const char *backends[] = {"interp", "c", "jit"};
+  char *log, args[2048], got[700], want[700];
+  for (int b = 0; b < 3; b++) {
+    snprintf(args, sizeof args,
+             "run " DLC_SOURCE_DIR "/tests/fixtures/onnx/torch_%s.onnx --backend=%s --input x=" DLC_SOURCE_DIR
+             "/tests/fixtures/onnx/torch_%s.x.npy"
+             " --output logits=logits.npy --output probs=probs.npy",
+             name, backends[b], name);
+    cr_assert_eq(run_dlc(dir, args, &log), 0, "%s on %s: %s", name, backends[b], log);
+    free(log);
+    const char *outs[2] = {"logits", "probs"};
+    for (int o = 0; o < 2; o++) {
+      snprintf(got, sizeof got, "%s/%s.npy", dir, outs[o]);
+      snprintf(want, sizeof want, DLC_SOURCE_DIR "/tests/fixtures/onnx/torch_%s.%s.npy", name, outs[o]);
+      double e = max_normerr(got, want);
+      cr_expect_leq(e, 1e-5, "%s %s on %s: error %g against PyTorch", name, outs[o], backends[b], e);
+    }
+  }
+}
+
+Test(onnx_import, pytorch_mlp_agrees_on_every_backend, .timeout = 120) { torch_fixture("mlp"); }
+Test(onnx_import, pytorch_lenet5_agrees_on_every_backend, .timeout = 120) { torch_fixture("lenet5"); }
