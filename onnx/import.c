@@ -483,10 +483,8 @@ static int add_outputs(Importer *im) {
     if (!v) return model_error(im, "output '%s' is not defined by any node, input or initializer", name);
     if (im_map_get(&seen, name) >= 0) return model_error(im, "output '%s' is listed twice", name);
     im_map_put(im->a, &seen, name, 1);
-    if (v->id < 0) {
-      im->loc = (SrcLoc){0};
-      return model_error(im, "output '%s' is a constant; dlc outputs are computed values", name);
-    }
+    if (v->id < 0 && v->k) return model_error(im, "output '%s' is a constant; dlc outputs are computed values", name);
+    if (v->id < 0) return model_error(im, "output '%s' is an output dlc does not compute (only the first output of its node is)", name);
     const Node *n = &im->g->nodes[v->id];
     const char *dl = n->name && n->op != OP_INPUT && n->op != OP_PARAM && !strcmp(n->name, sanitise(im->a, name))
                          ? n->name
@@ -555,15 +553,24 @@ static int topo_order(Importer *im, const int *producer, int *order) {
   return 0;
 }
 
+/* s with every control byte as '?', so that a name cannot break the line
+ * of a message or of a comment in the .dl text. */
+static char *one_line(char *s) {
+  for (char *p = s; *p; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+  return s;
+}
+
 /* The synthetic source: line i + 1 describes node i. */
 static void node_lines(Importer *im) {
   size_t cap = 256, len = 0;
   char *buf = arena_alloc(im->a, cap);
   for (size_t i = 0; i < im->gp->n_node; i++) {
     const Onnx__NodeProto *np = im->gp->node[i];
-    const char *line = arena_printf(im->a, "node %zu '%.200s': %.100s(%.200s%s) -> %.200s\n", i, S(np->name),
-                                    S(np->op_type), np->n_input ? S(np->input[0]) : "", np->n_input > 1 ? ", ..." : "",
-                                    np->n_output ? S(np->output[0]) : "");
+    char *line = one_line(arena_printf(im->a, "node %zu '%.200s': %.100s(%.200s%s) -> %.200s", i, S(np->name),
+                                       S(np->op_type), np->n_input ? S(np->input[0]) : "", np->n_input > 1 ? ", ..." : "",
+                                       np->n_output ? S(np->output[0]) : ""));
+    line = arena_printf(im->a, "%s\n", line);
     size_t n = strlen(line);
     if (len + n + 1 > cap) {
       while (len + n + 1 > cap) cap *= 2;
@@ -624,9 +631,10 @@ static int import_model(Importer *im, const Onnx__ModelProto *mp, OnnxImport *ou
   node_lines(im);
   if (add_initializers(im) || add_inputs(im) || convert_nodes(im) || add_outputs(im)) return -1;
   if (ir_check_sizes(im->g, im->d)) return -1;
-  const char *header = arena_printf(im->a, "# %s: imported from ONNX (opset %lld%s%.100s%s%.100s)", im->path,
+  char *header = arena_printf(im->a, "# %s: imported from ONNX (opset %lld%s%.100s%s%.100s)", im->path,
                                     (long long)im->opset, *S(mp->producer_name) ? ", " : "", S(mp->producer_name),
                                     *S(mp->producer_version) ? " " : "", S(mp->producer_version));
+  one_line(header);
   const Attrs **given = arena_alloc(im->a, (size_t)(im->g->nnodes + 1) * sizeof *given);
   if (im->cap_given) memcpy(given, im->given, (size_t)(im->cap_given < im->g->nnodes ? im->cap_given : im->g->nnodes) * sizeof *given);
   out->text = im_write_dl(im->g, given, header);

@@ -305,6 +305,17 @@ Test(onnx_import, names_become_unique_identifiers_deterministically) {
   arena_free(&a);
 }
 
+Test(onnx_import, control_characters_in_names_stay_inside_comments) {
+  Arena a;
+  arena_init(&a);
+  OnnxBuild b;
+  relu_model(&b, &a, 13);
+  b.nodes[0]->name = (char *)"evil\ny = relu(x)\noutput y";
+  b.m.producer_name = (char *)"tool\ninput z: f32[1]";
+  expect_text(&b, "y = relu(x)    # node 0 'evil?y = relu(x)?output y'");
+  arena_free(&a);
+}
+
 /* --- hostile models ------------------------------------------------------------------------- */
 
 Test(onnx_import, every_truncation_is_refused_or_parses) {
