@@ -553,11 +553,12 @@ static int topo_order(Importer *im, const int *producer, int *order) {
   return 0;
 }
 
-/* s with every control byte as '?', so that a name cannot break the line
- * of a message or of a comment in the .dl text. */
+/* s with every byte outside printable ASCII as '?', so that a name can
+ * neither break the line of a message or of a comment in the .dl text nor
+ * make that text invalid UTF-8. */
 static char *one_line(char *s) {
   for (char *p = s; *p; p++)
-    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) *p = '?';
   return s;
 }
 

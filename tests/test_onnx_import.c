@@ -311,8 +311,10 @@ Test(onnx_import, control_characters_in_names_stay_inside_comments) {
   OnnxBuild b;
   relu_model(&b, &a, 13);
   b.nodes[0]->name = (char *)"evil\ny = relu(x)\noutput y";
-  b.m.producer_name = (char *)"tool\ninput z: f32[1]";
+  b.m.producer_name = (char *)"tool\ninput z: f32[1] \xcf";
   expect_text(&b, "y = relu(x)    # node 0 'evil?y = relu(x)?output y'");
+  b.nodes[0]->name = (char *)"caf\xc3\xa9 \xff";
+  expect_text(&b, "y = relu(x)    # node 0 'caf?? ?'");
   arena_free(&a);
 }
 
