@@ -219,9 +219,27 @@ int im_set_out_known(Importer *im, int k, ImConst *c) {
   return 0;
 }
 
+/* Every float attribute of at that is not the op's default must be finite:
+ * .dl has no literal for NaN or an infinity. */
+static int attrs_writable(Importer *im, OpKind op, const Attrs *at) {
+  Attrs def = ir_attrs_default(op);
+  AttrSpec specs[8];
+  int ns = ir_attr_specs(op, specs, 8);
+  for (int k = 0; k < ns; k++) {
+    char v[256], dv[256];
+    if (specs[k].kind != ATTR_FLOAT) continue;
+    ir_attr_format(im->g, at, op, specs[k].name, v, sizeof v);
+    ir_attr_format(im->g, &def, op, specs[k].name, dv, sizeof dv);
+    if (strcmp(v, dv) && (strstr(v, "nan") || strstr(v, "inf")))
+      return im_error(im, "dlc's %s attribute '%s' would be %s, which is not supported", ir_ops[op].name, specs[k].name, v);
+  }
+  return 0;
+}
+
 int im_op(Importer *im, OpKind op, const int *in, int nin, const Attrs *at, int k) {
   for (int i = 0; i < nin; i++)
     if (in[i] < 0) return -1;
+  if (at && attrs_writable(im, op, at)) return -1;
   Attrs def = ir_attrs_default(op);
   int id = ir_op(im->g, op, in, nin, at ? at : &def, im->loc);
   if (id < 0) return -1;
@@ -274,7 +292,7 @@ int im_attr_float(Importer *im, const char *name, double def, double *out) {
 int im_attr_str(Importer *im, const char *name, const char *def, const char **out) {
   const Onnx__AttributeProto *a;
   if (attr_typed(im, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING, "a string", &a)) return -1;
-  *out = a ? arena_strndup(im->a, (const char *)a->s.data, a->s.len) : def;
+  *out = !a ? def : a->s.len ? arena_strndup(im->a, (const char *)a->s.data, a->s.len) : "";
   return 0;
 }
 

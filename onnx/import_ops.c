@@ -107,7 +107,7 @@ static int cv_binary(Importer *im, const ImOp *row) {
 /* Pow: a constant exponent as the attribute, else a second operand. */
 static int cv_pow(Importer *im, const ImOp *row) {
   const ImConst *e = im_known_opt(im, 1);
-  if (e && e->numel == 1 && e->rank == 0 && e->dt == DT_F32) {
+  if (e && e->numel == 1 && e->rank == 0 && e->dt == DT_F32 && isfinite(e->f[0])) {
     Attrs a = ir_attrs_default(OP_POW);
     a.scalar.f = e->f[0];
     return one_input(im, OP_POW, &a);

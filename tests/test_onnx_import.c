@@ -547,6 +547,21 @@ Test(onnx_import, unsupported_ops_attributes_and_opsets_name_the_node) {
   ob_attr_s(&b, ob_node(&b, "Conv", "x,w", "y"), "auto_pad", "SAME_UPPER");
   ob_output(&b, "y");
   expect_error(&b, "node 0 'Conv_0' (Conv): attribute 'auto_pad' = 'SAME_UPPER' is not supported");
+  ob_init(&b, &a, 7);
+  ob_input(&b, "x", "N,4");
+  ob_attr_f(&b, ob_node(&b, "Clip", "x", "y"), "min", NAN);
+  ob_output(&b, "y");
+  expect_error(&b, "node 0 'Clip_0' (Clip): dlc's clamp attribute 'min' would be nan, which is not supported");
+  ob_init(&b, &a, 13);
+  ob_input(&b, "x", "N,1,2,2");
+  float sc[4] = {1, 1, 2, 2};
+  int64_t four = 4;
+  ob_init_f32(&b, "sc", 1, &four, sc);
+  Onnx__NodeProto *rs = ob_node(&b, "Resize", "x,,sc", "y");
+  ob_attr_s(&b, rs, "mode", "");
+  rs->attribute[0]->s.data = NULL; /* an empty string as protobuf-c decodes it */
+  ob_output(&b, "y");
+  expect_error(&b, "node 0 'Resize_0' (Resize): mode '' with coordinate_transformation_mode 'half_pixel'");
   relu_model(&b, &a, 13);
   b.nodes[0]->domain = (char *)"com.microsoft";
   expect_error(&b, "ops of domain 'com.microsoft' are not supported");
