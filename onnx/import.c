@@ -243,7 +243,9 @@ int im_op(Importer *im, OpKind op, const int *in, int nin, const Attrs *at, int 
   Attrs def = ir_attrs_default(op);
   int id = ir_op(im->g, op, in, nin, at ? at : &def, im->loc);
   if (id < 0) return -1;
-  const char *out = k < (int)im->np->n_output ? S(im->np->output[k]) : "";
+  /* output k's name; an intermediate value (k < 0) is named after output 0 and its op */
+  const char *out0 = S(im->np->output[0]), *out = k >= 0 && k < (int)im->np->n_output ? S(im->np->output[k]) : "";
+  if (k < 0) out = arena_printf(im->a, "%s_%s", out0, ir_ops[op].name);
   im->g->nodes[id].name = im_dl_name(im, *out ? out : ir_ops[op].name);
   if (at && ir_op_family(op) == AK_WINDOW) { /* written as given: the canonical lists are longer */
     if (id >= im->cap_given) {

@@ -268,6 +268,22 @@ Test(onnx_import, initializers_listed_among_the_inputs_are_params) {
   arena_free(&a);
 }
 
+Test(onnx_import, gemm_beyond_linear_is_matmul_mul_and_add) {
+  Arena a;
+  arena_init(&a);
+  OnnxBuild b;
+  ob_init(&b, &a, 13);
+  ob_input(&b, "x", "N,3");
+  int64_t d[2] = {3, 2}, dc = 2;
+  float w[6] = {1, 2, 3, 4, 5, 6}, c[2] = {1, -1};
+  ob_init_f32(&b, "w", 2, d, w), ob_init_f32(&b, "c", 1, &dc, c);
+  Onnx__NodeProto *n = ob_node(&b, "Gemm", "x,w,c", "y");
+  ob_attr_f(&b, n, "alpha", 2), ob_attr_f(&b, n, "beta", 0.5f);
+  ob_output(&b, "y");
+  expect_text(&b, "y_matmul = matmul(x, w)\ny_mul = mul(y_matmul, 2)\ny_mul_2 = mul(c, 0.5)\ny = add(y_mul, y_mul_2)");
+  arena_free(&a);
+}
+
 Test(onnx_import, constant_nodes_are_scalars_inline_or_frozen_params) {
   Arena a;
   arena_init(&a);
