@@ -328,8 +328,9 @@ static int location_ok(const char *loc) {
   return 1;
 }
 
-/* Reads nbytes at offset of the external file of tensor t into buf. */
-static int read_external(Importer *im, const Onnx__TensorProto *t, const char *what, void *buf, size_t nbytes) {
+/* Reads nbytes at offset of the external file of tensor t into *out (an
+ * rt_x block, allocated once the file is known to hold them). */
+static int read_external(Importer *im, const Onnx__TensorProto *t, const char *what, void **out, size_t nbytes) {
   const char *loc = NULL;
   int64_t off = 0, len = -1;
   for (size_t i = 0; i < t->n_external_data; i++) {
@@ -359,8 +360,10 @@ static int read_external(Importer *im, const Onnx__TensorProto *t, const char *w
   if (!rc && (ir_ckd_add(&end, off, (int64_t)nbytes) || end > st.st_size))
     rc = model_error(im, "%s: external data '%s' holds %lld bytes; the tensor needs %zu at offset %lld", what, path,
                      (long long)st.st_size, nbytes, (long long)off);
+  char *buf = rc ? NULL : rt_xmalloc(nbytes ? nbytes : 1);
+  *out = buf;
   for (size_t got = 0; !rc && got < nbytes;) {
-    ssize_t r = pread(fd, (char *)buf + got, nbytes - got, off + (off_t)got);
+    ssize_t r = pread(fd, buf + got, nbytes - got, off + (off_t)got);
     if (r <= 0) rc = model_error(im, "%s: cannot read external data '%s'", what, path);
     else got += (size_t)r;
   }
@@ -376,8 +379,7 @@ static int tensor_values(Importer *im, const Onnx__TensorProto *t, const char *w
   size_t nbytes = (size_t)c->numel * es, n = (size_t)c->numel;
   void *raw = NULL;
   if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
-    raw = rt_xmalloc(nbytes ? nbytes : 1);
-    if (read_external(im, t, what, raw, nbytes)) return rt_xfree(raw), -1;
+    if (read_external(im, t, what, &raw, nbytes)) return rt_xfree(raw), -1;
   } else if (t->has_raw_data) {
     if (t->raw_data.len != nbytes)
       return model_error(im, "%s: raw data of %zu bytes; its dims need %zu", what, t->raw_data.len, nbytes);
@@ -414,6 +416,18 @@ static ImConst *tensor_known(Importer *im, const Onnx__TensorProto *t, const cha
   }
   if (c->numel < 0 || c->numel > IR_MAX_TENSOR_BYTES / 8)
     return model_error(im, "%s: its dims make a tensor over " IR_MAX_TENSOR_BYTES_STR, what), NULL;
+  if (!(t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)) {
+    /* the values must be in the message before anything is allocated for them */
+    size_t es = ty == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT || ty == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 ? 4 : 8;
+    size_t n = (size_t)c->numel;
+    size_t have = ty == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ? t->n_float_data
+                  : ty == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ? t->n_int64_data
+                                                               : t->n_int32_data;
+    if (t->has_raw_data && t->raw_data.len != n * es)
+      return model_error(im, "%s: raw data of %zu bytes; its dims need %zu", what, t->raw_data.len, n * es), NULL;
+    if (!t->has_raw_data && have != n)
+      return model_error(im, "%s: holds %zu values; its dims need %zu", what, have, n), NULL;
+  }
   if (c->dt == DT_F32) c->f = arena_alloc(im->a, (size_t)(c->numel ? c->numel : 1) * sizeof *c->f);
   else c->i = arena_alloc(im->a, (size_t)(c->numel ? c->numel : 1) * sizeof *c->i);
   return tensor_values(im, t, what, c) ? NULL : c;

@@ -483,6 +483,10 @@ Test(onnx_import, tensor_data_that_does_not_match_its_dims_is_refused) {
   t->n_float_data = 3, t->float_data = v;
   b.inits[b.g.n_initializer++] = t;
   expect_error(&b, "initializer 'w': holds 3 values; its dims need 4");
+  relu_model(&b, &a, 13);
+  int64_t big[2] = {3, (int64_t)1 << 33}; /* 96 GiB that the file does not hold: refused before any allocation */
+  b.inits[b.g.n_initializer++] = ob_tensor(&b, "w", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, big, v, 16);
+  expect_error(&b, "initializer 'w': raw data of 16 bytes; its dims need 103079215104");
   arena_free(&a);
 }
 
