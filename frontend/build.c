@@ -920,6 +920,7 @@ static Value eval_call(Parser *P, Expr *e) {
   if (strcmp(e->name, "scan") == 0) return fe_call_scan(P, e); /* scan.c */
   const BlockDef *b = find_block(P, e->name);
   if (b) return call_block(P, b, e);
+  if (fe_recurrent_layer(e->name) >= 0) return fe_call_recurrent(P, fe_recurrent_layer(e->name), e); /* rnn.c */
   const LayerDef *l = fe_layer_lookup(e->name);
   if (l && !calls_the_op(P, e)) return fe_call_layer(P, l, e);
   int op = ir_op_lookup(e->name);

@@ -316,6 +316,16 @@ Value fe_tuple(int n, const int *ids);
 /* scan(BLOCK, SEQ, STATE..., axis=0, reverse=false): the block run once
  * per step as the body of a scan node; its results as a tuple. */
 Value fe_call_scan(Parser *P, Expr *e);
+/* The scan of body (built apart: its inputs a step of in[0], then the
+ * states in[1..nstate]; its params become the model's) and its results;
+ * body is adopted by P->g. */
+Value fe_make_scan(Parser *P, Expr *e, Graph *body, const int *in, int nstate, int64_t axis, int reverse);
+
+/* --- rnn.c -------------------------------------------------------------------- */
+/* The recurrent layer named name (rnn, lstm, gru): its index, or -1. */
+int fe_recurrent_layer(const char *name);
+/* out, h_n[, c_n] = rnn|lstm|gru(x, h0[, c0], ...): a scan over the cell. */
+Value fe_call_recurrent(Parser *P, int kind, Expr *e);
 
 /* --- layers.c ----------------------------------------------------------------- */
 /* A layer call's init= and bias_init=; kind INIT_COUNT when not given. */

@@ -150,6 +150,21 @@ static int bind_params(Parser *P, const Graph *body, ScanCall *c, int nin) {
   return np;
 }
 
+static Value scan_results(Parser *P, Expr *e, int scan, int n);
+
+/* The scan node over body (adopted) and its results. */
+static Value make_scan(Parser *P, Expr *e, ScanCall *cp, Graph *body) {
+  ScanCall c = *cp;
+  const Graph *bg = ir_scan_body_adopt(P->g, body);
+  int np = bind_params(P, bg, &c, 1 + c.nstate);
+  if (np < 0) return (Value){V_ERR};
+  Attrs at = ir_attrs_default(OP_SCAN);
+  at.scan = (AttrScan){bg, 1, c.nstate, c.axis, c.reverse, 0};
+  int scan = ir_op(P->g, OP_SCAN, c.in, 1 + c.nstate + np, &at, fe_loc(P, e->tok));
+  if (scan < 0) return (Value){V_ERR};
+  return scan_results(P, e, scan, bg->noutputs);
+}
+
 static Value scan_results(Parser *P, Expr *e, int scan, int n) {
   int ids[IR_MAX_LIST];
   if (n > IR_MAX_LIST || n < 1) {
@@ -180,12 +195,12 @@ Value fe_call_scan(Parser *P, Expr *e) {
     ir_graph_free(&body);
     return (Value){V_ERR};
   }
-  const Graph *bg = ir_scan_body_adopt(P->g, &body);
-  int np = bind_params(P, bg, &c, 1 + c.nstate);
-  if (np < 0) return (Value){V_ERR};
-  Attrs at = ir_attrs_default(OP_SCAN);
-  at.scan = (AttrScan){bg, 1, c.nstate, c.axis, c.reverse, 0};
-  int scan = ir_op(P->g, OP_SCAN, c.in, 1 + c.nstate + np, &at, fe_loc(P, e->tok));
-  if (scan < 0) return (Value){V_ERR};
-  return scan_results(P, e, scan, bg->noutputs);
+  return make_scan(P, e, &c, &body);
+}
+
+Value fe_make_scan(Parser *P, Expr *e, Graph *body, const int *in, int nstate, int64_t axis, int reverse) {
+  ScanCall c = {0};
+  memcpy(c.in, in, sizeof(int) * (size_t)(nstate + 1));
+  c.nstate = nstate, c.axis = axis, c.reverse = reverse;
+  return make_scan(P, e, &c, body);
 }

@@ -7,6 +7,8 @@
  * lowered scan.  Gradients (a reverse scan): against the unrolled RNN's,
  * against finite differences, the backends against the interpreter, and
  * against torch.nn.RNN (fixtures of tests/fixtures/gen_scan_fixtures.py).
+ * The lstm and gru layers against torch.nn.LSTM and torch.nn.GRU, and on
+ * every backend.
  */
 #include <criterion/criterion.h>
 
@@ -483,4 +485,75 @@ Test(scan, rnn_matches_torch_nn_rnn) {
     rt_tensor_free(&want);
   }
   done(&r);
+}
+
+/* --- the recurrent layers --------------------------------------------------------------- */
+
+/* torch.nn.LSTM and torch.nn.GRU (batch_first) against the lstm and gru
+ * layers: outputs and gradients of sum(hs * hs) + sum(h_n) (+ sum(c_n)). */
+static void check_layer_fixture(const char *layer, const char *text, const char *const *outs, int nouts) {
+  static const char *names[] = {"weight_ih_l0", "bias_ih_l0", "weight_hh_l0", "bias_hh_l0"};
+  Run r;
+  load(&r, text);
+  add_grads(&r);
+  RtError err;
+  char fx[128], pn[128];
+  for (int k = 0; k < 4; k++) {
+    RtTensor t;
+    snprintf(fx, sizeof fx, "%s_%s", layer, names[k]);
+    snprintf(pn, sizeof pn, "%s.%s", layer, names[k]);
+    read_fixture(fx, &t);
+    cr_assert_eq(rt_set_add(&r.params, pn, &t, &err), RT_OK, "%s", err.msg);
+  }
+  run_interp(&r, 1);
+  Graph *g = &r.m.g;
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op == OP_INPUT) {
+      RtTensor t;
+      snprintf(fx, sizeof fx, "%s_%s", layer, g->nodes[i].name);
+      read_fixture(fx, &t);
+      cr_assert_eq(rt_tensor_numel(&t), rt_tensor_numel(&r.vals[i]));
+      memcpy(r.vals[i].data, t.data, sizeof(float) * (size_t)rt_tensor_numel(&t));
+      rt_tensor_free(&t);
+    }
+  loss_of(&r);
+  for (int k = 0; k < nouts; k++) {
+    RtTensor want;
+    const char *o = outs[k];
+    if (!strncmp(o, "d.", 2) && strchr(o + 2, '.')) snprintf(fx, sizeof fx, "%s_grad_%s", layer, strchr(o + 2, '.') + 1);
+    else if (!strncmp(o, "d.", 2)) snprintf(fx, sizeof fx, "%s_grad_%s", layer, o + 2);
+    else snprintf(fx, sizeof fx, "%s_%s", layer, o);
+    read_fixture(fx, &want);
+    double w = worst_err(output(&r, o), &want);
+    cr_expect(w <= 1e-5, "%s: %s differs from torch's %s by %g", layer, o, fx, w);
+    rt_tensor_free(&want);
+  }
+  done(&r);
+}
+
+static const char *const lstm_model =
+    "model m\ninput x: f32[N, 6, 3]\ninput h0: f32[N, 4]\ninput c0: f32[N, 4]\n"
+    "hs, hT, cT = lstm(x, h0, c0, batch_first=true) as lstm\noutput hs\noutput hT\noutput cT\n";
+static const char *const gru_model =
+    "model m\ninput x: f32[N, 6, 3]\ninput h0: f32[N, 4]\n"
+    "hs, hT = gru(x, h0, batch_first=true) as gru\noutput hs\noutput hT\n";
+
+Test(scan, lstm_layer_matches_torch_nn_lstm) {
+  static const char *const outs[] = {"hs", "hT", "cT", "loss", "d.x", "d.h0", "d.c0", "d.lstm.weight_ih_l0",
+                                     "d.lstm.bias_ih_l0", "d.lstm.weight_hh_l0", "d.lstm.bias_hh_l0"};
+  check_layer_fixture("lstm", lstm_model, outs, 11);
+}
+
+Test(scan, gru_layer_matches_torch_nn_gru) {
+  static const char *const outs[] = {"hs", "hT", "loss", "d.x", "d.h0", "d.gru.weight_ih_l0",
+                                     "d.gru.bias_ih_l0", "d.gru.weight_hh_l0", "d.gru.bias_hh_l0"};
+  check_layer_fixture("gru", gru_model, outs, 9);
+}
+
+/* The layers on every backend, the time-major default, and relu. */
+Test(scan, recurrent_layers_backends_agree, .timeout = 240) {
+  check_backends(lstm_model);
+  check_backends(gru_model);
+  check_backends("model m\ninput x: f32[5, N, 3]\ninput h0: f32[N, 4]\n"
+                 "hs, hT = rnn(x, h0, nonlinearity=relu) as rnn\noutput hs\noutput hT\n");
 }
