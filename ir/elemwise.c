@@ -44,6 +44,7 @@ typedef struct EwArgs {
 #define GT(x, y) BI(BIN_GT, x, y)
 #define GE(x, y) BI(BIN_GE, x, y)
 #define EQ(x, y) BI(BIN_EQ, x, y)
+#define NE(x, y) BI(BIN_NE, x, y)
 #define AND(x, y) BI(BIN_AND, x, y)
 #define SEL(c, x, y) kx_select(E->p, c, x, y)
 #define NEG(x) U(UN_NEG, x)
@@ -99,17 +100,23 @@ unsigned ir_ew_needs(OpKind op, int arg, int nin) {
   return nin < 2 ? m & ~(unsigned)EWN_B : m;
 }
 
-int ir_ew_vjp_is_dy(OpKind op, int arg, const Attrs *a) {
+/* What the vjp of operand arg is, built over placeholder operands: 1 when
+ * it is dy itself, -1 when it is NONE (a comparison), else 0. */
+static int vjp_form(OpKind op, int arg, const Attrs *a) {
   IR_ASSERT(a->kind == AK_SCALAR);
   Graph g = {.name = "ew"};
   Program p;
   kir_program_init(&p, &g);
   Expr *x = kx_f(&p, 1), *b = kx_f(&p, 1), *dy = kx_local(&p, 0, DT_F32);
   EwArgs e = {&p, &a->scalar, x, b, x, dy};
-  int is_dy = rows[op].vjp[arg](&e) == dy;
+  Expr *v = rows[op].vjp[arg](&e);
   kir_program_free(&p);
-  return is_dy;
+  return v == dy ? 1 : v ? 0 : -1;
 }
+
+int ir_ew_vjp_is_dy(OpKind op, int arg, const Attrs *a) { return vjp_form(op, arg, a) == 1; }
+
+int ir_ew_vjp_is_none(OpKind op, int arg, const Attrs *a) { return vjp_form(op, arg, a) == -1; }
 
 Attrs ir_ew_grad_attrs(OpKind op, int arg, int nin, const Attrs *fwd) {
   IR_ASSERT(fwd->kind == AK_SCALAR);
@@ -131,6 +138,10 @@ Expr *ir_ew_grad(Program *p, const Attrs *a, Expr *const *in, int nin) {
   if (m & EWN_Y) e.y = in[k++];
   IR_ASSERT(k == nin);
   return rows[op].vjp[g->arg](&e);
+}
+
+Expr *ir_where_item(Program *p, Expr *c, Expr *a, Expr *b) {
+  return kx_select(p, kx_bin(p, BIN_NE, c, kx_f(p, 0)), a, b);
 }
 
 Expr *ir_bce_logits_item(Program *p, Expr *x, Expr *y) {

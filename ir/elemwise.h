@@ -29,11 +29,15 @@ Expr *ir_ew_forward(Program *p, OpKind op, const Attrs *a, Expr *x, Expr *b);
 unsigned ir_ew_needs(OpKind op, int arg, int nin);
 /* Whether that gradient is dy itself (no ew_grad node needed). */
 int ir_ew_vjp_is_dy(OpKind op, int arg, const Attrs *a);
+/* Whether op has no gradient for that operand (a comparison: EWC rows). */
+int ir_ew_vjp_is_none(OpKind op, int arg, const Attrs *a);
 /* The attributes of the ew_grad node for operand arg of forward node fwd. */
 Attrs ir_ew_grad_attrs(OpKind op, int arg, int nin, const Attrs *fwd);
 /* The value of an ew_grad node with attributes a over its operands
  * in[0..nin) (dy first). */
 Expr *ir_ew_grad(Program *p, const Attrs *a, Expr *const *in, int nin);
+/* The element of where(c, a, b): a where c != 0 (NaN included), else b. */
+Expr *ir_where_item(Program *p, Expr *c, Expr *a, Expr *b);
 /* The per-element loss of bce_with_logits at logit x and target y:
  * (1 - y) x + max(-x, 0) + log1p(exp(-|x|)), PyTorch's formula (so an
  * infinite logit gives PyTorch's infinity or NaN), the one every

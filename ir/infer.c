@@ -716,6 +716,7 @@ static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Att
     if (ir_ew_check(op, nin, a)) return fail(&c, "%s", ir_ew_check(op, nin, a));
     return broadcast_all(&c, xs, nin, out);
   case OP_EW_GRAD:
+  case OP_WHERE:
     return broadcast_all(&c, xs, nin, out);
   case OP_SOFTMAX:
   case OP_LOG_SOFTMAX:

@@ -127,7 +127,7 @@ static float eval(const Expr *e, const float *v) {
   return 0;
 }
 
-/* An elementwise op or ew_grad over broadcast operands. */
+/* An elementwise op, where or ew_grad over broadcast operands. */
 static void op_elemwise(const Graph *g, const Node *n, const RtTensor *vals, RtTensor *out) {
   Program p;
   kir_program_init(&p, g);
@@ -135,7 +135,8 @@ static void op_elemwise(const Graph *g, const Node *n, const RtTensor *vals, RtT
   IR_ASSERT(n->nin <= 4);
   for (int k = 0; k < n->nin; k++) loc[k] = kx_local(&p, k, DT_F32);
   Expr *e = n->op == OP_EW_GRAD ? ir_ew_grad(&p, &n->attr, loc, n->nin)
-                                : ir_ew_forward(&p, n->op, &n->attr, loc[0], n->nin > 1 ? loc[1] : NULL);
+            : n->op == OP_WHERE   ? ir_where_item(&p, loc[0], loc[1], loc[2])
+                                  : ir_ew_forward(&p, n->op, &n->attr, loc[0], n->nin > 1 ? loc[1] : NULL);
   int64_t count = rt_tensor_numel(out), c[RT_MAX_RANK];
   float v[4];
   for (int64_t i = 0; i < count; i++) {
@@ -739,6 +740,7 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
 #include "ir/elemwise.def"
 #undef EW
   case OP_EW_GRAD:
+  case OP_WHERE:
     op_elemwise(g, n, vals, out);
     break;
   case OP_SOFTMAX: op_softmax(x, out, a->axis.axis, 0); break;

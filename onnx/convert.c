@@ -58,6 +58,25 @@ SIMPLE(minimum, "Min")
 SIMPLE(global_avg_pool, "GlobalAveragePool")
 #undef SIMPLE
 
+/* A comparison: the ONNX operator's bool result as float 1 or 0 (dlc's
+ * comparisons are f32, elemwise.def); ne is Not(Equal), so a NaN operand
+ * gives 1 as in dlc and PyTorch. */
+static void ox_cv_compare(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  const char *type = n->op == OP_LT ? "Less" : n->op == OP_LE ? "LessOrEqual" : n->op == OP_GT ? "Greater"
+                     : n->op == OP_GE ? "GreaterOrEqual" : "Equal";
+  const char *r = ox_node2(b, type, NULL, in[0], in[1]);
+  if (n->op == OP_NE) r = ox_node1(b, "Not", NULL, r);
+  ox_node1(b, "Cast", out, r);
+  ox_attr_int(b, "to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
+}
+
+static void ox_cv_where(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  const char *c = ox_node1(b, "Cast", NULL, in[0]);
+  ox_attr_int(b, "to", ONNX__TENSOR_PROTO__DATA_TYPE__BOOL);
+  const char *w[3] = {c, in[1], in[2]};
+  ox_node(b, "Where", out, 3, w);
+}
+
 /* --- linear --------------------------------------------------------------------------- */
 
 /* y = x w^T + b: Gemm for a 2-D x, else MatMul by the transposed weight. */

@@ -183,10 +183,11 @@ static void vjp_transpose(AD *a, const Node *n, int dy) {
 
 /* An elementwise op (a row of elemwise.def): for each operand that needs
  * a gradient, one ew_grad node over dy and what the row's vjp reads, or
- * dy itself when the vjp is the identity. */
+ * dy itself when the vjp is the identity; a comparison contributes nothing
+ * (its result is piecewise constant). */
 static void vjp_elemwise(AD *a, const Node *n, int id, int dy) {
   for (int k = 0; k < n->nin; k++) {
-    if (!a->needed[n->in[k]]) continue;
+    if (!a->needed[n->in[k]] || ir_ew_vjp_is_none(n->op, k, &n->attr)) continue;
     if (ir_ew_vjp_is_dy(n->op, k, &n->attr)) {
       accumulate(a, n->in[k], dy);
       continue;
@@ -199,6 +200,14 @@ static void vjp_elemwise(AD *a, const Node *n, int id, int dy) {
     Attrs at = ir_ew_grad_attrs(n->op, k, n->nin, &n->attr);
     accumulate(a, n->in[k], ir_op(a->g, OP_EW_GRAD, in, nin, &at, a->loc));
   }
+}
+
+/* where(c, a, b): dy goes to a where c holds and to b elsewhere, as two
+ * wheres against a zero constant (reduced to each operand's shape). */
+static void vjp_where(AD *a, const Node *n, int dy) {
+  int c = n->in[0], zero = ir_const(a->g, 0, a->loc);
+  if (a->needed[n->in[1]]) accumulate(a, n->in[1], op3(a, OP_WHERE, c, dy, zero, NULL));
+  if (a->needed[n->in[2]]) accumulate(a, n->in[2], op3(a, OP_WHERE, c, zero, dy, NULL));
 }
 
 /* --- convolution and pooling ---------------------------------------------- */
@@ -372,6 +381,7 @@ static void vjp(AD *a, int id, int dy) {
 #undef EW
     vjp_elemwise(a, n, id, dy);
     return;
+  case OP_WHERE: vjp_where(a, n, dy); return;
   case OP_SOFTMAX: accumulate(a, x, op2(a, OP_SOFTMAX_GRAD, dy, id, &at)); return;
   case OP_LOG_SOFTMAX: accumulate(a, x, op2(a, OP_LOG_SOFTMAX_GRAD, dy, id, &at)); return;
   case OP_RESHAPE:

@@ -73,9 +73,10 @@ static Expr *value(Lower *L, int id, Expr *index) {
 
 /* --- elementwise ----------------------------------------------------------- */
 
-/* The row's formula (elemwise.def) over the operand values ops[]. */
+/* The row's formula (elemwise.def), or where's, over the operand values ops[]. */
 static Expr *scalar_op(Lower *L, const Node *n, Expr *const *ops) {
   if (n->op == OP_EW_GRAD) return ir_ew_grad(L->p, &n->attr, ops, n->nin);
+  if (n->op == OP_WHERE) return ir_where_item(L->p, ops[0], ops[1], ops[2]);
   return ir_ew_forward(L->p, n->op, &n->attr, ops[0], n->nin > 1 ? ops[1] : NULL);
 }
 
@@ -772,6 +773,7 @@ static Stmt *lower_node(Lower *L, int id) {
 #include "ir/elemwise.def"
 #undef EW
   case OP_EW_GRAD:
+  case OP_WHERE:
     return lower_elementwise(L, id);
   case OP_SOFTMAX:
   case OP_LOG_SOFTMAX:

@@ -243,6 +243,21 @@ static const OpCase op_cases[] = {
     {"bce_nan", OP_BCE_LOGITS, 2, 0, "reduction=none"},
     {"mse_nan", OP_MSE_LOSS, 2, 0, "reduction=none"},
     {"l1_nan", OP_L1_LOSS, 2, 0, "reduction=none"},
+    /* comparisons (f32 0/1) and where */
+    {"eq_bcast", OP_EQ, 2, B0},
+    {"ne_same", OP_NE, 2, B01},
+    {"lt_bcast", OP_LT, 2},
+    {"le_same", OP_LE, 2, B01},
+    {"gt_scalar", OP_GT, 1, B0, NULL, OPC_CONST(1, 0.0)},
+    {"ge_bcast", OP_GE, 2, B0},
+    {"eq_nan", OP_EQ, 2},
+    {"ne_nan", OP_NE, 2},
+    {"lt_nan", OP_LT, 2},
+    {"ge_nan", OP_GE, 2},
+    {"where_same", OP_WHERE, 3, B012},
+    {"where_bcast", OP_WHERE, 3, B01},
+    {"where_bcast_cond", OP_WHERE, 3, B0},
+    {"where_nan", OP_WHERE, 3, B012},
 };
 #define OPCASE_COUNT ((int)(sizeof op_cases / sizeof op_cases[0]))
 
