@@ -261,6 +261,47 @@ static int infer_slice(Ctx *c, const Node *x, AttrAxis *a, Shape *out) {
   return 0;
 }
 
+/* gather and index_select: x f32, the index i64 or i32. */
+static int index_operands(Ctx *c, const Node *x, const Node *idx, AttrAxis *a) {
+  char b1[128];
+  if (x->dtype != DT_F32) return fail(c, "operand 1 must be f32, not %s", ty(c, x, b1));
+  if (idx->dtype != DT_I64 && idx->dtype != DT_I32)
+    return fail(c, "the index must be i64 or i32, not %s", ty(c, idx, b1));
+  if (x->shape.rank == 0) return fail(c, "cannot index a scalar");
+  return norm_axis(c, &a->axis, x->shape.rank, "axis");
+}
+
+/* torch.gather: the index has x's rank and, off the axis, extents no
+ * larger than x's (a symbol only matches itself); the result its shape. */
+static int infer_gather(Ctx *c, const Node *x, const Node *idx, AttrAxis *a, Shape *out) {
+  char b1[128], b2[128];
+  if (index_operands(c, x, idx, a)) return -1;
+  if (idx->shape.rank != x->shape.rank)
+    return fail(c, "the index %s must have the rank of %s", ty(c, idx, b1), ty(c, x, b2));
+  for (int i = 0; i < x->shape.rank; i++) {
+    Dim di = idx->shape.d[i], dx = x->shape.d[i];
+    int fits = di == dx || (!DIM_IS_SYM(di) && !DIM_IS_SYM(dx) && di <= dx);
+    if (i != a->axis && !fits)
+      return fail(c, "the index %s is larger than %s in dimension %d", ty(c, idx, b1), ty(c, x, b2), i);
+  }
+  *out = idx->shape;
+  return 0;
+}
+
+/* index_select: x's shape with the axis replaced by the index's shape. */
+static int infer_index_select(Ctx *c, const Node *x, const Node *idx, AttrAxis *a, Shape *out) {
+  char b1[128], b2[128];
+  if (index_operands(c, x, idx, a)) return -1;
+  int r = x->shape.rank - 1 + idx->shape.rank, ax = (int)a->axis;
+  if (r > IR_MAX_RANK)
+    return fail(c, "indexing %s with %s gives rank %d, more than %d", ty(c, x, b1), ty(c, idx, b2), r, IR_MAX_RANK);
+  out->rank = r;
+  for (int i = 0; i < r; i++)
+    out->d[i] = i < ax ? x->shape.d[i] : i < ax + idx->shape.rank ? idx->shape.d[i - ax]
+                                                                   : x->shape.d[i - idx->shape.rank + 1];
+  return 0;
+}
+
 static int infer_reduce(Ctx *c, const Node *x, AttrDims *a, Shape *out) {
   int r = x->shape.rank;
   int mask[IR_MAX_RANK] = {0};
@@ -610,6 +651,10 @@ static int infer_grad(Ctx *c, OpKind op, const Node *const *xs, Attrs *a, Shape 
     rc = infer_conv_family_grad(c, op, xs, a, &fwd);
     if (op == OP_CONV2D_GRAD_WEIGHT) *out = xs[2]->shape;
     break;
+  case OP_GATHER_GRAD: /* gather when dy has the index's rank, else index_select */
+    rc = dy->shape.rank == xs[2]->shape.rank ? infer_gather(c, x, xs[2], &a->axis, &fwd)
+                                             : infer_index_select(c, x, xs[2], &a->axis, &fwd);
+    break;
   case OP_CE_GRAD: {
     const Node *ops[2] = {x, xs[2]};
     DType dt;
@@ -732,6 +777,10 @@ static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Att
     return infer_concat(&c, xs, nin, &a->axis, out);
   case OP_SLICE:
     return infer_slice(&c, xs[0], &a->axis, out);
+  case OP_GATHER:
+    return infer_gather(&c, xs[0], xs[1], &a->axis, out);
+  case OP_INDEX_SELECT:
+    return infer_index_select(&c, xs[0], xs[1], &a->axis, out);
   case OP_SUM:
   case OP_MEAN:
   case OP_MAX:
@@ -764,6 +813,7 @@ static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Att
   case OP_SLICE_GRAD:
   case OP_MAX_GRAD:
   case OP_MAXOUT_GRAD:
+  case OP_GATHER_GRAD:
   case OP_CE_GRAD:
   case OP_CONV2D_GRAD_WEIGHT:
   case OP_MAX_POOL2D_GRAD:

@@ -328,6 +328,63 @@ static int64_t label_at(const RtTensor *y, int64_t i) {
   return y->dtype == DT_I64 ? ((const int64_t *)y->data)[i] : ((const int32_t *)y->data)[i];
 }
 
+/* --- indexing ------------------------------------------------------------------ */
+
+/* Element i of a gather (select 0) or index_select (select 1) whose
+ * result has shape oshape (rank orank) reads x at the flat offset this
+ * returns; *pos is the position in idx it took its index from and *k the
+ * index, or the offset is -1 when k is outside x's axis. */
+static int64_t index_source(const RtTensor *x, const RtTensor *idx, const int64_t *oshape, int orank, int64_t axis,
+                            int select, int64_t i, int64_t *pos, int64_t *k) {
+  int64_t c[RT_MAX_RANK], xc[RT_MAX_RANK];
+  unravel(i, oshape, orank, c);
+  int ri = select ? idx->rank : 0;
+  *pos = i;
+  if (select) {
+    *pos = 0;
+    for (int j = 0; j < ri; j++) *pos = *pos * idx->shape[j] + c[axis + j];
+  }
+  *k = label_at(idx, *pos);
+  for (int d = 0; d < x->rank; d++) xc[d] = d < axis || !select ? c[d] : c[d + ri - 1];
+  xc[axis] = *k;
+  if (*k < 0 || *k >= x->shape[axis]) return -1;
+  int64_t off = 0;
+  for (int d = 0; d < x->rank; d++) off = off * x->shape[d] + xc[d];
+  return off;
+}
+
+static RtStatus index_range_error(const Node *n, int64_t pos, int64_t k, int64_t extent, int64_t axis, RtError *err) {
+  return rt_fail(err, RT_ERR_SHAPE, "%s%s%s: index %lld at position %lld of the index is out of range for axis %lld of extent %lld",
+                 ir_ops[n->op == OP_GATHER_GRAD ? OP_GATHER : n->op].name, n->name ? " " : "", n->name ? n->name : "",
+                 (long long)k, (long long)pos, (long long)axis, (long long)extent);
+}
+
+/* gather, index_select: every index is checked before anything is read. */
+static RtStatus op_gather(const Node *n, const RtTensor *x, const RtTensor *idx, RtTensor *out, RtError *err) {
+  int select = n->op == OP_INDEX_SELECT;
+  int64_t axis = n->attr.axis.axis, pos, k;
+  for (int64_t i = 0; i < rt_tensor_numel(out); i++) {
+    int64_t off = index_source(x, idx, out->shape, out->rank, axis, select, i, &pos, &k);
+    if (off < 0) return index_range_error(n, pos, k, x->shape[axis], axis, err);
+    wf(out)[i] = cf(x)[off];
+  }
+  return RT_OK;
+}
+
+/* gather_grad (dy, x, index): dy added into zeros at the places read. */
+static RtStatus op_gather_grad(const Node *n, const RtTensor *dy, const RtTensor *x, const RtTensor *idx, RtTensor *out,
+                               RtError *err) {
+  int select = dy->rank != idx->rank;
+  int64_t axis = n->attr.axis.axis, pos, k;
+  memset(out->data, 0, rt_tensor_nbytes(out));
+  for (int64_t i = 0; i < rt_tensor_numel(dy); i++) {
+    int64_t off = index_source(x, idx, dy->shape, dy->rank, axis, select, i, &pos, &k);
+    if (off < 0) return index_range_error(n, pos, k, x->shape[axis], axis, err);
+    wf(out)[off] += cf(dy)[i];
+  }
+  return RT_OK;
+}
+
 /* -log_softmax(x)[i, y_i]; labels are checked before anything is computed. */
 static RtStatus op_cross_entropy(const RtTensor *x, const RtTensor *y, RtTensor *out, int red,
                                  RtError *err) {
@@ -750,6 +807,8 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_TRANSPOSE: op_transpose(x, out, a->dims.list); break;
   case OP_CONCAT: op_concat(vals, n->in, n->nin, out, a->axis.axis); break;
   case OP_SLICE: op_slice(x, out, &a->axis); break;
+  case OP_GATHER:
+  case OP_INDEX_SELECT: return op_gather(n, x, y, out, err);
   case OP_SUM:
   case OP_MEAN:
   case OP_MAX: op_reduce(x, out, &a->dims, n->op); break;
@@ -780,6 +839,7 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_SLICE_GRAD: op_slice_grad(x, out, &a->axis); break;
   case OP_MAX_GRAD: op_max_grad(x, y, &vals[n->in[2]], out, &a->dims); break;
   case OP_MAXOUT_GRAD: op_maxout_grad(x, y, out, &a->axis); break;
+  case OP_GATHER_GRAD: return op_gather_grad(n, x, y, &vals[n->in[2]], out, err);
   case OP_CE_GRAD: op_ce_grad(x, y, &vals[n->in[2]], out, a->loss.reduction); break;
   case OP_SGD_STEP: op_sgd(n, vals); break;
   case OP_ADAM_STEP: op_adam(n, vals); break;

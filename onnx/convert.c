@@ -77,6 +77,18 @@ static void ox_cv_where(OxBuilder *b, const Node *n, const char *const *in, cons
   ox_node(b, "Where", out, 3, w);
 }
 
+/* gather and index_select: an out-of-range index is an error in ONNX
+ * Runtime as in the reference interpreter. */
+static void ox_cv_gather(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  ox_node2(b, "GatherElements", out, in[0], in[1]);
+  ox_attr_int(b, "axis", n->attr.axis.axis);
+}
+
+static void ox_cv_index_select(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  ox_node2(b, "Gather", out, in[0], in[1]);
+  ox_attr_int(b, "axis", n->attr.axis.axis);
+}
+
 /* --- linear --------------------------------------------------------------------------- */
 
 /* y = x w^T + b: Gemm for a 2-D x, else MatMul by the transposed weight. */

@@ -407,6 +407,10 @@ static void vjp(AD *a, int id, int dy) {
   case OP_GLOBAL_AVG_POOL: vjp_global_pool(a, n, dy); return;
   case OP_UPSAMPLE: accumulate(a, x, op2(a, OP_UPSAMPLE_GRAD, dy, x, &at)); return;
   case OP_PAD: accumulate(a, x, op2(a, OP_PAD_GRAD, dy, x, &at)); return;
+  case OP_GATHER:
+  case OP_INDEX_SELECT:
+    accumulate(a, x, op3(a, OP_GATHER_GRAD, dy, x, y, &at));
+    return;
   case OP_CROSS_ENTROPY: accumulate(a, x, op3(a, OP_CE_GRAD, dy, x, y, &at)); return;
   case OP_BCE_LOGITS:
   case OP_MSE_LOSS:
@@ -421,6 +425,7 @@ static void vjp(AD *a, int id, int dy) {
   case OP_SLICE_GRAD:
   case OP_MAX_GRAD:
   case OP_MAXOUT_GRAD:
+  case OP_GATHER_GRAD:
   case OP_CE_GRAD:
   case OP_CONV2D_GRAD_WEIGHT:
   case OP_MAX_POOL2D_GRAD:

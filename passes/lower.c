@@ -466,6 +466,69 @@ static Stmt *zero_fill(Lower *L, int id) {
   return ks_loop(L->p, v, numel_expr(L, &n->shape, 0, n->shape.rank), ks_store(L->p, L->buf[id], kx_var(L->p, v), kx_f(L->p, 0)));
 }
 
+/* --- indexing ------------------------------------------------------------------- */
+
+typedef struct IndexCtx {
+  int id;           /* the gather, index_select or gather_grad node */
+  int x, idx;       /* its x and index operands */
+  int select;       /* index_select's form */
+  int dy;           /* gather_grad: the dy operand, else -1 */
+} IndexCtx;
+
+/* For the element at loop variables vars (over the result, or over dy for
+ * the gradient): the flat offset into x it reads, and through *ok whether
+ * its index is within x's axis (else the offset uses index 0). */
+static Expr *index_offset(Lower *L, const IndexCtx *c, const int *vars, Expr **ok) {
+  Program *p = L->p;
+  const Node *x = node(L, c->x), *idx = node(L, c->idx);
+  int axis = (int)node(L, c->id)->attr.axis.axis, ri = c->select ? idx->shape.rank : 0;
+  Expr *ic[IR_MAX_RANK], *xc[IR_MAX_RANK];
+  for (int j = 0; j < idx->shape.rank; j++) ic[j] = kx_var(p, vars[c->select ? axis + j : j]);
+  Expr *k = kx_cast(p, DT_I64, kx_load(p, L->buf[c->idx], lin_index(L, &idx->shape, ic)));
+  *ok = kx_bin(p, BIN_AND, kx_bin(p, BIN_GE, k, kx_i(p, 0)), kx_bin(p, BIN_LT, k, kx_dim(p, x->shape.d[axis])));
+  for (int d = 0; d < x->shape.rank; d++) xc[d] = kx_var(p, vars[d < axis || !c->select ? d : d + ri - 1]);
+  xc[axis] = kx_select(p, *ok, k, kx_i(p, 0));
+  return lin_index(L, &x->shape, xc);
+}
+
+/* out = x at the place read, NaN for an index out of range (the
+ * interpreter reports it; compiled code does not read out of bounds). */
+static Stmt *gather_inner(Lower *L, const int *vars, void *ctx) {
+  const IndexCtx *c = ctx;
+  const Node *n = node(L, c->id);
+  Expr *ok, *off = index_offset(L, c, vars, &ok), *oc[IR_MAX_RANK];
+  for (int i = 0; i < n->shape.rank; i++) oc[i] = kx_var(L->p, vars[i]);
+  Expr *v = kx_load_guarded(L->p, L->buf[c->x], off, ok, kx_f(L->p, NAN));
+  return ks_store(L->p, L->buf[c->id], lin_index(L, &n->shape, oc), v);
+}
+
+/* dx[place read] += dy, skipped for an index out of range. */
+static Stmt *gather_grad_inner(Lower *L, const int *vars, void *ctx) {
+  const IndexCtx *c = ctx;
+  Program *p = L->p;
+  const Node *dy = node(L, c->dy);
+  Expr *ok, *off = index_offset(L, c, vars, &ok), *dc[IR_MAX_RANK];
+  for (int i = 0; i < dy->shape.rank; i++) dc[i] = kx_var(p, vars[i]);
+  Expr *sum = kx_bin(p, BIN_ADD, kx_load(p, L->buf[c->id], off), value(L, c->dy, lin_index(L, &dy->shape, dc)));
+  return ks_if(p, ok, ks_store(p, L->buf[c->id], off, sum), NULL);
+}
+
+static Stmt *lower_gather(Lower *L, int id) {
+  const Node *n = node(L, id);
+  IndexCtx c = {id, n->in[0], n->in[1], n->op == OP_INDEX_SELECT, -1};
+  int vars[IR_MAX_RANK];
+  return nest(L, n->shape.d, n->shape.rank, vars, gather_inner, &c);
+}
+
+static Stmt *lower_gather_grad(Lower *L, int id) {
+  const Node *n = node(L, id), *dy = node(L, n->in[0]);
+  IndexCtx c = {id, n->in[1], n->in[2], dy->shape.rank != node(L, n->in[2])->shape.rank, n->in[0]};
+  int vars[IR_MAX_RANK];
+  Stmt *s = zero_fill(L, id);
+  ks_append(&s, nest(L, dy->shape.d, dy->shape.rank, vars, gather_grad_inner, &c));
+  return s;
+}
+
 static Stmt *lower_slice_grad(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *dy = node(L, n->in[0]);
@@ -781,6 +844,9 @@ static Stmt *lower_node(Lower *L, int id) {
   case OP_TRANSPOSE: return lower_transpose(L, id);
   case OP_CONCAT: return lower_concat(L, id);
   case OP_SLICE: return lower_slice(L, id);
+  case OP_GATHER:
+  case OP_INDEX_SELECT:
+    return lower_gather(L, id);
   case OP_SUM:
   case OP_MEAN:
   case OP_MAX:
@@ -813,6 +879,7 @@ static Stmt *lower_node(Lower *L, int id) {
   case OP_SLICE_GRAD: return lower_slice_grad(L, id);
   case OP_MAX_GRAD: return lower_max_grad(L, id);
   case OP_MAXOUT_GRAD: return lower_maxout_grad(L, id);
+  case OP_GATHER_GRAD: return lower_gather_grad(L, id);
   case OP_CE_GRAD: return lower_ce_grad(L, id);
   case OP_SGD_STEP: return step_loop(L, id, sgd_body);
   case OP_ADAM_STEP: return step_loop(L, id, adam_body);

@@ -258,6 +258,14 @@ static const OpCase op_cases[] = {
     {"where_bcast", OP_WHERE, 3, B01},
     {"where_bcast_cond", OP_WHERE, 3, B0},
     {"where_nan", OP_WHERE, 3, B012},
+    /* gather and index_select with i64 and i32 indices */
+    {"gather_axis1", OP_GATHER, 2, B01, "axis=1"},
+    {"gather_axis0_i32", OP_GATHER, 2, 0, "axis=0"},
+    {"gather_last_smaller", OP_GATHER, 2, B01, "axis=-1"},
+    {"index_select_axis0", OP_INDEX_SELECT, 2, 0, "axis=0"},
+    {"index_select_axis1", OP_INDEX_SELECT, 2, B0, "axis=1"},
+    {"index_select_2d_index", OP_INDEX_SELECT, 2, 2u, "axis=0"},
+    {"index_select_2d_index_axis1", OP_INDEX_SELECT, 2, B0, "axis=1"},
 };
 #define OPCASE_COUNT ((int)(sizeof op_cases / sizeof op_cases[0]))
 

@@ -28,6 +28,8 @@ static CModule *build_c(const Program *p, RtError *err) { return cg_c_build(p, F
 
 Test(backend_c, every_op_agrees_with_interpreter, .timeout = 600) { every_case_agrees(build_c); }
 
+Test(backend_c, out_of_range_index_gives_nan, .timeout = 120) { out_of_range_index_gives_nan(build_c); }
+
 
 /* Emits the case's C into dir and compiles it with cc; returns the exit status. */
 static int compile_with(const char *cc, Case *k, const char *dir) {

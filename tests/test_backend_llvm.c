@@ -45,6 +45,8 @@ static double worst_error(const float *got, const float *want, int64_t n, int64_
 
 Test(backend_llvm, every_op_agrees_with_interpreter, .timeout = 600) { every_case_agrees(cg_jit_build); }
 
+Test(backend_llvm, out_of_range_index_gives_nan, .timeout = 120) { out_of_range_index_gives_nan(cg_jit_build); }
+
 Test(backend_llvm, batch_above_the_compiled_maximum_is_refused) {
   const OpCase *c = NULL;
   for (int ci = 0; ci < OPCASE_COUNT && !c; ci++)

@@ -297,6 +297,8 @@ Test(fe_parser, every_op_is_callable) {
     else if (op == OP_CROSS_ENTROPY) snprintf(call, sizeof call, "cross_entropy(a, y)");
     else if (op == OP_POW) snprintf(call, sizeof call, "pow(a, 2.0)");
     else if (op == OP_RAND || op == OP_RANDN) snprintf(call, sizeof call, "%s([4, 6])", oi->name);
+    else if (op == OP_GATHER) snprintf(call, sizeof call, "gather(a, ia, axis=1)");
+    else if (op == OP_INDEX_SELECT) snprintf(call, sizeof call, "index_select(a, y, 0)");
     else {
       size_t at = (size_t)snprintf(call, sizeof call, "%s(a", oi->name);
       for (int i = 1; i < oi->min_in; i++) at += (size_t)snprintf(call + at, sizeof call - at, ", a");
@@ -310,10 +312,11 @@ Test(fe_parser, every_op_is_callable) {
       }
       snprintf(call + at, sizeof call - at, ")");
     }
-    char text[512];
+    char text[640];
     snprintf(text, sizeof text, "input a: f32[4, 6]\ninput at: f32[6, 4]\ninput w: f32[3, 6]\n"
              "input bias: f32[3]\ninput y: i64[4]\ninput img: f32[2, 4, 6, 6]\ninput seq: f32[2, 4, 6]\n"
              "input k: f32[3, 4, 3, 3]\ninput k1: f32[3, 4, 3]\ninput kt: f32[4, 3, 3, 3]\ninput v4: f32[4]\n"
+             "input ia: i64[4, 2]\n"
              "r = %s\noutput r\n", call);
     fe_model_free(&model);
     int n = fe_load_string(&model, "ops.dl", text, &diags);

@@ -331,6 +331,34 @@ Test(interp_ops, cross_entropy_label_out_of_range) {
   }
 }
 
+/* An index outside x's axis is refused before anything is read, naming the
+ * op, the index, its position in the index tensor and the axis. */
+Test(interp_ops, index_out_of_range) {
+  static const int64_t bad[][2] = {{3, 4}, {0, -1}, {5, 100}};
+  for (int op = OP_GATHER; op <= OP_INDEX_SELECT; op++)
+    for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {
+      Run r;
+      RtError err = {{0}};
+      diag_init(&r.diags, stderr);
+      ir_graph_init(&r.g, "ix", &r.diags);
+      Shape sx = {2, {3, 4}}, si = op == OP_GATHER ? (Shape){2, {3, 2}} : (Shape){1, {6}};
+      int ins[2] = {ir_input(&r.g, "x", DT_F32, &sx, (SrcLoc){0}), ir_input(&r.g, "i", DT_I32, &si, (SrcLoc){0})};
+      Attrs a = ir_attrs_default((OpKind)op);
+      a.axis.axis = 1;
+      cr_assert_geq(ir_op(&r.g, (OpKind)op, ins, 2, &a, (SrcLoc){0}), 0);
+      r.vals = calloc((size_t)r.g.nnodes, sizeof *r.vals);
+      cr_assert_eq(rt_tensor_alloc(&r.vals[ins[0]], DT_F32, 2, (int64_t[]){3, 4}, &err), RT_OK);
+      cr_assert_eq(rt_tensor_alloc(&r.vals[ins[1]], DT_I32, si.rank, si.d, &err), RT_OK);
+      ((int32_t *)r.vals[ins[1]].data)[bad[t][0]] = (int32_t)bad[t][1];
+      cr_assert_eq(run_interp(&r, &err), RT_ERR_SHAPE);
+      char want[160];
+      snprintf(want, sizeof want, "%s: index %lld at position %lld of the index is out of range for axis 1 of extent 4",
+               ir_ops[op].name, (long long)bad[t][1], (long long)bad[t][0]);
+      cr_assert(strstr(err.msg, want), "message '%s' does not contain '%s'", err.msg, want);
+      run_free(&r);
+    }
+}
+
 /* A graph whose output is a constant: rank 0, f32, the attribute's value. */
 Test(interp_ops, const_is_rank0_f32) {
   Run r;
