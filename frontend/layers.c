@@ -232,6 +232,65 @@ static int build_batchnorm(Parser *P, const char *prefix, Token *at, const Value
   return ir_op(P->g, OP_BATCHNORM, ops, 5, &a, fe_loc(P, at));
 }
 
+/* --- embedding --------------------------------------------------------------------
+ * embedding(ids, num, dim, padding_idx=) is nn.Embedding: PREFIX.weight
+ * [num, dim], N(0, 1), read by index_select along axis 0, so its gradient
+ * is gather_grad's scatter-add (repeated ids add up).  Row padding_idx
+ * starts at zero and gets no gradient: the table is read through
+ * concat(rows before, stop_gradient(row), rows after), which copies it
+ * exactly. */
+static const SigParam embedding_sig[] = {
+    {"ids", SK_TENSOR, NULL, NULL, CHK_NONE},
+    {"num", SK_INT, NULL, NULL, CHK_POS},
+    {"dim", SK_INT, NULL, NULL, CHK_POS},
+    {"padding_idx", SK_INT, "max", NULL, CHK_NONE},
+};
+
+static int rows(Parser *P, int w, int64_t start, int64_t end, SrcLoc loc) {
+  Attrs a = ir_attrs_default(OP_SLICE);
+  a.axis.axis = 0, a.axis.start = start, a.axis.end = end;
+  return ir_op(P->g, OP_SLICE, &w, 1, &a, loc);
+}
+
+/* w with row pad cut off from the gradient. */
+static int detach_row(Parser *P, int w, int64_t pad, int64_t num, SrcLoc loc) {
+  int parts[3], n = 0;
+  if (pad > 0) parts[n++] = rows(P, w, 0, pad, loc);
+  int row = rows(P, w, pad, pad + 1, loc);
+  parts[n++] = row < 0 ? -1 : ir_op(P->g, OP_STOP_GRADIENT, &row, 1, NULL, loc);
+  if (pad + 1 < num) parts[n++] = rows(P, w, pad + 1, num, loc);
+  for (int k = 0; k < n; k++)
+    if (parts[k] < 0) return -1;
+  Attrs a = ir_attrs_default(OP_CONCAT);
+  a.axis.axis = 0;
+  return ir_op(P->g, OP_CONCAT, parts, n, &a, loc);
+}
+
+static int build_embedding(Parser *P, const char *prefix, Token *at, const Value *v, const LayerInits *li) {
+  int64_t num = v[1].ival, pad = v[3].ival;
+  SrcLoc loc = fe_loc(P, at);
+  if (li->bias.kind != INIT_COUNT) {
+    diag_error(P->d, loc, "embedding has no bias; bias_init does not apply");
+    return -1;
+  }
+  if (pad != ATTR_MAX && (pad < -num || pad >= num)) {
+    diag_error(P->d, loc, "padding_idx %lld of embedding is out of range for %lld rows", (long long)pad,
+               (long long)num);
+    return -1;
+  }
+  pad = pad == ATTR_MAX ? -1 : pad < 0 ? pad + num : pad;
+  Shape ws = {2, {num, v[2].ival}};
+  ParamInit init = li->weight.kind == INIT_COUNT ? (ParamInit){INIT_NORMAL, 0, 1, 0} : li->weight;
+  init.zero_row = pad + 1;
+  int w = fe_new_param(P, fe_join(P, prefix, "weight"), &ws, init, at);
+  if (w >= 0 && pad >= 0) w = detach_row(P, w, pad, num, loc);
+  if (w < 0) return -1;
+  int in[2] = {w, v[0].id};
+  Attrs a = ir_attrs_default(OP_INDEX_SELECT);
+  a.axis.axis = 0;
+  return ir_op(P->g, OP_INDEX_SELECT, in, 2, &a, loc);
+}
+
 /* --- the table ------------------------------------------------------------------ */
 
 #define SIG(s) s, (int)(sizeof s / sizeof s[0])
@@ -242,6 +301,7 @@ static const LayerDef layers[] = {
     {"conv1d", SIG(conv2d_sig), build_conv1d},
     {"conv_transpose2d", SIG(conv_transpose2d_sig), build_conv_transpose2d},
     {"batchnorm", SIG(batchnorm_sig), build_batchnorm},
+    {"embedding", SIG(embedding_sig), build_embedding},
 };
 
 int fe_layer_count(void) { return (int)(sizeof layers / sizeof layers[0]); }

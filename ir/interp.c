@@ -866,6 +866,20 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
 
 /* Computed entries are zeroed first, so after a failure the caller can
  * still rt_tensor_free every entry. */
+/* A node's failure names its place in the model (file:line:col:) first,
+ * once: a scan body's failure already carries its own place. */
+static RtStatus at_node(const Node *n, RtStatus st, RtError *err) {
+  const Source *src = n->loc.src;
+  if (!src || !src->path) return st;
+  char where[256];
+  int len = snprintf(where, sizeof where, "%s:%d:%d: ", src->path, n->loc.line, n->loc.col);
+  if (len <= 0 || (size_t)len >= sizeof where || strncmp(err->msg, src->path, strlen(src->path)) == 0) return st;
+  char msg[sizeof err->msg];
+  snprintf(msg, sizeof msg, "%s%s", where, err->msg);
+  memcpy(err->msg, msg, sizeof msg);
+  return st;
+}
+
 RtStatus ir_interp(const Graph *g, RtTensor *vals, const int64_t *symvals, const InterpOpts *o,
                    RtError *err) {
   for (int i = 0; i < g->nnodes; i++) {
@@ -881,7 +895,7 @@ RtStatus ir_interp(const Graph *g, RtTensor *vals, const int64_t *symvals, const
   for (int i = 0; i < g->nnodes; i++) {
     if (is_source(&g->nodes[i])) continue;
     RtStatus st = run_node(g, i, vals, symvals, o, err);
-    if (st) return st;
+    if (st) return at_node(&g->nodes[i], st, err);
   }
   return RT_OK;
 }

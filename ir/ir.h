@@ -354,6 +354,8 @@ const char *ir_attr_format(const Graph *g, const Attrs *a, OpKind op, const char
 typedef struct ParamInit {
   RtInitKind kind;
   double a, b;
+  int64_t zero_row;   /* 1 + a row (along axis 0) zeroed after filling
+                         (embedding's padding_idx); 0: none */
 } ParamInit;
 
 typedef struct Node {

@@ -34,6 +34,13 @@ static int64_t sibling_fan_in(const Graph *g, const Node *n, int64_t deflt) {
   return fi;
 }
 
+/* Row `row` of t's axis 0 set to zero (none when row is -1). */
+static void zero_row(RtTensor *t, int64_t row) {
+  if (row < 0 || t->rank == 0 || row >= t->shape[0]) return;
+  int64_t width = rt_tensor_numel(t) / t->shape[0];
+  memset((float *)t->data + row * width, 0, sizeof(float) * (size_t)width);
+}
+
 RtStatus ir_params_init(const Graph *g, uint64_t seed, RtTensorSet *set, RtError *err) {
   for (int i = 0; i < g->nnodes; i++) {
     const Node *n = &g->nodes[i];
@@ -49,6 +56,7 @@ RtStatus ir_params_init(const Graph *g, uint64_t seed, RtTensorSet *set, RtError
     RtRng r;
     rt_rng_seed_stream(&r, seed, n->name);
     rt_init_fill(t.data, rt_tensor_numel(&t), n->init.kind, n->init.a, n->init.b, fi, fo, &r);
+    zero_row(&t, n->init.zero_row - 1);
     st = rt_set_add(set, n->name, &t, err);
     if (st) {
       rt_tensor_free(&t);
