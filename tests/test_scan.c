@@ -557,3 +557,165 @@ Test(scan, recurrent_layers_backends_agree, .timeout = 240) {
   check_backends("model m\ninput x: f32[5, N, 3]\ninput h0: f32[N, 4]\n"
                  "hs, hT = rnn(x, h0, nonlinearity=relu) as rnn\noutput hs\noutput hT\n");
 }
+
+/* --- deep and bidirectional layers ------------------------------------------------------ */
+
+/* torch.nn.RNN, LSTM and GRU with num_layers=2, bidirectional=True
+ * (deep_* fixtures): outputs, h_n and c_n [4, N, 4], and the gradients of
+ * the loss for x, h0, c0 and all 16 parameters. */
+static void check_deep_fixture(const char *layer, int nstate) {
+  char text[512], fx[128];
+  snprintf(text, sizeof text,
+           "model m\ninput x: f32[N, 5, 3]\ninput h0: f32[4, N, 4]\n%s"
+           "hs, hT%s = %s(x, h0%s, batch_first=true, num_layers=2, bidirectional=true) as %s\n"
+           "output hs\noutput hT\n%s",
+           nstate == 2 ? "input c0: f32[4, N, 4]\n" : "", nstate == 2 ? ", cT" : "", layer, nstate == 2 ? ", c0" : "",
+           layer, nstate == 2 ? "output cT\n" : "");
+  Run r;
+  load(&r, text);
+  add_grads(&r);
+  Graph *g = &r.m.g;
+  RtError err;
+  int nparams = 0;
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op == OP_PARAM) {
+      RtTensor t;
+      snprintf(fx, sizeof fx, "deep_%s_%s", layer, strchr(g->nodes[i].name, '.') + 1);
+      read_fixture(fx, &t);
+      cr_assert_eq(rt_set_add(&r.params, g->nodes[i].name, &t, &err), RT_OK, "%s", err.msg);
+      nparams++;
+    }
+  cr_expect_eq(nparams, 16);
+  run_interp(&r, 1);
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op == OP_INPUT) {
+      RtTensor t;
+      snprintf(fx, sizeof fx, "deep_%s_%s", layer, g->nodes[i].name);
+      read_fixture(fx, &t);
+      cr_assert_eq(rt_tensor_numel(&t), rt_tensor_numel(&r.vals[i]));
+      memcpy(r.vals[i].data, t.data, sizeof(float) * (size_t)rt_tensor_numel(&t));
+      rt_tensor_free(&t);
+    }
+  loss_of(&r);
+  int checked = 0;
+  for (int o = 0; o < g->noutputs; o++) {
+    const char *name = g->outputs[o].name, *dot = strchr(name + 2, '.');
+    if (!strncmp(name, "d.", 2)) snprintf(fx, sizeof fx, "deep_%s_grad_%s", layer, dot ? dot + 1 : name + 2);
+    else snprintf(fx, sizeof fx, "deep_%s_%s", layer, name);
+    RtTensor want;
+    read_fixture(fx, &want);
+    double w = worst_err(&r.vals[g->outputs[o].id], &want);
+    cr_expect(w <= 1e-5, "%s: %s differs from torch's %s by %g", layer, name, fx, w);
+    rt_tensor_free(&want);
+    checked++;
+  }
+  cr_expect_eq(checked, 3 + 2 * nstate + 16);
+  done(&r);
+}
+
+Test(scan, deep_bidirectional_rnn_matches_torch) { check_deep_fixture("rnn", 1); }
+Test(scan, deep_bidirectional_lstm_matches_torch) { check_deep_fixture("lstm", 2); }
+Test(scan, deep_bidirectional_gru_matches_torch) { check_deep_fixture("gru", 1); }
+
+/* Without initial states the layers start from zeros, as torch does. */
+static void check_zero_states(const char *layer, int nstate) {
+  char text[512], fx[128];
+  snprintf(text, sizeof text,
+           "model m\ninput x: f32[N, 5, 3]\nhs, hT%s = %s(x, hidden_size=4, batch_first=true, num_layers=2, "
+           "bidirectional=true) as %s\noutput hs\noutput hT\n%s",
+           nstate == 2 ? ", cT" : "", layer, layer, nstate == 2 ? "output cT\n" : "");
+  Run r;
+  load(&r, text);
+  Graph *g = &r.m.g;
+  RtError err;
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op == OP_PARAM) {
+      RtTensor t;
+      snprintf(fx, sizeof fx, "deep_%s_%s", layer, strchr(g->nodes[i].name, '.') + 1);
+      read_fixture(fx, &t);
+      cr_assert_eq(rt_set_add(&r.params, g->nodes[i].name, &t, &err), RT_OK, "%s", err.msg);
+    }
+  run_interp(&r, 1);
+  RtTensor x;
+  snprintf(fx, sizeof fx, "deep_%s_x", layer);
+  read_fixture(fx, &x);
+  memcpy(r.vals[0].data, x.data, rt_tensor_nbytes(&x));
+  rt_tensor_free(&x);
+  {
+    InterpOpts io = {0, 0};
+    for (int i = 0; i < g->nnodes; i++)
+      if (g->nodes[i].op != OP_PARAM && g->nodes[i].op != OP_INPUT) rt_tensor_free(&r.vals[i]);
+    cr_assert_eq(ir_interp(g, r.vals, r.sym, &io, &err), RT_OK, "%s", err.msg);
+  }
+  for (int o = 0; o < g->noutputs; o++) {
+    RtTensor want;
+    snprintf(fx, sizeof fx, "deep_%s_zero_%s", layer, g->outputs[o].name);
+    read_fixture(fx, &want);
+    double w = worst_err(&r.vals[g->outputs[o].id], &want);
+    cr_expect(w <= 1e-5, "%s without initial states: %s differs from torch's by %g", layer, g->outputs[o].name, w);
+    rt_tensor_free(&want);
+  }
+  check_backend(&r, build_c, "C");
+  check_backend(&r, cg_jit_build, "JIT");
+  done(&r);
+}
+
+Test(scan, layers_without_initial_states_start_at_zero, .timeout = 240) {
+  check_zero_states("lstm", 2);
+  check_zero_states("gru", 1);
+}
+
+/* Deep bidirectional layers with their gradients on every backend. */
+Test(scan, deep_bidirectional_backends_agree, .timeout = 240) {
+  Run r;
+  load(&r, "model m\ninput x: f32[4, N, 3]\ninput h0: f32[4, N, 5]\ninput c0: f32[4, N, 5]\n"
+           "hs, hT, cT = lstm(x, h0, c0, num_layers=2, bidirectional=true) as lstm\n"
+           "output hs\noutput hT\noutput cT\n");
+  add_grads(&r);
+  run_interp(&r, 5);
+  check_backend(&r, build_c, "C");
+  check_backend(&r, cg_jit_build, "JIT");
+  done(&r);
+  check_backends("model m\ninput x: f32[4, N, 3]\nhs, hT = gru(x, hidden_size=5, num_layers=3) as gru\n"
+                 "output hs\noutput hT\n");
+}
+
+/* Finite differences through two bidirectional layers. */
+Test(scan, deep_bidirectional_gradient_matches_finite_differences, .timeout = 120) {
+  Run r;
+  load(&r, "model m\ninput x: f32[3, N, 2]\ninput h0: f32[4, N, 2]\n"
+           "hs, hT = gru(x, h0, num_layers=2, bidirectional=true) as gru\noutput hs\noutput hT\n");
+  add_grads(&r);
+  run_interp(&r, 9);
+  check_fd(&r);
+  done(&r);
+}
+
+static void expect_load_error(const char *text, const char *want) {
+  char *msg = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&msg, &len);
+  Diags d;
+  diag_init(&d, f);
+  Model m;
+  int n = fe_load_string(&m, "bad.dl", text, &d);
+  fe_model_free(&m);
+  fclose(f);
+  cr_expect(n > 0 && strstr(msg, want), "expected '%s', got:\n%s", want, msg);
+  free(msg);
+}
+
+Test(scan, recurrent_layer_argument_errors) {
+  expect_load_error("model m\ninput x: f32[5, N, 3]\nhs, hT = gru(x)\noutput hs\n",
+                    "gru needs its hidden size: the initial state h0, or hidden_size=");
+  expect_load_error("model m\ninput x: f32[5, N, 3]\ninput h0: f32[N, 4]\nhs, hT = gru(x, h0, num_layers=2)\noutput hs\n",
+                    "gru takes its states as [num_layers * directions = 2, batch, hidden], not f32[N, 4]");
+  expect_load_error("model m\ninput x: f32[5, N, 3]\ninput h0: f32[2, N, 4]\nhs, hT = gru(x, h0, hidden_size=5, "
+                    "bidirectional=true)\noutput hs\n", "with x's batch and one fixed hidden size (hidden_size)");
+  expect_load_error("model m\ninput x: f32[5, N, 3]\ninput c0: f32[N, 4]\nhs, hT, cT = lstm(x, c0=c0, hidden_size=4)\noutput hs\n",
+                    "lstm is given c0 but not h0");
+  expect_load_error("model m\ninput x: f32[5, N, 3]\ninput h0: f32[N, 4]\nhs, hT, cT = lstm(x, h0)\noutput hs\n",
+                    "lstm takes c0 of h0's shape f32[N, 4]");
+  expect_load_error("model m\ninput x: f32[5, N, 3]\nhs, hT = rnn(x, hidden_size=4, num_layers=9, bidirectional=true)\noutput hs\n",
+                    "rnn runs at most 12 layers and directions in all, not 18");
+}
