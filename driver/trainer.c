@@ -393,7 +393,7 @@ int trainer_prepare(Trainer *t, Model *m, const TrainConfig *cfg, Diags *d) {
   }
   if (cfg->nbinds ? named_feeds(t) : (fixed_feeds(t), 0)) return -1;
   t->acc_output = -1;
-  if (m->g.nodes[t->loss].op == OP_CROSS_ENTROPY) {
+  if (m->g.nodes[t->loss].op == OP_CROSS_ENTROPY && m->g.nodes[m->g.nodes[t->loss].in[0]].shape.rank == 2) {
     int logits = m->g.nodes[t->loss].in[0];
     t->acc_output = find_output(&m->g, logits);
     if (t->acc_output < 0) t->acc_output = ir_output(&m->g, "logits", logits);

@@ -588,19 +588,30 @@ static int check_operands(Ctx *c, OpKind op, const Node *const *xs, int nin) {
   return 0;
 }
 
+/* cross_entropy and nll_loss: x f32[N, C, d1, ...] and class indices
+ * [N, d1, ...] (x's shape without the class axis, which is also the shape
+ * of the per-target losses). */
+static int infer_class_targets(Ctx *c, OpKind op, const Node *x, const Node *y, Shape *per) {
+  char b1[128], b2[128], b3[128];
+  const char *what = op == OP_NLL_LOSS ? "log-probabilities" : "logits";
+  if (x->dtype != DT_F32 || x->shape.rank < 2)
+    return fail(c, "%s must be f32[batch, classes, ...], not %s", what, ty(c, x, b1));
+  *per = (Shape){x->shape.rank - 1, {x->shape.d[0]}};
+  for (int k = 2; k < x->shape.rank; k++) per->d[k - 1] = x->shape.d[k];
+  if ((y->dtype != DT_I32 && y->dtype != DT_I64) || !ir_shape_eq(&y->shape, per))
+    return fail(c, "labels must be %s (class indices) to match %s %s, not %s",
+                ir_type_str(c->g, DT_I64, per, b3, 128), what, ty(c, x, b2), ty(c, y, b1));
+  return 0;
+}
+
 static int infer_loss(Ctx *c, OpKind op, const Node *const *xs, int nin, const AttrLoss *a, DType *dt,
                       Shape *out) {
   char b1[128], b2[128];
   const Node *x = xs[0], *y = xs[1];
   *dt = DT_F32;
   Shape per = {1, {x->shape.rank ? x->shape.d[0] : 1}};
-  if (op == OP_CROSS_ENTROPY) {
-    if (x->dtype != DT_F32 || x->shape.rank != 2)
-      return fail(c, "logits must be f32[batch, classes], not %s", ty(c, x, b1));
-    if ((y->dtype != DT_I32 && y->dtype != DT_I64) || y->shape.rank != 1 || y->shape.d[0] != x->shape.d[0])
-      return fail(c, "labels must be i64[%s] (class indices) to match logits %s, not %s",
-                  DIM_IS_SYM(x->shape.d[0]) ? c->g->syms[DIM_SYM_ID(x->shape.d[0])].name : "batch",
-                  ty(c, x, b2), ty(c, y, b1));
+  if (op == OP_CROSS_ENTROPY || op == OP_NLL_LOSS) {
+    if (infer_class_targets(c, op, x, y, &per)) return -1;
   } else if (op == OP_TRIPLET_LOSS) {
     for (int i = 1; i < nin; i++)
       if (!ir_shape_eq(&xs[i]->shape, &x->shape))
@@ -655,10 +666,11 @@ static int infer_grad(Ctx *c, OpKind op, const Node *const *xs, Attrs *a, Shape 
     rc = dy->shape.rank == xs[2]->shape.rank ? infer_gather(c, x, xs[2], &a->axis, &fwd)
                                              : infer_index_select(c, x, xs[2], &a->axis, &fwd);
     break;
-  case OP_CE_GRAD: {
+  case OP_CE_GRAD:
+  case OP_NLL_GRAD: {
     const Node *ops[2] = {x, xs[2]};
     DType dt;
-    rc = infer_loss(c, OP_CROSS_ENTROPY, ops, 2, &a->loss, &dt, &fwd);
+    rc = infer_loss(c, op == OP_CE_GRAD ? OP_CROSS_ENTROPY : OP_NLL_LOSS, ops, 2, &a->loss, &dt, &fwd);
     break;
   }
   default: fwd = x->shape; break; /* elementwise */
@@ -802,6 +814,7 @@ static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Att
   case OP_PAD:
     return infer_pad(&c, xs[0], &a->pad, out);
   case OP_CROSS_ENTROPY:
+  case OP_NLL_LOSS:
   case OP_BCE_LOGITS:
   case OP_MSE_LOSS:
   case OP_L1_LOSS:
@@ -815,6 +828,7 @@ static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Att
   case OP_MAXOUT_GRAD:
   case OP_GATHER_GRAD:
   case OP_CE_GRAD:
+  case OP_NLL_GRAD:
   case OP_CONV2D_GRAD_WEIGHT:
   case OP_MAX_POOL2D_GRAD:
   case OP_AVG_POOL2D_GRAD:

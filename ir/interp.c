@@ -385,23 +385,50 @@ static RtStatus op_gather_grad(const Node *n, const RtTensor *dy, const RtTensor
   return RT_OK;
 }
 
-/* -log_softmax(x)[i, y_i]; labels are checked before anything is computed. */
-static RtStatus op_cross_entropy(const RtTensor *x, const RtTensor *y, RtTensor *out, int red,
-                                 RtError *err) {
-  int64_t n = x->shape[0], classes = x->shape[1];
-  for (int64_t i = 0; i < n; i++)
-    if (label_at(y, i) < 0 || label_at(y, i) >= classes)
-      return rt_fail(err, RT_ERR_SHAPE, "cross_entropy: label %lld at index %lld is out of range for %lld classes",
-                     (long long)label_at(y, i), (long long)i, (long long)classes);
+/* cross_entropy and nll_loss over x [N, C, d...] (inner = prod d) and
+ * targets [N, d...]: target t = n * inner + i reads class y_t of x at
+ * (n * C + y_t) * inner + i.  A target equal to ignore_index adds 0 and is
+ * not counted; mean divides by the count (0/0 = NaN when every target is
+ * ignored, as PyTorch).  Targets are checked before anything is computed. */
+typedef struct ClassLoss {
+  int64_t n, classes, inner;
+  int ce;                   /* cross_entropy (logits), else nll_loss */
+  const AttrLoss *a;
+} ClassLoss;
+
+static ClassLoss class_loss(const RtTensor *x, int ce, const AttrLoss *a) {
+  return (ClassLoss){x->shape[0], x->shape[1], prod(x->shape, 2, x->rank), ce, a};
+}
+
+static int64_t class_count(const ClassLoss *c, const RtTensor *y) {
+  int64_t k = 0;
+  for (int64_t t = 0; t < c->n * c->inner; t++) k += label_at(y, t) != c->a->ignore_index;
+  return k;
+}
+
+/* log sum exp of the logits of target t (its max subtracted first). */
+static double class_lse(const ClassLoss *c, const float *x, int64_t t) {
+  const float *col = x + (t / c->inner) * c->classes * c->inner + t % c->inner;
+  double mx = -INFINITY, sum = 0;
+  for (int64_t j = 0; j < c->classes; j++) mx = max_nan(mx, col[j * c->inner]);
+  for (int64_t j = 0; j < c->classes; j++) sum += exp(col[j * c->inner] - mx);
+  return mx + log(sum);
+}
+
+static RtStatus op_class_loss(const RtTensor *x, const RtTensor *y, RtTensor *out, int ce, const AttrLoss *a,
+                              RtError *err) {
+  ClassLoss c = class_loss(x, ce, a);
+  for (int64_t t = 0; t < c.n * c.inner; t++)
+    if (label_at(y, t) != a->ignore_index && (label_at(y, t) < 0 || label_at(y, t) >= c.classes))
+      return rt_fail(err, RT_ERR_SHAPE, "%s: label %lld at index %lld is out of range for %lld classes",
+                     ce ? "cross_entropy" : "nll_loss", (long long)label_at(y, t), (long long)t, (long long)c.classes);
   double total = 0;
-  for (int64_t i = 0; i < n; i++) {
-    const float *row = cf(x) + i * classes;
-    double mx = -INFINITY, sum = 0;
-    for (int64_t j = 0; j < classes; j++) mx = max_nan(mx, row[j]);
-    for (int64_t j = 0; j < classes; j++) sum += exp(row[j] - mx);
-    loss_put(out, red, i, mx + log(sum) - row[label_at(y, i)], &total);
+  for (int64_t t = 0; t < c.n * c.inner; t++) {
+    int64_t k = label_at(y, t), at = ((t / c.inner) * c.classes + k) * c.inner + t % c.inner;
+    double v = k == a->ignore_index ? 0.0 : (ce ? class_lse(&c, cf(x), t) : 0.0) - cf(x)[at];
+    loss_put(out, a->reduction, t, v, &total);
   }
-  loss_finish(out, red, total, n);
+  loss_finish(out, a->reduction, total, a->reduction == RED_MEAN ? class_count(&c, y) : 1);
   return RT_OK;
 }
 
@@ -532,18 +559,20 @@ static void op_maxout_grad(const RtTensor *dy, const RtTensor *x, RtTensor *out,
       }
 }
 
-/* (softmax(x) - onehot(y)) times the loss gradient of each row. */
-static void op_ce_grad(const RtTensor *dl, const RtTensor *x, const RtTensor *y, RtTensor *out, int red) {
-  int64_t n = x->shape[0], classes = x->shape[1];
-  for (int64_t i = 0; i < n; i++) {
-    const float *row = cf(x) + i * classes;
-    double mx = -INFINITY, sum = 0, g = red == RED_NONE ? cf(dl)[i] : cf(dl)[0];
-    if (red == RED_MEAN) g /= (double)n;
-    for (int64_t j = 0; j < classes; j++) mx = max_nan(mx, row[j]);
-    for (int64_t j = 0; j < classes; j++) sum += exp(row[j] - mx);
-    int64_t label = label_at(y, i);
-    for (int64_t j = 0; j < classes; j++)
-      wf(out)[i * classes + j] = (float)((exp(row[j] - mx) / sum - (j == label)) * g);
+/* cross_entropy: (softmax(x) - onehot(y)) times the loss gradient of each
+ * target; nll_loss: minus that gradient at the target's class; nothing for
+ * an ignored target. */
+static void op_class_grad(const RtTensor *dl, const RtTensor *x, const RtTensor *y, RtTensor *out, int ce,
+                          const AttrLoss *a) {
+  ClassLoss c = class_loss(x, ce, a);
+  double count = a->reduction == RED_MEAN ? (double)class_count(&c, y) : 1.0;
+  for (int64_t t = 0; t < c.n * c.inner; t++) {
+    int64_t k = label_at(y, t), base = (t / c.inner) * c.classes * c.inner + t % c.inner;
+    double g = (a->reduction == RED_NONE ? cf(dl)[t] : cf(dl)[0]) / count, lse = ce ? class_lse(&c, cf(x), t) : 0;
+    for (int64_t j = 0; j < c.classes; j++) {
+      double v = (ce ? exp(cf(x)[base + j * c.inner] - lse) : 0.0) - (j == k);
+      wf(out)[base + j * c.inner] = k == a->ignore_index ? 0.0f : (float)(v * g);
+    }
   }
 }
 
@@ -828,7 +857,9 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_PAD_GRAD:
     ir_interp_conv(g, n, vals, out); /* conv.c */
     break;
-  case OP_CROSS_ENTROPY: return op_cross_entropy(x, y, out, a->loss.reduction, err);
+  case OP_CROSS_ENTROPY:
+  case OP_NLL_LOSS:
+    return op_class_loss(x, y, out, n->op == OP_CROSS_ENTROPY, &a->loss, err);
   case OP_BCE_LOGITS: op_bce_logits(g, x, y, out, a->loss.reduction); break;
   case OP_MSE_LOSS: op_pointwise_loss(x, y, out, a->loss.reduction, mse_elem); break;
   case OP_L1_LOSS: op_pointwise_loss(x, y, out, a->loss.reduction, l1_elem); break;
@@ -840,7 +871,10 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_MAX_GRAD: op_max_grad(x, y, &vals[n->in[2]], out, &a->dims); break;
   case OP_MAXOUT_GRAD: op_maxout_grad(x, y, out, &a->axis); break;
   case OP_GATHER_GRAD: return op_gather_grad(n, x, y, &vals[n->in[2]], out, err);
-  case OP_CE_GRAD: op_ce_grad(x, y, &vals[n->in[2]], out, a->loss.reduction); break;
+  case OP_CE_GRAD:
+  case OP_NLL_GRAD:
+    op_class_grad(x, y, &vals[n->in[2]], out, n->op == OP_CE_GRAD, &a->loss);
+    break;
   case OP_SGD_STEP: op_sgd(n, vals); break;
   case OP_ADAM_STEP: op_adam(n, vals); break;
   case OP_RMSPROP_STEP: op_rmsprop(n, vals); break;

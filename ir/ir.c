@@ -55,7 +55,7 @@ typedef enum AttrField {
   AF_F, AF_F2, AF_EW_MODE,                                           /* scalar */
   AF_AXIS, AF_START, AF_END, AF_STEP, AF_PIECES,                     /* axis */
   AF_LIST, AF_KEEPDIM,                                               /* dims */
-  AF_REDUCTION, AF_MARGIN,                                           /* loss */
+  AF_REDUCTION, AF_MARGIN, AF_IGNORE,                                /* loss */
   AF_MEAN,                                                           /* expand */
   AF_STRIDE, AF_PADDING, AF_DILATION, AF_KERNEL, AF_OUT_PAD, AF_GROUPS, AF_MODE, AF_CEIL, AF_COUNT_PAD, /* window */
   AF_SCALE, AF_UP_MODE,                                              /* upsample */
@@ -90,6 +90,7 @@ static const struct {
     {"shape", AF_LIST, ATTR_LIST},   {"perm", AF_LIST, ATTR_LIST},
     {"axes", AF_LIST, ATTR_LIST},    {"margin", AF_MARGIN, ATTR_FLOAT},
     {"reduction", AF_REDUCTION, ATTR_ENUM, "mean|sum|none"},
+    {"ignore_index", AF_IGNORE, ATTR_INT},
     {"mean", AF_MEAN, ATTR_BOOL},
     {"lr_scale", AF_HP, ATTR_FLOAT, NULL, HP_LR_SCALE},
     {"momentum", AF_HP, ATTR_FLOAT, NULL, HP_MOMENTUM},
@@ -124,7 +125,7 @@ static AttrFamily field_family(AttrField f) {
   case AF_F: case AF_F2: case AF_EW_MODE: return AK_SCALAR;
   case AF_AXIS: case AF_START: case AF_END: case AF_STEP: case AF_PIECES: return AK_AXIS;
   case AF_LIST: case AF_KEEPDIM: return AK_DIMS;
-  case AF_REDUCTION: case AF_MARGIN: return AK_LOSS;
+  case AF_REDUCTION: case AF_MARGIN: case AF_IGNORE: return AK_LOSS;
   case AF_MEAN: return AK_EXPAND;
   case AF_STRIDE: case AF_PADDING: case AF_DILATION: case AF_KERNEL: case AF_OUT_PAD: case AF_GROUPS: case AF_MODE:
   case AF_CEIL: case AF_COUNT_PAD: return AK_WINDOW;
@@ -179,7 +180,7 @@ static IntList *int_list(Attrs *a, AttrField f) {
   case AF_PADS: return &a->pad.pads;
   case AF_RSHAPE: return &a->random.shape;
   case AF_F: case AF_F2: case AF_EW_MODE: case AF_AXIS: case AF_START: case AF_END: case AF_STEP: case AF_PIECES:
-  case AF_LIST: case AF_KEEPDIM: case AF_REDUCTION: case AF_MARGIN: case AF_MEAN: case AF_GROUPS: case AF_MODE:
+  case AF_LIST: case AF_KEEPDIM: case AF_REDUCTION: case AF_MARGIN: case AF_IGNORE: case AF_MEAN: case AF_GROUPS: case AF_MODE:
   case AF_CEIL: case AF_COUNT_PAD: case AF_UP_MODE: case AF_PAD_MODE: case AF_VALUE: case AF_HP: case AF_ALPHA:
   case AF_UNBIASED: case AF_P: case AF_SEED: case AF_SALT: case AF_EW_OF: case AF_EW_ARG:
     break;
@@ -226,6 +227,7 @@ static void set_field(Attrs *a, int fi, int64_t i, double d) {
   case AF_KEEPDIM: a->dims.keepdim = i != 0; break;
   case AF_REDUCTION: a->loss.reduction = (int)i; break;
   case AF_MARGIN: a->loss.margin = d; break;
+  case AF_IGNORE: a->loss.ignore_index = i; break;
   case AF_MEAN: a->expand.mean = i != 0; break;
   case AF_GROUPS: a->window.groups = i; break;
   case AF_MODE: a->window.mode = (int)i; break;
@@ -385,6 +387,7 @@ static double field_number(const Attrs *a, int fi, int64_t *iv) {
   case AF_EW_ARG: *iv = a->ew_grad.arg; break;
   case AF_EW_MODE: *iv = a->scalar.mode; break;
   case AF_REDUCTION: *iv = a->loss.reduction; break;
+  case AF_IGNORE: *iv = a->loss.ignore_index; break;
   case AF_MODE: *iv = a->window.mode; break;
   case AF_UP_MODE: *iv = a->upsample.mode; break;
   case AF_PAD_MODE: *iv = a->pad.mode; break;

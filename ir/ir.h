@@ -227,6 +227,7 @@ typedef struct AttrDims {
 typedef struct AttrLoss {
   int reduction;            /* RED_MEAN, RED_SUM, RED_NONE */
   double margin;            /* triplet_margin_loss */
+  int64_t ignore_index;     /* cross_entropy, nll_loss: the target that counts for nothing */
 } AttrLoss;
 
 typedef struct AttrExpand {

@@ -386,11 +386,21 @@ static void loss_reduce(OxBuilder *b, const Node *n, const char *v, const char *
   ox_attr_int(b, "keepdims", 0);
 }
 
-/* SoftmaxCrossEntropyLoss (opset 13) has the same three reductions. */
-static void ox_cv_cross_entropy(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+/* SoftmaxCrossEntropyLoss and NegativeLogLikelihoodLoss (opset 13) have
+ * the same three reductions, shapes and ignore_index. */
+static void class_loss(OxBuilder *b, const char *op, const Node *n, const char *const *in, const char *out) {
   int red = n->attr.loss.reduction;
-  ox_node(b, "SoftmaxCrossEntropyLoss", out, 2, in);
+  ox_node(b, op, out, 2, in);
   ox_attr_str(b, "reduction", red == RED_MEAN ? "mean" : red == RED_SUM ? "sum" : "none");
+  ox_attr_int(b, "ignore_index", n->attr.loss.ignore_index);
+}
+
+static void ox_cv_cross_entropy(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  class_loss(b, "SoftmaxCrossEntropyLoss", n, in, out);
+}
+
+static void ox_cv_nll_loss(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  class_loss(b, "NegativeLogLikelihoodLoss", n, in, out);
 }
 
 /* decompose.c's (1 - y) x + max(-x, 0) + softplus(-|x|). */

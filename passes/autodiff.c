@@ -412,6 +412,7 @@ static void vjp(AD *a, int id, int dy) {
     accumulate(a, x, op3(a, OP_GATHER_GRAD, dy, x, y, &at));
     return;
   case OP_CROSS_ENTROPY: accumulate(a, x, op3(a, OP_CE_GRAD, dy, x, y, &at)); return;
+  case OP_NLL_LOSS: accumulate(a, x, op3(a, OP_NLL_GRAD, dy, x, y, &at)); return;
   case OP_BCE_LOGITS:
   case OP_MSE_LOSS:
   case OP_L1_LOSS:
@@ -427,6 +428,7 @@ static void vjp(AD *a, int id, int dy) {
   case OP_MAXOUT_GRAD:
   case OP_GATHER_GRAD:
   case OP_CE_GRAD:
+  case OP_NLL_GRAD:
   case OP_CONV2D_GRAD_WEIGHT:
   case OP_MAX_POOL2D_GRAD:
   case OP_AVG_POOL2D_GRAD:

@@ -355,30 +355,111 @@ static Stmt *reduce_items(Lower *L, int id, int v, Expr *count, Stmt *prelude, E
   return s;
 }
 
-/* loss_n = logsumexp(x[n, :]) - x[n, y_n]; a label outside [0, C) reads
- * class 0 and makes the loss NaN rather than reading out of bounds. */
-static Stmt *lower_cross_entropy(Lower *L, int id) {
+/* cross_entropy and nll_loss, and their gradients, over x [N, C, d...]:
+ * target (n, i) (i over the inner extent prod d) reads class c of x at
+ * (n * C + c) * inner + i.  The target's class is a local; a target equal
+ * to ignore_index adds 0 and is not counted, and a class outside [0, C)
+ * reads class 0 and makes the loss NaN rather than reading out of bounds
+ * (the interpreter refuses it). */
+typedef struct ClassCtx {
+  Lower *L;
+  const Node *n, *x;
+  int vn, vi, lab, m, s;  /* target loops, its class, the max and sum of exponentials */
+  int ce;                 /* cross_entropy: logits; else log-probabilities */
+} ClassCtx;
+
+static ClassCtx class_ctx(Lower *L, int id, int xop) {
+  const Node *n = node(L, id);
+  int ce = n->op == OP_CROSS_ENTROPY || n->op == OP_CE_GRAD;
+  return (ClassCtx){L, n, node(L, n->in[xop]), new_var(L), new_var(L), new_local(L), new_local(L), new_local(L), ce};
+}
+
+static Expr *class_inner(ClassCtx *c) { return numel_expr(c->L, &c->x->shape, 2, c->x->shape.rank); }
+
+/* The flat index of target (vn, vi). */
+static Expr *class_target(ClassCtx *c) {
+  Program *p = c->L->p;
+  return kx_iadd(p, kx_imul(p, kx_var(p, c->vn), class_inner(c)), kx_var(p, c->vi));
+}
+
+/* The element of x at class cls of the current target. */
+static Expr *class_x(ClassCtx *c, int xop, Expr *cls) {
+  Program *p = c->L->p;
+  Expr *row = kx_iadd(p, kx_imul(p, kx_var(p, c->vn), kx_dim(p, c->x->shape.d[1])), cls);
+  return value(c->L, c->n->in[xop], kx_iadd(p, kx_imul(p, row, class_inner(c)), kx_var(p, c->vi)));
+}
+
+static Expr *class_ignored(ClassCtx *c) {
+  return kx_bin(c->L->p, BIN_EQ, kx_local(c->L->p, c->lab, DT_I64), kx_i(c->L->p, c->n->attr.loss.ignore_index));
+}
+
+/* The target's class into lab, and for cross_entropy the max m and the
+ * sum s (in double) of exp(x - m) over its classes. */
+static Stmt *class_prelude(ClassCtx *c, int xop, int yop) {
+  Program *p = c->L->p;
+  Expr *y = kx_cast(p, DT_I64, kx_load(p, c->L->buf[c->n->in[yop]], class_target(c)));
+  Stmt *b = ks_local(p, c->lab, DT_I64, y);
+  if (!c->ce) return b;
+  int vc = new_var(c->L), vd = new_var(c->L);
+  Expr *C = kx_dim(p, c->x->shape.d[1]);
+  ks_append(&b, ks_local(p, c->m, DT_F32, kx_f(p, -INFINITY)));
+  ks_append(&b, ks_loop(p, vc, C, ks_assign(p, c->m, kx_bin(p, BIN_MAX, kx_local(p, c->m, DT_F32), class_x(c, xop, kx_var(p, vc))))));
+  ks_append(&b, ks_local(p, c->s, DT_F64, kx_cast(p, DT_F64, kx_f(p, 0))));
+  Expr *e = kx_cast(p, DT_F64, kx_un(p, UN_EXP, kx_bin(p, BIN_SUB, class_x(c, xop, kx_var(p, vd)), kx_local(p, c->m, DT_F32))));
+  ks_append(&b, ks_loop(p, vd, C, ks_assign(p, c->s, kx_bin(p, BIN_ADD, kx_local(p, c->s, DT_F64), e))));
+  return b;
+}
+
+/* body inside the loops over the targets. */
+static Stmt *class_loops(ClassCtx *c, Stmt *body) {
+  Program *p = c->L->p;
+  Stmt *s = ks_loop(p, c->vi, class_inner(c), body);
+  return ks_loop(p, c->vn, kx_dim(p, c->x->shape.d[0]), s);
+}
+
+/* cnt = the number of targets not ignored (an i64 local), for a mean. */
+static Stmt *class_count(const ClassCtx *c, int yop, int cnt) {
+  Program *p = c->L->p;
+  ClassCtx k = *c;
+  k.vn = new_var(c->L), k.vi = new_var(c->L);
+  Expr *y = kx_cast(p, DT_I64, kx_load(p, c->L->buf[c->n->in[yop]], class_target(&k)));
+  Expr *one = kx_select(p, kx_bin(p, BIN_NE, y, kx_i(p, c->n->attr.loss.ignore_index)), kx_i(p, 1), kx_i(p, 0));
+  Stmt *s = ks_local(p, cnt, DT_I64, kx_i(p, 0));
+  ks_append(&s, class_loops(&k, ks_assign(p, cnt, kx_iadd(p, kx_local(p, cnt, DT_I64), one))));
+  return s;
+}
+
+/* loss = logsumexp(x[target]) - x[target, y] (cross_entropy) or
+ * -x[target, y] (nll_loss), per target or summed; mean divides by the
+ * targets counted. */
+static Stmt *lower_class_loss(Lower *L, int id) {
   Program *p = L->p;
-  const Node *n = node(L, id), *x = node(L, n->in[0]);
-  Dim C = x->shape.d[1];
-  int vn = new_var(L), vc = new_var(L), vd = new_var(L), m = new_local(L), s = new_local(L), lab = new_local(L);
-  Expr *row = kx_imul(p, kx_var(p, vn), kx_dim(p, C));
-#define X(e) value(L, n->in[0], kx_iadd(p, row, (e)))
-  Stmt *b = ks_local(p, m, DT_F32, kx_f(p, -INFINITY));
-  ks_append(&b, ks_loop(p, vc, kx_dim(p, C), ks_assign(p, m, kx_bin(p, BIN_MAX, kx_local(p, m, DT_F32), X(kx_var(p, vc))))));
-  ks_append(&b, ks_local(p, s, DT_F64, kx_cast(p, DT_F64, kx_f(p, 0))));
-  Expr *e = kx_cast(p, DT_F64, kx_un(p, UN_EXP, kx_bin(p, BIN_SUB, X(kx_var(p, vd)), kx_local(p, m, DT_F32))));
-  ks_append(&b, ks_loop(p, vd, kx_dim(p, C), ks_assign(p, s, kx_bin(p, BIN_ADD, kx_local(p, s, DT_F64), e))));
-  Expr *y = kx_cast(p, DT_I64, kx_load(p, L->buf[n->in[1]], kx_var(p, vn)));
-  ks_append(&b, ks_local(p, lab, DT_I64, y));
-  Expr *labv = kx_local(p, lab, DT_I64);
-  Expr *ok = kx_bin(p, BIN_AND, kx_bin(p, BIN_GE, labv, kx_i(p, 0)), kx_bin(p, BIN_LT, labv, kx_dim(p, C)));
-  Expr *picked = X(kx_select(p, ok, labv, kx_i(p, 0)));
-#undef X
-  Expr *lse = kx_cast(p, DT_F32, kx_bin(p, BIN_ADD, kx_cast(p, DT_F64, kx_local(p, m, DT_F32)),
-                                         kx_un(p, UN_LOG, kx_local(p, s, DT_F64))));
-  Expr *item = kx_select(p, ok, kx_bin(p, BIN_SUB, lse, picked), kx_f(p, NAN));
-  return reduce_items(L, id, vn, kx_dim(p, x->shape.d[0]), b, item);
+  ClassCtx c = class_ctx(L, id, 0);
+  int red = c.n->attr.loss.reduction, tot = new_local(L), cnt = new_local(L), out = L->buf[id];
+  Stmt *b = class_prelude(&c, 0, 1);
+  Expr *lab = kx_local(p, c.lab, DT_I64);
+  Expr *ok = kx_bin(p, BIN_AND, kx_bin(p, BIN_GE, lab, kx_i(p, 0)), kx_bin(p, BIN_LT, lab, kx_dim(p, c.x->shape.d[1])));
+  Expr *picked = class_x(&c, 0, kx_select(p, ok, lab, kx_i(p, 0))), *item = kx_un(p, UN_NEG, picked);
+  if (c.ce) {
+    Expr *lse = kx_cast(p, DT_F32, kx_bin(p, BIN_ADD, kx_cast(p, DT_F64, kx_local(p, c.m, DT_F32)),
+                                           kx_un(p, UN_LOG, kx_local(p, c.s, DT_F64))));
+    item = kx_bin(p, BIN_SUB, lse, picked);
+  }
+  item = kx_select(p, class_ignored(&c), kx_f(p, 0), kx_select(p, ok, item, kx_f(p, NAN)));
+  if (red == RED_NONE) {
+    ks_append(&b, ks_store(p, out, class_target(&c), item));
+    return class_loops(&c, b);
+  }
+  ks_append(&b, ks_assign(p, tot, kx_bin(p, BIN_ADD, kx_local(p, tot, DT_F32), item)));
+  Stmt *s = ks_local(p, tot, DT_F32, kx_f(p, 0));
+  ks_append(&s, class_loops(&c, b));
+  Expr *res = kx_local(p, tot, DT_F32);
+  if (red == RED_MEAN) {
+    ks_append(&s, class_count(&c, 1, cnt));
+    res = kx_bin(p, BIN_DIV, res, kx_cast(p, DT_F32, kx_local(p, cnt, DT_I64)));
+  }
+  ks_append(&s, ks_store(p, out, kx_i(p, 0), res));
+  return s;
 }
 
 static Stmt *lower_pointwise_loss(Lower *L, int id) {
@@ -599,31 +680,28 @@ static Stmt *lower_maxout_grad(Lower *L, int id) {
   return all;
 }
 
-/* (softmax(x) - onehot(y)) * dl, divided by the batch for a mean. */
-static Stmt *lower_ce_grad(Lower *L, int id) {
+/* cross_entropy: (softmax(x) - onehot(y)) * g; nll_loss: -onehot(y) * g;
+ * g is dl (per target, or the one value divided by the count for a mean),
+ * 0 for an ignored target. */
+static Stmt *lower_class_grad(Lower *L, int id) {
   Program *p = L->p;
-  const Node *n = node(L, id), *x = node(L, n->in[1]);
-  Dim C = x->shape.d[1];
-  int vn = new_var(L), vc = new_var(L), vd = new_var(L), ve = new_var(L);
-  int m = new_local(L), s = new_local(L), lab = new_local(L), g = new_local(L);
-  Expr *row = kx_imul(p, kx_var(p, vn), kx_dim(p, C));
-#define X(e) value(L, n->in[1], kx_iadd(p, row, (e)))
-  Stmt *b = ks_local(p, m, DT_F32, kx_f(p, -INFINITY));
-  ks_append(&b, ks_loop(p, vc, kx_dim(p, C), ks_assign(p, m, kx_bin(p, BIN_MAX, kx_local(p, m, DT_F32), X(kx_var(p, vc))))));
-  ks_append(&b, ks_local(p, s, DT_F64, kx_cast(p, DT_F64, kx_f(p, 0))));
-  Expr *e = kx_cast(p, DT_F64, kx_un(p, UN_EXP, kx_bin(p, BIN_SUB, X(kx_var(p, vd)), kx_local(p, m, DT_F32))));
-  ks_append(&b, ks_loop(p, vd, kx_dim(p, C), ks_assign(p, s, kx_bin(p, BIN_ADD, kx_local(p, s, DT_F64), e))));
-  ks_append(&b, ks_local(p, lab, DT_I64, kx_cast(p, DT_I64, kx_load(p, L->buf[n->in[2]], kx_var(p, vn)))));
-  Expr *dl = value(L, n->in[0], n->attr.loss.reduction == RED_NONE ? kx_var(p, vn) : kx_i(p, 0));
-  if (n->attr.loss.reduction == RED_MEAN) dl = kx_bin(p, BIN_DIV, dl, kx_cast(p, DT_F32, kx_dim(p, x->shape.d[0])));
+  ClassCtx c = class_ctx(L, id, 1);
+  int red = c.n->attr.loss.reduction, ve = new_var(L), g = new_local(L), cnt = new_local(L);
+  Stmt *b = class_prelude(&c, 1, 2), *s = red == RED_MEAN ? class_count(&c, 2, cnt) : NULL;
+  Expr *dl = value(L, c.n->in[0], red == RED_NONE ? class_target(&c) : kx_i(p, 0));
+  if (red == RED_MEAN) dl = kx_bin(p, BIN_DIV, dl, kx_cast(p, DT_F32, kx_local(p, cnt, DT_I64)));
   ks_append(&b, ks_local(p, g, DT_F32, dl));
-  Expr *sm = kx_bin(p, BIN_DIV, kx_un(p, UN_EXP, kx_bin(p, BIN_SUB, X(kx_var(p, ve)), kx_local(p, m, DT_F32))),
-                    kx_cast(p, DT_F32, kx_local(p, s, DT_F64)));
-  Expr *hot = kx_select(p, kx_bin(p, BIN_EQ, kx_var(p, ve), kx_local(p, lab, DT_I64)), kx_f(p, 1), kx_f(p, 0));
-  Expr *res = kx_bin(p, BIN_MUL, kx_bin(p, BIN_SUB, sm, hot), kx_local(p, g, DT_F32));
-  ks_append(&b, ks_loop(p, ve, kx_dim(p, C), ks_store(p, L->buf[id], kx_iadd(p, row, kx_var(p, ve)), res)));
-#undef X
-  return ks_loop(p, vn, kx_dim(p, x->shape.d[0]), b);
+  Expr *sm = kx_f(p, 0);
+  if (c.ce)
+    sm = kx_bin(p, BIN_DIV, kx_un(p, UN_EXP, kx_bin(p, BIN_SUB, class_x(&c, 1, kx_var(p, ve)), kx_local(p, c.m, DT_F32))),
+                kx_cast(p, DT_F32, kx_local(p, c.s, DT_F64)));
+  Expr *hot = kx_select(p, kx_bin(p, BIN_EQ, kx_var(p, ve), kx_local(p, c.lab, DT_I64)), kx_f(p, 1), kx_f(p, 0));
+  Expr *res = kx_select(p, class_ignored(&c), kx_f(p, 0), kx_bin(p, BIN_MUL, kx_bin(p, BIN_SUB, sm, hot), kx_local(p, g, DT_F32)));
+  Expr *at = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, c.vn), kx_dim(p, c.x->shape.d[1])), kx_var(p, ve)),
+                                class_inner(&c)), kx_var(p, c.vi));
+  ks_append(&b, ks_loop(p, ve, kx_dim(p, c.x->shape.d[1]), ks_store(p, L->buf[id], at, res)));
+  ks_append(&s, class_loops(&c, b));
+  return s;
 }
 
 /* --- optimizer steps -------------------------------------------------------------- */
@@ -866,7 +944,9 @@ static Stmt *lower_node(Lower *L, int id) {
   case OP_UPSAMPLE_GRAD:
   case OP_PAD_GRAD:
     return lower_conv(L, id); /* lower_conv.c */
-  case OP_CROSS_ENTROPY: return lower_cross_entropy(L, id);
+  case OP_CROSS_ENTROPY:
+  case OP_NLL_LOSS:
+    return lower_class_loss(L, id);
   case OP_BCE_LOGITS:
   case OP_MSE_LOSS:
   case OP_L1_LOSS:
@@ -880,7 +960,9 @@ static Stmt *lower_node(Lower *L, int id) {
   case OP_MAX_GRAD: return lower_max_grad(L, id);
   case OP_MAXOUT_GRAD: return lower_maxout_grad(L, id);
   case OP_GATHER_GRAD: return lower_gather_grad(L, id);
-  case OP_CE_GRAD: return lower_ce_grad(L, id);
+  case OP_CE_GRAD:
+  case OP_NLL_GRAD:
+    return lower_class_grad(L, id);
   case OP_SGD_STEP: return step_loop(L, id, sgd_body);
   case OP_ADAM_STEP: return step_loop(L, id, adam_body);
   case OP_RMSPROP_STEP: return step_loop(L, id, rmsprop_body);

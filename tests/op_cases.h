@@ -266,6 +266,17 @@ static const OpCase op_cases[] = {
     {"index_select_axis1", OP_INDEX_SELECT, 2, B0, "axis=1"},
     {"index_select_2d_index", OP_INDEX_SELECT, 2, 2u, "axis=0"},
     {"index_select_2d_index_axis1", OP_INDEX_SELECT, 2, B0, "axis=1"},
+    /* sequence losses: [N, C, d...] logits, ignore_index */
+    {"cross_entropy_3d_mean", OP_CROSS_ENTROPY, 2, B01},
+    {"cross_entropy_4d_none", OP_CROSS_ENTROPY, 2, B01, "reduction=none"},
+    {"cross_entropy_ignore_mean", OP_CROSS_ENTROPY, 2, B01},
+    {"cross_entropy_ignore_3d_sum", OP_CROSS_ENTROPY, 2, 0, "reduction=sum ignore_index=2"},
+    {"cross_entropy_ignore_3d_none", OP_CROSS_ENTROPY, 2, B01, "reduction=none"},
+    {"cross_entropy_ignore_3d_mean", OP_CROSS_ENTROPY, 2, 0, "ignore_index=0"},
+    {"nll_loss_mean", OP_NLL_LOSS, 2, B01},
+    {"nll_loss_sum_i32", OP_NLL_LOSS, 2, 0, "reduction=sum"},
+    {"nll_loss_3d_none", OP_NLL_LOSS, 2, B01, "reduction=none"},
+    {"nll_loss_3d_ignore_mean", OP_NLL_LOSS, 2, 0, "ignore_index=1"},
 };
 #define OPCASE_COUNT ((int)(sizeof op_cases / sizeof op_cases[0]))
 
