@@ -291,6 +291,43 @@ static int build_embedding(Parser *P, const char *prefix, Token *at, const Value
   return ir_op(P->g, OP_INDEX_SELECT, in, 2, &a, loc);
 }
 
+/* --- layer norm ---------------------------------------------------------------------
+ * layer_norm(x, normalized_shape) over the last axes of x, which must be
+ * normalized_shape (one integer or a list), torch.nn.LayerNorm's
+ * PREFIX.weight (ones) and PREFIX.bias (zeros) of that shape unless
+ * elementwise_affine=false. */
+static const SigParam layer_norm_sig[] = {
+    {"x", SK_TENSOR, NULL, NULL, CHK_NONE},
+    {"normalized_shape", SK_LIST, NULL, NULL, CHK_NONE},
+    {"eps", SK_FLOAT, "1e-5", NULL, CHK_NONNEG},
+    {"elementwise_affine", SK_BOOL, "true", NULL, CHK_NONE},
+};
+
+static int build_layer_norm(Parser *P, const char *prefix, Token *at, const Value *v, const LayerInits *li) {
+  const Node *x = &P->g->nodes[v[0].id];
+  int nd = v[1].nlist, ok = nd >= 1 && nd <= x->shape.rank;
+  Shape ns = {nd > 0 ? nd : 0, {0}};
+  for (int k = 0; ok && k < nd; k++) {
+    ns.d[k] = v[1].list[k];
+    ok = !v[1].sym[k] && x->shape.d[x->shape.rank - nd + k] == ns.d[k];
+  }
+  if (!ok) {
+    char ty[128];
+    diag_error(P->d, fe_loc(P, at), "layer_norm: normalized_shape must be the last constant dimensions of x, %s",
+               ir_type_str(P->g, x->dtype, &x->shape, ty, sizeof ty));
+    return -1;
+  }
+  int ops[3] = {v[0].id}, nin = 1;
+  if (v[3].ival) {
+    ops[nin++] = fe_new_param(P, fe_join(P, prefix, "weight"), &ns, init_or(li->weight, INIT_ONES), at);
+    ops[nin++] = fe_new_param(P, fe_join(P, prefix, "bias"), &ns, init_or(li->bias, INIT_ZEROS), at);
+    if (ops[1] < 0 || ops[2] < 0) return -1;
+  }
+  Attrs a = ir_attrs_default(OP_LAYER_NORM);
+  a.scalar.mode = nd, a.scalar.f = v[2].num;
+  return ir_op(P->g, OP_LAYER_NORM, ops, nin, &a, fe_loc(P, at));
+}
+
 /* --- the table ------------------------------------------------------------------ */
 
 #define SIG(s) s, (int)(sizeof s / sizeof s[0])
@@ -302,6 +339,7 @@ static const LayerDef layers[] = {
     {"conv_transpose2d", SIG(conv_transpose2d_sig), build_conv_transpose2d},
     {"batchnorm", SIG(batchnorm_sig), build_batchnorm},
     {"embedding", SIG(embedding_sig), build_embedding},
+    {"layer_norm", SIG(layer_norm_sig), build_layer_norm},
 };
 
 int fe_layer_count(void) { return (int)(sizeof layers / sizeof layers[0]); }

@@ -682,6 +682,24 @@ static int infer_grad(Ctx *c, OpKind op, const Node *const *xs, Attrs *a, Shape 
   return 0;
 }
 
+/* x [..., d1, ..., dk] normalised over its last k = ndim axes; weight and
+ * bias (either may be given, weight first) have the shape [d1, ..., dk]. */
+static int infer_layer_norm(Ctx *c, const Node *const *xs, int nin, const AttrScalar *a, Shape *out) {
+  char b1[128], b2[128];
+  const Node *x = xs[0];
+  if (a->mode < 1 || a->mode > x->shape.rank)
+    return fail(c, "ndim %d must be between 1 and the rank of %s", a->mode, ty(c, x, b1));
+  if (!(a->f >= 0)) return fail(c, "eps must be >= 0, not %g", a->f);
+  Shape norm = {a->mode, {0}};
+  for (int k = 0; k < a->mode; k++) norm.d[k] = x->shape.d[x->shape.rank - a->mode + k];
+  for (int i = 1; i < nin; i++)
+    if (!ir_shape_eq(&xs[i]->shape, &norm))
+      return fail(c, "%s %s must have the shape of the normalised axes %s", i == 1 ? "weight" : "bias", ty(c, xs[i], b1),
+                  ir_type_str(c->g, DT_F32, &norm, b2, 128));
+  *out = x->shape;
+  return 0;
+}
+
 /* x [N, C, ...] with per-channel weight, bias and running statistics [C]. */
 static int infer_batchnorm(Ctx *c, const Node *const *xs, Shape *out) {
   char b1[128], b2[128];
@@ -842,6 +860,7 @@ static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Att
   case OP_ADAGRAD_STEP:
     return infer_step(&c, op, xs, nin, out);
   case OP_BATCHNORM: return infer_batchnorm(&c, xs, out);
+  case OP_LAYER_NORM: return infer_layer_norm(&c, xs, nin, &a->scalar, out);
   case OP_DROPOUT:
     if (!(a->scalar.f >= 0 && a->scalar.f < 1)) return fail(&c, "p must be in [0, 1), not %g", a->scalar.f);
     *out = xs[0]->shape;

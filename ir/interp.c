@@ -576,6 +576,24 @@ static void op_class_grad(const RtTensor *dl, const RtTensor *x, const RtTensor 
   }
 }
 
+/* Each row of the last ndim axes: (x - mean) / sqrt(var + eps) * w + b,
+ * with the biased variance, in double. */
+static void op_layer_norm(const Node *n, const RtTensor *vals, RtTensor *out) {
+  const RtTensor *x = &vals[n->in[0]];
+  const float *w = n->nin > 1 ? cf(&vals[n->in[1]]) : NULL, *b = n->nin > 2 ? cf(&vals[n->in[2]]) : NULL;
+  int64_t len = prod(x->shape, x->rank - n->attr.scalar.mode, x->rank), rows = rt_tensor_numel(x) / (len ? len : 1);
+  for (int64_t r = 0; r < rows; r++) {
+    const float *src = cf(x) + r * len;
+    double mean = 0, var = 0;
+    for (int64_t j = 0; j < len; j++) mean += src[j];
+    mean /= (double)len;
+    for (int64_t j = 0; j < len; j++) var += (src[j] - mean) * (src[j] - mean);
+    double inv = 1.0 / sqrt(var / (double)len + n->attr.scalar.f);
+    for (int64_t j = 0; j < len; j++)
+      wf(out)[r * len + j] = (float)((src[j] - mean) * inv * (w ? w[j] : 1.0) + (b ? b[j] : 0.0));
+  }
+}
+
 /* --- optimizer steps (torch.optim, torch 1.13) ------------------------------------ */
 
 static float scalar(const RtTensor *t) { return cf(t)[0]; }
@@ -880,6 +898,7 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_RMSPROP_STEP: op_rmsprop(n, vals); break;
   case OP_ADAGRAD_STEP: op_adagrad(n, vals); break;
   case OP_BATCHNORM: op_batchnorm(vals, n->in, out, a->hyper.hp[HP_EPS]); break;
+  case OP_LAYER_NORM: op_layer_norm(n, vals, out); break;
   case OP_DROPOUT: op_copy(x, out); break;
   case OP_STOP_GRADIENT: op_copy(x, out); break;
   case OP_RAND:

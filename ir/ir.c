@@ -99,6 +99,8 @@ static const struct {
     {"weight_decay", AF_HP, ATTR_FLOAT, NULL, HP_WEIGHT_DECAY},
     {"beta1", AF_HP, ATTR_FLOAT, NULL, HP_BETA1},
     {"beta2", AF_HP, ATTR_FLOAT, NULL, HP_BETA2},
+    {"eps", AF_F, ATTR_FLOAT, NULL, 0, "layer_norm"},
+    {"ndim", AF_EW_MODE, ATTR_INT, NULL, 0, "layer_norm"},
     {"eps", AF_HP, ATTR_FLOAT, NULL, HP_EPS},
     {"lr_decay", AF_HP, ATTR_FLOAT, NULL, HP_LR_DECAY},
     {"decoupled", AF_HP, ATTR_FLOAT, NULL, HP_DECOUPLED},
@@ -303,9 +305,12 @@ int ir_attr_set_float(Attrs *a, OpKind op, const char *name, double v) {
   return 0;
 }
 
+/* The hyperparameter entry of name, past entries of the same name that
+ * other ops' families hold (layer_norm's eps). */
 int ir_attr_hp_index(const char *name) {
-  int fi = field_index(-1, name, strlen(name));
-  return fi >= 0 && attr_fields[fi].field == AF_HP ? attr_fields[fi].hp : -1;
+  for (size_t i = 0; i < sizeof attr_fields / sizeof attr_fields[0]; i++)
+    if (attr_fields[i].field == AF_HP && strcmp(attr_fields[i].name, name) == 0) return attr_fields[i].hp;
+  return -1;
 }
 
 int ir_attr_set_enum(Attrs *a, OpKind op, const char *name, const char *value) {

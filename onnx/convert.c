@@ -369,6 +369,19 @@ static void ox_cv_pad(OxBuilder *b, const Node *n, const char *const *in, const 
   ox_attr_str(b, "mode", a->mode == PAD_CONSTANT ? "constant" : a->mode == PAD_REFLECT ? "reflect" : "edge");
 }
 
+/* LayerNormalization (opset 17) over the last ndim axes; without a weight
+ * its Scale is ones of the normalised shape (Expand of 1). */
+static void ox_cv_layer_norm(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  int nd = n->attr.scalar.mode;
+  Shape norm = {nd, {0}};
+  for (int k = 0; k < nd; k++) norm.d[k] = n->shape.d[n->shape.rank - nd + k];
+  const char *ins[3] = {in[0], n->nin > 1 ? in[1] : ox_node2(b, "Expand", NULL, ox_const_f32(b, 1), ox_shape(b, &norm)),
+                        n->nin > 2 ? in[2] : NULL};
+  ox_node(b, "LayerNormalization", out, n->nin > 2 ? 3 : 2, ins);
+  ox_attr_int(b, "axis", -nd);
+  ox_attr_float(b, "epsilon", (float)n->attr.scalar.f);
+}
+
 static void ox_cv_batchnorm(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
   ox_node(b, "BatchNormalization", out, 5, in);
   ox_attr_float(b, "epsilon", (float)n->attr.hyper.hp[HP_EPS]);

@@ -417,7 +417,8 @@ static void vjp(AD *a, int id, int dy) {
   case OP_MSE_LOSS:
   case OP_L1_LOSS:
   case OP_TRIPLET_LOSS:
-    IR_ASSERT(!"composite losses are decomposed before autodiff");
+  case OP_LAYER_NORM:
+    IR_ASSERT(!"composite losses and layer_norm are decomposed before autodiff");
     return;
   case OP_EXPAND_AS:
   case OP_EW_GRAD:

@@ -109,7 +109,7 @@ static int bw_grads(BwBody *b, SrcLoc loc) {
 /* Ops pass_autodiff takes only after decomposition, or not at all. */
 static const char *bw_unsupported(const Graph *f) {
   for (int i = 0; i < f->nnodes; i++) switch ((int)f->nodes[i].op) {
-    case OP_BCE_LOGITS: case OP_MSE_LOSS: case OP_L1_LOSS: case OP_TRIPLET_LOSS: case OP_BATCHNORM:
+    case OP_BCE_LOGITS: case OP_MSE_LOSS: case OP_L1_LOSS: case OP_TRIPLET_LOSS: case OP_BATCHNORM: case OP_LAYER_NORM:
       return ir_ops[f->nodes[i].op].name;
     default:
       if ((ir_ops[f->nodes[i].op].flags & OPF_INTERNAL) && f->nodes[i].op != OP_SCAN && f->nodes[i].op != OP_SCAN_OUT &&

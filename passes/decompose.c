@@ -2,7 +2,7 @@
  * decompose.c — rewrites composite ops into primitive ones.
  *
  * Losses other than cross-entropy (bce_with_logits, mse_loss, l1_loss,
- * triplet_margin_loss) are each one node for inference, where a single
+ * triplet_margin_loss) and layer_norm are each one node for inference, where a single
  * kernel is best, but their gradients are simplest as the gradients of
  * the primitives they are made of.  Before autodiff, this pass copies the
  * graph into a new one in the same order, writing each composite node as
@@ -133,6 +133,28 @@ static int batchnorm_eval(Dec *d, const Node *n, const int *in) {
   return op2(d, OP_ADD, op2(d, OP_MUL, op2(d, OP_SUB, x, per_channel(d, in[3], r)), scale), per_channel(d, in[2], r));
 }
 
+/* layer_norm in primitives, for its gradients: the mean and biased
+ * variance over the last ndim axes (kept as size-1 axes), then
+ * (x - mean) * (var + eps)^-1/2, times weight, plus bias (both broadcast
+ * from the right). */
+static int layer_norm(Dec *d, const Node *n, const int *in) {
+  int x = in[0], r = d->g->nodes[x].shape.rank;
+  Dim axes[IR_MAX_RANK];
+  for (int k = 0; k < n->attr.scalar.mode; k++) axes[k] = r - n->attr.scalar.mode + k;
+  Attrs at = ir_attrs_default(OP_MEAN);
+  ir_attr_set_list(&at, OP_MEAN, "axes", axes, n->attr.scalar.mode);
+  at.dims.keepdim = 1;
+  int diff = op2(d, OP_SUB, x, ir_op(d->g, OP_MEAN, &x, 1, &at, d->loc));
+  int sq = op2(d, OP_MUL, diff, diff);
+  int var = ir_op(d->g, OP_MEAN, &sq, 1, &at, d->loc);
+  Attrs pw = ir_attrs_default(OP_POW);
+  pw.scalar.f = -0.5;
+  int inv = ir_op(d->g, OP_POW, (int[]){op2(d, OP_ADD, var, cst(d, n->attr.scalar.f))}, 1, &pw, d->loc);
+  int y = op2(d, OP_MUL, diff, inv);
+  if (n->nin > 1) y = op2(d, OP_MUL, y, in[1]);
+  return n->nin > 2 ? op2(d, OP_ADD, y, in[2]) : y;
+}
+
 /* The "step" input of a training graph, made on first use. */
 static int step_input(Graph *g) {
   int id = ir_find_input(g, "step");
@@ -142,7 +164,7 @@ static int step_input(Graph *g) {
 
 static int is_composite(OpKind op, int training) {
   return op == OP_MSE_LOSS || op == OP_L1_LOSS || op == OP_BCE_LOGITS || op == OP_TRIPLET_LOSS ||
-         op == OP_BATCHNORM || (training && (op == OP_DROPOUT || (ir_ops[op].flags & OPF_RANDOM)));
+         op == OP_BATCHNORM || op == OP_LAYER_NORM || (training && (op == OP_DROPOUT || (ir_ops[op].flags & OPF_RANDOM)));
 }
 
 /* A random op in training: the same draw offset by the run's seed, with
@@ -160,6 +182,7 @@ static int random_train(Dec *d, const Node *n, const int *in, const DecomposeOpt
 static int expand_mode(Dec *d, const Node *n, const int *in, const DecomposeOpts *o, int salt) {
   if (ir_ops[n->op].flags & OPF_RANDOM) return random_train(d, n, in, o);
   if (n->op == OP_BATCHNORM) return o->training ? batchnorm_train(d, n, in) : batchnorm_eval(d, n, in);
+  if (n->op == OP_LAYER_NORM) return layer_norm(d, n, in);
   if (n->op == OP_DROPOUT) {
     Attrs at = ir_attrs_default(OP_DROPOUT_TRAIN);
     at.random.p = n->attr.scalar.f, at.random.seed = (int64_t)o->seed, at.random.salt = salt;

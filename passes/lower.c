@@ -597,14 +597,14 @@ static Stmt *gather_grad_inner(Lower *L, const int *vars, void *ctx) {
 static Stmt *lower_gather(Lower *L, int id) {
   const Node *n = node(L, id);
   IndexCtx c = {id, n->in[0], n->in[1], n->op == OP_INDEX_SELECT, -1};
-  int vars[IR_MAX_RANK];
+  int vars[IR_MAX_RANK] = {0}; /* a rank-0 result reads none (gcc cannot tell) */
   return nest(L, n->shape.d, n->shape.rank, vars, gather_inner, &c);
 }
 
 static Stmt *lower_gather_grad(Lower *L, int id) {
   const Node *n = node(L, id), *dy = node(L, n->in[0]);
   IndexCtx c = {id, n->in[1], n->in[2], dy->shape.rank != node(L, n->in[2])->shape.rank, n->in[0]};
-  int vars[IR_MAX_RANK];
+  int vars[IR_MAX_RANK] = {0};
   Stmt *s = zero_fill(L, id);
   ks_append(&s, nest(L, dy->shape.d, dy->shape.rank, vars, gather_grad_inner, &c));
   return s;
@@ -819,6 +819,39 @@ Expr *lower_index(Lower *L, const Shape *s, Expr **idx) { return lin_index(L, s,
 
 /* --- normalisation and dropout ---------------------------------------------------- */
 
+/* Per row of the last ndim axes: the mean, then the biased variance
+ * (both summed in double, as the interpreter), then one multiply-add per
+ * element with the inverse deviation. */
+static Stmt *lower_layer_norm(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id);
+  const Shape *s = &n->shape;
+  int k = s->rank - n->attr.scalar.mode, vr = new_var(L), va = new_var(L), vb = new_var(L), vc = new_var(L);
+  int mean = new_local(L), var = new_local(L), inv = new_local(L);
+  Expr *len = numel_expr(L, s, k, s->rank);
+#define AT(v) kx_iadd(p, kx_imul(p, kx_var(p, vr), numel_expr(L, s, k, s->rank)), kx_var(p, v))
+#define X64(v) kx_cast(p, DT_F64, value(L, n->in[0], AT(v)))
+  Stmt *b = ks_local(p, mean, DT_F64, kx_cast(p, DT_F64, kx_f(p, 0)));
+  ks_append(&b, ks_loop(p, va, len, ks_assign(p, mean, kx_bin(p, BIN_ADD, kx_local(p, mean, DT_F64), X64(va)))));
+  Expr *cnt = kx_cast(p, DT_F64, numel_expr(L, s, k, s->rank));
+  ks_append(&b, ks_assign(p, mean, kx_bin(p, BIN_DIV, kx_local(p, mean, DT_F64), cnt)));
+  Expr *d = kx_bin(p, BIN_SUB, X64(vb), kx_local(p, mean, DT_F64));
+  ks_append(&b, ks_local(p, var, DT_F64, kx_cast(p, DT_F64, kx_f(p, 0))));
+  ks_append(&b, ks_loop(p, vb, numel_expr(L, s, k, s->rank),
+                        ks_assign(p, var, kx_bin(p, BIN_ADD, kx_local(p, var, DT_F64), kx_bin(p, BIN_MUL, d, d)))));
+  Expr *v = kx_bin(p, BIN_ADD, kx_bin(p, BIN_DIV, kx_local(p, var, DT_F64), kx_cast(p, DT_F64, numel_expr(L, s, k, s->rank))),
+                   kx_fconst(p, DT_F64, n->attr.scalar.f));
+  ks_append(&b, ks_local(p, inv, DT_F32, kx_cast(p, DT_F32, kx_bin(p, BIN_DIV, kx_fconst(p, DT_F64, 1), kx_un(p, UN_SQRT, v)))));
+  Expr *y = kx_bin(p, BIN_MUL, kx_bin(p, BIN_SUB, value(L, n->in[0], AT(vc)), kx_cast(p, DT_F32, kx_local(p, mean, DT_F64))),
+                   kx_local(p, inv, DT_F32));
+  if (n->nin > 1) y = kx_bin(p, BIN_MUL, y, value(L, n->in[1], kx_var(p, vc)));
+  if (n->nin > 2) y = kx_bin(p, BIN_ADD, y, value(L, n->in[2], kx_var(p, vc)));
+  ks_append(&b, ks_loop(p, vc, numel_expr(L, s, k, s->rank), ks_store(p, L->buf[id], AT(vc), y)));
+#undef AT
+#undef X64
+  return ks_loop(p, vr, numel_expr(L, s, 0, k), b);
+}
+
 /* Per channel: scale = w / sqrt(var + eps), shift = b - mean * scale, then
  * one multiply-add per element. */
 static Stmt *lower_batchnorm(Lower *L, int id) {
@@ -968,6 +1001,7 @@ static Stmt *lower_node(Lower *L, int id) {
   case OP_RMSPROP_STEP: return step_loop(L, id, rmsprop_body);
   case OP_ADAGRAD_STEP: return step_loop(L, id, adagrad_body);
   case OP_BATCHNORM: return lower_batchnorm(L, id);
+  case OP_LAYER_NORM: return lower_layer_norm(L, id);
   case OP_DROPOUT: return NULL; /* a view: inference passes values through */
   case OP_DROPOUT_TRAIN: return lower_dropout_train(L, id);
   case OP_RUNNING_UPDATE: return lower_running_update(L, id);

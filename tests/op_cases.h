@@ -277,6 +277,11 @@ static const OpCase op_cases[] = {
     {"nll_loss_sum_i32", OP_NLL_LOSS, 2, 0, "reduction=sum"},
     {"nll_loss_3d_none", OP_NLL_LOSS, 2, B01, "reduction=none"},
     {"nll_loss_3d_ignore_mean", OP_NLL_LOSS, 2, 0, "ignore_index=1"},
+    /* layer_norm over the last ndim axes */
+    {"layer_norm_last", OP_LAYER_NORM, 3, B0},
+    {"layer_norm_2d", OP_LAYER_NORM, 3, B0, "ndim=2"},
+    {"layer_norm_plain", OP_LAYER_NORM, 1, B0, "eps=0.001"},
+    {"layer_norm_weight_only", OP_LAYER_NORM, 2, 0},
 };
 #define OPCASE_COUNT ((int)(sizeof op_cases / sizeof op_cases[0]))
 

@@ -295,6 +295,7 @@ Test(fe_parser, every_op_is_callable) {
     else if (op == OP_MATMUL) snprintf(call, sizeof call, "matmul(a, at)");
     else if (op == OP_LINEAR) snprintf(call, sizeof call, "linear(a, w, bias)");
     else if (op == OP_CROSS_ENTROPY || op == OP_NLL_LOSS) snprintf(call, sizeof call, "%s(a, y)", oi->name);
+    else if (op == OP_LAYER_NORM) snprintf(call, sizeof call, "layer_norm(at, v4)");
     else if (op == OP_POW) snprintf(call, sizeof call, "pow(a, 2.0)");
     else if (op == OP_RAND || op == OP_RANDN) snprintf(call, sizeof call, "%s([4, 6])", oi->name);
     else if (op == OP_GATHER) snprintf(call, sizeof call, "gather(a, ia, axis=1)");

@@ -142,7 +142,8 @@ static void expect_nodes(const Onnx__GraphProto *gp, const char *sample) {
       "Sigmoid", "Transpose", "Shape", "Abs", "Clip", "Elu", "Erf", "Exp", "Greater", "HardSigmoid", "HardSwish",
       "LeakyRelu", "Log", "LogSoftmax", "Max", "Min", "Neg", "Pad", "Pow", "ReduceMax", "ReduceMean", "ReduceSum",
       "Resize", "Selu", "Slice", "Softplus", "Sqrt", "Tanh", "Where", "SoftmaxCrossEntropyLoss", "Cast", "Equal",
-      "Not", "Less", "LessOrEqual", "GreaterOrEqual", "GatherElements", "Gather", "NegativeLogLikelihoodLoss"};
+      "Not", "Less", "LessOrEqual", "GreaterOrEqual", "GatherElements", "Gather", "NegativeLogLikelihoodLoss",
+      "LayerNormalization", "Expand"};
   char loc[4096];
   snprintf(loc, sizeof loc, "%s:", sample);
   for (size_t i = 0; i < gp->n_node; i++) {
