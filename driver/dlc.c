@@ -18,6 +18,7 @@
 
 #include "codegen/codegen.h"
 #include "driver/driver.h"
+#include "driver/plot.h"
 #include "frontend/frontend.h"
 #include "onnx/onnx.h"
 #include "passes/passes.h"
@@ -33,6 +34,8 @@ static const char *usage_main =
     "       dlc eval MODEL.dl --params W.safetensors              test accuracy of the emitted C\n"
     "       dlc export MODEL.dl [-o OUT.onnx] [--params W]        the inference graph as ONNX\n"
     "       dlc import MODEL.onnx [-o OUT.dl]                     an ONNX model as .dl + safetensors\n"
+    "       dlc plot METRICS.csv -o OUT.svg|OUT.png               loss and accuracy curves\n"
+    "       dlc grid IMAGES.npy -o OUT.png [--cols N]             a grid of images as PNG\n"
     "       (MODEL.onnx works wherever MODEL.dl does, with its initializers as weights)\n"
     "       dlc COMMAND --help                                    help on a command\n"
     "\n"
@@ -472,6 +475,8 @@ static int dispatch(int argc, char **argv) {
   if (!strcmp(cmd, "eval")) return dlc_cmd_eval(argc - 1, argv + 1);
   if (!strcmp(cmd, "export")) return dlc_cmd_export(argc - 1, argv + 1);
   if (!strcmp(cmd, "import")) return dlc_cmd_import(argc - 1, argv + 1);
+  if (!strcmp(cmd, "plot")) return dlc_cmd_plot(argc - 1, argv + 1);
+  if (!strcmp(cmd, "grid")) return dlc_cmd_grid(argc - 1, argv + 1);
   return cmd_compile(argc, argv);
 }
 

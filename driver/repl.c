@@ -22,6 +22,7 @@
 
 #include "driver/driver.h"
 #include "driver/numbers.h"
+#include "driver/plot.h"
 #include "driver/trainer.h"
 
 #define MAX_HISTORY 1000
@@ -395,9 +396,26 @@ static void chart(const char *title, const Repl *r, int which) {
   putchar('\n');
 }
 
+/* The history as the table dlc plot draws (plot.c), into path. */
+static int plot_file(const Repl *r, const char *path) {
+  PlotTable t;
+  RtError err;
+  RtStatus st = plot_table_init(&t, "epoch,train_loss,train_acc,val_loss,val_acc", &err);
+  for (int i = 0; i < r->nhist && !st; i++) {
+    const EpochStats *e = &r->hist[i];
+    double row[5] = {i + 1, e->loss, e->acc, e->val_loss, e->val_acc};
+    st = plot_table_add(&t, row, &err);
+  }
+  if (!st) st = plot_write(&t, path, &err);
+  plot_table_free(&t);
+  if (st) return fprintf(stderr, "plot: %s\n", err.msg), -1;
+  printf("wrote %s (%d epochs)\n", path, r->nhist);
+  return 0;
+}
+
 static int cmd_plot(Repl *r, char *arg) {
-  (void)arg;
   if (!r->nhist) return fprintf(stderr, "nothing to plot: train first\n"), -1;
+  if (*arg) return plot_file(r, arg);
   chart("training loss", r, 0);
   chart("validation loss", r, 1);
   chart("training accuracy", r, 2);
@@ -531,7 +549,7 @@ static const Command commands[] = {
     {"eval", "[test|val|train]", "loss and accuracy on a data set", cmd_eval},
     {"predict", "[INDEX]", "show a test sample and the top classes", cmd_predict},
     {"set", "lr|optimizer|batch V", "change a hyperparameter between epochs", cmd_set},
-    {"plot", "", "loss and accuracy curves", cmd_plot},
+    {"plot", "[FILE.svg|png]", "loss and accuracy curves (as text, or into an image)", cmd_plot},
     {"stats", "NAME", "shape and statistics of a value or parameter", cmd_stats},
     {"save", "FILE", "checkpoint: weights, optimizer state, epoch", cmd_save},
     {"restore", "FILE", "load a checkpoint", cmd_restore},

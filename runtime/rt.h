@@ -440,4 +440,29 @@ void rt_add_noise(float *x, int64_t n, double std, RtRng *r);
  * classes (transfer learning). */
 RtStatus rt_dataset_select_classes(RtDataset *d, const char *spec, RtError *err);
 
+/* --- PNG and image grids (png.c) --------------------------------------------
+ * 8-bit grey (channels 1) or RGB (channels 3) pixels, row-major, top row
+ * first, as a PNG file: filter 0, one zlib-compressed IDAT chunk.  Each
+ * side is 1..RT_PNG_MAX_SIDE.  rt_png_encode hands back a malloc'd buffer
+ * (free it with free). */
+#define RT_PNG_MAX_SIDE 16384
+RtStatus rt_png_encode(const uint8_t *pixels, int64_t width, int64_t height, int channels, uint8_t **out,
+                       size_t *len, RtError *err);
+RtStatus rt_png_write(const char *path, const uint8_t *pixels, int64_t width, int64_t height, int channels,
+                      RtError *err);
+/* A grid of grey images (f32[N, 1, H, W] or [N, H, W]): rows of `cols`
+ * tiles (fewer when N < cols), each magnified `scale` times, `pad` pixels
+ * of grey 128 between and around them.  A value v becomes
+ * round(255 * (v - lo) / (hi - lo)) clamped to 0..255 (NaN: 0); with
+ * autorange, lo and hi are the smallest and largest finite values of the
+ * whole tensor instead.  rt_image_grid hands back malloc'd grey pixels. */
+typedef struct RtGridOpts {
+  int64_t cols;
+  int scale, pad, autorange;
+  float lo, hi;
+} RtGridOpts;
+RtStatus rt_image_grid(const RtTensor *images, const RtGridOpts *o, uint8_t **pixels, int64_t *width,
+                       int64_t *height, RtError *err);
+RtStatus rt_image_grid_png(const char *path, const RtTensor *images, const RtGridOpts *o, RtError *err);
+
 #endif

@@ -109,6 +109,41 @@ Test(repl, scripted_session, .timeout = 120) {
   free(out);
 }
 
+/* plot FILE writes the curves of the epochs trained so far, as dlc plot
+ * does: one point per epoch in each curve; an unknown format is refused. */
+Test(repl, plot_writes_svg_and_png, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  write_data(dir, 400);
+  write_model(dir, 20);
+  char *out;
+  int st = run_script(dir, "load m.dl\nplot c.svg\ntrain 3\nplot c.svg\nplot c.png\nplot c.bmp\n", &out);
+  cr_expect_eq(st, 1, "the failed commands make the exit status: %d\n%s", st, out);
+  cr_expect(strstr(out, "nothing to plot: train first") != NULL, "%s", out);
+  cr_expect(strstr(out, "wrote c.svg (3 epochs)") && strstr(out, "wrote c.png (3 epochs)"), "%s", out);
+  cr_expect(strstr(out, "c.bmp: unknown image format") != NULL, "%s", out);
+  char path[600];
+  snprintf(path, sizeof path, "%s/c.svg", dir);
+  char *svg = tu_read_file(path, NULL);
+  cr_assert_not_null(svg);
+  static const char *const curves[] = {"train_loss", "val_loss", "train_acc", "val_acc"};
+  for (int i = 0; i < 4; i++) {
+    char key[64];
+    snprintf(key, sizeof key, "data-series=\"%s\" d=\"", curves[i]);
+    const char *p = strstr(svg, key);
+    cr_assert_not_null(p, "no curve %s", curves[i]);
+    int n = 0;
+    for (p += strlen(key); *p != '"'; p++) n += *p == 'M' || *p == 'L';
+    cr_expect_eq(n, 3, "%s: %d points", curves[i], n);
+  }
+  free(svg);
+  snprintf(path, sizeof path, "%s/c.png", dir);
+  size_t len;
+  char *png = tu_read_file(path, &len);
+  cr_assert(png && len > 8 && !memcmp(png, "\x89PNG\r\n\x1a\n", 8));
+  free(png);
+  free(out);
+}
+
 Test(repl, failed_commands_set_the_exit_status) {
   const char *dir = tu_scratch_dir();
   char *out;
