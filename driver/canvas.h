@@ -14,6 +14,7 @@ typedef struct Canvas {
   int w, h;
   uint8_t *px; /* raster: w * h * 3 bytes (RGB), else NULL */
   FILE *svg;   /* SVG: the document is printed here, else NULL */
+  int failed;  /* a drawing call ran out of memory */
 } Canvas;
 
 /* Text anchors. */

@@ -333,6 +333,8 @@ static void draw_series(Canvas *c, const Frame *f, const Series *s) {
     for (int k = 0; k < s->n; k++) px[k] = fx(f, s->x[k]), py[k] = fy(f, s->y[k]);
     canvas_polyline(c, px, py, s->n, s->rgb, s->faint ? 1 : 2, s->name);
     for (int k = 0; k < s->n && s->markers; k++) canvas_disc(c, px[k], py[k], 3, s->rgb);
+  } else {
+    c->failed = 1;
   }
   free(px), free(py);
 }
@@ -384,13 +386,13 @@ static const char *extension(const char *path) {
   return dot && (!slash || dot > slash) ? dot + 1 : "";
 }
 
-static void draw_all(Canvas *c, Panel *panels, int np, const PlotTable *t) {
+/* The panels with curves side by side. */
+static void draw_all(Canvas *c, const Panel *panels, const PlotTable *t) {
   XSpec x = x_spec(t);
   const char *xlabel = x.epoch >= 0 ? "epoch" : x.step >= 0 ? "step" : "row";
   int k = 0;
   for (int i = 0; i < 2; i++)
     if (panels[i].ns) draw_panel(c, &panels[i], PANEL_W * k++, xlabel, 1);
-  (void)np;
 }
 
 static RtStatus write_svg(const char *path, Panel *panels, int np, const PlotTable *t, RtError *err) {
@@ -400,9 +402,9 @@ static RtStatus write_svg(const char *path, Panel *panels, int np, const PlotTab
   if (!f) return rt_fail(err, RT_ERR_NOMEM, "out of memory");
   Canvas c;
   canvas_svg(&c, PANEL_W * np, PANEL_H, f);
-  draw_all(&c, panels, np, t);
+  draw_all(&c, panels, t);
   canvas_end(&c);
-  RtStatus st = fclose(f) ? rt_fail(err, RT_ERR_NOMEM, "out of memory") : RT_OK;
+  RtStatus st = fclose(f) || c.failed ? rt_fail(err, RT_ERR_NOMEM, "out of memory") : RT_OK;
   const void *chunks[1] = {buf};
   if (!st) st = rt_write_file_atomic(path, chunks, &len, 1, err);
   free(buf);
@@ -412,8 +414,8 @@ static RtStatus write_svg(const char *path, Panel *panels, int np, const PlotTab
 static RtStatus write_png(const char *path, Panel *panels, int np, const PlotTable *t, RtError *err) {
   Canvas c;
   if (canvas_raster(&c, PANEL_W * np, PANEL_H)) return rt_fail(err, RT_ERR_NOMEM, "out of memory");
-  draw_all(&c, panels, np, t);
-  RtStatus st = rt_png_write(path, c.px, c.w, c.h, 3, err);
+  draw_all(&c, panels, t);
+  RtStatus st = c.failed ? rt_fail(err, RT_ERR_NOMEM, "out of memory") : rt_png_write(path, c.px, c.w, c.h, 3, err);
   canvas_end(&c);
   return st;
 }
