@@ -340,6 +340,7 @@ struct LayerDef {
   int nsig;
   /* vals follow sig; returns the output node or -1 after an error */
   int (*build)(Parser *P, const char *prefix, Token *at, const Value *vals, const LayerInits *li);
+  int anonymous;        /* creates no parameters: the call needs no name */
 };
 
 const LayerDef *fe_layer_lookup(const char *name);

@@ -19,6 +19,7 @@
  * build.c calls the op instead when the call's second argument is a
  * tensor (conv2d(x, w, b, stride=2)), and the layer when it is a size.
  */
+#include <math.h>
 #include <string.h>
 
 #include "frontend/fe.h"
@@ -328,6 +329,136 @@ static int build_layer_norm(Parser *P, const char *prefix, Token *at, const Valu
   return ir_op(P->g, OP_LAYER_NORM, ops, nin, &a, fe_loc(P, at));
 }
 
+/* --- attention -----------------------------------------------------------------------
+ * scaled_dot_product_attention(q, k, v, mask, causal, scale) is
+ * softmax(q k^T * scale + mask) v over queries [..., T, D] and keys and
+ * values [..., S, D] (any leading axes, e.g. [B, H]), built from matmul,
+ * mul, add, tril and softmax: scale 1/sqrt(D) unless given, mask an
+ * additive f32 tensor that broadcasts to [..., T, S], causal -inf above
+ * the diagonal (query i sees keys j <= i, PyTorch's is_causal).
+ * multihead_attention is torch.nn.MultiheadAttention over it, with its
+ * parameter names: PREFIX.in_proj_weight [3E, E] (xavier_uniform),
+ * PREFIX.in_proj_bias [3E] (zeros), PREFIX.out_proj.weight [E, E] and
+ * PREFIX.out_proj.bias [E] (zeros). */
+static const SigParam sdpa_sig[] = {
+    {"q", SK_TENSOR, NULL, NULL, CHK_NONE},
+    {"k", SK_TENSOR, NULL, NULL, CHK_NONE},
+    {"v", SK_TENSOR, NULL, NULL, CHK_NONE},
+    {"mask", SK_TENSOR, "none", NULL, CHK_NONE},
+    {"causal", SK_BOOL, "false", NULL, CHK_NONE},
+    {"scale", SK_FLOAT, "0", NULL, CHK_NONNEG},
+};
+
+static const SigParam mha_sig[] = {
+    {"query", SK_TENSOR, NULL, NULL, CHK_NONE},
+    {"key", SK_TENSOR, NULL, NULL, CHK_NONE},
+    {"value", SK_TENSOR, NULL, NULL, CHK_NONE},
+    {"num_heads", SK_INT, NULL, NULL, CHK_POS},
+    {"mask", SK_TENSOR, "none", NULL, CHK_NONE},
+    {"causal", SK_BOOL, "false", NULL, CHK_NONE},
+    {"bias", SK_BOOL, "true", NULL, CHK_NONE},
+    {"batch_first", SK_BOOL, "true", NULL, CHK_NONE},
+};
+
+static int op_attr(Parser *P, Token *at, OpKind op, const int *in, int n, const Attrs *a) {
+  for (int i = 0; i < n; i++)
+    if (in[i] < 0) return -1;
+  return ir_op(P->g, op, in, n, a, fe_loc(P, at));
+}
+
+/* x with axes i and j swapped (negative: from the end). */
+static int swap_axes(Parser *P, Token *at, int x, int i, int j) {
+  if (x < 0) return -1;
+  int r = P->g->nodes[x].shape.rank;
+  Dim perm[IR_MAX_RANK];
+  for (int k = 0; k < r; k++) perm[k] = k;
+  perm[(i + r) % r] = (j + r) % r, perm[(j + r) % r] = (i + r) % r;
+  Attrs a = ir_attrs_default(OP_TRANSPOSE);
+  ir_attr_set_list(&a, OP_TRANSPOSE, "perm", perm, r);
+  return op_attr(P, at, OP_TRANSPOSE, &x, 1, &a);
+}
+
+static int reshape_to(Parser *P, Token *at, int x, const Dim *d, int r) {
+  Attrs a = ir_attrs_default(OP_RESHAPE);
+  ir_attr_set_list(&a, OP_RESHAPE, "shape", d, r);
+  return op_attr(P, at, OP_RESHAPE, &x, 1, &a);
+}
+
+static int attention(Parser *P, Token *at, int q, int k, int v, int mask, int causal, double scale) {
+  const Node *qn = &P->g->nodes[q];
+  Dim d = qn->shape.rank ? qn->shape.d[qn->shape.rank - 1] : 0;
+  if (scale == 0 && (qn->shape.rank < 2 || DIM_IS_SYM(d))) {
+    char ty[128];
+    diag_error(P->d, fe_loc(P, at), "attention needs queries [..., T, D] with a constant D (or scale=), not %s",
+               ir_type_str(P->g, qn->dtype, &qn->shape, ty, sizeof ty));
+    return -1;
+  }
+  int kt = swap_axes(P, at, k, -1, -2);
+  int s = op_attr(P, at, OP_MATMUL, (int[]){q, kt}, 2, NULL);
+  s = op_attr(P, at, OP_MUL, (int[]){s, ir_const(P->g, scale ? scale : 1 / sqrt((double)d), fe_loc(P, at))}, 2, NULL);
+  if (mask >= 0) s = op_attr(P, at, OP_ADD, (int[]){s, mask}, 2, NULL);
+  if (causal) {
+    Attrs a = ir_attrs_default(OP_TRIL);
+    a.scalar.f = -INFINITY;
+    s = op_attr(P, at, OP_TRIL, &s, 1, &a);
+  }
+  Attrs sm = ir_attrs_default(OP_SOFTMAX);
+  s = op_attr(P, at, OP_SOFTMAX, &s, 1, &sm);
+  return op_attr(P, at, OP_MATMUL, (int[]){s, v}, 2, NULL);
+}
+
+static int build_sdpa(Parser *P, const char *prefix, Token *at, const Value *v, const LayerInits *li) {
+  (void)prefix, (void)li;
+  return attention(P, at, v[0].id, v[1].id, v[2].id, v[3].kind == V_TENSOR ? v[3].id : -1, (int)v[4].ival, v[5].num);
+}
+
+/* Rows [from, from + e) of w (and of b: a rank-1 slice). */
+static int rows_of(Parser *P, Token *at, int w, int64_t from, int64_t e) {
+  if (w < 0) return -1;
+  Attrs a = ir_attrs_default(OP_SLICE);
+  a.axis.axis = 0, a.axis.start = from, a.axis.end = from + e;
+  return op_attr(P, at, OP_SLICE, &w, 1, &a);
+}
+
+/* linear(x, rows i of W, rows i of b) as heads [B, H, L, E / H]. */
+static int heads_of(Parser *P, Token *at, int x, int w, int b, int i, int64_t e, int64_t h) {
+  int in[3] = {x, rows_of(P, at, w, i * e, e), b >= 0 ? rows_of(P, at, b, i * e, e) : -1};
+  int y = op_attr(P, at, OP_LINEAR, in, b >= 0 ? 3 : 2, NULL);
+  if (y < 0) return -1;
+  const Shape *s = &P->g->nodes[x].shape;
+  Dim d[4] = {s->d[0], s->d[1], h, e / h};
+  return swap_axes(P, at, reshape_to(P, at, y, d, 4), 1, 2);
+}
+
+static int build_mha(Parser *P, const char *prefix, Token *at, const Value *v, const LayerInits *li) {
+  int x[3], bias = (int)v[6].ival, seq_first = !v[7].ival;
+  for (int i = 0; i < 3; i++) x[i] = seq_first ? swap_axes(P, at, v[i].id, 0, 1) : v[i].id;
+  const Node *q = &P->g->nodes[v[0].id];
+  int64_t e = features_of(P, "multihead_attention", at, v[0].id), h = v[3].ival;
+  if (e < 0 || x[0] < 0 || x[1] < 0 || x[2] < 0) return -1;
+  if (q->shape.rank != 3 || e % h) {
+    char ty[128];
+    diag_error(P->d, fe_loc(P, at), "multihead_attention needs a query [batch, length, embed_dim] whose embed_dim "
+               "divides into %lld heads, not %s", (long long)h, ir_type_str(P->g, q->dtype, &q->shape, ty, sizeof ty));
+    return -1;
+  }
+  Shape ws = {2, {3 * e, e}}, bs = {1, {3 * e}}, os = {2, {e, e}}, obs = {1, {e}};
+  int w = fe_new_param(P, fe_join(P, prefix, "in_proj_weight"), &ws, init_or(li->weight, INIT_XAVIER_UNIFORM), at);
+  int b = bias ? fe_new_param(P, fe_join(P, prefix, "in_proj_bias"), &bs, init_or(li->bias, INIT_ZEROS), at) : -1;
+  int ow = fe_new_param(P, fe_join(P, prefix, "out_proj.weight"), &os, (ParamInit){INIT_TORCH_DEFAULT, 0, 0}, at);
+  int ob = bias ? fe_new_param(P, fe_join(P, prefix, "out_proj.bias"), &obs, (ParamInit){INIT_ZEROS, 0, 0}, at) : -1;
+  if (w < 0 || ow < 0 || (bias && (b < 0 || ob < 0))) return -1;
+  int hd[3];
+  for (int i = 0; i < 3; i++) hd[i] = heads_of(P, at, x[i], w, b, i, e, h);
+  if (hd[0] < 0 || hd[1] < 0 || hd[2] < 0) return -1;
+  int o = attention(P, at, hd[0], hd[1], hd[2], v[4].kind == V_TENSOR ? v[4].id : -1, (int)v[5].ival, 0);
+  const Shape *s = &P->g->nodes[x[0]].shape;
+  Dim d[3] = {s->d[0], s->d[1], e};
+  o = reshape_to(P, at, swap_axes(P, at, o, 1, 2), d, 3);
+  o = op_attr(P, at, OP_LINEAR, (int[]){o, ow, ob}, bias ? 3 : 2, NULL);
+  return seq_first ? swap_axes(P, at, o, 0, 1) : o;
+}
+
 /* --- the table ------------------------------------------------------------------ */
 
 #define SIG(s) s, (int)(sizeof s / sizeof s[0])
@@ -340,6 +471,8 @@ static const LayerDef layers[] = {
     {"batchnorm", SIG(batchnorm_sig), build_batchnorm},
     {"embedding", SIG(embedding_sig), build_embedding},
     {"layer_norm", SIG(layer_norm_sig), build_layer_norm},
+    {"multihead_attention", SIG(mha_sig), build_mha},
+    {"scaled_dot_product_attention", SIG(sdpa_sig), build_sdpa, 1},
 };
 
 int fe_layer_count(void) { return (int)(sizeof layers / sizeof layers[0]); }
@@ -395,7 +528,11 @@ Value fe_call_layer(Parser *P, const LayerDef *l, Expr *e) {
                  l->name);
       return (Value){V_ERR};
     }
-  const char *prefix = fe_call_prefix(P, e, "layer");
+  if (l->anonymous && (li.weight.kind != INIT_COUNT || li.bias.kind != INIT_COUNT)) {
+    diag_error(P->d, fe_loc(P, e->tok), "%s creates no parameters: init= and bias_init= do not apply", l->name);
+    return (Value){V_ERR};
+  }
+  const char *prefix = l->anonymous ? "" : fe_call_prefix(P, e, "layer");
   if (!prefix) return (Value){V_ERR};
   int id = l->build(P, prefix, e->tok, vals, &li);
   return id < 0 ? (Value){V_ERR} : (Value){V_TENSOR, id};

@@ -700,6 +700,14 @@ static int infer_layer_norm(Ctx *c, const Node *const *xs, int nin, const AttrSc
   return 0;
 }
 
+/* tril: a matrix or a stack of them, the same shape out. */
+static int infer_tril(Ctx *c, const Node *x, Shape *out) {
+  char b1[128];
+  if (x->shape.rank < 2) return fail(c, "needs a tensor of rank 2 or more, not %s", ty(c, x, b1));
+  *out = x->shape;
+  return 0;
+}
+
 /* x [N, C, ...] with per-channel weight, bias and running statistics [C]. */
 static int infer_batchnorm(Ctx *c, const Node *const *xs, Shape *out) {
   char b1[128], b2[128];
@@ -861,6 +869,7 @@ static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Att
     return infer_step(&c, op, xs, nin, out);
   case OP_BATCHNORM: return infer_batchnorm(&c, xs, out);
   case OP_LAYER_NORM: return infer_layer_norm(&c, xs, nin, &a->scalar, out);
+  case OP_TRIL: return infer_tril(&c, xs[0], out);
   case OP_DROPOUT:
     if (!(a->scalar.f >= 0 && a->scalar.f < 1)) return fail(&c, "p must be in [0, 1), not %g", a->scalar.f);
     *out = xs[0]->shape;

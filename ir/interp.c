@@ -594,6 +594,15 @@ static void op_layer_norm(const Node *n, const RtTensor *vals, RtTensor *out) {
   }
 }
 
+/* tril: element (..., i, j) is x's where j <= i + diagonal, else value. */
+static void op_tril(const RtTensor *x, RtTensor *out, const AttrScalar *a) {
+  int64_t rows = x->shape[x->rank - 2], cols = x->shape[x->rank - 1];
+  for (int64_t e = 0; e < rt_tensor_numel(x); e++) {
+    int64_t j = e % cols, i = e / cols % rows;
+    wf(out)[e] = j <= i + a->mode ? cf(x)[e] : (float)a->f;
+  }
+}
+
 /* --- optimizer steps (torch.optim, torch 1.13) ------------------------------------ */
 
 static float scalar(const RtTensor *t) { return cf(t)[0]; }
@@ -899,6 +908,7 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
   case OP_ADAGRAD_STEP: op_adagrad(n, vals); break;
   case OP_BATCHNORM: op_batchnorm(vals, n->in, out, a->hyper.hp[HP_EPS]); break;
   case OP_LAYER_NORM: op_layer_norm(n, vals, out); break;
+  case OP_TRIL: op_tril(x, out, &a->scalar); break;
   case OP_DROPOUT: op_copy(x, out); break;
   case OP_STOP_GRADIENT: op_copy(x, out); break;
   case OP_RAND:

@@ -101,6 +101,7 @@ static const struct {
     {"beta2", AF_HP, ATTR_FLOAT, NULL, HP_BETA2},
     {"eps", AF_F, ATTR_FLOAT, NULL, 0, "layer_norm"},
     {"ndim", AF_EW_MODE, ATTR_INT, NULL, 0, "layer_norm"},
+    {"diagonal", AF_EW_MODE, ATTR_INT, NULL, 0, "tril"},
     {"eps", AF_HP, ATTR_FLOAT, NULL, HP_EPS},
     {"lr_decay", AF_HP, ATTR_FLOAT, NULL, HP_LR_DECAY},
     {"decoupled", AF_HP, ATTR_FLOAT, NULL, HP_DECOUPLED},

@@ -183,7 +183,8 @@ typedef enum UpsampleMode { UP_NEAREST, UP_BILINEAR } UpsampleMode;
  *   none     sources, matmul, linear, global_avg_pool
  *   scalar   const (value), the elementwise ops (slope, alpha, exponent,
  *            beta/threshold, min/max in f and f2; gelu's approximate in
- *            mode), dropout (p), layer_norm (eps in f, ndim in mode)
+ *            mode), dropout (p), layer_norm (eps in f, ndim in mode),
+ *            tril (value in f, diagonal in mode)
  *   axis     softmax, concat, slice, flatten, maxout and their gradients:
  *            axis, start/end/step (flatten: start and end axes), pieces
  *   dims     reshape (shape), transpose (perm), sum/mean/max and max_grad
@@ -209,7 +210,8 @@ typedef enum AttrFamily {
 typedef struct AttrScalar {
   double f;                 /* slope, alpha, exponent, value, beta, min, p */
   double f2;                /* a second number: threshold, max */
-  int mode;                 /* gelu: approximate (0 none, 1 tanh); layer_norm: ndim */
+  int mode;                 /* gelu: approximate (0 none, 1 tanh); layer_norm: ndim;
+                             * tril: diagonal */
 } AttrScalar;
 
 typedef struct AttrAxis {

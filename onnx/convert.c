@@ -369,6 +369,23 @@ static void ox_cv_pad(OxBuilder *b, const Node *n, const char *const *in, const 
   ox_attr_str(b, "mode", a->mode == PAD_CONSTANT ? "constant" : a->mode == PAD_REFLECT ? "reflect" : "edge");
 }
 
+/* Trilu (opset 14) keeps the lower triangle from diagonal k and zeroes the
+ * rest; another fill value is Where(Trilu(ones of x's shape), x, value). */
+static void ox_cv_tril(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  const char *k = ox_const_i64s(b, (const int64_t[]){n->attr.scalar.mode}, 1);
+  if (n->attr.scalar.f == 0) {
+    ox_node2(b, "Trilu", out, in[0], k);
+    ox_attr_int(b, "upper", 0);
+    return;
+  }
+  const char *ones = ox_node2(b, "Expand", NULL, ox_const_f32(b, 1), ox_node1(b, "Shape", NULL, in[0]));
+  const char *tri = ox_node2(b, "Trilu", NULL, ones, k);
+  ox_attr_int(b, "upper", 0);
+  const char *cond = ox_node1(b, "Cast", NULL, tri);
+  ox_attr_int(b, "to", ONNX__TENSOR_PROTO__DATA_TYPE__BOOL);
+  ox_node(b, "Where", out, 3, (const char *[]){cond, in[0], ox_const_f32(b, (float)n->attr.scalar.f)});
+}
+
 /* LayerNormalization (opset 17) over the last ndim axes; without a weight
  * its Scale is ones of the normalised shape (Expand of 1). */
 static void ox_cv_layer_norm(OxBuilder *b, const Node *n, const char *const *in, const char *out) {

@@ -382,6 +382,10 @@ static void vjp(AD *a, int id, int dy) {
     vjp_elemwise(a, n, id, dy);
     return;
   case OP_WHERE: vjp_where(a, n, dy); return;
+  case OP_TRIL: /* the kept elements pass dy; the filled ones are constants */
+    at.scalar.f = 0;
+    accumulate(a, x, ir_op(a->g, OP_TRIL, &dy, 1, &at, a->loc));
+    return;
   case OP_SOFTMAX: accumulate(a, x, op2(a, OP_SOFTMAX_GRAD, dy, id, &at)); return;
   case OP_LOG_SOFTMAX: accumulate(a, x, op2(a, OP_LOG_SOFTMAX_GRAD, dy, id, &at)); return;
   case OP_RESHAPE:

@@ -195,6 +195,23 @@ static Stmt *lower_linear(Lower *L, int id) {
   return ks_loop(p, vr, numel_expr(L, &x->shape, 0, x->shape.rank - 1), rbody);
 }
 
+/* tril: x where column <= row + diagonal of the last two axes, value
+ * elsewhere, over (matrices, rows, columns) loops. */
+static Stmt *lower_tril(Lower *L, int id) {
+  Program *p = L->p;
+  const Node *n = node(L, id);
+  const Shape *s = &n->shape;
+  int r = s->rank, vm = new_var(L), vi = new_var(L), vj = new_var(L);
+  Expr *rows = kx_dim(p, s->d[r - 2]), *cols = kx_dim(p, s->d[r - 1]);
+  Expr *at = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, vm), rows), kx_var(p, vi)), kx_dim(p, s->d[r - 1])),
+                     kx_var(p, vj));
+  Expr *keep = kx_bin(p, BIN_LE, kx_var(p, vj), kx_iadd(p, kx_var(p, vi), kx_i(p, n->attr.scalar.mode)));
+  Stmt *st = ks_store(p, L->buf[id], at, kx_select(p, keep, value(L, n->in[0], at), kx_f(p, n->attr.scalar.f)));
+  st = ks_loop(p, vj, cols, st);
+  st = ks_loop(p, vi, kx_dim(p, s->d[r - 2]), st);
+  return ks_loop(p, vm, numel_expr(L, s, 0, r - 2), st);
+}
+
 /* --- along one axis: softmax, log_softmax ------------------------------------ */
 
 /* Splits shape s around axis into outer x A x inner and gives the element
@@ -1002,6 +1019,7 @@ static Stmt *lower_node(Lower *L, int id) {
   case OP_ADAGRAD_STEP: return step_loop(L, id, adagrad_body);
   case OP_BATCHNORM: return lower_batchnorm(L, id);
   case OP_LAYER_NORM: return lower_layer_norm(L, id);
+  case OP_TRIL: return lower_tril(L, id);
   case OP_DROPOUT: return NULL; /* a view: inference passes values through */
   case OP_DROPOUT_TRAIN: return lower_dropout_train(L, id);
   case OP_RUNNING_UPDATE: return lower_running_update(L, id);

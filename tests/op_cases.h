@@ -282,6 +282,14 @@ static const OpCase op_cases[] = {
     {"layer_norm_2d", OP_LAYER_NORM, 3, B0, "ndim=2"},
     {"layer_norm_plain", OP_LAYER_NORM, 1, B0, "eps=0.001"},
     {"layer_norm_weight_only", OP_LAYER_NORM, 2, 0},
+    /* tril (a causal mask) and softmax over rows with -inf (masked) entries */
+    {"tril_lower", OP_TRIL, 1, B0},
+    {"tril_fill_below", OP_TRIL, 1, 0, "diagonal=-1 value=-2.5"},
+    {"tril_fill_above", OP_TRIL, 1, B0, "diagonal=2 value=7"},
+    {"tril_causal_inf", OP_TRIL, 1, B0, "value=-inf"},
+    {"softmax_masked_inf", OP_SOFTMAX, 1, B0},
+    {"softmax_masked_axis0_inf", OP_SOFTMAX, 1, 0, "axis=0"},
+    {"softmax_fully_masked_row_inf", OP_SOFTMAX, 1, B0},
 };
 #define OPCASE_COUNT ((int)(sizeof op_cases / sizeof op_cases[0]))
 

@@ -30,16 +30,12 @@ static void read_fx(const char *cse, const char *name, RtTensor *t) {
   cr_assert_eq(rt_npy_read(path, t, &err), RT_OK, "%s", err.msg);
 }
 
-/* Every input and parameter of g from the case's fixtures; *n is the
- * first input's dimension 0 (the batch N). */
-static RtTensor *fx_sources(const Graph *g, const char *cse, int64_t *n) {
+/* Every input and parameter of g from the case's fixtures. */
+static RtTensor *fx_sources(const Graph *g, const char *cse) {
   RtTensor *vals = calloc((size_t)g->nnodes + 1, sizeof *vals);
-  *n = -1;
   for (int i = 0; i < g->nnodes; i++) {
     const Node *nd = &g->nodes[i];
-    if (nd->op != OP_INPUT && nd->op != OP_PARAM) continue;
-    read_fx(cse, nd->name, &vals[i]);
-    if (*n < 0 && nd->op == OP_INPUT) *n = vals[i].shape[0];
+    if (nd->op == OP_INPUT || nd->op == OP_PARAM) read_fx(cse, nd->name, &vals[i]);
   }
   return vals;
 }
@@ -75,9 +71,9 @@ static void expect_outputs(const Graph *g, RtTensor *vals, const char *cse, cons
   }
 }
 
-/* Model text (outputs y and loss) against the case's fixtures: forward and
- * gradients, on every backend. */
-static void check_model(const char *cse, const char *text) {
+/* Model text (outputs y and loss; its one symbol N is n) against the
+ * case's fixtures: forward and gradients, on every backend. */
+static void check_model(const char *cse, int64_t n, const char *text) {
   Model m;
   Diags d;
   diag_init(&d, stderr);
@@ -88,12 +84,11 @@ static void check_model(const char *cse, const char *text) {
   int loss = m.g.outputs[ir_find_output(&m.g, "loss")].id;
   cr_assert_eq(pass_build_grads(&m.g, loss, 1, 1, &(DecomposeOpts){0, 0}, &grad), 0, "%s: no gradient graph", cse);
   for (int b = 0; b < 3; b++) {
-    int64_t n;
-    RtTensor *vals = fx_sources(&m.g, cse, &n);
+    RtTensor *vals = fx_sources(&m.g, cse);
     run_graph(&m.g, vals, n, b);
     expect_outputs(&m.g, vals, cse, "", b);
     free_vals(&m.g, vals);
-    vals = fx_sources(&grad, cse, &n);
+    vals = fx_sources(&grad, cse);
     run_graph(&grad, vals, n, b);
     expect_outputs(&grad, vals, cse, "grad.", b);
     free_vals(&grad, vals);
@@ -105,9 +100,53 @@ static void check_model(const char *cse, const char *text) {
 /* --- layers against torch.nn ----------------------------------------------------- */
 
 Test(seq_ops, layer_norm_matches_torch_nn_layernorm, .timeout = 120) {
-  check_model("layer_norm", "model ln\ninput x: f32[N, 2, 4, 5]\ninput w: f32[N, 2, 4, 5]\n"
+  check_model("layer_norm", 3, "model ln\ninput x: f32[N, 2, 4, 5]\ninput w: f32[N, 2, 4, 5]\n"
                             "y = layer_norm(x, [4, 5]) as ln\noutput y\noutput loss = sum(y * w)\n");
 }
+
+Test(seq_ops, sdpa_with_a_mask_matches_the_formula, .timeout = 120) {
+  check_model("sdpa_mask", 2,
+              "model a\ninput q: f32[N, 2, 5, 4]\ninput k: f32[N, 2, 6, 4]\ninput v: f32[N, 2, 6, 4]\n"
+              "input mask: f32[5, 6]\ninput w: f32[N, 2, 5, 4]\ny = scaled_dot_product_attention(q, k, v, mask)\n"
+              "output y\noutput loss = sum(y * w)\n");
+}
+
+Test(seq_ops, sdpa_causal_matches_the_formula, .timeout = 120) {
+  check_model("sdpa_causal", 2,
+              "model a\ninput q: f32[N, 2, 5, 4]\ninput k: f32[N, 2, 5, 4]\ninput v: f32[N, 2, 5, 4]\n"
+              "input w: f32[N, 2, 5, 4]\ny = scaled_dot_product_attention(q, k, v, causal=true, scale=0.3)\n"
+              "output y\noutput loss = sum(y * w)\n");
+}
+
+Test(seq_ops, multihead_attention_matches_torch_with_a_mask, .timeout = 120) {
+  check_model("mha_mask", 2,
+              "model a\ninput x: f32[N, 5, 8]\ninput kv: f32[N, 6, 8]\ninput mask: f32[5, 6]\n"
+              "input w: f32[N, 5, 8]\ny = multihead_attention(x, kv, kv, 2, mask=mask) as attn\n"
+              "output y\noutput loss = sum(y * w)\n");
+}
+
+Test(seq_ops, multihead_attention_causal_matches_torch, .timeout = 120) {
+  check_model("mha_causal", 3,
+              "model a\ninput x: f32[N, 4, 8]\ninput w: f32[N, 4, 8]\n"
+              "y = multihead_attention(x, x, x, 4, causal=true) as attn\noutput y\noutput loss = sum(y * w)\n");
+}
+
+Test(seq_ops, multihead_attention_sequence_first_matches_torch, .timeout = 120) {
+  check_model("mha_seq_first", 3,
+              "model a\ninput x: f32[4, N, 8]\ninput w: f32[4, N, 8]\n"
+              "y = multihead_attention(x, x, x, 2, batch_first=false) as attn\noutput y\noutput loss = sum(y * w)\n");
+}
+
+/* The negative-sampling loss of word2vec written in the language: two
+ * embedding tables, the negatives read from the output table. */
+#define SGNS_MODEL                                                                                           \
+  "model sgns\ninput center: i64[N]\ninput context: i64[N]\ninput negatives: i64[N, 3]\ninput w: f32[N]\n" \
+  "v = embedding(center, 12, 5) as in_embed\nu = embedding(context, 12, 5) as out_embed\n"                  \
+  "un = index_select(out_embed.weight, negatives, axis=0)\n"                                              \
+  "y = log_sigmoid(sum(v * u, axes=1)) + sum(log_sigmoid(-sum(un * reshape(v, [N, 1, 5]), axes=2)), axes=1)\n" \
+  "output y\noutput loss = sum(y * w)\n"
+
+Test(seq_ops, negative_sampling_loss_matches_torch, .timeout = 120) { check_model("sgns", 6, SGNS_MODEL); }
 
 /* --- corners ---------------------------------------------------------------------- */
 
