@@ -18,7 +18,8 @@
 #include "tests/testutil.h"
 
 static const char *const samples[] = {"mlp",    "logreg",    "blocks", "finetune",      "lenet5",
-                                      "resnet", "inception", "unet",   "transfer_base", "transfer_head"};
+                                      "resnet", "inception", "unet",   "transfer_base", "transfer_head",
+                                      "l2_explicit", "triplet"};
 #define NSAMPLES (sizeof samples / sizeof *samples)
 
 /* name: a sample, or a path relative to the source tree. */

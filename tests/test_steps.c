@@ -32,7 +32,8 @@
 #define BATCH 2
 
 static const char *const samples[] = {"mlp",    "logreg",    "blocks", "finetune",      "lenet5",
-                                      "resnet", "inception", "unet",   "transfer_base", "transfer_head"};
+                                      "resnet", "inception", "unet",   "transfer_base", "transfer_head",
+                                      "l2_explicit", "triplet"};
 #define NSAMPLES (sizeof samples / sizeof *samples)
 
 /* --- comparing ------------------------------------------------------------------------------ */
@@ -346,6 +347,8 @@ Test(steps, inception, .timeout = 600) { check_sample("inception"); }
 Test(steps, unet, .timeout = 600) { check_sample("unet"); }
 Test(steps, transfer_base, .timeout = 300) { check_sample("transfer_base"); }
 Test(steps, transfer_head, .timeout = 300) { check_sample("transfer_head"); }
+Test(steps, l2_explicit, .timeout = 300) { check_sample("l2_explicit"); }
+Test(steps, triplet, .timeout = 300) { check_sample("triplet"); }
 
 /* The table above names every .dl file in samples/. */
 Test(steps, every_sample_is_in_the_table) {
