@@ -282,7 +282,7 @@ static int find_output(const Graph *g, int id) {
 /* The data input: the first input that is not a label. */
 static int data_input(const Model *m) {
   for (int i = 0; i < m->g.nnodes; i++) {
-    if (m->g.nodes[i].op != OP_INPUT) continue;
+    if (m->g.nodes[i].op != OP_INPUT || m->g.nodes[i].noise) continue;
     int label = 0;
     for (int k = 0; k < m->train.nlabels; k++) label |= m->train.labels[k] == i;
     if (!label) return i;
@@ -490,6 +490,9 @@ static int named_feeds(Trainer *t) {
       return diag_plain(t->d, c->bind_path[k], "label '%s' gets the clean input '%s' (target = %s), not a file",
                         c->bind_name[k], t->m->g.nodes[t->m->train.target].name,
                         t->m->g.nodes[t->m->train.target].name), -1;
+    if (t->m->g.nodes[node].noise)
+      return diag_plain(t->d, c->bind_path[k], "input '%s' is fed with noise (= %s) while training, not from a file",
+                        c->bind_name[k], t->m->g.nodes[node].noise == NOISE_RAND ? "rand" : "randn"), -1;
     add_feed(t, node, k);
     if (node == t->m->train.target) t->target_feed = t->nfeeds - 1;
   }
@@ -504,7 +507,7 @@ static int named_feeds(Trainer *t) {
 /* Every input of the model is fed by something. */
 static int check_fed(Trainer *t) {
   for (int i = 0; i < t->m->g.nnodes; i++) {
-    int fed = t->m->g.nodes[i].op != OP_INPUT;
+    int fed = t->m->g.nodes[i].op != OP_INPUT || t->m->g.nodes[i].noise;
     for (int f = 0; f < t->nfeeds && !fed; f++) fed = t->feeds[f].node == i;
     if (fed) continue;
     const char *name = t->m->g.nodes[i].name;

@@ -1046,6 +1046,30 @@ static int parse_shape(Parser *P, Stmt *s, int param, Shape *sh) {
   return bad ? -1 : 0;
 }
 
+/* `= randn` or `= rand` after an input's type: NOISE_*, or -1 after an
+ * error.  Only an f32 input is fed with noise, and never a label. */
+static int input_noise(Parser *P, Stmt *s, const char *what, DType dt) {
+  if (!s->value) return NOISE_NONE;
+  const Expr *e = s->value;
+  int kind = e->kind == EX_NAME && !strcmp(e->name, "randn") ? NOISE_RANDN
+             : e->kind == EX_NAME && !strcmp(e->name, "rand") ? NOISE_RAND : -1;
+  if (strcmp(what, "input") != 0) {
+    diag_error(P->d, fe_loc(P, e->tok), "a %s takes its values from the data set; only an input is fed with noise "
+               "('input z: f32[N, 64] = randn')", what);
+    return -1;
+  }
+  if (kind < 0) {
+    diag_error(P->d, fe_loc(P, e->tok), "an input's '=' says what training feeds it: 'randn' (standard normal) or "
+               "'rand' (uniform in [0, 1)), not %s", e->kind == EX_NAME ? e->name : "an expression");
+    return -1;
+  }
+  if (dt != DT_F32) {
+    diag_error(P->d, fe_loc(P, s->dtype), "an input fed with noise is f32, not %s", rt_dtype_name(dt));
+    return -1;
+  }
+  return kind;
+}
+
 int fe_declare_input(Parser *P, Stmt *s, const char *what) {
   DType dt;
   Shape sh;
@@ -1053,6 +1077,8 @@ int fe_declare_input(Parser *P, Stmt *s, const char *what) {
   int bad = parse_dtype(P, s->dtype, 0, &dt);
   bad |= parse_shape(P, s, 0, &sh);
   if (!bad) bad = fe_check_size(P, dt, &sh, s->dtype);
+  int noise = bad ? NOISE_NONE : input_noise(P, s, what, dt);
+  bad |= noise < 0;
   if (bad) {
     fe_poison(P, s->name);
     return -1;
@@ -1063,6 +1089,7 @@ int fe_declare_input(Parser *P, Stmt *s, const char *what) {
     return -1;
   }
   int id = ir_input(P->g, name, dt, &sh, fe_loc(P, s->name));
+  P->g->nodes[id].noise = noise;
   fe_map_put(&P->inputs, P->tmp, name, id);
   fe_bind(P, s->name, val_tensor(id), what);
   return id;

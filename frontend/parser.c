@@ -453,7 +453,7 @@ static Stmt *parse_simple(Parser *P, StmtKind k) {
 /* stmt = model_stmt | input_stmt | label_stmt | param_stmt | output_stmt
  *      | freeze_stmt | lr_group_stmt | return_stmt | block_stmt
  *      | train_stmt | assign_stmt
- * model_stmt = "model" IDENT          input_stmt = "input" decl
+ * model_stmt = "model" IDENT          input_stmt = "input" decl ("=" expr)?
  * label_stmt = "label" decl           param_stmt = "param" decl ("=" expr)?
  * freeze_stmt = "freeze" qualname     lr_group_stmt = "lr_group" qualname "=" expr
  * return_stmt = "return" expr { "," expr } */
@@ -465,8 +465,10 @@ static Stmt *parse_stmt_syntax(Parser *P) {
     s->name = expect_ident(P, "the model's name");
   } else if (lex_is(t, "input")) {
     s = parse_decl(P, ST_INPUT);
+    if (accept(P, "=")) s->value = parse_expr(P);
   } else if (lex_is(t, "label")) {
     s = parse_decl(P, ST_LABEL);
+    if (accept(P, "=")) s->value = parse_expr(P);
   } else if (lex_is(t, "param")) {
     s = parse_decl(P, ST_PARAM);
     if (accept(P, "=")) s->value = parse_expr(P);

@@ -510,7 +510,10 @@ int ir_clone_node(Graph *dst, const Graph *src, int id, const int *map) {
   const Node *n = &src->nodes[id];
   int out;
   switch ((int)n->op) { /* sources; every computed op goes through ir_op */
-  case OP_INPUT: return ir_input(dst, n->name, n->dtype, &n->shape, n->loc);
+  case OP_INPUT:
+    out = ir_input(dst, n->name, n->dtype, &n->shape, n->loc);
+    dst->nodes[out].noise = n->noise;
+    return out;
   case OP_STATE: return ir_state(dst, n->name, &n->shape, n->loc);
   case OP_CONST: return ir_const(dst, n->attr.scalar.f, n->loc);
   case OP_PARAM:

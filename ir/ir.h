@@ -373,7 +373,12 @@ typedef struct Node {
   ParamInit init;     /* params */
   int frozen;         /* params: no gradient */
   int buffer;         /* params: a non-trainable buffer (batch norm's running statistics) */
+  int noise;          /* inputs: NOISE_RAND or NOISE_RANDN when training feeds them with noise */
 } Node;
+
+/* `input z: f32[N, 64] = randn`: training draws the input (a random op in
+ * the train and eval steps); inference takes it as given. */
+enum { NOISE_NONE, NOISE_RAND, NOISE_RANDN };
 
 typedef struct Symbol {
   const char *name;

@@ -191,11 +191,25 @@ static int expand_mode(Dec *d, const Node *n, const int *in, const DecomposeOpts
   return expand(d, n, in);
 }
 
+Node pass_noise_node(const Node *n, int id) {
+  Node r = *n;
+  r.op = n->noise == NOISE_RAND ? OP_RAND : OP_RANDN;
+  r.nin = 0, r.in = NULL, r.noise = NOISE_NONE;
+  r.attr = ir_attrs_default(r.op);
+  ir_attr_set_list(&r.attr, r.op, "shape", n->shape.d, n->shape.rank);
+  r.attr.random.salt = IR_RANDOM_SALT_BASE + id;
+  return r;
+}
+
 int pass_decompose(const Graph *src, Graph *dst, int *map, const DecomposeOpts *o) {
   ir_clone_header(dst, src);
   for (int i = 0; i < src->nnodes; i++) {
     const Node *n = &src->nodes[i];
-    if (!is_composite(n->op, o->training)) {
+    if (o->training && o->noise && n->op == OP_INPUT && n->noise) {
+      Node r = pass_noise_node(n, i);
+      Dec d = {dst, n->loc};
+      map[i] = random_train(&d, &r, (int[]){0}, o);
+    } else if (!is_composite(n->op, o->training)) {
       map[i] = ir_clone_node(dst, src, i, map);
     } else {
       int in[8] = {0};

@@ -37,8 +37,12 @@ void pass_memplan(Program *p);
 typedef struct DecomposeOpts {
   int training;
   uint64_t seed;
+  int noise;          /* training: inputs declared `= randn` become random ops (train steps) */
 } DecomposeOpts;
 int pass_decompose(const Graph *src, Graph *dst, int *map, const DecomposeOpts *o);
+/* The rand or randn op (no step operand yet) that draws noise input n,
+ * node id of its graph: the input's shape, salted like a random op at id. */
+Node pass_noise_node(const Node *n, int id);
 
 /* Appends the backward graph of scalar node loss; grads[i] is the gradient
  * node of wrt[i], or -1 when the loss does not depend on it. */

@@ -99,7 +99,8 @@ static int collect_wrt(const Graph *g, int params, int inputs, int *wrt) {
 /* Step "decompose": the current graph becomes the model with composite
  * ops written as primitives (batch norm and dropout as the mode says). */
 int pass_decompose_step(PassCtx *c) {
-  DecomposeOpts o = {c->train_mode, c->kind == PIPE_TRAIN && c->o->optim ? c->o->optim->seed : c->o->seed};
+  DecomposeOpts o = {c->train_mode, c->kind == PIPE_TRAIN && c->o->optim ? c->o->optim->seed : c->o->seed,
+                     c->kind == PIPE_TRAIN};
   Graph dst;
   ir_graph_init(&dst, c->model->name, c->d);
   int *map = rt_xmalloc(sizeof(int) * ((size_t)c->model->nnodes + 1));
@@ -189,13 +190,24 @@ int pass_build_train(const Graph *src, int loss, const OptimSpec *o, Graph *dst)
   return rc;
 }
 
+/* Node i of src into the evaluation graph: a noise input becomes its
+ * random op in inference form (the same draws at every evaluation). */
+static int eval_clone(Graph *dst, const Graph *src, int i, const int *map) {
+  const Node *n = &src->nodes[i];
+  if (n->op != OP_INPUT || !n->noise) return ir_clone_node(dst, src, i, map);
+  Node r = pass_noise_node(n, i);
+  int id = ir_op(dst, r.op, NULL, 0, &r.attr, n->loc);
+  if (id >= 0) dst->nodes[id].name = arena_strdup(&dst->arena, n->name);
+  return id;
+}
+
 int pass_build_eval(const Graph *src, int loss, Graph *dst) {
   ir_clone_header(dst, src);
   int *map = rt_xmalloc(sizeof(int) * ((size_t)src->nnodes + 1));
   IR_ASSERT(map);
   int rc = 0;
   for (int i = 0; i < src->nnodes && rc == 0; i++)
-    if ((map[i] = ir_clone_node(dst, src, i, map)) < 0) rc = -1;
+    if ((map[i] = eval_clone(dst, src, i, map)) < 0) rc = -1;
   if (rc == 0) {
     ir_output(dst, "loss", map[loss]);
     for (int i = 0; i < src->noutputs; i++) ir_output(dst, src->outputs[i].name, map[src->outputs[i].id]);
