@@ -453,11 +453,14 @@ static int cmd_check(int argc, char **argv) {
   if (dlc_load_model(&m, model, max, nmax, &d)) return 1;
   Program p;
   int status = 0;
+  char *sections = dlc_describe_sections(&m); /* before the pipeline prunes the graph */
   if (pass_pipeline_infer(&m.g, &p, NULL, &d)) status = 1;
   else {
     print_summary(&m.g, &p);
+    if (sections) fputs(sections, stdout);
     kir_program_free(&p);
   }
+  rt_xfree(sections);
   fe_model_free(&m);
   return status;
 }

@@ -34,6 +34,10 @@ int dlc_parse_data_spec(const char *spec, struct TrainConfig *cfg, Diags *d);
 
 int dlc_cmd_run(int argc, char **argv, const char *usage);
 int dlc_cmd_train(int argc, char **argv);
+/* dlc check's lines on m's named train sections (each one's optimizer,
+ * steps per round and trainable parameters), an rt_x block; NULL when
+ * it has none. */
+char *dlc_describe_sections(const Model *m);
 /* Writes the standalone training C for m to path (and its header). */
 int dlc_emit_train(Model *m, const char *path, const PassOpts *po, Diags *d);
 

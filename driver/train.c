@@ -133,6 +133,10 @@ static int parse_augment(const char *spec, TrainConfig *cfg, Diags *d) {
 
 static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
   int64_t v;
+  const char *per_section = f->lr ? "--lr" : f->optimizer ? "--optimizer" : NULL;
+  if (cfg->nsections && per_section)
+    return diag_plain(d, per_section, "the model has %d train sections, each with its own optimizer: set it in the "
+                      "model file", cfg->nsections), -1;
   if (f->epochs && dlc_parse_int("--epochs", f->epochs, 1, DLC_MAX_EPOCHS, &cfg->epochs, d)) return -1;
   if (f->batch && dlc_parse_int("--batch", f->batch, 1, DLC_MAX_BATCH, &cfg->batch, d)) return -1;
   if (f->seed && (dlc_parse_int("--seed", f->seed, 0, INT64_MAX, &v, d) || (cfg->seed = (uint64_t)v, 0))) return -1;
@@ -165,7 +169,9 @@ static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
 }
 
 static void print_epoch(const Trainer *t, const EpochStats *es) {
-  printf("epoch %lld/%lld: loss %.4f", (long long)t->epoch, (long long)t->cfg.epochs, es->loss);
+  printf("epoch %lld/%lld: ", (long long)t->epoch, (long long)t->cfg.epochs);
+  for (int s = 0; s < t->cfg.nsections; s++) printf("%s%s loss %.4f", s ? ", " : "", t->cfg.sec_name[s], es->section_loss[s]);
+  if (!t->cfg.nsections) printf("loss %.4f", es->loss);
   if (!isnan(es->acc)) printf(", acc %.2f%%", 100 * es->acc);
   if (!isnan(es->val_loss)) printf(", val loss %.4f", es->val_loss);
   if (!isnan(es->val_acc)) printf(", val acc %.2f%%", 100 * es->val_acc);
@@ -175,19 +181,34 @@ static void print_epoch(const Trainer *t, const EpochStats *es) {
 
 #define METRICS_HEADER "epoch,batch,step,train_loss,train_acc,val_loss,val_acc,lr,seconds"
 
-/* Adds a row to the metrics log, and rewrites the file when write. */
-static int record_row(const TrainFlags *f, RtMetricsLog *log, const double *row, int write, Diags *d) {
+#define METRICS_COLS 9
+
+/* The header, with a column NAME_loss per named section. */
+static const char *metrics_header(const Trainer *t, char *buf, size_t len) {
+  size_t at = (size_t)snprintf(buf, len, "%s", METRICS_HEADER);
+  for (int s = 0; s < t->cfg.nsections && at < len; s++)
+    at += (size_t)snprintf(buf + at, len - at, ",%s_loss", t->cfg.sec_name[s]);
+  return buf;
+}
+
+/* Adds a row to the metrics log (the 9 columns of every run, then with
+ * named sections each one's loss: the batch's in its section's column,
+ * the epoch's mean in each), and rewrites the file when write. */
+static int record_row(const TrainFlags *f, RtMetricsLog *log, const Trainer *t, double *row, const double *sec, int write,
+                      Diags *d) {
   RtError err;
   if (!f->metrics) return 0;
-  if (rt_metrics_add(log, row, 9, &err) || (write && rt_metrics_write(log, f->metrics, &err)))
+  for (int s = 0; s < t->cfg.nsections; s++) row[METRICS_COLS + s] = sec[s];
+  if (rt_metrics_add(log, row, METRICS_COLS + t->cfg.nsections, &err) || (write && rt_metrics_write(log, f->metrics, &err)))
     return diag_plain(d, f->metrics, "%s", err.msg), -1;
   return 0;
 }
 
 /* An epoch's row: batch 0 says it sums up the epoch. */
 static int record(const TrainFlags *f, RtMetricsLog *log, const Trainer *t, const EpochStats *es, Diags *d) {
-  double row[9] = {(double)t->epoch, 0, (double)t->step, es->loss, es->acc, es->val_loss, es->val_acc, es->lr, es->seconds};
-  return record_row(f, log, row, 1, d);
+  double row[METRICS_COLS + FE_MAX_SECTIONS] = {(double)t->epoch, 0, (double)t->step, es->loss, es->acc, es->val_loss,
+                                                es->val_acc, es->lr, es->seconds};
+  return record_row(f, log, t, row, es->section_loss, 1, d);
 }
 
 typedef struct BatchLog {
@@ -200,9 +221,11 @@ typedef struct BatchLog {
  * rewritten with the epoch's row. */
 static int record_batch(void *ctx, const Trainer *t, const BatchStats *bs) {
   BatchLog *bl = ctx;
-  double row[9] = {(double)t->epoch + 1, (double)bs->batch, (double)t->step, bs->loss, bs->acc, NAN, NAN, bs->lr,
-                   bs->seconds};
-  return record_row(bl->f, bl->log, row, 0, bl->d);
+  double row[METRICS_COLS + FE_MAX_SECTIONS] = {(double)t->epoch + 1, (double)bs->batch, (double)t->step, bs->loss,
+                                                bs->acc, NAN, NAN, bs->lr, bs->seconds};
+  double sec[FE_MAX_SECTIONS];
+  for (int s = 0; s < FE_MAX_SECTIONS; s++) sec[s] = s == bs->section ? bs->loss : NAN;
+  return record_row(bl->f, bl->log, t, row, sec, 0, bl->d);
 }
 
 /* --steps N reached inside an epoch: the checkpoint holds the steps done
@@ -220,7 +243,9 @@ static int stop_at_steps(Trainer *t, const TrainFlags *f, RtMetricsLog *log, Dia
 static int train_loop(Trainer *t, const TrainFlags *f, Diags *d) {
   RtMetricsLog log;
   RtError err;
-  if (rt_metrics_init(&log, METRICS_HEADER, &err)) return diag_plain(d, "--metrics", "%s", err.msg), -1;
+  char header[sizeof METRICS_HEADER + FE_MAX_SECTIONS * 72];
+  if (rt_metrics_init(&log, metrics_header(t, header, sizeof header), &err))
+    return diag_plain(d, "--metrics", "%s", err.msg), -1;
   BatchLog bl = {f, &log, d};
   if (f->metrics) t->on_batch = record_batch, t->batch_ctx = &bl;
   int tty = isatty(STDERR_FILENO), rc = 0;
@@ -252,7 +277,7 @@ static int final_test(Trainer *t) {
   if (!t->test.n) return 0;
   double loss, acc;
   if (trainer_evaluate(t, &t->test, &loss, &acc)) return -1;
-  printf("test: loss %.4f", loss);
+  printf("test: %s%sloss %.4f", t->cfg.nsections ? t->cfg.sec_name[0] : "", t->cfg.nsections ? " " : "", loss);
   if (!isnan(acc)) printf(", accuracy %.2f%%", 100 * acc);
   if (!isnan(t->top5)) printf(", top-5 %.2f%%", 100 * t->top5);
   if (t->autoencode && t->cfg.augment_noise > 0) printf(", noisy-input baseline MSE %.4f", t->baseline);
@@ -324,9 +349,13 @@ int dlc_cmd_train(int argc, char **argv) {
   cfg.batch = t.cfg.batch;
   if (cfg.max_steps && !f.epochs) fit_epochs(&t); /* --steps alone: as many epochs as the steps take */
   if (trainer_build(&t, f.init ? &init : NULL) || (f.resume && trainer_resume(&t, f.resume))) goto out;
-  printf("training %s: %lld samples (%lld validation, %lld test), batch %lld, %s, lr %g, %s backend\n", m.g.name,
-         (long long)t.train.n, (long long)t.val.n, (long long)t.test.n, (long long)cfg.batch,
-         pass_optim_names[cfg.opt.kind], cfg.opt.lr, cfg.backend == BACKEND_JIT ? "jit" : cfg.backend == BACKEND_C ? "c" : "interp");
+  printf("training %s: %lld samples (%lld validation, %lld test), batch %lld, ", m.g.name, (long long)t.train.n,
+         (long long)t.val.n, (long long)t.test.n, (long long)cfg.batch);
+  for (int s = 0; s < cfg.nsections; s++)
+    printf("%s %s (%s, lr %g, %d step%s a round), ", s ? "then" : "sections", cfg.sec_name[s],
+           pass_optim_names[cfg.sec_opt[s].kind], cfg.sec_opt[s].lr, cfg.sec_repeat[s], cfg.sec_repeat[s] > 1 ? "s" : "");
+  if (!cfg.nsections) printf("%s, lr %g, ", pass_optim_names[cfg.opt.kind], cfg.opt.lr);
+  printf("%s backend\n", cfg.backend == BACKEND_JIT ? "jit" : cfg.backend == BACKEND_C ? "c" : "interp");
   rc = train_loop(&t, &f, &d);
   if (rc == 0 && final_test(&t) == 0) status = 0;
   if (rc == 1) status = 130;
@@ -336,6 +365,31 @@ out_model:
   rt_set_free(&init);
   fe_model_free(&m);
   return status;
+}
+
+/* --- dlc check ---------------------------------------------------------------------- */
+
+char *dlc_describe_sections(const Model *m) {
+  const TrainSpec *ts = &m->train;
+  if (!ts->nsections) return NULL;
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) return NULL;
+  fprintf(f, "\ntrain sections, in the order of a round:\n");
+  for (int s = 0; s < ts->nsections; s++) {
+    const TrainSection *sec = &ts->sections[s];
+    int64_t count = 0;
+    for (int k = 0; k < sec->nparams; k++) count += ir_numel_max(&m->g, &m->g.nodes[sec->params[k]].shape);
+    fprintf(f, "  %s: %s, %d step%s a round, %lld trainable parameters:", sec->name,
+            sec->optimizer.name ? sec->optimizer.name : "-", sec->repeat, sec->repeat > 1 ? "s" : "", (long long)count);
+    for (int k = 0; k < sec->nparams; k++) fprintf(f, "%s %s", k ? "," : "", m->g.nodes[sec->params[k]].name);
+    fprintf(f, "\n");
+  }
+  fclose(f);
+  char *out = rt_xstrdup(buf);
+  free(buf);
+  return out;
 }
 
 /* --- training code as C ------------------------------------------------------------- */

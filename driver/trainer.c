@@ -234,9 +234,27 @@ static int file_relative_paths(TrainConfig *cfg, const char *model, Diags *d) {
   return rc ? -1 : 0;
 }
 
+/* Each named section's optimizer (with the run's lr groups) and its
+ * place in a round; the first section's optimizer is cfg->opt. */
+static int config_sections(const TrainSpec *ts, TrainConfig *cfg, Diags *d) {
+  cfg->nsections = ts->nsections;
+  for (int s = 0; s < ts->nsections; s++) {
+    OptimSpec *o = &cfg->sec_opt[s];
+    read_optimizer(&ts->sections[s].optimizer, o);
+    o->ngroups = cfg->opt.ngroups;
+    memcpy(o->group_prefix, cfg->opt.group_prefix, sizeof o->group_prefix);
+    memcpy(o->group_lr, cfg->opt.group_lr, sizeof o->group_lr);
+    cfg->sec_repeat[s] = ts->sections[s].repeat;
+    if (trainer_cfg_str(cfg->sec_name[s], sizeof cfg->sec_name[s], ts->sections[s].name, "train section", d))
+      return -1;
+  }
+  if (ts->nsections) cfg->opt = cfg->sec_opt[0];
+  return 0;
+}
+
 int trainer_config(const Model *m, TrainConfig *cfg, Diags *d) {
   const TrainSpec *ts = &m->train;
-  if (!ts->present || ts->loss < 0) {
+  if (!ts->present || (ts->nsections ? ts->sections[0].loss : ts->loss) < 0) {
     diag_plain(d, m->src.path, "the model has no training section with a loss (train { loss = ... })");
     return -1;
   }
@@ -249,6 +267,7 @@ int trainer_config(const Model *m, TrainConfig *cfg, Diags *d) {
       return -1;
     cfg->opt.group_lr[i] = ts->group_lr[i];
   }
+  if (config_sections(ts, cfg, d)) return -1;
   read_schedule(&ts->schedule, cfg->opt.lr, &cfg->sched);
   cfg->batch = ts->batch;
   cfg->epochs = ts->epochs;
@@ -290,16 +309,74 @@ static int data_input(const Model *m) {
   return -1;
 }
 
+/* The train step of named section s (the only one when there are none). */
+static Graph *train_graph(Trainer *t, int s) { return s ? &t->sec_g[s - 1] : &t->tg; }
+
+static int nsteps_graphs(const Trainer *t) { return t->cfg.nsections ? t->cfg.nsections : 1; }
+
 static int add_state_tensors(Trainer *t, RtError *err) {
-  for (int i = 0; i < t->tg.nnodes; i++) {
-    const Node *n = &t->tg.nodes[i];
-    if (n->op != OP_STATE || rt_set_find(&t->tensors, n->name)) continue;
-    RtTensor z;
-    int64_t shape[IR_MAX_RANK];
-    for (int k = 0; k < n->shape.rank; k++) shape[k] = n->shape.d[k];
-    if (rt_tensor_alloc(&z, DT_F32, n->shape.rank, shape, err) || rt_set_add(&t->tensors, n->name, &z, err)) return -1;
+  for (int s = 0; s < nsteps_graphs(t); s++) {
+    const Graph *g = train_graph(t, s);
+    for (int i = 0; i < g->nnodes; i++) {
+      const Node *n = &g->nodes[i];
+      if (n->op != OP_STATE || rt_set_find(&t->tensors, n->name)) continue;
+      RtTensor z;
+      int64_t shape[IR_MAX_RANK];
+      for (int k = 0; k < n->shape.rank; k++) shape[k] = n->shape.d[k];
+      if (rt_tensor_alloc(&z, DT_F32, n->shape.rank, shape, err) || rt_set_add(&t->tensors, n->name, &z, err))
+        return -1;
+    }
   }
   return 0;
+}
+
+int trainer_section_of(const Trainer *t, int64_t k, int64_t *nth) {
+  int n = t->cfg.nsections;
+  if (!n) return *nth = k, 0;
+  int64_t round = 0;
+  for (int s = 0; s < n; s++) round += t->cfg.sec_repeat[s];
+  int64_t q = k / round, p = k % round;
+  int s = 0;
+  while (p >= t->cfg.sec_repeat[s]) p -= t->cfg.sec_repeat[s++];
+  *nth = q * t->cfg.sec_repeat[s] + p;
+  return s;
+}
+
+/* The graph stage of a model with named sections: each section's train
+ * step over its own parameters, then (with the first) the eval step. */
+static int build_sections(Trainer *t, const PassOpts *po) {
+  const TrainSpec *ts = &t->m->train;
+  int rc = 0;
+  for (int s = 0; s < t->cfg.nsections && !rc; s++) {
+    const TrainSection *sec = &ts->sections[s];
+    const char **names = rt_xmalloc(sizeof(char *) * ((size_t)sec->nparams + 1));
+    for (int k = 0; k < sec->nparams; k++) names[k] = t->m->g.nodes[sec->params[k]].name;
+    char what[96];
+    snprintf(what, sizeof what, "train section '%s'", sec->name);
+    PassOpts so = *po;
+    so.optim = &t->sec_opt[s], so.train_params = names, so.ntrain_params = sec->nparams, so.section = what;
+    Graph scratch;
+    ir_graph_init(&scratch, t->m->g.name, t->d);
+    PassCtx c;
+    pass_ctx_init(&c, PIPE_TRAIN, &t->m->g, sec->loss, (Graph *[]){train_graph(t, s), s ? &scratch : &t->eg}, &t->prog,
+                  &so, t->d);
+    rc = pass_run(&c);
+    pass_ctx_free(&c);
+    ir_graph_free(&scratch);
+    rt_xfree(names);
+  }
+  return rc;
+}
+
+/* The kernel stage with named sections: every train step and the eval
+ * step in one program. */
+static int lower_sections(Trainer *t, const PassOpts *po) {
+  Graph *graphs[PASS_MAX_GRAPHS];
+  const char *funcs[PASS_MAX_GRAPHS];
+  int n = t->cfg.nsections;
+  for (int s = 0; s < n; s++) graphs[s] = train_graph(t, s), funcs[s] = t->sec_func[s];
+  graphs[n] = &t->eg, funcs[n] = "eval_step";
+  return pass_lower_train_sections(&t->m->g, graphs, funcs, n + 1, &t->prog, po, t->d);
 }
 
 /* Bytes of the compiled step's static storage (the arena, parameters,
@@ -321,6 +398,7 @@ static int run_stage(Trainer *t, int stage) {
   po.stages = stage;
   po.verify |= stage == PASS_STAGE_GRAPH; /* the train graphs are always checked */
   po.optim = &t->opt;
+  if (t->cfg.nsections) return stage == PASS_STAGE_GRAPH ? build_sections(t, &po) : lower_sections(t, &po);
   PassCtx c;
   pass_ctx_init(&c, PIPE_TRAIN, &t->m->g, t->loss, (Graph *[]){&t->tg, &t->eg}, &t->prog, &po, t->d);
   int rc = pass_run(&c);
@@ -375,12 +453,14 @@ static int named_feeds(Trainer *t); /* npy:NAME=PATH,...: in "named files" below
 int trainer_prepare(Trainer *t, Model *m, const TrainConfig *cfg, Diags *d) {
   memset(t, 0, sizeof *t);
   t->m = m, t->cfg = *cfg, t->d = d;
-  t->loss = m->train.loss;
+  t->loss = m->train.nsections ? m->train.sections[0].loss : m->train.loss;
   t->x_input = data_input(m);
   t->y_input = m->train.nlabels ? m->train.labels[0] : -1;
   rt_set_init(&t->tensors);
   ir_graph_init(&t->tg, m->g.name, d);
   ir_graph_init(&t->eg, m->g.name, d);
+  for (int s = 0; s < FE_MAX_SECTIONS - 1; s++) ir_graph_init(&t->sec_g[s], m->g.name, d);
+  for (int s = 0; s < cfg->nsections; s++) snprintf(t->sec_func[s], sizeof t->sec_func[s], "train_step_%s", cfg->sec_name[s]);
   /* the frontend checked `target`: a label (data set labels) or an input of labels[0]'s type */
   int target = m->train.target;
   t->autoencode = target >= 0;
@@ -406,6 +486,12 @@ int trainer_build(Trainer *t, const RtTensorSet *init) {
   const TrainConfig *cfg = &t->cfg;
   Diags *d = t->d;
   if (trainer_check_optim(&cfg->opt, d)) return -1;
+  for (int s = 0; s < cfg->nsections; s++) {
+    if (trainer_check_optim(&cfg->sec_opt[s], d)) return -1;
+    t->sec_opt[s] = cfg->sec_opt[s];
+    /* each section's random draws (dropout, noise inputs) are its own stream */
+    t->sec_opt[s].seed = cfg->seed ^ ((uint64_t)s * 0x9E3779B97F4A7C15u);
+  }
   for (int s = 0; s < m->g.nsyms; s++) m->g.syms[s].max = cfg->batch;
   t->opt = cfg->opt;
   t->opt.seed = cfg->seed;
@@ -442,6 +528,7 @@ void trainer_free(Trainer *t) {
   if (t->prog.nfuncs) kir_program_free(&t->prog);
   ir_graph_free(&t->tg);
   ir_graph_free(&t->eg);
+  for (int s = 0; s < FE_MAX_SECTIONS - 1; s++) ir_graph_free(&t->sec_g[s]);
   rt_set_free(&t->tensors);
   rt_dataset_free(&t->train);
   rt_dataset_free(&t->val);
@@ -718,6 +805,7 @@ typedef struct Call {
   int64_t n;
   const void *in[TRAINER_MAX_FEEDS]; /* the batch of each feed */
   float lr, step;
+  int section;        /* the named section whose train step runs */
   void **outs;        /* one buffer per graph output */
   int64_t top5;       /* evaluation: rows whose label is among the 5 best */
 } Call;
@@ -827,11 +915,11 @@ static void free_outputs(const Graph *g, void **outs) {
 }
 
 static int run(Trainer *t, int train, Call *c, double *loss, int64_t *correct) {
-  const Graph *g = train ? &t->tg : &t->eg;
+  const Graph *g = train ? train_graph(t, c->section) : &t->eg;
+  const char *fname = !train ? "eval_step" : t->cfg.nsections ? t->sec_func[c->section] : "train_step";
   RtError err;
   c->outs = alloc_outputs(g, c->n);
-  int rc = t->cfg.backend != BACKEND_INTERP ? call_c(t, train ? "train_step" : "eval_step", g, c, &err)
-                                       : call_interp(t, g, c, &err);
+  int rc = t->cfg.backend != BACKEND_INTERP ? call_c(t, fname, g, c, &err) : call_interp(t, g, c, &err);
   const int64_t *labels = call_labels(t, c);
   if (rc) diag_plain(t->d, "dlc train", "%s", err.msg);
   else {
@@ -863,8 +951,18 @@ int trainer_predict(Trainer *t, int64_t n, const float *x, const void *y, float 
   return rc;
 }
 
+/* The learning rate of named section s when the schedule gives lr for
+ * the first section's: the schedule scales every section's own rate. */
+static double section_lr(const Trainer *t, int s, double lr) {
+  return t->cfg.nsections && t->opt.lr > 0 ? lr * (t->sec_opt[s].lr / t->opt.lr) : lr;
+}
+
+/* The next optimizer step: of the section whose turn it is, which counts
+ * its own steps (Adam's t). */
 static int step_call(Trainer *t, Call *c, double lr, double *loss, int64_t *correct) {
-  c->lr = (float)lr, c->step = (float)(t->step + 1);
+  int64_t nth;
+  c->section = trainer_section_of(t, t->step, &nth);
+  c->lr = (float)section_lr(t, c->section, lr), c->step = (float)(nth + 1);
   if (correct) *correct = 0;
   if (run(t, 1, c, loss, correct)) return -1;
   t->step++;
@@ -1000,6 +1098,17 @@ int trainer_sync(Trainer *t) {
   return 0;
 }
 
+/* dlc.optimizer: "adam", or each named section's, "disc=adam,gen=sgd". */
+static const char *optim_meta(const Trainer *t, char *buf, size_t len) {
+  if (!t->cfg.nsections) return pass_optim_names[t->cfg.opt.kind];
+  size_t at = 0;
+  buf[0] = 0;
+  for (int s = 0; s < t->cfg.nsections && at < len; s++)
+    at += (size_t)snprintf(buf + at, len - at, "%s%s=%s", s ? "," : "", t->cfg.sec_name[s],
+                           pass_optim_names[t->cfg.sec_opt[s].kind]);
+  return buf;
+}
+
 int trainer_save(Trainer *t, const char *path) {
   RtError err;
   if (trainer_sync(t)) return -1;
@@ -1011,7 +1120,8 @@ int trainer_save(Trainer *t, const char *path) {
   snprintf(buf, sizeof buf, "%llu", (unsigned long long)t->cfg.seed);
   rt_set_meta(&t->tensors, "dlc.seed", buf, &err);
   rt_set_meta(&t->tensors, "dlc.model", t->m->g.name, &err);
-  rt_set_meta(&t->tensors, "dlc.optimizer", pass_optim_names[t->cfg.opt.kind], &err);
+  char opts[FE_MAX_SECTIONS * 80];
+  rt_set_meta(&t->tensors, "dlc.optimizer", optim_meta(t, opts, sizeof opts), &err);
   snprintf(buf, sizeof buf, "%lld", (long long)t->epoch_batches);
   rt_set_meta(&t->tensors, "dlc.epoch_batches", buf, &err);
   snprintf(buf, sizeof buf, "%lld", (long long)t->cfg.batch);
@@ -1046,7 +1156,8 @@ static int check_meta(Trainer *t, const RtTensorSet *s, const char *path, int64_
   if (*step < *epoch)
     return diag_plain(t->d, path, "damaged metadata: %lld steps for %lld epochs", (long long)*step, (long long)*epoch), -1;
   const char *model = meta_need(t, s, path, "dlc.model"), *opt = meta_need(t, s, path, "dlc.optimizer");
-  const char *want_opt = pass_optim_names[t->cfg.opt.kind];
+  char opts[FE_MAX_SECTIONS * 80];
+  const char *want_opt = optim_meta(t, opts, sizeof opts);
   if (!model || !opt) return -1;
   if (strcmp(model, t->m->g.name))
     return diag_plain(t->d, path, "the checkpoint is of model '%s', not '%s'", model, t->m->g.name), -1;
@@ -1151,9 +1262,9 @@ static int epoch_batch(Trainer *t, const int64_t *order, int64_t i, Batch *bt, R
   return 0;
 }
 
-static int report_batch(Trainer *t, int64_t i, int64_t nb, double loss, double acc, double lr, double start) {
+static int report_batch(Trainer *t, int64_t i, int64_t nb, double loss, double acc, const Call *c, double start) {
   if (!t->on_batch) return 0;
-  BatchStats bs = {i + 1, nb, loss, acc, lr, rt_now() - start};
+  BatchStats bs = {i + 1, nb, loss, acc, c->lr, rt_now() - start, t->cfg.nsections ? c->section : -1};
   return t->on_batch(t->batch_ctx, t, &bs) ? -1 : 0;
 }
 
@@ -1177,8 +1288,8 @@ int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *st
   char label[24];
   snprintf(label, sizeof label, "epoch %d", (int)(t->epoch + 1) % 100000);
   rt_progress_begin(&pr, stderr, label, nb, b, tty);
-  double start = rt_now(), sum = 0;
-  int64_t seen = 0, correct = 0;
+  double start = rt_now(), sum = 0, sec_sum[FE_MAX_SECTIONS] = {0};
+  int64_t seen = 0, correct = 0, sec_seen[FE_MAX_SECTIONS] = {0};
   int rc = 0;
   es->lr = rt_schedule_lr(&t->cfg.sched, t->epoch, t->step);
   for (int64_t i = 0; i < nb && !rc; i++) {
@@ -1189,14 +1300,16 @@ int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *st
     double loss, lr = rt_schedule_lr(&t->cfg.sched, t->epoch, t->step);
     if (step_call(t, &c, lr, &loss, &right)) rc = -1;
     sum += loss * (double)c.n, seen += c.n, correct += right;
+    sec_sum[c.section] += loss * (double)c.n, sec_seen[c.section] += c.n;
     rt_progress_update(&pr, i + 1, sum / (double)seen, has_accuracy(t) ? (double)correct / (double)seen : NAN);
-    if (!rc) rc = report_batch(t, i, nb, loss, has_accuracy(t) ? (double)right / (double)c.n : NAN, lr, start);
+    if (!rc) rc = report_batch(t, i, nb, loss, has_accuracy(t) ? (double)right / (double)c.n : NAN, &c, start);
     if (!rc && stop && *stop) rc = 1;
     if (!rc && t->cfg.max_steps && t->step >= t->cfg.max_steps && i + 1 < nb) t->epoch_batches = i + 1, rc = 2;
   }
   if (rc == 0) t->epoch_batches = 0;
   rt_progress_end(&pr);
   es->loss = seen ? sum / (double)seen : NAN;
+  for (int s = 0; s < FE_MAX_SECTIONS; s++) es->section_loss[s] = sec_seen[s] ? sec_sum[s] / (double)sec_seen[s] : NAN;
   es->acc = seen && has_accuracy(t) ? (double)correct / (double)seen : NAN;
   es->seconds = rt_now() - start;
   rt_xfree(order);

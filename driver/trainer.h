@@ -38,6 +38,10 @@ typedef struct TrainConfig {
   double augment_noise;       /* Gaussian noise on the input (denoising) */
   char classes[256];          /* a subset of the classes, "" for all */
   const PassOpts *pass;       /* dumps and checks of the train pipeline (NULL: verify graphs) */
+  int nsections;              /* named train sections (0: the one unnamed section) */
+  char sec_name[FE_MAX_SECTIONS][64];
+  OptimSpec sec_opt[FE_MAX_SECTIONS]; /* each section's optimizer (opt is sec_opt[0]) */
+  int sec_repeat[FE_MAX_SECTIONS];    /* its steps in a row per round */
 } TrainConfig;
 
 /* Where a model input's batch comes from: the data set's x or y (the
@@ -54,6 +58,7 @@ typedef struct TrainFeed {
 typedef struct BatchStats {
   int64_t batch, batches;     /* 1-based within the epoch, and the epoch's count */
   double loss, acc, lr, seconds;
+  int section;                /* the named section whose step it was, or -1 */
 } BatchStats;
 
 typedef struct Trainer Trainer;
@@ -61,8 +66,11 @@ struct Trainer {
   Model *m;
   TrainConfig cfg;
   Diags *d;
-  Graph tg, eg;               /* train step, evaluation */
+  Graph tg, eg;               /* train step (of the first named section), evaluation */
+  Graph sec_g[FE_MAX_SECTIONS - 1]; /* the train steps of the other named sections */
   OptimSpec opt;              /* the optimizer the train step was built with */
+  OptimSpec sec_opt[FE_MAX_SECTIONS]; /* ... each named section's */
+  char sec_func[FE_MAX_SECTIONS][80]; /* their entry points, train_step_NAME */
   int loss;                   /* model graph node */
   int x_input, y_input;       /* model graph nodes fed by the data set */
   int acc_output;             /* index among the model's outputs of the logits, or -1 */
@@ -129,7 +137,14 @@ int trainer_step(Trainer *t, int64_t n, const float *x, const void *y, double lr
 int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc);
 typedef struct EpochStats {
   double loss, acc, val_loss, val_acc, lr, seconds;
+  double section_loss[FE_MAX_SECTIONS]; /* named sections: the mean loss of each one's steps */
 } EpochStats;
+
+/* With named sections, optimizer step k (from 0) of the run is a step of
+ * section s: the rounds take each section's repeat steps in turn.  Returns
+ * s and sets *nth to the section's own steps before it (its Adam t - 1).
+ * Without named sections: 0 and k. */
+int trainer_section_of(const Trainer *t, int64_t k, int64_t *nth);
 
 /* One pass over the training set in the order of (seed, epoch), with a
  * progress line on stderr when tty.  Stops after the current batch once

@@ -1254,6 +1254,7 @@ static void apply_pending(Parser *P, Stmt *s) {
 void fe_finish(Parser *P) {
   int before = P->d->nerrors;
   for (int i = 0; i < P->npend; i++) apply_pending(P, P->pend[i].s);
+  fe_train_finish(P);
   if (P->nstmts == 0)
     diag_plain(P->d, P->m->src.path, "no statements in the file; a model needs at least an input and an output");
   else if (P->d->nerrors == before && before == P->start_errors && P->g->noutputs == 0 && !P->train)

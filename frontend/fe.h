@@ -256,9 +256,16 @@ struct Parser {
   Stmt *pending_block;  /* the block being parsed, defined broken on a syntax error */
   Stmt *model_stmt;
   int start_errors;     /* d->nerrors when loading began */
-  Stmt *train;          /* the train section, once seen */
+  Stmt *train;          /* the first train section, once seen */
+  Stmt *unnamed;        /* the unnamed train section, once seen */
+  int unnamed_closed;   /* ... and read to its '}' */
   int in_train;
-  Token *settings[10];  /* where each training setting was given (train.c: settings[]) */
+  Token *settings[12];  /* where each training setting was given in the section being read
+                           (train.c: settings[]) */
+  Token *run_settings[12]; /* ... in the unnamed section (kept while a named one is read) */
+  TrainSection *section;   /* the named section being read, or NULL */
+  Expr *sec_params[FE_MAX_SECTIONS]; /* each named section's `params =` */
+  Expr *order;          /* `order = alternate(NAME=K, ...)` of the unnamed section */
   long ncalls;          /* block calls expanded so far */
   int halted;           /* a limit of the model's size was hit: stop building */
   Graph *model_g;       /* the model's graph while a scan body is built in g */
@@ -352,8 +359,14 @@ Value fe_call_layer(Parser *P, const LayerDef *l, Expr *e);
 /* Runs a `NAME = expr` statement inside train { }; returns 0 when NAME is
  * not a training setting (then it is an ordinary binding). */
 int fe_train_setting(Parser *P, Stmt *s);
-int fe_train_begin(Parser *P, Stmt *s);   /* -1: a second train section */
+/* s->name is the section's name, NULL for the unnamed section; -1: a
+ * second unnamed section, or a name given twice. */
+int fe_train_begin(Parser *P, Stmt *s);
 void fe_train_end(Parser *P, Stmt *s);
+/* After the whole file: the named sections' parameters (their patterns
+ * against the model's parameters), their order, and the checks that
+ * need the whole model. */
+void fe_train_finish(Parser *P);
 void fe_train_label(Parser *P, Stmt *s);
 /* A training setting whose statement failed: counts as given. */
 void fe_train_mark(Parser *P, const Token *name);

@@ -29,8 +29,23 @@ typedef struct CallSpec {
   SrcLoc loc;
 } CallSpec;
 
+/* A named training section, `train NAME { loss = ...; optimizer = ...;
+ * params = ... }`: its own step over its own parameters. */
+#define FE_MAX_SECTIONS 8
+typedef struct TrainSection {
+  const char *name;
+  SrcLoc loc;
+  int loss;                  /* graph node of its scalar loss, or -1 */
+  CallSpec optimizer;
+  int nparams;
+  int *params;               /* the trainable parameters it updates (graph nodes, graph order) */
+  int repeat;                /* its steps in a row per round (order = alternate(NAME=K, ...)) */
+} TrainSection;
+
 /* The training section.  Values not written keep the defaults set by the
- * parser: batch 64, epochs 10, seed 0, val_split 0, loss -1, target -1. */
+ * parser: batch 64, epochs 10, seed 0, val_split 0, loss -1, target -1.
+ * With named sections, the unnamed one (optional) holds the run's
+ * settings and loss and optimizer are the sections'. */
 typedef struct TrainSpec {
   int present;
   SrcLoc loc;
@@ -50,6 +65,8 @@ typedef struct TrainSpec {
   const char *group_prefix[16];
   double group_lr[16];
   SrcLoc group_loc[16];
+  int nsections;             /* named sections, in the order of a round */
+  TrainSection sections[FE_MAX_SECTIONS];
 } TrainSpec;
 
 typedef struct Model {

@@ -374,12 +374,13 @@ static Stmt *parse_block(Parser *P) {
   return s;
 }
 
-/* train_stmt = "train" "{" stmt* "}" */
+/* train_stmt = "train" IDENT? "{" stmt* "}" */
 static Stmt *parse_train(Parser *P) {
   Stmt *s = new_stmt(P, ST_TRAIN, P->tok);
   P->skip_braces = 1;
-  if (fe_train_begin(P, s)) longjmp(*P->on_error, 1);   /* a second one: skip it */
   next(P);
+  if (!lex_is(P->tok, "{")) s->name = expect_ident(P, "a section name or '{' after 'train'");
+  if (fe_train_begin(P, s)) longjmp(*P->on_error, 1);   /* a second one: skip it */
   Token *brace = P->tok;
   expect(P, "{");
   P->skip_braces = 0;
@@ -597,7 +598,7 @@ static Stmt *parse_guarded(Parser *P, StmtCtx ctx, int *broken) {
     recover(P, start);
     if (ctx == CTX_BLOCK) *broken = 1;
     if (ctx != CTX_BLOCK && P->assigning) fe_poison(P, P->assigning);
-    if (ctx == CTX_TOP) P->in_train = 0;
+    if (ctx == CTX_TOP) P->in_train = 0, P->section = NULL;
     if (ctx == CTX_TOP && P->pending_block) {   /* its calls stay quiet */
       P->pending_block->broken = 1;
       fe_define_block(P, P->pending_block);

@@ -14,6 +14,7 @@
  * (to compute a loss in steps), unless the name is one edit away from a
  * setting, which is almost surely a typo.
  */
+#include <fnmatch.h>
 #include <string.h>
 
 #include "frontend/fe.h"
@@ -65,9 +66,11 @@ static const CallDef augmentations[] = {
 #define COUNT(a) (int)(sizeof a / sizeof a[0])
 
 enum { SET_LOSS, SET_OPTIMIZER, SET_SCHEDULE, SET_DATA, SET_BATCH, SET_EPOCHS, SET_SEED, SET_VAL_SPLIT, SET_AUGMENT,
-       SET_TARGET };
+       SET_TARGET, SET_PARAMS, SET_ORDER };
 static const char *settings[] = {"loss", "optimizer", "schedule", "data", "batch", "epochs", "seed", "val_split", "augment",
-                                 "target"};
+                                 "target", "params", "order"};
+/* What a named section sets; the rest belongs to the run (the unnamed section). */
+#define SECTION_SETTING(k) ((k) == SET_LOSS || (k) == SET_OPTIMIZER || (k) == SET_PARAMS)
 
 _Static_assert(COUNT(settings) == sizeof ((Parser *)0)->settings / sizeof(Token *), "one slot per setting");
 
@@ -173,7 +176,8 @@ static void set_loss(Parser *P, Stmt *s) {
                n->shape.rank ? "; reduce it with mean(...) or sum(...), or use reduction=mean" : "");
     return;
   }
-  P->m->train.loss = id;
+  if (P->section) P->section->loss = id;
+  else P->m->train.loss = id;
   fe_bind(P, s->name, v, NULL);
 }
 
@@ -243,7 +247,7 @@ static double spec_num(const CallSpec *c, const char *key) {
 
 /* Combinations torch.optim refuses that no single argument's range shows. */
 static void check_optimizer(Parser *P) {
-  const CallSpec *o = &P->m->train.optimizer;
+  const CallSpec *o = P->section ? &P->section->optimizer : &P->m->train.optimizer;
   if (!o->name || strcmp(o->name, "sgd") || spec_num(o, "nesterov") == 0) return;
   double m = spec_num(o, "momentum"), damp = spec_num(o, "dampening");
   if (m <= 0 || damp != 0)
@@ -260,6 +264,22 @@ static int already_set(Parser *P, Token *name, int k) {
   diag_error(P->d, fe_loc(P, name), "'%s' is already set in this train section", settings[k]);
   diag_note(P->d, fe_loc(P, old), "it is first set here");
   return 1;
+}
+
+/* A setting in the wrong kind of section: the run's in a named one,
+ * params or order in the unnamed one. */
+static int misplaced(Parser *P, Token *name, int k) {
+  if (P->section && !SECTION_SETTING(k)) {
+    diag_error(P->d, fe_loc(P, name), "'%s' is a setting of the whole run, not of section '%s': give it in the "
+               "unnamed 'train { }' section", settings[k], P->section->name);
+    return 1;
+  }
+  if (!P->section && k == SET_PARAMS) {
+    diag_error(P->d, fe_loc(P, name), "'params' chooses the parameters of a named section ('train NAME { ... }'); "
+               "the unnamed section's loss trains every parameter");
+    return 1;
+  }
+  return 0;
 }
 
 static void lr_group(Parser *P, Stmt *s) {
@@ -287,7 +307,10 @@ static void run_setting(Parser *P, Stmt *s, int k) {
   TrainSpec *t = &P->m->train;
   switch (k) {
   case SET_LOSS: set_loss(P, s); break;
-  case SET_OPTIMIZER: set_call(P, &t->optimizer, s->value, "optimizer", optimizers, COUNT(optimizers)); break;
+  case SET_OPTIMIZER:
+    set_call(P, P->section ? &P->section->optimizer : &t->optimizer, s->value, "optimizer", optimizers,
+             COUNT(optimizers));
+    break;
   case SET_SCHEDULE: set_call(P, &t->schedule, s->value, "schedule", schedules, COUNT(schedules)); break;
   case SET_DATA: set_call(P, &t->data, s->value, "data set", datasets, COUNT(datasets)); break;
   case SET_BATCH: set_int(P, s, "batch", 1, &t->batch); break;
@@ -296,6 +319,8 @@ static void run_setting(Parser *P, Stmt *s, int k) {
   case SET_VAL_SPLIT: set_val_split(P, s); break;
   case SET_AUGMENT: set_call(P, &t->augment, s->value, "augmentation", augmentations, COUNT(augmentations)); break;
   case SET_TARGET: set_target(P, s); break;
+  case SET_PARAMS: P->sec_params[P->section - t->sections] = s->value; break;
+  case SET_ORDER: P->order = s->value; break;
   }
 }
 
@@ -314,7 +339,7 @@ int fe_train_setting(Parser *P, Stmt *s) {
     diag_error(P->d, fe_loc(P, s->name), "unknown training setting '%s'%s", name, fe_suggest_text(&sg));
     return 1;
   }
-  if (!already_set(P, s->name, k)) run_setting(P, s, k);
+  if (!misplaced(P, s->name, k) && !already_set(P, s->name, k)) run_setting(P, s, k);
   return 1;
 }
 
@@ -335,27 +360,272 @@ void fe_train_label(Parser *P, Stmt *s) {
   if (id >= 0) t->labels[t->nlabels++] = id;
 }
 
-int fe_train_begin(Parser *P, Stmt *s) {
-  if (P->train) {
-    diag_error(P->d, fe_loc(P, s->tok), "a model has one train section");
-    diag_note(P->d, fe_loc(P, P->train->tok), "the first one is here");
+/* `train NAME {`: a new named section, its name not taken. */
+static int begin_named(Parser *P, Stmt *s) {
+  TrainSpec *t = &P->m->train;
+  const char *name = fe_tokstr(P, s->name);
+  for (int i = 0; i < t->nsections; i++)
+    if (!strcmp(t->sections[i].name, name)) {
+      diag_error(P->d, fe_loc(P, s->name), "a train section named '%s' already exists", name);
+      diag_note(P->d, t->sections[i].loc, "the first one is here");
+      return -1;
+    }
+  if (t->nsections == FE_MAX_SECTIONS) {
+    diag_error(P->d, fe_loc(P, s->name), "too many train sections (at most %d)", FE_MAX_SECTIONS);
     return -1;
   }
-  P->train = s;
+  TrainSection *sec = &t->sections[t->nsections++];
+  memset(sec, 0, sizeof *sec);
+  sec->name = arena_strdup(&P->g->arena, name);
+  sec->loc = fe_loc(P, s->name);
+  sec->loss = -1;
+  sec->repeat = 1;
+  P->section = sec;
+  memcpy(P->run_settings, P->settings, sizeof P->settings);
+  memset(P->settings, 0, sizeof P->settings);
+  return 0;
+}
+
+int fe_train_begin(Parser *P, Stmt *s) {
+  if (!s->name && P->unnamed) {
+    diag_error(P->d, fe_loc(P, s->tok), "a model has one unnamed train section (name the others: 'train NAME { ... }')");
+    diag_note(P->d, fe_loc(P, P->unnamed->tok), "the first one is here");
+    return -1;
+  }
+  if (s->name && begin_named(P, s)) return -1;
+  if (!s->name) P->unnamed = s;
+  if (!P->train) P->train = s;
   P->m->train.present = 1;
-  P->m->train.loc = fe_loc(P, s->tok);
+  if (!s->name || !P->unnamed) P->m->train.loc = fe_loc(P, s->tok);
   P->in_train = 1;
   return 0;
 }
 
+static void end_named(Parser *P, Stmt *s) {
+  TrainSection *sec = P->section;
+  if (!P->settings[SET_LOSS])
+    diag_error(P->d, fe_loc(P, s->name), "train section '%s' has no loss; add e.g. 'loss = bce_with_logits(d_fake, "
+               "ones)'", sec->name);
+  if (!P->settings[SET_OPTIMIZER])
+    diag_error(P->d, fe_loc(P, s->name), "train section '%s' has no optimizer; add e.g. 'optimizer = adam(lr=2e-4)'",
+               sec->name);
+  if (!P->settings[SET_PARAMS])
+    diag_error(P->d, fe_loc(P, s->name), "train section '%s' has no params; say which parameters its step updates, "
+               "e.g. 'params = \"d_*\"' or 'params = [fc1, fc2]'", sec->name);
+  check_optimizer(P);
+  memcpy(P->settings, P->run_settings, sizeof P->settings);
+  P->section = NULL;
+}
+
 void fe_train_end(Parser *P, Stmt *s) {
   P->in_train = 0;
-  if (!P->settings[SET_LOSS])
-    diag_error(P->d, fe_loc(P, s->tok), "the train section has no loss; add e.g. 'loss = cross_entropy(logits, y)'");
-  if (!P->settings[SET_OPTIMIZER])
-    diag_error(P->d, fe_loc(P, s->tok), "the train section has no optimizer; add e.g. 'optimizer = sgd(lr=0.01)'");
+  if (s->name) {
+    end_named(P, s);
+    return;
+  }
   const TrainSpec *t = &P->m->train;
+  P->unnamed_closed = 1;
   check_optimizer(P);
   if (t->target < 0) check_no_target(P);
   else if (!is_label(t, t->target)) check_input_target(P, s);
+}
+
+/* --- named sections: parameters and order ------------------------------------------ */
+
+/* Pattern pat (a glob, `*` `?` `[...]`) matches parameter name or one of
+ * its dotted prefixes: "d_*" and "disc" both match "disc.weight". */
+static int param_matches(const char *pat, const char *name) {
+  if (!fnmatch(pat, name, 0)) return 1;
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s", name);
+  for (char *dot = strrchr(buf, '.'); dot; dot = strrchr(buf, '.')) {
+    *dot = 0;
+    if (!fnmatch(pat, buf, 0)) return 1;
+  }
+  return 0;
+}
+
+/* The section that already trains node id, or -1. */
+static int owner_of(const TrainSpec *t, int upto, int id) {
+  for (int s = 0; s < upto; s++)
+    for (int k = 0; k < t->sections[s].nparams; k++)
+      if (t->sections[s].params[k] == id) return s;
+  return -1;
+}
+
+/* The parameters pattern e (at tok) selects, into sec; 0 when it
+ * matches none (after reporting it). */
+static int add_matches(Parser *P, int si, const char *pat, Token *tok, unsigned char *mark) {
+  const Graph *g = P->g;
+  int hits = 0;
+  Suggest sg;
+  fe_suggest_init(&sg, pat, P->d);
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = &g->nodes[i];
+    if (n->op != OP_PARAM || n->buffer) continue;
+    fe_suggest_add(&sg, n->name);
+    if (!param_matches(pat, n->name)) continue;
+    hits++;
+    int other = owner_of(&P->m->train, si, i);
+    if (other >= 0 && !n->frozen) {
+      diag_error(P->d, fe_loc(P, tok), "parameter '%s' is already trained by section '%s'; each parameter belongs "
+                 "to one section", n->name, P->m->train.sections[other].name);
+      return 1;
+    }
+    if (!n->frozen) mark[i] = 1;
+  }
+  if (!hits)
+    diag_error(P->d, fe_loc(P, tok), "no parameter matches '%s'%s (a pattern matches a parameter's name or its layer, "
+               "e.g. \"d_*\" or fc1)", pat, fe_suggest_text(&sg));
+  return hits;
+}
+
+/* One item of `params =`: a name (fc1, block1.fc) or a string pattern. */
+static void params_item(Parser *P, int si, const Expr *e, unsigned char *mark) {
+  if (e->kind == EX_NAME || e->kind == EX_STR) {
+    add_matches(P, si, e->name, e->tok, mark);
+    return;
+  }
+  diag_error(P->d, fe_loc(P, e->tok), "'params' is a parameter or layer name, a pattern such as \"d_*\", or a list "
+             "of them");
+}
+
+static void resolve_params(Parser *P, int si, const Expr *e) {
+  TrainSection *sec = &P->m->train.sections[si];
+  unsigned char *mark = arena_alloc(P->tmp, (size_t)P->g->nnodes + 1);
+  memset(mark, 0, (size_t)P->g->nnodes + 1);
+  int before = P->d->nerrors;
+  if (e->kind == EX_LIST)
+    for (int k = 0; k < e->nargs; k++) params_item(P, si, e->args[k].val, mark);
+  else
+    params_item(P, si, e, mark);
+  sec->params = arena_alloc(&P->g->arena, sizeof(int) * ((size_t)P->g->nnodes + 1));
+  for (int i = 0; i < P->g->nnodes; i++)
+    if (mark[i]) sec->params[sec->nparams++] = i;
+  if (!sec->nparams && P->d->nerrors == before)
+    diag_error(P->d, fe_loc(P, e->tok), "section '%s' has no trainable parameters: what its params match is frozen",
+               sec->name);
+}
+
+/* Marks what node id depends on through differentiable edges (not
+ * through stop_gradient), iteratively over ids in decreasing order. */
+static int loss_reaches(const Graph *g, int loss, const int *ids, int nids, Arena *tmp) {
+  unsigned char *need = arena_alloc(tmp, (size_t)g->nnodes + 1);
+  memset(need, 0, (size_t)g->nnodes + 1);
+  need[loss] = 1;
+  for (int i = loss; i >= 0; i--) {
+    const Node *n = &g->nodes[i];
+    if (!need[i] || n->op == OP_STOP_GRADIENT) continue;
+    for (int k = 0; k < n->nin; k++) need[n->in[k]] = 1;
+  }
+  for (int k = 0; k < nids; k++)
+    if (need[ids[k]]) return 1;
+  return 0;
+}
+
+static void check_section_loss(Parser *P, const TrainSection *sec) {
+  if (sec->loss < 0 || !sec->nparams || loss_reaches(P->g, sec->loss, sec->params, sec->nparams, P->tmp)) return;
+  diag_error(P->d, sec->loc, "the loss of section '%s' does not depend on its parameters (%s%s), so its step would "
+             "change nothing", sec->name, P->g->nodes[sec->params[0]].name, sec->nparams > 1 ? ", ..." : "");
+}
+
+/* Every trainable parameter is some section's. */
+static void check_covered(Parser *P) {
+  const TrainSpec *t = &P->m->train;
+  for (int i = 0; i < P->g->nnodes; i++) {
+    const Node *n = &P->g->nodes[i];
+    if (n->op != OP_PARAM || n->frozen || n->buffer || owner_of(t, t->nsections, i) >= 0) continue;
+    diag_error(P->d, n->loc, "parameter '%s' is in no train section's params: add it to one, or freeze it", n->name);
+    return;
+  }
+}
+
+static int section_index(const TrainSpec *t, const char *name) {
+  for (int i = 0; i < t->nsections; i++)
+    if (!strcmp(t->sections[i].name, name)) return i;
+  return -1;
+}
+
+/* order = alternate(NAME=K, ...): every section once, K >= 1 steps in a
+ * row; the sections are put in that order. */
+static void resolve_order(Parser *P, const Expr *e) {
+  TrainSpec *t = &P->m->train;
+  if (e->kind != EX_CALL || strcmp(e->name, "alternate") || e->nargs == 0) {
+    diag_error(P->d, fe_loc(P, e->tok), "'order' is alternate(NAME=K, ...): each train section by name, with its "
+               "steps in a row, e.g. alternate(discriminator=1, generator=1)");
+    return;
+  }
+  TrainSection sorted[FE_MAX_SECTIONS];
+  int n = 0, bad = 0;
+  for (int k = 0; k < e->nargs; k++) {
+    const Arg *a = &e->args[k];
+    if (!a->key) {
+      diag_error(P->d, fe_loc(P, a->val->tok), "each entry of alternate() is NAME=K, with NAME a train section");
+      bad = 1;
+      continue;
+    }
+    const char *name = fe_tokstr(P, a->key);
+    int si = section_index(t, name);
+    Value v = fe_eval_as(P, a->val, SK_INT, "a section's steps", NULL);
+    if (si < 0) {
+      Suggest sg;
+      fe_suggest_init(&sg, name, P->d);
+      for (int i = 0; i < t->nsections; i++) fe_suggest_add(&sg, t->sections[i].name);
+      diag_error(P->d, fe_loc(P, a->key), "no train section named '%s'%s", name, fe_suggest_text(&sg));
+      bad = 1;
+    } else if (t->sections[si].repeat < 0) {
+      diag_error(P->d, fe_loc(P, a->key), "section '%s' is named twice in the order", name);
+      bad = 1;
+    } else if (v.kind != V_ERR && (v.ival < 1 || v.ival > 1000)) {
+      diag_error(P->d, fe_loc(P, a->val->tok), "a section takes 1 to 1000 steps in a row, not %lld", (long long)v.ival);
+      bad = 1;
+    } else if (v.kind != V_ERR) {
+      sorted[n] = t->sections[si];
+      sorted[n++].repeat = (int)v.ival;
+      t->sections[si].repeat = -1;
+    } else {
+      bad = 1;
+    }
+  }
+  for (int i = 0; i < t->nsections && !bad; i++)
+    if (t->sections[i].repeat > 0) {
+      diag_error(P->d, fe_loc(P, e->tok), "train section '%s' is not in the order, so it would never train",
+                 t->sections[i].name);
+      bad = 1;
+    }
+  if (!bad) memcpy(t->sections, sorted, sizeof(TrainSection) * (size_t)n);
+}
+
+/* Loss and optimizer belong to the named sections when there are some. */
+static void check_unnamed(Parser *P) {
+  const TrainSpec *t = &P->m->train;
+  if (!t->nsections) {
+    if (!P->unnamed_closed) return;
+    if (!P->settings[SET_LOSS])
+      diag_error(P->d, fe_loc(P, P->unnamed->tok), "the train section has no loss; add e.g. 'loss = "
+                 "cross_entropy(logits, y)'");
+    if (!P->settings[SET_OPTIMIZER])
+      diag_error(P->d, fe_loc(P, P->unnamed->tok), "the train section has no optimizer; add e.g. 'optimizer = "
+                 "sgd(lr=0.01)'");
+    if (P->order)
+      diag_error(P->d, fe_loc(P, P->order->tok), "'order' alternates named train sections, and the model has none");
+    return;
+  }
+  for (int k = SET_LOSS; k <= SET_OPTIMIZER; k++)
+    if (P->settings[k])
+      diag_error(P->d, fe_loc(P, P->settings[k]), "with named train sections, each section has its own %s: move "
+                 "this one into a 'train NAME { ... }' section", settings[k]);
+}
+
+void fe_train_finish(Parser *P) {
+  TrainSpec *t = &P->m->train;
+  if (!P->unnamed && !t->nsections) return;
+  check_unnamed(P);
+  int before = P->d->nerrors;
+  for (int i = 0; i < t->nsections; i++)
+    if (P->sec_params[i]) resolve_params(P, i, P->sec_params[i]);
+  if (P->d->nerrors != before) return;
+  check_covered(P);
+  for (int i = 0; i < t->nsections; i++) check_section_loss(P, &t->sections[i]);
+  if (P->order) resolve_order(P, P->order);
 }

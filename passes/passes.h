@@ -115,9 +115,14 @@ typedef struct PassOpts {
   const OptimSpec *optim;   /* train: the optimizer (its seed seeds dropout) */
   int wrt_params;           /* grads: differentiate with respect to trainable params */
   int wrt_inputs;           /* grads: ... and f32 inputs */
+  const char *const *train_params; /* train: differentiate only these parameters (a named
+                                      section's), by name; NULL: every trainable one */
+  int ntrain_params;
+  const char *section;      /* train: the named section being built (messages), or NULL */
 } PassOpts;
 
-#define PASS_MAX_GRAPHS 2
+/* A train step per named section (at most 8) and the eval step. */
+#define PASS_MAX_GRAPHS 9
 
 /* Everything a step reads and writes: the one argument of every step. */
 typedef struct Pipeline Pipeline;
@@ -129,6 +134,7 @@ typedef struct PassCtx {
   int model_loss;           /* the training loss node of model, or -1 */
   Graph *graphs[PASS_MAX_GRAPHS]; /* one per entry point, caller-owned and initialised */
   int ngraphs;
+  const char *funcs[PASS_MAX_GRAPHS]; /* entry point names other than the pipeline's, or NULL */
   Graph *g;                 /* the graph the current step works on */
   int loss;                 /* the loss node of *g, once decomposed */
   int *wrt, *grads, nwrt;   /* autodiff: the nodes differentiated and their gradients */
@@ -173,6 +179,11 @@ void pass_ctx_init(PassCtx *c, PipelineKind kind, const Graph *model, int loss, 
  * o->verify is set.  Returns 0, or -1 after diagnostics (the program, if
  * lowered, is freed).  pass_ctx_free releases autodiff's arrays. */
 int pass_run(PassCtx *c);
+/* The kernel stage of the train pipeline over n graphs (the train step
+ * of each named section, then the eval step) into entry points named
+ * funcs[i] of one program p, so they share parameter and state storage. */
+int pass_lower_train_sections(const Graph *model, Graph **graphs, const char *const *funcs, int n, Program *p,
+                              const PassOpts *o, Diags *d);
 /* pass_run over the steps of pl instead of c's pipeline (tests). */
 int pass_run_steps(PassCtx *c, const Pipeline *pl);
 void pass_ctx_free(PassCtx *c);

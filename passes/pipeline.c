@@ -26,7 +26,8 @@ int pass_lower_step(PassCtx *c) {
   const Pipeline *pl = c->pipeline;
   kir_program_init(c->prog, c->graphs[0]);
   c->lowered = 1;
-  for (int i = 0; i < c->ngraphs; i++) pass_lower(c->prog, kir_func(c->prog, pl->funcs[i], c->graphs[i]));
+  for (int i = 0; i < c->ngraphs; i++)
+    pass_lower(c->prog, kir_func(c->prog, c->funcs[i] ? c->funcs[i] : pl->funcs[i], c->graphs[i]));
   return 0;
 }
 
@@ -137,7 +138,8 @@ static int after_step(PassCtx *c, const PassStep *s) {
   for (int i = 0; i < c->ngraphs; i++) {
     const Graph *g = c->graphs[i];
     if (wants_dump(o, s->name) && g == c->g)
-      fprintf(o->dump_to, "; after %s (%s)\n", s->name, c->pipeline->funcs[i]), ir_dump(g, o->dump_to);
+      fprintf(o->dump_to, "; after %s (%s)\n", s->name, c->funcs[i] ? c->funcs[i] : c->pipeline->funcs[i]),
+          ir_dump(g, o->dump_to);
     if (o->verify && (g->nnodes || g == c->g)) bad += ir_verify(g, c->d); /* graphs not built yet are empty */
   }
   return bad;
@@ -168,6 +170,20 @@ int pass_run_steps(PassCtx *c, const Pipeline *pl) {
     kir_program_free(c->prog);
     c->lowered = 0;
   }
+  return rc;
+}
+
+int pass_lower_train_sections(const Graph *model, Graph **graphs, const char *const *funcs, int n, Program *p,
+                              const PassOpts *o, Diags *d) {
+  IR_ASSERT(n >= 2 && n <= PASS_MAX_GRAPHS);
+  PassOpts ko = *o;
+  ko.stages = PASS_STAGE_KERNEL;
+  PassCtx c;
+  pass_ctx_init(&c, PIPE_TRAIN, model, -1, graphs, p, &ko, d);
+  c.ngraphs = n;
+  for (int i = 0; i < n; i++) c.graphs[i] = graphs[i], c.funcs[i] = funcs[i];
+  int rc = pass_run(&c);
+  pass_ctx_free(&c);
   return rc;
 }
 

@@ -85,15 +85,32 @@ static int add_step(Graph *g, const OptimSpec *o, int param, int grad, int lr, i
   return ir_op(g, op, in, nin, &at, p->loc);
 }
 
-/* Every trainable parameter (and input, if asked) of g, in graph order. */
-static int collect_wrt(const Graph *g, int params, int inputs, int *wrt) {
+static int listed(const PassOpts *o, const char *name) {
+  if (!o->train_params) return 1;
+  for (int k = 0; k < o->ntrain_params; k++)
+    if (!strcmp(o->train_params[k], name)) return 1;
+  return 0;
+}
+
+/* Every trainable parameter (of a named section: its own) and input, if
+ * asked, of g, in graph order. */
+static int collect_wrt(const Graph *g, const PassOpts *o, int params, int inputs, int *wrt) {
   int n = 0;
   for (int i = 0; i < g->nnodes; i++) {
     const Node *nd = &g->nodes[i];
-    if ((params && nd->op == OP_PARAM && !nd->frozen && !nd->buffer) || (inputs && nd->op == OP_INPUT && nd->dtype == DT_F32))
+    if ((params && nd->op == OP_PARAM && !nd->frozen && !nd->buffer && listed(o, nd->name)) ||
+        (inputs && nd->op == OP_INPUT && nd->dtype == DT_F32))
       wrt[n++] = i;
   }
   return n;
+}
+
+/* A named section's step must update something. */
+static int check_section_grads(PassCtx *c) {
+  for (int i = 0; i < c->nwrt; i++)
+    if (c->grads[i] >= 0) return 0;
+  return diag_plain(c->d, c->o->section, "the loss of this train section has no gradient with respect to any of its "
+                    "%d parameters, so its step would change nothing", c->nwrt), -1;
 }
 
 /* Step "decompose": the current graph becomes the model with composite
@@ -123,8 +140,9 @@ int pass_autodiff_step(PassCtx *c) {
   c->grads = rt_xmalloc(sizeof(int) * ((size_t)g->nnodes + 1));
   IR_ASSERT(c->wrt && c->grads);
   int train = c->kind == PIPE_TRAIN;
-  c->nwrt = collect_wrt(g, train || c->o->wrt_params, !train && c->o->wrt_inputs, c->wrt);
-  return pass_autodiff(g, c->loss, c->wrt, c->nwrt, c->grads) ? -1 : 0;
+  c->nwrt = collect_wrt(g, c->o, train || c->o->wrt_params, !train && c->o->wrt_inputs, c->wrt);
+  if (pass_autodiff(g, c->loss, c->wrt, c->nwrt, c->grads)) return -1;
+  return train && c->o->section ? check_section_grads(c) : 0;
 }
 
 /* Step "optimizer": one update node per differentiated parameter, reading
