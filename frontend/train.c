@@ -464,6 +464,8 @@ static int add_matches(Parser *P, int si, const char *pat, Token *tok, unsigned 
     const Node *n = &g->nodes[i];
     if (n->op != OP_PARAM || n->buffer) continue;
     fe_suggest_add(&sg, n->name);
+    const char *dot = strrchr(n->name, '.');
+    if (dot) fe_suggest_add(&sg, arena_strndup(P->tmp, n->name, (size_t)(dot - n->name))); /* its layer */
     if (!param_matches(pat, n->name)) continue;
     hits++;
     int other = owner_of(&P->m->train, si, i);
@@ -621,6 +623,7 @@ void fe_train_finish(Parser *P) {
   TrainSpec *t = &P->m->train;
   if (!P->unnamed && !t->nsections) return;
   check_unnamed(P);
+  if (!t->nsections) return;
   int before = P->d->nerrors;
   for (int i = 0; i < t->nsections; i++)
     if (P->sec_params[i]) resolve_params(P, i, P->sec_params[i]);
