@@ -114,7 +114,9 @@ static int need_trainer(Repl *r) {
   if (need_model(r)) return -1;
   if (r->have_trainer) return 0;
   if (!r->have_cfg) {
-    fprintf(stderr, "the model has no training section with a loss\n");
+    fprintf(stderr, r->m.train.nsections ? "the model has named train sections (several steps), which the REPL does "
+                                           "not train: use dlc train\n"
+                                         : "the model has no training section with a loss\n");
     return -1;
   }
   if (r->train.n && r->cfg.batch > r->train.n) { /* the data is known: fit the batch to it */

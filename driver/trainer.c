@@ -1262,9 +1262,10 @@ static int epoch_batch(Trainer *t, const int64_t *order, int64_t i, Batch *bt, R
   return 0;
 }
 
-static int report_batch(Trainer *t, int64_t i, int64_t nb, double loss, double acc, const Call *c, double start) {
+static int report_batch(Trainer *t, int64_t i, int64_t nb, double loss, double acc, double lr, int section,
+                        double start) {
   if (!t->on_batch) return 0;
-  BatchStats bs = {i + 1, nb, loss, acc, c->lr, rt_now() - start, t->cfg.nsections ? c->section : -1};
+  BatchStats bs = {i + 1, nb, loss, acc, section_lr(t, section, lr), rt_now() - start, t->cfg.nsections ? section : -1};
   return t->on_batch(t->batch_ctx, t, &bs) ? -1 : 0;
 }
 
@@ -1302,7 +1303,7 @@ int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *st
     sum += loss * (double)c.n, seen += c.n, correct += right;
     sec_sum[c.section] += loss * (double)c.n, sec_seen[c.section] += c.n;
     rt_progress_update(&pr, i + 1, sum / (double)seen, has_accuracy(t) ? (double)correct / (double)seen : NAN);
-    if (!rc) rc = report_batch(t, i, nb, loss, has_accuracy(t) ? (double)right / (double)c.n : NAN, &c, start);
+    if (!rc) rc = report_batch(t, i, nb, loss, has_accuracy(t) ? (double)right / (double)c.n : NAN, lr, c.section, start);
     if (!rc && stop && *stop) rc = 1;
     if (!rc && t->cfg.max_steps && t->step >= t->cfg.max_steps && i + 1 < nb) t->epoch_batches = i + 1, rc = 2;
   }

@@ -13,6 +13,17 @@
  * these defaults.  An assignment to any other name is an ordinary binding
  * (to compute a loss in steps), unless the name is one edit away from a
  * setting, which is almost surely a typo.
+ *
+ * Named sections (`train NAME { loss; optimizer; params }`) are steps of
+ * their own: each gets a TrainSection, and the unnamed section (optional
+ * then) keeps the run's settings.  While a named section is read,
+ * P->settings holds its own slots and P->run_settings the unnamed one's.
+ * Its `params` and the unnamed `order` are kept as ASTs and resolved in
+ * fe_train_finish, once every parameter exists and `freeze` has applied:
+ * patterns against parameter names (or their dotted prefixes), each
+ * parameter in at most one section and every trainable one in some, and
+ * each section's loss reachable from its parameters other than through
+ * stop_gradient.
  */
 #include <fnmatch.h>
 #include <string.h>

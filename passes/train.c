@@ -11,7 +11,11 @@
  * compiled step serves every epoch.  Optimizer state lives in STATE nodes
  * named as torch.optim names it ("fc1.weight.exp_avg"), so a checkpoint
  * reads like a PyTorch state dict.  Step nodes are effects and come last:
- * every read of a parameter precedes every write.
+ * every read of a parameter precedes every write.  A named train section
+ * (PassOpts.train_params) differentiates and updates only its own
+ * parameters; its step must have a gradient for at least one of them.
+ * An input fed with noise becomes its random op here (decompose, in the
+ * train step) and in the eval graph.
  */
 #include <stdio.h>
 #include <stdlib.h>

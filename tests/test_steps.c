@@ -33,7 +33,7 @@
 
 static const char *const samples[] = {"mlp",    "logreg",    "blocks", "finetune",      "lenet5",
                                       "resnet", "inception", "unet",   "transfer_base", "transfer_head",
-                                      "l2_explicit", "triplet"};
+                                      "l2_explicit", "triplet", "gan"};
 #define NSAMPLES (sizeof samples / sizeof *samples)
 
 /* --- comparing ------------------------------------------------------------------------------ */
@@ -201,7 +201,8 @@ static void run_open(Run *r, const char *sample, const Variant *v) {
   RtError err;
   cr_assert_eq(ir_params_init(&r->m.g, 5, &r->params, &err), RT_OK, "%s", err.msg);
   perturb_running_stats(&r->params);
-  pass_ctx_init(&r->c, v->kind, &r->m.g, r->m.train.loss, r->graphs, &r->p, &r->o, &r->d);
+  int loss = r->m.train.nsections ? r->m.train.sections[0].loss : r->m.train.loss; /* gan: the first section's */
+  pass_ctx_init(&r->c, v->kind, &r->m.g, loss, r->graphs, &r->p, &r->o, &r->d);
   r->c.params = &r->params;
 }
 
@@ -349,6 +350,7 @@ Test(steps, transfer_base, .timeout = 300) { check_sample("transfer_base"); }
 Test(steps, transfer_head, .timeout = 300) { check_sample("transfer_head"); }
 Test(steps, l2_explicit, .timeout = 300) { check_sample("l2_explicit"); }
 Test(steps, triplet, .timeout = 300) { check_sample("triplet"); }
+Test(steps, gan, .timeout = 300) { check_sample("gan"); }
 
 /* The table above names every .dl file in samples/. */
 Test(steps, every_sample_is_in_the_table) {
