@@ -363,6 +363,8 @@ int fe_train_setting(Parser *P, Stmt *s);
  * second unnamed section, or a name given twice. */
 int fe_train_begin(Parser *P, Stmt *s);
 void fe_train_end(Parser *P, Stmt *s);
+/* A syntax error left the train section being read: leave it. */
+void fe_train_abort(Parser *P);
 /* After the whole file: the named sections' parameters (their patterns
  * against the model's parameters), their order, and the checks that
  * need the whole model. */

@@ -598,7 +598,7 @@ static Stmt *parse_guarded(Parser *P, StmtCtx ctx, int *broken) {
     recover(P, start);
     if (ctx == CTX_BLOCK) *broken = 1;
     if (ctx != CTX_BLOCK && P->assigning) fe_poison(P, P->assigning);
-    if (ctx == CTX_TOP) P->in_train = 0, P->section = NULL;
+    if (ctx == CTX_TOP) fe_train_abort(P);
     if (ctx == CTX_TOP && P->pending_block) {   /* its calls stay quiet */
       P->pending_block->broken = 1;
       fe_define_block(P, P->pending_block);

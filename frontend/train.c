@@ -428,6 +428,12 @@ static void end_named(Parser *P, Stmt *s) {
   P->section = NULL;
 }
 
+void fe_train_abort(Parser *P) {
+  if (P->section) memcpy(P->settings, P->run_settings, sizeof P->settings);
+  P->section = NULL;
+  P->in_train = 0;
+}
+
 void fe_train_end(Parser *P, Stmt *s) {
   P->in_train = 0;
   if (s->name) {
