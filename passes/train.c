@@ -218,7 +218,7 @@ static int eval_clone(Graph *dst, const Graph *src, int i, const int *map) {
   const Node *n = &src->nodes[i];
   if (n->op != OP_INPUT || !n->noise) return ir_clone_node(dst, src, i, map);
   Node r = pass_noise_node(n, i);
-  int id = ir_op(dst, r.op, NULL, 0, &r.attr, n->loc);
+  int id = ir_op(dst, r.op, (int[]){0}, 0, &r.attr, n->loc);
   if (id >= 0) dst->nodes[id].name = arena_strdup(&dst->arena, n->name);
   return id;
 }
