@@ -32,6 +32,7 @@ static const char *usage_main =
     "       dlc train MODEL.dl [options]                          train a model\n"
     "       dlc repl [MODEL.dl]                                   interactive session\n"
     "       dlc eval MODEL.dl --params W.safetensors              test accuracy of the emitted C\n"
+    "       dlc sample MODEL.dl --params W.safetensors --prime TEXT  text from a character-level model\n"
     "       dlc export MODEL.dl [-o OUT.onnx] [--params W]        the inference graph as ONNX\n"
     "       dlc import MODEL.onnx [-o OUT.dl]                     an ONNX model as .dl + safetensors\n"
     "       dlc plot METRICS.csv -o OUT.svg|OUT.png               loss and accuracy curves\n"
@@ -476,6 +477,7 @@ static int dispatch(int argc, char **argv) {
   if (!strcmp(cmd, "train")) return dlc_cmd_train(argc - 1, argv + 1);
   if (!strcmp(cmd, "repl")) return dlc_cmd_repl(argc - 1, argv + 1);
   if (!strcmp(cmd, "eval")) return dlc_cmd_eval(argc - 1, argv + 1);
+  if (!strcmp(cmd, "sample")) return dlc_cmd_sample(argc - 1, argv + 1);
   if (!strcmp(cmd, "export")) return dlc_cmd_export(argc - 1, argv + 1);
   if (!strcmp(cmd, "import")) return dlc_cmd_import(argc - 1, argv + 1);
   if (!strcmp(cmd, "plot")) return dlc_cmd_plot(argc - 1, argv + 1);

@@ -19,6 +19,8 @@ int dlc_write_c(const struct Program *p, const char *cpath, const RtTensorSet *e
                 int nextra, Diags *d);
 int dlc_cmd_repl(int argc, char **argv);
 int dlc_cmd_eval(int argc, char **argv);
+/* dlc sample: text from a character-level language model (sample.c). */
+int dlc_cmd_sample(int argc, char **argv);
 /* dlc import: an ONNX model as .dl and safetensors (import.c). */
 int dlc_cmd_import(int argc, char **argv);
 /* Loads an ONNX model as the .dl text dlc import writes, its initializers

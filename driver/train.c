@@ -32,7 +32,8 @@ static const char *usage_train =
     "  --seed S               initialisation, shuffling, split\n"
     "  --data SPEC            DIR (Fashion-MNIST), fashion_mnist:DIR,\n"
     "                         idx:IMAGES,LABELS, csv:FILE, npy:X,Y, or\n"
-    "                         npy:NAME=FILE,... (each input and label by name)\n"
+    "                         npy:NAME=FILE,... (each input and label by name),\n"
+    "                         text:FILE (character windows; dlc sample)\n"
     "  --val-split F          fraction of the training data held out\n"
     "  --augment SPEC         none, or flip and/or crop=K (e.g. flip,crop=2)\n"
     "  --save FILE            checkpoint (safetensors) after every epoch\n"
@@ -102,10 +103,11 @@ int dlc_parse_data_spec(const char *spec, TrainConfig *cfg, Diags *d) {
   const char *kind = colon ? s : "fashion_mnist";
   int two = !strcmp(kind, "idx") || !strcmp(kind, "npy"), rc = 0;
   if (two && (comma = strchr(colon + 1, ','))) *comma = 0; /* only the two-file kinds split at a comma */
-  if ((strcmp(kind, "fashion_mnist") && strcmp(kind, "idx") && strcmp(kind, "csv") && strcmp(kind, "npy")) ||
+  if ((strcmp(kind, "fashion_mnist") && strcmp(kind, "idx") && strcmp(kind, "csv") && strcmp(kind, "npy") &&
+       strcmp(kind, "text")) ||
       (two && !comma))
-    rc = (diag_plain(d, "--data", "expected DIR, fashion_mnist:DIR, idx:IMAGES,LABELS, csv:FILE, npy:X,Y or "
-                     "npy:NAME=FILE,...; got '%s'", spec), -1);
+    rc = (diag_plain(d, "--data", "expected DIR, fashion_mnist:DIR, idx:IMAGES,LABELS, csv:FILE, npy:X,Y, "
+                     "npy:NAME=FILE,... or text:FILE; got '%s'", spec), -1);
   if (!rc && (trainer_cfg_str(c.data_kind, sizeof c.data_kind, kind, "--data", d) ||
               trainer_cfg_str(c.data_args[0], sizeof c.data_args[0], colon ? colon + 1 : s, "--data", d) ||
               trainer_cfg_str(c.data_args[1], sizeof c.data_args[1], comma ? comma + 1 : NULL, "--data", d)))

@@ -728,9 +728,11 @@ static int load_named(Trainer *t) {
   return 0;
 }
 
-/* The fixed forms convert x to f32: an input of another type needs the named form. */
+/* The fixed forms convert x to f32 (text gives i64 ids): an input of
+ * another type needs the named form. */
 static int check_fixed_form(Trainer *t) {
-  if (t->x_input < 0 || t->m->g.nodes[t->x_input].dtype == DT_F32) return check_fed(t);
+  if (t->x_input < 0 || t->m->g.nodes[t->x_input].dtype == DT_F32 || !strcmp(t->cfg.data_kind, "text"))
+    return check_fed(t);
   const Node *x = &t->m->g.nodes[t->x_input];
   return diag_plain(t->d, "data", "input '%s' is %s, but the %s form gives f32 samples: bind it to a file of its type "
                     "by name, npy:%s=PATH,...", x->name, rt_dtype_name(x->dtype), t->cfg.data_kind, x->name), -1;
@@ -767,6 +769,16 @@ static int shape_data(Trainer *t, RtDataset *ds, const char *what) {
   return y && y->dtype == DT_I32 ? widen_ints(t, y, what, &ds->y) : 0; /* the loaders give i64 labels */
 }
 
+/* text: windows of the data input's T characters (i64 [N, T]). */
+static RtStatus load_text(const Trainer *t, RtDataset *all, RtError *err) {
+  const Node *x = t->x_input >= 0 ? &t->m->g.nodes[t->x_input] : NULL;
+  if (!x || x->dtype != DT_I64 || x->shape.rank != 2 || DIM_IS_SYM(x->shape.d[1]))
+    return rt_fail(err, RT_ERR_SHAPE, "text data feeds character ids to an input i64[N, T] with a constant T%s%s%s",
+                   x ? ", not '" : "", x ? x->name : "", x ? "'" : "");
+  RtVocab v;
+  return rt_data_text(t->cfg.data_args[0], x->shape.d[1], all, &v, err);
+}
+
 int trainer_load_data(Trainer *t) {
   const TrainConfig *c = &t->cfg;
   RtDataset all;
@@ -784,6 +796,8 @@ int trainer_load_data(Trainer *t) {
     st = rt_data_csv(c->data_args[0], c->label_column, &all, &err);
   else if (!strcmp(kind, "npy"))
     st = rt_data_npy(c->data_args[0], arg1, &all, &err);
+  else if (!strcmp(kind, "text"))
+    st = load_text(t, &all, &err);
   else {
     diag_plain(t->d, "dlc train", "no data set: give one in the training section (data = fashion_mnist(DIR)) or with --data");
     return -1;

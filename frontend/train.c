@@ -67,6 +67,7 @@ static const CallDef datasets[] = {
     {"idx", {S("images"), S("labels"), SC}},
     {"csv", {S("path"), I("label_column", "-1", CHK_NONE), SC}},
     {"npy", {S("x"), {"y", SK_STR, "", NULL, CHK_NONE}, SC}}, /* npy(X, Y), or npy("NAME=PATH,...") */
+    {"text", {S("path")}},  /* character windows of the data input's length */
 };
 
 /* Data augmentation, applied per mini-batch in training only. */

@@ -319,6 +319,24 @@ RtStatus rt_data_npy(const char *xpath, const char *ypath, RtDataset *out,
 RtStatus rt_data_npy_columns(const char *const *paths, int count,
                              RtDataset *out, RtError *err);
 
+/* A character-level corpus (text.c): the vocabulary is the file's
+ * distinct bytes in increasing order (sym[k] is byte k's symbol, id[b]
+ * byte b's id or -1). */
+#define RT_TEXT_MAX_BYTES ((size_t)1 << 30)
+typedef struct RtVocab {
+  int n;
+  unsigned char sym[256];
+  int id[256];
+} RtVocab;
+
+void rt_vocab_build(const unsigned char *s, size_t n, RtVocab *v);
+/* The file (rt_x memory in *data, *len bytes, at least one) and its vocabulary. */
+RtStatus rt_text_read(const char *path, unsigned char **data, size_t *len, RtVocab *v, RtError *err);
+/* Non-overlapping windows for next-character prediction: x i64 [n, seq]
+ * (ids of characters i*seq .. i*seq+seq-1), y i64 [n, seq] (the next
+ * character of each), n = (len - 1) / seq >= 1. */
+RtStatus rt_data_text(const char *path, int64_t seq, RtDataset *out, RtVocab *v, RtError *err);
+
 /* Splits `all` (consumed: left empty, also on failure) into train and val.
  * val gets round(n * val_fraction) samples chosen by a permutation from
  * rt_rng_seed_stream(seed, "split"), train the rest; each part keeps the

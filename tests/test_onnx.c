@@ -48,6 +48,16 @@ static Onnx__ModelProto *read_model(const char *path) {
   return m;
 }
 
+/* Samples with an op that has no ONNX form yet (scan: the recurrent
+ * layers); exporting them is refused (no_onnx_form_is_refused). */
+static const char *const not_exported[] = {"char_lstm.dl"};
+
+static int is_not_exported(const char *name) {
+  for (size_t k = 0; k < sizeof not_exported / sizeof *not_exported; k++)
+    if (!strcmp(name, not_exported[k])) return 1;
+  return 0;
+}
+
 /* The models exported by the tests: every sample, and the model that
  * holds every op with an ONNX form (paths relative to the source tree). */
 static int list_models(char names[][96], int max) {
@@ -56,7 +66,8 @@ static int list_models(char names[][96], int max) {
   int n = 0;
   for (struct dirent *e; (e = readdir(dir)) && n < max - 1;) {
     size_t l = strlen(e->d_name);
-    if (l > 3 && !strcmp(e->d_name + l - 3, ".dl") && l < 64) snprintf(names[n++], 96, "samples/%.63s", e->d_name);
+    if (l > 3 && !strcmp(e->d_name + l - 3, ".dl") && l < 64 && !is_not_exported(e->d_name))
+      snprintf(names[n++], 96, "samples/%.63s", e->d_name);
   }
   closedir(dir);
   snprintf(names[n++], 96, "tests/fixtures/onnx/all_ops.dl");
@@ -334,4 +345,15 @@ Test(onnx, checker_accepts_every_sample, .timeout = 180) {
   for (char *p = log; p && (p = strstr(p, " ok\n")); p++) ok++;
   cr_expect_eq(ok, 2 * ns, "%d of %d models checked:\n%s", ok, 2 * ns, log ? log : "");
   free(log);
+}
+
+Test(onnx, no_onnx_form_is_refused) {
+  const char *dir = tu_scratch_dir();
+  for (size_t k = 0; k < sizeof not_exported / sizeof *not_exported; k++) {
+    char args[1024], *log;
+    snprintf(args, sizeof args, "export %s/samples/%s -o m.onnx", DLC_SOURCE_DIR, not_exported[k]);
+    cr_expect_eq(run_dlc(dir, args, &log), 1, "dlc %s exports", args);
+    cr_expect(strstr(log, "has no ONNX form"), "%s", log);
+    free(log);
+  }
 }

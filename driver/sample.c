@@ -1,0 +1,242 @@
+/*
+ * sample.c — `dlc sample`: text from a character-level language model.
+ *
+ * The model reads character ids through one i64 input [N, T] and gives
+ * logits over the vocabulary for every position (its first output,
+ * [N*T, C] or [N, T, C]).  The vocabulary is rebuilt from the corpus it
+ * was trained on (text.c: the file's distinct bytes in order), named by
+ * --data text:FILE or by the model's `data = text(...)`, and must have C
+ * symbols.
+ *
+ * Generation reruns the window: the inference graph is compiled once
+ * (JIT, N = 1), and each new character is one forward pass over the last
+ * T characters of the text so far (fewer at the start: they sit at the
+ * window's first positions, and since the model reads left to right the
+ * positions after them do not change the logits read, those of the last
+ * character).  The state before the window is forgotten, so the model
+ * sees at most T characters of context: simple, exact for texts up to T
+ * characters, and as the model was trained (windows of T from zero
+ * states).  The next character is drawn from softmax(logits / temperature)
+ * with the generator seeded by --seed; temperature 0 takes the most likely.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/codegen.h"
+#include "driver/driver.h"
+#include "driver/numbers.h"
+
+static const char *usage_sample =
+    "usage: dlc sample MODEL.dl --params W.safetensors [--prime TEXT] [--length N]\n"
+    "                  [--temperature T] [--seed S] [--data text:FILE]\n"
+    "Generates text from a character-level language model (samples/char_lstm.dl).\n"
+    "  --params FILE          trained weights (required)\n"
+    "  --prime TEXT           the text to continue (default: a newline)\n"
+    "  --length N             characters to generate (default 200)\n"
+    "  --temperature T        softmax temperature, 0 for the most likely (default 0.8)\n"
+    "  --seed S               the generator's seed (default 0)\n"
+    "  --data text:FILE       the training corpus, for its vocabulary (default: the\n"
+    "                         model's data = text(...))\n";
+
+typedef struct SampleOpts {
+  const char *model, *params, *prime, *data;
+  int64_t length, seed;
+  double temperature;
+} SampleOpts;
+
+static int parse_sample(int argc, char **argv, SampleOpts *o, Diags *d) {
+  *o = (SampleOpts){NULL, NULL, "\n", NULL, 200, 0, 0.8};
+  for (int i = 1; i < argc; i++) {
+    int miss = 0;
+    const char *v;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    if ((v = dlc_flag(argc, argv, &i, "--params", &miss))) o->params = v;
+    else if ((v = dlc_flag(argc, argv, &i, "--prime", &miss))) o->prime = v;
+    else if ((v = dlc_flag(argc, argv, &i, "--data", &miss))) o->data = v;
+    else if ((v = dlc_flag(argc, argv, &i, "--length", &miss))) {
+      if (dlc_parse_int("--length", v, 0, 1 << 24, &o->length, d)) return -1;
+    } else if ((v = dlc_flag(argc, argv, &i, "--seed", &miss))) {
+      if (dlc_parse_int("--seed", v, 0, INT64_MAX, &o->seed, d)) return -1;
+    } else if ((v = dlc_flag(argc, argv, &i, "--temperature", &miss))) {
+      char *end;
+      o->temperature = strtod(v, &end);
+      if (!*v || *end || !(o->temperature >= 0 && o->temperature <= 100))
+        return diag_plain(d, "--temperature", "expected a number in [0, 100], got '%s'", v), -1;
+    } else if (miss) return diag_plain(d, argv[i], "needs a value"), -1;
+    else if (argv[i][0] == '-') return diag_plain(d, argv[i], "unknown option (see dlc sample --help)"), -1;
+    else if (o->model) return diag_plain(d, argv[i], "only one model file"), -1;
+    else o->model = argv[i];
+  }
+  if (!o->model) return diag_plain(d, "dlc sample", "no model file given (see dlc sample --help)"), -1;
+  if (!o->params) return diag_plain(d, "dlc sample", "no weights given: --params W.safetensors"), -1;
+  if (!o->prime[0]) return diag_plain(d, "--prime", "the text to continue is empty"), -1;
+  if (o->data && strncmp(o->data, "text:", 5))
+    return diag_plain(d, "--data", "expected text:FILE, got '%s'", o->data), -1;
+  return 0;
+}
+
+/* The generation state: the compiled model, its buffers, the vocabulary. */
+typedef struct Sampler {
+  Model m;
+  Diags *d;
+  Program prog;
+  PassCtx pc;
+  Graph *g;
+  CModule *mod;
+  int ctx_ready, lowered;   /* pc initialised; prog built by pass_run */
+  RtVocab vocab;
+  int input;                /* the ids input node */
+  int64_t steps, classes;
+  int64_t *ids;             /* [1, steps] */
+  float *logits;
+  void *args[64];
+} Sampler;
+
+/* The corpus path: --data text:FILE, else the model's data = text(...)
+ * (relative to the model's directory). */
+static const char *corpus_path(const SampleOpts *o, const Model *m, char *buf, size_t len) {
+  if (o->data) return o->data + 5;
+  const CallSpec *c = &m->train.data;
+  if (!c->name || strcmp(c->name, "text") || !c->nargs || !c->strs[0]) return NULL;
+  const char *slash = strrchr(o->model, '/');
+  if (c->strs[0][0] == '/' || !slash) return c->strs[0];
+  snprintf(buf, len, "%.*s%s", (int)(slash - o->model + 1), o->model, c->strs[0]);
+  return buf;
+}
+
+/* The i64 [N, T] input and the logits (first output) with C classes. */
+static int find_io(Sampler *s, const char *model) {
+  const Graph *g = &s->m.g;
+  s->input = -1;
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op == OP_INPUT && s->input < 0) s->input = i;
+  const Node *x = s->input >= 0 ? &g->nodes[s->input] : NULL;
+  if (!x || x->dtype != DT_I64 || x->shape.rank != 2 || DIM_IS_SYM(x->shape.d[1]) || !DIM_IS_SYM(x->shape.d[0]))
+    return diag_plain(s->d, model, "dlc sample needs a model whose first input holds character ids, i64[N, T]"), -1;
+  const Node *y = g->noutputs ? &g->nodes[g->outputs[0].id] : NULL;
+  if (!y || y->dtype != DT_F32 || y->shape.rank < 2 || DIM_IS_SYM(y->shape.d[y->shape.rank - 1]))
+    return diag_plain(s->d, model, "dlc sample needs logits over the vocabulary as the first output"), -1;
+  s->steps = x->shape.d[1];
+  s->classes = y->shape.d[y->shape.rank - 1];
+  return 0;
+}
+
+/* Vocabulary, weights and the compiled forward pass (N = 1). */
+static int sampler_open(Sampler *s, const SampleOpts *o) {
+  char buf[4096];
+  RtError err;
+  const char *corpus = corpus_path(o, &s->m, buf, sizeof buf);
+  if (!corpus) return diag_plain(s->d, o->model, "no corpus for the vocabulary: give --data text:FILE"), -1;
+  unsigned char *text;
+  size_t len;
+  if (rt_text_read(corpus, &text, &len, &s->vocab, &err)) return diag_plain(s->d, "dlc sample", "%s", err.msg), -1;
+  rt_xfree(text);
+  if (s->vocab.n != s->classes)
+    return diag_plain(s->d, corpus, "has %d distinct characters, but the model's logits have %lld classes",
+                      s->vocab.n, (long long)s->classes), -1;
+  for (int k = 0; k < s->m.g.nsyms; k++) s->m.g.syms[k].max = 1;
+  PassOpts po = {.stages = 0};
+  s->g = &s->m.g;
+  pass_ctx_init(&s->pc, PIPE_INFER, &s->m.g, -1, &s->g, &s->prog, &po, s->d);
+  s->ctx_ready = 1;
+  if (pass_run(&s->pc)) return -1;
+  s->lowered = 1;
+  RtTensorSet params;
+  rt_set_init(&params);
+  int rc = rt_safetensors_read(o->params, &params, &err) || ir_params_check(s->g, &params, o->params, &err);
+  if (!rc && !(s->mod = cg_jit_build(&s->prog, &err))) rc = 1;
+  if (!rc) rc = cg_c_set_params(s->mod, &params, &err) != RT_OK;
+  rt_set_free(&params);
+  if (rc) return diag_plain(s->d, o->params, "%s", err.msg), -1;
+  return 0;
+}
+
+/* Buffers for the forward function's arguments. */
+static int sampler_buffers(Sampler *s) {
+  const Func *f = &s->prog.funcs[0];
+  if (f->nargs > 64) return diag_plain(s->d, "dlc sample", "the model has more than 64 inputs and outputs"), -1;
+  for (int i = 0; i < f->nargs; i++) {
+    const Buffer *b = &s->prog.bufs[f->args[i]];
+    int64_t n = 1;
+    for (int k = 0; k < b->shape.rank; k++) n *= DIM_IS_SYM(b->shape.d[k]) ? 1 : b->shape.d[k];
+    s->args[i] = rt_xcalloc((size_t)n + 1, rt_dtype_size(b->dtype));
+    if (b->kind == BUF_INPUT) s->ids = s->args[i];
+    else if (!strcmp(b->name, s->g->outputs[0].name)) s->logits = s->args[i];
+  }
+  return s->ids && s->logits ? 0 : (diag_plain(s->d, "dlc sample", "the compiled model lost its input or logits"), -1);
+}
+
+/* The next character's id after ctx[0..n). */
+static int next_id(Sampler *s, const int64_t *ctx, int64_t n, double temperature, RtRng *r, RtError *err) {
+  int64_t w = n < s->steps ? n : s->steps;
+  memset(s->ids, 0, sizeof(int64_t) * (size_t)s->steps);
+  memcpy(s->ids, ctx + n - w, sizeof(int64_t) * (size_t)w);
+  int64_t sym[IR_MAX_SYMS];
+  for (int k = 0; k < IR_MAX_SYMS; k++) sym[k] = 1;
+  if (cg_c_call(s->mod, s->prog.funcs[0].name, sym, s->args, err)) return -1;
+  const float *row = s->logits + (w - 1) * s->classes;
+  int best = 0;
+  for (int c = 1; c < s->classes; c++)
+    if (row[c] > row[best]) best = c;
+  if (temperature == 0) return best;
+  double total = 0, p[256];
+  for (int c = 0; c < s->classes; c++) total += p[c] = exp((row[c] - row[best]) / temperature);
+  double u = rt_rng_uniform(r) * total;
+  for (int c = 0; c < s->classes; c++)
+    if ((u -= p[c]) < 0) return c;
+  return best;
+}
+
+static int generate(Sampler *s, const SampleOpts *o) {
+  size_t np = strlen(o->prime);
+  int64_t *ctx = rt_xmalloc(sizeof(int64_t) * (np + (size_t)o->length + 1));
+  for (size_t i = 0; i < np; i++) {
+    unsigned char c = (unsigned char)o->prime[i];
+    if (s->vocab.id[c] < 0) {
+      rt_xfree(ctx);
+      return diag_plain(s->d, "--prime", "character %zu ('%c', byte %d) is not in the corpus's vocabulary", i + 1,
+                        c >= 32 && c < 127 ? c : '?', c), -1;
+    }
+    ctx[i] = s->vocab.id[c];
+  }
+  RtRng r;
+  rt_rng_seed_stream(&r, (uint64_t)o->seed, "sample");
+  RtError err;
+  fwrite(o->prime, 1, np, stdout);
+  for (int64_t k = 0; k < o->length; k++) {
+    int id = next_id(s, ctx, (int64_t)np + k, o->temperature, &r, &err);
+    if (id < 0) {
+      rt_xfree(ctx);
+      return diag_plain(s->d, "dlc sample", "%s", err.msg), -1;
+    }
+    ctx[np + (size_t)k] = id;
+    putchar(s->vocab.sym[id]);
+  }
+  putchar('\n');
+  rt_xfree(ctx);
+  return 0;
+}
+
+static void sampler_close(Sampler *s) {
+  if (s->mod) cg_c_free(s->mod);
+  for (int k = 0; k < 64; k++) rt_xfree(s->args[k]);
+  if (s->lowered) kir_program_free(&s->prog);
+  if (s->ctx_ready) pass_ctx_free(&s->pc);
+  fe_model_free(&s->m);
+}
+
+int dlc_cmd_sample(int argc, char **argv) {
+  Diags d;
+  diag_init(&d, stderr);
+  SampleOpts o;
+  int rc = parse_sample(argc, argv, &o, &d);
+  if (rc) return rc > 0 ? dlc_usage(usage_sample, 0) : 2;
+  Sampler s;
+  memset(&s, 0, sizeof s);
+  s.d = &d;
+  if (dlc_load_model(&s.m, o.model, NULL, 0, &d)) return 1;
+  int status = find_io(&s, o.model) || sampler_open(&s, &o) || sampler_buffers(&s) || generate(&s, &o) ? 1 : 0;
+  sampler_close(&s);
+  return status;
+}

@@ -1,0 +1,145 @@
+/*
+ * test_text.c — character-level text data and `dlc sample`: the
+ * vocabulary (distinct bytes in order) and the windows of next-character
+ * prediction from a small file, the errors for missing, empty and too
+ * short files; then end to end, a tiny LSTM language model trained with
+ * dlc train on a repeated phrase (data = text("corpus.txt"), a path
+ * relative to the model) that dlc sample then continues greedily, and
+ * the command's errors.
+ */
+#include <criterion/criterion.h>
+#include <sys/wait.h>
+
+#include "runtime/rt.h"
+#include "tests/testutil.h"
+
+static void write_file(const char *dir, const char *name, const char *text) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+Test(text, vocabulary_and_windows) {
+  const char *dir = tu_scratch_dir();
+  write_file(dir, "t.txt", "abcab cba\n");  /* 10 bytes: windows of 3 -> (10 - 1) / 3 = 3 */
+  char path[600];
+  snprintf(path, sizeof path, "%s/t.txt", dir);
+  RtDataset ds;
+  RtVocab v;
+  RtError err;
+  cr_assert_eq(rt_data_text(path, 3, &ds, &v, &err), RT_OK, "%s", err.msg);
+  cr_expect_eq(v.n, 5);
+  cr_expect(memcmp(v.sym, "\n abc", 5) == 0);
+  cr_expect(v.id['a'] == 2 && v.id['\n'] == 0 && v.id['z'] == -1);
+  cr_assert(ds.n == 3 && ds.x.dtype == DT_I64 && ds.y.dtype == DT_I64 && ds.x.shape[1] == 3 && ds.y.shape[1] == 3);
+  const char *text = "abcab cba\n";
+  for (int i = 0; i < 3; i++)
+    for (int t = 0; t < 3; t++) {
+      cr_expect_eq(((int64_t *)ds.x.data)[i * 3 + t], v.id[(unsigned char)text[i * 3 + t]]);
+      cr_expect_eq(((int64_t *)ds.y.data)[i * 3 + t], v.id[(unsigned char)text[i * 3 + t + 1]]);
+    }
+  rt_dataset_free(&ds);
+}
+
+Test(text, bad_files_are_named) {
+  const char *dir = tu_scratch_dir();
+  char path[600];
+  RtDataset ds;
+  RtVocab v;
+  RtError err;
+  snprintf(path, sizeof path, "%s/none.txt", dir);
+  cr_expect_eq(rt_data_text(path, 4, &ds, &v, &err), RT_ERR_IO);
+  cr_expect(strstr(err.msg, "none.txt: cannot open"), "%s", err.msg);
+  write_file(dir, "empty.txt", "");
+  snprintf(path, sizeof path, "%s/empty.txt", dir);
+  cr_expect_eq(rt_data_text(path, 4, &ds, &v, &err), RT_ERR_FORMAT);
+  cr_expect(strstr(err.msg, "empty.txt: the text file is empty"), "%s", err.msg);
+  write_file(dir, "short.txt", "abcd");
+  snprintf(path, sizeof path, "%s/short.txt", dir);
+  cr_expect_eq(rt_data_text(path, 4, &ds, &v, &err), RT_ERR_FORMAT);
+  cr_expect(strstr(err.msg, "4 bytes do not make one window of 4 characters"), "%s", err.msg);
+  cr_expect_eq(ds.n, 0);
+}
+
+/* --- dlc train and dlc sample ----------------------------------------------------- */
+
+static int dlc(const char *dir, const char *args, char **out) {
+  char cmd[4096], log[600];
+  snprintf(log, sizeof log, "%s/log.txt", dir);
+  snprintf(cmd, sizeof cmd, "cd %s && %s %s > %s 2>&1", dir, DLC_EXE, args, log);
+  int st = system(cmd);
+  *out = tu_read_file(log, NULL);
+  cr_assert_not_null(*out);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void expect(const char *dir, const char *args, int status, const char *needle) {
+  char *out;
+  int st = dlc(dir, args, &out);
+  cr_expect_eq(st, status, "dlc %s: exit %d, wanted %d:\n%s", args, st, status, out);
+  cr_expect(strstr(out, needle), "dlc %s: no '%s' in:\n%s", args, needle, out);
+  free(out);
+}
+
+/* 10 symbols: "\n", " ", ",", d, e, h, l, o, r, w; the phrase is 13
+ * bytes long and the windows 12, so windows start at every offset. */
+static const char *const tiny_lm =
+    "model tiny_lm\ninput tokens: i64[N, 12]\n"
+    "e = embedding(tokens, 10, 8) as embed\n"
+    "hs, h_n, c_n = lstm(e, hidden_size=32, batch_first=true) as lstm\n"
+    "logits = dense(hs, 10) as head\noutput logits\n"
+    "train {\n  label next: i64[N, 12]\n  target = next\n"
+    "  loss = -mean(gather(log_softmax(logits, axis=-1), reshape(next, [N, 12, 1]), axis=2))\n"
+    "  optimizer = adam(lr=0.01)\n  batch = 8\n  epochs = 30\n  seed = 3\n  val_split = 0.1\n"
+    "  data = text(\"corpus.txt\")\n}\n";
+
+static const char *corpus(void) {
+  static char buf[1400];
+  buf[0] = 0;
+  for (int i = 0; i < 100; i++) strcat(buf, "hello, world\n");
+  return buf;
+}
+
+Test(text, a_trained_model_continues_its_corpus, .timeout = 300) {
+  const char *dir = tu_scratch_dir();
+  write_file(dir, "lm.dl", tiny_lm);
+  write_file(dir, "corpus.txt", corpus());
+  char *out;
+  int st = dlc(dir, "train lm.dl --save lm.safetensors", &out);
+  cr_assert_eq(st, 0, "dlc train:\n%s", out);
+  cr_expect(strstr(out, "97 samples (11 validation"), "the 1300 bytes make 108 windows of 12:\n%s", out);
+  free(out);
+  st = dlc(dir, "sample lm.dl --params lm.safetensors --prime 'hello, w' --length 17 --temperature 0", &out);
+  cr_assert_eq(st, 0, "dlc sample:\n%s", out);
+  cr_expect(strcmp(out, "hello, world\nhello, world\n") == 0, "greedy continuation: '%s'", out);
+  free(out);
+  /* sampled at a temperature: the seed decides, and only the corpus's characters come out */
+  char *a, *b;
+  cr_assert_eq(dlc(dir, "sample lm.dl --params lm.safetensors --prime h --length 40 --seed 5", &a), 0);
+  cr_assert_eq(dlc(dir, "sample lm.dl --params lm.safetensors --prime h --length 40 --seed 5", &b), 0);
+  cr_expect(strcmp(a, b) == 0 && strlen(a) == 42 && strspn(a, "\n ,dehlorw") == 42, "'%s' / '%s'", a, b);
+  free(a);
+  free(b);
+  expect(dir, "sample lm.dl --params lm.safetensors --prime 'hex'", 1,
+         "--prime: error: character 3 ('x', byte 120) is not in the corpus's vocabulary");
+  write_file(dir, "other.txt", "abc\n");
+  expect(dir, "sample lm.dl --params lm.safetensors --data text:other.txt", 1,
+         "other.txt: error: has 4 distinct characters, but the model's logits have 10 classes");
+  expect(dir, "sample lm.dl --prime h", 2, "no weights given: --params W.safetensors");
+  expect(dir, "sample lm.dl --params lm.safetensors --temperature -1", 2, "--temperature");
+  expect(dir, "sample lm.dl --params missing.safetensors", 1, "missing.safetensors");
+}
+
+Test(text, the_data_input_must_hold_ids) {
+  const char *dir = tu_scratch_dir();
+  write_file(dir, "corpus.txt", corpus());
+  write_file(dir, "f.dl", "model f\ninput x: f32[N, 12]\ny = dense(x, 2)\noutput y\n"
+                          "train {\n  label t: i64[N]\n  loss = cross_entropy(y, t)\n  optimizer = sgd(lr=0.1)\n"
+                          "  data = text(\"corpus.txt\")\n}\n");
+  expect(dir, "train f.dl --epochs 1", 1, "text data feeds character ids to an input i64[N, T] with a constant T, not 'x'");
+  write_file(dir, "lm.dl", tiny_lm);
+  expect(dir, "train lm.dl --epochs 1 --data text:nothere.txt", 1, "nothere.txt: cannot open the text file");
+}
