@@ -3,7 +3,7 @@
  *
  * The ModelProto is decoded by the protobuf-c code generated from
  * onnx.proto; nothing here reads the wire format.  Then, in order:
- * the default-domain opset (7 to 18) is found; every initializer is
+ * the default-domain opset (1 to 18) is found; every initializer is
  * decoded into a known value (ImConst: f32, or i64 for shapes and axes),
  * its size checked against its dims, its bytes read from the raw data, the
  * typed fields or an external file beside the model (bounds-checked, never
@@ -485,11 +485,11 @@ static int add_input(Importer *im, const Onnx__ValueInfoProto *vi) {
   if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
     return model_error(im, "input '%s' is not a tensor", name);
   int ty = tp->tensor_type->elem_type;
-  DType dt = ty == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT   ? DT_F32
+  DType dt = ty == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT || ty == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL ? DT_F32 /* 0/1 */
              : ty == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ? DT_I64
              : ty == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 ? DT_I32
                                                           : DT_COUNT;
-  if (dt == DT_COUNT) return model_error(im, "input '%s': data type %s is not supported (FLOAT, INT64, INT32)", name, dtype_name(ty));
+  if (dt == DT_COUNT) return model_error(im, "input '%s': data type %s is not supported (FLOAT, BOOL as 0/1 floats, INT64, INT32)", name, dtype_name(ty));
   Shape s;
   if (input_shape(im, vi, tp->tensor_type, &s)) return -1;
   if (value_new(im, name)) return model_error(im, "input '%s' is defined twice", name);
@@ -644,8 +644,8 @@ static int find_opset(Importer *im, const Onnx__ModelProto *mp) {
     if (!*dom || !strcmp(dom, "ai.onnx")) im->opset = mp->opset_import[i]->version;
   }
   if (im->opset < 0) return model_error(im, "the model imports no opset of the default ONNX domain");
-  if (im->opset < 7 || im->opset > 18)
-    return model_error(im, "opset %lld of the default domain is not supported (7 to 18)", (long long)im->opset);
+  if (im->opset < 1 || im->opset > 18) /* what an older opset's op means differently is refused by its conversion */
+    return model_error(im, "opset %lld of the default domain is not supported (1 to 18)", (long long)im->opset);
   return 0;
 }
 

@@ -88,12 +88,66 @@ static int one_input(Importer *im, OpKind op, const Attrs *a) {
   return im_set_out(im, 0, im_op(im, op, &x, 1, a, 0));
 }
 
+
+/* --- building blocks of decompositions -------------------------------------------------------------- */
+
+/* op over a (and b) as an intermediate value (k < 0) or output k. */
+static int un(Importer *im, OpKind op, int a, int k) { return im_op(im, op, &a, 1, NULL, k); }
+static int bin(Importer *im, OpKind op, int a, int b, int k) {
+  int in[2] = {a, b};
+  return im_op(im, op, in, 2, NULL, k);
+}
+static int konst(Importer *im, double v) { return ir_const(im->g, v, im->loc); }
+
+/* op (sum, mean, max) over axes (all when na < 0) of x. */
+static int reduce_over(Importer *im, OpKind op, int x, const int64_t *ax, int na, int keep, int k) {
+  Attrs a = ir_attrs_default(op);
+  a.dims.keepdim = keep != 0;
+  if (x < 0 || (na > 0 && set_list(im, &a, op, "axes", ax, na))) return -1;
+  return im_op(im, op, &x, 1, &a, k);
+}
+
+/* The axes from..rank-1. */
+static int trailing_axes(int from, int rank, int64_t *ax) {
+  int n = 0;
+  for (int k = from; k < rank; k++) ax[n++] = k;
+  return n;
+}
+
 /* --- elementwise ---------------------------------------------------------------------------------- */
 
-static int cv_unary(Importer *im, const ImOp *row) { return one_input(im, row->op, NULL); }
+/* Integer arithmetic on known values (shape computations: a rank minus
+ * an axis) is folded: every input a known i64 without symbols, of one
+ * shape or a single element.  Returns 1 when it does not apply. */
+static int fold_ints(Importer *im, OpKind op) {
+  int n = im_nin(im);
+  const ImConst *c[2] = {NULL, NULL}, *big = NULL;
+  if (n < 1 || n > 2 || (op != OP_ADD && op != OP_SUB && op != OP_MUL && op != OP_NEG && op != OP_ABS)) return 1;
+  for (int k = 0; k < n; k++) {
+    c[k] = im_known_opt(im, k);
+    if (!c[k] || c[k]->dt != DT_I64 || c[k]->sym || c[k]->numel > 64) return 1;
+    if (!big || c[k]->numel > big->numel) big = c[k];
+  }
+  if (n == 2 && c[0]->numel != c[1]->numel && c[0]->numel != 1 && c[1]->numel != 1) return 1;
+  ImConst *r = im_known_i64(im, (int)big->numel);
+  r->rank = big->rank;
+  memcpy(r->dims, big->dims, sizeof r->dims);
+  for (int64_t e = 0; e < big->numel; e++) {
+    int64_t a = c[0]->i[c[0]->numel == 1 ? 0 : e], b = n == 2 ? c[1]->i[c[1]->numel == 1 ? 0 : e] : 0;
+    r->i[e] = op == OP_ADD ? a + b : op == OP_SUB ? a - b : op == OP_MUL ? a * b : op == OP_NEG ? -a : a < 0 ? -a : a;
+  }
+  return im_set_out_known(im, 0, r);
+}
+
+static int cv_unary(Importer *im, const ImOp *row) {
+  int f = fold_ints(im, row->op);
+  return f <= 0 ? f : one_input(im, row->op, NULL);
+}
 
 /* Binary ops; Max, Min and Sum take any number of inputs, folded left. */
 static int cv_binary(Importer *im, const ImOp *row) {
+  int f = fold_ints(im, row->op);
+  if (f <= 0) return f;
   int n = im_nin(im);
   if (n < 1 || (n < 2 && row->max_in == 2)) return im_error(im, "needs 2 inputs, has %d", n);
   int acc = im_tensor(im, 0);
@@ -125,33 +179,119 @@ static int cv_scalar_attr(Importer *im, const ImOp *row) {
   return one_input(im, row->op, &a);
 }
 
-/* An op whose float attributes must hold the values dlc's op has. */
-static int fixed_attr(Importer *im, const char *name, double def, double want) {
-  double v;
-  if (im_attr_float(im, name, def, &v)) return -1;
-  if ((float)v != (float)want)
-    return im_error(im, "attribute '%s' = %g is not supported: dlc's %s has %g", name, v, im->np->op_type, want);
-  return 0;
-}
-
+/* Selu: gamma elu(x, alpha); dlc's selu when both are PyTorch's. */
 static int cv_selu(Importer *im, const ImOp *row) {
-  if (fixed_attr(im, "alpha", SELU_ALPHA, SELU_ALPHA) || fixed_attr(im, "gamma", SELU_SCALE, SELU_SCALE)) return -1;
-  return one_input(im, OP_SELU, NULL);
+  double alpha, gamma;
+  if (im_attr_float(im, "alpha", SELU_ALPHA, &alpha) || im_attr_float(im, "gamma", SELU_SCALE, &gamma)) return -1;
+  if ((float)alpha == (float)SELU_ALPHA && (float)gamma == (float)SELU_SCALE) return one_input(im, OP_SELU, NULL);
+  Attrs a = ir_attrs_default(OP_ELU);
+  a.scalar.f = alpha;
+  int x = im_tensor(im, 0), e = x < 0 ? -1 : im_op(im, OP_ELU, &x, 1, &a, -1);
+  return im_set_out(im, 0, bin(im, OP_MUL, e, konst(im, gamma), 0));
 }
 
+/* HardSigmoid: clamp(alpha x + beta, 0, 1); dlc's hardsigmoid with
+ * PyTorch's alpha 1/6 and beta 1/2. */
 static int cv_hardsigmoid(Importer *im, const ImOp *row) {
-  if (fixed_attr(im, "alpha", 0.2, 1.0 / 6) || fixed_attr(im, "beta", 0.5, 0.5)) return -1;
-  return one_input(im, OP_HARDSIGMOID, NULL);
+  double alpha, beta;
+  if (im_attr_float(im, "alpha", 0.2, &alpha) || im_attr_float(im, "beta", 0.5, &beta)) return -1;
+  if ((float)alpha == (float)(1.0 / 6) && (float)beta == 0.5f) return one_input(im, OP_HARDSIGMOID, NULL);
+  int x = im_tensor(im, 0);
+  int y = bin(im, OP_ADD, bin(im, OP_MUL, x, konst(im, alpha), -1), konst(im, beta), -1);
+  Attrs a = ir_attrs_default(OP_CLAMP);
+  a.scalar.f = 0, a.scalar.f2 = 1;
+  return im_set_out(im, 0, y < 0 ? -1 : im_op(im, OP_CLAMP, &y, 1, &a, 0));
 }
 
-/* Clip: bounds as attributes (opset < 11) or constant inputs. */
+/* Reciprocal 1 / x; Softsign x / (1 + |x|); Not 1 - x (booleans are 0/1). */
+static int cv_reciprocal(Importer *im, const ImOp *row) {
+  return im_set_out(im, 0, bin(im, OP_DIV, konst(im, 1), im_tensor(im, 0), 0));
+}
+
+static int cv_softsign(Importer *im, const ImOp *row) {
+  int x = im_tensor(im, 0);
+  return im_set_out(im, 0, bin(im, OP_DIV, x, bin(im, OP_ADD, un(im, OP_ABS, x, -1), konst(im, 1), -1), 0));
+}
+
+static int cv_not(Importer *im, const ImOp *row) {
+  return im_set_out(im, 0, bin(im, OP_SUB, konst(im, 1), im_tensor(im, 0), 0));
+}
+
+/* Sign: -1, 1, or x * 0 (0, and NaN for NaN). */
+static int cv_sign(Importer *im, const ImOp *row) {
+  int x = im_tensor(im, 0);
+  int in0[3] = {bin(im, OP_GT, x, konst(im, 0), -1), konst(im, 1), bin(im, OP_MUL, x, konst(im, 0), -1)};
+  int pos = im_op(im, OP_WHERE, in0, 3, NULL, -1);
+  int in1[3] = {bin(im, OP_LT, x, konst(im, 0), -1), konst(im, -1), pos};
+  return im_set_out(im, 0, im_op(im, OP_WHERE, in1, 3, NULL, 0));
+}
+
+/* Mean: the sum of the inputs divided by their count. */
+static int cv_mean(Importer *im, const ImOp *row) {
+  int n = im_nin(im), acc = im_tensor(im, 0);
+  for (int k = 1; k < n && acc >= 0; k++) acc = bin(im, OP_ADD, acc, im_tensor(im, k), -1);
+  return im_set_out(im, 0, n < 1 ? im_error(im, "needs an input") : bin(im, OP_DIV, acc, konst(im, n), 0));
+}
+
+/* ThresholdedRelu: x where x > alpha, else 0. */
+static int cv_thresholded_relu(Importer *im, const ImOp *row) {
+  double alpha;
+  if (im_attr_float(im, "alpha", 1.0, &alpha)) return -1;
+  int x = im_tensor(im, 0);
+  int in[3] = {bin(im, OP_GT, x, konst(im, alpha), -1), x, konst(im, 0)};
+  return im_set_out(im, 0, im_op(im, OP_WHERE, in, 3, NULL, 0));
+}
+
+/* Shrink: x + bias below -lambd, x - bias above lambd, else 0. */
+static int cv_shrink(Importer *im, const ImOp *row) {
+  double bias, lambd;
+  if (im_attr_float(im, "bias", 0, &bias) || im_attr_float(im, "lambd", 0.5, &lambd)) return -1;
+  int x = im_tensor(im, 0);
+  int hi[3] = {bin(im, OP_GT, x, konst(im, lambd), -1), bin(im, OP_SUB, x, konst(im, bias), -1), konst(im, 0)};
+  int lo[3] = {bin(im, OP_LT, x, konst(im, -lambd), -1), bin(im, OP_ADD, x, konst(im, bias), -1),
+               im_op(im, OP_WHERE, hi, 3, NULL, -1)};
+  return im_set_out(im, 0, im_op(im, OP_WHERE, lo, 3, NULL, 0));
+}
+
+/* Celu: alpha elu(x / alpha). */
+static int cv_celu(Importer *im, const ImOp *row) {
+  double alpha;
+  if (im_attr_float(im, "alpha", 1.0, &alpha)) return -1;
+  if (alpha == 0) return im_error(im, "attribute 'alpha' = 0 divides by zero");
+  int e = un(im, OP_ELU, bin(im, OP_DIV, im_tensor(im, 0), konst(im, alpha), -1), -1);
+  return im_set_out(im, 0, bin(im, OP_MUL, e, konst(im, alpha), 0));
+}
+
+/* PRelu: slope x where x < 0, else x (the slope broadcasts). */
+static int cv_prelu(Importer *im, const ImOp *row) {
+  int x = im_tensor(im, 0), slope = im_tensor(im, 1);
+  int in[3] = {bin(im, OP_LT, x, konst(im, 0), -1), bin(im, OP_MUL, x, slope, -1), x};
+  return im_set_out(im, 0, im_op(im, OP_WHERE, in, 3, NULL, 0));
+}
+
+/* Where(condition, x, y): the condition is 0/1 (dlc's booleans). */
+static int cv_where(Importer *im, const ImOp *row) {
+  int in[3] = {im_tensor(im, 0), im_tensor(im, 1), im_tensor(im, 2)};
+  return im_set_out(im, 0, im_op(im, OP_WHERE, in, 3, NULL, 0));
+}
+
+/* Clip with a bound computed at run time: min(max(x, lo), hi). */
+static int clip_tensors(Importer *im) {
+  int y = im_tensor(im, 0);
+  if (im_in_name(im, 1)) y = bin(im, OP_MAXIMUM, y, im_tensor(im, 1), im_in_name(im, 2) ? -1 : 0);
+  if (im_in_name(im, 2)) y = bin(im, OP_MINIMUM, y, im_tensor(im, 2), 0);
+  return im_set_out(im, 0, y);
+}
+
+/* Clip: bounds as attributes (opset < 11) or inputs, constant (clamp) or not. */
 static int cv_clip(Importer *im, const ImOp *row) {
   double lo = -INFINITY, hi = INFINITY;
   if (im->opset < 11) {
     if (im_attr_float(im, "min", -INFINITY, &lo) || im_attr_float(im, "max", INFINITY, &hi)) return -1;
   } else {
-    if (im_in_name(im, 1) && (!im_known(im, 1, "min") || known_float(im, im_known_opt(im, 1), "min", &lo))) return -1;
-    if (im_in_name(im, 2) && (!im_known(im, 2, "max") || known_float(im, im_known_opt(im, 2), "max", &hi))) return -1;
+    if ((im_in_name(im, 1) && !im_known_opt(im, 1)) || (im_in_name(im, 2) && !im_known_opt(im, 2))) return clip_tensors(im);
+    if (im_in_name(im, 1) && known_float(im, im_known_opt(im, 1), "min", &lo)) return -1;
+    if (im_in_name(im, 2) && known_float(im, im_known_opt(im, 2), "max", &hi)) return -1;
   }
   Attrs a = ir_attrs_default(OP_CLAMP);
   a.scalar.f = lo, a.scalar.f2 = hi;
@@ -280,7 +420,8 @@ static int cv_flatten(Importer *im, const ImOp *row) {
   int64_t axis;
   if (x < 0 || im_attr_int(im, "axis", 1, &axis)) return -1;
   const Shape *xs = shape_of(im, x);
-  if ((axis = norm_axis(im, axis, xs->rank + 1, "axis")) < 0) return -1;
+  if (axis < -xs->rank || axis > xs->rank) return im_error(im, "axis %lld is out of range for rank %d", (long long)axis, xs->rank);
+  if (axis < 0) axis += xs->rank; /* in [-r, r]: a negative axis counts from the end, -1 before the last axis */
   if (axis == 1 && xs->rank >= 2) {
     Attrs a = ir_attrs_default(OP_FLATTEN);
     return im_set_out(im, 0, im_op(im, OP_FLATTEN, &x, 1, &a, 0));
@@ -334,6 +475,19 @@ static int cv_concat(Importer *im, const ImOp *row) {
   return im_set_out(im, 0, im_op(im, OP_CONCAT, in, n, &a, 0));
 }
 
+/* A slice of a known integer vector (a shape), folded: ONNX's clamping of
+ * start and end, positive steps. */
+static int slice_known(Importer *im, const ImConst *c, int64_t start, int64_t end, int64_t step) {
+  int64_t n = c->numel;
+  if (step <= 0) return im_error(im, "step %lld is not supported (dlc slices with positive steps)", (long long)step);
+  start = start < 0 ? start + n : start, end = end < 0 ? end + n : end;
+  start = start < 0 ? 0 : start > n ? n : start, end = end < start ? start : end > n ? n : end;
+  ImConst *r = im_known_i64(im, (int)((end - start + step - 1) / step));
+  r->sym = arena_alloc(im->a, (size_t)(r->numel + 1) * sizeof *r->sym);
+  for (int64_t k = start, j = 0; k < end; k += step, j++) r->i[j] = c->i[k], r->sym[j] = c->sym ? c->sym[k] : -1;
+  return im_set_out_known(im, 0, r);
+}
+
 /* Slice: starts, ends, axes, steps as attributes (opset < 10) or inputs;
  * one dlc slice per sliced axis. */
 static int cv_slice(Importer *im, const ImOp *row) {
@@ -352,6 +506,9 @@ static int cv_slice(Importer *im, const ImOp *row) {
   }
   if (ns < 0 || ns != ne || (na >= 0 && na != ns) || (nsp >= 0 && nsp != ns))
     return im_error(im, "starts, ends, axes and steps must have the same length");
+  const ImConst *kc = im_known_opt(im, 0);
+  if (kc && kc->dt == DT_I64 && kc->rank == 1 && ns == 1 && (na < 0 || ax[0] == 0 || ax[0] == -1))
+    return slice_known(im, kc, st[0], en[0], nsp >= 0 ? sp[0] : 1);
   int x = im_tensor(im, 0);
   for (int k = 0; k < ns && x >= 0; k++) {
     Attrs a = ir_attrs_default(OP_SLICE);
@@ -413,24 +570,105 @@ static int cv_squeeze(Importer *im, const ImOp *row) {
   return im_set_out(im, 0, reshape_to(im, x, out.d, out.rank, 0));
 }
 
-/* ReduceSum (axes an input from opset 13), ReduceMean and ReduceMax (from
- * opset 18): empty axes reduce every one unless noop_with_empty_axes. */
-static int cv_reduce(Importer *im, const ImOp *row) {
-  int64_t ax[IR_MAX_RANK], keep, noop;
-  int na = -1, from_input = row->op == OP_SUM ? im->opset >= 13 : im->opset >= 18;
-  if (im_attr_int(im, "keepdims", 1, &keep) || im_attr_int(im, "noop_with_empty_axes", 0, &noop)) return -1;
-  if (!from_input && im_attr_ints(im, "axes", ax, IR_MAX_RANK, &na)) return -1;
+/* The axes of a Reduce op: an input from opset 13 (ReduceSum) or 18 (the
+ * others), an attribute before; *na = -1 when absent. */
+static int reduce_attrs(Importer *im, int64_t *ax, int *na, int64_t *keep, int64_t *noop) {
+  int from_input = !strcmp(im->np->op_type, "ReduceSum") ? im->opset >= 13 : im->opset >= 18;
+  *na = -1;
+  if (im_attr_int(im, "keepdims", 1, keep) || im_attr_int(im, "noop_with_empty_axes", 0, noop)) return -1;
+  if (!from_input && im_attr_ints(im, "axes", ax, IR_MAX_RANK, na)) return -1;
   if (from_input && im_in_name(im, 1)) {
     const ImConst *c = im_known(im, 1, "axes");
-    if (!c || (na = known_ints(im, c, "axes", ax, IR_MAX_RANK)) < 0) return -1;
+    if (!c || (*na = known_ints(im, c, "axes", ax, IR_MAX_RANK)) < 0) return -1;
   }
+  return 0;
+}
+
+/* ReduceSum, ReduceMean, ReduceMax, and the ones dlc composes:
+ * ReduceMin -max(-x), ReduceSumSquare sum(x x), ReduceL1 sum(|x|),
+ * ReduceL2 sqrt(sum(x x)), ReduceLogSum log(sum(x)), ReduceLogSumExp
+ * log(sum(exp(x))).  Empty axes reduce every one unless
+ * noop_with_empty_axes. */
+static int cv_reduce(Importer *im, const ImOp *row) {
+  int64_t ax[IR_MAX_RANK], keep, noop;
+  int na;
+  if (reduce_attrs(im, ax, &na, &keep, &noop)) return -1;
   int x = im_tensor(im, 0);
   if (x < 0) return -1;
   if (na <= 0 && noop) return im_set_out(im, 0, x);
-  Attrs a = ir_attrs_default(row->op);
-  a.dims.keepdim = keep != 0;
-  if (na > 0 && set_list(im, &a, row->op, "axes", ax, na)) return -1;
-  return im_set_out(im, 0, im_op(im, row->op, &x, 1, &a, 0));
+  const char *t = im->np->op_type;
+  if (!strcmp(t, "ReduceMin"))
+    return im_set_out(im, 0, un(im, OP_NEG, reduce_over(im, OP_MAX, un(im, OP_NEG, x, -1), ax, na, (int)keep, -1), 0));
+  if (!strcmp(t, "ReduceSumSquare") || !strcmp(t, "ReduceL2")) x = bin(im, OP_MUL, x, x, -1);
+  else if (!strcmp(t, "ReduceL1")) x = un(im, OP_ABS, x, -1);
+  else if (!strcmp(t, "ReduceLogSumExp")) x = un(im, OP_EXP, x, -1);
+  int last = row->op != OP_SUM || !strcmp(t, "ReduceSum") || !strcmp(t, "ReduceSumSquare") || !strcmp(t, "ReduceL1");
+  int y = reduce_over(im, row->op, x, ax, na, (int)keep, last ? 0 : -1);
+  if (last) return im_set_out(im, 0, y);
+  return im_set_out(im, 0, un(im, !strcmp(t, "ReduceL2") ? OP_SQRT : OP_LOG, y, 0));
+}
+
+/* x normalised over axes: (x - mean) / sqrt(var + eps), the variance
+ * biased; *mean and *inv (1 / sqrt(var + eps), when asked) for outputs
+ * 1 and 2 of LayerNormalization. */
+static int normalise(Importer *im, int x, const int64_t *ax, int na, double eps, int *mean, int *inv) {
+  int m = reduce_over(im, OP_MEAN, x, ax, na, 1, mean ? 1 : -1);
+  int d = bin(im, OP_SUB, x, m, -1);
+  int var = reduce_over(im, OP_MEAN, bin(im, OP_MUL, d, d, -1), ax, na, 1, -1);
+  int sd = un(im, OP_SQRT, bin(im, OP_ADD, var, konst(im, eps), -1), -1);
+  if (mean) *mean = m;
+  if (inv) *inv = bin(im, OP_DIV, konst(im, 1), sd, 2);
+  return bin(im, OP_DIV, d, sd, -1);
+}
+
+/* LayerNormalization: over the axes from axis on, then Scale and B. */
+static int cv_layernorm(Importer *im, const ImOp *row) {
+  int64_t axis, ax[IR_MAX_RANK], stash;
+  double eps;
+  int x = im_tensor(im, 0);
+  if (x < 0 || im_attr_int(im, "axis", -1, &axis) || im_attr_float(im, "epsilon", 1e-5, &eps) ||
+      im_attr_int(im, "stash_type", 1, &stash))
+    return -1;
+  int r = shape_of(im, x)->rank;
+  if ((axis = norm_axis(im, axis, r, "axis")) < 0) return -1;
+  int nout = (int)im->np->n_output, mean = -1, inv = -1;
+  int want_mean = nout > 1 && *im->np->output[1], want_inv = nout > 2 && *im->np->output[2];
+  int y = normalise(im, x, ax, trailing_axes((int)axis, r, ax), eps, want_mean ? &mean : NULL, want_inv ? &inv : NULL);
+  y = bin(im, OP_MUL, y, im_tensor(im, 1), im_in_name(im, 2) ? -1 : 0);
+  if (im_in_name(im, 2)) y = bin(im, OP_ADD, y, im_tensor(im, 2), 0);
+  if ((want_mean && im_set_out(im, 1, mean)) || (want_inv && im_set_out(im, 2, inv))) return -1;
+  return im_set_out(im, 0, y);
+}
+
+/* A per-channel vector [C] as [C, 1, ...] for a rank-r NC... tensor. */
+static int channel_vector(Importer *im, int v, int r) {
+  Dim d[IR_MAX_RANK];
+  if (v < 0) return -1;
+  if (shape_of(im, v)->rank != 1) return im_error(im, "scale and B must be vectors");
+  d[0] = shape_of(im, v)->d[0];
+  for (int k = 1; k < r - 1; k++) d[k] = 1;
+  return reshape_to(im, v, d, r - 1, -1);
+}
+
+/* InstanceNormalization: each channel of each sample over its spatial axes. */
+static int cv_instancenorm(Importer *im, const ImOp *row) {
+  double eps;
+  int64_t ax[IR_MAX_RANK];
+  int x = im_tensor(im, 0);
+  if (x < 0 || im_attr_float(im, "epsilon", 1e-5, &eps)) return -1;
+  int r = shape_of(im, x)->rank;
+  if (r < 3) return im_error(im, "the input must have a batch, a channel and a spatial axis");
+  int y = normalise(im, x, ax, trailing_axes(2, r, ax), eps, NULL, NULL);
+  y = bin(im, OP_MUL, y, channel_vector(im, im_tensor(im, 1), r), -1);
+  return im_set_out(im, 0, bin(im, OP_ADD, y, channel_vector(im, im_tensor(im, 2), r), 0));
+}
+
+/* GlobalMaxPool: max over the spatial axes, kept. */
+static int cv_global_max_pool(Importer *im, const ImOp *row) {
+  int64_t ax[IR_MAX_RANK];
+  int x = im_tensor(im, 0);
+  if (x < 0) return -1;
+  return im_set_out(im, 0, reduce_over(im, OP_MAX, x, ax, trailing_axes(2, shape_of(im, x)->rank, ax), 1, 0));
 }
 
 /* --- convolution and pooling ----------------------------------------------------------------------- */
@@ -703,13 +941,18 @@ static int cv_shape(Importer *im, const ImOp *row) {
   return im_set_out_known(im, 0, c);
 }
 
-/* Gather of a known integer vector (axis 0) by known indices. */
+/* Gather: of a known integer vector (axis 0) by known indices, folded (a
+ * shape computation); of a tensor, index_select. */
 static int cv_gather(Importer *im, const ImOp *row) {
   const ImConst *c = im_known_opt(im, 0), *ix = im_known_opt(im, 1);
   int64_t axis;
   if (im_attr_int(im, "axis", 0, &axis)) return -1;
-  if (!c || !ix || c->dt != DT_I64 || c->rank != 1 || ix->dt != DT_I64 || ix->rank > 1 || axis != 0 || ix->numel > 64)
-    return im_error(im, "Gather is only supported on known integer vectors (shape computations)");
+  if (!c || !ix || c->dt != DT_I64 || c->rank != 1 || ix->dt != DT_I64 || ix->rank > 1 || axis != 0 || ix->numel > 64) {
+    int in[2] = {im_tensor(im, 0), im_tensor(im, 1)}; /* a tensor: index_select is Gather */
+    Attrs a = ir_attrs_default(OP_INDEX_SELECT);
+    a.axis.axis = axis;
+    return im_set_out(im, 0, im_op(im, OP_INDEX_SELECT, in, 2, &a, 0));
+  }
   ImConst *r = im_known_i64(im, (int)ix->numel);
   r->rank = ix->rank;
   r->sym = arena_alloc(im->a, (size_t)(ix->numel + 1) * sizeof *r->sym);
@@ -748,6 +991,122 @@ static int cv_cast(Importer *im, const ImOp *row) {
   if (x >= 0 && dt == im->g->nodes[x].dtype) return im_set_out(im, 0, x);
   if (x < 0 && !c) return -1;
   return im_error(im, "a cast to %lld of a run-time tensor is not supported", (long long)to);
+}
+
+/* GatherElements: torch.gather, dlc's gather. */
+static int cv_gather_elements(Importer *im, const ImOp *row) {
+  int64_t axis;
+  if (im_attr_int(im, "axis", 0, &axis)) return -1;
+  int in[2] = {im_tensor(im, 0), im_tensor(im, 1)};
+  Attrs a = ir_attrs_default(OP_GATHER);
+  a.axis.axis = axis;
+  return im_set_out(im, 0, im_op(im, OP_GATHER, in, 2, &a, 0));
+}
+
+/* Size: the input's element count, known at import time. */
+static int cv_size(Importer *im, const ImOp *row) {
+  const ImConst *kc = im_known_opt(im, 0);
+  int x = kc ? -1 : im_tensor(im, 0);
+  if (!kc && x < 0) return -1;
+  ImConst *c = im_known_i64(im, 1);
+  c->rank = 0, c->i[0] = 1;
+  const Shape *xs = kc ? NULL : shape_of(im, x);
+  for (int k = 0; k < (kc ? kc->rank : xs->rank); k++) {
+    Dim d = kc ? kc->dims[k] : xs->d[k];
+    if (DIM_IS_SYM(d)) return im_error(im, "the size of a tensor with a symbolic dimension is known only at run time");
+    c->i[0] *= d;
+  }
+  return im_set_out_known(im, 0, c);
+}
+
+/* The part sizes of Split along an axis of extent n into nout parts:
+ * the split input (opset 13) or attribute, else equal parts (the last
+ * smaller, opset 18). */
+static int split_sizes(Importer *im, int64_t n, int nout, int64_t *sz) {
+  int ns = -1;
+  if (im->opset < 13) {
+    if (im_attr_ints(im, "split", sz, ONNX_MAX_NODE_IO, &ns)) return -1;
+  } else if (im_in_name(im, 1)) {
+    const ImConst *c = im_known(im, 1, "split");
+    if (!c || (ns = known_ints(im, c, "split", sz, ONNX_MAX_NODE_IO)) < 0) return -1;
+  }
+  if (ns >= 0) {
+    int64_t total = 0;
+    for (int k = 0; k < ns; k++) total += sz[k];
+    if (ns != nout || total != n) return im_error(im, "split sizes do not add up to the axis (%lld) in %d parts", (long long)n, nout);
+    return 0;
+  }
+  int64_t part = (n + nout - 1) / nout;
+  for (int k = 0; k < nout; k++) sz[k] = k < nout - 1 ? part : n - part * (nout - 1);
+  if (sz[nout - 1] <= 0) return im_error(im, "cannot split %lld into %d parts", (long long)n, nout);
+  return 0;
+}
+
+/* Split: one slice per output. */
+static int cv_split(Importer *im, const ImOp *row) {
+  int64_t axis, nattr, *sz = arena_alloc(im->a, ONNX_MAX_NODE_IO * sizeof *sz);
+  int x = im_tensor(im, 0), nout = (int)im->np->n_output;
+  if (x < 0 || im_attr_int(im, "axis", 0, &axis) || im_attr_int(im, "num_outputs", nout, &nattr)) return -1;
+  const Shape *xs = shape_of(im, x);
+  if ((axis = norm_axis(im, axis, xs->rank, "axis")) < 0) return -1;
+  if (DIM_IS_SYM(xs->d[axis])) return im_error(im, "splitting a symbolic dimension is not supported");
+  if (split_sizes(im, xs->d[axis], nout, sz)) return -1;
+  for (int k = 0, at = 0; k < nout; at += (int)sz[k], k++) {
+    Attrs a = ir_attrs_default(OP_SLICE);
+    a.axis.axis = axis, a.axis.start = at, a.axis.end = at + sz[k], a.axis.step = 1;
+    if (*im->np->output[k] && im_set_out(im, k, im_op(im, OP_SLICE, &x, 1, &a, k))) return -1;
+  }
+  return 0;
+}
+
+/* DepthToSpace (DCR, CRD) and SpaceToDepth: a reshape to rank 6, a
+ * transpose, a reshape back. */
+static int cv_depth_space(Importer *im, const ImOp *row) {
+  int64_t b;
+  const char *mode;
+  int x = im_tensor(im, 0), to_space = !strcmp(im->np->op_type, "DepthToSpace");
+  if (x < 0 || im_attr_int(im, "blocksize", 0, &b) || im_attr_str(im, "mode", "DCR", &mode)) return -1;
+  const Shape *xs = shape_of(im, x);
+  if (xs->rank != 4 || DIM_IS_SYM(xs->d[1]) || DIM_IS_SYM(xs->d[2]) || DIM_IS_SYM(xs->d[3]) || b < 1)
+    return im_error(im, "needs a rank-4 input with known C, H, W and a positive blocksize");
+  Dim n = xs->d[0], c = xs->d[1], h = xs->d[2], w = xs->d[3];
+  int crd = to_space && !strcmp(mode, "CRD");
+  if (to_space && !crd && strcmp(mode, "DCR")) return im_error(im, "attribute 'mode' = '%s' is not supported (DCR, CRD)", mode);
+  if (to_space ? c % (b * b) : h % b || w % b) return im_error(im, "the blocksize %lld does not divide the input", (long long)b);
+  Dim d6[6] = {n, b, b, c / (b * b), h, w}, dc[6] = {n, c / (b * b), b, b, h, w}, ds[6] = {n, c, h / b, b, w / b, b};
+  int64_t p_dcr[6] = {0, 3, 4, 1, 5, 2}, p_crd[6] = {0, 1, 4, 2, 5, 3}, p_s2d[6] = {0, 3, 5, 1, 2, 4};
+  Dim out[4] = {n, to_space ? c / (b * b) : c * b * b, to_space ? h * b : h / b, to_space ? w * b : w / b};
+  int y = reshape_to(im, x, !to_space ? ds : crd ? dc : d6, 6, -1);
+  Attrs a = ir_attrs_default(OP_TRANSPOSE);
+  if (y < 0 || set_list(im, &a, OP_TRANSPOSE, "perm", !to_space ? p_s2d : crd ? p_crd : p_dcr, 6)) return -1;
+  y = im_op(im, OP_TRANSPOSE, &y, 1, &a, -1);
+  return im_set_out(im, 0, y < 0 ? -1 : reshape_to(im, y, out, 4, 0));
+}
+
+/* ConstantOfShape: a known shape filled with the value attribute (a
+ * one-element tensor; 0.0 by default). */
+static int cv_constant_of_shape(Importer *im, const ImOp *row) {
+  const ImConst *sh = im_known(im, 0, "shape");
+  int64_t d[IR_MAX_RANK];
+  int n = sh ? known_ints(im, sh, "shape", d, IR_MAX_RANK) : -1;
+  if (n < 0) return -1;
+  const Onnx__AttributeProto *at = im_attr(im, "value");
+  const ImConst *v = at && at->t ? im_tensor_known(im, at->t, "attribute 'value'") : NULL;
+  if (at && (!v || v->numel != 1)) return v ? im_error(im, "attribute 'value' must hold one element") : -1;
+  int64_t numel = 1;
+  for (int k = 0; k < n; k++) {
+    if (d[k] < 0 || ir_ckd_mul(&numel, numel, d[k]) || numel > (1 << 24)) return im_error(im, "the shape is too large or negative");
+  }
+  ImConst *c = arena_alloc(im->a, sizeof *c);
+  c->dt = v ? v->dt : DT_F32, c->rank = n, c->numel = numel, c->frozen = 1;
+  memcpy(c->dims, d, (size_t)n * sizeof *d);
+  if (c->dt == DT_F32) c->f = arena_alloc(im->a, (size_t)(numel + 1) * sizeof *c->f);
+  else c->i = arena_alloc(im->a, (size_t)(numel + 1) * sizeof *c->i);
+  for (int64_t e = 0; e < numel; e++) {
+    if (c->dt == DT_F32) c->f[e] = v ? v->f[0] : 0;
+    else c->i[e] = v->i[0];
+  }
+  return im_set_out_known(im, 0, c);
 }
 
 /* --- the table ------------------------------------------------------------------------------------- */
@@ -793,6 +1152,39 @@ static const ImOp im_ops[] = {
     {"Upsample", cv_resize, OP_UPSAMPLE, 2, "mode scales"},
     {"Pad", cv_pad, OP_PAD, 4, "mode pads value"},
     {"SoftmaxCrossEntropyLoss", cv_sce_loss, OP_CROSS_ENTROPY, 3, "reduction ignore_index"},
+    {"ReduceMin", cv_reduce, OP_MAX, 2, "axes keepdims noop_with_empty_axes"},
+    {"ReduceSumSquare", cv_reduce, OP_SUM, 2, "axes keepdims noop_with_empty_axes"},
+    {"ReduceL1", cv_reduce, OP_SUM, 2, "axes keepdims noop_with_empty_axes"},
+    {"ReduceL2", cv_reduce, OP_SUM, 2, "axes keepdims noop_with_empty_axes"},
+    {"ReduceLogSum", cv_reduce, OP_SUM, 2, "axes keepdims noop_with_empty_axes"},
+    {"ReduceLogSumExp", cv_reduce, OP_SUM, 2, "axes keepdims noop_with_empty_axes"},
+    {"LayerNormalization", cv_layernorm, OP_MEAN, 3, "axis epsilon stash_type"},
+    {"InstanceNormalization", cv_instancenorm, OP_MEAN, 3, "epsilon"},
+    {"GlobalMaxPool", cv_global_max_pool, OP_MAX, 1, ""},
+    {"Reciprocal", cv_reciprocal, OP_DIV, 1, ""},
+    {"Softsign", cv_softsign, OP_DIV, 1, ""},
+    {"Not", cv_not, OP_SUB, 1, ""},
+    {"Sign", cv_sign, OP_WHERE, 1, ""},
+    {"Mean", cv_mean, OP_ADD, ONNX_MAX_NODE_IO, ""},
+    {"ThresholdedRelu", cv_thresholded_relu, OP_WHERE, 1, "alpha"},
+    {"Shrink", cv_shrink, OP_WHERE, 1, "bias lambd"},
+    {"Celu", cv_celu, OP_ELU, 1, "alpha"},
+    {"PRelu", cv_prelu, OP_WHERE, 2, ""},
+    {"Where", cv_where, OP_WHERE, 3, ""},
+    {"Equal", cv_binary, OP_EQ, 2, ""},
+    {"Less", cv_binary, OP_LT, 2, ""},
+    {"LessOrEqual", cv_binary, OP_LE, 2, ""},
+    {"Greater", cv_binary, OP_GT, 2, ""},
+    {"GreaterOrEqual", cv_binary, OP_GE, 2, ""},
+    {"And", cv_binary, OP_MUL, 2, ""},
+    {"Or", cv_binary, OP_MAXIMUM, 2, ""},
+    {"Xor", cv_binary, OP_NE, 2, ""},
+    {"GatherElements", cv_gather_elements, OP_GATHER, 2, "axis"},
+    {"Size", cv_size, OP_INPUT, 1, ""},
+    {"ConstantOfShape", cv_constant_of_shape, OP_INPUT, 1, "value"},
+    {"Split", cv_split, OP_SLICE, 2, "axis split num_outputs"},
+    {"DepthToSpace", cv_depth_space, OP_TRANSPOSE, 1, "blocksize mode"},
+    {"SpaceToDepth", cv_depth_space, OP_TRANSPOSE, 1, "blocksize"},
     {"Identity", cv_identity, OP_DROPOUT, 1, ""},
     {"Dropout", cv_identity, OP_DROPOUT, 3, "ratio seed"},
     {"Constant", cv_constant, OP_CONST, 0, "value value_float value_floats value_int value_ints"},
