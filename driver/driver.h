@@ -26,6 +26,10 @@ int dlc_cmd_import(int argc, char **argv);
 /* Loads an ONNX model as the .dl text dlc import writes, its initializers
  * in m->weights. */
 int dlc_load_onnx(Model *m, const char *path, Diags *d);
+/* Loads a model for a command that needs its training section (verb:
+ * "fine-tune", "evaluate"): a .dl file, or an ONNX model, which has none,
+ * so that is an error saying how to give it one.  Returns 0 or -1. */
+int dlc_load_trainable(Model *m, const char *path, const char *verb, Diags *d);
 /* Adds to set a copy of each of m's own weights that set lacks. */
 int dlc_copy_weights(const Model *m, RtTensorSet *set, Diags *d);
 /* dlc export: the inference graph as ONNX (export.c). */

@@ -116,7 +116,7 @@ int dlc_cmd_eval(int argc, char **argv) {
   int rc = parse(argc, argv, &f, &d);
   if (rc) return rc > 0 ? dlc_usage(usage_eval, 0) : 2;
   Model m;
-  if (fe_load_file(&m, f.model, &d)) return 1;
+  if (dlc_load_trainable(&m, f.model, "evaluate", &d)) return 1;
   TrainConfig cfg;
   RtTensorSet w;
   RtError err;

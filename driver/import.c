@@ -11,7 +11,9 @@
  * the weights ride along in Model.weights and are the default wherever a
  * .dl model would be initialised from a seed.  `dlc import` parses the
  * text back before writing anything, and writes the two files as one set
- * (both or neither).
+ * (both or neither).  Training and evaluation need a training section,
+ * which an ONNX model does not have: `dlc train MODEL.onnx` says how to
+ * add one (import, add train { }, train with --init the initializers).
  */
 #include <setjmp.h>
 #include <string.h>
@@ -45,6 +47,20 @@ int dlc_load_onnx(Model *m, const char *path, Diags *d) {
   rt_oom_leave(&oom);
   onnx_import_free(&im);
   return rc;
+}
+
+int dlc_load_trainable(Model *m, const char *path, const char *verb, Diags *d) {
+  if (!onnx_is_model_path(path)) return fe_load_file(m, path, d) ? -1 : 0;
+  if (dlc_load_onnx(m, path, d)) return -1;
+  const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+  int n = (int)strcspn(base, ".");
+  diag_plain(d, path,
+             "an ONNX model has no training section (labels, loss, optimizer, data); to %s it: "
+             "dlc import %s -o %.*s.dl, add a train { } section to %.*s.dl, then dlc %s %.*s.dl %s %.*s.safetensors",
+             verb, path, n, base, n, base, strcmp(verb, "evaluate") ? "train" : "eval", n, base,
+             strcmp(verb, "evaluate") ? "--init" : "--params", n, base);
+  fe_model_free(m);
+  return -1;
 }
 
 int dlc_copy_weights(const Model *m, RtTensorSet *set, Diags *d) {

@@ -24,6 +24,7 @@
 #include "driver/numbers.h"
 #include "driver/plot.h"
 #include "driver/trainer.h"
+#include "onnx/onnx.h"
 
 #define MAX_HISTORY 1000
 
@@ -165,22 +166,37 @@ typedef struct Command {
   int (*run)(Repl *r, char *arg);
 } Command;
 
+/* The source text of a model file: a .dl file, or an ONNX model as the
+ * .dl text dlc import writes, its initializers into *weights. */
+static char *model_text(Repl *r, const char *path, RtTensorSet *weights) {
+  size_t len;
+  if (!onnx_is_model_path(path)) return fe_read_source(path, &len, &r->d); /* limits and refuses binary files */
+  OnnxImport im;
+  if (onnx_import_file(path, &im, &r->d)) return NULL;
+  char *text = im.text;
+  *weights = im.weights;
+  return text;
+}
+
 static int cmd_load(Repl *r, char *arg) {
   if (!*arg) return fprintf(stderr, "usage: load MODEL.dl\n"), -1;
-  size_t len;
-  char *buf = fe_read_source(arg, &len, &r->d);   /* limits and refuses binary files */
+  RtTensorSet weights;
+  rt_set_init(&weights);
+  char *buf = model_text(r, arg, &weights);
   if (!buf) return -1;
   int rc = set_model(r, arg, buf, 1);
-  if (rc == 0) { /* a new model starts from scratch */
+  if (rc == 0) { /* a new model starts from scratch, or from an ONNX model's weights */
     drop_trainer(r, 0);
     if (r->have_keep) rt_set_free(&r->keep), r->have_keep = 0;
+    if (weights.count) r->keep = weights, r->have_keep = 1, rt_set_init(&weights);
     drop_data(r);
     rt_xfree(r->path);
     r->path = rt_xstrdup(arg);
     r->nhist = 0;
     printf("%s: model '%s', %lld parameters%s\n", arg, r->m.g.name, (long long)ir_param_count(&r->m.g),
-           r->have_cfg ? ", training section" : "");
+           r->have_cfg ? ", training section" : onnx_is_model_path(arg) ? " with the ONNX model's weights (no training section)" : "");
   }
+  rt_set_free(&weights);
   rt_xfree(buf);
   return rc;
 }

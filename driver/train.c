@@ -335,7 +335,7 @@ int dlc_cmd_train(int argc, char **argv) {
   int rc = parse_flags(argc, argv, &f, &d);
   if (rc) return rc > 0 ? dlc_usage(usage_train, 0) : 2;
   Model m;
-  if (fe_load_file(&m, f.model, &d)) return 1;
+  if (dlc_load_trainable(&m, f.model, "fine-tune", &d)) return 1;
   TrainConfig cfg;
   RtTensorSet init;
   rt_set_init(&init);

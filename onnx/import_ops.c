@@ -675,22 +675,48 @@ static int cv_global_max_pool(Importer *im, const ImOp *row) {
 
 /* The window attributes every conv and pool reads: ONNX pads [begins...,
  * ends...] become dlc's [top, bottom, left, right] (1-D: [left, right]). */
+/* auto_pad SAME_UPPER / SAME_LOWER: the pads [begins..., ends...] that
+ * give ceil(in / stride) outputs per spatial axis, the odd one at the end
+ * (UPPER) or the beginning (LOWER); the extents must be known. */
+static int same_pads(Importer *im, int sp, const int64_t *kernel, const int64_t *st, const int64_t *dil, int lower,
+                     int64_t *pads) {
+  const Shape *xs = shape_of(im, im_tensor(im, 0));
+  for (int k = 0; k < sp; k++) {
+    Dim in = xs->d[2 + k];
+    if (DIM_IS_SYM(in)) return im_error(im, "auto_pad SAME needs known spatial extents");
+    int64_t out = (in + st[k] - 1) / st[k], total = (out - 1) * st[k] + (kernel[k] - 1) * dil[k] + 1 - in;
+    total = total < 0 ? 0 : total;
+    pads[k] = lower ? total - total / 2 : total / 2, pads[sp + k] = total - pads[k];
+  }
+  return 2 * sp;
+}
+
 static int window_attrs(Importer *im, OpKind op, int sp, Attrs *a, int64_t *kernel, int *nk) {
-  int64_t v[8];
-  int n;
+  int64_t v[8], st[2] = {1, 1}, dil[2] = {1, 1};
+  int n, ns, nd = -1;
   const char *autopad;
   if (im_attr_str(im, "auto_pad", "NOTSET", &autopad)) return -1;
-  if (strcmp(autopad, "NOTSET") && strcmp(autopad, "VALID"))
-    return im_error(im, "attribute 'auto_pad' = '%s' is not supported (NOTSET, VALID; give explicit pads)", autopad);
+  int same = !strcmp(autopad, "SAME_UPPER") || !strcmp(autopad, "SAME_LOWER");
+  if (strcmp(autopad, "NOTSET") && strcmp(autopad, "VALID") && (!same || op == OP_CONV_TRANSPOSE2D))
+    return im_error(im, "attribute 'auto_pad' = '%s' is not supported (NOTSET, VALID%s; give explicit pads)", autopad,
+                    op == OP_CONV_TRANSPOSE2D ? "" : ", SAME_UPPER, SAME_LOWER");
   if (im_attr_ints(im, "kernel_shape", kernel, 2, nk)) return -1;
   if (*nk >= 0 && *nk != sp) return im_error(im, "kernel_shape has %d entries for %d spatial axes", *nk, sp);
   int pool = op == OP_MAX_POOL2D || op == OP_AVG_POOL2D;
-  if (im_attr_ints(im, "strides", v, 2, &n)) return -1;
-  if (pool && n < 0) n = 2, v[0] = v[1] = 1; /* ONNX's default stride is 1, dlc's pools' the kernel */
-  if (n >= 0 && set_window_list(im, a, op, "stride", v, n, pool ? -1 : 1)) return -1;
-  if (op != OP_AVG_POOL2D && (im_attr_ints(im, "dilations", v, 2, &n) || (n >= 0 && set_window_list(im, a, op, "dilation", v, n, 1))))
+  if (im_attr_ints(im, "strides", st, 2, &ns)) return -1;
+  if (ns < 0) st[0] = st[1] = 1;
+  if (pool && ns < 0) ns = 2; /* ONNX's default stride is 1, dlc's pools' the kernel */
+  if (ns >= 0 && set_window_list(im, a, op, "stride", st, ns, pool ? -1 : 1)) return -1;
+  if (op != OP_AVG_POOL2D && (im_attr_ints(im, "dilations", dil, 2, &nd) || (nd >= 0 && set_window_list(im, a, op, "dilation", dil, nd, 1))))
     return -1;
+  if (nd < 0) dil[0] = dil[1] = 1;
   if (im_attr_ints(im, "pads", v, 4, &n)) return -1;
+  if (same && n >= 0) return im_error(im, "attribute 'pads' cannot be given with auto_pad '%s'", autopad);
+  if (same) {
+    int64_t kw[2] = {kernel[0], kernel[1]};
+    for (int k = 0; *nk < 0 && k < sp; k++) kw[k] = shape_of(im, im_tensor(im, 1))->d[2 + k]; /* conv: the weight's */
+    if ((n = same_pads(im, sp, kw, st, dil, autopad[5] == 'L', v)) < 0) return -1;
+  }
   if (n >= 0 && n != 2 * sp) return im_error(im, "pads has %d entries for %d spatial axes", n, sp);
   for (int k = 0; k < n; k++)
     if (v[k] < 0) return im_error(im, "negative pads are not supported");

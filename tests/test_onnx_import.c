@@ -565,9 +565,9 @@ Test(onnx_import, unsupported_ops_attributes_and_opsets_name_the_node) {
   int64_t d[4] = {1, 1, 3, 3};
   float w[9] = {0};
   ob_init_f32(&b, "w", 4, d, w);
-  ob_attr_s(&b, ob_node(&b, "Conv", "x,w", "y"), "auto_pad", "SAME_UPPER");
+  ob_attr_s(&b, ob_node(&b, "ConvTranspose", "x,w", "y"), "auto_pad", "SAME_UPPER");
   ob_output(&b, "y");
-  expect_error(&b, "node 0 'Conv_0' (Conv): attribute 'auto_pad' = 'SAME_UPPER' is not supported");
+  expect_error(&b, "node 0 'ConvTranspose_0' (ConvTranspose): attribute 'auto_pad' = 'SAME_UPPER' is not supported");
   ob_init(&b, &a, 7);
   ob_input(&b, "x", "N,4");
   ob_attr_f(&b, ob_node(&b, "Clip", "x", "y"), "min", NAN);
@@ -719,6 +719,65 @@ Test(onnx_import, onnx_models_compile_check_and_reexport) {
   free(log);
 }
 
+/* An ONNX model has no training section: dlc train and dlc eval of one
+ * say how to add it, and doing what they say fine-tunes the model from
+ * its initializers; dlc repl loads one with its weights. */
+Test(onnx_import, train_eval_and_repl_of_an_onnx_model, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  cr_assert_not_null(dir);
+  char *log, args[1024], path[700];
+  snprintf(args, sizeof args, "export %s/samples/logreg.dl --seed 1 -o lr.onnx", DLC_SOURCE_DIR);
+  cr_assert_eq(run_dlc(dir, args, &log), 0, "%s", log);
+  free(log);
+  cr_expect_eq(run_dlc(dir, "train lr.onnx", &log), 1, "%s", log);
+  cr_expect(strstr(log, "lr.onnx: error: an ONNX model has no training section") != NULL &&
+                strstr(log, "to fine-tune it: dlc import lr.onnx -o lr.dl, add a train { } section to lr.dl, then dlc train "
+                            "lr.dl --init lr.safetensors") != NULL, "%s", log);
+  free(log);
+  cr_expect_eq(run_dlc(dir, "eval lr.onnx --params w.safetensors", &log), 1, "%s", log);
+  cr_expect(strstr(log, "to evaluate it: dlc import lr.onnx -o lr.dl") != NULL, "%s", log);
+  free(log);
+  /* as the message says: import, a train section over .npy data, --init */
+  cr_assert_eq(run_dlc(dir, "import lr.onnx -o lr.dl", &log), 0, "%s", log);
+  free(log);
+  RtTensor x, y;
+  RtError err;
+  cr_assert_eq(rt_tensor_alloc(&x, DT_F32, 2, (int64_t[]){16, 784}, &err), RT_OK);
+  cr_assert_eq(rt_tensor_alloc(&y, DT_I64, 1, (int64_t[]){16}, &err), RT_OK);
+  for (int64_t i = 0; i < 16 * 784; i++) ((float *)x.data)[i] = (float)(i % 13) / 13;
+  for (int64_t i = 0; i < 16; i++) ((int64_t *)y.data)[i] = i % 10;
+  snprintf(path, sizeof path, "%s/x.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &x, &err), RT_OK);
+  snprintf(path, sizeof path, "%s/y.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &y, &err), RT_OK);
+  rt_tensor_free(&x), rt_tensor_free(&y);
+  Model m;
+  Diags d;
+  diag_init(&d, stderr);
+  snprintf(path, sizeof path, "%s/lr.dl", dir);
+  cr_assert_eq(fe_load_file(&m, path, &d), 0);
+  const char *out = m.g.outputs[0].name;
+  FILE *f = fopen(path, "a");
+  cr_assert_not_null(f);
+  fprintf(f, "train {\n  label y: i64[N]\n  loss = cross_entropy(%s, y)\n  optimizer = sgd(lr=0.1)\n  batch = 8\n"
+             "  epochs = 1\n  data = npy(\"x=x.npy,y=y.npy\")\n}\n", out);
+  fclose(f);
+  fe_model_free(&m);
+  cr_expect_eq(run_dlc(dir, "train lr.dl --init lr.safetensors --steps 2 --backend=interp", &log), 0, "%s", log);
+  cr_expect(strstr(log, "lr.safetensors: 2 parameters loaded, 0 initialised from the seed") != NULL, "%s", log);
+  free(log);
+  snprintf(path, sizeof path, "%s/session.txt", dir);
+  f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs("load lr.onnx\ntrain 1\n", f);
+  fclose(f);
+  cr_expect_eq(run_dlc(dir, "repl < session.txt", &log), 1, "%s", log);
+  cr_expect(strstr(log, "lr.onnx: model 'lr', 7850 parameters with the ONNX model's weights (no training section)") != NULL,
+            "%s", log);
+  cr_expect(strstr(log, "the model has no training section with a loss") != NULL, "%s", log);
+  free(log);
+}
+
 /* --- PyTorch-exported models (tests/fixtures/gen_onnx_torch_fixtures.py) ----------------------- */
 
 static void torch_fixture(const char *name) {
@@ -844,6 +903,12 @@ Test(onnx_node, shapes_split_flatten_depth_to_space, .timeout = 300) {
 Test(onnx_node, ops_dlc_already_had_pass, .timeout = 300) {
   static const char *const t[] = {"test_conv_with_strides_padding", "test_gemm_default_single_elem_vector_bias",
                                   "test_softmax_axis_1", "test_maxpool_2d_strides", "test_averagepool_2d_strides", "test_batchnorm_example", NULL};
+  node_tests_pass(t);
+}
+
+Test(onnx_node, auto_pad_same_as_explicit_pads, .timeout = 300) {
+  static const char *const t[] = {"test_maxpool_2d_same_lower", "test_averagepool_2d_same_upper",
+                                  "test_conv_with_autopad_same", NULL};
   node_tests_pass(t);
 }
 
