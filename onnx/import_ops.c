@@ -226,6 +226,29 @@ static int cv_sign(Importer *im, const ImOp *row) {
   return im_set_out(im, 0, im_op(im, OP_WHERE, in1, 3, NULL, 0));
 }
 
+/* The hyperbolic functions from exp, log and sqrt: sinh and cosh as
+ * (e^x -+ e^-x) / 2, asinh odd-symmetric as sign(x) log(|x| + sqrt(x^2 + 1))
+ * (no cancellation for x < 0), acosh log(x + sqrt(x^2 - 1)), atanh
+ * log((1 + x) / (1 - x)) / 2. */
+static int cv_hyperbolic(Importer *im, const ImOp *row) {
+  const char *t = im->np->op_type;
+  int x = im_tensor(im, 0), one = konst(im, 1), y;
+  if (!strcmp(t, "Sinh") || !strcmp(t, "Cosh")) {
+    int ep = un(im, OP_EXP, x, -1), en = un(im, OP_EXP, un(im, OP_NEG, x, -1), -1);
+    return im_set_out(im, 0, bin(im, OP_DIV, bin(im, t[0] == 'S' ? OP_SUB : OP_ADD, ep, en, -1), konst(im, 2), 0));
+  }
+  if (!strcmp(t, "Atanh")) {
+    y = un(im, OP_LOG, bin(im, OP_DIV, bin(im, OP_ADD, one, x, -1), bin(im, OP_SUB, one, x, -1), -1), -1);
+    return im_set_out(im, 0, bin(im, OP_DIV, y, konst(im, 2), 0));
+  }
+  int acosh = !strcmp(t, "Acosh"), a = acosh ? x : un(im, OP_ABS, x, -1);
+  int root = un(im, OP_SQRT, bin(im, acosh ? OP_SUB : OP_ADD, bin(im, OP_MUL, x, x, -1), one, -1), -1);
+  y = un(im, OP_LOG, bin(im, OP_ADD, a, root, -1), acosh ? 0 : -1);
+  if (acosh) return im_set_out(im, 0, y);
+  int in[3] = {bin(im, OP_LT, x, konst(im, 0), -1), un(im, OP_NEG, y, -1), y};
+  return im_set_out(im, 0, im_op(im, OP_WHERE, in, 3, NULL, 0));
+}
+
 /* Mean: the sum of the inputs divided by their count. */
 static int cv_mean(Importer *im, const ImOp *row) {
   int n = im_nin(im), acc = im_tensor(im, 0);
@@ -772,14 +795,78 @@ static int cv_pool(Importer *im, const ImOp *row) {
   return one_input(im, row->op, &a);
 }
 
+/* A [1, C, 1, ...] statistic as the [C] vector running statistics are. */
+static int as_vector(Importer *im, int v, int k) {
+  if (v < 0) return -1;
+  Dim c = shape_of(im, v)->d[1];
+  return reshape_to(im, v, &c, 1, k);
+}
+
+/* BatchNormalization with training_mode 1 (opset 14): normalised with
+ * the batch's mean and biased variance over every axis but the channel's;
+ * outputs 1 and 2, when used, are the running statistics updated with
+ * them: input * momentum + batch * (1 - momentum). */
+static int batchnorm_training(Importer *im, double eps) {
+  double mom;
+  int64_t ax[IR_MAX_RANK];
+  int x = im_tensor(im, 0);
+  if (x < 0 || im_attr_float(im, "momentum", 0.9, &mom)) return -1;
+  int r = shape_of(im, x)->rank, na = 1;
+  if (r < 2) return im_error(im, "the input must have a batch and a channel axis");
+  ax[0] = 0;
+  for (int k = 2; k < r; k++) ax[na++] = k;
+  int m = reduce_over(im, OP_MEAN, x, ax, na, 1, -1), d = bin(im, OP_SUB, x, m, -1);
+  int var = reduce_over(im, OP_MEAN, bin(im, OP_MUL, d, d, -1), ax, na, 1, -1);
+  int y = bin(im, OP_DIV, d, un(im, OP_SQRT, bin(im, OP_ADD, var, konst(im, eps), -1), -1), -1);
+  y = bin(im, OP_MUL, y, channel_vector(im, im_tensor(im, 1), r), -1);
+  y = bin(im, OP_ADD, y, channel_vector(im, im_tensor(im, 2), r), 0);
+  for (int k = 1; k <= 2; k++) {
+    if ((int)im->np->n_output <= k || !*im->np->output[k]) continue;
+    int run = bin(im, OP_MUL, im_tensor(im, 2 + k), konst(im, mom), -1);
+    int now = bin(im, OP_MUL, as_vector(im, k == 1 ? m : var, -1), konst(im, 1 - mom), -1);
+    if (im_set_out(im, k, bin(im, OP_ADD, run, now, k))) return -1;
+  }
+  return im_set_out(im, 0, y);
+}
+
+/* LRN: x / (bias + alpha / size * the sum of squares over a window of
+ * size channels)^beta; the window sum is an avg_pool2d (padding counted)
+ * over the channels of the [N, 1, C, H W] view, times size. */
+static int cv_lrn(Importer *im, const ImOp *row) {
+  double alpha, beta, bias;
+  int64_t size;
+  int x = im_tensor(im, 0);
+  if (x < 0 || im_attr_float(im, "alpha", 1e-4, &alpha) || im_attr_float(im, "beta", 0.75, &beta) ||
+      im_attr_float(im, "bias", 1, &bias) || im_attr_int(im, "size", 0, &size))
+    return -1;
+  const Shape *xs = shape_of(im, x);
+  Shape keep = *xs;
+  if (xs->rank != 4 || DIM_IS_SYM(xs->d[1]) || DIM_IS_SYM(xs->d[2]) || DIM_IS_SYM(xs->d[3]) || size < 1 || size > xs->d[1])
+    return im_error(im, "needs a rank-4 input with known C, H, W and a size from 1 to C");
+  Dim v4[4] = {xs->d[0], 1, xs->d[1], xs->d[2] * xs->d[3]};
+  int sq = reshape_to(im, bin(im, OP_MUL, x, x, -1), v4, 4, -1);
+  Attrs a = ir_attrs_default(OP_AVG_POOL2D);
+  int64_t k[2] = {size, 1}, one[2] = {1, 1}, pad[4] = {(size - 1) / 2, size / 2, 0, 0};
+  if (sq < 0 || set_list(im, &a, OP_AVG_POOL2D, "kernel", k, 2) || set_list(im, &a, OP_AVG_POOL2D, "stride", one, 2) ||
+      set_list(im, &a, OP_AVG_POOL2D, "padding", pad, 4))
+    return -1;
+  a.window.count_include_pad = 1;
+  int avg = im_op(im, OP_AVG_POOL2D, &sq, 1, &a, -1);
+  int base = bin(im, OP_ADD, bin(im, OP_MUL, reshape_to(im, avg, keep.d, 4, -1), konst(im, alpha), -1), konst(im, bias), -1);
+  Attrs p = ir_attrs_default(OP_POW);
+  p.scalar.f = -beta;
+  int den = base < 0 ? -1 : im_op(im, OP_POW, &base, 1, &p, -1);
+  return im_set_out(im, 0, bin(im, OP_MUL, x, den, 0));
+}
+
 static int cv_batchnorm(Importer *im, const ImOp *row) {
   double eps;
   int64_t training, spatial;
   if (im_attr_float(im, "epsilon", 1e-5, &eps) || im_attr_int(im, "training_mode", 0, &training) ||
       im_attr_int(im, "spatial", 1, &spatial))
     return -1;
-  if (training) return im_error(im, "attribute 'training_mode' = 1 is not supported (inference only)");
   if (!spatial) return im_error(im, "attribute 'spatial' = 0 is not supported");
+  if (training) return batchnorm_training(im, eps);
   int in[5];
   for (int k = 0; k < 5; k++)
     if ((in[k] = im_tensor(im, k)) < 0) return -1;
@@ -1187,11 +1274,17 @@ static const ImOp im_ops[] = {
     {"LayerNormalization", cv_layernorm, OP_MEAN, 3, "axis epsilon stash_type"},
     {"InstanceNormalization", cv_instancenorm, OP_MEAN, 3, "epsilon"},
     {"GlobalMaxPool", cv_global_max_pool, OP_MAX, 1, ""},
+    {"LRN", cv_lrn, OP_AVG_POOL2D, 1, "alpha beta bias size"},
     {"Reciprocal", cv_reciprocal, OP_DIV, 1, ""},
     {"Softsign", cv_softsign, OP_DIV, 1, ""},
     {"Not", cv_not, OP_SUB, 1, ""},
     {"Sign", cv_sign, OP_WHERE, 1, ""},
     {"Mean", cv_mean, OP_ADD, ONNX_MAX_NODE_IO, ""},
+    {"Sinh", cv_hyperbolic, OP_EXP, 1, ""},
+    {"Cosh", cv_hyperbolic, OP_EXP, 1, ""},
+    {"Asinh", cv_hyperbolic, OP_LOG, 1, ""},
+    {"Acosh", cv_hyperbolic, OP_LOG, 1, ""},
+    {"Atanh", cv_hyperbolic, OP_LOG, 1, ""},
     {"ThresholdedRelu", cv_thresholded_relu, OP_WHERE, 1, "alpha"},
     {"Shrink", cv_shrink, OP_WHERE, 1, "bias lambd"},
     {"Celu", cv_celu, OP_ELU, 1, "alpha"},

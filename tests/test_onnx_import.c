@@ -906,6 +906,12 @@ Test(onnx_node, ops_dlc_already_had_pass, .timeout = 300) {
   node_tests_pass(t);
 }
 
+Test(onnx_node, hyperbolic_functions_lrn_and_batchnorm_training, .timeout = 300) {
+  static const char *const t[] = {"test_sinh", "test_cosh", "test_asinh", "test_acosh", "test_atanh", "test_lrn",
+                                  "test_batchnorm_epsilon_training_mode", NULL};
+  node_tests_pass(t);
+}
+
 Test(onnx_node, auto_pad_same_as_explicit_pads, .timeout = 300) {
   static const char *const t[] = {"test_maxpool_2d_same_lower", "test_averagepool_2d_same_upper",
                                   "test_conv_with_autopad_same", NULL};
