@@ -25,7 +25,7 @@ static const char *usage_import =
     "usage: dlc import MODEL.onnx [-o OUT.dl]\n"
     "Writes an ONNX model as dlc source, one line per node with the ONNX value\n"
     "names (made into identifiers), and its initializers as OUT.safetensors\n"
-    "beside it (for --params, --init or --embed-params).  Opsets 7 to 18.\n"
+    "beside it (for --params, --init or --embed-params).  Opsets 1 to 18.\n"
     "  -o OUT.dl              the file to write (default MODEL.dl)\n";
 
 int dlc_load_onnx(Model *m, const char *path, Diags *d) {
