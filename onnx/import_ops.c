@@ -644,7 +644,19 @@ static int normalise(Importer *im, int x, const int64_t *ax, int na, double eps,
   return bin(im, OP_DIV, d, sd, -1);
 }
 
-/* LayerNormalization: over the axes from axis on, then Scale and B. */
+/* Whether input k is a tensor of the shape of x's axes from axis on. */
+static int norm_shaped(Importer *im, int x, int axis, int k) {
+  int v = im_tensor(im, k);
+  if (v < 0) return 0;
+  const Shape *xs = shape_of(im, x), *vs = shape_of(im, v);
+  int same = vs->rank == xs->rank - axis;
+  for (int i = 0; same && i < vs->rank; i++) same = vs->d[i] == xs->d[axis + i];
+  return same;
+}
+
+/* LayerNormalization: over the axes from axis on, then Scale and B;
+ * dlc's layer_norm when Scale and B have the normalised shape and the
+ * Mean and InvStdDev outputs are not used, else its formula. */
 static int cv_layernorm(Importer *im, const ImOp *row) {
   int64_t axis, ax[IR_MAX_RANK], stash;
   double eps;
@@ -656,6 +668,12 @@ static int cv_layernorm(Importer *im, const ImOp *row) {
   if ((axis = norm_axis(im, axis, r, "axis")) < 0) return -1;
   int nout = (int)im->np->n_output, mean = -1, inv = -1;
   int want_mean = nout > 1 && *im->np->output[1], want_inv = nout > 2 && *im->np->output[2];
+  if (!want_mean && !want_inv && norm_shaped(im, x, (int)axis, 1) && (!im_in_name(im, 2) || norm_shaped(im, x, (int)axis, 2))) {
+    int in[3] = {x, im_tensor(im, 1), im_in_name(im, 2) ? im_tensor(im, 2) : -1};
+    Attrs a = ir_attrs_default(OP_LAYER_NORM);
+    a.scalar.mode = r - (int)axis, a.scalar.f = eps;
+    return im_set_out(im, 0, im_op(im, OP_LAYER_NORM, in, in[2] >= 0 ? 3 : 2, &a, 0));
+  }
   int y = normalise(im, x, ax, trailing_axes((int)axis, r, ax), eps, want_mean ? &mean : NULL, want_inv ? &inv : NULL);
   y = bin(im, OP_MUL, y, im_tensor(im, 1), im_in_name(im, 2) ? -1 : 0);
   if (im_in_name(im, 2)) y = bin(im, OP_ADD, y, im_tensor(im, 2), 0);

@@ -828,12 +828,17 @@ Test(onnx_import, new_mappings_as_dl_text) {
   ob_attr_i(&b, b.nodes[b.g.n_node - 1], "axis", 1);
   ob_node(&b, "ReduceL2", "g", "r");
   ob_node(&b, "LayerNormalization", "x,lo", "ln,mean");
+  int64_t three = 3;
+  float gamma[3] = {1, 2, 3};
+  ob_init_f32(&b, "gamma", 1, &three, gamma);
+  ob_node(&b, "LayerNormalization", "x,gamma", "ln2"); /* Scale of the normalised shape, no Mean: dlc's op */
+  ob_output(&b, "ln2");
   ob_input(&b, "x3", "2,3,4");
   ob_attr_i(&b, ob_node(&b, "Flatten", "x3", "f"), "axis", -1);
   ob_output(&b, "r"), ob_output(&b, "ln"), ob_output(&b, "mean"), ob_output(&b, "f");
   expect_text(&b, "input c: f32[2, 3]\nlt = lt(x, lo)\nw = where(c, x, lt)\ncl = maximum(w, lo)\n"
                   "m = div(m_add_2, 3)\ng = index_select(m, i, axis=1)\nr = sqrt(r_sum)\n"
-                  "mean = mean(x, axes=[1], keepdim=1)\nf = reshape(x3, shape=[6, 4])");
+                  "mean = mean(x, axes=[1], keepdim=1)\nln2 = layer_norm(x, gamma)\nf = reshape(x3, shape=[6, 4])");
   arena_free(&a);
 }
 
