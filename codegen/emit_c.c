@@ -1,5 +1,6 @@
 /*
- * emit_c.c — prints a Program as dependency-free C99.
+ * emit_c.c — prints a Program as dependency-free C99 (kernels with
+ * vector lanes also in GNU C vectors, chosen by the preprocessor).
  *
  * The output is one .c file and one header.  The .c file holds, in order:
  * the parameter storage (static arrays, or initialised constants with
@@ -35,6 +36,8 @@ typedef struct Emit {
   const EmitOpts *o;
   Arena *a;
   int lane;             /* the lane of n-lane expressions being printed */
+  int vec;              /* printing the GNU C vector form of a kernel */
+  unsigned vec_lanes;   /* bit n: some kernel has f32 vectors of n lanes */
 } Emit;
 
 static const char *upper(Arena *a, const char *s) {
@@ -76,7 +79,12 @@ static const char *bufname(Emit *E, int b) { return cg_buffer_name(E->a, E->p, b
  * local is the scalar vL_k, a broadcast is its scalar), and a statement of
  * n lanes is n statements, one per lane (through temporaries when a lane
  * could read what an earlier lane wrote); a reduction prints its pairwise
- * tree of lanes. */
+ * tree of lanes.  A kernel whose lanes are all f32 loads, locals,
+ * broadcasts and + - * / is printed a second time in GNU C vectors
+ * (`#if DLC_VECTORS`, on by default under GCC and Clang, see vec_kernel),
+ * where an n-lane value is one dlc_f32xN: the same IEEE operations lane
+ * by lane, so both forms give the same bits; C compilers turn the scalar
+ * form of several vector accumulators into worse code than one. */
 
 static int prec(const Expr *e) {
   if (e->kind == EX_BROADCAST) return prec(e->a);
@@ -265,8 +273,42 @@ static void pairwise(Emit *E, const Expr *a, int u, int w) {
   fputc(')', E->f);
 }
 
+/* The GNU C vector form of n-lane f32 expression e (vec_printable). */
+static void vexpr(Emit *E, const Expr *e) {
+  switch (e->kind) {
+  case EX_LOAD:
+    fprintf(E->f, "dlc_load_f32x%d(&%s[", e->lanes, bufname(E, e->id));
+    expr(E, e->a);
+    fputs("])", E->f);
+    break;
+  case EX_LOCAL: fprintf(E->f, "v%d", e->id); break;
+  case EX_BROADCAST:
+    fprintf(E->f, "dlc_bcast_f32x%d(", e->lanes);
+    expr(E, e->a);
+    fputc(')', E->f);
+    break;
+  case EX_BINARY:
+    fputc('(', E->f);
+    vexpr(E, e->a);
+    fputs(binary_op((BinOp)e->op), E->f);
+    vexpr(E, e->b);
+    fputc(')', E->f);
+    break;
+  case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_UNARY: case EX_SELECT: case EX_CAST:
+  case EX_RAND: case EX_REDUCE:
+    IR_ASSERT(!"an expression with no vector form");
+    break;
+  }
+}
+
 static void expr(Emit *E, const Expr *e) {
   int lane = E->lane;
+  if (E->vec && e->kind == EX_REDUCE) { /* the same pairwise sum, in a helper */
+    fprintf(E->f, "dlc_sum_f32x%d((dlc_f32x%d[1]){", e->a->lanes, e->a->lanes);
+    vexpr(E, e->a);
+    fputs("})", E->f);
+    return;
+  }
   switch (e->kind) {
   case EX_FCONST: float_lit(E, e->f, e->type); break;
   case EX_ICONST: int_lit(E, e->i, e->type); break;
@@ -370,9 +412,28 @@ static void lanes_stmt(Emit *E, const Stmt *s, int depth) {
   E->lane = 0;
 }
 
+/* An n-lane store, local or assignment in vector form: the value is
+ * computed whole before it is written. */
+static void vec_stmt(Emit *E, const Stmt *s) {
+  int n = s->value->lanes;
+  if (s->kind == ST_STORE) {
+    fprintf(E->f, "dlc_store_f32x%d(&%s[", n, bufname(E, s->id));
+    expr(E, s->index);
+    fputs("], ", E->f);
+  } else {
+    fprintf(E->f, s->kind == ST_LOCAL ? "dlc_f32x%d v%d = " : "v%d = ", s->kind == ST_LOCAL ? n : s->id, s->id);
+  }
+  vexpr(E, s->value);
+  fputs(s->kind == ST_STORE ? ");\n" : ";\n", E->f);
+}
+
 static void stmts(Emit *E, const Stmt *s, int depth) {
   for (; s; s = s->next) {
     indent(E, depth);
+    if (E->vec && s->kind != ST_LOOP && s->kind != ST_IF && s->value->lanes > 1) {
+      vec_stmt(E, s);
+      continue;
+    }
     switch (s->kind) {
     case ST_LOOP:
       fprintf(E->f, "for (int64_t i%d = 0; i%d < ", s->id, s->id);
@@ -479,14 +540,127 @@ static void signature(Emit *E, const Func *fn, FILE *f) {
   fputc(')', f);
 }
 
+/* Whether n-lane expression e has a vector form: f32 unguarded loads,
+ * locals (not arrays), broadcasts, and + - * / of those. */
+static int vec_printable(const Expr *e) {
+  if (e->lanes == 1) return 1;
+  if (e->type != DT_F32) return 0;
+  switch (e->kind) {
+  case EX_LOAD: return !e->b;
+  case EX_LOCAL: return !e->a;
+  case EX_BROADCAST: return 1;
+  case EX_BINARY:
+    return e->op <= BIN_DIV && vec_printable(e->a) && vec_printable(e->b);
+  case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_UNARY: case EX_SELECT: case EX_CAST:
+  case EX_RAND: case EX_REDUCE:
+    return 0;
+  }
+  return 0;
+}
+
+typedef struct VecScan {
+  int lanes, ok;
+  unsigned used, sums;  /* bit b: vectors of 2^b lanes, sums of their lanes */
+} VecScan;
+
+static unsigned lanes_bit(int n) {
+  for (int b = 1; b < 32; b++)
+    if (n == 1 << b) return 1u << b;
+  return 0;
+}
+
+static int vec_scan_expr(void *ctx, const Expr *e) {
+  VecScan *v = ctx;
+  if (e->kind == EX_REDUCE) v->sums |= lanes_bit(e->a->lanes);
+  if (e->lanes == 1) return 0;
+  v->lanes = 1;
+  v->used |= lanes_bit(e->lanes);
+  if (!vec_printable(e)) v->ok = 0;
+  return 0;
+}
+
+static int vec_scan_stmt(void *ctx, const Stmt *s) {
+  VecScan *v = ctx;
+  if (s->kind == ST_LOCAL && s->count > 0 && s->value->lanes > 1) v->ok = 0;
+  return 0;
+}
+
+/* Whether kernel k gets a vector form: it has lanes, and all of them have
+ * one; *used and *sums gather the lane counts of its vectors and of the
+ * vectors it sums (bit log2 n). */
+static int vec_kernel(const Kernel *k, unsigned *used, unsigned *sums) {
+  VecScan v = {0, 1, 0, 0};
+  KirVisitor w = {&v, vec_scan_stmt, vec_scan_expr};
+  kir_walk_block(&w, k->body);
+  if (!v.lanes || !v.ok) return 0;
+  *used |= v.used;
+  *sums |= v.sums;
+  return 1;
+}
+
 static void kernels(Emit *E, const Func *fn) {
   for (int k = 0; k < fn->nkernels; k++) {
+    unsigned used = 0, sums = 0;
+    int vec = vec_kernel(&fn->kernels[k], &used, &sums);
     fputc('\n', E->f);
     source_comment(E, &fn->kernels[k]);
     fputs("  {\n", E->f);
+    if (vec) { /* the vector form first, the scalar one for compilers without vectors */
+      fputs("#if DLC_VECTORS\n", E->f);
+      E->vec = 1;
+      stmts(E, fn->kernels[k].body, 2);
+      E->vec = 0;
+      fputs("#else\n", E->f);
+    }
     stmts(E, fn->kernels[k].body, 2);
+    if (vec) fputs("#endif\n", E->f);
     fputs("  }\n", E->f);
   }
+}
+
+/* The pairwise sum of the n lanes of v (kernel.h), as pairwise() prints it. */
+static void vec_sum(Emit *E, int n, int u, int w) {
+  if (w == n) {
+    fprintf(E->f, "(*v)[%d]", u);
+    return;
+  }
+  fputc('(', E->f);
+  vec_sum(E, n, u, 2 * w);
+  fputs(" + ", E->f);
+  vec_sum(E, n, u + w, 2 * w);
+  fputc(')', E->f);
+}
+
+/* The vector types and their loads, stores and broadcasts, for the lane
+ * counts the kernels use; DLC_VECTORS 0 keeps the scalar form.  Loads and
+ * stores go through an unaligned type that may alias float; a broadcast
+ * is s - 0 in every lane (exactly s, -0 included); no helper takes or
+ * returns a vector by value, whose ABI depends on the target's flags. */
+static void vec_helpers(Emit *E) {
+  unsigned used = 0, sums = 0;
+  const Program *p = E->p;
+  for (int i = 0; i <= p->nfuncs; i++) {
+    const Func *fn = i < p->nfuncs ? &p->funcs[i] : p->prepare;
+    for (int k = 0; fn && k < fn->nkernels; k++) vec_kernel(&fn->kernels[k], &used, &sums);
+  }
+  if (!used) return;
+  fputs("/* lanes as GNU C vectors unless DLC_VECTORS is 0 (then scalars) */\n"
+        "#if !defined(DLC_VECTORS) && (defined(__GNUC__) || defined(__clang__))\n#define DLC_VECTORS 1\n#endif\n"
+        "#if DLC_VECTORS\n", E->f);
+  for (int b = 1; b < 32; b++) {
+    if (!(used & 1u << b)) continue;
+    int n = 1 << b;
+    fprintf(E->f, "typedef float dlc_f32x%d __attribute__((vector_size(%d)));\n", n, 4 * n);
+    fprintf(E->f, "typedef float dlc_f32x%d_u __attribute__((vector_size(%d), aligned(4), may_alias));\n", n, 4 * n);
+    fprintf(E->f, "#define dlc_load_f32x%d(p) (*(const dlc_f32x%d_u *)(p))\n", n, n);
+    fprintf(E->f, "#define dlc_store_f32x%d(p, v) (*(dlc_f32x%d_u *)(p) = (v))\n", n, n);
+    fprintf(E->f, "#define dlc_bcast_f32x%d(s) ((s) - (dlc_f32x%d){0})\n", n, n);
+    if (!(sums & 1u << b)) continue;
+    fprintf(E->f, "static inline float dlc_sum_f32x%d(const dlc_f32x%d *v) { return ", n, n);
+    vec_sum(E, n, 0, 1);
+    fputs("; }\n", E->f);
+  }
+  fputs("#endif\n\n", E->f);
 }
 
 static void function(Emit *E, const Func *fn) {
@@ -656,6 +830,7 @@ int cg_emit_c(const Program *p, FILE *c, FILE *h, const EmitOpts *o, Diags *d) {
   stale_flag(&E);
   cg_c_support(c, p, E.pre, &t, o->embed != NULL);
   helpers(&E);
+  vec_helpers(&E);
   prepare_function(&E);
   for (int i = 0; i < p->nfuncs; i++) function(&E, &p->funcs[i]);
   if (h) header(&E, h, t.nparams, t.n);

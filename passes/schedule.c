@@ -672,26 +672,185 @@ static int transpose_weight(Program *p, Kernel *k, int w, int64_t J, int64_t K) 
  * independent, and vectorises without reassociating any sum.  Each output
  * keeps its sum in place, starting at its bias, then k in order (the rows
  * are independent, so moving j inside k reorders no sum). */
-static void rule_rows(Program *p, Kernel *k, int64_t J, int64_t K) {
+static Stmt **rule_rows(Program *p, Kernel *k, int64_t J, int64_t K) {
   Stmt *rl = k->body, *jl = rl ? rl->body : NULL;
-  if (!jl || jl->kind != ST_LOOP || jl->next || !jl->body || !jl->body->next) return;
+  if (!jl || jl->kind != ST_LOOP || jl->next || !jl->body || !jl->body->next) return NULL;
   int w = linear_weight(jl->body->next);
-  if (w < 0 || sched_accumulate_in_place(p, &jl->body) < 0 || sched_fission(p, k, jl) < 0) return;
+  if (w < 0 || sched_accumulate_in_place(p, &jl->body) < 0 || sched_fission(p, k, jl) < 0) return NULL;
   Stmt *kl = jl->next;
-  if (sched_reorder(kl) < 0) return;
+  if (sched_reorder(kl) < 0) return NULL;
   sched_hoist(p, k, &kl->body);
   Transpose t = {w, transpose_weight(p, k, w, J, K), J, K};
   kl->body = kir_rewrite_block(p, kl->body, transposed_load, &t);
+  Stmt **slot = &k->body;
+  while (*slot && *slot != rl) slot = &(*slot)->next;
+  return slot;
 }
 
-/* Linear: row order from 8 rows (enough to share the transpose), else
- * dot-product lanes. */
-static void rule_linear(Program *p, const Graph *g, Kernel *k) {
+/* --- register tiles ----------------------------------------------------------------- */
+
+/* The cost model of register tiles: TILE_WIDTH f32 lanes per vector
+ * register (512 bits; LLVM and GCC split a wider vector over a narrower
+ * machine's registers) and TILE_REGS of them (AVX-512 has 32, AVX2 16).
+ * A tile of MR rows by NV vectors keeps MR * NV accumulators, MR
+ * broadcast inputs and a weight vector or two in registers: MR * NV + MR
+ * + NV + 2 <= TILE_REGS.  Each step along k does MR * NV multiply-adds
+ * for MR + NV loads, and the MR * NV independent sums cover the add's
+ * latency on both pipes.  MR is 4 (batches are mostly multiples of 4);
+ * NV the most vectors that fit (5 with 32 registers, 2 with 16; fewer
+ * when the layer has fewer columns), or a smaller one down to half of it
+ * that divides the columns' vectors (4 for 256 or 128 columns).  Columns
+ * past the last whole tile get one pass of narrower tiles. */
+#define TILE_WIDTH 16
+#define TILE_REGS 32
+#define TILE_ROWS 4
+#define TILE_MAX 8
+
+static int tile_vectors(int64_t J) {
+  int fit = 0;
+  while (fit < TILE_MAX && TILE_ROWS * (fit + 1) + TILE_ROWS + fit + 1 + 2 <= TILE_REGS && (fit + 1) * TILE_WIDTH <= J) fit++;
+  for (int nv = fit; nv > fit / 2; nv--) /* one that divides the columns' vectors, if one nearly as wide does */
+    if ((J / TILE_WIDTH) % nv == 0) return nv;
+  return fit;
+}
+
+/* The row form rule_rows leaves, by its parts:
+ *   for r < R { for i1 < J { Y[f(r, i1)] = B(i1) }              (init)
+ *     for kk < K reduce { local x = X[g(r, kk)]                  (xv)
+ *       for i3 < J { Y[..] = Y[..] + x * WT[h(kk, i3)] } } }     (upd, wt) */
+typedef struct RowForm {
+  Stmt *rows, *init, *upd;
+  Expr *xv, *wt;
+  int r, i1, kk, i3, x, axis;
+  int64_t J, K;
+} RowForm;
+
+static int row_form(Stmt *rl, RowForm *f) {
+  Stmt *jl = rl && rl->kind == ST_LOOP ? rl->body : NULL, *kl = jl ? jl->next : NULL;
+  if (!kl || jl->kind != ST_LOOP || kl->kind != ST_LOOP || kl->next || !is_const(jl->extent) || !is_const(kl->extent))
+    return -1;
+  Stmt *init = jl->body, *xs = kl->body, *il = xs ? xs->next : NULL, *u = il ? il->body : NULL;
+  if (!init || init->kind != ST_STORE || init->next || xs->kind != ST_LOCAL || xs->count || xs->type != DT_F32) return -1;
+  if (!il || il->kind != ST_LOOP || il->next || !is_const(il->extent) || il->extent->i != jl->extent->i) return -1;
+  if (!u || u->kind != ST_STORE || u->next || u->id != init->id || init->value->type != DT_F32) return -1;
+  Expr *v = u->value;
+  if (v->kind != EX_BINARY || v->op != BIN_ADD || v->b->kind != EX_BINARY || v->b->op != BIN_MUL ||
+      v->b->a->kind != EX_LOCAL || v->b->a->id != xs->id || v->b->b->kind != EX_LOAD)
+    return -1;
+  *f = (RowForm){rl, init, u, xs->value, v->b->b, rl->id, jl->id, kl->id, il->id, xs->id, il->axis,
+                 jl->extent->i, kl->extent->i};
+  return 0;
+}
+
+static Expr *subst_expr(Program *p, const Expr *e, int var, const Expr *by) {
+  Sub s = {var, by};
+  return kir_rewrite_expr(p, e, sub_fold, &s);
+}
+
+/* The row form for rows row(rv) (rv < nrows) and columns c0 .. c0 + n:
+ * what the tiles leave over, summed as the row form sums. */
+static Stmt *row_part(Program *p, const RowForm *f, int rv, Expr *row, Expr *nrows, int64_t c0, int64_t n) {
+  Stmt *jl = ks_loop(p, f->i1, kx_i(p, n), subst_one(p, f->init, f->i1, kx_iadd(p, kx_var(p, f->i1), kx_i(p, c0))));
+  Stmt *il = ks_loop(p, f->i3, kx_i(p, n), subst_one(p, f->upd, f->i3, kx_iadd(p, kx_var(p, f->i3), kx_i(p, c0))));
+  il->axis = f->axis;
+  Stmt *xs = ks_local(p, f->x, DT_F32, kir_clone_expr(p, f->xv));
+  xs->next = il;
+  Stmt *kl = ks_loop(p, f->kk, kx_i(p, f->K), xs);
+  kl->loop = LOOP_REDUCE;
+  jl->next = kl;
+  return ks_loop(p, rv, nrows, subst(p, jl, f->r, row));
+}
+
+/* One pass of tiles of mr rows (from ri) by nv vectors over the columns
+ * c0 .. c0 + n (n a multiple of nv * TILE_WIDTH): each accumulator starts
+ * at its bias lanes, adds x[row, kk] * WT[kk, cols] for kk in order, and
+ * is stored once. */
+/* Row ri + m of a tile, or max(min(ri + m, last), ri) when the rows may
+ * end inside the tile (the last tile then computes row `last` more than
+ * once).  ri <= last, so the max changes nothing; it gives the verifier a
+ * lower bound when the batch may be empty. */
+static Expr *tile_row(Program *p, int ri, Expr *m, Expr *last) {
+  Expr *r = kx_iadd(p, kx_var(p, ri), m);
+  return last && !(is_const(m) && m->i == 0) ? kx_bin(p, BIN_MAX, kx_bin(p, BIN_MIN, r, kir_clone_expr(p, last)), kx_var(p, ri)) : r;
+}
+
+static Stmt *tile_pass(Program *p, Kernel *k, const RowForm *f, int ri, Expr *last, int mr, int nv, int64_t c0, int64_t n) {
+  const int W = TILE_WIDTH;
+  Vec vi = {p, f->i1, W}, vw = {p, f->i3, W};
+  Expr *bias = vec_expr(&vi, f->init->value), *wt = vec_expr(&vw, f->wt);
+  if (!bias || !wt || !unit_stride(f->init->index, f->i1)) return NULL;
+  int ci = k->nvars++, xm[TILE_MAX];
+  Stmt *decls = NULL, *body = NULL, *stores = NULL;
+  for (int m = 0; m < mr; m++) {
+    xm[m] = k->nlocals++;
+    Expr *x = subst_expr(p, f->xv, f->r, tile_row(p, ri, kx_i(p, m), last));
+    ks_append(&body, ks_local(p, xm[m], DT_F32, kx_broadcast(p, x, W)));
+  }
+  for (int m = 0; m < mr; m++)
+    for (int v = 0; v < nv; v++) {
+      int a = k->nlocals++;
+      Expr *row = tile_row(p, ri, kx_i(p, m), last);
+      Expr *col = kx_iadd(p, kx_var(p, ci), kx_i(p, c0 + v * W));
+      Stmt *d = ks_local(p, a, DT_F32, subst_expr(p, subst_expr(p, bias, f->i1, col), f->r, row));
+      Expr *term = kx_bin(p, BIN_MUL, kx_vlocal(p, xm[m], DT_F32, W), subst_expr(p, wt, f->i3, col));
+      Stmt *u = ks_assign(p, a, kx_bin(p, BIN_ADD, kx_vlocal(p, a, DT_F32, W), term));
+      Expr *at = subst_expr(p, subst_expr(p, f->init->index, f->i1, col), f->r, row);
+      ks_append(&decls, d);
+      ks_append(&body, u);
+      ks_append(&stores, ks_store(p, f->init->id, at, kx_vlocal(p, a, DT_F32, W)));
+    }
+  Stmt *kl = ks_loop(p, f->kk, kx_i(p, f->K), body);
+  kl->loop = LOOP_REDUCE;
+  ks_append(&decls, kl);
+  ks_append(&decls, stores);
+  Stmt *cl = ks_loop(p, ci, kx_i(p, n), decls);
+  cl->step = nv * W;
+  cl->axis = f->axis;
+  return cl;
+}
+
+/* Register tiles — the row form of a linear layer (rule_rows) computed
+ * in tiles of MR rows by NV vectors of columns (tile_shape) held in
+ * registers across the whole reduction, instead of a row of the output
+ * read and written back at every k.  Columns the tiles do not cover go
+ * to one narrower pass of tiles, then to the row form.  When the rows may
+ * end inside a tile (a batch N not known to be a multiple of MR), the
+ * tile's rows are clamped to the last one, which the last tile then
+ * computes again and stores again with the same value: rows of different
+ * tiles stay disjoint, so the row loop stays parallel.  Every output still starts at its
+ * bias and adds its terms in k order, as the row form does, so the
+ * results are the row form's bit for bit. */
+static void rule_register_tiles(Program *p, Kernel *k, Stmt **slot) {
+  RowForm f;
+  int mr = TILE_ROWS, nv = row_form(*slot, &f) < 0 ? 0 : tile_vectors(f.J);
+  if (!nv) return;
+  const int W = TILE_WIDTH;
+  int64_t n1 = f.J / (nv * W) * (nv * W), nv2 = (f.J - n1) / W, n2 = nv2 * W;
+  int ri = k->nvars++;
+  Expr *R = f.rows->extent, *last = is_const(R) && R->i % mr == 0 ? NULL : kx_iadd(p, kir_clone_expr(p, R), kx_i(p, -1));
+  Stmt *body = tile_pass(p, k, &f, ri, last, mr, nv, 0, n1);
+  if (!body) return;
+  if (nv2) ks_append(&body, tile_pass(p, k, &f, ri, last, mr, (int)nv2, n1, n2));
+  if (n1 + n2 < f.J) {
+    int m = k->nvars++;
+    ks_append(&body, row_part(p, &f, m, tile_row(p, ri, kx_var(p, m), last), kx_i(p, mr), n1 + n2, f.J - n1 - n2));
+  }
+  Stmt *tiles = ks_loop(p, ri, kir_clone_expr(p, f.rows->extent), body);
+  tiles->step = mr;
+  tiles->axis = f.rows->axis;
+  ks_append(&tiles, f.rows->next);
+  *slot = tiles;
+}
+
+/* Linear: row order from 8 rows (enough to share the transpose), in
+ * register tiles where its columns allow, else dot-product lanes. */
+static void rule_linear(Program *p, const Graph *g, Kernel *k, const SchedOpts *o) {
   const Node *n = &g->nodes[k->node], *x = &g->nodes[n->in[0]], *w = &g->nodes[n->in[1]];
   int64_t rows = ir_numel_max(g, &x->shape) / x->shape.d[x->shape.rank - 1];
-  if (rows >= 8 && !DIM_IS_SYM(w->shape.d[0]) && !DIM_IS_SYM(w->shape.d[1]))
-    rule_rows(p, k, w->shape.d[0], w->shape.d[1]);
-  else
+  if (rows >= 8 && !DIM_IS_SYM(w->shape.d[0]) && !DIM_IS_SYM(w->shape.d[1])) {
+    Stmt **slot = rule_rows(p, k, w->shape.d[0], w->shape.d[1]);
+    if (slot && o->tiles) rule_register_tiles(p, k, slot);
+  } else
     rule_dot_lanes(p, k);
 }
 
@@ -734,11 +893,11 @@ static void mark_top_parallel(Kernel *k) {
     if (s->kind == ST_LOOP && s->loop == LOOP_SERIAL) sched_mark(s, LOOP_PARALLEL);
 }
 
-void sched_kernel(Program *p, Func *f, Kernel *k) {
+static void sched_kernel_opts(Program *p, Func *f, Kernel *k, const SchedOpts *o) {
   if (k->node < 0 || !f->g) return;
   switch (k->op) {
   case OP_LINEAR:
-    rule_linear(p, f->g, k);
+    rule_linear(p, f->g, k, o);
     mark_top_parallel(k);
     break;
   case OP_CONV2D:
@@ -751,10 +910,16 @@ void sched_kernel(Program *p, Func *f, Kernel *k) {
   }
 }
 
-void pass_schedule(Program *p) {
+static const SchedOpts sched_defaults = {1};
+
+void sched_kernel(Program *p, Func *f, Kernel *k) { sched_kernel_opts(p, f, k, &sched_defaults); }
+
+void sched_program(Program *p, const SchedOpts *o) {
   for (int i = 0; i < p->nfuncs; i++)
-    for (int j = 0; j < p->funcs[i].nkernels; j++) sched_kernel(p, &p->funcs[i], &p->funcs[i].kernels[j]);
+    for (int j = 0; j < p->funcs[i].nkernels; j++) sched_kernel_opts(p, &p->funcs[i], &p->funcs[i].kernels[j], o);
 }
+
+void pass_schedule(Program *p) { sched_program(p, &sched_defaults); }
 
 /* Step "schedule". */
 int pass_schedule_step(PassCtx *c) {

@@ -65,7 +65,16 @@ int sched_mark(Stmt *loop, LoopKind kind);
 /* Replaces every loop of extent 1 in the block by its body, var := 0. */
 void sched_drop_unit_loops(Program *p, Stmt **slot);
 
+/* What the schedule may do: tiles 0 leaves linear layers in the row form
+ * (no register tiles). */
+typedef struct SchedOpts {
+  int tiles;
+} SchedOpts;
+
 /* The schedule of one kernel: every rule that applies. */
 void sched_kernel(Program *p, Func *f, Kernel *k);
+/* The schedule of every kernel of p with options o (pass_schedule: every
+ * rule). */
+void sched_program(Program *p, const SchedOpts *o);
 
 #endif

@@ -13,7 +13,9 @@
  * index, a constant of 8 lanes, an 8-lane store past the end of its
  * buffer, a local read with other lanes), and the builders refuse lanes
  * that differ.  The printed C has one scalar per lane and the LLVM module
- * <8 x float> operations.
+ * <8 x float> operations; a kernel whose lanes are all loads, locals,
+ * broadcasts and + - * / is also printed in GNU C vectors, which give the
+ * scalars' bits.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -267,4 +269,77 @@ Test(klanes, builder_refuses_lanes_that_differ, .signal = SIGABRT) {
   lanes_init(&t);
   Program *p = &t.p;
   kx_bin(p, BIN_ADD, kx_load_lanes(p, t.x, kx_i(p, 0), W), kx_f(p, 1));
+}
+
+/* A kernel whose lanes all have a GNU C vector form (loads, locals,
+ * broadcasts, + - * /, a sum of lanes):
+ * local v0: f32x8 = bcast(0.0, 8)
+ * for i0 < 32 step 8 vector width 8 {
+ *   local v1: f32x8 = x<8>[i0] * bcast(2.0, 8) + bcast(b[0], 8)
+ *   y<8>[i0] = v1 * v1 - x<8>[i0] / bcast(3.0, 8)
+ *   v0 = v0 + x<8>[i0]
+ * }
+ * s[0] = reduce_add(v0) */
+static Stmt *arith_body(Lanes *t) {
+  Program *p = &t->p;
+  Expr *i = kx_var(p, 0), *xv = kx_load_lanes(p, t->x, i, W);
+  Stmt *loop = ks_local(p, 1, DT_F32, kx_bin(p, BIN_ADD, kx_bin(p, BIN_MUL, xv, kx_broadcast(p, kx_f(p, 2), W)),
+                                                  kx_broadcast(p, kx_load(p, t->b, kx_i(p, 0)), W)));
+  Expr *v1 = kx_vlocal(p, 1, DT_F32, W);
+  Expr *y = kx_bin(p, BIN_SUB, kx_bin(p, BIN_MUL, v1, v1), kx_bin(p, BIN_DIV, xv, kx_broadcast(p, kx_f(p, 3), W)));
+  ks_append(&loop, ks_store(p, t->y, i, y));
+  ks_append(&loop, ks_assign(p, 0, kx_bin(p, BIN_ADD, kx_vlocal(p, 0, DT_F32, W), xv)));
+  Stmt *l = ks_loop(p, 0, kx_i(p, N), loop);
+  l->step = W, l->width = W, l->loop = LOOP_VECTOR;
+  Stmt *s = ks_local(p, 0, DT_F32, kx_broadcast(p, kx_f(p, 0), W));
+  ks_append(&s, l);
+  ks_append(&s, ks_store(p, t->s, kx_i(p, 0), kx_reduce(p, BIN_ADD, kx_vlocal(p, 0, DT_F32, W))));
+  return s;
+}
+
+static CModule *build_c_scalars(const Program *p, RtError *err) {
+  return cg_c_build(p, "-O1 -DDLC_VECTORS=0 -Wall -Wextra -pedantic -Werror", err);
+}
+
+/* The C prints such a kernel twice: in dlc_f32x8 vectors (GCC and Clang)
+ * and in scalars (DLC_VECTORS 0, other compilers); both, and the JIT,
+ * give the values computed here, the sum in pairwise order. */
+Test(klanes, c_prints_vectors_and_scalars_that_agree) {
+  CModule *(*builds[3])(const Program *, RtError *) = {build_c, build_c_scalars, cg_jit_build};
+  static const char *const names[3] = {"C vectors", "C scalars", "JIT"};
+  for (int b = 0; b < 3; b++) {
+    Lanes t;
+    lanes_init(&t);
+    lanes_kernel(&t, arith_body(&t), 1, 2);
+    cr_assert_eq(kir_verify(&t.p, &t.d), 0, "%s", t.msgs);
+    if (b == 0) {
+      char *c = NULL;
+      size_t n = 0;
+      FILE *f = open_memstream(&c, &n);
+      EmitOpts o = {"lanes.h", NULL};
+      cr_assert_eq(cg_emit_c(&t.p, f, NULL, &o, &t.d), 0);
+      fclose(f);
+      cr_expect(strstr(c, "typedef float dlc_f32x8 __attribute__((vector_size(32)));\n"), "%s", c);
+      cr_expect(strstr(c, "#if DLC_VECTORS\n    dlc_f32x8 v0 = dlc_bcast_f32x8(0.0f);\n"), "%s", c);
+      cr_expect(strstr(c, "dlc_store_f32x8(&out_y[i0], ((v1 * v1) - (dlc_load_f32x8(&in_x[i0]) / dlc_bcast_f32x8(3.0f))));\n"),
+                "%s", c);
+      cr_expect(strstr(c, "out_s[0] = dlc_sum_f32x8((dlc_f32x8[1]){v0});\n#else\n"), "%s", c);
+      cr_expect(strstr(c, "float v0_7 = 0.0f;\n"), "the scalar form follows:\n%s", c);
+      free(c);
+    }
+    RtError err;
+    CModule *m = builds[b](&t.p, &err);
+    cr_assert_not_null(m, "%s: %s", names[b], err.msg);
+    float x[N], bias[1], y[N], s[1] = {0};
+    inputs(x, bias);
+    void *args[4] = {x, bias, y, s};
+    cr_assert_eq(cg_c_call(m, "forward", NULL, args, &err), RT_OK, "%s", err.msg);
+    for (int i = 0; i < N; i++) {
+      float v = x[i] * 2.0f + bias[0], want = v * v - x[i] / 3.0f;
+      cr_expect(y[i] == want, "%s y[%d] = %.9g, want %.9g", names[b], i, y[i], want);
+    }
+    cr_expect(s[0] == pairwise_sum(x), "%s: sum %.9g, want %.9g (pairwise)", names[b], s[0], pairwise_sum(x));
+    cg_c_free(m);
+    lanes_free(&t);
+  }
 }

@@ -11,6 +11,9 @@
  * The rules are checked on lowered models: which kernels they rewrite and
  * into what, and that every backend agrees after them (the backend
  * agreement suites run every model through the schedule as well).
+ * Register tiles are checked against the row form they replace, bit for
+ * bit on the C backend (vectors and scalars) and the JIT, and against the
+ * interpreter, for shapes whose rows, columns and K leave remainders.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -19,6 +22,7 @@
 #include <unistd.h>
 
 #include "codegen/codegen.h"
+#include "frontend/frontend.h"
 #include "passes/schedule.h"
 #include "tests/handkit.h"
 #include "tests/testutil.h"
@@ -438,4 +442,179 @@ Test(schedule, channel_block_rule) {
   cr_expect(strstr(text, "step 2 {") != NULL, "conv2d blocked by 2:\n%s", text);
   cr_expect(strstr(text, "step 4 {") != NULL, "conv_transpose2d blocked by 4:\n%s", text);
   free(text);
+}
+
+/* --- register tiles ------------------------------------------------------------------ */
+
+/* y = dense(x, J) (with a bias or not) for x of up to maxn rows of K. */
+typedef struct Dense {
+  Model m;
+  Diags d;
+  RtTensor x, w, b;
+  int64_t maxn, K, J;
+} Dense;
+
+static RtTensor filled(int rank, const int64_t *shape, double phase) {
+  RtTensor t;
+  RtError err;
+  cr_assert_eq(rt_tensor_alloc(&t, DT_F32, rank, shape, &err), RT_OK);
+  float *v = t.data;
+  for (int64_t i = 0; i < rt_tensor_numel(&t); i++) v[i] = (float)sin(0.7 * (double)i + phase) * 0.5f;
+  return t;
+}
+
+static void dense_init(Dense *t, int64_t maxn, int64_t nk, int64_t nj, int bias) {
+  char src[256];
+  snprintf(src, sizeof src, "model t\ninput x: f32[N, %lld]\noutput y = dense(x, %lld%s)\n", (long long)nk, (long long)nj,
+           bias ? "" : ", bias=false");
+  diag_init(&t->d, stderr);
+  cr_assert_eq(fe_load_string(&t->m, "t.dl", src, &t->d), 0);
+  t->m.g.syms[0].max = maxn;
+  t->maxn = maxn, t->K = nk, t->J = nj;
+  int64_t xs[2] = {maxn, nk}, ws[2] = {nj, nk};
+  t->x = filled(2, xs, 0.3);
+  t->w = filled(2, ws, 1.1);
+  t->b = filled(1, &nj, 2.0);
+}
+
+static void dense_free(Dense *t) {
+  rt_tensor_free(&t->x);
+  rt_tensor_free(&t->w);
+  rt_tensor_free(&t->b);
+  fe_model_free(&t->m);
+}
+
+/* The dump of the model's forward after the schedule (o). */
+static char *dense_dump(Dense *t, const SchedOpts *o) {
+  Program p;
+  kir_program_init(&p, &t->m.g);
+  pass_lower(&p, kir_func(&p, "forward", &t->m.g));
+  sched_program(&p, o);
+  cr_expect_eq(kir_verify(&p, &t->d), 0);
+  char *text = hk_dump(&p);
+  kir_program_free(&p);
+  return text;
+}
+
+/* y for the first n rows, through the schedule o and the backend: the
+ * C backend with cflags, or the JIT when cflags is NULL. */
+static void dense_run(Dense *t, const SchedOpts *o, const char *cflags, int64_t n, float *y) {
+  Program p;
+  RtError err;
+  kir_program_init(&p, &t->m.g);
+  pass_lower(&p, kir_func(&p, "forward", &t->m.g));
+  sched_program(&p, o);
+  pass_memplan(&p);
+  CModule *mod = cflags ? cg_c_build(&p, cflags, &err) : cg_jit_build(&p, &err);
+  cr_assert_not_null(mod, "%s", err.msg);
+  RtTensorSet params;
+  rt_set_init(&params);
+  RtTensor w = t->w, b = t->b; /* the set takes copies */
+  w.data = malloc(rt_tensor_nbytes(&w)), b.data = malloc(rt_tensor_nbytes(&b));
+  memcpy(w.data, t->w.data, rt_tensor_nbytes(&w));
+  memcpy(b.data, t->b.data, rt_tensor_nbytes(&b));
+  cr_assert_eq(rt_set_add(&params, "y.weight", &w, &err), RT_OK);
+  if (ir_find_param(&t->m.g, "y.bias") >= 0) cr_assert_eq(rt_set_add(&params, "y.bias", &b, &err), RT_OK);
+  else free(b.data);
+  cr_assert_eq(cg_c_set_params(mod, &params, &err), RT_OK, "%s", err.msg);
+  int64_t sym[IR_MAX_SYMS] = {n};
+  void *args[2] = {t->x.data, y};
+  cr_assert_eq(cg_c_call(mod, "forward", sym, args, &err), RT_OK, "%s", err.msg);
+  rt_set_free(&params);
+  cg_c_free(mod);
+  kir_program_free(&p);
+}
+
+/* The interpreter's y for the first n rows. */
+static void dense_reference(Dense *t, int64_t n, float *y) {
+  Graph *g = &t->m.g;
+  RtTensor *vals = calloc((size_t)g->nnodes, sizeof *vals);
+  RtError err;
+  int64_t xs[2] = {n, t->K}, sym[IR_MAX_SYMS] = {n};
+  cr_assert_eq(rt_tensor_alloc(&vals[ir_find_input(g, "x")], DT_F32, 2, xs, &err), RT_OK);
+  memcpy(vals[ir_find_input(g, "x")].data, t->x.data, sizeof(float) * (size_t)(n * t->K));
+  vals[ir_find_param(g, "y.weight")] = t->w;
+  int bi = ir_find_param(g, "y.bias");
+  if (bi >= 0) vals[bi] = t->b;
+  InterpOpts io = {0, 0};
+  cr_assert_eq(ir_interp(g, vals, sym, &io, &err), RT_OK, "%s", err.msg);
+  memcpy(y, vals[g->outputs[0].id].data, sizeof(float) * (size_t)(n * t->J));
+  vals[ir_find_param(g, "y.weight")] = (RtTensor){0};
+  if (bi >= 0) vals[bi] = (RtTensor){0};
+  for (int i = 0; i < g->nnodes; i++) rt_tensor_free(&vals[i]);
+  free(vals);
+}
+
+/* Tiles against the row form (bit for bit: each output sums in the same
+ * order), on the C backend in vectors and in scalars and on the JIT; and
+ * against the interpreter, which sums in double (norm-wise 1e-5, as the
+ * backend suites). */
+static void expect_tiles_agree(int64_t maxn, int64_t n, int64_t nk, int64_t nj, int bias) {
+  Dense t;
+  dense_init(&t, maxn, nk, nj, bias);
+  size_t sz = sizeof(float) * (size_t)(n * nj);
+  float *want = malloc(sz), *rows = malloc(sz), *got = malloc(sz);
+  SchedOpts tiles = {1}, plain = {0};
+  dense_reference(&t, n, want);
+  dense_run(&t, &plain, "-O1", n, rows);
+  static const char *const flags[3] = {"-O1 -Wall -Wextra -pedantic -Werror", "-O1 -DDLC_VECTORS=0 -Wall -Wextra -Werror", NULL};
+  for (int b = 0; b < 3; b++) {
+    memset(got, 0, sz);
+    dense_run(&t, &tiles, flags[b], n, got);
+    const char *what = flags[b] ? flags[b] : "JIT";
+    double worst = 0;
+    for (int64_t i = 0; i < n * nj; i++) {
+      cr_expect(got[i] == rows[i], "%s, N=%lld K=%lld J=%lld: y[%lld] = %.9g, row form %.9g", what, (long long)n,
+                (long long)nk, (long long)nj, (long long)i, got[i], rows[i]);
+      worst = fmax(worst, tu_normerr(got, want, n * nj, i));
+    }
+    cr_expect(worst <= 1e-5, "%s: norm-wise error %g against the interpreter", what, worst);
+  }
+  free(want), free(rows), free(got);
+  dense_free(&t);
+}
+
+Test(schedule, register_tiles_cover_256_columns_in_4x4_tiles) {
+  Dense t;
+  dense_init(&t, 64, 784, 256, 1);
+  SchedOpts on = {1}, off = {0};
+  char *text = dense_dump(&t, &on), *rows = dense_dump(&t, &off);
+  /* rows in tiles of 4 (N is a multiple of 4 only at run time: clamped), columns in 4 vectors of 16 */
+  cr_expect(strstr(text, "for i4 < N step 4 parallel axis 0 {\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "for i5 < 256 step 64 axis 1 {\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "local v2: f32x16 = bcast(b0[i4 * 784 + i2], 16)\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "local v5: f32x16 = bcast(b0[max(min(i4 + 3, N + -1), i4) * 784 + i2], 16)\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "v21 = v21 + v5 * b4<16>[i2 * 256 + (i5 + 48)]\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "local v6: f32x16 = b2<16>[i5]\n") != NULL, "each tile starts at the bias:\n%s", text);
+  cr_expect(strstr(text, "b3<16>[max(min(i4 + 3, N + -1), i4) * 256 + (i5 + 48)] = v21\n") != NULL, "%s", text);
+  /* without tiles: the row form */
+  cr_expect(strstr(rows, "f32x16") == NULL && strstr(rows, "for i0 < N parallel {\n") != NULL, "%s", rows);
+  free(text);
+  free(rows);
+  dense_free(&t);
+}
+
+Test(schedule, register_tiles_leave_columns_to_narrower_tiles_and_the_row_form) {
+  Dense t;
+  dense_init(&t, 8, 20, 40, 1); /* 2.5 vectors of columns: one tile pass of 2, then 8 columns in the row form */
+  SchedOpts on = {1};
+  char *text = dense_dump(&t, &on);
+  cr_expect(strstr(text, "for i5 < 32 step 32 axis 1 {\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "for i6 < 4 {\n") != NULL, "the rest row by row:\n%s", text);
+  cr_expect(strstr(text, "b3[max(min(i4 + i6, N + -1), i4) * 40 + (i1 + 32)] = b2[i1 + 32]\n") != NULL, "%s", text);
+  free(text);
+  dense_free(&t);
+  /* fewer columns than a vector: no tile */
+  dense_init(&t, 8, 20, 10, 1);
+  text = dense_dump(&t, &on);
+  cr_expect(strstr(text, "f32x16") == NULL, "%s", text);
+  free(text);
+  dense_free(&t);
+}
+
+Test(schedule, register_tiles_agree_with_the_row_form_and_interpreter) {
+  expect_tiles_agree(8, 8, 32, 64, 1);     /* whole tiles only */
+  expect_tiles_agree(10, 10, 37, 40, 1);   /* K odd, J a tile pass and a rest, N not a multiple of 4 */
+  expect_tiles_agree(12, 5, 19, 120, 0);   /* no bias, 5 of 12 rows at run time, a narrower second pass */
+  expect_tiles_agree(16, 1, 24, 84, 1);    /* one row: the tile computes it four times */
 }
