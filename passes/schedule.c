@@ -718,33 +718,51 @@ static int tile_vectors(int64_t J) {
  *   for r < R { for i1 < J { Y[f(r, i1)] = B(i1) }              (init)
  *     for kk < K reduce { local x = X[g(r, kk)]                  (xv)
  *       for i3 < J { Y[..] = Y[..] + x * WT[h(kk, i3)] } } }     (upd, wt) */
+static Expr *subst_expr(Program *p, const Expr *e, int var, const Expr *by) {
+  Sub s = {var, by};
+  return kir_rewrite_expr(p, e, sub_fold, &s);
+}
+
 typedef struct RowForm {
   Stmt *rows, *init, *upd;
-  Expr *xv, *wt;
+  Expr *xv, *wt, *K;
   int r, i1, kk, i3, x, axis;
-  int64_t J, K;
+  int64_t J;
 } RowForm;
 
-static int row_form(Stmt *rl, RowForm *f) {
-  Stmt *jl = rl && rl->kind == ST_LOOP ? rl->body : NULL, *kl = jl ? jl->next : NULL;
-  if (!kl || jl->kind != ST_LOOP || kl->kind != ST_LOOP || kl->next || !is_const(jl->extent) || !is_const(kl->extent))
+static int same_expr(const Expr *a, const Expr *b) {
+  if (!a || !b) return a == b;
+  return a->kind == b->kind && a->type == b->type && a->lanes == b->lanes && a->op == b->op && a->id == b->id &&
+         (a->kind != EX_FCONST || a->f == b->f) && (a->kind != EX_ICONST || a->i == b->i) && same_expr(a->a, b->a) &&
+         same_expr(a->b, b->b) && same_expr(a->c, b->c);
+}
+
+/* The parts of the row form, checked: the update adds to the element the
+ * init wrote (index with i1 := i3), reads x and WT from other buffers,
+ * and WT and K do not depend on the row (rows are then independent and
+ * may be computed side by side). */
+static int row_form(Program *p, Stmt *rl, RowForm *f) {
+  Stmt *jl = rl && rl->kind == ST_LOOP && rl->step == 1 ? rl->body : NULL, *kl = jl ? jl->next : NULL;
+  if (!kl || jl->kind != ST_LOOP || kl->kind != ST_LOOP || kl->next || !is_const(jl->extent) || kl->step != 1 ||
+      expr_uses(kl->extent, EX_VAR, rl->id))
     return -1;
   Stmt *init = jl->body, *xs = kl->body, *il = xs ? xs->next : NULL, *u = il ? il->body : NULL;
   if (!init || init->kind != ST_STORE || init->next || xs->kind != ST_LOCAL || xs->count || xs->type != DT_F32) return -1;
   if (!il || il->kind != ST_LOOP || il->next || !is_const(il->extent) || il->extent->i != jl->extent->i) return -1;
   if (!u || u->kind != ST_STORE || u->next || u->id != init->id || init->value->type != DT_F32) return -1;
-  Expr *v = u->value;
+  Expr *v = u->value, *at = subst_expr(p, init->index, jl->id, kx_var(p, il->id));
   if (v->kind != EX_BINARY || v->op != BIN_ADD || v->b->kind != EX_BINARY || v->b->op != BIN_MUL ||
-      v->b->a->kind != EX_LOCAL || v->b->a->id != xs->id || v->b->b->kind != EX_LOAD)
+      v->b->a->kind != EX_LOCAL || v->b->a->id != xs->id || v->b->b->kind != EX_LOAD || v->b->b->b)
     return -1;
-  *f = (RowForm){rl, init, u, xs->value, v->b->b, rl->id, jl->id, kl->id, il->id, xs->id, il->axis,
-                 jl->extent->i, kl->extent->i};
+  if (v->a->kind != EX_LOAD || v->a->id != u->id || v->a->b || !same_expr(v->a->a, at) || !same_expr(u->index, at))
+    return -1;
+  Expr *wt = v->b->b;
+  if (wt->id == u->id || expr_uses(wt, EX_VAR, rl->id) || stmt_uses(xs, EX_LOAD, u->id) ||
+      expr_uses(init->value, EX_LOAD, u->id))
+    return -1;
+  *f = (RowForm){rl, init, u, xs->value, wt, kl->extent, rl->id, jl->id, kl->id, il->id, xs->id, il->axis,
+                 jl->extent->i};
   return 0;
-}
-
-static Expr *subst_expr(Program *p, const Expr *e, int var, const Expr *by) {
-  Sub s = {var, by};
-  return kir_rewrite_expr(p, e, sub_fold, &s);
 }
 
 /* The row form for rows row(rv) (rv < nrows) and columns c0 .. c0 + n:
@@ -755,7 +773,7 @@ static Stmt *row_part(Program *p, const RowForm *f, int rv, Expr *row, Expr *nro
   il->axis = f->axis;
   Stmt *xs = ks_local(p, f->x, DT_F32, kir_clone_expr(p, f->xv));
   xs->next = il;
-  Stmt *kl = ks_loop(p, f->kk, kx_i(p, f->K), xs);
+  Stmt *kl = ks_loop(p, f->kk, kir_clone_expr(p, f->K), xs);
   kl->loop = LOOP_REDUCE;
   jl->next = kl;
   return ks_loop(p, rv, nrows, subst(p, jl, f->r, row));
@@ -799,7 +817,7 @@ static Stmt *tile_pass(Program *p, Kernel *k, const RowForm *f, int ri, Expr *la
       ks_append(&body, u);
       ks_append(&stores, ks_store(p, f->init->id, at, kx_vlocal(p, a, DT_F32, W)));
     }
-  Stmt *kl = ks_loop(p, f->kk, kx_i(p, f->K), body);
+  Stmt *kl = ks_loop(p, f->kk, kir_clone_expr(p, f->K), body);
   kl->loop = LOOP_REDUCE;
   ks_append(&decls, kl);
   ks_append(&decls, stores);
@@ -822,7 +840,7 @@ static Stmt *tile_pass(Program *p, Kernel *k, const RowForm *f, int ri, Expr *la
  * results are the row form's bit for bit. */
 static void rule_register_tiles(Program *p, Kernel *k, Stmt **slot) {
   RowForm f;
-  int mr = TILE_ROWS, nv = row_form(*slot, &f) < 0 ? 0 : tile_vectors(f.J);
+  int mr = TILE_ROWS, nv = row_form(p, *slot, &f) < 0 ? 0 : tile_vectors(f.J);
   if (!nv) return;
   const int W = TILE_WIDTH;
   int64_t n1 = f.J / (nv * W) * (nv * W), nv2 = (f.J - n1) / W, n2 = nv2 * W;
@@ -899,6 +917,9 @@ static void sched_kernel_opts(Program *p, Func *f, Kernel *k, const SchedOpts *o
   case OP_LINEAR:
     rule_linear(p, f->g, k, o);
     mark_top_parallel(k);
+    break;
+  case OP_MATMUL: /* lowered in the row form (2-D; batched ones have loops around it and are left) */
+    if (o->tiles) rule_register_tiles(p, k, &k->body);
     break;
   case OP_CONV2D:
   case OP_CONV1D:
