@@ -16,6 +16,12 @@
  * as atomic as POSIX allows once renaming has begun (it fails there only
  * if a destination changes under the writer).
  *
+ * Two kinds of destination are not renamed over.  One that exists and is
+ * not a regular file (/dev/null, a FIFO, a terminal) is opened and written
+ * in place, after every temporary is complete: a rename would replace the
+ * device node or pipe with a plain file.  A symbolic link is followed to
+ * the file it names, which is replaced atomically while the link stays.
+ *
  * A process killed while writing leaves its temporary behind: before
  * writing a target, the writer removes every "target.tmp.XXXXXX" beside it
  * (six characters from mkstemp's alphabet), the leftovers of interrupted
@@ -157,38 +163,90 @@ static RtStatus write_tmp(const RtFileOut *o, char **tmp, RtError *err) {
   return st;
 }
 
+/* An existing destination that is not a regular file, written in place. */
+static int is_special(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode);
+}
+
 static RtStatus rename_all(const RtFileOut *outs, char **tmps, int n, RtError *err) {
   for (int i = 0; i < n; i++) {
+    if (!tmps[i]) continue; /* written in place */
     if (rename(tmps[i], outs[i].path) != 0)
       return rt_fail(err, RT_ERR_IO, "%s: cannot rename %s over it: %s", outs[i].path, tmps[i], strerror(errno));
     free(tmps[i]);
     tmps[i] = NULL;
   }
   for (int i = 0; i < n; i++)
-    if (sync_dir(outs[i].path, err)) return RT_ERR_IO;
+    if (!is_special(outs[i].path) && sync_dir(outs[i].path, err)) return RT_ERR_IO;
   return RT_OK;
 }
 
-RtStatus rt_write_files_atomic(const RtFileOut *outs, int n, RtError *err) {
+static RtStatus write_in_place(const RtFileOut *o, RtError *err) {
+  int fd = open(o->path, O_WRONLY | O_TRUNC);
+  if (fd < 0) return rt_fail(err, RT_ERR_IO, "%s: cannot open: %s", o->path, strerror(errno));
+  RtStatus st = RT_OK;
+  for (int i = 0; i < o->nchunks && st == RT_OK; i++)
+    if (!write_all(fd, o->chunks[i], o->lens[i]))
+      st = rt_fail(err, RT_ERR_IO, "%s: write failed: %s", o->path, strerror(errno));
+  if (close(fd) != 0 && st == RT_OK) st = rt_fail(err, RT_ERR_IO, "%s: close failed: %s", o->path, strerror(errno));
+  return st;
+}
+
+/* The file a symbolic link names (malloc'd into *owned), so that the file
+ * is replaced and the link kept; path itself otherwise. */
+static const char *follow_link(const char *path, char **owned) {
+  struct stat sb;
+  *owned = NULL;
+  if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode)) *owned = realpath(path, NULL);
+  return *owned ? *owned : path;
+}
+
+/* Writes the special destinations in place, the others to temporaries
+ * renamed over them once all are complete. */
+static RtStatus write_set(const RtFileOut *outs, char **tmps, int n, RtError *err) {
+  RtStatus st = RT_OK;
+  for (int i = 0; i < n && st == RT_OK; i++)
+    if (!is_special(outs[i].path)) {
+      remove_stale(outs[i].path);
+      st = write_tmp(&outs[i], &tmps[i], err);
+    }
+  for (int i = 0; i < n && st == RT_OK; i++)
+    if (!tmps[i]) st = write_in_place(&outs[i], err);
+  if (st == RT_OK) st = rename_all(outs, tmps, n, err);
+  return st;
+}
+
+static RtStatus check_set(const RtFileOut *outs, int n, RtError *err) {
   for (int i = 0; i < n; i++) {
-    if (check_dest(outs[i].path, err)) return RT_ERR_IO;
+    if (!is_special(outs[i].path) && check_dest(outs[i].path, err)) return RT_ERR_IO;
     for (int j = 0; j < i; j++)
       if (!strcmp(outs[i].path, outs[j].path))
         return rt_fail(err, RT_ERR_IO, "%s: named twice among the files to write", outs[i].path);
   }
+  return RT_OK;
+}
+
+RtStatus rt_write_files_atomic(const RtFileOut *outs, int n, RtError *err) {
+  RtFileOut *real = rt_calloc((size_t)n + 1, sizeof *real);
+  char **owned = rt_calloc((size_t)n + 1, sizeof *owned);
   char **tmps = rt_calloc((size_t)n + 1, sizeof *tmps);
-  if (!tmps) return rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", n ? outs[0].path : "");
-  RtStatus st = RT_OK;
+  RtStatus st = real && owned && tmps ? RT_OK
+                                      : rt_fail(err, RT_ERR_NOMEM, "%s: out of memory", n ? outs[0].path : "");
   for (int i = 0; i < n && st == RT_OK; i++) {
-    remove_stale(outs[i].path);
-    st = write_tmp(&outs[i], &tmps[i], err);
+    real[i] = outs[i];
+    real[i].path = follow_link(outs[i].path, &owned[i]);
   }
-  if (st == RT_OK) st = rename_all(outs, tmps, n, err);
-  for (int i = 0; i < n; i++) {
+  if (st == RT_OK) st = check_set(real, n, err);
+  if (st == RT_OK) st = write_set(real, tmps, n, err);
+  for (int i = 0; tmps && owned && i < n; i++) {
     if (tmps[i]) unlink(tmps[i]);
     free(tmps[i]);
+    free(owned[i]);
   }
   free(tmps);
+  free(owned);
+  free(real);
   return st;
 }
 

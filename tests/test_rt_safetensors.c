@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -302,4 +303,42 @@ Test(rt_atomic, failure_keeps_old_target_and_leaves_no_temp) {
   free(kept);
   cr_expect_eq(count_tmp_files(dir), 0, "temporary file left behind");
   cr_expect_eq(count_tmp_files(target), 0);
+}
+
+/* Destinations that are not plain files: /dev/null stays the device (a
+ * rename over it, as root, once turned it into a regular file), a FIFO
+ * receives the bytes, and a symbolic link stays a link while the file it
+ * names is replaced. */
+Test(rt_atomic, devices_fifos_and_links_are_written_through) {
+  const void *chunks[1] = {"data"};
+  size_t lens[1] = {4};
+  RtError err = {{0}};
+  struct stat sb;
+  cr_assert_eq(rt_write_file_atomic("/dev/null", chunks, lens, 1, &err), RT_OK, "%s", err.msg);
+  cr_expect(stat("/dev/null", &sb) == 0 && S_ISCHR(sb.st_mode), "/dev/null is still a device");
+  const char *dir = tu_scratch_dir();
+  char fifo[600], file[600], link[600];
+  snprintf(fifo, sizeof fifo, "%s/pipe", dir);
+  snprintf(file, sizeof file, "%s/real.bin", dir);
+  snprintf(link, sizeof link, "%s/link.bin", dir);
+  cr_assert_eq(mkfifo(fifo, 0600), 0);
+  int rd = open(fifo, O_RDONLY | O_NONBLOCK);
+  cr_assert(rd >= 0);
+  cr_assert_eq(rt_write_file_atomic(fifo, chunks, lens, 1, &err), RT_OK, "%s", err.msg);
+  char got[8] = {0};
+  cr_expect_eq(read(rd, got, sizeof got), 4);
+  cr_expect_str_eq(got, "data");
+  close(rd);
+  cr_expect(lstat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode), "the FIFO is still a FIFO");
+  cr_assert_eq(rt_write_file_atomic(file, chunks, lens, 1, &err), RT_OK);
+  cr_assert_eq(symlink("real.bin", link), 0);
+  const void *next[1] = {"other"};
+  size_t nlen[1] = {5};
+  cr_assert_eq(rt_write_file_atomic(link, next, nlen, 1, &err), RT_OK, "%s", err.msg);
+  cr_expect(lstat(link, &sb) == 0 && S_ISLNK(sb.st_mode), "the link is still a link");
+  size_t len = 0;
+  char *kept = tu_read_file(file, &len);
+  cr_expect(kept && len == 5 && memcmp(kept, "other", 5) == 0, "the linked file has the new contents");
+  free(kept);
+  cr_expect_eq(count_tmp_files(dir), 0, "temporary file left behind");
 }
