@@ -53,6 +53,7 @@ static const char *usage_main =
     "                         the training batch, else 64)\n"
     "  --dump-after=STEP|all  print the IR after a pipeline step to stderr\n"
     "  --verify               check the IR after every step (graphs and kernels)\n"
+    "  --no-tile              no register tiles (linear layers, matmuls in row order)\n"
     "  --list-steps           print every pipeline and its steps\n"
     "  --version              print the version\n";
 
@@ -224,7 +225,7 @@ static int emit_c_folded(Model *m, const char *cpath, const char *embed_path, co
 typedef struct CompileOpts {
   const char *model, *out, *emit, *embed, *dump_after;
   const char *max[IR_MAX_SYMS];
-  int nmax, verify, train;
+  int nmax, verify, train, no_tile;
 } CompileOpts;
 
 static int parse_compile(int argc, char **argv, CompileOpts *o, Diags *d) {
@@ -236,6 +237,7 @@ static int parse_compile(int argc, char **argv, CompileOpts *o, Diags *d) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
     if (!strcmp(argv[i], "--verify")) o->verify = 1;
     else if (!strcmp(argv[i], "--train")) o->train = 1;
+    else if (!strcmp(argv[i], "--no-tile")) o->no_tile = 1;
     else if ((v = dlc_flag(argc, argv, &i, "-o", &miss))) o->out = v;
     else if ((v = dlc_flag(argc, argv, &i, "--emit", &miss))) o->emit = v;
     else if ((v = dlc_flag(argc, argv, &i, "--embed-params", &miss))) o->embed = v;
@@ -356,6 +358,7 @@ static int cmd_compile(int argc, char **argv) {
   arena_init(&a);
   int status = 0;
   PassOpts po = {o.dump_after, stderr, o.verify};
+  po.no_tiles = o.no_tile;
   if (o.train) {
     status = dlc_emit_train(&m, o.out ? o.out : stem(&a, o.model, "_train.c"), &po, &d);
   } else if (!strcmp(o.emit, "ir") || !strcmp(o.emit, "dot")) {

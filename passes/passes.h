@@ -119,6 +119,7 @@ typedef struct PassOpts {
                                       section's), by name; NULL: every trainable one */
   int ntrain_params;
   const char *section;      /* train: the named section being built (messages), or NULL */
+  int no_tiles;             /* schedule: no register tiles (dlc --no-tile) */
 } PassOpts;
 
 /* A train step per named section (at most 8) and the eval step. */

@@ -944,6 +944,7 @@ void pass_schedule(Program *p) { sched_program(p, &sched_defaults); }
 
 /* Step "schedule". */
 int pass_schedule_step(PassCtx *c) {
-  pass_schedule(c->prog);
+  SchedOpts o = {!(c->o && c->o->no_tiles)};
+  sched_program(c->prog, &o);
   return 0;
 }

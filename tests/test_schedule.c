@@ -618,3 +618,14 @@ Test(schedule, register_tiles_agree_with_the_row_form_and_interpreter) {
   expect_tiles_agree(12, 5, 19, 120, 0);   /* no bias, 5 of 12 rows at run time, a narrower second pass */
   expect_tiles_agree(16, 1, 24, 84, 1);    /* one row: the tile computes it four times */
 }
+
+/* dlc --no-tile leaves the row order (the switch for comparing, and for
+ * a C compiler that does the vector form badly). */
+Test(schedule, no_tile_flag_keeps_the_row_order) {
+  const char *src = "model d\ninput x: f32[N, 32]\noutput y = dense(x, 64)\n";
+  char *tiled = dump_model(src, "schedule", "N=8"), *rows = dump_model(src, "schedule", "N=8 --no-tile");
+  cr_expect(strstr(tiled, "for i5 < 64 step 64 axis 1 {\n") != NULL, "%s", tiled);
+  cr_expect(strstr(rows, "f32x16") == NULL && strstr(rows, "v1 * b4[i2 * 64 + i3]\n") != NULL, "%s", rows);
+  free(tiled);
+  free(rows);
+}
