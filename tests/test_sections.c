@@ -29,6 +29,7 @@
 
 #include "driver/trainer.h"
 #include "runtime/rt.h"
+#include "tests/memlog.h"
 #include "tests/testutil.h"
 
 static const char model_text[] =
@@ -62,30 +63,6 @@ static const char model_text[] =
 #define BETA_LR 0.01
 
 /* --- helpers ------------------------------------------------------------------------ */
-
-typedef struct Log {
-  FILE *f;
-  char *buf;
-  size_t len;
-  Diags d;
-} Log;
-
-static void log_open(Log *l) {
-  memset(l, 0, sizeof *l);
-  l->f = open_memstream(&l->buf, &l->len);
-  cr_assert(l->f);
-  diag_init(&l->d, l->f);
-}
-
-static const char *log_text(Log *l) {
-  fflush(l->f);
-  return l->buf ? l->buf : "";
-}
-
-static void log_close(Log *l) {
-  fclose(l->f);
-  free(l->buf);
-}
 
 static void copy_set(RtTensorSet *dst, const RtTensorSet *src) {
   RtError err;

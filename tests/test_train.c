@@ -42,37 +42,13 @@
 
 #include "driver/trainer.h"
 #include "runtime/rt.h"
+#include "tests/memlog.h"
 #include "tests/testutil.h"
 
 #define TRAIN(name) FIXTURE("train/" name)
 #define OPT_CONFIGS 13 /* lines of optimizers.txt; train_optim checks the count */
 
 /* --- helpers: diagnostics, files, models ------------------------------------- */
-
-/* Diagnostics into memory, so tests can read what a user would see. */
-typedef struct Log {
-  FILE *f;
-  char *buf;
-  size_t len;
-  Diags d;
-} Log;
-
-static void log_open(Log *l) {
-  memset(l, 0, sizeof *l);
-  l->f = open_memstream(&l->buf, &l->len);
-  cr_assert(l->f);
-  diag_init(&l->d, l->f);
-}
-
-static const char *log_text(Log *l) {
-  fflush(l->f);
-  return l->buf ? l->buf : "";
-}
-
-static void log_close(Log *l) {
-  fclose(l->f);
-  free(l->buf);
-}
 
 static RtTensor read_npy(const char *path) {
   RtTensor t;
