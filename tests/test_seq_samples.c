@@ -1,0 +1,84 @@
+/*
+ * test_seq_samples.c — the sequence samples train, in a few seconds each.
+ *
+ * Each test runs `dlc train` on a sample file as it is committed, with its
+ * data replaced (--data) by a small set written here, and reads the
+ * per-batch and per-epoch losses of --metrics.  What is asserted is what
+ * the model must do from its first step: a value fixed by its
+ * initialisation (word2vec's output table starts at zeros, so its first
+ * loss is exactly (1 + negatives) · ln 2) and a loss that falls over the
+ * epochs on data with a structure to learn.  Full training and its figures
+ * are the samples' own scripts (samples/*.sh, README).
+ */
+#include <criterion/criterion.h>
+#include <sys/wait.h>
+
+#include "runtime/rt.h"
+#include "tests/testutil.h"
+
+/* Writes dir/name.npy, an i64 tensor of the given shape. */
+static void write_i64(const char *dir, const char *name, int rank, const int64_t *shape, const int64_t *v) {
+  char path[700];
+  RtTensor t;
+  RtError err;
+  cr_assert_eq(rt_tensor_alloc(&t, DT_I64, rank, shape, &err), RT_OK, "%s", err.msg);
+  memcpy(t.data, v, (size_t)rt_tensor_numel(&t) * sizeof *v);
+  snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+  cr_assert_eq(rt_npy_write(path, &t, &err), RT_OK, "%s", err.msg);
+  rt_tensor_free(&t);
+}
+
+/* Runs `dlc train SAMPLE FLAGS --metrics m.csv` in dir; returns the
+ * metrics file's text. */
+static char *train(const char *dir, const char *sample, const char *flags) {
+  char cmd[2000], path[700];
+  snprintf(cmd, sizeof cmd, "cd %s && %s train %s/samples/%s.dl %s --metrics m.csv > log.txt 2>&1", dir, DLC_EXE,
+           DLC_SOURCE_DIR, sample, flags);
+  int st = system(cmd);
+  snprintf(path, sizeof path, "%s/log.txt", dir);
+  char *log = tu_read_file(path, NULL);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "dlc train %s:\n%s", sample, log);
+  free(log);
+  snprintf(path, sizeof path, "%s/m.csv", dir);
+  char *csv = tu_read_file(path, NULL);
+  cr_assert_not_null(csv);
+  return csv;
+}
+
+/* From the metrics CSV: the train loss (column 4) of the row with the
+ * given epoch and batch (batch 0: the epoch's mean). */
+static double metric_loss(const char *csv, int epoch, int batch) {
+  for (const char *line = strchr(csv, '\n'); line && line[1]; line = strchr(line + 1, '\n')) {
+    int e, b;
+    long long step;
+    double loss;
+    if (sscanf(line + 1, "%d,%d,%lld,%lf", &e, &b, &step, &loss) == 4 && e == epoch && b == batch) return loss;
+  }
+  cr_assert_fail("no metrics row for epoch %d, batch %d in:\n%s", epoch, batch, csv);
+  return NAN;
+}
+
+/* samples/word2vec.dl on 1024 pairs over 60 words: the context of word c
+ * is (7c + 1) mod 60, the five negatives any of the other 1940 words.  The
+ * first batch's loss is 6 ln 2 (every score 0: the output table is zeros);
+ * after four epochs the loss is well below it. */
+Test(seq_samples, word2vec_learns_pairs, .timeout = 120) {
+  enum { PAIRS = 1024, NEG = 5 };
+  const char *dir = tu_scratch_dir();
+  cr_assert_not_null(dir);
+  static int64_t center[PAIRS], context[PAIRS], negatives[PAIRS * NEG];
+  uint64_t r = 12345;
+  for (int i = 0; i < PAIRS; i++) {
+    center[i] = i % 60, context[i] = (7 * center[i] + 1) % 60;
+    for (int k = 0; k < NEG; k++) r = r * 6364136223846793005ull + 1442695040888963407ull, negatives[i * NEG + k] = 60 + (int64_t)((r >> 33) % 1940);
+  }
+  write_i64(dir, "center", 1, (int64_t[]){PAIRS}, center);
+  write_i64(dir, "context", 1, (int64_t[]){PAIRS}, context);
+  write_i64(dir, "negatives", 2, (int64_t[]){PAIRS, NEG}, negatives);
+  char *csv = train(dir, "word2vec", "--data npy:center=center.npy,context=context.npy,negatives=negatives.npy "
+                                     "--epochs 4 --batch 64 --lr 0.02 --val-split 0");
+  double first = metric_loss(csv, 1, 1), last = metric_loss(csv, 4, 0);
+  cr_expect(fabs(first - 6 * log(2.0)) < 1e-5, "first batch loss %.7f, want 6 ln 2 = %.7f", first, 6 * log(2.0));
+  cr_expect(last < 0.5 * first, "epoch 4's loss %g is not below half the first batch's %g", last, first);
+  free(csv);
+}
