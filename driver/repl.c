@@ -41,6 +41,7 @@ typedef struct Repl {
   RtTensorSet keep;           /* weights carried across rebuilds */
   int have_keep;
   RtDataset train, val, test; /* data carried across rebuilds */
+  RtVocab vocab;              /* ... and the vocabulary of text data */
   int64_t epoch, step;
   int tty;
   int nhist;
@@ -71,7 +72,7 @@ static void drop_trainer(Repl *r, int keep_weights) {
     r->have_keep = 1;
   }
   if (keep_weights) { /* the data and the position in the run carry over too */
-    r->train = r->t.train, r->val = r->t.val, r->test = r->t.test;
+    r->train = r->t.train, r->val = r->t.val, r->test = r->t.test, r->vocab = r->t.vocab;
     memset(&r->t.train, 0, sizeof r->t.train), memset(&r->t.val, 0, sizeof r->t.val);
     memset(&r->t.test, 0, sizeof r->t.test);
     r->epoch = r->t.epoch, r->step = r->t.step;
@@ -129,7 +130,7 @@ static int need_trainer(Repl *r) {
     trainer_free(&r->t);
     return -1;
   }
-  r->t.train = r->train, r->t.val = r->val, r->t.test = r->test;
+  r->t.train = r->train, r->t.val = r->val, r->t.test = r->test, r->t.vocab = r->vocab;
   memset(&r->train, 0, sizeof r->train), memset(&r->val, 0, sizeof r->val), memset(&r->test, 0, sizeof r->test);
   r->t.epoch = r->epoch, r->t.step = r->step;
   r->have_trainer = 1;
@@ -150,7 +151,7 @@ static int need_data(Repl *r) {
     int rc = trainer_prepare(&t, &r->m, &r->cfg, &r->d) || trainer_load_data(&t) || trainer_fit_batch(&t) < 0 ? -1 : 0;
     if (rc == 0) {
       r->cfg.batch = t.cfg.batch;
-      r->train = t.train, r->val = t.val, r->test = t.test;
+      r->train = t.train, r->val = t.val, r->test = t.test, r->vocab = t.vocab;
       memset(&t.train, 0, sizeof t.train), memset(&t.val, 0, sizeof t.val), memset(&t.test, 0, sizeof t.test);
     }
     trainer_free(&t);

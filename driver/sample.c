@@ -3,10 +3,12 @@
  *
  * The model reads character ids through one i64 input [N, T] and gives
  * logits over the vocabulary for every position (its first output,
- * [N*T, C] or [N, T, C]).  The vocabulary is rebuilt from the corpus it
- * was trained on (text.c: the file's distinct bytes in order), named by
- * --data text:FILE or by the model's `data = text(...)`, and must have C
- * symbols.
+ * [N*T, C] or [N, T, C]).  The vocabulary (C symbols) is the one dlc
+ * train saved with the weights (metadata dlc.vocab, text.c); --data
+ * text:FILE given as well must have that same vocabulary.  Weights saved
+ * without one (by older versions, or from another data form) take it
+ * from the corpus, rebuilt as text.c builds it: --data text:FILE, else
+ * the model's `data = text(...)`.
  *
  * Generation reruns the window: the inference graph is compiled once
  * (JIT, N = 1), and each new character is one forward pass over the last
@@ -36,8 +38,9 @@ static const char *usage_sample =
     "  --length N             characters to generate (default 200)\n"
     "  --temperature T        softmax temperature, 0 for the most likely (default 0.8)\n"
     "  --seed S               the generator's seed (default 0)\n"
-    "  --data text:FILE       the training corpus, for its vocabulary (default: the\n"
-    "                         model's data = text(...))\n";
+    "  --data text:FILE       the training corpus: checked against the vocabulary saved\n"
+    "                         with the weights, or its source when they have none\n"
+    "                         (default: the model's data = text(...))\n";
 
 typedef struct SampleOpts {
   const char *model, *params, *prime, *data;
@@ -122,19 +125,9 @@ static int find_io(Sampler *s, const char *model) {
   return 0;
 }
 
-/* Vocabulary, weights and the compiled forward pass (N = 1). */
-static int sampler_open(Sampler *s, const SampleOpts *o) {
-  char buf[4096];
+/* The forward pass (N = 1) compiled with the weights params. */
+static int sampler_compile(Sampler *s, const SampleOpts *o, RtTensorSet *params) {
   RtError err;
-  const char *corpus = corpus_path(o, &s->m, buf, sizeof buf);
-  if (!corpus) return diag_plain(s->d, o->model, "no corpus for the vocabulary: give --data text:FILE"), -1;
-  unsigned char *text;
-  size_t len;
-  if (rt_text_read(corpus, &text, &len, &s->vocab, &err)) return diag_plain(s->d, "dlc sample", "%s", err.msg), -1;
-  rt_xfree(text);
-  if (s->vocab.n != s->classes)
-    return diag_plain(s->d, corpus, "has %d distinct characters, but the model's logits have %lld classes",
-                      s->vocab.n, (long long)s->classes), -1;
   for (int k = 0; k < s->m.g.nsyms; k++) s->m.g.syms[k].max = 1;
   PassOpts po = {.stages = 0};
   s->g = &s->m.g;
@@ -142,14 +135,74 @@ static int sampler_open(Sampler *s, const SampleOpts *o) {
   s->ctx_ready = 1;
   if (pass_run(&s->pc)) return -1;
   s->lowered = 1;
-  RtTensorSet params;
-  rt_set_init(&params);
-  int rc = rt_safetensors_read(o->params, &params, &err) || ir_params_check(s->g, &params, o->params, &err);
+  int rc = ir_params_check(s->g, params, o->params, &err);
   if (!rc && !(s->mod = cg_jit_build(&s->prog, &err))) rc = 1;
-  if (!rc) rc = cg_c_set_params(s->mod, &params, &err) != RT_OK;
-  rt_set_free(&params);
+  if (!rc) rc = cg_c_set_params(s->mod, params, &err) != RT_OK;
   if (rc) return diag_plain(s->d, o->params, "%s", err.msg), -1;
   return 0;
+}
+
+/* The vocabulary of the corpus, named by --data or by the model's
+ * data = text(...); the only source for a checkpoint without dlc.vocab. */
+static int corpus_vocab(Sampler *s, const SampleOpts *o, RtVocab *v) {
+  char buf[4096];
+  RtError err;
+  const char *corpus = corpus_path(o, &s->m, buf, sizeof buf);
+  if (!corpus)
+    return diag_plain(s->d, o->params, "holds no vocabulary (dlc.vocab, saved by dlc train for text data): give the "
+                      "training corpus with --data text:FILE"), -1;
+  unsigned char *text;
+  size_t len;
+  if (rt_text_read(corpus, &text, &len, v, &err)) return diag_plain(s->d, "dlc sample", "%s", err.msg), -1;
+  rt_xfree(text);
+  if (v->n != s->classes)
+    return diag_plain(s->d, corpus, "has %d distinct characters, but the model's logits have %lld classes", v->n,
+                      (long long)s->classes), -1;
+  return 0;
+}
+
+/* The first id where two vocabularies differ, or -1. */
+static int vocab_differs(const RtVocab *a, const RtVocab *b) {
+  for (int k = 0; k < a->n || k < b->n; k++)
+    if (k >= a->n || k >= b->n || a->sym[k] != b->sym[k]) return k;
+  return -1;
+}
+
+/* The checkpoint's dlc.vocab when it has one (checked against --data
+ * when that is given too), else the corpus's. */
+static int sampler_vocab(Sampler *s, const SampleOpts *o, const RtTensorSet *params) {
+  const char *saved = rt_set_get_meta(params, "dlc.vocab");
+  RtError err;
+  char what[4200];
+  if (!saved) return corpus_vocab(s, o, &s->vocab);
+  snprintf(what, sizeof what, "%s: dlc.vocab", o->params);
+  if (rt_vocab_decode(saved, &s->vocab, what, &err)) return diag_plain(s->d, "dlc sample", "%s", err.msg), -1;
+  if (s->vocab.n != s->classes)
+    return diag_plain(s->d, o->params, "its vocabulary (dlc.vocab) has %d symbols, but the model's logits have %lld "
+                      "classes", s->vocab.n, (long long)s->classes), -1;
+  RtVocab given;
+  if (!o->data) return 0;
+  if (corpus_vocab(s, o, &given)) return -1;
+  int k = vocab_differs(&s->vocab, &given);
+  if (k >= 0)
+    return diag_plain(s->d, o->data + 5, "is not the corpus the weights were trained on: its symbol %d is byte %d, but "
+                      "%s's vocabulary has byte %d there", k, given.sym[k], o->params, s->vocab.sym[k]), -1;
+  return 0;
+}
+
+/* Weights, vocabulary and the compiled forward pass (N = 1). */
+static int sampler_open(Sampler *s, const SampleOpts *o) {
+  RtError err;
+  RtTensorSet params;
+  rt_set_init(&params);
+  if (rt_safetensors_read(o->params, &params, &err)) {
+    rt_set_free(&params);
+    return diag_plain(s->d, o->params, "%s", err.msg), -1;
+  }
+  int rc = sampler_vocab(s, o, &params);
+  if (!rc) rc = sampler_compile(s, o, &params);
+  rt_set_free(&params);
+  return rc;
 }
 
 /* Buffers for the forward function's arguments. */

@@ -770,13 +770,12 @@ static int shape_data(Trainer *t, RtDataset *ds, const char *what) {
 }
 
 /* text: windows of the data input's T characters (i64 [N, T]). */
-static RtStatus load_text(const Trainer *t, RtDataset *all, RtError *err) {
+static RtStatus load_text(Trainer *t, RtDataset *all, RtError *err) {
   const Node *x = t->x_input >= 0 ? &t->m->g.nodes[t->x_input] : NULL;
   if (!x || x->dtype != DT_I64 || x->shape.rank != 2 || DIM_IS_SYM(x->shape.d[1]))
     return rt_fail(err, RT_ERR_SHAPE, "text data feeds character ids to an input i64[N, T] with a constant T%s%s%s",
                    x ? ", not '" : "", x ? x->name : "", x ? "'" : "");
-  RtVocab v;
-  return rt_data_text(t->cfg.data_args[0], x->shape.d[1], all, &v, err);
+  return rt_data_text(t->cfg.data_args[0], x->shape.d[1], all, &t->vocab, err);
 }
 
 int trainer_load_data(Trainer *t) {
@@ -1140,6 +1139,9 @@ int trainer_save(Trainer *t, const char *path) {
   rt_set_meta(&t->tensors, "dlc.epoch_batches", buf, &err);
   snprintf(buf, sizeof buf, "%lld", (long long)t->cfg.batch);
   rt_set_meta(&t->tensors, "dlc.batch", buf, &err);
+  char vocab[RT_VOCAB_TEXT_MAX];
+  rt_vocab_encode(&t->vocab, vocab);
+  if (t->vocab.n) rt_set_meta(&t->tensors, "dlc.vocab", vocab, &err);
   if (rt_safetensors_write(path, &t->tensors, &err)) return diag_plain(t->d, path, "%s", err.msg), -1;
   return 0;
 }

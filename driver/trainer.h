@@ -87,6 +87,7 @@ struct Trainer {
   void *batch_ctx;
   double baseline;            /* last evaluation: MSE of the noisy input itself */
   double top5;                /* last evaluation: top-5 accuracy */
+  RtVocab vocab;              /* text data: the corpus's vocabulary, saved as dlc.vocab (n = 0: none) */
 };
 
 /* torch.optim's defaults for optimizer kind with learning rate lr. */

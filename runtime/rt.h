@@ -330,6 +330,13 @@ typedef struct RtVocab {
 } RtVocab;
 
 void rt_vocab_build(const unsigned char *s, size_t n, RtVocab *v);
+/* The vocabulary as text, two hex digits per symbol in id order, into
+ * out[2 * v->n + 1] (the checkpoint's dlc.vocab). */
+#define RT_VOCAB_TEXT_MAX (2 * 256 + 1)
+void rt_vocab_encode(const RtVocab *v, char *out);
+/* Reads rt_vocab_encode's text; RT_ERR_FORMAT, with what in the message,
+ * when it is empty, not pairs of hex digits, or repeats a byte. */
+RtStatus rt_vocab_decode(const char *s, RtVocab *v, const char *what, RtError *err);
 /* The file (rt_x memory in *data, *len bytes, at least one) and its vocabulary. */
 RtStatus rt_text_read(const char *path, unsigned char **data, size_t *len, RtVocab *v, RtError *err);
 /* Non-overlapping windows for next-character prediction: x i64 [n, seq]

@@ -30,6 +30,36 @@ void rt_vocab_build(const unsigned char *s, size_t n, RtVocab *v) {
   }
 }
 
+void rt_vocab_encode(const RtVocab *v, char *out) {
+  static const char hex[] = "0123456789abcdef";
+  for (int k = 0; k < v->n; k++) out[2 * k] = hex[v->sym[k] >> 4], out[2 * k + 1] = hex[v->sym[k] & 15];
+  out[2 * v->n] = 0;
+}
+
+static int hex_digit(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+RtStatus rt_vocab_decode(const char *s, RtVocab *v, const char *what, RtError *err) {
+  size_t len = strlen(s);
+  if (len == 0 || len % 2 || len > 2 * 256)
+    return rt_fail(err, RT_ERR_FORMAT, "%s: the vocabulary is %zu hex digits, not two for each of 1 to 256 symbols",
+                   what, len);
+  for (int b = 0; b < 256; b++) v->id[b] = -1;
+  v->n = (int)(len / 2);
+  for (int k = 0; k < v->n; k++) {
+    int hi = hex_digit(s[2 * k]), lo = hex_digit(s[2 * k + 1]);
+    if (hi < 0 || lo < 0)
+      return rt_fail(err, RT_ERR_FORMAT, "%s: symbol %d of the vocabulary is '%.2s', not two hex digits", what, k, s + 2 * k);
+    int b = hi * 16 + lo;
+    if (v->id[b] >= 0)
+      return rt_fail(err, RT_ERR_FORMAT, "%s: byte %d is both symbol %d and symbol %d of the vocabulary", what, b,
+                     v->id[b], k);
+    v->id[b] = k, v->sym[k] = (unsigned char)b;
+  }
+  return RT_OK;
+}
+
 /* The whole file into *data (rt_x memory), at most max bytes. */
 static RtStatus read_all(const char *path, size_t max, unsigned char **data, size_t *len, RtError *err) {
   FILE *f = fopen(path, "rb");

@@ -128,9 +128,96 @@ Test(text, a_trained_model_continues_its_corpus, .timeout = 300) {
   write_file(dir, "other.txt", "abc\n");
   expect(dir, "sample lm.dl --params lm.safetensors --data text:other.txt", 1,
          "other.txt: error: has 4 distinct characters, but the model's logits have 10 classes");
+  /* the vocabulary came with the weights: the corpus is no longer needed */
+  char from[700], to[700];
+  snprintf(from, sizeof from, "%s/corpus.txt", dir);
+  snprintf(to, sizeof to, "%s/corpus.moved", dir);
+  cr_assert_eq(rename(from, to), 0);
+  st = dlc(dir, "sample lm.dl --params lm.safetensors --prime 'hello, w' --length 17 --temperature 0", &out);
+  cr_expect(st == 0 && strcmp(out, "hello, world\nhello, world\n") == 0, "without the corpus (exit %d): '%s'", st, out);
+  free(out);
   expect(dir, "sample lm.dl --prime h", 2, "no weights given: --params W.safetensors");
   expect(dir, "sample lm.dl --params lm.safetensors --temperature -1", 2, "--temperature");
   expect(dir, "sample lm.dl --params missing.safetensors", 1, "missing.safetensors");
+}
+
+Test(text, vocabulary_as_text) {
+  RtVocab v, back;
+  RtError err;
+  rt_vocab_build((const unsigned char *)"ba\n\xff", 4, &v);
+  char text[RT_VOCAB_TEXT_MAX];
+  rt_vocab_encode(&v, text);
+  cr_expect_str_eq(text, "0a6162ff");
+  cr_assert_eq(rt_vocab_decode(text, &back, "w", &err), RT_OK, "%s", err.msg);
+  cr_expect(back.n == 4 && memcmp(back.sym, v.sym, 4) == 0 && back.id[0xff] == 3 && back.id['c'] == -1);
+  static const char *const bad[][2] = {{"", "is 0 hex digits"}, {"0a6", "is 3 hex digits"},
+                                       {"0a6x", "symbol 1 of the vocabulary is '6x'"},
+                                       {"610a61", "byte 97 is both symbol 0 and symbol 2"}};
+  for (int i = 0; i < 4; i++) {
+    cr_expect_eq(rt_vocab_decode(bad[i][0], &back, "w", &err), RT_ERR_FORMAT, "'%s' accepted", bad[i][0]);
+    cr_expect(strstr(err.msg, bad[i][1]) && !strncmp(err.msg, "w: ", 3), "'%s': %s", bad[i][0], err.msg);
+  }
+}
+
+/* lm.safetensors rewritten as out with dlc.vocab set to vocab, or
+ * without it (NULL): every tensor and other metadata kept. */
+static void rewrite_vocab(const char *dir, const char *out, const char *vocab) {
+  char path[700];
+  RtTensorSet in, w;
+  RtError err;
+  snprintf(path, sizeof path, "%s/lm.safetensors", dir);
+  rt_set_init(&in), rt_set_init(&w);
+  cr_assert_eq(rt_safetensors_read(path, &in, &err), RT_OK, "%s", err.msg);
+  for (int i = 0; i < in.count; i++) cr_assert_eq(rt_set_add_copy(&w, in.items[i].name, &in.items[i].t, &err), RT_OK);
+  for (int i = 0; i < in.nmeta; i++)
+    if (strcmp(in.meta_keys[i], "dlc.vocab")) cr_assert_eq(rt_set_meta(&w, in.meta_keys[i], in.meta_vals[i], &err), RT_OK);
+  if (vocab) cr_assert_eq(rt_set_meta(&w, "dlc.vocab", vocab, &err), RT_OK);
+  snprintf(path, sizeof path, "%s/%s", dir, out);
+  cr_assert_eq(rt_safetensors_write(path, &w, &err), RT_OK, "%s", err.msg);
+  rt_set_free(&in), rt_set_free(&w);
+}
+
+Test(text, the_vocabulary_saved_with_the_weights, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  write_file(dir, "lm.dl", tiny_lm);
+  write_file(dir, "corpus.txt", corpus());
+  char *out;
+  cr_assert_eq(dlc(dir, "train lm.dl --epochs 1 --save lm.safetensors", &out), 0, "%s", out);
+  free(out);
+  RtTensorSet w;
+  RtError err;
+  char path[700];
+  snprintf(path, sizeof path, "%s/lm.safetensors", dir);
+  rt_set_init(&w);
+  cr_assert_eq(rt_safetensors_read(path, &w, &err), RT_OK, "%s", err.msg);
+  const char *saved = rt_set_get_meta(&w, "dlc.vocab");
+  cr_expect(saved && !strcmp(saved, "0a202c6465686c6f7277"), "dlc.vocab: %s", saved ? saved : "(none)");
+  rt_set_free(&w);
+  /* damaged or mismatched entries are named */
+  rewrite_vocab(dir, "bad.safetensors", "0a202c6465686c6f72zz");
+  expect(dir, "sample lm.dl --params bad.safetensors", 1,
+         "bad.safetensors: dlc.vocab: symbol 9 of the vocabulary is 'zz', not two hex digits");
+  rewrite_vocab(dir, "bad.safetensors", "0a202c6465686c6f7220");
+  expect(dir, "sample lm.dl --params bad.safetensors", 1, "byte 32 is both symbol 1 and symbol 9 of the vocabulary");
+  rewrite_vocab(dir, "bad.safetensors", "0a202c6465686c6f72");
+  expect(dir, "sample lm.dl --params bad.safetensors", 1,
+         "its vocabulary (dlc.vocab) has 9 symbols, but the model's logits have 10 classes");
+  write_file(dir, "other.txt", "hello, worlD\n");
+  expect(dir, "sample lm.dl --params lm.safetensors --data text:other.txt", 1,
+         "other.txt: error: is not the corpus the weights were trained on: its symbol 3 is byte 68, but "
+         "lm.safetensors's vocabulary has byte 100 there");
+  /* weights without a vocabulary take the corpus's, and say when there is none */
+  rewrite_vocab(dir, "old.safetensors", NULL);
+  cr_assert_eq(dlc(dir, "sample lm.dl --params old.safetensors --length 5", &out), 0, "%s", out);
+  free(out);
+  write_file(dir, "nocorpus.dl", "model tiny_lm\ninput tokens: i64[N, 12]\ne = embedding(tokens, 10, 8) as embed\n"
+                                  "hs, h_n, c_n = lstm(e, hidden_size=32, batch_first=true) as lstm\n"
+                                  "logits = dense(hs, 10) as head\noutput logits\n");
+  expect(dir, "sample nocorpus.dl --params old.safetensors", 1,
+         "old.safetensors: error: holds no vocabulary (dlc.vocab, saved by dlc train for text data): give the "
+         "training corpus with --data text:FILE");
+  cr_assert_eq(dlc(dir, "sample nocorpus.dl --params old.safetensors --data text:corpus.txt --length 5", &out), 0, "%s", out);
+  free(out);
 }
 
 Test(text, the_data_input_must_hold_ids) {
