@@ -719,7 +719,7 @@ static int load_named(Trainer *t) {
   RtDataset all;
   RtError err;
   memset(&all, 0, sizeof all);
-  if (check_fed(t) || load_columns(t, &all)) {
+  if (check_fed(t) || load_columns(t, &all) || trainer_check_ids(t, &all)) {
     rt_dataset_free(&all);
     return -1;
   }
@@ -802,6 +802,7 @@ int trainer_load_data(Trainer *t) {
     return -1;
   }
   if (st) return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
+  if (trainer_check_ids(t, &all)) return rt_dataset_free(&all), -1;
   if (rt_dataset_select_classes(&all, c->classes, &err) || rt_dataset_select_classes(&t->test, c->classes, &err))
     return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
   if (rt_dataset_split(&all, c->val_split, c->seed, &t->train, &t->val, &err))

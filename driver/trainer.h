@@ -90,6 +90,12 @@ struct Trainer {
   RtVocab vocab;              /* text data: the corpus's vocabulary, saved as dlc.vocab (n = 0: none) */
 };
 
+/* Every integer value of ds that indexes a gather or index_select
+ * (embedding) of the model through views is within that op's axis
+ * (idcheck.c): 0, or -1 with an error at the op's line naming the first
+ * value out of range, its sample and position. */
+int trainer_check_ids(Trainer *t, const RtDataset *ds);
+
 /* torch.optim's defaults for optimizer kind with learning rate lr. */
 void trainer_optim_defaults(OptimSpec *o, OptKind kind, double lr);
 /* torch.optim's checks of o's hyperparameters (lr, eps, momenta and decays

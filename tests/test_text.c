@@ -230,3 +230,41 @@ Test(text, the_data_input_must_hold_ids) {
   write_file(dir, "lm.dl", tiny_lm);
   expect(dir, "train lm.dl --epochs 1 --data text:nothere.txt", 1, "nothere.txt: cannot open the text file");
 }
+
+/* Ids out of the table they index are refused before training, at the
+ * line of the op, with the value and its place: text windows against a
+ * table smaller than the corpus, and ids bound by name from .npy. */
+Test(text, ids_out_of_range_are_refused_before_training) {
+  const char *dir = tu_scratch_dir();
+  write_file(dir, "lm.dl", tiny_lm);
+  char big[1000] = "";
+  for (int i = 0; i < 50; i++) strcat(big, "hello, world xyz!\n"); /* 14 symbols; 'e' is id 5 */
+  write_file(dir, "big.txt", big);
+  expect(dir, "train lm.dl --data text:big.txt", 1,
+         "lm.dl:3:5: error: input 'tokens' holds 10 at sample 0, position [7], but the axis this index_select indexes "
+         "has 10 entries (0 to 9) (the text big.txt has 14 distinct characters)");
+  write_file(dir, "e.dl", "model e\ninput ids: i64[N, 3]\ne = embedding(ids, 5, 2) as emb\ny = dense(flatten(e), 1)\n"
+                          "output y\ntrain {\n  label t: f32[N, 1]\n  loss = mse_loss(y, t)\n  optimizer = sgd(lr=0.1)\n"
+                          "  epochs = 1\n  data = npy(\"ids=ids.npy,t=t.npy\")\n}\n");
+  int64_t ids[12] = {0, 1, 2, 3, 4, 0, 1, 5, 2, 0, 0, 0}, shape[2] = {4, 3}, tshape[2] = {4, 1};
+  float t[4] = {0};
+  RtTensor x = {.dtype = DT_I64, .rank = 2, .data = ids}, y = {.dtype = DT_F32, .rank = 2, .data = t};
+  memcpy(x.shape, shape, sizeof shape), memcpy(y.shape, tshape, sizeof tshape);
+  char path[700];
+  RtError err;
+  snprintf(path, sizeof path, "%s/ids.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &x, &err), RT_OK, "%s", err.msg);
+  snprintf(path, sizeof path, "%s/t.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &y, &err), RT_OK, "%s", err.msg);
+  expect(dir, "train e.dl", 1, "e.dl:3:5: error: input 'ids' holds 5 at sample 2, position [1], but the axis this "
+                               "index_select indexes has 5 entries (0 to 4)");
+  ids[7] = -1;
+  snprintf(path, sizeof path, "%s/ids.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &x, &err), RT_OK, "%s", err.msg);
+  expect(dir, "train e.dl", 1, "input 'ids' holds -1 at sample 2, position [1]");
+  ids[7] = 4;
+  cr_assert_eq(rt_npy_write(path, &x, &err), RT_OK, "%s", err.msg);
+  char *out;
+  cr_expect_eq(dlc(dir, "train e.dl", &out), 0, "ids in range train:\n%s", out);
+  free(out);
+}
