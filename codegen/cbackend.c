@@ -153,6 +153,14 @@ static void *sym(CModule *m, const char *what) {
   return m->lookup(m, name);
 }
 
+void cg_c_set_pool(CModule *m, RtPool *pool) {
+  typedef void (*PoolRun)(RtPool *, RtParallelFn, int64_t, void *);
+  void (*set_pool)(PoolRun, RtPool *) = (void (*)(PoolRun, RtPool *))sym(m, "set_pool");
+  void (*set_threads)(int) = (void (*)(int))sym(m, "set_threads");
+  if (set_pool) set_pool(pool ? rt_pool_run : NULL, pool);
+  if (set_threads) set_threads(rt_pool_threads(pool));
+}
+
 RtStatus cg_c_set_params(CModule *m, const RtTensorSet *set, RtError *err) {
   const CgParamInfo *(*param)(int) = (const CgParamInfo *(*)(int))sym(m, "param");
   int (*set_param)(int, const float *) = (int (*)(int, const float *))sym(m, "set_param");

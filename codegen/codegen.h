@@ -56,6 +56,12 @@ RtStatus cg_c_set_params(CModule *m, const RtTensorSet *set, RtError *err);
 /* Copies every parameter and state tensor of the module into set (adding
  * the ones set does not have). */
 RtStatus cg_c_get_params(CModule *m, RtTensorSet *set, RtError *err);
+/* Runs the module's parallel loops on pool's threads from now on (NULL:
+ * on the calling thread, the default).  A JIT module with parallel loops
+ * hands them to the pool; emitted C built with CG_C_THREADS_FLAGS runs
+ * them on as many OpenMP threads; other modules run serially. */
+#define CG_C_THREADS_FLAGS "-DDLC_THREADS -fopenmp"
+void cg_c_set_pool(CModule *m, RtPool *pool);
 /* Calls function fname with symbol values, then argument pointers in the
  * order of the function's args.  Returns the function's status. */
 RtStatus cg_c_call(CModule *m, const char *fname, const int64_t *symvals, void **args, RtError *err);

@@ -598,7 +598,20 @@ static int vec_kernel(const Kernel *k, unsigned *used, unsigned *sums) {
   return 1;
 }
 
-static void kernels(Emit *E, const Func *fn) {
+/* Kernel k's statements; with par, each parallel loop (cg_parallel_loop)
+ * under `#pragma omp parallel for` when DLC_THREADS is defined: OpenMP's
+ * static schedule hands each thread one contiguous chunk of iterations,
+ * and the locals the body declares are each thread's own. */
+static void kernel_stmts(Emit *E, const Kernel *k, int par) {
+  for (const Stmt *s = k->body; s; s = s->next) {
+    if (par && cg_parallel_loop(E->a, k, s)) fputs("#ifdef DLC_THREADS\n#pragma omp parallel for schedule(static)\n#endif\n", E->f);
+    Stmt one = *s;
+    one.next = NULL;
+    stmts(E, &one, 2);
+  }
+}
+
+static void kernels(Emit *E, const Func *fn, int par) {
   for (int k = 0; k < fn->nkernels; k++) {
     unsigned used = 0, sums = 0;
     int vec = vec_kernel(&fn->kernels[k], &used, &sums);
@@ -608,11 +621,11 @@ static void kernels(Emit *E, const Func *fn) {
     if (vec) { /* the vector form first, the scalar one for compilers without vectors */
       fputs("#if DLC_VECTORS\n", E->f);
       E->vec = 1;
-      stmts(E, fn->kernels[k].body, 2);
+      kernel_stmts(E, &fn->kernels[k], par);
       E->vec = 0;
       fputs("#else\n", E->f);
     }
-    stmts(E, fn->kernels[k].body, 2);
+    kernel_stmts(E, &fn->kernels[k], par);
     if (vec) fputs("#endif\n", E->f);
     fputs("  }\n", E->f);
   }
@@ -683,7 +696,7 @@ static void function(Emit *E, const Func *fn) {
     fprintf(E->f, "  if (%s < 0 || %s > %s_MAX_%s) return -1;\n", nm, nm, E->PRE, upper(E->a, nm));
   }
   if (cg_reads_derived(p, fn)) fprintf(E->f, "  if (derived_stale) %s_prepare();\n", E->pre);
-  kernels(E, fn);
+  kernels(E, fn, 1);
   if (cg_dirties_derived(p, fn)) fputs("  derived_stale = 1; /* the parameters changed */\n", E->f);
   fputs("  return 0;\n}\n\n", E->f);
 }
@@ -701,7 +714,7 @@ static void prepare_function(Emit *E) {
   const Func *fn = E->p->prepare;
   if (!fn) return;
   fprintf(E->f, "static void %s_prepare(void) {\n", E->pre);
-  kernels(E, fn);
+  kernels(E, fn, 0);
   fputs("  derived_stale = 0;\n}\n\n", E->f);
 }
 
@@ -804,13 +817,26 @@ static void header(Emit *E, FILE *h, int nparams, int ntensors) {
              "   as above; other tensors in the file are ignored).  0 on success;\n"
              "   otherwise -1 and %s_error() says why.  No malloc. */\nint %s_load(const char *path);\n",
           E->pre, E->pre);
-  fprintf(h, "const char *%s_error(void);\n\n", E->pre);
+  fprintf(h, "const char *%s_error(void);\n", E->pre);
+  fprintf(h, "#ifdef DLC_THREADS\n/* Threads for the parallel loops (n > 0; else OpenMP's default). */\n"
+             "void %s_set_threads(int n);\n#endif\n\n", E->pre);
   for (int i = 0; i < p->nfuncs; i++) {
     fprintf(h, "/* Returns 0, or -1 if a size argument is out of range (below 0 or above\n   its _MAX); a size of 0 is an empty batch.\n   Symbols first, then inputs, then outputs. */\n");
     signature(E, &p->funcs[i], h);
     fputs(";\n", h);
   }
   fprintf(h, "\n#endif\n");
+}
+
+/* -DDLC_THREADS runs the parallel loops on OpenMP threads (the compiler's
+ * OpenMP flag is needed, and checked); P_set_threads picks how many, else
+ * OpenMP's default (OMP_NUM_THREADS, or every core).  Its prototype is
+ * written out, not taken from <omp.h>, which not every compiler ships. */
+static void threads_support(Emit *E) {
+  fprintf(E->f, "#ifdef DLC_THREADS\n#ifndef _OPENMP\n"
+                "#error \"DLC_THREADS runs the parallel loops with OpenMP: compile with -fopenmp\"\n#endif\n"
+                "extern void omp_set_num_threads(int);\n"
+                "void %s_set_threads(int n) {\n  if (n > 0) omp_set_num_threads(n);\n}\n#endif\n\n", E->pre);
 }
 
 int cg_emit_c(const Program *p, FILE *c, FILE *h, const EmitOpts *o, Diags *d) {
@@ -831,6 +857,7 @@ int cg_emit_c(const Program *p, FILE *c, FILE *h, const EmitOpts *o, Diags *d) {
   cg_c_support(c, p, E.pre, &t, o->embed != NULL);
   helpers(&E);
   vec_helpers(&E);
+  threads_support(&E);
   prepare_function(&E);
   for (int i = 0; i < p->nfuncs; i++) function(&E, &p->funcs[i]);
   if (h) header(&E, h, t.nparams, t.n);

@@ -181,3 +181,33 @@ void cg_print_source(FILE *f, const char *text) {
     t += n + (t[n] == '\n');
   }
 }
+
+/* --- parallel loops ---------------------------------------------------------------- */
+
+typedef struct OwnLocals {
+  char *declared;
+  int foreign;
+} OwnLocals;
+
+static int own_locals_stmt(void *ctx, const Stmt *s) {
+  OwnLocals *o = ctx;
+  if (s->kind == ST_LOCAL) o->declared[s->id] = 1;
+  if (s->kind == ST_ASSIGN && !o->declared[s->id]) o->foreign = 1;
+  return o->foreign;
+}
+
+static int own_locals_expr(void *ctx, const Expr *e) {
+  OwnLocals *o = ctx;
+  if (e->kind == EX_LOCAL && !o->declared[e->id]) o->foreign = 1;
+  return o->foreign;
+}
+
+/* A walk visits a statement before what is inside it and a block in
+ * order, so a local is marked declared before any use of it in scope. */
+int cg_parallel_loop(Arena *a, const Kernel *k, const Stmt *s) {
+  if (s->kind != ST_LOOP || s->loop != LOOP_PARALLEL || s->step < 1) return 0;
+  OwnLocals o = {arena_alloc(a, (size_t)k->nlocals + 1), 0}; /* zeroed */
+  KirVisitor v = {&o, own_locals_stmt, own_locals_expr};
+  kir_walk_block(&v, s->body);
+  return !o.foreign;
+}

@@ -61,6 +61,14 @@ int cg_reads_derived(const Program *p, const Func *fn);
  * update): its code marks the derived data stale at its end. */
 int cg_dirties_derived(const Program *p, const Func *fn);
 
+/* Whether top-level statement s of a kernel runs in parallel in the code
+ * both emitters print: a loop marked parallel (its iterations are
+ * independent, the schedule's promise) whose body reads and assigns only
+ * locals it declares itself, so each thread's chunk of iterations needs
+ * nothing but the function's symbols and arguments, and the locals are
+ * each thread's own.  a is scratch. */
+int cg_parallel_loop(Arena *a, const Kernel *k, const Stmt *s);
+
 /* --- texts the build embeds (scripts/embed_text.sh) ----------------------------- */
 extern const char cg_text_st_loader_h[];       /* codegen/st_loader.h */
 extern const char cg_text_st_loader_impl_c[];  /* codegen/st_loader_impl.c */

@@ -24,7 +24,10 @@
  * internal function of its own, never inlined, which the entry point
  * calls in order: the optimiser treats each kernel on its own, and within
  * one the temporaries it touches carry alias scopes, because the memory
- * plan gives them disjoint storage (scope_temporaries).  Nothing else is
+ * plan gives them disjoint storage (scope_temporaries).  A parallel loop
+ * at the top of a kernel is a function of its own that runs a chunk of
+ * its iterations, which the kernel hands to a thread pool when the
+ * module was given one (parallel_loop).  Nothing else is
  * assumed: no noalias on the arguments (the C has no restrict), no
  * fast-math, no contraction (the C backend builds -std=c99, which does
  * not contract either).
@@ -84,6 +87,12 @@ typedef struct Lower {
   int64_t *lcount;
   DType *ltype;
   int *llanes;
+  /* parallel loops (parallel_loop): the kernel function's parameters
+   * saved for its chunk functions, the pool hooks (made on first use) */
+  const Func *kfn;
+  LLVMValueRef kctx;
+  int nchunks;
+  LLVMValueRef pool_run, pool, par_for;
 } Lower;
 
 /* --- types and casts ------------------------------------------------------------ */
@@ -327,18 +336,19 @@ static LLVMValueRef expr(Lower *L, const Expr *e) {
 
 static void stmts(Lower *L, const Stmt *s);
 
-/* for (var = 0; var < extent; var += step): the extent is evaluated each time
- * round, as in C; it is loop-invariant, so LICM hoists it. */
-static void loop(Lower *L, const Stmt *s) {
+/* for (var = start; var < end; var += step), end the extent unless given:
+ * the extent is evaluated each time round, as in C; it is loop-invariant,
+ * so LICM hoists it. */
+static void loop_from(Lower *L, const Stmt *s, LLVMValueRef start, LLVMValueRef end) {
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(L->b);
   LLVMBasicBlockRef head = block(L, "loop"), body = block(L, "body"), done = block(L, "done");
   LLVMBuildBr(L->b, head);
   LLVMPositionBuilderAtEnd(L->b, head);
   char name[16];
   snprintf(name, sizeof name, "i%d", s->id);
-  LLVMValueRef i = LLVMBuildPhi(L->b, L->i64, name), zero = LLVMConstInt(L->i64, 0, 0);
-  LLVMAddIncoming(i, &zero, &pre, 1);
-  LLVMValueRef n = expr(L, s->extent);
+  LLVMValueRef i = LLVMBuildPhi(L->b, L->i64, name);
+  LLVMAddIncoming(i, &start, &pre, 1);
+  LLVMValueRef n = end ? end : expr(L, s->extent);
   LLVMBuildCondBr(L->b, LLVMBuildICmp(L->b, LLVMIntSLT, i, n, ""), body, done);
   LLVMPositionBuilderAtEnd(L->b, body);
   L->vars[s->id] = i;
@@ -349,6 +359,8 @@ static void loop(Lower *L, const Stmt *s) {
   LLVMAddIncoming(i, &next, &latch, 1);
   LLVMPositionBuilderAtEnd(L->b, done);
 }
+
+static void loop(Lower *L, const Stmt *s) { loop_from(L, s, LLVMConstInt(L->i64, 0, 0), NULL); }
 
 /* Locals are allocas in the entry block (mem2reg and SROA promote them,
  * arrays with constant indices included); a local array is [count x t]. */
@@ -473,16 +485,33 @@ static void symbol_checks(Lower *L) {
   LLVMPositionBuilderAtEnd(L->b, here);
 }
 
-static void kernel(Lower *L, const Kernel *k) {
-  LLVMBasicBlockRef start = block(L, k->what);
-  LLVMBuildBr(L->b, start);
-  LLVMPositionBuilderAtEnd(L->b, start);
+/* Fresh loop variables and locals for kernel k in the function being built. */
+static void kernel_scope(Lower *L, const Kernel *k) {
   L->vars = arena_alloc(&L->a, sizeof *L->vars * (size_t)(k->nvars + 1));
   L->locals = arena_alloc(&L->a, sizeof *L->locals * (size_t)(k->nlocals + 1));
   L->ltype = arena_alloc(&L->a, sizeof *L->ltype * (size_t)(k->nlocals + 1));
   L->lcount = arena_alloc(&L->a, sizeof *L->lcount * (size_t)(k->nlocals + 1));
   L->llanes = arena_alloc(&L->a, sizeof *L->llanes * (size_t)(k->nlocals + 1));
-  stmts(L, k->body);
+}
+
+static void parallel_loop(Lower *L, const Kernel *k, const Stmt *s);
+
+/* The kernel's statements; in a kernel function (L->kfn set), its
+ * parallel loops go to the pool (parallel_loop). */
+static void kernel(Lower *L, const Kernel *k) {
+  LLVMBasicBlockRef start = block(L, k->what);
+  LLVMBuildBr(L->b, start);
+  LLVMPositionBuilderAtEnd(L->b, start);
+  kernel_scope(L, k);
+  for (const Stmt *s = k->body; s; s = s->next) {
+    if (L->kfn && cg_parallel_loop(&L->a, k, s)) {
+      parallel_loop(L, k, s);
+      continue;
+    }
+    Stmt one = *s;
+    one.next = NULL;
+    stmts(L, &one);
+  }
 }
 
 /* Every buffer's address: arguments are set by declare_func. */
@@ -589,6 +618,143 @@ static void scope_temporaries(Lower *L, const Kernel *k, const char *name) {
   }
 }
 
+/* --- parallel loops ----------------------------------------------------------------
+ *
+ * A parallel loop of a kernel (cg_parallel_loop) becomes a chunk function
+ * void P_f_kK_pJ(i64 lo, i64 hi, ptr ctx) that runs iterations [lo, hi)
+ * of it (the variable from lo * step while below both hi * step and the
+ * extent), and the kernel calls P_parallel_for(chunk, iterations, ctx),
+ * ctx being the kernel function's own parameters (the symbols, then the
+ * argument pointers) in an array of 8-byte slots.  P_parallel_for runs
+ * the whole range on the calling thread until P_set_pool(run, pool) gives
+ * the module a runner (rt_pool_run and its pool): then run(pool, chunk,
+ * iterations, ctx) splits the range among the pool's threads.  Each
+ * iteration runs whole on one thread, as the serial loop would run it,
+ * so the results are the same bits with or without a pool. */
+
+static LLVMValueRef global(Lower *L, const char *name, LLVMTypeRef t, LLVMValueRef init, int constant, unsigned align);
+
+/* The pool's two globals, the exported P_set_pool and the internal
+ * P_parallel_for, made once per module. */
+static void pool_hooks(Lower *L) {
+  if (L->par_for) return;
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(L->b);
+  L->pool_run = global(L, arena_printf(&L->a, "%s_pool_run", L->pre), L->ptr, NULL, 0, 8);
+  L->pool = global(L, arena_printf(&L->a, "%s_pool", L->pre), L->ptr, NULL, 0, 8);
+  LLVMTypeRef sp[2] = {L->ptr, L->ptr};
+  LLVMValueRef set = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_set_pool", L->pre),
+                                     LLVMFunctionType(LLVMVoidTypeInContext(L->cx), sp, 2, 0));
+  add_attr(L, set, "nounwind");
+  LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->cx, set, "entry"));
+  LLVMBuildStore(L->b, LLVMGetParam(set, 0), L->pool_run);
+  LLVMBuildStore(L->b, LLVMGetParam(set, 1), L->pool);
+  LLVMBuildRetVoid(L->b);
+  LLVMTypeRef fp[3] = {L->ptr, L->i64, L->ptr}, rp[4] = {L->ptr, L->ptr, L->i64, L->ptr}, cp[3] = {L->i64, L->i64, L->ptr};
+  LLVMTypeRef void_t = LLVMVoidTypeInContext(L->cx);
+  L->par_for = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_parallel_for", L->pre), LLVMFunctionType(void_t, fp, 3, 0));
+  LLVMSetLinkage(L->par_for, LLVMInternalLinkage);
+  add_attr(L, L->par_for, "nounwind");
+  LLVMValueRef f = L->par_for, chunk = LLVMGetParam(f, 0), n = LLVMGetParam(f, 1), ctx = LLVMGetParam(f, 2);
+  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(L->cx, f, "entry");
+  LLVMBasicBlockRef serial = LLVMAppendBasicBlockInContext(L->cx, f, "serial");
+  LLVMBasicBlockRef pooled = LLVMAppendBasicBlockInContext(L->cx, f, "pool");
+  LLVMPositionBuilderAtEnd(L->b, entry);
+  LLVMValueRef run = LLVMBuildLoad2(L->b, L->ptr, L->pool_run, "run");
+  LLVMBuildCondBr(L->b, LLVMBuildIsNull(L->b, run, ""), serial, pooled);
+  LLVMPositionBuilderAtEnd(L->b, serial);
+  LLVMValueRef a3[3] = {LLVMConstInt(L->i64, 0, 0), n, ctx};
+  LLVMBuildCall2(L->b, LLVMFunctionType(void_t, cp, 3, 0), chunk, a3, 3, "");
+  LLVMBuildRetVoid(L->b);
+  LLVMPositionBuilderAtEnd(L->b, pooled);
+  LLVMValueRef a4[4] = {LLVMBuildLoad2(L->b, L->ptr, L->pool, "pool"), chunk, n, ctx};
+  LLVMBuildCall2(L->b, LLVMFunctionType(void_t, rp, 4, 0), run, a4, 4, "");
+  LLVMBuildRetVoid(L->b);
+  LLVMPositionBuilderAtEnd(L->b, here);
+}
+
+/* Slot i of a ctx array of 8-byte slots. */
+static LLVMValueRef ctx_slot(Lower *L, LLVMBuilderRef b, LLVMValueRef ctx, int i) {
+  LLVMValueRef idx = LLVMConstInt(L->i64, (unsigned long long)i, 0);
+  return LLVMBuildInBoundsGEP2(b, L->i64, ctx, &idx, 1, "");
+}
+
+/* The kernel function's parameters in a ctx array (once per function). */
+static LLVMValueRef kernel_ctx(Lower *L) {
+  if (L->kctx) return L->kctx;
+  unsigned n = LLVMCountParams(L->fn);
+  L->kctx = LLVMBuildAlloca(L->ab, LLVMArrayType2(L->i64, n), "ctx");
+  for (unsigned i = 0; i < n; i++) LLVMBuildStore(L->ab, LLVMGetParam(L->fn, i), ctx_slot(L, L->ab, L->kctx, (int)i));
+  return L->kctx;
+}
+
+/* What building a chunk function changes in L, saved and restored. */
+typedef struct LowerSaved {
+  LLVMValueRef fn, kctx, *vars, *locals, syms[IR_MAX_SYMS], *args;
+  LLVMBasicBlockRef b, ab;
+  int64_t *lcount;
+  DType *ltype;
+  int *llanes;
+} LowerSaved;
+
+static void lower_save(Lower *L, LowerSaved *sv) {
+  const Func *fn = L->kfn;
+  *sv = (LowerSaved){L->fn, L->kctx, L->vars, L->locals, {0}, NULL, LLVMGetInsertBlock(L->b), LLVMGetInsertBlock(L->ab),
+                     L->lcount, L->ltype, L->llanes};
+  memcpy(sv->syms, L->syms, sizeof sv->syms);
+  sv->args = arena_alloc(&L->a, sizeof *sv->args * (size_t)(fn->nargs + 1));
+  for (int i = 0; i < fn->nargs; i++) sv->args[i] = L->bufptr[fn->args[i]];
+}
+
+static void lower_restore(Lower *L, const LowerSaved *sv) {
+  L->fn = sv->fn, L->kctx = sv->kctx, L->vars = sv->vars, L->locals = sv->locals;
+  L->lcount = sv->lcount, L->ltype = sv->ltype, L->llanes = sv->llanes;
+  memcpy(L->syms, sv->syms, sizeof sv->syms);
+  for (int i = 0; i < L->kfn->nargs; i++) L->bufptr[L->kfn->args[i]] = sv->args[i];
+  LLVMPositionBuilderAtEnd(L->b, sv->b);
+  LLVMPositionBuilderAtEnd(L->ab, sv->ab);
+}
+
+/* The chunk function of loop s of kernel k (above). */
+static LLVMValueRef chunk_function(Lower *L, const Kernel *k, const Stmt *s) {
+  const Func *fn = L->kfn;
+  int nsyms = L->p->g->nsyms;
+  LowerSaved sv;
+  lower_save(L, &sv);
+  LLVMTypeRef cp[3] = {L->i64, L->i64, L->ptr};
+  const char *name = arena_printf(&L->a, "%s_p%d", LLVMGetValueName(sv.fn), L->nchunks++);
+  LLVMValueRef f = LLVMAddFunction(L->m, name, LLVMFunctionType(LLVMVoidTypeInContext(L->cx), cp, 3, 0));
+  LLVMSetLinkage(f, LLVMInternalLinkage);
+  add_attr(L, f, "nounwind");
+  add_attr(L, f, "noinline");
+  L->fn = f, L->kctx = NULL;
+  LLVMBasicBlockRef entry, body;
+  open_body(L, &entry, &body);
+  LLVMValueRef ctx = LLVMGetParam(f, 2);
+  for (int i = 0; i < nsyms; i++) L->syms[i] = LLVMBuildLoad2(L->b, L->i64, ctx_slot(L, L->b, ctx, i), "");
+  for (int i = 0; i < fn->nargs; i++) L->bufptr[fn->args[i]] = LLVMBuildLoad2(L->b, L->ptr, ctx_slot(L, L->b, ctx, nsyms + i), "");
+  symbol_ranges(L);
+  kernel_scope(L, k);
+  LLVMValueRef step = LLVMConstInt(L->i64, (unsigned long long)s->step, 0);
+  LLVMValueRef lo = LLVMBuildNSWMul(L->b, LLVMGetParam(f, 0), step, "");
+  LLVMValueRef hi = LLVMBuildNSWMul(L->b, LLVMGetParam(f, 1), step, ""), ext = expr(L, s->extent);
+  LLVMValueRef end = LLVMBuildSelect(L->b, LLVMBuildICmp(L->b, LLVMIntSLT, hi, ext, ""), hi, ext, "end");
+  loop_from(L, s, lo, end);
+  LLVMBuildRetVoid(L->b);
+  LLVMBuildBr(L->ab, body);
+  lower_restore(L, &sv);
+  return f;
+}
+
+/* P_parallel_for(chunk, ceil(extent / step), ctx). */
+static void parallel_loop(Lower *L, const Kernel *k, const Stmt *s) {
+  pool_hooks(L);
+  LLVMValueRef chunk = chunk_function(L, k, s), ctx = kernel_ctx(L);
+  LLVMValueRef step = LLVMConstInt(L->i64, (unsigned long long)s->step, 0);
+  LLVMValueRef n = LLVMBuildSDiv(L->b, LLVMBuildNSWAdd(L->b, expr(L, s->extent), LLVMConstInt(L->i64, (unsigned long long)(s->step - 1), 0), ""), step, "");
+  LLVMValueRef args[3] = {chunk, n, ctx};
+  LLVMBuildCall2(L->b, LLVMGlobalGetValueType(L->par_for), L->par_for, args, 3, "");
+}
+
 /* Kernel k of fn as an internal void function of fn's parameters, never
  * inlined: each kernel is optimised and register-allocated on its own,
  * so what one kernel becomes does not depend on its neighbours (in one
@@ -605,7 +771,9 @@ static LLVMValueRef kernel_function(Lower *L, const Func *fn, int k) {
   open_body(L, &entry, &body);
   symbol_ranges(L);
   scope_temporaries(L, &fn->kernels[k], LLVMGetValueName(f));
+  L->kfn = fn, L->kctx = NULL, L->nchunks = 0;
   kernel(L, &fn->kernels[k]);
+  L->kfn = NULL;
   L->scope = L->noalias = NULL;
   LLVMBuildRetVoid(L->b);
   LLVMBuildBr(L->ab, body);

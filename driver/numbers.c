@@ -40,3 +40,12 @@ int dlc_parse_real(const char *what, const char *s, double lo, double hi, double
   *out = v;
   return 0;
 }
+
+int dlc_parse_threads(const char *s, int interp, int *out, Diags *d) {
+  int64_t n;
+  if (dlc_parse_int("--threads", s, 1, RT_POOL_MAX_THREADS, &n, d)) return -1;
+  if (interp && n > 1)
+    return diag_plain(d, "--threads", "the reference interpreter runs on one thread; use --backend=jit or c"), -1;
+  *out = (int)n;
+  return 0;
+}

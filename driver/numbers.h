@@ -22,6 +22,10 @@
  * trailing text, or value past int64).  Returns 0 and sets *out, or -1
  * after a message naming what, the range and s. */
 int dlc_parse_int(const char *what, const char *s, int64_t lo, int64_t hi, int64_t *out, Diags *d);
+/* --threads N: an integer in [1, RT_POOL_MAX_THREADS]; interp says the
+ * backend is the reference interpreter, which runs on one thread only.
+ * Returns 0 and sets *out, or -1 after a message. */
+int dlc_parse_threads(const char *s, int interp, int *out, Diags *d);
 /* s is a finite number in [lo, hi] written out whole; as above. */
 int dlc_parse_real(const char *what, const char *s, double lo, double hi, double *out, Diags *d);
 

@@ -44,6 +44,7 @@ typedef struct Repl {
   RtVocab vocab;              /* ... and the vocabulary of text data */
   int64_t epoch, step;
   int tty;
+  int threads;                /* --threads: of every trainer built */
   int nhist;
   EpochStats hist[MAX_HISTORY];
 } Repl;
@@ -126,6 +127,7 @@ static int need_trainer(Repl *r) {
             (long long)r->cfg.batch, (long long)r->train.n, (long long)r->train.n);
     r->cfg.batch = r->train.n;
   }
+  r->cfg.threads = r->threads;
   if (trainer_init(&r->t, &r->m, &r->cfg, r->have_keep ? &r->keep : NULL, &r->d)) {
     trainer_free(&r->t);
     return -1;
@@ -670,21 +672,40 @@ static char *next_line(Repl *r) {
   return l;
 }
 
-int dlc_cmd_repl(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
+/* dlc repl [--threads N] [MODEL.dl]: 0, 1 after --help, or -1 after a message. */
+static int parse_repl_args(int argc, char **argv, Repl *r, char **model) {
+  for (int i = 1; i < argc; i++) {
+    int miss = 0;
+    const char *v;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      printf("usage: dlc repl [MODEL.dl]\nAn interactive session; type help at the prompt.\n");
-      return 0;
+      printf("usage: dlc repl [--threads N] [MODEL.dl]\nAn interactive session; type help at the prompt.\n"
+             "  --threads N    threads for the training step's parallel loops (default 1)\n");
+      return 1;
     }
+    if ((v = dlc_flag(argc, argv, &i, "--threads", &miss))) {
+      if (dlc_parse_threads(v, 0, &r->threads, &r->d)) return -1;
+    } else if (miss) return diag_plain(&r->d, argv[i], "needs a value"), -1;
+    else if (argv[i][0] == '-') return diag_plain(&r->d, argv[i], "unknown option (see dlc repl --help)"), -1;
+    else if (*model) return diag_plain(&r->d, argv[i], "only one model file"), -1;
+    else *model = argv[i];
+  }
+  return 0;
+}
+
+int dlc_cmd_repl(int argc, char **argv) {
   static Repl r;
   memset(&r, 0, sizeof r);
   diag_init(&r.d, stderr);
+  r.threads = 1;
+  char *model = NULL;
+  int args = parse_repl_args(argc, argv, &r, &model);
+  if (args) return args > 0 ? 0 : 2;
   r.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
   the_repl = &r;
   rl_attempted_completion_function = complete;
   if (r.tty) printf("dlc repl — type help for commands, Ctrl-D to leave\n");
   int failures = 0;
-  if (argc > 1 && cmd_load(&r, argv[1])) failures++;
+  if (model && cmd_load(&r, model)) failures++;
   for (;;) {
     char *line = next_line(&r);
     if (!line) break;

@@ -35,9 +35,11 @@ typedef struct Binding {
 
 typedef struct RunOpts {
   const char *model, *backend, *params, *grads, *input_grads, *mode;
+  const char *threads;
   uint64_t seed;
   Binding in[MAX_BINDINGS], out[MAX_BINDINGS];
   int nin, nout;
+  int nthreads;
 } RunOpts;
 
 static int parse_binding(const char *flag, const char *v, Binding *b, int *n, Diags *d) {
@@ -66,6 +68,7 @@ static int parse_run(int argc, char **argv, RunOpts *o, Diags *d) {
     else if ((v = dlc_flag(argc, argv, &i, "--grads", &miss))) o->grads = v;
     else if ((v = dlc_flag(argc, argv, &i, "--input-grads", &miss))) o->input_grads = v;
     else if ((v = dlc_flag(argc, argv, &i, "--mode", &miss))) o->mode = v;
+    else if ((v = dlc_flag(argc, argv, &i, "--threads", &miss))) o->threads = v;
     else if ((v = dlc_flag(argc, argv, &i, "--seed", &miss))) {
       int64_t seed;
       if (dlc_parse_int("--seed", v, 0, INT64_MAX, &seed, d)) return -1;
@@ -78,6 +81,8 @@ static int parse_run(int argc, char **argv, RunOpts *o, Diags *d) {
   if (!o->model) return diag_plain(d, "dlc run", "no model file given (see dlc run --help)"), -1;
   if (strcmp(o->backend, "interp") && strcmp(o->backend, "c") && strcmp(o->backend, "jit"))
     return diag_plain(d, "--backend", "expected interp, c or jit, got '%s'", o->backend), -1;
+  o->nthreads = 1;
+  if (o->threads && dlc_parse_threads(o->threads, !strcmp(o->backend, "interp"), &o->nthreads, d)) return -1;
   if (o->mode && strcmp(o->mode, "train") && strcmp(o->mode, "eval"))
     return diag_plain(d, "--mode", "expected train or eval, got '%s'", o->mode), -1;
   if (o->nout && (o->grads || o->input_grads))
@@ -140,9 +145,9 @@ static int run_interp(const Graph *g, RtTensor *vals, const int64_t *symvals, Di
   return 0;
 }
 
-/* backend: "c" or "jit". */
+/* backend: "c" or "jit", its parallel loops on nthreads threads. */
 static int run_compiled(PassCtx *pc, RtTensor *vals, const int64_t *symvals, const RtTensorSet *params,
-                        const char *backend, Diags *d) {
+                        const char *backend, int nthreads, Diags *d) {
   Graph *g = pc->g;
   for (int s = 0; s < g->nsyms; s++) g->syms[s].max = symvals[s];
   PassOpts po = *pc->o;
@@ -153,12 +158,15 @@ static int run_compiled(PassCtx *pc, RtTensor *vals, const int64_t *symvals, con
   RtError err;
   int rc = -1;
   const char *flag = strcmp(backend, "jit") ? "--backend=c" : "--backend=jit";
-  CModule *m = strcmp(backend, "jit") ? cg_c_build(p, NULL, &err) : cg_jit_build(p, &err);
-  if (!m) {
-    diag_plain(d, flag, "%s", err.msg);
+  CModule *m = strcmp(backend, "jit") ? cg_c_build(p, nthreads > 1 ? CG_C_THREADS_FLAGS : NULL, &err) : cg_jit_build(p, &err);
+  RtPool *pool = NULL;
+  if (!m || (nthreads > 1 && rt_pool_new(nthreads, &pool, &err))) {
+    diag_plain(d, m ? "--threads" : flag, "%s", err.msg);
+    cg_c_free(m);
     kir_program_free(p);
     return -1;
   }
+  cg_c_set_pool(m, pool);
   const Func *f = &p->funcs[0];
   void **args = rt_xcalloc((size_t)f->nargs + 1, sizeof *args);
   for (int i = 0; i < f->nargs; i++) {
@@ -178,6 +186,7 @@ static int run_compiled(PassCtx *pc, RtTensor *vals, const int64_t *symvals, con
     rc = 0;
   rt_xfree(args);
   cg_c_free(m);
+  rt_pool_free(pool);
   kir_program_free(p);
   return rc;
 }
@@ -316,7 +325,7 @@ int dlc_cmd_run(int argc, char **argv, const char *usage) {
       RtTensor *t = rt_set_find(&params, g->nodes[i].name);
       vals[i] = *t; /* borrowed: cleared before freeing below */
     }
-  rc = strcmp(o.backend, "interp") ? run_compiled(&pc, vals, symvals, &params, o.backend, &d)
+  rc = strcmp(o.backend, "interp") ? run_compiled(&pc, vals, symvals, &params, o.backend, o.nthreads, &d)
                                    : run_interp(g, vals, symvals, &d);
   RunFiles files = {.n = 0};
   if (rc == 0 && want_grads) {

@@ -43,11 +43,13 @@ static const char *usage_train =
     "  --metrics FILE.csv     a row per batch and per epoch\n"
     "  --backend=jit|c|interp the LLVM JIT (default), emitted C compiled with $CC,\n"
     "                         or the reference interpreter\n"
+    "  --threads N            threads for the step's parallel loops (default 1;\n"
+    "                         results are the same bits for every N)\n"
     "  --quiet                no per-epoch lines\n";
 
 typedef struct TrainFlags {
   const char *model, *epochs, *batch, *lr, *optimizer, *seed, *data, *val_split;
-  const char *save, *resume, *init, *metrics, *backend, *augment, *steps;
+  const char *save, *resume, *init, *metrics, *backend, *augment, *steps, *threads;
   int quiet;
 } TrainFlags;
 
@@ -64,7 +66,8 @@ static int parse_flags(int argc, char **argv, TrainFlags *f, Diags *d) {
     const char **dst;
   } table[] = {{"--epochs", &f->epochs}, {"--batch", &f->batch}, {"--lr", &f->lr}, {"--optimizer", &f->optimizer},
                {"--seed", &f->seed}, {"--data", &f->data}, {"--val-split", &f->val_split}, {"--save", &f->save},
-               {"--resume", &f->resume}, {"--init", &f->init}, {"--metrics", &f->metrics}, {"--backend", &f->backend}, {"--augment", &f->augment}, {"--steps", &f->steps}};
+               {"--resume", &f->resume}, {"--init", &f->init}, {"--metrics", &f->metrics}, {"--backend", &f->backend}, {"--augment", &f->augment}, {"--steps", &f->steps},
+               {"--threads", &f->threads}};
   for (int i = 1; i < argc; i++) {
     int miss = 0, hit = 0;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
@@ -167,6 +170,7 @@ static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
       return diag_plain(d, "--backend", "expected jit, c or interp, got '%s'", f->backend), -1;
     cfg->backend = !strcmp(f->backend, "jit") ? BACKEND_JIT : !strcmp(f->backend, "c") ? BACKEND_C : BACKEND_INTERP;
   }
+  if (f->threads && dlc_parse_threads(f->threads, cfg->backend == BACKEND_INTERP, &cfg->threads, d)) return -1;
   return 0;
 }
 

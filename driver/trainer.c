@@ -274,6 +274,7 @@ int trainer_config(const Model *m, TrainConfig *cfg, Diags *d) {
   cfg->seed = (uint64_t)ts->seed;
   cfg->val_split = ts->val_split;
   cfg->backend = BACKEND_JIT;
+  cfg->threads = 1;
   if (trainer_cfg_str(cfg->data_kind, sizeof cfg->data_kind, ts->data.name, "data", d) ||
       trainer_cfg_str(cfg->data_args[0], sizeof cfg->data_args[0], call_str(&ts->data, 0), "data path", d) ||
       trainer_cfg_str(cfg->data_args[1], sizeof cfg->data_args[1], call_str(&ts->data, 1), "data path", d) ||
@@ -408,6 +409,18 @@ static int run_stage(Trainer *t, int stage) {
 
 int trainer_program(Trainer *t) { return run_stage(t, PASS_STAGE_KERNEL); }
 
+/* The compiled step's parallel loops on a pool of cfg.threads threads,
+ * made once (a rebuilt step reuses it). */
+static RtStatus use_threads(Trainer *t, RtError *err) {
+  if (t->cfg.threads > 1 && rt_pool_threads(t->pool) != t->cfg.threads) {
+    rt_pool_free(t->pool);
+    t->pool = NULL;
+    if (rt_pool_new(t->cfg.threads, &t->pool, err)) return RT_ERR_NOMEM;
+  }
+  cg_c_set_pool(t->mod, t->cfg.threads > 1 ? t->pool : NULL);
+  return RT_OK;
+}
+
 static int build_backend(Trainer *t) {
   RtError err;
   if (t->cfg.backend == BACKEND_INTERP) return 0;
@@ -420,8 +433,9 @@ static int build_backend(Trainer *t) {
                (long long)(TRAINER_STATIC_LIMIT >> 20));
     return -1;
   }
-  t->mod = t->cfg.backend == BACKEND_JIT ? cg_jit_build(&t->prog, &err) : cg_c_build(&t->prog, NULL, &err);
-  if (!t->mod || cg_c_set_params(t->mod, &t->tensors, &err)) {
+  t->mod = t->cfg.backend == BACKEND_JIT ? cg_jit_build(&t->prog, &err)
+                                            : cg_c_build(&t->prog, t->cfg.threads > 1 ? CG_C_THREADS_FLAGS : NULL, &err);
+  if (!t->mod || cg_c_set_params(t->mod, &t->tensors, &err) || use_threads(t, &err)) {
     diag_plain(t->d, "dlc train", "%s", err.msg);
     return -1;
   }
@@ -525,6 +539,7 @@ int trainer_fit_batch(Trainer *t) {
 
 void trainer_free(Trainer *t) {
   cg_c_free(t->mod);
+  rt_pool_free(t->pool);
   if (t->prog.nfuncs) kir_program_free(&t->prog);
   ir_graph_free(&t->tg);
   ir_graph_free(&t->eg);

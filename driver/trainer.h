@@ -26,6 +26,7 @@ typedef struct TrainConfig {
   uint64_t seed;
   double val_split;
   Backend backend;
+  int threads;                /* threads of the compiled step's parallel loops (--threads; 0 or 1: one) */
   char data_kind[16];         /* fashion_mnist idx csv npy, "" for none */
   char data_args[2][1024];    /* paths, "" when not given */
   int nbinds;                 /* npy:NAME=PATH,...: inputs bound by name (0: the other forms) */
@@ -77,6 +78,7 @@ struct Trainer {
   RtTensorSet tensors;        /* parameters and optimizer state */
   Program prog;               /* BACKEND_C, BACKEND_JIT */
   CModule *mod;
+  RtPool *pool;               /* cfg.threads > 1: made with the first backend, kept for the next ones */
   int64_t epoch, step;        /* epochs finished, optimizer steps taken */
   RtDataset train, val, test;
   int autoencode;             /* the label is the clean input (same shape as x) */

@@ -903,9 +903,12 @@ static void rule_conv(Program *p, const Graph *g, Kernel *k) {
 /* Parallel marks — in the kernels of linear and convolution layers as
  * lowered, every nest at the top writes disjoint elements from one
  * iteration of its outer loop to the next (rows, transposed columns,
- * batch items, planes), so those loops are marked parallel for the
- * threads to come (before the rules, which may drop a loop of one
- * iteration and bring an inner one to the top). */
+ * batch items, planes), so those loops are marked parallel and run on
+ * threads (before the rules, which may drop a loop of one iteration and
+ * bring an inner one to the top).  A matmul's outer loop runs over the
+ * batch items or the rows (or register tiles of rows) of its output,
+ * whose elements each start at zero in that iteration and sum in it: it
+ * is marked after its rule, which builds the loop of tiles anew. */
 static void mark_top_parallel(Kernel *k) {
   for (Stmt *s = k->body; s; s = s->next)
     if (s->kind == ST_LOOP && s->loop == LOOP_SERIAL) sched_mark(s, LOOP_PARALLEL);
@@ -920,6 +923,7 @@ static void sched_kernel_opts(Program *p, Func *f, Kernel *k, const SchedOpts *o
     break;
   case OP_MATMUL: /* lowered in the row form (2-D; batched ones have loops around it and are left) */
     if (o->tiles) rule_register_tiles(p, k, &k->body);
+    mark_top_parallel(k);
     break;
   case OP_CONV2D:
   case OP_CONV1D:

@@ -60,7 +60,8 @@ int sched_hoist(Program *p, Kernel *k, Stmt **slot);
  * compiler, and the LLVM pipeline's loop vectoriser does the same. */
 int sched_vectorize(Program *p, Stmt *loop, int w);
 /* Marks a loop parallel or vector (a promise its iterations are
- * independent; marks only, nothing runs differently yet). */
+ * independent).  A parallel loop at the top of a kernel runs on several
+ * threads in the JIT and in C built with -DDLC_THREADS (cg_parallel_loop). */
 int sched_mark(Stmt *loop, LoopKind kind);
 /* Replaces every loop of extent 1 in the block by its body, var := 0. */
 void sched_drop_unit_loops(Program *p, Stmt **slot);

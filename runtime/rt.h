@@ -490,4 +490,18 @@ RtStatus rt_image_grid(const RtTensor *images, const RtGridOpts *o, uint8_t **pi
                        int64_t *height, RtError *err);
 RtStatus rt_image_grid_png(const char *path, const RtTensor *images, const RtGridOpts *o, RtError *err);
 
+/* --- a thread pool for the parallel loops of compiled code (pool.c) --------------
+ * A pool of n threads (the caller and n - 1 sleeping workers) made once
+ * and reused.  rt_pool_run calls fn(lo, hi, ctx) on contiguous chunks
+ * that cover [0, count), one chunk per thread, the caller running the
+ * first, and returns when all are done; a NULL pool, one thread, or a
+ * call while another thread's job runs call fn(0, count, ctx) directly. */
+#define RT_POOL_MAX_THREADS 256
+typedef void (*RtParallelFn)(int64_t lo, int64_t hi, void *ctx);
+typedef struct RtPool RtPool;
+RtStatus rt_pool_new(int nthreads, RtPool **out, RtError *err);
+void rt_pool_free(RtPool *p);
+int rt_pool_threads(const RtPool *p);
+void rt_pool_run(RtPool *p, RtParallelFn fn, int64_t count, void *ctx);
+
 #endif

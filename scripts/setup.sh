@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="gcc g++ meson ninja-build pkg-config llvm-19-dev libffi-dev \
-libcriterion-dev zlib1g-dev libedit-dev clang-19 libclang-rt-19-dev dataset-fashion-mnist \
+libcriterion-dev zlib1g-dev libedit-dev clang-19 libclang-rt-19-dev libomp-19-dev dataset-fashion-mnist \
 python3-numpy protobuf-c-compiler libprotobuf-c-dev libonnx-dev python3-onnx fortunes \
 libonnx-testdata"
 # libonnx-testdata: ONNX's backend node tests (scripts/onnx_node_tests.sh, and
