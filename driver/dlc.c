@@ -19,6 +19,7 @@
 #include "codegen/codegen.h"
 #include "driver/driver.h"
 #include "driver/plot.h"
+#include "driver/trainer.h"
 #include "frontend/frontend.h"
 #include "onnx/onnx.h"
 #include "passes/passes.h"
@@ -60,8 +61,10 @@ static const char *usage_main =
 static const char *usage_check =
     "usage: dlc check MODEL.dl [--max SYM=N]\n"
     "Prints each computed value of the inference graph with its shape and the\n"
-    "number of parameters it uses, the total parameters, and the bytes of the\n"
-    "static arena the emitted inference code needs.\n";
+    "number of parameters it uses, the total parameters, the bytes of the\n"
+    "static arena the emitted inference code needs and its float operations\n"
+    "per example; with a training section, the same of the training step at\n"
+    "its batch.\n";
 
 static const char *usage_run =
     "usage: dlc run MODEL.dl [--backend=interp|c|jit] --input NAME=FILE.npy ...\n"
@@ -411,6 +414,44 @@ static int64_t params_of(const Graph *g, const Node *n) {
   return k;
 }
 
+static int64_t arena_bytes(const Program *p) {
+  int64_t n = 0;
+  for (int t = 0; t < DT_COUNT; t++) n += p->arena_size[t] * (int64_t)rt_dtype_size((DType)t);
+  return n;
+}
+
+/* "what: F FLOP per example": one call of f at batch (the first symbol's
+ * value, or 1 without symbols) divided by the batch. */
+static void print_flops(const char *what, const Func *f, const int64_t *syms, int64_t batch) {
+  int exact;
+  double per = (double)dlc_flops(f, syms, &exact) / (double)(batch > 0 ? batch : 1);
+  static const char *const unit[] = {"", "k", "M", "G", "T"};
+  int u = 0;
+  for (; u < 4 && per >= 1000; u++) per /= 1000;
+  printf("%s: %s%.4g %sFLOP per example\n", what, exact ? "" : "at least ", per, unit[u]);
+}
+
+/* The training step's arena and FLOPs at the training section's batch
+ * (symbols at their largest, the batch as dlc train binds it); nothing
+ * without a training section.  Returns 0, or -1 after an error. */
+static int print_training(Model *m, Diags *d) {
+  TrainConfig cfg;
+  if (!m->train.present || m->train.loss < 0 || m->train.nsections) return 0;
+  if (trainer_config(m, &cfg, d)) return -1;
+  cfg.backend = BACKEND_INTERP; /* the program is made, not compiled */
+  Trainer t;
+  int rc = trainer_init(&t, m, &cfg, NULL, d) || trainer_program(&t) ? -1 : 0;
+  if (!rc) {
+    const Graph *g = t.prog.g;
+    int64_t syms[IR_MAX_SYMS];
+    for (int s = 0; s < g->nsyms; s++) syms[s] = g->syms[s].max;
+    printf("training arena: %lld bytes at batch %lld\n", (long long)arena_bytes(&t.prog), (long long)t.cfg.batch);
+    print_flops("training step", &t.prog.funcs[0], syms, t.cfg.batch);
+  }
+  trainer_free(&t);
+  return rc;
+}
+
 static void print_summary(const Graph *g, const Program *p) {
   char tb[128];
   printf("%-28s %-14s %-22s %12s\n", "value", "op", "type", "parameters");
@@ -431,13 +472,16 @@ static void print_summary(const Graph *g, const Program *p) {
       total += k;
       if (g->nodes[i].frozen) frozen += k;
     }
-  for (int t = 0; t < DT_COUNT; t++) arena += p->arena_size[t] * (int64_t)rt_dtype_size((DType)t);
+  arena = arena_bytes(p);
   printf("\ntotal parameters: %lld (%lld trainable, %lld frozen), %lld bytes\n", (long long)total,
          (long long)(total - frozen), (long long)frozen, (long long)total * 4);
   if (buffers) printf("buffers (running statistics): %lld\n", (long long)buffers);
   printf("inference arena: %lld bytes", (long long)arena);
   for (int s = 0; s < g->nsyms; s++) printf("%s%s = %lld", s ? ", " : " at ", g->syms[s].name, (long long)g->syms[s].max);
   printf("\n");
+  int64_t syms[IR_MAX_SYMS], batch = g->nsyms ? g->syms[0].max : 1;
+  for (int s = 0; s < g->nsyms; s++) syms[s] = g->syms[s].max;
+  print_flops("forward", &p->funcs[0], syms, batch);
 }
 
 static int cmd_check(int argc, char **argv) {
@@ -463,8 +507,14 @@ static int cmd_check(int argc, char **argv) {
   if (pass_pipeline_infer(&m.g, &p, NULL, &d)) status = 1;
   else {
     print_summary(&m.g, &p);
-    if (sections) fputs(sections, stdout);
     kir_program_free(&p);
+    Model mt; /* afresh: the inference pipeline pruned m's graph to the forward pass */
+    if (dlc_load_model(&mt, model, max, nmax, &d)) status = 1;
+    else {
+      if (print_training(&mt, &d)) status = 1;
+      fe_model_free(&mt);
+    }
+    if (sections) fputs(sections, stdout);
   }
   rt_xfree(sections);
   fe_model_free(&m);

@@ -44,6 +44,11 @@ int dlc_cmd_train(int argc, char **argv);
  * steps per round and trainable parameters), an rt_x block; NULL when
  * it has none. */
 char *dlc_describe_sections(const Model *m);
+/* The float + - * / one call of f performs with the symbols at syms (each
+ * lane counts; flops.c says what else does not); *exact is 0 when some
+ * loop's extent could not be evaluated (it then counts one trip). */
+struct Func;
+int64_t dlc_flops(const struct Func *f, const int64_t *syms, int *exact);
 /* Writes the standalone training C for m to path (and its header). */
 int dlc_emit_train(Model *m, const char *path, const PassOpts *po, Diags *d);
 

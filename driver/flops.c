@@ -1,0 +1,78 @@
+/*
+ * flops.c — the floating-point operations one call of an entry point
+ * performs, counted on its kernels (dlc check).
+ *
+ * Every float + - * / of every statement counts once per lane, times the
+ * trips of the loops around it; a sum of n lanes (reduce_add) counts
+ * n - 1 additions.  Comparisons, max and min, casts, index arithmetic and
+ * library functions (exp, log, ...) do not count: a matmul of M x K by
+ * K x N is 2 M N K, as FLOP counts are usually given.  A loop runs
+ * ceil(extent / step) times, its extent evaluated with the symbols at the
+ * given values; both branches of an if are counted at their larger, so the
+ * count is an upper bound there (no sample's kernels have one on a hot
+ * path).  An extent that reads a loop variable or a local cannot be
+ * evaluated here: *exact is cleared and the loop counts once.
+ */
+#include "driver/driver.h"
+#include "ir/kernel.h"
+
+typedef struct FlopCount {
+  const int64_t *syms;
+  int exact;
+} FlopCount;
+
+static int64_t flops_expr(const Expr *e) {
+  if (!e) return 0;
+  int64_t n = flops_expr(e->a) + flops_expr(e->b) + flops_expr(e->c);
+  if (e->kind == EX_BINARY && kir_is_float(e->type) && e->op <= BIN_DIV) n += e->lanes;
+  if (e->kind == EX_REDUCE) n += e->a->lanes - 1;
+  return n;
+}
+
+/* The value of an integer extent, or -1 when it depends on more than
+ * constants and symbols. */
+static int64_t flops_extent(FlopCount *fc, const Expr *e) {
+  if (e->kind == EX_ICONST) return e->i;
+  if (e->kind == EX_SYM) return fc->syms[e->id];
+  if (e->kind != EX_BINARY) return -1;
+  int64_t a = flops_extent(fc, e->a), b = flops_extent(fc, e->b);
+  if (a < 0 || b < 0) return -1;
+  if (e->op == BIN_ADD) return a + b;
+  if (e->op == BIN_SUB) return a - b;
+  if (e->op == BIN_MUL) return a * b;
+  if (e->op == BIN_DIV) return b ? a / b : -1;
+  if (e->op == BIN_MIN) return a < b ? a : b;
+  if (e->op == BIN_MAX) return a > b ? a : b;
+  return -1;
+}
+
+static int64_t flops_block(FlopCount *fc, const Stmt *s) {
+  int64_t n = 0;
+  for (; s; s = s->next) {
+    switch (s->kind) {
+    case ST_LOOP: {
+      int64_t extent = flops_extent(fc, s->extent), trips = extent < 0 ? 1 : (extent + s->step - 1) / s->step;
+      if (extent < 0) fc->exact = 0;
+      n += trips * flops_block(fc, s->body);
+      break;
+    }
+    case ST_IF: {
+      int64_t a = flops_block(fc, s->body), b = flops_block(fc, s->orelse);
+      n += flops_expr(s->value) + (a > b ? a : b);
+      break;
+    }
+    case ST_STORE:
+    case ST_LOCAL:
+    case ST_ASSIGN: n += flops_expr(s->value); break;
+    }
+  }
+  return n;
+}
+
+int64_t dlc_flops(const Func *f, const int64_t *syms, int *exact) {
+  FlopCount fc = {syms, 1};
+  int64_t n = 0;
+  for (int k = 0; k < f->nkernels; k++) n += flops_block(&fc, f->kernels[k].body);
+  *exact = fc.exact;
+  return n;
+}

@@ -1,0 +1,109 @@
+/*
+ * test_check.c — what dlc check reports beyond the graph: the float
+ * operations per example of the forward pass and of the training step,
+ * and the training step's arena next to the inference one.
+ *
+ * A model small enough to count by hand: dense 16 -> 8, relu, dense 8 ->
+ * 4.  Its forward pass is 2 * (16 * 8 + 8 * 4) = 320 operations per
+ * example (each output starts at its bias and adds its products: one
+ * multiply and one add per weight).  The training step does that, then
+ * the two weight gradients (the same 320), the gradient through the second
+ * layer (2 * 4 * 8 = 64; none for the input), and SGD's w - lr * g for
+ * 172 parameters once a batch of 32 (10.75 per example), plus the loss,
+ * the softmax and the bias gradients, which are a few dozen more.  The
+ * arena printed is the one the trainer's program has.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "driver/trainer.h"
+#include "tests/testutil.h"
+
+static const char tiny[] =
+    "model tiny\n"
+    "input x: f32[N, 16]\n"
+    "h = dense(x, 8)\n"
+    "logits = dense(relu(h), 4)\n"
+    "output logits\n"
+    "train {\n"
+    "  label y: i64[N]\n"
+    "  loss = cross_entropy(logits, y)\n"
+    "  optimizer = sgd(lr=0.1)\n"
+    "  batch = 32\n"
+    "  epochs = 1\n"
+    "  data = npy(\"x.npy\", \"y.npy\")\n"
+    "}\n";
+
+/* The number after prefix on a line of text, or NAN. */
+static double number_after(const char *text, const char *prefix) {
+  const char *at = strstr(text, prefix);
+  return at ? strtod(at + strlen(prefix), NULL) : NAN;
+}
+
+/* The bytes of the trainer's arenas for the model at path. */
+static long long trainer_arena(const char *path) {
+  Diags d;
+  diag_init(&d, stderr);
+  Model m;
+  cr_assert_eq(fe_load_file(&m, path, &d), 0);
+  TrainConfig cfg;
+  cr_assert_eq(trainer_config(&m, &cfg, &d), 0);
+  cfg.backend = BACKEND_INTERP;
+  Trainer t;
+  cr_assert_eq(trainer_init(&t, &m, &cfg, NULL, &d), 0);
+  cr_assert_eq(trainer_program(&t), 0);
+  long long n = 0;
+  for (int k = 0; k < DT_COUNT; k++) n += t.prog.arena_size[k] * (long long)rt_dtype_size((DType)k);
+  trainer_free(&t);
+  fe_model_free(&m);
+  return n;
+}
+
+Test(check, flops_and_training_arena, .timeout = 60) {
+  const char *dir = tu_scratch_dir();
+  char path[600], out[600], cmd[2000];
+  snprintf(path, sizeof path, "%s/tiny.dl", dir);
+  snprintf(out, sizeof out, "%s/out.txt", dir);
+  FILE *f = fopen(path, "w");
+  fputs(tiny, f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s check %s >%s 2>&1", DLC_EXE, path, out);
+  cr_assert_eq(system(cmd), 0);
+  char *text = tu_read_file(out, NULL);
+  cr_assert_not_null(text);
+  cr_expect(strstr(text, "inference arena: "), "%s", text);
+  cr_expect(strstr(text, "forward: 320 FLOP per example\n"), "%s", text);
+  double step = number_after(text, "training step: ");
+  cr_expect(step >= 320 + 320 + 64 + 10.75 && step < 320 + 320 + 64 + 10.75 + 100, "training step %g FLOP:\n%s", step, text);
+  char want[128];
+  snprintf(want, sizeof want, "training arena: %lld bytes at batch 32\n", trainer_arena(path));
+  cr_expect(strstr(text, want), "want '%s' in:\n%s", want, text);
+  free(text);
+  unlink(out);
+  unlink(path);
+  rmdir(dir);
+}
+
+/* A model without a training section has no training lines. */
+Test(check, no_training_section_no_training_lines, .timeout = 60) {
+  const char *dir = tu_scratch_dir();
+  char path[600], out[600], cmd[2000];
+  snprintf(path, sizeof path, "%s/fwd.dl", dir);
+  snprintf(out, sizeof out, "%s/out.txt", dir);
+  FILE *f = fopen(path, "w");
+  fputs("model fwd\ninput x: f32[N, 16]\ny = dense(x, 8)\noutput y\n", f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s check %s >%s 2>&1", DLC_EXE, path, out);
+  cr_assert_eq(system(cmd), 0);
+  char *text = tu_read_file(out, NULL);
+  cr_assert_not_null(text);
+  cr_expect(strstr(text, "forward: 256 FLOP per example\n"), "%s", text);
+  cr_expect(!strstr(text, "training"), "%s", text);
+  free(text);
+  unlink(out);
+  unlink(path);
+  rmdir(dir);
+}
