@@ -265,7 +265,10 @@ static Stmt *lower_conv_forward(Lower *L, int id) {
  * input it read are summed along the output rows into a row buffer
  * (independent per element), then the row is summed:
  * dw[o, c, kh, kw] = sum over n, rows, cols.  With unit strides dy is
- * first widened to the padded input's rows (zeros in the extra columns). */
+ * first widened to the padded input's rows (zeros in the extra columns).
+ * Each output channel o has a row buffer of its own, so the iterations of
+ * the loops over groups and channels share no storage and run in
+ * parallel (the schedule marks them). */
 static Stmt *lower_conv_grad_weight(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = lower_node_of(L, id);
@@ -282,7 +285,7 @@ static Stmt *lower_conv_grad_weight(Lower *L, int id) {
     ks_append(&all, rewidth(L, wide, dy, planes(p, &g, g.o), g.oh, g.ow, wp, 1));
     dy = wide;
   }
-  Shape rs = {1, {r.cols}};
+  Shape rs = {2, {g.o, r.cols}};
   int acc = kir_buffer(p, BUF_TEMP, DT_F32, "tap_sums", &rs, id);
   int vg = lower_var(L), vo = lower_var(L), vc = lower_var(L), vkh = lower_var(L), vkw = lower_var(L);
   int vz = lower_var(L), vn = lower_var(L), vr = lower_var(L), vj = lower_var(L), vs = lower_var(L), s = lower_local(L);
@@ -292,13 +295,15 @@ static Stmt *lower_conv_grad_weight(Lower *L, int id) {
   Expr *xrow = ADD(at(p, ADD(MUL(V(vn), I(g.c)), c), hp, ADD(MUL(row, I(g.sh)), MUL(kh, I(g.dh))), wp, I(0)),
                    MUL(kw, I(g.dw)));
   Expr *prod = FMUL(kx_load(p, dy, ADD(yrow, V(vj))), kx_load(p, xb, ADD(xrow, MUL(V(vj), I(g.sw)))));
-  Stmt *tap = ks_loop(p, vz, I(r.cols), ks_store(p, acc, V(vz), kx_f(p, 0)));
-  ks_append(&tap, ks_loop(p, vn, kx_dim(p, g.n), loop(p, vr, r.rows, ks_loop(p, vj, I(r.cols), add_to(p, acc, V(vj), prod)))));
+  Expr *arow = MUL(o, I(r.cols));
+  Stmt *tap = ks_loop(p, vz, I(r.cols), ks_store(p, acc, ADD(arow, V(vz)), kx_f(p, 0)));
+  ks_append(&tap, ks_loop(p, vn, kx_dim(p, g.n), loop(p, vr, r.rows, ks_loop(p, vj, I(r.cols), add_to(p, acc, ADD(arow, V(vj)), prod)))));
   ks_append(&tap, ks_local(p, s, DT_F32, kx_f(p, 0)));
-  ks_append(&tap, ks_loop(p, vs, I(r.cols), ks_assign(p, s, FADD(kx_local(p, s, DT_F32), kx_load(p, acc, V(vs))))));
+  ks_append(&tap, ks_loop(p, vs, I(r.cols), ks_assign(p, s, FADD(kx_local(p, s, DT_F32), kx_load(p, acc, ADD(arow, V(vs)))))));
   Expr *wi = ADD(MUL(ADD(MUL(ADD(MUL(o, I(cpg)), ivar(p, vc, cpg)), I(g.kh)), kh), I(g.kw)), kw);
   ks_append(&tap, ks_store(p, dw, wi, kx_local(p, s, DT_F32)));
-  ks_append(&all, loop(p, vg, G, loop(p, vo, opg, loop(p, vc, cpg, loop(p, vkh, g.kh, loop(p, vkw, g.kw, tap))))));
+  /* the loop over o stays at one iteration: the outer loop is never one whose iterations share a row */
+  ks_append(&all, loop(p, vg, G, ks_loop(p, vo, I(opg), loop(p, vc, cpg, loop(p, vkh, g.kh, loop(p, vkw, g.kw, tap))))));
   return all;
 }
 

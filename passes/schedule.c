@@ -931,6 +931,9 @@ static void sched_kernel_opts(Program *p, Func *f, Kernel *k, const SchedOpts *o
     mark_top_parallel(k);
     rule_conv(p, f->g, k);
     break;
+  case OP_CONV2D_GRAD_WEIGHT: /* planes copied, then groups or output channels, each with its own row of sums */
+    mark_top_parallel(k);
+    break;
   default: break;
   }
 }
