@@ -714,7 +714,7 @@ static void prepare_function(Emit *E) {
   const Func *fn = E->p->prepare;
   if (!fn) return;
   fprintf(E->f, "static void %s_prepare(void) {\n", E->pre);
-  kernels(E, fn, 0);
+  kernels(E, fn, 1);
   fputs("  derived_stale = 0;\n}\n\n", E->f);
 }
 

@@ -496,8 +496,8 @@ static void kernel_scope(Lower *L, const Kernel *k) {
 
 static void parallel_loop(Lower *L, const Kernel *k, const Stmt *s);
 
-/* The kernel's statements; in a kernel function (L->kfn set), its
- * parallel loops go to the pool (parallel_loop). */
+/* The kernel's statements; in a kernel function or P_prepare (L->kfn
+ * set), its parallel loops go to the pool (parallel_loop). */
 static void kernel(Lower *L, const Kernel *k) {
   LLVMBasicBlockRef start = block(L, k->what);
   LLVMBuildBr(L->b, start);
@@ -730,9 +730,12 @@ static LLVMValueRef chunk_function(Lower *L, const Kernel *k, const Stmt *s) {
   LLVMBasicBlockRef entry, body;
   open_body(L, &entry, &body);
   LLVMValueRef ctx = LLVMGetParam(f, 2);
-  for (int i = 0; i < nsyms; i++) L->syms[i] = LLVMBuildLoad2(L->b, L->i64, ctx_slot(L, L->b, ctx, i), "");
-  for (int i = 0; i < fn->nargs; i++) L->bufptr[fn->args[i]] = LLVMBuildLoad2(L->b, L->ptr, ctx_slot(L, L->b, ctx, nsyms + i), "");
-  symbol_ranges(L);
+  if (LLVMCountParams(sv.fn)) { /* a kernel function: the symbols, then the arguments (P_prepare has none) */
+    for (int i = 0; i < nsyms; i++) L->syms[i] = LLVMBuildLoad2(L->b, L->i64, ctx_slot(L, L->b, ctx, i), "");
+    for (int i = 0; i < fn->nargs; i++)
+      L->bufptr[fn->args[i]] = LLVMBuildLoad2(L->b, L->ptr, ctx_slot(L, L->b, ctx, nsyms + i), "");
+    symbol_ranges(L);
+  }
   kernel_scope(L, k);
   LLVMValueRef step = LLVMConstInt(L->i64, (unsigned long long)s->step, 0);
   LLVMValueRef lo = LLVMBuildNSWMul(L->b, LLVMGetParam(f, 0), step, "");
@@ -814,7 +817,9 @@ static void prepare_function(Lower *L) {
   add_attr(L, L->fn, "nounwind");
   LLVMBasicBlockRef entry, body;
   open_body(L, &entry, &body);
+  L->kfn = fn, L->kctx = NULL, L->nchunks = 0;
   for (int k = 0; k < fn->nkernels; k++) kernel(L, &fn->kernels[k]);
+  L->kfn = NULL;
   set_stale(L, 0);
   LLVMBuildRetVoid(L->b);
   LLVMBuildBr(L->ab, body);

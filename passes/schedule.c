@@ -945,6 +945,9 @@ void sched_kernel(Program *p, Func *f, Kernel *k) { sched_kernel_opts(p, f, k, &
 void sched_program(Program *p, const SchedOpts *o) {
   for (int i = 0; i < p->nfuncs; i++)
     for (int j = 0; j < p->funcs[i].nkernels; j++) sched_kernel_opts(p, &p->funcs[i], &p->funcs[i].kernels[j], o);
+  /* derived layouts (made by the rules above too): each iteration of a
+   * transpose's outer loop writes a column of its own */
+  for (int j = 0; p->prepare && j < p->prepare->nkernels; j++) mark_top_parallel(&p->prepare->kernels[j]);
 }
 
 void pass_schedule(Program *p) { sched_program(p, &sched_defaults); }
