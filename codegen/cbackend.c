@@ -119,6 +119,17 @@ CModule *cg_c_build(const Program *p, const char *cflags, RtError *err) {
   return cg_c_build_embedded(p, cflags, NULL, err);
 }
 
+/* A module built with -DDLC_THREADS (it has P_set_threads) brought in the
+ * compiler's OpenMP runtime, whose idle threads outlive every call: were
+ * the module unloaded, the runtime would go with it and those threads
+ * would run unmapped code.  Such a module stays loaded (RTLD_NODELETE)
+ * until the process ends; its files are removed as usual. */
+static void keep_openmp(CModule *m, const char *so) {
+  char name[256];
+  snprintf(name, sizeof name, "%s_set_threads", m->prefix);
+  if (dlsym(m->impl, name)) dlopen(so, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 CModule *cg_c_build_embedded(const Program *p, const char *cflags, const RtTensorSet *embed, RtError *err) {
   CModule *m = cg_module_new(p, err);
   if (!m) return NULL;
@@ -144,6 +155,7 @@ CModule *cg_c_build_embedded(const Program *p, const char *cflags, const RtTenso
     cg_c_free(m);
     return NULL;
   }
+  keep_openmp(m, so);
   return m;
 }
 

@@ -499,3 +499,25 @@ Test(threads, bad_thread_counts_are_refused, .timeout = 120) {
   cr_expect_eq(dlc_shell("repl --threads", err, sizeof err), 2, "%s", err);
   cr_expect(strstr(err, "needs a value"), "%s", err);
 }
+
+/* A module built with OpenMP, run on 2 threads and freed: the OpenMP
+ * runtime's idle threads must not be left running unloaded code (the
+ * process would die a moment later). */
+Test(threads, c_module_with_openmp_can_be_freed, .timeout = 300) {
+  Build b;
+  build_open(&b, "mlp", PIPE_INFER);
+  RtError err;
+  RtPool *pool;
+  cr_assert_eq(rt_pool_new(2, &pool, &err), RT_OK, "%s", err.msg);
+  for (int round = 0; round < 2; round++) {
+    CModule *m = cg_c_build(&b.p, CG_C_THREADS_FLAGS " -O1", &err);
+    cr_assert_not_null(m, "%s", err.msg);
+    Result r;
+    call(m, &b, &b.p.funcs[0], MAXN, pool, &r, "mlp forward");
+    result_free(&r);
+    cg_c_free(m);
+    usleep(300 * 1000); /* the runtime's threads spin, then sleep */
+  }
+  rt_pool_free(pool);
+  build_close(&b);
+}
