@@ -8,7 +8,7 @@
  * initialisation (word2vec's output table starts at zeros, so its first
  * loss is exactly (1 + negatives) · ln 2) and a loss that falls over the
  * epochs on data with a structure to learn.  Full training and its figures
- * are the samples' own scripts (samples/*.sh, README).
+ * are for the samples' own .sh scripts and the README.
  */
 #include <criterion/criterion.h>
 #include <sys/wait.h>
@@ -80,5 +80,46 @@ Test(seq_samples, word2vec_learns_pairs, .timeout = 120) {
   double first = metric_loss(csv, 1, 1), last = metric_loss(csv, 4, 0);
   cr_expect(fabs(first - 6 * log(2.0)) < 1e-5, "first batch loss %.7f, want 6 ln 2 = %.7f", first, 6 * log(2.0));
   cr_expect(last < 0.5 * first, "epoch 4's loss %g is not below half the first batch's %g", last, first);
+  free(csv);
+}
+
+/* Writes dir/name.npy, an f32 tensor of the given shape. */
+static void write_f32(const char *dir, const char *name, int rank, const int64_t *shape, const float *v) {
+  char path[700];
+  RtTensor t;
+  RtError err;
+  cr_assert_eq(rt_tensor_alloc(&t, DT_F32, rank, shape, &err), RT_OK, "%s", err.msg);
+  memcpy(t.data, v, (size_t)rt_tensor_numel(&t) * sizeof *v);
+  snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+  cr_assert_eq(rt_npy_write(path, &t, &err), RT_OK, "%s", err.msg);
+  rt_tensor_free(&t);
+}
+
+/* samples/text_classify.dl on 64 quotes of 3 to 12 words, padded to 64:
+ * a quote of class c uses only words 2 + 10c .. 11 + 10c, so its class is
+ * in every word.  The loss starts near ln 4 (four classes, weights
+ * small) and after three epochs is below a quarter of that. */
+Test(seq_samples, text_classify_learns_classes, .timeout = 180) {
+  enum { QUOTES = 64, T = 64 };
+  const char *dir = tu_scratch_dir();
+  cr_assert_not_null(dir);
+  static int64_t tokens[QUOTES * T], y[QUOTES];
+  static float mask[QUOTES * T];
+  uint64_t r = 777;
+  for (int i = 0; i < QUOTES; i++) {
+    y[i] = i % 4;
+    for (int t = 0; t < 3 + i % 10; t++) {
+      r = r * 6364136223846793005ull + 1442695040888963407ull;
+      tokens[i * T + t] = 2 + 10 * y[i] + (int64_t)((r >> 33) % 10), mask[i * T + t] = 1;
+    }
+  }
+  write_i64(dir, "tokens", 2, (int64_t[]){QUOTES, T}, tokens);
+  write_f32(dir, "mask", 2, (int64_t[]){QUOTES, T}, mask);
+  write_i64(dir, "y", 1, (int64_t[]){QUOTES}, y);
+  char *csv = train(dir, "text_classify", "--data npy:tokens=tokens.npy,mask=mask.npy,y=y.npy "
+                                          "--epochs 3 --batch 16 --lr 0.01 --val-split 0");
+  double first = metric_loss(csv, 1, 1), last = metric_loss(csv, 3, 0);
+  cr_expect(fabs(first - log(4.0)) < 0.3, "first batch loss %g, want about ln 4 = %g", first, log(4.0));
+  cr_expect(last < 0.25 * log(4.0), "epoch 3's loss %g is not below a quarter of ln 4", last);
   free(csv);
 }
