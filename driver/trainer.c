@@ -596,7 +596,7 @@ static int named_feeds(Trainer *t) {
       return diag_plain(t->d, c->bind_path[k], "input '%s' is fed with noise (= %s) while training, not from a file",
                         c->bind_name[k], t->m->g.nodes[node].noise == NOISE_RAND ? "rand" : "randn"), -1;
     add_feed(t, node, k);
-    if (node == t->m->train.target) t->target_feed = t->nfeeds - 1;
+    if (t->autoencode && node == t->m->train.target) t->target_feed = t->nfeeds - 1;
   }
   if (t->autoencode && t->target_feed < 0)
     return diag_plain(t->d, "data", "input '%s' has no file, so the target of label '%s' has no values: bind it with "

@@ -1666,6 +1666,24 @@ Test(dlc_data, autoencoder_target_by_name, .timeout = 120) {
   remove_dir(dir);
 }
 
+/* target = t naming the label itself, with named files: the label is fed
+ * from its own file like any other, and the input's batch is left alone
+ * (no autoencoder target is made; this once stopped on an internal check). */
+Test(dlc_data, label_target_by_name, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  char model[600];
+  write_blobs(dir, 22, 6, "x.npy", "y.npy");
+  snprintf(model, sizeof model, "%s/lt.dl", dir);
+  write_text(model, "model lt\ninput x: f32[N, 6]\nout = dense(x, 6)\noutput out\n"
+                    "train {\n  label t: f32[N, 6]\n  target = t\n  loss = mse_loss(out, t)\n"
+                    "  optimizer = sgd(lr=0.1)\n  batch = 4\n  data = npy(\"x=x.npy,t=x.npy\")\n}\n");
+  Proc p = run_dlc(dir, "train", model, "--backend=c", "--epochs", "2", NULL);
+  cr_expect_eq(p.status, 0, "%s%s", p.out, p.err);
+  cr_expect_eq(count_lines_starting(p.out, "epoch "), 2, "%s", p.out);
+  proc_free(&p);
+  remove_dir(dir);
+}
+
 /* --steps N stops after N optimizer steps in all, inside an epoch if need
  * be; its checkpoint resumes at the next batch and the run ends bit for
  * bit like one that never stopped.  Metrics have a row per batch. */
