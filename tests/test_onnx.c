@@ -50,7 +50,7 @@ static Onnx__ModelProto *read_model(const char *path) {
 
 /* Samples with an op that has no ONNX form yet (scan: the recurrent
  * layers); exporting them is refused (no_onnx_form_is_refused). */
-static const char *const not_exported[] = {"char_lstm.dl", "text_classify.dl"};
+static const char *const not_exported[] = {"char_lstm.dl", "text_classify.dl", "seq2seq_attention.dl"};
 
 static int is_not_exported(const char *name) {
   for (size_t k = 0; k < sizeof not_exported / sizeof *not_exported; k++)
