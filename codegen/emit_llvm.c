@@ -228,6 +228,14 @@ static LLVMValueRef unary(Lower *L, const Expr *e) {
   case UN_ERF: return libm(L, f ? "erff" : "erf", T, x);
   case UN_ERFC: return libm(L, f ? "erfcf" : "erfc", T, x);
   case UN_COS: return libm(L, f ? "cosf" : "cos", T, x);
+  case UN_SIN: return libm(L, f ? "sinf" : "sin", T, x);
+  case UN_TAN: return libm(L, f ? "tanf" : "tan", T, x);
+  case UN_ASIN: return libm(L, f ? "asinf" : "asin", T, x);
+  case UN_ACOS: return libm(L, f ? "acosf" : "acos", T, x);
+  case UN_ATAN: return libm(L, f ? "atanf" : "atan", T, x);
+  case UN_FLOOR: return intrinsic(L, "llvm.floor", T, &x, 1);
+  case UN_CEIL: return intrinsic(L, "llvm.ceil", T, &x, 1);
+  case UN_RINT: return intrinsic(L, "llvm.rint", T, &x, 1);
   }
   ir_internal_error(__FILE__, __LINE__, "unknown unary operator");
   return NULL;

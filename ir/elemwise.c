@@ -57,6 +57,15 @@ typedef struct EwArgs {
 #define ABS(x) U(UN_ABS, x)
 #define ERF(x) U(UN_ERF, x)
 #define ERFC(x) U(UN_ERFC, x)
+#define COS(x) U(UN_COS, x)
+#define SIN(x) U(UN_SIN, x)
+#define TAN(x) U(UN_TAN, x)
+#define ASIN(x) U(UN_ASIN, x)
+#define ACOS(x) U(UN_ACOS, x)
+#define ATAN(x) U(UN_ATAN, x)
+#define FLOOR(x) U(UN_FLOOR, x)
+#define CEIL(x) U(UN_CEIL, x)
+#define RINT(x) U(UN_RINT, x)
 
 #define EW(id, name, mn, mx, attrs, fwd, na, da, nb, db)                   \
   static Expr *fwd_##id(const EwArgs *E) { return (void)E, fwd; }         \

@@ -84,6 +84,14 @@ static float eval_unary(UnOp op, float x) {
   case UN_ERF: return erff(x);
   case UN_ERFC: return erfcf(x);
   case UN_COS: return cosf(x);
+  case UN_SIN: return sinf(x);
+  case UN_TAN: return tanf(x);
+  case UN_ASIN: return asinf(x);
+  case UN_ACOS: return acosf(x);
+  case UN_ATAN: return atanf(x);
+  case UN_FLOOR: return floorf(x);
+  case UN_CEIL: return ceilf(x);
+  case UN_RINT: return rintf(x);
   }
   IR_ASSERT(!"unknown unary operator");
   return 0;

@@ -56,6 +56,14 @@ const char *kir_unop_name(UnOp op) {
   case UN_ERF: return "erf";
   case UN_ERFC: return "erfc";
   case UN_COS: return "cos";
+  case UN_SIN: return "sin";
+  case UN_TAN: return "tan";
+  case UN_ASIN: return "asin";
+  case UN_ACOS: return "acos";
+  case UN_ATAN: return "atan";
+  case UN_FLOOR: return "floor";
+  case UN_CEIL: return "ceil";
+  case UN_RINT: return "rint";
   }
   return "?";
 }

@@ -78,6 +78,8 @@
  *   BIN_AND BIN_OR      : bool x bool -> bool, both operands evaluated
  *   UN_NEG              : T -> T, a number type but u8
  *   UN_ABS UN_EXP UN_LOG UN_SQRT UN_TANH UN_LOG1P UN_EXPM1 UN_ERF UN_ERFC UN_COS
+ *   UN_SIN UN_TAN UN_ASIN UN_ACOS UN_ATAN UN_FLOOR UN_CEIL UN_RINT (rint: to the
+ *   nearest integer, ties to even, in the default rounding mode)
  *                       : T -> T, f32 or f64, as C99's libm functions of
  *                         that precision (fabsf, expf, ... for f32)
  *   EX_SELECT           : select(bool, T, T) -> T, any T, eager
@@ -148,6 +150,7 @@ typedef enum ExprKind {
 
 typedef enum UnOp {
   UN_NEG, UN_EXP, UN_LOG, UN_SQRT, UN_TANH, UN_ABS, UN_LOG1P, UN_EXPM1, UN_ERF, UN_ERFC, UN_COS,
+  UN_SIN, UN_TAN, UN_ASIN, UN_ACOS, UN_ATAN, UN_FLOOR, UN_CEIL, UN_RINT,
 } UnOp;
 
 typedef enum BinOp {

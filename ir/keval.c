@@ -395,6 +395,14 @@ static float unary_f(int op, float a) {
   case UN_ERF: return erff(a);
   case UN_ERFC: return erfcf(a);
   case UN_COS: return cosf(a);
+  case UN_SIN: return sinf(a);
+  case UN_TAN: return tanf(a);
+  case UN_ASIN: return asinf(a);
+  case UN_ACOS: return acosf(a);
+  case UN_ATAN: return atanf(a);
+  case UN_FLOOR: return floorf(a);
+  case UN_CEIL: return ceilf(a);
+  case UN_RINT: return rintf(a);
   }
   return NAN;
 }
@@ -412,6 +420,14 @@ static double unary_d(int op, double a) {
   case UN_ERF: return erf(a);
   case UN_ERFC: return erfc(a);
   case UN_COS: return cos(a);
+  case UN_SIN: return sin(a);
+  case UN_TAN: return tan(a);
+  case UN_ASIN: return asin(a);
+  case UN_ACOS: return acos(a);
+  case UN_ATAN: return atan(a);
+  case UN_FLOOR: return floor(a);
+  case UN_CEIL: return ceil(a);
+  case UN_RINT: return rint(a);
   }
   return NAN;
 }
@@ -615,7 +631,7 @@ static KX *lanewise(Ev *E, KX *x, const Expr *e) {
 }
 
 static KX *unary(Ev *E, const Expr *e) {
-  if (e->op < 0 || e->op > UN_COS) fail(E, "unknown unary operator %d", e->op);
+  if (e->op < 0 || e->op > UN_RINT) fail(E, "unknown unary operator %d", e->op);
   int neg = e->op == UN_NEG;
   if (neg ? !(kir_is_float(e->type) || e->type == DT_I32 || e->type == DT_I64) : !kir_is_float(e->type))
     fail(E, "%s of %s", kir_unop_name((UnOp)e->op), tname(e->type));

@@ -178,6 +178,13 @@ static int materialise_param(Importer *im, ImValue *v) {
   return id;
 }
 
+int im_frozen_param(Importer *im, const char *what, int rank, const int64_t *dims, const float *data) {
+  ImConst c = {DT_F32, rank, {0}, 1, (float *)data, NULL, NULL, 1};
+  for (int k = 0; k < rank; k++) c.dims[k] = dims[k], c.numel *= dims[k];
+  ImValue v = {arena_printf(im->a, "%s_%s", S(im->np->output[0]), what), -1, &c};
+  return materialise_param(im, &v);
+}
+
 int im_tensor(Importer *im, int k) {
   const char *name = im_in_name(im, k);
   if (!name) return im_error(im, "input %d is missing", k);

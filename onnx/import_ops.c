@@ -19,33 +19,21 @@
 #include <math.h>
 #include <string.h>
 
-#include "onnx/importer.h"
+#include "onnx/import_ops.h"
 
 #define SELU_ALPHA 1.6732632423543772848170429916717
 #define SELU_SCALE 1.0507009873554804934193349852946
 
-typedef struct ImOp ImOp;
-typedef int ImConvertFn(Importer *im, const ImOp *row);
-struct ImOp {
-  const char *type;       /* the ONNX op type */
-  ImConvertFn *fn;
-  OpKind op;              /* the dlc op, for conversions shared by several rows */
-  int max_in;             /* inputs read */
-  const char *attrs;      /* attributes read, space-separated */
-};
-
 /* --- small helpers ---------------------------------------------------------------------------- */
 
-static const Shape *shape_of(Importer *im, int id) { return &im->g->nodes[id].shape; }
-
 /* axis in [-rank, rank) as a non-negative index, or -1 after an error. */
-static int64_t norm_axis(Importer *im, int64_t axis, int rank, const char *what) {
+int64_t im_norm_axis(Importer *im, int64_t axis, int rank, const char *what) {
   if (axis < -rank || axis >= rank) return im_error(im, "%s %lld is out of range for rank %d", what, (long long)axis, rank);
   return axis < 0 ? axis + rank : axis;
 }
 
 /* A known i64 vector as plain integers (no symbolic element). */
-static int known_ints(Importer *im, const ImConst *c, const char *what, int64_t *v, int max) {
+int im_known_ints(Importer *im, const ImConst *c, const char *what, int64_t *v, int max) {
   if (c->dt != DT_I64 || c->rank > 1) return im_error(im, "%s must be a 1-D integer tensor", what);
   if (c->numel > max) return im_error(im, "%s has %lld entries, at most %d", what, (long long)c->numel, max);
   for (int k = 0; k < c->numel; k++) {
@@ -62,7 +50,7 @@ static int known_float(Importer *im, const ImConst *c, const char *what, double 
   return 0;
 }
 
-static int set_list(Importer *im, Attrs *a, OpKind op, const char *name, const int64_t *v, int n) {
+int im_set_list(Importer *im, Attrs *a, OpKind op, const char *name, const int64_t *v, int n) {
   Dim d[IR_MAX_LIST];
   for (int k = 0; k < n; k++) d[k] = v[k];
   if (ir_attr_set_list(a, op, name, d, n)) return im_error(im, "%s of %d entries does not fit dlc's %s", name, n, ir_ops[op].name);
@@ -75,12 +63,12 @@ static int set_window_list(Importer *im, Attrs *a, OpKind op, const char *name, 
   int same = 1, all_dflt = 1;
   for (int k = 0; k < n; k++) same &= v[k] == v[0], all_dflt &= v[k] == dflt;
   if (all_dflt && dflt >= 0) return 0;
-  if (same) return set_list(im, a, op, name, v, 1);
+  if (same) return im_set_list(im, a, op, name, v, 1);
   if (n == 4 && v[0] == v[1] && v[2] == v[3]) {
     int64_t two[2] = {v[0], v[2]};
-    return set_list(im, a, op, name, two, 2);
+    return im_set_list(im, a, op, name, two, 2);
   }
-  return set_list(im, a, op, name, v, n);
+  return im_set_list(im, a, op, name, v, n);
 }
 
 static int one_input(Importer *im, OpKind op, const Attrs *a) {
@@ -91,19 +79,11 @@ static int one_input(Importer *im, OpKind op, const Attrs *a) {
 
 /* --- building blocks of decompositions -------------------------------------------------------------- */
 
-/* op over a (and b) as an intermediate value (k < 0) or output k. */
-static int un(Importer *im, OpKind op, int a, int k) { return im_op(im, op, &a, 1, NULL, k); }
-static int bin(Importer *im, OpKind op, int a, int b, int k) {
-  int in[2] = {a, b};
-  return im_op(im, op, in, 2, NULL, k);
-}
-static int konst(Importer *im, double v) { return ir_const(im->g, v, im->loc); }
-
 /* op (sum, mean, max) over axes (all when na < 0) of x. */
-static int reduce_over(Importer *im, OpKind op, int x, const int64_t *ax, int na, int keep, int k) {
+int im_reduce_over(Importer *im, OpKind op, int x, const int64_t *ax, int na, int keep, int k) {
   Attrs a = ir_attrs_default(op);
   a.dims.keepdim = keep != 0;
-  if (x < 0 || (na > 0 && set_list(im, &a, op, "axes", ax, na))) return -1;
+  if (x < 0 || (na > 0 && im_set_list(im, &a, op, "axes", ax, na))) return -1;
   return im_op(im, op, &x, 1, &a, k);
 }
 
@@ -368,7 +348,7 @@ static int cv_softmax(Importer *im, const ImOp *row) {
   if (x < 0) return -1;
   int rank = shape_of(im, x)->rank;
   int64_t axis;
-  if (im_attr_int(im, "axis", im->opset < 13 ? 1 : -1, &axis) || (axis = norm_axis(im, axis, rank, "axis")) < 0) return -1;
+  if (im_attr_int(im, "axis", im->opset < 13 ? 1 : -1, &axis) || (axis = im_norm_axis(im, axis, rank, "axis")) < 0) return -1;
   if (im->opset < 13 && axis != rank - 1)
     return im_error(im, "before opset 13 %s flattens the axes from %lld on; dlc's op is over one axis", im->np->op_type,
                     (long long)axis);
@@ -378,7 +358,7 @@ static int cv_softmax(Importer *im, const ImOp *row) {
 }
 
 /* A reshape of tensor x to dims d (symbols, DIM_INFER allowed). */
-static int reshape_to(Importer *im, int x, const Dim *d, int n, int k) {
+int im_reshape_to(Importer *im, int x, const Dim *d, int n, int k) {
   Attrs a = ir_attrs_default(OP_RESHAPE);
   if (n > IR_MAX_RANK) return im_error(im, "the result has rank %d, over dlc's largest, %d", n, IR_MAX_RANK);
   a.dims.nlist = n;
@@ -422,7 +402,7 @@ static int cv_reshape(Importer *im, const ImOp *row) {
     else return im_error(im, "shape entry %d is %lld", k, (long long)v);
   }
   resolve_infer(xs, d, (int)s->numel);
-  return im_set_out(im, 0, reshape_to(im, x, d, (int)s->numel, 0));
+  return im_set_out(im, 0, im_reshape_to(im, x, d, (int)s->numel, 0));
 }
 
 /* The product of dims d[from..to) as one Dim: a constant, the one symbol
@@ -452,7 +432,7 @@ static int cv_flatten(Importer *im, const ImOp *row) {
   Dim d[2] = {dims_product(xs, 0, (int)axis), dims_product(xs, (int)axis, xs->rank)};
   if (d[0] == DIM_INFER && d[1] == DIM_INFER) return im_error(im, "both halves of the flattened shape mix symbolic dimensions");
   resolve_infer(xs, d, 2);
-  return im_set_out(im, 0, reshape_to(im, x, d, 2, 0));
+  return im_set_out(im, 0, im_reshape_to(im, x, d, 2, 0));
 }
 
 static int cv_transpose(Importer *im, const ImOp *row) {
@@ -460,7 +440,7 @@ static int cv_transpose(Importer *im, const ImOp *row) {
   int64_t perm[IR_MAX_RANK];
   if (x < 0 || im_attr_ints(im, "perm", perm, IR_MAX_RANK, &n)) return -1;
   Attrs a = ir_attrs_default(OP_TRANSPOSE);
-  if (n >= 0 && set_list(im, &a, OP_TRANSPOSE, "perm", perm, n)) return -1;
+  if (n >= 0 && im_set_list(im, &a, OP_TRANSPOSE, "perm", perm, n)) return -1;
   return im_set_out(im, 0, im_op(im, OP_TRANSPOSE, &x, 1, &a, 0));
 }
 
@@ -522,10 +502,10 @@ static int cv_slice(Importer *im, const ImOp *row) {
       return -1;
   } else {
     const ImConst *c;
-    if (!(c = im_known(im, 1, "starts")) || (ns = known_ints(im, c, "starts", st, IR_MAX_RANK)) < 0) return -1;
-    if (!(c = im_known(im, 2, "ends")) || (ne = known_ints(im, c, "ends", en, IR_MAX_RANK)) < 0) return -1;
-    if (im_in_name(im, 3) && (!(c = im_known(im, 3, "axes")) || (na = known_ints(im, c, "axes", ax, IR_MAX_RANK)) < 0)) return -1;
-    if (im_in_name(im, 4) && (!(c = im_known(im, 4, "steps")) || (nsp = known_ints(im, c, "steps", sp, IR_MAX_RANK)) < 0)) return -1;
+    if (!(c = im_known(im, 1, "starts")) || (ns = im_known_ints(im, c, "starts", st, IR_MAX_RANK)) < 0) return -1;
+    if (!(c = im_known(im, 2, "ends")) || (ne = im_known_ints(im, c, "ends", en, IR_MAX_RANK)) < 0) return -1;
+    if (im_in_name(im, 3) && (!(c = im_known(im, 3, "axes")) || (na = im_known_ints(im, c, "axes", ax, IR_MAX_RANK)) < 0)) return -1;
+    if (im_in_name(im, 4) && (!(c = im_known(im, 4, "steps")) || (nsp = im_known_ints(im, c, "steps", sp, IR_MAX_RANK)) < 0)) return -1;
   }
   if (ns < 0 || ns != ne || (na >= 0 && na != ns) || (nsp >= 0 && nsp != ns))
     return im_error(im, "starts, ends, axes and steps must have the same length");
@@ -548,7 +528,7 @@ static int squeeze_axes(Importer *im, int64_t *ax) {
   if (im->opset < 13) return im_attr_ints(im, "axes", ax, IR_MAX_RANK, &n) ? -2 : n;
   if (!im_in_name(im, 1)) return -1;
   const ImConst *c = im_known(im, 1, "axes");
-  return c ? known_ints(im, c, "axes", ax, IR_MAX_RANK) : -2;
+  return c ? im_known_ints(im, c, "axes", ax, IR_MAX_RANK) : -2;
 }
 
 /* The rank-r input's dims d (symbols as in a Shape) without, or with new
@@ -572,7 +552,7 @@ static int cv_squeeze(Importer *im, const ImOp *row) {
   if (rout > IR_MAX_RANK) return im_error(im, "the result has rank %d, over dlc's largest, %d", rout, IR_MAX_RANK);
   int mark[IR_MAX_RANK] = {0};
   for (int k = 0; k < na; k++) {
-    int64_t a = norm_axis(im, ax[k], rout, "axis");
+    int64_t a = im_norm_axis(im, ax[k], rout, "axis");
     if (a < 0) return -1;
     if (mark[a]) return im_error(im, "axis %lld is given twice", (long long)ax[k]);
     mark[a] = 1;
@@ -590,19 +570,19 @@ static int cv_squeeze(Importer *im, const ImOp *row) {
     for (int k = 0; k < out.rank; k++) r->dims[k] = out.d[k];
     return im_set_out_known(im, 0, r);
   }
-  return im_set_out(im, 0, reshape_to(im, x, out.d, out.rank, 0));
+  return im_set_out(im, 0, im_reshape_to(im, x, out.d, out.rank, 0));
 }
 
 /* The axes of a Reduce op: an input from opset 13 (ReduceSum) or 18 (the
  * others), an attribute before; *na = -1 when absent. */
-static int reduce_attrs(Importer *im, int64_t *ax, int *na, int64_t *keep, int64_t *noop) {
+int im_reduce_attrs(Importer *im, int64_t *ax, int *na, int64_t *keep, int64_t *noop) {
   int from_input = !strcmp(im->np->op_type, "ReduceSum") ? im->opset >= 13 : im->opset >= 18;
   *na = -1;
   if (im_attr_int(im, "keepdims", 1, keep) || im_attr_int(im, "noop_with_empty_axes", 0, noop)) return -1;
   if (!from_input && im_attr_ints(im, "axes", ax, IR_MAX_RANK, na)) return -1;
   if (from_input && im_in_name(im, 1)) {
     const ImConst *c = im_known(im, 1, "axes");
-    if (!c || (*na = known_ints(im, c, "axes", ax, IR_MAX_RANK)) < 0) return -1;
+    if (!c || (*na = im_known_ints(im, c, "axes", ax, IR_MAX_RANK)) < 0) return -1;
   }
   return 0;
 }
@@ -615,18 +595,18 @@ static int reduce_attrs(Importer *im, int64_t *ax, int *na, int64_t *keep, int64
 static int cv_reduce(Importer *im, const ImOp *row) {
   int64_t ax[IR_MAX_RANK], keep, noop;
   int na;
-  if (reduce_attrs(im, ax, &na, &keep, &noop)) return -1;
+  if (im_reduce_attrs(im, ax, &na, &keep, &noop)) return -1;
   int x = im_tensor(im, 0);
   if (x < 0) return -1;
   if (na <= 0 && noop) return im_set_out(im, 0, x);
   const char *t = im->np->op_type;
   if (!strcmp(t, "ReduceMin"))
-    return im_set_out(im, 0, un(im, OP_NEG, reduce_over(im, OP_MAX, un(im, OP_NEG, x, -1), ax, na, (int)keep, -1), 0));
+    return im_set_out(im, 0, un(im, OP_NEG, im_reduce_over(im, OP_MAX, un(im, OP_NEG, x, -1), ax, na, (int)keep, -1), 0));
   if (!strcmp(t, "ReduceSumSquare") || !strcmp(t, "ReduceL2")) x = bin(im, OP_MUL, x, x, -1);
   else if (!strcmp(t, "ReduceL1")) x = un(im, OP_ABS, x, -1);
   else if (!strcmp(t, "ReduceLogSumExp")) x = un(im, OP_EXP, x, -1);
   int last = row->op != OP_SUM || !strcmp(t, "ReduceSum") || !strcmp(t, "ReduceSumSquare") || !strcmp(t, "ReduceL1");
-  int y = reduce_over(im, row->op, x, ax, na, (int)keep, last ? 0 : -1);
+  int y = im_reduce_over(im, row->op, x, ax, na, (int)keep, last ? 0 : -1);
   if (last) return im_set_out(im, 0, y);
   return im_set_out(im, 0, un(im, !strcmp(t, "ReduceL2") ? OP_SQRT : OP_LOG, y, 0));
 }
@@ -635,9 +615,9 @@ static int cv_reduce(Importer *im, const ImOp *row) {
  * biased; *mean and *inv (1 / sqrt(var + eps), when asked) for outputs
  * 1 and 2 of LayerNormalization. */
 static int normalise(Importer *im, int x, const int64_t *ax, int na, double eps, int *mean, int *inv) {
-  int m = reduce_over(im, OP_MEAN, x, ax, na, 1, mean ? 1 : -1);
+  int m = im_reduce_over(im, OP_MEAN, x, ax, na, 1, mean ? 1 : -1);
   int d = bin(im, OP_SUB, x, m, -1);
-  int var = reduce_over(im, OP_MEAN, bin(im, OP_MUL, d, d, -1), ax, na, 1, -1);
+  int var = im_reduce_over(im, OP_MEAN, bin(im, OP_MUL, d, d, -1), ax, na, 1, -1);
   int sd = un(im, OP_SQRT, bin(im, OP_ADD, var, konst(im, eps), -1), -1);
   if (mean) *mean = m;
   if (inv) *inv = bin(im, OP_DIV, konst(im, 1), sd, 2);
@@ -665,7 +645,7 @@ static int cv_layernorm(Importer *im, const ImOp *row) {
       im_attr_int(im, "stash_type", 1, &stash))
     return -1;
   int r = shape_of(im, x)->rank;
-  if ((axis = norm_axis(im, axis, r, "axis")) < 0) return -1;
+  if ((axis = im_norm_axis(im, axis, r, "axis")) < 0) return -1;
   int nout = (int)im->np->n_output, mean = -1, inv = -1;
   int want_mean = nout > 1 && *im->np->output[1], want_inv = nout > 2 && *im->np->output[2];
   if (!want_mean && !want_inv && norm_shaped(im, x, (int)axis, 1) && (!im_in_name(im, 2) || norm_shaped(im, x, (int)axis, 2))) {
@@ -688,7 +668,7 @@ static int channel_vector(Importer *im, int v, int r) {
   if (shape_of(im, v)->rank != 1) return im_error(im, "scale and B must be vectors");
   d[0] = shape_of(im, v)->d[0];
   for (int k = 1; k < r - 1; k++) d[k] = 1;
-  return reshape_to(im, v, d, r - 1, -1);
+  return im_reshape_to(im, v, d, r - 1, -1);
 }
 
 /* InstanceNormalization: each channel of each sample over its spatial axes. */
@@ -709,7 +689,7 @@ static int cv_global_max_pool(Importer *im, const ImOp *row) {
   int64_t ax[IR_MAX_RANK];
   int x = im_tensor(im, 0);
   if (x < 0) return -1;
-  return im_set_out(im, 0, reduce_over(im, OP_MAX, x, ax, trailing_axes(2, shape_of(im, x)->rank, ax), 1, 0));
+  return im_set_out(im, 0, im_reduce_over(im, OP_MAX, x, ax, trailing_axes(2, shape_of(im, x)->rank, ax), 1, 0));
 }
 
 /* --- convolution and pooling ----------------------------------------------------------------------- */
@@ -817,7 +797,7 @@ static int cv_pool(Importer *im, const ImOp *row) {
 static int as_vector(Importer *im, int v, int k) {
   if (v < 0) return -1;
   Dim c = shape_of(im, v)->d[1];
-  return reshape_to(im, v, &c, 1, k);
+  return im_reshape_to(im, v, &c, 1, k);
 }
 
 /* BatchNormalization with training_mode 1 (opset 14): normalised with
@@ -833,8 +813,8 @@ static int batchnorm_training(Importer *im, double eps) {
   if (r < 2) return im_error(im, "the input must have a batch and a channel axis");
   ax[0] = 0;
   for (int k = 2; k < r; k++) ax[na++] = k;
-  int m = reduce_over(im, OP_MEAN, x, ax, na, 1, -1), d = bin(im, OP_SUB, x, m, -1);
-  int var = reduce_over(im, OP_MEAN, bin(im, OP_MUL, d, d, -1), ax, na, 1, -1);
+  int m = im_reduce_over(im, OP_MEAN, x, ax, na, 1, -1), d = bin(im, OP_SUB, x, m, -1);
+  int var = im_reduce_over(im, OP_MEAN, bin(im, OP_MUL, d, d, -1), ax, na, 1, -1);
   int y = bin(im, OP_DIV, d, un(im, OP_SQRT, bin(im, OP_ADD, var, konst(im, eps), -1), -1), -1);
   y = bin(im, OP_MUL, y, channel_vector(im, im_tensor(im, 1), r), -1);
   y = bin(im, OP_ADD, y, channel_vector(im, im_tensor(im, 2), r), 0);
@@ -862,15 +842,15 @@ static int cv_lrn(Importer *im, const ImOp *row) {
   if (xs->rank != 4 || DIM_IS_SYM(xs->d[1]) || DIM_IS_SYM(xs->d[2]) || DIM_IS_SYM(xs->d[3]) || size < 1 || size > xs->d[1])
     return im_error(im, "needs a rank-4 input with known C, H, W and a size from 1 to C");
   Dim v4[4] = {xs->d[0], 1, xs->d[1], xs->d[2] * xs->d[3]};
-  int sq = reshape_to(im, bin(im, OP_MUL, x, x, -1), v4, 4, -1);
+  int sq = im_reshape_to(im, bin(im, OP_MUL, x, x, -1), v4, 4, -1);
   Attrs a = ir_attrs_default(OP_AVG_POOL2D);
   int64_t k[2] = {size, 1}, one[2] = {1, 1}, pad[4] = {(size - 1) / 2, size / 2, 0, 0};
-  if (sq < 0 || set_list(im, &a, OP_AVG_POOL2D, "kernel", k, 2) || set_list(im, &a, OP_AVG_POOL2D, "stride", one, 2) ||
-      set_list(im, &a, OP_AVG_POOL2D, "padding", pad, 4))
+  if (sq < 0 || im_set_list(im, &a, OP_AVG_POOL2D, "kernel", k, 2) || im_set_list(im, &a, OP_AVG_POOL2D, "stride", one, 2) ||
+      im_set_list(im, &a, OP_AVG_POOL2D, "padding", pad, 4))
     return -1;
   a.window.count_include_pad = 1;
   int avg = im_op(im, OP_AVG_POOL2D, &sq, 1, &a, -1);
-  int base = bin(im, OP_ADD, bin(im, OP_MUL, reshape_to(im, avg, keep.d, 4, -1), konst(im, alpha), -1), konst(im, bias), -1);
+  int base = bin(im, OP_ADD, bin(im, OP_MUL, im_reshape_to(im, avg, keep.d, 4, -1), konst(im, alpha), -1), konst(im, bias), -1);
   Attrs p = ir_attrs_default(OP_POW);
   p.scalar.f = -beta;
   int den = base < 0 ? -1 : im_op(im, OP_POW, &base, 1, &p, -1);
@@ -925,7 +905,7 @@ static int cv_resize(Importer *im, const ImOp *row) {
   } else if (sidx == 2 && im_in_name(im, 3)) {
     if (!(c = im_known(im, 3, "sizes"))) return -1;
     int64_t sz[4];
-    if (known_ints(im, c, "sizes", sz, 4) != 4) return im_error(im, "sizes must be 4 integers");
+    if (im_known_ints(im, c, "sizes", sz, 4) != 4) return im_error(im, "sizes must be 4 integers");
     for (n = 0; n < 4; n++) {
       if (DIM_IS_SYM(xs->d[n]) || xs->rank != 4) sc[n] = n < 2 && sz[n] == 1 ? 1 : -1;
       else sc[n] = sz[n] % xs->d[n] ? -1 : (double)(sz[n] / xs->d[n]);
@@ -938,7 +918,7 @@ static int cv_resize(Importer *im, const ImOp *row) {
     return im_error(im, "scales [%g, %g, %g, %g] are not supported (1, 1, then positive integers)", sc[0], sc[1], sc[2], sc[3]);
   Attrs a = ir_attrs_default(OP_UPSAMPLE);
   int64_t s2[2] = {(int64_t)sc[2], (int64_t)sc[3]};
-  if (set_list(im, &a, OP_UPSAMPLE, "scale_factor", s2, 2)) return -1;
+  if (im_set_list(im, &a, OP_UPSAMPLE, "scale_factor", s2, 2)) return -1;
   a.upsample.mode = mode;
   return im_set_out(im, 0, im_op(im, OP_UPSAMPLE, &x, 1, &a, 0));
 }
@@ -957,15 +937,15 @@ static int cv_pad(Importer *im, const ImOp *row) {
     if (im_attr_ints(im, "pads", pads, 2 * IR_MAX_RANK, &np) || im_attr_float(im, "value", 0, &value)) return -1;
   } else {
     const ImConst *c = im_known(im, 1, "pads");
-    if (!c || (np = known_ints(im, c, "pads", pads, 2 * IR_MAX_RANK)) < 0) return -1;
+    if (!c || (np = im_known_ints(im, c, "pads", pads, 2 * IR_MAX_RANK)) < 0) return -1;
     if (im_in_name(im, 2) && (!(c = im_known(im, 2, "constant_value")) || known_float(im, c, "constant_value", &value))) return -1;
-    if (im_in_name(im, 3) && (!(c = im_known(im, 3, "axes")) || (na = known_ints(im, c, "axes", ax, IR_MAX_RANK)) < 0)) return -1;
+    if (im_in_name(im, 3) && (!(c = im_known(im, 3, "axes")) || (na = im_known_ints(im, c, "axes", ax, IR_MAX_RANK)) < 0)) return -1;
   }
   int n = na >= 0 ? na : r;
   if (np != 2 * n) return im_error(im, "pads has %d entries; %d axes need %d", np, n, 2 * n);
   int64_t lo[IR_MAX_RANK] = {0}, hi[IR_MAX_RANK] = {0};
   for (int k = 0; k < n; k++) {
-    int64_t a = na >= 0 ? norm_axis(im, ax[k], r, "axis") : k;
+    int64_t a = na >= 0 ? im_norm_axis(im, ax[k], r, "axis") : k;
     if (a < 0) return -1;
     if (pads[k] < 0 || pads[n + k] < 0) return im_error(im, "negative pads (cropping) are not supported");
     lo[a] = pads[k], hi[a] = pads[n + k];
@@ -977,7 +957,7 @@ static int cv_pad(Importer *im, const ImOp *row) {
   int nv = 0;
   for (int k = r - 1; k >= first; k--) v[nv++] = lo[k], v[nv++] = hi[k];
   Attrs a = ir_attrs_default(OP_PAD);
-  if (set_list(im, &a, OP_PAD, "pads", v, nv)) return -1;
+  if (im_set_list(im, &a, OP_PAD, "pads", v, nv)) return -1;
   const char *dlmode = !strcmp(mode, "constant") ? "constant" : !strcmp(mode, "reflect") ? "reflect" : !strcmp(mode, "edge") ? "replicate" : NULL;
   if (!dlmode) return im_error(im, "attribute 'mode' = '%s' is not supported (constant, reflect, edge)", mode);
   ir_attr_set_enum(&a, OP_PAD, "mode", dlmode);
@@ -1159,7 +1139,7 @@ static int split_sizes(Importer *im, int64_t n, int nout, int64_t *sz) {
     if (im_attr_ints(im, "split", sz, ONNX_MAX_NODE_IO, &ns)) return -1;
   } else if (im_in_name(im, 1)) {
     const ImConst *c = im_known(im, 1, "split");
-    if (!c || (ns = known_ints(im, c, "split", sz, ONNX_MAX_NODE_IO)) < 0) return -1;
+    if (!c || (ns = im_known_ints(im, c, "split", sz, ONNX_MAX_NODE_IO)) < 0) return -1;
   }
   if (ns >= 0) {
     int64_t total = 0;
@@ -1179,7 +1159,7 @@ static int cv_split(Importer *im, const ImOp *row) {
   int x = im_tensor(im, 0), nout = (int)im->np->n_output;
   if (x < 0 || im_attr_int(im, "axis", 0, &axis) || im_attr_int(im, "num_outputs", nout, &nattr)) return -1;
   const Shape *xs = shape_of(im, x);
-  if ((axis = norm_axis(im, axis, xs->rank, "axis")) < 0) return -1;
+  if ((axis = im_norm_axis(im, axis, xs->rank, "axis")) < 0) return -1;
   if (DIM_IS_SYM(xs->d[axis])) return im_error(im, "splitting a symbolic dimension is not supported");
   if (split_sizes(im, xs->d[axis], nout, sz)) return -1;
   for (int k = 0, at = 0; k < nout; at += (int)sz[k], k++) {
@@ -1207,11 +1187,11 @@ static int cv_depth_space(Importer *im, const ImOp *row) {
   Dim d6[6] = {n, b, b, c / (b * b), h, w}, dc[6] = {n, c / (b * b), b, b, h, w}, ds[6] = {n, c, h / b, b, w / b, b};
   int64_t p_dcr[6] = {0, 3, 4, 1, 5, 2}, p_crd[6] = {0, 1, 4, 2, 5, 3}, p_s2d[6] = {0, 3, 5, 1, 2, 4};
   Dim out[4] = {n, to_space ? c / (b * b) : c * b * b, to_space ? h * b : h / b, to_space ? w * b : w / b};
-  int y = reshape_to(im, x, !to_space ? ds : crd ? dc : d6, 6, -1);
+  int y = im_reshape_to(im, x, !to_space ? ds : crd ? dc : d6, 6, -1);
   Attrs a = ir_attrs_default(OP_TRANSPOSE);
-  if (y < 0 || set_list(im, &a, OP_TRANSPOSE, "perm", !to_space ? p_s2d : crd ? p_crd : p_dcr, 6)) return -1;
+  if (y < 0 || im_set_list(im, &a, OP_TRANSPOSE, "perm", !to_space ? p_s2d : crd ? p_crd : p_dcr, 6)) return -1;
   y = im_op(im, OP_TRANSPOSE, &y, 1, &a, -1);
-  return im_set_out(im, 0, y < 0 ? -1 : reshape_to(im, y, out, 4, 0));
+  return im_set_out(im, 0, y < 0 ? -1 : im_reshape_to(im, y, out, 4, 0));
 }
 
 /* ConstantOfShape: a known shape filled with the value attribute (a
@@ -1219,7 +1199,7 @@ static int cv_depth_space(Importer *im, const ImOp *row) {
 static int cv_constant_of_shape(Importer *im, const ImOp *row) {
   const ImConst *sh = im_known(im, 0, "shape");
   int64_t d[IR_MAX_RANK];
-  int n = sh ? known_ints(im, sh, "shape", d, IR_MAX_RANK) : -1;
+  int n = sh ? im_known_ints(im, sh, "shape", d, IR_MAX_RANK) : -1;
   if (n < 0) return -1;
   const Onnx__AttributeProto *at = im_attr(im, "value");
   const ImConst *v = at && at->t ? im_tensor_known(im, at->t, "attribute 'value'") : NULL;
@@ -1246,6 +1226,8 @@ static int cv_constant_of_shape(Importer *im, const ImOp *row) {
 static const ImOp im_ops[] = {
     UN("Neg", NEG), UN("Abs", ABS), UN("Exp", EXP), UN("Log", LOG), UN("Sqrt", SQRT), UN("Relu", RELU),
     UN("Sigmoid", SIGMOID), UN("Tanh", TANH), UN("Erf", ERF), UN("Softplus", SOFTPLUS), UN("HardSwish", HARDSWISH),
+    UN("Sin", SIN), UN("Cos", COS), UN("Tan", TAN), UN("Asin", ASIN), UN("Acos", ACOS), UN("Atan", ATAN),
+    UN("Floor", FLOOR), UN("Ceil", CEIL), UN("Round", ROUND),
     UN("GlobalAveragePool", GLOBAL_AVG_POOL),
     {"Add", cv_binary, OP_ADD, 2, ""},
     {"Sub", cv_binary, OP_SUB, 2, ""},
@@ -1289,6 +1271,9 @@ static const ImOp im_ops[] = {
     {"ReduceL2", cv_reduce, OP_SUM, 2, "axes keepdims noop_with_empty_axes"},
     {"ReduceLogSum", cv_reduce, OP_SUM, 2, "axes keepdims noop_with_empty_axes"},
     {"ReduceLogSumExp", cv_reduce, OP_SUM, 2, "axes keepdims noop_with_empty_axes"},
+    {"ReduceProd", im_cv_reduce_prod, OP_MUL, 2, "axes keepdims noop_with_empty_axes"},
+    {"Hardmax", im_cv_hardmax, OP_EQ, 1, "axis"},
+    {"MeanVarianceNormalization", im_cv_mvn, OP_MEAN, 1, "axes"},
     {"LayerNormalization", cv_layernorm, OP_MEAN, 3, "axis epsilon stash_type"},
     {"InstanceNormalization", cv_instancenorm, OP_MEAN, 3, "epsilon"},
     {"GlobalMaxPool", cv_global_max_pool, OP_MAX, 1, ""},

@@ -83,6 +83,10 @@ int im_tensor(Importer *im, int k);
 /* Input k as a known value, or NULL after an error naming what (e.g.
  * "shape") when it is absent or computed at run time. */
 const ImConst *im_known(Importer *im, int k, const char *what);
+/* A frozen param holding data (f32, of dims), computed at import time
+ * (interpolation weights, positions); named after the node's output 0
+ * and what.  Returns its id or -1. */
+int im_frozen_param(Importer *im, const char *what, int rank, const int64_t *dims, const float *data);
 /* Input k's known value, or NULL when it is absent or not known (no error). */
 const ImConst *im_known_opt(Importer *im, int k);
 

@@ -290,6 +290,22 @@ static const OpCase op_cases[] = {
     {"softmax_masked_inf", OP_SOFTMAX, 1, B0},
     {"softmax_masked_axis0_inf", OP_SOFTMAX, 1, 0, "axis=0"},
     {"softmax_fully_masked_row_inf", OP_SOFTMAX, 1, B0},
+    /* trigonometric and rounding functions */
+    {"sin", OP_SIN, 1, B0},
+    {"cos", OP_COS, 1},
+    {"tan", OP_TAN, 1, B0},
+    {"asin", OP_ASIN, 1},
+    {"acos", OP_ACOS, 1, B0},
+    {"atan", OP_ATAN, 1},
+    {"floor", OP_FLOOR, 1, B0},
+    {"ceil", OP_CEIL, 1},
+    {"round", OP_ROUND, 1, B0},
+    {"sin_nan", OP_SIN, 1},
+    {"tan_nan", OP_TAN, 1},
+    {"asin_nan", OP_ASIN, 1},
+    {"atan_nan", OP_ATAN, 1},
+    {"floor_nan", OP_FLOOR, 1},
+    {"round_nan", OP_ROUND, 1},
 };
 #define OPCASE_COUNT ((int)(sizeof op_cases / sizeof op_cases[0]))
 

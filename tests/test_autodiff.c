@@ -349,6 +349,9 @@ static int near_kink(const GradCase *gc, int j, int64_t e, double h) {
   case OP_ABS: return fabs(v[e]) < 2 * h;
   case OP_HARDSWISH:
   case OP_HARDSIGMOID: return fabs(fabs(v[e]) - 3) < 2 * h;
+  case OP_FLOOR:
+  case OP_CEIL: return fabs(v[e] - nearbyint(v[e])) < 2 * h;    /* steps at the integers */
+  case OP_ROUND: return fabs(v[e] - floor(v[e]) - 0.5) < 2 * h; /* steps at the halves */
   case OP_CLAMP: return fabs(v[e] - n->attr.scalar.f) < 2 * h || fabs(v[e] - n->attr.scalar.f2) < 2 * h;
   case OP_SOFTPLUS: return fabs(v[e] * n->attr.scalar.f - n->attr.scalar.f2) < 2 * h * fabs(n->attr.scalar.f);
   case OP_MAXIMUM:

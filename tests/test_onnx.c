@@ -154,7 +154,7 @@ static void expect_nodes(const Onnx__GraphProto *gp, const char *sample) {
       "LeakyRelu", "Log", "LogSoftmax", "Max", "Min", "Neg", "Pad", "Pow", "ReduceMax", "ReduceMean", "ReduceSum",
       "Resize", "Selu", "Slice", "Softplus", "Sqrt", "Tanh", "Where", "SoftmaxCrossEntropyLoss", "Cast", "Equal",
       "Not", "Less", "LessOrEqual", "GreaterOrEqual", "GatherElements", "Gather", "NegativeLogLikelihoodLoss",
-      "LayerNormalization", "Expand", "Trilu"};
+      "LayerNormalization", "Expand", "Trilu", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Floor", "Ceil", "Round"};
   char loc[4096];
   snprintf(loc, sizeof loc, "%s:", sample);
   for (size_t i = 0; i < gp->n_node; i++) {
