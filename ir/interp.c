@@ -341,7 +341,8 @@ static int64_t label_at(const RtTensor *y, int64_t i) {
 /* Element i of a gather (select 0) or index_select (select 1) whose
  * result has shape oshape (rank orank) reads x at the flat offset this
  * returns; *pos is the position in idx it took its index from and *k the
- * index, or the offset is -1 when k is outside x's axis. */
+ * index, or the offset is -1 when k is outside x's axis.  A negative
+ * index k >= -extent counts from the end (x[k] of NumPy and ONNX). */
 static int64_t index_source(const RtTensor *x, const RtTensor *idx, const int64_t *oshape, int orank, int64_t axis,
                             int select, int64_t i, int64_t *pos, int64_t *k) {
   int64_t c[RT_MAX_RANK], xc[RT_MAX_RANK];
@@ -354,8 +355,8 @@ static int64_t index_source(const RtTensor *x, const RtTensor *idx, const int64_
   }
   *k = label_at(idx, *pos);
   for (int d = 0; d < x->rank; d++) xc[d] = d < axis || !select ? c[d] : c[d + ri - 1];
-  xc[axis] = *k;
-  if (*k < 0 || *k >= x->shape[axis]) return -1;
+  xc[axis] = *k < 0 ? *k + x->shape[axis] : *k;
+  if (xc[axis] < 0 || xc[axis] >= x->shape[axis]) return -1;
   int64_t off = 0;
   for (int d = 0; d < x->rank; d++) off = off * x->shape[d] + xc[d];
   return off;

@@ -575,7 +575,8 @@ typedef struct IndexCtx {
 
 /* For the element at loop variables vars (over the result, or over dy for
  * the gradient): the flat offset into x it reads, and through *ok whether
- * its index is within x's axis (else the offset uses index 0). */
+ * its index is within x's axis (else the offset uses index 0); a negative
+ * index from -extent counts from the end, as the interpreter's. */
 static Expr *index_offset(Lower *L, const IndexCtx *c, const int *vars, Expr **ok) {
   Program *p = L->p;
   const Node *x = node(L, c->x), *idx = node(L, c->idx);
@@ -583,6 +584,7 @@ static Expr *index_offset(Lower *L, const IndexCtx *c, const int *vars, Expr **o
   Expr *ic[IR_MAX_RANK], *xc[IR_MAX_RANK];
   for (int j = 0; j < idx->shape.rank; j++) ic[j] = kx_var(p, vars[c->select ? axis + j : j]);
   Expr *k = kx_cast(p, DT_I64, kx_load(p, L->buf[c->idx], lin_index(L, &idx->shape, ic)));
+  k = kx_select(p, kx_bin(p, BIN_LT, k, kx_i(p, 0)), kx_iadd(p, k, kx_dim(p, x->shape.d[axis])), k);
   *ok = kx_bin(p, BIN_AND, kx_bin(p, BIN_GE, k, kx_i(p, 0)), kx_bin(p, BIN_LT, k, kx_dim(p, x->shape.d[axis])));
   for (int d = 0; d < x->shape.rank; d++) xc[d] = kx_var(p, vars[d < axis || !c->select ? d : d + ri - 1]);
   xc[axis] = kx_select(p, *ok, k, kx_i(p, 0));

@@ -331,10 +331,11 @@ Test(interp_ops, cross_entropy_label_out_of_range) {
   }
 }
 
-/* An index outside x's axis is refused before anything is read, naming the
- * op, the index, its position in the index tensor and the axis. */
+/* An index outside x's axis (from -extent to extent - 1) is refused before
+ * anything is read, naming the op, the index, its position in the index
+ * tensor and the axis. */
 Test(interp_ops, index_out_of_range) {
-  static const int64_t bad[][2] = {{3, 4}, {0, -1}, {5, 100}};
+  static const int64_t bad[][2] = {{3, 4}, {0, -5}, {5, 100}};
   for (int op = OP_GATHER; op <= OP_INDEX_SELECT; op++)
     for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {
       Run r;
