@@ -119,3 +119,143 @@ int im_cv_mvn(Importer *im, const ImOp *row) {
   int sd = bin(im, OP_ADD, un(im, OP_SQRT, var, -1), konst(im, 1e-9), -1);
   return im_set_out(im, 0, bin(im, OP_DIV, bin(im, OP_SUB, x, mean, -1), sd, 0));
 }
+
+/* --- pooling over any number of spatial axes ------------------------------------------------------------ */
+
+/* One spatial axis of a pooling window. */
+typedef struct PoolAxis {
+  int64_t k, s, d, lo, hi;
+} PoolAxis;
+
+typedef struct PoolSpec {
+  int max, ceil, cip;
+  int sp;
+  PoolAxis ax[IR_MAX_RANK];
+} PoolSpec;
+
+/* dlc's pools take a padding of at most half the (dilated) kernel, as
+ * PyTorch's; the rest is padded explicitly. */
+static int64_t pool_inner_pad(const PoolSpec *ps, const PoolAxis *p, int64_t pad) {
+  int64_t eff = ps->max ? p->d * (p->k - 1) + 1 : p->k;
+  return pad <= eff / 2 ? pad : eff / 2;
+}
+
+/* A 2-D pool of the [N, A, L, B] view over L: kernel [k, 1]. */
+static int pool_2d(Importer *im, int v, const PoolSpec *ps, const PoolAxis *p, int64_t lo, int64_t hi, int cip) {
+  OpKind op = ps->max ? OP_MAX_POOL2D : OP_AVG_POOL2D;
+  Attrs a = ir_attrs_default(op);
+  int64_t kernel[2] = {p->k, 1}, stride[2] = {p->s, 1}, dil[2] = {p->d, 1}, pad[4] = {lo, hi, 0, 0};
+  if (im_set_list(im, &a, op, "kernel", kernel, 2) || im_set_list(im, &a, op, "stride", stride, 2) ||
+      im_set_list(im, &a, op, "padding", pad, 4) || (ps->max && im_set_list(im, &a, op, "dilation", dil, 2)))
+    return -1;
+  a.window.ceil_mode = ps->ceil, a.window.count_include_pad = cip;
+  return v < 0 ? -1 : im_op(im, op, &v, 1, &a, -1);
+}
+
+/* v [N, A, L, B] padded along L by lo and hi: zeros (avg), or the edge
+ * value (max: a window that reaches past the inner padding holds the edge
+ * element, which the copy does not change the maximum of). */
+static int pad_axis(Importer *im, int v, int64_t lo, int64_t hi, int edge) {
+  if (!lo && !hi) return v;
+  Attrs a = ir_attrs_default(OP_PAD);
+  int64_t pads[4] = {0, 0, lo, hi};
+  if (v < 0 || im_set_list(im, &a, OP_PAD, "pads", pads, 4)) return -1;
+  if (edge) ir_attr_set_enum(&a, OP_PAD, "mode", "replicate");
+  return im_op(im, OP_PAD, &v, 1, &a, -1);
+}
+
+/* Average pooling over L without counting padding, when the padding
+ * passes dlc's: the sums of the zero-padded input over the sums of the
+ * zero-padded ones [L] (both as averages with the padding counted). */
+static int avg_uncounted(Importer *im, int v, const PoolSpec *ps, const PoolAxis *p, int64_t L) {
+  float *ones = arena_alloc(im->a, (size_t)L * sizeof *ones);
+  for (int64_t j = 0; j < L; j++) ones[j] = 1;
+  int64_t dims[4] = {1, 1, L, 1};
+  int m = im_frozen_param(im, "ones", 4, dims, ones);
+  int sx = pool_2d(im, pad_axis(im, v, p->lo, p->hi, 0), ps, p, 0, 0, 1);
+  int sm = pool_2d(im, pad_axis(im, m, p->lo, p->hi, 0), ps, p, 0, 0, 1);
+  return bin(im, OP_DIV, sx, sm, -1);
+}
+
+/* x pooled along spatial axis i (axis 2 + i) through the [N, A, L, B]
+ * view, as output k (intermediate when k < 0). */
+static int pool_along(Importer *im, int x, const PoolSpec *ps, int i, int k) {
+  const Shape *xs = shape_of(im, x);
+  const PoolAxis *p = &ps->ax[i];
+  int axis = 2 + i, r = xs->rank;
+  Dim v4[4] = {xs->d[0], 1, xs->d[axis], 1};
+  for (int j = 1; j < r; j++) {
+    if (DIM_IS_SYM(xs->d[j])) return im_error(im, "pooling needs known channel and spatial extents");
+    if (j < axis) v4[1] *= xs->d[j];
+    else if (j > axis) v4[3] *= xs->d[j];
+  }
+  int64_t lo = pool_inner_pad(ps, p, p->lo), hi = pool_inner_pad(ps, p, p->hi);
+  if ((p->lo > lo || p->hi > hi) && ps->max && (p->d != 1 || p->lo >= p->k || p->hi >= p->k))
+    return im_error(im, "max pooling with pads over half the kernel needs dilation 1 and pads smaller than the kernel");
+  int v = im_reshape_to(im, x, v4, 4, -1), y;
+  if ((p->lo > lo || p->hi > hi) && !ps->max && !ps->cip) y = avg_uncounted(im, v, ps, p, xs->d[axis]);
+  else y = pool_2d(im, pad_axis(im, v, p->lo - lo, p->hi - hi, ps->max), ps, p, lo, hi, ps->cip);
+  if (y < 0) return -1;
+  Shape out = *xs;
+  out.d[axis] = shape_of(im, y)->d[2];
+  return im_reshape_to(im, y, out.d, r, k);
+}
+
+/* The window of a MaxPool or AveragePool over sp spatial axes; false
+ * (0) when an attribute is absent that the form needs. */
+static int pool_spec(Importer *im, int sp, PoolSpec *ps) {
+  int64_t v[2 * IR_MAX_RANK], ceil = 0, cip = 0;
+  int n;
+  const char *autopad;
+  ps->sp = sp;
+  if (im_attr_str(im, "auto_pad", "NOTSET", &autopad) || im_attr_int(im, "ceil_mode", 0, &ceil) ||
+      (!ps->max && im_attr_int(im, "count_include_pad", 0, &cip)))
+    return -1;
+  ps->ceil = ceil != 0, ps->cip = cip != 0;
+  if (strcmp(autopad, "NOTSET") && strcmp(autopad, "VALID"))
+    return im_error(im, "attribute 'auto_pad' = '%s' is not supported for %d spatial axes (NOTSET, VALID)", autopad, sp);
+  if (im_attr_ints(im, "kernel_shape", v, IR_MAX_RANK, &n)) return -1;
+  if (n != sp) return im_error(im, "attribute 'kernel_shape' of %d entries is required (one per spatial axis)", sp);
+  for (int i = 0; i < sp; i++) ps->ax[i] = (PoolAxis){v[i], 1, 1, 0, 0};
+  const char *names[3] = {"strides", "dilations", "pads"};
+  for (int w = 0; w < 3; w++) {
+    if (w == 1 && !ps->max) continue; /* AveragePool has no dilations before opset 19 */
+    if (im_attr_ints(im, names[w], v, 2 * IR_MAX_RANK, &n)) return -1;
+    if (n >= 0 && n != (w == 2 ? 2 * sp : sp)) return im_error(im, "attribute '%s' has %d entries for %d spatial axes", names[w], n, sp);
+    for (int i = 0; i < sp && n >= 0; i++) {
+      if (v[i] < (w == 2 ? 0 : 1) || (w == 2 && v[sp + i] < 0)) return im_error(im, "attribute '%s' has an entry out of range", names[w]);
+      if (w == 0) ps->ax[i].s = v[i];
+      else if (w == 1) ps->ax[i].d = v[i];
+      else ps->ax[i].lo = v[i], ps->ax[i].hi = v[sp + i];
+    }
+  }
+  return 0;
+}
+
+/* Whether MaxPool or AveragePool has a form dlc's 2-D pools take whole:
+ * two spatial axes and every padding within half the kernel. */
+int im_pool_is_2d(Importer *im, int x) {
+  int64_t v[2 * IR_MAX_RANK], k[IR_MAX_RANK];
+  int n, nk;
+  if (shape_of(im, x)->rank != 4) return 0;
+  if (im_attr_ints(im, "kernel_shape", k, IR_MAX_RANK, &nk) || im_attr_ints(im, "pads", v, 2 * IR_MAX_RANK, &n)) return 1;
+  for (int i = 0; i < n && nk == 2; i++)
+    if (v[i] > k[i % 2] / 2) return 0;
+  return 1;
+}
+
+/* MaxPool and AveragePool over 1, 2 or 3 spatial axes as one 2-D pool
+ * per axis (a box window is separable: the maximum, and the average
+ * whose count is the product of the per-axis counts). */
+int im_cv_pool_nd(Importer *im, const ImOp *row) {
+  PoolSpec ps = {.max = row->op == OP_MAX_POOL2D};
+  int64_t order;
+  int x = im_tensor(im, 0);
+  if (x < 0 || (ps.max && im_attr_int(im, "storage_order", 0, &order))) return -1;
+  int sp = shape_of(im, x)->rank - 2;
+  if (sp < 1 || sp > 3) return im_error(im, "pooling over %d spatial axes is not supported (1 to 3)", sp);
+  if (pool_spec(im, sp, &ps)) return -1;
+  int y = x;
+  for (int i = 0; i < sp && y >= 0; i++) y = pool_along(im, y, &ps, i, i == sp - 1 ? 0 : -1);
+  return im_set_out(im, 0, y);
+}

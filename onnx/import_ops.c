@@ -777,7 +777,8 @@ static int cv_conv(Importer *im, const ImOp *row) {
 static int cv_pool(Importer *im, const ImOp *row) {
   Attrs a = ir_attrs_default(row->op);
   int64_t kernel[2], ceil, cip, order;
-  int nk;
+  int nk, x = im_tensor(im, 0);
+  if (x >= 0 && !im_pool_is_2d(im, x)) return im_cv_pool_nd(im, row);
   if (window_attrs(im, row->op, 2, &a, kernel, &nk)) return -1;
   if (nk != 2) return im_error(im, "attribute 'kernel_shape' of 2 entries is required (2-D pooling)");
   if (set_window_list(im, &a, row->op, "kernel", kernel, 2, -1) || im_attr_int(im, "ceil_mode", 0, &ceil)) return -1;

@@ -47,5 +47,9 @@ int im_slice(Importer *im, int x, int axis, int64_t start, int64_t end, int k);
 int im_cv_reduce_prod(Importer *im, const ImOp *row);
 int im_cv_hardmax(Importer *im, const ImOp *row);
 int im_cv_mvn(Importer *im, const ImOp *row);
+/* MaxPool, AveragePool: whether dlc's 2-D pool takes the node whole; if
+ * not, im_cv_pool_nd converts it (1 to 3 spatial axes, any padding). */
+int im_pool_is_2d(Importer *im, int x);
+int im_cv_pool_nd(Importer *im, const ImOp *row);
 
 #endif

@@ -924,6 +924,19 @@ Test(onnx_node, trigonometric_and_rounding_functions, .timeout = 300) {
   node_tests_pass(t);
 }
 
+Test(onnx_node, product_hardmax_and_mvn_composed_of_dlc_ops, .timeout = 300) {
+  static const char *const t[] = {"test_reduce_prod_do_not_keepdims_random", "test_reduce_prod_default_axes_keepdims_example",
+                                  "test_hardmax_one_hot", "test_hardmax_axis_0", "test_hardmax_negative_axis", "test_mvn",
+                                  NULL};
+  node_tests_pass(t);
+}
+
+Test(onnx_node, pooling_over_1_and_3_axes_and_pads_over_half_the_kernel, .timeout = 300) {
+  static const char *const t[] = {"test_maxpool_1d_default", "test_averagepool_3d_default", "test_maxpool_2d_pads",
+                                  "test_averagepool_2d_pads", "test_averagepool_2d_pads_count_include_pad", NULL};
+  node_tests_pass(t);
+}
+
 Test(onnx_node, auto_pad_same_as_explicit_pads, .timeout = 300) {
   static const char *const t[] = {"test_maxpool_2d_same_lower", "test_averagepool_2d_same_upper",
                                   "test_conv_with_autopad_same", NULL};
