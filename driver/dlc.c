@@ -49,6 +49,8 @@ static const char *usage_main =
     "  --emit=obj             an object file for this machine, and its header\n"
     "                         (OUT.h beside OUT.o; default MODEL.o, MODEL.h)\n"
     "  --train                also emit the training step (train_step) as C\n"
+    "  --step                 a recurrent model's step function: the model on one step,\n"
+    "                         its scans' states as inputs and outputs (docs/generated-c.md)\n"
     "  --embed-params FILE    embed the weights of FILE.safetensors as constants\n"
     "  --max SYM=N            largest value of a symbolic dimension (default:\n"
     "                         the training batch, else 64)\n"
@@ -230,7 +232,7 @@ static int emit_c_folded(Model *m, const char *cpath, const char *embed_path, co
 typedef struct CompileOpts {
   const char *model, *out, *emit, *embed, *dump_after;
   const char *max[IR_MAX_SYMS];
-  int nmax, verify, train, no_tile;
+  int nmax, verify, train, no_tile, step;
 } CompileOpts;
 
 static int parse_compile(int argc, char **argv, CompileOpts *o, Diags *d) {
@@ -243,6 +245,7 @@ static int parse_compile(int argc, char **argv, CompileOpts *o, Diags *d) {
     if (!strcmp(argv[i], "--verify")) o->verify = 1;
     else if (!strcmp(argv[i], "--train")) o->train = 1;
     else if (!strcmp(argv[i], "--no-tile")) o->no_tile = 1;
+    else if (!strcmp(argv[i], "--step")) o->step = 1;
     else if ((v = dlc_flag(argc, argv, &i, "-o", &miss))) o->out = v;
     else if ((v = dlc_flag(argc, argv, &i, "--emit", &miss))) o->emit = v;
     else if ((v = dlc_flag(argc, argv, &i, "--embed-params", &miss))) o->embed = v;
@@ -351,6 +354,28 @@ static int write_llvm(const Program *p, const char *path, const char *embed_path
   return rc;
 }
 
+/* --step: the model's graph is replaced by its step graph (passes/step.c)
+ * and kept in *model_g, since the step graph's source locations point
+ * into it (put it back before fe_model_free). */
+static int use_step_graph(Model *m, Graph *model_g) {
+  Graph step;
+  if (pass_step_graph(&m->g, &step)) {
+    ir_graph_free(&step);
+    return -1;
+  }
+  *model_g = m->g;
+  m->g = step;
+  return 0;
+}
+
+static void free_compiled_model(Model *m, Graph *model_g, int step) {
+  if (step) {
+    ir_graph_free(&m->g);
+    m->g = *model_g;
+  }
+  fe_model_free(m);
+}
+
 static int cmd_compile(int argc, char **argv) {
   Diags d;
   diag_init(&d, stderr);
@@ -359,6 +384,12 @@ static int cmd_compile(int argc, char **argv) {
   if (rc) return rc > 0 ? dlc_usage(usage_main, 0) : 2;
   Model m;
   if (dlc_load_model(&m, o.model, o.max, o.nmax, &d)) return 1;
+  Graph model_g; /* --step: the model's own graph, kept while its step graph is compiled */
+  if (o.step && (o.train || use_step_graph(&m, &model_g))) {
+    if (o.train) diag_plain(&d, "--step", "emits the inference step function; it does not go with --train");
+    fe_model_free(&m);
+    return 1;
+  }
   Arena a;
   arena_init(&a);
   int status = 0;
@@ -374,7 +405,7 @@ static int cmd_compile(int argc, char **argv) {
     if (pass_run(&c)) {
       pass_ctx_free(&c);
       arena_free(&a);
-      fe_model_free(&m);
+      free_compiled_model(&m, &model_g, o.step);
       return 1;
     }
     pass_ctx_free(&c);
@@ -401,7 +432,7 @@ static int cmd_compile(int argc, char **argv) {
     }
   }
   arena_free(&a);
-  fe_model_free(&m);
+  free_compiled_model(&m, &model_g, o.step);
   return status;
 }
 

@@ -10,15 +10,18 @@
  * from the corpus, rebuilt as text.c builds it: --data text:FILE, else
  * the model's `data = text(...)`.
  *
- * Generation reruns the window: the inference graph is compiled once
- * (JIT, N = 1), and each new character is one forward pass over the last
- * T characters of the text so far (fewer at the start: they sit at the
- * window's first positions, and since the model reads left to right the
- * positions after them do not change the logits read, those of the last
- * character).  The state before the window is forgotten, so the model
- * sees at most T characters of context: simple, exact for texts up to T
- * characters, and as the model was trained (windows of T from zero
- * states).  The next character is drawn from softmax(logits / temperature)
+ * A recurrent model (one with scans) runs one character at a time: its
+ * step graph (passes/step.c: the model on one step, its scans' states as
+ * inputs and outputs) is compiled once (JIT, N = 1), the states start at
+ * zero as in training, and each character is one step whose returned
+ * states are the next step's, so the context is the whole text, not a
+ * window, and a character costs one step instead of T.  Other models, or
+ * --window, rerun the window: each new character is one forward pass over
+ * the last T characters of the text so far (fewer at the start: they sit
+ * at the window's first positions, and since the model reads left to
+ * right the positions after them do not change the logits read).  Within
+ * the first T characters both give the same logits.  The next character
+ * is drawn from softmax(logits / temperature)
  * with the generator seeded by --seed; temperature 0 takes the most likely.
  */
 #include <math.h>
@@ -31,7 +34,7 @@
 
 static const char *usage_sample =
     "usage: dlc sample MODEL.dl --params W.safetensors [--prime TEXT] [--length N]\n"
-    "                  [--temperature T] [--seed S] [--data text:FILE]\n"
+    "                  [--temperature T] [--seed S] [--data text:FILE] [--window]\n"
     "Generates text from a character-level language model (samples/char_lstm.dl).\n"
     "  --params FILE          trained weights (required)\n"
     "  --prime TEXT           the text to continue (default: a newline)\n"
@@ -40,20 +43,27 @@ static const char *usage_sample =
     "  --seed S               the generator's seed (default 0)\n"
     "  --data text:FILE       the training corpus: checked against the vocabulary saved\n"
     "                         with the weights, or its source when they have none\n"
-    "                         (default: the model's data = text(...))\n";
+    "                         (default: the model's data = text(...))\n"
+    "  --window               rerun the last T characters for each one, even when the\n"
+    "                         model is recurrent (default: carry its states)\n";
 
 typedef struct SampleOpts {
   const char *model, *params, *prime, *data;
   int64_t length, seed;
   double temperature;
+  int window;               /* --window: rerun the last T characters even for a recurrent model */
 } SampleOpts;
 
 static int parse_sample(int argc, char **argv, SampleOpts *o, Diags *d) {
-  *o = (SampleOpts){NULL, NULL, "\n", NULL, 200, 0, 0.8};
+  *o = (SampleOpts){NULL, NULL, "\n", NULL, 200, 0, 0.8, 0};
   for (int i = 1; i < argc; i++) {
     int miss = 0;
     const char *v;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    if (!strcmp(argv[i], "--window")) {
+      o->window = 1;
+      continue;
+    }
     if ((v = dlc_flag(argc, argv, &i, "--params", &miss))) o->params = v;
     else if ((v = dlc_flag(argc, argv, &i, "--prime", &miss))) o->prime = v;
     else if ((v = dlc_flag(argc, argv, &i, "--data", &miss))) o->data = v;
@@ -83,16 +93,21 @@ static int parse_sample(int argc, char **argv, SampleOpts *o, Diags *d) {
 typedef struct Sampler {
   Model m;
   Diags *d;
+  Graph step;               /* the step graph (carry mode) */
+  int carry, step_ready;    /* carry the states (else rerun the window); step initialised */
   Program prog;
   PassCtx pc;
-  Graph *g;
+  Graph *g;                 /* what is compiled: &step, or the model's graph */
   CModule *mod;
   int ctx_ready, lowered;   /* pc initialised; prog built by pass_run */
   RtVocab vocab;
   int input;                /* the ids input node */
   int64_t steps, classes;
-  int64_t *ids;             /* [1, steps] */
+  int64_t *ids;             /* [1, steps], or [1, 1] when carrying */
   float *logits;
+  int nstates;              /* carry: state k is read from state_in[k], returned in state_out[k] */
+  float *state_in[64], *state_out[64];
+  size_t state_bytes[64];
   void *args[64];
 } Sampler;
 
@@ -125,13 +140,27 @@ static int find_io(Sampler *s, const char *model) {
   return 0;
 }
 
+/* The graph to compile: the step graph of a model with scans (unless
+ * --window), else the model's. */
+static int sampler_graph(Sampler *s, const SampleOpts *o) {
+  s->g = &s->m.g;
+  for (int i = 0; i < s->m.g.nnodes && !o->window; i++) s->carry |= s->m.g.nodes[i].op == OP_SCAN;
+  if (!s->carry) return 0;
+  s->step_ready = 1;
+  if (pass_step_graph(&s->m.g, &s->step))
+    return diag_plain(s->d, "dlc sample", "the model has no step function; --window reruns the last %lld characters "
+                      "instead", (long long)s->steps), -1;
+  s->g = &s->step;
+  return 0;
+}
+
 /* The forward pass (N = 1) compiled with the weights params. */
 static int sampler_compile(Sampler *s, const SampleOpts *o, RtTensorSet *params) {
   RtError err;
-  for (int k = 0; k < s->m.g.nsyms; k++) s->m.g.syms[k].max = 1;
+  if (sampler_graph(s, o)) return -1;
+  for (int k = 0; k < s->g->nsyms; k++) s->g->syms[k].max = 1;
   PassOpts po = {.stages = 0};
-  s->g = &s->m.g;
-  pass_ctx_init(&s->pc, PIPE_INFER, &s->m.g, -1, &s->g, &s->prog, &po, s->d);
+  pass_ctx_init(&s->pc, PIPE_INFER, s->g, -1, &s->g, &s->prog, &po, s->d);
   s->ctx_ready = 1;
   if (pass_run(&s->pc)) return -1;
   s->lowered = 1;
@@ -205,30 +234,62 @@ static int sampler_open(Sampler *s, const SampleOpts *o) {
   return rc;
 }
 
-/* Buffers for the forward function's arguments. */
+/* Pairs state input buffer b (named as the step graph's state output)
+ * with that output, once both are allocated. */
+static void pair_states(Sampler *s) {
+  const Func *f = &s->prog.funcs[0];
+  for (int i = 0; i < f->nargs; i++) {
+    const Buffer *in = &s->prog.bufs[f->args[i]];
+    if (in->kind != BUF_INPUT || strncmp(in->name, "state", 5)) continue;
+    for (int j = 0; j < f->nargs; j++) {
+      const Buffer *out = &s->prog.bufs[f->args[j]];
+      if (out->kind != BUF_OUTPUT || strcmp(out->name, in->name)) continue;
+      s->state_in[s->nstates] = s->args[i], s->state_out[s->nstates] = s->args[j];
+      s->state_bytes[s->nstates++] = sizeof(float) * (size_t)out->size;
+    }
+  }
+}
+
+/* Buffers for the forward function's arguments (zero: the states start at zero). */
 static int sampler_buffers(Sampler *s) {
   const Func *f = &s->prog.funcs[0];
   if (f->nargs > 64) return diag_plain(s->d, "dlc sample", "the model has more than 64 inputs and outputs"), -1;
+  const char *ids = s->m.g.nodes[s->input].name;
   for (int i = 0; i < f->nargs; i++) {
     const Buffer *b = &s->prog.bufs[f->args[i]];
     int64_t n = 1;
     for (int k = 0; k < b->shape.rank; k++) n *= DIM_IS_SYM(b->shape.d[k]) ? 1 : b->shape.d[k];
     s->args[i] = rt_xcalloc((size_t)n + 1, rt_dtype_size(b->dtype));
-    if (b->kind == BUF_INPUT) s->ids = s->args[i];
-    else if (!strcmp(b->name, s->g->outputs[0].name)) s->logits = s->args[i];
+    if (b->kind == BUF_INPUT && !strcmp(b->name, ids)) s->ids = s->args[i];
+    else if (b->kind == BUF_OUTPUT && !strcmp(b->name, s->g->outputs[0].name)) s->logits = s->args[i];
   }
+  if (s->carry) pair_states(s);
   return s->ids && s->logits ? 0 : (diag_plain(s->d, "dlc sample", "the compiled model lost its input or logits"), -1);
 }
 
-/* The next character's id after ctx[0..n). */
-static int next_id(Sampler *s, const int64_t *ctx, int64_t n, double temperature, RtRng *r, RtError *err) {
+/* Runs the model so s->logits' row *row holds the scores of the character
+ * after ctx[0..n): carrying, one step on ctx[n - 1] (every n in turn);
+ * else a pass over the last T characters. */
+static int advance(Sampler *s, const int64_t *ctx, int64_t n, int64_t *row, RtError *err) {
   int64_t w = n < s->steps ? n : s->steps;
-  memset(s->ids, 0, sizeof(int64_t) * (size_t)s->steps);
-  memcpy(s->ids, ctx + n - w, sizeof(int64_t) * (size_t)w);
+  if (s->carry) s->ids[0] = ctx[n - 1], w = 1;
+  else {
+    memset(s->ids, 0, sizeof(int64_t) * (size_t)s->steps);
+    memcpy(s->ids, ctx + n - w, sizeof(int64_t) * (size_t)w);
+  }
   int64_t sym[IR_MAX_SYMS];
   for (int k = 0; k < IR_MAX_SYMS; k++) sym[k] = 1;
   if (cg_c_call(s->mod, s->prog.funcs[0].name, sym, s->args, err)) return -1;
-  const float *row = s->logits + (w - 1) * s->classes;
+  for (int k = 0; k < s->nstates; k++) memcpy(s->state_in[k], s->state_out[k], s->state_bytes[k]);
+  *row = w - 1;
+  return 0;
+}
+
+/* The next character's id after ctx[0..n) (advance called for it). */
+static int next_id(Sampler *s, const int64_t *ctx, int64_t n, double temperature, RtRng *r, RtError *err) {
+  int64_t at;
+  if (advance(s, ctx, n, &at, err)) return -1;
+  const float *row = s->logits + at * s->classes;
   int best = 0;
   for (int c = 1; c < s->classes; c++)
     if (row[c] > row[best]) best = c;
@@ -257,6 +318,12 @@ static int generate(Sampler *s, const SampleOpts *o) {
   rt_rng_seed_stream(&r, (uint64_t)o->seed, "sample");
   RtError err;
   fwrite(o->prime, 1, np, stdout);
+  int64_t at;
+  for (size_t i = 1; s->carry && i < np; i++) /* the prime's states */
+    if (advance(s, ctx, (int64_t)i, &at, &err)) {
+      rt_xfree(ctx);
+      return diag_plain(s->d, "dlc sample", "%s", err.msg), -1;
+    }
   for (int64_t k = 0; k < o->length; k++) {
     int id = next_id(s, ctx, (int64_t)np + k, o->temperature, &r, &err);
     if (id < 0) {
@@ -276,6 +343,7 @@ static void sampler_close(Sampler *s) {
   for (int k = 0; k < 64; k++) rt_xfree(s->args[k]);
   if (s->lowered) kir_program_free(&s->prog);
   if (s->ctx_ready) pass_ctx_free(&s->pc);
+  if (s->step_ready) ir_graph_free(&s->step);
   fe_model_free(&s->m);
 }
 

@@ -87,6 +87,15 @@ int pass_build_grads(const Graph *src, int loss, int params, int inputs, const D
  * batch norms folded, or -1. */
 int pass_fold_batchnorm(const Graph *src, Graph *dst, RtTensorSet *params);
 
+/* The step graph of a recurrent model (step.c): the model on one step of
+ * its scans' sequence, named MODEL_step, with every scan's initial states
+ * as inputs and its final states as outputs after the model's, both named
+ * "stateJ.NAME" (scan J, NAME its body's state input).  step is
+ * initialised here (free it with ir_graph_free, also on failure).  Returns
+ * 0, or -1 after a diagnostic: no scan, a reverse scan, scans over
+ * different or symbolic lengths, or a node that cannot run on one step. */
+int pass_step_graph(const Graph *model, Graph *step);
+
 /* --- the pipeline ------------------------------------------------------------ */
 /* Every compilation is one of these pipelines, each a list of named steps
  * (pipeline.c; `dlc --list-steps` prints them).  Graph steps rewrite the

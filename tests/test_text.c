@@ -268,3 +268,65 @@ Test(text, ids_out_of_range_are_refused_before_training) {
   cr_expect_eq(dlc(dir, "train e.dl", &out), 0, "ids in range train:\n%s", out);
   free(out);
 }
+
+/* --- one character at a time ------------------------------------------------------ */
+
+/* Within its window a recurrent model stepped with its states carried
+ * gives what rerunning the window gives. */
+Test(text, carried_states_continue_as_the_window_does, .timeout = 300) {
+  const char *dir = tu_scratch_dir();
+  write_file(dir, "lm.dl", tiny_lm);
+  write_file(dir, "corpus.txt", corpus());
+  char *out, *win;
+  cr_assert_eq(dlc(dir, "train lm.dl --epochs 3 --save lm.safetensors", &out), 0, "%s", out);
+  free(out);
+  for (int seed = 1; seed <= 3; seed++) { /* 2 + 10 characters: within the window of 12 */
+    char args[200];
+    snprintf(args, sizeof args, "sample lm.dl --params lm.safetensors --prime 'he' --length 10 --seed %d", seed);
+    cr_assert_eq(dlc(dir, args, &out), 0, "%s", out);
+    strcat(args, " --window");
+    cr_assert_eq(dlc(dir, args, &win), 0, "%s", win);
+    cr_expect(strcmp(out, win) == 0 && strlen(out) == 13, "seed %d: carried '%s', window '%s'", seed, out, win);
+    free(out);
+    free(win);
+  }
+  write_file(dir, "bi.dl", "model bi\ninput tokens: i64[N, 12]\ne = embedding(tokens, 10, 8)\n"
+                           "hs, h_n, c_n = lstm(e, hidden_size=4, batch_first=true, bidirectional=true) as lstm\n"
+                           "logits = dense(hs, 10)\noutput logits\n");
+  expect(dir, "sample bi.dl --params lm.safetensors --data text:corpus.txt", 1,
+         "the model has no step function; --window reruns the last 12 characters instead");
+}
+
+/* samples/char_step.c, compiled with the step function dlc emits for
+ * samples/char_lstm.dl, prints what dlc sample prints at temperature 0. */
+Test(text, the_emitted_step_function_generates_as_dlc_sample, .timeout = 600) {
+  const char *dir = tu_scratch_dir();
+  static char text[93 * 40 + 1];
+  uint32_t r = 12345;
+  for (int i = 0; i < 93 * 40; i++) { /* 93 symbols (bytes 32..124), all present */
+    r = r * 1103515245u + 12345u;
+    text[i] = (char)(32 + (i < 93 ? i : (int)((r >> 16) % 93)));
+  }
+  write_file(dir, "corpus.txt", text);
+  char *out, *c_out, cmd[2000];
+  snprintf(cmd, sizeof cmd, "train %s/samples/char_lstm.dl --data text:corpus.txt --steps 3 --batch 4 --save w.safetensors",
+           DLC_SOURCE_DIR);
+  cr_assert_eq(dlc(dir, cmd, &out), 0, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "sample %s/samples/char_lstm.dl --params w.safetensors --prime 'The ' --length 80 "
+           "--temperature 0", DLC_SOURCE_DIR);
+  cr_assert_eq(dlc(dir, cmd, &out), 0, "%s", out);
+  snprintf(cmd, sizeof cmd, "%s/samples/char_lstm.dl --step -o char_lstm_step.c", DLC_SOURCE_DIR);
+  cr_assert_eq(dlc(dir, cmd, &c_out), 0, "%s", c_out);
+  free(c_out);
+  snprintf(cmd, sizeof cmd, "cd %s && cc -O2 -std=c11 -Wall -Wextra -Werror -I. %s/samples/char_step.c char_lstm_step.c "
+           "-lm -o char_step && ./char_step w.safetensors 'The ' 80 > c_out.txt", dir, DLC_SOURCE_DIR);
+  cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+  char path[700];
+  snprintf(path, sizeof path, "%s/c_out.txt", dir);
+  c_out = tu_read_file(path, NULL);
+  cr_assert_not_null(c_out);
+  cr_expect(strlen(out) == 85 && strcmp(out, c_out) == 0, "dlc sample:\n'%s'\nchar_step:\n'%s'", out, c_out);
+  free(out);
+  free(c_out);
+}
