@@ -21,6 +21,11 @@
  *   }                                          read each other's buffers)
  *   final_k = state_k                         for a second projection
  *
+ * Each body node's nest is scheduled as it is lowered, by the schedule's
+ * rule for its op (schedule_body_node): the schedule step sees only the
+ * scan's one kernel, and the gate products of a recurrent layer are most
+ * of its work.  (--no-tile does not reach these nests.)
+ *
  * Every body buffer is live in this one kernel, so the memory planner
  * keeps them apart from each other and from everything live across the
  * scan; buffers of results that nothing projects are not written.  Both
@@ -31,6 +36,7 @@
 #include <string.h>
 
 #include "passes/lower.h"
+#include "passes/schedule.h"
 
 typedef struct ScanLower {
   Lower *L, B;              /* the outer lowering, the body's */
@@ -139,6 +145,24 @@ static void carry_states(ScanLower *S, Stmt **blk) {
   rt_xfree(from);
 }
 
+/* Body node id's nest s scheduled as a kernel of its own would be: the
+ * schedule's rule for its op (a linear layer's row order and register
+ * tiles) applied to it alone, with the scan kernel's variable counters.
+ * The schedule step sees only the scan's one kernel, so without this the
+ * matrix products of every step stay plain dot products. */
+static Stmt *schedule_body_node(ScanLower *S, int id, Stmt *s) {
+  Kernel *k = S->L->k;
+  Stmt *body = k->body;
+  int node = k->node, op = k->op;
+  Func f = *S->L->f;
+  f.g = S->B.g;
+  k->body = s, k->node = id, k->op = (int)S->B.g->nodes[id].op;
+  sched_kernel(S->L->p, &f, k);
+  s = k->body;
+  k->body = body, k->node = node, k->op = op;
+  return s;
+}
+
 /* The statements of one step. */
 static Stmt *step_body(ScanLower *S) {
   const AttrScan *a = S->a;
@@ -151,7 +175,7 @@ static Stmt *step_body(ScanLower *S) {
       ks_append(&blk, move_step(S, &S->B, S->bin[a->nseq + k], S->res[ny + a->nstate + k], a->axis, 0));
   for (int id = 0; id < b->nnodes; id++) {
     Stmt *s = lower_node_stmt(&S->B, id);
-    if (s) ks_append(&blk, s);
+    if (s) ks_append(&blk, schedule_body_node(S, id, s));
   }
   for (int j = 0; j < ny; j++)
     if (S->res[j] >= 0) ks_append(&blk, move_step(S, &S->B, b->outputs[j].id, S->res[j], a->axis, 0));
