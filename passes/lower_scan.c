@@ -149,13 +149,20 @@ static void carry_states(ScanLower *S, Stmt **blk) {
  * schedule's rule for its op (a linear layer's row order and register
  * tiles) applied to it alone, with the scan kernel's variable counters.
  * The schedule step sees only the scan's one kernel, so without this the
- * matrix products of every step stay plain dot products. */
+ * matrix products of every step stay plain dot products.  The rules read
+ * the body's shapes at the symbols' largest values, which are set on the
+ * outer graph (the batch, --max) after the body was built: the body is
+ * seen with the outer graph's symbol table (the body's starts as a copy
+ * of it, so the indices agree). */
 static Stmt *schedule_body_node(ScanLower *S, int id, Stmt *s) {
   Kernel *k = S->L->k;
   Stmt *body = k->body;
   int node = k->node, op = k->op;
+  Graph bg = *S->B.g;
+  memcpy(bg.syms, S->L->g->syms, sizeof bg.syms);
+  bg.nsyms = S->L->g->nsyms;
   Func f = *S->L->f;
-  f.g = S->B.g;
+  f.g = &bg;
   k->body = s, k->node = id, k->op = (int)S->B.g->nodes[id].op;
   sched_kernel(S->L->p, &f, k);
   s = k->body;

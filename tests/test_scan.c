@@ -550,6 +550,26 @@ Test(scan, gru_layer_matches_torch_nn_gru) {
   check_layer_fixture("gru", gru_model, outs, 9);
 }
 
+/* Inside a scan each body node still gets its op's schedule rule: with
+ * 8 rows or more (the batch's largest value, set on the model after the
+ * body was built) an LSTM's gate products run in row order against a
+ * transposed copy of the weight, a derived buffer made once per change
+ * of the weights, in the forward scan and in the gradient's.  (The
+ * backend tests run these nests: load compiles for 8 rows, runs 3.) */
+Test(scan, body_products_are_scheduled_as_layers) {
+  Run r;
+  load(&r, lstm_model);
+  add_grads(&r);
+  Program p;
+  lower(&p, &r.m.g);
+  int derived = 0;
+  for (int b = 0; b < p.nbufs; b++)
+    derived += p.bufs[b].kind == BUF_DERIVED && !strcmp(p.bufs[p.bufs[b].src].name, "lstm.weight_hh_l0");
+  cr_expect_geq(derived, 1, "no transposed copy of lstm.weight_hh_l0: the gate products are not in row order");
+  kir_program_free(&p);
+  done(&r);
+}
+
 /* The layers on every backend, the time-major default, and relu. */
 Test(scan, recurrent_layers_backends_agree, .timeout = 240) {
   check_backends(lstm_model);
