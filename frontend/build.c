@@ -690,14 +690,17 @@ static const char *op_usage(OpKind op, char *buf, size_t len) {
   return buf;
 }
 
-/* Is argument e (past the required operands) another tensor operand? */
+/* Is argument e (past the required operands) another tensor operand?  A
+ * dotted name (fc1.bias) names a layer's parameter, always a tensor: it is
+ * counted as an operand whether or not the layer exists, so a misspelt one
+ * gets eval_param_ref's message, not "too many arguments". */
 static int is_operand_expr(Parser *P, Expr *e) {
   switch (e->kind) {
   case EX_CALL: case EX_BINARY: return 1;
   case EX_NEG: return is_operand_expr(P, e->lhs);
   case EX_NAME: {
     Var *v = fe_lookup(P, e->name);
-    return v && v->v.kind == V_TENSOR;
+    return v ? v->v.kind == V_TENSOR : strchr(e->name, '.') != NULL;
   }
   case EX_NUM: case EX_STR: case EX_LIST: case EX_TUPLE: return 0;
   }

@@ -176,6 +176,59 @@ Test(layer_params, unknown_layer_or_parameter_is_an_error_with_a_suggestion) {
   free(msg);
 }
 
+/* Every op that takes optional tensor operands (ops.def: more inputs than
+ * it needs), called with layer parameters (LAYER.PARAM) for all of them:
+ * each is an operand of the op, none is taken for an attribute.  The table
+ * must name every such op written in .dl sources, so one added later is
+ * checked too (scan has its own syntax, random ops' extra operand is the
+ * compiler's). */
+static const struct {
+  const char *op, *src;
+  int nin;
+} optional_operand_calls[] = {
+    {"linear", "input x: f32[N, 6]\nd = dense(x, 3)\ny = linear(x, d.weight, d.bias)\noutput y\n", 3},
+    {"conv2d", "input x: f32[N, 2, 8, 8]\nc = conv2d(x, 4, kernel=3)\n"
+               "y = conv2d(x, c.weight, c.bias, padding=1)\noutput y\n", 3},
+    {"conv1d", "input x: f32[N, 2, 8]\nc = conv1d(x, 4, kernel=3)\ny = conv1d(x, c.weight, c.bias, 1, 1)\noutput y\n", 3},
+    {"conv_transpose2d", "input x: f32[N, 2, 4, 4]\nc = conv_transpose2d(x, 3, kernel=2, stride=2)\n"
+                         "y = conv_transpose2d(x, c.weight, c.bias, stride=2)\noutput y\n", 3},
+    {"layer_norm", "input x: f32[N, 6]\nln = layer_norm(x, [6])\ny = layer_norm(x, ln.weight, ln.bias)\noutput y\n", 3},
+    {"pow", "input x: f32[N, 3]\nd = dense(x, 3)\ny = pow(x, d.bias)\noutput y\n", 2},
+    {"concat", "input x: f32[N, 6]\na = dense(x, 3)\nb = dense(x, 2)\n"
+               "y = concat(a.bias, b.bias, a.bias, 0)\noutput y\n", 3},
+};
+
+static int optional_operand_call(const char *op) {
+  for (size_t i = 0; i < sizeof optional_operand_calls / sizeof optional_operand_calls[0]; i++)
+    if (strcmp(optional_operand_calls[i].op, op) == 0) return (int)i;
+  return -1;
+}
+
+Test(layer_params, optional_operands_take_layer_parameters) {
+  for (int op = 0; op < OP_COUNT; op++) {
+    const OpInfo *oi = &ir_ops[op];
+    if (oi->max_in >= 0 && oi->max_in <= oi->min_in) continue;
+    if (oi->flags & (OPF_INTERNAL | OPF_RANDOM) || op == OP_SCAN) continue;
+    int k = optional_operand_call(oi->name);
+    cr_assert_geq(k, 0, "%s takes optional tensor operands but is not checked here", oi->name);
+    int rc;
+    char *msg = diagnose(optional_operand_calls[k].src, &rc);
+    cr_expect_eq(rc, 0, "%s: %s", oi->name, msg);
+    free(msg);
+    Diags d;
+    diag_init(&d, stderr);
+    Model m;
+    if (fe_load_string(&m, "p.dl", optional_operand_calls[k].src, &d)) continue;
+    const Node *y = &m.g.nodes[m.g.outputs[ir_find_output(&m.g, "y")].id];
+    cr_expect_eq((int)y->op, op, "%s: y is %s", oi->name, ir_ops[y->op].name);
+    int nin = optional_operand_calls[k].nin;
+    cr_expect_eq(y->nin, nin, "%s: %d operands, not %d", oi->name, y->nin, nin);
+    for (int i = 1; i < y->nin; i++)
+      cr_expect_eq((int)m.g.nodes[y->in[i]].op, OP_PARAM, "%s: operand %d is not a parameter", oi->name, i);
+    fe_model_free(&m);
+  }
+}
+
 /* --- init= and bias_init= ------------------------------------------------------------ */
 
 /* The values parameter name of src is initialised with from seed 1. */
