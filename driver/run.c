@@ -13,6 +13,15 @@
  * training section's loss (the grads pipeline of passes/pipeline.c), and the
  * gradients are written as safetensors named like the parameters/inputs.
  *
+ * --output NAME=FILE computes only the outputs named (a dead-code pass
+ * drops what only the others need, inputs included).  An input file is
+ * .npy, or IDX (the MNIST family, gzip'd or not): u8 images feeding an f32
+ * input are scaled to [0, 1] as the data sets are, and reshaped to the
+ * input's sample shape.  --dim SYM=K binds a dimension symbol: a file
+ * whose first dimension is SYM and longer gives its first K rows, and an
+ * input declared `= randn` or `= rand` that is not given is drawn from
+ * --seed, so a generator or a decoder runs on fresh noise.
+ *
  * --mode says how batch norm and dropout behave, and is never guessed
  * from what else is asked: train (batch statistics; dropout masks drawn
  * from --seed at step 1, as the first step of `dlc train`) or eval
@@ -37,14 +46,15 @@ typedef struct RunOpts {
   const char *model, *backend, *params, *grads, *input_grads, *mode;
   const char *threads;
   uint64_t seed;
-  Binding in[MAX_BINDINGS], out[MAX_BINDINGS];
-  int nin, nout;
+  Binding in[MAX_BINDINGS], out[MAX_BINDINGS], dim[MAX_BINDINGS];
+  int nin, nout, ndim;
   int nthreads;
 } RunOpts;
 
 static int parse_binding(const char *flag, const char *v, Binding *b, int *n, Diags *d) {
   const char *eq = strchr(v, '=');
-  if (!eq || eq == v || !eq[1]) return diag_plain(d, flag, "expected NAME=FILE.npy, got '%s'", v), -1;
+  if (!eq || eq == v || !eq[1])
+    return diag_plain(d, flag, "expected %s, got '%s'", strcmp(flag, "--dim") ? "NAME=FILE.npy" : "SYM=K", v), -1;
   if (*n == MAX_BINDINGS) return diag_plain(d, flag, "given more than %d times", MAX_BINDINGS), -1;
   b[*n].name = rt_xstrndup(v, (size_t)(eq - v));
   b[*n].file = eq + 1;
@@ -64,6 +74,8 @@ static int parse_run(int argc, char **argv, RunOpts *o, Diags *d) {
       if (parse_binding("--input", v, o->in, &o->nin, d)) return -1;
     } else if ((v = dlc_flag(argc, argv, &i, "--output", &miss))) {
       if (parse_binding("--output", v, o->out, &o->nout, d)) return -1;
+    } else if ((v = dlc_flag(argc, argv, &i, "--dim", &miss))) {
+      if (parse_binding("--dim", v, o->dim, &o->ndim, d)) return -1;
     } else if ((v = dlc_flag(argc, argv, &i, "--params", &miss))) o->params = v;
     else if ((v = dlc_flag(argc, argv, &i, "--grads", &miss))) o->grads = v;
     else if ((v = dlc_flag(argc, argv, &i, "--input-grads", &miss))) o->input_grads = v;
@@ -101,18 +113,121 @@ static const char *input_names(const Graph *g, char *buf, size_t len) {
   return buf;
 }
 
-static int read_inputs(const Graph *g, const RunOpts *o, RtTensor *vals, Diags *d) {
+/* Symbol values from --dim SYM=K into dims (0: not given). */
+static int parse_dims(const Graph *g, const RunOpts *o, int64_t *dims, Diags *d) {
+  for (int s = 0; s < IR_MAX_SYMS; s++) dims[s] = 0;
+  for (int k = 0; k < o->ndim; k++) {
+    int s = 0;
+    while (s < g->nsyms && strcmp(g->syms[s].name, o->dim[k].name)) s++;
+    if (s == g->nsyms)
+      return diag_plain(d, "--dim", "the model has no dimension symbol '%s'", o->dim[k].name), -1;
+    if (dlc_parse_int("--dim", o->dim[k].file, 1, INT32_MAX, &dims[s], d)) return -1;
+  }
+  return 0;
+}
+
+static int is_npy(const char *path) {
+  size_t n = strlen(path);
+  return n >= 4 && !strcmp(path + n - 4, ".npy");
+}
+
+/* An IDX file for input n: u8 data for an f32 input scaled to [0, 1] (as
+ * the data sets are), then [rows, ...] reshaped to [rows, n's sample
+ * shape] when the sample sizes agree (28x28 images for a [N, 784] input). */
+static int read_idx_input(const Graph *g, const Node *n, const char *path, RtTensor *out, Diags *d) {
+  RtError err;
+  RtTensor raw;
+  if (rt_idx_read(path, &raw, &err)) return diag_plain(d, path, "%s", err.msg), -1;
+  RtStatus st = RT_OK;
+  if (raw.dtype == DT_U8 && n->dtype == DT_F32) st = rt_to_f32_scaled(&raw, 1.0 / 255, 0, out, &err);
+  else *out = raw, raw.data = NULL;
+  rt_tensor_free(&raw);
+  if (st) return diag_plain(d, path, "%s", err.msg), -1;
+  int64_t sample = 1, want = 1;
+  for (int k = 1; k < out->rank; k++) sample *= out->shape[k];
+  for (int k = 1; k < n->shape.rank; k++) want *= DIM_IS_SYM(n->shape.d[k]) ? -1 : n->shape.d[k];
+  if (out->rank < 1 || n->shape.rank < 1 || want != sample || !DIM_IS_SYM(n->shape.d[0])) return 0;
+  out->rank = n->shape.rank; /* ir_bind_symbols checks the types */
+  for (int k = 1; k < n->shape.rank; k++) out->shape[k] = n->shape.d[k];
+  (void)g;
+  return 0;
+}
+
+/* Input id of g from path; a first dimension SYM longer than --dim SYM=K
+ * gives its first K rows. */
+static int read_input(const Graph *g, int id, const char *path, const int64_t *dims, RtTensor *out, Diags *d) {
+  const Node *n = &g->nodes[id];
+  RtError err;
+  if (!is_npy(path)) {
+    if (read_idx_input(g, n, path, out, d)) return -1;
+  } else if (rt_npy_read(path, out, &err)) {
+    return diag_plain(d, path, "%s", err.msg), -1;
+  }
+  if (n->shape.rank && out->rank && DIM_IS_SYM(n->shape.d[0])) {
+    int64_t k = dims[DIM_SYM_ID(n->shape.d[0])];
+    if (k && out->shape[0] > k) out->shape[0] = k;
+  }
+  return 0;
+}
+
+/* The value of symbol s: --dim, else the dimension of a given input. */
+static int64_t sym_value(const Graph *g, const RtTensor *vals, const int64_t *dims, int s) {
+  if (dims[s]) return dims[s];
+  for (int i = 0; i < g->nnodes; i++)
+    for (int k = 0; g->nodes[i].op == OP_INPUT && vals[i].data && k < g->nodes[i].shape.rank; k++)
+      if (g->nodes[i].shape.d[k] == DIM_SYM(s) && k < vals[i].rank) return vals[i].shape[k];
+  return 0;
+}
+
+/* Input id (declared `= randn` or `= rand`), drawn from its own stream of
+ * seed: every symbol of its shape must be bound by --dim or another input. */
+static int draw_noise(const Graph *g, int id, const RtTensor *vals, const int64_t *dims, uint64_t seed,
+                      RtTensor *out, Diags *d) {
+  const Node *n = &g->nodes[id];
+  int64_t shape[IR_MAX_RANK];
+  for (int k = 0; k < n->shape.rank; k++) {
+    Dim dm = n->shape.d[k];
+    shape[k] = DIM_IS_SYM(dm) ? sym_value(g, vals, dims, DIM_SYM_ID(dm)) : dm;
+    if (!shape[k])
+      return diag_plain(d, "dlc run", "input '%s' is drawn from the seed, but no input binds its dimension %s: "
+                        "give --dim %s=K (or --input %s=FILE.npy)", n->name, g->syms[DIM_SYM_ID(dm)].name,
+                        g->syms[DIM_SYM_ID(dm)].name, n->name), -1;
+  }
+  RtError err;
+  if (rt_tensor_alloc(out, DT_F32, n->shape.rank, shape, &err)) return diag_plain(d, "dlc run", "%s", err.msg), -1;
+  RtRng r;
+  rt_rng_seed_stream(&r, seed, n->name);
+  float *v = out->data;
+  for (int64_t i = 0, count = rt_tensor_numel(out); i < count; i++)
+    v[i] = (float)(n->noise == NOISE_RANDN ? rt_rng_normal(&r) : rt_rng_uniform(&r));
+  return 0;
+}
+
+/* Every --input names an input of the model (before the pipeline, which
+ * drops the inputs that the outputs asked for do not need). */
+static int check_input_names(const Graph *model, const RunOpts *o, Diags *d) {
   char names[512];
+  for (int k = 0; k < o->nin; k++)
+    if (ir_find_input(model, o->in[k].name) < 0)
+      return diag_plain(d, "--input", "the model has no input '%s' (its inputs: %s)", o->in[k].name,
+                        input_names(model, names, sizeof names)), -1;
+  return 0;
+}
+
+/* The inputs of g, the graph run (an input it does not need is passed
+ * over with a note). */
+static int read_inputs(const Graph *g, const RunOpts *o, RtTensor *vals, Diags *d) {
+  int64_t dims[IR_MAX_SYMS];
+  if (parse_dims(g, o, dims, d)) return -1;
   for (int k = 0; k < o->nin; k++) {
     int id = ir_find_input(g, o->in[k].name);
     if (id < 0) {
-      diag_plain(d, "--input", "the model has no input '%s' (its inputs: %s)", o->in[k].name,
-                 input_names(g, names, sizeof names));
-      return -1;
+      fprintf(stderr, "note: input '%s' is not needed for the outputs asked for; %s is not read\n", o->in[k].name,
+              o->in[k].file);
+      continue;
     }
-    RtError err;
     rt_tensor_free(&vals[id]);
-    if (rt_npy_read(o->in[k].file, &vals[id], &err)) return diag_plain(d, o->in[k].file, "%s", err.msg), -1;
+    if (read_input(g, id, o->in[k].file, dims, &vals[id], d)) return -1;
   }
   int step = ir_find_input(g, "step"); /* made by train-mode dropout, unless the model has one */
   if (step >= 0 && !vals[step].data) {
@@ -120,10 +235,30 @@ static int read_inputs(const Graph *g, const RunOpts *o, RtTensor *vals, Diags *
     if (rt_tensor_alloc(&vals[step], DT_F32, 0, NULL, &err)) return diag_plain(d, "dlc run", "%s", err.msg), -1;
     *(float *)vals[step].data = 1;
   }
-  for (int i = 0; i < g->nnodes; i++)
-    if (g->nodes[i].op == OP_INPUT && !vals[i].data)
-      return diag_plain(d, "dlc run", "no value for input '%s' (give --input %s=FILE.npy)", g->nodes[i].name,
-                        g->nodes[i].name), -1;
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = &g->nodes[i];
+    if (n->op != OP_INPUT || vals[i].data) continue;
+    if (n->noise == NOISE_NONE)
+      return diag_plain(d, "dlc run", "no value for input '%s' (give --input %s=FILE.npy)", n->name, n->name), -1;
+    if (draw_noise(g, i, vals, dims, o->seed, &vals[i], d)) return -1;
+  }
+  return 0;
+}
+
+/* --output names: only those outputs are computed (the others are taken
+ * out of the model before the pipeline, whose dead-code pass then drops
+ * what only they needed). */
+static int keep_asked_outputs(Graph *g, const RunOpts *o, Diags *d) {
+  if (!o->nout) return 0;
+  for (int k = 0; k < o->nout; k++)
+    if (ir_find_output(g, o->out[k].name) < 0) return diag_plain(d, "--output", "the model has no output '%s'", o->out[k].name), -1;
+  int n = 0;
+  for (int i = 0; i < g->noutputs; i++) {
+    int asked = 0;
+    for (int k = 0; k < o->nout; k++) asked |= !strcmp(o->out[k].name, g->outputs[i].name);
+    if (asked) g->outputs[n++] = g->outputs[i];
+  }
+  g->noutputs = n;
   return 0;
 }
 
@@ -265,6 +400,7 @@ static void free_run_files(RunFiles *f) {
 static void free_bindings(RunOpts *o) {
   for (int k = 0; k < o->nin; k++) rt_xfree((char *)o->in[k].name);
   for (int k = 0; k < o->nout; k++) rt_xfree((char *)o->out[k].name);
+  for (int k = 0; k < o->ndim; k++) rt_xfree((char *)o->dim[k].name);
 }
 
 int dlc_cmd_run(int argc, char **argv, const char *usage) {
@@ -285,6 +421,11 @@ int dlc_cmd_run(int argc, char **argv, const char *usage) {
   for (int s = 0; s < m.g.nsyms; s++) m.g.syms[s].max = 0;
   Graph grads;
   int want_grads = o.grads || o.input_grads;
+  if (check_input_names(&m.g, &o, &d) || (!want_grads && keep_asked_outputs(&m.g, &o, &d))) {
+    fe_model_free(&m);
+    free_bindings(&o);
+    return 1;
+  }
   ir_graph_init(&grads, m.g.name, &d);
   if (want_grads && (!m.train.present || m.train.loss < 0)) {
     diag_plain(&d, o.model, "--grads needs a training section with a loss");
