@@ -10,6 +10,7 @@
  * Exit status 0 on success, 1 on bad input (a missing or malformed file,
  * nothing to plot, an unknown image format), 2 on a usage error.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,7 @@ static const char *usage_grid =
     "                           [--scale K] [--pad P]\n"
     "Writes a grid of grey images (f32[N, 1, H, W] or f32[N, H, W], as generated\n"
     "samples are saved) as one PNG, image 0 at the top left, row by row.\n"
+    "f32[N, K] with K a square (a perceptron's 784 pixels) are square images.\n"
     "  -o OUT.png             the file to write (default: IMAGES.png)\n"
     "  --cols N               images per row (default 8, or N when fewer)\n"
     "  --range LO,HI          the values shown as black and white (default 0,1;\n"
@@ -108,6 +110,16 @@ static int parse_grid(int argc, char **argv, const char **in, const char **out, 
   return 0;
 }
 
+/* [N, K] with K = S * S (flattened square images) viewed as [N, S, S]. */
+static void unflatten_square(RtTensor *t) {
+  if (t->dtype != DT_F32 || t->rank != 2 || t->shape[1] < 4) return;
+  int64_t s = (int64_t)sqrt((double)t->shape[1]);
+  while (s * s > t->shape[1]) s--;
+  while ((s + 1) * (s + 1) <= t->shape[1]) s++;
+  if (s * s != t->shape[1]) return;
+  t->rank = 3, t->shape[1] = s, t->shape[2] = s;
+}
+
 /* "dir/x.npy" -> "dir/x.png" (malloc'd). */
 static char *png_beside(const char *path) {
   const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
@@ -131,6 +143,7 @@ int dlc_cmd_grid(int argc, char **argv) {
   RtStatus st = rt_npy_read(in, &t, &err);
   if (st) diag_plain(&d, "dlc grid", "%s", err.msg);
   else {
+    unflatten_square(&t);
     st = rt_image_grid_png(out ? out : def, &t, &o, &err);
     if (st == RT_ERR_SHAPE) diag_plain(&d, "dlc grid", "%s: %s", in, err.msg); /* the images' fault */
     else if (st) diag_plain(&d, "dlc grid", "%s", err.msg);

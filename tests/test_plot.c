@@ -411,3 +411,23 @@ Test(png, grid_cli) {
   expect_fail(dir, "grid x.npy -o bad.png --scale 65", 2, "--scale", "bad.png");
   expect_fail(dir, "grid -o bad.png", 2, "no file of images", "bad.png");
 }
+
+/* f32[N, 784], a perceptron's output, is N square 28 x 28 images; a
+ * length that is not a square is refused. */
+Test(png, grid_of_flattened_square_images) {
+  const char *dir = tu_scratch_dir();
+  RtTensor t = images(3, 10, 28, 28);
+  RtError err;
+  t.rank = 2, t.shape[1] = 784;
+  cr_assert_eq(rt_npy_write(path_in(dir, "flat.npy"), &t, &err), RT_OK);
+  t.shape[1] = 780, t.shape[0] = 10 * 784 / 780;
+  cr_assert_eq(rt_npy_write(path_in(dir, "odd.npy"), &t, &err), RT_OK);
+  rt_tensor_free(&t);
+  char *out;
+  cr_expect_eq(run(dir, "grid flat.npy -o g.png --cols 4", &out), 0, "%s", out);
+  free(out);
+  Png p = png_decode(path_in(dir, "g.png"));
+  cr_expect(p.w == 4 * (28 + 2) + 2 && p.h == 3 * (28 + 2) + 2, "%u x %u", p.w, p.h);
+  free(p.raw);
+  expect_fail(dir, "grid odd.npy -o bad.png", 1, "odd.npy: images of f32[10, 780]", "bad.png");
+}
