@@ -35,7 +35,10 @@ static const char *usage_train =
     "                         npy:NAME=FILE,... (each input and label by name),\n"
     "                         text:FILE (character windows; dlc sample)\n"
     "  --val-split F          fraction of the training data held out\n"
-    "  --augment SPEC         none, or flip and/or crop=K (e.g. flip,crop=2)\n"
+    "  --augment SPEC         none, or flip, crop=K and/or noise=S (e.g. flip,crop=2)\n"
+    "  --schedule SPEC        constant, step:step_size=K[,gamma=G], exponential:gamma=G,\n"
+    "                         cosine:t_max=T[,eta_min=E] or cyclic:base_lr=A,max_lr=B,\n"
+    "                         step_size_up=K (the file's schedule's formulas)\n"
     "  --save FILE            checkpoint (safetensors) after every epoch\n"
     "  --resume FILE          continue from a checkpoint\n"
     "  --init FILE            start from these weights (fine-tuning)\n"
@@ -49,7 +52,7 @@ static const char *usage_train =
 
 typedef struct TrainFlags {
   const char *model, *epochs, *batch, *lr, *optimizer, *seed, *data, *val_split;
-  const char *save, *resume, *init, *metrics, *backend, *augment, *steps, *threads;
+  const char *save, *resume, *init, *metrics, *backend, *augment, *steps, *threads, *schedule;
   int quiet;
 } TrainFlags;
 
@@ -67,7 +70,7 @@ static int parse_flags(int argc, char **argv, TrainFlags *f, Diags *d) {
   } table[] = {{"--epochs", &f->epochs}, {"--batch", &f->batch}, {"--lr", &f->lr}, {"--optimizer", &f->optimizer},
                {"--seed", &f->seed}, {"--data", &f->data}, {"--val-split", &f->val_split}, {"--save", &f->save},
                {"--resume", &f->resume}, {"--init", &f->init}, {"--metrics", &f->metrics}, {"--backend", &f->backend}, {"--augment", &f->augment}, {"--steps", &f->steps},
-               {"--threads", &f->threads}};
+               {"--threads", &f->threads}, {"--schedule", &f->schedule}};
   for (int i = 1; i < argc; i++) {
     int miss = 0, hit = 0;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
@@ -120,20 +123,68 @@ int dlc_parse_data_spec(const char *spec, TrainConfig *cfg, Diags *d) {
   return rc;
 }
 
-/* "none", or a comma-separated list of flip and crop=K. */
+/* "none", or a comma-separated list of flip, crop=K and noise=S. */
 static int parse_augment(const char *spec, TrainConfig *cfg, Diags *d) {
-  cfg->augment_flip = 0, cfg->augment_crop = 0;
+  cfg->augment_flip = 0, cfg->augment_crop = 0, cfg->augment_noise = 0;
   if (!strcmp(spec, "none")) return 0;
   char *s = rt_xstrdup(spec), *save = NULL;
   int rc = 0;
   for (char *tok = strtok_r(s, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
     if (!strcmp(tok, "flip")) cfg->augment_flip = 1;
     else if (!strncmp(tok, "crop=", 5)) rc = dlc_parse_int("--augment crop", tok + 5, 0, DLC_MAX_CROP, &cfg->augment_crop, d);
+    else if (!strncmp(tok, "noise=", 6)) rc = dlc_parse_real("--augment noise", tok + 6, 0, 1e6, &cfg->augment_noise, d);
     else rc = -2;
   }
   rt_xfree(s);
-  if (rc == -2) diag_plain(d, "--augment", "expected none, or flip and/or crop=K, got '%s'", spec);
+  if (rc == -2) diag_plain(d, "--augment", "expected none, or flip, crop=K and/or noise=S, got '%s'", spec);
   return rc ? -1 : 0;
+}
+
+static const char *const sched_keys[] = {"step_size", "gamma", "t_max", "eta_min", "base_lr", "max_lr", "step_size_up"};
+#define NSCHED_KEYS (int)(sizeof sched_keys / sizeof sched_keys[0])
+
+/* One KEY=VALUE of --schedule NAME:... into s: the key's index, or -1
+ * after a message. */
+static int schedule_arg(RtSchedule *s, const char *tok, Diags *d) {
+  double *slot[NSCHED_KEYS] = {NULL, &s->gamma, &s->t_max, &s->eta_min, &s->min_lr, &s->max_lr, &s->step_size_up};
+  const char *eq = strchr(tok, '=');
+  for (int k = 0; eq && k < NSCHED_KEYS; k++) {
+    if (strlen(sched_keys[k]) != (size_t)(eq - tok) || strncmp(tok, sched_keys[k], (size_t)(eq - tok))) continue;
+    char what[48];
+    snprintf(what, sizeof what, "--schedule %s", sched_keys[k]);
+    int bad = slot[k] ? dlc_parse_real(what, eq + 1, k == 3 ? 0 : 1e-300, 1e12, slot[k], d)
+                      : dlc_parse_int(what, eq + 1, 1, INT32_MAX, &s->step_size, d);
+    return bad ? -1 : k;
+  }
+  return diag_plain(d, "--schedule", "unknown setting '%s' (step_size, gamma, t_max, eta_min, base_lr, max_lr, "
+                    "step_size_up)", tok), -1;
+}
+
+/* NAME or NAME:KEY=V,... into cfg->sched (the formulas of the model
+ * file's schedule(...)), with the keys it needs there; cfg is changed
+ * only when the spec is good. */
+static int parse_schedule(const char *spec, TrainConfig *cfg, Diags *d) {
+  static const char *const names[SCHED_COUNT] = {"constant", "step", "exponential", "cosine", "cyclic"};
+  static const unsigned needs[SCHED_COUNT] = {0, 1u << 0, 1u << 1, 1u << 2, 7u << 4}; /* bits of sched_keys */
+  static const char *const example[SCHED_COUNT] = {"", "step_size=10", "gamma=0.9", "t_max=10",
+                                                   "base_lr=0.001,max_lr=0.1,step_size_up=2000"};
+  size_t n = strcspn(spec, ":");
+  int kind = 0;
+  while (kind < SCHED_COUNT && (strlen(names[kind]) != n || strncmp(spec, names[kind], n))) kind++;
+  if (kind == SCHED_COUNT)
+    return diag_plain(d, "--schedule", "expected constant, step, exponential, cosine or cyclic, got '%s'", spec), -1;
+  RtSchedule s = {(RtScheduleKind)kind, cfg->opt.lr, 1, 0.1, 1, 0, cfg->opt.lr, cfg->opt.lr, 2000};
+  char *args = rt_xstrdup(spec[n] ? spec + n + 1 : ""), *save = NULL;
+  unsigned given = 0;
+  int k = 0;
+  for (char *tok = strtok_r(args, ",", &save); tok && k >= 0; tok = strtok_r(NULL, ",", &save))
+    if ((k = schedule_arg(&s, tok, d)) >= 0) given |= 1u << k;
+  rt_xfree(args);
+  if (k < 0) return -1;
+  if ((given & needs[kind]) != needs[kind])
+    return diag_plain(d, "--schedule", "%s needs %s", names[kind], example[kind]), -1;
+  cfg->sched = s;
+  return 0;
 }
 
 static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
@@ -165,6 +216,7 @@ static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
                       "--init starts a new one from given weights)"), -1;
   if (f->data && dlc_parse_data_spec(f->data, cfg, d)) return -1;
   if (f->augment && parse_augment(f->augment, cfg, d)) return -1;
+  if (f->schedule && parse_schedule(f->schedule, cfg, d)) return -1;
   if (f->backend) {
     if (strcmp(f->backend, "jit") && strcmp(f->backend, "c") && strcmp(f->backend, "interp"))
       return diag_plain(d, "--backend", "expected jit, c or interp, got '%s'", f->backend), -1;

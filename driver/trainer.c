@@ -486,6 +486,10 @@ int trainer_prepare(Trainer *t, Model *m, const TrainConfig *cfg, Diags *d) {
     return -1;
   }
   if (cfg->nbinds ? named_feeds(t) : (fixed_feeds(t), 0)) return -1;
+  if (cfg->augment_noise > 0 && t->target_feed < 0)
+    return diag_plain(d, "augment", "noise=%g makes a denoising autoencoder: it needs 'target = INPUT' in the training "
+                      "section (the loss compares with the clean input), which %s has not", cfg->augment_noise,
+                      m->g.name), -1;
   t->acc_output = -1;
   if (m->g.nodes[t->loss].op == OP_CROSS_ENTROPY && m->g.nodes[m->g.nodes[t->loss].in[0]].shape.rank == 2) {
     int logits = m->g.nodes[t->loss].in[0];

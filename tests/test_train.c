@@ -1646,6 +1646,184 @@ Test(dlc_data, model_paths_are_relative_to_the_model, .timeout = 120) {
   remove_dir(dir);
 }
 
+/* IDX bytes: magic (u8, rank), dimensions big-endian, then the values. */
+static void write_idx(const char *path, int rank, const int *dims, const unsigned char *v, size_t n) {
+  unsigned char head[4 + 4 * 4] = {0, 0, 8, (unsigned char)rank};
+  for (int k = 0; k < rank; k++)
+    for (int b = 0; b < 4; b++) head[4 + 4 * k + b] = (unsigned char)(dims[k] >> (24 - 8 * b));
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f);
+  fwrite(head, 1, 4 + 4 * (size_t)rank, f);
+  fwrite(v, 1, n, f);
+  fclose(f);
+}
+
+/* n images of h x w bytes and their labels (0..2) as IDX files. */
+static void write_idx_pair(const char *images, const char *labels, int n, int h, int w) {
+  unsigned char *img = malloc((size_t)(n * h * w)), lab[64];
+  cr_assert(img && n <= 64);
+  for (int s = 0; s < n; s++) {
+    lab[s] = (unsigned char)(s * 7 % 3);
+    for (int f = 0; f < h * w; f++) img[s * h * w + f] = (unsigned char)((s * 37 + f * 11) % 200 + (f == lab[s] ? 55 : 0));
+  }
+  write_idx(images, 3, (int[]){n, h, w}, img, (size_t)(n * h * w));
+  write_idx(labels, 1, (int[]){n}, lab, (size_t)n);
+  free(img);
+}
+
+/* Every data form of the model file (npy by name, csv, idx, fashion_mnist,
+ * text) reads its paths next to the model, run from another directory. */
+Test(dlc_data, every_data_form_reads_paths_next_to_the_model, .timeout = 180) {
+  const char *dir = tu_scratch_dir();
+  char sub[600], data[700], path[800], fm[800];
+  snprintf(sub, sizeof sub, "%s/models", dir);
+  snprintf(data, sizeof data, "%s/models/data", dir);
+  snprintf(fm, sizeof fm, "%s/models/data/fm", dir);
+  cr_assert(mkdir(sub, 0755) == 0 && mkdir(data, 0755) == 0 && mkdir(fm, 0755) == 0);
+  write_blobs(data, 22, 6, "x.npy", "y.npy");
+  snprintf(path, sizeof path, "%s/d.csv", data);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  for (int s = 0; s < 20; s++) fprintf(f, "%d,%d,%d,%d,%d,%d,%d\n", s % 5, s % 3, s % 7, s % 2, s % 4, s % 6, s * 7 % 3);
+  fclose(f);
+  char img[900], lab[900];
+  snprintf(img, sizeof img, "%s/img-idx3-ubyte", data), snprintf(lab, sizeof lab, "%s/lab-idx1-ubyte", data);
+  write_idx_pair(img, lab, 18, 2, 3);
+  static const char *const fm_files[2][2] = {{"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"},
+                                             {"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}};
+  for (int k = 0; k < 2; k++) { /* plain bytes under the .gz names: zlib reads both */
+    snprintf(img, sizeof img, "%s/%s", fm, fm_files[k][0]), snprintf(lab, sizeof lab, "%s/%s", fm, fm_files[k][1]);
+    write_idx_pair(img, lab, k ? 8 : 24, 28, 28);
+  }
+  snprintf(path, sizeof path, "%s/corpus.txt", data);
+  f = fopen(path, "w");
+  cr_assert_not_null(f);
+  for (int i = 0; i < 30; i++) fputs("abc", f);
+  fclose(f);
+  static const struct {
+    const char *form, *samples;
+  } forms[] = {{"  data = npy(\"x=data/x.npy,y=data/y.npy\")", "training tiny: 22 samples"},
+               {"  data = csv(\"data/d.csv\")", "training tiny: 20 samples"},
+               {"  data = idx(\"data/img-idx3-ubyte\", \"data/lab-idx1-ubyte\")", "training tiny: 18 samples"}};
+  cr_assert_eq(chdir(dir), 0);
+  snprintf(path, sizeof path, "%s/tiny.dl", sub);
+  for (size_t k = 0; k < sizeof forms / sizeof forms[0]; k++) {
+    char *text = tiny_variant(forms[k].form);
+    write_text(path, text);
+    free(text);
+    Proc p = run_dlc(dir, "train", "models/tiny.dl", "--backend=interp", "--steps", "2", NULL);
+    cr_expect_eq(p.status, 0, "%s: %s%s", forms[k].form, p.out, p.err);
+    cr_expect(strstr(p.out, forms[k].samples), "%s: %s", forms[k].form, p.out);
+    proc_free(&p);
+  }
+  snprintf(path, sizeof path, "%s/fm.dl", sub); /* Fashion-MNIST's 28 x 28 images */
+  write_text(path, "model fm\ninput x: f32[N, 784]\nfc = dense(x, 10)\noutput fc\ntrain {\n  label y: i64[N]\n"
+                   "  loss = cross_entropy(fc, y)\n  optimizer = sgd(lr=0.1)\n  batch = 4\n"
+                   "  data = fashion_mnist(\"data/fm\")\n}\n");
+  Proc q = run_dlc(dir, "train", "models/fm.dl", "--backend=interp", "--steps", "2", NULL);
+  cr_expect_eq(q.status, 0, "fashion_mnist: %s%s", q.out, q.err);
+  cr_expect(strstr(q.out, "training fm: 24 samples (0 validation, 8 test)"), "fashion_mnist: %s", q.out);
+  proc_free(&q);
+  snprintf(path, sizeof path, "%s/lm.dl", sub);
+  write_text(path, "model lm\ninput tokens: i64[N, 4]\ne = embedding(tokens, 3, 4)\nlogits = dense(e, 3)\n"
+                   "output logits\ntrain {\n  label next: i64[N, 4]\n  target = next\n"
+                   "  loss = -mean(gather(log_softmax(logits, axis=-1), reshape(next, [N, 4, 1]), axis=2))\n"
+                   "  optimizer = sgd(lr=0.1)\n  batch = 4\n  data = text(\"data/corpus.txt\")\n}\n");
+  Proc p = run_dlc(dir, "train", "models/lm.dl", "--backend=interp", "--steps", "2", NULL);
+  cr_expect_eq(p.status, 0, "text: %s%s", p.out, p.err);
+  cr_expect(strstr(p.out, "training lm: 22 samples"), "text: 90 bytes, windows of 4 and the byte after: %s", p.out);
+  proc_free(&p);
+  remove_dir(dir);
+}
+
+/* The lr column of the epoch rows (batch 0) of a metrics file, in order. */
+static int epoch_lrs(const char *path, double *lr, int max) {
+  char *csv = tu_read_file(path, NULL);
+  cr_assert(csv, "no %s", path);
+  int n = 0;
+  for (const char *line = strchr(csv, '\n'); line && line[1] && n < max; line = strchr(line + 1, '\n')) {
+    double v[9];
+    if (sscanf(line + 1, "%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
+               &v[8]) >= 8 && v[1] == 0)
+      lr[n++] = v[7];
+  }
+  free(csv);
+  return n;
+}
+
+/* The first epoch's training loss in a metrics file. */
+static double first_epoch_loss(const char *path) {
+  char *csv = tu_read_file(path, NULL);
+  cr_assert(csv, "no %s", path);
+  const char *row = strstr(csv, "\n1,0,");
+  cr_assert(row, "%s", csv);
+  double v[4];
+  cr_assert_eq(sscanf(row + 1, "%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3]), 4);
+  free(csv);
+  return v[3];
+}
+
+/* --schedule on the command line replaces the file's schedule with the
+ * same formulas; --augment noise=S adds Gaussian noise to the input of an
+ * autoencoder (the loss changes; without it two runs agree exactly). */
+Test(dlc_data, schedule_and_noise_flags, .timeout = 180) {
+  const char *dir = tu_scratch_dir();
+  char data[1300], m[600], model[600];
+  write_blobs(dir, 22, 6, "x.npy", "y.npy");
+  snprintf(data, sizeof data, "npy:%s/x.npy,%s/y.npy", dir, dir);
+  snprintf(m, sizeof m, "%s/m.csv", dir);
+  Proc p = run_dlc(dir, "train", TRAIN("tiny.dl"), "--data", data, "--backend=interp", "--epochs", "3", "--metrics", m,
+                   "--schedule", "step:step_size=1,gamma=0.5", NULL);
+  cr_assert_eq(p.status, 0, "%s%s", p.out, p.err);
+  proc_free(&p);
+  double lr[4];
+  cr_assert_eq(epoch_lrs(m, lr, 4), 3);
+  cr_expect(lr[0] == 0.1 && fabs(lr[1] - 0.05) < 1e-12 && fabs(lr[2] - 0.025) < 1e-12, "lr %g %g %g", lr[0], lr[1], lr[2]);
+  p = run_dlc(dir, "train", TRAIN("tiny.dl"), "--data", data, "--backend=interp", "--epochs", "2", "--metrics", m,
+              "--schedule", "cosine:t_max=2", "--lr", "0.2", NULL);
+  cr_assert_eq(p.status, 0, "%s%s", p.out, p.err);
+  proc_free(&p);
+  cr_assert_eq(epoch_lrs(m, lr, 4), 2);
+  cr_expect(lr[0] == 0.2 && fabs(lr[1] - 0.1) < 1e-12, "cosine from --lr 0.2: %g %g", lr[0], lr[1]);
+  static const struct {
+    const char *spec, *msg;
+  } bad[] = {{"cosine", "--schedule: error: cosine needs t_max=10"},
+             {"warm", "expected constant, step, exponential, cosine or cyclic, got 'warm'"},
+             {"step:step_size=0", "--schedule step_size"},
+             {"step:size=3", "unknown setting 'size=3'"},
+             {"cyclic:base_lr=0.01,max_lr=0.1", "cyclic needs base_lr=0.001,max_lr=0.1,step_size_up=2000"}};
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+    p = run_dlc(dir, "train", TRAIN("tiny.dl"), "--data", data, "--schedule", bad[k].spec, NULL);
+    cr_expect_eq(p.status, 2, "%s: %s", bad[k].spec, p.err);
+    cr_expect(strstr(p.err, bad[k].msg), "%s: %s", bad[k].spec, p.err);
+    proc_free(&p);
+  }
+  snprintf(model, sizeof model, "%s/ae.dl", dir);
+  write_text(model, "model ae\ninput x: f32[N, 6]\ne = dense(x, 3)\nh = tanh(e)\nout = dense(h, 6)\noutput out\n"
+                    "train {\n  label t: f32[N, 6]\n  target = x\n  loss = mse_loss(out, t)\n"
+                    "  optimizer = sgd(lr=0.1)\n  batch = 4\n  data = npy(\"x=x.npy\")\n}\n");
+  double loss[3];
+  const char *augment[3] = {"none", "none", "noise=0.5"};
+  for (int k = 0; k < 3; k++) {
+    p = run_dlc(dir, "train", model, "--backend=interp", "--epochs", "1", "--metrics", m, "--augment", augment[k], NULL);
+    cr_assert_eq(p.status, 0, "%s%s", p.out, p.err);
+    proc_free(&p);
+    loss[k] = first_epoch_loss(m);
+  }
+  cr_expect(loss[0] == loss[1], "two runs without noise: %.9g, %.9g", loss[0], loss[1]);
+  cr_expect(loss[2] > loss[0], "noise 0.5 on the input: loss %.9g, without %.9g", loss[2], loss[0]);
+  p = run_dlc(dir, "train", model, "--augment", "noise=-1", NULL);
+  cr_expect_eq(p.status, 2, "%s", p.err);
+  cr_expect(strstr(p.err, "--augment noise"), "%s", p.err);
+  proc_free(&p);
+  /* noise on a classifier would do nothing: refused */
+  p = run_dlc(dir, "train", TRAIN("tiny.dl"), "--data", data, "--augment", "noise=0.3", NULL);
+  cr_expect_eq(p.status, 1, "%s", p.err);
+  cr_expect(strstr(p.err, "noise=0.3 makes a denoising autoencoder: it needs 'target = INPUT'"), "%s", p.err);
+  proc_free(&p);
+  remove_dir(dir);
+}
+
 /* target = x with named files: the label gets the input's clean values and
  * takes no file of its own. */
 Test(dlc_data, autoencoder_target_by_name, .timeout = 120) {
