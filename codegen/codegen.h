@@ -14,9 +14,20 @@
 
 #include "ir/kernel.h"
 
+/* Named train sections of a training program, in the order of a round:
+ * each one's entry point, its steps in a row per round and its optimizer's
+ * learning rate (cg_emit_c adds the functions that drive the order). */
+typedef struct CgSections {
+  int n;
+  const char *const *names, *const *funcs;
+  const int *repeat;
+  const double *lr;
+} CgSections;
+
 typedef struct EmitOpts {
   const char *header_name;        /* what model.c #includes, e.g. "model.h" */
   const RtTensorSet *embed;       /* params to embed as constants, or NULL */
+  const CgSections *sections;     /* training code with named sections, or NULL */
 } EmitOpts;
 
 /* The C identifier prefix for a model name ("my-net" -> "my_net"). */
@@ -25,6 +36,10 @@ const char *cg_c_prefix(Arena *a, const char *model_name);
 /* Writes the C file and its header.  Returns 0, or -1 after an error
  * message (an embedded tensor missing or of the wrong shape) to d. */
 int cg_emit_c(const Program *p, FILE *c_out, FILE *h_out, const EmitOpts *o, Diags *d);
+/* The functions that drive named sections' train steps in their order
+ * (emit_c_sections.c): definitions into c, declarations into h.  -1 after
+ * a message when the steps' signatures differ. */
+int cg_emit_c_sections(const Program *p, const char *prefix, const CgSections *s, FILE *c, FILE *h, Diags *d);
 
 /* --- the LLVM emitter ---------------------------------------------------------- */
 typedef enum CgLlvmOutput { CG_LLVM_IR, CG_LLVM_OBJ } CgLlvmOutput;

@@ -833,7 +833,6 @@ static void header(Emit *E, FILE *h, int nparams, int ntensors) {
     signature(E, &p->funcs[i], h);
     fputs(";\n", h);
   }
-  fprintf(h, "\n#endif\n");
 }
 
 /* -DDLC_THREADS runs the parallel loops on OpenMP threads (the compiler's
@@ -869,6 +868,8 @@ int cg_emit_c(const Program *p, FILE *c, FILE *h, const EmitOpts *o, Diags *d) {
   prepare_function(&E);
   for (int i = 0; i < p->nfuncs; i++) function(&E, &p->funcs[i]);
   if (h) header(&E, h, t.nparams, t.n);
+  int rc = o->sections ? cg_emit_c_sections(p, E.pre, o->sections, c, h, d) : 0;
+  if (h) fprintf(h, "\n#endif\n");
   arena_free(&a);
-  return 0;
+  return rc;
 }

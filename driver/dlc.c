@@ -284,13 +284,18 @@ int dlc_load_model(Model *m, const char *path, const char *const *max, int nmax,
 
 int dlc_write_c(const Program *p, const char *cpath, const RtTensorSet *embed, const RtEncoded *extra, int nextra,
                 Diags *d) {
+  return dlc_write_c_sections(p, cpath, embed, NULL, extra, nextra, d);
+}
+
+int dlc_write_c_sections(const Program *p, const char *cpath, const RtTensorSet *embed, const CgSections *sections,
+                         const RtEncoded *extra, int nextra, Diags *d) {
   Arena a;
   arena_init(&a);
   size_t n = strlen(cpath);
   const char *hpath = n > 2 && !strcmp(cpath + n - 2, ".c") ? arena_printf(&a, "%.*s.h", (int)(n - 2), cpath)
                                                              : arena_printf(&a, "%s.h", cpath);
   const char *hbase = strrchr(hpath, '/') ? strrchr(hpath, '/') + 1 : hpath;
-  EmitOpts eo = {hbase, embed};
+  EmitOpts eo = {hbase, embed, sections};
   MemOut out[2]; /* the C file and its header, written together or not at all */
   mem_open(&out[0]);
   mem_open(&out[1]);

@@ -17,6 +17,10 @@ int dlc_load_model(Model *m, const char *path, const char *const *max, int nmax,
 struct Program;
 int dlc_write_c(const struct Program *p, const char *cpath, const RtTensorSet *embed, const RtEncoded *extra,
                 int nextra, Diags *d);
+/* ... with the functions that drive named train sections (NULL: none). */
+struct CgSections;
+int dlc_write_c_sections(const struct Program *p, const char *cpath, const RtTensorSet *embed,
+                         const struct CgSections *sections, const RtEncoded *extra, int nextra, Diags *d);
 int dlc_cmd_repl(int argc, char **argv);
 int dlc_cmd_eval(int argc, char **argv);
 /* dlc sample: text from a character-level language model (sample.c). */

@@ -102,7 +102,8 @@ static int set_model(Repl *r, const char *path, const char *text, int fresh) {
     r->text = rt_xstrdup(text);
   }
   if (fresh || !r->have_cfg)
-    r->have_cfg = m.train.present && m.train.loss >= 0 && trainer_config(&r->m, &r->cfg, &r->d) == 0;
+    r->have_cfg = m.train.present && (m.train.loss >= 0 || m.train.nsections) &&
+                  trainer_config(&r->m, &r->cfg, &r->d) == 0;
   return 0;
 }
 
@@ -116,12 +117,7 @@ static int need_model(Repl *r) {
 static int need_trainer(Repl *r) {
   if (need_model(r)) return -1;
   if (r->have_trainer) return 0;
-  if (!r->have_cfg) {
-    fprintf(stderr, r->m.train.nsections ? "the model has named train sections (several steps), which the REPL does "
-                                           "not train: use dlc train\n"
-                                         : "the model has no training section with a loss\n");
-    return -1;
-  }
+  if (!r->have_cfg) return fprintf(stderr, "the model has no training section with a loss\n"), -1;
   if (r->train.n && r->cfg.batch > r->train.n) { /* the data is known: fit the batch to it */
     fprintf(stderr, "note: batch %lld is larger than the %lld training samples; using %lld\n",
             (long long)r->cfg.batch, (long long)r->train.n, (long long)r->train.n);
@@ -258,10 +254,17 @@ static int cmd_data(Repl *r, char *arg) {
   return 0;
 }
 
+/* "loss X", or with named sections "NAME loss X, ..." from sec. */
+static void print_losses(const Trainer *t, const char *prefix, double loss, const double *sec) {
+  for (int s = 0; s < t->cfg.nsections; s++) printf("%s%s%s loss %.4f", s ? ", " : "", prefix, t->cfg.sec_name[s], sec[s]);
+  if (!t->cfg.nsections) printf("%sloss %.4f", prefix, loss);
+}
+
 static void print_stats(const Trainer *t, const EpochStats *es) {
-  printf("epoch %lld: loss %.4f", (long long)t->epoch, es->loss);
+  printf("epoch %lld: ", (long long)t->epoch);
+  print_losses(t, "", es->loss, es->section_loss);
   if (!isnan(es->acc)) printf(", acc %.2f%%", 100 * es->acc);
-  if (!isnan(es->val_loss)) printf(", val loss %.4f", es->val_loss);
+  if (!isnan(es->val_loss)) printf(", "), print_losses(t, "val ", es->val_loss, es->val_section_loss);
   if (!isnan(es->val_acc)) printf(", val acc %.2f%%", 100 * es->val_acc);
   printf(", lr %.4g, %.1f s\n", es->lr, es->seconds);
 }
@@ -283,12 +286,71 @@ static int cmd_train(Repl *r, char *arg) {
     r->t.epoch++;
     es.val_loss = es.val_acc = NAN;
     if (r->t.val.n && trainer_evaluate(&r->t, &r->t.val, &es.val_loss, &es.val_acc)) rc = -1;
+    for (int s = 0; s < FE_MAX_SECTIONS; s++) es.val_section_loss[s] = r->t.val.n ? r->t.section_loss[s] : NAN;
     if (r->nhist < MAX_HISTORY) r->hist[r->nhist++] = es;
     print_stats(&r->t, &es);
     if (!rc && trainer_check_loss(&r->t, &es)) rc = -1;
   }
   sigaction(SIGINT, &old, NULL);
   if (rc == 1) printf("stopped after the current batch; the weights are kept\n");
+  return rc < 0 ? -1 : 0;
+}
+
+/* A step's line: which section it was (with named sections) and its loss. */
+static int print_step(void *ctx, const Trainer *t, const BatchStats *bs) {
+  (void)ctx;
+  printf("step %lld: %s%sloss %.4f, lr %.4g (batch %lld of %lld, epoch %lld)\n", (long long)t->step,
+         bs->section >= 0 ? t->cfg.sec_name[bs->section] : "", bs->section >= 0 ? " " : "", bs->loss, bs->lr,
+         (long long)bs->batch, (long long)bs->batches, (long long)t->epoch + 1);
+  return 0;
+}
+
+/* How many steps the argument of step asks for: N, or NAME (the order's
+ * steps up to and including named section NAME's next one); 0 after a
+ * message. */
+static int64_t steps_asked(Repl *r, const char *arg) {
+  int64_t n = 1;
+  if (!*arg) return 1;
+  if (arg[0] >= '0' && arg[0] <= '9') return dlc_parse_int("step", arg, 1, 1 << 24, &n, &r->d) ? 0 : n;
+  const Trainer *t = &r->t;
+  int s = 0;
+  while (s < t->cfg.nsections && strcmp(t->cfg.sec_name[s], arg)) s++;
+  if (s == t->cfg.nsections) {
+    fprintf(stderr, "step: '%s' is not a number of steps%s", arg, t->cfg.nsections ? " or a train section (" : "\n");
+    for (int k = 0; k < t->cfg.nsections; k++) fprintf(stderr, "%s%s", k ? ", " : "", t->cfg.sec_name[k]);
+    if (t->cfg.nsections) fprintf(stderr, ")\n");
+    return 0;
+  }
+  int64_t nth;
+  for (n = 1; trainer_section_of(t, t->step + n - 1, &nth) != s; n++) {}
+  return n;
+}
+
+/* step [N|NAME]: the next optimizer steps of the run, in the order of the
+ * sections, on the next batches of the epoch (the epoch ends, and counts,
+ * when its last batch is taken). */
+static int cmd_step(Repl *r, char *arg) {
+  if (need_data(r)) return -1;
+  int64_t n = steps_asked(r, arg);
+  if (!n) return -1;
+  Trainer *t = &r->t;
+  t->cfg.max_steps = t->step + n;
+  t->on_batch = print_step;
+  stop_training = 0;
+  int rc = 0;
+  while (rc == 0 && t->step < t->cfg.max_steps) {
+    EpochStats es;
+    rc = trainer_epoch(t, &es, 0, &stop_training);
+    if (rc == 0) {
+      t->epoch++;
+      es.val_loss = es.val_acc = NAN;
+      for (int s = 0; s < FE_MAX_SECTIONS; s++) es.val_section_loss[s] = NAN;
+      if (r->nhist < MAX_HISTORY) r->hist[r->nhist++] = es;
+      printf("epoch %lld done\n", (long long)t->epoch);
+    }
+  }
+  t->cfg.max_steps = 0;
+  t->on_batch = NULL;
   return rc < 0 ? -1 : 0;
 }
 
@@ -299,7 +361,8 @@ static int cmd_eval(Repl *r, char *arg) {
   if (!ds->n) return fprintf(stderr, "no %s data\n", what), -1;
   double loss, acc;
   if (trainer_evaluate(&r->t, ds, &loss, &acc)) return -1;
-  printf("%s: loss %.4f", what, loss);
+  printf("%s: ", what);
+  print_losses(&r->t, "", loss, r->t.section_loss);
   if (!isnan(acc)) printf(", accuracy %.2f%%", 100 * acc);
   printf(" (%lld samples)\n", (long long)ds->n);
   return 0;
@@ -367,6 +430,9 @@ static int cmd_set(Repl *r, char *arg) {
   if (sscanf(arg, "%31s %63s %c", key, val, &more) != 2) return fprintf(stderr, "usage: set lr|optimizer|batch VALUE\n"), -1;
   if (need_model(r)) return -1;
   if (!r->have_cfg) return fprintf(stderr, "the model has no training section\n"), -1;
+  if (r->cfg.nsections && (!strcmp(key, "lr") || !strcmp(key, "optimizer")))
+    return fprintf(stderr, "set %s: the model has %d train sections, each with its own optimizer: set it in the "
+                   "model file\n", key, r->cfg.nsections), -1;
   if (!strcmp(key, "lr")) {
     double lr;
     if (dlc_parse_real("set lr", val, DLC_MIN_LR, DLC_MAX_LR, &lr, &r->d)) return -1;
@@ -567,6 +633,7 @@ static const Command commands[] = {
     {"dot", "[FILE]", "the graph as Graphviz", cmd_dot},
     {"data", "[SPEC]", "load data (DIR, idx:I,L, csv:F, npy:X,Y; default: the model's)", cmd_data},
     {"train", "[EPOCHS]", "train (Ctrl-C stops after the current batch)", cmd_train},
+    {"step", "[N|SECTION]", "N optimizer steps, or up to a train section's next", cmd_step},
     {"eval", "[test|val|train]", "loss and accuracy on a data set", cmd_eval},
     {"predict", "[INDEX]", "show a test sample and the top classes", cmd_predict},
     {"set", "lr|optimizer|batch V", "change a hyperparameter between epochs", cmd_set},

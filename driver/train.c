@@ -231,7 +231,9 @@ static void print_epoch(const Trainer *t, const EpochStats *es) {
   for (int s = 0; s < t->cfg.nsections; s++) printf("%s%s loss %.4f", s ? ", " : "", t->cfg.sec_name[s], es->section_loss[s]);
   if (!t->cfg.nsections) printf("loss %.4f", es->loss);
   if (!isnan(es->acc)) printf(", acc %.2f%%", 100 * es->acc);
-  if (!isnan(es->val_loss)) printf(", val loss %.4f", es->val_loss);
+  for (int s = 0; s < t->cfg.nsections && !isnan(es->val_loss); s++)
+    printf(", val %s loss %.4f", t->cfg.sec_name[s], es->val_section_loss[s]);
+  if (!t->cfg.nsections && !isnan(es->val_loss)) printf(", val loss %.4f", es->val_loss);
   if (!isnan(es->val_acc)) printf(", val acc %.2f%%", 100 * es->val_acc);
   printf(", lr %.4g, %.1f s (%.0f samples/s)\n", es->lr, es->seconds, (double)t->train.n / es->seconds);
   fflush(stdout);
@@ -241,32 +243,37 @@ static void print_epoch(const Trainer *t, const EpochStats *es) {
 
 #define METRICS_COLS 9
 
-/* The header, with a column NAME_loss per named section. */
+/* The header, with columns NAME_loss, then val_NAME_loss, per named
+ * section. */
 static const char *metrics_header(const Trainer *t, char *buf, size_t len) {
   size_t at = (size_t)snprintf(buf, len, "%s", METRICS_HEADER);
   for (int s = 0; s < t->cfg.nsections && at < len; s++)
     at += (size_t)snprintf(buf + at, len - at, ",%s_loss", t->cfg.sec_name[s]);
+  for (int s = 0; s < t->cfg.nsections && at < len; s++)
+    at += (size_t)snprintf(buf + at, len - at, ",val_%s_loss", t->cfg.sec_name[s]);
   return buf;
 }
 
 /* Adds a row to the metrics log (the 9 columns of every run, then with
  * named sections each one's loss: the batch's in its section's column,
- * the epoch's mean in each), and rewrites the file when write. */
-static int record_row(const TrainFlags *f, RtMetricsLog *log, const Trainer *t, double *row, const double *sec, int write,
-                      Diags *d) {
+ * the epoch's mean in each; then each one's validation loss), and
+ * rewrites the file when write. */
+static int record_row(const TrainFlags *f, RtMetricsLog *log, const Trainer *t, double *row, const double *sec,
+                      const double *val, int write, Diags *d) {
   RtError err;
+  int n = t->cfg.nsections;
   if (!f->metrics) return 0;
-  for (int s = 0; s < t->cfg.nsections; s++) row[METRICS_COLS + s] = sec[s];
-  if (rt_metrics_add(log, row, METRICS_COLS + t->cfg.nsections, &err) || (write && rt_metrics_write(log, f->metrics, &err)))
+  for (int s = 0; s < n; s++) row[METRICS_COLS + s] = sec[s], row[METRICS_COLS + n + s] = val ? val[s] : NAN;
+  if (rt_metrics_add(log, row, METRICS_COLS + 2 * n, &err) || (write && rt_metrics_write(log, f->metrics, &err)))
     return diag_plain(d, f->metrics, "%s", err.msg), -1;
   return 0;
 }
 
 /* An epoch's row: batch 0 says it sums up the epoch. */
 static int record(const TrainFlags *f, RtMetricsLog *log, const Trainer *t, const EpochStats *es, Diags *d) {
-  double row[METRICS_COLS + FE_MAX_SECTIONS] = {(double)t->epoch, 0, (double)t->step, es->loss, es->acc, es->val_loss,
-                                                es->val_acc, es->lr, es->seconds};
-  return record_row(f, log, t, row, es->section_loss, 1, d);
+  double row[METRICS_COLS + 2 * FE_MAX_SECTIONS] = {(double)t->epoch, 0, (double)t->step, es->loss, es->acc,
+                                                    es->val_loss, es->val_acc, es->lr, es->seconds};
+  return record_row(f, log, t, row, es->section_loss, es->val_section_loss, 1, d);
 }
 
 typedef struct BatchLog {
@@ -279,11 +286,11 @@ typedef struct BatchLog {
  * rewritten with the epoch's row. */
 static int record_batch(void *ctx, const Trainer *t, const BatchStats *bs) {
   BatchLog *bl = ctx;
-  double row[METRICS_COLS + FE_MAX_SECTIONS] = {(double)t->epoch + 1, (double)bs->batch, (double)t->step, bs->loss,
-                                                bs->acc, NAN, NAN, bs->lr, bs->seconds};
+  double row[METRICS_COLS + 2 * FE_MAX_SECTIONS] = {(double)t->epoch + 1, (double)bs->batch, (double)t->step, bs->loss,
+                                                    bs->acc, NAN, NAN, bs->lr, bs->seconds};
   double sec[FE_MAX_SECTIONS];
   for (int s = 0; s < FE_MAX_SECTIONS; s++) sec[s] = s == bs->section ? bs->loss : NAN;
-  return record_row(bl->f, bl->log, t, row, sec, 0, bl->d);
+  return record_row(bl->f, bl->log, t, row, sec, NULL, 0, bl->d);
 }
 
 /* --steps N reached inside an epoch: the checkpoint holds the steps done
@@ -301,7 +308,7 @@ static int stop_at_steps(Trainer *t, const TrainFlags *f, RtMetricsLog *log, Dia
 static int train_loop(Trainer *t, const TrainFlags *f, Diags *d) {
   RtMetricsLog log;
   RtError err;
-  char header[sizeof METRICS_HEADER + FE_MAX_SECTIONS * 72];
+  char header[sizeof METRICS_HEADER + FE_MAX_SECTIONS * 144];
   if (rt_metrics_init(&log, metrics_header(t, header, sizeof header), &err))
     return diag_plain(d, "--metrics", "%s", err.msg), -1;
   BatchLog bl = {f, &log, d};
@@ -319,6 +326,7 @@ static int train_loop(Trainer *t, const TrainFlags *f, Diags *d) {
     t->epoch++;
     es.val_loss = es.val_acc = NAN;
     if (t->val.n && trainer_evaluate(t, &t->val, &es.val_loss, &es.val_acc)) rc = -1;
+    for (int s = 0; s < FE_MAX_SECTIONS; s++) es.val_section_loss[s] = t->val.n ? t->section_loss[s] : NAN;
     if (!f->quiet) print_epoch(t, &es);
     if (!rc && trainer_check_loss(t, &es)) rc = -1;
     if (!rc && (record(f, &log, t, &es, d) || (f->save && trainer_save(t, f->save)))) rc = -1;
@@ -335,7 +343,9 @@ static int final_test(Trainer *t) {
   if (!t->test.n) return 0;
   double loss, acc;
   if (trainer_evaluate(t, &t->test, &loss, &acc)) return -1;
-  printf("test: %s%sloss %.4f", t->cfg.nsections ? t->cfg.sec_name[0] : "", t->cfg.nsections ? " " : "", loss);
+  printf("test: ");
+  for (int s = 0; s < t->cfg.nsections; s++) printf("%s%s loss %.4f", s ? ", " : "", t->cfg.sec_name[s], t->section_loss[s]);
+  if (!t->cfg.nsections) printf("loss %.4f", loss);
   if (!isnan(acc)) printf(", accuracy %.2f%%", 100 * acc);
   if (!isnan(t->top5)) printf(", top-5 %.2f%%", 100 * t->top5);
   if (t->autoencode && t->cfg.augment_noise > 0) printf(", noisy-input baseline MSE %.4f", t->baseline);
@@ -439,8 +449,10 @@ char *dlc_describe_sections(const Model *m) {
     const TrainSection *sec = &ts->sections[s];
     int64_t count = 0;
     for (int k = 0; k < sec->nparams; k++) count += ir_numel_max(&m->g, &m->g.nodes[sec->params[k]].shape);
-    fprintf(f, "  %s: %s, %d step%s a round, %lld trainable parameters:", sec->name,
-            sec->optimizer.name ? sec->optimizer.name : "-", sec->repeat, sec->repeat > 1 ? "s" : "", (long long)count);
+    fprintf(f, "  %s: %s, %d step%s a round, %s%s%s%lld trainable parameters:", sec->name,
+            sec->optimizer.name ? sec->optimizer.name : "-", sec->repeat, sec->repeat > 1 ? "s" : "",
+            sec->schedule.name ? "schedule " : "", sec->schedule.name ? sec->schedule.name : "",
+            sec->schedule.name ? ", " : "", (long long)count);
     for (int k = 0; k < sec->nparams; k++) fprintf(f, "%s %s", k ? "," : "", m->g.nodes[sec->params[k]].name);
     fprintf(f, "\n");
   }
@@ -468,8 +480,12 @@ int dlc_emit_train(Model *m, const char *path, const PassOpts *po, Diags *d) {
     snprintf(init, sizeof init, "%.*s.init.safetensors", (int)(n > 2 && !strcmp(path + n - 2, ".c") ? n - 2 : n), path);
     RtEncoded weights;
     RtError err;
+    const char *names[FE_MAX_SECTIONS], *funcs[FE_MAX_SECTIONS];
+    double lr[FE_MAX_SECTIONS];
+    for (int s = 0; s < cfg.nsections; s++) names[s] = cfg.sec_name[s], funcs[s] = t.sec_func[s], lr[s] = cfg.sec_opt[s].lr;
+    CgSections sec = {cfg.nsections, names, funcs, cfg.sec_repeat, lr};
     if (rt_safetensors_encode(init, &t.tensors, &weights, &err)) diag_plain(d, init, "%s", err.msg);
-    else status = dlc_write_c(p, path, NULL, &weights, 1, d) ? 1 : 0;
+    else status = dlc_write_c_sections(p, path, NULL, cfg.nsections ? &sec : NULL, &weights, 1, d) ? 1 : 0;
     rt_encoded_free(&weights);
   }
   trainer_free(&t);

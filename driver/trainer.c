@@ -245,6 +245,8 @@ static int config_sections(const TrainSpec *ts, TrainConfig *cfg, Diags *d) {
     memcpy(o->group_prefix, cfg->opt.group_prefix, sizeof o->group_prefix);
     memcpy(o->group_lr, cfg->opt.group_lr, sizeof o->group_lr);
     cfg->sec_repeat[s] = ts->sections[s].repeat;
+    cfg->sec_has_sched[s] = ts->sections[s].schedule.name != NULL;
+    if (cfg->sec_has_sched[s]) read_schedule(&ts->sections[s].schedule, o->lr, &cfg->sec_sched[s]);
     if (trainer_cfg_str(cfg->sec_name[s], sizeof cfg->sec_name[s], ts->sections[s].name, "train section", d))
       return -1;
   }
@@ -343,8 +345,16 @@ int trainer_section_of(const Trainer *t, int64_t k, int64_t *nth) {
   return s;
 }
 
+/* The eval step's output holding named section s's loss (s > 0; the
+ * first section's is "loss"). */
+static const char *eval_loss_name(const Trainer *t, int s, char *buf, size_t len) {
+  snprintf(buf, len, "loss_%s", t->cfg.sec_name[s]);
+  return buf;
+}
+
 /* The graph stage of a model with named sections: each section's train
- * step over its own parameters, then (with the first) the eval step. */
+ * step over its own parameters, then (with the first) the eval step, which
+ * outputs every section's loss. */
 static int build_sections(Trainer *t, const PassOpts *po) {
   const TrainSpec *ts = &t->m->train;
   int rc = 0;
@@ -356,6 +366,14 @@ static int build_sections(Trainer *t, const PassOpts *po) {
     snprintf(what, sizeof what, "train section '%s'", sec->name);
     PassOpts so = *po;
     so.optim = &t->sec_opt[s], so.train_params = names, so.ntrain_params = sec->nparams, so.section = what;
+    int losses[FE_MAX_SECTIONS];
+    char loss_names[FE_MAX_SECTIONS][80];
+    const char *loss_name_ptrs[FE_MAX_SECTIONS];
+    for (int k = 1; k < t->cfg.nsections && s == 0; k++) { /* the eval step reports every section's loss */
+      losses[k - 1] = ts->sections[k].loss;
+      loss_name_ptrs[k - 1] = eval_loss_name(t, k, loss_names[k - 1], sizeof loss_names[k - 1]);
+    }
+    if (s == 0) so.eval_losses = losses, so.eval_loss_names = loss_name_ptrs, so.neval_losses = t->cfg.nsections - 1;
     Graph scratch;
     ir_graph_init(&scratch, t->m->g.name, t->d);
     PassCtx c;
@@ -841,6 +859,7 @@ typedef struct Call {
   int section;        /* the named section whose train step runs */
   void **outs;        /* one buffer per graph output */
   int64_t top5;       /* evaluation: rows whose label is among the 5 best */
+  double sec_loss[FE_MAX_SECTIONS]; /* evaluation: each named section's loss */
 } Call;
 
 /* The caller's pointer for input node name of the graph. */
@@ -957,6 +976,11 @@ static int run(Trainer *t, int train, Call *c, double *loss, int64_t *correct) {
   if (rc) diag_plain(t->d, "dlc train", "%s", err.msg);
   else {
     *loss = ((float *)c->outs[0])[0];
+    for (int s = 0; s < t->cfg.nsections && !train; s++) {
+      char name[80];
+      int o = s ? ir_find_output(g, eval_loss_name(t, s, name, sizeof name)) : 0;
+      c->sec_loss[s] = o >= 0 ? ((float *)c->outs[o])[0] : NAN;
+    }
     if (correct && t->acc_output >= 0 && labels) {
       const Node *l = &g->nodes[g->outputs[1 + t->acc_output].id];
       *correct = rt_topk_correct(c->outs[1 + t->acc_output], labels, c->n, l->shape.d[1], 1);
@@ -984,10 +1008,22 @@ int trainer_predict(Trainer *t, int64_t n, const float *x, const void *y, float 
   return rc;
 }
 
-/* The learning rate of named section s when the schedule gives lr for
- * the first section's: the schedule scales every section's own rate. */
+/* The learning rate of named section s when the run's schedule gives lr
+ * for the first section's: the schedule scales every section's own rate. */
 static double section_lr(const Trainer *t, int s, double lr) {
   return t->cfg.nsections && t->opt.lr > 0 ? lr * (t->sec_opt[s].lr / t->opt.lr) : lr;
+}
+
+/* The rate of step k, section s's nth, when the run's rate is lr. */
+static double step_lr(const Trainer *t, int s, int64_t nth, double lr) {
+  if (t->cfg.nsections && t->cfg.sec_has_sched[s]) return rt_schedule_lr(&t->cfg.sec_sched[s], t->epoch, nth);
+  return section_lr(t, s, lr);
+}
+
+double trainer_step_lr(const Trainer *t, int64_t k) {
+  int64_t nth;
+  int s = trainer_section_of(t, k, &nth);
+  return step_lr(t, s, nth, rt_schedule_lr(&t->cfg.sched, t->epoch, k));
 }
 
 /* The next optimizer step: of the section whose turn it is, which counts
@@ -995,7 +1031,7 @@ static double section_lr(const Trainer *t, int s, double lr) {
 static int step_call(Trainer *t, Call *c, double lr, double *loss, int64_t *correct) {
   int64_t nth;
   c->section = trainer_section_of(t, t->step, &nth);
-  c->lr = (float)section_lr(t, c->section, lr), c->step = (float)(nth + 1);
+  c->lr = (float)step_lr(t, c->section, nth, lr), c->step = (float)(nth + 1);
   if (correct) *correct = 0;
   if (run(t, 1, c, loss, correct)) return -1;
   t->step++;
@@ -1097,7 +1133,7 @@ int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc)
   int64_t b = t->cfg.batch, total_correct = 0, total_top5 = 0;
   RtRng noise; /* the same noise at every evaluation, so the figures compare */
   rt_rng_seed_stream(&noise, t->cfg.seed, "eval-noise");
-  double base = 0, sum = 0;
+  double base = 0, sum = 0, sec_sum[FE_MAX_SECTIONS] = {0};
   Batch bt;
   batch_alloc(t, ds, b, &bt);
   int64_t *idx = rt_xmalloc(sizeof(int64_t) * (size_t)(b + 1));
@@ -1110,6 +1146,7 @@ int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc)
     double l = 0;
     rc = run(t, 0, &c, &l, &correct);
     sum += l * (double)n;
+    for (int s = 0; s < t->cfg.nsections; s++) sec_sum[s] += c.sec_loss[s] * (double)n;
     total_correct += correct;
     total_top5 += c.top5;
   }
@@ -1118,6 +1155,7 @@ int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc)
   t->baseline = ds->n ? base / (double)ds->n : NAN;
   *acc = acc_ok ? (double)total_correct / (double)ds->n : NAN;
   t->top5 = acc_ok ? (double)total_top5 / (double)ds->n : NAN;
+  for (int s = 0; s < FE_MAX_SECTIONS; s++) t->section_loss[s] = s < t->cfg.nsections && ds->n ? sec_sum[s] / (double)ds->n : NAN;
   batch_free(t, &bt);
   rt_xfree(idx);
   return rc;
@@ -1301,7 +1339,9 @@ static int epoch_batch(Trainer *t, const int64_t *order, int64_t i, Batch *bt, R
 static int report_batch(Trainer *t, int64_t i, int64_t nb, double loss, double acc, double lr, int section,
                         double start) {
   if (!t->on_batch) return 0;
-  BatchStats bs = {i + 1, nb, loss, acc, section_lr(t, section, lr), rt_now() - start, t->cfg.nsections ? section : -1};
+  int64_t nth;
+  trainer_section_of(t, t->step - 1, &nth);
+  BatchStats bs = {i + 1, nb, loss, acc, step_lr(t, section, nth, lr), rt_now() - start, t->cfg.nsections ? section : -1};
   return t->on_batch(t->batch_ctx, t, &bs) ? -1 : 0;
 }
 

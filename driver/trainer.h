@@ -43,6 +43,8 @@ typedef struct TrainConfig {
   char sec_name[FE_MAX_SECTIONS][64];
   OptimSpec sec_opt[FE_MAX_SECTIONS]; /* each section's optimizer (opt is sec_opt[0]) */
   int sec_repeat[FE_MAX_SECTIONS];    /* its steps in a row per round */
+  int sec_has_sched[FE_MAX_SECTIONS]; /* a schedule of its own (else sched, scaled) */
+  RtSchedule sec_sched[FE_MAX_SECTIONS];
 } TrainConfig;
 
 /* Where a model input's batch comes from: the data set's x or y (the
@@ -90,6 +92,7 @@ struct Trainer {
   double baseline;            /* last evaluation: MSE of the noisy input itself */
   double top5;                /* last evaluation: top-5 accuracy */
   RtVocab vocab;              /* text data: the corpus's vocabulary, saved as dlc.vocab (n = 0: none) */
+  double section_loss[FE_MAX_SECTIONS]; /* last evaluation, named sections: each one's loss */
 };
 
 /* Every integer value of ds that indexes a gather or index_select
@@ -147,6 +150,7 @@ int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc)
 typedef struct EpochStats {
   double loss, acc, val_loss, val_acc, lr, seconds;
   double section_loss[FE_MAX_SECTIONS]; /* named sections: the mean loss of each one's steps */
+  double val_section_loss[FE_MAX_SECTIONS]; /* ... and each one's validation loss */
 } EpochStats;
 
 /* With named sections, optimizer step k (from 0) of the run is a step of
@@ -154,6 +158,12 @@ typedef struct EpochStats {
  * s and sets *nth to the section's own steps before it (its Adam t - 1).
  * Without named sections: 0 and k. */
 int trainer_section_of(const Trainer *t, int64_t k, int64_t *nth);
+/* The learning rate of optimizer step k (from 0) of the run in this
+ * epoch: a named section with a schedule of its own takes it at (epoch,
+ * the section's own steps before k); otherwise the run's schedule at
+ * (epoch, k), scaled for a named section by its lr over the first
+ * section's.  (trainer_step's lr stands for the run's schedule.) */
+double trainer_step_lr(const Trainer *t, int64_t k);
 
 /* One pass over the training set in the order of (seed, epoch), with a
  * progress line on stderr when tty.  Stops after the current batch once

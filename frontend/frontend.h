@@ -37,6 +37,7 @@ typedef struct TrainSection {
   SrcLoc loc;
   int loss;                  /* graph node of its scalar loss, or -1 */
   CallSpec optimizer;
+  CallSpec schedule;         /* its own learning-rate schedule (name NULL: the run's, scaled) */
   int nparams;
   int *params;               /* the trainable parameters it updates (graph nodes, graph order) */
   int repeat;                /* its steps in a row per round (order = alternate(NAME=K, ...)) */

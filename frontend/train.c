@@ -14,9 +14,10 @@
  * (to compute a loss in steps), unless the name is one edit away from a
  * setting, which is almost surely a typo.
  *
- * Named sections (`train NAME { loss; optimizer; params }`) are steps of
- * their own: each gets a TrainSection, and the unnamed section (optional
- * then) keeps the run's settings.  While a named section is read,
+ * Named sections (`train NAME { loss; optimizer; schedule; params }`) are
+ * steps of their own: each gets a TrainSection (a schedule of its own is
+ * optional), and the unnamed section (optional then) keeps the run's
+ * settings.  While a named section is read,
  * P->settings holds its own slots and P->run_settings the unnamed one's.
  * Its `params` and the unnamed `order` are kept as ASTs and resolved in
  * fe_train_finish, once every parameter exists and `freeze` has applied:
@@ -82,7 +83,7 @@ enum { SET_LOSS, SET_OPTIMIZER, SET_SCHEDULE, SET_DATA, SET_BATCH, SET_EPOCHS, S
 static const char *settings[] = {"loss", "optimizer", "schedule", "data", "batch", "epochs", "seed", "val_split", "augment",
                                  "target", "params", "order"};
 /* What a named section sets; the rest belongs to the run (the unnamed section). */
-#define SECTION_SETTING(k) ((k) == SET_LOSS || (k) == SET_OPTIMIZER || (k) == SET_PARAMS)
+#define SECTION_SETTING(k) ((k) == SET_LOSS || (k) == SET_OPTIMIZER || (k) == SET_SCHEDULE || (k) == SET_PARAMS)
 
 _Static_assert(COUNT(settings) == sizeof ((Parser *)0)->settings / sizeof(Token *), "one slot per setting");
 
@@ -323,7 +324,9 @@ static void run_setting(Parser *P, Stmt *s, int k) {
     set_call(P, P->section ? &P->section->optimizer : &t->optimizer, s->value, "optimizer", optimizers,
              COUNT(optimizers));
     break;
-  case SET_SCHEDULE: set_call(P, &t->schedule, s->value, "schedule", schedules, COUNT(schedules)); break;
+  case SET_SCHEDULE:
+    set_call(P, P->section ? &P->section->schedule : &t->schedule, s->value, "schedule", schedules, COUNT(schedules));
+    break;
   case SET_DATA: set_call(P, &t->data, s->value, "data set", datasets, COUNT(datasets)); break;
   case SET_BATCH: set_int(P, s, "batch", 1, &t->batch); break;
   case SET_EPOCHS: set_int(P, s, "epochs", 1, &t->epochs); break;

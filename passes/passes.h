@@ -73,6 +73,8 @@ typedef struct OptimSpec {
 int pass_build_train(const Graph *src, int loss, const OptimSpec *o, Graph *dst);
 /* dst = src with outputs "loss" then src's outputs, nothing else. */
 int pass_build_eval(const Graph *src, int loss, Graph *dst);
+/* ... with outputs names[k] = losses[k] (model nodes) after the model's. */
+int pass_build_eval_losses(const Graph *src, int loss, const int *losses, const char *const *names, int n, Graph *dst);
 /* dst computes "loss" and the gradient of the loss with respect to every
  * trainable parameter (params) and f32 input (inputs), as outputs named
  * like them.  mode says how batch norm and dropout behave: mode->training
@@ -128,6 +130,9 @@ typedef struct PassOpts {
                                       section's), by name; NULL: every trainable one */
   int ntrain_params;
   const char *section;      /* train: the named section being built (messages), or NULL */
+  const int *eval_losses;   /* train: more model loss nodes (the other named sections'), which */
+  const char *const *eval_loss_names; /* the eval step outputs by these names after the model's */
+  int neval_losses;
   int no_tiles;             /* schedule: no register tiles (dlc --no-tile) */
 } PassOpts;
 

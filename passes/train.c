@@ -170,7 +170,8 @@ int pass_optimizer_step(PassCtx *c) {
 int pass_eval_graph_step(PassCtx *c) {
   IR_ASSERT(c->ngraphs > 1 && c->model_loss >= 0);
   c->g = c->graphs[1];
-  return pass_build_eval(c->model, c->model_loss, c->g);
+  return pass_build_eval_losses(c->model, c->model_loss, c->o->eval_losses, c->o->eval_loss_names, c->o->neval_losses,
+                                c->g);
 }
 
 /* Step "grad_outputs": the outputs become "loss" and the gradient of each
@@ -223,7 +224,9 @@ static int eval_clone(Graph *dst, const Graph *src, int i, const int *map) {
   return id;
 }
 
-int pass_build_eval(const Graph *src, int loss, Graph *dst) {
+int pass_build_eval(const Graph *src, int loss, Graph *dst) { return pass_build_eval_losses(src, loss, NULL, NULL, 0, dst); }
+
+int pass_build_eval_losses(const Graph *src, int loss, const int *losses, const char *const *names, int n, Graph *dst) {
   ir_clone_header(dst, src);
   int *map = rt_xmalloc(sizeof(int) * ((size_t)src->nnodes + 1));
   IR_ASSERT(map);
@@ -233,6 +236,7 @@ int pass_build_eval(const Graph *src, int loss, Graph *dst) {
   if (rc == 0) {
     ir_output(dst, "loss", map[loss]);
     for (int i = 0; i < src->noutputs; i++) ir_output(dst, src->outputs[i].name, map[src->outputs[i].id]);
+    for (int k = 0; k < n; k++) ir_output(dst, names[k], map[losses[k]]);
     pass_dce(dst);
   }
   rt_xfree(map);

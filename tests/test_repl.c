@@ -292,3 +292,51 @@ Test(repl, named_files_train_and_predict_says_why_not, .timeout = 120) {
   cr_expect(strstr(out, "stats of a computed value needs data x, y, not named files"), "%s", out);
   free(out);
 }
+
+/* A model with named train sections trains in the REPL as dlc train
+ * trains it: `step` takes the order's next optimizer steps (`step NAME`
+ * up to that section's next one), `train` finishes the epoch, and the
+ * checkpoint is byte-identical to dlc train's after the same epoch.
+ * Validation and eval give every section's loss; set lr is refused. */
+Test(repl, named_sections_step_and_train_as_dlc_train, .timeout = 180) {
+  const char *dir = tu_scratch_dir();
+  write_data(dir, 64);
+  char path[600];
+  snprintf(path, sizeof path, "%s/duo.dl", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fprintf(f,
+          "model duo\ninput x: f32[N, 8]\ninput z: f32[N, 2] = randn\na1 = dense(x, 16)\nb1 = dense(z, 16)\n"
+          "logits = dense(relu(a1) + tanh(b1), 3) as head\noutput logits\n"
+          "train {\n  label y: i64[N]\n  data = npy(\"x.npy\", \"y.npy\")\n  batch = 8\n  val_split = 0.25\n"
+          "  seed = 3\n  order = alternate(alpha=2, beta=1)\n}\n"
+          "train alpha {\n  loss = cross_entropy(logits, y)\n  optimizer = sgd(lr=0.5)\n  params = [\"a*\", head]\n}\n"
+          "train beta {\n  loss = mean(logits * logits)\n  optimizer = adam(lr=0.01)\n  params = b1\n}\n");
+  fclose(f);
+  char *out;
+  int st = run_script(dir,
+                      "load duo.dl\n"
+                      "step 2\n"
+                      "step beta\n"
+                      "step beta\n"
+                      "train 1\n"
+                      "eval val\n"
+                      "save repl.safetensors\n"
+                      "set lr 0.1\n"
+                      "step gamma\n"
+                      "quit\n",
+                      &out);
+  cr_expect_eq(st, 1, "two commands fail: exit status %d; output:\n%s", st, out);
+  static const char *const want[] = {"step 1: alpha loss ", "step 2: alpha loss ", "step 3: beta loss ",
+                                     "step 4: alpha loss ", "step 5: alpha loss ", "step 6: beta loss ",
+                                     "epoch 1 done\n", "epoch 2: alpha loss ", ", val alpha loss ", ", val beta loss ",
+                                     "validation: alpha loss ", ", beta loss ", "saved repl.safetensors (epoch 2, step 12)",
+                                     "set lr: the model has 2 train sections, each with its own optimizer",
+                                     "step: 'gamma' is not a number of steps or a train section (alpha, beta)"};
+  for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) cr_expect(strstr(out, want[k]), "no '%s' in:\n%s", want[k], out);
+  free(out);
+  char cmd[1500];
+  snprintf(cmd, sizeof cmd, "cd %s && %s train duo.dl --epochs 2 --save train.safetensors > train.txt 2>&1 && "
+           "cmp repl.safetensors train.safetensors", dir, DLC_EXE);
+  cr_expect_eq(system(cmd), 0, "the REPL's checkpoint differs from dlc train's after 2 epochs");
+}

@@ -251,6 +251,18 @@ static char *read_in(const char *dir, const char *name, size_t *len) {
   return s;
 }
 
+/* The fields of the CSV line at line (up to its newline) into f; their count. */
+static int csv_fields(const char *line, char f[][32], int max) {
+  int n = 0;
+  for (const char *p = line; n < max;) {
+    size_t len = strcspn(p, ",\n");
+    snprintf(f[n++], 32, "%.*s", (int)(len < 31 ? len : 31), p);
+    if (p[len] != ',') break;
+    p += len + 1;
+  }
+  return n;
+}
+
 Test(sections_run, resume_is_bit_exact_and_metrics_name_sections, .timeout = 180) {
   const char *dir = tu_scratch_dir();
   write_data(dir);
@@ -276,17 +288,67 @@ Test(sections_run, resume_is_bit_exact_and_metrics_name_sections, .timeout = 180
   free(a);
   free(b);
   char *csv = read_in(dir, "m.csv", NULL);
-  cr_expect(!strncmp(csv, "epoch,batch,step,train_loss,train_acc,val_loss,val_acc,lr,seconds,alpha_loss,beta_loss\n",
-                     86), "%s", csv);
+  static const char header[] = "epoch,batch,step,train_loss,train_acc,val_loss,val_acc,lr,seconds,alpha_loss,beta_loss,"
+                                "val_alpha_loss,val_beta_loss\n";
+  cr_expect(!strncmp(csv, header, strlen(header)), "%s", csv);
   /* batch rows: steps 1 and 2 alpha's, 3 beta's (its column filled, alpha's empty) */
   const char *row3 = strstr(csv, "\n1,3,3,");
   cr_assert(row3, "%s", csv);
-  const char *end = strchr(row3 + 1, '\n');
-  const char *last = end - 1;
-  while (*last != ',') last--;
-  cr_expect(last[-1] == ',' || !strncmp(last - 4, ",nan", 4), "step 3 is beta's: alpha's column empty: %.*s",
-            (int)(end - row3), row3);
-  cr_expect(last[1] != 'n' && last[1] != '\n', "step 3 has beta's loss: %.*s", (int)(end - row3), row3);
+  char f[13][32];
+  cr_assert_eq(csv_fields(row3 + 1, f, 13), 13, "%.80s", row3 + 1);
+  cr_expect(!f[9][0] || !strcmp(f[9], "nan"), "step 3 is beta's: alpha's column empty: %s", f[9]);
+  cr_expect(f[10][0] && strcmp(f[10], "nan"), "step 3 has beta's loss: '%s'", f[10]);
+  free(csv);
+}
+
+/* model_text with text inserted after the line that starts with after. */
+static char *model_with(const char *after, const char *text) {
+  const char *at = strstr(model_text, after);
+  cr_assert(at);
+  at = strchr(at, '\n') + 1;
+  size_t n = strlen(model_text) + strlen(text) + 1;
+  char *out = malloc(n);
+  snprintf(out, n, "%.*s%s%s", (int)(at - model_text), model_text, text, at);
+  return out;
+}
+
+/* Validation, the test line and the metrics give every section's loss;
+ * a section's own schedule sets its rate (beta halves every epoch, alpha
+ * keeps the rate of its optimizer). */
+Test(sections_run, every_section_validates_and_schedules_its_own_rate, .timeout = 180) {
+  const char *dir = tu_scratch_dir();
+  write_data(dir);
+  char *text = model_with("  params = b1", "  schedule = step(step_size=1, gamma=0.5)\n");
+  write_file(dir, "two.dl", text);
+  free(text);
+  Proc p = run_dlc(dir, "check", "two.dl", NULL);
+  cr_expect(strstr(p.out, "  beta: adam, 1 step a round, schedule step, 12 trainable parameters"), "%s", p.out);
+  proc_free(&p);
+  p = run_dlc(dir, "train", "two.dl", "--epochs", "2", "--val-split", "0.25", "--metrics", "m.csv", NULL);
+  cr_assert_eq(p.status, 0, "%s", p.err);
+  cr_expect(strstr(p.out, "epoch 2/2: alpha loss ") && strstr(p.out, ", val alpha loss ") &&
+            strstr(p.out, ", val beta loss "), "%s", p.out);
+  proc_free(&p);
+  char *csv = read_in(dir, "m.csv", NULL), f[13][32];
+  int epoch_rows = 0, beta_rows = 0, steps = 0;
+  for (const char *line = strchr(csv, '\n'); line && line[1]; line = strchr(line + 1, '\n')) {
+    cr_assert_eq(csv_fields(line + 1, f, 13), 13, "%.80s", line + 1);
+    double lr = atof(f[7]);
+    int epoch = atoi(f[0]), is_beta = f[10][0] && strcmp(f[10], "nan") && !(f[9][0] && strcmp(f[9], "nan"));
+    if (!strcmp(f[1], "0")) { /* an epoch's row: each section's validation loss */
+      epoch_rows++;
+      cr_expect(f[11][0] && f[12][0] && strcmp(f[11], "nan") && strcmp(f[12], "nan") && strcmp(f[11], f[12]),
+                "epoch %d: val_alpha_loss '%s', val_beta_loss '%s'", epoch, f[11], f[12]);
+      cr_expect(!strcmp(f[5], f[11]), "val_loss is the first section's: %s vs %s", f[5], f[11]);
+    } else if ((++steps, is_beta)) {
+      beta_rows++;
+      cr_expect(fabs(lr - (epoch == 1 ? 0.01 : 0.005)) < 1e-12, "beta step in epoch %d at lr %g", epoch, lr);
+    } else {
+      cr_expect(fabs(lr - 0.05) < 1e-12, "alpha step in epoch %d at lr %g", epoch, lr);
+    }
+  }
+  cr_expect_eq(epoch_rows, 2, "%s", csv);
+  cr_expect_eq(beta_rows, steps / 3, "%s", csv); /* alternate(alpha=2, beta=1): steps 3, 6, ... */
   free(csv);
 }
 
