@@ -5,7 +5,8 @@
  * declared `= randn` / `= rand` drawn from --seed when not given, and IDX
  * files (u8 images scaled to [0, 1], reshaped to the input's sample shape).
  * Each case runs the real executable on a small model in a scratch
- * directory and reads back the .npy it wrote.
+ * directory and reads back the .npy it wrote.  samples/vae.dl is checked
+ * the way its README commands use it.
  */
 #include <criterion/criterion.h>
 #include <sys/wait.h>
@@ -167,4 +168,56 @@ Test(run_inputs, idx_images_feed_a_float_input) {
   cr_expect_eq(dlc(dir, "run bad.dl --input x=img-idx3-ubyte", &log), 1);
   cr_expect(strstr(log, "x") && strstr(log, "error"), "%s", log);
   free(log);
+}
+
+/* samples/vae.dl as committed, on 64 random images: its first loss is
+ * about 784 ln 2 (the decoder's logits start near 0, and KL near 0), the
+ * loss falls over two epochs, `sample` decodes drawn noise into pixels in
+ * (0, 1), and `pairs` puts each input beside its reconstruction. */
+Test(run_inputs, vae_sample_trains_samples_and_reconstructs, .timeout = 240) {
+  const char *dir = setup();
+  RtTensor x;
+  RtError err;
+  int64_t shape[2] = {64, 784};
+  cr_assert_eq(rt_tensor_alloc(&x, DT_F32, 2, shape, &err), RT_OK);
+  RtRng r;
+  rt_rng_seed(&r, 11);
+  for (int64_t i = 0; i < 64 * 784; i++) ((float *)x.data)[i] = (float)rt_rng_uniform(&r) * (float)(i % 784 < 392);
+  char path[600], args[1200], *log;
+  snprintf(path, sizeof path, "%s/x.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &x, &err), RT_OK);
+  snprintf(args, sizeof args, "train %s/samples/vae.dl --data npy:x=x.npy --epochs 2 --batch 16 --metrics m.csv "
+           "--save vae.st", DLC_SOURCE_DIR);
+  cr_assert_eq(dlc(dir, args, &log), 0, "%s", log);
+  free(log);
+  snprintf(path, sizeof path, "%s/m.csv", dir);
+  char *csv = tu_read_file(path, NULL);
+  cr_assert_not_null(csv);
+  double first = NAN, e1 = NAN, e2 = NAN, v[4];
+  for (const char *line = strchr(csv, '\n'); line && line[1]; line = strchr(line + 1, '\n')) {
+    cr_assert_eq(sscanf(line + 1, "%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3]), 4);
+    if (v[0] == 1 && v[1] == 1) first = v[3];
+    if (v[1] == 0) *(v[0] == 1 ? &e1 : &e2) = v[3];
+  }
+  free(csv);
+  const double ln2_784 = 784 * 0.69314718055994531;
+  cr_expect(fabs(first - ln2_784) < 0.05 * ln2_784, "first loss %g, 784 ln 2 = %g", first, ln2_784);
+  cr_expect(e2 < e1, "epoch losses %g then %g", e1, e2);
+  snprintf(args, sizeof args, "run %s/samples/vae.dl --params vae.st --dim N=4 --output sample=s.npy", DLC_SOURCE_DIR);
+  cr_assert_eq(dlc(dir, args, &log), 0, "%s", log);
+  free(log);
+  RtTensor s = read_npy(dir, "s.npy");
+  cr_assert(s.rank == 2 && s.shape[0] == 4 && s.shape[1] == 784);
+  for (int64_t i = 0; i < 4 * 784; i++) cr_assert(((float *)s.data)[i] > 0 && ((float *)s.data)[i] < 1);
+  snprintf(args, sizeof args, "run %s/samples/vae.dl --params vae.st --dim N=3 --input x=x.npy --output pairs=p.npy",
+           DLC_SOURCE_DIR);
+  cr_assert_eq(dlc(dir, args, &log), 0, "%s", log);
+  free(log);
+  RtTensor p = read_npy(dir, "p.npy");
+  cr_assert(p.rank == 4 && p.shape[0] == 3 && p.shape[1] == 1 && p.shape[2] == 28 && p.shape[3] == 56);
+  for (int n = 0; n < 3; n++)
+    for (int i = 0; i < 28; i++)
+      for (int j = 0; j < 28; j++)
+        cr_assert_eq(((float *)p.data)[(n * 28 + i) * 56 + j], ((float *)x.data)[n * 784 + i * 28 + j]);
+  rt_tensor_free(&s), rt_tensor_free(&p), rt_tensor_free(&x);
 }
