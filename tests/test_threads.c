@@ -121,7 +121,7 @@ Test(pool, a_call_while_a_job_runs_runs_alone) {
 
 static const char *const samples[] = {"mlp",    "logreg",    "blocks", "finetune",      "lenet5",
                                       "resnet", "inception", "unet",   "transfer_base", "transfer_head",
-                                      "l2_explicit", "triplet", "gan", "char_lstm"};
+                                      "l2_explicit", "triplet", "gan", "char_lstm", "vae"};
 #define NSAMPLES (sizeof samples / sizeof *samples)
 
 typedef struct Build {
@@ -348,6 +348,7 @@ Test(threads, jit_l2_explicit, .timeout = 300) { jit_sample("l2_explicit"); }
 Test(threads, jit_triplet, .timeout = 300) { jit_sample("triplet"); }
 Test(threads, jit_gan, .timeout = 300) { jit_sample("gan"); }
 Test(threads, jit_char_lstm, .timeout = 600) { jit_sample("char_lstm"); }
+Test(threads, jit_vae, .timeout = 300) { jit_sample("vae"); }
 
 /* Samples the table above does not name (added since) are checked here,
  * all in one test, on both backends. */
@@ -400,6 +401,7 @@ Test(threads, c_l2_explicit, .timeout = 300) { c_sample("l2_explicit"); }
 Test(threads, c_triplet, .timeout = 300) { c_sample("triplet"); }
 Test(threads, c_gan, .timeout = 300) { c_sample("gan"); }
 Test(threads, c_char_lstm, .timeout = 600) { c_sample("char_lstm"); }
+Test(threads, c_vae, .timeout = 300) { c_sample("vae"); }
 /* clang and its OpenMP runtime (libomp) too ($CC picks the compiler). */
 Test(threads, c_lenet5_clang, .timeout = 300) {
   setenv("CC", "clang-19", 1);
