@@ -1013,6 +1013,7 @@ static void lower_done(Lower *L) {
 }
 
 LLVMModuleRef cg_llvm_build(const Program *p, LLVMContextRef cx, const EmitOpts *o, RtError *err) {
+  double t0 = ir_phase_start();
   Lower L;
   lower_init(&L, p, cx, o);
   RtOomScope oom;
@@ -1040,6 +1041,7 @@ LLVMModuleRef cg_llvm_build(const Program *p, LLVMContextRef cx, const EmitOpts 
     LLVMDisposeModule(m);
     return NULL;
   }
+  ir_phase_end("llvm-build", t0);
   return m;
 }
 
@@ -1100,6 +1102,7 @@ RtStatus cg_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, RtError *err
   LLVMSetDataLayout(m, layout);
   LLVMDisposeMessage(layout);
   LLVMDisposeTargetData(td);
+  double t0 = ir_phase_start();
   LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
   LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
   LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
@@ -1108,11 +1111,13 @@ RtStatus cg_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, RtError *err
   LLVMErrorRef e = LLVMRunPasses(m, "default<O3>", tm, opts);
   LLVMDisposePassBuilderOptions(opts);
   if (e) return cg_llvm_fail(err, e, "the LLVM optimiser failed");
+  ir_phase_end("llvm-optimise", t0);
   return cg_llvm_verify(m, err);
 }
 
 /* The object file for m, emitted from a clone (emission changes the module). */
 static RtStatus object_file(LLVMModuleRef m, LLVMTargetMachineRef tm, char **data, size_t *len, RtError *err) {
+  double t0 = ir_phase_start();
   LLVMModuleRef clone = LLVMCloneModule(m);
   LLVMMemoryBufferRef mb = NULL;
   char *msg = NULL;
@@ -1128,6 +1133,7 @@ static RtStatus object_file(LLVMModuleRef m, LLVMTargetMachineRef tm, char **dat
   }
   LLVMDisposeMessage(msg);
   LLVMDisposeModule(clone);
+  ir_phase_end("llvm-codegen", t0);
   return st;
 }
 

@@ -87,6 +87,7 @@ static RtStatus add_program(LLVMOrcLLJITRef jit, const Program *p, RtError *err)
 
 /* Looks every entry point up, which is when LLJIT generates code. */
 static RtStatus materialize(CModule *m, RtError *err) {
+  double t0 = ir_phase_start();
   for (int i = 0; i < m->nfuncs; i++) {
     char name[256];
     snprintf(name, sizeof name, "%s_%s", m->prefix, m->funcs[i].name);
@@ -95,6 +96,7 @@ static RtStatus materialize(CModule *m, RtError *err) {
     if (e) return cg_llvm_fail(err, e, "JIT compilation failed");
     m->funcs[i].addr = (void *)(uintptr_t)addr;
   }
+  ir_phase_end("llvm-codegen", t0);
   return RT_OK;
 }
 

@@ -587,6 +587,7 @@ static int dispatch(int argc, char **argv) {
  * blocks are freed on the way, the nested scopes release the rest. */
 int main(int argc, char **argv) {
   if (rt_alloc_fail_from_env()) return fputs("dlc: error: DLC_FAIL_ALLOC must be N or N+\n", stderr), 2;
+  if (getenv("DLC_TIME_PHASES")) ir_phase_enable(stderr); /* CPU time per phase (bench/compile_times.sh) */
   RtOomScope oom;
   rt_oom_enter(&oom);
   if (setjmp(oom.jb)) return fputs("dlc: error: out of memory\n", stderr), 1;

@@ -265,6 +265,7 @@ char *fe_read_source(const char *path, size_t *len, Diags *d) {
 
 int fe_load_file(Model *m, const char *path, Diags *d) {
   int before = d->nerrors;
+  double t0 = ir_phase_start();
   size_t len;
   char *text = fe_read_source(path, &len, d);
   if (!text) {
@@ -273,6 +274,7 @@ int fe_load_file(Model *m, const char *path, Diags *d) {
   }
   int n = fe_load_buffer(m, path, text, len, d);
   rt_xfree(text);
+  ir_phase_end("frontend", t0);
   return n;
 }
 

@@ -27,6 +27,14 @@
 _Noreturn void ir_internal_error(const char *file, int line, const char *msg);
 #define IR_ASSERT(c) ((c) ? (void)0 : ir_internal_error(__FILE__, __LINE__, #c))
 
+/* --- phase timing (phase.c) ------------------------------------------------ */
+/* With a stream set, ir_phase_end(name, ir_phase_start()) prints the
+ * thread CPU seconds between the two calls as "time: NAME S"; without
+ * one (the default) both do nothing. */
+void ir_phase_enable(FILE *to);
+double ir_phase_start(void);
+void ir_phase_end(const char *name, double start);
+
 /* --- arena ------------------------------------------------------------------ */
 typedef struct ArenaBlock ArenaBlock;
 typedef struct Arena {

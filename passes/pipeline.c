@@ -158,7 +158,9 @@ int pass_run_steps(PassCtx *c, const Pipeline *pl) {
       if (wants_dump(c->o, s->name)) fprintf(c->o->dump_to, "; %s skipped (train mode only)\n", s->name);
       continue;
     }
+    double t0 = ir_phase_start();
     rc = s->run(c);
+    ir_phase_end(s->name, t0);
     if (rc == 0 && after_step(c, s)) {
       diag_plain(c->d, "--verify", "the %s does not check after step '%s' of the %s pipeline", s->kernel ? "kernel IR" : "graph",
                  s->name, pl->name);

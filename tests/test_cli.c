@@ -99,6 +99,27 @@ Test(cli, dump_after_all_names_every_step) {
   expect(dir, args, 0, "arena f32: ");
 }
 
+/* DLC_TIME_PHASES: a line of CPU time per phase on stderr, every phase
+ * of --emit=obj named; without it, none. */
+Test(cli, time_phases_names_every_phase, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  char cmd[2048], log[600];
+  snprintf(log, sizeof log, "%s/phases.txt", dir);
+  snprintf(cmd, sizeof cmd, "cd %s && DLC_TIME_PHASES=1 %s %s --emit=obj -o m.o 2> %s", dir, DLC_EXE, MLP, log);
+  cr_assert_eq(system(cmd), 0);
+  char *out = tu_read_file(log, NULL);
+  cr_assert_not_null(out);
+  const char *want[] = {"time: frontend ", "time: dce ", "time: lower ", "time: schedule ", "time: memplan ",
+                        "time: llvm-build ", "time: llvm-optimise ", "time: llvm-codegen "};
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++) cr_expect(strstr(out, want[i]), "no '%s' in:\n%s", want[i], out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s --emit=obj -o m.o", MLP);
+  Run r = run(dir, cmd);
+  cr_expect_eq(r.status, 0, "%s", r.out);
+  cr_expect(strstr(r.out, "time:") == NULL, "phase times without DLC_TIME_PHASES:\n%s", r.out);
+  free(r.out);
+}
+
 Test(cli, list_steps_and_unknown_step_names) {
   const char *dir = tu_scratch_dir();
   char args[1024];
