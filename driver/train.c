@@ -9,6 +9,10 @@
  * terminal, one summary line per epoch, an optional metrics CSV, and a
  * checkpoint after every epoch (atomic).  Ctrl-C stops after the current
  * batch; the last checkpoint stays intact.
+ *
+ * With --distributed (under mpirun) every process runs this same loop on
+ * its share of each global batch (trainer.c sums the gradients); process
+ * 0 alone prints, writes the metrics and the checkpoints.
  */
 #include <math.h>
 #include <signal.h>
@@ -48,12 +52,14 @@ static const char *usage_train =
     "                         or the reference interpreter\n"
     "  --threads N            threads for the step's parallel loops (default 1;\n"
     "                         results are the same bits for every N)\n"
-    "  --quiet                no per-epoch lines\n";
+    "  --quiet                no per-epoch lines\n"
+    "  --distributed          data-parallel over the processes of mpirun -np P:\n"
+    "                         each takes 1/P of every batch, gradients summed\n";
 
 typedef struct TrainFlags {
   const char *model, *epochs, *batch, *lr, *optimizer, *seed, *data, *val_split;
   const char *save, *resume, *init, *metrics, *backend, *augment, *steps, *threads, *schedule;
-  int quiet;
+  int quiet, distributed;
 } TrainFlags;
 
 static volatile sig_atomic_t interrupted;
@@ -74,8 +80,8 @@ static int parse_flags(int argc, char **argv, TrainFlags *f, Diags *d) {
   for (int i = 1; i < argc; i++) {
     int miss = 0, hit = 0;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
-    if (!strcmp(argv[i], "--quiet")) {
-      f->quiet = 1;
+    if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "--distributed")) {
+      *(argv[i][2] == 'q' ? &f->quiet : &f->distributed) = 1;
       continue;
     }
     for (size_t k = 0; k < sizeof table / sizeof table[0] && !hit && !miss; k++) {
@@ -313,7 +319,7 @@ static int train_loop(Trainer *t, const TrainFlags *f, Diags *d) {
     return diag_plain(d, "--metrics", "%s", err.msg), -1;
   BatchLog bl = {f, &log, d};
   if (f->metrics) t->on_batch = record_batch, t->batch_ctx = &bl;
-  int tty = isatty(STDERR_FILENO), rc = 0;
+  int tty = isatty(STDERR_FILENO) && (!t->dist || t->dist->rank == 0), rc = 0;
   if (t->cfg.max_steps && t->step >= t->cfg.max_steps)
     fprintf(stderr, "note: the run has taken %lld steps already; --steps %lld trains no more\n", (long long)t->step,
             (long long)t->cfg.max_steps);
@@ -389,6 +395,27 @@ static int load_init(const char *path, const Model *m, RtTensorSet *set, Diags *
   return rc;
 }
 
+/* --distributed: joins the processes of the run; all but process 0 keep
+ * quiet (their stdout goes nowhere) and write no files.  1 after an error. */
+static int join_world(TrainFlags *f, RtDist *dist, Diags *d) {
+  RtError err;
+  if (!f->distributed) return 0;
+  if (rt_dist_init(dist, &err)) return diag_plain(d, "--distributed", "%s", err.msg), 1;
+  if (dist->rank == 0) return 0;
+  f->save = f->metrics = NULL;
+  fflush(stdout);
+  return freopen("/dev/null", "w", stdout) ? 0 : (diag_plain(d, "--distributed", "cannot silence process %d", dist->rank), 1);
+}
+
+/* The figures of the gradient exchange, after the run. */
+static void print_dist(const Trainer *t) {
+  const RtDist *w = t->dist;
+  int64_t steps = t->step > 0 ? t->step : 1;
+  printf("distributed: %d processes, %lld allreduce calls, %.2f MB sent into them per process (%.1f KB a step), "
+         "%.3f s in them (%.2f ms a step)\n", w->size, (long long)w->calls, w->bytes / 1e6, w->bytes / 1e3 / (double)steps,
+         w->seconds, 1e3 * w->seconds / (double)steps);
+}
+
 static void fit_epochs(Trainer *t) {
   int64_t nb = (t->train.n + t->cfg.batch - 1) / t->cfg.batch, e = (t->cfg.max_steps + nb - 1) / nb;
   t->cfg.epochs = e < DLC_MAX_EPOCHS ? e : DLC_MAX_EPOCHS;
@@ -411,8 +438,11 @@ int dlc_cmd_train(int argc, char **argv) {
     return 2;
   }
   Trainer t;
+  RtDist dist = {.size = 1};
+  if (join_world(&f, &dist, &d)) goto out_model;
   if (f.init && load_init(f.init, &m, &init, &d)) goto out_model;
   if (trainer_prepare(&t, &m, &cfg, &d)) goto out;
+  if (f.distributed) t.dist = &dist;
   if (trainer_load_data(&t) || trainer_fit_batch(&t) < 0) goto out;
   cfg.batch = t.cfg.batch;
   if (cfg.max_steps && !f.epochs) fit_epochs(&t); /* --steps alone: as many epochs as the steps take */
@@ -423,15 +453,19 @@ int dlc_cmd_train(int argc, char **argv) {
     printf("%s %s (%s, lr %g, %d step%s a round), ", s ? "then" : "sections", cfg.sec_name[s],
            pass_optim_names[cfg.sec_opt[s].kind], cfg.sec_opt[s].lr, cfg.sec_repeat[s], cfg.sec_repeat[s] > 1 ? "s" : "");
   if (!cfg.nsections) printf("%s, lr %g, ", pass_optim_names[cfg.opt.kind], cfg.opt.lr);
-  printf("%s backend\n", cfg.backend == BACKEND_JIT ? "jit" : cfg.backend == BACKEND_C ? "c" : "interp");
+  printf("%s backend", cfg.backend == BACKEND_JIT ? "jit" : cfg.backend == BACKEND_C ? "c" : "interp");
+  if (t.dist) printf(", %d processes of %lld rows", dist.size, (long long)trainer_rows(&t));
+  printf("\n");
   rc = train_loop(&t, &f, &d);
   if (rc == 0 && final_test(&t) == 0) status = 0;
   if (rc == 1) status = 130;
+  if (t.dist && status == 0) print_dist(&t);
 out:
   trainer_free(&t);
 out_model:
   rt_set_free(&init);
   fe_model_free(&m);
+  if (status == 0 || status == 130) rt_dist_finalize(&dist); /* after an error the others may wait: mpirun ends them */
   return status;
 }
 

@@ -12,6 +12,15 @@
  * Both backends are called the same way: inputs by name (the data input,
  * the label, "lr" and "step"), outputs into caller buffers in the graph's
  * output order ("loss" first, then the model's outputs).
+ *
+ * Data-parallel training (t->dist, `dlc train --distributed` under
+ * mpirun) splits the train step in two entry points of the same program:
+ * grad_step (forward, loss, backward; the gradients are outputs written
+ * into one flat buffer, gbuf) and update_step (the optimizer, reading
+ * them).  Between them the gradients, each process's scaled by its share
+ * of the global batch, are summed over the processes, so every process
+ * applies the update of the global batch's mean loss.  One process pays
+ * nothing for this: its train step stays one fused call.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -318,8 +327,8 @@ static Graph *train_graph(Trainer *t, int s) { return s ? &t->sec_g[s - 1] : &t-
 static int nsteps_graphs(const Trainer *t) { return t->cfg.nsections ? t->cfg.nsections : 1; }
 
 static int add_state_tensors(Trainer *t, RtError *err) {
-  for (int s = 0; s < nsteps_graphs(t); s++) {
-    const Graph *g = train_graph(t, s);
+  for (int s = 0; s <= nsteps_graphs(t); s++) { /* and the update step's, when split */
+    const Graph *g = s < nsteps_graphs(t) ? train_graph(t, s) : &t->ug;
     for (int i = 0; i < g->nnodes; i++) {
       const Node *n = &g->nodes[i];
       if (n->op != OP_STATE || rt_set_find(&t->tensors, n->name)) continue;
@@ -410,16 +419,21 @@ static int64_t static_bytes(const Program *p) {
   return bytes < 0x1p62 ? (int64_t)bytes : INT64_MAX;
 }
 
-/* One stage of the train pipeline: the graphs t->tg and t->eg, or the
- * program t->prog lowered from them. */
+/* One stage of the train pipeline: the graphs t->tg and t->eg (and with
+ * t->dist the update step t->ug), or the program t->prog lowered from them. */
 static int run_stage(Trainer *t, int stage) {
   PassOpts po = t->cfg.pass ? *t->cfg.pass : (PassOpts){0};
   po.stages = stage;
   po.verify |= stage == PASS_STAGE_GRAPH; /* the train graphs are always checked */
   po.optim = &t->opt;
+  po.split_update = t->dist != NULL;
   if (t->cfg.nsections) return stage == PASS_STAGE_GRAPH ? build_sections(t, &po) : lower_sections(t, &po);
   PassCtx c;
   pass_ctx_init(&c, PIPE_TRAIN, &t->m->g, t->loss, (Graph *[]){&t->tg, &t->eg}, &t->prog, &po, t->d);
+  if (t->dist) {
+    c.ngraphs = 3, c.graphs[2] = &t->ug;
+    c.funcs[0] = "grad_step", c.funcs[1] = "eval_step", c.funcs[2] = "update_step";
+  }
   int rc = pass_run(&c);
   pass_ctx_free(&c);
   return rc;
@@ -491,6 +505,7 @@ int trainer_prepare(Trainer *t, Model *m, const TrainConfig *cfg, Diags *d) {
   rt_set_init(&t->tensors);
   ir_graph_init(&t->tg, m->g.name, d);
   ir_graph_init(&t->eg, m->g.name, d);
+  ir_graph_init(&t->ug, m->g.name, d);
   for (int s = 0; s < FE_MAX_SECTIONS - 1; s++) ir_graph_init(&t->sec_g[s], m->g.name, d);
   for (int s = 0; s < cfg->nsections; s++) snprintf(t->sec_func[s], sizeof t->sec_func[s], "train_step_%s", cfg->sec_name[s]);
   /* the frontend checked `target`: a label (data set labels) or an input of labels[0]'s type */
@@ -517,21 +532,49 @@ int trainer_prepare(Trainer *t, Model *m, const TrainConfig *cfg, Diags *d) {
   return 0;
 }
 
+int64_t trainer_rows(const Trainer *t) {
+  return t->dist ? (t->cfg.batch + t->dist->size - 1) / t->dist->size : t->cfg.batch;
+}
+
+/* The flat gradient buffer of the split train step: tg's outputs from
+ * the first "NAME.grad" on, each at its offset, then a tail of 3 floats. */
+static void dist_buffers(Trainer *t) {
+  const Graph *g = &t->tg;
+  t->grad_out = g->noutputs;
+  for (int o = g->noutputs - 1; o >= 0; o--) {
+    size_t len = strlen(g->outputs[o].name);
+    if (len > 5 && !strcmp(g->outputs[o].name + len - 5, ".grad")) t->grad_out = o;
+  }
+  t->goff = rt_xcalloc((size_t)(g->noutputs - t->grad_out) + 1, sizeof *t->goff);
+  t->gsize = 0;
+  for (int o = t->grad_out; o < g->noutputs; o++) {
+    t->goff[o - t->grad_out] = t->gsize;
+    t->gsize += ir_numel_max(g, &g->nodes[g->outputs[o].id].shape);
+  }
+  t->gbuf = rt_xcalloc((size_t)t->gsize + 3, sizeof(float));
+}
+
 int trainer_build(Trainer *t, const RtTensorSet *init) {
   Model *m = t->m;
   const TrainConfig *cfg = &t->cfg;
   Diags *d = t->d;
   if (trainer_check_optim(&cfg->opt, d)) return -1;
+  if (t->dist && cfg->nsections)
+    return diag_plain(d, "--distributed", "the model has %d named train sections; data-parallel training takes a "
+                      "model with one train section", cfg->nsections), -1;
   for (int s = 0; s < cfg->nsections; s++) {
     if (trainer_check_optim(&cfg->sec_opt[s], d)) return -1;
     t->sec_opt[s] = cfg->sec_opt[s];
     /* each section's random draws (dropout, noise inputs) are its own stream */
     t->sec_opt[s].seed = cfg->seed ^ ((uint64_t)s * 0x9E3779B97F4A7C15u);
   }
-  for (int s = 0; s < m->g.nsyms; s++) m->g.syms[s].max = cfg->batch;
+  for (int s = 0; s < m->g.nsyms; s++) m->g.syms[s].max = trainer_rows(t);
   t->opt = cfg->opt;
   t->opt.seed = cfg->seed;
+  /* each process draws its own dropout masks; process 0 draws one process's */
+  if (t->dist) t->opt.seed ^= (uint64_t)t->dist->rank * 0x9E3779B97F4A7C15u;
   if (run_stage(t, PASS_STAGE_GRAPH)) return -1;
+  if (t->dist) dist_buffers(t);
   RtError err;
   if ((init ? copy_init(t, init, &err) : 0) || ir_params_init(&m->g, cfg->seed, &t->tensors, &err) ||
       add_state_tensors(t, &err)) {
@@ -565,6 +608,9 @@ void trainer_free(Trainer *t) {
   if (t->prog.nfuncs) kir_program_free(&t->prog);
   ir_graph_free(&t->tg);
   ir_graph_free(&t->eg);
+  ir_graph_free(&t->ug);
+  rt_xfree(t->gbuf);
+  rt_xfree(t->goff);
   for (int s = 0; s < FE_MAX_SECTIONS - 1; s++) ir_graph_free(&t->sec_g[s]);
   rt_set_free(&t->tensors);
   rt_dataset_free(&t->train);
@@ -854,6 +900,7 @@ int trainer_load_data(Trainer *t) {
 
 typedef struct Call {
   int64_t n;
+  int64_t global_n;   /* --distributed: the rows of the global batch, of which n are this process's */
   const void *in[TRAINER_MAX_FEEDS]; /* the batch of each feed */
   float lr, step;
   int section;        /* the named section whose train step runs */
@@ -866,6 +913,8 @@ typedef struct Call {
 static const void *input_ptr(const Trainer *t, const char *name, const Call *c) {
   if (!strcmp(name, "lr")) return &c->lr;
   if (!strcmp(name, "step")) return &c->step;
+  for (int o = t->grad_out; t->dist && o < t->tg.noutputs; o++) /* the update step's gradients */
+    if (!strcmp(name, t->tg.outputs[o].name)) return t->gbuf + t->goff[o - t->grad_out];
   for (int f = 0; f < t->nfeeds; f++)
     if (!strcmp(name, t->m->g.nodes[t->feeds[f].node].name)) return c->in[f];
   return NULL;
@@ -949,28 +998,31 @@ static int call_interp(Trainer *t, const Graph *g, const Call *c, RtError *err) 
   return rc;
 }
 
-/* Output buffers for graph g at batch n. */
-static void **alloc_outputs(const Graph *g, int64_t n) {
+/* Output buffers for the first nown outputs of graph g at batch n (the
+ * caller points the others at its own storage). */
+static void **alloc_outputs(const Graph *g, int64_t n, int nown) {
   void **outs = rt_xcalloc((size_t)g->noutputs + 1, sizeof *outs);
   int64_t sym[IR_MAX_SYMS];
   for (int s = 0; s < IR_MAX_SYMS; s++) sym[s] = n;
-  for (int o = 0; o < g->noutputs; o++) {
+  for (int o = 0; o < nown; o++) {
     const Node *nd = &g->nodes[g->outputs[o].id];
     outs[o] = rt_xcalloc((size_t)ir_numel(g, &nd->shape, sym) + 1, rt_dtype_size(nd->dtype));
   }
   return outs;
 }
 
-static void free_outputs(const Graph *g, void **outs) {
-  for (int o = 0; o < g->noutputs; o++) rt_xfree(outs[o]);
+static void free_outputs(void **outs, int nown) {
+  for (int o = 0; o < nown; o++) rt_xfree(outs[o]);
   rt_xfree(outs);
 }
 
 static int run(Trainer *t, int train, Call *c, double *loss, int64_t *correct) {
   const Graph *g = train ? train_graph(t, c->section) : &t->eg;
-  const char *fname = !train ? "eval_step" : t->cfg.nsections ? t->sec_func[c->section] : "train_step";
+  const char *fname = !train ? "eval_step" : t->cfg.nsections ? t->sec_func[c->section] : t->dist ? "grad_step" : "train_step";
   RtError err;
-  c->outs = alloc_outputs(g, c->n);
+  int nown = train && t->dist ? t->grad_out : g->noutputs; /* the gradients go into gbuf */
+  c->outs = alloc_outputs(g, c->n, nown);
+  for (int o = nown; o < g->noutputs; o++) c->outs[o] = t->gbuf + t->goff[o - nown];
   int rc = t->cfg.backend != BACKEND_INTERP ? call_c(t, fname, g, c, &err) : call_interp(t, g, c, &err);
   const int64_t *labels = call_labels(t, c);
   if (rc) diag_plain(t->d, "dlc train", "%s", err.msg);
@@ -987,7 +1039,7 @@ static int run(Trainer *t, int train, Call *c, double *loss, int64_t *correct) {
       if (!train) c->top5 = rt_topk_correct(c->outs[1 + t->acc_output], labels, c->n, l->shape.d[1], 5);
     }
   }
-  free_outputs(g, c->outs);
+  free_outputs(c->outs, nown);
   return rc;
 }
 
@@ -996,7 +1048,7 @@ int trainer_predict(Trainer *t, int64_t n, const float *x, const void *y, float 
   const Graph *g = &t->eg;
   Call c = fixed_call(t, n, x, y);
   RtError err;
-  c.outs = alloc_outputs(g, n);
+  c.outs = alloc_outputs(g, n, g->noutputs);
   int rc = t->cfg.backend != BACKEND_INTERP ? call_c(t, "eval_step", g, &c, &err) : call_interp(t, g, &c, &err);
   if (rc) {
     diag_plain(t->d, "predict", "%s", err.msg);
@@ -1004,7 +1056,7 @@ int trainer_predict(Trainer *t, int64_t n, const float *x, const void *y, float 
     const Node *l = &g->nodes[g->outputs[1 + t->acc_output].id];
     memcpy(logits, c.outs[1 + t->acc_output], sizeof(float) * (size_t)(n * l->shape.d[1]));
   }
-  free_outputs(g, c.outs);
+  free_outputs(c.outs, g->noutputs);
   return rc;
 }
 
@@ -1026,6 +1078,36 @@ double trainer_step_lr(const Trainer *t, int64_t k) {
   return step_lr(t, s, nth, rt_schedule_lr(&t->cfg.sched, t->epoch, k));
 }
 
+/* The gradients of c (this process's rows) summed over the processes,
+ * with the tail: each process scales its gradients and its loss, means
+ * over its n rows, by n / global_n, so the sums are those of the global
+ * batch's mean loss; the correct counts and stop requests are added. */
+static int dist_sum(Trainer *t, Call *c, double *loss, int64_t *correct) {
+  double l = 0;
+  int64_t right = 0;
+  float w = c->global_n ? (float)((double)c->n / (double)c->global_n) : 0, *tail = t->gbuf + t->gsize;
+  if (c->n && run(t, 1, c, &l, &right)) return -1;
+  for (int64_t i = 0; i < t->gsize && w != 1; i++) t->gbuf[i] = c->n ? t->gbuf[i] * w : 0;
+  tail[0] = (float)(l * w), tail[1] = (float)right, tail[2] = (float)t->stop_local;
+  RtError err;
+  if (rt_dist_sum_f32(t->dist, t->gbuf, t->gsize + 3, &err)) return diag_plain(t->d, "--distributed", "%s", err.msg), -1;
+  *loss = tail[0];
+  if (correct) *correct = (int64_t)tail[1];
+  t->stop_any = tail[2] > 0;
+  return 0;
+}
+
+/* A data-parallel step: the summed gradients, then the update (the same on
+ * every process). */
+static int dist_step(Trainer *t, Call *c, double *loss, int64_t *correct) {
+  RtError err;
+  if (dist_sum(t, c, loss, correct)) return -1;
+  int rc = t->cfg.backend != BACKEND_INTERP ? call_c(t, "update_step", &t->ug, c, &err) : call_interp(t, &t->ug, c, &err);
+  c->outs = NULL;
+  if (rc) diag_plain(t->d, "dlc train", "%s", err.msg);
+  return rc;
+}
+
 /* The next optimizer step: of the section whose turn it is, which counts
  * its own steps (Adam's t). */
 static int step_call(Trainer *t, Call *c, double lr, double *loss, int64_t *correct) {
@@ -1033,7 +1115,7 @@ static int step_call(Trainer *t, Call *c, double lr, double *loss, int64_t *corr
   c->section = trainer_section_of(t, t->step, &nth);
   c->lr = (float)step_lr(t, c->section, nth, lr), c->step = (float)(nth + 1);
   if (correct) *correct = 0;
-  if (run(t, 1, c, loss, correct)) return -1;
+  if (t->dist ? dist_step(t, c, loss, correct) : run(t, 1, c, loss, correct)) return -1;
   t->step++;
   return 0;
 }
@@ -1129,8 +1211,23 @@ static double make_targets(Trainer *t, Batch *b, int64_t n, RtRng *noise) {
   return se / (double)count;
 }
 
+/* [lo, hi): this process's share of n rows (all of them without t->dist). */
+static void share(const Trainer *t, int64_t n, int64_t *lo, int64_t *hi) {
+  int r = t->dist ? t->dist->rank : 0, p = t->dist ? t->dist->size : 1;
+  *lo = n * r / p, *hi = n * (r + 1) / p;
+}
+
+/* With t->dist, the evaluation's sums over every process's share. */
+static int dist_totals(Trainer *t, double *sum, double *base, int64_t *correct, int64_t *top5) {
+  double v[4] = {*sum, *base, (double)*correct, (double)*top5};
+  RtError err;
+  if (t->dist && rt_dist_sum_f64(t->dist, v, 4, &err)) return diag_plain(t->d, "--distributed", "%s", err.msg), -1;
+  *sum = v[0], *base = v[1], *correct = (int64_t)v[2], *top5 = (int64_t)v[3];
+  return 0;
+}
+
 int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc) {
-  int64_t b = t->cfg.batch, total_correct = 0, total_top5 = 0;
+  int64_t b = trainer_rows(t), total_correct = 0, total_top5 = 0, lo, hi;
   RtRng noise; /* the same noise at every evaluation, so the figures compare */
   rt_rng_seed_stream(&noise, t->cfg.seed, "eval-noise");
   double base = 0, sum = 0, sec_sum[FE_MAX_SECTIONS] = {0};
@@ -1138,8 +1235,9 @@ int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc)
   batch_alloc(t, ds, b, &bt);
   int64_t *idx = rt_xmalloc(sizeof(int64_t) * (size_t)(b + 1));
   int rc = 0;
-  for (int64_t start = 0; start < ds->n && !rc; start += b) {
-    int64_t n = ds->n - start < b ? ds->n - start : b, correct = 0;
+  share(t, ds->n, &lo, &hi);
+  for (int64_t start = lo; start < hi && !rc; start += b) {
+    int64_t n = hi - start < b ? hi - start : b, correct = 0;
     for (int64_t i = 0; i < n; i++) idx[i] = start + i;
     Call c = batch_fill(t, ds, idx, n, &bt);
     base += make_targets(t, &bt, n, &noise) * (double)n;
@@ -1150,6 +1248,7 @@ int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc)
     total_correct += correct;
     total_top5 += c.top5;
   }
+  if (!rc) rc = dist_totals(t, &sum, &base, &total_correct, &total_top5);
   int acc_ok = ds->n && has_accuracy(t);
   *loss = ds->n ? sum / (double)ds->n : NAN;
   t->baseline = ds->n ? base / (double)ds->n : NAN;
@@ -1166,6 +1265,48 @@ int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc)
 int trainer_sync(Trainer *t) {
   RtError err;
   if (t->mod && cg_c_get_params(t->mod, &t->tensors, &err)) return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
+  return 0;
+}
+
+/* FNV-1a of n bytes, continuing from h. */
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3u;
+  return h;
+}
+
+/* Each buffer parameter (running statistics) of the model summed over the
+ * processes and divided by their number; a hash of every other one into *h. */
+static int dist_buffers_mean(Trainer *t, uint64_t *h, int *nbuf) {
+  RtError err;
+  *h = 0xcbf29ce484222325u, *nbuf = 0;
+  for (int i = 0; i < t->m->g.nnodes; i++) {
+    const Node *n = &t->m->g.nodes[i];
+    RtTensor *x = n->op == OP_PARAM ? rt_set_find(&t->tensors, n->name) : NULL;
+    if (!x || x->dtype != DT_F32) continue;
+    int64_t count = (int64_t)(rt_tensor_nbytes(x) / sizeof(float));
+    if (!n->buffer) {
+      *h = fnv1a(*h, x->data, rt_tensor_nbytes(x));
+      continue;
+    }
+    if (rt_dist_sum_f32(t->dist, x->data, count, &err)) return diag_plain(t->d, "--distributed", "%s", err.msg), -1;
+    for (int64_t k = 0; k < count; k++) ((float *)x->data)[k] /= (float)t->dist->size;
+    (*nbuf)++;
+  }
+  return 0;
+}
+
+int trainer_dist_sync(Trainer *t) {
+  if (!t->dist) return 0;
+  uint64_t h, lo, hi;
+  int nbuf;
+  RtError err;
+  if (trainer_sync(t) || dist_buffers_mean(t, &h, &nbuf)) return -1;
+  if (rt_dist_minmax_u64(t->dist, h, &lo, &hi, &err)) return diag_plain(t->d, "--distributed", "%s", err.msg), -1;
+  if (lo != hi)
+    return diag_plain(t->d, "--distributed", "after step %lld the parameters of process %d differ from another "
+                      "process's: the processes no longer train one model", (long long)t->step, t->dist->rank), -1;
+  if (nbuf && t->mod && cg_c_set_params(t->mod, &t->tensors, &err)) return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
   return 0;
 }
 
@@ -1336,6 +1477,18 @@ static int epoch_batch(Trainer *t, const int64_t *order, int64_t i, Batch *bt, R
   return 0;
 }
 
+/* This process's rows of the global batch c (--distributed): every
+ * process fills the whole batch, as one process would (the same rows, the
+ * same augmentation draws), and steps on rows [r·n/P, (r+1)·n/P). */
+static Call shard(const Trainer *t, const Call *c, const Batch *b) {
+  Call s = *c;
+  int64_t lo, hi;
+  share(t, c->n, &lo, &hi);
+  s.n = hi - lo, s.global_n = c->n;
+  for (int f = 0; f < t->nfeeds; f++) s.in[f] = (const char *)c->in[f] + (size_t)lo * b->row[f];
+  return s;
+}
+
 static int report_batch(Trainer *t, int64_t i, int64_t nb, double loss, double acc, double lr, int section,
                         double start) {
   if (!t->on_batch) return 0;
@@ -1375,15 +1528,19 @@ int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *st
     if (epoch_batch(t, order, i, &bt, &aug, &c)) rc = -1;
     if (rc || i < first) continue; /* done before the run stopped: only its random draws are repeated */
     double loss, lr = rt_schedule_lr(&t->cfg.sched, t->epoch, t->step);
-    if (step_call(t, &c, lr, &loss, &right)) rc = -1;
+    Call mine = t->dist ? shard(t, &c, &bt) : c;
+    t->stop_local = stop && *stop;
+    if (step_call(t, &mine, lr, &loss, &right)) rc = -1;
+    c.section = mine.section;
     sum += loss * (double)c.n, seen += c.n, correct += right;
     sec_sum[c.section] += loss * (double)c.n, sec_seen[c.section] += c.n;
     rt_progress_update(&pr, i + 1, sum / (double)seen, has_accuracy(t) ? (double)correct / (double)seen : NAN);
     if (!rc) rc = report_batch(t, i, nb, loss, has_accuracy(t) ? (double)right / (double)c.n : NAN, lr, c.section, start);
-    if (!rc && stop && *stop) rc = 1;
+    if (!rc && (t->dist ? t->stop_any : stop && *stop)) rc = 1; /* processes stop at the same batch */
     if (!rc && t->cfg.max_steps && t->step >= t->cfg.max_steps && i + 1 < nb) t->epoch_batches = i + 1, rc = 2;
   }
   if (rc == 0) t->epoch_batches = 0;
+  if ((rc == 0 || rc == 2) && trainer_dist_sync(t)) rc = -1;
   rt_progress_end(&pr);
   es->loss = seen ? sum / (double)seen : NAN;
   for (int s = 0; s < FE_MAX_SECTIONS; s++) es->section_loss[s] = sec_seen[s] ? sec_sum[s] / (double)sec_seen[s] : NAN;

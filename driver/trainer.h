@@ -12,6 +12,7 @@
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
+#include "runtime/dist.h"
 
 /* The reference interpreter, emitted C in a shared object, or the LLVM JIT. */
 typedef enum Backend { BACKEND_INTERP, BACKEND_C, BACKEND_JIT } Backend;
@@ -93,6 +94,17 @@ struct Trainer {
   double top5;                /* last evaluation: top-5 accuracy */
   RtVocab vocab;              /* text data: the corpus's vocabulary, saved as dlc.vocab (n = 0: none) */
   double section_loss[FE_MAX_SECTIONS]; /* last evaluation, named sections: each one's loss */
+  /* Data-parallel training (set dist before trainer_build; NULL: one
+   * process).  The train step is then split: tg computes the loss and
+   * outputs every gradient (from output grad_out on, into gbuf), the
+   * gradients are summed over the processes, and ug applies the update. */
+  RtDist *dist;
+  Graph ug;                   /* the update step */
+  int grad_out;               /* the first gradient among tg's outputs */
+  float *gbuf;                /* every gradient, then the tail: loss, correct count, stop requests */
+  int64_t *goff;              /* each gradient's offset in gbuf */
+  int64_t gsize;              /* floats of gbuf before the tail */
+  int stop_local, stop_any;   /* this process was asked to stop; some process was (after a step) */
 };
 
 /* Every integer value of ds that indexes a gather or index_select
@@ -180,6 +192,13 @@ int trainer_check_loss(Trainer *t, const EpochStats *es);
 /* Logits of n samples x (the model's input layout) into logits (n x classes);
  * y are their labels (the eval step computes the loss too). */
 int trainer_predict(Trainer *t, int64_t n, const float *x, const void *y, float *logits);
+/* The most rows one call of a compiled step takes: the batch, or with
+ * t->dist this process's share of it, ceil(batch / processes). */
+int64_t trainer_rows(const Trainer *t);
+/* With t->dist: batch norm's running statistics (each process's own)
+ * become their mean over the processes, and the processes check that
+ * their parameters agree bit for bit.  Without: nothing. */
+int trainer_dist_sync(Trainer *t);
 /* Brings t->tensors up to date with the backend. */
 int trainer_sync(Trainer *t);
 /* Checkpoints: parameters, optimizer state, and metadata (epoch, step,

@@ -134,6 +134,9 @@ typedef struct PassOpts {
   const char *const *eval_loss_names; /* the eval step outputs by these names after the model's */
   int neval_losses;
   int no_tiles;             /* schedule: no register tiles (dlc --no-tile) */
+  int split_update;         /* train: graphs[0] outputs the gradients ("NAME.grad") instead of
+                               updating, and graphs[2] (the caller's third) is the update
+                               reading them: data-parallel training sums them in between */
 } PassOpts;
 
 /* A train step per named section (at most 8) and the eval step. */

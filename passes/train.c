@@ -149,19 +149,48 @@ int pass_autodiff_step(PassCtx *c) {
   return train && c->o->section ? check_section_grads(c) : 0;
 }
 
-/* Step "optimizer": one update node per differentiated parameter, reading
- * the "lr" and "step" inputs; outputs "loss" then the model's. */
-int pass_optimizer_step(PassCtx *c) {
+/* The loss becomes the first output, before the model's. */
+static void loss_first(PassCtx *c) {
   Graph *g = c->g;
-  IR_ASSERT(c->o->optim && c->wrt);
-  int lr = scalar_input(g, "lr"), step = ir_find_input(g, "step");
-  if (step < 0) step = scalar_input(g, "step");
-  for (int i = 0; i < c->nwrt; i++)
-    if (c->grads[i] >= 0 && add_step(g, c->o->optim, c->wrt[i], c->grads[i], lr, step) < 0) return -1;
   ir_output(g, "loss", c->loss);
   Output first = g->outputs[g->noutputs - 1];
   memmove(g->outputs + 1, g->outputs, sizeof(Output) * (size_t)(g->noutputs - 1));
   g->outputs[0] = first;
+}
+
+/* The split form: each gradient is an output "NAME.grad" of the train
+ * graph, after the loss and the model's outputs, and the update graph
+ * (graphs[2]) has an input of that name, the parameter and its step. */
+static int split_update(PassCtx *c) {
+  Graph *g = c->g, *u = c->graphs[2];
+  IR_ASSERT(c->ngraphs == 3 && u && !u->nnodes);
+  ir_clone_header(u, g);
+  int lr = scalar_input(u, "lr"), step = scalar_input(u, "step");
+  loss_first(c);
+  for (int i = 0; i < c->nwrt; i++) {
+    if (c->grads[i] < 0) continue;
+    const Node p = g->nodes[c->wrt[i]];
+    char name[512];
+    snprintf(name, sizeof name, "%s.grad", p.name);
+    ir_output(g, name, c->grads[i]);
+    int pid = ir_clone_node(u, g, c->wrt[i], NULL), gin = ir_input(u, name, DT_F32, &p.shape, p.loc);
+    if (pid < 0 || gin < 0 || add_step(u, c->o->optim, pid, gin, lr, step) < 0) return -1;
+  }
+  return 0;
+}
+
+/* Step "optimizer": one update node per differentiated parameter, reading
+ * the "lr" and "step" inputs; outputs "loss" then the model's.  With
+ * split_update the updates go into an entry point of their own. */
+int pass_optimizer_step(PassCtx *c) {
+  Graph *g = c->g;
+  IR_ASSERT(c->o->optim && c->wrt);
+  if (c->o->split_update) return split_update(c);
+  int lr = scalar_input(g, "lr"), step = ir_find_input(g, "step");
+  if (step < 0) step = scalar_input(g, "step");
+  for (int i = 0; i < c->nwrt; i++)
+    if (c->grads[i] >= 0 && add_step(g, c->o->optim, c->wrt[i], c->grads[i], lr, step) < 0) return -1;
+  loss_first(c);
   return 0;
 }
 

@@ -1,0 +1,260 @@
+/*
+ * test_dist.c — data-parallel training (`dlc train --distributed` under
+ * mpirun) against one process.
+ *
+ * A small perceptron trains for a few steps on 15 samples in batches of 7
+ * (so the last batch has one row, and one process of two gets none) with
+ * SGD and momentum, once as one process and once as two processes of
+ * `mpirun -np 2`, on the JIT and on the C backend.  The two processes take
+ * rows 0-2 and 3-6 of each batch, so their gradients weigh 3/7 and 4/7:
+ * every parameter and momentum buffer of the checkpoint (written by
+ * process 0) must agree with the one process's norm-wise to 1e-5.  The
+ * only differences are the order of float sums (a batch's rows summed in
+ * two parts and then added, instead of in one loop) and the rounding of
+ * scaling by 3/7 and 4/7: a few units in the last place per step (we see
+ * about 1e-7 norm-wise after 5 steps here, and after 20 steps of the
+ * Fashion-MNIST perceptron), while weighting the two halves equally, or
+ * dropping the empty process's share wrongly, is off by about 1e-2.  A
+ * run stopped by --steps and resumed is bit for bit the run that never
+ * stopped.  The suites skip, saying so, when dlc was built without MPI;
+ * then `--distributed` must be refused with a message.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runtime/dist.h"
+#include "runtime/rt.h"
+#include "tests/testutil.h"
+
+#define TOL 1e-5
+
+typedef struct Run {
+  int status;
+  char *out, *err;
+} Run;
+
+/* Runs argv (NULL-terminated; argv[0] looked up in PATH) with stdout and
+ * stderr in files under dir. */
+static Run run_argv(const char *dir, const char *const *argv) {
+  char out[600], err[600];
+  snprintf(out, sizeof out, "%s/stdout.txt", dir);
+  snprintf(err, sizeof err, "%s/stderr.txt", dir);
+  fflush(NULL);
+  pid_t pid = fork();
+  cr_assert(pid >= 0);
+  if (pid == 0) {
+    int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) _exit(126);
+    execvp(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  int ws;
+  cr_assert_eq(waitpid(pid, &ws, 0), pid);
+  Run r = {WIFEXITED(ws) ? WEXITSTATUS(ws) : -WTERMSIG(ws), tu_read_file(out, NULL), tu_read_file(err, NULL)};
+  cr_assert(r.out && r.err);
+  return r;
+}
+
+static void run_free(Run *r) {
+  free(r->out);
+  free(r->err);
+}
+
+/* `dlc train MODEL --save CKPT ARGS...`, as np processes of mpirun with
+ * --distributed (np > 0) or as one plain process (np 0). */
+static Run train(const char *dir, int np, const char *ckpt, const char *const *args) {
+  const char *argv[48];
+  int n = 0;
+  char nps[8];
+  snprintf(nps, sizeof nps, "%d", np);
+  if (np) {
+    const char *mpi[] = {"mpirun", "--oversubscribe", "--allow-run-as-root", "-np", nps};
+    for (size_t k = 0; k < sizeof mpi / sizeof *mpi; k++) argv[n++] = mpi[k];
+  }
+  char model[600];
+  snprintf(model, sizeof model, "%s/tiny.dl", dir);
+  argv[n++] = DLC_EXE, argv[n++] = "train", argv[n++] = model, argv[n++] = "--save", argv[n++] = ckpt;
+  if (np) argv[n++] = "--distributed";
+  for (int k = 0; args[k]; k++) argv[n++] = args[k];
+  argv[n] = NULL;
+  return run_argv(dir, argv);
+}
+
+/* --- the model and its data ----------------------------------------------------------- */
+
+static const char *model_text =
+    "model tiny\n"
+    "input x: f32[N, 5]\n"
+    "fc = dense(x, 8)\n"
+    "h = relu(fc)\n"
+    "logits = dense(h, 3)\n"
+    "output logits\n"
+    "train {\n"
+    "  label y: i64[N]\n"
+    "  loss = cross_entropy(logits, y)\n"
+    "  optimizer = sgd(lr=0.2, momentum=0.9)\n"
+    "  batch = 7\n"
+    "  epochs = 3\n"
+    "  seed = 5\n"
+    "  val_split = 0.25\n"
+    "  data = npy(\"x.npy\", \"y.npy\")\n"
+    "}\n";
+
+/* 20 samples of three classes, the class shifting the features. */
+static void write_data(const char *dir) {
+  char path[600];
+  RtError err;
+  RtTensor x, y;
+  cr_assert_eq(rt_tensor_alloc(&x, DT_F32, 2, (int64_t[]){20, 5}, &err), RT_OK);
+  cr_assert_eq(rt_tensor_alloc(&y, DT_I64, 1, (int64_t[]){20}, &err), RT_OK);
+  for (int i = 0; i < 20; i++) {
+    ((int64_t *)y.data)[i] = i % 3;
+    for (int k = 0; k < 5; k++) ((float *)x.data)[i * 5 + k] = (float)(((i * 7 + k * 3) % 11) / 11.0 + (i % 3 == k % 3));
+  }
+  snprintf(path, sizeof path, "%s/x.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &x, &err), RT_OK, "%s", err.msg);
+  snprintf(path, sizeof path, "%s/y.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &y, &err), RT_OK, "%s", err.msg);
+  snprintf(path, sizeof path, "%s/tiny.dl", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert(f);
+  fputs(model_text, f);
+  fclose(f);
+  rt_tensor_free(&x);
+  rt_tensor_free(&y);
+}
+
+/* A scratch directory with the model and its data, or a skipped test. */
+static const char *setup(void) {
+  if (!rt_dist_available()) cr_skip_test("dlc was built without MPI (configure with -Dmpi=enabled): nothing to test");
+  if (system("mpirun --version >/dev/null 2>&1") != 0)
+    cr_skip_test("dlc has MPI but mpirun is not on PATH (apt-get install openmpi-bin)");
+  const char *dir = tu_scratch_dir();
+  cr_assert(dir);
+  write_data(dir);
+  return dir;
+}
+
+static void remove_dir(const char *dir) {
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  cr_expect_eq(system(cmd), 0);
+}
+
+/* --- comparing checkpoints ----------------------------------------------------------------- */
+
+static void load(const char *path, RtTensorSet *s) {
+  RtError err;
+  rt_set_init(s);
+  cr_assert_eq(rt_safetensors_read(path, s, &err), RT_OK, "%s", err.msg);
+}
+
+/* Every tensor of want in got, agreeing norm-wise to tol (0: bit for bit). */
+static void expect_agree(const char *what, RtTensorSet *got, const RtTensorSet *want, double tol) {
+  cr_expect_eq(got->count, want->count, "%s: %d tensors, expected %d", what, got->count, want->count);
+  for (int i = 0; i < want->count; i++) {
+    const RtTensor *w = &want->items[i].t, *g = rt_set_find(got, want->items[i].name);
+    cr_assert(g, "%s: no tensor %s", what, want->items[i].name);
+    int64_t n = (int64_t)(rt_tensor_nbytes(w) / sizeof(float));
+    cr_assert_eq(rt_tensor_nbytes(g), rt_tensor_nbytes(w));
+    double worst = 0, m = 1e-6;
+    for (int64_t k = 0; k < n; k++) m = fmax(m, fabs(((const float *)w->data)[k]));
+    for (int64_t k = 0; k < n; k++) {
+      double e = fabs((double)((const float *)g->data)[k] - ((const float *)w->data)[k]) / m;
+      if (!(e <= worst)) worst = e;
+    }
+    cr_expect(worst <= tol, "%s: %s differs norm-wise by %g (tolerance %g)", what, want->items[i].name, worst, tol);
+  }
+}
+
+/* "val loss X" of the first epoch line of out. */
+static double val_loss(const char *out) {
+  const char *at = strstr(out, "val loss ");
+  cr_assert(at, "no validation figures in:\n%s", out);
+  return atof(at + 9);
+}
+
+/* --- the tests ---------------------------------------------------------------------------- */
+
+typedef struct BackendParam {
+  char backend[16];
+} BackendParam;
+
+ParameterizedTestParameters(dist, two_processes_train_like_one) {
+  static BackendParam ps[] = {{"--backend=jit"}, {"--backend=c"}};
+  return cr_make_param_array(BackendParam, ps, sizeof ps / sizeof *ps);
+}
+
+ParameterizedTest(BackendParam *p, dist, two_processes_train_like_one, .timeout = 300) {
+  const char *dir = setup();
+  char one[600], two[600];
+  snprintf(one, sizeof one, "%s/one.safetensors", dir);
+  snprintf(two, sizeof two, "%s/two.safetensors", dir);
+  const char *args[] = {"--steps", "5", p->backend, NULL};
+  Run a = train(dir, 0, one, args), b = train(dir, 2, two, args);
+  cr_assert_eq(a.status, 0, "%s%s", a.out, a.err);
+  cr_assert_eq(b.status, 0, "%s%s", b.out, b.err);
+  cr_expect(strstr(b.out, "2 processes of 4 rows\n"), "%s", b.out);
+  cr_expect(strstr(b.out, "stopped after 5 steps, batch 2 of epoch 2\n"), "%s", b.out);
+  cr_expect(strstr(b.out, "\ndistributed: 2 processes, "), "%s", b.out);
+  cr_expect(!strstr(a.out, "distributed:"), "%s", a.out);
+  cr_expect(fabs(val_loss(a.out) - val_loss(b.out)) <= 1e-4, "validation, sharded: %s\nagainst one process: %s", b.out,
+            a.out);
+  RtTensorSet sa, sb, init;
+  load(one, &sa), load(two, &sb);
+  expect_agree(p->backend, &sb, &sa, TOL);
+  /* and the steps did move the weights: the comparison is not of two starts */
+  char none[600];
+  snprintf(none, sizeof none, "%s/none.safetensors", dir);
+  const char *zero[] = {"--steps", "1", "--lr", "1e-12", p->backend, NULL};
+  Run z = train(dir, 0, none, zero);
+  cr_assert_eq(z.status, 0, "%s%s", z.out, z.err);
+  load(none, &init);
+  const RtTensor *w0 = rt_set_find(&init, "logits.weight"), *w5 = rt_set_find(&sa, "logits.weight");
+  cr_assert(w0 && w5);
+  double moved = 0;
+  for (int k = 0; k < 24; k++) moved = fmax(moved, fabs(((float *)w0->data)[k] - ((float *)w5->data)[k]));
+  cr_expect(moved > 1e-2, "5 steps moved logits.weight by only %g", moved);
+  rt_set_free(&sa), rt_set_free(&sb), rt_set_free(&init);
+  run_free(&a), run_free(&b), run_free(&z);
+  remove_dir(dir);
+}
+
+Test(dist, resumed_run_is_the_uninterrupted_one, .timeout = 300) {
+  const char *dir = setup();
+  char whole[600], part[600];
+  snprintf(whole, sizeof whole, "%s/whole.safetensors", dir);
+  snprintf(part, sizeof part, "%s/part.safetensors", dir);
+  const char *all[] = {"--steps", "5", NULL}, *first[] = {"--steps", "2", NULL},
+             *rest[] = {"--steps", "5", "--resume", part, NULL};
+  Run a = train(dir, 2, whole, all), b = train(dir, 2, part, first);
+  cr_assert_eq(a.status, 0, "%s%s", a.out, a.err);
+  cr_assert_eq(b.status, 0, "%s%s", b.out, b.err);
+  Run c = train(dir, 2, part, rest);
+  cr_assert_eq(c.status, 0, "%s%s", c.out, c.err);
+  RtTensorSet sa, sc;
+  load(whole, &sa), load(part, &sc);
+  expect_agree("resumed", &sc, &sa, 0);
+  cr_expect_str_eq(rt_set_get_meta(&sc, "dlc.step"), "5");
+  rt_set_free(&sa), rt_set_free(&sc);
+  run_free(&a), run_free(&b), run_free(&c);
+  remove_dir(dir);
+}
+
+Test(dist, refused_without_mpi, .timeout = 120) {
+  if (rt_dist_available()) cr_skip_test("dlc was built with MPI: --distributed is not refused");
+  const char *dir = tu_scratch_dir();
+  cr_assert(dir);
+  write_data(dir);
+  char ckpt[600];
+  snprintf(ckpt, sizeof ckpt, "%s/c.safetensors", dir);
+  Run r = train(dir, 0, ckpt, (const char *[]){"--distributed", "--steps", "1", NULL});
+  cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+  cr_expect(strstr(r.err, "--distributed: error: this dlc was built without MPI"), "%s", r.err);
+  cr_expect_eq(access(ckpt, F_OK), -1, "nothing trained, nothing saved");
+  run_free(&r);
+  remove_dir(dir);
+}
