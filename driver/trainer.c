@@ -554,6 +554,20 @@ static void dist_buffers(Trainer *t) {
   t->gbuf = rt_xcalloc((size_t)t->gsize + 3, sizeof(float));
 }
 
+/* Data-parallel training weighs each process's gradients by its share
+ * of the batch, which is right for a loss that is a mean over the rows
+ * (and terms that do not depend on them), not for one summed over them. */
+static int check_dist_loss(Trainer *t) {
+  for (int i = 0; t->dist && i < t->m->g.nnodes; i++) {
+    const Node *n = &t->m->g.nodes[i];
+    if (ir_op_family(n->op) == AK_LOSS && n->attr.loss.reduction == RED_SUM)
+      return diag_plain(t->d, "--distributed", "%s '%s' sums over the batch (reduction=sum); data-parallel training "
+                        "weighs each process's gradients by its share of the batch, which is right for means: use "
+                        "reduction=mean", ir_ops[n->op].name, n->name ? n->name : "loss"), -1;
+  }
+  return 0;
+}
+
 int trainer_build(Trainer *t, const RtTensorSet *init) {
   Model *m = t->m;
   const TrainConfig *cfg = &t->cfg;
@@ -562,6 +576,7 @@ int trainer_build(Trainer *t, const RtTensorSet *init) {
   if (t->dist && cfg->nsections)
     return diag_plain(d, "--distributed", "the model has %d named train sections; data-parallel training takes a "
                       "model with one train section", cfg->nsections), -1;
+  if (check_dist_loss(t)) return -1;
   for (int s = 0; s < cfg->nsections; s++) {
     if (trainer_check_optim(&cfg->sec_opt[s], d)) return -1;
     t->sec_opt[s] = cfg->sec_opt[s];

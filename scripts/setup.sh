@@ -6,9 +6,11 @@ set -eu
 PACKAGES="gcc g++ meson ninja-build pkg-config llvm-19-dev libffi-dev \
 libcriterion-dev zlib1g-dev libedit-dev clang-19 libclang-rt-19-dev libomp-19-dev dataset-fashion-mnist \
 python3-numpy protobuf-c-compiler libprotobuf-c-dev libonnx-dev python3-onnx fortunes \
-libonnx-testdata"
+libonnx-testdata openmpi-bin libopenmpi-dev"
 # libonnx-testdata: ONNX's backend node tests (scripts/onnx_node_tests.sh, and
 # the suite's onnx_node subset, which is skipped without it).
+# openmpi-bin libopenmpi-dev: dlc train --distributed (meson option mpi) and
+# the suite's dist tests, which run mpirun -np 2.
 
 missing=""
 for p in $PACKAGES; do
