@@ -16,7 +16,10 @@
  * Fashion-MNIST perceptron), while weighting the two halves equally, or
  * dropping the empty process's share wrongly, is off by about 1e-2.  A
  * run stopped by --steps and resumed is bit for bit the run that never
- * stopped.  The suites skip, saying so, when dlc was built without MPI;
+ * stopped.  A process killed in the middle of training (kill -9 from a
+ * wrapper around rank 1) fails the job: mpirun ends the other and exits
+ * non-zero naming the process and the signal.  The suites skip, saying
+ * so, when dlc was built without MPI;
  * then `--distributed` must be refused with a message.
  *
  * The split step itself (grad_step, the gradient buffer, update_step)
@@ -31,6 +34,7 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -311,6 +315,25 @@ Test(dist, resumed_run_is_the_uninterrupted_one, .timeout = 300) {
   cr_expect_str_eq(rt_set_get_meta(&sc, "dlc.step"), "5");
   rt_set_free(&sa), rt_set_free(&sc);
   run_free(&a), run_free(&b), run_free(&c);
+  remove_dir(dir);
+}
+
+Test(dist, a_killed_process_fails_the_job, .timeout = 300) {
+  const char *dir = setup();
+  char wrapper[600], model[600];
+  snprintf(wrapper, sizeof wrapper, "%s/kill1.sh", dir);
+  snprintf(model, sizeof model, "%s/tiny.dl", dir);
+  FILE *f = fopen(wrapper, "w");
+  cr_assert(f);
+  fputs("#!/bin/sh\nif [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 3; kill -9 $$) & fi\nexec \"$@\"\n", f);
+  fclose(f);
+  cr_assert_eq(chmod(wrapper, 0755), 0);
+  const char *argv[] = {"mpirun", "--oversubscribe", "--allow-run-as-root", "-np", "2", wrapper, DLC_EXE, "train", model,
+                        "--distributed", "--epochs", "1000000", "--quiet", NULL};
+  Run r = run_argv(dir, argv);
+  cr_expect_neq(r.status, 0, "%s%s", r.out, r.err);
+  cr_expect(strstr(r.err, "rank 1") && strstr(r.err, "signal 9"), "mpirun names the process and the signal:\n%s", r.err);
+  run_free(&r);
   remove_dir(dir);
 }
 
