@@ -9,7 +9,13 @@
  *                x equals its max, weighted n, n-1, ..., 1 by position (a
  *                frozen param), and the first is the largest weight;
  *   MeanVarianceNormalization  ONNX's own function body, (x - E[x]) /
- *                (sqrt(E[x^2] - E[x]^2) + 1e-9) over the axes.
+ *                (sqrt(E[x^2] - E[x]^2) + 1e-9) over the axes;
+ *   MaxPool, AveragePool over 1 or 3 spatial axes or with pads over half
+ *                the kernel: one 2-D pool per axis of an [N, A, L, B] view
+ *                (a box window is separable), the padding dlc's pools do
+ *                not take padded explicitly;
+ *   ConvTranspose 1-D as 2-D with a unit height; output_shape and auto_pad
+ *                SAME as the pads and output padding they stand for.
  *
  * Each reads its attributes with the defaults of the node's opset and
  * refuses, naming the node, what it cannot build exactly.
@@ -258,4 +264,202 @@ int im_cv_pool_nd(Importer *im, const ImOp *row) {
   int y = x;
   for (int i = 0; i < sp && y >= 0; i++) y = pool_along(im, y, &ps, i, i == sp - 1 ? 0 : -1);
   return im_set_out(im, 0, y);
+}
+
+/* --- ConvTranspose ----------------------------------------------------------------------------------- */
+
+/* One spatial axis of a transposed convolution. */
+typedef struct TconvAxis {
+  int64_t in, k, s, d, op, lo, hi;
+} TconvAxis;
+
+/* The pads (or, past the default extent, the output padding) that give
+ * output extent want: ONNX's total padding s (in - 1) + op + d (k - 1) + 1
+ * - want, the odd one at the end for SAME_UPPER, else at the beginning. */
+static int tconv_fit(Importer *im, TconvAxis *t, int64_t want, int upper) {
+  int64_t total = t->s * (t->in - 1) + t->op + t->d * (t->k - 1) + 1 - want;
+  if (total < 0) t->op -= total, total = 0;
+  if (t->op >= t->s)
+    return im_error(im, "output extent %lld needs an output padding of %lld, not below the stride %lld", (long long)want,
+                    (long long)t->op, (long long)t->s);
+  t->lo = upper ? total / 2 : total - total / 2, t->hi = total - t->lo;
+  return 0;
+}
+
+/* The attributes of a ConvTranspose over sp spatial axes of x and w. */
+static int tconv_axes(Importer *im, int x, int w, int sp, TconvAxis *t) {
+  int64_t v[4][2 * IR_MAX_RANK], shape[IR_MAX_RANK + 2];
+  int n[4], ns;
+  const char *names[4] = {"strides", "dilations", "output_padding", "pads"}, *autopad;
+  if (im_attr_str(im, "auto_pad", "NOTSET", &autopad) || im_attr_ints(im, "output_shape", shape, IR_MAX_RANK + 2, &ns)) return -1;
+  for (int a = 0; a < 4; a++) {
+    if (im_attr_ints(im, names[a], v[a], 2 * IR_MAX_RANK, &n[a])) return -1;
+    if (n[a] >= 0 && n[a] != (a == 3 ? 2 * sp : sp)) return im_error(im, "attribute '%s' has %d entries for %d spatial axes", names[a], n[a], sp);
+  }
+  int same = !strcmp(autopad, "SAME_UPPER") || !strcmp(autopad, "SAME_LOWER");
+  if (!same && strcmp(autopad, "NOTSET") && strcmp(autopad, "VALID"))
+    return im_error(im, "attribute 'auto_pad' = '%s' is not supported (NOTSET, VALID, SAME_UPPER, SAME_LOWER)", autopad);
+  if (ns >= 0 && ns != sp && ns != sp + 2) return im_error(im, "attribute 'output_shape' has %d entries for %d spatial axes", ns, sp);
+  for (int i = 0; i < sp; i++) {
+    Dim in = shape_of(im, x)->d[2 + i];
+    if (DIM_IS_SYM(in) && (ns >= 0 || same)) return im_error(im, "output_shape and auto_pad SAME need known spatial extents");
+    t[i] = (TconvAxis){in, shape_of(im, w)->d[2 + i], n[0] >= 0 ? v[0][i] : 1, n[1] >= 0 ? v[1][i] : 1,
+                       n[2] >= 0 ? v[2][i] : 0, n[3] >= 0 ? v[3][i] : 0, n[3] >= 0 ? v[3][sp + i] : 0};
+    if (t[i].s < 1 || t[i].d < 1 || t[i].op < 0 || t[i].lo < 0 || t[i].hi < 0)
+      return im_error(im, "strides, dilations, output_padding or pads out of range");
+    if (ns >= 0 || same) {
+      int64_t want = ns >= 0 ? shape[ns - sp + i] : in * t[i].s;
+      if (tconv_fit(im, &t[i], want, !strcmp(autopad, "SAME_UPPER"))) return -1;
+    }
+  }
+  return 0;
+}
+
+/* x (or w) with a spatial axis of extent 1 put before its last one. */
+static int with_unit_axis(Importer *im, int v) {
+  const Shape *s = shape_of(im, v);
+  Dim d[4] = {s->d[0], s->d[1], 1, s->d[2]};
+  return im_reshape_to(im, v, d, 4, -1);
+}
+
+/* ConvTranspose over 1 or 2 spatial axes (1-D as 2-D with a unit height):
+ * conv_transpose2d, with output_shape and auto_pad SAME as the pads and
+ * output padding they stand for. */
+int im_cv_conv_transpose(Importer *im, const ImOp *row) {
+  int x = im_tensor(im, 0), w = im_tensor(im, 1), b = im_in_name(im, 2) ? im_tensor(im, 2) : -2;
+  int64_t group, kernel[IR_MAX_RANK];
+  int nk;
+  TconvAxis t[2] = {{1, 1, 1, 1, 0, 0, 0}, {1, 1, 1, 1, 0, 0, 0}};
+  if (x < 0 || w < 0 || b == -1 || im_attr_int(im, "group", 1, &group) || im_attr_ints(im, "kernel_shape", kernel, IR_MAX_RANK, &nk))
+    return -1;
+  int sp = shape_of(im, x)->rank - 2;
+  if (sp != 1 && sp != 2) return im_error(im, "a ConvTranspose over %d spatial axes is not supported (1 or 2)", sp);
+  if (shape_of(im, w)->rank != sp + 2) return im_error(im, "the weight must have rank %d", sp + 2);
+  for (int i = 0; i < nk; i++)
+    if (nk != sp || shape_of(im, w)->d[2 + i] != kernel[i]) return im_error(im, "kernel_shape does not match the weight's shape");
+  if (tconv_axes(im, x, w, sp, &t[2 - sp])) return -1;
+  Attrs a = ir_attrs_default(OP_CONV_TRANSPOSE2D);
+  int64_t st[2] = {t[0].s, t[1].s}, dil[2] = {t[0].d, t[1].d}, op[2] = {t[0].op, t[1].op};
+  int64_t pad[4] = {t[0].lo, t[0].hi, t[1].lo, t[1].hi};
+  if (im_set_list(im, &a, OP_CONV_TRANSPOSE2D, "stride", st, 2) || im_set_list(im, &a, OP_CONV_TRANSPOSE2D, "dilation", dil, 2) ||
+      im_set_list(im, &a, OP_CONV_TRANSPOSE2D, "output_padding", op, 2) || im_set_list(im, &a, OP_CONV_TRANSPOSE2D, "padding", pad, 4))
+    return -1;
+  a.window.groups = group;
+  int in[3] = {sp == 1 ? with_unit_axis(im, x) : x, sp == 1 ? with_unit_axis(im, w) : w, b};
+  int y = im_op(im, OP_CONV_TRANSPOSE2D, in, b >= 0 ? 3 : 2, &a, sp == 1 ? -1 : 0);
+  if (sp == 2 || y < 0) return im_set_out(im, 0, y);
+  const Shape *ys = shape_of(im, y);
+  Dim d[3] = {ys->d[0], ys->d[1], ys->d[3]};
+  return im_set_out(im, 0, im_reshape_to(im, y, d, 3, 0));
+}
+
+/* --- GridSample ------------------------------------------------------------------------------------ */
+
+typedef struct Grid {
+  int mode;          /* 0 bilinear, 1 nearest, 2 bicubic */
+  int pad;           /* 0 zeros, 1 border, 2 reflection */
+  int align;
+} Grid;
+
+/* The positions 0, 1, ..., n - 1 as a frozen [1, 1, n] param. */
+static int positions(Importer *im, int64_t n, const char *what) {
+  float *p = arena_alloc(im->a, (size_t)n * sizeof *p);
+  for (int64_t j = 0; j < n; j++) p[j] = (float)j;
+  int64_t dims[3] = {1, 1, n};
+  return im_frozen_param(im, what, 3, dims, p);
+}
+
+static int clamp_to(Importer *im, int v, double lo, double hi) {
+  Attrs a = ir_attrs_default(OP_CLAMP);
+  a.scalar.f = lo, a.scalar.f2 = hi;
+  return v < 0 ? -1 : im_op(im, OP_CLAMP, &v, 1, &a, -1);
+}
+
+/* PyTorch's reflect_coordinates: v reflected into [lo, lo + span]:
+ * t = |v - lo|, flips = floor(t / span), extra = t - flips span; even
+ * flips give lo + extra, odd ones lo + span - extra. */
+static int reflect(Importer *im, int v, double lo, double span) {
+  int t = un(im, OP_ABS, bin(im, OP_SUB, v, konst(im, lo), -1), -1);
+  int flips = un(im, OP_FLOOR, bin(im, OP_DIV, t, konst(im, span), -1), -1);
+  int extra = bin(im, OP_SUB, t, bin(im, OP_MUL, flips, konst(im, span), -1), -1);
+  int half = un(im, OP_FLOOR, bin(im, OP_DIV, flips, konst(im, 2), -1), -1);
+  int odd = bin(im, OP_NE, flips, bin(im, OP_MUL, half, konst(im, 2), -1), -1);
+  int in[3] = {odd, bin(im, OP_SUB, konst(im, lo + span), extra, -1), bin(im, OP_ADD, extra, konst(im, lo), -1)};
+  return im_op(im, OP_WHERE, in, 3, NULL, -1);
+}
+
+/* The sampling weights [N, P, n] of the n pixels along one axis for the
+ * normalised coordinates g [N, P, 1]: bilinear's tent max(0, 1 - |d|),
+ * nearest's 1 where the rounded coordinate is the pixel, bicubic's
+ * kernel (A = -0.75) of d = coordinate - pixel. */
+static int axis_weights(Importer *im, const Grid *gr, int g, int64_t n, const char *what) {
+  int x = gr->align ? bin(im, OP_MUL, bin(im, OP_ADD, g, konst(im, 1), -1), konst(im, (n - 1) / 2.0), -1)
+                    : bin(im, OP_DIV, bin(im, OP_SUB, bin(im, OP_MUL, bin(im, OP_ADD, g, konst(im, 1), -1), konst(im, (double)n), -1),
+                                          konst(im, 1), -1), konst(im, 2), -1);
+  if (gr->pad == 2 && n > 1) x = reflect(im, x, gr->align ? 0 : -0.5, gr->align ? n - 1 : (double)n);
+  if (gr->pad >= 1) x = clamp_to(im, x, 0, (double)(n - 1));
+  int pos = positions(im, n, what);
+  if (gr->mode == 1) return bin(im, OP_EQ, un(im, OP_ROUND, x, -1), pos, -1);
+  int a = un(im, OP_ABS, bin(im, OP_SUB, x, pos, -1), -1);
+  if (gr->mode == 0) return un(im, OP_RELU, bin(im, OP_SUB, konst(im, 1), a, -1), -1);
+  const double A = -0.75;
+  int a2 = bin(im, OP_MUL, a, a, -1);
+  int near = bin(im, OP_ADD, bin(im, OP_MUL, bin(im, OP_SUB, bin(im, OP_MUL, a, konst(im, A + 2), -1), konst(im, A + 3), -1), a2, -1),
+                 konst(im, 1), -1);
+  int far = bin(im, OP_SUB, bin(im, OP_MUL, bin(im, OP_ADD, bin(im, OP_MUL, bin(im, OP_SUB, bin(im, OP_MUL, a, konst(im, A), -1),
+                                                                                          konst(im, 5 * A), -1), a, -1),
+                                                   konst(im, 8 * A), -1), a, -1), konst(im, 4 * A), -1);
+  int in1[3] = {bin(im, OP_LT, a, konst(im, 2), -1), far, konst(im, 0)};
+  int in0[3] = {bin(im, OP_LE, a, konst(im, 1), -1), near, im_op(im, OP_WHERE, in1, 3, NULL, -1)};
+  return im_op(im, OP_WHERE, in0, 3, NULL, -1);
+}
+
+static int grid_attrs(Importer *im, Grid *gr) {
+  const char *mode, *pad;
+  int64_t align;
+  if (im_attr_str(im, "mode", "bilinear", &mode) || im_attr_str(im, "padding_mode", "zeros", &pad) ||
+      im_attr_int(im, "align_corners", 0, &align))
+    return -1;
+  gr->mode = !strcmp(mode, "bilinear") ? 0 : !strcmp(mode, "nearest") ? 1 : !strcmp(mode, "bicubic") ? 2 : -1;
+  gr->pad = !strcmp(pad, "zeros") ? 0 : !strcmp(pad, "border") ? 1 : !strcmp(pad, "reflection") ? 2 : -1;
+  gr->align = align != 0;
+  if (gr->mode < 0) return im_error(im, "attribute 'mode' = '%s' is not supported (bilinear, nearest, bicubic)", mode);
+  if (gr->pad < 0) return im_error(im, "attribute 'padding_mode' = '%s' is not supported (zeros, border, reflection)", pad);
+  if (gr->mode == 2 && gr->pad) return im_error(im, "bicubic sampling with padding_mode '%s' is not supported (zeros)", pad);
+  return 0;
+}
+
+/* w [N, P, n] as [N, 1, n, P]. */
+static int weights_by_pixel(Importer *im, int w, Dim batch, int64_t n, int64_t np) {
+  Attrs a = ir_attrs_default(OP_TRANSPOSE);
+  int64_t perm[3] = {0, 2, 1};
+  Dim d[4] = {batch, 1, n, np};
+  if (w < 0 || im_set_list(im, &a, OP_TRANSPOSE, "perm", perm, 3)) return -1;
+  return im_reshape_to(im, im_op(im, OP_TRANSPOSE, &w, 1, &a, -1), d, 4, -1);
+}
+
+/* GridSample (4-D): out[n, c, p] = sum over pixels (i, j) of
+ * X[n, c, i, j] wy[n, p, i] wx[n, p, j], the separable weights of each
+ * axis: a matmul over the width, then a weighted sum over the height.
+ * Zeros padding is the weights' own (a pixel outside gets none), border
+ * clamps the coordinate, reflection reflects it first (as PyTorch). */
+int im_cv_grid_sample(Importer *im, const ImOp *row) {
+  Grid gr;
+  int x = im_tensor(im, 0), g = im_tensor(im, 1);
+  if (x < 0 || g < 0 || grid_attrs(im, &gr)) return -1;
+  const Shape *xs = shape_of(im, x), *gs = shape_of(im, g);
+  if (xs->rank != 4 || gs->rank != 4 || gs->d[3] != 2) return im_error(im, "X must be [N, C, H, W] and the grid [N, Ho, Wo, 2]");
+  Dim batch = xs->d[0], C = xs->d[1], H = xs->d[2], W = xs->d[3], Ho = gs->d[1], Wo = gs->d[2];
+  if (DIM_IS_SYM(C) || DIM_IS_SYM(H) || DIM_IS_SYM(W) || DIM_IS_SYM(Ho) || DIM_IS_SYM(Wo))
+    return im_error(im, "GridSample needs known channel, spatial and grid extents");
+  Dim d3[3] = {gs->d[0], Ho * Wo, 1};
+  int gx = im_reshape_to(im, im_slice(im, g, 3, 0, 1, -1), d3, 3, -1);
+  int gy = im_reshape_to(im, im_slice(im, g, 3, 1, 2, -1), d3, 3, -1);
+  int wx = weights_by_pixel(im, axis_weights(im, &gr, gx, W, "x_positions"), gs->d[0], W, Ho * Wo);
+  int wy = weights_by_pixel(im, axis_weights(im, &gr, gy, H, "y_positions"), gs->d[0], H, Ho * Wo);
+  int rows = bin(im, OP_MATMUL, x, wx, -1); /* [N, C, H, P] */
+  int64_t ax = 2;
+  int s = im_reduce_over(im, OP_SUM, bin(im, OP_MUL, rows, wy, -1), &ax, 1, 0, -1);
+  Dim out[4] = {batch, C, Ho, Wo};
+  return im_set_out(im, 0, s < 0 ? -1 : im_reshape_to(im, s, out, 4, 0));
 }

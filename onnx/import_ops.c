@@ -718,9 +718,8 @@ static int window_attrs(Importer *im, OpKind op, int sp, Attrs *a, int64_t *kern
   const char *autopad;
   if (im_attr_str(im, "auto_pad", "NOTSET", &autopad)) return -1;
   int same = !strcmp(autopad, "SAME_UPPER") || !strcmp(autopad, "SAME_LOWER");
-  if (strcmp(autopad, "NOTSET") && strcmp(autopad, "VALID") && (!same || op == OP_CONV_TRANSPOSE2D))
-    return im_error(im, "attribute 'auto_pad' = '%s' is not supported (NOTSET, VALID%s; give explicit pads)", autopad,
-                    op == OP_CONV_TRANSPOSE2D ? "" : ", SAME_UPPER, SAME_LOWER");
+  if (strcmp(autopad, "NOTSET") && strcmp(autopad, "VALID") && !same)
+    return im_error(im, "attribute 'auto_pad' = '%s' is not supported (NOTSET, VALID, SAME_UPPER, SAME_LOWER)", autopad);
   if (im_attr_ints(im, "kernel_shape", kernel, 2, nk)) return -1;
   if (*nk >= 0 && *nk != sp) return im_error(im, "kernel_shape has %d entries for %d spatial axes", *nk, sp);
   int pool = op == OP_MAX_POOL2D || op == OP_AVG_POOL2D;
@@ -748,26 +747,21 @@ static int window_attrs(Importer *im, OpKind op, int sp, Attrs *a, int64_t *kern
   return n == 2 ? set_window_list(im, a, op, "padding", v, 2, 0) : 0;
 }
 
-/* Conv (1-D or 2-D) and ConvTranspose (2-D), with group. */
+/* Conv (1-D or 2-D), with group; ConvTranspose is im_cv_conv_transpose. */
 static int cv_conv(Importer *im, const ImOp *row) {
   int x = im_tensor(im, 0), w = im_tensor(im, 1), b = im_in_name(im, 2) ? im_tensor(im, 2) : -2;
   if (x < 0 || w < 0 || b == -1) return -1;
   int sp = shape_of(im, x)->rank - 2;
-  OpKind op = row->op == OP_CONV_TRANSPOSE2D ? OP_CONV_TRANSPOSE2D : sp == 1 ? OP_CONV1D : OP_CONV2D;
+  OpKind op = sp == 1 ? OP_CONV1D : OP_CONV2D;
   if (sp != 1 && sp != 2) return im_error(im, "a %d-D convolution is not supported (1-D and 2-D)", sp);
-  if (op == OP_CONV_TRANSPOSE2D && sp != 2) return im_error(im, "a 1-D ConvTranspose is not supported");
   Attrs a = ir_attrs_default(op);
-  int64_t kernel[2], group, v[2];
-  int nk, n;
+  int64_t kernel[2], group;
+  int nk;
   if (window_attrs(im, op, sp, &a, kernel, &nk) || im_attr_int(im, "group", 1, &group)) return -1;
   a.window.groups = group;
   const Shape *ws = shape_of(im, w);
   for (int k = 0; k < nk; k++)
     if (ws->rank != sp + 2 || ws->d[2 + k] != kernel[k]) return im_error(im, "kernel_shape does not match the weight's shape");
-  if (op == OP_CONV_TRANSPOSE2D) {
-    if (im_attr(im, "output_shape")) return im_error(im, "attribute 'output_shape' is not supported (give pads and output_padding)");
-    if (im_attr_ints(im, "output_padding", v, 2, &n) || (n >= 0 && set_window_list(im, &a, op, "output_padding", v, n, 0))) return -1;
-  }
   int in[3] = {x, w, b};
   return im_set_out(im, 0, im_op(im, op, in, b >= 0 ? 3 : 2, &a, 0));
 }
@@ -1258,7 +1252,7 @@ static const ImOp im_ops[] = {
     {"ReduceMean", cv_reduce, OP_MEAN, 2, "axes keepdims noop_with_empty_axes"},
     {"ReduceMax", cv_reduce, OP_MAX, 2, "axes keepdims noop_with_empty_axes"},
     {"Conv", cv_conv, OP_CONV2D, 3, "auto_pad dilations group kernel_shape pads strides"},
-    {"ConvTranspose", cv_conv, OP_CONV_TRANSPOSE2D, 3, "auto_pad dilations group kernel_shape pads strides output_padding output_shape"},
+    {"ConvTranspose", im_cv_conv_transpose, OP_CONV_TRANSPOSE2D, 3, "auto_pad dilations group kernel_shape pads strides output_padding output_shape"},
     {"MaxPool", cv_pool, OP_MAX_POOL2D, 1, "auto_pad ceil_mode dilations kernel_shape pads storage_order strides"},
     {"AveragePool", cv_pool, OP_AVG_POOL2D, 1, "auto_pad ceil_mode count_include_pad kernel_shape pads strides"},
     {"BatchNormalization", cv_batchnorm, OP_BATCHNORM, 5, "epsilon momentum spatial training_mode"},
@@ -1275,6 +1269,10 @@ static const ImOp im_ops[] = {
     {"ReduceProd", im_cv_reduce_prod, OP_MUL, 2, "axes keepdims noop_with_empty_axes"},
     {"Hardmax", im_cv_hardmax, OP_EQ, 1, "axis"},
     {"MeanVarianceNormalization", im_cv_mvn, OP_MEAN, 1, "axes"},
+    {"GridSample", im_cv_grid_sample, OP_MATMUL, 2, "align_corners mode padding_mode"},
+    {"RNN", im_cv_recurrent, OP_LINEAR, 6, "activations clip direction hidden_size layout"},
+    {"GRU", im_cv_recurrent, OP_LINEAR, 6, "activations clip direction hidden_size layout linear_before_reset"},
+    {"LSTM", im_cv_recurrent, OP_LINEAR, 8, "activations clip direction hidden_size layout input_forget"},
     {"LayerNormalization", cv_layernorm, OP_MEAN, 3, "axis epsilon stash_type"},
     {"InstanceNormalization", cv_instancenorm, OP_MEAN, 3, "epsilon"},
     {"GlobalMaxPool", cv_global_max_pool, OP_MAX, 1, ""},
@@ -1341,6 +1339,8 @@ int im_convert_node(Importer *im) {
     if (!in_list(row->attrs, a)) return im_error(im, "attribute '%s' is not supported", a);
   }
   if (im_nin(im) > row->max_in) return im_error(im, "has %d inputs; dlc reads at most %d", im_nin(im), row->max_in);
-  if (np->n_output < 1 || !np->output[0] || !*np->output[0]) return im_error(im, "has no output");
+  size_t used = 0;
+  for (size_t k = 0; k < np->n_output; k++) used += np->output[k] && *np->output[k];
+  if (!used) return im_error(im, "has no output");
   return row->fn(im, row);
 }

@@ -51,5 +51,9 @@ int im_cv_mvn(Importer *im, const ImOp *row);
  * not, im_cv_pool_nd converts it (1 to 3 spatial axes, any padding). */
 int im_pool_is_2d(Importer *im, int x);
 int im_cv_pool_nd(Importer *im, const ImOp *row);
+int im_cv_conv_transpose(Importer *im, const ImOp *row);
+int im_cv_grid_sample(Importer *im, const ImOp *row);
+/* import_rnn.c: RNN, GRU, LSTM unrolled */
+int im_cv_recurrent(Importer *im, const ImOp *row);
 
 #endif

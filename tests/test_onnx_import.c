@@ -937,6 +937,14 @@ Test(onnx_node, pooling_over_1_and_3_axes_and_pads_over_half_the_kernel, .timeou
   node_tests_pass(t);
 }
 
+Test(onnx_node, conv_transpose_rnn_and_grid_sample_composed_of_dlc_ops, .timeout = 300) {
+  static const char *const t[] = {"test_convtranspose_1d", "test_convtranspose_output_shape", "test_convtranspose_autopad_same",
+                                  "test_simple_rnn_batchwise", "test_gru_seq_length", "test_lstm_with_initial_bias",
+                                  "test_gridsample_bicubic", "test_gridsample_reflection_padding", "test_gridsample_nearest",
+                                  NULL};
+  node_tests_pass(t);
+}
+
 Test(onnx_node, auto_pad_same_as_explicit_pads, .timeout = 300) {
   static const char *const t[] = {"test_maxpool_2d_same_lower", "test_averagepool_2d_same_upper",
                                   "test_conv_with_autopad_same", NULL};
