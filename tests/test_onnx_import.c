@@ -565,9 +565,9 @@ Test(onnx_import, unsupported_ops_attributes_and_opsets_name_the_node) {
   int64_t d[4] = {1, 1, 3, 3};
   float w[9] = {0};
   ob_init_f32(&b, "w", 4, d, w);
-  ob_attr_s(&b, ob_node(&b, "ConvTranspose", "x,w", "y"), "auto_pad", "SAME_UPPER");
+  ob_attr_s(&b, ob_node(&b, "ConvTranspose", "x,w", "y"), "auto_pad", "SAME_MIDDLE");
   ob_output(&b, "y");
-  expect_error(&b, "node 0 'ConvTranspose_0' (ConvTranspose): attribute 'auto_pad' = 'SAME_UPPER' is not supported");
+  expect_error(&b, "node 0 'ConvTranspose_0' (ConvTranspose): attribute 'auto_pad' = 'SAME_MIDDLE' is not supported");
   ob_init(&b, &a, 7);
   ob_input(&b, "x", "N,4");
   ob_attr_f(&b, ob_node(&b, "Clip", "x", "y"), "min", NAN);
