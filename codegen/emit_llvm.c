@@ -21,16 +21,21 @@
  * order, so the C emitter's unrolled lanes sum in the same order.
  * Loops are counted loops with an i64 phi; locals are allocas in the
  * entry block, left to the optimiser's mem2reg.  Each kernel is an
- * internal function of its own, never inlined, which the entry point
- * calls in order: the optimiser treats each kernel on its own, and within
- * one the temporaries it touches carry alias scopes, because the memory
- * plan gives them disjoint storage (scope_temporaries).  A parallel loop
- * at the top of a kernel is a function of its own that runs a chunk of
- * its iterations, which the kernel hands to a thread pool when the
- * module was given one (parallel_loop).  Nothing else is
- * assumed: no noalias on the arguments (the C has no restrict), no
- * fast-math, no contraction (the C backend builds -std=c99, which does
- * not contract either).
+ * internal function, never inlined, of the symbols and one pointer per
+ * buffer it touches, which the entry point calls in order with the
+ * buffers' addresses: the optimiser treats each kernel on its own, and
+ * kernels that differ only in their buffers (the evaluation step repeats
+ * the training step's forward kernels, repeated blocks of a model repeat
+ * theirs) share one function (shared_kernel), so LLVM optimises and
+ * compiles each distinct kernel once.  Within a kernel the accesses
+ * through its pointers carry alias scopes, because the memory plan gives
+ * the model's buffers disjoint storage (scope_slots).  A parallel loop at
+ * the top of a kernel is a function of its own that runs a chunk of its
+ * iterations, which the kernel hands to a thread pool when the module was
+ * given one (parallel_loop).  Nothing else is assumed: an argument may
+ * overlap another or the params (the C has no restrict), no fast-math, no
+ * contraction (the C backend builds -std=c99, which does not contract
+ * either).
  *
  * The safetensors reader and the accessors are not built here: they are
  * st_loader_impl.c (the file the C emitter prints as C), compiled ahead
@@ -62,6 +67,9 @@ static const char st_loader_ll[] =
     ;
 
 
+typedef struct KernelFn KernelFn; /* a kernel function built, for identical kernels to share */
+typedef struct Slots Slots;       /* the buffers a kernel touches, its function's pointers */
+
 typedef struct Lower {
   const Program *p;
   const EmitOpts *o;
@@ -83,13 +91,15 @@ typedef struct Lower {
   LLVMValueRef syms[IR_MAX_SYMS];
   /* the kernel being built */
   LLVMValueRef *vars, *locals;
-  LLVMValueRef *scope, *noalias; /* per buffer: its alias scope and the other temporaries' (or NULL) */
+  LLVMValueRef *scope, *noalias; /* per buffer: its alias scope and the disjoint slots' (or NULL) */
+  KernelFn *kfns;               /* the kernel functions built so far */
   int64_t *lcount;
   DType *ltype;
   int *llanes;
   /* parallel loops (parallel_loop): the kernel function's parameters
    * saved for its chunk functions, the pool hooks (made on first use) */
   const Func *kfn;
+  const Slots *kslots;          /* the kernel function's slots (NULL in P_prepare) */
   LLVMValueRef kctx;
   int nchunks;
   LLVMValueRef pool_run, pool, par_for;
@@ -573,56 +583,161 @@ static void symbol_ranges(Lower *L) {
   }
 }
 
-/* Marks the buffers a kernel loads or stores. */
-static int touched_expr(void *ctx, const Expr *e) {
-  if (e->kind == EX_LOAD) ((char *)ctx)[e->id] = 1;
+/* --- kernel functions, shared by identical kernels -------------------------------- */
+
+/* The buffers a kernel touches, in the order a walk first meets them: the
+ * kernel function's pointer parameters (its slots). */
+struct Slots {
+  int n;
+  int *buf;      /* slot -> buffer */
+  int *slot_of;  /* buffer -> slot, or -1 */
+};
+
+static void slot_add(Slots *s, int b) {
+  if (s->slot_of[b] < 0) s->slot_of[b] = s->n, s->buf[s->n++] = b;
+}
+
+static int slot_expr(void *ctx, const Expr *e) {
+  if (e->kind == EX_LOAD) slot_add(ctx, e->id);
   return 0;
 }
 
-static int touched_stmt(void *ctx, const Stmt *s) {
-  if (s->kind == ST_STORE) ((char *)ctx)[s->id] = 1;
+static int slot_stmt(void *ctx, const Stmt *s) {
+  if (s->kind == ST_STORE) slot_add(ctx, s->id);
   return 0;
 }
+
+static void kernel_slots(Lower *L, const Kernel *k, Slots *s) {
+  int nb = L->p->nbufs;
+  s->n = 0;
+  s->buf = arena_alloc(&L->a, sizeof *s->buf * (size_t)(nb + 1));
+  s->slot_of = arena_alloc(&L->a, sizeof *s->slot_of * (size_t)(nb + 1));
+  for (int b = 0; b < nb; b++) s->slot_of[b] = -1;
+  KirVisitor v = {s, slot_stmt, slot_expr};
+  kir_walk_block(&v, k->body);
+}
+
+/* What a slot's buffer is, as far as the function's code is concerned:
+ * an argument of the entry point, a temporary (arena storage, which never
+ * escapes), or other storage of the model (params, state, derived). */
+typedef enum SlotClass { SLOT_ARG, SLOT_TEMP, SLOT_STORAGE } SlotClass;
+
+static SlotClass slot_class(const Lower *L, int b) {
+  BufKind k = L->p->bufs[b].kind;
+  return k == BUF_INPUT || k == BUF_OUTPUT ? SLOT_ARG : k == BUF_TEMP ? SLOT_TEMP : SLOT_STORAGE;
+}
+
+/* Two accesses may touch the same memory only through one buffer, or
+ * through an argument (the caller's memory) and the model's own storage,
+ * whose addresses P_param hands out; arguments may overlap each other. */
+static int slots_disjoint(const Lower *L, int a, int b) {
+  SlotClass ca = slot_class(L, a), cb = slot_class(L, b);
+  if (a == b) return 0;
+  if (ca == SLOT_ARG && cb == SLOT_ARG) return 0;
+  return !((ca == SLOT_ARG && cb == SLOT_STORAGE) || (ca == SLOT_STORAGE && cb == SLOT_ARG));
+}
+
+/* FNV-1a over the words of a tree, buffers as slots. */
+static uint64_t mix(uint64_t h, uint64_t w) { return (h ^ w) * 0x100000001b3ull; }
+
+static uint64_t hash_expr(uint64_t h, const Expr *e, const int *slot_of) {
+  if (!e) return mix(h, 0x51);
+  uint64_t f;
+  memcpy(&f, &e->f, sizeof f);
+  h = mix(mix(mix(mix(h, (uint64_t)e->kind), (uint64_t)e->type), (uint64_t)e->lanes), (uint64_t)e->op);
+  h = mix(mix(mix(h, (uint64_t)(e->kind == EX_LOAD ? slot_of[e->id] : e->id)), (uint64_t)e->i), f);
+  return hash_expr(hash_expr(hash_expr(h, e->a, slot_of), e->b, slot_of), e->c, slot_of);
+}
+
+static uint64_t hash_block(uint64_t h, const Stmt *s, const int *slot_of) {
+  for (; s; s = s->next) {
+    h = mix(mix(mix(h, (uint64_t)s->kind), (uint64_t)(s->kind == ST_STORE ? slot_of[s->id] : s->id)), (uint64_t)s->type);
+    h = mix(mix(mix(mix(mix(h, (uint64_t)s->loop), (uint64_t)s->axis), (uint64_t)s->step), (uint64_t)s->width), (uint64_t)s->count);
+    h = hash_expr(hash_expr(hash_expr(h, s->extent, slot_of), s->index, slot_of), s->value, slot_of);
+    h = hash_block(hash_block(h, s->body, slot_of), s->orelse, slot_of);
+  }
+  return mix(h, 0x5e);
+}
+
+static int same_expr(const Expr *a, const int *sa, const Expr *b, const int *sb) {
+  if (!a || !b) return a == b;
+  if (a->kind != b->kind || a->type != b->type || a->lanes != b->lanes || a->op != b->op || a->i != b->i ||
+      memcmp(&a->f, &b->f, sizeof a->f))
+    return 0;
+  if (a->kind == EX_LOAD ? sa[a->id] != sb[b->id] : a->id != b->id) return 0;
+  return same_expr(a->a, sa, b->a, sb) && same_expr(a->b, sa, b->b, sb) && same_expr(a->c, sa, b->c, sb);
+}
+
+static int same_block(const Stmt *a, const int *sa, const Stmt *b, const int *sb) {
+  for (; a && b; a = a->next, b = b->next) {
+    if (a->kind != b->kind || a->type != b->type || a->loop != b->loop || a->axis != b->axis || a->step != b->step ||
+        a->width != b->width || a->count != b->count)
+      return 0;
+    if (a->kind == ST_STORE ? sa[a->id] != sb[b->id] : a->id != b->id) return 0;
+    if (!same_expr(a->extent, sa, b->extent, sb) || !same_expr(a->index, sa, b->index, sb) ||
+        !same_expr(a->value, sa, b->value, sb) || !same_block(a->body, sa, b->body, sb) ||
+        !same_block(a->orelse, sa, b->orelse, sb))
+      return 0;
+  }
+  return !a && !b;
+}
+
+/* Whether kernel a (slots sa) and kernel b (slots sb) compile to the same
+ * function: the same code over buffers of the same types and classes in
+ * the same slots, whose pairs are disjoint alike. */
+static int same_kernel(const Lower *L, const Kernel *a, const Slots *sa, const Kernel *b, const Slots *sb) {
+  if (sa->n != sb->n) return 0;
+  for (int i = 0; i < sa->n; i++) {
+    const Buffer *x = &L->p->bufs[sa->buf[i]], *y = &L->p->bufs[sb->buf[i]];
+    if (x->dtype != y->dtype || slot_class(L, sa->buf[i]) != slot_class(L, sb->buf[i])) return 0;
+  }
+  return same_block(a->body, sa->slot_of, b->body, sb->slot_of);
+}
+
+struct KernelFn {
+  uint64_t hash;
+  const Kernel *k;
+  Slots slots;
+  LLVMValueRef f;
+  KernelFn *next;
+};
 
 /* The metadata list of n nodes, as a value. */
 static LLVMValueRef md_list(Lower *L, LLVMMetadataRef *nodes, size_t n) {
   return LLVMMetadataAsValue(L->cx, LLVMMDNodeInContext2(L->cx, nodes, n));
 }
 
-/* The temporaries one kernel touches occupy disjoint storage: the memory
- * plan gives buffers live in the same kernel disjoint arena ranges, and a
- * view is its operand's buffer.  Each gets an alias scope in the kernel's
- * own domain, and every access to it is declared not to alias the
- * others: what LLVM cannot prove of variable offsets into one arena, so
- * it would test at run time, and a loop whose test fails runs scalar.
- * Sound only within one kernel (two buffers of different kernels may
- * share storage), which is why kernels are functions never inlined. */
-static void scope_temporaries(Lower *L, const Kernel *k, const char *name) {
+/* Each slot gets an alias scope in the function's own domain, and every
+ * access through it is declared not to alias the slots slots_disjoint
+ * separates: distinct params, state, derived buffers and temporaries
+ * occupy disjoint storage (the memory plan gives temporaries live in the
+ * same kernel disjoint arena ranges, and a view is its operand's buffer),
+ * and no argument can point into the arena, which never escapes.  What
+ * LLVM cannot prove of pointer parameters, so it would test at run time,
+ * and a loop whose test fails runs scalar.  Sound only within one kernel
+ * (two temporaries of different kernels may share storage), which is why
+ * kernel functions are never inlined. */
+static void scope_slots(Lower *L, const Slots *s, const char *name) {
   const Program *p = L->p;
   L->scope = L->noalias = NULL;
-  char *mark = arena_alloc(&L->a, (size_t)p->nbufs + 1);
-  KirVisitor v = {mark, touched_stmt, touched_expr};
-  kir_walk_block(&v, k->body);
-  int *ids = arena_alloc(&L->a, sizeof *ids * (size_t)(p->nbufs + 1)), n = 0;
-  for (int b = 0; b < p->nbufs; b++)
-    if (mark[b] && p->bufs[b].kind == BUF_TEMP) ids[n++] = b;
-  if (n < 2) return;
+  if (s->n < 2) return;
   LLVMMetadataRef dname = LLVMMDStringInContext2(L->cx, name, strlen(name));
   LLVMMetadataRef domain = LLVMMDNodeInContext2(L->cx, &dname, 1);
-  LLVMMetadataRef *sc = arena_alloc(&L->a, sizeof *sc * (size_t)n), *others = arena_alloc(&L->a, sizeof *others * (size_t)n);
-  for (int i = 0; i < n; i++) {
-    const char *sn = arena_printf(&L->a, "%s.%s", name, bufname(L, ids[i]));
+  LLVMMetadataRef *sc = arena_alloc(&L->a, sizeof *sc * (size_t)s->n), *others = arena_alloc(&L->a, sizeof *others * (size_t)s->n);
+  for (int i = 0; i < s->n; i++) {
+    const char *sn = arena_printf(&L->a, "%s.%d", name, i);
     LLVMMetadataRef ops[2] = {LLVMMDStringInContext2(L->cx, sn, strlen(sn)), domain};
     sc[i] = LLVMMDNodeInContext2(L->cx, ops, 2);
   }
   L->scope = arena_alloc(&L->a, sizeof *L->scope * (size_t)(p->nbufs + 1));
   L->noalias = arena_alloc(&L->a, sizeof *L->noalias * (size_t)(p->nbufs + 1));
-  for (int i = 0; i < n; i++) {
+  for (int i = 0; i < s->n; i++) {
     int m = 0;
-    for (int j = 0; j < n; j++)
-      if (j != i) others[m++] = sc[j];
-    L->scope[ids[i]] = md_list(L, &sc[i], 1);
-    L->noalias[ids[i]] = md_list(L, others, (size_t)m);
+    for (int j = 0; j < s->n; j++)
+      if (slots_disjoint(L, s->buf[i], s->buf[j])) others[m++] = sc[j];
+    if (!m) continue;
+    L->scope[s->buf[i]] = md_list(L, &sc[i], 1);
+    L->noalias[s->buf[i]] = md_list(L, others, (size_t)m);
   }
 }
 
@@ -705,26 +820,25 @@ typedef struct LowerSaved {
 } LowerSaved;
 
 static void lower_save(Lower *L, LowerSaved *sv) {
-  const Func *fn = L->kfn;
   *sv = (LowerSaved){L->fn, L->kctx, L->vars, L->locals, {0}, NULL, LLVMGetInsertBlock(L->b), LLVMGetInsertBlock(L->ab),
                      L->lcount, L->ltype, L->llanes};
   memcpy(sv->syms, L->syms, sizeof sv->syms);
-  sv->args = arena_alloc(&L->a, sizeof *sv->args * (size_t)(fn->nargs + 1));
-  for (int i = 0; i < fn->nargs; i++) sv->args[i] = L->bufptr[fn->args[i]];
+  int n = L->kslots ? L->kslots->n : 0;
+  sv->args = arena_alloc(&L->a, sizeof *sv->args * (size_t)(n + 1));
+  for (int i = 0; i < n; i++) sv->args[i] = L->bufptr[L->kslots->buf[i]];
 }
 
 static void lower_restore(Lower *L, const LowerSaved *sv) {
   L->fn = sv->fn, L->kctx = sv->kctx, L->vars = sv->vars, L->locals = sv->locals;
   L->lcount = sv->lcount, L->ltype = sv->ltype, L->llanes = sv->llanes;
   memcpy(L->syms, sv->syms, sizeof sv->syms);
-  for (int i = 0; i < L->kfn->nargs; i++) L->bufptr[L->kfn->args[i]] = sv->args[i];
+  for (int i = 0; L->kslots && i < L->kslots->n; i++) L->bufptr[L->kslots->buf[i]] = sv->args[i];
   LLVMPositionBuilderAtEnd(L->b, sv->b);
   LLVMPositionBuilderAtEnd(L->ab, sv->ab);
 }
 
 /* The chunk function of loop s of kernel k (above). */
 static LLVMValueRef chunk_function(Lower *L, const Kernel *k, const Stmt *s) {
-  const Func *fn = L->kfn;
   int nsyms = L->p->g->nsyms;
   LowerSaved sv;
   lower_save(L, &sv);
@@ -738,10 +852,10 @@ static LLVMValueRef chunk_function(Lower *L, const Kernel *k, const Stmt *s) {
   LLVMBasicBlockRef entry, body;
   open_body(L, &entry, &body);
   LLVMValueRef ctx = LLVMGetParam(f, 2);
-  if (LLVMCountParams(sv.fn)) { /* a kernel function: the symbols, then the arguments (P_prepare has none) */
+  if (L->kslots) { /* a kernel function: the symbols, then the slots (P_prepare has none) */
     for (int i = 0; i < nsyms; i++) L->syms[i] = LLVMBuildLoad2(L->b, L->i64, ctx_slot(L, L->b, ctx, i), "");
-    for (int i = 0; i < fn->nargs; i++)
-      L->bufptr[fn->args[i]] = LLVMBuildLoad2(L->b, L->ptr, ctx_slot(L, L->b, ctx, nsyms + i), "");
+    for (int i = 0; i < L->kslots->n; i++)
+      L->bufptr[L->kslots->buf[i]] = LLVMBuildLoad2(L->b, L->ptr, ctx_slot(L, L->b, ctx, nsyms + i), "");
     symbol_ranges(L);
   }
   kernel_scope(L, k);
@@ -766,48 +880,81 @@ static void parallel_loop(Lower *L, const Kernel *k, const Stmt *s) {
   LLVMBuildCall2(L->b, LLVMGlobalGetValueType(L->par_for), L->par_for, args, 3, "");
 }
 
-/* Kernel k of fn as an internal void function of fn's parameters, never
- * inlined: each kernel is optimised and register-allocated on its own,
- * so what one kernel becomes does not depend on its neighbours (in one
- * function of a whole training step, the optimiser's per-function
- * budgets decided that), and a profile names it (P_train_step_k12). */
-static LLVMValueRef kernel_function(Lower *L, const Func *fn, int k) {
-  LLVMValueRef f = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_%s_k%d", L->pre, fn->name, k),
-                                   func_type(L, fn, LLVMVoidTypeInContext(L->cx)));
+/* void P_func_kK(syms..., one pointer per slot), internal, never inlined:
+ * each kernel is optimised and register-allocated on its own, so what one
+ * kernel becomes does not depend on its neighbours (in one function of a
+ * whole training step, the optimiser's per-function budgets decided
+ * that), and a profile names it (P_train_step_k12). */
+static LLVMValueRef kernel_function(Lower *L, const Func *fn, int k, const Slots *s) {
+  int nsyms = L->p->g->nsyms;
+  LLVMTypeRef *params = arena_alloc(&L->a, sizeof *params * (size_t)(nsyms + s->n + 1));
+  for (int i = 0; i < nsyms + s->n; i++) params[i] = i < nsyms ? L->i64 : L->ptr;
+  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(L->cx), params, (unsigned)(nsyms + s->n), 0);
+  LLVMValueRef f = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_%s_k%d", L->pre, fn->name, k), fty);
   LLVMSetLinkage(f, LLVMInternalLinkage);
   add_attr(L, f, "nounwind");
   add_attr(L, f, "noinline");
-  bind_params(L, fn, f);
+  L->fn = f;
+  for (int i = 0; i < nsyms; i++) L->syms[i] = LLVMGetParam(f, (unsigned)i);
+  LLVMValueRef *entry_ptr = L->bufptr;
+  L->bufptr = arena_alloc(&L->a, sizeof *L->bufptr * (size_t)(L->p->nbufs + 1));
+  for (int i = 0; i < s->n; i++) {
+    const char *nm = bufname(L, s->buf[i]);
+    L->bufptr[s->buf[i]] = LLVMGetParam(f, (unsigned)(nsyms + i));
+    LLVMSetValueName2(L->bufptr[s->buf[i]], nm, strlen(nm));
+  }
   LLVMBasicBlockRef entry, body;
   open_body(L, &entry, &body);
   symbol_ranges(L);
-  scope_temporaries(L, &fn->kernels[k], LLVMGetValueName(f));
-  L->kfn = fn, L->kctx = NULL, L->nchunks = 0;
+  scope_slots(L, s, LLVMGetValueName(f));
+  L->kfn = fn, L->kslots = s, L->kctx = NULL, L->nchunks = 0;
   kernel(L, &fn->kernels[k]);
-  L->kfn = NULL;
+  L->kfn = NULL, L->kslots = NULL;
   L->scope = L->noalias = NULL;
   LLVMBuildRetVoid(L->b);
   LLVMBuildBr(L->ab, body);
+  L->bufptr = entry_ptr;
   return f;
 }
 
+/* The function of kernel k of fn: one built before for an identical
+ * kernel (the evaluation step repeats the training step's forward
+ * kernels, and repeated blocks of a model repeat theirs), else a new one. */
+static LLVMValueRef shared_kernel(Lower *L, const Func *fn, int k, const Slots *s) {
+  uint64_t h = hash_block(0xcbf29ce484222325ull, fn->kernels[k].body, s->slot_of);
+  for (KernelFn *c = L->kfns; c; c = c->next)
+    if (c->hash == h && same_kernel(L, c->k, &c->slots, &fn->kernels[k], s)) return c->f;
+  KernelFn *c = arena_alloc(&L->a, sizeof *c);
+  *c = (KernelFn){h, &fn->kernels[k], *s, kernel_function(L, fn, k, s), L->kfns};
+  L->kfns = c;
+  return c->f;
+}
+
 /* The entry point: the symbol checks, derived data made if stale, then
- * a call of each kernel's function with the entry's own parameters. */
+ * a call of each kernel's function with the symbols and the addresses of
+ * the buffers it touches (the entry's own pointer parameters for its
+ * arguments). */
 static void function(Lower *L, const Func *fn) {
   const Program *p = L->p;
+  int nsyms = p->g->nsyms;
   buffer_addresses(L);
   LLVMValueRef *kf = arena_alloc(&L->a, sizeof *kf * (size_t)(fn->nkernels + 1));
-  for (int k = 0; k < fn->nkernels; k++) kf[k] = kernel_function(L, fn, k);
-  LLVMValueRef f = declare_func(L, fn);
-  unsigned nparams = LLVMCountParams(f);
-  LLVMValueRef *args = arena_alloc(&L->a, sizeof *args * (size_t)(nparams + 1));
-  LLVMGetParams(f, args);
+  Slots *ks = arena_alloc(&L->a, sizeof *ks * (size_t)(fn->nkernels + 1));
+  for (int k = 0; k < fn->nkernels; k++) {
+    kernel_slots(L, &fn->kernels[k], &ks[k]);
+    kf[k] = shared_kernel(L, fn, k, &ks[k]);
+  }
+  declare_func(L, fn);
   LLVMBasicBlockRef entry, body;
   open_body(L, &entry, &body);
   symbol_checks(L);
   if (cg_reads_derived(p, fn)) prepare_if_stale(L);
-  for (int k = 0; k < fn->nkernels; k++)
-    LLVMBuildCall2(L->b, LLVMGlobalGetValueType(kf[k]), kf[k], args, nparams, "");
+  LLVMValueRef *args = arena_alloc(&L->a, sizeof *args * (size_t)(nsyms + p->nbufs + 1));
+  for (int k = 0; k < fn->nkernels; k++) {
+    for (int i = 0; i < nsyms; i++) args[i] = L->syms[i];
+    for (int i = 0; i < ks[k].n; i++) args[nsyms + i] = L->bufptr[ks[k].buf[i]];
+    LLVMBuildCall2(L->b, LLVMGlobalGetValueType(kf[k]), kf[k], args, (unsigned)(nsyms + ks[k].n), "");
+  }
   if (cg_dirties_derived(p, fn)) set_stale(L, 1);
   LLVMBuildRet(L->b, LLVMConstInt(L->i32, 0, 0));
   LLVMBuildBr(L->ab, body);
