@@ -156,6 +156,8 @@ static const char *const two_main_c =
     "      printf(\"%lld %s %.9g\\n\", (long long)step, two_section_name(s), loss);\n"
     "    }\n"
     "  }\n"
+    "  rt_tensor_free(&x);\n"
+    "  rt_tensor_free(&y);\n"
     "  return 0;\n"
     "}\n";
 
