@@ -34,7 +34,12 @@ for dl in samples/*.dl tests/fixtures/onnx/*.dl; do
   "$build/dlc" run "$dl" --seed 0 $flags > /dev/null
   ins=$(echo "$flags" | tr ' ' '\n' | grep -A1 -- '^--input$' | grep -v -- '^--' | paste -sd, -)
   outs=$(echo "$flags" | tr ' ' '\n' | grep -A1 -- '^--output$' | grep -v -- '^--' | paste -sd, -)
-  "$build/dlc" export "$dl" --seed 0 -o "$dir/model.onnx"
+  # A model with an op that has no ONNX form (a scan) is refused by dlc
+  # export with the op and its line; it is listed as skipped, not checked.
+  if ! "$build/dlc" export "$dl" --seed 0 -o "$dir/model.onnx" 2> "$dir/export.err"; then
+    echo "skipped $name: $(grep -m1 'error:' "$dir/export.err")"
+    continue
+  fi
   "$build/dlc" export "$dl" --seed 0 --fold-bn -o "$dir/folded.onnx"
   printf '%s\t%s\t%s\t%s\n' "$name" "$dir/model.onnx" "$ins" "$outs" >> "$manifest"
   printf '%s\t%s\t%s\t%s\n' "$name --fold-bn" "$dir/folded.onnx" "$ins" "$outs" >> "$manifest"
