@@ -135,32 +135,6 @@ static int c_wide(const Expr *e) {
   return 1;
 }
 
-/* libm's name for op; the float versions carry an 'f' (added by the caller). */
-static const char *unary_fn(UnOp op) {
-  switch (op) {
-  case UN_NEG: return "-";
-  case UN_EXP: return "exp";
-  case UN_LOG: return "log";
-  case UN_SQRT: return "sqrt";
-  case UN_TANH: return "tanh";
-  case UN_ABS: return "fabs";
-  case UN_LOG1P: return "log1p";
-  case UN_EXPM1: return "expm1";
-  case UN_ERF: return "erf";
-  case UN_ERFC: return "erfc";
-  case UN_COS: return "cos";
-  case UN_SIN: return "sin";
-  case UN_TAN: return "tan";
-  case UN_ASIN: return "asin";
-  case UN_ACOS: return "acos";
-  case UN_ATAN: return "atan";
-  case UN_FLOOR: return "floor";
-  case UN_CEIL: return "ceil";
-  case UN_RINT: return "rint";
-  }
-  return "?";
-}
-
 static const char *binary_op(BinOp op) {
   switch (op) {
   case BIN_ADD: return " + ";
@@ -261,7 +235,8 @@ static void unary(Emit *E, const Expr *e) {
     sub(E, e->a, 10);
     return;
   }
-  fprintf(E->f, "%s%s(", unary_fn((UnOp)e->op), e->type == DT_F32 ? "f" : "");
+  /* libm's name; the float versions carry an 'f'. */
+  fprintf(E->f, "%s%s(", kir_unop_spelling((UnOp)e->op, KIR_SPELL_LIBM), e->type == DT_F32 ? "f" : "");
   expr(E, e->a);
   fputc(')', E->f);
 }

@@ -43,31 +43,6 @@ static const char *buf_kind_name(BufKind k) {
   return "?";
 }
 
-const char *kir_unop_name(UnOp op) {
-  switch (op) {
-  case UN_NEG: return "-";
-  case UN_EXP: return "exp";
-  case UN_LOG: return "log";
-  case UN_SQRT: return "sqrt";
-  case UN_TANH: return "tanh";
-  case UN_ABS: return "abs";
-  case UN_LOG1P: return "log1p";
-  case UN_EXPM1: return "expm1";
-  case UN_ERF: return "erf";
-  case UN_ERFC: return "erfc";
-  case UN_COS: return "cos";
-  case UN_SIN: return "sin";
-  case UN_TAN: return "tan";
-  case UN_ASIN: return "asin";
-  case UN_ACOS: return "acos";
-  case UN_ATAN: return "atan";
-  case UN_FLOOR: return "floor";
-  case UN_CEIL: return "ceil";
-  case UN_RINT: return "rint";
-  }
-  return "?";
-}
-
 const char *kir_binop_name(BinOp op) {
   switch (op) {
   case BIN_ADD: return "+";

@@ -248,6 +248,33 @@ Expr *kx_rand(Program *p, uint64_t key, Expr *counter) {
   return e;
 }
 
+const char *kir_unop_spelling(UnOp op, KirSpelling how) {
+  switch (op) {
+  case UN_NEG: return "-";
+  case UN_EXP: return "exp";
+  case UN_LOG: return "log";
+  case UN_SQRT: return "sqrt";
+  case UN_TANH: return "tanh";
+  case UN_ABS: return how == KIR_SPELL_LIBM ? "fabs" : "abs";
+  case UN_LOG1P: return "log1p";
+  case UN_EXPM1: return "expm1";
+  case UN_ERF: return "erf";
+  case UN_ERFC: return "erfc";
+  case UN_COS: return "cos";
+  case UN_SIN: return "sin";
+  case UN_TAN: return "tan";
+  case UN_ASIN: return "asin";
+  case UN_ACOS: return "acos";
+  case UN_ATAN: return "atan";
+  case UN_FLOOR: return "floor";
+  case UN_CEIL: return "ceil";
+  case UN_RINT: return "rint";
+  }
+  return "?";
+}
+
+const char *kir_unop_name(UnOp op) { return kir_unop_spelling(op, KIR_SPELL_DUMP); }
+
 int kir_lanes_ok(int n) { return n >= 1 && n <= KIR_MAX_LANES && (n & (n - 1)) == 0; }
 
 Expr *kx_load_lanes(Program *p, int buf, Expr *index, int n) {

@@ -383,6 +383,11 @@ Stmt *kir_subst_block(Program *p, const Stmt *block, int var, Expr *by);
 /* The program as stable text: buffers (with arena offsets once planned),
  * then each function's kernels (kdump.c). */
 void kir_dump(const Program *p, FILE *f);
+/* The one table of unary-function names (kernel.c), in two spellings:
+ * the dump's (abs) and C's libm (fabs; the caller adds 'f' for f32).
+ * kir_unop_name is the dump's spelling, used by diagnostics too. */
+typedef enum { KIR_SPELL_DUMP, KIR_SPELL_LIBM } KirSpelling;
+const char *kir_unop_spelling(UnOp op, KirSpelling how);
 const char *kir_unop_name(UnOp op);
 const char *kir_binop_name(BinOp op);
 int kir_binop_prec(BinOp op);
