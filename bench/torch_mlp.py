@@ -1,10 +1,11 @@
-"""bench/torch_mlp.py — the PyTorch side of bench/run.sh.
+"""bench/torch_mlp.py — samples/mlp.dl trained in PyTorch on all of Fashion-MNIST.
 
 Trains the network of samples/mlp.dl (784-256-128-10, ReLU, SGD with
 momentum 0.9, lr 0.1 with cosine annealing over 10 epochs, batch 64,
 seed 42) for EPOCHS epochs on Fashion-MNIST and times it, then times
-inference of the same network at batch 1 and batch 64.  Prints one
-"key value" line per figure for run.sh to read.
+inference of the same network at batch 1 and batch 64, and prints the
+test accuracy.  Prints one "key value" line per figure.  (bench/run.sh
+measures with bench/torch_bench.py, on the data dlc is timed on.)
 
 usage: python3 bench/torch_mlp.py DATA_DIR EPOCHS THREADS
 """
