@@ -47,6 +47,11 @@ static const char *usage_train =
     "  --resume FILE          continue from a checkpoint\n"
     "  --init FILE            start from these weights (fine-tuning)\n"
     "  --steps N              stop after N optimizer steps in all\n"
+    "  --bptt K               a recurrent model trains on windows of K steps (its\n"
+    "                         scans' length T made K: truncated backpropagation)\n"
+    "  --carry-state          the scans' final states of a batch start the next\n"
+    "                         (no gradient across; zero at each epoch's start),\n"
+    "                         text windows laid out contiguous per batch row\n"
     "  --metrics FILE.csv     a row per batch and per epoch\n"
     "  --backend=jit|c|interp the LLVM JIT (default), emitted C compiled with $CC,\n"
     "                         or the reference interpreter\n"
@@ -58,8 +63,8 @@ static const char *usage_train =
 
 typedef struct TrainFlags {
   const char *model, *epochs, *batch, *lr, *optimizer, *seed, *data, *val_split;
-  const char *save, *resume, *init, *metrics, *backend, *augment, *steps, *threads, *schedule;
-  int quiet, distributed;
+  const char *save, *resume, *init, *metrics, *backend, *augment, *steps, *threads, *schedule, *bptt;
+  int quiet, distributed, carry_state;
 } TrainFlags;
 
 static volatile sig_atomic_t interrupted;
@@ -76,10 +81,14 @@ static int parse_flags(int argc, char **argv, TrainFlags *f, Diags *d) {
   } table[] = {{"--epochs", &f->epochs}, {"--batch", &f->batch}, {"--lr", &f->lr}, {"--optimizer", &f->optimizer},
                {"--seed", &f->seed}, {"--data", &f->data}, {"--val-split", &f->val_split}, {"--save", &f->save},
                {"--resume", &f->resume}, {"--init", &f->init}, {"--metrics", &f->metrics}, {"--backend", &f->backend}, {"--augment", &f->augment}, {"--steps", &f->steps},
-               {"--threads", &f->threads}, {"--schedule", &f->schedule}};
+               {"--threads", &f->threads}, {"--schedule", &f->schedule}, {"--bptt", &f->bptt}};
   for (int i = 1; i < argc; i++) {
     int miss = 0, hit = 0;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    if (!strcmp(argv[i], "--carry-state")) {
+      f->carry_state = 1;
+      continue;
+    }
     if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "--distributed")) {
       *(argv[i][2] == 'q' ? &f->quiet : &f->distributed) = 1;
       continue;
@@ -203,6 +212,8 @@ static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
   if (f->batch && dlc_parse_int("--batch", f->batch, 1, DLC_MAX_BATCH, &cfg->batch, d)) return -1;
   if (f->seed && (dlc_parse_int("--seed", f->seed, 0, INT64_MAX, &v, d) || (cfg->seed = (uint64_t)v, 0))) return -1;
   if (f->steps && dlc_parse_int("--steps", f->steps, 1, 1 << 24, &cfg->max_steps, d)) return -1;
+  if (f->bptt && dlc_parse_int("--bptt", f->bptt, 1, 1 << 20, &cfg->bptt, d)) return -1;
+  cfg->carry_state |= f->carry_state;
   if (f->val_split && dlc_parse_real("--val-split", f->val_split, 0, 0.99, &cfg->val_split, d)) return -1;
   if (f->optimizer) {
     int k = 0;

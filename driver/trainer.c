@@ -496,9 +496,97 @@ static void fixed_feeds(Trainer *t) {
 
 static int named_feeds(Trainer *t); /* npy:NAME=PATH,...: in "named files" below */
 
+/* --- truncated BPTT and carried state ----------------------------------------------- */
+
+static int remap_node(const int *map, int *id) {
+  if (*id < 0) return 0;
+  *id = map[*id];
+  return *id < 0 ? -1 : 0;
+}
+
+/* The training section's nodes in the window graph. */
+static int remap_train(TrainSpec *ts, const int *map) {
+  int bad = remap_node(map, &ts->loss) || remap_node(map, &ts->target);
+  for (int k = 0; k < ts->nlabels; k++) bad |= remap_node(map, &ts->labels[k]);
+  return bad;
+}
+
+/* The carried states: the window graph's inputs named like one of its outputs. */
+static int find_carry(Trainer *t) {
+  const Graph *g = &t->m->g;
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = &g->nodes[i];
+    if (n->op != OP_INPUT || strncmp(n->name, "state", 5) || ir_find_output(g, n->name) < 0) continue;
+    if (t->ncarry == TRAINER_MAX_CARRY) return diag_plain(t->d, "--carry-state", "more than %d states", TRAINER_MAX_CARRY), -1;
+    int64_t row = 1;
+    for (int k = 1; k < n->shape.rank; k++) row *= n->shape.d[k];
+    if (n->shape.rank < 1 || !DIM_IS_SYM(n->shape.d[0]) || row < 1)
+      return diag_plain(t->d, "--carry-state", "state '%s' is not one row per sample ([N, ...])", n->name), -1;
+    t->carry_name[t->ncarry] = n->name, t->carry_row[t->ncarry++] = row;
+  }
+  return 0;
+}
+
+/* --bptt / --carry-state: the model's graph becomes its window graph. */
+static int window_model(Trainer *t) {
+  Model *m = t->m;
+  const TrainConfig *c = &t->cfg;
+  const char *flag = c->carry_state ? "--carry-state" : "--bptt";
+  if (m->train.nsections)
+    return diag_plain(t->d, flag, "the model has named train sections; it takes a model with one"), -1;
+  if (c->carry_state && strcmp(c->data_kind, "text"))
+    return diag_plain(t->d, "--carry-state", "lays the windows of a text out contiguous per batch row: it needs text "
+                      "data (data = text(FILE) or --data text:FILE)"), -1;
+  int *map = rt_xmalloc(sizeof(int) * ((size_t)m->g.nnodes + 1));
+  Graph w;
+  TrainSpec ts = m->train;
+  int rc = pass_window_graph(&m->g, &w, c->bptt, c->carry_state, map);
+  if (!rc && remap_train(&ts, map))
+    diag_plain(t->d, flag, "the training section reads what only computes a scan's initial state"), rc = -1;
+  rt_xfree(map);
+  if (rc) {
+    ir_graph_free(&w);
+    return -1;
+  }
+  t->orig_g = m->g, t->orig_train = m->train, t->windowed = 1;
+  m->g = w, m->train = ts;
+  return c->carry_state ? find_carry(t) : 0;
+}
+
+/* The model's own graph and training section back (trainer_free). */
+static void unwindow(Trainer *t) {
+  if (!t->windowed) return;
+  ir_graph_free(&t->m->g);
+  t->m->g = t->orig_g, t->m->train = t->orig_train, t->windowed = 0;
+  for (int k = 0; k < t->ncarry; k++) rt_xfree(t->carry[0][k]), rt_xfree(t->carry[1][k]);
+  t->ncarry = 0;
+}
+
+/* The carried states of training (which 0) or evaluation (1) at zero, for
+ * batches of rows samples. */
+static void carry_reset(Trainer *t, int which, int64_t rows) {
+  for (int k = 0; k < t->ncarry; k++) {
+    size_t bytes = sizeof(float) * (size_t)(t->carry_row[k] * rows) + 1;
+    rt_xfree(t->carry[which][k]);
+    t->carry[which][k] = rt_xcalloc(bytes, 1);
+  }
+}
+
+/* The batchify layout (torch's word_language_model): batch k of an epoch
+ * is row r = window r·nb + k for r < rows, so each row reads on where the
+ * batch before it stopped; nb = n / rows batches, the last n mod rows
+ * windows left out.  Returns nb. */
+static int64_t contiguous_order(int64_t n, int64_t rows, int64_t *order) {
+  int64_t nb = n / rows;
+  for (int64_t k = 0; k < nb; k++)
+    for (int64_t r = 0; r < rows; r++) order[k * rows + r] = r * nb + k;
+  return nb;
+}
+
 int trainer_prepare(Trainer *t, Model *m, const TrainConfig *cfg, Diags *d) {
   memset(t, 0, sizeof *t);
   t->m = m, t->cfg = *cfg, t->d = d;
+  if ((cfg->bptt || cfg->carry_state) && window_model(t)) return -1;
   t->loss = m->train.nsections ? m->train.sections[0].loss : m->train.loss;
   t->x_input = data_input(m);
   t->y_input = m->train.nlabels ? m->train.labels[0] : -1;
@@ -577,6 +665,8 @@ int trainer_build(Trainer *t, const RtTensorSet *init) {
     return diag_plain(d, "--distributed", "the model has %d named train sections; data-parallel training takes a "
                       "model with one train section", cfg->nsections), -1;
   if (check_dist_loss(t)) return -1;
+  if (t->dist && t->windowed)
+    return diag_plain(d, cfg->carry_state ? "--carry-state" : "--bptt", "is not supported with --distributed"), -1;
   for (int s = 0; s < cfg->nsections; s++) {
     if (trainer_check_optim(&cfg->sec_opt[s], d)) return -1;
     t->sec_opt[s] = cfg->sec_opt[s];
@@ -590,6 +680,8 @@ int trainer_build(Trainer *t, const RtTensorSet *init) {
   if (t->dist) t->opt.seed ^= (uint64_t)t->dist->rank * 0x9E3779B97F4A7C15u;
   if (run_stage(t, PASS_STAGE_GRAPH)) return -1;
   if (t->dist) dist_buffers(t);
+  carry_reset(t, 0, trainer_rows(t));
+  carry_reset(t, 1, trainer_rows(t));
   RtError err;
   if ((init ? copy_init(t, init, &err) : 0) || ir_params_init(&m->g, cfg->seed, &t->tensors, &err) ||
       add_state_tensors(t, &err)) {
@@ -618,6 +710,7 @@ int trainer_fit_batch(Trainer *t) {
 }
 
 void trainer_free(Trainer *t) {
+  unwindow(t);
   cg_c_free(t->mod);
   rt_pool_free(t->pool);
   if (t->prog.nfuncs) kir_program_free(&t->prog);
@@ -694,6 +787,7 @@ static int check_fed(Trainer *t) {
   for (int i = 0; i < t->m->g.nnodes; i++) {
     int fed = t->m->g.nodes[i].op != OP_INPUT || t->m->g.nodes[i].noise;
     for (int f = 0; f < t->nfeeds && !fed; f++) fed = t->feeds[f].node == i;
+    for (int k = 0; k < t->ncarry && !fed; k++) fed = !strcmp(t->carry_name[k], t->m->g.nodes[i].name);
     if (fed) continue;
     const char *name = t->m->g.nodes[i].name;
     if (t->cfg.nbinds)
@@ -876,6 +970,37 @@ static RtStatus load_text(Trainer *t, RtDataset *all, RtError *err) {
   return rt_data_text(t->cfg.data_args[0], x->shape.d[1], all, &t->vocab, err);
 }
 
+static size_t row_bytes(const RtTensor *t);
+
+/* Rows [lo, hi) of x and y (text windows) into out. */
+static RtStatus take_rows(const RtDataset *all, int64_t lo, int64_t hi, RtDataset *out, RtError *err) {
+  const RtTensor *src[2] = {&all->x, &all->y};
+  RtTensor *dst[2] = {&out->x, &out->y};
+  for (int k = 0; k < 2; k++) {
+    int64_t shape[IR_MAX_RANK];
+    memcpy(shape, src[k]->shape, sizeof(int64_t) * (size_t)src[k]->rank);
+    shape[0] = hi - lo;
+    RtStatus st = rt_tensor_alloc(dst[k], src[k]->dtype, src[k]->rank, shape, err);
+    if (st) return st;
+    size_t row = row_bytes(src[k]);
+    memcpy(dst[k]->data, (const char *)src[k]->data + row * (size_t)lo, row * (size_t)(hi - lo));
+  }
+  out->n = hi - lo;
+  return RT_OK;
+}
+
+/* --carry-state: the validation windows are the text's last ones, so both
+ * parts stay contiguous (all is consumed). */
+static RtStatus split_tail(RtDataset *all, double frac, RtDataset *train, RtDataset *val, RtError *err) {
+  memset(train, 0, sizeof *train);
+  memset(val, 0, sizeof *val);
+  int64_t nval = llround((double)all->n * frac);
+  RtStatus st = take_rows(all, 0, all->n - nval, train, err);
+  if (!st) st = take_rows(all, all->n - nval, all->n, val, err);
+  rt_dataset_free(all);
+  return st;
+}
+
 int trainer_load_data(Trainer *t) {
   const TrainConfig *c = &t->cfg;
   RtDataset all;
@@ -903,7 +1028,8 @@ int trainer_load_data(Trainer *t) {
   if (trainer_check_ids(t, &all)) return rt_dataset_free(&all), -1;
   if (rt_dataset_select_classes(&all, c->classes, &err) || rt_dataset_select_classes(&t->test, c->classes, &err))
     return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
-  if (rt_dataset_split(&all, c->val_split, c->seed, &t->train, &t->val, &err))
+  if (t->ncarry ? split_tail(&all, c->val_split, &t->train, &t->val, &err)
+                : rt_dataset_split(&all, c->val_split, c->seed, &t->train, &t->val, &err))
     return diag_plain(t->d, "dlc train", "%s", err.msg), -1;
   return shape_data(t, &t->train, "training data") || shape_data(t, &t->val, "validation data") ||
                  shape_data(t, &t->test, "test data")
@@ -922,6 +1048,7 @@ typedef struct Call {
   void **outs;        /* one buffer per graph output */
   int64_t top5;       /* evaluation: rows whose label is among the 5 best */
   double sec_loss[FE_MAX_SECTIONS]; /* evaluation: each named section's loss */
+  float **carry;      /* --carry-state: the states it starts from, and gets the final ones */
 } Call;
 
 /* The caller's pointer for input node name of the graph. */
@@ -932,7 +1059,18 @@ static const void *input_ptr(const Trainer *t, const char *name, const Call *c) 
     if (!strcmp(name, t->tg.outputs[o].name)) return t->gbuf + t->goff[o - t->grad_out];
   for (int f = 0; f < t->nfeeds; f++)
     if (!strcmp(name, t->m->g.nodes[t->feeds[f].node].name)) return c->in[f];
+  for (int k = 0; k < t->ncarry && c->carry; k++)
+    if (!strcmp(name, t->carry_name[k])) return c->carry[k];
   return NULL;
+}
+
+/* The final states of a call become the next call's initial states. */
+static void carry_on(const Trainer *t, const Graph *g, const Call *c) {
+  for (int k = 0; k < t->ncarry && c->carry; k++) {
+    int o = ir_find_output(g, t->carry_name[k]);
+    IR_ASSERT(o >= 0);
+    memcpy(c->carry[k], c->outs[o], sizeof(float) * (size_t)(t->carry_row[k] * c->n));
+  }
 }
 
 /* Top-1 accuracy needs logits and i64 class labels. */
@@ -950,7 +1088,7 @@ static const int64_t *call_labels(const Trainer *t, const Call *c) {
 
 /* A call with the fixed forms' batch: x for the data input, y for the label. */
 static Call fixed_call(const Trainer *t, int64_t n, const float *x, const void *y) {
-  Call c = {.n = n};
+  Call c = {.n = n, .carry = (float **)t->carry[0]};
   for (int f = 0; f < t->nfeeds; f++)
     c.in[f] = t->feeds[f].source == FEED_X ? (const void *)x : t->feeds[f].source < 0 ? y : NULL;
   return c;
@@ -1042,6 +1180,7 @@ static int run(Trainer *t, int train, Call *c, double *loss, int64_t *correct) {
   const int64_t *labels = call_labels(t, c);
   if (rc) diag_plain(t->d, "dlc train", "%s", err.msg);
   else {
+    carry_on(t, g, c);
     *loss = ((float *)c->outs[0])[0];
     for (int s = 0; s < t->cfg.nsections && !train; s++) {
       char name[80];
@@ -1177,7 +1316,7 @@ static void batch_free(const Trainer *t, Batch *b) {
 
 /* Rows idx[0..n) of every source into the batch, and the call that reads it. */
 static Call batch_fill(const Trainer *t, const RtDataset *ds, const int64_t *idx, int64_t n, Batch *b) {
-  Call c = {.n = n};
+  Call c = {.n = n, .carry = (float **)t->carry[0]};
   for (int f = 0; f < t->nfeeds; f++) {
     const RtTensor *src = feed_tensor(ds, &t->feeds[f]);
     if (src) rt_rows_gather(src, idx, n, b->buf[f]);
@@ -1251,10 +1390,17 @@ int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc)
   int64_t *idx = rt_xmalloc(sizeof(int64_t) * (size_t)(b + 1));
   int rc = 0;
   share(t, ds->n, &lo, &hi);
+  int64_t *order = NULL, rows = ds->n < b ? ds->n : b, used = ds->n;
+  if (t->ncarry && rows) { /* contiguous rows, the states carried from batch to batch */
+    order = rt_xmalloc(sizeof(int64_t) * (size_t)(ds->n + 1));
+    used = contiguous_order(ds->n, rows, order) * rows, hi = used;
+    carry_reset(t, 1, rows);
+  }
   for (int64_t start = lo; start < hi && !rc; start += b) {
     int64_t n = hi - start < b ? hi - start : b, correct = 0;
-    for (int64_t i = 0; i < n; i++) idx[i] = start + i;
+    for (int64_t i = 0; i < n; i++) idx[i] = order ? order[start + i] : start + i;
     Call c = batch_fill(t, ds, idx, n, &bt);
+    c.carry = t->carry[1];
     base += make_targets(t, &bt, n, &noise) * (double)n;
     double l = 0;
     rc = run(t, 0, &c, &l, &correct);
@@ -1264,8 +1410,9 @@ int trainer_evaluate(Trainer *t, const RtDataset *ds, double *loss, double *acc)
     total_top5 += c.top5;
   }
   if (!rc) rc = dist_totals(t, &sum, &base, &total_correct, &total_top5);
+  rt_xfree(order);
   int acc_ok = ds->n && has_accuracy(t);
-  *loss = ds->n ? sum / (double)ds->n : NAN;
+  *loss = ds->n ? sum / (double)used : NAN;
   t->baseline = ds->n ? base / (double)ds->n : NAN;
   *acc = acc_ok ? (double)total_correct / (double)ds->n : NAN;
   t->top5 = acc_ok ? (double)total_top5 / (double)ds->n : NAN;
@@ -1524,7 +1671,12 @@ int trainer_epoch(Trainer *t, EpochStats *es, int tty, volatile sig_atomic_t *st
   int64_t *order = rt_xmalloc(sizeof(int64_t) * (size_t)(n + 1));
   Batch bt;
   batch_alloc(t, ds, b, &bt);
-  rt_epoch_order(n, t->cfg.seed, t->epoch, 1, order);
+  if (t->ncarry) { /* whole batches of contiguous rows, the states zero at the epoch's start */
+    nb = contiguous_order(n, b, order), n = nb * b;
+    carry_reset(t, 0, b);
+  } else {
+    rt_epoch_order(n, t->cfg.seed, t->epoch, 1, order);
+  }
   RtRng aug;
   char stream[48];
   snprintf(stream, sizeof stream, "augment/%lld", (long long)t->epoch);

@@ -34,6 +34,8 @@ typedef struct TrainConfig {
   char bind_name[RT_DATA_MAX_COLS][64];
   char bind_path[RT_DATA_MAX_COLS][1024];
   int64_t max_steps;          /* stop after this many optimizer steps in all (0: no limit) */
+  int64_t bptt;               /* windows of this many steps (the scans' T made it; 0: the model's) */
+  int carry_state;            /* scans' final states start the next batch (TBPTT); rows laid out contiguous */
   int label_column;           /* csv */
   int augment_flip;           /* random horizontal flips */
   int64_t augment_crop;       /* random shifts of up to this many pixels */
@@ -65,6 +67,7 @@ typedef struct BatchStats {
   int section;                /* the named section whose step it was, or -1 */
 } BatchStats;
 
+#define TRAINER_MAX_CARRY 64
 typedef struct Trainer Trainer;
 struct Trainer {
   Model *m;
@@ -105,6 +108,16 @@ struct Trainer {
   int64_t *goff;              /* each gradient's offset in gbuf */
   int64_t gsize;              /* floats of gbuf before the tail */
   int stop_local, stop_any;   /* this process was asked to stop; some process was (after a step) */
+  /* --bptt / --carry-state: m->g is the model's window graph
+   * (pass_window_graph) while the trainer lives; the model's own graph
+   * and training section are put back by trainer_free. */
+  int windowed;
+  Graph orig_g;
+  TrainSpec orig_train;
+  int ncarry;                 /* carried states: inputs and outputs "stateJ.NAME" */
+  const char *carry_name[TRAINER_MAX_CARRY];
+  int64_t carry_row[TRAINER_MAX_CARRY]; /* floats per batch row */
+  float *carry[2][TRAINER_MAX_CARRY];   /* the training batches' states, the evaluation's */
 };
 
 /* Every integer value of ds that indexes a gather or index_select

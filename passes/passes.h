@@ -97,6 +97,14 @@ int pass_fold_batchnorm(const Graph *src, Graph *dst, RtTensorSet *params);
  * 0, or -1 after a diagnostic: no scan, a reverse scan, scans over
  * different or symbolic lengths, or a node that cannot run on one step. */
 int pass_step_graph(const Graph *model, Graph *step);
+/* The window graph of a recurrent model (step.c), for truncated
+ * backpropagation through time: the whole model with its scans' length T
+ * (the inputs' first dimension of that length) made window (0: kept), and
+ * with carry the scans' initial states as inputs and their final states as
+ * outputs, named as in the step graph.  map (model->nnodes ints, or NULL)
+ * gets each model node's id in out, -1 where it was left out (what only
+ * computed a carried initial state).  Same errors as pass_step_graph. */
+int pass_window_graph(const Graph *model, Graph *out, int64_t window, int carry, int *map);
 
 /* --- the pipeline ------------------------------------------------------------ */
 /* Every compilation is one of these pipelines, each a list of named steps
