@@ -25,6 +25,12 @@ int dlc_cmd_repl(int argc, char **argv);
 int dlc_cmd_eval(int argc, char **argv);
 /* dlc sample: text from a character-level language model (sample.c). */
 int dlc_cmd_sample(int argc, char **argv);
+/* The REPL's generate ARGS (dlc sample's --prime, --length, --temperature,
+ * --seed, --data): text from the model that path and text describe with
+ * weights params, the vocabulary vocab (n = 0: its corpus's), on stdout.
+ * 0, or -1 after a message. */
+int dlc_generate(const char *path, const char *text, RtTensorSet *params, const RtVocab *vocab, int argc, char **argv,
+                 Diags *d);
 /* dlc import: an ONNX model as .dl and safetensors (import.c). */
 int dlc_cmd_import(int argc, char **argv);
 /* Loads an ONNX model as the .dl text dlc import writes, its initializers

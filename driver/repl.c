@@ -618,6 +618,38 @@ static int cmd_stats(Repl *r, char *arg) {
   return 0;
 }
 
+/* Splits line into words at blanks; "double quotes" keep blanks and \" a
+ * quote.  Returns the count (at most max), or -1 for an unclosed quote. */
+static int split_words(char *line, char **argv, int max) {
+  int n = 0;
+  char *in = line, *out = line;
+  while (*in) {
+    while (*in == ' ' || *in == '\t') in++;
+    if (!*in) break;
+    if (n == max) return -1;
+    argv[n++] = out;
+    int quoted = 0;
+    for (; *in && (quoted || (*in != ' ' && *in != '\t')); in++) {
+      if (*in == '"') quoted = !quoted;
+      else if (*in == '\\' && in[1] == '"') *out++ = *++in;
+      else *out++ = *in;
+    }
+    if (quoted) return -1;
+    if (*in) in++;
+    *out++ = 0;
+  }
+  return n;
+}
+
+static int cmd_generate(Repl *r, char *arg) {
+  char *argv[32] = {"generate"};
+  int argc = split_words(arg, argv + 1, 30);
+  if (argc < 0) return fprintf(stderr, "generate: an unclosed quote, or more than 30 words\n"), -1;
+  if (need_trainer(r) || trainer_sync(&r->t)) return -1;
+  const RtVocab *v = r->t.vocab.n ? &r->t.vocab : &r->vocab;
+  return dlc_generate(r->path ? r->path : "<repl>", r->text, &r->t.tensors, v, argc + 1, argv, &r->d);
+}
+
 static int cmd_help(Repl *r, char *arg);
 static int cmd_quit(Repl *r, char *arg) {
   (void)r, (void)arg;
@@ -642,6 +674,7 @@ static const Command commands[] = {
     {"save", "FILE", "checkpoint: weights, optimizer state, epoch", cmd_save},
     {"restore", "FILE", "load a checkpoint", cmd_restore},
     {"emit", "OUT.c", "inference C with the current weights embedded", cmd_emit},
+    {"generate", "[--prime TEXT ...]", "text from a language model (dlc sample's flags)", cmd_generate},
     {"quit", "", "leave (also Ctrl-D)", cmd_quit},
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof commands[0]))

@@ -54,7 +54,10 @@ typedef struct SampleOpts {
   int window;               /* --window: rerun the last T characters even for a recurrent model */
 } SampleOpts;
 
-static int parse_sample(int argc, char **argv, SampleOpts *o, Diags *d) {
+/* dlc sample's flags; in_repl: only the generation flags (the REPL's
+ * generate: the model and the weights are the session's). */
+static int parse_flags(int argc, char **argv, SampleOpts *o, int in_repl, Diags *d) {
+  const char *where = in_repl ? "generate" : "dlc sample";
   *o = (SampleOpts){NULL, NULL, "\n", NULL, 200, 0, 0.8, 0};
   for (int i = 1; i < argc; i++) {
     int miss = 0;
@@ -77,17 +80,23 @@ static int parse_sample(int argc, char **argv, SampleOpts *o, Diags *d) {
       if (!*v || *end || !(o->temperature >= 0 && o->temperature <= 100))
         return diag_plain(d, "--temperature", "expected a number in [0, 100], got '%s'", v), -1;
     } else if (miss) return diag_plain(d, argv[i], "needs a value"), -1;
-    else if (argv[i][0] == '-') return diag_plain(d, argv[i], "unknown option (see dlc sample --help)"), -1;
+    else if (argv[i][0] == '-' || in_repl)
+      return diag_plain(d, argv[i], "unknown option (see %s)", in_repl ? "help" : "dlc sample --help"), -1;
     else if (o->model) return diag_plain(d, argv[i], "only one model file"), -1;
     else o->model = argv[i];
   }
-  if (!o->model) return diag_plain(d, "dlc sample", "no model file given (see dlc sample --help)"), -1;
-  if (!o->params) return diag_plain(d, "dlc sample", "no weights given: --params W.safetensors"), -1;
+  if (in_repl && (o->params || o->window))
+    return diag_plain(d, "generate", "uses the session's weights and carries a recurrent model's states: no --params "
+                      "or --window"), -1;
+  if (!in_repl && !o->model) return diag_plain(d, where, "no model file given (see dlc sample --help)"), -1;
+  if (!in_repl && !o->params) return diag_plain(d, where, "no weights given: --params W.safetensors"), -1;
   if (!o->prime[0]) return diag_plain(d, "--prime", "the text to continue is empty"), -1;
   if (o->data && strncmp(o->data, "text:", 5))
     return diag_plain(d, "--data", "expected text:FILE, got '%s'", o->data), -1;
   return 0;
 }
+
+static int parse_sample(int argc, char **argv, SampleOpts *o, Diags *d) { return parse_flags(argc, argv, o, 0, d); }
 
 /* The generation state: the compiled model, its buffers, the vocabulary. */
 typedef struct Sampler {
@@ -345,6 +354,34 @@ static void sampler_close(Sampler *s) {
   if (s->ctx_ready) pass_ctx_free(&s->pc);
   if (s->step_ready) ir_graph_free(&s->step);
   fe_model_free(&s->m);
+}
+
+/* The REPL's generate: the session's model text and weights, the
+ * vocabulary of its text data (vocab->n > 0) or else of its corpus. */
+int dlc_generate(const char *path, const char *text, RtTensorSet *params, const RtVocab *vocab, int argc, char **argv,
+                 Diags *d) {
+  SampleOpts o;
+  if (parse_flags(argc, argv, &o, 1, d)) return -1;
+  o.model = path, o.params = "the session's weights";
+  Sampler s;
+  memset(&s, 0, sizeof s);
+  s.d = d;
+  if (fe_load_string(&s.m, path, text, d)) return -1;
+  int rc = find_io(&s, path);
+  if (!rc && vocab->n) {
+    s.vocab = *vocab;
+    if (s.vocab.n != s.classes) {
+      diag_plain(d, "generate", "the text data has %d symbols, but the model's logits have %lld classes", s.vocab.n,
+                 (long long)s.classes);
+      rc = -1;
+    }
+  } else if (!rc) {
+    rc = corpus_vocab(&s, &o, &s.vocab);
+  }
+  rc = rc || sampler_compile(&s, &o, params) || sampler_buffers(&s) || generate(&s, &o) ? -1 : 0;
+  fflush(stdout);
+  sampler_close(&s);
+  return rc;
 }
 
 int dlc_cmd_sample(int argc, char **argv) {
