@@ -25,6 +25,11 @@ int dlc_cmd_repl(int argc, char **argv);
 int dlc_cmd_eval(int argc, char **argv);
 /* dlc sample: text from a character-level language model (sample.c). */
 int dlc_cmd_sample(int argc, char **argv);
+/* Every integer input of g (vals, per node) that indexes a gather or
+ * index_select (embedding) through views holds values within that op's
+ * axis (idcheck.c): 0, or -1 with an error at the op's line naming the
+ * first value out of range, its sample and position. */
+int dlc_check_input_ids(const Graph *g, const RtTensor *vals, Diags *d);
 /* The REPL's generate ARGS (dlc sample's --prime, --length, --temperature,
  * --seed, --data): text from the model that path and text describe with
  * weights params, the vocabulary vocab (n = 0: its corpus's), on stdout.

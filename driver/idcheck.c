@@ -12,9 +12,12 @@
  * range is an error at the .dl line of the op it would index, naming the
  * value, its sample and its position in the sample (and for text data the
  * corpus's size).  An input indexing several ops is held to the smallest.
+ * `dlc run` checks its inputs the same way (dlc_check_input_ids) before
+ * any backend runs.
  */
 #include <string.h>
 
+#include "driver/driver.h"
 #include "driver/trainer.h"
 
 typedef struct IdUse {
@@ -65,29 +68,51 @@ static int is_label(const Trainer *t, int node) {
   return 0;
 }
 
-/* Value v, flat element e of col (feeding node), is out of u's range. */
-static int report(Trainer *t, int node, const IdUse *u, const RtTensor *col, int64_t e, int64_t v) {
+/* Value v, flat element e of col (feeding node, a kind: "input" or
+ * "label"), is out of u's range; more ends the message. */
+static int report(const Graph *g, Diags *d, int node, const char *kind, const IdUse *u, const RtTensor *col, int64_t e,
+                  int64_t v, const char *more) {
   int64_t per = 1;
   for (int k = 1; k < col->rank; k++) per *= col->shape[k];
-  char pos[96], more[1200] = "";
+  char pos[96];
   position(col, e % per, pos, sizeof pos);
-  if (!strcmp(t->cfg.data_kind, "text") && !t->cfg.nbinds && t->vocab.n)
-    snprintf(more, sizeof more, " (the text %s has %d distinct characters)", t->cfg.data_args[0], t->vocab.n);
-  const Node *op = &t->m->g.nodes[u->node];
-  diag_error(t->d, op->loc, "%s '%s' holds %lld at sample %lld, position %s, but the axis this %s indexes has %lld entries "
+  const Node *op = &g->nodes[u->node];
+  diag_error(d, op->loc, "%s '%s' holds %lld at sample %lld, position %s, but the axis this %s indexes has %lld entries "
              "(0 to %lld)%s",
-             is_label(t, node) ? "label" : "input", t->m->g.nodes[node].name, (long long)v, (long long)(e / per), pos,
-             ir_ops[op->op].name, (long long)u->limit, (long long)u->limit - 1, more);
+             kind, g->nodes[node].name, (long long)v, (long long)(e / per), pos, ir_ops[op->op].name, (long long)u->limit,
+             (long long)u->limit - 1, more);
+  return -1;
+}
+
+/* The first value of col out of the range of the op input node indexes:
+ * its flat element in *at, or -1 when all are in range (or none is an index). */
+static int64_t first_out_of_range(const Graph *g, int node, const RtTensor *col, IdUse *u, int64_t *v) {
+  *u = index_use(g, node);
+  if (u->node < 0 || (col->dtype != DT_I64 && col->dtype != DT_I32)) return -1;
+  size_t n = rt_tensor_nbytes(col) / rt_dtype_size(col->dtype);
+  for (size_t e = 0; e < n; e++) {
+    *v = col->dtype == DT_I64 ? ((const int64_t *)col->data)[e] : ((const int32_t *)col->data)[e];
+    if (*v < 0 || *v >= u->limit) return (int64_t)e;
+  }
   return -1;
 }
 
 static int check_column(Trainer *t, int node, const RtTensor *col) {
-  IdUse u = index_use(&t->m->g, node);
-  if (u.node < 0 || (col->dtype != DT_I64 && col->dtype != DT_I32)) return 0;
-  size_t n = rt_tensor_nbytes(col) / rt_dtype_size(col->dtype);
-  for (size_t e = 0; e < n; e++) {
-    int64_t v = col->dtype == DT_I64 ? ((const int64_t *)col->data)[e] : ((const int32_t *)col->data)[e];
-    if (v < 0 || v >= u.limit) return report(t, node, &u, col, (int64_t)e, v);
+  IdUse u;
+  int64_t v, e = first_out_of_range(&t->m->g, node, col, &u, &v);
+  if (e < 0) return 0;
+  char more[1200] = "";
+  if (!strcmp(t->cfg.data_kind, "text") && !t->cfg.nbinds && t->vocab.n)
+    snprintf(more, sizeof more, " (the text %s has %d distinct characters)", t->cfg.data_args[0], t->vocab.n);
+  return report(&t->m->g, t->d, node, is_label(t, node) ? "label" : "input", &u, col, e, v, more);
+}
+
+int dlc_check_input_ids(const Graph *g, const RtTensor *vals, Diags *d) {
+  for (int i = 0; i < g->nnodes; i++) {
+    if (g->nodes[i].op != OP_INPUT || !vals[i].data || vals[i].rank < 1) continue;
+    IdUse u;
+    int64_t v, e = first_out_of_range(g, i, &vals[i], &u, &v);
+    if (e >= 0) return report(g, d, i, "input", &u, &vals[i], e, v, "");
   }
   return 0;
 }

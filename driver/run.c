@@ -466,6 +466,7 @@ int dlc_cmd_run(int argc, char **argv, const char *usage) {
       RtTensor *t = rt_set_find(&params, g->nodes[i].name);
       vals[i] = *t; /* borrowed: cleared before freeing below */
     }
+  if (dlc_check_input_ids(g, vals, &d)) goto done; /* compiled code would read NaN */
   rc = strcmp(o.backend, "interp") ? run_compiled(&pc, vals, symvals, &params, o.backend, o.nthreads, &d)
                                    : run_interp(g, vals, symvals, &d);
   RunFiles files = {.n = 0};
