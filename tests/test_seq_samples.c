@@ -124,6 +124,33 @@ Test(seq_samples, text_classify_learns_classes, .timeout = 180) {
   free(csv);
 }
 
+/* samples/text_cnn.dl on the same quotes (no mask: the maximum over time
+ * takes the padding in): the first batch knows nothing (loss at least
+ * three quarters of ln 4; the pooled ReLU features are positive and not
+ * small, so it is above ln 4 rather than near it), and after three epochs
+ * the loss is below a quarter of ln 4. */
+Test(seq_samples, text_cnn_learns_classes, .timeout = 180) {
+  enum { QUOTES = 64, T = 64 };
+  const char *dir = tu_scratch_dir();
+  cr_assert_not_null(dir);
+  static int64_t tokens[QUOTES * T], y[QUOTES];
+  uint64_t r = 777;
+  for (int i = 0; i < QUOTES; i++) {
+    y[i] = i % 4;
+    for (int t = 0; t < 3 + i % 10; t++) {
+      r = r * 6364136223846793005ull + 1442695040888963407ull;
+      tokens[i * T + t] = 2 + 10 * y[i] + (int64_t)((r >> 33) % 10);
+    }
+  }
+  write_i64(dir, "tokens", 2, (int64_t[]){QUOTES, T}, tokens);
+  write_i64(dir, "y", 1, (int64_t[]){QUOTES}, y);
+  char *csv = train(dir, "text_cnn", "--data npy:tokens=tokens.npy,y=y.npy --epochs 3 --batch 16 --lr 0.01 --val-split 0");
+  double first = metric_loss(csv, 1, 1), last = metric_loss(csv, 3, 0);
+  cr_expect(first > 0.75 * log(4.0), "first batch loss %g, want at least 3/4 of ln 4 = %g", first, 0.75 * log(4.0));
+  cr_expect(last < 0.25 * log(4.0), "epoch 3's loss %g is not below a quarter of ln 4", last);
+  free(csv);
+}
+
 /* samples/seq2seq_attention.dl on 64 pairs of 6 to 10 words with ids 1 to
  * 11: the output character at step t is 1 + word t's id (12 past the
  * sentence's end), so the decoder must find word t by attention.  The loss starts near ln 13 (13 characters) and

@@ -34,7 +34,7 @@
 static const char *const samples[] = {"mlp",    "logreg",    "blocks", "finetune",      "lenet5",
                                       "resnet", "inception", "unet",   "transfer_base", "transfer_head",
                                       "l2_explicit", "triplet", "gan", "char_lstm", "word2vec", "text_classify", "seq2seq_attention",
-                                      "vae"};
+                                      "vae", "text_cnn"};
 #define NSAMPLES (sizeof samples / sizeof *samples)
 
 /* --- comparing ------------------------------------------------------------------------------ */
@@ -357,6 +357,7 @@ Test(steps, word2vec, .timeout = 300) { check_sample("word2vec"); }
 Test(steps, text_classify, .timeout = 600) { check_sample("text_classify"); }
 Test(steps, seq2seq_attention, .timeout = 600) { check_sample("seq2seq_attention"); }
 Test(steps, vae, .timeout = 300) { check_sample("vae"); }
+Test(steps, text_cnn, .timeout = 300) { check_sample("text_cnn"); }
 
 /* The table above names every .dl file in samples/. */
 Test(steps, every_sample_is_in_the_table) {
