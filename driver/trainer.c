@@ -710,7 +710,6 @@ int trainer_fit_batch(Trainer *t) {
 }
 
 void trainer_free(Trainer *t) {
-  unwindow(t);
   cg_c_free(t->mod);
   rt_pool_free(t->pool);
   if (t->prog.nfuncs) kir_program_free(&t->prog);
@@ -724,6 +723,7 @@ void trainer_free(Trainer *t) {
   rt_dataset_free(&t->train);
   rt_dataset_free(&t->val);
   rt_dataset_free(&t->test);
+  unwindow(t); /* last: the steps' graphs and program point into the window graph */
 }
 
 /* --- named files ---------------------------------------------------------------- */
