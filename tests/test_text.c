@@ -330,3 +330,20 @@ Test(text, the_emitted_step_function_generates_as_dlc_sample, .timeout = 600) {
   free(out);
   free(c_out);
 }
+
+/* samples/char_lstm.dl trains with truncated BPTT and carried state as it
+ * is written: no line of it spells the window length out. */
+Test(text, the_char_lstm_sample_trains_with_bptt_and_carried_state, .timeout = 600) {
+  const char *dir = tu_scratch_dir();
+  static char text[93 * 20 + 1];
+  for (int i = 0; i < 93 * 20; i++)
+    text[i] = (char)(32 + (i * 7) % 93);
+  write_file(dir, "corpus.txt", text);
+  char *out, cmd[1000];
+  snprintf(cmd, sizeof cmd,
+           "train %s/samples/char_lstm.dl --data text:corpus.txt --steps 3 --batch 4 --bptt 16 --carry-state",
+           DLC_SOURCE_DIR);
+  cr_assert_eq(dlc(dir, cmd, &out), 0, "%s", out);
+  cr_expect(strstr(out, "stopped after 3 steps") != NULL, "%s", out);
+  free(out);
+}
