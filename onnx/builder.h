@@ -25,6 +25,9 @@ typedef struct OxBuilder {
   const char **names;         /* every value name used, for uniqueness */
   int nnames, capnames;
   const char *symdim[IR_MAX_SYMS]; /* a 1-element i64 tensor holding each symbol's value, once made */
+  const char *const *vnames;  /* the ONNX name of every node of g */
+  const Graph *top;           /* the model's graph (g is a scan body while one is written) */
+  const char *const *top_names; /* the ONNX names of top's nodes */
 } OxBuilder;
 
 /* A conversion: writes node n (operand value names in[], result name out). */
@@ -37,6 +40,9 @@ const char *ox_fresh(OxBuilder *b, const char *base);
 /* Appends a node of type with nin inputs ("" for an absent optional one)
  * and one output, out or a fresh name when out is NULL; returns its name. */
 const char *ox_node(OxBuilder *b, const char *type, const char *out, int nin, const char *const *in);
+/* The same with nout outputs (out[0] names the node). */
+Onnx__NodeProto *ox_node_n(OxBuilder *b, const char *type, int nin, const char *const *in, int nout,
+                           const char *const *out);
 const char *ox_node1(OxBuilder *b, const char *type, const char *out, const char *x);
 const char *ox_node2(OxBuilder *b, const char *type, const char *out, const char *x, const char *y);
 /* Attributes of the last node. */
@@ -58,6 +64,11 @@ int ox_dtype(DType dt);
 /* A TensorProto of a dtype tensor of rank dims d, holding nbytes of data (borrowed). */
 Onnx__TensorProto *ox_tensor(OxBuilder *b, const char *name, DType dt, int rank, const int64_t *d, const void *data,
                              size_t nbytes);
+
+/* scan as an ONNX Scan node whose body is a subgraph (export.c); scan_out
+ * writes nothing (the Scan node names its outputs after them). */
+void ox_cv_scan(OxBuilder *b, const Node *n, const char *const *in, const char *out);
+void ox_cv_scan_out(OxBuilder *b, const Node *n, const char *const *in, const char *out);
 
 /* The conversion of each op (convert.c), NULL for none. */
 OxConvertFn *ox_convert_fn(OpKind op);

@@ -257,8 +257,32 @@ static void ox_cv_mean(OxBuilder *b, const Node *n, const char *const *in, const
   reduce_attr(b, n, "ReduceMean", in[0], out);
 }
 
+/* NaN propagation: dlc's maximum over a window or an axis is NaN when one
+ * element it takes is (as PyTorch's); ONNX leaves that open and ONNX
+ * Runtime's MaxPool and ReduceMax skip NaN.  So the result m is
+ * Where(Greater(R(Cast(IsNaN(x))), 0), NaN, m), where R is the same
+ * reduction over the 0/1 NaN mask: every runtime gives dlc's values.  The
+ * cost is a second reduction over a mask of x's size and three
+ * elementwise passes. */
+static const char *nan_mask(OxBuilder *b, const char *x) {
+  const char *isnan = ox_node1(b, "IsNaN", NULL, x);
+  const char *f = ox_node1(b, "Cast", NULL, isnan);
+  ox_attr_int(b, "to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
+  return f;
+}
+
+static void nan_where(OxBuilder *b, const char *mask_max, const char *m, const char *out) {
+  const char *any = ox_node2(b, "Greater", NULL, mask_max, ox_const_f32(b, 0.0f));
+  const char *in[3] = {any, ox_const_f32(b, NAN), m};
+  ox_node(b, "Where", out, 3, in);
+}
+
 static void ox_cv_max(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
-  reduce_attr(b, n, "ReduceMax", in[0], out);
+  const char *m = ox_fresh(b, arena_printf(b->a, "%s/ReduceMax", out));
+  reduce_attr(b, n, "ReduceMax", in[0], m);
+  const char *k = ox_fresh(b, arena_printf(b->a, "%s/nan_any", out));
+  reduce_attr(b, n, "ReduceMax", nan_mask(b, in[0]), k);
+  nan_where(b, k, m, out);
 }
 
 /* maxout: axis split into [C / pieces, pieces], the maximum over the second. */
@@ -272,9 +296,13 @@ static void ox_cv_maxout(OxBuilder *b, const Node *n, const char *const *in, con
   }
   const char *r = ox_node2(b, "Reshape", NULL, in[0], ox_shape(b, &s));
   int64_t ax = axis + 1;
-  ox_node1(b, "ReduceMax", out, r);
+  const char *m = ox_node1(b, "ReduceMax", NULL, r);
   ox_attr_ints(b, "axes", &ax, 1);
   ox_attr_int(b, "keepdims", 0);
+  const char *k = ox_node1(b, "ReduceMax", NULL, nan_mask(b, r));
+  ox_attr_ints(b, "axes", &ax, 1);
+  ox_attr_int(b, "keepdims", 0);
+  nan_where(b, k, m, out);
 }
 
 /* --- convolution and pooling ------------------------------------------------------------ */
@@ -337,10 +365,16 @@ static void pool_attrs(OxBuilder *b, const AttrWindow *a) {
   ox_attr_int(b, "ceil_mode", a->ceil_mode);
 }
 
+/* MaxPool, NaN propagating as in dlc (nan_where): a MaxPool of the NaN
+ * mask with the same window (its padding counts as -inf, never 1). */
 static void ox_cv_max_pool(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
-  ox_node1(b, "MaxPool", out, in[0]);
+  const char *m = ox_node1(b, "MaxPool", NULL, in[0]);
   pool_attrs(b, &n->attr.window);
   list_attr(b, "dilations", &n->attr.window.dilation);
+  const char *k = ox_node1(b, "MaxPool", NULL, nan_mask(b, in[0]));
+  pool_attrs(b, &n->attr.window);
+  list_attr(b, "dilations", &n->attr.window.dilation);
+  nan_where(b, k, m, out);
 }
 
 static void ox_cv_avg_pool(OxBuilder *b, const Node *n, const char *const *in, const char *out) {

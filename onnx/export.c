@@ -75,6 +75,21 @@ const char *ox_node(OxBuilder *b, const char *type, const char *out, int nin, co
   return out;
 }
 
+Onnx__NodeProto *ox_node_n(OxBuilder *b, const char *type, int nin, const char *const *in, int nout,
+                           const char *const *out) {
+  Onnx__NodeProto *np = arena_alloc(b->a, sizeof *np);
+  onnx__node_proto__init(np);
+  np->n_input = nin;
+  np->input = str_array(b, nin, in);
+  np->n_output = nout;
+  np->output = str_array(b, nout, out);
+  np->name = (char *)out[0];
+  np->op_type = (char *)type;
+  np->doc_string = (char *)b->doc;
+  push_node(b, np);
+  return np;
+}
+
 const char *ox_node1(OxBuilder *b, const char *type, const char *out, const char *x) {
   return ox_node(b, type, out, 1, &x);
 }
@@ -173,21 +188,28 @@ const char *ox_const_i64s(OxBuilder *b, const int64_t *v, int n) {
 
 /* --- shapes ----------------------------------------------------------------------------- */
 
+/* The name of a graph input of g (names: its nodes' ONNX names) with
+ * symbol s at dimension *k, or NULL. */
+static const char *sym_input(const Graph *g, const char *const *names, int s, int *k) {
+  for (int i = 0; i < g->nnodes; i++)
+    for (*k = 0; g->nodes[i].op == OP_INPUT && *k < g->nodes[i].shape.rank; ++*k)
+      if (g->nodes[i].shape.d[*k] == DIM_SYM(s)) return names[i];
+  return NULL;
+}
+
 /* The run-time value of symbol s as a 1-element i64 tensor: a Shape slice
- * of the first graph input that has it (made once). */
+ * of the first input that has it (made once), an input of the scan body
+ * being written, else of the model (the body sees the model's values). */
 static const char *sym_value(OxBuilder *b, int s) {
   if (b->symdim[s]) return b->symdim[s];
-  for (int i = 0; i < b->g->nnodes; i++) {
-    const Node *n = &b->g->nodes[i];
-    for (int k = 0; n->op == OP_INPUT && k < n->shape.rank; k++) {
-      if (n->shape.d[k] != DIM_SYM(s)) continue;
-      const char *v = ox_node1(b, "Shape", ox_fresh(b, arena_printf(b->a, "%s.value", b->g->syms[s].name)), n->name);
-      ox_attr_int(b, "start", k);
-      ox_attr_int(b, "end", k + 1);
-      return b->symdim[s] = v;
-    }
-  }
-  IR_ASSERT(!"a symbol no input has");
+  int k;
+  const char *src = sym_input(b->g, b->vnames, s, &k);
+  if (!src && b->g != b->top) src = sym_input(b->top, b->top_names, s, &k);
+  IR_ASSERT(src && "a symbol no input has");
+  const char *v = ox_node1(b, "Shape", ox_fresh(b, arena_printf(b->a, "%s.value", b->g->syms[s].name)), src);
+  ox_attr_int(b, "start", k);
+  ox_attr_int(b, "end", k + 1);
+  return b->symdim[s] = v;
 }
 
 const char *ox_shape(OxBuilder *b, const Shape *s) {
@@ -239,6 +261,7 @@ static int check_mapped(const Graph *g, Diags *d) {
   int bad = 0;
   for (int i = 0; i < g->nnodes; i++) {
     const Node *n = &g->nodes[i];
+    if (n->op == OP_SCAN) bad += check_mapped(n->attr.scan.body, d);
     if (ox_convert_fn(n->op)) continue;
     diag_error(d, n->loc, "op '%s' has no ONNX form (%s)", ir_ops[n->op].name, onnx_op_info(n->op)->note);
     bad++;
@@ -279,18 +302,121 @@ static void set_doc(OxBuilder *b, const Node *n) {
   b->doc = path ? arena_printf(b->a, "%s:%d", path, n->loc.line) : NULL;
 }
 
-static void convert_nodes(OxBuilder *b, const char **names) {
+static void convert_nodes(OxBuilder *b) {
   const Graph *g = b->g;
   const char *in[64];
   for (int i = 0; i < g->nnodes; i++) {
     const Node *n = &g->nodes[i];
     if (n->op == OP_INPUT || n->op == OP_PARAM) continue;
     const char **ins = n->nin <= 64 ? in : arena_alloc(b->a, n->nin * sizeof *ins);
-    for (int k = 0; k < n->nin; k++) ins[k] = names[n->in[k]];
-    b->cur = n, b->cur_out = names[i];
+    for (int k = 0; k < n->nin; k++) ins[k] = b->vnames[n->in[k]];
+    b->cur = n, b->cur_out = b->vnames[i];
     set_doc(b, n);
-    ox_convert_fn(n->op)(b, n, ins, names[i]);
+    ox_convert_fn(n->op)(b, n, ins, b->vnames[i]);
   }
+}
+
+/* --- scans -------------------------------------------------------------------------------- */
+
+/* An output of the body: value name, through an Identity named after base
+ * when name is a body input, an outer value (a parameter) or already an
+ * output; seen[] holds the outputs so far. */
+static const char *body_output(OxBuilder *b, const char *name, int is_source, const char *base, const char **seen,
+                               int nseen) {
+  int dup = is_source;
+  for (int k = 0; k < nseen; k++) dup |= !strcmp(seen[k], name);
+  return dup ? ox_node1(b, "Identity", ox_fresh(b, base), name) : name;
+}
+
+/* The body of scan n as a GraphProto: its inputs the states then the
+ * sequences' steps (ONNX's order), its outputs the new states, the
+ * per-step values, then (when stacked_states) the states each step read;
+ * the body's parameters read the scan's constant operands (outer_in) as
+ * outer-scope values, so they stay the model's initializers. */
+static Onnx__GraphProto *scan_body(OxBuilder *b, const Node *n, const char *const *outer_in, const char *out,
+                                   int stacked_states) {
+  const AttrScan *a = &n->attr.scan;
+  const Graph *body = a->body;
+  OxBuilder save = *b;
+  const char **names = arena_alloc(b->a, (body->nnodes + 1) * sizeof *names);
+  int bin[64], nbin = 0, np = 0;
+  for (int i = 0; i < body->nnodes; i++) {
+    const Node *bn = &body->nodes[i];
+    if (bn->op == OP_PARAM) names[i] = outer_in[a->nseq + a->nstate + np++];
+    else if (bn->op == OP_INPUT) names[i] = ox_fresh(b, arena_printf(b->a, "%s/%s", out, bn->name)), bin[nbin++] = i;
+    else names[i] = ox_fresh(b, arena_printf(b->a, "%s/%s", out, bn->name ? bn->name : arena_printf(b->a, "%s_%d", ir_ops[bn->op].name, i)));
+  }
+  IR_ASSERT(nbin == a->nseq + a->nstate);
+  b->g = body, b->vnames = names, b->nodes = NULL, b->nnodes = b->capnodes = 0;
+  convert_nodes(b);
+  Onnx__GraphProto *gp = arena_alloc(b->a, sizeof *gp);
+  onnx__graph_proto__init(gp);
+  gp->name = (char *)ox_fresh(b, arena_printf(b->a, "%s/body", out));
+  gp->n_input = nbin;
+  gp->input = arena_alloc(b->a, nbin * sizeof *gp->input);
+  for (int k = 0; k < nbin; k++) { /* states first */
+    int i = bin[k < a->nstate ? a->nseq + k : k - a->nstate];
+    gp->input[k] = value_info(b, names[i], body->nodes[i].dtype, &body->nodes[i].shape);
+  }
+  int ny = ir_scan_ny(a), nout = body->noutputs + (stacked_states ? a->nstate : 0);
+  const char **outs = arena_alloc(b->a, (nout + 1) * sizeof *outs);
+  gp->n_output = nout;
+  gp->output = arena_alloc(b->a, (nout + 1) * sizeof *gp->output);
+  for (int k = 0; k < nout; k++) {
+    int id = k < a->nstate ? body->outputs[ny + k].id : k < body->noutputs ? body->outputs[k - a->nstate].id
+                                                                             : bin[a->nseq + k - body->noutputs];
+    const Node *bn = &body->nodes[id];
+    b->cur_out = out;
+    set_doc(b, n);
+    const char *base = arena_printf(b->a, "%s/%s", out, k < a->nstate ? "state" : k < body->noutputs ? "y" : "state_in");
+    outs[k] = body_output(b, names[id], bn->op == OP_INPUT || bn->op == OP_PARAM, base, outs, k);
+    gp->output[k] = value_info(b, outs[k], bn->dtype, &bn->shape);
+  }
+  gp->n_node = b->nnodes, gp->node = b->nodes;
+  OxBuilder inner = *b;
+  *b = save; /* the outer graph again; symbol values made in the body are not seen outside it */
+  b->names = inner.names, b->nnames = inner.nnames, b->capnames = inner.capnames;
+  return gp;
+}
+
+void ox_cv_scan(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  const Graph *g = b->g;
+  const AttrScan *a = &n->attr.scan;
+  int id = (int)(n - g->nodes), ny = ir_scan_ny(a), nres = ir_scan_nresults(a);
+  const char **res = arena_alloc(b->a, (nres + 1) * sizeof *res);
+  int stacked_states = 0;
+  for (int j = 0; j < nres; j++) res[j] = NULL;
+  for (int i = id + 1; i < g->nnodes; i++)
+    if (g->nodes[i].op == OP_SCAN_OUT && g->nodes[i].in[0] == id) res[g->nodes[i].attr.scan.index] = b->vnames[i];
+  for (int k = 0; k < a->nstate; k++) stacked_states |= res[ny + a->nstate + k] != NULL;
+  Onnx__GraphProto *body = scan_body(b, n, in, out, stacked_states);
+  /* inputs: the initial states, then the sequences */
+  int nin = a->nstate + a->nseq, nout = (int)body->n_output;
+  const char **ins = arena_alloc(b->a, (nin + 1) * sizeof *ins), **outs = arena_alloc(b->a, (nout + 1) * sizeof *outs);
+  for (int k = 0; k < nin; k++) ins[k] = in[k < a->nstate ? a->nseq + k : k - a->nstate];
+  /* outputs: the final states, the stacked per-step values, the stacked states */
+  for (int k = 0; k < nout; k++) {
+    int j = k < a->nstate ? ny + k : k < a->nstate + ny ? k - a->nstate : k;
+    outs[k] = res[j] ? res[j] : ox_fresh(b, arena_printf(b->a, "%s/%s%d", out, j < ny ? "y" : j < ny + a->nstate ? "state" : "states", k));
+  }
+  set_doc(b, n);
+  ox_node_n(b, "Scan", nin, ins, nout, outs);
+  Onnx__AttributeProto *at = new_attr(b, "body", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH);
+  at->g = body;
+  int64_t v[64];
+  for (int k = 0; k < 64; k++) v[k] = a->axis;
+  ox_attr_int(b, "num_scan_inputs", a->nseq);
+  ox_attr_ints(b, "scan_input_axes", v, a->nseq);
+  ox_attr_ints(b, "scan_output_axes", v, nout - a->nstate);
+  if (a->reverse) {
+    for (int k = 0; k < 64; k++) v[k] = 1;
+    ox_attr_ints(b, "scan_input_directions", v, a->nseq);
+    ox_attr_ints(b, "scan_output_directions", v, nout - a->nstate);
+  }
+}
+
+void ox_cv_scan_out(OxBuilder *b, const Node *n, const char *const *in, const char *out) {
+  (void)b, (void)n, (void)in, (void)out; /* the Scan node is named after it */
 }
 
 /* The graph's outputs, each through an Identity when its value is named
@@ -355,8 +481,9 @@ int onnx_export(const Graph *g, RtTensorSet *params, uint8_t **data, size_t *len
   onnx__graph_proto__init(gp);
   gp->name = (char *)g->name;
   name_values(&b, names);
+  b.vnames = names, b.top = g, b.top_names = names;
   add_inputs(&b, gp, names, params);
-  convert_nodes(&b, names);
+  convert_nodes(&b);
   add_outputs(&b, gp, names);
   gp->n_node = b.nnodes;
   gp->node = b.nodes;

@@ -273,6 +273,12 @@ static int cv_prelu(Importer *im, const ImOp *row) {
 }
 
 /* Where(condition, x, y): the condition is 0/1 (dlc's booleans). */
+/* IsNaN as x != x (1 exactly at NaN, as dlc's ne). */
+static int cv_isnan(Importer *im, const ImOp *row) {
+  int x = im_tensor(im, 0);
+  return im_set_out(im, 0, bin(im, OP_NE, x, x, 0));
+}
+
 static int cv_where(Importer *im, const ImOp *row) {
   int in[3] = {im_tensor(im, 0), im_tensor(im, 1), im_tensor(im, 2)};
   return im_set_out(im, 0, im_op(im, OP_WHERE, in, 3, NULL, 0));
@@ -1292,6 +1298,7 @@ static const ImOp im_ops[] = {
     {"Celu", cv_celu, OP_ELU, 1, "alpha"},
     {"PRelu", cv_prelu, OP_WHERE, 2, ""},
     {"Where", cv_where, OP_WHERE, 3, ""},
+    {"IsNaN", cv_isnan, OP_NE, 1, ""},
     {"Equal", cv_binary, OP_EQ, 2, ""},
     {"Less", cv_binary, OP_LT, 2, ""},
     {"LessOrEqual", cv_binary, OP_LE, 2, ""},

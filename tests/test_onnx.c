@@ -48,16 +48,6 @@ static Onnx__ModelProto *read_model(const char *path) {
   return m;
 }
 
-/* Samples with an op that has no ONNX form yet (scan: the recurrent
- * layers); exporting them is refused (no_onnx_form_is_refused). */
-static const char *const not_exported[] = {"char_lstm.dl", "text_classify.dl", "seq2seq_attention.dl"};
-
-static int is_not_exported(const char *name) {
-  for (size_t k = 0; k < sizeof not_exported / sizeof *not_exported; k++)
-    if (!strcmp(name, not_exported[k])) return 1;
-  return 0;
-}
-
 /* The models exported by the tests: every sample, and the model that
  * holds every op with an ONNX form (paths relative to the source tree). */
 static int list_models(char names[][96], int max) {
@@ -66,7 +56,7 @@ static int list_models(char names[][96], int max) {
   int n = 0;
   for (struct dirent *e; (e = readdir(dir)) && n < max - 1;) {
     size_t l = strlen(e->d_name);
-    if (l > 3 && !strcmp(e->d_name + l - 3, ".dl") && l < 64 && !is_not_exported(e->d_name))
+    if (l > 3 && !strcmp(e->d_name + l - 3, ".dl") && l < 64)
       snprintf(names[n++], 96, "samples/%.63s", e->d_name);
   }
   closedir(dir);
@@ -154,7 +144,7 @@ static void expect_nodes(const Onnx__GraphProto *gp, const char *sample) {
       "LeakyRelu", "Log", "LogSoftmax", "Max", "Min", "Neg", "Pad", "Pow", "ReduceMax", "ReduceMean", "ReduceSum",
       "Resize", "Selu", "Slice", "Softplus", "Sqrt", "Tanh", "Where", "SoftmaxCrossEntropyLoss", "Cast", "Equal",
       "Not", "Less", "LessOrEqual", "GreaterOrEqual", "GatherElements", "Gather", "NegativeLogLikelihoodLoss",
-      "LayerNormalization", "Expand", "Trilu", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Floor", "Ceil", "Round"};
+      "LayerNormalization", "Expand", "Trilu", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Floor", "Ceil", "Round", "Scan", "IsNaN"};
   char loc[4096];
   snprintf(loc, sizeof loc, "%s:", sample);
   for (size_t i = 0; i < gp->n_node; i++) {
@@ -165,6 +155,8 @@ static void expect_nodes(const Onnx__GraphProto *gp, const char *sample) {
     cr_expect(!n->domain || !*n->domain, "%s: node %s in domain %s", sample, n->name, n->domain);
     cr_expect(n->doc_string && strstr(n->doc_string, loc), "%s: node %s has doc_string %s", sample, n->name,
               n->doc_string ? n->doc_string : "(none)");
+    for (size_t k = 0; k < n->n_attribute; k++) /* a Scan's body */
+      if (n->attribute[k]->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH) expect_nodes(n->attribute[k]->g, sample);
   }
 }
 
@@ -307,7 +299,8 @@ Test(onnx, an_op_without_onnx_form_is_an_error_at_its_line) {
 Test(onnx, every_op_a_model_can_hold_has_an_onnx_form) {
   for (int op = 0; op < OP_COUNT; op++) {
     const OnnxOpInfo *r = onnx_op_info((OpKind)op);
-    if (ir_ops[op].flags & (OPF_INTERNAL | OPF_RANDOM)) cr_expect(!r->onnx && r->note && *r->note, "internal op %s", ir_ops[op].name);
+    if (op == OP_SCAN || op == OP_SCAN_OUT) cr_expect(r->onnx, "scan is an ONNX Scan");
+    else if (ir_ops[op].flags & (OPF_INTERNAL | OPF_RANDOM)) cr_expect(!r->onnx && r->note && *r->note, "internal op %s", ir_ops[op].name);
     else cr_expect(r->onnx, "op %s can be written in .dl but has no ONNX form", ir_ops[op].name);
   }
 }
@@ -347,13 +340,60 @@ Test(onnx, checker_accepts_every_sample, .timeout = 180) {
   free(log);
 }
 
-Test(onnx, no_onnx_form_is_refused) {
+
+static const Onnx__AttributeProto *attr_of(const Onnx__NodeProto *n, const char *name) {
+  for (size_t k = 0; k < n->n_attribute; k++)
+    if (!strcmp(n->attribute[k]->name, name)) return n->attribute[k];
+  return NULL;
+}
+
+/* A scan is one Scan node whose body is the step, written once: the
+ * bidirectional GRU of text_classify is two Scans over the time axis 1
+ * (batch_first), the backward one with reversed directions; each body
+ * takes the state then the step and returns the new state then the step's
+ * output, and reads the GRU's weights as the model's initializers. */
+Test(onnx, a_scan_is_one_scan_node_with_its_body) {
   const char *dir = tu_scratch_dir();
-  for (size_t k = 0; k < sizeof not_exported / sizeof *not_exported; k++) {
-    char args[1024], *log;
-    snprintf(args, sizeof args, "export %s/samples/%s -o m.onnx", DLC_SOURCE_DIR, not_exported[k]);
-    cr_expect_eq(run_dlc(dir, args, &log), 1, "dlc %s exports", args);
-    cr_expect(strstr(log, "has no ONNX form"), "%s", log);
-    free(log);
+  char args[1024], path[700], *log;
+  snprintf(args, sizeof args, "export %s/samples/text_classify.dl -o t.onnx", DLC_SOURCE_DIR);
+  cr_assert_eq(run_dlc(dir, args, &log), 0, "%s", log);
+  free(log);
+  snprintf(path, sizeof path, "%s/t.onnx", dir);
+  Onnx__ModelProto *mp = read_model(path);
+  const Onnx__GraphProto *gp = mp->graph;
+  cr_assert_eq(count_op(gp, "Scan"), 2);
+  int reversed = 0;
+  for (size_t i = 0; i < gp->n_node; i++) {
+    const Onnx__NodeProto *n = gp->node[i];
+    if (strcmp(n->op_type, "Scan")) continue;
+    const Onnx__AttributeProto *body = attr_of(n, "body"), *nsi = attr_of(n, "num_scan_inputs");
+    const Onnx__AttributeProto *ia = attr_of(n, "scan_input_axes"), *oa = attr_of(n, "scan_output_axes");
+    const Onnx__AttributeProto *dir_in = attr_of(n, "scan_input_directions"), *dir_out = attr_of(n, "scan_output_directions");
+    cr_assert(body && body->g && nsi && ia && oa);
+    cr_expect_eq(nsi->i, 1);
+    cr_expect_eq(n->n_input, 2, "the initial state, then the sequence");
+    cr_expect_eq(n->n_output, 2, "the final state, then the stacked outputs");
+    cr_assert_eq(ia->n_ints, 1);
+    cr_expect_eq(ia->ints[0], 1);
+    cr_assert_eq(oa->n_ints, 1);
+    cr_expect_eq(oa->ints[0], 1);
+    cr_expect((dir_in != NULL) == (dir_out != NULL));
+    if (dir_in) {
+      reversed++;
+      cr_expect(dir_in->n_ints == 1 && dir_in->ints[0] == 1 && dir_out->n_ints == 1 && dir_out->ints[0] == 1);
+    }
+    const Onnx__GraphProto *bg = body->g;
+    cr_expect_eq(bg->n_input, 2);
+    cr_expect_eq(bg->n_output, 2);
+    cr_expect_eq(bg->n_initializer, 0, "the weights are the model's initializers");
+    cr_expect_eq(count_op(bg, "Scan"), 0);
+    cr_expect_gt(count_op(bg, "Gemm") + count_op(bg, "MatMul"), 0);
+    cr_expect_lt(bg->n_node, 200, "the body is one step, not unrolled over 64");
+    int reads_weight = 0;
+    for (size_t k = 0; k < bg->n_node; k++)
+      for (size_t j = 0; j < bg->node[k]->n_input; j++) reads_weight |= !strncmp(bg->node[k]->input[j], "gru.", 4);
+    cr_expect(reads_weight, "the body reads the GRU's initializers");
   }
+  cr_expect_eq(reversed, 1, "one backward scan");
+  onnx__model_proto__free_unpacked(mp, NULL);
 }
