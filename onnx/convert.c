@@ -259,11 +259,13 @@ static void ox_cv_mean(OxBuilder *b, const Node *n, const char *const *in, const
 
 /* NaN propagation: dlc's maximum over a window or an axis is NaN when one
  * element it takes is (as PyTorch's); ONNX leaves that open and ONNX
- * Runtime's MaxPool and ReduceMax skip NaN.  So the result m is
- * Where(Greater(R(Cast(IsNaN(x))), 0), NaN, m), where R is the same
- * reduction over the 0/1 NaN mask: every runtime gives dlc's values.  The
- * cost is a second reduction over a mask of x's size and three
- * elementwise passes. */
+ * Runtime's MaxPool and ReduceMax skip NaN.  So the result is
+ * m + Sqrt(-R(Cast(IsNaN(x)))), where R is the same reduction over the
+ * 0/1 NaN mask: Sqrt(-0) is -0 and m + -0 is m, Sqrt(-1) is NaN, so every
+ * runtime gives dlc's values, and the form needs no NaN constant (which a
+ * .dl file, and so an import, could only hold as a parameter).  The cost
+ * is a second reduction over a mask of x's size and four elementwise
+ * passes. */
 static const char *nan_mask(OxBuilder *b, const char *x) {
   const char *isnan = ox_node1(b, "IsNaN", NULL, x);
   const char *f = ox_node1(b, "Cast", NULL, isnan);
@@ -272,9 +274,8 @@ static const char *nan_mask(OxBuilder *b, const char *x) {
 }
 
 static void nan_where(OxBuilder *b, const char *mask_max, const char *m, const char *out) {
-  const char *any = ox_node2(b, "Greater", NULL, mask_max, ox_const_f32(b, 0.0f));
-  const char *in[3] = {any, ox_const_f32(b, NAN), m};
-  ox_node(b, "Where", out, 3, in);
+  const char *nan_or_zero = ox_node1(b, "Sqrt", NULL, ox_node1(b, "Neg", NULL, mask_max));
+  ox_node2(b, "Add", out, m, nan_or_zero);
 }
 
 static void ox_cv_max(OxBuilder *b, const Node *n, const char *const *in, const char *out) {

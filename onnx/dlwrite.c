@@ -66,19 +66,27 @@ static void write_attrs(Buf *b, const Graph *g, const Node *n, const Attrs *give
   }
 }
 
-static void write_node(Buf *b, const Graph *g, const Node *n, const Attrs *given) {
+static void write_scan(Buf *b, const Graph *g, int id, const char *indent);
+
+/* Node n of g, on a line of its own after indent. */
+static void write_node(Buf *b, const Graph *g, const Node *n, const Attrs *given, const char *indent) {
   char ty[128];
-  if (n->op == OP_CONST) return;
+  if (n->op == OP_CONST || n->op == OP_SCAN_OUT) return; /* inline; with its scan */
   if (n->op == OP_INPUT) {
     buf_printf(b, "input %s: %s\n", n->name, ir_type_str(g, n->dtype, &n->shape, ty, sizeof ty));
     return;
   }
-  if (n->op == OP_PARAM) {
-    buf_printf(b, "param %s: %s\n", n->name, ir_type_str(g, n->dtype, &n->shape, ty, sizeof ty));
-    if (n->frozen) buf_printf(b, "freeze %s    # a Constant\n", n->name);
+  if (n->op == OP_PARAM && strchr(n->name, '.')) { /* a scan body's, declared in its block */
+    if (n->frozen) buf_printf(b, "%sfreeze %s    # a Constant\n", indent, n->name);
     return;
   }
-  buf_printf(b, "%s = %s(", n->name, ir_ops[n->op].name);
+  if (n->op == OP_PARAM) {
+    buf_printf(b, "%sparam %s: %s\n", indent, n->name, ir_type_str(g, n->dtype, &n->shape, ty, sizeof ty));
+    if (n->frozen && !*indent) buf_printf(b, "freeze %s    # a Constant\n", n->name);
+    return;
+  }
+  if (n->op == OP_SCAN) return write_scan(b, g, (int)(n - g->nodes), indent);
+  buf_printf(b, "%s%s = %s(", indent, n->name, ir_ops[n->op].name);
   for (int k = 0; k < n->nin; k++) {
     if (k) buf_printf(b, ", ");
     write_operand(b, g, n->in[k]);
@@ -88,10 +96,53 @@ static void write_node(Buf *b, const Graph *g, const Node *n, const Attrs *given
   write_origin(b, n);
 }
 
+/* The block of a scan's body (named as the body graph), after the blocks
+ * of the scans it holds: blocks are defined at top level. */
+static void write_block(Buf *b, const Graph *body) {
+  for (int i = 0; i < body->nnodes; i++)
+    if (body->nodes[i].op == OP_SCAN) write_block(b, body->nodes[i].attr.scan.body);
+  buf_printf(b, "\nblock %s(", body->name);
+  for (int i = 0, k = 0; i < body->nnodes; i++)
+    if (body->nodes[i].op == OP_INPUT) buf_printf(b, "%s%s", k++ ? ", " : "", body->nodes[i].name);
+  buf_printf(b, ") {\n");
+  for (int i = 0; i < body->nnodes; i++)
+    if (body->nodes[i].op != OP_INPUT) write_node(b, body, &body->nodes[i], NULL, "  ");
+  buf_printf(b, "  return ");
+  for (int o = 0; o < body->noutputs; o++) {
+    if (o) buf_printf(b, ", ");
+    write_operand(b, body, body->outputs[o].id);
+  }
+  buf_printf(b, "\n}\n");
+}
+
+/* RESULTS = scan(BLOCK, SEQ, STATES..., axis=A, reverse=true) as NAME: the
+ * results are the scan_out nodes (stacked values, then final states); the
+ * block's params are NAME.PARAM. */
+static void write_scan(Buf *b, const Graph *g, int id, const char *indent) {
+  const Node *n = &g->nodes[id];
+  const AttrScan *a = &n->attr.scan;
+  int nres = a->body->noutputs;
+  if (!*indent) write_block(b, a->body), buf_printf(b, "\n");
+  buf_printf(b, "%s", indent);
+  for (int j = 0; j < nres; j++) {
+    const char *name = NULL;
+    for (int i = id + 1; i < g->nnodes && !name; i++)
+      if (g->nodes[i].op == OP_SCAN_OUT && g->nodes[i].in[0] == id && g->nodes[i].attr.scan.index == j) name = g->nodes[i].name;
+    buf_printf(b, "%s%s", j ? ", " : "", name ? name : "_");
+  }
+  buf_printf(b, " = scan(%s", a->body->name);
+  for (int k = 0; k < a->nseq + a->nstate; k++) {
+    buf_printf(b, ", ");
+    write_operand(b, g, n->in[k]);
+  }
+  buf_printf(b, ", axis=%lld%s) as %s", (long long)a->axis, a->reverse ? ", reverse=true" : "", n->name);
+  write_origin(b, n);
+}
+
 char *im_write_dl(const Graph *g, const Attrs *const *given, const char *header) {
   Buf b = {0};
   buf_printf(&b, "%s\nmodel %s\n\n", header, g->name);
-  for (int i = 0; i < g->nnodes; i++) write_node(&b, g, &g->nodes[i], given ? given[i] : NULL);
+  for (int i = 0; i < g->nnodes; i++) write_node(&b, g, &g->nodes[i], given ? given[i] : NULL, "");
   buf_printf(&b, "\n");
   for (int i = 0; i < g->noutputs; i++) {
     const Node *n = &g->nodes[g->outputs[i].id];

@@ -400,7 +400,7 @@ void ox_cv_scan(OxBuilder *b, const Node *n, const char *const *in, const char *
     outs[k] = res[j] ? res[j] : ox_fresh(b, arena_printf(b->a, "%s/%s%d", out, j < ny ? "y" : j < ny + a->nstate ? "state" : "states", k));
   }
   set_doc(b, n);
-  ox_node_n(b, "Scan", nin, ins, nout, outs);
+  ox_node_n(b, "Scan", nin, ins, nout, outs)->name = (char *)out;
   Onnx__AttributeProto *at = new_attr(b, "body", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH);
   at->g = body;
   int64_t v[64];

@@ -112,8 +112,8 @@ int im_error(Importer *im, const char *fmt, ...) {
 }
 
 /* A message about the model as a whole (inputs, initializers, outputs). */
-static int model_error(Importer *im, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int model_error(Importer *im, const char *fmt, ...) {
+#define model_error im_model_error
+int im_model_error(Importer *im, const char *fmt, ...) {
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
@@ -174,7 +174,8 @@ static int materialise_param(Importer *im, ImValue *v) {
   RtError err;
   if (rt_tensor_alloc(&t, DT_F32, c->rank, c->dims, &err)) return im_error(im, "'%s': %s", v->name, err.msg);
   memcpy(t.data, c->f, (size_t)c->numel * sizeof(float));
-  rt_set_add(im->weights, name, &t, &err);
+  /* a Scan body's param is named in the .dl after the scan statement */
+  rt_set_add(im->weights, im->param_prefix ? arena_printf(im->a, "%s.%s", im->param_prefix, name) : name, &t, &err);
   return id;
 }
 
@@ -626,20 +627,62 @@ static void node_lines(Importer *im) {
   im->src.text = buf;
 }
 
+/* The values of the enclosing graphs that a Scan body reads (names no
+ * node, input or initializer of the body defines): each must be known
+ * (an initializer or a Constant), and becomes a value of the body, made a
+ * param of the body when read as a tensor. */
+static int bind_outer(Importer *im) {
+  for (size_t i = 0; i < im->gp->n_node; i++) {
+    const Onnx__NodeProto *np = im->gp->node[i];
+    im->np = np, im->ni = (int)i, im->loc = (SrcLoc){&im->src, (int)i + 1, 1};
+    for (size_t k = 0; k < np->n_input; k++) {
+      const char *name = S(np->input[k]);
+      if (!*name || value_of(im, name)) continue;
+      const ImValue *ov = NULL;
+      for (Importer *o = im->outer; o && !ov; o = o->outer) ov = value_of(o, name);
+      if (!ov) continue; /* undefined: topo_order says so */
+      if (!ov->k)
+        return im_error(im, "input '%s' is a value of the enclosing graph computed at run time; a Scan body dlc "
+                            "imports reads only constants (initializers) from outside it", name);
+      value_new(im, name);
+      im->vals[im->nvals - 1].k = ov->k;
+    }
+  }
+  return 0;
+}
+
 static int convert_nodes(Importer *im) {
   int n = (int)im->gp->n_node;
   if (n > ONNX_MAX_NODES) return model_error(im, "%d nodes, more than dlc imports (%d)", n, ONNX_MAX_NODES);
   int cap = n + (int)im->gp->n_initializer + (int)im->gp->n_input + 1;
   for (int i = 0; i < n; i++) cap += (int)im->gp->node[i]->n_output > 0 ? (int)im->gp->node[i]->n_output : 0;
+  for (int i = 0; im->outer && i < n; i++) cap += (int)im->gp->node[i]->n_input; /* values bound from outside */
   int *producer = arena_alloc(im->a, (size_t)cap * sizeof *producer), *order = arena_alloc(im->a, (n + 1) * sizeof *order);
   memset(producer, 0xff, (size_t)cap * sizeof *producer);
-  if (declare_outputs(im, producer) || topo_order(im, producer, order)) return -1;
+  if (declare_outputs(im, producer) || (im->outer && bind_outer(im)) || topo_order(im, producer, order)) return -1;
   for (int j = 0; j < n; j++) {
     int i = order[j];
     im->np = im->gp->node[i], im->ni = i, im->loc = (SrcLoc){&im->src, i + 1, 1};
     if (im_convert_node(im)) return -1;
   }
   return 0;
+}
+
+/* --- Scan bodies ---------------------------------------------------------------------------- */
+
+int im_subgraph(Importer *sub, const char *const *in_names, const int *ids, int nin) {
+  size_t nv = sub->gp->n_initializer + (size_t)nin;
+  for (size_t i = 0; i < sub->gp->n_node; i++) nv += sub->gp->node[i]->n_output + sub->gp->node[i]->n_input;
+  if (sub->gp->n_node > ONNX_MAX_NODES || nv > (size_t)ONNX_MAX_NODES * 4)
+    return model_error(sub, "the body is too large (%zu nodes)", sub->gp->n_node);
+  sub->vals = arena_alloc(sub->a, (nv + 1) * sizeof *sub->vals);
+  node_lines(sub);
+  if (add_initializers(sub)) return -1;
+  for (int k = 0; k < nin; k++) {
+    if (value_new(sub, in_names[k])) return model_error(sub, "body input '%s' is defined twice", in_names[k]);
+    sub->vals[sub->nvals - 1].id = ids[k];
+  }
+  return convert_nodes(sub);
 }
 
 /* --- the model ---------------------------------------------------------------------------- */

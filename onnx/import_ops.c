@@ -273,6 +273,8 @@ static int cv_prelu(Importer *im, const ImOp *row) {
 }
 
 /* Where(condition, x, y): the condition is 0/1 (dlc's booleans). */
+static int cv_scan(Importer *im, const ImOp *row) { return im_cv_scan(im); }
+
 /* IsNaN as x != x (1 exactly at NaN, as dlc's ne). */
 static int cv_isnan(Importer *im, const ImOp *row) {
   int x = im_tensor(im, 0);
@@ -1080,10 +1082,24 @@ static int cv_gather(Importer *im, const ImOp *row) {
 static int cv_cast(Importer *im, const ImOp *row) {
   int64_t to;
   if (im_attr_int(im, "to", 0, &to)) return -1;
+  if (to == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL && !im_known_opt(im, 0)) { /* dlc's bools are f32 0 and 1: x != 0 */
+    int x = im_tensor(im, 0);
+    if (x < 0) return -1;
+    if (im->g->nodes[x].dtype != DT_F32) return im_error(im, "a cast to BOOL of a %s tensor is not supported", rt_dtype_name(im->g->nodes[x].dtype));
+    return im_set_out(im, 0, bin(im, OP_NE, x, konst(im, 0), 0));
+  }
   DType dt = to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ? DT_F32
              : to == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 ? DT_I64
                                                                                                      : DT_COUNT;
   const ImConst *c = im_known_opt(im, 0);
+  if (c && to == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL) { /* 0/1 floats */
+    if (c->sym) return im_error(im, "a cast of a symbolic dimension to BOOL is not supported");
+    ImConst *r = arena_alloc(im->a, sizeof *r);
+    *r = *c;
+    r->dt = DT_F32, r->i = NULL, r->f = arena_alloc(im->a, (size_t)(c->numel + 1) * sizeof *r->f);
+    for (int64_t k = 0; k < c->numel; k++) r->f[k] = c->dt == DT_F32 ? c->f[k] != 0 : c->i[k] != 0;
+    return im_set_out_known(im, 0, r);
+  }
   if (c && dt != DT_COUNT) {
     if (c->dt == dt) return im_set_out_known(im, 0, (ImConst *)c);
     if (c->sym) return im_error(im, "a cast of a symbolic dimension to float is not supported");
@@ -1299,6 +1315,7 @@ static const ImOp im_ops[] = {
     {"PRelu", cv_prelu, OP_WHERE, 2, ""},
     {"Where", cv_where, OP_WHERE, 3, ""},
     {"IsNaN", cv_isnan, OP_NE, 1, ""},
+    {"Scan", cv_scan, OP_SCAN, 64 + 32, "body num_scan_inputs scan_input_axes scan_input_directions scan_output_axes scan_output_directions"},
     {"Equal", cv_binary, OP_EQ, 2, ""},
     {"Less", cv_binary, OP_LT, 2, ""},
     {"LessOrEqual", cv_binary, OP_LE, 2, ""},

@@ -58,6 +58,9 @@ typedef struct Importer {
   const Attrs **given;       /* per graph node: the window attributes as set
                                 (before the shape rule made them canonical), or NULL */
   int cap_given;
+  struct Importer *outer;    /* the graph a Scan body is in, or NULL */
+  const char *param_prefix;  /* a body's params: the weights' names are PREFIX.NAME */
+  int depth;                 /* Scan bodies this graph is nested in */
   /* the node being converted */
   const Onnx__NodeProto *np;
   int ni;
@@ -110,6 +113,18 @@ int im_set_out_known(Importer *im, int k, ImConst *c);
 ImConst *im_tensor_known(Importer *im, const Onnx__TensorProto *t, const char *what);
 /* A known i64 vector of n elements (arena). */
 ImConst *im_known_i64(Importer *im, int n);
+
+/* Imports a Scan body: sub->gp into sub->g (both set, like a, d, path,
+ * weights, outer, param_prefix and src.path), its graph inputs bound to
+ * the nodes ids[] (the caller made them: the body's inputs in_names[]).
+ * Values of the enclosing graphs that the body reads must be known
+ * (initializers, Constants): they become the body's params.  Returns 0 or
+ * -1 after an error. */
+int im_subgraph(Importer *sub, const char *const *in_names, const int *ids, int nin);
+/* Reports an error about the model as a whole; returns -1. */
+int im_model_error(Importer *im, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Scan (import_scan.c). */
+int im_cv_scan(Importer *im);
 
 /* Converts the current node; returns 0 or -1 after an error. */
 int im_convert_node(Importer *im);
