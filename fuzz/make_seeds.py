@@ -144,6 +144,39 @@ def onnx_seeds():
                 ("sc", np.array([1, 1, 2, 2], "<f4"))])
 
 
+def onnx_scan_seeds():
+    """Scan bodies: a running sum over axis 1 whose body reads an
+    initializer of the outer graph, forward and backward, and a body with
+    its own Constant and two states (the forms dlc export writes)."""
+    from onnx import TensorProto, helper
+    n = helper.make_node
+    f = TensorProto.FLOAT
+    r = np.random.RandomState(1)
+
+    def body(nodes, ins, outs):
+        return helper.make_graph(nodes, "body", [helper.make_tensor_value_info(k, f, d) for k, d in ins],
+                                 [helper.make_tensor_value_info(k, f, d) for k, d in outs])
+
+    step = body([n("Mul", ["x_t", "w"], ["xw"]), n("Add", ["s", "xw"], ["s_new"]), n("Tanh", ["s_new"], ["y"])],
+                [("s", ["N", 4]), ("x_t", ["N", 4])], [("s_new", ["N", 4]), ("y", ["N", 4])])
+    w = [("w", r.uniform(-1, 1, 4).astype("<f4"))]
+    onnx_model("scan", 17, [n("Scan", ["s0", "x"], ["s_T", "ys"], body=step, num_scan_inputs=1,
+                              scan_input_axes=[1], scan_output_axes=[1])],
+               [("x", ["N", 5, 4]), ("s0", ["N", 4])], ["s_T", "ys"], w)
+    onnx_model("scan_reverse", 11, [n("Scan", ["s0", "x"], ["s_T", "ys"], body=step, num_scan_inputs=1,
+                                      scan_input_axes=[-2], scan_output_axes=[-2], scan_input_directions=[1],
+                                      scan_output_directions=[1])],
+               [("x", ["N", 5, 4]), ("s0", ["N", 4])], ["s_T", "ys"], w)
+    two = body([n("Constant", [], ["half"], value=helper.make_tensor("half", f, [], [0.5])),
+                n("Gemm", ["x_t", "wx"], ["g"], transB=1), n("Mul", ["c", "half"], ["ch"]),
+                n("Add", ["g", "ch"], ["c_new"]), n("Sigmoid", ["c_new"], ["h_new"])],
+               [("h", ["N", 3]), ("c", ["N", 3]), ("x_t", ["N", 2])],
+               [("h_new", ["N", 3]), ("c_new", ["N", 3]), ("h_new_y", ["N", 3])])
+    two.node.append(n("Identity", ["h_new"], ["h_new_y"]))
+    onnx_model("scan_two_states", 17, [n("Scan", ["h0", "h0", "x"], ["h_T", "c_T", "hs"], body=two, num_scan_inputs=1)],
+               [("x", [6, "N", 2]), ("h0", ["N", 3])], ["h_T", "c_T", "hs"], [("wx", r.uniform(-1, 1, (3, 2)).astype("<f4"))])
+
+
 for kind in ("npy", "safetensors", "checkpoint", "idx", "csv", "onnx"):
     os.makedirs(os.path.join(HERE, "corpus", kind), exist_ok=True)
 npy_seeds()
@@ -152,3 +185,4 @@ checkpoint_seeds()
 idx_seeds()
 csv_seeds()
 onnx_seeds()
+onnx_scan_seeds()

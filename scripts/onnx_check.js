@@ -4,7 +4,9 @@
 //
 // A manifest line is NAME <TAB> MODEL.onnx <TAB> in=PATH,... <TAB> out=PATH,...
 // (inputs and dlc's outputs as .npy), or NAME <TAB> - <TAB> REASON for a
-// case dlc does not export.  An output agrees when NaN and infinities sit
+// case dlc does not export, or NAME <TAB> = <TAB> out=GOT,... <TAB>
+// out=WANT,... for outputs dlc computed twice (the round trip through
+// dlc import) compared with each other.  An output agrees when NaN and infinities sit
 // where dlc's are and every other element is within 1e-5 of dlc's,
 // relative to the largest magnitude of dlc's output (norm-wise, floor
 // 1e-6: the measure the test suite uses between dlc's backends, since
@@ -54,7 +56,19 @@ function pairs(field) {
   return field.split(',').filter(s => s).map(s => { const k = s.indexOf('='); return [s.slice(0, k), s.slice(k + 1)]; });
 }
 
+// Outputs of two dlc runs: the worst error of each GOT against its WANT.
+function compareCase(fields) {
+  const want = new Map(pairs(fields[3]));
+  let worst = 0;
+  for (const [name, path] of pairs(fields[2])) {
+    if (!fs.existsSync(path)) throw new Error('no output ' + name + ' (see import.log beside it)');
+    worst = Math.max(worst, normErr(readNpy(path), readNpy(want.get(name))));
+  }
+  return worst;
+}
+
 async function runCase(fields) {
+  if (fields[1] === '=') return compareCase(fields);
   const [, model, ins, outs] = fields;
   const session = await ort.InferenceSession.create(model, {logSeverityLevel: 3});
   const feeds = {};
