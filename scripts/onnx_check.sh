@@ -6,8 +6,9 @@
 #   * every sample (and tests/fixtures/onnx/all_ops.dl), exported with its initialisation from seed 0 (with batch
 #     norm, and with --fold-bn), run by ONNX Runtime and by `dlc run` on the
 #     same fixed inputs (the batch N = 3);
-#   * every sample imported back (dlc import) and run by `dlc run` on the
-#     same inputs: the round trip dlc -> ONNX -> dlc ("NAME import");
+#   * every sample (and tests/fixtures/onnx/scan_small.dl) imported back
+#     (dlc import) and run by `dlc run` on the same inputs: the round trip
+#     dlc -> ONNX -> dlc ("NAME import");
 #   * every case of tests/op_cases.h that has an ONNX form, exported from the
 #     graph the test suite builds, run by ONNX Runtime on its fixture inputs
 #     and compared with the reference interpreter's result (dlc run's default).
@@ -45,8 +46,11 @@ for dl in samples/*.dl tests/fixtures/onnx/*.dl; do
   "$build/dlc" export "$dl" --seed 0 --fold-bn -o "$dir/folded.onnx"
   printf '%s\t%s\t%s\t%s\n' "$name" "$dir/model.onnx" "$ins" "$outs" >> "$manifest"
   printf '%s\t%s\t%s\t%s\n' "$name --fold-bn" "$dir/folded.onnx" "$ins" "$outs" >> "$manifest"
-  # the round trip: the exported file imported back, run by dlc (a failed
-  # import or run leaves no output files, and the case fails)
+  # the round trip of the samples (and the scan fixture): the exported file
+  # imported back, run by dlc (a failed import or run leaves no output
+  # files, and the case fails).  all_ops.dl is left out: its layer_norm
+  # without weight and tril export an Expand, which dlc does not import.
+  case "$dl" in samples/*|*/scan_small.dl) ;; *) continue ;; esac
   rm -f "$dir"/rt.*.npy
   rt_flags=$(echo "$flags" | sed 's#/ref\.#/rt.#g')
   rt_outs=$(echo "$outs" | sed 's#/ref\.#/rt.#g')
