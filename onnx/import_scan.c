@@ -53,7 +53,7 @@ static int uniform(Importer *im, const char *name, int n, int64_t want, int rank
 
 /* The attributes of the node as a ScanForm; -1 after an error. */
 static int scan_form(Importer *im, ScanForm *f, int seq_rank) {
-  int64_t m, dir_in, dir_out, out_axis;
+  int64_t m, dir_in, dir_out;
   if (im->opset < 9) return im_error(im, "Scan of opset %lld (with sequence_lens) is not supported; opset 9 and later are", (long long)im->opset);
   const Onnx__AttributeProto *b = im_attr(im, "body");
   if (!b || b->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH || !b->g)
@@ -80,9 +80,7 @@ static int scan_form(Importer *im, ScanForm *f, int seq_rank) {
     return im_error(im, "attribute 'scan_output_directions' differs from 'scan_input_directions': dlc's scan "
                         "stacks each step's output at its own step");
   f->reverse = (int)dir_in;
-  /* an output axis is counted in the stacked output's rank, which the body decides: checked after it */
-  if (uniform(im, "scan_output_axes", f->ny, 0, 0, &out_axis)) return -1;
-  return 0;
+  return 0; /* an output axis counts in the stacked output's rank, which the body decides: output_axes_ok */
 }
 
 /* Whether every scan_output_axes entry is axis once normalised by the
@@ -91,6 +89,7 @@ static int output_axes_ok(Importer *im, const ScanForm *f, const Graph *body) {
   int64_t v[64];
   int nv;
   if (im_attr_ints(im, "scan_output_axes", v, 64, &nv)) return -1;
+  if (nv >= 0 && nv != f->ny) return im_error(im, "attribute 'scan_output_axes' has %d entries; the node has %d scan outputs", nv, f->ny);
   for (int k = 0; k < f->ny; k++) {
     int64_t x = nv < 0 ? 0 : v[k];
     int rank = body->nodes[body->outputs[k].id].shape.rank + 1;
