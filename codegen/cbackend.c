@@ -173,6 +173,12 @@ void cg_c_set_pool(CModule *m, RtPool *pool) {
   if (set_threads) set_threads(rt_pool_threads(pool));
 }
 
+int cg_c_set_collective(CModule *m, IrCollective fn, void *ctx) {
+  void (*set)(IrCollective, void *) = (void (*)(IrCollective, void *))sym(m, "set_collective");
+  if (set) set(fn, ctx);
+  return set != NULL;
+}
+
 RtStatus cg_c_set_params(CModule *m, const RtTensorSet *set, RtError *err) {
   const CgParamInfo *(*param)(int) = (const CgParamInfo *(*)(int))sym(m, "param");
   int (*set_param)(int, const float *) = (int (*)(int, const float *))sym(m, "set_param");

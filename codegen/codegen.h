@@ -77,6 +77,10 @@ RtStatus cg_c_get_params(CModule *m, RtTensorSet *set, RtError *err);
  * them on as many OpenMP threads; other modules run serially. */
 #define CG_C_THREADS_FLAGS "-DDLC_THREADS -fopenmp"
 void cg_c_set_pool(CModule *m, RtPool *pool);
+/* Has the module's collectives (dist_mean, dist_sum: --sync-bn) call fn
+ * with ctx from now on (NULL: the identity, the default).  Returns 1, or
+ * 0 when the module has no collectives. */
+int cg_c_set_collective(CModule *m, IrCollective fn, void *ctx);
 /* Calls function fname with symbol values, then argument pointers in the
  * order of the function's args.  Returns the function's status. */
 RtStatus cg_c_call(CModule *m, const char *fname, const int64_t *symvals, void **args, RtError *err);

@@ -610,6 +610,10 @@ static void kernels(Emit *E, const Func *fn, int par) {
     }
     kernel_stmts(E, &fn->kernels[k], par);
     if (vec) fputs("#endif\n", E->f);
+    CgCollective cc;
+    if (cg_collective(E->p, fn, &fn->kernels[k], &cc))
+      fprintf(E->f, "  if (collective) collective(collective_ctx, %d, %s, %lld);\n", cc.kind, bufname(E, cc.buf),
+              (long long)cc.n);
     fputs("  }\n", E->f);
   }
 }
@@ -803,11 +807,28 @@ static void header(Emit *E, FILE *h, int nparams, int ntensors) {
   fprintf(h, "const char *%s_error(void);\n", E->pre);
   fprintf(h, "#ifdef DLC_THREADS\n/* Threads for the parallel loops (n > 0; else OpenMP's default). */\n"
              "void %s_set_threads(int n);\n#endif\n\n", E->pre);
+  if (cg_has_collectives(p))
+    fprintf(h, "/* The collectives of --sync-bn: fn(ctx, kind, data, n) replaces the n floats\n"
+               "   of data with their share-weighted mean (kind 0) or sum (kind 1) over\n"
+               "   the processes; unset, each keeps its own (one process). */\n"
+               "void %s_set_collective(void (*fn)(void *ctx, int kind, float *data, int64_t n), void *ctx);\n\n",
+            E->pre);
   for (int i = 0; i < p->nfuncs; i++) {
     fprintf(h, "/* Returns 0, or -1 if a size argument is out of range (below 0 or above\n   its _MAX); a size of 0 is an empty batch.\n   Symbols first, then inputs, then outputs. */\n");
     signature(E, &p->funcs[i], h);
     fputs(";\n", h);
   }
+}
+
+/* The hook of the collectives (emit_common.h): the caller's function,
+ * set by P_set_collective; without one, they keep their copies. */
+static void collective_hook(Emit *E) {
+  if (!cg_has_collectives(E->p)) return;
+  fprintf(E->f, "/* the collectives of data-parallel training (dist_mean, dist_sum): none in one process */\n"
+                "static void (*collective)(void *ctx, int kind, float *data, int64_t n);\n"
+                "static void *collective_ctx;\n"
+                "void %s_set_collective(void (*fn)(void *ctx, int kind, float *data, int64_t n), void *ctx) {\n"
+                "  collective = fn;\n  collective_ctx = ctx;\n}\n\n", E->pre);
 }
 
 /* -DDLC_THREADS runs the parallel loops on OpenMP threads (the compiler's
@@ -840,6 +861,7 @@ int cg_emit_c(const Program *p, FILE *c, FILE *h, const EmitOpts *o, Diags *d) {
   helpers(&E);
   vec_helpers(&E);
   threads_support(&E);
+  collective_hook(&E);
   prepare_function(&E);
   for (int i = 0; i < p->nfuncs; i++) function(&E, &p->funcs[i]);
   if (h) header(&E, h, t.nparams, t.n);

@@ -211,3 +211,30 @@ int cg_parallel_loop(Arena *a, const Kernel *k, const Stmt *s) {
   kir_walk_block(&v, s->body);
   return !o.foreign;
 }
+
+/* --- collectives --------------------------------------------------------------- */
+
+static int first_store(void *ctx, const Stmt *s) {
+  if (s->kind != ST_STORE) return 0;
+  *(int *)ctx = s->id;
+  return 1;
+}
+
+int cg_collective(const Program *p, const Func *fn, const Kernel *k, CgCollective *c) {
+  if (k->node < 0 || (k->op != OP_DIST_MEAN && k->op != OP_DIST_SUM)) return 0;
+  int buf = -1;
+  KirVisitor v = {&buf, first_store, NULL};
+  kir_walk_block(&v, k->body);
+  IR_ASSERT(buf >= 0); /* the copy (lower.c); infer.c keeps its shape free of symbols */
+  *c = (CgCollective){buf, k->op == OP_DIST_MEAN ? IR_COLLECTIVE_MEAN : IR_COLLECTIVE_SUM, p->bufs[buf].size};
+  (void)fn;
+  return 1;
+}
+
+int cg_has_collectives(const Program *p) {
+  CgCollective c;
+  for (int i = 0; i < p->nfuncs; i++)
+    for (int k = 0; k < p->funcs[i].nkernels; k++)
+      if (cg_collective(p, &p->funcs[i], &p->funcs[i].kernels[k], &c)) return 1;
+  return 0;
+}

@@ -69,6 +69,20 @@ int cg_dirties_derived(const Program *p, const Func *fn);
  * each thread's own.  a is scratch. */
 int cg_parallel_loop(Arena *a, const Kernel *k, const Stmt *s);
 
+/* --- collectives ---------------------------------------------------------------
+ * The kernel of a dist_mean or dist_sum node copies its operand into its
+ * buffer; after it, both emitters print a call of the module's collective
+ * hook (IrCollective, set by P_set_collective(fn, ctx); none by default,
+ * so one process keeps the copy) on that buffer.  Whether kernel k of fn
+ * is one, and if so its buffer, kind (IR_COLLECTIVE_*) and element count. */
+typedef struct CgCollective {
+  int buf, kind;
+  int64_t n;
+} CgCollective;
+int cg_collective(const Program *p, const Func *fn, const Kernel *k, CgCollective *c);
+/* Whether any function of p has a collective (the hook is emitted then). */
+int cg_has_collectives(const Program *p);
+
 /* --- texts the build embeds (scripts/embed_text.sh) ----------------------------- */
 extern const char cg_text_st_loader_h[];       /* codegen/st_loader.h */
 extern const char cg_text_st_loader_impl_c[];  /* codegen/st_loader_impl.c */

@@ -103,6 +103,7 @@ typedef struct Lower {
   LLVMValueRef kctx;
   int nchunks;
   LLVMValueRef pool_run, pool, par_for;
+  LLVMValueRef coll, coll_ctx;  /* the collective hook's globals (collective_hook), or NULL */
 } Lower;
 
 /* --- types and casts ------------------------------------------------------------ */
@@ -930,6 +931,38 @@ static LLVMValueRef shared_kernel(Lower *L, const Func *fn, int k, const Slots *
   return c->f;
 }
 
+/* The collectives' hook (emit_common.h): the globals P_collective and
+ * P_collective_ctx, and the exported P_set_collective that sets them. */
+static void collective_hook(Lower *L) {
+  if (!cg_has_collectives(L->p)) return;
+  L->coll = global(L, arena_printf(&L->a, "%s_collective", L->pre), L->ptr, NULL, 0, 8);
+  L->coll_ctx = global(L, arena_printf(&L->a, "%s_collective_ctx", L->pre), L->ptr, NULL, 0, 8);
+  LLVMTypeRef sp[2] = {L->ptr, L->ptr};
+  LLVMValueRef set = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_set_collective", L->pre),
+                                     LLVMFunctionType(LLVMVoidTypeInContext(L->cx), sp, 2, 0));
+  add_attr(L, set, "nounwind");
+  LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->cx, set, "entry"));
+  LLVMBuildStore(L->b, LLVMGetParam(set, 0), L->coll);
+  LLVMBuildStore(L->b, LLVMGetParam(set, 1), L->coll_ctx);
+  LLVMBuildRetVoid(L->b);
+}
+
+/* if (P_collective) P_collective(P_collective_ctx, kind, buffer, n); after
+ * the copy kernel of a collective. */
+static void collective_call(Lower *L, const CgCollective *c) {
+  LLVMBasicBlockRef call = block(L, "collective"), done = block(L, "collected");
+  LLVMValueRef fp = LLVMBuildLoad2(L->b, L->ptr, L->coll, "collective");
+  LLVMBuildCondBr(L->b, LLVMBuildIsNull(L->b, fp, ""), done, call);
+  LLVMPositionBuilderAtEnd(L->b, call);
+  LLVMTypeRef at[4] = {L->ptr, L->i32, L->ptr, L->i64};
+  LLVMValueRef args[4] = {LLVMBuildLoad2(L->b, L->ptr, L->coll_ctx, "ctx"),
+                          LLVMConstInt(L->i32, (unsigned long long)c->kind, 0), L->bufptr[c->buf],
+                          LLVMConstInt(L->i64, (unsigned long long)c->n, 0)};
+  LLVMBuildCall2(L->b, LLVMFunctionType(LLVMVoidTypeInContext(L->cx), at, 4, 0), fp, args, 4, "");
+  LLVMBuildBr(L->b, done);
+  LLVMPositionBuilderAtEnd(L->b, done);
+}
+
 /* The entry point: the symbol checks, derived data made if stale, then
  * a call of each kernel's function with the symbols and the addresses of
  * the buffers it touches (the entry's own pointer parameters for its
@@ -954,6 +987,8 @@ static void function(Lower *L, const Func *fn) {
     for (int i = 0; i < nsyms; i++) args[i] = L->syms[i];
     for (int i = 0; i < ks[k].n; i++) args[nsyms + i] = L->bufptr[ks[k].buf[i]];
     LLVMBuildCall2(L->b, LLVMGlobalGetValueType(kf[k]), kf[k], args, (unsigned)(nsyms + ks[k].n), "");
+    CgCollective cc;
+    if (cg_collective(p, fn, &fn->kernels[k], &cc)) collective_call(L, &cc);
   }
   if (cg_dirties_derived(p, fn)) set_stale(L, 1);
   LLVMBuildRet(L->b, LLVMConstInt(L->i32, 0, 0));
@@ -1179,6 +1214,7 @@ LLVMModuleRef cg_llvm_build(const Program *p, LLVMContextRef cx, const EmitOpts 
   arenas(&L);
   param_table(&L);
   support_functions(&L);
+  collective_hook(&L);
   prepare_function(&L);
   for (int i = 0; i < p->nfuncs; i++) function(&L, &p->funcs[i]);
   rt_oom_leave(&oom);

@@ -59,12 +59,15 @@ static const char *usage_train =
     "                         results are the same bits for every N)\n"
     "  --quiet                no per-epoch lines\n"
     "  --distributed          data-parallel over the processes of mpirun -np P:\n"
-    "                         each takes 1/P of every batch, gradients summed\n";
+    "                         each takes 1/P of every batch, gradients summed\n"
+    "  --sync-bn              with --distributed: batch norm's statistics over the\n"
+    "                         whole global batch (torch's SyncBatchNorm), not each\n"
+    "                         process's rows\n";
 
 typedef struct TrainFlags {
   const char *model, *epochs, *batch, *lr, *optimizer, *seed, *data, *val_split;
   const char *save, *resume, *init, *metrics, *backend, *augment, *steps, *threads, *schedule, *bptt;
-  int quiet, distributed, carry_state;
+  int quiet, distributed, carry_state, sync_bn;
 } TrainFlags;
 
 static volatile sig_atomic_t interrupted;
@@ -91,6 +94,10 @@ static int parse_flags(int argc, char **argv, TrainFlags *f, Diags *d) {
     }
     if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "--distributed")) {
       *(argv[i][2] == 'q' ? &f->quiet : &f->distributed) = 1;
+      continue;
+    }
+    if (!strcmp(argv[i], "--sync-bn")) {
+      f->sync_bn = 1;
       continue;
     }
     for (size_t k = 0; k < sizeof table / sizeof table[0] && !hit && !miss; k++) {
@@ -208,6 +215,10 @@ static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
   if (cfg->nsections && per_section)
     return diag_plain(d, per_section, "the model has %d train sections, each with its own optimizer: set it in the "
                       "model file", cfg->nsections), -1;
+  if (f->sync_bn && !f->distributed)
+    return diag_plain(d, "--sync-bn", "synchronises batch norm over the processes of --distributed; without it there "
+                      "is one process, whose statistics are the batch's already"), -1;
+  cfg->sync_bn = f->sync_bn;
   if (f->epochs && dlc_parse_int("--epochs", f->epochs, 1, DLC_MAX_EPOCHS, &cfg->epochs, d)) return -1;
   if (f->batch && dlc_parse_int("--batch", f->batch, 1, DLC_MAX_BATCH, &cfg->batch, d)) return -1;
   if (f->seed && (dlc_parse_int("--seed", f->seed, 0, INT64_MAX, &v, d) || (cfg->seed = (uint64_t)v, 0))) return -1;

@@ -427,6 +427,7 @@ static int run_stage(Trainer *t, int stage) {
   po.verify |= stage == PASS_STAGE_GRAPH; /* the train graphs are always checked */
   po.optim = &t->opt;
   po.split_update = t->dist != NULL;
+  po.sync_bn = t->dist != NULL && t->cfg.sync_bn;
   if (t->cfg.nsections) return stage == PASS_STAGE_GRAPH ? build_sections(t, &po) : lower_sections(t, &po);
   PassCtx c;
   pass_ctx_init(&c, PIPE_TRAIN, &t->m->g, t->loss, (Graph *[]){&t->tg, &t->eg}, &t->prog, &po, t->d);
@@ -453,6 +454,21 @@ static RtStatus use_threads(Trainer *t, RtError *err) {
   return RT_OK;
 }
 
+/* The collectives of --sync-bn (IrCollective), called by the grad step
+ * between its kernels: dist_mean weighs this process's value by its share
+ * of the global batch (a process without rows adds nothing, not its NaN
+ * mean of no rows) and sums over the processes, in the same order on
+ * every process since all run the same step; dist_sum sums.  A failure is
+ * reported once and the step's result discarded (dist_sum below). */
+void trainer_collective(void *ctx, int kind, float *data, int64_t n) {
+  Trainer *t = ctx;
+  float w = kind == IR_COLLECTIVE_MEAN ? t->coll_w : 1;
+  for (int64_t i = 0; i < n && w != 1; i++) data[i] = w != 0 ? data[i] * w : 0;
+  RtError err;
+  if (!t->coll_failed && rt_dist_sum_f32(t->dist, data, n, &err))
+    t->coll_failed = 1, diag_plain(t->d, "--sync-bn", "%s", err.msg);
+}
+
 static int build_backend(Trainer *t) {
   RtError err;
   if (t->cfg.backend == BACKEND_INTERP) return 0;
@@ -471,6 +487,7 @@ static int build_backend(Trainer *t) {
     diag_plain(t->d, "dlc train", "%s", err.msg);
     return -1;
   }
+  if (t->dist && t->cfg.sync_bn) cg_c_set_collective(t->mod, trainer_collective, t);
   return 0;
 }
 
@@ -1138,6 +1155,7 @@ static int call_interp(Trainer *t, const Graph *g, const Call *c, RtError *err) 
     }
   }
   InterpOpts io = {1, t->cfg.seed};
+  if (t->dist && t->cfg.sync_bn) io.collective = trainer_collective, io.collective_ctx = t;
   if (!rc) rc = ir_interp(g, vals, sym, &io, err) ? -1 : 0;
   for (int o = 0; o < g->noutputs && !rc; o++) {
     const RtTensor *v = &vals[g->outputs[o].id];
@@ -1240,9 +1258,12 @@ static int dist_sum(Trainer *t, Call *c, double *loss, int64_t *correct) {
   double l = 0;
   int64_t right = 0;
   float w = c->global_n ? (float)((double)c->n / (double)c->global_n) : 0, *tail = t->gbuf + t->gsize;
-  if (c->n && run(t, 1, c, &l, &right)) return -1;
+  int sync = t->cfg.sync_bn; /* a process without rows still takes part in the step's collectives */
+  t->coll_w = c->n ? w : 0;
+  if ((c->n || sync) && run(t, 1, c, &l, &right)) return -1;
+  if (t->coll_failed) return -1;
   for (int64_t i = 0; i < t->gsize && w != 1; i++) t->gbuf[i] = c->n ? t->gbuf[i] * w : 0;
-  tail[0] = (float)(l * w), tail[1] = (float)right, tail[2] = (float)t->stop_local;
+  tail[0] = c->n ? (float)(l * w) : 0, tail[1] = (float)right, tail[2] = (float)t->stop_local;
   RtError err;
   if (rt_dist_sum_f32(t->dist, t->gbuf, t->gsize + 3, &err)) return diag_plain(t->d, "--distributed", "%s", err.msg), -1;
   *loss = tail[0];

@@ -28,6 +28,7 @@ typedef struct TrainConfig {
   double val_split;
   Backend backend;
   int threads;                /* threads of the compiled step's parallel loops (--threads; 0 or 1: one) */
+  int sync_bn;                /* with a dist: batch norm's statistics over every process (--sync-bn) */
   char data_kind[16];         /* fashion_mnist idx csv npy, "" for none */
   char data_args[2][1024];    /* paths, "" when not given */
   int nbinds;                 /* npy:NAME=PATH,...: inputs bound by name (0: the other forms) */
@@ -118,6 +119,8 @@ struct Trainer {
   const char *carry_name[TRAINER_MAX_CARRY];
   int64_t carry_row[TRAINER_MAX_CARRY]; /* floats per batch row */
   float *carry[2][TRAINER_MAX_CARRY];   /* the training batches' states, the evaluation's */
+  float coll_w;               /* --sync-bn: this process's share of the global batch in the step running */
+  int coll_failed;            /* --sync-bn: a collective of the step failed (reported) */
 };
 
 /* Every integer value of ds that indexes a gather or index_select
@@ -212,6 +215,9 @@ int64_t trainer_rows(const Trainer *t);
  * become their mean over the processes, and the processes check that
  * their parameters agree bit for bit.  Without: nothing. */
 int trainer_dist_sync(Trainer *t);
+/* The hook of --sync-bn's collectives (IrCollective; ctx a Trainer with a
+ * dist): the grad step calls it between kernels on batch norm's statistics. */
+void trainer_collective(void *ctx, int kind, float *data, int64_t n);
 /* Brings t->tensors up to date with the backend. */
 int trainer_sync(Trainer *t);
 /* Checkpoints: parameters, optimizer state, and metadata (epoch, step,

@@ -886,6 +886,11 @@ static int infer_op(const Graph *g, OpKind op, const int *in, int nin, const Att
   case OP_BERNOULLI:
     *dt = DT_F32;
     return infer_random(&c, op, xs, nin, &a->random, out);
+  case OP_DIST_MEAN:
+  case OP_DIST_SUM:
+    for (int k = 0; k < xs[0]->shape.rank; k++)
+      if (DIM_IS_SYM(xs[0]->shape.d[k])) return fail(&c, "a collective's operand must have a fixed shape");
+    /* fall through */
   case OP_STOP_GRADIENT:
     *dt = xs[0]->dtype;
     *out = xs[0]->shape;

@@ -929,6 +929,13 @@ static RtStatus run_node(const Graph *g, int id, RtTensor *vals, const int64_t *
     break;
   case OP_DROPOUT_TRAIN: op_dropout_train(x, y, out, &a->random); break;
   case OP_RUNNING_UPDATE: op_running_update(vals, n); break;
+  case OP_DIST_MEAN:
+  case OP_DIST_SUM:
+    op_copy(x, out);
+    if (o->collective)
+      o->collective(o->collective_ctx, n->op == OP_DIST_MEAN ? IR_COLLECTIVE_MEAN : IR_COLLECTIVE_SUM, wf(out),
+                    rt_tensor_numel(out));
+    break;
   case OP_SCAN: return ir_interp_scan(g, id, vals, symvals, o, err); /* scan.c */
   case OP_SCAN_OUT: return scan_out_again(g, id, vals, err);
   case OP_COUNT: IR_ASSERT(!"no such op"); break;

@@ -527,9 +527,20 @@ void ir_dump_dot(const Graph *g, FILE *f);
  * entries of INPUT and PARAM nodes (their dtype and shape must match the
  * node's type under symvals), the interpreter allocates and fills every
  * other entry.  The caller frees all entries with rt_tensor_free. */
+/* The runtime call of the collectives dist_mean (kind IR_COLLECTIVE_MEAN)
+ * and dist_sum (IR_COLLECTIVE_SUM): replaces the n floats of data, this
+ * process's value, with the value over every process.  The interpreter
+ * and the compiled code call it after computing the node's operand; with
+ * none set, both ops are the identity (one process). */
+typedef void (*IrCollective)(void *ctx, int kind, float *data, int64_t n);
+#define IR_COLLECTIVE_MEAN 0
+#define IR_COLLECTIVE_SUM 1
+
 typedef struct InterpOpts {
   int training;        /* dropout and batch statistics (later ops) */
   uint64_t seed;
+  IrCollective collective;  /* dist_mean, dist_sum; NULL: the identity */
+  void *collective_ctx;
 } InterpOpts;
 
 /* Binds each symbol from the shapes of the INPUT tensors in vals, checking

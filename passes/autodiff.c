@@ -444,6 +444,7 @@ static void vjp(AD *a, int id, int dy) {
   case OP_RMSPROP_STEP:
   case OP_ADAGRAD_STEP:
   case OP_RUNNING_UPDATE:
+  case OP_DIST_SUM: /* counts: only running statistics read it */
   case OP_COUNT:
     IR_ASSERT(!"no second derivatives");
     return;
@@ -455,6 +456,9 @@ static void vjp(AD *a, int id, int dy) {
     return;
   case OP_SCAN: vjp_scan(a, id); return;
   case OP_DROPOUT: accumulate(a, x, dy); return; /* inference mode: the identity */
+  case OP_DIST_MEAN: /* y = sum_r w_r x_r; each process's gradient is the share-weighted sum of dy (trainer.c) */
+    accumulate(a, x, op1(a, OP_DIST_MEAN, dy, NULL));
+    return;
   case OP_DROPOUT_TRAIN: /* the same mask, recomputed from its counter */
     accumulate(a, x, op2(a, OP_DROPOUT_TRAIN, dy, y, &at));
     return;

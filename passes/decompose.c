@@ -100,14 +100,32 @@ static int channel_mean(Dec *d, int v) {
   return ir_op(d->g, OP_MEAN, &v, 1, &at, d->loc);
 }
 
+/* With sync, the factor M / (M - 1) that makes the global batch's biased
+ * variance unbiased, M the elements per channel over every process (the
+ * processes' counts summed by dist_sum), 1 when M is 1 as in
+ * running_update. */
+static int unbias_factor(Dec *d, int x) {
+  int ones = op2(d, OP_ADD, op2(d, OP_MUL, x, cst(d, 0)), cst(d, 1));
+  int m = op2(d, OP_MUL, op1(d, OP_DIST_SUM, op1(d, OP_SUM, ones)), cst(d, 1.0 / (double)d->g->nodes[x].shape.d[1]));
+  return op2(d, OP_DIV, m, op2(d, OP_MAXIMUM, op2(d, OP_SUB, m, cst(d, 1)), cst(d, 1)));
+}
+
 /* Batch norm with batch statistics (training): normalise with the mean and
  * biased variance of the batch, and update the running statistics with
- * the unbiased variance, as torch.nn.BatchNorm does in train mode. */
-static int batchnorm_train(Dec *d, const Node *n, const int *in) {
+ * the unbiased variance, as torch.nn.BatchNorm does in train mode.  With
+ * sync (--sync-bn, like torch.nn.SyncBatchNorm) the batch is the global
+ * one: the mean, then the mean of squared deviations from it, are each
+ * weighted over the processes by dist_mean (two passes, as one process
+ * computes them, rather than the sum of squares less the squared mean,
+ * which cancels badly), and the gradients flow back through dist_mean. */
+static int batchnorm_train(Dec *d, const Node *n, const int *in, int sync) {
   int x = in[0], r = d->g->nodes[x].shape.rank;
   double eps = n->attr.hyper.hp[HP_EPS];
-  int mean = channel_mean(d, x), diff = op2(d, OP_SUB, x, mean);
+  int mean = channel_mean(d, x);
+  if (sync) mean = op1(d, OP_DIST_MEAN, mean);
+  int diff = op2(d, OP_SUB, x, mean);
   int var = channel_mean(d, op2(d, OP_MUL, diff, diff));
+  if (sync) var = op1(d, OP_DIST_MEAN, var);
   Attrs pw = ir_attrs_default(OP_POW);
   pw.scalar.f = -0.5;
   int inv = ir_op(d->g, OP_POW, (int[]){op2(d, OP_ADD, var, cst(d, eps))}, 1, &pw, d->loc);
@@ -116,8 +134,8 @@ static int batchnorm_train(Dec *d, const Node *n, const int *in) {
   up.hyper.hp[HP_MOMENTUM] = n->attr.hyper.hp[HP_MOMENTUM];
   int ops[3] = {in[3], flat(d, mean), x};
   if (ir_op(d->g, OP_RUNNING_UPDATE, ops, 3, &up, d->loc) < 0) return -1;
-  up.hyper.unbiased = 1;
-  ops[0] = in[4], ops[1] = flat(d, var);
+  up.hyper.unbiased = !sync;
+  ops[0] = in[4], ops[1] = sync ? op2(d, OP_MUL, flat(d, var), unbias_factor(d, x)) : flat(d, var);
   if (ir_op(d->g, OP_RUNNING_UPDATE, ops, 3, &up, d->loc) < 0) return -1;
   return y;
 }
@@ -181,7 +199,7 @@ static int random_train(Dec *d, const Node *n, const int *in, const DecomposeOpt
 
 static int expand_mode(Dec *d, const Node *n, const int *in, const DecomposeOpts *o, int salt) {
   if (ir_ops[n->op].flags & OPF_RANDOM) return random_train(d, n, in, o);
-  if (n->op == OP_BATCHNORM) return o->training ? batchnorm_train(d, n, in) : batchnorm_eval(d, n, in);
+  if (n->op == OP_BATCHNORM) return o->training ? batchnorm_train(d, n, in, o->sync_bn) : batchnorm_eval(d, n, in);
   if (n->op == OP_LAYER_NORM) return layer_norm(d, n, in);
   if (n->op == OP_DROPOUT) {
     Attrs at = ir_attrs_default(OP_DROPOUT_TRAIN);

@@ -1026,6 +1026,9 @@ static Stmt *lower_node(Lower *L, int id) {
   case OP_DROPOUT_TRAIN: return lower_dropout_train(L, id);
   case OP_RUNNING_UPDATE: return lower_running_update(L, id);
   case OP_STOP_GRADIENT: return NULL; /* a view of its operand */
+  case OP_DIST_MEAN: /* a copy, then the emitted code's collective call on it (cg_collective) */
+  case OP_DIST_SUM:
+    return copy_loop(L, L->buf[id], node(L, id)->in[0], &node(L, id)->shape);
   case OP_SCAN: return lower_scan(L, id); /* lower_scan.c */
   case OP_SCAN_OUT: return NULL;          /* written by its scan's kernel */
   case OP_RAND:

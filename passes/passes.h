@@ -38,6 +38,7 @@ typedef struct DecomposeOpts {
   int training;
   uint64_t seed;
   int noise;          /* training: inputs declared `= randn` become random ops (train steps) */
+  int sync_bn;        /* training: batch statistics over every process (dist_mean, dist_sum) */
 } DecomposeOpts;
 int pass_decompose(const Graph *src, Graph *dst, int *map, const DecomposeOpts *o);
 /* The rand or randn op (no step operand yet) that draws noise input n,
@@ -145,6 +146,7 @@ typedef struct PassOpts {
   int split_update;         /* train: graphs[0] outputs the gradients ("NAME.grad") instead of
                                updating, and graphs[2] (the caller's third) is the update
                                reading them: data-parallel training sums them in between */
+  int sync_bn;              /* train: batch norm's statistics over every process (--sync-bn) */
 } PassOpts;
 
 /* A train step per named section (at most 8) and the eval step. */

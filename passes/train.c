@@ -121,7 +121,7 @@ static int check_section_grads(PassCtx *c) {
  * ops written as primitives (batch norm and dropout as the mode says). */
 int pass_decompose_step(PassCtx *c) {
   DecomposeOpts o = {c->train_mode, c->kind == PIPE_TRAIN && c->o->optim ? c->o->optim->seed : c->o->seed,
-                     c->kind == PIPE_TRAIN};
+                     c->kind == PIPE_TRAIN, c->o->sync_bn};
   Graph dst;
   ir_graph_init(&dst, c->model->name, c->d);
   int *map = rt_xmalloc(sizeof(int) * ((size_t)c->model->nnodes + 1));

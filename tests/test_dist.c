@@ -82,9 +82,9 @@ static void run_free(Run *r) {
   free(r->err);
 }
 
-/* `dlc train MODEL --save CKPT ARGS...`, as np processes of mpirun with
- * --distributed (np > 0) or as one plain process (np 0). */
-static Run train(const char *dir, int np, const char *ckpt, const char *const *args) {
+/* `dlc train DIR/FILE --save CKPT ARGS...`, as np processes of mpirun
+ * with --distributed (np > 0) or as one plain process (np 0). */
+static Run train_file(const char *dir, const char *file, int np, const char *ckpt, const char *const *args) {
   const char *argv[48];
   int n = 0;
   char nps[8];
@@ -94,12 +94,17 @@ static Run train(const char *dir, int np, const char *ckpt, const char *const *a
     for (size_t k = 0; k < sizeof mpi / sizeof *mpi; k++) argv[n++] = mpi[k];
   }
   char model[600];
-  snprintf(model, sizeof model, "%s/tiny.dl", dir);
+  snprintf(model, sizeof model, "%s/%s", dir, file);
   argv[n++] = DLC_EXE, argv[n++] = "train", argv[n++] = model, argv[n++] = "--save", argv[n++] = ckpt;
   if (np) argv[n++] = "--distributed";
   for (int k = 0; args[k]; k++) argv[n++] = args[k];
   argv[n] = NULL;
   return run_argv(dir, argv);
+}
+
+/* The same for the perceptron tiny.dl. */
+static Run train(const char *dir, int np, const char *ckpt, const char *const *args) {
+  return train_file(dir, "tiny.dl", np, ckpt, args);
 }
 
 /* --- the model and its data ----------------------------------------------------------- */
@@ -122,6 +127,37 @@ static const char *model_text =
     "  data = npy(\"x.npy\", \"y.npy\")\n"
     "}\n";
 
+/* A convolution and batch norm (no bias before it, whose gradient is
+ * zero) on 4x4 images of the same 20 samples, for --sync-bn. */
+static const char *bn_model_text =
+    "model tinybn\n"
+    "input x: f32[N, 1, 4, 4]\n"
+    "c = conv2d(x, 3, 3, padding=1, bias=false)\n"
+    "b = batchnorm(c)\n"
+    "h = relu(b)\n"
+    "f = flatten(h)\n"
+    "logits = dense(f, 3)\n"
+    "output logits\n"
+    "train {\n"
+    "  label y: i64[N]\n"
+    "  loss = cross_entropy(logits, y)\n"
+    "  optimizer = sgd(lr=0.2, momentum=0.9)\n"
+    "  batch = 7\n"
+    "  epochs = 3\n"
+    "  seed = 5\n"
+    "  val_split = 0.25\n"
+    "  data = npy(\"x4.npy\", \"y.npy\")\n"
+    "}\n";
+
+static void write_text(const char *dir, const char *file, const char *text) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/%s", dir, file);
+  FILE *f = fopen(path, "w");
+  cr_assert(f);
+  fputs(text, f);
+  fclose(f);
+}
+
 /* 20 samples of three classes, the class shifting the features. */
 static void write_data(const char *dir) {
   char path[600];
@@ -137,11 +173,16 @@ static void write_data(const char *dir) {
   cr_assert_eq(rt_npy_write(path, &x, &err), RT_OK, "%s", err.msg);
   snprintf(path, sizeof path, "%s/y.npy", dir);
   cr_assert_eq(rt_npy_write(path, &y, &err), RT_OK, "%s", err.msg);
-  snprintf(path, sizeof path, "%s/tiny.dl", dir);
-  FILE *f = fopen(path, "w");
-  cr_assert(f);
-  fputs(model_text, f);
-  fclose(f);
+  RtTensor x4;
+  cr_assert_eq(rt_tensor_alloc(&x4, DT_F32, 4, (int64_t[]){20, 1, 4, 4}, &err), RT_OK);
+  for (int i = 0; i < 20; i++)
+    for (int k = 0; k < 16; k++)
+      ((float *)x4.data)[i * 16 + k] = (float)(((i * 7 + k * 3) % 11) / 11.0 + (i % 3 == k % 3));
+  snprintf(path, sizeof path, "%s/x4.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &x4, &err), RT_OK, "%s", err.msg);
+  rt_tensor_free(&x4);
+  write_text(dir, "tiny.dl", model_text);
+  write_text(dir, "bn.dl", bn_model_text);
   rt_tensor_free(&x);
   rt_tensor_free(&y);
 }
@@ -294,6 +335,71 @@ ParameterizedTest(BackendParam *p, dist, two_processes_train_like_one, .timeout 
   cr_expect(moved > 1e-2, "5 steps moved logits.weight by only %g", moved);
   rt_set_free(&sa), rt_set_free(&sb), rt_set_free(&init);
   run_free(&a), run_free(&b), run_free(&z);
+  remove_dir(dir);
+}
+
+/* Worst norm-wise difference of any tensor of a from b's. */
+static double worst_difference(const RtTensorSet *a, const RtTensorSet *b) {
+  double worst = 0;
+  for (int i = 0; i < a->count; i++) {
+    const RtTensor *x = &a->items[i].t, *y = rt_set_find((RtTensorSet *)b, a->items[i].name);
+    cr_assert(y && rt_tensor_nbytes(x) == rt_tensor_nbytes(y), "%s", a->items[i].name);
+    int64_t n = (int64_t)(rt_tensor_nbytes(x) / sizeof(float));
+    double m = 1e-6, e = 0;
+    for (int64_t k = 0; k < n; k++) m = fmax(m, fabs(((const float *)x->data)[k]));
+    for (int64_t k = 0; k < n; k++) e = fmax(e, fabs((double)((const float *)x->data)[k] - ((const float *)y->data)[k]));
+    worst = fmax(worst, e / m);
+  }
+  return worst;
+}
+
+/* --sync-bn: batch norm's statistics over both processes' rows make the
+ * two processes the one process with the whole batch, the last batch of
+ * one row included (process 0 has none: it adds nothing to the sums but
+ * takes part in every collective).  Without it each process normalises
+ * its own rows and the parameters differ by about 0.1 norm-wise, far
+ * outside the tolerance: the comparison can fail. */
+ParameterizedTestParameters(dist, sync_bn_trains_like_one_process) {
+  static BackendParam ps[] = {{"--backend=jit"}, {"--backend=c"}};
+  return cr_make_param_array(BackendParam, ps, sizeof ps / sizeof *ps);
+}
+
+ParameterizedTest(BackendParam *p, dist, sync_bn_trains_like_one_process, .timeout = 300) {
+  const char *dir = setup();
+  char one[600], sync[600], own[600];
+  snprintf(one, sizeof one, "%s/one.safetensors", dir);
+  snprintf(sync, sizeof sync, "%s/sync.safetensors", dir);
+  snprintf(own, sizeof own, "%s/own.safetensors", dir);
+  const char *args[] = {"--steps", "5", p->backend, NULL}, *sargs[] = {"--steps", "5", "--sync-bn", p->backend, NULL};
+  Run a = train_file(dir, "bn.dl", 0, one, args), b = train_file(dir, "bn.dl", 2, sync, sargs),
+      c = train_file(dir, "bn.dl", 2, own, args);
+  cr_assert_eq(a.status, 0, "%s%s", a.out, a.err);
+  cr_assert_eq(b.status, 0, "%s%s", b.out, b.err);
+  cr_assert_eq(c.status, 0, "%s%s", c.out, c.err);
+  RtTensorSet sa, sb, sc;
+  load(one, &sa), load(sync, &sb), load(own, &sc);
+  cr_expect_eq(sa.count, 12, "5 parameters, their momentum buffers and 2 running statistics");
+  expect_agree("--sync-bn", &sb, &sa, TOL);
+  double apart = worst_difference(&sc, &sa);
+  cr_expect(apart > 100 * TOL, "without --sync-bn the processes differ from one by only %g", apart);
+  cr_log_info("--sync-bn %s: 2 processes against 1 differ by %g norm-wise; without it by %g", p->backend,
+              worst_difference(&sb, &sa), apart);
+  rt_set_free(&sa), rt_set_free(&sb), rt_set_free(&sc);
+  run_free(&a), run_free(&b), run_free(&c);
+  remove_dir(dir);
+}
+
+Test(dist, sync_bn_needs_distributed, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  cr_assert(dir);
+  write_data(dir);
+  char ckpt[600];
+  snprintf(ckpt, sizeof ckpt, "%s/c.safetensors", dir);
+  Run r = train_file(dir, "bn.dl", 0, ckpt, (const char *[]){"--sync-bn", "--steps", "1", NULL});
+  cr_expect_eq(r.status, 2, "%s%s", r.out, r.err);
+  cr_expect(strstr(r.err, "--sync-bn: error: synchronises batch norm over the processes of --distributed"), "%s", r.err);
+  cr_expect_eq(access(ckpt, F_OK), -1, "nothing trained, nothing saved");
+  run_free(&r);
   remove_dir(dir);
 }
 
