@@ -525,6 +525,7 @@ int dlc_emit_train(Model *m, const char *path, const PassOpts *po, Diags *d) {
   if (trainer_config(m, &cfg, d)) return 1;
   cfg.backend = BACKEND_INTERP; /* the program is emitted, not compiled here */
   cfg.pass = po;
+  cfg.grad_collectives = 1; /* summed over MPI when the C is built with -DDLC_MPI */
   Trainer t;
   int status = 1;
   if (trainer_init(&t, m, &cfg, NULL, d) == 0 && trainer_program(&t) == 0) {

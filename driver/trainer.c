@@ -428,6 +428,7 @@ static int run_stage(Trainer *t, int stage) {
   po.optim = &t->opt;
   po.split_update = t->dist != NULL;
   po.sync_bn = t->dist != NULL && t->cfg.sync_bn;
+  po.grad_collectives = t->cfg.grad_collectives;
   if (t->cfg.nsections) return stage == PASS_STAGE_GRAPH ? build_sections(t, &po) : lower_sections(t, &po);
   PassCtx c;
   pass_ctx_init(&c, PIPE_TRAIN, &t->m->g, t->loss, (Graph *[]){&t->tg, &t->eg}, &t->prog, &po, t->d);

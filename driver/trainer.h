@@ -29,6 +29,7 @@ typedef struct TrainConfig {
   Backend backend;
   int threads;                /* threads of the compiled step's parallel loops (--threads; 0 or 1: one) */
   int sync_bn;                /* with a dist: batch norm's statistics over every process (--sync-bn) */
+  int grad_collectives;       /* emitted training C: each gradient through the collective hook */
   char data_kind[16];         /* fashion_mnist idx csv npy, "" for none */
   char data_args[2][1024];    /* paths, "" when not given */
   int nbinds;                 /* npy:NAME=PATH,...: inputs bound by name (0: the other forms) */

@@ -147,6 +147,8 @@ typedef struct PassOpts {
                                updating, and graphs[2] (the caller's third) is the update
                                reading them: data-parallel training sums them in between */
   int sync_bn;              /* train: batch norm's statistics over every process (--sync-bn) */
+  int grad_collectives;     /* train: each gradient through dist_mean before its update (the hook
+                               of emitted training C built with -DDLC_MPI) */
 } PassOpts;
 
 /* A train step per named section (at most 8) and the eval step. */

@@ -188,8 +188,12 @@ int pass_optimizer_step(PassCtx *c) {
   if (c->o->split_update) return split_update(c);
   int lr = scalar_input(g, "lr"), step = ir_find_input(g, "step");
   if (step < 0) step = scalar_input(g, "step");
-  for (int i = 0; i < c->nwrt; i++)
-    if (c->grads[i] >= 0 && add_step(g, c->o->optim, c->wrt[i], c->grads[i], lr, step) < 0) return -1;
+  for (int i = 0; i < c->nwrt; i++) {
+    if (c->grads[i] < 0) continue;
+    int grad = c->o->grad_collectives ? ir_op(g, OP_DIST_MEAN, &c->grads[i], 1, NULL, g->nodes[c->wrt[i]].loc)
+                                      : c->grads[i];
+    if (grad < 0 || add_step(g, c->o->optim, c->wrt[i], grad, lr, step) < 0) return -1;
+  }
   loss_first(c);
   return 0;
 }

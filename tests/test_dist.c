@@ -403,6 +403,134 @@ Test(dist, sync_bn_needs_distributed, .timeout = 120) {
   remove_dir(dir);
 }
 
+/* --- emitted training C over MPI --------------------------------------------------------- */
+
+static const char *tiny_train_dl =
+    "model tiny\n"
+    "input x: f32[N, 5]\n"
+    "fc = dense(x, 8)\n"
+    "h = relu(fc)\n"
+    "logits = dense(h, 3)\n"
+    "output logits\n"
+    "train {\n"
+    "  label y: i64[N]\n"
+    "  loss = cross_entropy(logits, y)\n"
+    "  optimizer = sgd(lr=0.2, momentum=0.9)\n"
+    "  batch = 7\n"
+    "}\n";
+
+/* A trainer of the emitted C alone: 5 steps on batches of 7 of 21
+ * samples, each process taking its share of every batch (rows 0-3 and
+ * 4-6 of two), then process 0 writes every parameter and momentum buffer
+ * as text. */
+static const char *mpi_main_c =
+    "#include <stdio.h>\n"
+    "#include \"t_train.h\"\n"
+    "#ifdef DLC_MPI\n"
+    "#include <mpi.h>\n"
+    "#endif\n"
+    "int main(int argc, char **argv) {\n"
+    "  int rank = 0, size = 1;\n"
+    "#ifdef DLC_MPI\n"
+    "  MPI_Init(&argc, &argv);\n"
+    "  MPI_Comm_rank(MPI_COMM_WORLD, &rank);\n"
+    "  MPI_Comm_size(MPI_COMM_WORLD, &size);\n"
+    "#endif\n"
+    "  static float x[21 * 5], logits[TINY_MAX_N * 3];\n"
+    "  static int64_t y[21];\n"
+    "  for (int i = 0; i < 21; i++) {\n"
+    "    y[i] = i % 3;\n"
+    "    for (int k = 0; k < 5; k++) x[i * 5 + k] = (float)(((i * 7 + k * 3) % 11) / 11.0 + (i % 3 == k % 3));\n"
+    "  }\n"
+    "  if (tiny_load(argv[1])) return fprintf(stderr, \"%s\\n\", tiny_error()), 1;\n"
+    "  float lr = 0.2f, step = 0, loss;\n"
+    "  for (int k = 0; k < 5; k++) {\n"
+    "    int64_t at = (k % 3) * 7, per = (7 + size - 1) / size, lo = rank * per, hi = lo + per > 7 ? 7 : lo + per;\n"
+    "    if (lo > hi) lo = hi;\n"
+    "#ifdef DLC_MPI\n"
+    "    if (argc < 4 && tiny_mpi_share(hi - lo, 7)) return 1; /* a 3rd argument: no sums */\n"
+    "#endif\n"
+    "    step += 1;\n"
+    "    if (tiny_train_step(hi - lo, x + (at + lo) * 5, y + at + lo, &lr, &step, &loss, logits)) return 1;\n"
+    "  }\n"
+    "#ifdef DLC_MPI\n"
+    "  if (tiny_mpi_status() != MPI_SUCCESS) return fprintf(stderr, \"MPI failed\\n\"), 1;\n"
+    "#endif\n"
+    "  if (rank == 0) {\n"
+    "    FILE *f = fopen(argv[2], \"w\");\n"
+    "    for (int i = 0; tiny_param(i); i++)\n"
+    "      for (int64_t j = 0; j < tiny_param(i)->numel; j++) fprintf(f, \"%s %.9g\\n\", tiny_param(i)->name, tiny_param(i)->data[j]);\n"
+    "    fclose(f);\n"
+    "  }\n"
+    "#ifdef DLC_MPI\n"
+    "  MPI_Finalize();\n"
+    "#endif\n"
+    "  return 0;\n"
+    "}\n"
+    ;
+
+/* `sh -c cmd` in dir. */
+static Run sh_in(const char *dir, const char *cmd) {
+  char full[1200];
+  snprintf(full, sizeof full, "cd '%s' && %s", dir, cmd);
+  return run_argv(dir, (const char *const[]){"sh", "-c", full, NULL});
+}
+
+/* The largest difference between the values of two such files, relative
+ * to the largest value; -1 when their names or counts differ. */
+static double text_difference(const char *a, const char *b) {
+  FILE *fa = fopen(a, "r"), *fb = fopen(b, "r");
+  cr_assert(fa && fb, "%s, %s", a, b);
+  char na[256], nb[256];
+  double va, vb, diff = 0, big = 1e-6;
+  int rows = 0, ra, rb;
+  while ((ra = fscanf(fa, "%255s %lf", na, &va)) == 2 && (rb = fscanf(fb, "%255s %lf", nb, &vb)) == 2) {
+    if (strcmp(na, nb)) return fclose(fa), fclose(fb), -1;
+    diff = fmax(diff, fabs(va - vb)), big = fmax(big, fabs(va)), rows++;
+  }
+  int rest = fscanf(fb, "%255s %lf", nb, &vb);
+  fclose(fa), fclose(fb);
+  return rows == 150 && rest != 2 ? diff / big : -1; /* 75 weights and biases (5*8 + 8 + 8*3 + 3), and momentum */
+}
+
+/* The emitted training C built with mpicc -DDLC_MPI and run as two
+ * processes sums the gradients (each weighted by its share of the batch)
+ * into the steps of one process built with cc: the same parameters and
+ * momentum buffers, norm-wise to 1e-5; when the program does not ask for
+ * the sums (no P_mpi_share) the processes train apart, and differ.  The
+ * same C with -DDLC_MPI and no <mpi.h> stops at its #error. */
+Test(dist, emitted_training_c_over_mpi, .timeout = 300) {
+  const char *dir = setup();
+  write_text(dir, "t.dl", tiny_train_dl);
+  write_text(dir, "main.c", mpi_main_c);
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "%s t.dl --train -o t_train.c", DLC_EXE);
+  Run e = sh_in(dir, cmd);
+  cr_assert_eq(e.status, 0, "%s%s", e.out, e.err);
+  const char *san = DLC_SANITIZE[0] ? "-fsanitize=" DLC_SANITIZE : "";
+  snprintf(cmd, sizeof cmd, "cc -O2 -std=c11 %s -I. main.c t_train.c -lm -o serial && ./serial t_train.init.safetensors one.txt", san);
+  Run a = sh_in(dir, cmd);
+  cr_assert_eq(a.status, 0, "%s%s", a.out, a.err);
+  snprintf(cmd, sizeof cmd, "mpicc -O2 -std=c11 %s -DDLC_MPI -I. main.c t_train.c -lm -o par && "
+           "mpirun --oversubscribe --allow-run-as-root -np 2 ./par t_train.init.safetensors two.txt && "
+           "mpirun --oversubscribe --allow-run-as-root -np 2 ./par t_train.init.safetensors apart.txt nosum", san);
+  Run b = sh_in(dir, cmd);
+  cr_assert_eq(b.status, 0, "%s%s", b.out, b.err);
+  char one[700], two[700], apart[700];
+  snprintf(one, sizeof one, "%s/one.txt", dir);
+  snprintf(two, sizeof two, "%s/two.txt", dir);
+  snprintf(apart, sizeof apart, "%s/apart.txt", dir);
+  double same = text_difference(two, one), differ = text_difference(apart, one);
+  cr_expect(same >= 0 && same <= TOL, "2 processes against 1: %g norm-wise (tolerance %g)", same, TOL);
+  cr_expect(differ > 100 * TOL, "2 processes without sums against 1: only %g", differ);
+  cr_log_info("emitted C over MPI: 2 processes against 1 differ by %g norm-wise; unsummed by %g", same, differ);
+  Run c = sh_in(dir, "cc -std=c11 -DDLC_MPI -I. -c t_train.c -o t_train.o");
+  cr_expect_neq(c.status, 0, "-DDLC_MPI without mpi.h must not compile");
+  cr_expect(strstr(c.err, "DLC_MPI sums the gradients over MPI, but there is no <mpi.h>: compile with mpicc"), "%s", c.err);
+  run_free(&e), run_free(&a), run_free(&b), run_free(&c);
+  remove_dir(dir);
+}
+
 Test(dist, resumed_run_is_the_uninterrupted_one, .timeout = 300) {
   const char *dir = setup();
   char whole[600], part[600];
