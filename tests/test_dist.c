@@ -552,6 +552,37 @@ Test(dist, resumed_run_is_the_uninterrupted_one, .timeout = 300) {
   remove_dir(dir);
 }
 
+/* A checkpoint of two processes resumed by one process, and by three:
+ * the same global batches in the same order (the data order follows the
+ * seed and the step, not the processes), so the same parameters as the
+ * two processes that never stopped, to the tolerance of their sums. */
+Test(dist, resumed_with_other_process_counts, .timeout = 300) {
+  const char *dir = setup();
+  char whole[600], one[600], three[600];
+  snprintf(whole, sizeof whole, "%s/whole.safetensors", dir);
+  snprintf(one, sizeof one, "%s/one.safetensors", dir);
+  snprintf(three, sizeof three, "%s/three.safetensors", dir);
+  const char *all[] = {"--steps", "5", NULL}, *first[] = {"--steps", "2", NULL};
+  Run a = train(dir, 2, whole, all), b = train(dir, 2, one, first), c = train(dir, 2, three, first);
+  cr_assert_eq(a.status, 0, "%s%s", a.out, a.err);
+  cr_assert_eq(b.status, 0, "%s%s", b.out, b.err);
+  cr_assert_eq(c.status, 0, "%s%s", c.out, c.err);
+  Run r1 = train(dir, 0, one, (const char *[]){"--steps", "5", "--resume", one, NULL});
+  Run r3 = train(dir, 3, three, (const char *[]){"--steps", "5", "--resume", three, NULL});
+  cr_assert_eq(r1.status, 0, "%s%s", r1.out, r1.err);
+  cr_assert_eq(r3.status, 0, "%s%s", r3.out, r3.err);
+  cr_expect(strstr(r3.out, "3 processes of 3 rows\n"), "%s", r3.out);
+  RtTensorSet sa, s1, s3;
+  load(whole, &sa), load(one, &s1), load(three, &s3);
+  expect_agree("2 processes resumed by 1", &s1, &sa, TOL);
+  expect_agree("2 processes resumed by 3", &s3, &sa, TOL);
+  cr_expect_str_eq(rt_set_get_meta(&s1, "dlc.step"), "5");
+  cr_expect_str_eq(rt_set_get_meta(&s3, "dlc.step"), "5");
+  rt_set_free(&sa), rt_set_free(&s1), rt_set_free(&s3);
+  run_free(&a), run_free(&b), run_free(&c), run_free(&r1), run_free(&r3);
+  remove_dir(dir);
+}
+
 Test(dist, a_killed_process_fails_the_job, .timeout = 300) {
   const char *dir = setup();
   char wrapper[600], model[600];
