@@ -62,12 +62,14 @@ static const char *usage_train =
     "                         each takes 1/P of every batch, gradients summed\n"
     "  --sync-bn              with --distributed: batch norm's statistics over the\n"
     "                         whole global batch (torch's SyncBatchNorm), not each\n"
-    "                         process's rows\n";
+    "                         process's rows\n"
+    "  --no-overlap           with --distributed: sum the gradients after the whole\n"
+    "                         backward pass, not bucket by bucket during it\n";
 
 typedef struct TrainFlags {
   const char *model, *epochs, *batch, *lr, *optimizer, *seed, *data, *val_split;
   const char *save, *resume, *init, *metrics, *backend, *augment, *steps, *threads, *schedule, *bptt;
-  int quiet, distributed, carry_state, sync_bn;
+  int quiet, distributed, carry_state, sync_bn, no_overlap;
 } TrainFlags;
 
 static volatile sig_atomic_t interrupted;
@@ -96,8 +98,8 @@ static int parse_flags(int argc, char **argv, TrainFlags *f, Diags *d) {
       *(argv[i][2] == 'q' ? &f->quiet : &f->distributed) = 1;
       continue;
     }
-    if (!strcmp(argv[i], "--sync-bn")) {
-      f->sync_bn = 1;
+    if (!strcmp(argv[i], "--sync-bn") || !strcmp(argv[i], "--no-overlap")) {
+      *(argv[i][2] == 's' ? &f->sync_bn : &f->no_overlap) = 1;
       continue;
     }
     for (size_t k = 0; k < sizeof table / sizeof table[0] && !hit && !miss; k++) {
@@ -219,6 +221,7 @@ static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
     return diag_plain(d, "--sync-bn", "synchronises batch norm over the processes of --distributed; without it there "
                       "is one process, whose statistics are the batch's already"), -1;
   cfg->sync_bn = f->sync_bn;
+  cfg->no_overlap = f->no_overlap;
   if (f->epochs && dlc_parse_int("--epochs", f->epochs, 1, DLC_MAX_EPOCHS, &cfg->epochs, d)) return -1;
   if (f->batch && dlc_parse_int("--batch", f->batch, 1, DLC_MAX_BATCH, &cfg->batch, d)) return -1;
   if (f->seed && (dlc_parse_int("--seed", f->seed, 0, INT64_MAX, &v, d) || (cfg->seed = (uint64_t)v, 0))) return -1;

@@ -419,6 +419,13 @@ static int64_t static_bytes(const Program *p) {
   return bytes < 0x1p62 ? (int64_t)bytes : INT64_MAX;
 }
 
+/* Whether the gradients' sums overlap the backward pass: with a dist,
+ * compiled code (whose gradient outputs are written in place in gbuf,
+ * where the hook starts their sums) and no --no-overlap. */
+static int overlaps(const Trainer *t) {
+  return t->dist && t->cfg.backend != BACKEND_INTERP && !t->cfg.no_overlap && !t->cfg.nsections;
+}
+
 /* One stage of the train pipeline: the graphs t->tg and t->eg (and with
  * t->dist the update step t->ug), or the program t->prog lowered from them. */
 static int run_stage(Trainer *t, int stage) {
@@ -428,7 +435,7 @@ static int run_stage(Trainer *t, int stage) {
   po.optim = &t->opt;
   po.split_update = t->dist != NULL;
   po.sync_bn = t->dist != NULL && t->cfg.sync_bn;
-  po.grad_collectives = t->cfg.grad_collectives;
+  po.grad_collectives = t->cfg.grad_collectives || overlaps(t);
   if (t->cfg.nsections) return stage == PASS_STAGE_GRAPH ? build_sections(t, &po) : lower_sections(t, &po);
   PassCtx c;
   pass_ctx_init(&c, PIPE_TRAIN, &t->m->g, t->loss, (Graph *[]){&t->tg, &t->eg}, &t->prog, &po, t->d);
@@ -461,13 +468,66 @@ static RtStatus use_threads(Trainer *t, RtError *err) {
  * mean of no rows) and sums over the processes, in the same order on
  * every process since all run the same step; dist_sum sums.  A failure is
  * reported once and the step's result discarded (dist_sum below). */
+/* Bucket b of gbuf: its first float and its length. */
+static int64_t bucket_len(const Trainer *t, int64_t b, int64_t *lo) {
+  int64_t per = RT_DIST_BUCKET_BYTES / (int64_t)sizeof(float);
+  *lo = b * per;
+  return t->gsize - *lo < per ? t->gsize - *lo : per;
+}
+
+static void start_bucket(Trainer *t, int64_t b) {
+  int64_t lo, len = bucket_len(t, b, &lo);
+  RtError err;
+  t->bucket_left[b] = -1; /* started */
+  if (!t->coll_failed && rt_dist_start_sum_f32(t->dist, t->gbuf + lo, len, &err))
+    t->coll_failed = 1, diag_plain(t->d, "--distributed", "%s", err.msg);
+}
+
+/* n floats of gbuf from off are final (and weighed): every bucket they
+ * complete starts its sum, while the backward pass goes on. */
+static void grad_ready(Trainer *t, int64_t off, int64_t n) {
+  int64_t per = RT_DIST_BUCKET_BYTES / (int64_t)sizeof(float);
+  for (int64_t b = off / per; b * per < off + n; b++) {
+    int64_t lo = off > b * per ? off : b * per, hi = off + n < (b + 1) * per ? off + n : (b + 1) * per;
+    if ((t->bucket_left[b] -= hi - lo) == 0) start_bucket(t, b);
+  }
+  rt_dist_progress(t->dist);
+}
+
 void trainer_collective(void *ctx, int kind, float *data, int64_t n) {
   Trainer *t = ctx;
   float w = kind == IR_COLLECTIVE_MEAN ? t->coll_w : 1;
   for (int64_t i = 0; i < n && w != 1; i++) data[i] = w != 0 ? data[i] * w : 0;
+  if (t->bucket_left && data >= t->gbuf && data < t->gbuf + t->gsize) {
+    grad_ready(t, data - t->gbuf, n);
+    return;
+  }
   RtError err;
   if (!t->coll_failed && rt_dist_sum_f32(t->dist, data, n, &err))
     t->coll_failed = 1, diag_plain(t->d, "--sync-bn", "%s", err.msg);
+}
+
+/* With overlaps(t): gbuf holds the gradients in the order grad_step
+ * finishes them (its dist_mean kernels, which lowering put right after
+ * each gradient's last kernel), so the buckets fill one after another
+ * and the first goes out while later gradients are being computed. */
+static void overlap_layout(Trainer *t) {
+  const Func *f = NULL;
+  for (int i = 0; i < t->prog.nfuncs; i++)
+    if (!strcmp(t->prog.funcs[i].name, "grad_step")) f = &t->prog.funcs[i];
+  IR_ASSERT(f);
+  const Graph *g = &t->tg;
+  int64_t at = 0;
+  for (int k = 0; k < f->nkernels; k++)
+    for (int o = t->grad_out; o < g->noutputs && f->kernels[k].op == OP_DIST_MEAN; o++)
+      if (g->outputs[o].id == f->kernels[k].node) {
+        t->goff[o - t->grad_out] = at;
+        at += ir_numel_max(g, &g->nodes[g->outputs[o].id].shape);
+      }
+  IR_ASSERT(at == t->gsize); /* every gradient output is a dist_mean (passes/train.c) */
+  int64_t per = RT_DIST_BUCKET_BYTES / (int64_t)sizeof(float);
+  t->nbuckets = (t->gsize + per - 1) / per;
+  t->bucket_left = rt_xcalloc((size_t)t->nbuckets + 1, sizeof *t->bucket_left);
 }
 
 static int build_backend(Trainer *t) {
@@ -488,7 +548,8 @@ static int build_backend(Trainer *t) {
     diag_plain(t->d, "dlc train", "%s", err.msg);
     return -1;
   }
-  if (t->dist && t->cfg.sync_bn) cg_c_set_collective(t->mod, trainer_collective, t);
+  if (overlaps(t)) overlap_layout(t);
+  if (t->dist && (t->cfg.sync_bn || overlaps(t))) cg_c_set_collective(t->mod, trainer_collective, t);
   return 0;
 }
 
@@ -736,6 +797,7 @@ void trainer_free(Trainer *t) {
   ir_graph_free(&t->ug);
   rt_xfree(t->gbuf);
   rt_xfree(t->goff);
+  rt_xfree(t->bucket_left);
   for (int s = 0; s < FE_MAX_SECTIONS - 1; s++) ir_graph_free(&t->sec_g[s]);
   rt_set_free(&t->tensors);
   rt_dataset_free(&t->train);
@@ -1259,14 +1321,20 @@ static int dist_sum(Trainer *t, Call *c, double *loss, int64_t *correct) {
   double l = 0;
   int64_t right = 0;
   float w = c->global_n ? (float)((double)c->n / (double)c->global_n) : 0, *tail = t->gbuf + t->gsize;
-  int sync = t->cfg.sync_bn; /* a process without rows still takes part in the step's collectives */
+  /* a process without rows still takes part in the step's collectives */
+  int in_step = t->cfg.sync_bn || t->bucket_left;
   t->coll_w = c->n ? w : 0;
-  if ((c->n || sync) && run(t, 1, c, &l, &right)) return -1;
+  for (int64_t b = 0; b < t->nbuckets; b++) t->bucket_left[b] = bucket_len(t, b, &(int64_t){0});
+  if ((c->n || in_step) && run(t, 1, c, &l, &right)) return -1;
+  for (int64_t b = 0; b < t->nbuckets && !t->coll_failed; b++) IR_ASSERT(t->bucket_left[b] < 0);
   if (t->coll_failed) return -1;
-  for (int64_t i = 0; i < t->gsize && w != 1; i++) t->gbuf[i] = c->n ? t->gbuf[i] * w : 0;
+  for (int64_t i = 0; i < t->gsize && w != 1 && !t->bucket_left; i++) t->gbuf[i] = c->n ? t->gbuf[i] * w : 0;
   tail[0] = c->n ? (float)(l * w) : 0, tail[1] = (float)right, tail[2] = (float)t->stop_local;
   RtError err;
-  if (rt_dist_sum_f32(t->dist, t->gbuf, t->gsize + 3, &err)) return diag_plain(t->d, "--distributed", "%s", err.msg), -1;
+  /* the overlap's buckets were started by the hook: the tail, then wait for them all */
+  if (t->bucket_left ? rt_dist_sum_f32(t->dist, tail, 3, &err) || rt_dist_wait(t->dist, &err)
+                     : rt_dist_sum_f32(t->dist, t->gbuf, t->gsize + 3, &err))
+    return diag_plain(t->d, "--distributed", "%s", err.msg), -1;
   *loss = tail[0];
   if (correct) *correct = (int64_t)tail[1];
   t->stop_any = tail[2] > 0;

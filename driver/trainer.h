@@ -30,6 +30,7 @@ typedef struct TrainConfig {
   int threads;                /* threads of the compiled step's parallel loops (--threads; 0 or 1: one) */
   int sync_bn;                /* with a dist: batch norm's statistics over every process (--sync-bn) */
   int grad_collectives;       /* emitted training C: each gradient through the collective hook */
+  int no_overlap;             /* with a dist: sum the gradients after the backward pass (--no-overlap) */
   char data_kind[16];         /* fashion_mnist idx csv npy, "" for none */
   char data_args[2][1024];    /* paths, "" when not given */
   int nbinds;                 /* npy:NAME=PATH,...: inputs bound by name (0: the other forms) */
@@ -122,6 +123,8 @@ struct Trainer {
   float *carry[2][TRAINER_MAX_CARRY];   /* the training batches' states, the evaluation's */
   float coll_w;               /* --sync-bn: this process's share of the global batch in the step running */
   int coll_failed;            /* --sync-bn: a collective of the step failed (reported) */
+  int64_t *bucket_left;       /* overlap (compiled backends): floats of each bucket of gbuf not final yet */
+  int64_t nbuckets;
 };
 
 /* Every integer value of ds that indexes a gather or index_select

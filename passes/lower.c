@@ -1093,6 +1093,50 @@ static const char *describe(Lower *L, int id) {
   return n->name ? arena_printf(&L->p->arena, "%s %s", ir_ops[n->op].name, n->name) : ir_ops[n->op].name;
 }
 
+/* Collectives as early as the kernel order allows: each dist_mean or
+ * dist_sum kernel (a copy of one buffer) moves to just after the last
+ * kernel before it that stores into a buffer it loads, so a gradient
+ * summed over the processes goes out as soon as it is final, while the
+ * backward pass goes on (trainer.c overlaps the sums with it).  Nothing
+ * between reads or writes the copy's own buffer, so the results do not
+ * change; memory planning comes after. */
+typedef struct Touch {
+  char *bufs;
+  int hit;
+} Touch;
+
+static int touch_load(void *ctx, const Expr *e) {
+  Touch *t = ctx;
+  if (e->kind == EX_LOAD) t->bufs[e->id] = 1;
+  return 0;
+}
+
+static int touch_store(void *ctx, const Stmt *s) {
+  Touch *t = ctx;
+  if (s->kind == ST_STORE && t->bufs[s->id]) t->hit = 1;
+  return t->hit;
+}
+
+static void collectives_early(Program *p, Func *f) {
+  char *loads = rt_xcalloc((size_t)p->nbufs + 1, 1);
+  for (int i = 0; i < f->nkernels; i++) {
+    if (f->kernels[i].op != OP_DIST_MEAN && f->kernels[i].op != OP_DIST_SUM) continue;
+    memset(loads, 0, (size_t)p->nbufs + 1);
+    Touch t = {loads, 0};
+    kir_walk_block(&(KirVisitor){&t, NULL, touch_load}, f->kernels[i].body);
+    int j = i - 1;
+    for (; j >= 0; j--) {
+      t.hit = 0;
+      kir_walk_block(&(KirVisitor){&t, touch_store, NULL}, f->kernels[j].body);
+      if (t.hit) break;
+    }
+    Kernel k = f->kernels[i];
+    memmove(&f->kernels[j + 2], &f->kernels[j + 1], sizeof k * (size_t)(i - j - 1));
+    f->kernels[j + 1] = k;
+  }
+  rt_xfree(loads);
+}
+
 void pass_lower(Program *p, Func *f) {
   const Graph *g = f->g;
   Lower L = {p, f, g, rt_xcalloc((size_t)g->nnodes + 1, sizeof(int)), NULL};
@@ -1128,6 +1172,7 @@ void pass_lower(Program *p, Func *f) {
     if (!k->body) f->nkernels--;
   }
   for (int i = 0; i < ncopies; i++) *kir_kernel(p, f, "", copies[i].loc) = copies[i];
+  collectives_early(p, f);
   for (int o = 0; o < g->noutputs; o++) {
     int b = taken[o] >= 2 ? taken[o] - 2 : L.buf[g->outputs[o].id];
     p->bufs[b].arg = f->nargs;

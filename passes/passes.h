@@ -148,7 +148,9 @@ typedef struct PassOpts {
                                reading them: data-parallel training sums them in between */
   int sync_bn;              /* train: batch norm's statistics over every process (--sync-bn) */
   int grad_collectives;     /* train: each gradient through dist_mean before its update (the hook
-                               of emitted training C built with -DDLC_MPI) */
+                               of emitted training C built with -DDLC_MPI); with split_update,
+                               each gradient output (data-parallel training overlaps the sums
+                               with the backward pass) */
 } PassOpts;
 
 /* A train step per named section (at most 8) and the eval step. */

@@ -172,7 +172,10 @@ static int split_update(PassCtx *c) {
     const Node p = g->nodes[c->wrt[i]];
     char name[512];
     snprintf(name, sizeof name, "%s.grad", p.name);
-    ir_output(g, name, c->grads[i]);
+    /* with grad_collectives, the hook sees each gradient as soon as it is final */
+    int grad = c->o->grad_collectives ? ir_op(g, OP_DIST_MEAN, &c->grads[i], 1, NULL, p.loc) : c->grads[i];
+    if (grad < 0) return -1;
+    ir_output(g, name, grad);
     int pid = ir_clone_node(u, g, c->wrt[i], NULL), gin = ir_input(u, name, DT_F32, &p.shape, p.loc);
     if (pid < 0 || gin < 0 || add_step(u, c->o->optim, pid, gin, lr, step) < 0) return -1;
   }

@@ -70,6 +70,45 @@ RtStatus rt_dist_sum_f64(RtDist *d, double *buf, int n, RtError *err) {
   return d->size <= 1 ? RT_OK : allreduce(d, buf, n, MPI_DOUBLE, sizeof(double), MPI_SUM, err);
 }
 
+/* The sums started are requests in d->reqs, completed by rt_dist_wait;
+ * the counters take the time spent in starting, testing and waiting:
+ * what the backward pass did not hide. */
+RtStatus rt_dist_start_sum_f32(RtDist *d, float *buf, int64_t n, RtError *err) {
+  if (d->size <= 1) return RT_OK;
+  if (n * (int64_t)sizeof(float) > RT_DIST_BUCKET_BYTES)
+    return rt_fail(err, RT_ERR_SHAPE, "a sum of %lld floats is larger than a bucket", (long long)n);
+  if (d->nreqs == d->reqcap) {
+    d->reqcap = d->reqcap ? 2 * d->reqcap : 16;
+    d->reqs = rt_xrealloc(d->reqs, sizeof(MPI_Request) * (size_t)d->reqcap);
+  }
+  double start = rt_now();
+  MPI_Request *r = (MPI_Request *)d->reqs + d->nreqs;
+  int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r);
+  d->seconds += rt_now() - start;
+  d->calls++;
+  d->bytes += (double)n * sizeof(float);
+  if (rc != MPI_SUCCESS) return mpi_fail(err, "MPI_Iallreduce", rc);
+  d->nreqs++;
+  return RT_OK;
+}
+
+void rt_dist_progress(RtDist *d) {
+  int done = 0;
+  if (!d->nreqs) return;
+  double start = rt_now();
+  MPI_Testall(d->nreqs, d->reqs, &done, MPI_STATUSES_IGNORE);
+  d->seconds += rt_now() - start;
+}
+
+RtStatus rt_dist_wait(RtDist *d, RtError *err) {
+  if (!d->nreqs) return RT_OK;
+  double start = rt_now();
+  int rc = MPI_Waitall(d->nreqs, d->reqs, MPI_STATUSES_IGNORE);
+  d->seconds += rt_now() - start;
+  d->nreqs = 0;
+  return rc == MPI_SUCCESS ? RT_OK : mpi_fail(err, "MPI_Waitall", rc);
+}
+
 RtStatus rt_dist_minmax_u64(RtDist *d, uint64_t v, uint64_t *lo, uint64_t *hi, RtError *err) {
   *lo = *hi = v;
   if (d->size <= 1) return RT_OK;
@@ -82,6 +121,8 @@ RtStatus rt_dist_minmax_u64(RtDist *d, uint64_t v, uint64_t *lo, uint64_t *hi, R
 void rt_dist_finalize(RtDist *d) {
   if (d->initialized) MPI_Finalize();
   d->initialized = 0;
+  rt_xfree(d->reqs);
+  d->reqs = NULL, d->nreqs = d->reqcap = 0;
 }
 
 #else /* built without MPI */
@@ -98,6 +139,12 @@ RtStatus rt_dist_init(RtDist *d, RtError *err) {
 RtStatus rt_dist_sum_f32(RtDist *d, float *buf, int64_t n, RtError *err) { return RT_OK; }
 
 RtStatus rt_dist_sum_f64(RtDist *d, double *buf, int n, RtError *err) { return RT_OK; }
+
+RtStatus rt_dist_start_sum_f32(RtDist *d, float *buf, int64_t n, RtError *err) { return RT_OK; }
+
+void rt_dist_progress(RtDist *d) {}
+
+RtStatus rt_dist_wait(RtDist *d, RtError *err) { return RT_OK; }
 
 RtStatus rt_dist_minmax_u64(RtDist *d, uint64_t v, uint64_t *lo, uint64_t *hi, RtError *err) {
   *lo = *hi = v;

@@ -22,6 +22,8 @@ typedef struct RtDist {
   int64_t calls;              /* MPI_Allreduce calls made */
   double bytes;               /* bytes this process passed to them */
   double seconds;             /* wall time spent in them (waiting for the slowest rank included) */
+  void *reqs;                 /* the sums started (MPI_Request[]) and not yet waited for */
+  int nreqs, reqcap;
 } RtDist;
 
 /* 1 when dlc was built with MPI. */
@@ -32,6 +34,15 @@ RtStatus rt_dist_init(RtDist *d, RtError *err);
 /* Sums n floats of buf over every process, in place, in buckets of
  * RT_DIST_BUCKET_BYTES; afterwards every process holds the same sums. */
 RtStatus rt_dist_sum_f32(RtDist *d, float *buf, int64_t n, RtError *err);
+/* Starts summing n floats of buf (at most RT_DIST_BUCKET_BYTES) over
+ * every process, in place, without waiting (MPI_Iallreduce): buf must not
+ * be touched until rt_dist_wait.  Every process starts the same sums in
+ * the same order. */
+RtStatus rt_dist_start_sum_f32(RtDist *d, float *buf, int64_t n, RtError *err);
+/* Lets the sums started advance (MPI_Testall), without waiting. */
+void rt_dist_progress(RtDist *d);
+/* Waits for every sum started; the time waited counts in d->seconds. */
+RtStatus rt_dist_wait(RtDist *d, RtError *err);
 /* The same for n doubles (evaluation totals). */
 RtStatus rt_dist_sum_f64(RtDist *d, double *buf, int n, RtError *err);
 /* The smallest and the largest of every process's v (a check that the

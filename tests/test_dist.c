@@ -471,7 +471,7 @@ static const char *mpi_main_c =
 
 /* `sh -c cmd` in dir. */
 static Run sh_in(const char *dir, const char *cmd) {
-  char full[1200];
+  char full[2000];
   snprintf(full, sizeof full, "cd '%s' && %s", dir, cmd);
   return run_argv(dir, (const char *const[]){"sh", "-c", full, NULL});
 }
@@ -580,6 +580,71 @@ Test(dist, resumed_with_other_process_counts, .timeout = 300) {
   cr_expect_str_eq(rt_set_get_meta(&s3, "dlc.step"), "5");
   rt_set_free(&sa), rt_set_free(&s1), rt_set_free(&s3);
   run_free(&a), run_free(&b), run_free(&c), run_free(&r1), run_free(&r3);
+  remove_dir(dir);
+}
+
+/* The overlap: each gradient's sum may start while the backward pass
+ * goes on.  In the compiled grad_step of a world of one, the gradients go
+ * through dist_mean kernels placed right after each gradient's last
+ * kernel, so the first comes before the backward pass ends; and two
+ * processes summing bucket by bucket during it (MPI_Iallreduce) write the
+ * same tensors, bit for bit, as two summing after it (--no-overlap). */
+Test(dist, collectives_follow_their_gradients, .timeout = 180) {
+  const char *dir = tu_scratch_dir();
+  cr_assert(dir);
+  write_data(dir);
+  Model m;
+  Diags d;
+  diag_init(&d, stderr);
+  char path[600];
+  snprintf(path, sizeof path, "%s/tiny.dl", dir);
+  cr_assert_eq(fe_load_file(&m, path, &d), 0);
+  TrainConfig cfg;
+  cr_assert_eq(trainer_config(&m, &cfg, &d), 0);
+  cfg.backend = BACKEND_C;
+  Trainer t;
+  RtDist one = {.size = 1};
+  cr_assert_eq(trainer_prepare(&t, &m, &cfg, &d), 0);
+  t.dist = &one;
+  cr_assert(trainer_load_data(&t) == 0 && trainer_fit_batch(&t) == 0 && trainer_build(&t, NULL) == 0);
+  const Func *f = NULL;
+  for (int i = 0; i < t.prog.nfuncs; i++)
+    if (!strcmp(t.prog.funcs[i].name, "grad_step")) f = &t.prog.funcs[i];
+  cr_assert(f);
+  int first = -1, last = -1, count = 0;
+  for (int k = 0; k < f->nkernels; k++) {
+    if (f->kernels[k].op == OP_DIST_MEAN) count++, first = first < 0 ? k : first;
+    else last = k;
+  }
+  cr_expect_eq(count, 4, "a dist_mean per gradient");
+  cr_expect(first >= 0 && first < last, "the first gradient's sum at kernel %d, the backward pass ends at %d", first, last);
+  trainer_free(&t);
+  fe_model_free(&m);
+  remove_dir(dir);
+}
+
+ParameterizedTestParameters(dist, overlap_sums_as_after_the_backward_pass) {
+  static BackendParam ps[] = {{"--backend=jit"}, {"--backend=c"}};
+  return cr_make_param_array(BackendParam, ps, sizeof ps / sizeof *ps);
+}
+
+ParameterizedTest(BackendParam *p, dist, overlap_sums_as_after_the_backward_pass, .timeout = 300) {
+  const char *dir = setup();
+  char during[600], after[600];
+  snprintf(during, sizeof during, "%s/during.safetensors", dir);
+  snprintf(after, sizeof after, "%s/after.safetensors", dir);
+  Run a = train(dir, 2, during, (const char *[]){"--steps", "5", p->backend, NULL});
+  Run b = train(dir, 2, after, (const char *[]){"--steps", "5", "--no-overlap", p->backend, NULL});
+  cr_assert_eq(a.status, 0, "%s%s", a.out, a.err);
+  cr_assert_eq(b.status, 0, "%s%s", b.out, b.err);
+  /* 5 steps: a bucket and the tail each during, one sum each after; then the check and the test totals */
+  cr_expect(strstr(a.out, "distributed: 2 processes, 13 allreduce calls"), "%s", a.out);
+  cr_expect(strstr(b.out, "distributed: 2 processes, 8 allreduce calls"), "%s", b.out);
+  RtTensorSet sa, sb;
+  load(during, &sa), load(after, &sb);
+  expect_agree("overlapped", &sa, &sb, 0);
+  rt_set_free(&sa), rt_set_free(&sb);
+  run_free(&a), run_free(&b);
   remove_dir(dir);
 }
 
