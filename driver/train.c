@@ -64,11 +64,13 @@ static const char *usage_train =
     "                         whole global batch (torch's SyncBatchNorm), not each\n"
     "                         process's rows\n"
     "  --no-overlap           with --distributed: sum the gradients after the whole\n"
-    "                         backward pass, not bucket by bucket during it\n";
+    "                         backward pass, not bucket by bucket during it\n"
+    "  --bucket-kb K          with --distributed: buckets of the gradient sums of at\n"
+    "                         most K KiB (default 4096)\n";
 
 typedef struct TrainFlags {
   const char *model, *epochs, *batch, *lr, *optimizer, *seed, *data, *val_split;
-  const char *save, *resume, *init, *metrics, *backend, *augment, *steps, *threads, *schedule, *bptt;
+  const char *save, *resume, *init, *metrics, *backend, *augment, *steps, *threads, *schedule, *bptt, *bucket_kb;
   int quiet, distributed, carry_state, sync_bn, no_overlap;
 } TrainFlags;
 
@@ -86,7 +88,8 @@ static int parse_flags(int argc, char **argv, TrainFlags *f, Diags *d) {
   } table[] = {{"--epochs", &f->epochs}, {"--batch", &f->batch}, {"--lr", &f->lr}, {"--optimizer", &f->optimizer},
                {"--seed", &f->seed}, {"--data", &f->data}, {"--val-split", &f->val_split}, {"--save", &f->save},
                {"--resume", &f->resume}, {"--init", &f->init}, {"--metrics", &f->metrics}, {"--backend", &f->backend}, {"--augment", &f->augment}, {"--steps", &f->steps},
-               {"--threads", &f->threads}, {"--schedule", &f->schedule}, {"--bptt", &f->bptt}};
+               {"--threads", &f->threads}, {"--schedule", &f->schedule}, {"--bptt", &f->bptt},
+               {"--bucket-kb", &f->bucket_kb}};
   for (int i = 1; i < argc; i++) {
     int miss = 0, hit = 0;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
@@ -217,6 +220,8 @@ static int apply_flags(const TrainFlags *f, TrainConfig *cfg, Diags *d) {
   if (cfg->nsections && per_section)
     return diag_plain(d, per_section, "the model has %d train sections, each with its own optimizer: set it in the "
                       "model file", cfg->nsections), -1;
+  if (f->bucket_kb && !f->distributed)
+    return diag_plain(d, "--bucket-kb", "sizes the gradient sums of --distributed; one process has none"), -1;
   if (f->sync_bn && !f->distributed)
     return diag_plain(d, "--sync-bn", "synchronises batch norm over the processes of --distributed; without it there "
                       "is one process, whose statistics are the batch's already"), -1;
@@ -465,6 +470,11 @@ int dlc_cmd_train(int argc, char **argv) {
   Trainer t;
   RtDist dist = {.size = 1};
   if (join_world(&f, &dist, &d)) goto out_model;
+  int64_t kb;
+  if (f.bucket_kb) {
+    if (dlc_parse_int("--bucket-kb", f.bucket_kb, 1, 1 << 20, &kb, &d)) goto out_model;
+    dist.bucket_bytes = kb << 10;
+  }
   if (f.init && load_init(f.init, &m, &init, &d)) goto out_model;
   if (trainer_prepare(&t, &m, &cfg, &d)) goto out;
   if (f.distributed) t.dist = &dist;

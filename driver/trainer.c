@@ -468,9 +468,15 @@ static RtStatus use_threads(Trainer *t, RtError *err) {
  * mean of no rows) and sums over the processes, in the same order on
  * every process since all run the same step; dist_sum sums.  A failure is
  * reported once and the step's result discarded (dist_sum below). */
+/* Floats of a bucket: the dist's size (a world made without
+ * rt_dist_init, a test's world of one, has none: the default). */
+static int64_t bucket_floats(const Trainer *t) {
+  return (t->dist->bucket_bytes > 0 ? t->dist->bucket_bytes : RT_DIST_BUCKET_BYTES) / (int64_t)sizeof(float);
+}
+
 /* Bucket b of gbuf: its first float and its length. */
 static int64_t bucket_len(const Trainer *t, int64_t b, int64_t *lo) {
-  int64_t per = RT_DIST_BUCKET_BYTES / (int64_t)sizeof(float);
+  int64_t per = bucket_floats(t);
   *lo = b * per;
   return t->gsize - *lo < per ? t->gsize - *lo : per;
 }
@@ -486,7 +492,7 @@ static void start_bucket(Trainer *t, int64_t b) {
 /* n floats of gbuf from off are final (and weighed): every bucket they
  * complete starts its sum, while the backward pass goes on. */
 static void grad_ready(Trainer *t, int64_t off, int64_t n) {
-  int64_t per = RT_DIST_BUCKET_BYTES / (int64_t)sizeof(float);
+  int64_t per = bucket_floats(t);
   for (int64_t b = off / per; b * per < off + n; b++) {
     int64_t lo = off > b * per ? off : b * per, hi = off + n < (b + 1) * per ? off + n : (b + 1) * per;
     if ((t->bucket_left[b] -= hi - lo) == 0) start_bucket(t, b);
@@ -525,7 +531,7 @@ static void overlap_layout(Trainer *t) {
         at += ir_numel_max(g, &g->nodes[g->outputs[o].id].shape);
       }
   IR_ASSERT(at == t->gsize); /* every gradient output is a dist_mean (passes/train.c) */
-  int64_t per = RT_DIST_BUCKET_BYTES / (int64_t)sizeof(float);
+  int64_t per = bucket_floats(t);
   t->nbuckets = (t->gsize + per - 1) / per;
   t->bucket_left = rt_xcalloc((size_t)t->nbuckets + 1, sizeof *t->bucket_left);
 }

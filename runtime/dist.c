@@ -35,6 +35,7 @@ static RtStatus mpi_fail(RtError *err, const char *call, int rc) {
 
 RtStatus rt_dist_init(RtDist *d, RtError *err) {
   memset(d, 0, sizeof *d);
+  d->bucket_bytes = RT_DIST_BUCKET_BYTES;
   int already = 0, rc;
   MPI_Initialized(&already);
   if (!already && (rc = MPI_Init(NULL, NULL)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Init", rc);
@@ -58,7 +59,7 @@ static RtStatus allreduce(RtDist *d, void *buf, int n, MPI_Datatype t, size_t es
 
 RtStatus rt_dist_sum_f32(RtDist *d, float *buf, int64_t n, RtError *err) {
   if (d->size <= 1) return RT_OK;
-  int64_t bucket = RT_DIST_BUCKET_BYTES / (int64_t)sizeof(float);
+  int64_t bucket = d->bucket_bytes / (int64_t)sizeof(float);
   for (int64_t at = 0; at < n; at += bucket) {
     int cnt = (int)(n - at < bucket ? n - at : bucket);
     if (allreduce(d, buf + at, cnt, MPI_FLOAT, sizeof(float), MPI_SUM, err)) return RT_ERR_IO;
@@ -75,7 +76,7 @@ RtStatus rt_dist_sum_f64(RtDist *d, double *buf, int n, RtError *err) {
  * what the backward pass did not hide. */
 RtStatus rt_dist_start_sum_f32(RtDist *d, float *buf, int64_t n, RtError *err) {
   if (d->size <= 1) return RT_OK;
-  if (n * (int64_t)sizeof(float) > RT_DIST_BUCKET_BYTES)
+  if (n * (int64_t)sizeof(float) > d->bucket_bytes)
     return rt_fail(err, RT_ERR_SHAPE, "a sum of %lld floats is larger than a bucket", (long long)n);
   if (d->nreqs == d->reqcap) {
     d->reqcap = d->reqcap ? 2 * d->reqcap : 16;
@@ -132,6 +133,7 @@ int rt_dist_available(void) { return 0; }
 RtStatus rt_dist_init(RtDist *d, RtError *err) {
   memset(d, 0, sizeof *d);
   d->size = 1;
+  d->bucket_bytes = RT_DIST_BUCKET_BYTES;
   return rt_fail(err, RT_ERR_IO, "this dlc was built without MPI, so it cannot train --distributed (install Open MPI, "
                  "e.g. apt-get install openmpi-bin libopenmpi-dev, and configure again with -Dmpi=enabled)");
 }

@@ -13,12 +13,14 @@
 
 #include "runtime/rt.h"
 
-/* The gradient buckets: each MPI_Allreduce sums at most this many bytes. */
+/* The gradient buckets: each MPI_Allreduce sums at most this many bytes
+ * (unless RtDist.bucket_bytes says otherwise). */
 #define RT_DIST_BUCKET_BYTES ((int64_t)4 << 20)
 
 typedef struct RtDist {
   int rank, size;             /* this process and the number of processes */
   int initialized;            /* MPI_Init was called (rt_dist_finalize calls MPI_Finalize) */
+  int64_t bucket_bytes;       /* the buckets' size (rt_dist_init: RT_DIST_BUCKET_BYTES) */
   int64_t calls;              /* MPI_Allreduce calls made */
   double bytes;               /* bytes this process passed to them */
   double seconds;             /* wall time spent in them (waiting for the slowest rank included) */
@@ -32,9 +34,9 @@ int rt_dist_available(void);
  * of one).  Without MPI: an error saying so. */
 RtStatus rt_dist_init(RtDist *d, RtError *err);
 /* Sums n floats of buf over every process, in place, in buckets of
- * RT_DIST_BUCKET_BYTES; afterwards every process holds the same sums. */
+ * d->bucket_bytes; afterwards every process holds the same sums. */
 RtStatus rt_dist_sum_f32(RtDist *d, float *buf, int64_t n, RtError *err);
-/* Starts summing n floats of buf (at most RT_DIST_BUCKET_BYTES) over
+/* Starts summing n floats of buf (at most d->bucket_bytes) over
  * every process, in place, without waiting (MPI_Iallreduce): buf must not
  * be touched until rt_dist_wait.  Every process starts the same sums in
  * the same order. */

@@ -587,8 +587,9 @@ Test(dist, resumed_with_other_process_counts, .timeout = 300) {
  * goes on.  In the compiled grad_step of a world of one, the gradients go
  * through dist_mean kernels placed right after each gradient's last
  * kernel, so the first comes before the backward pass ends; and two
- * processes summing bucket by bucket during it (MPI_Iallreduce) write the
- * same tensors, bit for bit, as two summing after it (--no-overlap). */
+ * processes summing bucket by bucket during it (MPI_Iallreduce; one
+ * bucket, or three of 1 KiB) write the same tensors, bit for bit, as two
+ * summing after it (--no-overlap). */
 Test(dist, collectives_follow_their_gradients, .timeout = 180) {
   const char *dir = tu_scratch_dir();
   cr_assert(dir);
@@ -630,21 +631,32 @@ ParameterizedTestParameters(dist, overlap_sums_as_after_the_backward_pass) {
 
 ParameterizedTest(BackendParam *p, dist, overlap_sums_as_after_the_backward_pass, .timeout = 300) {
   const char *dir = setup();
-  char during[600], after[600];
+  /* the perceptron 64 wide: 579 floats of gradients, 3 buckets of 1 KiB */
+  char wide[1024];
+  const char *at = strstr(model_text, "dense(x, 8)");
+  cr_assert(at);
+  snprintf(wide, sizeof wide, "%.*sdense(x, 64)%s", (int)(at - model_text), model_text, at + strlen("dense(x, 8)"));
+  write_text(dir, "wide.dl", wide);
+  char during[600], after[600], small[600];
   snprintf(during, sizeof during, "%s/during.safetensors", dir);
   snprintf(after, sizeof after, "%s/after.safetensors", dir);
-  Run a = train(dir, 2, during, (const char *[]){"--steps", "5", p->backend, NULL});
-  Run b = train(dir, 2, after, (const char *[]){"--steps", "5", "--no-overlap", p->backend, NULL});
+  snprintf(small, sizeof small, "%s/small.safetensors", dir);
+  Run a = train_file(dir, "wide.dl", 2, during, (const char *[]){"--steps", "5", p->backend, NULL});
+  Run b = train_file(dir, "wide.dl", 2, after, (const char *[]){"--steps", "5", "--no-overlap", p->backend, NULL});
+  Run c = train_file(dir, "wide.dl", 2, small, (const char *[]){"--steps", "5", "--bucket-kb", "1", p->backend, NULL});
   cr_assert_eq(a.status, 0, "%s%s", a.out, a.err);
   cr_assert_eq(b.status, 0, "%s%s", b.out, b.err);
-  /* 5 steps: a bucket and the tail each during, one sum each after; then the check and the test totals */
+  cr_assert_eq(c.status, 0, "%s%s", c.out, c.err);
+  /* 5 steps: the buckets and the tail each during, one sum each after; then the check and the test totals */
   cr_expect(strstr(a.out, "distributed: 2 processes, 13 allreduce calls"), "%s", a.out);
   cr_expect(strstr(b.out, "distributed: 2 processes, 8 allreduce calls"), "%s", b.out);
-  RtTensorSet sa, sb;
-  load(during, &sa), load(after, &sb);
+  cr_expect(strstr(c.out, "distributed: 2 processes, 23 allreduce calls"), "%s", c.out);
+  RtTensorSet sa, sb, sc;
+  load(during, &sa), load(after, &sb), load(small, &sc);
   expect_agree("overlapped", &sa, &sb, 0);
-  rt_set_free(&sa), rt_set_free(&sb);
-  run_free(&a), run_free(&b);
+  expect_agree("overlapped in 3 buckets", &sc, &sb, 0);
+  rt_set_free(&sa), rt_set_free(&sb), rt_set_free(&sc);
+  run_free(&a), run_free(&b), run_free(&c);
   remove_dir(dir);
 }
 
