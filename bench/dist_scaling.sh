@@ -1,8 +1,10 @@
 #!/bin/sh
 # bench/dist_scaling.sh — data-parallel training of samples/mlp.dl with 1,
 # 2 and 4 processes of mpirun (--oversubscribe: more processes than cores
-# share them), STEPS optimizer steps of the global batch 64 (default 200),
-# each configuration RUNS times (default 3), the median run printed.
+# share them), STEPS optimizer steps of the global batch 64 (default 200)
+# in gradient buckets of BUCKET_KB KiB (default 4096, one bucket here),
+# each configuration RUNS times (default 3), the median run printed;
+# PROCS lists the process counts (default "1 2 4").
 #
 # For each P, with the gradients' sums overlapped with the backward pass
 # (the default) and after it (--no-overlap): the wall time of the run, the
@@ -22,6 +24,7 @@ dpkg-query -W -f='${Status}' time 2>/dev/null | grep -q "install ok installed" |
 }
 ./scripts/build.sh build
 STEPS=${STEPS:-200}
+BUCKET_KB=${BUCKET_KB:-4096}
 RUNS=${RUNS:-3}
 OUT=out/bench
 mkdir -p "$OUT"
@@ -29,7 +32,7 @@ root=""
 [ "$(id -u)" -eq 0 ] && root="--allow-run-as-root"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-3s %-10s %8s %8s %7s %13s %17s\n' P sums wall_s cpu_s calls KB/step/proc allreduce_ms/step
-for p in 1 2 4; do
+for p in ${PROCS:-1 2 4}; do
   for mode in overlap after; do
     [ "$p" -eq 1 ] && [ "$mode" = after ] && continue
     flag=""
@@ -41,7 +44,7 @@ for p in 1 2 4; do
     while [ "$r" -le "$RUNS" ]; do
       log="$OUT/dist_${p}_${mode}_$r.txt"
       /usr/bin/time -f 'time %e %U %S' -o "$log.time" \
-        $launch build/dlc train samples/mlp.dl --distributed $flag --steps "$STEPS" --quiet >"$log" 2>&1 || {
+        $launch build/dlc train samples/mlp.dl --distributed $flag --bucket-kb "$BUCKET_KB" --steps "$STEPS" --quiet >"$log" 2>&1 || {
         echo "P=$p $mode failed:"; cat "$log"; exit 1; }
       set -- $(sed -n 's/^time //p' "$log.time")
       line=$(grep '^distributed:' "$log")
