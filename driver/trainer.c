@@ -462,12 +462,6 @@ static RtStatus use_threads(Trainer *t, RtError *err) {
   return RT_OK;
 }
 
-/* The collectives of --sync-bn (IrCollective), called by the grad step
- * between its kernels: dist_mean weighs this process's value by its share
- * of the global batch (a process without rows adds nothing, not its NaN
- * mean of no rows) and sums over the processes, in the same order on
- * every process since all run the same step; dist_sum sums.  A failure is
- * reported once and the step's result discarded (dist_sum below). */
 /* Floats of a bucket: the dist's size (a world made without
  * rt_dist_init, a test's world of one, has none: the default). */
 static int64_t bucket_floats(const Trainer *t) {
@@ -500,6 +494,15 @@ static void grad_ready(Trainer *t, int64_t off, int64_t n) {
   rt_dist_progress(t->dist);
 }
 
+/* The collectives (IrCollective), called by the grad step between its
+ * kernels: dist_mean weighs this process's value by its share of the
+ * global batch (a process without rows adds nothing, not its NaN mean of
+ * no rows) and sums over the processes, in the same order on every
+ * process since all run the same step; dist_sum sums.  A gradient (in
+ * gbuf, with the overlap) only counts towards its buckets, whose sums
+ * start when they are complete; batch norm's statistics (--sync-bn) are
+ * summed at once, since the step goes on with them.  A failure is
+ * reported once and the step's result discarded (dist_sum below). */
 void trainer_collective(void *ctx, int kind, float *data, int64_t n) {
   Trainer *t = ctx;
   float w = kind == IR_COLLECTIVE_MEAN ? t->coll_w : 1;
@@ -533,6 +536,7 @@ static void overlap_layout(Trainer *t) {
   IR_ASSERT(at == t->gsize); /* every gradient output is a dist_mean (passes/train.c) */
   int64_t per = bucket_floats(t);
   t->nbuckets = (t->gsize + per - 1) / per;
+  rt_xfree(t->bucket_left);
   t->bucket_left = rt_xcalloc((size_t)t->nbuckets + 1, sizeof *t->bucket_left);
 }
 
