@@ -130,7 +130,7 @@ static int c_wide(const Expr *e) {
   case EX_BINARY: return c_wide(e->a) || c_wide(e->b);
   case EX_SELECT: return c_wide(e->b) || c_wide(e->c);
   case EX_BROADCAST: case EX_REDUCE: return c_wide(e->a);
-  case EX_FCONST: case EX_VAR: case EX_SYM: case EX_LOCAL: case EX_LOAD: case EX_CAST: case EX_RAND: return 1;
+  case EX_FCONST: case EX_VAR: case EX_SYM: case EX_LOCAL: case EX_LOAD: case EX_CAST: case EX_RAND: case EX_FMA: return 1;
   }
   return 1;
 }
@@ -277,6 +277,15 @@ static void vexpr(Emit *E, const Expr *e) {
     vexpr(E, e->b);
     fputc(')', E->f);
     break;
+  case EX_FMA: /* one expression, which GCC (gnu modes) and Clang contract into an FMA where the target has one */
+    fputc('(', E->f);
+    vexpr(E, e->a);
+    fputs(" * ", E->f);
+    vexpr(E, e->b);
+    fputs(" + ", E->f);
+    vexpr(E, e->c);
+    fputc(')', E->f);
+    break;
   case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_UNARY: case EX_SELECT: case EX_CAST:
   case EX_RAND: case EX_REDUCE:
     IR_ASSERT(!"an expression with no vector form");
@@ -325,6 +334,15 @@ static void expr(Emit *E, const Expr *e) {
     fprintf(E->f, "dlc_uniform(%lluu, (uint64_t)(", (unsigned long long)e->i);
     expr(E, e->a);
     fputs("))", E->f);
+    break;
+  case EX_FMA:
+    fputs(e->type == DT_F32 ? "DLC_FMAF(" : "DLC_FMA(", E->f);
+    expr(E, e->a);
+    fputs(", ", E->f);
+    expr(E, e->b);
+    fputs(", ", E->f);
+    expr(E, e->c);
+    fputc(')', E->f);
     break;
   }
 }
@@ -534,6 +552,7 @@ static int vec_printable(const Expr *e) {
   case EX_BROADCAST: return 1;
   case EX_BINARY:
     return e->op <= BIN_DIV && vec_printable(e->a) && vec_printable(e->b);
+  case EX_FMA: return vec_printable(e->a) && vec_printable(e->b) && vec_printable(e->c);
   case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_UNARY: case EX_SELECT: case EX_CAST:
   case EX_RAND: case EX_REDUCE:
     return 0;
@@ -644,9 +663,16 @@ static void vec_helpers(Emit *E) {
     for (int k = 0; fn && k < fn->nkernels; k++) vec_kernel(&fn->kernels[k], &used, &sums);
   }
   if (!used) return;
+  int widest = 0;
+  for (int b = 1; b < 32; b++)
+    if (used & 1u << b) widest = 1 << b;
   fputs("/* lanes as GNU C vectors unless DLC_VECTORS is 0 (then scalars) */\n"
-        "#if !defined(DLC_VECTORS) && (defined(__GNUC__) || defined(__clang__))\n#define DLC_VECTORS 1\n#endif\n"
-        "#if DLC_VECTORS\n", E->f);
+        "#if !defined(DLC_VECTORS) && (defined(__GNUC__) || defined(__clang__))\n#define DLC_VECTORS 1\n#endif\n", E->f);
+  /* Clang splits vectors wider than its preferred width (256 bits on
+   * many AVX-512 targets), so a register tile of 16 lanes would take
+   * twice the registers and spill, unless the function asks for them */
+  fprintf(E->f, "#if DLC_VECTORS && defined(__clang__)\n#define DLC_VECTOR_FN __attribute__((min_vector_width(%d)))\n"
+          "#else\n#define DLC_VECTOR_FN\n#endif\n#if DLC_VECTORS\n", 32 * widest);
   for (int b = 1; b < 32; b++) {
     if (!(used & 1u << b)) continue;
     int n = 1 << b;
@@ -667,6 +693,10 @@ static void function(Emit *E, const Func *fn) {
   const Program *p = E->p;
   const Graph *g = p->g;
   char tb[128];
+  unsigned lanes = 0, sums = 0;
+  int vec = 0;
+  for (int k = 0; k < fn->nkernels; k++) vec |= vec_kernel(&fn->kernels[k], &lanes, &sums);
+  if (vec) fputs("DLC_VECTOR_FN ", E->f);
   signature(E, fn, E->f);
   fputs(" {\n", E->f);
   char *used = rt_xcalloc((size_t)p->nbufs + 1, 1);
@@ -716,6 +746,12 @@ static void helpers(Emit *E) {
   if (h.fmin)
     fputs("/* minimum that propagates NaN */\n"
           "static float dlc_minf(float a, float b) { return a < b || isnan(a) ? a : b; }\n\n", E->f);
+  if (h.fma) /* libm's fmaf is a slow call where the target has no FMA instruction */
+    fputs("/* fma of the kernel IR: fused where the target has an FMA instruction */\n"
+          "#ifdef FP_FAST_FMAF\n#define DLC_FMAF(a, b, c) fmaf(a, b, c)\n#else\n"
+          "#define DLC_FMAF(a, b, c) ((a) * (b) + (c))\n#endif\n"
+          "#ifdef FP_FAST_FMA\n#define DLC_FMA(a, b, c) fma(a, b, c)\n#else\n"
+          "#define DLC_FMA(a, b, c) ((a) * (b) + (c))\n#endif\n\n", E->f);
   if (h.rand) {
     fputs("/* counter-based uniform random numbers in [0, 1): dlc's ir/random.h */\n", E->f);
     cg_print_source(E->f, cg_text_random_h);

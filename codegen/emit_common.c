@@ -110,13 +110,14 @@ int cg_check_embed(const Program *p, const RtTensorSet *embed, Diags *d, RtError
 static int helpers_expr(void *ctx, const Expr *e) {
   CgHelpers *h = ctx;
   if (e->kind == EX_RAND) h->rand = 1;
+  if (e->kind == EX_FMA) h->fma = 1;
   if (e->kind == EX_BINARY && e->type == DT_F32 && e->op == BIN_MAX) h->fmax = 1;
   if (e->kind == EX_BINARY && e->type == DT_F32 && e->op == BIN_MIN) h->fmin = 1;
   return 0;
 }
 
 CgHelpers cg_helpers(const Program *p) {
-  CgHelpers h = {0, 0, 0};
+  CgHelpers h = {0, 0, 0, 0};
   KirVisitor v = {&h, NULL, helpers_expr};
   kir_walk_program(&v, p);
   return h;

@@ -47,6 +47,7 @@ int cg_check_embed(const Program *p, const RtTensorSet *embed, Diags *d, RtError
 typedef struct CgHelpers {
   int rand;           /* EX_RAND: ir_random_uniform (ir/random.h) */
   int fmax, fmin;     /* float max/min that propagate NaN (kernel.h) */
+  int fma;            /* EX_FMA */
 } CgHelpers;
 /* Over every kernel of p, prepare's too. */
 CgHelpers cg_helpers(const Program *p);

@@ -346,6 +346,10 @@ static LLVMValueRef expr(Lower *L, const Expr *e) {
   case EX_RAND: return random_uniform(L, e);
   case EX_BROADCAST: return splat(L, expr(L, e->a), e->lanes);
   case EX_REDUCE: return e->a->lanes > 1 ? reduce(L, e) : expr(L, e->a);
+  case EX_FMA: { /* fused where the target has FMA: the backend's choice, as kernel.h allows */
+    LLVMValueRef args[3] = {expr(L, e->a), expr(L, e->b), expr(L, e->c)};
+    return intrinsic(L, "llvm.fmuladd", LLVMTypeOf(args[0]), args, 3);
+  }
   }
   ir_internal_error(__FILE__, __LINE__, "unknown expression kind");
   return NULL;

@@ -207,6 +207,15 @@ static void expr(KDump *D, const Expr *e) {
     expr(D, e->a);
     fputc(')', D->f);
     break;
+  case EX_FMA:
+    fputs("fma(", D->f);
+    expr(D, e->a);
+    fputs(", ", D->f);
+    expr(D, e->b);
+    fputs(", ", D->f);
+    expr(D, e->c);
+    fputc(')', D->f);
+    break;
   }
 }
 

@@ -275,6 +275,17 @@ const char *kir_unop_spelling(UnOp op, KirSpelling how) {
 
 const char *kir_unop_name(UnOp op) { return kir_unop_spelling(op, KIR_SPELL_DUMP); }
 
+Expr *kx_fma(Program *p, Expr *a, Expr *b, Expr *c) {
+  IR_ASSERT(kir_is_float(a->type) && a->type == b->type && b->type == c->type && a->lanes == b->lanes &&
+            b->lanes == c->lanes);
+  Expr *e = ex(p, EX_FMA, a->type);
+  e->lanes = a->lanes;
+  e->a = a;
+  e->b = b;
+  e->c = c;
+  return e;
+}
+
 int kir_lanes_ok(int n) { return n >= 1 && n <= KIR_MAX_LANES && (n & (n - 1)) == 0; }
 
 Expr *kx_load_lanes(Program *p, int buf, Expr *index, int n) {

@@ -84,6 +84,14 @@
  *                         that precision (fabsf, expf, ... for f32)
  *   EX_SELECT           : select(bool, T, T) -> T, any T, eager
  *   EX_RAND             : rand(key, i64 counter) -> f32, ir_random_uniform
+ *   EX_FMA              : fma(T a, T b, T c) -> T, f32 or f64: a * b + c,
+ *                         either fused (rounded once, C's fmaf) or as a
+ *                         multiply then an add; which one is the target's
+ *                         choice (fused where it has FMA instructions), the
+ *                         same for every evaluation in one compiled program.
+ *                         The one exception to "no contraction": only a rule
+ *                         that accepts a result in the last bits builds it
+ *                         (the register tiles of matrix products)
  *
  * Constants carry their type: EX_FCONST is f32 (f rounded to binary32) or
  * f64; EX_ICONST is i32, i64, u8 (i within its range) or bool (0 or 1).
@@ -146,6 +154,7 @@ typedef enum ExprKind {
   EX_RAND,    /* f32 uniform in [0, 1) of counter a (i64) under key i: ir_random_uniform */
   EX_BROADCAST, /* a (a scalar) in each of lanes lanes */
   EX_REDUCE,  /* op (BIN_ADD) over the lanes of a, pairwise: a scalar */
+  EX_FMA,     /* a * b + c, f32 or f64, lane-wise; rounded once or twice (below) */
 } ExprKind;
 
 typedef enum UnOp {
@@ -313,6 +322,9 @@ Expr *kx_bin(Program *p, BinOp op, Expr *a, Expr *b);
 Expr *kx_select(Program *p, Expr *cond, Expr *a, Expr *b);
 Expr *kx_cast(Program *p, DType t, Expr *a);      /* a itself when it has type t */
 Expr *kx_rand(Program *p, uint64_t key, Expr *counter);
+/* a * b + c, possibly fused (EX_FMA above); a, b, c of one float type and
+ * lane count. */
+Expr *kx_fma(Program *p, Expr *a, Expr *b, Expr *c);
 /* Integer arithmetic for indices, folding constants (0 + x = x, 1 * x = x). */
 Expr *kx_iadd(Program *p, Expr *a, Expr *b);
 Expr *kx_imul(Program *p, Expr *a, Expr *b);

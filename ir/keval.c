@@ -672,6 +672,19 @@ static KX *binary(Ev *E, const Expr *e) {
   return lanewise(E, x, e);
 }
 
+/* fma(a, b, c) as a multiply then an add (one of the two roundings the
+ * kernel IR allows). */
+static KX *fma_expr(Ev *E, const Expr *e) {
+  if (!e->a || !e->b || !e->c || !kir_is_float(e->type)) fail(E, "an fma of %s without three operands", tname(e->type));
+  want_type(E, e->a, e->type, "an fma's operand");
+  want_type(E, e->b, e->type, "an fma's operand");
+  want_type(E, e->c, e->type, "an fma's operand");
+  KX *m = node(E, binop_kind(BIN_MUL, e->type), e->type), *x = node(E, binop_kind(BIN_ADD, e->type), e->type);
+  m->a = cexpr(E, e->a), m->b = cexpr(E, e->b), m->lanes = e->lanes;
+  x->a = m, x->b = cexpr(E, e->c);
+  return lanewise(E, x, e);
+}
+
 static void check_buf(Ev *E, int b) {
   if (b < 0 || b >= E->p->nbufs) fail(E, "buffer b%d does not exist", b);
 }
@@ -792,6 +805,7 @@ static KX *cexpr(Ev *E, const Expr *e) {
     x->a = cexpr(E, e->a), x->b = cexpr(E, e->b), x->c = cexpr(E, e->c);
     return lanewise(E, x, e);
   case EX_CAST: return cast(E, e);
+  case EX_FMA: return fma_expr(E, e);
   case EX_RAND:
     want_type(E, e, DT_F32, "rand");
     want_type(E, e->a, DT_I64, "rand's counter");

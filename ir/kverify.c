@@ -127,7 +127,7 @@ static int range_of(KCheck *c, const Expr *e, Range *r) {
     *r = (Range){a.lo < b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi};
     return 1;
   case EX_FCONST: case EX_LOCAL: case EX_LOAD: case EX_UNARY: case EX_CAST: case EX_RAND: case EX_BROADCAST:
-  case EX_REDUCE: return 0;
+  case EX_REDUCE: case EX_FMA: return 0;
   }
   return 0;
 }
@@ -276,7 +276,7 @@ static void check_lanes(KCheck *c, const Expr *e) {
   case EX_LOAD: case EX_LOCAL: same_lanes(c, e, e->a, 1); break; /* the index */
   case EX_UNARY: case EX_CAST: same_lanes(c, e, e->a, e->lanes); break;
   case EX_BINARY: same_lanes(c, e, e->a, e->lanes), same_lanes(c, e, e->b, e->lanes); break;
-  case EX_SELECT:
+  case EX_SELECT: case EX_FMA:
     same_lanes(c, e, e->a, e->lanes), same_lanes(c, e, e->b, e->lanes), same_lanes(c, e, e->c, e->lanes);
     break;
   case EX_BROADCAST:
@@ -316,6 +316,12 @@ static void check_expr(KCheck *c, const Expr *e) {
     if (e->a->type != DT_I64 || e->type != DT_F32) problem(c, "rand of a %s counter typed %s (needs i64 -> f32)", tn(e->a->type), tn(e->type));
     break;
   case EX_BROADCAST: case EX_REDUCE: check_expr(c, e->a); break;
+  case EX_FMA:
+    check_expr(c, e->a), check_expr(c, e->b), check_expr(c, e->c);
+    if (!kir_is_float(e->type) || e->a->type != e->type || e->b->type != e->type || e->c->type != e->type)
+      problem(c, "fma of %s, %s, %s typed %s (needs one float type)", tn(e->a->type), tn(e->b->type), tn(e->c->type),
+              tn(e->type));
+    break;
   }
 }
 

@@ -528,7 +528,7 @@ static Expr *vec_expr(const Vec *V, const Expr *e) {
     a = vec_expr(V, e->a), b = a ? vec_expr(V, e->b) : NULL;
     return b ? kx_bin(V->p, (BinOp)e->op, a, b) : NULL;
   case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_LOCAL: case EX_SELECT: case EX_RAND:
-  case EX_BROADCAST: case EX_REDUCE:
+  case EX_BROADCAST: case EX_REDUCE: case EX_FMA:
     return NULL;
   }
   return NULL;
@@ -666,13 +666,24 @@ static int transpose_weight(Program *p, Kernel *k, int w, int64_t J, int64_t K) 
   return wt;
 }
 
+/* Whether some kernel of p stores into buffer b (a train step's update of
+ * a parameter). */
+static int buffer_stored(const Program *p, int b) {
+  for (int i = 0; i < p->nfuncs; i++)
+    for (int j = 0; j < p->funcs[i].nkernels; j++)
+      if (block_has(p->funcs[i].kernels[j].body, ST_STORE, b)) return 1;
+  return 0;
+}
+
 /* Row order — a linear layer of 8 rows or more: i-k-j against a
  * transposed copy of W (WT[k, j], see transpose_weight), so the innermost
  * loop runs along a row of the output and of WT, both contiguous and
  * independent, and vectorises without reassociating any sum.  Each output
  * keeps its sum in place, starting at its bias, then k in order (the rows
- * are independent, so moving j inside k reorders no sum). */
-static Stmt **rule_rows(Program *p, Kernel *k, int64_t J, int64_t K) {
+ * are independent, so moving j inside k reorders no sum).  With transpose
+ * -1 (for the register tiles, which pack W) the nest reads W as it is
+ * unless W is a parameter no entry point updates (rule_linear). */
+static Stmt **rule_rows(Program *p, Kernel *k, int64_t J, int64_t K, int transpose) {
   Stmt *rl = k->body, *jl = rl ? rl->body : NULL;
   if (!jl || jl->kind != ST_LOOP || jl->next || !jl->body || !jl->body->next) return NULL;
   int w = linear_weight(jl->body->next);
@@ -680,8 +691,11 @@ static Stmt **rule_rows(Program *p, Kernel *k, int64_t J, int64_t K) {
   Stmt *kl = jl->next;
   if (sched_reorder(kl) < 0) return NULL;
   sched_hoist(p, k, &kl->body);
-  Transpose t = {w, transpose_weight(p, k, w, J, K), J, K};
-  kl->body = kir_rewrite_block(p, kl->body, transposed_load, &t);
+  int fixed = (p->bufs[w].kind == BUF_PARAM || p->bufs[w].kind == BUF_STATE) && !buffer_stored(p, w);
+  if (transpose > 0 || (transpose < 0 && fixed)) {
+    Transpose t = {w, transpose_weight(p, k, w, J, K), J, K};
+    kl->body = kir_rewrite_block(p, kl->body, transposed_load, &t);
+  }
   Stmt **slot = &k->body;
   while (*slot && *slot != rl) slot = &(*slot)->next;
   return slot;
@@ -689,29 +703,65 @@ static Stmt **rule_rows(Program *p, Kernel *k, int64_t J, int64_t K) {
 
 /* --- register tiles ----------------------------------------------------------------- */
 
-/* The cost model of register tiles: TILE_WIDTH f32 lanes per vector
- * register (512 bits; LLVM and GCC split a wider vector over a narrower
- * machine's registers) and TILE_REGS of them (AVX-512 has 32, AVX2 16).
- * A tile of MR rows by NV vectors keeps MR * NV accumulators, MR
- * broadcast inputs and a weight vector or two in registers: MR * NV + MR
- * + NV + 2 <= TILE_REGS.  Each step along k does MR * NV multiply-adds
- * for MR + NV loads, and the MR * NV independent sums cover the add's
- * latency on both pipes.  MR is 4 (batches are mostly multiples of 4);
- * NV the most vectors that fit (5 with 32 registers, 2 with 16; fewer
- * when the layer has fewer columns), or a smaller one down to half of it
- * that divides the columns' vectors (4 for 256 or 128 columns).  Columns
- * past the last whole tile get one pass of narrower tiles. */
+/* The cost model of register tiles (a small one, by design):
+ *
+ *   - TILE_WIDTH f32 lanes per vector register (512 bits: AVX-512; LLVM
+ *     and GCC split a wider vector over a narrower machine's registers)
+ *     and TILE_REGS of them (AVX-512 has 32).
+ *   - The micro-kernel keeps MR rows by NV vectors of accumulators, the NV
+ *     vectors of the packed B row it reads at each k, and one broadcast of
+ *     A: MR * NV + NV + 1 <= TILE_REGS.  Each step along k does MR * NV
+ *     FMAs for NV + MR loads, and MR * NV independent sums cover the FMA's
+ *     latency on both pipes.  MR is 6 (NV then at most 4: 6 x 64 floats,
+ *     24 accumulators) from 32 rows on, 4 below (fewer rows recomputed in
+ *     the last tile of a small batch; NV at most 6).  NV is the most that
+ *     fit, or a smaller one down to half of it that divides the columns'
+ *     vectors (4 for 512, 256 or 128 columns).
+ *   - B is packed per call into panels of NR = NV * TILE_WIDTH columns,
+ *     K-major and contiguous (panel p holds its K rows of NR floats), in
+ *     arena scratch: the micro-kernel reads one contiguous stream whatever
+ *     B's layout (a linear layer's weight in PyTorch layout [J, K] is read
+ *     directly; no transposed copy is kept).
+ *   - K blocking: the KC x NR block of a panel that the row tiles share is
+ *     kept within half of TILE_L2 bytes, the smallest L2 of the x86 cores
+ *     with AVX-512 (1 MiB): KC is the largest divisor of K with KC * NR * 4
+ *     <= TILE_L2 / 2 (2048 for NR = 64), and K is not blocked when it fits
+ *     (the usual case), is symbolic, or has no divisor of at least 16
+ *     below that.  The micro-kernel then streams B from L2: NR * 4 bytes
+ *     per MR * NV FMAs (256 B per 24, about 21 B a cycle at two FMAs a
+ *     cycle), well within L2's bandwidth.  Blocking for L1 instead (KC =
+ *     128, 32 KiB) measured slower on 512^3 (66% of peak against 72% on an
+ *     Intel Xeon with AVX-512): each block reloads and stores every
+ *     accumulator of every tile, and the tiles restart their pipelines.
+ *   - Rows (MC) are not blocked: every row tile of a panel runs against
+ *     the L1-resident KC x NR block, and A streams at one float per NV
+ *     FMAs, which even L3 sustains; NC is one panel, which is also the
+ *     unit the threads share out.
+ */
 #define TILE_WIDTH 16
 #define TILE_REGS 32
-#define TILE_ROWS 4
 #define TILE_MAX 8
+#define TILE_L2 (1024 * 1024)
 
-static int tile_vectors(int64_t J) {
+typedef struct TileShape {
+  int mr, nv;
+  int64_t kc;   /* 0: K not blocked */
+} TileShape;
+
+static int tile_vectors(int mr, int64_t J) {
   int fit = 0;
-  while (fit < TILE_MAX && TILE_ROWS * (fit + 1) + TILE_ROWS + fit + 1 + 2 <= TILE_REGS && (fit + 1) * TILE_WIDTH <= J) fit++;
+  while (fit < TILE_MAX && mr * (fit + 1) + (fit + 1) + 1 <= TILE_REGS && (fit + 1) * TILE_WIDTH <= J) fit++;
   for (int nv = fit; nv > fit / 2; nv--) /* one that divides the columns' vectors, if one nearly as wide does */
     if ((J / TILE_WIDTH) % nv == 0) return nv;
   return fit;
+}
+
+static int64_t tile_kc(const Expr *K, int nv) {
+  int64_t most = TILE_L2 / 2 / (nv * TILE_WIDTH * 4);
+  if (!is_const(K) || K->i <= most) return 0;
+  for (int64_t kc = most; kc >= 16; kc--)
+    if (K->i % kc == 0) return kc;
+  return 0;
 }
 
 /* The row form rule_rows leaves, by its parts:
@@ -779,10 +829,6 @@ static Stmt *row_part(Program *p, const RowForm *f, int rv, Expr *row, Expr *nro
   return ks_loop(p, rv, nrows, subst(p, jl, f->r, row));
 }
 
-/* One pass of tiles of mr rows (from ri) by nv vectors over the columns
- * c0 .. c0 + n (n a multiple of nv * TILE_WIDTH): each accumulator starts
- * at its bias lanes, adds x[row, kk] * WT[kk, cols] for kk in order, and
- * is stored once. */
 /* Row ri + m of a tile, or max(min(ri + m, last), ri) when the rows may
  * end inside the tile (the last tile then computes row `last` more than
  * once).  ri <= last, so the max changes nothing; it gives the verifier a
@@ -792,84 +838,191 @@ static Expr *tile_row(Program *p, int ri, Expr *m, Expr *last) {
   return last && !(is_const(m) && m->i == 0) ? kx_bin(p, BIN_MAX, kx_bin(p, BIN_MIN, r, kir_clone_expr(p, last)), kx_var(p, ri)) : r;
 }
 
-static Stmt *tile_pass(Program *p, Kernel *k, const RowForm *f, int ri, Expr *last, int mr, int nv, int64_t c0, int64_t n) {
-  const int W = TILE_WIDTH;
-  Vec vi = {p, f->i1, W}, vw = {p, f->i3, W};
-  Expr *bias = vec_expr(&vi, f->init->value), *wt = vec_expr(&vw, f->wt);
-  if (!bias || !wt || !unit_stride(f->init->index, f->i1)) return NULL;
-  int ci = k->nvars++, xm[TILE_MAX];
-  Stmt *decls = NULL, *body = NULL, *stores = NULL;
-  for (int m = 0; m < mr; m++) {
-    xm[m] = k->nlocals++;
-    Expr *x = subst_expr(p, f->xv, f->r, tile_row(p, ri, kx_i(p, m), last));
-    ks_append(&body, ks_local(p, xm[m], DT_F32, kx_broadcast(p, x, W)));
+/* What one panel of the tiles works on: columns col0 .. col0 + nr of the
+ * output, packed at base (= col0 * K) in buffer pk. */
+typedef struct Panel {
+  const RowForm *f;
+  int pk, nv;
+  int64_t nr;
+  Expr *col0, *base, *bias, *last;  /* bias: the init value in TILE_WIDTH lanes at i1 */
+} Panel;
+
+/* pk[base + kk * nr + c] = WT(kk, col0 + c), kk outer: the writes are
+ * contiguous, and the nr rows of a linear layer's weight (read in its
+ * [J, K] layout) each stay in one cache line for 16 steps of kk. */
+static Stmt *panel_pack(Program *p, Kernel *k, const Panel *P) {
+  const RowForm *f = P->f;
+  int c = k->nvars++, kv = k->nvars++;
+  Expr *col = kx_iadd(p, P->col0, kx_var(p, c));
+  Expr *val = subst_expr(p, subst_expr(p, f->wt, f->i3, col), f->kk, kx_var(p, kv));
+  Expr *at = kx_iadd(p, P->base, kx_iadd(p, kx_imul(p, kx_var(p, kv), kx_i(p, P->nr)), kx_var(p, c)));
+  return ks_loop(p, kv, kir_clone_expr(p, f->K), ks_loop(p, c, kx_i(p, P->nr), ks_store(p, P->pk, at, val)));
+}
+
+/* Every row of the panel's columns starts at its init value (the bias). */
+static Stmt *panel_init(Program *p, Kernel *k, const Panel *P) {
+  const RowForm *f = P->f;
+  int r = k->nvars++;
+  Stmt *body = NULL;
+  for (int v = 0; v < P->nv; v++) {
+    Expr *col = kx_iadd(p, P->col0, kx_i(p, v * TILE_WIDTH));
+    Expr *at = subst_expr(p, subst_expr(p, f->init->index, f->i1, col), f->r, kx_var(p, r));
+    ks_append(&body, ks_store(p, f->init->id, at, subst_expr(p, subst_expr(p, P->bias, f->i1, col), f->r, kx_var(p, r))));
   }
-  for (int m = 0; m < mr; m++)
-    for (int v = 0; v < nv; v++) {
-      int a = k->nlocals++;
-      Expr *row = tile_row(p, ri, kx_i(p, m), last);
-      Expr *col = kx_iadd(p, kx_var(p, ci), kx_i(p, c0 + v * W));
-      Stmt *d = ks_local(p, a, DT_F32, subst_expr(p, subst_expr(p, bias, f->i1, col), f->r, row));
-      Expr *term = kx_bin(p, BIN_MUL, kx_vlocal(p, xm[m], DT_F32, W), subst_expr(p, wt, f->i3, col));
-      Stmt *u = ks_assign(p, a, kx_bin(p, BIN_ADD, kx_vlocal(p, a, DT_F32, W), term));
+  return ks_loop(p, r, kir_clone_expr(p, f->rows->extent), body);
+}
+
+/* The micro-kernel over every row tile of a panel, for kk = kb + k2 with
+ * k2 < kc (kb < 0: kk = k2 over all of K): accumulators loaded from the
+ * output (which panel_init set to the bias), or the bias itself when K is
+ * not blocked; the nv vectors of packed B read once per kk, MR broadcasts of
+ * A, MR * nv fmas, stores. */
+static Stmt *panel_tiles(Program *p, Kernel *k, const Panel *P, int mr, int kb, int64_t kc) {
+  const RowForm *f = P->f;
+  const int W = TILE_WIDTH;
+  int ri = k->nvars++, k2 = k->nvars++, acc[TILE_MAX * 8], bv[TILE_MAX];
+  Expr *kk = kb >= 0 ? kx_iadd(p, kx_var(p, kb), kx_var(p, k2)) : kx_var(p, k2);
+  Stmt *decls = NULL, *body = NULL, *stores = NULL;
+  for (int v = 0; v < P->nv; v++) {
+    bv[v] = k->nlocals++;
+    Expr *b;
+    if (P->pk < 0) { /* B read where it is */
+      Expr *col = kx_iadd(p, P->col0, kx_i(p, v * W));
+      Expr *src = subst_expr(p, subst_expr(p, f->wt, f->i3, col), f->kk, kk);
+      b = kx_load_lanes(p, src->id, src->a, W);
+    } else {
+      Expr *at = kx_iadd(p, P->base, kx_iadd(p, kx_imul(p, kir_clone_expr(p, kk), kx_i(p, P->nr)), kx_i(p, v * W)));
+      b = kx_load_lanes(p, P->pk, at, W);
+    }
+    ks_append(&body, ks_local(p, bv[v], DT_F32, b));
+  }
+  for (int m = 0; m < mr; m++) {
+    Expr *row = tile_row(p, ri, kx_i(p, m), P->last);
+    int xm = k->nlocals++;
+    Expr *x = subst_expr(p, subst_expr(p, f->xv, f->r, row), f->kk, kk);
+    ks_append(&body, ks_local(p, xm, DT_F32, kx_broadcast(p, x, W)));
+    for (int v = 0; v < P->nv; v++) {
+      int a = acc[m * P->nv + v] = k->nlocals++;
+      Expr *col = kx_iadd(p, P->col0, kx_i(p, v * W));
       Expr *at = subst_expr(p, subst_expr(p, f->init->index, f->i1, col), f->r, row);
-      ks_append(&decls, d);
-      ks_append(&body, u);
+      Expr *start = kb >= 0 ? kx_load_lanes(p, f->init->id, at, W) : subst_expr(p, subst_expr(p, P->bias, f->i1, col), f->r, row);
+      ks_append(&decls, ks_local(p, a, DT_F32, start));
+      Expr *sum = kx_fma(p, kx_vlocal(p, xm, DT_F32, W), kx_vlocal(p, bv[v], DT_F32, W), kx_vlocal(p, a, DT_F32, W));
+      ks_append(&body, ks_assign(p, a, sum));
       ks_append(&stores, ks_store(p, f->init->id, at, kx_vlocal(p, a, DT_F32, W)));
     }
-  Stmt *kl = ks_loop(p, f->kk, kir_clone_expr(p, f->K), body);
+  }
+  Stmt *kl = ks_loop(p, k2, kb >= 0 ? kx_i(p, kc) : kir_clone_expr(p, f->K), body);
   kl->loop = LOOP_REDUCE;
   ks_append(&decls, kl);
   ks_append(&decls, stores);
-  Stmt *cl = ks_loop(p, ci, kx_i(p, n), decls);
-  cl->step = nv * W;
-  cl->axis = f->axis;
-  return cl;
+  Stmt *tl = ks_loop(p, ri, kir_clone_expr(p, f->rows->extent), decls);
+  tl->step = mr;
+  return tl;
 }
 
-/* Register tiles — the row form of a linear layer (rule_rows) computed
- * in tiles of MR rows by NV vectors of columns (tile_shape) held in
- * registers across the whole reduction, instead of a row of the output
- * read and written back at every k.  Columns the tiles do not cover go
- * to one narrower pass of tiles, then to the row form.  When the rows may
- * end inside a tile (a batch N not known to be a multiple of MR), the
- * tile's rows are clamped to the last one, which the last tile then
- * computes again and stores again with the same value: rows of different
- * tiles stay disjoint, so the row loop stays parallel.  Every output still starts at its
- * bias and adds its terms in k order, as the row form does, so the
- * results are the row form's bit for bit. */
-static void rule_register_tiles(Program *p, Kernel *k, Stmt **slot) {
-  RowForm f;
-  int mr = TILE_ROWS, nv = row_form(p, *slot, &f) < 0 ? 0 : tile_vectors(f.J);
-  if (!nv) return;
-  const int W = TILE_WIDTH;
-  int64_t n1 = f.J / (nv * W) * (nv * W), nv2 = (f.J - n1) / W, n2 = nv2 * W;
-  int ri = k->nvars++;
-  Expr *R = f.rows->extent, *last = is_const(R) && R->i % mr == 0 ? NULL : kx_iadd(p, kir_clone_expr(p, R), kx_i(p, -1));
-  Stmt *body = tile_pass(p, k, &f, ri, last, mr, nv, 0, n1);
-  if (!body) return;
-  if (nv2) ks_append(&body, tile_pass(p, k, &f, ri, last, mr, (int)nv2, n1, n2));
-  if (n1 + n2 < f.J) {
-    int m = k->nvars++;
-    ks_append(&body, row_part(p, &f, m, tile_row(p, ri, kx_var(p, m), last), kx_i(p, mr), n1 + n2, f.J - n1 - n2));
+/* The panels of nv vectors over columns c0 .. c0 + npan * nr: for each,
+ * pack, init, then its K blocks (or all of K) over every row tile. */
+static Stmt *tile_panels(Program *p, Kernel *k, Panel *P, const TileShape *ts, int64_t c0, int64_t npan) {
+  const RowForm *f = P->f;
+  int jb = k->nvars++;
+  P->nr = P->nv * TILE_WIDTH;
+  P->col0 = kx_iadd(p, kx_i(p, c0), kx_imul(p, kx_var(p, jb), kx_i(p, P->nr)));
+  P->base = kx_imul(p, P->col0, kir_clone_expr(p, f->K));
+  int64_t kc = tile_kc(f->K, P->nv);
+  Stmt *body = P->pk >= 0 ? panel_pack(p, k, P) : NULL;
+  if (kc) {
+    int kb = k->nvars++;
+    ks_append(&body, panel_init(p, k, P));
+    Stmt *bl = ks_loop(p, kb, kir_clone_expr(p, f->K), panel_tiles(p, k, P, ts->mr, kb, kc));
+    bl->step = kc;
+    bl->loop = LOOP_REDUCE;
+    ks_append(&body, bl);
+  } else {
+    ks_append(&body, panel_tiles(p, k, P, ts->mr, -1, 0));
   }
-  Stmt *tiles = ks_loop(p, ri, kir_clone_expr(p, f.rows->extent), body);
-  tiles->step = mr;
-  tiles->axis = f.rows->axis;
-  ks_append(&tiles, f.rows->next);
-  *slot = tiles;
+  Stmt *pl = ks_loop(p, jb, kx_i(p, npan), body);
+  pl->axis = f->axis;
+  return pl;
 }
 
-/* Linear: row order from 8 rows (enough to share the transpose), in
- * register tiles where its columns allow, else dot-product lanes. */
+/* The most rows R can take (its constant, or its symbol's maximum). */
+static int64_t max_rows(const Program *p, const Expr *R) {
+  if (is_const(R)) return R->i;
+  if (R->kind == EX_SYM && p->g && R->id < p->g->nsyms) return p->g->syms[R->id].max;
+  return -1;
+}
+
+/* Register tiles — the row form of a matrix product (a linear layer's
+ * rule_rows, a matmul as lowered) computed in tiles of MR rows by NV
+ * vectors of columns held in registers across a block of K, against B
+ * packed into contiguous K-major panels (the cost model above).  The
+ * nest: for each panel (parallel: panels write disjoint columns) pack
+ * its columns of B, set its outputs to their init value (bias or 0), and
+ * for each K block run the micro-kernel over every row tile, which loads
+ * its accumulators from the output, adds x[row, kk] * B[kk, cols] for kk
+ * in order with fma, and stores them.  Columns past the whole panels get
+ * one narrower panel, then the row form (reading B as it is).  When the
+ * rows may end inside a tile (a batch N not known to be a multiple of
+ * MR), the tile's rows are clamped to the last, which the last tile then
+ * computes twice, identically.  Each output still starts at its bias and
+ * adds its terms in k order, but each term is now an fma (kernel.h): the
+ * results may differ from the row form's in the last bits, and are the
+ * same whatever the number of threads. */
+static int rule_register_tiles(Program *p, Kernel *k, Stmt **slot) {
+  RowForm f;
+  if (row_form(p, *slot, &f) < 0) return -1;
+  int64_t rows = max_rows(p, f.rows->extent);
+  Dim Kd = is_const(f.K) ? f.K->i : f.K->kind == EX_SYM ? DIM_SYM(f.K->id) : 0;
+  TileShape ts = {rows >= 32 ? 6 : 4, 0, 0};
+  ts.nv = tile_vectors(ts.mr, f.J);
+  const int W = TILE_WIDTH;
+  Vec vi = {p, f.i1, W};
+  Panel P = {&f, -1, ts.nv, 0, NULL, NULL, vec_expr(&vi, f.init->value), NULL};
+  if (!ts.nv || rows < 1 || !Kd || !P.bias || !unit_stride(f.init->index, f.i1) || f.wt->lanes != 1) return -1;
+  Shape ps = {2, {f.J, Kd}};
+  P.pk = kir_buffer(p, BUF_TEMP, DT_F32, "panels", &ps, k->node);
+  Expr *R = f.rows->extent;
+  P.last = is_const(R) && R->i % ts.mr == 0 ? NULL : kx_iadd(p, kir_clone_expr(p, R), kx_i(p, -1));
+  int64_t nr = ts.nv * W, n1 = f.J / nr * nr, nv2 = (f.J - n1) / W, n2 = nv2 * W;
+  Stmt *body = tile_panels(p, k, &P, &ts, 0, n1 / nr);
+  if (nv2) {
+    Panel P2 = P;
+    P2.nv = (int)nv2;
+    ks_append(&body, tile_panels(p, k, &P2, &ts, n1, 1));
+  }
+  if (n1 + n2 < f.J) {
+    int r = k->nvars++;
+    ks_append(&body, row_part(p, &f, r, kx_var(p, r), kir_clone_expr(p, R), n1 + n2, f.J - n1 - n2));
+  }
+  ks_append(&body, f.rows->next);
+  *slot = body;
+  return 0;
+}
+
+/* Linear: row order from 8 rows, in register tiles where its columns
+ * allow, else against a transposed copy; fewer rows: dot-product lanes.
+ * The tiles pack the weight per call.  A parameter no entry point
+ * updates (an inference program) is packed from its transposed copy,
+ * made once (kir_derived): a contiguous copy per call instead of a
+ * transpose.  One a train step updates every step is packed from its
+ * own [J, K] layout, so no transposed copy is made before every step. */
 static void rule_linear(Program *p, const Graph *g, Kernel *k, const SchedOpts *o) {
   const Node *n = &g->nodes[k->node], *x = &g->nodes[n->in[0]], *w = &g->nodes[n->in[1]];
   int64_t rows = ir_numel_max(g, &x->shape) / x->shape.d[x->shape.rank - 1];
-  if (rows >= 8 && !DIM_IS_SYM(w->shape.d[0]) && !DIM_IS_SYM(w->shape.d[1])) {
-    Stmt **slot = rule_rows(p, k, w->shape.d[0], w->shape.d[1]);
-    if (slot && o->tiles) rule_register_tiles(p, k, slot);
-  } else
+  if (rows < 8 || DIM_IS_SYM(w->shape.d[0]) || DIM_IS_SYM(w->shape.d[1])) {
     rule_dot_lanes(p, k);
+    return;
+  }
+  if (o->tiles && w->shape.d[0] >= TILE_WIDTH) {
+    Kernel before = *k;
+    Stmt *orig = kir_clone_block(p, k->body);
+    Stmt **slot = rule_rows(p, k, w->shape.d[0], w->shape.d[1], -1);
+    if (slot && rule_register_tiles(p, k, slot) == 0) return;
+    *k = before;
+    k->body = orig;
+  }
+  rule_rows(p, k, w->shape.d[0], w->shape.d[1], 1);
 }
 
 /* Output-channel blocks — a convolution (conv2d, conv1d, and the gather
@@ -922,7 +1075,7 @@ static void sched_kernel_opts(Program *p, Func *f, Kernel *k, const SchedOpts *o
     mark_top_parallel(k);
     break;
   case OP_MATMUL: /* lowered in the row form (2-D; batched ones have loops around it and are left) */
-    if (o->tiles) rule_register_tiles(p, k, &k->body);
+    if (o->tiles) (void)rule_register_tiles(p, k, &k->body);
     mark_top_parallel(k);
     break;
   case OP_CONV2D:
