@@ -692,7 +692,7 @@ static Stmt **rule_rows(Program *p, Kernel *k, int64_t J, int64_t K, int transpo
   if (sched_reorder(kl) < 0) return NULL;
   sched_hoist(p, k, &kl->body);
   int fixed = (p->bufs[w].kind == BUF_PARAM || p->bufs[w].kind == BUF_STATE) && !buffer_stored(p, w);
-  if (transpose > 0 || (transpose < 0 && fixed)) {
+  if (K > 1 && (transpose > 0 || (transpose < 0 && fixed))) { /* [J, 1] is its own transpose */
     Transpose t = {w, transpose_weight(p, k, w, J, K), J, K};
     kl->body = kir_rewrite_block(p, kl->body, transposed_load, &t);
   }

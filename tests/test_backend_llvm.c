@@ -4,8 +4,11 @@
  *
  * Every case of op_cases.h is lowered, memory-planned, JIT-compiled and
  * called on the fixture inputs; its output must match the interpreter's to
- * a norm-wise error of 1e-5 (tu_normerr), as for the C backend.  The
- * other comparisons are element-wise relative errors (1e-5, floor 1e-6).  The JIT
+ * a norm-wise error of 1e-5 (tu_normerr), as for the C backend, and so
+ * are the other comparisons: the register tiles of dense layers add with
+ * fma where the target has it (the JIT) and the C backend's code, built
+ * -std=c99, does not, so an output that comes out of cancellation (a logit
+ * near 0) differs in more than its own last bits.  The JIT
  * and the C backend must agree on the MLP sample's forward pass and on
  * three Adam training steps of the tiny fixture model (parameters and
  * optimizer state to 1e-5).  An object file from `dlc --emit=obj` must
@@ -29,17 +32,20 @@
 #include "tests/backend_case.h"
 
 #define RTOL 1e-5
-#define FLOOR 1e-6
 
 /* --- every op ---------------------------------------------------------------------- */
 
-/* The worst relative error of got against want over n floats (NaN = NaN,
- * tu_relerr). */
+/* The worst norm-wise error of got against want over n floats (NaN =
+ * NaN; tu_normerr, with want's largest magnitude found once). */
 static double worst_error(const float *got, const float *want, int64_t n, int64_t *at) {
-  double worst = 0;
+  double worst = 0, m = 1e-6;
   *at = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (isfinite(want[i]) && fabs(want[i]) > m) m = fabs(want[i]);
   for (int64_t i = 0; i < n; i++) {
-    double e = tu_relerr(got[i], want[i], FLOOR);
+    double e = got[i] == want[i] || (isnan(got[i]) && isnan(want[i])) ? 0
+               : !isfinite(got[i]) || !isfinite(want[i])           ? INFINITY
+                                                                    : fabs((double)got[i] - want[i]) / m;
     if (!(e <= worst)) worst = e, *at = i;
   }
   return worst;
@@ -352,7 +358,7 @@ Test(backend_llvm, kernels_are_functions_with_scoped_buffers, .timeout = 300) {
   cr_expect(LLVMGetEnumAttributeAtIndex(relu, LLVMAttributeFunctionIndex, noinline), "a kernel function may be inlined");
   int nsyms = s.m.g.nsyms;
   cr_expect_eq(LLVMCountParams(relu), (unsigned)nsyms + 2, "relu h1: the symbols, then its two buffers");
-  cr_expect_eq(LLVMCountParams(fc1), (unsigned)nsyms + 4, "linear fc1: the symbols, then its four buffers");
+  cr_expect_eq(LLVMCountParams(fc1), (unsigned)nsyms + 5, "linear fc1: the symbols, then its five buffers (the packed panels too)");
   cr_expect_gt(scoped_accesses(cx, relu, 0), 0, "relu h1: its loads are not scoped");
   cr_expect_eq(scoped_accesses(cx, relu, 1), 1, "relu h1: its store is not scoped");
   cr_expect_gt(scoped_accesses(cx, fc1, 0), 0, "linear fc1: its loads are not scoped");

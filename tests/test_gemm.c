@@ -1,0 +1,256 @@
+/*
+ * test_gemm.c — matrix products in register tiles (schedule.c, "register
+ * tiles"): dense layers and matmuls of odd shapes against the
+ * interpreter on the JIT and the C backend (vector and scalar forms), the
+ * tiled nest in the dump, and the backward products of a dense layer on
+ * the same path.
+ *
+ * Tolerance.  The tiles add each output's terms in k order, as the row
+ * form does, but each step is an fma, rounded once where the target has
+ * FMA (kernel.h), and the interpreter sums in double.  Any float32 sum of
+ * K products in any order, fused or not, is within (K + 2) * 2^-24 times
+ * |b| + sum_k |x_k w_k| of the exact value (the classical bound of
+ * recursive summation, one more rounding for the products and one for
+ * the interpreter's own result): each element is checked against that
+ * bound, which the test gets by running the interpreter on the absolute
+ * values of the inputs.  A missing, doubled or misplaced term is far
+ * outside it.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codegen/codegen.h"
+#include "frontend/frontend.h"
+#include "passes/schedule.h"
+#include "tests/handkit.h"
+#include "tests/testutil.h"
+
+typedef struct Gemm {
+  Model m;
+  Diags d;
+  RtTensor *vals, *absv;   /* per node: inputs and params, then the interpreter's values */
+  int64_t n, K;            /* rows at run time, terms per output */
+} Gemm;
+
+static void fill(RtTensor *t, double phase) {
+  float *v = t->data;
+  for (int64_t i = 0; i < rt_tensor_numel(t); i++) v[i] = (float)sin(0.7 * (double)i + phase) * 0.5f;
+}
+
+/* The model src with N at most maxn, its inputs for n rows and its
+ * params filled, and the interpreter's values on them and on their
+ * absolute values. */
+static void gemm_init(Gemm *t, const char *src, int64_t maxn, int64_t n, int64_t K) {
+  diag_init(&t->d, stderr);
+  cr_assert_eq(fe_load_string(&t->m, "t.dl", src, &t->d), 0, "%s", src);
+  Graph *g = &t->m.g;
+  g->syms[0].max = maxn;
+  t->n = n, t->K = K;
+  t->vals = calloc((size_t)g->nnodes, sizeof *t->vals);
+  t->absv = calloc((size_t)g->nnodes, sizeof *t->absv);
+  RtError err;
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *nd = &g->nodes[i];
+    if (nd->op != OP_INPUT && nd->op != OP_PARAM) continue;
+    int64_t shape[IR_MAX_RANK];
+    for (int a = 0; a < nd->shape.rank; a++) shape[a] = DIM_IS_SYM(nd->shape.d[a]) ? n : nd->shape.d[a];
+    for (int v = 0; v < 2; v++) {
+      RtTensor *x = v ? &t->absv[i] : &t->vals[i];
+      cr_assert_eq(rt_tensor_alloc(x, DT_F32, nd->shape.rank, shape, &err), RT_OK);
+      fill(x, 0.3 + i);
+      if (v)
+        for (int64_t e = 0; e < rt_tensor_numel(x); e++) ((float *)x->data)[e] = fabsf(((float *)x->data)[e]);
+    }
+  }
+  int64_t sym[IR_MAX_SYMS] = {n};
+  InterpOpts io = {0, 0};
+  cr_assert_eq(ir_interp(g, t->vals, sym, &io, &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(ir_interp(g, t->absv, sym, &io, &err), RT_OK, "%s", err.msg);
+}
+
+static void gemm_free(Gemm *t) {
+  for (int i = 0; i < t->m.g.nnodes; i++) rt_tensor_free(&t->vals[i]), rt_tensor_free(&t->absv[i]);
+  free(t->vals);
+  free(t->absv);
+  fe_model_free(&t->m);
+}
+
+/* The forward program, lowered, scheduled (tiles on or off) and planned. */
+static void gemm_program(Gemm *t, Program *p, int tiles) {
+  kir_program_init(p, &t->m.g);
+  pass_lower(p, kir_func(p, "forward", &t->m.g));
+  SchedOpts o = {tiles};
+  sched_program(p, &o);
+  pass_memplan(p);
+  cr_assert_eq(kir_verify(p, &t->d), 0);
+}
+
+/* Output 0 for t's inputs through build (the C backend with cflags, or
+ * the JIT when cflags is NULL), into y. */
+static void gemm_run(Gemm *t, const Program *p, const char *cflags, float *y) {
+  RtError err;
+  CModule *mod = cflags ? cg_c_build(p, cflags, &err) : cg_jit_build(p, &err);
+  cr_assert_not_null(mod, "%s", err.msg);
+  const Graph *g = &t->m.g;
+  RtTensorSet params;
+  rt_set_init(&params);
+  for (int i = 0; i < g->nnodes; i++) {
+    if (g->nodes[i].op != OP_PARAM) continue;
+    RtTensor c = t->vals[i]; /* the set takes a copy */
+    c.data = malloc(rt_tensor_nbytes(&c));
+    memcpy(c.data, t->vals[i].data, rt_tensor_nbytes(&c));
+    cr_assert_eq(rt_set_add(&params, g->nodes[i].name, &c, &err), RT_OK);
+  }
+  cr_assert_eq(cg_c_set_params(mod, &params, &err), RT_OK, "%s", err.msg);
+  const Func *fn = &p->funcs[0];
+  void *args[8];
+  cr_assert(fn->nargs <= 8);
+  for (int i = 0; i < fn->nargs; i++) {
+    const Buffer *b = &p->bufs[fn->args[i]];
+    args[i] = b->kind == BUF_INPUT ? t->vals[b->node].data : y;
+  }
+  int64_t sym[IR_MAX_SYMS] = {t->n};
+  cr_assert_eq(cg_c_call(mod, "forward", sym, args, &err), RT_OK, "%s", err.msg);
+  rt_set_free(&params);
+  cg_c_free(mod);
+}
+
+/* The tiles of src (checked to be there) on C (vectors, scalars) and the
+ * JIT, each element within the summation bound of the interpreter's. */
+static void expect_gemm(const char *src, int64_t maxn, int64_t n, int64_t K) {
+  Gemm t;
+  gemm_init(&t, src, maxn, n, K);
+  Program p;
+  gemm_program(&t, &p, 1);
+  char *text = hk_dump(&p);
+  cr_expect(strstr(text, "temp panels") && strstr(text, "= fma("), "no register tiles for\n%s\n%s", src, text);
+  free(text);
+  const Graph *g = &t.m.g;
+  int out = g->outputs[0].id;
+  const float *want = t.vals[out].data, *mag = t.absv[out].data;
+  int64_t count = rt_tensor_numel(&t.vals[out]);
+  float *got = malloc(sizeof(float) * (size_t)count);
+  static const char *const flags[3] = {"-O1 -Wall -Wextra -pedantic -Werror", "-O1 -DDLC_VECTORS=0 -Wall -Wextra -Werror", NULL};
+  double gamma = (double)(K + 2) * ldexp(1.0, -24);
+  for (int b = 0; b < 3; b++) {
+    for (int64_t i = 0; i < count; i++) got[i] = NAN;
+    gemm_run(&t, &p, flags[b], got);
+    int bad = 0;
+    for (int64_t i = 0; i < count && bad < 3; i++) {
+      double err = fabs((double)got[i] - want[i]), bound = gamma * mag[i];
+      if (!(err <= bound)) {
+        bad++;
+        cr_expect(0, "%s N=%lld: y[%lld] = %.9g, interpreter %.9g (error %.3g, bound %.3g)\n%s", flags[b] ? flags[b] : "JIT",
+                  (long long)n, (long long)i, got[i], want[i], err, bound, src);
+      }
+    }
+  }
+  free(got);
+  kir_program_free(&p);
+  gemm_free(&t);
+}
+
+static void expect_dense(int64_t maxn, int64_t n, int64_t K, int64_t J, int bias) {
+  char src[256];
+  snprintf(src, sizeof src, "model t\ninput x: f32[N, %lld]\noutput y = dense(x, %lld%s)\n", (long long)K, (long long)J,
+           bias ? "" : ", bias=false");
+  expect_gemm(src, maxn, n, K);
+}
+
+/* rows x K times K x J, both inputs */
+static void expect_matmul(int64_t maxn, int64_t n, int64_t K, int64_t J) {
+  char src[256];
+  snprintf(src, sizeof src, "model t\ninput a: f32[N, %lld]\ninput b: f32[%lld, %lld]\noutput y = a @ b\n", (long long)K,
+           (long long)K, (long long)J);
+  expect_gemm(src, maxn, n, K);
+}
+
+Test(gemm, dense_layers_of_odd_shapes_match_the_interpreter, .timeout = 600) {
+  expect_dense(8, 8, 1, 16, 1);      /* one term, one vector of columns */
+  expect_dense(17, 17, 7, 17, 1);    /* a narrow panel and one column left over */
+  expect_dense(64, 63, 65, 65, 0);   /* 63 of 64 rows: the last tile of 6 clamped */
+  expect_dense(65, 65, 17, 100, 1);  /* 64 + 32 columns in panels, 4 in the row form */
+  expect_dense(40, 7, 63, 130, 1);   /* 7 rows at run time, 130 = 2 x 64 + 2 */
+  expect_dense(8, 1, 33, 64, 1);     /* one row: the tile computes it four times */
+}
+
+Test(gemm, matmuls_of_odd_shapes_match_the_interpreter, .timeout = 600) {
+  expect_matmul(8, 8, 1, 16);
+  expect_matmul(17, 17, 7, 17);
+  expect_matmul(65, 65, 63, 65);
+  expect_matmul(64, 1, 17, 100);
+}
+
+/* dW = dY^T X: the rows are a transposed input's, K the symbolic batch */
+Test(gemm, transposed_products_over_the_batch_match_the_interpreter, .timeout = 600) {
+  expect_gemm("model t\ninput a: f32[N, 40]\ninput b: f32[N, 65]\noutput y = transpose(a, perm=[1, 0]) @ b\n", 64, 63, 63);
+  expect_gemm("model t\ninput a: f32[N, 17]\ninput b: f32[N, 16]\noutput y = transpose(a, perm=[1, 0]) @ b\n", 16, 1, 1);
+}
+
+/* The tiled nest in the dump: panels of 64 columns packed per call from
+ * the weight's own [J, K] layout (a parameter a train step updates), 6
+ * rows by 4 vectors of fma, parallel over the panels. */
+static char *dump_model(const char *src, const char *args) {
+  const char *dir = tu_scratch_dir();
+  cr_assert_not_null(dir);
+  char path[600], cmd[1400];
+  snprintf(path, sizeof path, "%s/model.dl", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs(src, f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s %s %s --dump-after=schedule --verify -o /dev/null 2>&1", DLC_EXE, path, args);
+  FILE *pipe = popen(cmd, "r");
+  cr_assert_not_null(pipe);
+  char *text = NULL;
+  size_t n = 0;
+  FILE *out = open_memstream(&text, &n);
+  char buf[4096];
+  size_t got;
+  while ((got = fread(buf, 1, sizeof buf, pipe)) > 0) fwrite(buf, 1, got, out);
+  fclose(out);
+  cr_expect_eq(pclose(pipe), 0, "%s", text);
+  remove(path);
+  rmdir(dir);
+  return text;
+}
+
+static const char *mlp_src = "model m\ninput x: f32[N, 784]\nfc1 = dense(x, 256)\nh = relu(fc1)\noutput y = dense(h, 128)\n"
+                             "train {\n  label t: i64[N]\n  loss = cross_entropy(y, t)\n  optimizer = sgd(lr=0.1)\n"
+                             "  batch = 64\n}\n";
+
+Test(gemm, training_products_share_the_tiles_and_need_no_transposed_weights, .timeout = 300) {
+  char *text = dump_model(mlp_src, "--train");
+  /* forward: fc of 256 outputs in 4 panels, packed from the weight as it is */
+  cr_expect(strstr(text, "for i4 < 4 parallel axis 1 {\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "= b1[(i4 * 64 + i5) * 784 + i6]\n") != NULL, "the pack reads W[j, k]:\n%s", text);
+  cr_expect(strstr(text, "v35 = fma(v31, v5, v35)\n") != NULL, "6 x 4 vectors of fma:\n%s", text);
+  /* no transposed copy of a weight is made before each step */
+  cr_expect(strstr(text, "derived") == NULL, "%s", text);
+  /* the backward products (dX = dY W, dW = dY^T X) in tiles too: one
+   * kernel of panels per product, forward and backward */
+  int products = 0;
+  for (const char *s = text; (s = strstr(s, "temp panels")); s++) products++;
+  cr_expect_geq(products, 5, "fc1, fc2, dX of fc2, dW of fc1 and fc2 in panels:\n%s", text);
+  free(text);
+}
+
+/* An inference program never changes its weights: the transposed copy is
+ * made once, and each call packs from it with contiguous reads. */
+Test(gemm, inference_packs_from_the_transposed_copy_made_once) {
+  char *text = dump_model("model d\ninput x: f32[N, 32]\noutput y = dense(x, 64)\n", "--max N=64");
+  cr_expect(strstr(text, "derived y.weight.T") != NULL, "%s", text);
+  cr_expect(strstr(text, "= b4[i6 * 64 + (i4 * 64 + i5)]\n") != NULL, "%s", text);
+  free(text);
+}
+
+/* --no-tile keeps the row order */
+Test(gemm, no_tile_keeps_the_row_order) {
+  char *text = dump_model("model d\ninput x: f32[N, 32]\noutput y = dense(x, 64)\n", "--max N=64 --no-tile");
+  cr_expect(strstr(text, "panels") == NULL && strstr(text, "fma") == NULL, "%s", text);
+  cr_expect(strstr(text, "v1 * b4[i2 * 64 + i3]\n") != NULL, "%s", text);
+  free(text);
+}
