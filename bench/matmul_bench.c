@@ -4,13 +4,21 @@
  *
  *   printf 'model mm\ninput x: f32[N, 512]\noutput y = dense(x, 512, bias=false)\n' > mm.dl
  *   dlc mm.dl --max N=512 -o mm.c
- *   cc -O3 -march=native -I. bench/matmul_bench.c mm.c -lm -o mm_bench && ./mm_bench
+ *   cc -O2 -march=native -I. bench/matmul_bench.c mm.c -lm -o mm_bench && ./mm_bench
+ *
+ * and the same through LLVM (the JIT's code generator) with
+ *
+ *   mkdir -p obj && dlc mm.dl --max N=512 --emit=obj -o obj/mm.o
+ *   cc -O2 -march=native -Iobj bench/matmul_bench.c obj/mm.o -lm -o mm_llvm && ./mm_llvm
  *
  * The peak is the rate of 12 independent chains of vector FMAs (AVX-512,
  * else AVX2 with FMA, else none is printed) on one thread; both are
  * thread CPU time, the best of several runs, so other work on the machine
- * costs little.  The dense layer reads y.weight transposed (derived once
- * before the first call), so each call is the product alone.
+ * costs little (but not nothing: on a shared machine run it several
+ * times and keep the best).  The dense layer's weight is transposed once
+ * before the first call (an inference program's weights never change);
+ * each call packs it into panels and runs the register tiles
+ * (docs/pipeline.md, "The schedule").
  */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
 #include <stdio.h>

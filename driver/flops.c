@@ -26,6 +26,7 @@ static int64_t flops_expr(const Expr *e) {
   int64_t n = flops_expr(e->a) + flops_expr(e->b) + flops_expr(e->c);
   if (e->kind == EX_BINARY && kir_is_float(e->type) && e->op <= BIN_DIV) n += e->lanes;
   if (e->kind == EX_REDUCE) n += e->a->lanes - 1;
+  if (e->kind == EX_FMA) n += 2 * e->lanes; /* a multiply and an add */
   return n;
 }
 
