@@ -1237,6 +1237,70 @@ static int cv_constant_of_shape(Importer *im, const ImOp *row) {
   return im_set_out_known(im, 0, c);
 }
 
+/* Trilu with upper = 0: dlc's tril from diagonal k (a constant, 0 when
+ * absent).  The upper triangle (upper = 1, the default) has no exact form
+ * in dlc (x - tril(x, k - 1) turns an infinity into NaN) and is refused. */
+static int cv_trilu(Importer *im, const ImOp *row) {
+  (void)row;
+  int64_t upper, k = 0;
+  if (im_attr_int(im, "upper", 1, &upper)) return -1;
+  if (upper != 0) return im_error(im, "attribute 'upper' = %lld: only the lower triangle (upper = 0) is supported", (long long)upper);
+  if (im_in_name(im, 1)) {
+    const ImConst *kc = im_known(im, 1, "k");
+    if (!kc) return -1;
+    if (kc->dt != DT_I64 || kc->numel != 1 || kc->sym) return im_error(im, "input 1 (k) must be one integer");
+    k = kc->i[0];
+  }
+  Attrs a = ir_attrs_default(OP_TRIL);
+  a.scalar.mode = k;
+  a.scalar.f = 0;
+  int x = im_tensor(im, 0);
+  return im_set_out(im, 0, x < 0 ? -1 : im_op(im, OP_TRIL, &x, 1, &a, -1));
+}
+
+/* Expand of a constant (PyTorch writes a recurrent layer's zero initial
+ * states so): the value broadcast to the shape, numpy's bidirectional
+ * rule, folded at import.  Expand of a value computed at run time is
+ * refused (dlc has no broadcast op of its own). */
+static int cv_expand(Importer *im, const ImOp *row) {
+  (void)row;
+  const ImConst *x = im_known(im, 0, "input");
+  const ImConst *sh = x ? im_known(im, 1, "shape") : NULL;
+  int64_t d[IR_MAX_RANK];
+  int n = sh ? im_known_ints(im, sh, "shape", d, IR_MAX_RANK) : -1;
+  if (n < 0) return -1;
+  if (x->sym) return im_error(im, "input 0 (input) holds a symbolic dimension");
+  int rank = n > x->rank ? n : x->rank;
+  int64_t out[IR_MAX_RANK], numel = 1;
+  for (int k = 0; k < rank; k++) {
+    int64_t a = k - (rank - x->rank) >= 0 ? x->dims[k - (rank - x->rank)] : 1;
+    int64_t b = k - (rank - n) >= 0 ? d[k - (rank - n)] : 1;
+    if (a != b && a != 1 && b != 1) return im_error(im, "shape entry %d (%lld) does not broadcast with the input's %lld", k, (long long)b, (long long)a);
+    out[k] = a == 1 ? b : a;
+    if (out[k] < 0 || ir_ckd_mul(&numel, numel, out[k]) || numel > (1 << 24)) return im_error(im, "the shape is too large or negative");
+  }
+  ImConst *c = arena_alloc(im->a, sizeof *c);
+  c->dt = x->dt, c->rank = rank, c->numel = numel, c->frozen = x->frozen;
+  memcpy(c->dims, out, (size_t)rank * sizeof *out);
+  if (c->dt == DT_F32) c->f = arena_alloc(im->a, (size_t)(numel + 1) * sizeof *c->f);
+  else c->i = arena_alloc(im->a, (size_t)(numel + 1) * sizeof *c->i);
+  for (int64_t e = 0; e < numel; e++) { /* the source element of e: each index modulo the input's dim */
+    int64_t rest = e, src = 0, stride = 1;
+    for (int k = rank - 1; k >= 0; k--) {
+      int64_t idx = rest % out[k];
+      rest /= out[k];
+      int kx = k - (rank - x->rank);
+      if (kx >= 0) {
+        src += (x->dims[kx] == 1 ? 0 : idx) * stride;
+        stride *= x->dims[kx];
+      }
+    }
+    if (c->dt == DT_F32) c->f[e] = x->f[src];
+    else c->i[e] = x->i[src];
+  }
+  return im_set_out_known(im, 0, c);
+}
+
 /* --- the table ------------------------------------------------------------------------------------- */
 
 #define UN(type, op) {type, cv_unary, OP_##op, 1, ""}
@@ -1327,6 +1391,8 @@ static const ImOp im_ops[] = {
     {"GatherElements", cv_gather_elements, OP_GATHER, 2, "axis"},
     {"Size", cv_size, OP_INPUT, 1, ""},
     {"ConstantOfShape", cv_constant_of_shape, OP_INPUT, 1, "value"},
+    {"Expand", cv_expand, OP_INPUT, 2, ""},
+    {"Trilu", cv_trilu, OP_TRIL, 2, "upper"},
     {"Split", cv_split, OP_SLICE, 2, "axis split num_outputs"},
     {"DepthToSpace", cv_depth_space, OP_TRANSPOSE, 1, "blocksize mode"},
     {"SpaceToDepth", cv_depth_space, OP_TRANSPOSE, 1, "blocksize"},

@@ -806,6 +806,7 @@ static void torch_fixture(const char *name, int nouts) {
 Test(onnx_import, pytorch_mlp_agrees_on_every_backend, .timeout = 120) { torch_fixture("mlp", 2); }
 Test(onnx_import, pytorch_lenet5_agrees_on_every_backend, .timeout = 120) { torch_fixture("lenet5", 2); }
 Test(onnx_import, pytorch_resnet_agrees_on_every_backend, .timeout = 120) { torch_fixture("resnet", 1); }
+Test(onnx_import, pytorch_char_lstm_agrees_on_every_backend, .timeout = 120) { torch_fixture("char_lstm", 1); }
 
 /* The ops dlc composes or maps anew, as .dl text: comparisons and Where
  * on 0/1 floats (a BOOL input is f32), Clip with run-time bounds, the
@@ -972,4 +973,49 @@ Test(onnx_node, unsupported_is_reported_and_a_wrong_answer_fails) {
     cr_expect_eq(nodetest_run(cmd, (NodeTestBackend)b, why, sizeof why), NT_FAIL, "%s", nodetest_backend_name(b));
     cr_expect(strstr(why, "output 'y' element") != NULL && strstr(why, "the reference") != NULL, "%s", why);
   }
+}
+
+/* Expand of a constant folds at import (numpy broadcasting, the value used
+ * as a tensor like any other constant); Trilu's lower triangle is dlc's
+ * tril; the forms dlc has no exact answer for are refused by name. */
+Test(onnx_import, expand_of_a_constant_folds_and_trilu_lower_is_tril) {
+  Arena a;
+  arena_init(&a);
+  OnnxBuild b;
+  ob_init(&b, &a, 14);
+  ob_input(&b, "x", "2,3");
+  int64_t one = 1, shape[2] = {2, 3};
+  float v[1] = {0.5f};
+  ob_init_f32(&b, "v", 1, &one, v);
+  ob_init_i64(&b, "s", 2, shape);
+  ob_node(&b, "Expand", "v,s", "e");
+  ob_node(&b, "Add", "x,e", "y");
+  int64_t k1[1] = {-1};
+  ob_init_i64(&b, "k", 1, k1);
+  ob_attr_i(&b, ob_node(&b, "Trilu", "x,k", "t"), "upper", 0);
+  ob_output(&b, "y"), ob_output(&b, "t");
+  expect_text(&b, "param e: f32[2, 3]\ny = add(x, e)\ntril(x, diagonal=-1)");
+  ob_init(&b, &a, 14);
+  ob_input(&b, "x", "2,3");
+  ob_init_f32(&b, "v", 1, &one, v);
+  int64_t bad[2] = {2, 4}, three = 3;
+  float v3[3] = {1, 2, 3};
+  ob_init_i64(&b, "s", 2, bad);
+  ob_init_f32(&b, "v3", 1, &three, v3);
+  ob_node(&b, "Expand", "v3,s", "e");
+  ob_node(&b, "Add", "x,e", "y");
+  ob_output(&b, "y");
+  expect_error(&b, "node 0 'Expand_0' (Expand): shape entry 1 (4) does not broadcast with the input's 3");
+  ob_init(&b, &a, 14);
+  ob_input(&b, "x", "2,3");
+  ob_init_i64(&b, "s", 2, shape);
+  ob_node(&b, "Expand", "x,s", "y");
+  ob_output(&b, "y");
+  expect_error(&b, "input 0 (input) 'x' is computed at run time");
+  ob_init(&b, &a, 14);
+  ob_input(&b, "x", "2,3");
+  ob_node(&b, "Trilu", "x", "y");
+  ob_output(&b, "y");
+  expect_error(&b, "attribute 'upper' = 1: only the lower triangle (upper = 0) is supported");
+  arena_free(&a);
 }
