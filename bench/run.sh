@@ -161,7 +161,7 @@ for m in $MODELS; do
     d="$OUT/c_${m}_n$b"
     mkdir -p "$d"
     ./build/dlc "samples/$m.dl" --max N=$b -o "$d/$m.c"
-    cc -std=c99 -O3 -march=native -I"$d" -DMODEL="$m" -DMODEL_H="\"$m.h\"" \
+    cc -O3 -march=native -I"$d" -DMODEL="$m" -DMODEL_H="\"$m.h\"" \
       bench/infer_time.c "$d/$m.c" -lm -o "$d/infer_time"
     "$d/infer_time" $b "$REPS" > "$d/time.txt"
     row "$m infer_b$b dlc_c us/call $(values us_per_call "$d/time.txt")"
@@ -190,7 +190,7 @@ d="$OUT/mm"
 mkdir -p "$d"
 printf 'model mm\ninput x: f32[N, 512]\noutput y = dense(x, 512, bias=false)\n' > "$d/mm.dl"
 ./build/dlc "$d/mm.dl" --max N=512 -o "$d/mm.c"
-cc -std=c99 -O3 -march=native -I"$d" bench/matmul_bench.c "$d/mm.c" -lm -o "$d/mm_bench"
+cc -O3 -march=native -I"$d" bench/matmul_bench.c "$d/mm.c" -lm -o "$d/mm_bench"
 g=""
 for _ in $(seq "$REPS"); do g="$g $("$d/mm_bench" | sed -n 's/^matmul_512_gflops //p')"; done
 row "- matmul512 dlc_c GFLOP/s$g"
