@@ -8,7 +8,7 @@ measurement,
 
 prints the table (median and min-max of each measurement, GFLOP/s and
 their share of the measured peak, dlc's speed over each peer's, the
-targets of issue 10), and writes an SVG plot: dlc's speed over PyTorch's
+dlc's performance targets), and writes an SVG plot: dlc's speed over PyTorch's
 and ONNX Runtime's per measurement (log scale), and every system's share
 of the peak.  Standard library only.
 
@@ -153,7 +153,7 @@ def table(meta, rows, peak):
         plot.append(("512^3 matmul (dlc C)", None, None, {"dlc C": 100 * g / peak}))
     if targets:
         lines.append("")
-        lines.append("targets of issue 10 (ratios of medians in this run; latency as the peer's time over dlc's):")
+        lines.append("dlc's performance targets (ratios of medians in this run; latency as the peer's time over dlc's):")
         for name, got, need in targets:
             lines.append(f"  {name:<58} {got:6.2f} (needs {need:g}) {'met' if got >= need else 'not met'}")
     return lines, plot
