@@ -762,21 +762,28 @@ static void scope_slots(Lower *L, const Slots *s, const char *name) {
 
 static LLVMValueRef global(Lower *L, const char *name, LLVMTypeRef t, LLVMValueRef init, int constant, unsigned align);
 
+/* Two pointer globals P_A and P_B and the exported void P_SET(a, b)
+ * that stores them (the thread pool's and the collectives' hooks).  The
+ * builder is left at the end of P_SET's entry block. */
+static void pointer_pair(Lower *L, const char *a, const char *b, const char *set_name, LLVMValueRef *ga, LLVMValueRef *gb) {
+  *ga = global(L, arena_printf(&L->a, "%s_%s", L->pre, a), L->ptr, NULL, 0, 8);
+  *gb = global(L, arena_printf(&L->a, "%s_%s", L->pre, b), L->ptr, NULL, 0, 8);
+  LLVMTypeRef sp[2] = {L->ptr, L->ptr};
+  LLVMValueRef set = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_%s", L->pre, set_name),
+                                     LLVMFunctionType(LLVMVoidTypeInContext(L->cx), sp, 2, 0));
+  add_attr(L, set, "nounwind");
+  LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->cx, set, "entry"));
+  LLVMBuildStore(L->b, LLVMGetParam(set, 0), *ga);
+  LLVMBuildStore(L->b, LLVMGetParam(set, 1), *gb);
+  LLVMBuildRetVoid(L->b);
+}
+
 /* The pool's two globals, the exported P_set_pool and the internal
  * P_parallel_for, made once per module. */
 static void pool_hooks(Lower *L) {
   if (L->par_for) return;
   LLVMBasicBlockRef here = LLVMGetInsertBlock(L->b);
-  L->pool_run = global(L, arena_printf(&L->a, "%s_pool_run", L->pre), L->ptr, NULL, 0, 8);
-  L->pool = global(L, arena_printf(&L->a, "%s_pool", L->pre), L->ptr, NULL, 0, 8);
-  LLVMTypeRef sp[2] = {L->ptr, L->ptr};
-  LLVMValueRef set = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_set_pool", L->pre),
-                                     LLVMFunctionType(LLVMVoidTypeInContext(L->cx), sp, 2, 0));
-  add_attr(L, set, "nounwind");
-  LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->cx, set, "entry"));
-  LLVMBuildStore(L->b, LLVMGetParam(set, 0), L->pool_run);
-  LLVMBuildStore(L->b, LLVMGetParam(set, 1), L->pool);
-  LLVMBuildRetVoid(L->b);
+  pointer_pair(L, "pool_run", "pool", "set_pool", &L->pool_run, &L->pool);
   LLVMTypeRef fp[3] = {L->ptr, L->i64, L->ptr}, rp[4] = {L->ptr, L->ptr, L->i64, L->ptr}, cp[3] = {L->i64, L->i64, L->ptr};
   LLVMTypeRef void_t = LLVMVoidTypeInContext(L->cx);
   L->par_for = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_parallel_for", L->pre), LLVMFunctionType(void_t, fp, 3, 0));
@@ -939,16 +946,7 @@ static LLVMValueRef shared_kernel(Lower *L, const Func *fn, int k, const Slots *
  * P_collective_ctx, and the exported P_set_collective that sets them. */
 static void collective_hook(Lower *L) {
   if (!cg_has_collectives(L->p)) return;
-  L->coll = global(L, arena_printf(&L->a, "%s_collective", L->pre), L->ptr, NULL, 0, 8);
-  L->coll_ctx = global(L, arena_printf(&L->a, "%s_collective_ctx", L->pre), L->ptr, NULL, 0, 8);
-  LLVMTypeRef sp[2] = {L->ptr, L->ptr};
-  LLVMValueRef set = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_set_collective", L->pre),
-                                     LLVMFunctionType(LLVMVoidTypeInContext(L->cx), sp, 2, 0));
-  add_attr(L, set, "nounwind");
-  LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->cx, set, "entry"));
-  LLVMBuildStore(L->b, LLVMGetParam(set, 0), L->coll);
-  LLVMBuildStore(L->b, LLVMGetParam(set, 1), L->coll_ctx);
-  LLVMBuildRetVoid(L->b);
+  pointer_pair(L, "collective", "collective_ctx", "set_collective", &L->coll, &L->coll_ctx);
 }
 
 /* if (P_collective) P_collective(P_collective_ctx, kind, buffer, n); after
