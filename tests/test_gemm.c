@@ -194,27 +194,12 @@ Test(gemm, transposed_products_over_the_batch_match_the_interpreter, .timeout = 
  * the weight's own [J, K] layout (a parameter a train step updates), 6
  * rows by 4 vectors of fma, parallel over the panels. */
 static char *dump_model(const char *src, const char *args) {
-  const char *dir = tu_scratch_dir();
-  cr_assert_not_null(dir);
-  char path[600], cmd[1400];
-  snprintf(path, sizeof path, "%s/model.dl", dir);
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f);
-  fputs(src, f);
-  fclose(f);
-  snprintf(cmd, sizeof cmd, "%s %s %s --dump-after=schedule --verify -o /dev/null 2>&1", DLC_EXE, path, args);
-  FILE *pipe = popen(cmd, "r");
-  cr_assert_not_null(pipe);
-  char *text = NULL;
-  size_t n = 0;
-  FILE *out = open_memstream(&text, &n);
-  char buf[4096];
-  size_t got;
-  while ((got = fread(buf, 1, sizeof buf, pipe)) > 0) fwrite(buf, 1, got, out);
-  fclose(out);
-  cr_expect_eq(pclose(pipe), 0, "%s", text);
-  remove(path);
-  rmdir(dir);
+  char full[400];
+  int status;
+  snprintf(full, sizeof full, "%s --dump-after=schedule", args);
+  char *text = tu_dump_after(src, full, &status);
+  cr_assert_not_null(text);
+  cr_expect_eq(status, 0, "%s", text);
   return text;
 }
 

@@ -377,28 +377,12 @@ Test(schedule, vectorize_refuses_what_lanes_cannot_say) {
 /* --- rules on lowered models -------------------------------------------------------- */
 
 static char *dump_model(const char *src, const char *step, const char *max) {
-  const char *dir = tu_scratch_dir();
-  cr_assert_not_null(dir);
-  char path[600];
-  snprintf(path, sizeof path, "%s/model.dl", dir);
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f);
-  fputs(src, f);
-  fclose(f);
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "%s/dlc %s --max %s --dump-after=%s --verify -o /dev/null 2>&1", DLC_BUILD_DIR, path, max, step);
-  FILE *pipe = popen(cmd, "r");
-  cr_assert_not_null(pipe);
-  char *text = NULL;
-  size_t n = 0;
-  FILE *out = open_memstream(&text, &n);
-  char buf[4096];
-  size_t got;
-  while ((got = fread(buf, 1, sizeof buf, pipe)) > 0) fwrite(buf, 1, got, out);
-  fclose(out);
-  cr_expect_eq(pclose(pipe), 0, "%s", text);
-  remove(path);
-  rmdir(dir);
+  char args[300];
+  int status;
+  snprintf(args, sizeof args, "--max %s --dump-after=%s", max, step);
+  char *text = tu_dump_after(src, args, &status);
+  cr_assert_not_null(text);
+  cr_expect_eq(status, 0, "%s", text);
   return text;
 }
 

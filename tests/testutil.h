@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <unistd.h>
 
 #define FIXTURE(rel) (DLC_SOURCE_DIR "/tests/fixtures/" rel)
 #define DLC_EXE (DLC_BUILD_DIR "/dlc")
@@ -21,6 +22,36 @@ static inline const char *tu_scratch_dir(void) {
   snprintf(buf, sizeof buf, "%s/dlc-test-XXXXXX", base && *base ? base : "/tmp");
   if (!mkdtemp(buf)) return NULL;
   return buf;
+}
+
+/* Writes src to model.dl in a scratch directory and runs
+ * `dlc model.dl ARGS --verify -o /dev/null`, ARGS holding a --dump-after;
+ * returns what it printed (stdout and stderr, malloc'd) and its exit
+ * status in *status, or NULL when it could not run. */
+static inline char *tu_dump_after(const char *src, const char *args, int *status) {
+  const char *dir = tu_scratch_dir();
+  if (!dir) return NULL;
+  char path[600], cmd[1600];
+  snprintf(path, sizeof path, "%s/model.dl", dir);
+  FILE *f = fopen(path, "w");
+  if (!f) return NULL;
+  fputs(src, f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s %s %s --verify -o /dev/null 2>&1", DLC_EXE, path, args);
+  FILE *pipe = popen(cmd, "r");
+  char *text = NULL;
+  size_t n = 0;
+  FILE *out = pipe ? open_memstream(&text, &n) : NULL;
+  if (out) {
+    char buf[4096];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, pipe)) > 0) fwrite(buf, 1, got, out);
+    fclose(out);
+  }
+  *status = pipe ? pclose(pipe) : -1;
+  remove(path);
+  rmdir(dir);
+  return text;
 }
 
 /* Relative error with an absolute floor: |a-b| / max(|b|, floor).  NaN
