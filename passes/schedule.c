@@ -1086,6 +1086,7 @@ static void sched_kernel_opts(Program *p, Func *f, Kernel *k, const SchedOpts *o
     break;
   case OP_CONV2D_GRAD_WEIGHT: /* planes copied, then groups or output channels, each with its own row of sums */
     mark_top_parallel(k);
+    if (o->tiles) (void)sched_gw_tiles(p, f->g, k);
     break;
   default: break;
   }

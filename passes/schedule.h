@@ -66,6 +66,12 @@ int sched_mark(Stmt *loop, LoopKind kind);
 /* Replaces every loop of extent 1 in the block by its body, var := 0. */
 void sched_drop_unit_loops(Program *p, Stmt **slot);
 
+/* conv2d's weight gradient in register tiles of output channels by taps,
+ * vectorised along its reduction (sched_gw.c): replaces the row-buffer
+ * nest of kernel k (node of graph g) as lowered; 0, or -1 (kernel left
+ * as it was) when the shape is not one it takes. */
+int sched_gw_tiles(Program *p, const Graph *g, Kernel *k);
+
 /* What the schedule may do: tiles 0 leaves linear layers in the row form
  * (no register tiles). */
 typedef struct SchedOpts {

@@ -1,0 +1,213 @@
+/*
+ * test_conv_gw.c — conv2d's weight gradient in register tiles
+ * (passes/sched_gw.c): conv2d_grad_weight nodes of odd shapes (channels
+ * 1, 3, 7, 17; kernels 1x1, 3x3, 5x5; padding; dilation; a symbolic
+ * batch below its maximum) against the interpreter on the kernel-IR
+ * evaluator, the JIT and the C backend (vector and scalar forms), the
+ * tiles in the dump, stride 2 (which keeps the row-buffer nest) and
+ * --no-tile the same, and threads 1, 2 and 3 bit-identical.
+ *
+ * Tolerance.  Each dw element is a sum of M = N * OH * OW products (the
+ * tiles also add exact zeros, the wide rows' extra columns).  The tiles
+ * add them in another order than the interpreter (16 lane sums, each in
+ * (n, j) order, summed pairwise, then the tail positions) and each step
+ * is an fma, rounded once or twice (kernel.h).  Any float32 summation of M
+ * products in any order, fused or not, is within (M + 1) * 2^-24 times
+ * sum |dy * x| of the exact value (recursive summation's classical bound,
+ * one more rounding for the products); the interpreter sums in double and
+ * rounds once (2^-24 of the same), so each element is checked against
+ * (M + 2) * 2^-24 * sum |dy * x|, the magnitude got by running the
+ * interpreter on the inputs' absolute values.  A missing, doubled or
+ * misplaced term (a wrong tap offset, a lost tail) is far outside it.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/codegen.h"
+#include "ir/conv.h"
+#include "ir/keval.h"
+#include "passes/schedule.h"
+#include "tests/handkit.h"
+
+typedef struct GwCase {
+  Graph g;
+  Diags d;
+  RtTensor vals[8], absv[8];   /* by node: dy, x, w, then the interpreter's dw */
+  int dy, x, w, dw;
+  int64_t n, terms;            /* the batch at run time; products per dw element */
+} GwCase;
+
+static void fill(RtTensor *t, double phase) {
+  float *v = t->data;
+  for (int64_t i = 0; i < rt_tensor_numel(t); i++) v[i] = (float)sin(0.7 * (double)i + phase) * 0.5f;
+}
+
+/* dw = conv2d_grad_weight(dy, x) of o channels from c, k x k taps, on
+ * h x h planes, with padding pad, stride s and dilation dil; N at most
+ * maxn, n at run time; and the interpreter's dw on the inputs and on their
+ * absolute values. */
+static void gw_init(GwCase *t, int64_t maxn, int64_t n, int64_t c, int64_t o, int64_t h, int64_t k, int64_t pad, int64_t s,
+                    int64_t dil) {
+  memset(t, 0, sizeof *t);
+  diag_init(&t->d, stderr);
+  ir_graph_init(&t->g, "gw", &t->d);
+  SrcLoc loc = {0};
+  int sym = ir_symbol(&t->g, "N", loc);
+  t->g.syms[sym].max = maxn;
+  int64_t oh = (h + 2 * pad - dil * (k - 1) - 1) / s + 1;
+  Shape sdy = {4, {DIM_SYM(sym), o, oh, oh}}, sx = {4, {DIM_SYM(sym), c, h, h}}, sw = {4, {o, c, k, k}};
+  t->dy = ir_input(&t->g, "dy", DT_F32, &sdy, loc);
+  t->x = ir_input(&t->g, "x", DT_F32, &sx, loc);
+  t->w = ir_input(&t->g, "w", DT_F32, &sw, loc);
+  Attrs a = ir_attrs_default(OP_CONV2D_GRAD_WEIGHT);
+  a.window.stride = (IntList){2, {s, s}};
+  a.window.padding = (IntList){4, {pad, pad, pad, pad}};
+  a.window.dilation = (IntList){2, {dil, dil}};
+  a.window.groups = 1;
+  t->dw = ir_op(&t->g, OP_CONV2D_GRAD_WEIGHT, (int[]){t->dy, t->x, t->w}, 3, &a, loc);
+  cr_assert_geq(t->dw, 0);
+  cr_assert_lt(t->dw, 8);
+  ir_output(&t->g, "dw", t->dw);
+  t->n = n, t->terms = n * oh * oh;
+  RtError err;
+  int ins[3] = {t->dy, t->x, t->w};
+  for (int i = 0; i < 3; i++) {
+    const Node *nd = &t->g.nodes[ins[i]];
+    int64_t shape[4];
+    for (int r = 0; r < 4; r++) shape[r] = DIM_IS_SYM(nd->shape.d[r]) ? n : nd->shape.d[r];
+    for (int v = 0; v < 2; v++) {
+      RtTensor *x = v ? &t->absv[ins[i]] : &t->vals[ins[i]];
+      cr_assert_eq(rt_tensor_alloc(x, DT_F32, 4, shape, &err), RT_OK);
+      fill(x, 0.3 + i);
+      if (v)
+        for (int64_t e = 0; e < rt_tensor_numel(x); e++) ((float *)x->data)[e] = fabsf(((float *)x->data)[e]);
+    }
+  }
+  int64_t syms[IR_MAX_SYMS] = {n};
+  InterpOpts io = {0, 0};
+  cr_assert_eq(ir_interp(&t->g, t->vals, syms, &io, &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(ir_interp(&t->g, t->absv, syms, &io, &err), RT_OK, "%s", err.msg);
+}
+
+static void gw_free(GwCase *t) {
+  for (int i = 0; i < t->g.nnodes && i < 8; i++) rt_tensor_free(&t->vals[i]), rt_tensor_free(&t->absv[i]);
+  ir_graph_free(&t->g);
+}
+
+static void gw_program(GwCase *t, Program *p, int tiles) {
+  kir_program_init(p, &t->g);
+  pass_lower(p, kir_func(p, "forward", &t->g));
+  SchedOpts o = {tiles};
+  sched_program(p, &o);
+  pass_memplan(p);
+  cr_assert_eq(kir_verify(p, &t->d), 0);
+}
+
+static void gw_args(GwCase *t, const Program *p, float *y, void **args) {
+  const Func *fn = &p->funcs[0];
+  cr_assert(fn->nargs <= 8);
+  for (int i = 0; i < fn->nargs; i++) {
+    const Buffer *b = &p->bufs[fn->args[i]];
+    args[i] = b->kind == BUF_INPUT ? t->vals[b->node].data : y;
+  }
+}
+
+/* dw through the C backend with cflags, the JIT (cflags NULL) on a pool
+ * of threads threads (0: none), or the evaluator (cflags "keval"). */
+static void gw_run(GwCase *t, const Program *p, const char *cflags, int threads, float *y) {
+  RtError err;
+  void *args[8];
+  int64_t syms[IR_MAX_SYMS] = {t->n};
+  gw_args(t, p, y, args);
+  if (cflags && strcmp(cflags, "keval") == 0) {
+    KevalArgs ka = {syms, args, NULL};
+    cr_assert_eq(kir_eval(p, &p->funcs[0], &ka, &err), RT_OK, "%s", err.msg);
+    return;
+  }
+  CModule *mod = cflags ? cg_c_build(p, cflags, &err) : cg_jit_build(p, &err);
+  cr_assert_not_null(mod, "%s", err.msg);
+  RtPool *pool = NULL;
+  if (threads) {
+    cr_assert_eq(rt_pool_new(threads, &pool, &err), RT_OK, "%s", err.msg);
+    cg_c_set_pool(mod, pool);
+  }
+  cr_assert_eq(cg_c_call(mod, "forward", syms, args, &err), RT_OK, "%s", err.msg);
+  cg_c_free(mod);
+  if (pool) rt_pool_free(pool);
+}
+
+static int64_t count_of(const GwCase *t) { return rt_tensor_numel(&t->vals[t->dw]); }
+
+static void expect_close(const GwCase *t, const float *got, const char *what, const char *name) {
+  const float *want = t->vals[t->dw].data, *mag = t->absv[t->dw].data;
+  double gamma = (double)(t->terms + 2) * ldexp(1.0, -24);
+  int bad = 0;
+  for (int64_t i = 0; i < count_of(t) && bad < 3; i++) {
+    double err = fabs((double)got[i] - want[i]), bound = gamma * mag[i];
+    if (!(err <= bound)) {
+      bad++;
+      cr_expect(0, "%s %s: dw[%lld] = %.9g, interpreter %.9g (error %.3g, bound %.3g)", name, what, (long long)i, got[i],
+                want[i], err, bound);
+    }
+  }
+}
+
+/* The case on every backend, tiled (and the tiles in the dump when tiled
+ * is expected) and with --no-tile; threads bit-identical. */
+static void expect_gw(const char *name, int64_t maxn, int64_t n, int64_t c, int64_t o, int64_t h, int64_t k, int64_t pad,
+                      int64_t s, int64_t dil, int tiled) {
+  GwCase t;
+  gw_init(&t, maxn, n, c, o, h, k, pad, s, dil);
+  int64_t count = count_of(&t);
+  float *got = malloc(sizeof(float) * (size_t)count), *ref = malloc(sizeof(float) * (size_t)count);
+  for (int tiles = 1; tiles >= 0; tiles--) {
+    Program p;
+    gw_program(&t, &p, tiles);
+    char *text = hk_dump(&p);
+    int has = strstr(text, "reduce_add(") && strstr(text, "= fma(");
+    cr_expect_eq(has, tiles && tiled, "%s: tiles %s in the dump (tiles %d)\n%s", name, has ? "" : "not", tiles, text);
+    free(text);
+    /* w is an argument the op never reads, and a 1x1 kernel without padding uses no temporary once the
+     * tiles leave the row buffer unused, when the C still declares the f32 arena: warnings of this
+     * hand-built one-op graph, not of the code under test */
+    static const char *const flags[4] = {"keval", "-O1 -Wall -Wextra -pedantic -Werror -Wno-unused-parameter -Wno-unused-variable",
+                                         "-O1 -DDLC_VECTORS=0 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-unused-variable",
+                                         NULL};
+    for (int b = 0; b < 4; b++) {
+      for (int64_t i = 0; i < count; i++) got[i] = NAN;
+      gw_run(&t, &p, flags[b], 0, got);
+      expect_close(&t, got, flags[b] ? flags[b] : "JIT", name);
+    }
+    memcpy(ref, got, sizeof(float) * (size_t)count);
+    for (int th = 2; th <= 3; th++) {
+      for (int64_t i = 0; i < count; i++) got[i] = NAN;
+      gw_run(&t, &p, NULL, th, got);
+      cr_expect_eq(memcmp(got, ref, sizeof(float) * (size_t)count), 0, "%s: %d threads differ from one", name, th);
+    }
+    kir_program_free(&p);
+  }
+  free(got);
+  free(ref);
+  gw_free(&t);
+}
+
+Test(conv_gw, lenet_shapes_match_the_interpreter, .timeout = 600) {
+  expect_gw("lenet c1", 4, 3, 1, 6, 28, 5, 2, 1, 1, 1);   /* 6 x 25: one block of channels, the last tap block clamped */
+  expect_gw("lenet c2", 3, 3, 6, 16, 14, 5, 0, 1, 1, 1);  /* 16 x 150, rows 14 wide for 10 outputs */
+}
+
+Test(conv_gw, odd_shapes_match_the_interpreter, .timeout = 600) {
+  expect_gw("1x1", 2, 2, 3, 7, 5, 1, 0, 1, 1, 1);          /* one tap per channel, no padding copy */
+  expect_gw("3x3 pad", 5, 2, 7, 17, 6, 3, 1, 1, 1, 1);     /* 17 channels: a clamped channel block */
+  expect_gw("5x5 c17", 2, 1, 17, 3, 9, 5, 2, 1, 1, 1);     /* 425 taps, one batch item */
+  expect_gw("1 channel", 3, 3, 1, 1, 7, 3, 0, 1, 1, 1);    /* 25 columns: one vector and a tail of 9 */
+  expect_gw("dilation 2", 2, 2, 3, 4, 9, 3, 2, 1, 2, 1);
+}
+
+/* stride 2 and a row too short for a vector keep the row-buffer nest */
+Test(conv_gw, other_shapes_keep_the_row_nest, .timeout = 600) {
+  expect_gw("stride 2", 3, 2, 3, 5, 9, 3, 1, 2, 1, 0);
+  expect_gw("short rows", 2, 2, 2, 3, 3, 3, 0, 1, 1, 0);   /* one output per plane: 1 column */
+}
