@@ -443,7 +443,11 @@ static Tap window_tap(Program *p, const ConvGeom *g, Expr *oh, Expr *ow, Expr *k
 }
 
 /* max_pool2d, and with grad its gradient: the first maximum of each window
- * in scan order (a NaN wins, as in PyTorch); the gradient adds dy there. */
+ * in scan order (a NaN wins, as in PyTorch); the gradient adds dy there.
+ * When the windows tile the input exactly (stride = kernel, no padding,
+ * no rest), each element of the gradient belongs to one window, and the
+ * window writes all of its elements, 0 + dy at its maximum and 0
+ * elsewhere, instead of a zeroed result and a scatter. */
 static Stmt *lower_max_pool(Lower *L, int id, int grad) {
   Program *p = L->p;
   const Node *n = lower_node_of(L, id);
@@ -452,6 +456,9 @@ static Stmt *lower_max_pool(Lower *L, int id, int grad) {
   int x = L->buf[n->in[grad ? 1 : 0]], out = L->buf[id];
   int vp = lower_var(L), vh = lower_var(L), vw = lower_var(L), vkh = lower_var(L), vkw = lower_var(L);
   int m = lower_local(L), best = lower_local(L), v = lower_local(L);
+  /* windows that tile the input exactly: every element of the gradient is in one window */
+  int tiled = g.sh == g.kh && g.sw == g.kw && g.dh == 1 && g.dw == 1 && g.pt == 0 && g.pl == 0 && g.oh * g.kh == g.h &&
+              g.ow * g.kw == g.w;
   Tap t = window_tap(p, &g, V(vh), V(vw), ivar(p, vkh, g.kh), ivar(p, vkw, g.kw));
   Expr *plane = MUL(V(vp), I(g.h * g.w));
   Expr *mv = kx_local(p, m, DT_F32), *vv = kx_local(p, v, DT_F32), *bv = kx_local(p, best, DT_I64);
@@ -470,12 +477,19 @@ static Stmt *lower_max_pool(Lower *L, int id, int grad) {
   ks_append(&body, ks_local(p, best, DT_I64, I(-1)));
   ks_append(&body, loop(p, vkh, g.kh, loop(p, vkw, g.kw, tap)));
   Expr *o = at(p, V(vp), g.oh, V(vh), g.ow, V(vw));
-  if (grad)
+  if (grad && tiled) { /* each tap of the window gets 0 + dy (as the zeroed result plus dy would) or 0 */
+    int va = lower_var(L), vb = lower_var(L), d = lower_local(L);
+    Tap u = window_tap(p, &g, V(vh), V(vw), ivar(p, va, g.kh), ivar(p, vb, g.kw));
+    ks_append(&body, ks_local(p, d, DT_F32, FADD(kx_f(p, 0), lower_value(L, n->in[0], o))));
+    Expr *pick = kx_select(p, kx_bin(p, BIN_EQ, bv, u.idx), kx_local(p, d, DT_F32), kx_f(p, 0));
+    ks_append(&body, loop(p, va, g.kh, loop(p, vb, g.kw, ks_store(p, out, ADD(plane, u.idx), pick))));
+  } else if (grad) {
     ks_append(&body, add_to(p, out, ADD(plane, bv), lower_value(L, n->in[0], o)));
-  else
+  } else {
     ks_append(&body, ks_store(p, out, o, mv));
+  }
   Stmt *s = ks_loop(p, vp, planes(p, &g, g.c), ks_loop(p, vh, I(g.oh), ks_loop(p, vw, I(g.ow), body)));
-  if (!grad) return s;
+  if (!grad || tiled) return s;
   Stmt *all = lower_zero_fill(L, id);
   ks_append(&all, s);
   return all;
