@@ -847,16 +847,35 @@ typedef struct Panel {
   Expr *col0, *base, *bias, *last;  /* bias: the init value in TILE_WIDTH lanes at i1 */
 } Panel;
 
-/* pk[base + kk * nr + c] = WT(kk, col0 + c), kk outer: the writes are
- * contiguous, and the nr rows of a linear layer's weight (read in its
- * [J, K] layout) each stay in one cache line for 16 steps of kk. */
+#define PACK_KB 16   /* floats of one cache line */
+
+/* pk[base + kk * nr + c] = WT(kk, col0 + c), in blocks of PACK_KB steps
+ * of kk: for each block, for each column c, the block's kk.  A block
+ * reads PACK_KB rows of WT (one cache line of each of the nr rows of a
+ * linear layer's weight in its [J, K] layout) and writes PACK_KB rows of
+ * the panel, 4 KiB each way for nr = 64, so both stay in L1 whichever
+ * order the C compiler puts the two inner loops in (gcc's loop
+ * interchange turned the plain kk-c nest into one whose stores stride a
+ * whole panel row, each into a line long gone from L1: a third of a
+ * training step under gcc).  When K is not a multiple of PACK_KB, kk is
+ * clamped to K - 1 in the last block, which writes that row again. */
 static Stmt *panel_pack(Program *p, Kernel *k, const Panel *P) {
   const RowForm *f = P->f;
-  int c = k->nvars++, kv = k->nvars++;
+  int c = k->nvars++, kb = k->nvars++, k2 = k->nvars++;
   Expr *col = kx_iadd(p, P->col0, kx_var(p, c));
-  Expr *val = subst_expr(p, subst_expr(p, f->wt, f->i3, col), f->kk, kx_var(p, kv));
-  Expr *at = kx_iadd(p, P->base, kx_iadd(p, kx_imul(p, kx_var(p, kv), kx_i(p, P->nr)), kx_var(p, c)));
-  return ks_loop(p, kv, kir_clone_expr(p, f->K), ks_loop(p, c, kx_i(p, P->nr), ks_store(p, P->pk, at, val)));
+  Expr *kv = kx_iadd(p, kx_imul(p, kx_var(p, kb), kx_i(p, PACK_KB)), kx_var(p, k2));
+  Expr *nb;
+  if (is_const(f->K) && f->K->i % PACK_KB == 0) {
+    nb = kx_i(p, f->K->i / PACK_KB);
+  } else {
+    Expr *kb0 = kx_imul(p, kx_var(p, kb), kx_i(p, PACK_KB));
+    kv = kx_bin(p, BIN_MAX, kx_bin(p, BIN_MIN, kv, kx_iadd(p, kir_clone_expr(p, f->K), kx_i(p, -1))), kb0);
+    nb = kx_bin(p, BIN_DIV, kx_iadd(p, kir_clone_expr(p, f->K), kx_i(p, PACK_KB - 1)), kx_i(p, PACK_KB));
+  }
+  Expr *val = subst_expr(p, subst_expr(p, f->wt, f->i3, col), f->kk, kv);
+  Expr *at = kx_iadd(p, P->base, kx_iadd(p, kx_imul(p, kir_clone_expr(p, kv), kx_i(p, P->nr)), kx_var(p, c)));
+  Stmt *inner = ks_loop(p, c, kx_i(p, P->nr), ks_loop(p, k2, kx_i(p, PACK_KB), ks_store(p, P->pk, at, val)));
+  return ks_loop(p, kb, nb, inner);
 }
 
 /* Every row of the panel's columns starts at its init value (the bias). */
@@ -898,6 +917,11 @@ static Stmt *panel_tiles(Program *p, Kernel *k, const Panel *P, int mr, int kb, 
   }
   for (int m = 0; m < mr; m++) {
     Expr *row = tile_row(p, ri, kx_i(p, m), P->last);
+    if (row->kind != EX_VAR && row->op == BIN_MAX) { /* clamped: once per tile, before the k loop */
+      int rm = k->nlocals++;
+      ks_append(&decls, ks_local(p, rm, DT_I64, row));
+      row = kx_local(p, rm, DT_I64);
+    }
     int xm = k->nlocals++;
     Expr *x = subst_expr(p, subst_expr(p, f->xv, f->r, row), f->kk, kk);
     ks_append(&body, ks_local(p, xm, DT_F32, kx_broadcast(p, x, W)));
