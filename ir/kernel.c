@@ -107,12 +107,49 @@ static int derive_transposed(Program *p, int src) {
   return b;
 }
 
+/* Rows r0 .. r0 + w - 1 of the [R, C] source as one panel at r0 * C:
+ * dst[r0 * C + c * w + r] = src[(r0 + r) * C + c], for panels q < np of
+ * w rows each (r0 = q * w) or, with np = 0, the one panel at r0. */
+static Stmt *panel_nest(Program *p, Kernel *k, int dst, int src, int64_t C, int64_t r0, int64_t w, int64_t np) {
+  int q = k->nvars++, c = k->nvars++, r = k->nvars++;
+  Expr *row0 = np ? kx_imul(p, kx_var(p, q), kx_i(p, w)) : kx_i(p, r0);
+  Expr *from = kx_iadd(p, kx_imul(p, kx_iadd(p, row0, kx_var(p, r)), kx_i(p, C)), kx_var(p, c));
+  Expr *to = kx_iadd(p, kx_imul(p, kir_clone_expr(p, row0), kx_i(p, C)),
+                     kx_iadd(p, kx_imul(p, kx_var(p, c), kx_i(p, w)), kx_var(p, r)));
+  Stmt *s = ks_loop(p, c, kx_i(p, C), ks_loop(p, r, kx_i(p, w), ks_store(p, dst, to, kx_load(p, src, from))));
+  return ks_loop(p, q, kx_i(p, np ? np : 1), s);
+}
+
+int kir_derived_panels(Program *p, int src, int64_t nr) {
+  if (src < 0 || src >= p->nbufs || (p->bufs[src].kind != BUF_PARAM && p->bufs[src].kind != BUF_STATE) || nr < 1)
+    return -1;
+  Shape s = p->bufs[src].shape;
+  if (s.rank != 2 || DIM_IS_SYM(s.d[0]) || DIM_IS_SYM(s.d[1])) return -1;
+  for (int b = 0; b < p->nbufs; b++)
+    if (p->bufs[b].kind == BUF_DERIVED && p->bufs[b].src == src && p->bufs[b].layout == DL_PANELS &&
+        p->bufs[b].panel == nr)
+      return b;
+  const char *name = p->bufs[src].name;
+  int64_t R = s.d[0], C = s.d[1], whole = R / nr;
+  int b = kir_buffer(p, BUF_DERIVED, p->bufs[src].dtype, arena_printf(&p->arena, "%s.panels%lld", name, (long long)nr),
+                     &s, -1);
+  p->bufs[b].src = src;
+  p->bufs[b].layout = DL_PANELS;
+  p->bufs[b].panel = nr;
+  Kernel *k = kir_kernel(p, prepare_func(p), arena_printf(&p->arena, "panels of %s", name), (SrcLoc){0});
+  Stmt *body = whole ? panel_nest(p, k, b, src, C, 0, nr, whole) : NULL;
+  if (R > whole * nr) ks_append(&body, panel_nest(p, k, b, src, C, whole * nr, R - whole * nr, 0));
+  k->body = body;
+  return b;
+}
+
 int kir_derived(Program *p, int src, DerivedLayout layout) {
   if (src < 0 || src >= p->nbufs || (p->bufs[src].kind != BUF_PARAM && p->bufs[src].kind != BUF_STATE)) return -1;
   for (int b = 0; b < p->nbufs; b++)
     if (p->bufs[b].kind == BUF_DERIVED && p->bufs[b].src == src && p->bufs[b].layout == layout) return b;
   switch (layout) {
   case DL_TRANSPOSED: return derive_transposed(p, src);
+  case DL_PANELS: return -1; /* kir_derived_panels: needs the panel's rows */
   }
   return -1;
 }

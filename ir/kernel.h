@@ -227,6 +227,7 @@ typedef enum BufKind {
 /* The layouts kir_derived can make of a parameter. */
 typedef enum DerivedLayout {
   DL_TRANSPOSED,  /* a rank-2 [R, C] tensor as [C, R] */
+  DL_PANELS,      /* a rank-2 [R, C] tensor in K-major panels of rows (kir_derived_panels) */
 } DerivedLayout;
 
 typedef struct Buffer {
@@ -240,6 +241,7 @@ typedef struct Buffer {
   int arg;            /* BUF_INPUT/OUTPUT: argument position; PARAM: index */
   int src;            /* BUF_DERIVED: the param or state buffer it is made from */
   DerivedLayout layout;   /* BUF_DERIVED: how */
+  int64_t panel;          /* BUF_DERIVED, DL_PANELS: rows per panel */
 } Buffer;
 
 typedef struct Kernel {
@@ -300,6 +302,16 @@ Kernel *kir_kernel(Program *p, Func *f, const char *what, SrcLoc loc);
  * parameter table or checkpoints.  Lowering and scheduling passes call
  * this; no kernel of p->funcs may store into a derived buffer. */
 int kir_derived(Program *p, int src, DerivedLayout layout);
+
+/* The DL_PANELS layout of a rank-2 [R, C] param or state src (a linear
+ * layer's weight [J, K]), as the register tiles read it (schedule.c):
+ * panel q holds rows q * nr .. q * nr + w - 1 of src (w = nr, or fewer
+ * for the last panel when nr does not divide R), C-major: element
+ * (r, c) of the panel at q * nr * C + c * w + (r - q * nr).  Made once
+ * per change of the parameters like kir_derived's layouts, one buffer
+ * per (src, nr); -1 when src is not a param or state of rank 2 without
+ * symbols, or nr < 1. */
+int kir_derived_panels(Program *p, int src, int64_t nr);
 
 /* Expression builders (arena-allocated).  Each checks the typing rules
  * above and stops with an internal error on a mismatch (IR_ASSERT), so a

@@ -681,8 +681,7 @@ static int buffer_stored(const Program *p, int b) {
  * independent, and vectorises without reassociating any sum.  Each output
  * keeps its sum in place, starting at its bias, then k in order (the rows
  * are independent, so moving j inside k reorders no sum).  With transpose
- * -1 (for the register tiles, which pack W) the nest reads W as it is
- * unless W is a parameter no entry point updates (rule_linear). */
+ * 0 (for the register tiles) the nest reads W as it is. */
 static Stmt **rule_rows(Program *p, Kernel *k, int64_t J, int64_t K, int transpose) {
   Stmt *rl = k->body, *jl = rl ? rl->body : NULL;
   if (!jl || jl->kind != ST_LOOP || jl->next || !jl->body || !jl->body->next) return NULL;
@@ -691,8 +690,7 @@ static Stmt **rule_rows(Program *p, Kernel *k, int64_t J, int64_t K, int transpo
   Stmt *kl = jl->next;
   if (sched_reorder(kl) < 0) return NULL;
   sched_hoist(p, k, &kl->body);
-  int fixed = (p->bufs[w].kind == BUF_PARAM || p->bufs[w].kind == BUF_STATE) && !buffer_stored(p, w);
-  if (K > 1 && (transpose > 0 || (transpose < 0 && fixed))) { /* [J, 1] is its own transpose */
+  if (K > 1 && transpose) { /* [J, 1] is its own transpose */
     Transpose t = {w, transpose_weight(p, k, w, J, K), J, K};
     kl->body = kir_rewrite_block(p, kl->body, transposed_load, &t);
   }
@@ -839,11 +837,13 @@ static Expr *tile_row(Program *p, int ri, Expr *m, Expr *last) {
 }
 
 /* What one panel of the tiles works on: columns col0 .. col0 + nr of the
- * output, packed at base (= col0 * K) in buffer pk. */
+ * output, packed at base (= col0 * K) in buffer pk, stride floats per
+ * step of kk (nr, or the whole last panel of a derived layout). */
 typedef struct Panel {
   const RowForm *f;
   int pk, nv;
-  int64_t nr;
+  int derived;          /* pk is the weight's DL_PANELS layout, made once: no pack per call */
+  int64_t nr, stride;   /* columns of the panel, and floats per kk in pk */
   Expr *col0, *base, *bias, *last;  /* bias: the init value in TILE_WIDTH lanes at i1 */
 } Panel;
 
@@ -910,7 +910,7 @@ static Stmt *panel_tiles(Program *p, Kernel *k, const Panel *P, int mr, int kb, 
       Expr *src = subst_expr(p, subst_expr(p, f->wt, f->i3, col), f->kk, kk);
       b = kx_load_lanes(p, src->id, src->a, W);
     } else {
-      Expr *at = kx_iadd(p, P->base, kx_iadd(p, kx_imul(p, kir_clone_expr(p, kk), kx_i(p, P->nr)), kx_i(p, v * W)));
+      Expr *at = kx_iadd(p, P->base, kx_iadd(p, kx_imul(p, kir_clone_expr(p, kk), kx_i(p, P->stride)), kx_i(p, v * W)));
       b = kx_load_lanes(p, P->pk, at, W);
     }
     ks_append(&body, ks_local(p, bv[v], DT_F32, b));
@@ -951,10 +951,11 @@ static Stmt *tile_panels(Program *p, Kernel *k, Panel *P, const TileShape *ts, i
   const RowForm *f = P->f;
   int jb = k->nvars++;
   P->nr = P->nv * TILE_WIDTH;
+  if (!P->derived) P->stride = P->nr;
   P->col0 = kx_iadd(p, kx_i(p, c0), kx_imul(p, kx_var(p, jb), kx_i(p, P->nr)));
   P->base = kx_imul(p, P->col0, kir_clone_expr(p, f->K));
   int64_t kc = tile_kc(f->K, P->nv);
-  Stmt *body = P->pk >= 0 ? panel_pack(p, k, P) : NULL;
+  Stmt *body = P->pk >= 0 && !P->derived ? panel_pack(p, k, P) : NULL;
   if (kc) {
     int kb = k->nvars++;
     ks_append(&body, panel_init(p, k, P));
@@ -975,6 +976,20 @@ static int64_t max_rows(const Program *p, const Expr *R) {
   if (is_const(R)) return R->i;
   if (R->kind == EX_SYM && p->g && R->id < p->g->nsyms) return p->g->syms[R->id].max;
   return -1;
+}
+
+/* Whether the tiles' B is a parameter no entry point updates (an
+ * inference program's weight) read in its own [J, K] layout, WT(kk, j) =
+ * W[j * K + kk]: then its panels are a derived layout (kir_derived_panels),
+ * made once per change of the parameters, and no call packs it. */
+static int fixed_weight(Program *p, const RowForm *f) {
+  int w = f->wt->id;
+  const Buffer *b = &p->bufs[w];
+  if ((b->kind != BUF_PARAM && b->kind != BUF_STATE) || buffer_stored(p, w) || b->shape.rank != 2 ||
+      b->shape.d[0] != f->J || !is_const(f->K) || b->shape.d[1] != f->K->i || f->wt->b)
+    return 0;
+  Expr *at = kx_iadd(p, kx_imul(p, kx_var(p, f->i3), kx_i(p, f->K->i)), kx_var(p, f->kk));
+  return same_expr(f->wt->a, at);
 }
 
 /* Register tiles — the row form of a matrix product (a linear layer's
@@ -1002,17 +1017,23 @@ static int rule_register_tiles(Program *p, Kernel *k, Stmt **slot) {
   ts.nv = tile_vectors(ts.mr, f.J);
   const int W = TILE_WIDTH;
   Vec vi = {p, f.i1, W};
-  Panel P = {&f, -1, ts.nv, 0, NULL, NULL, vec_expr(&vi, f.init->value), NULL};
+  Panel P = {&f, -1, ts.nv, 0, 0, 0, NULL, NULL, vec_expr(&vi, f.init->value), NULL};
   if (!ts.nv || rows < 1 || !Kd || !P.bias || !unit_stride(f.init->index, f.i1) || f.wt->lanes != 1) return -1;
-  Shape ps = {2, {f.J, Kd}};
-  P.pk = kir_buffer(p, BUF_TEMP, DT_F32, "panels", &ps, k->node);
+  int64_t nr = ts.nv * W, n1 = f.J / nr * nr, nv2 = (f.J - n1) / W, n2 = nv2 * W;
+  P.pk = fixed_weight(p, &f) ? kir_derived_panels(p, f.wt->id, nr) : -1;
+  P.derived = P.pk >= 0;
+  P.stride = nr;
+  if (!P.derived) {
+    Shape ps = {2, {f.J, Kd}};
+    P.pk = kir_buffer(p, BUF_TEMP, DT_F32, "panels", &ps, k->node);
+  }
   Expr *R = f.rows->extent;
   P.last = is_const(R) && R->i % ts.mr == 0 ? NULL : kx_iadd(p, kir_clone_expr(p, R), kx_i(p, -1));
-  int64_t nr = ts.nv * W, n1 = f.J / nr * nr, nv2 = (f.J - n1) / W, n2 = nv2 * W;
   Stmt *body = tile_panels(p, k, &P, &ts, 0, n1 / nr);
   if (nv2) {
     Panel P2 = P;
     P2.nv = (int)nv2;
+    P2.stride = P.derived ? f.J - n1 : nv2 * W; /* the derived layout's last panel holds every column left */
     ks_append(&body, tile_panels(p, k, &P2, &ts, n1, 1));
   }
   if (n1 + n2 < f.J) {
@@ -1026,11 +1047,10 @@ static int rule_register_tiles(Program *p, Kernel *k, Stmt **slot) {
 
 /* Linear: row order from 8 rows, in register tiles where its columns
  * allow, else against a transposed copy; fewer rows: dot-product lanes.
- * The tiles pack the weight per call.  A parameter no entry point
- * updates (an inference program) is packed from its transposed copy,
- * made once (kir_derived): a contiguous copy per call instead of a
- * transpose.  One a train step updates every step is packed from its
- * own [J, K] layout, so no transposed copy is made before every step. */
+ * The tiles read the weight in its own [J, K] layout: a parameter no
+ * entry point updates (an inference program) from its panels, a derived
+ * layout made once (fixed_weight); one a train step updates every step
+ * packed per call, so no copy of it is made before every step. */
 static void rule_linear(Program *p, const Graph *g, Kernel *k, const SchedOpts *o) {
   const Node *n = &g->nodes[k->node], *x = &g->nodes[n->in[0]], *w = &g->nodes[n->in[1]];
   int64_t rows = ir_numel_max(g, &x->shape) / x->shape.d[x->shape.rank - 1];
@@ -1041,7 +1061,7 @@ static void rule_linear(Program *p, const Graph *g, Kernel *k, const SchedOpts *
   if (o->tiles && w->shape.d[0] >= TILE_WIDTH) {
     Kernel before = *k;
     Stmt *orig = kir_clone_block(p, k->body);
-    Stmt **slot = rule_rows(p, k, w->shape.d[0], w->shape.d[1], -1);
+    Stmt **slot = rule_rows(p, k, w->shape.d[0], w->shape.d[1], 0);
     if (slot && rule_register_tiles(p, k, slot) == 0) return;
     *k = before;
     k->body = orig;

@@ -148,13 +148,25 @@ Test(derived, one_buffer_per_parameter_and_layout) {
   for (int b = 0; b < s.p.nbufs && w < 0; b++)
     if (s.p.bufs[b].kind == BUF_PARAM && !strcmp(s.p.bufs[b].name, "fc1.weight")) w = b;
   cr_assert_geq(w, 0);
+  /* fc1's tiles read its panels of 64 rows: asking again makes nothing */
   int nbufs = s.p.nbufs, nk = s.p.prepare->nkernels;
+  int pn = kir_derived_panels(&s.p, w, 64);
+  cr_assert_geq(pn, 0);
+  cr_expect_eq(s.p.bufs[pn].src, w);
+  cr_expect_eq(s.p.bufs[pn].layout, DL_PANELS);
+  cr_expect_eq(s.p.nbufs, nbufs, "no new buffer for the panels");
+  cr_expect_eq(s.p.prepare->nkernels, nk, "no new kernel for the panels");
+  /* another layout of it is another buffer, made once */
   int d = kir_derived(&s.p, w, DL_TRANSPOSED);
   cr_assert_geq(d, 0);
+  cr_expect_neq(d, pn);
   cr_expect_eq(s.p.bufs[d].src, w);
+  cr_expect_eq(s.p.nbufs, nbufs + 1);
+  cr_expect_eq(s.p.prepare->nkernels, nk + 1);
   cr_expect_eq(kir_derived(&s.p, w, DL_TRANSPOSED), d);
-  cr_expect_eq(s.p.nbufs, nbufs, "no new buffer");
-  cr_expect_eq(s.p.prepare->nkernels, nk, "no new kernel");
+  cr_expect_eq(kir_derived_panels(&s.p, w, 64), pn);
+  cr_expect_eq(s.p.nbufs, nbufs + 1, "no new buffer");
+  cr_expect_eq(s.p.prepare->nkernels, nk + 1, "no new kernel");
   int input = s.p.funcs[0].args[0];
   cr_expect_eq(kir_derived(&s.p, input, DL_TRANSPOSED), -1, "only params and state have derived layouts");
   mlp_free(&s);
