@@ -15,10 +15,10 @@
  * else AVX2 with FMA, else none is printed) on one thread; both are
  * thread CPU time, the best of several runs, so other work on the machine
  * costs little (but not nothing: on a shared machine run it several
- * times and keep the best).  The dense layer's weight is transposed once
- * before the first call (an inference program's weights never change);
- * each call packs it into panels and runs the register tiles
- * (docs/pipeline.md, "The schedule").
+ * times and keep the best).  The dense layer's weight is packed into
+ * panels once, before the first call (an inference program's weights
+ * never change: a derived layout), and each call runs the register tiles
+ * on them (docs/pipeline.md, "The schedule").
  */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
 #include <stdio.h>

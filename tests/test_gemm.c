@@ -260,3 +260,30 @@ Test(gemm, no_tile_keeps_the_row_order) {
   cr_expect(strstr(text, "v1 * b4[i2 * 64 + i3]\n") != NULL, "%s", text);
   free(text);
 }
+
+/* The emitted C puts the derived panels and the arena on a cache line
+ * (DLC_ALIGN, 64 bytes in GNU C), so no 64-byte vector load of a whole
+ * panel straddles two lines. */
+Test(gemm, emitted_panels_and_arena_start_on_a_cache_line) {
+  const char *dir = tu_scratch_dir();
+  cr_assert_not_null(dir);
+  char dl[600], c[600], h[600], cmd[2000];
+  snprintf(dl, sizeof dl, "%s/mm.dl", dir);
+  snprintf(c, sizeof c, "%s/mm.c", dir);
+  snprintf(h, sizeof h, "%s/mm.h", dir);
+  FILE *f = fopen(dl, "w");
+  cr_assert_not_null(f);
+  fputs("model mm\ninput x: f32[N, 64]\nfc = dense(x, 64)\nh = relu(fc)\noutput y = dense(h, 64, bias=false)\n", f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s %s --max N=64 -o %s", DLC_EXE, dl, c);
+  cr_assert_eq(system(cmd), 0, "%s", cmd);
+  size_t len;
+  char *text = tu_read_file(c, &len);
+  cr_assert_not_null(text);
+  cr_expect(strstr(text, "#define DLC_ALIGN __attribute__((aligned(64)))\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "static DLC_ALIGN float D_y_weight_panels64[4096];\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "static DLC_ALIGN float A_f32[") != NULL, "%s", text);
+  free(text);
+  remove(dl), remove(c), remove(h);
+  rmdir(dir);
+}
