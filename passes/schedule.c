@@ -1008,28 +1008,47 @@ static int fixed_weight(Program *p, const RowForm *f) {
  * adds its terms in k order, but each term is now an fma (kernel.h): the
  * results may differ from the row form's in the last bits, and are the
  * same whatever the number of threads. */
-static int rule_register_tiles(Program *p, Kernel *k, Stmt **slot) {
+static int register_tiles(Program *p, Kernel *k, Stmt **slot, int mr, int in_place);
+
+static int rule_register_tiles(Program *p, Kernel *k, Stmt **slot) { return register_tiles(p, k, slot, 0, 0); }
+
+/* The same, with MR rows per tile (0: the cost model's choice) and, with
+ * in_place, B read where it is (unit stride along the columns) instead of
+ * packed, and the columns past the whole panels in one panel of whole
+ * vectors that ends at the last column (J >= 16), overlapping the panel
+ * before instead of the row form: the convolutions' rule
+ * (rule_conv_tiles). */
+static int register_tiles(Program *p, Kernel *k, Stmt **slot, int mr, int in_place) {
   RowForm f;
   if (row_form(p, *slot, &f) < 0) return -1;
+  if (in_place && (f.wt->kind != EX_LOAD || !unit_stride(f.wt->a, f.i3))) return -1;
   int64_t rows = max_rows(p, f.rows->extent);
   Dim Kd = is_const(f.K) ? f.K->i : f.K->kind == EX_SYM ? DIM_SYM(f.K->id) : 0;
-  TileShape ts = {rows >= 32 ? 6 : 4, 0, 0};
+  TileShape ts = {mr ? mr : rows >= 32 ? 6 : 4, 0, 0};
   ts.nv = tile_vectors(ts.mr, f.J);
   const int W = TILE_WIDTH;
   Vec vi = {p, f.i1, W};
   Panel P = {&f, -1, ts.nv, 0, 0, 0, NULL, NULL, vec_expr(&vi, f.init->value), NULL};
   if (!ts.nv || rows < 1 || !Kd || !P.bias || !unit_stride(f.init->index, f.i1) || f.wt->lanes != 1) return -1;
   int64_t nr = ts.nv * W, n1 = f.J / nr * nr, nv2 = (f.J - n1) / W, n2 = nv2 * W;
-  P.pk = fixed_weight(p, &f) ? kir_derived_panels(p, f.wt->id, nr) : -1;
+  P.pk = !in_place && fixed_weight(p, &f) ? kir_derived_panels(p, f.wt->id, nr) : -1;
   P.derived = P.pk >= 0;
   P.stride = nr;
-  if (!P.derived) {
+  if (!P.derived && !in_place) {
     Shape ps = {2, {f.J, Kd}};
     P.pk = kir_buffer(p, BUF_TEMP, DT_F32, "panels", &ps, k->node);
   }
   Expr *R = f.rows->extent;
   P.last = is_const(R) && R->i % ts.mr == 0 ? NULL : kx_iadd(p, kir_clone_expr(p, R), kx_i(p, -1));
   Stmt *body = tile_panels(p, k, &P, &ts, 0, n1 / nr);
+  if (in_place && n1 < f.J) {
+    /* the columns left: one panel of whole vectors ending at J, overlapping
+     * the one before; the columns both compute get the same sums, stored twice */
+    Panel P2 = P;
+    P2.nv = (int)((f.J - n1 + W - 1) / W);
+    ks_append(&body, tile_panels(p, k, &P2, &ts, f.J - P2.nv * W, 1));
+    nv2 = n2 = 0, n1 = f.J;
+  }
   if (nv2) {
     Panel P2 = P;
     P2.nv = (int)nv2;
@@ -1087,10 +1106,161 @@ static void rule_channel_blocks(Program *p, Kernel *k, int back, int64_t per_gro
   sched_drop_unit_loops(p, &k->body);
 }
 
-static void rule_conv(Program *p, const Graph *g, Kernel *k) {
+/* The first scalar local in b (pre-order) whose value is a plain load. */
+static const Expr *first_local_load(const Stmt *b) {
+  for (; b; b = b->next) {
+    if (b->kind == ST_LOCAL && !b->count && b->value->kind == EX_LOAD && !b->value->b) return b->value;
+    const Expr *e = b->kind == ST_LOOP ? first_local_load(b->body) : NULL;
+    if (e) return e;
+  }
+  return NULL;
+}
+
+/* The innermost loop over the output positions of a convolution's nest
+ * below b: the first loop whose body starts with a = out[..] and then
+ * v = in[..] (plain loads of two buffers; a window's weights are loads
+ * of one); *out and *in are their buffers. */
+static const Stmt *position_loop(const Stmt *b, int *out, int *in) {
+  for (; b; b = b->next) {
+    if (b->kind != ST_LOOP) continue;
+    const Stmt *a = b->body, *v = a ? a->next : NULL;
+    if (a && v && a->kind == ST_LOCAL && v->kind == ST_LOCAL && !a->count && !v->count && a->value->kind == EX_LOAD &&
+        v->value->kind == EX_LOAD && !a->value->b && !v->value->b && a->value->id != v->value->id) {
+      *out = a->value->id, *in = v->value->id;
+      return b;
+    }
+    const Stmt *r = position_loop(b->body, out, in);
+    if (r) return r;
+  }
+  return NULL;
+}
+
+static Expr *idiv(Program *p, Expr *a, int64_t d) { return d == 1 ? a : kx_bin(p, BIN_DIV, a, kx_i(p, d)); }
+static Expr *imod(Program *p, Expr *a, int64_t d) { return d == 1 ? kx_i(p, 0) : kx_bin(p, BIN_MOD, a, kx_i(p, d)); }
+
+/* A table t[kk] = value (an index in terms of variable kk < K), filled by
+ * a loop put in front of the kernel on every call (K stores): the tiles
+ * then read t[kk] once per step of K instead of dividing kk. */
+static int kk_table(Program *p, Kernel *k, int kk, Expr *value, int64_t K, const char *name) {
+  Shape ts = {1, {K}};
+  int t = kir_buffer(p, BUF_TEMP, DT_I64, name, &ts, k->node);
+  Stmt *fill = ks_loop(p, kk, kx_i(p, K), ks_store(p, t, kx_var(p, kk), value));
+  fill->next = k->body;
+  k->body = fill;
+  return t;
+}
+
+/* Register tiles for convolutions — conv2d and conv1d with unit strides,
+ * and the gather of conv_transpose2d (unit strides), one group.  Both
+ * walk their output planes as one long row (lower_conv.c: row_walk, the
+ * gather's uncropped planes), so for each batch item n the nest is a
+ * matrix product in the row form that rule_register_tiles takes:
+ *   forward:   y[n, o, f] = b[o] + sum over kk = (c, kh, kw) of
+ *              w[o, kk] * xp[n, c, f + kh*dh*wp + kw*dw]
+ *   transpose: full[n, c, f] = init[c] + sum over kk = (o, kh, kw) of
+ *              w[o, c, kh, kw] * dyp[n, o, f + front - kh*dh*wf - kw*dw]
+ * rows the output channels (A, the weight, broadcast), columns the
+ * positions f, K the flattened (channel, kh, kw) with div/mod: each term
+ * of B is a contiguous run of the (padded) input at a constant offset per
+ * kk, so B is read where it is, not packed (a few channels: packing
+ * would cost as much as the fmas).  MR divides the channels where it can
+ * (all of them up to 7, else 6 or 4), so no row is computed twice.  The
+ * batch loop stays outside (parallel: items write disjoint planes).  Each
+ * output still sums its init (the bias) and then the same terms in the
+ * same order as the lowered nest (c, kh, kw; o, kh, kw), now with fma,
+ * so results may differ from --no-tile's in the last bits and are the
+ * same for any number of threads.  The rule builds the row form from
+ * the node's geometry and the buffers the lowered nest reads; it leaves
+ * the nest as it was when the shape does not fit (columns fewer than a
+ * vector, a constant weight). */
+static int rule_conv_tiles(Program *p, const Graph *g, Kernel *k) {
   const Node *n = &g->nodes[k->node];
   ConvGeom cg;
   ir_conv_geom(g, n, &cg);
+  int tr = n->op == OP_CONV_TRANSPOSE2D;
+  if (cg.groups != 1 || cg.sh != 1 || cg.sw != 1) return -1;
+  Stmt **path[16];
+  int d = reduce_path(&k->body, path, 0, 16);
+  if (d != (tr ? 4 : 5)) return -1;
+  Stmt *nl = *path[0], *red = *path[d - 1];
+  int out, in;
+  const Stmt *pos = position_loop(red->body, &out, &in);
+  const Expr *wload = first_local_load(red->body);
+  if (!pos || !wload || wload->id == out || wload->id == in || in == out) return -1;
+  int64_t T = cg.kh * cg.kw, rows, cols, plane, K, chans;
+  Expr *bias;
+  int rv = k->nvars++, i1 = k->nvars++, kk = k->nvars++, i3 = k->nvars++, xl = k->nlocals++, tv = k->nvars++;
+  Expr *ch = idiv(p, kx_var(p, tv), T), *kh = imod(p, idiv(p, kx_var(p, tv), cg.kw), cg.kh), *kw = imod(p, kx_var(p, tv), cg.kw);
+  Expr *a, *b;
+  int64_t nrows = tr ? cg.c : cg.o;
+  int mr = nrows <= 7 ? (int)nrows : nrows % 6 == 0 ? 6 : nrows % 4 == 0 ? 4 : 6;
+  if (!tr) {
+    /* y init: the lowered init loop's store (the bias at o), the first statement of the row loop */
+    Stmt *rl = *path[3], *il = rl->body;
+    if (!il || il->kind != ST_LOOP || !il->body || il->body->kind != ST_STORE || il->body->id != out) return -1;
+    int64_t hp = cg.h + cg.pt + cg.pb, wp = cg.w + cg.pl + cg.pr;
+    rows = cg.o, chans = cg.c, cols = (cg.oh - 1) * wp + cg.ow, plane = cg.oh * wp, K = cg.c * T;
+    bias = subst_expr(p, il->body->value, (*path[2])->id, kx_var(p, rv));
+    a = kx_load(p, wload->id, kx_iadd(p, kx_imul(p, kx_var(p, rv), kx_i(p, K)), kx_var(p, kk)));
+    if (!tile_vectors(mr, cols)) return -1;
+    /* the input's offset of term kk: c * hp*wp + kh*dh*wp + kw*dw */
+    Expr *off = kx_iadd(p, kx_imul(p, ch, kx_i(p, hp * wp)), kx_iadd(p, kx_imul(p, kh, kx_i(p, cg.dh * wp)), kx_imul(p, kw, kx_i(p, cg.dw))));
+    int tab = kk_table(p, k, tv, off, K, "tap_offsets");
+    Expr *src = kx_iadd(p, kx_imul(p, kx_var(p, nl->id), kx_i(p, chans * hp * wp)), kx_load(p, tab, kx_var(p, kk)));
+    b = kx_load(p, in, kx_iadd(p, src, kx_var(p, i3)));
+  } else {
+    /* full init: the first nest (n, c, i) stores bias or 0 into every element; it moves into the row form */
+    Stmt *first = k->body, *l2 = first && first->kind == ST_LOOP ? first->body : NULL, *l3 = l2 && l2->kind == ST_LOOP ? l2->body : NULL;
+    if (first == nl || !l3 || l3->kind != ST_LOOP || !l3->body || l3->body->kind != ST_STORE || l3->body->id != out ||
+        l2->next || l3->next || l3->body->next)
+      return -1;
+    int64_t hf = (cg.oh - 1) + cg.dh * (cg.kh - 1) + 1, wf = (cg.ow - 1) + cg.dw * (cg.kw - 1) + 1;
+    if (hf < cg.pt + cg.h) hf = cg.pt + cg.h;
+    if (wf < cg.pl + cg.w) wf = cg.pl + cg.w;
+    int64_t front = (cg.kh - 1) * cg.dh * wf + (cg.kw - 1) * cg.dw, len = front + hf * wf;
+    rows = cg.c, chans = cg.o, cols = hf * wf, plane = hf * wf, K = cg.o * T;
+    bias = subst_expr(p, l3->body->value, l2->id, kx_var(p, rv));
+    if (!tile_vectors(mr, cols)) return -1;
+    k->body = first->next; /* nl is further on: its slot is not this one */
+    /* the weight's offset of term kk = (o, t) for channel 0, o * C*T + t, and the
+     * padded gradient's, o * len + front - kh*dh*wf - kw*dw */
+    Expr *woff = kx_iadd(p, kx_imul(p, kir_clone_expr(p, ch), kx_i(p, cg.c * T)), imod(p, kx_var(p, tv), T));
+    Expr *off = kx_bin(p, BIN_SUB, kx_iadd(p, kx_imul(p, ch, kx_i(p, len)), kx_i(p, front)),
+                       kx_iadd(p, kx_imul(p, kh, kx_i(p, cg.dh * wf)), kx_imul(p, kw, kx_i(p, cg.dw))));
+    int wtab = kk_table(p, k, tv, woff, K, "tap_weights"), v2 = k->nvars++;
+    int tab = kk_table(p, k, v2, subst_expr(p, off, tv, kx_var(p, v2)), K, "tap_offsets");
+    a = kx_load(p, wload->id, kx_iadd(p, kx_imul(p, kx_var(p, rv), kx_i(p, T)), kx_load(p, wtab, kx_var(p, kk))));
+    Expr *src = kx_iadd(p, kx_imul(p, kx_var(p, nl->id), kx_i(p, chans * len)), kx_load(p, tab, kx_var(p, kk)));
+    b = kx_load(p, in, kx_iadd(p, src, kx_var(p, i3)));
+  }
+  Expr *yi = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, nl->id), kx_i(p, rows)), kx_var(p, rv)), kx_i(p, plane)),
+                     kx_var(p, i1));
+  Stmt *init = ks_loop(p, i1, kx_i(p, cols), ks_store(p, out, yi, bias));
+  Expr *ui = subst_expr(p, yi, i1, kx_var(p, i3));
+  Expr *upd = kx_bin(p, BIN_ADD, kx_load(p, out, ui), kx_bin(p, BIN_MUL, kx_local(p, xl, DT_F32), b));
+  Stmt *il = ks_loop(p, i3, kx_i(p, cols), ks_store(p, out, kir_clone_expr(p, ui), upd));
+  Stmt *xs = ks_local(p, xl, DT_F32, a);
+  xs->next = il;
+  Stmt *kl = ks_loop(p, kk, kx_i(p, K), xs);
+  kl->loop = LOOP_REDUCE;
+  init->next = kl;
+  nl->body = ks_loop(p, rv, kx_i(p, rows), init);
+  if (register_tiles(p, k, &nl->body, mr, 1) < 0) return -1;
+  sched_drop_unit_loops(p, &k->body);
+  return 0;
+}
+
+static void rule_conv(Program *p, const Graph *g, Kernel *k, const SchedOpts *o) {
+  const Node *n = &g->nodes[k->node];
+  ConvGeom cg;
+  ir_conv_geom(g, n, &cg);
+  if (o->tiles) {
+    Kernel before = *k;
+    Stmt *orig = kir_clone_block(p, k->body);
+    if (rule_conv_tiles(p, g, k) == 0) return;
+    *k = before;
+    k->body = orig;
+  }
   if (n->op == OP_CONV_TRANSPOSE2D) /* the gather: c around o (reduce) */
     rule_channel_blocks(p, k, 1, cg.c / cg.groups);
   else /* o around row around c (reduce) */
@@ -1126,7 +1296,7 @@ static void sched_kernel_opts(Program *p, Func *f, Kernel *k, const SchedOpts *o
   case OP_CONV1D:
   case OP_CONV_TRANSPOSE2D:
     mark_top_parallel(k);
-    rule_conv(p, f->g, k);
+    rule_conv(p, f->g, k, o);
     break;
   case OP_CONV2D_GRAD_WEIGHT: /* planes copied, then groups or output channels, each with its own row of sums */
     mark_top_parallel(k);

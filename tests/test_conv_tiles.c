@@ -1,0 +1,309 @@
+/*
+ * test_conv_tiles.c — convolutions in register tiles (schedule.c,
+ * rule_conv_tiles): conv2d, conv1d and the gather of conv_transpose2d
+ * with unit strides, as matrix products of output channels by output
+ * positions with B (the padded input) read where it is, against the
+ * interpreter on the kernel-IR evaluator, the JIT and the C backend
+ * (vector and scalar forms), at odd channel counts (1, 3, 5, 7, 17),
+ * spatial sizes that are not multiples of 16, padding (both dimensions
+ * or the width only), dilation and a symbolic batch; the JIT on pools of 2 and 3
+ * threads bit for bit as on one; the tiles in the dump, and --no-tile's
+ * nests without them.
+ *
+ * Tolerance.  Each output of the tiles sums its bias and then the same
+ * terms in the same order as the nest the lowering writes (c, kh, kw for
+ * the forward pass; o, kh, kw for the transpose), but each step is an fma
+ * rounded once (kernel.h) where the lowered nest rounds the product and
+ * the sum, and the interpreter sums in double.  Any float32 sum of K
+ * products in any order, fused or not, is within (K + 2) * 2^-24 times
+ * |b| + sum |x w| of the exact value (recursive summation's bound, one
+ * more rounding for the products and one for the interpreter's result):
+ * each element is checked against that bound, whose magnitude the test
+ * gets by running the interpreter on the absolute values of the inputs
+ * and parameters.  K counts every term of the sum, the zero ones the
+ * transpose's gather adds at the borders too.  A missing, doubled or
+ * misplaced term is far outside it.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/codegen.h"
+#include "frontend/frontend.h"
+#include "ir/keval.h"
+#include "passes/schedule.h"
+#include "tests/handkit.h"
+#include "tests/testutil.h"
+
+typedef struct Conv {
+  Model m;
+  Diags d;
+  RtTensor *vals, *absv;   /* per node: inputs and params, then the interpreter's values */
+  int64_t n, K;            /* batch at run time, terms per output */
+} Conv;
+
+static void fill(RtTensor *t, double phase) {
+  float *v = t->data;
+  for (int64_t i = 0; i < rt_tensor_numel(t); i++) v[i] = (float)sin(0.7 * (double)i + phase) * 0.5f;
+}
+
+/* The model src with N at most maxn, its inputs for a batch of n and
+ * its params filled, and the interpreter's values on them and on their
+ * absolute values. */
+static void conv_init(Conv *t, const char *src, int64_t maxn, int64_t n, int64_t K) {
+  diag_init(&t->d, stderr);
+  cr_assert_eq(fe_load_string(&t->m, "t.dl", src, &t->d), 0, "%s", src);
+  Graph *g = &t->m.g;
+  g->syms[0].max = maxn;
+  t->n = n, t->K = K;
+  t->vals = calloc((size_t)g->nnodes, sizeof *t->vals);
+  t->absv = calloc((size_t)g->nnodes, sizeof *t->absv);
+  RtError err;
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *nd = &g->nodes[i];
+    if (nd->op != OP_INPUT && nd->op != OP_PARAM) continue;
+    int64_t shape[IR_MAX_RANK];
+    for (int a = 0; a < nd->shape.rank; a++) shape[a] = DIM_IS_SYM(nd->shape.d[a]) ? n : nd->shape.d[a];
+    for (int v = 0; v < 2; v++) {
+      RtTensor *x = v ? &t->absv[i] : &t->vals[i];
+      cr_assert_eq(rt_tensor_alloc(x, DT_F32, nd->shape.rank, shape, &err), RT_OK);
+      fill(x, 0.3 + i);
+      if (v)
+        for (int64_t e = 0; e < rt_tensor_numel(x); e++) ((float *)x->data)[e] = fabsf(((float *)x->data)[e]);
+    }
+  }
+  int64_t sym[IR_MAX_SYMS] = {n};
+  InterpOpts io = {0, 0};
+  cr_assert_eq(ir_interp(g, t->vals, sym, &io, &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(ir_interp(g, t->absv, sym, &io, &err), RT_OK, "%s", err.msg);
+}
+
+static void conv_free(Conv *t) {
+  for (int i = 0; i < t->m.g.nnodes; i++) rt_tensor_free(&t->vals[i]), rt_tensor_free(&t->absv[i]);
+  free(t->vals);
+  free(t->absv);
+  fe_model_free(&t->m);
+}
+
+/* The forward program, lowered, scheduled (tiles on or off) and planned. */
+static void conv_program(Conv *t, Program *p, int tiles) {
+  kir_program_init(p, &t->m.g);
+  pass_lower(p, kir_func(p, "forward", &t->m.g));
+  SchedOpts o = {tiles};
+  sched_program(p, &o);
+  pass_memplan(p);
+  cr_assert_eq(kir_verify(p, &t->d), 0);
+}
+
+static void params_of(Conv *t, RtTensorSet *params) {
+  RtError err;
+  const Graph *g = &t->m.g;
+  rt_set_init(params);
+  for (int i = 0; i < g->nnodes; i++) {
+    if (g->nodes[i].op != OP_PARAM) continue;
+    RtTensor c = t->vals[i]; /* the set takes a copy */
+    c.data = malloc(rt_tensor_nbytes(&c));
+    memcpy(c.data, t->vals[i].data, rt_tensor_nbytes(&c));
+    cr_assert_eq(rt_set_add(params, g->nodes[i].name, &c, &err), RT_OK);
+  }
+}
+
+static void args_of(Conv *t, const Program *p, float *y, void **args) {
+  const Func *fn = &p->funcs[0];
+  cr_assert(fn->nargs <= 8);
+  for (int i = 0; i < fn->nargs; i++) {
+    const Buffer *b = &p->bufs[fn->args[i]];
+    args[i] = b->kind == BUF_INPUT ? t->vals[b->node].data : y;
+  }
+}
+
+/* Output 0 for t's inputs through the C backend built with cflags, or the
+ * JIT (cflags NULL) on each of npools pools (NULL: none), into ys[i]. */
+static void conv_run(Conv *t, const Program *p, const char *cflags, RtPool **pools, int npools, float **ys) {
+  RtError err;
+  CModule *mod = cflags ? cg_c_build(p, cflags, &err) : cg_jit_build(p, &err);
+  cr_assert_not_null(mod, "%s", err.msg);
+  RtTensorSet params;
+  params_of(t, &params);
+  cr_assert_eq(cg_c_set_params(mod, &params, &err), RT_OK, "%s", err.msg);
+  int64_t sym[IR_MAX_SYMS] = {t->n};
+  for (int i = 0; i < npools; i++) {
+    void *args[8];
+    args_of(t, p, ys[i], args);
+    cg_c_set_pool(mod, pools[i]);
+    cr_assert_eq(cg_c_call(mod, "forward", sym, args, &err), RT_OK, "%s", err.msg);
+  }
+  cg_c_set_pool(mod, NULL);
+  rt_set_free(&params);
+  cg_c_free(mod);
+}
+
+/* Output 0 through the kernel-IR evaluator, into y. */
+static void conv_keval(Conv *t, const Program *p, float *y) {
+  RtError err;
+  RtTensorSet params;
+  params_of(t, &params);
+  void *args[8];
+  args_of(t, p, y, args);
+  int64_t sym[IR_MAX_SYMS] = {t->n};
+  KevalArgs a = {sym, args, &params};
+  cr_assert_eq(kir_eval(p, &p->funcs[0], &a, &err), RT_OK, "%s", err.msg);
+  rt_set_free(&params);
+}
+
+/* Every element of got within the summation bound of the interpreter's. */
+static void expect_close(Conv *t, const float *got, const char *how, const char *src) {
+  const Graph *g = &t->m.g;
+  int out = g->outputs[0].id;
+  const float *want = t->vals[out].data, *mag = t->absv[out].data;
+  int64_t count = rt_tensor_numel(&t->vals[out]);
+  double gamma = (double)(t->K + 2) * ldexp(1.0, -24);
+  int bad = 0;
+  for (int64_t i = 0; i < count && bad < 3; i++) {
+    double err = fabs((double)got[i] - want[i]), bound = gamma * mag[i];
+    if (!(err <= bound)) {
+      bad++;
+      cr_expect(0, "%s N=%lld: y[%lld] = %.9g, interpreter %.9g (error %.3g, bound %.3g)\n%s", how, (long long)t->n,
+                (long long)i, got[i], want[i], err, bound, src);
+    }
+  }
+}
+
+/* src (one convolution, K terms per output) in tiles when tiles is set
+ * (checked in the dump) or without, on keval, C (vectors, scalars) and
+ * the JIT, each element within the summation bound of the
+ * interpreter's; the JIT on pools of 2 and 3 threads gives the same bits
+ * as without a pool. */
+static void expect_conv(const char *src, int64_t maxn, int64_t n, int64_t K, int tiles) {
+  Conv t;
+  conv_init(&t, src, maxn, n, K);
+  Program p;
+  conv_program(&t, &p, tiles);
+  char *text = hk_dump(&p);
+  if (tiles)
+    cr_expect(strstr(text, "= fma(") && !strstr(text, "temp panels"), "no register tiles reading B in place for\n%s\n%s",
+              src, text);
+  else
+    cr_expect(!strstr(text, "fma("), "tiles under --no-tile for\n%s\n%s", src, text);
+  free(text);
+  int64_t count = rt_tensor_numel(&t.vals[t.m.g.outputs[0].id]);
+  float *ys[3];
+  for (int i = 0; i < 3; i++) {
+    ys[i] = malloc(sizeof(float) * (size_t)count);
+    for (int64_t e = 0; e < count; e++) ys[i][e] = NAN;
+  }
+  conv_keval(&t, &p, ys[0]);
+  expect_close(&t, ys[0], "keval", src);
+  static const char *const flags[2] = {"-O1 -Wall -Wextra -pedantic -Werror", "-O1 -DDLC_VECTORS=0 -Wall -Wextra -Werror"};
+  for (int b = 0; b < 2; b++) {
+    conv_run(&t, &p, flags[b], (RtPool *[]){NULL}, 1, ys);
+    expect_close(&t, ys[0], flags[b], src);
+  }
+  RtError err;
+  RtPool *pools[3] = {NULL, NULL, NULL};
+  cr_assert_eq(rt_pool_new(2, &pools[1], &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(rt_pool_new(3, &pools[2], &err), RT_OK, "%s", err.msg);
+  conv_run(&t, &p, NULL, pools, 3, ys);
+  expect_close(&t, ys[0], "JIT", src);
+  for (int i = 1; i < 3; i++)
+    cr_expect(!memcmp(ys[0], ys[i], sizeof(float) * (size_t)count), "JIT on %d threads differs from one\n%s", i + 1, src);
+  rt_pool_free(pools[1]);
+  rt_pool_free(pools[2]);
+  for (int i = 0; i < 3; i++) free(ys[i]);
+  kir_program_free(&p);
+  conv_free(&t);
+}
+
+#define MODEL(x, layer) "model t\ninput x: f32[N, " x "]\noutput y = " layer "\n"
+
+Test(conv_tiles, forward_of_odd_shapes_matches_the_interpreter, .timeout = 900) {
+  /* LeNet-5's c1: 6 channels in one tile of 6 rows, 892 positions (13 panels of 64, one of 48, 12 left over) */
+  expect_conv(MODEL("1, 28, 28", "conv2d(x, 6, 5, padding=2)"), 4, 3, 25, 1);
+  /* 5 channels in one tile of 5, 3 input channels, 13 x 11 */
+  expect_conv(MODEL("3, 13, 11", "conv2d(x, 5, 3, padding=1)"), 4, 2, 27, 1);
+  /* 17 channels: tiles of 6, the last clamped; a dilated 2 x 3 window, no bias */
+  expect_conv(MODEL("7, 9, 10", "conv2d(x, 17, [2, 3], dilation=2, bias=false)"), 3, 3, 42, 1);
+  /* one channel in and out, padding of the width only */
+  expect_conv(MODEL("1, 5, 40", "conv2d(x, 1, [1, 3], padding=[0, 1])"), 2, 1, 3, 1);
+  /* conv1d: 7 channels, dilation 2, 42 positions */
+  expect_conv(MODEL("3, 50", "conv1d(x, 7, 5, dilation=2)"), 3, 3, 15, 1);
+}
+
+Test(conv_tiles, transpose_of_odd_shapes_matches_the_interpreter, .timeout = 900) {
+  /* padding cropped off afterwards, 3 channels */
+  expect_conv(MODEL("5, 7, 9", "conv_transpose2d(x, 3, 3, padding=1)"), 3, 3, 45, 1);
+  /* 17 input channels to 7, a dilated 3 x 3 window, no bias */
+  expect_conv(MODEL("17, 6, 5", "conv_transpose2d(x, 7, 3, dilation=2, bias=false)"), 3, 3, 153, 1);
+  /* one output channel, 25 positions */
+  expect_conv(MODEL("3, 4, 4", "conv_transpose2d(x, 1, 2)"), 2, 2, 12, 1);
+}
+
+/* --no-tile: the lowered nests (channel blocks, the gather of any window)
+ * as they were, matching the interpreter too. */
+Test(conv_tiles, no_tile_keeps_the_lowered_nests, .timeout = 900) {
+  expect_conv(MODEL("3, 13, 11", "conv2d(x, 5, 3, padding=1)"), 4, 2, 27, 0);
+  expect_conv(MODEL("16, 10, 10", "conv_transpose2d(x, 6, 3)"), 3, 2, 144, 0);
+}
+
+/* Strided or grouped convolutions, and planes narrower than a vector,
+ * keep the lowered nests (no tiles) and their results. */
+Test(conv_tiles, strides_groups_and_small_planes_keep_the_nests, .timeout = 900) {
+  const char *srcs[] = {MODEL("4, 9, 9", "conv2d(x, 6, 3, stride=2)"), MODEL("4, 9, 9", "conv2d(x, 6, 3, groups=2)"),
+                        MODEL("3, 3, 3", "conv2d(x, 5, 2)"), MODEL("4, 5, 5", "conv_transpose2d(x, 3, 3, stride=2)")};
+  int64_t K[] = {36, 18, 12, 12};
+  for (int i = 0; i < 4; i++) expect_conv(srcs[i], 3, 2, K[i], 0);
+  for (int i = 0; i < 4; i++) {
+    int status;
+    char *text = tu_dump_after(srcs[i], "--dump-after=schedule --max N=3", &status);
+    cr_assert_not_null(text);
+    cr_expect_eq(status, 0, "%s", text);
+    cr_expect(!strstr(text, "fma("), "%s", text);
+    free(text);
+  }
+}
+
+/* The section of the dump from kernel header `from` to the next kernel. */
+static char *kernel_text(const char *text, const char *from) {
+  const char *s = strstr(text, from);
+  if (!s) return NULL;
+  const char *e = strstr(s + 1, "  kernel ");
+  size_t n = e ? (size_t)(e - s) : strlen(s);
+  char *c = malloc(n + 1);
+  memcpy(c, s, n);
+  c[n] = 0;
+  return c;
+}
+
+static int count(const char *s, const char *what) {
+  int n = 0;
+  for (; s && (s = strstr(s, what)); s++) n++;
+  return n;
+}
+
+/* LeNet-5's training step: c1 and c2 forward in tiles, parallel over
+ * the batch, B read in place (no packed panels). */
+Test(conv_tiles, lenet5_train_step_in_the_dump, .timeout = 300) {
+  int status;
+  FILE *f = fopen(DLC_SOURCE_DIR "/samples/lenet5.dl", "r");
+  cr_assert_not_null(f);
+  static char src[8192];
+  size_t n = fread(src, 1, sizeof src - 1, f);
+  src[n] = 0;
+  fclose(f);
+  char *text = tu_dump_after(src, "--train --dump-after=schedule", &status);
+  cr_assert_not_null(text);
+  cr_expect_eq(status, 0, "%s", text);
+  char *c1 = kernel_text(text, ": conv2d c1  #"), *c2 = kernel_text(text, ": conv2d c2  #");
+  cr_assert(c1 && c2, "%s", text);
+  cr_expect(strstr(c1, "< 25 reduce {") && count(c1, "= fma(") >= 24 && strstr(c1, "< 6 step 6 {"), "c1: 6 x 4 tiles, K 25:\n%s", c1);
+  cr_expect(strstr(c2, "< 150 reduce {") && count(c2, "= fma(") >= 16 && strstr(c2, "< 16 step 4 {"), "c2: tiles of 4 rows, K 150:\n%s", c2);
+  cr_expect(strstr(c1, " parallel {") && strstr(c2, " parallel {"), "%s%s", c1, c2);
+  cr_expect(!strstr(c1, "panels") && !strstr(c2, "panels"), "%s%s", c1, c2);
+  free(c1), free(c2);
+  free(text);
+  text = tu_dump_after(src, "--train --no-tile --dump-after=schedule", &status);
+  cr_assert_not_null(text);
+  cr_expect(!strstr(text, "fma("), "%s", text);
+  free(text);
+}
