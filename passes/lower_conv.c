@@ -16,9 +16,9 @@
  * taken padded-row wide so that a whole plane is one long loop.
  *
  * Gradients: conv2d's data gradient is conv_transpose2d.  With unit
- * strides it is a gather, blocked (by the schedule) like the forward pass, from a copy of
- * its input with zeros around each plane; otherwise it scatters each
- * product onto an uncropped buffer.  Either crops afterwards.  The weight
+ * strides (any window) it is a gather, blocked or tiled (by the schedule)
+ * like the forward pass, from a copy of its input with zeros around each
+ * plane; otherwise it scatters each product onto an uncropped buffer.  Either crops afterwards.  The weight
  * gradient accumulates each tap's products along output rows in a row
  * buffer (again independent per element) and sums the row once.  Max
  * pooling reads each tap with a guarded load (a tap in the padding gives
@@ -329,9 +329,12 @@ static Stmt *crop_into(Lower *L, int id, const ConvGeom *g, Stmt *all, int full,
  *     for f: a = full[c, f]; for each tap t: a += w_t * xpad[o, f + front - off_t]
  *       full[c, f] = a
  * Each element sums o, kh, kw in the order the scatter did (plus zero
- * products where the scatter added nothing).  The loops n, group, c and o
- * are there even at one iteration; the schedule blocks c (several result
- * channels share each load of x) and drops the rest. */
+ * products where the scatter added nothing).  The taps are unrolled up to
+ * 9 (3x3); a larger window keeps kh as a (reduce) loop around its row of
+ * kw taps, as the forward pass does.  The loops n, group, c and o are
+ * there even at one iteration; the schedule tiles c by positions (rows c,
+ * K = o, kh, kw) or blocks c (several result channels share each load of
+ * x), and drops the rest. */
 static Stmt *transpose_gather(Lower *L, int id, const ConvGeom *gp, int full, int64_t hf, int64_t wf) {
   Program *p = L->p;
   const Node *n = lower_node_of(L, id);
@@ -349,20 +352,24 @@ static Stmt *transpose_gather(Lower *L, int id, const ConvGeom *gp, int full, in
   Expr *o = ADD(MUL(ivar(p, vg, G), I(opg)), ivar(p, vo, opg));
   Expr *cl = ivar(p, vc, cpg), *c = ADD(MUL(ivar(p, vg, G), I(cpg)), cl);
   Expr *fi = ADD(MUL(ADD(MUL(V(vn), I(g.c)), c), I(hf * wf)), V(vf));
-  int acc = lower_local(L);
+  int acc = lower_local(L), vkh = lower_var(L), unroll_kh = g.kh * g.kw <= 9;
   Stmt *weights = NULL, *col = ks_local(p, acc, DT_F32, kx_load(p, full, fi));
-  for (int64_t t = 0; t < g.kh * g.kw; t++) {
-    int64_t off = (t / g.kw) * g.dh * wf + (t % g.kw) * g.dw;
-    int wl = lower_local(L), xv = lower_local(L);
-    Expr *wi = ADD(MUL(ADD(MUL(o, I(cpg)), cl), I(g.kh * g.kw)), I(t));
-    ks_append(&weights, ks_local(p, wl, DT_F32, lower_value(L, n->in[1], wi)));
-    Expr *xi = ADD(ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(len)), I(front - off)), V(vf));
-    ks_append(&col, ks_local(p, xv, DT_F32, kx_load(p, xp, xi)));
-    ks_append(&col, ks_assign(p, acc, FADD(kx_local(p, acc, DT_F32), FMUL(kx_local(p, wl, DT_F32), kx_local(p, xv, DT_F32)))));
-  }
+  for (int64_t a = 0; a < (unroll_kh ? g.kh : 1); a++)
+    for (int64_t b = 0; b < g.kw; b++) {
+      Expr *kh = unroll_kh ? I(a) : V(vkh);
+      int wl = lower_local(L), xv = lower_local(L);
+      Expr *wi = ADD(MUL(ADD(MUL(ADD(MUL(o, I(cpg)), cl), I(g.kh)), kh), I(g.kw)), I(b));
+      ks_append(&weights, ks_local(p, wl, DT_F32, lower_value(L, n->in[1], wi)));
+      Expr *xi = ADD(ADD(MUL(ADD(MUL(V(vn), I(g.o)), o), I(len)), I(front - b * g.dw)), V(vf));
+      if (!unroll_kh) xi = kx_bin(p, BIN_SUB, xi, MUL(kh, I(g.dh * wf)));
+      else xi = ADD(xi, I(-a * g.dh * wf));
+      ks_append(&col, ks_local(p, xv, DT_F32, kx_load(p, xp, xi)));
+      ks_append(&col, ks_assign(p, acc, FADD(kx_local(p, acc, DT_F32), FMUL(kx_local(p, wl, DT_F32), kx_local(p, xv, DT_F32)))));
+    }
   ks_append(&col, ks_store(p, full, fi, kx_local(p, acc, DT_F32)));
   ks_append(&weights, ks_loop(p, vf, I(hf * wf), col));
-  ks_append(&all, ks_loop(p, vn, kx_dim(p, g.n), ks_loop(p, vg, I(G), ks_loop(p, vc, I(cpg), reduce_loop(p, vo, opg, weights)))));
+  Stmt *taps = unroll_kh ? weights : reduce_loop(p, vkh, g.kh, weights);
+  ks_append(&all, ks_loop(p, vn, kx_dim(p, g.n), ks_loop(p, vg, I(G), ks_loop(p, vc, I(cpg), reduce_loop(p, vo, opg, taps)))));
   return all;
 }
 
@@ -371,7 +378,8 @@ static Stmt *transpose_gather(Lower *L, int id, const ConvGeom *gp, int full, in
  * at the position the convolution read, in an uncropped buffer of
  * hf x wf; then the padding is cropped off and the bias added.  Without
  * padding the result is the uncropped buffer itself.  With unit strides
- * the input is widened to wf-wide rows, so each tap is one long loop. */
+ * (any window) it is the gather instead (transpose_gather), so the
+ * scatter walks its input row by row. */
 static Stmt *lower_conv_transpose(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = lower_node_of(L, id);
@@ -389,15 +397,9 @@ static Stmt *lower_conv_transpose(Lower *L, int id) {
   Expr *bias = n->nin > 2 && direct ? lower_value(L, n->in[2], V(vc0)) : kx_f(p, 0);
   Stmt *all = ks_loop(p, vn, kx_dim(p, g.n), ks_loop(p, vc0, I(g.c), ks_loop(p, vi, I(hf * wf),
                       ks_store(p, full, ADD(MUL(ADD(MUL(V(vn), I(g.c)), V(vc0)), I(hf * wf)), V(vi)), bias))));
-  if (g.sh == 1 && g.sw == 1 && g.kh * g.kw <= 9) {
+  if (g.sh == 1 && g.sw == 1) {
     ks_append(&all, transpose_gather(L, id, &g, full, hf, wf));
     return direct ? all : crop_into(L, id, &g, all, full, hf, wf);
-  }
-  if (r.wide) {
-    Shape ws = {3, {g.n, g.o, plane}};
-    int wide = kir_buffer(p, BUF_TEMP, DT_F32, "dy_wide", &ws, id);
-    ks_append(&all, rewidth(L, wide, x, planes(p, &g, g.o), g.oh, g.ow, wf, 1));
-    x = wide;
   }
   int vg = lower_var(L), vo = lower_var(L), vc = lower_var(L), vkh = lower_var(L), vkw = lower_var(L);
   int vr = lower_var(L), vj = lower_var(L), t = lower_local(L);

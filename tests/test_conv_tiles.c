@@ -231,10 +231,12 @@ Test(conv_tiles, forward_of_odd_shapes_matches_the_interpreter, .timeout = 900) 
 }
 
 Test(conv_tiles, transpose_of_odd_shapes_matches_the_interpreter, .timeout = 900) {
+  /* LeNet-5's data gradient of c2: 6 channels, K = 16 x 25 */
+  expect_conv(MODEL("16, 10, 10", "conv_transpose2d(x, 6, 5)"), 3, 2, 400, 1);
   /* padding cropped off afterwards, 3 channels */
   expect_conv(MODEL("5, 7, 9", "conv_transpose2d(x, 3, 3, padding=1)"), 3, 3, 45, 1);
-  /* 17 input channels to 7, a dilated 3 x 3 window, no bias */
-  expect_conv(MODEL("17, 6, 5", "conv_transpose2d(x, 7, 3, dilation=2, bias=false)"), 3, 3, 153, 1);
+  /* 17 input channels to 7, a dilated 3 x 5 window (more than 9 taps: kh kept as a loop without tiles), no bias */
+  expect_conv(MODEL("17, 6, 5", "conv_transpose2d(x, 7, [3, 5], dilation=2, bias=false)"), 3, 3, 255, 1);
   /* one output channel, 25 positions */
   expect_conv(MODEL("3, 4, 4", "conv_transpose2d(x, 1, 2)"), 2, 2, 12, 1);
 }
@@ -243,7 +245,8 @@ Test(conv_tiles, transpose_of_odd_shapes_matches_the_interpreter, .timeout = 900
  * as they were, matching the interpreter too. */
 Test(conv_tiles, no_tile_keeps_the_lowered_nests, .timeout = 900) {
   expect_conv(MODEL("3, 13, 11", "conv2d(x, 5, 3, padding=1)"), 4, 2, 27, 0);
-  expect_conv(MODEL("16, 10, 10", "conv_transpose2d(x, 6, 3)"), 3, 2, 144, 0);
+  expect_conv(MODEL("16, 10, 10", "conv_transpose2d(x, 6, 5)"), 3, 2, 400, 0);
+  expect_conv(MODEL("17, 6, 5", "conv_transpose2d(x, 7, [3, 5], dilation=2, bias=false)"), 3, 3, 255, 0);
 }
 
 /* Strided or grouped convolutions, and planes narrower than a vector,
@@ -281,8 +284,8 @@ static int count(const char *s, const char *what) {
   return n;
 }
 
-/* LeNet-5's training step: c1 and c2 forward in tiles, parallel over
- * the batch, B read in place (no packed panels). */
+/* LeNet-5's training step: c1 and c2 forward and c2's data gradient in
+ * tiles, parallel over the batch, B read in place (no packed panels). */
 Test(conv_tiles, lenet5_train_step_in_the_dump, .timeout = 300) {
   int status;
   FILE *f = fopen(DLC_SOURCE_DIR "/samples/lenet5.dl", "r");
@@ -294,13 +297,15 @@ Test(conv_tiles, lenet5_train_step_in_the_dump, .timeout = 300) {
   char *text = tu_dump_after(src, "--train --dump-after=schedule", &status);
   cr_assert_not_null(text);
   cr_expect_eq(status, 0, "%s", text);
-  char *c1 = kernel_text(text, ": conv2d c1  #"), *c2 = kernel_text(text, ": conv2d c2  #");
-  cr_assert(c1 && c2, "%s", text);
+  char *c1 = kernel_text(text, ": conv2d c1  #"), *c2 = kernel_text(text, ": conv2d c2  #"),
+       *dx = kernel_text(text, ": conv_transpose2d  #");
+  cr_assert(c1 && c2 && dx, "%s", text);
   cr_expect(strstr(c1, "< 25 reduce {") && count(c1, "= fma(") >= 24 && strstr(c1, "< 6 step 6 {"), "c1: 6 x 4 tiles, K 25:\n%s", c1);
   cr_expect(strstr(c2, "< 150 reduce {") && count(c2, "= fma(") >= 16 && strstr(c2, "< 16 step 4 {"), "c2: tiles of 4 rows, K 150:\n%s", c2);
-  cr_expect(strstr(c1, " parallel {") && strstr(c2, " parallel {"), "%s%s", c1, c2);
-  cr_expect(!strstr(c1, "panels") && !strstr(c2, "panels"), "%s%s", c1, c2);
-  free(c1), free(c2);
+  cr_expect(strstr(dx, "< 400 reduce {") && count(dx, "= fma(") >= 24 && strstr(dx, "< 6 step 6 {"), "dx: 6 x 4 tiles, K 400:\n%s", dx);
+  cr_expect(strstr(c1, " parallel {") && strstr(dx, " parallel {"), "%s%s", c1, dx);
+  cr_expect(!strstr(c1, "panels") && !strstr(c2, "panels") && !strstr(dx, "panels"), "%s%s%s", c1, c2, dx);
+  free(c1), free(c2), free(dx);
   free(text);
   text = tu_dump_after(src, "--train --no-tile --dump-after=schedule", &status);
   cr_assert_not_null(text);
