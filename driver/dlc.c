@@ -57,6 +57,8 @@ static const char *usage_main =
     "  --dump-after=STEP|all  print the IR after a pipeline step to stderr\n"
     "  --verify               check the IR after every step (graphs and kernels)\n"
     "  --no-tile              no register tiles (linear layers, matmuls in row order)\n"
+    "  --no-fuse              no kernel fusion (every op its own loop nest)\n"
+    "  -O0                    no fusion and no register tiles\n"
     "  --list-steps           print every pipeline and its steps\n"
     "  --version              print the version\n";
 
@@ -239,7 +241,7 @@ static int emit_c_folded(Model *m, const char *cpath, const char *embed_path, co
 typedef struct CompileOpts {
   const char *model, *out, *emit, *embed, *dump_after;
   const char *max[IR_MAX_SYMS];
-  int nmax, verify, train, no_tile, step;
+  int nmax, verify, train, no_tile, no_fuse, step;
 } CompileOpts;
 
 static int parse_compile(int argc, char **argv, CompileOpts *o, Diags *d) {
@@ -252,6 +254,8 @@ static int parse_compile(int argc, char **argv, CompileOpts *o, Diags *d) {
     if (!strcmp(argv[i], "--verify")) o->verify = 1;
     else if (!strcmp(argv[i], "--train")) o->train = 1;
     else if (!strcmp(argv[i], "--no-tile")) o->no_tile = 1;
+    else if (!strcmp(argv[i], "--no-fuse")) o->no_fuse = 1;
+    else if (!strcmp(argv[i], "-O0")) o->no_fuse = o->no_tile = 1;
     else if (!strcmp(argv[i], "--step")) o->step = 1;
     else if ((v = dlc_flag(argc, argv, &i, "-o", &miss))) o->out = v;
     else if ((v = dlc_flag(argc, argv, &i, "--emit", &miss))) o->emit = v;
@@ -407,6 +411,7 @@ static int cmd_compile(int argc, char **argv) {
   int status = 0;
   PassOpts po = {o.dump_after, stderr, o.verify};
   po.no_tiles = o.no_tile;
+  po.no_fuse = o.no_fuse;
   if (o.train) {
     status = dlc_emit_train(&m, o.out ? o.out : stem(&a, o.model, "_train.c"), &po, &d);
   } else if (!strcmp(o.emit, "ir") || !strcmp(o.emit, "dot")) {

@@ -24,6 +24,12 @@ void pass_lower(Program *p, Func *f);
  * step between lowering and memory planning. */
 void pass_schedule(Program *p);
 
+/* Fuses kernels that pass a buffer element for element (fuse.c): a
+ * producer inlined into its readers, or its consumer's body run at its
+ * store; buffers nothing reads any more are no longer stored.  Returns
+ * the number of fusions. */
+int pass_fuse(Program *p);
+
 /* Assigns arena offsets to BUF_TEMP buffers from their live ranges over
  * the kernels of every function (functions never run at the same time, so
  * their temporaries share the arena). */
@@ -143,6 +149,7 @@ typedef struct PassOpts {
   const char *const *eval_loss_names; /* the eval step outputs by these names after the model's */
   int neval_losses;
   int no_tiles;             /* schedule: no register tiles (dlc --no-tile) */
+  int no_fuse;              /* no fuse step (dlc --no-fuse, -O0) */
   int split_update;         /* train: graphs[0] outputs the gradients ("NAME.grad") instead of
                                updating, and graphs[2] (the caller's third) is the update
                                reading them: data-parallel training sums them in between */
@@ -238,6 +245,7 @@ int pass_grad_outputs_step(PassCtx *c);
 int pass_dce_step(PassCtx *c);
 int pass_fold_bn_step(PassCtx *c);
 int pass_lower_step(PassCtx *c);
+int pass_fuse_step(PassCtx *c);
 int pass_schedule_step(PassCtx *c);
 int pass_memplan_step(PassCtx *c);
 /* Replaces *c->g by *with (whose storage is then empty and freed). */

@@ -40,6 +40,7 @@ int pass_memplan_step(PassCtx *c) {
 #define STEP_DECOMPOSE {"decompose", pass_decompose_step, 0, 0, "composite ops as primitives (losses, batch norm, dropout)"}
 #define STEP_DCE {"dce", pass_dce_step, 0, 0, "drop nodes no output or effect needs"}
 #define STEP_LOWER {"lower", pass_lower_step, 1, 0, "each graph to the loop kernels of its entry point"}
+#define STEP_FUSE {"fuse", pass_fuse_step, 1, 0, "kernels that pass a buffer element for element fused (elementwise chains, epilogues)"}
 #define STEP_SCHEDULE {"schedule", pass_schedule_step, 1, 0, "loop nests rewritten by the schedule's rules (lanes, row order, channel blocks)"}
 #define STEP_MEMPLAN {"memplan", pass_memplan_step, 1, 0, "arena offsets of temporaries from their live ranges"}
 
@@ -47,6 +48,7 @@ static const PassStep infer_steps[] = {
     {"decompose", pass_decompose_step, 0, 1, "batch norm on batch statistics, dropout on (train mode only)"},
     STEP_DCE,
     STEP_LOWER,
+    STEP_FUSE,
     STEP_SCHEDULE,
     STEP_MEMPLAN,
 };
@@ -55,6 +57,7 @@ static const PassStep infer_embed_steps[] = {
     STEP_DCE,
     {"fold_bn", pass_fold_bn_step, 0, 0, "batch norms folded into the dense or conv2d before them (weights rewritten)"},
     STEP_LOWER,
+    STEP_FUSE,
     STEP_SCHEDULE,
     STEP_MEMPLAN,
 };
@@ -65,6 +68,7 @@ static const PassStep train_steps[] = {
     {"optimizer", pass_optimizer_step, 0, 0, "one update per parameter; outputs loss, then the model's"},
     {"eval_graph", pass_eval_graph_step, 0, 0, "the evaluation graph: the model with its loss"},
     STEP_LOWER,
+    STEP_FUSE,
     STEP_SCHEDULE,
     STEP_MEMPLAN,
 };
@@ -75,6 +79,7 @@ static const PassStep grads_steps[] = {
     {"grad_outputs", pass_grad_outputs_step, 0, 0, "outputs: loss, then each gradient named like its parameter"},
     STEP_DCE,
     STEP_LOWER,
+    STEP_FUSE,
     STEP_SCHEDULE,
     STEP_MEMPLAN,
 };

@@ -1,0 +1,720 @@
+/*
+ * fuse.c — the fusion step: kernels that pass a buffer element for
+ * element from one to the next become one kernel, and the buffer goes
+ * when nothing else reads it (memplan then gives it no space).
+ *
+ * It runs on the kernels as lowered, before the schedule, and has two
+ * rules, both keyed on one buffer T that exactly one kernel P stores into
+ * with exactly one store statement, T[X] = e:
+ *
+ *   inline   — P is a perfect loop nest whose body is that store and
+ *              nothing else (an elementwise op, a transpose, a copy);
+ *              every load T[I] in every later kernel that reads T becomes
+ *              e with P's loop variables bound by matching X against I,
+ *              and P goes.  A reader gets the value computed where it
+ *              needs it: relu's mask into the gradient products that read
+ *              it, a transpose into the product that reads the transposed
+ *              matrix, an add into the relu after it.
+ *   epilogue — the kernel C that reads T next is one loop nest over T's
+ *              elements whose innermost body stores only at the element
+ *              it reads T at (an elementwise op, the optimizer update of
+ *              one parameter, a dropout mask): C's body runs right after
+ *              the store in P, reading the value from a local, with C's
+ *              loop variables bound by matching C's index against X; C
+ *              goes, and so does the store into T (C must be T's only
+ *              reader: a kept T would make C's stores live across all of
+ *              P, its temporaries too, and only grow the arena).
+ *              Bias and activation after a product's store, relu after an
+ *              add, a parameter's update after its gradient's sum.
+ *
+ * Legality, checked for every rewrite: P stores T once per element (one
+ * store, outside any if, under loops whose variables all appear in X, not
+ * reading T); the reader reads T only at the matched element; bounds
+ * match (the loops bound to each other have the same extent, and a flat
+ * consumer runs over exactly T's elements); no kernel between P and the
+ * reader writes what the moved computation reads, and the moved stores
+ * touch nothing P or the kernels between read or write.  Inlining
+ * recomputes e once per load, so it happens only where each load reads
+ * its element once (every loop around it indexes it), unless e is a bare
+ * load.
+ *
+ * The schedule's rules recognise nests by their form, so a kernel with a
+ * schedule rule is rewritten only when the schedule still does to it what
+ * it did before: both versions are scheduled on copies and the loop
+ * structure they end in (kinds, steps, widths and lanes) must agree.  The
+ * order of every floating-point operation per element is unchanged, so
+ * results are identical to the unfused program's.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "passes/passes.h"
+#include "passes/schedule.h"
+
+/* --- what kernels load and store ------------------------------------------------- */
+
+typedef struct Uses {
+  int *loads, *stores;   /* per buffer: kernels of the program that load / store it */
+  int n;
+} Uses;
+
+typedef struct BufSet {
+  unsigned char *load, *store;
+  int n;
+} BufSet;
+
+static int mark_expr(void *ctx, const Expr *e) {
+  BufSet *s = ctx;
+  if (e->kind == EX_LOAD) s->load[e->id] = 1;
+  return 0;
+}
+
+static int mark_stmt(void *ctx, const Stmt *st) {
+  BufSet *s = ctx;
+  if (st->kind == ST_STORE) s->store[st->id] = 1;
+  return 0;
+}
+
+static void bufset_init(BufSet *s, int n) {
+  s->n = n;
+  s->load = rt_xcalloc((size_t)n + 1, 1);
+  s->store = rt_xcalloc((size_t)n + 1, 1);
+  IR_ASSERT(s->load && s->store);
+}
+
+static void bufset_free(BufSet *s) {
+  rt_xfree(s->load);
+  rt_xfree(s->store);
+}
+
+static void bufset_add_block(BufSet *s, const Stmt *b) {
+  KirVisitor v = {s, mark_stmt, mark_expr};
+  kir_walk_block(&v, b);
+}
+
+static void bufset_add_expr(BufSet *s, const Expr *e) {
+  KirVisitor v = {s, NULL, mark_expr};
+  kir_walk_expr(&v, e);
+}
+
+static void bufset_clear(BufSet *s) {
+  memset(s->load, 0, (size_t)s->n + 1);
+  memset(s->store, 0, (size_t)s->n + 1);
+}
+
+static void uses_kernel(Uses *u, const Kernel *k, int sign) {
+  BufSet s;
+  bufset_init(&s, u->n);
+  bufset_add_block(&s, k->body);
+  for (int b = 0; b < u->n; b++) u->loads[b] += sign * s.load[b], u->stores[b] += sign * s.store[b];
+  bufset_free(&s);
+}
+
+static void uses_init(Uses *u, const Program *p) {
+  u->n = p->nbufs;
+  u->loads = rt_xcalloc((size_t)u->n + 1, sizeof(int));
+  u->stores = rt_xcalloc((size_t)u->n + 1, sizeof(int));
+  IR_ASSERT(u->loads && u->stores);
+  for (int i = 0; i < p->nfuncs; i++)
+    for (int j = 0; j < p->funcs[i].nkernels; j++) uses_kernel(u, &p->funcs[i].kernels[j], 1);
+  for (int j = 0; p->prepare && j < p->prepare->nkernels; j++) uses_kernel(u, &p->prepare->kernels[j], 1);
+}
+
+static void uses_free(Uses *u) {
+  rt_xfree(u->loads);
+  rt_xfree(u->stores);
+}
+
+/* --- matching and substituting indices --------------------------------------------- */
+
+static int same_expr(const Expr *a, const Expr *b) {
+  if (!a || !b) return a == b;
+  return a->kind == b->kind && a->type == b->type && a->lanes == b->lanes && a->op == b->op && a->id == b->id &&
+         (a->kind != EX_FCONST || a->f == b->f) && (a->kind != EX_ICONST || a->i == b->i) && same_expr(a->a, b->a) &&
+         same_expr(a->b, b->b) && same_expr(a->c, b->c);
+}
+
+/* Variables of one kernel bound to expressions of another. */
+typedef struct Bind {
+  int n;              /* variables of the pattern's kernel */
+  const char *pat;    /* pat[v]: v is a pattern variable */
+  const Expr **to;    /* what it is bound to, or NULL */
+} Bind;
+
+/* Matches pattern pat (over the pattern variables) against e, binding. */
+static int unify(Bind *B, const Expr *pat, const Expr *e) {
+  if (!pat || !e) return pat == e;
+  if (pat->kind == EX_VAR && pat->id < B->n && B->pat[pat->id]) {
+    if (e->type != pat->type || e->lanes != 1) return 0;
+    if (B->to[pat->id]) return same_expr(B->to[pat->id], e);
+    B->to[pat->id] = e;
+    return 1;
+  }
+  if (pat->kind != e->kind || pat->type != e->type || pat->lanes != e->lanes || pat->op != e->op || pat->id != e->id ||
+      (pat->kind == EX_FCONST && pat->f != e->f) || (pat->kind == EX_ICONST && pat->i != e->i))
+    return 0;
+  return unify(B, pat->a, e->a) && unify(B, pat->b, e->b) && unify(B, pat->c, e->c);
+}
+
+typedef struct Subst {
+  const Bind *B;
+  int buf;            /* loads of buf at index at ... */
+  const Expr *at;
+  int local;          /* ... become this local (or -1) */
+  DType type;
+  const int *locals;  /* local renames (or NULL), nlocals of them */
+  int nlocals;
+} Subst;
+
+static Expr *subst_fn(void *ctx, Program *p, Expr *e) {
+  const Subst *s = ctx;
+  if (e->kind == EX_VAR && e->id < s->B->n && s->B->pat[e->id] && s->B->to[e->id]) return kir_clone_expr(p, s->B->to[e->id]);
+  if (e->kind == EX_LOCAL && s->locals && e->id < s->nlocals) {
+    Expr *c = kir_clone_expr(p, e);
+    c->id = s->locals[e->id];
+    return c;
+  }
+  return e;
+}
+
+/* Replaces loads of s->buf at s->at by the local (before substituting:
+ * the index is matched as the consumer wrote it). */
+static Expr *forward_fn(void *ctx, Program *p, Expr *e) {
+  const Subst *s = ctx;
+  if (e->kind == EX_LOAD && e->id == s->buf && !e->b && same_expr(e->a, s->at)) return kx_local(p, s->local, s->type);
+  return e;
+}
+
+static void rename_stmts(Stmt *b, const int *locals, int n) {
+  for (Stmt *s = b; s; s = s->next) {
+    if ((s->kind == ST_LOCAL || s->kind == ST_ASSIGN) && s->id < n) s->id = locals[s->id];
+    rename_stmts(s->body, locals, n);
+    rename_stmts(s->orelse, locals, n);
+  }
+}
+
+/* --- the schedule's view ------------------------------------------------------------- */
+
+typedef struct Sig {
+  int64_t *v;
+  int n, cap;
+} Sig;
+
+static void sig_push(Sig *s, int64_t x) {
+  if (s->n == s->cap) {
+    s->cap = s->cap ? 2 * s->cap : 64;
+    s->v = rt_xrealloc(s->v, sizeof(int64_t) * (size_t)s->cap);
+    IR_ASSERT(s->v);
+  }
+  s->v[s->n++] = x;
+}
+
+static int sig_stmt(void *ctx, const Stmt *st) {
+  Sig *s = ctx;
+  if (st->kind == ST_LOOP) sig_push(s, 1000 + st->loop), sig_push(s, st->step), sig_push(s, st->width);
+  return 0;
+}
+
+static int sig_expr(void *ctx, const Expr *e) {
+  if (e->lanes > 1) sig_push(ctx, -e->lanes);
+  return 0;
+}
+
+/* The loop structure the schedule turns k into (on a copy; whatever the
+ * schedule adds to the program meanwhile is taken back). */
+static Sig scheduled_form(Program *p, Func *f, const Kernel *k) {
+  int nbufs = p->nbufs;
+  Func *prep = p->prepare;
+  int nprep = prep ? prep->nkernels : 0;
+  Kernel c = *k;
+  c.body = kir_clone_block(p, k->body);
+  sched_kernel(p, f, &c);
+  Sig s = {0};
+  KirVisitor v = {&s, sig_stmt, sig_expr};
+  kir_walk_block(&v, c.body);
+  p->nbufs = nbufs;
+  if (prep) prep->nkernels = nprep;
+  else if (p->prepare) {
+    rt_xfree(p->prepare->kernels);
+    p->prepare = NULL;
+  }
+  return s;
+}
+
+/* Whether the schedule does to fused what it does to orig (a kernel the
+ * schedule has no rule for is left as it is either way). */
+static int schedule_agrees(Program *p, Func *f, const Kernel *orig, const Kernel *fused) {
+  if (orig->node < 0) return 1;
+  Sig a = scheduled_form(p, f, orig), b = scheduled_form(p, f, fused);
+  int ok = a.n == b.n && (a.n == 0 || !memcmp(a.v, b.v, sizeof(int64_t) * (size_t)a.n));
+  rt_xfree(a.v);
+  rt_xfree(b.v);
+  return ok;
+}
+
+/* --- the producer's store ------------------------------------------------------------ */
+
+typedef struct Store {
+  Stmt **slot;        /* where the store is */
+  Stmt *loops[32];    /* the loops around it, outermost first */
+  int depth;
+  int count;          /* stores into the buffer */
+  int guarded;        /* one of them under an if */
+} Store;
+
+static void find_store(Stmt **slot, int buf, Store *s, Stmt **loops, int depth, int in_if) {
+  for (; *slot; slot = &(*slot)->next) {
+    Stmt *st = *slot;
+    if (st->kind == ST_STORE && st->id == buf) {
+      s->count++;
+      s->guarded |= in_if;
+      if (depth <= 32) s->slot = slot, s->depth = depth, memcpy(s->loops, loops, sizeof(Stmt *) * (size_t)depth);
+    }
+    if (st->kind == ST_LOOP && depth < 32) loops[depth] = st;
+    if (st->body) find_store(&st->body, buf, s, loops, depth + (st->kind == ST_LOOP), in_if || st->kind == ST_IF);
+    if (st->orelse) find_store(&st->orelse, buf, s, loops, depth, 1);
+  }
+}
+
+static int uses_var(const Expr *e, int v) {
+  if (!e) return 0;
+  if (e->kind == EX_VAR && e->id == v) return 1;
+  return uses_var(e->a, v) || uses_var(e->b, v) || uses_var(e->c, v);
+}
+
+static int loads_buf(const Expr *e, int buf) {
+  if (!e) return 0;
+  if (e->kind == EX_LOAD && e->id == buf) return 1;
+  return loads_buf(e->a, buf) || loads_buf(e->b, buf) || loads_buf(e->c, buf);
+}
+
+typedef struct Find {
+  int buf;
+} Find;
+
+static int find_load(void *ctx, const Expr *e) { return e->kind == EX_LOAD && e->id == ((const Find *)ctx)->buf; }
+
+/* The single store of k into buf, writing each element once: s filled,
+ * 0; else -1. */
+static int single_store(Kernel *k, int buf, Store *s) {
+  Stmt *loops[32];
+  memset(s, 0, sizeof *s);
+  find_store(&k->body, buf, s, loops, 0, 0);
+  if (s->count != 1 || s->guarded || s->depth > 32) return -1;
+  Stmt *st = *s->slot;
+  if (st->value->lanes != 1) return -1;
+  for (int i = 0; i < s->depth; i++)
+    if (s->loops[i]->loop == LOOP_REDUCE || s->loops[i]->step != 1 || !uses_var(st->index, s->loops[i]->id)) return -1;
+  Find fd = {buf};
+  KirVisitor v = {&fd, NULL, find_load};
+  return kir_walk_block(&v, k->body) ? -1 : 0;
+}
+
+/* --- the pass ----------------------------------------------------------------------- */
+
+typedef struct Fuse {
+  Program *p;
+  Func *f;
+  Uses u;
+  int inlined, epilogues;
+} Fuse;
+
+static void remove_kernel(Func *f, int i) {
+  memmove(&f->kernels[i], &f->kernels[i + 1], sizeof(Kernel) * (size_t)(f->nkernels - i - 1));
+  f->nkernels--;
+}
+
+/* Whether a kernel of f in (from, to) stores a buffer set in reads, or
+ * (when writes is given) loads or stores one set in writes. */
+static int between_conflicts(Fuse *F, int from, int to, const unsigned char *reads, const unsigned char *writes) {
+  BufSet s;
+  bufset_init(&s, F->p->nbufs);
+  int bad = 0;
+  for (int i = from + 1; i < to && !bad; i++) {
+    bufset_clear(&s);
+    bufset_add_block(&s, F->f->kernels[i].body);
+    for (int b = 0; b < F->p->nbufs && !bad; b++)
+      bad = (reads[b] && s.store[b]) || (writes && writes[b] && (s.load[b] || s.store[b]));
+  }
+  bufset_free(&s);
+  return bad;
+}
+
+/* -- inline -- */
+
+typedef struct Inline {
+  Fuse *F;
+  int buf;
+  const Expr *X, *e;
+  Bind B;
+  const Stmt **loops;   /* of the producer, by variable */
+  const Expr **ext;     /* the reader's loop extents, by variable */
+  int nrvars;
+  int flat, bare, ok;
+} Inline;
+
+static void reader_extents(const Stmt *b, const Expr **ext, int n) {
+  for (const Stmt *s = b; s; s = s->next) {
+    if (s->kind == ST_LOOP && s->id < n) ext[s->id] = s->step == 1 ? s->extent : NULL;
+    reader_extents(s->body, ext, n);
+    reader_extents(s->orelse, ext, n);
+  }
+}
+
+/* Matches a load's index against X; each producer variable must be bound
+ * to a reader variable over the same extent (or, for a flat producer,
+ * to the whole index). */
+static int bind_load(Inline *I, const Expr *idx) {
+  memset(I->B.to, 0, sizeof(Expr *) * (size_t)I->B.n);
+  if (!unify(&I->B, I->X, idx)) return 0;
+  for (int v = 0; v < I->B.n; v++) {
+    if (!I->B.pat[v]) continue;
+    const Expr *t = I->B.to[v];
+    if (!t) return 0;
+    if (I->flat) continue;
+    if (t->kind != EX_VAR || t->id >= I->nrvars || !I->ext[t->id] || !same_expr(I->ext[t->id], I->loops[v]->extent)) return 0;
+  }
+  return 1;
+}
+
+/* Every load of buf in b: not guarded, matched, and read once per
+ * element unless e is a bare load. */
+static int check_loads(Inline *I, const Expr *e, const int *around, int naround) {
+  if (!e) return 1;
+  if (e->kind == EX_LOAD && e->id == I->buf) {
+    if (e->b || !bind_load(I, e->a)) return 0;
+    for (int i = 0; i < naround && !I->bare; i++)
+      if (!uses_var(e->a, around[i])) return 0;
+  }
+  return check_loads(I, e->a, around, naround) && check_loads(I, e->b, around, naround) &&
+         check_loads(I, e->c, around, naround);
+}
+
+static int check_block(Inline *I, const Stmt *b, int *around, int naround) {
+  for (const Stmt *s = b; s; s = s->next) {
+    if (!check_loads(I, s->index, around, naround) || !check_loads(I, s->value, around, naround) ||
+        !check_loads(I, s->extent, around, naround))
+      return 0;
+    if (s->kind == ST_LOOP) {
+      if (naround == 64) return 0;
+      around[naround] = s->id;
+      if (!check_block(I, s->body, around, naround + 1)) return 0;
+    } else if (!check_block(I, s->body, around, naround) || !check_block(I, s->orelse, around, naround))
+      return 0;
+  }
+  return 1;
+}
+
+static Expr *inline_fn(void *ctx, Program *p, Expr *e) {
+  Inline *I = ctx;
+  if (e->kind != EX_LOAD || e->id != I->buf) return e;
+  int ok = bind_load(I, e->a);
+  IR_ASSERT(ok);
+  Subst s = {&I->B, -1, NULL, -1, DT_F32, NULL, 0};
+  return kir_rewrite_expr(p, I->e, subst_fn, &s);
+}
+
+/* The producer's perfect nest: the loops, outermost first, and the store. */
+static Stmt *perfect_nest(Kernel *k, const Stmt **byvar, int *depth) {
+  Stmt *s = k->body;
+  *depth = 0;
+  while (s && !s->next && s->kind == ST_LOOP && s->step == 1 && s->loop != LOOP_REDUCE) {
+    if (s->id >= k->nvars) return NULL;
+    byvar[s->id] = s;
+    ++*depth;
+    s = s->body;
+  }
+  return s && !s->next && s->kind == ST_STORE && s->value->lanes == 1 && *depth > 0 ? s : NULL;
+}
+
+static int has_local(const Expr *e) {
+  if (!e) return 0;
+  return e->kind == EX_LOCAL || has_local(e->a) || has_local(e->b) || has_local(e->c);
+}
+
+static int try_inline(Fuse *F, int pi) {
+  Program *p = F->p;
+  Func *f = F->f;
+  Kernel *P = &f->kernels[pi];
+  const Stmt **byvar = rt_xcalloc((size_t)P->nvars + 1, sizeof(Stmt *));
+  IR_ASSERT(byvar);
+  int depth, done = 0;
+  Stmt *st = perfect_nest(P, byvar, &depth);
+  int T = st ? st->id : -1;
+  if (!st || p->bufs[T].kind != BUF_TEMP || F->u.stores[T] != 1 || loads_buf(st->value, T) || has_local(st->value) ||
+      loads_buf(st->index, T))
+    goto out;
+  /* the readers: every kernel loading T, all in f after P */
+  int readers[64], nr = 0;
+  for (int i = pi + 1; i < f->nkernels && nr < 64; i++) {
+    BufSet s;
+    bufset_init(&s, p->nbufs);
+    bufset_add_block(&s, f->kernels[i].body);
+    if (s.load[T]) readers[nr++] = i;
+    bufset_free(&s);
+  }
+  if (nr == 0 || nr != F->u.loads[T]) goto out;
+  BufSet reads;
+  bufset_init(&reads, p->nbufs);
+  bufset_add_expr(&reads, st->value);
+  int bad = between_conflicts(F, pi, readers[nr - 1] + 1, reads.load, NULL);
+  bufset_free(&reads);
+  if (bad) goto out;
+  char *pat = rt_xcalloc((size_t)P->nvars + 1, 1);
+  const Expr **to = rt_xcalloc((size_t)P->nvars + 1, sizeof(Expr *));
+  IR_ASSERT(pat && to);
+  for (int v = 0; v < P->nvars; v++) pat[v] = byvar[v] != NULL;
+  Inline I = {F, T, st->index, st->value, {P->nvars, pat, to}, byvar, NULL, 0, depth == 1, st->value->kind == EX_LOAD && !st->value->b, 1};
+  if (I.flat && !(st->index->kind == EX_VAR && byvar[st->index->id] == P->body)) I.ok = 0;
+  Kernel *fused = rt_xcalloc((size_t)nr + 1, sizeof(Kernel));
+  IR_ASSERT(fused);
+  for (int r = 0; r < nr && I.ok; r++) {
+    Kernel *C = &f->kernels[readers[r]];
+    I.nrvars = C->nvars;
+    I.ext = rt_xcalloc((size_t)C->nvars + 1, sizeof(Expr *));
+    IR_ASSERT(I.ext);
+    reader_extents(C->body, I.ext, C->nvars);
+    int around[64];
+    I.ok = check_block(&I, C->body, around, 0);
+    if (I.ok) {
+      fused[r] = *C;
+      fused[r].body = kir_rewrite_block(p, C->body, inline_fn, &I);
+      I.ok = schedule_agrees(p, f, C, &fused[r]);
+    }
+    rt_xfree(I.ext);
+    I.ext = NULL;
+  }
+  if (I.ok) {
+    for (int r = 0; r < nr; r++) {
+      uses_kernel(&F->u, &f->kernels[readers[r]], -1);
+      f->kernels[readers[r]] = fused[r];
+      uses_kernel(&F->u, &fused[r], 1);
+    }
+    uses_kernel(&F->u, P, -1);
+    remove_kernel(f, pi);
+    F->inlined++;
+    done = 1;
+  }
+  rt_xfree(fused);
+  rt_xfree(pat);
+  rt_xfree(to);
+out:
+  rt_xfree(byvar);
+  return done;
+}
+
+/* -- epilogue -- */
+
+/* The consumer's form: locals, then a perfect nest whose innermost body
+ * is locals, assignments and stores at one index; loops[] outermost
+ * first; 0 or -1. */
+typedef struct Consumer {
+  Stmt *prelude;        /* the locals before the nest (up to the nest) */
+  Stmt *loops[IR_MAX_RANK + 1];
+  int depth;
+  Stmt *body;
+  const Expr *at;       /* the index every store uses */
+} Consumer;
+
+static int consumer_form(Kernel *C, int T, Consumer *c) {
+  memset(c, 0, sizeof *c);
+  Stmt *s = C->body;
+  c->prelude = s;
+  while (s && s->kind == ST_LOCAL && !s->count) {
+    if (loads_buf(s->value, T)) return -1;
+    s = s->next;
+  }
+  if (!s || s->kind != ST_LOOP || s->next) return -1;
+  while (s && s->kind == ST_LOOP && !s->next && s->step == 1 && s->loop != LOOP_REDUCE && c->depth <= IR_MAX_RANK) {
+    c->loops[c->depth++] = s;
+    s = s->body;
+  }
+  if (!s || c->depth == 0 || c->depth > IR_MAX_RANK) return -1;
+  c->body = s;
+  for (; s; s = s->next) {
+    if (s->kind == ST_STORE) {
+      if (s->value->lanes != 1 || (c->at && !same_expr(c->at, s->index)) || loads_buf(s->index, T)) return -1;
+      c->at = s->index;
+    } else if (!(s->kind == ST_ASSIGN || (s->kind == ST_LOCAL && !s->count)) || (s->index && loads_buf(s->index, T)))
+      return -1;
+  }
+  return c->at ? 0 : -1;
+}
+
+/* Loads of T in e only at `at`, unguarded. */
+static int reads_only_at(const Expr *e, int T, const Expr *at) {
+  if (!e) return 1;
+  if (e->kind == EX_LOAD && e->id == T) return !e->b && same_expr(e->a, at);
+  return reads_only_at(e->a, T, at) && reads_only_at(e->b, T, at) && reads_only_at(e->c, T, at);
+}
+
+/* The element count of buffer b as the lowering writes a flat loop's
+ * extent. */
+static Expr *numel_expr(Program *p, const Buffer *b) {
+  Expr *e = kx_i(p, 1);
+  for (int i = 0; i < b->shape.rank; i++) e = kx_imul(p, e, kx_dim(p, b->shape.d[i]));
+  return e;
+}
+
+static int epilogue_legal(Fuse *F, int pi, int ci, int T, const Consumer *c) {
+  Program *p = F->p;
+  Kernel *P = &F->f->kernels[pi], *C = &F->f->kernels[ci];
+  for (const Stmt *s = c->body; s; s = s->next)
+    if (!reads_only_at(s->value, T, c->at)) return 0;
+  if (c->depth == 1 && !same_expr(c->loops[0]->extent, numel_expr(p, &p->bufs[T]))) return 0;
+  BufSet pc, cc;
+  bufset_init(&pc, p->nbufs);
+  bufset_init(&cc, p->nbufs);
+  bufset_add_block(&pc, P->body);
+  bufset_add_block(&cc, C->body);
+  int ok = 1;
+  for (int b = 0; b < p->nbufs && ok; b++) {
+    if (b == T) continue;
+    if (cc.load[b] && pc.store[b]) ok = 0;                     /* C would read what P is still writing */
+    if (cc.store[b] && (pc.load[b] || pc.store[b])) ok = 0;    /* P would see C's writes */
+  }
+  cc.load[T] = 0;
+  if (ok && between_conflicts(F, pi, ci, cc.load, cc.store)) ok = 0;
+  bufset_free(&pc);
+  bufset_free(&cc);
+  return ok;
+}
+
+/* Rewrites P's store of T into: local v = value; C's body with
+ * T's element read from v, C's variables bound and its locals renamed;
+ * C's prelude goes to the top of P.  Returns the rewritten kernel. */
+static Kernel epilogue_kernel(Fuse *F, const Kernel *P, const Kernel *C, const Consumer *c, const Store *ps, Bind *B) {
+  Program *p = F->p;
+  Kernel k = *P;
+  k.body = kir_clone_block(p, P->body);
+  Store s;
+  int rc = single_store(&k, (*ps->slot)->id, &s);
+  IR_ASSERT(rc == 0);
+  Stmt *st = *s.slot;
+  int *ren = rt_xcalloc((size_t)C->nlocals + 1, sizeof(int));
+  IR_ASSERT(ren);
+  for (int i = 0; i < C->nlocals; i++) ren[i] = P->nlocals + i;
+  int v = P->nlocals + C->nlocals;
+  k.nlocals = v + 1;
+  DType t = st->value->type;
+  Subst fw = {B, st->id, c->at, v, t, NULL, 0};
+  Subst sb = {B, -1, NULL, -1, t, ren, C->nlocals};
+  Stmt *body = kir_rewrite_block(p, kir_rewrite_block(p, c->body, forward_fn, &fw), subst_fn, &sb);
+  rename_stmts(body, ren, C->nlocals);
+  Stmt *chain = ks_local(p, v, t, st->value);
+  ks_append(&chain, body);
+  ks_append(&chain, st->next);
+  *s.slot = chain;
+  Stmt *pre = NULL;
+  for (const Stmt *q = c->prelude; q && q != c->loops[0]; q = q->next) ks_append(&pre, kir_clone_stmt(p, q));
+  pre = kir_rewrite_block(p, pre, subst_fn, &sb);
+  rename_stmts(pre, ren, C->nlocals);
+  if (pre) {
+    ks_append(&pre, k.body);
+    k.body = pre;
+  }
+  rt_xfree(ren);
+  return k;
+}
+
+/* Binds C's loop variables by matching its index against X: each to a
+ * loop around P's store over the same extent, distinct (or, for a flat C,
+ * to X itself). */
+static int bind_consumer(const Consumer *c, const Store *ps, Bind *B) {
+  if (!unify(B, c->at, (*ps->slot)->index)) return 0;
+  for (int i = 0; i < c->depth; i++) {
+    const Expr *t = B->to[c->loops[i]->id];
+    if (!t) return 0;
+    if (c->depth == 1) continue;
+    int found = 0;
+    for (int j = 0; j < ps->depth; j++)
+      if (t->kind == EX_VAR && t->id == ps->loops[j]->id && same_expr(ps->loops[j]->extent, c->loops[i]->extent)) found = 1;
+    for (int j = 0; j < i; j++)
+      if (same_expr(B->to[c->loops[j]->id], t)) found = 0;
+    if (!found) return 0;
+  }
+  return 1;
+}
+
+static int try_epilogue_on(Fuse *F, int pi, int T) {
+  Program *p = F->p;
+  Func *f = F->f;
+  Kernel *P = &f->kernels[pi];
+  Store ps;
+  if (single_store(P, T, &ps)) return 0;
+  int ci = -1;
+  for (int i = pi + 1; i < f->nkernels && ci < 0; i++) {
+    BufSet s;
+    bufset_init(&s, p->nbufs);
+    bufset_add_block(&s, f->kernels[i].body);
+    if (s.load[T]) ci = i;
+    bufset_free(&s);
+  }
+  if (ci < 0) return 0;
+  Kernel *C = &f->kernels[ci];
+  Consumer c;
+  if (consumer_form(C, T, &c) || !epilogue_legal(F, pi, ci, T, &c)) return 0;
+  char *pat = rt_xcalloc((size_t)C->nvars + 1, 1);
+  const Expr **to = rt_xcalloc((size_t)C->nvars + 1, sizeof(Expr *));
+  IR_ASSERT(pat && to);
+  for (int i = 0; i < c.depth; i++) pat[c.loops[i]->id] = 1;
+  Bind B = {C->nvars, pat, to};
+  int done = 0;
+  /* Only where T goes: kept, it would be stored anyway, and C's stores
+   * would become live across all of P (its temporaries too), which can
+   * only grow the arena. */
+  if (F->u.loads[T] == 1 && bind_consumer(&c, &ps, &B)) {
+    Kernel k = epilogue_kernel(F, P, C, &c, &ps, &B);
+    if (schedule_agrees(p, f, P, &k)) {
+      uses_kernel(&F->u, P, -1);
+      uses_kernel(&F->u, C, -1);
+      *P = k;
+      uses_kernel(&F->u, P, 1);
+      remove_kernel(f, ci);
+      F->epilogues++;
+      done = 1;
+    }
+  }
+  rt_xfree(pat);
+  rt_xfree(to);
+  return done;
+}
+
+static int try_epilogue(Fuse *F, int pi) {
+  Program *p = F->p;
+  BufSet s;
+  bufset_init(&s, p->nbufs);
+  bufset_add_block(&s, F->f->kernels[pi].body);
+  int done = 0;
+  for (int b = 0; b < p->nbufs && !done; b++)
+    if (s.store[b] && p->bufs[b].kind == BUF_TEMP && F->u.stores[b] == 1) done = try_epilogue_on(F, pi, b);
+  bufset_free(&s);
+  return done;
+}
+
+static void fuse_func(Fuse *F, Func *f) {
+  F->f = f;
+  for (int i = 0; i < f->nkernels;) {
+    if (try_inline(F, i)) {
+      if (i > 0) i--;   /* the kernel before may now fuse with what replaced this one */
+      continue;
+    }
+    if (try_epilogue(F, i)) continue;   /* the fused kernel may take the next one too */
+    i++;
+  }
+}
+
+int pass_fuse(Program *p) {
+  Fuse F = {p, NULL, {0}, 0, 0};
+  uses_init(&F.u, p);
+  for (int i = 0; i < p->nfuncs; i++) fuse_func(&F, &p->funcs[i]);
+  uses_free(&F.u);
+  return F.inlined + F.epilogues;
+}
+
+/* Step "fuse" (off with --no-fuse or -O0). */
+int pass_fuse_step(PassCtx *c) {
+  if (c->o->no_fuse) return 0;
+  pass_fuse(c->prog);
+  return 0;
+}

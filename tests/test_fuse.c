@@ -1,0 +1,550 @@
+/*
+ * test_fuse.c — the fusion step (passes/fuse.c).
+ *
+ * Fusion keeps every floating-point operation of every element and its
+ * order, so a fused program computes what the unfused one does bit for
+ * bit on keval and on the JIT (the C compiler may contract a product and
+ * a sum into one FMA once they are in one kernel, so the C backend is
+ * checked against the interpreter within the backends' tolerance):
+ * every op case on the three, every sample's inference program and
+ * training step on keval.  A small model (dense, relu, softmax) loses a
+ * kernel and a buffer, in inference and in training; -O0 and --no-fuse
+ * give the program without the step; the golden dump after the step.
+ * (tests/test_steps.c also checks every sample after the fuse step against
+ * the interpreter, as it does after every kernel step.)
+ */
+#include <criterion/criterion.h>
+#include <glob.h>
+#include <math.h>
+
+#include "codegen/codegen.h"
+#include "driver/trainer.h"
+#include "frontend/frontend.h"
+#include "ir/keval.h"
+#include "tests/backend_case.h"
+
+#define GOLDEN(rel) (DLC_SOURCE_DIR "/tests/golden/kernel/" rel)
+#define BATCH 2
+
+/* --- programs with and without the step ---------------------------------------------------- */
+
+typedef struct Build {
+  Diags d;
+  Model m;
+  Graph a, b;
+  Graph *graphs[2];
+  OptimSpec opt;
+  Program p;
+} Build;
+
+static const char small_train[] =
+    "model small\n"
+    "input x: f32[N, 4]\n"
+    "fc = dense(x, 3)\n"
+    "h = relu(fc)\n"
+    "output p = softmax(h, axis=1)\n"
+    "train {\n"
+    "  label y: i64[N]\n"
+    "  loss = cross_entropy(fc, y)\n"
+    "  optimizer = sgd(lr=0.1, momentum=0.9)\n"
+    "  batch = 8\n"
+    "}\n";
+
+static void build(Build *b, const char *path, const char *text, PipelineKind kind, int64_t max, int no_fuse) {
+  memset(b, 0, sizeof *b);
+  diag_init(&b->d, stderr);
+  int rc = text ? fe_load_string(&b->m, path, text, &b->d) : fe_load_file(&b->m, path, &b->d);
+  cr_assert_eq(rc, 0, "%s does not load", path);
+  for (int s = 0; s < b->m.g.nsyms; s++) b->m.g.syms[s].max = max;
+  ir_graph_init(&b->a, b->m.g.name, &b->d);
+  ir_graph_init(&b->b, b->m.g.name, &b->d);
+  b->graphs[0] = kind == PIPE_INFER ? &b->m.g : &b->a;
+  b->graphs[1] = &b->b;
+  int loss = -1;
+  if (kind == PIPE_TRAIN) {
+    TrainConfig cfg;
+    cr_assert_eq(trainer_config(&b->m, &cfg, &b->d), 0);
+    b->opt = cfg.opt;
+    b->opt.seed = 3;
+    loss = b->m.train.nsections ? b->m.train.sections[0].loss : b->m.train.loss;
+  }
+  PassOpts o = {.verify = 1, .seed = 3, .optim = &b->opt, .no_fuse = no_fuse};
+  PassCtx c;
+  pass_ctx_init(&c, kind, &b->m.g, loss, b->graphs, &b->p, &o, &b->d);
+  cr_assert_eq(pass_run(&c), 0, "%s does not compile", path);
+  pass_ctx_free(&c);
+}
+
+static void build_free(Build *b) {
+  kir_program_free(&b->p);
+  ir_graph_free(&b->a);
+  ir_graph_free(&b->b);
+  fe_model_free(&b->m);
+}
+
+static int nkernels(const Program *p) {
+  int n = 0;
+  for (int i = 0; i < p->nfuncs; i++) n += p->funcs[i].nkernels;
+  return n;
+}
+
+static int count_loads(void *ctx, const Expr *e) {
+  if (e->kind == EX_LOAD) ((int *)ctx)[e->id] = 1;
+  return 0;
+}
+
+static int count_stores(void *ctx, const Stmt *s) {
+  if (s->kind == ST_STORE) ((int *)ctx)[s->id] = 1;
+  return 0;
+}
+
+/* Temporaries some kernel touches. */
+static int ntemps_used(const Program *p) {
+  int *used = calloc((size_t)p->nbufs + 1, sizeof(int)), n = 0;
+  KirVisitor v = {used, count_stores, count_loads};
+  kir_walk_program(&v, p);
+  for (int b = 0; b < p->nbufs; b++) n += used[b] && p->bufs[b].kind == BUF_TEMP;
+  free(used);
+  return n;
+}
+
+static char *dump(const Program *p) {
+  char *out = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&out, &len);
+  kir_dump(p, f);
+  fclose(f);
+  return out;
+}
+
+/* --- a small model: fewer kernels and buffers ------------------------------------------------ */
+
+Test(fuse, small_model_loses_a_kernel_and_a_buffer) {
+  struct {
+    PipelineKind kind;
+    int64_t max;
+  } cases[] = {{PIPE_INFER, 8}, {PIPE_INFER, 1}, {PIPE_TRAIN, 8}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    Build on, off;
+    build(&on, "small.dl", small_train, cases[i].kind, cases[i].max, 0);
+    build(&off, "small.dl", small_train, cases[i].kind, cases[i].max, 1);
+    int kon = nkernels(&on.p), koff = nkernels(&off.p), ton = ntemps_used(&on.p), toff = ntemps_used(&off.p);
+    cr_expect_lt(kon, koff, "case %zu: %d kernels fused, %d unfused", i, kon, koff);
+    cr_expect_lt(ton, toff, "case %zu: %d temporaries fused, %d unfused", i, ton, toff);
+    cr_expect_leq(on.p.arena_size[DT_F32], off.p.arena_size[DT_F32], "case %zu", i);
+    if (cases[i].kind == PIPE_INFER) { /* dense, relu, softmax: relu goes into one of its neighbours */
+      cr_expect_eq(kon, 2, "case %zu: %d kernels", i, kon);
+      cr_expect_eq(ton, 1, "case %zu: %d temporaries", i, ton);
+      cr_expect_lt(on.p.arena_size[DT_F32], off.p.arena_size[DT_F32], "case %zu", i);
+    }
+    build_free(&on);
+    build_free(&off);
+  }
+}
+
+/* With one row the dense layer's nest is the dot-product form, which the
+ * schedule's lanes rule still takes with relu at its store: relu becomes
+ * the epilogue.  With 8 rows the row-order rule needs the plain store, so
+ * relu goes into the softmax instead. */
+Test(fuse, relu_is_the_dense_layers_epilogue_only_where_the_schedule_allows) {
+  Build one, eight;
+  build(&one, "small.dl", small_train, PIPE_INFER, 1, 0);
+  build(&eight, "small.dl", small_train, PIPE_INFER, 8, 0);
+  cr_expect_eq(one.p.funcs[0].kernels[0].op, OP_LINEAR);
+  char *d1 = dump(&one.p), *d8 = dump(&eight.p);
+  cr_expect(strstr(d1, "local v1: f32 = v0 + b2[i1]") != NULL, "%s", d1);
+  cr_expect(strstr(d8, "parallel") != NULL && strstr(d8, "f32x16") == NULL, "%s", d8);
+  free(d1);
+  free(d8);
+  build_free(&one);
+  build_free(&eight);
+}
+
+/* The pipeline with the step switched off is the pipeline without it. */
+Test(fuse, no_fuse_is_the_program_without_the_step) {
+  PipelineKind kinds[] = {PIPE_INFER, PIPE_TRAIN};
+  for (int k = 0; k < 2; k++) {
+    Build off;
+    build(&off, "small.dl", small_train, kinds[k], 8, 1);
+    Build raw;
+    memset(&raw, 0, sizeof raw);
+    diag_init(&raw.d, stderr);
+    cr_assert_eq(fe_load_string(&raw.m, "small.dl", small_train, &raw.d), 0);
+    for (int s = 0; s < raw.m.g.nsyms; s++) raw.m.g.syms[s].max = 8;
+    ir_graph_init(&raw.a, "small", &raw.d);
+    ir_graph_init(&raw.b, "small", &raw.d);
+    raw.graphs[0] = kinds[k] == PIPE_INFER ? &raw.m.g : &raw.a;
+    raw.graphs[1] = &raw.b;
+    TrainConfig cfg;
+    cr_assert_eq(trainer_config(&raw.m, &cfg, &raw.d), 0);
+    raw.opt = cfg.opt;
+    raw.opt.seed = 3;
+    Pipeline pl = pass_pipelines[kinds[k]];
+    PassStep steps[16];
+    int n = 0;
+    for (int i = 0; i < pl.nsteps; i++)
+      if (strcmp(pl.steps[i].name, "fuse")) steps[n++] = pl.steps[i];
+    cr_assert_eq(n, pl.nsteps - 1, "the %s pipeline has a fuse step", pl.name);
+    pl.steps = steps, pl.nsteps = n;
+    PassOpts o = {.verify = 1, .seed = 3, .optim = &raw.opt};
+    PassCtx c;
+    pass_ctx_init(&c, kinds[k], &raw.m.g, kinds[k] == PIPE_TRAIN ? raw.m.train.loss : -1, raw.graphs, &raw.p, &o, &raw.d);
+    cr_assert_eq(pass_run_steps(&c, &pl), 0);
+    pass_ctx_free(&c);
+    char *a = dump(&off.p), *b = dump(&raw.p);
+    cr_expect_str_eq(a, b);
+    free(a);
+    free(b);
+    build_free(&off);
+    build_free(&raw);
+  }
+}
+
+static char *run_dlc(const char *args) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s %s/tests/golden/kernel/small.dl %s -o %s/fuse_small.c --dump-after=memplan 2>&1", DLC_EXE,
+           DLC_SOURCE_DIR, args, tu_scratch_dir());
+  FILE *f = popen(cmd, "r");
+  cr_assert_not_null(f);
+  char *out = NULL;
+  size_t len = 0, cap = 0;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+    if (len + n + 1 > cap) cap = 2 * (len + n + 1), out = realloc(out, cap);
+    memcpy(out + len, buf, n);
+    len += n;
+  }
+  cr_assert_eq(pclose(f), 0, "%s", cmd);
+  out[len] = 0;
+  return out;
+}
+
+Test(fuse, O0_is_no_fuse_and_no_tile) {
+  char *o0 = run_dlc("-O0"), *off = run_dlc("--no-fuse --no-tile"), *on = run_dlc("");
+  cr_expect_str_eq(o0, off);
+  cr_expect_str_neq(o0, on);
+  cr_expect(strstr(on, "kernel 2") == NULL && strstr(o0, "kernel 2: softmax") != NULL, "%s\n%s", on, o0);
+  free(o0);
+  free(off);
+  free(on);
+}
+
+Test(fuse, golden_dump_after_fuse) {
+  char *out = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&out, &len);
+  Diags d;
+  diag_init(&d, stderr);
+  Model m;
+  cr_assert_eq(fe_load_file(&m, GOLDEN("small.dl"), &d), 0);
+  for (int s = 0; s < m.g.nsyms; s++) m.g.syms[s].max = 8;
+  PassOpts o = {"fuse", f, 1};
+  Program p;
+  cr_assert_eq(pass_pipeline_infer(&m.g, &p, &o, &d), 0);
+  kir_program_free(&p);
+  fe_model_free(&m);
+  fclose(f);
+  const char *path = GOLDEN("small.fuse.txt");
+  if (getenv("DLC_REGEN_GOLDEN")) {
+    FILE *g = fopen(path, "w");
+    cr_assert_not_null(g);
+    fputs(out, g);
+    fclose(g);
+  }
+  char *want = tu_read_file(path, NULL);
+  cr_assert_not_null(want, "no golden file %s (DLC_REGEN_GOLDEN=1 writes it)", path);
+  cr_expect_str_eq(out, want);
+  free(out);
+  free(want);
+}
+
+/* --- op cases: keval, JIT and C ------------------------------------------------------------------ */
+
+/* The forward of case k lowered, fused or not, scheduled and planned. */
+static void case_program(Case *k, const OpCase *c, Program *p, int fuse) {
+  kir_program_init(p, &k->g);
+  pass_lower(p, kir_func(p, "forward", &k->g));
+  if (fuse) pass_fuse(p);
+  pass_schedule(p);
+  pass_memplan(p);
+}
+
+/* The fused program checks wherever the unfused one does (the checker's
+ * bounds of a reflected index are too wide for conv2d_reflect either way). */
+static void case_verify(Case *k, const OpCase *c, const Program *on, const Program *off) {
+  Diags quiet;
+  FILE *null = fopen("/dev/null", "w");
+  diag_init(&quiet, null);
+  if (kir_verify(off, &quiet) == 0) cr_expect_eq(kir_verify(on, &k->d), 0, "%s: the fused program does not check", c->name);
+  fclose(null);
+}
+
+static void case_args(Case *k, const Program *p, void **args, void *out) {
+  const Func *f = &p->funcs[0];
+  for (int i = 0; i < f->nargs; i++) {
+    const Buffer *b = &p->bufs[f->args[i]];
+    args[i] = b->kind == BUF_OUTPUT ? out : k->vals[b->node].data;
+  }
+}
+
+static void case_keval(Case *k, const Program *p, void *out) {
+  void *args[OPCASE_MAX_IN + 2];
+  case_args(k, p, args, out);
+  RtTensorSet none;
+  rt_set_init(&none);
+  KevalArgs a = {k->sym, args, &none};
+  RtError err;
+  cr_assert_eq(kir_eval(p, &p->funcs[0], &a, &err), RT_OK, "%s", err.msg);
+  rt_set_free(&none);
+}
+
+static void case_compiled(Case *k, const Program *p, BuildFn fn, void *out) {
+  RtError err;
+  CModule *m = fn(p, &err);
+  cr_assert_not_null(m, "%s", err.msg);
+  void *args[OPCASE_MAX_IN + 2];
+  case_args(k, p, args, out);
+  cr_assert_eq(cg_c_call(m, "forward", k->sym, args, &err), RT_OK, "%s", err.msg);
+  cg_c_free(m);
+}
+
+static CModule *c_build(const Program *p, RtError *err) { return cg_c_build(p, NULL, err); }
+
+Test(fuse, every_op_case_fused_computes_what_unfused_does, .timeout = 900) {
+  int fused = 0;
+  for (int ci = 0; ci < OPCASE_COUNT; ci++) {
+    const OpCase *c = &op_cases[ci];
+    Case k;
+    load_case(&k, c);
+    Program on, off;
+    case_program(&k, c, &on, 1);
+    case_program(&k, c, &off, 0);
+    case_verify(&k, c, &on, &off);
+    char *don = dump(&on), *doff = dump(&off);
+    int differ = strcmp(don, doff) != 0;
+    free(don);
+    free(doff);
+    if (!differ) { /* one op: nothing to fuse, the same program */
+      kir_program_free(&on);
+      kir_program_free(&off);
+      free_case(&k);
+      continue;
+    }
+    fused++;
+    const RtTensor *want = &k.vals[k.g.outputs[0].id];
+    size_t bytes = rt_tensor_nbytes(want);
+    int64_t n = rt_tensor_numel(want);
+    char *a = malloc(bytes + 1), *b = malloc(bytes + 1);
+    case_keval(&k, &on, a);
+    case_keval(&k, &off, b);
+    cr_expect(!memcmp(a, b, bytes), "%s: keval, fused and unfused differ", c->name);
+    case_compiled(&k, &on, cg_jit_build, a);
+    case_compiled(&k, &off, cg_jit_build, b);
+    cr_expect(!memcmp(a, b, bytes), "%s: JIT, fused and unfused differ", c->name);
+    case_compiled(&k, &on, c_build, a);
+    double worst = 0;
+    for (int64_t i = 0; i < n && want->dtype == DT_F32; i++) {
+      double e = tu_normerr((const float *)a, want->data, n, i);
+      if (!(e <= worst)) worst = e;
+    }
+    cr_expect(worst <= 1e-5, "%s: C, fused, against the interpreter: norm-wise error %g", c->name, worst);
+    free(a);
+    free(b);
+    kir_program_free(&on);
+    kir_program_free(&off);
+    free_case(&k);
+  }
+  cr_log_info("%d op cases have something to fuse", fused);
+}
+
+/* --- samples: inference and a training step on keval ------------------------------------------- */
+
+static void make_inputs(const Program *p, const Func *f, void **args, const int64_t *sym) {
+  for (int i = 0; i < f->nargs; i++) {
+    const Buffer *b = &p->bufs[f->args[i]];
+    int64_t n = 1;
+    for (int d = 0; d < b->shape.rank; d++) n *= DIM_IS_SYM(b->shape.d[d]) ? sym[DIM_SYM_ID(b->shape.d[d])] : b->shape.d[d];
+    size_t bytes = (size_t)n * rt_dtype_size(b->dtype);
+    args[i] = malloc(bytes + 8);
+    memset(args[i], 0xff, bytes);
+    if (b->kind != BUF_INPUT) continue;
+    for (int64_t e = 0; e < n; e++) {
+      float u = ir_random_uniform(0x5eed + (uint64_t)i, (uint64_t)e);
+      if (b->dtype == DT_I64) ((int64_t *)args[i])[e] = e % 2;
+      else if (b->dtype == DT_I32) ((int32_t *)args[i])[e] = (int32_t)(e % 2);
+      else if (b->dtype == DT_F32)
+        ((float *)args[i])[e] = !strcmp(b->name, "lr") ? 0.01f : !strcmp(b->name, "step") ? 3.0f : 2 * u - 1;
+    }
+  }
+}
+
+static void init_tensors(const Build *b, RtTensorSet *s) {
+  RtError err;
+  rt_set_init(s);
+  cr_assert_eq(ir_params_init(&b->m.g, 5, s, &err), RT_OK, "%s", err.msg);
+  for (int k = 0; k < 2; k++) {
+    const Graph *g = b->graphs[k];
+    for (int i = 0; g && i < g->nnodes; i++) {
+      const Node *n = &g->nodes[i];
+      if (n->op != OP_STATE || rt_set_find(s, n->name)) continue;
+      RtTensor t;
+      int64_t shape[IR_MAX_RANK];
+      for (int d = 0; d < n->shape.rank; d++) shape[d] = n->shape.d[d];
+      cr_assert_eq(rt_tensor_alloc(&t, DT_F32, n->shape.rank, shape, &err), RT_OK);
+      for (int64_t e = 0; e < rt_tensor_numel(&t); e++) ((float *)t.data)[e] = 0.01f * ir_random_uniform(i, (uint64_t)e);
+      cr_assert_eq(rt_set_add(s, n->name, &t, &err), RT_OK);
+    }
+  }
+}
+
+/* Output arguments of f (bytes, or 0 for an input). */
+static size_t arg_bytes(const Program *p, const Func *f, int i) {
+  const Buffer *b = &p->bufs[f->args[i]];
+  if (b->kind != BUF_OUTPUT) return 0;
+  int64_t n = 1;
+  for (int d = 0; d < b->shape.rank; d++) n *= DIM_IS_SYM(b->shape.d[d]) ? BATCH : b->shape.d[d];
+  return (size_t)n * rt_dtype_size(b->dtype);
+}
+
+/* One run of function fi of b: on keval (m NULL) or module m; outputs in
+ * args, tensors after in *t. */
+static void run_func(const char *sample, Build *b, int fi, CModule *m, void **args, RtTensorSet *t) {
+  int64_t sym[IR_MAX_SYMS];
+  for (int s = 0; s < IR_MAX_SYMS; s++) sym[s] = BATCH;
+  const Func *f = &b->p.funcs[fi];
+  make_inputs(&b->p, f, args, sym);
+  init_tensors(b, t);
+  RtError err;
+  if (!m) {
+    KevalArgs ka = {sym, args, t};
+    cr_assert_eq(kir_eval(&b->p, f, &ka, &err), RT_OK, "%s %s: %s", sample, f->name, err.msg);
+    return;
+  }
+  cr_assert_eq(cg_c_set_params(m, t, &err), RT_OK, "%s: %s", sample, err.msg);
+  cr_assert_eq(cg_c_call(m, f->name, sym, args, &err), RT_OK, "%s %s: %s", sample, f->name, err.msg);
+  cr_assert_eq(cg_c_get_params(m, t, &err), RT_OK, "%s: %s", sample, err.msg);
+}
+
+static double worst_err(const void *a, const void *b, size_t bytes) {
+  int64_t n = (int64_t)(bytes / sizeof(float));
+  double worst = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double e = tu_normerr(a, b, n, i);
+    if (!(e <= worst)) worst = e;
+  }
+  return worst;
+}
+
+/* Function fi of both programs on the same inputs and tensors: the same
+ * outputs and tensors after, bit for bit (tol 0), or within tol
+ * norm-wise (the C backend). */
+static void same_func(const char *sample, const char *backend, Build *on, Build *off, int fi, CModule *mon,
+                      CModule *moff, double tol) {
+  const Func *fa = &on->p.funcs[fi], *fb = &off->p.funcs[fi];
+  cr_assert_eq(fa->nargs, fb->nargs);
+  void **aa = calloc((size_t)fa->nargs + 1, sizeof(void *)), **ab = calloc((size_t)fa->nargs + 1, sizeof(void *));
+  RtTensorSet ta, tb;
+  run_func(sample, on, fi, mon, aa, &ta);
+  run_func(sample, off, fi, moff, ab, &tb);
+  for (int i = 0; i < fa->nargs; i++) {
+    size_t bytes = arg_bytes(&on->p, fa, i);
+    if (!bytes) continue;
+    const char *name = on->p.bufs[fa->args[i]].name;
+    if (tol == 0) cr_expect(!memcmp(aa[i], ab[i], bytes), "%s %s %s: output %s differs", sample, backend, fa->name, name);
+    else if (on->p.bufs[fa->args[i]].dtype == DT_F32)
+      cr_expect_leq(worst_err(aa[i], ab[i], bytes), tol, "%s %s %s: output %s", sample, backend, fa->name, name);
+  }
+  for (int i = 0; i < ta.count; i++) {
+    RtTensor *x = &ta.items[i].t, *y = rt_set_find(&tb, ta.items[i].name);
+    cr_assert_not_null(y);
+    if (tol == 0)
+      cr_expect(!memcmp(x->data, y->data, rt_tensor_nbytes(x)), "%s %s %s: tensor %s differs", sample, backend, fa->name,
+                ta.items[i].name);
+    else if (x->dtype == DT_F32)
+      cr_expect_leq(worst_err(x->data, y->data, rt_tensor_nbytes(x)), tol, "%s %s %s: tensor %s", sample, backend,
+                    fa->name, ta.items[i].name);
+  }
+  for (int i = 0; i < fa->nargs; i++) free(aa[i]), free(ab[i]);
+  free(aa);
+  free(ab);
+  rt_set_free(&ta);
+  rt_set_free(&tb);
+}
+
+/* Every function of both programs on keval and the JIT bit for bit, and
+ * with c, on the C backend within the backends' tolerance. */
+static void same_results(const char *sample, Build *on, Build *off, int c) {
+  cr_assert_eq(on->p.nfuncs, off->p.nfuncs);
+  RtError err;
+  CModule *jon = cg_jit_build(&on->p, &err);
+  cr_assert_not_null(jon, "%s: %s", sample, err.msg);
+  CModule *joff = cg_jit_build(&off->p, &err);
+  cr_assert_not_null(joff, "%s: %s", sample, err.msg);
+  CModule *con = c ? cg_c_build(&on->p, NULL, &err) : NULL;
+  CModule *coff = c ? cg_c_build(&off->p, NULL, &err) : NULL;
+  cr_assert(!c || (con && coff), "%s: %s", sample, err.msg);
+  for (int fi = 0; fi < on->p.nfuncs; fi++) {
+    same_func(sample, "keval", on, off, fi, NULL, NULL, 0);
+    same_func(sample, "JIT", on, off, fi, jon, joff, 0);
+    if (c) same_func(sample, "C", on, off, fi, con, coff, 1e-5);
+  }
+  cg_c_free(jon);
+  cg_c_free(joff);
+  if (c) cg_c_free(con), cg_c_free(coff);
+}
+
+/* The C backend compiles slowly: the small samples. */
+static int with_c(const char *sample) {
+  return !strcmp(sample, "mlp") || !strcmp(sample, "lenet5") || !strcmp(sample, "blocks") || !strcmp(sample, "vae") ||
+         !strcmp(sample, "logreg");
+}
+
+static void check_sample(const char *sample) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/samples/%s.dl", DLC_SOURCE_DIR, sample);
+  PipelineKind kinds[] = {PIPE_INFER, PIPE_TRAIN};
+  for (int k = 0; k < 2; k++) {
+    Build on, off;
+    build(&on, path, NULL, kinds[k], 8, 0);
+    build(&off, path, NULL, kinds[k], 8, 1);
+    cr_expect_leq(nkernels(&on.p), nkernels(&off.p), "%s", sample);
+    same_results(sample, &on, &off, with_c(sample));
+    build_free(&on);
+    build_free(&off);
+  }
+}
+
+Test(fuse, sample_mlp, .timeout = 600) { check_sample("mlp"); }
+Test(fuse, sample_logreg, .timeout = 600) { check_sample("logreg"); }
+Test(fuse, sample_blocks, .timeout = 600) { check_sample("blocks"); }
+Test(fuse, sample_finetune, .timeout = 600) { check_sample("finetune"); }
+Test(fuse, sample_lenet5, .timeout = 600) { check_sample("lenet5"); }
+Test(fuse, sample_resnet, .timeout = 1200) { check_sample("resnet"); }
+Test(fuse, sample_inception, .timeout = 1200) { check_sample("inception"); }
+Test(fuse, sample_unet, .timeout = 1200) { check_sample("unet"); }
+Test(fuse, sample_transfer_base, .timeout = 600) { check_sample("transfer_base"); }
+Test(fuse, sample_transfer_head, .timeout = 600) { check_sample("transfer_head"); }
+Test(fuse, sample_l2_explicit, .timeout = 600) { check_sample("l2_explicit"); }
+Test(fuse, sample_triplet, .timeout = 600) { check_sample("triplet"); }
+Test(fuse, sample_gan, .timeout = 600) { check_sample("gan"); }
+Test(fuse, sample_char_lstm, .timeout = 1200) { check_sample("char_lstm"); }
+Test(fuse, sample_word2vec, .timeout = 600) { check_sample("word2vec"); }
+Test(fuse, sample_text_classify, .timeout = 1200) { check_sample("text_classify"); }
+Test(fuse, sample_seq2seq_attention, .timeout = 1200) { check_sample("seq2seq_attention"); }
+Test(fuse, sample_vae, .timeout = 600) { check_sample("vae"); }
+
+/* Every sample of samples/ is in the list above. */
+Test(fuse, every_sample_is_checked) {
+  static const char *const checked[] = {"mlp", "logreg", "blocks", "finetune", "lenet5", "resnet", "inception", "unet", "transfer_base", "transfer_head", "l2_explicit", "triplet", "gan", "char_lstm", "word2vec", "text_classify", "seq2seq_attention", "vae"};
+  glob_t gl;
+  cr_assert_eq(glob(DLC_SOURCE_DIR "/samples/*.dl", 0, NULL, &gl), 0);
+  for (size_t i = 0; i < gl.gl_pathc; i++) {
+    const char *base = strrchr(gl.gl_pathv[i], '/') + 1;
+    int found = 0;
+    for (size_t k = 0; k < sizeof checked / sizeof *checked; k++)
+      found |= strlen(checked[k]) + 3 == strlen(base) && !strncmp(base, checked[k], strlen(checked[k]));
+    cr_expect(found, "%s is not checked with and without fusion", base);
+  }
+  globfree(&gl);
+}
