@@ -505,6 +505,13 @@ out:
 
 /* -- epilogue -- */
 
+/* Loads of T in e only at `at`, unguarded. */
+static int reads_only_at(const Expr *e, int T, const Expr *at) {
+  if (!e) return 1;
+  if (e->kind == EX_LOAD && e->id == T) return !e->b && same_expr(e->a, at);
+  return reads_only_at(e->a, T, at) && reads_only_at(e->b, T, at) && reads_only_at(e->c, T, at);
+}
+
 /* The consumer's form: locals, then a perfect nest whose innermost body
  * is locals, assignments and stores at one index; loops[] outermost
  * first; 0 or -1. */
@@ -531,21 +538,25 @@ static int consumer_form(Kernel *C, int T, Consumer *c) {
   }
   if (!s || c->depth == 0 || c->depth > IR_MAX_RANK) return -1;
   c->body = s;
-  for (; s; s = s->next) {
+  int *declared = rt_xcalloc((size_t)C->nlocals + 1, sizeof(int)), ok = 1;
+  IR_ASSERT(declared);
+  for (; s && ok; s = s->next) {
     if (s->kind == ST_STORE) {
-      if (s->value->lanes != 1 || (c->at && !same_expr(c->at, s->index)) || loads_buf(s->index, T)) return -1;
+      if (s->value->lanes != 1 || (c->at && !same_expr(c->at, s->index)) || loads_buf(s->index, T)) ok = 0;
       c->at = s->index;
-    } else if (!(s->kind == ST_ASSIGN || (s->kind == ST_LOCAL && !s->count)) || (s->index && loads_buf(s->index, T)))
-      return -1;
+    } else if (s->kind == ST_LOCAL && !s->count && s->id < C->nlocals)
+      declared[s->id] = 1;
+    else if (s->kind != ST_ASSIGN || s->index || s->id >= C->nlocals || !declared[s->id])
+      ok = 0; /* an assignment to a local from outside the element: a value carried from one to the next */
   }
-  return c->at ? 0 : -1;
-}
-
-/* Loads of T in e only at `at`, unguarded. */
-static int reads_only_at(const Expr *e, int T, const Expr *at) {
-  if (!e) return 1;
-  if (e->kind == EX_LOAD && e->id == T) return !e->b && same_expr(e->a, at);
-  return reads_only_at(e->a, T, at) && reads_only_at(e->b, T, at) && reads_only_at(e->c, T, at);
+  rt_xfree(declared);
+  if (!ok || !c->at) return -1;
+  /* what C stores it reads only at the element it stores */
+  for (s = c->body; s; s = s->next)
+    if (s->kind == ST_STORE)
+      for (const Stmt *r = c->body; r; r = r->next)
+        if (!reads_only_at(r->value, s->id, c->at)) return -1;
+  return 0;
 }
 
 /* The element count of buffer b as the lowering writes a flat loop's
