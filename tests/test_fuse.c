@@ -536,10 +536,14 @@ Test(fuse, sample_word2vec, .timeout = 600) { check_sample("word2vec"); }
 Test(fuse, sample_text_classify, .timeout = 1200) { check_sample("text_classify"); }
 Test(fuse, sample_seq2seq_attention, .timeout = 1200) { check_sample("seq2seq_attention"); }
 Test(fuse, sample_vae, .timeout = 600) { check_sample("vae"); }
+Test(fuse, sample_text_cnn, .timeout = 600) { check_sample("text_cnn"); }
 
 /* Every sample of samples/ is in the list above. */
 Test(fuse, every_sample_is_checked) {
-  static const char *const checked[] = {"mlp", "logreg", "blocks", "finetune", "lenet5", "resnet", "inception", "unet", "transfer_base", "transfer_head", "l2_explicit", "triplet", "gan", "char_lstm", "word2vec", "text_classify", "seq2seq_attention", "vae"};
+  static const char *const checked[] = {"mlp",           "logreg",        "blocks",      "finetune",  "lenet5",
+                                        "resnet",        "inception",     "unet",        "transfer_base",
+                                        "transfer_head", "l2_explicit",   "triplet",     "gan",       "char_lstm",
+                                        "word2vec",      "text_classify", "seq2seq_attention", "vae", "text_cnn"};
   glob_t gl;
   cr_assert_eq(glob(DLC_SOURCE_DIR "/samples/*.dl", 0, NULL, &gl), 0);
   for (size_t i = 0; i < gl.gl_pathc; i++) {
