@@ -7,7 +7,7 @@
  * rules, both keyed on one buffer T that exactly one kernel P stores into
  * with exactly one store statement, T[X] = e:
  *
- *   inline   — P is a perfect loop nest whose body is that store and
+ *   inline   — (off for now: see inline_on below.)  P is a perfect loop nest whose body is that store and
  *              nothing else (an elementwise op, a transpose, a copy);
  *              every load T[I] in every later kernel that reads T becomes
  *              e with P's loop variables bound by matching X against I,
