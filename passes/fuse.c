@@ -53,77 +53,174 @@
 
 /* --- what kernels load and store ------------------------------------------------- */
 
-typedef struct Uses {
+/* The pass keeps, for the program, how many kernels load and store each
+ * buffer, and for the function being fused the distinct buffers each
+ * kernel loads and stores and, per buffer, the kernels that do: all built
+ * once, then updated kernel by kernel as rewrites happen, so that a
+ * candidate costs what its own kernels hold, never a scan of every buffer
+ * or kernel (programs have tens of thousands of both). */
+
+typedef struct IntVec {
+  int *v;
+  int n, cap;
+} IntVec;
+
+static void iv_push(IntVec *a, int x) {
+  if (a->n == a->cap) {
+    a->cap = a->cap ? 2 * a->cap : 4;
+    a->v = rt_xrealloc(a->v, sizeof(int) * (size_t)a->cap);
+    IR_ASSERT(a->v);
+  }
+  a->v[a->n++] = x;
+}
+
+static void iv_drop(IntVec *a, int x) {
+  for (int i = 0; i < a->n; i++)
+    if (a->v[i] == x) {
+      a->v[i] = a->v[--a->n];
+      return;
+    }
+}
+
+/* The distinct buffers one kernel loads and stores. */
+typedef struct KUse {
+  IntVec ld, st;
+} KUse;
+
+typedef struct Fuse {
+  Program *p;
+  Func *f;
+  int nbufs;
   int *loads, *stores;   /* per buffer: kernels of the program that load / store it */
-  int n;
-} Uses;
+  int *seen_ld, *seen_st, stamp;   /* per buffer: scratch marks */
+  /* the function being fused, per kernel (a kernel fused into another
+   * is marked dead and the function compacted at the end) */
+  KUse *ku;
+  char *dead;
+  int *group;            /* how many kernels of the lowering it holds */
+  IntVec *rd, *wr;       /* per buffer: the function's kernels loading / storing it (dead ones
+                            are dropped lazily: skip them) */
+  int inlined, epilogues;
+} Fuse;
 
-typedef struct BufSet {
-  unsigned char *load, *store;
-  int n;
-} BufSet;
+typedef struct Collect {
+  Fuse *F;
+  KUse *u;
+} Collect;
 
-static int mark_expr(void *ctx, const Expr *e) {
-  BufSet *s = ctx;
-  if (e->kind == EX_LOAD) s->load[e->id] = 1;
+static int collect_expr(void *ctx, const Expr *e) {
+  Collect *c = ctx;
+  if (e->kind == EX_LOAD && c->F->seen_ld[e->id] != c->F->stamp) c->F->seen_ld[e->id] = c->F->stamp, iv_push(&c->u->ld, e->id);
   return 0;
 }
 
-static int mark_stmt(void *ctx, const Stmt *st) {
-  BufSet *s = ctx;
-  if (st->kind == ST_STORE) s->store[st->id] = 1;
+static int collect_stmt(void *ctx, const Stmt *st) {
+  Collect *c = ctx;
+  if (st->kind == ST_STORE && c->F->seen_st[st->id] != c->F->stamp) c->F->seen_st[st->id] = c->F->stamp, iv_push(&c->u->st, st->id);
   return 0;
 }
 
-static void bufset_init(BufSet *s, int n) {
-  s->n = n;
-  s->load = rt_xcalloc((size_t)n + 1, 1);
-  s->store = rt_xcalloc((size_t)n + 1, 1);
-  IR_ASSERT(s->load && s->store);
-}
-
-static void bufset_free(BufSet *s) {
-  rt_xfree(s->load);
-  rt_xfree(s->store);
-}
-
-static void bufset_add_block(BufSet *s, const Stmt *b) {
-  KirVisitor v = {s, mark_stmt, mark_expr};
+static void kuse_block(Fuse *F, KUse *u, const Stmt *b) {
+  memset(u, 0, sizeof *u);
+  F->stamp++;
+  Collect c = {F, u};
+  KirVisitor v = {&c, collect_stmt, collect_expr};
   kir_walk_block(&v, b);
 }
 
-static void bufset_add_expr(BufSet *s, const Expr *e) {
-  KirVisitor v = {s, NULL, mark_expr};
+static void kuse_expr(Fuse *F, KUse *u, const Expr *e) {
+  memset(u, 0, sizeof *u);
+  F->stamp++;
+  Collect c = {F, u};
+  KirVisitor v = {&c, NULL, collect_expr};
   kir_walk_expr(&v, e);
 }
 
-static void bufset_clear(BufSet *s) {
-  memset(s->load, 0, (size_t)s->n + 1);
-  memset(s->store, 0, (size_t)s->n + 1);
+static void kuse_free(KUse *u) {
+  rt_xfree(u->ld.v);
+  rt_xfree(u->st.v);
+  memset(u, 0, sizeof *u);
 }
 
-static void uses_kernel(Uses *u, const Kernel *k, int sign) {
-  BufSet s;
-  bufset_init(&s, u->n);
-  bufset_add_block(&s, k->body);
-  for (int b = 0; b < u->n; b++) u->loads[b] += sign * s.load[b], u->stores[b] += sign * s.store[b];
-  bufset_free(&s);
+static void count_uses(Fuse *F, const KUse *u, int sign) {
+  for (int i = 0; i < u->ld.n; i++) F->loads[u->ld.v[i]] += sign;
+  for (int i = 0; i < u->st.n; i++) F->stores[u->st.v[i]] += sign;
 }
 
-static void uses_init(Uses *u, const Program *p) {
-  u->n = p->nbufs;
-  u->loads = rt_xcalloc((size_t)u->n + 1, sizeof(int));
-  u->stores = rt_xcalloc((size_t)u->n + 1, sizeof(int));
-  IR_ASSERT(u->loads && u->stores);
-  for (int i = 0; i < p->nfuncs; i++)
-    for (int j = 0; j < p->funcs[i].nkernels; j++) uses_kernel(u, &p->funcs[i].kernels[j], 1);
-  for (int j = 0; p->prepare && j < p->prepare->nkernels; j++) uses_kernel(u, &p->prepare->kernels[j], 1);
+static void count_kernel(Fuse *F, const Kernel *k) {
+  KUse u;
+  kuse_block(F, &u, k->body);
+  count_uses(F, &u, 1);
+  kuse_free(&u);
 }
 
-static void uses_free(Uses *u) {
-  rt_xfree(u->loads);
-  rt_xfree(u->stores);
+/* Kernel i's entries in the per-buffer lists. */
+static void list_kernel(Fuse *F, int i) {
+  const KUse *u = &F->ku[i];
+  for (int j = 0; j < u->ld.n; j++) iv_push(&F->rd[u->ld.v[j]], i);
+  for (int j = 0; j < u->st.n; j++) iv_push(&F->wr[u->st.v[j]], i);
 }
+
+/* Drops kernel i from the lists of buffers in `old` that `now` lacks, and
+ * adds it to those of buffers `now` has and `old` lacked. */
+static void relist(Fuse *F, int i, const IntVec *old, const IntVec *now, IntVec *lists) {
+  int stamp = ++F->stamp;
+  for (int j = 0; j < now->n; j++) F->seen_ld[now->v[j]] = stamp;
+  for (int j = 0; j < old->n; j++)
+    if (F->seen_ld[old->v[j]] != stamp) iv_drop(&lists[old->v[j]], i);
+  stamp = ++F->stamp;
+  for (int j = 0; j < old->n; j++) F->seen_ld[old->v[j]] = stamp;
+  for (int j = 0; j < now->n; j++)
+    if (F->seen_ld[now->v[j]] != stamp) iv_push(&lists[now->v[j]], i);
+}
+
+/* Kernel i was rewritten: its uses taken again. */
+static void refresh_kernel(Fuse *F, int i) {
+  KUse now;
+  kuse_block(F, &now, F->f->kernels[i].body);
+  count_uses(F, &F->ku[i], -1);
+  count_uses(F, &now, 1);
+  relist(F, i, &F->ku[i].ld, &now.ld, F->rd);
+  relist(F, i, &F->ku[i].st, &now.st, F->wr);
+  kuse_free(&F->ku[i]);
+  F->ku[i] = now;
+}
+
+/* Kernel i goes (its entries in the lists stay, marked dead). */
+static void remove_kernel(Fuse *F, int i) {
+  count_uses(F, &F->ku[i], -1);
+  F->dead[i] = 1;
+}
+
+/* The live kernels of the function in a list, at most max of them into
+ * out (in list order); their number. */
+static int live(const Fuse *F, const IntVec *ids, int *out, int max) {
+  int n = 0;
+  for (int i = 0; i < ids->n; i++)
+    if (!F->dead[ids->v[i]]) {
+      if (n < max) out[n] = ids->v[i];
+      n++;
+    }
+  return n;
+}
+
+static int in_range(const Fuse *F, const IntVec *ids, int from, int to) {
+  for (int i = 0; i < ids->n; i++)
+    if (ids->v[i] > from && ids->v[i] < to && !F->dead[ids->v[i]]) return 1;
+  return 0;
+}
+
+/* Whether a live kernel of f in (from, to) stores a buffer of reads (but
+ * skip), or loads or stores one of writes (when given). */
+static int between_conflicts(Fuse *F, int from, int to, const IntVec *reads, int skip, const IntVec *writes) {
+  for (int i = 0; i < reads->n; i++)
+    if (reads->v[i] != skip && in_range(F, &F->wr[reads->v[i]], from, to)) return 1;
+  for (int i = 0; writes && i < writes->n; i++)
+    if (in_range(F, &F->rd[writes->v[i]], from, to) || in_range(F, &F->wr[writes->v[i]], from, to)) return 1;
+  return 0;
+}
+
+static int by_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
 /* --- matching and substituting indices --------------------------------------------- */
 
@@ -312,34 +409,6 @@ static int single_store(Kernel *k, int buf, Store *s) {
 
 /* --- the pass ----------------------------------------------------------------------- */
 
-typedef struct Fuse {
-  Program *p;
-  Func *f;
-  Uses u;
-  int inlined, epilogues;
-} Fuse;
-
-static void remove_kernel(Func *f, int i) {
-  memmove(&f->kernels[i], &f->kernels[i + 1], sizeof(Kernel) * (size_t)(f->nkernels - i - 1));
-  f->nkernels--;
-}
-
-/* Whether a kernel of f in (from, to) stores a buffer set in reads, or
- * (when writes is given) loads or stores one set in writes. */
-static int between_conflicts(Fuse *F, int from, int to, const unsigned char *reads, const unsigned char *writes) {
-  BufSet s;
-  bufset_init(&s, F->p->nbufs);
-  int bad = 0;
-  for (int i = from + 1; i < to && !bad; i++) {
-    bufset_clear(&s);
-    bufset_add_block(&s, F->f->kernels[i].body);
-    for (int b = 0; b < F->p->nbufs && !bad; b++)
-      bad = (reads[b] && s.store[b]) || (writes && writes[b] && (s.load[b] || s.store[b]));
-  }
-  bufset_free(&s);
-  return bad;
-}
-
 /* -- inline -- */
 
 typedef struct Inline {
@@ -441,24 +510,19 @@ static int try_inline(Fuse *F, int pi) {
   int depth, done = 0;
   Stmt *st = perfect_nest(P, byvar, &depth);
   int T = st ? st->id : -1;
-  if (!st || p->bufs[T].kind != BUF_TEMP || F->u.stores[T] != 1 || loads_buf(st->value, T) || has_local(st->value) ||
+  if (!st || p->bufs[T].kind != BUF_TEMP || F->stores[T] != 1 || loads_buf(st->value, T) || has_local(st->value) ||
       loads_buf(st->index, T))
     goto out;
-  /* the readers: every kernel loading T, all in f after P */
-  int readers[64], nr = 0;
-  for (int i = pi + 1; i < f->nkernels && nr < 64; i++) {
-    BufSet s;
-    bufset_init(&s, p->nbufs);
-    bufset_add_block(&s, f->kernels[i].body);
-    if (s.load[T]) readers[nr++] = i;
-    bufset_free(&s);
-  }
-  if (nr == 0 || nr != F->u.loads[T]) goto out;
-  BufSet reads;
-  bufset_init(&reads, p->nbufs);
-  bufset_add_expr(&reads, st->value);
-  int bad = between_conflicts(F, pi, readers[nr - 1] + 1, reads.load, NULL);
-  bufset_free(&reads);
+  /* the readers: every kernel loading T, all in f after P, in order */
+  int readers[64];
+  int nr = live(F, &F->rd[T], readers, 64);
+  if (nr == 0 || nr > 64 || nr != F->loads[T]) goto out;
+  qsort(readers, (size_t)nr, sizeof(int), by_int);
+  if (readers[0] <= pi) goto out;
+  KUse reads;
+  kuse_expr(F, &reads, st->value);
+  int bad = between_conflicts(F, pi, readers[nr - 1] + 1, &reads.ld, -1, NULL);
+  kuse_free(&reads);
   if (bad) goto out;
   char *pat = rt_xcalloc((size_t)P->nvars + 1, 1);
   const Expr **to = rt_xcalloc((size_t)P->nvars + 1, sizeof(Expr *));
@@ -486,12 +550,10 @@ static int try_inline(Fuse *F, int pi) {
   }
   if (I.ok) {
     for (int r = 0; r < nr; r++) {
-      uses_kernel(&F->u, &f->kernels[readers[r]], -1);
       f->kernels[readers[r]] = fused[r];
-      uses_kernel(&F->u, &fused[r], 1);
+      refresh_kernel(F, readers[r]);
     }
-    uses_kernel(&F->u, P, -1);
-    remove_kernel(f, pi);
+    remove_kernel(F, pi);
     F->inlined++;
     done = 1;
   }
@@ -569,26 +631,19 @@ static Expr *numel_expr(Program *p, const Buffer *b) {
 
 static int epilogue_legal(Fuse *F, int pi, int ci, int T, const Consumer *c) {
   Program *p = F->p;
-  Kernel *P = &F->f->kernels[pi], *C = &F->f->kernels[ci];
   for (const Stmt *s = c->body; s; s = s->next)
     if (!reads_only_at(s->value, T, c->at)) return 0;
   if (c->depth == 1 && !same_expr(c->loops[0]->extent, numel_expr(p, &p->bufs[T]))) return 0;
-  BufSet pc, cc;
-  bufset_init(&pc, p->nbufs);
-  bufset_init(&cc, p->nbufs);
-  bufset_add_block(&pc, P->body);
-  bufset_add_block(&cc, C->body);
-  int ok = 1;
-  for (int b = 0; b < p->nbufs && ok; b++) {
-    if (b == T) continue;
-    if (cc.load[b] && pc.store[b]) ok = 0;                     /* C would read what P is still writing */
-    if (cc.store[b] && (pc.load[b] || pc.store[b])) ok = 0;    /* P would see C's writes */
-  }
-  cc.load[T] = 0;
-  if (ok && between_conflicts(F, pi, ci, cc.load, cc.store)) ok = 0;
-  bufset_free(&pc);
-  bufset_free(&cc);
-  return ok;
+  const KUse *pu = &F->ku[pi], *cu = &F->ku[ci];
+  int stamp = ++F->stamp;
+  for (int i = 0; i < pu->ld.n; i++) F->seen_ld[pu->ld.v[i]] = stamp;
+  for (int i = 0; i < pu->st.n; i++) F->seen_st[pu->st.v[i]] = stamp;
+  for (int i = 0; i < cu->ld.n; i++)
+    if (cu->ld.v[i] != T && F->seen_st[cu->ld.v[i]] == stamp) return 0;   /* C would read what P is still writing */
+  for (int i = 0; i < cu->st.n; i++)
+    if (cu->st.v[i] != T && (F->seen_ld[cu->st.v[i]] == stamp || F->seen_st[cu->st.v[i]] == stamp))
+      return 0;   /* P would see C's writes */
+  return !between_conflicts(F, pi, ci, &cu->ld, T, &cu->st);
 }
 
 /* Rewrites P's store of T into: local v = value; C's body with
@@ -647,21 +702,24 @@ static int bind_consumer(const Consumer *c, const Store *ps, Bind *B) {
   return 1;
 }
 
+/* The most kernels of the lowering one fused kernel holds: a long
+ * elementwise chain becomes kernels of this many steps (each rewrite
+ * copies the producer, so an unbounded chain would cost quadratic time,
+ * and one huge loop body helps neither the C compiler nor LLVM). */
+enum { FUSE_MAX_GROUP = 16 };
+
 static int try_epilogue_on(Fuse *F, int pi, int T) {
   Program *p = F->p;
   Func *f = F->f;
+  /* Only where T goes (C is its only reader): kept, it would be stored
+   * anyway, and C's stores would become live across all of P (its
+   * temporaries too), which can only grow the arena. */
+  int ci = -1;
+  if (F->loads[T] != 1 || live(F, &F->rd[T], &ci, 1) != 1) return 0;
+  if (ci <= pi || F->group[pi] + F->group[ci] > FUSE_MAX_GROUP) return 0;
   Kernel *P = &f->kernels[pi];
   Store ps;
   if (single_store(P, T, &ps)) return 0;
-  int ci = -1;
-  for (int i = pi + 1; i < f->nkernels && ci < 0; i++) {
-    BufSet s;
-    bufset_init(&s, p->nbufs);
-    bufset_add_block(&s, f->kernels[i].body);
-    if (s.load[T]) ci = i;
-    bufset_free(&s);
-  }
-  if (ci < 0) return 0;
   Kernel *C = &f->kernels[ci];
   Consumer c;
   if (consumer_form(C, T, &c) || !epilogue_legal(F, pi, ci, T, &c)) return 0;
@@ -671,17 +729,13 @@ static int try_epilogue_on(Fuse *F, int pi, int T) {
   for (int i = 0; i < c.depth; i++) pat[c.loops[i]->id] = 1;
   Bind B = {C->nvars, pat, to};
   int done = 0;
-  /* Only where T goes: kept, it would be stored anyway, and C's stores
-   * would become live across all of P (its temporaries too), which can
-   * only grow the arena. */
-  if (F->u.loads[T] == 1 && bind_consumer(&c, &ps, &B)) {
+  if (bind_consumer(&c, &ps, &B)) {
     Kernel k = epilogue_kernel(F, P, C, &c, &ps, &B);
     if (schedule_agrees(p, f, P, &k)) {
-      uses_kernel(&F->u, P, -1);
-      uses_kernel(&F->u, C, -1);
       *P = k;
-      uses_kernel(&F->u, P, 1);
-      remove_kernel(f, ci);
+      refresh_kernel(F, pi);
+      F->group[pi] += F->group[ci];
+      remove_kernel(F, ci);
       F->epilogues++;
       done = 1;
     }
@@ -693,13 +747,15 @@ static int try_epilogue_on(Fuse *F, int pi, int T) {
 
 static int try_epilogue(Fuse *F, int pi) {
   Program *p = F->p;
-  BufSet s;
-  bufset_init(&s, p->nbufs);
-  bufset_add_block(&s, F->f->kernels[pi].body);
+  const IntVec *st = &F->ku[pi].st;
+  int n = 0, *cand = rt_xcalloc((size_t)st->n + 1, sizeof(int));
+  IR_ASSERT(cand);
+  for (int i = 0; i < st->n; i++)
+    if (p->bufs[st->v[i]].kind == BUF_TEMP && F->stores[st->v[i]] == 1) cand[n++] = st->v[i];
+  qsort(cand, (size_t)n, sizeof(int), by_int);   /* in buffer order, whatever order the body stores in */
   int done = 0;
-  for (int b = 0; b < p->nbufs && !done; b++)
-    if (s.store[b] && p->bufs[b].kind == BUF_TEMP && F->u.stores[b] == 1) done = try_epilogue_on(F, pi, b);
-  bufset_free(&s);
+  for (int i = 0; i < n && !done; i++) done = try_epilogue_on(F, pi, cand[i]);
+  rt_xfree(cand);
   return done;
 }
 
@@ -711,21 +767,54 @@ static const int inline_on = 0;
 
 static void fuse_func(Fuse *F, Func *f) {
   F->f = f;
-  for (int i = 0; i < f->nkernels;) {
+  int n = f->nkernels;
+  F->ku = rt_xcalloc((size_t)n + 1, sizeof(KUse));
+  F->dead = rt_xcalloc((size_t)n + 1, 1);
+  F->group = rt_xcalloc((size_t)n + 1, sizeof(int));
+  F->rd = rt_xcalloc((size_t)F->nbufs + 1, sizeof(IntVec));
+  F->wr = rt_xcalloc((size_t)F->nbufs + 1, sizeof(IntVec));
+  IR_ASSERT(F->ku && F->dead && F->group && F->rd && F->wr);
+  for (int i = 0; i < n; i++) {
+    F->group[i] = 1;
+    kuse_block(F, &F->ku[i], f->kernels[i].body);
+    list_kernel(F, i);
+  }
+  for (int i = 0; i < n;) {
+    if (F->dead[i]) {
+      i++;
+      continue;
+    }
     if (inline_on && try_inline(F, i)) {
-      if (i > 0) i--;   /* the kernel before may now fuse with what replaced this one */
+      while (i > 0 && F->dead[--i]) {}   /* the kernel before may now fuse with what replaced this one */
       continue;
     }
     if (try_epilogue(F, i)) continue;   /* the fused kernel may take the next one too */
     i++;
   }
+  int m = 0;
+  for (int i = 0; i < n; i++)
+    if (!F->dead[i]) f->kernels[m++] = f->kernels[i];
+  f->nkernels = m;
+  for (int i = 0; i < n; i++) kuse_free(&F->ku[i]);
+  for (int b = 0; b < F->nbufs; b++) rt_xfree(F->rd[b].v), rt_xfree(F->wr[b].v);
+  rt_xfree(F->ku), rt_xfree(F->dead), rt_xfree(F->group), rt_xfree(F->rd), rt_xfree(F->wr);
 }
 
 int pass_fuse(Program *p) {
-  Fuse F = {p, NULL, {0}, 0, 0};
-  uses_init(&F.u, p);
+  Fuse F = {0};
+  F.p = p;
+  F.nbufs = p->nbufs;
+  size_t n = (size_t)p->nbufs + 1;
+  F.loads = rt_xcalloc(n, sizeof(int));
+  F.stores = rt_xcalloc(n, sizeof(int));
+  F.seen_ld = rt_xcalloc(n, sizeof(int));
+  F.seen_st = rt_xcalloc(n, sizeof(int));
+  IR_ASSERT(F.loads && F.stores && F.seen_ld && F.seen_st);
+  for (int i = 0; i < p->nfuncs; i++)
+    for (int j = 0; j < p->funcs[i].nkernels; j++) count_kernel(&F, &p->funcs[i].kernels[j]);
+  for (int j = 0; p->prepare && j < p->prepare->nkernels; j++) count_kernel(&F, &p->prepare->kernels[j]);
   for (int i = 0; i < p->nfuncs; i++) fuse_func(&F, &p->funcs[i]);
-  uses_free(&F.u);
+  rt_xfree(F.loads), rt_xfree(F.stores), rt_xfree(F.seen_ld), rt_xfree(F.seen_st);
   return F.inlined + F.epilogues;
 }
 

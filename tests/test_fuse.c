@@ -555,3 +555,25 @@ Test(fuse, every_sample_is_checked) {
   }
   globfree(&gl);
 }
+
+/* --- what fusion leaves behind --------------------------------------------------------------------- */
+
+/* A chain of elementwise statements fuses into kernels of at most 16 of
+ * the lowering's (each rewrite copies the producer: unbounded, a long
+ * chain would take quadratic time), with the same results. */
+Test(fuse, a_long_chain_fuses_in_bounded_groups) {
+  char text[8192];
+  int n = snprintf(text, sizeof text, "input x: f32[N, 4]\ny0 = relu(x)\n");
+  for (int i = 1; i < 100; i++) n += snprintf(text + n, sizeof text - (size_t)n, "y%d = y%d * 0.5 + x\n", i, i - 1);
+  snprintf(text + n, sizeof text - (size_t)n, "output y99\n");
+  Build on, off;
+  build(&on, "chain.dl", text, PIPE_INFER, 8, 0);
+  build(&off, "chain.dl", text, PIPE_INFER, 8, 1);
+  int kon = nkernels(&on.p), koff = nkernels(&off.p);
+  cr_expect_lt(kon, koff / 4, "%d kernels fused, %d unfused", kon, koff);
+  cr_expect_geq(kon, (koff + 15) / 16, "%d kernels fused, %d unfused", kon, koff);
+  same_func("chain", "keval", &on, &off, 0, NULL, NULL, 0);
+  build_free(&on);
+  build_free(&off);
+}
+
