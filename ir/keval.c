@@ -1003,8 +1003,36 @@ static void bind_temp(Ev *E, int b) {
   kb->data = (char *)E->arena[t] + buf->offset * (int64_t)rt_dtype_size(t);
 }
 
+typedef struct Touched {
+  char *t;
+  int n;
+} Touched;
+
+static int mark_load(void *ctx, const Expr *e) {
+  Touched *t = ctx;
+  if (e->kind == EX_LOAD && e->id >= 0 && e->id < t->n) t->t[e->id] = 1;
+  return 0;
+}
+
+static int mark_store(void *ctx, const Stmt *s) {
+  Touched *t = ctx;
+  if (s->kind == ST_STORE && s->id >= 0 && s->id < t->n) t->t[s->id] = 1;
+  return 0;
+}
+
+/* Which buffers some kernel of the program loads or stores: a temporary
+ * none touches (fusion made it unnecessary) has no place in the arena
+ * and is not bound. */
+static char *touched(Ev *E) {
+  Touched t = {arena_alloc(&E->a, (size_t)E->p->nbufs + 1), E->p->nbufs};
+  KirVisitor v = {&t, mark_store, mark_load};
+  kir_walk_program(&v, E->p);
+  return t.t;
+}
+
 static void bind(Ev *E, const KevalArgs *a) {
   const Program *p = E->p;
+  const char *used = touched(E);
   for (int s = 0; s < p->g->nsyms && s < IR_MAX_SYMS; s++) {
     E->syms[s] = a->syms ? a->syms[s] : 0;
     if (E->syms[s] < 0 || E->syms[s] > p->g->syms[s].max)
@@ -1023,7 +1051,9 @@ static void bind(Ev *E, const KevalArgs *a) {
     switch (buf->kind) {
     case BUF_INPUT: case BUF_OUTPUT: bind_arg(E, b, a); break;
     case BUF_PARAM: case BUF_STATE: bind_tensor(E, b, a); break;
-    case BUF_TEMP: bind_temp(E, b); break;
+    case BUF_TEMP:
+      if (used[b]) bind_temp(E, b);
+      break;
     case BUF_DERIVED:
       E->bufs[b].size = buf->size;
       E->bufs[b].data = E->own[b] = poisoned(E, buf->size, buf->dtype);

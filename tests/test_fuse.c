@@ -558,6 +558,29 @@ Test(fuse, every_sample_is_checked) {
 
 /* --- what fusion leaves behind --------------------------------------------------------------------- */
 
+/* relu's result h goes (y = h * 2 runs at relu's store): no kernel touches
+ * it and memplan gives it no place; g, read twice, stays and is all the
+ * arena holds, smaller than h.  keval binds only the temporaries a kernel
+ * touches, so the program runs and computes what the unfused one does
+ * (binding h at its old offset, it failed: h does not fit the arena). */
+Test(fuse, a_temporary_fusion_drops_needs_no_place_in_the_arena) {
+  static const char text[] = "input x: f32[N, 64]\ninput v: f32[N, 2]\nh = relu(x)\ny = h * 2\ng = v + 1\n"
+                             "a = g * 2\nb = g * 3\noutput y\noutput a\noutput b\n";
+  Build on, off;
+  build(&on, "drop.dl", text, PIPE_INFER, 8, 0);
+  build(&off, "drop.dl", text, PIPE_INFER, 8, 1);
+  cr_expect_eq(ntemps_used(&on.p), 1);
+  cr_expect_eq(ntemps_used(&off.p), 2);
+  cr_expect_gt(on.p.arena_size[DT_F32], 0);
+  int64_t biggest = 0;
+  for (int b = 0; b < on.p.nbufs; b++)
+    if (on.p.bufs[b].kind == BUF_TEMP && on.p.bufs[b].size > biggest) biggest = on.p.bufs[b].size;
+  cr_expect_gt(biggest, on.p.arena_size[DT_F32], "the dropped temporary is still among the buffers");
+  same_func("drop", "keval", &on, &off, 0, NULL, NULL, 0);
+  build_free(&on);
+  build_free(&off);
+}
+
 /* A chain of elementwise statements fuses into kernels of at most 16 of
  * the lowering's (each rewrite copies the producer: unbounded, a long
  * chain would take quadratic time), with the same results. */
