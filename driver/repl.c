@@ -45,6 +45,7 @@ typedef struct Repl {
   int64_t epoch, step;
   int tty;
   int threads;                /* --threads: of every trainer built */
+  PassOpts po;                /* --no-fuse, --no-tile, -O0: of every program built */
   int nhist;
   EpochStats hist[MAX_HISTORY];
 } Repl;
@@ -124,6 +125,7 @@ static int need_trainer(Repl *r) {
     r->cfg.batch = r->train.n;
   }
   r->cfg.threads = r->threads;
+  r->cfg.pass = &r->po;
   if (trainer_init(&r->t, &r->m, &r->cfg, r->have_keep ? &r->keep : NULL, &r->d)) {
     trainer_free(&r->t);
     return -1;
@@ -533,7 +535,7 @@ static int cmd_emit(Repl *r, char *arg) {
   dlc_default_max(&m);
   Program p;
   int rc = -1;
-  if (pass_pipeline_infer(&m.g, &p, NULL, &r->d) == 0) {
+  if (pass_pipeline_infer(&m.g, &p, &r->po, &r->d) == 0) {
     rc = dlc_write_c(&p, arg, &r->t.tensors, NULL, 0, &r->d);
     kir_program_free(&p);
   }
@@ -778,9 +780,18 @@ static int parse_repl_args(int argc, char **argv, Repl *r, char **model) {
     int miss = 0;
     const char *v;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      printf("usage: dlc repl [--threads N] [MODEL.dl]\nAn interactive session; type help at the prompt.\n"
-             "  --threads N    threads for the training step's parallel loops (default 1)\n");
+      printf("usage: dlc repl [--threads N] [--no-fuse] [--no-tile] [-O0] [MODEL.dl]\n"
+             "An interactive session; type help at the prompt.\n"
+             "  --threads N    threads for the training step's parallel loops (default 1)\n"
+             "  --no-fuse      no kernel fusion (every op its own loop nest)\n"
+             "  --no-tile      no register tiles (matrix products in row order)\n"
+             "  -O0            neither\n");
       return 1;
+    }
+    if (!strcmp(argv[i], "--no-fuse") || !strcmp(argv[i], "--no-tile") || !strcmp(argv[i], "-O0")) {
+      r->po.no_fuse |= strcmp(argv[i], "--no-tile") != 0;
+      r->po.no_tiles |= strcmp(argv[i], "--no-fuse") != 0;
+      continue;
     }
     if ((v = dlc_flag(argc, argv, &i, "--threads", &miss))) {
       if (dlc_parse_threads(v, 0, &r->threads, &r->d)) return -1;

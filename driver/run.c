@@ -49,6 +49,7 @@ typedef struct RunOpts {
   Binding in[MAX_BINDINGS], out[MAX_BINDINGS], dim[MAX_BINDINGS];
   int nin, nout, ndim;
   int nthreads;
+  int no_fuse, no_tile;       /* --no-fuse, --no-tile, -O0 (both) */
 } RunOpts;
 
 static int parse_binding(const char *flag, const char *v, Binding *b, int *n, Diags *d) {
@@ -69,6 +70,11 @@ static int parse_run(int argc, char **argv, RunOpts *o, Diags *d) {
     int miss = 0;
     const char *v;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    if (!strcmp(argv[i], "--no-fuse") || !strcmp(argv[i], "--no-tile") || !strcmp(argv[i], "-O0")) {
+      o->no_fuse |= strcmp(argv[i], "--no-tile") != 0;
+      o->no_tile |= strcmp(argv[i], "--no-fuse") != 0;
+      continue;
+    }
     if ((v = dlc_flag(argc, argv, &i, "--backend", &miss))) o->backend = v;
     else if ((v = dlc_flag(argc, argv, &i, "--input", &miss))) {
       if (parse_binding("--input", v, o->in, &o->nin, d)) return -1;
@@ -436,7 +442,8 @@ int dlc_cmd_run(int argc, char **argv, const char *usage) {
   }
   /* the graph stage now; the kernel stage (compiled backends) once the inputs fix the sizes */
   PassOpts po = {.stages = PASS_STAGE_GRAPH, .train_mode = !strcmp(o.mode, "train"), .seed = o.seed,
-                 .wrt_params = o.grads != NULL, .wrt_inputs = o.input_grads != NULL};
+                 .wrt_params = o.grads != NULL, .wrt_inputs = o.input_grads != NULL, .no_fuse = o.no_fuse,
+                 .no_tiles = o.no_tile};
   Graph *g = want_grads ? &grads : &m.g;
   Program prog;
   PassCtx pc;

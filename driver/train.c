@@ -57,6 +57,10 @@ static const char *usage_train =
     "                         or the reference interpreter\n"
     "  --threads N            threads for the step's parallel loops (default 1;\n"
     "                         results are the same bits for every N)\n"
+    "  --no-fuse              no kernel fusion (every op its own loop nest)\n"
+    "  --no-tile              no register tiles (matrix products in row order)\n"
+    "  -O0                    neither\n"
+    "  --dump-after=STEP|all  print the train pipeline's IR after a step to stderr\n"
     "  --quiet                no per-epoch lines\n"
     "  --distributed          data-parallel over the processes of mpirun -np P:\n"
     "                         each takes 1/P of every batch, gradients summed\n"
@@ -71,7 +75,9 @@ static const char *usage_train =
 typedef struct TrainFlags {
   const char *model, *epochs, *batch, *lr, *optimizer, *seed, *data, *val_split;
   const char *save, *resume, *init, *metrics, *backend, *augment, *steps, *threads, *schedule, *bptt, *bucket_kb;
+  const char *dump_after;
   int quiet, distributed, carry_state, sync_bn, no_overlap;
+  int no_fuse, no_tile;
 } TrainFlags;
 
 static volatile sig_atomic_t interrupted;
@@ -89,12 +95,17 @@ static int parse_flags(int argc, char **argv, TrainFlags *f, Diags *d) {
                {"--seed", &f->seed}, {"--data", &f->data}, {"--val-split", &f->val_split}, {"--save", &f->save},
                {"--resume", &f->resume}, {"--init", &f->init}, {"--metrics", &f->metrics}, {"--backend", &f->backend}, {"--augment", &f->augment}, {"--steps", &f->steps},
                {"--threads", &f->threads}, {"--schedule", &f->schedule}, {"--bptt", &f->bptt},
-               {"--bucket-kb", &f->bucket_kb}};
+               {"--bucket-kb", &f->bucket_kb}, {"--dump-after", &f->dump_after}};
   for (int i = 1; i < argc; i++) {
     int miss = 0, hit = 0;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
     if (!strcmp(argv[i], "--carry-state")) {
       f->carry_state = 1;
+      continue;
+    }
+    if (!strcmp(argv[i], "--no-fuse") || !strcmp(argv[i], "--no-tile") || !strcmp(argv[i], "-O0")) {
+      f->no_fuse |= strcmp(argv[i], "--no-tile") != 0;
+      f->no_tile |= strcmp(argv[i], "--no-fuse") != 0;
       continue;
     }
     if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "--distributed")) {
@@ -457,6 +468,7 @@ int dlc_cmd_train(int argc, char **argv) {
   TrainFlags f;
   int rc = parse_flags(argc, argv, &f, &d);
   if (rc) return rc > 0 ? dlc_usage(usage_train, 0) : 2;
+  if (f.dump_after && pass_check_step_name(f.dump_after, &d)) return 2;
   Model m;
   if (dlc_load_trainable(&m, f.model, "fine-tune", &d)) return 1;
   TrainConfig cfg;
@@ -467,6 +479,8 @@ int dlc_cmd_train(int argc, char **argv) {
     fe_model_free(&m);
     return 2;
   }
+  PassOpts po = {.dump_after = f.dump_after, .dump_to = stderr, .no_fuse = f.no_fuse, .no_tiles = f.no_tile};
+  cfg.pass = &po;
   Trainer t;
   RtDist dist = {.size = 1};
   if (join_world(&f, &dist, &d)) goto out_model;

@@ -600,3 +600,124 @@ Test(fuse, a_long_chain_fuses_in_bounded_groups) {
   build_free(&off);
 }
 
+/* --- --no-fuse and -O0 on dlc run, dlc train and the REPL --------------------------------------------- */
+
+static int sh(const char *dir, const char *args, const char *log) {
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd, "cd %s && %s %s > %s 2>&1", dir, DLC_EXE, args, log);
+  int st = system(cmd);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *slurp(const char *dir, const char *name) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  char *s = tu_read_file(path, NULL);
+  cr_assert_not_null(s, "%s", path);
+  return s;
+}
+
+/* dlc ARGS in dir succeeds (its output in the message when it does not). */
+static void run_ok(const char *dir, const char *args) {
+  if (sh(dir, args, "dlc.log") == 0) return;
+  char *log = slurp(dir, "dlc.log");
+  cr_expect_fail("dlc %s:\n%s", args, log);
+  free(log);
+  cr_assert_fail();
+}
+
+/* Two safetensors files hold the same tensors, bit for bit (tol 0), or
+ * within tol (a's f32 tensors against b's). */
+static void same_sets(const char *dir, const char *a, const char *b, double tol) {
+  char pa[1024], pb[1024];
+  snprintf(pa, sizeof pa, "%s%s%s", a[0] == '/' ? "" : dir, a[0] == '/' ? "" : "/", a);
+  snprintf(pb, sizeof pb, "%s/%s", dir, b);
+  RtTensorSet x, y;
+  RtError err;
+  rt_set_init(&x);
+  rt_set_init(&y);
+  cr_assert_eq(rt_safetensors_read(pa, &x, &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(rt_safetensors_read(pb, &y, &err), RT_OK, "%s", err.msg);
+  cr_expect_eq(x.count, y.count);
+  for (int i = 0; i < x.count; i++) {
+    RtTensor *s = &x.items[i].t, *t = rt_set_find(&y, x.items[i].name);
+    cr_assert(t && rt_tensor_nbytes(s) == rt_tensor_nbytes(t), "%s: %s", b, x.items[i].name);
+    if (tol == 0) cr_expect(!memcmp(s->data, t->data, rt_tensor_nbytes(s)), "%s and %s: %s differs", a, b, x.items[i].name);
+    else { /* as tests/test_cli.c compares with PyTorch: tol of the largest magnitude, and 1e-6 (a bias before
+              batch norm has a gradient of rounding noise) */
+      const float *u = s->data, *v = t->data;
+      double top = 0, worst = 0;
+      for (int64_t k = 0; k < rt_tensor_numel(s); k++) top = fabs(u[k]) > top ? fabs(u[k]) : top;
+      for (int64_t k = 0; k < rt_tensor_numel(s); k++) worst = fabs(u[k] - v[k]) > worst ? fabs(u[k] - v[k]) : worst;
+      cr_expect_leq(worst, tol * top + 1e-6, "%s and %s: %s", a, b, x.items[i].name);
+    }
+  }
+  rt_set_free(&x);
+  rt_set_free(&y);
+}
+
+/* dlc run: the gradients of the batch-norm fixture fused and with
+ * --no-fuse are the same bits on the JIT; -O0 (no register tiles either)
+ * and the fused ones agree with PyTorch's. */
+Test(fuse, dlc_run_takes_no_fuse_and_O0, .timeout = 300) {
+  const char *dir = tu_scratch_dir();
+  char base[2048], args[2400];
+  snprintf(base, sizeof base,
+           "run %s/tests/fixtures/grads_mode/bnnet.dl --input x=%s/tests/fixtures/grads_mode/bnnet.x.npy "
+           "--input y=%s/tests/fixtures/grads_mode/bnnet.y.npy --params %s/tests/fixtures/grads_mode/bnnet.init.safetensors "
+           "--backend=jit",
+           DLC_SOURCE_DIR, DLC_SOURCE_DIR, DLC_SOURCE_DIR, DLC_SOURCE_DIR);
+  const char *flags[] = {"", "--no-fuse", "-O0"}, *files[] = {"g_on.st", "g_off.st", "g_o0.st"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(args, sizeof args, "%s --grads %s %s", base, files[i], flags[i]);
+    run_ok(dir, args);
+  }
+  same_sets(dir, "g_on.st", "g_off.st", 0);
+  char want[1024];   /* -O0 sums in another order: against PyTorch, as tests/test_cli.c does */
+  snprintf(want, sizeof want, "%s/tests/fixtures/grads_mode/bnnet.train.grads.safetensors", DLC_SOURCE_DIR);
+  same_sets(dir, want, "g_o0.st", 1e-4);
+  same_sets(dir, want, "g_on.st", 1e-4);
+}
+
+/* Kernels in a --dump-after output. */
+static int dumped_kernels(const char *dir, const char *log) {
+  char *s = slurp(dir, log);
+  int n = 0;
+  for (const char *at = s; (at = strstr(at, "\n  kernel ")); at++) n++;
+  free(s);
+  return n;
+}
+
+/* dlc train: the MLP's training program with --no-fuse has the kernels
+ * of the pipeline without fusion (--dump-after=fuse), and three steps
+ * fused and unfused end in the same weights bit for bit (JIT); -O0 trains
+ * too. */
+Test(fuse, dlc_train_takes_no_fuse_and_O0, .timeout = 600) {
+  const char *dir = tu_scratch_dir();
+  char args[2048];
+  const char *flags[] = {"", "--no-fuse", "-O0"}, *files[] = {"w_on.st", "w_off.st", "w_o0.st"};
+  int kernels[3];
+  for (int i = 0; i < 3; i++) {
+    snprintf(args, sizeof args, "train %s/samples/mlp.dl --steps 3 --save %s %s --dump-after=fuse", DLC_SOURCE_DIR,
+             files[i], flags[i]);
+    run_ok(dir, args);
+    kernels[i] = dumped_kernels(dir, "dlc.log");
+  }
+  cr_expect_gt(kernels[0], 0);
+  cr_expect_lt(kernels[0], kernels[1], "%d kernels fused, %d with --no-fuse", kernels[0], kernels[1]);
+  cr_expect_eq(kernels[1], kernels[2], "%d kernels with --no-fuse, %d with -O0", kernels[1], kernels[2]);
+  same_sets(dir, "w_on.st", "w_off.st", 0);
+  same_sets(dir, "w_on.st", "w_o0.st", 1e-4);
+  cr_expect_eq(sh(dir, "train samples/mlp.dl --dump-after=fusion", "dlc.log"), 2, "an unknown step is refused");
+}
+
+/* The REPL takes the flags too, and refuses what it does not know. */
+Test(fuse, dlc_repl_takes_no_fuse_and_O0) {
+  const char *dir = tu_scratch_dir();
+  cr_expect_eq(sh(dir, "repl --no-fuse --help", "repl.log"), 0);
+  char *log = slurp(dir, "repl.log");
+  cr_expect(strstr(log, "--no-fuse") != NULL && strstr(log, "-O0") != NULL, "%s", log);
+  free(log);
+  run_ok(dir, "repl -O0 --no-tile < /dev/null");
+  cr_expect_neq(sh(dir, "repl --no-fusion < /dev/null", "repl.log"), 0);
+}
