@@ -409,6 +409,14 @@ static int single_store(Kernel *k, int buf, Store *s) {
 
 /* --- the pass ----------------------------------------------------------------------- */
 
+/* Kernels that others find by their op stay as they are: a dist_mean or
+ * dist_sum kernel is a copy that the code generators follow with a
+ * collective on the buffer it stores (cg_collective), and the trainer
+ * lays the gradients out in the order of those kernels. */
+static int kept_whole(const Kernel *k) {
+  return k->node >= 0 && (k->op == OP_DIST_MEAN || k->op == OP_DIST_SUM);
+}
+
 /* -- inline -- */
 
 typedef struct Inline {
@@ -510,8 +518,8 @@ static int try_inline(Fuse *F, int pi) {
   int depth, done = 0;
   Stmt *st = perfect_nest(P, byvar, &depth);
   int T = st ? st->id : -1;
-  if (!st || p->bufs[T].kind != BUF_TEMP || F->stores[T] != 1 || loads_buf(st->value, T) || has_local(st->value) ||
-      loads_buf(st->index, T))
+  if (!st || kept_whole(P) || p->bufs[T].kind != BUF_TEMP || F->stores[T] != 1 || loads_buf(st->value, T) ||
+      has_local(st->value) || loads_buf(st->index, T))
     goto out;
   /* the readers: every kernel loading T, all in f after P, in order */
   int readers[64];
@@ -534,6 +542,10 @@ static int try_inline(Fuse *F, int pi) {
   IR_ASSERT(fused);
   for (int r = 0; r < nr && I.ok; r++) {
     Kernel *C = &f->kernels[readers[r]];
+    if (kept_whole(C)) {
+      I.ok = 0;
+      break;
+    }
     I.nrvars = C->nvars;
     I.ext = rt_xcalloc((size_t)C->nvars + 1, sizeof(Expr *));
     IR_ASSERT(I.ext);
@@ -716,7 +728,7 @@ static int try_epilogue_on(Fuse *F, int pi, int T) {
    * temporaries too), which can only grow the arena. */
   int ci = -1;
   if (F->loads[T] != 1 || live(F, &F->rd[T], &ci, 1) != 1) return 0;
-  if (ci <= pi || F->group[pi] + F->group[ci] > FUSE_MAX_GROUP) return 0;
+  if (ci <= pi || F->group[pi] + F->group[ci] > FUSE_MAX_GROUP || kept_whole(&f->kernels[ci])) return 0;
   Kernel *P = &f->kernels[pi];
   Store ps;
   if (single_store(P, T, &ps)) return 0;
@@ -747,6 +759,7 @@ static int try_epilogue_on(Fuse *F, int pi, int T) {
 
 static int try_epilogue(Fuse *F, int pi) {
   Program *p = F->p;
+  if (kept_whole(&F->f->kernels[pi])) return 0;
   const IntVec *st = &F->ku[pi].st;
   int n = 0, *cand = rt_xcalloc((size_t)st->n + 1, sizeof(int));
   IR_ASSERT(cand);

@@ -52,6 +52,8 @@ static const char small_train[] =
     "  batch = 8\n"
     "}\n";
 
+static int collectives; /* build: each gradient through dist_mean (data-parallel training) */
+
 static void build(Build *b, const char *path, const char *text, PipelineKind kind, int64_t max, int no_fuse) {
   memset(b, 0, sizeof *b);
   diag_init(&b->d, stderr);
@@ -70,7 +72,7 @@ static void build(Build *b, const char *path, const char *text, PipelineKind kin
     b->opt.seed = 3;
     loss = b->m.train.nsections ? b->m.train.sections[0].loss : b->m.train.loss;
   }
-  PassOpts o = {.verify = 1, .seed = 3, .optim = &b->opt, .no_fuse = no_fuse};
+  PassOpts o = {.verify = 1, .seed = 3, .optim = &b->opt, .no_fuse = no_fuse, .grad_collectives = collectives};
   PassCtx c;
   pass_ctx_init(&c, kind, &b->m.g, loss, b->graphs, &b->p, &o, &b->d);
   cr_assert_eq(pass_run(&c), 0, "%s does not compile", path);
@@ -596,6 +598,40 @@ Test(fuse, a_long_chain_fuses_in_bounded_groups) {
   cr_expect_lt(kon, koff / 4, "%d kernels fused, %d unfused", kon, koff);
   cr_expect_geq(kon, (koff + 15) / 16, "%d kernels fused, %d unfused", kon, koff);
   same_func("chain", "keval", &on, &off, 0, NULL, NULL, 0);
+  build_free(&on);
+  build_free(&off);
+}
+
+/* The gradients' dist_mean kernels of data-parallel training stay as
+ * they are, in their order: the code generators follow each with a
+ * collective on the buffer it stores, and the trainer lays the gradients
+ * out in that order. */
+Test(fuse, collective_kernels_stay_whole) {
+  collectives = 1;
+  Build on, off;
+  build(&on, DLC_SOURCE_DIR "/samples/mlp.dl", NULL, PIPE_TRAIN, 8, 0);
+  build(&off, DLC_SOURCE_DIR "/samples/mlp.dl", NULL, PIPE_TRAIN, 8, 1);
+  collectives = 0;
+  const Func *a = &on.p.funcs[0], *b = &off.p.funcs[0];
+  int na = 0, nb = 0;
+  for (int k = 0; k < b->nkernels; k++)
+    if (b->kernels[k].op == OP_DIST_MEAN) nb++;
+  for (int k = 0, j = 0; k < a->nkernels; k++) {
+    if (a->kernels[k].op != OP_DIST_MEAN) continue;
+    na++;
+    while (j < b->nkernels && b->kernels[j].op != OP_DIST_MEAN) j++;
+    cr_assert_lt(j, b->nkernels);
+    int sa[64] = {0}, sb[64] = {0};
+    KirVisitor va = {sa, count_stores, NULL}, vb = {sb, count_stores, NULL};
+    cr_assert_lt(on.p.nbufs, 64);
+    kir_walk_block(&va, a->kernels[k].body);
+    kir_walk_block(&vb, b->kernels[j].body);
+    cr_expect_eq(a->kernels[k].node, b->kernels[j].node, "dist_mean kernel %d", na);
+    cr_expect(!memcmp(sa, sb, sizeof sa), "dist_mean kernel %d stores other buffers fused", na);
+    j++;
+  }
+  cr_expect_gt(nb, 0);
+  cr_expect_eq(na, nb, "%d dist_mean kernels fused, %d unfused", na, nb);
   build_free(&on);
   build_free(&off);
 }
