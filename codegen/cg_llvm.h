@@ -12,9 +12,23 @@
 
 #include "codegen/cg.h"
 
+/* The optimisation pipeline: O2 with the loop and SLP vectorisers,
+ * interleaving and unrolling.  O3 differs mainly in its unrolling
+ * threshold (300 against 150), which fully unrolls the vectorised copy
+ * loops of the convolutions and the panel packing into bodies of
+ * thousands of instructions that the later passes and instruction
+ * selection pay for (the LeNet-5 training step compiled in 1.7 s at O3,
+ * 0.9 s at O2), for no measured speed: the schedule's register tiles are
+ * vector code already. */
+#define CG_LLVM_PIPELINE "default<O2>"
+/* A kernel that runs at most this many statements a call (the symbols at
+ * their max) is cold: its loops are not vectorised or unrolled
+ * (emit_llvm.c, cold_kernel). */
+#define CG_COLD_WORK 4096.0
+
 /* Initialises LLVM's native target, asm printer and parser (once). */
 void cg_llvm_init(void);
-/* A target machine for the host CPU and its features, optimising at O3. */
+/* A target machine for the host CPU and its features (LLVMCodeGenLevelAggressive). */
 LLVMTargetMachineRef cg_llvm_host_machine(LLVMRelocMode reloc, RtError *err);
 /* Builds p as a module in cx, with the safetensors support linked in and
  * verified; not yet optimised.  NULL and "internal error: ..." in err on
@@ -22,7 +36,7 @@ LLVMTargetMachineRef cg_llvm_host_machine(LLVMRelocMode reloc, RtError *err);
 LLVMModuleRef cg_llvm_build(const Program *p, LLVMContextRef cx, const EmitOpts *o, RtError *err);
 /* LLVMVerifyModule without aborting: RT_OK, or the verifier's first lines. */
 RtStatus cg_llvm_verify(LLVMModuleRef m, RtError *err);
-/* Sets tm's triple and data layout on m and runs default<O3> for it. */
+/* Sets tm's triple and data layout on m and runs CG_LLVM_PIPELINE for it. */
 RtStatus cg_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, RtError *err);
 /* Formats an LLVMErrorRef (consuming it) as "internal error: what: msg". */
 RtStatus cg_llvm_fail(RtError *err, LLVMErrorRef e, const char *what);

@@ -19,7 +19,9 @@
  * as the element), a broadcast is a splat, libm calls go lane by lane,
  * and a reduction halves the vector with shuffles, in kernel.h's pairwise
  * order, so the C emitter's unrolled lanes sum in the same order.
- * Loops are counted loops with an i64 phi; locals are allocas in the
+ * Loops are counted loops with an i64 phi (those of a cold kernel, one
+ * that runs a few thousand statements at most, marked not to be
+ * vectorised or unrolled: cold_kernel); locals are allocas in the
  * entry block, left to the optimiser's mem2reg.  Each kernel is an
  * internal function, never inlined, of the symbols and one pointer per
  * buffer it touches, which the entry point calls in order with the
@@ -50,6 +52,7 @@
 #include <string.h>
 
 #include <llvm-c/Analysis.h>
+#include <llvm-c/DebugInfo.h>
 #include <llvm-c/IRReader.h>
 #include <llvm-c/Linker.h>
 #include <llvm-c/Target.h>
@@ -103,6 +106,7 @@ typedef struct Lower {
   LLVMValueRef kctx;
   int nchunks;
   LLVMValueRef pool_run, pool, par_for;
+  int cold;                     /* the kernel being built is cold: its loops get cold_loop */
   LLVMValueRef coll, coll_ctx;  /* the collective hook's globals (collective_hook), or NULL */
 } Lower;
 
@@ -359,6 +363,24 @@ static LLVMValueRef expr(Lower *L, const Expr *e) {
 
 static void stmts(Lower *L, const Stmt *s);
 
+/* The loop metadata of a cold kernel's loops (cold_kernel): not
+ * vectorised, interleaved or unrolled.  A loop ID refers to itself: a
+ * temporary node stands for it until it is made. */
+static LLVMValueRef cold_loop(Lower *L) {
+  LLVMMetadataRef tmp = LLVMTemporaryMDNode(L->cx, NULL, 0);
+  LLVMMetadataRef one = LLVMValueAsMetadata(LLVMConstInt(L->i32, 1, 0));
+  LLVMMetadataRef no = LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(L->cx), 0, 0));
+  LLVMMetadataRef w[2] = {LLVMMDStringInContext2(L->cx, "llvm.loop.vectorize.width", 25), one};
+  LLVMMetadataRef ic[2] = {LLVMMDStringInContext2(L->cx, "llvm.loop.interleave.count", 26), one};
+  LLVMMetadataRef en[2] = {LLVMMDStringInContext2(L->cx, "llvm.loop.vectorize.enable", 26), no};
+  LLVMMetadataRef un[1] = {LLVMMDStringInContext2(L->cx, "llvm.loop.unroll.disable", 24)};
+  LLVMMetadataRef ops[5] = {tmp, LLVMMDNodeInContext2(L->cx, w, 2), LLVMMDNodeInContext2(L->cx, ic, 2),
+                            LLVMMDNodeInContext2(L->cx, en, 2), LLVMMDNodeInContext2(L->cx, un, 1)};
+  LLVMMetadataRef id = LLVMMDNodeInContext2(L->cx, ops, 5);
+  LLVMMetadataReplaceAllUsesWith(tmp, id);
+  return LLVMMetadataAsValue(L->cx, id);
+}
+
 /* for (var = start; var < end; var += step), end the extent unless given:
  * the extent is evaluated each time round, as in C; it is loop-invariant,
  * so LICM hoists it. */
@@ -378,7 +400,8 @@ static void loop_from(Lower *L, const Stmt *s, LLVMValueRef start, LLVMValueRef 
   stmts(L, s->body);
   LLVMValueRef next = LLVMBuildNSWAdd(L->b, i, LLVMConstInt(L->i64, (unsigned long long)s->step, 0), "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(L->b);
-  LLVMBuildBr(L->b, head);
+  LLVMValueRef br = LLVMBuildBr(L->b, head);
+  if (L->cold) LLVMSetMetadata(br, LLVMGetMDKindIDInContext(L->cx, "llvm.loop", 9), cold_loop(L));
   LLVMAddIncoming(i, &next, &latch, 1);
   LLVMPositionBuilderAtEnd(L->b, done);
 }
@@ -892,6 +915,53 @@ static void parallel_loop(Lower *L, const Kernel *k, const Stmt *s) {
   LLVMBuildCall2(L->b, LLVMGlobalGetValueType(L->par_for), L->par_for, args, 3, "");
 }
 
+/* The largest value of a loop extent (the symbols at their max), or -1
+ * when it is not an integer expression of constants and symbols. */
+static int64_t extent_max(const Lower *L, const Expr *e) {
+  if (e->kind == EX_ICONST) return e->i;
+  if (e->kind == EX_SYM) return L->p->g->syms[e->id].max;
+  if (e->kind != EX_BINARY) return -1;
+  int64_t a = extent_max(L, e->a), b = extent_max(L, e->b);
+  if (a < 0 || b < 0) return -1;
+  switch (e->op) {
+  case BIN_ADD: return a + b;
+  case BIN_MUL: return a * b;
+  case BIN_DIV: return b > 0 ? (a + b - 1) / b : -1;
+  case BIN_MIN: return a < b ? a : b;
+  case BIN_MAX: return a > b ? a : b;
+  case BIN_SUB: return a; /* an upper bound */
+  default: return -1;
+  }
+}
+
+/* How many statements a block runs, at most (the symbols at their max);
+ * 1e300 when a loop's extent is not known. */
+static double block_work(const Lower *L, const Stmt *s) {
+  double w = 0;
+  for (; s; s = s->next) {
+    if (s->kind == ST_LOOP) {
+      int64_t n = extent_max(L, s->extent);
+      if (n < 0) return 1e300;
+      w += (double)((n + s->step - 1) / s->step) * block_work(L, s->body);
+    } else if (s->kind == ST_IF) {
+      w += 1 + block_work(L, s->body) + block_work(L, s->orelse);
+    } else {
+      w += 1;
+    }
+  }
+  return w;
+}
+
+/* A cold kernel runs at most CG_COLD_WORK statements a call (a softmax
+ * over a batch of logits, the update of a bias, a small transpose): its
+ * loops are neither vectorised nor unrolled (cold_loop).  The loop
+ * vectoriser turns a two-deep copy loop of 30 instructions into 500 (a
+ * vector body interleaved four ways, a vector epilogue, the scalar
+ * remainder, the outer loop unrolled around them), which the later
+ * passes and instruction selection pay for; a loop of a few thousand
+ * iterations at most gains a microsecond or so from it. */
+static int cold_kernel(const Lower *L, const Kernel *k) { return block_work(L, k->body) <= CG_COLD_WORK; }
+
 /* void P_func_kK(syms..., one pointer per slot), internal, never inlined:
  * each kernel is optimised and register-allocated on its own, so what one
  * kernel becomes does not depend on its neighbours (in one function of a
@@ -906,6 +976,7 @@ static LLVMValueRef kernel_function(Lower *L, const Func *fn, int k, const Slots
   LLVMSetLinkage(f, LLVMInternalLinkage);
   add_attr(L, f, "nounwind");
   add_attr(L, f, "noinline");
+  L->cold = cold_kernel(L, &fn->kernels[k]);
   L->fn = f;
   for (int i = 0; i < nsyms; i++) L->syms[i] = LLVMGetParam(f, (unsigned)i);
   LLVMValueRef *entry_ptr = L->bufptr;
@@ -921,7 +992,7 @@ static LLVMValueRef kernel_function(Lower *L, const Func *fn, int k, const Slots
   scope_slots(L, s, LLVMGetValueName(f));
   L->kfn = fn, L->kslots = s, L->kctx = NULL, L->nchunks = 0;
   kernel(L, &fn->kernels[k]);
-  L->kfn = NULL, L->kslots = NULL;
+  L->kfn = NULL, L->kslots = NULL, L->cold = 0;
   L->scope = L->noalias = NULL;
   LLVMBuildRetVoid(L->b);
   LLVMBuildBr(L->ab, body);
@@ -1293,7 +1364,7 @@ RtStatus cg_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, RtError *err
   LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
   LLVMPassBuilderOptionsSetLoopInterleaving(opts, 1);
   LLVMPassBuilderOptionsSetLoopUnrolling(opts, 1);
-  LLVMErrorRef e = LLVMRunPasses(m, "default<O3>", tm, opts);
+  LLVMErrorRef e = LLVMRunPasses(m, CG_LLVM_PIPELINE, tm, opts);
   LLVMDisposePassBuilderOptions(opts);
   if (e) return cg_llvm_fail(err, e, "the LLVM optimiser failed");
   ir_phase_end("llvm-optimise", t0);

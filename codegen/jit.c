@@ -7,9 +7,9 @@
  * two models can be JIT'd side by side (the support functions linked into
  * each module are internal; only P_* names are exported).  The module is
  * built inside the thread-safe context's own LLVMContext, verified,
- * optimised at O3 for the host CPU (the same target machine settings as
- * --emit=obj), then handed to LLJIT, whose own target machine is built
- * from the host too.  LLJIT takes ownership of the module only when
+ * optimised for the host CPU (CG_LLVM_PIPELINE, cold kernels not at all;
+ * the same settings as --emit=obj), then handed to LLJIT, whose own
+ * target machine is built from the host too.  LLJIT takes ownership of the module only when
  * adding succeeds; machine code is generated at the first lookup, which
  * cg_jit_build forces for every entry point so that a failure surfaces
  * here as an error rather than at the first call.  Library functions
