@@ -13,6 +13,9 @@
 #          set and the step itself do not count;
 #   llvm   the part of jit spent in LLVM (build + optimise + codegen).
 #
+# LLVM's share is most of jit: see the README's compile-time paragraph
+# for the figures and what the pipeline does to keep them down.
+#
 # "-" marks a sample that does not train here (its data set is missing).
 # With PHASES=1 the phase lines of the last jit run of each sample follow
 # its row.  Not part of the test suite.
