@@ -277,6 +277,8 @@ static int parse_compile(int argc, char **argv, CompileOpts *o, Diags *d) {
   if (strcmp(o->emit, "c") && strcmp(o->emit, "ir") && strcmp(o->emit, "dot") && strcmp(o->emit, "llvm") &&
       strcmp(o->emit, "obj"))
     return diag_plain(d, "--emit", "expected c, ir, dot, llvm or obj, got '%s'", o->emit), -1;
+  if (o->train && strcmp(o->emit, "c"))
+    return diag_plain(d, "--train", "the training step is emitted as C only; --emit=%s does not go with it", o->emit), -1;
   return 0;
 }
 

@@ -136,6 +136,8 @@ Test(cli, usage_errors_exit_2) {
   expect(dir, "", 2, "usage:");
   snprintf(args, sizeof args, "%s --emit=wasm", MLP);
   expect(dir, args, 2, "--emit");
+  snprintf(args, sizeof args, "%s --train --emit=llvm -o m.ll", MLP); /* once wrote C into m.ll */
+  expect(dir, args, 2, "--emit=llvm does not go with it");
   snprintf(args, sizeof args, "%s --frobnicate", MLP);
   expect(dir, args, 2, "--frobnicate");
   snprintf(args, sizeof args, "%s -o", MLP);
