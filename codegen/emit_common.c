@@ -43,12 +43,6 @@ const char *cg_symbol_name(Arena *a, const Program *p, int sym) { return cg_c_pr
 
 /* --- storage ------------------------------------------------------------------- */
 
-int64_t cg_arena_elems(const Program *p, DType t) {
-  int used = p->arena_size[t] > 0;
-  for (int b = 0; b < p->nbufs && !used; b++) used = p->bufs[b].kind == BUF_TEMP && p->bufs[b].dtype == t;
-  if (!used) return 0;
-  return p->arena_size[t] > 0 ? p->arena_size[t] : 1;
-}
 
 void cg_param_table(const Program *p, Arena *a, CgTable *t) {
   memset(t, 0, sizeof *t);
@@ -144,6 +138,22 @@ void cg_buffer_use(const Program *p, const Func *fn, char *loaded, char *stored)
   Use u = {loaded, stored};
   KirVisitor v = {&u, use_stmt, use_expr};
   for (int k = 0; k < fn->nkernels; k++) kir_walk_block(&v, fn->kernels[k].body);
+}
+
+/* The arena of element type t: none when no kernel touches a temporary of
+ * that type (one a rule or fusion left unused is not declared, so the
+ * emitted C has no unused static), else the planned size (1 element when
+ * every such temporary is empty). */
+int64_t cg_arena_elems(const Program *p, DType t) {
+  char *mark = rt_xcalloc((size_t)p->nbufs + 1, 1);
+  Use u = {mark, mark};
+  KirVisitor v = {&u, use_stmt, use_expr};
+  kir_walk_program(&v, p);
+  int used = 0;
+  for (int b = 0; b < p->nbufs && !used; b++) used = mark[b] && p->bufs[b].kind == BUF_TEMP && p->bufs[b].dtype == t;
+  rt_xfree(mark);
+  if (!used) return 0;
+  return p->arena_size[t] > 0 ? p->arena_size[t] : 1;
 }
 
 /* Whether fn loads (or, with stores set, stores into) a buffer b for which

@@ -567,7 +567,7 @@ static void buffer_addresses(Lower *L) {
   for (int b = 0; b < p->nbufs; b++) {
     const Buffer *buf = &p->bufs[b];
     if (buf->kind == BUF_PARAM || buf->kind == BUF_STATE || buf->kind == BUF_DERIVED) L->bufptr[b] = L->storage[b];
-    if (buf->kind != BUF_TEMP) continue;
+    if (buf->kind != BUF_TEMP || !L->arena[buf->dtype]) continue; /* no arena: no kernel touches it */
     LLVMValueRef off = LLVMConstInt(L->i64, (unsigned long long)buf->offset, 0);
     L->bufptr[b] = LLVMConstInBoundsGEP2(lty(L, buf->dtype), L->arena[buf->dtype], &off, 1);
   }
