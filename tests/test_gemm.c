@@ -25,132 +25,31 @@
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/schedule.h"
+#include "tests/bound_case.h"
 #include "tests/handkit.h"
 #include "tests/testutil.h"
-
-typedef struct Gemm {
-  Model m;
-  Diags d;
-  RtTensor *vals, *absv;   /* per node: inputs and params, then the interpreter's values */
-  int64_t n, K;            /* rows at run time, terms per output */
-} Gemm;
-
-static void fill(RtTensor *t, double phase) {
-  float *v = t->data;
-  for (int64_t i = 0; i < rt_tensor_numel(t); i++) v[i] = (float)sin(0.7 * (double)i + phase) * 0.5f;
-}
-
-/* The model src with N at most maxn, its inputs for n rows and its
- * params filled, and the interpreter's values on them and on their
- * absolute values. */
-static void gemm_init(Gemm *t, const char *src, int64_t maxn, int64_t n, int64_t K) {
-  diag_init(&t->d, stderr);
-  cr_assert_eq(fe_load_string(&t->m, "t.dl", src, &t->d), 0, "%s", src);
-  Graph *g = &t->m.g;
-  g->syms[0].max = maxn;
-  t->n = n, t->K = K;
-  t->vals = calloc((size_t)g->nnodes, sizeof *t->vals);
-  t->absv = calloc((size_t)g->nnodes, sizeof *t->absv);
-  RtError err;
-  for (int i = 0; i < g->nnodes; i++) {
-    const Node *nd = &g->nodes[i];
-    if (nd->op != OP_INPUT && nd->op != OP_PARAM) continue;
-    int64_t shape[IR_MAX_RANK];
-    for (int a = 0; a < nd->shape.rank; a++) shape[a] = DIM_IS_SYM(nd->shape.d[a]) ? n : nd->shape.d[a];
-    for (int v = 0; v < 2; v++) {
-      RtTensor *x = v ? &t->absv[i] : &t->vals[i];
-      cr_assert_eq(rt_tensor_alloc(x, DT_F32, nd->shape.rank, shape, &err), RT_OK);
-      fill(x, 0.3 + i);
-      if (v)
-        for (int64_t e = 0; e < rt_tensor_numel(x); e++) ((float *)x->data)[e] = fabsf(((float *)x->data)[e]);
-    }
-  }
-  int64_t sym[IR_MAX_SYMS] = {n};
-  InterpOpts io = {0, 0};
-  cr_assert_eq(ir_interp(g, t->vals, sym, &io, &err), RT_OK, "%s", err.msg);
-  cr_assert_eq(ir_interp(g, t->absv, sym, &io, &err), RT_OK, "%s", err.msg);
-}
-
-static void gemm_free(Gemm *t) {
-  for (int i = 0; i < t->m.g.nnodes; i++) rt_tensor_free(&t->vals[i]), rt_tensor_free(&t->absv[i]);
-  free(t->vals);
-  free(t->absv);
-  fe_model_free(&t->m);
-}
-
-/* The forward program, lowered, scheduled (tiles on or off) and planned. */
-static void gemm_program(Gemm *t, Program *p, int tiles) {
-  kir_program_init(p, &t->m.g);
-  pass_lower(p, kir_func(p, "forward", &t->m.g));
-  SchedOpts o = {tiles};
-  sched_program(p, &o);
-  pass_memplan(p);
-  cr_assert_eq(kir_verify(p, &t->d), 0);
-}
-
-/* Output 0 for t's inputs through build (the C backend with cflags, or
- * the JIT when cflags is NULL), into y. */
-static void gemm_run(Gemm *t, const Program *p, const char *cflags, float *y) {
-  RtError err;
-  CModule *mod = cflags ? cg_c_build(p, cflags, &err) : cg_jit_build(p, &err);
-  cr_assert_not_null(mod, "%s", err.msg);
-  const Graph *g = &t->m.g;
-  RtTensorSet params;
-  rt_set_init(&params);
-  for (int i = 0; i < g->nnodes; i++) {
-    if (g->nodes[i].op != OP_PARAM) continue;
-    RtTensor c = t->vals[i]; /* the set takes a copy */
-    c.data = malloc(rt_tensor_nbytes(&c));
-    memcpy(c.data, t->vals[i].data, rt_tensor_nbytes(&c));
-    cr_assert_eq(rt_set_add(&params, g->nodes[i].name, &c, &err), RT_OK);
-  }
-  cr_assert_eq(cg_c_set_params(mod, &params, &err), RT_OK, "%s", err.msg);
-  const Func *fn = &p->funcs[0];
-  void *args[8];
-  cr_assert(fn->nargs <= 8);
-  for (int i = 0; i < fn->nargs; i++) {
-    const Buffer *b = &p->bufs[fn->args[i]];
-    args[i] = b->kind == BUF_INPUT ? t->vals[b->node].data : y;
-  }
-  int64_t sym[IR_MAX_SYMS] = {t->n};
-  cr_assert_eq(cg_c_call(mod, "forward", sym, args, &err), RT_OK, "%s", err.msg);
-  rt_set_free(&params);
-  cg_c_free(mod);
-}
 
 /* The tiles of src (checked to be there) on C (vectors, scalars) and the
  * JIT, each element within the summation bound of the interpreter's. */
 static void expect_gemm(const char *src, int64_t maxn, int64_t n, int64_t K) {
-  Gemm t;
-  gemm_init(&t, src, maxn, n, K);
+  BoundCase t;
+  bc_init(&t, src, maxn, n, K);
   Program p;
-  gemm_program(&t, &p, 1);
+  bc_program(&t, &p, 1);
   char *text = hk_dump(&p);
   cr_expect(strstr(text, "panels") && strstr(text, "= fma("), "no register tiles for\n%s\n%s", src, text);
   free(text);
-  const Graph *g = &t.m.g;
-  int out = g->outputs[0].id;
-  const float *want = t.vals[out].data, *mag = t.absv[out].data;
-  int64_t count = rt_tensor_numel(&t.vals[out]);
+  int64_t count = rt_tensor_numel(&t.vals[t.m.g.outputs[0].id]);
   float *got = malloc(sizeof(float) * (size_t)count);
   static const char *const flags[3] = {"-O1 -Wall -Wextra -pedantic -Werror", "-O1 -DDLC_VECTORS=0 -Wall -Wextra -Werror", NULL};
-  double gamma = (double)(K + 2) * ldexp(1.0, -24);
   for (int b = 0; b < 3; b++) {
     for (int64_t i = 0; i < count; i++) got[i] = NAN;
-    gemm_run(&t, &p, flags[b], got);
-    int bad = 0;
-    for (int64_t i = 0; i < count && bad < 3; i++) {
-      double err = fabs((double)got[i] - want[i]), bound = gamma * mag[i];
-      if (!(err <= bound)) {
-        bad++;
-        cr_expect(0, "%s N=%lld: y[%lld] = %.9g, interpreter %.9g (error %.3g, bound %.3g)\n%s", flags[b] ? flags[b] : "JIT",
-                  (long long)n, (long long)i, got[i], want[i], err, bound, src);
-      }
-    }
+    bc_run(&t, &p, flags[b], (RtPool *[]){NULL}, 1, &got);
+    bc_expect_close(&t, got, flags[b] ? flags[b] : "JIT", src);
   }
   free(got);
   kir_program_free(&p);
-  gemm_free(&t);
+  bc_free(&t);
 }
 
 static void expect_dense(int64_t maxn, int64_t n, int64_t K, int64_t J, int bias) {
