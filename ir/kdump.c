@@ -123,6 +123,17 @@ static void call2(KDump *D, const char *name, const Expr *a, const Expr *b) {
   fputc(')', D->f);
 }
 
+/* name(a, b, c): an expression of three operands */
+static void call3(KDump *D, const char *name, const Expr *e) {
+  fprintf(D->f, "%s(", name);
+  expr(D, e->a);
+  fputs(", ", D->f);
+  expr(D, e->b);
+  fputs(", ", D->f);
+  expr(D, e->c);
+  fputc(')', D->f);
+}
+
 static void binary(KDump *D, const Expr *e) {
   int pr = prec(e);
   if (pr == 10) {
@@ -178,15 +189,7 @@ static void expr(KDump *D, const Expr *e) {
     break;
   case EX_UNARY: unary(D, e); break;
   case EX_BINARY: binary(D, e); break;
-  case EX_SELECT:
-    fputs("select(", D->f);
-    expr(D, e->a);
-    fputs(", ", D->f);
-    expr(D, e->b);
-    fputs(", ", D->f);
-    expr(D, e->c);
-    fputc(')', D->f);
-    break;
+  case EX_SELECT: call3(D, "select", e); break;
   case EX_CAST:
     fprintf(D->f, "%s(", rt_dtype_name(e->type));
     expr(D, e->a);
@@ -207,15 +210,7 @@ static void expr(KDump *D, const Expr *e) {
     expr(D, e->a);
     fputc(')', D->f);
     break;
-  case EX_FMA:
-    fputs("fma(", D->f);
-    expr(D, e->a);
-    fputs(", ", D->f);
-    expr(D, e->b);
-    fputs(", ", D->f);
-    expr(D, e->c);
-    fputc(')', D->f);
-    break;
+  case EX_FMA: call3(D, "fma", e); break;
   }
 }
 
