@@ -72,7 +72,11 @@ static Expr *pad_source(Program *p, Expr *e, int64_t lo, int64_t len, int mode) 
   if (mode == PAD_REPLICATE) return imin(p, imax(p, j, I(0)), I(len - 1));
   Expr *abs_j = imax(p, j, kx_bin(p, BIN_SUB, I(0), j)); /* (len-1) - |(len-1) - |j|| */
   Expr *d = kx_bin(p, BIN_SUB, I(len - 1), abs_j);
-  return kx_bin(p, BIN_SUB, I(len - 1), imax(p, d, kx_bin(p, BIN_SUB, I(0), d)));
+  Expr *r = kx_bin(p, BIN_SUB, I(len - 1), imax(p, d, kx_bin(p, BIN_SUB, I(0), d)));
+  /* The mirror stays in [0, len) for pads shorter than len (the shape rule
+   * refuses longer ones), but bounds taken term by term lose that |j| >= 0;
+   * the clamp, a no-op here, states the range so the checker can prove it. */
+  return imin(p, imax(p, r, I(0)), I(len - 1));
 }
 
 /* Padding in front of dimension k of a rank-r tensor, from torch-order pads. */
