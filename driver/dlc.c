@@ -63,12 +63,13 @@ static const char *usage_main =
     "  --version              print the version\n";
 
 static const char *usage_check =
-    "usage: dlc check MODEL.dl [--max SYM=N]\n"
+    "usage: dlc check MODEL.dl [--max SYM=N] [--no-fuse] [--no-tile] [-O0]\n"
     "Prints each computed value of the inference graph with its shape and the\n"
     "number of parameters it uses, the total parameters, the bytes of the\n"
     "static arena the emitted inference code needs and its float operations\n"
     "per example; with a training section, the same of the training step at\n"
-    "its batch.\n";
+    "its batch.  --no-fuse, --no-tile and -O0 count the code those flags\n"
+    "make (dlc, dlc train): unfused kernels need more arena.\n";
 
 static const char *usage_run =
     "usage: dlc run MODEL.dl [--backend=interp|c|jit] --input NAME=FILE.npy ...\n"
@@ -116,6 +117,13 @@ int dlc_usage(const char *text, int status) {
 /* Matches argv[*i] against --name=VALUE or --name VALUE (or -o VALUE);
  * returns the value, advancing *i, or NULL.  Sets *missing when the flag
  * is there without a value. */
+int dlc_opt_flag(const char *arg, int *no_fuse, int *no_tile) {
+  int fuse = !strcmp(arg, "--no-fuse"), tile = !strcmp(arg, "--no-tile"), o0 = !strcmp(arg, "-O0");
+  *no_fuse |= fuse || o0;
+  *no_tile |= tile || o0;
+  return fuse || tile || o0;
+}
+
 const char *dlc_flag(int argc, char **argv, int *i, const char *name, int *missing) {
   const char *a = argv[*i];
   size_t n = strlen(name);
@@ -256,9 +264,7 @@ static int parse_compile(int argc, char **argv, CompileOpts *o, Diags *d) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
     if (!strcmp(argv[i], "--verify")) o->verify = 1;
     else if (!strcmp(argv[i], "--train")) o->train = 1;
-    else if (!strcmp(argv[i], "--no-tile")) o->no_tile = 1;
-    else if (!strcmp(argv[i], "--no-fuse")) o->no_fuse = 1;
-    else if (!strcmp(argv[i], "-O0")) o->no_fuse = o->no_tile = 1;
+    else if (dlc_opt_flag(argv[i], &o->no_fuse, &o->no_tile)) continue;
     else if (!strcmp(argv[i], "--step")) o->step = 1;
     else if ((v = dlc_flag(argc, argv, &i, "-o", &miss))) o->out = v;
     else if ((v = dlc_flag(argc, argv, &i, "--emit", &miss))) o->emit = v;
@@ -487,11 +493,12 @@ static void print_flops(const char *what, const Func *f, const int64_t *syms, in
 /* The training step's arena and FLOPs at the training section's batch
  * (symbols at their largest, the batch as dlc train binds it); nothing
  * without a training section.  Returns 0, or -1 after an error. */
-static int print_training(Model *m, Diags *d) {
+static int print_training(Model *m, const PassOpts *po, Diags *d) {
   TrainConfig cfg;
   if (!m->train.present || m->train.loss < 0 || m->train.nsections) return 0;
   if (trainer_config(m, &cfg, d)) return -1;
   cfg.backend = BACKEND_INTERP; /* the program is made, not compiled */
+  cfg.pass = po;
   Trainer t;
   int rc = trainer_init(&t, m, &cfg, NULL, d) || trainer_program(&t) ? -1 : 0;
   if (!rc) {
@@ -542,10 +549,12 @@ static int cmd_check(int argc, char **argv) {
   diag_init(&d, stderr);
   const char *model = NULL, *max[IR_MAX_SYMS];
   int nmax = 0;
+  PassOpts po = {0};
   for (int i = 1; i < argc; i++) {
     int miss = 0;
     const char *v;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return dlc_usage(usage_check, 0);
+    if (dlc_opt_flag(argv[i], &po.no_fuse, &po.no_tiles)) continue;
     if ((v = dlc_flag(argc, argv, &i, "--max", &miss)) && nmax < IR_MAX_SYMS) max[nmax++] = v;
     else if (miss || argv[i][0] == '-') return diag_plain(&d, argv[i], "unknown option or missing value"), 2;
     else if (model) return diag_plain(&d, argv[i], "only one model file"), 2;
@@ -557,14 +566,14 @@ static int cmd_check(int argc, char **argv) {
   Program p;
   int status = 0;
   char *sections = dlc_describe_sections(&m); /* before the pipeline prunes the graph */
-  if (pass_pipeline_infer(&m.g, &p, NULL, &d)) status = 1;
+  if (pass_pipeline_infer(&m.g, &p, &po, &d)) status = 1;
   else {
     print_summary(&m.g, &p);
     kir_program_free(&p);
     Model mt; /* afresh: the inference pipeline pruned m's graph to the forward pass */
     if (dlc_load_model(&mt, model, max, nmax, &d)) status = 1;
     else {
-      if (print_training(&mt, &d)) status = 1;
+      if (print_training(&mt, &po, &d)) status = 1;
       fe_model_free(&mt);
     }
     if (sections) fputs(sections, stdout);

@@ -9,6 +9,9 @@
 
 int dlc_usage(const char *text, int status);
 const char *dlc_flag(int argc, char **argv, int *i, const char *name, int *missing);
+/* --no-fuse, --no-tile or -O0 (both) sets its switch and returns 1; any
+ * other argument returns 0. */
+int dlc_opt_flag(const char *arg, int *no_fuse, int *no_tile);
 int dlc_parse_max(Graph *g, const char *spec, Diags *d);
 void dlc_default_max(Model *m);
 int dlc_load_model(Model *m, const char *path, const char *const *max, int nmax, Diags *d);

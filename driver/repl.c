@@ -788,11 +788,7 @@ static int parse_repl_args(int argc, char **argv, Repl *r, char **model) {
              "  -O0            neither\n");
       return 1;
     }
-    if (!strcmp(argv[i], "--no-fuse") || !strcmp(argv[i], "--no-tile") || !strcmp(argv[i], "-O0")) {
-      r->po.no_fuse |= strcmp(argv[i], "--no-tile") != 0;
-      r->po.no_tiles |= strcmp(argv[i], "--no-fuse") != 0;
-      continue;
-    }
+    if (dlc_opt_flag(argv[i], &r->po.no_fuse, &r->po.no_tiles)) continue;
     if ((v = dlc_flag(argc, argv, &i, "--threads", &miss))) {
       if (dlc_parse_threads(v, 0, &r->threads, &r->d)) return -1;
     } else if (miss) return diag_plain(&r->d, argv[i], "needs a value"), -1;

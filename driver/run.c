@@ -70,11 +70,7 @@ static int parse_run(int argc, char **argv, RunOpts *o, Diags *d) {
     int miss = 0;
     const char *v;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
-    if (!strcmp(argv[i], "--no-fuse") || !strcmp(argv[i], "--no-tile") || !strcmp(argv[i], "-O0")) {
-      o->no_fuse |= strcmp(argv[i], "--no-tile") != 0;
-      o->no_tile |= strcmp(argv[i], "--no-fuse") != 0;
-      continue;
-    }
+    if (dlc_opt_flag(argv[i], &o->no_fuse, &o->no_tile)) continue;
     if ((v = dlc_flag(argc, argv, &i, "--backend", &miss))) o->backend = v;
     else if ((v = dlc_flag(argc, argv, &i, "--input", &miss))) {
       if (parse_binding("--input", v, o->in, &o->nin, d)) return -1;

@@ -103,11 +103,7 @@ static int parse_flags(int argc, char **argv, TrainFlags *f, Diags *d) {
       f->carry_state = 1;
       continue;
     }
-    if (!strcmp(argv[i], "--no-fuse") || !strcmp(argv[i], "--no-tile") || !strcmp(argv[i], "-O0")) {
-      f->no_fuse |= strcmp(argv[i], "--no-tile") != 0;
-      f->no_tile |= strcmp(argv[i], "--no-fuse") != 0;
-      continue;
-    }
+    if (dlc_opt_flag(argv[i], &f->no_fuse, &f->no_tile)) continue;
     if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "--distributed")) {
       *(argv[i][2] == 'q' ? &f->quiet : &f->distributed) = 1;
       continue;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "driver/trainer.h"
@@ -43,8 +44,9 @@ static double number_after(const char *text, const char *prefix) {
   return at ? strtod(at + strlen(prefix), NULL) : NAN;
 }
 
-/* The bytes of the trainer's arenas for the model at path. */
-static long long trainer_arena(const char *path) {
+/* The bytes of the trainer's arenas for the model at path, built with po
+ * (NULL: the defaults). */
+static long long trainer_arena(const char *path, const PassOpts *po) {
   Diags d;
   diag_init(&d, stderr);
   Model m;
@@ -52,6 +54,7 @@ static long long trainer_arena(const char *path) {
   TrainConfig cfg;
   cr_assert_eq(trainer_config(&m, &cfg, &d), 0);
   cfg.backend = BACKEND_INTERP;
+  cfg.pass = po;
   Trainer t;
   cr_assert_eq(trainer_init(&t, &m, &cfg, NULL, &d), 0);
   cr_assert_eq(trainer_program(&t), 0);
@@ -79,7 +82,7 @@ Test(check, flops_and_training_arena, .timeout = 60) {
   double step = number_after(text, "training step: ");
   cr_expect(step >= 320 + 320 + 64 + 10.75 && step < 320 + 320 + 64 + 10.75 + 100, "training step %g FLOP:\n%s", step, text);
   char want[128];
-  snprintf(want, sizeof want, "training arena: %lld bytes at batch 32\n", trainer_arena(path));
+  snprintf(want, sizeof want, "training arena: %lld bytes at batch 32\n", trainer_arena(path, NULL));
   cr_expect(strstr(text, want), "want '%s' in:\n%s", want, text);
   free(text);
   unlink(out);
@@ -105,5 +108,34 @@ Test(check, no_training_section_no_training_lines, .timeout = 60) {
   free(text);
   unlink(out);
   unlink(path);
+  rmdir(dir);
+}
+
+/* --no-fuse, --no-tile and -O0 make check count the program those flags
+ * build: its training arena is the trainer's with the same options, and
+ * the flags change it for LeNet-5 (fusion keeps some temporaries alive
+ * across a group). */
+Test(check, optimisation_flags_count_their_own_program, .timeout = 120) {
+  const char *dir = tu_scratch_dir();
+  const char *flags[] = {"", "--no-fuse", "--no-tile", "-O0"};
+  const PassOpts opts[] = {{.no_fuse = 0}, {.no_fuse = 1}, {.no_tiles = 1}, {.no_fuse = 1, .no_tiles = 1}};
+  char path[600], out[600], cmd[2000];
+  snprintf(path, sizeof path, "%s/samples/lenet5.dl", DLC_SOURCE_DIR);
+  snprintf(out, sizeof out, "%s/out.txt", dir);
+  long long seen[4];
+  for (int i = 0; i < 4; i++) {
+    snprintf(cmd, sizeof cmd, "%s check %s %s >%s 2>&1", DLC_EXE, path, flags[i], out);
+    cr_assert_eq(system(cmd), 0, "dlc check %s", flags[i]);
+    char *text = tu_read_file(out, NULL), want[128];
+    cr_assert_not_null(text);
+    seen[i] = trainer_arena(path, &opts[i]);
+    snprintf(want, sizeof want, "training arena: %lld bytes at batch 64\n", seen[i]);
+    cr_expect(strstr(text, want), "dlc check %s: want '%s' in:\n%s", flags[i], want, text);
+    free(text);
+  }
+  cr_expect(seen[0] != seen[1] && seen[0] != seen[3], "the flags changed nothing: %lld bytes", seen[0]);
+  snprintf(cmd, sizeof cmd, "%s check %s --no-such-flag >%s 2>&1", DLC_EXE, path, out);
+  cr_expect_eq(WEXITSTATUS(system(cmd)), 2);
+  unlink(out);
   rmdir(dir);
 }
