@@ -19,12 +19,15 @@
 
 static const char *usage_eval =
     "usage: dlc eval MODEL.dl --params W.safetensors [--data SPEC] [--batch N]\n"
+    "                [--no-fuse] [--no-tile] [-O0]\n"
     "Test-set accuracy of the weights through the inference C that\n"
     "`dlc MODEL.dl --embed-params W.safetensors` emits (batch norms folded),\n"
-    "and through the training graph's evaluation step, side by side.\n";
+    "and through the training graph's evaluation step, side by side; both\n"
+    "built with the optimisation flags given (as dlc and dlc train take them).\n";
 
 typedef struct EvalFlags {
   const char *model, *params, *data, *batch;
+  int no_fuse, no_tile;
 } EvalFlags;
 
 static int parse(int argc, char **argv, EvalFlags *f, Diags *d) {
@@ -33,6 +36,7 @@ static int parse(int argc, char **argv, EvalFlags *f, Diags *d) {
     int miss = 0;
     const char *v;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    if (dlc_opt_flag(argv[i], &f->no_fuse, &f->no_tile)) continue;
     if ((v = dlc_flag(argc, argv, &i, "--params", &miss))) f->params = v;
     else if ((v = dlc_flag(argc, argv, &i, "--data", &miss))) f->data = v;
     else if ((v = dlc_flag(argc, argv, &i, "--batch", &miss))) f->batch = v;
@@ -63,7 +67,7 @@ static int emitted_accuracy(Trainer *t, const RtTensorSet *weights, double *acc,
   Graph *g = &m.g;
   Program p;
   PassCtx pc;
-  pass_ctx_init(&pc, PIPE_INFER_EMBED, g, -1, &g, &p, NULL, t->d);
+  pass_ctx_init(&pc, PIPE_INFER_EMBED, g, -1, &g, &p, t->cfg.pass, t->d);
   pc.params = &w;
   if (pass_run(&pc) == 0) {
     *folded = pc.nfolded;
@@ -125,6 +129,8 @@ int dlc_cmd_eval(int argc, char **argv) {
   Trainer t;
   if (trainer_config(&m, &cfg, &d)) goto out;
   cfg.backend = BACKEND_C;
+  PassOpts po = {.no_fuse = f.no_fuse, .no_tiles = f.no_tile};
+  cfg.pass = &po;
   if (f.batch && dlc_parse_int("--batch", f.batch, 1, 4096, &cfg.batch, &d)) goto out;
   if (cfg.batch > 4096) cfg.batch = 4096;
   if (f.data && dlc_parse_data_spec(f.data, &cfg, &d)) goto out;

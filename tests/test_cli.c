@@ -436,6 +436,15 @@ Test(cli, eval_emitted_c_matches_the_training_graph, .timeout = 300) {
   cr_expect(fabs(emitted - graph) <= 0.02, "emitted %.2f%% vs graph %.2f%%", emitted, graph);
   cr_expect(graph > 70, "accuracy %.2f%% after an epoch", graph);
   free(r.out);
+  r = run(dir, "eval bnlog.dl --params w.safetensors -O0"); /* unfused, untiled: the same accuracies */
+  double emitted0 = -1, graph0 = -2;
+  cr_assert_eq(r.status, 0, "%s", r.out);
+  cr_assert((p = strstr(r.out, "folded) ")) != NULL, "%s", r.out);
+  cr_assert_eq(sscanf(p, "folded) %lf%%, training graph %lf%%", &emitted0, &graph0), 2, "%s", r.out);
+  cr_expect(fabs(emitted0 - emitted) <= 0.02 && fabs(graph0 - graph) <= 0.02, "-O0: %.2f%% and %.2f%%, not %.2f%% and %.2f%%",
+            emitted0, graph0, emitted, graph);
+  free(r.out);
+  expect(dir, "eval bnlog.dl --params w.safetensors -O1", 2, "-O1");
 }
 
 /* With embedded weights the batch norm after a dense layer is folded away
