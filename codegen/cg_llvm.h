@@ -26,6 +26,13 @@
  * (emit_llvm.c, cold_kernel). */
 #define CG_COLD_WORK 4096.0
 
+/* The JIT compiles a module in this many parts, on up to as many threads
+ * (jit.c, cg_llvm_partition). */
+#define CG_JIT_PARTS 8
+/* The JIT's compile threads from now on: n, or 0 for one per online CPU
+ * (the environment's DLC_JIT_THREADS, when set, wins). */
+void cg_jit_set_threads(int n);
+
 /* Initialises LLVM's native target, asm printer and parser (once). */
 void cg_llvm_init(void);
 /* A target machine for the host CPU and its features (LLVMCodeGenLevelAggressive). */
@@ -40,5 +47,19 @@ RtStatus cg_llvm_verify(LLVMModuleRef m, RtError *err);
 RtStatus cg_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, RtError *err);
 /* Formats an LLVMErrorRef (consuming it) as "internal error: what: msg". */
 RtStatus cg_llvm_fail(RtError *err, LLVMErrorRef e, const char *what);
+
+/* A module split for a parallel compile (jit.c): every function and
+ * variable of m (built, not yet optimised) becomes external, except the
+ * local constants whose address does not matter, which each part may
+ * copy; each defined function is assigned to one of nparts parts, the
+ * largest (in instructions) first to the part with the fewest so far.
+ * part_of[i] is the part of the i-th defined function in m's order
+ * (room for every function); returns how many were assigned, -1 when out
+ * of memory.  The assignment depends on m alone. */
+int cg_llvm_partition(LLVMModuleRef m, int nparts, int *part_of);
+/* Reduces a copy of a partitioned module to part `part`: the other parts'
+ * functions become declarations, outside part 0 (which defines them) the
+ * variables too, and what the part no longer uses is removed. */
+void cg_llvm_keep_part(LLVMModuleRef m, const int *part_of, int part);
 
 #endif

@@ -39,6 +39,12 @@
  * contraction (the C backend builds -std=c99, which does not contract
  * either).
  *
+ * For the JIT the built module is split into parts that compile on
+ * separate threads (cg_llvm_partition, cg_llvm_keep_part, used by jit.c):
+ * the kernels being functions of their own, a part is a set of whole
+ * functions, every function and variable made external so that the parts
+ * link, the variables defined in part 0 only.
+ *
  * The safetensors reader and the accessors are not built here: they are
  * st_loader_impl.c (the file the C emitter prints as C), compiled ahead
  * of time to IR (st_loader.ll.inc), linked into each module with internal
@@ -1420,4 +1426,112 @@ RtStatus cg_emit_llvm(const Program *p, const EmitOpts *o, CgLlvmOutput what, ch
   LLVMContextDispose(cx);
   LLVMDisposeTargetMachine(tm);
   return st;
+}
+
+/* --- parts of a module, compiled in parallel ---------------------------------------- */
+
+/* The size of f: its instruction count. */
+static int64_t function_size(LLVMValueRef f) {
+  int64_t n = 0;
+  for (LLVMBasicBlockRef b = LLVMGetFirstBasicBlock(f); b; b = LLVMGetNextBasicBlock(b))
+    for (LLVMValueRef i = LLVMGetFirstInstruction(b); i; i = LLVMGetNextInstruction(i)) n++;
+  return n;
+}
+
+/* A constant every part may hold a copy of: local, immutable, its address
+ * not significant. */
+static int copyable(LLVMValueRef g) {
+  LLVMLinkage l = LLVMGetLinkage(g);
+  return (l == LLVMInternalLinkage || l == LLVMPrivateLinkage) && LLVMIsGlobalConstant(g) &&
+         LLVMGetUnnamedAddress(g) != LLVMNoUnnamedAddr;
+}
+
+typedef struct PartFn {
+  int64_t size;
+  int index;
+} PartFn;
+
+static int by_size(const void *a, const void *b) {
+  const PartFn *x = a, *y = b;
+  return x->size != y->size ? (x->size < y->size ? 1 : -1) : x->index - y->index;
+}
+
+int cg_llvm_partition(LLVMModuleRef m, int nparts, int *part_of) {
+  int n = 0, g = 0;
+  for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f)) n += !LLVMIsDeclaration(f);
+  PartFn *fs = rt_malloc(sizeof *fs * (size_t)(n + 1));
+  int64_t *load = rt_malloc(sizeof *load * (size_t)nparts);
+  if (!fs || !load) {
+    free(fs), free(load);
+    return -1;
+  }
+  n = 0;
+  for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f)) {
+    if (LLVMIsDeclaration(f)) continue;
+    LLVMSetLinkage(f, LLVMExternalLinkage);
+    LLVMSetVisibility(f, LLVMDefaultVisibility);
+    fs[n] = (PartFn){function_size(f), n};
+    n++;
+  }
+  for (LLVMValueRef v = LLVMGetFirstGlobal(m); v; v = LLVMGetNextGlobal(v), g++) {
+    if (LLVMIsDeclaration(v) || copyable(v)) continue;
+    size_t len = 0;
+    LLVMGetValueName2(v, &len);
+    if (!len) { /* an external symbol needs a name */
+      char name[48];
+      snprintf(name, sizeof name, "%s.g%d", LLVMGetModuleIdentifier(m, &len), g);
+      LLVMSetValueName2(v, name, strlen(name));
+    }
+    LLVMSetLinkage(v, LLVMExternalLinkage);
+    LLVMSetVisibility(v, LLVMDefaultVisibility);
+  }
+  /* the largest function first, to the part with the least so far (the first of equals) */
+  qsort(fs, (size_t)n, sizeof *fs, by_size);
+  for (int p = 0; p < nparts; p++) load[p] = 0;
+  for (int i = 0; i < n; i++) {
+    int best = 0;
+    for (int p = 1; p < nparts; p++)
+      if (load[p] < load[best]) best = p;
+    part_of[fs[i].index] = best;
+    load[best] += fs[i].size + 1;
+  }
+  free(fs), free(load);
+  return n;
+}
+
+/* Makes f a declaration: its instructions' uses replaced, then its blocks deleted. */
+static void drop_body(LLVMValueRef f) {
+  for (LLVMBasicBlockRef b = LLVMGetFirstBasicBlock(f); b; b = LLVMGetNextBasicBlock(b))
+    for (LLVMValueRef i = LLVMGetFirstInstruction(b); i; i = LLVMGetNextInstruction(i))
+      if (LLVMGetTypeKind(LLVMTypeOf(i)) != LLVMVoidTypeKind) LLVMReplaceAllUsesWith(i, LLVMGetPoison(LLVMTypeOf(i)));
+  for (LLVMBasicBlockRef b = LLVMGetFirstBasicBlock(f); b; b = LLVMGetNextBasicBlock(b)) {
+    LLVMValueRef i;
+    while ((i = LLVMGetFirstInstruction(b))) LLVMInstructionEraseFromParent(i);
+  }
+  LLVMBasicBlockRef b;
+  while ((b = LLVMGetFirstBasicBlock(f))) LLVMDeleteBasicBlock(b);
+  LLVMSetLinkage(f, LLVMExternalLinkage);
+}
+
+void cg_llvm_keep_part(LLVMModuleRef m, const int *part_of, int part) {
+  int i = 0;
+  for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f)) {
+    if (LLVMIsDeclaration(f)) continue;
+    if (part_of[i++] != part) drop_body(f);
+  }
+  if (part) /* part 0 defines the variables; the others refer to them */
+    for (LLVMValueRef v = LLVMGetFirstGlobal(m); v; v = LLVMGetNextGlobal(v))
+      if (!LLVMIsDeclaration(v) && !copyable(v)) LLVMSetInitializer(v, NULL);
+  /* what this part no longer uses goes: until nothing more does */
+  for (int changed = 1; changed;) {
+    changed = 0;
+    for (LLVMValueRef v = LLVMGetFirstGlobal(m), next; v; v = next) {
+      next = LLVMGetNextGlobal(v);
+      if (!LLVMGetFirstUse(v) && (LLVMIsDeclaration(v) || copyable(v))) LLVMDeleteGlobal(v), changed = 1;
+    }
+    for (LLVMValueRef f = LLVMGetFirstFunction(m), next; f; f = next) {
+      next = LLVMGetNextFunction(f);
+      if (!LLVMGetFirstUse(f) && LLVMIsDeclaration(f)) LLVMDeleteFunction(f), changed = 1;
+    }
+  }
 }

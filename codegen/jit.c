@@ -4,20 +4,34 @@
  * backend.
  *
  * Each CModule owns one LLJIT, so freeing the module frees its code, and
- * two models can be JIT'd side by side (the support functions linked into
- * each module are internal; only P_* names are exported).  The module is
- * built inside the thread-safe context's own LLVMContext, verified,
- * optimised for the host CPU (CG_LLVM_PIPELINE, cold kernels not at all;
- * the same settings as --emit=obj), then handed to LLJIT, whose own
- * target machine is built from the host too.  LLJIT takes ownership of the module only when
- * adding succeeds; machine code is generated at the first lookup, which
- * cg_jit_build forces for every entry point so that a failure surfaces
- * here as an error rather than at the first call.  Library functions
- * (libm, stdio) resolve from the process.
+ * two models can be JIT'd side by side.  The module is built once, in a
+ * context of its own, and split into CG_JIT_PARTS parts
+ * (cg_llvm_partition: every function and variable external, each
+ * function in one part, the largest first to the lightest part); its
+ * bitcode is then compiled part by part on one thread per online CPU
+ * (DLC_JIT_THREADS or cg_jit_set_threads to say otherwise): each thread
+ * takes the next part, parses the bitcode into a context of its own,
+ * drops the other parts' bodies (cg_llvm_keep_part), optimises it for the
+ * host (CG_LLVM_PIPELINE; cold kernels' loops are not vectorised or
+ * unrolled, as with --emit=obj) and compiles it to an object file with
+ * its own target machine, position-independent so that the parts may lie
+ * anywhere in memory.  What a part holds depends on the module alone, so
+ * the machine code, and every result, is the same for any number of
+ * threads; the kernels were separate noinline functions already, so the
+ * split changes little of what LLVM sees.  The workers allocate nothing
+ * through dlc's allocator (not thread-safe) and report through an RtError
+ * each.  The objects are added to the LLJIT in part order, and the first
+ * lookup of every entry point links them (cg_jit_build forces it, so a
+ * failure surfaces here rather than at the first call).  Library
+ * functions (libm, stdio) and the thread pool's resolve from the process.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <llvm-c/BitReader.h>
+#include <llvm-c/BitWriter.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
 
@@ -56,33 +70,148 @@ static LLVMOrcLLJITRef make_jit(RtError *err) {
   return jit;
 }
 
-/* Builds and optimises p's module in tsc's context and adds it to jit. */
+/* --- the parallel compile ------------------------------------------------------------ */
+
+static int jit_threads; /* 0: one per online CPU (cg_jit_set_threads) */
+
+void cg_jit_set_threads(int n) { jit_threads = n < 0 ? 0 : n; }
+
+/* How many threads compile the parts: DLC_JIT_THREADS, else what
+ * cg_jit_set_threads said, else one per online CPU; at most CG_JIT_PARTS. */
+static int compile_threads(void) {
+  const char *env = getenv("DLC_JIT_THREADS");
+  long n = env && *env ? strtol(env, NULL, 10) : jit_threads;
+  if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : n > CG_JIT_PARTS ? CG_JIT_PARTS : (int)n;
+}
+
+typedef struct Parts {
+  const char *bc; /* the whole module's bitcode, read by every part */
+  size_t bclen;
+  const int *part_of;
+  pthread_mutex_t lock;
+  int next;                                /* the next part to compile */
+  LLVMMemoryBufferRef obj[CG_JIT_PARTS];   /* each part's object file */
+  RtStatus st[CG_JIT_PARTS];
+  RtError err[CG_JIT_PARTS];
+} Parts;
+
+typedef struct Worker {
+  Parts *parts;
+  LLVMTargetMachineRef tm; /* one per thread: emission uses it */
+} Worker;
+
+/* Part i of the module, in a context of its own: parsed from the bitcode,
+ * reduced to the part, optimised and compiled to an object file. */
+static void compile_part(Parts *ps, int i, LLVMTargetMachineRef tm) {
+  double t0 = ir_phase_start();
+  LLVMContextRef cx = LLVMContextCreate();
+  LLVMMemoryBufferRef bc = LLVMCreateMemoryBufferWithMemoryRange(ps->bc, ps->bclen, "module", 0);
+  LLVMModuleRef m = NULL;
+  if (LLVMParseBitcodeInContext2(cx, bc, &m)) {
+    ps->st[i] = rt_fail(&ps->err[i], RT_ERR_FORMAT, "internal error: the JIT's bitcode does not parse");
+  } else {
+    cg_llvm_keep_part(m, ps->part_of, i);
+    ir_phase_end("llvm-part", t0);
+    ps->st[i] = cg_llvm_optimize(m, tm, &ps->err[i]);
+  }
+  if (!ps->st[i]) {
+    t0 = ir_phase_start();
+    char *msg = NULL;
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMObjectFile, &msg, &ps->obj[i]))
+      ps->st[i] = rt_fail(&ps->err[i], RT_ERR_FORMAT, "internal error: cannot compile the module: %.400s", msg ? msg : "");
+    LLVMDisposeMessage(msg);
+    ir_phase_end("llvm-codegen", t0);
+  }
+  if (m) LLVMDisposeModule(m);
+  LLVMDisposeMemoryBuffer(bc);
+  LLVMContextDispose(cx);
+}
+
+/* Compiles the parts not yet taken until none is left. */
+static void *work(void *arg) {
+  Worker *w = arg;
+  Parts *ps = w->parts;
+  double t0 = ir_phase_start();
+  for (;;) {
+    pthread_mutex_lock(&ps->lock);
+    int i = ps->next++;
+    pthread_mutex_unlock(&ps->lock);
+    if (i >= CG_JIT_PARTS) break;
+    compile_part(ps, i, w->tm);
+  }
+  ir_phase_end("llvm-thread", t0); /* the sum of this thread's parts, not a phase of its own */
+  return NULL;
+}
+
+/* Compiles the parts of bitcode bc (partitioned by part_of) on up to
+ * compile_threads() threads, this one included, and adds their objects to
+ * jit in part order.  Which code a part holds depends on the module only,
+ * so the machine code is the same whatever the thread count. */
+static RtStatus compile_parts(LLVMOrcLLJITRef jit, const char *bc, size_t bclen, const int *part_of, RtError *err) {
+  Parts ps = {.bc = bc, .bclen = bclen, .part_of = part_of};
+  Worker w[CG_JIT_PARTS];
+  pthread_t th[CG_JIT_PARTS];
+  int nthreads = compile_threads(), started = 0;
+  RtStatus st = RT_OK;
+  for (int t = 0; t < nthreads && !st; t++) {
+    w[t] = (Worker){&ps, cg_llvm_host_machine(LLVMRelocPIC, err)};
+    if (!w[t].tm) st = RT_ERR_FORMAT, nthreads = t;
+  }
+  if (!st) {
+    pthread_mutex_init(&ps.lock, NULL);
+    for (started = 1; started < nthreads; started++)
+      if (pthread_create(&th[started], NULL, work, &w[started])) break; /* fewer threads then */
+    work(&w[0]);
+    for (int t = 1; t < started; t++) pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&ps.lock);
+  }
+  for (int t = 0; t < nthreads; t++) LLVMDisposeTargetMachine(w[t].tm);
+  for (int i = 0; i < CG_JIT_PARTS && !st; i++)
+    if (ps.st[i]) *err = ps.err[i], st = ps.st[i];
+  for (int i = 0; i < CG_JIT_PARTS; i++) {
+    if (!ps.obj[i]) continue;
+    if (st) {
+      LLVMDisposeMemoryBuffer(ps.obj[i]);
+      continue;
+    }
+    LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(jit, LLVMOrcLLJITGetMainJITDylib(jit), ps.obj[i]);
+    if (e) st = cg_llvm_fail(err, e, "the JIT does not accept the module");
+  }
+  return st;
+}
+
+/* Builds p's module, splits it into CG_JIT_PARTS parts and compiles them
+ * in parallel (compile_parts). */
 static RtStatus add_program(LLVMOrcLLJITRef jit, const Program *p, RtError *err) {
-  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+  double wall = ir_wall_start();
+  LLVMContextRef cx = LLVMContextCreate();
   RtOomScope oom;
   rt_oom_enter(&oom);
   if (setjmp(oom.jb)) { /* out of memory building the module (disposed there) */
-    LLVMOrcDisposeThreadSafeContext(tsc);
+    LLVMContextDispose(cx);
     rt_oom();
   }
-  LLVMModuleRef mod = cg_llvm_build(p, LLVMOrcThreadSafeContextGetContext(tsc), NULL, err);
+  LLVMModuleRef mod = cg_llvm_build(p, cx, NULL, err);
   rt_oom_leave(&oom);
-  LLVMTargetMachineRef tm = mod ? cg_llvm_host_machine(LLVMRelocDefault, err) : NULL;
-  RtStatus st = tm ? cg_llvm_optimize(mod, tm, err) : RT_ERR_FORMAT;
-  if (tm) LLVMDisposeTargetMachine(tm);
-  if (st) {
-    if (mod) LLVMDisposeModule(mod);
-    LLVMOrcDisposeThreadSafeContext(tsc);
-    return st;
+  if (!mod) {
+    LLVMContextDispose(cx);
+    return RT_ERR_FORMAT;
   }
-  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
-  LLVMOrcDisposeThreadSafeContext(tsc); /* the module keeps the context alive */
-  LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), tsm);
-  if (e) {
-    LLVMOrcDisposeThreadSafeModule(tsm);
-    return cg_llvm_fail(err, e, "the JIT does not accept the module");
-  }
-  return RT_OK;
+  double t0 = ir_phase_start();
+  int nfuncs = 0;
+  for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) nfuncs++;
+  int *part_of = rt_malloc(sizeof *part_of * (size_t)(nfuncs + 1));
+  RtStatus st = part_of && cg_llvm_partition(mod, CG_JIT_PARTS, part_of) >= 0 ? RT_OK : rt_fail(err, RT_ERR_NOMEM, "out of memory");
+  LLVMMemoryBufferRef bc = st ? NULL : LLVMWriteBitcodeToMemoryBuffer(mod);
+  LLVMDisposeModule(mod);
+  LLVMContextDispose(cx);
+  ir_phase_end("llvm-split", t0);
+  if (bc) st = compile_parts(jit, LLVMGetBufferStart(bc), LLVMGetBufferSize(bc), part_of, err);
+  if (bc) LLVMDisposeMemoryBuffer(bc);
+  free(part_of);
+  ir_wall_end("llvm", wall);
+  return st;
 }
 
 /* Looks every entry point up, which is when LLJIT generates code. */
@@ -96,7 +225,7 @@ static RtStatus materialize(CModule *m, RtError *err) {
     if (e) return cg_llvm_fail(err, e, "JIT compilation failed");
     m->funcs[i].addr = (void *)(uintptr_t)addr;
   }
-  ir_phase_end("llvm-codegen", t0);
+  ir_phase_end("llvm-link", t0);
   return RT_OK;
 }
 

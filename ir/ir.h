@@ -34,6 +34,10 @@ _Noreturn void ir_internal_error(const char *file, int line, const char *msg);
 void ir_phase_enable(FILE *to);
 double ir_phase_start(void);
 void ir_phase_end(const char *name, double start);
+/* The same in wall-clock seconds, printed as "wall: NAME S" (for work
+ * spread over threads, such as the JIT's parallel compile). */
+double ir_wall_start(void);
+void ir_wall_end(const char *name, double start);
 
 /* --- arena ------------------------------------------------------------------ */
 typedef struct ArenaBlock ArenaBlock;

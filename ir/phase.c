@@ -32,3 +32,16 @@ void ir_phase_end(const char *name, double start) {
   fprintf(phase_out, "time: %-22s %8.4f s\n", name, ir_phase_start() - start);
   fflush(phase_out);
 }
+
+double ir_wall_start(void) {
+  if (!phase_out) return 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void ir_wall_end(const char *name, double start) {
+  if (!phase_out) return;
+  fprintf(phase_out, "wall: %-22s %8.4f s\n", name, ir_wall_start() - start);
+  fflush(phase_out);
+}

@@ -9,6 +9,8 @@
  * checked here: bench/compile_times.sh and DLC_TIME_PHASES measure it.
  */
 #include <criterion/criterion.h>
+#include <llvm-c/BitReader.h>
+#include <llvm-c/BitWriter.h>
 #include <string.h>
 
 #include "codegen/cg_llvm.h"
@@ -138,4 +140,142 @@ Test(compile_time, small_kernels_stay_scalar_and_matrix_products_vector_code, .t
   trainer_free(&t);
   fe_model_free(&m);
   log_close(&log);
+}
+
+static const char *const convnet =
+    "model convnet\ninput x: f32[N, 1, 12, 12]\n"
+    "c1 = conv2d(x, 4, 3, padding=1)\np1 = max_pool2d(relu(c1), 2)\n"
+    "c2 = conv2d(p1, 8, 3)\nf = flatten(relu(c2))\n"
+    "h = dense(f, 16) as fc1\nlogits = dense(relu(h), 3) as head\noutput logits\n"
+    "train {\n  label y: i64[N]\n  loss = cross_entropy(logits, y)\n"
+    "  optimizer = adam(lr=0.01)\n  batch = 8\n}\n";
+
+/* model's training program (in t, from m), for the interpreter: compiled by the caller. */
+static void train_program(Model *m, Trainer *t, const char *text, Log *log) {
+  cr_assert_eq(fe_load_string(m, "net.dl", text, &log->d), 0, "%s", log_text(log));
+  TrainConfig cfg;
+  cr_assert_eq(trainer_config(m, &cfg, &log->d), 0, "%s", log_text(log));
+  cfg.backend = BACKEND_INTERP;
+  cr_assert_eq(trainer_init(t, m, &cfg, NULL, &log->d), 0, "%s", log_text(log));
+  cr_assert_eq(trainer_program(t), 0, "%s", log_text(log));
+}
+
+/* Whether v is a definition that a part may copy (cg_llvm_partition keeps it local). */
+static int local_value(LLVMValueRef v) {
+  LLVMLinkage l = LLVMGetLinkage(v);
+  return l == LLVMInternalLinkage || l == LLVMPrivateLinkage;
+}
+
+Test(compile_time, parts_define_each_function_once, .timeout = 120) {
+  Log log;
+  log_open(&log);
+  Model m;
+  Trainer t;
+  train_program(&m, &t, convnet, &log);
+  RtError err;
+  LLVMContextRef cx = LLVMContextCreate();
+  LLVMModuleRef mod = cg_llvm_build(&t.prog, cx, NULL, &err);
+  cr_assert(mod, "%s", err.msg);
+  int nfuncs = 0, ndefs = 0, nvars = 0;
+  for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) nfuncs++, ndefs += !LLVMIsDeclaration(f);
+  int *part_of = calloc((size_t)nfuncs, sizeof *part_of), *again = calloc((size_t)nfuncs, sizeof *again);
+  cr_assert_eq(cg_llvm_partition(mod, CG_JIT_PARTS, part_of), ndefs);
+  cr_assert_gt(ndefs, CG_JIT_PARTS, "%d functions", ndefs);
+  for (LLVMValueRef v = LLVMGetFirstGlobal(mod); v; v = LLVMGetNextGlobal(v))
+    nvars += !LLVMIsDeclaration(v) && !local_value(v);
+  cr_assert_gt(nvars, 0);
+  LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(mod);
+  char **names = calloc((size_t)ndefs, sizeof *names);
+  int k = 0;
+  for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f))
+    if (!LLVMIsDeclaration(f)) names[k++] = strdup(LLVMGetValueName(f));
+  /* the same split for the same module */
+  LLVMModuleRef mod2 = cg_llvm_build(&t.prog, cx, NULL, &err);
+  cr_assert(mod2, "%s", err.msg);
+  cr_assert_eq(cg_llvm_partition(mod2, CG_JIT_PARTS, again), ndefs);
+  cr_expect_eq(memcmp(part_of, again, sizeof *part_of * (size_t)ndefs), 0, "a second split differs");
+  LLVMDisposeModule(mod2);
+  LLVMDisposeModule(mod);
+  int *defined = calloc((size_t)ndefs, sizeof *defined);
+  for (int part = 0; part < CG_JIT_PARTS; part++) {
+    LLVMContextRef pcx = LLVMContextCreate();
+    LLVMModuleRef pm = NULL;
+    cr_assert_eq(LLVMParseBitcodeInContext2(pcx, bc, &pm), 0);
+    cg_llvm_keep_part(pm, part_of, part);
+    cr_expect_eq(cg_llvm_verify(pm, &err), RT_OK, "part %d: %s", part, err.msg);
+    int fns = 0, vars = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(pm); f; f = LLVMGetNextFunction(f)) {
+      if (LLVMIsDeclaration(f)) continue;
+      fns++;
+      const char *name = LLVMGetValueName(f);
+      int i = 0;
+      while (i < ndefs && strcmp(names[i], name)) i++;
+      cr_assert_lt(i, ndefs, "part %d defines %s, not in the module", part, name);
+      cr_expect_eq(part_of[i], part, "%s defined in part %d, assigned to %d", name, part, part_of[i]);
+      defined[i]++;
+    }
+    for (LLVMValueRef v = LLVMGetFirstGlobal(pm); v; v = LLVMGetNextGlobal(v))
+      vars += !LLVMIsDeclaration(v) && !local_value(v);
+    cr_expect_gt(fns, 0, "part %d is empty", part);
+    cr_expect_eq(vars, part ? 0 : nvars, "part %d defines %d variables of %d", part, vars, nvars);
+    LLVMDisposeModule(pm);
+    LLVMContextDispose(pcx);
+  }
+  for (int i = 0; i < ndefs; i++) {
+    cr_expect_eq(defined[i], 1, "%s defined in %d parts", names[i], defined[i]);
+    free(names[i]);
+  }
+  free(names), free(defined), free(part_of), free(again);
+  LLVMDisposeMemoryBuffer(bc);
+  LLVMContextDispose(cx);
+  trainer_free(&t);
+  fe_model_free(&m);
+  log_close(&log);
+}
+
+/* The weights after three steps of convnet on the JIT compiled by `threads` threads, in out. */
+static int64_t train_jit(int threads, float *out, int64_t cap) {
+  Log log;
+  log_open(&log);
+  Model m;
+  cr_assert_eq(fe_load_string(&m, "convnet.dl", convnet, &log.d), 0, "%s", log_text(&log));
+  TrainConfig cfg;
+  cr_assert_eq(trainer_config(&m, &cfg, &log.d), 0, "%s", log_text(&log));
+  cfg.backend = BACKEND_JIT;
+  cg_jit_set_threads(threads);
+  Trainer t;
+  cr_assert_eq(trainer_init(&t, &m, &cfg, NULL, &log.d), 0, "%s", log_text(&log));
+  cg_jit_set_threads(0);
+  float x[8 * 144];
+  int64_t y[8], at = 0;
+  for (int i = 0; i < 8 * 144; i++) x[i] = (float)((i * 37 % 101) - 50) / 50.0f;
+  for (int i = 0; i < 8; i++) y[i] = i % 3;
+  for (int s = 0; s < 3; s++) {
+    double loss;
+    cr_assert_eq(trainer_step(&t, 8, x, y, 0.01, &loss, NULL), 0);
+    out[at++] = (float)loss;
+  }
+  cr_assert_eq(trainer_sync(&t), 0);
+  static const char *const names[] = {"c1.weight", "c2.weight", "fc1.weight", "head.weight", "head.bias"};
+  for (int k = 0; k < 5; k++) {
+    const RtTensor *p = rt_set_find(&t.tensors, names[k]);
+    cr_assert(p, "no %s", names[k]);
+    cr_assert_leq(at + rt_tensor_numel(p), cap);
+    memcpy(out + at, p->data, rt_tensor_nbytes(p));
+    at += rt_tensor_numel(p);
+  }
+  trainer_free(&t);
+  fe_model_free(&m);
+  log_close(&log);
+  return at;
+}
+
+Test(compile_time, one_thread_and_two_compile_the_same_step, .timeout = 120) {
+  enum { CAP = 8192 };
+  float *a = calloc(CAP, sizeof *a), *b = calloc(CAP, sizeof *b);
+  int64_t na = train_jit(1, a, CAP), nb = train_jit(2, b, CAP);
+  cr_assert_eq(na, nb);
+  cr_expect_eq(memcmp(a, b, sizeof *a * (size_t)na), 0, "the weights differ between one compile thread and two");
+  cr_expect(a[2] != a[0], "the loss did not move: %g %g", a[0], a[2]);
+  free(a), free(b);
 }
