@@ -754,8 +754,8 @@ static int tile_vectors(int mr, int64_t J) {
   return fit;
 }
 
-static int64_t tile_kc(const Expr *K, int nv) {
-  int64_t most = TILE_L2 / 2 / (nv * TILE_WIDTH * 4);
+static int64_t tile_kc(const Expr *K, int64_t nr) {
+  int64_t most = TILE_L2 / 2 / (nr * 4);
   if (!is_const(K) || K->i <= most) return 0;
   for (int64_t kc = most; kc >= 16; kc--)
     if (K->i % kc == 0) return kc;
@@ -813,20 +813,6 @@ static int row_form(Program *p, Stmt *rl, RowForm *f) {
   return 0;
 }
 
-/* The row form for rows row(rv) (rv < nrows) and columns c0 .. c0 + n:
- * what the tiles leave over, summed as the row form sums. */
-static Stmt *row_part(Program *p, const RowForm *f, int rv, Expr *row, Expr *nrows, int64_t c0, int64_t n) {
-  Stmt *jl = ks_loop(p, f->i1, kx_i(p, n), subst_one(p, f->init, f->i1, kx_iadd(p, kx_var(p, f->i1), kx_i(p, c0))));
-  Stmt *il = ks_loop(p, f->i3, kx_i(p, n), subst_one(p, f->upd, f->i3, kx_iadd(p, kx_var(p, f->i3), kx_i(p, c0))));
-  il->axis = f->axis;
-  Stmt *xs = ks_local(p, f->x, DT_F32, kir_clone_expr(p, f->xv));
-  xs->next = il;
-  Stmt *kl = ks_loop(p, f->kk, kir_clone_expr(p, f->K), xs);
-  kl->loop = LOOP_REDUCE;
-  jl->next = kl;
-  return ks_loop(p, rv, nrows, subst(p, jl, f->r, row));
-}
-
 /* Row ri + m of a tile, or max(min(ri + m, last), ri) when the rows may
  * end inside the tile (the last tile then computes row `last` more than
  * once).  ri <= last, so the max changes nothing; it gives the verifier a
@@ -837,15 +823,40 @@ static Expr *tile_row(Program *p, int ri, Expr *m, Expr *last) {
 }
 
 /* What one panel of the tiles works on: columns col0 .. col0 + nr of the
- * output, packed at base (= col0 * K) in buffer pk, stride floats per
- * step of kk (nr, or the whole last panel of a derived layout). */
+ * output, nv vectors of TILE_WIDTH columns and tail (< TILE_WIDTH) more,
+ * packed at base (= (col0 - skip) * K) in buffer pk, stride floats per
+ * step of kk (nr, or the whole last panel of a derived layout, of which
+ * this panel's columns start at skip). */
 typedef struct Panel {
   const RowForm *f;
-  int pk, nv;
+  int pk, nv, tail;
   int derived;          /* pk is the weight's DL_PANELS layout, made once: no pack per call */
-  int64_t nr, stride;   /* columns of the panel, and floats per kk in pk */
-  Expr *col0, *base, *bias, *last;  /* bias: the init value in TILE_WIDTH lanes at i1 */
+  int64_t nr, stride, skip;  /* columns of the panel, floats per kk in pk, its first column's place there */
+  Expr *col0, *base, *last;
 } Panel;
+
+#define PANEL_VECS (TILE_MAX + 4)
+
+/* The vectors of a panel: nv of TILE_WIDTH lanes, then the tail's
+ * columns in vectors of the powers of two it is made of, widest first
+ * (lanes are a power of two and never masked, kernel.h: 10 columns are
+ * 8 + 2).  Returns their count; vector v holds columns off[v] ..
+ * off[v] + lanes[v] - 1 of the panel. */
+static int panel_vectors(const Panel *P, int64_t off[], int lanes[]) {
+  int n = 0;
+  int64_t c = 0;
+  for (int v = 0; v < P->nv; v++) off[n] = c, lanes[n++] = TILE_WIDTH, c += TILE_WIDTH;
+  for (int w = TILE_WIDTH / 2; w >= 1; w /= 2)
+    if (P->tail & w) off[n] = c, lanes[n++] = w, c += w;
+  return n;
+}
+
+/* The init value (the bias) of row row, columns col .. col + w - 1, in w
+ * lanes (register_tiles checked that it has a lane form). */
+static Expr *panel_bias(Program *p, const RowForm *f, Expr *col, Expr *row, int w) {
+  Vec vi = {p, f->i1, w};
+  return subst_expr(p, subst_expr(p, vec_expr(&vi, f->init->value), f->i1, col), f->r, row);
+}
 
 #define PACK_KB 16   /* floats of one cache line */
 
@@ -883,10 +894,12 @@ static Stmt *panel_init(Program *p, Kernel *k, const Panel *P) {
   const RowForm *f = P->f;
   int r = k->nvars++;
   Stmt *body = NULL;
-  for (int v = 0; v < P->nv; v++) {
-    Expr *col = kx_iadd(p, P->col0, kx_i(p, v * TILE_WIDTH));
+  int64_t off[PANEL_VECS];
+  int lanes[PANEL_VECS], nv = panel_vectors(P, off, lanes);
+  for (int v = 0; v < nv; v++) {
+    Expr *col = kx_iadd(p, P->col0, kx_i(p, off[v]));
     Expr *at = subst_expr(p, subst_expr(p, f->init->index, f->i1, col), f->r, kx_var(p, r));
-    ks_append(&body, ks_store(p, f->init->id, at, subst_expr(p, subst_expr(p, P->bias, f->i1, col), f->r, kx_var(p, r))));
+    ks_append(&body, ks_store(p, f->init->id, at, panel_bias(p, f, col, kx_var(p, r), lanes[v])));
   }
   return ks_loop(p, r, kir_clone_expr(p, f->rows->extent), body);
 }
@@ -898,20 +911,21 @@ static Stmt *panel_init(Program *p, Kernel *k, const Panel *P) {
  * A, MR * nv fmas, stores. */
 static Stmt *panel_tiles(Program *p, Kernel *k, const Panel *P, int mr, int kb, int64_t kc) {
   const RowForm *f = P->f;
-  const int W = TILE_WIDTH;
-  int ri = k->nvars++, k2 = k->nvars++, acc[TILE_MAX * 8], bv[TILE_MAX];
+  int ri = k->nvars++, k2 = k->nvars++, bv[PANEL_VECS], lanes[PANEL_VECS];
+  int64_t off[PANEL_VECS];
+  int nv = panel_vectors(P, off, lanes);
   Expr *kk = kb >= 0 ? kx_iadd(p, kx_var(p, kb), kx_var(p, k2)) : kx_var(p, k2);
   Stmt *decls = NULL, *body = NULL, *stores = NULL;
-  for (int v = 0; v < P->nv; v++) {
+  for (int v = 0; v < nv; v++) {
     bv[v] = k->nlocals++;
     Expr *b;
     if (P->pk < 0) { /* B read where it is */
-      Expr *col = kx_iadd(p, P->col0, kx_i(p, v * W));
+      Expr *col = kx_iadd(p, P->col0, kx_i(p, off[v]));
       Expr *src = subst_expr(p, subst_expr(p, f->wt, f->i3, col), f->kk, kk);
-      b = kx_load_lanes(p, src->id, src->a, W);
+      b = kx_load_lanes(p, src->id, src->a, lanes[v]);
     } else {
-      Expr *at = kx_iadd(p, P->base, kx_iadd(p, kx_imul(p, kir_clone_expr(p, kk), kx_i(p, P->stride)), kx_i(p, v * W)));
-      b = kx_load_lanes(p, P->pk, at, W);
+      Expr *at = kx_iadd(p, P->base, kx_iadd(p, kx_imul(p, kir_clone_expr(p, kk), kx_i(p, P->stride)), kx_i(p, P->skip + off[v])));
+      b = kx_load_lanes(p, P->pk, at, lanes[v]);
     }
     ks_append(&body, ks_local(p, bv[v], DT_F32, b));
   }
@@ -922,18 +936,22 @@ static Stmt *panel_tiles(Program *p, Kernel *k, const Panel *P, int mr, int kb, 
       ks_append(&decls, ks_local(p, rm, DT_I64, row));
       row = kx_local(p, rm, DT_I64);
     }
-    int xm = k->nlocals++;
+    int xm[TILE_WIDTH + 1] = {0}; /* x[row, kk] broadcast to each width the vectors have */
     Expr *x = subst_expr(p, subst_expr(p, f->xv, f->r, row), f->kk, kk);
-    ks_append(&body, ks_local(p, xm, DT_F32, kx_broadcast(p, x, W)));
-    for (int v = 0; v < P->nv; v++) {
-      int a = acc[m * P->nv + v] = k->nlocals++;
-      Expr *col = kx_iadd(p, P->col0, kx_i(p, v * W));
+    for (int v = 0; v < nv; v++) {
+      int w = lanes[v];
+      if (!xm[w]) {
+        xm[w] = k->nlocals++;
+        ks_append(&body, ks_local(p, xm[w], DT_F32, kx_broadcast(p, kir_clone_expr(p, x), w)));
+      }
+      int a = k->nlocals++;
+      Expr *col = kx_iadd(p, P->col0, kx_i(p, off[v]));
       Expr *at = subst_expr(p, subst_expr(p, f->init->index, f->i1, col), f->r, row);
-      Expr *start = kb >= 0 ? kx_load_lanes(p, f->init->id, at, W) : subst_expr(p, subst_expr(p, P->bias, f->i1, col), f->r, row);
+      Expr *start = kb >= 0 ? kx_load_lanes(p, f->init->id, at, w) : panel_bias(p, f, col, row, w);
       ks_append(&decls, ks_local(p, a, DT_F32, start));
-      Expr *sum = kx_fma(p, kx_vlocal(p, xm, DT_F32, W), kx_vlocal(p, bv[v], DT_F32, W), kx_vlocal(p, a, DT_F32, W));
+      Expr *sum = kx_fma(p, kx_vlocal(p, xm[w], DT_F32, w), kx_vlocal(p, bv[v], DT_F32, w), kx_vlocal(p, a, DT_F32, w));
       ks_append(&body, ks_assign(p, a, sum));
-      ks_append(&stores, ks_store(p, f->init->id, at, kx_vlocal(p, a, DT_F32, W)));
+      ks_append(&stores, ks_store(p, f->init->id, at, kx_vlocal(p, a, DT_F32, w)));
     }
   }
   Stmt *kl = ks_loop(p, k2, kb >= 0 ? kx_i(p, kc) : kir_clone_expr(p, f->K), body);
@@ -950,11 +968,11 @@ static Stmt *panel_tiles(Program *p, Kernel *k, const Panel *P, int mr, int kb, 
 static Stmt *tile_panels(Program *p, Kernel *k, Panel *P, const TileShape *ts, int64_t c0, int64_t npan) {
   const RowForm *f = P->f;
   int jb = k->nvars++;
-  P->nr = P->nv * TILE_WIDTH;
-  if (!P->derived) P->stride = P->nr;
+  P->nr = P->nv * TILE_WIDTH + P->tail;
+  if (!P->derived) P->stride = P->nr, P->skip = 0;
   P->col0 = kx_iadd(p, kx_i(p, c0), kx_imul(p, kx_var(p, jb), kx_i(p, P->nr)));
-  P->base = kx_imul(p, P->col0, kir_clone_expr(p, f->K));
-  int64_t kc = tile_kc(f->K, P->nv);
+  P->base = kx_imul(p, P->skip ? kx_iadd(p, P->col0, kx_i(p, -P->skip)) : P->col0, kir_clone_expr(p, f->K));
+  int64_t kc = tile_kc(f->K, P->nr);
   Stmt *body = P->pk >= 0 && !P->derived ? panel_pack(p, k, P) : NULL;
   if (kc) {
     int kb = k->nvars++;
@@ -1001,7 +1019,12 @@ static int fixed_weight(Program *p, const RowForm *f) {
  * for each K block run the micro-kernel over every row tile, which loads
  * its accumulators from the output, adds x[row, kk] * B[kk, cols] for kk
  * in order with fma, and stores them.  Columns past the whole panels get
- * one narrower panel, then the row form (reading B as it is).  When the
+ * one narrower panel: whole vectors, then the rest (fewer than a vector,
+ * or all of a layer of fewer columns: the MLP's 10 logits) in vectors of
+ * the powers of two it is made of (10 = 8 + 2), the accumulators of a
+ * row still in registers across K (the row form kept them in memory,
+ * loaded and stored at every k); in two panels when one would need more
+ * registers than there are.  When the
  * rows may end inside a tile (a batch N not known to be a multiple of
  * MR), the tile's rows are clamped to the last, which the last tile then
  * computes twice, identically.  Each output still starts at its bias and
@@ -1028,10 +1051,12 @@ static int register_tiles(Program *p, Kernel *k, Stmt **slot, int mr, int in_pla
   ts.nv = tile_vectors(ts.mr, f.J);
   const int W = TILE_WIDTH;
   Vec vi = {p, f.i1, W};
-  Panel P = {&f, -1, ts.nv, 0, 0, 0, NULL, NULL, vec_expr(&vi, f.init->value), NULL};
-  if (!ts.nv || rows < 1 || !Kd || !P.bias || !unit_stride(f.init->index, f.i1) || f.wt->lanes != 1) return -1;
-  int64_t nr = ts.nv * W, n1 = f.J / nr * nr, nv2 = (f.J - n1) / W, n2 = nv2 * W;
-  P.pk = !in_place && fixed_weight(p, &f) ? kir_derived_panels(p, f.wt->id, nr) : -1;
+  Panel P = {&f, -1, ts.nv, 0, 0, 0, 0, 0, NULL, NULL, NULL};
+  if ((!ts.nv && (in_place || rows < 8)) || rows < 1 || !Kd || !vec_expr(&vi, f.init->value) ||
+      !unit_stride(f.init->index, f.i1) || f.wt->lanes != 1)
+    return -1;
+  int64_t nr = ts.nv * W, n1 = nr ? f.J / nr * nr : 0, nv2 = (f.J - n1) / W, n2 = nv2 * W, tail = f.J - n1 - n2;
+  P.pk = !in_place && fixed_weight(p, &f) ? kir_derived_panels(p, f.wt->id, nr ? nr : f.J) : -1;
   P.derived = P.pk >= 0;
   P.stride = nr;
   if (!P.derived && !in_place) {
@@ -1040,32 +1065,41 @@ static int register_tiles(Program *p, Kernel *k, Stmt **slot, int mr, int in_pla
   }
   Expr *R = f.rows->extent;
   P.last = is_const(R) && R->i % ts.mr == 0 ? NULL : kx_iadd(p, kir_clone_expr(p, R), kx_i(p, -1));
-  Stmt *body = tile_panels(p, k, &P, &ts, 0, n1 / nr);
+  Stmt *body = n1 ? tile_panels(p, k, &P, &ts, 0, n1 / nr) : NULL;
   if (in_place && n1 < f.J) {
     /* the columns left: one panel of whole vectors ending at J, overlapping
      * the one before; the columns both compute get the same sums, stored twice */
     Panel P2 = P;
     P2.nv = (int)((f.J - n1 + W - 1) / W);
     ks_append(&body, tile_panels(p, k, &P2, &ts, f.J - P2.nv * W, 1));
-    nv2 = n2 = 0, n1 = f.J;
+    nv2 = n2 = tail = 0, n1 = f.J;
   }
-  if (nv2) {
+  if (nv2 || tail) {
+    /* the columns left in one panel: whole vectors, then the tail in
+     * narrower ones; in two panels when one would take more registers
+     * than there are (the derived layout's last panel holds every column
+     * left, the second panel's start at n2 in it) */
     Panel P2 = P;
-    P2.nv = (int)nv2;
-    P2.stride = P.derived ? f.J - n1 : nv2 * W; /* the derived layout's last panel holds every column left */
-    ks_append(&body, tile_panels(p, k, &P2, &ts, n1, 1));
-  }
-  if (n1 + n2 < f.J) {
-    int r = k->nvars++;
-    ks_append(&body, row_part(p, &f, r, kx_var(p, r), kir_clone_expr(p, R), n1 + n2, f.J - n1 - n2));
+    P2.nv = (int)nv2, P2.tail = (int)tail;
+    P2.stride = P.derived ? f.J - n1 : 0;
+    int64_t off[PANEL_VECS];
+    int lanes[PANEL_VECS], nvec = panel_vectors(&P2, off, lanes);
+    if (nv2 && tail && ts.mr * nvec + nvec + 1 > TILE_REGS) {
+      Panel P3 = P2;
+      P2.tail = 0, P3.nv = 0, P3.skip = P.derived ? n2 : 0;
+      ks_append(&body, tile_panels(p, k, &P2, &ts, n1, 1));
+      ks_append(&body, tile_panels(p, k, &P3, &ts, n1 + n2, 1));
+    } else {
+      ks_append(&body, tile_panels(p, k, &P2, &ts, n1, 1));
+    }
   }
   ks_append(&body, f.rows->next);
   *slot = body;
   return 0;
 }
 
-/* Linear: row order from 8 rows, in register tiles where its columns
- * allow, else against a transposed copy; fewer rows: dot-product lanes.
+/* Linear: row order from 8 rows, in register tiles (any number of
+ * columns), else against a transposed copy; fewer rows: dot-product lanes.
  * The tiles read the weight in its own [J, K] layout: a parameter no
  * entry point updates (an inference program) from its panels, a derived
  * layout made once (fixed_weight); one a train step updates every step
@@ -1077,7 +1111,7 @@ static void rule_linear(Program *p, const Graph *g, Kernel *k, const SchedOpts *
     rule_dot_lanes(p, k);
     return;
   }
-  if (o->tiles && w->shape.d[0] >= TILE_WIDTH) {
+  if (o->tiles) {
     Kernel before = *k;
     Stmt *orig = kir_clone_block(p, k->body);
     Stmt **slot = rule_rows(p, k, w->shape.d[0], w->shape.d[1], 0);
