@@ -711,8 +711,12 @@ static Stmt **rule_rows(Program *p, Kernel *k, int64_t J, int64_t K, int transpo
  *     A: MR * NV + NV + 1 <= TILE_REGS.  Each step along k does MR * NV
  *     FMAs for NV + MR loads, and MR * NV independent sums cover the FMA's
  *     latency on both pipes.  MR is 6 (NV then at most 4: 6 x 64 floats,
- *     24 accumulators) from 32 rows on, 4 below (fewer rows recomputed in
- *     the last tile of a small batch; NV at most 6).  NV is the most that
+ *     24 accumulators) from 32 rows on, 4 from 8 (fewer rows recomputed in
+ *     the last tile of a small batch; NV at most 6), and the rows
+ *     themselves below 8 (one tile for all; one row, batch-1 inference:
+ *     NV 8, eight independent sums, where the dot product of each output
+ *     alone was one chain of dependent vector fmas, 1.9x slower on the
+ *     MLP).  NV is the most that
  *     fit, or a smaller one down to half of it that divides the columns'
  *     vectors (4 for 512, 256 or 128 columns).
  *   - B is packed per call into panels of NR = NV * TILE_WIDTH columns,
@@ -1047,7 +1051,7 @@ static int register_tiles(Program *p, Kernel *k, Stmt **slot, int mr, int in_pla
   if (in_place && (f.wt->kind != EX_LOAD || !unit_stride(f.wt->a, f.i3))) return -1;
   int64_t rows = max_rows(p, f.rows->extent);
   Dim Kd = is_const(f.K) ? f.K->i : f.K->kind == EX_SYM ? DIM_SYM(f.K->id) : 0;
-  TileShape ts = {mr ? mr : rows >= 32 ? 6 : 4, 0, 0};
+  TileShape ts = {mr ? mr : rows >= 32 ? 6 : rows >= 8 ? 4 : (int)rows, 0, 0};
   ts.nv = tile_vectors(ts.mr, f.J);
   const int W = TILE_WIDTH;
   Vec vi = {p, f.i1, W};
@@ -1098,8 +1102,10 @@ static int register_tiles(Program *p, Kernel *k, Stmt **slot, int mr, int in_pla
   return 0;
 }
 
-/* Linear: row order from 8 rows, in register tiles (any number of
- * columns), else against a transposed copy; fewer rows: dot-product lanes.
+/* Linear: in register tiles (any number of columns, any number of rows;
+ * fewer than 8 rows and fewer than 16 columns are left to the
+ * dot-product lanes), else the row order against a transposed copy from
+ * 8 rows, and dot-product lanes below.
  * The tiles read the weight in its own [J, K] layout: a parameter no
  * entry point updates (an inference program) from its panels, a derived
  * layout made once (fixed_weight); one a train step updates every step
@@ -1107,7 +1113,7 @@ static int register_tiles(Program *p, Kernel *k, Stmt **slot, int mr, int in_pla
 static void rule_linear(Program *p, const Graph *g, Kernel *k, const SchedOpts *o) {
   const Node *n = &g->nodes[k->node], *x = &g->nodes[n->in[0]], *w = &g->nodes[n->in[1]];
   int64_t rows = ir_numel_max(g, &x->shape) / x->shape.d[x->shape.rank - 1];
-  if (rows < 8 || DIM_IS_SYM(w->shape.d[0]) || DIM_IS_SYM(w->shape.d[1])) {
+  if (DIM_IS_SYM(w->shape.d[0]) || DIM_IS_SYM(w->shape.d[1])) {
     rule_dot_lanes(p, k);
     return;
   }
@@ -1119,7 +1125,10 @@ static void rule_linear(Program *p, const Graph *g, Kernel *k, const SchedOpts *
     *k = before;
     k->body = orig;
   }
-  rule_rows(p, k, w->shape.d[0], w->shape.d[1], 1);
+  if (rows < 8)
+    rule_dot_lanes(p, k);
+  else
+    rule_rows(p, k, w->shape.d[0], w->shape.d[1], 1);
 }
 
 /* Output-channel blocks — a convolution (conv2d, conv1d, and the gather

@@ -76,6 +76,17 @@ Test(gemm, dense_layers_of_odd_shapes_match_the_interpreter, .timeout = 600) {
   expect_dense(8, 1, 33, 64, 1);     /* one row: the tile computes it four times */
 }
 
+/* Fewer than 8 rows: tiles of that many rows (one tile for all of them,
+ * its last rows clamped when the batch is smaller at run time) */
+Test(gemm, dense_layers_of_few_rows_match_the_interpreter, .timeout = 600) {
+  expect_dense(1, 1, 100, 256, 1);   /* one row: panels of 8 vectors (128 columns) */
+  expect_dense(1, 1, 33, 130, 0);    /* 128, then 2 in one vector of 2 */
+  expect_dense(5, 3, 40, 64, 1);     /* 5 rows at most, 3 at run time */
+  expect_dense(7, 7, 17, 100, 1);    /* 7 rows: 2 vectors a panel */
+  expect_dense(3, 2, 9, 16, 1);
+  expect_matmul(2, 2, 31, 48);
+}
+
 /* Fewer columns than a vector, and the columns past the whole vectors,
  * in vectors of the powers of two they are made of */
 Test(gemm, narrow_columns_in_vectors_of_powers_of_two_match_the_interpreter, .timeout = 600) {
@@ -174,6 +185,18 @@ Test(gemm, inference_reads_panels_made_once_and_packs_nothing_per_call) {
   /* prepare makes them: whole panels, then the last one of 21 columns */
   cr_expect(strstr(prep, "b7[i0 * 64 * 32 + (i1 * 64 + i2)] = b1[(i0 * 64 + i2) * 32 + i1]\n") != NULL, "%s", text);
   cr_expect(strstr(prep, "b8[4096 + (i4 * 21 + i5)] = b4[(64 + i5) * 64 + i4]\n") != NULL, "%s", text);
+  free(text);
+}
+
+/* One row (batch-1 inference): tiles of one row by 8 vectors, the most
+ * registers allow, whose 8 independent sums cover the fma's latency;
+ * panels of 128 columns made once. */
+Test(gemm, one_row_runs_tiles_of_one_row) {
+  char *text = dump_model("model d\ninput x: f32[N, 32]\noutput y = dense(x, 256)\n", "--max N=1");
+  cr_expect(strstr(text, "derived y.weight.panels128 : f32[256, 32]") != NULL, "%s", text);
+  cr_expect(strstr(text, "for i4 < 2 parallel axis 1 {\n      for i5 < N {\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "v18 = fma(v10, v9, v18)\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "max(") == NULL, "no row clamped:\n%s", text);
   free(text);
 }
 
