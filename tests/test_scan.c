@@ -437,7 +437,9 @@ Test(scan, gradient_code_does_not_grow_with_steps) {
     kir_program_free(&p);
     done(&r);
   }
-  cr_expect(size[1] <= size[0] + 32, "the gradient's C grows from %zu bytes (T = 32) to %zu (T = 128)", size[0], size[1]);
+  /* what may grow: the digits of the sizes, extents and arena offsets the
+   * C prints (a temporary of T * 4 floats moves the offsets after it) */
+  cr_expect(size[1] <= size[0] + 64, "the gradient's C grows from %zu bytes (T = 32) to %zu (T = 128)", size[0], size[1]);
 }
 
 /* torch.nn.RNN (tanh, batch_first): outputs and gradients of
