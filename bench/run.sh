@@ -29,8 +29,8 @@
 #   threads   dlc train --threads 1 and 2 (JIT) at batch 256, alternating,
 #             wall clock (and samples per CPU second: what the second
 #             thread costs in work).
-# GFLOP/s are samples/s times dlc check's FLOPs per example (the training
-# step's, or the forward pass's), as a fraction of the measured peak.
+# GFLOP/s are samples/s times the model's FLOPs per example (dlc check -O0:
+# the training step's, or the forward pass's), as a fraction of the measured peak.
 # Ratios are dlc's speed over the peer's (> 1: dlc is faster; for latency
 # the peer's time over dlc's).  Results: out/bench/results.txt (every
 # value), out/bench/table.txt, and the plot out/bench/bench.svg.
@@ -104,8 +104,11 @@ row() { echo "$*" >> "$RES"; }
 # values KEY FILE -> the values after KEY on its line
 values() { sed -n "s/^$1 //p" "$2"; }
 # flops MODEL "forward"|"training step" -> FLOPs per example (dlc check)
+# The model's FLOPs, counted on the untiled program (-O0): the tiles'
+# clamped last rows and padded lanes compute more than the model asks,
+# and GFLOP/s counts only what it asks.
 flops() {
-  ./build/dlc check "samples/$1.dl" | sed -n "s/^$2: \([0-9.]*\) \([kMG]*\)FLOP per example/\1 \2/p" |
+  ./build/dlc check "samples/$1.dl" -O0 | sed -n "s/^$2: \([0-9.]*\) \([kMG]*\)FLOP per example/\1 \2/p" |
     awk '{ m = $2 == "k" ? 1e3 : $2 == "M" ? 1e6 : $2 == "G" ? 1e9 : 1; printf "%.0f", $1 * m }'
 }
 
