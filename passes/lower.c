@@ -744,8 +744,74 @@ static Expr *decayed_grad(StepCtx *c) {
   return kx_bin(p, BIN_ADD, st_load(c, 1), kx_bin(p, BIN_MUL, hp(c, HP_WEIGHT_DECAY), st_load(c, 0)));
 }
 
+/* --- element-invariant scalars out of a loop ---------------------------------------
+ *
+ * hoist_invariants rewrites a loop body so that every maximal float
+ * subexpression whose value does not depend on the element (built only of
+ * constants and of the locals the caller names invariant, declared before
+ * the loop) is computed once into a new local before the loop, and the body
+ * reads that local.  The expression is moved as it is (the same operations
+ * in the same order), so the values are bit for bit those of the body
+ * before; only the count changes: an optimizer's bias corrections, step
+ * size and sqrt of the second correction once per step instead of once per
+ * element, and no call of powf left in the element loop, which then
+ * vectorises.  Loads (and their indices) are never moved. */
+#define HOIST_MAX 32
+typedef struct Hoist {
+  Lower *L;
+  Stmt *pre;             /* the new locals, in order */
+  int inv[HOIST_MAX], ninv;
+} Hoist;
+
+static int hoist_invariant(const Hoist *h, const Expr *e) {
+  if (!e) return 1;
+  switch (e->kind) {
+  case EX_FCONST:
+  case EX_ICONST: return 1;
+  case EX_LOCAL:
+    if (e->a || e->lanes != 1) return 0;
+    for (int i = 0; i < h->ninv; i++)
+      if (h->inv[i] == e->id) return 1;
+    return 0;
+  case EX_UNARY:
+  case EX_BINARY:
+  case EX_SELECT:
+  case EX_CAST:
+  case EX_FMA: return e->lanes == 1 && hoist_invariant(h, e->a) && hoist_invariant(h, e->b) && hoist_invariant(h, e->c);
+  default: return 0;
+  }
+}
+
+static Expr *hoist_expr(Hoist *h, Expr *e) {
+  if (!e || e->kind == EX_LOAD || e->kind == EX_RAND) return e;
+  if (e->kind == EX_FCONST || e->kind == EX_ICONST || e->kind == EX_LOCAL || e->kind == EX_VAR || e->kind == EX_SYM) return e;
+  if ((e->type == DT_F32 || e->type == DT_F64) && h->ninv < HOIST_MAX && hoist_invariant(h, e)) {
+    Program *p = h->L->p;
+    int l = new_local(h->L);
+    ks_append(&h->pre, ks_local(p, l, e->type, e));
+    h->inv[h->ninv++] = l;
+    return kx_local(p, l, e->type);
+  }
+  e->a = hoist_expr(h, e->a);
+  e->b = hoist_expr(h, e->b);
+  e->c = hoist_expr(h, e->c);
+  return e;
+}
+
+static void hoist_block(Hoist *h, Stmt *s) {
+  for (; s; s = s->next) {
+    if (s->kind == ST_LOOP || s->kind == ST_IF) {
+      hoist_block(h, s->body);
+      hoist_block(h, s->orelse);
+    } else if (s->value) {
+      s->value = hoist_expr(h, s->value);
+    }
+  }
+}
+
 /* Shared loop: body(c, lr, step) builds the per-element update; lr and step
- * are read once into locals before the loop. */
+ * are read once into locals before the loop, and what the body computes
+ * from them alone (hoist_invariants above) once after them. */
 static Stmt *step_loop(Lower *L, int id, Stmt *(*body)(StepCtx *, Expr *, Expr *)) {
   Program *p = L->p;
   const Node *n = node(L, id);
@@ -753,8 +819,11 @@ static Stmt *step_loop(Lower *L, int id, Stmt *(*body)(StepCtx *, Expr *, Expr *
   int lr = new_local(L), t = new_local(L);
   Stmt *s = ks_local(p, lr, DT_F32, kx_bin(p, BIN_MUL, kx_load(p, L->buf[n->in[2]], kx_i(p, 0)), hp(&c, HP_LR_SCALE)));
   ks_append(&s, ks_local(p, t, DT_F32, kx_load(p, L->buf[n->in[3]], kx_i(p, 0))));
-  ks_append(&s, ks_loop(p, c.v, numel_expr(L, &node(L, n->in[0])->shape, 0, node(L, n->in[0])->shape.rank),
-                        body(&c, kx_local(p, lr, DT_F32), kx_local(p, t, DT_F32))));
+  Stmt *b = body(&c, kx_local(p, lr, DT_F32), kx_local(p, t, DT_F32));
+  Hoist h = {L, NULL, {lr, t}, 2};
+  hoist_block(&h, b);
+  ks_append(&s, h.pre);
+  ks_append(&s, ks_loop(p, c.v, numel_expr(L, &node(L, n->in[0])->shape, 0, node(L, n->in[0])->shape.rank), b));
   return s;
 }
 
