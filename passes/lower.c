@@ -304,11 +304,72 @@ static Stmt *lower_slice(Lower *L, int id) {
 /* Loops over the kept dimensions outside, the reduced ones inside an
  * accumulator; the output index ignores reduced dimensions (keepdim only
  * adds size-1 dimensions, which do not change the layout). */
+#define REDUCE_LANES 16
+
+/* A sum (or mean) whose reduced dimensions end in a contiguous run of at
+ * least REDUCE_LANES static elements (a convolution's bias gradient sums
+ * dy over n and the plane h, w) keeps REDUCE_LANES partial sums side by
+ * side: lane k takes the run's positions j = k mod REDUCE_LANES of every
+ * outer reduced index (n), in order; then the lanes are summed pairwise
+ * (EX_REDUCE) and the run's tail positions added one by one, outer index
+ * by outer index.  The order is fixed by the shapes alone (one output's
+ * sum runs within one iteration of the kept loops, whatever the thread
+ * count); it differs from the serial loop's within the bound of any
+ * float32 summation order.  NULL when the rule does not apply. */
+static Stmt *lower_reduce_lanes(Lower *L, int id, const int *red) {
+  Program *p = L->p;
+  const Node *n = node(L, id), *x = node(L, n->in[0]);
+  const Node *src = x;
+  while (ir_ops[src->op].flags & OPF_VIEW) src = node(L, src->in[0]);
+  int r = x->shape.rank, t = r;
+  if (n->op == OP_MAX || src->op == OP_CONST || L->p->bufs[L->buf[n->in[0]]].dtype != DT_F32) return NULL;
+  int64_t run = 1;
+  while (t > 0 && red[t - 1] && !DIM_IS_SYM(x->shape.d[t - 1])) run *= x->shape.d[--t];
+  if (t == r || run < 2 * REDUCE_LANES) return NULL;
+  const int W = REDUCE_LANES;
+  int64_t vrun = run / W * W;
+  int vars[IR_MAX_RANK], tvars[IR_MAX_RANK], acc = new_local(L), sum = new_local(L), vj = new_var(L), tj = new_var(L);
+  Expr *ii[IR_MAX_RANK], *ti[IR_MAX_RANK], *oi[IR_MAX_RANK];
+  Shape kept = {0, {0}};
+  for (int i = 0; i < t; i++) {
+    vars[i] = new_var(L), tvars[i] = red[i] ? new_var(L) : vars[i];
+    ii[i] = kx_var(p, vars[i]), ti[i] = kx_var(p, tvars[i]);
+    if (!red[i]) oi[kept.rank] = kx_var(p, vars[i]), kept.d[kept.rank++] = x->shape.d[i];
+  }
+  for (int i = t; i < r; i++) ii[i] = kx_i(p, 0), ti[i] = kx_i(p, 0);
+  int xb = L->buf[n->in[0]];
+  Expr *vx = kx_load_lanes(p, xb, kx_iadd(p, lin_index(L, &x->shape, ii), kx_var(p, vj)), W);
+  Stmt *vbody = ks_assign(p, acc, kx_bin(p, BIN_ADD, kx_vlocal(p, acc, DT_F32, W), vx));
+  Stmt *vl = ks_loop(p, vj, kx_i(p, vrun), vbody);
+  vl->loop = LOOP_REDUCE, vl->step = W;
+  Expr *tx = kx_load(p, xb, kx_iadd(p, lin_index(L, &x->shape, ti), kx_iadd(p, kx_i(p, vrun), kx_var(p, tj))));
+  Stmt *tl = run > vrun ? ks_loop(p, tj, kx_i(p, run - vrun), ks_assign(p, sum, kx_bin(p, BIN_ADD, kx_local(p, sum, DT_F32), tx))) : NULL;
+  Expr *count = kx_i(p, run);
+  for (int i = t - 1; i >= 0; i--)
+    if (red[i]) {
+      vl = ks_loop(p, vars[i], kx_dim(p, x->shape.d[i]), vl);
+      if (tl) tl = ks_loop(p, tvars[i], kx_dim(p, x->shape.d[i]), tl);
+      count = kx_imul(p, count, kx_dim(p, x->shape.d[i]));
+    }
+  Expr *a = kx_local(p, sum, DT_F32);
+  Expr *res = n->op == OP_MEAN ? kx_bin(p, BIN_DIV, a, kx_cast(p, DT_F32, count)) : a;
+  Stmt *s = ks_local(p, acc, DT_F32, kx_broadcast(p, kx_f(p, 0), W));
+  ks_append(&s, vl);
+  ks_append(&s, ks_local(p, sum, DT_F32, kx_reduce(p, BIN_ADD, kx_vlocal(p, acc, DT_F32, W))));
+  ks_append(&s, tl);
+  ks_append(&s, ks_store(p, L->buf[id], lin_index(L, &kept, oi), res));
+  for (int i = t - 1; i >= 0; i--)
+    if (!red[i]) s = ks_loop(p, vars[i], kx_dim(p, x->shape.d[i]), s);
+  return s;
+}
+
 static Stmt *lower_reduce(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = node(L, id), *x = node(L, n->in[0]);
   int r = x->shape.rank, vars[IR_MAX_RANK], red[IR_MAX_RANK] = {0};
   for (int i = 0; i < n->attr.dims.nlist; i++) red[n->attr.dims.list[i]] = 1;
+  Stmt *vs = lower_reduce_lanes(L, id, red);
+  if (vs) return vs;
   for (int i = 0; i < r; i++) vars[i] = new_var(L);
   int acc = new_local(L);
   Expr *ii[IR_MAX_RANK], *oi[IR_MAX_RANK];
@@ -764,22 +825,15 @@ typedef struct Hoist {
 } Hoist;
 
 static int hoist_invariant(const Hoist *h, const Expr *e) {
-  if (!e) return 1;
-  switch (e->kind) {
-  case EX_FCONST:
-  case EX_ICONST: return 1;
-  case EX_LOCAL:
+  if (!e || e->kind == EX_FCONST || e->kind == EX_ICONST) return 1;
+  if (e->kind == EX_LOCAL) {
     if (e->a || e->lanes != 1) return 0;
     for (int i = 0; i < h->ninv; i++)
       if (h->inv[i] == e->id) return 1;
     return 0;
-  case EX_UNARY:
-  case EX_BINARY:
-  case EX_SELECT:
-  case EX_CAST:
-  case EX_FMA: return e->lanes == 1 && hoist_invariant(h, e->a) && hoist_invariant(h, e->b) && hoist_invariant(h, e->c);
-  default: return 0;
   }
+  if (e->kind != EX_UNARY && e->kind != EX_BINARY && e->kind != EX_SELECT && e->kind != EX_CAST && e->kind != EX_FMA) return 0;
+  return e->lanes == 1 && hoist_invariant(h, e->a) && hoist_invariant(h, e->b) && hoist_invariant(h, e->c);
 }
 
 static Expr *hoist_expr(Hoist *h, Expr *e) {
