@@ -461,7 +461,8 @@ static Tap window_tap(Program *p, const ConvGeom *g, Expr *oh, Expr *ow, Expr *k
  * the loop's "nothing taken yet" test goes), each later one taken when
  * v > m || v != v — the same first maximum, and the same NaN (the last one
  * of the window) as the loop.  The forward keeps no index: m = max(v, m)
- * (BIN_MAX is exactly that select).  No inner loops are left, so the
+ * (BIN_MAX is exactly that select); the gradient of windows that tile the
+ * input keeps the tap's number, not its index.  No inner loops are left, so the
  * output column loop is straight-line code the C compiler and LLVM can
  * vectorise. */
 static Stmt *max_pool_taps(Lower *L, int id, int grad, const ConvGeom *g, int tiled) {
@@ -477,9 +478,10 @@ static Stmt *max_pool_taps(Lower *L, int id, int grad, const ConvGeom *g, int ti
     for (int64_t b = 0; b < g->kw; b++) {
       Tap t = window_tap(p, g, V(vh), V(vw), I(a), I(b));
       Expr *xv = kx_load(p, x, ADD(plane, t.idx));
+      Expr *ti = tiled ? I(a * g->kw + b) : t.idx;  /* tiled: the tap's number is enough */
       if (a == 0 && b == 0) {
         ks_append(&body, ks_local(p, m, DT_F32, xv));
-        if (grad) ks_append(&body, ks_local(p, best, DT_I64, t.idx));
+        if (grad) ks_append(&body, ks_local(p, best, DT_I64, ti));
       } else if (!grad) {
         ks_append(&body, ks_assign(p, m, kx_bin(p, BIN_MAX, xv, mv)));
       } else {
@@ -488,7 +490,7 @@ static Stmt *max_pool_taps(Lower *L, int id, int grad, const ConvGeom *g, int ti
         ks_append(&body, ks_local(p, v, DT_F32, xv));
         ks_append(&body, ks_local(p, tk, DT_BOOL, kx_bin(p, BIN_OR, kx_bin(p, BIN_GT, vv, mv), kx_bin(p, BIN_NE, vv, vv))));
         ks_append(&body, ks_assign(p, m, kx_select(p, tv, vv, mv)));
-        ks_append(&body, ks_assign(p, best, kx_select(p, tv, t.idx, bv)));
+        ks_append(&body, ks_assign(p, best, kx_select(p, tv, ti, bv)));
       }
     }
   Expr *o = at(p, V(vp), g->oh, V(vh), g->ow, V(vw));
@@ -498,7 +500,7 @@ static Stmt *max_pool_taps(Lower *L, int id, int grad, const ConvGeom *g, int ti
     for (int64_t a = 0; a < g->kh; a++)
       for (int64_t b = 0; b < g->kw; b++) {
         Tap u = window_tap(p, g, V(vh), V(vw), I(a), I(b));
-        Expr *pick = kx_select(p, kx_bin(p, BIN_EQ, bv, u.idx), kx_local(p, d, DT_F32), kx_f(p, 0));
+        Expr *pick = kx_select(p, kx_bin(p, BIN_EQ, bv, I(a * g->kw + b)), kx_local(p, d, DT_F32), kx_f(p, 0));
         ks_append(&body, ks_store(p, out, ADD(plane, u.idx), pick));
       }
   } else if (grad) {
