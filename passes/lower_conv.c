@@ -456,63 +456,30 @@ static Tap window_tap(Program *p, const ConvGeom *g, Expr *oh, Expr *ow, Expr *k
  * elsewhere, instead of a zeroed result and a scatter. */
 #define POOL_TAPS 16
 
-/* Windows inside the input of at most POOL_TAPS taps: the taps written out
- * in scan order, the first one the initial maximum (it is always taken, so
- * the loop's "nothing taken yet" test goes), each later one taken when
- * v > m || v != v — the same first maximum, and the same NaN (the last one
- * of the window) as the loop.  The forward keeps no index: m = max(v, m)
- * (BIN_MAX is exactly that select); the gradient of windows that tile the
- * input keeps the tap's number, not its index.  No inner loops are left, so the
- * output column loop is straight-line code the C compiler and LLVM can
- * vectorise. */
-static Stmt *max_pool_taps(Lower *L, int id, int grad, const ConvGeom *g, int tiled) {
+/* max_pool2d with windows inside the input of at most POOL_TAPS taps: the
+ * taps written out in scan order, the first one the initial maximum (the
+ * loop's "nothing taken yet" test goes) and no index kept: m = max(v, m)
+ * for each later tap, BIN_MAX being exactly the loop's select
+ * (v > m || v != v ? v : m), so the same first maximum and the same NaN.
+ * The output column loop is then straight-line code the C compiler
+ * vectorises.  (The gradient keeps the loop over the taps: gcc vectorises
+ * that form over the output columns and not the written-out one, whose
+ * index selects it turns into branches.) */
+static Stmt *max_pool_taps(Lower *L, int id, const ConvGeom *g) {
   Program *p = L->p;
   const Node *n = lower_node_of(L, id);
-  int x = L->buf[n->in[grad ? 1 : 0]], out = L->buf[id];
-  int vp = lower_var(L), vh = lower_var(L), vw = lower_var(L);
-  int m = lower_local(L), best = lower_local(L);
-  Expr *plane = MUL(V(vp), I(g->h * g->w));
-  Expr *mv = kx_local(p, m, DT_F32), *bv = kx_local(p, best, DT_I64);
+  int x = L->buf[n->in[0]], out = L->buf[id];
+  int vp = lower_var(L), vh = lower_var(L), vw = lower_var(L), m = lower_local(L);
+  Expr *plane = MUL(V(vp), I(g->h * g->w)), *mv = kx_local(p, m, DT_F32);
   Stmt *body = NULL;
   for (int64_t a = 0; a < g->kh; a++)
     for (int64_t b = 0; b < g->kw; b++) {
       Tap t = window_tap(p, g, V(vh), V(vw), I(a), I(b));
       Expr *xv = kx_load(p, x, ADD(plane, t.idx));
-      Expr *ti = tiled ? I(a * g->kw + b) : t.idx;  /* tiled: the tap's number is enough */
-      if (a == 0 && b == 0) {
-        ks_append(&body, ks_local(p, m, DT_F32, xv));
-        if (grad) ks_append(&body, ks_local(p, best, DT_I64, ti));
-      } else if (!grad) {
-        ks_append(&body, ks_assign(p, m, kx_bin(p, BIN_MAX, xv, mv)));
-      } else {
-        int v = lower_local(L), tk = lower_local(L);
-        Expr *vv = kx_local(p, v, DT_F32), *tv = kx_local(p, tk, DT_BOOL);
-        ks_append(&body, ks_local(p, v, DT_F32, xv));
-        ks_append(&body, ks_local(p, tk, DT_BOOL, kx_bin(p, BIN_OR, kx_bin(p, BIN_GT, vv, mv), kx_bin(p, BIN_NE, vv, vv))));
-        ks_append(&body, ks_assign(p, m, kx_select(p, tv, vv, mv)));
-        ks_append(&body, ks_assign(p, best, kx_select(p, tv, ti, bv)));
-      }
+      ks_append(&body, a == 0 && b == 0 ? ks_local(p, m, DT_F32, xv) : ks_assign(p, m, kx_bin(p, BIN_MAX, xv, mv)));
     }
-  Expr *o = at(p, V(vp), g->oh, V(vh), g->ow, V(vw));
-  if (grad && tiled) { /* each tap of the window gets 0 + dy (as the zeroed result plus dy would) or 0 */
-    int d = lower_local(L);
-    ks_append(&body, ks_local(p, d, DT_F32, FADD(kx_f(p, 0), lower_value(L, n->in[0], o))));
-    for (int64_t a = 0; a < g->kh; a++)
-      for (int64_t b = 0; b < g->kw; b++) {
-        Tap u = window_tap(p, g, V(vh), V(vw), I(a), I(b));
-        Expr *pick = kx_select(p, kx_bin(p, BIN_EQ, bv, I(a * g->kw + b)), kx_local(p, d, DT_F32), kx_f(p, 0));
-        ks_append(&body, ks_store(p, out, ADD(plane, u.idx), pick));
-      }
-  } else if (grad) {
-    ks_append(&body, add_to(p, out, ADD(plane, bv), lower_value(L, n->in[0], o)));
-  } else {
-    ks_append(&body, ks_store(p, out, o, mv));
-  }
-  Stmt *s = ks_loop(p, vp, planes(p, g, g->c), ks_loop(p, vh, I(g->oh), ks_loop(p, vw, I(g->ow), body)));
-  if (!grad || tiled) return s;
-  Stmt *all = lower_zero_fill(L, id);
-  ks_append(&all, s);
-  return all;
+  ks_append(&body, ks_store(p, out, at(p, V(vp), g->oh, V(vh), g->ow, V(vw)), mv));
+  return ks_loop(p, vp, planes(p, g, g->c), ks_loop(p, vh, I(g->oh), ks_loop(p, vw, I(g->ow), body)));
 }
 
 static Stmt *lower_max_pool(Lower *L, int id, int grad) {
@@ -523,7 +490,7 @@ static Stmt *lower_max_pool(Lower *L, int id, int grad) {
   /* windows that tile the input exactly: every element of the gradient is in one window */
   int tiled = g.sh == g.kh && g.sw == g.kw && g.dh == 1 && g.dw == 1 && g.pt == 0 && g.pl == 0 && g.oh * g.kh == g.h &&
               g.ow * g.kw == g.w;
-  if (windows_inside(&g) && g.kh * g.kw <= POOL_TAPS) return max_pool_taps(L, id, grad, &g, tiled);
+  if (!grad && windows_inside(&g) && g.kh * g.kw <= POOL_TAPS) return max_pool_taps(L, id, &g);
   int x = L->buf[n->in[grad ? 1 : 0]], out = L->buf[id];
   int vp = lower_var(L), vh = lower_var(L), vw = lower_var(L), vkh = lower_var(L), vkw = lower_var(L);
   int m = lower_local(L), best = lower_local(L), v = lower_local(L);
