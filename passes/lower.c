@@ -306,9 +306,9 @@ static Stmt *lower_slice(Lower *L, int id) {
  * adds size-1 dimensions, which do not change the layout). */
 #define REDUCE_LANES 16
 
-/* A sum (or mean) whose reduced dimensions end in a contiguous run of at
- * least REDUCE_LANES static elements (a convolution's bias gradient sums
- * dy over n and the plane h, w) keeps REDUCE_LANES partial sums side by
+/* A sum (or mean) that keeps some dimension and whose reduced dimensions
+ * end in a contiguous run of at least 2 REDUCE_LANES static elements (a
+ * convolution's bias gradient sums dy over n and the plane h, w) keeps REDUCE_LANES partial sums side by
  * side: lane k takes the run's positions j = k mod REDUCE_LANES of every
  * outer reduced index (n), in order; then the lanes are summed pairwise
  * (EX_REDUCE) and the run's tail positions added one by one, outer index
@@ -325,7 +325,9 @@ static Stmt *lower_reduce_lanes(Lower *L, int id, const int *red) {
   if (n->op == OP_MAX || src->op == OP_CONST || L->p->bufs[L->buf[n->in[0]]].dtype != DT_F32) return NULL;
   int64_t run = 1;
   while (t > 0 && red[t - 1] && !DIM_IS_SYM(x->shape.d[t - 1])) run *= x->shape.d[--t];
-  if (t == r || run < 2 * REDUCE_LANES) return NULL;
+  int nkept = 0;
+  for (int i = 0; i < t; i++) nkept += !red[i];
+  if (t == r || run < 2 * REDUCE_LANES || nkept == 0) return NULL; /* a sum of everything (a loss) stays serial */
   const int W = REDUCE_LANES;
   int64_t vrun = run / W * W;
   int vars[IR_MAX_RANK], tvars[IR_MAX_RANK], acc = new_local(L), sum = new_local(L), vj = new_var(L), tj = new_var(L);
