@@ -3,27 +3,63 @@
  *
  * A pool of n threads is the calling thread and n - 1 workers, started
  * once by rt_pool_new and kept until rt_pool_free.  rt_pool_run(fn, count)
- * splits the iterations [0, count) into n contiguous chunks, chunk t being
- * [count * t / n, count * (t + 1) / n), hands chunk t to worker t and runs
- * chunk 0 itself, and returns when every chunk is done.  Which thread runs
- * which iterations changes nothing a loop computes: the compiler marks a
- * loop parallel only when its iterations are independent, and each
- * iteration is run whole by one thread, in its own order, so results are
- * the same bits whatever the number of threads.
+ * splits the iterations [0, count) into c = min(n, count) contiguous
+ * chunks, chunk t being [count * t / c, count * (t + 1) / c), runs them on
+ * the caller and the workers, and returns when every chunk is done.
+ * Which thread runs which iterations changes nothing a loop computes: the
+ * compiler marks a loop parallel only when its iterations are
+ * independent, and each iteration is run whole by one thread, in its own
+ * order, so results are the same bits whatever the number of threads.
  *
- * Idle workers sleep on a condition variable and never spin, so a serial
- * stretch of the program (and any other process) keeps every core.  A job
- * is published under the mutex with a new generation number; each worker
- * runs the chunk of each generation once and the last one to finish
- * signals the caller.  One job runs at a time: a call made while another
- * thread's job is running (two models trained side by side on one pool)
- * runs its whole range on the calling thread instead of waiting.
+ * The hand-off.  A training step runs dozens of parallel loops a few
+ * microseconds to a few hundred apart; a futex sleep and wake-up per loop
+ * (tens of microseconds on a virtual machine, a system call for the
+ * caller each time) cost as much as the loops.  So a job is one atomic
+ * word, `job` = generation << 18 | chunks << 9 | next (chunks and next at
+ * most RT_POOL_MAX_THREADS = 256): the caller writes the job's function,
+ * count and context, then stores the word with a new generation and next
+ * = 0.  Every thread, the caller included, claims chunks by bumping next
+ * with a compare-and-swap that also checks the generation, runs each
+ * chunk it claims and counts it off `pending`; the caller, out of chunks
+ * to claim, waits for pending to reach 0.  A worker that is late (not
+ * scheduled: the machine is shared) leaves its chunk to the caller
+ * instead of making it wait.  A chunk cannot be claimed once its job is
+ * done, and a job is not replaced before its claimed chunks are done, so
+ * what a claimer reads of the job (after its claim) stays put.
+ *
+ * Waiting.  A worker spins on the word for up to POOL_SPIN_NS before it
+ * sleeps on the condition variable `go` (never yielding in between: on a
+ * busy machine a yield gives the core away for a whole time slice); the caller spins on pending the same way
+ * before it sleeps on `done`.  Neither side takes the mutex unless the
+ * other sleeps, so a loop that follows another within the spin costs a
+ * few cache-line transfers, and an idle pool gives its cores back.  No
+ * lost wake-ups: a sleeper registers (sleepers++, waiting = 1, both
+ * sequentially consistent) under the mutex and then checks again what it
+ * waits for; the other side changes that first and then reads the
+ * registration, so of the two orders one side sees the other's write, and
+ * a sleeper seen is woken under the mutex, which it holds from its check
+ * until it waits.
+ *
+ * One job runs at a time: a call made while another thread's job is
+ * running (two models trained side by side on one pool, or a loop inside
+ * a chunk) runs its whole range on the calling thread instead of waiting.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "runtime/rt.h"
+
+/* How long a worker waits for the next job, and the caller for the
+ * workers, spinning before they sleep: longer than most gaps between two
+ * parallel loops of a step, short enough that a spinning worker woken on
+ * the caller's core (the scheduler may put it there) holds it up little. */
+#define POOL_SPIN_NS 50000
+#define JOB_GEN(w) ((w) >> 18)
+#define JOB_CHUNKS(w) ((int)((w) >> 9 & 511))
+#define JOB_NEXT(w) ((int)((w)&511))
 
 typedef struct PoolWorker {
   RtPool *pool;
@@ -38,44 +74,96 @@ struct RtPool {
   pthread_mutex_t mu;
   pthread_cond_t go, done;
   pthread_mutex_t busy;       /* held by the thread whose job is running */
-  uint64_t gen;               /* the job's generation */
-  int pending;                /* workers still on the job */
-  int quit;
-  RtParallelFn fn;            /* the job */
+  atomic_uint_fast64_t job;   /* generation << 18 | chunks << 9 | next chunk to claim */
+  atomic_int pending;         /* chunks of the job not done */
+  atomic_int sleepers;        /* workers asleep (or about to be) on go */
+  atomic_int waiting;         /* the caller asleep (or about to be) on done */
+  atomic_int quit;
+  RtParallelFn fn;            /* the job, written before job is stored */
   int64_t count;
   void *ctx;
 };
 
-/* Chunk t of n of [0, count). */
-static void pool_chunk(int64_t count, int t, int n, int64_t *lo, int64_t *hi) {
-  *lo = count / n * t + count % n * t / n;
-  *hi = count / n * (t + 1) + count % n * (t + 1) / n;
+/* Chunk t of c of [0, count). */
+static void pool_chunk(int64_t count, int t, int c, int64_t *lo, int64_t *hi) {
+  *lo = count / c * t + count % c * t / c;
+  *hi = count / c * (t + 1) + count % c * (t + 1) / c;
 }
 
-static void pool_run_chunk(RtPool *p, RtParallelFn fn, int64_t count, void *ctx, int t) {
-  int64_t lo, hi;
-  pool_chunk(count, t, p->n, &lo, &hi);
-  if (lo < hi) fn(lo, hi, ctx);
+static int64_t pool_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void pool_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* Spins until stop(p, arg) or POOL_SPIN_NS pass; returns stop's last answer. */
+static int pool_spin(RtPool *p, int (*stop)(RtPool *, uint64_t), uint64_t arg) {
+  int64_t start = 0;
+  for (int i = 1;; i++) {
+    if (stop(p, arg)) return 1;
+    pool_pause();
+    if (i % 64 == 0) {
+      int64_t now = pool_now_ns();
+      if (!start) start = now;
+      else if (now - start > POOL_SPIN_NS) return stop(p, arg);
+    }
+  }
+}
+
+static int pool_new_job(RtPool *p, uint64_t gen) {
+  return JOB_GEN(atomic_load_explicit(&p->job, memory_order_acquire)) != gen || atomic_load_explicit(&p->quit, memory_order_acquire);
+}
+
+static int pool_job_done(RtPool *p, uint64_t unused) {
+  (void)unused;
+  return atomic_load_explicit(&p->pending, memory_order_acquire) == 0;
+}
+
+/* Waits for a job of a generation other than gen (or quit). */
+static void pool_wait_job(RtPool *p, uint64_t gen) {
+  if (pool_spin(p, pool_new_job, gen)) return;
+  pthread_mutex_lock(&p->mu);
+  atomic_fetch_add(&p->sleepers, 1);
+  while (!pool_new_job(p, gen)) pthread_cond_wait(&p->go, &p->mu);
+  atomic_fetch_sub(&p->sleepers, 1);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Claims and runs chunks of generation gen while there are any. */
+static void pool_claim(RtPool *p, uint64_t gen) {
+  uint64_t w = atomic_load(&p->job);
+  while (JOB_GEN(w) == gen && JOB_NEXT(w) < JOB_CHUNKS(w)) {
+    if (!atomic_compare_exchange_weak(&p->job, &w, w + 1)) continue; /* w reloaded */
+    int64_t lo, hi;
+    pool_chunk(p->count, JOB_NEXT(w), JOB_CHUNKS(w), &lo, &hi);
+    p->fn(lo, hi, p->ctx);
+    if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->waiting)) {
+      pthread_mutex_lock(&p->mu);
+      pthread_cond_signal(&p->done);
+      pthread_mutex_unlock(&p->mu);
+    }
+    w = atomic_load(&p->job);
+  }
 }
 
 static void *pool_worker(void *arg) {
   PoolWorker *w = arg;
   RtPool *p = w->pool;
-  uint64_t seen = 0;
-  pthread_mutex_lock(&p->mu);
+  uint64_t gen = 0;
   for (;;) {
-    while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
-    if (p->quit) break;
-    seen = p->gen;
-    RtParallelFn fn = p->fn;
-    int64_t count = p->count;
-    void *ctx = p->ctx;
-    pthread_mutex_unlock(&p->mu);
-    pool_run_chunk(p, fn, count, ctx, w->index);
-    pthread_mutex_lock(&p->mu);
-    if (--p->pending == 0) pthread_cond_signal(&p->done);
+    pool_wait_job(p, gen);
+    if (atomic_load(&p->quit)) break;
+    gen = JOB_GEN(atomic_load(&p->job));
+    pool_claim(p, gen);
   }
-  pthread_mutex_unlock(&p->mu);
   return NULL;
 }
 
@@ -96,6 +184,11 @@ RtStatus rt_pool_new(int nthreads, RtPool **out, RtError *err) {
   pthread_mutex_init(&p->busy, NULL);
   pthread_cond_init(&p->go, NULL);
   pthread_cond_init(&p->done, NULL);
+  atomic_init(&p->job, 0);
+  atomic_init(&p->pending, 0);
+  atomic_init(&p->sleepers, 0);
+  atomic_init(&p->waiting, 0);
+  atomic_init(&p->quit, 0);
   for (int t = 1; t < nthreads; t++, p->started++) {
     p->workers[t] = (PoolWorker){p, t};
     int rc = pthread_create(&p->tids[t], NULL, pool_worker, &p->workers[t]);
@@ -111,7 +204,7 @@ RtStatus rt_pool_new(int nthreads, RtPool **out, RtError *err) {
 void rt_pool_free(RtPool *p) {
   if (!p) return;
   pthread_mutex_lock(&p->mu);
-  p->quit = 1;
+  atomic_store(&p->quit, 1);
   pthread_cond_broadcast(&p->go);
   pthread_mutex_unlock(&p->mu);
   for (int t = 1; t <= p->started; t++) pthread_join(p->tids[t], NULL);
@@ -132,15 +225,23 @@ void rt_pool_run(RtPool *p, RtParallelFn fn, int64_t count, void *ctx) {
     fn(0, count, ctx);
     return;
   }
-  pthread_mutex_lock(&p->mu);
+  int chunks = count < p->n ? (int)count : p->n;
   p->fn = fn, p->count = count, p->ctx = ctx;
-  p->pending = p->n - 1;
-  p->gen++;
-  pthread_cond_broadcast(&p->go);
-  pthread_mutex_unlock(&p->mu);
-  pool_run_chunk(p, fn, count, ctx, 0);
-  pthread_mutex_lock(&p->mu);
-  while (p->pending) pthread_cond_wait(&p->done, &p->mu);
-  pthread_mutex_unlock(&p->mu);
+  atomic_store_explicit(&p->pending, chunks, memory_order_relaxed);
+  uint64_t gen = JOB_GEN(atomic_load_explicit(&p->job, memory_order_relaxed)) + 1;
+  atomic_store(&p->job, gen << 18 | (uint64_t)chunks << 9); /* seq_cst: before the read of sleepers */
+  if (atomic_load(&p->sleepers)) {
+    pthread_mutex_lock(&p->mu);
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+  }
+  pool_claim(p, gen);
+  if (!pool_spin(p, pool_job_done, 0)) {
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->waiting, 1);
+    while (!pool_job_done(p, 0)) pthread_cond_wait(&p->done, &p->mu);
+    atomic_store(&p->waiting, 0);
+    pthread_mutex_unlock(&p->mu);
+  }
   pthread_mutex_unlock(&p->busy);
 }

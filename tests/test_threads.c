@@ -31,6 +31,8 @@
 #include "frontend/frontend.h"
 #include "ir/random.h"
 #include "passes/passes.h"
+#include "passes/schedule.h"
+#include "tests/handkit.h"
 #include "tests/testutil.h"
 
 /* --- the pool ---------------------------------------------------------------------------------- */
@@ -67,8 +69,6 @@ Test(pool, every_iteration_runs_once_in_contiguous_chunks) {
         int64_t size = m->hi[c] - m->lo[c];
         cr_expect(size >= count / n && size <= count / n + 1, "chunk [%lld, %lld) of %lld on %d threads is not even",
                   (long long)m->lo[c], (long long)m->hi[c], (long long)count, n);
-        for (int d = 0; d < c; d++)
-          if (count >= n) cr_expect(!pthread_equal(m->who[c], m->who[d]), "two chunks of one job ran on one thread");
       }
       free(m);
     }
@@ -89,16 +89,61 @@ Test(pool, bad_sizes_are_refused) {
   cr_expect_eq(rt_pool_threads(NULL), 1);
 }
 
-/* A job whose chunk 0 calls the pool again from the caller's thread while
- * its other chunks run: the inner call must run whole on that thread. */
+/* Jobs one after another, with pauses on both sides of the workers' spin
+ * (they sleep before some jobs, spin into others), and from two threads at
+ * once on one pool (one of them runs its job alone): every iteration of
+ * every job runs once, and nothing hangs (a lost wake-up would). */
+typedef struct Stress {
+  RtPool *p;
+  int fails;
+  unsigned seed;
+} Stress;
+
+static void *stress_jobs(void *arg) {
+  Stress *s = arg;
+  static const int pauses[] = {0, 0, 5, 40, 80, 300};
+  for (int j = 0; j < 400; j++) {
+    Marks *m = calloc(1, sizeof *m);
+    int64_t count = 1 + (int64_t)(rand_r(&s->seed) % POOL_MAX_COUNT);
+    rt_pool_run(s->p, mark_chunk, count, m);
+    for (int64_t i = 0; i < count; i++) s->fails += m->hits[i] != 1;
+    free(m);
+    int us = pauses[rand_r(&s->seed) % 6];
+    if (us) usleep((useconds_t)us);
+  }
+  return NULL;
+}
+
+Test(pool, jobs_in_a_row_and_from_two_threads_run_every_iteration_once, .timeout = 120) {
+  RtError err;
+  for (int n = 2; n <= 3; n++) {
+    Stress a = {NULL, 0, 1}, b = {NULL, 0, 2};
+    cr_assert_eq(rt_pool_new(n, &a.p, &err), RT_OK, "%s", err.msg);
+    b.p = a.p;
+    stress_jobs(&a);
+    cr_expect_eq(a.fails, 0, "%d threads: %d iterations ran other than once", n, a.fails);
+    a.fails = 0;
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, stress_jobs, &b), 0);
+    stress_jobs(&a);
+    pthread_join(t, NULL);
+    cr_expect_eq(a.fails + b.fails, 0, "%d threads, two callers: %d iterations ran other than once", n, a.fails + b.fails);
+    rt_pool_free(a.p);
+  }
+}
+
+/* A job whose chunk 0 calls the pool again (from whichever thread runs
+ * it) while its other chunk runs: the inner call must run whole on that
+ * thread. */
 typedef struct Nested {
   RtPool *p;
   Marks inner;
+  pthread_t outer;
 } Nested;
 
 static void nested_chunk(int64_t lo, int64_t hi, void *ctx) {
   Nested *n = ctx;
-  if (lo == 0) rt_pool_run(n->p, mark_chunk, 10, &n->inner);
+  if (lo == 0) n->outer = pthread_self(), rt_pool_run(n->p, mark_chunk, 10, &n->inner);
   (void)hi;
 }
 
@@ -110,7 +155,7 @@ Test(pool, a_call_while_a_job_runs_runs_alone) {
   cr_expect_eq(n->inner.nchunks, 1);
   cr_expect_eq(n->inner.lo[0], 0);
   cr_expect_eq(n->inner.hi[0], 10);
-  cr_expect(pthread_equal(n->inner.who[0], pthread_self()));
+  cr_expect(pthread_equal(n->inner.who[0], n->outer));
   rt_pool_free(n->p);
   free(n);
 }
