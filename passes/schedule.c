@@ -1332,8 +1332,166 @@ static void mark_top_parallel(Kernel *k) {
     if (s->kind == ST_LOOP && s->loop == LOOP_SERIAL) sched_mark(s, LOOP_PARALLEL);
 }
 
-static void sched_kernel_opts(Program *p, Func *f, Kernel *k, const SchedOpts *o) {
-  if (k->node < 0 || !f->g) return;
+/* --- independent iterations ---------------------------------------------------------
+ *
+ * Any other top-level loop is marked parallel when the kernel as
+ * scheduled shows its iterations independent: every buffer its body
+ * stores into is read and written, in iteration v, only at indices
+ * c * v + r with one constant c > 0 for that buffer and every r (each
+ * lane counted) within a span narrower than c * step, so two iterations
+ * touch disjoint elements of it; and the body reads and writes no local
+ * declared outside it (a sum carried across iterations).  Buffers it
+ * only reads are free (temporaries used by one kernel never share
+ * storage: memplan.c).  Index ranges are intervals over the inner loops'
+ * extents and the symbols' maxima (a sound bound for every smaller
+ * value); an index the intervals cannot bound (a loaded value, a local)
+ * keeps the loop serial.  This covers elementwise kernels, pooling and
+ * its gradient (per plane), softmax and the losses' per-row work, the
+ * optimizer steps and the per-output reductions (sum over the batch for
+ * each bias element). */
+
+typedef struct Access {
+  int stored, bad, seen;
+  int64_t coef, lo, hi;
+} Access;
+
+typedef struct Indep {
+  const Program *p;
+  int var;
+  int64_t *vmax;      /* [nvars] inner loop variable's largest value, -1: unknown */
+  char *declared;     /* [nlocals] */
+  Access *acc;        /* [nbufs] */
+  int ok;
+} Indep;
+
+static int ix_int(DType t) { return t == DT_I64 || t == DT_I32 || t == DT_U8; }
+
+static int ix_mul(int64_t a, int64_t b, int64_t *r) { return !__builtin_mul_overflow(a, b, r); }
+
+/* [lo, hi] holds every value of integer expression e (free of the loop's variable). */
+static int ix_range(const Indep *d, const Expr *e, int64_t *lo, int64_t *hi) {
+  int64_t al, ah, bl, bh;
+  if (e->kind == EX_ICONST) return *lo = *hi = e->i, 1;
+  if (e->kind == EX_VAR) {
+    if (e->id == d->var || d->vmax[e->id] < 0) return 0;
+    return *lo = 0, *hi = d->vmax[e->id], 1;
+  }
+  if (e->kind == EX_SYM) return *lo = 0, *hi = d->p->g->syms[e->id].max, 1;
+  if (e->kind == EX_CAST) return ix_int(e->type) && ix_int(e->a->type) && ix_range(d, e->a, lo, hi);
+  if (e->kind == EX_SELECT) {
+    if (!ix_range(d, e->b, &al, &ah) || !ix_range(d, e->c, &bl, &bh)) return 0;
+    return *lo = al < bl ? al : bl, *hi = ah > bh ? ah : bh, 1;
+  }
+  if (e->kind != EX_BINARY) return 0;
+  if (!ix_range(d, e->a, &al, &ah) || !ix_range(d, e->b, &bl, &bh)) return 0;
+  switch (e->op) {
+  case BIN_ADD: return !__builtin_add_overflow(al, bl, lo) && !__builtin_add_overflow(ah, bh, hi);
+  case BIN_SUB: return !__builtin_sub_overflow(al, bh, lo) && !__builtin_sub_overflow(ah, bl, hi);
+  case BIN_MUL: {
+    int64_t c[4];
+    if (!ix_mul(al, bl, &c[0]) || !ix_mul(al, bh, &c[1]) || !ix_mul(ah, bl, &c[2]) || !ix_mul(ah, bh, &c[3])) return 0;
+    *lo = *hi = c[0];
+    for (int i = 1; i < 4; i++) *lo = c[i] < *lo ? c[i] : *lo, *hi = c[i] > *hi ? c[i] : *hi;
+    return 1;
+  }
+  case BIN_DIV: if (bl != bh || bl <= 0 || al < 0) return 0; *lo = al / bl, *hi = ah / bl; return 1;
+  case BIN_MOD: if (bl != bh || bl <= 0 || al < 0) return 0; *lo = 0, *hi = ah < bl - 1 ? ah : bl - 1; return 1;
+  case BIN_MIN: *lo = al < bl ? al : bl, *hi = ah < bh ? ah : bh; return 1;
+  case BIN_MAX: *lo = al > bl ? al : bl, *hi = ah > bh ? ah : bh; return 1;
+  default: return 0;
+  }
+}
+
+static int ix_uses(const Expr *e, int var) {
+  if (!e) return 0;
+  if (e->kind == EX_VAR && e->id == var) return 1;
+  return ix_uses(e->a, var) || ix_uses(e->b, var) || ix_uses(e->c, var);
+}
+
+/* e = *coef * var + r with r in [lo, hi]. */
+static int ix_affine(const Indep *d, const Expr *e, int64_t *coef, int64_t *lo, int64_t *hi) {
+  if (!ix_uses(e, d->var)) return *coef = 0, ix_range(d, e, lo, hi);
+  int64_t ac, al, ah, bc, bl, bh;
+  if (e->kind == EX_VAR) return *coef = 1, *lo = *hi = 0, 1;
+  if (e->kind == EX_CAST) return ix_int(e->type) && ix_int(e->a->type) && ix_affine(d, e->a, coef, lo, hi);
+  if (e->kind != EX_BINARY || !ix_affine(d, e->a, &ac, &al, &ah) || !ix_affine(d, e->b, &bc, &bl, &bh)) return 0;
+  switch (e->op) {
+  case BIN_ADD:
+    return !__builtin_add_overflow(ac, bc, coef) && !__builtin_add_overflow(al, bl, lo) && !__builtin_add_overflow(ah, bh, hi);
+  case BIN_SUB:
+    return !__builtin_sub_overflow(ac, bc, coef) && !__builtin_sub_overflow(al, bh, lo) && !__builtin_sub_overflow(ah, bl, hi);
+  case BIN_MUL: { /* by a constant */
+    if (ac && bc) return 0;
+    int64_t k = ac ? bl : al, c = ac ? ac : bc, rl = ac ? al : bl, rh = ac ? ah : bh;
+    if ((ac ? bl != bh : al != ah) || k < 0) return 0;
+    return ix_mul(c, k, coef) && ix_mul(rl, k, lo) && ix_mul(rh, k, hi);
+  }
+  default: return 0;
+  }
+}
+
+static void ix_access(Indep *d, int buf, const Expr *index, int lanes, int store) {
+  Access *a = &d->acc[buf];
+  int64_t c, lo, hi;
+  a->stored |= store;
+  if (!ix_affine(d, index, &c, &lo, &hi) || __builtin_add_overflow(hi, lanes - 1, &hi)) {
+    a->bad = 1;
+    return;
+  }
+  if (a->seen && a->coef != c) a->bad = 1;
+  if (!a->seen || lo < a->lo) a->lo = lo;
+  if (!a->seen || hi > a->hi) a->hi = hi;
+  a->seen = 1, a->coef = c;
+}
+
+static void ix_expr(Indep *d, const Expr *e) {
+  if (!e || !d->ok) return;
+  if (e->kind == EX_LOCAL && !d->declared[e->id]) d->ok = 0;
+  if (e->kind == EX_LOAD) ix_access(d, e->id, e->a, e->lanes, 0);
+  ix_expr(d, e->a);
+  ix_expr(d, e->b);
+  ix_expr(d, e->c);
+}
+
+static void ix_block(Indep *d, const Stmt *s) {
+  for (; s && d->ok; s = s->next) {
+    ix_expr(d, s->index);
+    ix_expr(d, s->value);
+    switch (s->kind) {
+    case ST_LOOP: {
+      int64_t lo, hi;
+      ix_expr(d, s->extent);
+      d->vmax[s->id] = s->step >= 1 && ix_range(d, s->extent, &lo, &hi) ? hi - 1 : -1;
+      ix_block(d, s->body);
+      break;
+    }
+    case ST_STORE: ix_access(d, s->id, s->index, s->value->lanes, 1); break;
+    case ST_LOCAL: d->declared[s->id] = 1; break;
+    case ST_ASSIGN: d->ok &= d->declared[s->id]; break;
+    case ST_IF: ix_block(d, s->body), ix_block(d, s->orelse); break;
+    }
+  }
+}
+
+static int independent_loop(Program *p, const Kernel *k, const Stmt *l) {
+  Indep d = {p, l->id, arena_alloc(&p->arena, sizeof *d.vmax * (size_t)(k->nvars + 1)),
+             arena_alloc(&p->arena, (size_t)k->nlocals + 1), arena_alloc(&p->arena, sizeof *d.acc * (size_t)(p->nbufs + 1)), 1};
+  for (int i = 0; i < k->nvars; i++) d.vmax[i] = -1;
+  ix_block(&d, l->body);
+  for (int b = 0; d.ok && b < p->nbufs; b++) {
+    const Access *a = &d.acc[b];
+    int64_t span;
+    if (a->stored && (a->bad || a->coef <= 0 || __builtin_sub_overflow(a->hi, a->lo, &span) || span >= a->coef * l->step)) d.ok = 0;
+  }
+  return d.ok;
+}
+
+static void mark_independent(Program *p, Kernel *k) {
+  for (Stmt *s = k->body; s; s = s->next)
+    if (s->kind == ST_LOOP && s->loop == LOOP_SERIAL && s->step >= 1 && independent_loop(p, k, s)) sched_mark(s, LOOP_PARALLEL);
+}
+
+static void sched_kernel_rules(Program *p, Func *f, Kernel *k, const SchedOpts *o) {
   switch (k->op) {
   case OP_LINEAR:
     rule_linear(p, f->g, k, o);
@@ -1355,6 +1513,12 @@ static void sched_kernel_opts(Program *p, Func *f, Kernel *k, const SchedOpts *o
     break;
   default: break;
   }
+}
+
+/* The rules of k's op, then the parallel marks of what they leave. */
+static void sched_kernel_opts(Program *p, Func *f, Kernel *k, const SchedOpts *o) {
+  if (k->node >= 0 && f->g) sched_kernel_rules(p, f, k, o);
+  mark_independent(p, k);
 }
 
 static const SchedOpts sched_defaults = {1};

@@ -432,6 +432,64 @@ Test(threads, dense_and_conv_layers_have_parallel_loops, .timeout = 300) {
   }
 }
 
+/* Beyond the matrix products and convolutions: the elementwise kernels,
+ * pooling and its gradient, the per-output sums of the bias gradients and
+ * softmax have a loop both emitters run in parallel (the schedule found
+ * its iterations independent); jit_lenet5 and c_lenet5 check their bits. */
+Test(threads, elementwise_pooling_and_sums_are_parallel, .timeout = 300) {
+  static const char *const ops[] = {"relu", "max_pool2d", "max_pool2d_grad", "ew_grad", "sum", "softmax"};
+  Build b;
+  build_open(&b, "lenet5", PIPE_TRAIN);
+  for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
+    int kernels = 0, parallel = 0;
+    for (int f = 0; f < b.p.nfuncs; f++)
+      for (int k = 0; k < b.p.funcs[f].nkernels; k++) {
+        const Kernel *kn = &b.p.funcs[f].kernels[k];
+        if (strncmp(kn->what, ops[i], strlen(ops[i])) || (kn->what[strlen(ops[i])] && kn->what[strlen(ops[i])] != ' ')) continue;
+        kernels++;
+        for (const Stmt *s = kn->body; s; s = s->next) parallel += cg_parallel_loop(&b.p.arena, kn, s);
+      }
+    cr_expect(kernels > 0, "lenet5 has no %s kernel", ops[i]);
+    cr_expect(parallel >= kernels, "lenet5: %d of the %d %s kernels' loops are parallel", parallel, kernels, ops[i]);
+  }
+  build_close(&b);
+}
+
+/* The schedule's check of independent iterations, on kernels made by hand:
+ * a stepped loop writing y[i0] and y[i0 + 1] from a local array of its own
+ * is parallel; a loop reading what the next iteration writes, one adding
+ * into a local declared outside it, one storing at a loaded index, one
+ * whose iterations' element ranges overlap, are not. */
+Test(threads, the_schedule_marks_only_independent_loops) {
+  HandKit t;
+  hk_init(&t);
+  Program *p = &t.p;
+  Expr *i0 = kx_var(p, 0);
+  Kernel *pairs = hk_kernel(&t, hk_pairs(&t), 2, 1);
+  /* y[i0] = y[i0 + 1] (i0 < 7) */
+  Kernel *shift = hk_kernel(&t, ks_loop(p, 0, kx_i(p, 7), ks_store(p, t.out, i0, kx_load(p, t.out, kx_iadd(p, i0, kx_i(p, 1))))), 1, 0);
+  /* local v0 = 0; for i0 < 8 { v0 = v0 + x[i0] }; y[0] = v0 */
+  Stmt *sum = ks_local(p, 0, DT_F32, kx_f(p, 0));
+  ks_append(&sum, ks_loop(p, 0, kx_i(p, 8), ks_assign(p, 0, kx_bin(p, BIN_ADD, kx_local(p, 0, DT_F32), kx_load(p, t.in, kx_var(p, 0))))));
+  ks_append(&sum, ks_store(p, t.out, kx_i(p, 0), kx_local(p, 0, DT_F32)));
+  Kernel *carried = hk_kernel(&t, sum, 1, 1);
+  /* y[i64(x[i0])] = 1 */
+  Expr *at = kx_cast(p, DT_I64, kx_load(p, t.in, kx_var(p, 0)));
+  Kernel *scatter = hk_kernel(&t, ks_loop(p, 0, kx_i(p, 8), ks_store(p, t.out, at, kx_f(p, 1))), 1, 0);
+  /* for i0 < 4 { for i1 < 3 { y[i0 * 2 + i1] = x[i1] } }: element 2 is iteration 0's and 1's */
+  Stmt *in = ks_loop(p, 1, kx_i(p, 3), ks_store(p, t.out, kx_iadd(p, kx_imul(p, kx_var(p, 0), kx_i(p, 2)), kx_var(p, 1)), kx_load(p, t.in, kx_var(p, 1))));
+  Kernel *overlap = hk_kernel(&t, ks_loop(p, 0, kx_i(p, 4), in), 2, 0);
+  Kernel *ks[] = {pairs, shift, carried, scatter, overlap};
+  for (int i = 0; i < 5; i++) sched_kernel(p, t.fn, ks[i]);
+  cr_expect_eq(pairs->body->loop, LOOP_PARALLEL);
+  cr_expect(cg_parallel_loop(&p->arena, pairs, pairs->body));
+  cr_expect_eq(shift->body->loop, LOOP_SERIAL);
+  cr_expect_eq(carried->body->next->loop, LOOP_SERIAL);
+  cr_expect_eq(scatter->body->loop, LOOP_SERIAL);
+  cr_expect_eq(overlap->body->loop, LOOP_SERIAL);
+  hk_free(&t);
+}
+
 Test(threads, c_mlp, .timeout = 300) { c_sample("mlp"); }
 Test(threads, c_logreg, .timeout = 300) { c_sample("logreg"); }
 Test(threads, c_blocks, .timeout = 300) { c_sample("blocks"); }
