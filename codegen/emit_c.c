@@ -603,10 +603,21 @@ static int vec_kernel(const Kernel *k, unsigned *used, unsigned *sums) {
 /* Kernel k's statements; with par, each parallel loop (cg_parallel_loop)
  * under `#pragma omp parallel for` when DLC_THREADS is defined: OpenMP's
  * static schedule hands each thread one contiguous chunk of iterations,
- * and the locals the body declares are each thread's own. */
+ * and the locals the body declares are each thread's own.  A loop whose
+ * iterations may be too few to pay for a team (cg_parallel_min_iters)
+ * says so in the pragma's if clause. */
 static void kernel_stmts(Emit *E, const Kernel *k, int par) {
   for (const Stmt *s = k->body; s; s = s->next) {
-    if (par && cg_parallel_loop(E->a, k, s)) fputs("#ifdef DLC_THREADS\n#pragma omp parallel for schedule(static)\n#endif\n", E->f);
+    int64_t min;
+    if (par && cg_parallel_loop(E->a, k, s) && (min = cg_parallel_min_iters(E->p, s)) > 0) {
+      fputs("#ifdef DLC_THREADS\n#pragma omp parallel for schedule(static)", E->f);
+      if (min > 1) {
+        fputs(" if(", E->f);
+        expr(E, s->extent);
+        fprintf(E->f, " >= %lld)", (long long)((min - 1) * s->step + 1));
+      }
+      fputs("\n#endif\n", E->f);
+    }
     Stmt one = *s;
     one.next = NULL;
     stmts(E, &one, 2);

@@ -223,6 +223,51 @@ int cg_parallel_loop(Arena *a, const Kernel *k, const Stmt *s) {
   return !o.foreign;
 }
 
+double cg_parallel_min_work = CG_PARALLEL_MIN_WORK;
+
+/* The largest value of integer expression e (the symbols at their max),
+ * or -1 when it is not one of constants and symbols. */
+static int64_t work_extent(const Program *p, const Expr *e) {
+  if (e->kind == EX_ICONST) return e->i;
+  if (e->kind == EX_SYM) return p->g->syms[e->id].max;
+  if (e->kind != EX_BINARY) return -1;
+  int64_t a = work_extent(p, e->a), b = work_extent(p, e->b);
+  if (a < 0 || b < 0) return -1;
+  if (e->op == BIN_ADD) return a + b;
+  if (e->op == BIN_MUL) return a * b;
+  if (e->op == BIN_DIV) return b > 0 ? (a + b - 1) / b : -1;
+  if (e->op == BIN_MIN) return a < b ? a : b;
+  if (e->op == BIN_MAX) return a > b ? a : b;
+  if (e->op == BIN_SUB) return a; /* an upper bound */
+  return -1;
+}
+
+/* Statements a block runs (the symbols at their max); 1e300 when a
+ * loop's extent is not known. */
+static double work_block(const Program *p, const Stmt *s) {
+  double w = 0;
+  for (; s; s = s->next) {
+    if (s->kind == ST_LOOP) {
+      int64_t n = work_extent(p, s->extent);
+      if (n < 0) return 1e300;
+      w += (double)((n + s->step - 1) / s->step) * work_block(p, s->body);
+    } else if (s->kind == ST_IF) {
+      w += 1 + work_block(p, s->body) + work_block(p, s->orelse);
+    } else {
+      w += 1;
+    }
+  }
+  return w;
+}
+
+int64_t cg_parallel_min_iters(const Program *p, const Stmt *s) {
+  double w = work_block(p, s->body), n = w > 0 ? cg_parallel_min_work / w : 1;
+  int64_t min = n <= 1 ? 1 : n < 1e15 ? (int64_t)n + (n > (double)(int64_t)n) : (int64_t)1e15;
+  int64_t most = work_extent(p, s->extent); /* -1: not known */
+  if (most >= 0 && (most + s->step - 1) / s->step < min) return 0;
+  return s->extent->kind == EX_ICONST ? 1 : min; /* a constant extent has them all the time */
+}
+
 /* --- collectives --------------------------------------------------------------- */
 
 static int first_store(void *ctx, const Stmt *s) {

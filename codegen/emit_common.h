@@ -70,6 +70,20 @@ int cg_dirties_derived(const Program *p, const Func *fn);
  * each thread's own.  a is scratch. */
 int cg_parallel_loop(Arena *a, const Kernel *k, const Stmt *s);
 
+/* The cost threshold of a parallel loop: a loop that runs fewer than
+ * cg_parallel_min_iters(p, s) iterations in a call (ceil(extent / step))
+ * runs on the calling thread, not as a job of the pool or an OpenMP team,
+ * so that the job's hand-off (a few microseconds: its descriptor and the
+ * loop's data moving between cores) is paid only by loops of at least
+ * cg_parallel_min_work statements (each iteration's statements counted
+ * with the symbols at their max, a vector statement as one); 0 when the
+ * loop never has that many (the symbols at their max): it is left serial.
+ * The default is CG_PARALLEL_MIN_WORK; 0 makes every parallel loop a job
+ * (tests). */
+#define CG_PARALLEL_MIN_WORK 8192.0
+extern double cg_parallel_min_work;
+int64_t cg_parallel_min_iters(const Program *p, const Stmt *s);
+
 /* --- collectives ---------------------------------------------------------------
  * The kernel of a dist_mean or dist_sum node copies its operand into its
  * buffer; after it, both emitters print a call of the module's collective

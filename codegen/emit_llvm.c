@@ -549,14 +549,15 @@ static void kernel_scope(Lower *L, const Kernel *k) {
 static void parallel_loop(Lower *L, const Kernel *k, const Stmt *s);
 
 /* The kernel's statements; in a kernel function or P_prepare (L->kfn
- * set), its parallel loops go to the pool (parallel_loop). */
+ * set), its parallel loops go to the pool (parallel_loop), but for those
+ * that never have the iterations to pay for a job. */
 static void kernel(Lower *L, const Kernel *k) {
   LLVMBasicBlockRef start = block(L, k->what);
   LLVMBuildBr(L->b, start);
   LLVMPositionBuilderAtEnd(L->b, start);
   kernel_scope(L, k);
   for (const Stmt *s = k->body; s; s = s->next) {
-    if (L->kfn && cg_parallel_loop(&L->a, k, s)) {
+    if (L->kfn && cg_parallel_loop(&L->a, k, s) && cg_parallel_min_iters(L->p, s) > 0) {
       parallel_loop(L, k, s);
       continue;
     }
@@ -780,12 +781,14 @@ static void scope_slots(Lower *L, const Slots *s, const char *name) {
  * A parallel loop of a kernel (cg_parallel_loop) becomes a chunk function
  * void P_f_kK_pJ(i64 lo, i64 hi, ptr ctx) that runs iterations [lo, hi)
  * of it (the variable from lo * step while below both hi * step and the
- * extent), and the kernel calls P_parallel_for(chunk, iterations, ctx),
- * ctx being the kernel function's own parameters (the symbols, then the
- * argument pointers) in an array of 8-byte slots.  P_parallel_for runs
- * the whole range on the calling thread until P_set_pool(run, pool) gives
- * the module a runner (rt_pool_run and its pool): then run(pool, chunk,
- * iterations, ctx) splits the range among the pool's threads.  Each
+ * extent), and the kernel calls P_parallel_for(chunk, iterations, ctx,
+ * min), ctx being the kernel function's own parameters (the symbols, then
+ * the argument pointers) in an array of 8-byte slots, min the iterations
+ * that pay for a job (cg_parallel_min_iters).  P_parallel_for runs the
+ * whole range on the calling thread while it has fewer than min
+ * iterations or until P_set_pool(run, pool) gives the module a runner
+ * (rt_pool_run and its pool): then run(pool, chunk, iterations, ctx)
+ * splits the range among the pool's threads.  Each
  * iteration runs whole on one thread, as the serial loop would run it,
  * so the results are the same bits with or without a pool. */
 
@@ -813,9 +816,9 @@ static void pool_hooks(Lower *L) {
   if (L->par_for) return;
   LLVMBasicBlockRef here = LLVMGetInsertBlock(L->b);
   pointer_pair(L, "pool_run", "pool", "set_pool", &L->pool_run, &L->pool);
-  LLVMTypeRef fp[3] = {L->ptr, L->i64, L->ptr}, rp[4] = {L->ptr, L->ptr, L->i64, L->ptr}, cp[3] = {L->i64, L->i64, L->ptr};
+  LLVMTypeRef fp[4] = {L->ptr, L->i64, L->ptr, L->i64}, rp[4] = {L->ptr, L->ptr, L->i64, L->ptr}, cp[3] = {L->i64, L->i64, L->ptr};
   LLVMTypeRef void_t = LLVMVoidTypeInContext(L->cx);
-  L->par_for = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_parallel_for", L->pre), LLVMFunctionType(void_t, fp, 3, 0));
+  L->par_for = LLVMAddFunction(L->m, arena_printf(&L->a, "%s_parallel_for", L->pre), LLVMFunctionType(void_t, fp, 4, 0));
   LLVMSetLinkage(L->par_for, LLVMInternalLinkage);
   add_attr(L, L->par_for, "nounwind");
   LLVMValueRef f = L->par_for, chunk = LLVMGetParam(f, 0), n = LLVMGetParam(f, 1), ctx = LLVMGetParam(f, 2);
@@ -824,7 +827,8 @@ static void pool_hooks(Lower *L) {
   LLVMBasicBlockRef pooled = LLVMAppendBasicBlockInContext(L->cx, f, "pool");
   LLVMPositionBuilderAtEnd(L->b, entry);
   LLVMValueRef run = LLVMBuildLoad2(L->b, L->ptr, L->pool_run, "run");
-  LLVMBuildCondBr(L->b, LLVMBuildIsNull(L->b, run, ""), serial, pooled);
+  LLVMValueRef small = LLVMBuildICmp(L->b, LLVMIntSLT, n, LLVMGetParam(f, 3), "");
+  LLVMBuildCondBr(L->b, LLVMBuildOr(L->b, LLVMBuildIsNull(L->b, run, ""), small, ""), serial, pooled);
   LLVMPositionBuilderAtEnd(L->b, serial);
   LLVMValueRef a3[3] = {LLVMConstInt(L->i64, 0, 0), n, ctx};
   LLVMBuildCall2(L->b, LLVMFunctionType(void_t, cp, 3, 0), chunk, a3, 3, "");
@@ -911,14 +915,14 @@ static LLVMValueRef chunk_function(Lower *L, const Kernel *k, const Stmt *s) {
   return f;
 }
 
-/* P_parallel_for(chunk, ceil(extent / step), ctx). */
+/* P_parallel_for(chunk, ceil(extent / step), ctx, min). */
 static void parallel_loop(Lower *L, const Kernel *k, const Stmt *s) {
   pool_hooks(L);
   LLVMValueRef chunk = chunk_function(L, k, s), ctx = kernel_ctx(L);
   LLVMValueRef step = LLVMConstInt(L->i64, (unsigned long long)s->step, 0);
   LLVMValueRef n = LLVMBuildSDiv(L->b, LLVMBuildNSWAdd(L->b, expr(L, s->extent), LLVMConstInt(L->i64, (unsigned long long)(s->step - 1), 0), ""), step, "");
-  LLVMValueRef args[3] = {chunk, n, ctx};
-  LLVMBuildCall2(L->b, LLVMGlobalGetValueType(L->par_for), L->par_for, args, 3, "");
+  LLVMValueRef args[4] = {chunk, n, ctx, LLVMConstInt(L->i64, (unsigned long long)cg_parallel_min_iters(L->p, s), 0)};
+  LLVMBuildCall2(L->b, LLVMGlobalGetValueType(L->par_for), L->par_for, args, 4, "");
 }
 
 /* The largest value of a loop extent (the symbols at their max), or -1

@@ -349,6 +349,7 @@ static void c_sample(const char *sample);
 
 static void jit_sample(const char *sample) {
   static const PipelineKind kinds[] = {PIPE_TRAIN, PIPE_INFER};
+  cg_parallel_min_work = 0; /* every parallel loop a job, however small the test's batch */
   for (int k = 0; k < 2; k++) {
     Build b;
     build_open(&b, sample, kinds[k]);
@@ -364,6 +365,7 @@ static void jit_sample(const char *sample) {
 }
 
 static void c_sample(const char *sample) {
+  cg_parallel_min_work = 0;
   Build b;
   build_open(&b, sample, PIPE_TRAIN);
   RtError err;
@@ -488,6 +490,35 @@ Test(threads, the_schedule_marks_only_independent_loops) {
   cr_expect_eq(scatter->body->loop, LOOP_SERIAL);
   cr_expect_eq(overlap->body->loop, LOOP_SERIAL);
   hk_free(&t);
+}
+
+/* Loops too small to pay for a job run on the calling thread: the C of
+ * the MLP's training step (its batch symbol's maximum 64) puts a cost
+ * condition on the loops whose work depends on the batch, and has fewer
+ * parallel loops than with no threshold (the small ones left serial). */
+Test(threads, small_loops_stay_on_the_calling_thread, .timeout = 120) {
+  Build b;
+  build_open(&b, "mlp", PIPE_TRAIN);
+  size_t pragmas[2] = {0, 0}, conditions = 0;
+  for (int t = 0; t < 2; t++) {
+    cg_parallel_min_work = t ? 0 : CG_PARALLEL_MIN_WORK;
+    char *text = NULL, *htext = NULL;
+    size_t n = 0, hn = 0;
+    FILE *c = open_memstream(&text, &n), *h = open_memstream(&htext, &hn);
+    EmitOpts o = {"mlp.h", NULL};
+    cr_assert_eq(cg_emit_c(&b.p, c, h, &o, &b.d), 0);
+    fclose(c);
+    fclose(h);
+    for (const char *q = text; (q = strstr(q, "#pragma omp parallel for")); q++) {
+      pragmas[t]++;
+      if (!t && !strncmp(q + strlen("#pragma omp parallel for schedule(static)"), " if(N", 5)) conditions++;
+    }
+    free(text);
+    free(htext);
+  }
+  cr_expect(conditions > 0, "no loop has a cost condition");
+  cr_expect(pragmas[0] < pragmas[1], "%zu parallel loops with the threshold, %zu without", pragmas[0], pragmas[1]);
+  build_close(&b);
 }
 
 Test(threads, c_mlp, .timeout = 300) { c_sample("mlp"); }
