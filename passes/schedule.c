@@ -1486,9 +1486,108 @@ static int independent_loop(Program *p, const Kernel *k, const Stmt *l) {
   return d.ok;
 }
 
+/* Invariant locals.  A loop that reads a scalar local declared before it
+ * at the top of the kernel (an optimizer step's learning rate and step
+ * count) cannot run as a job: the chunk has only the kernel's arguments.
+ * When the local is never assigned again and its value reads no local and
+ * only buffers the kernel never stores into, its value is the same
+ * wherever it is evaluated: the loop gets its own copy, declared at the
+ * top of its body under a new id (the same expression, so the same bits;
+ * the emitted code hoists it again), and the declaration goes when
+ * nothing else reads it. */
+static int inv_stores(void *ctx, const Stmt *s) {
+  char *stored = ctx;
+  if (s->kind == ST_STORE) stored[s->id] = 1;
+  return 0;
+}
+
+static int inv_local_assigned(const Stmt *s, int id) {
+  for (; s; s = s->next) {
+    if (s->kind == ST_ASSIGN && s->id == id) return 1;
+    if ((s->kind == ST_LOOP || s->kind == ST_IF) && (inv_local_assigned(s->body, id) || inv_local_assigned(s->orelse, id))) return 1;
+  }
+  return 0;
+}
+
+/* Whether e reads no local, no random number and only buffers not in stored. */
+static int inv_pure(const Expr *e, const char *stored) {
+  if (!e) return 1;
+  if (e->kind == EX_LOCAL || e->kind == EX_RAND || (e->kind == EX_LOAD && stored[e->id])) return 0;
+  return inv_pure(e->a, stored) && inv_pure(e->b, stored) && inv_pure(e->c, stored);
+}
+
+static void inv_rename_expr(Expr *e, const int *to) {
+  if (!e) return;
+  if (e->kind == EX_LOCAL && to[e->id] >= 0) e->id = to[e->id];
+  inv_rename_expr(e->a, to);
+  inv_rename_expr(e->b, to);
+  inv_rename_expr(e->c, to);
+}
+
+static void inv_rename(Stmt *s, const int *to) {
+  for (; s; s = s->next) {
+    inv_rename_expr(s->extent, to);
+    inv_rename_expr(s->index, to);
+    inv_rename_expr(s->value, to);
+    inv_rename(s->body, to);
+    inv_rename(s->orelse, to);
+  }
+}
+
+static int inv_uses(const Expr *e, int id) {
+  if (!e) return 0;
+  if (e->kind == EX_LOCAL && e->id == id) return 1;
+  return inv_uses(e->a, id) || inv_uses(e->b, id) || inv_uses(e->c, id);
+}
+
+static int inv_block_uses(const Stmt *s, int id) {
+  for (; s; s = s->next)
+    if (inv_uses(s->extent, id) || inv_uses(s->index, id) || inv_uses(s->value, id) || inv_block_uses(s->body, id) ||
+        inv_block_uses(s->orelse, id))
+      return 1;
+  return 0;
+}
+
+/* Loop l of k with copies of the invariant locals it reads, when that makes
+ * it independent: returns 1 and rewrites l's body; else leaves l. */
+static int independent_with_copies(Program *p, Kernel *k, Stmt *l) {
+  char *stored = arena_alloc(&p->arena, (size_t)p->nbufs + 1);
+  KirVisitor v = {stored, inv_stores, NULL};
+  kir_walk_block(&v, k->body);
+  int *to = arena_alloc(&p->arena, sizeof *to * (size_t)(k->nlocals + 1)), nlocals = k->nlocals, copies = 0;
+  for (int i = 0; i < k->nlocals; i++) to[i] = -1;
+  Stmt *body = kir_clone_block(p, l->body), *decls = NULL;
+  for (const Stmt *d = k->body; d != l; d = d->next) {
+    if (d->kind != ST_LOCAL || d->count || d->value->lanes != 1 || !inv_block_uses(l->body, d->id) ||
+        inv_local_assigned(k->body, d->id) || !inv_pure(d->value, stored))
+      continue;
+    to[d->id] = nlocals++;
+    ks_append(&decls, ks_local(p, to[d->id], d->type, kir_clone_expr(p, d->value)));
+    copies++;
+  }
+  if (!copies) return 0;
+  inv_rename(body, to);
+  ks_append(&decls, body);
+  Stmt trial = *l;
+  trial.body = decls;
+  int saved = k->nlocals;
+  k->nlocals = nlocals;
+  if (!independent_loop(p, k, &trial)) {
+    k->nlocals = saved;
+    return 0;
+  }
+  l->body = decls;
+  for (Stmt **d = &k->body; *d != l;) /* a declaration nothing else reads goes */
+    if ((*d)->kind == ST_LOCAL && to[(*d)->id] >= 0 && !inv_block_uses(k->body, (*d)->id)) *d = (*d)->next;
+    else d = &(*d)->next;
+  return 1;
+}
+
 static void mark_independent(Program *p, Kernel *k) {
   for (Stmt *s = k->body; s; s = s->next)
-    if (s->kind == ST_LOOP && s->loop == LOOP_SERIAL && s->step >= 1 && independent_loop(p, k, s)) sched_mark(s, LOOP_PARALLEL);
+    if (s->kind == ST_LOOP && s->loop == LOOP_SERIAL && s->step >= 1 &&
+        (independent_loop(p, k, s) || independent_with_copies(p, k, s)))
+      sched_mark(s, LOOP_PARALLEL);
 }
 
 static void sched_kernel_rules(Program *p, Func *f, Kernel *k, const SchedOpts *o) {

@@ -435,11 +435,11 @@ Test(threads, dense_and_conv_layers_have_parallel_loops, .timeout = 300) {
 }
 
 /* Beyond the matrix products and convolutions: the elementwise kernels,
- * pooling and its gradient, the per-output sums of the bias gradients and
- * softmax have a loop both emitters run in parallel (the schedule found
+ * pooling and its gradient, the per-output sums of the bias gradients,
+ * softmax and the optimizer step have a loop both emitters run in parallel (the schedule found
  * its iterations independent); jit_lenet5 and c_lenet5 check their bits. */
 Test(threads, elementwise_pooling_and_sums_are_parallel, .timeout = 300) {
-  static const char *const ops[] = {"relu", "max_pool2d", "max_pool2d_grad", "ew_grad", "sum", "softmax"};
+  static const char *const ops[] = {"relu", "max_pool2d", "max_pool2d_grad", "ew_grad", "sum", "softmax", "adam_step"};
   Build b;
   build_open(&b, "lenet5", PIPE_TRAIN);
   for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
@@ -461,7 +461,10 @@ Test(threads, elementwise_pooling_and_sums_are_parallel, .timeout = 300) {
  * a stepped loop writing y[i0] and y[i0 + 1] from a local array of its own
  * is parallel; a loop reading what the next iteration writes, one adding
  * into a local declared outside it, one storing at a loaded index, one
- * whose iterations' element ranges overlap, are not. */
+ * whose iterations' element ranges overlap, are not.  A loop reading a
+ * local set once before it from a buffer the kernel never stores into
+ * gets its own copy of it (the one outside, left unread, goes) and is
+ * parallel; from one it stores into, not. */
 Test(threads, the_schedule_marks_only_independent_loops) {
   HandKit t;
   hk_init(&t);
@@ -481,8 +484,21 @@ Test(threads, the_schedule_marks_only_independent_loops) {
   /* for i0 < 4 { for i1 < 3 { y[i0 * 2 + i1] = x[i1] } }: element 2 is iteration 0's and 1's */
   Stmt *in = ks_loop(p, 1, kx_i(p, 3), ks_store(p, t.out, kx_iadd(p, kx_imul(p, kx_var(p, 0), kx_i(p, 2)), kx_var(p, 1)), kx_load(p, t.in, kx_var(p, 1))));
   Kernel *overlap = hk_kernel(&t, ks_loop(p, 0, kx_i(p, 4), in), 2, 0);
-  Kernel *ks[] = {pairs, shift, carried, scatter, overlap};
-  for (int i = 0; i < 5; i++) sched_kernel(p, t.fn, ks[i]);
+  /* local v0 = x[0]; for i0 < 8 { y[i0] = x[i0] * v0 }: the loop gets its own copy of v0 */
+  Stmt *inv = ks_local(p, 0, DT_F32, kx_load(p, t.in, kx_i(p, 0)));
+  ks_append(&inv, ks_loop(p, 0, kx_i(p, 8), ks_store(p, t.out, kx_var(p, 0), kx_bin(p, BIN_MUL, kx_load(p, t.in, kx_var(p, 0)), kx_local(p, 0, DT_F32)))));
+  Kernel *invariant = hk_kernel(&t, inv, 1, 1);
+  /* the same with v0 = y[0], which the loop stores into: no copy, serial */
+  Stmt *var = ks_local(p, 0, DT_F32, kx_load(p, t.out, kx_i(p, 0)));
+  ks_append(&var, ks_loop(p, 0, kx_i(p, 8), ks_store(p, t.out, kx_var(p, 0), kx_bin(p, BIN_MUL, kx_load(p, t.in, kx_var(p, 0)), kx_local(p, 0, DT_F32)))));
+  Kernel *varying = hk_kernel(&t, var, 1, 1);
+  Kernel *ks[] = {pairs, shift, carried, scatter, overlap, invariant, varying};
+  for (int i = 0; i < 7; i++) sched_kernel(p, t.fn, ks[i]);
+  cr_expect_eq(invariant->body->kind, ST_LOOP, "the declaration outside is left unread");
+  cr_expect_eq(invariant->body->loop, LOOP_PARALLEL);
+  cr_expect(cg_parallel_loop(&p->arena, invariant, invariant->body));
+  cr_expect_eq(invariant->nlocals, 2);
+  cr_expect_eq(varying->body->next->loop, LOOP_SERIAL);
   cr_expect_eq(pairs->body->loop, LOOP_PARALLEL);
   cr_expect(cg_parallel_loop(&p->arena, pairs, pairs->body));
   cr_expect_eq(shift->body->loop, LOOP_SERIAL);
