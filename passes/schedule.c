@@ -1358,6 +1358,8 @@ typedef struct Access {
 typedef struct Indep {
   const Program *p;
   int var;
+  int64_t *sym;       /* each symbol's value, or NULL: any value up to its max */
+  int symbolic;       /* an index multiplied the variable by a symbol */
   int64_t *vmax;      /* [nvars] inner loop variable's largest value, -1: unknown */
   char *declared;     /* [nlocals] */
   Access *acc;        /* [nbufs] */
@@ -1376,7 +1378,7 @@ static int ix_range(const Indep *d, const Expr *e, int64_t *lo, int64_t *hi) {
     if (e->id == d->var || d->vmax[e->id] < 0) return 0;
     return *lo = 0, *hi = d->vmax[e->id], 1;
   }
-  if (e->kind == EX_SYM) return *lo = 0, *hi = d->p->g->syms[e->id].max, 1;
+  if (e->kind == EX_SYM) return *lo = d->sym ? d->sym[e->id] : 0, *hi = d->sym ? d->sym[e->id] : d->p->g->syms[e->id].max, 1;
   if (e->kind == EX_CAST) return ix_int(e->type) && ix_int(e->a->type) && ix_range(d, e->a, lo, hi);
   if (e->kind == EX_SELECT) {
     if (!ix_range(d, e->b, &al, &ah) || !ix_range(d, e->c, &bl, &bh)) return 0;
@@ -1423,7 +1425,7 @@ static int ix_affine(const Indep *d, const Expr *e, int64_t *coef, int64_t *lo, 
   case BIN_MUL: { /* by a constant */
     if (ac && bc) return 0;
     int64_t k = ac ? bl : al, c = ac ? ac : bc, rl = ac ? al : bl, rh = ac ? ah : bh;
-    if ((ac ? bl != bh : al != ah) || k < 0) return 0;
+    if ((ac ? bl != bh : al != ah) || k < 0) return ((Indep *)d)->symbolic = 1, 0;
     return ix_mul(c, k, coef) && ix_mul(rl, k, lo) && ix_mul(rh, k, hi);
   }
   default: return 0;
@@ -1460,9 +1462,10 @@ static void ix_block(Indep *d, const Stmt *s) {
     switch (s->kind) {
     case ST_LOOP: {
       int64_t lo, hi;
+      int known = s->step >= 1 && ix_range(d, s->extent, &lo, &hi);
       ix_expr(d, s->extent);
-      d->vmax[s->id] = s->step >= 1 && ix_range(d, s->extent, &lo, &hi) ? hi - 1 : -1;
-      ix_block(d, s->body);
+      d->vmax[s->id] = known && hi > 0 ? hi - 1 : -1;
+      if (!known || hi > 0) ix_block(d, s->body); /* else it never runs */
       break;
     }
     case ST_STORE: ix_access(d, s->id, s->index, s->value->lanes, 1); break;
@@ -1473,17 +1476,40 @@ static void ix_block(Indep *d, const Stmt *s) {
   }
 }
 
-static int independent_loop(Program *p, const Kernel *k, const Stmt *l) {
-  Indep d = {p, l->id, arena_alloc(&p->arena, sizeof *d.vmax * (size_t)(k->nvars + 1)),
+/* Loop l independent with the symbols at sym (NULL: at any value); sets
+ * *symbolic when an index scaled the variable by a symbol. */
+static int independent_at(Program *p, const Kernel *k, const Stmt *l, int64_t *sym, int *symbolic) {
+  Indep d = {p, l->id, sym, 0, arena_alloc(&p->arena, sizeof *d.vmax * (size_t)(k->nvars + 1)),
              arena_alloc(&p->arena, (size_t)k->nlocals + 1), arena_alloc(&p->arena, sizeof *d.acc * (size_t)(p->nbufs + 1)), 1};
   for (int i = 0; i < k->nvars; i++) d.vmax[i] = -1;
   ix_block(&d, l->body);
+  if (symbolic) *symbolic = d.symbolic;
   for (int b = 0; d.ok && b < p->nbufs; b++) {
     const Access *a = &d.acc[b];
     int64_t span;
     if (a->stored && (a->bad || a->coef <= 0 || __builtin_sub_overflow(a->hi, a->lo, &span) || span >= a->coef * l->step)) d.ok = 0;
   }
   return d.ok;
+}
+
+/* Loop l independent at every value of the symbols.  An index that scales
+ * the variable by a symbol (a transpose's i0 * N + i1, i1 < N) has no
+ * constant stride: then every value of the symbols up to their maxima is
+ * checked on its own, when there are at most IX_SYM_VALUES of them (a
+ * loop with no iterations at some value has no accesses there). */
+#define IX_SYM_VALUES 4096
+static int independent_loop(Program *p, const Kernel *k, const Stmt *l) {
+  int symbolic = 0, n = p->g->nsyms;
+  if (independent_at(p, k, l, NULL, &symbolic)) return 1;
+  int64_t values = 1, sym[IR_MAX_SYMS] = {0};
+  for (int i = 0; i < n; i++)
+    if (__builtin_mul_overflow(values, p->g->syms[i].max + 1, &values) || values > IX_SYM_VALUES) return 0;
+  if (!symbolic || !n) return 0;
+  for (int64_t v = 0; v < values; v++) {
+    for (int64_t i = 0, r = v; i < n; r /= p->g->syms[i].max + 1, i++) sym[i] = r % (p->g->syms[i].max + 1);
+    if (!independent_at(p, k, l, sym, NULL)) return 0;
+  }
+  return 1;
 }
 
 /* Invariant locals.  A loop that reads a scalar local declared before it

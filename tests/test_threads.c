@@ -436,10 +436,11 @@ Test(threads, dense_and_conv_layers_have_parallel_loops, .timeout = 300) {
 
 /* Beyond the matrix products and convolutions: the elementwise kernels,
  * pooling and its gradient, the per-output sums of the bias gradients,
- * softmax and the optimizer step have a loop both emitters run in parallel (the schedule found
+ * softmax, the optimizer step and the batch transposes (i0 * N + i1, checked
+ * at every N) have a loop both emitters run in parallel (the schedule found
  * its iterations independent); jit_lenet5 and c_lenet5 check their bits. */
 Test(threads, elementwise_pooling_and_sums_are_parallel, .timeout = 300) {
-  static const char *const ops[] = {"relu", "max_pool2d", "max_pool2d_grad", "ew_grad", "sum", "softmax", "adam_step"};
+  static const char *const ops[] = {"relu", "max_pool2d", "max_pool2d_grad", "ew_grad", "sum", "softmax", "adam_step", "transpose"};
   Build b;
   build_open(&b, "lenet5", PIPE_TRAIN);
   for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
