@@ -53,10 +53,11 @@
 #include "runtime/rt.h"
 
 /* How long a worker waits for the next job, and the caller for the
- * workers, spinning before they sleep: longer than most gaps between two
- * parallel loops of a step, short enough that a spinning worker woken on
- * the caller's core (the scheduler may put it there) holds it up little. */
-#define POOL_SPIN_NS 50000
+ * workers, spinning before they sleep: longer than the gaps between two
+ * parallel loops of a training step and between two steps (the batch
+ * gathered, the loss read), short enough that an idle pool gives its cores
+ * back within a fraction of a millisecond. */
+#define POOL_SPIN_NS 200000
 #define JOB_GEN(w) ((w) >> 18)
 #define JOB_CHUNKS(w) ((int)((w) >> 9 & 511))
 #define JOB_NEXT(w) ((int)((w)&511))
