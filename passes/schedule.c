@@ -18,6 +18,7 @@
  * with fresh nodes (expressions may be shared between statements) and
  * allocate variables and locals from the kernel's counters.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "ir/conv.h"
@@ -1351,7 +1352,7 @@ static void mark_top_parallel(Kernel *k) {
  * each bias element). */
 
 typedef struct Access {
-  int stored, bad, seen;
+  int buf, stored, bad;
   int64_t coef, lo, hi;
 } Access;
 
@@ -1362,7 +1363,8 @@ typedef struct Indep {
   int symbolic;       /* an index multiplied the variable by a symbol */
   int64_t *vmax;      /* [nvars] inner loop variable's largest value, -1: unknown */
   char *declared;     /* [nlocals] */
-  Access *acc;        /* [nbufs] */
+  Access *acc;        /* the buffers the body touches (a loop touches few) */
+  int nacc, cap;
   int ok;
 } Indep;
 
@@ -1433,17 +1435,28 @@ static int ix_affine(const Indep *d, const Expr *e, int64_t *coef, int64_t *lo, 
 }
 
 static void ix_access(Indep *d, int buf, const Expr *index, int lanes, int store) {
-  Access *a = &d->acc[buf];
   int64_t c, lo, hi;
-  a->stored |= store;
-  if (!ix_affine(d, index, &c, &lo, &hi) || __builtin_add_overflow(hi, lanes - 1, &hi)) {
-    a->bad = 1;
+  int ok = ix_affine(d, index, &c, &lo, &hi) && !__builtin_add_overflow(hi, lanes - 1, &hi);
+  int i = 0;
+  while (i < d->nacc && d->acc[i].buf != buf) i++;
+  if (i == d->nacc) {
+    if (d->nacc == d->cap) {
+      d->cap = d->cap ? 2 * d->cap : 8;
+      Access *grown = realloc(d->acc, sizeof *grown * (size_t)d->cap);
+      if (!grown) {
+        d->ok = 0;
+        return;
+      }
+      d->acc = grown;
+    }
+    d->acc[d->nacc++] = (Access){buf, store, !ok, c, lo, hi};
     return;
   }
-  if (a->seen && a->coef != c) a->bad = 1;
-  if (!a->seen || lo < a->lo) a->lo = lo;
-  if (!a->seen || hi > a->hi) a->hi = hi;
-  a->seen = 1, a->coef = c;
+  Access *a = &d->acc[i];
+  a->stored |= store;
+  if (!ok || a->coef != c) a->bad = 1;
+  if (ok && lo < a->lo) a->lo = lo;
+  if (ok && hi > a->hi) a->hi = hi;
 }
 
 static void ix_expr(Indep *d, const Expr *e) {
@@ -1479,16 +1492,21 @@ static void ix_block(Indep *d, const Stmt *s) {
 /* Loop l independent with the symbols at sym (NULL: at any value); sets
  * *symbolic when an index scaled the variable by a symbol. */
 static int independent_at(Program *p, const Kernel *k, const Stmt *l, int64_t *sym, int *symbolic) {
-  Indep d = {p, l->id, sym, 0, arena_alloc(&p->arena, sizeof *d.vmax * (size_t)(k->nvars + 1)),
-             arena_alloc(&p->arena, (size_t)k->nlocals + 1), arena_alloc(&p->arena, sizeof *d.acc * (size_t)(p->nbufs + 1)), 1};
-  for (int i = 0; i < k->nvars; i++) d.vmax[i] = -1;
-  ix_block(&d, l->body);
+  Indep d = {p, l->id, sym, 0, malloc(sizeof *d.vmax * (size_t)(k->nvars + 1)), calloc((size_t)k->nlocals + 1, 1), NULL, 0, 0, 1};
+  if (!d.vmax || !d.declared) d.ok = 0;
+  for (int i = 0; d.ok && i < k->nvars; i++) d.vmax[i] = -1;
+  if (d.ok) ix_block(&d, l->body);
   if (symbolic) *symbolic = d.symbolic;
-  for (int b = 0; d.ok && b < p->nbufs; b++) {
-    const Access *a = &d.acc[b];
-    int64_t span;
-    if (a->stored && (a->bad || a->coef <= 0 || __builtin_sub_overflow(a->hi, a->lo, &span) || span >= a->coef * l->step)) d.ok = 0;
+  for (int i = 0; d.ok && i < d.nacc; i++) {
+    const Access *a = &d.acc[i];
+    int64_t span, stride;
+    if (a->stored && (a->bad || a->coef <= 0 || __builtin_sub_overflow(a->hi, a->lo, &span) ||
+                      __builtin_mul_overflow(a->coef, l->step, &stride) || span >= stride))
+      d.ok = 0;
   }
+  free(d.vmax);
+  free(d.declared);
+  free(d.acc);
   return d.ok;
 }
 
@@ -1521,10 +1539,12 @@ static int independent_loop(Program *p, const Kernel *k, const Stmt *l) {
  * top of its body under a new id (the same expression, so the same bits;
  * the emitted code hoists it again), and the declaration goes when
  * nothing else reads it. */
-static int inv_stores(void *ctx, const Stmt *s) {
-  char *stored = ctx;
-  if (s->kind == ST_STORE) stored[s->id] = 1;
-  return 0;
+static int inv_stores(void *ctx, const Stmt *s) { return s->kind == ST_STORE && s->id == *(const int *)ctx; }
+
+/* Whether kernel k stores into buffer b. */
+static int inv_stored(const Kernel *k, int b) {
+  KirVisitor v = {&b, inv_stores, NULL};
+  return kir_walk_block(&v, k->body) != 0;
 }
 
 static int inv_local_assigned(const Stmt *s, int id) {
@@ -1535,11 +1555,11 @@ static int inv_local_assigned(const Stmt *s, int id) {
   return 0;
 }
 
-/* Whether e reads no local, no random number and only buffers not in stored. */
-static int inv_pure(const Expr *e, const char *stored) {
+/* Whether e reads no local, no random number and only buffers k never stores into. */
+static int inv_pure(const Expr *e, const Kernel *k) {
   if (!e) return 1;
-  if (e->kind == EX_LOCAL || e->kind == EX_RAND || (e->kind == EX_LOAD && stored[e->id])) return 0;
-  return inv_pure(e->a, stored) && inv_pure(e->b, stored) && inv_pure(e->c, stored);
+  if (e->kind == EX_LOCAL || e->kind == EX_RAND || (e->kind == EX_LOAD && inv_stored(k, e->id))) return 0;
+  return inv_pure(e->a, k) && inv_pure(e->b, k) && inv_pure(e->c, k);
 }
 
 static void inv_rename_expr(Expr *e, const int *to) {
@@ -1577,21 +1597,22 @@ static int inv_block_uses(const Stmt *s, int id) {
 /* Loop l of k with copies of the invariant locals it reads, when that makes
  * it independent: returns 1 and rewrites l's body; else leaves l. */
 static int independent_with_copies(Program *p, Kernel *k, Stmt *l) {
-  char *stored = arena_alloc(&p->arena, (size_t)p->nbufs + 1);
-  KirVisitor v = {stored, inv_stores, NULL};
-  kir_walk_block(&v, k->body);
-  int *to = arena_alloc(&p->arena, sizeof *to * (size_t)(k->nlocals + 1)), nlocals = k->nlocals, copies = 0;
-  for (int i = 0; i < k->nlocals; i++) to[i] = -1;
-  Stmt *body = kir_clone_block(p, l->body), *decls = NULL;
+  int *to = NULL, nlocals = k->nlocals, copies = 0;
+  Stmt *decls = NULL;
   for (const Stmt *d = k->body; d != l; d = d->next) {
     if (d->kind != ST_LOCAL || d->count || d->value->lanes != 1 || !inv_block_uses(l->body, d->id) ||
-        inv_local_assigned(k->body, d->id) || !inv_pure(d->value, stored))
+        inv_local_assigned(k->body, d->id) || !inv_pure(d->value, k))
       continue;
+    if (!to) {
+      to = arena_alloc(&p->arena, sizeof *to * (size_t)(k->nlocals + 1));
+      for (int i = 0; i < k->nlocals; i++) to[i] = -1;
+    }
     to[d->id] = nlocals++;
     ks_append(&decls, ks_local(p, to[d->id], d->type, kir_clone_expr(p, d->value)));
     copies++;
   }
   if (!copies) return 0;
+  Stmt *body = kir_clone_block(p, l->body);
   inv_rename(body, to);
   ks_append(&decls, body);
   Stmt trial = *l;
