@@ -510,15 +510,16 @@ Test(threads, the_schedule_marks_only_independent_loops) {
 }
 
 /* Loops too small to pay for a job run on the calling thread: the C of
- * the MLP's training step (its batch symbol's maximum 64) puts a cost
- * condition on the loops whose work depends on the batch, and has fewer
- * parallel loops than with no threshold (the small ones left serial). */
+ * the MLP's training step (at the test's batch of at most 9, a threshold
+ * of 1024 statements) puts a cost condition on loops whose work depends
+ * on the batch, and has fewer parallel loops than with no threshold (the
+ * loops that never have the work are left serial). */
 Test(threads, small_loops_stay_on_the_calling_thread, .timeout = 120) {
   Build b;
   build_open(&b, "mlp", PIPE_TRAIN);
   size_t pragmas[2] = {0, 0}, conditions = 0;
   for (int t = 0; t < 2; t++) {
-    cg_parallel_min_work = t ? 0 : CG_PARALLEL_MIN_WORK;
+    cg_parallel_min_work = t ? 0 : 1024;
     char *text = NULL, *htext = NULL;
     size_t n = 0, hn = 0;
     FILE *c = open_memstream(&text, &n), *h = open_memstream(&htext, &hn);
