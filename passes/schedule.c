@@ -1534,7 +1534,8 @@ static int independent_loop(Program *p, const Kernel *k, const Stmt *l) {
  * at the top of the kernel (an optimizer step's learning rate and step
  * count) cannot run as a job: the chunk has only the kernel's arguments.
  * When the local is never assigned again and its value reads no local and
- * only buffers the kernel never stores into, its value is the same
+ * only buffers the kernel never stores into (and other such locals, no
+ * function call), its value is the same
  * wherever it is evaluated: the loop gets its own copy, declared at the
  * top of its body under a new id (the same expression, so the same bits;
  * the emitted code hoists it again), and the declaration goes when
@@ -1555,11 +1556,14 @@ static int inv_local_assigned(const Stmt *s, int id) {
   return 0;
 }
 
-/* Whether e reads no local, no random number and only buffers k never stores into. */
-static int inv_pure(const Expr *e, const Kernel *k) {
+/* Whether e reads no random number, only buffers k never stores into and
+ * only locals already copied (to[id] >= 0; to may be NULL). */
+static int inv_pure(const Expr *e, const Kernel *k, const int *to) {
   if (!e) return 1;
-  if (e->kind == EX_LOCAL || e->kind == EX_RAND || (e->kind == EX_LOAD && inv_stored(k, e->id))) return 0;
-  return inv_pure(e->a, k) && inv_pure(e->b, k) && inv_pure(e->c, k);
+  if ((e->kind == EX_LOCAL && (!to || to[e->id] < 0)) || e->kind == EX_RAND || (e->kind == EX_LOAD && inv_stored(k, e->id)) ||
+      (e->kind == EX_UNARY && e->op != UN_NEG) || (e->kind == EX_BINARY && e->op == BIN_POW))
+    return 0; /* a call per element where the C compiler cannot hoist it (an optimizer's bias corrections) */
+  return inv_pure(e->a, k, to) && inv_pure(e->b, k, to) && inv_pure(e->c, k, to);
 }
 
 static void inv_rename_expr(Expr *e, const int *to) {
@@ -1597,18 +1601,31 @@ static int inv_block_uses(const Stmt *s, int id) {
 /* Loop l of k with copies of the invariant locals it reads, when that makes
  * it independent: returns 1 and rewrites l's body; else leaves l. */
 static int independent_with_copies(Program *p, Kernel *k, Stmt *l) {
-  int *to = NULL, nlocals = k->nlocals, copies = 0;
+  int *to = NULL, nlocals = k->nlocals, copies = 0, ndecl = 0;
   Stmt *decls = NULL;
+  /* the locals the loop needs: those it reads, and those their values read */
+  char *needed = arena_alloc(&p->arena, (size_t)k->nlocals + 1);
+  for (const Stmt *d = k->body; d != l; d = d->next) ndecl++;
+  for (int back = ndecl - 1; back >= 0; back--) {
+    const Stmt *d = k->body;
+    for (int i = 0; i < back; i++) d = d->next;
+    if (d->kind != ST_LOCAL) continue;
+    needed[d->id] |= inv_block_uses(l->body, d->id);
+    for (const Stmt *e = d->next; e != l; e = e->next)
+      if (e->kind == ST_LOCAL && needed[e->id] && inv_uses(e->value, d->id)) needed[d->id] = 1;
+  }
   for (const Stmt *d = k->body; d != l; d = d->next) {
-    if (d->kind != ST_LOCAL || d->count || d->value->lanes != 1 || !inv_block_uses(l->body, d->id) ||
-        inv_local_assigned(k->body, d->id) || !inv_pure(d->value, k))
+    if (d->kind != ST_LOCAL || d->count || d->value->lanes != 1 || !needed[d->id] ||
+        inv_local_assigned(k->body, d->id) || !inv_pure(d->value, k, to))
       continue;
     if (!to) {
       to = arena_alloc(&p->arena, sizeof *to * (size_t)(k->nlocals + 1));
       for (int i = 0; i < k->nlocals; i++) to[i] = -1;
     }
+    Expr *value = kir_clone_expr(p, d->value);
+    inv_rename_expr(value, to);
     to[d->id] = nlocals++;
-    ks_append(&decls, ks_local(p, to[d->id], d->type, kir_clone_expr(p, d->value)));
+    ks_append(&decls, ks_local(p, to[d->id], d->type, value));
     copies++;
   }
   if (!copies) return 0;
@@ -1624,9 +1641,12 @@ static int independent_with_copies(Program *p, Kernel *k, Stmt *l) {
     return 0;
   }
   l->body = decls;
-  for (Stmt **d = &k->body; *d != l;) /* a declaration nothing else reads goes */
-    if ((*d)->kind == ST_LOCAL && to[(*d)->id] >= 0 && !inv_block_uses(k->body, (*d)->id)) *d = (*d)->next;
-    else d = &(*d)->next;
+  for (int gone = 1; gone;) { /* a declaration nothing else reads goes (then what only it read) */
+    gone = 0;
+    for (Stmt **d = &k->body; *d != l;)
+      if ((*d)->kind == ST_LOCAL && to[(*d)->id] >= 0 && !inv_block_uses(k->body, (*d)->id)) *d = (*d)->next, gone = 1;
+      else d = &(*d)->next;
+  }
   return 1;
 }
 
