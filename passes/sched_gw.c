@@ -12,8 +12,10 @@
  * MR * NT accumulators of GW_LANES lanes in registers across all of n and
  * j; each step loads MR vectors of dy and NT (unaligned) vectors of xp for
  * MR * NT fmas.  Then each accumulator's lanes are summed pairwise
- * (EX_REDUCE), the tail positions j >= cols - cols % GW_LANES are added
- * over n in order, and the sum is stored.
+ * (EX_REDUCE), and the tail positions j >= cols - cols % GW_LANES are
+ * added in vectors of 8, 4, 2 and 1 lanes (the set bits of the tail,
+ * in that order), each over all of n into accumulators of its own whose
+ * lanes are then added to the sum; the sum is stored.
  *
  *   for b < blocks parallel {            (o block b / ntb, tap block b % ntb)
  *     local a[m][u]: f32x16 = 0
@@ -22,7 +24,10 @@
  *       local x[u] = xp<16>[n C hp wp + off(t_u) + j]
  *       a[m][u] = fma(d[m], x[u], a[m][u]) } }
  *     local s[m][u] = reduce_add(a[m][u])
- *     for n < N reduce { for j < tail { s[m][u] = fma(dy[..], xp[..], s[m][u]) } }
+ *     for each w in 8, 4, 2, 1 that the tail has, at j0 (the next position):
+ *       local e[m][u]: f32xw = 0
+ *       for n < N reduce { e[m][u] = fma(dy<w>[..j0], xp<w>[..j0], e[m][u]) }
+ *       s[m][u] = s[m][u] + reduce_add(e[m][u])
  *     dw[o_m T + t_u] = s[m][u] }
  *
  * When MR does not divide O (or NT the taps), the last block's channels
@@ -91,18 +96,19 @@ typedef struct Gw {
   Expr *o[8], *t[8], *off[8];   /* per row of the tile: channel; per column: tap and its offset in xp's planes */
 } Gw;
 
-/* dy[(n O + o_m) plane + j0 + j], xp[n C hp wp + off_u + j0 + j], in lanes lanes. */
+/* dy[(n O + o_m) plane + j0 + j], xp[n C hp wp + off_u + j0 + j], in lanes lanes
+ * (j < 0: no loop variable, at j0). */
 static Expr *gw_dy(const Gw *G, int n, int m, int64_t j0, int j, int lanes) {
   Program *p = G->p;
   Expr *at = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, n), kx_i(p, G->g->o)), kir_clone_expr(p, G->o[m])), kx_i(p, G->plane)),
-                     kx_iadd(p, kx_i(p, j0), kx_var(p, j)));
+                     j < 0 ? kx_i(p, j0) : kx_iadd(p, kx_i(p, j0), kx_var(p, j)));
   return lanes > 1 ? kx_load_lanes(p, G->f.dy, at, lanes) : kx_load(p, G->f.dy, at);
 }
 
 static Expr *gw_x(const Gw *G, int n, int u, int64_t j0, int j, int lanes) {
   Program *p = G->p;
   Expr *at = kx_iadd(p, kx_imul(p, kx_var(p, n), kx_i(p, G->g->c * G->hp * G->wp)),
-                     kx_iadd(p, kir_clone_expr(p, G->off[u]), kx_iadd(p, kx_i(p, j0), kx_var(p, j))));
+                     kx_iadd(p, kir_clone_expr(p, G->off[u]), j < 0 ? kx_i(p, j0) : kx_iadd(p, kx_i(p, j0), kx_var(p, j))));
   return lanes > 1 ? kx_load_lanes(p, G->f.x, at, lanes) : kx_load(p, G->f.x, at);
 }
 
@@ -113,6 +119,36 @@ static Stmt *reduce_loop(Program *p, int var, Expr *extent, int64_t step, Stmt *
   return l;
 }
 
+/* The tail positions j0 .. j0 + w (w lanes, one step per n): MR x NT
+ * accumulators of w lanes over n, then each sum s += their lanes' sum. */
+static Stmt *gw_tail(Gw *G, const int *sum, int64_t j0, int w) {
+  Program *p = G->p;
+  Kernel *k = G->k;
+  int acc[GW_ACC], d[8], n = k->nvars++;
+  Stmt *decls = NULL, *body = NULL, *adds = NULL;
+  for (int m = 0; m < G->mr; m++) {
+    d[m] = k->nlocals++;
+    ks_append(&body, ks_local(p, d[m], DT_F32, gw_dy(G, n, m, j0, -1, w)));
+  }
+  for (int u = 0; u < G->nt; u++) {
+    int xu = k->nlocals++;
+    ks_append(&body, ks_local(p, xu, DT_F32, gw_x(G, n, u, j0, -1, w)));
+    for (int m = 0; m < G->mr; m++) {
+      int a = acc[m * G->nt + u] = k->nlocals++, s = sum[m * G->nt + u];
+      ks_append(&decls, ks_local(p, a, DT_F32, w > 1 ? kx_broadcast(p, kx_f(p, 0), w) : kx_f(p, 0)));
+      Expr *av = w > 1 ? kx_vlocal(p, a, DT_F32, w) : kx_local(p, a, DT_F32);
+      Expr *dv = w > 1 ? kx_vlocal(p, d[m], DT_F32, w) : kx_local(p, d[m], DT_F32);
+      Expr *xv = w > 1 ? kx_vlocal(p, xu, DT_F32, w) : kx_local(p, xu, DT_F32);
+      ks_append(&body, ks_assign(p, a, kx_fma(p, dv, xv, av)));
+      Expr *part = w > 1 ? kx_reduce(p, BIN_ADD, kx_vlocal(p, a, DT_F32, w)) : kx_local(p, a, DT_F32);
+      ks_append(&adds, ks_assign(p, s, kx_bin(p, BIN_ADD, kx_local(p, s, DT_F32), part)));
+    }
+  }
+  ks_append(&decls, reduce_loop(p, n, kx_dim(p, G->g->n), 1, body));
+  ks_append(&decls, adds);
+  return decls;
+}
+
 /* The nest of one block (its indices in G->o and G->off). */
 static Stmt *gw_block(Gw *G, int64_t cols) {
   Program *p = G->p;
@@ -120,8 +156,8 @@ static Stmt *gw_block(Gw *G, int64_t cols) {
   const int W = GW_LANES;
   int64_t vcols = cols / W * W;
   int acc[GW_ACC], sum[GW_ACC], d[8];
-  Stmt *decls = NULL, *body = NULL, *sums = NULL, *tail = NULL, *stores = NULL;
-  int n1 = k->nvars++, j1 = k->nvars++, n2 = k->nvars++, j2 = k->nvars++;
+  Stmt *decls = NULL, *body = NULL, *sums = NULL, *stores = NULL;
+  int n1 = k->nvars++, j1 = k->nvars++;
   for (int m = 0; m < G->mr; m++) {
     d[m] = k->nlocals++;
     ks_append(&body, ks_local(p, d[m], DT_F32, gw_dy(G, n1, m, 0, j1, W)));
@@ -135,15 +171,18 @@ static Stmt *gw_block(Gw *G, int64_t cols) {
       Expr *av = kx_vlocal(p, a, DT_F32, W);
       ks_append(&body, ks_assign(p, a, kx_fma(p, kx_vlocal(p, d[m], DT_F32, W), kx_vlocal(p, xu, DT_F32, W), av)));
       ks_append(&sums, ks_local(p, s, DT_F32, kx_reduce(p, BIN_ADD, kx_vlocal(p, a, DT_F32, W))));
-      Expr *sv = kx_local(p, s, DT_F32);
-      ks_append(&tail, ks_assign(p, s, kx_fma(p, gw_dy(G, n2, m, vcols, j2, 1), gw_x(G, n2, u, vcols, j2, 1), sv)));
       Expr *wi = kx_iadd(p, kx_imul(p, kir_clone_expr(p, G->o[m]), kx_i(p, G->T)), kir_clone_expr(p, G->t[u]));
       ks_append(&stores, ks_store(p, G->f.dw, wi, kx_local(p, s, DT_F32)));
     }
   }
   ks_append(&decls, reduce_loop(p, n1, kx_dim(p, G->g->n), 1, reduce_loop(p, j1, kx_i(p, vcols), W, body)));
   ks_append(&decls, sums);
-  if (cols > vcols) ks_append(&decls, reduce_loop(p, n2, kx_dim(p, G->g->n), 1, reduce_loop(p, j2, kx_i(p, cols - vcols), 1, tail)));
+  /* the tail in steps of 8, 4, 2 and 1 lanes, each over all of n */
+  for (int w = W / 2, j0 = (int)vcols; w >= 1; w /= 2)
+    if ((cols - vcols) & w) {
+      ks_append(&decls, gw_tail(G, sum, j0, w));
+      j0 += w;
+    }
   ks_append(&decls, stores);
   return decls;
 }

@@ -206,6 +206,12 @@ Test(conv_gw, odd_shapes_match_the_interpreter, .timeout = 600) {
   expect_gw("dilation 2", 2, 2, 3, 4, 9, 3, 2, 1, 2, 1);
 }
 
+/* the positions past the last whole vector in steps of 8, 4, 2 and 1 lanes */
+Test(conv_gw, tails_in_narrower_vectors_match_the_interpreter, .timeout = 600) {
+  expect_gw("tail 8+4+1", 3, 3, 2, 5, 6, 2, 0, 1, 1, 1);   /* 29 columns: 16 and a tail of 13 */
+  expect_gw("tail 8+4+2", 2, 2, 3, 6, 6, 3, 1, 1, 1, 1);   /* 46 columns: 32 and a tail of 14 */
+}
+
 /* stride 2 and a row too short for a vector keep the row-buffer nest */
 Test(conv_gw, other_shapes_keep_the_row_nest, .timeout = 600) {
   expect_gw("stride 2", 3, 2, 3, 5, 9, 3, 1, 2, 1, 0);
