@@ -1202,6 +1202,33 @@ static int kk_table(Program *p, Kernel *k, int kk, Expr *value, int64_t K, const
   return t;
 }
 
+/* The nest after the tiles' batch loop nl that reads their output out a
+ * plane at a time (a forward's narrowing of the wide rows into y, with
+ * the epilogue fused into it; the transpose's crop and bias): a loop over
+ * the planes, x per batch item (x = 1: over the items).  Item n's planes
+ * n x .. n x + x - 1 move into nl after the tiles of item n, which have
+ * just written them, so they are read back from cache and not from memory
+ * once the whole batch is done.  Only out's planes of item n are read and
+ * only the nest's own outputs written (no buffer the tiles read), so the
+ * items stay independent (nl stays parallel) and every element gets the
+ * same value. */
+static void jam_epilogue(Program *p, Kernel *k, Stmt *nl, int out, int in, int w, Dim n, int64_t x) {
+  Stmt *e = nl->next;
+  Expr *want = kx_imul(p, kx_dim(p, n), kx_i(p, x)), *item = kx_var(p, nl->id);
+  if (!e || e->kind != ST_LOOP || !same_expr(e->extent, want) || !block_uses(e->body, EX_LOAD, out) ||
+      block_has(e->body, ST_STORE, out) || block_has(e->body, ST_STORE, in) || block_has(e->body, ST_STORE, w))
+    return;
+  Stmt *moved;
+  if (x == 1) {
+    moved = subst(p, e->body, e->id, item);
+  } else {
+    int q = k->nvars++;
+    moved = ks_loop(p, q, kx_i(p, x), subst(p, e->body, e->id, kx_iadd(p, kx_imul(p, item, kx_i(p, x)), kx_var(p, q))));
+  }
+  ks_append(&nl->body, moved);
+  nl->next = e->next;
+}
+
 /* Register tiles for convolutions — conv2d and conv1d with unit strides,
  * and the gather of conv_transpose2d (unit strides), one group.  Both
  * walk their output planes as one long row (lower_conv.c: row_walk, the
@@ -1298,6 +1325,7 @@ static int rule_conv_tiles(Program *p, const Graph *g, Kernel *k) {
   init->next = kl;
   nl->body = ks_loop(p, rv, kx_i(p, rows), init);
   if (register_tiles(p, k, &nl->body, mr, 1) < 0) return -1;
+  jam_epilogue(p, k, nl, out, in, wload->id, cg.n, tr ? 1 : cg.o);
   sched_drop_unit_loops(p, &k->body);
   return 0;
 }

@@ -95,6 +95,10 @@ Test(conv_tiles, forward_of_odd_shapes_matches_the_interpreter, .timeout = 900) 
   expect_conv(MODEL("1, 5, 40", "conv2d(x, 1, [1, 3], padding=[0, 1])"), 2, 1, 3, 1);
   /* conv1d: 7 channels, dilation 2, 42 positions */
   expect_conv(MODEL("3, 50", "conv1d(x, 7, 5, dilation=2)"), 3, 3, 15, 1);
+  /* ReLU fused into the narrowing of the wide rows, which runs in the batch loop after each item's tiles */
+  expect_conv("model t\ninput x: f32[N, 3, 13, 11]\nc = conv2d(x, 5, 3, padding=1)\noutput y = relu(c)\n", 4, 3, 27, 1);
+  /* one output channel: the narrowing's loop over planes is the batch loop's */
+  expect_conv("model t\ninput x: f32[N, 2, 9, 20]\nc = conv2d(x, 1, 3, padding=1)\noutput y = relu(c)\n", 3, 3, 18, 1);
 }
 
 Test(conv_tiles, transpose_of_odd_shapes_matches_the_interpreter, .timeout = 900) {
@@ -172,6 +176,10 @@ Test(conv_tiles, lenet5_train_step_in_the_dump, .timeout = 300) {
   cr_expect(strstr(dx, "< 400 reduce {") && count(dx, "= fma(") >= 24 && strstr(dx, "< 6 step 6 {"), "dx: 6 x 4 tiles, K 400:\n%s", dx);
   cr_expect(strstr(c1, " parallel {") && strstr(dx, " parallel {"), "%s%s", c1, dx);
   cr_expect(!strstr(c1, "panels") && !strstr(c2, "panels") && !strstr(dx, "panels"), "%s%s%s", c1, c2, dx);
+  /* the narrowing (with the ReLU) of each item's planes in the batch loop, not a loop over all planes after it */
+  cr_expect(!strstr(c1, "< N * 6 parallel") && strstr(c1, "< 6 {") && strstr(c1, "select(") && !strstr(c2, "< N * 16 parallel") &&
+                strstr(c2, "< 16 {"),
+            "%s%s", c1, c2);
   free(c1), free(c2), free(dx);
   free(text);
   text = tu_dump_after(src, "--train --no-tile --dump-after=schedule", &status);
