@@ -5,7 +5,10 @@
 #   MODELS=lenet5 BATCH=256 bench/profile.sh
 #
 # For each model: the inference pass at batch BATCH (default 64; the
-# emitted C built with -g and timed by bench/infer_time.c) and two epochs
+# emitted C built with -g and -ffp-contract=fast, as the C backend builds
+# it: under -std=c99 alone gcc does not fuse a * b + c into an fma, and
+# the profile would show each tile's fmas as a multiply and an add;
+# timed by bench/infer_time.c) and two epochs
 # of training at batch 64 with the C backend (dlc train --backend=c, the
 # generated C built with CC="cc -g" and kept with DLC_KEEP_TEMP=1), each
 # recorded with perf record and split by kernel (bench/kernel_profile.py:
@@ -34,7 +37,7 @@ for m in $MODELS; do
   d="$OUT/$m"
   mkdir -p "$d/tmp"
   ./build/dlc "samples/$m.dl" --max N="$BATCH" -o "$d/$m.c"
-  cc -std=c99 -O3 -march=native -g -I"$d" -DMODEL="$m" -DMODEL_H="\"$m.h\"" \
+  cc -std=c99 -O3 -march=native -ffp-contract=fast -g -I"$d" -DMODEL="$m" -DMODEL_H="\"$m.h\"" \
     bench/infer_time.c "$d/$m.c" -lm -o "$d/infer_time"
   perf record -q -o "$d/infer.data" "$d/infer_time" "$BATCH" 20 > /dev/null 2>&1
   echo "== $m: inference at batch $BATCH, emitted C"
