@@ -30,6 +30,7 @@
 #include "ir/keval.h"
 #include "passes/schedule.h"
 #include "tests/handkit.h"
+#include "tests/kernel_run.h"
 
 typedef struct GwCase {
   Graph g;
@@ -117,25 +118,10 @@ static void gw_args(GwCase *t, const Program *p, float *y, void **args) {
 /* dw through the C backend with cflags, the JIT (cflags NULL) on a pool
  * of threads threads (0: none), or the evaluator (cflags "keval"). */
 static void gw_run(GwCase *t, const Program *p, const char *cflags, int threads, float *y) {
-  RtError err;
   void *args[8];
   int64_t syms[IR_MAX_SYMS] = {t->n};
   gw_args(t, p, y, args);
-  if (cflags && strcmp(cflags, "keval") == 0) {
-    KevalArgs ka = {syms, args, NULL};
-    cr_assert_eq(kir_eval(p, &p->funcs[0], &ka, &err), RT_OK, "%s", err.msg);
-    return;
-  }
-  CModule *mod = cflags ? cg_c_build(p, cflags, &err) : cg_jit_build(p, &err);
-  cr_assert_not_null(mod, "%s", err.msg);
-  RtPool *pool = NULL;
-  if (threads) {
-    cr_assert_eq(rt_pool_new(threads, &pool, &err), RT_OK, "%s", err.msg);
-    cg_c_set_pool(mod, pool);
-  }
-  cr_assert_eq(cg_c_call(mod, "forward", syms, args, &err), RT_OK, "%s", err.msg);
-  cg_c_free(mod);
-  if (pool) rt_pool_free(pool);
+  kr_forward(p, cflags, threads, syms, args);
 }
 
 static int64_t count_of(const GwCase *t) { return rt_tensor_numel(&t->vals[t->dw]); }

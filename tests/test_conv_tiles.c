@@ -35,6 +35,7 @@
 #include "passes/schedule.h"
 #include "tests/bound_case.h"
 #include "tests/handkit.h"
+#include "tests/kernel_run.h"
 #include "tests/testutil.h"
 
 /* src (one convolution, K terms per output) in tiles when tiles is set
@@ -141,18 +142,6 @@ Test(conv_tiles, strides_groups_and_small_planes_keep_the_nests, .timeout = 900)
   }
 }
 
-/* The section of the dump from kernel header `from` to the next kernel. */
-static char *kernel_text(const char *text, const char *from) {
-  const char *s = strstr(text, from);
-  if (!s) return NULL;
-  const char *e = strstr(s + 1, "  kernel ");
-  size_t n = e ? (size_t)(e - s) : strlen(s);
-  char *c = malloc(n + 1);
-  memcpy(c, s, n);
-  c[n] = 0;
-  return c;
-}
-
 static int count(const char *s, const char *what) {
   int n = 0;
   for (; s && (s = strstr(s, what)); s++) n++;
@@ -172,8 +161,8 @@ Test(conv_tiles, lenet5_train_step_in_the_dump, .timeout = 300) {
   char *text = tu_dump_after(src, "--train --dump-after=schedule", &status);
   cr_assert_not_null(text);
   cr_expect_eq(status, 0, "%s", text);
-  char *c1 = kernel_text(text, ": conv2d c1  #"), *c2 = kernel_text(text, ": conv2d c2  #"),
-       *dx = kernel_text(text, ": conv_transpose2d  #");
+  char *c1 = kr_kernel_text(text, ": conv2d c1  #"), *c2 = kr_kernel_text(text, ": conv2d c2  #"),
+       *dx = kr_kernel_text(text, ": conv_transpose2d  #");
   cr_assert(c1 && c2 && dx, "%s", text);
   cr_expect(strstr(c1, "< 25 reduce {") && count(c1, "= fma(") >= 24 && strstr(c1, "< 6 step 6 {"), "c1: 6 x 4 tiles, K 25:\n%s", c1);
   cr_expect(strstr(c2, "< 150 reduce {") && count(c2, "= fma(") >= 16 && strstr(c2, "< 16 step 8 {"), "c2: tiles of 8 rows, K 150:\n%s", c2);

@@ -35,6 +35,7 @@
 #include "ir/keval.h"
 #include "passes/schedule.h"
 #include "tests/handkit.h"
+#include "tests/kernel_run.h"
 #include "tests/testutil.h"
 
 #define MAXN 8
@@ -114,7 +115,6 @@ static void oc_program(OpCase *t, Program *p) {
 /* y through the evaluator (cflags "keval"), the C backend with cflags or
  * the JIT (cflags NULL) on threads threads (0: no pool). */
 static void oc_run(OpCase *t, const Program *p, const char *cflags, int threads, float *y) {
-  RtError err;
   void *args[8];
   int64_t syms[IR_MAX_SYMS] = {t->n};
   const Func *fn = &p->funcs[0];
@@ -123,21 +123,7 @@ static void oc_run(OpCase *t, const Program *p, const char *cflags, int threads,
     const Buffer *b = &p->bufs[fn->args[i]];
     args[i] = b->kind == BUF_INPUT ? t->vals[b->node].data : y;
   }
-  if (cflags && strcmp(cflags, "keval") == 0) {
-    KevalArgs ka = {syms, args, NULL};
-    cr_assert_eq(kir_eval(p, fn, &ka, &err), RT_OK, "%s", err.msg);
-    return;
-  }
-  CModule *mod = cflags ? cg_c_build(p, cflags, &err) : cg_jit_build(p, &err);
-  cr_assert_not_null(mod, "%s", err.msg);
-  RtPool *pool = NULL;
-  if (threads) {
-    cr_assert_eq(rt_pool_new(threads, &pool, &err), RT_OK, "%s", err.msg);
-    cg_c_set_pool(mod, pool);
-  }
-  cr_assert_eq(cg_c_call(mod, "forward", syms, args, &err), RT_OK, "%s", err.msg);
-  cg_c_free(mod);
-  if (pool) rt_pool_free(pool);
+  kr_forward(p, cflags, threads, syms, args);
 }
 
 /* exact: equal, or both NaN; else within the summation bound of K terms. */
@@ -275,18 +261,6 @@ Test(opt_kernels, max_pool_matches_the_interpreter_with_nans, .timeout = 600) {
 
 /* --- optimizer steps ------------------------------------------------------------- */
 
-/* The section of the dump from the first line holding `from` to the next kernel. */
-static char *kernel_text(const char *text, const char *from) {
-  const char *s = strstr(text, from);
-  if (!s) return NULL;
-  const char *e = strstr(s + 1, "  kernel ");
-  size_t n = e ? (size_t)(e - s) : strlen(s);
-  char *c = malloc(n + 1);
-  memcpy(c, s, n);
-  c[n] = 0;
-  return c;
-}
-
 /* In every optimizer-step kernel of the step's dump after lower: no pow
  * after the first loop, and (adam, adagrad) a pow before it. */
 static void expect_hoisted(const char *optimizer, const char *kname, int pows) {
@@ -301,7 +275,7 @@ static void expect_hoisted(const char *optimizer, const char *kname, int pows) {
   cr_expect_eq(status, 0, "%s\n%s", src, text);
   int kernels = 0;
   for (const char *at = text; (at = strstr(at, kname)); at++) {
-    char *k = kernel_text(at, kname);
+    char *k = kr_kernel_text(at, kname);
     const char *loop = strstr(k, "for ");
     cr_assert_not_null(loop, "%s", k);
     cr_expect(!strstr(loop, "pow("), "%s: pow inside the element loop:\n%s", optimizer, k);
