@@ -244,15 +244,15 @@ static int64_t work_extent(const Program *p, const Expr *e) {
 
 /* Statements a block runs (the symbols at their max); 1e300 when a
  * loop's extent is not known. */
-static double work_block(const Program *p, const Stmt *s) {
+double cg_block_work(const Program *p, const Stmt *s) {
   double w = 0;
   for (; s; s = s->next) {
     if (s->kind == ST_LOOP) {
       int64_t n = work_extent(p, s->extent);
       if (n < 0) return 1e300;
-      w += (double)((n + s->step - 1) / s->step) * work_block(p, s->body);
+      w += (double)((n + s->step - 1) / s->step) * cg_block_work(p, s->body);
     } else if (s->kind == ST_IF) {
-      w += 1 + work_block(p, s->body) + work_block(p, s->orelse);
+      w += 1 + cg_block_work(p, s->body) + cg_block_work(p, s->orelse);
     } else {
       w += 1;
     }
@@ -261,7 +261,7 @@ static double work_block(const Program *p, const Stmt *s) {
 }
 
 int64_t cg_parallel_min_iters(const Program *p, const Stmt *s) {
-  double w = work_block(p, s->body), n = w > 0 ? cg_parallel_min_work / w : 1;
+  double w = cg_block_work(p, s->body), n = w > 0 ? cg_parallel_min_work / w : 1;
   int64_t min = n <= 1 ? 1 : n < 1e15 ? (int64_t)n + (n > (double)(int64_t)n) : (int64_t)1e15;
   int64_t most = work_extent(p, s->extent); /* -1: not known */
   if (most >= 0 && (most + s->step - 1) / s->step < min) return 0;

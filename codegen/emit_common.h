@@ -83,6 +83,10 @@ int cg_parallel_loop(Arena *a, const Kernel *k, const Stmt *s);
 #define CG_PARALLEL_MIN_WORK 8192.0
 extern double cg_parallel_min_work;
 int64_t cg_parallel_min_iters(const Program *p, const Stmt *s);
+/* How many statements block s runs at most (the symbols at their max);
+ * 1e300 when a loop's extent is not known: the parallel threshold's and
+ * the JIT's cold kernels' measure of work. */
+double cg_block_work(const Program *p, const Stmt *s);
 
 /* --- collectives ---------------------------------------------------------------
  * The kernel of a dist_mean or dist_sum node copies its operand into its

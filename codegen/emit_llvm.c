@@ -925,43 +925,6 @@ static void parallel_loop(Lower *L, const Kernel *k, const Stmt *s) {
   LLVMBuildCall2(L->b, LLVMGlobalGetValueType(L->par_for), L->par_for, args, 4, "");
 }
 
-/* The largest value of a loop extent (the symbols at their max), or -1
- * when it is not an integer expression of constants and symbols. */
-static int64_t extent_max(const Lower *L, const Expr *e) {
-  if (e->kind == EX_ICONST) return e->i;
-  if (e->kind == EX_SYM) return L->p->g->syms[e->id].max;
-  if (e->kind != EX_BINARY) return -1;
-  int64_t a = extent_max(L, e->a), b = extent_max(L, e->b);
-  if (a < 0 || b < 0) return -1;
-  switch (e->op) {
-  case BIN_ADD: return a + b;
-  case BIN_MUL: return a * b;
-  case BIN_DIV: return b > 0 ? (a + b - 1) / b : -1;
-  case BIN_MIN: return a < b ? a : b;
-  case BIN_MAX: return a > b ? a : b;
-  case BIN_SUB: return a; /* an upper bound */
-  default: return -1;
-  }
-}
-
-/* How many statements a block runs, at most (the symbols at their max);
- * 1e300 when a loop's extent is not known. */
-static double block_work(const Lower *L, const Stmt *s) {
-  double w = 0;
-  for (; s; s = s->next) {
-    if (s->kind == ST_LOOP) {
-      int64_t n = extent_max(L, s->extent);
-      if (n < 0) return 1e300;
-      w += (double)((n + s->step - 1) / s->step) * block_work(L, s->body);
-    } else if (s->kind == ST_IF) {
-      w += 1 + block_work(L, s->body) + block_work(L, s->orelse);
-    } else {
-      w += 1;
-    }
-  }
-  return w;
-}
-
 /* A cold kernel runs at most CG_COLD_WORK statements a call (a softmax
  * over a batch of logits, the update of a bias, a small transpose): its
  * loops are neither vectorised nor unrolled (cold_loop).  The loop
@@ -970,7 +933,7 @@ static double block_work(const Lower *L, const Stmt *s) {
  * remainder, the outer loop unrolled around them), which the later
  * passes and instruction selection pay for; a loop of a few thousand
  * iterations at most gains a microsecond or so from it. */
-static int cold_kernel(const Lower *L, const Kernel *k) { return block_work(L, k->body) <= CG_COLD_WORK; }
+static int cold_kernel(const Lower *L, const Kernel *k) { return cg_block_work(L->p, k->body) <= CG_COLD_WORK; }
 
 /* void P_func_kK(syms..., one pointer per slot), internal, never inlined:
  * each kernel is optimised and register-allocated on its own, so what one
