@@ -20,12 +20,15 @@ static FILE *phase_out;
 
 void ir_phase_enable(FILE *to) { phase_out = to; }
 
-double ir_phase_start(void) {
+/* Seconds on clock c, or 0 when nothing is timed. */
+static double phase_clock(clockid_t c) {
   if (!phase_out) return 0;
   struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  clock_gettime(c, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+double ir_phase_start(void) { return phase_clock(CLOCK_THREAD_CPUTIME_ID); }
 
 void ir_phase_end(const char *name, double start) {
   if (!phase_out) return;
@@ -33,12 +36,7 @@ void ir_phase_end(const char *name, double start) {
   fflush(phase_out);
 }
 
-double ir_wall_start(void) {
-  if (!phase_out) return 0;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+double ir_wall_start(void) { return phase_clock(CLOCK_MONOTONIC); }
 
 void ir_wall_end(const char *name, double start) {
   if (!phase_out) return;
