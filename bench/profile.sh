@@ -14,8 +14,12 @@
 # recorded with perf record and split by kernel (bench/kernel_profile.py:
 # the kernel comment of the emitted C above each sampled line).  The
 # training profile covers the whole process, so the share of the loader
-# and compiler is what is left of 100% in model.so.  Recordings under
-# out/bench/prof/.  Not part of the test suite.
+# and compiler is what is left of 100% in model.so.  Then the same
+# training on the JIT, with DLC_PERF_MAP=1 (the JIT writes
+# /tmp/perf-PID.map, which names its kernels' functions for perf) and
+# --dump-after=schedule (which names the kernels), split by kernel by
+# bench/jit_profile.py; its shares are of the samples in the JIT's code.
+# Recordings under out/bench/prof/.  Not part of the test suite.
 set -eu
 cd "$(dirname "$0")/.."
 MODELS=${MODELS:-"mlp lenet5"}
@@ -48,4 +52,9 @@ for m in $MODELS; do
   so=$(ls "$d"/tmp/dlc-*/model.so)
   echo "== $m: training at batch 64, C backend"
   /usr/bin/python3 bench/kernel_profile.py "$d/train.data" "$so" "$(dirname "$so")/model.c" "$TOP"
+  DLC_PERF_MAP=1 perf record -q -o "$d/jit.data" \
+    ./build/dlc train "samples/$m.dl" --backend=jit --batch 64 --epochs 2 --val-split 0 \
+    --data "npy:out/bench/sub_x.npy,out/bench/sub_y.npy" --dump-after=schedule > /dev/null 2> "$d/jit.dump"
+  echo "== $m: training at batch 64, JIT"
+  /usr/bin/python3 bench/jit_profile.py "$d/jit.data" "$d/jit.dump" "$TOP"
 done

@@ -24,6 +24,12 @@
  * lookup of every entry point links them (cg_jit_build forces it, so a
  * failure surfaces here rather than at the first call).  Library
  * functions (libm, stdio) and the thread pool's resolve from the process.
+ *
+ * With DLC_PERF_MAP=1 in the environment, the JIT also writes
+ * /tmp/perf-PID.map: the address, size and name of every function it
+ * compiled (sizes from the objects' symbol tables, addresses from the
+ * lookup), so that `perf report` names the JIT's kernels as it names the
+ * C backend's.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -33,6 +39,7 @@
 #include <llvm-c/BitReader.h>
 #include <llvm-c/BitWriter.h>
 #include <llvm-c/LLJIT.h>
+#include <llvm-c/Object.h>
 #include <llvm-c/Orc.h>
 
 #include "codegen/cg_llvm.h"
@@ -68,6 +75,71 @@ static LLVMOrcLLJITRef make_jit(RtError *err) {
   }
   LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(jit), gen);
   return jit;
+}
+
+/* --- the perf map ------------------------------------------------------------------- */
+
+/* The functions of the objects, for /tmp/perf-PID.map (DLC_PERF_MAP=1). */
+typedef struct PerfSyms {
+  int n, cap;
+  char **name;
+  uint64_t *size;
+} PerfSyms;
+
+static int perf_map_wanted(void) {
+  const char *env = getenv("DLC_PERF_MAP");
+  return env && *env && strcmp(env, "0") != 0;
+}
+
+/* Adds the sized, defined symbols of object obj to s (what fails to be
+ * read or stored is left out: the map is a profiling aid). */
+static void perf_collect(PerfSyms *s, LLVMMemoryBufferRef obj) {
+  LLVMContextRef cx = LLVMContextCreate();
+  char *msg = NULL;
+  LLVMBinaryRef bin = LLVMCreateBinary(obj, cx, &msg);
+  LLVMDisposeMessage(msg);
+  if (bin) {
+    LLVMSymbolIteratorRef it = LLVMObjectFileCopySymbolIterator(bin);
+    for (; it && !LLVMObjectFileIsSymbolIteratorAtEnd(bin, it); LLVMMoveToNextSymbol(it)) {
+      const char *name = LLVMGetSymbolName(it);
+      uint64_t size = LLVMGetSymbolSize(it);
+      if (!name || !*name || !size) continue;
+      if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 64;
+        char **nn = realloc(s->name, sizeof *nn * (size_t)cap);
+        if (nn) s->name = nn;
+        uint64_t *ns = realloc(s->size, sizeof *ns * (size_t)cap);
+        if (ns) s->size = ns;
+        if (!nn || !ns) break;
+        s->cap = cap;
+      }
+      char *copy = strdup(name);
+      if (!copy) break;
+      s->name[s->n] = copy;
+      s->size[s->n++] = size;
+    }
+    if (it) LLVMDisposeSymbolIterator(it);
+    LLVMDisposeBinary(bin);
+  }
+  LLVMContextDispose(cx);
+}
+
+/* Writes /tmp/perf-PID.map for the symbols of s that jit resolves, and frees s. */
+static void perf_write(PerfSyms *s, LLVMOrcLLJITRef jit) {
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/perf-%ld.map", (long)getpid());
+  FILE *f = s->n && jit ? fopen(path, "a") : NULL;
+  for (int i = 0; i < s->n; i++) {
+    LLVMOrcExecutorAddress addr = 0;
+    LLVMErrorRef e = f ? LLVMOrcLLJITLookup(jit, &addr, s->name[i]) : NULL;
+    if (e) LLVMConsumeError(e);
+    else if (f && addr) fprintf(f, "%llx %llx %s\n", (unsigned long long)addr, (unsigned long long)s->size[i], s->name[i]);
+    free(s->name[i]);
+  }
+  if (f) fclose(f);
+  free(s->name);
+  free(s->size);
+  *s = (PerfSyms){0};
 }
 
 /* --- the parallel compile ------------------------------------------------------------ */
@@ -148,7 +220,8 @@ static void *work(void *arg) {
  * compile_threads() threads, this one included, and adds their objects to
  * jit in part order.  Which code a part holds depends on the module only,
  * so the machine code is the same whatever the thread count. */
-static RtStatus compile_parts(LLVMOrcLLJITRef jit, const char *bc, size_t bclen, const int *part_of, RtError *err) {
+static RtStatus compile_parts(LLVMOrcLLJITRef jit, const char *bc, size_t bclen, const int *part_of, PerfSyms *syms,
+                              RtError *err) {
   Parts ps = {.bc = bc, .bclen = bclen, .part_of = part_of};
   Worker w[CG_JIT_PARTS];
   pthread_t th[CG_JIT_PARTS];
@@ -175,6 +248,7 @@ static RtStatus compile_parts(LLVMOrcLLJITRef jit, const char *bc, size_t bclen,
       LLVMDisposeMemoryBuffer(ps.obj[i]);
       continue;
     }
+    if (syms) perf_collect(syms, ps.obj[i]);
     LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(jit, LLVMOrcLLJITGetMainJITDylib(jit), ps.obj[i]);
     if (e) st = cg_llvm_fail(err, e, "the JIT does not accept the module");
   }
@@ -183,7 +257,7 @@ static RtStatus compile_parts(LLVMOrcLLJITRef jit, const char *bc, size_t bclen,
 
 /* Builds p's module, splits it into CG_JIT_PARTS parts and compiles them
  * in parallel (compile_parts). */
-static RtStatus add_program(LLVMOrcLLJITRef jit, const Program *p, RtError *err) {
+static RtStatus add_program(LLVMOrcLLJITRef jit, const Program *p, PerfSyms *syms, RtError *err) {
   double wall = ir_wall_start();
   LLVMContextRef cx = LLVMContextCreate();
   RtOomScope oom;
@@ -207,7 +281,7 @@ static RtStatus add_program(LLVMOrcLLJITRef jit, const Program *p, RtError *err)
   LLVMDisposeModule(mod);
   LLVMContextDispose(cx);
   ir_phase_end("llvm-split", t0);
-  if (bc) st = compile_parts(jit, LLVMGetBufferStart(bc), LLVMGetBufferSize(bc), part_of, err);
+  if (bc) st = compile_parts(jit, LLVMGetBufferStart(bc), LLVMGetBufferSize(bc), part_of, syms, err);
   if (bc) LLVMDisposeMemoryBuffer(bc);
   free(part_of);
   ir_wall_end("llvm", wall);
@@ -235,9 +309,12 @@ CModule *cg_jit_build(const Program *p, RtError *err) {
   m->lookup = jit_lookup;
   m->release = jit_release;
   m->impl = make_jit(err);
-  if (!m->impl || add_program(m->impl, p, err) || materialize(m, err)) {
+  PerfSyms syms = {0}, *want = perf_map_wanted() ? &syms : NULL;
+  if (!m->impl || add_program(m->impl, p, want, err) || materialize(m, err)) {
+    perf_write(&syms, NULL);
     cg_c_free(m);
     return NULL;
   }
+  if (want) perf_write(want, m->impl);
   return m;
 }

@@ -12,6 +12,7 @@
 #include <llvm-c/BitReader.h>
 #include <llvm-c/BitWriter.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "codegen/cg_llvm.h"
 #include "driver/trainer.h"
@@ -278,4 +279,40 @@ Test(compile_time, one_thread_and_two_compile_the_same_step, .timeout = 120) {
   cr_expect_eq(memcmp(a, b, sizeof *a * (size_t)na), 0, "the weights differ between one compile thread and two");
   cr_expect(a[2] != a[0], "the loss did not move: %g %g", a[0], a[2]);
   free(a), free(b);
+}
+
+/* How many lines of the perf map at path name a function ending in suffix
+ * (exactly, or followed by _kN for "_k"), each checked for a nonzero
+ * address and size; -1 when there is no map. */
+static int map_entries(const char *path, const char *suffix) {
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  unsigned long long addr, size;
+  char name[256];
+  int n = 0;
+  while (fscanf(f, "%llx %llx %255s", &addr, &size, name) == 3) {
+    cr_expect(addr && size, "%s at %llx, %llu bytes", name, addr, size);
+    const char *s = strstr(name, suffix);
+    if (s && (!s[strlen(suffix)] || !strcmp(suffix, "_train_step_k"))) n++;
+  }
+  fclose(f);
+  return n;
+}
+
+Test(compile_time, perf_map_names_the_kernels_when_asked, .timeout = 120) {
+  enum { CAP = 8192 };
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/perf-%ld.map", (long)getpid());
+  remove(path);
+  float *a = calloc(CAP, sizeof *a);
+  train_jit(1, a, CAP);
+  cr_expect_eq(map_entries(path, "_train_step"), -1, "a perf map without DLC_PERF_MAP");
+  setenv("DLC_PERF_MAP", "1", 1);
+  train_jit(1, a, CAP);
+  unsetenv("DLC_PERF_MAP");
+  cr_expect_eq(map_entries(path, "convnet_train_step"), 1, "the entry point is not in the map once");
+  int kernels = map_entries(path, "_train_step_k");
+  cr_expect_geq(kernels, 8, "only %d kernels of the training step in the map", kernels);
+  remove(path);
+  free(a);
 }
