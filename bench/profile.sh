@@ -41,7 +41,7 @@ for m in $MODELS; do
   d="$OUT/$m"
   mkdir -p "$d/tmp"
   ./build/dlc "samples/$m.dl" --max N="$BATCH" -o "$d/$m.c"
-  cc -std=c99 -O3 -march=native -ffp-contract=fast -g -I"$d" -DMODEL="$m" -DMODEL_H="\"$m.h\"" \
+  cc -std=c99 -O3 -march=native -ffp-contract=fast -fno-math-errno -g -I"$d" -DMODEL="$m" -DMODEL_H="\"$m.h\"" \
     bench/infer_time.c "$d/$m.c" -lm -o "$d/infer_time"
   perf record -q -o "$d/infer.data" "$d/infer_time" "$BATCH" 20 > /dev/null 2>&1
   echo "== $m: inference at batch $BATCH, emitted C"

@@ -7,7 +7,10 @@
  * to a file so a failure can be reported (ISO C99, for the machine it runs
  * on, and -ffp-contract=fast: under -std=c99 gcc would not turn the
  * register tiles' vector a * b + c into FMA instructions, as it does in
- * its default GNU mode and as the JIT's llvm.fmuladd does), and loaded with RTLD_LOCAL so
+ * its default GNU mode and as the JIT's llvm.fmuladd does; and
+ * -fno-math-errno: otherwise gcc calls sqrtf element by element, for its
+ * errno, and no optimizer step or normalisation loop is vectorised; the
+ * emitted code never reads errno), and loaded with RTLD_LOCAL so
  * several models can be loaded side by side.  Entry points take the
  * symbol values (int64) and then one pointer per argument; their number is
  * known only at run time, which is what libffi is for.
@@ -70,7 +73,7 @@ static RtStatus compile(CModule *m, const char *cflags, RtError *err) {
   const char *cc = getenv("CC");
   char cmd[2048], log[512];
   snprintf(log, sizeof log, "%s/cc.log", m->dir);
-  snprintf(cmd, sizeof cmd, "%s -std=c99 -O3 -march=native -ffp-contract=fast -fPIC -shared %s -o '%s/model.so' '%s/model.c' -lm >'%s' 2>&1",
+  snprintf(cmd, sizeof cmd, "%s -std=c99 -O3 -march=native -ffp-contract=fast -fno-math-errno -fPIC -shared %s -o '%s/model.so' '%s/model.c' -lm >'%s' 2>&1",
            cc && *cc ? cc : "cc", cflags ? cflags : "", m->dir, m->dir, log);
   int st = system(cmd);
   if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
