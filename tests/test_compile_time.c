@@ -316,3 +316,65 @@ Test(compile_time, perf_map_names_the_kernels_when_asked, .timeout = 120) {
   remove(path);
   free(a);
 }
+
+/* How many instructions of the assembly text asm_text start with
+ * mnemonic in the functions whose label starts with prefix (the kernel
+ * and its parallel chunks). */
+static int count_in(const char *asm_text, const char *prefix, const char *mnemonic) {
+  int n = 0, in = 0;
+  size_t np = strlen(prefix);
+  for (const char *l = asm_text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+    if (*l != ' ' && *l != '\t' && *l != '.' && strchr(l, ':') && strchr(l, ':') < strchr(l, '\n'))
+      in = !strncmp(l, prefix, np) && (l[np] == ':' || l[np] == '_');
+    const char *w = l + strspn(l, " \t");
+    if (in && !strncmp(w, mnemonic, strlen(mnemonic))) n++;
+  }
+  return n;
+}
+
+/* The x86 cmov converter is off (cg_llvm_init): the selects of
+ * max_pool2d's gradient, which keep the first maximum's index for each
+ * tap after the first of its 2x2 windows, stay conditional moves (on
+ * this machine: 4 cmovs and 5 conditional jumps; with the converter, 1
+ * and 8), unless LLVM vectorised the kernel, when they are blends. */
+Test(compile_time, max_pool_gradient_selects_stay_branch_free, .timeout = 120) {
+  char *triple = LLVMGetDefaultTargetTriple();
+  int x86 = !strncmp(triple, "x86_64", 6);
+  LLVMDisposeMessage(triple);
+  if (!x86) cr_skip_test("the cmov converter is x86's");
+  Log log;
+  log_open(&log);
+  Model m;
+  Trainer t;
+  train_program(&m, &t, convnet, &log);
+  const Func *f = NULL;
+  for (int i = 0; i < t.prog.nfuncs; i++)
+    if (!strcmp(t.prog.funcs[i].name, "train_step")) f = &t.prog.funcs[i];
+  cr_assert(f);
+  int k = 0;
+  while (k < f->nkernels && f->kernels[k].op != OP_MAX_POOL2D_GRAD) k++;
+  cr_assert_lt(k, f->nkernels, "no max_pool2d_grad kernel");
+  RtError err;
+  LLVMContextRef cx = LLVMContextCreate();
+  LLVMModuleRef mod = cg_llvm_build(&t.prog, cx, NULL, &err);
+  cr_assert(mod, "%s", err.msg);
+  LLVMTargetMachineRef tm = cg_llvm_host_machine(LLVMRelocPIC, &err);
+  cr_assert(tm, "%s", err.msg);
+  cr_assert_eq(cg_llvm_optimize(mod, tm, &err), RT_OK, "%s", err.msg);
+  char *msg = NULL;
+  LLVMMemoryBufferRef buf = NULL;
+  cr_assert_eq(LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMAssemblyFile, &msg, &buf), 0, "%s", msg);
+  char *text = strndup(LLVMGetBufferStart(buf), LLVMGetBufferSize(buf)), prefix[64];
+  snprintf(prefix, sizeof prefix, "convnet_train_step_k%d", k);
+  cr_assert(strstr(text, prefix), "no %s in the assembly", prefix);
+  int cmovs = count_in(text, prefix, "cmov"), blends = count_in(text, prefix, "vpblendm") + count_in(text, prefix, "vblendv");
+  cr_expect(cmovs >= 3 || blends > 0, "%s has %d conditional moves for 3 index selects: they became branches", prefix, cmovs);
+  free(text);
+  LLVMDisposeMemoryBuffer(buf);
+  LLVMDisposeTargetMachine(tm);
+  LLVMDisposeModule(mod);
+  LLVMContextDispose(cx);
+  trainer_free(&t);
+  fe_model_free(&m);
+  log_close(&log);
+}
