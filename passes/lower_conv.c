@@ -168,12 +168,23 @@ static int padded_input(Lower *L, int id, int x, ConvGeom *g, Stmt **pre, int64_
  * reads input position f + kh*dh*wp + kw*dw for every tap, so the whole
  * plane is one loop of cols = (oh - 1) * wp + ow steps (the wp - ow extra
  * columns per row are computed and dropped, or are zeros in a gradient).
- * Otherwise the loops go row by row, cols = ow. */
+ * A forward pass whose extra columns would cost many times the fmas that
+ * a copy of its input costs moves instead (shifted): it reads kw-shifted
+ * copies of its input, rows ow wide (shifted_input), and its plane is one
+ * loop of exactly oh * ow positions.  Otherwise the loops go row by row,
+ * cols = ow. */
 typedef struct Rows {
   int64_t rows, cols;     /* the loop nest: rows x cols */
   int64_t pitch;          /* output elements per row in the buffer the loops use */
-  int wide;               /* that buffer is wp wide (and not the real output) */
+  int wide;               /* that buffer is a temporary (wp wide, or ow wide when shifted), not the real output */
+  int shifted;            /* the input is read from its kw-shifted copies */
 } Rows;
+
+/* Fma lanes the shifted form saves per element its copies move, at
+ * least: below it the wide rows cost less than the copy (LeNet-5's c1,
+ * one input channel and 6 outputs, saves about 4 per element and is
+ * left wide; its c2, 16 outputs, about 23). */
+#define SHIFTED_MIN_GAIN 8
 
 static Rows row_walk(const ConvGeom *g, int64_t wp) {
   Rows r = {g->oh, g->ow, g->ow, 0};
@@ -182,8 +193,36 @@ static Rows row_walk(const ConvGeom *g, int64_t wp) {
   return r;
 }
 
+/* The forward pass's walk: row_walk's, or the shifted one when it pays. */
+static Rows forward_walk(const ConvGeom *g, int64_t hp, int64_t wp) {
+  int64_t opg = g->o / g->groups;
+  if (g->sh == 1 && g->sw == 1 && g->oh > 1 && wp != g->ow && g->kw <= 25 &&
+      opg * g->kh * g->oh * (wp - g->ow) >= SHIFTED_MIN_GAIN * hp * g->ow)
+    return (Rows){1, g->oh * g->ow, g->ow, 1, 1};
+  return row_walk(g, wp);
+}
+
+/* The kw-shifted copies of a convolution's (padded) input xb, planes
+ * [hp, wp]: xs[n, c, k, h, j] = xb[n, c, h, j + k*dw] for j < ow, so the
+ * input of output position f = row * ow + col at tap (kh, kw) is
+ * xs[n, c, kw, f + kh*dh*ow], contiguous along f across rows: the
+ * convolution computes exactly its oh * ow outputs.  The buffer's rank 5
+ * tells the schedule (rule_conv_tiles) that the form is this one. */
+static int shifted_input(Lower *L, int id, int xb, const ConvGeom *g, int64_t hp, int64_t wp, Stmt **pre) {
+  Program *p = L->p;
+  Shape ss = {5, {g->n, g->c, g->kw, hp, g->ow}};
+  int xs = kir_buffer(p, BUF_TEMP, DT_F32, "shifted", &ss, id);
+  int vq = lower_var(L), vk = lower_var(L), vh = lower_var(L), vj = lower_var(L);
+  Expr *dst = at(p, ADD(MUL(V(vq), I(g->kw)), V(vk)), hp, V(vh), g->ow, V(vj));
+  Expr *src = ADD(at(p, V(vq), hp, V(vh), wp, V(vj)), MUL(V(vk), I(g->dw)));
+  Stmt *copy = ks_loop(p, vj, I(g->ow), ks_store(p, xs, dst, kx_load(p, xb, src)));
+  ks_append(pre, ks_loop(p, vq, planes(p, g, g->c), ks_loop(p, vk, I(g->kw), ks_loop(p, vh, I(hp), copy))));
+  return xs;
+}
+
 /* Copies planes of [oh, ow] into planes of [oh, wp] (wide) or back
- * (narrow); widening zeroes the extra columns. */
+ * (narrow); widening zeroes the extra columns.  Narrowing with wp = ow
+ * is a plain copy (the shifted form's). */
 static Stmt *rewidth(Lower *L, int dst, int src, Expr *nplanes, int64_t oh, int64_t ow, int64_t wp, int widen) {
   Program *p = L->p;
   int vp = lower_var(L), vh = lower_var(L), vw = lower_var(L), vz = lower_var(L);
@@ -212,7 +251,9 @@ static Stmt *reduce_loop(Program *p, int var, int64_t extent, Stmt *body) {
  *         for each tap t (kh, kw in order): v = xp[n, c, row*sh + kh*dh, col*sw + kw*dw]
  *           a += w_t * v
  *         y[o, row, col] = a
- * into a wide temporary that is then narrowed into y (see row_walk).  Each
+ * into a wide temporary that is then narrowed into y (see row_walk; the
+ * shifted form reads the kw-shifted copies, and its temporary is only
+ * copied into y, where an epilogue fuses as it does into the narrowing).  Each
  * output sums bias, then c, kh, kw in order; the partial sum stays in a
  * register across a window.  Windows of more than 9 taps keep kh (and
  * rows of more than 25 taps kw) as a loop.  The loops n, group, o, row and
@@ -226,12 +267,13 @@ static Stmt *lower_conv_forward(Lower *L, int id) {
   Stmt *all;
   int64_t hp, wp;
   int xb = padded_input(L, id, n->in[0], &g, &all, &hp, &wp), y = L->buf[id];
-  Rows r = row_walk(&g, wp);
+  Rows r = forward_walk(&g, hp, wp);
+  if (r.shifted) xb = shifted_input(L, id, xb, &g, hp, wp, &all);
   int64_t G = g.groups, cpg = g.c / G, opg = g.o / G, plane = g.oh * r.pitch;
   int unroll_kw = g.kw <= 25, unroll_kh = unroll_kw && g.kh * g.kw <= 9;
   int64_t nkh = unroll_kh ? g.kh : 1, nkw = unroll_kw ? g.kw : 1;
   Shape ws = {3, {g.n, g.o, plane}};
-  int yb = r.wide ? kir_buffer(p, BUF_TEMP, DT_F32, "wide", &ws, id) : y;
+  int yb = r.wide ? kir_buffer(p, BUF_TEMP, DT_F32, r.shifted ? "conv_out" : "wide", &ws, id) : y;
   int vn = lower_var(L), vg = lower_var(L), vo = lower_var(L), vr = lower_var(L), vi = lower_var(L);
   int vc = lower_var(L), vkh = lower_var(L), vkw = lower_var(L), vj = lower_var(L);
   Expr *c = ADD(MUL(ivar(p, vg, G), I(cpg)), ivar(p, vc, cpg)), *row = ivar(p, vr, r.rows);
@@ -248,8 +290,9 @@ static Stmt *lower_conv_forward(Lower *L, int id) {
       Expr *wi = ADD(MUL(ADD(MUL(ADD(MUL(o, I(cpg)), ivar(p, vc, cpg)), I(g.kh)), kh), I(g.kw)), kw);
       int wl = lower_local(L), xv = lower_local(L);
       ks_append(&weights, ks_local(p, wl, DT_F32, lower_value(L, n->in[1], wi)));
-      Expr *xi = ADD(at(p, ADD(MUL(V(vn), I(g.c)), c), hp, ADD(MUL(row, I(g.sh)), MUL(kh, I(g.dh))), wp, I(0)),
-                     ADD(MUL(kw, I(g.dw)), MUL(V(vj), I(g.sw))));
+      Expr *xi = r.shifted ? at(p, ADD(MUL(ADD(MUL(V(vn), I(g.c)), c), I(g.kw)), kw), hp, MUL(kh, I(g.dh)), g.ow, V(vj))
+                           : ADD(at(p, ADD(MUL(V(vn), I(g.c)), c), hp, ADD(MUL(row, I(g.sh)), MUL(kh, I(g.dh))), wp, I(0)),
+                                 ADD(MUL(kw, I(g.dw)), MUL(V(vj), I(g.sw))));
       ks_append(&col, ks_local(p, xv, DT_F32, kx_load(p, xb, xi)));
       ks_append(&col, ks_assign(p, acc, FADD(kx_local(p, acc, DT_F32), FMUL(kx_local(p, wl, DT_F32), kx_local(p, xv, DT_F32)))));
     }
@@ -261,7 +304,7 @@ static Stmt *lower_conv_forward(Lower *L, int id) {
   Stmt *body = init;
   ks_append(&body, reduce_loop(p, vc, cpg, taps));
   ks_append(&all, ks_loop(p, vn, kx_dim(p, g.n), ks_loop(p, vg, I(G), ks_loop(p, vo, I(opg), ks_loop(p, vr, I(r.rows), body)))));
-  if (r.wide) ks_append(&all, rewidth(L, y, yb, planes(p, &g, g.o), g.oh, g.ow, wp, 0));
+  if (r.wide) ks_append(&all, rewidth(L, y, yb, planes(p, &g, g.o), g.oh, g.ow, r.pitch, 0));
   return all;
 }
 

@@ -1229,6 +1229,82 @@ static void jam_epilogue(Program *p, Kernel *k, Stmt *nl, int out, int in, int w
   nl->next = e->next;
 }
 
+/* The innermost loop of nest *slot, when it copies a row, for j < E:
+ * dst[f + j] = src[g + j] (E constant), becomes the row's vectors: whole
+ * TILE_WIDTH ones, then the rest in the powers of two it is made of
+ * (10 = 8 + 2), as panel_vectors takes a tile's columns.  The C compiler
+ * left alone vectorised the shifted copies' 10-float rows across rows,
+ * with permutes, at a sixth of c2's time. */
+static void vector_row_copy(Program *p, Stmt **slot) {
+  while (*slot && (*slot)->kind == ST_LOOP && !(*slot)->next && (*slot)->body && (*slot)->body->kind == ST_LOOP)
+    slot = &(*slot)->body;
+  Stmt *l = *slot, *st = l ? l->body : NULL;
+  if (!l || l->kind != ST_LOOP || l->next || l->step != 1 || !is_const(l->extent) || !st || st->kind != ST_STORE ||
+      st->next || st->value->kind != EX_LOAD || st->value->b || st->value->lanes != 1 || !unit_stride(st->index, l->id) ||
+      !unit_stride(st->value->a, l->id))
+    return;
+  Stmt *row = NULL;
+  int64_t off = 0, E = l->extent->i;
+  for (int w = TILE_WIDTH; w >= 1; w /= 2)
+    for (; E - off >= w && (w == TILE_WIDTH || ((E - off) & w)); off += w) {
+      Expr *j = kx_i(p, off), *src = subst_expr(p, st->value->a, l->id, j);
+      Expr *v = w == 1 ? kx_load(p, st->value->id, src) : kx_load_lanes(p, st->value->id, src, w);
+      ks_append(&row, ks_store(p, st->id, subst_expr(p, st->index, l->id, j), v));
+    }
+  *slot = row;
+}
+
+/* x when extent e is the batch n times the constant x (as the lowering
+ * writes it: N, N * C, N * 32 * 32), else 0. */
+static int64_t per_item(Program *p, const Expr *e, Dim n) {
+  if (!DIM_IS_SYM(n) && is_const(e)) return n > 0 && e->i % n == 0 ? e->i / n : 0;
+  if (same_expr(e, kx_dim(p, n))) return 1;
+  if (e->kind != EX_BINARY || e->op != BIN_MUL) return 0;
+  int64_t a = is_const(e->b) ? per_item(p, e->a, n) : 0, b = is_const(e->a) ? per_item(p, e->b, n) : 0;
+  return a ? a * e->b->i : b ? b * e->a->i : 0;
+}
+
+/* Whether nest e only stores into temporaries of batch-major layout
+ * [n, ...] other than out and w (the copies that pad the input of a
+ * convolution or shift it, lower_conv.c), and reads none of out. */
+static int item_copy(const Program *p, const Stmt *e, int out, int w, Dim n) {
+  int stored = 0;
+  for (int b = 0; b < p->nbufs; b++) {
+    if (!block_has(e->body, ST_STORE, b)) continue;
+    const Buffer *bf = &p->bufs[b];
+    if (b == out || b == w || bf->kind != BUF_TEMP || bf->shape.rank < 2 || bf->shape.d[0] != n) return 0;
+    stored = 1;
+  }
+  return stored && !block_uses(e->body, EX_LOAD, out);
+}
+
+/* The nests just before the tiles' batch loop nl that make the input
+ * the tiles read (the zeroed and padded copy of a convolution's input,
+ * its kw-shifted copies; lower_conv.c), each a loop over the batch
+ * items, x iterations per item: as in jam_epilogue, item n's part of
+ * each moves into nl, in their order, before the tiles of item n, which
+ * then read it from cache instead of from a batch-sized buffer written
+ * long before.  Each writes only item n's part of batch-major
+ * temporaries and reads what the nests before it wrote of item n (or
+ * another kernel's buffers), so the items stay independent.  A copy of
+ * short rows becomes its vectors (vector_row_copy). */
+static void jam_prologue(Program *p, Kernel *k, Stmt *nl, int out, int w, Dim n) {
+  for (;;) {
+    Stmt **slot = &k->body;
+    while (*slot && (*slot)->next != nl) slot = &(*slot)->next;
+    Stmt *e = *slot;
+    int64_t x = e && e->kind == ST_LOOP && e->step == 1 ? per_item(p, e->extent, n) : 0;
+    if (!x || !item_copy(p, e, out, w, n)) return;
+    Expr *item = kx_var(p, nl->id);
+    int q = k->nvars++;
+    Stmt *moved = ks_loop(p, q, kx_i(p, x), subst(p, e->body, e->id, kx_iadd(p, kx_imul(p, item, kx_i(p, x)), kx_var(p, q))));
+    vector_row_copy(p, &moved);
+    moved->next = nl->body;
+    nl->body = moved;
+    *slot = nl;
+  }
+}
+
 /* Register tiles for convolutions — conv2d and conv1d with unit strides,
  * and the gather of conv_transpose2d (unit strides), one group.  Both
  * walk their output planes as one long row (lower_conv.c: row_walk, the
@@ -1282,14 +1358,20 @@ static int rule_conv_tiles(Program *p, const Graph *g, Kernel *k) {
     Stmt *rl = *path[3], *il = rl->body;
     if (!il || il->kind != ST_LOOP || !il->body || il->body->kind != ST_STORE || il->body->id != out) return -1;
     int64_t hp = cg.h + cg.pt + cg.pb, wp = cg.w + cg.pl + cg.pr;
+    int shifted = p->bufs[in].shape.rank == 5; /* the input's kw-shifted copies [n, c, kw, hp, ow] */
     rows = cg.o, chans = cg.c, cols = (cg.oh - 1) * wp + cg.ow, plane = cg.oh * wp, K = cg.c * T;
+    if (shifted) cols = plane = cg.oh * cg.ow;
     bias = subst_expr(p, il->body->value, (*path[2])->id, kx_var(p, rv));
     a = kx_load(p, wload->id, kx_iadd(p, kx_imul(p, kx_var(p, rv), kx_i(p, K)), kx_var(p, kk)));
     if (!tile_vectors(mr, cols)) return -1;
-    /* the input's offset of term kk: c * hp*wp + kh*dh*wp + kw*dw */
-    Expr *off = kx_iadd(p, kx_imul(p, ch, kx_i(p, hp * wp)), kx_iadd(p, kx_imul(p, kh, kx_i(p, cg.dh * wp)), kx_imul(p, kw, kx_i(p, cg.dw))));
+    /* the input's offset of term kk: c * hp*wp + kh*dh*wp + kw*dw, or from
+     * the shifted copies (c * kw + kw) * hp*ow + kh*dh*ow */
+    Expr *off = shifted ? kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, ch, kx_i(p, cg.kw)), kw), kx_i(p, hp * cg.ow)),
+                                  kx_imul(p, kh, kx_i(p, cg.dh * cg.ow)))
+                        : kx_iadd(p, kx_imul(p, ch, kx_i(p, hp * wp)), kx_iadd(p, kx_imul(p, kh, kx_i(p, cg.dh * wp)), kx_imul(p, kw, kx_i(p, cg.dw))));
     int tab = kk_table(p, k, tv, off, K, "tap_offsets");
-    Expr *src = kx_iadd(p, kx_imul(p, kx_var(p, nl->id), kx_i(p, chans * hp * wp)), kx_load(p, tab, kx_var(p, kk)));
+    int64_t item = shifted ? chans * cg.kw * hp * cg.ow : chans * hp * wp;
+    Expr *src = kx_iadd(p, kx_imul(p, kx_var(p, nl->id), kx_i(p, item)), kx_load(p, tab, kx_var(p, kk)));
     b = kx_load(p, in, kx_iadd(p, src, kx_var(p, i3)));
   } else {
     /* full init: the first nest (n, c, i) stores bias or 0 into every element; it moves into the row form */
@@ -1330,6 +1412,7 @@ static int rule_conv_tiles(Program *p, const Graph *g, Kernel *k) {
   nl->body = ks_loop(p, rv, kx_i(p, rows), init);
   if (register_tiles(p, k, &nl->body, mr, 1) < 0) return -1;
   jam_epilogue(p, k, nl, out, in, wload->id, cg.n, tr ? 1 : cg.o);
+  if (!tr) jam_prologue(p, k, nl, out, wload->id, cg.n);
   sched_drop_unit_loops(p, &k->body);
   return 0;
 }

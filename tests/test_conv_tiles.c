@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "codegen/codegen.h"
+#include "driver/driver.h"
 #include "frontend/frontend.h"
 #include "ir/keval.h"
 #include "passes/schedule.h"
@@ -90,15 +91,16 @@ Test(conv_tiles, forward_of_odd_shapes_matches_the_interpreter, .timeout = 900) 
   expect_conv(MODEL("1, 28, 28", "conv2d(x, 6, 5, padding=2)"), 4, 3, 25, 1);
   /* 5 channels in one tile of 5, 3 input channels, 13 x 11 */
   expect_conv(MODEL("3, 13, 11", "conv2d(x, 5, 3, padding=1)"), 4, 2, 27, 1);
-  /* 17 channels: tiles of 6, the last clamped; a dilated 2 x 3 window, no bias */
+  /* 17 channels: tiles of 6, the last clamped; a dilated 2 x 3 window (shifted copies), no bias */
   expect_conv(MODEL("7, 9, 10", "conv2d(x, 17, [2, 3], dilation=2, bias=false)"), 3, 3, 42, 1);
   /* one channel in and out, padding of the width only */
   expect_conv(MODEL("1, 5, 40", "conv2d(x, 1, [1, 3], padding=[0, 1])"), 2, 1, 3, 1);
   /* conv1d: 7 channels, dilation 2, 42 positions */
   expect_conv(MODEL("3, 50", "conv1d(x, 7, 5, dilation=2)"), 3, 3, 15, 1);
-  /* LeNet-5's c2: 16 channels in 2 tiles of 8 rows, 136 positions (2 panels of 64, 8 left in one vector) */
+  /* LeNet-5's c2: 16 channels in 2 tiles of 8 rows, 100 positions over the kw-shifted copies of the input (2
+   * panels of 48, 4 left in one vector) */
   expect_conv(MODEL("6, 14, 14", "conv2d(x, 16, 5)"), 3, 2, 150, 1);
-  /* 24 channels: 3 tiles of 8, 3 x 3 with padding */
+  /* 24 channels: 3 tiles of 8, 3 x 3 with padding (shifted copies of the padded input) */
   expect_conv(MODEL("2, 8, 9", "conv2d(x, 24, 3, padding=1)"), 2, 2, 18, 1);
   /* ReLU fused into the narrowing of the wide rows, which runs in the batch loop after each item's tiles */
   expect_conv("model t\ninput x: f32[N, 3, 13, 11]\nc = conv2d(x, 5, 3, padding=1)\noutput y = relu(c)\n", 4, 3, 27, 1);
@@ -115,6 +117,61 @@ Test(conv_tiles, transpose_of_odd_shapes_matches_the_interpreter, .timeout = 900
   expect_conv(MODEL("17, 6, 5", "conv_transpose2d(x, 7, [3, 5], dilation=2, bias=false)"), 3, 3, 255, 1);
   /* one output channel, 25 positions */
   expect_conv(MODEL("3, 4, 4", "conv_transpose2d(x, 1, 2)"), 2, 2, 12, 1);
+}
+
+/* The float operations one call of p's forward performs with N = n
+ * (driver/flops.c: each fma lane counts 2). */
+static int64_t forward_flops(const Program *p, int64_t n) {
+  int64_t syms[IR_MAX_SYMS] = {n};
+  int exact = 0;
+  int64_t f = dlc_flops(&p->funcs[0], syms, &exact);
+  cr_expect(exact, "flops not exact");
+  return f;
+}
+
+/* A forward pass whose wp - ow extra columns per row would cost many
+ * times the fmas a copy of its input costs reads kw-shifted copies of
+ * the input instead (lower_conv.c, forward_walk): rows ow wide, so the
+ * tiles compute the oh * ow outputs and no column past them.  LeNet-5's
+ * c2 (16 x 10 x 10 from 6 x 14 x 14): 100 positions per channel in 2
+ * panels of 48 and one vector ending at the last (12 of its lanes
+ * computed twice), 112 lanes per output row of the tile where the wide
+ * rows took 144 (136 positions).  Its FLOPs, 2 per fma lane, are within
+ * 15% of the true 2 * O * oh * ow * K (the wide rows' 44% over is far
+ * outside); the same for a padded 3 x 3 of 24 channels (80 lanes for 72
+ * positions, 11%; the wide rows took 96, 33% over).  Each against the
+ * interpreter on every backend, tiled and not, with a ReLU after it, and
+ * a grouped one (no tiles: the lowered nest reads the copies too). */
+Test(conv_tiles, shifted_rows_compute_only_the_outputs, .timeout = 900) {
+  struct {
+    const char *src;
+    int64_t o, oh, ow, K;
+  } cases[] = {{MODEL("6, 14, 14", "conv2d(x, 16, 5)"), 16, 10, 10, 150},
+               {MODEL("2, 8, 9", "conv2d(x, 24, 3, padding=1)"), 24, 8, 9, 18}};
+  for (int i = 0; i < 2; i++) {
+    BoundCase t;
+    bc_init(&t, cases[i].src, 3, 3, cases[i].K);
+    Program p;
+    bc_program(&t, &p, 1);
+    char *text = hk_dump(&p);
+    cr_expect(strstr(text, "temp shifted : f32[N, ") && strstr(text, "= fma("), "no tiles over shifted rows:\n%s", text);
+    int64_t exact = 2 * 3 * cases[i].o * cases[i].oh * cases[i].ow * cases[i].K, got = forward_flops(&p, 3);
+    cr_expect(got >= exact && got * 100 <= exact * 115, "%s: %lld FLOPs for %lld\n%s", cases[i].src, (long long)got,
+              (long long)exact, text);
+    free(text);
+    kir_program_free(&p);
+    bc_free(&t);
+  }
+  expect_conv(MODEL("6, 14, 14", "conv2d(x, 16, 5)"), 3, 2, 150, 0);
+  expect_conv("model t\ninput x: f32[N, 6, 14, 14]\nc = conv2d(x, 16, 5)\noutput y = relu(c)\n", 3, 3, 150, 1);
+  expect_conv(MODEL("3, 12, 11", "conv2d(x, 16, [3, 5], padding=1, padding_mode=reflect)"), 3, 2, 45, 1);
+  const char *grouped = MODEL("4, 10, 10", "conv2d(x, 16, 5, groups=2)");
+  expect_conv(grouped, 3, 2, 50, 0);
+  int status;
+  char *text = tu_dump_after(grouped, "--dump-after=schedule --max N=3", &status);
+  cr_assert_not_null(text);
+  cr_expect(status == 0 && strstr(text, "temp shifted : f32[N, 4, 5, 10, 6]"), "%s", text);
+  free(text);
 }
 
 /* --no-tile: the lowered nests (channel blocks, the gather of any window)
