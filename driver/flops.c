@@ -10,14 +10,22 @@
  * ceil(extent / step) times, its extent evaluated with the symbols at the
  * given values; both branches of an if are counted at their larger, so the
  * count is an upper bound there (no sample's kernels have one on a hot
- * path).  An extent that reads a loop variable or a local cannot be
+ * path).  A loop whose variable an inner loop's extent reads (a
+ * convolution's blocks of batch items, `for i < min(8, N - b * 8)`) is
+ * counted iteration by iteration, up to FLOPS_MAX_TRIPS of them.  An
+ * extent that reads a local, or a loop variable beyond that, cannot be
  * evaluated here: *exact is cleared and the loop counts once.
  */
 #include "driver/driver.h"
 #include "ir/kernel.h"
 
+#include <stdlib.h>
+
+#define FLOPS_MAX_TRIPS 4096
+
 typedef struct FlopCount {
   const int64_t *syms;
+  int64_t *vars;      /* the value of each loop variable counted iteration by iteration, -1: none */
   int exact;
 } FlopCount;
 
@@ -35,6 +43,7 @@ static int64_t flops_expr(const Expr *e) {
 static int64_t flops_extent(FlopCount *fc, const Expr *e) {
   if (e->kind == EX_ICONST) return e->i;
   if (e->kind == EX_SYM) return fc->syms[e->id];
+  if (e->kind == EX_VAR) return fc->vars ? fc->vars[e->id] : -1;
   if (e->kind != EX_BINARY) return -1;
   int64_t a = flops_extent(fc, e->a), b = flops_extent(fc, e->b);
   if (a < 0 || b < 0) return -1;
@@ -47,6 +56,18 @@ static int64_t flops_extent(FlopCount *fc, const Expr *e) {
   return -1;
 }
 
+static int var_in(const Expr *e, int var) {
+  return e && ((e->kind == EX_VAR && e->id == var) || var_in(e->a, var) || var_in(e->b, var) || var_in(e->c, var));
+}
+
+/* Whether the extent of a loop in b reads loop variable var. */
+static int extent_reads(const Stmt *b, int var) {
+  for (; b; b = b->next)
+    if ((b->kind == ST_LOOP && var_in(b->extent, var)) || extent_reads(b->body, var) || extent_reads(b->orelse, var))
+      return 1;
+  return 0;
+}
+
 static int64_t flops_block(FlopCount *fc, const Stmt *s) {
   int64_t n = 0;
   for (; s; s = s->next) {
@@ -54,6 +75,14 @@ static int64_t flops_block(FlopCount *fc, const Stmt *s) {
     case ST_LOOP: {
       int64_t extent = flops_extent(fc, s->extent), trips = extent < 0 ? 1 : (extent + s->step - 1) / s->step;
       if (extent < 0) fc->exact = 0;
+      if (extent >= 0 && trips <= FLOPS_MAX_TRIPS && fc->vars && extent_reads(s->body, s->id)) {
+        for (int64_t t = 0; t < trips; t++) {
+          fc->vars[s->id] = t * s->step;
+          n += flops_block(fc, s->body);
+        }
+        fc->vars[s->id] = -1;
+        break;
+      }
       n += trips * flops_block(fc, s->body);
       break;
     }
@@ -71,9 +100,16 @@ static int64_t flops_block(FlopCount *fc, const Stmt *s) {
 }
 
 int64_t dlc_flops(const Func *f, const int64_t *syms, int *exact) {
-  FlopCount fc = {syms, 1};
+  FlopCount fc = {syms, NULL, 1};
   int64_t n = 0;
-  for (int k = 0; k < f->nkernels; k++) n += flops_block(&fc, f->kernels[k].body);
+  for (int k = 0; k < f->nkernels; k++) {
+    const Kernel *kn = &f->kernels[k];
+    fc.vars = malloc(sizeof *fc.vars * (size_t)(kn->nvars + 1));
+    if (fc.vars)
+      for (int v = 0; v <= kn->nvars; v++) fc.vars[v] = -1;
+    n += flops_block(&fc, kn->body);
+    free(fc.vars);
+  }
   *exact = fc.exact;
   return n;
 }

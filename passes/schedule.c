@@ -1305,6 +1305,77 @@ static void jam_prologue(Program *p, Kernel *k, Stmt *nl, int out, int w, Dim n)
   }
 }
 
+/* Item blocks — the batch loop of a convolution's tiles, after the jams,
+ * runs over blocks of ITEM_BLOCK items (parallel), each block's items in
+ * order, and the batch-major temporaries only this kernel uses (the
+ * padded or shifted input, the wide rows) are replaced by buffers of one
+ * slot per block instead of one per item: an item's copies and tiles then write lines its
+ * block's last item left in cache, not a fresh part of a batch-sized
+ * buffer (which cost LeNet-5's c2 as much time as the copy itself).
+ * Items still write disjoint parts of the outputs and every element gets
+ * the same value; the blocks are independent (each has its own slots). */
+#define ITEM_BLOCK 8
+
+typedef struct Slot {
+  int buf, slots, var, to;
+} Slot;
+
+/* Loads of s->buf read s->slots instead, with var := to (the item's block) */
+static Expr *slot_load(void *ctx, Program *p, Expr *e) {
+  const Slot *s = ctx;
+  if (e->kind == EX_LOAD && e->id == s->buf) e->id = s->slots, e->a = subst_expr(p, e->a, s->var, kx_var(p, s->to));
+  return e;
+}
+
+static void slot_stores(Program *p, Stmt *b, const Slot *s) {
+  for (; b; b = b->next) {
+    if (b->kind == ST_STORE && b->id == s->buf) b->id = s->slots, b->index = subst_expr(p, b->index, s->var, kx_var(p, s->to));
+    slot_stores(p, b->body, s);
+    slot_stores(p, b->orelse, s);
+  }
+}
+
+/* Whether temporary b is batch-major and used by no kernel of p but
+ * those of node k->node (the lowering made it for this kernel). */
+static int item_temp(const Program *p, const Kernel *k, int b, Dim n) {
+  const Buffer *bf = &p->bufs[b];
+  if (bf->kind != BUF_TEMP || bf->shape.rank < 2 || bf->shape.d[0] != n || !DIM_IS_SYM(n)) return 0;
+  for (int f = 0; f < p->nfuncs; f++)
+    for (int i = 0; i < p->funcs[f].nkernels; i++) {
+      const Kernel *o = &p->funcs[f].kernels[i];
+      if (o->node != k->node && (block_uses(o->body, EX_LOAD, b) || block_has(o->body, ST_STORE, b))) return 0;
+    }
+  return 1;
+}
+
+static void item_blocks(Program *p, Kernel *k, Stmt *nl, Dim n) {
+  Stmt **slot = &k->body;
+  while (*slot && *slot != nl) slot = &(*slot)->next;
+  if (!*slot || !same_expr(nl->extent, kx_dim(p, n))) return;
+  int bv = k->nvars++, iv = k->nvars++, item = k->nlocals++;
+  Stmt *body = nl->body;
+  int64_t nb = (p->g->syms[DIM_SYM_ID(n)].max + ITEM_BLOCK - 1) / ITEM_BLOCK;
+  for (int b = 0, nbufs = p->nbufs; b < nbufs; b++) {
+    if (!(block_uses(body, EX_LOAD, b) || block_has(body, ST_STORE, b)) || !item_temp(p, k, b, n)) continue;
+    Shape ss = p->bufs[b].shape;
+    ss.d[0] = nb;
+    Slot s = {b, kir_buffer(p, BUF_TEMP, p->bufs[b].dtype, p->bufs[b].name, &ss, k->node), nl->id, bv};
+    body = kir_rewrite_block(p, body, slot_load, &s);
+    slot_stores(p, body, &s);
+  }
+  Expr *first = kx_imul(p, kx_var(p, bv), kx_i(p, ITEM_BLOCK));
+  body = subst(p, body, nl->id, kx_local(p, item, DT_I64));
+  Stmt *decl = ks_local(p, item, DT_I64, kx_iadd(p, kir_clone_expr(p, first), kx_var(p, iv)));
+  decl->next = body;
+  Expr *left = kx_bin(p, BIN_SUB, kx_dim(p, n), first);
+  Stmt *inner = ks_loop(p, iv, kx_bin(p, BIN_MIN, kx_i(p, ITEM_BLOCK), left), decl);
+  Expr *blocks = kx_bin(p, BIN_DIV, kx_iadd(p, kx_dim(p, n), kx_i(p, ITEM_BLOCK - 1)), kx_i(p, ITEM_BLOCK));
+  Stmt *outer = ks_loop(p, bv, blocks, inner);
+  outer->loop = nl->loop, outer->axis = nl->axis;
+  outer->next = nl->next;
+  *slot = outer;
+}
+
 /* Register tiles for convolutions — conv2d and conv1d with unit strides,
  * and the gather of conv_transpose2d (unit strides), one group.  Both
  * walk their output planes as one long row (lower_conv.c: row_walk, the
@@ -1412,7 +1483,10 @@ static int rule_conv_tiles(Program *p, const Graph *g, Kernel *k) {
   nl->body = ks_loop(p, rv, kx_i(p, rows), init);
   if (register_tiles(p, k, &nl->body, mr, 1) < 0) return -1;
   jam_epilogue(p, k, nl, out, in, wload->id, cg.n, tr ? 1 : cg.o);
-  if (!tr) jam_prologue(p, k, nl, out, wload->id, cg.n);
+  if (!tr) {
+    jam_prologue(p, k, nl, out, wload->id, cg.n);
+    item_blocks(p, k, nl, cg.n);
+  }
   sched_drop_unit_loops(p, &k->body);
   return 0;
 }

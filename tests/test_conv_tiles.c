@@ -150,12 +150,13 @@ Test(conv_tiles, shifted_rows_compute_only_the_outputs, .timeout = 900) {
                {MODEL("2, 8, 9", "conv2d(x, 24, 3, padding=1)"), 24, 8, 9, 18}};
   for (int i = 0; i < 2; i++) {
     BoundCase t;
-    bc_init(&t, cases[i].src, 3, 3, cases[i].K);
+    bc_init(&t, cases[i].src, 20, 19, cases[i].K);
     Program p;
     bc_program(&t, &p, 1);
     char *text = hk_dump(&p);
-    cr_expect(strstr(text, "temp shifted : f32[N, ") && strstr(text, "= fma("), "no tiles over shifted rows:\n%s", text);
-    int64_t exact = 2 * 3 * cases[i].o * cases[i].oh * cases[i].ow * cases[i].K, got = forward_flops(&p, 3);
+    /* the tiles read one slot per block of 8 items (3 for up to 20) */
+    cr_expect(strstr(text, "temp shifted : f32[3, ") && strstr(text, "= fma("), "no tiles over shifted rows:\n%s", text);
+    int64_t exact = 2 * 19 * cases[i].o * cases[i].oh * cases[i].ow * cases[i].K, got = forward_flops(&p, 19);
     cr_expect(got >= exact && got * 100 <= exact * 115, "%s: %lld FLOPs for %lld\n%s", cases[i].src, (long long)got,
               (long long)exact, text);
     free(text);
@@ -172,6 +173,29 @@ Test(conv_tiles, shifted_rows_compute_only_the_outputs, .timeout = 900) {
   cr_assert_not_null(text);
   cr_expect(status == 0 && strstr(text, "temp shifted : f32[N, 4, 5, 10, 6]"), "%s", text);
   free(text);
+}
+
+/* The tiles' batch loop runs over blocks of 8 items (schedule.c,
+ * item_blocks), each with its own slot of the padded input, the shifted
+ * copies and the wide rows: 19 items in blocks of 8, 8 and 3, on 1, 2 and
+ * 3 threads of the JIT, every item computed once (FLOPs exact), the
+ * results as the interpreter's. */
+Test(conv_tiles, blocks_of_items_with_their_own_slots, .timeout = 900) {
+  expect_conv(MODEL("1, 28, 28", "conv2d(x, 6, 5, padding=2)"), 20, 19, 25, 1);
+  expect_conv("model t\ninput x: f32[N, 6, 14, 14]\nc = conv2d(x, 16, 5)\noutput y = relu(c)\n", 24, 17, 150, 1);
+  BoundCase t;
+  bc_init(&t, MODEL("1, 28, 28", "conv2d(x, 6, 5, padding=2)"), 20, 19, 25);
+  Program p;
+  bc_program(&t, &p, 1);
+  char *text = hk_dump(&p);
+  cr_expect(strstr(text, "temp padded : f32[3, 1, 32, 32]") && strstr(text, "temp wide : f32[3, 6, 896]") &&
+                strstr(text, "< (N + 7) / 8 parallel") && strstr(text, "< min(8, N - "),
+            "%s", text);
+  int64_t exact = 2 * 19 * 6 * 28 * 28 * 25, got = forward_flops(&p, 19);
+  cr_expect(got >= exact && got * 100 <= exact * 115, "%lld FLOPs for %lld\n%s", (long long)got, (long long)exact, text);
+  free(text);
+  kir_program_free(&p);
+  bc_free(&t);
 }
 
 /* --no-tile: the lowered nests (channel blocks, the gather of any window)
