@@ -1414,12 +1414,14 @@ static void batch_free(const Trainer *t, Batch *b) {
   for (int f = 0; f < t->nfeeds; f++) rt_xfree(b->buf[f]);
 }
 
-/* Rows idx[0..n) of every source into the batch, and the call that reads it. */
+/* Rows idx[0..n) of every source into the batch, and the call that reads
+ * it; the rows are copied on the step's pool (with --threads). */
 static Call batch_fill(const Trainer *t, const RtDataset *ds, const int64_t *idx, int64_t n, Batch *b) {
   Call c = {.n = n, .carry = (float **)t->carry[0]};
+  RtPool *pool = t->cfg.threads > 1 ? t->pool : NULL;
   for (int f = 0; f < t->nfeeds; f++) {
     const RtTensor *src = feed_tensor(ds, &t->feeds[f]);
-    if (src) rt_rows_gather(src, idx, n, b->buf[f]);
+    if (src) rt_pool_gather_rows(pool, src->data, b->row[f], idx, n, b->buf[f]);
     c.in[f] = b->buf[f];
   }
   return c;

@@ -246,3 +246,26 @@ void rt_pool_run(RtPool *p, RtParallelFn fn, int64_t count, void *ctx) {
   }
   pthread_mutex_unlock(&p->busy);
 }
+
+/* --- row gathers ------------------------------------------------------------------
+ *
+ * A training step's batch is rows of the data set picked in a shuffled
+ * order: copying them is bound by memory latency (each row starts at a
+ * random place), and with the step's loops on two threads it is a large
+ * share of what runs on one.  Each thread copies its own rows. */
+typedef struct PoolGather {
+  const char *src;
+  char *dst;
+  size_t row;
+  const int64_t *idx;
+} PoolGather;
+
+static void pool_gather_chunk(int64_t lo, int64_t hi, void *ctx) {
+  const PoolGather *g = ctx;
+  for (int64_t i = lo; i < hi; i++) memcpy(g->dst + (size_t)i * g->row, g->src + (size_t)g->idx[i] * g->row, g->row);
+}
+
+void rt_pool_gather_rows(RtPool *p, const void *src, size_t row, const int64_t *idx, int64_t count, void *dst) {
+  PoolGather g = {src, dst, row, idx};
+  rt_pool_run(p, pool_gather_chunk, count, &g);
+}

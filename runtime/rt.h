@@ -503,5 +503,9 @@ RtStatus rt_pool_new(int nthreads, RtPool **out, RtError *err);
 void rt_pool_free(RtPool *p);
 int rt_pool_threads(const RtPool *p);
 void rt_pool_run(RtPool *p, RtParallelFn fn, int64_t count, void *ctx);
+/* Rows idx[0..count) of src (rows of row bytes) into dst, one after
+ * another, the rows shared among the pool's threads (a NULL pool: the
+ * calling thread): the same bytes whatever the thread count. */
+void rt_pool_gather_rows(RtPool *p, const void *src, size_t row, const int64_t *idx, int64_t count, void *dst);
 
 #endif

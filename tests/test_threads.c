@@ -160,6 +160,32 @@ Test(pool, a_call_while_a_job_runs_runs_alone) {
   free(n);
 }
 
+/* A batch's rows gathered on pools of 1, 2 and 3 threads are the rows
+ * copied one by one: rows of an odd size, picked in a shuffled order with
+ * repeats, for counts that split evenly and unevenly (and none). */
+Test(pool, gathered_rows_are_the_same_bytes_on_any_pool) {
+  enum { ROWS = 57, ROW = 13, MAXC = 100 };
+  unsigned char src[ROWS * ROW], want[MAXC * ROW], got[MAXC * ROW + 1];
+  int64_t idx[MAXC];
+  for (int i = 0; i < ROWS * ROW; i++) src[i] = (unsigned char)(i * 31 + 7);
+  for (int i = 0; i < MAXC; i++) idx[i] = (i * 37 + 11) % ROWS;
+  static const int64_t counts[] = {0, 1, 2, 7, MAXC};
+  RtError err;
+  for (int n = 0; n <= 3; n++) {
+    RtPool *p = NULL;
+    if (n) cr_assert_eq(rt_pool_new(n, &p, &err), RT_OK, "%s", err.msg);
+    for (size_t c = 0; c < sizeof counts / sizeof *counts; c++) {
+      int64_t count = counts[c];
+      for (int64_t i = 0; i < count; i++) memcpy(want + i * ROW, src + idx[i] * ROW, ROW);
+      memset(got, 0xee, sizeof got);
+      rt_pool_gather_rows(p, src, ROW, idx, count, got);
+      cr_expect_eq(memcmp(got, want, (size_t)count * ROW), 0, "%d threads, %lld rows", n, (long long)count);
+      cr_expect_eq(got[count * ROW], 0xee, "%d threads, %lld rows: wrote past the last row", n, (long long)count);
+    }
+    rt_pool_free(p);
+  }
+}
+
 /* --- every sample, compiled ------------------------------------------------------------------------ */
 
 #define MAXN 9
@@ -653,6 +679,50 @@ Test(threads, bad_thread_counts_are_refused, .timeout = 120) {
   cr_expect(strstr(err, "reference interpreter runs on one thread"), "%s", err);
   cr_expect_eq(dlc_shell("repl --threads", err, sizeof err), 2, "%s", err);
   cr_expect(strstr(err, "needs a value"), "%s", err);
+}
+
+/* dlc train on 1, 2 and 3 threads ends with the same checkpoint, byte for
+ * byte: the batches (gathered on the pool) and every step are the same
+ * bits.  150 rows at batch 64: the last batch is short. */
+Test(threads, training_on_any_thread_count_saves_the_same_weights, .timeout = 300) {
+  const char *scratch = tu_scratch_dir();
+  cr_assert(scratch);
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s", scratch); /* dlc_shell makes a scratch directory of its own */
+  RtError err;
+  RtTensor x, y;
+  cr_assert_eq(rt_tensor_alloc(&x, DT_F32, 2, (int64_t[]){150, 784}, &err), RT_OK);
+  cr_assert_eq(rt_tensor_alloc(&y, DT_I64, 1, (int64_t[]){150}, &err), RT_OK);
+  for (int i = 0; i < 150; i++) {
+    ((int64_t *)y.data)[i] = i % 10;
+    for (int k = 0; k < 784; k++) ((float *)x.data)[i * 784 + k] = (float)((i * 7 + k * 3) % 17) / 17.0f + (k % 10 == i % 10);
+  }
+  char path[700], args[2400], log[4096];
+  snprintf(path, sizeof path, "%s/x.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &x, &err), RT_OK, "%s", err.msg);
+  snprintf(path, sizeof path, "%s/y.npy", dir);
+  cr_assert_eq(rt_npy_write(path, &y, &err), RT_OK, "%s", err.msg);
+  rt_tensor_free(&x);
+  rt_tensor_free(&y);
+  char *first = NULL;
+  size_t first_len = 0;
+  for (int t = 1; t <= 3; t++) {
+    snprintf(args, sizeof args, "train %s/samples/mlp.dl --batch 64 --epochs 2 --val-split 0 --threads %d "
+             "--data npy:%s/x.npy,%s/y.npy --save %s/w%d.safetensors", DLC_SOURCE_DIR, t, dir, dir, dir, t);
+    cr_assert_eq(dlc_shell(args, log, sizeof log), 0, "dlc %s\n%s", args, log);
+    snprintf(path, sizeof path, "%s/w%d.safetensors", dir, t);
+    size_t len;
+    char *w = tu_read_file(path, &len);
+    cr_assert_not_null(w, "%s", path);
+    if (!first) first = w, first_len = len;
+    else {
+      cr_expect(len == first_len && !memcmp(w, first, len), "%d threads: other weights than one thread's", t);
+      free(w);
+    }
+  }
+  free(first);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
 }
 
 /* A module built with OpenMP, run on 2 threads and freed: the OpenMP
