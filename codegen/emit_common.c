@@ -197,6 +197,8 @@ void cg_print_source(FILE *f, const char *text) {
 
 typedef struct OwnLocals {
   char *declared;
+  const char *outer;  /* scalars declared at the top of the kernel before the loop */
+  char *read;         /* those the loop reads */
   int foreign;
 } OwnLocals;
 
@@ -209,18 +211,38 @@ static int own_locals_stmt(void *ctx, const Stmt *s) {
 
 static int own_locals_expr(void *ctx, const Expr *e) {
   OwnLocals *o = ctx;
-  if (e->kind == EX_LOCAL && !o->declared[e->id]) o->foreign = 1;
+  if (e->kind == EX_LOCAL && !o->declared[e->id]) {
+    if (o->outer[e->id]) o->read[e->id] = 1;
+    else o->foreign = 1;
+  }
   return o->foreign;
 }
 
 /* A walk visits a statement before what is inside it and a block in
- * order, so a local is marked declared before any use of it in scope. */
-int cg_parallel_loop(Arena *a, const Kernel *k, const Stmt *s) {
+ * order, so a local is marked declared before any use of it in scope.
+ * read[id] marks the outer scalars s reads (the captures). */
+static int parallel_walk(Arena *a, const Kernel *k, const Stmt *s, char **read) {
   if (s->kind != ST_LOOP || s->loop != LOOP_PARALLEL || s->step < 1) return 0;
-  OwnLocals o = {arena_alloc(a, (size_t)k->nlocals + 1), 0}; /* zeroed */
+  size_t n = (size_t)k->nlocals + 1;
+  char *outer = arena_alloc(a, n); /* zeroed */
+  for (const Stmt *d = k->body; d && d != s; d = d->next)
+    if (d->kind == ST_LOCAL && !d->count && d->value->lanes == 1) outer[d->id] = 1;
+  OwnLocals o = {arena_alloc(a, n), outer, arena_alloc(a, n), 0};
   KirVisitor v = {&o, own_locals_stmt, own_locals_expr};
   kir_walk_block(&v, s->body);
+  if (read) *read = o.read;
   return !o.foreign;
+}
+
+int cg_parallel_loop(Arena *a, const Kernel *k, const Stmt *s) { return parallel_walk(a, k, s, NULL); }
+
+int cg_parallel_captures(Arena *a, const Kernel *k, const Stmt *s, int *ids) {
+  char *read;
+  if (!parallel_walk(a, k, s, &read)) return 0;
+  int n = 0;
+  for (int i = 0; i < k->nlocals; i++)
+    if (read[i]) ids[n++] = i;
+  return n;
 }
 
 double cg_parallel_min_work = CG_PARALLEL_MIN_WORK;

@@ -64,11 +64,17 @@ int cg_dirties_derived(const Program *p, const Func *fn);
 
 /* Whether top-level statement s of a kernel runs in parallel in the code
  * both emitters print: a loop marked parallel (its iterations are
- * independent, the schedule's promise) whose body reads and assigns only
- * locals it declares itself, so each thread's chunk of iterations needs
- * nothing but the function's symbols and arguments, and the locals are
- * each thread's own.  a is scratch. */
+ * independent, the schedule's promise) whose body assigns only locals it
+ * declares itself, and reads besides those only scalar locals declared at
+ * the top of the kernel before it (its captures: the value they have when
+ * the loop starts, which it cannot change), so each thread's chunk of
+ * iterations needs the function's symbols and arguments and the captured
+ * values, and the locals it declares are each thread's own.  a is scratch. */
 int cg_parallel_loop(Arena *a, const Kernel *k, const Stmt *s);
+/* The captures of parallel loop s (cg_parallel_loop) into ids[] (room
+ * for k->nlocals), in increasing order; returns how many (0 when s does
+ * not run in parallel). */
+int cg_parallel_captures(Arena *a, const Kernel *k, const Stmt *s, int *ids);
 
 /* The cost threshold of a parallel loop: a loop that runs fewer than
  * cg_parallel_min_iters(p, s) iterations in a call (ceil(extent / step))

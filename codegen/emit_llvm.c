@@ -883,8 +883,10 @@ static void lower_restore(Lower *L, const LowerSaved *sv) {
   LLVMPositionBuilderAtEnd(L->ab, sv->ab);
 }
 
-/* The chunk function of loop s of kernel k (above). */
-static LLVMValueRef chunk_function(Lower *L, const Kernel *k, const Stmt *s) {
+/* The chunk function of loop s of kernel k (above); the ncap locals of
+ * ids[] (with the types of cap_type[]) come from ctx slots base, base + 1... */
+static LLVMValueRef chunk_function(Lower *L, const Kernel *k, const Stmt *s, const int *ids, const DType *cap_type,
+                                   int ncap, int base) {
   int nsyms = L->p->g->nsyms;
   LowerSaved sv;
   lower_save(L, &sv);
@@ -905,6 +907,11 @@ static LLVMValueRef chunk_function(Lower *L, const Kernel *k, const Stmt *s) {
     symbol_ranges(L);
   }
   kernel_scope(L, k);
+  for (int j = 0; j < ncap; j++) {
+    declare_local(L, ids[j], cap_type[j], 0, 1);
+    LLVMValueRef v = LLVMBuildLoad2(L->b, vty(L, cap_type[j], 1), ctx_slot(L, L->b, ctx, base + j), "");
+    LLVMBuildStore(L->b, v, L->locals[ids[j]]);
+  }
   LLVMValueRef step = LLVMConstInt(L->i64, (unsigned long long)s->step, 0);
   LLVMValueRef lo = LLVMBuildNSWMul(L->b, LLVMGetParam(f, 0), step, "");
   LLVMValueRef hi = LLVMBuildNSWMul(L->b, LLVMGetParam(f, 1), step, ""), ext = expr(L, s->extent);
@@ -916,10 +923,32 @@ static LLVMValueRef chunk_function(Lower *L, const Kernel *k, const Stmt *s) {
   return f;
 }
 
-/* P_parallel_for(chunk, ceil(extent / step), ctx, min). */
+/* The kernel function's parameters and then the values of the ncap
+ * locals ids[] in a ctx array of the loop's own (the parameters stored
+ * once, at the function's entry; the values where the loop starts). */
+static LLVMValueRef capture_ctx(Lower *L, const int *ids, int ncap) {
+  unsigned n = LLVMCountParams(L->fn);
+  LLVMValueRef ctx = LLVMBuildAlloca(L->ab, LLVMArrayType2(L->i64, n + (unsigned)ncap), "cctx");
+  for (unsigned i = 0; i < n; i++) LLVMBuildStore(L->ab, LLVMGetParam(L->fn, i), ctx_slot(L, L->ab, ctx, (int)i));
+  for (int j = 0; j < ncap; j++) {
+    LLVMValueRef v = LLVMBuildLoad2(L->b, vty(L, L->ltype[ids[j]], 1), L->locals[ids[j]], "");
+    LLVMBuildStore(L->b, v, ctx_slot(L, L->b, ctx, (int)n + j));
+  }
+  return ctx;
+}
+
+/* P_parallel_for(chunk, ceil(extent / step), ctx, min); a loop that reads
+ * locals of the kernel (cg_parallel_captures) passes their values in its
+ * ctx after the parameters. */
 static void parallel_loop(Lower *L, const Kernel *k, const Stmt *s) {
   pool_hooks(L);
-  LLVMValueRef chunk = chunk_function(L, k, s), ctx = kernel_ctx(L);
+  int *ids = arena_alloc(&L->a, sizeof *ids * (size_t)(k->nlocals + 1));
+  int ncap = cg_parallel_captures(&L->a, k, s, ids);
+  DType *cap_type = arena_alloc(&L->a, sizeof *cap_type * (size_t)(ncap + 1));
+  for (int j = 0; j < ncap; j++) cap_type[j] = L->ltype[ids[j]];
+  int base = (int)LLVMCountParams(L->fn);
+  LLVMValueRef chunk = chunk_function(L, k, s, ids, cap_type, ncap, base);
+  LLVMValueRef ctx = ncap ? capture_ctx(L, ids, ncap) : kernel_ctx(L);
   LLVMValueRef step = LLVMConstInt(L->i64, (unsigned long long)s->step, 0);
   LLVMValueRef n = LLVMBuildSDiv(L->b, LLVMBuildNSWAdd(L->b, expr(L, s->extent), LLVMConstInt(L->i64, (unsigned long long)(s->step - 1), 0), ""), step, "");
   LLVMValueRef args[4] = {chunk, n, ctx, LLVMConstInt(L->i64, (unsigned long long)cg_parallel_min_iters(L->p, s), 0)};

@@ -1552,6 +1552,7 @@ typedef struct Indep {
   int symbolic;       /* an index multiplied the variable by a symbol */
   int64_t *vmax;      /* [nvars] inner loop variable's largest value, -1: unknown */
   char *declared;     /* [nlocals] */
+  const char *outer;  /* [nlocals] scalars declared before the loop it may read, or NULL */
   Access *acc;        /* the buffers the body touches (a loop touches few) */
   int nacc, cap;
   int ok;
@@ -1650,7 +1651,7 @@ static void ix_access(Indep *d, int buf, const Expr *index, int lanes, int store
 
 static void ix_expr(Indep *d, const Expr *e) {
   if (!e || !d->ok) return;
-  if (e->kind == EX_LOCAL && !d->declared[e->id]) d->ok = 0;
+  if (e->kind == EX_LOCAL && !d->declared[e->id] && !(d->outer && d->outer[e->id])) d->ok = 0;
   if (e->kind == EX_LOAD) ix_access(d, e->id, e->a, e->lanes, 0);
   ix_expr(d, e->a);
   ix_expr(d, e->b);
@@ -1680,8 +1681,9 @@ static void ix_block(Indep *d, const Stmt *s) {
 
 /* Loop l independent with the symbols at sym (NULL: at any value); sets
  * *symbolic when an index scaled the variable by a symbol. */
-static int independent_at(Program *p, const Kernel *k, const Stmt *l, int64_t *sym, int *symbolic) {
-  Indep d = {p, l->id, sym, 0, malloc(sizeof *d.vmax * (size_t)(k->nvars + 1)), calloc((size_t)k->nlocals + 1, 1), NULL, 0, 0, 1};
+static int independent_at(Program *p, const Kernel *k, const Stmt *l, const char *outer, int64_t *sym, int *symbolic) {
+  Indep d = {p, l->id, sym, 0, malloc(sizeof *d.vmax * (size_t)(k->nvars + 1)), calloc((size_t)k->nlocals + 1, 1), outer,
+             NULL, 0, 0, 1};
   if (!d.vmax || !d.declared) d.ok = 0;
   for (int i = 0; d.ok && i < k->nvars; i++) d.vmax[i] = -1;
   if (d.ok) ix_block(&d, l->body);
@@ -1705,16 +1707,16 @@ static int independent_at(Program *p, const Kernel *k, const Stmt *l, int64_t *s
  * checked on its own, when there are at most IX_SYM_VALUES of them (a
  * loop with no iterations at some value has no accesses there). */
 #define IX_SYM_VALUES 4096
-static int independent_loop(Program *p, const Kernel *k, const Stmt *l) {
+static int independent_loop(Program *p, const Kernel *k, const Stmt *l, const char *outer) {
   int symbolic = 0, n = p->g->nsyms;
-  if (independent_at(p, k, l, NULL, &symbolic)) return 1;
+  if (independent_at(p, k, l, outer, NULL, &symbolic)) return 1;
   int64_t values = 1, sym[IR_MAX_SYMS] = {0};
   for (int i = 0; i < n; i++)
     if (__builtin_mul_overflow(values, p->g->syms[i].max + 1, &values) || values > IX_SYM_VALUES) return 0;
   if (!symbolic || !n) return 0;
   for (int64_t v = 0; v < values; v++) {
     for (int64_t i = 0, r = v; i < n; r /= p->g->syms[i].max + 1, i++) sym[i] = r % (p->g->syms[i].max + 1);
-    if (!independent_at(p, k, l, sym, NULL)) return 0;
+    if (!independent_at(p, k, l, outer, sym, NULL)) return 0;
   }
   return 1;
 }
@@ -1825,7 +1827,7 @@ static int independent_with_copies(Program *p, Kernel *k, Stmt *l) {
   trial.body = decls;
   int saved = k->nlocals;
   k->nlocals = nlocals;
-  if (!independent_loop(p, k, &trial)) {
+  if (!independent_loop(p, k, &trial, NULL)) {
     k->nlocals = saved;
     return 0;
   }
@@ -1839,10 +1841,24 @@ static int independent_with_copies(Program *p, Kernel *k, Stmt *l) {
   return 1;
 }
 
+/* Captured locals.  A loop may also read, without copies, any scalar
+ * local declared at the top of the kernel before it that it does not
+ * assign (a count summed by a loop before it, Adam's bias corrections,
+ * which call pow): the emitters hand each chunk the value the local has
+ * when the loop starts (cg_parallel_captures), the value every iteration
+ * of the serial loop reads. */
+static int independent_with_captures(Program *p, const Kernel *k, const Stmt *l) {
+  char *outer = arena_alloc(&p->arena, (size_t)k->nlocals + 1);
+  int any = 0;
+  for (const Stmt *d = k->body; d != l; d = d->next)
+    if (d->kind == ST_LOCAL && !d->count && d->value->lanes == 1) outer[d->id] = 1, any = 1;
+  return any && independent_loop(p, k, l, outer);
+}
+
 static void mark_independent(Program *p, Kernel *k) {
   for (Stmt *s = k->body; s; s = s->next)
     if (s->kind == ST_LOOP && s->loop == LOOP_SERIAL && s->step >= 1 &&
-        (independent_loop(p, k, s) || independent_with_copies(p, k, s)))
+        (independent_loop(p, k, s, NULL) || independent_with_copies(p, k, s) || independent_with_captures(p, k, s)))
       sched_mark(s, LOOP_PARALLEL);
 }
 

@@ -484,6 +484,30 @@ Test(threads, elementwise_pooling_and_sums_are_parallel, .timeout = 300) {
   build_close(&b);
 }
 
+/* Adam's step (its bias corrections, which call pow, computed once before
+ * the loop) and cross_entropy's gradient (the count of labels summed
+ * before it) run their loop over the elements or rows in parallel, the
+ * locals it reads captured (test_threads' jit and c samples check the bits). */
+Test(threads, adam_and_the_loss_gradient_capture_their_locals, .timeout = 300) {
+  static const char *const which[] = {"lenet5", "mlp"}, *const ops[] = {"adam_step", "cross_entropy_grad"};
+  for (int i = 0; i < 2; i++) {
+    Build b;
+    build_open(&b, which[i], PIPE_TRAIN);
+    int kernels = 0, captured = 0;
+    for (int k = 0; k < b.p.funcs[0].nkernels; k++) {
+      const Kernel *kn = &b.p.funcs[0].kernels[k];
+      if (strcmp(kn->what, ops[i])) continue;
+      kernels++;
+      int *ids = arena_alloc(&b.p.arena, sizeof *ids * (size_t)(kn->nlocals + 1));
+      for (const Stmt *s = kn->body; s; s = s->next) captured += cg_parallel_captures(&b.p.arena, kn, s, ids) > 0;
+    }
+    cr_expect(kernels > 0, "%s has no %s kernel", which[i], ops[i]);
+    cr_expect_eq(captured, kernels, "%s: %d of the %d %s kernels capture locals in a parallel loop", which[i], captured,
+                 kernels, ops[i]);
+    build_close(&b);
+  }
+}
+
 /* The schedule's check of independent iterations, on kernels made by hand:
  * a stepped loop writing y[i0] and y[i0 + 1] from a local array of its own
  * is parallel; a loop reading what the next iteration writes, one adding
@@ -491,8 +515,10 @@ Test(threads, elementwise_pooling_and_sums_are_parallel, .timeout = 300) {
  * whose iterations' element ranges overlap, are not.  A loop reading a
  * local set once before it from a buffer the kernel never stores into
  * gets its own copy of it (the one outside, left unread, goes) and is
- * parallel; from one it stores into, not.  (The SGD steps' learning rate
- * is such a local; Adam's bias corrections call pow, left outside.) */
+ * parallel.  (The SGD steps' learning rate is such a local.)  One read
+ * from a buffer the loop stores into, or one that calls pow (Adam's bias
+ * corrections), stays outside and is captured: the loop is parallel and
+ * its chunks get the value the local has when it starts. */
 Test(threads, the_schedule_marks_only_independent_loops) {
   HandKit t;
   hk_init(&t);
@@ -516,17 +542,31 @@ Test(threads, the_schedule_marks_only_independent_loops) {
   Stmt *inv = ks_local(p, 0, DT_F32, kx_load(p, t.in, kx_i(p, 0)));
   ks_append(&inv, ks_loop(p, 0, kx_i(p, 8), ks_store(p, t.out, kx_var(p, 0), kx_bin(p, BIN_MUL, kx_load(p, t.in, kx_var(p, 0)), kx_local(p, 0, DT_F32)))));
   Kernel *invariant = hk_kernel(&t, inv, 1, 1);
-  /* the same with v0 = y[0], which the loop stores into: no copy, serial */
+  /* the same with v0 = y[0], which the loop stores into: no copy, captured */
   Stmt *var = ks_local(p, 0, DT_F32, kx_load(p, t.out, kx_i(p, 0)));
   ks_append(&var, ks_loop(p, 0, kx_i(p, 8), ks_store(p, t.out, kx_var(p, 0), kx_bin(p, BIN_MUL, kx_load(p, t.in, kx_var(p, 0)), kx_local(p, 0, DT_F32)))));
   Kernel *varying = hk_kernel(&t, var, 1, 1);
-  Kernel *ks[] = {pairs, shift, carried, scatter, overlap, invariant, varying};
-  for (int i = 0; i < 7; i++) sched_kernel(p, t.fn, ks[i]);
+  /* local v0 = pow(x[0], 2.0); the same loop: no copy (a call), captured */
+  Stmt *pw = ks_local(p, 0, DT_F32, kx_bin(p, BIN_POW, kx_load(p, t.in, kx_i(p, 0)), kx_f(p, 2)));
+  ks_append(&pw, ks_loop(p, 0, kx_i(p, 8), ks_store(p, t.out, kx_var(p, 0), kx_bin(p, BIN_MUL, kx_load(p, t.in, kx_var(p, 0)), kx_local(p, 0, DT_F32)))));
+  Kernel *called = hk_kernel(&t, pw, 1, 1);
+  Kernel *ks[] = {pairs, shift, carried, scatter, overlap, invariant, varying, called};
+  for (int i = 0; i < 8; i++) sched_kernel(p, t.fn, ks[i]);
   cr_expect_eq(invariant->body->kind, ST_LOOP, "the declaration outside is left unread");
   cr_expect_eq(invariant->body->loop, LOOP_PARALLEL);
   cr_expect(cg_parallel_loop(&p->arena, invariant, invariant->body));
   cr_expect_eq(invariant->nlocals, 2);
-  cr_expect_eq(varying->body->next->loop, LOOP_SERIAL);
+  int ids[2];
+  for (int i = 0; i < 2; i++) {
+    Kernel *kc = i ? called : varying;
+    cr_expect_eq(kc->body->kind, ST_LOCAL, "the local stays outside");
+    cr_expect_eq(kc->body->next->loop, LOOP_PARALLEL);
+    cr_expect(cg_parallel_loop(&p->arena, kc, kc->body->next));
+    cr_expect_eq(cg_parallel_captures(&p->arena, kc, kc->body->next, ids), 1);
+    cr_expect_eq(ids[0], 0);
+    cr_expect_eq(kc->nlocals, 1);
+  }
+  cr_expect_eq(cg_parallel_captures(&p->arena, invariant, invariant->body, ids), 0);
   cr_expect_eq(pairs->body->loop, LOOP_PARALLEL);
   cr_expect(cg_parallel_loop(&p->arena, pairs, pairs->body));
   cr_expect_eq(shift->body->loop, LOOP_SERIAL);
