@@ -511,7 +511,10 @@ static Stmt *class_count(const ClassCtx *c, int yop, int cnt) {
 
 /* loss = logsumexp(x[target]) - x[target, y] (cross_entropy) or
  * -x[target, y] (nll_loss), per target or summed; mean divides by the
- * targets counted. */
+ * targets counted.  A sum is of the targets' terms stored first into a
+ * temporary ("items"): the loop over the targets then has independent
+ * iterations (it runs in parallel), and the sum after it adds the same
+ * terms in the same order as one loop would. */
 static Stmt *lower_class_loss(Lower *L, int id) {
   Program *p = L->p;
   ClassCtx c = class_ctx(L, id, 0);
@@ -530,9 +533,13 @@ static Stmt *lower_class_loss(Lower *L, int id) {
     ks_append(&b, ks_store(p, out, class_target(&c), item));
     return class_loops(&c, b);
   }
-  ks_append(&b, ks_assign(p, tot, kx_bin(p, BIN_ADD, kx_local(p, tot, DT_F32), item)));
-  Stmt *s = ks_local(p, tot, DT_F32, kx_f(p, 0));
-  ks_append(&s, class_loops(&c, b));
+  int items = kir_buffer(p, BUF_TEMP, DT_F32, "items", &node(L, c.n->in[1])->shape, id);
+  ks_append(&b, ks_store(p, items, class_target(&c), item));
+  Stmt *s = class_loops(&c, b);
+  ClassCtx k = c;
+  k.vn = new_var(L), k.vi = new_var(L);
+  ks_append(&s, ks_local(p, tot, DT_F32, kx_f(p, 0)));
+  ks_append(&s, class_loops(&k, ks_assign(p, tot, kx_bin(p, BIN_ADD, kx_local(p, tot, DT_F32), kx_load(p, items, class_target(&k))))));
   Expr *res = kx_local(p, tot, DT_F32);
   if (red == RED_MEAN) {
     ks_append(&s, class_count(&c, 1, cnt));

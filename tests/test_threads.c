@@ -508,6 +508,28 @@ Test(threads, adam_and_the_loss_gradient_capture_their_locals, .timeout = 300) {
   }
 }
 
+/* cross_entropy's loss stores each row's term and sums the terms after:
+ * the loop over the rows is parallel (the sum is of the same terms in
+ * the same order as one loop's; jit_mlp and c_mlp check the bits). */
+Test(threads, the_loss_terms_are_computed_in_parallel, .timeout = 300) {
+  static const char *const which[] = {"mlp", "lenet5"};
+  for (int i = 0; i < 2; i++) {
+    Build b;
+    build_open(&b, which[i], PIPE_TRAIN);
+    int losses = 0, parallel = 0;
+    for (int f = 0; f < b.p.nfuncs; f++)
+      for (int k = 0; k < b.p.funcs[f].nkernels; k++) {
+        const Kernel *kn = &b.p.funcs[f].kernels[k];
+        if (strcmp(kn->what, "cross_entropy loss")) continue;
+        losses++;
+        for (const Stmt *s = kn->body; s; s = s->next) parallel += cg_parallel_loop(&b.p.arena, kn, s);
+      }
+    cr_expect(losses > 0, "%s has no loss kernel", which[i]);
+    cr_expect_eq(parallel, losses, "%s: %d parallel loops in %d loss kernels", which[i], parallel, losses);
+    build_close(&b);
+  }
+}
+
 /* The schedule's check of independent iterations, on kernels made by hand:
  * a stepped loop writing y[i0] and y[i0 + 1] from a local array of its own
  * is parallel; a loop reading what the next iteration writes, one adding
