@@ -15,10 +15,13 @@
  * convolution then reads it without bounds.  When stride is 1, rows are
  * taken padded-row wide so that a whole plane is one long loop.
  *
- * Gradients: conv2d's data gradient is conv_transpose2d.  With unit
- * strides (any window) it is a gather, blocked or tiled (by the schedule)
- * like the forward pass, from a copy of its input with zeros around each
- * plane; otherwise it scatters each product onto an uncropped buffer.  Either crops afterwards.  The weight
+ * Gradients: conv2d's data gradient is conv_transpose2d.  With unit strides
+ * and one group it is rows of taps: per result channel and kernel row, a
+ * sum over the input's rows widened with zeros, which the result adds at
+ * whole-row offsets (a matrix product the schedule tiles, sched_ct.c);
+ * grouped, a gather, blocked like the forward pass, from a copy of its
+ * input with zeros around each plane; otherwise it scatters each product
+ * onto an uncropped buffer.  Each crops afterwards.  The weight
  * gradient accumulates each tap's products along output rows in a row
  * buffer (again independent per element) and sums the row once.  Max
  * pooling reads each tap with a guarded load (a tap in the padding gives
@@ -379,9 +382,9 @@ static Stmt *crop_into(Lower *L, int id, const ConvGeom *g, Stmt *all, int full,
  * products where the scatter added nothing).  The taps are unrolled up to
  * 9 (3x3); a larger window keeps kh as a (reduce) loop around its row of
  * kw taps, as the forward pass does.  The loops n, group, c and o are
- * there even at one iteration; the schedule tiles c by positions (rows c,
- * K = o, kh, kw) or blocks c (several result channels share each load of
- * x), and drops the rest. */
+ * there even at one iteration; the schedule blocks c (several result
+ * channels share each load of x) and drops the rest.  Only grouped
+ * transposes take it (one group: transpose_rows). */
 static Stmt *transpose_gather(Lower *L, int id, const ConvGeom *gp, int full, int64_t hf, int64_t wf) {
   Program *p = L->p;
   const Node *n = lower_node_of(L, id);
@@ -420,13 +423,95 @@ static Stmt *transpose_gather(Lower *L, int id, const ConvGeom *gp, int full, in
   return all;
 }
 
+/* The copy of item n's planes of conv_transpose2d's input x (the
+ * convolution's output) that transpose_rows reads: each row of x in a row
+ * of wf floats after fx = (kw-1)*dw zeros (and zeros to the row's end),
+ * and zeros after the last row up to len, so that row y's column
+ * j - kw*dw (0 <= j < wf) is at y*wf + fx + j - kw*dw and reads a zero
+ * wherever it lies outside x.  Each element is written once (no zero
+ * fill and copy over it), just before the tiles read it. */
+static Stmt *row_padded(Lower *L, const ConvGeom *g, int xp, int x, int64_t wf, int64_t len, int vn) {
+  Program *p = L->p;
+  int64_t fx = (g->kw - 1) * g->dw, back = wf - fx - g->ow, end = len - g->oh * wf;
+  int vo = lower_var(L), vy = lower_var(L), va = lower_var(L), vx = lower_var(L), vb = lower_var(L), vt = lower_var(L);
+  Expr *pl = ADD(MUL(V(vn), I(g->o)), V(vo)), *row = ADD(MUL(pl, I(len)), MUL(V(vy), I(wf)));
+  Stmt *r = fx ? ks_loop(p, va, I(fx), ks_store(p, xp, ADD(row, V(va)), kx_f(p, 0))) : NULL;
+  ks_append(&r, ks_loop(p, vx, I(g->ow), ks_store(p, xp, ADD(row, ADD(V(vx), I(fx))), kx_load(p, x, at(p, pl, g->oh, V(vy), g->ow, V(vx))))));
+  if (back) ks_append(&r, ks_loop(p, vb, I(back), ks_store(p, xp, ADD(row, ADD(V(vb), I(fx + g->ow))), kx_f(p, 0))));
+  Stmt *plane = ks_loop(p, vy, I(g->oh), r);
+  if (end) ks_append(&plane, ks_loop(p, vt, I(end), ks_store(p, xp, ADD(MUL(pl, I(len)), ADD(V(vt), I(g->oh * wf))), kx_f(p, 0))));
+  return ks_loop(p, vo, I(g->o), plane);
+}
+
+/* tab[kk] = value (an index in terms of kk < K), filled on every call. */
+static Stmt *tap_table(Lower *L, int id, int64_t K, const char *name, int *tab, int vk, Expr *value) {
+  Program *p = L->p;
+  Shape ts = {1, {K}};
+  *tab = kir_buffer(p, BUF_TEMP, DT_I64, name, &ts, id);
+  return ks_loop(p, vk, I(K), ks_store(p, *tab, V(vk), value));
+}
+
+/* conv_transpose2d with unit strides and one group, by rows of taps: for
+ * each batch item n, every result channel c and kernel row kh has a row
+ * sum over the convolution's output positions q = y*wf + j (y < oh, j < wf)
+ *   rows[n, c*kh' + kh, q] = sum over kk = (o, kw) of
+ *                            w[o, c, kh, kw] * xp[n, o, q + fx - kw*dw]
+ * (xp: row_padded), which the result takes at an offset of whole rows:
+ *   full[n, c, f] = init[c]; then for kh in order: full[n, c, kh*dh*wf + q] += rows[n, c*kh' + kh, q]
+ * Only the columns of the kernel read zeros (wf of every oh rows, for ow
+ * real ones), not its rows too as a gather over all hf x wf positions of
+ * the result would (hf rows of the result, each with kh taps).  The row
+ * sums are a matrix product in the row form (rows c*kh' + kh, columns q,
+ * K = o*kw' + kw, the weight and input offsets of term kk in two tables),
+ * which the schedule puts in register tiles (sched_ct.c).  Each element of
+ * the result sums init, then kh, then o, kw: a different order from the
+ * scatter's (o, kh, kw). */
+static Stmt *transpose_rows(Lower *L, int id, const ConvGeom *g, int full, int64_t hf, int64_t wf) {
+  Program *p = L->p;
+  const Node *n = lower_node_of(L, id);
+  /* the row sums are computed for Qt >= Q positions, whole vectors of 16 (TILE_WIDTH, schedule.c):
+   * the tiles then have no narrow panel for the last positions */
+  int64_t fx = (g->kw - 1) * g->dw, Q = g->oh * wf, Qt = (Q + 15) / 16 * 16, len = Qt + fx, R = g->c * g->kh, K = g->o * g->kw;
+  Shape xs = {3, {g->n, g->o, len}}, rs = {3, {g->n, R, Qt}};
+  int xp = kir_buffer(p, BUF_TEMP, DT_F32, "dy_rows", &xs, id), rb = kir_buffer(p, BUF_TEMP, DT_F32, "tap_rows", &rs, id);
+  int wtab, xtab, vk = lower_var(L), vk2 = lower_var(L);
+  Expr *o = kx_bin(p, BIN_DIV, V(vk), I(g->kw)), *kw = kx_bin(p, BIN_MOD, V(vk), I(g->kw));
+  Stmt *all = tap_table(L, id, K, "tap_weights", &wtab, vk, ADD(MUL(o, I(g->c * g->kh * g->kw)), kw));
+  o = kx_bin(p, BIN_DIV, V(vk2), I(g->kw)), kw = kx_bin(p, BIN_MOD, V(vk2), I(g->kw));
+  ks_append(&all, tap_table(L, id, K, "tap_offsets", &xtab, vk2, kx_bin(p, BIN_SUB, ADD(MUL(o, I(len)), I(fx)), MUL(kw, I(g->dw)))));
+  int vn = lower_var(L), vc = lower_var(L), vf = lower_var(L), vr = lower_var(L), vi = lower_var(L), vkk = lower_var(L);
+  int vj = lower_var(L), vc2 = lower_var(L), vh = lower_var(L), vq = lower_var(L), vb = lower_var(L), xl = lower_local(L);
+  Expr *plane = ADD(MUL(V(vn), I(g->c)), V(vc));
+  Expr *bias = n->nin > 2 && full == L->buf[id] ? lower_value(L, n->in[2], V(vc)) : kx_f(p, 0); /* else the crop adds it */
+  Stmt *body = row_padded(L, g, xp, L->buf[n->in[0]], wf, len, vn);
+  Expr *ri = ADD(MUL(ADD(MUL(V(vn), I(R)), V(vr)), I(Qt)), V(vi)), *ui = ADD(MUL(ADD(MUL(V(vn), I(R)), V(vr)), I(Qt)), V(vj));
+  Stmt *rows = ks_loop(p, vi, I(Qt), ks_store(p, rb, ri, kx_f(p, 0)));
+  Stmt *term = ks_local(p, xl, DT_F32, lower_value(L, n->in[1], ADD(MUL(V(vr), I(g->kw)), kx_load(p, wtab, V(vkk)))));
+  Expr *src = ADD(ADD(MUL(V(vn), I(g->o * len)), kx_load(p, xtab, V(vkk))), V(vj));
+  ks_append(&term, ks_loop(p, vj, I(Qt), ks_store(p, rb, ui, FADD(kx_load(p, rb, ui), FMUL(kx_local(p, xl, DT_F32), kx_load(p, xp, src))))));
+  ks_append(&rows, reduce_loop(p, vkk, K, term));
+  ks_append(&body, ks_loop(p, vr, I(R), rows));
+  /* init[c] + rows of kh = 0 (rows' first Q positions of the result), init alone after them */
+  Expr *row0 = kx_load(p, rb, ADD(MUL(ADD(MUL(V(vn), I(R)), MUL(V(vc), I(g->kh))), I(Qt)), V(vf)));
+  Stmt *first = ks_loop(p, vf, I(Q), ks_store(p, full, ADD(MUL(plane, I(hf * wf)), V(vf)), FADD(bias, row0)));
+  if (hf * wf > Q)
+    ks_append(&first, ks_loop(p, vb, I(hf * wf - Q), ks_store(p, full, ADD(MUL(kir_clone_expr(p, plane), I(hf * wf)), ADD(V(vb), I(Q))),
+                                                                   kir_clone_expr(p, bias))));
+  ks_append(&body, ks_loop(p, vc, I(g->c), first));
+  Expr *dst = ADD(MUL(ADD(MUL(V(vn), I(g->c)), V(vc2)), I(hf * wf)), ADD(MUL(ADD(V(vh), I(1)), I(g->dh * wf)), V(vq)));
+  Expr *sum = kx_load(p, rb, ADD(MUL(ADD(MUL(ADD(MUL(V(vn), I(g->c)), V(vc2)), I(g->kh)), ADD(V(vh), I(1))), I(Qt)), V(vq)));
+  if (g->kh > 1) ks_append(&body, ks_loop(p, vc2, I(g->c), ks_loop(p, vh, I(g->kh - 1), ks_loop(p, vq, I(Q), add_to(p, full, dst, sum)))));
+  ks_append(&all, ks_loop(p, vn, kx_dim(p, g->n), body));
+  return all;
+}
+
 /* conv_transpose2d (and so conv2d's data gradient): each product of an
  * input element (the convolution's output position) and a tap is added
  * at the position the convolution read, in an uncropped buffer of
  * hf x wf; then the padding is cropped off and the bias added.  Without
  * padding the result is the uncropped buffer itself.  With unit strides
- * (any window) it is the gather instead (transpose_gather), so the
- * scatter walks its input row by row. */
+ * it is rows of taps (one group, transpose_rows) or the gather
+ * (transpose_gather) instead, so the scatter walks its input row by row. */
 static Stmt *lower_conv_transpose(Lower *L, int id) {
   Program *p = L->p;
   const Node *n = lower_node_of(L, id);
@@ -438,6 +523,10 @@ static Stmt *lower_conv_transpose(Lower *L, int id) {
   int direct = g.pt == 0 && g.pl == 0 && hf == g.h && wf == g.w, y = L->buf[id], x = L->buf[n->in[0]];
   Shape fs = {4, {g.n, g.c, hf, wf}};
   int full = direct ? y : kir_buffer(p, BUF_TEMP, DT_F32, "uncropped", &fs, id);
+  if (g.sh == 1 && g.sw == 1 && g.groups == 1) {
+    Stmt *all = transpose_rows(L, id, &g, full, hf, wf);
+    return direct ? all : crop_into(L, id, &g, all, full, hf, wf);
+  }
   Rows r = row_walk(&g, wf);
   int64_t G = g.groups, cpg = g.c / G, opg = g.o / G, plane = g.oh * r.pitch;
   int vn = lower_var(L), vc0 = lower_var(L), vi = lower_var(L);

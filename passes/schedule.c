@@ -1876,6 +1876,7 @@ static void sched_kernel_rules(Program *p, Func *f, Kernel *k, const SchedOpts *
   case OP_CONV1D:
   case OP_CONV_TRANSPOSE2D:
     mark_top_parallel(k);
+    if (sched_ct_tiles(p, f->g, k, o->tiles) == 0) break;
     rule_conv(p, f->g, k, o);
     break;
   case OP_CONV2D_GRAD_WEIGHT: /* planes copied, then groups or output channels, each with its own row of sums */
@@ -1912,3 +1913,6 @@ int pass_schedule_step(PassCtx *c) {
   sched_program(c->prog, &o);
   return 0;
 }
+
+/* The convolutions' register tiles (B in place) for a rule of another file. */
+int sched_conv_row_tiles(Program *p, Kernel *k, Stmt **slot, int mr) { return register_tiles(p, k, slot, mr, 1); }

@@ -72,6 +72,14 @@ void sched_drop_unit_loops(Program *p, Stmt **slot);
  * as it was) when the shape is not one it takes. */
 int sched_gw_tiles(Program *p, const Graph *g, Kernel *k);
 
+/* The register tiles of a row form at *slot with MR rows a tile and B
+ * read where it is (the convolutions' form); 0, or -1 (left as it was). */
+int sched_conv_row_tiles(Program *p, Kernel *k, Stmt **slot, int mr);
+/* conv_transpose2d's rows of taps (sched_ct.c): the tiles of the row form
+ * lower_conv.c writes with unit strides and one group (tiles 0: none);
+ * 0 when the kernel is in that form (no other rule applies), else -1. */
+int sched_ct_tiles(Program *p, const Graph *g, Kernel *k, int tiles);
+
 /* What the schedule may do: tiles 0 leaves linear layers in the row form
  * (no register tiles). */
 typedef struct SchedOpts {

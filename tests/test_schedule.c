@@ -420,10 +420,11 @@ Test(schedule, row_rule_copies_a_computed_weight) {
 }
 
 Test(schedule, channel_block_rule) {
-  /* 6 output channels: blocks of 2; the conv_transpose2d of 8: of 4 (--no-tile: the
-   * register tiles take these shapes otherwise, test_conv_tiles.c) */
+  /* 6 output channels: blocks of 2; the conv_transpose2d of 16 in 2 groups: of 4 (--no-tile: the
+   * register tiles take the conv2d otherwise, test_conv_tiles.c; one group's transpose is rows of
+   * taps, test_conv_transpose_fast.c) */
   char *text = dump_model("model c\ninput x: f32[N, 1, 8, 8]\nh = conv2d(x, 6, kernel=3)\n"
-                          "output y = conv_transpose2d(h, 8, kernel=3)\n", "schedule", "N=2 --no-tile");
+                          "output y = conv_transpose2d(h, 16, kernel=3, groups=2)\n", "schedule", "N=2 --no-tile");
   cr_expect(strstr(text, "step 2 {") != NULL, "conv2d blocked by 2:\n%s", text);
   cr_expect(strstr(text, "step 4 {") != NULL, "conv_transpose2d blocked by 4:\n%s", text);
   free(text);

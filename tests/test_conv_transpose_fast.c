@@ -1,0 +1,143 @@
+/*
+ * test_conv_transpose_fast.c — conv_transpose2d by rows of taps
+ * (lower_conv.c: transpose_rows; sched_ct.c): with unit strides and one
+ * group, row sums over the convolution's output rows for each result
+ * channel and kernel row, in register tiles, added into the result at
+ * whole-row offsets.  Checked against the interpreter on the kernel-IR
+ * evaluator, the C backend (vector and scalar forms) and the JIT (on
+ * pools of 2 and 3 threads bit for bit as on one), at LeNet-5's shape,
+ * planes narrower than a vector, windows of one row or one column,
+ * dilation, padding (cropped afterwards) and rows that no tile shape
+ * divides; the grouped form, which keeps the gather, beside them; and
+ * the lowered nest without tiles.  The kernel's operations (the kernel
+ * walk's count, dlc check's) stay within a bound of the transpose's real
+ * products, 2 N C O oh ow kh kw: the gather over every position of the
+ * uncropped result computed about twice as many at LeNet-5's shape.
+ *
+ * Tolerance: each element sums its init, then per kernel row kh the sum
+ * over (o, kw) of its terms, each an fma: a float32 sum of at most K
+ * terms in some order, within the bound of bound_case.h.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/bound_case.h"
+#include "tests/handkit.h"
+
+/* src (one conv_transpose2d, K terms per output) scheduled with tiles
+ * (tiles 1: the dump has them; 2: it has none, as for groups) or without
+ * (0) on keval, C (vectors, scalars) and the JIT, each element within the
+ * summation bound of the interpreter's; the JIT on 2 and 3 threads gives
+ * the bits it gives on one.  Returns the kernel's FLOP per example. */
+static void expect_transpose(const char *src, int64_t maxn, int64_t n, int64_t K, int tiles) {
+  BoundCase t;
+  bc_init(&t, src, maxn, n, K);
+  Program p;
+  bc_program(&t, &p, tiles != 0);
+  char *text = hk_dump(&p);
+  if (tiles == 1)
+    cr_expect(strstr(text, "= fma(") && !strstr(text, "temp panels"), "no register tiles reading B in place for\n%s\n%s", src, text);
+  else
+    cr_expect(!strstr(text, "fma("), "tiles under --no-tile for\n%s\n%s", src, text);
+  free(text);
+  int64_t count = rt_tensor_numel(&t.vals[t.m.g.outputs[0].id]);
+  float *ys[3];
+  for (int i = 0; i < 3; i++) {
+    ys[i] = malloc(sizeof(float) * (size_t)count);
+    for (int64_t e = 0; e < count; e++) ys[i][e] = NAN;
+  }
+  bc_keval(&t, &p, ys[0]);
+  bc_expect_close(&t, ys[0], "keval", src);
+  static const char *const flags[2] = {"-O1 -Wall -Wextra -pedantic -Werror", "-O1 -DDLC_VECTORS=0 -Wall -Wextra -Werror"};
+  for (int b = 0; b < 2; b++) {
+    for (int64_t e = 0; e < count; e++) ys[0][e] = NAN;
+    bc_run(&t, &p, flags[b], (RtPool *[]){NULL}, 1, ys);
+    bc_expect_close(&t, ys[0], flags[b], src);
+  }
+  RtError err;
+  RtPool *pools[3] = {NULL, NULL, NULL};
+  cr_assert_eq(rt_pool_new(2, &pools[1], &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(rt_pool_new(3, &pools[2], &err), RT_OK, "%s", err.msg);
+  bc_run(&t, &p, NULL, pools, 3, ys);
+  bc_expect_close(&t, ys[0], "JIT", src);
+  for (int i = 1; i < 3; i++)
+    cr_expect(!memcmp(ys[0], ys[i], sizeof(float) * (size_t)count), "JIT on %d threads differs from one\n%s", i + 1, src);
+  rt_pool_free(pools[1]);
+  rt_pool_free(pools[2]);
+  for (int i = 0; i < 3; i++) free(ys[i]);
+  kir_program_free(&p);
+  bc_free(&t);
+}
+
+/* The forward's FLOP per example by dlc check (the kernel walk's count of
+ * the scheduled kernels as they run). */
+static double check_flops(const char *src) {
+  const char *dir = tu_scratch_dir();
+  char path[600], out[600], cmd[2000];
+  snprintf(path, sizeof path, "%s/t.dl", dir);
+  snprintf(out, sizeof out, "%s/out.txt", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs(src, f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s check %s >%s 2>&1", DLC_EXE, path, out);
+  cr_assert_eq(system(cmd), 0, "%s", cmd);
+  char *text = tu_read_file(out, NULL);
+  cr_assert_not_null(text);
+  const char *at = strstr(text, "forward: ");
+  cr_assert_not_null(at, "%s", text);
+  char *end;
+  double v = strtod(at + strlen("forward: "), &end);
+  if (*end == ' ' && end[1] == 'k') v *= 1e3;
+  else if (*end == ' ' && end[1] == 'M') v *= 1e6;
+  free(text);
+  unlink(out);
+  unlink(path);
+  rmdir(dir);
+  return v;
+}
+
+#define MODEL(x, layer) "model t\ninput x: f32[N, " x "]\noutput y = " layer "\n"
+
+Test(conv_transpose_fast, rows_of_taps_match_the_interpreter, .timeout = 900) {
+  /* a plane of 1 x 2 (4 positions of rows 4 wide, the row sums 16 wide) */
+  expect_transpose(MODEL("3, 1, 2", "conv_transpose2d(x, 4, 3)"), 3, 2, 27, 1);
+  /* a window of one column (no zeros in front of the rows) and one of one row */
+  expect_transpose(MODEL("4, 6, 7", "conv_transpose2d(x, 5, [3, 1])"), 3, 3, 12, 1);
+  expect_transpose(MODEL("4, 6, 7", "conv_transpose2d(x, 5, [1, 4], bias=false)"), 3, 3, 16, 1);
+  /* padding cropped afterwards, the bias added there (both sides, then the width only) */
+  expect_transpose(MODEL("5, 7, 9", "conv_transpose2d(x, 3, 3, padding=1)"), 3, 3, 45, 1);
+  expect_transpose(MODEL("2, 8, 5", "conv_transpose2d(x, 3, [2, 3], padding=[0, 2])"), 2, 2, 12, 1);
+  /* dilation 2 on a 3 x 5 window: 21 rows of taps (tiles of 6, the last clamped), no bias */
+  expect_transpose(MODEL("17, 6, 5", "conv_transpose2d(x, 7, [3, 5], dilation=2, bias=false)"), 3, 3, 255, 1);
+  /* 7 x 1 rows in one tile of 7, a symbolic batch of 1 */
+  expect_transpose(MODEL("3, 9, 4", "conv_transpose2d(x, 7, [1, 2])"), 4, 1, 6, 1);
+}
+
+/* Grouped transposes keep the gather; --no-tile the lowered rows of taps. */
+Test(conv_transpose_fast, groups_and_no_tile_match_the_interpreter, .timeout = 900) {
+  expect_transpose(MODEL("4, 5, 5", "conv_transpose2d(x, 6, 3, groups=2)"), 3, 2, 18, 2);
+  expect_transpose(MODEL("16, 10, 10", "conv_transpose2d(x, 6, 5)"), 3, 2, 400, 0);
+  expect_transpose(MODEL("5, 7, 9", "conv_transpose2d(x, 3, [2, 3], padding=1, dilation=[1, 2])"), 3, 2, 30, 0);
+}
+
+/* The work is (close to) the real products: the row sums compute wf of
+ * every ow columns (and whole vectors of positions), not every position
+ * of the uncropped result. */
+Test(conv_transpose_fast, flops_stay_near_the_real_products, .timeout = 900) {
+  /* LeNet-5's data gradient of c2: real 2 x 6 x 16 x 10 x 10 x 25 = 480 kFLOP; rows 14 wide for 10: 1.44x
+   * (the gather over 14 x 14 positions: 2.08x) */
+  const char *lenet = MODEL("16, 10, 10", "conv_transpose2d(x, 6, 5)"), *small = MODEL("6, 12, 12", "conv_transpose2d(x, 4, 3)");
+  expect_transpose(lenet, 3, 2, 400, 1);
+  double real = 2.0 * 6 * 16 * 10 * 10 * 25, flops = check_flops(lenet);
+  cr_expect(flops >= real && flops <= 1.5 * real, "%g FLOP per example for %g real", flops, real);
+  /* 3 x 3 on 12 x 12: rows 14 wide for 12 and 176 positions for 168 (1.25x with the adds of the rows) where the
+   * gather did 208 (whole vectors) for 144 (1.44x) */
+  real = 2.0 * 4 * 6 * 12 * 12 * 9;
+  expect_transpose(small, 2, 2, 54, 1);
+  flops = check_flops(small);
+  cr_expect(flops >= real && flops <= 1.3 * real, "%g FLOP per example for %g real", flops, real);
+}
