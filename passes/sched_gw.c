@@ -38,11 +38,19 @@
  * take positions j = k mod 16, and each step is an fma), within the
  * bound of any float32 summation order (tests/test_conv_gw.c).
  *
+ * Three forms, by shape: output channels a multiple of 16 take the
+ * channel lanes (gw_channels: no wide-row columns, no tail); otherwise
+ * the tiles above, block-outer as drawn while one block's reads over the
+ * batch (at its maximum) fit GW_STREAM bytes (L2), else batch-outer
+ * (gw_batch_outer: every block of a chunk takes each batch item's dy and
+ * xp from L1, accumulators kept in a scratch buffer, the same sums).
+ * LeNet-5 at batch 64: c2 (16 x 150) in channel lanes, c1 (6 x 25, dy
+ * 64 x 6 x 28 x 32 floats, past L2) batch-outer.
+ *
  * The tile shape: the (MR, NT) with MR * NT <= 24 (the accumulators, plus
  * MR vectors of dy and one of xp, in AVX-512's 32 registers) that needs
  * the fewest instructions over all blocks, blocks * (MR NT + MR + NT):
- * 6 x 4 for LeNet-5's first convolution (6 x 25), 4 x 6 for its second
- * (16 x 150).  The rule takes one group and unit strides; other shapes keep
+ * 3 x 5 for LeNet-5's first convolution (6 x 25).  The rule takes one group and unit strides; other shapes keep
  * the row-buffer nest.
  */
 #include "ir/conv.h"
@@ -50,6 +58,11 @@
 
 #define GW_LANES 16
 #define GW_ACC 24
+/* The bytes one block may stream over the batch (from L2) before the batch
+ * loop goes outside the blocks (gw_batch_outer). */
+#ifndef GW_STREAM
+#define GW_STREAM (512 * 1024)
+#endif
 
 /* What the rule needs from the lowered nest: the product's two factors
  * (dy, then the padded input), the row buffer and the result. */
@@ -92,6 +105,9 @@ typedef struct Gw {
   const ConvGeom *g;
   GwFind f;
   int mr, nt;
+  int64_t nob, ntb;             /* blocks of output channels, of taps */
+  Dim nmax;                     /* the batch's maximum */
+  int rows, chunk;              /* gw_batch_outer's per-chunk rows of dy (or -1) and its chunk variable */
   int64_t hp, wp, plane, T;
   Expr *o[8], *t[8], *off[8];   /* per row of the tile: channel; per column: tap and its offset in xp's planes */
 } Gw;
@@ -100,9 +116,11 @@ typedef struct Gw {
  * (j < 0: no loop variable, at j0). */
 static Expr *gw_dy(const Gw *G, int n, int m, int64_t j0, int j, int lanes) {
   Program *p = G->p;
-  Expr *at = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, n), kx_i(p, G->g->o)), kir_clone_expr(p, G->o[m])), kx_i(p, G->plane)),
-                     j < 0 ? kx_i(p, j0) : kx_iadd(p, kx_i(p, j0), kx_var(p, j)));
-  return lanes > 1 ? kx_load_lanes(p, G->f.dy, at, lanes) : kx_load(p, G->f.dy, at);
+  int rows = G->rows >= 0;   /* one batch item's rows per chunk (gw_batch_outer) */
+  Expr *plane = kx_iadd(p, kx_imul(p, kx_var(p, rows ? G->chunk : n), kx_i(p, G->g->o)), kir_clone_expr(p, G->o[m]));
+  Expr *at = kx_iadd(p, kx_imul(p, plane, kx_i(p, G->plane)), j < 0 ? kx_i(p, j0) : kx_iadd(p, kx_i(p, j0), kx_var(p, j)));
+  int buf = rows ? G->rows : G->f.dy;
+  return lanes > 1 ? kx_load_lanes(p, buf, at, lanes) : kx_load(p, buf, at);
 }
 
 static Expr *gw_x(const Gw *G, int n, int u, int64_t j0, int j, int lanes) {
@@ -187,6 +205,282 @@ static Stmt *gw_block(Gw *G, int64_t cols) {
   return decls;
 }
 
+/* The block b's output channels, taps and tap offsets into G (b an
+ * expression of the block index). */
+static void gw_at(Gw *G, Expr *b) {
+  Program *p = G->p;
+  const ConvGeom *cg = G->g;
+  int64_t taps = cg->kh * cg->kw;
+  Expr *ob = G->nob == 1 ? kx_i(p, 0) : G->ntb == 1 ? b : kx_bin(p, BIN_DIV, kir_clone_expr(p, b), kx_i(p, G->ntb));
+  Expr *tb = G->ntb == 1 ? kx_i(p, 0) : G->nob == 1 ? b : kx_bin(p, BIN_MOD, kir_clone_expr(p, b), kx_i(p, G->ntb));
+  for (int m = 0; m < G->mr; m++) G->o[m] = clamped(p, kx_imul(p, ob, kx_i(p, G->mr)), m, cg->o - 1, cg->o % G->mr != 0);
+  for (int u = 0; u < G->nt; u++) {
+    Expr *t = G->t[u] = clamped(p, kx_imul(p, kir_clone_expr(p, tb), kx_i(p, G->nt)), u, G->T - 1, G->T % G->nt != 0);
+    Expr *c = kx_bin(p, BIN_DIV, kir_clone_expr(p, t), kx_i(p, taps));
+    Expr *kh = kx_bin(p, BIN_MOD, kx_bin(p, BIN_DIV, kir_clone_expr(p, t), kx_i(p, cg->kw)), kx_i(p, cg->kh));
+    Expr *kw = kx_bin(p, BIN_MOD, kir_clone_expr(p, t), kx_i(p, cg->kw));
+    G->off[u] = kx_iadd(p, kx_imul(p, c, kx_i(p, G->hp * G->wp)),
+                        kx_iadd(p, kx_imul(p, kh, kx_i(p, cg->dh * G->wp)), kx_imul(p, kw, kx_i(p, cg->dw))));
+  }
+}
+
+/* The batch-outer form: the tiles' accumulators (main and tail) of every
+ * block live in a scratch buffer, gw_sums, L = GW_LANES + cols % GW_LANES
+ * floats per (m, u) of each block's slot; the batch loop runs outside the
+ * blocks, so each item's dy and xp are read from L1 by every block instead
+ * of being streamed from memory once per block:
+ *
+ *   for ch < chunks parallel {
+ *     gw_sums[chunk ch] = 0
+ *     for n < N reduce { for i < cb { b = min(ch cb + i, blocks - 1)
+ *       local a[m][u] = gw_sums<16>[slot, m, u]
+ *       for j < cols16 step 16 reduce { ...the tiles' fmas... }
+ *       gw_sums<16>[slot, m, u] = a[m][u]
+ *       each tail width w: local e = gw_sums<w>[..]; e = fma(dy<w>, xp<w>, e); store } }
+ *     for i < cb { s = reduce_add(gw_sums<16>) (+ reduce_add(tail<w>)...); dw[o_m T + t_u] = s } }
+ *
+ * Each accumulator sees the same fmas in the same order as in the
+ * block-outer form (stored and reloaded between batch items, exactly), so
+ * the two forms give bit-identical results.  A chunk is the blocks whose
+ * slots fit GW_SCRATCH bytes; a slot past the last block (the last chunk)
+ * recomputes the last block into a slot of its own. */
+#define GW_SCRATCH (32 * 1024)
+
+static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
+  Program *p = G->p;
+  Kernel *k = G->k;
+  const int W = GW_LANES;
+  int64_t vcols = cols / W * W, L = W + cols % W, per = (int64_t)G->mr * G->nt * L;
+  int64_t cb = GW_SCRATCH / (per * 4);
+  if (cb < 1) cb = 1;
+  if (cb > blocks) cb = blocks;
+  int64_t chunks = (blocks + cb - 1) / cb;
+  Shape ss = {1, {chunks * cb * per}};
+  Stmt *chunk_zero = NULL;
+  int sums = kir_buffer(p, BUF_TEMP, DT_F32, "gw_sums", &ss, k->node);
+  int vch = k->nvars++, vz = k->nvars++, n1 = k->nvars++, vi = k->nvars++, j1 = k->nvars++, vi2 = k->nvars++;
+  const ConvGeom *cg = G->g;
+  Stmt *copy = NULL;
+  if (src >= 0) {
+    /* each batch item's dy into this chunk's wide rows (their extra columns zeroed once) */
+    Shape rs = {1, {chunks * cg->o * G->plane}};
+    G->rows = kir_buffer(p, BUF_TEMP, DT_F32, "dy_rows", &rs, k->node), G->chunk = vch;
+    int ro = k->nvars++, ry = k->nvars++, rx = k->nvars++, rz = k->nvars++;
+    Expr *row = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, vch), kx_i(p, cg->o)), kx_var(p, ro)), kx_i(p, G->plane)),
+                        kx_imul(p, kx_var(p, ry), kx_i(p, G->wp)));
+    Expr *from = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, cg->o)), kx_var(p, ro)), kx_i(p, cg->oh * cg->ow)),
+                         kx_iadd(p, kx_imul(p, kx_var(p, ry), kx_i(p, cg->ow)), kx_var(p, rx)));
+    copy = ks_loop(p, ro, kx_i(p, cg->o), ks_loop(p, ry, kx_i(p, cg->oh), ks_loop(p, rx, kx_i(p, cg->ow),
+                   ks_store(p, G->rows, kx_iadd(p, row, kx_var(p, rx)), kx_load(p, src, from)))));
+    Expr *z = kx_iadd(p, kx_imul(p, kx_var(p, vch), kx_i(p, cg->o * G->plane)), kx_var(p, rz));
+    chunk_zero = ks_loop(p, rz, kx_i(p, cg->o * G->plane), ks_store(p, G->rows, z, kx_f(p, 0)));
+  }
+  /* slot and block of iteration i of chunk ch */
+#define GW_SLOT(i) kx_iadd(p, kx_imul(p, kx_var(p, vch), kx_i(p, cb)), kx_var(p, i))
+#define GW_BLOCK(i) (chunks * cb > blocks ? kx_bin(p, BIN_MIN, GW_SLOT(i), kx_i(p, blocks - 1)) : GW_SLOT(i))
+  Stmt *chunk = chunk_zero;
+  Stmt *zero = ks_loop(p, vz, kx_i(p, cb * per),
+                        ks_store(p, sums, kx_iadd(p, kx_imul(p, kx_var(p, vch), kx_i(p, cb * per)), kx_var(p, vz)), kx_f(p, 0)));
+  ks_append(&chunk, zero);
+  /* the accumulators of one block at one batch item */
+  gw_at(G, GW_BLOCK(vi));
+  Stmt *decls = NULL, *body = NULL, *saves = NULL;
+  int d[8], acc[GW_ACC];
+  Expr *base[GW_ACC];
+  for (int m = 0; m < G->mr; m++) {
+    d[m] = k->nlocals++;
+    ks_append(&body, ks_local(p, d[m], DT_F32, gw_dy(G, n1, m, 0, j1, W)));
+  }
+  for (int u = 0; u < G->nt; u++) {
+    int xu = k->nlocals++;
+    ks_append(&body, ks_local(p, xu, DT_F32, gw_x(G, n1, u, 0, j1, W)));
+    for (int m = 0; m < G->mr; m++) {
+      int mu = m * G->nt + u, a = acc[mu] = k->nlocals++;
+      base[mu] = kx_iadd(p, kx_imul(p, GW_SLOT(vi), kx_i(p, per)), kx_i(p, mu * L));
+      ks_append(&decls, ks_local(p, a, DT_F32, kx_load_lanes(p, sums, kir_clone_expr(p, base[mu]), W)));
+      Expr *av = kx_vlocal(p, a, DT_F32, W);
+      ks_append(&body, ks_assign(p, a, kx_fma(p, kx_vlocal(p, d[m], DT_F32, W), kx_vlocal(p, xu, DT_F32, W), av)));
+      ks_append(&saves, ks_store(p, sums, kir_clone_expr(p, base[mu]), kx_vlocal(p, a, DT_F32, W)));
+    }
+  }
+  ks_append(&decls, reduce_loop(p, j1, kx_i(p, vcols), W, body));
+  ks_append(&decls, saves);
+  /* the tail positions in vectors of 8, 4, 2 and 1 lanes, at offsets W + tail-so-far of each slot */
+  for (int w = W / 2, j0 = (int)vcols; w >= 1; w /= 2)
+    if ((cols - vcols) & w) {
+      Stmt *tb = NULL, *ts = NULL;
+      int td[8];
+      for (int m = 0; m < G->mr; m++) {
+        td[m] = k->nlocals++;
+        ks_append(&tb, ks_local(p, td[m], DT_F32, gw_dy(G, n1, m, j0, -1, w)));
+      }
+      for (int u = 0; u < G->nt; u++) {
+        int xu = k->nlocals++;
+        ks_append(&tb, ks_local(p, xu, DT_F32, gw_x(G, n1, u, j0, -1, w)));
+        for (int m = 0; m < G->mr; m++) {
+          int mu = m * G->nt + u, e = k->nlocals++;
+          Expr *at = kx_iadd(p, kir_clone_expr(p, base[mu]), kx_i(p, W + j0 - vcols));
+          Expr *ld = w > 1 ? kx_load_lanes(p, sums, at, w) : kx_load(p, sums, at);
+          ks_append(&tb, ks_local(p, e, DT_F32, ld));
+          Expr *ev = w > 1 ? kx_vlocal(p, e, DT_F32, w) : kx_local(p, e, DT_F32);
+          Expr *dv = w > 1 ? kx_vlocal(p, td[m], DT_F32, w) : kx_local(p, td[m], DT_F32);
+          Expr *xv = w > 1 ? kx_vlocal(p, xu, DT_F32, w) : kx_local(p, xu, DT_F32);
+          ks_append(&ts, ks_store(p, sums, kir_clone_expr(p, at), kx_fma(p, dv, xv, ev)));
+        }
+      }
+      ks_append(&tb, ts);
+      ks_append(&decls, tb);
+      j0 += w;
+    }
+  ks_append(&copy, ks_loop(p, vi, kx_i(p, cb), decls));
+  ks_append(&chunk, reduce_loop(p, n1, kx_dim(p, G->g->n), 1, copy));
+  /* the sums, in the block-outer form's order */
+  gw_at(G, GW_BLOCK(vi2));
+  Stmt *fin = NULL;
+  for (int m = 0; m < G->mr; m++)
+    for (int u = 0; u < G->nt; u++) {
+      int mu = m * G->nt + u, s = k->nlocals++;
+      Expr *b0 = kx_iadd(p, kx_imul(p, GW_SLOT(vi2), kx_i(p, per)), kx_i(p, mu * L));
+      ks_append(&fin, ks_local(p, s, DT_F32, kx_reduce(p, BIN_ADD, kx_load_lanes(p, sums, b0, W))));
+      for (int w = W / 2, j0 = (int)vcols; w >= 1; w /= 2)
+        if ((cols - vcols) & w) {
+          Expr *at = kx_iadd(p, kir_clone_expr(p, b0), kx_i(p, W + j0 - vcols));
+          Expr *part = w > 1 ? kx_reduce(p, BIN_ADD, kx_load_lanes(p, sums, at, w)) : kx_load(p, sums, at);
+          ks_append(&fin, ks_assign(p, s, kx_bin(p, BIN_ADD, kx_local(p, s, DT_F32), part)));
+          j0 += w;
+        }
+      Expr *wi = kx_iadd(p, kx_imul(p, kir_clone_expr(p, G->o[m]), kx_i(p, G->T)), kir_clone_expr(p, G->t[u]));
+      ks_append(&fin, ks_store(p, G->f.dw, wi, kx_local(p, s, DT_F32)));
+    }
+  ks_append(&chunk, ks_loop(p, vi2, kx_i(p, cb), fin));
+#undef GW_SLOT
+#undef GW_BLOCK
+  Stmt *l = ks_loop(p, vch, kx_i(p, chunks), chunk);
+  l->loop = LOOP_PARALLEL;
+  return l;
+}
+
+/* The form with output channels in lanes (O a multiple of GW_LANES): dy
+ * transposed to channels last, dy_t[n, y ow + x, o], and per block of 16
+ * channels (ob) by NT taps NT accumulators, one per tap, over every
+ * position of every batch item; each step loads one vector of dy_t and
+ * broadcasts one element of xp per tap, so no product is on a wide row's
+ * extra column and there is no tail:
+ *
+ *   for n, y, x parallel: dy_t[(n P + y ow + x) O + o] = dy[..]   (P = oh ow)
+ *   for b < (O / 16) ntb parallel {
+ *     local a[u]: f32x16 = 0
+ *     for n < N reduce { for y < oh reduce { for x < ow reduce {
+ *       local d = dy_t<16>[(n P + y ow + x) O + ob 16]
+ *       a[u] = fma(d, broadcast(xp[n C hp wp + off(t_u) + y wp + x]), a[u]) } } }
+ *     gw_sums<16>[t_u O + ob 16] = a[u] }
+ *   for o < O parallel { for t < T { dw[o T + t] = gw_sums[t O + o] } }
+ *
+ * Each dw element is one fma chain over (n, y, x) in order: its order
+ * depends on the shapes alone.  NT is the fewest taps that cover T in
+ * blocks of at most GW_CH_TAPS (accumulators plus dy's vector in the 32
+ * registers): LeNet-5's second convolution (16 x 150) has 6 blocks of
+ * 25 taps, one input channel each.  dy_t replaces the lowering's copy of
+ * dy into wide rows (src, dense [N, O, oh, ow]; -1 when dy was not
+ * copied and f.dy is read at its pitch wp). */
+#define GW_CH_TAPS 28
+
+static Stmt *gw_channels(Gw *G, int src) {
+  Program *p = G->p;
+  Kernel *k = G->k;
+  const ConvGeom *cg = G->g;
+  const int W = GW_LANES;
+  int64_t O = cg->o, P = cg->oh * cg->ow, T = G->T, taps = cg->kh * cg->kw;
+  Dim nmax = G->nmax;
+  int64_t ntb = (T + GW_CH_TAPS - 1) / GW_CH_TAPS, nt = (T + ntb - 1) / ntb, nob = O / W;
+  Shape ts = {1, {nmax * P * O}}, ss = {1, {T * O}};
+  int dyt = kir_buffer(p, BUF_TEMP, DT_F32, "dy_t", &ts, k->node), sums = kir_buffer(p, BUF_TEMP, DT_F32, "gw_sums", &ss, k->node);
+  /* the transpose, one batch item and position per iteration */
+  int tn = k->nvars++, tp = k->nvars++, to = k->nvars++;
+  int sb = src >= 0 ? src : G->f.dy;
+  int64_t pitch = src >= 0 ? cg->ow : G->wp, splane = src >= 0 ? P : G->plane;
+  Expr *yy = kx_bin(p, BIN_DIV, kx_var(p, tp), kx_i(p, cg->ow)), *xx = kx_bin(p, BIN_MOD, kx_var(p, tp), kx_i(p, cg->ow));
+  Expr *from = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, tn), kx_i(p, O)), kx_var(p, to)), kx_i(p, splane)),
+                       kx_iadd(p, kx_imul(p, yy, kx_i(p, pitch)), xx));
+  Expr *into = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, tn), kx_i(p, P)), kx_var(p, tp)), kx_i(p, O)), kx_var(p, to));
+  Stmt *tr = ks_loop(p, tn, kx_dim(p, cg->n), ks_loop(p, tp, kx_i(p, P), ks_loop(p, to, kx_i(p, O), ks_store(p, dyt, into, kx_load(p, sb, from)))));
+  tr->loop = LOOP_PARALLEL;
+  /* the tiles */
+  int vb = k->nvars++, n1 = k->nvars++, y1 = k->nvars++, x1 = k->nvars++, d = k->nlocals++;
+  Expr *ob = ntb == 1 ? kx_var(p, vb) : kx_bin(p, BIN_DIV, kx_var(p, vb), kx_i(p, ntb));
+  Expr *tb = ntb == 1 ? kx_i(p, 0) : kx_bin(p, BIN_MOD, kx_var(p, vb), kx_i(p, ntb));
+  Expr *o16 = kx_imul(p, ob, kx_i(p, W));
+  Expr *pos = kx_iadd(p, kx_imul(p, kx_var(p, y1), kx_i(p, cg->ow)), kx_var(p, x1));
+  Stmt *decls = NULL, *stores = NULL;
+  Stmt *body = ks_local(p, d, DT_F32, kx_load_lanes(p, dyt, kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, P)), pos), kx_i(p, O)),
+                                                                   kir_clone_expr(p, o16)), W));
+  for (int u = 0; u < nt; u++) {
+    Expr *t = clamped(p, kx_imul(p, kir_clone_expr(p, tb), kx_i(p, nt)), u, T - 1, T % nt != 0);
+    Expr *c = kx_bin(p, BIN_DIV, kir_clone_expr(p, t), kx_i(p, taps));
+    Expr *kh = kx_bin(p, BIN_MOD, kx_bin(p, BIN_DIV, kir_clone_expr(p, t), kx_i(p, cg->kw)), kx_i(p, cg->kh));
+    Expr *kw = kx_bin(p, BIN_MOD, kir_clone_expr(p, t), kx_i(p, cg->kw));
+    Expr *off = kx_iadd(p, kx_imul(p, c, kx_i(p, G->hp * G->wp)),
+                        kx_iadd(p, kx_imul(p, kh, kx_i(p, cg->dh * G->wp)), kx_imul(p, kw, kx_i(p, cg->dw))));
+    Expr *xi = kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, cg->c * G->hp * G->wp)),
+                       kx_iadd(p, off, kx_iadd(p, kx_imul(p, kx_var(p, y1), kx_i(p, G->wp)), kx_var(p, x1))));
+    int a = k->nlocals++;
+    ks_append(&decls, ks_local(p, a, DT_F32, kx_broadcast(p, kx_f(p, 0), W)));
+    ks_append(&body, ks_assign(p, a, kx_fma(p, kx_vlocal(p, d, DT_F32, W), kx_broadcast(p, kx_load(p, G->f.x, xi), W),
+                                            kx_vlocal(p, a, DT_F32, W))));
+    ks_append(&stores, ks_store(p, sums, kx_iadd(p, kx_imul(p, t, kx_i(p, O)), kir_clone_expr(p, o16)), kx_vlocal(p, a, DT_F32, W)));
+  }
+  Stmt *nest = reduce_loop(p, x1, kx_i(p, cg->ow), 1, body);
+  nest = reduce_loop(p, y1, kx_i(p, cg->oh), 1, nest);
+  ks_append(&decls, reduce_loop(p, n1, kx_dim(p, cg->n), 1, nest));
+  ks_append(&decls, stores);
+  Stmt *tiles = ks_loop(p, vb, kx_i(p, nob * ntb), decls);
+  tiles->loop = LOOP_PARALLEL;
+  /* dw in its [O, T] layout */
+  int fo = k->nvars++, ft = k->nvars++;
+  Stmt *fin = ks_loop(p, fo, kx_i(p, O), ks_loop(p, ft, kx_i(p, T), ks_store(p, G->f.dw, kx_iadd(p, kx_imul(p, kx_var(p, fo), kx_i(p, T)), kx_var(p, ft)),
+                                                                        kx_load(p, sums, kx_iadd(p, kx_imul(p, kx_var(p, ft), kx_i(p, O)), kx_var(p, fo))))));
+  fin->loop = LOOP_PARALLEL;
+  ks_append(&tr, tiles);
+  ks_append(&tr, fin);
+  return tr;
+}
+
+/* The lowering's copy of dy into wide rows: a top-level statement (before
+ * the nest) storing into buffer wide whose stored values are loads of one
+ * other buffer; that buffer, or -1. */
+typedef struct GwCopy {
+  int wide, src, bad;
+} GwCopy;
+
+static int gw_copy_stmt(void *ctx, const Stmt *s) {
+  GwCopy *c = ctx;
+  if (s->kind != ST_STORE || s->id != c->wide) return 0;
+  const Expr *v = s->value;
+  if (v->kind == EX_LOAD && !v->b && v->lanes == 1 && v->id != c->wide && (c->src < 0 || c->src == v->id)) c->src = v->id;
+  else if (v->kind != EX_FCONST) c->bad = 1;
+  return 0;
+}
+
+/* Finds the lowering's copy of dy into wide rows (into buffer wide, from
+ * a buffer of at least need elements) among the kernel's statements before
+ * **slot (the nest), removes it and returns its source (*slot then the
+ * nest's slot again); -1 and nothing removed when there is none. */
+static int gw_take_copy(Program *p, Kernel *k, Stmt ***slot, int wide, int64_t need) {
+  for (Stmt **q = &k->body; *q != **slot; q = &(*q)->next) {
+    GwCopy c = {wide, -1, 0};
+    KirVisitor cv = {&c, gw_copy_stmt, NULL};
+    Stmt one = **q;
+    one.next = NULL;
+    kir_walk_block(&cv, &one);
+    if (c.src >= 0 && !c.bad && p->bufs[c.src].size >= need) {
+      *q = (*q)->next;
+      for (*slot = &k->body; (**slot)->next;) *slot = &(**slot)->next;
+      return c.src;
+    }
+  }
+  return -1;
+}
+
 int sched_gw_tiles(Program *p, const Graph *g, Kernel *k) {
   const Node *nd = &g->nodes[k->node];
   ConvGeom cg;
@@ -199,28 +493,35 @@ int sched_gw_tiles(Program *p, const Graph *g, Kernel *k) {
   kir_walk_block(&v, (*slot)->body);
   if (cg.groups != 1 || cg.sh != 1 || cg.sw != 1 || f.dy < 0 || f.dw < 0 || f.dy == f.x || f.dw == f.dy || f.dw == f.x)
     return -1;
-  Gw G = {p, k, &cg, f, 1, 1, cg.h + cg.pt + cg.pb, cg.w + cg.pl + cg.pr, 0, cg.c * cg.kh * cg.kw, {0}, {0}, {0}};
-  int64_t cols = (cg.oh - 1) * G.wp + cg.ow, taps = cg.kh * cg.kw;
+  Gw G = {p, k, &cg, f, 1, 1, 0, 0, 0, -1, -1, cg.h + cg.pt + cg.pb, cg.w + cg.pl + cg.pr, 0, cg.c * cg.kh * cg.kw, {0}, {0}, {0}};
+  int64_t cols = (cg.oh - 1) * G.wp + cg.ow;
   G.plane = cg.oh * G.wp;
   Dim nmax = DIM_IS_SYM(cg.n) ? g->syms[DIM_SYM_ID(cg.n)].max : cg.n;
   /* the factors as the lowering laid them out: dy in rows wp wide, xp padded */
   if (p->bufs[f.dw].size != cg.o * G.T || p->bufs[f.dy].size < nmax * cg.o * G.plane ||
       p->bufs[f.x].size < nmax * cg.c * G.hp * G.wp || cols < GW_LANES)
     return -1;
-  gw_shape(cg.o, G.T, &G.mr, &G.nt);
-  int64_t nob = (cg.o + G.mr - 1) / G.mr, ntb = (G.T + G.nt - 1) / G.nt;
-  int vb = k->nvars++;
-  Expr *ob = nob == 1 ? kx_i(p, 0) : ntb == 1 ? kx_var(p, vb) : kx_bin(p, BIN_DIV, kx_var(p, vb), kx_i(p, ntb));
-  Expr *tb = ntb == 1 ? kx_i(p, 0) : nob == 1 ? kx_var(p, vb) : kx_bin(p, BIN_MOD, kx_var(p, vb), kx_i(p, ntb));
-  for (int m = 0; m < G.mr; m++) G.o[m] = clamped(p, kx_imul(p, ob, kx_i(p, G.mr)), m, cg.o - 1, cg.o % G.mr != 0);
-  for (int u = 0; u < G.nt; u++) {
-    Expr *t = G.t[u] = clamped(p, kx_imul(p, tb, kx_i(p, G.nt)), u, G.T - 1, G.T % G.nt != 0);
-    Expr *c = kx_bin(p, BIN_DIV, t, kx_i(p, taps)), *kh = kx_bin(p, BIN_MOD, kx_bin(p, BIN_DIV, t, kx_i(p, cg.kw)), kx_i(p, cg.kh));
-    Expr *kw = kx_bin(p, BIN_MOD, t, kx_i(p, cg.kw));
-    G.off[u] = kx_iadd(p, kx_imul(p, c, kx_i(p, G.hp * G.wp)),
-                       kx_iadd(p, kx_imul(p, kh, kx_i(p, cg.dh * G.wp)), kx_imul(p, kw, kx_i(p, cg.dw))));
+  G.nmax = nmax;
+  if (cg.o % GW_LANES == 0) {
+    /* dy_t is made from dy itself: the copy into wide rows goes */
+    int src = gw_take_copy(p, k, &slot, f.dy, nmax * cg.o * cg.oh * cg.ow);
+    *slot = gw_channels(&G, src);
+    return 0;
   }
-  Stmt *l = ks_loop(p, vb, kx_i(p, nob * ntb), gw_block(&G, cols));
+  gw_shape(cg.o, G.T, &G.mr, &G.nt);
+  G.nob = (cg.o + G.mr - 1) / G.mr, G.ntb = (G.T + G.nt - 1) / G.nt;
+  int64_t blocks = G.nob * G.ntb;
+  /* what one block reads over the batch: its channels' dy and (at most) its taps' channels of xp */
+  int64_t xch = G.nt / (cg.kh * cg.kw) + 2 < cg.c ? G.nt / (cg.kh * cg.kw) + 2 : cg.c;
+  int64_t stream = nmax * 4 * (G.mr * G.plane + xch * G.hp * G.wp);
+  if (blocks > 1 && stream > GW_STREAM) {
+    int src = gw_take_copy(p, k, &slot, f.dy, nmax * cg.o * cg.oh * cg.ow);
+    *slot = gw_batch_outer(&G, cols, blocks, src);
+    return 0;
+  }
+  int vb = k->nvars++;
+  gw_at(&G, kx_var(p, vb));
+  Stmt *l = ks_loop(p, vb, kx_i(p, blocks), gw_block(&G, cols));
   l->loop = LOOP_PARALLEL;
   *slot = l;
   return 0;

@@ -4,13 +4,16 @@
  * 1, 3, 7, 17; kernels 1x1, 3x3, 5x5; padding; dilation; a symbolic
  * batch below its maximum) against the interpreter on the kernel-IR
  * evaluator, the JIT and the C backend (vector and scalar forms), the
- * tiles in the dump, stride 2 (which keeps the row-buffer nest) and
- * --no-tile the same, and threads 1, 2 and 3 bit-identical.
+ * form the schedule chose in the dump (register tiles, batch-outer tiles
+ * when a block's reads over the batch maximum pass L2, channel lanes for
+ * multiples of 16 channels), stride 2 (which keeps the row-buffer nest)
+ * and --no-tile the same, and threads 1, 2 and 3 bit-identical.
  *
  * Tolerance.  Each dw element is a sum of M = N * OH * OW products (the
  * tiles also add exact zeros, the wide rows' extra columns).  The tiles
  * add them in another order than the interpreter (16 lane sums, each in
- * (n, j) order, summed pairwise, then the tail positions) and each step
+ * (n, j) order, summed pairwise, then the tail positions; channel lanes:
+ * one chain in (n, y, x) order) and each step
  * is an fma, rounded once or twice (kernel.h).  Any float32 summation of M
  * products in any order, fused or not, is within (M + 1) * 2^-24 times
  * sum |dy * x| of the exact value (recursive summation's classical bound,
@@ -140,10 +143,21 @@ static void expect_close(const GwCase *t, const float *got, const char *what, co
   }
 }
 
-/* The case on every backend, tiled (and the tiles in the dump when tiled
- * is expected) and with --no-tile; threads bit-identical. */
+/* The forms of the schedule (sched_gw.c), as the dump shows them. */
+enum { ROWS, TILES, BATCH_OUTER, CHANNELS };
+static const char *const form_names[] = {"the row-buffer nest", "register tiles", "batch-outer tiles", "channel lanes"};
+
+static int form_of(const char *text) {
+  if (!strstr(text, "= fma(")) return ROWS;
+  if (strstr(text, " dy_t ")) return CHANNELS;
+  if (strstr(text, " gw_sums ") && strstr(text, "reduce_add(")) return BATCH_OUTER;
+  return strstr(text, "reduce_add(") ? TILES : -1;
+}
+
+/* The case on every backend, in the given form (checked in the dump) and
+ * with --no-tile (the row nest); threads bit-identical. */
 static void expect_gw(const char *name, int64_t maxn, int64_t n, int64_t c, int64_t o, int64_t h, int64_t k, int64_t pad,
-                      int64_t s, int64_t dil, int tiled) {
+                      int64_t s, int64_t dil, int form) {
   GwCase t;
   gw_init(&t, maxn, n, c, o, h, k, pad, s, dil);
   int64_t count = count_of(&t);
@@ -152,8 +166,9 @@ static void expect_gw(const char *name, int64_t maxn, int64_t n, int64_t c, int6
     Program p;
     gw_program(&t, &p, tiles);
     char *text = hk_dump(&p);
-    int has = strstr(text, "reduce_add(") && strstr(text, "= fma(");
-    cr_expect_eq(has, tiles && tiled, "%s: tiles %s in the dump (tiles %d)\n%s", name, has ? "" : "not", tiles, text);
+    int got_form = form_of(text), want = tiles ? form : ROWS;
+    cr_expect_eq(got_form, want, "%s: %s in the dump, not %s (tiles %d)\n%s", name,
+                 got_form >= 0 ? form_names[got_form] : "an unknown form", form_names[want], tiles, text);
     free(text);
     /* w is an argument the op never reads: a warning of this hand-built one-op graph, not of the code
      * under test (a 1x1 kernel without padding touches no temporary once the tiles leave the row buffer
@@ -180,26 +195,45 @@ static void expect_gw(const char *name, int64_t maxn, int64_t n, int64_t c, int6
 }
 
 Test(conv_gw, lenet_shapes_match_the_interpreter, .timeout = 600) {
-  expect_gw("lenet c1", 4, 3, 1, 6, 28, 5, 2, 1, 1, 1);   /* 6 x 25: one block of channels, the last tap block clamped */
-  expect_gw("lenet c2", 3, 3, 6, 16, 14, 5, 0, 1, 1, 1);  /* 16 x 150, rows 14 wide for 10 outputs */
+  expect_gw("lenet c1", 4, 3, 1, 6, 28, 5, 2, 1, 1, TILES);  /* 6 x 25 in 3 x 5 tiles */
+  expect_gw("lenet c1 batch 64", 64, 3, 1, 6, 28, 5, 2, 1, 1, BATCH_OUTER);  /* one chunk, dy's rows per item */
+  expect_gw("lenet c2", 3, 3, 6, 16, 14, 5, 0, 1, 1, CHANNELS);  /* 16 x 150: 6 blocks of 25 taps */
+  expect_gw("lenet c2 batch 64", 64, 5, 6, 16, 14, 5, 0, 1, 1, CHANNELS);
 }
 
 Test(conv_gw, odd_shapes_match_the_interpreter, .timeout = 600) {
-  expect_gw("1x1", 2, 2, 3, 7, 5, 1, 0, 1, 1, 1);          /* one tap per channel, no padding copy */
-  expect_gw("3x3 pad", 5, 2, 7, 17, 6, 3, 1, 1, 1, 1);     /* 17 channels: a clamped channel block */
-  expect_gw("5x5 c17", 2, 1, 17, 3, 9, 5, 2, 1, 1, 1);     /* 425 taps, one batch item */
-  expect_gw("1 channel", 3, 3, 1, 1, 7, 3, 0, 1, 1, 1);    /* 25 columns: one vector and a tail of 9 */
-  expect_gw("dilation 2", 2, 2, 3, 4, 9, 3, 2, 1, 2, 1);
+  expect_gw("1x1", 2, 2, 3, 7, 5, 1, 0, 1, 1, TILES);          /* one tap per channel, no padding copy */
+  expect_gw("3x3 pad", 5, 2, 7, 17, 6, 3, 1, 1, 1, TILES);     /* 17 channels: a clamped channel block */
+  expect_gw("5x5 c17", 2, 1, 17, 3, 9, 5, 2, 1, 1, TILES);     /* 425 taps, one batch item */
+  expect_gw("1 channel", 3, 3, 1, 1, 7, 3, 0, 1, 1, TILES);    /* 25 columns: one vector and a tail of 9 */
+  expect_gw("dilation 2", 2, 2, 3, 4, 9, 3, 2, 1, 2, TILES);
 }
 
 /* the positions past the last whole vector in steps of 8, 4, 2 and 1 lanes */
 Test(conv_gw, tails_in_narrower_vectors_match_the_interpreter, .timeout = 600) {
-  expect_gw("tail 8+4+1", 3, 3, 2, 5, 6, 2, 0, 1, 1, 1);   /* 29 columns: 16 and a tail of 13 */
-  expect_gw("tail 8+4+2", 2, 2, 3, 6, 6, 3, 1, 1, 1, 1);   /* 46 columns: 32 and a tail of 14 */
+  expect_gw("tail 8+4+1", 3, 3, 2, 5, 6, 2, 0, 1, 1, TILES);   /* 29 columns: 16 and a tail of 13 */
+  expect_gw("tail 8+4+2", 2, 2, 3, 6, 6, 3, 1, 1, 1, TILES);   /* 46 columns: 32 and a tail of 14 */
 }
 
 /* stride 2 and a row too short for a vector keep the row-buffer nest */
 Test(conv_gw, other_shapes_keep_the_row_nest, .timeout = 600) {
-  expect_gw("stride 2", 3, 2, 3, 5, 9, 3, 1, 2, 1, 0);
-  expect_gw("short rows", 2, 2, 2, 3, 3, 3, 0, 1, 1, 0);   /* one output per plane: 1 column */
+  expect_gw("stride 2", 3, 2, 3, 5, 9, 3, 1, 2, 1, ROWS);
+  expect_gw("short rows", 2, 2, 2, 3, 3, 3, 0, 1, 1, ROWS);   /* one output per plane: 1 column */
+}
+
+/* A block's stream over the batch (its maximum) past GW_STREAM: the batch
+ * loop outside the blocks, accumulators in gw_sums, in chunks of blocks
+ * (the last one's extra slots recompute the last block) */
+Test(conv_gw, batch_outer_tiles_match_the_interpreter, .timeout = 600) {
+  expect_gw("3 chunks, tail 6", 64, 3, 8, 12, 20, 3, 1, 1, 1, BATCH_OUTER);    /* 36 blocks of 4 x 6 in chunks of 15 */
+  expect_gw("2 chunks, tail 14", 64, 2, 4, 10, 24, 3, 1, 1, 1, BATCH_OUTER);   /* 18 blocks of 5 x 4 in chunks of 13 */
+  expect_gw("dilation 2, 3 chunks", 64, 2, 3, 9, 30, 5, 2, 1, 2, BATCH_OUTER);
+  expect_gw("1x1, no copy, no tail", 64, 2, 40, 7, 16, 1, 0, 1, 1, BATCH_OUTER); /* dy read in place */
+}
+
+/* output channels a multiple of 16: channels in lanes, dy transposed */
+Test(conv_gw, channel_lanes_match_the_interpreter, .timeout = 600) {
+  expect_gw("32 channels, dilation 2", 64, 3, 5, 32, 9, 3, 1, 1, 2, CHANNELS);  /* 2 x 2 blocks of 23 taps, the last clamped */
+  expect_gw("1x1, dy in place", 64, 2, 2, 16, 8, 1, 0, 1, 1, CHANNELS);
+  expect_gw("48 channels, pad 2", 5, 4, 3, 48, 7, 5, 2, 1, 1, CHANNELS);        /* 3 blocks of channels by 3 of 25 taps */
 }
