@@ -414,15 +414,27 @@ static Stmt *gw_channels(Gw *G, int src) {
   Stmt *decls = NULL, *stores = NULL;
   Stmt *body = ks_local(p, d, DT_F32, kx_load_lanes(p, dyt, kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, P)), pos), kx_i(p, O)),
                                                                    kir_clone_expr(p, o16)), W));
+  /* blocks of whole channels: every tap's offset is the block's channel plus a constant (one address
+   * register for all NT broadcasts) */
+  int whole = T % nt == 0 && nt % taps == 0;
   for (int u = 0; u < nt; u++) {
-    Expr *t = clamped(p, kx_imul(p, kir_clone_expr(p, tb), kx_i(p, nt)), u, T - 1, T % nt != 0);
-    Expr *c = kx_bin(p, BIN_DIV, kir_clone_expr(p, t), kx_i(p, taps));
-    Expr *kh = kx_bin(p, BIN_MOD, kx_bin(p, BIN_DIV, kir_clone_expr(p, t), kx_i(p, cg->kw)), kx_i(p, cg->kh));
-    Expr *kw = kx_bin(p, BIN_MOD, kir_clone_expr(p, t), kx_i(p, cg->kw));
-    Expr *off = kx_iadd(p, kx_imul(p, c, kx_i(p, G->hp * G->wp)),
-                        kx_iadd(p, kx_imul(p, kh, kx_i(p, cg->dh * G->wp)), kx_imul(p, kw, kx_i(p, cg->dw))));
-    Expr *xi = kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, cg->c * G->hp * G->wp)),
-                       kx_iadd(p, off, kx_iadd(p, kx_imul(p, kx_var(p, y1), kx_i(p, G->wp)), kx_var(p, x1))));
+    Expr *t = clamped(p, kx_imul(p, kir_clone_expr(p, tb), kx_i(p, nt)), u, T - 1, T % nt != 0), *off;
+    if (whole) {
+      int64_t c = u / taps, kh = u % taps / cg->kw, kw = u % cg->kw;
+      off = kx_i(p, c * G->hp * G->wp + kh * cg->dh * G->wp + kw * cg->dw);
+    } else {
+      Expr *c = kx_bin(p, BIN_DIV, kir_clone_expr(p, t), kx_i(p, taps));
+      Expr *kh = kx_bin(p, BIN_MOD, kx_bin(p, BIN_DIV, kir_clone_expr(p, t), kx_i(p, cg->kw)), kx_i(p, cg->kh));
+      Expr *kw = kx_bin(p, BIN_MOD, kir_clone_expr(p, t), kx_i(p, cg->kw));
+      off = kx_iadd(p, kx_imul(p, c, kx_i(p, G->hp * G->wp)),
+                    kx_iadd(p, kx_imul(p, kh, kx_i(p, cg->dh * G->wp)), kx_imul(p, kw, kx_i(p, cg->dw))));
+    }
+    Expr *at = kx_iadd(p, kx_imul(p, kx_var(p, y1), kx_i(p, G->wp)), kx_var(p, x1)), *xi;
+    if (whole) /* (n C hp wp + tb (NT / taps) hp wp + y wp + x) + the tap's constant */
+      xi = kx_iadd(p, kx_iadd(p, kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, cg->c * G->hp * G->wp)),
+                                         kx_imul(p, kir_clone_expr(p, tb), kx_i(p, nt / taps * G->hp * G->wp))), at), off);
+    else
+      xi = kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, cg->c * G->hp * G->wp)), kx_iadd(p, off, at));
     int a = k->nlocals++;
     ks_append(&decls, ks_local(p, a, DT_F32, kx_broadcast(p, kx_f(p, 0), W)));
     ks_append(&body, ks_assign(p, a, kx_fma(p, kx_vlocal(p, d, DT_F32, W), kx_broadcast(p, kx_load(p, G->f.x, xi), W),
