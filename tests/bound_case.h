@@ -153,4 +153,36 @@ static inline void bc_expect_close(BoundCase *t, const float *got, const char *h
   }
 }
 
+/* Runs p (made by bc_program) on keval, C (vectors, then scalars) and the
+ * JIT, expecting each within the summation bound of the interpreter's
+ * (bc_expect_close), and the JIT on pools of 2 and 3 threads to give the
+ * bits it gives without a pool. */
+static inline void bc_expect_backends(BoundCase *t, const Program *p, const char *src) {
+  int64_t count = rt_tensor_numel(&t->vals[t->m.g.outputs[0].id]);
+  float *ys[3];
+  for (int i = 0; i < 3; i++) {
+    ys[i] = malloc(sizeof(float) * (size_t)count);
+    for (int64_t e = 0; e < count; e++) ys[i][e] = NAN;
+  }
+  bc_keval(t, p, ys[0]);
+  bc_expect_close(t, ys[0], "keval", src);
+  static const char *const flags[2] = {"-O1 -Wall -Wextra -pedantic -Werror", "-O1 -DDLC_VECTORS=0 -Wall -Wextra -Werror"};
+  for (int b = 0; b < 2; b++) {
+    for (int64_t e = 0; e < count; e++) ys[0][e] = NAN;
+    bc_run(t, p, flags[b], (RtPool *[]){NULL}, 1, ys);
+    bc_expect_close(t, ys[0], flags[b], src);
+  }
+  RtError err;
+  RtPool *pools[3] = {NULL, NULL, NULL};
+  cr_assert_eq(rt_pool_new(2, &pools[1], &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(rt_pool_new(3, &pools[2], &err), RT_OK, "%s", err.msg);
+  bc_run(t, p, NULL, pools, 3, ys);
+  bc_expect_close(t, ys[0], "JIT", src);
+  for (int i = 1; i < 3; i++)
+    cr_expect(!memcmp(ys[0], ys[i], sizeof(float) * (size_t)count), "JIT on %d threads differs from one\n%s", i + 1, src);
+  rt_pool_free(pools[1]);
+  rt_pool_free(pools[2]);
+  for (int i = 0; i < 3; i++) free(ys[i]);
+}
+
 #endif

@@ -56,30 +56,7 @@ static void expect_conv(const char *src, int64_t maxn, int64_t n, int64_t K, int
   else
     cr_expect(!strstr(text, "fma("), "tiles under --no-tile for\n%s\n%s", src, text);
   free(text);
-  int64_t count = rt_tensor_numel(&t.vals[t.m.g.outputs[0].id]);
-  float *ys[3];
-  for (int i = 0; i < 3; i++) {
-    ys[i] = malloc(sizeof(float) * (size_t)count);
-    for (int64_t e = 0; e < count; e++) ys[i][e] = NAN;
-  }
-  bc_keval(&t, &p, ys[0]);
-  bc_expect_close(&t, ys[0], "keval", src);
-  static const char *const flags[2] = {"-O1 -Wall -Wextra -pedantic -Werror", "-O1 -DDLC_VECTORS=0 -Wall -Wextra -Werror"};
-  for (int b = 0; b < 2; b++) {
-    bc_run(&t, &p, flags[b], (RtPool *[]){NULL}, 1, ys);
-    bc_expect_close(&t, ys[0], flags[b], src);
-  }
-  RtError err;
-  RtPool *pools[3] = {NULL, NULL, NULL};
-  cr_assert_eq(rt_pool_new(2, &pools[1], &err), RT_OK, "%s", err.msg);
-  cr_assert_eq(rt_pool_new(3, &pools[2], &err), RT_OK, "%s", err.msg);
-  bc_run(&t, &p, NULL, pools, 3, ys);
-  bc_expect_close(&t, ys[0], "JIT", src);
-  for (int i = 1; i < 3; i++)
-    cr_expect(!memcmp(ys[0], ys[i], sizeof(float) * (size_t)count), "JIT on %d threads differs from one\n%s", i + 1, src);
-  rt_pool_free(pools[1]);
-  rt_pool_free(pools[2]);
-  for (int i = 0; i < 3; i++) free(ys[i]);
+  bc_expect_backends(&t, &p, src);
   kir_program_free(&p);
   bc_free(&t);
 }
