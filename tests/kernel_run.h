@@ -1,7 +1,8 @@
 /*
  * kernel_run.h — a scheduled program's forward run on one backend, and a
  * kernel's section of a dump, for the kernel tests that check each backend
- * against the interpreter (test_conv_gw, test_conv_tiles, test_opt_kernels).
+ * against the interpreter (test_conv_gw, test_conv_tiles, test_opt_kernels,
+ * test_pool_fast).
  */
 #ifndef DLC_TESTS_KERNEL_RUN_H
 #define DLC_TESTS_KERNEL_RUN_H
@@ -12,6 +13,7 @@
 
 #include "codegen/codegen.h"
 #include "ir/keval.h"
+#include "passes/passes.h"
 
 /* p's forward on args: the evaluator (cflags "keval"), the C backend
  * built with cflags, or the JIT (cflags NULL), on a pool of threads
@@ -33,6 +35,30 @@ static inline void kr_forward(const Program *p, const char *cflags, int threads,
   cr_assert_eq(cg_c_call(mod, "forward", syms, args, &err), RT_OK, "%s", err.msg);
   cg_c_free(mod);
   if (pool) rt_pool_free(pool);
+}
+
+/* The forward program of graph g, lowered, scheduled and planned, and
+ * checked by the kernel verifier (reporting to d). */
+static inline void kr_graph_program(Program *p, const Graph *g, Diags *d) {
+  kir_program_init(p, g);
+  pass_lower(p, kir_func(p, "forward", g));
+  pass_schedule(p);
+  pass_memplan(p);
+  cr_assert_eq(kir_verify(p, d), 0);
+}
+
+/* kr_forward of a program made by kr_graph_program, with N = n: each
+ * input buffer reads its node's value in vals, the output is y. */
+static inline void kr_graph_run(const Program *p, RtTensor *vals, int64_t n, const char *cflags, int threads, float *y) {
+  void *args[8];
+  int64_t syms[IR_MAX_SYMS] = {n};
+  const Func *fn = &p->funcs[0];
+  cr_assert(fn->nargs <= 8);
+  for (int i = 0; i < fn->nargs; i++) {
+    const Buffer *b = &p->bufs[fn->args[i]];
+    args[i] = b->kind == BUF_INPUT ? vals[b->node].data : y;
+  }
+  kr_forward(p, cflags, threads, syms, args);
 }
 
 /* The section of a dump from the first line holding from to the next

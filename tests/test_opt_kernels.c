@@ -104,26 +104,12 @@ static void oc_free(OpCase *t) {
   ir_graph_free(&t->g);
 }
 
-static void oc_program(OpCase *t, Program *p) {
-  kir_program_init(p, &t->g);
-  pass_lower(p, kir_func(p, "forward", &t->g));
-  pass_schedule(p);
-  pass_memplan(p);
-  cr_assert_eq(kir_verify(p, &t->d), 0);
-}
+static void oc_program(OpCase *t, Program *p) { kr_graph_program(p, &t->g, &t->d); }
 
 /* y through the evaluator (cflags "keval"), the C backend with cflags or
  * the JIT (cflags NULL) on threads threads (0: no pool). */
 static void oc_run(OpCase *t, const Program *p, const char *cflags, int threads, float *y) {
-  void *args[8];
-  int64_t syms[IR_MAX_SYMS] = {t->n};
-  const Func *fn = &p->funcs[0];
-  cr_assert(fn->nargs <= 8);
-  for (int i = 0; i < fn->nargs; i++) {
-    const Buffer *b = &p->bufs[fn->args[i]];
-    args[i] = b->kind == BUF_INPUT ? t->vals[b->node].data : y;
-  }
-  kr_forward(p, cflags, threads, syms, args);
+  kr_graph_run(p, t->vals, t->n, cflags, threads, y);
 }
 
 /* exact: equal, or both NaN; else within the summation bound of K terms. */

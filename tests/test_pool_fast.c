@@ -126,24 +126,10 @@ static void pc_free(PoolCase *t) {
   ir_graph_free(&t->g);
 }
 
-static void pc_program(PoolCase *t, Program *p) {
-  kir_program_init(p, &t->g);
-  pass_lower(p, kir_func(p, "forward", &t->g));
-  pass_schedule(p);
-  pass_memplan(p);
-  cr_assert_eq(kir_verify(p, &t->d), 0);
-}
+static void pc_program(PoolCase *t, Program *p) { kr_graph_program(p, &t->g, &t->d); }
 
 static void pc_run(PoolCase *t, const Program *p, const char *cflags, int threads, float *y) {
-  void *args[8];
-  int64_t syms[IR_MAX_SYMS] = {t->n};
-  const Func *fn = &p->funcs[0];
-  cr_assert(fn->nargs <= 8);
-  for (int i = 0; i < fn->nargs; i++) {
-    const Buffer *b = &p->bufs[fn->args[i]];
-    args[i] = b->kind == BUF_INPUT ? t->vals[b->node].data : y;
-  }
-  kr_forward(p, cflags, threads, syms, args);
+  kr_graph_run(p, t->vals, t->n, cflags, threads, y);
 }
 
 /* Bit for bit (NaN: any NaN), or within the summation bound where a
