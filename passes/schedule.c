@@ -1354,7 +1354,8 @@ static void item_blocks(Program *p, Kernel *k, Stmt *nl, Dim n) {
   if (!*slot || !same_expr(nl->extent, kx_dim(p, n))) return;
   int bv = k->nvars++, iv = k->nvars++, item = k->nlocals++;
   Stmt *body = nl->body;
-  int64_t nb = (p->g->syms[DIM_SYM_ID(n)].max + ITEM_BLOCK - 1) / ITEM_BLOCK;
+  int64_t nmax = DIM_IS_SYM(n) ? p->g->syms[DIM_SYM_ID(n)].max : n; /* a batch of fixed size n */
+  int64_t nb = (nmax + ITEM_BLOCK - 1) / ITEM_BLOCK;
   for (int b = 0, nbufs = p->nbufs; b < nbufs; b++) {
     if (!(block_uses(body, EX_LOAD, b) || block_has(body, ST_STORE, b)) || !item_temp(p, k, b, n)) continue;
     Shape ss = p->bufs[b].shape;
