@@ -242,9 +242,17 @@ static void gw_at(Gw *G, Expr *b) {
  * Each accumulator sees the same fmas in the same order as in the
  * block-outer form (stored and reloaded between batch items, exactly), so
  * the two forms give bit-identical results.  A chunk is the blocks whose
- * slots fit GW_SCRATCH bytes; a slot past the last block (the last chunk)
- * recomputes the last block into a slot of its own. */
+ * slots fit GW_SCRATCH bytes, and at most 1 / GW_MIN_CHUNKS of them, so
+ * that there are chunks for the threads; a slot past the last block (the
+ * last chunk) recomputes the last block into a slot of its own.  Each
+ * chunk copies only the channels of dy its blocks read. */
 #define GW_SCRATCH (32 * 1024)
+/* At least this many chunks when there are as many blocks: the chunk loop
+ * is the kernel's parallel loop (LeNet-5's c1 has 10 blocks, whose slots
+ * fit the scratch in one chunk, which one thread then ran alone). */
+#define GW_MIN_CHUNKS 2
+
+static Expr *idiv_c(Program *p, Expr *a, int64_t d) { return d == 1 ? a : kx_bin(p, BIN_DIV, a, kx_i(p, d)); }
 
 static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
   Program *p = G->p;
@@ -253,7 +261,7 @@ static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
   int64_t vcols = cols / W * W, L = W + cols % W, per = (int64_t)G->mr * G->nt * L;
   int64_t cb = GW_SCRATCH / (per * 4);
   if (cb < 1) cb = 1;
-  if (cb > blocks) cb = blocks;
+  if (cb > (blocks + GW_MIN_CHUNKS - 1) / GW_MIN_CHUNKS) cb = (blocks + GW_MIN_CHUNKS - 1) / GW_MIN_CHUNKS;
   int64_t chunks = (blocks + cb - 1) / cb;
   Shape ss = {1, {chunks * cb * per}};
   Stmt *chunk_zero = NULL;
@@ -266,11 +274,24 @@ static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
     Shape rs = {1, {chunks * cg->o * G->plane}};
     G->rows = kir_buffer(p, BUF_TEMP, DT_F32, "dy_rows", &rs, k->node), G->chunk = vch;
     int ro = k->nvars++, ry = k->nvars++, rx = k->nvars++, rz = k->nvars++;
-    Expr *row = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, vch), kx_i(p, cg->o)), kx_var(p, ro)), kx_i(p, G->plane)),
+    /* only the chunk's own channels: those of its first block's channel
+     * block on, as many as the widest chunk spans, clamped to the last */
+    int64_t span = 1, over = 0;
+    for (int64_t c0 = 0; c0 < chunks; c0++) {
+      int64_t last = (c0 + 1) * cb < blocks ? (c0 + 1) * cb : blocks;
+      if ((last - 1) / G->ntb - c0 * cb / G->ntb + 1 > span) span = (last - 1) / G->ntb - c0 * cb / G->ntb + 1;
+    }
+    int64_t nch = span * G->mr < cg->o ? span * G->mr : cg->o;
+    for (int64_t c0 = 0; c0 < chunks; c0++) over |= c0 * cb / G->ntb * G->mr + nch > cg->o;
+    Expr *o0 = kx_imul(p, idiv_c(p, kx_imul(p, kx_var(p, vch), kx_i(p, cb)), G->ntb), kx_i(p, G->mr));
+    Expr *ch = nch == cg->o ? kx_var(p, ro) : kx_iadd(p, o0, kx_var(p, ro));
+    if (nch < cg->o && over) ch = kx_bin(p, BIN_MIN, ch, kx_i(p, cg->o - 1));
+    Expr *row = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, vch), kx_i(p, cg->o)), ch), kx_i(p, G->plane)),
                         kx_imul(p, kx_var(p, ry), kx_i(p, G->wp)));
-    Expr *from = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, cg->o)), kx_var(p, ro)), kx_i(p, cg->oh * cg->ow)),
+    Expr *from = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, cg->o)), kir_clone_expr(p, ch)),
+                                    kx_i(p, cg->oh * cg->ow)),
                          kx_iadd(p, kx_imul(p, kx_var(p, ry), kx_i(p, cg->ow)), kx_var(p, rx)));
-    copy = ks_loop(p, ro, kx_i(p, cg->o), ks_loop(p, ry, kx_i(p, cg->oh), ks_loop(p, rx, kx_i(p, cg->ow),
+    copy = ks_loop(p, ro, kx_i(p, nch), ks_loop(p, ry, kx_i(p, cg->oh), ks_loop(p, rx, kx_i(p, cg->ow),
                    ks_store(p, G->rows, kx_iadd(p, row, kx_var(p, rx)), kx_load(p, src, from)))));
     Expr *z = kx_iadd(p, kx_imul(p, kx_var(p, vch), kx_i(p, cg->o * G->plane)), kx_var(p, rz));
     chunk_zero = ks_loop(p, rz, kx_i(p, cg->o * G->plane), ks_store(p, G->rows, z, kx_f(p, 0)));
