@@ -45,7 +45,9 @@
  * (gw_batch_outer: every block of a chunk takes each batch item's dy and
  * xp from L1, accumulators kept in a scratch buffer, the same sums).
  * LeNet-5 at batch 64: c2 (16 x 150) in channel lanes, c1 (6 x 25, dy
- * 64 x 6 x 28 x 32 floats, past L2) batch-outer.
+ * 64 x 6 x 28 x 32 floats, past L2) batch-outer.  Those two forms sum
+ * the batch in GW_SHARDS shards, added in order (shard_loop), so that the
+ * threads split the batch rather than the blocks.
  *
  * The tile shape: the (MR, NT) with MR * NT <= 24 (the accumulators, plus
  * MR vectors of dy and one of xp, in AVX-512's 32 registers) that needs
@@ -135,6 +137,29 @@ static Stmt *reduce_loop(Program *p, int var, Expr *extent, int64_t step, Stmt *
   l->loop = LOOP_REDUCE;
   l->step = step;
   return l;
+}
+
+/* The batch in GW_SHARDS shards, shard s the items [s N / S, (s + 1) N / S):
+ * each shard's sums are its own, added in shard order at the end.  The
+ * threads take the (shard, block) pairs in order, so a thread's items are
+ * the ones the kernels before it made on that thread (the pools, the
+ * transposes and the gathers share out the batch the same way) and it
+ * reads them from its own caches, not the other core's; the order of
+ * every sum depends on the shapes alone, never on the threads. */
+#define GW_SHARDS 2
+
+static Expr *shard_lo(Program *p, const Gw *G, Expr *s) {
+  return kx_bin(p, BIN_DIV, kx_imul(p, s, kx_dim(p, G->g->n)), kx_i(p, GW_SHARDS));
+}
+
+/* for n < hi - lo (reduce) over shard s's items; *item: lo + n, bounded
+ * by N - 1 and lo for the range checker (it is never past either). */
+static Stmt *shard_loop(Gw *G, int n, Expr *s, Stmt *body, Expr **item) {
+  Program *p = G->p;
+  Expr *lo = shard_lo(p, G, s), *hi = shard_lo(p, G, kx_iadd(p, kir_clone_expr(p, s), kx_i(p, 1)));
+  *item = kx_bin(p, BIN_MAX, kx_bin(p, BIN_MIN, kx_iadd(p, lo, kx_var(p, n)), kx_iadd(p, kx_dim(p, G->g->n), kx_i(p, -1))),
+                 kir_clone_expr(p, lo));
+  return reduce_loop(p, n, kx_bin(p, BIN_SUB, hi, kir_clone_expr(p, lo)), 1, body);
 }
 
 /* The tail positions j0 .. j0 + w (w lanes, one step per n): MR x NT
@@ -230,28 +255,24 @@ static void gw_at(Gw *G, Expr *b) {
  * blocks, so each item's dy and xp are read from L1 by every block instead
  * of being streamed from memory once per block:
  *
- *   for ch < chunks parallel {
- *     gw_sums[chunk ch] = 0
- *     for n < N reduce { for i < cb { b = min(ch cb + i, blocks - 1)
+ *   for j < shards * chunks parallel {          (shard j / chunks, chunk ch = j % chunks)
+ *     gw_sums[job j] = 0
+ *     for n in the shard's items reduce { for i < cb { b = min(ch cb + i, blocks - 1)
  *       local a[m][u] = gw_sums<16>[slot, m, u]
  *       for j < cols16 step 16 reduce { ...the tiles' fmas... }
  *       gw_sums<16>[slot, m, u] = a[m][u]
- *       each tail width w: local e = gw_sums<w>[..]; e = fma(dy<w>, xp<w>, e); store } }
- *     for i < cb { s = reduce_add(gw_sums<16>) (+ reduce_add(tail<w>)...); dw[o_m T + t_u] = s } }
+ *       each tail width w: local e = gw_sums<w>[..]; e = fma(dy<w>, xp<w>, e); store } } }
+ *   for ch < chunks parallel { for i < cb {
+ *     each shard q: s_q = reduce_add(gw_sums<16>[q's slot]) (+ reduce_add(tail<w>)...)
+ *     dw[o_m T + t_u] = s_0 + s_1 ... } }
  *
- * Each accumulator sees the same fmas in the same order as in the
- * block-outer form (stored and reloaded between batch items, exactly), so
- * the two forms give bit-identical results.  A chunk is the blocks whose
- * slots fit GW_SCRATCH bytes, and at most 1 / GW_MIN_CHUNKS of them, so
- * that there are chunks for the threads; a slot past the last block (the
- * last chunk) recomputes the last block into a slot of its own.  Each
- * chunk copies only the channels of dy its blocks read. */
+ * Within a shard each accumulator sees the same fmas in the same order as
+ * in the block-outer form (stored and reloaded between batch items,
+ * exactly).  A chunk is the blocks whose slots fit GW_SCRATCH bytes; a
+ * slot past the last block (the last chunk) recomputes the last block
+ * into a slot of its own.  Each chunk copies only the channels of dy its
+ * blocks read. */
 #define GW_SCRATCH (32 * 1024)
-/* At least this many chunks when there are as many blocks: the chunk loop
- * is the kernel's parallel loop (LeNet-5's c1 has 10 blocks, whose slots
- * fit the scratch in one chunk, which one thread then ran alone). */
-#define GW_MIN_CHUNKS 2
-
 static Expr *idiv_c(Program *p, Expr *a, int64_t d) { return d == 1 ? a : kx_bin(p, BIN_DIV, a, kx_i(p, d)); }
 
 static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
@@ -261,18 +282,20 @@ static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
   int64_t vcols = cols / W * W, L = W + cols % W, per = (int64_t)G->mr * G->nt * L;
   int64_t cb = GW_SCRATCH / (per * 4);
   if (cb < 1) cb = 1;
-  if (cb > (blocks + GW_MIN_CHUNKS - 1) / GW_MIN_CHUNKS) cb = (blocks + GW_MIN_CHUNKS - 1) / GW_MIN_CHUNKS;
-  int64_t chunks = (blocks + cb - 1) / cb;
-  Shape ss = {1, {chunks * cb * per}};
+  if (cb > blocks) cb = blocks;
+  int64_t chunks = (blocks + cb - 1) / cb, jobs = GW_SHARDS * chunks;
+  Shape ss = {1, {jobs * cb * per}};
   Stmt *chunk_zero = NULL;
   int sums = kir_buffer(p, BUF_TEMP, DT_F32, "gw_sums", &ss, k->node);
-  int vch = k->nvars++, vz = k->nvars++, n1 = k->nvars++, vi = k->nvars++, j1 = k->nvars++, vi2 = k->nvars++;
+  /* job vj: shard vj / chunks of the batch, chunk vj % chunks of the blocks; its slots and rows are its own */
+  int vj = k->nvars++, vz = k->nvars++, n1 = k->nvars++, vi = k->nvars++, j1 = k->nvars++, vc = k->nvars++, vi2 = k->nvars++;
+  Expr *sh = idiv_c(p, kx_var(p, vj), chunks), *vch = chunks == 1 ? kx_i(p, 0) : kx_bin(p, BIN_MOD, kx_var(p, vj), kx_i(p, chunks));
   const ConvGeom *cg = G->g;
   Stmt *copy = NULL;
   if (src >= 0) {
-    /* each batch item's dy into this chunk's wide rows (their extra columns zeroed once) */
-    Shape rs = {1, {chunks * cg->o * G->plane}};
-    G->rows = kir_buffer(p, BUF_TEMP, DT_F32, "dy_rows", &rs, k->node), G->chunk = vch;
+    /* each batch item's dy into this job's wide rows (their extra columns zeroed once) */
+    Shape rs = {1, {jobs * cg->o * G->plane}};
+    G->rows = kir_buffer(p, BUF_TEMP, DT_F32, "dy_rows", &rs, k->node), G->chunk = vj;
     int ro = k->nvars++, ry = k->nvars++, rx = k->nvars++, rz = k->nvars++;
     /* only the chunk's own channels: those of its first block's channel
      * block on, as many as the widest chunk spans, clamped to the last */
@@ -283,28 +306,28 @@ static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
     }
     int64_t nch = span * G->mr < cg->o ? span * G->mr : cg->o;
     for (int64_t c0 = 0; c0 < chunks; c0++) over |= c0 * cb / G->ntb * G->mr + nch > cg->o;
-    Expr *o0 = kx_imul(p, idiv_c(p, kx_imul(p, kx_var(p, vch), kx_i(p, cb)), G->ntb), kx_i(p, G->mr));
+    Expr *o0 = kx_imul(p, idiv_c(p, kx_imul(p, kir_clone_expr(p, vch), kx_i(p, cb)), G->ntb), kx_i(p, G->mr));
     Expr *ch = nch == cg->o ? kx_var(p, ro) : kx_iadd(p, o0, kx_var(p, ro));
     if (nch < cg->o && over) ch = kx_bin(p, BIN_MIN, ch, kx_i(p, cg->o - 1));
-    Expr *row = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, vch), kx_i(p, cg->o)), ch), kx_i(p, G->plane)),
+    Expr *row = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_i(p, cg->o)), ch), kx_i(p, G->plane)),
                         kx_imul(p, kx_var(p, ry), kx_i(p, G->wp)));
     Expr *from = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, cg->o)), kir_clone_expr(p, ch)),
                                     kx_i(p, cg->oh * cg->ow)),
                          kx_iadd(p, kx_imul(p, kx_var(p, ry), kx_i(p, cg->ow)), kx_var(p, rx)));
     copy = ks_loop(p, ro, kx_i(p, nch), ks_loop(p, ry, kx_i(p, cg->oh), ks_loop(p, rx, kx_i(p, cg->ow),
                    ks_store(p, G->rows, kx_iadd(p, row, kx_var(p, rx)), kx_load(p, src, from)))));
-    Expr *z = kx_iadd(p, kx_imul(p, kx_var(p, vch), kx_i(p, cg->o * G->plane)), kx_var(p, rz));
+    Expr *z = kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_i(p, cg->o * G->plane)), kx_var(p, rz));
     chunk_zero = ks_loop(p, rz, kx_i(p, cg->o * G->plane), ks_store(p, G->rows, z, kx_f(p, 0)));
   }
-  /* slot and block of iteration i of chunk ch */
-#define GW_SLOT(i) kx_iadd(p, kx_imul(p, kx_var(p, vch), kx_i(p, cb)), kx_var(p, i))
-#define GW_BLOCK(i) (chunks * cb > blocks ? kx_bin(p, BIN_MIN, GW_SLOT(i), kx_i(p, blocks - 1)) : GW_SLOT(i))
+  /* block of iteration i of chunk c, slot of iteration i of job j */
+#define GW_IN(c, i) kx_iadd(p, kx_imul(p, (c), kx_i(p, cb)), kx_var(p, i))
+#define GW_BLOCK(c, i) (chunks * cb > blocks ? kx_bin(p, BIN_MIN, GW_IN(c, i), kx_i(p, blocks - 1)) : GW_IN(c, i))
   Stmt *chunk = chunk_zero;
   Stmt *zero = ks_loop(p, vz, kx_i(p, cb * per),
-                        ks_store(p, sums, kx_iadd(p, kx_imul(p, kx_var(p, vch), kx_i(p, cb * per)), kx_var(p, vz)), kx_f(p, 0)));
+                        ks_store(p, sums, kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_i(p, cb * per)), kx_var(p, vz)), kx_f(p, 0)));
   ks_append(&chunk, zero);
   /* the accumulators of one block at one batch item */
-  gw_at(G, GW_BLOCK(vi));
+  gw_at(G, GW_BLOCK(kir_clone_expr(p, vch), vi));
   Stmt *decls = NULL, *body = NULL, *saves = NULL;
   int d[8], acc[GW_ACC];
   Expr *base[GW_ACC];
@@ -317,7 +340,7 @@ static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
     ks_append(&body, ks_local(p, xu, DT_F32, gw_x(G, n1, u, 0, j1, W)));
     for (int m = 0; m < G->mr; m++) {
       int mu = m * G->nt + u, a = acc[mu] = k->nlocals++;
-      base[mu] = kx_iadd(p, kx_imul(p, GW_SLOT(vi), kx_i(p, per)), kx_i(p, mu * L));
+      base[mu] = kx_iadd(p, kx_imul(p, GW_IN(kx_var(p, vj), vi), kx_i(p, per)), kx_i(p, mu * L));
       ks_append(&decls, ks_local(p, a, DT_F32, kx_load_lanes(p, sums, kir_clone_expr(p, base[mu]), W)));
       Expr *av = kx_vlocal(p, a, DT_F32, W);
       ks_append(&body, ks_assign(p, a, kx_fma(p, kx_vlocal(p, d[m], DT_F32, W), kx_vlocal(p, xu, DT_F32, W), av)));
@@ -354,30 +377,41 @@ static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
       j0 += w;
     }
   ks_append(&copy, ks_loop(p, vi, kx_i(p, cb), decls));
-  ks_append(&chunk, reduce_loop(p, n1, kx_dim(p, G->g->n), 1, copy));
-  /* the sums, in the block-outer form's order */
-  gw_at(G, GW_BLOCK(vi2));
+  Expr *item;
+  Stmt *items = shard_loop(G, n1, sh, NULL, &item);
+  items->body = kir_subst_block(p, copy, n1, item);
+  ks_append(&chunk, items);
+  Stmt *l = ks_loop(p, vj, kx_i(p, jobs), chunk);
+  l->loop = LOOP_PARALLEL;
+  /* the sums, each shard's in the block-outer form's order, the shards added in order */
+  gw_at(G, GW_BLOCK(kx_var(p, vc), vi2));
   Stmt *fin = NULL;
   for (int m = 0; m < G->mr; m++)
     for (int u = 0; u < G->nt; u++) {
       int mu = m * G->nt + u, s = k->nlocals++;
-      Expr *b0 = kx_iadd(p, kx_imul(p, GW_SLOT(vi2), kx_i(p, per)), kx_i(p, mu * L));
-      ks_append(&fin, ks_local(p, s, DT_F32, kx_reduce(p, BIN_ADD, kx_load_lanes(p, sums, b0, W))));
-      for (int w = W / 2, j0 = (int)vcols; w >= 1; w /= 2)
-        if ((cols - vcols) & w) {
-          Expr *at = kx_iadd(p, kir_clone_expr(p, b0), kx_i(p, W + j0 - vcols));
-          Expr *part = w > 1 ? kx_reduce(p, BIN_ADD, kx_load_lanes(p, sums, at, w)) : kx_load(p, sums, at);
-          ks_append(&fin, ks_assign(p, s, kx_bin(p, BIN_ADD, kx_local(p, s, DT_F32), part)));
-          j0 += w;
-        }
+      for (int64_t q = 0; q < GW_SHARDS; q++) {
+        Expr *job = kx_iadd(p, kx_i(p, q * chunks), kx_var(p, vc));
+        Expr *b0 = kx_iadd(p, kx_imul(p, GW_IN(job, vi2), kx_i(p, per)), kx_i(p, mu * L));
+        int t = k->nlocals++;
+        ks_append(&fin, ks_local(p, t, DT_F32, kx_reduce(p, BIN_ADD, kx_load_lanes(p, sums, b0, W))));
+        for (int w = W / 2, j0 = (int)vcols; w >= 1; w /= 2)
+          if ((cols - vcols) & w) {
+            Expr *at = kx_iadd(p, kir_clone_expr(p, b0), kx_i(p, W + j0 - vcols));
+            Expr *part = w > 1 ? kx_reduce(p, BIN_ADD, kx_load_lanes(p, sums, at, w)) : kx_load(p, sums, at);
+            ks_append(&fin, ks_assign(p, t, kx_bin(p, BIN_ADD, kx_local(p, t, DT_F32), part)));
+            j0 += w;
+          }
+        if (q == 0) ks_append(&fin, ks_local(p, s, DT_F32, kx_local(p, t, DT_F32)));
+        else ks_append(&fin, ks_assign(p, s, kx_bin(p, BIN_ADD, kx_local(p, s, DT_F32), kx_local(p, t, DT_F32))));
+      }
       Expr *wi = kx_iadd(p, kx_imul(p, kir_clone_expr(p, G->o[m]), kx_i(p, G->T)), kir_clone_expr(p, G->t[u]));
       ks_append(&fin, ks_store(p, G->f.dw, wi, kx_local(p, s, DT_F32)));
     }
-  ks_append(&chunk, ks_loop(p, vi2, kx_i(p, cb), fin));
-#undef GW_SLOT
+#undef GW_IN
 #undef GW_BLOCK
-  Stmt *l = ks_loop(p, vch, kx_i(p, chunks), chunk);
-  l->loop = LOOP_PARALLEL;
+  Stmt *f = ks_loop(p, vc, kx_i(p, chunks), ks_loop(p, vi2, kx_i(p, cb), fin));
+  f->loop = LOOP_PARALLEL;
+  ks_append(&l, f);
   return l;
 }
 
@@ -389,16 +423,16 @@ static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
  * extra column and there is no tail:
  *
  *   for n, y, x parallel: dy_t[(n P + y ow + x) O + o] = dy[..]   (P = oh ow)
- *   for b < (O / 16) ntb parallel {
+ *   for b < shards (O / 16) ntb parallel {       (shard q = b / ((O / 16) ntb))
  *     local a[u]: f32x16 = 0
- *     for n < N reduce { for y < oh reduce { for x < ow reduce {
+ *     for n in shard q's items reduce { for y < oh reduce { for x < ow reduce {
  *       local d = dy_t<16>[(n P + y ow + x) O + ob 16]
  *       a[u] = fma(d, broadcast(xp[n C hp wp + off(t_u) + y wp + x]), a[u]) } } }
- *     gw_sums<16>[t_u O + ob 16] = a[u] }
- *   for o < O parallel { for t < T { dw[o T + t] = gw_sums[t O + o] } }
+ *     gw_sums<16>[(q T + t_u) O + ob 16] = a[u] }
+ *   for o < O parallel { for t < T { dw[o T + t] = gw_sums[t O + o] + gw_sums[(T + t) O + o] ... } }
  *
- * Each dw element is one fma chain over (n, y, x) in order: its order
- * depends on the shapes alone.  NT is the fewest taps that cover T in
+ * Each dw element is one fma chain over (n, y, x) in order per shard, the
+ * shards added in order: its order depends on the shapes alone.  NT is the fewest taps that cover T in
  * blocks of at most GW_CH_TAPS (accumulators plus dy's vector in the 32
  * registers): LeNet-5's second convolution (16 x 150) has 6 blocks of
  * 25 taps, one input channel each.  dy_t replaces the lowering's copy of
@@ -414,7 +448,7 @@ static Stmt *gw_channels(Gw *G, int src) {
   int64_t O = cg->o, P = cg->oh * cg->ow, T = G->T, taps = cg->kh * cg->kw;
   Dim nmax = G->nmax;
   int64_t ntb = (T + GW_CH_TAPS - 1) / GW_CH_TAPS, nt = (T + ntb - 1) / ntb, nob = O / W;
-  Shape ts = {1, {nmax * P * O}}, ss = {1, {T * O}};
+  Shape ts = {1, {nmax * P * O}}, ss = {1, {GW_SHARDS * T * O}};
   int dyt = kir_buffer(p, BUF_TEMP, DT_F32, "dy_t", &ts, k->node), sums = kir_buffer(p, BUF_TEMP, DT_F32, "gw_sums", &ss, k->node);
   /* the transpose, one batch item and position per iteration */
   int tn = k->nvars++, tp = k->nvars++, to = k->nvars++;
@@ -428,8 +462,9 @@ static Stmt *gw_channels(Gw *G, int src) {
   tr->loop = LOOP_PARALLEL;
   /* the tiles */
   int vb = k->nvars++, n1 = k->nvars++, y1 = k->nvars++, x1 = k->nvars++, d = k->nlocals++;
-  Expr *ob = ntb == 1 ? kx_var(p, vb) : kx_bin(p, BIN_DIV, kx_var(p, vb), kx_i(p, ntb));
-  Expr *tb = ntb == 1 ? kx_i(p, 0) : kx_bin(p, BIN_MOD, kx_var(p, vb), kx_i(p, ntb));
+  Expr *sh = kx_bin(p, BIN_DIV, kx_var(p, vb), kx_i(p, nob * ntb)), *blk = kx_bin(p, BIN_MOD, kx_var(p, vb), kx_i(p, nob * ntb));
+  Expr *ob = ntb == 1 ? blk : kx_bin(p, BIN_DIV, blk, kx_i(p, ntb));
+  Expr *tb = ntb == 1 ? kx_i(p, 0) : kx_bin(p, BIN_MOD, kir_clone_expr(p, blk), kx_i(p, ntb));
   Expr *o16 = kx_imul(p, ob, kx_i(p, W));
   Expr *pos = kx_iadd(p, kx_imul(p, kx_var(p, y1), kx_i(p, cg->ow)), kx_var(p, x1));
   Stmt *decls = NULL, *stores = NULL;
@@ -460,18 +495,26 @@ static Stmt *gw_channels(Gw *G, int src) {
     ks_append(&decls, ks_local(p, a, DT_F32, kx_broadcast(p, kx_f(p, 0), W)));
     ks_append(&body, ks_assign(p, a, kx_fma(p, kx_vlocal(p, d, DT_F32, W), kx_broadcast(p, kx_load(p, G->f.x, xi), W),
                                             kx_vlocal(p, a, DT_F32, W))));
-    ks_append(&stores, ks_store(p, sums, kx_iadd(p, kx_imul(p, t, kx_i(p, O)), kir_clone_expr(p, o16)), kx_vlocal(p, a, DT_F32, W)));
+    Expr *at_s = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kir_clone_expr(p, sh), kx_i(p, T)), t), kx_i(p, O)), kir_clone_expr(p, o16));
+    ks_append(&stores, ks_store(p, sums, at_s, kx_vlocal(p, a, DT_F32, W)));
   }
   Stmt *nest = reduce_loop(p, x1, kx_i(p, cg->ow), 1, body);
   nest = reduce_loop(p, y1, kx_i(p, cg->oh), 1, nest);
-  ks_append(&decls, reduce_loop(p, n1, kx_dim(p, cg->n), 1, nest));
+  Expr *item;
+  Stmt *items = shard_loop(G, n1, sh, NULL, &item);
+  items->body = kir_subst_block(p, nest, n1, item);
+  ks_append(&decls, items);
   ks_append(&decls, stores);
-  Stmt *tiles = ks_loop(p, vb, kx_i(p, nob * ntb), decls);
+  Stmt *tiles = ks_loop(p, vb, kx_i(p, GW_SHARDS * nob * ntb), decls);
   tiles->loop = LOOP_PARALLEL;
-  /* dw in its [O, T] layout */
+  /* dw in its [O, T] layout, the shards' sums added in order */
   int fo = k->nvars++, ft = k->nvars++;
-  Stmt *fin = ks_loop(p, fo, kx_i(p, O), ks_loop(p, ft, kx_i(p, T), ks_store(p, G->f.dw, kx_iadd(p, kx_imul(p, kx_var(p, fo), kx_i(p, T)), kx_var(p, ft)),
-                                                                        kx_load(p, sums, kx_iadd(p, kx_imul(p, kx_var(p, ft), kx_i(p, O)), kx_var(p, fo))))));
+  Expr *sum = NULL;
+  for (int64_t q = 0; q < GW_SHARDS; q++) {
+    Expr *part = kx_load(p, sums, kx_iadd(p, kx_i(p, q * T * O), kx_iadd(p, kx_imul(p, kx_var(p, ft), kx_i(p, O)), kx_var(p, fo))));
+    sum = sum ? kx_bin(p, BIN_ADD, sum, part) : part;
+  }
+  Stmt *fin = ks_loop(p, fo, kx_i(p, O), ks_loop(p, ft, kx_i(p, T), ks_store(p, G->f.dw, kx_iadd(p, kx_imul(p, kx_var(p, fo), kx_i(p, T)), kx_var(p, ft)), sum)));
   fin->loop = LOOP_PARALLEL;
   ks_append(&tr, tiles);
   ks_append(&tr, fin);
