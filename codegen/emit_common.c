@@ -264,8 +264,21 @@ static int64_t work_extent(const Program *p, const Expr *e) {
   return -1;
 }
 
-/* Statements a block runs (the symbols at their max); 1e300 when a
- * loop's extent is not known. */
+/* A math function's call (exp, log, pow...) counts as this many
+ * statements: a loss's loop over its rows, an exp and a log per class,
+ * is worth a job well before its statements alone say so. */
+#define CG_CALL_WORK 8
+
+static int count_call(void *ctx, const Expr *e) {
+  if ((e->kind == EX_UNARY && e->op != UN_NEG && e->op != UN_ABS && e->op != UN_FLOOR && e->op != UN_CEIL &&
+       e->op != UN_RINT) ||
+      (e->kind == EX_BINARY && e->op == BIN_POW))
+    ++*(int *)ctx;
+  return 0;
+}
+
+/* Statements a block runs (the symbols at their max), a call counting
+ * CG_CALL_WORK; 1e300 when a loop's extent is not known. */
 double cg_block_work(const Program *p, const Stmt *s) {
   double w = 0;
   for (; s; s = s->next) {
@@ -276,7 +289,12 @@ double cg_block_work(const Program *p, const Stmt *s) {
     } else if (s->kind == ST_IF) {
       w += 1 + cg_block_work(p, s->body) + cg_block_work(p, s->orelse);
     } else {
-      w += 1;
+      int calls = 0;
+      Stmt one = *s;
+      one.next = NULL;
+      KirVisitor v = {&calls, NULL, count_call};
+      kir_walk_block(&v, &one);
+      w += 1 + CG_CALL_WORK * calls;
     }
   }
   return w;

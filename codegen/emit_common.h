@@ -82,8 +82,9 @@ int cg_parallel_captures(Arena *a, const Kernel *k, const Stmt *s, int *ids);
  * so that the job's hand-off (a few microseconds: its descriptor and the
  * loop's data moving between cores) is paid only by loops of at least
  * cg_parallel_min_work statements (each iteration's statements counted
- * with the symbols at their max, a vector statement as one); 0 when the
- * loop never has that many (the symbols at their max): it is left serial.
+ * with the symbols at their max, a vector statement as one, a math
+ * function's call as CG_CALL_WORK); 0 when the loop never has that many
+ * (the symbols at their max): it is left serial.
  * The default is CG_PARALLEL_MIN_WORK; 0 makes every parallel loop a job
  * (tests). */
 #define CG_PARALLEL_MIN_WORK 8192.0

@@ -598,6 +598,27 @@ Test(threads, the_schedule_marks_only_independent_loops) {
   hk_free(&t);
 }
 
+/* A math function's call counts as CG_CALL_WORK (8) statements toward a
+ * job: y[i] = exp(x[i]) over 8 elements is 72 statements' work, an add 8,
+ * a negation (no call) 8; a cross_entropy's rows (an exp per class and a
+ * log) then go to the threads where their statements alone kept them on
+ * the calling one. */
+Test(threads, math_calls_weigh_more_toward_a_job) {
+  HandKit t;
+  hk_init(&t);
+  Program *p = &t.p;
+  Expr *i0 = kx_var(p, 0);
+  Kernel *e = hk_kernel(&t, ks_loop(p, 0, kx_i(p, 8), ks_store(p, t.out, i0, kx_un(p, UN_EXP, kx_load(p, t.in, i0)))), 1, 0);
+  Kernel *w = hk_kernel(&t, ks_loop(p, 0, kx_i(p, 8), ks_store(p, t.out, i0, kx_bin(p, BIN_POW, kx_load(p, t.in, i0), kx_f(p, 3)))), 1, 0);
+  Kernel *a = hk_kernel(&t, ks_loop(p, 0, kx_i(p, 8), ks_store(p, t.out, i0, kx_bin(p, BIN_ADD, kx_load(p, t.in, i0), kx_f(p, 1)))), 1, 0);
+  Kernel *n = hk_kernel(&t, ks_loop(p, 0, kx_i(p, 8), ks_store(p, t.out, i0, kx_un(p, UN_NEG, kx_load(p, t.in, i0)))), 1, 0);
+  cr_expect_eq(cg_block_work(p, e->body), 72);
+  cr_expect_eq(cg_block_work(p, w->body), 72);
+  cr_expect_eq(cg_block_work(p, a->body), 8);
+  cr_expect_eq(cg_block_work(p, n->body), 8);
+  hk_free(&t);
+}
+
 /* Loops too small to pay for a job run on the calling thread: the C of
  * the MLP's training step (at the test's batch of at most 9, a threshold
  * of 1024 statements) puts a cost condition on loops whose work depends
