@@ -76,6 +76,32 @@ Test(pool, every_iteration_runs_once_in_contiguous_chunks) {
   }
 }
 
+/* The calling thread claims from the last chunk down, the workers from
+ * the first up: the last chunk of every job runs on the caller, so on two
+ * threads a kernel's second half always runs where the one before made
+ * its second half.  (Which thread runs the first chunk depends on whether
+ * the worker came in time; every iteration still runs once.) */
+Test(pool, the_caller_runs_the_last_chunk) {
+  RtError err;
+  for (int n = 2; n <= 4; n++) {
+    RtPool *p;
+    cr_assert_eq(rt_pool_new(n, &p, &err), RT_OK, "%s", err.msg);
+    for (int job = 0; job < 200; job++) {
+      Marks *m = calloc(1, sizeof *m);
+      int64_t count = 10 + job % 7;
+      rt_pool_run(p, mark_chunk, count, m);
+      int last = -1;
+      for (int c = 0; c < m->nchunks; c++)
+        if (m->hi[c] == count) last = c;
+      cr_assert(last >= 0);
+      cr_expect(pthread_equal(m->who[last], pthread_self()), "%d threads, job %d: the last chunk ran on a worker", n, job);
+      for (int64_t i = 0; i < count; i++) cr_expect_eq(m->hits[i], 1);
+      free(m);
+    }
+    rt_pool_free(p);
+  }
+}
+
 Test(pool, bad_sizes_are_refused) {
   RtError err;
   RtPool *p = (RtPool *)&err;
