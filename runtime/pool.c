@@ -55,6 +55,8 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -93,6 +95,7 @@ struct RtPool {
   RtParallelFn fn;            /* the job, written before job is stored */
   int64_t count;
   void *ctx;
+  struct PoolTrace *trace;    /* DLC_POOL_TRACE, or NULL */
 };
 
 /* Chunk t of c of [0, count). */
@@ -148,16 +151,71 @@ static void pool_wait_job(RtPool *p, uint64_t gen) {
   pthread_mutex_unlock(&p->mu);
 }
 
+/* --- the trace --------------------------------------------------------------------
+ *
+ * DLC_POOL_TRACE=FILE: every job of a pool of two or more threads is a
+ * line of FILE, written when the pool is freed: the function's address,
+ * the count, the job's start and end, and each chunk's start, end and
+ * thread (0 the caller, 1.. the workers), in nanoseconds of
+ * CLOCK_MONOTONIC; with DLC_POOL_TRACE_SERIAL=1 each job runs whole on
+ * the caller (the same code on one thread, to compare with).  With the
+ * JIT's DLC_PERF_MAP, bench/pool_trace.py names the loops and says where
+ * two threads lose time: jobs run on one core, uneven chunks, waits, and
+ * the work between jobs. */
+#define TRACE_JOBS (1 << 18)
+#define TRACE_CHUNKS 4
+
+typedef struct TraceJob {
+  RtParallelFn fn;
+  int64_t count, t0, t1, cs[TRACE_CHUNKS], ce[TRACE_CHUNKS];
+  int who[TRACE_CHUNKS];
+} TraceJob;
+
+typedef struct PoolTrace {
+  char *path;
+  int serial;
+  size_t n;
+  TraceJob *cur;   /* the running job's, written before job is stored */
+  TraceJob jobs[];
+} PoolTrace;
+
+static PoolTrace *trace_new(void) {
+  const char *path = getenv("DLC_POOL_TRACE");
+  if (!path || !*path) return NULL;
+  PoolTrace *t = calloc(1, sizeof *t + TRACE_JOBS * sizeof(TraceJob));
+  if (t) t->path = strdup(path), t->serial = getenv("DLC_POOL_TRACE_SERIAL") != NULL;
+  return t;
+}
+
+static void trace_write(PoolTrace *t) {
+  FILE *f = t->path ? fopen(t->path, "w") : NULL;
+  if (!f) fprintf(stderr, "dlc: DLC_POOL_TRACE: cannot write %s\n", t->path ? t->path : "the trace");
+  for (size_t i = 0; f && i < t->n; i++) {
+    const TraceJob *j = &t->jobs[i];
+    fprintf(f, "%p %lld %lld %lld", (void *)(uintptr_t)j->fn, (long long)j->count, (long long)j->t0, (long long)j->t1);
+    for (int c = 0; c < TRACE_CHUNKS && j->cs[c]; c++)
+      fprintf(f, " %lld %lld %d", (long long)j->cs[c], (long long)j->ce[c], j->who[c]);
+    fputc('\n', f);
+  }
+  if (f) fclose(f);
+  free(t->path);
+  free(t);
+}
+
 /* Claims and runs chunks of generation gen while there are any: the
  * caller (top) from the last chunk down, the workers from the first up
  * but never the last, which is the caller's (it is never late). */
-static void pool_claim(RtPool *p, uint64_t gen, int top) {
+static void pool_claim(RtPool *p, uint64_t gen, int top, int me) {
   uint64_t w = atomic_load(&p->job);
   while (JOB_GEN(w) == gen && JOB_NEXT(w) + (top || JOB_TOP(w) ? JOB_TOP(w) : 1) < JOB_CHUNKS(w)) {
     if (!atomic_compare_exchange_weak(&p->job, &w, w + (top ? 1u << 9 : 1u))) continue; /* w reloaded */
     int64_t lo, hi;
-    pool_chunk(p->count, top ? JOB_CHUNKS(w) - 1 - JOB_TOP(w) : JOB_NEXT(w), JOB_CHUNKS(w), &lo, &hi);
+    int c = top ? JOB_CHUNKS(w) - 1 - JOB_TOP(w) : JOB_NEXT(w);
+    pool_chunk(p->count, c, JOB_CHUNKS(w), &lo, &hi);
+    TraceJob *tj = p->trace && c < TRACE_CHUNKS ? p->trace->cur : NULL;
+    if (tj) tj->cs[c] = pool_now_ns(), tj->who[c] = me;
     p->fn(lo, hi, p->ctx);
+    if (tj) tj->ce[c] = pool_now_ns();
     if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->waiting)) {
       pthread_mutex_lock(&p->mu);
       pthread_cond_signal(&p->done);
@@ -175,7 +233,7 @@ static void *pool_worker(void *arg) {
     pool_wait_job(p, gen);
     if (atomic_load(&p->quit)) break;
     gen = JOB_GEN(atomic_load(&p->job));
-    pool_claim(p, gen, 0);
+    pool_claim(p, gen, 0, w->index);
   }
   return NULL;
 }
@@ -193,6 +251,7 @@ RtStatus rt_pool_new(int nthreads, RtPool **out, RtError *err) {
     return rt_fail(err, RT_ERR_NOMEM, "out of memory making a pool of %d threads", nthreads);
   }
   p->n = nthreads;
+  if (nthreads > 1) p->trace = trace_new();
   pthread_mutex_init(&p->mu, NULL);
   pthread_mutex_init(&p->busy, NULL);
   pthread_cond_init(&p->go, NULL);
@@ -225,6 +284,7 @@ void rt_pool_free(RtPool *p) {
   pthread_cond_destroy(&p->done);
   pthread_mutex_destroy(&p->mu);
   pthread_mutex_destroy(&p->busy);
+  if (p->trace) trace_write(p->trace);
   free(p->tids);
   free(p->workers);
   free(p);
@@ -238,6 +298,18 @@ void rt_pool_run(RtPool *p, RtParallelFn fn, int64_t count, void *ctx) {
     fn(0, count, ctx);
     return;
   }
+  TraceJob *tj = p->trace && p->trace->n < TRACE_JOBS ? &p->trace->jobs[p->trace->n++] : NULL;
+  if (tj) {
+    tj->fn = fn, tj->count = count, tj->t0 = pool_now_ns();
+    if (p->trace->serial) {
+      tj->cs[0] = tj->t0;
+      fn(0, count, ctx);
+      tj->t1 = tj->ce[0] = pool_now_ns();
+      pthread_mutex_unlock(&p->busy);
+      return;
+    }
+  }
+  if (p->trace) p->trace->cur = tj;
   int chunks = count < p->n ? (int)count : p->n;
   p->fn = fn, p->count = count, p->ctx = ctx;
   atomic_store_explicit(&p->pending, chunks, memory_order_relaxed);
@@ -248,7 +320,7 @@ void rt_pool_run(RtPool *p, RtParallelFn fn, int64_t count, void *ctx) {
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
   }
-  pool_claim(p, gen, 1);
+  pool_claim(p, gen, 1, 0);
   if (!pool_spin(p, pool_job_done, 0)) {
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->waiting, 1);
@@ -256,6 +328,7 @@ void rt_pool_run(RtPool *p, RtParallelFn fn, int64_t count, void *ctx) {
     atomic_store(&p->waiting, 0);
     pthread_mutex_unlock(&p->mu);
   }
+  if (tj) tj->t1 = pool_now_ns();
   pthread_mutex_unlock(&p->busy);
 }
 

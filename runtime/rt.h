@@ -494,8 +494,10 @@ RtStatus rt_image_grid_png(const char *path, const RtTensor *images, const RtGri
  * A pool of n threads (the caller and n - 1 sleeping workers) made once
  * and reused.  rt_pool_run calls fn(lo, hi, ctx) on contiguous chunks
  * that cover [0, count), one chunk per thread, the caller running the
- * first, and returns when all are done; a NULL pool, one thread, or a
- * call while another thread's job runs call fn(0, count, ctx) directly. */
+ * last, and returns when all are done; a NULL pool, one thread, or a
+ * call while another thread's job runs call fn(0, count, ctx) directly.
+ * DLC_POOL_TRACE=FILE writes a line per job to FILE when the pool is
+ * freed (pool.c; bench/pool_trace.py reads it). */
 #define RT_POOL_MAX_THREADS 256
 typedef void (*RtParallelFn)(int64_t lo, int64_t hi, void *ctx);
 typedef struct RtPool RtPool;

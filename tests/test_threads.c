@@ -102,6 +102,53 @@ Test(pool, the_caller_runs_the_last_chunk) {
   }
 }
 
+/* DLC_POOL_TRACE=FILE: a line per job when the pool is freed, the
+ * function, the count, the job's start and end, then each chunk's start,
+ * end and thread (the last chunk the caller's, 0); with
+ * DLC_POOL_TRACE_SERIAL=1, one chunk, the whole job, on the caller. */
+static int trace_jobs(const char *path, int serial, int64_t count) {
+  setenv("DLC_POOL_TRACE", path, 1);
+  if (serial) setenv("DLC_POOL_TRACE_SERIAL", "1", 1);
+  RtPool *p;
+  RtError err;
+  cr_assert_eq(rt_pool_new(2, &p, &err), RT_OK, "%s", err.msg);
+  for (int j = 0; j < 3; j++) {
+    Marks *m = calloc(1, sizeof *m);
+    rt_pool_run(p, mark_chunk, count, m);
+    for (int64_t i = 0; i < count; i++) cr_expect_eq(m->hits[i], 1);
+    free(m);
+  }
+  rt_pool_free(p);
+  unsetenv("DLC_POOL_TRACE");
+  unsetenv("DLC_POOL_TRACE_SERIAL");
+  FILE *f = fopen(path, "r");
+  cr_assert(f, "no trace at %s", path);
+  char line[512];
+  int lines = 0;
+  while (fgets(line, sizeof line, f)) {
+    long long c, t0, t1, s[2], e[2];
+    int who[2], got = sscanf(line, "%*s %lld %lld %lld %lld %lld %d %lld %lld %d", &c, &t0, &t1, &s[0], &e[0], &who[0],
+                             &s[1], &e[1], &who[1]);
+    cr_expect_eq(got, serial ? 6 : 9, "%s", line);
+    cr_expect_eq(c, count, "%s", line);
+    cr_expect(t0 <= s[0] && s[0] <= e[0] && e[0] <= t1, "%s", line);
+    cr_expect_eq(who[serial ? 0 : 1], 0, "the last chunk not on the caller: %s", line);
+    lines++;
+  }
+  fclose(f);
+  return lines;
+}
+
+Test(pool, the_trace_has_a_line_per_job) {
+  char path[] = "/tmp/dlc_pool_traceXXXXXX";
+  int fd = mkstemp(path);
+  cr_assert(fd >= 0);
+  close(fd);
+  cr_expect_eq(trace_jobs(path, 0, 10), 3);
+  cr_expect_eq(trace_jobs(path, 1, 10), 3);
+  unlink(path);
+}
+
 Test(pool, bad_sizes_are_refused) {
   RtError err;
   RtPool *p = (RtPool *)&err;
