@@ -275,59 +275,67 @@ static void gw_at(Gw *G, Expr *b) {
 #define GW_SCRATCH (32 * 1024)
 static Expr *idiv_c(Program *p, Expr *a, int64_t d) { return d == 1 ? a : kx_bin(p, BIN_DIV, a, kx_i(p, d)); }
 
-static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
+/* The batch-outer form's shape: per, the floats of one block's slot;
+ * cb blocks a chunk; jobs = GW_SHARDS chunks, job j shard j / chunks. */
+typedef struct Outer {
+  int64_t cols, vcols, L, per, cb, chunks, blocks;
+  int sums;
+} Outer;
+
+/* Iteration i of chunk (or job) c: c cb + i; as a block, the last one
+ * for the slots past it. */
+static Expr *outer_in(Program *p, const Outer *O, Expr *c, int i) {
+  return kx_iadd(p, kx_imul(p, c, kx_i(p, O->cb)), kx_var(p, i));
+}
+
+static Expr *outer_block(Program *p, const Outer *O, Expr *c, int i) {
+  Expr *b = outer_in(p, O, c, i);
+  return O->chunks * O->cb > O->blocks ? kx_bin(p, BIN_MIN, b, kx_i(p, O->blocks - 1)) : b;
+}
+
+/* Each batch item n1's dy into job vj's wide rows, only the channels of
+ * chunk vch's blocks; *zero: the rows' extra columns zeroed once. */
+static Stmt *outer_rows(Gw *G, const Outer *O, int src, int vj, Expr *vch, int n1, Stmt **zero) {
+  Program *p = G->p;
+  Kernel *k = G->k;
+  const ConvGeom *cg = G->g;
+  int64_t cb = O->cb, chunks = O->chunks, blocks = O->blocks;
+  Shape rs = {1, {GW_SHARDS * chunks * cg->o * G->plane}};
+  G->rows = kir_buffer(p, BUF_TEMP, DT_F32, "dy_rows", &rs, k->node), G->chunk = vj;
+  int ro = k->nvars++, ry = k->nvars++, rx = k->nvars++, rz = k->nvars++;
+  /* only the chunk's own channels: those of its first block's channel
+   * block on, as many as the widest chunk spans, clamped to the last */
+  int64_t span = 1, over = 0;
+  for (int64_t c0 = 0; c0 < chunks; c0++) {
+    int64_t last = (c0 + 1) * cb < blocks ? (c0 + 1) * cb : blocks;
+    if ((last - 1) / G->ntb - c0 * cb / G->ntb + 1 > span) span = (last - 1) / G->ntb - c0 * cb / G->ntb + 1;
+  }
+  int64_t nch = span * G->mr < cg->o ? span * G->mr : cg->o;
+  for (int64_t c0 = 0; c0 < chunks; c0++) over |= c0 * cb / G->ntb * G->mr + nch > cg->o;
+  Expr *o0 = kx_imul(p, idiv_c(p, kx_imul(p, kir_clone_expr(p, vch), kx_i(p, cb)), G->ntb), kx_i(p, G->mr));
+  Expr *ch = nch == cg->o ? kx_var(p, ro) : kx_iadd(p, o0, kx_var(p, ro));
+  if (nch < cg->o && over) ch = kx_bin(p, BIN_MIN, ch, kx_i(p, cg->o - 1));
+  Expr *row = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_i(p, cg->o)), ch), kx_i(p, G->plane)),
+                      kx_imul(p, kx_var(p, ry), kx_i(p, G->wp)));
+  Expr *from = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, cg->o)), kir_clone_expr(p, ch)),
+                                  kx_i(p, cg->oh * cg->ow)),
+                       kx_iadd(p, kx_imul(p, kx_var(p, ry), kx_i(p, cg->ow)), kx_var(p, rx)));
+  Stmt *copy = ks_loop(p, ro, kx_i(p, nch), ks_loop(p, ry, kx_i(p, cg->oh), ks_loop(p, rx, kx_i(p, cg->ow),
+                 ks_store(p, G->rows, kx_iadd(p, row, kx_var(p, rx)), kx_load(p, src, from)))));
+  Expr *z = kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_i(p, cg->o * G->plane)), kx_var(p, rz));
+  *zero = ks_loop(p, rz, kx_i(p, cg->o * G->plane), ks_store(p, G->rows, z, kx_f(p, 0)));
+  return copy;
+}
+
+/* Each block of job vj's chunk at item n1: its accumulators loaded from
+ * its slot, the fmas along the rows, stored back, then the tail widths. */
+static Stmt *outer_item(Gw *G, const Outer *O, int vj, Expr *vch, int vi, int j1, int n1) {
   Program *p = G->p;
   Kernel *k = G->k;
   const int W = GW_LANES;
-  int64_t vcols = cols / W * W, L = W + cols % W, per = (int64_t)G->mr * G->nt * L;
-  int64_t cb = GW_SCRATCH / (per * 4);
-  if (cb < 1) cb = 1;
-  if (cb > blocks) cb = blocks;
-  int64_t chunks = (blocks + cb - 1) / cb, jobs = GW_SHARDS * chunks;
-  Shape ss = {1, {jobs * cb * per}};
-  Stmt *chunk_zero = NULL;
-  int sums = kir_buffer(p, BUF_TEMP, DT_F32, "gw_sums", &ss, k->node);
-  /* job vj: shard vj / chunks of the batch, chunk vj % chunks of the blocks; its slots and rows are its own */
-  int vj = k->nvars++, vz = k->nvars++, n1 = k->nvars++, vi = k->nvars++, j1 = k->nvars++, vc = k->nvars++, vi2 = k->nvars++;
-  Expr *sh = idiv_c(p, kx_var(p, vj), chunks), *vch = chunks == 1 ? kx_i(p, 0) : kx_bin(p, BIN_MOD, kx_var(p, vj), kx_i(p, chunks));
-  const ConvGeom *cg = G->g;
-  Stmt *copy = NULL;
-  if (src >= 0) {
-    /* each batch item's dy into this job's wide rows (their extra columns zeroed once) */
-    Shape rs = {1, {jobs * cg->o * G->plane}};
-    G->rows = kir_buffer(p, BUF_TEMP, DT_F32, "dy_rows", &rs, k->node), G->chunk = vj;
-    int ro = k->nvars++, ry = k->nvars++, rx = k->nvars++, rz = k->nvars++;
-    /* only the chunk's own channels: those of its first block's channel
-     * block on, as many as the widest chunk spans, clamped to the last */
-    int64_t span = 1, over = 0;
-    for (int64_t c0 = 0; c0 < chunks; c0++) {
-      int64_t last = (c0 + 1) * cb < blocks ? (c0 + 1) * cb : blocks;
-      if ((last - 1) / G->ntb - c0 * cb / G->ntb + 1 > span) span = (last - 1) / G->ntb - c0 * cb / G->ntb + 1;
-    }
-    int64_t nch = span * G->mr < cg->o ? span * G->mr : cg->o;
-    for (int64_t c0 = 0; c0 < chunks; c0++) over |= c0 * cb / G->ntb * G->mr + nch > cg->o;
-    Expr *o0 = kx_imul(p, idiv_c(p, kx_imul(p, kir_clone_expr(p, vch), kx_i(p, cb)), G->ntb), kx_i(p, G->mr));
-    Expr *ch = nch == cg->o ? kx_var(p, ro) : kx_iadd(p, o0, kx_var(p, ro));
-    if (nch < cg->o && over) ch = kx_bin(p, BIN_MIN, ch, kx_i(p, cg->o - 1));
-    Expr *row = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_i(p, cg->o)), ch), kx_i(p, G->plane)),
-                        kx_imul(p, kx_var(p, ry), kx_i(p, G->wp)));
-    Expr *from = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, cg->o)), kir_clone_expr(p, ch)),
-                                    kx_i(p, cg->oh * cg->ow)),
-                         kx_iadd(p, kx_imul(p, kx_var(p, ry), kx_i(p, cg->ow)), kx_var(p, rx)));
-    copy = ks_loop(p, ro, kx_i(p, nch), ks_loop(p, ry, kx_i(p, cg->oh), ks_loop(p, rx, kx_i(p, cg->ow),
-                   ks_store(p, G->rows, kx_iadd(p, row, kx_var(p, rx)), kx_load(p, src, from)))));
-    Expr *z = kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_i(p, cg->o * G->plane)), kx_var(p, rz));
-    chunk_zero = ks_loop(p, rz, kx_i(p, cg->o * G->plane), ks_store(p, G->rows, z, kx_f(p, 0)));
-  }
-  /* block of iteration i of chunk c, slot of iteration i of job j */
-#define GW_IN(c, i) kx_iadd(p, kx_imul(p, (c), kx_i(p, cb)), kx_var(p, i))
-#define GW_BLOCK(c, i) (chunks * cb > blocks ? kx_bin(p, BIN_MIN, GW_IN(c, i), kx_i(p, blocks - 1)) : GW_IN(c, i))
-  Stmt *chunk = chunk_zero;
-  Stmt *zero = ks_loop(p, vz, kx_i(p, cb * per),
-                        ks_store(p, sums, kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_i(p, cb * per)), kx_var(p, vz)), kx_f(p, 0)));
-  ks_append(&chunk, zero);
-  /* the accumulators of one block at one batch item */
-  gw_at(G, GW_BLOCK(kir_clone_expr(p, vch), vi));
+  int64_t cols = O->cols, vcols = O->vcols, L = O->L, per = O->per;
+  int sums = O->sums;
+  gw_at(G, outer_block(p, O, vch, vi));
   Stmt *decls = NULL, *body = NULL, *saves = NULL;
   int d[8], acc[GW_ACC];
   Expr *base[GW_ACC];
@@ -340,7 +348,7 @@ static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
     ks_append(&body, ks_local(p, xu, DT_F32, gw_x(G, n1, u, 0, j1, W)));
     for (int m = 0; m < G->mr; m++) {
       int mu = m * G->nt + u, a = acc[mu] = k->nlocals++;
-      base[mu] = kx_iadd(p, kx_imul(p, GW_IN(kx_var(p, vj), vi), kx_i(p, per)), kx_i(p, mu * L));
+      base[mu] = kx_iadd(p, kx_imul(p, outer_in(p, O, kx_var(p, vj), vi), kx_i(p, per)), kx_i(p, mu * L));
       ks_append(&decls, ks_local(p, a, DT_F32, kx_load_lanes(p, sums, kir_clone_expr(p, base[mu]), W)));
       Expr *av = kx_vlocal(p, a, DT_F32, W);
       ks_append(&body, ks_assign(p, a, kx_fma(p, kx_vlocal(p, d[m], DT_F32, W), kx_vlocal(p, xu, DT_F32, W), av)));
@@ -376,22 +384,25 @@ static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
       ks_append(&decls, tb);
       j0 += w;
     }
-  ks_append(&copy, ks_loop(p, vi, kx_i(p, cb), decls));
-  Expr *item;
-  Stmt *items = shard_loop(G, n1, sh, NULL, &item);
-  items->body = kir_subst_block(p, copy, n1, item);
-  ks_append(&chunk, items);
-  Stmt *l = ks_loop(p, vj, kx_i(p, jobs), chunk);
-  l->loop = LOOP_PARALLEL;
-  /* the sums, each shard's in the block-outer form's order, the shards added in order */
-  gw_at(G, GW_BLOCK(kx_var(p, vc), vi2));
+  return ks_loop(p, vi, kx_i(p, O->cb), decls);
+}
+
+/* The sums, each shard's in the block-outer form's order, the shards
+ * added in order, into dw: chunk vc's blocks, iteration vi2. */
+static Stmt *outer_store(Gw *G, const Outer *O, int vc, int vi2) {
+  Program *p = G->p;
+  Kernel *k = G->k;
+  const int W = GW_LANES;
+  int64_t cols = O->cols, vcols = O->vcols, L = O->L, per = O->per, chunks = O->chunks;
+  int sums = O->sums;
+  gw_at(G, outer_block(p, O, kx_var(p, vc), vi2));
   Stmt *fin = NULL;
   for (int m = 0; m < G->mr; m++)
     for (int u = 0; u < G->nt; u++) {
       int mu = m * G->nt + u, s = k->nlocals++;
       for (int64_t q = 0; q < GW_SHARDS; q++) {
         Expr *job = kx_iadd(p, kx_i(p, q * chunks), kx_var(p, vc));
-        Expr *b0 = kx_iadd(p, kx_imul(p, GW_IN(job, vi2), kx_i(p, per)), kx_i(p, mu * L));
+        Expr *b0 = kx_iadd(p, kx_imul(p, outer_in(p, O, job, vi2), kx_i(p, per)), kx_i(p, mu * L));
         int t = k->nlocals++;
         ks_append(&fin, ks_local(p, t, DT_F32, kx_reduce(p, BIN_ADD, kx_load_lanes(p, sums, b0, W))));
         for (int w = W / 2, j0 = (int)vcols; w >= 1; w /= 2)
@@ -407,11 +418,39 @@ static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
       Expr *wi = kx_iadd(p, kx_imul(p, kir_clone_expr(p, G->o[m]), kx_i(p, G->T)), kir_clone_expr(p, G->t[u]));
       ks_append(&fin, ks_store(p, G->f.dw, wi, kx_local(p, s, DT_F32)));
     }
-#undef GW_IN
-#undef GW_BLOCK
-  Stmt *f = ks_loop(p, vc, kx_i(p, chunks), ks_loop(p, vi2, kx_i(p, cb), fin));
+  Stmt *f = ks_loop(p, vc, kx_i(p, chunks), ks_loop(p, vi2, kx_i(p, O->cb), fin));
   f->loop = LOOP_PARALLEL;
-  ks_append(&l, f);
+  return f;
+}
+
+static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
+  Program *p = G->p;
+  Kernel *k = G->k;
+  const int W = GW_LANES;
+  Outer O = {cols, cols / W * W, W + cols % W, (int64_t)G->mr * G->nt * (W + cols % W), 0, 0, blocks, -1};
+  O.cb = GW_SCRATCH / (O.per * 4);
+  if (O.cb < 1) O.cb = 1;
+  if (O.cb > blocks) O.cb = blocks;
+  O.chunks = (blocks + O.cb - 1) / O.cb;
+  int64_t jobs = GW_SHARDS * O.chunks;
+  Shape ss = {1, {jobs * O.cb * O.per}};
+  O.sums = kir_buffer(p, BUF_TEMP, DT_F32, "gw_sums", &ss, k->node);
+  /* job vj: shard vj / chunks of the batch, chunk vj % chunks of the blocks; its slots and rows are its own */
+  int vj = k->nvars++, vz = k->nvars++, n1 = k->nvars++, vi = k->nvars++, j1 = k->nvars++, vc = k->nvars++, vi2 = k->nvars++;
+  Expr *sh = idiv_c(p, kx_var(p, vj), O.chunks);
+  Expr *vch = O.chunks == 1 ? kx_i(p, 0) : kx_bin(p, BIN_MOD, kx_var(p, vj), kx_i(p, O.chunks));
+  Stmt *chunk = NULL, *copy = src >= 0 ? outer_rows(G, &O, src, vj, vch, n1, &chunk) : NULL;
+  ks_append(&chunk, ks_loop(p, vz, kx_i(p, O.cb * O.per),
+                            ks_store(p, O.sums, kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_i(p, O.cb * O.per)), kx_var(p, vz)),
+                                     kx_f(p, 0))));
+  ks_append(&copy, outer_item(G, &O, vj, vch, vi, j1, n1));
+  Expr *item;
+  Stmt *items = shard_loop(G, n1, sh, NULL, &item);
+  items->body = kir_subst_block(p, copy, n1, item);
+  ks_append(&chunk, items);
+  Stmt *l = ks_loop(p, vj, kx_i(p, jobs), chunk);
+  l->loop = LOOP_PARALLEL;
+  ks_append(&l, outer_store(G, &O, vc, vi2));
   return l;
 }
 
