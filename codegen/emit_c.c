@@ -277,6 +277,15 @@ static void vexpr(Emit *E, const Expr *e) {
     vexpr(E, e->b);
     fputc(')', E->f);
     break;
+  case EX_SELECT:
+    fprintf(E->f, "dlc_select_f32x%d(", e->lanes);
+    vexpr(E, e->a);
+    fputs(", ", E->f);
+    vexpr(E, e->b);
+    fputs(", ", E->f);
+    vexpr(E, e->c);
+    fputc(')', E->f);
+    break;
   case EX_FMA: /* one expression, which GCC (gnu modes) and Clang contract into an FMA where the target has one */
     fputc('(', E->f);
     vexpr(E, e->a);
@@ -286,7 +295,7 @@ static void vexpr(Emit *E, const Expr *e) {
     vexpr(E, e->c);
     fputc(')', E->f);
     break;
-  case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_UNARY: case EX_SELECT: case EX_CAST:
+  case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_UNARY: case EX_CAST:
   case EX_RAND: case EX_REDUCE:
     IR_ASSERT(!"an expression with no vector form");
     break;
@@ -541,10 +550,22 @@ static void signature(Emit *E, const Func *fn, FILE *f) {
   fputc(')', f);
 }
 
+static int vec_printable(const Expr *e);
+
+/* A comparison of f32 lanes that have a vector form: GNU C gives a mask
+ * of int lanes (all ones where it holds; false where either is NaN, but
+ * for !=, as in the scalar form). */
+static int vec_mask(const Expr *e) {
+  return e->kind == EX_BINARY && kir_is_compare((BinOp)e->op) && e->a->type == DT_F32 && e->a->lanes > 1 &&
+         vec_printable(e->a) && vec_printable(e->b);
+}
+
 /* Whether n-lane expression e has a vector form: f32 unguarded loads,
- * locals (not arrays), broadcasts, and + - * / of those. */
+ * locals (not arrays), broadcasts, + - * / of those, and selects between
+ * them on their comparisons. */
 static int vec_printable(const Expr *e) {
   if (e->lanes == 1) return 1;
+  if (e->type == DT_BOOL) return vec_mask(e);
   if (e->type != DT_F32) return 0;
   switch (e->kind) {
   case EX_LOAD: return !e->b;
@@ -553,7 +574,9 @@ static int vec_printable(const Expr *e) {
   case EX_BINARY:
     return e->op <= BIN_DIV && vec_printable(e->a) && vec_printable(e->b);
   case EX_FMA: return vec_printable(e->a) && vec_printable(e->b) && vec_printable(e->c);
-  case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_UNARY: case EX_SELECT: case EX_CAST:
+  case EX_SELECT: /* on a comparison of f32 lanes: a mask, then bits (vec_helpers) */
+    return vec_mask(e->a) && vec_printable(e->b) && vec_printable(e->c);
+  case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_UNARY: case EX_CAST:
   case EX_RAND: case EX_REDUCE:
     return 0;
   }
@@ -584,6 +607,9 @@ static int vec_scan_expr(void *ctx, const Expr *e) {
 static int vec_scan_stmt(void *ctx, const Stmt *s) {
   VecScan *v = ctx;
   if (s->kind == ST_LOCAL && s->count > 0 && s->value->lanes > 1) v->ok = 0;
+  if ((s->kind == ST_LOCAL || s->kind == ST_ASSIGN || s->kind == ST_STORE) && s->value->lanes > 1 &&
+      s->value->type != DT_F32)
+    v->ok = 0;   /* a mask is printed only as a select's condition */
   return 0;
 }
 
@@ -692,6 +718,10 @@ static void vec_helpers(Emit *E) {
     fprintf(E->f, "#define dlc_load_f32x%d(p) (*(const dlc_f32x%d_u *)(p))\n", n, n);
     fprintf(E->f, "#define dlc_store_f32x%d(p, v) (*(dlc_f32x%d_u *)(p) = (v))\n", n, n);
     fprintf(E->f, "#define dlc_bcast_f32x%d(s) ((s) - (dlc_f32x%d){0})\n", n, n);
+    fprintf(E->f, "typedef int dlc_i32x%d __attribute__((vector_size(%d)));\n", n, 4 * n);
+    fprintf(E->f,
+            "#define dlc_select_f32x%d(m, a, b) ((dlc_f32x%d)(((dlc_i32x%d)(a) & (m)) | ((dlc_i32x%d)(b) & ~(m))))\n",
+            n, n, n, n);
     if (!(sums & 1u << b)) continue;
     fprintf(E->f, "static inline float dlc_sum_f32x%d(const dlc_f32x%d *v) { return ", n, n);
     vec_sum(E, n, 0, 1);

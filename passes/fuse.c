@@ -40,8 +40,10 @@
  *
  * The schedule's rules recognise nests by their form, so a kernel with a
  * schedule rule is rewritten only when the schedule still does to it what
- * it did before: both versions are scheduled on copies and the loop
- * structure they end in (kinds, steps, widths and lanes) must agree.  The
+ * it did before: both versions are scheduled on copies (with the
+ * options the schedule step will use) and the loop structure they end in
+ * (kinds, steps, widths, and the lanes of loads and fmas) must agree; a
+ * product's tiles then apply an activation in lanes at their stores.  The
  * order of every floating-point operation per element is unchanged, so
  * results are identical to the unfused program's.
  */
@@ -101,6 +103,7 @@ typedef struct Fuse {
   IntVec *rd, *wr;       /* per buffer: the function's kernels loading / storing it (dead ones
                             are dropped lazily: skip them) */
   int inlined, epilogues;
+  int tiles;             /* the schedule's register tiles (SchedOpts) */
 } Fuse;
 
 typedef struct Collect {
@@ -306,29 +309,48 @@ static void sig_push(Sig *s, int64_t x) {
   s->v[s->n++] = x;
 }
 
-static int sig_stmt(void *ctx, const Stmt *st) {
-  Sig *s = ctx;
-  if (st->kind == ST_LOOP) sig_push(s, 1000 + st->loop), sig_push(s, st->step), sig_push(s, st->width);
+typedef struct SigWalk {
+  Sig *s;
+  int reduce;         /* inside a reduction loop */
+} SigWalk;
+
+/* The vector fmas, and the vector loads of reductions: a product's
+ * tiles.  What an epilogue adds in lanes where they store (a relu's
+ * compare and select, the mask it loads) leaves the tiles as they were. */
+static int sig_expr(void *ctx, const Expr *e) {
+  const SigWalk *w = ctx;
+  if (e->lanes > 1 && (e->kind == EX_FMA || (e->kind == EX_LOAD && w->reduce))) sig_push(w->s, -e->lanes);
   return 0;
 }
 
-static int sig_expr(void *ctx, const Expr *e) {
-  if (e->lanes > 1) sig_push(ctx, -e->lanes);
-  return 0;
+static void sig_block(SigWalk *w, const Stmt *b) {
+  KirVisitor v = {w, NULL, sig_expr};
+  for (const Stmt *st = b; st; st = st->next) {
+    if (st->kind == ST_LOOP) sig_push(w->s, 1000 + st->loop), sig_push(w->s, st->step), sig_push(w->s, st->width);
+    if (st->extent) kir_walk_expr(&v, st->extent);
+    if (st->index) kir_walk_expr(&v, st->index);
+    if (st->value) kir_walk_expr(&v, st->value);
+    int was = w->reduce;
+    w->reduce |= st->kind == ST_LOOP && st->loop == LOOP_REDUCE;
+    sig_block(w, st->body);
+    w->reduce = was;
+    sig_block(w, st->orelse);
+  }
 }
 
 /* The loop structure the schedule turns k into (on a copy; whatever the
  * schedule adds to the program meanwhile is taken back). */
-static Sig scheduled_form(Program *p, Func *f, const Kernel *k) {
+static Sig scheduled_form(Program *p, Func *f, const Kernel *k, int tiles) {
   int nbufs = p->nbufs;
   Func *prep = p->prepare;
   int nprep = prep ? prep->nkernels : 0;
   Kernel c = *k;
   c.body = kir_clone_block(p, k->body);
-  sched_kernel(p, f, &c);
+  SchedOpts o = {tiles};
+  sched_kernel_opts(p, f, &c, &o);
   Sig s = {0};
-  KirVisitor v = {&s, sig_stmt, sig_expr};
-  kir_walk_block(&v, c.body);
+  SigWalk w = {&s, 0};
+  sig_block(&w, c.body);
   p->nbufs = nbufs;
   if (prep) prep->nkernels = nprep;
   else if (p->prepare) {
@@ -340,9 +362,9 @@ static Sig scheduled_form(Program *p, Func *f, const Kernel *k) {
 
 /* Whether the schedule does to fused what it does to orig (a kernel the
  * schedule has no rule for is left as it is either way). */
-static int schedule_agrees(Program *p, Func *f, const Kernel *orig, const Kernel *fused) {
+static int schedule_agrees(const Fuse *F, Func *f, const Kernel *orig, const Kernel *fused) {
   if (orig->node < 0) return 1;
-  Sig a = scheduled_form(p, f, orig), b = scheduled_form(p, f, fused);
+  Sig a = scheduled_form(F->p, f, orig, F->tiles), b = scheduled_form(F->p, f, fused, F->tiles);
   int ok = a.n == b.n && (a.n == 0 || !memcmp(a.v, b.v, sizeof(int64_t) * (size_t)a.n));
   rt_xfree(a.v);
   rt_xfree(b.v);
@@ -555,7 +577,7 @@ static int try_inline(Fuse *F, int pi) {
     if (I.ok) {
       fused[r] = *C;
       fused[r].body = kir_rewrite_block(p, C->body, inline_fn, &I);
-      I.ok = schedule_agrees(p, f, C, &fused[r]);
+      I.ok = schedule_agrees(F, f, C, &fused[r]);
     }
     rt_xfree(I.ext);
     I.ext = NULL;
@@ -721,7 +743,6 @@ static int bind_consumer(const Consumer *c, const Store *ps, Bind *B) {
 enum { FUSE_MAX_GROUP = 16 };
 
 static int try_epilogue_on(Fuse *F, int pi, int T) {
-  Program *p = F->p;
   Func *f = F->f;
   /* Only where T goes (C is its only reader): kept, it would be stored
    * anyway, and C's stores would become live across all of P (its
@@ -743,7 +764,7 @@ static int try_epilogue_on(Fuse *F, int pi, int T) {
   int done = 0;
   if (bind_consumer(&c, &ps, &B)) {
     Kernel k = epilogue_kernel(F, P, C, &c, &ps, &B);
-    if (schedule_agrees(p, f, P, &k)) {
+    if (schedule_agrees(F, f, P, &k)) {
       *P = k;
       refresh_kernel(F, pi);
       F->group[pi] += F->group[ci];
@@ -770,6 +791,113 @@ static int try_epilogue(Fuse *F, int pi) {
   for (int i = 0; i < n && !done; i++) done = try_epilogue_on(F, pi, cand[i]);
   rt_xfree(cand);
   return done;
+}
+
+/* -- row epilogue -- */
+
+/* A product that accumulates into its output T (a matmul as lowered:
+ * the backward products dX = dY W, dW = dY^T X) stores T twice, so the
+ * epilogue rule cannot take it.  Its form is
+ *
+ *   for r < R { for j < J { T[X] = init }  for kk < K reduce { ... T[X'] = T[X'] + ... } }
+ *
+ * and a row of T is done after the reduction: C (the epilogue rule's
+ * consumer, T's only other reader) runs there, in a loop over the row,
+ *
+ *   for e < J { local v = T[X(j := e)]; C's body, T's element read from v }
+ *
+ * (a gradient's relu mask).  T is still stored, and the schedule's register
+ * tiles (row_form) apply that loop's body to their accumulators instead of
+ * storing them; the rewrite is kept only when they do (schedule_agrees). */
+typedef struct VarTo {
+  int from, to;
+} VarTo;
+
+static Expr *var_to_fn(void *ctx, Program *p, Expr *e) {
+  const VarTo *v = ctx;
+  return e->kind == EX_VAR && e->id == v->from ? kx_var(p, v->to) : e;
+}
+
+static Stmt *row_product(const Kernel *P, int T) {
+  Stmt *rl = P->body, *jl = rl && rl->kind == ST_LOOP && !rl->next ? rl->body : NULL;
+  Stmt *kl = jl && jl->kind == ST_LOOP ? jl->next : NULL;
+  if (!kl || kl->kind != ST_LOOP || kl->loop != LOOP_REDUCE || kl->next || !jl->body || jl->body->next ||
+      jl->body->kind != ST_STORE || jl->body->id != T || jl->step != 1)
+    return NULL;
+  return rl;
+}
+
+static int try_row_epilogue_on(Fuse *F, int pi, int T) {
+  Program *p = F->p;
+  Func *f = F->f;
+  int rd[2];
+  if (F->loads[T] != 2 || F->stores[T] != 1 || live(F, &F->rd[T], rd, 2) != 2) return 0;
+  int ci = rd[0] == pi ? rd[1] : rd[1] == pi ? rd[0] : -1;
+  if (ci <= pi || F->group[pi] + F->group[ci] > FUSE_MAX_GROUP || kept_whole(&f->kernels[ci])) return 0;
+  Kernel *P = &f->kernels[pi], *C = &f->kernels[ci];
+  if (!row_product(P, T)) return 0;
+  Consumer c;
+  if (consumer_form(C, T, &c) || !epilogue_legal(F, pi, ci, T, &c)) return 0;
+  Kernel k = *P;
+  k.body = kir_clone_block(p, P->body);
+  Stmt *rl = k.body, *jl = rl->body;
+  int e = k.nvars++;
+  Stmt *el = ks_loop(p, e, kir_clone_expr(p, jl->extent), NULL);
+  VarTo vt = {jl->id, e};
+  Stmt *pos = ks_store(p, T, kir_rewrite_expr(p, jl->body->index, var_to_fn, &vt), kx_f(p, 0));
+  el->body = pos;
+  Store ps = {&el->body, {rl, el}, 2, 1, 0};
+  char *pat = rt_xcalloc((size_t)C->nvars + 1, 1);
+  const Expr **to = rt_xcalloc((size_t)C->nvars + 1, sizeof(Expr *));
+  IR_ASSERT(pat && to);
+  for (int i = 0; i < c.depth; i++) pat[c.loops[i]->id] = 1;
+  Bind B = {C->nvars, pat, to};
+  int done = 0;
+  if (bind_consumer(&c, &ps, &B)) {
+    int *ren = rt_xcalloc((size_t)C->nlocals + 1, sizeof(int));
+    IR_ASSERT(ren);
+    for (int i = 0; i < C->nlocals; i++) ren[i] = P->nlocals + i;
+    int v = P->nlocals + C->nlocals;
+    k.nlocals = v + 1;
+    Subst fw = {&B, T, c.at, v, DT_F32, NULL, 0};
+    Subst sb = {&B, -1, NULL, -1, DT_F32, ren, C->nlocals};
+    Stmt *body = kir_rewrite_block(p, kir_rewrite_block(p, c.body, forward_fn, &fw), subst_fn, &sb);
+    rename_stmts(body, ren, C->nlocals);
+    Stmt *chain = ks_local(p, v, DT_F32, kx_load(p, T, pos->index));
+    ks_append(&chain, body);
+    el->body = chain;
+    jl->next->next = el;
+    Stmt *pre = NULL;
+    for (const Stmt *q = c.prelude; q && q != c.loops[0]; q = q->next) ks_append(&pre, kir_clone_stmt(p, q));
+    pre = kir_rewrite_block(p, pre, subst_fn, &sb);
+    rename_stmts(pre, ren, C->nlocals);
+    if (pre) {
+      ks_append(&pre, k.body);
+      k.body = pre;
+    }
+    rt_xfree(ren);
+    if (schedule_agrees(F, f, P, &k)) {
+      *P = k;
+      refresh_kernel(F, pi);
+      F->group[pi] += F->group[ci];
+      remove_kernel(F, ci);
+      F->epilogues++;
+      done = 1;
+    }
+  }
+  rt_xfree(pat);
+  rt_xfree(to);
+  return done;
+}
+
+static int try_row_epilogue(Fuse *F, int pi) {
+  Program *p = F->p;
+  const Kernel *P = &F->f->kernels[pi];
+  if (kept_whole(P) || !P->body || P->body->kind != ST_LOOP || !P->body->body || P->body->body->kind != ST_LOOP ||
+      !P->body->body->body || P->body->body->body->kind != ST_STORE)
+    return 0;
+  int T = P->body->body->body->id;
+  return p->bufs[T].kind == BUF_TEMP && try_row_epilogue_on(F, pi, T);
 }
 
 /* The inline rule is off: with it, the C backend's gradients of a model
@@ -801,7 +929,7 @@ static void fuse_func(Fuse *F, Func *f) {
       while (i > 0 && F->dead[--i]) {}   /* the kernel before may now fuse with what replaced this one */
       continue;
     }
-    if (try_epilogue(F, i)) continue;   /* the fused kernel may take the next one too */
+    if (try_epilogue(F, i) || try_row_epilogue(F, i)) continue;   /* the fused kernel may take the next one too */
     i++;
   }
   int m = 0;
@@ -813,9 +941,12 @@ static void fuse_func(Fuse *F, Func *f) {
   rt_xfree(F->ku), rt_xfree(F->dead), rt_xfree(F->group), rt_xfree(F->rd), rt_xfree(F->wr);
 }
 
-int pass_fuse(Program *p) {
+int pass_fuse(Program *p) { return pass_fuse_tiles(p, 1); }
+
+int pass_fuse_tiles(Program *p, int tiles) {
   Fuse F = {0};
   F.p = p;
+  F.tiles = tiles;
   F.nbufs = p->nbufs;
   size_t n = (size_t)p->nbufs + 1;
   F.loads = rt_xcalloc(n, sizeof(int));
@@ -834,6 +965,6 @@ int pass_fuse(Program *p) {
 /* Step "fuse" (off with --no-fuse or -O0). */
 int pass_fuse_step(PassCtx *c) {
   if (c->o->no_fuse) return 0;
-  pass_fuse(c->prog);
+  pass_fuse_tiles(c->prog, !c->o->no_tiles);
   return 0;
 }

@@ -27,8 +27,11 @@ void pass_schedule(Program *p);
 /* Fuses kernels that pass a buffer element for element (fuse.c): a
  * producer inlined into its readers, or its consumer's body run at its
  * store; buffers nothing reads any more are no longer stored.  Returns
- * the number of fusions. */
+ * the number of fusions.  A rewrite is kept only where the schedule
+ * (with register tiles, or without: pass_fuse_tiles) still does to the
+ * kernel what it did. */
 int pass_fuse(Program *p);
+int pass_fuse_tiles(Program *p, int tiles);
 
 /* Assigns arena offsets to BUF_TEMP buffers from their live ranges over
  * the kernels of every function (functions never run at the same time, so

@@ -786,11 +786,28 @@ static Expr *subst_expr(Program *p, const Expr *e, int var, const Expr *by) {
   return kir_rewrite_expr(p, e, sub_fold, &s);
 }
 
+/* What fuse.c's epilogue rules leave after a product, per output
+ * element (row, var): the body reads the product's value from local
+ * `in` and is locals, assignments to them, and stores at the element (a
+ * linear layer's relu: `y[X] = select(in < 0, 0, in)`; a gradient
+ * product's relu mask).  The register tiles run it in lanes on their
+ * accumulators instead of storing them (epi_apply).  Two forms carry it:
+ * a linear layer's nest ends in `local in = acc + b; body` (peel_epilogue
+ * takes it off, leaving the row form its store `y[X] = acc + b`), and a
+ * product in the row form gets a loop after its reduction, `for var < J
+ * { local in = Y[X]; body }` (row_form takes it off). */
+typedef struct Epi {
+  Stmt *body;
+  int in, row, var;
+} Epi;
+
 typedef struct RowForm {
   Stmt *rows, *init, *upd;
   Expr *xv, *wt, *K;
   int r, i1, kk, i3, x, axis;
   int64_t J;
+  const Epi *epi;
+  Epi tail;            /* the loop after the reduction, taken off (tail.body: none) */
 } RowForm;
 
 static int same_expr(const Expr *a, const Expr *b) {
@@ -800,13 +817,28 @@ static int same_expr(const Expr *a, const Expr *b) {
          same_expr(a->b, b->b) && same_expr(a->c, b->c);
 }
 
+/* The loop after the reduction of a row form, fuse.c's row epilogue:
+ * for e < J { local in = Y[X(i1 := e)]; body }, body not reading Y. */
+static int row_tail(Program *p, RowForm *f, Stmt *el) {
+  Stmt *in = el->kind == ST_LOOP ? el->body : NULL;
+  if (!in || el->step != 1 || el->loop == LOOP_REDUCE || !same_expr(el->extent, f->rows->body->extent) ||
+      in->kind != ST_LOCAL || in->count || in->type != DT_F32 || !in->next || in->value->kind != EX_LOAD ||
+      in->value->id != f->init->id || in->value->b)
+    return -1;
+  Expr *at = subst_expr(p, f->init->index, f->i1, kx_var(p, el->id));
+  if (!same_expr(in->value->a, at) || block_uses(in->next, EX_LOAD, f->init->id)) return -1;
+  f->tail = (Epi){in->next, in->id, f->r, el->id};
+  return 0;
+}
+
 /* The parts of the row form, checked: the update adds to the element the
  * init wrote (index with i1 := i3), reads x and WT from other buffers,
  * and WT and K do not depend on the row (rows are then independent and
  * may be computed side by side). */
 static int row_form(Program *p, Stmt *rl, RowForm *f) {
   Stmt *jl = rl && rl->kind == ST_LOOP && rl->step == 1 ? rl->body : NULL, *kl = jl ? jl->next : NULL;
-  if (!kl || jl->kind != ST_LOOP || kl->kind != ST_LOOP || kl->next || !is_const(jl->extent) || kl->step != 1 ||
+  Stmt *el = kl ? kl->next : NULL;
+  if (!kl || jl->kind != ST_LOOP || kl->kind != ST_LOOP || (el && el->next) || !is_const(jl->extent) || kl->step != 1 ||
       expr_uses(kl->extent, EX_VAR, rl->id))
     return -1;
   Stmt *init = jl->body, *xs = kl->body, *il = xs ? xs->next : NULL, *u = il ? il->body : NULL;
@@ -825,7 +857,7 @@ static int row_form(Program *p, Stmt *rl, RowForm *f) {
     return -1;
   *f = (RowForm){rl, init, u, xs->value, wt, kl->extent, rl->id, jl->id, kl->id, il->id, xs->id, il->axis,
                  jl->extent->i};
-  return 0;
+  return el ? row_tail(p, f, el) : 0;
 }
 
 /* Row ri + m of a tile, or max(min(ri + m, last), ri) when the rows may
@@ -871,6 +903,96 @@ static int panel_vectors(const Panel *P, int64_t off[], int lanes[]) {
 static Expr *panel_bias(Program *p, const RowForm *f, Expr *col, Expr *row, int w) {
   Vec vi = {p, f->i1, w};
   return subst_expr(p, subst_expr(p, vec_expr(&vi, f->init->value), f->i1, col), f->r, row);
+}
+
+/* The epilogue in w lanes at row `row`, columns col .. col + w - 1 (the
+ * scalar form's r and i1), its input the accumulator local acc: what
+ * depends on neither a column nor the input is computed once and
+ * broadcast, loads at unit stride along the columns take w lanes, and
+ * + - * /, comparisons and selects are lane-wise (every backend has them
+ * in vector form).  vl[id] is local id's vector local + 1 (0: it is not
+ * one of the epilogue's). */
+typedef struct EpiLanes {
+  Program *p;
+  const RowForm *f;
+  Expr *row, *col;
+  int w, acc, *vl, n;
+} EpiLanes;
+
+static int epi_varies(const EpiLanes *V, const Expr *e) {
+  if (!e) return 0;
+  if ((e->kind == EX_VAR && e->id == V->f->epi->var) ||
+      (e->kind == EX_LOCAL && (e->id == V->f->epi->in || (e->id < V->n && V->vl[e->id]))))
+    return 1;
+  return epi_varies(V, e->a) || epi_varies(V, e->b) || epi_varies(V, e->c);
+}
+
+static Expr *epi_at(const EpiLanes *V, const Expr *e) {
+  return subst_expr(V->p, subst_expr(V->p, e, V->f->epi->var, V->col), V->f->epi->row, V->row);
+}
+
+static Expr *epi_lanes(const EpiLanes *V, const Expr *e) {
+  Program *p = V->p;
+  if (!e || e->lanes != 1) return NULL;
+  if (!epi_varies(V, e)) return e->type == DT_F32 ? kx_broadcast(p, epi_at(V, e), V->w) : NULL;
+  Expr *a, *b, *c;
+  switch (e->kind) {
+  case EX_LOCAL:
+    if (e->a) return NULL;
+    return e->id == V->f->epi->in ? kx_vlocal(p, V->acc, DT_F32, V->w) : kx_vlocal(p, V->vl[e->id] - 1, e->type, V->w);
+  case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_BROADCAST: case EX_REDUCE: case EX_FMA:
+  case EX_RAND: case EX_UNARY: case EX_CAST:
+    return NULL;
+  case EX_LOAD:
+    return !e->b && e->type == DT_F32 && unit_stride(e->a, V->f->epi->var) ? kx_load_lanes(p, e->id, epi_at(V, e->a), V->w)
+                                                                             : NULL;
+  case EX_BINARY:
+    if (e->a->type != DT_F32 || !(e->op <= BIN_DIV || kir_is_compare((BinOp)e->op))) return NULL;
+    a = epi_lanes(V, e->a), b = a ? epi_lanes(V, e->b) : NULL;
+    return b ? kx_bin(p, (BinOp)e->op, a, b) : NULL;
+  case EX_SELECT:
+    if (e->a->kind != EX_BINARY || !kir_is_compare((BinOp)e->a->op) || e->type != DT_F32) return NULL;
+    a = epi_lanes(V, e->a), b = a ? epi_lanes(V, e->b) : NULL, c = b ? epi_lanes(V, e->c) : NULL;
+    return c ? kx_select(p, a, b, c) : NULL;
+  }
+  return NULL;
+}
+
+/* Whether running the epilogue twice at an element stores what once
+ * does (the tiles compute some elements twice: the rows of a clamped
+ * last tile, the columns two panels overlap): it reads nothing it
+ * stores. */
+static int epi_repeatable(const Epi *e) {
+  for (const Stmt *s = e->body; s; s = s->next)
+    if (s->kind == ST_STORE && block_uses(e->body, EX_LOAD, s->id)) return 0;
+  return 1;
+}
+
+/* The epilogue in lanes on accumulator acc, appended to *out; 0, or -1
+ * when some statement has no lane form. */
+static int epi_apply(Program *p, Kernel *k, const RowForm *f, Expr *row, Expr *col, int w, int acc, Stmt **out) {
+  int *vl = rt_xcalloc((size_t)k->nlocals + 1, sizeof(int)), n = k->nlocals;
+  IR_ASSERT(vl);
+  EpiLanes V = {p, f, row, col, w, acc, vl, n};
+  const Stmt *s = f->epi->body;
+  for (; s; s = s->next) {
+    int store = s->kind == ST_STORE;
+    if (store ? s->value->type != DT_F32 || !unit_stride(s->index, f->epi->var)
+              : s->id >= n || (s->kind != ST_LOCAL && !vl[s->id]))
+      break;
+    Expr *v = epi_lanes(&V, s->value);
+    if (!v) break;
+    if (store) {
+      ks_append(out, ks_store(p, s->id, epi_at(&V, s->index), v));
+    } else if (s->kind == ST_LOCAL) {
+      vl[s->id] = k->nlocals + 1;
+      ks_append(out, ks_local(p, k->nlocals++, s->value->type, v));
+    } else {
+      ks_append(out, ks_assign(p, vl[s->id] - 1, v));
+    }
+  }
+  rt_xfree(vl);
+  return s ? -1 : 0;
 }
 
 #define PACK_KB 16   /* floats of one cache line */
@@ -966,7 +1088,8 @@ static Stmt *panel_tiles(Program *p, Kernel *k, const Panel *P, int mr, int kb, 
       ks_append(&decls, ks_local(p, a, DT_F32, start));
       Expr *sum = kx_fma(p, kx_vlocal(p, xm[w], DT_F32, w), kx_vlocal(p, bv[v], DT_F32, w), kx_vlocal(p, a, DT_F32, w));
       ks_append(&body, ks_assign(p, a, sum));
-      ks_append(&stores, ks_store(p, f->init->id, at, kx_vlocal(p, a, DT_F32, w)));
+      if (!f->epi) ks_append(&stores, ks_store(p, f->init->id, at, kx_vlocal(p, a, DT_F32, w)));
+      else if (epi_apply(p, k, f, row, col, w, a, &stores) < 0) IR_ASSERT(!"an epilogue register_tiles took has no lanes");
     }
   }
   Stmt *kl = ks_loop(p, k2, kb >= 0 ? kx_i(p, kc) : kir_clone_expr(p, f->K), body);
@@ -1094,11 +1217,11 @@ static int fixed_weight(Program *p, const RowForm *f) {
  * adds its terms in k order, but each term is now an fma (kernel.h): the
  * results may differ from the row form's in the last bits, and are the
  * same whatever the number of threads. */
-static int register_tiles(Program *p, Kernel *k, Stmt **slot, int mr, int in_place, int top);
+static int register_tiles(Program *p, Kernel *k, Stmt **slot, int mr, int in_place, int top, const Epi *epi);
 
 /* B read where it is when its rows run along the columns, else packed */
-static int rule_register_tiles(Program *p, Kernel *k, Stmt **slot) {
-  return register_tiles(p, k, slot, 0, 1, 1) == 0 ? 0 : register_tiles(p, k, slot, 0, 0, 1);
+static int rule_register_tiles(Program *p, Kernel *k, Stmt **slot, const Epi *epi) {
+  return register_tiles(p, k, slot, 0, 1, 1, epi) == 0 ? 0 : register_tiles(p, k, slot, 0, 0, 1, epi);
 }
 
 /* The same, with MR rows per tile (0: the cost model's choice) and, with
@@ -1106,10 +1229,14 @@ static int rule_register_tiles(Program *p, Kernel *k, Stmt **slot) {
  * packed, and the columns past the whole panels in one panel of whole
  * vectors that ends at the last column (J >= 16), overlapping the panel
  * before instead of the row form: the convolutions' rule
- * (rule_conv_tiles). */
-static int register_tiles(Program *p, Kernel *k, Stmt **slot, int mr, int in_place, int top) {
+ * (rule_conv_tiles).  With an epilogue (epi), the tiles apply it where
+ * they store, so K must not be blocked (each block stores partial sums)
+ * and the epilogue must have a lane form. */
+static int register_tiles(Program *p, Kernel *k, Stmt **slot, int mr, int in_place, int top, const Epi *epi) {
   RowForm f;
-  if (row_form(p, *slot, &f) < 0) return -1;
+  if (row_form(p, *slot, &f) < 0 || (epi && f.tail.body)) return -1;
+  f.epi = epi ? epi : f.tail.body ? &f.tail : NULL;
+  epi = f.epi;
   if (in_place && (f.wt->kind != EX_LOAD || !unit_stride(f.wt->a, f.i3))) return -1;
   int64_t rows = max_rows(p, f.rows->extent);
   Dim Kd = is_const(f.K) ? f.K->i : f.K->kind == EX_SYM ? DIM_SYM(f.K->id) : 0;
@@ -1122,6 +1249,17 @@ static int register_tiles(Program *p, Kernel *k, Stmt **slot, int mr, int in_pla
       !unit_stride(f.init->index, f.i1) || f.wt->lanes != 1)
     return -1;
   int64_t nr = ts.nv * W, n1 = nr ? f.J / nr * nr : 0, nv2 = (f.J - n1) / W, n2 = nv2 * W, tail = f.J - n1 - n2;
+  if (epi && !epi_repeatable(epi)) return -1;
+  if (epi) { /* the widths a panel may take (below), none K-blocked; a trial of the lanes */
+    int64_t widths[] = {n1 ? nr : 0, f.J - n1, (f.J - n1 + W - 1) / W * W, n2, tail};
+    for (size_t i = 0; i < sizeof widths / sizeof *widths; i++)
+      if (widths[i] > 0 && tile_kc(f.K, widths[i])) return -1;
+    int nl = k->nlocals;
+    Stmt *trial = NULL;
+    int rc = epi_apply(p, k, &f, kx_var(p, f.r), kx_var(p, f.i1), W, k->nlocals++, &trial);
+    k->nlocals = nl;
+    if (rc < 0) return -1;
+  }
   P.pk = !in_place && fixed_weight(p, &f) ? kir_derived_panels(p, f.wt->id, nr ? nr : f.J) : -1;
   P.derived = P.pk >= 0;
   P.stride = nr;
@@ -1190,6 +1328,41 @@ static int register_tiles(Program *p, Kernel *k, Stmt **slot, int mr, int in_pla
   return 0;
 }
 
+/* The epilogue of a linear layer's nest (Epi, above), taken off: the
+ * statements after the reduction, `local in = VALUE; S; Y[X] = E` with S
+ * scalar locals and assignments to them, become `Y[X] = VALUE`, the row
+ * form's last store.  1 when there was one, 0 when the nest ends in its
+ * store already, -1 when its tail is some other form. */
+static int peel_epilogue(Program *p, Kernel *k, Epi *e) {
+  Stmt *rl = k->body, *jl = rl && rl->kind == ST_LOOP ? rl->body : NULL;
+  Stmt *acc = jl && jl->kind == ST_LOOP ? jl->body : NULL, *red = acc ? acc->next : NULL;
+  Stmt *head = red ? red->next : NULL;
+  if (!head || head->kind == ST_STORE) return 0;
+  if (head->kind != ST_LOCAL || head->count || head->value->lanes != 1 || head->value->type != DT_F32 ||
+      acc->kind != ST_LOCAL)
+    return -1;
+  char *mine = rt_xcalloc((size_t)k->nlocals + 1, 1);
+  IR_ASSERT(mine);
+  Stmt *s = head->next;
+  int ok = 1;
+  for (; s && s->next && ok; s = s->next) {
+    if (s->kind == ST_LOCAL && !s->count && s->id < k->nlocals) mine[s->id] = 1;
+    else if (s->kind != ST_ASSIGN || s->index || s->id >= k->nlocals || !mine[s->id]) ok = 0;
+    if (ok && (s->value->lanes != 1 || expr_uses(s->value, EX_LOCAL, acc->id))) ok = 0;
+  }
+  rt_xfree(mine);
+  if (!ok || !s || s->kind != ST_STORE || s->value->type != DT_F32 || expr_uses(s->value, EX_LOCAL, acc->id) ||
+      expr_uses(s->index, EX_LOCAL, head->id) || stmt_uses(head, EX_LOAD, s->id))
+    return -1;
+  for (const Stmt *q = head->next; q; q = q->next)
+    if (expr_uses(q->value, EX_LOAD, s->id)) return -1;
+  Stmt *chain = NULL;
+  for (const Stmt *q = head->next; q; q = q->next) ks_append(&chain, kir_clone_stmt(p, q));
+  *e = (Epi){chain, head->id, rl->id, jl->id};
+  red->next = ks_store(p, s->id, s->index, head->value);
+  return 1;
+}
+
 /* Linear: in register tiles (any number of columns, any number of rows;
  * fewer than 8 rows and fewer than 16 columns are left to the
  * dot-product lanes), else the row order against a transposed copy from
@@ -1208,8 +1381,10 @@ static void rule_linear(Program *p, const Graph *g, Kernel *k, const SchedOpts *
   if (o->tiles) {
     Kernel before = *k;
     Stmt *orig = kir_clone_block(p, k->body);
-    Stmt **slot = rule_rows(p, k, w->shape.d[0], w->shape.d[1], 0);
-    if (slot && rule_register_tiles(p, k, slot) == 0) return;
+    Epi epi;
+    int has_epi = peel_epilogue(p, k, &epi);
+    Stmt **slot = has_epi < 0 ? NULL : rule_rows(p, k, w->shape.d[0], w->shape.d[1], 0);
+    if (slot && rule_register_tiles(p, k, slot, has_epi ? &epi : NULL) == 0) return;
     *k = before;
     k->body = orig;
   }
@@ -1561,7 +1736,7 @@ static int rule_conv_tiles(Program *p, const Graph *g, Kernel *k) {
   kl->loop = LOOP_REDUCE;
   init->next = kl;
   nl->body = ks_loop(p, rv, kx_i(p, rows), init);
-  if (register_tiles(p, k, &nl->body, mr, 1, 0) < 0) return -1;
+  if (register_tiles(p, k, &nl->body, mr, 1, 0, NULL) < 0) return -1;
   jam_epilogue(p, k, nl, out, in, wload->id, cg.n, tr ? 1 : cg.o);
   if (!tr) {
     jam_prologue(p, k, nl, out, wload->id, cg.n);
@@ -1949,7 +2124,7 @@ static void sched_kernel_rules(Program *p, Func *f, Kernel *k, const SchedOpts *
     mark_top_parallel(k);
     break;
   case OP_MATMUL: /* lowered in the row form (2-D; batched ones have loops around it and are left) */
-    if (o->tiles) (void)rule_register_tiles(p, k, &k->body);
+    if (o->tiles) (void)rule_register_tiles(p, k, &k->body, NULL);
     mark_top_parallel(k);
     break;
   case OP_CONV2D:
@@ -1968,7 +2143,7 @@ static void sched_kernel_rules(Program *p, Func *f, Kernel *k, const SchedOpts *
 }
 
 /* The rules of k's op, then the parallel marks of what they leave. */
-static void sched_kernel_opts(Program *p, Func *f, Kernel *k, const SchedOpts *o) {
+void sched_kernel_opts(Program *p, Func *f, Kernel *k, const SchedOpts *o) {
   if (k->node >= 0 && f->g) sched_kernel_rules(p, f, k, o);
   mark_independent(p, k);
 }
@@ -1995,4 +2170,4 @@ int pass_schedule_step(PassCtx *c) {
 }
 
 /* The convolutions' register tiles (B in place) for a rule of another file. */
-int sched_conv_row_tiles(Program *p, Kernel *k, Stmt **slot, int mr) { return register_tiles(p, k, slot, mr, 1, 0); }
+int sched_conv_row_tiles(Program *p, Kernel *k, Stmt **slot, int mr) { return register_tiles(p, k, slot, mr, 1, 0, NULL); }

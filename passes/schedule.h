@@ -86,8 +86,10 @@ typedef struct SchedOpts {
   int tiles;
 } SchedOpts;
 
-/* The schedule of one kernel: every rule that applies. */
+/* The schedule of one kernel: every rule that applies (with o: those o
+ * allows). */
 void sched_kernel(Program *p, Func *f, Kernel *k);
+void sched_kernel_opts(Program *p, Func *f, Kernel *k, const SchedOpts *o);
 /* The schedule of every kernel of p with options o (pass_schedule: every
  * rule). */
 void sched_program(Program *p, const SchedOpts *o);

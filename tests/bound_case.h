@@ -69,10 +69,12 @@ static inline void bc_free(BoundCase *t) {
   fe_model_free(&t->m);
 }
 
-/* The forward program, lowered, scheduled (tiles on or off) and planned. */
+/* The forward program, lowered, fused, scheduled (tiles on or off) and
+ * planned, as the pipeline does. */
 static inline void bc_program(BoundCase *t, Program *p, int tiles) {
   kir_program_init(p, &t->m.g);
   pass_lower(p, kir_func(p, "forward", &t->m.g));
+  pass_fuse_tiles(p, tiles);
   SchedOpts o = {tiles};
   sched_program(p, &o);
   pass_memplan(p);

@@ -147,21 +147,56 @@ Test(fuse, small_model_loses_a_kernel_and_a_buffer) {
 }
 
 /* With one row the dense layer's nest is the dot-product form, which the
- * schedule's lanes rule still takes with relu at its store: relu becomes
- * the epilogue.  With 8 rows the row-order rule needs the plain store, so
- * relu stays a nest of its own. */
-Test(fuse, relu_is_the_dense_layers_epilogue_only_where_the_schedule_allows) {
+ * schedule's lanes rule still takes with relu at its store; with 8 rows
+ * the register tiles take it, applying relu to their accumulators in
+ * lanes where they store them.  Either way relu is the epilogue and its
+ * input is never stored. */
+Test(fuse, relu_is_the_dense_layers_epilogue_in_lanes_and_in_tiles) {
   Build one, eight;
   build(&one, "small.dl", small_train, PIPE_INFER, 1, 0);
   build(&eight, "small.dl", small_train, PIPE_INFER, 8, 0);
   cr_expect_eq(one.p.funcs[0].kernels[0].op, OP_LINEAR);
+  cr_expect_eq(nkernels(&eight.p), 2);
   char *d1 = dump(&one.p), *d8 = dump(&eight.p);
   cr_expect(strstr(d1, "local v1: f32 = v0 + b2[i1]") != NULL, "%s", d1);
-  cr_expect(strstr(d8, "parallel") != NULL && strstr(d8, "f32x16") == NULL, "%s", d8);
+  cr_expect(strstr(d8, "for i5 < N step 4 parallel axis 0 {\n") != NULL, "the tiles:\n%s", d8);
+  cr_expect(strstr(d8, "b4<2>[i5 * 3] = select(v6 < bcast(0.0, 2), bcast(0.0, 2), v6)\n") != NULL, "%s", d8);
+  cr_expect(strstr(d8, "b3[") == NULL, "relu's input is stored:\n%s", d8);
   free(d1);
   free(d8);
   build_free(&one);
   build_free(&eight);
+}
+
+/* Kernels of the program whose name starts with `what` (then a space or
+ * its end). */
+static int kernels_named(const Program *p, const char *what) {
+  int n = 0;
+  size_t len = strlen(what);
+  for (int i = 0; i < p->nfuncs; i++)
+    for (int k = 0; k < p->funcs[i].nkernels; k++) {
+      const char *w = p->funcs[i].kernels[k].what;
+      n += !strncmp(w, what, len) && (!w[len] || w[len] == ' ');
+    }
+  return n;
+}
+
+/* In the MLP's training step relu's gradient masks go into the tiles of
+ * the products dX = dY W that make what they mask (the row epilogue),
+ * and so do the relus into their dense layers; a weight's SGD update,
+ * which reads the momentum it stores, stays after the product dW = dY^T X
+ * that makes its gradient (the tiles compute some of its rows twice). */
+Test(fuse, relu_masks_go_into_the_gradient_products_and_updates_stay_apart, .timeout = 300) {
+  Build b;
+  build(&b, DLC_SOURCE_DIR "/samples/mlp.dl", NULL, PIPE_TRAIN, 64, 0);
+  cr_expect_eq(kernels_named(&b.p, "ew_grad"), 0);
+  cr_expect_eq(kernels_named(&b.p, "relu"), 0);
+  cr_expect_eq(kernels_named(&b.p, "sgd_step"), 3);
+  char *text = dump(&b.p);
+  cr_expect(strstr(text, "<16>[i6 * 128 + i5 * 64] <= bcast(0.0, 16), bcast(0.0, 16), v7)\n") != NULL,
+            "relu's mask of the logits' dX in its tiles:\n%s", text);
+  free(text);
+  build_free(&b);
 }
 
 /* The pipeline with the step switched off is the pipeline without it. */

@@ -29,15 +29,18 @@
 #include "tests/handkit.h"
 #include "tests/testutil.h"
 
-/* The tiles of src (checked to be there) on C (vectors, scalars) and the
- * JIT, each element within the summation bound of the interpreter's. */
-static void expect_gemm(const char *src, int64_t maxn, int64_t n, int64_t K) {
+/* The tiles of src (checked to be there, and when `also` is given, that
+ * text in the dump of a forward pass of one kernel) on C (vectors, scalars) and the JIT, each element within the
+ * summation bound of the interpreter's. */
+static void expect_tiles(const char *src, int64_t maxn, int64_t n, int64_t K, const char *also) {
   BoundCase t;
   bc_init(&t, src, maxn, n, K);
   Program p;
   bc_program(&t, &p, 1);
   char *text = hk_dump(&p);
   cr_expect(strstr(text, "= fma(") != NULL, "no register tiles for\n%s\n%s", src, text);
+  cr_expect(!also || strstr(text, also) != NULL, "no '%s' for\n%s\n%s", also, src, text);
+  cr_expect(!also || p.funcs[0].nkernels == 1, "%d kernels for\n%s\n%s", p.funcs[0].nkernels, src, text);
   free(text);
   int64_t count = rt_tensor_numel(&t.vals[t.m.g.outputs[0].id]);
   float *got = malloc(sizeof(float) * (size_t)count);
@@ -51,6 +54,8 @@ static void expect_gemm(const char *src, int64_t maxn, int64_t n, int64_t K) {
   kir_program_free(&p);
   bc_free(&t);
 }
+
+static void expect_gemm(const char *src, int64_t maxn, int64_t n, int64_t K) { expect_tiles(src, maxn, n, K, NULL); }
 
 static void expect_dense(int64_t maxn, int64_t n, int64_t K, int64_t J, int bias) {
   char src[256];
@@ -106,6 +111,27 @@ Test(gemm, matmuls_of_odd_shapes_match_the_interpreter, .timeout = 600) {
   expect_matmul(64, 1, 17, 100);
 }
 
+/* An activation after a dense layer is its epilogue (fuse.c): the tiles
+ * apply it to their accumulators in lanes as they store them, and the
+ * layer's own output is never stored (one kernel).  relu and leaky_relu
+ * move no element farther from the exact value than its input was, so
+ * the bound holds. */
+static void expect_activated(const char *act, int64_t maxn, int64_t n, int64_t K, int64_t J) {
+  char src[256];
+  snprintf(src, sizeof src, "model t\ninput x: f32[N, %lld]\nfc = dense(x, %lld)\noutput y = %s(fc)\n", (long long)K,
+           (long long)J, act);
+  expect_tiles(src, maxn, n, K, "= select(");
+}
+
+Test(gemm, activations_after_dense_layers_are_applied_where_the_tiles_store, .timeout = 600) {
+  expect_activated("relu", 64, 63, 65, 65);        /* the last row tile clamped, a column left over */
+  expect_activated("relu", 40, 7, 63, 130);        /* 130 = 2 x 64 + 2 */
+  expect_activated("relu", 256, 256, 128, 10);     /* 8 + 2 */
+  expect_activated("relu", 8, 8, 4, 3);            /* 2 + 1: a lane of one */
+  expect_activated("relu", 1, 1, 100, 256);        /* one row: panels of 8 vectors */
+  expect_activated("leaky_relu", 33, 33, 5, 63);   /* 48, then 8 + 4 + 2 + 1 */
+}
+
 /* dW = dY^T X: the rows are a transposed input's, K the symbolic batch */
 Test(gemm, transposed_products_over_the_batch_match_the_interpreter, .timeout = 600) {
   expect_gemm("model t\ninput a: f32[N, 40]\ninput b: f32[N, 65]\noutput y = transpose(a, perm=[1, 0]) @ b\n", 64, 63, 63);
@@ -137,8 +163,8 @@ Test(gemm, training_products_share_the_tiles_and_need_no_transposed_weights, .ti
   cr_expect(strstr(text, "for i6 < 49 {\n        for i5 < 64 {\n          for i7 < 16 {\n") != NULL, "%s", text);
   cr_expect(strstr(text, "= b1[(i4 * 64 + i5) * 784 + (i6 * 16 + i7)]\n") != NULL, "the pack reads W[j, k]:\n%s", text);
   /* a row the batch may end before is clamped once per tile, not per k */
-  cr_expect(strstr(text, "local v11: i64 = max(min(i8 + 1, N + -1), i8)\n") != NULL, "%s", text);
-  cr_expect(strstr(text, "bcast(b0[v11 * 784 + i9], 16)\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "local v12: i64 = max(min(i8 + 1, N + -1), i8)\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "bcast(b0[v12 * 784 + i9], 16)\n") != NULL, "%s", text);
   cr_expect(strstr(text, "min(i8 + 1, N + -1), i8) * 784") == NULL, "%s", text);
   cr_expect(strstr(text, "v40 = fma(v36, v5, v40)\n") != NULL, "6 x 4 vectors of fma:\n%s", text);
   /* no transposed copy of a weight is made before each step */
@@ -156,8 +182,10 @@ Test(gemm, training_products_share_the_tiles_and_need_no_transposed_weights, .ti
   cr_expect_eq(products, 7, "fc1, fc2, dX of fc2, dW of fc1 and fc2, fc1 and fc2 of eval in tiles:\n%s", text);
   for (const char *s = text; (s = strstr(s, "temp panels")); s++) packed++;
   cr_expect_eq(packed, 4, "%s", text);
-  /* dX of y = dY W reads W [128, 256] in place, a row of it per step of k */
-  cr_expect(strstr(text, "local v1: f32x16 = b5<16>[i6 * 256 + i4 * 64]\n") != NULL, "%s", text);
+  /* dX of y = dY W reads W [128, 256] in place, a row of it per step of k
+   * (relu's mask of it, fc1's gradient, applied where its tiles store) */
+  cr_expect(strstr(text, "local v2: f32x16 = b5<16>[i7 * 256 + i5 * 64]\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "= select(b4<16>[") != NULL, "relu's mask in the tiles of dX:\n%s", text);
   free(text);
 }
 
@@ -171,7 +199,7 @@ Test(gemm, one_panel_layers_share_out_their_rows, .timeout = 300) {
                           "  batch = 256\n}\n",
                           "--train");
   cr_expect(strstr(text, "  kernel 0: linear fc  # model.dl:3\n    for i6 < 25 parallel {\n") != NULL, "%s", text);
-  cr_expect(strstr(text, "    for i9 < N step 6 parallel axis 0 {\n      local v7: f32x16 = b2<16>[0]\n") != NULL, "%s", text);
+  cr_expect(strstr(text, "    for i9 < N step 6 parallel axis 0 {\n      local v8: f32x16 = b2<16>[0]\n") != NULL, "%s", text);
   cr_expect(strstr(text, " < 1 parallel") == NULL, "a loop of one iteration on the threads:\n%s", text);
   free(text);
 }
