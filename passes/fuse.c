@@ -7,7 +7,8 @@
  * rules, both keyed on one buffer T that exactly one kernel P stores into
  * with exactly one store statement, T[X] = e:
  *
- *   inline   — (off for now: see inline_on below.)  P is a perfect loop nest whose body is that store and
+ *   inline   — (off for now but for transposes into products: see
+ *              inline_on below.)  P is a perfect loop nest whose body is that store and
  *              nothing else (an elementwise op, a transpose, a copy);
  *              every load T[I] in every later kernel that reads T becomes
  *              e with P's loop variables bound by matching X against I,
@@ -531,10 +532,11 @@ static int has_local(const Expr *e) {
   return e->kind == EX_LOCAL || has_local(e->a) || has_local(e->b) || has_local(e->c);
 }
 
-static int try_inline(Fuse *F, int pi) {
+static int try_inline(Fuse *F, int pi, int transposes) {
   Program *p = F->p;
   Func *f = F->f;
   Kernel *P = &f->kernels[pi];
+  if (transposes && P->op != OP_TRANSPOSE) return 0;
   const Stmt **byvar = rt_xcalloc((size_t)P->nvars + 1, sizeof(Stmt *));
   IR_ASSERT(byvar);
   int depth, done = 0;
@@ -564,7 +566,7 @@ static int try_inline(Fuse *F, int pi) {
   IR_ASSERT(fused);
   for (int r = 0; r < nr && I.ok; r++) {
     Kernel *C = &f->kernels[readers[r]];
-    if (kept_whole(C)) {
+    if (kept_whole(C) || (transposes && C->op != OP_MATMUL)) {
       I.ok = 0;
       break;
     }
@@ -900,10 +902,13 @@ static int try_row_epilogue(Fuse *F, int pi) {
   return p->bufs[T].kind == BUF_TEMP && try_row_epilogue_on(F, pi, T);
 }
 
-/* The inline rule is off: with it, the C backend's gradients of a model
- * with batch norm (tests/fixtures/grads_mode/bnnet.dl, dlc run --grads
- * --backend=c) come out wrong while keval and the JIT compute the same
- * program right; until that is understood only epilogues run. */
+/* The inline rule is off but for transposes into the matrix products
+ * that read them (the backward products dW = dY^T X read dY where it is:
+ * the tiles broadcast A's elements, and MR rows of dY^T are MR
+ * neighbouring elements of a row of dY): with it on everywhere, the C
+ * backend's gradients of a model with batch norm
+ * (tests/fixtures/grads_mode/bnnet.dl, dlc run --grads --backend=c) come
+ * out wrong while keval and the JIT compute the same program right. */
 static const int inline_on = 0;
 
 static void fuse_func(Fuse *F, Func *f) {
@@ -925,7 +930,7 @@ static void fuse_func(Fuse *F, Func *f) {
       i++;
       continue;
     }
-    if (inline_on && try_inline(F, i)) {
+    if (try_inline(F, i, !inline_on)) {
       while (i > 0 && F->dead[--i]) {}   /* the kernel before may now fuse with what replaced this one */
       continue;
     }

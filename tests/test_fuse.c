@@ -183,14 +183,16 @@ static int kernels_named(const Program *p, const char *what) {
 
 /* In the MLP's training step relu's gradient masks go into the tiles of
  * the products dX = dY W that make what they mask (the row epilogue),
- * and so do the relus into their dense layers; a weight's SGD update,
- * which reads the momentum it stores, stays after the product dW = dY^T X
- * that makes its gradient (the tiles compute some of its rows twice). */
+ * and so do the relus into their dense layers; the products dW = dY^T X
+ * read dY where it is (the transposes inlined); a weight's SGD update,
+ * which reads the momentum it stores, stays after the product that makes
+ * its gradient (the tiles compute some of its rows twice). */
 Test(fuse, relu_masks_go_into_the_gradient_products_and_updates_stay_apart, .timeout = 300) {
   Build b;
   build(&b, DLC_SOURCE_DIR "/samples/mlp.dl", NULL, PIPE_TRAIN, 64, 0);
   cr_expect_eq(kernels_named(&b.p, "ew_grad"), 0);
   cr_expect_eq(kernels_named(&b.p, "relu"), 0);
+  cr_expect_eq(kernels_named(&b.p, "transpose"), 0);
   cr_expect_eq(kernels_named(&b.p, "sgd_step"), 3);
   char *text = dump(&b.p);
   cr_expect(strstr(text, "<16>[i6 * 128 + i5 * 64] <= bcast(0.0, 16), bcast(0.0, 16), v7)\n") != NULL,
