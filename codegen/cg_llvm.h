@@ -41,6 +41,10 @@ LLVMTargetMachineRef cg_llvm_host_machine(LLVMRelocMode reloc, RtError *err);
  * verified; not yet optimised.  NULL and "internal error: ..." in err on
  * failure (the module is freed). */
 LLVMModuleRef cg_llvm_build(const Program *p, LLVMContextRef cx, const EmitOpts *o, RtError *err);
+/* A context whose optimiser keeps its remarks and warnings to itself (a
+ * simd loop it could not vectorise is no news to a user); errors are
+ * printed. */
+LLVMContextRef cg_llvm_context(void);
 /* LLVMVerifyModule without aborting: RT_OK, or the verifier's first lines. */
 RtStatus cg_llvm_verify(LLVMModuleRef m, RtError *err);
 /* Sets tm's triple and data layout on m and runs CG_LLVM_PIPELINE for it. */

@@ -54,6 +54,7 @@
  * decisions, the same as the C emitter's.  Failures of LLVM itself come
  * back as "internal error: ...".
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -388,6 +389,18 @@ static LLVMValueRef cold_loop(Lower *L) {
   return LLVMMetadataAsValue(L->cx, id);
 }
 
+/* The loop metadata of a simd loop (kernel.h): vectorise it where LLVM
+ * can, whatever its cost model says. */
+static LLVMValueRef simd_loop(Lower *L) {
+  LLVMMetadataRef tmp = LLVMTemporaryMDNode(L->cx, NULL, 0);
+  LLVMMetadataRef yes = LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(L->cx), 1, 0));
+  LLVMMetadataRef en[2] = {LLVMMDStringInContext2(L->cx, "llvm.loop.vectorize.enable", 26), yes};
+  LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(L->cx, en, 2)};
+  LLVMMetadataRef id = LLVMMDNodeInContext2(L->cx, ops, 2);
+  LLVMMetadataReplaceAllUsesWith(tmp, id);
+  return LLVMMetadataAsValue(L->cx, id);
+}
+
 /* for (var = start; var < end; var += step), end the extent unless given:
  * the extent is evaluated each time round, as in C; it is loop-invariant,
  * so LICM hoists it. */
@@ -409,6 +422,7 @@ static void loop_from(Lower *L, const Stmt *s, LLVMValueRef start, LLVMValueRef 
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(L->b);
   LLVMValueRef br = LLVMBuildBr(L->b, head);
   if (L->cold) LLVMSetMetadata(br, LLVMGetMDKindIDInContext(L->cx, "llvm.loop", 9), cold_loop(L));
+  else if (s->loop == LOOP_SIMD) LLVMSetMetadata(br, LLVMGetMDKindIDInContext(L->cx, "llvm.loop", 9), simd_loop(L));
   LLVMAddIncoming(i, &next, &latch, 1);
   LLVMPositionBuilderAtEnd(L->b, done);
 }
@@ -1409,11 +1423,25 @@ static RtStatus object_file(LLVMModuleRef m, LLVMTargetMachineRef tm, char **dat
   return st;
 }
 
+static void quiet_diagnostics(LLVMDiagnosticInfoRef di, void *ctx) {
+  (void)ctx;
+  if (LLVMGetDiagInfoSeverity(di) != LLVMDSError) return;
+  char *msg = LLVMGetDiagInfoDescription(di);
+  fprintf(stderr, "dlc: LLVM: %s\n", msg);
+  LLVMDisposeMessage(msg);
+}
+
+LLVMContextRef cg_llvm_context(void) {
+  LLVMContextRef cx = LLVMContextCreate();
+  LLVMContextSetDiagnosticHandler(cx, quiet_diagnostics, NULL);
+  return cx;
+}
+
 RtStatus cg_emit_llvm(const Program *p, const EmitOpts *o, CgLlvmOutput what, char **data, size_t *len, RtError *err) {
   *data = NULL, *len = 0;
   LLVMTargetMachineRef tm = cg_llvm_host_machine(LLVMRelocPIC, err);
   if (!tm) return RT_ERR_FORMAT;
-  LLVMContextRef cx = LLVMContextCreate();
+  LLVMContextRef cx = cg_llvm_context();
   RtOomScope oom;
   rt_oom_enter(&oom);
   if (setjmp(oom.jb)) { /* out of memory building the module (disposed there) */

@@ -94,7 +94,7 @@ static int perf_map_wanted(void) {
 /* Adds the sized, defined symbols of object obj to s (what fails to be
  * read or stored is left out: the map is a profiling aid). */
 static void perf_collect(PerfSyms *s, LLVMMemoryBufferRef obj) {
-  LLVMContextRef cx = LLVMContextCreate();
+  LLVMContextRef cx = cg_llvm_context();
   char *msg = NULL;
   LLVMBinaryRef bin = LLVMCreateBinary(obj, cx, &msg);
   LLVMDisposeMessage(msg);
@@ -177,7 +177,7 @@ typedef struct Worker {
  * reduced to the part, optimised and compiled to an object file. */
 static void compile_part(Parts *ps, int i, LLVMTargetMachineRef tm) {
   double t0 = ir_phase_start();
-  LLVMContextRef cx = LLVMContextCreate();
+  LLVMContextRef cx = cg_llvm_context();
   LLVMMemoryBufferRef bc = LLVMCreateMemoryBufferWithMemoryRange(ps->bc, ps->bclen, "module", 0);
   LLVMModuleRef m = NULL;
   if (LLVMParseBitcodeInContext2(cx, bc, &m)) {
@@ -259,7 +259,7 @@ static RtStatus compile_parts(LLVMOrcLLJITRef jit, const char *bc, size_t bclen,
  * in parallel (compile_parts). */
 static RtStatus add_program(LLVMOrcLLJITRef jit, const Program *p, PerfSyms *syms, RtError *err) {
   double wall = ir_wall_start();
-  LLVMContextRef cx = LLVMContextCreate();
+  LLVMContextRef cx = cg_llvm_context();
   RtOomScope oom;
   rt_oom_enter(&oom);
   if (setjmp(oom.jb)) { /* out of memory building the module (disposed there) */

@@ -221,7 +221,7 @@ static void indent(FILE *f, int depth) {
 /* What a loop carries beyond "for i < n": nothing for a plain serial
  * loop, so dumps of unscheduled kernels read as before. */
 static void loop_tags(FILE *f, const Stmt *s) {
-  static const char *const kinds[] = {"serial", "parallel", "vector", "unroll", "reduce"};
+  static const char *const kinds[] = {"serial", "parallel", "vector", "unroll", "reduce", "simd"};
   if (s->step != 1) fprintf(f, " step %lld", (long long)s->step);
   if (s->loop != LOOP_SERIAL) fprintf(f, " %s", kinds[s->loop]);
   if (s->width != 1) fprintf(f, " width %d", s->width);

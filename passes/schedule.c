@@ -555,7 +555,7 @@ int sched_vectorize(Program *p, Stmt *l, int w) {
 }
 
 int sched_mark(Stmt *l, LoopKind kind) {
-  if (!l || l->kind != ST_LOOP || (kind != LOOP_PARALLEL && kind != LOOP_VECTOR)) return -1;
+  if (!l || l->kind != ST_LOOP || (kind != LOOP_PARALLEL && kind != LOOP_VECTOR && kind != LOOP_SIMD)) return -1;
   l->loop = kind;
   if (kind == LOOP_VECTOR) l->width = (int)l->step;
   return 0;
@@ -2117,8 +2117,38 @@ static void mark_independent(Program *p, Kernel *k) {
       sched_mark(s, LOOP_PARALLEL);
 }
 
+/* Window columns — a max pool's gradient as lowered when its windows tile
+ * the input (lower_conv.c), for each plane, row and column of windows:
+ * the window's argmax (first maximum, NaN taken), then its elements.  The
+ * loop over the columns of windows is simd (kernel.h): each iteration
+ * reads the input and dy and writes the gradient (a buffer of its own)
+ * in its own window only, and an epilogue fused into it stores only at
+ * the element it reads, so the iterations are independent; and both
+ * compilers vectorise it (stride-2 loads interleaved) only when told to
+ * (LLVM's cost model leaves it scalar, 1.6x slower: LeNet-5's p1
+ * gradient was a fifth of the JIT's training step).  Vectorised, every
+ * lane computes what its iteration did. */
+static void rule_window_columns(const Graph *g, Kernel *k) {
+  ConvGeom w;
+  ir_conv_geom(g, &g->nodes[k->node], &w);
+  if (!(w.sh == w.kh && w.sw == w.kw && w.dh == 1 && w.dw == 1 && w.pt == 0 && w.pl == 0 && w.oh * w.kh == w.h &&
+        w.ow * w.kw == w.w))
+    return;
+  Stmt *l = k->body;
+  if (!l || l->kind != ST_LOOP || l->next) return;
+  while (l->body && l->body->kind == ST_LOOP && !l->body->next && l->body->body && l->body->body->kind == ST_LOOP &&
+         !l->body->body->next)
+    l = l->body;
+  Stmt *cols = l->body;
+  if (cols != k->body && cols && cols->kind == ST_LOOP && !cols->next && cols->loop == LOOP_SERIAL && cols->step == 1)
+    (void)sched_mark(cols, LOOP_SIMD);
+}
+
 static void sched_kernel_rules(Program *p, Func *f, Kernel *k, const SchedOpts *o) {
   switch (k->op) {
+  case OP_MAX_POOL2D_GRAD:
+    rule_window_columns(f->g, k);
+    break;
   case OP_LINEAR:
     rule_linear(p, f->g, k, o);
     mark_top_parallel(k);

@@ -419,6 +419,48 @@ Test(schedule, row_rule_copies_a_computed_weight) {
   free(text);
 }
 
+/* A max pool's gradient: the loop over the columns of windows is a simd
+ * request (kernel.h), which the C asks of clang by a pragma that gcc
+ * does not see; the emitted training step still compiles warning-free. */
+static const char *pool_model = "model p\ninput x: f32[N, 2, 8, 8]\nc = conv2d(x, 3, 3, padding=1)\n"
+                                "p = max_pool2d(relu(c), 2)\nf = flatten(p)\noutput y = dense(f, 4)\n"
+                                "train {\n  label t: i64[N]\n  loss = cross_entropy(y, t)\n  optimizer = sgd(lr=0.1)\n"
+                                "  batch = 8\n}\n";
+
+Test(schedule, pool_gradient_columns_are_a_simd_request, .timeout = 300) {
+  char *text = dump_model(pool_model, "schedule", "N=8 --train");
+  const char *k = strstr(text, ": max_pool2d_grad");
+  cr_assert_not_null(k, "%s", text);
+  cr_expect(strstr(k, "for i2 < 4 simd {\n") != NULL, "%s", text);
+  free(text);
+  const char *dir = tu_scratch_dir();
+  cr_assert_not_null(dir);
+  char path[600], cmd[1400];
+  snprintf(path, sizeof path, "%s/model.dl", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs(pool_model, f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "cd '%s' && %s model.dl --train --max N=8 -o p.c && grep -c 'pragma clang loop vectorize(assume_safety)' p.c"
+           " && gcc -std=c99 -O2 -Wall -Wextra -pedantic -Werror -c p.c -o p.o"
+           " && { ! test -x /usr/bin/clang-19 || /usr/bin/clang-19 -std=c99 -O2 -Wall -Wextra -pedantic -Werror -c p.c -o p.o; }",
+           dir, DLC_EXE);
+  cr_expect_eq(system(cmd), 0, "%s", cmd);
+}
+
+/* Overlapping windows: the gradient adds into elements other windows
+ * share, so no loop over them is simd. */
+Test(schedule, overlapping_pool_windows_are_no_simd_request, .timeout = 300) {
+  char *text = dump_model("model p\ninput x: f32[N, 2, 8, 8]\nc = conv2d(x, 3, 3, padding=1)\n"
+                          "p = max_pool2d(relu(c), 3, stride=2)\nf = flatten(p)\noutput y = dense(f, 4)\n"
+                          "train {\n  label t: i64[N]\n  loss = cross_entropy(y, t)\n  optimizer = sgd(lr=0.1)\n"
+                          "  batch = 8\n}\n",
+                          "schedule", "N=8 --train");
+  cr_assert_not_null(strstr(text, ": max_pool2d_grad"), "%s", text);
+  cr_expect(strstr(text, " simd") == NULL, "%s", text);
+  free(text);
+}
+
 Test(schedule, channel_block_rule) {
   /* 6 output channels: blocks of 2; the conv_transpose2d of 16 in 2 groups: of 4 (--no-tile: the
    * register tiles take the conv2d otherwise, test_conv_tiles.c; one group's transpose is rows of
