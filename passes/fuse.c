@@ -682,6 +682,35 @@ static int epilogue_legal(Fuse *F, int pi, int ci, int T, const Consumer *c) {
   return !between_conflicts(F, pi, ci, &cu->ld, T, &cu->st);
 }
 
+/* C's body moved into k: T's element (at c->at) read from a new local
+ * (*v) of type t, C's variables bound by B and its locals renamed after
+ * k's; *pre gets C's prelude, likewise rewritten, for the top of k. */
+static Stmt *moved_body(Fuse *F, Kernel *k, const Kernel *C, const Consumer *c, Bind *B, int T, DType t, int *v,
+                        Stmt **pre) {
+  Program *p = F->p;
+  int *ren = rt_xcalloc((size_t)C->nlocals + 1, sizeof(int));
+  IR_ASSERT(ren);
+  for (int i = 0; i < C->nlocals; i++) ren[i] = k->nlocals + i;
+  *v = k->nlocals + C->nlocals;
+  k->nlocals = *v + 1;
+  Subst fw = {B, T, c->at, *v, t, NULL, 0};
+  Subst sb = {B, -1, NULL, -1, t, ren, C->nlocals};
+  Stmt *body = kir_rewrite_block(p, kir_rewrite_block(p, c->body, forward_fn, &fw), subst_fn, &sb);
+  rename_stmts(body, ren, C->nlocals);
+  *pre = NULL;
+  for (const Stmt *q = c->prelude; q && q != c->loops[0]; q = q->next) ks_append(pre, kir_clone_stmt(p, q));
+  *pre = kir_rewrite_block(p, *pre, subst_fn, &sb);
+  rename_stmts(*pre, ren, C->nlocals);
+  rt_xfree(ren);
+  return body;
+}
+
+static void prepend(Kernel *k, Stmt *pre) {
+  if (!pre) return;
+  ks_append(&pre, k->body);
+  k->body = pre;
+}
+
 /* Rewrites P's store of T into: local v = value; C's body with
  * T's element read from v, C's variables bound and its locals renamed;
  * C's prelude goes to the top of P.  Returns the rewritten kernel. */
@@ -692,31 +721,28 @@ static Kernel epilogue_kernel(Fuse *F, const Kernel *P, const Kernel *C, const C
   Store s;
   int rc = single_store(&k, (*ps->slot)->id, &s);
   IR_ASSERT(rc == 0);
-  Stmt *st = *s.slot;
-  int *ren = rt_xcalloc((size_t)C->nlocals + 1, sizeof(int));
-  IR_ASSERT(ren);
-  for (int i = 0; i < C->nlocals; i++) ren[i] = P->nlocals + i;
-  int v = P->nlocals + C->nlocals;
-  k.nlocals = v + 1;
-  DType t = st->value->type;
-  Subst fw = {B, st->id, c->at, v, t, NULL, 0};
-  Subst sb = {B, -1, NULL, -1, t, ren, C->nlocals};
-  Stmt *body = kir_rewrite_block(p, kir_rewrite_block(p, c->body, forward_fn, &fw), subst_fn, &sb);
-  rename_stmts(body, ren, C->nlocals);
-  Stmt *chain = ks_local(p, v, t, st->value);
+  Stmt *st = *s.slot, *pre;
+  int v;
+  Stmt *body = moved_body(F, &k, C, c, B, st->id, st->value->type, &v, &pre);
+  Stmt *chain = ks_local(p, v, st->value->type, st->value);
   ks_append(&chain, body);
   ks_append(&chain, st->next);
   *s.slot = chain;
-  Stmt *pre = NULL;
-  for (const Stmt *q = c->prelude; q && q != c->loops[0]; q = q->next) ks_append(&pre, kir_clone_stmt(p, q));
-  pre = kir_rewrite_block(p, pre, subst_fn, &sb);
-  rename_stmts(pre, ren, C->nlocals);
-  if (pre) {
-    ks_append(&pre, k.body);
-    k.body = pre;
-  }
-  rt_xfree(ren);
+  prepend(&k, pre);
   return k;
+}
+
+/* Keeps the fused kernel k in place of P (pi) and drops C (ci), when the
+ * schedule does to k what it did to P; 1 if so. */
+static int keep_fusion(Fuse *F, int pi, int ci, Kernel *k) {
+  Kernel *P = &F->f->kernels[pi];
+  if (!schedule_agrees(F, F->f, P, k)) return 0;
+  *P = *k;
+  refresh_kernel(F, pi);
+  F->group[pi] += F->group[ci];
+  remove_kernel(F, ci);
+  F->epilogues++;
+  return 1;
 }
 
 /* Binds C's loop variables by matching its index against X: each to a
@@ -766,14 +792,7 @@ static int try_epilogue_on(Fuse *F, int pi, int T) {
   int done = 0;
   if (bind_consumer(&c, &ps, &B)) {
     Kernel k = epilogue_kernel(F, P, C, &c, &ps, &B);
-    if (schedule_agrees(F, f, P, &k)) {
-      *P = k;
-      refresh_kernel(F, pi);
-      F->group[pi] += F->group[ci];
-      remove_kernel(F, ci);
-      F->epilogues++;
-      done = 1;
-    }
+    done = keep_fusion(F, pi, ci, &k);
   }
   rt_xfree(pat);
   rt_xfree(to);
@@ -856,36 +875,15 @@ static int try_row_epilogue_on(Fuse *F, int pi, int T) {
   Bind B = {C->nvars, pat, to};
   int done = 0;
   if (bind_consumer(&c, &ps, &B)) {
-    int *ren = rt_xcalloc((size_t)C->nlocals + 1, sizeof(int));
-    IR_ASSERT(ren);
-    for (int i = 0; i < C->nlocals; i++) ren[i] = P->nlocals + i;
-    int v = P->nlocals + C->nlocals;
-    k.nlocals = v + 1;
-    Subst fw = {&B, T, c.at, v, DT_F32, NULL, 0};
-    Subst sb = {&B, -1, NULL, -1, DT_F32, ren, C->nlocals};
-    Stmt *body = kir_rewrite_block(p, kir_rewrite_block(p, c.body, forward_fn, &fw), subst_fn, &sb);
-    rename_stmts(body, ren, C->nlocals);
+    Stmt *pre;
+    int v;
+    Stmt *body = moved_body(F, &k, C, &c, &B, T, DT_F32, &v, &pre);
     Stmt *chain = ks_local(p, v, DT_F32, kx_load(p, T, pos->index));
     ks_append(&chain, body);
     el->body = chain;
     jl->next->next = el;
-    Stmt *pre = NULL;
-    for (const Stmt *q = c.prelude; q && q != c.loops[0]; q = q->next) ks_append(&pre, kir_clone_stmt(p, q));
-    pre = kir_rewrite_block(p, pre, subst_fn, &sb);
-    rename_stmts(pre, ren, C->nlocals);
-    if (pre) {
-      ks_append(&pre, k.body);
-      k.body = pre;
-    }
-    rt_xfree(ren);
-    if (schedule_agrees(F, f, P, &k)) {
-      *P = k;
-      refresh_kernel(F, pi);
-      F->group[pi] += F->group[ci];
-      remove_kernel(F, ci);
-      F->epilogues++;
-      done = 1;
-    }
+    prepend(&k, pre);
+    done = keep_fusion(F, pi, ci, &k);
   }
   rt_xfree(pat);
   rt_xfree(to);
