@@ -22,6 +22,7 @@
  * one function (and still agree with the interpreter).
  */
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <llvm-c/Core.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,7 +30,9 @@
 #include "codegen/cg_llvm.h"
 #include "driver/trainer.h"
 #include "passes/passes.h"
+#include "passes/schedule.h"
 #include "tests/backend_case.h"
+#include "tests/handkit.h"
 
 #define RTOL 1e-5
 
@@ -563,4 +566,35 @@ Test(backend_llvm, object_file_links_into_a_c_program, .timeout = 300) {
   run_program(&s, dir, "-");
   shell("rm -rf '%s'%s%s", dir, "", "");
   mlp_free(&s);
+}
+
+/* A simd loop LLVM cannot vectorise (a recurrence, not a reduction; 10000
+ * steps, so not a cold kernel): the JIT still runs it, and the
+ * optimiser's remark and warning about it stay in its context
+ * (cg_llvm_context) instead of reaching the user's stderr. */
+Test(backend_llvm, an_unvectorisable_simd_loop_is_no_news_on_stderr, .init = cr_redirect_stderr) {
+  HandKit k;
+  hk_init(&k);
+  Program *p = &k.p;
+  Expr *v = kx_local(p, 0, DT_F32);
+  Stmt *body = ks_local(p, 0, DT_F32, kx_f(p, 0));
+  Expr *xi = kx_load(p, k.in, kx_bin(p, BIN_MOD, kx_var(p, 0), kx_i(p, 8)));
+  Stmt *l = ks_loop(p, 0, kx_i(p, 10000), ks_assign(p, 0, kx_bin(p, BIN_ADD, kx_bin(p, BIN_MUL, v, xi), kx_f(p, 1))));
+  cr_assert_eq(sched_mark(l, LOOP_SIMD), 0);
+  ks_append(&body, l);
+  ks_append(&body, ks_store(p, k.out, kx_i(p, 0), kx_local(p, 0, DT_F32)));
+  hk_kernel(&k, body, 1, 1);
+  cr_assert_eq(kir_verify(p, &k.d), 0);
+  RtError err;
+  CModule *m = cg_jit_build(p, &err);
+  cr_assert_not_null(m, "%s", err.msg);
+  float x[8] = {0.5f, 0.25f, 1, -1, 0.25f, 0.5f, 1, -0.5f}, y[8] = {0}, want = 0; /* products exact */
+  for (int i = 0; i < 10000; i++) want = want * x[i % 8] + 1;
+  void *args[2] = {x, y};
+  cr_assert_eq(cg_c_call(m, "forward", NULL, args, &err), RT_OK, "%s", err.msg);
+  cr_expect(y[0] == want, "%.9g, want %.9g", y[0], want);
+  cg_c_free(m);
+  hk_free(&k);
+  fflush(stderr);
+  cr_expect_stderr_eq_str("");
 }
