@@ -435,12 +435,8 @@ Test(schedule, pool_gradient_columns_are_a_simd_request, .timeout = 300) {
   free(text);
   const char *dir = tu_scratch_dir();
   cr_assert_not_null(dir);
-  char path[600], cmd[1400];
-  snprintf(path, sizeof path, "%s/model.dl", dir);
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f);
-  fputs(pool_model, f);
-  fclose(f);
+  char cmd[1400];
+  cr_assert_eq(tu_write_file(dir, "model.dl", pool_model), 0);
   snprintf(cmd, sizeof cmd, "cd '%s' && %s model.dl --train --max N=8 -o p.c && grep -c 'pragma clang loop vectorize(assume_safety)' p.c"
            " && gcc -std=c99 -O2 -Wall -Wextra -pedantic -Werror -c p.c -o p.o"
            " && { ! test -x /usr/bin/clang-19 || /usr/bin/clang-19 -std=c99 -O2 -Wall -Wextra -pedantic -Werror -c p.c -o p.o; }",

@@ -24,6 +24,16 @@ static inline const char *tu_scratch_dir(void) {
   return buf;
 }
 
+/* Writes text to dir/name; 0, or -1 when it cannot. */
+static inline int tu_write_file(const char *dir, const char *name, const char *text) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  if (!f) return -1;
+  int bad = fputs(text, f) < 0;
+  return fclose(f) || bad ? -1 : 0;
+}
+
 /* Writes src to model.dl in a scratch directory and runs
  * `dlc model.dl ARGS --verify -o /dev/null`, ARGS holding a --dump-after;
  * returns what it printed (stdout and stderr, malloc'd) and its exit
