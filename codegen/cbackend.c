@@ -171,12 +171,13 @@ static void *sym(CModule *m, const char *what) {
   return m->lookup(m, name);
 }
 
-void cg_c_set_pool(CModule *m, RtPool *pool) {
+int cg_c_set_pool(CModule *m, RtPool *pool) {
   typedef void (*PoolRun)(RtPool *, RtParallelFn, int64_t, void *);
   void (*set_pool)(PoolRun, RtPool *) = (void (*)(PoolRun, RtPool *))sym(m, "set_pool");
   void (*set_threads)(int) = (void (*)(int))sym(m, "set_threads");
   if (set_pool) set_pool(pool ? rt_pool_run : NULL, pool);
   if (set_threads) set_threads(rt_pool_threads(pool));
+  return set_threads && pool;
 }
 
 int cg_c_set_collective(CModule *m, IrCollective fn, void *ctx) {

@@ -74,9 +74,11 @@ RtStatus cg_c_get_params(CModule *m, RtTensorSet *set, RtError *err);
 /* Runs the module's parallel loops on pool's threads from now on (NULL:
  * on the calling thread, the default).  A JIT module with parallel loops
  * hands them to the pool; emitted C built with CG_C_THREADS_FLAGS runs
- * them on as many OpenMP threads; other modules run serially. */
+ * them on as many OpenMP threads; other modules run serially.  Returns 1
+ * when the module runs its loops on threads of its own (OpenMP), which
+ * the pool's threads then compete with for the cores, else 0. */
 #define CG_C_THREADS_FLAGS "-DDLC_THREADS -fopenmp"
-void cg_c_set_pool(CModule *m, RtPool *pool);
+int cg_c_set_pool(CModule *m, RtPool *pool);
 /* Has the module's collectives (dist_mean, dist_sum: --sync-bn) call fn
  * with ctx from now on (NULL: the identity, the default).  Returns 1, or
  * 0 when the module has no collectives. */

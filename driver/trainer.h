@@ -88,6 +88,7 @@ struct Trainer {
   Program prog;               /* BACKEND_C, BACKEND_JIT */
   CModule *mod;
   RtPool *pool;               /* cfg.threads > 1: made with the first backend, kept for the next ones */
+  int own_threads;            /* the step runs its loops on threads of its own (OpenMP), not on pool */
   int64_t epoch, step;        /* epochs finished, optimizer steps taken */
   RtDataset train, val, test;
   int autoencode;             /* the label is the clean input (same shape as x) */

@@ -904,3 +904,32 @@ Test(threads, c_module_with_openmp_can_be_freed, .timeout = 300) {
   rt_pool_free(pool);
   build_close(&b);
 }
+
+/* A module says whether it runs its loops on threads of its own: emitted
+ * C built with OpenMP does, and `dlc train` then copies the batch's rows
+ * on the calling thread instead of on the pool, whose spinning workers
+ * would take the cores from OpenMP's team.  The JIT and serial C do not. */
+Test(threads, modules_with_threads_of_their_own_say_so, .timeout = 300) {
+  Build b;
+  build_open(&b, "logreg", PIPE_TRAIN);
+  RtError err;
+  RtPool *pool = NULL;
+  cr_assert_eq(rt_pool_new(2, &pool, &err), RT_OK, "%s", err.msg);
+  CModule *jit = cg_jit_build(&b.p, &err);
+  cr_assert_not_null(jit, "%s", err.msg);
+  CModule *serial = cg_c_build(&b.p, "-O1", &err);
+  cr_assert_not_null(serial, "%s", err.msg);
+  CModule *threaded = cg_c_build(&b.p, CG_C_THREADS_FLAGS " -O1", &err);
+  cr_assert_not_null(threaded, "%s", err.msg);
+  cr_expect_eq(cg_c_set_pool(jit, pool), 0);
+  cr_expect_eq(cg_c_set_pool(serial, pool), 0);
+  cr_expect_eq(cg_c_set_pool(threaded, pool), 1);
+  cr_expect_eq(cg_c_set_pool(threaded, NULL), 0, "no pool: one thread, OpenMP's team of one");
+  cg_c_set_pool(jit, NULL);
+  cg_c_set_pool(serial, NULL);
+  cg_c_free(jit);
+  cg_c_free(serial);
+  cg_c_free(threaded);
+  rt_pool_free(pool);
+  build_close(&b);
+}
