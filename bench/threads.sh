@@ -7,13 +7,16 @@
 # load average is printed before and after.  On a machine shared with
 # other work, RT=1 runs dlc under `chrt -f 1` (real-time FIFO, root only):
 # its two threads then have the two cores for the run's few seconds, as on
-# a quiet machine, whatever else is runnable.  Not part of the test suite.
+# a quiet machine, whatever else is runnable.  BACKEND=c measures the
+# emitted C's OpenMP threads instead of the JIT's pool (--backend=c).
+# Not part of the test suite.
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/build.sh build
 REPS=${REPS:-5}
 BATCH=${BATCH:-256}
 MODELS=${MODELS:-"mlp lenet5"}
+BACKEND=${BACKEND:-jit}
 PRIO=""
 [ "${RT:-0}" = 1 ] && PRIO="chrt -f 1"
 OUT=out/bench
@@ -23,7 +26,7 @@ for m in $MODELS; do
   for t in 1 2; do : > "$OUT/threads_${m}_$t.txt"; done
   for r in $(seq "$REPS"); do
     for t in 1 2; do
-      $PRIO ./build/dlc train "samples/$m.dl" --batch "$BATCH" --epochs 1 --threads "$t" |
+      $PRIO ./build/dlc train "samples/$m.dl" --backend="$BACKEND" --batch "$BATCH" --epochs 1 --threads "$t" |
         sed -n 's/.*(\([0-9.]*\) samples\/s).*/\1/p' >> "$OUT/threads_${m}_$t.txt"
     done
   done
