@@ -40,6 +40,8 @@ typedef struct Emit {
   unsigned vec_lanes;   /* bit n: some kernel has f32 vectors of n lanes */
   const char *read;     /* per local of the kernel being printed: some expression reads it */
   int nread;
+  int ahead_var;        /* with ahead > 0, loop variable ahead_var prints as (i + ahead) */
+  int64_t ahead;
 } Emit;
 
 static const char *upper(Arena *a, const char *s) {
@@ -315,7 +317,10 @@ static void expr(Emit *E, const Expr *e) {
   switch (e->kind) {
   case EX_FCONST: float_lit(E, e->f, e->type); break;
   case EX_ICONST: int_lit(E, e->i, e->type); break;
-  case EX_VAR: fprintf(E->f, "i%d", e->id); break;
+  case EX_VAR:
+    if (E->ahead && e->id == E->ahead_var) fprintf(E->f, "(i%d + %lld)", e->id, (long long)E->ahead);
+    else fprintf(E->f, "i%d", e->id);
+    break;
   case EX_SYM: fputs(cg_c_prefix(E->a, E->p->g->syms[e->id].name), E->f); break;
   case EX_LOCAL:
     fprintf(E->f, "v%d", e->id);
@@ -439,6 +444,21 @@ static void vec_stmt(Emit *E, const Stmt *s) {
   fputs(s->kind == ST_STORE ? ");\n" : ";\n", E->f);
 }
 
+/* The prefetches of loop s (kernel.h, cg_prefetched): DLC_PREFETCH of the
+ * element the load reads s->prefetch iterations on. */
+static void prefetch_ahead(Emit *E, const Stmt *s, int depth) {
+  for (const Stmt *b = s->body; b; b = b->next) {
+    const Expr *ld = cg_prefetched(s, b);
+    if (!ld) continue;
+    indent(E, depth);
+    fprintf(E->f, "DLC_PREFETCH(%s, ", bufname(E, ld->id));
+    E->ahead_var = s->id, E->ahead = s->prefetch * s->step;
+    expr(E, ld->a);
+    E->ahead = 0;
+    fputs(");\n", E->f);
+  }
+}
+
 static void stmts(Emit *E, const Stmt *s, int depth) {
   for (; s; s = s->next) {
     indent(E, depth);
@@ -456,6 +476,7 @@ static void stmts(Emit *E, const Stmt *s, int depth) {
       expr(E, s->extent);
       if (s->step == 1) fprintf(E->f, "; i%d++) {\n", s->id);
       else fprintf(E->f, "; i%d += %lld) {\n", s->id, (long long)s->step);
+      prefetch_ahead(E, s, depth + 1);
       stmts(E, s->body, depth + 1);
       indent(E, depth);
       fputs("}\n", E->f);
@@ -819,8 +840,19 @@ static void prepare_function(Emit *E) {
 /* Float maximum and minimum as kernel.h defines them (NaN propagates, as
  * in torch.maximum; C's fmaxf would drop it), and ir_random_uniform as
  * ir/random.h defines it: each printed when some kernel uses it. */
+static int has_prefetch(void *ctx, const Stmt *s) {
+  (void)ctx;
+  return s->kind == ST_LOOP && s->prefetch;
+}
+
 static void helpers(Emit *E) {
   CgHelpers h = cg_helpers(E->p);
+  KirVisitor pv = {NULL, has_prefetch, NULL};
+  if (kir_walk_program(&pv, E->p)) /* a hint: the address is integer arithmetic, never a pointer past a buffer */
+    fputs("/* bring the line of b[i] into the caches (a hint: GNU C and clang only) */\n"
+          "#if defined(__GNUC__) || defined(__clang__)\n"
+          "#define DLC_PREFETCH(b, i) __builtin_prefetch((const void *)((uintptr_t)(b) + (uintptr_t)(i) * sizeof *(b)), 0, 3)\n"
+          "#else\n#define DLC_PREFETCH(b, i) ((void)0)\n#endif\n\n", E->f);
   if (h.fmax)
     fputs("/* maximum that propagates NaN */\n"
           "static float dlc_maxf(float a, float b) { return a > b || isnan(a) ? a : b; }\n\n", E->f);

@@ -308,6 +308,16 @@ int64_t cg_parallel_min_iters(const Program *p, const Stmt *s) {
   return s->extent->kind == EX_ICONST ? 1 : min; /* a constant extent has them all the time */
 }
 
+static int uses_var(const Expr *e, int var) {
+  return e && ((e->kind == EX_VAR && e->id == var) || uses_var(e->a, var) || uses_var(e->b, var) || uses_var(e->c, var));
+}
+
+const Expr *cg_prefetched(const Stmt *loop, const Stmt *s) {
+  if (!loop->prefetch || (s->kind != ST_LOCAL && s->kind != ST_ASSIGN) || s->count || s->index) return NULL;
+  const Expr *v = s->value;
+  return v->kind == EX_LOAD && v->lanes == 16 && v->type == DT_F32 && !v->b && uses_var(v->a, loop->id) ? v : NULL;
+}
+
 /* --- collectives --------------------------------------------------------------- */
 
 static int first_store(void *ctx, const Stmt *s) {

@@ -90,6 +90,13 @@ int cg_parallel_captures(Arena *a, const Kernel *k, const Stmt *s, int *ids);
 #define CG_PARALLEL_MIN_WORK 8192.0
 extern double cg_parallel_min_work;
 int64_t cg_parallel_min_iters(const Program *p, const Stmt *s);
+
+/* The load a loop with a prefetch distance (kernel.h) prefetches for
+ * statement s of its body: s's value when that is an unguarded 16-lane
+ * f32 load whose index moves with the loop, else NULL.  Both emitters
+ * then prefetch the line at that index with the loop's variable
+ * `prefetch` iterations further on. */
+const Expr *cg_prefetched(const Stmt *loop, const Stmt *s);
 /* How many statements block s runs at most (the symbols at their max);
  * 1e300 when a loop's extent is not known: the parallel threshold's and
  * the JIT's cold kernels' measure of work. */

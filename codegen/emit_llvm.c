@@ -401,6 +401,24 @@ static LLVMValueRef simd_loop(Lower *L) {
   return LLVMMetadataAsValue(L->cx, id);
 }
 
+/* The prefetches of loop s (kernel.h, cg_prefetched), i its variable:
+ * the address with the variable s->prefetch iterations on, a plain GEP
+ * (it may point past the buffer, where a prefetch does not fault), read,
+ * keep in every cache level. */
+static void prefetch_ahead(Lower *L, const Stmt *s, LLVMValueRef i) {
+  LLVMValueRef ahead = LLVMBuildAdd(L->b, i, LLVMConstInt(L->i64, (unsigned long long)(s->prefetch * s->step), 0), "");
+  for (const Stmt *b = s->body; b; b = b->next) {
+    const Expr *ld = cg_prefetched(s, b);
+    if (!ld) continue;
+    L->vars[s->id] = ahead;
+    LLVMValueRef at = expr(L, ld->a);
+    L->vars[s->id] = i;
+    LLVMValueRef ptr = LLVMBuildGEP2(L->b, lty(L, L->p->bufs[ld->id].dtype), L->bufptr[ld->id], &at, 1, "");
+    LLVMValueRef args[4] = {ptr, LLVMConstInt(L->i32, 0, 0), LLVMConstInt(L->i32, 3, 0), LLVMConstInt(L->i32, 1, 0)};
+    intrinsic(L, "llvm.prefetch", L->ptr, args, 4);
+  }
+}
+
 /* for (var = start; var < end; var += step), end the extent unless given:
  * the extent is evaluated each time round, as in C; it is loop-invariant,
  * so LICM hoists it. */
@@ -417,6 +435,7 @@ static void loop_from(Lower *L, const Stmt *s, LLVMValueRef start, LLVMValueRef 
   LLVMBuildCondBr(L->b, LLVMBuildICmp(L->b, LLVMIntSLT, i, n, ""), body, done);
   LLVMPositionBuilderAtEnd(L->b, body);
   L->vars[s->id] = i;
+  if (s->prefetch) prefetch_ahead(L, s, i);
   stmts(L, s->body);
   LLVMValueRef next = LLVMBuildNSWAdd(L->b, i, LLVMConstInt(L->i64, (unsigned long long)s->step, 0), "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(L->b);

@@ -225,6 +225,7 @@ static void loop_tags(FILE *f, const Stmt *s) {
   if (s->step != 1) fprintf(f, " step %lld", (long long)s->step);
   if (s->loop != LOOP_SERIAL) fprintf(f, " %s", kinds[s->loop]);
   if (s->width != 1) fprintf(f, " width %d", s->width);
+  if (s->prefetch) fprintf(f, " prefetch %d", s->prefetch);
   if (s->axis != s->id) fprintf(f, " axis %d", s->axis);
 }
 

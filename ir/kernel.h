@@ -217,6 +217,12 @@ struct Stmt {
   int axis;
   int64_t step;
   int width;
+  /* A hint, not a promise: the emitters prefetch, at the top of each
+   * iteration, the line each 16-lane f32 load of the body's own
+   * statements that moves with the loop reads `prefetch` iterations
+   * later (0: none).  The register tiles ask it for the packed panel
+   * their reduction streams from L2; results are the same either way. */
+  int prefetch;
   int64_t count;      /* ST_LOCAL: 0 for a scalar, n for an array of n elements */
 };
 

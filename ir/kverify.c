@@ -337,8 +337,9 @@ static void check_loop(KCheck *c, const Stmt *s) {
     problem(c, "loop variable i%d does not exist (the kernel has %d)", s->id, c->k->nvars);
     return;
   }
-  if (s->step < 1 || s->width < 1 || (unsigned)s->loop > LOOP_SIMD)
-    problem(c, "loop i%d has step %lld, width %d, kind %d", s->id, (long long)s->step, s->width, (int)s->loop);
+  if (s->step < 1 || s->width < 1 || (unsigned)s->loop > LOOP_SIMD || s->prefetch < 0)
+    problem(c, "loop i%d has step %lld, width %d, kind %d, prefetch %d", s->id, (long long)s->step, s->width, (int)s->loop,
+            s->prefetch);
   if (s->loop == LOOP_VECTOR && s->step != s->width)
     problem(c, "vector loop i%d steps by %lld over %d lanes", s->id, (long long)s->step, s->width);
   if (c->var_in[s->id]) {

@@ -741,6 +741,12 @@ static Stmt **rule_rows(Program *p, Kernel *k, int64_t J, int64_t K, int transpo
  *     128, 32 KiB) measured slower on 512^3 (66% of peak against 72% on an
  *     Intel Xeon with AVX-512): each block reloads and stores every
  *     accumulator of every tile, and the tiles restart their pipelines.
+ *   - Prefetch: the micro-kernel's reduction over a packed panel asks
+ *     the emitters to prefetch the panel's lines TILE_AHEAD steps of K
+ *     ahead (kernel.h), when it has at least 8 * TILE_AHEAD of them:
+ *     the L2 stream then arrives before the loads.  The MLP's fc1 at
+ *     batch 256 (K = 784) measured 4% faster with gcc, 3% through LLVM;
+ *     distances of 2 to 12 steps did about the same, 32 less.
  *   - Rows (MC) are not blocked: every row tile of a panel runs against
  *     the L1-resident KC x NR block, and A streams at one float per NV
  *     FMAs, which even L3 sustains; NC is one panel.
@@ -755,6 +761,7 @@ static Stmt **rule_rows(Program *p, Kernel *k, int64_t J, int64_t K, int transpo
 #define TILE_REGS 32
 #define TILE_MAX 8
 #define TILE_L2 (1024 * 1024)
+#define TILE_AHEAD 8
 
 typedef struct TileShape {
   int mr, nv;
@@ -1041,6 +1048,8 @@ static Stmt *panel_init(Program *p, Kernel *k, const Panel *P) {
   return ks_loop(p, r, kir_clone_expr(p, f->rows->extent), body);
 }
 
+static int64_t max_rows(const Program *p, const Expr *R);
+
 /* The micro-kernel over every row tile of a panel, for kk = kb + k2 with
  * k2 < kc (kb < 0: kk = k2 over all of K): accumulators loaded from the
  * output (which panel_init set to the bias), or the bias itself when K is
@@ -1094,6 +1103,7 @@ static Stmt *panel_tiles(Program *p, Kernel *k, const Panel *P, int mr, int kb, 
   }
   Stmt *kl = ks_loop(p, k2, kb >= 0 ? kx_i(p, kc) : kir_clone_expr(p, f->K), body);
   kl->loop = LOOP_REDUCE;
+  if (P->pk >= 0 && (kb >= 0 ? kc : max_rows(p, f->K)) >= 8 * TILE_AHEAD) kl->prefetch = TILE_AHEAD;
   ks_append(&decls, kl);
   ks_append(&decls, stores);
   Stmt *tl = ks_loop(p, ri, kir_clone_expr(p, f->rows->extent), decls);

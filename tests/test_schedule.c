@@ -444,6 +444,37 @@ Test(schedule, pool_gradient_columns_are_a_simd_request, .timeout = 300) {
   cr_expect_eq(system(cmd), 0, "%s", cmd);
 }
 
+/* The register tiles' reduction over a packed panel asks for the panel's
+ * lines 8 steps of K ahead (a panel of fewer than 64 steps: not); the C
+ * prefetches them, warning-free in both its forms, and so does the LLVM
+ * module; the training step's panels, packed each call, too. */
+static const char *prefetch_model = "model d\ninput x: f32[N, 128]\nh = dense(x, 64)\noutput y = relu(h)\n"
+                                    "train {\n  label t: i64[N]\n  loss = cross_entropy(h, t)\n  optimizer = sgd(lr=0.1)\n"
+                                    "  batch = 8\n}\n";
+
+Test(schedule, packed_panels_are_prefetched_ahead_of_the_reduction, .timeout = 300) {
+  char *text = dump_model(prefetch_model, "schedule", "N=32");
+  cr_expect(strstr(text, "for i6 < 128 reduce prefetch 8 {\n") != NULL, "%s", text);
+  free(text);
+  text = dump_model(prefetch_model, "schedule", "N=32 --train");
+  cr_expect(strstr(text, " reduce prefetch 8 {\n") != NULL, "the training step's own packed panels:\n%s", text);
+  free(text);
+  text = dump_model("model d\ninput x: f32[N, 32]\noutput y = dense(x, 64)\n", "schedule", "N=32");
+  cr_expect(strstr(text, " reduce {\n") != NULL && strstr(text, "prefetch") == NULL, "K = 32:\n%s", text);
+  free(text);
+  const char *dir = tu_scratch_dir();
+  cr_assert_not_null(dir);
+  char cmd[1600];
+  cr_assert_eq(tu_write_file(dir, "model.dl", prefetch_model), 0);
+  snprintf(cmd, sizeof cmd, "cd '%s' && %s model.dl --train --max N=32 -o p.c && grep -q 'DLC_PREFETCH(t[0-9]*, ' p.c"
+           " && gcc -std=c99 -O2 -Wall -Wextra -pedantic -Werror -c p.c -o p.o"
+           " && gcc -std=c99 -O2 -Wall -Wextra -pedantic -Werror -DDLC_VECTORS=0 -c p.c -o p.o"
+           " && { ! test -x /usr/bin/clang-19 || /usr/bin/clang-19 -std=c99 -O2 -Wall -Wextra -pedantic -Werror -c p.c -o p.o; }"
+           " && %s model.dl --max N=32 --emit=llvm -o p.ll && grep -q 'call void @llvm.prefetch' p.ll && %s model.dl --max N=32 -o q.c && grep -q 'DLC_PREFETCH(D_h_weight_panels64, ' q.c",
+           dir, DLC_EXE, DLC_EXE, DLC_EXE);
+  cr_expect_eq(system(cmd), 0, "%s", cmd);
+}
+
 /* Overlapping windows: the gradient adds into elements other windows
  * share, so no loop over them is simd. */
 Test(schedule, overlapping_pool_windows_are_no_simd_request, .timeout = 300) {
