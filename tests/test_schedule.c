@@ -427,21 +427,30 @@ static const char *pool_model = "model p\ninput x: f32[N, 2, 8, 8]\nc = conv2d(x
                                 "train {\n  label t: i64[N]\n  loss = cross_entropy(y, t)\n  optimizer = sgd(lr=0.1)\n"
                                 "  batch = 8\n}\n";
 
+/* The training C of model (--max max) has a line pattern matches, and
+ * compiles warning-free with gcc, in its vector and scalar forms, and
+ * with clang-19; returns the scratch directory it is in (model.dl, p.c). */
+static const char *training_c_compiles(const char *model, const char *max, const char *pattern) {
+  const char *dir = tu_scratch_dir();
+  cr_assert_not_null(dir);
+  cr_assert_eq(tu_write_file(dir, "model.dl", model), 0);
+  char cmd[1400];
+  snprintf(cmd, sizeof cmd, "cd '%s' && %s model.dl --train --max %s -o p.c && grep -q '%s' p.c"
+           " && gcc -std=c99 -O2 -Wall -Wextra -pedantic -Werror -c p.c -o p.o"
+           " && gcc -std=c99 -O2 -Wall -Wextra -pedantic -Werror -DDLC_VECTORS=0 -c p.c -o p.o"
+           " && { ! test -x /usr/bin/clang-19 || /usr/bin/clang-19 -std=c99 -O2 -Wall -Wextra -pedantic -Werror -c p.c -o p.o; }",
+           dir, DLC_EXE, max, pattern);
+  cr_expect_eq(system(cmd), 0, "%s", cmd);
+  return dir;
+}
+
 Test(schedule, pool_gradient_columns_are_a_simd_request, .timeout = 300) {
   char *text = dump_model(pool_model, "schedule", "N=8 --train");
   const char *k = strstr(text, ": max_pool2d_grad");
   cr_assert_not_null(k, "%s", text);
   cr_expect(strstr(k, "for i2 < 4 simd {\n") != NULL, "%s", text);
   free(text);
-  const char *dir = tu_scratch_dir();
-  cr_assert_not_null(dir);
-  char cmd[1400];
-  cr_assert_eq(tu_write_file(dir, "model.dl", pool_model), 0);
-  snprintf(cmd, sizeof cmd, "cd '%s' && %s model.dl --train --max N=8 -o p.c && grep -c 'pragma clang loop vectorize(assume_safety)' p.c"
-           " && gcc -std=c99 -O2 -Wall -Wextra -pedantic -Werror -c p.c -o p.o"
-           " && { ! test -x /usr/bin/clang-19 || /usr/bin/clang-19 -std=c99 -O2 -Wall -Wextra -pedantic -Werror -c p.c -o p.o; }",
-           dir, DLC_EXE);
-  cr_expect_eq(system(cmd), 0, "%s", cmd);
+  training_c_compiles(pool_model, "N=8", "pragma clang loop vectorize(assume_safety)");
 }
 
 /* The register tiles' reduction over a packed panel asks for the panel's
@@ -462,16 +471,11 @@ Test(schedule, packed_panels_are_prefetched_ahead_of_the_reduction, .timeout = 3
   text = dump_model("model d\ninput x: f32[N, 32]\noutput y = dense(x, 64)\n", "schedule", "N=32");
   cr_expect(strstr(text, " reduce {\n") != NULL && strstr(text, "prefetch") == NULL, "K = 32:\n%s", text);
   free(text);
-  const char *dir = tu_scratch_dir();
-  cr_assert_not_null(dir);
-  char cmd[1600];
-  cr_assert_eq(tu_write_file(dir, "model.dl", prefetch_model), 0);
-  snprintf(cmd, sizeof cmd, "cd '%s' && %s model.dl --train --max N=32 -o p.c && grep -q 'DLC_PREFETCH(t[0-9]*, ' p.c"
-           " && gcc -std=c99 -O2 -Wall -Wextra -pedantic -Werror -c p.c -o p.o"
-           " && gcc -std=c99 -O2 -Wall -Wextra -pedantic -Werror -DDLC_VECTORS=0 -c p.c -o p.o"
-           " && { ! test -x /usr/bin/clang-19 || /usr/bin/clang-19 -std=c99 -O2 -Wall -Wextra -pedantic -Werror -c p.c -o p.o; }"
-           " && %s model.dl --max N=32 --emit=llvm -o p.ll && grep -q 'call void @llvm.prefetch' p.ll && %s model.dl --max N=32 -o q.c && grep -q 'DLC_PREFETCH(D_h_weight_panels64, ' q.c",
-           dir, DLC_EXE, DLC_EXE, DLC_EXE);
+  const char *dir = training_c_compiles(prefetch_model, "N=32", "DLC_PREFETCH(t[0-9]*, ");
+  char cmd[1000];
+  snprintf(cmd, sizeof cmd, "cd '%s' && %s model.dl --max N=32 --emit=llvm -o p.ll && grep -q 'call void @llvm.prefetch' p.ll"
+           " && %s model.dl --max N=32 -o q.c && grep -q 'DLC_PREFETCH(D_h_weight_panels64, ' q.c",
+           dir, DLC_EXE, DLC_EXE);
   cr_expect_eq(system(cmd), 0, "%s", cmd);
 }
 
