@@ -837,14 +837,15 @@ static void prepare_function(Emit *E) {
   fputs("  derived_stale = 0;\n}\n\n", E->f);
 }
 
-/* Float maximum and minimum as kernel.h defines them (NaN propagates, as
- * in torch.maximum; C's fmaxf would drop it), and ir_random_uniform as
- * ir/random.h defines it: each printed when some kernel uses it. */
 static int has_prefetch(void *ctx, const Stmt *s) {
   (void)ctx;
   return s->kind == ST_LOOP && s->prefetch;
 }
 
+/* DLC_PREFETCH for the loops that prefetch (kernel.h), float maximum and
+ * minimum as kernel.h defines them (NaN propagates, as in torch.maximum;
+ * C's fmaxf would drop it), and ir_random_uniform as ir/random.h defines
+ * it: each printed when some kernel uses it. */
 static void helpers(Emit *E) {
   CgHelpers h = cg_helpers(E->p);
   KirVisitor pv = {NULL, has_prefetch, NULL};
