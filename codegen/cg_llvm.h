@@ -23,7 +23,8 @@
 #define CG_LLVM_PIPELINE "default<O2>"
 /* A kernel that runs at most this many statements a call (the symbols at
  * their max) is cold: its loops are not vectorised or unrolled
- * (emit_llvm.c, cold_kernel). */
+ * (emit_llvm.c, cold_kernel); so are the innermost loops that call a
+ * math function (calls_math). */
 #define CG_COLD_WORK 4096.0
 
 /* The JIT compiles a module in this many parts, on up to as many threads

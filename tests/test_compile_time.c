@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "codegen/cg_llvm.h"
+#include "codegen/emit_common.h"
 #include "driver/trainer.h"
 #include "frontend/frontend.h"
 #include "tests/memlog.h"
@@ -137,6 +138,64 @@ Test(compile_time, small_kernels_stay_scalar_and_matrix_products_vector_code, .t
     free(body);
   }
   cr_expect(vector, "fc1's product computes on no vector");
+  free(ir);
+  trainer_free(&t);
+  fe_model_free(&m);
+  log_close(&log);
+}
+
+/* A loss over 1000 classes at batch 64 is no cold kernel, but its loops
+ * call exp and log: LLVM, with no vector math library, would compute a
+ * vector of those by a call per lane, so they stay scalar loops (with
+ * cold_loop's metadata) and no function of the kernel computes on a
+ * vector; the matrix product before it still does. */
+Test(compile_time, loops_calling_math_functions_stay_scalar, .timeout = 120) {
+  Log log;
+  log_open(&log);
+  Model m;
+  const char *wide = "model wide\ninput x: f32[N, 64]\nlogits = dense(x, 1000) as head\noutput logits\n"
+                     "train {\n  label y: i64[N]\n  loss = cross_entropy(logits, y)\n  optimizer = sgd(lr=0.1)\n"
+                     "  batch = 64\n}\n";
+  cr_assert_eq(fe_load_string(&m, "wide.dl", wide, &log.d), 0, "%s", log_text(&log));
+  TrainConfig cfg;
+  cr_assert_eq(trainer_config(&m, &cfg, &log.d), 0, "%s", log_text(&log));
+  cfg.backend = BACKEND_INTERP;
+  Trainer t;
+  cr_assert_eq(trainer_init(&t, &m, &cfg, NULL, &log.d), 0, "%s", log_text(&log));
+  cr_assert_eq(trainer_program(&t), 0, "%s", log_text(&log));
+  const Func *step = NULL;
+  for (int f = 0; f < t.prog.nfuncs; f++)
+    if (!strcmp(t.prog.funcs[f].name, "train_step")) step = &t.prog.funcs[f];
+  cr_assert(step, "no train_step");
+  int loss = -1;
+  for (int k = 0; k < step->nkernels && loss < 0; k++)
+    if (strstr(step->kernels[k].what, "cross_entropy")) loss = k;
+  cr_assert(loss >= 0, "no cross_entropy kernel");
+  cr_assert(cg_block_work(&t.prog, step->kernels[loss].body) > CG_COLD_WORK, "the loss is a cold kernel");
+  char *ir = NULL;
+  size_t len = 0;
+  RtError err;
+  EmitOpts eo = {0};
+  cr_assert_eq(cg_emit_llvm(&t.prog, &eo, CG_LLVM_IR, &ir, &len, &err), RT_OK, "%s", err.msg);
+  char name[128];
+  int cold = 0, vector = 0, functions = 0;
+  snprintf(name, sizeof name, "@wide_train_step_k%d", loss);
+  for (const char *d = ir; (d = strstr(d, "\ndefine ")); d++) { /* the kernel's function and its chunk functions */
+    const char *c = strstr(d, name), *eol = strchr(d + 1, '\n');
+    if (!c || c > eol || (c[strlen(name)] != '(' && c[strlen(name)] != '_')) continue;
+    char fname[128];
+    snprintf(fname, sizeof fname, "%.*s", (int)strcspn(c + 1, "("), c + 1);
+    char *body = function_body(ir, fname);
+    cold += cold_loops(ir, body);
+    vector |= strstr(body, "x float>") != NULL;
+    functions++;
+    free(body);
+  }
+  cr_expect(functions > 0, "no function of kernel %d", loss);
+  cr_expect(cold > 0, "the loss's loops have no cold_loop metadata");
+  cr_expect(!vector, "the loss computes on vectors");
+  cr_expect(strstr(ir, "@llvm.exp.f32") != NULL || strstr(ir, "@expf") != NULL, "no scalar exp in the module");
+  cr_expect(strstr(ir, "@llvm.exp.v") == NULL, "a vector exp in the module");
   free(ir);
   trainer_free(&t);
   fe_model_free(&m);
