@@ -88,32 +88,48 @@ static int cold_loops(const char *ir, const char *body) {
   return n;
 }
 
+/* model's training program (in t, from m), for the interpreter: compiled by the caller. */
+static void train_program(Model *m, Trainer *t, const char *text, Log *log) {
+  cr_assert_eq(fe_load_string(m, "net.dl", text, &log->d), 0, "%s", log_text(log));
+  TrainConfig cfg;
+  cr_assert_eq(trainer_config(m, &cfg, &log->d), 0, "%s", log_text(log));
+  cfg.backend = BACKEND_INTERP;
+  cr_assert_eq(trainer_init(t, m, &cfg, NULL, &log->d), 0, "%s", log_text(log));
+  cr_assert_eq(trainer_program(t), 0, "%s", log_text(log));
+}
+
+/* The same, and its train_step. */
+static const Func *step_program(Trainer *t, Model *m, Log *log, const char *text) {
+  train_program(m, t, text, log);
+  for (int f = 0; f < t->prog.nfuncs; f++)
+    if (!strcmp(t->prog.funcs[f].name, "train_step")) return &t->prog.funcs[f];
+  cr_assert_fail("no train_step");
+  return NULL;
+}
+
+/* p as LLVM's optimised module text (malloc'd). */
+static char *module_text(const Program *p) {
+  char *ir = NULL;
+  size_t len = 0;
+  RtError err;
+  EmitOpts eo = {0};
+  cr_assert_eq(cg_emit_llvm(p, &eo, CG_LLVM_IR, &ir, &len, &err), RT_OK, "%s", err.msg);
+  return ir;
+}
+
 Test(compile_time, small_kernels_stay_scalar_and_matrix_products_vector_code, .timeout = 120) {
   Log log;
   log_open(&log);
   Model m;
-  cr_assert_eq(fe_load_string(&m, "mlp.dl", model, &log.d), 0, "%s", log_text(&log));
-  TrainConfig cfg;
-  cr_assert_eq(trainer_config(&m, &cfg, &log.d), 0, "%s", log_text(&log));
-  cfg.backend = BACKEND_INTERP; /* the program is made here, and compiled below */
   Trainer t;
-  cr_assert_eq(trainer_init(&t, &m, &cfg, NULL, &log.d), 0, "%s", log_text(&log));
-  cr_assert_eq(trainer_program(&t), 0, "%s", log_text(&log));
-  const Func *step = NULL;
-  for (int f = 0; f < t.prog.nfuncs; f++)
-    if (!strcmp(t.prog.funcs[f].name, "train_step")) step = &t.prog.funcs[f];
-  cr_assert(step, "no train_step");
+  const Func *step = step_program(&t, &m, &log, model);
   /* the first kernel computes fc1's product; the loss is cold */
   int hot = 0, cold = -1;
   for (int k = 0; k < step->nkernels; k++)
     if (cold < 0 && strstr(step->kernels[k].what, "cross_entropy")) cold = k;
   cr_assert(strstr(step->kernels[hot].what, "linear"), "the first kernel is %s", step->kernels[hot].what);
   cr_assert(cold >= 0, "no cross_entropy kernel");
-  char *ir = NULL;
-  size_t len = 0;
-  RtError err;
-  EmitOpts eo = {0};
-  cr_assert_eq(cg_emit_llvm(&t.prog, &eo, CG_LLVM_IR, &ir, &len, &err), RT_OK, "%s", err.msg);
+  char *ir = module_text(&t.prog);
   char name[128];
   snprintf(name, sizeof name, "mlp_train_step_k%d", cold);
   char *body = function_body(ir, name);
@@ -156,27 +172,14 @@ Test(compile_time, loops_calling_math_functions_stay_scalar, .timeout = 120) {
   const char *wide = "model wide\ninput x: f32[N, 64]\nlogits = dense(x, 1000) as head\noutput logits\n"
                      "train {\n  label y: i64[N]\n  loss = cross_entropy(logits, y)\n  optimizer = sgd(lr=0.1)\n"
                      "  batch = 64\n}\n";
-  cr_assert_eq(fe_load_string(&m, "wide.dl", wide, &log.d), 0, "%s", log_text(&log));
-  TrainConfig cfg;
-  cr_assert_eq(trainer_config(&m, &cfg, &log.d), 0, "%s", log_text(&log));
-  cfg.backend = BACKEND_INTERP;
   Trainer t;
-  cr_assert_eq(trainer_init(&t, &m, &cfg, NULL, &log.d), 0, "%s", log_text(&log));
-  cr_assert_eq(trainer_program(&t), 0, "%s", log_text(&log));
-  const Func *step = NULL;
-  for (int f = 0; f < t.prog.nfuncs; f++)
-    if (!strcmp(t.prog.funcs[f].name, "train_step")) step = &t.prog.funcs[f];
-  cr_assert(step, "no train_step");
+  const Func *step = step_program(&t, &m, &log, wide);
   int loss = -1;
   for (int k = 0; k < step->nkernels && loss < 0; k++)
     if (strstr(step->kernels[k].what, "cross_entropy")) loss = k;
   cr_assert(loss >= 0, "no cross_entropy kernel");
   cr_assert(cg_block_work(&t.prog, step->kernels[loss].body) > CG_COLD_WORK, "the loss is a cold kernel");
-  char *ir = NULL;
-  size_t len = 0;
-  RtError err;
-  EmitOpts eo = {0};
-  cr_assert_eq(cg_emit_llvm(&t.prog, &eo, CG_LLVM_IR, &ir, &len, &err), RT_OK, "%s", err.msg);
+  char *ir = module_text(&t.prog);
   char name[128];
   int cold = 0, vector = 0, functions = 0;
   snprintf(name, sizeof name, "@wide_train_step_k%d", loss);
@@ -209,16 +212,6 @@ static const char *const convnet =
     "h = dense(f, 16) as fc1\nlogits = dense(relu(h), 3) as head\noutput logits\n"
     "train {\n  label y: i64[N]\n  loss = cross_entropy(logits, y)\n"
     "  optimizer = adam(lr=0.01)\n  batch = 8\n}\n";
-
-/* model's training program (in t, from m), for the interpreter: compiled by the caller. */
-static void train_program(Model *m, Trainer *t, const char *text, Log *log) {
-  cr_assert_eq(fe_load_string(m, "net.dl", text, &log->d), 0, "%s", log_text(log));
-  TrainConfig cfg;
-  cr_assert_eq(trainer_config(m, &cfg, &log->d), 0, "%s", log_text(log));
-  cfg.backend = BACKEND_INTERP;
-  cr_assert_eq(trainer_init(t, m, &cfg, NULL, &log->d), 0, "%s", log_text(log));
-  cr_assert_eq(trainer_program(t), 0, "%s", log_text(log));
-}
 
 /* Whether v is a definition that a part may copy (cg_llvm_partition keeps it local). */
 static int local_value(LLVMValueRef v) {
