@@ -269,11 +269,15 @@ static int64_t work_extent(const Program *p, const Expr *e) {
  * is worth a job well before its statements alone say so. */
 #define CG_CALL_WORK 8
 
+int cg_math_call(const Expr *e) {
+  return (e->kind == EX_UNARY && e->op != UN_NEG && e->op != UN_ABS && e->op != UN_SQRT && e->op != UN_FLOOR &&
+          e->op != UN_CEIL && e->op != UN_RINT) ||
+         (e->kind == EX_BINARY && e->op == BIN_POW);
+}
+
+/* sqrt is an instruction, but counts as a call's work here */
 static int count_call(void *ctx, const Expr *e) {
-  if ((e->kind == EX_UNARY && e->op != UN_NEG && e->op != UN_ABS && e->op != UN_FLOOR && e->op != UN_CEIL &&
-       e->op != UN_RINT) ||
-      (e->kind == EX_BINARY && e->op == BIN_POW))
-    ++*(int *)ctx;
+  if (cg_math_call(e) || (e->kind == EX_UNARY && e->op == UN_SQRT)) ++*(int *)ctx;
   return 0;
 }
 
@@ -308,14 +312,10 @@ int64_t cg_parallel_min_iters(const Program *p, const Stmt *s) {
   return s->extent->kind == EX_ICONST ? 1 : min; /* a constant extent has them all the time */
 }
 
-static int uses_var(const Expr *e, int var) {
-  return e && ((e->kind == EX_VAR && e->id == var) || uses_var(e->a, var) || uses_var(e->b, var) || uses_var(e->c, var));
-}
-
 const Expr *cg_prefetched(const Stmt *loop, const Stmt *s) {
   if (!loop->prefetch || (s->kind != ST_LOCAL && s->kind != ST_ASSIGN) || s->count || s->index) return NULL;
   const Expr *v = s->value;
-  return v->kind == EX_LOAD && v->lanes == 16 && v->type == DT_F32 && !v->b && uses_var(v->a, loop->id) ? v : NULL;
+  return v->kind == EX_LOAD && v->lanes == 16 && v->type == DT_F32 && !v->b && kir_uses_var(v->a, loop->id) ? v : NULL;
 }
 
 /* --- collectives --------------------------------------------------------------- */

@@ -97,6 +97,9 @@ int64_t cg_parallel_min_iters(const Program *p, const Stmt *s);
  * then prefetch the line at that index with the loop's variable
  * `prefetch` iterations further on. */
 const Expr *cg_prefetched(const Stmt *loop, const Stmt *s);
+/* Whether e calls a math function: every unary but negation, abs, sqrt
+ * and the roundings (instructions), and pow. */
+int cg_math_call(const Expr *e);
 /* How many statements block s runs at most (the symbols at their max);
  * 1e300 when a loop's extent is not known: the parallel threshold's and
  * the JIT's cold kernels' measure of work. */

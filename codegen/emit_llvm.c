@@ -420,8 +420,7 @@ static void prefetch_ahead(Lower *L, const Stmt *s, LLVMValueRef i) {
 }
 
 /* An innermost loop that calls a math function on scalars (exp, log,
- * tanh...: every unary but negation, abs, sqrt and the roundings, which
- * are instructions) gets cold_loop's metadata too.  With no vector math
+ * tanh, pow...: cg_math_call) gets cold_loop's metadata too.  With no vector math
  * library, LLVM computes a vector of them by one call per lane: the
  * vectorised loop, its interleaving and remainder are several times the
  * code of the scalar loop for the same calls.  Softmax and the losses
@@ -430,8 +429,7 @@ static void prefetch_ahead(Lower *L, const Stmt *s, LLVMValueRef i) {
  * ran as fast (LeNet-5, the MLP, the character LSTM). */
 static int math_call(void *ctx, const Expr *e) {
   (void)ctx;
-  return e->kind == EX_UNARY && e->lanes == 1 && e->op != UN_NEG && e->op != UN_ABS && e->op != UN_SQRT &&
-         e->op != UN_FLOOR && e->op != UN_CEIL && e->op != UN_RINT;
+  return e->lanes == 1 && cg_math_call(e);
 }
 
 static int is_loop(void *ctx, const Stmt *s) {

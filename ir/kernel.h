@@ -413,6 +413,8 @@ Stmt *kir_rewrite_block(Program *p, const Stmt *block, KirExprFn fn, void *ctx);
 /* Copies with every use of loop variable var replaced by by; by is shared,
  * not copied. */
 Expr *kir_subst_expr(Program *p, const Expr *e, int var, Expr *by);
+/* Whether e reads loop variable var. */
+int kir_uses_var(const Expr *e, int var);
 Stmt *kir_subst_block(Program *p, const Stmt *block, int var, Expr *by);
 
 /* The program as stable text: buffers (with arena offsets once planned),

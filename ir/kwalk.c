@@ -116,6 +116,11 @@ static Expr *subst_var(void *ctx, Program *p, Expr *e) {
   return e->kind == EX_VAR && e->id == s->var ? s->by : e;
 }
 
+int kir_uses_var(const Expr *e, int var) {
+  return e && ((e->kind == EX_VAR && e->id == var) || kir_uses_var(e->a, var) || kir_uses_var(e->b, var) ||
+               kir_uses_var(e->c, var));
+}
+
 Expr *kir_subst_expr(Program *p, const Expr *e, int var, Expr *by) {
   Subst s = {var, by};
   return kir_rewrite_expr(p, e, subst_var, &s);

@@ -396,12 +396,6 @@ static void find_store(Stmt **slot, int buf, Store *s, Stmt **loops, int depth, 
   }
 }
 
-static int uses_var(const Expr *e, int v) {
-  if (!e) return 0;
-  if (e->kind == EX_VAR && e->id == v) return 1;
-  return uses_var(e->a, v) || uses_var(e->b, v) || uses_var(e->c, v);
-}
-
 static int loads_buf(const Expr *e, int buf) {
   if (!e) return 0;
   if (e->kind == EX_LOAD && e->id == buf) return 1;
@@ -424,7 +418,7 @@ static int single_store(Kernel *k, int buf, Store *s) {
   Stmt *st = *s->slot;
   if (st->value->lanes != 1) return -1;
   for (int i = 0; i < s->depth; i++)
-    if (s->loops[i]->loop == LOOP_REDUCE || s->loops[i]->step != 1 || !uses_var(st->index, s->loops[i]->id)) return -1;
+    if (s->loops[i]->loop == LOOP_REDUCE || s->loops[i]->step != 1 || !kir_uses_var(st->index, s->loops[i]->id)) return -1;
   Find fd = {buf};
   KirVisitor v = {&fd, NULL, find_load};
   return kir_walk_block(&v, k->body) ? -1 : 0;
@@ -484,7 +478,7 @@ static int check_loads(Inline *I, const Expr *e, const int *around, int naround)
   if (e->kind == EX_LOAD && e->id == I->buf) {
     if (e->b || !bind_load(I, e->a)) return 0;
     for (int i = 0; i < naround && !I->bare; i++)
-      if (!uses_var(e->a, around[i])) return 0;
+      if (!kir_uses_var(e->a, around[i])) return 0;
   }
   return check_loads(I, e->a, around, naround) && check_loads(I, e->b, around, naround) &&
          check_loads(I, e->c, around, naround);
