@@ -134,6 +134,7 @@ static int c_wide(const Expr *e) {
   case EX_BINARY: return c_wide(e->a) || c_wide(e->b);
   case EX_SELECT: return c_wide(e->b) || c_wide(e->c);
   case EX_BROADCAST: case EX_REDUCE: return c_wide(e->a);
+  case EX_ZIP: return c_wide(e->a) || c_wide(e->b);
   case EX_FCONST: case EX_VAR: case EX_SYM: case EX_LOCAL: case EX_LOAD: case EX_CAST: case EX_RAND: case EX_FMA: return 1;
   }
   return 1;
@@ -290,6 +291,13 @@ static void vexpr(Emit *E, const Expr *e) {
     vexpr(E, e->c);
     fputc(')', E->f);
     break;
+  case EX_ZIP:
+    fprintf(E->f, "dlc_zip%s_f32x%d(", e->op ? "hi" : "lo", e->lanes);
+    vexpr(E, e->a);
+    fputs(", ", E->f);
+    vexpr(E, e->b);
+    fputc(')', E->f);
+    break;
   case EX_FMA: /* one expression, which GCC (gnu modes) and Clang contract into an FMA where the target has one */
     fputc('(', E->f);
     vexpr(E, e->a);
@@ -331,6 +339,13 @@ static void expr(Emit *E, const Expr *e) {
   case EX_BROADCAST: expr(E, e->a); break;
   case EX_REDUCE:
     pairwise(E, e->a, 0, 1);
+    E->lane = lane;
+    break;
+  case EX_ZIP: /* lane k of a zip is a lane of one operand (kernel.h) */
+    E->lane = lane / 2 + (e->op ? e->lanes / 2 : 0);
+    fputc('(', E->f);
+    expr(E, lane % 2 ? e->b : e->a);
+    fputc(')', E->f);
     E->lane = lane;
     break;
   case EX_UNARY: unary(E, e); break;
@@ -384,7 +399,7 @@ static void local_array(Emit *E, const Stmt *s, int depth) {
 /* Whether writing lane k before computing lane k + 1 could change it: the
  * value reads the stored buffer, or mixes lanes (a reduction). */
 static int lane_hazard(void *ctx, const Expr *e) {
-  return e->kind == EX_REDUCE || (e->kind == EX_LOAD && e->id == *(const int *)ctx);
+  return e->kind == EX_REDUCE || e->kind == EX_ZIP || (e->kind == EX_LOAD && e->id == *(const int *)ctx);
 }
 
 /* Lane k of the target of store, local or assignment s. */
@@ -603,6 +618,7 @@ static int vec_printable(const Expr *e) {
   case EX_BINARY:
     return e->op <= BIN_DIV && vec_printable(e->a) && vec_printable(e->b);
   case EX_FMA: return vec_printable(e->a) && vec_printable(e->b) && vec_printable(e->c);
+  case EX_ZIP: return vec_printable(e->a) && vec_printable(e->b);
   case EX_SELECT: /* on a comparison of f32 lanes: a mask, then bits (vec_helpers) */
     return vec_mask(e->a) && vec_printable(e->b) && vec_printable(e->c);
   case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_UNARY: case EX_CAST:
@@ -614,7 +630,7 @@ static int vec_printable(const Expr *e) {
 
 typedef struct VecScan {
   int lanes, ok;
-  unsigned used, sums;  /* bit b: vectors of 2^b lanes, sums of their lanes */
+  unsigned used, sums;  /* bit b: vectors of 2^b lanes, sums of their lanes (and bit 16 + b: zips) */
 } VecScan;
 
 static unsigned lanes_bit(int n) {
@@ -626,6 +642,7 @@ static unsigned lanes_bit(int n) {
 static int vec_scan_expr(void *ctx, const Expr *e) {
   VecScan *v = ctx;
   if (e->kind == EX_REDUCE) v->sums |= lanes_bit(e->a->lanes);
+  if (e->kind == EX_ZIP) v->sums |= lanes_bit(e->lanes) << 16;
   if (e->lanes == 1) return 0;
   v->lanes = 1;
   v->used |= lanes_bit(e->lanes);
@@ -644,7 +661,7 @@ static int vec_scan_stmt(void *ctx, const Stmt *s) {
 
 /* Whether kernel k gets a vector form: it has lanes, and all of them have
  * one; *used and *sums gather the lane counts of its vectors and of the
- * vectors it sums (bit log2 n). */
+ * vectors it sums (bit log2 n) or zips (bit 16 + log2 n). */
 static int vec_kernel(const Kernel *k, unsigned *used, unsigned *sums) {
   VecScan v = {0, 1, 0, 0};
   KirVisitor w = {&v, vec_scan_stmt, vec_scan_expr};
@@ -748,6 +765,19 @@ static void vec_sum(Emit *E, int n, int u, int w) {
   fputc(')', E->f);
 }
 
+/* zip_lo and zip_hi of n lanes (kernel.h): Clang's __builtin_shufflevector
+ * takes the lanes as constants, GCC's __builtin_shuffle as a vector. */
+static void zip_helpers(Emit *E, int n) {
+  for (int hi = 0; hi < 2; hi++) {
+    const char *h = hi ? "hi" : "lo";
+    fprintf(E->f, "#if defined(__clang__)\n#define dlc_zip%s_f32x%d(a, b) __builtin_shufflevector(a, b", h, n);
+    for (int k = 0; k < n; k++) fprintf(E->f, ", %d", k / 2 + (hi ? n / 2 : 0) + (k % 2 ? n : 0));
+    fprintf(E->f, ")\n#else\n#define dlc_zip%s_f32x%d(a, b) __builtin_shuffle(a, b, (dlc_i32x%d){", h, n, n);
+    for (int k = 0; k < n; k++) fprintf(E->f, "%s%d", k ? ", " : "", k / 2 + (hi ? n / 2 : 0) + (k % 2 ? n : 0));
+    fputs("})\n#endif\n", E->f);
+  }
+}
+
 /* The vector types and their loads, stores and broadcasts, for the lane
  * counts the kernels use; DLC_VECTORS 0 keeps the scalar form.  Loads and
  * stores go through an unaligned type that may alias float; a broadcast
@@ -783,6 +813,7 @@ static void vec_helpers(Emit *E) {
     fprintf(E->f,
             "#define dlc_select_f32x%d(m, a, b) ((dlc_f32x%d)(((dlc_i32x%d)(a) & (m)) | ((dlc_i32x%d)(b) & ~(m))))\n",
             n, n, n, n);
+    if (b < 16 && sums & 1u << (16 + b)) zip_helpers(E, n);
     if (!(sums & 1u << b)) continue;
     fprintf(E->f, "static inline float dlc_sum_f32x%d(const dlc_f32x%d *v) { return ", n, n);
     vec_sum(E, n, 0, 1);

@@ -358,6 +358,12 @@ static LLVMValueRef expr(Lower *L, const Expr *e) {
   case EX_RAND: return random_uniform(L, e);
   case EX_BROADCAST: return splat(L, expr(L, e->a), e->lanes);
   case EX_REDUCE: return e->a->lanes > 1 ? reduce(L, e) : expr(L, e->a);
+  case EX_ZIP: { /* kernel.h: lane 2m of a's half, then lane 2m + 1 of b's (lanes n and up) */
+    LLVMValueRef idx[KIR_MAX_LANES];
+    unsigned n = (unsigned)e->lanes;
+    for (unsigned k = 0; k < n; k++) idx[k] = LLVMConstInt(L->i32, k / 2 + (e->op ? n / 2 : 0) + (k % 2 ? n : 0), 0);
+    return LLVMBuildShuffleVector(L->b, expr(L, e->a), expr(L, e->b), LLVMConstVector(idx, n), "");
+  }
   case EX_FMA: { /* fused where the target has FMA: the backend's choice, as kernel.h allows */
     LLVMValueRef args[3] = {expr(L, e->a), expr(L, e->b), expr(L, e->c)};
     return intrinsic(L, "llvm.fmuladd", LLVMTypeOf(args[0]), args, 3);

@@ -129,7 +129,7 @@ static float eval(const Expr *e, const float *v) {
   case EX_BINARY: return eval_binary((BinOp)e->op, eval(e->a, v), eval(e->b, v));
   case EX_SELECT: return eval(e->a, v) != 0 ? eval(e->b, v) : eval(e->c, v);
   case EX_CAST: return eval(e->a, v);
-  case EX_VAR: case EX_SYM: case EX_LOAD: case EX_RAND: case EX_BROADCAST: case EX_REDUCE: case EX_FMA: break;
+  case EX_VAR: case EX_SYM: case EX_LOAD: case EX_RAND: case EX_BROADCAST: case EX_REDUCE: case EX_FMA: case EX_ZIP: break;
   }
   IR_ASSERT(!"not a scalar expression");
   return 0;

@@ -211,6 +211,13 @@ static void expr(KDump *D, const Expr *e) {
     fputc(')', D->f);
     break;
   case EX_FMA: call3(D, "fma", e); break;
+  case EX_ZIP:
+    fputs(e->op ? "zip_hi(" : "zip_lo(", D->f);
+    expr(D, e->a);
+    fputs(", ", D->f);
+    expr(D, e->b);
+    fputc(')', D->f);
+    break;
   }
 }
 

@@ -350,6 +350,16 @@ Expr *kx_reduce(Program *p, BinOp op, Expr *a) {
   return e;
 }
 
+Expr *kx_zip(Program *p, Expr *a, Expr *b, int hi) {
+  IR_ASSERT(a->type == b->type && a->lanes == b->lanes && a->lanes > 1 && (hi == 0 || hi == 1));
+  Expr *e = ex(p, EX_ZIP, a->type);
+  e->lanes = a->lanes;
+  e->op = hi;
+  e->a = a;
+  e->b = b;
+  return e;
+}
+
 Expr *kx_vlocal(Program *p, int local, DType t, int n) {
   IR_ASSERT(kir_lanes_ok(n));
   Expr *e = kx_local(p, local, t);

@@ -110,6 +110,11 @@
  *     pairwise order: with s_k = lane k, while more than one value is
  *     left, s_k = s_k + s_(k+h) for k < h, h half the count; so 8 lanes
  *     sum as ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7));
+ *   - EX_ZIP of two n-lane operands of one type interleaves half of each:
+ *     lane 2m of zip_lo(a, b) is lane m of a and lane 2m + 1 is lane m
+ *     of b, for m < n / 2; zip_hi takes lanes n / 2 + m instead (op 1).
+ *     log2(n) rounds of zips of rows i and i + n / 2 into rows 2i and
+ *     2i + 1 transpose n rows of n lanes (a panel's pack, schedule.c);
  *   - ST_STORE of an n-lane value evaluates every lane, then writes them
  *     to buf[index], ..., buf[index + n - 1];
  *   - ST_LOCAL declares a local with its value's lanes, and reads
@@ -155,6 +160,7 @@ typedef enum ExprKind {
   EX_BROADCAST, /* a (a scalar) in each of lanes lanes */
   EX_REDUCE,  /* op (BIN_ADD) over the lanes of a, pairwise: a scalar */
   EX_FMA,     /* a * b + c, f32 or f64, lane-wise; rounded once or twice (below) */
+  EX_ZIP,     /* lanes of a and b interleaved: op 0 their low halves, 1 their high halves */
 } ExprKind;
 
 typedef enum UnOp {
@@ -359,6 +365,8 @@ Expr *kx_load_lanes(Program *p, int buf, Expr *index, int n);
 Expr *kx_broadcast(Program *p, Expr *a, int n);
 Expr *kx_reduce(Program *p, BinOp op, Expr *a);
 Expr *kx_vlocal(Program *p, int local, DType t, int n);
+/* zip_lo(a, b) (hi 0) or zip_hi(a, b) (hi 1), a and b of one type and n > 1 lanes. */
+Expr *kx_zip(Program *p, Expr *a, Expr *b, int hi);
 /* Whether n is a lane count: a power of two from 1 to KIR_MAX_LANES. */
 int kir_lanes_ok(int n);
 /* Whether an operator or type belongs to a class of the rules above. */

@@ -68,7 +68,8 @@
  * lane k of their operands; an n-lane load reads bK[I + k]; bcast(X, n)
  * is scalar X in every lane; reduce_add(X) evaluates X's lanes, then sums
  * them pairwise (s_k += s_(k+h) for k < h, h halving), the order
- * kernel.h fixes; an n-lane store or local evaluates every lane before it
+ * kernel.h fixes; lane k of zip_lo(A, B) / zip_hi(A, B) of n lanes is
+ * lane k / 2 (+ n / 2 for zip_hi) of A for even k, of B for odd k; an n-lane store or local evaluates every lane before it
  * writes any.  Constants, loop variables, symbols, indices, extents,
  * guards, rand counters and conditions are scalar, local arrays too.
  *
@@ -94,7 +95,7 @@ typedef enum KCls { KC_I, KC_F, KC_D } KCls; /* int64, float, double */
 typedef enum KOp {
   K_CONST, K_VAR, K_SYM, K_LOCAL, K_LOAD, K_NEG, K_UNARY, K_ADD, K_SUB, K_MUL, K_DIV, K_MOD,
   K_MAX, K_MIN, K_FMAX, K_FMIN, K_POW, K_CMP, K_AND, K_OR, K_SELECT, K_CONV, K_RAND, K_ELEM, K_GLOAD,
-  K_VLOAD, K_VLOCAL, K_BCAST, K_REDUCE,
+  K_VLOAD, K_VLOCAL, K_BCAST, K_REDUCE, K_ZIP,
 } KOp;
 
 typedef union KVal {
@@ -344,8 +345,19 @@ static KVal reduce(Ev *E, const KX *x) {
   return v[0];
 }
 
+/* Lane E->lane of zip x: lane (E->lane / 2, + half for the high halves)
+ * of operand a for even lanes, b for odd ones. */
+static KVal zip(Ev *E, const KX *x) {
+  int saved = E->lane;
+  E->lane = saved / 2 + (x->sub ? x->lanes / 2 : 0);
+  KVal v = value(E, saved % 2 ? x->b : x->a);
+  E->lane = saved;
+  return v;
+}
+
 static int64_t ev_i(Ev *E, const KX *x) {
   switch (x->op) {
+  case K_ZIP: return zip(E, x).i;
   case K_VLOAD: return load_i(E, x);
   case K_VLOCAL: return x->arr[E->lane].i;
   case K_BCAST: return ev_i(E, x->a);
@@ -444,6 +456,7 @@ static float conv_f(Ev *E, const KX *x) {
 
 static float ev_f(Ev *E, const KX *x) {
   switch (x->op) {
+  case K_ZIP: return zip(E, x).f;
   case K_VLOAD: return ((const float *)E->bufs[x->id].data)[at_lane(E, x->id, x->a)];
   case K_VLOCAL: return x->arr[E->lane].f;
   case K_BCAST: return ev_f(E, x->a);
@@ -487,6 +500,7 @@ static double conv_d(Ev *E, const KX *x) {
 
 static double ev_d(Ev *E, const KX *x) {
   switch (x->op) {
+  case K_ZIP: return zip(E, x).d;
   case K_VLOAD: return ((const double *)E->bufs[x->id].data)[at_lane(E, x->id, x->a)];
   case K_VLOCAL: return x->arr[E->lane].d;
   case K_BCAST: return ev_d(E, x->a);
@@ -806,6 +820,13 @@ static KX *cexpr(Ev *E, const Expr *e) {
     return lanewise(E, x, e);
   case EX_CAST: return cast(E, e);
   case EX_FMA: return fma_expr(E, e);
+  case EX_ZIP:
+    if (!e->a || !e->b || e->lanes < 2 || (e->op != 0 && e->op != 1)) fail(E, "a zip of %d lanes, half %d", e->lanes, e->op);
+    want_type(E, e->a, e->type, "a zip's operand");
+    want_type(E, e->b, e->type, "a zip's operand");
+    x = node(E, K_ZIP, e->type);
+    x->sub = e->op, x->a = cexpr(E, e->a), x->b = cexpr(E, e->b);
+    return lanewise(E, x, e);
   case EX_RAND:
     want_type(E, e, DT_F32, "rand");
     want_type(E, e->a, DT_I64, "rand's counter");

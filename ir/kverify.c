@@ -127,7 +127,7 @@ static int range_of(KCheck *c, const Expr *e, Range *r) {
     *r = (Range){a.lo < b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi};
     return 1;
   case EX_FCONST: case EX_LOCAL: case EX_LOAD: case EX_UNARY: case EX_CAST: case EX_RAND: case EX_BROADCAST:
-  case EX_REDUCE: case EX_FMA: return 0;
+  case EX_REDUCE: case EX_FMA: case EX_ZIP: return 0;
   }
   return 0;
 }
@@ -289,6 +289,11 @@ static void check_lanes(KCheck *c, const Expr *e) {
     if (e->a && (e->a->type != e->type || kir_binop_type(BIN_ADD, e->type) != e->type))
       problem(c, "sum of %s lanes typed %s", tn(e->a->type), tn(e->type));
     break;
+  case EX_ZIP:
+    if (e->lanes < 2) problem(c, "a zip of %d lane", e->lanes);
+    if (e->op != 0 && e->op != 1) problem(c, "a zip of half %d (0 low, 1 high)", e->op);
+    same_lanes(c, e, e->a, e->lanes), same_lanes(c, e, e->b, e->lanes);
+    break;
   }
 }
 
@@ -321,6 +326,11 @@ static void check_expr(KCheck *c, const Expr *e) {
     if (!kir_is_float(e->type) || e->a->type != e->type || e->b->type != e->type || e->c->type != e->type)
       problem(c, "fma of %s, %s, %s typed %s (needs one float type)", tn(e->a->type), tn(e->b->type), tn(e->c->type),
               tn(e->type));
+    break;
+  case EX_ZIP:
+    check_expr(c, e->a), check_expr(c, e->b);
+    if (e->a->type != e->type || e->b->type != e->type)
+      problem(c, "zip of %s and %s typed %s (needs one type)", tn(e->a->type), tn(e->b->type), tn(e->type));
     break;
   }
 }

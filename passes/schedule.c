@@ -529,7 +529,7 @@ static Expr *vec_expr(const Vec *V, const Expr *e) {
     a = vec_expr(V, e->a), b = a ? vec_expr(V, e->b) : NULL;
     return b ? kx_bin(V->p, (BinOp)e->op, a, b) : NULL;
   case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_LOCAL: case EX_SELECT: case EX_RAND:
-  case EX_BROADCAST: case EX_REDUCE: case EX_FMA:
+  case EX_BROADCAST: case EX_REDUCE: case EX_FMA: case EX_ZIP:
     return NULL;
   }
   return NULL;
@@ -724,7 +724,8 @@ static Stmt **rule_rows(Program *p, Kernel *k, int64_t J, int64_t K, int transpo
  *     K-major and contiguous (panel p holds its K rows of NR floats), in
  *     arena scratch: the micro-kernel reads one contiguous stream whatever
  *     B's layout (a linear layer's weight in PyTorch layout [J, K] is read
- *     directly; no transposed copy is kept).  A B whose rows are already
+ *     directly; no transposed copy is kept; panel_pack_lanes moves it
+ *     in 16 x 16 blocks through registers).  A B whose rows are already
  *     contiguous along the columns (a matmul's: the backward products'
  *     W and X) is read where it is instead, one row of NR floats per k
  *     at B's row stride: the pack's K * J moves per call cost more than
@@ -948,7 +949,7 @@ static Expr *epi_lanes(const EpiLanes *V, const Expr *e) {
     if (e->a) return NULL;
     return e->id == V->f->epi->in ? kx_vlocal(p, V->acc, DT_F32, V->w) : kx_vlocal(p, V->vl[e->id] - 1, e->type, V->w);
   case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_BROADCAST: case EX_REDUCE: case EX_FMA:
-  case EX_RAND: case EX_UNARY: case EX_CAST:
+  case EX_RAND: case EX_UNARY: case EX_CAST: case EX_ZIP:
     return NULL;
   case EX_LOAD:
     return !e->b && e->type == DT_F32 && unit_stride(e->a, V->f->epi->var) ? kx_load_lanes(p, e->id, epi_at(V, e->a), V->w)
@@ -1004,7 +1005,8 @@ static int epi_apply(Program *p, Kernel *k, const RowForm *f, Expr *row, Expr *c
 
 #define PACK_KB 16   /* floats of one cache line */
 
-/* pk[base + kk * nr + c] = WT(kk, col0 + c), in blocks of PACK_KB steps
+/* pk[base + kk * nr + c] = WT(kk, col0 + c) (panel_pack_lanes when it
+ * can, else a float at a time), in blocks of PACK_KB steps
  * of kk: for each block, for each column c, the block's kk.  A block
  * reads PACK_KB rows of WT (one cache line of each of the nr rows of a
  * linear layer's weight in its [J, K] layout) and writes PACK_KB rows of
@@ -1014,7 +1016,52 @@ static int epi_apply(Program *p, Kernel *k, const RowForm *f, Expr *row, Expr *c
  * whole panel row, each into a line long gone from L1: a third of a
  * training step under gcc).  When K is not a multiple of PACK_KB, kk is
  * clamped to K - 1 in the last block, which writes that row again. */
+/* The pack of a panel whose WT(kk, col) is a load contiguous along kk
+ * (a linear layer's weight in its [J, K] layout), nr columns and K steps
+ * both multiples of TILE_WIDTH = w, as w x w blocks moved through
+ * registers: w loads of w steps of kk (one per column), log2(w) rounds
+ * of zips that transpose them (kernel.h, EX_ZIP), and w stores of w
+ * columns (one per kk).  The scalar pack moves one float per load and
+ * store, and its stores stride a panel row (the MLP's fc1 weight, 800
+ * KB: about a tenth of a training step at batch 64).  NULL when the
+ * panel is not of that form. */
+static Stmt *panel_pack_lanes(Program *p, Kernel *k, const Panel *P) {
+  const RowForm *f = P->f;
+  const int w = TILE_WIDTH;
+  const Expr *wt = f->wt;
+  if (P->nr % w || !is_const(f->K) || f->K->i % w || wt->kind != EX_LOAD || wt->b || wt->lanes != 1 ||
+      wt->type != DT_F32 || !unit_stride(wt->a, f->kk))
+    return NULL;
+  int kb = k->nvars++, cb = k->nvars++;
+  Expr *k0 = kx_imul(p, kx_var(p, kb), kx_i(p, w)), *c0 = kx_iadd(p, P->col0, kx_imul(p, kx_var(p, cb), kx_i(p, w)));
+  Stmt *body = NULL;
+  int row[TILE_WIDTH];
+  for (int c = 0; c < w; c++) { /* row c: column c0 + c at kk = k0 .. k0 + w - 1 */
+    Expr *at = subst_expr(p, subst_expr(p, wt->a, f->i3, kx_iadd(p, c0, kx_i(p, c))), f->kk, k0);
+    row[c] = k->nlocals++;
+    ks_append(&body, ks_local(p, row[c], DT_F32, kx_load_lanes(p, wt->id, at, w)));
+  }
+  for (int half = w / 2; half >= 1; half /= 2) { /* one round: rows i and i + w/2 into 2i and 2i + 1 */
+    int next[TILE_WIDTH];
+    for (int i = 0; i < w / 2; i++)
+      for (int hi = 0; hi < 2; hi++) {
+        next[2 * i + hi] = k->nlocals++;
+        Expr *z = kx_zip(p, kx_vlocal(p, row[i], DT_F32, w), kx_vlocal(p, row[i + w / 2], DT_F32, w), hi);
+        ks_append(&body, ks_local(p, next[2 * i + hi], DT_F32, z));
+      }
+    memcpy(row, next, sizeof row);
+  }
+  for (int r = 0; r < w; r++) { /* row r: kk = k0 + r, columns c0 .. c0 + w - 1 */
+    Expr *kk = kx_iadd(p, k0, kx_i(p, r));
+    Expr *at = kx_iadd(p, P->base, kx_iadd(p, kx_imul(p, kk, kx_i(p, P->nr)), kx_imul(p, kx_var(p, cb), kx_i(p, w))));
+    ks_append(&body, ks_store(p, P->pk, at, kx_vlocal(p, row[r], DT_F32, w)));
+  }
+  return ks_loop(p, kb, kx_i(p, f->K->i / w), ks_loop(p, cb, kx_i(p, P->nr / w), body));
+}
+
 static Stmt *panel_pack(Program *p, Kernel *k, const Panel *P) {
+  Stmt *lanes = panel_pack_lanes(p, k, P);
+  if (lanes) return lanes;
   const RowForm *f = P->f;
   int c = k->nvars++, kb = k->nvars++, k2 = k->nvars++;
   Expr *col = kx_iadd(p, P->col0, kx_var(p, c));

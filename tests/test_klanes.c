@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "codegen/codegen.h"
+#include "ir/keval.h"
 #include "passes/passes.h"
 #include "tests/handkit.h"
 #include "tests/testutil.h"
@@ -342,4 +343,105 @@ Test(klanes, c_prints_vectors_and_scalars_that_agree) {
     cg_c_free(m);
     lanes_free(&t);
   }
+}
+
+/* Zips (kernel.h): rows r0..r3 of x[0..15], 4 lanes each, transposed by
+ * two rounds of zips of rows i and i + 2 into rows 2i and 2i + 1, into
+ * y[0..15]; and y<8>[16] = zip_lo(x<8>[16], x<8>[24]), y<8>[24] =
+ * zip_hi(x<8>[16], x<8>[24]); s[0] = b[0]. */
+static Stmt *zip_body(Lanes *t) {
+  Program *p = &t->p;
+  Stmt *s = NULL;
+  int row[4], next[4], id = 0;
+  for (int r = 0; r < 4; r++) {
+    row[r] = id++;
+    ks_append(&s, ks_local(p, row[r], DT_F32, kx_load_lanes(p, t->x, kx_i(p, 4 * r), 4)));
+  }
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < 2; i++)
+      for (int hi = 0; hi < 2; hi++) {
+        next[2 * i + hi] = id++;
+        Expr *z = kx_zip(p, kx_vlocal(p, row[i], DT_F32, 4), kx_vlocal(p, row[i + 2], DT_F32, 4), hi);
+        ks_append(&s, ks_local(p, next[2 * i + hi], DT_F32, z));
+      }
+    memcpy(row, next, sizeof row);
+  }
+  for (int r = 0; r < 4; r++) ks_append(&s, ks_store(p, t->y, kx_i(p, 4 * r), kx_vlocal(p, row[r], DT_F32, 4)));
+  Expr *a = kx_load_lanes(p, t->x, kx_i(p, 16), W), *b = kx_load_lanes(p, t->x, kx_i(p, 24), W);
+  ks_append(&s, ks_store(p, t->y, kx_i(p, 16), kx_zip(p, a, b, 0)));
+  ks_append(&s, ks_store(p, t->y, kx_i(p, 24), kx_zip(p, a, b, 1)));
+  ks_append(&s, ks_store(p, t->s, kx_i(p, 0), kx_load(p, t->b, kx_i(p, 0))));
+  return s;
+}
+
+static void expect_zipped(const float *x, const float *y, const char *what) {
+  for (int r = 0; r < 4; r++)
+    for (int c = 0; c < 4; c++)
+      cr_expect(y[4 * r + c] == x[4 * c + r], "%s: y[%d] = %g, want x[%d] = %g", what, 4 * r + c, y[4 * r + c], 4 * c + r,
+                x[4 * c + r]);
+  for (int m = 0; m < W / 2; m++) {
+    cr_expect(y[16 + 2 * m] == x[16 + m] && y[17 + 2 * m] == x[24 + m], "%s: zip_lo lanes %d, %d", what, 2 * m, 2 * m + 1);
+    cr_expect(y[24 + 2 * m] == x[16 + W / 2 + m] && y[25 + 2 * m] == x[24 + W / 2 + m], "%s: zip_hi lanes %d, %d", what,
+              2 * m, 2 * m + 1);
+  }
+}
+
+/* The evaluator, the C in vectors and in scalars (warning-free) and the
+ * JIT all move each lane where kernel.h says; the dump names the zips
+ * and the C prints them with the compiler's shuffle builtin. */
+Test(klanes, zips_interleave_halves_and_transpose_in_every_backend) {
+  CModule *(*builds[3])(const Program *, RtError *) = {build_c, build_c_scalars, cg_jit_build};
+  static const char *const names[3] = {"C vectors", "C scalars", "JIT"};
+  float x[N];
+  for (int i = 0; i < N; i++) x[i] = (float)(i * 7 % 32) - 10.5f;
+  for (int b = -1; b < 3; b++) {
+    Lanes t;
+    lanes_init(&t);
+    lanes_kernel(&t, zip_body(&t), 0, 12);
+    int bad = kir_verify(&t.p, &t.d);
+    fflush(t.f);
+    cr_assert_eq(bad, 0, "%s", t.msgs);
+    float bias[1] = {0}, y[N], s[1] = {0};
+    void *args[4] = {x, bias, y, s};
+    RtError err;
+    memset(y, 0, sizeof y);
+    if (b < 0) {
+      char *text = hk_dump(&t.p);
+      cr_expect(strstr(text, "local v4: f32x4 = zip_lo(v0, v2)\n") && strstr(text, "local v5: f32x4 = zip_hi(v0, v2)\n"),
+                "%s", text);
+      free(text);
+      char *c = NULL;
+      size_t n = 0;
+      FILE *f = open_memstream(&c, &n);
+      EmitOpts o = {"lanes.h", NULL};
+      cr_assert_eq(cg_emit_c(&t.p, f, NULL, &o, &t.d), 0);
+      fclose(f);
+      cr_expect(strstr(c, "#define dlc_ziphi_f32x8(a, b) __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15)\n"), "%s", c);
+      cr_expect(strstr(c, "#define dlc_ziplo_f32x4(a, b) __builtin_shuffle(a, b, (dlc_i32x4){0, 4, 1, 5})\n"), "%s", c);
+      free(c);
+      RtTensorSet none;
+      rt_set_init(&none);
+      KevalArgs a = {NULL, args, &none};
+      cr_assert_eq(kir_eval(&t.p, &t.p.funcs[0], &a, &err), RT_OK, "%s", err.msg);
+      rt_set_free(&none);
+      expect_zipped(x, y, "keval");
+    } else {
+      CModule *m = builds[b](&t.p, &err);
+      cr_assert_not_null(m, "%s: %s", names[b], err.msg);
+      cr_assert_eq(cg_c_call(m, "forward", NULL, args, &err), RT_OK, "%s", err.msg);
+      expect_zipped(x, y, names[b]);
+      cg_c_free(m);
+    }
+    lanes_free(&t);
+  }
+}
+
+Test(klanes, verifier_rejects_a_zip_of_other_lanes) {
+  Lanes t;
+  lanes_init(&t);
+  Program *p = &t.p;
+  Expr *z = kx_zip(p, kx_load_lanes(p, t.x, kx_i(p, 0), W), kx_load_lanes(p, t.x, kx_i(p, 8), W), 0);
+  z->b = kx_load_lanes(p, t.x, kx_i(p, 8), 4); /* the builder refuses it */
+  expect_lanes_rejected(&t, ks_store(p, t.y, kx_i(p, 0), z), 0, 0, "operand of 4 lanes in an expression of 8 lanes");
+  lanes_free(&t);
 }

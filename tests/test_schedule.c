@@ -479,6 +479,24 @@ Test(schedule, packed_panels_are_prefetched_ahead_of_the_reduction, .timeout = 3
   cr_expect_eq(system(cmd), 0, "%s", cmd);
 }
 
+/* A training step packs its weights' panels every call: in blocks of 16
+ * steps of k by 16 columns, transposed in registers by zips, when K and
+ * the panel's columns are multiples of 16 (the prefetch model's 128 x
+ * 64); the C compiles warning-free in its vector form (gcc's shuffle
+ * builtin and clang's) and its scalar form (the JIT: test_klanes.c).
+ * K = 100 is packed a float at a time, as before. */
+Test(schedule, training_panels_are_transposed_in_registers, .timeout = 300) {
+  char *text = dump_model(prefetch_model, "schedule", "N=32 --train");
+  cr_expect(strstr(text, " = zip_lo(v2, v10)\n") != NULL && strstr(text, " = zip_hi(v9, v17)\n") != NULL, "%s", text);
+  free(text);
+  text = dump_model("model d\ninput x: f32[N, 100]\nh = dense(x, 64)\noutput y = relu(h)\n"
+                    "train {\n  label t: i64[N]\n  loss = cross_entropy(h, t)\n  optimizer = sgd(lr=0.1)\n  batch = 8\n}\n",
+                    "schedule", "N=32 --train");
+  cr_expect(strstr(text, "zip_") == NULL, "K = 100:\n%s", text);
+  free(text);
+  training_c_compiles(prefetch_model, "N=32", "dlc_ziphi_f32x16(v");
+}
+
 /* Overlapping windows: the gradient adds into elements other windows
  * share, so no loop over them is simd. */
 Test(schedule, overlapping_pool_windows_are_no_simd_request, .timeout = 300) {
