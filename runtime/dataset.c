@@ -457,7 +457,34 @@ static void split_indices(int64_t n, int64_t nval, uint64_t seed, int64_t *idx,
   for (int64_t i = 0; i < n; i++) idx[in_val[i] ? v++ : t++] = i;
 }
 
-static RtStatus split(const RtDataset *all, double frac, uint64_t seed,
+/* Keeps rows idx[0..count) of t (ascending, so idx[i] >= i) in place as
+ * its first count rows, and gives the rest of the memory back. */
+static void keep_rows(RtTensor *t, const int64_t *idx, int64_t count) {
+  size_t sb = sample_bytes(t);
+  char *d = t->data;
+  for (int64_t i = 0; i < count; i++)
+    if (idx[i] != i) memmove(d + (size_t)i * sb, d + (size_t)idx[i] * sb, sb);
+  int64_t had = t->shape[0];
+  t->shape[0] = count;
+  void *shrunk = count && sb && count < had ? realloc(t->data, (size_t)count * sb) : NULL;
+  if (shrunk) t->data = shrunk;
+}
+
+/* train = the samples idx[0..count) of all, moved within all's own
+ * memory (all is left empty): a copy would take as much memory again,
+ * and its first touch of each page was a third of the time before the
+ * first step of a Fashion-MNIST run. */
+static void take_rows(RtDataset *all, const int64_t *idx, int64_t count, RtDataset *train) {
+  if (all->ncols)
+    for (int c = 0; c < all->ncols; c++) keep_rows(&all->cols[c], idx, count);
+  else
+    keep_rows(&all->x, idx, count), keep_rows(&all->y, idx, count);
+  all->n = count;
+  *train = *all;
+  memset(all, 0, sizeof *all);
+}
+
+static RtStatus split(RtDataset *all, double frac, uint64_t seed,
                       RtDataset *train, RtDataset *val, RtError *err) {
   if (!(frac >= 0 && frac <= 1))
     return rt_fail(err, RT_ERR_FORMAT, "validation fraction %g is out of "
@@ -473,7 +500,7 @@ static RtStatus split(const RtDataset *all, double frac, uint64_t seed,
     split_indices(n, nval, seed, idx, in_val);
     st = subset(all, idx, nval, val, err);
   }
-  if (st == RT_OK) st = subset(all, idx + nval, n - nval, train, err);
+  if (st == RT_OK) take_rows(all, idx + nval, n - nval, train);
   free(idx);
   free(in_val);
   return st;

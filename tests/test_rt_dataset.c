@@ -365,6 +365,33 @@ Test(rt_dataset, split_zero_and_one) {
   rt_dataset_free(&val);
 }
 
+/* The training part is the samples moved within the whole set's memory,
+ * not a copy of them (Fashion-MNIST: 188 MB more, a third of the time
+ * before a run's first step): with no validation part it is the very
+ * buffer; with one, its rows are the ones the copy would hold. */
+Test(rt_dataset, split_keeps_the_training_rows_in_place) {
+  RtDataset all = make_set(1000, 3), train, val;
+  const void *x = all.x.data, *y = all.y.data;
+  RtError err;
+  cr_assert_eq(rt_dataset_split(&all, 0, 9, &train, &val, &err), RT_OK, "%s", err.msg);
+  cr_expect(train.x.data == x && train.y.data == y, "the training rows were copied");
+  cr_expect(all.x.data == NULL && all.y.data == NULL && all.n == 0);
+  rt_dataset_free(&train);
+  rt_dataset_free(&val);
+  all = make_set(1000, 3);
+  cr_assert_eq(rt_dataset_split(&all, 0.37, 9, &train, &val, &err), RT_OK, "%s", err.msg);
+  cr_expect_eq(train.n, 630);
+  cr_expect_eq(train.x.shape[0], 630);
+  for (int64_t i = 0; i < train.n; i++) {
+    int64_t id = ((const int64_t *)train.y.data)[i];
+    cr_expect(i == 0 || id > ((const int64_t *)train.y.data)[i - 1]);
+    for (int k = 0; k < 3; k++)
+      cr_expect_eq(((const float *)train.x.data)[i * 3 + k], (float)(3 * id + k), "row %lld", (long long)i);
+  }
+  rt_dataset_free(&train);
+  rt_dataset_free(&val);
+}
+
 Test(rt_dataset, split_is_deterministic_by_seed) {
   RtDataset t1, v1, t2, v2, t3, v3;
   split_ok(200, 0.3, 42, &t1, &v1);
