@@ -66,6 +66,17 @@ static void lanes_free(Lanes *t) {
   ir_graph_free(&t->g);
 }
 
+/* The C cg_emit_c prints for t's program (to free). */
+static char *emit_c_text(Lanes *t) {
+  char *c = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&c, &n);
+  EmitOpts o = {"lanes.h", NULL};
+  cr_assert_eq(cg_emit_c(&t->p, f, NULL, &o, &t->d), 0);
+  fclose(f);
+  return c;
+}
+
 static Kernel *lanes_kernel(Lanes *t, Stmt *body, int nvars, int nlocals) {
   Kernel *k = kir_kernel(&t->p, &t->p.funcs[0], "lanes", (SrcLoc){0});
   k->body = body, k->nvars = nvars, k->nlocals = nlocals;
@@ -245,18 +256,14 @@ Test(klanes, c_unrolls_lanes_and_llvm_keeps_vectors) {
   Lanes t;
   lanes_init(&t);
   lanes_kernel(&t, vector_body(&t), 1, 2);
-  char *c = NULL;
-  size_t n = 0;
-  FILE *f = open_memstream(&c, &n);
-  EmitOpts o = {"lanes.h", NULL};
-  cr_assert_eq(cg_emit_c(&t.p, f, NULL, &o, &t.d), 0);
-  fclose(f);
+  char *c = emit_c_text(&t);
   cr_expect(strstr(c, "float v0_7 = 0.0f;\n"), "%s", c);
   cr_expect(strstr(c, "out_y[i0 + 7] = v1_7 > 0.0f ? tanhf(v1_7) : (float)((double)v1_7 * 0.5);\n"), "%s", c);
   cr_expect(strstr(c, "out_s[0] = (((v0_0 + v0_4) + (v0_2 + v0_6)) + ((v0_1 + v0_5) + (v0_3 + v0_7)));\n"), "%s", c);
   char *ir = NULL;
   size_t len = 0;
   RtError err;
+  EmitOpts o = {"lanes.h", NULL};
   cr_assert_eq(cg_emit_llvm(&t.p, &o, CG_LLVM_IR, &ir, &len, &err), RT_OK, "%s", err.msg);
   cr_expect(strstr(ir, "<8 x float>"), "no <8 x float> in:\n%s", ir);
   if (getenv("DLC_SHOW")) fprintf(stderr, "%s\n%s\n", c, ir);
@@ -314,12 +321,7 @@ Test(klanes, c_prints_vectors_and_scalars_that_agree) {
     lanes_kernel(&t, arith_body(&t), 1, 2);
     cr_assert_eq(kir_verify(&t.p, &t.d), 0, "%s", t.msgs);
     if (b == 0) {
-      char *c = NULL;
-      size_t n = 0;
-      FILE *f = open_memstream(&c, &n);
-      EmitOpts o = {"lanes.h", NULL};
-      cr_assert_eq(cg_emit_c(&t.p, f, NULL, &o, &t.d), 0);
-      fclose(f);
+      char *c = emit_c_text(&t);
       cr_expect(strstr(c, "typedef float dlc_f32x8 __attribute__((vector_size(32)));\n"), "%s", c);
       cr_expect(strstr(c, "#if DLC_VECTORS\n    dlc_f32x8 v0 = dlc_bcast_f32x8(0.0f);\n"), "%s", c);
       cr_expect(strstr(c, "dlc_store_f32x8(&out_y[i0], ((v1 * v1) - (dlc_load_f32x8(&in_x[i0]) / dlc_bcast_f32x8(3.0f))));\n"),
@@ -410,12 +412,7 @@ Test(klanes, zips_interleave_halves_and_transpose_in_every_backend) {
       cr_expect(strstr(text, "local v4: f32x4 = zip_lo(v0, v2)\n") && strstr(text, "local v5: f32x4 = zip_hi(v0, v2)\n"),
                 "%s", text);
       free(text);
-      char *c = NULL;
-      size_t n = 0;
-      FILE *f = open_memstream(&c, &n);
-      EmitOpts o = {"lanes.h", NULL};
-      cr_assert_eq(cg_emit_c(&t.p, f, NULL, &o, &t.d), 0);
-      fclose(f);
+      char *c = emit_c_text(&t);
       cr_expect(strstr(c, "#define dlc_ziphi_f32x8(a, b) __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15)\n"), "%s", c);
       cr_expect(strstr(c, "#define dlc_ziplo_f32x4(a, b) __builtin_shuffle(a, b, (dlc_i32x4){0, 4, 1, 5})\n"), "%s", c);
       free(c);
