@@ -12,15 +12,39 @@
 
 #include "codegen/cg.h"
 
-/* The optimisation pipeline: O2 with the loop and SLP vectorisers,
- * interleaving and unrolling.  O3 differs mainly in its unrolling
- * threshold (300 against 150), which fully unrolls the vectorised copy
- * loops of the convolutions and the panel packing into bodies of
- * thousands of instructions that the later passes and instruction
- * selection pay for (the LeNet-5 training step compiled in 1.7 s at O3,
- * 0.9 s at O2), for no measured speed: the schedule's register tiles are
- * vector code already. */
-#define CG_LLVM_PIPELINE "default<O2>"
+/* The optimisation pipeline: the passes of LLVM's O2 that the kernels
+ * need, in O2's order, and no others.  The kernel IR arrives tiled,
+ * vectorised where the schedule said so, its kernels separate noinline
+ * functions with counted i64 loops, so what is left to do is: promote
+ * the locals (sroa), fold and share the index arithmetic (early-cse,
+ * instcombine, gvn), hoist what is invariant out of the loops (licm on
+ * rotated loops), unroll the small constant loops fully (a simd loop's
+ * 2 x 2 window becomes straight code, so the loop around it vectorises),
+ * vectorise the simd loops (loop-vectorize) and pack the stores of
+ * unrolled copies (slp-vectorizer: a conv2d_grad_weight's 28-column
+ * copy ran 19% slower without).  Left out, each measured not to matter
+ * to the samples' steps: the inliner and the module passes (nothing to
+ * inline; globaldce stays, for the unused loader code of --emit=obj),
+ * indvars, loop-idiom, loop-deletion, unswitching, jump threading,
+ * correlated-value propagation, reassociate, dse, loop-load-elim, and
+ * the partial and runtime unrolling after vectorisation.  O2 spent
+ * most of its time there: SCEV for indvars and the unroller, and the
+ * unrolled copies for the later passes and instruction selection.  The
+ * LeNet-5 training step's optimisation and code generation take 3.9 G
+ * instructions against O2's 7.0 G (valgrind, one thread, the whole
+ * module), and its kernels run as fast (perf, per kernel: LeNet-5, the
+ * MLP).  O3 was worse still than O2 (1.7 s against 0.9 s for the same
+ * step on an Intel Xeon): its unrolling threshold fully unrolls the
+ * vectorised copies. */
+#define CG_LLVM_PIPELINE                                                                                        \
+  "function("                                                                                                   \
+  "sroa<modify-cfg>,early-cse<>,simplifycfg,instcombine<no-verify-fixpoint>,"                                   \
+  "loop-mssa(licm<no-allowspeculation>,loop-rotate<header-duplication;no-prepare-for-lto>,licm<allowspeculation>)," \
+  "simplifycfg,loop(loop-unroll-full),sroa<modify-cfg>,gvn<>,instcombine<no-verify-fixpoint>,"                 \
+  "loop-mssa(licm<allowspeculation>),simplifycfg,"                                                              \
+  "loop(loop-rotate<header-duplication;no-prepare-for-lto>),loop-vectorize,instcombine<no-verify-fixpoint>,"    \
+  "slp-vectorizer,loop-mssa(licm<allowspeculation>),simplifycfg),"                                              \
+  "globaldce"
 /* A kernel that runs at most this many statements a call (the symbols at
  * their max) is cold: its loops are not vectorised or unrolled
  * (emit_llvm.c, cold_kernel); so are the innermost loops that call a

@@ -45,7 +45,7 @@ int cg_emit_c_sections(const Program *p, const char *prefix, const CgSections *s
 typedef enum CgLlvmOutput { CG_LLVM_IR, CG_LLVM_OBJ } CgLlvmOutput;
 
 /* Lowers p to an LLVM module with the same functions as the emitted C,
- * optimises it for the host CPU (O2) and returns its text or an object
+ * optimises it for the host CPU (CG_LLVM_PIPELINE) and returns its text or an object
  * file in *data (malloc'd, *len bytes).  o->header_name is unused.  Errors
  * (embedded tensors that do not fit, "internal error: ..." from LLVM) go
  * to err. */

@@ -1438,10 +1438,6 @@ RtStatus cg_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, RtError *err
   LLVMDisposeTargetData(td);
   double t0 = ir_phase_start();
   LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-  LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
-  LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
-  LLVMPassBuilderOptionsSetLoopInterleaving(opts, 1);
-  LLVMPassBuilderOptionsSetLoopUnrolling(opts, 1);
   LLVMErrorRef e = LLVMRunPasses(m, CG_LLVM_PIPELINE, tm, opts);
   LLVMDisposePassBuilderOptions(opts);
   if (e) return cg_llvm_fail(err, e, "the LLVM optimiser failed");

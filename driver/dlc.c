@@ -45,7 +45,7 @@ static const char *usage_main =
     "  -o OUT.c               write OUT.c and OUT.h (default: MODEL.c, MODEL.h\n"
     "                         for C; standard output for ir and dot)\n"
     "  --emit=c|ir|dot        C source (default), the graph IR, or Graphviz DOT\n"
-    "  --emit=llvm            the LLVM module, optimised for this machine (O2)\n"
+    "  --emit=llvm            the LLVM module, optimised for this machine\n"
     "  --emit=obj             an object file for this machine, and its header\n"
     "                         (OUT.h beside OUT.o; default MODEL.o, MODEL.h)\n"
     "  --train                also emit the training step (train_step) as C\n"

@@ -430,3 +430,44 @@ Test(compile_time, max_pool_gradient_selects_stay_branch_free, .timeout = 120) {
   fe_model_free(&m);
   log_close(&log);
 }
+
+/* The pipeline (CG_LLVM_PIPELINE) unrolls small constant loops fully
+ * before it vectorises: a max pool gradient's loop over its windows is a
+ * simd loop around the 2 x 2 taps of each window, which the loop
+ * vectoriser takes only once the taps are straight code.  At batch 64
+ * the kernel is hot, and some function of it computes on vectors. */
+Test(compile_time, pool_gradient_windows_vectorise_after_the_taps_unroll, .timeout = 120) {
+  static const char *const net =
+      "model pooled\ninput x: f32[N, 1, 28, 28]\n"
+      "c1 = conv2d(x, 6, 5, padding=2)\np1 = max_pool2d(relu(c1), 2)\n"
+      "logits = dense(flatten(p1), 10) as head\noutput logits\n"
+      "train {\n  label y: i64[N]\n  loss = cross_entropy(logits, y)\n"
+      "  optimizer = sgd(lr=0.01)\n  batch = 64\n}\n";
+  Log log;
+  log_open(&log);
+  Model m;
+  Trainer t;
+  const Func *step = step_program(&t, &m, &log, net);
+  int k = 0;
+  while (k < step->nkernels && step->kernels[k].op != OP_MAX_POOL2D_GRAD) k++;
+  cr_assert_lt(k, step->nkernels, "no max_pool2d_grad kernel");
+  char *ir = module_text(&t.prog), name[128];
+  snprintf(name, sizeof name, "@pooled_train_step_k%d", k);
+  int functions = 0, vector = 0;
+  for (const char *d = ir; (d = strstr(d, "\ndefine ")); d++) {
+    const char *c = strstr(d, name), *eol = strchr(d + 1, '\n');
+    if (!c || c > eol || (c[strlen(name)] != '(' && c[strlen(name)] != '_')) continue;
+    char fname[128];
+    snprintf(fname, sizeof fname, "%.*s", (int)strcspn(c + 1, "("), c + 1);
+    char *body = function_body(ir, fname);
+    functions++;
+    vector |= strstr(body, "<4 x float>") || strstr(body, "<8 x float>") || strstr(body, "<16 x float>");
+    free(body);
+  }
+  cr_expect_gt(functions, 0, "no function of kernel %d in the module", k);
+  cr_expect(vector, "no function of the max_pool2d_grad kernel (k%d) computes on vectors of 4 lanes or more", k);
+  free(ir);
+  trainer_free(&t);
+  fe_model_free(&m);
+  log_close(&log);
+}
