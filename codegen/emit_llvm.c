@@ -1581,26 +1581,45 @@ int cg_llvm_partition(LLVMModuleRef m, int nparts, int *part_of) {
   return n;
 }
 
-/* Makes f a declaration: its instructions' uses replaced, then its blocks deleted. */
-static void drop_body(LLVMValueRef f) {
-  for (LLVMBasicBlockRef b = LLVMGetFirstBasicBlock(f); b; b = LLVMGetNextBasicBlock(b))
-    for (LLVMValueRef i = LLVMGetFirstInstruction(b); i; i = LLVMGetNextInstruction(i))
-      if (LLVMGetTypeKind(LLVMTypeOf(i)) != LLVMVoidTypeKind) LLVMReplaceAllUsesWith(i, LLVMGetPoison(LLVMTypeOf(i)));
-  for (LLVMBasicBlockRef b = LLVMGetFirstBasicBlock(f); b; b = LLVMGetNextBasicBlock(b)) {
-    LLVMValueRef i;
-    while ((i = LLVMGetFirstInstruction(b))) LLVMInstructionEraseFromParent(i);
+/* A declaration in f's place: the same name, type, attributes and
+ * calling convention, every use of f moved to it, f deleted.  A function
+ * of a lazily read module that goes this way is never read. */
+static void declare_instead(LLVMValueRef f) {
+  size_t len = 0;
+  const char *nm = LLVMGetValueName2(f, &len);
+  char *name = malloc(len + 1); /* not rt_malloc: the JIT's compile threads call this */
+  if (!name) abort();
+  memcpy(name, nm, len);
+  name[len] = 0;
+  LLVMValueRef d = LLVMAddFunction(LLVMGetGlobalParent(f), "", LLVMGlobalGetValueType(f));
+  LLVMSetFunctionCallConv(d, LLVMGetFunctionCallConv(f));
+  for (long idx = -1; idx <= (long)LLVMCountParams(f); idx++) {
+    LLVMAttributeIndex at = idx < 0 ? LLVMAttributeFunctionIndex : (LLVMAttributeIndex)idx;
+    LLVMAttributeRef attrs[32];
+    unsigned n = LLVMGetAttributeCountAtIndex(f, at);
+    if (!n || n > 32) continue;
+    LLVMGetAttributesAtIndex(f, at, attrs);
+    for (unsigned a = 0; a < n; a++) LLVMAddAttributeAtIndex(d, at, attrs[a]);
   }
-  LLVMBasicBlockRef b;
-  while ((b = LLVMGetFirstBasicBlock(f))) LLVMDeleteBasicBlock(b);
-  LLVMSetLinkage(f, LLVMExternalLinkage);
+  LLVMReplaceAllUsesWith(f, d);
+  LLVMDeleteFunction(f);
+  LLVMSetValueName2(d, name, len);
+  free(name);
 }
 
 void cg_llvm_keep_part(LLVMModuleRef m, const int *part_of, int part) {
+  /* a function pass manager with no passes: running it reads a function's body */
+  LLVMPassManagerRef reader = LLVMCreateFunctionPassManagerForModule(m);
+  LLVMInitializeFunctionPassManager(reader);
   int i = 0;
-  for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f)) {
+  for (LLVMValueRef f = LLVMGetFirstFunction(m), next; f; f = next) {
+    next = LLVMGetNextFunction(f); /* the declarations made go last */
     if (LLVMIsDeclaration(f)) continue;
-    if (part_of[i++] != part) drop_body(f);
+    if (part_of[i++] == part) LLVMRunFunctionPassManager(reader, f);
+    else declare_instead(f);
   }
+  LLVMFinalizeFunctionPassManager(reader);
+  LLVMDisposePassManager(reader);
   if (part) /* part 0 defines the variables; the others refer to them */
     for (LLVMValueRef v = LLVMGetFirstGlobal(m); v; v = LLVMGetNextGlobal(v))
       if (!LLVMIsDeclaration(v) && !copyable(v)) LLVMSetInitializer(v, NULL);

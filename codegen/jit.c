@@ -10,8 +10,9 @@
  * function in one part, the largest first to the lightest part); its
  * bitcode is then compiled part by part on one thread per online CPU
  * (DLC_JIT_THREADS or cg_jit_set_threads to say otherwise): each thread
- * takes the next part, parses the bitcode into a context of its own,
- * drops the other parts' bodies (cg_llvm_keep_part), optimises it for the
+ * takes the next part, reads the bitcode lazily into a context of its
+ * own, reads that part's functions and declares the others
+ * (cg_llvm_keep_part), optimises it for the
  * host (CG_LLVM_PIPELINE; cold kernels' loops are not vectorised or
  * unrolled, as with --emit=obj) and compiles it to an object file with
  * its own target machine, position-independent so that the parts may lie
@@ -178,9 +179,10 @@ typedef struct Worker {
 static void compile_part(Parts *ps, int i, LLVMTargetMachineRef tm) {
   double t0 = ir_phase_start();
   LLVMContextRef cx = cg_llvm_context();
+  /* read lazily: the module owns bc from here (and frees it if the read fails) */
   LLVMMemoryBufferRef bc = LLVMCreateMemoryBufferWithMemoryRange(ps->bc, ps->bclen, "module", 0);
   LLVMModuleRef m = NULL;
-  if (LLVMParseBitcodeInContext2(cx, bc, &m)) {
+  if (LLVMGetBitcodeModuleInContext2(cx, bc, &m)) {
     ps->st[i] = rt_fail(&ps->err[i], RT_ERR_FORMAT, "internal error: the JIT's bitcode does not parse");
   } else {
     cg_llvm_keep_part(m, ps->part_of, i);
@@ -196,7 +198,6 @@ static void compile_part(Parts *ps, int i, LLVMTargetMachineRef tm) {
     ir_phase_end("llvm-codegen", t0);
   }
   if (m) LLVMDisposeModule(m);
-  LLVMDisposeMemoryBuffer(bc);
   LLVMContextDispose(cx);
 }
 
