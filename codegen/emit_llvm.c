@@ -1595,9 +1595,9 @@ static void declare_instead(LLVMValueRef f) {
   LLVMSetFunctionCallConv(d, LLVMGetFunctionCallConv(f));
   for (long idx = -1; idx <= (long)LLVMCountParams(f); idx++) {
     LLVMAttributeIndex at = idx < 0 ? LLVMAttributeFunctionIndex : (LLVMAttributeIndex)idx;
-    LLVMAttributeRef attrs[32];
+    LLVMAttributeRef attrs[64];
     unsigned n = LLVMGetAttributeCountAtIndex(f, at);
-    if (!n || n > 32) continue;
+    IR_ASSERT(n <= 64); /* the emitter gives a function or parameter a few */
     LLVMGetAttributesAtIndex(f, at, attrs);
     for (unsigned a = 0; a < n; a++) LLVMAddAttributeAtIndex(d, at, attrs[a]);
   }
