@@ -117,27 +117,9 @@ CgHelpers cg_helpers(const Program *p) {
   return h;
 }
 
-typedef struct Use {
-  char *loaded, *stored;
-} Use;
-
-static int use_stmt(void *ctx, const Stmt *s) {
-  Use *u = ctx;
-  if (s->kind == ST_STORE && u->stored) u->stored[s->id] = 1;
-  return 0;
-}
-
-static int use_expr(void *ctx, const Expr *e) {
-  Use *u = ctx;
-  if (e->kind == EX_LOAD && u->loaded) u->loaded[e->id] = 1;
-  return 0;
-}
-
 void cg_buffer_use(const Program *p, const Func *fn, char *loaded, char *stored) {
   (void)p;
-  Use u = {loaded, stored};
-  KirVisitor v = {&u, use_stmt, use_expr};
-  for (int k = 0; k < fn->nkernels; k++) kir_walk_block(&v, fn->kernels[k].body);
+  for (int k = 0; k < fn->nkernels; k++) kir_block_buffers(fn->kernels[k].body, loaded, stored);
 }
 
 /* The arena of element type t: none when no kernel touches a temporary of
@@ -146,9 +128,8 @@ void cg_buffer_use(const Program *p, const Func *fn, char *loaded, char *stored)
  * every such temporary is empty). */
 int64_t cg_arena_elems(const Program *p, DType t) {
   char *mark = rt_xcalloc((size_t)p->nbufs + 1, 1);
-  Use u = {mark, mark};
-  KirVisitor v = {&u, use_stmt, use_expr};
-  kir_walk_program(&v, p);
+  for (int f = 0; f < p->nfuncs; f++) cg_buffer_use(p, &p->funcs[f], mark, mark);
+  if (p->prepare) cg_buffer_use(p, p->prepare, mark, mark);
   int used = 0;
   for (int b = 0; b < p->nbufs && !used; b++) used = mark[b] && p->bufs[b].kind == BUF_TEMP && p->bufs[b].dtype == t;
   rt_xfree(mark);

@@ -406,6 +406,9 @@ int kir_walk_block(const KirVisitor *v, const Stmt *block);
 int kir_walk_expr(const KirVisitor *v, const Expr *e);
 /* Walks every kernel of every function of p, p->prepare last. */
 int kir_walk_program(const KirVisitor *v, const Program *p);
+/* Marks loaded[b] for every buffer b that block loads and stored[b] for
+ * every one it stores into (either may be NULL; both at least p->nbufs). */
+void kir_block_buffers(const Stmt *block, char *loaded, char *stored);
 
 /* Deep copies into p's arena. */
 Expr *kir_clone_expr(Program *p, const Expr *e);

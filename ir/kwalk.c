@@ -68,6 +68,28 @@ int kir_walk_program(const KirVisitor *v, const Program *p) {
   return r || !p->prepare ? r : walk_func(v, p->prepare);
 }
 
+typedef struct BufUse {
+  char *loaded, *stored;
+} BufUse;
+
+static int buf_stmt(void *ctx, const Stmt *s) {
+  BufUse *u = ctx;
+  if (s->kind == ST_STORE && u->stored) u->stored[s->id] = 1;
+  return 0;
+}
+
+static int buf_expr(void *ctx, const Expr *e) {
+  BufUse *u = ctx;
+  if (e->kind == EX_LOAD && u->loaded) u->loaded[e->id] = 1;
+  return 0;
+}
+
+void kir_block_buffers(const Stmt *block, char *loaded, char *stored) {
+  BufUse u = {loaded, stored};
+  KirVisitor v = {&u, buf_stmt, buf_expr};
+  kir_walk_block(&v, block);
+}
+
 /* --- rewriting ------------------------------------------------------------ */
 
 Expr *kir_rewrite_expr(Program *p, const Expr *e, KirExprFn fn, void *ctx) {

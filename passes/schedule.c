@@ -1646,17 +1646,10 @@ static void slot_stores(Program *p, Stmt *b, const Slot *s) {
   }
 }
 
-/* Whether temporary b is batch-major and used by no kernel of p but
- * those of node k->node (the lowering made it for this kernel). */
-static int item_temp(const Program *p, const Kernel *k, int b, Dim n) {
+/* Whether temporary b is batch-major with n items. */
+static int item_temp(const Program *p, int b, Dim n) {
   const Buffer *bf = &p->bufs[b];
-  if (bf->kind != BUF_TEMP || bf->shape.rank < 2 || bf->shape.d[0] != n || !DIM_IS_SYM(n)) return 0;
-  for (int f = 0; f < p->nfuncs; f++)
-    for (int i = 0; i < p->funcs[f].nkernels; i++) {
-      const Kernel *o = &p->funcs[f].kernels[i];
-      if (o->node != k->node && (block_uses(o->body, EX_LOAD, b) || block_has(o->body, ST_STORE, b))) return 0;
-    }
-  return 1;
+  return bf->kind == BUF_TEMP && bf->shape.rank >= 2 && bf->shape.d[0] == n && DIM_IS_SYM(n);
 }
 
 static void item_blocks(Program *p, Kernel *k, Stmt *nl, Dim n) {
@@ -1667,14 +1660,24 @@ static void item_blocks(Program *p, Kernel *k, Stmt *nl, Dim n) {
   Stmt *body = nl->body;
   int64_t nmax = DIM_IS_SYM(n) ? p->g->syms[DIM_SYM_ID(n)].max : n; /* a batch of fixed size n */
   int64_t nb = (nmax + ITEM_BLOCK - 1) / ITEM_BLOCK;
-  for (int b = 0, nbufs = p->nbufs; b < nbufs; b++) {
-    if (!(block_uses(body, EX_LOAD, b) || block_has(body, ST_STORE, b)) || !item_temp(p, k, b, n)) continue;
+  /* the temporaries body uses that no kernel of p but those of node
+   * k->node does (the lowering made them for this kernel) */
+  int nbufs = p->nbufs;
+  char *mine = rt_xcalloc((size_t)nbufs + 1, 1), *others = rt_xcalloc((size_t)nbufs + 1, 1);
+  kir_block_buffers(body, mine, mine);
+  for (int f = 0; f < p->nfuncs; f++)
+    for (int i = 0; i < p->funcs[f].nkernels; i++)
+      if (p->funcs[f].kernels[i].node != k->node) kir_block_buffers(p->funcs[f].kernels[i].body, others, others);
+  for (int b = 0; b < nbufs; b++) {
+    if (!mine[b] || others[b] || !item_temp(p, b, n)) continue;
     Shape ss = p->bufs[b].shape;
     ss.d[0] = nb;
     Slot s = {b, kir_buffer(p, BUF_TEMP, p->bufs[b].dtype, p->bufs[b].name, &ss, k->node), nl->id, bv};
     body = kir_rewrite_block(p, body, slot_load, &s);
     slot_stores(p, body, &s);
   }
+  rt_xfree(mine);
+  rt_xfree(others);
   Expr *first = kx_imul(p, kx_var(p, bv), kx_i(p, ITEM_BLOCK));
   body = subst(p, body, nl->id, kx_local(p, item, DT_I64));
   Stmt *decl = ks_local(p, item, DT_I64, kx_iadd(p, kir_clone_expr(p, first), kx_var(p, iv)));
