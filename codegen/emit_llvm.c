@@ -396,13 +396,18 @@ static LLVMValueRef cold_loop(Lower *L) {
 }
 
 /* The loop metadata of a simd loop (kernel.h): vectorise it where LLVM
- * can, whatever its cost model says. */
+ * can, whatever its cost model says, and do not unroll it first.  Fully
+ * unrolled (the pipeline's loop-unroll-full runs before loop-vectorize),
+ * a short one became straight-line code that the SLP vectoriser turned
+ * into gathers: LeNet-5's second max_pool2d, 5 columns, took 4x the time
+ * it takes vectorised as a loop. */
 static LLVMValueRef simd_loop(Lower *L) {
   LLVMMetadataRef tmp = LLVMTemporaryMDNode(L->cx, NULL, 0);
   LLVMMetadataRef yes = LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(L->cx), 1, 0));
   LLVMMetadataRef en[2] = {LLVMMDStringInContext2(L->cx, "llvm.loop.vectorize.enable", 26), yes};
-  LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(L->cx, en, 2)};
-  LLVMMetadataRef id = LLVMMDNodeInContext2(L->cx, ops, 2);
+  LLVMMetadataRef un[1] = {LLVMMDStringInContext2(L->cx, "llvm.loop.unroll.disable", 24)};
+  LLVMMetadataRef ops[3] = {tmp, LLVMMDNodeInContext2(L->cx, en, 2), LLVMMDNodeInContext2(L->cx, un, 1)};
+  LLVMMetadataRef id = LLVMMDNodeInContext2(L->cx, ops, 3);
   LLVMMetadataReplaceAllUsesWith(tmp, id);
   return LLVMMetadataAsValue(L->cx, id);
 }
