@@ -628,33 +628,27 @@ static Stmt *lower_max_pool(Lower *L, int id, int grad) {
   int m = lower_local(L), best = lower_local(L), v = lower_local(L);
   Tap t = window_tap(p, &g, V(vh), V(vw), ivar(p, vkh, g.kh), ivar(p, vkw, g.kw));
   Expr *plane = MUL(V(vp), I(g.h * g.w));
-  /* best: the taken tap's index into the plane, or in a tiled gradient
-   * (which only compares it with the window's taps) its number in the
-   * window, an i32 (LLVM vectorises the i64 form 4 lanes wide) */
-  DType bt = grad && tiled ? DT_I32 : DT_I64;
-  Expr *mv = kx_local(p, m, DT_F32), *vv = kx_local(p, v, DT_F32), *bv = kx_local(p, best, bt);
+  Expr *mv = kx_local(p, m, DT_F32), *vv = kx_local(p, v, DT_F32), *bv = kx_local(p, best, DT_I64);
   Expr *load = t.ok ? kx_load_guarded(p, x, ADD(plane, t.idx), t.ok, kx_f(p, -INFINITY)) : kx_load(p, x, ADD(plane, t.idx));
   Stmt *tap = ks_local(p, v, DT_F32, load);
   /* take = ok && (best < 0 || v > m || v != v) */
-  Expr *take = kx_bin(p, BIN_OR, kx_bin(p, BIN_OR, kx_bin(p, BIN_LT, bv, kx_iconst(p, bt, 0)), kx_bin(p, BIN_GT, vv, mv)),
+  Expr *take = kx_bin(p, BIN_OR, kx_bin(p, BIN_OR, kx_bin(p, BIN_LT, bv, I(0)), kx_bin(p, BIN_GT, vv, mv)),
                       kx_bin(p, BIN_NE, vv, vv));
   if (t.ok) take = kx_bin(p, BIN_AND, t.ok, take);
   int tk = lower_local(L);
   ks_append(&tap, ks_local(p, tk, DT_BOOL, take));
   Expr *tv = kx_local(p, tk, DT_BOOL);
   ks_append(&tap, ks_assign(p, m, kx_select(p, tv, vv, mv)));
-  Expr *tapno = kx_cast(p, DT_I32, ADD(MUL(ivar(p, vkh, g.kh), I(g.kw)), ivar(p, vkw, g.kw)));
-  ks_append(&tap, ks_assign(p, best, kx_select(p, tv, bt == DT_I32 ? tapno : t.idx, bv)));
+  ks_append(&tap, ks_assign(p, best, kx_select(p, tv, t.idx, bv)));
   Stmt *body = ks_local(p, m, DT_F32, kx_f(p, -INFINITY));
-  ks_append(&body, ks_local(p, best, bt, kx_iconst(p, bt, -1)));
+  ks_append(&body, ks_local(p, best, DT_I64, I(-1)));
   ks_append(&body, loop(p, vkh, g.kh, loop(p, vkw, g.kw, tap)));
   Expr *o = at(p, V(vp), g.oh, V(vh), g.ow, V(vw));
   if (grad && tiled) { /* each tap of the window gets 0 + dy (as the zeroed result plus dy would) or 0 */
     int va = lower_var(L), vb = lower_var(L), d = lower_local(L);
     Tap u = window_tap(p, &g, V(vh), V(vw), ivar(p, va, g.kh), ivar(p, vb, g.kw));
     ks_append(&body, ks_local(p, d, DT_F32, FADD(kx_f(p, 0), lower_value(L, n->in[0], o))));
-    Expr *pick = kx_select(p, kx_bin(p, BIN_EQ, bv, kx_cast(p, DT_I32, ADD(MUL(ivar(p, va, g.kh), I(g.kw)), ivar(p, vb, g.kw)))),
-                           kx_local(p, d, DT_F32), kx_f(p, 0));
+    Expr *pick = kx_select(p, kx_bin(p, BIN_EQ, bv, u.idx), kx_local(p, d, DT_F32), kx_f(p, 0));
     ks_append(&body, loop(p, va, g.kh, loop(p, vb, g.kw, ks_store(p, out, ADD(plane, u.idx), pick))));
   } else if (grad) {
     ks_append(&body, add_to(p, out, ADD(plane, bv), lower_value(L, n->in[0], o)));
