@@ -80,6 +80,11 @@ int sched_conv_row_tiles(Program *p, Kernel *k, Stmt **slot, int mr);
  * 0 when the kernel is in that form (no other rule applies), else -1. */
 int sched_ct_tiles(Program *p, const Graph *g, Kernel *k, int tiles);
 
+/* Marks parallel each serial loop at the top of kernel k whose iterations
+ * touch disjoint elements of every buffer they store into and carry no
+ * local across iterations (sched_indep.c). */
+void sched_mark_independent(Program *p, Kernel *k);
+
 /* What the schedule may do: tiles 0 leaves linear layers in the row form
  * (no register tiles). */
 typedef struct SchedOpts {

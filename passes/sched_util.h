@@ -1,0 +1,31 @@
+/*
+ * sched_util.h — what the schedule's rules (sched_rules.c) share with its
+ * primitives (schedule.c): the analyses and rewrites both use.  Internal
+ * to the schedule step.
+ */
+#ifndef DLC_SCHED_UTIL_H
+#define DLC_SCHED_UTIL_H
+
+#include "passes/schedule.h"
+
+/* Whether e is an integer constant. */
+static inline int sched_is_const(const Expr *e) { return e && e->kind == EX_ICONST; }
+
+/* Whether expression e, block b or statement s alone (not the statements
+ * after it) has an expression of kind naming id (a variable, local or
+ * loaded buffer). */
+int sched_expr_uses(const Expr *e, ExprKind kind, int id);
+int sched_block_uses(const Stmt *b, ExprKind kind, int id);
+int sched_stmt_uses(const Stmt *s, ExprKind kind, int id);
+/* Whether block b has a statement of kind (assign, store) naming id. */
+int sched_block_has(const Stmt *b, StmtKind kind, int id);
+/* A copy of block (of e) with var := by, integer + and * of constants folded. */
+Stmt *sched_subst(Program *p, const Stmt *block, int var, const Expr *by);
+Expr *sched_subst_expr(Program *p, const Expr *e, int var, const Expr *by);
+/* Whether index e is var plus terms free of var. */
+int sched_unit_stride(const Expr *e, int var);
+/* The w-lane form of scalar e in a loop over var, or NULL (sched_vectorize's
+ * rules: loads at unit stride, what is free of var broadcast). */
+Expr *sched_vec_expr(Program *p, int var, int w, const Expr *e);
+
+#endif
