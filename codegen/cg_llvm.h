@@ -1,6 +1,7 @@
 /*
  * cg_llvm.h — internal to codegen/: the LLVM backend's pieces, shared by
- * emit_llvm.c (module building, optimisation, object and text output),
+ * emit_llvm.c (module building), llvm_target.c (the host target,
+ * optimisation, object and text output, the parts of a module),
  * jit.c (ORC LLJIT) and the tests.
  */
 #ifndef DLC_CG_LLVM_H
