@@ -445,6 +445,39 @@ Test(compile_time, max_pool_gradient_selects_stay_branch_free, .timeout = 120) {
   log_close(&log);
 }
 
+/* What the LLVM functions of the first kernel of op in net's training step
+ * (module prefix) hold: how many there are, how many compute on vectors of 4 lanes or
+ * more, how many contain text. */
+typedef struct KernelFns {
+  int k, functions, vector, with_text;
+} KernelFns;
+
+static KernelFns kernel_functions(const char *net, const char *prefix, OpKind op, const char *text) {
+  Log log;
+  log_open(&log);
+  Model m;
+  Trainer t;
+  const Func *step = step_program(&t, &m, &log, net);
+  KernelFns r = {0, 0, 0, 0};
+  while (r.k < step->nkernels && step->kernels[r.k].op != op) r.k++;
+  cr_assert_lt(r.k, step->nkernels, "no kernel of op %d", (int)op);
+  char *ir = module_text(&t.prog), name[128], fname[128];
+  snprintf(name, sizeof name, "@%s_train_step_k%d", prefix, r.k);
+  for (const char *at = ir; next_kernel_function(&at, name, fname, sizeof fname);) {
+    char *body = function_body(ir, fname);
+    r.functions++;
+    r.vector += strstr(body, "<4 x float>") || strstr(body, "<8 x float>") || strstr(body, "<16 x float>");
+    r.with_text += strstr(body, text) != NULL;
+    free(body);
+  }
+  cr_expect_gt(r.functions, 0, "no function of kernel %d in the module", r.k);
+  free(ir);
+  trainer_free(&t);
+  fe_model_free(&m);
+  log_close(&log);
+  return r;
+}
+
 /* The pipeline (CG_LLVM_PIPELINE) unrolls small constant loops fully
  * before it vectorises: a max pool gradient's loop over its windows is a
  * simd loop around the 2 x 2 taps of each window, which the loop
@@ -457,30 +490,8 @@ Test(compile_time, pool_gradient_windows_vectorise_after_the_taps_unroll, .timeo
       "logits = dense(flatten(p1), 10) as head\noutput logits\n"
       "train {\n  label y: i64[N]\n  loss = cross_entropy(logits, y)\n"
       "  optimizer = sgd(lr=0.01)\n  batch = 64\n}\n";
-  Log log;
-  log_open(&log);
-  Model m;
-  Trainer t;
-  const Func *step = step_program(&t, &m, &log, net);
-  int k = 0;
-  while (k < step->nkernels && step->kernels[k].op != OP_MAX_POOL2D_GRAD) k++;
-  cr_assert_lt(k, step->nkernels, "no max_pool2d_grad kernel");
-  char *ir = module_text(&t.prog), name[128];
-  snprintf(name, sizeof name, "@pooled_train_step_k%d", k);
-  int functions = 0, vector = 0;
-  char fname[128];
-  for (const char *at = ir; next_kernel_function(&at, name, fname, sizeof fname);) {
-    char *body = function_body(ir, fname);
-    functions++;
-    vector |= strstr(body, "<4 x float>") || strstr(body, "<8 x float>") || strstr(body, "<16 x float>");
-    free(body);
-  }
-  cr_expect_gt(functions, 0, "no function of kernel %d in the module", k);
-  cr_expect(vector, "no function of the max_pool2d_grad kernel (k%d) computes on vectors of 4 lanes or more", k);
-  free(ir);
-  trainer_free(&t);
-  fe_model_free(&m);
-  log_close(&log);
+  KernelFns r = kernel_functions(net, "pooled", OP_MAX_POOL2D_GRAD, "<4 x float>");
+  cr_expect_gt(r.vector, 0, "no function of the max_pool2d_grad kernel (k%d) computes on vectors of 4 lanes or more", r.k);
 }
 
 /* A simd loop is not unrolled before the loop vectoriser sees it
@@ -495,30 +506,7 @@ Test(compile_time, short_pool_rows_vectorise_without_gathers, .timeout = 120) {
       "logits = dense(flatten(p), 10) as head\noutput logits\n"
       "train {\n  label y: i64[N]\n  loss = cross_entropy(logits, y)\n"
       "  optimizer = sgd(lr=0.01)\n  batch = 64\n}\n";
-  Log log;
-  log_open(&log);
-  Model m;
-  Trainer t;
-  const Func *step = step_program(&t, &m, &log, net);
-  int k = 0;
-  while (k < step->nkernels && step->kernels[k].op != OP_MAX_POOL2D) k++;
-  cr_assert_lt(k, step->nkernels, "no max_pool2d kernel");
-  char *ir = module_text(&t.prog), name[128];
-  snprintf(name, sizeof name, "@pooled_train_step_k%d", k);
-  int functions = 0, vector = 0, gathers = 0;
-  char fname[128];
-  for (const char *at = ir; next_kernel_function(&at, name, fname, sizeof fname);) {
-    char *body = function_body(ir, fname);
-    functions++;
-    vector |= strstr(body, "<4 x float>") || strstr(body, "<8 x float>") || strstr(body, "<16 x float>");
-    gathers += strstr(body, "masked.gather") != NULL;
-    free(body);
-  }
-  cr_expect_gt(functions, 0, "no function of kernel %d in the module", k);
-  cr_expect(vector, "no function of the max_pool2d kernel (k%d) computes on vectors of 4 lanes or more", k);
-  cr_expect_eq(gathers, 0, "%d functions of the max_pool2d kernel (k%d) gather", gathers, k);
-  free(ir);
-  trainer_free(&t);
-  fe_model_free(&m);
-  log_close(&log);
+  KernelFns r = kernel_functions(net, "pooled", OP_MAX_POOL2D, "masked.gather");
+  cr_expect_gt(r.vector, 0, "no function of the max_pool2d kernel (k%d) computes on vectors of 4 lanes or more", r.k);
+  cr_expect_eq(r.with_text, 0, "%d functions of the max_pool2d kernel (k%d) gather", r.with_text, r.k);
 }
