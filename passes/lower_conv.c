@@ -628,27 +628,34 @@ static Stmt *lower_max_pool(Lower *L, int id, int grad) {
   int m = lower_local(L), best = lower_local(L), v = lower_local(L);
   Tap t = window_tap(p, &g, V(vh), V(vw), ivar(p, vkh, g.kh), ivar(p, vkw, g.kw));
   Expr *plane = MUL(V(vp), I(g.h * g.w));
-  Expr *mv = kx_local(p, m, DT_F32), *vv = kx_local(p, v, DT_F32), *bv = kx_local(p, best, DT_I64);
+  /* The tiled gradient names the taken tap by its place in the window's band of rows, a * w + j, kept as
+   * an f32 (exact below 2^24), so that every lane of the loop is 32 bits wide.  The place depends on the
+   * output column: a number that did not (the tap's number in the window) gcc turns into branches and
+   * does not vectorise.  Otherwise the tap's index in the plane, as an i64. */
+  DType bt = grad && tiled && g.kh * g.w < (1 << 24) ? DT_F32 : DT_I64;
+  Expr *mv = kx_local(p, m, DT_F32), *vv = kx_local(p, v, DT_F32), *bv = kx_local(p, best, bt);
+  Expr *tapno = bt == DT_F32 ? kx_cast(p, DT_F32, ADD(MUL(ivar(p, vkh, g.kh), I(g.w)), t.j)) : t.idx;
   Expr *load = t.ok ? kx_load_guarded(p, x, ADD(plane, t.idx), t.ok, kx_f(p, -INFINITY)) : kx_load(p, x, ADD(plane, t.idx));
   Stmt *tap = ks_local(p, v, DT_F32, load);
   /* take = ok && (best < 0 || v > m || v != v) */
-  Expr *take = kx_bin(p, BIN_OR, kx_bin(p, BIN_OR, kx_bin(p, BIN_LT, bv, I(0)), kx_bin(p, BIN_GT, vv, mv)),
+  Expr *take = kx_bin(p, BIN_OR, kx_bin(p, BIN_OR, kx_bin(p, BIN_LT, bv, bt == DT_F32 ? kx_f(p, 0) : I(0)), kx_bin(p, BIN_GT, vv, mv)),
                       kx_bin(p, BIN_NE, vv, vv));
   if (t.ok) take = kx_bin(p, BIN_AND, t.ok, take);
   int tk = lower_local(L);
   ks_append(&tap, ks_local(p, tk, DT_BOOL, take));
   Expr *tv = kx_local(p, tk, DT_BOOL);
   ks_append(&tap, ks_assign(p, m, kx_select(p, tv, vv, mv)));
-  ks_append(&tap, ks_assign(p, best, kx_select(p, tv, t.idx, bv)));
+  ks_append(&tap, ks_assign(p, best, kx_select(p, tv, tapno, bv)));
   Stmt *body = ks_local(p, m, DT_F32, kx_f(p, -INFINITY));
-  ks_append(&body, ks_local(p, best, DT_I64, I(-1)));
+  ks_append(&body, ks_local(p, best, bt, bt == DT_F32 ? kx_f(p, -1) : I(-1)));
   ks_append(&body, loop(p, vkh, g.kh, loop(p, vkw, g.kw, tap)));
   Expr *o = at(p, V(vp), g.oh, V(vh), g.ow, V(vw));
   if (grad && tiled) { /* each tap of the window gets 0 + dy (as the zeroed result plus dy would) or 0 */
     int va = lower_var(L), vb = lower_var(L), d = lower_local(L);
     Tap u = window_tap(p, &g, V(vh), V(vw), ivar(p, va, g.kh), ivar(p, vb, g.kw));
     ks_append(&body, ks_local(p, d, DT_F32, FADD(kx_f(p, 0), lower_value(L, n->in[0], o))));
-    Expr *pick = kx_select(p, kx_bin(p, BIN_EQ, bv, u.idx), kx_local(p, d, DT_F32), kx_f(p, 0));
+    Expr *un = bt == DT_F32 ? kx_cast(p, DT_F32, ADD(MUL(ivar(p, va, g.kh), I(g.w)), u.j)) : u.idx;
+    Expr *pick = kx_select(p, kx_bin(p, BIN_EQ, bv, un), kx_local(p, d, DT_F32), kx_f(p, 0));
     ks_append(&body, loop(p, va, g.kh, loop(p, vb, g.kw, ks_store(p, out, ADD(plane, u.idx), pick))));
   } else if (grad) {
     ks_append(&body, add_to(p, out, ADD(plane, bv), lower_value(L, n->in[0], o)));

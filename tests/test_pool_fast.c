@@ -236,3 +236,30 @@ Test(pool_fast, lenet5_pool_gradients_keep_relus_gradient_fused, .timeout = 300)
   cr_expect_eq(kernels, 2, "%d max_pool2d_grad kernels in\n%s", kernels, text);
   free(text);
 }
+
+/* The tiled gradient keeps the taken tap as an f32, its place a * w + j in
+ * the window's band of rows, while kh * w is below 2^24, where every such
+ * place is exact; at 2^24 and above it keeps the tap's i64 index. */
+Test(pool_fast, tiled_gradient_keeps_an_exact_tap, .timeout = 120) {
+  static const char *const model =
+      "model wide\ninput x: f32[N, 1, %d, %d]\nc = conv2d(x, 1, 1)\np = max_pool2d(c, [%d, 2])\n"
+      "output logits = dense(flatten(p), 2)\n"
+      "train {\n  label y: i64[N]\n  loss = cross_entropy(logits, y)\n  optimizer = sgd(lr=0.1)\n  batch = 2\n}\n";
+  static const struct {
+    int h, w;
+    const char *best;
+  } cases[] = {{2, 28, "local v1: f32 = -1.0"}, {1024, 16382, "local v1: f32 = -1.0"},
+               {1024, 16384, "local v1: i64 = -1"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char src[512];
+    snprintf(src, sizeof src, model, cases[i].h, cases[i].w, cases[i].h);
+    int status;
+    char *text = tu_dump_after(src, "--train --dump-after=lower", &status);
+    cr_assert_not_null(text);
+    cr_expect_eq(status, 0, "%s", text);
+    char *k = kr_kernel_text(text, ": max_pool2d_grad");
+    cr_expect(k && strstr(k, cases[i].best), "%d x %d: no '%s' in\n%s", cases[i].h, cases[i].w, cases[i].best, k ? k : text);
+    free(k);
+    free(text);
+  }
+}
