@@ -262,6 +262,12 @@ static void pairwise(Emit *E, const Expr *a, int u, int w) {
 }
 
 /* The GNU C vector form of n-lane f32 expression e (vec_printable). */
+/* The helper's name of a zip of op (kernel.h): dlc_zip<name>_f32x<n>. */
+static const char *zip_name(int op) {
+  static const char *const names[] = {"lo", "hi", "even", "odd"};
+  return names[op];
+}
+
 static void vexpr(Emit *E, const Expr *e) {
   switch (e->kind) {
   case EX_LOAD:
@@ -292,7 +298,7 @@ static void vexpr(Emit *E, const Expr *e) {
     fputc(')', E->f);
     break;
   case EX_ZIP:
-    fprintf(E->f, "dlc_zip%s_f32x%d(", e->op ? "hi" : "lo", e->lanes);
+    fprintf(E->f, "dlc_zip%s_f32x%d(", zip_name(e->op), e->lanes);
     vexpr(E, e->a);
     fputs(", ", E->f);
     vexpr(E, e->b);
@@ -341,13 +347,15 @@ static void expr(Emit *E, const Expr *e) {
     pairwise(E, e->a, 0, 1);
     E->lane = lane;
     break;
-  case EX_ZIP: /* lane k of a zip is a lane of one operand (kernel.h) */
-    E->lane = lane / 2 + (e->op ? e->lanes / 2 : 0);
+  case EX_ZIP: { /* lane k of a zip is a lane of one operand (kernel.h) */
+    int s = kir_zip_lane(e->op, e->lanes, lane);
+    E->lane = s % e->lanes;
     fputc('(', E->f);
-    expr(E, lane % 2 ? e->b : e->a);
+    expr(E, s < e->lanes ? e->a : e->b);
     fputc(')', E->f);
     E->lane = lane;
     break;
+  }
   case EX_UNARY: unary(E, e); break;
   case EX_BINARY: binary(E, e); break;
   case EX_SELECT:
@@ -765,15 +773,16 @@ static void vec_sum(Emit *E, int n, int u, int w) {
   fputc(')', E->f);
 }
 
-/* zip_lo and zip_hi of n lanes (kernel.h): Clang's __builtin_shufflevector
- * takes the lanes as constants, GCC's __builtin_shuffle as a vector. */
+/* zip_lo, zip_hi, unzip_even and unzip_odd of n lanes (kernel.h): Clang's
+ * __builtin_shufflevector takes the lanes as constants, GCC's
+ * __builtin_shuffle as a vector. */
 static void zip_helpers(Emit *E, int n) {
-  for (int hi = 0; hi < 2; hi++) {
-    const char *h = hi ? "hi" : "lo";
+  for (int op = 0; op < 4; op++) {
+    const char *h = zip_name(op);
     fprintf(E->f, "#if defined(__clang__)\n#define dlc_zip%s_f32x%d(a, b) __builtin_shufflevector(a, b", h, n);
-    for (int k = 0; k < n; k++) fprintf(E->f, ", %d", k / 2 + (hi ? n / 2 : 0) + (k % 2 ? n : 0));
+    for (int k = 0; k < n; k++) fprintf(E->f, ", %d", kir_zip_lane(op, n, k));
     fprintf(E->f, ")\n#else\n#define dlc_zip%s_f32x%d(a, b) __builtin_shuffle(a, b, (dlc_i32x%d){", h, n, n);
-    for (int k = 0; k < n; k++) fprintf(E->f, "%s%d", k ? ", " : "", k / 2 + (hi ? n / 2 : 0) + (k % 2 ? n : 0));
+    for (int k = 0; k < n; k++) fprintf(E->f, "%s%d", k ? ", " : "", kir_zip_lane(op, n, k));
     fputs("})\n#endif\n", E->f);
   }
 }

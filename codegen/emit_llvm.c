@@ -358,10 +358,10 @@ static LLVMValueRef expr(Lower *L, const Expr *e) {
   case EX_RAND: return random_uniform(L, e);
   case EX_BROADCAST: return splat(L, expr(L, e->a), e->lanes);
   case EX_REDUCE: return e->a->lanes > 1 ? reduce(L, e) : expr(L, e->a);
-  case EX_ZIP: { /* kernel.h: lane 2m of a's half, then lane 2m + 1 of b's (lanes n and up) */
+  case EX_ZIP: { /* kernel.h: the lanes of a then b (b's are n and up) that kir_zip_lane names */
     LLVMValueRef idx[KIR_MAX_LANES];
     unsigned n = (unsigned)e->lanes;
-    for (unsigned k = 0; k < n; k++) idx[k] = LLVMConstInt(L->i32, k / 2 + (e->op ? n / 2 : 0) + (k % 2 ? n : 0), 0);
+    for (unsigned k = 0; k < n; k++) idx[k] = LLVMConstInt(L->i32, (unsigned long long)kir_zip_lane(e->op, (int)n, (int)k), 0);
     return LLVMBuildShuffleVector(L->b, expr(L, e->a), expr(L, e->b), LLVMConstVector(idx, n), "");
   }
   case EX_FMA: { /* fused where the target has FMA: the backend's choice, as kernel.h allows */

@@ -212,7 +212,7 @@ static void expr(KDump *D, const Expr *e) {
     break;
   case EX_FMA: call3(D, "fma", e); break;
   case EX_ZIP:
-    fputs(e->op ? "zip_hi(" : "zip_lo(", D->f);
+    fputs(e->op == 3 ? "unzip_odd(" : e->op == 2 ? "unzip_even(" : e->op ? "zip_hi(" : "zip_lo(", D->f);
     expr(D, e->a);
     fputs(", ", D->f);
     expr(D, e->b);

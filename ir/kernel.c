@@ -350,11 +350,11 @@ Expr *kx_reduce(Program *p, BinOp op, Expr *a) {
   return e;
 }
 
-Expr *kx_zip(Program *p, Expr *a, Expr *b, int hi) {
-  IR_ASSERT(a->type == b->type && a->lanes == b->lanes && a->lanes > 1 && (hi == 0 || hi == 1));
+Expr *kx_zip(Program *p, Expr *a, Expr *b, int op) {
+  IR_ASSERT(a->type == b->type && a->lanes == b->lanes && a->lanes > 1 && op >= 0 && op <= 3);
   Expr *e = ex(p, EX_ZIP, a->type);
   e->lanes = a->lanes;
-  e->op = hi;
+  e->op = op;
   e->a = a;
   e->b = b;
   return e;

@@ -115,6 +115,10 @@
  *     of b, for m < n / 2; zip_hi takes lanes n / 2 + m instead (op 1).
  *     log2(n) rounds of zips of rows i and i + n / 2 into rows 2i and
  *     2i + 1 transpose n rows of n lanes (a panel's pack, schedule.c);
+ *     the same kind with op 2 or 3 undoes it (unzip): lane m of
+ *     unzip_even(a, b) (op 2) is lane 2m of the 2n lanes a then b, and of
+ *     unzip_odd (op 3) lane 2m + 1, so the elements 2j and 2j + 1 of a
+ *     stride-2 walk come from two loads of n consecutive elements;
  *   - ST_STORE of an n-lane value evaluates every lane, then writes them
  *     to buf[index], ..., buf[index + n - 1];
  *   - ST_LOCAL declares a local with its value's lanes, and reads
@@ -160,7 +164,7 @@ typedef enum ExprKind {
   EX_BROADCAST, /* a (a scalar) in each of lanes lanes */
   EX_REDUCE,  /* op (BIN_ADD) over the lanes of a, pairwise: a scalar */
   EX_FMA,     /* a * b + c, f32 or f64, lane-wise; rounded once or twice (below) */
-  EX_ZIP,     /* lanes of a and b interleaved: op 0 their low halves, 1 their high halves */
+  EX_ZIP,     /* lanes of a and b interleaved: op 0 their low halves, 1 their high halves; 2, 3 unzipped */
 } ExprKind;
 
 typedef enum UnOp {
@@ -365,8 +369,12 @@ Expr *kx_load_lanes(Program *p, int buf, Expr *index, int n);
 Expr *kx_broadcast(Program *p, Expr *a, int n);
 Expr *kx_reduce(Program *p, BinOp op, Expr *a);
 Expr *kx_vlocal(Program *p, int local, DType t, int n);
-/* zip_lo(a, b) (hi 0) or zip_hi(a, b) (hi 1), a and b of one type and n > 1 lanes. */
-Expr *kx_zip(Program *p, Expr *a, Expr *b, int hi);
+/* zip_lo(a, b) (op 0), zip_hi (1), unzip_even (2) or unzip_odd (3), a and b of one type and n > 1 lanes. */
+Expr *kx_zip(Program *p, Expr *a, Expr *b, int op);
+/* The lane of a then b (0 .. 2n - 1) that lane k of a zip of n lanes with op takes (above). */
+static inline int kir_zip_lane(int op, int n, int k) {
+  return op >= 2 ? 2 * k + op - 2 : k / 2 + (op ? n / 2 : 0) + (k % 2 ? n : 0);
+}
 /* Whether n is a lane count: a power of two from 1 to KIR_MAX_LANES. */
 int kir_lanes_ok(int n);
 /* Whether an operator or type belongs to a class of the rules above. */

@@ -345,12 +345,11 @@ static KVal reduce(Ev *E, const KX *x) {
   return v[0];
 }
 
-/* Lane E->lane of zip x: lane (E->lane / 2, + half for the high halves)
- * of operand a for even lanes, b for odd ones. */
+/* Lane E->lane of zip x: the lane of a then b that kir_zip_lane names. */
 static KVal zip(Ev *E, const KX *x) {
-  int saved = E->lane;
-  E->lane = saved / 2 + (x->sub ? x->lanes / 2 : 0);
-  KVal v = value(E, saved % 2 ? x->b : x->a);
+  int saved = E->lane, s = kir_zip_lane(x->sub, x->lanes, saved);
+  E->lane = s % x->lanes;
+  KVal v = value(E, s < x->lanes ? x->a : x->b);
   E->lane = saved;
   return v;
 }
@@ -821,7 +820,7 @@ static KX *cexpr(Ev *E, const Expr *e) {
   case EX_CAST: return cast(E, e);
   case EX_FMA: return fma_expr(E, e);
   case EX_ZIP:
-    if (!e->a || !e->b || e->lanes < 2 || (e->op != 0 && e->op != 1)) fail(E, "a zip of %d lanes, half %d", e->lanes, e->op);
+    if (!e->a || !e->b || e->lanes < 2 || e->op < 0 || e->op > 3) fail(E, "a zip of %d lanes, op %d", e->lanes, e->op);
     want_type(E, e->a, e->type, "a zip's operand");
     want_type(E, e->b, e->type, "a zip's operand");
     x = node(E, K_ZIP, e->type);

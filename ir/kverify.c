@@ -291,7 +291,7 @@ static void check_lanes(KCheck *c, const Expr *e) {
     break;
   case EX_ZIP:
     if (e->lanes < 2) problem(c, "a zip of %d lane", e->lanes);
-    if (e->op != 0 && e->op != 1) problem(c, "a zip of half %d (0 low, 1 high)", e->op);
+    if (e->op < 0 || e->op > 3) problem(c, "a zip of op %d (0 low, 1 high, 2 even, 3 odd)", e->op);
     same_lanes(c, e, e->a, e->lanes), same_lanes(c, e, e->b, e->lanes);
     break;
   }

@@ -1279,28 +1279,33 @@ static void mark_top_parallel(Kernel *k) {
  * (LLVM's cost model leaves it scalar, 1.6x slower: LeNet-5's p1
  * gradient was a fifth of the JIT's training step).  Vectorised, every
  * lane computes what its iteration did. */
-static void rule_window_columns(const Graph *g, Kernel *k) {
+static Stmt *rule_window_columns(const Graph *g, Kernel *k) {
   ConvGeom w;
   ir_conv_geom(g, &g->nodes[k->node], &w);
   if (!(w.sh == w.kh && w.sw == w.kw && w.dh == 1 && w.dw == 1 && w.pt == 0 && w.pl == 0 && w.oh * w.kh == w.h &&
         w.ow * w.kw == w.w))
-    return;
+    return NULL;
   Stmt *l = k->body;
-  if (!l || l->kind != ST_LOOP || l->next) return;
+  if (!l || l->kind != ST_LOOP || l->next) return NULL;
   while (l->body && l->body->kind == ST_LOOP && !l->body->next && l->body->body && l->body->body->kind == ST_LOOP &&
          !l->body->body->next)
     l = l->body;
   Stmt *cols = l->body;
-  if (cols != k->body && cols && cols->kind == ST_LOOP && !cols->next && cols->loop == LOOP_SERIAL && cols->step == 1)
+  if (cols != k->body && cols && cols->kind == ST_LOOP && !cols->next && cols->loop == LOOP_SERIAL && cols->step == 1) {
     (void)sched_mark(cols, LOOP_SIMD);
+    return cols;
+  }
+  return NULL;
 }
 
 static void sched_kernel_rules(Program *p, Func *f, Kernel *k, const SchedOpts *o) {
   switch (k->op) {
   case OP_MAX_POOL2D:
-  case OP_MAX_POOL2D_GRAD:
-    rule_window_columns(f->g, k);
+  case OP_MAX_POOL2D_GRAD: { /* simd columns, or with tiles on, columns in lanes where the windows are 2 wide */
+    Stmt *cols = rule_window_columns(f->g, k);
+    if (cols && o->tiles) (void)sched_pool_lanes(p, f->g, k, cols);
     break;
+  }
   case OP_LINEAR:
     rule_linear(p, f->g, k, o);
     mark_top_parallel(k);

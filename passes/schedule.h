@@ -75,6 +75,10 @@ int sched_gw_tiles(Program *p, const Graph *g, Kernel *k);
 /* The register tiles of a row form at *slot with MR rows a tile and B
  * read where it is (the convolutions' form); 0, or -1 (left as it was). */
 int sched_conv_row_tiles(Program *p, Kernel *k, Stmt **slot, int mr);
+/* A max pool or its gradient whose windows tile the input kh x 2, its
+ * column loop cols in lanes (sched_pool.c); -1 when the form is not one
+ * the rule knows (the loop is then left as it was). */
+int sched_pool_lanes(Program *p, const Graph *g, Kernel *k, Stmt *cols);
 /* conv_transpose2d's rows of taps (sched_ct.c): the tiles of the row form
  * lower_conv.c writes with unit strides and one group (tiles 0: none);
  * 0 when the kernel is in that form (no other rule applies), else -1. */

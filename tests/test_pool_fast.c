@@ -158,7 +158,12 @@ static void expect_pool(const char *name, int64_t c, int64_t h, int64_t w, Geom 
     Program p;
     pc_program(&t, &p);
     char *text = hk_dump(&p);
-    if (grad) { /* windows that tile the input write every element: no zeroed result first */
+    /* windows tiling the input 2 columns wide, 4 or more of them: the columns in lanes (sched_pool.c) */
+    int lanes = q.sh == q.kh && q.sw == 2 && q.kw == 2 && q.dil == 1 && !q.pt && !q.pb && !q.pl && !q.pr &&
+                h % q.kh == 0 && w % 2 == 0 && w / 2 >= 4 && q.kh * 2 <= 16;
+    cr_expect_eq(strstr(text, "unzip_even(") != NULL, lanes, "%s: columns %sin lanes\n%s", name, lanes ? "not " : "", text);
+    if (lanes) {
+    } else if (grad) { /* windows that tile the input write every element: no zeroed result first */
       int tiled = q.sh == q.kh && q.sw == q.kw && q.dil == 1 && !q.pt && !q.pb && !q.pl && !q.pr && h % q.kh == 0 &&
                   w % q.kw == 0;
       int zeroed = strstr(text, "] = 0.0\n") != NULL;
@@ -200,6 +205,12 @@ Test(pool_fast, tiled_windows_match_the_interpreter, .timeout = 600) {
   expect_pool("2x1 column", 6, 8, 3, ((Geom){2, 1, 2, 1, 0, 0, 0, 0, 1, 0}), 1);
   expect_pool("4x4 tiles", 6, 8, 8, TILE(4), 1);          /* 16 taps: the most written out */
   expect_pool("5x5 tiles", 6, 10, 10, TILE(5), 0);        /* 25 taps: the loop forms */
+  /* in lanes: 16 and a last vector of 16, one vector of 8, 4 and a last of 4, 3 windows (scalar), 3 x 2 */
+  expect_pool("2x2, 20 columns", 3, 4, 40, TILE(2), 1);
+  expect_pool("2x2, 8 columns", 3, 4, 16, TILE(2), 1);
+  expect_pool("2x2, 5 columns", 3, 6, 10, TILE(2), 1);
+  expect_pool("2x2, 3 columns", 3, 4, 6, TILE(2), 1);
+  expect_pool("3x2 tiles", 4, 9, 12, ((Geom){3, 2, 3, 2, 0, 0, 0, 0, 1, 0}), 1);
 }
 
 Test(pool_fast, other_windows_match_the_interpreter, .timeout = 600) {

@@ -446,9 +446,10 @@ static const char *training_c_compiles(const char *model, const char *max, const
 
 /* The columns of windows of a max pool (windows that tile the input) and
  * of its gradient are simd requests: LLVM left both scalar, LeNet-5's p1
- * forward at half the speed of gcc's vectorised loop. */
+ * forward at half the speed of gcc's vectorised loop.  With tiles on,
+ * windows 2 columns wide are in lanes instead (sched_pool.c, below). */
 Test(schedule, pool_gradient_columns_are_a_simd_request, .timeout = 300) {
-  char *text = dump_model(pool_model, "schedule", "N=8 --train");
+  char *text = dump_model(pool_model, "schedule", "N=8 --no-tile --train");
   const char *k = strstr(text, ": max_pool2d_grad");
   cr_assert_not_null(k, "%s", text);
   cr_expect(strstr(k, "for i2 < 4 simd {\n") != NULL, "%s", text);
@@ -457,7 +458,23 @@ Test(schedule, pool_gradient_columns_are_a_simd_request, .timeout = 300) {
   const char *simd = strstr(k, "for i2 < 4 simd {\n"), *next = strstr(k, "\n  kernel ");
   cr_expect(simd != NULL && (next == NULL || simd < next), "the forward pool's columns:\n%s", text);
   free(text);
-  training_c_compiles(pool_model, "N=8", "pragma clang loop vectorize(assume_safety)");
+  training_c_compiles(pool_model, "N=8 --no-tile", "pragma clang loop vectorize(assume_safety)");
+}
+
+/* With tiles on, the same columns (windows 2 x 2, 4 of them per row) are
+ * vectors of 4: the taps unzipped from two loads per row of the window,
+ * the gradient's two columns zipped back; no simd loop is left, and the
+ * C has the vector form, warning-free in both its forms. */
+Test(schedule, pool_columns_two_wide_are_in_lanes, .timeout = 300) {
+  char *text = dump_model(pool_model, "schedule", "N=8 --train");
+  const char *grad = strstr(text, ": max_pool2d_grad"), *fwd = strstr(text, ": max_pool2d p  #");
+  cr_assert(grad && fwd, "%s", text);
+  cr_expect(strstr(grad, "unzip_odd(b") && strstr(grad, "= zip_hi("), "the gradient:\n%s", text);
+  const char *next = strstr(fwd, "\n  kernel "), *u = strstr(fwd, "unzip_even(b");
+  cr_expect(u && (!next || u < next), "the forward pool:\n%s", text);
+  cr_expect(!strstr(text, " simd {\n"), "%s", text);
+  free(text);
+  training_c_compiles(pool_model, "N=8", "dlc_zipeven_f32x4(");
 }
 
 /* The register tiles' reduction over a packed panel asks for the panel's
