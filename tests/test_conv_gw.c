@@ -199,6 +199,8 @@ Test(conv_gw, lenet_shapes_match_the_interpreter, .timeout = 600) {
   expect_gw("lenet c1 batch 64", 64, 3, 1, 6, 28, 5, 2, 1, 1, BATCH_OUTER);  /* one chunk, dy's rows per item */
   expect_gw("lenet c2", 3, 3, 6, 16, 14, 5, 0, 1, 1, CHANNELS);  /* 16 x 150: 6 blocks of 25 taps */
   expect_gw("lenet c2 batch 64", 64, 5, 6, 16, 14, 5, 0, 1, 1, CHANNELS);
+  /* dy's transpose in blocks of 16 x 16: 2 blocks of channels by 4 of positions, no last block */
+  expect_gw("32 channels, 64 positions", 3, 2, 3, 32, 8, 1, 0, 1, 1, CHANNELS);
 }
 
 Test(conv_gw, odd_shapes_match_the_interpreter, .timeout = 600) {
