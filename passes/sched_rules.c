@@ -941,6 +941,111 @@ static int kk_table(Program *p, Kernel *k, int kk, Expr *value, int64_t K, const
   return t;
 }
 
+/* A row of an epilogue in lanes — the innermost loop j < E (constant, 4
+ * or more) of a nest that narrows a convolution's output, whose body
+ * declares locals and stores at unit stride along j, reading only other
+ * buffers: w lanes (16, 8 or 4, the most E holds) at j0 = 0, w, 2w, ...
+ * and, when w does not divide E, one more vector ending at the last
+ * column, which stores some elements again with the same values.  Loads
+ * at unit stride take w lanes, what varies with neither j nor a local of
+ * the row is broadcast, + - * /, comparisons and selects are lane-wise
+ * (the forms every backend has in vectors, as in the tiles' epilogue).
+ * LLVM took LeNet-5's 28-column rows of c1's relu in 4 lanes and a
+ * scalar rest: a seventh of that kernel. */
+typedef struct RowLanes {
+  Program *p;
+  int var, w, *vl, n;   /* vl[id]: local id's vector local + 1 (0: not one of the row's) */
+  Expr *j0;
+} RowLanes;
+
+static int row_varies(const RowLanes *R, const Expr *e) {
+  if (!e) return 0;
+  if ((e->kind == EX_VAR && e->id == R->var) || (e->kind == EX_LOCAL && e->id < R->n && R->vl[e->id])) return 1;
+  return row_varies(R, e->a) || row_varies(R, e->b) || row_varies(R, e->c);
+}
+
+static Expr *row_lanes(const RowLanes *R, const Expr *e) {
+  Program *p = R->p;
+  if (!e || e->lanes != 1) return NULL;
+  if (!row_varies(R, e)) return e->type == DT_F32 ? kx_broadcast(p, kir_clone_expr(p, e), R->w) : NULL;
+  Expr *a, *b, *c;
+  switch (e->kind) {
+  case EX_LOCAL: return e->a ? NULL : kx_vlocal(p, R->vl[e->id] - 1, DT_F32, R->w);
+  case EX_LOAD:
+    return !e->b && e->type == DT_F32 && sched_unit_stride(e->a, R->var)
+               ? kx_load_lanes(p, e->id, sched_subst_expr(p, e->a, R->var, R->j0), R->w)
+               : NULL;
+  case EX_BINARY:
+    if (e->a->type != DT_F32 || !(e->op <= BIN_DIV || kir_is_compare((BinOp)e->op))) return NULL;
+    a = row_lanes(R, e->a), b = a ? row_lanes(R, e->b) : NULL;
+    return b ? kx_bin(p, (BinOp)e->op, a, b) : NULL;
+  case EX_SELECT:
+    if (e->a->kind != EX_BINARY || !kir_is_compare((BinOp)e->a->op) || e->type != DT_F32) return NULL;
+    a = row_lanes(R, e->a), b = a ? row_lanes(R, e->b) : NULL, c = b ? row_lanes(R, e->c) : NULL;
+    return c ? kx_select(p, a, b, c) : NULL;
+  case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_BROADCAST: case EX_REDUCE: case EX_FMA:
+  case EX_RAND: case EX_UNARY: case EX_CAST: case EX_ZIP:
+    return NULL;
+  }
+  return NULL;
+}
+
+/* Row l's body in w lanes at j0, or NULL. */
+static Stmt *row_vector(Program *p, Kernel *k, const Stmt *l, int w, Expr *j0) {
+  int n = k->nlocals, *vl = calloc((size_t)n + 1, sizeof *vl);
+  if (!vl) return NULL;
+  RowLanes R = {p, l->id, w, vl, n, j0};
+  Stmt *out = NULL;
+  for (const Stmt *s = l->body; s; s = s->next) {
+    Expr *v = row_lanes(&R, s->value);
+    if (!v || (s->kind == ST_LOCAL && (s->count > 0 || s->id >= n)) ||
+        (s->kind == ST_STORE && !sched_unit_stride(s->index, l->id))) {
+      out = NULL;
+      break;
+    }
+    if (s->kind == ST_LOCAL) {
+      int id = k->nlocals++;
+      ks_append(&out, ks_local(p, id, DT_F32, v));
+      vl[s->id] = id + 1;
+    } else {
+      ks_append(&out, ks_store(p, s->id, sched_subst_expr(p, s->index, l->id, j0), v));
+    }
+  }
+  free(vl);
+  return out;
+}
+
+static void vector_rows(Program *p, Kernel *k, Stmt **slot) {
+  while (*slot) {
+    Stmt *l = *slot;
+    int nested = 0, ok = l->kind == ST_LOOP;
+    for (const Stmt *s = ok ? l->body : NULL; s; s = s->next) nested |= s->kind == ST_LOOP;
+    if (ok && nested) vector_rows(p, k, &l->body);
+    if (!ok || nested || l->step != 1 || l->loop == LOOP_REDUCE || !sched_is_const(l->extent) || l->extent->i < 4) {
+      slot = &l->next;
+      continue;
+    }
+    for (const Stmt *s = l->body; s && ok; s = s->next)
+      ok = (s->kind == ST_LOCAL && s->value->type == DT_F32) ||
+           (s->kind == ST_STORE && s->value->type == DT_F32 && !sched_block_uses(l->body, EX_LOAD, s->id));
+    int64_t E = l->extent->i, w = E >= 16 ? 16 : E >= 8 ? 8 : 4, nv = E / w;
+    int jv = k->nvars++;
+    Stmt *whole = ok ? row_vector(p, k, l, (int)w, nv > 1 ? kx_imul(p, kx_var(p, jv), kx_i(p, w)) : kx_i(p, 0)) : NULL;
+    Stmt *last = whole && E % w ? row_vector(p, k, l, (int)w, kx_i(p, E - w)) : NULL;
+    if (!whole || (E % w && !last)) {
+      slot = &l->next;
+      continue;
+    }
+    if (nv > 1) whole = ks_loop(p, jv, kx_i(p, nv), whole);
+    ks_append(&whole, last);
+    Stmt *t = whole;
+    while (t->next) t = t->next;
+    t->next = l->next;
+    *slot = whole;
+    slot = &t->next;
+  }
+}
+
 /* The nest after the tiles' batch loop nl that reads their output out a
  * plane at a time (a forward's narrowing of the wide rows into y, with
  * the epilogue fused into it; the transpose's crop and bias): a loop over
@@ -964,6 +1069,7 @@ static void jam_epilogue(Program *p, Kernel *k, Stmt *nl, int out, int in, int w
     int q = k->nvars++;
     moved = ks_loop(p, q, kx_i(p, x), sched_subst(p, e->body, e->id, kx_iadd(p, kx_imul(p, item, kx_i(p, x)), kx_var(p, q))));
   }
+  vector_rows(p, k, &moved);
   ks_append(&nl->body, moved);
   nl->next = e->next;
 }
