@@ -55,9 +55,8 @@
  * 3 x 5 for LeNet-5's first convolution (6 x 25).  The rule takes one group and unit strides; other shapes keep
  * the row-buffer nest.
  */
-#include <string.h>
-
 #include "ir/conv.h"
+#include "passes/sched_util.h"
 #include "passes/schedule.h"
 
 #define GW_LANES 16
@@ -505,16 +504,7 @@ static Stmt *transpose_lanes(Program *p, Kernel *k, int dyt, int dy, Dim n, int6
       row[r] = k->nlocals++;
       ks_append(&body, ks_local(p, row[r], DT_F32, kx_load_lanes(p, dy, at, W)));
     }
-    for (int half = W / 2; half >= 1; half /= 2) { /* rows i and i + W/2 into 2i and 2i + 1 */
-      int next[W];
-      for (int i = 0; i < W / 2; i++)
-        for (int hi = 0; hi < 2; hi++) {
-          next[2 * i + hi] = k->nlocals++;
-          Expr *z = kx_zip(p, kx_vlocal(p, row[i], DT_F32, W), kx_vlocal(p, row[i + W / 2], DT_F32, W), hi);
-          ks_append(&body, ks_local(p, next[2 * i + hi], DT_F32, z));
-        }
-      memcpy(row, next, sizeof row);
-    }
+    sched_zip_transpose(p, k, row, W, &body);
     for (int r = 0; r < W; r++) { /* position p0 + r, channels o0 .. o0 + W - 1 */
       Expr *at = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, tn), kx_i(p, P)), kx_iadd(p, kir_clone_expr(p, p0), kx_i(p, r))),
                                     kx_i(p, O)),

@@ -39,14 +39,6 @@
 
 #define POOL_MIN_LANES 4
 
-/* The structural equality of two expressions. */
-static int same(const Expr *a, const Expr *b) {
-  if (!a || !b) return a == b;
-  return a->kind == b->kind && a->type == b->type && a->lanes == b->lanes && a->op == b->op && a->id == b->id &&
-         (a->kind != EX_FCONST || a->f == b->f) && (a->kind != EX_ICONST || a->i == b->i) && same(a->a, b->a) &&
-         same(a->b, b->b) && same(a->c, b->c);
-}
-
 /* A statement of a body with the loop variables around it (outermost first). */
 typedef struct Found {
   const Stmt *s;
@@ -125,7 +117,7 @@ static Expr *lanes(const Lanes *L, const Expr *e) {
   switch (e->kind) {
   case EX_LOAD:
     if (e->b) return NULL;
-    if (L->at && same(e->a, L->at)) return unzipped(L, e->id, tap_index(L, e->a));
+    if (L->at && sched_same_expr(e->a, L->at)) return unzipped(L, e->id, tap_index(L, e->a));
     if (!tap && sched_unit_stride(e->a, L->col))
       return kx_load_lanes(p, e->id, sched_subst_expr(p, e->a, L->col, L->j0), L->w);
     return NULL;

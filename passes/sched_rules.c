@@ -6,7 +6,6 @@
  * every kernel.
  */
 #include <stdlib.h>
-#include <string.h>
 
 #include "ir/conv.h"
 #include "passes/sched_util.h"
@@ -248,23 +247,16 @@ typedef struct RowForm {
   Epi tail;            /* the loop after the reduction, taken off (tail.body: none) */
 } RowForm;
 
-static int same_expr(const Expr *a, const Expr *b) {
-  if (!a || !b) return a == b;
-  return a->kind == b->kind && a->type == b->type && a->lanes == b->lanes && a->op == b->op && a->id == b->id &&
-         (a->kind != EX_FCONST || a->f == b->f) && (a->kind != EX_ICONST || a->i == b->i) && same_expr(a->a, b->a) &&
-         same_expr(a->b, b->b) && same_expr(a->c, b->c);
-}
-
 /* The loop after the reduction of a row form, fuse.c's row epilogue:
  * for e < J { local in = Y[X(i1 := e)]; body }, body not reading Y. */
 static int row_tail(Program *p, RowForm *f, Stmt *el) {
   Stmt *in = el->kind == ST_LOOP ? el->body : NULL;
-  if (!in || el->step != 1 || el->loop == LOOP_REDUCE || !same_expr(el->extent, f->rows->body->extent) ||
+  if (!in || el->step != 1 || el->loop == LOOP_REDUCE || !sched_same_expr(el->extent, f->rows->body->extent) ||
       in->kind != ST_LOCAL || in->count || in->type != DT_F32 || !in->next || in->value->kind != EX_LOAD ||
       in->value->id != f->init->id || in->value->b)
     return -1;
   Expr *at = sched_subst_expr(p, f->init->index, f->i1, kx_var(p, el->id));
-  if (!same_expr(in->value->a, at) || sched_block_uses(in->next, EX_LOAD, f->init->id)) return -1;
+  if (!sched_same_expr(in->value->a, at) || sched_block_uses(in->next, EX_LOAD, f->init->id)) return -1;
   f->tail = (Epi){in->next, in->id, f->r, el->id};
   return 0;
 }
@@ -287,7 +279,7 @@ static int row_form(Program *p, Stmt *rl, RowForm *f) {
   if (v->kind != EX_BINARY || v->op != BIN_ADD || v->b->kind != EX_BINARY || v->b->op != BIN_MUL ||
       v->b->a->kind != EX_LOCAL || v->b->a->id != xs->id || v->b->b->kind != EX_LOAD || v->b->b->b)
     return -1;
-  if (v->a->kind != EX_LOAD || v->a->id != u->id || v->a->b || !same_expr(v->a->a, at) || !same_expr(u->index, at))
+  if (v->a->kind != EX_LOAD || v->a->id != u->id || v->a->b || !sched_same_expr(v->a->a, at) || !sched_same_expr(u->index, at))
     return -1;
   Expr *wt = v->b->b;
   if (wt->id == u->id || sched_expr_uses(wt, EX_VAR, rl->id) || sched_stmt_uses(xs, EX_LOAD, u->id) ||
@@ -470,16 +462,7 @@ static Stmt *panel_pack_lanes(Program *p, Kernel *k, const Panel *P) {
     row[c] = k->nlocals++;
     ks_append(&body, ks_local(p, row[c], DT_F32, kx_load_lanes(p, wt->id, at, w)));
   }
-  for (int half = w / 2; half >= 1; half /= 2) { /* one round: rows i and i + w/2 into 2i and 2i + 1 */
-    int next[TILE_WIDTH];
-    for (int i = 0; i < w / 2; i++)
-      for (int hi = 0; hi < 2; hi++) {
-        next[2 * i + hi] = k->nlocals++;
-        Expr *z = kx_zip(p, kx_vlocal(p, row[i], DT_F32, w), kx_vlocal(p, row[i + w / 2], DT_F32, w), hi);
-        ks_append(&body, ks_local(p, next[2 * i + hi], DT_F32, z));
-      }
-    memcpy(row, next, sizeof row);
-  }
+  sched_zip_transpose(p, k, row, w, &body);
   for (int r = 0; r < w; r++) { /* row r: kk = k0 + r, columns c0 .. c0 + w - 1 */
     Expr *kk = kx_iadd(p, k0, kx_i(p, r));
     Expr *at = kx_iadd(p, P->base, kx_iadd(p, kx_imul(p, kk, kx_i(p, P->nr)), kx_imul(p, kx_var(p, cb), kx_i(p, w))));
@@ -679,7 +662,7 @@ static int fixed_weight(Program *p, const RowForm *f) {
       b->shape.d[0] != f->J || !sched_is_const(f->K) || b->shape.d[1] != f->K->i || f->wt->b)
     return 0;
   Expr *at = kx_iadd(p, kx_imul(p, kx_var(p, f->i3), kx_i(p, f->K->i)), kx_var(p, f->kk));
-  return same_expr(f->wt->a, at);
+  return sched_same_expr(f->wt->a, at);
 }
 
 /* Register tiles — the row form of a matrix product (a linear layer's
@@ -1059,7 +1042,7 @@ static void vector_rows(Program *p, Kernel *k, Stmt **slot) {
 static void jam_epilogue(Program *p, Kernel *k, Stmt *nl, int out, int in, int w, Dim n, int64_t x) {
   Stmt *e = nl->next;
   Expr *want = kx_imul(p, kx_dim(p, n), kx_i(p, x)), *item = kx_var(p, nl->id);
-  if (!e || e->kind != ST_LOOP || !same_expr(e->extent, want) || !sched_block_uses(e->body, EX_LOAD, out) ||
+  if (!e || e->kind != ST_LOOP || !sched_same_expr(e->extent, want) || !sched_block_uses(e->body, EX_LOAD, out) ||
       sched_block_has(e->body, ST_STORE, out) || sched_block_has(e->body, ST_STORE, in) || sched_block_has(e->body, ST_STORE, w))
     return;
   Stmt *moved;
@@ -1103,7 +1086,7 @@ static void vector_row_copy(Program *p, Stmt **slot) {
  * writes it: N, N * C, N * 32 * 32), else 0. */
 static int64_t per_item(Program *p, const Expr *e, Dim n) {
   if (!DIM_IS_SYM(n) && sched_is_const(e)) return n > 0 && e->i % n == 0 ? e->i / n : 0;
-  if (same_expr(e, kx_dim(p, n))) return 1;
+  if (sched_same_expr(e, kx_dim(p, n))) return 1;
   if (e->kind != EX_BINARY || e->op != BIN_MUL) return 0;
   int64_t a = sched_is_const(e->b) ? per_item(p, e->a, n) : 0, b = sched_is_const(e->a) ? per_item(p, e->b, n) : 0;
   return a ? a * e->b->i : b ? b * e->a->i : 0;
@@ -1189,7 +1172,7 @@ static int item_temp(const Program *p, int b, Dim n) {
 static void item_blocks(Program *p, Kernel *k, Stmt *nl, Dim n) {
   Stmt **slot = &k->body;
   while (*slot && *slot != nl) slot = &(*slot)->next;
-  if (!*slot || !same_expr(nl->extent, kx_dim(p, n))) return;
+  if (!*slot || !sched_same_expr(nl->extent, kx_dim(p, n))) return;
   int bv = k->nvars++, iv = k->nvars++, item = k->nlocals++;
   Stmt *body = nl->body;
   int64_t nmax = DIM_IS_SYM(n) ? p->g->syms[DIM_SYM_ID(n)].max : n; /* a batch of fixed size n */

@@ -27,5 +27,12 @@ int sched_unit_stride(const Expr *e, int var);
 /* The w-lane form of scalar e in a loop over var, or NULL (sched_vectorize's
  * rules: loads at unit stride, what is free of var broadcast). */
 Expr *sched_vec_expr(Program *p, int var, int w, const Expr *e);
+/* Whether a and b are the same expression, node for node. */
+int sched_same_expr(const Expr *a, const Expr *b);
+/* Transposes the w x w block held in the w-lane f32 locals row[0 .. w-1]
+ * (row r, lane c) in log2(w) rounds of zips (kernel.h, EX_ZIP) appended
+ * to *body: rows i and i + w/2 into 2i and 2i + 1; row[] then names the
+ * locals of the transpose (row c, lane r). */
+void sched_zip_transpose(Program *p, Kernel *k, int *row, int w, Stmt **body);
 
 #endif

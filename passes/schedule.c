@@ -541,6 +541,26 @@ static Expr *vec_expr(const Vec *V, const Expr *e) {
   return NULL;
 }
 
+int sched_same_expr(const Expr *a, const Expr *b) {
+  if (!a || !b) return a == b;
+  return a->kind == b->kind && a->type == b->type && a->lanes == b->lanes && a->op == b->op && a->id == b->id &&
+         (a->kind != EX_FCONST || a->f == b->f) && (a->kind != EX_ICONST || a->i == b->i) &&
+         sched_same_expr(a->a, b->a) && sched_same_expr(a->b, b->b) && sched_same_expr(a->c, b->c);
+}
+
+void sched_zip_transpose(Program *p, Kernel *k, int *row, int w, Stmt **body) {
+  int next[KIR_MAX_LANES];
+  for (int half = w / 2; half >= 1; half /= 2) {
+    for (int i = 0; i < w / 2; i++)
+      for (int hi = 0; hi < 2; hi++) {
+        next[2 * i + hi] = k->nlocals++;
+        Expr *z = kx_zip(p, kx_vlocal(p, row[i], DT_F32, w), kx_vlocal(p, row[i + w / 2], DT_F32, w), hi);
+        ks_append(body, ks_local(p, next[2 * i + hi], DT_F32, z));
+      }
+    for (int i = 0; i < w; i++) row[i] = next[i];
+  }
+}
+
 Expr *sched_vec_expr(Program *p, int var, int w, const Expr *e) {
   Vec V = {p, var, w};
   return vec_expr(&V, e);
