@@ -299,7 +299,9 @@ int sched_pool_lanes(Program *p, const Graph *g, Kernel *k, Stmt *cols) {
   Found f;
   if (!find(cols->body, ST_STORE, -1, &f, 0)) return -1;
   out = f.s->id;
-  if (pool_body(cols->body, grad, out, c.kh, &B) < 0 || B.x == out) return -1;
+  if (pool_body(cols->body, grad, out, c.kh, &B) < 0 || B.x == out || p->bufs[B.x].dtype != DT_F32 ||
+      p->bufs[out].dtype != DT_F32)
+    return -1;
   /* nothing stored is read: the last vector may store some windows again */
   char *loaded = calloc((size_t)p->nbufs, 1);
   if (!loaded) return -1;
