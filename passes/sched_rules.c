@@ -334,30 +334,32 @@ static Expr *panel_bias(Program *p, const RowForm *f, Expr *col, Expr *row, int 
   return sched_subst_expr(p, sched_subst_expr(p, sched_vec_expr(p, f->i1, w, f->init->value), f->i1, col), f->r, row);
 }
 
-/* The epilogue in w lanes at row `row`, columns col .. col + w - 1 (the
- * scalar form's r and i1), its input the accumulator local acc: what
- * depends on neither a column nor the input is computed once and
- * broadcast, loads at unit stride along the columns take w lanes, and
- * + - * /, comparisons and selects are lane-wise (every backend has them
- * in vector form).  vl[id] is local id's vector local + 1 (0: it is not
- * one of the epilogue's). */
+/* An epilogue in w lanes (the tiles' epilogue at row `row`, columns col
+ * .. col + w - 1, the scalar form's variables var and rowvar; or a row
+ * of a jammed epilogue at columns col .., rowvar -1), its input local in
+ * the accumulator local acc (in -1: none): what depends on neither a
+ * column nor the input is computed once and broadcast, loads at unit
+ * stride along the columns take w lanes, and + - * /, comparisons and
+ * selects are lane-wise (every backend has them in vector form).  vl[id]
+ * is local id's vector local + 1 (0: it is not one of the epilogue's). */
 typedef struct EpiLanes {
   Program *p;
-  const RowForm *f;
+  int var, rowvar, in;
   Expr *row, *col;
   int w, acc, *vl, n;
 } EpiLanes;
 
 static int epi_varies(const EpiLanes *V, const Expr *e) {
   if (!e) return 0;
-  if ((e->kind == EX_VAR && e->id == V->f->epi->var) ||
-      (e->kind == EX_LOCAL && (e->id == V->f->epi->in || (e->id < V->n && V->vl[e->id]))))
+  if ((e->kind == EX_VAR && e->id == V->var) ||
+      (e->kind == EX_LOCAL && ((V->in >= 0 && e->id == V->in) || (e->id < V->n && V->vl[e->id]))))
     return 1;
   return epi_varies(V, e->a) || epi_varies(V, e->b) || epi_varies(V, e->c);
 }
 
 static Expr *epi_at(const EpiLanes *V, const Expr *e) {
-  return sched_subst_expr(V->p, sched_subst_expr(V->p, e, V->f->epi->var, V->col), V->f->epi->row, V->row);
+  Expr *x = sched_subst_expr(V->p, e, V->var, V->col);
+  return V->rowvar >= 0 ? sched_subst_expr(V->p, x, V->rowvar, V->row) : x;
 }
 
 static Expr *epi_lanes(const EpiLanes *V, const Expr *e) {
@@ -368,13 +370,12 @@ static Expr *epi_lanes(const EpiLanes *V, const Expr *e) {
   switch (e->kind) {
   case EX_LOCAL:
     if (e->a) return NULL;
-    return e->id == V->f->epi->in ? kx_vlocal(p, V->acc, DT_F32, V->w) : kx_vlocal(p, V->vl[e->id] - 1, e->type, V->w);
+    return V->in >= 0 && e->id == V->in ? kx_vlocal(p, V->acc, DT_F32, V->w) : kx_vlocal(p, V->vl[e->id] - 1, e->type, V->w);
   case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_BROADCAST: case EX_REDUCE: case EX_FMA:
   case EX_RAND: case EX_UNARY: case EX_CAST: case EX_ZIP:
     return NULL;
   case EX_LOAD:
-    return !e->b && e->type == DT_F32 && sched_unit_stride(e->a, V->f->epi->var) ? kx_load_lanes(p, e->id, epi_at(V, e->a), V->w)
-                                                                             : NULL;
+    return !e->b && e->type == DT_F32 && sched_unit_stride(e->a, V->var) ? kx_load_lanes(p, e->id, epi_at(V, e->a), V->w) : NULL;
   case EX_BINARY:
     if (e->a->type != DT_F32 || !(e->op <= BIN_DIV || kir_is_compare((BinOp)e->op))) return NULL;
     a = epi_lanes(V, e->a), b = a ? epi_lanes(V, e->b) : NULL;
@@ -402,7 +403,7 @@ static int epi_repeatable(const Epi *e) {
 static int epi_apply(Program *p, Kernel *k, const RowForm *f, Expr *row, Expr *col, int w, int acc, Stmt **out) {
   int *vl = rt_xcalloc((size_t)k->nlocals + 1, sizeof(int)), n = k->nlocals;
   IR_ASSERT(vl);
-  EpiLanes V = {p, f, row, col, w, acc, vl, n};
+  EpiLanes V = {p, f->epi->var, f->epi->row, f->epi->in, row, col, w, acc, vl, n};
   const Stmt *s = f->epi->body;
   for (; s; s = s->next) {
     int store = s->kind == ST_STORE;
@@ -932,55 +933,17 @@ static int kk_table(Program *p, Kernel *k, int kk, Expr *value, int64_t K, const
  * column, which stores some elements again with the same values.  Loads
  * at unit stride take w lanes, what varies with neither j nor a local of
  * the row is broadcast, + - * /, comparisons and selects are lane-wise
- * (the forms every backend has in vectors, as in the tiles' epilogue).
+ * (the forms every backend has in vectors, epi_lanes).
  * LLVM took LeNet-5's 28-column rows of c1's relu in 4 lanes and a
- * scalar rest: a seventh of that kernel. */
-typedef struct RowLanes {
-  Program *p;
-  int var, w, *vl, n;   /* vl[id]: local id's vector local + 1 (0: not one of the row's) */
-  Expr *j0;
-} RowLanes;
-
-static int row_varies(const RowLanes *R, const Expr *e) {
-  if (!e) return 0;
-  if ((e->kind == EX_VAR && e->id == R->var) || (e->kind == EX_LOCAL && e->id < R->n && R->vl[e->id])) return 1;
-  return row_varies(R, e->a) || row_varies(R, e->b) || row_varies(R, e->c);
-}
-
-static Expr *row_lanes(const RowLanes *R, const Expr *e) {
-  Program *p = R->p;
-  if (!e || e->lanes != 1) return NULL;
-  if (!row_varies(R, e)) return e->type == DT_F32 ? kx_broadcast(p, kir_clone_expr(p, e), R->w) : NULL;
-  Expr *a, *b, *c;
-  switch (e->kind) {
-  case EX_LOCAL: return e->a ? NULL : kx_vlocal(p, R->vl[e->id] - 1, DT_F32, R->w);
-  case EX_LOAD:
-    return !e->b && e->type == DT_F32 && sched_unit_stride(e->a, R->var)
-               ? kx_load_lanes(p, e->id, sched_subst_expr(p, e->a, R->var, R->j0), R->w)
-               : NULL;
-  case EX_BINARY:
-    if (e->a->type != DT_F32 || !(e->op <= BIN_DIV || kir_is_compare((BinOp)e->op))) return NULL;
-    a = row_lanes(R, e->a), b = a ? row_lanes(R, e->b) : NULL;
-    return b ? kx_bin(p, (BinOp)e->op, a, b) : NULL;
-  case EX_SELECT:
-    if (e->a->kind != EX_BINARY || !kir_is_compare((BinOp)e->a->op) || e->type != DT_F32) return NULL;
-    a = row_lanes(R, e->a), b = a ? row_lanes(R, e->b) : NULL, c = b ? row_lanes(R, e->c) : NULL;
-    return c ? kx_select(p, a, b, c) : NULL;
-  case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_BROADCAST: case EX_REDUCE: case EX_FMA:
-  case EX_RAND: case EX_UNARY: case EX_CAST: case EX_ZIP:
-    return NULL;
-  }
-  return NULL;
-}
-
-/* Row l's body in w lanes at j0, or NULL. */
+ * scalar rest: a seventh of that kernel.  Row l's body in w lanes at j0,
+ * or NULL: */
 static Stmt *row_vector(Program *p, Kernel *k, const Stmt *l, int w, Expr *j0) {
   int n = k->nlocals, *vl = calloc((size_t)n + 1, sizeof *vl);
   if (!vl) return NULL;
-  RowLanes R = {p, l->id, w, vl, n, j0};
+  EpiLanes R = {p, l->id, -1, -1, NULL, j0, w, -1, vl, n};
   Stmt *out = NULL;
   for (const Stmt *s = l->body; s; s = s->next) {
-    Expr *v = row_lanes(&R, s->value);
+    Expr *v = epi_lanes(&R, s->value);
     if (!v || (s->kind == ST_LOCAL && (s->count > 0 || s->id >= n)) ||
         (s->kind == ST_STORE && !sched_unit_stride(s->index, l->id))) {
       out = NULL;
