@@ -37,8 +37,6 @@
 #include "passes/sched_util.h"
 #include "passes/schedule.h"
 
-#define POOL_MIN_LANES 4
-
 /* A statement of a body with the loop variables around it (outermost first). */
 typedef struct Found {
   const Stmt *s;
@@ -63,7 +61,6 @@ static int find(const Stmt *b, StmtKind kind, int buf, Found *f, int depth) {
 
 typedef struct Lanes {
   Program *p;
-  Kernel *k;
   int col, w;          /* the column loop's variable, the lanes */
   Expr *j0;            /* the first window of the vector */
   const int *tvars;    /* the tap loops' variables around the store (a, b), ntvars of them */
@@ -170,7 +167,7 @@ typedef struct PoolBody {
 
 /* The vector body for windows j0 .. j0 + w - 1, or NULL. */
 static Stmt *vector_body(Program *p, Kernel *k, const PoolBody *B, int col, Expr *j0, int w) {
-  Lanes L = {p, k, col, w, j0, B->tap_vars, B->ntap, 0, 0, NULL, -1, NULL};
+  Lanes L = {p, col, w, j0, B->tap_vars, B->ntap, 0, 0, NULL, -1, NULL};
   Stmt *out = NULL;
   int m = new_local(k), tap = B->grad ? new_local(k) : -1;
   for (int64_t a = 0; a < B->kh; a++)
@@ -283,6 +280,18 @@ static int pool_body(const Stmt *body, int grad, int out, int64_t kh, PoolBody *
   return 0;
 }
 
+typedef struct Pool {
+  Program *p;
+  Kernel *k;
+  const PoolBody *B;
+  int col, w;
+} Pool;
+
+static Stmt *pool_vector(void *ctx, Expr *j0) {
+  const Pool *P = ctx;
+  return vector_body(P->p, P->k, P->B, P->col, j0, P->w);
+}
+
 int sched_pool_lanes(Program *p, const Graph *g, Kernel *k, Stmt *cols) {
   const Node *n = &g->nodes[k->node];
   ConvGeom c;
@@ -290,17 +299,15 @@ int sched_pool_lanes(Program *p, const Graph *g, Kernel *k, Stmt *cols) {
   if (!(c.sh == c.kh && c.sw == 2 && c.kw == 2 && c.dh == 1 && c.dw == 1 && c.pt == 0 && c.pl == 0 &&
         c.oh * c.kh == c.h && c.ow * c.kw == c.w && c.kh * c.kw <= 16))
     return -1;
-  int w = c.ow >= 16 ? 16 : c.ow >= 8 ? 8 : c.ow >= POOL_MIN_LANES ? POOL_MIN_LANES : 0;
+  int w = sched_overlap_lanes(c.ow);
   if (!w || !cols || cols->kind != ST_LOOP || cols->step != 1 || !sched_is_const(cols->extent) || cols->extent->i != c.ow)
     return -1;
-  int grad = n->op == OP_MAX_POOL2D_GRAD;
   PoolBody B = {0};
-  int out = -1;
   Found f;
   if (!find(cols->body, ST_STORE, -1, &f, 0)) return -1;
-  out = f.s->id;
-  if (pool_body(cols->body, grad, out, c.kh, &B) < 0 || B.x == out || p->bufs[B.x].dtype != DT_F32 ||
-      p->bufs[out].dtype != DT_F32)
+  int out = f.s->id;
+  if (pool_body(cols->body, n->op == OP_MAX_POOL2D_GRAD, out, c.kh, &B) < 0 || B.x == out ||
+      p->bufs[B.x].dtype != DT_F32 || p->bufs[out].dtype != DT_F32)
     return -1;
   /* nothing stored is read: the last vector may store some windows again */
   char *loaded = calloc((size_t)p->nbufs, 1);
@@ -309,17 +316,12 @@ int sched_pool_lanes(Program *p, const Graph *g, Kernel *k, Stmt *cols) {
   int reread = loaded[out];
   free(loaded);
   if (reread) return -1;
-  /* the whole vectors (in a loop when more than one), then the one ending at the last window */
-  int jv = k->nvars++;
-  int64_t nv = c.ow / w;
-  Stmt *whole = vector_body(p, k, &B, cols->id, nv > 1 ? kx_imul(p, kx_var(p, jv), kx_i(p, w)) : kx_i(p, 0), w);
-  Stmt *last = c.ow % w ? vector_body(p, k, &B, cols->id, kx_i(p, c.ow - w), w) : NULL;
-  if (!whole || (c.ow % w && !last)) return -1;
-  if (nv > 1) whole = ks_loop(p, jv, kx_i(p, nv), whole);
-  ks_append(&whole, last);
-  Stmt *t = whole;
+  Pool P = {p, k, &B, cols->id, w};
+  Stmt *vectors = sched_overlapped_vectors(p, k, c.ow, w, pool_vector, &P);
+  if (!vectors) return -1;
+  Stmt *t = vectors;
   while (t->next) t = t->next;
   t->next = cols->next;
-  *cols = *whole;
+  *cols = *vectors;
   return 0;
 }

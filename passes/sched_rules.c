@@ -937,8 +937,19 @@ static int kk_table(Program *p, Kernel *k, int kk, Expr *value, int64_t K, const
  * LLVM took LeNet-5's 28-column rows of c1's relu in 4 lanes and a
  * scalar rest: a seventh of that kernel.  Row l's body in w lanes at j0,
  * or NULL: */
-static Stmt *row_vector(Program *p, Kernel *k, const Stmt *l, int w, Expr *j0) {
-  int n = k->nlocals, *vl = calloc((size_t)n + 1, sizeof *vl);
+typedef struct Row {
+  Program *p;
+  Kernel *k;
+  const Stmt *l;
+  int w;
+} Row;
+
+static Stmt *row_vector(void *ctx, Expr *j0) {
+  const Row *row = ctx;
+  Program *p = row->p;
+  Kernel *k = row->k;
+  const Stmt *l = row->l;
+  int w = row->w, n = k->nlocals, *vl = calloc((size_t)n + 1, sizeof *vl);
   if (!vl) return NULL;
   EpiLanes R = {p, l->id, -1, -1, NULL, j0, w, -1, vl, n};
   Stmt *out = NULL;
@@ -967,27 +978,24 @@ static void vector_rows(Program *p, Kernel *k, Stmt **slot) {
     int nested = 0, ok = l->kind == ST_LOOP;
     for (const Stmt *s = ok ? l->body : NULL; s; s = s->next) nested |= s->kind == ST_LOOP;
     if (ok && nested) vector_rows(p, k, &l->body);
-    if (!ok || nested || l->step != 1 || l->loop == LOOP_REDUCE || !sched_is_const(l->extent) || l->extent->i < 4) {
+    if (!ok || nested || l->step != 1 || l->loop == LOOP_REDUCE || !sched_is_const(l->extent) ||
+        !sched_overlap_lanes(l->extent->i)) {
       slot = &l->next;
       continue;
     }
     for (const Stmt *s = l->body; s && ok; s = s->next)
       ok = (s->kind == ST_LOCAL && s->value->type == DT_F32) ||
            (s->kind == ST_STORE && s->value->type == DT_F32 && !sched_block_uses(l->body, EX_LOAD, s->id));
-    int64_t E = l->extent->i, w = E >= 16 ? 16 : E >= 8 ? 8 : 4, nv = E / w;
-    int jv = k->nvars++;
-    Stmt *whole = ok ? row_vector(p, k, l, (int)w, nv > 1 ? kx_imul(p, kx_var(p, jv), kx_i(p, w)) : kx_i(p, 0)) : NULL;
-    Stmt *last = whole && E % w ? row_vector(p, k, l, (int)w, kx_i(p, E - w)) : NULL;
-    if (!whole || (E % w && !last)) {
+    Row R = {p, k, l, sched_overlap_lanes(l->extent->i)};
+    Stmt *row = ok ? sched_overlapped_vectors(p, k, l->extent->i, R.w, row_vector, &R) : NULL;
+    if (!row) {
       slot = &l->next;
       continue;
     }
-    if (nv > 1) whole = ks_loop(p, jv, kx_i(p, nv), whole);
-    ks_append(&whole, last);
-    Stmt *t = whole;
+    Stmt *t = row;
     while (t->next) t = t->next;
     t->next = l->next;
-    *slot = whole;
+    *slot = row;
     slot = &t->next;
   }
 }

@@ -27,6 +27,16 @@ int sched_unit_stride(const Expr *e, int var);
 /* The w-lane form of scalar e in a loop over var, or NULL (sched_vectorize's
  * rules: loads at unit stride, what is free of var broadcast). */
 Expr *sched_vec_expr(Program *p, int var, int w, const Expr *e);
+/* Lanes for a loop of E columns in vectors that may overlap: 16, 8 or 4,
+ * the most E holds (0 below 4). */
+static inline int sched_overlap_lanes(int64_t E) { return E >= 16 ? 16 : E >= 8 ? 8 : E >= 4 ? 4 : 0; }
+/* A loop of E columns as w-lane vectors, body(ctx, j0) the vector at
+ * columns j0 .. j0 + w - 1: at j0 = 0, w, 2w, ... (a loop when more than
+ * one) and, when w does not divide E, once more at E - w, ending at the
+ * last column, which does some columns again (the caller's to know that
+ * this stores the same values).  NULL when body gives NULL. */
+typedef Stmt *(*SchedVectorBody)(void *ctx, Expr *j0);
+Stmt *sched_overlapped_vectors(Program *p, Kernel *k, int64_t E, int w, SchedVectorBody body, void *ctx);
 /* Whether a and b are the same expression, node for node. */
 int sched_same_expr(const Expr *a, const Expr *b);
 /* Transposes the w x w block held in the w-lane f32 locals row[0 .. w-1]

@@ -541,6 +541,17 @@ static Expr *vec_expr(const Vec *V, const Expr *e) {
   return NULL;
 }
 
+Stmt *sched_overlapped_vectors(Program *p, Kernel *k, int64_t E, int w, SchedVectorBody body, void *ctx) {
+  int jv = k->nvars++;
+  int64_t nv = E / w;
+  Stmt *whole = body(ctx, nv > 1 ? kx_imul(p, kx_var(p, jv), kx_i(p, w)) : kx_i(p, 0));
+  Stmt *last = whole && E % w ? body(ctx, kx_i(p, E - w)) : NULL;
+  if (!whole || (E % w && !last)) return NULL;
+  if (nv > 1) whole = ks_loop(p, jv, kx_i(p, nv), whole);
+  ks_append(&whole, last);
+  return whole;
+}
+
 int sched_same_expr(const Expr *a, const Expr *b) {
   if (!a || !b) return a == b;
   return a->kind == b->kind && a->type == b->type && a->lanes == b->lanes && a->op == b->op && a->id == b->id &&
