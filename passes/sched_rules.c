@@ -743,7 +743,7 @@ static int register_tiles(Program *p, Kernel *k, Stmt **slot, int mr, int in_pla
   int64_t c0[3], npan[3];
   int ng = 0;
   if (n1) G[ng] = P, c0[ng] = 0, npan[ng++] = n1 / nr;
-  if (in_place && n1 < f.J) {
+  if (in_place && n1 < f.J && (tail & (tail - 1))) {
     /* the columns left: one panel of whole vectors ending at J, overlapping
      * the one before; the columns both compute get the same sums, stored twice */
     Panel P2 = P;

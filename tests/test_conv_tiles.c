@@ -111,21 +111,25 @@ static int64_t forward_flops(const Program *p, int64_t n) {
  * the input instead (lower_conv.c, forward_walk): rows ow wide, so the
  * tiles compute the oh * ow outputs and no column past them.  LeNet-5's
  * c2 (16 x 10 x 10 from 6 x 14 x 14): 100 positions per channel in 2
- * panels of 48 and one vector ending at the last (12 of its lanes
- * computed twice), 112 lanes per output row of the tile where the wide
- * rows took 144 (136 positions).  Its FLOPs, 2 per fma lane, are within
- * 15% of the true 2 * O * oh * ow * K (the wide rows' 44% over is far
- * outside); the same for a padded 3 x 3 of 24 channels (80 lanes for 72
- * positions, 11%; the wide rows took 96, 33% over).  Each against the
+ * panels of 48 and one of 4 lanes (a rest of one power of two takes its
+ * narrow vector, which costs no more than a whole one ending at the
+ * last would), 100 lanes per output row of the tile where the wide rows
+ * took 144 (136 positions).  Its FLOPs, 2 per fma lane, are the true
+ * 2 * O * oh * ow * K (the wide rows' 44% over is far outside); the same
+ * for a padded 3 x 3 of 24 channels (72 positions: 48, then 16 + 8;
+ * the wide rows took 96, 33% over).  A rest of 12 = 8 + 4 would take
+ * two narrow vectors, so it is one whole vector ending at the last
+ * (6 x 10 positions: 48, then 16 ending at 60).  Each against the
  * interpreter on every backend, tiled and not, with a ReLU after it, and
  * a grouped one (no tiles: the lowered nest reads the copies too). */
 Test(conv_tiles, shifted_rows_compute_only_the_outputs, .timeout = 900) {
   struct {
     const char *src;
-    int64_t o, oh, ow, K;
-  } cases[] = {{MODEL("6, 14, 14", "conv2d(x, 16, 5)"), 16, 10, 10, 150},
-               {MODEL("2, 8, 9", "conv2d(x, 24, 3, padding=1)"), 24, 8, 9, 18}};
-  for (int i = 0; i < 2; i++) {
+    int64_t o, oh, ow, K, lanes; /* lanes computed per output channel */
+  } cases[] = {{MODEL("6, 14, 14", "conv2d(x, 16, 5)"), 16, 10, 10, 150, 100},
+               {MODEL("2, 8, 9", "conv2d(x, 24, 3, padding=1)"), 24, 8, 9, 18, 72},
+               {MODEL("6, 10, 14", "conv2d(x, 16, 5)"), 16, 6, 10, 150, 64}};
+  for (int i = 0; i < 3; i++) {
     BoundCase t;
     bc_init(&t, cases[i].src, 20, 19, cases[i].K);
     Program p;
@@ -133,9 +137,9 @@ Test(conv_tiles, shifted_rows_compute_only_the_outputs, .timeout = 900) {
     char *text = hk_dump(&p);
     /* the tiles read one slot per block of 8 items (3 for up to 20) */
     cr_expect(strstr(text, "temp shifted : f32[3, ") && strstr(text, "= fma("), "no tiles over shifted rows:\n%s", text);
-    int64_t exact = 2 * 19 * cases[i].o * cases[i].oh * cases[i].ow * cases[i].K, got = forward_flops(&p, 19);
-    cr_expect(got >= exact && got * 100 <= exact * 115, "%s: %lld FLOPs for %lld\n%s", cases[i].src, (long long)got,
-              (long long)exact, text);
+    int64_t exact = 2 * 19 * cases[i].o * cases[i].lanes * cases[i].K, got = forward_flops(&p, 19);
+    cr_expect(got == exact, "%s: %lld FLOPs, expected %lld (%lld lanes a channel)\n%s", cases[i].src, (long long)got,
+              (long long)exact, (long long)cases[i].lanes, text);
     free(text);
     kir_program_free(&p);
     bc_free(&t);
