@@ -38,22 +38,30 @@ static int64_t flops_expr(const Expr *e) {
   return n;
 }
 
-/* The value of an integer extent, or -1 when it depends on more than
- * constants and symbols. */
+/* The value *v of integer expression e (an extent or a part of one, which
+ * may be negative: `max(0, y + -9)`); 0 when it depends on more than
+ * constants, symbols and the variables counted iteration by iteration. */
+static int flops_value(FlopCount *fc, const Expr *e, int64_t *v) {
+  if (e->kind == EX_ICONST) return *v = e->i, 1;
+  if (e->kind == EX_SYM) return *v = fc->syms[e->id], 1;
+  if (e->kind == EX_VAR) return fc->vars && fc->vars[e->id] >= 0 ? (*v = fc->vars[e->id], 1) : 0;
+  int64_t a, b;
+  if (e->kind != EX_BINARY || !flops_value(fc, e->a, &a) || !flops_value(fc, e->b, &b)) return 0;
+  switch (e->op) {
+  case BIN_ADD: *v = a + b; return 1;
+  case BIN_SUB: *v = a - b; return 1;
+  case BIN_MUL: *v = a * b; return 1;
+  case BIN_DIV: return b ? (*v = a / b, 1) : 0;
+  case BIN_MIN: *v = a < b ? a : b; return 1;
+  case BIN_MAX: *v = a > b ? a : b; return 1;
+  default: return 0;
+  }
+}
+
+/* A loop's extent (no trip below 0), or -1 when it cannot be evaluated. */
 static int64_t flops_extent(FlopCount *fc, const Expr *e) {
-  if (e->kind == EX_ICONST) return e->i;
-  if (e->kind == EX_SYM) return fc->syms[e->id];
-  if (e->kind == EX_VAR) return fc->vars ? fc->vars[e->id] : -1;
-  if (e->kind != EX_BINARY) return -1;
-  int64_t a = flops_extent(fc, e->a), b = flops_extent(fc, e->b);
-  if (a < 0 || b < 0) return -1;
-  if (e->op == BIN_ADD) return a + b;
-  if (e->op == BIN_SUB) return a - b;
-  if (e->op == BIN_MUL) return a * b;
-  if (e->op == BIN_DIV) return b ? a / b : -1;
-  if (e->op == BIN_MIN) return a < b ? a : b;
-  if (e->op == BIN_MAX) return a > b ? a : b;
-  return -1;
+  int64_t v;
+  return flops_value(fc, e, &v) ? (v < 0 ? 0 : v) : -1;
 }
 
 static int var_in(const Expr *e, int var) {
