@@ -505,6 +505,87 @@ static Stmt *transpose_rows(Lower *L, int id, const ConvGeom *g, int full, int64
   return all;
 }
 
+/* Whether conv_transpose2d (unit strides and dilations, one group, the
+ * uncropped result exactly (oh + kh - 1) x (ow + kw - 1)) takes the taps
+ * form (transpose_taps) rather than the rows of taps: the rows form's
+ * products cover wf columns per row of x where x has ow, the taps form
+ * has no product on a zero but gathers kh*kw taps into each element of
+ * the result (about two operations a tap: the select and the add).  It
+ * pays when the fmas it saves outweigh the gather by a margin (LeNet-5's
+ * second convolution, 6 x 14 x 14 from 16 x 10 x 10: 345,600 products as
+ * rows, 240,000 as taps and 58,800 gather operations). */
+static int taps_pay(const ConvGeom *g, int64_t hf, int64_t wf) {
+  if (g->dh != 1 || g->dw != 1 || hf != g->oh + g->kh - 1 || wf != g->ow + g->kw - 1 || g->oh * g->ow < 16 || wf < 4) return 0;
+  int64_t Q = g->oh * g->ow, Qt = (g->oh * wf + 15) / 16 * 16, taps = g->c * g->kh * g->kw;
+  int64_t rows = g->c * g->kh * Qt * g->o * g->kw, form = taps * Q * g->o + 2 * g->c * hf * wf * g->kh * g->kw;
+  return form * 11 < rows * 10;
+}
+
+/* conv_transpose2d by taps: for each batch item n, each tap t = (c, kh,
+ * kw) of the kernel has a row of products over the convolution's output
+ * positions q = y*ow + x (x, conv_transpose2d's input, read where it is):
+ *   taps[n, t, q] = sum over o of w[o, c, kh, kw] * x[n, o, q]
+ * a matrix product in the row form (rows t, columns q, K = o) with no
+ * product on a zero, which the schedule puts in register tiles (sched_ct.c);
+ * then each element of the uncropped result gathers its taps:
+ *   full[n, c, Y, j] = init[c] + sum over kh (0 <= Y - kh < oh), then kw, of
+ *                      (mask[kw, j] > 0 ? taps[n, t, (Y - kh)*ow + j - kw] : 0)
+ * where mask[kw, j] = 1 when kw <= j < kw + ow (0 <= the tap's column < ow),
+ * a table filled on every call.  Each item's taps have kw - 1 zeros
+ * before and after them, so a gather's read off its row (at most kw - 1
+ * columns before or after it), which the mask drops, stays inside the
+ * item's own part of the buffer (the schedule reads whole vectors of j).
+ * Each element sums init, then kh, kw, each tap's o in order. */
+static Stmt *transpose_taps(Lower *L, int id, const ConvGeom *g, int full, int64_t hf, int64_t wf) {
+  Program *p = L->p;
+  const Node *n = lower_node_of(L, id);
+  int64_t Q = g->oh * g->ow, T = g->c * g->kh * g->kw, S = g->kw - 1, P = T * Q + 2 * S;
+  Shape ts = {2, {g->n, P}}, ms = {1, {g->kw * wf}};
+  int tb = kir_buffer(p, BUF_TEMP, DT_F32, "taps", &ts, id), mt = kir_buffer(p, BUF_TEMP, DT_F32, "tap_mask", &ms, id);
+  int x = L->buf[n->in[0]];
+  int vm = lower_var(L), vmj = lower_var(L);
+  Expr *mj = V(vmj), *mk = V(vm);
+  Expr *inside = kx_select(p, kx_bin(p, BIN_GE, mj, kir_clone_expr(p, mk)),
+                           kx_select(p, kx_bin(p, BIN_LT, kir_clone_expr(p, mj), ADD(kir_clone_expr(p, mk), I(g->ow))), kx_f(p, 1), kx_f(p, 0)),
+                           kx_f(p, 0));
+  Stmt *all = ks_loop(p, vm, I(g->kw), ks_loop(p, vmj, I(wf), ks_store(p, mt, ADD(MUL(V(vm), I(wf)), V(vmj)), inside)));
+  int vn = lower_var(L), vs = lower_var(L), vs2 = lower_var(L), vr = lower_var(L), vi = lower_var(L), vkk = lower_var(L), vj = lower_var(L);
+  int xl = lower_local(L);
+  Expr *base = MUL(V(vn), I(P));
+  /* the zeros around the item's taps */
+  Stmt *body = ks_loop(p, vs, I(S), ks_store(p, tb, ADD(base, V(vs)), kx_f(p, 0)));
+  ks_append(&body, ks_loop(p, vs2, I(S), ks_store(p, tb, ADD(ADD(kir_clone_expr(p, base), I(S + T * Q)), V(vs2)), kx_f(p, 0))));
+  /* the taps' rows */
+  Expr *ri = ADD(ADD(kir_clone_expr(p, base), I(S)), ADD(MUL(V(vr), I(Q)), V(vi)));
+  Expr *ui = ADD(ADD(kir_clone_expr(p, base), I(S)), ADD(MUL(V(vr), I(Q)), V(vj)));
+  Stmt *rows = ks_loop(p, vi, I(Q), ks_store(p, tb, ri, kx_f(p, 0)));
+  Stmt *term = ks_local(p, xl, DT_F32, lower_value(L, n->in[1], ADD(MUL(V(vkk), I(T)), V(vr))));
+  Expr *src = ADD(MUL(ADD(MUL(V(vn), I(g->o)), V(vkk)), I(Q)), V(vj));
+  ks_append(&term, ks_loop(p, vj, I(Q), ks_store(p, tb, ui, FADD(kx_load(p, tb, kir_clone_expr(p, ui)), FMUL(kx_local(p, xl, DT_F32), kx_load(p, x, src))))));
+  ks_append(&rows, reduce_loop(p, vkk, g->o, term));
+  ks_append(&body, ks_loop(p, vr, I(T), rows));
+  /* the gather: for c, Y, j: init, then kh in lo(Y) .. hi(Y), kw */
+  int vc = lower_var(L), vy = lower_var(L), vq = lower_var(L), vh = lower_var(L), vw = lower_var(L), acc = lower_local(L);
+  Expr *bias = n->nin > 2 && full == L->buf[id] ? lower_value(L, n->in[2], V(vc)) : kx_f(p, 0); /* else the crop adds it */
+  Expr *lo = imax(p, I(0), ADD(V(vy), I(1 - g->oh)));
+  Expr *cnt = ADD(kx_bin(p, BIN_SUB, imin(p, I(g->kh - 1), V(vy)), kir_clone_expr(p, lo)), I(1));
+  /* kh = lo + vh and its row Y - kh = min(Y, oh - 1) - vh, each clamped to where it always is (for the verifier) */
+  Expr *kh = imin(p, ADD(kir_clone_expr(p, lo), V(vh)), I(g->kh - 1));
+  Expr *yy = imax(p, kx_bin(p, BIN_SUB, imin(p, V(vy), I(g->oh - 1)), V(vh)), I(0));
+  Expr *t = ADD(MUL(ADD(MUL(V(vc), I(g->kh)), kh), I(g->kw)), V(vw));
+  Expr *ti = ADD(ADD(kir_clone_expr(p, base), I(S)), ADD(ADD(MUL(t, I(Q)), MUL(yy, I(g->ow))), ADD(V(vq), MUL(V(vw), I(-1)))));
+  Expr *on = kx_bin(p, BIN_GT, kx_load(p, mt, ADD(MUL(V(vw), I(wf)), V(vq))), kx_f(p, 0));
+  Stmt *tap = ks_assign(p, acc, FADD(kx_local(p, acc, DT_F32), kx_select(p, on, kx_load(p, tb, ti), kx_f(p, 0))));
+  Stmt *khl = ks_loop(p, vh, cnt, reduce_loop(p, vw, g->kw, tap));
+  khl->loop = LOOP_REDUCE;
+  Stmt *elem = ks_local(p, acc, DT_F32, bias);
+  ks_append(&elem, khl);
+  ks_append(&elem, ks_store(p, full, at(p, ADD(MUL(V(vn), I(g->c)), V(vc)), hf, V(vy), wf, V(vq)), kx_local(p, acc, DT_F32)));
+  ks_append(&body, ks_loop(p, vc, I(g->c), ks_loop(p, vy, I(hf), ks_loop(p, vq, I(wf), elem))));
+  ks_append(&all, ks_loop(p, vn, kx_dim(p, g->n), body));
+  return all;
+}
+
 /* conv_transpose2d (and so conv2d's data gradient): each product of an
  * input element (the convolution's output position) and a tap is added
  * at the position the convolution read, in an uncropped buffer of
@@ -524,7 +605,7 @@ static Stmt *lower_conv_transpose(Lower *L, int id) {
   Shape fs = {4, {g.n, g.c, hf, wf}};
   int full = direct ? y : kir_buffer(p, BUF_TEMP, DT_F32, "uncropped", &fs, id);
   if (g.sh == 1 && g.sw == 1 && g.groups == 1) {
-    Stmt *all = transpose_rows(L, id, &g, full, hf, wf);
+    Stmt *all = taps_pay(&g, hf, wf) ? transpose_taps(L, id, &g, full, hf, wf) : transpose_rows(L, id, &g, full, hf, wf);
     return direct ? all : crop_into(L, id, &g, all, full, hf, wf);
   }
   Rows r = row_walk(&g, wf);

@@ -20,6 +20,7 @@
  * (rule_conv), whose gather this form replaces.
  */
 #include "ir/conv.h"
+#include "passes/sched_util.h"
 #include "passes/schedule.h"
 
 /* The slot of the row loop in the body of a top-level loop of b: a loop
@@ -67,7 +68,9 @@ static void vector_loops(Program *p, Kernel *k, Stmt *b) {
       vector_loops(p, k, l->body);
       continue;
     }
-    if (l->step != 1 || l->loop == LOOP_REDUCE || !l->extent || l->extent->kind != EX_ICONST) continue;
+    int stores = 1;
+    for (const Stmt *s = l->body; s; s = s->next) stores &= s->kind == ST_STORE;
+    if (!stores || l->step != 1 || l->loop == LOOP_REDUCE || !l->extent || l->extent->kind != EX_ICONST) continue;
     int64_t e = l->extent->i, w = 16;
     while (w > e) w /= 2;
     int64_t main = e / w * w;
@@ -82,6 +85,120 @@ static void vector_loops(Program *p, Kernel *k, Stmt *b) {
     }
     if (lanes_of(l->extent->i) > 1) (void)sched_vectorize(p, l, lanes_of(l->extent->i));
   }
+}
+
+/* The gather of the taps form (lower_conv.c: transpose_taps) in lanes.
+ * The lowering's nest, over the result's channels c, rows y and columns j:
+ *   for c { for y { for j {
+ *     local acc = init; for kh reduce { for kw reduce { acc = acc + select(mask[kw wf + j] > 0, taps[.. + j - kw], 0) } }
+ *     full[.. + j] = acc } } }
+ * becomes, for U channels at once and each vector of w lanes of the row at
+ * j0 (sched_overlapped_vectors' columns: 0, w, 2w, ... and the last ending
+ * at the row's last column, which stores some elements again, the same
+ * values, as the nest reads nothing it stores):
+ *   for cb < C / U { for y {
+ *     local acc[u][v] = init(c = cb U + u) in lanes
+ *     for kh reduce { for kw reduce { acc[u][v] = acc[u][v] + select(..) in lanes, each u, v } }
+ *     full<w>[.. j0] = acc[u][v], each u, v } }
+ * Loads at unit stride in j take w lanes, what does not vary with j is
+ * broadcast, the add and the select are lane-wise.  Each lane sums its
+ * element's taps in the scalar loop's order; the U x nv sums are
+ * independent chains of adds in flight together (one chain at a time
+ * waited on each add's latency: a fifth of LeNet-5's transpose). */
+#define GATHER_ACC 16
+
+typedef struct Gather {
+  Program *p;
+  int j, w, acc, vacc;
+  Expr *j0;
+} Gather;
+
+static int gather_varies(const Gather *G, const Expr *e) {
+  if (!e) return 0;
+  if ((e->kind == EX_VAR && e->id == G->j) || (e->kind == EX_LOCAL && e->id == G->acc)) return 1;
+  return gather_varies(G, e->a) || gather_varies(G, e->b) || gather_varies(G, e->c);
+}
+
+static Expr *gather_lanes(const Gather *G, const Expr *e) {
+  Program *p = G->p;
+  if (!e || e->lanes != 1) return NULL;
+  if (!gather_varies(G, e)) return e->type == DT_F32 ? kx_broadcast(p, sched_subst_expr(p, e, G->j, G->j0), G->w) : NULL;
+  Expr *a, *b, *c;
+  switch (e->kind) {
+  case EX_LOCAL:
+    return e->a ? NULL : kx_vlocal(p, G->vacc, DT_F32, G->w);
+  case EX_LOAD:
+    return !e->b && e->type == DT_F32 && sched_unit_stride(e->a, G->j)
+               ? kx_load_lanes(p, e->id, sched_subst_expr(p, e->a, G->j, G->j0), G->w)
+               : NULL;
+  case EX_BINARY:
+    if (e->a->type != DT_F32 || !(e->op == BIN_ADD || kir_is_compare((BinOp)e->op))) return NULL;
+    a = gather_lanes(G, e->a), b = a ? gather_lanes(G, e->b) : NULL;
+    return b ? kx_bin(p, (BinOp)e->op, a, b) : NULL;
+  case EX_SELECT:
+    if (e->a->kind != EX_BINARY || !kir_is_compare((BinOp)e->a->op) || e->type != DT_F32) return NULL;
+    a = gather_lanes(G, e->a), b = a ? gather_lanes(G, e->b) : NULL, c = b ? gather_lanes(G, e->c) : NULL;
+    return c ? kx_select(p, a, b, c) : NULL;
+  case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_UNARY: case EX_CAST: case EX_RAND: case EX_BROADCAST:
+  case EX_REDUCE: case EX_FMA: case EX_ZIP:
+    return NULL;
+  }
+  return NULL;
+}
+
+/* The lowering's gather nest at *slot in lanes (above); 0, or -1 when it is
+ * not that nest (left as it is). */
+static int gather_nest(Program *p, Kernel *k, Stmt **slot) {
+  Stmt *cl = *slot, *yl = cl->body, *jl = yl && yl->kind == ST_LOOP && !yl->next ? yl->body : NULL;
+  Stmt *a = jl && jl->kind == ST_LOOP && !jl->next ? jl->body : NULL, *hl = a ? a->next : NULL, *st = hl ? hl->next : NULL;
+  Stmt *kl = hl && hl->kind == ST_LOOP ? hl->body : NULL, *as = kl && kl->kind == ST_LOOP && !kl->next ? kl->body : NULL;
+  if (!as || as->next || as->kind != ST_ASSIGN || a->kind != ST_LOCAL || a->count || a->type != DT_F32 || as->id != a->id ||
+      !st || st->next || st->kind != ST_STORE || hl->loop != LOOP_REDUCE || kl->loop != LOOP_REDUCE ||
+      !sched_is_const(cl->extent) || !sched_is_const(yl->extent) || !sched_is_const(jl->extent) || jl->step != 1 ||
+      !sched_overlap_lanes(jl->extent->i) || !sched_unit_stride(st->index, jl->id) ||
+      sched_expr_uses(hl->extent, EX_VAR, jl->id) || sched_expr_uses(hl->extent, EX_VAR, cl->id) ||
+      sched_expr_uses(kl->extent, EX_VAR, jl->id) || sched_expr_uses(kl->extent, EX_VAR, cl->id))
+    return -1;
+  int64_t C = cl->extent->i, E = jl->extent->i, j0[GATHER_ACC + 1];
+  int w = sched_overlap_lanes(E), nv = 0;
+  for (int64_t j = 0; j + w <= E && nv < GATHER_ACC; j += w) j0[nv++] = j;
+  if (E % w && nv < GATHER_ACC) j0[nv++] = E - w;
+  if (nv * w < E) return -1;
+  int64_t U = 1;
+  for (int64_t u = 1; u <= C && u * nv <= GATHER_ACC; u++)
+    if (C % u == 0) U = u;
+  int cb = k->nvars++, n = (int)U * nv, acc[GATHER_ACC];
+  Stmt *inits = NULL, *adds = NULL, *stores = NULL;
+  for (int64_t u = 0; u < U; u++) {
+    Expr *c = kx_iadd(p, kx_imul(p, kx_var(p, cb), kx_i(p, U)), kx_i(p, u));
+    for (int v = 0; v < nv; v++) {
+      int i = (int)u * nv + v;
+      acc[i] = k->nlocals++;
+      Gather G = {p, jl->id, w, a->id, acc[i], kx_i(p, j0[v])};
+      Expr *init = gather_lanes(&G, sched_subst_expr(p, a->value, cl->id, c));
+      Expr *add = gather_lanes(&G, sched_subst_expr(p, as->value, cl->id, c));
+      Expr *to = sched_subst_expr(p, sched_subst_expr(p, st->index, cl->id, c), jl->id, G.j0);
+      if (!init || !add) return -1;
+      ks_append(&inits, ks_local(p, acc[i], DT_F32, init));
+      ks_append(&adds, ks_assign(p, acc[i], add));
+      ks_append(&stores, ks_store(p, st->id, to, kx_vlocal(p, acc[i], DT_F32, w)));
+    }
+  }
+  (void)n;
+  Stmt *kw = ks_loop(p, kl->id, kir_clone_expr(p, kl->extent), adds), *kh = ks_loop(p, hl->id, kir_clone_expr(p, hl->extent), kw);
+  kw->loop = kh->loop = LOOP_REDUCE;
+  ks_append(&inits, kh);
+  ks_append(&inits, stores);
+  Stmt *nest = ks_loop(p, cb, kx_i(p, C / U), ks_loop(p, yl->id, kir_clone_expr(p, yl->extent), inits));
+  nest->next = cl->next;
+  *slot = nest;
+  return 0;
+}
+
+/* The gather nests among the statements of block *slot in lanes. */
+static void gather_rows(Program *p, Kernel *k, Stmt **slot) {
+  for (; *slot; slot = &(*slot)->next)
+    if ((*slot)->kind == ST_LOOP) (void)gather_nest(p, k, slot);
 }
 
 int sched_ct_tiles(Program *p, const Graph *g, Kernel *k, int tiles) {
@@ -101,7 +218,9 @@ int sched_ct_tiles(Program *p, const Graph *g, Kernel *k, int tiles) {
     while (*s != after) s = &(*s)->next; /* rows go back before what followed them */
     rows->next = after;
     *s = rows;
+    gather_rows(p, k, &rows->next);
     (void)sched_conv_row_tiles(p, k, s, mr);
+    sched_item_blocks(p, k, nl, cg.n);
   }
   sched_drop_unit_loops(p, &k->body);
   return 0;

@@ -1149,13 +1149,19 @@ static void item_blocks(Program *p, Kernel *k, Stmt *nl, Dim n) {
   int64_t nmax = DIM_IS_SYM(n) ? p->g->syms[DIM_SYM_ID(n)].max : n; /* a batch of fixed size n */
   int64_t nb = (nmax + ITEM_BLOCK - 1) / ITEM_BLOCK;
   /* the temporaries body uses that no kernel of p but those of node
-   * k->node does (the lowering made them for this kernel) */
+   * k->node does (the lowering made them for this kernel), nor k outside nl */
   int nbufs = p->nbufs;
   char *mine = rt_xcalloc((size_t)nbufs + 1, 1), *others = rt_xcalloc((size_t)nbufs + 1, 1);
   kir_block_buffers(body, mine, mine);
   for (int f = 0; f < p->nfuncs; f++)
     for (int i = 0; i < p->funcs[f].nkernels; i++)
       if (p->funcs[f].kernels[i].node != k->node) kir_block_buffers(p->funcs[f].kernels[i].body, others, others);
+  for (const Stmt *s = k->body; s; s = s->next) /* nor k's own nests around nl (a crop after it) */
+    if (s != nl) {
+      Stmt one = *s;
+      one.next = NULL;
+      kir_block_buffers(&one, others, others);
+    }
   for (int b = 0; b < nbufs; b++) {
     if (!mine[b] || others[b] || !item_temp(p, b, n)) continue;
     Shape ss = p->bufs[b].shape;
@@ -1415,6 +1421,8 @@ int pass_schedule_step(PassCtx *c) {
   sched_program(c->prog, &o);
   return 0;
 }
+
+void sched_item_blocks(Program *p, Kernel *k, Stmt *nl, Dim n) { item_blocks(p, k, nl, n); }
 
 /* The convolutions' register tiles (B in place) for a rule of another file. */
 int sched_conv_row_tiles(Program *p, Kernel *k, Stmt **slot, int mr) { return register_tiles(p, k, slot, mr, 1, 0, NULL); }

@@ -75,6 +75,10 @@ int sched_gw_tiles(Program *p, const Graph *g, Kernel *k);
 /* The register tiles of a row form at *slot with MR rows a tile and B
  * read where it is (the convolutions' form); 0, or -1 (left as it was). */
 int sched_conv_row_tiles(Program *p, Kernel *k, Stmt **slot, int mr);
+/* The batch loop nl (a top-level loop of k over the n items) in blocks of
+ * items, each block with its own slot of the batch-major temporaries only
+ * k's node uses (sched_rules.c: item_blocks). */
+void sched_item_blocks(Program *p, Kernel *k, Stmt *nl, Dim n);
 /* A max pool or its gradient whose windows tile the input kh x 2, its
  * column loop cols in lanes (sched_pool.c); -1 when the form is not one
  * the rule knows (the loop is then left as it was). */
