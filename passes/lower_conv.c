@@ -513,9 +513,12 @@ static Stmt *transpose_rows(Lower *L, int id, const ConvGeom *g, int full, int64
  * the result (about two operations a tap: the select and the add).  It
  * pays when the fmas it saves outweigh the gather by a margin (LeNet-5's
  * second convolution, 6 x 14 x 14 from 16 x 10 x 10: 345,600 products as
- * rows, 240,000 as taps and 58,800 gather operations). */
+ * rows, 240,000 as taps and 58,800 gather operations).  A window one
+ * column wide has no zero column to save. */
 static int taps_pay(const ConvGeom *g, int64_t hf, int64_t wf) {
-  if (g->dh != 1 || g->dw != 1 || hf != g->oh + g->kh - 1 || wf != g->ow + g->kw - 1 || g->oh * g->ow < 16 || wf < 4) return 0;
+  if (g->dh != 1 || g->dw != 1 || hf != g->oh + g->kh - 1 || wf != g->ow + g->kw - 1 || g->oh * g->ow < 16 || wf < 4 ||
+      g->kw < 2)
+    return 0;
   int64_t Q = g->oh * g->ow, Qt = (g->oh * wf + 15) / 16 * 16, taps = g->c * g->kh * g->kw;
   int64_t rows = g->c * g->kh * Qt * g->o * g->kw, form = taps * Q * g->o + 2 * g->c * hf * wf * g->kh * g->kw;
   return form * 11 < rows * 10;
@@ -552,7 +555,7 @@ static Stmt *transpose_taps(Lower *L, int id, const ConvGeom *g, int full, int64
   int vn = lower_var(L), vs = lower_var(L), vs2 = lower_var(L), vr = lower_var(L), vi = lower_var(L), vkk = lower_var(L), vj = lower_var(L);
   int xl = lower_local(L);
   Expr *base = MUL(V(vn), I(P));
-  /* the zeros around the item's taps */
+  /* the zeros around the item's taps (kw >= 2: S >= 1) */
   Stmt *body = ks_loop(p, vs, I(S), ks_store(p, tb, ADD(base, V(vs)), kx_f(p, 0)));
   ks_append(&body, ks_loop(p, vs2, I(S), ks_store(p, tb, ADD(ADD(kir_clone_expr(p, base), I(S + T * Q)), V(vs2)), kx_f(p, 0))));
   /* the taps' rows */

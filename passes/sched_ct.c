@@ -70,7 +70,7 @@ static void vector_loops(Program *p, Kernel *k, Stmt *b) {
     }
     int stores = 1;
     for (const Stmt *s = l->body; s; s = s->next) stores &= s->kind == ST_STORE;
-    if (!stores || l->step != 1 || l->loop == LOOP_REDUCE || !l->extent || l->extent->kind != EX_ICONST) continue;
+    if (!stores || l->step != 1 || l->loop == LOOP_REDUCE || !l->extent || l->extent->kind != EX_ICONST || l->extent->i < 1) continue;
     int64_t e = l->extent->i, w = 16;
     while (w > e) w /= 2;
     int64_t main = e / w * w;
@@ -208,7 +208,8 @@ int sched_ct_tiles(Program *p, const Graph *g, Kernel *k, int tiles) {
   if (n->op != OP_CONV_TRANSPOSE2D || cg.groups != 1 || cg.sh != 1 || cg.sw != 1) return -1;
   Stmt *nl, **slot = rows_slot(k->body, &nl);
   if (!slot) return -1;
-  int64_t R = cg.c * cg.kh;
+  /* the rows: C*KH of taps (rows form) or C*KH*KW (taps form) */
+  int64_t R = sched_is_const((*slot)->extent) ? (*slot)->extent->i : cg.c * cg.kh;
   int mr = R <= 7 ? (int)R : R % 8 == 0 ? 8 : R % 6 == 0 ? 6 : R % 4 == 0 ? 4 : 6;
   if (tiles) {
     /* the loops around the rows, then the rows in tiles (the vectors first: the tiles are no loop of one store) */
