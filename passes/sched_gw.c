@@ -45,7 +45,10 @@
  * (gw_batch_outer: every block of a chunk takes each batch item's dy and
  * xp from L1, accumulators kept in a scratch buffer, the same sums).
  * LeNet-5 at batch 64: c2 (16 x 150) in channel lanes, c1 (6 x 25, dy
- * 64 x 6 x 28 x 32 floats, past L2) batch-outer.  Those two forms sum
+ * 64 x 6 x 28 x 28 floats, past L2) batch-outer.  The batch-outer tiles
+ * take the shifted form when the wide rows' columns past the rows' ends
+ * cost more than copying the input's kw shifts (outer_shifted): dy is
+ * then read where it is, its oh x ow positions and none past them.  Those two forms sum
  * the batch in GW_SHARDS shards, added in order (shard_loop), so that the
  * threads split the batch rather than the blocks.
  *
@@ -111,6 +114,8 @@ typedef struct Gw {
   int64_t nob, ntb;             /* blocks of output channels, of taps */
   Dim nmax;                     /* the batch's maximum */
   int rows, chunk;              /* gw_batch_outer's per-chunk rows of dy (or -1) and its chunk variable */
+  int xjob;                     /* the shifted form's job variable (f.x is then its slots of kw-shifted rows), or -1 */
+  int xsrc;                     /* the shifted form: the padded input the slots are copied from */
   int64_t hp, wp, plane, T;
   Expr *o[8], *t[8], *off[8];   /* per row of the tile: channel; per column: tap and its offset in xp's planes */
 } Gw;
@@ -128,7 +133,9 @@ static Expr *gw_dy(const Gw *G, int n, int m, int64_t j0, int j, int lanes) {
 
 static Expr *gw_x(const Gw *G, int n, int u, int64_t j0, int j, int lanes) {
   Program *p = G->p;
-  Expr *at = kx_iadd(p, kx_imul(p, kx_var(p, n), kx_i(p, G->g->c * G->hp * G->wp)),
+  Expr *item = G->xjob >= 0 ? kx_imul(p, kx_var(p, G->xjob), kx_i(p, G->g->c * G->g->kw * G->hp * G->g->ow))
+                            : kx_imul(p, kx_var(p, n), kx_i(p, G->g->c * G->hp * G->wp));
+  Expr *at = kx_iadd(p, item,
                      kx_iadd(p, kir_clone_expr(p, G->off[u]), j < 0 ? kx_i(p, j0) : kx_iadd(p, kx_i(p, j0), kx_var(p, j))));
   return lanes > 1 ? kx_load_lanes(p, G->f.x, at, lanes) : kx_load(p, G->f.x, at);
 }
@@ -245,8 +252,13 @@ static void gw_at(Gw *G, Expr *b) {
     Expr *c = kx_bin(p, BIN_DIV, kir_clone_expr(p, t), kx_i(p, taps));
     Expr *kh = kx_bin(p, BIN_MOD, kx_bin(p, BIN_DIV, kir_clone_expr(p, t), kx_i(p, cg->kw)), kx_i(p, cg->kh));
     Expr *kw = kx_bin(p, BIN_MOD, kir_clone_expr(p, t), kx_i(p, cg->kw));
-    G->off[u] = kx_iadd(p, kx_imul(p, c, kx_i(p, G->hp * G->wp)),
-                        kx_iadd(p, kx_imul(p, kh, kx_i(p, cg->dh * G->wp)), kx_imul(p, kw, kx_i(p, cg->dw))));
+    if (G->xjob >= 0) /* the kw-shifted rows: [c, kw, hp, ow] */
+      G->off[u] = kx_imul(p, kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, c, kx_i(p, cg->kw)), kw), kx_i(p, G->hp)),
+                                     kx_imul(p, kh, kx_i(p, cg->dh))),
+                          kx_i(p, cg->ow));
+    else
+      G->off[u] = kx_iadd(p, kx_imul(p, c, kx_i(p, G->hp * G->wp)),
+                          kx_iadd(p, kx_imul(p, kh, kx_i(p, cg->dh * G->wp)), kx_imul(p, kw, kx_i(p, cg->dw))));
   }
 }
 
@@ -326,6 +338,41 @@ static Stmt *outer_rows(Gw *G, const Outer *O, int src, int vj, Expr *vch, int n
   Expr *z = kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_i(p, cg->o * G->plane)), kx_var(p, rz));
   *zero = ks_loop(p, rz, kx_i(p, cg->o * G->plane), ks_store(p, G->rows, z, kx_f(p, 0)));
   return copy;
+}
+
+/* The shifted form of the batch-outer tiles: dy is read where it is (its
+ * rows ow wide, cols = oh ow, no position past a row's end) and each
+ * batch item n1's padded input goes into job vj's slot of kw-shifted rows,
+ *   xs[vj, c, kw, h, j] = xp[n1, c, h, j + kw dw]   (j < ow)
+ * so that tap (c, kh, kw) at position q = y ow + x reads xs[vj, c, kw,
+ * q + kh dh ow] (as the forward's shifted copies, lower_conv.c).  The
+ * copy's rows are whole vectors, then the powers of two left (28: 16, 8
+ * and 4).  The wide rows took (oh - 1) wp + ow positions per product and
+ * a copy of dy (LeNet-5's c1: 892 for 784, dy 6 x 28 x 28 from the step's
+ * memory); these copy kw shifts of a small input from L1. */
+static Stmt *outer_shifted(Gw *G, int vj, int n1) {
+  Program *p = G->p;
+  Kernel *k = G->k;
+  const ConvGeom *cg = G->g;
+  int vc = k->nvars++, vk = k->nvars++, vh = k->nvars++;
+  Expr *dst = kx_imul(p, kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_i(p, cg->c)), kx_var(p, vc)),
+                                                                   kx_i(p, cg->kw)),
+                                                         kx_var(p, vk)),
+                                               kx_i(p, G->hp)),
+                                     kx_var(p, vh)),
+                           kx_i(p, cg->ow));
+  Expr *src = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, cg->c)), kx_var(p, vc)), kx_i(p, G->hp)),
+                                           kx_var(p, vh)),
+                                 kx_i(p, G->wp)),
+                      kx_imul(p, kx_var(p, vk), kx_i(p, cg->dw)));
+  Stmt *row = NULL;
+  int64_t off = 0;
+  for (int w = GW_LANES; w >= 1; w /= 2)
+    for (; cg->ow - off >= w && (w == GW_LANES || ((cg->ow - off) & w)); off += w) {
+      Expr *from = kx_iadd(p, kir_clone_expr(p, src), kx_i(p, off)), *to = kx_iadd(p, kir_clone_expr(p, dst), kx_i(p, off));
+      ks_append(&row, ks_store(p, G->f.x, to, w > 1 ? kx_load_lanes(p, G->xsrc, from, w) : kx_load(p, G->xsrc, from)));
+    }
+  return ks_loop(p, vc, kx_i(p, cg->c), ks_loop(p, vk, kx_i(p, cg->kw), ks_loop(p, vh, kx_i(p, G->hp), row)));
 }
 
 /* Each block of job vj's chunk at item n1: its accumulators loaded from
@@ -440,7 +487,14 @@ static Stmt *gw_batch_outer(Gw *G, int64_t cols, int64_t blocks, int src) {
   int vj = k->nvars++, vz = k->nvars++, n1 = k->nvars++, vi = k->nvars++, j1 = k->nvars++, vc = k->nvars++, vi2 = k->nvars++;
   Expr *sh = idiv_c(p, kx_var(p, vj), O.chunks);
   Expr *vch = O.chunks == 1 ? kx_i(p, 0) : kx_bin(p, BIN_MOD, kx_var(p, vj), kx_i(p, O.chunks));
-  Stmt *chunk = NULL, *copy = src >= 0 ? outer_rows(G, &O, src, vj, vch, n1, &chunk) : NULL;
+  Stmt *chunk = NULL, *copy = NULL;
+  if (G->xjob >= 0) {
+    Shape xs = {1, {jobs * G->g->c * G->g->kw * G->hp * G->g->ow}};
+    G->xjob = vj, G->xsrc = G->f.x, G->f.x = kir_buffer(p, BUF_TEMP, DT_F32, "x_shifted", &xs, k->node);
+    copy = outer_shifted(G, vj, n1);
+  } else if (src >= 0) {
+    copy = outer_rows(G, &O, src, vj, vch, n1, &chunk);
+  }
   ks_append(&chunk, ks_loop(p, vz, kx_i(p, O.cb * O.per),
                             ks_store(p, O.sums, kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_i(p, O.cb * O.per)), kx_var(p, vz)),
                                      kx_f(p, 0))));
@@ -642,6 +696,18 @@ static int gw_take_copy(Program *p, Kernel *k, Stmt ***slot, int wide, int64_t n
   return -1;
 }
 
+/* Whether the batch-outer tiles take the shifted form (outer_shifted):
+ * the fma lanes the wide rows spend past the rows' ends, O T (wp - ow)
+ * per row of dy, outweigh by SHIFTED_GAIN the floats the shifted copies
+ * move, C kw hp ow per item (LeNet-5's c1: 6 x 25 x 4 x 27 = 16,200 for
+ * 4,480). */
+#define SHIFTED_GAIN 2
+static int shifted_pays(const Gw *G) {
+  const ConvGeom *cg = G->g;
+  return cg->oh > 1 && G->wp > cg->ow && cg->ow >= 4 &&
+         cg->o * G->T * (G->wp - cg->ow) * (cg->oh - 1) >= SHIFTED_GAIN * cg->c * cg->kw * G->hp * cg->ow;
+}
+
 int sched_gw_tiles(Program *p, const Graph *g, Kernel *k) {
   const Node *nd = &g->nodes[k->node];
   ConvGeom cg;
@@ -654,7 +720,8 @@ int sched_gw_tiles(Program *p, const Graph *g, Kernel *k) {
   kir_walk_block(&v, (*slot)->body);
   if (cg.groups != 1 || cg.sh != 1 || cg.sw != 1 || f.dy < 0 || f.dw < 0 || f.dy == f.x || f.dw == f.dy || f.dw == f.x)
     return -1;
-  Gw G = {p, k, &cg, f, 1, 1, 0, 0, 0, -1, -1, cg.h + cg.pt + cg.pb, cg.w + cg.pl + cg.pr, 0, cg.c * cg.kh * cg.kw, {0}, {0}, {0}};
+  Gw G = {p, k, &cg, f, 1, 1, 0, 0, 0, -1, -1, -1, -1, cg.h + cg.pt + cg.pb, cg.w + cg.pl + cg.pr, 0, cg.c * cg.kh * cg.kw,
+          {0}, {0}, {0}};
   int64_t cols = (cg.oh - 1) * G.wp + cg.ow;
   G.plane = cg.oh * G.wp;
   Dim nmax = DIM_IS_SYM(cg.n) ? g->syms[DIM_SYM_ID(cg.n)].max : cg.n;
@@ -677,6 +744,11 @@ int sched_gw_tiles(Program *p, const Graph *g, Kernel *k) {
   int64_t stream = nmax * 4 * (G.mr * G.plane + xch * G.hp * G.wp);
   if (blocks > 1 && stream > GW_STREAM) {
     int src = gw_take_copy(p, k, &slot, f.dy, nmax * cg.o * cg.oh * cg.ow);
+    if (src >= 0 && shifted_pays(&G)) { /* dy where it is, the input's kw shifts per item (outer_shifted) */
+      G.f.dy = src, G.plane = cg.oh * cg.ow, G.xjob = 0;
+      cols = G.plane;
+      src = -1;
+    }
     *slot = gw_batch_outer(&G, cols, blocks, src);
     return 0;
   }

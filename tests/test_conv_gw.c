@@ -225,7 +225,9 @@ Test(conv_gw, other_shapes_keep_the_row_nest, .timeout = 600) {
 
 /* A block's stream over the batch (its maximum) past GW_STREAM: the batch
  * loop outside the blocks, accumulators in gw_sums, in chunks of blocks
- * (the last one's extra slots recompute the last block) */
+ * (the last one's extra slots recompute the last block).  The first three
+ * take the shifted form (dy in place, the input's kw shifts per item; no
+ * tail then), the 1x1 reads dy in place at its own width. */
 Test(conv_gw, batch_outer_tiles_match_the_interpreter, .timeout = 600) {
   expect_gw("3 chunks, tail 6", 64, 3, 8, 12, 20, 3, 1, 1, 1, BATCH_OUTER);    /* 36 blocks of 4 x 6 in chunks of 15 */
   expect_gw("2 chunks, tail 14", 64, 2, 4, 10, 24, 3, 1, 1, 1, BATCH_OUTER);   /* 18 blocks of 5 x 4 in chunks of 13 */
@@ -236,7 +238,9 @@ Test(conv_gw, batch_outer_tiles_match_the_interpreter, .timeout = 600) {
 /* LeNet-5's c1 at batch 64: its 10 blocks fit the scratch in one chunk;
  * the batch goes in two shards, [0, N/2) and [N/2, N), each a job of its
  * own with its own sums (added in order after), so two threads each take
- * half of the items, whatever the blocks. */
+ * half of the items, whatever the blocks.  Its wide rows would spend 108
+ * lanes of 892 past the rows' ends: it reads dy in place and the input's
+ * kw-shifted rows (sched_gw.c: outer_shifted). */
 Test(conv_gw, batch_outer_shards_take_halves_of_the_batch) {
   GwCase t;
   gw_init(&t, 64, 3, 1, 6, 28, 5, 2, 1, 1);
@@ -245,6 +249,10 @@ Test(conv_gw, batch_outer_shards_take_halves_of_the_batch) {
   char *text = hk_dump(&p);
   cr_expect(strstr(text, " < 2 parallel {") && strstr(text, " + 1) * N / 2 - i") && !strstr(text, " < N reduce {"),
             "no loop of 2 jobs, each over half of the batch, in the dump:\n%s", text);
+  /* the shifted form: dy read in place, 784 positions (49 vectors, no tail), the input's 5 kw shifts per item */
+  cr_expect(strstr(text, " x_shifted ") && !strstr(text, " dy_rows ") && strstr(text, " < 784 step 16 reduce {") &&
+                !strstr(text, "gw_sums<8>"),
+            "not the shifted form:\n%s", text);
   free(text);
   kir_program_free(&p);
   gw_free(&t);
