@@ -101,50 +101,12 @@ static void vector_loops(Program *p, Kernel *k, Stmt *b) {
  *     for kh reduce { for kw reduce { acc[u][v] = acc[u][v] + select(..) in lanes, each u, v } }
  *     full<w>[.. j0] = acc[u][v], each u, v } }
  * Loads at unit stride in j take w lanes, what does not vary with j is
- * broadcast, the add and the select are lane-wise.  Each lane sums its
- * element's taps in the scalar loop's order; the U x nv sums are
+ * broadcast, the add and the select are lane-wise (sched_row_lanes, the
+ * epilogues' lane form).  Each lane sums its element's taps in the
+ * scalar loop's order; the U x nv sums (at most GATHER_ACC) are
  * independent chains of adds in flight together (one chain at a time
  * waited on each add's latency: a fifth of LeNet-5's transpose). */
 #define GATHER_ACC 16
-
-typedef struct Gather {
-  Program *p;
-  int j, w, acc, vacc;
-  Expr *j0;
-} Gather;
-
-static int gather_varies(const Gather *G, const Expr *e) {
-  if (!e) return 0;
-  if ((e->kind == EX_VAR && e->id == G->j) || (e->kind == EX_LOCAL && e->id == G->acc)) return 1;
-  return gather_varies(G, e->a) || gather_varies(G, e->b) || gather_varies(G, e->c);
-}
-
-static Expr *gather_lanes(const Gather *G, const Expr *e) {
-  Program *p = G->p;
-  if (!e || e->lanes != 1) return NULL;
-  if (!gather_varies(G, e)) return e->type == DT_F32 ? kx_broadcast(p, sched_subst_expr(p, e, G->j, G->j0), G->w) : NULL;
-  Expr *a, *b, *c;
-  switch (e->kind) {
-  case EX_LOCAL:
-    return e->a ? NULL : kx_vlocal(p, G->vacc, DT_F32, G->w);
-  case EX_LOAD:
-    return !e->b && e->type == DT_F32 && sched_unit_stride(e->a, G->j)
-               ? kx_load_lanes(p, e->id, sched_subst_expr(p, e->a, G->j, G->j0), G->w)
-               : NULL;
-  case EX_BINARY:
-    if (e->a->type != DT_F32 || !(e->op == BIN_ADD || kir_is_compare((BinOp)e->op))) return NULL;
-    a = gather_lanes(G, e->a), b = a ? gather_lanes(G, e->b) : NULL;
-    return b ? kx_bin(p, (BinOp)e->op, a, b) : NULL;
-  case EX_SELECT:
-    if (e->a->kind != EX_BINARY || !kir_is_compare((BinOp)e->a->op) || e->type != DT_F32) return NULL;
-    a = gather_lanes(G, e->a), b = a ? gather_lanes(G, e->b) : NULL, c = b ? gather_lanes(G, e->c) : NULL;
-    return c ? kx_select(p, a, b, c) : NULL;
-  case EX_FCONST: case EX_ICONST: case EX_VAR: case EX_SYM: case EX_UNARY: case EX_CAST: case EX_RAND: case EX_BROADCAST:
-  case EX_REDUCE: case EX_FMA: case EX_ZIP:
-    return NULL;
-  }
-  return NULL;
-}
 
 /* The lowering's gather nest at *slot in lanes (above); 0, or -1 when it is
  * not that nest (left as it is). */
@@ -161,30 +123,29 @@ static int gather_nest(Program *p, Kernel *k, Stmt **slot) {
     return -1;
   int64_t C = cl->extent->i, E = jl->extent->i, j0[GATHER_ACC + 1];
   int w = sched_overlap_lanes(E), nv = 0;
-  for (int64_t j = 0; j + w <= E && nv < GATHER_ACC; j += w) j0[nv++] = j;
-  if (E % w && nv < GATHER_ACC) j0[nv++] = E - w;
-  if (nv * w < E) return -1;
+  if (E / w + 1 > GATHER_ACC) return -1;
+  for (int64_t j = 0; j + w <= E; j += w) j0[nv++] = j;
+  if (E % w) j0[nv++] = E - w;
   int64_t U = 1;
   for (int64_t u = 1; u <= C && u * nv <= GATHER_ACC; u++)
     if (C % u == 0) U = u;
-  int cb = k->nvars++, n = (int)U * nv, acc[GATHER_ACC];
+  int cb = k->nvars++, acc[GATHER_ACC];
   Stmt *inits = NULL, *adds = NULL, *stores = NULL;
   for (int64_t u = 0; u < U; u++) {
     Expr *c = kx_iadd(p, kx_imul(p, kx_var(p, cb), kx_i(p, U)), kx_i(p, u));
     for (int v = 0; v < nv; v++) {
       int i = (int)u * nv + v;
       acc[i] = k->nlocals++;
-      Gather G = {p, jl->id, w, a->id, acc[i], kx_i(p, j0[v])};
-      Expr *init = gather_lanes(&G, sched_subst_expr(p, a->value, cl->id, c));
-      Expr *add = gather_lanes(&G, sched_subst_expr(p, as->value, cl->id, c));
-      Expr *to = sched_subst_expr(p, sched_subst_expr(p, st->index, cl->id, c), jl->id, G.j0);
+      Expr *col = kx_i(p, j0[v]);
+      Expr *init = sched_row_lanes(p, jl->id, col, a->id, acc[i], w, sched_subst_expr(p, a->value, cl->id, c));
+      Expr *add = sched_row_lanes(p, jl->id, col, a->id, acc[i], w, sched_subst_expr(p, as->value, cl->id, c));
+      Expr *to = sched_subst_expr(p, sched_subst_expr(p, st->index, cl->id, c), jl->id, col);
       if (!init || !add) return -1;
       ks_append(&inits, ks_local(p, acc[i], DT_F32, init));
       ks_append(&adds, ks_assign(p, acc[i], add));
       ks_append(&stores, ks_store(p, st->id, to, kx_vlocal(p, acc[i], DT_F32, w)));
     }
   }
-  (void)n;
   Stmt *kw = ks_loop(p, kl->id, kir_clone_expr(p, kl->extent), adds), *kh = ks_loop(p, hl->id, kir_clone_expr(p, hl->extent), kw);
   kw->loop = kh->loop = LOOP_REDUCE;
   ks_append(&inits, kh);

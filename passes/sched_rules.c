@@ -388,6 +388,11 @@ static Expr *epi_lanes(const EpiLanes *V, const Expr *e) {
   return NULL;
 }
 
+Expr *sched_row_lanes(Program *p, int var, Expr *col, int in, int acc, int w, const Expr *e) {
+  EpiLanes V = {p, var, -1, in, NULL, col, w, acc, NULL, 0};
+  return epi_lanes(&V, e);
+}
+
 /* Whether running the epilogue twice at an element stores what once
  * does (the tiles compute some elements twice: the rows of a clamped
  * last tile, the columns two panels overlap): it reads nothing it

@@ -27,6 +27,11 @@ int sched_unit_stride(const Expr *e, int var);
 /* The w-lane form of scalar e in a loop over var, or NULL (sched_vectorize's
  * rules: loads at unit stride, what is free of var broadcast). */
 Expr *sched_vec_expr(Program *p, int var, int w, const Expr *e);
+/* Scalar e of a loop over columns var in w lanes at columns col .. col +
+ * w - 1 (sched_rules.c: epi_lanes): local in is w-lane local acc, loads
+ * at unit stride take w lanes, what varies with neither is broadcast,
+ * + - * /, comparisons and selects are lane-wise; NULL for anything else. */
+Expr *sched_row_lanes(Program *p, int var, Expr *col, int in, int acc, int w, const Expr *e);
 /* Lanes for a loop of E columns in vectors that may overlap: 16, 8 or 4,
  * the most E holds (0 below 4). */
 static inline int sched_overlap_lanes(int64_t E) { return E >= 16 ? 16 : E >= 8 ? 8 : E >= 4 ? 4 : 0; }
