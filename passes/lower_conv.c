@@ -514,10 +514,14 @@ static Stmt *transpose_rows(Lower *L, int id, const ConvGeom *g, int full, int64
  * pays when the fmas it saves outweigh the gather by a margin (LeNet-5's
  * second convolution, 6 x 14 x 14 from 16 x 10 x 10: 345,600 products as
  * rows, 240,000 as taps and 58,800 gather operations).  A window one
- * column wide has no zero column to save. */
+ * column wide has no zero column to save.  An item's taps (kh*kw rows of
+ * products per result channel, kw times the rows form's) stay within
+ * TAPS_MAX floats, so that no large layer gets an im2col-sized buffer
+ * (LeNet-5's: 15,000). */
+#define TAPS_MAX (256 * 1024)
 static int taps_pay(const ConvGeom *g, int64_t hf, int64_t wf) {
   if (g->dh != 1 || g->dw != 1 || hf != g->oh + g->kh - 1 || wf != g->ow + g->kw - 1 || g->oh * g->ow < 16 || wf < 4 ||
-      g->kw < 2)
+      g->kw < 2 || g->c * g->kh * g->kw * g->oh * g->ow > TAPS_MAX)
     return 0;
   int64_t Q = g->oh * g->ow, Qt = (g->oh * wf + 15) / 16 * 16, taps = g->c * g->kh * g->kw;
   int64_t rows = g->c * g->kh * Qt * g->o * g->kw, form = taps * Q * g->o + 2 * g->c * hf * wf * g->kh * g->kw;

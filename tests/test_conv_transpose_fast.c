@@ -116,6 +116,17 @@ static void expect_taps(const char *src, int64_t maxn, int64_t n, int64_t K) {
   expect_transpose(src, maxn, n, K, 1);
 }
 
+/* A layer whose taps would pass TAPS_MAX floats an item (64 channels of
+ * 7 x 7 taps over 30 x 30 positions: 2.8 M, 11 MB) keeps the rows of taps,
+ * though the taps would save fmas: no im2col-sized buffer. */
+Test(conv_transpose_fast, large_layers_keep_the_rows) {
+  int status;
+  char *text = tu_dump_after(MODEL("64, 30, 30", "conv_transpose2d(x, 64, 7)"), "--dump-after=schedule --max N=2", &status);
+  cr_assert_not_null(text);
+  cr_expect(status == 0 && strstr(text, "temp tap_rows :") && !strstr(text, "temp taps :"), "%s", text);
+  free(text);
+}
+
 Test(conv_transpose_fast, taps_match_the_interpreter, .timeout = 900) {
   expect_taps(MODEL("16, 6, 9", "conv_transpose2d(x, 7, [3, 5])"), 3, 3, 240);
   expect_taps(MODEL("20, 8, 2", "conv_transpose2d(x, 5, [1, 3])"), 3, 2, 60);
