@@ -552,12 +552,11 @@ static Stmt *transpose_taps(Lower *L, int id, const ConvGeom *g, int full, int64
   int x = L->buf[n->in[0]];
   int vm = lower_var(L), vmj = lower_var(L);
   Expr *mj = V(vmj), *mk = V(vm);
-  Expr *inside = kx_select(p, kx_bin(p, BIN_GE, mj, kir_clone_expr(p, mk)),
-                           kx_select(p, kx_bin(p, BIN_LT, kir_clone_expr(p, mj), ADD(kir_clone_expr(p, mk), I(g->ow))), kx_f(p, 1), kx_f(p, 0)),
-                           kx_f(p, 0));
+  Expr *below = kx_bin(p, BIN_LT, kir_clone_expr(p, mj), ADD(kir_clone_expr(p, mk), I(g->ow)));
+  Expr *inside = kx_select(p, kx_bin(p, BIN_GE, mj, kir_clone_expr(p, mk)), kx_select(p, below, kx_f(p, 1), kx_f(p, 0)), kx_f(p, 0));
   Stmt *all = ks_loop(p, vm, I(g->kw), ks_loop(p, vmj, I(wf), ks_store(p, mt, ADD(MUL(V(vm), I(wf)), V(vmj)), inside)));
-  int vn = lower_var(L), vs = lower_var(L), vs2 = lower_var(L), vr = lower_var(L), vi = lower_var(L), vkk = lower_var(L), vj = lower_var(L);
-  int xl = lower_local(L);
+  int vn = lower_var(L), vs = lower_var(L), vs2 = lower_var(L), vr = lower_var(L), vi = lower_var(L);
+  int vkk = lower_var(L), vj = lower_var(L), xl = lower_local(L);
   Expr *base = MUL(V(vn), I(P));
   /* the zeros around the item's taps (kw >= 2: S >= 1) */
   Stmt *body = ks_loop(p, vs, I(S), ks_store(p, tb, ADD(base, V(vs)), kx_f(p, 0)));
@@ -568,7 +567,8 @@ static Stmt *transpose_taps(Lower *L, int id, const ConvGeom *g, int full, int64
   Stmt *rows = ks_loop(p, vi, I(Q), ks_store(p, tb, ri, kx_f(p, 0)));
   Stmt *term = ks_local(p, xl, DT_F32, lower_value(L, n->in[1], ADD(MUL(V(vkk), I(T)), V(vr))));
   Expr *src = ADD(MUL(ADD(MUL(V(vn), I(g->o)), V(vkk)), I(Q)), V(vj));
-  ks_append(&term, ks_loop(p, vj, I(Q), ks_store(p, tb, ui, FADD(kx_load(p, tb, kir_clone_expr(p, ui)), FMUL(kx_local(p, xl, DT_F32), kx_load(p, x, src))))));
+  Expr *prod = FMUL(kx_local(p, xl, DT_F32), kx_load(p, x, src));
+  ks_append(&term, ks_loop(p, vj, I(Q), ks_store(p, tb, ui, FADD(kx_load(p, tb, kir_clone_expr(p, ui)), prod))));
   ks_append(&rows, reduce_loop(p, vkk, g->o, term));
   ks_append(&body, ks_loop(p, vr, I(T), rows));
   /* the gather: for c, Y, j: init, then kh in lo(Y) .. hi(Y), kw */

@@ -70,7 +70,8 @@ static void vector_loops(Program *p, Kernel *k, Stmt *b) {
     }
     int stores = 1;
     for (const Stmt *s = l->body; s; s = s->next) stores &= s->kind == ST_STORE;
-    if (!stores || l->step != 1 || l->loop == LOOP_REDUCE || !l->extent || l->extent->kind != EX_ICONST || l->extent->i < 1) continue;
+    if (!stores || l->step != 1 || l->loop == LOOP_REDUCE || !l->extent || l->extent->kind != EX_ICONST || l->extent->i < 1)
+      continue;
     int64_t e = l->extent->i, w = 16;
     while (w > e) w /= 2;
     int64_t main = e / w * w;

@@ -355,15 +355,12 @@ static Stmt *outer_shifted(Gw *G, int vj, int n1) {
   Kernel *k = G->k;
   const ConvGeom *cg = G->g;
   int vc = k->nvars++, vk = k->nvars++, vh = k->nvars++;
-  Expr *dst = kx_imul(p, kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_i(p, cg->c)), kx_var(p, vc)),
-                                                                   kx_i(p, cg->kw)),
-                                                         kx_var(p, vk)),
-                                               kx_i(p, G->hp)),
-                                     kx_var(p, vh)),
-                           kx_i(p, cg->ow));
-  Expr *src = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, cg->c)), kx_var(p, vc)), kx_i(p, G->hp)),
-                                           kx_var(p, vh)),
-                                 kx_i(p, G->wp)),
+  /* dst: row ((vj C + c) kw + k) hp + h of the slots, ow wide; src: row (n1 C + c) hp + h of xp, wp wide, at k dw */
+  Expr *plane = kx_iadd(p, kx_imul(p, kx_var(p, vj), kx_i(p, cg->c)), kx_var(p, vc));
+  Expr *shift = kx_iadd(p, kx_imul(p, plane, kx_i(p, cg->kw)), kx_var(p, vk));
+  Expr *dst = kx_imul(p, kx_iadd(p, kx_imul(p, shift, kx_i(p, G->hp)), kx_var(p, vh)), kx_i(p, cg->ow));
+  Expr *xplane = kx_iadd(p, kx_imul(p, kx_var(p, n1), kx_i(p, cg->c)), kx_var(p, vc));
+  Expr *src = kx_iadd(p, kx_imul(p, kx_iadd(p, kx_imul(p, xplane, kx_i(p, G->hp)), kx_var(p, vh)), kx_i(p, G->wp)),
                       kx_imul(p, kx_var(p, vk), kx_i(p, cg->dw)));
   Stmt *row = NULL;
   int64_t off = 0;
